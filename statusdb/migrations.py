@@ -1,0 +1,125 @@
+"""Apply, roll back and list schema migrations (a thin layer over yoyo-migrations).
+
+Migrations are plain SQL files in `statusdb.resources.migrations_dir()`: `NNNN_name.sql` and its
+undo `NNNN_name.rollback.sql`. yoyo runs each migration in one transaction and records applied
+ones in its `_yoyo_migration` table; a lock row keeps two migrators from running at once.
+
+Every function takes a libpq conninfo string (`host=... dbname=...`) or a `postgresql://` URL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from yoyo import exceptions as yoyo_exceptions
+from yoyo import get_backend, read_migrations
+
+from statusdb import resources
+
+__all__ = ["MigrationError", "apply", "rollback", "status", "yoyo_url"]
+
+YOYO_SCHEME = "postgresql+psycopg"
+"""yoyo's backend for psycopg 3 (`postgresql://` would need psycopg2)."""
+
+LOCK_TIMEOUT_S = 60
+
+
+class MigrationError(RuntimeError):
+    """A migration could not be read, applied or rolled back."""
+
+
+def yoyo_url(dsn: str) -> str:
+    """Turn a libpq conninfo string or postgres URL into a `postgresql+psycopg://` URL.
+
+    Every connection parameter travels in the query string, which yoyo passes on to
+    `psycopg.connect()` unchanged, so unix socket folders, sslmode etc. survive.
+    """
+    if dsn.startswith(f"{YOYO_SCHEME}://"):
+        return dsn
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        raise MigrationError(f"invalid connection string: {exc}") from None
+    dbname = str(params.pop("dbname", "") or "")
+    query = urlencode({k: str(v) for k, v in params.items() if v is not None})
+    url = f"{YOYO_SCHEME}:///{quote(dbname, safe='')}"
+    return f"{url}?{query}" if query else url
+
+
+def _migrations(directory: Path | None) -> Any:
+    source = directory if directory is not None else resources.migrations_dir()
+    if not Path(source).is_dir():
+        raise MigrationError(f"migrations folder {source} does not exist")
+    return read_migrations(str(source))
+
+
+@contextlib.contextmanager
+def _backend(dsn: str, *, lock: bool = True) -> Iterator[Any]:
+    backend = get_backend(yoyo_url(dsn))
+    try:
+        if lock:
+            with backend.lock(timeout=LOCK_TIMEOUT_S):
+                yield backend
+        else:
+            yield backend
+    except yoyo_exceptions.LockTimeout as exc:
+        raise MigrationError(f"another migration holds the lock: {exc}") from None
+    finally:
+        backend.connection.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _run_one(backend: Any, migration: Any, direction: str) -> str:
+    migration_id: str = migration.id
+    try:
+        if direction == "apply":
+            backend.apply_one(migration)
+        else:
+            backend.rollback_one(migration)
+    except (psycopg.Error, yoyo_exceptions.BadMigration) as exc:
+        verb = "apply" if direction == "apply" else "roll back"
+        raise MigrationError(
+            f"could not {verb} migration {migration_id}: {_first_line(exc)}"
+        ) from exc
+    return migration_id
+
+
+def apply(dsn: str, *, directory: Path | None = None) -> list[str]:
+    """Apply every pending migration, in order; return the ids applied."""
+    migrations = _migrations(directory)
+    with _backend(dsn) as backend:
+        pending = backend.to_apply(migrations)
+        applied = [_run_one(backend, m, "apply") for m in pending]
+        if applied:
+            backend.run_post_apply(migrations)
+    return applied
+
+
+def rollback(dsn: str, steps: int | None = None, *, directory: Path | None = None) -> list[str]:
+    """Roll back the last `steps` applied migrations (all when None); return their ids."""
+    if steps is not None and steps < 0:
+        raise ValueError("steps must be >= 0")
+    migrations = _migrations(directory)
+    with _backend(dsn) as backend:
+        candidates = list(backend.to_rollback(migrations))
+        if steps is not None:
+            candidates = candidates[:steps]
+        return [_run_one(backend, m, "rollback") for m in candidates]
+
+
+def status(dsn: str, *, directory: Path | None = None) -> list[tuple[str, bool]]:
+    """Every known migration, in order, with whether it is applied."""
+    migrations = _migrations(directory)
+    with _backend(dsn, lock=False) as backend:
+        applied = set(backend.get_applied_migration_hashes())
+        return [(str(m.id), m.hash in applied) for m in migrations]
