@@ -1,0 +1,162 @@
+"""statusdb's exceptions, and the translation of PostgreSQL errors into them.
+
+Callers catch these, never psycopg's: each says what was wrong in words a user can act on.
+Constraint names are the stable contract between the DDL and these messages.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import psycopg
+from psycopg import errors as pg_errors
+
+
+class StatusdbError(Exception):
+    """Base class of every error statusdb raises on purpose."""
+
+
+class NotFound(StatusdbError):
+    """The row asked for does not exist (or is not visible to the caller)."""
+
+
+class Conflict(StatusdbError):
+    """The change collides with existing data (a duplicate, or a row still in use)."""
+
+
+class InvalidInput(StatusdbError):
+    """A value is malformed or breaks a rule; nothing was written."""
+
+
+class Unauthorized(StatusdbError):
+    """A token or credential was missing or wrong."""
+
+
+class Retryable(StatusdbError):
+    """A transient failure (serialization failure, deadlock, lost connection): retry the call."""
+
+
+#: Messages for constraint violations, by constraint name.
+CONSTRAINT_MESSAGES: Final[dict[str, tuple[type[StatusdbError], str]]] = {
+    # team / incident
+    "team_name_check": (InvalidInput, "a team name must be non-blank and at most 200 characters"),
+    "incident_team_id_fkey": (NotFound, "no team with that id"),
+    "incident_title_check": (InvalidInput, "an incident title must be non-blank, at most 500 chars"),
+    "incident_priority_check": (InvalidInput, "unknown incident priority"),
+    "incident_status_check": (InvalidInput, "unknown incident status"),
+    "incident_service_identifier_check": (
+        InvalidInput,
+        "a service identifier must be non-blank and at most 200 characters",
+    ),
+    # status_page
+    "status_page_slug_key": (Conflict, "a status page with that slug already exists"),
+    "status_page_team_id_fkey": (NotFound, "no team with that id"),
+    "status_page_name_check": (InvalidInput, "a page name must be non-blank, at most 200 chars"),
+    "status_page_slug_check": (
+        InvalidInput,
+        "a slug is lower-case letters, digits and single hyphens (at most 100 characters)",
+    ),
+    "status_page_private_needs_token": (InvalidInput, "a private status page needs an access token"),
+    "status_page_created_by_id_check": (InvalidInput, "created_by_id must be non-blank"),
+    # status_page_component
+    "status_page_component_status_page_id_name_key": (
+        Conflict,
+        "this page already has a component with that name",
+    ),
+    "status_page_component_status_page_id_fkey": (NotFound, "no status page with that id"),
+    "status_page_component_team_id_fkey": (NotFound, "no team with that id"),
+    "status_page_component_name_check": (
+        InvalidInput,
+        "a component name must be non-blank and at most 200 characters",
+    ),
+    "status_page_component_service_identifier_check": (
+        InvalidInput,
+        "a service identifier must be non-blank and at most 200 characters",
+    ),
+    "status_page_component_current_status_check": (InvalidInput, "unknown component status"),
+    # status_subscriber
+    "status_subscriber_status_page_id_channel_destination_key": (
+        Conflict,
+        "this destination is already subscribed to the page on that channel",
+    ),
+    "status_subscriber_status_page_id_fkey": (NotFound, "no status page with that id"),
+    "status_subscriber_channel_check": (InvalidInput, "unknown subscriber channel"),
+    "status_subscriber_destination_check": (
+        InvalidInput,
+        "a destination must be non-blank and at most 2000 characters",
+    ),
+    "status_subscriber_notify_on_check": (
+        InvalidInput,
+        "notify_on must be a non-empty subset of degraded, outage, maintenance, resolved",
+    ),
+    "status_subscriber_component_ids_fkey": (
+        InvalidInput,
+        "every component id must name a component of the same status page",
+    ),
+    # maintenance_window
+    "maintenance_window_status_page_id_fkey": (NotFound, "no status page with that id"),
+    "maintenance_window_title_check": (
+        InvalidInput,
+        "a maintenance title must be non-blank and at most 500 characters",
+    ),
+    "maintenance_window_time_range_check": (InvalidInput, "end_time must be after start_time"),
+    "maintenance_window_recurrence_rule_check": (InvalidInput, "not an RFC 5545 RRULE"),
+    "maintenance_window_status_check": (InvalidInput, "unknown maintenance status"),
+    "maintenance_window_created_by_id_check": (InvalidInput, "created_by_id must be non-blank"),
+    "maintenance_window_component_pkey": (Conflict, "that component is already in the window"),
+    "maintenance_window_component_maintenance_window_id_fkey": (
+        NotFound,
+        "no maintenance window with that id",
+    ),
+    "maintenance_window_component_component_id_fkey": (NotFound, "no component with that id"),
+    "maintenance_window_component_same_page": (
+        InvalidInput,
+        "every component of a maintenance window must belong to the window's page",
+    ),
+    # status_incident
+    "status_incident_status_page_id_fkey": (NotFound, "no status page with that id"),
+    "status_incident_incident_id_fkey": (NotFound, "no platform incident with that id"),
+    "status_incident_title_check": (
+        InvalidInput,
+        "a status incident title must be non-blank and at most 500 characters",
+    ),
+    "status_incident_severity_check": (InvalidInput, "unknown status incident severity"),
+    "status_incident_status_check": (InvalidInput, "unknown status incident status"),
+    "status_incident_updates_check": (
+        InvalidInput,
+        "updates must be a JSON array of {timestamp, status, message} objects",
+    ),
+    "status_incident_affected_component_ids_fkey": (
+        InvalidInput,
+        "every affected component id must name a component of the same status page",
+    ),
+}
+
+_RESTRICT_MESSAGES: Final[dict[str, str]] = {
+    "incident_team_id_fkey": "the team still has incidents; delete or move them first",
+    "status_page_team_id_fkey": "the team still owns status pages; delete or move them first",
+}
+
+
+def translate(exc: psycopg.Error) -> StatusdbError:
+    """Turn a psycopg error into the statusdb error a caller can act on."""
+    constraint = exc.diag.constraint_name if isinstance(exc, psycopg.DatabaseError) else None
+    if isinstance(exc, pg_errors.ForeignKeyViolation) and constraint in _RESTRICT_MESSAGES:
+        # The referenced row is being deleted while referencing rows exist.
+        if "still referenced" in (exc.diag.message_detail or "") or "is still" in str(exc):
+            return Conflict(_RESTRICT_MESSAGES[constraint])
+    if constraint and constraint in CONSTRAINT_MESSAGES:
+        kind, message = CONSTRAINT_MESSAGES[constraint]
+        return kind(message)
+    if isinstance(exc, pg_errors.RaiseException | pg_errors.InvalidParameterValue):
+        return InvalidInput(exc.diag.message_primary or str(exc))
+    if isinstance(exc, pg_errors.IntegrityError):
+        return Conflict(exc.diag.message_primary or str(exc))
+    if isinstance(exc, pg_errors.DataError | psycopg.DataError):
+        return InvalidInput(f"invalid value: {exc.diag.message_primary or exc}")
+    if isinstance(
+        exc,
+        pg_errors.SerializationFailure | pg_errors.DeadlockDetected | psycopg.OperationalError,
+    ):
+        return Retryable(f"transient database failure, retry: {exc}")
+    return StatusdbError(f"database error: {exc}")

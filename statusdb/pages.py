@@ -1,0 +1,200 @@
+"""Status pages: create (with components), read, rename, visibility and access tokens.
+
+A private page (is_public false) is opened with an access token. The token is returned once,
+when it is made, and only its digest is stored (`statusdb.tokens`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import attrs
+from psycopg.rows import class_row, tuple_row
+from psycopg.types.json import Jsonb
+
+from statusdb import tokens, validate
+from statusdb.errors import InvalidInput, NotFound
+from statusdb.executor import Op, execute, many, one, operation, optional
+
+
+@attrs.frozen
+class StatusPage:
+    """A page as stored (the token digest is never read back)."""
+
+    id: str
+    name: str
+    description: str | None
+    slug: str
+    is_public: bool
+    team_id: str
+    created_by_id: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+@attrs.frozen
+class NewComponent:
+    """A component to create along with its page."""
+
+    name: str
+    description: str | None = None
+    display_order: int | None = None
+    team_id: str | None = None
+    service_identifier: str | None = None
+
+
+@attrs.frozen
+class CreatedPage:
+    """A new page, and its access token when private: shown this once, never stored."""
+
+    page: StatusPage
+    access_token: str | None
+
+
+_row = class_row(StatusPage)
+
+
+def _component_payload(components: Sequence[NewComponent]) -> list[dict[str, object]]:
+    payload: list[dict[str, object]] = []
+    for position, component in enumerate(components):
+        payload.append(
+            {
+                "name": validate.text("component name", component.name, max_length=200),
+                "description": validate.optional_text(
+                    "component description", component.description, max_length=10_000
+                ),
+                "display_order": position if component.display_order is None
+                else component.display_order,
+                "team_id": None if component.team_id is None
+                else validate.identifier("team_id", component.team_id),
+                "service_identifier": None if component.service_identifier is None
+                else validate.text("service_identifier", component.service_identifier,
+                                   max_length=200),
+            }
+        )
+    names = [c["name"] for c in payload]
+    if len(set(names)) != len(names):
+        raise InvalidInput("component names on a page must be unique")
+    return payload
+
+
+@operation
+def create(
+    *,
+    team_id: str,
+    name: str,
+    slug: str,
+    created_by_id: str,
+    description: str | None = None,
+    is_public: bool = False,
+    components: Sequence[NewComponent] = (),
+) -> Op[CreatedPage]:
+    """Create a page with its components in one statement.
+
+    Components without a display_order are placed in the order given. A private page gets an
+    access token, returned here once.
+    """
+    token = None if is_public else tokens.new_token()
+    params = {
+        "team_id": validate.identifier("team_id", team_id),
+        "name": validate.text("name", name, max_length=200),
+        "slug": validate.slug(slug),
+        "created_by_id": validate.identifier("created_by_id", created_by_id),
+        "description": validate.optional_text("description", description, max_length=10_000),
+        "is_public": bool(is_public),
+        "access_token_hash": None if token is None else tokens.digest(token),
+        "components": Jsonb(_component_payload(components)),
+    }
+    page = yield from one("page_create", params, _row, not_found="page was not created")
+    return CreatedPage(page, token)
+
+
+@operation
+def get(page_id: str) -> Op[StatusPage]:
+    """One page by id."""
+    params = {"id": validate.identifier("page_id", page_id)}
+    return (yield from one("page_get", params, _row, not_found=f"no status page with id {page_id!r}"))
+
+
+@operation
+def get_by_slug(slug: str) -> Op[StatusPage]:
+    """One page by slug (no token check: this is for the page's owners, not its readers)."""
+    params = {"slug": validate.text("slug", slug, max_length=100)}
+    return (yield from one("page_get_by_slug", params, _row,
+                           not_found=f"no status page with slug {slug!r}"))
+
+
+@operation
+def list_for_team(team_id: str) -> Op[list[StatusPage]]:
+    """A team's pages, by name."""
+    params = {"team_id": validate.identifier("team_id", team_id)}
+    return (yield from many("page_list_for_team", params, _row))
+
+
+@operation
+def update(
+    page_id: str,
+    *,
+    name: str | validate.Unset = validate.UNSET,
+    description: str | None | validate.Unset = validate.UNSET,
+    slug: str | validate.Unset = validate.UNSET,
+) -> Op[StatusPage]:
+    """Change a page's name, description or slug; fields left out keep their value."""
+    params = {
+        "id": validate.identifier("page_id", page_id),
+        **validate.changes(
+            name=name if name is validate.UNSET else validate.text("name", name, max_length=200),
+            description=description if description is validate.UNSET
+            else validate.optional_text("description", description, max_length=10_000),
+            slug=slug if slug is validate.UNSET else validate.slug(slug),
+        ),
+    }
+    return (yield from one("page_update", params, _row, not_found=f"no status page with id {page_id!r}"))
+
+
+@operation
+def set_visibility(page_id: str, *, is_public: bool) -> Op[tuple[StatusPage, str | None]]:
+    """Make a page public (its token is forgotten) or private (a new token, returned once)."""
+    token = None if is_public else tokens.new_token()
+    params = {
+        "id": validate.identifier("page_id", page_id),
+        "is_public": bool(is_public),
+        "access_token_hash": None if token is None else tokens.digest(token),
+    }
+    page = yield from one("page_set_visibility", params, _row,
+                          not_found=f"no status page with id {page_id!r}")
+    return page, token
+
+
+@operation
+def rotate_access_token(page_id: str) -> Op[str]:
+    """Give a private page a new access token (returned once); the old one stops working."""
+    token = tokens.new_token()
+    params = {"id": validate.identifier("page_id", page_id), "access_token_hash": tokens.digest(token)}
+    yield from one("page_rotate_access_token", params, tuple_row,
+                   not_found=f"no private status page with id {page_id!r}")
+    return token
+
+
+@operation
+def check_access_token(slug: str, token: str | None) -> Op[bool]:
+    """Whether `token` opens the page `slug` (always True for a public page).
+
+    Compares digests in constant time; an unknown slug is simply False.
+    """
+    params = {"slug": validate.text("slug", slug, max_length=100)}
+    row = yield from optional("page_access_token_hash", params, tuple_row)
+    if row is None:
+        tokens.matches(token, bytes(32))  # same work as a real comparison
+        return False
+    is_public, stored = row
+    return bool(is_public) or tokens.matches(token, stored)
+
+
+@operation
+def delete(page_id: str) -> Op[None]:
+    """Delete a page and everything on it."""
+    count = yield from execute("page_delete", {"id": validate.identifier("page_id", page_id)})
+    if count == 0:
+        raise NotFound(f"no status page with id {page_id!r}")

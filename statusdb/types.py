@@ -1,0 +1,131 @@
+"""statusdb's vocabulary: every enumeration, defined once for Python.
+
+The database holds the same sets in CHECK constraints (see `migrations/`); a test keeps the two
+equal. Each enumeration is a tuple (ordered where order means something) plus a `Literal` type
+built from the same names, so that mypy checks callers and code can iterate the values.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Final, Literal, get_args
+
+import attrs
+
+ComponentStatus = Literal[
+    "MAJOR_OUTAGE",
+    "PARTIAL_OUTAGE",
+    "DEGRADED_PERFORMANCE",
+    "UNDER_MAINTENANCE",
+    "OPERATIONAL",
+]
+#: Component statuses, worst first: the worst status present wins.
+STATUS_SEVERITY_ORDER: Final[tuple[ComponentStatus, ...]] = get_args(ComponentStatus)
+
+IncidentPriority = Literal["CRITICAL", "HIGH", "MEDIUM", "LOW", "INFO"]
+INCIDENT_PRIORITIES: Final[tuple[IncidentPriority, ...]] = get_args(IncidentPriority)
+
+IncidentStatus = Literal["OPEN", "ACKNOWLEDGED", "RESOLVED", "CLOSED"]
+INCIDENT_STATUSES: Final[tuple[IncidentStatus, ...]] = get_args(IncidentStatus)
+#: Platform incidents in these statuses drive component statuses.
+ACTIVE_INCIDENT_STATUSES: Final[tuple[IncidentStatus, ...]] = ("OPEN", "ACKNOWLEDGED")
+
+#: How a platform incident's priority shows on the components it affects (read-only).
+INCIDENT_PRIORITY_TO_STATUS: Final[Mapping[IncidentPriority, ComponentStatus]] = MappingProxyType(
+    {
+        "CRITICAL": "MAJOR_OUTAGE",
+        "HIGH": "PARTIAL_OUTAGE",
+        "MEDIUM": "DEGRADED_PERFORMANCE",
+        "LOW": "OPERATIONAL",
+        "INFO": "OPERATIONAL",
+    }
+)
+
+StatusIncidentSeverity = Literal["MINOR", "MAJOR", "CRITICAL"]
+STATUS_INCIDENT_SEVERITY: Final[tuple[StatusIncidentSeverity, ...]] = get_args(
+    StatusIncidentSeverity
+)
+
+StatusIncidentStatus = Literal["INVESTIGATING", "IDENTIFIED", "MONITORING", "RESOLVED"]
+STATUS_INCIDENT_STATUS: Final[tuple[StatusIncidentStatus, ...]] = get_args(StatusIncidentStatus)
+
+MaintenanceStatus = Literal["SCHEDULED", "IN_PROGRESS", "COMPLETED", "CANCELLED"]
+MAINTENANCE_STATUS: Final[tuple[MaintenanceStatus, ...]] = get_args(MaintenanceStatus)
+
+SubscriberChannel = Literal["EMAIL", "SLACK", "WEBHOOK"]
+SUBSCRIBER_CHANNELS: Final[tuple[SubscriberChannel, ...]] = get_args(SubscriberChannel)
+
+NotifyOnEvent = Literal["degraded", "outage", "maintenance", "resolved"]
+NOTIFY_ON_EVENTS: Final[tuple[NotifyOnEvent, ...]] = get_args(NotifyOnEvent)
+
+
+def worst_status(statuses: list[ComponentStatus] | tuple[ComponentStatus, ...]) -> ComponentStatus:
+    """The worst of `statuses` by STATUS_SEVERITY_ORDER; OPERATIONAL when there are none."""
+    if not statuses:
+        return "OPERATIONAL"
+    return min(statuses, key=STATUS_SEVERITY_ORDER.index)
+
+
+@attrs.frozen
+class StatusUpdate:
+    """One entry of a status incident's timeline."""
+
+    timestamp: dt.datetime
+    status: StatusIncidentStatus
+    message: str
+
+
+@attrs.frozen
+class ComponentView:
+    """A component as a status page shows it: no team, service or other internals."""
+
+    id: str
+    name: str
+    description: str | None
+    display_order: int
+    current_status: ComponentStatus
+    status_updated_at: dt.datetime
+
+
+@attrs.frozen
+class StatusPageWithComponents:
+    """A page as its readers see it: components in display order and the overall status."""
+
+    id: str
+    name: str
+    description: str | None
+    slug: str
+    is_public: bool
+    components: tuple[ComponentView, ...]
+    overall_status: ComponentStatus
+    updated_at: dt.datetime
+
+
+@attrs.frozen
+class StatusChangeNotification:
+    """What a subscriber is told when a component's status changes."""
+
+    status_page_id: str
+    component_id: str
+    component_name: str
+    previous_status: ComponentStatus
+    new_status: ComponentStatus
+    incident_id: str | None = None
+    maintenance_id: str | None = None
+    message: str | None = None
+
+
+@attrs.frozen
+class CreateMaintenanceWindowInput:
+    """Everything needed to schedule a maintenance window."""
+
+    component_ids: tuple[str, ...]
+    title: str
+    start_time: dt.datetime
+    end_time: dt.datetime
+    auto_update_status: bool = True
+    notify_subscribers: bool = True
+    description: str | None = None
+    recurrence_rule: str | None = None

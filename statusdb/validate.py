@@ -1,0 +1,110 @@
+"""Input checks that run before any SQL is sent.
+
+The database enforces the same rules (CHECK constraints, triggers); checking here first gives
+the caller a precise message naming the field, and saves a round trip for bad input.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import re
+from collections.abc import Collection, Iterable
+from typing import Final, TypeVar
+
+from statusdb.errors import InvalidInput
+
+_SLUG: Final = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+E = TypeVar("E", bound=str)
+
+
+def text(field: str, value: str, *, max_length: int, blank_ok: bool = False) -> str:
+    """A text value: a str, no NUL byte, within the length the schema allows."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"{field} must be a string, not {type(value).__name__}")
+    if "\x00" in value:
+        raise InvalidInput(f"{field} must not contain a NUL (0x00) character")
+    if not blank_ok and not value.strip():
+        raise InvalidInput(f"{field} must not be blank")
+    if len(value) > max_length:
+        raise InvalidInput(f"{field} must be at most {max_length} characters, got {len(value)}")
+    return value
+
+
+def optional_text(field: str, value: str | None, *, max_length: int) -> str | None:
+    """Like `text`, but None passes; blank is allowed (free-form descriptions)."""
+    if value is None:
+        return None
+    return text(field, value, max_length=max_length, blank_ok=True)
+
+
+def identifier(field: str, value: str) -> str:
+    """An id passed in by a caller: a non-blank string without NUL bytes."""
+    return text(field, value, max_length=200)
+
+
+def identifiers(field: str, values: Iterable[str]) -> list[str]:
+    """A list of ids, de-duplicated, order kept."""
+    if isinstance(values, str):
+        raise InvalidInput(f"{field} must be a list of ids, not a string")
+    seen: dict[str, None] = {}
+    for value in values:
+        seen[identifier(field, value)] = None
+    return list(seen)
+
+
+def slug(value: str) -> str:
+    """A page slug: lower-case letters, digits and single hyphens."""
+    text("slug", value, max_length=100)
+    if not _SLUG.fullmatch(value):
+        raise InvalidInput(
+            f"slug {value!r} is not valid: use lower-case letters, digits and single hyphens "
+            "(for example 'acme-api')"
+        )
+    return value
+
+
+def one_of(field: str, value: str, allowed: Collection[E]) -> E:
+    """One value of an enumeration."""
+    if value not in allowed:
+        raise InvalidInput(f"{field} must be one of {', '.join(allowed)}; got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def aware(field: str, value: dt.datetime) -> dt.datetime:
+    """An aware datetime: naive ones are refused, since their zone is a guess."""
+    if not isinstance(value, dt.datetime):
+        raise InvalidInput(f"{field} must be a datetime, not {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidInput(
+            f"{field} must be timezone-aware (for example datetime.now(timezone.utc)); "
+            "naive datetimes are refused"
+        )
+    return value
+
+
+def time_range(start: dt.datetime, end: dt.datetime) -> None:
+    """`end` strictly after `start`, both aware."""
+    aware("start_time", start)
+    aware("end_time", end)
+    if end <= start:
+        raise InvalidInput(f"end_time ({end.isoformat()}) must be after start_time "
+                           f"({start.isoformat()})")
+
+
+class Unset(enum.Enum):
+    """Marks an argument the caller left out of a partial update (None may be a real value)."""
+
+    UNSET = enum.auto()
+
+
+UNSET: Final = Unset.UNSET
+
+
+def changes(**fields: object) -> dict[str, object]:
+    """Parameters for a partial UPDATE: each field's value and a `set_<field>` flag."""
+    params: dict[str, object] = {}
+    for name, value in fields.items():
+        params[f"set_{name}"] = value is not UNSET
+        params[name] = None if value is UNSET else value
+    return params
