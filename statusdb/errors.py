@@ -41,7 +41,10 @@ CONSTRAINT_MESSAGES: Final[dict[str, tuple[type[StatusdbError], str]]] = {
     # team / incident
     "team_name_check": (InvalidInput, "a team name must be non-blank and at most 200 characters"),
     "incident_team_id_fkey": (NotFound, "no team with that id"),
-    "incident_title_check": (InvalidInput, "an incident title must be non-blank, at most 500 chars"),
+    "incident_title_check": (
+        InvalidInput,
+        "an incident title must be non-blank, at most 500 chars",
+    ),
     "incident_priority_check": (InvalidInput, "unknown incident priority"),
     "incident_status_check": (InvalidInput, "unknown incident status"),
     "incident_service_identifier_check": (
@@ -56,7 +59,10 @@ CONSTRAINT_MESSAGES: Final[dict[str, tuple[type[StatusdbError], str]]] = {
         InvalidInput,
         "a slug is lower-case letters, digits and single hyphens (at most 100 characters)",
     ),
-    "status_page_private_needs_token": (InvalidInput, "a private status page needs an access token"),
+    "status_page_private_needs_token": (
+        InvalidInput,
+        "a private status page needs an access token",
+    ),
     "status_page_created_by_id_check": (InvalidInput, "created_by_id must be non-blank"),
     # status_page_component
     "status_page_component_status_page_id_name_key": (
@@ -141,10 +147,13 @@ _RESTRICT_MESSAGES: Final[dict[str, str]] = {
 def translate(exc: psycopg.Error) -> StatusdbError:
     """Turn a psycopg error into the statusdb error a caller can act on."""
     constraint = exc.diag.constraint_name if isinstance(exc, psycopg.DatabaseError) else None
-    if isinstance(exc, pg_errors.ForeignKeyViolation) and constraint in _RESTRICT_MESSAGES:
+    if (
+        isinstance(exc, pg_errors.ForeignKeyViolation)
+        and constraint in _RESTRICT_MESSAGES
+        and "still referenced" in (exc.diag.message_detail or "")
+    ):
         # The referenced row is being deleted while referencing rows exist.
-        if "still referenced" in (exc.diag.message_detail or "") or "is still" in str(exc):
-            return Conflict(_RESTRICT_MESSAGES[constraint])
+        return Conflict(_RESTRICT_MESSAGES[constraint])
     if constraint and constraint in CONSTRAINT_MESSAGES:
         kind, message = CONSTRAINT_MESSAGES[constraint]
         return kind(message)

@@ -198,7 +198,8 @@ class Operation(Generic[P, T]):
     """
 
     def __init__(self, body: Callable[P, Op[T]], *, atomic: bool) -> None:
-        self._body = body
+        #: The operation's generator, for composing it into another operation (`yield from`).
+        self.body = body
         self.atomic = atomic
         functools.update_wrapper(self, body)
 
@@ -208,7 +209,9 @@ class Operation(Generic[P, T]):
     ) -> Coroutine[Any, Any, T]: ...
 
     @overload
-    def __call__(self, conn: psycopg.Connection[Any], /, *args: P.args, **kwargs: P.kwargs) -> T: ...
+    def __call__(
+        self, conn: psycopg.Connection[Any], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T: ...
 
     def __call__(
         self,
@@ -218,16 +221,16 @@ class Operation(Generic[P, T]):
         **kwargs: P.kwargs,
     ) -> T | Coroutine[Any, Any, T]:
         if isinstance(conn, psycopg.AsyncConnection):
-            return run_async(conn, self._body(*args, **kwargs), atomic=self.atomic)
+            return run_async(conn, self.body(*args, **kwargs), atomic=self.atomic)
         if isinstance(conn, psycopg.Connection):
-            return run_sync(conn, self._body(*args, **kwargs), atomic=self.atomic)
+            return run_sync(conn, self.body(*args, **kwargs), atomic=self.atomic)
         raise TypeError(
-            f"{self._body.__name__} takes a psycopg Connection or AsyncConnection first, "
+            f"{self.body.__name__} takes a psycopg Connection or AsyncConnection first, "
             f"not {type(conn).__name__}"
         )
 
     def __repr__(self) -> str:
-        return f"<statusdb operation {self._body.__module__}.{self._body.__qualname__}>"
+        return f"<statusdb operation {self.body.__module__}.{self.body.__qualname__}>"
 
 
 @overload
@@ -235,9 +238,7 @@ def operation(body: Callable[P, Op[T]], /) -> Operation[P, T]: ...
 
 
 @overload
-def operation(
-    *, atomic: bool = False
-) -> Callable[[Callable[P, Op[T]]], Operation[P, T]]: ...
+def operation(*, atomic: bool = False) -> Callable[[Callable[P, Op[T]]], Operation[P, T]]: ...
 
 
 def operation(

@@ -64,13 +64,17 @@ def _component_payload(components: Sequence[NewComponent]) -> list[dict[str, obj
                 "description": validate.optional_text(
                     "component description", component.description, max_length=10_000
                 ),
-                "display_order": position if component.display_order is None
+                "display_order": position
+                if component.display_order is None
                 else component.display_order,
-                "team_id": None if component.team_id is None
+                "team_id": None
+                if component.team_id is None
                 else validate.identifier("team_id", component.team_id),
-                "service_identifier": None if component.service_identifier is None
-                else validate.text("service_identifier", component.service_identifier,
-                                   max_length=200),
+                "service_identifier": None
+                if component.service_identifier is None
+                else validate.text(
+                    "service_identifier", component.service_identifier, max_length=200
+                ),
             }
         )
     names = [c["name"] for c in payload]
@@ -114,15 +118,20 @@ def create(
 def get(page_id: str) -> Op[StatusPage]:
     """One page by id."""
     params = {"id": validate.identifier("page_id", page_id)}
-    return (yield from one("page_get", params, _row, not_found=f"no status page with id {page_id!r}"))
+    return (
+        yield from one("page_get", params, _row, not_found=f"no status page with id {page_id!r}")
+    )
 
 
 @operation
 def get_by_slug(slug: str) -> Op[StatusPage]:
     """One page by slug (no token check: this is for the page's owners, not its readers)."""
     params = {"slug": validate.text("slug", slug, max_length=100)}
-    return (yield from one("page_get_by_slug", params, _row,
-                           not_found=f"no status page with slug {slug!r}"))
+    return (
+        yield from one(
+            "page_get_by_slug", params, _row, not_found=f"no status page with slug {slug!r}"
+        )
+    )
 
 
 @operation
@@ -137,7 +146,7 @@ def update(
     page_id: str,
     *,
     name: str | validate.Unset = validate.UNSET,
-    description: str | None | validate.Unset = validate.UNSET,
+    description: str | validate.Unset | None = validate.UNSET,
     slug: str | validate.Unset = validate.UNSET,
 ) -> Op[StatusPage]:
     """Change a page's name, description or slug; fields left out keep their value."""
@@ -145,12 +154,15 @@ def update(
         "id": validate.identifier("page_id", page_id),
         **validate.changes(
             name=name if name is validate.UNSET else validate.text("name", name, max_length=200),
-            description=description if description is validate.UNSET
+            description=description
+            if description is validate.UNSET
             else validate.optional_text("description", description, max_length=10_000),
             slug=slug if slug is validate.UNSET else validate.slug(slug),
         ),
     }
-    return (yield from one("page_update", params, _row, not_found=f"no status page with id {page_id!r}"))
+    return (
+        yield from one("page_update", params, _row, not_found=f"no status page with id {page_id!r}")
+    )
 
 
 @operation
@@ -162,8 +174,9 @@ def set_visibility(page_id: str, *, is_public: bool) -> Op[tuple[StatusPage, str
         "is_public": bool(is_public),
         "access_token_hash": None if token is None else tokens.digest(token),
     }
-    page = yield from one("page_set_visibility", params, _row,
-                          not_found=f"no status page with id {page_id!r}")
+    page = yield from one(
+        "page_set_visibility", params, _row, not_found=f"no status page with id {page_id!r}"
+    )
     return page, token
 
 
@@ -171,9 +184,16 @@ def set_visibility(page_id: str, *, is_public: bool) -> Op[tuple[StatusPage, str
 def rotate_access_token(page_id: str) -> Op[str]:
     """Give a private page a new access token (returned once); the old one stops working."""
     token = tokens.new_token()
-    params = {"id": validate.identifier("page_id", page_id), "access_token_hash": tokens.digest(token)}
-    yield from one("page_rotate_access_token", params, tuple_row,
-                   not_found=f"no private status page with id {page_id!r}")
+    params = {
+        "id": validate.identifier("page_id", page_id),
+        "access_token_hash": tokens.digest(token),
+    }
+    yield from one(
+        "page_rotate_access_token",
+        params,
+        tuple_row,
+        not_found=f"no private status page with id {page_id!r}",
+    )
     return token
 
 

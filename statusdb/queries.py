@@ -65,7 +65,9 @@ def load(directory: Path) -> dict[str, Query]:
     for path in sorted(directory.glob("*.sql")):
         for name, query in parse(path.name, path.read_text(encoding="utf-8")).items():
             if name in queries:
-                raise ValueError(f"query {name} is defined in {queries[name].source} and {path.name}")
+                raise ValueError(
+                    f"query {name} is defined in {queries[name].source} and {path.name}"
+                )
             queries[name] = query
     return queries
 

@@ -88,8 +88,9 @@ def time_range(start: dt.datetime, end: dt.datetime) -> None:
     aware("start_time", start)
     aware("end_time", end)
     if end <= start:
-        raise InvalidInput(f"end_time ({end.isoformat()}) must be after start_time "
-                           f"({start.isoformat()})")
+        raise InvalidInput(
+            f"end_time ({end.isoformat()}) must be after start_time ({start.isoformat()})"
+        )
 
 
 class Unset(enum.Enum):
@@ -108,3 +109,10 @@ def changes(**fields: object) -> dict[str, object]:
         params[f"set_{name}"] = value is not UNSET
         params[name] = None if value is UNSET else value
     return params
+
+
+def limit(value: int, *, maximum: int = 1000) -> int:
+    """A page size: 1 to `maximum`."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= maximum:
+        raise InvalidInput(f"limit must be an integer from 1 to {maximum}")
+    return value
