@@ -46,9 +46,12 @@ def yoyo_url(dsn: str) -> str:
         params = conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
         raise MigrationError(f"invalid connection string: {exc}") from None
-    dbname = str(params.pop("dbname", "") or "")
+    # yoyo does not unquote the URL's path, so the database name also travels in the query
+    # string (where it wins); the path only carries it when it needs no quoting.
+    dbname = str(params.get("dbname") or "")
+    path = dbname if dbname and quote(dbname, safe="") == dbname else ""
     query = urlencode({k: str(v) for k, v in params.items() if v is not None})
-    url = f"{YOYO_SCHEME}:///{quote(dbname, safe='')}"
+    url = f"{YOYO_SCHEME}:///{path}"
     return f"{url}?{query}" if query else url
 
 
