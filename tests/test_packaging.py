@@ -1,0 +1,120 @@
+"""The built wheel works on its own: SQL files inside the package, `statusdb migrate` runs.
+
+Builds a wheel from this checkout, installs it into a fresh virtualenv outside the checkout and
+runs it from an unrelated folder, so nothing can silently come from the source tree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.slow
+
+
+def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(args, capture_output=True, text=True, cwd=cwd, env=env, check=False)
+    assert result.returncode == 0, f"{args} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def outside() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="statusdb-packaging-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def clean_env() -> dict[str, str]:
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("STATUSDB_", "PYTHON", "VIRTUAL_ENV", "PG"))
+    }
+
+
+@pytest.fixture(scope="module")
+def wheel(outside: Path, clean_env: dict[str, str]) -> Path:
+    dist = outside / "dist"
+    _run(
+        [sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(REPO)],
+        cwd=outside,
+        env=clean_env,
+    )
+    (built,) = dist.glob("statusdb-*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def venv_bin(outside: Path, wheel: Path, clean_env: dict[str, str]) -> Path:
+    venv = outside / "venv"
+    _run([sys.executable, "-m", "venv", str(venv)], cwd=outside, env=clean_env)
+    _run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(wheel)],
+        cwd=outside,
+        env=clean_env,
+    )
+    return venv / "bin"
+
+
+def _repo_files(folder: str) -> list[str]:
+    return sorted(p.name for p in (REPO / folder).iterdir() if p.is_file())
+
+
+def test_wheel_carries_sql_and_migrations(wheel: Path) -> None:
+    names = zipfile.ZipFile(wheel).namelist()
+    for folder in ("sql", "migrations"):
+        packaged = sorted(
+            n.rsplit("/", 1)[1] for n in names if n.startswith(f"statusdb/_data/{folder}/")
+        )
+        assert packaged == _repo_files(folder)
+    assert "statusdb/cli.py" in names
+
+
+def test_installed_package_finds_its_sql(
+    venv_bin: Path, outside: Path, clean_env: dict[str, str]
+) -> None:
+    probe = (
+        "import json, statusdb, statusdb.resources as r; "
+        "print(json.dumps([statusdb.__file__, str(r.sql_dir()), str(r.migrations_dir())]))"
+    )
+    workdir = outside / "elsewhere"
+    workdir.mkdir(exist_ok=True)
+    out = _run([str(venv_bin / "python"), "-c", probe], cwd=workdir, env=clean_env).stdout
+    package_file, sql_dir, migrations_dir = (Path(p) for p in json.loads(out))
+    package_dir = package_file.parent
+    assert package_dir.is_relative_to(venv_bin.parent)
+    assert not package_dir.is_relative_to(REPO)
+    assert sql_dir == package_dir / "_data" / "sql"
+    assert migrations_dir == package_dir / "_data" / "migrations"
+    assert sorted(p.name for p in sql_dir.iterdir()) == _repo_files("sql")
+    assert sorted(p.name for p in migrations_dir.iterdir()) == _repo_files("migrations")
+
+
+def test_installed_cli_migrates(
+    venv_bin: Path, outside: Path, clean_env: dict[str, str], empty_dsn: str
+) -> None:
+    workdir = outside / "elsewhere"
+    workdir.mkdir(exist_ok=True)
+    statusdb = str(venv_bin / "statusdb")
+    out = _run([statusdb, "migrate", "--dsn", empty_dsn], cwd=workdir, env=clean_env).stdout
+    expected = sorted(
+        n.removesuffix(".sql") for n in _repo_files("migrations") if not n.endswith(".rollback.sql")
+    )
+    assert out.splitlines() == [f"applied {m}" for m in expected]
+    status = _run([statusdb, "status", "--dsn", empty_dsn], cwd=workdir, env=clean_env).stdout
+    assert [line.split() for line in status.splitlines()] == [["applied", m] for m in expected]
