@@ -98,44 +98,76 @@ AS $$
     END
 $$;
 
--- The status each component should have, from scratch. Filter it by id: the planner pushes the
--- filter into the lateral lookups (incident_team_id_status_idx,
--- maintenance_window_component_component_id_idx).
+-- The status a component should have, from its inputs: its team's active incidents (filtered
+-- by service), its manual status (no team), and running maintenance that covers it.
+CREATE FUNCTION statusdb_derive_status(
+    component_id text, team_id text, service_identifier text, manual_status text
+) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT coalesce((
+        SELECT s.status
+        FROM (VALUES
+            (CASE WHEN team_id IS NULL THEN manual_status END),
+            ((SELECT statusdb_priority_status(i.priority)
+              FROM incident i
+              WHERE team_id IS NOT NULL
+                AND i.team_id = statusdb_derive_status.team_id
+                AND i.status IN ('OPEN', 'ACKNOWLEDGED')
+                AND (statusdb_derive_status.service_identifier IS NULL
+                     OR i.service_identifier = statusdb_derive_status.service_identifier)
+              ORDER BY statusdb_status_rank(statusdb_priority_status(i.priority))
+              LIMIT 1)),
+            ((SELECT 'UNDER_MAINTENANCE'
+              WHERE EXISTS (
+                  SELECT 1
+                  FROM maintenance_window_component mc
+                  JOIN maintenance_window w ON w.id = mc.maintenance_window_id
+                  WHERE mc.component_id = statusdb_derive_status.component_id
+                    AND w.status = 'IN_PROGRESS'
+                    AND w.auto_update_status)))
+        ) AS s (status)
+        WHERE s.status IS NOT NULL
+        ORDER BY statusdb_status_rank(s.status)
+        LIMIT 1
+    ), 'OPERATIONAL')
+$$;
+
+-- Every component with the status it should have, computed from scratch.
 CREATE VIEW statusdb_component_derived_status AS
 SELECT c.id AS component_id,
        c.status_page_id,
        c.current_status,
-       (SELECT s.status
-        FROM (VALUES (CASE WHEN c.team_id IS NULL THEN c.manual_status ELSE 'OPERATIONAL' END),
-                     (incidents.status),
-                     (CASE WHEN maintenance.covered THEN 'UNDER_MAINTENANCE' END)) AS s (status)
-        WHERE s.status IS NOT NULL
-        ORDER BY statusdb_status_rank(s.status)
-        LIMIT 1) AS derived_status
-FROM status_page_component c
-LEFT JOIN LATERAL (
-    SELECT statusdb_priority_status(i.priority) AS status
-    FROM incident i
-    WHERE c.team_id IS NOT NULL
-      AND i.team_id = c.team_id
-      AND i.status IN ('OPEN', 'ACKNOWLEDGED')
-      AND (c.service_identifier IS NULL OR i.service_identifier = c.service_identifier)
-    ORDER BY statusdb_status_rank(statusdb_priority_status(i.priority))
-    LIMIT 1
-) AS incidents ON true
-CROSS JOIN LATERAL (
-    SELECT EXISTS (
-        SELECT 1
-        FROM maintenance_window_component mc
-        JOIN maintenance_window w ON w.id = mc.maintenance_window_id
-        WHERE mc.component_id = c.id
-          AND w.status = 'IN_PROGRESS'
-          AND w.auto_update_status
-    ) AS covered
-) AS maintenance;
+       statusdb_derive_status(c.id, c.team_id, c.service_identifier, c.manual_status)
+           AS derived_status
+FROM status_page_component c;
 
 COMMENT ON VIEW statusdb_component_derived_status IS
     'The status each component should have, computed from scratch from its inputs.';
+
+-- Records one change of a component's status and announces it on the live feed (NOTIFY is
+-- delivered to listeners when, and only if, the transaction commits).
+CREATE FUNCTION statusdb_log_status_change(
+    status_page_id text, component_id text, previous_status text, new_status text,
+    cause text, incident_id text, maintenance_window_id text, changed_at timestamptz
+) RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    change_id text;
+BEGIN
+    INSERT INTO status_change (status_page_id, component_id, previous_status, new_status, cause,
+                               incident_id, maintenance_window_id, changed_at)
+    VALUES (status_page_id, component_id, previous_status, new_status, cause, incident_id,
+            maintenance_window_id, changed_at)
+    RETURNING id INTO change_id;
+    PERFORM pg_notify('statusdb_status_change', json_build_object(
+        'status_page_id', status_page_id,
+        'component_id', component_id,
+        'new_status', new_status,
+        'change_id', change_id)::text);
+END;
+$$;
 
 -- The advisory lock key that serializes re-derivation for a component.
 CREATE FUNCTION statusdb_status_lock_key(team_id text, component_id text) RETURNS bigint
@@ -192,7 +224,7 @@ BEGIN
 
     PERFORM set_config('statusdb.deriving', 'on', true);
     WITH derived AS (
-        SELECT d.component_id, d.status_page_id, d.current_status, d.derived_status
+        SELECT d.component_id, d.current_status, d.derived_status
         FROM statusdb_component_derived_status d
         WHERE d.component_id = ANY (component_ids)
           AND d.current_status IS DISTINCT FROM d.derived_status
@@ -205,24 +237,13 @@ BEGIN
         WHERE c.id = derived.component_id
         RETURNING c.id, c.status_page_id, derived.current_status AS previous_status,
                   c.current_status AS new_status, c.status_updated_at
-    ),
-    logged AS (
-        INSERT INTO status_change (status_page_id, component_id, previous_status, new_status,
-                                   cause, incident_id, maintenance_window_id, changed_at)
-        SELECT changed.status_page_id, changed.id, changed.previous_status, changed.new_status,
-               cause, incident_id, maintenance_window_id, changed.status_updated_at
-        FROM changed
-        ORDER BY changed.id
-        RETURNING id, status_page_id, component_id, new_status
     )
-    -- Live feed: delivered to listeners when (and only if) the transaction commits.
-    SELECT count(pg_notify('statusdb_status_change', json_build_object(
-               'status_page_id', logged.status_page_id,
-               'component_id', logged.component_id,
-               'new_status', logged.new_status,
-               'change_id', logged.id)::text))
+    SELECT count(statusdb_log_status_change(changed.status_page_id, changed.id,
+                                            changed.previous_status, changed.new_status, cause,
+                                            incident_id, maintenance_window_id,
+                                            changed.status_updated_at))
     INTO STRICT notified
-    FROM logged;
+    FROM changed;
     PERFORM set_config('statusdb.deriving', 'off', true);
 END;
 $$;
@@ -273,18 +294,21 @@ CREATE TRIGGER incident_refresh_status
     ON incident
     FOR EACH ROW EXECUTE FUNCTION statusdb_incident_refresh_status();
 
--- status_page_component: current_status is written only by statusdb_refresh_components, and
--- manual_status only matters (and may only change) while the component has no team.
-CREATE FUNCTION statusdb_status_page_component_guard() RETURNS trigger
+-- status_page_component: current_status is written only by the derivation. A component's own
+-- inputs (team_id, service_identifier, manual_status) are re-derived right here, before the row
+-- is written, so that INSERT/UPDATE ... RETURNING already shows the new status. manual_status
+-- only matters, and may only change, while the component has no team.
+CREATE FUNCTION statusdb_status_page_component_derive() RETURNS trigger
 LANGUAGE plpgsql
 AS $$
+DECLARE
+    previous text := CASE WHEN TG_OP = 'INSERT' THEN 'OPERATIONAL' ELSE OLD.current_status END;
+    derived text;
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        -- Every component starts OPERATIONAL; its real status is derived right after insert.
-        NEW.current_status := 'OPERATIONAL';
-        NEW.status_updated_at := clock_timestamp();
-    ELSIF NEW.current_status IS DISTINCT FROM OLD.current_status
-          AND current_setting('statusdb.deriving', true) IS DISTINCT FROM 'on' THEN
+    IF TG_OP = 'UPDATE' AND current_setting('statusdb.deriving', true) = 'on' THEN
+        RETURN NEW;  -- written by statusdb_refresh_components
+    END IF;
+    IF NEW.current_status IS DISTINCT FROM previous AND TG_OP = 'UPDATE' THEN
         RAISE EXCEPTION 'current_status of component % is derived and cannot be set directly', OLD.id
             USING ERRCODE = 'check_violation',
                   CONSTRAINT = 'status_page_component_current_status_derived',
@@ -300,31 +324,52 @@ BEGIN
                   CONSTRAINT = 'status_page_component_manual_status_needs_no_team',
                   HINT = 'Clear team_id first to set the status by hand.';
     END IF;
+    IF TG_OP = 'INSERT' THEN
+        NEW.current_status := 'OPERATIONAL';  -- every component starts there; derived below
+        NEW.status_updated_at := clock_timestamp();
+        PERFORM statusdb_lock_status_keys(ARRAY[statusdb_status_lock_key(NEW.team_id, NEW.id)]);
+    ELSIF (NEW.team_id, NEW.service_identifier, NEW.manual_status)
+          IS NOT DISTINCT FROM (OLD.team_id, OLD.service_identifier, OLD.manual_status) THEN
+        RETURN NEW;  -- no status input changed
+    ELSE
+        -- Hold the key the component leaves as well as the one it joins.
+        PERFORM statusdb_lock_status_keys(ARRAY[statusdb_status_lock_key(OLD.team_id, OLD.id),
+                                                statusdb_status_lock_key(NEW.team_id, NEW.id)]);
+    END IF;
+    derived := statusdb_derive_status(NEW.id, NEW.team_id, NEW.service_identifier,
+                                      NEW.manual_status);
+    IF derived IS DISTINCT FROM previous THEN
+        NEW.current_status := derived;
+        NEW.status_updated_at := clock_timestamp();
+        -- A new row cannot be referenced yet: its first change is logged after insert.
+        IF TG_OP = 'UPDATE' THEN
+            PERFORM statusdb_log_status_change(NEW.status_page_id, NEW.id, previous, derived,
+                                               'MANUAL', NULL, NULL, NEW.status_updated_at);
+        END IF;
+    END IF;
     RETURN NEW;
 END;
 $$;
 
-CREATE TRIGGER status_page_component_guard
+CREATE TRIGGER status_page_component_derive
     BEFORE INSERT OR UPDATE ON status_page_component
-    FOR EACH ROW EXECUTE FUNCTION statusdb_status_page_component_guard();
+    FOR EACH ROW EXECUTE FUNCTION statusdb_status_page_component_derive();
 
-CREATE FUNCTION statusdb_status_page_component_refresh_status() RETURNS trigger
+CREATE FUNCTION statusdb_status_page_component_log_initial_status() RETURNS trigger
 LANGUAGE plpgsql
 AS $$
 BEGIN
-    IF TG_OP = 'UPDATE' THEN
-        -- Hold the key the component is leaving as well as the one it joins.
-        PERFORM statusdb_lock_status_keys(ARRAY[statusdb_status_lock_key(OLD.team_id, OLD.id),
-                                                statusdb_status_lock_key(NEW.team_id, NEW.id)]);
-    END IF;
-    PERFORM statusdb_refresh_components(ARRAY[NEW.id], 'MANUAL', NULL, NULL);
+    PERFORM statusdb_log_status_change(NEW.status_page_id, NEW.id, 'OPERATIONAL',
+                                       NEW.current_status, 'MANUAL', NULL, NULL,
+                                       NEW.status_updated_at);
     RETURN NULL;
 END;
 $$;
 
-CREATE TRIGGER status_page_component_refresh_status
-    AFTER INSERT OR UPDATE OF team_id, service_identifier, manual_status ON status_page_component
-    FOR EACH ROW EXECUTE FUNCTION statusdb_status_page_component_refresh_status();
+CREATE TRIGGER status_page_component_log_initial_status
+    AFTER INSERT ON status_page_component
+    FOR EACH ROW WHEN (NEW.current_status <> 'OPERATIONAL')
+    EXECUTE FUNCTION statusdb_status_page_component_log_initial_status();
 
 -- maintenance_window: a window starts or stops counting when it enters or leaves IN_PROGRESS
 -- with auto_update_status. (Its links are removed by cascade on delete, which the link trigger

@@ -10,12 +10,12 @@ from __future__ import annotations
 import datetime as dt
 
 import attrs
-from psycopg.rows import class_row
+from psycopg.rows import class_row, dict_row
 
 from statusdb import validate
 from statusdb.errors import InvalidInput, NotFound
-from statusdb.executor import Op, execute, many, one, operation
-from statusdb.types import ComponentStatus
+from statusdb.executor import Op, execute, many, one, operation, optional
+from statusdb.types import STATUS_SEVERITY_ORDER, ComponentStatus
 
 
 @attrs.frozen
@@ -27,6 +27,9 @@ class Component:
     display_order: int
     team_id: str | None
     service_identifier: str | None
+    #: The status set by hand; it counts only while team_id is null.
+    manual_status: ComponentStatus
+    #: Derived by the database from incidents, maintenance and manual_status.
     current_status: ComponentStatus
     status_updated_at: dt.datetime
     created_at: dt.datetime
@@ -134,3 +137,26 @@ def delete(component_id: str) -> Op[None]:
     )
     if count == 0:
         raise NotFound(f"no component with id {component_id!r}")
+
+
+@operation
+def set_status(component_id: str, status: ComponentStatus) -> Op[Component]:
+    """Set by hand the status of a component without a team.
+
+    Refused (InvalidInput) for a component driven by incidents: its status follows them. A
+    running maintenance window still shows, unless the status set here is worse.
+    """
+    params = {
+        "id": validate.identifier("component_id", component_id),
+        "status": validate.one_of("status", status, STATUS_SEVERITY_ORDER),
+    }
+    row = yield from optional("component_set_manual_status", params, dict_row)
+    if row is None:
+        raise NotFound(f"no component with id {component_id!r}")
+    if row.pop("team_driven"):
+        # Checked in the statement itself, so the caller's transaction stays usable.
+        raise InvalidInput(
+            f"component {component_id!r} is driven by its team's incidents, so its status "
+            "cannot be set by hand; clear its team_id first"
+        )
+    return Component(**row)

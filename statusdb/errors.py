@@ -80,6 +80,17 @@ CONSTRAINT_MESSAGES: Final[dict[str, tuple[type[StatusdbError], str]]] = {
         "a service identifier must be non-blank and at most 200 characters",
     ),
     "status_page_component_current_status_check": (InvalidInput, "unknown component status"),
+    "status_page_component_manual_status_check": (InvalidInput, "unknown component status"),
+    "status_page_component_current_status_derived": (
+        InvalidInput,
+        "current_status is derived from incidents and maintenance and cannot be set directly; "
+        "set the status by hand only on a component without a team",
+    ),
+    "status_page_component_manual_status_needs_no_team": (
+        InvalidInput,
+        "this component is driven by its team's incidents, so its status cannot be set by hand; "
+        "clear its team_id first",
+    ),
     # status_subscriber
     "status_subscriber_status_page_id_channel_destination_key": (
         Conflict,
@@ -157,6 +168,9 @@ def translate(exc: psycopg.Error) -> StatusdbError:
     if constraint and constraint in CONSTRAINT_MESSAGES:
         kind, message = CONSTRAINT_MESSAGES[constraint]
         return kind(message)
+    if isinstance(exc, pg_errors.InvalidTransactionState):
+        hint = exc.diag.message_hint
+        return StatusdbError(f"{exc.diag.message_primary}{'. ' + hint if hint else ''}")
     if isinstance(exc, pg_errors.RaiseException | pg_errors.InvalidParameterValue):
         return InvalidInput(exc.diag.message_primary or str(exc))
     if isinstance(exc, pg_errors.IntegrityError):

@@ -1,0 +1,84 @@
+"""Component status: the derivation's operator tools and the status-change log.
+
+The statuses themselves are kept by the database (migration 0003): every change to an incident,
+a maintenance window, its components, or a component's team, service or manual status
+re-derives the affected components in the same transaction and logs each real change. This
+module offers what operators need around that: a from-scratch recompute that reports (and
+repairs) drift, e.g. after a restore or a bulk load with triggers disabled, and a check of the
+status-change log's chain.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+import attrs
+from psycopg.rows import class_row
+
+from statusdb import validate
+from statusdb.executor import Op, many, operation
+from statusdb.types import ComponentStatus
+
+Cause = Literal["INCIDENT", "MAINTENANCE", "MANUAL"]
+STATUS_CHANGE_CAUSES: tuple[Cause, ...] = ("INCIDENT", "MAINTENANCE", "MANUAL")
+
+
+@attrs.frozen
+class Drift:
+    """A component whose stored status differs from a from-scratch derivation."""
+
+    component_id: str
+    current_status: ComponentStatus
+    derived_status: ComponentStatus
+
+
+@attrs.frozen
+class ChainBreak:
+    """A place where the status-change log does not chain (should never exist)."""
+
+    component_id: str
+    seq: int | None
+    problem: str
+
+
+@attrs.frozen
+class StatusChange:
+    """One logged change of a component's status."""
+
+    id: str
+    seq: int
+    status_page_id: str
+    component_id: str
+    previous_status: ComponentStatus
+    new_status: ComponentStatus
+    cause: Cause
+    incident_id: str | None
+    maintenance_window_id: str | None
+    changed_at: dt.datetime
+
+
+@operation
+def recompute(*, repair: bool = False) -> Op[list[Drift]]:
+    """Every component whose status has drifted from its inputs; corrected when `repair`.
+
+    Repairs are logged (cause MANUAL) and notified like any other change. Repair takes every
+    status lock, so run it at a quiet moment on a large installation.
+    """
+    return (yield from many("status_recompute", {"repair": bool(repair)}, class_row(Drift)))
+
+
+@operation
+def chain_breaks() -> Op[list[ChainBreak]]:
+    """Where the status-change log fails to chain up to the current statuses (empty: intact)."""
+    return (yield from many("status_chain_breaks", {}, class_row(ChainBreak)))
+
+
+@operation
+def changes_for_component(component_id: str, *, limit: int = 1000) -> Op[list[StatusChange]]:
+    """A component's logged status changes, oldest first."""
+    params = {
+        "component_id": validate.identifier("component_id", component_id),
+        "limit": validate.limit(limit, maximum=100_000),
+    }
+    return (yield from many("status_changes_for_component", params, class_row(StatusChange)))

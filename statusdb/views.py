@@ -1,0 +1,158 @@
+"""The page read model: what a status page's readers see, in one round trip.
+
+`page_view(conn, slug, token=...)` returns the page with its components in display order, the
+overall status, the active status incidents with their timelines, and the upcoming maintenance.
+It never exposes internals: no team ids, service identifiers, platform incident ids, creator
+ids or token digests are even selected.
+
+Private pages need their access token, and a missing or wrong token behaves exactly like an
+unknown slug (None, same query, same work), so the slugs of private pages cannot be probed. The
+token is hashed here; PostgreSQL compares digests, which leaks nothing useful about the token
+(finding a token from a digest prefix is a preimage attack on SHA-256).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+from psycopg.rows import kwargs_row
+
+from statusdb import tokens, validate
+from statusdb.executor import Op, operation, optional
+from statusdb.types import (
+    ComponentView,
+    MaintenanceStatus,
+    StatusIncidentSeverity,
+    StatusIncidentStatus,
+    StatusPageWithComponents,
+    StatusUpdate,
+    worst_status,
+)
+
+_ts = dt.datetime.fromisoformat
+
+
+@attrs.frozen
+class IncidentView:
+    """An active status incident as readers see it (no platform incident id)."""
+
+    id: str
+    title: str
+    message: str | None
+    severity: StatusIncidentSeverity
+    status: StatusIncidentStatus
+    affected_component_ids: tuple[str, ...]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    updates: tuple[StatusUpdate, ...]
+
+
+@attrs.frozen
+class MaintenanceView:
+    """Upcoming or running maintenance as readers see it (no creator id)."""
+
+    id: str
+    title: str
+    description: str | None
+    status: MaintenanceStatus
+    start_time: dt.datetime
+    end_time: dt.datetime
+    component_ids: tuple[str, ...]
+
+
+@attrs.frozen
+class PageView:
+    """Everything a status page shows."""
+
+    page: StatusPageWithComponents
+    active_incidents: tuple[IncidentView, ...]
+    upcoming_maintenance: tuple[MaintenanceView, ...]
+
+
+def _components(items: Sequence[Sequence[Any]]) -> tuple[ComponentView, ...]:
+    return tuple(
+        ComponentView(cid, name, description, order, status, _ts(changed))
+        for cid, name, description, order, status, changed in items
+    )
+
+
+def _incidents(items: Sequence[Sequence[Any]]) -> tuple[IncidentView, ...]:
+    return tuple(
+        IncidentView(
+            iid,
+            title,
+            message,
+            severity,
+            status,
+            tuple(affected),
+            _ts(created),
+            _ts(updated),
+            tuple(StatusUpdate(_ts(u["timestamp"]), u["status"], u["message"]) for u in updates),
+        )
+        for iid, title, message, severity, status, affected, created, updated, updates in items
+    )
+
+
+def _maintenance(items: Sequence[Sequence[Any]]) -> tuple[MaintenanceView, ...]:
+    return tuple(
+        MaintenanceView(wid, title, description, status, _ts(start), _ts(end), tuple(ids))
+        for wid, title, description, status, start, end, ids in items
+    )
+
+
+def _decode(
+    *,
+    id: str,
+    name: str,
+    description: str | None,
+    slug: str,
+    is_public: bool,
+    updated_at: dt.datetime,
+    components: Any,
+    incidents: Any,
+    maintenance: Any,
+) -> PageView:
+    component_views = _components(components)
+    statuses = [c.current_status for c in component_views]
+    page = StatusPageWithComponents(
+        id=id,
+        name=name,
+        description=description,
+        slug=slug,
+        is_public=is_public,
+        components=component_views,
+        overall_status=worst_status(statuses),
+        updated_at=updated_at,
+    )
+    return PageView(page, _incidents(incidents), _maintenance(maintenance))
+
+
+_row = kwargs_row(_decode)
+
+
+@operation
+def page_view(
+    slug: str,
+    *,
+    token: str | None = None,
+    maintenance_horizon: dt.timedelta = dt.timedelta(days=7),
+    maintenance_limit: int = 20,
+) -> Op[PageView | None]:
+    """The page `slug` as its readers see it, or None when there is no such page for them.
+
+    `token` opens a private page. Maintenance shown: running windows and those starting within
+    `maintenance_horizon` (recurring windows by their next occurrence).
+    """
+    if not isinstance(slug, str) or "\x00" in slug or len(slug) > 100:
+        return None  # cannot name a page; answer like an unknown slug
+    token_hash = tokens.digest(token) if isinstance(token, str) else None
+    params = {
+        "slug": slug,
+        "token_hash": token_hash,
+        "horizon": maintenance_horizon,
+        "maintenance_limit": validate.limit(maintenance_limit, maximum=200),
+    }
+    return (yield from optional("page_view_by_slug", params, _row))
