@@ -12,13 +12,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
+import signal
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import psycopg
@@ -58,10 +61,49 @@ def server_owned_tmp_dir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+_SESSION_PREFIX = "statusdb-pytest-"
+_OWNER_FILE = "owner.pid"
+
+
+def _server_uid() -> int:
+    return pwd.getpwnam(localpg.SERVER_OS_USER).pw_uid if os.geteuid() == 0 else os.geteuid()
+
+
+def _reap_orphaned_session_clusters() -> None:
+    """Stop and delete session clusters whose pytest process died without tearing down."""
+    for base in Path(tempfile.gettempdir()).glob(f"{_SESSION_PREFIX}*"):
+        try:
+            if base.stat().st_uid != _server_uid():
+                continue
+            owner = int((base / _OWNER_FILE).read_text())
+            os.kill(owner, 0)
+            continue  # its pytest is still running
+        except ProcessLookupError:
+            pass
+        except (OSError, ValueError):
+            continue
+        with contextlib.suppress(localpg.ClusterError, OSError):
+            localpg.LocalCluster(base / "pgdata").stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _sigterm_as_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # `timeout`, CI runners and IDEs stop pytest with SIGTERM, which skips fixture teardown and
+    # would leave the session's PostgreSQL running; as an interrupt, pytest still tears down.
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _sigterm_as_keyboard_interrupt)
+
+
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[localpg.LocalCluster]:
     """The session's PostgreSQL cluster (fresh temp folder, fsync off)."""
-    base = make_server_owned_dir("statusdb-pytest-")
+    _reap_orphaned_session_clusters()
+    base = make_server_owned_dir(_SESSION_PREFIX)
+    (base / _OWNER_FILE).write_text(str(os.getpid()))
     pg = localpg.LocalCluster(base / "pgdata", fsync=False)
     try:
         pg.initialize()
