@@ -1,0 +1,379 @@
+"""Status incidents: what a status page tells its readers about a problem, and its timeline.
+
+A status incident belongs to one page, optionally publishes a platform incident
+(`incident_id`), names the components of that page it affects, and carries a timeline
+(`updates`): the `{timestamp, status, message}` entries posted over its life, oldest first.
+
+* `status` and `message` are the incident's *current* state: the latest entry of the timeline.
+  `create` records the first entry and `add_update` appends one, each in the same statement
+  that sets the current state, so the two never disagree after one of our writes.
+* The timeline is append-only. `edit` corrects the title, severity, affected components or the
+  current message (a typo, say) without rewriting what was already posted.
+* `resolved_at` is kept by the database (trigger of migration 0002): set when the status becomes
+  RESOLVED, cleared when it leaves RESOLVED.
+* Timeline timestamps are UTC ISO 8601 strings with microseconds and a `Z`
+  (`2024-05-01T10:00:00.123456Z`), whatever the session's TimeZone: fixed width, so they sort
+  as text too. They decode to aware datetimes.
+
+Updates after RESOLVED are allowed (see `add_update`): an incident that flares up again is
+re-opened rather than duplicated, and a closing note keeps it resolved.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final
+
+import attrs
+from psycopg.rows import class_row
+
+from statusdb import validate
+from statusdb.errors import InvalidInput, NotFound, StatusdbError
+from statusdb.executor import Op, execute, many, one, operation
+from statusdb.types import (
+    STATUS_INCIDENT_SEVERITY,
+    STATUS_INCIDENT_STATUS,
+    StatusIncidentSeverity,
+    StatusIncidentStatus,
+    StatusUpdate,
+)
+
+TITLE_MAX: Final = 500
+"""As the table's CHECK (status_incident_title_check)."""
+
+MESSAGE_MAX: Final = 10_000
+"""A status message is prose for readers, not a log dump; bounded so one row stays small."""
+
+HISTORY_MAX_DAYS: Final = 36_500
+"""History reaches back at most a century: keeps `days` a sane integer interval."""
+
+HISTORY_MAX_LIMIT: Final = 100
+
+_UTC: Final = dt.UTC
+_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=_UTC)
+_MICROSECOND: Final = dt.timedelta(microseconds=1)
+
+
+def _parse_timestamp(value: object) -> dt.datetime:
+    """A timeline timestamp as written by statusdb, or by hand in another ISO 8601 form.
+
+    Entries written outside statusdb without an offset are read as UTC (the form statusdb
+    writes) rather than refused: one odd entry must not make the incident unreadable.
+    """
+    if isinstance(value, str):
+        try:
+            parsed = dt.datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=_UTC)
+    raise StatusdbError(f"a status incident update has an unreadable timestamp: {value!r}")
+
+
+def _decode_update(item: StatusUpdate | Mapping[str, Any]) -> StatusUpdate:
+    if isinstance(item, StatusUpdate):  # attrs.evolve, or a row built by hand
+        return item
+    return StatusUpdate(
+        timestamp=_parse_timestamp(item["timestamp"]),
+        status=item["status"],
+        message=item["message"],
+    )
+
+
+def decode_updates(value: Iterable[StatusUpdate | Mapping[str, Any]]) -> tuple[StatusUpdate, ...]:
+    """The jsonb timeline (a list of dicts, as psycopg loads it) as StatusUpdate values.
+
+    Public so that other readers of `status_incident.updates` (the page view) decode it the
+    same way: aware datetimes, hand-written offset-less entries read as UTC.
+    """
+    return tuple(_decode_update(item) for item in value)
+
+
+def _ids(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
+@attrs.frozen
+class StatusIncident:
+    """A status incident as stored; `updates` is its timeline, oldest first."""
+
+    id: str
+    status_page_id: str
+    incident_id: str | None
+    title: str
+    #: The current message (that of the latest update, unless corrected by `edit`).
+    message: str | None
+    severity: StatusIncidentSeverity
+    status: StatusIncidentStatus
+    affected_component_ids: tuple[str, ...] = attrs.field(converter=_ids)
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    resolved_at: dt.datetime | None
+    updates: tuple[StatusUpdate, ...] = attrs.field(converter=decode_updates)
+
+
+@attrs.frozen
+class HistoryPage:
+    """One page of resolved incidents; `next_cursor` fetches the next one (None: that was all)."""
+
+    items: tuple[StatusIncident, ...]
+    next_cursor: str | None
+
+
+_row = class_row(StatusIncident)
+
+
+def _title(value: str) -> str:
+    return validate.text("title", value, max_length=TITLE_MAX)
+
+
+def _message(value: str) -> str:
+    return validate.text("message", value, max_length=MESSAGE_MAX)
+
+
+def _severity(value: str) -> StatusIncidentSeverity:
+    return validate.one_of("severity", value, STATUS_INCIDENT_SEVERITY)
+
+
+def _status(value: str) -> StatusIncidentStatus:
+    return validate.one_of("status", value, STATUS_INCIDENT_STATUS)
+
+
+def _not_found(status_incident_id: str) -> str:
+    return f"no status incident with id {status_incident_id!r}"
+
+
+@operation
+def create(
+    status_page_id: str,
+    *,
+    title: str,
+    severity: StatusIncidentSeverity,
+    message: str,
+    status: StatusIncidentStatus = "INVESTIGATING",
+    affected_component_ids: Sequence[str] = (),
+    incident_id: str | None = None,
+) -> Op[StatusIncident]:
+    """Publish a status incident on a page, its first timeline entry included (one INSERT).
+
+    The entry's timestamp is the transaction's now(), equal to `created_at`. Affected
+    components must be components of the same page (InvalidInput otherwise); an unknown page
+    or platform incident is NotFound. Creating it directly as RESOLVED (a retrospective
+    notice) is allowed.
+    """
+    params = {
+        "status_page_id": validate.identifier("status_page_id", status_page_id),
+        "title": _title(title),
+        "severity": _severity(severity),
+        "message": _message(message),
+        "status": _status(status),
+        "affected_component_ids": validate.identifiers(
+            "affected_component_ids", affected_component_ids
+        ),
+        "incident_id": None
+        if incident_id is None
+        else validate.identifier("incident_id", incident_id),
+    }
+    return (
+        yield from one(
+            "status_incident_create",
+            params,
+            _row,
+            not_found=f"no status page with id {status_page_id!r}",
+        )
+    )
+
+
+@operation
+def get(status_incident_id: str) -> Op[StatusIncident]:
+    """One status incident by id."""
+    params = {"id": validate.identifier("status_incident_id", status_incident_id)}
+    return (
+        yield from one(
+            "status_incident_get", params, _row, not_found=_not_found(status_incident_id)
+        )
+    )
+
+
+@operation
+def add_update(
+    status_incident_id: str, *, status: StatusIncidentStatus, message: str
+) -> Op[StatusIncident]:
+    """Post a timeline entry; its status and message become the incident's current ones.
+
+    One UPDATE appends to the stored array (`updates || ...`), so concurrent writers never
+    lose each other's entries: the row lock makes them take turns, and each appends to the
+    version the previous one committed. The entry's timestamp is taken once the lock is held
+    (clock_timestamp()), so the timeline is in commit order and its timestamps never go
+    backwards, even when a writer's transaction began before another's.
+
+    After RESOLVED, updates are still allowed, by design:
+
+    * a status other than RESOLVED re-opens the incident: `resolved_at` is cleared, it leaves
+      the history and shows among the active ones again. A problem that comes back is the same
+      incident to readers, and its earlier timeline stays in view;
+    * RESOLVED again is a closing note ("post-mortem published"): the incident stays resolved
+      and keeps its original `resolved_at`, so its place in the history (and in any history
+      cursor already handed out) does not move.
+
+    Refusing them instead would make callers open a duplicate incident for a relapse and lose
+    the context readers need.
+    """
+    params = {
+        "id": validate.identifier("status_incident_id", status_incident_id),
+        "status": _status(status),
+        "message": _message(message),
+    }
+    return (
+        yield from one(
+            "status_incident_add_update", params, _row, not_found=_not_found(status_incident_id)
+        )
+    )
+
+
+@operation
+def edit(
+    status_incident_id: str,
+    *,
+    title: str | validate.Unset = validate.UNSET,
+    message: str | validate.Unset = validate.UNSET,
+    severity: StatusIncidentSeverity | validate.Unset = validate.UNSET,
+    affected_component_ids: Sequence[str] | validate.Unset = validate.UNSET,
+) -> Op[StatusIncident]:
+    """Correct any of title, current message, severity, affected components; others are kept.
+
+    The timeline is not touched (what was posted stays as posted); to tell readers something
+    new, use `add_update`. Status changes go through `add_update` too, so that each one is on
+    the timeline.
+    """
+    U = validate.UNSET
+    params = {
+        "id": validate.identifier("status_incident_id", status_incident_id),
+        **validate.changes(
+            title=U if title is U else _title(title),
+            message=U if message is U else _message(message),
+            severity=U if severity is U else _severity(severity),
+            affected_component_ids=U
+            if affected_component_ids is U
+            else validate.identifiers("affected_component_ids", affected_component_ids),
+        ),
+    }
+    return (
+        yield from one(
+            "status_incident_edit", params, _row, not_found=_not_found(status_incident_id)
+        )
+    )
+
+
+@operation
+def list_active(status_page_id: str) -> Op[list[StatusIncident]]:
+    """A page's unresolved status incidents, newest first (none for an unknown page)."""
+    params = {"status_page_id": validate.identifier("status_page_id", status_page_id)}
+    return (yield from many("status_incident_list_active", params, _row))
+
+
+# History cursors: URL-safe base64 (no padding) of the compact JSON array
+# [version, status_page_id, resolved_at in microseconds since the epoch, id]. Integers keep
+# resolved_at exact to the microsecond, as stored; the page id catches a cursor used on another
+# page. A cursor is a position, not a credential: a hand-made one can only point somewhere in
+# a history its holder can read from the top anyway, so it is validated, not signed.
+_CURSOR_VERSION: Final = 1
+_CURSOR_MAX_LENGTH: Final = 1_000
+_CURSOR_CHARS: Final = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _encode_cursor(status_page_id: str, resolved_at: dt.datetime, incident_id: str) -> str:
+    micros = (resolved_at - _EPOCH) // _MICROSECOND
+    payload = json.dumps(
+        [_CURSOR_VERSION, status_page_id, micros, incident_id], separators=(",", ":")
+    )
+    return base64.urlsafe_b64encode(payload.encode()).decode("ascii").rstrip("=")
+
+
+def _decode_cursor(status_page_id: str, cursor: str) -> tuple[dt.datetime, str]:
+    """The (resolved_at, id) position a cursor of ours stands for; InvalidInput otherwise."""
+    invalid = InvalidInput("after is not a valid history cursor (pass next_cursor as given)")
+    if not isinstance(cursor, str):
+        raise InvalidInput(f"after must be a cursor string or None, not {type(cursor).__name__}")
+    if len(cursor) > _CURSOR_MAX_LENGTH or not _CURSOR_CHARS.fullmatch(cursor):
+        raise invalid
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        decoded = json.loads(raw.decode("utf-8"))
+    except (binascii.Error, ValueError):  # UnicodeDecodeError and JSONDecodeError included
+        raise invalid from None
+    if not (isinstance(decoded, list) and len(decoded) == 4):
+        raise invalid
+    version, page_id, micros, incident_id = decoded
+    if (
+        version != _CURSOR_VERSION
+        or isinstance(version, bool)
+        or not isinstance(page_id, str)
+        or not isinstance(micros, int)
+        or isinstance(micros, bool)
+        or not isinstance(incident_id, str)
+    ):
+        raise invalid
+    if page_id != status_page_id:
+        raise InvalidInput("after is a history cursor of another status page")
+    try:
+        resolved_at = _EPOCH + micros * _MICROSECOND
+        validate.identifier("cursor id", incident_id)
+    except (OverflowError, InvalidInput):
+        raise invalid from None
+    return resolved_at, incident_id
+
+
+def _days(value: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= HISTORY_MAX_DAYS:
+        raise InvalidInput(f"days must be an integer from 1 to {HISTORY_MAX_DAYS}")
+    return value
+
+
+@operation
+def history(
+    status_page_id: str, *, days: int, limit: int = 20, after: str | None = None
+) -> Op[HistoryPage]:
+    """Incidents of a page resolved in the last `days` days, newest resolved first, a page at
+    a time.
+
+    Keyset pagination over (resolved_at DESC, id DESC): pass the returned `next_cursor` as
+    `after` for the next page; each incident shows up once even when several share a
+    resolved_at, and pages stay stable while new incidents are resolved in between. An
+    incident re-opened in between leaves the history; a closing note does not move it. A
+    malformed cursor, or one of another page, is InvalidInput.
+    """
+    page_id = validate.identifier("status_page_id", status_page_id)
+    position = None if after is None else _decode_cursor(page_id, after)
+    size = validate.limit(limit, maximum=HISTORY_MAX_LIMIT)
+    params = {
+        "status_page_id": page_id,
+        "days": _days(days),
+        "after_resolved_at": None if position is None else position[0],
+        "after_id": None if position is None else position[1],
+        "limit": size + 1,  # one more tells whether there is a next page
+    }
+    rows = yield from many("status_incident_history", params, _row)
+    if len(rows) <= size:
+        return HistoryPage(tuple(rows), None)
+    last = rows[size - 1]
+    assert (
+        last.resolved_at is not None
+    )  # RESOLVED rows have one (status_incident_resolved_at_check)
+    return HistoryPage(tuple(rows[:size]), _encode_cursor(page_id, last.resolved_at, last.id))
+
+
+@operation
+def delete(status_incident_id: str) -> Op[None]:
+    """Delete a status incident and its timeline."""
+    count = yield from execute(
+        "status_incident_delete",
+        {"id": validate.identifier("status_incident_id", status_incident_id)},
+    )
+    if count == 0:
+        raise NotFound(_not_found(status_incident_id))
