@@ -46,6 +46,10 @@ CONSTRAINT_MESSAGES: Final[dict[str, tuple[type[StatusdbError], str]]] = {
         "an incident title must be non-blank, at most 500 chars",
     ),
     "incident_priority_check": (InvalidInput, "unknown incident priority"),
+    "incident_resolved_at_check": (
+        InvalidInput,
+        "resolved_at is set exactly when an incident is RESOLVED or CLOSED",
+    ),
     "incident_status_check": (InvalidInput, "unknown incident status"),
     "incident_service_identifier_check": (
         InvalidInput,
@@ -58,6 +62,14 @@ CONSTRAINT_MESSAGES: Final[dict[str, tuple[type[StatusdbError], str]]] = {
     "status_page_slug_check": (
         InvalidInput,
         "a slug is lower-case letters, digits and single hyphens (at most 100 characters)",
+    ),
+    "status_page_access_token_hash_check": (
+        InvalidInput,
+        "access_token_hash must be a 32-byte SHA-256 digest",
+    ),
+    "status_page_access_token_hash_key": (
+        Conflict,
+        "that access token is already in use by another page; generate a new one",
     ),
     "status_page_private_needs_token": (
         InvalidInput,
@@ -110,6 +122,41 @@ CONSTRAINT_MESSAGES: Final[dict[str, tuple[type[StatusdbError], str]]] = {
         InvalidInput,
         "every component id must name a component of the same status page",
     ),
+    "status_subscriber_component_ids_check": (
+        InvalidInput,
+        "component_ids must not contain null",
+    ),
+    "status_subscriber_verify_token_hash_key": (
+        Conflict,
+        "that verification token digest is already in use; make a new token",
+    ),
+    "status_subscriber_verify_token_hash_check": (
+        InvalidInput,
+        "a verification token digest must be 32 bytes (SHA-256)",
+    ),
+    # status_subscriber (0005)
+    "status_subscriber_unsubscribe_token_hash_key": (
+        Conflict,
+        "that unsubscribe token digest is already in use; make a new token",
+    ),
+    "status_subscriber_unsubscribe_token_hash_check": (
+        InvalidInput,
+        "an unsubscribe token digest must be 32 bytes (SHA-256)",
+    ),
+    "status_subscriber_verify_token_expires_at_check": (
+        InvalidInput,
+        "a verification token digest needs an expiry time, and an expiry time needs a digest",
+    ),
+    "status_subscriber_is_verified_check": (
+        InvalidInput,
+        "a verified subscriber cannot have a pending verification token",
+    ),
+    "status_subscriber_destination_format_check": (
+        InvalidInput,
+        "an EMAIL destination must be an address (local@domain, domain in lower case, at most "
+        "254 octets); a SLACK or WEBHOOK destination must be an https:// URL without "
+        "user:password",
+    ),
     # maintenance_window
     "maintenance_window_status_page_id_fkey": (NotFound, "no status page with that id"),
     "maintenance_window_title_check": (
@@ -142,6 +189,14 @@ CONSTRAINT_MESSAGES: Final[dict[str, tuple[type[StatusdbError], str]]] = {
     "status_incident_updates_check": (
         InvalidInput,
         "updates must be a JSON array of {timestamp, status, message} objects",
+    ),
+    "status_incident_affected_component_ids_check": (
+        InvalidInput,
+        "affected_component_ids must not contain null",
+    ),
+    "status_incident_resolved_at_check": (
+        InvalidInput,
+        "resolved_at is set exactly when a status incident is RESOLVED",
     ),
     "status_incident_affected_component_ids_fkey": (
         InvalidInput,

@@ -21,6 +21,7 @@ import attrs
 from psycopg.rows import kwargs_row
 
 from statusdb import tokens, validate
+from statusdb.status_incidents import decode_updates
 from statusdb.executor import Op, operation, optional
 from statusdb.types import (
     ComponentView,
@@ -90,7 +91,7 @@ def _incidents(items: Sequence[Sequence[Any]]) -> tuple[IncidentView, ...]:
             tuple(affected),
             _ts(created),
             _ts(updated),
-            tuple(StatusUpdate(_ts(u["timestamp"]), u["status"], u["message"]) for u in updates),
+            decode_updates(updates),
         )
         for iid, title, message, severity, status, affected, created, updated, updates in items
     )

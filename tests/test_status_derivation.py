@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -13,9 +14,9 @@ from psycopg.rows import TupleRow
 from statusdb import components, incidents, pages, status, teams
 from statusdb.errors import InvalidInput, StatusdbError
 from statusdb.types import INCIDENT_PRIORITY_TO_STATUS, IncidentPriority
-from tests.conftest import Connect
 
 Conn = psycopg.Connection[TupleRow]
+Connect = Callable[..., Conn]
 
 
 def current(conn: Conn, component_id: str) -> str:
