@@ -21,8 +21,8 @@ import attrs
 from psycopg.rows import kwargs_row
 
 from statusdb import tokens, validate
-from statusdb.status_incidents import decode_updates
 from statusdb.executor import Op, operation, optional
+from statusdb.status_incidents import decode_updates
 from statusdb.types import (
     ComponentView,
     MaintenanceStatus,
