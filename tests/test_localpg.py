@@ -73,6 +73,8 @@ def test_life_cycle_reuse_and_busy_port(server_owned_tmp_dir: Path) -> None:
         second.stop()
 
         with socket.socket() as squatter:
+            # SO_REUSEADDR: the old server's closed connections may linger in TIME_WAIT.
+            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             squatter.bind((localpg.HOST, port))
             squatter.listen()
             third = localpg.ensure_running(data_dir, fsync=False)
