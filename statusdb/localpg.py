@@ -178,8 +178,13 @@ def _pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True  # exists, owned by someone else
-    return True
+        pass  # exists, owned by someone else
+    # A postmaster.pid left by a crash or reboot may name a pid reused by something else.
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc (macOS): trust the signal check
+    return b"postgres" in cmdline or b"postmaster" in cmdline
 
 
 def _one_line(text: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 from pathlib import Path
 
 import psycopg
@@ -85,6 +86,17 @@ def test_life_cycle_reuse_and_busy_port(server_owned_tmp_dir: Path) -> None:
         first.stop()
     assert not first.is_running()
     first.stop()  # stopping a stopped cluster is fine
+
+
+def test_stale_pid_file_is_not_a_running_server(server_owned_tmp_dir: Path) -> None:
+    data_dir = server_owned_tmp_dir / "pgdata"
+    data_dir.mkdir()
+    with subprocess.Popen(["sleep", "30"]) as other:  # a live pid that is not postgres
+        try:
+            (data_dir / "postmaster.pid").write_text(f"{other.pid}\n{data_dir}\n0\n5432\n")
+            assert not localpg.LocalCluster(data_dir).is_running()
+        finally:
+            other.kill()
 
 
 def test_start_before_initialize_is_a_clear_error(server_owned_tmp_dir: Path) -> None:
