@@ -19,7 +19,16 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from typing import Any, Generic, Literal, ParamSpec, TypeVar, cast, overload
 
 import attrs
@@ -34,7 +43,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 P = ParamSpec("P")
 
-Fetch = Literal["optional", "all", "rowcount"]
+Fetch = Literal["optional", "all", "rowcount", "copy"]
 Params = Mapping[str, Any]
 
 
@@ -46,6 +55,8 @@ class Step:
     params: Params
     row_factory: BaseRowFactory[Any]
     fetch: Fetch
+    #: For fetch="copy": the rows sent to a `COPY ... FROM STDIN` statement (consumed once).
+    copy_rows: Iterable[Sequence[Any]] = ()
 
 
 #: An operation body: yields steps, receives their results, returns the operation's result.
@@ -78,8 +89,24 @@ def execute(name: str, params: Params) -> Op[int]:
     return cast(int, result)
 
 
+def copy_in(name: str, rows: Iterable[Sequence[Any]]) -> Op[int]:
+    """Run `COPY ... FROM STDIN` query `name`, streaming `rows` (text format); rows copied.
+
+    `rows` is consumed lazily while the COPY runs, so it may be a generator. An exception it
+    raises aborts the COPY and propagates unchanged to the caller (an atomic operation's
+    savepoint is rolled back on the way).
+    """
+    result = yield Step(queries.get(name), {}, tuple_row, "copy", rows)
+    return cast(int, result)
+
+
 def _run_step_sync(conn: psycopg.Connection[Any], step: Step) -> Any:
     with conn.cursor(row_factory=step.row_factory) as cur:
+        if step.fetch == "copy":
+            with cur.copy(step.query.sql) as copy:
+                for row in step.copy_rows:
+                    copy.write_row(row)
+            return cur.rowcount
         cur.execute(step.query.sql, step.params)
         if step.fetch == "optional":
             return cur.fetchone()
@@ -90,6 +117,11 @@ def _run_step_sync(conn: psycopg.Connection[Any], step: Step) -> Any:
 
 async def _run_step_async(conn: psycopg.AsyncConnection[Any], step: Step) -> Any:
     async with conn.cursor(row_factory=step.row_factory) as cur:
+        if step.fetch == "copy":
+            async with cur.copy(step.query.sql) as copy:
+                for row in step.copy_rows:
+                    await copy.write_row(row)
+            return cur.rowcount
         await cur.execute(step.query.sql, step.params)
         if step.fetch == "optional":
             return await cur.fetchone()
@@ -262,6 +294,7 @@ __all__ = [
     "Operation",
     "StatusdbError",
     "Step",
+    "copy_in",
     "execute",
     "many",
     "one",
