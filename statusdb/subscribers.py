@@ -1,0 +1,612 @@
+"""Subscribers of a status page: who is told about status changes, where, and about what.
+
+A subscriber is a destination on a channel: an email address (EMAIL), or an https URL that
+receives a POST (SLACK incoming webhook, WEBHOOK). It follows some components of the page (none
+listed: all of them) and some kinds of events (`notify_on`).
+
+Tokens. Each token is returned once, when it is made; the database keeps only its SHA-256 digest
+(`statusdb.tokens`), so a leaked dump verifies or unsubscribes nobody. Tokens are looked up by
+digest through a unique index: the timing of that lookup says nothing useful about a token,
+since the digest of a guess is unrelated to the digest of the real token.
+
+* An EMAIL subscriber starts unverified, with a verification token that works once and expires
+  (`verify_ttl`, 24 hours by default): only the owner of the address can confirm it, so nobody
+  can sign someone else up. SLACK and WEBHOOK URLs are secrets of their owner already, so those
+  subscribers start verified.
+* Every subscribe returns an unsubscribe token. It keeps working after unsubscribing (a second
+  click on the same link is harmless) and is replaced when the destination subscribes again.
+
+Subscribing a destination again renews its subscription instead of failing: preferences are
+replaced, an unsubscribed subscription is reactivated, both tokens are replaced, and an EMAIL
+destination must verify again. That last rule keeps a stranger who re-subscribes someone else's
+address from silently changing what they receive; to change preferences without a new
+verification, use `update_preferences` (behind the caller's own authentication).
+
+Unsubscribing (by id, or by token; never by address, which anyone can type) keeps the row,
+inactive, for a later re-subscribe and for audit; `delete` removes it for good.
+
+Errors: invalid input raises InvalidInput naming the field; an unknown page or subscriber
+NotFound; a wrong, used or expired token Unauthorized (the message tells an expired
+verification token apart, so the page can offer to send a new one).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import string
+import unicodedata
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Final, NamedTuple
+from urllib.parse import urlsplit
+
+import attrs
+from psycopg.rows import class_row, kwargs_row, tuple_row
+
+from statusdb import tokens, validate
+from statusdb.errors import InvalidInput, NotFound, Unauthorized
+from statusdb.executor import Op, copy_in, execute, many, one, operation, optional
+from statusdb.types import (
+    NOTIFY_ON_EVENTS,
+    SUBSCRIBER_CHANNELS,
+    NotifyOnEvent,
+    SubscriberChannel,
+)
+
+#: How long a verification token works unless the caller says otherwise.
+DEFAULT_VERIFY_TTL: Final = dt.timedelta(hours=24)
+#: The longest verification lifetime accepted: a link older than this is more likely leaked
+#: than used.
+MAX_VERIFY_TTL: Final = dt.timedelta(days=30)
+
+# RFC 5321/5322 limits, in octets.
+_MAX_EMAIL: Final = 254
+_MAX_LOCAL_PART: Final = 64
+_MAX_DOMAIN: Final = 253
+_MAX_LABEL: Final = 63
+_MAX_URL: Final = 2000  # status_subscriber_destination_check
+# RFC 5322 atext; non-ASCII characters are allowed too (RFC 6531, internationalized email).
+_ATEXT: Final = frozenset(string.ascii_letters + string.digits + "!#$%&'*+/=?^_`{|}~-")
+_HOST_ASCII: Final = frozenset(string.ascii_lowercase + string.digits + "-")
+
+
+def _tuple(values: Iterable[Any]) -> tuple[Any, ...]:
+    return tuple(values)
+
+
+@attrs.frozen
+class Subscriber:
+    """A subscription as stored. Token digests are never read back."""
+
+    id: str
+    status_page_id: str
+    channel: SubscriberChannel
+    destination: str
+    #: Components followed; empty: all components of the page.
+    component_ids: tuple[str, ...] = attrs.field(converter=_tuple)
+    notify_on: tuple[NotifyOnEvent, ...] = attrs.field(converter=_tuple)
+    is_verified: bool
+    is_active: bool
+    #: When the pending verification token expires; None when no verification is pending.
+    verify_token_expires_at: dt.datetime | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+@attrs.frozen
+class Subscription:
+    """The result of `subscribe`: the subscriber and its tokens, shown this once."""
+
+    subscriber: Subscriber
+    #: For EMAIL: the token that confirms the address (send it to the address). Else None.
+    verify_token: str | None
+    unsubscribe_token: str
+    #: True when a new subscription was made; False when an existing one was renewed.
+    created: bool
+
+
+@attrs.frozen
+class SubscriberCounts:
+    """A page's subscribers: all of them, the active ones, and those notified."""
+
+    total: int
+    active: int
+    #: Active and verified: the subscribers notifications actually go to.
+    verified: int
+
+
+@attrs.frozen
+class ImportRow:
+    """One subscriber to import (for example from another status page tool)."""
+
+    channel: SubscriberChannel
+    destination: str
+    component_ids: Sequence[str] = ()
+    notify_on: Sequence[NotifyOnEvent] = NOTIFY_ON_EVENTS
+    #: Whether the previous tool had confirmed this EMAIL address. Only honoured when the import
+    #: is called with trust_verified=True; ignored for SLACK and WEBHOOK (always verified).
+    verified: bool = True
+
+
+class RefusedRow(NamedTuple):
+    """A row the import did not insert, and why."""
+
+    #: Position of the row in the input, counting from 1.
+    row_number: int
+    destination: str
+    reason: str
+
+
+@attrs.frozen
+class ImportReport:
+    """What an import did: how many rows were inserted, and every other row with its reason."""
+
+    accepted: int
+    #: In input order.
+    refused: list[RefusedRow]
+
+
+_row = class_row(Subscriber)
+
+
+def _subscribed(*, created: bool, **columns: Any) -> tuple[bool, Subscriber]:
+    return created, Subscriber(**columns)
+
+
+def _verify_outcome(*, expired: bool, **columns: Any) -> tuple[bool, Subscriber]:
+    return expired, Subscriber(**columns)
+
+
+_subscribed_row = kwargs_row(_subscribed)
+_verify_row = kwargs_row(_verify_outcome)
+
+
+# --- validation -------------------------------------------------------------------------------
+
+
+def _host_problem(host: str) -> str | None:
+    """Why `host` (lower-cased) is not a usable DNS name, or None when it is."""
+    if len(host.encode()) > _MAX_DOMAIN:
+        return f"the domain is longer than {_MAX_DOMAIN} octets"
+    labels = host.split(".")
+    if len(labels) < 2:
+        return "the domain needs at least one dot (like example.com)"
+    for label in labels:
+        if not label:
+            return "the domain has an empty label (a leading, trailing or double dot)"
+        if len(label) > _MAX_LABEL:
+            return f"a label of the domain is longer than {_MAX_LABEL} characters"
+        if label[0] == "-" or label[-1] == "-":
+            return f"the domain label {label!r} starts or ends with a hyphen"
+        for ch in label:
+            # ASCII letters, digits and hyphens; letters, marks and digits of other scripts
+            # (internationalized domain names, kept in their Unicode form).
+            if ch not in _HOST_ASCII and not (
+                ord(ch) > 127 and unicodedata.category(ch)[0] in "LMN"
+            ):
+                return f"the character {ch!r} is not allowed in a domain"
+    if labels[-1].isdigit():
+        return "the top-level domain cannot be all digits"
+    return None
+
+
+def _email(value: str) -> str:
+    """A syntactically valid address: local part kept as given, domain lower-cased."""
+
+    def bad(why: str) -> InvalidInput:
+        return InvalidInput(f"destination is not a valid email address: {why}")
+
+    address = value.strip()
+    if any(ch.isspace() for ch in address):
+        raise bad("it contains a space")
+    if not address.isprintable():
+        raise bad("it contains a control or invisible character")
+    if "@" not in address:
+        raise bad("the '@' is missing")
+    local, _, domain = address.rpartition("@")
+    if "@" in local:
+        raise bad("it contains more than one '@'")
+    if not local:
+        raise bad("the part before the '@' is empty")
+    if not domain:
+        raise bad("the domain after the '@' is missing")
+    if len(local.encode()) > _MAX_LOCAL_PART:
+        raise bad(f"the part before the '@' is longer than {_MAX_LOCAL_PART} octets")
+    if local.startswith('"'):
+        raise bad("quoted local parts are not supported")
+    for atom in local.split("."):
+        if not atom:
+            raise bad("the part before the '@' has a leading, trailing or double dot")
+        for ch in atom:
+            if ch not in _ATEXT and ord(ch) <= 127:
+                raise bad(f"the character {ch!r} is not allowed before the '@'")
+    domain = domain.lower()
+    if domain.startswith("["):
+        raise bad("address literals ([1.2.3.4]) are not supported; use a domain")
+    problem = _host_problem(domain)
+    if problem:
+        raise bad(problem)
+    normalized = f"{local}@{domain}"
+    if len(normalized.encode()) > _MAX_EMAIL:
+        raise bad(f"it is longer than {_MAX_EMAIL} octets")
+    return normalized
+
+
+def _https_url(value: str) -> str:
+    """An absolute https URL with a host and no credentials; scheme and host lower-cased."""
+
+    def bad(why: str) -> InvalidInput:
+        # The URL itself is not repeated: webhook URLs are secrets, and messages get logged.
+        return InvalidInput(f"destination is not a valid https URL: {why}")
+
+    url = value.strip()
+    if any(ch.isspace() for ch in url):
+        raise bad("it contains a space")
+    if not url.isprintable():
+        raise bad("it contains a control or invisible character")
+    if "\\" in url:
+        raise bad("it contains a backslash")
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise bad(str(exc)) from None
+    scheme = parts.scheme.lower()
+    if scheme != "https" or url[len(scheme) : len(scheme) + 3] != "://":
+        raise bad("it must start with https:// (http and other schemes are refused)")
+    netloc = parts.netloc
+    if "@" in netloc:
+        raise bad("it must not contain credentials (user:password@)")
+    host = parts.hostname
+    if not host:
+        raise bad("the host is missing")
+    try:
+        port = parts.port
+    except ValueError:
+        raise bad("the port is not a number from 1 to 65535") from None
+    if port == 0:
+        raise bad("the port is not a number from 1 to 65535")
+    if netloc.startswith("["):
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise bad("the host is not a valid IPv6 address") from None
+    else:
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            problem = _host_problem(host)
+            if problem:
+                raise bad(problem.replace("domain", "host")) from None
+    rest = url[len(scheme) + 3 + len(netloc) :]
+    return f"https://{netloc.lower()}{rest}"
+
+
+def normalize_destination(channel: SubscriberChannel, destination: str) -> str:
+    """Check a destination for its channel and return it as it is stored.
+
+    EMAIL: an address, surrounding spaces removed, domain lower-cased (local part kept: it may be
+    case-sensitive). SLACK, WEBHOOK: an absolute https URL with a host and without credentials,
+    scheme and host lower-cased. Raises InvalidInput naming the field.
+    """
+    channel = validate.one_of("channel", channel, SUBSCRIBER_CHANNELS)
+    validate.text("destination", destination, max_length=_MAX_URL)
+    if channel == "EMAIL":
+        return _email(destination)
+    return _https_url(destination)
+
+
+def _component_ids(values: Iterable[str]) -> list[str]:
+    try:
+        return validate.identifiers("component_ids", values)
+    except TypeError:
+        raise InvalidInput("component_ids must be a list of component ids") from None
+
+
+def _notify_on(values: Iterable[NotifyOnEvent]) -> list[NotifyOnEvent]:
+    """A non-empty subset of the events, de-duplicated, in the canonical order."""
+    events = ", ".join(NOTIFY_ON_EVENTS)
+    if isinstance(values, str):
+        raise InvalidInput(f"notify_on must be a list of events ({events}), not a string")
+    try:
+        chosen = {validate.one_of("notify_on", value, NOTIFY_ON_EVENTS) for value in values}
+    except TypeError:
+        raise InvalidInput(f"notify_on must be a list of events ({events})") from None
+    if not chosen:
+        raise InvalidInput(f"notify_on must name at least one event: {events}")
+    return [event for event in NOTIFY_ON_EVENTS if event in chosen]
+
+
+def _verify_ttl(value: dt.timedelta) -> dt.timedelta:
+    if not isinstance(value, dt.timedelta) or not dt.timedelta(0) < value <= MAX_VERIFY_TTL:
+        raise InvalidInput(
+            f"verify_ttl must be a timedelta greater than 0 and at most {MAX_VERIFY_TTL.days} days"
+        )
+    return value
+
+
+def _token_digest(token: str, *, what: str) -> bytes:
+    """The digest to look a presented token up by; a missing or non-text token matches nothing."""
+    if not isinstance(token, str) or not token:
+        raise Unauthorized(f"{what} token is missing")
+    return tokens.digest(token)
+
+
+# --- operations -------------------------------------------------------------------------------
+
+
+@operation
+def subscribe(
+    status_page_id: str,
+    *,
+    channel: SubscriberChannel,
+    destination: str,
+    component_ids: Iterable[str] = (),
+    notify_on: Iterable[NotifyOnEvent] = NOTIFY_ON_EVENTS,
+    verify_ttl: dt.timedelta = DEFAULT_VERIFY_TTL,
+) -> Op[Subscription]:
+    """Subscribe a destination to a page, or renew its subscription; one statement.
+
+    Returns the subscriber, its tokens (shown this once) and whether it was created. Renewing
+    (same page, channel and normalized destination) replaces the preferences, reactivates, and
+    replaces both tokens; an EMAIL destination is unverified again until its new verification
+    token is used. component_ids must be components of the page (empty: all of them).
+    """
+    channel = validate.one_of("channel", channel, SUBSCRIBER_CHANNELS)
+    normalized = normalize_destination(channel, destination)
+    is_email = channel == "EMAIL"
+    ttl = _verify_ttl(verify_ttl)
+    verify_token = tokens.new_token() if is_email else None
+    unsubscribe_token = tokens.new_token()
+    params = {
+        "status_page_id": validate.identifier("status_page_id", status_page_id),
+        "channel": channel,
+        "destination": normalized,
+        "component_ids": _component_ids(component_ids),
+        "notify_on": _notify_on(notify_on),
+        "is_verified": not is_email,
+        "verify_token_hash": None if verify_token is None else tokens.digest(verify_token),
+        "verify_ttl": ttl if is_email else None,
+        "unsubscribe_token_hash": tokens.digest(unsubscribe_token),
+    }
+    created, subscriber = yield from one(
+        "subscriber_subscribe", params, _subscribed_row, not_found="subscriber was not saved"
+    )
+    return Subscription(subscriber, verify_token, unsubscribe_token, created)
+
+
+@operation
+def verify(token: str) -> Op[Subscriber]:
+    """Confirm an EMAIL subscriber with its verification token; the token then stops working.
+
+    Raises Unauthorized when the token is wrong, already used or replaced ("unknown or already
+    used"), or expired ("expired": subscribing again sends a new one).
+    """
+    params = {"verify_token_hash": _token_digest(token, what="the verification")}
+    outcome = yield from optional("subscriber_verify", params, _verify_row)
+    if outcome is None:
+        raise Unauthorized("unknown or already used verification token")
+    expired, subscriber = outcome
+    if expired:
+        raise Unauthorized("this verification token has expired; subscribe again to get a new one")
+    return subscriber
+
+
+@operation
+def unsubscribe(subscriber_id: str) -> Op[Subscriber]:
+    """Deactivate a subscriber (idempotent); its pending verification, if any, is dropped.
+
+    The row stays (inactive) for a later re-subscribe and for audit; see `delete` for erasure.
+    """
+    params = {"id": validate.identifier("subscriber_id", subscriber_id)}
+    return (
+        yield from one(
+            "subscriber_unsubscribe",
+            params,
+            _row,
+            not_found=f"no subscriber with id {subscriber_id!r}",
+        )
+    )
+
+
+@operation
+def unsubscribe_by_token(token: str) -> Op[Subscriber]:
+    """Deactivate the subscriber whose unsubscribe token this is (idempotent).
+
+    Raises Unauthorized for a token that matches no subscriber; nothing changes then.
+    """
+    params = {"unsubscribe_token_hash": _token_digest(token, what="the unsubscribe")}
+    subscriber = yield from optional("subscriber_unsubscribe_by_token", params, _row)
+    if subscriber is None:
+        raise Unauthorized("unknown unsubscribe token")
+    return subscriber
+
+
+@operation
+def rotate_unsubscribe_token(subscriber_id: str) -> Op[str]:
+    """Give a subscriber a new unsubscribe token (returned once); the old one stops working.
+
+    For subscribers that have none (imported ones) or whose token was lost: tokens are stored
+    as digests, so a notification can only carry an unsubscribe link made this way.
+    """
+    token = tokens.new_token()
+    params = {
+        "id": validate.identifier("subscriber_id", subscriber_id),
+        "unsubscribe_token_hash": tokens.digest(token),
+    }
+    yield from one(
+        "subscriber_rotate_unsubscribe_token",
+        params,
+        tuple_row,
+        not_found=f"no subscriber with id {subscriber_id!r}",
+    )
+    return token
+
+
+@operation
+def update_preferences(
+    subscriber_id: str,
+    *,
+    component_ids: Iterable[str] | validate.Unset = validate.UNSET,
+    notify_on: Iterable[NotifyOnEvent] | validate.Unset = validate.UNSET,
+) -> Op[Subscriber]:
+    """Change the components a subscriber follows and the events it is notified about.
+
+    Fields left out keep their value. The destination and channel cannot change (they are what
+    was verified): subscribe the new destination and unsubscribe the old one instead.
+    """
+    U = validate.UNSET
+    if component_ids is U and notify_on is U:
+        return (yield from get.body(subscriber_id))
+    params = {
+        "id": validate.identifier("subscriber_id", subscriber_id),
+        **validate.changes(
+            component_ids=U if component_ids is U else _component_ids(component_ids),
+            notify_on=U if notify_on is U else _notify_on(notify_on),
+        ),
+    }
+    return (
+        yield from one(
+            "subscriber_update_preferences",
+            params,
+            _row,
+            not_found=f"no subscriber with id {subscriber_id!r}",
+        )
+    )
+
+
+@operation
+def get(subscriber_id: str) -> Op[Subscriber]:
+    """One subscriber by id."""
+    params = {"id": validate.identifier("subscriber_id", subscriber_id)}
+    return (
+        yield from one(
+            "subscriber_get", params, _row, not_found=f"no subscriber with id {subscriber_id!r}"
+        )
+    )
+
+
+@operation
+def list_for_page(
+    status_page_id: str,
+    *,
+    active_only: bool = False,
+    limit: int = 100,
+    after: str | None = None,
+) -> Op[list[Subscriber]]:
+    """A page's subscribers in id order (ids are time-ordered: about creation order), `limit`
+    at a time.
+
+    Pass the id of the last subscriber of one page as `after` to get the next (keyset
+    pagination: stable while rows are added or removed, and as fast for the last page as for
+    the first).
+    """
+    params = {
+        "status_page_id": validate.identifier("status_page_id", status_page_id),
+        "active_only": bool(active_only),
+        "limit": validate.limit(limit),
+        # Every id sorts after the empty string.
+        "after": "" if after is None else validate.identifier("after", after),
+    }
+    return (yield from many("subscriber_list_for_page", params, _row))
+
+
+@operation
+def count_for_page(status_page_id: str) -> Op[SubscriberCounts]:
+    """How many subscribers a page has (zeros for an unknown page)."""
+    params = {"status_page_id": validate.identifier("status_page_id", status_page_id)}
+    return (
+        yield from one(
+            "subscriber_count_for_page",
+            params,
+            class_row(SubscriberCounts),
+            not_found="no counts",
+        )
+    )
+
+
+@operation
+def delete(subscriber_id: str) -> Op[None]:
+    """Delete a subscriber for good (erasure request); `unsubscribe` keeps the row."""
+    count = yield from execute(
+        "subscriber_delete", {"id": validate.identifier("subscriber_id", subscriber_id)}
+    )
+    if count == 0:
+        raise NotFound(f"no subscriber with id {subscriber_id!r}")
+
+
+def _staged_rows(
+    rows: Iterable[ImportRow], *, trust_verified: bool, refused: list[RefusedRow]
+) -> Iterator[tuple[int, str, str, list[str], list[NotifyOnEvent], bool]]:
+    """The rows that pass the checks made in Python, numbered from 1; the others go to
+    `refused`. Lazy: rows are read while the COPY runs, never all held in memory."""
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, ImportRow):
+            raise InvalidInput(
+                f"import rows must be ImportRow values; row {number} is a {type(row).__name__}"
+            )
+        try:
+            channel = validate.one_of("channel", row.channel, SUBSCRIBER_CHANNELS)
+            destination = normalize_destination(channel, row.destination)
+            component_ids = _component_ids(row.component_ids)
+            notify_on = _notify_on(row.notify_on)
+        except InvalidInput as exc:
+            shown = row.destination if isinstance(row.destination, str) else repr(row.destination)
+            refused.append(RefusedRow(number, shown, str(exc)))
+            continue
+        is_verified = channel != "EMAIL" or (trust_verified and bool(row.verified))
+        yield number, channel, destination, component_ids, notify_on, is_verified
+
+
+class _ApplyResult(NamedTuple):
+    accepted: int
+    row_number: int | None
+    destination: str | None
+    reason: str | None
+
+
+@operation(atomic=True)
+def import_subscribers(
+    status_page_id: str, rows: Iterable[ImportRow], *, trust_verified: bool = False
+) -> Op[ImportReport]:
+    """Import subscribers in bulk: all the good rows, or nothing.
+
+    Rows are checked as `subscribe` checks them, streamed into a staging table with COPY, and
+    inserted with one INSERT. A row is refused (and reported, with its reason) when it is
+    invalid, names a component not on the page, repeats an earlier valid row's channel and
+    destination, or is already subscribed to the page. A destination that unsubscribed from the
+    page is never re-subscribed by an import (only by its owner). Any other failure (an unknown
+    page, an exception raised by `rows`, a lost connection) writes nothing.
+
+    Imported EMAIL subscribers are verified only with trust_verified=True (the caller vouches
+    that the previous tool confirmed them) and then only those with `verified` set; the others
+    are stored unverified and receive nothing until they subscribe again (`subscribe` sends them
+    a verification token). Imported rows get no unsubscribe token: see
+    `rotate_unsubscribe_token`.
+    """
+    page_id = validate.identifier("status_page_id", status_page_id)
+    if isinstance(rows, str | bytes):
+        raise InvalidInput("rows must be an iterable of ImportRow values")
+    refused: list[RefusedRow] = []
+    yield from one(
+        "subscriber_import_lock_page",
+        {"status_page_id": page_id},
+        tuple_row,
+        not_found=f"no status page with id {page_id!r}",
+    )
+    yield from execute("subscriber_import_create", {})
+    yield from copy_in(
+        "subscriber_import_copy",
+        _staged_rows(rows, trust_verified=bool(trust_verified), refused=refused),
+    )
+    results = yield from many(
+        "subscriber_import_apply", {"status_page_id": page_id}, class_row(_ApplyResult)
+    )
+    yield from execute("subscriber_import_drop", {})
+    accepted = results[0].accepted if results else 0
+    for result in results:
+        if result.row_number is not None:
+            refused.append(
+                RefusedRow(result.row_number, result.destination or "", result.reason or "")
+            )
+    refused.sort(key=lambda refusal: refusal.row_number)
+    return ImportReport(accepted, refused)
