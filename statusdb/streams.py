@@ -1,0 +1,72 @@
+"""Streaming large results in constant memory, for sync and async callers.
+
+A server-side (named) cursor keeps the result on the server and hands it over `itersize` rows
+at a time, so fanning a change out to a million subscribers holds one batch in memory, never
+the million. Named cursors live inside a transaction: on an autocommit connection the stream
+opens one of its own for its duration.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import psycopg
+from psycopg.rows import BaseRowFactory
+
+from statusdb import queries
+from statusdb.errors import translate
+from statusdb.executor import Params
+
+#: Rows fetched per round trip: large enough that the network is not the bottleneck, small
+#: enough that memory stays flat (a few MB).
+DEFAULT_ITERSIZE = 5_000
+
+_names = itertools.count()
+
+
+def _cursor_name() -> str:
+    return f"statusdb_stream_{next(_names)}"
+
+
+def stream_sync(
+    conn: psycopg.Connection[Any],
+    name: str,
+    params: Params,
+    row: BaseRowFactory[Any],
+    *,
+    itersize: int = DEFAULT_ITERSIZE,
+) -> Iterator[Any]:
+    """Yield the rows of query `name`, `itersize` at a time from a server-side cursor."""
+    query = queries.get(name)
+    scope = conn.transaction() if conn.autocommit else contextlib.nullcontext()
+    try:
+        with scope, conn.cursor(_cursor_name(), row_factory=row) as cur:
+            cur.itersize = itersize
+            cur.execute(query.sql, params)
+            yield from cur
+    except psycopg.Error as exc:
+        raise translate(exc) from exc
+
+
+async def stream_async(
+    conn: psycopg.AsyncConnection[Any],
+    name: str,
+    params: Params,
+    row: BaseRowFactory[Any],
+    *,
+    itersize: int = DEFAULT_ITERSIZE,
+) -> AsyncIterator[Any]:
+    """Async twin of `stream_sync`."""
+    query = queries.get(name)
+    scope = conn.transaction() if conn.autocommit else contextlib.nullcontext()
+    try:
+        async with scope, conn.cursor(_cursor_name(), row_factory=row) as cur:
+            cur.itersize = itersize
+            await cur.execute(query.sql, params)
+            async for item in cur:
+                yield item
+    except psycopg.Error as exc:
+        raise translate(exc) from exc

@@ -1,0 +1,318 @@
+"""The notification outbox: claims, coalescing, flap damping, crashes, fan-out."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import threading
+import time
+import tracemalloc
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.rows import TupleRow
+
+from statusdb import components, incidents, outbox, pages, teams
+from statusdb.outbox import ClaimedChange
+
+Conn = psycopg.Connection[TupleRow]
+Connect = Callable[..., Conn]
+NOW = dt.timedelta(0)
+
+
+def setup_page(conn: Conn, n_components: int = 1) -> tuple[str, str, list[str]]:
+    team = teams.create(conn, name="SRE")
+    page = pages.create(
+        conn, team_id=team.id, name="P", slug="p", created_by_id="u", is_public=True
+    ).page
+    ids = [
+        components.create(
+            conn, page.id, name=f"c{n}", team_id=team.id, service_identifier=f"s{n}"
+        ).id
+        for n in range(n_components)
+    ]
+    conn.commit()
+    return team.id, page.id, ids
+
+
+def add_subscriber(
+    conn: Conn,
+    page_id: str,
+    n: int,
+    *,
+    component_ids: list[str] | None = None,
+    notify_on: list[str] | None = None,
+    verified: bool = True,
+    active: bool = True,
+) -> str:
+    row = conn.execute(
+        """INSERT INTO status_subscriber (status_page_id, channel, destination, component_ids,
+                                          notify_on, is_verified, is_active)
+           VALUES (%s, 'WEBHOOK', %s, %s, %s, %s, %s) RETURNING id""",
+        (
+            page_id,
+            f"https://hooks.example.com/{n}",
+            component_ids or [],
+            notify_on or ["degraded", "outage", "maintenance", "resolved"],
+            verified,
+            active,
+        ),
+    ).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def claim_all(conn: Conn, worker: str = "w1", **kwargs: Any) -> list[ClaimedChange]:
+    claimed = outbox.claim(conn, worker_id=worker, hold_down=kwargs.pop("hold_down", NOW), **kwargs)
+    conn.commit()
+    return claimed
+
+
+def test_a_change_is_claimed_fanned_out_and_completed_once(conn: Conn) -> None:
+    team, page, (_comp,) = setup_page(conn)
+    wanted = add_subscriber(conn, page, 1)
+    add_subscriber(conn, page, 2, verified=False)
+    add_subscriber(conn, page, 3, active=False)
+    add_subscriber(conn, page, 4, notify_on=["maintenance"])
+    incident = incidents.create(conn, team, title="x", priority="CRITICAL", service_identifier="s0")
+    conn.commit()
+    (claimed,) = claim_all(conn)
+    assert (claimed.previous_status, claimed.new_status) == ("OPERATIONAL", "MAJOR_OUTAGE")
+    assert claimed.notify_types == ("outage",)
+    assert claimed.notification.incident_id == incident.id
+    assert claimed.notification.component_name == "c0"
+    assert [r.subscriber_id for r in outbox.recipients(conn, claimed)] == [wanted]
+    assert outbox.claim(conn, worker_id="w2", hold_down=NOW) == []  # leased to w1
+    assert outbox.complete(conn, claimed, worker_id="w1")
+    conn.commit()
+    assert not outbox.complete(conn, claimed, worker_id="w1")  # never done twice
+    assert claim_all(conn) == []
+    assert outbox.pending_count(conn) == 0
+    incidents.resolve(conn, incident.id)
+    conn.commit()
+    (resolved,) = claim_all(conn)
+    assert resolved.notify_types == ("resolved",)
+
+
+def test_hold_down_delays_and_coalesces(conn: Conn) -> None:
+    team, _page, (_comp,) = setup_page(conn)
+    incident = incidents.create(conn, team, title="x", priority="MEDIUM", service_identifier="s0")
+    incidents.update(conn, incident.id, priority="HIGH")
+    incidents.update(conn, incident.id, priority="CRITICAL")
+    conn.commit()
+    assert claim_all(conn, hold_down=dt.timedelta(minutes=5)) == []  # not due yet
+    conn.execute("UPDATE status_change SET changed_at = changed_at - interval '6 minutes'")
+    conn.commit()
+    (claimed,) = claim_all(conn, hold_down=dt.timedelta(minutes=5))
+    assert len(claimed.change_ids) == 3
+    assert (claimed.previous_status, claimed.new_status) == ("OPERATIONAL", "MAJOR_OUTAGE")
+
+
+def test_a_flap_inside_the_window_notifies_nobody(conn: Conn) -> None:
+    team, page, (_comp,) = setup_page(conn)
+    add_subscriber(conn, page, 1)
+    incident = incidents.create(conn, team, title="x", priority="HIGH", service_identifier="s0")
+    conn.commit()
+    incidents.resolve(conn, incident.id)
+    conn.execute("UPDATE status_change SET changed_at = changed_at - interval '6 minutes'")
+    conn.commit()
+    (claimed,) = claim_all(conn, hold_down=dt.timedelta(minutes=5))
+    assert len(claimed.change_ids) == 2
+    assert claimed.outcome == "FLAP"
+    assert claimed.notify_types == ()
+    assert list(outbox.recipients(conn, claimed)) == []
+    assert outbox.complete(conn, claimed, worker_id="w1")
+    conn.commit()
+    outcomes = conn.execute("SELECT DISTINCT outcome FROM status_change").fetchall()
+    assert outcomes == [("FLAP",)]
+
+
+def test_maintenance_without_notifications_is_muted(conn: Conn) -> None:
+    _team, page, (comp,) = setup_page(conn)
+    add_subscriber(conn, page, 1)
+    conn.execute(
+        """INSERT INTO maintenance_window (id, status_page_id, title, start_time, end_time,
+                                           created_by_id, notify_subscribers, status)
+           VALUES ('mw', %s, 'quiet', now(), now() + interval '1 hour', 'u', false, 'SCHEDULED')""",
+        (page,),
+    )
+    conn.execute("INSERT INTO maintenance_window_component VALUES ('mw', %s)", (comp,))
+    conn.execute("UPDATE maintenance_window SET status = 'IN_PROGRESS' WHERE id = 'mw'")
+    conn.commit()
+    (claimed,) = claim_all(conn)
+    assert claimed.cause == "MAINTENANCE"
+    assert claimed.outcome == "MUTED"
+    assert list(outbox.recipients(conn, claimed)) == []
+
+
+def test_two_workers_claim_at_once_and_each_change_is_done_exactly_once(
+    conn: Conn, connect: Connect
+) -> None:
+    team, _page, _comps = setup_page(conn, n_components=30)
+    for n in range(30):
+        incidents.create(conn, team, title="x", priority="HIGH", service_identifier=f"s{n}")
+        conn.commit()
+    expected = {row[0] for row in conn.execute("SELECT id FROM status_change").fetchall()}
+    done: dict[str, list[str]] = {"a": [], "b": []}
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def work(name: str) -> None:
+        worker_conn = connect()
+        try:
+            barrier.wait()
+            while True:
+                claimed = outbox.claim(worker_conn, worker_id=name, limit=3, hold_down=NOW)
+                worker_conn.commit()
+                if not claimed:
+                    return
+                for change in claimed:
+                    assert outbox.complete(worker_conn, change, worker_id=name)
+                    worker_conn.commit()
+                    done[name].extend(change.change_ids)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(name,)) for name in done]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert not set(done["a"]) & set(done["b"])
+    assert sorted(done["a"] + done["b"]) == sorted(expected)
+    conn.rollback()
+    assert outbox.pending_count(conn) == 0
+
+
+def test_a_worker_killed_mid_fan_out_is_redelivered_after_its_lease(
+    conn: Conn, connect: Connect
+) -> None:
+    team, page, (_comp,) = setup_page(conn)
+    for n in range(50):
+        add_subscriber(conn, page, n)
+    incidents.create(conn, team, title="x", priority="HIGH", service_identifier="s0")
+    conn.commit()
+    doomed = connect()
+    (claimed,) = outbox.claim(
+        doomed, worker_id="doomed", hold_down=NOW, lease=dt.timedelta(seconds=1)
+    )
+    doomed.commit()
+    stream = outbox.recipients(doomed, claimed, itersize=10)
+    first = [next(stream) for _ in range(5)]
+    assert len(first) == 5
+    pid = doomed.info.backend_pid
+    conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    conn.commit()
+    with pytest.raises(Exception):  # noqa: B017 - whatever the dead connection raises
+        list(stream)
+    assert outbox.claim(conn, worker_id="rescuer", hold_down=NOW) == []  # lease still held
+    conn.commit()
+    time.sleep(1.2)
+    (again,) = outbox.claim(conn, worker_id="rescuer", hold_down=NOW)
+    conn.commit()
+    assert again.change_ids == claimed.change_ids
+    assert len(list(outbox.recipients(conn, again))) == 50
+    assert outbox.complete(conn, again, worker_id="rescuer")
+    conn.commit()
+    assert outbox.pending_count(conn) == 0
+
+
+def test_fan_out_equals_a_brute_force_filter(conn: Conn) -> None:
+    rng = random.Random(7)
+    team, page, comps = setup_page(conn, n_components=5)
+    events = ["degraded", "outage", "maintenance", "resolved"]
+    subscribers = []
+    for n in range(400):
+        follows = rng.sample(comps, rng.randrange(0, 3))
+        wants = rng.sample(events, rng.randrange(1, 5))
+        verified, active = rng.random() < 0.8, rng.random() < 0.9
+        sid = add_subscriber(
+            conn, page, n, component_ids=follows, notify_on=wants, verified=verified, active=active
+        )
+        subscribers.append((sid, set(follows), set(wants), verified, active))
+    for n in range(5):
+        incidents.create(
+            conn,
+            team,
+            title="x",
+            priority=rng.choice(["CRITICAL", "MEDIUM"]),
+            service_identifier=f"s{n}",
+        )
+    conn.commit()
+    claimed = claim_all(conn)
+    assert len(claimed) == 5
+    for change in claimed:
+        types = set(change.notify_types)
+        expected = {
+            sid
+            for sid, follows, wants, verified, active in subscribers
+            if verified
+            and active
+            and (not follows or change.component_id in follows)
+            and wants & types
+        }
+        got = [r.subscriber_id for r in outbox.recipients(conn, change, itersize=37)]
+        assert len(got) == len(set(got))
+        assert set(got) == expected
+
+
+def test_streaming_memory_stays_flat(conn: Conn) -> None:
+    """Loose check (bench/ measures it at 1M): 10x more subscribers, no more memory."""
+    team, page, (_comp,) = setup_page(conn)
+    incidents.create(conn, team, title="x", priority="HIGH", service_identifier="s0")
+    conn.commit()
+    (claimed,) = claim_all(conn)
+
+    def peak_for(total: int) -> int:
+        conn.execute("DELETE FROM status_subscriber")
+        conn.execute(
+            """INSERT INTO status_subscriber (status_page_id, channel, destination, is_verified)
+               SELECT %s, 'WEBHOOK', 'https://hooks.example.com/' || n, true
+               FROM generate_series(1, %s) AS n""",
+            (page, total),
+        )
+        conn.commit()
+        tracemalloc.start()
+        count = sum(1 for _ in outbox.recipients(conn, claimed))
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        conn.commit()
+        assert count == total
+        return peak
+
+    small, large = peak_for(5_000), peak_for(50_000)
+    assert large < small + 2_000_000, (small, large)
+
+
+async def test_recipients_stream_from_async_code(
+    conn: Conn, aconn: psycopg.AsyncConnection[Any]
+) -> None:
+    team, page, (_comp,) = setup_page(conn)
+    ids = {add_subscriber(conn, page, n) for n in range(3)}
+    incidents.create(conn, team, title="x", priority="HIGH", service_identifier="s0")
+    conn.commit()
+    (claimed,) = await outbox.claim(aconn, worker_id="async", hold_down=NOW)
+    await aconn.commit()
+    got = {r.subscriber_id async for r in outbox.recipients(aconn, claimed)}
+    assert got == ids
+    assert await outbox.complete(aconn, claimed, worker_id="async")
+
+
+def test_process_runs_a_worker_round(conn: Conn) -> None:
+    team, page, (_comp,) = setup_page(conn)
+    for n in range(3):
+        add_subscriber(conn, page, n)
+    incidents.create(conn, team, title="x", priority="HIGH", service_identifier="s0")
+    conn.commit()
+    sent: list[tuple[str, str]] = []
+    report = outbox.process(
+        conn,
+        lambda note, recipient, key: sent.append((recipient.destination, note.new_status)),
+        worker_id="w",
+        hold_down=NOW,
+    )
+    assert (report.claimed, report.notified, report.deliveries, report.lost) == (1, 1, 3, 0)
+    assert {status for _, status in sent} == {"PARTIAL_OUTAGE"}
