@@ -161,4 +161,4 @@ def run(conn: psycopg.Connection[Any]) -> None:
 
     changes = sum(len(status.changes_for_component(conn, c.id)) for c in by_name.values())
     drift = status.recompute(conn)
-    print(f"\n{changes} status changes logged; drift against a from-scratch derivation: {len(drift)}")
+    print(f"\n{changes} status changes logged; drift from a from-scratch derivation: {len(drift)}")
