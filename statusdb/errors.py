@@ -167,6 +167,20 @@ CONSTRAINT_MESSAGES: Final[dict[str, tuple[type[StatusdbError], str]]] = {
     "maintenance_window_recurrence_rule_check": (InvalidInput, "not an RFC 5545 RRULE"),
     "maintenance_window_status_check": (InvalidInput, "unknown maintenance status"),
     "maintenance_window_created_by_id_check": (InvalidInput, "created_by_id must be non-blank"),
+    "maintenance_window_recurrence_start_check": (
+        InvalidInput,
+        "a recurring window needs recurrence_start (its first occurrence, at or before "
+        "start_time); a one-off window has none",
+    ),
+    "maintenance_window_recurrence_rule_syntax_check": (
+        InvalidInput,
+        "recurrence_rule must be one upper-case RRULE value (NAME=VALUE;...), FREQ HOURLY or "
+        "longer, UNTIL in UTC ending in Z, COUNT or UNTIL but not both, no zero COUNT/INTERVAL",
+    ),
+    "maintenance_window_time_zone_check": (
+        InvalidInput,
+        "time_zone must be an IANA time zone name such as Europe/Berlin",
+    ),
     "maintenance_window_component_pkey": (Conflict, "that component is already in the window"),
     "maintenance_window_component_maintenance_window_id_fkey": (
         NotFound,
