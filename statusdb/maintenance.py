@@ -183,7 +183,7 @@ def _recurrence_rule(value: str) -> str:
     """
     rule = validate.text("recurrence_rule", value, max_length=1000).strip()
     if rule[:6].upper() == "RRULE:":
-        rule = rule[6:]
+        rule = rule[6:].strip()
     rule = rule.upper()
     if any(name in rule for name in _NOT_RRULE_PARTS):
         raise InvalidInput(

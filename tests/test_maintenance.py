@@ -127,7 +127,7 @@ def test_create_recurring_canonicalizes_the_rule_and_anchors_the_series(
     window = maintenance.create(
         conn,
         s.page_id,
-        window_input((s.api,), rule="rrule:freq=weekly;count=4"),
+        window_input((s.api,), rule=" rrule: freq=weekly;count=4 "),
         created_by_id="u1",
     )
     assert window.recurrence_rule == "FREQ=WEEKLY;COUNT=4"
