@@ -13,12 +13,25 @@ transaction of their own.
 
 PostgreSQL errors are translated into statusdb's exceptions (`statusdb.errors`) and thrown into
 the operation, which may handle them; otherwise they reach the caller.
+
+Retries. A serialization failure or a deadlock (SQLSTATE 40001, 40P01) rolls back the
+transaction it hits, so nothing of the failed attempt remains. When the operation owns that
+transaction (an autocommit connection: the operation is its own transaction, or its first and
+only statement failed) and it is declared `@operation(retry=True)`, the executor runs it again,
+up to RETRY_ATTEMPTS times with a short jittered back-off. Inside a caller's transaction no
+retry is possible (the caller's earlier work is gone with it, or its locks and snapshot make the
+conflict come back), so the caller gets `Retryable` saying to retry the whole transaction. A
+lost connection is never retried here: it needs a new connection (a pool gives one), and a
+COMMIT lost with it may have happened.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
+import random
+import time
 from collections.abc import (
     AsyncIterator,
     Callable,
@@ -33,11 +46,12 @@ from typing import Any, Generic, Literal, ParamSpec, TypeVar, cast, overload
 
 import attrs
 import psycopg
+from psycopg import errors as pg_errors
 from psycopg.pq import TransactionStatus
 from psycopg.rows import BaseRowFactory, tuple_row
 
 from statusdb import queries
-from statusdb.errors import NotFound, StatusdbError, translate
+from statusdb.errors import InvalidInput, NotFound, Retryable, StatusdbError, translate
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -173,54 +187,144 @@ async def _atomic_async(conn: psycopg.AsyncConnection[Any]) -> AsyncIterator[Non
     await conn.execute(_RELEASE)
 
 
-def _drive_sync(conn: psycopg.Connection[Any], body: Op[T]) -> T:
+def _translated(exc: psycopg.Error) -> StatusdbError:
+    """The statusdb error for `exc`, chained to it (for logs, and to tell retryable causes)."""
+    error = translate(exc)
+    error.__cause__ = exc
+    return error
+
+
+def _unsendable(exc: UnicodeEncodeError) -> InvalidInput:
+    """A text parameter psycopg cannot encode (a lone surrogate that bypassed validation)."""
+    bad = exc.object[exc.start : exc.end]
+    return InvalidInput(f"a text value is not valid Unicode ({exc.reason}: {bad!r})")
+
+
+@attrs.define
+class _Progress:
+    """How many steps of one run completed: tells whether an earlier statement committed."""
+
+    steps: int = 0
+
+
+def _drive_sync(conn: psycopg.Connection[Any], body: Op[T], progress: _Progress | None = None) -> T:
     try:
         step = next(body)
         while True:
             try:
                 result = _run_step_sync(conn, step)
             except psycopg.Error as exc:
-                step = body.throw(translate(exc))
+                step = body.throw(_translated(exc))
+            except UnicodeEncodeError as exc:  # raised before anything was sent
+                step = body.throw(_unsendable(exc))
             else:
+                if progress is not None:
+                    progress.steps += 1
                 step = body.send(result)
     except StopIteration as stop:
         return cast(T, stop.value)
 
 
-async def _drive_async(conn: psycopg.AsyncConnection[Any], body: Op[T]) -> T:
+async def _drive_async(
+    conn: psycopg.AsyncConnection[Any], body: Op[T], progress: _Progress | None = None
+) -> T:
     try:
         step = next(body)
         while True:
             try:
                 result = await _run_step_async(conn, step)
             except psycopg.Error as exc:
-                step = body.throw(translate(exc))
+                step = body.throw(_translated(exc))
+            except UnicodeEncodeError as exc:
+                step = body.throw(_unsendable(exc))
             else:
+                if progress is not None:
+                    progress.steps += 1
                 step = body.send(result)
     except StopIteration as stop:
         return cast(T, stop.value)
 
 
-def run_sync(conn: psycopg.Connection[Any], body: Op[T], *, atomic: bool = False) -> T:
+def run_sync(
+    conn: psycopg.Connection[Any],
+    body: Op[T],
+    *,
+    atomic: bool = False,
+    progress: _Progress | None = None,
+) -> T:
     """Run an operation body on a sync connection."""
     if not atomic:
-        return _drive_sync(conn, body)
+        return _drive_sync(conn, body, progress)
     try:
         with _atomic_sync(conn):
-            return _drive_sync(conn, body)
+            return _drive_sync(conn, body, progress)
     except psycopg.Error as exc:  # from SAVEPOINT / RELEASE / COMMIT themselves
         raise translate(exc) from exc
 
 
-async def run_async(conn: psycopg.AsyncConnection[Any], body: Op[T], *, atomic: bool = False) -> T:
+async def run_async(
+    conn: psycopg.AsyncConnection[Any],
+    body: Op[T],
+    *,
+    atomic: bool = False,
+    progress: _Progress | None = None,
+) -> T:
     """Run an operation body on an async connection."""
     if not atomic:
-        return await _drive_async(conn, body)
+        return await _drive_async(conn, body, progress)
     try:
         async with _atomic_async(conn):
-            return await _drive_async(conn, body)
+            return await _drive_async(conn, body, progress)
     except psycopg.Error as exc:
         raise translate(exc) from exc
+
+
+#: How many times a retry-safe operation runs at most when it meets serialization failures or
+#: deadlocks on a transaction of its own.
+RETRY_ATTEMPTS = 5
+#: Back-off before the first retry, in seconds; doubled for each further one, with jitter so
+#: that the transactions that collided do not collide again in step.
+RETRY_BASE_DELAY = 0.01
+
+
+def _owns_transaction(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
+    """Whether an operation started now is its own transaction (autocommit, none open)."""
+    return conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE
+
+
+def _conflict(exc: Retryable) -> bool:
+    """A serialization failure or deadlock: the transaction it hit was rolled back whole."""
+    return isinstance(exc.__cause__, pg_errors.SerializationFailure | pg_errors.DeadlockDetected)
+
+
+def _in_caller_transaction(exc: Retryable) -> Retryable:
+    error = Retryable(
+        f"{exc.__cause__} inside the caller's transaction: statusdb cannot retry one operation "
+        "there; roll back and retry the whole transaction"
+    )
+    error.__cause__ = exc.__cause__
+    return error
+
+
+def _should_retry(op: Operation[Any, Any], progress: _Progress, attempt: int) -> bool:
+    # A non-atomic operation on an autocommit connection commits statement by statement: it
+    # is rolled back whole only when its first statement failed.
+    return op.retry and attempt < RETRY_ATTEMPTS and (op.atomic or progress.steps == 0)
+
+
+def _backoff(attempt: int) -> float:
+    return RETRY_BASE_DELAY * (1 << (attempt - 1)) * (0.5 + random.random())  # noqa: S311
+
+
+def _replayable(
+    args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Arguments a second run sees the same: one-shot iterators (generators) become tuples."""
+
+    def keep(value: Any) -> Any:
+        return tuple(value) if isinstance(value, Iterator) else value
+
+    return tuple(keep(a) for a in args), {k: keep(v) for k, v in kwargs.items()}
 
 
 class Operation(Generic[P, T]):
@@ -229,10 +333,12 @@ class Operation(Generic[P, T]):
     The connection comes first; the remaining arguments are the operation's own.
     """
 
-    def __init__(self, body: Callable[P, Op[T]], *, atomic: bool) -> None:
+    def __init__(self, body: Callable[P, Op[T]], *, atomic: bool, retry: bool = False) -> None:
         #: The operation's generator, for composing it into another operation (`yield from`).
         self.body = body
         self.atomic = atomic
+        #: Declared safe to run again after a serialization failure or deadlock (see module doc).
+        self.retry = retry
         functools.update_wrapper(self, body)
 
     @overload
@@ -253,13 +359,59 @@ class Operation(Generic[P, T]):
         **kwargs: P.kwargs,
     ) -> T | Coroutine[Any, Any, T]:
         if isinstance(conn, psycopg.AsyncConnection):
-            return run_async(conn, self.body(*args, **kwargs), atomic=self.atomic)
+            return self._call_async(conn, args, kwargs)
         if isinstance(conn, psycopg.Connection):
-            return run_sync(conn, self.body(*args, **kwargs), atomic=self.atomic)
+            return self._call_sync(conn, args, kwargs)
         raise TypeError(
             f"{self.body.__name__} takes a psycopg Connection or AsyncConnection first, "
             f"not {type(conn).__name__}"
         )
+
+    def _call_sync(
+        self, conn: psycopg.Connection[Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> T:
+        owned = _owns_transaction(conn)
+        if owned and self.retry:
+            args, kwargs = _replayable(args, kwargs)
+        attempt = 1
+        while True:
+            progress = _Progress()
+            try:
+                return run_sync(
+                    conn, self.body(*args, **kwargs), atomic=self.atomic, progress=progress
+                )
+            except Retryable as exc:
+                if not _conflict(exc):
+                    raise
+                if not owned:
+                    raise _in_caller_transaction(exc) from exc.__cause__
+                if not _should_retry(self, progress, attempt):
+                    raise
+            time.sleep(_backoff(attempt))
+            attempt += 1
+
+    async def _call_async(
+        self, conn: psycopg.AsyncConnection[Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> T:
+        owned = _owns_transaction(conn)
+        if owned and self.retry:
+            args, kwargs = _replayable(args, kwargs)
+        attempt = 1
+        while True:
+            progress = _Progress()
+            try:
+                return await run_async(
+                    conn, self.body(*args, **kwargs), atomic=self.atomic, progress=progress
+                )
+            except Retryable as exc:
+                if not _conflict(exc):
+                    raise
+                if not owned:
+                    raise _in_caller_transaction(exc) from exc.__cause__
+                if not _should_retry(self, progress, attempt):
+                    raise
+            await asyncio.sleep(_backoff(attempt))
+            attempt += 1
 
     def __repr__(self) -> str:
         return f"<statusdb operation {self.body.__module__}.{self.body.__qualname__}>"
@@ -270,26 +422,33 @@ def operation(body: Callable[P, Op[T]], /) -> Operation[P, T]: ...
 
 
 @overload
-def operation(*, atomic: bool = False) -> Callable[[Callable[P, Op[T]]], Operation[P, T]]: ...
+def operation(
+    *, atomic: bool = False, retry: bool = False
+) -> Callable[[Callable[P, Op[T]]], Operation[P, T]]: ...
 
 
 def operation(
-    body: Callable[P, Op[T]] | None = None, /, *, atomic: bool = False
+    body: Callable[P, Op[T]] | None = None, /, *, atomic: bool = False, retry: bool = False
 ) -> Operation[P, T] | Callable[[Callable[P, Op[T]]], Operation[P, T]]:
     """Make a generator of steps into an operation callable from sync and async code.
 
-    `atomic=True` for operations of more than one statement.
+    `atomic=True` for operations of more than one statement. `retry=True` declares the
+    operation safe to run again after a serialization failure or deadlock on a transaction of
+    its own: its body depends only on its arguments and the database (no one-shot stream it
+    consumes, no effect outside the database), so a second run after a rolled-back first one
+    applies it exactly once.
     """
     if body is not None:
         return Operation(body, atomic=atomic)
 
     def wrap(fn: Callable[P, Op[T]]) -> Operation[P, T]:
-        return Operation(fn, atomic=atomic)
+        return Operation(fn, atomic=atomic, retry=retry)
 
     return wrap
 
 
 __all__ = [
+    "RETRY_ATTEMPTS",
     "Op",
     "Operation",
     "StatusdbError",

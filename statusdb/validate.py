@@ -24,6 +24,16 @@ def text(field: str, value: str, *, max_length: int, blank_ok: bool = False) -> 
         raise InvalidInput(f"{field} must be a string, not {type(value).__name__}")
     if "\x00" in value:
         raise InvalidInput(f"{field} must not contain a NUL (0x00) character")
+    if not value.isascii():
+        # A lone surrogate ('\ud800', say, from a bad decode) has no UTF-8 form: psycopg would
+        # fail to send it with a UnicodeEncodeError instead of an error naming the field.
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidInput(
+                f"{field} must be valid Unicode text: it holds an unpaired surrogate "
+                f"({value[exc.start]!r}) at position {exc.start}"
+            ) from None
     if not blank_ok and not value.strip():
         raise InvalidInput(f"{field} must not be blank")
     if len(value) > max_length:
@@ -79,6 +89,25 @@ def aware(field: str, value: dt.datetime) -> dt.datetime:
         raise InvalidInput(
             f"{field} must be timezone-aware (for example datetime.now(timezone.utc)); "
             "naive datetimes are refused"
+        )
+    try:
+        # Near datetime.min/max an offset can carry the instant out of Python's years 1-9999:
+        # PostgreSQL would store it, and reading it back would then fail.
+        instant = value.astimezone(dt.UTC)
+        local = instant.astimezone(value.tzinfo)
+    except (OverflowError, ValueError):
+        raise InvalidInput(
+            f"{field} ({value.isoformat()}) is out of range: in UTC it must fall within the "
+            "years 1 to 9999"
+        ) from None
+    if local.replace(tzinfo=None, fold=0) != value.replace(tzinfo=None, fold=0):
+        # A wall-clock time skipped by a daylight-saving change (02:30 on a spring-forward
+        # night): it names no instant, and the one Python picks depends on `fold`, a guess as
+        # much as a naive datetime's zone is.
+        raise InvalidInput(
+            f"{field} ({value.replace(tzinfo=None).isoformat()} in {value.tzinfo}) does not "
+            "exist: the clocks skip it (a daylight-saving change); give a time that exists, "
+            "or a UTC datetime"
         )
     return value
 
