@@ -228,10 +228,19 @@ WITH due AS (
        OR (w.status = 'IN_PROGRESS' AND w.end_time <= %(now)s AND w.recurrence_rule IS NULL)
     ORDER BY w.id
     FOR NO KEY UPDATE SKIP LOCKED
+),
+status_locks AS (
+    -- Take the status locks of every covered component at once, in key order, before any
+    -- row's trigger does: two schedulers whose windows share components cannot then deadlock.
+    SELECT statusdb_lock_status_keys(
+               coalesce(array_agg(statusdb_status_lock_key(c.team_id, c.id)), '{}')) AS done
+    FROM maintenance_window_component mc
+    JOIN status_page_component c ON c.id = mc.component_id
+    WHERE mc.maintenance_window_id IN (SELECT due.id FROM due)
 )
 UPDATE maintenance_window w
 SET status = CASE WHEN w.end_time <= %(now)s THEN 'COMPLETED' ELSE 'IN_PROGRESS' END
-FROM due
+FROM due, status_locks
 WHERE w.id = due.id
 RETURNING w.id, due.status AS from_status, w.status AS to_status, w.start_time;
 
@@ -251,10 +260,19 @@ FOR NO KEY UPDATE SKIP LOCKED;
 
 -- name: maintenance_move_series
 -- Give locked recurring windows the status and occurrence the caller computed.
+WITH status_locks AS (
+    -- As in maintenance_advance_by_time: all status locks first, in key order.
+    SELECT statusdb_lock_status_keys(
+               coalesce(array_agg(statusdb_status_lock_key(c.team_id, c.id)), '{}')) AS done
+    FROM maintenance_window_component mc
+    JOIN status_page_component c ON c.id = mc.component_id
+    WHERE mc.maintenance_window_id = ANY (%(ids)s::text[])
+)
 UPDATE maintenance_window w
 SET status = m.status,
     start_time = m.start_time,
     end_time = m.end_time
 FROM unnest(%(ids)s::text[], %(statuses)s::text[], %(start_times)s::timestamptz[],
-            %(end_times)s::timestamptz[]) AS m (id, status, start_time, end_time)
+            %(end_times)s::timestamptz[]) AS m (id, status, start_time, end_time),
+     status_locks
 WHERE w.id = m.id;
