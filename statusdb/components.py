@@ -53,7 +53,7 @@ def _display_order(value: int) -> int:
     return value
 
 
-@operation
+@operation(retry=True)
 def create(
     status_page_id: str,
     *,
@@ -75,7 +75,7 @@ def create(
     return (yield from one("component_create", params, _row, not_found="component not created"))
 
 
-@operation
+@operation(retry=True)
 def get(component_id: str) -> Op[Component]:
     """One component by id."""
     params = {"id": validate.identifier("component_id", component_id)}
@@ -86,14 +86,14 @@ def get(component_id: str) -> Op[Component]:
     )
 
 
-@operation
+@operation(retry=True)
 def list_for_page(status_page_id: str) -> Op[list[Component]]:
     """A page's components in display order."""
     params = {"status_page_id": validate.identifier("status_page_id", status_page_id)}
     return (yield from many("component_list_for_page", params, _row))
 
 
-@operation
+@operation(retry=True)
 def update(
     component_id: str,
     *,
@@ -129,7 +129,7 @@ def update(
     )
 
 
-@operation
+@operation(retry=True)
 def delete(component_id: str) -> Op[None]:
     """Delete a component; subscribers and incidents forget its id."""
     count = yield from execute(
@@ -139,7 +139,7 @@ def delete(component_id: str) -> Op[None]:
         raise NotFound(f"no component with id {component_id!r}")
 
 
-@operation
+@operation(retry=True)
 def set_status(component_id: str, status: ComponentStatus) -> Op[Component]:
     """Set by hand the status of a component without a team.
 

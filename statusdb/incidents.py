@@ -43,7 +43,7 @@ def _service(value: str | None) -> str | None:
     return None if value is None else validate.text("service_identifier", value, max_length=200)
 
 
-@operation
+@operation(retry=True)
 def create(
     team_id: str,
     *,
@@ -63,7 +63,7 @@ def create(
     return (yield from one("incident_create", params, _row, not_found="incident not created"))
 
 
-@operation
+@operation(retry=True)
 def get(incident_id: str) -> Op[Incident]:
     """One incident by id."""
     params = {"id": validate.identifier("incident_id", incident_id)}
@@ -74,7 +74,7 @@ def get(incident_id: str) -> Op[Incident]:
     )
 
 
-@operation
+@operation(retry=True)
 def list_for_team(
     team_id: str, *, active_only: bool = False, limit: int = 100
 ) -> Op[list[Incident]]:
@@ -87,7 +87,7 @@ def list_for_team(
     return (yield from many("incident_list_for_team", params, _row))
 
 
-@operation
+@operation(retry=True)
 def update(
     incident_id: str,
     *,
@@ -116,13 +116,13 @@ def update(
     )
 
 
-@operation
+@operation(retry=True)
 def resolve(incident_id: str) -> Op[Incident]:
     """Mark an incident RESOLVED."""
     return (yield from update.body(incident_id, status="RESOLVED"))
 
 
-@operation
+@operation(retry=True)
 def delete(incident_id: str) -> Op[None]:
     """Delete an incident; status incidents published for it stay, unlinked."""
     count = yield from execute(

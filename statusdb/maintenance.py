@@ -370,7 +370,7 @@ def _written(row: dict[str, Any] | None, status_page_id: str) -> MaintenanceWind
 # --- operations -------------------------------------------------------------------------------
 
 
-@operation
+@operation(retry=True)
 def create(
     status_page_id: str,
     data: CreateMaintenanceWindowInput,
@@ -411,7 +411,7 @@ def create(
     return _written(row, page_id)
 
 
-@operation
+@operation(retry=True)
 def get(window_id: str) -> Op[MaintenanceWindow]:
     """One window by id."""
     params = {"id": validate.identifier("window_id", window_id)}
@@ -425,7 +425,7 @@ def get(window_id: str) -> Op[MaintenanceWindow]:
     )
 
 
-@operation
+@operation(retry=True)
 def list_for_page(
     status_page_id: str, *, statuses: Sequence[MaintenanceStatus] | None = None
 ) -> Op[list[MaintenanceWindow]]:
@@ -437,7 +437,7 @@ def list_for_page(
     return (yield from many("maintenance_list_for_page", params, _row))
 
 
-@operation(atomic=True)
+@operation(atomic=True, retry=True)
 def update(
     window_id: str,
     *,
@@ -543,7 +543,7 @@ def update(
     return _written(row, current.status_page_id)
 
 
-@operation
+@operation(retry=True)
 def cancel(window_id: str, *, now: dt.datetime | None = None) -> Op[MaintenanceWindow]:
     """Cancel a window (a whole series, if recurring): it will not start (again).
 
@@ -568,7 +568,7 @@ def cancel(window_id: str, *, now: dt.datetime | None = None) -> Op[MaintenanceW
     return MaintenanceWindow(**{name: row[name] for name in _WINDOW_FIELDS})
 
 
-@operation
+@operation(retry=True)
 def delete(window_id: str) -> Op[None]:
     """Delete a window and its component links (a running window stops counting)."""
     count = yield from execute(
@@ -578,7 +578,7 @@ def delete(window_id: str) -> Op[None]:
         raise NotFound(f"no maintenance window with id {window_id!r}")
 
 
-@operation
+@operation(retry=True)
 def list_upcoming(
     status_page_id: str, *, now: dt.datetime, horizon: dt.timedelta
 ) -> Op[list[MaintenanceOccurrence]]:
@@ -645,7 +645,7 @@ def _occurrences(
         )
 
 
-@operation(atomic=True)
+@operation(atomic=True, retry=True)
 def advance(now: dt.datetime) -> Op[list[Transition]]:
     """The scheduler's step: bring every window's status and occurrence up to `now`.
 

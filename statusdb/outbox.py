@@ -136,7 +136,7 @@ def _worker(worker_id: str) -> str:
     return validate.text("worker_id", worker_id, max_length=200)
 
 
-@operation
+@operation(retry=True)
 def claim(
     *,
     worker_id: str,
@@ -154,7 +154,7 @@ def claim(
     return (yield from many("outbox_claim", params, class_row(ClaimedChange)))
 
 
-@operation
+@operation(retry=True)
 def complete(claimed: ClaimedChange, *, worker_id: str) -> Op[bool]:
     """Mark `claimed` done; False (and nothing written) if the lease was lost to another worker."""
     params = {
@@ -166,14 +166,14 @@ def complete(claimed: ClaimedChange, *, worker_id: str) -> Op[bool]:
     return count == len(claimed.change_ids)
 
 
-@operation
+@operation(retry=True)
 def release(claimed: ClaimedChange, *, worker_id: str) -> Op[None]:
     """Give `claimed` back at once (e.g. delivery failed), instead of waiting for the lease."""
     params = {"worker": _worker(worker_id), "change_ids": list(claimed.change_ids)}
     yield from execute("outbox_release", params)
 
 
-@operation
+@operation(retry=True)
 def pending_count() -> Op[int]:
     """Changes still waiting to be notified (a gauge for monitoring)."""
     row = yield from one("outbox_pending_count", {}, tuple_row, not_found="no count")

@@ -83,7 +83,7 @@ def _component_payload(components: Sequence[NewComponent]) -> list[dict[str, obj
     return payload
 
 
-@operation
+@operation(retry=True)
 def create(
     *,
     team_id: str,
@@ -114,7 +114,7 @@ def create(
     return CreatedPage(page, token)
 
 
-@operation
+@operation(retry=True)
 def get(page_id: str) -> Op[StatusPage]:
     """One page by id."""
     params = {"id": validate.identifier("page_id", page_id)}
@@ -123,7 +123,7 @@ def get(page_id: str) -> Op[StatusPage]:
     )
 
 
-@operation
+@operation(retry=True)
 def get_by_slug(slug: str) -> Op[StatusPage]:
     """One page by slug (no token check: this is for the page's owners, not its readers)."""
     params = {"slug": validate.text("slug", slug, max_length=100)}
@@ -134,14 +134,14 @@ def get_by_slug(slug: str) -> Op[StatusPage]:
     )
 
 
-@operation
+@operation(retry=True)
 def list_for_team(team_id: str) -> Op[list[StatusPage]]:
     """A team's pages, by name."""
     params = {"team_id": validate.identifier("team_id", team_id)}
     return (yield from many("page_list_for_team", params, _row))
 
 
-@operation
+@operation(retry=True)
 def update(
     page_id: str,
     *,
@@ -165,7 +165,7 @@ def update(
     )
 
 
-@operation
+@operation(retry=True)
 def set_visibility(page_id: str, *, is_public: bool) -> Op[tuple[StatusPage, str | None]]:
     """Make a page public (its token is forgotten) or private (a new token, returned once)."""
     token = None if is_public else tokens.new_token()
@@ -180,7 +180,7 @@ def set_visibility(page_id: str, *, is_public: bool) -> Op[tuple[StatusPage, str
     return page, token
 
 
-@operation
+@operation(retry=True)
 def rotate_access_token(page_id: str) -> Op[str]:
     """Give a private page a new access token (returned once); the old one stops working."""
     token = tokens.new_token()
@@ -197,7 +197,7 @@ def rotate_access_token(page_id: str) -> Op[str]:
     return token
 
 
-@operation
+@operation(retry=True)
 def check_access_token(slug: str, token: str | None) -> Op[bool]:
     """Whether `token` opens the page `slug` (always True for a public page).
 
@@ -212,7 +212,7 @@ def check_access_token(slug: str, token: str | None) -> Op[bool]:
     return bool(is_public) or tokens.matches(token, stored)
 
 
-@operation
+@operation(retry=True)
 def delete(page_id: str) -> Op[None]:
     """Delete a page and everything on it."""
     count = yield from execute("page_delete", {"id": validate.identifier("page_id", page_id)})

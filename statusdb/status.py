@@ -58,7 +58,7 @@ class StatusChange:
     changed_at: dt.datetime
 
 
-@operation
+@operation(retry=True)
 def recompute(*, repair: bool = False) -> Op[list[Drift]]:
     """Every component whose status has drifted from its inputs; corrected when `repair`.
 
@@ -68,13 +68,13 @@ def recompute(*, repair: bool = False) -> Op[list[Drift]]:
     return (yield from many("status_recompute", {"repair": bool(repair)}, class_row(Drift)))
 
 
-@operation
+@operation(retry=True)
 def chain_breaks() -> Op[list[ChainBreak]]:
     """Where the status-change log fails to chain up to the current statuses (empty: intact)."""
     return (yield from many("status_chain_breaks", {}, class_row(ChainBreak)))
 
 
-@operation
+@operation(retry=True)
 def changes_for_component(component_id: str, *, limit: int = 1000) -> Op[list[StatusChange]]:
     """A component's logged status changes, oldest first."""
     params = {

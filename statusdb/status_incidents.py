@@ -148,7 +148,7 @@ def _not_found(status_incident_id: str) -> str:
     return f"no status incident with id {status_incident_id!r}"
 
 
-@operation
+@operation(retry=True)
 def create(
     status_page_id: str,
     *,
@@ -189,7 +189,7 @@ def create(
     )
 
 
-@operation
+@operation(retry=True)
 def get(status_incident_id: str) -> Op[StatusIncident]:
     """One status incident by id."""
     params = {"id": validate.identifier("status_incident_id", status_incident_id)}
@@ -200,7 +200,7 @@ def get(status_incident_id: str) -> Op[StatusIncident]:
     )
 
 
-@operation
+@operation(retry=True)
 def add_update(
     status_incident_id: str, *, status: StatusIncidentStatus, message: str
 ) -> Op[StatusIncident]:
@@ -236,7 +236,7 @@ def add_update(
     )
 
 
-@operation
+@operation(retry=True)
 def edit(
     status_incident_id: str,
     *,
@@ -270,7 +270,7 @@ def edit(
     )
 
 
-@operation
+@operation(retry=True)
 def list_active(status_page_id: str) -> Op[list[StatusIncident]]:
     """A page's unresolved status incidents, newest first (none for an unknown page)."""
     params = {"status_page_id": validate.identifier("status_page_id", status_page_id)}
@@ -335,7 +335,7 @@ def _days(value: int) -> int:
     return value
 
 
-@operation
+@operation(retry=True)
 def history(
     status_page_id: str, *, days: int, limit: int = 20, after: str | None = None
 ) -> Op[HistoryPage]:
@@ -368,7 +368,7 @@ def history(
     return HistoryPage(tuple(rows[:size]), _encode_cursor(page_id, last.resolved_at, last.id))
 
 
-@operation
+@operation(retry=True)
 def delete(status_incident_id: str) -> Op[None]:
     """Delete a status incident and its timeline."""
     count = yield from execute(

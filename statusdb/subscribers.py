@@ -334,7 +334,7 @@ def _token_digest(token: str, *, what: str) -> bytes:
 # --- operations -------------------------------------------------------------------------------
 
 
-@operation
+@operation(retry=True)
 def subscribe(
     status_page_id: str,
     *,
@@ -374,7 +374,7 @@ def subscribe(
     return Subscription(subscriber, verify_token, unsubscribe_token, created)
 
 
-@operation
+@operation(retry=True)
 def verify(token: str) -> Op[Subscriber]:
     """Confirm an EMAIL subscriber with its verification token; the token then stops working.
 
@@ -391,7 +391,7 @@ def verify(token: str) -> Op[Subscriber]:
     return subscriber
 
 
-@operation
+@operation(retry=True)
 def unsubscribe(subscriber_id: str) -> Op[Subscriber]:
     """Deactivate a subscriber (idempotent); its pending verification, if any, is dropped.
 
@@ -408,7 +408,7 @@ def unsubscribe(subscriber_id: str) -> Op[Subscriber]:
     )
 
 
-@operation
+@operation(retry=True)
 def unsubscribe_by_token(token: str) -> Op[Subscriber]:
     """Deactivate the subscriber whose unsubscribe token this is (idempotent).
 
@@ -421,7 +421,7 @@ def unsubscribe_by_token(token: str) -> Op[Subscriber]:
     return subscriber
 
 
-@operation
+@operation(retry=True)
 def rotate_unsubscribe_token(subscriber_id: str) -> Op[str]:
     """Give a subscriber a new unsubscribe token (returned once); the old one stops working.
 
@@ -442,7 +442,7 @@ def rotate_unsubscribe_token(subscriber_id: str) -> Op[str]:
     return token
 
 
-@operation
+@operation(retry=True)
 def update_preferences(
     subscriber_id: str,
     *,
@@ -474,7 +474,7 @@ def update_preferences(
     )
 
 
-@operation
+@operation(retry=True)
 def get(subscriber_id: str) -> Op[Subscriber]:
     """One subscriber by id."""
     params = {"id": validate.identifier("subscriber_id", subscriber_id)}
@@ -485,7 +485,7 @@ def get(subscriber_id: str) -> Op[Subscriber]:
     )
 
 
-@operation
+@operation(retry=True)
 def list_for_page(
     status_page_id: str,
     *,
@@ -510,7 +510,7 @@ def list_for_page(
     return (yield from many("subscriber_list_for_page", params, _row))
 
 
-@operation
+@operation(retry=True)
 def count_for_page(status_page_id: str) -> Op[SubscriberCounts]:
     """How many subscribers a page has (zeros for an unknown page)."""
     params = {"status_page_id": validate.identifier("status_page_id", status_page_id)}
@@ -524,7 +524,7 @@ def count_for_page(status_page_id: str) -> Op[SubscriberCounts]:
     )
 
 
-@operation
+@operation(retry=True)
 def delete(subscriber_id: str) -> Op[None]:
     """Delete a subscriber for good (erasure request); `unsubscribe` keeps the row."""
     count = yield from execute(
@@ -564,6 +564,8 @@ class _ApplyResult(NamedTuple):
     reason: str | None
 
 
+# Not retry=True: a second run would find `rows` (the caller's stream, read once by COPY)
+# already consumed, and import nothing.
 @operation(atomic=True)
 def import_subscribers(
     status_page_id: str, rows: Iterable[ImportRow], *, trust_verified: bool = False

@@ -23,27 +23,27 @@ class Team:
 _row = class_row(Team)
 
 
-@operation
+@operation(retry=True)
 def create(*, name: str) -> Op[Team]:
     """Create a team."""
     params = {"name": validate.text("name", name, max_length=200)}
     return (yield from one("team_create", params, _row, not_found="team was not created"))
 
 
-@operation
+@operation(retry=True)
 def get(team_id: str) -> Op[Team]:
     """One team; NotFound if there is none with that id."""
     params = {"id": validate.identifier("team_id", team_id)}
     return (yield from one("team_get", params, _row, not_found=f"no team with id {team_id!r}"))
 
 
-@operation
+@operation(retry=True)
 def list_all() -> Op[list[Team]]:
     """Every team, by name."""
     return (yield from many("team_list", {}, _row))
 
 
-@operation
+@operation(retry=True)
 def rename(team_id: str, *, name: str) -> Op[Team]:
     """Rename a team."""
     params = {
@@ -53,7 +53,7 @@ def rename(team_id: str, *, name: str) -> Op[Team]:
     return (yield from one("team_rename", params, _row, not_found=f"no team with id {team_id!r}"))
 
 
-@operation
+@operation(retry=True)
 def delete(team_id: str) -> Op[None]:
     """Delete a team; Conflict while it still owns pages or incidents."""
     count = yield from execute("team_delete", {"id": validate.identifier("team_id", team_id)})

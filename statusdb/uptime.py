@@ -163,7 +163,7 @@ def _range(start: dt.datetime, end: dt.datetime) -> None:
         )
 
 
-@operation
+@operation(retry=True)
 def for_page(status_page_id: str, *, start: dt.datetime, end: dt.datetime) -> Op[PageUptime]:
     """Time in each status and uptime of every component of a page over [start, end).
 

@@ -134,7 +134,7 @@ def _decode(
 _row = kwargs_row(_decode)
 
 
-@operation
+@operation(retry=True)
 def page_view(
     slug: str,
     *,
