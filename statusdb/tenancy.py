@@ -1,0 +1,115 @@
+"""Row-level security per team: scope a connection to one team.
+
+Migration 0008 puts a policy on every table: a session that has set `statusdb.team_id` sees and
+changes only that team's rows (the team, its incidents, its pages and everything on them:
+components, subscribers, maintenance windows, status incidents, status changes). Rows of other
+teams are invisible: reads skip them, updates and deletes do not reach them (an operation on one
+of them raises NotFound, as for a row that does not exist), and writing a row for another team
+is refused with a StatusdbError. A session that has not set it sees everything, so scoping is
+opt-in.
+
+The policies bind every role except the tables' owner (and superusers): connect as a member of
+`statusdb_app` for them to apply. Statuses are still derived across teams (a component follows
+its own team's incidents, whoever owns its page): the derivation runs as the owner.
+
+Scope per transaction (`local=True`, the default) wherever connections are shared: a pool, or
+PgBouncer in transaction mode. The setting then ends with the transaction, committed or rolled
+back, so it never reaches the connection's next user:
+
+    with pool.connection() as conn:          # one transaction
+        tenancy.set_team(conn, team_id)
+        pages.list_for_team(conn, team_id)
+
+`local=False` scopes the whole session (a connection dedicated to one team). Like any SET it is
+part of the current transaction: a rollback of that transaction undoes it, so set it on an
+autocommit connection or commit right after. The setting is only a filter chosen by the client,
+not an authentication: code that can run SQL on the connection can change it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine
+from typing import Any, Final, overload
+
+import psycopg
+from psycopg.pq import TransactionStatus
+from psycopg.rows import tuple_row
+
+from statusdb import validate
+from statusdb.errors import InvalidInput
+from statusdb.executor import Op, one, operation
+
+#: The session setting the policies read ('' or unset: not scoped).
+SETTING: Final = "statusdb.team_id"
+
+__all__ = ["SETTING", "clear_team", "current_team", "set_team"]
+
+
+@operation
+def _set_team(team_id: str, is_local: bool) -> Op[None]:
+    params = {"team_id": team_id, "is_local": is_local}
+    yield from one("tenancy_set_team", params, tuple_row, not_found="setting was not changed")
+
+
+def _outside_transaction(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
+    return conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE
+
+
+_NO_TRANSACTION = (
+    "set_team(local=True) scopes the current transaction, and this autocommit connection has "
+    "none: open one (`with conn.transaction():`) or scope the session with local=False"
+)
+
+
+async def _refused() -> None:
+    raise InvalidInput(_NO_TRANSACTION)
+
+
+@overload
+def set_team(
+    conn: psycopg.AsyncConnection[Any], team_id: str, *, local: bool = True
+) -> Coroutine[Any, Any, None]: ...
+
+
+@overload
+def set_team(conn: psycopg.Connection[Any], team_id: str, *, local: bool = True) -> None: ...
+
+
+def set_team(
+    conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any],
+    team_id: str,
+    *,
+    local: bool = True,
+) -> Coroutine[Any, Any, None] | None:
+    """Scope `conn` to team `team_id`: until the transaction ends (`local`), or for the session.
+
+    On an autocommit connection outside `conn.transaction()` a transaction-scoped setting would
+    end with its own statement, leaving the connection unscoped; that is refused (InvalidInput)
+    rather than silently ignored. The team need not exist: a scope to an unknown team sees
+    nothing.
+    """
+    if local and _outside_transaction(conn):
+        if isinstance(conn, psycopg.AsyncConnection):
+            return _refused()
+        raise InvalidInput(_NO_TRANSACTION)
+    body_args = (validate.identifier("team_id", team_id), bool(local))
+    if isinstance(conn, psycopg.AsyncConnection):
+        return _set_team(conn, *body_args)
+    return _set_team(conn, *body_args)
+
+
+@operation
+def clear_team() -> Op[None]:
+    """Unscope the session: it sees every team again (from now on, this transaction included).
+
+    A setting made with `local=True` ends with its transaction anyway; this also clears one
+    made for the session.
+    """
+    yield from _set_team.body("", False)
+
+
+@operation
+def current_team() -> Op[str | None]:
+    """The team the connection is scoped to now, or None."""
+    row = yield from one("tenancy_current_team", {}, tuple_row, not_found="no setting")
+    return None if row[0] is None else str(row[0])
