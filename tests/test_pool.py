@@ -1,0 +1,156 @@
+"""statusdb.pool: prepared statements from the first use, kept across pooled requests."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+
+import psycopg
+import pytest
+from psycopg.rows import TupleRow
+
+from statusdb import incidents, pages, queries, teams, views
+from statusdb.pages import NewComponent
+from statusdb.pool import PREPARE_THRESHOLD, make_async_pool, make_pool, prepared_max
+
+Conn = psycopg.Connection[TupleRow]
+AConn = psycopg.AsyncConnection[TupleRow]
+
+
+def server_text(name: str) -> str:
+    """Query `name` as the server stores it once prepared: %(param)s become $1, $2, ... in
+    order of first appearance (psycopg's conversion)."""
+    numbers: dict[str, int] = {}
+
+    def number(match: re.Match[str]) -> str:
+        return f"${numbers.setdefault(match.group(1), len(numbers) + 1)}"
+
+    return re.sub(r"%\((\w+)\)s", number, queries.get(name).sql.decode())
+
+
+PAGE_VIEW_SQL = server_text("page_view_by_slug")
+
+
+def seed(conn: Conn) -> None:
+    team = teams.create(conn, name="SRE")
+    pages.create(
+        conn,
+        team_id=team.id,
+        name="Acme Status",
+        slug="acme",
+        created_by_id="user-1",
+        is_public=True,
+        components=[NewComponent(name=f"C{n}", team_id=team.id) for n in range(5)],
+    )
+    incidents.create(conn, team.id, title="db down", priority="HIGH")
+    conn.commit()
+
+
+def prepared(conn: Conn) -> list[str]:
+    """The statements prepared on `conn`'s server session (read without preparing)."""
+    rows = conn.execute("SELECT statement FROM pg_prepared_statements", prepare=False).fetchall()
+    return [row[0] for row in rows]
+
+
+async def aprepared(conn: AConn) -> list[str]:
+    cur = await conn.execute("SELECT statement FROM pg_prepared_statements", prepare=False)
+    return [row[0] for row in await cur.fetchall()]
+
+
+def test_page_view_is_prepared_and_kept_across_requests(dsn: str, conn: Conn) -> None:
+    seed(conn)
+    with make_pool(dsn, min_size=1, max_size=1) as pool:
+        for _ in range(3):
+            with pool.connection() as pooled:
+                view = views.page_view(pooled, "acme")
+                assert view is not None
+                assert view.page.overall_status == "PARTIAL_OUTAGE"
+        with pool.connection() as pooled:
+            assert pooled.prepare_threshold == PREPARE_THRESHOLD
+            assert pooled.prepared_max == prepared_max()
+            statements = prepared(pooled)
+            # Prepared once at the first request, still there (not re-prepared) at the last.
+            assert statements.count(PAGE_VIEW_SQL) == 1
+            assert not pooled.autocommit
+
+
+def test_prepare_false_never_prepares(dsn: str, conn: Conn) -> None:
+    """For PgBouncer in transaction mode: no server-side prepared statement, ever."""
+    seed(conn)
+    with make_pool(dsn, prepare=False, min_size=1, max_size=1) as pool:
+        for _ in range(8):
+            with pool.connection() as pooled:
+                assert views.page_view(pooled, "acme") is not None
+        with pool.connection() as pooled:
+            assert pooled.prepare_threshold is None
+            assert prepared(pooled) == []
+
+
+def test_a_request_that_fails_costs_one_more_prepare(dsn: str, conn: Conn) -> None:
+    """A rollback makes psycopg forget its statements; the next request prepares again."""
+    seed(conn)
+    with make_pool(dsn, min_size=1, max_size=1) as pool:
+        with pool.connection() as pooled:
+            assert views.page_view(pooled, "acme") is not None
+        with contextlib.suppress(RuntimeError), pool.connection() as pooled:
+            assert views.page_view(pooled, "acme") is not None
+            raise RuntimeError("the request failed")
+        with pool.connection() as pooled:
+            assert prepared(pooled) == []
+            assert views.page_view(pooled, "acme") is not None
+            assert prepared(pooled).count(PAGE_VIEW_SQL) == 1
+
+
+def test_autocommit_pool_reads_outside_transactions(dsn: str, conn: Conn) -> None:
+    seed(conn)
+    with make_pool(dsn, autocommit=True, min_size=1, max_size=1) as pool:
+        for _ in range(2):
+            with pool.connection() as pooled:
+                assert pooled.autocommit
+                assert views.page_view(pooled, "acme") is not None
+                assert pooled.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        with pool.connection() as pooled:
+            assert prepared(pooled).count(PAGE_VIEW_SQL) == 1
+
+
+def test_configure_runs_after_statusdb_settings(dsn: str, conn: Conn) -> None:
+    seed(conn)
+    seen: list[int | None] = []
+
+    def configure(pooled: Conn) -> None:
+        seen.append(pooled.prepare_threshold)
+
+    with (
+        make_pool(dsn, configure=configure, min_size=1, max_size=1) as pool,
+        pool.connection() as pooled,
+    ):
+        assert views.page_view(pooled, "acme") is not None
+    assert seen == [PREPARE_THRESHOLD]
+
+
+def test_bad_arguments_are_refused() -> None:
+    with pytest.raises(TypeError, match="prepare"):
+        make_pool("", prepare=None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="prepare_threshold"):
+        make_pool("", kwargs={"prepare_threshold": 5})
+
+
+async def test_async_pool_prepares_and_keeps(dsn: str, conn: Conn) -> None:
+    seed(conn)
+    async with make_async_pool(dsn, min_size=1, max_size=1) as pool:
+        for _ in range(3):
+            async with pool.connection() as pooled:
+                view = await views.page_view(pooled, "acme")
+                assert view is not None
+        async with pool.connection() as pooled:
+            assert (await aprepared(pooled)).count(PAGE_VIEW_SQL) == 1
+
+
+async def test_async_pool_prepare_false(dsn: str, conn: Conn) -> None:
+    seed(conn)
+    async with make_async_pool(dsn, prepare=False, min_size=1, max_size=1) as pool:
+        for _ in range(6):
+            async with pool.connection() as pooled:
+                assert await views.page_view(pooled, "acme") is not None
+        async with pool.connection() as pooled:
+            assert await aprepared(pooled) == []
