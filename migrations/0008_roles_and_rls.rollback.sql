@@ -30,7 +30,6 @@ DROP POLICY incident_team_isolation ON incident;
 ALTER TABLE incident DISABLE ROW LEVEL SECURITY;
 DROP POLICY team_team_isolation ON team;
 ALTER TABLE team DISABLE ROW LEVEL SECURITY;
-DROP FUNCTION statusdb_team_owns_page(text);
 DROP FUNCTION statusdb_current_team();
 
 REVOKE UPDATE (lease_owner, lease_expires_at, notified_at, outcome)

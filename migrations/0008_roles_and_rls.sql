@@ -280,8 +280,11 @@ GRANT UPDATE (lease_owner, lease_expires_at, notified_at, outcome)
 -- so that no role silently sees nothing. FORCE ROW LEVEL SECURITY is not set: the owner runs
 -- the derivation, restores and repairs, which must see every row.
 --
--- The setting is read through a scalar subquery, so it is evaluated once per statement, not
--- per row; with no team set the policies cost one comparison.
+-- Cost. The setting is read through a scalar subquery, evaluated once per statement; with no
+-- team set, a policy is one comparison per row. A row on a page is checked against the team's
+-- page ids, which PostgreSQL collects once per statement into a hash table (the subquery is
+-- uncorrelated), so a scan of many rows pays a hash lookup per row, not a query. (The page ids
+-- are read from status_page as the caller, so its policy applies there too, to the same effect.)
 CREATE FUNCTION statusdb_current_team() RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
@@ -289,18 +292,6 @@ AS $$
 $$;
 COMMENT ON FUNCTION statusdb_current_team() IS
     'The team this session is scoped to (setting statusdb.team_id), or null: not scoped.';
-
--- Whether a page belongs to the session's team. Reads status_page as the caller (its own
--- policy applies too, with the same outcome).
-CREATE FUNCTION statusdb_team_owns_page(page_id text) RETURNS boolean
-LANGUAGE sql STABLE PARALLEL SAFE
-AS $$
-    SELECT EXISTS (
-        SELECT 1
-        FROM status_page p
-        WHERE p.id = page_id AND p.team_id = statusdb_current_team()
-    )
-$$;
 
 ALTER TABLE team ENABLE ROW LEVEL SECURITY;
 CREATE POLICY team_team_isolation ON team
@@ -320,32 +311,37 @@ CREATE POLICY status_page_team_isolation ON status_page
 ALTER TABLE status_page_component ENABLE ROW LEVEL SECURITY;
 CREATE POLICY status_page_component_team_isolation ON status_page_component
     USING ((SELECT statusdb_current_team()) IS NULL
-           OR statusdb_team_owns_page(status_page_id));
+           OR status_page_id IN (SELECT p.id FROM status_page p
+                                 WHERE p.team_id = (SELECT statusdb_current_team())));
 
 ALTER TABLE status_subscriber ENABLE ROW LEVEL SECURITY;
 CREATE POLICY status_subscriber_team_isolation ON status_subscriber
     USING ((SELECT statusdb_current_team()) IS NULL
-           OR statusdb_team_owns_page(status_page_id));
+           OR status_page_id IN (SELECT p.id FROM status_page p
+                                 WHERE p.team_id = (SELECT statusdb_current_team())));
 
 ALTER TABLE maintenance_window ENABLE ROW LEVEL SECURITY;
 CREATE POLICY maintenance_window_team_isolation ON maintenance_window
     USING ((SELECT statusdb_current_team()) IS NULL
-           OR statusdb_team_owns_page(status_page_id));
+           OR status_page_id IN (SELECT p.id FROM status_page p
+                                 WHERE p.team_id = (SELECT statusdb_current_team())));
 
 ALTER TABLE maintenance_window_component ENABLE ROW LEVEL SECURITY;
 CREATE POLICY maintenance_window_component_team_isolation ON maintenance_window_component
     USING ((SELECT statusdb_current_team()) IS NULL
-           OR EXISTS (SELECT 1
-                      FROM maintenance_window w
-                      WHERE w.id = maintenance_window_component.maintenance_window_id
-                        AND statusdb_team_owns_page(w.status_page_id)));
+           OR maintenance_window_id IN (
+               SELECT w.id FROM maintenance_window w
+               WHERE w.status_page_id IN (SELECT p.id FROM status_page p
+                                          WHERE p.team_id = (SELECT statusdb_current_team()))));
 
 ALTER TABLE status_incident ENABLE ROW LEVEL SECURITY;
 CREATE POLICY status_incident_team_isolation ON status_incident
     USING ((SELECT statusdb_current_team()) IS NULL
-           OR statusdb_team_owns_page(status_page_id));
+           OR status_page_id IN (SELECT p.id FROM status_page p
+                                 WHERE p.team_id = (SELECT statusdb_current_team())));
 
 ALTER TABLE status_change ENABLE ROW LEVEL SECURITY;
 CREATE POLICY status_change_team_isolation ON status_change
     USING ((SELECT statusdb_current_team()) IS NULL
-           OR statusdb_team_owns_page(status_page_id));
+           OR status_page_id IN (SELECT p.id FROM status_page p
+                                 WHERE p.team_id = (SELECT statusdb_current_team())));
