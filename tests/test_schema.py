@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 
 from statusdb import migrations
 from statusdb.errors import CONSTRAINT_MESSAGES
+from statusdb.resources import migrations_dir
 from statusdb.types import (
     INCIDENT_PRIORITIES,
     INCIDENT_PRIORITY_TO_STATUS,
@@ -332,4 +337,38 @@ def test_migrations_apply_roll_back_completely_and_apply_again(empty_dsn: str) -
     migrations.rollback(empty_dsn)
     assert project_objects() == []
     migrations.apply(empty_dsn)
+    assert all(applied for _, applied in migrations.status(empty_dsn))
+
+
+def test_plain_yoyo_cli_applies_the_migrations(empty_dsn: str) -> None:
+    """A DBA's `yoyo apply` (no statusdb code involved) yields the same schema."""
+    info = conninfo_to_dict(empty_dsn)
+    url = f"postgresql+psycopg://{info['user']}@{info['host']}:{info['port']}/{info['dbname']}"
+    yoyo = Path(sys.executable).with_name("yoyo")
+    result = subprocess.run(
+        [str(yoyo), "apply", "--batch", "--database", url, str(migrations_dir())],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    with psycopg.connect(empty_dsn) as check:
+        tables = {
+            name
+            for (name,) in check.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            ).fetchall()
+        }
+        assert {
+            "team",
+            "incident",
+            "status_page",
+            "status_page_component",
+            "status_subscriber",
+            "maintenance_window",
+            "maintenance_window_component",
+            "status_incident",
+            "status_change",
+        } <= tables
     assert all(applied for _, applied in migrations.status(empty_dsn))
