@@ -237,6 +237,13 @@ def translate(exc: psycopg.Error) -> StatusdbError:
     if constraint and constraint in CONSTRAINT_MESSAGES:
         kind, message = CONSTRAINT_MESSAGES[constraint]
         return kind(message)
+    if isinstance(exc, pg_errors.InsufficientPrivilege):
+        # A role without the privilege, or a row outside the session's team (row-level
+        # security): either way the caller may not do this.
+        return Unauthorized(
+            f"not allowed: {exc.diag.message_primary or exc} (check the database role, and the "
+            "team set with statusdb.tenancy.set_team)"
+        )
     if isinstance(exc, pg_errors.InvalidTransactionState):
         hint = exc.diag.message_hint
         return StatusdbError(f"{exc.diag.message_primary}{'. ' + hint if hint else ''}")
