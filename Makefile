@@ -15,12 +15,14 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint ruff mypy squawk pytest clean
+.PHONY: help demo test lint ruff mypy squawk pytest clean bench bench-large
 
 help:
 	@echo "make demo   - install statusdb in $(VENV) and run the demo on a local PostgreSQL"
 	@echo "make test   - install statusdb[dev] in $(VENV); ruff, mypy, squawk, pytest"
 	@echo "make lint   - ruff, mypy and squawk only"
+	@echo "make bench  - benchmarks at the small scale (~3 min; bench/README.md)"
+	@echo "make bench-large - benchmarks at the full scale (under 20 min)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -60,3 +62,18 @@ pytest: $(VENV)/.statusdb-dev-installed
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache dist build
+
+# Benchmarks (bench/README.md): each run starts its own throwaway PostgreSQL cluster, loads a
+# deterministic dataset, prints a table and writes bench/results.json. BENCH_ARGS passes extra
+# arguments, e.g. BENCH_ARGS='--case "page view"'.
+BENCH_ARGS ?=
+
+$(VENV)/.statusdb-bench-installed: pyproject.toml | $(BIN)/python
+	$(PIP) install -e '.[bench]'
+	@touch $@
+
+bench: $(VENV)/.statusdb-bench-installed
+	$(BIN)/python -m bench --scale small $(BENCH_ARGS)
+
+bench-large: $(VENV)/.statusdb-bench-installed
+	$(BIN)/python -m bench --scale large $(BENCH_ARGS)

@@ -1,0 +1,683 @@
+"""The benchmark's cases. Each returns one or more `CaseResult`s.
+
+Latency cases alternate the case with its baseline (a `SELECT 1` round trip on the same
+connection, unless stated otherwise), so that both meet the same machine load. Connections are
+made as an application would: through `statusdb.pool.make_pool` (statements prepared from their
+first use), logged in as a member of the `statusdb_app` role (row-level security policies in
+force, no team scope set), on 127.0.0.1 TCP.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing
+import multiprocessing.synchronize
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.rows import TupleRow
+
+from bench.dataset import BENCH_PAGE_SLUG, COMPONENTS_PER_PAGE, Scale
+from bench.peers import sqlalchemy_orm as peer
+from bench.timing import CaseResult, latency_result, paired, percentile, timed
+from statusdb import incidents, maintenance, outbox, pages, subscribers, uptime, views
+from statusdb.pages import NewComponent
+from statusdb.pool import make_pool
+from statusdb.subscribers import ImportRow
+from statusdb.types import SubscriberChannel
+
+Conn = psycopg.Connection[TupleRow]
+SELECT_1 = "SELECT 1 round trip, same connection"
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every case needs: where to connect, the scale, and the dataset's landmarks."""
+
+    dsn: str
+    admin_dsn: str
+    scale: Scale
+    log: Callable[[str], None]
+    bench_page_id: str
+    bench_team_id: str
+    team_50: str
+    team_500: str
+
+
+def landmarks(admin_dsn: str) -> dict[str, str]:
+    with psycopg.connect(admin_dsn) as conn:
+        rows = conn.execute(
+            """SELECT slug, id, team_id FROM status_page
+               WHERE slug IN ('bench', 'incident-50', 'incident-500-3')"""
+        ).fetchall()
+    by_slug = {slug: (page_id, team_id) for slug, page_id, team_id in rows}
+    return {
+        "bench_page_id": by_slug[BENCH_PAGE_SLUG][0],
+        "bench_team_id": by_slug[BENCH_PAGE_SLUG][1],
+        "team_50": by_slug["incident-50"][1],
+        "team_500": by_slug["incident-500-3"][1],
+    }
+
+
+@contextmanager
+def app_connection(ctx: Context, *, autocommit: bool = True) -> Iterator[Conn]:
+    """One pooled connection, as a request handler gets it (pool of one, kept for the case)."""
+    with (
+        make_pool(ctx.dsn, autocommit=autocommit, min_size=1, max_size=1) as pool,
+        pool.connection() as conn,
+    ):
+        yield conn
+
+
+def _select_1(conn: Conn) -> Callable[[], object]:
+    def run() -> object:
+        return conn.execute("SELECT 1").fetchone()
+
+    return run
+
+
+# -- page view ---------------------------------------------------------------------------------
+
+
+def page_view(ctx: Context) -> list[CaseResult]:
+    n = ctx.scale.iterations
+    results: list[CaseResult] = []
+    with app_connection(ctx) as conn:
+        view = views.page_view(conn, BENCH_PAGE_SLUG)
+        assert view is not None
+        shape = {
+            "components": len(view.page.components),
+            "active_incidents": len(view.active_incidents),
+            "updates_per_incident": [len(i.updates) for i in view.active_incidents],
+            "upcoming_maintenance": len(view.upcoming_maintenance),
+            "overall_status": view.page.overall_status,
+        }
+        base, case = paired(
+            _select_1(conn), lambda: views.page_view(conn, BENCH_PAGE_SLUG), n=n, warmup=200
+        )
+        results.append(
+            latency_result(
+                "page view by slug (50 components, 5 incidents, 3 maintenance)",
+                case,
+                base,
+                baseline=SELECT_1,
+                target="<= 3x",
+                check=lambda r: r <= 3.0,
+                notes={"shape": shape, "connection": "pool, autocommit, prepared"},
+            )
+        )
+        # Without prepared statements (PgBouncer transaction mode): planning on every call.
+        conn.prepare_threshold = None
+        base, case = paired(
+            _select_1(conn), lambda: views.page_view(conn, BENCH_PAGE_SLUG), n=n // 2, warmup=50
+        )
+        results.append(
+            latency_result(
+                "page view, prepare=False (planned every call)",
+                case,
+                base,
+                baseline=SELECT_1,
+                target="report",
+                check=None,
+            )
+        )
+    # Through a default (non-autocommit) pool: BEGIN, the query and COMMIT are three round trips.
+    with make_pool(ctx.dsn, min_size=1, max_size=1) as pool:
+
+        def pooled_view() -> object:
+            with pool.connection() as conn:
+                return views.page_view(conn, BENCH_PAGE_SLUG)
+
+        def pooled_select() -> object:
+            with pool.connection() as conn:
+                return conn.execute("SELECT 1").fetchone()
+
+        base, case = paired(pooled_select, pooled_view, n=n // 2, warmup=100)
+        results.append(
+            latency_result(
+                "page view, pool.connection() per request, autocommit off",
+                case,
+                base,
+                baseline="SELECT 1 the same way (BEGIN, SELECT 1, COMMIT)",
+                target="report",
+                check=None,
+            )
+        )
+    return results
+
+
+def page_view_vs_orm(ctx: Context) -> list[CaseResult]:
+    n = max(100, ctx.scale.iterations // 5)
+    engine = peer.make_engine(ctx.dsn)
+    sessions = peer.make_sessions(engine)
+    try:
+        with app_connection(ctx) as conn:
+            ours = views.page_view(conn, BENCH_PAGE_SLUG)
+            theirs = peer.page_view(sessions, BENCH_PAGE_SLUG)
+            assert ours == theirs, "the peer must return the same page view"
+            peer_times, our_times = paired(
+                lambda: peer.page_view(sessions, BENCH_PAGE_SLUG),
+                lambda: views.page_view(conn, BENCH_PAGE_SLUG),
+                n=n,
+                warmup=30,
+            )
+    finally:
+        engine.dispose()
+    ours_p50 = percentile(our_times, 0.5)
+    peer_p50 = percentile(peer_times, 0.5)
+    speedup = peer_p50 / ours_p50
+    return [
+        CaseResult(
+            name="page view vs SQLAlchemy 2 ORM peer (selectinload)",
+            p50_us=ours_p50,
+            p99_us=percentile(our_times, 0.99),
+            n=n,
+            ratio=speedup,
+            baseline="SQLAlchemy ORM peer, same result (ratio = peer p50 / ours p50)",
+            baseline_p50_us=peer_p50,
+            target=">= 12x faster",
+            met=speedup >= 12.0,
+            notes={"peer_p99_us": round(percentile(peer_times, 0.99), 1)},
+        )
+    ]
+
+
+# -- opening incidents -------------------------------------------------------------------------
+
+
+def _open_incident_times(
+    conn: Conn, team_id: str, n: int, warmup: int
+) -> tuple[list[float], list[float], int]:
+    opened: list[str] = []
+    changes_seen: list[int] = []
+
+    def open_one() -> object:
+        incident = incidents.create(conn, team_id, title="Elevated error rate", priority="CRITICAL")
+        opened.append(incident.id)
+        return incident
+
+    def resolve_last() -> None:
+        incidents.resolve(conn, opened[-1])
+
+    before = _change_count(conn)
+    base, case = paired(_select_1(conn), open_one, n=1, warmup=0, reset=resolve_last)
+    changes_seen.append((_change_count(conn) - before) // 2)
+    base, case = paired(_select_1(conn), open_one, n=n, warmup=warmup, reset=resolve_last)
+    return base, case, changes_seen[0]
+
+
+def _change_count(conn: Conn) -> int:
+    row = conn.execute("SELECT max(seq) FROM status_change").fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def open_incident(ctx: Context) -> list[CaseResult]:
+    n = max(50, ctx.scale.iterations // 10)
+    results: list[CaseResult] = []
+    with app_connection(ctx) as conn:  # autocommit: the INSERT commits by itself, one trip
+        base50, case50, moved50 = _open_incident_times(conn, ctx.team_50, n, warmup=10)
+        results.append(
+            latency_result(
+                "open an incident moving 50 components (committed)",
+                case50,
+                base50,
+                baseline=SELECT_1,
+                target="<= 4x",
+                check=lambda r: r <= 4.0,
+                notes={"components_changed": moved50, "synchronous_commit": "on"},
+            )
+        )
+        base500, case500, moved500 = _open_incident_times(conn, ctx.team_500, n // 2, warmup=5)
+        p50_50 = percentile(case50, 0.5)
+        p50_500 = percentile(case500, 0.5)
+        results.append(
+            CaseResult(
+                name="open an incident moving 500 components (committed)",
+                p50_us=p50_500,
+                p99_us=percentile(case500, 0.99),
+                n=len(case500),
+                ratio=p50_500 / p50_50,
+                baseline="the 50-component case",
+                baseline_p50_us=p50_50,
+                target="<= 3x",
+                met=p50_500 / p50_50 <= 3.0,
+                notes={
+                    "components_changed": moved500,
+                    "vs_select_1": round(p50_500 / percentile(base500, 0.5), 1),
+                },
+            )
+        )
+        # The same without waiting for the WAL flush: what the library costs, apart from the
+        # disk (this machine's fdatasync takes ~0.1 ms).
+        conn.execute("SET synchronous_commit = off")
+        base, case, _ = _open_incident_times(conn, ctx.team_50, n, warmup=10)
+        results.append(
+            latency_result(
+                "open an incident moving 50 components, synchronous_commit off",
+                case,
+                base,
+                baseline=SELECT_1,
+                target="report",
+                check=None,
+            )
+        )
+        conn.execute("RESET synchronous_commit")
+    results.append(_write_floor(ctx, n))
+    return results
+
+
+_FLOOR_SETUP = """
+DROP TABLE IF EXISTS bench_floor_change, bench_floor_component;
+CREATE TABLE bench_floor_component (LIKE status_page_component INCLUDING ALL);
+CREATE TABLE bench_floor_change (LIKE status_change INCLUDING ALL);
+INSERT INTO bench_floor_component SELECT * FROM status_page_component;
+INSERT INTO bench_floor_change OVERRIDING SYSTEM VALUE SELECT * FROM status_change;
+SELECT setval(pg_get_serial_sequence('bench_floor_change', 'seq'),
+              (SELECT max(seq) FROM bench_floor_change));
+ANALYZE bench_floor_component, bench_floor_change;
+GRANT SELECT, INSERT, UPDATE ON bench_floor_component, bench_floor_change TO statusdb_app;
+"""
+
+# The least any implementation must write for one incident that moves 50 components: their
+# rows updated and 50 log rows inserted (same columns and indexes, no triggers, no foreign
+# keys, no derivation, no NOTIFY), in one statement, committed.
+_FLOOR = """
+WITH moved AS (
+    UPDATE bench_floor_component c
+    SET current_status = CASE c.current_status WHEN 'OPERATIONAL' THEN 'MAJOR_OUTAGE'
+                                               ELSE 'OPERATIONAL' END,
+        status_updated_at = clock_timestamp()
+    WHERE c.team_id = %(team_id)s
+    RETURNING c.id, c.status_page_id, c.current_status, c.status_updated_at
+)
+INSERT INTO bench_floor_change (status_page_id, component_id, previous_status, new_status,
+                                cause, changed_at)
+SELECT status_page_id, id,
+       CASE current_status WHEN 'OPERATIONAL' THEN 'MAJOR_OUTAGE' ELSE 'OPERATIONAL' END,
+       current_status, 'INCIDENT', status_updated_at
+FROM moved
+"""
+
+
+def _write_floor(ctx: Context, n: int) -> CaseResult:
+    with psycopg.connect(ctx.admin_dsn, autocommit=True) as admin:
+        admin.execute(_FLOOR_SETUP)
+    with app_connection(ctx) as conn:
+        base, case = paired(
+            _select_1(conn),
+            lambda: conn.execute(_FLOOR, {"team_id": ctx.team_50}),
+            n=n,
+            warmup=10,
+        )
+    with psycopg.connect(ctx.admin_dsn, autocommit=True) as admin:
+        admin.execute("DROP TABLE bench_floor_change, bench_floor_component")
+    return latency_result(
+        "floor: bare UPDATE of 50 rows + INSERT of 50 log rows (committed)",
+        case,
+        base,
+        baseline=SELECT_1,
+        target="evidence for the 4x target",
+        check=None,
+    )
+
+
+# -- fan-out -----------------------------------------------------------------------------------
+
+
+def _claimed(ctx: Context, conn: Conn) -> outbox.ClaimedChange:
+    row = conn.execute(
+        """SELECT id, name FROM status_page_component
+           WHERE status_page_id = %s ORDER BY display_order LIMIT 1""",
+        (ctx.bench_page_id,),
+    ).fetchone()
+    assert row is not None
+    now = dt.datetime.now(dt.UTC)
+    return outbox.ClaimedChange(
+        status_page_id=ctx.bench_page_id,
+        component_id=row[0],
+        component_name=row[1],
+        change_ids=("bench-change",),  # type: ignore[arg-type]  # attrs converter=tuple
+        previous_status="OPERATIONAL",
+        new_status="MAJOR_OUTAGE",
+        cause="INCIDENT",
+        incident_id=None,
+        maintenance_window_id=None,
+        notify_subscribers=True,
+        first_changed_at=now,
+        last_changed_at=now,
+    )
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def fan_out(ctx: Context) -> list[CaseResult]:
+    runs = 5 if ctx.scale.subscribers <= 100_000 else 3
+    target = 1_000_000.0
+    with app_connection(ctx, autocommit=False) as conn:
+        claimed = _claimed(ctx, conn)
+        conn.commit()
+
+        def stream() -> int:
+            count = 0
+            for _ in outbox.recipients(conn, claimed):
+                count += 1
+            conn.commit()
+            return count
+
+        matching = stream()  # warm-up
+        durations = [timed(stream) for _ in range(runs)]
+        # Memory: RSS after the first 10,000 rows, and its highest value until the last row.
+        at_10k = peak = 0
+        for count, _ in enumerate(outbox.recipients(conn, claimed), start=1):
+            if count == 10_000:
+                at_10k = peak = _rss_bytes()
+            elif count % 10_000 == 0:
+                peak = max(peak, _rss_bytes())
+        conn.commit()
+        growth_mb = (peak - at_10k) / 2**20
+    p50 = percentile(durations, 0.5)
+    rate = matching / (p50 / 1e6)
+    results = [
+        CaseResult(
+            name=f"fan-out of one change, {ctx.scale.subscribers:,} subscribers, streamed",
+            p50_us=p50,
+            p99_us=max(durations),
+            n=runs,
+            ratio=rate / target,
+            baseline="rows per second (ratio = matching rows/s / 1M)",
+            baseline_p50_us=None,
+            target=">= 1M matching rows/s, memory growth < 10 MB",
+            met=rate >= target and growth_mb < 10,
+            notes={
+                "matching_rows": matching,
+                "subscribers_on_page": ctx.scale.subscribers,
+                "matching_rows_per_s": round(rate),
+                "subscribers_scanned_per_s": round(ctx.scale.subscribers / (p50 / 1e6)),
+                "rss_growth_mb_10k_to_end": round(growth_mb, 2),
+            },
+        )
+    ]
+    # The peer's idiomatic stream (yield_per), for comparison.
+    engine = peer.make_engine(ctx.dsn)
+    try:
+        sessions = peer.make_sessions(engine)
+        with app_connection(ctx, autocommit=False) as conn:
+            claimed = _claimed(ctx, conn)
+            conn.commit()
+        peer_count = sum(1 for _ in peer.recipients(sessions, claimed))
+        assert peer_count == matching, (peer_count, matching)
+        peer_times = [timed(lambda: sum(1 for _ in peer.recipients(sessions, claimed)))]
+    finally:
+        engine.dispose()
+    peer_rate = matching / (peer_times[0] / 1e6)
+    results.append(
+        CaseResult(
+            name="fan-out, SQLAlchemy ORM peer (yield_per=5000)",
+            p50_us=peer_times[0],
+            p99_us=peer_times[0],
+            n=1,
+            ratio=peer_rate / target,
+            baseline="rows per second (ratio = matching rows/s / 1M)",
+            baseline_p50_us=None,
+            target="report",
+            met=None,
+            notes={"matching_rows_per_s": round(peer_rate)},
+        )
+    )
+    return results
+
+
+# -- subscriber import -------------------------------------------------------------------------
+
+
+_IMPORT_CHANNELS: tuple[SubscriberChannel, ...] = ("EMAIL", "EMAIL", "EMAIL", "WEBHOOK", "SLACK")
+
+
+def _import_rows(run: int, count: int, component_ids: list[str]) -> list[ImportRow]:
+    rows: list[ImportRow] = []
+    for n in range(count):
+        channel = _IMPORT_CHANNELS[n % 5]
+        if channel == "EMAIL":
+            destination = f"Import{run}.User{n}@Example.org"
+        elif channel == "WEBHOOK":
+            destination = f"https://hooks.example.org/run{run}/{n}"
+        else:
+            destination = f"https://hooks.slack.com/services/T{run}/B{n}"
+        follows = (
+            [] if n % 10 < 3 else [component_ids[(n * 7 + j * 13) % 50] for j in range(n % 3 + 1)]
+        )
+        rows.append(ImportRow(channel=channel, destination=destination, component_ids=follows))
+    return rows
+
+
+def subscriber_import(ctx: Context) -> list[CaseResult]:
+    runs = 3
+    count = ctx.scale.import_rows
+    durations: list[float] = []
+    with app_connection(ctx, autocommit=False) as conn:
+        for run in range(runs + 1):
+            created = pages.create(
+                conn,
+                team_id=ctx.bench_team_id,
+                name=f"Import target {run}",
+                slug=f"import-{run}",
+                created_by_id="bench",
+                is_public=True,
+                components=[NewComponent(name=f"C{k}") for k in range(COMPONENTS_PER_PAGE)],
+            )
+            conn.commit()
+            component_ids = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT id FROM status_page_component WHERE status_page_id = %s",
+                    (created.page.id,),
+                )
+            ]
+            conn.commit()
+            rows = _import_rows(run, count, component_ids)
+            started = time.perf_counter_ns()
+            report = subscribers.import_subscribers(conn, created.page.id, rows)
+            conn.commit()
+            elapsed = (time.perf_counter_ns() - started) / 1000
+            assert report.accepted == count, report.refused[:3]
+            if run > 0:  # the first run warms up
+                durations.append(elapsed)
+    p50 = percentile(durations, 0.5)
+    rate = count / (p50 / 1e6)
+    return [
+        CaseResult(
+            name=f"subscriber import via COPY ({count:,} rows, validated, committed)",
+            p50_us=p50,
+            p99_us=max(durations),
+            n=runs,
+            ratio=rate / 80_000,
+            baseline="rows per second (ratio = rows/s / 80k)",
+            baseline_p50_us=None,
+            target=">= 80k rows/s",
+            met=rate >= 80_000,
+            notes={"rows_per_s": round(rate)},
+        )
+    ]
+
+
+# -- maintenance scheduler ---------------------------------------------------------------------
+
+_ADVANCE_RESET = """
+UPDATE maintenance_window w
+SET status = r.status, start_time = r.start_time, end_time = r.end_time
+FROM bench_advance_reset r
+WHERE w.id = r.id
+  AND (w.status, w.start_time, w.end_time) IS DISTINCT FROM (r.status, r.start_time, r.end_time)
+"""
+
+
+def advance(ctx: Context) -> list[CaseResult]:
+    n = 30 if ctx.scale.maintenance_windows <= 1_000 else 50
+    transitions: list[int] = []
+    with psycopg.connect(ctx.admin_dsn, autocommit=True) as admin:
+        admin.execute("GRANT SELECT ON bench_advance_reset TO statusdb_app")
+    with app_connection(ctx) as conn:
+
+        def step() -> object:
+            made = maintenance.advance(conn, dt.datetime.now(dt.UTC))
+            transitions.append(len(made))
+            return made
+
+        def reset() -> None:
+            conn.execute(_ADVANCE_RESET)
+
+        base, case = paired(_select_1(conn), step, n=n, warmup=3, reset=reset)
+    return [
+        latency_result(
+            f"advance(now) over {ctx.scale.maintenance_windows:,} windows, ~100 due",
+            case,
+            base,
+            baseline=SELECT_1,
+            target="report; <= 200x",
+            check=lambda r: r <= 200.0,
+            notes={"transitions_per_step": sorted(set(transitions[3:]))},
+        )
+    ]
+
+
+# -- uptime ------------------------------------------------------------------------------------
+
+
+def uptime_90_days(ctx: Context) -> list[CaseResult]:
+    n = max(100, ctx.scale.iterations // 5)
+    with app_connection(ctx) as conn:
+        end = dt.datetime.now(dt.UTC)
+        start = end - dt.timedelta(days=90)
+        report = uptime.for_page(conn, ctx.bench_page_id, start=start, end=end)
+        in_range = conn.execute(
+            """SELECT count(*) FROM status_change
+               WHERE status_page_id = %s AND changed_at >= %s""",
+            (ctx.bench_page_id, start),
+        ).fetchone()
+        base, case = paired(
+            _select_1(conn),
+            lambda: uptime.for_page(conn, ctx.bench_page_id, start=start, end=end),
+            n=n,
+            warmup=20,
+        )
+    return [
+        latency_result(
+            f"uptime of a 50-component page over 90 days ({ctx.scale.status_changes:,}-row log)",
+            case,
+            base,
+            baseline=SELECT_1,
+            target="report; <= 100x",
+            check=lambda r: r <= 100.0,
+            notes={
+                "components": len(report.components),
+                "changes_in_range": in_range[0] if in_range else None,
+            },
+        )
+    ]
+
+
+# -- mixed load --------------------------------------------------------------------------------
+
+
+def _reader(dsn: str, slug: str, stop: multiprocessing.synchronize.Event, out: Any) -> None:
+    count = 0
+    with (
+        make_pool(dsn, autocommit=True, min_size=1, max_size=1) as pool,
+        pool.connection() as conn,
+    ):
+        views.page_view(conn, slug)
+        out.put("ready")
+        while not stop.is_set():
+            views.page_view(conn, slug)
+            count += 1
+    out.put(count)
+
+
+def _writer(dsn: str, team_id: str, stop: multiprocessing.synchronize.Event, out: Any) -> None:
+    count = 0
+    services = [f"svc-{k}" for k in (0, 2, 3, 4, 5, 6, 7)]  # svc-1 has its own incident
+    with (
+        make_pool(dsn, autocommit=True, min_size=1, max_size=1) as pool,
+        pool.connection() as conn,
+    ):
+        out.put("ready")
+        while not stop.is_set():
+            service = services[count % len(services)]
+            incident = incidents.create(
+                conn, team_id, title="Churn", priority="CRITICAL", service_identifier=service
+            )
+            incidents.resolve(conn, incident.id)
+            count += 1
+    out.put(count)
+
+
+def _phase(ctx: Context, seconds: float, *, with_writer: bool) -> tuple[float, float]:
+    """Page views per second of the two readers, and the writer's incidents per second."""
+    mp = multiprocessing.get_context("spawn")
+    stop = mp.Event()
+    reads: Any = mp.Queue()
+    writes: Any = mp.Queue()
+    procs = [
+        mp.Process(target=_reader, args=(ctx.dsn, BENCH_PAGE_SLUG, stop, reads)) for _ in range(2)
+    ]
+    if with_writer:
+        procs.append(mp.Process(target=_writer, args=(ctx.dsn, ctx.bench_team_id, stop, writes)))
+    for proc in procs:
+        proc.start()
+    for _ in range(2):
+        assert reads.get(timeout=120) == "ready"
+    if with_writer:
+        assert writes.get(timeout=120) == "ready"
+    time.sleep(seconds)
+    stop.set()
+    read_count = sum(reads.get(timeout=120) for _ in range(2))
+    write_count = writes.get(timeout=120) if with_writer else 0
+    for proc in procs:
+        proc.join(timeout=120)
+    return read_count / seconds, write_count / seconds
+
+
+def mixed_load(ctx: Context) -> list[CaseResult]:
+    seconds = ctx.scale.mixed_seconds
+    alone, _ = _phase(ctx, seconds, with_writer=False)
+    mixed, writes = _phase(ctx, seconds, with_writer=True)
+    kept = mixed / alone
+    return [
+        CaseResult(
+            name=f"mixed: 2 readers + 1 writer (incident churn), {seconds:.0f} s",
+            p50_us=1e6 / mixed * 2,  # mean time per page view per reader under load
+            p99_us=1e6 / alone * 2,  # the same, readers alone
+            n=2,
+            ratio=kept,
+            baseline="page views/s of the 2 readers alone (ratio = kept)",
+            baseline_p50_us=None,
+            target=">= 70% kept",
+            met=kept >= 0.70,
+            notes={
+                "page_views_per_s_alone": round(alone),
+                "page_views_per_s_with_writer": round(mixed),
+                "writer_open_resolve_pairs_per_s": round(writes, 1),
+                "p50_us/p99_us": "mean per view with the writer / alone (not percentiles)",
+            },
+        )
+    ]
+
+
+CASES: list[tuple[str, Callable[[Context], list[CaseResult]]]] = [
+    ("page view", page_view),
+    ("page view vs ORM peer", page_view_vs_orm),
+    ("open incident", open_incident),
+    ("fan-out", fan_out),
+    ("subscriber import", subscriber_import),
+    ("advance", advance),
+    ("uptime", uptime_90_days),
+    ("mixed load", mixed_load),
+]

@@ -1,0 +1,376 @@
+"""The hot queries use the indexes meant for them, so that no migration can silently lose one.
+
+One database per module, loaded with a dataset large and skewed enough that PostgreSQL's
+planner prefers the intended index to a sequential scan (a few thousand rows per table: built
+in about a second, with triggers off and statuses made consistent by the from-scratch
+recompute). Plans come from EXPLAIN (FORMAT JSON) on the named queries with realistic
+parameters; statements that run inside functions (the page view, the status derivation) are
+planned by auto_explain, which reports the plan of every nested statement. No
+`enable_seqscan = off`: each index must win on cost, as it does in production.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.rows import TupleRow
+
+from statusdb import incidents, localpg, migrations, queries, status
+
+Conn = psycopg.Connection[TupleRow]
+
+PAGES = 1000
+COMPONENTS = 10  # per page
+SUBSCRIBERS = 30_000  # one in ten on page p1, the others spread over the other pages
+
+_DATASET = """
+INSERT INTO team (id, name)
+SELECT 't' || p, 'Team ' || p FROM generate_series(1, %(pages)s) AS p;
+
+INSERT INTO status_page (id, name, slug, is_public, team_id, created_by_id)
+SELECT 'p' || p, 'Page ' || p, 'page-' || p, true, 't' || p, 'u'
+FROM generate_series(1, %(pages)s) AS p;
+
+INSERT INTO status_page_component (id, status_page_id, name, display_order, team_id,
+                                   service_identifier, created_at)
+SELECT 'p' || p || 'c' || k, 'p' || p, 'Component ' || k, k, 't' || p,
+       CASE WHEN k %% 2 = 0 THEN 'svc-' || (k %% 4) END, now() - interval '200 days'
+FROM generate_series(1, %(pages)s) AS p, generate_series(0, %(components)s - 1) AS k;
+
+-- A year of resolved incidents per team, a few active ones.
+INSERT INTO incident (id, team_id, title, priority, status, service_identifier, created_at,
+                      resolved_at)
+SELECT 'i' || n, 't' || (1 + n %% %(pages)s), 'Incident ' || n,
+       (ARRAY['CRITICAL', 'HIGH', 'MEDIUM', 'LOW'])[1 + n %% 4],
+       CASE WHEN n %% 100 = 0 THEN 'OPEN' ELSE 'RESOLVED' END,
+       'svc-' || (n %% 4), now() - n * interval '10 minutes',
+       CASE WHEN n %% 100 <> 0 THEN now() - n * interval '10 minutes' + interval '1 hour' END
+FROM generate_series(1, 20000) AS n;
+
+-- Five windows per page: mostly long completed, one scheduled next week, one weekly series.
+INSERT INTO maintenance_window (id, status_page_id, title, start_time, end_time, status,
+                                recurrence_rule, recurrence_start, created_by_id)
+SELECT 'w' || n, 'p' || (1 + n %% %(pages)s), 'Window ' || n, w.start_time,
+       w.start_time + interval '2 hours', w.status, w.rule,
+       CASE WHEN w.rule IS NOT NULL THEN w.start_time - interval '4 weeks' END, 'u'
+FROM generate_series(1, %(pages)s * 5) AS n,
+     LATERAL (SELECT CASE WHEN n %% 5 = 1 THEN now() + interval '6 days'
+                          WHEN n %% 5 = 2 THEN now() + interval '3 days'
+                          ELSE now() - n * interval '1 hour' END AS start_time,
+                     CASE WHEN n %% 5 IN (1, 2) THEN 'SCHEDULED' ELSE 'COMPLETED' END AS status,
+                     CASE WHEN n %% 5 = 2 THEN 'FREQ=WEEKLY' END AS rule) AS w;
+
+INSERT INTO maintenance_window_component (maintenance_window_id, component_id)
+SELECT 'w' || n, 'p' || (1 + n %% %(pages)s) || 'c' || (n %% %(components)s)
+FROM generate_series(1, %(pages)s * 5) AS n;
+
+-- Ten status incidents per page, one of them active; five updates each.
+INSERT INTO status_incident (id, status_page_id, title, severity, status, created_at,
+                             resolved_at, affected_component_ids, updates)
+SELECT 's' || n, 'p' || (1 + n %% %(pages)s), 'Status incident ' || n, 'MINOR',
+       CASE WHEN n <= %(pages)s THEN 'INVESTIGATING' ELSE 'RESOLVED' END,
+       now() - n * interval '20 minutes',
+       CASE WHEN n > %(pages)s THEN now() - n * interval '20 minutes' + interval '1 hour' END,
+       ARRAY['p' || (1 + n %% %(pages)s) || 'c0'],
+       (SELECT jsonb_agg(jsonb_build_object('timestamp', now(), 'status', 'INVESTIGATING',
+                                            'message', 'update ' || u))
+        FROM generate_series(1, 5) AS u)
+FROM generate_series(1, %(pages)s * 10) AS n;
+
+-- Page p1 has one subscriber in ten (3,000, signed up over time among the others'), every
+-- other page about 27; a third follow every component.
+INSERT INTO status_subscriber (id, status_page_id, channel, destination, component_ids,
+                               is_verified)
+SELECT 'sub' || lpad(n::text, 8, '0'), 'p' || s.page, 'EMAIL', 'user' || n || '@example.com',
+       CASE WHEN n %% 3 = 0 THEN '{}'::text[]
+            ELSE ARRAY['p' || s.page || 'c' || (n %% %(components)s)] END,
+       true
+FROM generate_series(1, %(subscribers)s) AS n,
+     LATERAL (SELECT CASE WHEN n %% 10 = 0 THEN 1
+                          ELSE 2 + n %% (%(pages)s - 1) END AS page) AS s;
+
+-- Six delivered changes per component over the last 200 days (each chain ends OPERATIONAL).
+INSERT INTO status_change (id, status_page_id, component_id, previous_status, new_status, cause,
+                           changed_at, notified_at, outcome)
+SELECT 'sc' || p || '-' || k || '-' || j, 'p' || p, 'p' || p || 'c' || k,
+       CASE WHEN j %% 2 = 1 THEN 'OPERATIONAL' ELSE 'MAJOR_OUTAGE' END,
+       CASE WHEN j %% 2 = 1 THEN 'MAJOR_OUTAGE' ELSE 'OPERATIONAL' END,
+       'INCIDENT', now() - interval '200 days' + j * interval '30 days' + k * interval '1 minute',
+       now() - interval '200 days' + j * interval '30 days' + k * interval '1 minute',
+       'NOTIFIED'
+FROM generate_series(1, %(pages)s) AS p, generate_series(0, %(components)s - 1) AS k,
+     generate_series(1, 6) AS j
+ORDER BY 9;
+"""
+
+
+_PARAMS = {"pages": PAGES, "components": COMPONENTS, "subscribers": SUBSCRIBERS}
+
+
+@pytest.fixture(scope="module")
+def db(cluster: localpg.LocalCluster) -> Iterator[str]:
+    """A migrated database with the dataset, analyzed; dropped after the module."""
+    name = f"statusdb_index_use_{uuid.uuid4().hex[:8]}"
+    dsn = cluster.ensure_database(name)
+    try:
+        migrations.apply(dsn)
+        with psycopg.connect(dsn) as conn:
+            conn.execute("SET session_replication_role = replica")
+            for statement in _DATASET.split(";\n"):
+                if statement.strip():
+                    conn.execute(statement.encode(), _PARAMS)
+            conn.execute("SET session_replication_role = origin")
+            conn.commit()
+            status.recompute(conn, repair=True)  # active incidents move their components
+            conn.commit()
+            # Deliver what the recompute logged, except one component's changes (the outbox
+            # has a little pending work, as it normally does).
+            conn.execute(
+                """UPDATE status_change SET notified_at = now(), outcome = 'NOTIFIED'
+                   WHERE notified_at IS NULL AND component_id <> 'p100c0'"""
+            )
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("VACUUM (ANALYZE)")
+        yield dsn
+    finally:
+        with psycopg.connect(cluster.dsn(), autocommit=True) as admin:
+            admin.execute(
+                psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    psycopg.sql.Identifier(name)
+                )
+            )
+
+
+@pytest.fixture
+def conn(db: str) -> Iterator[Conn]:
+    with psycopg.connect(db) as connection:
+        yield connection
+        connection.rollback()
+
+
+def scans(plan: dict[str, Any]) -> list[tuple[str, str, str | None]]:
+    """Every scan node of a plan as (node type, relation, index), depth first."""
+    found: list[tuple[str, str, str | None]] = []
+    if "Relation Name" in plan or "Index Name" in plan:
+        found.append((plan["Node Type"], plan.get("Relation Name", "?"), plan.get("Index Name")))
+    for child in plan.get("Plans", []):
+        found.extend(scans(child))
+    return found
+
+
+def explain(conn: Conn, name: str, params: dict[str, Any]) -> list[tuple[str, str, str | None]]:
+    row = conn.execute(b"EXPLAIN (FORMAT JSON) " + queries.get(name).sql, params).fetchone()
+    assert row is not None
+    return scans(row[0][0]["Plan"])
+
+
+def nested_plans(conn: Conn, statement: bytes, params: Any = None) -> list[dict[str, Any]]:
+    """Run `statement` (then roll back) under auto_explain; the plans of every statement it
+    ran, functions' and triggers' included."""
+    plans: list[dict[str, Any]] = []
+
+    def collect(diagnostic: psycopg.errors.Diagnostic) -> None:
+        message = diagnostic.message_primary or ""
+        if "plan:" in message:
+            plans.append(json.loads(message.split("plan:", 1)[1]))
+
+    conn.execute("LOAD 'auto_explain'")
+    for setting, value in (
+        ("auto_explain.log_min_duration", "0"),
+        ("auto_explain.log_nested_statements", "on"),
+        ("auto_explain.log_format", "json"),
+        ("auto_explain.log_level", "notice"),
+    ):
+        conn.execute("SELECT set_config(%s, %s, false)", (setting, value))
+    conn.add_notice_handler(collect)
+    try:
+        conn.execute(statement, params)
+    finally:
+        conn.remove_notice_handler(collect)
+        conn.rollback()
+        conn.execute("SELECT set_config('auto_explain.log_min_duration', '-1', false)")
+    return plans
+
+
+def all_scans(plans: list[dict[str, Any]]) -> list[tuple[str, str, str | None]]:
+    found: list[tuple[str, str, str | None]] = []
+    for plan in plans:
+        found.extend(scans(plan["Plan"]))
+    return found
+
+
+def uses(found: list[tuple[str, str, str | None]], index: str) -> bool:
+    return any(idx == index for _, _, idx in found)
+
+
+def seq_scanned(found: list[tuple[str, str, str | None]], *tables: str) -> list[str]:
+    return [rel for node, rel, _ in found if node == "Seq Scan" and rel in tables]
+
+
+def test_page_view_by_slug(conn: Conn) -> None:
+    plans = nested_plans(
+        conn,
+        b"SELECT * FROM statusdb_page_view('page-7', NULL, interval '7 days', 20)",
+    )
+    found = all_scans(plans)
+    assert uses(found, "status_page_slug_key"), found
+    assert uses(found, "status_page_component_status_page_id_display_order_idx"), found
+    assert uses(found, "status_incident_status_page_id_status_idx"), found
+    assert uses(found, "maintenance_window_status_page_id_start_time_idx"), found
+    assert uses(found, "maintenance_window_component_pkey"), found
+    tables = ("status_page", "status_page_component", "status_incident", "maintenance_window")
+    assert seq_scanned(found, *tables) == [], found
+
+
+def test_outbox_claim(conn: Conn) -> None:
+    found = explain(
+        conn,
+        "outbox_claim",
+        {
+            "worker": "w1",
+            "limit": 100,
+            "hold_down": dt.timedelta(0),
+            "lease": dt.timedelta(minutes=2),
+        },
+    )
+    assert uses(found, "status_change_pending_idx"), found
+    assert seq_scanned(found, "status_change") == [], found
+
+
+#: Indexes of status_subscriber that lead with status_page_id.
+PAGE_SUBSCRIBER_INDEXES = {
+    "status_subscriber_status_page_id_id_idx",
+    "status_subscriber_status_page_id_is_active_idx",
+    "status_subscriber_status_page_id_channel_destination_key",
+}
+
+
+def test_fan_out_recipients(conn: Conn) -> None:
+    found = explain(
+        conn,
+        "outbox_recipients",
+        {"status_page_id": "p42", "component_id": "p42c2", "notify_types": ["outage"]},
+    )
+    assert any(index in PAGE_SUBSCRIBER_INDEXES for _, _, index in found), found
+    assert seq_scanned(found, "status_subscriber") == [], found
+
+
+def test_status_derivation_incident_lookup(conn: Conn) -> None:
+    """Opening an incident: every statement of the derivation (triggers, functions) reads
+    incidents, components, windows and the log through their indexes."""
+    plans = nested_plans(
+        conn,
+        b"INSERT INTO incident (team_id, title, priority) VALUES ('t9', 'db down', 'CRITICAL')",
+    )
+    found = all_scans(plans)
+    assert uses(found, "incident_team_id_status_idx"), found
+    assert uses(found, "status_page_component_team_id_idx"), found
+    tables = (
+        "incident",
+        "status_page_component",
+        "maintenance_window_component",
+        "maintenance_window",
+        "status_change",
+    )
+    assert seq_scanned(found, *tables) == [], found
+
+
+def test_status_derivation_one_component(conn: Conn) -> None:
+    """The scalar derivation (component trigger, recompute's view) uses the same indexes."""
+    plans = nested_plans(
+        conn,
+        b"SELECT statusdb_derive_status('p9c0', 't9', 'svc-0', 'OPERATIONAL')",
+    )
+    found = all_scans(plans)
+    assert uses(found, "incident_team_id_status_idx"), found
+    tables = ("incident", "maintenance_window_component", "maintenance_window")
+    assert seq_scanned(found, *tables) == [], found
+
+
+def node_types(plan: dict[str, Any]) -> list[str]:
+    return [plan["Node Type"], *(t for child in plan.get("Plans", []) for t in node_types(child))]
+
+
+def test_subscriber_listing(conn: Conn) -> None:
+    """A page of a large page's subscribers (p1 has 3,000), in id order: read through an index
+    in that order, never by sorting all of the page's subscribers nor by scanning the table."""
+    params = {"status_page_id": "p1", "after": "", "active_only": True, "limit": 100}
+    row = conn.execute(
+        b"EXPLAIN (FORMAT JSON) " + queries.get("subscriber_list_for_page").sql, params
+    ).fetchone()
+    assert row is not None
+    plan = row[0][0]["Plan"]
+    found = scans(plan)
+    assert {index for _, _, index in found} <= {
+        "status_subscriber_status_page_id_id_idx",
+        "status_subscriber_pkey",  # id order, when the page holds a large share of the table
+    }, found
+    assert "Sort" not in node_types(plan), found
+    assert seq_scanned(found, "status_subscriber") == [], found
+
+
+def test_subscriber_listing_of_a_small_page(conn: Conn) -> None:
+    """A page with few subscribers is found through an index on status_page_id, not by
+    walking the table in id order."""
+    found = explain(
+        conn,
+        "subscriber_list_for_page",
+        {"status_page_id": "p42", "after": "", "active_only": True, "limit": 100},
+    )
+    assert any(index in PAGE_SUBSCRIBER_INDEXES for _, _, index in found), found
+    assert seq_scanned(found, "status_subscriber") == [], found
+
+
+def test_status_incident_history(conn: Conn) -> None:
+    found = explain(
+        conn,
+        "status_incident_history",
+        {
+            "status_page_id": "p42",
+            "days": 90,
+            "after_resolved_at": None,
+            "after_id": None,
+            "limit": 21,
+        },
+    )
+    assert uses(found, "status_incident_resolved_history_idx"), found
+    assert seq_scanned(found, "status_incident") == [], found
+
+
+@pytest.mark.parametrize("name", ["maintenance_advance_by_time", "maintenance_lock_ended_series"])
+def test_maintenance_due_scan(conn: Conn, name: str) -> None:
+    """The scheduler finds due windows through (status, start_time). (advance_by_time then
+    joins its few due rows back to maintenance_window; the planner may hash that join over a
+    scan of the table, which is not the due scan this test is about.)"""
+    found = explain(conn, name, {"now": dt.datetime.now(dt.UTC)})
+    due_scans = [(node, index) for node, rel, index in found if index and "status" in index]
+    assert "maintenance_window_status_start_time_idx" in {i for _, i in due_scans}, found
+
+
+def test_uptime_of_a_page(conn: Conn) -> None:
+    end = dt.datetime.now(dt.UTC)
+    found = explain(
+        conn,
+        "uptime_for_page",
+        {"page_id": "p42", "start": end - dt.timedelta(days=90), "end": end},
+    )
+    assert uses(found, "status_change_status_page_id_changed_at_idx"), found
+    assert uses(found, "status_change_component_id_seq_idx"), found
+    assert seq_scanned(found, "status_change") == [], found
+
+
+def test_the_derivation_really_ran(conn: Conn) -> None:
+    """Sanity: the dataset drives statuses (so the derivation plans above are real ones)."""
+    opened = incidents.create(conn, "t9", title="x", priority="CRITICAL")
+    row = conn.execute(
+        "SELECT count(*) FROM status_page_component WHERE team_id = 't9'"
+        " AND current_status = 'MAJOR_OUTAGE'"
+    ).fetchone()
+    assert row == (COMPONENTS // 2,)  # the components without a service identifier
+    assert opened.status == "OPEN"
