@@ -45,7 +45,7 @@ SETTING: Final = "statusdb.team_id"
 __all__ = ["SETTING", "clear_team", "current_team", "set_team"]
 
 
-@operation
+@operation(retry=True)
 def _set_team(team_id: str, is_local: bool) -> Op[None]:
     params = {"team_id": team_id, "is_local": is_local}
     yield from one("tenancy_set_team", params, tuple_row, not_found="setting was not changed")
@@ -98,7 +98,7 @@ def set_team(
     return _set_team(conn, *body_args)
 
 
-@operation
+@operation(retry=True)
 def clear_team() -> Op[None]:
     """Unscope the session: it sees every team again (from now on, this transaction included).
 
@@ -108,7 +108,7 @@ def clear_team() -> Op[None]:
     yield from _set_team.body("", False)
 
 
-@operation
+@operation(retry=True)
 def current_team() -> Op[str | None]:
     """The team the connection is scoped to now, or None."""
     row = yield from one("tenancy_current_team", {}, tuple_row, not_found="no setting")

@@ -45,6 +45,7 @@ from statusdb import (
     status_incidents,
     subscribers,
     teams,
+    tenancy,
     uptime,
     views,
 )
@@ -829,6 +830,9 @@ LOOKUPS: Final = (
         _empty,
     ),
     Lookup("uptime.for_page", lambda c, w, s: uptime.for_page(c, s, start=_JAN[0], end=_JAN[1])),
+    # Scoping to a team that does not exist is allowed (it sees nothing); the scope ends with
+    # the example's transaction.
+    Lookup("tenancy.set_team", lambda c, w, s: tenancy.set_team(c, s), lambda r: r is None),
 )
 
 
