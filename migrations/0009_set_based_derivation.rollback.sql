@@ -1,4 +1,5 @@
--- Reverts 0009_set_based_derivation: statusdb_refresh_components as 0003 made it.
+-- Reverts 0009_set_based_derivation: statusdb_refresh_components as 0003 made it, and
+-- statusdb_check_component_ids back to the default plan caching.
 SET LOCAL lock_timeout = '5s';
 SET LOCAL statement_timeout = '5min';
 -- Rolling back drops what the forward migration created; that is its purpose.
@@ -57,3 +58,5 @@ END;
 $$;
 
 DROP FUNCTION statusdb_derive_statuses(text[]);
+
+ALTER FUNCTION statusdb_check_component_ids(text, text[], text) RESET plan_cache_mode;
