@@ -590,7 +590,12 @@ def list_upcoming(
     validate.aware("now", now)
     if not isinstance(horizon, dt.timedelta) or not dt.timedelta(0) < horizon <= MAX_HORIZON:
         raise InvalidInput(f"horizon must be a timedelta longer than 0 and at most {MAX_HORIZON}")
-    until = now + horizon
+    try:
+        until = now + horizon
+    except OverflowError:
+        raise InvalidInput(
+            "now + horizon is past the last representable time (year 9999); use an earlier now"
+        ) from None
     params = {
         "status_page_id": validate.identifier("status_page_id", status_page_id),
         "now": now,

@@ -1088,12 +1088,6 @@ TIME_TAKERS: Final = (
 )
 
 
-#: maintenance.list_upcoming computes `now + horizon` in Python, which overflows (OverflowError)
-#: within `horizon` of datetime.max. Known bug, for the maintenance module's owner: refuse such a
-#: `now` with InvalidInput, or clamp `until`. (test_list_upcoming_at_the_end_of_time pins it.)
-_LIST_UPCOMING_OVERFLOWS = pytest.mark.xfail(
-    raises=OverflowError, strict=False, reason="list_upcoming: now + horizon overflows"
-)
 _TAKER_PARAMS: Final = [
     *(pytest.param(t, id=t.name) for t in TIME_TAKERS),
     pytest.param(
@@ -1102,7 +1096,6 @@ _TAKER_PARAMS: Final = [
             lambda c, w, t: maintenance.list_upcoming(c, w.page_id, now=t, horizon=24 * HOUR),
         ),
         id="maintenance.list_upcoming now",
-        marks=_LIST_UPCOMING_OVERFLOWS,
     ),
 ]
 
@@ -1159,9 +1152,6 @@ def test_an_ambiguous_time_is_taken_with_its_fold(conn: Conn, world: World) -> N
         assert maintenance.get(conn, window.id).start_time.astimezone(dt.UTC).hour == utc_hour
 
 
-@pytest.mark.xfail(
-    raises=OverflowError, strict=True, reason="list_upcoming: now + horizon overflows"
-)
 def test_list_upcoming_at_the_end_of_time(conn: Conn, world: World) -> None:
     end_of_time = dt.datetime.max.replace(tzinfo=dt.UTC)
     with contextlib.suppress(InvalidInput):  # refusing is as good as answering
