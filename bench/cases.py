@@ -25,7 +25,7 @@ from psycopg.rows import TupleRow
 from bench.dataset import BENCH_PAGE_SLUG, COMPONENTS_PER_PAGE, Scale
 from bench.peers import sqlalchemy_orm as peer
 from bench.timing import CaseResult, latency_result, paired, percentile, timed
-from statusdb import incidents, maintenance, outbox, pages, subscribers, uptime, views
+from statusdb import incidents, maintenance, outbox, pages, queries, subscribers, uptime, views
 from statusdb.pages import NewComponent
 from statusdb.pool import make_pool
 from statusdb.subscribers import ImportRow
@@ -109,6 +109,30 @@ def page_view(ctx: Context) -> list[CaseResult]:
                 target="<= 3x",
                 check=lambda r: r <= 3.0,
                 notes={"shape": shape, "connection": "pool, autocommit, prepared"},
+            )
+        )
+        # Floor: only the 50 component rows, as plain tuples (no JSON, no decoding into attrs
+        # values, no incidents or maintenance): what reading the page's components alone costs.
+        floor_sql = (
+            "SELECT c.id, c.name, c.description, c.display_order, c.current_status,"
+            " c.status_updated_at FROM status_page_component c"
+            " WHERE c.status_page_id = %s ORDER BY c.display_order, c.name, c.id"
+        )
+        page_id = ctx.bench_page_id
+        base, case = paired(
+            _select_1(conn),
+            lambda: conn.execute(floor_sql, (page_id,)).fetchall(),
+            n=n // 2,
+            warmup=50,
+        )
+        results.append(
+            latency_result(
+                "floor: the page's 50 component rows alone, as tuples",
+                case,
+                base,
+                baseline=SELECT_1,
+                target="evidence for the 3x target",
+                check=None,
             )
         )
         # Without prepared statements (PgBouncer transaction mode): planning on every call.
@@ -383,6 +407,34 @@ def fan_out(ctx: Context) -> list[CaseResult]:
                 peak = max(peak, _rss_bytes())
         conn.commit()
         growth_mb = (peak - at_10k) / 2**20
+        # Floors: the server's part alone (count the matching rows, send none), and the same
+        # stream through a plain server-side cursor of tuples (no Recipient values).
+        sql_text = queries.get("outbox_recipients").sql
+        params = {
+            "status_page_id": claimed.status_page_id,
+            "component_id": claimed.component_id,
+            "notify_types": list(claimed.notify_types),
+        }
+
+        def server_only() -> object:
+            row = conn.execute(
+                b"SELECT count(*) FROM (" + sql_text.rstrip(b"; \n") + b") AS r", params
+            ).fetchone()
+            conn.commit()
+            return row
+
+        def plain_cursor() -> int:
+            with conn.cursor("bench_plain") as cur:
+                cur.itersize = 5000
+                cur.execute(sql_text, params)
+                count = sum(1 for _ in cur)
+            conn.commit()
+            return count
+
+        server_only()
+        server_p50 = percentile([timed(server_only) for _ in range(runs)], 0.5)
+        plain_cursor()
+        plain_p50 = percentile([timed(plain_cursor) for _ in range(runs)], 0.5)
     p50 = percentile(durations, 0.5)
     rate = matching / (p50 / 1e6)
     results = [
@@ -402,6 +454,10 @@ def fan_out(ctx: Context) -> list[CaseResult]:
                 "matching_rows_per_s": round(rate),
                 "subscribers_scanned_per_s": round(ctx.scale.subscribers / (p50 / 1e6)),
                 "rss_growth_mb_10k_to_end": round(growth_mb, 2),
+                "floor_server_only_ms": round(server_p50 / 1000, 1),
+                "floor_server_only_rows_per_s": round(matching / (server_p50 / 1e6)),
+                "floor_plain_cursor_ms": round(plain_p50 / 1000, 1),
+                "floor_plain_cursor_rows_per_s": round(matching / (plain_p50 / 1e6)),
             },
         )
     ]
@@ -490,6 +546,7 @@ def subscriber_import(ctx: Context) -> list[CaseResult]:
             assert report.accepted == count, report.refused[:3]
             if run > 0:  # the first run warms up
                 durations.append(elapsed)
+    floors = _import_floor(ctx, count)
     p50 = percentile(durations, 0.5)
     rate = count / (p50 / 1e6)
     return [
@@ -503,9 +560,43 @@ def subscriber_import(ctx: Context) -> list[CaseResult]:
             baseline_p50_us=None,
             target=">= 80k rows/s",
             met=rate >= 80_000,
-            notes={"rows_per_s": round(rate)},
+            notes={"rows_per_s": round(rate), **floors},
         )
     ]
+
+
+# The same rows written straight into status_subscriber by one INSERT ... SELECT inside the
+# server (no client, no validation, no staging table, no duplicate checks).
+_IMPORT_FLOOR = """
+INSERT INTO status_subscriber (status_page_id, channel, destination, component_ids,
+                               is_verified)
+SELECT %(page_id)s, 'EMAIL', 'floor' || n || '@example.org',
+       CASE WHEN n %% 10 < 3 THEN '{}'::text[]
+            ELSE ARRAY[(%(component_ids)s::text[])[1 + n %% 50]] END,
+       false
+FROM generate_series(1, %(count)s) AS n
+"""
+
+
+def _import_floor(ctx: Context, count: int) -> dict[str, int]:
+    """Rows per second of the bare INSERT, with the table's triggers and foreign keys, and
+    without them (session_replication_role = replica: indexes and CHECKs only)."""
+    floors: dict[str, int] = {}
+    with psycopg.connect(ctx.admin_dsn) as admin:
+        component_ids = [
+            row[0]
+            for row in admin.execute(
+                "SELECT id FROM status_page_component WHERE status_page_id = %s",
+                (ctx.bench_page_id,),
+            )
+        ]
+        for label, role in (("with_triggers", "origin"), ("without_triggers", "replica")):
+            admin.execute("SELECT set_config('session_replication_role', %s, false)", (role,))
+            params = {"page_id": ctx.bench_page_id, "component_ids": component_ids, "count": count}
+            elapsed = timed(lambda p=params: admin.execute(_IMPORT_FLOOR, p))  # type: ignore[misc]
+            admin.rollback()
+            floors[f"floor_insert_select_{label}_rows_per_s"] = round(count / (elapsed / 1e6))
+    return floors
 
 
 # -- maintenance scheduler ---------------------------------------------------------------------

@@ -265,13 +265,16 @@ def test_fan_out_recipients(conn: Conn) -> None:
 
 
 def test_fan_out_recipients_of_a_large_page(conn: Conn) -> None:
+    """p1 has 3,000 subscribers: still read through indexes on its page id (which one of them
+    is the planner's call), never by scanning the table."""
     found = explain(
         conn,
         "outbox_recipients",
         {"status_page_id": "p1", "component_id": "p1c2", "notify_types": ["outage"]},
     )
-    assert uses(found, "status_subscriber_fan_out_all_idx"), found
-    assert uses(found, "status_subscriber_fan_out_component_idx"), found
+    indexes = {index for _, _, index in found}
+    assert indexes & (PAGE_SUBSCRIBER_INDEXES | {"status_subscriber_fan_out_all_idx"}), found
+    assert "status_subscriber_fan_out_component_idx" in indexes, found
     assert seq_scanned(found, "status_subscriber") == [], found
 
 
