@@ -1082,25 +1082,17 @@ TIME_TAKERS: Final = (
     TimeTaker("maintenance.cancel now", lambda c, w, t: maintenance.cancel(c, w.window_id, now=t)),
     TimeTaker("maintenance.advance now", lambda c, w, t: maintenance.advance(c, t)),
     TimeTaker(
+        "maintenance.list_upcoming now",
+        lambda c, w, t: maintenance.list_upcoming(c, w.page_id, now=t, horizon=24 * HOUR),
+    ),
+    TimeTaker(
         "uptime.for_page start",
         lambda c, w, t: uptime.for_page(c, w.page_id, start=t, end=_shifted(t, 24 * HOUR)),
     ),
 )
 
 
-_TAKER_PARAMS: Final = [
-    *(pytest.param(t, id=t.name) for t in TIME_TAKERS),
-    pytest.param(
-        TimeTaker(
-            "maintenance.list_upcoming now",
-            lambda c, w, t: maintenance.list_upcoming(c, w.page_id, now=t, horizon=24 * HOUR),
-        ),
-        id="maintenance.list_upcoming now",
-    ),
-]
-
-
-@pytest.mark.parametrize("taker", _TAKER_PARAMS)
+@pytest.mark.parametrize("taker", TIME_TAKERS, ids=lambda t: t.name)
 def test_datetimes_are_kept_exact_or_refused(
     conn: Conn, world: World, snapshot: Snapshot, taker: TimeTaker
 ) -> None:
