@@ -73,6 +73,30 @@ def _connect_kwargs(kwargs: Mapping[str, Any] | None, autocommit: bool) -> dict[
     return merged
 
 
+def _check(conn: psycopg.Connection[Any]) -> None:
+    """psycopg_pool's check_connection (an empty query outside any transaction), unprepared."""
+    if conn.autocommit:
+        conn.execute(b"", prepare=False)
+        return
+    conn.autocommit = True
+    try:
+        conn.execute(b"", prepare=False)
+    finally:
+        conn.autocommit = False
+
+
+async def _acheck(conn: psycopg.AsyncConnection[Any]) -> None:
+    """The async twin of `_check`."""
+    if conn.autocommit:
+        await conn.execute(b"", prepare=False)
+        return
+    await conn.set_autocommit(True)
+    try:
+        await conn.execute(b"", prepare=False)
+    finally:
+        await conn.set_autocommit(False)
+
+
 def make_pool(
     conninfo: str = "",
     *,
@@ -90,6 +114,12 @@ def make_pool(
     connection after statusdb's own settings, and the other keyword arguments go to
     `ConnectionPool` (min_size, max_size, open, name, timeout, ...). Open it with `open=True`,
     `pool.open()` or `with make_pool(...) as pool:`.
+
+    Each connection is checked when it is handed out (an empty query, one round trip, as
+    `ConnectionPool.check_connection` does), so that after a PostgreSQL restart or failover
+    stale idle connections are replaced instead of failing the next request each: only
+    operations in flight at the moment see an error (`statusdb.errors.Retryable`). Pass
+    `check=None` to skip the check where that round trip matters more.
     """
     threshold, keep = _settings(prepare)
 
@@ -100,6 +130,7 @@ def make_pool(
             configure(conn)
 
     pool_kwargs.setdefault("open", False)
+    pool_kwargs.setdefault("check", _check)
     return ConnectionPool(
         conninfo,
         kwargs=_connect_kwargs(kwargs, autocommit),
@@ -118,7 +149,8 @@ def make_async_pool(
     **pool_kwargs: Any,
 ) -> AsyncConnectionPool[psycopg.AsyncConnection[TupleRow]]:
     """The async twin of `make_pool`: an `AsyncConnectionPool` (open it with
-    `await pool.open()` or `async with make_async_pool(...) as pool:`)."""
+    `await pool.open()` or `async with make_async_pool(...) as pool:`). Connections are
+    checked when handed out, as in `make_pool`."""
     threshold, keep = _settings(prepare)
 
     async def setup(conn: psycopg.AsyncConnection[TupleRow]) -> None:
@@ -128,6 +160,7 @@ def make_async_pool(
             await configure(conn)
 
     pool_kwargs.setdefault("open", False)
+    pool_kwargs.setdefault("check", _acheck)
     return AsyncConnectionPool(
         conninfo,
         kwargs=_connect_kwargs(kwargs, autocommit),

@@ -154,3 +154,16 @@ async def test_async_pool_prepare_false(dsn: str, conn: Conn) -> None:
                 assert await views.page_view(pooled, "acme") is not None
         async with pool.connection() as pooled:
             assert await aprepared(pooled) == []
+
+
+def test_pool_replaces_a_connection_killed_while_idle(dsn: str, conn: Conn) -> None:
+    """The check on checkout: an idle connection the server dropped never reaches a caller."""
+    seed(conn)
+    with make_pool(dsn, min_size=1, max_size=1) as pool:
+        with pool.connection() as pooled:
+            pid = pooled.info.backend_pid
+        conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        conn.commit()
+        with pool.connection() as pooled:
+            assert pooled.info.backend_pid != pid
+            assert views.page_view(pooled, "acme") is not None
