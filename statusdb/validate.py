@@ -63,6 +63,11 @@ def identifiers(field: str, values: Iterable[str]) -> list[str]:
     return list(seen)
 
 
+def is_slug(value: object) -> bool:
+    """Whether `value` could be a page slug (no error: for lookups that answer "not found")."""
+    return isinstance(value, str) and len(value) <= 100 and _SLUG.fullmatch(value) is not None
+
+
 def slug(value: str) -> str:
     """A page slug: lower-case letters, digits and single hyphens."""
     text("slug", value, max_length=100)

@@ -147,8 +147,8 @@ def page_view(
     `token` opens a private page. Maintenance shown: running windows and those starting within
     `maintenance_horizon` (recurring windows by their next occurrence).
     """
-    if not isinstance(slug, str) or "\x00" in slug or len(slug) > 100:
-        return None  # cannot name a page; answer like an unknown slug
+    if not validate.is_slug(slug):
+        return None  # cannot name a page (NUL, surrogates, ...): answer like an unknown slug
     token_hash = tokens.digest(token) if isinstance(token, str) else None
     params = {
         "slug": slug,

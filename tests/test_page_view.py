@@ -112,6 +112,8 @@ def test_private_page_needs_its_token_and_hides_like_unknown_slug(conn: Conn) ->
     assert not pages.check_access_token(conn, "acme", token)
     # Garbage in a slug answers like an unknown slug, never an error.
     assert views.page_view(conn, "a\x00b", token=new_token) is None
+    assert views.page_view(conn, "a\ud800b", token=new_token) is None
+    assert views.page_view(conn, "ACME", token=new_token) is None
 
 
 def _all_field_names(cls: type) -> set[str]:
