@@ -93,6 +93,25 @@ def _table(results: list[CaseResult]) -> str:
     return "\n".join(lines)
 
 
+def markdown(report: dict[str, Any]) -> str:
+    """The results of `report` (a results.json) as a Markdown table, for bench/README.md."""
+    lines = [
+        "| case | p50 µs | p99 µs | n | ratio | baseline (p50 µs) | target | met |",
+        "| --- | ---: | ---: | ---: | ---: | --- | --- | --- |",
+    ]
+    for case in report["cases"]:
+        ratio = "" if case["ratio"] is None else f"{case['ratio']:.2f}"
+        met = {None: "", True: "yes", False: "**no**"}[case["met"]]
+        base = case["baseline"]
+        if case["baseline_p50_us"] is not None:
+            base = f"{base} ({case['baseline_p50_us']:.0f})"
+        lines.append(
+            f"| {case['name']} | {case['p50_us']:.0f} | {case['p99_us']:.0f} | {case['n']} "
+            f"| {ratio} | {base} | {case['target']} | {met} |"
+        )
+    return "\n".join(lines)
+
+
 @contextlib.contextmanager
 def _database(args: argparse.Namespace, scale: dataset.Scale) -> Iterator[str]:
     if args.dsn:
@@ -114,7 +133,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--dsn", help="use this already loaded database (superuser) instead of a fresh cluster"
     )
+    parser.add_argument(
+        "--markdown", type=Path, help="print this results file as a Markdown table and exit"
+    )
     args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown(json.loads(args.markdown.read_text(encoding="utf-8"))))
+        return 0
     scale = dataset.SCALES[args.scale]
     started = time.monotonic()
     machine = _machine()
@@ -132,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, case in cases.CASES:
             if args.case and not any(wanted in name for wanted in args.case):
                 continue
-            log(f"case: {name} (load average {_loadavg()})")
+            load = _loadavg()
+            log(f"case: {name} (load average {load})")
             case_started = time.monotonic()
             try:
                 outcome = case(ctx)
@@ -141,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
                 failures.append(f"{name}: {type(exc).__name__}: {exc}")
                 continue
             for result in outcome:
+                result.notes["load_average_at_case_start"] = load
                 results.append(result)
                 log(_table([result]).splitlines()[-1])
             log(f"  {time.monotonic() - case_started:.0f} s")

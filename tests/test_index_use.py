@@ -264,6 +264,24 @@ def test_fan_out_recipients(conn: Conn) -> None:
     assert seq_scanned(found, "status_subscriber") == [], found
 
 
+def test_fan_out_recipients_as_the_app_role(conn: Conn) -> None:
+    """As statusdb_app, under row-level security (0008): the policy comes first, and a query's
+    condition may only be used inside an index scan if its operator is leakproof. Array
+    containment (@>) is not, so the GIN index cannot serve the followers of the component
+    there; the page's own index does (never a scan of the table). The followers of everything
+    still come from their partial index."""
+    conn.execute("SET ROLE statusdb_app")
+    found = explain(
+        conn,
+        "outbox_recipients",
+        {"status_page_id": "p42", "component_id": "p42c2", "notify_types": ["outage"]},
+    )
+    assert uses(found, "status_subscriber_fan_out_all_idx"), found
+    assert not uses(found, "status_subscriber_fan_out_component_idx"), found
+    assert any(index in PAGE_SUBSCRIBER_INDEXES for _, _, index in found), found
+    assert seq_scanned(found, "status_subscriber") == [], found
+
+
 def test_fan_out_recipients_of_a_large_page(conn: Conn) -> None:
     """p1 has 3,000 subscribers: still read through indexes on its page id (which one of them
     is the planner's call), never by scanning the table."""
