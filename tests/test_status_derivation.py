@@ -277,7 +277,7 @@ def test_concurrent_incident_churn_leaves_zero_drift(conn: Conn, connect: Connec
             service_identifier=(None, "db", "api")[n % 3],
         )
     conn.commit()
-    workers, rounds = 6, 60
+    workers, rounds = 6, 100
     errors: list[BaseException] = []
     barrier = threading.Barrier(workers)
 
@@ -316,7 +316,20 @@ def test_concurrent_incident_churn_leaves_zero_drift(conn: Conn, connect: Connec
         except BaseException as exc:  # surfaced in the main thread
             errors.append(exc)
 
+    def repair_meanwhile() -> None:
+        # An operator's repair racing the churn must neither block forever nor write drift.
+        repair_conn = connect()
+        try:
+            barrier_repair.wait()
+            for _ in range(5):
+                status.recompute(repair_conn, repair=True)
+                repair_conn.commit()
+        except BaseException as exc:
+            errors.append(exc)
+
+    barrier_repair = threading.Barrier(1)
     threads = [threading.Thread(target=churn, args=(seed,)) for seed in range(workers)]
+    threads.append(threading.Thread(target=repair_meanwhile))
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -325,3 +338,23 @@ def test_concurrent_incident_churn_leaves_zero_drift(conn: Conn, connect: Connec
     conn.rollback()
     assert status.recompute(conn) == []
     assert status.chain_breaks(conn) == []
+
+
+def test_repair_takes_one_lock_however_many_components(conn: Conn) -> None:
+    """More status keys than the lock table holds (64 x max_connections) repair fine."""
+    team = teams.create(conn, name="SRE")
+    page = make_page(conn, team.id)
+    conn.execute("SET session_replication_role = replica")  # a bulk load, triggers off
+    conn.execute(
+        """INSERT INTO status_page_component (status_page_id, name, manual_status)
+           SELECT %s, 'c' || n, 'DEGRADED_PERFORMANCE' FROM generate_series(1, 7000) AS n""",
+        (page,),
+    )
+    conn.execute("SET session_replication_role = DEFAULT")
+    assert len(status.recompute(conn, repair=True)) == 7000
+    assert status.recompute(conn) == []
+    locks = conn.execute(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+    ).fetchone()
+    assert locks is not None
+    assert locks[0] < 7000
