@@ -256,9 +256,11 @@ def process(
     conn.commit()
     notified = deliveries = lost = 0
     for change in claimed:
+        # Built once per change, not once per recipient (a change can have a million).
+        notification, key = change.notification, change.key
         try:
             for recipient in recipients(conn, change):
-                deliver(change.notification, recipient, change.key)
+                deliver(notification, recipient, key)
                 deliveries += 1
         except BaseException:
             conn.rollback()
