@@ -224,13 +224,20 @@ _RESTRICT_MESSAGES: Final[dict[str, str]] = {
 }
 
 
-def translate(exc: psycopg.Error) -> StatusdbError:
-    """Turn a psycopg error into the statusdb error a caller can act on."""
+def translate(exc: psycopg.Error, *, deleting: bool = False) -> StatusdbError:
+    """Turn a psycopg error into the statusdb error a caller can act on.
+
+    Only SQLSTATEs (the exception's class) and diagnostic fields (constraint name, ...) are
+    read, never the message text, which the server translates into its `lc_messages` language.
+    `deleting` says that the failed statement deletes rows: a foreign key violation then means
+    rows still reference a deleted one (PostgreSQL gives both sides of a foreign key the same
+    SQLSTATE and the same diagnostic fields, so only the statement tells them apart).
+    """
     constraint = exc.diag.constraint_name if isinstance(exc, psycopg.DatabaseError) else None
     if (
-        isinstance(exc, pg_errors.ForeignKeyViolation)
+        deleting
+        and isinstance(exc, pg_errors.ForeignKeyViolation)
         and constraint in _RESTRICT_MESSAGES
-        and "still referenced" in (exc.diag.message_detail or "")
     ):
         # The referenced row is being deleted while referencing rows exist.
         return Conflict(_RESTRICT_MESSAGES[constraint])

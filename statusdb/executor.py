@@ -165,8 +165,11 @@ def _atomic_sync(conn: psycopg.Connection[Any]) -> Iterator[None]:
     try:
         yield
     except BaseException:
+        # The error on its way out is the one to report: a failure to roll back (the
+        # connection died, say) would only hide it.
         if not conn.closed and _can_roll_back(conn.info.transaction_status):
-            conn.execute(_ROLLBACK_TO)
+            with contextlib.suppress(psycopg.Error):
+                conn.execute(_ROLLBACK_TO)
         raise
     conn.execute(_RELEASE)
 
@@ -181,15 +184,23 @@ async def _atomic_async(conn: psycopg.AsyncConnection[Any]) -> AsyncIterator[Non
     try:
         yield
     except BaseException:
+        # The error on its way out is the one to report: a failure to roll back (the
+        # connection died, say) would only hide it.
         if not conn.closed and _can_roll_back(conn.info.transaction_status):
-            await conn.execute(_ROLLBACK_TO)
+            with contextlib.suppress(psycopg.Error):
+                await conn.execute(_ROLLBACK_TO)
         raise
     await conn.execute(_RELEASE)
 
 
-def _translated(exc: psycopg.Error) -> StatusdbError:
+def _deletes(step: Step) -> bool:
+    """Whether `step`'s statement deletes rows (its first keyword is DELETE)."""
+    return step.query.sql.lstrip()[:6].upper() == b"DELETE"
+
+
+def _translated(exc: psycopg.Error, step: Step) -> StatusdbError:
     """The statusdb error for `exc`, chained to it (for logs, and to tell retryable causes)."""
-    error = translate(exc)
+    error = translate(exc, deleting=_deletes(step))
     error.__cause__ = exc
     return error
 
@@ -214,7 +225,7 @@ def _drive_sync(conn: psycopg.Connection[Any], body: Op[T], progress: _Progress 
             try:
                 result = _run_step_sync(conn, step)
             except psycopg.Error as exc:
-                step = body.throw(_translated(exc))
+                step = body.throw(_translated(exc, step))
             except UnicodeEncodeError as exc:  # raised before anything was sent
                 step = body.throw(_unsendable(exc))
             else:
@@ -234,7 +245,7 @@ async def _drive_async(
             try:
                 result = await _run_step_async(conn, step)
             except psycopg.Error as exc:
-                step = body.throw(_translated(exc))
+                step = body.throw(_translated(exc, step))
             except UnicodeEncodeError as exc:
                 step = body.throw(_unsendable(exc))
             else:

@@ -36,7 +36,7 @@ import psycopg
 from psycopg.rows import class_row, tuple_row
 
 from statusdb import validate
-from statusdb.errors import InvalidInput
+from statusdb.errors import InvalidInput, StatusdbError, translate
 from statusdb.executor import Op, execute, many, one, operation
 from statusdb.streams import DEFAULT_ITERSIZE, stream_async, stream_sync
 from statusdb.types import (
@@ -250,26 +250,54 @@ def process(
 
     A worker loop, not a repository operation: it owns `conn` and commits the claim and each
     completion. `deliver(notification, recipient, key)` should enqueue or send; if it raises,
-    the change is released for another round and the error propagates.
+    the change is released for another round and the error propagates (a psycopg error raised
+    by `deliver` becomes statusdb's, chained). A database failure (a lost connection, say)
+    raises statusdb's `Retryable`, chained to psycopg's error; if the change cannot be released
+    then, its lease expires and another round claims it again.
     """
     claimed = claim(conn, worker_id=worker_id, limit=limit, hold_down=hold_down, lease=lease)
-    conn.commit()
+    _commit(conn)
     notified = deliveries = lost = 0
     for change in claimed:
         # Built once per change, not once per recipient (a change can have a million).
         notification, key = change.notification, change.key
+        stream = recipients(conn, change)
         try:
-            for recipient in recipients(conn, change):
+            for recipient in stream:
                 deliver(notification, recipient, key)
                 deliveries += 1
-        except BaseException:
-            conn.rollback()
-            release(conn, change, worker_id=worker_id)
-            conn.commit()
+        except BaseException as exc:
+            stream.close()  # now, not in a finaliser (drops a failure to close the cursor)
+            _give_back(conn, change, worker_id, exc)
+            if isinstance(exc, psycopg.Error):  # raised by `deliver` itself
+                raise translate(exc) from exc
             raise
         if complete(conn, change, worker_id=worker_id):
             notified += change.outcome == "NOTIFIED"
         else:
             lost += 1
-        conn.commit()
+        _commit(conn)
     return ProcessReport(len(claimed), notified, deliveries, lost)
+
+
+def _commit(conn: psycopg.Connection[Any]) -> None:
+    try:
+        conn.commit()
+    except psycopg.Error as exc:
+        raise translate(exc) from exc
+
+
+def _give_back(
+    conn: psycopg.Connection[Any], change: ClaimedChange, worker_id: str, failure: BaseException
+) -> None:
+    """Release `change` after `failure`; if that fails too (a dead connection), say so on
+    `failure`, which stays the error the caller gets: the lease then runs out by itself."""
+    try:
+        conn.rollback()
+        release(conn, change, worker_id=worker_id)
+        conn.commit()
+    except (psycopg.Error, StatusdbError) as exc:
+        failure.add_note(
+            f"statusdb.outbox.process could not release the claim ({exc}); another round "
+            "claims the change again once its lease expires"
+        )

@@ -39,15 +39,32 @@ def stream_sync(
     *,
     itersize: int = DEFAULT_ITERSIZE,
 ) -> Iterator[Any]:
-    """Yield the rows of query `name`, `itersize` at a time from a server-side cursor."""
+    """Yield the rows of query `name`, `itersize` at a time from a server-side cursor.
+
+    Errors are statusdb's (`Retryable` for a lost connection), chained to psycopg's. A stream
+    the consumer stops early (`close()`, `break`, garbage collection) closes its cursor; if
+    that fails (the connection died meanwhile) the failure is dropped: the consumer has
+    stopped listening, a finaliser could only print it as "Exception ignored", and the next
+    use of the connection reports it anyway.
+    """
     query = queries.get(name)
     scope = conn.transaction() if conn.autocommit else contextlib.nullcontext()
+    closing = False
     try:
         with scope, conn.cursor(_cursor_name(), row_factory=row) as cur:
             cur.itersize = itersize
             cur.execute(query.sql, params)
-            yield from cur
+            try:
+                # Not `yield from cur`: that would close psycopg's own iterator first, and a
+                # failure there would replace the GeneratorExit.
+                for item in cur:
+                    yield item
+            except GeneratorExit:
+                closing = True
+                raise
     except psycopg.Error as exc:
+        if closing:
+            return  # the consumer stopped; see the docstring
         raise translate(exc) from exc
 
 
@@ -62,11 +79,18 @@ async def stream_async(
     """Async twin of `stream_sync`."""
     query = queries.get(name)
     scope = conn.transaction() if conn.autocommit else contextlib.nullcontext()
+    closing = False
     try:
         async with scope, conn.cursor(_cursor_name(), row_factory=row) as cur:
             cur.itersize = itersize
             await cur.execute(query.sql, params)
-            async for item in cur:
-                yield item
+            try:
+                async for item in cur:
+                    yield item
+            except GeneratorExit:
+                closing = True
+                raise
     except psycopg.Error as exc:
+        if closing:
+            return  # see stream_sync
         raise translate(exc) from exc
