@@ -57,7 +57,7 @@ def stream_sync(
             try:
                 # Not `yield from cur`: that would close psycopg's own iterator first, and a
                 # failure there would replace the GeneratorExit.
-                for item in cur:
+                for item in cur:  # noqa: UP028
                     yield item
             except GeneratorExit:
                 closing = True

@@ -91,7 +91,7 @@ def test_process_delivery_error_on_a_killed_connection(
 def test_process_connection_killed_mid_delivery(
     conn: Conn, connect: Connect, unraisable: list[Any]
 ) -> None:
-    """The worker's connection is killed during a delivery that succeeds: psycopg's error escapes."""
+    """The worker's connection is killed during a successful delivery: psycopg's error escapes."""
     _page_with_change(conn, 3)
     calls = 0
 
@@ -127,7 +127,7 @@ def test_recipients_stream_killed_mid_stream(
 def test_recipients_stream_abandoned_on_a_killed_connection(
     conn: Conn, connect: Connect, unraisable: list[Any]
 ) -> None:
-    """A half-read stream on a killed connection is dropped: its finaliser prints "Exception ignored"."""
+    """A half-read stream on a killed connection is dropped: "Exception ignored" is printed."""
     _page_with_change(conn, 5)
     (change,) = outbox.claim(conn, worker_id="w1", hold_down=dt.timedelta(0))
     conn.commit()

@@ -67,7 +67,7 @@ def test_delete_team_with_pages_is_conflict_in_german(german: Conn) -> None:
 
 
 def test_unknown_team_is_not_found_in_german(german: Conn) -> None:
-    """An incident for an unknown team, on a German server, must still be NotFound (no regression)."""
+    """An incident for an unknown team, on a German server, stays NotFound (no regression)."""
     with pytest.raises(NotFound, match="no team with that id"):
         incidents.create(german, "no-such-team", title="down", priority="HIGH")
     german.rollback()
