@@ -162,9 +162,7 @@ async def test_async_recipients_stream_killed_mid_stream(
     _no_psycopg_in(unraisable)
 
 
-def test_listen_on_a_killed_connection(
-    dsn: str, connect: Connect, unraisable: list[Any]
-) -> None:
+def test_listen_on_a_killed_connection(dsn: str, connect: Connect, unraisable: list[Any]) -> None:
     """A feed listener whose connection is killed: psycopg's error escapes."""
     listener = connect(autocommit=True)
     events = feed.listen(listener, timeout=5)
