@@ -229,3 +229,9 @@ ORDER BY r.row_number;
 -- name: subscriber_import_drop
 -- Drop the staging table, so that another import can run in the same transaction.
 DROP TABLE pg_temp.statusdb_subscriber_import;
+
+-- name: destination_allowlist_all
+-- The internal hosts SLACK/WEBHOOK destinations may name (owner-managed; usually a few rows).
+SELECT host_name, network
+FROM destination_allowlist
+ORDER BY id;

@@ -157,6 +157,29 @@ CONSTRAINT_MESSAGES: Final[dict[str, tuple[type[StatusdbError], str]]] = {
         "254 octets); a SLACK or WEBHOOK destination must be an https:// URL without "
         "user:password",
     ),
+    # status_subscriber, destination_allowlist (0013)
+    "status_subscriber_destination_ssrf_check": (
+        InvalidInput,
+        "a SLACK or WEBHOOK destination may not name an internal host (loopback, private, "
+        "link-local, reserved or multicast addresses, an IPv4 address written other than as "
+        "a.b.c.d, a single-label name, localhost, *.internal, *.local, metadata services) "
+        "unless the database owner lists it in destination_allowlist",
+    ),
+    "destination_allowlist_host_name_key": (Conflict, "that host name is already allow-listed"),
+    "destination_allowlist_network_key": (Conflict, "that network is already allow-listed"),
+    "destination_allowlist_entry_check": (
+        InvalidInput,
+        "an allow-list entry is either a host_name or a network, not both",
+    ),
+    "destination_allowlist_host_name_check": (
+        InvalidInput,
+        "an allow-listed host_name is a lower-case (NFKC) name with at least one dot, no "
+        "trailing dot, and not ending in a number (list a network for IP addresses)",
+    ),
+    "destination_allowlist_reason_check": (
+        InvalidInput,
+        "an allow-list entry needs a non-blank reason of at most 500 characters",
+    ),
     # maintenance_window
     "maintenance_window_status_page_id_fkey": (NotFound, "no status page with that id"),
     "maintenance_window_title_check": (

@@ -28,7 +28,7 @@ notify_subscribers off. `process` ties it together for a simple worker loop.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from typing import Any, Final, Literal, overload
 
 import attrs
@@ -267,7 +267,8 @@ def process(
                 deliver(notification, recipient, key)
                 deliveries += 1
         except BaseException as exc:
-            stream.close()  # now, not in a finaliser (drops a failure to close the cursor)
+            if isinstance(stream, Generator):  # now, not in a finaliser (drops close failures)
+                stream.close()
             _give_back(conn, change, worker_id, exc)
             if isinstance(exc, psycopg.Error):  # raised by `deliver` itself
                 raise translate(exc) from exc

@@ -33,17 +33,13 @@ verification token apart, so the page can offer to send a new one).
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
-import string
-import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Final, NamedTuple
-from urllib.parse import urlsplit
 
 import attrs
 from psycopg.rows import class_row, kwargs_row, tuple_row
 
-from statusdb import tokens, validate
+from statusdb import destinations, tokens, validate
 from statusdb.errors import InvalidInput, NotFound, Unauthorized
 from statusdb.executor import Op, copy_in, execute, many, one, operation, optional
 from statusdb.types import (
@@ -58,16 +54,6 @@ DEFAULT_VERIFY_TTL: Final = dt.timedelta(hours=24)
 #: The longest verification lifetime accepted: a link older than this is more likely leaked
 #: than used.
 MAX_VERIFY_TTL: Final = dt.timedelta(days=30)
-
-# RFC 5321/5322 limits, in octets.
-_MAX_EMAIL: Final = 254
-_MAX_LOCAL_PART: Final = 64
-_MAX_DOMAIN: Final = 253
-_MAX_LABEL: Final = 63
-_MAX_URL: Final = 2000  # status_subscriber_destination_check
-# RFC 5322 atext; non-ASCII characters are allowed too (RFC 6531, internationalized email).
-_ATEXT: Final = frozenset(string.ascii_letters + string.digits + "!#$%&'*+/=?^_`{|}~-")
-_HOST_ASCII: Final = frozenset(string.ascii_lowercase + string.digits + "-")
 
 
 def _tuple(values: Iterable[Any]) -> tuple[Any, ...]:
@@ -164,135 +150,21 @@ _verify_row = kwargs_row(_verify_outcome)
 # --- validation -------------------------------------------------------------------------------
 
 
-def _host_problem(host: str) -> str | None:
-    """Why `host` (lower-cased) is not a usable DNS name, or None when it is."""
-    if len(host.encode()) > _MAX_DOMAIN:
-        return f"the domain is longer than {_MAX_DOMAIN} octets"
-    labels = host.split(".")
-    if len(labels) < 2:
-        return "the domain needs at least one dot (like example.com)"
-    for label in labels:
-        if not label:
-            return "the domain has an empty label (a leading, trailing or double dot)"
-        if len(label) > _MAX_LABEL:
-            return f"a label of the domain is longer than {_MAX_LABEL} characters"
-        if label[0] == "-" or label[-1] == "-":
-            return f"the domain label {label!r} starts or ends with a hyphen"
-        for ch in label:
-            # ASCII letters, digits and hyphens; letters, marks and digits of other scripts
-            # (internationalized domain names, kept in their Unicode form).
-            if ch not in _HOST_ASCII and not (
-                ord(ch) > 127 and unicodedata.category(ch)[0] in "LMN"
-            ):
-                return f"the character {ch!r} is not allowed in a domain"
-    if labels[-1].isdigit():
-        return "the top-level domain cannot be all digits"
-    return None
-
-
-def _email(value: str) -> str:
-    """A syntactically valid address: local part kept as given, domain lower-cased."""
-
-    def bad(why: str) -> InvalidInput:
-        return InvalidInput(f"destination is not a valid email address: {why}")
-
-    address = value.strip()
-    if any(ch.isspace() for ch in address):
-        raise bad("it contains a space")
-    if not address.isprintable():
-        raise bad("it contains a control or invisible character")
-    if "@" not in address:
-        raise bad("the '@' is missing")
-    local, _, domain = address.rpartition("@")
-    if "@" in local:
-        raise bad("it contains more than one '@'")
-    if not local:
-        raise bad("the part before the '@' is empty")
-    if not domain:
-        raise bad("the domain after the '@' is missing")
-    if len(local.encode()) > _MAX_LOCAL_PART:
-        raise bad(f"the part before the '@' is longer than {_MAX_LOCAL_PART} octets")
-    if local.startswith('"'):
-        raise bad("quoted local parts are not supported")
-    for atom in local.split("."):
-        if not atom:
-            raise bad("the part before the '@' has a leading, trailing or double dot")
-        for ch in atom:
-            if ch not in _ATEXT and ord(ch) <= 127:
-                raise bad(f"the character {ch!r} is not allowed before the '@'")
-    domain = domain.lower()
-    if domain.startswith("["):
-        raise bad("address literals ([1.2.3.4]) are not supported; use a domain")
-    problem = _host_problem(domain)
-    if problem:
-        raise bad(problem)
-    normalized = f"{local}@{domain}"
-    if len(normalized.encode()) > _MAX_EMAIL:
-        raise bad(f"it is longer than {_MAX_EMAIL} octets")
-    return normalized
-
-
-def _https_url(value: str) -> str:
-    """An absolute https URL with a host and no credentials; scheme and host lower-cased."""
-
-    def bad(why: str) -> InvalidInput:
-        # The URL itself is not repeated: webhook URLs are secrets, and messages get logged.
-        return InvalidInput(f"destination is not a valid https URL: {why}")
-
-    url = value.strip()
-    if any(ch.isspace() for ch in url):
-        raise bad("it contains a space")
-    if not url.isprintable():
-        raise bad("it contains a control or invisible character")
-    if "\\" in url:
-        raise bad("it contains a backslash")
-    try:
-        parts = urlsplit(url)
-    except ValueError as exc:
-        raise bad(str(exc)) from None
-    scheme = parts.scheme.lower()
-    if scheme != "https" or url[len(scheme) : len(scheme) + 3] != "://":
-        raise bad("it must start with https:// (http and other schemes are refused)")
-    netloc = parts.netloc
-    if "@" in netloc:
-        raise bad("it must not contain credentials (user:password@)")
-    host = parts.hostname
-    if not host:
-        raise bad("the host is missing")
-    try:
-        port = parts.port
-    except ValueError:
-        raise bad("the port is not a number from 1 to 65535") from None
-    if port == 0:
-        raise bad("the port is not a number from 1 to 65535")
-    if netloc.startswith("["):
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise bad("the host is not a valid IPv6 address") from None
-    else:
-        try:
-            ipaddress.IPv4Address(host)
-        except ValueError:
-            problem = _host_problem(host)
-            if problem:
-                raise bad(problem.replace("domain", "host")) from None
-    rest = url[len(scheme) + 3 + len(netloc) :]
-    return f"https://{netloc.lower()}{rest}"
-
-
 def normalize_destination(channel: SubscriberChannel, destination: str) -> str:
-    """Check a destination for its channel and return it as it is stored.
+    """Check a destination for its channel and return it as it is stored (no allow-list).
 
-    EMAIL: an address, surrounding spaces removed, domain lower-cased (local part kept: it may be
-    case-sensitive). SLACK, WEBHOOK: an absolute https URL with a host and without credentials,
-    scheme and host lower-cased. Raises InvalidInput naming the field.
+    See `statusdb.destinations.normalize`; kept here for callers of the earlier API.
     """
-    channel = validate.one_of("channel", channel, SUBSCRIBER_CHANNELS)
-    validate.text("destination", destination, max_length=_MAX_URL)
-    if channel == "EMAIL":
-        return _email(destination)
-    return _https_url(destination)
+    return destinations.normalize(channel, destination)
+
+
+def _allow_list() -> Op[destinations.AllowList]:
+    """The deployment's allow-list of internal destination hosts (migration 0013)."""
+    rows = yield from many("destination_allowlist_all", {}, tuple_row)
+    return destinations.AllowList(
+        frozenset(host for host, _ in rows if host is not None),
+        tuple(network for _, network in rows if network is not None),
+    )
 
 
 def _component_ids(values: Iterable[str]) -> list[str]:
@@ -352,17 +224,25 @@ def subscribe(
     token is used. component_ids must be components of the page (empty: all of them).
     """
     channel = validate.one_of("channel", channel, SUBSCRIBER_CHANNELS)
-    normalized = normalize_destination(channel, destination)
+    checked = destinations.check(channel, destination)
     is_email = channel == "EMAIL"
     ttl = _verify_ttl(verify_ttl)
+    page_id = validate.identifier("status_page_id", status_page_id)
+    chosen_components = _component_ids(component_ids)
+    chosen_events = _notify_on(notify_on)
+    # An internal host passes only if the deployment's allow-list names it: read it then only.
+    allow = destinations.NOTHING_ALLOWED
+    if checked.internal is not None:
+        allow = yield from _allow_list()
+    normalized = checked.require_allowed(allow)
     verify_token = tokens.new_token() if is_email else None
     unsubscribe_token = tokens.new_token()
     params = {
-        "status_page_id": validate.identifier("status_page_id", status_page_id),
+        "status_page_id": page_id,
         "channel": channel,
         "destination": normalized,
-        "component_ids": _component_ids(component_ids),
-        "notify_on": _notify_on(notify_on),
+        "component_ids": chosen_components,
+        "notify_on": chosen_events,
         "is_verified": not is_email,
         "verify_token_hash": None if verify_token is None else tokens.digest(verify_token),
         "verify_ttl": ttl if is_email else None,
@@ -535,7 +415,11 @@ def delete(subscriber_id: str) -> Op[None]:
 
 
 def _staged_rows(
-    rows: Iterable[ImportRow], *, trust_verified: bool, refused: list[RefusedRow]
+    rows: Iterable[ImportRow],
+    *,
+    trust_verified: bool,
+    refused: list[RefusedRow],
+    allow: destinations.AllowList,
 ) -> Iterator[tuple[int, str, str, list[str], list[NotifyOnEvent], bool]]:
     """The rows that pass the checks made in Python, numbered from 1; the others go to
     `refused`. Lazy: rows are read while the COPY runs, never all held in memory."""
@@ -546,7 +430,7 @@ def _staged_rows(
             )
         try:
             channel = validate.one_of("channel", row.channel, SUBSCRIBER_CHANNELS)
-            destination = normalize_destination(channel, row.destination)
+            destination = destinations.normalize(channel, row.destination, allow=allow)
             component_ids = _component_ids(row.component_ids)
             notify_on = _notify_on(row.notify_on)
         except InvalidInput as exc:
@@ -595,10 +479,11 @@ def import_subscribers(
         tuple_row,
         not_found=f"no status page with id {page_id!r}",
     )
+    allow = yield from _allow_list()
     yield from execute("subscriber_import_create", {})
     yield from copy_in(
         "subscriber_import_copy",
-        _staged_rows(rows, trust_verified=bool(trust_verified), refused=refused),
+        _staged_rows(rows, trust_verified=trust_verified, refused=refused, allow=allow),
     )
     results = yield from many(
         "subscriber_import_apply", {"status_page_id": page_id}, class_row(_ApplyResult)

@@ -135,7 +135,7 @@ GOOD_URLS = [
     ("https://example.com", "https://example.com"),
     ("https://example.com:8443/hook?x=1&y=A#frag", "https://example.com:8443/hook?x=1&y=A#frag"),
     ("https://example.com/a@b", "https://example.com/a@b"),
-    ("https://10.0.0.1/hook", "https://10.0.0.1/hook"),
+    ("https://93.184.216.34/hook", "https://93.184.216.34/hook"),
     ("https://[2001:DB8::1]:443/hook", "https://[2001:db8::1]:443/hook"),
     ("https://Bücher.de/hook", "https://bücher.de/hook"),
 ]

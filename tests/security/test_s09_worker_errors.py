@@ -12,7 +12,7 @@ import asyncio
 import datetime as dt
 import gc
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Generator, Iterator
 from typing import Any
 
 import psycopg
@@ -134,6 +134,7 @@ def test_recipients_stream_abandoned_on_a_killed_connection(
     stream = outbox.recipients(conn, change, itersize=1)
     next(stream)
     _kill(connect, conn)
+    assert isinstance(stream, Generator)
     stream.close()  # as the garbage collector would
     del stream
     _no_psycopg_in(unraisable)
@@ -156,6 +157,7 @@ async def test_async_recipients_stream_killed_mid_stream(
         with pytest.raises(StatusdbError) as info:
             await anext(stream)
         assert isinstance(info.value.__cause__, psycopg.Error)
+        assert isinstance(stream, AsyncGenerator)
         await stream.aclose()
     finally:
         await aconn.close()
