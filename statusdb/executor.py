@@ -50,7 +50,7 @@ from psycopg import errors as pg_errors
 from psycopg.pq import TransactionStatus
 from psycopg.rows import BaseRowFactory, tuple_row
 
-from statusdb import queries
+from statusdb import queries, validate
 from statusdb.errors import InvalidInput, NotFound, Retryable, StatusdbError, translate
 
 T = TypeVar("T")
@@ -338,6 +338,10 @@ def _replayable(
     return tuple(keep(a) for a in args), {k: keep(v) for k, v in kwargs.items()}
 
 
+class NotAConnection(InvalidInput, TypeError):
+    """An operation was called with something else than a psycopg connection first."""
+
+
 class Operation(Generic[P, T]):
     """A repository operation: call it with a sync connection, or await it with an async one.
 
@@ -369,14 +373,17 @@ class Operation(Generic[P, T]):
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> T | Coroutine[Any, Any, T]:
+        if not isinstance(conn, psycopg.Connection | psycopg.AsyncConnection):
+            raise NotAConnection(
+                f"{self.body.__name__} takes a psycopg Connection or AsyncConnection first, "
+                f"not {type(conn).__name__}"
+            )
+        # Every argument has the type its annotation names, before anything runs: a truthy
+        # string is no flag, and no wrong type surfaces as AttributeError or a database error.
+        validate.arguments(self.body, args, kwargs)
         if isinstance(conn, psycopg.AsyncConnection):
             return self._call_async(conn, args, kwargs)
-        if isinstance(conn, psycopg.Connection):
-            return self._call_sync(conn, args, kwargs)
-        raise TypeError(
-            f"{self.body.__name__} takes a psycopg Connection or AsyncConnection first, "
-            f"not {type(conn).__name__}"
-        )
+        return self._call_sync(conn, args, kwargs)
 
     def _call_sync(
         self, conn: psycopg.Connection[Any], args: tuple[Any, ...], kwargs: dict[str, Any]

@@ -28,7 +28,7 @@ notify_subscribers off. `process` ties it together for a simple worker loop.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
 from typing import Any, Final, Literal, overload
 
 import attrs
@@ -65,6 +65,12 @@ def notify_types(previous: ComponentStatus, new: ComponentStatus) -> tuple[Notif
     return ("outage",)  # PARTIAL_OUTAGE, MAJOR_OUTAGE
 
 
+def _change_ids(values: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+        raise InvalidInput(f"change_ids must be a list of ids, not {type(values).__name__}")
+    return tuple(values)
+
+
 @attrs.frozen
 class ClaimedChange:
     """The coalesced, leased changes of one component, ready to fan out."""
@@ -72,7 +78,7 @@ class ClaimedChange:
     status_page_id: str
     component_id: str
     component_name: str
-    change_ids: tuple[str, ...] = attrs.field(converter=tuple)
+    change_ids: tuple[str, ...] = attrs.field(converter=_change_ids)
     previous_status: ComponentStatus
     new_status: ComponentStatus
     cause: Literal["INCIDENT", "MAINTENANCE", "MANUAL"]
@@ -81,6 +87,9 @@ class ClaimedChange:
     notify_subscribers: bool
     first_changed_at: dt.datetime
     last_changed_at: dt.datetime
+
+    def __attrs_post_init__(self) -> None:
+        validate.fields(self)  # InvalidInput for a wrong-typed field (a str for a bool, ...)
 
     @property
     def notify_types(self) -> tuple[NotifyOnEvent, ...]:

@@ -39,9 +39,12 @@ class NewComponent:
 
     name: str
     description: str | None = None
-    display_order: int | None = None
+    display_order: int | None = attrs.field(default=None, validator=validate.int4_field)
     team_id: str | None = None
     service_identifier: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        validate.fields(self)  # InvalidInput for a wrong-typed field (a str for a bool, ...)
 
 
 @attrs.frozen

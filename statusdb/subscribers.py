@@ -113,6 +113,9 @@ class ImportRow:
     #: is called with trust_verified=True; ignored for SLACK and WEBHOOK (always verified).
     verified: bool = True
 
+    def __attrs_post_init__(self) -> None:
+        validate.fields(self)  # InvalidInput for a wrong-typed field (a str for a bool, ...)
+
 
 class RefusedRow(NamedTuple):
     """A row the import did not insert, and why."""

@@ -14,6 +14,8 @@ from typing import Final, Literal, get_args
 
 import attrs
 
+from statusdb import validate
+
 ComponentStatus = Literal[
     "MAJOR_OUTAGE",
     "PARTIAL_OUTAGE",
@@ -129,3 +131,6 @@ class CreateMaintenanceWindowInput:
     notify_subscribers: bool = True
     description: str | None = None
     recurrence_rule: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        validate.fields(self)  # InvalidInput for a wrong-typed field (a str for a bool, ...)

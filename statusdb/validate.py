@@ -8,9 +8,15 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
+import inspect
 import re
-from collections.abc import Collection, Iterable
-from typing import Final, TypeVar
+import types
+import typing
+from collections.abc import Callable, Collection, Iterable, Sequence
+from typing import Any, Final, Literal, TypeVar, Union
+
+import attrs
 
 from statusdb.errors import InvalidInput
 
@@ -150,3 +156,153 @@ def limit(value: int, *, maximum: int = 1000) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= maximum:
         raise InvalidInput(f"limit must be an integer from 1 to {maximum}")
     return value
+
+
+#: PostgreSQL's integer (int4) and bigint (int8) ranges.
+INT4_MIN: Final = -(2**31)
+INT4_MAX: Final = 2**31 - 1
+INT8_MIN: Final = -(2**63)
+INT8_MAX: Final = 2**63 - 1
+
+
+def flag(field: str, value: bool) -> bool:
+    """A flag: `True` or `False` only; a truthy string ("false") or a number is refused."""
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{field} must be True or False (a bool), not {type(value).__name__}")
+    return value
+
+
+def int4(field: str, value: int) -> int:
+    """An integer that fits PostgreSQL's `integer` column type."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidInput(f"{field} must be an integer, not {type(value).__name__}")
+    if not INT4_MIN <= value <= INT4_MAX:
+        raise InvalidInput(f"{field} must be a 32-bit integer ({INT4_MIN} to {INT4_MAX})")
+    return value
+
+
+def optional_int4(field: str, value: int | None) -> int | None:
+    return None if value is None else int4(field, value)
+
+
+def _int4_attribute(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    optional_int4(attribute.name, value)
+
+
+#: attrs validator for an optional int4 field (`attrs.field(validator=validate.int4_field)`).
+int4_field: Final = _int4_attribute
+
+
+# --- types at the boundary ---------------------------------------------------------------------
+#
+# Operations declare their parameters' types; mypy checks them for typed callers, but a caller
+# without mypy (or one passing user input through) can pass a str where a bool is expected, and
+# Python's truthiness would then turn "false" into True. `arguments` checks every argument of an
+# operation against its annotation before the operation runs (statusdb.executor calls it), and
+# `fields` does the same for input rows (attrs classes). Only types are checked here (a Literal
+# must be a str, an int must be an int and not a bool); values are each operation's business.
+
+
+def _describe(hint: Any) -> str:
+    if typing.get_origin(hint) in (Union, types.UnionType):
+        return " or ".join(_describe(h) for h in typing.get_args(hint) if h is not Unset)
+    if hint is type(None):
+        return "None"
+    if typing.get_origin(hint) is Literal:
+        return "one of " + ", ".join(repr(v) for v in typing.get_args(hint))
+    origin = typing.get_origin(hint)
+    if origin is not None:
+        args = typing.get_args(hint)
+        item = _describe(args[0]) if args else "values"
+        return f"a list of {item}"
+    return {
+        bool: "True or False (a bool)",
+        int: "an integer",
+        str: "a string",
+        dt.datetime: "a datetime",
+        dt.timedelta: "a timedelta",
+    }.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    if hint is Any or hint is object:
+        return True
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return (
+            isinstance(value, int) and not isinstance(value, bool) and INT8_MIN <= value <= INT8_MAX
+        )
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        return any(_matches(value, h) for h in typing.get_args(hint))
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        if all(isinstance(c, str) for c in choices):
+            return isinstance(value, str)  # membership: the operation's own message
+        return value in choices
+    if origin in (list, tuple):
+        origin = Sequence  # a list where a tuple is annotated (or the reverse) is fine
+    if origin is not None and isinstance(origin, type) and issubclass(origin, Iterable):
+        if isinstance(value, str | bytes | bytearray) or not isinstance(value, origin):
+            return False
+        args = typing.get_args(hint)
+        if args and isinstance(value, list | tuple):  # one-shot iterators are left unread
+            item = args[0]
+            if item is Ellipsis:
+                return True
+            return all(_matches(v, item) for v in value)
+        return True
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True  # a construct this check does not know: leave it to the operation
+
+
+def check(field: str, value: Any, hint: Any) -> None:
+    """Refuse `value` with InvalidInput naming `field` unless it has the type `hint` names."""
+    if not _matches(value, hint):
+        shown = type(value).__name__
+        if isinstance(value, int) and not isinstance(value, bool) and hint is int:
+            shown = "an integer out of the 64-bit range"
+        raise InvalidInput(f"{field} must be {_describe(hint)}, not {shown}")
+
+
+@functools.cache
+def _hints(fn: Callable[..., Any] | type) -> dict[str, Any]:
+    hints = typing.get_type_hints(fn)
+    hints.pop("return", None)
+    return hints
+
+
+@functools.cache
+def _signature(fn: Callable[..., Any]) -> inspect.Signature:
+    return inspect.signature(fn)
+
+
+def arguments(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Check the arguments of a call of `fn` against its annotations (InvalidInput).
+
+    A call that does not fit the signature (a missing or unknown argument) is left to Python,
+    which raises TypeError as for any function.
+    """
+    try:
+        bound = _signature(fn).bind(*args, **kwargs)
+    except TypeError:
+        return
+    hints = _hints(fn)
+    for name, value in bound.arguments.items():
+        if name in hints:
+            check(name, value, hints[name])
+
+
+def fields(instance: attrs.AttrsInstance) -> None:
+    """Check every field of an attrs input row against its annotation (InvalidInput)."""
+    cls = type(instance)
+    hints = _hints(cls)
+    for attribute in attrs.fields(cls):
+        if attribute.name in hints:
+            check(attribute.name, getattr(instance, attribute.name), hints[attribute.name])
