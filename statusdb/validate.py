@@ -224,51 +224,91 @@ def _describe(hint: Any) -> str:
     }.get(hint, getattr(hint, "__name__", str(hint)))
 
 
-def _matches(value: Any, hint: Any) -> bool:
-    if hint is Any or hint is object:
+Predicate = Callable[[Any], bool]
+
+
+def _any(value: Any) -> bool:
+    return True
+
+
+def _is_none(value: Any) -> bool:
+    return value is None
+
+
+def _is_int(value: Any) -> bool:
+    # bool is an int subclass, and no flag is a number; beyond int8 no column takes it.
+    return isinstance(value, int) and not isinstance(value, bool) and INT8_MIN <= value <= INT8_MAX
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _instance_of(cls: type) -> Predicate:
+    def test(value: Any) -> bool:
+        return isinstance(value, cls)
+
+    return test
+
+
+def _union(predicates: list[Predicate]) -> Predicate:
+    def test(value: Any) -> bool:
+        return any(p(value) for p in predicates)
+
+    return test
+
+
+def _collection(origin: type, item: Predicate | None) -> Predicate:
+    def test(value: Any) -> bool:
+        if isinstance(value, str | bytes | bytearray) or not isinstance(value, origin):
+            return False
+        if item is not None and isinstance(value, list | tuple):  # iterators stay unread
+            return all(item(v) for v in value)
         return True
+
+    return test
+
+
+@functools.cache
+def _predicate(hint: Any) -> Predicate:
+    """A fast test of whether a value has the type `hint` names."""
+    if hint is Any or hint is object:
+        return _any
     if hint is type(None):
-        return value is None
-    if hint is bool:
-        return isinstance(value, bool)
+        return _is_none
     if hint is int:
-        return (
-            isinstance(value, int) and not isinstance(value, bool) and INT8_MIN <= value <= INT8_MAX
-        )
+        return _is_int
     if hint is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
+        return _is_number
     origin = typing.get_origin(hint)
     if origin in (Union, types.UnionType):
-        return any(_matches(value, h) for h in typing.get_args(hint))
+        return _union([_predicate(h) for h in typing.get_args(hint)])
     if origin is Literal:
         choices = typing.get_args(hint)
         if all(isinstance(c, str) for c in choices):
-            return isinstance(value, str)  # membership: the operation's own message
-        return value in choices
+            return _instance_of(str)  # membership: the operation's own message
+        return lambda value: value in choices
     if origin in (list, tuple):
         origin = Sequence  # a list where a tuple is annotated (or the reverse) is fine
     if origin is not None and isinstance(origin, type) and issubclass(origin, Iterable):
-        if isinstance(value, str | bytes | bytearray) or not isinstance(value, origin):
-            return False
-        args = typing.get_args(hint)
-        if args and isinstance(value, list | tuple):  # one-shot iterators are left unread
-            item = args[0]
-            if item is Ellipsis:
-                return True
-            return all(_matches(v, item) for v in value)
-        return True
+        args = [a for a in typing.get_args(hint) if a is not Ellipsis]
+        return _collection(origin, _predicate(args[0]) if args else None)
     if isinstance(hint, type):
-        return isinstance(value, hint)
-    return True  # a construct this check does not know: leave it to the operation
+        return _instance_of(hint)  # bool, str, datetime, timedelta, attrs classes, ...
+    return _any  # a construct this check does not know: leave it to the operation
+
+
+def _refuse(field: str, value: Any, hint: Any) -> InvalidInput:
+    shown = type(value).__name__
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        shown = "an integer out of the 64-bit range"
+    return InvalidInput(f"{field} must be {_describe(hint)}, not {shown}")
 
 
 def check(field: str, value: Any, hint: Any) -> None:
     """Refuse `value` with InvalidInput naming `field` unless it has the type `hint` names."""
-    if not _matches(value, hint):
-        shown = type(value).__name__
-        if isinstance(value, int) and not isinstance(value, bool) and hint is int:
-            shown = "an integer out of the 64-bit range"
-        raise InvalidInput(f"{field} must be {_describe(hint)}, not {shown}")
+    if not _predicate(hint)(value):
+        raise _refuse(field, value, hint)
 
 
 @functools.cache
@@ -278,25 +318,38 @@ def _hints(fn: Callable[..., Any] | type) -> dict[str, Any]:
     return hints
 
 
+Checker = Callable[[tuple[Any, ...], dict[str, Any]], None]
+
+
 @functools.cache
-def _signature(fn: Callable[..., Any]) -> inspect.Signature:
-    return inspect.signature(fn)
+def _checker(fn: Callable[..., Any]) -> Checker:
+    """The argument check of `fn`, compiled once."""
+    hints = _hints(fn)
+    parameters = inspect.signature(fn).parameters.values()
+    positional = [
+        p.name
+        for p in parameters
+        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ]
+    tests = {name: (_predicate(hint), hint) for name, hint in hints.items()}
+
+    def run(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        # Arguments that fit no parameter are left to Python (TypeError, as for any call).
+        for name, value in zip(positional, args, strict=False):
+            test = tests.get(name)
+            if test is not None and not test[0](value):
+                raise _refuse(name, value, test[1])
+        for name, value in kwargs.items():
+            test = tests.get(name)
+            if test is not None and not test[0](value):
+                raise _refuse(name, value, test[1])
+
+    return run
 
 
 def arguments(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    """Check the arguments of a call of `fn` against its annotations (InvalidInput).
-
-    A call that does not fit the signature (a missing or unknown argument) is left to Python,
-    which raises TypeError as for any function.
-    """
-    try:
-        bound = _signature(fn).bind(*args, **kwargs)
-    except TypeError:
-        return
-    hints = _hints(fn)
-    for name, value in bound.arguments.items():
-        if name in hints:
-            check(name, value, hints[name])
+    """Check the arguments of a call of `fn` against its annotations (InvalidInput)."""
+    _checker(fn)(args, kwargs)
 
 
 def fields(instance: attrs.AttrsInstance) -> None:
