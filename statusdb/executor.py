@@ -380,10 +380,30 @@ class Operation(Generic[P, T]):
             )
         # Every argument has the type its annotation names, before anything runs: a truthy
         # string is no flag, and no wrong type surfaces as AttributeError or a database error.
-        validate.arguments(self.body, args, kwargs)
+        problem = validate.argument_problem(self.body, args, kwargs)
+        if problem is not None:
+            raise self._refusal(problem, args, kwargs)
         if isinstance(conn, psycopg.AsyncConnection):
             return self._call_async(conn, args, kwargs)
         return self._call_sync(conn, args, kwargs)
+
+    def _refusal(
+        self, problem: validate.WrongType, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> InvalidInput:
+        """The error for a call with a wrong-typed argument: the operation's own message when
+        its checks (the code before its first statement; no I/O) refuse that argument, else
+        `problem`, the generic one."""
+        body = self.body(*args, **kwargs)
+        try:
+            next(body)
+        except InvalidInput as own:
+            if problem.field in str(own):
+                return own
+        except Exception:  # noqa: S110 - a wrong type tripping the operation: the generic message
+            pass
+        finally:
+            body.close()
+        return problem
 
     def _call_sync(
         self, conn: psycopg.Connection[Any], args: tuple[Any, ...], kwargs: dict[str, Any]

@@ -298,11 +298,11 @@ def _predicate(hint: Any) -> Predicate:
     return _any  # a construct this check does not know: leave it to the operation
 
 
-def _refuse(field: str, value: Any, hint: Any) -> InvalidInput:
+def _refuse(field: str, value: Any, hint: Any) -> WrongType:
     shown = type(value).__name__
     if hint is int and isinstance(value, int) and not isinstance(value, bool):
         shown = "an integer out of the 64-bit range"
-    return InvalidInput(f"{field} must be {_describe(hint)}, not {shown}")
+    return WrongType(field, f"{field} must be {_describe(hint)}, not {shown}")
 
 
 def check(field: str, value: Any, hint: Any) -> None:
@@ -350,6 +350,25 @@ def _checker(fn: Callable[..., Any]) -> Checker:
 def arguments(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     """Check the arguments of a call of `fn` against its annotations (InvalidInput)."""
     _checker(fn)(args, kwargs)
+
+
+class WrongType(InvalidInput):
+    """An argument or field whose type is not the one its annotation names."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def argument_problem(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> WrongType | None:
+    """`arguments`' refusal, returned instead of raised; None when every type fits."""
+    try:
+        _checker(fn)(args, kwargs)
+    except WrongType as exc:
+        return exc
+    return None
 
 
 def fields(instance: attrs.AttrsInstance) -> None:
