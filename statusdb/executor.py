@@ -51,7 +51,14 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import BaseRowFactory, tuple_row
 
 from statusdb import queries, validate
-from statusdb.errors import InvalidInput, NotFound, Retryable, StatusdbError, translate
+from statusdb.errors import (
+    InvalidInput,
+    NotFound,
+    Retryable,
+    StatusdbError,
+    Unauthorized,
+    translate,
+)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -389,13 +396,17 @@ class Operation(Generic[P, T]):
 
     def _refusal(
         self, problem: validate.WrongType, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> InvalidInput:
+    ) -> InvalidInput | Unauthorized:
         """The error for a call with a wrong-typed argument: the operation's own message when
         its checks (the code before its first statement; no I/O) refuse that argument, else
         `problem`, the generic one."""
         body = self.body(*args, **kwargs)
         try:
             next(body)
+        except Unauthorized as own:
+            # A token that is not a string is a missing token (documented, and it tells a
+            # prober nothing more than a wrong one).
+            return own
         except InvalidInput as own:
             if problem.field in str(own):
                 return own

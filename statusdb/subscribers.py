@@ -475,6 +475,12 @@ def import_subscribers(
     page_id = validate.identifier("status_page_id", status_page_id)
     if isinstance(rows, str | bytes):
         raise InvalidInput("rows must be an iterable of ImportRow values")
+    if isinstance(rows, list | tuple):  # in hand already: say which row is wrong, now
+        for number, row in enumerate(rows, start=1):
+            if not isinstance(row, ImportRow):
+                raise InvalidInput(
+                    f"import rows must be ImportRow values; row {number} is a {type(row).__name__}"
+                )
     refused: list[RefusedRow] = []
     yield from one(
         "subscriber_import_lock_page",

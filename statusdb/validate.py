@@ -292,6 +292,8 @@ def _predicate(hint: Any) -> Predicate:
         origin = Sequence  # a list where a tuple is annotated (or the reverse) is fine
     if origin is not None and isinstance(origin, type) and issubclass(origin, Iterable):
         args = [a for a in typing.get_args(hint) if a is not Ellipsis]
+        # Items are checked when the value is a list or tuple; a one-shot stream is left to
+        # the operation, which checks its items as it reads them.
         return _collection(origin, _predicate(args[0]) if args else None)
     if isinstance(hint, type):
         return _instance_of(hint)  # bool, str, datetime, timedelta, attrs classes, ...
