@@ -7,20 +7,27 @@ ids or token digests are even selected.
 
 Private pages need their access token, and a missing or wrong token behaves exactly like an
 unknown slug (None, same query, same work), so the slugs of private pages cannot be probed. The
-token is hashed here; PostgreSQL compares digests, which leaks nothing useful about the token
-(finding a token from a digest prefix is a preimage attack on SHA-256).
+token goes to the database function statusdb_page_view (migration 0014), which hashes it and
+compares the digest with the stored one: the stored digest itself (from a dump, say) opens
+nothing, and a digest comparison leaks nothing useful about the token (finding a token from a
+digest prefix is a preimage attack on SHA-256). The token travels as a bind parameter: see the
+README's Security model for what a server log may then hold.
+
+The function bounds its own arguments (the database is the boundary for SQL clients); this
+wrapper checks the same maxima first, so that callers get InvalidInput.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 import attrs
 from psycopg.rows import kwargs_row
 
-from statusdb import tokens, validate
+from statusdb import validate
+from statusdb.errors import InvalidInput
 from statusdb.executor import Op, operation, optional
 from statusdb.status_incidents import decode_updates
 from statusdb.types import (
@@ -34,6 +41,13 @@ from statusdb.types import (
 )
 
 _ts = dt.datetime.fromisoformat
+
+#: Longest maintenance horizon (as statusdb.maintenance.MAX_HORIZON and statusdb_page_view).
+MAX_MAINTENANCE_HORIZON: Final = dt.timedelta(days=366)
+#: Most maintenance windows one page view lists (statusdb_page_view refuses more).
+MAX_MAINTENANCE_LIMIT: Final = 200
+#: Longest text statusdb_page_view treats as a token (statusdb's tokens have 43 characters).
+MAX_TOKEN_LENGTH: Final = 256
 
 
 @attrs.frozen
@@ -134,6 +148,17 @@ def _decode(
 _row = kwargs_row(_decode)
 
 
+def _presentable(token: str | None) -> str | None:
+    """The token as sent to the database; None when it cannot be a token (it then opens nothing)."""
+    if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN_LENGTH or "\x00" in token:
+        return None
+    try:
+        token.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: PostgreSQL text cannot carry them
+        return None
+    return token
+
+
 @operation(retry=True)
 def page_view(
     slug: str,
@@ -147,13 +172,20 @@ def page_view(
     `token` opens a private page. Maintenance shown: running windows and those starting within
     `maintenance_horizon` (recurring windows by their next occurrence).
     """
+    if (
+        not isinstance(maintenance_horizon, dt.timedelta)
+        or not dt.timedelta(0) <= maintenance_horizon <= MAX_MAINTENANCE_HORIZON
+    ):
+        raise InvalidInput(
+            f"maintenance_horizon must be a timedelta from 0 to {MAX_MAINTENANCE_HORIZON.days} days"
+        )
+    limit = validate.limit(maintenance_limit, maximum=MAX_MAINTENANCE_LIMIT)
     if not validate.is_slug(slug):
         return None  # cannot name a page (NUL, surrogates, ...): answer like an unknown slug
-    token_hash = tokens.digest(token) if isinstance(token, str) else None
     params = {
         "slug": slug,
-        "token_hash": token_hash,
+        "token": _presentable(token),
         "horizon": maintenance_horizon,
-        "maintenance_limit": validate.limit(maintenance_limit, maximum=200),
+        "maintenance_limit": limit,
     }
     return (yield from optional("page_view_by_slug", params, _row))
