@@ -1,9 +1,32 @@
--- Reverts 0014_page_view_bounds: 0008's page view (taking the token digest, unbounded) and
--- PUBLIC's EXECUTE on every function 0014 took it from. No data is lost.
+-- Reverts 0014_page_view_bounds: 0008's page view (comparing the digest it is given with the
+-- stored value, unbounded) and PUBLIC's EXECUTE on every function 0014 took it from.
+--
+-- The stored access token values cannot be turned back into digests (0014 hashed them once
+-- more, on purpose), so after this rollback no private page opens until its token is rotated
+-- (statusdb.pages.rotate_access_token, or set_visibility). Hence the rollback refuses while
+-- private pages exist, unless statusdb.allow_data_loss = on (statusdb rollback
+-- --allow-data-loss; see 0006's rollback for the rule).
 SET LOCAL lock_timeout = '5s';
 SET LOCAL statement_timeout = '5min';
--- Rolling back drops what the forward migration created; that is its purpose.
--- squawk-ignore-file ban-drop-function
+
+DO $$
+DECLARE
+    private bigint;
+BEGIN
+    IF current_setting('statusdb.allow_data_loss', true) = 'on' THEN
+        RETURN;
+    END IF;
+    SELECT count(*) INTO private FROM status_page WHERE access_token_hash IS NOT NULL;
+    IF private > 0 THEN
+        RAISE EXCEPTION 'rolling back 0014_page_view_bounds would lose data: the access tokens of '
+                        '% private pages in status_page would stop working (their stored values '
+                        'cannot be converted back; rotate each token afterwards). %', private,
+        'Pass --allow-data-loss to statusdb rollback (plain yoyo: '
+        'PGOPTIONS=''-c statusdb.allow_data_loss=on'') to roll back anyway.'
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+END;
+$$;
 
 REVOKE EXECUTE ON FUNCTION
     statusdb_status_lock_key(text, text),
@@ -30,9 +53,9 @@ GRANT EXECUTE ON FUNCTION
     statusdb_refresh_team(text, text, text)
 TO PUBLIC;
 
-DROP FUNCTION statusdb_page_view(text, text, interval, integer);
+COMMENT ON COLUMN status_page.access_token_hash IS NULL;
 
-CREATE FUNCTION statusdb_page_view(
+CREATE OR REPLACE FUNCTION statusdb_page_view(
     page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer
 )
 RETURNS TABLE (
@@ -97,6 +120,3 @@ $$;
 
 COMMENT ON FUNCTION statusdb_page_view(text, bytea, interval, integer) IS
     'A status page as its readers see it; private pages only with their token digest.';
-REVOKE EXECUTE ON FUNCTION statusdb_page_view(text, bytea, interval, integer) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION statusdb_page_view(text, bytea, interval, integer)
-    TO statusdb_app, statusdb_reader;

@@ -1,5 +1,5 @@
--- statusdb 0014: the SQL door bounds itself. The page view clamps its arguments and takes the
--- access token itself (a digest copied from a dump opens nothing), and PUBLIC may execute only
+-- statusdb 0014: the SQL door bounds itself. The page view bounds its arguments, a page's stored
+-- token digest no longer opens the page (a leaked dump opens nothing), and PUBLIC may execute only
 -- the functions that every role writing the tables needs.
 -- depends: 0011_global_status_lock
 --
@@ -11,7 +11,7 @@
 -- Audit of every function in schema public (0001-0011) and who may execute it after this file:
 --
 --   function                                     may execute          bounded by
---   statusdb_page_view(text,text,interval,int)   app, reader          its own checks (below)
+--   statusdb_page_view(text,bytea,interval,int)  app, reader          its own checks (below)
 --   statusdb_new_id()                            PUBLIC               no arguments
 --   statusdb_current_team()                      PUBLIC               no arguments
 --   statusdb_is_status_update_list(jsonb)        PUBLIC               linear in its argument
@@ -52,42 +52,58 @@ SET LOCAL lock_timeout = '5s';
 SET LOCAL statement_timeout = '5min';
 
 -- --------------------------------------------------------------------------------------------
--- The page view, bounded, and opened by the token rather than by its digest
+-- The page view, bounded, and a stored digest that opens nothing
 --
--- 0008's page view took the token's SHA-256 digest, which is exactly what status_page stores:
--- the holder of a dump (or of any copy of access_token_hash) could open every private page with
--- a reader login. Now the caller passes the token and the function hashes it, so the stored
--- digest is useless as a credential (finding a token from its digest is a SHA-256 preimage).
+-- Until now status_page stored the SHA-256 digest of a page's access token, and the page view
+-- compared the digest it was given with it: the holder of a dump (or of any copy of
+-- access_token_hash) could open every private page with a reader login, passing the stored
+-- digest. Now the column stores the SHA-256 of that digest, and the page view hashes the digest
+-- it is given once more before comparing. The caller still sends the token's digest, never the
+-- token (statusdb.tokens.digest), so the server still never sees or logs a token; what it stores
+-- is useless to the page view (opening the page with it would take a SHA-256 preimage).
 --
--- The price: the token now reaches the server, as a bind parameter (statusdb never puts values
--- in the statement text). pg_stat_statements and pg_stat_activity show the statement with $n
--- placeholders, not the values, and errors log no parameters by default
--- (log_parameter_max_length_on_error = 0). But log_statement = 'all' and
--- log_min_duration_statement log an execution's bind parameters (up to
--- log_parameter_max_length, default unlimited): with those on, the server log holds page
--- tokens. Turn parameter logging off for the readers' logins (as a superuser:
--- ALTER ROLE status_web SET log_parameter_max_length = 0), or keep those logs as secret as the
--- tokens. The README's Security model says this too.
+-- What a server log can hold: the digest the caller sends is a bind parameter (statusdb never
+-- puts values in the statement text). pg_stat_statements and pg_stat_activity show $n
+-- placeholders, not values, and errors log no parameters by default
+-- (log_parameter_max_length_on_error = 0); log_statement = 'all' and log_min_duration_statement
+-- log an execution's parameters (up to log_parameter_max_length). A digest from such a log opens
+-- the page through this function, so for a role that can log in and call it (statusdb_reader,
+-- statusdb_app) it is as good as the token; for anyone else (the public in front of a status page
+-- web front end, which takes the token and hashes it) it is useless. Keep such logs as private as
+-- the database logins, or switch parameter logging off for the page view's logins (as a
+-- superuser: ALTER ROLE status_web SET log_parameter_max_length = 0).
+--
+-- Rolling back cannot turn the stored values back into digests (that is the point): the rollback
+-- refuses while private pages exist, unless statusdb.allow_data_loss = on, and then leaves every
+-- private page unopenable until its token is rotated (statusdb.pages.rotate_access_token).
 --
 -- Bounds (documented maxima; the Python wrapper, statusdb.views.page_view, checks the same):
 --   * maintenance_horizon: 0 to 366 days (statusdb.maintenance.MAX_HORIZON); null: 7 days;
 --   * maintenance_limit: 0 to 200 windows; null: 20;
 --     out-of-range values are refused with invalid_parameter_value, naming the argument;
---   * page_slug longer than 100 bytes (the slug check's maximum) finds no page, and a token
---     longer than 256 bytes (statusdb's tokens are 43 characters) is no token and is not
---     hashed: neither can match, and neither costs more than its own transfer.
+--   * a page_slug longer than 100 bytes (the slug check's maximum) finds no page, and a
+--     page_token_hash that is not 32 bytes is no digest and is not hashed: neither can match,
+--     and neither costs more than its own transfer.
 -- The page's components and active incidents are shown in full: their number is what the page's
 -- owner wrote, not something a reader chooses.
---
--- DROP + CREATE rather than a new overload: the digest-taking function must be gone, or the
--- attack stays open. Its grants are restated below.
--- squawk-ignore ban-drop-function
-DROP FUNCTION statusdb_page_view(text, bytea, interval, integer);
 
--- plpgsql, as in 0008: its statement's plan is cached per connection. The argument checks and
--- the hash run before the statement, once per call.
-CREATE FUNCTION statusdb_page_view(
-    page_slug text, page_token text, maintenance_horizon interval, maintenance_limit integer
+-- The stored digests, hashed once more. status_page is small (one row per page). The updated_at
+-- trigger is held off for the statement: the pages did not change for their readers.
+ALTER TABLE status_page DISABLE TRIGGER status_page_touch_updated_at;
+UPDATE status_page
+SET access_token_hash = sha256(access_token_hash)
+WHERE access_token_hash IS NOT NULL;
+ALTER TABLE status_page ENABLE TRIGGER status_page_touch_updated_at;
+
+COMMENT ON COLUMN status_page.access_token_hash IS
+    'SHA-256 of the SHA-256 digest of the access token (0014): the page view is given the '
+    'digest and hashes it again, so this value opens nothing.';
+
+-- Same signature and argument names as 0008's, so CREATE OR REPLACE keeps its grants. plpgsql,
+-- as in 0008: its statement's plan is cached per connection. The checks and the hash run before
+-- the statement, once per call.
+CREATE OR REPLACE FUNCTION statusdb_page_view(
+    page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer
 )
 RETURNS TABLE (
     id text, name text, description text, slug text, is_public boolean, updated_at timestamptz,
@@ -101,7 +117,7 @@ AS $$
 DECLARE
     horizon interval := coalesce(maintenance_horizon, interval '7 days');
     window_limit integer := coalesce(maintenance_limit, 20);
-    presented_hash bytea;
+    stored_hash bytea;
 BEGIN
     IF horizon < interval '0' OR horizon > interval '366 days' THEN
         RAISE EXCEPTION 'maintenance_horizon must be from 0 to 366 days, not %', horizon
@@ -114,15 +130,15 @@ BEGIN
     IF octet_length(page_slug) > 100 THEN
         RETURN;  -- no slug is that long: like an unknown slug
     END IF;
-    IF octet_length(page_token) <= 256 THEN
-        presented_hash := sha256(convert_to(page_token, 'UTF8'));
+    IF octet_length(page_token_hash) = 32 THEN
+        stored_hash := sha256(page_token_hash);
     END IF;
     RETURN QUERY
     WITH page AS (
         SELECT p.id, p.name, p.description, p.slug, p.is_public, p.updated_at
         FROM status_page p
         WHERE p.slug = page_slug
-          AND (p.is_public OR p.access_token_hash = presented_hash)
+          AND (p.is_public OR p.access_token_hash = stored_hash)
     ),
     page_components AS (
         SELECT coalesce(json_agg(json_build_array(c.id, c.name, c.description, c.display_order,
@@ -167,12 +183,9 @@ BEGIN
 END;
 $$;
 
-COMMENT ON FUNCTION statusdb_page_view(text, text, interval, integer) IS
-    'A status page as its readers see it; private pages only with their access token. '
-    'Horizon 0 to 366 days (null: 7 days), limit 0 to 200 windows (null: 20).';
-REVOKE EXECUTE ON FUNCTION statusdb_page_view(text, text, interval, integer) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION statusdb_page_view(text, text, interval, integer)
-    TO statusdb_app, statusdb_reader;
+COMMENT ON FUNCTION statusdb_page_view(text, bytea, interval, integer) IS
+    'A status page as its readers see it; private pages only with the SHA-256 digest of their '
+    'access token. Horizon 0 to 366 days (null: 7 days), limit 0 to 200 windows (null: 20).';
 
 -- --------------------------------------------------------------------------------------------
 -- What PUBLIC may execute (see the audit above)

@@ -7,11 +7,10 @@ ids or token digests are even selected.
 
 Private pages need their access token, and a missing or wrong token behaves exactly like an
 unknown slug (None, same query, same work), so the slugs of private pages cannot be probed. The
-token goes to the database function statusdb_page_view (migration 0014), which hashes it and
-compares the digest with the stored one: the stored digest itself (from a dump, say) opens
-nothing, and a digest comparison leaks nothing useful about the token (finding a token from a
-digest prefix is a preimage attack on SHA-256). The token travels as a bind parameter: see the
-README's Security model for what a server log may then hold.
+token is hashed here and only its digest is sent; the database function statusdb_page_view
+(migrations 0008, 0014) hashes that digest once more and compares it with the stored value, so
+the stored value (from a dump, say) opens nothing. The comparison leaks nothing useful about the
+token (finding a token from a digest prefix is a preimage attack on SHA-256).
 
 The function bounds its own arguments (the database is the boundary for SQL clients); this
 wrapper checks the same maxima first, so that callers get InvalidInput.
@@ -26,7 +25,7 @@ from typing import Any, Final
 import attrs
 from psycopg.rows import kwargs_row
 
-from statusdb import validate
+from statusdb import tokens, validate
 from statusdb.errors import InvalidInput
 from statusdb.executor import Op, operation, optional
 from statusdb.status_incidents import decode_updates
@@ -46,8 +45,6 @@ _ts = dt.datetime.fromisoformat
 MAX_MAINTENANCE_HORIZON: Final = dt.timedelta(days=366)
 #: Most maintenance windows one page view lists (statusdb_page_view refuses more).
 MAX_MAINTENANCE_LIMIT: Final = 200
-#: Longest text statusdb_page_view treats as a token (statusdb's tokens have 43 characters).
-MAX_TOKEN_LENGTH: Final = 256
 
 
 @attrs.frozen
@@ -148,17 +145,6 @@ def _decode(
 _row = kwargs_row(_decode)
 
 
-def _presentable(token: str | None) -> str | None:
-    """The token as sent to the database; None when it cannot be a token (it then opens nothing)."""
-    if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN_LENGTH or "\x00" in token:
-        return None
-    try:
-        token.encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates: PostgreSQL text cannot carry them
-        return None
-    return token
-
-
 @operation(retry=True)
 def page_view(
     slug: str,
@@ -182,9 +168,10 @@ def page_view(
     limit = validate.limit(maintenance_limit, maximum=MAX_MAINTENANCE_LIMIT)
     if not validate.is_slug(slug):
         return None  # cannot name a page (NUL, surrogates, ...): answer like an unknown slug
+    token_hash = tokens.digest(token) if isinstance(token, str) else None
     params = {
         "slug": slug,
-        "token": _presentable(token),
+        "token_hash": token_hash,
         "horizon": maintenance_horizon,
         "maintenance_limit": limit,
     }

@@ -42,7 +42,7 @@ APP_FUNCTIONS = {
     # status.recompute (no arguments to bound: it reads every component once).
     "statusdb_recompute_statuses(boolean)",
     # The page view: clamps its arguments.
-    "statusdb_page_view(text,text,interval,integer)",
+    "statusdb_page_view(text,bytea,interval,integer)",
 }
 PUBLIC_FUNCTIONS = {
     "statusdb_new_id()",
@@ -50,7 +50,7 @@ PUBLIC_FUNCTIONS = {
     "statusdb_is_status_update_list(jsonb)",
     "statusdb_check_component_ids(text,text[],text)",
 }
-READER_FUNCTIONS = PUBLIC_FUNCTIONS | {"statusdb_page_view(text,text,interval,integer)"}
+READER_FUNCTIONS = PUBLIC_FUNCTIONS | {"statusdb_page_view(text,bytea,interval,integer)"}
 
 
 def _login(cluster: LocalCluster, name: str, group: str | None) -> None:
@@ -144,15 +144,16 @@ def test_maxima_work_from_sql_and_python(
 
 
 def test_huge_slug_and_token_cost_nothing(reader: Conn, page_with_many_windows: str) -> None:
-    """A reader sends a slug or token of megabytes: no page, no hashing of megabytes."""
+    """A reader sends a slug or token digest of megabytes: no page, no hashing of megabytes."""
     huge = "a" * 5_000_000
+    huge_digest = b"a" * 5_000_000
     assert reader.execute(
-        "SELECT count(*) FROM statusdb_page_view(%s, %s, NULL, NULL)", (huge, huge)
+        "SELECT count(*) FROM statusdb_page_view(%s, %s, NULL, NULL)", (huge, huge_digest)
     ).fetchone() == (0,)
     assert reader.execute(
         "SELECT count(*) FROM statusdb_page_view(%s, %s, NULL, NULL)",
-        (page_with_many_windows, huge),
-    ).fetchone() == (1,)  # public page: the token is ignored
+        (page_with_many_windows, huge_digest),
+    ).fetchone() == (1,)  # public page: the digest is ignored
 
 
 def _executable(conn: Conn, role: str) -> set[str]:

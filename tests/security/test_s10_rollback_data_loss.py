@@ -9,9 +9,11 @@ refuse while the affected tables hold such rows, say what would be lost, and go 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 import psycopg
 import pytest
+from psycopg.rows import TupleRow
 
 from statusdb import cli, components, incidents, migrations, pages, subscribers, teams
 from statusdb.pages import NewComponent
@@ -33,7 +35,7 @@ def _refuses_at(dsn: str, migration_id: str, *words: str) -> None:
     assert migration_id in _applied(dsn)
 
 
-def _page(conn: psycopg.Connection[tuple[object, ...]], **kwargs: object) -> str:
+def _page(conn: psycopg.Connection[TupleRow], components: Sequence[NewComponent] = ()) -> str:
     team = teams.create(conn, name="T")
     created = pages.create(
         conn,
@@ -42,9 +44,10 @@ def _page(conn: psycopg.Connection[tuple[object, ...]], **kwargs: object) -> str
         slug="p",
         created_by_id="u",
         is_public=True,
-        **kwargs,  # type: ignore[arg-type]
+        components=components,
     )
-    return created.page.id
+    page_id: str = created.page.id
+    return page_id
 
 
 def test_rollback_of_0006_does_not_make_history_pending_again(empty_dsn: str) -> None:
@@ -160,3 +163,18 @@ def test_the_flag_lets_the_operator_lose_the_data(
         f"{empty_dsn} options='-c statement_timeout=600000'", allow_data_loss=True
     )
     assert rolled[-1] == "0001_platform_core"
+
+
+def test_rollback_of_0014_does_not_silently_lock_private_pages(empty_dsn: str) -> None:
+    """Rolling 0014 back leaves private pages' stored values unusable: their tokens stop working."""
+    migrations.apply(empty_dsn)
+    with psycopg.connect(empty_dsn) as c:
+        team = teams.create(c, name="T")
+        pages.create(c, team_id=team.id, name="P", slug="p", created_by_id="u", is_public=False)
+    applied = _applied(empty_dsn)
+    steps = len(applied) - applied.index("0014_page_view_bounds")  # and what sits on top of it
+    with pytest.raises(migrations.MigrationError, match="1 private pages") as refused:
+        migrations.rollback(empty_dsn, steps)
+    assert "could not roll back migration 0014_page_view_bounds" in str(refused.value)
+    rolled = migrations.rollback(empty_dsn, steps, allow_data_loss=True)
+    assert rolled[-1] == "0014_page_view_bounds"
