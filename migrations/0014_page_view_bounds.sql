@@ -88,7 +88,11 @@ SET LOCAL statement_timeout = '5min';
 -- owner wrote, not something a reader chooses.
 
 -- The stored digests, hashed once more. status_page is small (one row per page). The updated_at
--- trigger is held off for the statement: the pages did not change for their readers.
+-- trigger is held off for the statement: the pages did not change for their readers. (DISABLE
+-- TRIGGER locks status_page until this file commits: page views wait for milliseconds, as they
+-- would for the function's replacement anyway. The tokens in use keep working throughout:
+-- before the commit the old function compares digests with digests, after it the new one
+-- compares hashed digests with hashed digests.)
 ALTER TABLE status_page DISABLE TRIGGER status_page_touch_updated_at;
 UPDATE status_page
 SET access_token_hash = sha256(access_token_hash)
