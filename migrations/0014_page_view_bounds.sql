@@ -89,8 +89,8 @@ SET LOCAL statement_timeout = '5min';
 
 -- The stored digests, hashed once more. status_page is small (one row per page). The updated_at
 -- trigger is held off for the statement: the pages did not change for their readers. (DISABLE
--- TRIGGER locks status_page until this file commits: page views wait for milliseconds, as they
--- would for the function's replacement anyway. The tokens in use keep working throughout:
+-- TRIGGER takes SHARE ROW EXCLUSIVE on status_page until this file commits: writes to pages wait
+-- for the rest of this file, page views do not. The tokens in use keep working throughout:
 -- before the commit the old function compares digests with digests, after it the new one
 -- compares hashed digests with hashed digests.)
 ALTER TABLE status_page DISABLE TRIGGER status_page_touch_updated_at;
