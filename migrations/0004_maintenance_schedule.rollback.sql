@@ -7,6 +7,34 @@ SET LOCAL statement_timeout = '5min';
 -- and their first occurrence (COUNT counts from the current one again).
 -- squawk-ignore-file ban-drop-column, ban-drop-constraint, ban-drop-function
 
+-- Refuses while a window would lose something (see 0006's rollback for the rule): its time zone
+-- (any zone but UTC: a series would expand in UTC after the next migrate) or, for a series, its
+-- first occurrence when that is not the current one (COUNT would count from the current one).
+DO $$
+DECLARE
+    zoned bigint;
+    moved bigint;
+BEGIN
+    IF current_setting('statusdb.allow_data_loss', true) = 'on' THEN
+        RETURN;
+    END IF;
+    SELECT count(*) FILTER (WHERE w.time_zone <> 'UTC'),
+           count(*) FILTER (WHERE w.recurrence_start <> w.start_time)
+    INTO zoned, moved
+    FROM maintenance_window w;
+    IF zoned > 0 OR moved > 0 THEN
+        RAISE EXCEPTION 'rolling back 0004_maintenance_schedule would lose data: '
+                        'maintenance_window has % rows with a time zone other than UTC (the '
+                        'zone is dropped: their series would recur in UTC) and % series past '
+                        'their first occurrence (recurrence_start is dropped: COUNT would count '
+                        'again from the current occurrence). %', zoned, moved,
+        'Pass --allow-data-loss to statusdb rollback (plain yoyo: '
+        'PGOPTIONS=''-c statusdb.allow_data_loss=on'') to roll back anyway.'
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+END;
+$$;
+
 DROP TRIGGER maintenance_window_time_zone_check ON maintenance_window;
 DROP FUNCTION statusdb_maintenance_window_check_time_zone();
 ALTER TABLE maintenance_window

@@ -57,6 +57,12 @@ def _parser() -> argparse.ArgumentParser:
         "--steps", type=int, default=1, help="how many migrations to roll back (default 1)"
     )
     how_many.add_argument("--all", action="store_true", help="roll back every migration")
+    rollback.add_argument(
+        "--allow-data-loss",
+        action="store_true",
+        help="roll back even migrations that would lose data or re-arm tokens (they refuse "
+        "otherwise, saying what would be lost)",
+    )
     sub.add_parser("status", parents=[common], help="list migrations and whether applied")
     sub.add_parser("demo", parents=[common], help="migrate, then run the demo story")
     sub.add_parser("start", parents=[common], help="start the local cluster (create it if new)")
@@ -102,7 +108,9 @@ def _cmd_rollback(args: argparse.Namespace) -> None:
     steps = None if args.all else args.steps
     if steps is not None and steps < 1:
         raise CliError("--steps must be at least 1")
-    rolled_back = migrations.rollback(_resolve_dsn(args), steps)
+    rolled_back = migrations.rollback(
+        _resolve_dsn(args), steps, allow_data_loss=bool(args.allow_data_loss)
+    )
     for migration_id in rolled_back:
         print(f"rolled back {migration_id}")
     if not rolled_back:

@@ -5,6 +5,15 @@ undo `NNNN_name.rollback.sql`. yoyo runs each migration in one transaction and r
 ones in its `_yoyo_migration` table; a lock row keeps two migrators from running at once.
 
 Every function takes a libpq conninfo string (`host=... dbname=...`) or a `postgresql://` URL.
+
+Rollback safety. A rollback that would lose data, or make the next `apply` re-arm or re-send
+something (0001-0006: dropped tables and columns, verification tokens' expiry, the outbox's
+delivery state), refuses while the affected tables hold such rows and says what would be lost.
+`rollback(..., allow_data_loss=True)` (`statusdb rollback --allow-data-loss`) sets
+`statusdb.allow_data_loss = on` for the migration connection, which lets those rollbacks through;
+plain yoyo users pass `PGOPTIONS='-c statusdb.allow_data_loss=on'`. The setting is the operator's
+safety catch, not a security boundary: any session may set it, and only the schema's owner can
+run a rollback at all.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from yoyo import exceptions as yoyo_exceptions
 from yoyo import get_backend, read_migrations
 
@@ -28,6 +37,9 @@ YOYO_SCHEME = "postgresql+psycopg"
 """yoyo's backend for psycopg 3 (`postgresql://` would need psycopg2)."""
 
 LOCK_TIMEOUT_S = 60
+
+ALLOW_DATA_LOSS_SETTING = "statusdb.allow_data_loss"
+"""The session setting the data-losing rollbacks check (`on`: go ahead)."""
 
 
 class MigrationError(RuntimeError):
@@ -82,6 +94,19 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def _with_setting(dsn: str, name: str, value: str) -> str:
+    """`dsn` with `-c name=value` added to its `options` (keeping any options it has)."""
+    if dsn.startswith(f"{YOYO_SCHEME}://"):
+        dsn = "postgresql://" + dsn.removeprefix(f"{YOYO_SCHEME}://")
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        raise MigrationError(f"invalid connection string: {exc}") from None
+    options = str(params.get("options") or "").strip()
+    params["options"] = f"{options} -c {name}={value}".strip()
+    return make_conninfo(**{k: str(v) for k, v in params.items() if v is not None})
+
+
 def _run_one(backend: Any, migration: Any, direction: str) -> str:
     migration_id: str = migration.id
     try:
@@ -108,10 +133,25 @@ def apply(dsn: str, *, directory: Path | None = None) -> list[str]:
     return applied
 
 
-def rollback(dsn: str, steps: int | None = None, *, directory: Path | None = None) -> list[str]:
-    """Roll back the last `steps` applied migrations (all when None); return their ids."""
+def rollback(
+    dsn: str,
+    steps: int | None = None,
+    *,
+    directory: Path | None = None,
+    allow_data_loss: bool = False,
+) -> list[str]:
+    """Roll back the last `steps` applied migrations (all when None); return their ids.
+
+    Each migration is rolled back in its own transaction, newest first. One that would lose data
+    (see the module's docstring) raises MigrationError saying what, unless `allow_data_loss`;
+    the ones before it stay rolled back (they lost nothing).
+    """
     if steps is not None and steps < 0:
         raise ValueError("steps must be >= 0")
+    if not isinstance(allow_data_loss, bool):
+        raise TypeError("allow_data_loss must be a bool")
+    if allow_data_loss:
+        dsn = _with_setting(dsn, ALLOW_DATA_LOSS_SETTING, "on")
     migrations = _migrations(directory)
     with _backend(dsn) as backend:
         candidates = list(backend.to_rollback(migrations))

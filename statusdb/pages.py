@@ -1,7 +1,7 @@
 """Status pages: create (with components), read, rename, visibility and access tokens.
 
 A private page (is_public false) is opened with an access token. The token is returned once,
-when it is made, and only its digest is stored (`statusdb.tokens`).
+when it is made, and only the digest of its digest is stored (`statusdb.tokens.page_digest`).
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def create(
         "created_by_id": validate.identifier("created_by_id", created_by_id),
         "description": validate.optional_text("description", description, max_length=10_000),
         "is_public": bool(is_public),
-        "access_token_hash": None if token is None else tokens.digest(token),
+        "access_token_hash": None if token is None else tokens.page_digest(token),
         "components": Jsonb(_component_payload(components)),
     }
     page = yield from one("page_create", params, _row, not_found="page was not created")
@@ -175,7 +175,7 @@ def set_visibility(page_id: str, *, is_public: bool) -> Op[tuple[StatusPage, str
     params = {
         "id": validate.identifier("page_id", page_id),
         "is_public": bool(is_public),
-        "access_token_hash": None if token is None else tokens.digest(token),
+        "access_token_hash": None if token is None else tokens.page_digest(token),
     }
     page = yield from one(
         "page_set_visibility", params, _row, not_found=f"no status page with id {page_id!r}"
@@ -189,7 +189,7 @@ def rotate_access_token(page_id: str) -> Op[str]:
     token = tokens.new_token()
     params = {
         "id": validate.identifier("page_id", page_id),
-        "access_token_hash": tokens.digest(token),
+        "access_token_hash": tokens.page_digest(token),
     }
     yield from one(
         "page_rotate_access_token",
@@ -209,10 +209,10 @@ def check_access_token(slug: str, token: str | None) -> Op[bool]:
     params = {"slug": validate.text("slug", slug, max_length=100)}
     row = yield from optional("page_access_token_hash", params, tuple_row)
     if row is None:
-        tokens.matches(token, bytes(32))  # same work as a real comparison
+        tokens.page_matches(token, bytes(32))  # same work as a real comparison
         return False
     is_public, stored = row
-    return bool(is_public) or tokens.matches(token, stored)
+    return bool(is_public) or tokens.page_matches(token, stored)
 
 
 @operation(retry=True)

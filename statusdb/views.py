@@ -7,20 +7,26 @@ ids or token digests are even selected.
 
 Private pages need their access token, and a missing or wrong token behaves exactly like an
 unknown slug (None, same query, same work), so the slugs of private pages cannot be probed. The
-token is hashed here; PostgreSQL compares digests, which leaks nothing useful about the token
-(finding a token from a digest prefix is a preimage attack on SHA-256).
+token is hashed here and only its digest is sent; the database function statusdb_page_view
+(migrations 0008, 0014) hashes that digest once more and compares it with the stored value, so
+the stored value (from a dump, say) opens nothing. The comparison leaks nothing useful about the
+token (finding a token from a digest prefix is a preimage attack on SHA-256).
+
+The function bounds its own arguments (the database is the boundary for SQL clients); this
+wrapper checks the same maxima first, so that callers get InvalidInput.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 import attrs
 from psycopg.rows import kwargs_row
 
 from statusdb import tokens, validate
+from statusdb.errors import InvalidInput
 from statusdb.executor import Op, operation, optional
 from statusdb.status_incidents import decode_updates
 from statusdb.types import (
@@ -34,6 +40,11 @@ from statusdb.types import (
 )
 
 _ts = dt.datetime.fromisoformat
+
+#: Longest maintenance horizon (as statusdb.maintenance.MAX_HORIZON and statusdb_page_view).
+MAX_MAINTENANCE_HORIZON: Final = dt.timedelta(days=366)
+#: Most maintenance windows one page view lists (statusdb_page_view refuses more).
+MAX_MAINTENANCE_LIMIT: Final = 200
 
 
 @attrs.frozen
@@ -147,6 +158,14 @@ def page_view(
     `token` opens a private page. Maintenance shown: running windows and those starting within
     `maintenance_horizon` (recurring windows by their next occurrence).
     """
+    if (
+        not isinstance(maintenance_horizon, dt.timedelta)
+        or not dt.timedelta(0) <= maintenance_horizon <= MAX_MAINTENANCE_HORIZON
+    ):
+        raise InvalidInput(
+            f"maintenance_horizon must be a timedelta from 0 to {MAX_MAINTENANCE_HORIZON.days} days"
+        )
+    limit = validate.limit(maintenance_limit, maximum=MAX_MAINTENANCE_LIMIT)
     if not validate.is_slug(slug):
         return None  # cannot name a page (NUL, surrogates, ...): answer like an unknown slug
     token_hash = tokens.digest(token) if isinstance(token, str) else None
@@ -154,6 +173,6 @@ def page_view(
         "slug": slug,
         "token_hash": token_hash,
         "horizon": maintenance_horizon,
-        "maintenance_limit": validate.limit(maintenance_limit, maximum=200),
+        "maintenance_limit": limit,
     }
     return (yield from optional("page_view_by_slug", params, _row))

@@ -895,7 +895,9 @@ def test_migration_0005_backfills_and_rolls_back(empty_dsn: str, tmp_path: Path)
     assert state() == [("pending", True, True), ("verified", False, None)]
     with psycopg.connect(empty_dsn) as c:
         assert subscribers.verify(c, "one").id == "pending"
-    assert migrations.rollback(empty_dsn, 1, directory=only) == ["0005_subscriber_tokens"]
+    assert migrations.rollback(empty_dsn, 1, directory=only, allow_data_loss=True) == [
+        "0005_subscriber_tokens"
+    ]
     with psycopg.connect(empty_dsn) as c:
         columns = c.execute(
             "SELECT count(*) FROM information_schema.columns"

@@ -185,7 +185,7 @@ def page_view(
     maintenance_limit: int = 20,
 ) -> PageView | None:
     """The page view, as an ORM application would write it: one Session per request."""
-    token_hash = tokens.digest(token) if token is not None else None
+    token_hash = tokens.page_digest(token) if token is not None else None
     upcoming = or_(
         MaintenanceWindow.status == "IN_PROGRESS",
         and_(

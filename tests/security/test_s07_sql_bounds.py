@@ -1,0 +1,181 @@
+"""Unbounded work from one request, SQL side: the functions a SQL client may call bound themselves.
+
+The database is the boundary for SQL clients: statusdb_reader and statusdb_app can call the SQL
+functions without going through the Python wrapper's validation, so every function they may
+execute clamps or refuses its own arguments, and nothing else is executable by them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg import errors as pg_errors
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+from psycopg.rows import TupleRow
+
+from statusdb import pages, teams, views
+from statusdb.errors import InvalidInput
+from statusdb.localpg import LocalCluster
+
+Conn = psycopg.Connection[TupleRow]
+
+READER_LOGIN = "statusdb_s07_reader"
+APP_LOGIN = "statusdb_s07_app"
+NOBODY_LOGIN = "statusdb_s07_nobody"
+
+#: The functions statusdb_app may execute, each with what bounds its work (migration 0014).
+APP_FUNCTIONS = {
+    # Needed by any role that writes the tables (defaults, CHECKs, policies, triggers running
+    # as the writer): PUBLIC keeps EXECUTE. No arguments, or work linear in the caller's own
+    # argument, and nothing beyond the caller's own privileges.
+    "statusdb_new_id()",
+    "statusdb_current_team()",
+    "statusdb_is_status_update_list(jsonb)",
+    "statusdb_check_component_ids(text,text[],text)",
+    # The maintenance scheduler's statements take the status locks themselves.
+    "statusdb_status_lock_key(text,text)",
+    "statusdb_lock_status_keys(bigint[])",
+    # status.recompute (no arguments to bound: it reads every component once).
+    "statusdb_recompute_statuses(boolean)",
+    # The page view: clamps its arguments.
+    "statusdb_page_view(text,bytea,interval,integer)",
+}
+PUBLIC_FUNCTIONS = {
+    "statusdb_new_id()",
+    "statusdb_current_team()",
+    "statusdb_is_status_update_list(jsonb)",
+    "statusdb_check_component_ids(text,text[],text)",
+}
+READER_FUNCTIONS = PUBLIC_FUNCTIONS | {"statusdb_page_view(text,bytea,interval,integer)"}
+
+
+def _login(cluster: LocalCluster, name: str, group: str | None) -> None:
+    with psycopg.connect(cluster.dsn(), autocommit=True) as admin:
+        if admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
+            return
+        statement = sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(name))
+        if group is not None:
+            statement += sql.SQL(" IN ROLE {}").format(sql.Identifier(group))
+        admin.execute(statement)
+
+
+@pytest.fixture
+def reader(dsn: str, cluster: LocalCluster) -> Iterator[Conn]:
+    _login(cluster, READER_LOGIN, "statusdb_reader")
+    with psycopg.connect(make_conninfo(dsn, user=READER_LOGIN), autocommit=True) as connection:
+        yield connection
+
+
+@pytest.fixture
+def page_with_many_windows(conn: Conn) -> str:
+    """A public page with 300 scheduled windows spread over the next 300 years."""
+    team = teams.create(conn, name="T")
+    created = pages.create(
+        conn, team_id=team.id, name="P", slug="many", created_by_id="u", is_public=True
+    )
+    conn.execute(
+        """INSERT INTO maintenance_window (status_page_id, title, start_time, end_time,
+                                           created_by_id)
+           SELECT %s, 'w' || i, now() + i * interval '1 year',
+                  now() + i * interval '1 year' + interval '1 hour', 'u'
+           FROM generate_series(1, 300) AS i""",
+        (created.page.id,),
+    )
+    conn.commit()
+    return "many"
+
+
+def _windows(reader: Conn, slug: str, horizon: str | None, limit: int | None) -> int:
+    row = reader.execute(
+        "SELECT json_array_length(maintenance) FROM statusdb_page_view(%s, NULL, %s::interval, %s)",
+        (slug, horizon, limit),
+    ).fetchone()
+    assert row is not None
+    count: int = row[0]
+    return count
+
+
+def test_reader_cannot_list_every_window_with_a_null_limit(
+    reader: Conn, page_with_many_windows: str
+) -> None:
+    """A reader calls the page view with a NULL limit and a 1000-year horizon: every window."""
+    try:
+        shown = _windows(reader, page_with_many_windows, "1000 years", None)
+    except pg_errors.InvalidParameterValue:
+        shown = 0  # refused: the horizon is out of range
+    assert shown <= 200
+    # A NULL limit and horizon mean the documented defaults (20 windows, 7 days).
+    assert _windows(reader, page_with_many_windows, "300 days", None) == 0
+    assert _windows(reader, page_with_many_windows, None, None) == 0
+
+
+@pytest.mark.parametrize(
+    ("horizon", "limit"),
+    [("1000 years", 20), ("367 days", 20), ("-1 day", 20), ("7 days", 201), ("7 days", -1)],
+)
+def test_reader_cannot_pass_out_of_range_page_view_arguments(
+    reader: Conn, page_with_many_windows: str, horizon: str, limit: int
+) -> None:
+    """A reader passes a horizon or limit beyond the maxima to widen the page view's work."""
+    with pytest.raises(pg_errors.InvalidParameterValue, match=r"maintenance_(horizon|limit)"):
+        _windows(reader, page_with_many_windows, horizon, limit)
+
+
+def test_maxima_work_from_sql_and_python(
+    reader: Conn, conn: Conn, page_with_many_windows: str
+) -> None:
+    """The documented maxima themselves are accepted, from SQL and from views.page_view."""
+    assert _windows(reader, page_with_many_windows, "366 days", 200) == 1
+    view = views.page_view(
+        conn,
+        page_with_many_windows,
+        maintenance_horizon=dt.timedelta(days=366),
+        maintenance_limit=200,
+    )
+    assert view is not None
+    assert len(view.upcoming_maintenance) == 1
+    for horizon in (dt.timedelta(days=367), -dt.timedelta(days=1)):
+        with pytest.raises(InvalidInput, match="maintenance_horizon"):
+            views.page_view(conn, page_with_many_windows, maintenance_horizon=horizon)
+
+
+def test_huge_slug_and_token_cost_nothing(reader: Conn, page_with_many_windows: str) -> None:
+    """A reader sends a slug or token digest of megabytes: no page, no hashing of megabytes."""
+    huge = "a" * 5_000_000
+    huge_digest = b"a" * 5_000_000
+    assert reader.execute(
+        "SELECT count(*) FROM statusdb_page_view(%s, %s, NULL, NULL)", (huge, huge_digest)
+    ).fetchone() == (0,)
+    assert reader.execute(
+        "SELECT count(*) FROM statusdb_page_view(%s, %s, NULL, NULL)",
+        (page_with_many_windows, huge_digest),
+    ).fetchone() == (1,)  # public page: the digest is ignored
+
+
+def _executable(conn: Conn, role: str) -> set[str]:
+    rows = conn.execute(
+        """SELECT p.oid::regprocedure::text
+           FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+           WHERE n.nspname = 'public' AND p.proname LIKE 'statusdb\\_%%'
+             AND has_function_privilege(%s, p.oid, 'EXECUTE')""",
+        (role,),
+    ).fetchall()
+    return {name.replace(", ", ",") for (name,) in rows}
+
+
+def test_roles_execute_only_audited_functions(conn: Conn, cluster: LocalCluster, dsn: str) -> None:
+    """Any login, the reader or the app calls internal functions (derivation, locks, log)."""
+    assert _executable(conn, "public") == PUBLIC_FUNCTIONS
+    assert _executable(conn, "statusdb_reader") == READER_FUNCTIONS
+    assert _executable(conn, "statusdb_app") == APP_FUNCTIONS
+    # A login in no statusdb group cannot take the derivation's locks or write its log.
+    _login(cluster, NOBODY_LOGIN, None)
+    with (
+        psycopg.connect(make_conninfo(dsn, user=NOBODY_LOGIN)) as nobody,
+        pytest.raises(pg_errors.InsufficientPrivilege),
+    ):
+        nobody.execute("SELECT statusdb_lock_status_keys(ARRAY[1, 2, 3]::bigint[])")

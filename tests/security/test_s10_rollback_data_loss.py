@@ -1,0 +1,180 @@
+"""Rollbacks that silently lose or re-arm data.
+
+An operator runs `statusdb rollback` (then, typically, `migrate` again). A rollback that would
+drop rows or columns holding data, or make the next `migrate` re-arm or re-send something, must
+refuse while the affected tables hold such rows, say what would be lost, and go ahead only with
+`--allow-data-loss` (the setting statusdb.allow_data_loss = on for the migration connection).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import psycopg
+import pytest
+from psycopg.rows import TupleRow
+
+from statusdb import cli, components, incidents, migrations, pages, subscribers, teams
+from statusdb.pages import NewComponent
+
+
+def _applied(dsn: str) -> list[str]:
+    return [name for name, done in migrations.status(dsn) if done]
+
+
+def _refuses_at(dsn: str, migration_id: str, *words: str) -> None:
+    """Rolling everything back stops at `migration_id`, whose message names `words`."""
+    with pytest.raises(migrations.MigrationError) as refused:
+        migrations.rollback(dsn)
+    message = str(refused.value)
+    assert f"could not roll back migration {migration_id}" in message
+    assert "--allow-data-loss" in message
+    for word in words:
+        assert word in message
+    assert migration_id in _applied(dsn)
+
+
+def _page(conn: psycopg.Connection[TupleRow], components: Sequence[NewComponent] = ()) -> str:
+    team = teams.create(conn, name="T")
+    created = pages.create(
+        conn,
+        team_id=team.id,
+        name="P",
+        slug="p",
+        created_by_id="u",
+        is_public=True,
+        components=components,
+    )
+    page_id: str = created.page.id
+    return page_id
+
+
+def test_rollback_of_0006_does_not_make_history_pending_again(empty_dsn: str) -> None:
+    """Rollback + migrate of 0006 makes notified changes pending: workers re-notify history."""
+    migrations.apply(empty_dsn)
+    with psycopg.connect(empty_dsn) as c:
+        team = teams.create(c, name="T")
+        pages.create(
+            c,
+            team_id=team.id,
+            name="P",
+            slug="p",
+            created_by_id="u",
+            is_public=True,
+            components=[NewComponent(name="API", team_id=team.id)],
+        )
+        incidents.create(c, team.id, title="down", priority="CRITICAL")
+        c.execute("UPDATE status_change SET notified_at = now(), outcome = 'NOTIFIED'")
+    _refuses_at(empty_dsn, "0006_notification_outbox", "status_change", "1 ")
+    with psycopg.connect(empty_dsn) as c:
+        assert c.execute(
+            "SELECT count(*) FROM status_change WHERE notified_at IS NOT NULL"
+        ).fetchone() == (1,)
+
+
+def test_rollback_of_0005_does_not_rearm_expired_verification_tokens(empty_dsn: str) -> None:
+    """Rollback + migrate of 0005 re-arms expired verification tokens, drops unsubscribe ones."""
+    migrations.apply(empty_dsn)
+    with psycopg.connect(empty_dsn) as c:
+        page_id = _page(c)
+        sub = subscribers.subscribe(
+            c,
+            page_id,
+            channel="EMAIL",
+            destination="a@example.com",
+            verify_ttl=dt.timedelta(seconds=1),
+        )
+        c.execute("UPDATE status_subscriber SET verify_token_expires_at = now() - interval '1 day'")
+        assert sub.verify_token is not None
+    _refuses_at(empty_dsn, "0005_subscriber_tokens", "status_subscriber")
+    with psycopg.connect(empty_dsn) as c:
+        assert c.execute(
+            "SELECT verify_token_expires_at < now(), unsubscribe_token_hash IS NOT NULL"
+            " FROM status_subscriber"
+        ).fetchone() == (True, True)
+
+
+def test_rollback_of_0004_does_not_lose_time_zones(empty_dsn: str) -> None:
+    """Rolling 0004 back loses windows' time zones (series recur in UTC) and first occurrences."""
+    migrations.apply(empty_dsn)
+    with psycopg.connect(empty_dsn) as c:
+        page_id = _page(c)
+        c.execute(
+            """INSERT INTO maintenance_window (status_page_id, title, start_time, end_time,
+                   recurrence_rule, recurrence_start, time_zone, created_by_id)
+               VALUES (%s, 'weekly', now() + interval '7 days', now() + interval '7 days 1 hour',
+                       'FREQ=WEEKLY', now(), 'Europe/Berlin', 'u')""",
+            (page_id,),
+        )
+    _refuses_at(empty_dsn, "0004_maintenance_schedule", "maintenance_window", "time zone")
+
+
+def test_rollback_of_0003_does_not_lose_manual_statuses_or_the_log(empty_dsn: str) -> None:
+    """Rolling 0003 back drops manual statuses and the status-change log."""
+    migrations.apply(empty_dsn)
+    with psycopg.connect(empty_dsn) as c:
+        page_id = _page(c, components=[NewComponent(name="Docs")])
+        (docs,) = components.list_for_page(c, page_id)
+        components.set_status(c, docs.id, "PARTIAL_OUTAGE")
+    _refuses_at(empty_dsn, "0003_status_derivation", "manual_status", "status_change")
+
+
+def test_rollback_of_0002_and_0001_does_not_drop_tables_with_rows(empty_dsn: str) -> None:
+    """Rolling 0002/0001 back drops pages, teams and incidents that hold rows."""
+    migrations.apply(empty_dsn)
+    with psycopg.connect(empty_dsn) as c:
+        _page(c)
+    _refuses_at(empty_dsn, "0002_status_pages", "status_page")
+    with psycopg.connect(empty_dsn) as c:
+        c.execute("DELETE FROM status_page")
+    _refuses_at(empty_dsn, "0001_platform_core", "team")
+
+
+def test_the_flag_lets_the_operator_lose_the_data(
+    empty_dsn: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The refusal is a safety catch: `--allow-data-loss` (or the setting) rolls back."""
+    migrations.apply(empty_dsn)
+    with psycopg.connect(empty_dsn) as c:
+        page_id = _page(c, components=[NewComponent(name="Docs")])
+        (docs,) = components.list_for_page(c, page_id)
+        components.set_status(c, docs.id, "PARTIAL_OUTAGE")
+        subscribers.subscribe(c, page_id, channel="EMAIL", destination="a@example.com")
+        c.execute("UPDATE status_change SET notified_at = now(), outcome = 'NOTIFIED'")
+    assert cli.main(["rollback", "--all", "--dsn", empty_dsn]) == 1
+    err = capsys.readouterr().err
+    assert "would lose" in err
+    assert "--allow-data-loss" in err
+    applied = _applied(empty_dsn)
+    # Only the migrations that lose nothing were rolled back before the refusal.
+    assert "0006_notification_outbox" in applied
+    # Plain yoyo users pass the setting through libpq's PGOPTIONS.
+    monkeypatch.setenv("PGOPTIONS", "-c statusdb.allow_data_loss=on")
+    assert migrations.rollback(empty_dsn, 1) == ["0006_notification_outbox"]
+    monkeypatch.delenv("PGOPTIONS")
+    assert cli.main(["rollback", "--all", "--allow-data-loss", "--dsn", empty_dsn]) == 0
+    assert _applied(empty_dsn) == []
+    migrations.apply(empty_dsn)
+    # An options= already in the connection string is kept, the setting added to it.
+    with psycopg.connect(empty_dsn) as c:
+        _page(c)
+    rolled = migrations.rollback(
+        f"{empty_dsn} options='-c statement_timeout=600000'", allow_data_loss=True
+    )
+    assert rolled[-1] == "0001_platform_core"
+
+
+def test_rollback_of_0014_does_not_silently_lock_private_pages(empty_dsn: str) -> None:
+    """Rolling 0014 back leaves private pages' stored values unusable: their tokens stop working."""
+    migrations.apply(empty_dsn)
+    with psycopg.connect(empty_dsn) as c:
+        team = teams.create(c, name="T")
+        pages.create(c, team_id=team.id, name="P", slug="p", created_by_id="u", is_public=False)
+    applied = _applied(empty_dsn)
+    steps = len(applied) - applied.index("0014_page_view_bounds")  # and what sits on top of it
+    with pytest.raises(migrations.MigrationError, match="1 private pages") as refused:
+        migrations.rollback(empty_dsn, steps)
+    assert "could not roll back migration 0014_page_view_bounds" in str(refused.value)
+    rolled = migrations.rollback(empty_dsn, steps, allow_data_loss=True)
+    assert rolled[-1] == "0014_page_view_bounds"
