@@ -58,7 +58,7 @@ ruff: $(VENV)/.statusdb-dev-installed
 # Files kept in `ruff format` style. Until the whole tree has been formatted once (`ruff format
 # .`, one commit), only these; then set FORMAT_PATHS := . so that every file is checked.
 FORMAT_PATHS ?= schema tests/test_schema_current.py tests/test_migration_steps.py \
-	tests/test_packaging.py tests/test_readme.py
+	tests/test_packaging.py tests/test_readme.py tests/test_cli_usability.py
 
 format-check: $(VENV)/.statusdb-dev-installed
 	$(BIN)/ruff format --check $(FORMAT_PATHS)
