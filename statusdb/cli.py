@@ -168,11 +168,29 @@ def _cmd_status(args: argparse.Namespace) -> None:
         print("no migrations found")
 
 
+def _where(args: argparse.Namespace, dsn: str) -> list[str]:
+    """Lines saying which database the demo uses and, for the local cluster, how to stop it."""
+    if _explicit_dsn(args) is not None:
+        return [f"Database: {dsn} (from --dsn or $STATUSDB_DSN)."]
+    cluster = _local_cluster(args)
+    return [
+        "Database: the `statusdb` database of statusdb's local PostgreSQL cluster",
+        f"  data folder: {cluster.data_dir}",
+        f"  log:         {cluster.log_file}",
+        f"  dsn:         {dsn}",
+        "It keeps running after the demo, with the demo's data: `statusdb psql` opens it,",
+        "`export STATUSDB_DSN=$(statusdb dsn)` points the README's examples at it, and",
+        "`statusdb stop` stops it. To start over, stop it and delete its data folder.",
+    ]
+
+
 def _cmd_demo(args: argparse.Namespace) -> None:
     from statusdb import demo
 
     dsn = _resolve_dsn(args)
-    migrations.apply(dsn)
+    print("\n".join(_where(args, dsn)))
+    applied = migrations.apply(dsn)
+    print(f"Migrations: {len(applied)} applied now" if applied else "Migrations: up to date")
     with psycopg.connect(dsn) as conn:
         demo.run(conn)
 

@@ -100,3 +100,34 @@ def test_a_library_call_on_an_unmigrated_database_says_run_migrate(empty_dsn: st
         conn.rollback()
         with pytest.raises(StatusdbError, match="run `statusdb migrate"):
             views.page_view(conn, "acme")
+
+
+# -- the demo orients (issue 14, item 4) -----------------------------------------------------
+
+
+def test_demo_names_each_steps_calls_and_explains_drift(
+    empty_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["demo", "--dsn", empty_dsn]) == 0
+    out = capsys.readouterr().out
+    assert f"Database: {empty_dsn}" in out
+    steps = out.split("\n=== ")[1:]
+    assert len(steps) == 5
+    for step in steps:
+        assert "  >>> " in step  # the repository calls behind the step
+    assert ">>> outage = incidents.create(conn, team.id" in out
+    assert ">>> maintenance.advance(conn, now)" in out
+    assert "Drift: 0." in out
+    assert "derives every component's status again from scratch" in out
+
+
+def test_demo_on_the_local_cluster_says_where_it_lives_and_how_to_stop_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("STATUSDB_DSN", raising=False)
+    args = cli._parser().parse_args(["demo", "--data-dir", str(tmp_path / "pgdata")])
+    text = "\n".join(cli._where(args, "host=127.0.0.1 port=5999 dbname=statusdb"))
+    assert f"data folder: {tmp_path / 'pgdata'}" in text
+    assert "dsn:         host=127.0.0.1 port=5999 dbname=statusdb" in text
+    assert "keeps running" in text
+    assert "`statusdb stop` stops it" in text
