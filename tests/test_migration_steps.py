@@ -107,3 +107,9 @@ def test_each_migration_rolls_back_to_the_schema_before_it(empty_dsn: str, tmp_p
                 + _diff(applied, before)
             )
     assert problems == [], "\n\n".join(problems)
+
+
+def test_every_migration_has_a_changelog_line() -> None:
+    changelog = (Path(__file__).resolve().parent.parent / "CHANGELOG.md").read_text()
+    missing = [p.stem for p in _forward_files() if f"- **{p.stem}**: " not in changelog]
+    assert missing == [], f"add a line to CHANGELOG.md for {missing} (tables and functions)"
