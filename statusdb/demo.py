@@ -226,9 +226,8 @@ def run(conn: psycopg.Connection[Any]) -> None:
     drift = status.recompute(conn)
     print()
     _say(
-        f"{changes} status changes were logged (status.changes_for_component), each also sent "
-        "as NOTIFY statusdb_status_change (statusdb.feed) and queued for subscribers "
-        "(statusdb.outbox)."
+        f"{changes} status changes were logged (status.changes_for_component), each also "
+        "announced on the live feed (statusdb.feed) and queued for subscribers (statusdb.outbox)."
     )
     _say(
         f"Drift: {len(drift)}. status.recompute(conn) derives every component's status again "
