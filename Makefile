@@ -2,10 +2,15 @@
 #
 #   make demo   create .venv if missing, install statusdb, run `statusdb demo` on a local cluster
 #   make test   create .venv if missing, install statusdb[dev], run ruff, mypy, squawk, pytest
-#   make lint   ruff + mypy + squawk only
+#   make lint   ruff (check + format --check) + mypy + squawk only
+#   make schema regenerate schema/current.sql and docs/schema.md from the migrations
 #
 # Variables: PYTHON (interpreter that creates the venv, default python3), VENV (default .venv),
 # PYTEST_ARGS (extra pytest arguments, e.g. PYTEST_ARGS='-k cli -x').
+#
+# Installs are pinned by constraints-dev.txt (every dev tool and dependency, exact versions), so
+# that a new release of ruff, mypy or a library cannot turn CI red by itself; `make constraints`
+# re-resolves the newest versions (then run `make test` and commit the file).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -15,25 +20,29 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint ruff mypy squawk pytest clean bench bench-large
+.PHONY: help demo test lint ruff format-check mypy squawk pytest schema constraints clean \
+	bench bench-large
 
 help:
 	@echo "make demo   - install statusdb in $(VENV) and run the demo on a local PostgreSQL"
 	@echo "make test   - install statusdb[dev] in $(VENV); ruff, mypy, squawk, pytest"
-	@echo "make lint   - ruff, mypy and squawk only"
+	@echo "make lint   - ruff (check, format --check), mypy and squawk only"
+	@echo "make schema - regenerate schema/current.sql and docs/schema.md (commit them)"
 	@echo "make bench  - benchmarks at the small scale (~3 min; bench/README.md)"
 	@echo "make bench-large - benchmarks at the full scale (under 20 min)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Stamp files: reinstall only when pyproject.toml changes (the installs are editable).
-$(VENV)/.statusdb-installed: pyproject.toml | $(BIN)/python
-	$(PIP) install -e .
+CONSTRAINTS := constraints-dev.txt
+
+# Stamp files: reinstall only when pyproject.toml or the pins change (the installs are editable).
+$(VENV)/.statusdb-installed: pyproject.toml $(CONSTRAINTS) | $(BIN)/python
+	$(PIP) install -c $(CONSTRAINTS) -e .
 	@touch $@
 
-$(VENV)/.statusdb-dev-installed: pyproject.toml | $(BIN)/python
-	$(PIP) install -e '.[dev]'
+$(VENV)/.statusdb-dev-installed: pyproject.toml $(CONSTRAINTS) | $(BIN)/python
+	$(PIP) install -c $(CONSTRAINTS) -e '.[dev]'
 	@touch $@ $(VENV)/.statusdb-installed
 
 demo: $(VENV)/.statusdb-installed
@@ -41,10 +50,18 @@ demo: $(VENV)/.statusdb-installed
 
 test: lint pytest
 
-lint: ruff mypy squawk
+lint: ruff format-check mypy squawk
 
 ruff: $(VENV)/.statusdb-dev-installed
 	$(BIN)/ruff check .
+
+# Files kept in `ruff format` style. Until the whole tree has been formatted once (`ruff format
+# .`, one commit), only these; then set FORMAT_PATHS := . so that every file is checked.
+FORMAT_PATHS ?= schema tests/test_schema_current.py tests/test_migration_steps.py \
+	tests/test_packaging.py tests/test_readme.py tests/test_cli_usability.py
+
+format-check: $(VENV)/.statusdb-dev-installed
+	$(BIN)/ruff format --check $(FORMAT_PATHS)
 
 mypy: $(VENV)/.statusdb-dev-installed
 	$(BIN)/mypy
@@ -60,6 +77,21 @@ squawk: $(VENV)/.statusdb-dev-installed
 pytest: $(VENV)/.statusdb-dev-installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The current schema in one place (tests/test_schema_current.py fails when these are stale):
+# applies the migrations to a throwaway cluster, dumps and documents it.
+schema: $(VENV)/.statusdb-dev-installed
+	$(BIN)/python -m schema.generate
+
+# Re-resolve the pins: a scratch venv gets the newest versions pyproject.toml allows.
+constraints: | $(BIN)/python
+	rm -rf .constraints-venv
+	$(PYTHON) -m venv .constraints-venv
+	.constraints-venv/bin/python -m pip --disable-pip-version-check install --quiet -e '.[dev]'
+	{ echo "# Exact versions of statusdb's dependencies and dev tools, used by every \`make\` install"; \
+	  echo "# (pip install -c). Regenerate with \`make constraints\`, then run \`make test\`."; \
+	  .constraints-venv/bin/python -m pip freeze --exclude-editable; } > $(CONSTRAINTS)
+	rm -rf .constraints-venv
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache dist build
 
@@ -69,7 +101,7 @@ clean:
 BENCH_ARGS ?=
 
 $(VENV)/.statusdb-bench-installed: pyproject.toml | $(BIN)/python
-	$(PIP) install -e '.[bench]'
+	$(PIP) install -c $(CONSTRAINTS) -e '.[bench]'
 	@touch $@
 
 bench: $(VENV)/.statusdb-bench-installed

@@ -14,10 +14,12 @@ import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import psycopg
+from yoyo import read_migrations
 
-from statusdb import localpg, migrations
+from statusdb import localpg, migrations, queries, resources
 
 LOCAL_DBNAME = "statusdb"
 PROG = "statusdb"
@@ -68,8 +70,43 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("start", parents=[common], help="start the local cluster (create it if new)")
     sub.add_parser("stop", parents=[common], help="stop the local cluster")
     sub.add_parser("dsn", parents=[common], help="print the database's connection string")
-    sub.add_parser("psql", parents=[common], help="open psql on the database")
+    psql = sub.add_parser("psql", parents=[common], help="open psql on the database")
+    psql.add_argument(
+        "psql_args",
+        nargs=argparse.REMAINDER,
+        metavar="-- PSQL_ARGS",
+        help="arguments passed on to psql after `--`, e.g. `statusdb psql -- -c 'SELECT 1'`",
+    )
+    _describe(sub)
     return parser
+
+
+#: What each subcommand does, shown by `statusdb COMMAND --help`. Kept apart from the parser
+#: definitions above so that adding an option there does not touch this text.
+_DESCRIPTIONS: dict[str, str] = {
+    "migrate": "Apply the pending migrations, in order, each in one transaction, and print the "
+    "ids applied. Uses yoyo's bookkeeping tables (_yoyo_migration, ...) in the database.",
+    "rollback": "Undo the last applied migration (or the last N, or all) with its "
+    ".rollback.sql, newest first, and print the ids rolled back.",
+    "status": "List every migration as `applied` or `pending`. Only reads the database: on a "
+    "database never migrated it creates nothing and lists everything as pending.",
+    "demo": "Apply the migrations, then tell a short story on a demo status page: an incident "
+    "opens, maintenance starts, both end; prints the page and the call behind each step.",
+    "start": "Start the local development cluster (create it with initdb on first use) and "
+    "print its data folder, log and DSN. Only acts on the local cluster: --dsn is refused.",
+    "stop": "Stop the local development cluster; it keeps running otherwise. Only acts on the "
+    "local cluster: --dsn is refused.",
+    "dsn": "Print the connection string of the database the other commands use: --dsn, else "
+    "$STATUSDB_DSN, else the local cluster's `statusdb` database (started if needed). "
+    "For example: export STATUSDB_DSN=$(statusdb dsn)",
+    "psql": "Open psql on that database. Arguments after `--` go to psql: "
+    "statusdb psql -- -c '\\d+ team'",
+}
+
+
+def _describe(sub: Any) -> None:
+    for name, command in sub.choices.items():
+        command.description = _DESCRIPTIONS.get(name, command.description)
 
 
 def _explicit_dsn(args: argparse.Namespace) -> str | None:
@@ -117,24 +154,65 @@ def _cmd_rollback(args: argparse.Namespace) -> None:
         print("nothing to roll back")
 
 
+def _applied_hashes(dsn: str) -> set[str]:
+    """The applied migrations' hashes, read in a read-only transaction (yoyo's own `status`
+    would create its bookkeeping tables in a database it only inspects)."""
+    with psycopg.connect(dsn) as conn:
+        conn.read_only = True
+        present = conn.execute(queries.get("migrations_table_exists").sql).fetchone()
+        if not (present and present[0]):
+            return set()
+        rows = conn.execute(queries.get("migrations_applied_hashes").sql).fetchall()
+        return {str(row[0]) for row in rows}
+
+
 def _cmd_status(args: argparse.Namespace) -> None:
-    rows = migrations.status(_resolve_dsn(args))
+    hashes = _applied_hashes(_resolve_dsn(args))
+    known = read_migrations(str(resources.migrations_dir()))
+    rows = [(str(m.id), m.hash in hashes) for m in known]
     for migration_id, applied in rows:
         print(f"{'applied' if applied else 'pending'}  {migration_id}")
     if not rows:
         print("no migrations found")
 
 
+def _where(args: argparse.Namespace, dsn: str) -> list[str]:
+    """Lines saying which database the demo uses and, for the local cluster, how to stop it."""
+    if _explicit_dsn(args) is not None:
+        return [f"Database: {dsn} (from --dsn or $STATUSDB_DSN)."]
+    cluster = _local_cluster(args)
+    return [
+        "Database: the `statusdb` database of statusdb's local PostgreSQL cluster",
+        f"  data folder: {cluster.data_dir}",
+        f"  log:         {cluster.log_file}",
+        f"  dsn:         {dsn}",
+        "It keeps running after the demo, with the demo's data: `statusdb psql` opens it,",
+        "`export STATUSDB_DSN=$(statusdb dsn)` points the README's examples at it, and",
+        "`statusdb stop` stops it. To start over, stop it and delete its data folder.",
+    ]
+
+
 def _cmd_demo(args: argparse.Namespace) -> None:
     from statusdb import demo
 
     dsn = _resolve_dsn(args)
-    migrations.apply(dsn)
+    print("\n".join(_where(args, dsn)))
+    applied = migrations.apply(dsn)
+    print(f"Migrations: {len(applied)} applied now" if applied else "Migrations: up to date")
     with psycopg.connect(dsn) as conn:
         demo.run(conn)
 
 
+def _local_only(args: argparse.Namespace) -> None:
+    if getattr(args, "dsn", None):
+        raise CliError(
+            f"`{PROG} {args.command}` acts on the local cluster only and does not take --dsn "
+            "(to pick another local cluster, use --data-dir)"
+        )
+
+
 def _cmd_start(args: argparse.Namespace) -> None:
+    _local_only(args)
     cluster = localpg.ensure_running(_data_dir(args))
     print(f"local PostgreSQL running on {localpg.HOST}:{cluster.port}")
     print(f"  data: {cluster.data_dir}")
@@ -143,6 +221,7 @@ def _cmd_start(args: argparse.Namespace) -> None:
 
 
 def _cmd_stop(args: argparse.Namespace) -> None:
+    _local_only(args)
     cluster = _local_cluster(args)
     if not cluster.is_running():
         print(f"local PostgreSQL is not running ({cluster.data_dir})")
@@ -166,8 +245,12 @@ def _cmd_psql(args: argparse.Namespace) -> None:
         if candidate is None or not candidate.exists():
             raise CliError("psql is not installed (it comes with the postgresql-client package)")
         psql = str(candidate)
+    extra = list(args.psql_args)
+    if extra[:1] == ["--"]:
+        extra = extra[1:]
     sys.stdout.flush()
-    os.execv(psql, [psql, dsn])  # noqa: S606 -- replaces this process with psql, no shell
+    # Replaces this process with psql, no shell.
+    os.execv(psql, [psql, f"--dbname={dsn}", *extra])  # noqa: S606
 
 
 _COMMANDS = {

@@ -2,13 +2,15 @@
 
 A team's page with four components; an incident opens and the components it maps to turn to
 outage by themselves; maintenance starts on another component; the incident resolves; the
-maintenance ends. The page is printed as a reader would see it at each step. Each step is
-committed, as a real service would; the demo first removes what an earlier run left.
+maintenance ends. The page is printed as a reader would see it at each step, under the
+repository calls that made it change. Each step is committed, as a real service would; the demo
+first removes what an earlier run left.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import textwrap
 from typing import Any
 
 import psycopg
@@ -67,11 +69,21 @@ def render(view: PageView) -> str:
     return "\n".join(lines)
 
 
-def _show(conn: psycopg.Connection[Any], step: str) -> None:
+def _say(text: str) -> None:
+    print(textwrap.fill(text, width=96))
+
+
+def _show(conn: psycopg.Connection[Any], step: str, calls: list[str], note: str = "") -> None:
+    """Print a step: its title, the repository calls that made it, what happened, the page."""
     view = page_view(conn, SLUG)
     assert view is not None
     print(f"\n=== {step} ===")
-    print(render(view))
+    for call in calls:
+        print(f"  >>> {call}")
+    if note:
+        print(textwrap.fill(note, width=96, initial_indent="  ", subsequent_indent="  "))
+    print(f"  >>> views.page_view(conn, {SLUG!r})  # what a reader of /{SLUG} sees:\n")
+    print("\n".join(f"    {line}" if line else "" for line in render(view).splitlines()))
 
 
 def _clean_previous_run(conn: psycopg.Connection[Any]) -> None:
@@ -108,7 +120,20 @@ def run(conn: psycopg.Connection[Any]) -> None:
     page = created.page
     by_name = {c.name: c for c in components.list_for_page(conn, page.id)}
     conn.commit()
-    _show(conn, "1. A quiet day")
+    _show(
+        conn,
+        "1. A quiet day",
+        [
+            f"team = teams.create(conn, name={TEAM_NAME!r})",
+            f"pages.create(conn, team_id=team.id, slug={SLUG!r}, is_public=True, components=[",
+            "    NewComponent(name='API', team_id=team.id, service_identifier='api'),",
+            "    NewComponent(name='Database', team_id=team.id, service_identifier='postgres'),",
+            "    NewComponent(name='Web app', team_id=team.id),",
+            "    NewComponent(name='Documentation'),",
+            "], ...);  conn.commit()",
+        ],
+        "Components with a team follow that team's incidents; Documentation is set by hand.",
+    )
 
     outage = incidents.create(
         conn,
@@ -127,7 +152,19 @@ def run(conn: psycopg.Connection[Any]) -> None:
         incident_id=outage.id,
     )
     conn.commit()
-    _show(conn, "2. A CRITICAL incident opens on service 'postgres'")
+    _show(
+        conn,
+        "2. A CRITICAL incident opens on service 'postgres'",
+        [
+            "outage = incidents.create(conn, team.id, title='Primary database unreachable',",
+            "                          priority='CRITICAL', service_identifier='postgres')",
+            "status_incidents.create(conn, page.id, title='Database outage', severity='CRITICAL',",
+            "                        affected_component_ids=[...], incident_id=outage.id, ...)",
+            "conn.commit()",
+        ],
+        "Nobody set Database's status: a trigger on `incident` re-derived it (CRITICAL -> "
+        "MAJOR_OUTAGE) in the same transaction. The status incident is what readers are told.",
+    )
 
     now = dt.datetime.now(dt.UTC)
     maintenance.create(
@@ -146,19 +183,56 @@ def run(conn: psycopg.Connection[Any]) -> None:
         conn, published.id, status="IDENTIFIED", message="A failed disk; failing over."
     )
     conn.commit()
-    _show(conn, "3. Maintenance starts on the API while the incident goes on")
+    _show(
+        conn,
+        "3. Maintenance starts on the API while the incident goes on",
+        [
+            "maintenance.create(conn, page.id, CreateMaintenanceWindowInput(",
+            "    component_ids=(api.id,), title='API gateway upgrade',",
+            "    start_time=now - 1s, end_time=now + 30min), created_by_id='demo')",
+            "maintenance.advance(conn, now)  # the scheduler's step: the window starts",
+            "status_incidents.add_update(conn, published.id, status='IDENTIFIED', message=...)",
+            "conn.commit()",
+        ],
+        "advance() moved the window to IN_PROGRESS; a trigger made the API UNDER_MAINTENANCE.",
+    )
 
     incidents.resolve(conn, outage.id)
     status_incidents.add_update(
         conn, published.id, status="RESOLVED", message="Failover complete; all requests succeed."
     )
     conn.commit()
-    _show(conn, "4. The incident is resolved")
+    _show(
+        conn,
+        "4. The incident is resolved",
+        [
+            "incidents.resolve(conn, outage.id)",
+            "status_incidents.add_update(conn, published.id, status='RESOLVED', message=...)",
+            "conn.commit()",
+        ],
+        "Resolving the incident re-derived Database and Web app: back to OPERATIONAL.",
+    )
 
     maintenance.advance(conn, now + dt.timedelta(minutes=31))
     conn.commit()
-    _show(conn, "5. The maintenance window ends")
+    _show(
+        conn,
+        "5. The maintenance window ends",
+        ["maintenance.advance(conn, now + 31min)  # the window is over", "conn.commit()"],
+        "The API leaves UNDER_MAINTENANCE by itself, like the others left their outage.",
+    )
 
     changes = sum(len(status.changes_for_component(conn, c.id)) for c in by_name.values())
     drift = status.recompute(conn)
-    print(f"\n{changes} status changes logged; drift from a from-scratch derivation: {len(drift)}")
+    print()
+    _say(
+        f"{changes} status changes were logged (status.changes_for_component), each also "
+        "announced on the live feed (statusdb.feed) and queued for subscribers (statusdb.outbox)."
+    )
+    _say(
+        f"Drift: {len(drift)}. status.recompute(conn) derives every component's status again "
+        "from scratch (incidents, maintenance, manual statuses) and lists the components whose "
+        "stored status differs: 'drift'. 0 means the triggers kept every status exact; drift "
+        "only appears after loading data with triggers off, and status.recompute(conn, "
+        "repair=True) fixes it."
+    )

@@ -6,6 +6,7 @@ Constraint names are the stable contract between the DDL and these messages.
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 import psycopg
@@ -257,6 +258,8 @@ def translate(exc: psycopg.Error, *, deleting: bool = False) -> StatusdbError:
     SQLSTATE and the same diagnostic fields, so only the statement tells them apart).
     """
     constraint = exc.diag.constraint_name if isinstance(exc, psycopg.DatabaseError) else None
+    if (unmigrated := _not_migrated(exc)) is not None:
+        return unmigrated
     if (
         deleting
         and isinstance(exc, pg_errors.ForeignKeyViolation)
@@ -289,3 +292,44 @@ def translate(exc: psycopg.Error, *, deleting: bool = False) -> StatusdbError:
     ):
         return Retryable(f"transient database failure, retry: {exc}")
     return StatusdbError(f"database error: {exc}")
+
+
+# -- a database without statusdb's schema ----------------------------------------------------
+
+#: statusdb's tables and views: a query on one of them that finds none means "not migrated".
+_STATUSDB_RELATIONS: Final[frozenset[str]] = frozenset(
+    {
+        "team",
+        "incident",
+        "status_page",
+        "status_page_component",
+        "status_subscriber",
+        "maintenance_window",
+        "maintenance_window_component",
+        "status_incident",
+        "status_change",
+    }
+)
+_MISSING_RELATION: Final = re.compile(r'relation "(?:public\.)?([a-z_]+)" does not exist')
+_MISSING_FUNCTION: Final = re.compile(r"function (?:public\.)?(statusdb_[a-z_]+)\(")
+
+
+class NotMigrated(StatusdbError):
+    """The database lacks statusdb's tables or functions: its migrations were not applied."""
+
+
+def _not_migrated(exc: psycopg.Error) -> NotMigrated | None:
+    """NotMigrated for a missing statusdb table or function, else None."""
+    message = (exc.diag.message_primary or "") if isinstance(exc, psycopg.DatabaseError) else ""
+    if isinstance(exc, pg_errors.UndefinedTable):
+        found = _MISSING_RELATION.search(message)
+        if not found or not (
+            found.group(1) in _STATUSDB_RELATIONS or found.group(1).startswith("statusdb_")
+        ):
+            return None
+    elif not (isinstance(exc, pg_errors.UndefinedFunction) and _MISSING_FUNCTION.search(message)):
+        return None
+    return NotMigrated(
+        f"{message}: this database lacks statusdb's schema (or part of it); "
+        "run `statusdb migrate --dsn ...` on it (or `yoyo apply`, see README)"
+    )

@@ -83,6 +83,7 @@ def test_wheel_carries_sql_and_migrations(wheel: Path) -> None:
         )
         assert packaged == _repo_files(folder)
     assert "statusdb/cli.py" in names
+    assert "statusdb/py.typed" in names  # PEP 561: mypy checks callers against our types
 
 
 def test_installed_package_finds_its_sql(
@@ -113,8 +114,94 @@ def test_installed_cli_migrates(
     statusdb = str(venv_bin / "statusdb")
     out = _run([statusdb, "migrate", "--dsn", empty_dsn], cwd=workdir, env=clean_env).stdout
     expected = sorted(
-        n.removesuffix(".sql") for n in _repo_files("migrations") if not n.endswith(".rollback.sql")
+        n.removesuffix(".sql")
+        for n in _repo_files("migrations")
+        if n.endswith(".sql") and not n.endswith(".rollback.sql")
     )
     assert out.splitlines() == [f"applied {m}" for m in expected]
     status = _run([statusdb, "status", "--dsn", empty_dsn], cwd=workdir, env=clean_env).stdout
     assert [line.split() for line in status.splitlines()] == [["applied", m] for m in expected]
+
+
+# -- typed for users (PEP 561) --------------------------------------------------------------
+
+_TYPED_OK = """\
+from typing import Any
+
+import psycopg
+
+from statusdb import pages, teams, views
+from statusdb.errors import NotFound
+
+
+def page_name(conn: psycopg.Connection[Any], slug: str) -> str | None:
+    view = views.page_view(conn, slug)
+    return None if view is None else view.page.name
+
+
+def make_team(conn: psycopg.Connection[Any]) -> str:
+    try:
+        return teams.create(conn, name="Platform").id
+    except NotFound:
+        raise
+
+
+def page_ids(conn: psycopg.Connection[Any], team_id: str) -> list[str]:
+    return [page.id for page in pages.list_for_team(conn, team_id)]
+"""
+
+#: Two mistakes a typed statusdb catches: a row field with the wrong type, a missing keyword.
+_TYPED_WRONG = """\
+from typing import Any
+
+import psycopg
+
+from statusdb import teams, views
+
+
+def page_name(conn: psycopg.Connection[Any], slug: str) -> int:
+    view = views.page_view(conn, slug)
+    return 0 if view is None else view.page.name
+
+
+def make_team(conn: psycopg.Connection[Any]) -> None:
+    teams.create(conn, title="Platform")
+"""
+
+
+def test_installed_package_is_typed_for_mypy(
+    venv_bin: Path, outside: Path, clean_env: dict[str, str]
+) -> None:
+    """A service checking its code with `mypy --strict` sees statusdb's types (py.typed).
+
+    One mypy run over two scripts (one cold start): good.py must have no error, wrong.py the
+    two mistakes. The checkout's dev mypy resolves imports in the wheel's fresh venv.
+    """
+    workdir = outside / "service"
+    workdir.mkdir(exist_ok=True)
+    (workdir / "good.py").write_text(_TYPED_OK)
+    (workdir / "wrong.py").write_text(_TYPED_WRONG)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--python-executable",
+            str(venv_bin / "python"),
+            "--cache-dir",
+            str(outside / "mypy-cache"),
+            "good.py",
+            "wrong.py",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=workdir,
+        env=clean_env,
+        check=False,
+    )
+    out = result.stdout + result.stderr
+    assert "import-untyped" not in out, out
+    assert "good.py" not in out, out
+    assert "wrong.py:10: error: Incompatible return value type" in out, out
+    assert 'wrong.py:14: error: Unexpected keyword argument "title"' in out, out
