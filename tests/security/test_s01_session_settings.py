@@ -86,7 +86,8 @@ def consistent(conn: Conn) -> None:
 def test_settings_do_not_let_the_app_set_manual_status_on_a_team_driven_component(
     conn: Conn, app: Conn
 ) -> None:
-    """With statusdb.deriving set, statusdb_app writes manual_status on a component its team drives."""
+    """With statusdb.deriving set, statusdb_app writes manual_status on a component its team
+    drives."""
     _sre, _dba, _page, api = world(conn)
     switch_everything_on(app)
     with pytest.raises(pg_errors.CheckViolation) as caught:
@@ -176,8 +177,7 @@ def test_settings_do_not_let_the_owner_write_a_status_by_hand(conn: Conn) -> Non
     switch_everything_on(conn)
     with pytest.raises(pg_errors.CheckViolation) as caught:
         conn.execute(
-            "UPDATE public.status_page_component SET current_status = 'MAJOR_OUTAGE'"
-            " WHERE id = %s",
+            "UPDATE public.status_page_component SET current_status = 'MAJOR_OUTAGE' WHERE id = %s",
             (api,),
         )
     assert caught.value.diag.constraint_name == "status_page_component_current_status_derived"

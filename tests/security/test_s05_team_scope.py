@@ -17,7 +17,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 
-from statusdb import components, incidents, pages, status, tenancy, teams
+from statusdb import components, incidents, pages, status, teams, tenancy
 from statusdb.errors import NotFound, Unauthorized
 from statusdb.localpg import LocalCluster
 
@@ -82,9 +82,7 @@ def test_a_scoped_session_cannot_create_a_component_following_another_team(
     ).fetchone() == (0,)
 
 
-def test_a_scoped_session_cannot_point_a_component_at_another_team(
-    conn: Conn, app: Conn
-) -> None:
+def test_a_scoped_session_cannot_point_a_component_at_another_team(conn: Conn, app: Conn) -> None:
     """Scoped to team A, a session updates its component to follow team B and reads B's
     incident priority and ids through it."""
     team_a, team_b, _page_a, api, _incident_b = two_teams(conn)
@@ -102,9 +100,7 @@ def test_a_scoped_session_cannot_point_a_component_at_another_team(
     assert row == (team_a, "OPERATIONAL")
 
 
-def test_nothing_of_another_teams_incidents_reaches_a_scoped_session(
-    conn: Conn, app: Conn
-) -> None:
+def test_nothing_of_another_teams_incidents_reaches_a_scoped_session(conn: Conn, app: Conn) -> None:
     """A component on team A's page that follows team B (set up by an unscoped session) shows
     team A's scoped session B's incident priority and B's incident ids."""
     team_a, team_b, page_a, api, incident_b = two_teams(conn)

@@ -109,7 +109,7 @@ def test_a_component_cannot_be_moved_to_another_page(conn: Conn, app: Conn) -> N
         )
     view = views.page_view(app, "public")
     assert view is not None
-    assert view.components == ()
+    assert view.page.components == ()
     assert ids["secret"] not in str(view)
 
 
