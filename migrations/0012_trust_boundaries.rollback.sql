@@ -218,6 +218,7 @@ $$;
 DROP FUNCTION statusdb_rederive_components(text[], text, text, text);
 
 -- EXECUTE was PUBLIC's, as for every function PostgreSQL creates.
+REVOKE EXECUTE ON FUNCTION statusdb_lock_status_keys(bigint[]) FROM statusdb_app;
 GRANT EXECUTE ON FUNCTION
     statusdb_lock_status_keys(bigint[]),
     statusdb_log_status_change(text, text, text, text, text, text, text, timestamptz),

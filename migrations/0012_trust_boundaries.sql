@@ -74,8 +74,18 @@ REVOKE ALL ON TABLE status_repair FROM PUBLIC;
 -- to their rows. The isolation check of 0003 stays: READ COMMITTED statements each take a fresh
 -- snapshot after the lock, SERIALIZABLE detects what it cannot see; REPEATABLE READ would derive
 -- from a snapshot older than the lock.
+--
+-- It runs as the owner (SECURITY DEFINER) and statusdb_app may call it: the maintenance
+-- scheduler (sql/maintenance.sql) takes the status locks of all the windows it moves at once,
+-- in slot order, before the rows' triggers do, so that two schedulers cannot deadlock. That
+-- gives the backend no power it lacks: any write of an incident or a component takes the same
+-- locks until its transaction ends (the writer of statuses can always hold them up, by keeping
+-- its transaction open). It only ever takes slot 0 shared, so it cannot keep the others out as
+-- the repair does. statusdb_reader and other roles may not call it.
 CREATE OR REPLACE FUNCTION statusdb_lock_status_keys(keys bigint[]) RETURNS void
 LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = public, pg_temp
 AS $$
 BEGIN
     IF current_setting('transaction_isolation') = 'repeatable read' THEN
@@ -323,6 +333,7 @@ REVOKE EXECUTE ON FUNCTION
     statusdb_refresh_components(text[], text, text, text),
     statusdb_refresh_team(text, text, text)
 FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION statusdb_lock_status_keys(bigint[]) TO statusdb_app;
 
 -- --------------------------------------------------------------------------------------------
 -- 5. Under a team scope, components follow only the scoped team (or none)
