@@ -75,7 +75,7 @@ def test_a_reader_listening_learns_nothing_of_private_pages(conn: Conn, reader: 
     sre, page, api, _ = private_world(conn)
     down = incidents.create(conn, sre, title="down", priority="CRITICAL")
     conn.commit()
-    received = []
+    received: list[psycopg.Notify] = []
     deadline = time.monotonic() + ARRIVAL
     while not received and time.monotonic() < deadline:
         received = list(reader.notifies(timeout=0.5, stop_after=1))
@@ -96,7 +96,7 @@ def test_a_reader_listening_learns_nothing_of_private_pages(conn: Conn, reader: 
 def test_a_team_scoped_listener_gets_only_its_teams_changes(conn: Conn, app_dsn: str) -> None:
     """A backend listener scoped to team A (row-level security) receives team B's private
     status changes on the feed."""
-    sre, page_b, api_b, _ = private_world(conn)
+    sre, _page_b, _api_b, _ = private_world(conn)
     team_a = teams.create(conn, name="Team A")
     page_a = pages.create(
         conn, team_id=team_a.id, name="A", slug="page-a", created_by_id="u", is_public=True
@@ -115,5 +115,3 @@ def test_a_team_scoped_listener_gets_only_its_teams_changes(conn: Conn, app_dsn:
             (page_a.id, api_a.id, "DEGRADED_PERFORMANCE")
         ]
         assert list(feed.listen(listener, timeout=QUIET)) == []
-    assert api_b != api_a
-    assert page_b != page_a
