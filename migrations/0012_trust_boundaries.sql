@@ -36,8 +36,12 @@ SET LOCAL statement_timeout = '5min';
 --
 -- Rows: slot 0 is the cluster-wide row (0011's "statusdb.status:all" key); slots 1..4096 stand
 -- for the status keys of 0003 (one per team, one per component without a team), hashed into a
--- fixed number of rows so that nothing is inserted on the hot path. Two keys that share a slot
--- are serialised together: correct, only occasionally less concurrent. Every derivation takes
+-- fixed number of rows, so that the hot path only locks rows that exist. Two keys that share a
+-- slot are serialised together: correct, only occasionally less concurrent. A slot's row is
+-- inserted the first time it is needed (ON CONFLICT DO NOTHING; an uncommitted insert holds
+-- off the others like the lock would), not here: the table is data like any other, so that a
+-- data-only dump restores into a freshly migrated database without colliding with rows the
+-- migration made. Every derivation takes
 -- slot 0 FOR KEY SHARE (shared with every other derivation), then its slots FOR UPDATE in slot
 -- order (so two derivations cannot deadlock on them); the repair takes slot 0 FOR UPDATE,
 -- which waits for every derivation in flight and keeps new ones out until it commits: one lock
@@ -53,7 +57,6 @@ CREATE TABLE status_lock (
 );
 COMMENT ON TABLE status_lock IS
     'Owner-only rows the status derivation locks (0 = all statuses, 1..4096 = status keys).';
-INSERT INTO status_lock (slot) SELECT generate_series(0, 4096);
 ALTER TABLE status_lock ENABLE ROW LEVEL SECURITY;
 REVOKE ALL ON TABLE status_lock FROM PUBLIC;
 
@@ -87,6 +90,9 @@ LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $$
+DECLARE
+    slots bigint[];
+    locked bigint;
 BEGIN
     IF current_setting('transaction_isolation') = 'repeatable read' THEN
         RAISE EXCEPTION 'component statuses cannot be re-derived in a REPEATABLE READ transaction'
@@ -96,12 +102,19 @@ BEGIN
     -- Shared with every other derivation; the repair takes it FOR UPDATE. (Already holding it,
     -- in any mode, returns at once: that is the repair's own re-derivation.)
     PERFORM 1 FROM status_lock l WHERE l.slot = 0 FOR KEY SHARE;
-    PERFORM 1
-    FROM status_lock l
-    WHERE l.slot = ANY (ARRAY(SELECT 1 + (u.k & 4095) FROM unnest(keys) AS u (k)
-                              WHERE u.k IS NOT NULL))
-    ORDER BY l.slot
-    FOR UPDATE;
+    IF NOT FOUND THEN  -- first use
+        INSERT INTO status_lock (slot) VALUES (0) ON CONFLICT DO NOTHING;
+        PERFORM 1 FROM status_lock l WHERE l.slot = 0 FOR KEY SHARE;
+    END IF;
+    slots := ARRAY(SELECT DISTINCT 1 + (u.k & 4095) FROM unnest(keys) AS u (k)
+                   WHERE u.k IS NOT NULL);
+    PERFORM 1 FROM status_lock l WHERE l.slot = ANY (slots) ORDER BY l.slot FOR UPDATE;
+    GET DIAGNOSTICS locked = ROW_COUNT;
+    IF locked < cardinality(slots) THEN  -- first use of some slot
+        INSERT INTO status_lock (slot) SELECT s FROM unnest(slots) AS u (s) ORDER BY s
+        ON CONFLICT DO NOTHING;
+        PERFORM 1 FROM status_lock l WHERE l.slot = ANY (slots) ORDER BY l.slot FOR UPDATE;
+    END IF;
 END;
 $$;
 
@@ -303,6 +316,10 @@ BEGIN
                       HINT = 'Use READ COMMITTED (the default) or SERIALIZABLE.';
         END IF;
         PERFORM 1 FROM status_lock l WHERE l.slot = 0 FOR UPDATE;
+        IF NOT FOUND THEN  -- first use
+            INSERT INTO status_lock (slot) VALUES (0) ON CONFLICT DO NOTHING;
+            PERFORM 1 FROM status_lock l WHERE l.slot = 0 FOR UPDATE;
+        END IF;
     END IF;
     SELECT coalesce(array_agg(d.component_id ORDER BY d.component_id), '{}')
     INTO drifted
