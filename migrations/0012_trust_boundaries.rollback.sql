@@ -5,6 +5,71 @@ SET LOCAL statement_timeout = '5min';
 -- Rolling back drops what the forward migration created; that is its purpose.
 -- squawk-ignore-file ban-drop-function, ban-drop-table
 
+-- 0002 (statusdb_check_component_ids with 0009's plan_cache_mode)
+CREATE OR REPLACE FUNCTION statusdb_maintenance_window_component_same_page() RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF NOT EXISTS (
+        SELECT 1
+        FROM maintenance_window w
+        JOIN status_page_component c ON c.status_page_id = w.status_page_id
+        WHERE w.id = NEW.maintenance_window_id AND c.id = NEW.component_id
+    ) THEN
+        RAISE EXCEPTION 'component % is not on the page of maintenance window %',
+                NEW.component_id, NEW.maintenance_window_id
+            USING ERRCODE = 'foreign_key_violation',
+                  CONSTRAINT = 'maintenance_window_component_same_page';
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION statusdb_check_component_ids(page_id text, ids text[], constraint_name text)
+RETURNS void
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    missing text;
+BEGIN
+    IF cardinality(ids) = 0 THEN
+        RETURN;
+    END IF;
+    PERFORM 1
+    FROM status_page_component c
+    WHERE c.id = ANY (ids)
+    ORDER BY c.id
+    FOR KEY SHARE;
+    SELECT i INTO missing
+    FROM unnest(ids) AS i
+    WHERE NOT EXISTS (
+        SELECT 1 FROM status_page_component c WHERE c.id = i AND c.status_page_id = page_id
+    )
+    LIMIT 1;
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'component % is not a component of status page %', missing, page_id
+            USING ERRCODE = 'foreign_key_violation', CONSTRAINT = constraint_name;
+    END IF;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION statusdb_status_page_component_forget_ids() RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    UPDATE status_subscriber s
+    SET component_ids = array_remove(s.component_ids, OLD.id),
+        is_active = s.is_active AND cardinality(array_remove(s.component_ids, OLD.id)) > 0
+    WHERE s.status_page_id = OLD.status_page_id AND s.component_ids @> ARRAY[OLD.id];
+
+    UPDATE status_incident i
+    SET affected_component_ids = array_remove(i.affected_component_ids, OLD.id)
+    WHERE i.status_page_id = OLD.status_page_id AND i.affected_component_ids @> ARRAY[OLD.id];
+    RETURN OLD;
+END;
+$$;
+
 DROP TRIGGER maintenance_window_check_page_fixed ON maintenance_window;
 DROP FUNCTION statusdb_maintenance_window_check_page_fixed();
 DROP TRIGGER status_page_component_check_page_fixed ON status_page_component;

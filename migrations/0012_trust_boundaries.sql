@@ -434,3 +434,77 @@ CREATE TRIGGER maintenance_window_check_page_fixed
     FOR EACH ROW
     WHEN (NEW.status_page_id IS DISTINCT FROM OLD.status_page_id)
     EXECUTE FUNCTION statusdb_maintenance_window_check_page_fixed();
+
+-- The same-page triggers of 0002 run as the caller (they need no more than the caller's rights),
+-- and so resolve table names through the caller's search_path: statusdb_app could put pg_temp
+-- first and shadow status_page_component or maintenance_window with temporary tables of its own
+-- that say another page's component is on this page. Their tables are now schema-qualified
+-- (the bodies are otherwise 0002's); functions and operators are never looked up in pg_temp,
+-- and no role but the owner may create anything in public. (Qualified names rather than SET
+-- search_path on the functions: that would cost a configuration change per row written.)
+CREATE OR REPLACE FUNCTION statusdb_maintenance_window_component_same_page() RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF NOT EXISTS (
+        SELECT 1
+        FROM public.maintenance_window w
+        JOIN public.status_page_component c ON c.status_page_id = w.status_page_id
+        WHERE w.id = NEW.maintenance_window_id AND c.id = NEW.component_id
+    ) THEN
+        RAISE EXCEPTION 'component % is not on the page of maintenance window %',
+                NEW.component_id, NEW.maintenance_window_id
+            USING ERRCODE = 'foreign_key_violation',
+                  CONSTRAINT = 'maintenance_window_component_same_page';
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
+-- (0009's plan_cache_mode restated: CREATE OR REPLACE resets a function's settings.)
+CREATE OR REPLACE FUNCTION statusdb_check_component_ids(page_id text, ids text[],
+                                                        constraint_name text)
+RETURNS void
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    missing text;
+BEGIN
+    IF cardinality(ids) = 0 THEN
+        RETURN;
+    END IF;
+    PERFORM 1
+    FROM public.status_page_component c
+    WHERE c.id = ANY (ids)
+    ORDER BY c.id
+    FOR KEY SHARE;
+    SELECT i INTO missing
+    FROM unnest(ids) AS i
+    WHERE NOT EXISTS (
+        SELECT 1 FROM public.status_page_component c
+        WHERE c.id = i AND c.status_page_id = page_id
+    )
+    LIMIT 1;
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'component % is not a component of status page %', missing, page_id
+            USING ERRCODE = 'foreign_key_violation', CONSTRAINT = constraint_name;
+    END IF;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION statusdb_status_page_component_forget_ids() RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    UPDATE public.status_subscriber s
+    SET component_ids = array_remove(s.component_ids, OLD.id),
+        is_active = s.is_active AND cardinality(array_remove(s.component_ids, OLD.id)) > 0
+    WHERE s.status_page_id = OLD.status_page_id AND s.component_ids @> ARRAY[OLD.id];
+
+    UPDATE public.status_incident i
+    SET affected_component_ids = array_remove(i.affected_component_ids, OLD.id)
+    WHERE i.status_page_id = OLD.status_page_id AND i.affected_component_ids @> ARRAY[OLD.id];
+    RETURN OLD;
+END;
+$$;

@@ -176,3 +176,42 @@ def test_subscribers_and_status_incidents_keep_their_components_on_update(
         refused(app, statement, params, constraint)
     with pytest.raises(pg_errors.IntegrityError), app.transaction():
         app.execute("UPDATE status_page SET id = 'elsewhere' WHERE id = %s", (ids["private"],))
+
+
+def test_temporary_tables_do_not_fool_the_same_page_checks(conn: Conn, app: Conn) -> None:
+    """statusdb_app shadows status_page_component and maintenance_window with temporary tables
+    (search_path = pg_temp, public), so that 0002's same-page triggers, which run as the caller,
+    accept another page's component in a subscriber filter or a maintenance window."""
+    ids = world(conn)
+    other = components.create(conn, ids["public"], name="Other")
+    conn.commit()
+    app.execute("CREATE TEMPORARY TABLE status_page_component (id text, status_page_id text)")
+    app.execute("CREATE TEMPORARY TABLE maintenance_window (id text, status_page_id text)")
+    app.execute(
+        "INSERT INTO pg_temp.status_page_component VALUES (%s, %s)", (other.id, ids["private"])
+    )
+    app.execute(
+        "INSERT INTO pg_temp.maintenance_window VALUES (%s, %s)", (ids["window"], ids["private"])
+    )
+    app.execute("SET search_path = pg_temp, public")
+    app.commit()
+    for statement, params, constraint in (
+        (
+            "INSERT INTO public.status_subscriber (status_page_id, channel, destination,"
+            " component_ids) VALUES (%s, 'WEBHOOK', 'https://spy.example/', ARRAY[%s])",
+            (ids["private"], other.id),
+            "status_subscriber_component_ids_fkey",
+        ),
+        (
+            "UPDATE public.status_incident SET affected_component_ids = ARRAY[%s]"
+            " WHERE status_page_id = %s",
+            (other.id, ids["private"]),
+            "status_incident_affected_component_ids_fkey",
+        ),
+        (
+            "INSERT INTO public.maintenance_window_component VALUES (%s, %s)",
+            (ids["window"], other.id),
+            "maintenance_window_component_same_page",
+        ),
+    ):
+        refused(app, statement, params, constraint)
