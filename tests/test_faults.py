@@ -106,6 +106,9 @@ def hold(holder: Conn, key: int) -> None:
     """Take lock `key` on `holder`: a status slot (negative, until the transaction ends) or an
     advisory key (for the session)."""
     if key < 0:
+        # The slot's row is made on its first use (0012): make sure it is there to lock.
+        holder.execute("INSERT INTO status_lock (slot) VALUES (%s) ON CONFLICT DO NOTHING", (-key,))
+        holder.commit()
         holder.execute("SELECT 1 FROM status_lock WHERE slot = %s FOR UPDATE", (-key,))
     else:
         holder.execute("SELECT pg_advisory_lock(%s)", (key,))
