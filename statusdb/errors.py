@@ -104,6 +104,12 @@ CONSTRAINT_MESSAGES: Final[dict[str, tuple[type[StatusdbError], str]]] = {
         "this component is driven by its team's incidents, so its status cannot be set by hand; "
         "clear its team_id first",
     ),
+    # 0012: the same-page relations hold after any UPDATE
+    "status_page_component_status_page_id_fixed": (
+        InvalidInput,
+        "a component cannot move to another status page; create it on the other page instead",
+    ),
+    "status_page_component_id_fixed": (InvalidInput, "a component's id cannot change"),
     # status_subscriber
     "status_subscriber_status_page_id_channel_destination_key": (
         Conflict,
@@ -191,6 +197,11 @@ CONSTRAINT_MESSAGES: Final[dict[str, tuple[type[StatusdbError], str]]] = {
     "maintenance_window_recurrence_rule_check": (InvalidInput, "not an RFC 5545 RRULE"),
     "maintenance_window_status_check": (InvalidInput, "unknown maintenance status"),
     "maintenance_window_created_by_id_check": (InvalidInput, "created_by_id must be non-blank"),
+    "maintenance_window_status_page_id_fixed": (
+        InvalidInput,
+        "a maintenance window cannot move to another status page; create it on the other page "
+        "instead",
+    ),
     "maintenance_window_recurrence_start_check": (
         InvalidInput,
         "a recurring window needs recurrence_start (its first occurrence, at or before "

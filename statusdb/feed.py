@@ -1,9 +1,12 @@
 """The live feed of component status changes, for websocket broadcasters and the like.
 
 Every change of a component's status is logged to `status_change` and announced with
-`pg_notify('statusdb_status_change', {status_page_id, component_id, new_status, change_id})`
-(migration 0003). `listen` / `alisten` turn those notifications into typed
-`StatusChangeEvent`s::
+`pg_notify('statusdb_status_change', '<seq>')` (migrations 0003, 0012): the payload is only the
+change's `seq` number. LISTEN needs no privilege, so a payload is readable by any role that can
+connect; it tells them that something changed, not where. `listen` / `alisten` read each
+announced change from `status_change` with the listener's own privileges (and, when the listener
+is scoped with `statusdb.tenancy.set_team(..., local=False)`, its team's row-level security) and
+turn it into a typed `StatusChangeEvent`::
 
     with psycopg.connect(dsn, autocommit=True) as listener:
         for event in feed.listen(listener, status_page_id=page_id):
@@ -11,6 +14,9 @@ Every change of a component's status is logged to `status_change` and announced 
 
 What a listener must know:
 
+* It needs SELECT on `status_change` (statusdb_app has it; statusdb_reader does not, and gets
+  `Unauthorized`). Changes it may not read (another team's, under a team scope) are skipped, as
+  are changes whose row is gone by the time it reads (its component or page was deleted).
 * Notifications are delivered when, and only if, the transaction that made the change commits,
   in commit order. A rolled-back change is never announced.
 * They are not durable. A listener that is down, reconnecting or not yet listening misses them.
@@ -28,16 +34,15 @@ What a listener must know:
 * LISTEN stays in effect on the connection after a round of `listen` ends on its `timeout` or
   `stop_after`: notifications arriving meanwhile are kept by psycopg and come out of the next
   `listen`, so a loop such as ``while True: for e in listen(conn, timeout=30): ...`` (doing a
-  health check between rounds) loses nothing. Breaking out of the loop instead drops what
-  psycopg had already read along with the last event (see `listen`). Close the connection to
-  stop listening.
+  health check between rounds) loses nothing. Breaking out of the loop instead drops the rest of
+  the batch the last event came with (see `listen`). Close the connection to stop listening.
 * A payload that is not what the database sends (someone running NOTIFY by hand) is skipped
-  with a logged warning; it never stops the listener.
+  with a logged warning; it never stops the listener. A hand-made payload can at most name an
+  existing change again (read from the table like any other): drop duplicates by `change_id`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -47,16 +52,20 @@ import attrs
 import psycopg
 from psycopg import sql
 from psycopg.pq import TransactionStatus
+from psycopg.rows import class_row
 
 from statusdb import validate
 from statusdb.errors import InvalidInput, translate
-from statusdb.types import STATUS_SEVERITY_ORDER, ComponentStatus
+from statusdb.executor import Op, many, operation
+from statusdb.types import ComponentStatus
 
-#: The channel migration 0003 notifies on.
+#: The channel migrations 0003 and 0012 notify on.
 CHANNEL: Final = "statusdb_status_change"
 
 _LISTEN: Final = sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL))
 _MAX_LOGGED_PAYLOAD: Final = 200
+#: A seq is a bigint: at most 19 digits.
+_MAX_SEQ_DIGITS: Final = 19
 
 logger = logging.getLogger(__name__)
 
@@ -75,53 +84,43 @@ class StatusChangeEvent:
     change_id: str
 
 
-def _decode(payload: str) -> StatusChangeEvent:
-    """The event a notification payload announces; ValueError saying why if it is malformed.
-
-    Keys other than the four expected are ignored, so that the trigger may announce more later.
-    """
-    try:
-        data: Any = json.loads(payload)
-    except ValueError as exc:
-        raise ValueError(f"not JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise ValueError("not a JSON object")
-    fields: dict[str, str] = {}
-    for key in ("status_page_id", "component_id", "new_status", "change_id"):
-        value = data.get(key)
-        if not isinstance(value, str) or not value:
-            raise ValueError(f"{key} is missing or not a non-empty string")
-        fields[key] = value
-    new_status = fields["new_status"]
-    if new_status not in STATUS_SEVERITY_ORDER:
-        raise ValueError(f"unknown new_status {new_status!r}")
-    return StatusChangeEvent(
-        status_page_id=fields["status_page_id"],
-        component_id=fields["component_id"],
-        new_status=new_status,
-        change_id=fields["change_id"],
-    )
+def _decode(payload: str) -> int:
+    """The change seq a notification payload announces; ValueError saying why if malformed."""
+    if not (payload.isascii() and payload.isdigit()) or len(payload) > _MAX_SEQ_DIGITS:
+        raise ValueError("not a status_change seq (a decimal number)")
+    seq = int(payload)
+    if seq >= 2**63:
+        raise ValueError("not a status_change seq (out of range)")
+    return seq
 
 
-def _event(notify: psycopg.Notify, status_page_id: str | None) -> StatusChangeEvent | None:
-    """The event to hand out for a notification, or None to skip it."""
-    if notify.channel != CHANNEL:
-        logger.debug("dropping a notification on channel %r (not the status feed)", notify.channel)
-        return None
-    try:
-        event = _decode(notify.payload)
-    except ValueError as exc:
-        logger.warning(
-            "skipping a malformed %s notification from backend %d: %s; payload %r",
-            CHANNEL,
-            notify.pid,
-            exc,
-            notify.payload[:_MAX_LOGGED_PAYLOAD],
-        )
-        return None
-    if status_page_id is not None and event.status_page_id != status_page_id:
-        return None
-    return event
+def _seqs(batch: list[psycopg.Notify]) -> list[int]:
+    """The seqs announced by a batch of notifications, in order; other notifications dropped."""
+    seqs: list[int] = []
+    for notify in batch:
+        if notify.channel != CHANNEL:
+            logger.debug(
+                "dropping a notification on channel %r (not the status feed)", notify.channel
+            )
+            continue
+        try:
+            seqs.append(_decode(notify.payload))
+        except ValueError as exc:
+            logger.warning(
+                "skipping a malformed %s notification from backend %d: %s; payload %r",
+                CHANNEL,
+                notify.pid,
+                exc,
+                notify.payload[:_MAX_LOGGED_PAYLOAD],
+            )
+    return seqs
+
+
+@operation(retry=True)
+def _changes(seqs: list[int], status_page_id: str | None) -> Op[list[StatusChangeEvent]]:
+    """The announced changes the connection's role may read (of one page, when given)."""
+    params = {"seqs": seqs, "status_page_id": status_page_id}
+    return (yield from many("feed_changes_by_seq", params, class_row(StatusChangeEvent)))
 
 
 def _check_listener(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
@@ -182,37 +181,34 @@ def listen(
 ) -> Iterator[StatusChangeEvent]:
     """Status change events as they are committed, from a dedicated autocommit connection.
 
-    Listens (LISTEN) when iteration starts, then yields each event. `status_page_id` keeps only
-    that page's events (filtered here: PostgreSQL has no per-payload filter). Iteration ends
-    after `timeout` seconds in total (None: never), or once at least `stop_after` events have
-    been yielded (skipped and filtered-out notifications do not count). Like psycopg's own
-    `notifies(stop_after=)`, it may yield a few more: notifications that arrived together are
-    all handed out, because psycopg would otherwise drop the rest of the batch. For the same
-    reason, end a round with `timeout` or `stop_after` rather than by breaking out of the loop
-    (which drops whatever psycopg had already read with the last event). A lost connection
-    raises `Retryable`: reconnect, catch up from `status_change`, listen again.
+    Listens (LISTEN) when iteration starts, then yields each event. Each batch of
+    notifications (those that arrived together) is read whole, then its changes are read from
+    `status_change` in one query on `conn`, as `conn`'s role may see them (Unauthorized without
+    SELECT on it). `status_page_id` keeps only that page's events (filtered in that query:
+    PostgreSQL has no per-payload filter). Iteration ends after `timeout` seconds in total
+    (None: never), or once at least `stop_after` events have been yielded (skipped, unreadable
+    and filtered-out notifications do not count). Like psycopg's own `notifies(stop_after=)`,
+    it may yield a few more: the changes of a batch are all handed out. For the same reason,
+    end a round with `timeout` or `stop_after` rather than by breaking out of the loop (which
+    drops the rest of the last event's batch). A lost connection raises `Retryable`: reconnect,
+    catch up from `status_change`, listen again.
     """
     page = _check_options(status_page_id, timeout, stop_after)
     subscribe(conn)
     deadline = None if timeout is None else time.monotonic() + timeout
     yielded = 0
     while True:
-        wanted = None if stop_after is None else stop_after - yielded
-        received = 0
-        notifies = conn.notifies(timeout=_remaining(deadline), stop_after=wanted)
+        # One batch: what arrived in one packet (psycopg stops after it), or nothing by the
+        # deadline. It is read whole before its changes are looked up on the same connection.
         try:
-            for notify in notifies:
-                received += 1
-                event = _event(notify, page)
-                if event is not None:
-                    yield event
-                    yielded += 1
+            batch = list(conn.notifies(timeout=_remaining(deadline), stop_after=1))
         except psycopg.Error as exc:
             raise translate(exc) from exc
-        finally:
-            # Releases the connection's lock at once, whoever stops the iteration.
-            notifies.close()
-        if _round_over(wanted, received, yielded, stop_after):
+        seqs = _seqs(batch)
+        for event in _changes(conn, seqs, page) if seqs else []:
+            yield event
+            yielded += 1
+        if _round_over(batch, deadline, yielded, stop_after):
             return
 
 
@@ -230,21 +226,15 @@ async def alisten(
     deadline = None if timeout is None else time.monotonic() + timeout
     yielded = 0
     while True:
-        wanted = None if stop_after is None else stop_after - yielded
-        received = 0
-        notifies = aconn.notifies(timeout=_remaining(deadline), stop_after=wanted)
         try:
-            async for notify in notifies:
-                received += 1
-                event = _event(notify, page)
-                if event is not None:
-                    yield event
-                    yielded += 1
+            batch = [n async for n in aconn.notifies(timeout=_remaining(deadline), stop_after=1)]
         except psycopg.Error as exc:
             raise translate(exc) from exc
-        finally:
-            await notifies.aclose()
-        if _round_over(wanted, received, yielded, stop_after):
+        seqs = _seqs(batch)
+        for event in await _changes(aconn, seqs, page) if seqs else []:
+            yield event
+            yielded += 1
+        if _round_over(batch, deadline, yielded, stop_after):
             return
 
 
@@ -252,13 +242,15 @@ def _remaining(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
-def _round_over(wanted: int | None, received: int, yielded: int, stop_after: int | None) -> bool:
-    """Whether iteration ends after psycopg's notifies() returned.
+def _round_over(
+    batch: list[psycopg.Notify], deadline: float | None, yielded: int, stop_after: int | None
+) -> bool:
+    """Whether iteration ends after a batch: enough events, or the timeout is over.
 
-    It returns after the timeout, or once it has received `wanted` notifications. In the
-    latter case, if some of them were skipped or filtered out, another round waits for the
-    events still missing (within what is left of the timeout).
+    An empty batch means psycopg waited until the deadline. A batch whose notifications were
+    skipped, filtered out or not readable counts nothing: the next one is waited for (within
+    what is left of the timeout).
     """
-    if wanted is None or received < wanted:
-        return True  # the timeout expired
-    return stop_after is not None and yielded >= stop_after
+    if stop_after is not None and yielded >= stop_after:
+        return True
+    return not batch or (deadline is not None and time.monotonic() >= deadline)

@@ -62,8 +62,11 @@ class StatusChange:
 def recompute(*, repair: bool = False) -> Op[list[Drift]]:
     """Every component whose status has drifted from its inputs; corrected when `repair`.
 
-    Repairs are logged (cause MANUAL) and notified like any other change. Repair takes every
-    status lock, so run it at a quiet moment on a large installation.
+    Repairs are logged (cause MANUAL) and notified like any other change. Repair takes the one
+    lock that keeps every re-derivation out (row 0 of the owner-only `status_lock`, exclusively,
+    migration 0012): it waits for the re-derivations in flight and holds up new ones until the
+    transaction ends, so run it at a quiet moment (under a continuous stream of incident changes
+    it waits for a gap). REPEATABLE READ is refused.
     """
     return (yield from many("status_recompute", {"repair": bool(repair)}, class_row(Drift)))
 

@@ -10,7 +10,11 @@ opt-in.
 
 The policies bind every role except the tables' owner (and superusers): connect as a member of
 `statusdb_app` for them to apply. Statuses are still derived across teams (a component follows
-its own team's incidents, whoever owns its page): the derivation runs as the owner.
+its own team's incidents, whoever owns its page): the derivation runs as the owner. Under a scope
+nothing of another team's incidents is visible (migration 0012): components may be created or
+updated only to follow the scoped team or no team (another `team_id` is refused by the policy:
+Unauthorized), components that follow another team are invisible, and so are status changes of
+invisible components or caused by incidents the scope cannot see.
 
 Scope per transaction (`local=True`, the default) wherever connections are shared: a pool, or
 PgBouncer in transaction mode. The setting then ends with the transaction, committed or rolled

@@ -1,13 +1,13 @@
 """Faults: connections killed mid-operation, serialization failures, deadlocks, a restart.
 
-Killing at the right moment. The victim is made to wait on an advisory lock that the test
-holds from another connection, *inside* the operation: either the status lock the database's
-own triggers take (migration 0003: opening an incident, creating a team-driven component, a
-maintenance window changing state), or a test-only trigger that waits on a gate lock after the
-operation's rows are written. Once `pg_stat_activity` shows the victim waiting there, the test
-terminates its backend (`pg_terminate_backend`), so the kill lands with part of the operation
-done. Then, from a fresh connection: nothing of it is visible, and the same call on a new
-connection succeeds.
+Killing at the right moment. The victim is made to wait on a lock that the test holds from
+another connection, *inside* the operation: either the status lock the database's own triggers
+take (a row of the owner-only status_lock table, migrations 0003 and 0012: opening an incident,
+creating a team-driven component, a maintenance window changing state), or a test-only trigger
+that waits on an advisory gate lock after the operation's rows are written. Once
+`pg_stat_activity` shows the victim waiting there, the test terminates its backend
+(`pg_terminate_backend`), so the kill lands with part of the operation done. Then, from a fresh
+connection: nothing of it is visible, and the same call on a new connection succeeds.
 """
 
 from __future__ import annotations
@@ -68,7 +68,9 @@ def fingerprint(conn: Conn) -> dict[str, str]:
         for row in conn.execute(
             "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
             " WHERE n.nspname = 'public' AND c.relkind = 'r'"
-            " AND c.relname NOT LIKE '%%yoyo%%' ORDER BY c.relname"
+            " AND c.relname NOT LIKE '%%yoyo%%'"
+            # The derivation's lock rows (0012) are made on first use, by the holder too.
+            " AND c.relname <> 'status_lock' ORDER BY c.relname"
         )
     ]
     prints: dict[str, str] = {}
@@ -91,10 +93,32 @@ def fresh_fingerprint(dsn: str) -> dict[str, str]:
 
 
 def status_key(conn: Conn, team_id: str) -> int:
-    """The advisory key of a team's status lock (as the triggers of migration 0003 take it)."""
-    row = conn.execute("SELECT statusdb_status_lock_key(%s, NULL)", (team_id,)).fetchone()
+    """The status_lock slot of a team's status lock (as the triggers of 0003 and 0012 take it).
+
+    Negative, to tell it apart from an advisory key (`GATE_KEY`) in `held`.
+    """
+    row = conn.execute(
+        "SELECT 1 + (statusdb_status_lock_key(%s, NULL) & 4095)", (team_id,)
+    ).fetchone()
     assert row is not None
-    return int(row[0])
+    return -int(row[0])
+
+
+def hold(holder: Conn, key: int) -> None:
+    """Take lock `key` on `holder`: a status slot (negative, until the transaction ends) or an
+    advisory key (for the session)."""
+    if key < 0:
+        # The slot's row is made on its first use (0012): make sure it is there to lock.
+        holder.execute("INSERT INTO status_lock (slot) VALUES (%s) ON CONFLICT DO NOTHING", (-key,))
+        holder.commit()
+        holder.execute("SELECT 1 FROM status_lock WHERE slot = %s FOR UPDATE", (-key,))
+    else:
+        holder.execute("SELECT pg_advisory_lock(%s)", (key,))
+
+
+def wait_event_of(key: int) -> str | None:
+    """What pg_stat_activity shows for a backend waiting on `key` (None: any lock)."""
+    return None if key < 0 else "advisory"
 
 
 def install_gate(conn: Conn, table: str) -> None:
@@ -114,10 +138,11 @@ def install_gate(conn: Conn, table: str) -> None:
 
 @contextlib.contextmanager
 def held(dsn: str, key: int) -> Iterator[None]:
-    """Hold advisory lock `key` from a connection of its own for the duration."""
-    with psycopg.connect(dsn, autocommit=True) as holder:
-        holder.execute("SELECT pg_advisory_lock(%s)", (key,))
+    """Hold lock `key` (see `hold`) from a connection of its own for the duration."""
+    with psycopg.connect(dsn) as holder:
+        hold(holder, key)
         yield
+        holder.rollback()
 
 
 def _wait_for(admin: Conn, pid: int, wait_event: str | None, done: threading.Event) -> bool:
@@ -174,7 +199,10 @@ def terminate(pid: int) -> Callable[[Conn], None]:
 @contextlib.contextmanager
 def killed_at_gate(dsn: str, key: int, pid: int) -> Iterator[None]:
     """Hold `key`; once backend `pid` waits on it, kill that backend; then let go."""
-    with held(dsn, key), when_waiting(dsn, pid, terminate(pid), wait_event="advisory") as what:
+    with (
+        held(dsn, key),
+        when_waiting(dsn, pid, terminate(pid), wait_event=wait_event_of(key)) as what,
+    ):
         yield
     assert what == ["done"]
 
@@ -523,7 +551,7 @@ def _deadlock(conn: Conn, dsn: str, victim: Conn, op: Callable[..., Any]) -> tup
     other = psycopg.connect(dsn)
     try:
         other.execute("SET deadlock_timeout = '30s'")
-        other.execute("SELECT pg_advisory_xact_lock(%s)", (dba_key,))
+        hold(other, dba_key)
 
         def collide(_admin: Conn) -> None:
             other.execute(
@@ -532,7 +560,7 @@ def _deadlock(conn: Conn, dsn: str, victim: Conn, op: Callable[..., Any]) -> tup
             )  # waits for the victim's row lock until the victim is aborted
             other.commit()
 
-        with when_waiting(dsn, victim.info.backend_pid, collide, wait_event="advisory") as what:
+        with when_waiting(dsn, victim.info.backend_pid, collide) as what:
             result = op(victim, api.id, team_id=dba.id)
         assert what == ["done"]
         return result, api.id
@@ -663,8 +691,8 @@ def _run_pool_through_restart(pg: localpg.LocalCluster, dsn: str, team_id: str, 
         # Waits on the status lock held below until the restart: certainly in flight.
         return incidents.create(c, team_id, title="in flight", priority="LOW")
 
-    holder = psycopg.connect(dsn, autocommit=True)
-    holder.execute("SELECT pg_advisory_lock(%s)", (key,))
+    holder = psycopg.connect(dsn)
+    hold(holder, key)
     workers = [
         threading.Thread(target=run, args=("reader", reader)),
         threading.Thread(target=run, args=("writer", writer)),
@@ -698,7 +726,8 @@ def _run_pool_through_restart(pg: localpg.LocalCluster, dsn: str, team_id: str, 
             while not waiting and time.monotonic() < deadline:
                 row = admin.execute(
                     "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE wait_event_type = 'Lock' AND wait_event = 'advisory'"
+                    " WHERE wait_event_type = 'Lock'"
+                    " AND wait_event IN ('transactionid', 'tuple')"
                 ).fetchone()
                 waiting = row is not None and row[0] > 0
                 time.sleep(0.01)

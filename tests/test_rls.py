@@ -365,13 +365,23 @@ def test_the_derivation_follows_teams_across_the_policies(
     with pytest.raises(NotFound):
         components.get(app_a, world.b_follows_a)
     app_a.commit()
-    assert components.get(app_b, world.b_follows_a).current_status == "MAJOR_OUTAGE"
-    assert [c.cause for c in status.changes_for_component(app_b, world.b_follows_a)] == ["INCIDENT"]
-    # Team B's session points its component at team A: derived from incidents it cannot see.
+    # Team B's session does not see it either (0012): its status and log come from team A's
+    # incidents, which are none of team B's business; nor may it point a component at team A.
+    with pytest.raises(NotFound):
+        components.get(app_b, world.b_follows_a)
+    assert status.changes_for_component(app_b, world.b_follows_a) == []
     assert incidents.list_for_team(app_b, world.team_a) == []
-    moved = components.update(app_b, world.b_api, team_id=world.team_a)
+    with pytest.raises(Unauthorized, match="row-level security"), app_b.transaction():
+        components.update(app_b, world.b_api, team_id=world.team_a)
+    # Unscoped, the backend sees the component derived from team A's incidents, and may point
+    # team B's other component at team A.
+    unscoped = app_connect()
+    assert components.get(unscoped, world.b_follows_a).current_status == "MAJOR_OUTAGE"
+    changes = status.changes_for_component(unscoped, world.b_follows_a)
+    assert [c.cause for c in changes] == ["INCIDENT"]
+    moved = components.update(unscoped, world.b_api, team_id=world.team_a)
     assert moved.current_status == "MAJOR_OUTAGE"
-    app_b.commit()
+    unscoped.commit()
     # Recompute runs as the owner: a scoped caller still compares every component.
     assert status.recompute(app_b) == []
     incidents.resolve(app_a, incident.id)

@@ -48,6 +48,8 @@ YOYO_TABLES = ("_yoyo_log", "_yoyo_migration", "_yoyo_version", "yoyo_lock")
 LOG_TABLES = ("status_change",)
 #: Managed by the owner (the DBA); statusdb_app only reads them.
 OWNER_MANAGED_TABLES = ("destination_allowlist",)
+#: The derivation's own bookkeeping (0012): no privilege for anyone but the owner.
+OWNER_ONLY_TABLES = ("status_lock", "status_repair")
 
 
 def ensure_login(cluster: LocalCluster, name: str, group: str) -> None:
@@ -379,6 +381,16 @@ async def test_reader_page_view_async(app: Conn, dsn: str) -> None:
 def test_every_table_is_granted_and_every_definer_function_is_locked_down(conn: Conn) -> None:
     """Guards later migrations: a new table needs its grants, a definer function a safe path."""
     for table in project_tables(conn):
+        if table in OWNER_ONLY_TABLES:
+            row = conn.execute(
+                "SELECT relrowsecurity, bool_or(has_table_privilege(r, %s,"
+                " 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER'))"
+                " FROM pg_class, unnest(ARRAY['public', 'statusdb_app', 'statusdb_reader']) AS r"
+                " WHERE oid = %s::regclass GROUP BY relrowsecurity",
+                (table, table),
+            ).fetchone()
+            assert row == (True, False), f"{table} is the owner's alone"
+            continue
         read_only = table in LOG_TABLES + OWNER_MANAGED_TABLES
         privileges = {"SELECT"} if read_only else {"SELECT", "INSERT", "UPDATE", "DELETE"}
         for privilege in privileges:
@@ -409,6 +421,7 @@ def test_every_table_is_granted_and_every_definer_function_is_locked_down(conn: 
         "statusdb_maintenance_window_component_refresh_status",
         "statusdb_recompute_statuses",
         "statusdb_page_view",
+        "statusdb_lock_status_keys",  # 0012: locks rows of the owner-only status_lock
     }
     for name, config, public_may_execute in definers:
         assert config == ["search_path=public, pg_temp"], name

@@ -1,0 +1,7 @@
+-- name: feed_changes_by_seq
+-- The status changes announced with these seq numbers that the caller may read, in that order.
+SELECT sc.status_page_id, sc.component_id, sc.new_status, sc.id AS change_id
+FROM unnest(%(seqs)s::bigint[]) WITH ORDINALITY AS announced (seq, position)
+JOIN status_change sc ON sc.seq = announced.seq
+WHERE %(status_page_id)s::text IS NULL OR sc.status_page_id = %(status_page_id)s::text
+ORDER BY announced.position;
