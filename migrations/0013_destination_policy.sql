@@ -1,6 +1,6 @@
 -- statusdb 0013: SLACK and WEBHOOK destinations may not point at internal hosts (SSRF), for
 -- every client.
--- depends: 0011_global_status_lock
+-- depends: 0012_trust_boundaries
 --
 -- statusdb's deliverer POSTs to every SLACK and WEBHOOK destination. A URL naming this network's
 -- own machines (https://169.254.169.254/ for cloud credentials, https://127.0.0.1/,

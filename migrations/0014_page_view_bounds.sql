@@ -1,7 +1,7 @@
 -- statusdb 0014: the SQL door bounds itself. The page view bounds its arguments, a page's stored
 -- token digest no longer opens the page (a leaked dump opens nothing), and PUBLIC may execute only
 -- the functions that every role writing the tables needs.
--- depends: 0011_global_status_lock
+-- depends: 0013_destination_policy
 --
 -- The database is the boundary for SQL clients: statusdb_reader and statusdb_app (and, through
 -- PUBLIC, any role that can merely connect) call SQL functions directly, without the Python

@@ -1,6 +1,6 @@
 -- statusdb 0016: a COMMENT on every table, column and function, so that \d+ in psql (and
 -- docs/schema.md, generated from the catalog) explains the schema.
--- depends: 0011_global_status_lock
+-- depends: 0015_maintenance_time
 --
 -- Only objects without a comment get one here: the few commented where they were created
 -- (statusdb_new_id, the derived-status view, the page view, statusdb_current_team,
