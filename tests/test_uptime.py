@@ -79,7 +79,7 @@ def durations(**spent: dt.timedelta) -> StatusDurations:
 
 
 def total(d: StatusDurations) -> dt.timedelta:
-    return sum(d.by_status().values(), ZERO)
+    return sum(d.by_status.values(), ZERO)
 
 
 #: The story used by most tests: created Jan 1st; a 3-hour incident on the 10th (2 h partial,
@@ -341,7 +341,7 @@ def test_random_timelines_match_a_reference(conn: Conn) -> None:
         for item in result.components:
             created_at, changes = timelines[item.component_id]
             expected = reference(created_at, changes, start, end)
-            assert item.durations.by_status() == expected, (item.name, start, end)
+            assert item.durations.by_status == expected, (item.name, start, end)
             if item.observed_from is not None and item.observed_until is not None:
                 assert total(item.durations) == item.observed_until - item.observed_from
         assert total(result.durations) == sum((total(c.durations) for c in result.components), ZERO)
@@ -396,7 +396,7 @@ def test_end_to_end_through_incidents_and_maintenance(conn: Conn) -> None:
             now - 30 * D,
             result.observed_until,
         )
-        assert item.durations.by_status() == expected
+        assert item.durations.by_status == expected
     api_spent, docs_spent = result.component(api.id).durations, result.component(docs.id).durations
     assert api_spent.major_outage >= dt.timedelta(milliseconds=20)
     assert api_spent.partial_outage >= dt.timedelta(milliseconds=20)
