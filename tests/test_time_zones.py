@@ -286,9 +286,7 @@ def test_a_series_may_start_at_an_ambiguous_local_time_its_first_instance(
     """01:30 NY on 2025-11-02 (fold 0) is the first 01:30, 05:30Z: accepted as DTSTART."""
     start = dt.datetime(2025, 11, 2, 1, 30, tzinfo=NY)
     end = start.astimezone(UTC) + HOUR  # start + HOUR would be wall-clock time: 02:30 EST
-    created = window(
-        conn, p.page, start=start, end=end, rule="FREQ=DAILY", zone="America/New_York"
-    )
+    created = window(conn, p.page, start=start, end=end, rule="FREQ=DAILY", zone="America/New_York")
     assert created.recurrence_start == dt.datetime(2025, 11, 2, 5, 30, tzinfo=UTC)
     assert created.duration == HOUR
 
@@ -360,9 +358,7 @@ def test_uptime_accepts_exactly_400_days_across_a_dst_change(conn: Conn, p: Page
 # --- 5. a first occurrence in a DST gap -------------------------------------------------------
 
 
-def test_a_series_starting_in_the_spring_forward_gap_follows_rfc_5545(
-    conn: Conn, p: Pages
-) -> None:
+def test_a_series_starting_in_the_spring_forward_gap_follows_rfc_5545(conn: Conn, p: Pages) -> None:
     """DTSTART;TZID=Europe/Berlin:20250330T023000: 03:30 CEST that day, 02:30 the days after."""
     start = dt.datetime(2025, 3, 30, 2, 30, tzinfo=BERLIN)  # does not exist
     end = dt.datetime(2025, 3, 30, 4, 30, tzinfo=BERLIN)
