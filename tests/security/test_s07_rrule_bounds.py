@@ -94,14 +94,15 @@ def insert_around_statusdb(conn: Conn, page: str, rule: str, first: dt.datetime)
 
 def test_a_rule_firing_every_second_is_refused(conn: Conn, page: str) -> None:
     """FREQ=HOURLY with 60 BYMINUTE and 60 BYSECOND values: 2.6 million occurrences a month."""
+    refusal = ""
     with deadline():
         try:
             create(conn, page, f"FREQ=HOURLY;{EVERY_MINUTE};{EVERY_SECOND}", SECOND)
         except InvalidInput as exc:
-            assert "more than once a minute" in str(exc)
+            refusal = str(exc)
         else:
             maintenance.list_upcoming(conn, page, now=T0, horizon=30 * DAY)
-            pytest.fail("a rule firing every second was accepted")
+    assert "more than once a minute" in refusal
 
 
 def test_a_rule_firing_every_minute_lists_a_bounded_number_of_occurrences(
