@@ -15,10 +15,12 @@ from zoneinfo import ZoneInfo
 import attrs
 import psycopg
 import pytest
+from hypothesis import HealthCheck, example, given, settings
 from psycopg import sql
 from psycopg.rows import TupleRow
+from rfc5545_reference import reference_starts, series_cases
 
-from statusdb import components, maintenance, pages, teams, uptime
+from statusdb import components, maintenance, pages, recurrence, teams, uptime
 from statusdb.errors import InvalidInput
 from statusdb.types import CreateMaintenanceWindowInput
 
@@ -431,3 +433,44 @@ def test_uptime_reads_only_the_pages_log_for_the_start_and_the_changes(
     assert moved.major_outage == dt.timedelta(0)
     assert moved.operational == at(3, 1) - at(2, 1, 12)
     assert moving.id not in spent[p.other]
+
+
+# --- list_upcoming against an independent RFC 5545 expansion -----------------------------------
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(case=series_cases())
+# First occurrences on fold days (the first 01:30 / 01:45) and in gaps, always tried.
+@example(case=("FREQ=DAILY;COUNT=5", dt.datetime(2025, 11, 2, 1, 30), NY))
+@example(case=("FREQ=HOURLY;BYMINUTE=0,30", dt.datetime(2025, 11, 2, 1, 30), NY))
+@example(case=("FREQ=DAILY", dt.datetime(2025, 4, 6, 1, 45), ZoneInfo("Australia/Lord_Howe")))
+@example(case=("FREQ=DAILY;COUNT=3", dt.datetime(2025, 3, 30, 2, 30), BERLIN))
+@example(case=("FREQ=WEEKLY", dt.datetime(2025, 10, 5, 2, 15), ZoneInfo("Australia/Lord_Howe")))
+def test_list_upcoming_agrees_with_recurring_ical_events(
+    conn: Conn, p: Pages, case: tuple[str, dt.datetime, ZoneInfo]
+) -> None:
+    """Random rules in DST zones, DTSTART on change days (folds and gaps), on every connection
+    zone: the occurrences listed start where recurring-ical-events says."""
+    rule, local, zone = case
+    start = local.replace(tzinfo=zone)  # wall-clock DTSTART: skipped and ambiguous times too
+    first = (
+        start.astimezone(UTC) if recurrence.exists(local, zone) else recurrence.instant(local, zone)
+    )
+    try:
+        created = maintenance.create(
+            conn, p.page, title="Property", start_time=start, end_time=first + MINUTE,
+            recurrence_rule=rule, time_zone=zone.key, created_by_id="u1",
+        )  # fmt: skip
+        assert created.start_time == first
+        horizon = 20 * DAY
+        found = maintenance.list_upcoming(conn, p.page, now=first, horizon=horizon)
+        expected = reference_starts(rule, local, zone, first, first + horizon)
+        # At most MAX_OCCURRENCES_PER_WINDOW per window (hourly rules reach it): the earliest.
+        assert [o.start_time for o in found] == expected[: maintenance.MAX_OCCURRENCES_PER_WINDOW]
+        assert all(o.end_time - o.start_time == MINUTE for o in found)
+    finally:
+        conn.rollback()
