@@ -20,14 +20,17 @@
 SET LOCAL lock_timeout = '5s';
 SET LOCAL statement_timeout = '5min';
 
+-- Deliberately without time zone: a wall-clock time in time_zone, which is what RFC 5545's
+-- DTSTART;TZID=... is (a timestamptz would be an instant, the very thing it must not be).
 ALTER TABLE maintenance_window
+    -- squawk-ignore prefer-timestamp-tz
     ADD COLUMN recurrence_local_start timestamp without time zone;
 
 -- A wall-clock DTSTART belongs to a series. maintenance_window is small and the ADD COLUMN above
 -- holds ACCESS EXCLUSIVE on it until commit; the new column is null everywhere, so the check
 -- scans nothing that can fail (as in 0004).
--- squawk-ignore constraint-missing-not-valid
 ALTER TABLE maintenance_window
+    -- squawk-ignore constraint-missing-not-valid
     ADD CONSTRAINT maintenance_window_recurrence_local_start_check
         CHECK (recurrence_local_start IS NULL OR recurrence_rule IS NOT NULL);
 
@@ -38,7 +41,7 @@ CREATE TABLE maintenance_window_scheduler_error (
     -- The `now` of the step that failed (first and last time), and how many steps failed.
     first_failed_at timestamptz NOT NULL,
     last_failed_at timestamptz NOT NULL,
-    failures integer NOT NULL DEFAULT 1,
+    failures bigint NOT NULL DEFAULT 1,
     CONSTRAINT maintenance_window_scheduler_error_pkey PRIMARY KEY (maintenance_window_id),
     CONSTRAINT maintenance_window_scheduler_error_maintenance_window_id_fkey
         FOREIGN KEY (maintenance_window_id) REFERENCES maintenance_window (id) ON DELETE CASCADE,
