@@ -221,8 +221,7 @@ WHERE w.status_page_id = %(status_page_id)s
 ORDER BY w.start_time, w.id;
 
 -- name: maintenance_advance_by_time
--- The scheduler's transitions that need no rule expansion, in one statement (for every window,
--- or for the one window_id when not null: advance's per-window retry after a failure).
+-- The scheduler's transitions that need no rule expansion, in one statement.
 -- SCHEDULED -> IN_PROGRESS when start_time <= now < end_time (one-off or series); a one-off
 -- window whose end has passed -> COMPLETED (straight from SCHEDULED when its whole occurrence
 -- was missed). Rows locked by another scheduler (or by an update) are skipped: whoever holds
@@ -235,7 +234,34 @@ WITH due AS (
     WHERE ((w.status = 'SCHEDULED' AND w.start_time <= %(now)s
             AND (w.end_time > %(now)s OR w.recurrence_rule IS NULL))
            OR (w.status = 'IN_PROGRESS' AND w.end_time <= %(now)s AND w.recurrence_rule IS NULL))
-      AND (%(window_id)s::text IS NULL OR w.id = %(window_id)s::text)
+    ORDER BY w.id
+    FOR NO KEY UPDATE SKIP LOCKED
+),
+status_locks AS (
+    -- Take the status locks of every covered component at once, in key order, before any
+    -- row's trigger does: two schedulers whose windows share components cannot then deadlock.
+    SELECT statusdb_lock_status_keys(
+               coalesce(array_agg(statusdb_status_lock_key(c.team_id, c.id)), '{}')) AS done
+    FROM maintenance_window_component mc
+    JOIN status_page_component c ON c.id = mc.component_id
+    WHERE mc.maintenance_window_id IN (SELECT due.id FROM due)
+)
+UPDATE maintenance_window w
+SET status = CASE WHEN w.end_time <= %(now)s THEN 'COMPLETED' ELSE 'IN_PROGRESS' END
+FROM due, status_locks
+WHERE w.id = due.id
+RETURNING w.id, due.status AS from_status, w.status AS to_status, w.start_time;
+
+-- name: maintenance_advance_one_by_time
+-- maintenance_advance_by_time for one window: advance's retry, window by window, after a failure.
+-- The same conditions, locks and re-checks as maintenance_advance_by_time, for w.id = window_id.
+WITH due AS (
+    SELECT w.id, w.status
+    FROM maintenance_window w
+    WHERE w.id = %(window_id)s
+      AND ((w.status = 'SCHEDULED' AND w.start_time <= %(now)s
+            AND (w.end_time > %(now)s OR w.recurrence_rule IS NULL))
+           OR (w.status = 'IN_PROGRESS' AND w.end_time <= %(now)s AND w.recurrence_rule IS NULL))
     ORDER BY w.id
     FOR NO KEY UPDATE SKIP LOCKED
 ),

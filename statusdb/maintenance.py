@@ -677,9 +677,7 @@ def advance(now: dt.datetime) -> Op[list[Transition]]:
     advanced: list[str] = []
     rows: list[tuple[Any, ...]] = []
     try:
-        rows = yield from _isolated(
-            "maintenance_advance_by_time", {"now": at, "window_id": None}, tuple_row
-        )
+        rows = yield from _isolated("maintenance_advance_by_time", {"now": at}, tuple_row)
     except Retryable:
         raise
     except StatusdbError:
@@ -689,7 +687,7 @@ def advance(now: dt.datetime) -> Op[list[Transition]]:
                 rows.extend(
                     (
                         yield from _isolated(
-                            "maintenance_advance_by_time",
+                            "maintenance_advance_one_by_time",
                             {"now": at, "window_id": window_id},
                             tuple_row,
                         )
