@@ -11,15 +11,25 @@ scheduler calls every minute, does, and it returns every transition it made exac
 when several schedulers run, so that whoever notifies subscribers sees each start and end once.
 
 Recurrence: `recurrence_rule` is one RFC 5545 RRULE value (``FREQ=WEEKLY;BYDAY=SU``), expanded
-with python-dateutil from `recurrence_start` (the series' first occurrence, its DTSTART) in the
-window's `time_zone`, so occurrences keep their wall-clock time across daylight-saving changes.
-As RFC 5545 (3.3.5) says, a local time that does not exist (the spring-forward gap) is read with
-the offset before the gap, and an ambiguous one (fall-back) as its first instance. Every
-occurrence lasts exactly end_time - start_time (RFC 5545 3.8.5.3). `start_time`/`end_time`
-always hold the current or next occurrence, so SQL readers need no expansion: when one ends,
-`advance` moves the window back to SCHEDULED on its next occurrence, or to COMPLETED (keeping its
-last occurrence) when the rule has no more. Occurrences that ended while no scheduler ran are
-skipped silently: they never showed, so they start and end nothing.
+by `statusdb.recurrence` from the series' first occurrence (its DTSTART) as wall-clock time in
+the window's `time_zone`, so occurrences keep their wall-clock time across daylight-saving
+changes. As RFC 5545 (3.3.5) says, a local time that does not exist (the spring-forward gap) is
+read with the offset before the gap (DTSTART 02:30 happens at 03:30 that day; the days after
+keep 02:30), and an ambiguous one (fall-back) as its first instance (a series cannot start at
+the second one; a one-off window can). Every occurrence lasts exactly end_time - start_time
+(RFC 5545 3.8.5.3). `start_time`/`end_time` always hold the current or next occurrence, so SQL
+readers need no expansion: when one ends, `advance` moves the window back to SCHEDULED on its
+next occurrence, or to COMPLETED (keeping its last occurrence) when the rule has no more.
+Occurrences that ended while no scheduler ran are skipped silently: they never showed, so they
+start and end nothing.
+
+Time is exact: every datetime returned is in UTC, and every comparison and duration is computed
+on instants, whatever zone the caller gives or the connection's TimeZone makes psycopg return
+(PEP 495 compares and subtracts two datetimes sharing a tzinfo by wall clock, ignoring `fold`).
+Expansion is bounded (see `statusdb.recurrence`): rules are refused when they fire more than
+once a minute or never occur, and `list_upcoming` lists at most MAX_OCCURRENCES_PER_WINDOW
+occurrences per window. One bad window never stalls the scheduler: `advance` records it in
+maintenance_window_scheduler_error (`scheduler_errors`) and moves every other window on.
 """
 
 from __future__ import annotations

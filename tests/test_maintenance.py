@@ -154,6 +154,40 @@ def test_create_recurring_canonicalizes_the_rule_and_anchors_the_series(
     assert window.recurrence_start == T0
 
 
+def test_create_takes_keywords_like_every_other_create(conn: Conn, s: Setup) -> None:
+    window = maintenance.create(
+        conn,
+        s.page_id,
+        title="Database upgrade",
+        start_time=T0,
+        end_time=T0 + HOUR,
+        component_ids=[s.api],
+        recurrence_rule="FREQ=WEEKLY",
+        created_by_id="u1",
+        time_zone="Europe/Berlin",
+    )
+    assert (window.title, window.component_ids, window.recurrence_rule) == (
+        "Database upgrade",
+        (s.api,),
+        "FREQ=WEEKLY",
+    )
+    assert window.recurrence_local_start == dt.datetime(2030, 1, 7, 11, 0)  # Berlin wall clock
+    as_input = maintenance.create(
+        conn, s.page_id, window_input((s.api,), rule="FREQ=WEEKLY"), created_by_id="u1",
+        time_zone="Europe/Berlin",
+    )  # fmt: skip
+    assert attrs.evolve(as_input, id=window.id, created_at=window.created_at,
+                        updated_at=window.updated_at) == window  # fmt: skip
+    with pytest.raises(InvalidInput, match="not both"):
+        maintenance.create(conn, s.page_id, window_input(), title="x", created_by_id="u1")
+    with pytest.raises(InvalidInput, match="required"):
+        maintenance.create(conn, s.page_id, title="x", created_by_id="u1")
+
+
+def test_max_occurrences_per_window_is_the_documented_bound() -> None:
+    assert maintenance.MAX_OCCURRENCES_PER_WINDOW == 1000
+
+
 NAIVE = dt.datetime(2030, 1, 7, 10, 0)
 
 

@@ -387,6 +387,21 @@ def test_a_series_starting_in_the_spring_forward_gap_follows_rfc_5545(conn: Conn
     )
 
 
+def test_updating_a_series_that_starts_in_the_gap_keeps_its_wall_clock_dtstart(
+    conn: Conn, p: Pages
+) -> None:
+    start = dt.datetime(2025, 3, 30, 2, 30, tzinfo=BERLIN)
+    end = dt.datetime(2025, 3, 30, 4, 30, tzinfo=BERLIN)
+    created = window(conn, p.page, start=start, end=end, rule="FREQ=DAILY", zone="Europe/Berlin")
+    same = maintenance.update(conn, created.id, start_time=start)  # re-sent: no change
+    assert same.recurrence_local_start == dt.datetime(2025, 3, 30, 2, 30)
+    longer = maintenance.update(conn, created.id, end_time=end.astimezone(UTC) + HOUR)
+    assert (longer.start_time, longer.duration) == (created.start_time, 2 * HOUR)
+    assert longer.recurrence_local_start == dt.datetime(2025, 3, 30, 2, 30)
+    found = maintenance.list_upcoming(conn, p.page, now=longer.start_time, horizon=2 * DAY)
+    assert spans(found)[1] == ("2025-03-31T00:30:00+00:00", "2025-03-31T02:30:00+00:00")
+
+
 def test_a_one_off_window_in_the_gap_is_still_refused(conn: Conn, p: Pages) -> None:
     """A one-off window names instants; a skipped wall-clock time names none."""
     start = dt.datetime(2025, 3, 30, 2, 30, tzinfo=BERLIN)
