@@ -9,7 +9,7 @@ datetimes), and each local occurrence becomes an instant as RFC 5545 (3.3.5) say
 * a local time the clocks skip (spring forward: 02:30 in Europe/Berlin on 2025-03-30) is read
   with the UTC offset before the gap, so it happens at 03:30 local time that day; the other days
   keep 02:30. This holds for the first occurrence (DTSTART) too, as in recurring-ical-events
-  (and Google Calendar and Outlook, which also move a skipped time forward by the gap);
+  (tests/test_recurrence.py compares the two on random rules);
 * a local time that happens twice (fall back: 01:30 in America/New_York on 2025-11-02) is its
   first instance (daylight time). A series can therefore not start at the second 01:30: give
   the first one, or a time that is not ambiguous;
