@@ -429,7 +429,8 @@ def update(
         current.recurrence_rule if isinstance(recurrence_rule, validate.Unset) else recurrence_rule
     )
     zone_name = current.time_zone if isinstance(time_zone, validate.Unset) else time_zone
-    zone = recurrence.zone(zone_name)
+    # A one-off window's zone is only shown (a row written by SQL may name one zoneinfo lacks).
+    zone = recurrence.zone(zone_name) if rule is not None else zoneinfo.ZoneInfo("UTC")
     if isinstance(start_time, validate.Unset):
         start = current.start_time
     elif rule is not None:
