@@ -19,16 +19,17 @@ foreign_components AS (
 ),
 win AS (
     INSERT INTO maintenance_window (status_page_id, title, description, start_time, end_time,
-                                    recurrence_rule, recurrence_start, time_zone,
-                                    auto_update_status, notify_subscribers, created_by_id)
+                                    recurrence_rule, recurrence_start, recurrence_local_start,
+                                    time_zone, auto_update_status, notify_subscribers,
+                                    created_by_id)
     SELECT page.id, %(title)s, %(description)s, %(start_time)s, %(end_time)s,
-           %(recurrence_rule)s, %(recurrence_start)s, %(time_zone)s,
+           %(recurrence_rule)s, %(recurrence_start)s, %(recurrence_local_start)s, %(time_zone)s,
            %(auto_update_status)s, %(notify_subscribers)s, %(created_by_id)s
     FROM page, foreign_components f
     WHERE cardinality(f.ids) = 0
     RETURNING id, status_page_id, title, description, start_time, end_time, recurrence_rule,
-              recurrence_start, time_zone, auto_update_status, notify_subscribers, status,
-              created_by_id, created_at, updated_at
+              recurrence_start, recurrence_local_start, time_zone, auto_update_status,
+              notify_subscribers, status, created_by_id, created_at, updated_at
 ),
 links AS (
     INSERT INTO maintenance_window_component (maintenance_window_id, component_id)
@@ -40,7 +41,7 @@ links AS (
 SELECT EXISTS (SELECT 1 FROM page) AS page_found,
        f.ids AS foreign_component_ids,
        win.id, win.status_page_id, win.title, win.description, win.start_time, win.end_time,
-       win.recurrence_rule, win.recurrence_start, win.time_zone, win.auto_update_status,
+       win.recurrence_rule, win.recurrence_start, win.recurrence_local_start, win.time_zone, win.auto_update_status,
        win.notify_subscribers, win.status, win.created_by_id, win.created_at, win.updated_at,
        ARRAY(SELECT l.component_id FROM links l ORDER BY l.component_id) AS component_ids
 FROM foreign_components f
@@ -49,7 +50,7 @@ LEFT JOIN win ON true;
 -- name: maintenance_get
 -- Fetch one window by id, with its components.
 SELECT w.id, w.status_page_id, w.title, w.description, w.start_time, w.end_time,
-       w.recurrence_rule, w.recurrence_start, w.time_zone, w.auto_update_status,
+       w.recurrence_rule, w.recurrence_start, w.recurrence_local_start, w.time_zone, w.auto_update_status,
        w.notify_subscribers, w.status, w.created_by_id, w.created_at, w.updated_at,
        ARRAY(SELECT mc.component_id
              FROM maintenance_window_component mc
@@ -63,7 +64,7 @@ WHERE w.id = %(id)s;
 -- FOR NO KEY UPDATE: links to the window can still be inserted by others meanwhile (they only
 -- take KEY SHARE), and a scheduler's SKIP LOCKED scan passes over the row.
 SELECT w.id, w.status_page_id, w.title, w.description, w.start_time, w.end_time,
-       w.recurrence_rule, w.recurrence_start, w.time_zone, w.auto_update_status,
+       w.recurrence_rule, w.recurrence_start, w.recurrence_local_start, w.time_zone, w.auto_update_status,
        w.notify_subscribers, w.status, w.created_by_id, w.created_at, w.updated_at,
        ARRAY(SELECT mc.component_id
              FROM maintenance_window_component mc
@@ -76,7 +77,7 @@ FOR NO KEY UPDATE OF w;
 -- name: maintenance_list_for_page
 -- A page's windows by start time, optionally only those in the given statuses.
 SELECT w.id, w.status_page_id, w.title, w.description, w.start_time, w.end_time,
-       w.recurrence_rule, w.recurrence_start, w.time_zone, w.auto_update_status,
+       w.recurrence_rule, w.recurrence_start, w.recurrence_local_start, w.time_zone, w.auto_update_status,
        w.notify_subscribers, w.status, w.created_by_id, w.created_at, w.updated_at,
        ARRAY(SELECT mc.component_id
              FROM maintenance_window_component mc
@@ -112,14 +113,21 @@ win AS (
         end_time = %(end_time)s,
         recurrence_rule = %(recurrence_rule)s,
         recurrence_start = %(recurrence_start)s,
+        recurrence_local_start = %(recurrence_local_start)s,
         time_zone = %(time_zone)s,
         auto_update_status = %(auto_update_status)s,
         notify_subscribers = %(notify_subscribers)s
     FROM foreign_components f
     WHERE w.id = %(id)s AND cardinality(f.ids) = 0
     RETURNING w.id, w.status_page_id, w.title, w.description, w.start_time, w.end_time,
-              w.recurrence_rule, w.recurrence_start, w.time_zone, w.auto_update_status,
+              w.recurrence_rule, w.recurrence_start, w.recurrence_local_start, w.time_zone, w.auto_update_status,
               w.notify_subscribers, w.status, w.created_by_id, w.created_at, w.updated_at
+),
+cleared AS (
+    -- A changed window gets a fresh chance with the scheduler.
+    DELETE FROM maintenance_window_scheduler_error e
+    USING win
+    WHERE e.maintenance_window_id = win.id
 ),
 removed AS (
     DELETE FROM maintenance_window_component mc
@@ -140,7 +148,7 @@ added AS (
 )
 SELECT f.ids AS foreign_component_ids,
        win.id, win.status_page_id, win.title, win.description, win.start_time, win.end_time,
-       win.recurrence_rule, win.recurrence_start, win.time_zone, win.auto_update_status,
+       win.recurrence_rule, win.recurrence_start, win.recurrence_local_start, win.time_zone, win.auto_update_status,
        win.notify_subscribers, win.status, win.created_by_id, win.created_at, win.updated_at,
        CASE WHEN %(set_component_ids)s
             THEN ARRAY(SELECT c.id FROM unnest(%(component_ids)s::text[]) AS c (id) ORDER BY c.id)
@@ -175,12 +183,12 @@ win AS (
     FROM target, (SELECT coalesce(%(now)s::timestamptz, now()) AS now) AS clock
     WHERE w.id = target.id AND target.status IN ('SCHEDULED', 'IN_PROGRESS')
     RETURNING w.id, w.status_page_id, w.title, w.description, w.start_time, w.end_time,
-              w.recurrence_rule, w.recurrence_start, w.time_zone, w.auto_update_status,
+              w.recurrence_rule, w.recurrence_start, w.recurrence_local_start, w.time_zone, w.auto_update_status,
               w.notify_subscribers, w.status, w.created_by_id, w.created_at, w.updated_at
 )
 SELECT target.status AS previous_status,
        win.id, win.status_page_id, win.title, win.description, win.start_time, win.end_time,
-       win.recurrence_rule, win.recurrence_start, win.time_zone, win.auto_update_status,
+       win.recurrence_rule, win.recurrence_start, win.recurrence_local_start, win.time_zone, win.auto_update_status,
        win.notify_subscribers, win.status, win.created_by_id, win.created_at, win.updated_at,
        ARRAY(SELECT mc.component_id
              FROM maintenance_window_component mc
@@ -199,7 +207,7 @@ WHERE id = %(id)s;
 -- A one-off window whose end is past is left out; a series is kept (its later occurrences may
 -- fall in the horizon). Served by maintenance_window_status_page_id_start_time_idx.
 SELECT w.id, w.status_page_id, w.title, w.description, w.start_time, w.end_time,
-       w.recurrence_rule, w.recurrence_start, w.time_zone, w.auto_update_status,
+       w.recurrence_rule, w.recurrence_start, w.recurrence_local_start, w.time_zone, w.auto_update_status,
        w.notify_subscribers, w.status, w.created_by_id, w.created_at, w.updated_at,
        ARRAY(SELECT mc.component_id
              FROM maintenance_window_component mc
@@ -223,9 +231,37 @@ ORDER BY w.start_time, w.id;
 WITH due AS (
     SELECT w.id, w.status
     FROM maintenance_window w
-    WHERE (w.status = 'SCHEDULED' AND w.start_time <= %(now)s
-           AND (w.end_time > %(now)s OR w.recurrence_rule IS NULL))
-       OR (w.status = 'IN_PROGRESS' AND w.end_time <= %(now)s AND w.recurrence_rule IS NULL)
+    WHERE ((w.status = 'SCHEDULED' AND w.start_time <= %(now)s
+            AND (w.end_time > %(now)s OR w.recurrence_rule IS NULL))
+           OR (w.status = 'IN_PROGRESS' AND w.end_time <= %(now)s AND w.recurrence_rule IS NULL))
+    ORDER BY w.id
+    FOR NO KEY UPDATE SKIP LOCKED
+),
+status_locks AS (
+    -- Take the status locks of every covered component at once, in key order, before any
+    -- row's trigger does: two schedulers whose windows share components cannot then deadlock.
+    SELECT statusdb_lock_status_keys(
+               coalesce(array_agg(statusdb_status_lock_key(c.team_id, c.id)), '{}')) AS done
+    FROM maintenance_window_component mc
+    JOIN status_page_component c ON c.id = mc.component_id
+    WHERE mc.maintenance_window_id IN (SELECT due.id FROM due)
+)
+UPDATE maintenance_window w
+SET status = CASE WHEN w.end_time <= %(now)s THEN 'COMPLETED' ELSE 'IN_PROGRESS' END
+FROM due, status_locks
+WHERE w.id = due.id
+RETURNING w.id, due.status AS from_status, w.status AS to_status, w.start_time;
+
+-- name: maintenance_advance_one_by_time
+-- maintenance_advance_by_time for one window: advance's retry, window by window, after a failure.
+-- The same conditions, locks and re-checks as maintenance_advance_by_time, for w.id = window_id.
+WITH due AS (
+    SELECT w.id, w.status
+    FROM maintenance_window w
+    WHERE w.id = %(window_id)s
+      AND ((w.status = 'SCHEDULED' AND w.start_time <= %(now)s
+            AND (w.end_time > %(now)s OR w.recurrence_rule IS NULL))
+           OR (w.status = 'IN_PROGRESS' AND w.end_time <= %(now)s AND w.recurrence_rule IS NULL))
     ORDER BY w.id
     FOR NO KEY UPDATE SKIP LOCKED
 ),
@@ -249,7 +285,7 @@ RETURNING w.id, due.status AS from_status, w.status AS to_status, w.start_time;
 -- Rows another scheduler holds are skipped (it moves them). start_time < now is implied by
 -- end_time <= now; saying it lets the scan use maintenance_window_status_start_time_idx.
 SELECT w.id, w.status, w.start_time, w.end_time, w.recurrence_rule, w.recurrence_start,
-       w.time_zone
+       w.recurrence_local_start, w.time_zone
 FROM maintenance_window w
 WHERE w.status IN ('SCHEDULED', 'IN_PROGRESS')
   AND w.start_time < %(now)s
@@ -276,3 +312,52 @@ FROM unnest(%(ids)s::text[], %(statuses)s::text[], %(start_times)s::timestamptz[
             %(end_times)s::timestamptz[]) AS m (id, status, start_time, end_time),
      status_locks
 WHERE w.id = m.id;
+
+-- name: maintenance_due_by_time
+-- Ids of the windows maintenance_advance_by_time would change (no lock: each is then advanced
+-- on its own, and re-checked there).
+SELECT w.id
+FROM maintenance_window w
+WHERE (w.status = 'SCHEDULED' AND w.start_time <= %(now)s
+       AND (w.end_time > %(now)s OR w.recurrence_rule IS NULL))
+   OR (w.status = 'IN_PROGRESS' AND w.end_time <= %(now)s AND w.recurrence_rule IS NULL)
+ORDER BY w.id;
+
+-- name: maintenance_step_savepoint
+-- Open the savepoint that isolates one part of a scheduler step (one window, or all at once).
+SAVEPOINT statusdb_advance_step;
+
+-- name: maintenance_step_release
+-- Keep what the isolated part of the scheduler step did.
+RELEASE SAVEPOINT statusdb_advance_step;
+
+-- name: maintenance_step_rollback
+-- Undo the isolated part of the scheduler step that failed; the rest of the step goes on.
+ROLLBACK TO SAVEPOINT statusdb_advance_step;
+
+-- name: maintenance_record_scheduler_errors
+-- Keep the errors a scheduler step met, one per window (the last error, with a failure count).
+-- Windows deleted meanwhile are left out.
+INSERT INTO maintenance_window_scheduler_error AS e
+    (maintenance_window_id, error, first_failed_at, last_failed_at)
+SELECT f.id, left(f.error, 2000), %(now)s, %(now)s
+FROM unnest(%(ids)s::text[], %(errors)s::text[]) AS f (id, error)
+WHERE EXISTS (SELECT 1 FROM maintenance_window w WHERE w.id = f.id)
+ON CONFLICT (maintenance_window_id) DO UPDATE
+SET error = excluded.error,
+    last_failed_at = excluded.last_failed_at,
+    failures = e.failures + 1;
+
+-- name: maintenance_clear_scheduler_errors
+-- Forget the errors of windows that a scheduler step moved on.
+DELETE FROM maintenance_window_scheduler_error
+WHERE maintenance_window_id = ANY (%(ids)s::text[]);
+
+-- name: maintenance_scheduler_errors
+-- The windows the scheduler could not move on, with their last error, oldest failure first.
+SELECT e.maintenance_window_id AS window_id, w.status_page_id, e.error, e.first_failed_at,
+       e.last_failed_at, e.failures
+FROM maintenance_window_scheduler_error e
+JOIN maintenance_window w ON w.id = e.maintenance_window_id
+WHERE %(status_page_id)s::text IS NULL OR w.status_page_id = %(status_page_id)s::text
+ORDER BY e.first_failed_at, e.maintenance_window_id;

@@ -7,9 +7,11 @@
 -- The observed period of a component is [greatest(start, created_at), least(end, now)): time
 -- before the component existed, or that has not happened yet, is not counted. A component
 -- created at or after the end has no observed period (observed_from and observed_until null).
--- Its status at the start of the period is the new_status of its last change at or before
--- that instant, or OPERATIONAL if it has none (every component starts there); then each change
--- inside the period opens an interval that lasts until the next one. Time order is changed_at,
+-- Its status at the start of the period is the new_status of its last change on this page at or
+-- before that instant, or OPERATIONAL if it has none (every component starts there); then each
+-- change on this page inside the period opens an interval that lasts until the next one. Both
+-- parts read the page's log (status_page_id): a component moved here from another page brings
+-- no status from there (it showed on the other page, not on this one). Time order is changed_at,
 -- with seq breaking ties (several changes in one instant: only the last one lasts).
 --
 -- Durations are exact whole microseconds. uptime = (OPERATIONAL + DEGRADED_PERFORMANCE) /
@@ -44,7 +46,9 @@ timeline AS (
     LEFT JOIN LATERAL (
         SELECT sc.new_status
         FROM status_change sc
-        WHERE sc.component_id = o.id AND sc.changed_at <= o.observed_from
+        WHERE sc.component_id = o.id
+          AND sc.status_page_id = %(page_id)s
+          AND sc.changed_at <= o.observed_from
         ORDER BY sc.seq DESC
         LIMIT 1
     ) AS prior ON true

@@ -216,6 +216,23 @@ CONSTRAINT_MESSAGES: Final[dict[str, tuple[type[StatusdbError], str]]] = {
         InvalidInput,
         "time_zone must be an IANA time zone name such as Europe/Berlin",
     ),
+    # 0015: a series' wall-clock DTSTART, and the scheduler's per-window errors
+    "maintenance_window_recurrence_local_start_check": (
+        InvalidInput,
+        "recurrence_local_start (a series' DTSTART as wall-clock time) needs a recurrence_rule",
+    ),
+    "maintenance_window_scheduler_error_maintenance_window_id_fkey": (
+        NotFound,
+        "no maintenance window with that id",
+    ),
+    "maintenance_window_scheduler_error_error_check": (
+        InvalidInput,
+        "a scheduler error is at most 2000 characters",
+    ),
+    "maintenance_window_scheduler_error_failures_check": (
+        InvalidInput,
+        "a scheduler error counts at least one failure",
+    ),
     "maintenance_window_component_pkey": (Conflict, "that component is already in the window"),
     "maintenance_window_component_maintenance_window_id_fkey": (
         NotFound,

@@ -11,34 +11,40 @@ scheduler calls every minute, does, and it returns every transition it made exac
 when several schedulers run, so that whoever notifies subscribers sees each start and end once.
 
 Recurrence: `recurrence_rule` is one RFC 5545 RRULE value (``FREQ=WEEKLY;BYDAY=SU``), expanded
-with python-dateutil from `recurrence_start` (the series' first occurrence, its DTSTART) in the
-window's `time_zone`, so occurrences keep their wall-clock time across daylight-saving changes.
-As RFC 5545 (3.3.5) says, a local time that does not exist (the spring-forward gap) is read with
-the offset before the gap, and an ambiguous one (fall-back) as its first instance. Every
-occurrence lasts exactly end_time - start_time (RFC 5545 3.8.5.3). `start_time`/`end_time`
-always hold the current or next occurrence, so SQL readers need no expansion: when one ends,
-`advance` moves the window back to SCHEDULED on its next occurrence, or to COMPLETED (keeping its
-last occurrence) when the rule has no more. Occurrences that ended while no scheduler ran are
-skipped silently: they never showed, so they start and end nothing.
+by `statusdb.recurrence` from the series' first occurrence (its DTSTART) as wall-clock time in
+the window's `time_zone`, so occurrences keep their wall-clock time across daylight-saving
+changes. As RFC 5545 (3.3.5) says, a local time that does not exist (the spring-forward gap) is
+read with the offset before the gap (DTSTART 02:30 happens at 03:30 that day; the days after
+keep 02:30), and an ambiguous one (fall-back) as its first instance (a series cannot start at
+the second one; a one-off window can). Every occurrence lasts exactly end_time - start_time
+(RFC 5545 3.8.5.3). `start_time`/`end_time` always hold the current or next occurrence, so SQL
+readers need no expansion: when one ends, `advance` moves the window back to SCHEDULED on its
+next occurrence, or to COMPLETED (keeping its last occurrence) when the rule has no more.
+Occurrences that ended while no scheduler ran are skipped silently: they never showed, so they
+start and end nothing.
+
+Time is exact: every datetime returned is in UTC, and every comparison and duration is computed
+on instants, whatever zone the caller gives or the connection's TimeZone makes psycopg return
+(PEP 495 compares and subtracts two datetimes sharing a tzinfo by wall clock, ignoring `fold`).
+Expansion is bounded (see `statusdb.recurrence`): rules are refused when they fire more than
+once a minute or never occur, and `list_upcoming` lists at most MAX_OCCURRENCES_PER_WINDOW
+occurrences per window. One bad window never stalls the scheduler: `advance` records it in
+maintenance_window_scheduler_error (`scheduler_errors`) and moves every other window on.
 """
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
-import itertools
 import logging
-import re
 import zoneinfo
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final
 
 import attrs
-from dateutil import rrule as rrules
 from psycopg.rows import class_row, dict_row, tuple_row
 
-from statusdb import validate
-from statusdb.errors import Conflict, InvalidInput, NotFound
+from statusdb import recurrence, validate
+from statusdb.errors import Conflict, InvalidInput, NotFound, Retryable, StatusdbError
 from statusdb.executor import Op, execute, many, one, operation, optional
 from statusdb.types import MAINTENANCE_STATUS, CreateMaintenanceWindowInput, MaintenanceStatus
 
@@ -46,28 +52,30 @@ _log = logging.getLogger(__name__)
 
 #: Longest `list_upcoming` horizon: expansion stays bounded whatever the rules.
 MAX_HORIZON: Final = dt.timedelta(days=366)
+#: Most occurrences `list_upcoming` lists per window (its earliest in the horizon): a rule that
+#: fires every minute would otherwise list half a million for a year.
+MAX_OCCURRENCES_PER_WINDOW: Final = 1000
 
 #: How many occurrences of a new rule are checked for overlap (a rule is periodic in practice,
 #: and this covers years of weekly and daily series, and the DST changes of the first year of
 #: hourly ones).
 _OVERLAP_CHECKED_OCCURRENCES: Final = 1000
 
-_FREQUENCIES: Final = ("YEARLY", "MONTHLY", "WEEKLY", "DAILY", "HOURLY")
-_RULE_PART: Final = re.compile(r"([A-Z]+)=([A-Z0-9,+-]+)")
-_UTC_UNTIL: Final = re.compile(r"\d{8}T\d{6}Z")
-_NOT_RRULE_PARTS: Final = ("DTSTART", "DTEND", "DURATION", "RDATE", "EXDATE", "EXRULE")
-#: Numeric RRULE parts: allowed range and whether negative values (counting from the end) are.
-_NUMERIC_PARTS: Final[Mapping[str, tuple[int, int, bool]]] = {
-    "BYSECOND": (0, 59, False),
-    "BYMINUTE": (0, 59, False),
-    "BYHOUR": (0, 23, False),
-    "BYMONTH": (1, 12, False),
-    "BYMONTHDAY": (1, 31, True),
-    "BYYEARDAY": (1, 366, True),
-    "BYWEEKNO": (1, 53, True),
-    "BYSETPOS": (1, 366, True),
-}
 _FINAL: Final[tuple[MaintenanceStatus, ...]] = ("COMPLETED", "CANCELLED")
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    """Row converter: every datetime statusdb returns is in UTC.
+
+    psycopg returns timestamptz in the connection's TimeZone, which can be the very ZoneInfo a
+    window uses; two datetimes with the same tzinfo compare and subtract by wall clock (PEP 495),
+    so in a fall-back hour 01:30 EDT - 01:30 EST would be 0. In UTC they are exact.
+    """
+    return value.astimezone(dt.UTC)
+
+
+def _utc_or_none(value: dt.datetime | None) -> dt.datetime | None:
+    return None if value is None else value.astimezone(dt.UTC)
 
 
 @attrs.frozen
@@ -79,23 +87,26 @@ class MaintenanceWindow:
     title: str
     description: str | None
     #: The current or next occurrence (for a COMPLETED series: its last one).
-    start_time: dt.datetime
-    end_time: dt.datetime
+    start_time: dt.datetime = attrs.field(converter=_utc)
+    end_time: dt.datetime = attrs.field(converter=_utc)
     recurrence_rule: str | None
-    #: First occurrence of a series (its DTSTART); None for a one-off window.
-    recurrence_start: dt.datetime | None
+    #: First occurrence of a series (its DTSTART's instant); None for a one-off window.
+    recurrence_start: dt.datetime | None = attrs.field(converter=_utc_or_none)
+    #: The series' DTSTART as wall-clock time in time_zone (naive); None for a one-off window
+    #: (and for series written before migration 0015: then recurrence_start in time_zone).
+    recurrence_local_start: dt.datetime | None
     time_zone: str
     auto_update_status: bool
     notify_subscribers: bool
     status: MaintenanceStatus
     created_by_id: str
-    created_at: dt.datetime
-    updated_at: dt.datetime
+    created_at: dt.datetime = attrs.field(converter=_utc)
+    updated_at: dt.datetime = attrs.field(converter=_utc)
     component_ids: tuple[str, ...] = attrs.field(converter=tuple)
 
     @property
     def duration(self) -> dt.timedelta:
-        """How long each occurrence lasts."""
+        """How long each occurrence lasts (exact: the instants are in UTC)."""
         return self.end_time - self.start_time
 
 
@@ -127,15 +138,29 @@ class Transition:
 
 
 @attrs.frozen
+class SchedulerError:
+    """A window the scheduler's step could not move on, and why (table
+    maintenance_window_scheduler_error). It is skipped until it advances or is updated."""
+
+    window_id: str
+    status_page_id: str
+    error: str
+    first_failed_at: dt.datetime = attrs.field(converter=_utc)
+    last_failed_at: dt.datetime = attrs.field(converter=_utc)
+    failures: int
+
+
+@attrs.frozen
 class _EndedSeries:
     """A recurring window whose occurrence is over, as locked by `advance`."""
 
     id: str
     status: MaintenanceStatus
-    start_time: dt.datetime
-    end_time: dt.datetime
+    start_time: dt.datetime = attrs.field(converter=_utc)
+    end_time: dt.datetime = attrs.field(converter=_utc)
     recurrence_rule: str
-    recurrence_start: dt.datetime
+    recurrence_start: dt.datetime = attrs.field(converter=_utc)
+    recurrence_local_start: dt.datetime | None
     time_zone: str
 
 
@@ -163,184 +188,66 @@ def _flag(field: str, value: bool) -> bool:
     return value
 
 
-def _zone(name: str) -> zoneinfo.ZoneInfo:
-    """An IANA time zone by name (the database checks the same names, see migration 0004)."""
-    validate.text("time_zone", name, max_length=100)
-    try:
-        return zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
-        raise InvalidInput(
-            f"time_zone {name!r} is not a known IANA time zone name "
-            "(for example 'Europe/Berlin', 'America/New_York' or 'UTC')"
-        ) from None
+def _series_start(field: str, value: dt.datetime, zone: zoneinfo.ZoneInfo) -> dt.datetime:
+    """A recurring window's start_time: aware; a skipped local time only in the window's zone.
 
-
-def _recurrence_rule(value: str) -> str:
-    """One RRULE value, checked part by part and put in canonical form.
-
-    Canonical: upper case, without the optional ``RRULE:`` prefix; that is the form the
-    database's maintenance_window_recurrence_rule_syntax_check expects.
+    In the window's own zone start_time is the series' DTSTART as wall-clock time, so a time
+    the clocks skip is accepted there and read as RFC 5545 says (see statusdb.recurrence).
     """
-    rule = validate.text("recurrence_rule", value, max_length=1000).strip()
-    if rule[:6].upper() == "RRULE:":
-        rule = rule[6:].strip()
-    rule = rule.upper()
-    if any(name in rule for name in _NOT_RRULE_PARTS):
-        raise InvalidInput(
-            "recurrence_rule must be a single RRULE value such as 'FREQ=WEEKLY;BYDAY=SU': the "
-            "series starts at start_time in time_zone, so DTSTART (and DTEND, DURATION, RDATE, "
-            "EXDATE, EXRULE) are not accepted"
-        )
-    parts: dict[str, str] = {}
-    for part in rule.split(";"):
-        match = _RULE_PART.fullmatch(part)
-        if match is None:
-            raise InvalidInput(
-                f"recurrence_rule part {part!r} is not NAME=VALUE "
-                "(for example 'FREQ=WEEKLY;BYDAY=MO,TH')"
-            )
-        name, values = match.groups()
-        if name in parts:
-            raise InvalidInput(f"recurrence_rule gives {name} twice")
-        parts[name] = values
-    freq = parts.get("FREQ")
-    if freq is None:
-        raise InvalidInput("recurrence_rule needs a FREQ (for example 'FREQ=WEEKLY')")
-    if freq in ("SECONDLY", "MINUTELY"):
-        raise InvalidInput(
-            f"recurrence_rule FREQ={freq} is not supported: windows are started and ended by a "
-            "scheduler that runs every minute; use HOURLY or a longer period"
-        )
-    if freq not in _FREQUENCIES:
-        raise InvalidInput(f"recurrence_rule FREQ={freq} is not one of {', '.join(_FREQUENCIES)}")
-    until = parts.get("UNTIL")
-    if until is not None and not _UTC_UNTIL.fullmatch(until):
-        raise InvalidInput(
-            f"recurrence_rule UNTIL={until} must be a UTC date-time ending in Z (for example "
-            "UNTIL=20301231T235959Z): a date or a local time is ambiguous in a zone that "
-            "changes its offset (RFC 5545 requires UTC here)"
-        )
-    if until is not None and "COUNT" in parts:
-        raise InvalidInput("recurrence_rule may give COUNT or UNTIL, not both (RFC 5545)")
-    for name in ("COUNT", "INTERVAL"):
-        if name in parts and not (parts[name].isdigit() and int(parts[name]) >= 1):
-            raise InvalidInput(
-                f"recurrence_rule {name} must be a positive integer, got {parts[name]!r}"
-            )
-    for name, (low, high, signed) in _NUMERIC_PARTS.items():
-        if name not in parts:
-            continue
-        for item in parts[name].split(","):
-            number = int(item) if re.fullmatch(r"[+-]?\d{1,3}", item) else None
-            if number is None or not (
-                low <= number <= high or (signed and -high <= number <= -low)
-            ):
-                allowed = f"{low} to {high}" + (f" or -{high} to -{low}" if signed else "")
-                raise InvalidInput(f"recurrence_rule {name} values must be {allowed}, got {item!r}")
-    _check_month_days(parts)
-    return rule
-
-
-def _check_month_days(parts: Mapping[str, str]) -> None:
-    """Refuse BYMONTH/BYMONTHDAY combinations that never occur (such as February 30).
-
-    dateutil would search for them up to the year 9999, taking seconds, before finding none.
-    """
-    if "BYMONTHDAY" not in parts:
-        return
-    months = [int(m) for m in parts["BYMONTH"].split(",")] if "BYMONTH" in parts else range(1, 13)
-    longest = max(calendar.monthrange(2000, month)[1] for month in months)  # 2000: leap year
-    if all(abs(int(day)) > longest for day in parts["BYMONTHDAY"].split(",")):
-        raise InvalidInput(
-            f"recurrence_rule never occurs: no month in BYMONTH has the day(s) "
-            f"BYMONTHDAY={parts['BYMONTHDAY']}"
-        )
+    if (
+        isinstance(value, dt.datetime)
+        and _in_zone(value, zone)
+        and not recurrence.exists(value, zone)
+    ):
+        return value
+    return validate.aware(field, value)
 
 
 @attrs.frozen
-class _Series:
-    """The occurrences of a recurring window, as (start, end) pairs in UTC, in order."""
+class _Times:
+    """A window's checked times: instants in UTC, and a series' DTSTART as wall-clock time."""
 
-    rule: rrules.rrule
-    duration: dt.timedelta
-
-    @classmethod
-    def of(
-        cls, rule: str, first_start: dt.datetime, zone: zoneinfo.ZoneInfo, duration: dt.timedelta
-    ) -> _Series:
-        try:
-            parsed = rrules.rrulestr(rule, dtstart=first_start.astimezone(zone))
-        except (ValueError, TypeError, OverflowError) as exc:
-            raise InvalidInput(f"recurrence_rule {rule!r} is not a valid RRULE: {exc}") from None
-        if not isinstance(parsed, rrules.rrule):
-            raise InvalidInput(f"recurrence_rule {rule!r} must be a single RRULE")
-        return cls(parsed, duration)
-
-    @classmethod
-    def of_window(
-        cls,
-        rule: str,
-        recurrence_start: dt.datetime,
-        time_zone: str,
-        start_time: dt.datetime,
-        end_time: dt.datetime,
-    ) -> _Series:
-        """A stored window's series (raises InvalidInput if it cannot be interpreted)."""
-        return cls.of(rule, recurrence_start, _zone(time_zone), end_time - start_time)
-
-    def starting_from(self, moment: dt.datetime) -> Iterator[tuple[dt.datetime, dt.datetime]]:
-        """Occurrences that start at or after `moment`."""
-        for start in self.rule.xafter(moment, inc=True):
-            start_utc = start.astimezone(dt.UTC)
-            yield start_utc, start_utc + self.duration
+    start: dt.datetime
+    end: dt.datetime
+    local_start: dt.datetime | None
 
 
-def _check_series(
+def _one_off_times(start: dt.datetime, end: dt.datetime) -> _Times:
+    """Instants of a one-off window; end strictly after start (compared as instants)."""
+    start = recurrence.utc(validate.aware("start_time", start))
+    end = recurrence.utc(validate.aware("end_time", end))
+    validate.time_range(start, end)
+    return _Times(start, end, None)
+
+
+def _series_times(
     rule: str,
     zone: zoneinfo.ZoneInfo,
     *,
-    first_start: dt.datetime,
-    duration: dt.timedelta,
-) -> None:
-    """A series starting at `first_start` must have it as its first occurrence, and occurrences
-    must not overlap (the window has one current occurrence at a time)."""
-    local_start = first_start.astimezone(zone)
-    if first_start.microsecond:
-        raise InvalidInput(
-            "start_time of a recurring window must be a whole second (RRULE has no fractions "
-            f"of a second), got {local_start.isoformat()}"
-        )
-    series = _Series.of(rule, first_start, zone, duration)
-    try:
-        occurrences = series.starting_from(first_start)
-        first = next(occurrences, None)
-        if first is None:
-            raise InvalidInput(
-                f"recurrence_rule {rule!r} has no occurrence at or after start_time "
-                f"{local_start.isoformat()} (is UNTIL before it?)"
-            )
-        if first[0] != first_start:
-            raise InvalidInput(
-                f"start_time {local_start.isoformat()} is not an occurrence of recurrence_rule "
-                f"{rule!r} in {zone.key}; its first occurrence from then on is "
-                f"{first[0].astimezone(zone).isoformat()}: start the window then, or change "
-                "the rule"
-            )
-        previous = first
-        for occurrence in itertools.islice(occurrences, _OVERLAP_CHECKED_OCCURRENCES):
-            if occurrence[0] < previous[1]:
-                raise InvalidInput(
-                    f"occurrences of recurrence_rule {rule!r} would overlap: each lasts "
-                    f"{duration}, but the ones at {previous[0].astimezone(zone).isoformat()} and "
-                    f"{occurrence[0].astimezone(zone).isoformat()} are "
-                    f"{occurrence[0] - previous[0]} apart; shorten the window or space the "
-                    "occurrences out"
-                )
-            previous = occurrence
-    except InvalidInput:
-        raise
-    except Exception as exc:  # dateutil fails on some rules only when expanding them
-        raise InvalidInput(f"recurrence_rule {rule!r} cannot be expanded: {exc}") from None
+    given_start: dt.datetime,
+    end: dt.datetime,
+    local_start: dt.datetime | None = None,
+) -> _Times:
+    """Check a series whose first occurrence is `given_start` (or the wall-clock `local_start`).
+
+    The first occurrence's instant is DTSTART read as RFC 5545 says; every occurrence lasts
+    end - that instant.
+    """
+    given_start = _series_start("start_time", given_start, zone)
+    end = recurrence.utc(validate.aware("end_time", end))
+    local = recurrence.local_start_of(given_start, zone) if local_start is None else local_start
+    first = recurrence.instant(local, zone)
+    validate.time_range(first, end)
+    series = recurrence.Series(rule, local, zone, end - first)
+    recurrence.check_series(
+        series, given_start=given_start, overlap_checked=_OVERLAP_CHECKED_OCCURRENCES
+    )
+    return _Times(first, end, local)
+
+
+def _in_zone(value: dt.datetime, zone: zoneinfo.ZoneInfo) -> bool:
+    """Whether an aware datetime is given in `zone` itself (wall-clock time there)."""
+    return isinstance(value.tzinfo, zoneinfo.ZoneInfo) and value.tzinfo.key == zone.key
 
 
 def _statuses(values: Sequence[MaintenanceStatus] | None) -> list[str] | None:
@@ -370,42 +277,72 @@ def _written(row: dict[str, Any] | None, status_page_id: str) -> MaintenanceWind
 # --- operations -------------------------------------------------------------------------------
 
 
+# --- operations -------------------------------------------------------------------------------
+
+
 @operation(retry=True)
 def create(
     status_page_id: str,
-    data: CreateMaintenanceWindowInput,
+    data: CreateMaintenanceWindowInput | None = None,
     *,
+    title: str | None = None,
+    start_time: dt.datetime | None = None,
+    end_time: dt.datetime | None = None,
+    component_ids: Sequence[str] = (),
+    description: str | None = None,
+    recurrence_rule: str | None = None,
+    auto_update_status: bool = True,
+    notify_subscribers: bool = True,
     created_by_id: str,
     time_zone: str = "UTC",
 ) -> Op[MaintenanceWindow]:
     """Schedule a window (SCHEDULED) with its components, in one statement.
 
-    A recurring window's start_time must be the first occurrence of its rule in `time_zone`.
-    The window starts when the scheduler's `advance` reaches start_time, not here.
+    Keywords as every other `create`: ``create(conn, page_id, title=..., start_time=...,
+    end_time=..., component_ids=[...], recurrence_rule=..., created_by_id=...,
+    time_zone=...)``. A `CreateMaintenanceWindowInput` as second argument is still accepted
+    (then give no window field as keyword).
+
+    Times are instants: a one-off window may run from 01:30 EDT to 01:15 EST (45 minutes). A
+    recurring window's start_time must be the first occurrence of its rule in `time_zone`;
+    given in that zone it is the series' DTSTART as wall-clock time, read as RFC 5545 says (a
+    skipped time takes the offset before the gap; an ambiguous one is its first instance, so a
+    series cannot start at the second 01:30). The window starts when the scheduler's `advance`
+    reaches start_time, not here.
     """
-    if not isinstance(data, CreateMaintenanceWindowInput):
-        raise InvalidInput("data must be a CreateMaintenanceWindowInput")
-    validate.time_range(data.start_time, data.end_time)
-    zone = _zone(time_zone)
-    rule = None if data.recurrence_rule is None else _recurrence_rule(data.recurrence_rule)
-    if rule is not None:
-        _check_series(
-            rule, zone, first_start=data.start_time, duration=data.end_time - data.start_time
-        )
+    if data is not None:
+        if not isinstance(data, CreateMaintenanceWindowInput):
+            raise InvalidInput("data must be a CreateMaintenanceWindowInput")
+        if title is not None or start_time is not None or end_time is not None:
+            raise InvalidInput("give the window as data or as keywords, not both")
+        title, start_time, end_time = data.title, data.start_time, data.end_time
+        component_ids, description = data.component_ids, data.description
+        recurrence_rule = data.recurrence_rule
+        auto_update_status, notify_subscribers = data.auto_update_status, data.notify_subscribers
+    if title is None or start_time is None or end_time is None:
+        raise InvalidInput("title, start_time and end_time are required")
+    zone = recurrence.zone(time_zone)
+    rule = None if recurrence_rule is None else recurrence.parse_rule(recurrence_rule)
+    times = (
+        _one_off_times(start_time, end_time)
+        if rule is None
+        else _series_times(rule, zone, given_start=start_time, end=end_time)
+    )
     page_id = validate.identifier("status_page_id", status_page_id)
     params = {
         "status_page_id": page_id,
-        "title": validate.text("title", data.title, max_length=500),
-        "description": validate.optional_text("description", data.description, max_length=10_000),
-        "start_time": data.start_time,
-        "end_time": data.end_time,
+        "title": validate.text("title", title, max_length=500),
+        "description": validate.optional_text("description", description, max_length=10_000),
+        "start_time": times.start,
+        "end_time": times.end,
         "recurrence_rule": rule,
-        "recurrence_start": None if rule is None else data.start_time,
+        "recurrence_start": None if rule is None else times.start,
+        "recurrence_local_start": times.local_start,
         "time_zone": time_zone,
-        "auto_update_status": _flag("auto_update_status", data.auto_update_status),
-        "notify_subscribers": _flag("notify_subscribers", data.notify_subscribers),
+        "auto_update_status": _flag("auto_update_status", auto_update_status),
+        "notify_subscribers": _flag("notify_subscribers", notify_subscribers),
         "created_by_id": validate.identifier("created_by_id", created_by_id),
-        "component_ids": validate.identifiers("component_ids", data.component_ids),
+        "component_ids": validate.identifiers("component_ids", component_ids),
     }
     row = yield from optional("maintenance_create", params, dict_row)
     return _written(row, page_id)
@@ -456,23 +393,25 @@ def update(
     Locks the window, merges the change, checks the result as `create` would, and writes it in
     one more statement. The schedule (times, rule, zone, components) of a COMPLETED or CANCELLED
     window is history and does not change (Conflict); a running window keeps its start_time
-    (extend or shorten it with end_time, or cancel it). Changing a series' start_time, rule or
-    zone starts the series over at start_time (COUNT counts from there); changing only its
-    end_time changes the length of every occurrence.
+    (extend or shorten it with end_time, or cancel it; re-sending the same instant, in any
+    zone, is no change). Changing a series' start_time, rule or zone starts the series over at
+    start_time (COUNT counts from there); changing only its end_time changes the length of
+    every occurrence. Times compare as instants; a series' start_time given in its zone is its
+    DTSTART as wall-clock time (see `create`).
     """
     wid = validate.identifier("window_id", window_id)
     if not isinstance(title, validate.Unset):
         validate.text("title", title, max_length=500)
     if not isinstance(description, validate.Unset):
         validate.optional_text("description", description, max_length=10_000)
-    if not isinstance(start_time, validate.Unset):
+    if not isinstance(start_time, validate.Unset) and not isinstance(start_time, dt.datetime):
         validate.aware("start_time", start_time)
     if not isinstance(end_time, validate.Unset):
         validate.aware("end_time", end_time)
     if isinstance(recurrence_rule, str):
-        recurrence_rule = _recurrence_rule(recurrence_rule)
+        recurrence_rule = recurrence.parse_rule(recurrence_rule)
     if not isinstance(time_zone, validate.Unset):
-        _zone(time_zone)
+        recurrence.zone(time_zone)
     if not isinstance(auto_update_status, validate.Unset):
         _flag("auto_update_status", auto_update_status)
     if not isinstance(notify_subscribers, validate.Unset):
@@ -486,12 +425,21 @@ def update(
     current = yield from one(
         "maintenance_lock", {"id": wid}, _row, not_found=f"no maintenance window with id {wid!r}"
     )
-    start = current.start_time if isinstance(start_time, validate.Unset) else start_time
-    end = current.end_time if isinstance(end_time, validate.Unset) else end_time
     rule = (
         current.recurrence_rule if isinstance(recurrence_rule, validate.Unset) else recurrence_rule
     )
     zone_name = current.time_zone if isinstance(time_zone, validate.Unset) else time_zone
+    # A one-off window's zone is only shown (a row written by SQL may name one zoneinfo lacks).
+    zone = recurrence.zone(zone_name) if rule is not None else zoneinfo.ZoneInfo("UTC")
+    if isinstance(start_time, validate.Unset):
+        start = current.start_time
+    elif rule is not None:
+        given = _series_start("start_time", start_time, zone)
+        skipped = _in_zone(given, zone) and not recurrence.exists(given, zone)
+        start = recurrence.instant(given, zone) if skipped else recurrence.utc(given)
+    else:
+        start = recurrence.utc(validate.aware("start_time", start_time))
+    end = current.end_time if isinstance(end_time, validate.Unset) else recurrence.utc(end_time)
     schedule_changed = (
         start != current.start_time
         or end != current.end_time
@@ -517,8 +465,22 @@ def update(
         or zone_name != current.time_zone
     )
     recurrence_start = None if rule is None else (start if restart else current.recurrence_start)
-    if rule is not None and recurrence_start is not None and (restart or end != current.end_time):
-        _check_series(rule, _zone(zone_name), first_start=recurrence_start, duration=end - start)
+    local_start: dt.datetime | None = None
+    if rule is not None and recurrence_start is not None:
+        if restart:
+            given_start = start if isinstance(start_time, validate.Unset) else start_time
+            times = _series_times(rule, zone, given_start=given_start, end=end)
+            start, recurrence_start, local_start = times.start, times.start, times.local_start
+        else:
+            local_start = _local_start(current, zone)
+            if end != current.end_time:
+                _series_times(
+                    rule,
+                    zone,
+                    given_start=recurrence_start,
+                    end=recurrence_start + (end - start),
+                    local_start=local_start,
+                )
     params = {
         "id": wid,
         "title": current.title if isinstance(title, validate.Unset) else title,
@@ -529,6 +491,7 @@ def update(
         "end_time": end,
         "recurrence_rule": rule,
         "recurrence_start": recurrence_start,
+        "recurrence_local_start": local_start,
         "time_zone": zone_name,
         "auto_update_status": current.auto_update_status
         if isinstance(auto_update_status, validate.Unset)
@@ -541,6 +504,26 @@ def update(
     }
     row = yield from optional("maintenance_update", params, dict_row)
     return _written(row, current.status_page_id)
+
+
+def _local_start(window: MaintenanceWindow | _EndedSeries, zone: zoneinfo.ZoneInfo) -> dt.datetime:
+    """A stored series' DTSTART as wall-clock time (rows before 0015: recurrence_start's)."""
+    if window.recurrence_local_start is not None:
+        return window.recurrence_local_start
+    assert window.recurrence_start is not None
+    return recurrence.local_start_of(window.recurrence_start, zone)
+
+
+def _series_of(window: MaintenanceWindow | _EndedSeries) -> recurrence.Series:
+    """A stored window's series (InvalidInput if it cannot be interpreted)."""
+    assert window.recurrence_rule is not None
+    zone = recurrence.zone(window.time_zone)
+    return recurrence.Series(
+        recurrence.parse_rule(window.recurrence_rule),
+        _local_start(window, zone),
+        zone,
+        window.end_time - window.start_time,
+    )
 
 
 @operation(retry=True)
@@ -584,10 +567,11 @@ def list_upcoming(
 ) -> Op[list[MaintenanceOccurrence]]:
     """Occurrences of a page's scheduled and running windows that overlap [now, now + horizon).
 
-    A recurring window contributes every occurrence in that span. The window's current
-    occurrence carries its status; later ones are SCHEDULED. Sorted by start, then window id.
+    A recurring window contributes every occurrence in that span, up to
+    MAX_OCCURRENCES_PER_WINDOW (its earliest). The window's current occurrence carries its
+    status; later ones are SCHEDULED. Sorted by start, then window id; times in UTC.
     """
-    validate.aware("now", now)
+    now = recurrence.utc(validate.aware("now", now))
     if not isinstance(horizon, dt.timedelta) or not dt.timedelta(0) < horizon <= MAX_HORIZON:
         raise InvalidInput(f"horizon must be a timedelta longer than 0 and at most {MAX_HORIZON}")
     try:
@@ -614,40 +598,65 @@ def _occurrences(
         start: dt.datetime, end: dt.datetime, status: MaintenanceStatus
     ) -> MaintenanceOccurrence:
         return MaintenanceOccurrence(
-            window.id,
-            window.title,
-            start.astimezone(dt.UTC),
-            end.astimezone(dt.UTC),
-            window.component_ids,
-            status,
+            window.id, window.title, start, end, window.component_ids, status
         )
 
+    listed = 0
     if window.end_time > now and window.start_time < until:
+        listed += 1
         yield occurrence(window.start_time, window.end_time, window.status)
     if window.recurrence_rule is None or window.recurrence_start is None:
         return
     try:
-        series = _Series.of_window(
-            window.recurrence_rule,
-            window.recurrence_start,
-            window.time_zone,
-            window.start_time,
-            window.end_time,
-        )
-        for start, end in series.starting_from(window.end_time):
-            if start >= until:
+        series = _series_of(window)
+        # Occurrences start after the current one ends (they do not overlap); from now on, at
+        # the earliest, to skip what is over (an end after now needs a start after now - d).
+        begin = max(window.end_time, now - series.duration)
+        for start, end in series.starting_from(begin):
+            if start >= until or listed >= MAX_OCCURRENCES_PER_WINDOW:
                 break
-            if end > now:
+            if end > now and start >= window.end_time:
+                listed += 1
                 yield occurrence(start, end, "SCHEDULED")
     except Exception as exc:  # a row written around statusdb; the current occurrence still shows
         _log.warning(
             "maintenance window %s: cannot expand recurrence_rule %r in %s (%s); "
-            "listing its current occurrence only",
+            "listing its occurrences up to here only",
             window.id,
             window.recurrence_rule,
             window.time_zone,
             exc,
         )
+
+
+@operation(retry=True)
+def scheduler_errors(status_page_id: str | None = None) -> Op[list[SchedulerError]]:
+    """Windows the scheduler's step could not move on (of one page, or all), with the error.
+
+    The same rows as ``SELECT * FROM maintenance_window_scheduler_error`` (migration 0015).
+    """
+    params = {
+        "status_page_id": None
+        if status_page_id is None
+        else validate.identifier("status_page_id", status_page_id)
+    }
+    return (yield from many("maintenance_scheduler_errors", params, class_row(SchedulerError)))
+
+
+def _isolated(name: str, params: Mapping[str, Any], row: Any) -> Op[list[Any]]:
+    """Run query `name` in a savepoint; its rows. A failure rolls the savepoint back and is
+    raised; a Retryable one (deadlock, lost connection) as it is, for the whole step."""
+    yield from execute("maintenance_step_savepoint", {})
+    try:
+        rows = yield from many(name, params, row)
+    except Retryable:
+        raise
+    except StatusdbError:
+        yield from execute("maintenance_step_rollback", {})
+        yield from execute("maintenance_step_release", {})
+        raise
+    yield from execute("maintenance_step_release", {})
+    return rows
 
 
 @operation(atomic=True, retry=True)
@@ -661,36 +670,94 @@ def advance(now: dt.datetime) -> Op[list[Transition]]:
       ended: IN_PROGRESS -> SCHEDULED (and -> IN_PROGRESS again when that one has begun), or
       -> COMPLETED when the rule has no more occurrences. Missed occurrences are skipped.
 
+    One bad window never stalls the others: a window the step cannot move on (its rule cannot
+    be expanded within the bounds, or the database refuses its change) is logged, recorded in
+    maintenance_window_scheduler_error (see `scheduler_errors`) and skipped; every other window
+    advances. Its record goes when it next advances or is updated.
+
     Returns the transitions made, by occurrence start then window id. Idempotent: a second call
     with the same `now` finds nothing to do. Safe with several schedulers: rows are taken with
     SKIP LOCKED and re-checked after locking, so each transition is made (and returned) by
     exactly one caller. A Retryable error (say, a deadlock with a concurrent status change)
     means the step made nothing: call again. Statements: one for the transitions that need no
-    rule, one to lock ended series, and one (only when there are some) to move them.
+    rule, one to lock ended series, one (only when there are some) to move them, each in a
+    savepoint; after a failure, the same one window at a time.
     """
-    at = validate.aware("now", now)
-    params = {"now": at}
+    at = recurrence.utc(validate.aware("now", now))
+    failures: dict[str, str] = {}
+    advanced: list[str] = []
+    rows: list[tuple[Any, ...]] = []
+    try:
+        rows = yield from _isolated("maintenance_advance_by_time", {"now": at}, tuple_row)
+    except Retryable:
+        raise
+    except StatusdbError:
+        due = yield from many("maintenance_due_by_time", {"now": at}, tuple_row)
+        for (window_id,) in due:
+            try:
+                rows.extend(
+                    (
+                        yield from _isolated(
+                            "maintenance_advance_one_by_time",
+                            {"now": at, "window_id": window_id},
+                            tuple_row,
+                        )
+                    )
+                )
+            except Retryable:
+                raise
+            except StatusdbError as exc:
+                failures[window_id] = f"cannot start or end: {exc}"
     transitions = [
-        Transition(window_id, from_status, to_status, at, occurrence_start)
-        for window_id, from_status, to_status, occurrence_start in (
-            yield from many("maintenance_advance_by_time", params, tuple_row)
-        )
+        Transition(window_id, from_status, to_status, at, recurrence.utc(occurrence_start))
+        for window_id, from_status, to_status, occurrence_start in rows
     ]
-    ended = yield from many("maintenance_lock_ended_series", params, class_row(_EndedSeries))
+    advanced.extend(t.window_id for t in transitions)
+
+    ended = yield from many("maintenance_lock_ended_series", {"now": at}, class_row(_EndedSeries))
     moves: list[_Move] = []
     for window in ended:
         try:
             moves.append(_next_occurrence(window, at))
-        except Exception as exc:  # a row written around statusdb; the others still advance
-            _log.error(
-                "maintenance window %s: cannot expand recurrence_rule %r in %s (%s); left as it is",
-                window.id,
-                window.recurrence_rule,
-                window.time_zone,
-                exc,
+        except Exception as exc:  # a row written around statusdb, a rule past the bounds
+            failures[window.id] = (
+                f"cannot expand recurrence_rule {window.recurrence_rule!r} "
+                f"in {window.time_zone}: {exc}"
             )
     if moves:
+        try:
+            yield from _move(moves)
+            done = moves
+        except Retryable:
+            raise
+        except StatusdbError:
+            done = []
+            for move in moves:
+                try:
+                    yield from _move([move])
+                    done.append(move)
+                except Retryable:
+                    raise
+                except StatusdbError as exc:
+                    failures[move.window_id] = f"cannot move to the next occurrence: {exc}"
+        transitions.extend(t for m in done for t in m.transitions)
+        advanced.extend(m.window_id for m in done)
+    if advanced:
+        yield from execute("maintenance_clear_scheduler_errors", {"ids": advanced})
+    if failures:
+        for window_id, error in failures.items():
+            _log.error("maintenance window %s skipped by the scheduler: %s", window_id, error)
         yield from execute(
+            "maintenance_record_scheduler_errors",
+            {"now": at, "ids": list(failures), "errors": list(failures.values())},
+        )
+    transitions.sort(key=lambda t: (t.occurrence_start, t.window_id))
+    return transitions
+
+
+def _move(moves: Sequence[_Move]) -> Op[list[Any]]:
+    return (
+        yield from _isolated_execute(
             "maintenance_move_series",
             {
                 "ids": [m.window_id for m in moves],
@@ -699,22 +766,34 @@ def advance(now: dt.datetime) -> Op[list[Transition]]:
                 "end_times": [m.end_time for m in moves],
             },
         )
-        transitions.extend(t for m in moves for t in m.transitions)
-    transitions.sort(key=lambda t: (t.occurrence_start, t.window_id))
-    return transitions
+    )
+
+
+def _isolated_execute(name: str, params: Mapping[str, Any]) -> Op[list[Any]]:
+    yield from execute("maintenance_step_savepoint", {})
+    try:
+        yield from execute(name, params)
+    except Retryable:
+        raise
+    except StatusdbError:
+        yield from execute("maintenance_step_rollback", {})
+        yield from execute("maintenance_step_release", {})
+        raise
+    yield from execute("maintenance_step_release", {})
+    return []
 
 
 def _next_occurrence(window: _EndedSeries, now: dt.datetime) -> _Move:
-    series = _Series.of_window(
-        window.recurrence_rule,
-        window.recurrence_start,
-        window.time_zone,
-        window.start_time,
-        window.end_time,
-    )
+    series = _series_of(window)
     last = (window.start_time, window.end_time)
     upcoming = None
-    for occurrence in series.starting_from(window.end_time):
+    try:
+        occurrences = list(_until_upcoming(series.starting_from(window.end_time), now))
+    except recurrence.ExpansionLimit:
+        # Missed for so long that walking every missed occurrence is past the bound: start
+        # from the first occurrence that can still be running.
+        occurrences = list(_until_upcoming(series.starting_from(now - series.duration), now))
+    for occurrence in occurrences:
         if occurrence[1] > now:
             upcoming = occurrence
             break
@@ -732,3 +811,19 @@ def _next_occurrence(window: _EndedSeries, now: dt.datetime) -> _Move:
         transitions.append(Transition(window.id, "SCHEDULED", "IN_PROGRESS", now, upcoming[0]))
         status = "IN_PROGRESS"
     return _Move(window.id, status, upcoming[0], upcoming[1], tuple(transitions))
+
+
+def _until_upcoming(
+    occurrences: Iterator[tuple[dt.datetime, dt.datetime]], now: dt.datetime
+) -> Iterator[tuple[dt.datetime, dt.datetime]]:
+    """Occurrences up to the first that has not ended at `now` (the last two kept)."""
+    previous = None
+    for occurrence in occurrences:
+        if occurrence[1] > now:
+            if previous is not None:
+                yield previous
+            yield occurrence
+            return
+        previous = occurrence
+    if previous is not None:
+        yield previous

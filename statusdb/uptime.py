@@ -41,6 +41,15 @@ from statusdb.types import ComponentStatus
 MAX_RANGE: dt.timedelta = dt.timedelta(days=400)
 
 
+def _utc(value: dt.datetime) -> dt.datetime:
+    """Row converter: datetimes come back in UTC (see `for_page`)."""
+    return value.astimezone(dt.UTC)
+
+
+def _utc_or_none(value: dt.datetime | None) -> dt.datetime | None:
+    return None if value is None else value.astimezone(dt.UTC)
+
+
 @attrs.frozen
 class StatusDurations:
     """Time spent in each status (exact, microsecond resolution)."""
@@ -71,6 +80,7 @@ class StatusDurations:
         """PARTIAL_OUTAGE and MAJOR_OUTAGE."""
         return self.partial_outage + self.major_outage
 
+    @property
     def by_status(self) -> dict[ComponentStatus, dt.timedelta]:
         """The durations keyed by status, worst first."""
         return {
@@ -89,11 +99,11 @@ class ComponentUptime:
     component_id: str
     name: str
     display_order: int
-    created_at: dt.datetime
+    created_at: dt.datetime = attrs.field(converter=_utc)
     #: The part of the range the component was observed: [observed_from, observed_until).
     #: Both None when it was not observed at all (created after the range): "no data".
-    observed_from: dt.datetime | None
-    observed_until: dt.datetime | None
+    observed_from: dt.datetime | None = attrs.field(converter=_utc_or_none)
+    observed_until: dt.datetime | None = attrs.field(converter=_utc_or_none)
     durations: StatusDurations
     #: up / (observed - maintenance); None when nothing was measured.
     uptime: float | None
@@ -104,11 +114,11 @@ class PageUptime:
     """Every component of a page over the range, in display order, and the page total."""
 
     status_page_id: str
-    #: The range asked for.
-    start: dt.datetime
-    end: dt.datetime
+    #: The range asked for (in UTC).
+    start: dt.datetime = attrs.field(converter=_utc)
+    end: dt.datetime = attrs.field(converter=_utc)
     #: `end`, or the database's clock if earlier: nothing after it is counted.
-    observed_until: dt.datetime
+    observed_until: dt.datetime = attrs.field(converter=_utc)
     components: tuple[ComponentUptime, ...]
     #: The components' durations added up (component-time).
     durations: StatusDurations
@@ -152,26 +162,31 @@ class _Row:
         )
 
 
-def _range(start: dt.datetime, end: dt.datetime) -> None:
-    validate.aware("start", start)
-    validate.aware("end", end)
+def _range(start: dt.datetime, end: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """The range as UTC instants: compared and measured exactly, whatever zone it is given in
+    (two datetimes sharing a ZoneInfo compare and subtract by wall clock, PEP 495)."""
+    start = validate.aware("start", start).astimezone(dt.UTC)
+    end = validate.aware("end", end).astimezone(dt.UTC)
     if end <= start:
         raise InvalidInput(f"end ({end.isoformat()}) must be after start ({start.isoformat()})")
     if end - start > MAX_RANGE:
         raise InvalidInput(
             f"the range from start to end must be at most {MAX_RANGE.days} days, got {end - start}"
         )
+    return start, end
 
 
 @operation(retry=True)
 def for_page(status_page_id: str, *, start: dt.datetime, end: dt.datetime) -> Op[PageUptime]:
     """Time in each status and uptime of every component of a page over [start, end).
 
-    One statement. `start` and `end` are aware datetimes, `end` after `start`, at most
-    MAX_RANGE apart (for "the last 30 days": `end = now`, `start = end - timedelta(days=30)`).
-    NotFound for an unknown page.
+    One statement. `start` and `end` are aware datetimes, in any zone, `end` after `start`, at
+    most MAX_RANGE apart, compared and measured as instants (01:30 EDT to 01:15 EST on a
+    fall-back night is 45 minutes; 400 days across a DST change are 400 days). For "the last
+    30 days": `end = now`, `start = end - timedelta(days=30)`. Every datetime in the result is
+    in UTC. NotFound for an unknown page.
     """
-    _range(start, end)
+    start, end = _range(start, end)
     params = {
         "page_id": validate.identifier("status_page_id", status_page_id),
         "start": start,

@@ -12,6 +12,7 @@ import attrs
 import psycopg
 import pytest
 from psycopg import errors as pg_errors
+from psycopg import sql
 from psycopg.rows import TupleRow
 
 from statusdb import components, maintenance, pages, teams
@@ -28,6 +29,25 @@ BERLIN = ZoneInfo("Europe/Berlin")
 T0 = dt.datetime(2030, 1, 7, 10, 0, tzinfo=UTC)  # a Monday
 HOUR = dt.timedelta(hours=1)
 DAY = dt.timedelta(days=1)
+
+
+#: The recurrence and uptime tests run on connections in these zones (issue 15): psycopg returns
+#: timestamptz in the connection's TimeZone, and statusdb must answer the same on all of them.
+SESSION_ZONES = ("UTC", "America/New_York", "Australia/Lord_Howe")
+
+
+@pytest.fixture(params=SESSION_ZONES)
+def session_zone(request: pytest.FixtureRequest, conn: Conn) -> str:
+    """This test's database and `conn` use the TimeZone `request.param` (new connections too)."""
+    zone: str = request.param
+    conn.execute(
+        sql.SQL("ALTER DATABASE {} SET TimeZone = {}").format(
+            sql.Identifier(conn.info.dbname), sql.Literal(zone)
+        )
+    )
+    conn.execute("SELECT set_config('TimeZone', %s, false)", (zone,))
+    conn.commit()
+    return zone
 
 
 @attrs.frozen
@@ -132,6 +152,40 @@ def test_create_recurring_canonicalizes_the_rule_and_anchors_the_series(
     )
     assert window.recurrence_rule == "FREQ=WEEKLY;COUNT=4"
     assert window.recurrence_start == T0
+
+
+def test_create_takes_keywords_like_every_other_create(conn: Conn, s: Setup) -> None:
+    window = maintenance.create(
+        conn,
+        s.page_id,
+        title="Database upgrade",
+        start_time=T0,
+        end_time=T0 + HOUR,
+        component_ids=[s.api],
+        recurrence_rule="FREQ=WEEKLY",
+        created_by_id="u1",
+        time_zone="Europe/Berlin",
+    )
+    assert (window.title, window.component_ids, window.recurrence_rule) == (
+        "Database upgrade",
+        (s.api,),
+        "FREQ=WEEKLY",
+    )
+    assert window.recurrence_local_start == dt.datetime(2030, 1, 7, 11, 0)  # Berlin wall clock
+    as_input = maintenance.create(
+        conn, s.page_id, window_input((s.api,), rule="FREQ=WEEKLY"), created_by_id="u1",
+        time_zone="Europe/Berlin",
+    )  # fmt: skip
+    assert attrs.evolve(as_input, id=window.id, created_at=window.created_at,
+                        updated_at=window.updated_at) == window  # fmt: skip
+    with pytest.raises(InvalidInput, match="not both"):
+        maintenance.create(conn, s.page_id, window_input(), title="x", created_by_id="u1")
+    with pytest.raises(InvalidInput, match="required"):
+        maintenance.create(conn, s.page_id, title="x", created_by_id="u1")
+
+
+def test_max_occurrences_per_window_is_the_documented_bound() -> None:
+    assert maintenance.MAX_OCCURRENCES_PER_WINDOW == 1000
 
 
 NAIVE = dt.datetime(2030, 1, 7, 10, 0)
@@ -353,6 +407,7 @@ def test_update_respects_the_lifecycle(conn: Conn, s: Setup) -> None:
     assert fixed.status == "COMPLETED"
 
 
+@pytest.mark.usefixtures("session_zone")
 def test_update_of_a_series_restarts_it_only_when_its_schedule_changes(
     conn: Conn, s: Setup
 ) -> None:
@@ -437,6 +492,7 @@ async def test_crud_and_scheduling_from_async_code(aconn: AConn, conn: Conn, s: 
 # --- upcoming occurrences ---------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("session_zone")
 def test_list_upcoming_expands_series_within_the_horizon(conn: Conn, s: Setup) -> None:
     daily = maintenance.create(
         conn,
@@ -518,6 +574,7 @@ def test_a_missed_one_off_window_completes_without_starting(conn: Conn, s: Setup
     ]
 
 
+@pytest.mark.usefixtures("session_zone")
 def test_a_series_with_count_moves_on_and_completes_after_its_last_occurrence(
     conn: Conn, s: Setup
 ) -> None:
@@ -550,6 +607,7 @@ def test_a_series_with_count_moves_on_and_completes_after_its_last_occurrence(
     assert done.recurrence_start == T0
 
 
+@pytest.mark.usefixtures("session_zone")
 def test_a_series_with_until_completes_and_a_wholly_missed_one_completes_at_once(
     conn: Conn, s: Setup
 ) -> None:
@@ -572,6 +630,7 @@ def test_a_series_with_until_completes_and_a_wholly_missed_one_completes_at_once
     assert maintenance.get(conn, missed.id).start_time == T0 + 4 * HOUR
 
 
+@pytest.mark.usefixtures("session_zone")
 def test_missed_occurrences_are_skipped_and_a_running_one_is_joined(conn: Conn, s: Setup) -> None:
     window = maintenance.create(
         conn, s.page_id, window_input(rule="FREQ=DAILY", end=T0 + 2 * HOUR), created_by_id="u1"
@@ -596,6 +655,7 @@ def _local(value: dt.datetime) -> tuple[str, str]:
     return local.strftime("%Y-%m-%d %H:%M"), local.strftime("%z")
 
 
+@pytest.mark.usefixtures("session_zone")
 def test_a_weekly_series_keeps_its_wall_clock_time_across_dst(conn: Conn, s: Setup) -> None:
     first = dt.datetime(2030, 3, 19, 2, 0, tzinfo=BERLIN)  # a Tuesday, before the March change
     window = maintenance.create(
@@ -629,6 +689,7 @@ def test_a_weekly_series_keeps_its_wall_clock_time_across_dst(conn: Conn, s: Set
         )
 
 
+@pytest.mark.usefixtures("session_zone")
 def test_occurrences_on_the_change_nights_follow_rfc_5545(conn: Conn, s: Setup) -> None:
     """02:00 does not exist on 2030-03-31 in Berlin (it is read as 03:00 CEST) and is ambiguous
     on 2030-10-27 (the first one, CEST); each occurrence lasts exactly two hours."""

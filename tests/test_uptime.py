@@ -10,6 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg.rows import TupleRow
 
 from statusdb import components, incidents, pages, queries, teams, uptime
@@ -24,6 +25,25 @@ UTC = dt.UTC
 H = dt.timedelta(hours=1)
 D = dt.timedelta(days=1)
 ZERO = dt.timedelta(0)
+
+
+#: The recurrence and uptime tests run on connections in these zones (issue 15): psycopg returns
+#: timestamptz in the connection's TimeZone, and statusdb must answer the same on all of them.
+SESSION_ZONES = ("UTC", "America/New_York", "Australia/Lord_Howe")
+
+
+@pytest.fixture(params=SESSION_ZONES)
+def session_zone(request: pytest.FixtureRequest, conn: Conn) -> str:
+    """This test's database and `conn` use the TimeZone `request.param` (new connections too)."""
+    zone: str = request.param
+    conn.execute(
+        sql.SQL("ALTER DATABASE {} SET TimeZone = {}").format(
+            sql.Identifier(conn.info.dbname), sql.Literal(zone)
+        )
+    )
+    conn.execute("SELECT set_config('TimeZone', %s, false)", (zone,))
+    conn.commit()
+    return zone
 
 
 def at(day: int, hour: int = 0, minute: int = 0, month: int = 1) -> dt.datetime:
@@ -79,7 +99,7 @@ def durations(**spent: dt.timedelta) -> StatusDurations:
 
 
 def total(d: StatusDurations) -> dt.timedelta:
-    return sum(d.by_status().values(), ZERO)
+    return sum(d.by_status.values(), ZERO)
 
 
 #: The story used by most tests: created Jan 1st; a 3-hour incident on the 10th (2 h partial,
@@ -102,6 +122,7 @@ def story(conn: Conn) -> tuple[str, str]:
     return page, api
 
 
+@pytest.mark.usefixtures("session_zone")
 def test_shares_add_up_exactly_and_maintenance_is_apart(conn: Conn, story: tuple[str, str]) -> None:
     page, api = story
     result = uptime.for_page(conn, page, start=at(5), end=at(1, month=2))
@@ -135,6 +156,7 @@ def test_range_starting_before_the_component_existed_is_clipped(
     assert total(item.durations) == 14 * D
 
 
+@pytest.mark.usefixtures("session_zone")
 def test_range_inside_changes_starts_with_the_status_then_in_force(
     conn: Conn, story: tuple[str, str]
 ) -> None:
@@ -150,6 +172,7 @@ def test_range_inside_changes_starts_with_the_status_then_in_force(
     assert total(item.durations) == at(20, 2) - at(10, 1)
 
 
+@pytest.mark.usefixtures("session_zone")
 def test_changes_on_the_exact_boundaries(conn: Conn, story: tuple[str, str]) -> None:
     page, api = story
 
@@ -225,6 +248,7 @@ def test_all_maintenance_has_no_uptime_ratio(conn: Conn) -> None:
     assert item.uptime is None
 
 
+@pytest.mark.usefixtures("session_zone")
 def test_the_future_is_not_counted(conn: Conn) -> None:
     page = make_page(conn)
     api = components.create(conn, page, name="API")
@@ -279,6 +303,7 @@ def test_invalid_ranges(
         uptime.for_page(conn, story[0], start=start, end=end)
 
 
+@pytest.mark.usefixtures("session_zone")
 def test_longest_range_is_accepted(conn: Conn, story: tuple[str, str]) -> None:
     page, api = story
     result = uptime.for_page(conn, page, start=at(1), end=at(1) + uptime.MAX_RANGE)
@@ -308,6 +333,7 @@ def reference(
     return spent
 
 
+@pytest.mark.usefixtures("session_zone")
 def test_random_timelines_match_a_reference(conn: Conn) -> None:
     rng = random.Random(20240101)
     page = make_page(conn)
@@ -341,7 +367,7 @@ def test_random_timelines_match_a_reference(conn: Conn) -> None:
         for item in result.components:
             created_at, changes = timelines[item.component_id]
             expected = reference(created_at, changes, start, end)
-            assert item.durations.by_status() == expected, (item.name, start, end)
+            assert item.durations.by_status == expected, (item.name, start, end)
             if item.observed_from is not None and item.observed_until is not None:
                 assert total(item.durations) == item.observed_until - item.observed_from
         assert total(result.durations) == sum((total(c.durations) for c in result.components), ZERO)
@@ -355,6 +381,7 @@ def changes_of(conn: Conn, component_id: str) -> list[tuple[dt.datetime, Compone
     return [(changed_at, status) for changed_at, status in rows]
 
 
+@pytest.mark.usefixtures("session_zone")
 def test_end_to_end_through_incidents_and_maintenance(conn: Conn) -> None:
     team = teams.create(conn, name="SRE")
     page = pages.create(
@@ -396,7 +423,7 @@ def test_end_to_end_through_incidents_and_maintenance(conn: Conn) -> None:
             now - 30 * D,
             result.observed_until,
         )
-        assert item.durations.by_status() == expected
+        assert item.durations.by_status == expected
     api_spent, docs_spent = result.component(api.id).durations, result.component(docs.id).durations
     assert api_spent.major_outage >= dt.timedelta(milliseconds=20)
     assert api_spent.partial_outage >= dt.timedelta(milliseconds=20)
