@@ -1,5 +1,5 @@
 -- statusdb 0015: a series' DTSTART as wall-clock time, and the scheduler's per-window errors.
--- depends: 0011_global_status_lock
+-- depends: 0014_page_view_bounds
 --
 -- recurrence_local_start: the series' first occurrence as the wall-clock time of its time_zone
 -- (RFC 5545 DTSTART;TZID=...). recurrence_start is that occurrence's instant. The two differ in
