@@ -127,7 +127,9 @@ def time_range(start: dt.datetime, end: dt.datetime) -> None:
     """`end` strictly after `start`, both aware."""
     aware("start_time", start)
     aware("end_time", end)
-    if end <= start:
+    # On instants: two datetimes sharing one tzinfo compare by wall clock and ignore `fold`
+    # (PEP 495), so 01:15 (second pass) would come "before" 01:30 (first pass) on a fall-back day.
+    if end.astimezone(dt.UTC) <= start.astimezone(dt.UTC):
         raise InvalidInput(
             f"end_time ({end.isoformat()}) must be after start_time ({start.isoformat()})"
         )

@@ -21,7 +21,7 @@ from psycopg import sql
 from psycopg.rows import TupleRow
 from rfc5545_reference import reference_starts, series_cases
 
-from statusdb import components, maintenance, pages, recurrence, teams, uptime
+from statusdb import components, maintenance, pages, recurrence, teams, uptime, validate
 from statusdb.errors import InvalidInput
 from statusdb.types import CreateMaintenanceWindowInput
 
@@ -496,3 +496,12 @@ def test_list_upcoming_agrees_with_recurring_ical_events(
         assert all(o.end_time - o.start_time == MINUTE for o in found)
     finally:
         conn.rollback()
+
+
+def test_time_range_compares_instants_not_wall_clocks() -> None:
+    """validate.time_range: 01:30 (first pass) to 01:15 (second pass) in New York is 45 minutes."""
+    start = dt.datetime(2025, 11, 2, 1, 30, tzinfo=NY)
+    end = dt.datetime(2025, 11, 2, 1, 15, fold=1, tzinfo=NY)
+    validate.time_range(start, end)  # accepted: end is 45 minutes after start
+    with pytest.raises(InvalidInput):
+        validate.time_range(end, start)
