@@ -435,6 +435,13 @@ CREATE TRIGGER maintenance_window_check_page_fixed
     WHEN (NEW.status_page_id IS DISTINCT FROM OLD.status_page_id)
     EXECUTE FUNCTION statusdb_maintenance_window_check_page_fixed();
 
+-- Trigger functions need no EXECUTE privilege to fire; nobody calls them directly (0014 audits
+-- what each role may execute).
+REVOKE EXECUTE ON FUNCTION
+    statusdb_status_page_component_check_page_fixed(),
+    statusdb_maintenance_window_check_page_fixed()
+FROM PUBLIC;
+
 -- The same-page triggers of 0002 run as the caller (they need no more than the caller's rights),
 -- and so resolve table names through the caller's search_path: statusdb_app could put pg_temp
 -- first and shadow status_page_component or maintenance_window with temporary tables of its own

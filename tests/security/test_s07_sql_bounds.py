@@ -41,6 +41,9 @@ APP_FUNCTIONS = {
     "statusdb_lock_status_keys(bigint[])",
     # status.recompute (no arguments to bound: it reads every component once).
     "statusdb_recompute_statuses(boolean)",
+    # 0013's SSRF guard runs as the writer of status_subscriber (linear in the URL's length).
+    "statusdb_destination_host_problem(text)",
+    "statusdb_destination_problem(text,text)",
     # The page view: clamps its arguments.
     "statusdb_page_view(text,bytea,interval,integer)",
 }

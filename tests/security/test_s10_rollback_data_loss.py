@@ -176,5 +176,52 @@ def test_rollback_of_0014_does_not_silently_lock_private_pages(empty_dsn: str) -
     with pytest.raises(migrations.MigrationError, match="1 private pages") as refused:
         migrations.rollback(empty_dsn, steps)
     assert "could not roll back migration 0014_page_view_bounds" in str(refused.value)
-    rolled = migrations.rollback(empty_dsn, steps, allow_data_loss=True)
-    assert rolled[-1] == "0014_page_view_bounds"
+    # The migrations on top of 0014 lose nothing here and were rolled back before the refusal.
+    applied = _applied(empty_dsn)
+    assert applied[-1] == "0014_page_view_bounds"
+    rolled = migrations.rollback(empty_dsn, 1, allow_data_loss=True)
+    assert rolled == ["0014_page_view_bounds"]
+
+
+def _rollback_down_to(dsn: str, migration_id: str, **kwargs: bool) -> list[str]:
+    applied = _applied(dsn)
+    return migrations.rollback(dsn, len(applied) - applied.index(migration_id), **kwargs)
+
+
+def test_rollback_of_0013_does_not_silently_drop_the_allow_list(empty_dsn: str) -> None:
+    """Rolling 0013 back drops the DBA's SSRF allow-list entries."""
+    migrations.apply(empty_dsn)
+    with psycopg.connect(empty_dsn) as c:
+        c.execute("INSERT INTO destination_allowlist (host_name, reason) VALUES ('a.corp', 'x')")
+    with pytest.raises(migrations.MigrationError, match="1 entries") as refused:
+        _rollback_down_to(empty_dsn, "0013_destination_policy")
+    assert "could not roll back migration 0013_destination_policy" in str(refused.value)
+    assert "--allow-data-loss" in str(refused.value)
+    assert _rollback_down_to(empty_dsn, "0013_destination_policy", allow_data_loss=True)[-1] == (
+        "0013_destination_policy"
+    )
+
+
+def test_rollback_of_0015_does_not_silently_move_gap_series_or_drop_scheduler_errors(
+    empty_dsn: str,
+) -> None:
+    """Rolling 0015 back moves a series that starts at a skipped time by an hour, silently."""
+    migrations.apply(empty_dsn)
+    with psycopg.connect(empty_dsn) as c:
+        team = teams.create(c, name="T")
+        page = pages.create(c, team_id=team.id, name="P", slug="p", created_by_id="u")
+        c.execute(
+            """INSERT INTO maintenance_window (status_page_id, title, start_time, end_time,
+                   created_by_id, recurrence_rule, time_zone, recurrence_start,
+                   recurrence_local_start)
+               VALUES (%s, 'gap', '2035-03-25 01:30+00', '2035-03-25 02:30+00', 'u',
+                       'FREQ=DAILY', 'Europe/Berlin', '2035-03-25 01:30+00',
+                       '2035-03-25 02:30')""",
+            (page.page.id,),
+        )
+    with pytest.raises(migrations.MigrationError, match="1 recurring windows") as refused:
+        _rollback_down_to(empty_dsn, "0015_maintenance_time")
+    assert "could not roll back migration 0015_maintenance_time" in str(refused.value)
+    assert _rollback_down_to(empty_dsn, "0015_maintenance_time", allow_data_loss=True)[-1] == (
+        "0015_maintenance_time"
+    )
