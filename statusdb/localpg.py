@@ -347,8 +347,11 @@ class LocalCluster:
             f"could not start PostgreSQL in {self.data_dir} (log: {self.log_file}): {last_error}"
         )
 
-    def stop(self) -> None:
-        """Stop the server (fast shutdown); no-op when it is not running."""
+    def stop(self, *, mode: str = "fast") -> None:
+        """Stop the server (`fast` shutdown by default; `immediate` is a crash, as when the
+        machine dies); no-op when it is not running."""
+        if mode not in ("smart", "fast", "immediate"):
+            raise ValueError(f"mode must be smart, fast or immediate, not {mode!r}")
         if not self.is_running():
             return
         self._run(
@@ -357,7 +360,7 @@ class LocalCluster:
                 "--pgdata",
                 str(self.data_dir),
                 "--mode",
-                "fast",
+                mode,
                 "--wait",
                 "--timeout",
                 str(_START_TIMEOUT_S),
@@ -377,6 +380,47 @@ class LocalCluster:
                 with contextlib.suppress(psycopg.errors.DuplicateDatabase):
                     conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
         return self.dsn(dbname)
+
+    def create_replica(self, data_dir: Path | str) -> LocalCluster:
+        """A streaming replica of this (running) cluster in `data_dir`, not yet started.
+
+        `pg_basebackup -R` (from the same bindir as this cluster's initdb) copies the cluster
+        over the replication protocol on 127.0.0.1 and writes `standby.signal` and
+        `primary_conninfo`; `start()` then gives the replica a port and socket folder of its
+        own (the copied `statusdb.conf` names the primary's). The replica is a hot standby
+        (read-only queries) with this cluster's settings (fsync included).
+        Needs the `host replication` line of pg_hba.conf that `initialize()` writes (clusters
+        made by older statusdb versions lack it).
+        """
+        if not self.is_running():
+            raise ClusterError(f"the cluster in {self.data_dir} must run to be copied")
+        replica = LocalCluster(data_dir, fsync=self.fsync, bindir=self.bindir)
+        if replica.data_dir.exists() and any(replica.data_dir.iterdir()):
+            raise ClusterError(f"{replica.data_dir} exists and is not empty")
+        basebackup = self.bindir / "pg_basebackup"
+        if not os.access(basebackup, os.X_OK):
+            raise PostgresNotFoundError(f"pg_basebackup is not in {self.bindir}. " + INSTALL_HINT)
+        replica._prepare_dirs()
+        args = [
+            str(basebackup),
+            "--pgdata",
+            str(replica.data_dir),
+            "--dbname",
+            make_conninfo(host=HOST, port=self.port, user=SUPERUSER),
+            "--write-recovery-conf",
+            "--wal-method",
+            "stream",
+            "--checkpoint",
+            "fast",
+        ]
+        if not self.fsync:
+            args.append("--no-sync")
+        replica._run(args, what="pg_basebackup")
+        return replica
+
+    def is_replica(self) -> bool:
+        """True when this data directory is a standby (has `standby.signal`)."""
+        return (self.data_dir / "standby.signal").is_file()
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -420,7 +464,10 @@ class LocalCluster:
             "# TYPE  DATABASE  USER  ADDRESS       METHOD\n"
             "local   all       all                 trust\n"
             "host    all       all   127.0.0.1/32  trust\n"
-            "host    all       all   ::1/128       trust\n",
+            "host    all       all   ::1/128       trust\n"
+            "# Streaming replicas on this machine (LocalCluster.create_replica).\n"
+            "local   replication  all              trust\n"
+            "host    replication  all  127.0.0.1/32  trust\n",
             encoding="utf-8",
         )
         self._give_to_server_user(hba)
