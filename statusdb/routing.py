@@ -267,7 +267,7 @@ class Router:
         self._direct = direct if direct is not None else primary
         self._replica_timeout = replica_timeout
         self._connect_kwargs: dict[str, Any] = {"connect_timeout": connect_timeout}
-        sizes = {"min_size": min_size, "max_size": max_size}
+        sizes: dict[str, Any] = {"min_size": min_size, "max_size": max_size}
         self._primary = _Host(
             primary,
             make_pool(
@@ -302,9 +302,7 @@ class Router:
             )
             for n, conninfo in enumerate(replicas)
         ]
-        self._samples: collections.deque[tuple[float, int]] = collections.deque(
-            maxlen=_MAX_SAMPLES
-        )
+        self._samples: collections.deque[tuple[float, int]] = collections.deque(maxlen=_MAX_SAMPLES)
         self._turn = itertools.count()
         self._stop = threading.Event()
         self._checker: threading.Thread | None = None
