@@ -52,6 +52,7 @@ pooler (see `require_direct`).
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import datetime as dt
@@ -60,23 +61,26 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any, Final, Generic, TypeVar
 
 import attrs
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow, class_row
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from statusdb.errors import InvalidInput, StatusdbError, translate
 from statusdb.executor import Op, one, operation
-from statusdb.pool import make_pool
+from statusdb.pool import make_async_pool, make_pool
 
 __all__ = [
+    "AsyncRouter",
     "HostStatus",
     "Router",
     "Written",
+    "acommit",
+    "arequire_direct",
     "commit",
     "parse_token",
     "position",
@@ -85,6 +89,7 @@ __all__ = [
 
 T = TypeVar("T")
 Conn = psycopg.Connection[TupleRow]
+AConn = psycopg.AsyncConnection[TupleRow]
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +136,15 @@ def commit(conn: Conn) -> str:
     except psycopg.Error as exc:
         raise translate(exc) from exc
     return position(conn)
+
+
+async def acommit(conn: AConn) -> str:
+    """`commit` for an async connection."""
+    try:
+        await conn.commit()
+    except psycopg.Error as exc:
+        raise translate(exc) from exc
+    return await position(conn)
 
 
 # -- replica state ----------------------------------------------------------------------------
@@ -195,162 +209,71 @@ def _host_name(conninfo: str) -> str:
 
 
 class _Host:
-    def __init__(self, conninfo: str, pool: ConnectionPool[Conn], is_primary: bool) -> None:
+    """One host as the checker sees it: its last status and its monitor connection."""
+
+    def __init__(self, conninfo: str, is_primary: bool) -> None:
         self.conninfo = conninfo
-        self.pool = pool
         self.name = _host_name(conninfo)
         self.status = HostStatus(self.name, is_primary=is_primary, reachable=False)
         self.monitor: Conn | None = None
 
 
-def require_direct(conn: psycopg.Connection[Any]) -> None:
-    """Refuse a connection that goes through a pooler such as PgBouncer (InvalidInput).
-
-    PgBouncer hands clients a made-up backend key, so the process id the client was told
-    differs from the server process that runs its statements. LISTEN needs a session of its own
-    on the server: in transaction pooling the server connection goes back to the pool after
-    each transaction and notifications reach whoever gets it next (or nobody).
-    """
-    try:
-        row = conn.execute(b"SELECT pg_backend_pid()", prepare=False).fetchone()
-    except psycopg.Error as exc:
-        raise translate(exc) from exc
-    if row is None or row[0] != conn.info.backend_pid:
-        raise InvalidInput(
-            "this connection goes through a connection pooler (PgBouncer?): LISTEN and other "
-            "session state need a direct connection to PostgreSQL (Router(direct=...))"
-        )
+def _seconds(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise InvalidInput(f"{name} must be a number of seconds > 0")
+    return float(value)
 
 
-class Router:
-    """Send reads to fresh streaming replicas, writes to the primary. See the module doc.
-
-    `primary` and each of `replicas` are libpq conninfo strings (one pool each, made by
-    `statusdb.pool.make_pool` with `prepare`). `max_lag` (seconds) bounds the staleness of a
-    read without a token; `check_interval` (default a quarter of it, at most 1 s) is how often
-    the positions are checked. `direct` is the conninfo `listener()` uses (default: `primary`).
-    `min_size`/`max_size` size each pool; `connect_timeout` (seconds) bounds each connection
-    attempt, and a replica that yields no connection within `replica_timeout` is skipped.
-
-    Use it as a context manager, or `open()` / `close()`. `open()` checks every host once
-    before returning, so that the first reads already go to fresh replicas.
-    """
+class _Checker:
+    """The primary's position samples and each replica's state, refreshed by a thread."""
 
     def __init__(
         self,
         primary: str,
-        replicas: Sequence[str] = (),
+        replicas: Sequence[str],
         *,
-        max_lag: float = 2.0,
-        check_interval: float | None = None,
-        prepare: bool = True,
-        direct: str | None = None,
-        min_size: int = 1,
-        max_size: int = 4,
-        connect_timeout: int = 2,
-        replica_timeout: float = 1.0,
+        max_lag: float,
+        check_interval: float | None,
+        connect_timeout: int,
+        on_back: Callable[[int], None],
     ) -> None:
         if isinstance(replicas, str):
             raise TypeError("replicas is a sequence of conninfo strings, not one string")
-        if isinstance(max_lag, bool) or not isinstance(max_lag, int | float) or max_lag <= 0:
-            raise InvalidInput("max_lag must be a number of seconds > 0")
-        if check_interval is None:
-            check_interval = min(1.0, max_lag / 4)
-        if (
-            isinstance(check_interval, bool)
-            or not isinstance(check_interval, int | float)
-            or not 0 < check_interval < max_lag
-        ):
+        self.max_lag = _seconds("max_lag", max_lag)
+        interval = min(1.0, self.max_lag / 4) if check_interval is None else check_interval
+        if _seconds("check_interval", interval) >= self.max_lag:
             raise InvalidInput("check_interval must be > 0 seconds and shorter than max_lag")
-        self.max_lag = float(max_lag)
-        self.check_interval = float(check_interval)
-        self._direct = direct if direct is not None else primary
-        self._replica_timeout = replica_timeout
-        self._connect_kwargs: dict[str, Any] = {"connect_timeout": connect_timeout}
-        sizes: dict[str, Any] = {"min_size": min_size, "max_size": max_size}
-        self._primary = _Host(
-            primary,
-            make_pool(
-                primary, prepare=prepare, kwargs=self._connect_kwargs, name="primary", **sizes
-            ),
-            is_primary=True,
-        )
-        # Reads: autocommit (one round trip each), no check on checkout (a broken connection
-        # fails the read, which then runs elsewhere: the check's round trip is saved).
-        self._primary_reads = make_pool(
-            primary,
-            prepare=prepare,
-            autocommit=True,
-            kwargs=self._connect_kwargs,
-            check=None,
-            name="primary-reads",
-            **sizes,
-        )
-        self._replicas = [
-            _Host(
-                conninfo,
-                make_pool(
-                    conninfo,
-                    prepare=prepare,
-                    autocommit=True,
-                    kwargs=self._connect_kwargs,
-                    check=None,
-                    name=f"replica-{n}",
-                    **sizes,
-                ),
-                is_primary=False,
-            )
-            for n, conninfo in enumerate(replicas)
-        ]
+        self.interval = float(interval)
+        self.connect_timeout = connect_timeout
+        self.primary = _Host(primary, is_primary=True)
+        self.replicas = [_Host(conninfo, is_primary=False) for conninfo in replicas]
+        self._on_back = on_back
         self._samples: collections.deque[tuple[float, int]] = collections.deque(maxlen=_MAX_SAMPLES)
         self._turn = itertools.count()
         self._stop = threading.Event()
-        self._checker: threading.Thread | None = None
-        self._check_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
         self._reads_lock = threading.Lock()
         self._reads: collections.Counter[str] = collections.Counter()
 
-    # -- life cycle ---------------------------------------------------------------------
-
-    def open(self) -> None:
-        """Open the pools, check every host once, start the checker thread."""
-        if self._checker is not None:
-            return
-        for pool in self._pools():
-            pool.open(wait=False)
+    def start(self) -> None:
         self.check()
         self._stop.clear()
-        self._checker = threading.Thread(target=self._run_checks, name="statusdb-router")
-        self._checker.daemon = True
-        self._checker.start()
+        self._thread = threading.Thread(target=self._run, name="statusdb-router", daemon=True)
+        self._thread.start()
 
-    def close(self) -> None:
-        """Stop the checker and close every pool and monitor connection."""
+    def stop(self) -> None:
         self._stop.set()
-        if self._checker is not None:
-            self._checker.join()
-            self._checker = None
-        for host in (self._primary, *self._replicas):
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        for host in (self.primary, *self.replicas):
             if host.monitor is not None:
                 host.monitor.close()
                 host.monitor = None
-        for pool in self._pools():
-            pool.close()
 
-    def __enter__(self) -> Router:
-        self.open()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _pools(self) -> list[ConnectionPool[Conn]]:
-        return [self._primary.pool, self._primary_reads, *(r.pool for r in self._replicas)]
-
-    # -- checks -------------------------------------------------------------------------
-
-    def _run_checks(self) -> None:
-        while not self._stop.wait(self.check_interval):
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
             try:
                 self.check()
             except Exception:  # never let the checker die; the next round tries again
@@ -360,21 +283,27 @@ class Router:
         if host.monitor is None or host.monitor.closed or host.monitor.broken:
             if host.monitor is not None:
                 host.monitor.close()
-            conn = psycopg.connect(host.conninfo, autocommit=True, **self._connect_kwargs)
+            conn = psycopg.connect(
+                host.conninfo, autocommit=True, connect_timeout=self.connect_timeout
+            )
             conn.prepare_threshold = None  # also safe behind PgBouncer
             host.monitor = conn
         return host.monitor
 
     def check(self) -> list[HostStatus]:
-        """Check every host now (the checker thread does this every `check_interval`)."""
-        with self._check_lock:
+        with self._lock:
             self._check_primary()
-            for replica in self._replicas:
+            for index, replica in enumerate(self.replicas):
+                was_reachable = replica.status.reachable
                 self._check_replica(replica)
+                if replica.status.reachable and not was_reachable:
+                    # Back (or first seen): drop the pool's connections broken meanwhile
+                    # before reads go there again.
+                    self._on_back(index)
             return self.status()
 
     def _check_primary(self) -> None:
-        host = self._primary
+        host = self.primary
         sampled_at = time.monotonic()  # before asking: the position covers commits until now
         try:
             lsn = parse_token(position(self._monitor(host)))
@@ -421,31 +350,173 @@ class Router:
         )
 
     def status(self) -> list[HostStatus]:
-        """The last check's findings: the primary first, then each replica."""
-        return [self._primary.status, *(r.status for r in self._replicas)]
+        return [self.primary.status, *(r.status for r in self.replicas)]
 
-    def reads_served(self) -> dict[str, int]:
-        """How many reads each host served (by `host:port`; the primary under its name)."""
-        with self._reads_lock:
-            return dict(self._reads)
-
-    # -- routing ------------------------------------------------------------------------
-
-    def _candidates(self, token: int | None) -> list[_Host]:
+    def candidates(self, token: int | None) -> list[int]:
+        """Indexes of the replicas a read may go to now, in round-robin order."""
         now = time.monotonic()
-        fresh = [r for r in self._replicas if r.status.usable(now, token)]
-        if len(fresh) > 1:  # round robin among the fresh ones
+        fresh = [i for i, r in enumerate(self.replicas) if r.status.usable(now, token)]
+        if len(fresh) > 1:
             turn = next(self._turn) % len(fresh)
             fresh = fresh[turn:] + fresh[:turn]
         return fresh
 
-    def _mark_down(self, host: _Host, exc: BaseException) -> None:
+    def mark_down(self, index: int, exc: BaseException) -> None:
+        host = self.replicas[index]
         logger.info("statusdb router: %s skipped until its next check: %s", host.name, exc)
         host.status = attrs.evolve(host.status, reachable=False, error=str(exc))
 
-    def _count(self, name: str) -> None:
+    def count(self, name: str) -> None:
         with self._reads_lock:
             self._reads[name] += 1
+
+    def reads_served(self) -> dict[str, int]:
+        with self._reads_lock:
+            return dict(self._reads)
+
+
+def _broken(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any] | None) -> bool:
+    return conn is not None and (conn.closed or conn.broken)
+
+
+_POOLED: Final = (
+    "this connection goes through a connection pooler (PgBouncer?): LISTEN and other session "
+    "state need a direct connection to PostgreSQL (Router(direct=...))"
+)
+
+
+def require_direct(conn: psycopg.Connection[Any]) -> None:
+    """Refuse a connection that goes through a pooler such as PgBouncer (InvalidInput).
+
+    PgBouncer hands clients a made-up backend key, so the process id the client was told
+    differs from the server process that runs its statements. LISTEN needs a session of its own
+    on the server: in transaction pooling the server connection goes back to the pool after
+    each transaction and notifications reach whoever gets it next (or nobody).
+    """
+    try:
+        row = conn.execute(b"SELECT pg_backend_pid()", prepare=False).fetchone()
+    except psycopg.Error as exc:
+        raise translate(exc) from exc
+    if row is None or row[0] != conn.info.backend_pid:
+        raise InvalidInput(_POOLED)
+
+
+_ROUTER_DOC = """
+    `primary` and each of `replicas` are libpq conninfo strings (one pool each, made by
+    `statusdb.pool` with `prepare`). `max_lag` (seconds) bounds the staleness of a read
+    without a token; `check_interval` (default a quarter of it, at most 1 s) is how often the
+    positions are checked (by a thread, on connections of its own). `direct` is the conninfo
+    `listener()` uses (default: `primary`). `min_size`/`max_size` size each pool;
+    `connect_timeout` (whole seconds) bounds each connection attempt, and a replica that yields
+    no connection within `replica_timeout` seconds is skipped.
+"""
+
+
+async def arequire_direct(conn: psycopg.AsyncConnection[Any]) -> None:
+    """`require_direct` for an async connection."""
+    try:
+        cur = await conn.execute(b"SELECT pg_backend_pid()", prepare=False)
+        row = await cur.fetchone()
+    except psycopg.Error as exc:
+        raise translate(exc) from exc
+    if row is None or row[0] != conn.info.backend_pid:
+        raise InvalidInput(_POOLED)
+
+
+class Router:
+    """Send reads to fresh streaming replicas, writes to the primary. See the module doc.
+
+    Use it as a context manager, or `open()` / `close()`. `open()` checks every host once
+    before returning, so that the first reads already go to fresh replicas.
+    """
+
+    __doc__ = (__doc__ or "") + _ROUTER_DOC
+
+    def __init__(
+        self,
+        primary: str,
+        replicas: Sequence[str] = (),
+        *,
+        max_lag: float = 2.0,
+        check_interval: float | None = None,
+        prepare: bool = True,
+        direct: str | None = None,
+        min_size: int = 1,
+        max_size: int = 4,
+        connect_timeout: int = 2,
+        replica_timeout: float = 1.0,
+    ) -> None:
+        self._checker = _Checker(
+            primary,
+            replicas,
+            max_lag=max_lag,
+            check_interval=check_interval,
+            connect_timeout=connect_timeout,
+            on_back=self._back,
+        )
+        self.max_lag = self._checker.max_lag
+        self.check_interval = self._checker.interval
+        self._direct = direct if direct is not None else primary
+        self._replica_timeout = replica_timeout
+        self._connect_timeout = connect_timeout
+        self._attempts = max_size + 1
+        common: dict[str, Any] = {
+            "prepare": prepare,
+            "kwargs": {"connect_timeout": connect_timeout},
+            "min_size": min_size,
+            "max_size": max_size,
+        }
+        self._primary = make_pool(primary, name="primary", **common)
+        # Reads: autocommit (one round trip each), no check on checkout (a broken connection
+        # fails the read, which then runs elsewhere: the check's round trip is saved).
+        read: dict[str, Any] = {**common, "autocommit": True, "check": None}
+        self._primary_reads = make_pool(primary, name="primary-reads", **read)
+        self._replicas = [
+            make_pool(conninfo, name=f"replica-{n}", **read) for n, conninfo in enumerate(replicas)
+        ]
+        self._opened = False
+
+    def _back(self, index: int) -> None:
+        if self._opened:
+            self._replicas[index].check()
+
+    def _pools(self) -> list[ConnectionPool[Conn]]:
+        return [self._primary, self._primary_reads, *self._replicas]
+
+    def open(self) -> None:
+        """Open the pools, check every host once, start the checker thread."""
+        if self._opened:
+            return
+        for pool in self._pools():
+            pool.open(wait=False)
+        self._opened = True
+        self._checker.start()
+
+    def close(self) -> None:
+        """Stop the checker and close every pool and monitor connection."""
+        self._checker.stop()
+        for pool in self._pools():
+            pool.close()
+        self._opened = False
+
+    def __enter__(self) -> Router:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def check(self) -> list[HostStatus]:
+        """Check every host now (the checker thread does this every `check_interval`)."""
+        return self._checker.check()
+
+    def status(self) -> list[HostStatus]:
+        """The last check's findings: the primary first, then each replica."""
+        return self._checker.status()
+
+    def reads_served(self) -> dict[str, int]:
+        """How many reads each host served (by `host:port`)."""
+        return self._checker.reads_served()
 
     def read(self, fn: Callable[[Conn], T], *, token: str | None = None) -> T:
         """`fn(conn)` on a fresh replica (one that has replayed `token`, if given), else on
@@ -453,36 +524,33 @@ class Router:
         wrap several reads in `with conn.transaction():` to see one snapshot. `fn` may run
         more than once (on another host when a replica's connection breaks)."""
         lsn = None if token is None else parse_token(token)
-        for host in self._candidates(lsn):
+        for index in self._checker.candidates(lsn):
             conn: Conn | None = None
             try:
-                with host.pool.connection(timeout=self._replica_timeout) as conn:
+                with self._replicas[index].connection(timeout=self._replica_timeout) as conn:
                     result = fn(conn)
             except PoolTimeout as exc:
-                self._mark_down(host, exc)
+                self._checker.mark_down(index, exc)
                 continue
             except Exception as exc:
-                if conn is None or not (conn.closed or conn.broken):
+                if not _broken(conn):
                     raise
-                self._mark_down(host, exc)
+                self._checker.mark_down(index, exc)
                 continue
-            self._count(host.name)
+            self._checker.count(self._checker.replicas[index].name)
             return result
-        return self._read_on_primary(fn)
-
-    def _read_on_primary(self, fn: Callable[[Conn], T]) -> T:
-        # One more try on a fresh connection when an idle one turns out to be broken (after a
-        # restart of the primary); a second failure reaches the caller.
-        for attempt in (1, 2):
-            conn: Conn | None = None
+        # The primary: a broken idle connection (after a restart) is dropped and the read runs
+        # on the next one; at most max_size + 1 attempts.
+        for attempt in range(1, self._attempts + 1):
+            conn = None
             try:
                 with self._primary_reads.connection() as conn:
                     result = fn(conn)
             except Exception:
-                if attempt == 2 or conn is None or not (conn.closed or conn.broken):
+                if attempt == self._attempts or not _broken(conn):
                     raise
                 continue
-            self._count(self._primary.name)
+            self._checker.count(self._checker.primary.name)
             return result
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -490,7 +558,7 @@ class Router:
     def primary(self) -> Iterator[Conn]:
         """A connection to the primary (autocommit off; committed when the block succeeds,
         rolled back when it raises). End with `token = commit(conn)` for a position token."""
-        with self._primary.pool.connection() as conn:
+        with self._primary.connection() as conn:
             yield conn
 
     def write(self, fn: Callable[[Conn], T]) -> Written[T]:
@@ -504,12 +572,172 @@ class Router:
         """A new direct autocommit connection to the primary for `statusdb.feed.listen`
         (yours to close). Refused (InvalidInput) if `direct` goes through a pooler."""
         try:
-            conn = psycopg.connect(self._direct, autocommit=True, **self._connect_kwargs)
+            conn = psycopg.connect(
+                self._direct, autocommit=True, connect_timeout=self._connect_timeout
+            )
         except psycopg.Error as exc:
             raise translate(exc) from exc
         try:
             require_direct(conn)
         except BaseException:
             conn.close()
+            raise
+        return conn
+
+
+class AsyncRouter:
+    """`Router` for asyncio: async pools, awaited reads and writes, the same checker thread.
+
+    `read(fn)` and `write(fn)` take `fn(aconn)` returning an awaitable (e.g. a lambda calling
+    a statusdb operation on the async connection). Open it with `await router.open()` or
+    `async with AsyncRouter(...) as router:`.
+    """
+
+    __doc__ = (__doc__ or "") + _ROUTER_DOC
+
+    def __init__(
+        self,
+        primary: str,
+        replicas: Sequence[str] = (),
+        *,
+        max_lag: float = 2.0,
+        check_interval: float | None = None,
+        prepare: bool = True,
+        direct: str | None = None,
+        min_size: int = 1,
+        max_size: int = 4,
+        connect_timeout: int = 2,
+        replica_timeout: float = 1.0,
+    ) -> None:
+        self._checker = _Checker(
+            primary,
+            replicas,
+            max_lag=max_lag,
+            check_interval=check_interval,
+            connect_timeout=connect_timeout,
+            on_back=self._back,
+        )
+        self.max_lag = self._checker.max_lag
+        self.check_interval = self._checker.interval
+        self._direct = direct if direct is not None else primary
+        self._replica_timeout = replica_timeout
+        self._connect_timeout = connect_timeout
+        self._attempts = max_size + 1
+        common: dict[str, Any] = {
+            "prepare": prepare,
+            "kwargs": {"connect_timeout": connect_timeout},
+            "min_size": min_size,
+            "max_size": max_size,
+        }
+        self._primary = make_async_pool(primary, name="primary", **common)
+        read: dict[str, Any] = {**common, "autocommit": True, "check": None}
+        self._primary_reads = make_async_pool(primary, name="primary-reads", **read)
+        self._replicas = [
+            make_async_pool(conninfo, name=f"replica-{n}", **read)
+            for n, conninfo in enumerate(replicas)
+        ]
+        self._back_to_check: set[int] = set()
+        self._opened = False
+
+    def _back(self, index: int) -> None:
+        # Called from the checker thread: the pool is checked on the event loop, at next use.
+        self._back_to_check.add(index)
+
+    def _pools(self) -> list[AsyncConnectionPool[AConn]]:
+        return [self._primary, self._primary_reads, *self._replicas]
+
+    async def open(self) -> None:
+        """Open the pools, check every host once, start the checker thread."""
+        if self._opened:
+            return
+        for pool in self._pools():
+            await pool.open(wait=False)
+        self._opened = True
+        await asyncio.to_thread(self._checker.start)
+        self._back_to_check.clear()
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._checker.stop)
+        for pool in self._pools():
+            await pool.close()
+        self._opened = False
+
+    async def __aenter__(self) -> AsyncRouter:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def check(self) -> list[HostStatus]:
+        """Check every host now (in a worker thread)."""
+        return await asyncio.to_thread(self._checker.check)
+
+    def status(self) -> list[HostStatus]:
+        return self._checker.status()
+
+    def reads_served(self) -> dict[str, int]:
+        return self._checker.reads_served()
+
+    async def read(self, fn: Callable[[AConn], Awaitable[T]], *, token: str | None = None) -> T:
+        """`Router.read` for async callers."""
+        lsn = None if token is None else parse_token(token)
+        for index in self._checker.candidates(lsn):
+            pool = self._replicas[index]
+            if index in self._back_to_check:
+                self._back_to_check.discard(index)
+                await pool.check()
+            conn: AConn | None = None
+            try:
+                async with pool.connection(timeout=self._replica_timeout) as conn:
+                    result = await fn(conn)
+            except PoolTimeout as exc:
+                self._checker.mark_down(index, exc)
+                continue
+            except Exception as exc:
+                if not _broken(conn):
+                    raise
+                self._checker.mark_down(index, exc)
+                continue
+            self._checker.count(self._checker.replicas[index].name)
+            return result
+        for attempt in range(1, self._attempts + 1):
+            conn = None
+            try:
+                async with self._primary_reads.connection() as conn:
+                    result = await fn(conn)
+            except Exception:
+                if attempt == self._attempts or not _broken(conn):
+                    raise
+                continue
+            self._checker.count(self._checker.primary.name)
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @contextlib.asynccontextmanager
+    async def primary(self) -> AsyncIterator[AConn]:
+        """`Router.primary` for async callers; end with `token = await acommit(conn)`."""
+        async with self._primary.connection() as conn:
+            yield conn
+
+    async def write(self, fn: Callable[[AConn], Awaitable[T]]) -> Written[T]:
+        """`Router.write` for async callers."""
+        async with self.primary() as conn:
+            result = await fn(conn)
+            token = await acommit(conn)
+        return Written(result, token)
+
+    async def listener(self) -> AConn:
+        """`Router.listener` for async callers (`statusdb.feed.alisten`)."""
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                self._direct, autocommit=True, connect_timeout=self._connect_timeout
+            )
+        except psycopg.Error as exc:
+            raise translate(exc) from exc
+        try:
+            await arequire_direct(conn)
+        except BaseException:
+            await conn.close()
             raise
         return conn

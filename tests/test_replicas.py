@@ -27,6 +27,7 @@ from statusdb.errors import InvalidInput, StatusdbError
 from statusdb.pages import NewComponent
 
 Conn = psycopg.Connection[TupleRow]
+AConn = psycopg.AsyncConnection[TupleRow]
 DBNAME = "statusdb_replicas"
 SLUG = "replicated"
 #: Upper bound for waits that only last this long when a test fails.
@@ -321,6 +322,40 @@ def test_listener_is_a_direct_session_on_the_primary(replica_set: ReplicaSet) ->
         with listener:
             assert not _on_replica(listener)
             routing.require_direct(listener)
+
+
+async def test_async_router_reads_replicas_and_honours_tokens(
+    replica_set: ReplicaSet, counter: list[int]
+) -> None:
+    async def version(aconn: AConn) -> int:
+        view = await views.page_view(aconn, SLUG)
+        assert view is not None
+        return int(view.page.name[1:])
+
+    async def on_replica(aconn: AConn) -> bool:
+        cur = await aconn.execute("SELECT pg_is_in_recovery()")
+        return await cur.fetchone() == (True,)
+
+    async with routing.AsyncRouter(
+        replica_set.primary_dsn, replica_set.replica_dsns, max_lag=5.0, check_interval=0.05
+    ) as router:
+        assert all([await router.read(on_replica) for _ in range(4)])
+        counter[0] += 1
+        n = counter[0]
+        written = await router.write(
+            lambda aconn: pages.update(aconn, replica_set.page_id, name=f"v{n}")
+        )
+        assert not await router.read(on_replica, token=written.token)  # not yet checked
+        assert await router.read(version, token=written.token) >= n
+        async with router.primary() as aconn:
+            assert not await on_replica(aconn)
+            token = await routing.acommit(aconn)
+        for replica in replica_set.replicas:
+            _wait_replayed(replica, replica_set.primary_dsn)
+        await router.check()
+        assert await router.read(on_replica, token=token)
+        listener = await router.listener()
+        await listener.close()
 
 
 def test_killed_replica_failover_is_invisible(replica_set: ReplicaSet, counter: list[int]) -> None:
