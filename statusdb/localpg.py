@@ -6,7 +6,8 @@ This is a *development and test* cluster, never a production server:
   cluster's `statusdb.conf` (chosen again if that port is busy when the cluster starts);
 * its unix socket lives in a folder next to the data directory that only its owner can enter;
 * authentication is `trust` for local connections (unix socket and loopback): any local user
-  who can reach 127.0.0.1 can connect as the `postgres` superuser without a password;
+  who can reach 127.0.0.1 can connect as the `postgres` superuser without a password, and
+  open replication connections (`create_replica` makes streaming replicas that way);
 * `fsync` can be turned off (`LocalCluster(..., fsync=False)`), which is only acceptable for
   throwaway test clusters: a crash can then corrupt the data.
 

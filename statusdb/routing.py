@@ -82,6 +82,7 @@ __all__ = [
     "acommit",
     "arequire_direct",
     "commit",
+    "format_token",
     "parse_token",
     "position",
     "require_direct",
@@ -94,7 +95,8 @@ AConn = psycopg.AsyncConnection[TupleRow]
 logger = logging.getLogger(__name__)
 
 _TOKEN: Final = re.compile(r"[0-9a-f]{16}")
-#: Samples of the primary's position kept beyond max_lag (never fewer than one).
+#: At most this many samples of the primary's position are kept (those of the last max_lag
+#: seconds, and always the newest).
 _MAX_SAMPLES: Final = 10_000
 
 
