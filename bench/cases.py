@@ -848,7 +848,7 @@ def _replicas(ctx: Context, count: int) -> Iterator[list[str]]:
         yield dsns
     finally:
         for replica in made:
-            replica.stop(mode="immediate")
+            primary.remove_replica(replica)
         shutil.rmtree(base, ignore_errors=True)
 
 

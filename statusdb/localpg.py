@@ -390,6 +390,12 @@ class LocalCluster:
         `primary_conninfo`; `start()` then gives the replica a port and socket folder of its
         own (the copied `statusdb.conf` names the primary's). The replica is a hot standby
         (read-only queries) with this cluster's settings (fsync included).
+
+        The copy streams through a physical replication slot created first (reserving WAL at
+        once), which the replica then keeps using: without it, a checkpoint on this cluster
+        (another copy's, say) can remove WAL the copy has not streamed yet ("requested WAL
+        segment ... has already been removed"). The slot keeps WAL for the replica while it is
+        stopped: `remove_replica` stops it and drops the slot.
         Needs the `host replication` line of pg_hba.conf that `initialize()` writes (clusters
         made by older statusdb versions lack it).
         """
@@ -402,8 +408,17 @@ class LocalCluster:
         if not os.access(basebackup, os.X_OK):
             raise PostgresNotFoundError(f"pg_basebackup is not in {self.bindir}. " + INSTALL_HINT)
         replica._prepare_dirs()
+        slot = replica.slot_name
+        with psycopg.connect(self.dsn(), autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_create_physical_replication_slot(%s, true)"
+                " WHERE NOT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = %s)",
+                (slot, slot),
+            )
         args = [
             str(basebackup),
+            "--slot",
+            slot,
             "--pgdata",
             str(replica.data_dir),
             "--dbname",
@@ -416,8 +431,31 @@ class LocalCluster:
         ]
         if not self.fsync:
             args.append("--no-sync")
-        replica._run(args, what="pg_basebackup")
+        try:
+            replica._run(args, what="pg_basebackup")
+        except BaseException:
+            with contextlib.suppress(psycopg.Error):
+                self.remove_replica(replica)
+            raise
         return replica
+
+    @property
+    def slot_name(self) -> str:
+        """The replication slot this cluster uses when it is a replica (`create_replica`)."""
+        digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:16]
+        return f"statusdb_replica_{digest}"
+
+    def remove_replica(self, replica: LocalCluster) -> None:
+        """Stop `replica` (immediately) and drop its replication slot on this cluster, so
+        that this cluster no longer keeps WAL for it. Its folder is left to the caller."""
+        replica.stop(mode="immediate")
+        if self.is_running():
+            with psycopg.connect(self.dsn(), autocommit=True) as conn:
+                conn.execute(
+                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
+                    " WHERE slot_name = %s",
+                    (replica.slot_name,),
+                )
 
     def is_replica(self) -> bool:
         """True when this data directory is a standby (has `standby.signal`)."""

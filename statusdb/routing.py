@@ -34,9 +34,12 @@ What the router adds:
   `primary()`) returns a position token: the primary's WAL insert position after the commit, so
   past the commit record (the *insert* position, because with `synchronous_commit = off` the
   written position may not have reached it yet). A read given that token goes to a replica only
-  if *that* replica's replayed position, as last checked, is at or past the token: checked per
-  replica, never "some replica has caught up". Otherwise it reads on the primary. Just after a
-  write that is the primary until the next check (at most `check_interval`). Tokens are
+  if *that* replica's replayed position, as last checked, is at or past the token (and the
+  replica is fresh): checked per replica, never "some replica has caught up". Otherwise it
+  reads on the primary. Just after a write that is the primary until the next check (at most
+  `check_interval`). When a commit record ends exactly at a WAL page boundary, the insert
+  position lies past the next page's header, so replicas count as behind that token until the
+  primary writes more WAL; those reads go to the primary, which is safe. Tokens are
   16 hexadecimal digits, safe in a cookie or a URL. They are not secret and not signed: a forged
   token can do no more than send its own reads to the primary.
 
@@ -44,6 +47,8 @@ Writes, the outbox and the maintenance scheduler always go to the primary (`writ
 `primary()`): a replica refuses writes ("cannot execute ... in a read-only transaction"), and
 status derivation runs in the writing transaction, so replicas receive derived statuses by
 replication and never derive anything themselves.
+
+`AsyncRouter` is the same for asyncio callers (async pools; the checker is the same thread).
 
 LISTEN (`statusdb.feed`) needs a session on the primary itself: `listener()` opens a direct
 connection (the `direct` conninfo, e.g. past PgBouncer) and refuses one that goes through a

@@ -115,7 +115,7 @@ def replica_set(
     finally:
         for replica in made:
             with contextlib.suppress(localpg.ClusterError):
-                replica.stop(mode="immediate")
+                cluster.remove_replica(replica)
         shutil.rmtree(base, ignore_errors=True)
         with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
             conn.execute(
@@ -152,6 +152,11 @@ def test_replicas_stream_from_the_primary(replica_set: ReplicaSet) -> None:
     with psycopg.connect(replica_set.primary.dsn()) as conn:
         rows = conn.execute("SELECT state FROM pg_stat_replication").fetchall()
     assert rows == [("streaming",), ("streaming",)]
+    with psycopg.connect(replica_set.primary.dsn()) as conn:
+        slots = conn.execute(
+            "SELECT slot_name FROM pg_replication_slots WHERE active ORDER BY slot_name"
+        ).fetchall()
+    assert slots == sorted((r.slot_name,) for r in replica_set.replicas)
     for replica in replica_set.replicas:
         assert replica.is_replica()
         assert replica.port != replica_set.primary.port
