@@ -803,3 +803,154 @@ CASES: list[tuple[str, Callable[[Context], list[CaseResult]]]] = [
     ("uptime", uptime_90_days),
     ("mixed load", mixed_load),
 ]
+
+
+# -- replicas (statusdb.routing) ----------------------------------------------------------------
+# These cases start streaming replicas of the bench cluster (pg_basebackup -R through
+# statusdb.localpg, on this machine: the bench cluster must be a local one, as `make bench`
+# makes it) and delete them at the end of the case.
+
+
+@contextmanager
+def _replicas(ctx: Context, count: int) -> Iterator[list[str]]:
+    """`count` streaming replicas of the bench cluster; the app login's conninfo for each."""
+    import shutil
+
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from bench.cluster import _server_owned_dir
+    from statusdb import localpg
+
+    with psycopg.connect(ctx.admin_dsn) as admin:
+        row = admin.execute("SHOW data_directory").fetchone()
+    assert row is not None
+    primary = localpg.LocalCluster(row[0], fsync=True)
+    base = _server_owned_dir("statusdb-bench-replicas-")
+    made: list[localpg.LocalCluster] = []
+    try:
+        for n in range(count):
+            ctx.log(f"  making replica {n + 1} of {count} (pg_basebackup)")
+            replica = primary.create_replica(base / f"replica{n}")
+            made.append(replica)
+            replica.start()
+        with psycopg.connect(ctx.admin_dsn, autocommit=True) as admin:
+            target = admin.execute("SELECT pg_current_wal_insert_lsn()").fetchone()
+        dsns = []
+        for replica in made:
+            with psycopg.connect(replica.dsn(), autocommit=True) as conn:
+                while conn.execute("SELECT pg_last_wal_replay_lsn() >= %s", target).fetchone() != (
+                    True,
+                ):
+                    time.sleep(0.05)
+            params = conninfo_to_dict(ctx.dsn)
+            params["port"] = str(replica.port)
+            dsns.append(make_conninfo(**{k: str(v) for k, v in params.items() if v is not None}))
+        yield dsns
+    finally:
+        for replica in made:
+            primary.remove_replica(replica)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _page_view_read(conn: Conn) -> object:
+    return views.page_view(conn, BENCH_PAGE_SLUG)
+
+
+def routing_overhead(ctx: Context) -> list[CaseResult]:
+    from statusdb.routing import Router
+
+    n = ctx.scale.iterations
+    with (
+        _replicas(ctx, 1) as (replica_dsn,),
+        make_pool(replica_dsn, autocommit=True, min_size=1, max_size=1) as pool,
+        pool.connection() as direct,
+        Router(ctx.dsn, [replica_dsn], max_lag=5.0, min_size=1, max_size=1) as router,
+    ):
+        replica_name = router.status()[1].name
+        base, case = paired(
+            lambda: _page_view_read(direct),
+            lambda: router.read(_page_view_read),
+            n=n,
+            warmup=200,
+        )
+        served = router.reads_served()
+    return [
+        latency_result(
+            "page view on a replica through routing.Router",
+            case,
+            base,
+            baseline="the same page view, direct pooled connection to the replica",
+            target="<= 1.1x",
+            check=lambda r: r <= 1.1,
+            notes={"reads_served": served, "replica": replica_name},
+        )
+    ]
+
+
+def _router_reader(
+    primary: str, replicas: list[str], stop: multiprocessing.synchronize.Event, out: Any
+) -> None:
+    from statusdb.routing import Router
+
+    count = 0
+    with Router(primary, replicas, max_lag=5.0, min_size=1, max_size=1) as router:
+        router.read(_page_view_read)
+        out.put("ready")
+        while not stop.is_set():
+            router.read(_page_view_read)
+            count += 1
+    out.put(count)
+
+
+def _router_phase(ctx: Context, replicas: list[str], readers: int, seconds: float) -> float:
+    mp = multiprocessing.get_context("spawn")
+    stop = mp.Event()
+    out: Any = mp.Queue()
+    procs = [
+        mp.Process(target=_router_reader, args=(ctx.dsn, replicas, stop, out))
+        for _ in range(readers)
+    ]
+    for proc in procs:
+        proc.start()
+    for _ in procs:
+        assert out.get(timeout=120) == "ready"
+    time.sleep(seconds)
+    stop.set()
+    total = sum(out.get(timeout=120) for _ in procs)
+    for proc in procs:
+        proc.join(timeout=120)
+    return float(total / seconds)
+
+
+def replica_scaling(ctx: Context) -> list[CaseResult]:
+    seconds = ctx.scale.mixed_seconds
+    readers = 4
+    with _replicas(ctx, 2) as replica_dsns:
+        rates = {
+            count: _router_phase(ctx, replica_dsns[:count], readers, seconds) for count in (0, 1, 2)
+        }
+    return [
+        CaseResult(
+            name=f"page views/s, {readers} readers through the router, 0/1/2 replicas, "
+            f"{seconds:.0f} s each",
+            p50_us=1e6 / rates[2] * readers,  # mean time per view per reader, 2 replicas
+            p99_us=1e6 / rates[0] * readers,  # the same, primary only
+            n=3,
+            ratio=rates[2] / rates[0],
+            baseline="page views/s on the primary alone (ratio = 2 replicas / primary alone)",
+            baseline_p50_us=None,
+            target="report (one machine: all servers share its 2 cores)",
+            met=None,
+            notes={
+                "page_views_per_s": {f"{k}_replicas": round(v) for k, v in rates.items()},
+                "cores": os.cpu_count(),
+                "p50_us/p99_us": "mean per view per reader: 2 replicas / primary alone",
+            },
+        )
+    ]
+
+
+CASES += [
+    ("routing overhead", routing_overhead),
+    ("replica scaling", replica_scaling),
+]

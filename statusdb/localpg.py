@@ -6,7 +6,8 @@ This is a *development and test* cluster, never a production server:
   cluster's `statusdb.conf` (chosen again if that port is busy when the cluster starts);
 * its unix socket lives in a folder next to the data directory that only its owner can enter;
 * authentication is `trust` for local connections (unix socket and loopback): any local user
-  who can reach 127.0.0.1 can connect as the `postgres` superuser without a password;
+  who can reach 127.0.0.1 can connect as the `postgres` superuser without a password, and
+  open replication connections (`create_replica` makes streaming replicas that way);
 * `fsync` can be turned off (`LocalCluster(..., fsync=False)`), which is only acceptable for
   throwaway test clusters: a crash can then corrupt the data.
 
@@ -347,8 +348,11 @@ class LocalCluster:
             f"could not start PostgreSQL in {self.data_dir} (log: {self.log_file}): {last_error}"
         )
 
-    def stop(self) -> None:
-        """Stop the server (fast shutdown); no-op when it is not running."""
+    def stop(self, *, mode: str = "fast") -> None:
+        """Stop the server (`fast` shutdown by default; `immediate` is a crash, as when the
+        machine dies); no-op when it is not running."""
+        if mode not in ("smart", "fast", "immediate"):
+            raise ValueError(f"mode must be smart, fast or immediate, not {mode!r}")
         if not self.is_running():
             return
         self._run(
@@ -357,7 +361,7 @@ class LocalCluster:
                 "--pgdata",
                 str(self.data_dir),
                 "--mode",
-                "fast",
+                mode,
                 "--wait",
                 "--timeout",
                 str(_START_TIMEOUT_S),
@@ -377,6 +381,85 @@ class LocalCluster:
                 with contextlib.suppress(psycopg.errors.DuplicateDatabase):
                     conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
         return self.dsn(dbname)
+
+    def create_replica(self, data_dir: Path | str) -> LocalCluster:
+        """A streaming replica of this (running) cluster in `data_dir`, not yet started.
+
+        `pg_basebackup -R` (from the same bindir as this cluster's initdb) copies the cluster
+        over the replication protocol on 127.0.0.1 and writes `standby.signal` and
+        `primary_conninfo`; `start()` then gives the replica a port and socket folder of its
+        own (the copied `statusdb.conf` names the primary's). The replica is a hot standby
+        (read-only queries) with this cluster's settings (fsync included).
+
+        The copy streams through a physical replication slot created first (reserving WAL at
+        once), which the replica then keeps using: without it, a checkpoint on this cluster
+        (another copy's, say) can remove WAL the copy has not streamed yet ("requested WAL
+        segment ... has already been removed"). The slot keeps WAL for the replica while it is
+        stopped: `remove_replica` stops it and drops the slot.
+        Needs the `host replication` line of pg_hba.conf that `initialize()` writes (clusters
+        made by older statusdb versions lack it).
+        """
+        if not self.is_running():
+            raise ClusterError(f"the cluster in {self.data_dir} must run to be copied")
+        replica = LocalCluster(data_dir, fsync=self.fsync, bindir=self.bindir)
+        if replica.data_dir.exists() and any(replica.data_dir.iterdir()):
+            raise ClusterError(f"{replica.data_dir} exists and is not empty")
+        basebackup = self.bindir / "pg_basebackup"
+        if not os.access(basebackup, os.X_OK):
+            raise PostgresNotFoundError(f"pg_basebackup is not in {self.bindir}. " + INSTALL_HINT)
+        replica._prepare_dirs()
+        slot = replica.slot_name
+        with psycopg.connect(self.dsn(), autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_create_physical_replication_slot(%s, true)"
+                " WHERE NOT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = %s)",
+                (slot, slot),
+            )
+        args = [
+            str(basebackup),
+            "--slot",
+            slot,
+            "--pgdata",
+            str(replica.data_dir),
+            "--dbname",
+            make_conninfo(host=HOST, port=self.port, user=SUPERUSER),
+            "--write-recovery-conf",
+            "--wal-method",
+            "stream",
+            "--checkpoint",
+            "fast",
+        ]
+        if not self.fsync:
+            args.append("--no-sync")
+        try:
+            replica._run(args, what="pg_basebackup")
+        except BaseException:
+            with contextlib.suppress(psycopg.Error):
+                self.remove_replica(replica)
+            raise
+        return replica
+
+    @property
+    def slot_name(self) -> str:
+        """The replication slot this cluster uses when it is a replica (`create_replica`)."""
+        digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:16]
+        return f"statusdb_replica_{digest}"
+
+    def remove_replica(self, replica: LocalCluster) -> None:
+        """Stop `replica` (immediately) and drop its replication slot on this cluster, so
+        that this cluster no longer keeps WAL for it. Its folder is left to the caller."""
+        replica.stop(mode="immediate")
+        if self.is_running():
+            with psycopg.connect(self.dsn(), autocommit=True) as conn:
+                conn.execute(
+                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
+                    " WHERE slot_name = %s",
+                    (replica.slot_name,),
+                )
+
+    def is_replica(self) -> bool:
+        """True when this data directory is a standby (has `standby.signal`)."""
+        return (self.data_dir / "standby.signal").is_file()
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -420,7 +503,10 @@ class LocalCluster:
             "# TYPE  DATABASE  USER  ADDRESS       METHOD\n"
             "local   all       all                 trust\n"
             "host    all       all   127.0.0.1/32  trust\n"
-            "host    all       all   ::1/128       trust\n",
+            "host    all       all   ::1/128       trust\n"
+            "# Streaming replicas on this machine (LocalCluster.create_replica).\n"
+            "local   replication  all              trust\n"
+            "host    replication  all  127.0.0.1/32  trust\n",
             encoding="utf-8",
         )
         self._give_to_server_user(hba)
