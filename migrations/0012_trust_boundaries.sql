@@ -57,6 +57,8 @@ CREATE TABLE status_lock (
 );
 COMMENT ON TABLE status_lock IS
     'Owner-only rows the status derivation locks (0 = all statuses, 1..4096 = status keys).';
+COMMENT ON COLUMN status_lock.slot IS
+    '0: every status (shared by derivations, exclusive for the repair); 1..4096: hashed status keys.';
 ALTER TABLE status_lock ENABLE ROW LEVEL SECURITY;
 REVOKE ALL ON TABLE status_lock FROM PUBLIC;
 
@@ -70,6 +72,8 @@ CREATE TABLE status_repair (
 );
 COMMENT ON TABLE status_repair IS
     'Owner-only: the transaction repairing statuses right now (statusdb_recompute_statuses).';
+COMMENT ON COLUMN status_repair.xid IS
+    'The repairing transaction (pg_current_xact_id()); the row lives only while the repair runs.';
 ALTER TABLE status_repair ENABLE ROW LEVEL SECURITY;
 REVOKE ALL ON TABLE status_repair FROM PUBLIC;
 
@@ -434,6 +438,14 @@ CREATE TRIGGER maintenance_window_check_page_fixed
     FOR EACH ROW
     WHEN (NEW.status_page_id IS DISTINCT FROM OLD.status_page_id)
     EXECUTE FUNCTION statusdb_maintenance_window_check_page_fixed();
+
+COMMENT ON FUNCTION statusdb_status_page_component_check_page_fixed() IS
+    'Trigger: a component keeps its id and its page (status_page_component_*_fixed).';
+COMMENT ON FUNCTION statusdb_maintenance_window_check_page_fixed() IS
+    'Trigger: a maintenance window keeps its page (maintenance_window_status_page_id_fixed).';
+COMMENT ON FUNCTION statusdb_rederive_components(text[], text, text, text) IS
+    'Re-derives, logs and announces the given components in one statement; the caller holds '
+    'their status locks. Owner only.';
 
 -- Trigger functions need no EXECUTE privilege to fire; nobody calls them directly (0014 audits
 -- what each role may execute).

@@ -52,6 +52,14 @@ CREATE TABLE destination_allowlist (
 COMMENT ON TABLE destination_allowlist IS
     'Internal hosts SLACK/WEBHOOK destinations may name (default: none). Owner-managed.';
 
+COMMENT ON COLUMN destination_allowlist.id IS 'Entry id (statusdb_new_id()).';
+COMMENT ON COLUMN destination_allowlist.host_name IS
+    'A host name allowed exactly (lower case, NFKC, no trailing dot); or NULL for a network entry.';
+COMMENT ON COLUMN destination_allowlist.network IS
+    'A network whose IP literals are allowed (of its own family); or NULL for a host name entry.';
+COMMENT ON COLUMN destination_allowlist.reason IS 'Why the deployment posts there (for audits).';
+COMMENT ON COLUMN destination_allowlist.created_at IS 'When the entry was added.';
+
 -- Owner-only writes: statusdb_app reads it, nobody else. RLS on (as on every table, see 0008),
 -- with one read policy instead of a team policy: the list is the deployment's, not a team's.
 GRANT SELECT ON TABLE destination_allowlist TO statusdb_app;
@@ -214,6 +222,13 @@ $$;
 CREATE TRIGGER status_subscriber_destination_guard
     BEFORE INSERT OR UPDATE OF channel, destination ON status_subscriber
     FOR EACH ROW EXECUTE FUNCTION statusdb_status_subscriber_destination_guard();
+
+COMMENT ON FUNCTION statusdb_destination_host_problem(text) IS
+    'Why a URL host may not be posted to (SSRF policy), or NULL; mirrors statusdb.destinations.';
+COMMENT ON FUNCTION statusdb_destination_problem(text, text) IS
+    'Why a SLACK/WEBHOOK destination URL is refused (SSRF policy), or NULL.';
+COMMENT ON FUNCTION statusdb_status_subscriber_destination_guard() IS
+    'Trigger: refuses SLACK/WEBHOOK destinations naming internal hosts (not allow-listed).';
 
 -- The guard runs as the writer, so the writer (statusdb_app) executes the checks; work is linear
 -- in the destination's length (at most 2,000 characters, 0005). No one else calls them, and no

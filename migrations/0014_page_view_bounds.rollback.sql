@@ -28,10 +28,7 @@ BEGIN
 END;
 $$;
 
-REVOKE EXECUTE ON FUNCTION
-    statusdb_status_lock_key(text, text),
-    statusdb_lock_status_keys(bigint[])
-FROM statusdb_app;
+REVOKE EXECUTE ON FUNCTION statusdb_status_lock_key(text, text) FROM statusdb_app;
 
 GRANT EXECUTE ON FUNCTION
     statusdb_touch_updated_at(),
@@ -46,11 +43,7 @@ GRANT EXECUTE ON FUNCTION
     statusdb_priority_status(text),
     statusdb_derive_status(text, text, text, text),
     statusdb_derive_statuses(text[]),
-    statusdb_log_status_change(text, text, text, text, text, text, text, timestamptz),
-    statusdb_status_lock_key(text, text),
-    statusdb_lock_status_keys(bigint[]),
-    statusdb_refresh_components(text[], text, text, text),
-    statusdb_refresh_team(text, text, text)
+    statusdb_status_lock_key(text, text)
 TO PUBLIC;
 
 COMMENT ON COLUMN status_page.access_token_hash IS NULL;

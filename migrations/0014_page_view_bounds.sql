@@ -209,16 +209,12 @@ REVOKE EXECUTE ON FUNCTION
     statusdb_priority_status(text),
     statusdb_derive_status(text, text, text, text),
     statusdb_derive_statuses(text[]),
-    statusdb_log_status_change(text, text, text, text, text, text, text, timestamptz),
-    statusdb_status_lock_key(text, text),
-    statusdb_lock_status_keys(bigint[]),
-    statusdb_refresh_components(text[], text, text, text),
-    statusdb_refresh_team(text, text, text)
+    statusdb_status_lock_key(text, text)
 FROM PUBLIC;
+-- (0012 already revoked statusdb_lock_status_keys, statusdb_log_status_change,
+-- statusdb_refresh_components and statusdb_refresh_team, and granted statusdb_lock_status_keys
+-- to statusdb_app.)
 
 -- The maintenance scheduler's statements (sql/maintenance.sql) take the status locks of the
 -- components they touch, in key order, before any row's trigger does.
-GRANT EXECUTE ON FUNCTION
-    statusdb_status_lock_key(text, text),
-    statusdb_lock_status_keys(bigint[])
-TO statusdb_app;
+GRANT EXECUTE ON FUNCTION statusdb_status_lock_key(text, text) TO statusdb_app;

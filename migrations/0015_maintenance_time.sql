@@ -53,6 +53,19 @@ COMMENT ON TABLE maintenance_window_scheduler_error IS
     'The last error the scheduler (maintenance.advance) met on a window; the window is skipped '
     'until it advances again or is updated.';
 
+COMMENT ON COLUMN maintenance_window.recurrence_local_start IS
+    'The series'' first occurrence as wall-clock time in time_zone (RFC 5545 DTSTART;TZID); '
+    'NULL: recurrence_start read in time_zone.';
+COMMENT ON COLUMN maintenance_window_scheduler_error.maintenance_window_id IS
+    'The window the scheduler could not move on.';
+COMMENT ON COLUMN maintenance_window_scheduler_error.error IS 'The error, as logged.';
+COMMENT ON COLUMN maintenance_window_scheduler_error.first_failed_at IS
+    'The now of the first failing scheduler step.';
+COMMENT ON COLUMN maintenance_window_scheduler_error.last_failed_at IS
+    'The now of the latest failing scheduler step.';
+COMMENT ON COLUMN maintenance_window_scheduler_error.failures IS
+    'How many scheduler steps failed on the window since it last advanced.';
+
 -- The backend's scheduler writes it; statusdb_reader has no use for it.
 GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE maintenance_window_scheduler_error TO statusdb_app;
 

@@ -24,7 +24,6 @@ COMMENT ON COLUMN status_page.name IS NULL;
 COMMENT ON COLUMN status_page.description IS NULL;
 COMMENT ON COLUMN status_page.slug IS NULL;
 COMMENT ON COLUMN status_page.is_public IS NULL;
-COMMENT ON COLUMN status_page.access_token_hash IS NULL;
 COMMENT ON COLUMN status_page.team_id IS NULL;
 COMMENT ON COLUMN status_page.created_by_id IS NULL;
 COMMENT ON COLUMN status_page.created_at IS NULL;

@@ -55,8 +55,6 @@ COMMENT ON COLUMN status_page.slug IS
     'The page''s address (lower-case letters, digits, single hyphens); unique.';
 COMMENT ON COLUMN status_page.is_public IS
     'True: anyone may read the page; false: only with its access token.';
-COMMENT ON COLUMN status_page.access_token_hash IS
-    'SHA-256 digest of a private page''s access token (the token is never stored); required while the page is private.';
 COMMENT ON COLUMN status_page.team_id IS
     'The owning team; deleting a team that owns pages is refused (RESTRICT). Row-level security scopes by it.';
 COMMENT ON COLUMN status_page.created_by_id IS

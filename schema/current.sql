@@ -17,14 +17,15 @@ BEGIN
         RETURN;
     END IF;
     PERFORM 1
-    FROM status_page_component c
+    FROM public.status_page_component c
     WHERE c.id = ANY (ids)
     ORDER BY c.id
     FOR KEY SHARE;
     SELECT i INTO missing
     FROM unnest(ids) AS i
     WHERE NOT EXISTS (
-        SELECT 1 FROM status_page_component c WHERE c.id = i AND c.status_page_id = page_id
+        SELECT 1 FROM public.status_page_component c
+        WHERE c.id = i AND c.status_page_id = page_id
     )
     LIMIT 1;
     IF missing IS NOT NULL THEN
@@ -146,6 +147,126 @@ $$;
 COMMENT ON FUNCTION public.statusdb_derive_statuses(component_ids text[]) IS 'The status the given components should have (set-based twin of statusdb_derive_status).';
 
 --
+-- Name: statusdb_destination_host_problem(text); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_destination_host_problem(host text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'public', 'pg_temp'
+    AS $_$
+DECLARE
+    key text := translate(lower(normalize(host, NFKC)), U&'\3002\FF0E\FF61', '...');
+    addr inet;
+    problem text;
+BEGIN
+    IF key = '' OR key = '[]' THEN
+        RETURN 'the host is missing';
+    END IF;
+    IF key ~ '^\[.*\]$' THEN
+        BEGIN
+            addr := substr(key, 2, length(key) - 2)::inet;
+        EXCEPTION WHEN invalid_text_representation THEN
+            RETURN 'the host is not a valid IPv6 address';
+        END;
+        IF family(addr) <> 6 OR masklen(addr) <> 128 OR key ~ '/' THEN
+            RETURN 'the host is not a valid IPv6 address';
+        END IF;
+        IF NOT addr <<= '2000::/3'::inet THEN
+            problem := 'not a global unicast IPv6 address (2000::/3)';
+        ELSIF addr <<= '2002::/16'::inet OR addr <<= '2001::/32'::inet THEN
+            problem := 'a 6to4 or Teredo IPv6 address, which embeds an IPv4 address';
+        END IF;
+    ELSIF key ~ '(^|\.)([0-9]+|0x[0-9a-f]*)$' THEN
+        -- Ends in a number: an IPv4 address to URL parsers and inet_aton, in whatever spelling.
+        IF key !~ '^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$' THEN
+            RETURN 'a host ending in a number is an IPv4 address: write it as four decimal '
+                   'numbers without leading zeros';
+        END IF;
+        addr := key::inet;
+        IF addr <<= ANY (ARRAY[
+                '0.0.0.0/8', '10.0.0.0/8', '100.64.0.0/10', '127.0.0.0/8', '169.254.0.0/16',
+                '172.16.0.0/12', '192.0.0.0/24', '192.168.0.0/16', '198.18.0.0/15',
+                '224.0.0.0/4', '240.0.0.0/4']::inet[]) THEN
+            problem := 'a loopback, private, link-local or reserved IPv4 address';
+        END IF;
+    ELSIF key ~ '(^\.|\.\.|\.$)' THEN
+        RETURN 'the host has an empty label (a leading, trailing or double dot)';
+    ELSIF key !~ '\.' THEN
+        problem := 'a single-label name (resolved through the local search domains)';
+    ELSIF key IN ('metadata.goog', 'metadata.tencentyun.com') THEN
+        problem := 'a cloud metadata service';
+    ELSIF key ~ '(^|\.)(localhost|local|localdomain|internal|intranet|lan|home|corp|home\.arpa|svc)$'
+    THEN
+        problem := 'a name that resolves only inside a site';
+    END IF;
+    IF problem IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF addr IS NULL THEN
+        PERFORM FROM public.destination_allowlist a WHERE a.host_name = key;
+    ELSE
+        PERFORM FROM public.destination_allowlist a WHERE a.network >>= addr;
+    END IF;
+    IF FOUND THEN
+        RETURN NULL;
+    END IF;
+    RETURN problem;
+END;
+$_$;
+
+--
+-- Name: FUNCTION statusdb_destination_host_problem(host text); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_destination_host_problem(host text) IS 'Why a URL host may not be posted to (SSRF policy), or NULL; mirrors statusdb.destinations.';
+
+--
+-- Name: statusdb_destination_problem(text, text); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_destination_problem(channel text, destination text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'public', 'pg_temp'
+    AS $_$
+DECLARE
+    authority text;
+    host text;
+BEGIN
+    IF channel NOT IN ('SLACK', 'WEBHOOK')
+       OR destination !~ '^https://[^/?#@[:space:][:cntrl:]]+([/?#][^[:space:][:cntrl:]]*)?$' THEN
+        RETURN NULL;
+    END IF;
+    -- URL parsers read a backslash as a slash (https://127.0.0.1\.example.com/ is 127.0.0.1),
+    -- and percent-decode host names.
+    IF strpos(destination, E'\\') > 0 THEN
+        RETURN 'it contains a backslash';
+    END IF;
+    authority := substring(destination FROM '^https://([^/?#]*)');
+    IF strpos(authority, '%') > 0 THEN
+        RETURN 'the host or port contains a ''%''';
+    END IF;
+    IF authority ~ '^\[' THEN
+        host := substring(authority FROM '^(\[[^\]]*\])');
+        IF host IS NULL OR substr(authority, length(host) + 1) !~ '^(:[0-9]*)?$' THEN
+            RETURN 'the host is not a valid IPv6 address';
+        END IF;
+    ELSE
+        host := regexp_replace(authority, ':[0-9]*$', '');
+        IF strpos(host, ':') > 0 THEN
+            RETURN 'the port is not a number';
+        END IF;
+    END IF;
+    RETURN statusdb_destination_host_problem(host);
+END;
+$_$;
+
+--
+-- Name: FUNCTION statusdb_destination_problem(channel text, destination text); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_destination_problem(channel text, destination text) IS 'Why a SLACK/WEBHOOK destination URL is refused (SSRF policy), or NULL.';
+
+--
 -- Name: statusdb_incident_refresh_status(); Type: FUNCTION; Schema: public
 --
 
@@ -233,22 +354,34 @@ COMMENT ON FUNCTION public.statusdb_is_status_update_list(updates jsonb) IS 'Tru
 --
 
 CREATE FUNCTION public.statusdb_lock_status_keys(keys bigint[]) RETURNS void
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
     AS $$
+DECLARE
+    slots bigint[];
+    locked bigint;
 BEGIN
     IF current_setting('transaction_isolation') = 'repeatable read' THEN
         RAISE EXCEPTION 'component statuses cannot be re-derived in a REPEATABLE READ transaction'
             USING ERRCODE = 'invalid_transaction_state',
                   HINT = 'Use READ COMMITTED (the default) or SERIALIZABLE.';
     END IF;
-    IF current_setting('statusdb.all_statuses_locked', true) = 'on' THEN
-        RETURN;  -- this transaction holds the exclusive key: nothing else can re-derive
+    -- Shared with every other derivation; the repair takes it FOR UPDATE. (Already holding it,
+    -- in any mode, returns at once: that is the repair's own re-derivation.)
+    PERFORM 1 FROM status_lock l WHERE l.slot = 0 FOR KEY SHARE;
+    IF NOT FOUND THEN  -- first use
+        INSERT INTO status_lock (slot) VALUES (0) ON CONFLICT DO NOTHING;
+        PERFORM 1 FROM status_lock l WHERE l.slot = 0 FOR KEY SHARE;
     END IF;
-    -- Shared with every other re-derivation, exclusive only for statusdb_recompute_statuses.
-    PERFORM pg_advisory_xact_lock_shared(hashtextextended('statusdb.status:all', 0));
-    PERFORM pg_advisory_xact_lock(k)
-    FROM (SELECT DISTINCT k FROM unnest(keys) AS u (k) WHERE k IS NOT NULL) AS d
-    ORDER BY k;
+    slots := ARRAY(SELECT DISTINCT 1 + (u.k & 4095) FROM unnest(keys) AS u (k)
+                   WHERE u.k IS NOT NULL);
+    PERFORM 1 FROM status_lock l WHERE l.slot = ANY (slots) ORDER BY l.slot FOR UPDATE;
+    GET DIAGNOSTICS locked = ROW_COUNT;
+    IF locked < cardinality(slots) THEN  -- first use of some slot
+        INSERT INTO status_lock (slot) SELECT s FROM unnest(slots) AS u (s) ORDER BY s
+        ON CONFLICT DO NOTHING;
+        PERFORM 1 FROM status_lock l WHERE l.slot = ANY (slots) ORDER BY l.slot FOR UPDATE;
+    END IF;
 END;
 $$;
 
@@ -266,18 +399,14 @@ CREATE FUNCTION public.statusdb_log_status_change(status_page_id text, component
     LANGUAGE plpgsql
     AS $$
 DECLARE
-    change_id text;
+    change_seq bigint;
 BEGIN
     INSERT INTO status_change (status_page_id, component_id, previous_status, new_status, cause,
                                incident_id, maintenance_window_id, changed_at)
     VALUES (status_page_id, component_id, previous_status, new_status, cause, incident_id,
             maintenance_window_id, changed_at)
-    RETURNING id INTO change_id;
-    PERFORM pg_notify('statusdb_status_change', json_build_object(
-        'status_page_id', status_page_id,
-        'component_id', component_id,
-        'new_status', new_status,
-        'change_id', change_id)::text);
+    RETURNING seq INTO change_seq;
+    PERFORM pg_notify('statusdb_status_change', change_seq::text);
 END;
 $$;
 
@@ -286,6 +415,27 @@ $$;
 --
 
 COMMENT ON FUNCTION public.statusdb_log_status_change(status_page_id text, component_id text, previous_status text, new_status text, cause text, incident_id text, maintenance_window_id text, changed_at timestamp with time zone) IS 'Appends one change to status_change and announces it with pg_notify on statusdb_status_change (delivered at commit).';
+
+--
+-- Name: statusdb_maintenance_window_check_page_fixed(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_maintenance_window_check_page_fixed() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    RAISE EXCEPTION 'maintenance window % cannot move to another status page', OLD.id
+        USING ERRCODE = 'check_violation',
+              CONSTRAINT = 'maintenance_window_status_page_id_fixed',
+              HINT = 'Create the window on the other page instead.';
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_maintenance_window_check_page_fixed(); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_maintenance_window_check_page_fixed() IS 'Trigger: a maintenance window keeps its page (maintenance_window_status_page_id_fixed).';
 
 --
 -- Name: statusdb_maintenance_window_check_time_zone(); Type: FUNCTION; Schema: public
@@ -359,8 +509,8 @@ CREATE FUNCTION public.statusdb_maintenance_window_component_same_page() RETURNS
 BEGIN
     IF NOT EXISTS (
         SELECT 1
-        FROM maintenance_window w
-        JOIN status_page_component c ON c.status_page_id = w.status_page_id
+        FROM public.maintenance_window w
+        JOIN public.status_page_component c ON c.status_page_id = w.status_page_id
         WHERE w.id = NEW.maintenance_window_id AND c.id = NEW.component_id
     ) THEN
         RAISE EXCEPTION 'component % is not on the page of maintenance window %',
@@ -445,13 +595,31 @@ CREATE FUNCTION public.statusdb_page_view(page_slug text, page_token_hash bytea,
     SET search_path TO 'public', 'pg_temp'
     AS $$
 #variable_conflict use_column
+DECLARE
+    horizon interval := coalesce(maintenance_horizon, interval '7 days');
+    window_limit integer := coalesce(maintenance_limit, 20);
+    stored_hash bytea;
 BEGIN
+    IF horizon < interval '0' OR horizon > interval '366 days' THEN
+        RAISE EXCEPTION 'maintenance_horizon must be from 0 to 366 days, not %', horizon
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF window_limit < 0 OR window_limit > 200 THEN
+        RAISE EXCEPTION 'maintenance_limit must be from 0 to 200, not %', window_limit
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF octet_length(page_slug) > 100 THEN
+        RETURN;  -- no slug is that long: like an unknown slug
+    END IF;
+    IF octet_length(page_token_hash) = 32 THEN
+        stored_hash := sha256(page_token_hash);
+    END IF;
     RETURN QUERY
     WITH page AS (
         SELECT p.id, p.name, p.description, p.slug, p.is_public, p.updated_at
         FROM status_page p
         WHERE p.slug = page_slug
-          AND (p.is_public OR p.access_token_hash = page_token_hash)
+          AND (p.is_public OR p.access_token_hash = stored_hash)
     ),
     page_components AS (
         SELECT coalesce(json_agg(json_build_array(c.id, c.name, c.description, c.display_order,
@@ -484,9 +652,9 @@ BEGIN
             FROM page
             JOIN maintenance_window w ON w.status_page_id = page.id
             WHERE w.status = 'IN_PROGRESS'
-               OR (w.status = 'SCHEDULED' AND w.start_time < now() + maintenance_horizon)
+               OR (w.status = 'SCHEDULED' AND w.start_time < now() + horizon)
             ORDER BY w.start_time, w.id
-            LIMIT maintenance_limit
+            LIMIT window_limit
         ) AS w
     )
     SELECT page.id, page.name, page.description, page.slug, page.is_public,
@@ -500,7 +668,7 @@ $$;
 -- Name: FUNCTION statusdb_page_view(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer); Type: COMMENT; Schema: public
 --
 
-COMMENT ON FUNCTION public.statusdb_page_view(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer) IS 'A status page as its readers see it; private pages only with their token digest.';
+COMMENT ON FUNCTION public.statusdb_page_view(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer) IS 'A status page as its readers see it; private pages only with the SHA-256 digest of their access token. Horizon 0 to 366 days (null: 7 days), limit 0 to 200 windows (null: 20).';
 
 --
 -- Name: statusdb_priority_status(text); Type: FUNCTION; Schema: public
@@ -536,11 +704,17 @@ DECLARE
     drifted text[];
 BEGIN
     IF repair THEN
-        -- The isolation check, then the one lock that keeps every re-derivation out.
-        PERFORM statusdb_lock_status_keys('{}');
-        PERFORM pg_advisory_xact_lock(hashtextextended('statusdb.status:all', 0));
-        -- Held to the end of the transaction, so the per-key locks are not needed until then.
-        PERFORM set_config('statusdb.all_statuses_locked', 'on', true);
+        IF current_setting('transaction_isolation') = 'repeatable read' THEN
+            RAISE EXCEPTION 'component statuses cannot be re-derived in a REPEATABLE READ '
+                            'transaction'
+                USING ERRCODE = 'invalid_transaction_state',
+                      HINT = 'Use READ COMMITTED (the default) or SERIALIZABLE.';
+        END IF;
+        PERFORM 1 FROM status_lock l WHERE l.slot = 0 FOR UPDATE;
+        IF NOT FOUND THEN  -- first use
+            INSERT INTO status_lock (slot) VALUES (0) ON CONFLICT DO NOTHING;
+            PERFORM 1 FROM status_lock l WHERE l.slot = 0 FOR UPDATE;
+        END IF;
     END IF;
     SELECT coalesce(array_agg(d.component_id ORDER BY d.component_id), '{}')
     INTO drifted
@@ -553,8 +727,10 @@ BEGIN
     WHERE d.component_id = ANY (drifted)
     ORDER BY d.component_id;
 
-    IF repair THEN
-        PERFORM statusdb_refresh_components(drifted, 'MANUAL', NULL, NULL);
+    IF repair AND cardinality(drifted) > 0 THEN
+        INSERT INTO status_repair (xid) VALUES (pg_current_xact_id()) ON CONFLICT DO NOTHING;
+        PERFORM statusdb_rederive_components(drifted, 'MANUAL', NULL, NULL);
+        DELETE FROM status_repair r WHERE r.xid = pg_current_xact_id();
     END IF;
 END;
 $$;
@@ -566,35 +742,16 @@ $$;
 COMMENT ON FUNCTION public.statusdb_recompute_statuses(repair boolean) IS 'For operators: compares every component with a from-scratch derivation; with true, repairs the drift (logged as MANUAL). Returns the drifted components.';
 
 --
--- Name: statusdb_refresh_components(text[], text, text, text); Type: FUNCTION; Schema: public
+-- Name: statusdb_rederive_components(text[], text, text, text); Type: FUNCTION; Schema: public
 --
 
-CREATE FUNCTION public.statusdb_refresh_components(component_ids text[], cause text, incident_id text, maintenance_window_id text) RETURNS void
+CREATE FUNCTION public.statusdb_rederive_components(component_ids text[], cause text, incident_id text, maintenance_window_id text) RETURNS void
     LANGUAGE plpgsql
     SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 DECLARE
-    locked bigint[] := '{}';
-    wanted bigint[];
     notified bigint;
 BEGIN
-    IF cardinality(component_ids) = 0 THEN
-        RETURN;
-    END IF;
-    -- Lock the status keys of the components, then check (with a fresh snapshot) that no
-    -- concurrent change moved a component to another team meanwhile; if one did, lock that
-    -- key too and check again.
-    LOOP
-        SELECT coalesce(array_agg(DISTINCT statusdb_status_lock_key(c.team_id, c.id)), '{}')
-        INTO wanted
-        FROM status_page_component c
-        WHERE c.id = ANY (component_ids);
-        EXIT WHEN wanted <@ locked;
-        PERFORM statusdb_lock_status_keys(wanted);
-        locked := locked || wanted;
-    END LOOP;
-
-    PERFORM set_config('statusdb.deriving', 'on', true);
     WITH derived AS (
         SELECT d.component_id, d.current_status, d.derived_status
         FROM statusdb_derive_statuses(component_ids) AS d
@@ -615,22 +772,54 @@ BEGIN
         INSERT INTO status_change (status_page_id, component_id, previous_status, new_status,
                                    cause, incident_id, maintenance_window_id, changed_at)
         SELECT changed.status_page_id, changed.id, changed.previous_status, changed.new_status,
-               statusdb_refresh_components.cause, statusdb_refresh_components.incident_id,
-               statusdb_refresh_components.maintenance_window_id, changed.status_updated_at
+               statusdb_rederive_components.cause, statusdb_rederive_components.incident_id,
+               statusdb_rederive_components.maintenance_window_id, changed.status_updated_at
         FROM changed
         ORDER BY changed.id
-        RETURNING status_change.id, status_change.status_page_id, status_change.component_id,
-                  status_change.new_status
+        RETURNING status_change.seq
     )
     -- The same announcement statusdb_log_status_change makes, one per logged change.
-    SELECT count(pg_notify('statusdb_status_change', json_build_object(
-               'status_page_id', logged.status_page_id,
-               'component_id', logged.component_id,
-               'new_status', logged.new_status,
-               'change_id', logged.id)::text))
+    SELECT count(pg_notify('statusdb_status_change', logged.seq::text))
     INTO STRICT notified
     FROM logged;
-    PERFORM set_config('statusdb.deriving', 'off', true);
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_rederive_components(component_ids text[], cause text, incident_id text, maintenance_window_id text); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_rederive_components(component_ids text[], cause text, incident_id text, maintenance_window_id text) IS 'Re-derives, logs and announces the given components in one statement; the caller holds their status locks. Owner only.';
+
+--
+-- Name: statusdb_refresh_components(text[], text, text, text); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_refresh_components(component_ids text[], cause text, incident_id text, maintenance_window_id text) RETURNS void
+    LANGUAGE plpgsql
+    SET plan_cache_mode TO 'force_generic_plan'
+    AS $$
+DECLARE
+    locked bigint[] := '{}';
+    wanted bigint[];
+BEGIN
+    IF cardinality(component_ids) = 0 THEN
+        RETURN;
+    END IF;
+    -- Lock the status keys of the components, then check (with a fresh snapshot) that no
+    -- concurrent change moved a component to another team meanwhile; if one did, lock that
+    -- key too and check again.
+    LOOP
+        SELECT coalesce(array_agg(DISTINCT statusdb_status_lock_key(c.team_id, c.id)), '{}')
+        INTO wanted
+        FROM status_page_component c
+        WHERE c.id = ANY (component_ids);
+        EXIT WHEN wanted <@ locked;
+        PERFORM statusdb_lock_status_keys(wanted);
+        locked := locked || wanted;
+    END LOOP;
+    PERFORM statusdb_rederive_components(component_ids, cause, incident_id,
+                                         maintenance_window_id);
 END;
 $$;
 
@@ -733,6 +922,32 @@ $$;
 COMMENT ON FUNCTION public.statusdb_status_lock_key(team_id text, component_id text) IS 'The advisory lock key serialising re-derivation of a component: its team, or the component itself when it has none.';
 
 --
+-- Name: statusdb_status_page_component_check_page_fixed(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_status_page_component_check_page_fixed() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF NEW.id IS DISTINCT FROM OLD.id THEN
+        RAISE EXCEPTION 'the id of component % cannot change', OLD.id
+            USING ERRCODE = 'check_violation',
+                  CONSTRAINT = 'status_page_component_id_fixed';
+    END IF;
+    RAISE EXCEPTION 'component % cannot move to another status page', OLD.id
+        USING ERRCODE = 'check_violation',
+              CONSTRAINT = 'status_page_component_status_page_id_fixed',
+              HINT = 'Create the component on the other page instead.';
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_status_page_component_check_page_fixed(); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_status_page_component_check_page_fixed() IS 'Trigger: a component keeps its id and its page (status_page_component_*_fixed).';
+
+--
 -- Name: statusdb_status_page_component_derive(); Type: FUNCTION; Schema: public
 --
 
@@ -744,15 +959,25 @@ DECLARE
     previous text := CASE WHEN TG_OP = 'INSERT' THEN 'OPERATIONAL' ELSE OLD.current_status END;
     derived text;
 BEGIN
-    IF TG_OP = 'UPDATE' AND current_setting('statusdb.deriving', true) = 'on' THEN
-        RETURN NEW;  -- written by statusdb_refresh_components
-    END IF;
-    IF NEW.current_status IS DISTINCT FROM previous AND TG_OP = 'UPDATE' THEN
-        RAISE EXCEPTION 'current_status of component % is derived and cannot be set directly', OLD.id
-            USING ERRCODE = 'check_violation',
-                  CONSTRAINT = 'status_page_component_current_status_derived',
-                  HINT = 'Set manual_status on a component without a team, or change incidents '
-                         'and maintenance windows.';
+    IF TG_OP = 'UPDATE' THEN
+        IF (NEW.team_id, NEW.service_identifier, NEW.manual_status)
+           IS NOT DISTINCT FROM (OLD.team_id, OLD.service_identifier, OLD.manual_status) THEN
+            IF (NEW.current_status, NEW.status_updated_at)
+                   IS NOT DISTINCT FROM (OLD.current_status, OLD.status_updated_at)
+               OR pg_trigger_depth() > 1
+               OR EXISTS (SELECT 1 FROM status_repair r WHERE r.xid = pg_current_xact_id()) THEN
+                RETURN NEW;  -- no status input changed, or the derivation writes
+            END IF;
+        END IF;
+        IF (NEW.current_status, NEW.status_updated_at)
+           IS DISTINCT FROM (OLD.current_status, OLD.status_updated_at) THEN
+            RAISE EXCEPTION 'current_status of component % is derived and cannot be set directly',
+                    OLD.id
+                USING ERRCODE = 'check_violation',
+                      CONSTRAINT = 'status_page_component_current_status_derived',
+                      HINT = 'Set manual_status on a component without a team, or change '
+                             'incidents and maintenance windows.';
+        END IF;
     END IF;
     IF NEW.team_id IS NOT NULL
        AND NEW.manual_status IS DISTINCT FROM (CASE WHEN TG_OP = 'INSERT' THEN 'OPERATIONAL'
@@ -767,9 +992,6 @@ BEGIN
         NEW.current_status := 'OPERATIONAL';  -- every component starts there; derived below
         NEW.status_updated_at := clock_timestamp();
         PERFORM statusdb_lock_status_keys(ARRAY[statusdb_status_lock_key(NEW.team_id, NEW.id)]);
-    ELSIF (NEW.team_id, NEW.service_identifier, NEW.manual_status)
-          IS NOT DISTINCT FROM (OLD.team_id, OLD.service_identifier, OLD.manual_status) THEN
-        RETURN NEW;  -- no status input changed
     ELSE
         -- Hold the key the component leaves as well as the one it joins.
         PERFORM statusdb_lock_status_keys(ARRAY[statusdb_status_lock_key(OLD.team_id, OLD.id),
@@ -804,12 +1026,12 @@ CREATE FUNCTION public.statusdb_status_page_component_forget_ids() RETURNS trigg
     LANGUAGE plpgsql
     AS $$
 BEGIN
-    UPDATE status_subscriber s
+    UPDATE public.status_subscriber s
     SET component_ids = array_remove(s.component_ids, OLD.id),
         is_active = s.is_active AND cardinality(array_remove(s.component_ids, OLD.id)) > 0
     WHERE s.status_page_id = OLD.status_page_id AND s.component_ids @> ARRAY[OLD.id];
 
-    UPDATE status_incident i
+    UPDATE public.status_incident i
     SET affected_component_ids = array_remove(i.affected_component_ids, OLD.id)
     WHERE i.status_page_id = OLD.status_page_id AND i.affected_component_ids @> ARRAY[OLD.id];
     RETURN OLD;
@@ -887,6 +1109,37 @@ $$;
 COMMENT ON FUNCTION public.statusdb_status_subscriber_check_component_ids() IS 'Trigger: status_subscriber.component_ids must be components of the subscriber''s page.';
 
 --
+-- Name: statusdb_status_subscriber_destination_guard(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_status_subscriber_destination_guard() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+DECLARE
+    problem text := statusdb_destination_problem(NEW.channel, NEW.destination);
+BEGIN
+    IF problem IS NOT NULL THEN
+        -- The constraint name is the contract with statusdb.errors.CONSTRAINT_MESSAGES; the
+        -- URL is not repeated (webhook URLs are secrets, and messages get logged).
+        RAISE EXCEPTION 'destination refused: %', problem
+            USING ERRCODE = 'check_violation',
+                  CONSTRAINT = 'status_subscriber_destination_ssrf_check',
+                  TABLE = 'status_subscriber',
+                  COLUMN = 'destination',
+                  HINT = 'internal hosts must be listed in destination_allowlist by the owner';
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_status_subscriber_destination_guard(); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_status_subscriber_destination_guard() IS 'Trigger: refuses SLACK/WEBHOOK destinations naming internal hosts (not allow-listed).';
+
+--
 -- Name: statusdb_touch_updated_at(); Type: FUNCTION; Schema: public
 --
 
@@ -904,6 +1157,57 @@ $$;
 --
 
 COMMENT ON FUNCTION public.statusdb_touch_updated_at() IS 'Trigger: sets updated_at to now() on every UPDATE, whoever issues it.';
+
+--
+-- Name: destination_allowlist; Type: TABLE; Schema: public
+--
+
+CREATE TABLE public.destination_allowlist (
+    id text DEFAULT public.statusdb_new_id() NOT NULL,
+    host_name text,
+    network cidr,
+    reason text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT destination_allowlist_entry_check CHECK (((host_name IS NULL) <> (network IS NULL))),
+    CONSTRAINT destination_allowlist_host_name_check CHECK (((host_name = lower(NORMALIZE(host_name, NFKC))) AND (host_name ~ '^[^./:@%\\[\]\s]+(\.[^./:@%\\[\]\s]+)+$'::text) AND (host_name !~ '(^|\.)([0-9]+|0x[0-9a-f]*)$'::text))),
+    CONSTRAINT destination_allowlist_reason_check CHECK (((btrim(reason) <> ''::text) AND (char_length(reason) <= 500)))
+);
+
+--
+-- Name: TABLE destination_allowlist; Type: COMMENT; Schema: public
+--
+
+COMMENT ON TABLE public.destination_allowlist IS 'Internal hosts SLACK/WEBHOOK destinations may name (default: none). Owner-managed.';
+
+--
+-- Name: COLUMN destination_allowlist.id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.destination_allowlist.id IS 'Entry id (statusdb_new_id()).';
+
+--
+-- Name: COLUMN destination_allowlist.host_name; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.destination_allowlist.host_name IS 'A host name allowed exactly (lower case, NFKC, no trailing dot); or NULL for a network entry.';
+
+--
+-- Name: COLUMN destination_allowlist.network; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.destination_allowlist.network IS 'A network whose IP literals are allowed (of its own family); or NULL for a host name entry.';
+
+--
+-- Name: COLUMN destination_allowlist.reason; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.destination_allowlist.reason IS 'Why the deployment posts there (for audits).';
+
+--
+-- Name: COLUMN destination_allowlist.created_at; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.destination_allowlist.created_at IS 'When the entry was added.';
 
 --
 -- Name: incident; Type: TABLE; Schema: public
@@ -1006,7 +1310,9 @@ CREATE TABLE public.maintenance_window (
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     time_zone text DEFAULT 'UTC'::text NOT NULL,
     recurrence_start timestamp with time zone,
+    recurrence_local_start timestamp without time zone,
     CONSTRAINT maintenance_window_created_by_id_check CHECK ((btrim(created_by_id) <> ''::text)),
+    CONSTRAINT maintenance_window_recurrence_local_start_check CHECK (((recurrence_local_start IS NULL) OR (recurrence_rule IS NOT NULL))),
     CONSTRAINT maintenance_window_recurrence_rule_check CHECK (((recurrence_rule IS NULL) OR ((recurrence_rule ~ 'FREQ='::text) AND (length(recurrence_rule) <= 1000)))),
     CONSTRAINT maintenance_window_recurrence_rule_syntax_check CHECK (((recurrence_rule IS NULL) OR ((recurrence_rule ~ '^[A-Z]+=[A-Z0-9,+-]+(;[A-Z]+=[A-Z0-9,+-]+)*$'::text) AND (recurrence_rule ~ '(^|;)FREQ=(YEARLY|MONTHLY|WEEKLY|DAILY|HOURLY)(;|$)'::text) AND (recurrence_rule !~ '(^|;)UNTIL=[^;]*[^Z;](;|$)'::text) AND (NOT ((recurrence_rule ~ '(^|;)COUNT='::text) AND (recurrence_rule ~ '(^|;)UNTIL='::text))) AND (recurrence_rule !~ '(^|;)(COUNT|INTERVAL)=0+(;|$)'::text)))),
     CONSTRAINT maintenance_window_recurrence_start_check CHECK ((((recurrence_rule IS NULL) = (recurrence_start IS NULL)) AND ((recurrence_start IS NULL) OR (recurrence_start <= start_time)))),
@@ -1112,6 +1418,12 @@ COMMENT ON COLUMN public.maintenance_window.time_zone IS 'IANA zone name: where 
 COMMENT ON COLUMN public.maintenance_window.recurrence_start IS 'A series'' first occurrence (its DTSTART), fixed while start_time moves on; null for a one-off window.';
 
 --
+-- Name: COLUMN maintenance_window.recurrence_local_start; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.maintenance_window.recurrence_local_start IS 'The series'' first occurrence as wall-clock time in time_zone (RFC 5545 DTSTART;TZID); NULL: recurrence_start read in time_zone.';
+
+--
 -- Name: maintenance_window_component; Type: TABLE; Schema: public
 --
 
@@ -1137,6 +1449,56 @@ COMMENT ON COLUMN public.maintenance_window_component.maintenance_window_id IS '
 --
 
 COMMENT ON COLUMN public.maintenance_window_component.component_id IS 'A component of the window''s page (the link is deleted with it).';
+
+--
+-- Name: maintenance_window_scheduler_error; Type: TABLE; Schema: public
+--
+
+CREATE TABLE public.maintenance_window_scheduler_error (
+    maintenance_window_id text NOT NULL,
+    error text NOT NULL,
+    first_failed_at timestamp with time zone NOT NULL,
+    last_failed_at timestamp with time zone NOT NULL,
+    failures bigint DEFAULT 1 NOT NULL,
+    CONSTRAINT maintenance_window_scheduler_error_error_check CHECK ((length(error) <= 2000)),
+    CONSTRAINT maintenance_window_scheduler_error_failures_check CHECK ((failures >= 1))
+);
+
+--
+-- Name: TABLE maintenance_window_scheduler_error; Type: COMMENT; Schema: public
+--
+
+COMMENT ON TABLE public.maintenance_window_scheduler_error IS 'The last error the scheduler (maintenance.advance) met on a window; the window is skipped until it advances again or is updated.';
+
+--
+-- Name: COLUMN maintenance_window_scheduler_error.maintenance_window_id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.maintenance_window_scheduler_error.maintenance_window_id IS 'The window the scheduler could not move on.';
+
+--
+-- Name: COLUMN maintenance_window_scheduler_error.error; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.maintenance_window_scheduler_error.error IS 'The error, as logged.';
+
+--
+-- Name: COLUMN maintenance_window_scheduler_error.first_failed_at; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.maintenance_window_scheduler_error.first_failed_at IS 'The now of the first failing scheduler step.';
+
+--
+-- Name: COLUMN maintenance_window_scheduler_error.last_failed_at; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.maintenance_window_scheduler_error.last_failed_at IS 'The now of the latest failing scheduler step.';
+
+--
+-- Name: COLUMN maintenance_window_scheduler_error.failures; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.maintenance_window_scheduler_error.failures IS 'How many scheduler steps failed on the window since it last advanced.';
 
 --
 -- Name: status_change; Type: TABLE; Schema: public
@@ -1373,6 +1735,26 @@ COMMENT ON COLUMN public.status_incident.resolved_at IS 'Set exactly while the s
 COMMENT ON COLUMN public.status_incident.updates IS 'The timeline: a JSON array of {timestamp, status, message}, oldest first, appended atomically.';
 
 --
+-- Name: status_lock; Type: TABLE; Schema: public
+--
+
+CREATE TABLE public.status_lock (
+    slot bigint NOT NULL
+);
+
+--
+-- Name: TABLE status_lock; Type: COMMENT; Schema: public
+--
+
+COMMENT ON TABLE public.status_lock IS 'Owner-only rows the status derivation locks (0 = all statuses, 1..4096 = status keys).';
+
+--
+-- Name: COLUMN status_lock.slot; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_lock.slot IS '0: every status (shared by derivations, exclusive for the repair); 1..4096: hashed status keys.';
+
+--
 -- Name: status_page; Type: TABLE; Schema: public
 --
 
@@ -1434,7 +1816,7 @@ COMMENT ON COLUMN public.status_page.is_public IS 'True: anyone may read the pag
 -- Name: COLUMN status_page.access_token_hash; Type: COMMENT; Schema: public
 --
 
-COMMENT ON COLUMN public.status_page.access_token_hash IS 'SHA-256 digest of a private page''s access token (the token is never stored); required while the page is private.';
+COMMENT ON COLUMN public.status_page.access_token_hash IS 'SHA-256 of the SHA-256 digest of the access token (0014): the page view is given the digest and hashes it again, so this value opens nothing.';
 
 --
 -- Name: COLUMN status_page.team_id; Type: COMMENT; Schema: public
@@ -1560,6 +1942,26 @@ COMMENT ON COLUMN public.status_page_component.updated_at IS 'When the row last 
 --
 
 COMMENT ON COLUMN public.status_page_component.manual_status IS 'The status set by hand (components.set_status) for a component without a team; ignored while it has one.';
+
+--
+-- Name: status_repair; Type: TABLE; Schema: public
+--
+
+CREATE TABLE public.status_repair (
+    xid xid8 NOT NULL
+);
+
+--
+-- Name: TABLE status_repair; Type: COMMENT; Schema: public
+--
+
+COMMENT ON TABLE public.status_repair IS 'Owner-only: the transaction repairing statuses right now (statusdb_recompute_statuses).';
+
+--
+-- Name: COLUMN status_repair.xid; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_repair.xid IS 'The repairing transaction (pg_current_xact_id()); the row lives only while the repair runs.';
 
 --
 -- Name: status_subscriber; Type: TABLE; Schema: public
@@ -1762,6 +2164,27 @@ COMMENT ON COLUMN public.team.created_at IS 'When the row was inserted.';
 COMMENT ON COLUMN public.team.updated_at IS 'When the row last changed (kept by the trigger team_touch_updated_at).';
 
 --
+-- Name: destination_allowlist destination_allowlist_host_name_key; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.destination_allowlist
+    ADD CONSTRAINT destination_allowlist_host_name_key UNIQUE (host_name);
+
+--
+-- Name: destination_allowlist destination_allowlist_network_key; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.destination_allowlist
+    ADD CONSTRAINT destination_allowlist_network_key UNIQUE (network);
+
+--
+-- Name: destination_allowlist destination_allowlist_pkey; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.destination_allowlist
+    ADD CONSTRAINT destination_allowlist_pkey PRIMARY KEY (id);
+
+--
 -- Name: incident incident_pkey; Type: CONSTRAINT; Schema: public
 --
 
@@ -1783,6 +2206,13 @@ ALTER TABLE ONLY public.maintenance_window
     ADD CONSTRAINT maintenance_window_pkey PRIMARY KEY (id);
 
 --
+-- Name: maintenance_window_scheduler_error maintenance_window_scheduler_error_pkey; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.maintenance_window_scheduler_error
+    ADD CONSTRAINT maintenance_window_scheduler_error_pkey PRIMARY KEY (maintenance_window_id);
+
+--
 -- Name: status_change status_change_pkey; Type: CONSTRAINT; Schema: public
 --
 
@@ -1802,6 +2232,13 @@ ALTER TABLE ONLY public.status_change
 
 ALTER TABLE ONLY public.status_incident
     ADD CONSTRAINT status_incident_pkey PRIMARY KEY (id);
+
+--
+-- Name: status_lock status_lock_pkey; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.status_lock
+    ADD CONSTRAINT status_lock_pkey PRIMARY KEY (slot);
 
 --
 -- Name: status_page status_page_access_token_hash_key; Type: CONSTRAINT; Schema: public
@@ -1837,6 +2274,13 @@ ALTER TABLE ONLY public.status_page
 
 ALTER TABLE ONLY public.status_page
     ADD CONSTRAINT status_page_slug_key UNIQUE (slug);
+
+--
+-- Name: status_repair status_repair_pkey; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.status_repair
+    ADD CONSTRAINT status_repair_pkey PRIMARY KEY (xid);
 
 --
 -- Name: status_subscriber status_subscriber_pkey; Type: CONSTRAINT; Schema: public
@@ -1994,6 +2438,12 @@ CREATE TRIGGER incident_set_resolved_at BEFORE INSERT OR UPDATE OF status, resol
 CREATE TRIGGER incident_touch_updated_at BEFORE UPDATE ON public.incident FOR EACH ROW EXECUTE FUNCTION public.statusdb_touch_updated_at();
 
 --
+-- Name: maintenance_window maintenance_window_check_page_fixed; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER maintenance_window_check_page_fixed BEFORE UPDATE OF status_page_id ON public.maintenance_window FOR EACH ROW WHEN ((new.status_page_id IS DISTINCT FROM old.status_page_id)) EXECUTE FUNCTION public.statusdb_maintenance_window_check_page_fixed();
+
+--
 -- Name: maintenance_window_component maintenance_window_component_refresh_status; Type: TRIGGER; Schema: public
 --
 
@@ -2042,6 +2492,12 @@ CREATE TRIGGER status_incident_set_resolved_at BEFORE INSERT OR UPDATE OF status
 CREATE TRIGGER status_incident_touch_updated_at BEFORE UPDATE ON public.status_incident FOR EACH ROW EXECUTE FUNCTION public.statusdb_touch_updated_at();
 
 --
+-- Name: status_page_component status_page_component_check_page_fixed; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_page_component_check_page_fixed BEFORE UPDATE OF id, status_page_id ON public.status_page_component FOR EACH ROW WHEN (((new.id IS DISTINCT FROM old.id) OR (new.status_page_id IS DISTINCT FROM old.status_page_id))) EXECUTE FUNCTION public.statusdb_status_page_component_check_page_fixed();
+
+--
 -- Name: status_page_component status_page_component_derive; Type: TRIGGER; Schema: public
 --
 
@@ -2078,6 +2534,12 @@ CREATE TRIGGER status_page_touch_updated_at BEFORE UPDATE ON public.status_page 
 CREATE TRIGGER status_subscriber_check_component_ids BEFORE INSERT OR UPDATE OF status_page_id, component_ids ON public.status_subscriber FOR EACH ROW EXECUTE FUNCTION public.statusdb_status_subscriber_check_component_ids();
 
 --
+-- Name: status_subscriber status_subscriber_destination_guard; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_subscriber_destination_guard BEFORE INSERT OR UPDATE OF channel, destination ON public.status_subscriber FOR EACH ROW EXECUTE FUNCTION public.statusdb_status_subscriber_destination_guard();
+
+--
 -- Name: status_subscriber status_subscriber_touch_updated_at; Type: TRIGGER; Schema: public
 --
 
@@ -2109,6 +2571,13 @@ ALTER TABLE ONLY public.maintenance_window_component
 
 ALTER TABLE ONLY public.maintenance_window_component
     ADD CONSTRAINT maintenance_window_component_maintenance_window_id_fkey FOREIGN KEY (maintenance_window_id) REFERENCES public.maintenance_window(id) ON DELETE CASCADE;
+
+--
+-- Name: maintenance_window_scheduler_error maintenance_window_scheduler_error_maintenance_window_id_fkey; Type: FK CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.maintenance_window_scheduler_error
+    ADD CONSTRAINT maintenance_window_scheduler_error_maintenance_window_id_fkey FOREIGN KEY (maintenance_window_id) REFERENCES public.maintenance_window(id) ON DELETE CASCADE;
 
 --
 -- Name: maintenance_window maintenance_window_status_page_id_fkey; Type: FK CONSTRAINT; Schema: public
@@ -2174,6 +2643,18 @@ ALTER TABLE ONLY public.status_subscriber
     ADD CONSTRAINT status_subscriber_status_page_id_fkey FOREIGN KEY (status_page_id) REFERENCES public.status_page(id) ON DELETE CASCADE;
 
 --
+-- Name: destination_allowlist; Type: ROW SECURITY; Schema: public
+--
+
+ALTER TABLE public.destination_allowlist ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: destination_allowlist destination_allowlist_read; Type: POLICY; Schema: public
+--
+
+CREATE POLICY destination_allowlist_read ON public.destination_allowlist FOR SELECT TO statusdb_app USING (true);
+
+--
 -- Name: incident; Type: ROW SECURITY; Schema: public
 --
 
@@ -2208,6 +2689,22 @@ CREATE POLICY maintenance_window_component_team_isolation ON public.maintenance_
           WHERE (p.team_id = ( SELECT public.statusdb_current_team() AS statusdb_current_team))))))));
 
 --
+-- Name: maintenance_window_scheduler_error; Type: ROW SECURITY; Schema: public
+--
+
+ALTER TABLE public.maintenance_window_scheduler_error ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: maintenance_window_scheduler_error maintenance_window_scheduler_error_team_isolation; Type: POLICY; Schema: public
+--
+
+CREATE POLICY maintenance_window_scheduler_error_team_isolation ON public.maintenance_window_scheduler_error USING (((( SELECT public.statusdb_current_team() AS statusdb_current_team) IS NULL) OR (maintenance_window_id IN ( SELECT w.id
+   FROM public.maintenance_window w
+  WHERE (w.status_page_id IN ( SELECT p.id
+           FROM public.status_page p
+          WHERE (p.team_id = ( SELECT public.statusdb_current_team() AS statusdb_current_team))))))));
+
+--
 -- Name: maintenance_window maintenance_window_team_isolation; Type: POLICY; Schema: public
 --
 
@@ -2220,6 +2717,14 @@ CREATE POLICY maintenance_window_team_isolation ON public.maintenance_window USI
 --
 
 ALTER TABLE public.status_change ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: status_change status_change_scoped_team; Type: POLICY; Schema: public
+--
+
+CREATE POLICY status_change_scoped_team ON public.status_change AS RESTRICTIVE USING (((( SELECT public.statusdb_current_team() AS statusdb_current_team) IS NULL) OR ((component_id IN ( SELECT c.id
+   FROM public.status_page_component c)) AND ((incident_id IS NULL) OR (incident_id IN ( SELECT i.id
+   FROM public.incident i))))));
 
 --
 -- Name: status_change status_change_team_isolation; Type: POLICY; Schema: public
@@ -2244,6 +2749,12 @@ CREATE POLICY status_incident_team_isolation ON public.status_incident USING (((
   WHERE (p.team_id = ( SELECT public.statusdb_current_team() AS statusdb_current_team))))));
 
 --
+-- Name: status_lock; Type: ROW SECURITY; Schema: public
+--
+
+ALTER TABLE public.status_lock ENABLE ROW LEVEL SECURITY;
+
+--
 -- Name: status_page; Type: ROW SECURITY; Schema: public
 --
 
@@ -2254,6 +2765,12 @@ ALTER TABLE public.status_page ENABLE ROW LEVEL SECURITY;
 --
 
 ALTER TABLE public.status_page_component ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: status_page_component status_page_component_scoped_team; Type: POLICY; Schema: public
+--
+
+CREATE POLICY status_page_component_scoped_team ON public.status_page_component AS RESTRICTIVE USING (((( SELECT public.statusdb_current_team() AS statusdb_current_team) IS NULL) OR (team_id IS NULL) OR (team_id = ( SELECT public.statusdb_current_team() AS statusdb_current_team)))) WITH CHECK (((( SELECT public.statusdb_current_team() AS statusdb_current_team) IS NULL) OR (team_id IS NULL) OR (team_id = ( SELECT public.statusdb_current_team() AS statusdb_current_team))));
 
 --
 -- Name: status_page_component status_page_component_team_isolation; Type: POLICY; Schema: public
@@ -2268,6 +2785,12 @@ CREATE POLICY status_page_component_team_isolation ON public.status_page_compone
 --
 
 CREATE POLICY status_page_team_isolation ON public.status_page USING (((( SELECT public.statusdb_current_team() AS statusdb_current_team) IS NULL) OR (team_id = ( SELECT public.statusdb_current_team() AS statusdb_current_team))));
+
+--
+-- Name: status_repair; Type: ROW SECURITY; Schema: public
+--
+
+ALTER TABLE public.status_repair ENABLE ROW LEVEL SECURITY;
 
 --
 -- Name: status_subscriber; Type: ROW SECURITY; Schema: public
@@ -2303,16 +2826,79 @@ GRANT USAGE ON SCHEMA public TO statusdb_app;
 GRANT USAGE ON SCHEMA public TO statusdb_reader;
 
 --
+-- Name: FUNCTION statusdb_derive_status(component_id text, team_id text, service_identifier text, manual_status text); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_derive_status(component_id text, team_id text, service_identifier text, manual_status text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_derive_statuses(component_ids text[]); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_derive_statuses(component_ids text[]) FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_destination_host_problem(host text); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_destination_host_problem(host text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.statusdb_destination_host_problem(host text) TO statusdb_app;
+
+--
+-- Name: FUNCTION statusdb_destination_problem(channel text, destination text); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_destination_problem(channel text, destination text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.statusdb_destination_problem(channel text, destination text) TO statusdb_app;
+
+--
 -- Name: FUNCTION statusdb_incident_refresh_status(); Type: ACL; Schema: public
 --
 
 REVOKE ALL ON FUNCTION public.statusdb_incident_refresh_status() FROM PUBLIC;
 
 --
+-- Name: FUNCTION statusdb_incident_set_resolved_at(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_incident_set_resolved_at() FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_lock_status_keys(keys bigint[]); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_lock_status_keys(keys bigint[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.statusdb_lock_status_keys(keys bigint[]) TO statusdb_app;
+
+--
+-- Name: FUNCTION statusdb_log_status_change(status_page_id text, component_id text, previous_status text, new_status text, cause text, incident_id text, maintenance_window_id text, changed_at timestamp with time zone); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_log_status_change(status_page_id text, component_id text, previous_status text, new_status text, cause text, incident_id text, maintenance_window_id text, changed_at timestamp with time zone) FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_maintenance_window_check_page_fixed(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_maintenance_window_check_page_fixed() FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_maintenance_window_check_time_zone(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_maintenance_window_check_time_zone() FROM PUBLIC;
+
+--
 -- Name: FUNCTION statusdb_maintenance_window_component_refresh_status(); Type: ACL; Schema: public
 --
 
 REVOKE ALL ON FUNCTION public.statusdb_maintenance_window_component_refresh_status() FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_maintenance_window_component_same_page(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_maintenance_window_component_same_page() FROM PUBLIC;
 
 --
 -- Name: FUNCTION statusdb_maintenance_window_refresh_status(); Type: ACL; Schema: public
@@ -2329,11 +2915,60 @@ GRANT ALL ON FUNCTION public.statusdb_page_view(page_slug text, page_token_hash 
 GRANT ALL ON FUNCTION public.statusdb_page_view(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer) TO statusdb_reader;
 
 --
+-- Name: FUNCTION statusdb_priority_status(priority text); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_priority_status(priority text) FROM PUBLIC;
+
+--
 -- Name: FUNCTION statusdb_recompute_statuses(repair boolean); Type: ACL; Schema: public
 --
 
 REVOKE ALL ON FUNCTION public.statusdb_recompute_statuses(repair boolean) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.statusdb_recompute_statuses(repair boolean) TO statusdb_app;
+
+--
+-- Name: FUNCTION statusdb_rederive_components(component_ids text[], cause text, incident_id text, maintenance_window_id text); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_rederive_components(component_ids text[], cause text, incident_id text, maintenance_window_id text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_refresh_components(component_ids text[], cause text, incident_id text, maintenance_window_id text); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_refresh_components(component_ids text[], cause text, incident_id text, maintenance_window_id text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_refresh_team(team_id text, cause text, incident_id text); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_refresh_team(team_id text, cause text, incident_id text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_status_incident_check_component_ids(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_status_incident_check_component_ids() FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_status_incident_set_resolved_at(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_status_incident_set_resolved_at() FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_status_lock_key(team_id text, component_id text); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_status_lock_key(team_id text, component_id text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.statusdb_status_lock_key(team_id text, component_id text) TO statusdb_app;
+
+--
+-- Name: FUNCTION statusdb_status_page_component_check_page_fixed(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_status_page_component_check_page_fixed() FROM PUBLIC;
 
 --
 -- Name: FUNCTION statusdb_status_page_component_derive(); Type: ACL; Schema: public
@@ -2342,10 +2977,46 @@ GRANT ALL ON FUNCTION public.statusdb_recompute_statuses(repair boolean) TO stat
 REVOKE ALL ON FUNCTION public.statusdb_status_page_component_derive() FROM PUBLIC;
 
 --
+-- Name: FUNCTION statusdb_status_page_component_forget_ids(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_status_page_component_forget_ids() FROM PUBLIC;
+
+--
 -- Name: FUNCTION statusdb_status_page_component_log_initial_status(); Type: ACL; Schema: public
 --
 
 REVOKE ALL ON FUNCTION public.statusdb_status_page_component_log_initial_status() FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_status_rank(status text); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_status_rank(status text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_status_subscriber_check_component_ids(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_status_subscriber_check_component_ids() FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_status_subscriber_destination_guard(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_status_subscriber_destination_guard() FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_touch_updated_at(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_touch_updated_at() FROM PUBLIC;
+
+--
+-- Name: TABLE destination_allowlist; Type: ACL; Schema: public
+--
+
+GRANT SELECT ON TABLE public.destination_allowlist TO statusdb_app;
 
 --
 -- Name: TABLE incident; Type: ACL; Schema: public
@@ -2364,6 +3035,12 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.maintenance_window TO statusdb
 --
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.maintenance_window_component TO statusdb_app;
+
+--
+-- Name: TABLE maintenance_window_scheduler_error; Type: ACL; Schema: public
+--
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.maintenance_window_scheduler_error TO statusdb_app;
 
 --
 -- Name: TABLE status_change; Type: ACL; Schema: public
