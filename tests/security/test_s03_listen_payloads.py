@@ -105,7 +105,7 @@ def test_a_team_scoped_listener_gets_only_its_teams_changes(conn: Conn, app_dsn:
     conn.commit()
     with psycopg.connect(app_dsn, autocommit=True) as listener:
         tenancy.set_team(listener, team_a.id, local=False)
-        feed.subscribe(listener)
+        feed.start_listening(listener)
         incidents.create(conn, sre, title="b down", priority="CRITICAL")  # team B's page
         conn.commit()
         incidents.create(conn, team_a.id, title="a slow", priority="MEDIUM")
