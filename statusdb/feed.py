@@ -52,12 +52,11 @@ from typing import Any, Final
 import attrs
 import psycopg
 from psycopg import sql
-from psycopg.pq import TransactionStatus
 from psycopg.rows import class_row
 
 from statusdb import validate
 from statusdb.errors import InvalidInput, translate
-from statusdb.executor import Op, many, operation
+from statusdb.executor import Op, _owns_transaction, many, operation
 from statusdb.types import ComponentStatus
 
 #: The channel migrations 0003 and 0012 notify on.
@@ -125,16 +124,19 @@ def _changes(seqs: list[int], status_page_id: str | None) -> Op[list[StatusChang
 
 
 def _check_listener(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
+    # A listener is a connection whose every call owns its transaction (notifications arrive
+    # between transactions); the two ways of failing that get their own message.
+    if _owns_transaction(conn):
+        return
     if not conn.autocommit:
         raise InvalidInput(
             "conn must be in autocommit mode to receive notifications promptly "
             "(psycopg.connect(dsn, autocommit=True)), and dedicated to listening"
         )
-    if conn.info.transaction_status != TransactionStatus.IDLE:
-        raise InvalidInput(
-            "conn is inside a transaction: notifications only arrive between transactions; "
-            "use a dedicated autocommit connection for listening"
-        )
+    raise InvalidInput(
+        "conn is inside a transaction: notifications only arrive between transactions; "
+        "use a dedicated autocommit connection for listening"
+    )
 
 
 def _check_options(
