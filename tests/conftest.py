@@ -26,6 +26,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from factories import SESSION_ZONES, set_session_zone
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 from pytest_postgresql import factories
@@ -151,6 +152,14 @@ statusdb_postgresql = factories.postgresql("statusdb_postgresql_proc")
 def conn(statusdb_postgresql: psycopg.Connection[TupleRow]) -> psycopg.Connection[TupleRow]:
     """A connection to this test's freshly migrated database (autocommit off)."""
     return statusdb_postgresql
+
+
+@pytest.fixture(params=SESSION_ZONES)
+def session_zone(request: pytest.FixtureRequest, conn: psycopg.Connection[TupleRow]) -> str:
+    """This test's database and `conn` use the TimeZone `request.param` (new connections too)."""
+    zone: str = request.param
+    set_session_zone(conn, zone)
+    return zone
 
 
 @pytest.fixture

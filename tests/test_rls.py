@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 import psycopg
 import pytest
+from factories import APP_LOGIN, ensure_login
 from psycopg import errors as pg_errors
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
@@ -41,7 +42,6 @@ from statusdb.types import CreateMaintenanceWindowInput
 Conn = psycopg.Connection[TupleRow]
 AppConnect = Callable[..., Conn]
 
-APP_LOGIN = "statusdb_test_app"
 
 #: Per table, the SQL (superuser) that lists the ids of the rows belonging to team %(team)s.
 TEAM_ROWS: dict[str, str] = {
@@ -163,13 +163,7 @@ def seed(conn: Conn) -> World:
 @pytest.fixture(scope="session")
 def app_login(cluster: LocalCluster, statusdb_postgresql_proc: object) -> str:
     """A LOGIN member of statusdb_app (created once; it may exist already)."""
-    with psycopg.connect(cluster.dsn(), autocommit=True) as admin:
-        if not admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (APP_LOGIN,)).fetchone():
-            admin.execute(
-                sql.SQL("CREATE ROLE {} LOGIN IN ROLE statusdb_app").format(
-                    sql.Identifier(APP_LOGIN)
-                )
-            )
+    ensure_login(cluster, APP_LOGIN, "statusdb_app")
     return APP_LOGIN
 
 

@@ -10,7 +10,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg import sql
 from psycopg.rows import TupleRow
 
 from statusdb import components, incidents, pages, queries, teams, uptime
@@ -25,25 +24,6 @@ UTC = dt.UTC
 H = dt.timedelta(hours=1)
 D = dt.timedelta(days=1)
 ZERO = dt.timedelta(0)
-
-
-#: The recurrence and uptime tests run on connections in these zones (issue 15): psycopg returns
-#: timestamptz in the connection's TimeZone, and statusdb must answer the same on all of them.
-SESSION_ZONES = ("UTC", "America/New_York", "Australia/Lord_Howe")
-
-
-@pytest.fixture(params=SESSION_ZONES)
-def session_zone(request: pytest.FixtureRequest, conn: Conn) -> str:
-    """This test's database and `conn` use the TimeZone `request.param` (new connections too)."""
-    zone: str = request.param
-    conn.execute(
-        sql.SQL("ALTER DATABASE {} SET TimeZone = {}").format(
-            sql.Identifier(conn.info.dbname), sql.Literal(zone)
-        )
-    )
-    conn.execute("SELECT set_config('TimeZone', %s, false)", (zone,))
-    conn.commit()
-    return zone
 
 
 def at(day: int, hour: int = 0, minute: int = 0, month: int = 1) -> dt.datetime:

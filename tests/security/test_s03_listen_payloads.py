@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from psycopg import sql
+from factories import APP_LOGIN, READER_LOGIN, ensure_login
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 
@@ -23,21 +23,8 @@ from statusdb.localpg import LocalCluster
 
 Conn = psycopg.Connection[TupleRow]
 
-APP_LOGIN = "statusdb_test_app"
-READER_LOGIN = "statusdb_test_reader"
 ARRIVAL = 10.0
 QUIET = 0.3
-
-
-def ensure_login(cluster: LocalCluster, name: str, group: str) -> None:
-    with psycopg.connect(cluster.dsn(), autocommit=True) as admin:
-        if admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
-            return
-        admin.execute(
-            sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(
-                sql.Identifier(name), sql.Identifier(group)
-            )
-        )
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from factories import APP_LOGIN, ensure_login
 from psycopg import errors as pg_errors
-from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 
@@ -23,18 +23,10 @@ from statusdb.localpg import LocalCluster
 
 Conn = psycopg.Connection[TupleRow]
 
-APP_LOGIN = "statusdb_test_app"
-
 
 @pytest.fixture(scope="session")
 def app_login(cluster: LocalCluster, statusdb_postgresql_proc: object) -> str:
-    with psycopg.connect(cluster.dsn(), autocommit=True) as admin:
-        if not admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (APP_LOGIN,)).fetchone():
-            admin.execute(
-                sql.SQL("CREATE ROLE {} LOGIN IN ROLE statusdb_app").format(
-                    sql.Identifier(APP_LOGIN)
-                )
-            )
+    ensure_login(cluster, APP_LOGIN, "statusdb_app")
     return APP_LOGIN
 
 
