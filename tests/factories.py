@@ -7,6 +7,8 @@ nothing unless it says so: the caller decides when its setup is committed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import attrs
 import psycopg
 from psycopg import sql
@@ -14,8 +16,10 @@ from psycopg.rows import TupleRow
 
 from statusdb import components, pages, teams
 from statusdb.localpg import LocalCluster
+from statusdb.pages import NewComponent
 
 Conn = psycopg.Connection[TupleRow]
+AConn = psycopg.AsyncConnection[TupleRow]
 
 #: The LOGIN roles the role and row-level security tests connect as (members of the groups).
 APP_LOGIN = "statusdb_test_app"
@@ -49,7 +53,7 @@ def ensure_login(cluster: LocalCluster, name: str, group: str) -> None:
         )
 
 
-def page(
+def new_page(
     conn: Conn,
     team_id: str,
     *,
@@ -57,8 +61,9 @@ def page(
     name: str | None = None,
     is_public: bool = True,
     created_by_id: str = "u1",
+    components: Sequence[NewComponent] = (),
 ) -> pages.StatusPage:
-    """A page of team `team_id` without components (named after its slug unless `name`)."""
+    """A page of team `team_id` (named after its slug unless `name`), with `components`."""
     return pages.create(
         conn,
         team_id=team_id,
@@ -66,7 +71,29 @@ def page(
         slug=slug,
         created_by_id=created_by_id,
         is_public=is_public,
+        components=components,
     ).page
+
+
+async def anew_page(
+    aconn: AConn,
+    team_id: str,
+    *,
+    slug: str = "acme",
+    name: str | None = None,
+    is_public: bool = True,
+    created_by_id: str = "u1",
+) -> pages.StatusPage:
+    """`new_page` on an async connection."""
+    created = await pages.create(
+        aconn,
+        team_id=team_id,
+        name=slug.title() if name is None else name,
+        slug=slug,
+        created_by_id=created_by_id,
+        is_public=is_public,
+    )
+    return created.page
 
 
 @attrs.frozen
@@ -99,8 +126,8 @@ def two_pages(
     """A team, its public page "Acme" (slug acme) with a component per name (in that order),
     and its public page "Other" (slug other) with one component "API". Not committed."""
     owner = teams.create(conn, name=team)
-    acme = page(conn, owner.id, name="Acme")
-    other = page(conn, owner.id, slug="other", name="Other")
+    acme = new_page(conn, owner.id, name="Acme")
+    other = new_page(conn, owner.id, slug="other", name="Other")
     by_name = {name: components.create(conn, acme.id, name=name).id for name in names}
     foreign = components.create(conn, other.id, name="API")
     return TwoPages(owner.id, acme.id, other.id, by_name, foreign.id)

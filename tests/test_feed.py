@@ -10,9 +10,10 @@ from collections.abc import Callable
 
 import psycopg
 import pytest
+from factories import anew_page, new_page
 from psycopg.rows import TupleRow
 
-from statusdb import components, feed, incidents, pages, teams
+from statusdb import components, feed, incidents, teams
 from statusdb.errors import InvalidInput
 from statusdb.feed import StatusChangeEvent
 
@@ -55,9 +56,7 @@ def logged_changes(
 
 
 def make_page(conn: Conn, team_id: str, slug: str) -> str:
-    return pages.create(
-        conn, team_id=team_id, name=slug.title(), slug=slug, created_by_id="u1", is_public=True
-    ).page.id
+    return new_page(conn, team_id, slug=slug).id
 
 
 def test_committed_incident_change_is_announced_exactly(conn: Conn, connect: Connect) -> None:
@@ -166,11 +165,7 @@ async def test_async_listener(aconn: AConn, dsn: str) -> None:
     listener = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
     try:
         team = await teams.create(aconn, name="SRE")
-        page = (
-            await pages.create(
-                aconn, team_id=team.id, name="A", slug="acme", created_by_id="u1", is_public=True
-            )
-        ).page.id
+        page = (await anew_page(aconn, team.id, name="A")).id
         api = await components.create(aconn, page, name="API", team_id=team.id)
         await aconn.commit()
         await feed.astart_listening(listener)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from factories import APP_LOGIN, READER_LOGIN, ensure_login
+from factories import APP_LOGIN, READER_LOGIN
 from psycopg import errors as pg_errors
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
@@ -53,13 +53,6 @@ OWNER_ONLY_TABLES = ("status_lock", "status_repair")
 
 def as_user(dsn: str, user: str) -> str:
     return make_conninfo(dsn, user=user)
-
-
-@pytest.fixture(scope="session")
-def logins(cluster: LocalCluster, statusdb_postgresql_proc: object) -> None:
-    """The login users; the group roles exist once the template is migrated."""
-    ensure_login(cluster, APP_LOGIN, "statusdb_app")
-    ensure_login(cluster, READER_LOGIN, "statusdb_reader")
 
 
 @pytest.fixture

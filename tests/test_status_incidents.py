@@ -12,11 +12,11 @@ from typing import Any
 import attrs
 import psycopg
 import pytest
-from factories import TwoPages, two_pages
+from factories import TwoPages, anew_page, two_pages
 from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
 
-from statusdb import components, incidents, pages, status_incidents, teams
+from statusdb import components, incidents, status_incidents, teams
 from statusdb.errors import InvalidInput, NotFound, StatusdbError
 from statusdb.status_incidents import HistoryPage, StatusIncident
 from statusdb.types import StatusUpdate
@@ -198,11 +198,7 @@ def test_create_errors_from_the_database(conn: Conn, acme: TwoPages) -> None:
 
 async def test_create_and_get_async(aconn: AConn) -> None:
     team = await teams.create(aconn, name="Async")
-    page = (
-        await pages.create(
-            aconn, team_id=team.id, name="A", slug="async", created_by_id="u", is_public=True
-        )
-    ).page
+    page = await anew_page(aconn, team.id, slug="async", name="A", created_by_id="u")
     api = await components.create(aconn, page.id, name="API")
     created = await status_incidents.create(
         aconn,
@@ -259,11 +255,7 @@ def test_add_update_errors(conn: Conn, acme: TwoPages) -> None:
 
 async def test_add_update_async(aconn: AConn) -> None:
     team = await teams.create(aconn, name="Async")
-    page = (
-        await pages.create(
-            aconn, team_id=team.id, name="A", slug="async", created_by_id="u", is_public=True
-        )
-    ).page
+    page = await anew_page(aconn, team.id, slug="async", name="A", created_by_id="u")
     created = await status_incidents.create(
         aconn, page.id, title="T", severity="MINOR", message="m"
     )
@@ -460,11 +452,7 @@ def test_edit_errors(conn: Conn, acme: TwoPages) -> None:
 
 async def test_edit_async(aconn: AConn) -> None:
     team = await teams.create(aconn, name="Async")
-    page = (
-        await pages.create(
-            aconn, team_id=team.id, name="A", slug="async", created_by_id="u", is_public=True
-        )
-    ).page
+    page = await anew_page(aconn, team.id, slug="async", name="A", created_by_id="u")
     created = await status_incidents.create(
         aconn, page.id, title="T", severity="MINOR", message="m"
     )
@@ -502,11 +490,7 @@ def test_get_and_delete(conn: Conn, acme: TwoPages) -> None:
 
 async def test_delete_async(aconn: AConn) -> None:
     team = await teams.create(aconn, name="Async")
-    page = (
-        await pages.create(
-            aconn, team_id=team.id, name="A", slug="async", created_by_id="u", is_public=True
-        )
-    ).page
+    page = await anew_page(aconn, team.id, slug="async", name="A", created_by_id="u")
     created = await status_incidents.create(
         aconn, page.id, title="T", severity="MINOR", message="m"
     )
@@ -642,11 +626,7 @@ def test_history_cursor_is_stable_when_incidents_resolve_in_between(
 
 async def test_history_async(aconn: AConn) -> None:
     team = await teams.create(aconn, name="Async")
-    page = (
-        await pages.create(
-            aconn, team_id=team.id, name="A", slug="async", created_by_id="u", is_public=True
-        )
-    ).page
+    page = await anew_page(aconn, team.id, slug="async", name="A", created_by_id="u")
     made = []
     for n in range(3):
         made.append(

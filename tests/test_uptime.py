@@ -10,9 +10,10 @@ from typing import Any
 
 import psycopg
 import pytest
+from factories import new_page
 from psycopg.rows import TupleRow
 
-from statusdb import components, incidents, pages, queries, teams, uptime
+from statusdb import components, incidents, queries, teams, uptime
 from statusdb.errors import InvalidInput, NotFound
 from statusdb.types import STATUS_SEVERITY_ORDER, ComponentStatus
 from statusdb.uptime import StatusDurations
@@ -32,9 +33,7 @@ def at(day: int, hour: int = 0, minute: int = 0, month: int = 1) -> dt.datetime:
 
 def make_page(conn: Conn, slug: str = "acme") -> str:
     team = teams.create(conn, name=f"team {slug}")
-    return pages.create(
-        conn, team_id=team.id, name="Acme", slug=slug, created_by_id="u1", is_public=True
-    ).page.id
+    return new_page(conn, team.id, slug=slug, name="Acme").id
 
 
 def add_component(
@@ -364,9 +363,7 @@ def changes_of(conn: Conn, component_id: str) -> list[tuple[dt.datetime, Compone
 @pytest.mark.usefixtures("session_zone")
 def test_end_to_end_through_incidents_and_maintenance(conn: Conn) -> None:
     team = teams.create(conn, name="SRE")
-    page = pages.create(
-        conn, team_id=team.id, name="Acme", slug="acme", created_by_id="u1", is_public=True
-    ).page.id
+    page = new_page(conn, team.id, slug="acme").id
     api = components.create(conn, page, name="API", team_id=team.id)
     docs = components.create(conn, page, name="Docs", display_order=1)
 

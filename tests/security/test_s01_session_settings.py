@@ -14,13 +14,12 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from factories import APP_LOGIN, ensure_login
+from factories import new_page
 from psycopg import errors as pg_errors
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 
-from statusdb import components, incidents, pages, status, teams
-from statusdb.localpg import LocalCluster
+from statusdb import components, incidents, status, teams
 
 Conn = psycopg.Connection[TupleRow]
 
@@ -31,12 +30,6 @@ SETTINGS = (
     "statusdb.all_statuses_locked",
     "statusdb.repairing",
 )
-
-
-@pytest.fixture(scope="session")
-def app_login(cluster: LocalCluster, statusdb_postgresql_proc: object) -> str:
-    ensure_login(cluster, APP_LOGIN, "statusdb_app")
-    return APP_LOGIN
 
 
 @pytest.fixture
@@ -61,9 +54,7 @@ def switch_everything_on(conn: Conn) -> None:
 def world(conn: Conn) -> tuple[str, str, str, str]:
     """Teams SRE and DBA, a page with a component driven by SRE; DBA has a CRITICAL incident."""
     sre, dba = teams.create(conn, name="SRE"), teams.create(conn, name="DBA")
-    page = pages.create(
-        conn, team_id=sre.id, name="Acme", slug="acme", created_by_id="u", is_public=True
-    ).page
+    page = new_page(conn, sre.id, slug="acme", created_by_id="u")
     api = components.create(conn, page.id, name="API", team_id=sre.id)
     incidents.create(conn, dba.id, title="db down", priority="CRITICAL")
     conn.commit()

@@ -14,21 +14,14 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from factories import APP_LOGIN, READER_LOGIN, ensure_login
+from factories import APP_LOGIN, READER_LOGIN
 from psycopg import errors as pg_errors
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 
 from statusdb import components, incidents, pages, status, teams, views
-from statusdb.localpg import LocalCluster
 
 Conn = psycopg.Connection[TupleRow]
-
-
-@pytest.fixture(scope="session")
-def logins(cluster: LocalCluster, statusdb_postgresql_proc: object) -> None:
-    ensure_login(cluster, APP_LOGIN, "statusdb_app")
-    ensure_login(cluster, READER_LOGIN, "statusdb_reader")
 
 
 @pytest.fixture

@@ -13,24 +13,17 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from factories import APP_LOGIN, READER_LOGIN, ensure_login
+from factories import APP_LOGIN, READER_LOGIN, new_page
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 
-from statusdb import components, feed, incidents, pages, teams, tenancy
+from statusdb import components, feed, incidents, teams, tenancy
 from statusdb.errors import Unauthorized
-from statusdb.localpg import LocalCluster
 
 Conn = psycopg.Connection[TupleRow]
 
 ARRIVAL = 10.0
 QUIET = 0.3
-
-
-@pytest.fixture(scope="session")
-def logins(cluster: LocalCluster, statusdb_postgresql_proc: object) -> None:
-    ensure_login(cluster, APP_LOGIN, "statusdb_app")
-    ensure_login(cluster, READER_LOGIN, "statusdb_reader")
 
 
 @pytest.fixture
@@ -47,9 +40,7 @@ def reader(dsn: str, logins: None) -> Iterator[Conn]:
 def private_world(conn: Conn) -> tuple[str, str, str, str]:
     """A private page of team SRE with one component it drives; returns ids."""
     sre = teams.create(conn, name="SRE")
-    page = pages.create(
-        conn, team_id=sre.id, name="Secret", slug="secret", created_by_id="u", is_public=False
-    ).page
+    page = new_page(conn, sre.id, slug="secret", created_by_id="u", is_public=False)
     api = components.create(conn, page.id, name="API", team_id=sre.id)
     conn.commit()
     return sre.id, page.id, api.id, "MAJOR_OUTAGE"
@@ -85,9 +76,7 @@ def test_a_team_scoped_listener_gets_only_its_teams_changes(conn: Conn, app_dsn:
     status changes on the feed."""
     sre, _page_b, _api_b, _ = private_world(conn)
     team_a = teams.create(conn, name="Team A")
-    page_a = pages.create(
-        conn, team_id=team_a.id, name="A", slug="page-a", created_by_id="u", is_public=True
-    ).page
+    page_a = new_page(conn, team_a.id, slug="page-a", name="A", created_by_id="u")
     api_a = components.create(conn, page_a.id, name="API", team_id=team_a.id)
     conn.commit()
     with psycopg.connect(app_dsn, autocommit=True) as listener:
