@@ -41,16 +41,15 @@ def set_session_zone(conn: Conn, zone: str) -> None:
     conn.commit()
 
 
-def ensure_login(cluster: LocalCluster, name: str, group: str) -> None:
-    """A LOGIN user that is a member of `group` (created once; it may exist already)."""
+def ensure_login(cluster: LocalCluster, name: str, group: str | None) -> None:
+    """A LOGIN user, a member of `group` unless None (created once; it may exist already)."""
     with psycopg.connect(cluster.dsn(), autocommit=True) as admin:
         if admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
             return
-        admin.execute(
-            sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(
-                sql.Identifier(name), sql.Identifier(group)
-            )
-        )
+        statement = sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(name))
+        if group is not None:
+            statement += sql.SQL(" IN ROLE {}").format(sql.Identifier(group))
+        admin.execute(statement)
 
 
 def new_page(
