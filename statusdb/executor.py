@@ -62,6 +62,8 @@ from statusdb.errors import (
 
 T = TypeVar("T")
 R = TypeVar("R")
+S = TypeVar("S")
+A = TypeVar("A")
 P = ParamSpec("P")
 
 Fetch = Literal["optional", "all", "rowcount", "copy"]
@@ -156,13 +158,24 @@ _RELEASE = b"RELEASE SAVEPOINT statusdb_atomic"
 _ROLLBACK_TO = b"ROLLBACK TO SAVEPOINT statusdb_atomic; RELEASE SAVEPOINT statusdb_atomic"
 
 
+def _owns_transaction(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
+    """Whether a call made now on `conn` owns its transaction (autocommit, none open).
+
+    The single answer to that question in statusdb: atomic operations (their own transaction
+    or a savepoint), retries (only a call that owns its transaction can run again),
+    `tenancy.set_team(local=True)` (refused when there is no transaction to scope) and the feed's
+    listeners (which need exactly such a connection) all ask it here.
+    """
+    return conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE
+
+
 def _can_roll_back(status: TransactionStatus) -> bool:
     return status in (TransactionStatus.INTRANS, TransactionStatus.INERROR)
 
 
 @contextlib.contextmanager
 def _atomic_sync(conn: psycopg.Connection[Any]) -> Iterator[None]:
-    if conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE:
+    if _owns_transaction(conn):
         with conn.transaction():
             yield
         return
@@ -183,7 +196,7 @@ def _atomic_sync(conn: psycopg.Connection[Any]) -> Iterator[None]:
 
 @contextlib.asynccontextmanager
 async def _atomic_async(conn: psycopg.AsyncConnection[Any]) -> AsyncIterator[None]:
-    if conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE:
+    if _owns_transaction(conn):
         async with conn.transaction():
             yield
         return
@@ -305,11 +318,6 @@ RETRY_ATTEMPTS = 5
 RETRY_BASE_DELAY = 0.01
 
 
-def _owns_transaction(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
-    """Whether an operation started now is its own transaction (autocommit, none open)."""
-    return conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE
-
-
 def _conflict(exc: Retryable) -> bool:
     """A serialization failure or deadlock: the transaction it hit was rolled back whole."""
     return isinstance(exc.__cause__, pg_errors.SerializationFailure | pg_errors.DeadlockDetected)
@@ -349,6 +357,33 @@ class NotAConnection(InvalidInput, TypeError):
     """An operation was called with something else than a psycopg connection first."""
 
 
+def dispatch(
+    conn: object,
+    sync: Callable[[psycopg.Connection[Any]], S],
+    async_: Callable[[psycopg.AsyncConnection[Any]], A],
+    *,
+    what: str,
+) -> S | A:
+    """The one sync/async switch: `sync(conn)` for a Connection, `async_(conn)` for an async one.
+
+    Operations go through it, and so do the edges that are not operations but take either kind
+    of connection (`streams.stream`, `outbox.recipients`, `tenancy.set_team`): what `async_`
+    returns (a coroutine, an async iterator) is what the caller awaits or iterates. Anything
+    else than a psycopg connection is refused with `NotAConnection`, naming `what`.
+    """
+    if isinstance(conn, psycopg.AsyncConnection):
+        return async_(conn)
+    if isinstance(conn, psycopg.Connection):
+        return sync(conn)
+    raise _not_a_connection(conn, what)
+
+
+def _not_a_connection(conn: object, what: str) -> NotAConnection:
+    return NotAConnection(
+        f"{what} takes a psycopg Connection or AsyncConnection first, not {type(conn).__name__}"
+    )
+
+
 class Operation(Generic[P, T]):
     """A repository operation: call it with a sync connection, or await it with an async one.
 
@@ -381,18 +416,19 @@ class Operation(Generic[P, T]):
         **kwargs: P.kwargs,
     ) -> T | Coroutine[Any, Any, T]:
         if not isinstance(conn, psycopg.Connection | psycopg.AsyncConnection):
-            raise NotAConnection(
-                f"{self.body.__name__} takes a psycopg Connection or AsyncConnection first, "
-                f"not {type(conn).__name__}"
-            )
+            # Before the argument checks below: a wrong connection is the first thing to say.
+            raise _not_a_connection(conn, self.body.__name__)
         # Every argument has the type its annotation names, before anything runs: a truthy
         # string is no flag, and no wrong type surfaces as AttributeError or a database error.
         problem = validate.argument_problem(self.body, args, kwargs)
         if problem is not None:
             raise self._refusal(problem, args, kwargs)
-        if isinstance(conn, psycopg.AsyncConnection):
-            return self._call_async(conn, args, kwargs)
-        return self._call_sync(conn, args, kwargs)
+        return dispatch(
+            conn,
+            lambda sync: self._call_sync(sync, args, kwargs),
+            lambda aconn: self._call_async(aconn, args, kwargs),
+            what=self.body.__name__,
+        )
 
     def _refusal(
         self, problem: validate.WrongType, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -503,6 +539,7 @@ __all__ = [
     "StatusdbError",
     "Step",
     "copy_in",
+    "dispatch",
     "execute",
     "many",
     "one",

@@ -21,7 +21,7 @@ What a listener must know:
   in commit order. A rolled-back change is never announced.
 * They are not durable. A listener that is down, reconnecting or not yet listening misses them.
   The durable record is the `status_change` table (and the subscriber outbox): on (re)connect,
-  `subscribe` first, then read the current state or the changes since the last `change_id` you
+  `start_listening` first, then read the current state or the changes since the last `change_id` you
   handled, then follow the feed; the events carry `change_id` so that duplicates from that
   overlap can be dropped.
 * Use a dedicated connection, in autocommit mode, and keep reading from it. Notifications reach
@@ -30,7 +30,7 @@ What a listener must know:
   PostgreSQL's shared notification queue, and once that is full every transaction that changes
   a status fails at commit. `listen` also consumes every notification the connection receives,
   including those of other channels it listens to (they are dropped). `listen`, `alisten` and
-  `subscribe` refuse a connection that is not in autocommit mode or is inside a transaction.
+  `start_listening` refuse a connection that is not in autocommit mode or is inside a transaction.
 * LISTEN stays in effect on the connection after a round of `listen` ends on its `timeout` or
   `stop_after`: notifications arriving meanwhile are kept by psycopg and come out of the next
   `listen`, so a loop such as ``while True: for e in listen(conn, timeout=30): ...`` (doing a
@@ -45,18 +45,18 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Final
 
 import attrs
 import psycopg
 from psycopg import sql
-from psycopg.pq import TransactionStatus
 from psycopg.rows import class_row
 
 from statusdb import validate
 from statusdb.errors import InvalidInput, translate
-from statusdb.executor import Op, many, operation
+from statusdb.executor import Op, _owns_transaction, many, operation
 from statusdb.types import ComponentStatus
 
 #: The channel migrations 0003 and 0012 notify on.
@@ -124,16 +124,19 @@ def _changes(seqs: list[int], status_page_id: str | None) -> Op[list[StatusChang
 
 
 def _check_listener(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
+    # A listener is a connection whose every call owns its transaction (notifications arrive
+    # between transactions); the two ways of failing that get their own message.
+    if _owns_transaction(conn):
+        return
     if not conn.autocommit:
         raise InvalidInput(
             "conn must be in autocommit mode to receive notifications promptly "
             "(psycopg.connect(dsn, autocommit=True)), and dedicated to listening"
         )
-    if conn.info.transaction_status != TransactionStatus.IDLE:
-        raise InvalidInput(
-            "conn is inside a transaction: notifications only arrive between transactions; "
-            "use a dedicated autocommit connection for listening"
-        )
+    raise InvalidInput(
+        "conn is inside a transaction: notifications only arrive between transactions; "
+        "use a dedicated autocommit connection for listening"
+    )
 
 
 def _check_options(
@@ -150,11 +153,11 @@ def _check_options(
     return None if status_page_id is None else validate.identifier("status_page_id", status_page_id)
 
 
-def subscribe(conn: psycopg.Connection[Any]) -> None:
+def start_listening(conn: psycopg.Connection[Any]) -> None:
     """Start listening on `conn` (idempotent) without waiting for anything.
 
     `listen` does this itself; call it first when you must not miss a change made between now
-    and the moment you start iterating (e.g. subscribe, then read a snapshot, then `listen`).
+    and the moment you start iterating (start listening, then read a snapshot, then `listen`).
     """
     _check_listener(conn)
     try:
@@ -163,13 +166,37 @@ def subscribe(conn: psycopg.Connection[Any]) -> None:
         raise translate(exc) from exc
 
 
-async def asubscribe(aconn: psycopg.AsyncConnection[Any]) -> None:
-    """`subscribe` for an async connection."""
+async def astart_listening(aconn: psycopg.AsyncConnection[Any]) -> None:
+    """`start_listening` for an async connection."""
     _check_listener(aconn)
     try:
         await aconn.execute(_LISTEN)
     except psycopg.Error as exc:
         raise translate(exc) from exc
+
+
+_RENAMED: Final = (
+    "statusdb.feed.{old} is deprecated: it was renamed {new} (statusdb.subscribers.subscribe "
+    "is the one that subscribes people)"
+)
+
+
+def subscribe(conn: psycopg.Connection[Any]) -> None:
+    """Deprecated alias of `start_listening` (the name clashed with `subscribers.subscribe`)."""
+    warnings.warn(
+        _RENAMED.format(old="subscribe", new="start_listening"), DeprecationWarning, stacklevel=2
+    )
+    start_listening(conn)
+
+
+async def asubscribe(aconn: psycopg.AsyncConnection[Any]) -> None:
+    """Deprecated alias of `astart_listening`."""
+    warnings.warn(
+        _RENAMED.format(old="asubscribe", new="astart_listening"),
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    await astart_listening(aconn)
 
 
 def listen(
@@ -194,7 +221,7 @@ def listen(
     catch up from `status_change`, listen again.
     """
     page = _check_options(status_page_id, timeout, stop_after)
-    subscribe(conn)
+    start_listening(conn)
     deadline = None if timeout is None else time.monotonic() + timeout
     yielded = 0
     while True:
@@ -222,7 +249,7 @@ async def alisten(
 ) -> AsyncIterator[StatusChangeEvent]:
     """`listen` for an async connection: ``async for event in alisten(aconn): ...``."""
     page = _check_options(status_page_id, timeout, stop_after)
-    await asubscribe(aconn)
+    await astart_listening(aconn)
     deadline = None if timeout is None else time.monotonic() + timeout
     yielded = 0
     while True:

@@ -37,8 +37,8 @@ from psycopg.rows import class_row, tuple_row
 
 from statusdb import validate
 from statusdb.errors import InvalidInput, StatusdbError, translate
-from statusdb.executor import Op, execute, many, one, operation
-from statusdb.streams import DEFAULT_ITERSIZE, stream_async, stream_sync
+from statusdb.executor import Op, dispatch, execute, many, one, operation
+from statusdb.streams import DEFAULT_ITERSIZE, stream
 from statusdb.types import (
     ComponentStatus,
     NotifyOnEvent,
@@ -224,11 +224,9 @@ def recipients(
 ) -> Iterator[Recipient] | AsyncIterator[Recipient]:
     """Stream the subscribers to tell of `claimed`, in constant memory (none for a flap)."""
     if not claimed.notify_types:
-        return iter(()) if isinstance(conn, psycopg.Connection) else _empty()
+        return dispatch(conn, lambda _: iter(()), lambda _: _empty(), what="recipients")
     params = _recipient_params(claimed)
-    if isinstance(conn, psycopg.AsyncConnection):
-        return stream_async(conn, "outbox_recipients", params, _recipient_row, itersize=itersize)
-    return stream_sync(conn, "outbox_recipients", params, _recipient_row, itersize=itersize)
+    return stream(conn, "outbox_recipients", params, _recipient_row, itersize=itersize)
 
 
 async def _empty() -> AsyncIterator[Recipient]:

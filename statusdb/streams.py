@@ -3,7 +3,12 @@
 A server-side (named) cursor keeps the result on the server and hands it over `itersize` rows
 at a time, so fanning a change out to a million subscribers holds one batch in memory, never
 the million. Named cursors live inside a transaction: on an autocommit connection the stream
-opens one of its own for its duration.
+opens one of its own for its duration (on a connection that is not in autocommit mode, psycopg
+begins the caller's transaction as for any statement).
+
+`stream` takes either kind of connection (through `executor.dispatch`, the one sync/async
+switch) and returns an iterator or an async iterator to match; `stream_sync` and `stream_async`
+are its two halves.
 """
 
 from __future__ import annotations
@@ -11,14 +16,14 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, overload
 
 import psycopg
 from psycopg.rows import BaseRowFactory
 
 from statusdb import queries
 from statusdb.errors import translate
-from statusdb.executor import Params
+from statusdb.executor import Params, dispatch
 
 #: Rows fetched per round trip: large enough that the network is not the bottleneck, small
 #: enough that memory stays flat (a few MB).
@@ -94,3 +99,42 @@ async def stream_async(
         if closing:
             return  # see stream_sync
         raise translate(exc) from exc
+
+
+@overload
+def stream(
+    conn: psycopg.AsyncConnection[Any],
+    name: str,
+    params: Params,
+    row: BaseRowFactory[Any],
+    *,
+    itersize: int = ...,
+) -> AsyncIterator[Any]: ...
+
+
+@overload
+def stream(
+    conn: psycopg.Connection[Any],
+    name: str,
+    params: Params,
+    row: BaseRowFactory[Any],
+    *,
+    itersize: int = ...,
+) -> Iterator[Any]: ...
+
+
+def stream(
+    conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any],
+    name: str,
+    params: Params,
+    row: BaseRowFactory[Any],
+    *,
+    itersize: int = DEFAULT_ITERSIZE,
+) -> Iterator[Any] | AsyncIterator[Any]:
+    """`stream_sync` on a Connection, `stream_async` (iterate with `async for`) on an async one."""
+    return dispatch(
+        conn,
+        lambda sync: stream_sync(sync, name, params, row, itersize=itersize),
+        lambda aconn: stream_async(aconn, name, params, row, itersize=itersize),
+        what=name,
+    )

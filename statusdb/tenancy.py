@@ -36,12 +36,11 @@ from collections.abc import Coroutine
 from typing import Any, Final, overload
 
 import psycopg
-from psycopg.pq import TransactionStatus
 from psycopg.rows import tuple_row
 
 from statusdb import validate
 from statusdb.errors import InvalidInput
-from statusdb.executor import Op, one, operation
+from statusdb.executor import Op, _owns_transaction, dispatch, one, operation
 
 #: The session setting the policies read ('' or unset: not scoped).
 SETTING: Final = "statusdb.team_id"
@@ -55,18 +54,18 @@ def _set_team(team_id: str, is_local: bool) -> Op[None]:
     yield from one("tenancy_set_team", params, tuple_row, not_found="setting was not changed")
 
 
-def _outside_transaction(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
-    return conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE
-
-
 _NO_TRANSACTION = (
     "set_team(local=True) scopes the current transaction, and this autocommit connection has "
     "none: open one (`with conn.transaction():`) or scope the session with local=False"
 )
 
 
-async def _refused() -> None:
+def _refuse() -> None:
     raise InvalidInput(_NO_TRANSACTION)
+
+
+async def _refused() -> None:
+    _refuse()
 
 
 @overload
@@ -92,14 +91,17 @@ def set_team(
     rather than silently ignored. The team need not exist: a scope to an unknown team sees
     nothing.
     """
-    if local and _outside_transaction(conn):
-        if isinstance(conn, psycopg.AsyncConnection):
-            return _refused()
-        raise InvalidInput(_NO_TRANSACTION)
+    # A call that owns its transaction has none to scope: refused the way the caller expects
+    # its errors (raised now, or when the coroutine is awaited).
+    if local and dispatch(conn, _owns_transaction, _owns_transaction, what="set_team"):
+        return dispatch(conn, lambda _: _refuse(), lambda _: _refused(), what="set_team")
     body_args = (validate.identifier("team_id", team_id), bool(local))
-    if isinstance(conn, psycopg.AsyncConnection):
-        return _set_team(conn, *body_args)
-    return _set_team(conn, *body_args)
+    return dispatch(
+        conn,
+        lambda sync: _set_team(sync, *body_args),
+        lambda aconn: _set_team(aconn, *body_args),
+        what="set_team",
+    )
 
 
 @operation(retry=True)

@@ -26,6 +26,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from factories import APP_LOGIN, READER_LOGIN, SESSION_ZONES, ensure_login, set_session_zone
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 from pytest_postgresql import factories
@@ -151,6 +152,33 @@ statusdb_postgresql = factories.postgresql("statusdb_postgresql_proc")
 def conn(statusdb_postgresql: psycopg.Connection[TupleRow]) -> psycopg.Connection[TupleRow]:
     """A connection to this test's freshly migrated database (autocommit off)."""
     return statusdb_postgresql
+
+
+@pytest.fixture(scope="session")
+def app_login(cluster: localpg.LocalCluster, statusdb_postgresql_proc: NoopExecutor) -> str:
+    """A LOGIN member of statusdb_app (created once; it may exist already)."""
+    ensure_login(cluster, APP_LOGIN, "statusdb_app")
+    return APP_LOGIN
+
+
+@pytest.fixture(scope="session")
+def reader_login(cluster: localpg.LocalCluster, statusdb_postgresql_proc: NoopExecutor) -> str:
+    """A LOGIN member of statusdb_reader (created once; it may exist already)."""
+    ensure_login(cluster, READER_LOGIN, "statusdb_reader")
+    return READER_LOGIN
+
+
+@pytest.fixture(scope="session")
+def logins(app_login: str, reader_login: str) -> None:
+    """Both login users; the group roles exist once the template is migrated."""
+
+
+@pytest.fixture(params=SESSION_ZONES)
+def session_zone(request: pytest.FixtureRequest, conn: psycopg.Connection[TupleRow]) -> str:
+    """This test's database and `conn` use the TimeZone `request.param` (new connections too)."""
+    zone: str = request.param
+    set_session_zone(conn, zone)
+    return zone
 
 
 @pytest.fixture

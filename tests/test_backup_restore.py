@@ -25,6 +25,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from factories import APP_LOGIN, ensure_login
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
@@ -49,7 +50,6 @@ from statusdb.pages import NewComponent
 from statusdb.types import CreateMaintenanceWindowInput
 
 Conn = psycopg.Connection[TupleRow]
-APP_LOGIN = "statusdb_test_app"
 YOYO_TABLES = ("_yoyo_log", "_yoyo_migration", "_yoyo_version", "yoyo_lock")
 
 
@@ -253,13 +253,7 @@ def test_a_full_dump_restored_into_an_empty_database_is_identical(
     # The migrations' bookkeeping came along: nothing is pending.
     assert all(applied for _, applied in migrations.status(empty_dsn))
     # So did the grants and the policies: statusdb_app works there, scoped by team.
-    with psycopg.connect(cluster.dsn(), autocommit=True) as admin:
-        if not admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (APP_LOGIN,)).fetchone():
-            admin.execute(
-                sql.SQL("CREATE ROLE {} LOGIN IN ROLE statusdb_app").format(
-                    sql.Identifier(APP_LOGIN)
-                )
-            )
+    ensure_login(cluster, APP_LOGIN, "statusdb_app")
     with psycopg.connect(make_conninfo(empty_dsn, user=APP_LOGIN)) as app:
         tenancy.set_team(app, facts["web"])
         assert [p.slug for p in pages.list_for_team(app, facts["web"])] == ["public"]

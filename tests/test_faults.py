@@ -22,6 +22,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from factories import new_page
 from psycopg import sql
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool
@@ -228,9 +229,7 @@ def consistent(dsn: str) -> None:
 def make_team_page(conn: Conn) -> tuple[str, str, str]:
     """A team, a public page, and one component the team's incidents drive."""
     team = teams.create(conn, name="SRE")
-    page = pages.create(
-        conn, team_id=team.id, name="Acme", slug="acme", created_by_id="u", is_public=True
-    ).page
+    page = new_page(conn, team.id, name="Acme", created_by_id="u")
     api = components.create(conn, page.id, name="API", team_id=team.id)
     conn.commit()
     return team.id, page.id, api.id
@@ -375,9 +374,7 @@ def test_killed_outbox_claim_leaves_no_lease(conn: Conn, dsn: str) -> None:
 def test_killed_maintenance_step_between_statements_undoes_the_first(conn: Conn, dsn: str) -> None:
     """advance() runs several statements: a kill in the last undoes what the first one did."""
     sre, dba = teams.create(conn, name="SRE"), teams.create(conn, name="DBA")
-    page = pages.create(
-        conn, team_id=sre.id, name="Acme", slug="acme", created_by_id="u", is_public=True
-    ).page
+    page = new_page(conn, sre.id, slug="acme", created_by_id="u")
     api = components.create(conn, page.id, name="API", team_id=sre.id)
     db = components.create(conn, page.id, name="DB", team_id=dba.id)
     daily = maintenance.create(
@@ -537,9 +534,7 @@ def _deadlock(conn: Conn, dsn: str, victim: Conn, op: Callable[..., Any]) -> tup
     The victim's shorter deadlock_timeout makes it the one that detects the cycle.
     """
     sre, dba = teams.create(conn, name="SRE"), teams.create(conn, name="DBA")
-    page = pages.create(
-        conn, team_id=sre.id, name="Acme", slug="acme", created_by_id="u", is_public=True
-    ).page
+    page = new_page(conn, sre.id, slug="acme", created_by_id="u")
     api = components.create(conn, page.id, name="API", team_id=sre.id)
     incidents.create(conn, dba.id, title="db down", priority="CRITICAL")
     conn.commit()

@@ -10,9 +10,10 @@ from collections.abc import Callable
 
 import psycopg
 import pytest
+from factories import anew_page, new_page
 from psycopg.rows import TupleRow
 
-from statusdb import components, feed, incidents, pages, teams
+from statusdb import components, feed, incidents, teams
 from statusdb.errors import InvalidInput
 from statusdb.feed import StatusChangeEvent
 
@@ -55,14 +56,12 @@ def logged_changes(
 
 
 def make_page(conn: Conn, team_id: str, slug: str) -> str:
-    return pages.create(
-        conn, team_id=team_id, name=slug.title(), slug=slug, created_by_id="u1", is_public=True
-    ).page.id
+    return new_page(conn, team_id, slug=slug).id
 
 
 def test_committed_incident_change_is_announced_exactly(conn: Conn, connect: Connect) -> None:
     listener = connect(autocommit=True)
-    feed.subscribe(listener)
+    feed.start_listening(listener)
     team = teams.create(conn, name="SRE")
     page = make_page(conn, team.id, "acme")
     api = components.create(conn, page, name="API", team_id=team.id)
@@ -96,7 +95,7 @@ def test_rounds_lose_nothing_when_notifications_arrive_together(
     for name in ("API", "DB", "Web", "Queue"):
         components.create(conn, page, name=name, team_id=team.id)
     conn.commit()
-    feed.subscribe(listener)
+    feed.start_listening(listener)
     incidents.create(conn, team.id, title="down", priority="CRITICAL")
     conn.commit()  # four notifications, sent together at commit
 
@@ -115,7 +114,7 @@ def test_rolled_back_change_is_not_announced(conn: Conn, connect: Connect) -> No
     page = make_page(conn, team.id, "acme")
     components.create(conn, page, name="API", team_id=team.id)
     conn.commit()
-    feed.subscribe(listener)
+    feed.start_listening(listener)
 
     incidents.create(conn, team.id, title="never happened", priority="CRITICAL")
     assert conn.execute("SELECT count(*) FROM status_change").fetchone() == (1,)
@@ -139,7 +138,7 @@ def test_listener_in_another_thread_gets_changes_as_they_commit(
     page = make_page(conn, team.id, "acme")
     docs = components.create(conn, page, name="Docs")
     conn.commit()
-    feed.subscribe(listener)  # before the thread starts: no change can slip through
+    feed.start_listening(listener)  # before the thread starts: no change can slip through
     received: list[tuple[StatusChangeEvent, float]] = []
 
     def run() -> None:
@@ -166,14 +165,10 @@ async def test_async_listener(aconn: AConn, dsn: str) -> None:
     listener = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
     try:
         team = await teams.create(aconn, name="SRE")
-        page = (
-            await pages.create(
-                aconn, team_id=team.id, name="A", slug="acme", created_by_id="u1", is_public=True
-            )
-        ).page.id
+        page = (await anew_page(aconn, team.id, name="A")).id
         api = await components.create(aconn, page, name="API", team_id=team.id)
         await aconn.commit()
-        await feed.asubscribe(listener)
+        await feed.astart_listening(listener)
 
         async def collect() -> list[StatusChangeEvent]:
             return [e async for e in feed.alisten(listener, timeout=ARRIVAL, stop_after=2)]
@@ -213,7 +208,7 @@ def test_malformed_payloads_are_skipped_with_a_warning(
     ).fetchone()
     assert seq is not None
     listener = connect(autocommit=True)
-    feed.subscribe(listener)
+    feed.start_listening(listener)
     listener.execute("LISTEN someone_elses_channel")
     junk = [
         "",
@@ -257,7 +252,7 @@ def test_page_filter(conn: Conn, connect: Connect) -> None:
     components.create(conn, page_b, name="API", team_id=team.id)
     components.create(conn, page_b, name="Web", team_id=team.id)
     conn.commit()
-    feed.subscribe(listener)
+    feed.start_listening(listener)
     incidents.create(conn, team.id, title="down", priority="CRITICAL")
     conn.commit()
 
@@ -275,10 +270,10 @@ def test_refuses_a_connection_that_cannot_listen(conn: Conn, connect: Connect) -
     with pytest.raises(InvalidInput, match="autocommit"):
         next(feed.listen(conn, timeout=0))
     with pytest.raises(InvalidInput, match="autocommit"):
-        feed.subscribe(conn)
+        feed.start_listening(conn)
     listener = connect(autocommit=True)
     with listener.transaction(), pytest.raises(InvalidInput, match="inside a transaction"):
-        feed.subscribe(listener)
+        feed.start_listening(listener)
     with pytest.raises(InvalidInput, match="timeout"):
         next(feed.listen(listener, timeout=-1))
     with pytest.raises(InvalidInput, match="stop_after"):
@@ -287,3 +282,23 @@ def test_refuses_a_connection_that_cannot_listen(conn: Conn, connect: Connect) -
         next(feed.listen(listener, status_page_id=""))
     # Still usable afterwards; a timeout of 0 only drains what is already there.
     assert list(feed.listen(listener, timeout=0)) == []
+
+
+def test_subscribe_is_a_deprecated_alias_of_start_listening(connect: Connect) -> None:
+    """`feed.subscribe` clashed with `subscribers.subscribe` (issue 14): it still works, warning."""
+    listener = connect(autocommit=True)
+    with pytest.warns(DeprecationWarning, match="start_listening"):
+        feed.subscribe(listener)
+    assert list(feed.listen(listener, timeout=0)) == []
+
+
+async def test_asubscribe_is_a_deprecated_alias_of_astart_listening(dsn: str) -> None:
+    """The async alias warns the same way and still listens."""
+    listener = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+    try:
+        with pytest.warns(DeprecationWarning, match="astart_listening"):
+            await feed.asubscribe(listener)
+        cur = await listener.execute("SELECT count(*) FROM pg_listening_channels()")
+        assert await cur.fetchone() == (1,)
+    finally:
+        await listener.close()

@@ -11,11 +11,11 @@ from zoneinfo import ZoneInfo
 import attrs
 import psycopg
 import pytest
+from factories import TwoPages, two_pages
 from psycopg import errors as pg_errors
-from psycopg import sql
 from psycopg.rows import TupleRow
 
-from statusdb import components, maintenance, pages, teams
+from statusdb import maintenance
 from statusdb.errors import Conflict, InvalidInput, NotFound
 from statusdb.maintenance import MaintenanceOccurrence, MaintenanceWindow, Transition
 from statusdb.types import CreateMaintenanceWindowInput
@@ -31,51 +31,12 @@ HOUR = dt.timedelta(hours=1)
 DAY = dt.timedelta(days=1)
 
 
-#: The recurrence and uptime tests run on connections in these zones (issue 15): psycopg returns
-#: timestamptz in the connection's TimeZone, and statusdb must answer the same on all of them.
-SESSION_ZONES = ("UTC", "America/New_York", "Australia/Lord_Howe")
-
-
-@pytest.fixture(params=SESSION_ZONES)
-def session_zone(request: pytest.FixtureRequest, conn: Conn) -> str:
-    """This test's database and `conn` use the TimeZone `request.param` (new connections too)."""
-    zone: str = request.param
-    conn.execute(
-        sql.SQL("ALTER DATABASE {} SET TimeZone = {}").format(
-            sql.Identifier(conn.info.dbname), sql.Literal(zone)
-        )
-    )
-    conn.execute("SELECT set_config('TimeZone', %s, false)", (zone,))
-    conn.commit()
-    return zone
-
-
-@attrs.frozen
-class Setup:
-    page_id: str
-    other_page_id: str
-    api: str
-    web: str
-    db: str
-    foreign: str
-
-
 @pytest.fixture
-def s(conn: Conn) -> Setup:
+def acme(conn: Conn) -> TwoPages:
     """A page with three components and another page with one; committed."""
-    team = teams.create(conn, name="SRE")
-    page = pages.create(
-        conn, team_id=team.id, name="Acme", slug="acme", created_by_id="u1", is_public=True
-    ).page
-    other = pages.create(
-        conn, team_id=team.id, name="Other", slug="other", created_by_id="u1", is_public=True
-    ).page
-    api = components.create(conn, page.id, name="API")
-    web = components.create(conn, page.id, name="Web")
-    db = components.create(conn, page.id, name="DB")
-    foreign = components.create(conn, other.id, name="API")
+    built = two_pages(conn, team="SRE", names=("API", "Web", "DB"))
     conn.commit()
-    return Setup(page.id, other.id, api.id, web.id, db.id, foreign.id)
+    return built
 
 
 def window_input(
@@ -109,16 +70,16 @@ def count_windows(conn: Conn) -> tuple[int, int]:
 # --- create and validation ----------------------------------------------------------------------
 
 
-def test_create_returns_a_typed_row_with_its_components(conn: Conn, s: Setup) -> None:
+def test_create_returns_a_typed_row_with_its_components(conn: Conn, acme: TwoPages) -> None:
     window = maintenance.create(
         conn,
-        s.page_id,
-        window_input((s.web, s.api, s.web), description="Short downtime"),
+        acme.page_id,
+        window_input((acme.web, acme.api, acme.web), description="Short downtime"),
         created_by_id="u1",
         time_zone="Europe/Berlin",
     )
     assert isinstance(window, MaintenanceWindow)
-    assert window.status_page_id == s.page_id
+    assert window.status_page_id == acme.page_id
     assert window.title == "Database upgrade"
     assert window.description == "Short downtime"
     assert window.status == "SCHEDULED"
@@ -130,58 +91,58 @@ def test_create_returns_a_typed_row_with_its_components(conn: Conn, s: Setup) ->
     assert window.auto_update_status
     assert window.notify_subscribers
     assert window.created_by_id == "u1"
-    assert window.component_ids == tuple(sorted({s.api, s.web}))
+    assert window.component_ids == tuple(sorted({acme.api, acme.web}))
     assert maintenance.get(conn, window.id) == window
     assert count_windows(conn) == (1, 2)
 
 
-def test_a_window_without_components_is_a_page_wide_notice(conn: Conn, s: Setup) -> None:
-    window = maintenance.create(conn, s.page_id, window_input(), created_by_id="u1")
+def test_a_window_without_components_is_a_page_wide_notice(conn: Conn, acme: TwoPages) -> None:
+    window = maintenance.create(conn, acme.page_id, window_input(), created_by_id="u1")
     assert window.component_ids == ()
     assert maintenance.get(conn, window.id).component_ids == ()
 
 
 def test_create_recurring_canonicalizes_the_rule_and_anchors_the_series(
-    conn: Conn, s: Setup
+    conn: Conn, acme: TwoPages
 ) -> None:
     window = maintenance.create(
         conn,
-        s.page_id,
-        window_input((s.api,), rule=" rrule: freq=weekly;count=4 "),
+        acme.page_id,
+        window_input((acme.api,), rule=" rrule: freq=weekly;count=4 "),
         created_by_id="u1",
     )
     assert window.recurrence_rule == "FREQ=WEEKLY;COUNT=4"
     assert window.recurrence_start == T0
 
 
-def test_create_takes_keywords_like_every_other_create(conn: Conn, s: Setup) -> None:
+def test_create_takes_keywords_like_every_other_create(conn: Conn, acme: TwoPages) -> None:
     window = maintenance.create(
         conn,
-        s.page_id,
+        acme.page_id,
         title="Database upgrade",
         start_time=T0,
         end_time=T0 + HOUR,
-        component_ids=[s.api],
+        component_ids=[acme.api],
         recurrence_rule="FREQ=WEEKLY",
         created_by_id="u1",
         time_zone="Europe/Berlin",
     )
     assert (window.title, window.component_ids, window.recurrence_rule) == (
         "Database upgrade",
-        (s.api,),
+        (acme.api,),
         "FREQ=WEEKLY",
     )
     assert window.recurrence_local_start == dt.datetime(2030, 1, 7, 11, 0)  # Berlin wall clock
     as_input = maintenance.create(
-        conn, s.page_id, window_input((s.api,), rule="FREQ=WEEKLY"), created_by_id="u1",
+        conn, acme.page_id, window_input((acme.api,), rule="FREQ=WEEKLY"), created_by_id="u1",
         time_zone="Europe/Berlin",
     )  # fmt: skip
     assert attrs.evolve(as_input, id=window.id, created_at=window.created_at,
                         updated_at=window.updated_at) == window  # fmt: skip
     with pytest.raises(InvalidInput, match="not both"):
-        maintenance.create(conn, s.page_id, window_input(), title="x", created_by_id="u1")
+        maintenance.create(conn, acme.page_id, window_input(), title="x", created_by_id="u1")
     with pytest.raises(InvalidInput, match="required"):
-        maintenance.create(conn, s.page_id, title="x", created_by_id="u1")
+        maintenance.create(conn, acme.page_id, title="x", created_by_id="u1")
 
 
 def test_max_occurrences_per_window_is_the_documented_bound() -> None:
@@ -237,16 +198,16 @@ BAD_INPUTS: list[tuple[dict[str, Any], str]] = [
 ]
 
 
-def test_create_refuses_bad_input_with_a_clear_message(conn: Conn, s: Setup) -> None:
+def test_create_refuses_bad_input_with_a_clear_message(conn: Conn, acme: TwoPages) -> None:
     for change, message in BAD_INPUTS:
-        data = attrs.evolve(window_input((s.api,)), **change)
+        data = attrs.evolve(window_input((acme.api,)), **change)
         with pytest.raises(InvalidInput) as caught:
-            maintenance.create(conn, s.page_id, data, created_by_id="u1")
+            maintenance.create(conn, acme.page_id, data, created_by_id="u1")
         assert message in str(caught.value), (change, str(caught.value))
     assert count_windows(conn) == (0, 0)
 
 
-def test_create_refuses_unknown_time_zones(conn: Conn, s: Setup) -> None:
+def test_create_refuses_unknown_time_zones(conn: Conn, acme: TwoPages) -> None:
     for zone, message in [
         ("Mars/Olympus_Mons", "not a known IANA time zone"),
         ("PST", "not a known IANA time zone"),
@@ -257,26 +218,34 @@ def test_create_refuses_unknown_time_zones(conn: Conn, s: Setup) -> None:
         ("Europe/Berlin\x00", "time_zone must not contain a NUL"),
     ]:
         with pytest.raises(InvalidInput) as caught:
-            maintenance.create(conn, s.page_id, window_input(), created_by_id="u1", time_zone=zone)
+            maintenance.create(
+                conn, acme.page_id, window_input(), created_by_id="u1", time_zone=zone
+            )
         assert message in str(caught.value), (zone, str(caught.value))
     assert count_windows(conn) == (0, 0)
 
 
-def test_components_must_be_on_the_page_and_the_error_names_them(conn: Conn, s: Setup) -> None:
-    with pytest.raises(InvalidInput, match=rf"'{s.foreign}' is not a component of status page"):
-        maintenance.create(conn, s.page_id, window_input((s.api, s.foreign)), created_by_id="u1")
+def test_components_must_be_on_the_page_and_the_error_names_them(
+    conn: Conn, acme: TwoPages
+) -> None:
+    with pytest.raises(InvalidInput, match=rf"'{acme.foreign}' is not a component of status page"):
+        maintenance.create(
+            conn, acme.page_id, window_input((acme.api, acme.foreign)), created_by_id="u1"
+        )
     with pytest.raises(InvalidInput, match="'nope', 'gone' are not components"):
         maintenance.create(
-            conn, s.page_id, window_input((s.api, "nope", "gone")), created_by_id="u1"
+            conn, acme.page_id, window_input((acme.api, "nope", "gone")), created_by_id="u1"
         )
     with pytest.raises(NotFound, match="no status page with id 'missing'"):
-        maintenance.create(conn, "missing", window_input((s.api,)), created_by_id="u1")
+        maintenance.create(conn, "missing", window_input((acme.api,)), created_by_id="u1")
     with pytest.raises(NotFound, match="no status page"):
         maintenance.create(conn, "missing", window_input(), created_by_id="u1")
     assert count_windows(conn) == (0, 0)
 
 
-def test_the_database_refuses_what_the_scheduler_could_not_interpret(conn: Conn, s: Setup) -> None:
+def test_the_database_refuses_what_the_scheduler_could_not_interpret(
+    conn: Conn, acme: TwoPages
+) -> None:
     """Plain SQL (psql) is held to the same rules, with the constraint named."""
     insert = (
         "INSERT INTO maintenance_window (status_page_id, title, start_time, end_time,"
@@ -313,11 +282,11 @@ def test_the_database_refuses_what_the_scheduler_could_not_interpret(conn: Conn,
     ]
     for constraint, rule, first, zone in cases:
         with pytest.raises(pg_errors.CheckViolation) as caught:
-            conn.execute(insert, (s.page_id, T0, T0 + HOUR, rule, first, zone))
+            conn.execute(insert, (acme.page_id, T0, T0 + HOUR, rule, first, zone))
         assert caught.value.diag.constraint_name == constraint, (rule, zone)
         conn.rollback()
-    conn.execute(insert, (s.page_id, T0, T0 + HOUR, "FREQ=WEEKLY;BYDAY=MO", T0, "Asia/Tokyo"))
-    conn.execute(insert, (s.page_id, T0, T0 + HOUR, None, None, "America/New_York"))
+    conn.execute(insert, (acme.page_id, T0, T0 + HOUR, "FREQ=WEEKLY;BYDAY=MO", T0, "Asia/Tokyo"))
+    conn.execute(insert, (acme.page_id, T0, T0 + HOUR, None, None, "America/New_York"))
     conn.execute("UPDATE maintenance_window SET time_zone = 'Europe/Berlin'")
     with pytest.raises(pg_errors.CheckViolation):
         conn.execute("UPDATE maintenance_window SET time_zone = 'Europe/Berln'")
@@ -326,23 +295,27 @@ def test_the_database_refuses_what_the_scheduler_could_not_interpret(conn: Conn,
 # --- read, update, cancel, delete -------------------------------------------------------------
 
 
-def test_list_for_page_in_start_order_with_a_status_filter(conn: Conn, s: Setup) -> None:
+def test_list_for_page_in_start_order_with_a_status_filter(conn: Conn, acme: TwoPages) -> None:
     later = maintenance.create(
-        conn, s.page_id, window_input(start=T0 + DAY, title="later"), created_by_id="u1"
+        conn, acme.page_id, window_input(start=T0 + DAY, title="later"), created_by_id="u1"
     )
-    sooner = maintenance.create(conn, s.page_id, window_input(title="sooner"), created_by_id="u1")
-    maintenance.create(conn, s.other_page_id, window_input(), created_by_id="u1")
+    sooner = maintenance.create(
+        conn, acme.page_id, window_input(title="sooner"), created_by_id="u1"
+    )
+    maintenance.create(conn, acme.other_page_id, window_input(), created_by_id="u1")
     maintenance.cancel(conn, later.id)
-    assert [w.title for w in maintenance.list_for_page(conn, s.page_id)] == ["sooner", "later"]
-    scheduled = maintenance.list_for_page(conn, s.page_id, statuses=["SCHEDULED"])
+    assert [w.title for w in maintenance.list_for_page(conn, acme.page_id)] == ["sooner", "later"]
+    scheduled = maintenance.list_for_page(conn, acme.page_id, statuses=["SCHEDULED"])
     assert [w.id for w in scheduled] == [sooner.id]
     assert maintenance.list_for_page(conn, "nope") == []
     with pytest.raises(InvalidInput, match="statuses must be one of"):
-        maintenance.list_for_page(conn, s.page_id, statuses=["DONE"])  # type: ignore[list-item]
+        maintenance.list_for_page(conn, acme.page_id, statuses=["DONE"])  # type: ignore[list-item]
 
 
-def test_update_changes_fields_and_replaces_the_component_set(conn: Conn, s: Setup) -> None:
-    window = maintenance.create(conn, s.page_id, window_input((s.api, s.web)), created_by_id="u1")
+def test_update_changes_fields_and_replaces_the_component_set(conn: Conn, acme: TwoPages) -> None:
+    window = maintenance.create(
+        conn, acme.page_id, window_input((acme.api, acme.web)), created_by_id="u1"
+    )
     updated = maintenance.update(
         conn,
         window.id,
@@ -352,14 +325,14 @@ def test_update_changes_fields_and_replaces_the_component_set(conn: Conn, s: Set
         end_time=T0 + 3 * HOUR,
         auto_update_status=False,
         notify_subscribers=False,
-        component_ids=[s.db, s.web],
+        component_ids=[acme.db, acme.web],
         time_zone="America/New_York",
     )
     assert updated.title == "Bigger upgrade"
     assert (updated.start_time, updated.end_time) == (T0 + HOUR, T0 + 3 * HOUR)
     assert not updated.auto_update_status
     assert not updated.notify_subscribers
-    assert updated.component_ids == tuple(sorted((s.db, s.web)))
+    assert updated.component_ids == tuple(sorted((acme.db, acme.web)))
     assert updated.time_zone == "America/New_York"
     assert maintenance.get(conn, window.id) == updated
     assert updated.updated_at >= window.updated_at
@@ -369,11 +342,11 @@ def test_update_changes_fields_and_replaces_the_component_set(conn: Conn, s: Set
     assert maintenance.update(conn, window.id, description="d").title == "Bigger upgrade"
 
 
-def test_update_refusals_leave_the_window_unchanged(conn: Conn, s: Setup) -> None:
-    window = maintenance.create(conn, s.page_id, window_input((s.api,)), created_by_id="u1")
+def test_update_refusals_leave_the_window_unchanged(conn: Conn, acme: TwoPages) -> None:
+    window = maintenance.create(conn, acme.page_id, window_input((acme.api,)), created_by_id="u1")
     conn.commit()
-    with pytest.raises(InvalidInput, match=rf"'{s.foreign}' is not a component"):
-        maintenance.update(conn, window.id, component_ids=[s.web, s.foreign])
+    with pytest.raises(InvalidInput, match=rf"'{acme.foreign}' is not a component"):
+        maintenance.update(conn, window.id, component_ids=[acme.web, acme.foreign])
     with pytest.raises(InvalidInput, match="must be after start_time"):
         maintenance.update(conn, window.id, end_time=T0 - HOUR)
     with pytest.raises(InvalidInput, match="must be timezone-aware"):
@@ -387,8 +360,8 @@ def test_update_refusals_leave_the_window_unchanged(conn: Conn, s: Setup) -> Non
     assert maintenance.get(conn, window.id) == window
 
 
-def test_update_respects_the_lifecycle(conn: Conn, s: Setup) -> None:
-    running = maintenance.create(conn, s.page_id, window_input((s.api,)), created_by_id="u1")
+def test_update_respects_the_lifecycle(conn: Conn, acme: TwoPages) -> None:
+    running = maintenance.create(conn, acme.page_id, window_input((acme.api,)), created_by_id="u1")
     maintenance.advance(conn, T0)
     with pytest.raises(Conflict, match="in progress: its start_time no longer changes"):
         maintenance.update(conn, running.id, start_time=T0 + HOUR, end_time=T0 + 2 * HOUR)
@@ -400,7 +373,7 @@ def test_update_respects_the_lifecycle(conn: Conn, s: Setup) -> None:
     with pytest.raises(Conflict, match="COMPLETED: its times"):
         maintenance.update(conn, running.id, end_time=T0 + 3 * HOUR)
     with pytest.raises(Conflict, match="COMPLETED"):
-        maintenance.update(conn, running.id, component_ids=[s.web])
+        maintenance.update(conn, running.id, component_ids=[acme.web])
     # Words can still be fixed, and values equal to the current ones are no change.
     fixed = maintenance.update(conn, running.id, title="Fixed typo", end_time=T0 + 2 * HOUR)
     assert fixed.title == "Fixed typo"
@@ -409,10 +382,10 @@ def test_update_respects_the_lifecycle(conn: Conn, s: Setup) -> None:
 
 @pytest.mark.usefixtures("session_zone")
 def test_update_of_a_series_restarts_it_only_when_its_schedule_changes(
-    conn: Conn, s: Setup
+    conn: Conn, acme: TwoPages
 ) -> None:
     window = maintenance.create(
-        conn, s.page_id, window_input(rule="FREQ=DAILY;COUNT=3"), created_by_id="u1"
+        conn, acme.page_id, window_input(rule="FREQ=DAILY;COUNT=3"), created_by_id="u1"
     )
     maintenance.advance(conn, T0 + HOUR)  # first occurrence done: now on the second
     moved = maintenance.get(conn, window.id)
@@ -431,8 +404,8 @@ def test_update_of_a_series_restarts_it_only_when_its_schedule_changes(
     assert one_off.recurrence_start is None
 
 
-def test_cancel(conn: Conn, s: Setup) -> None:
-    scheduled = maintenance.create(conn, s.page_id, window_input(), created_by_id="u1")
+def test_cancel(conn: Conn, acme: TwoPages) -> None:
+    scheduled = maintenance.create(conn, acme.page_id, window_input(), created_by_id="u1")
     cancelled = maintenance.cancel(conn, scheduled.id)
     assert cancelled.status == "CANCELLED"
     assert cancelled.end_time == scheduled.end_time
@@ -440,7 +413,7 @@ def test_cancel(conn: Conn, s: Setup) -> None:
     assert maintenance.advance(conn, T0 + HOUR) == []  # a cancelled window never starts
 
     running = maintenance.create(
-        conn, s.page_id, window_input((s.api,), start=T0 + DAY), created_by_id="u1"
+        conn, acme.page_id, window_input((acme.api,), start=T0 + DAY), created_by_id="u1"
     )
     maintenance.advance(conn, T0 + DAY)
     stopped = maintenance.cancel(conn, running.id, now=T0 + DAY + dt.timedelta(minutes=20))
@@ -448,7 +421,7 @@ def test_cancel(conn: Conn, s: Setup) -> None:
     assert stopped.end_time == T0 + DAY + dt.timedelta(minutes=20)  # it ended when cancelled
     assert maintenance.advance(conn, T0 + 2 * DAY) == []
 
-    done = maintenance.create(conn, s.page_id, window_input(), created_by_id="u1")
+    done = maintenance.create(conn, acme.page_id, window_input(), created_by_id="u1")
     maintenance.advance(conn, T0 + 2 * HOUR)
     with pytest.raises(Conflict, match="already COMPLETED"):
         maintenance.cancel(conn, done.id)
@@ -458,8 +431,8 @@ def test_cancel(conn: Conn, s: Setup) -> None:
         maintenance.cancel(conn, done.id, now=NAIVE)
 
 
-def test_delete(conn: Conn, s: Setup) -> None:
-    window = maintenance.create(conn, s.page_id, window_input((s.api,)), created_by_id="u1")
+def test_delete(conn: Conn, acme: TwoPages) -> None:
+    window = maintenance.create(conn, acme.page_id, window_input((acme.api,)), created_by_id="u1")
     maintenance.delete(conn, window.id)
     assert count_windows(conn) == (0, 0)
     with pytest.raises(NotFound):
@@ -468,19 +441,24 @@ def test_delete(conn: Conn, s: Setup) -> None:
         maintenance.get(conn, window.id)
 
 
-async def test_crud_and_scheduling_from_async_code(aconn: AConn, conn: Conn, s: Setup) -> None:
+async def test_crud_and_scheduling_from_async_code(
+    aconn: AConn, conn: Conn, acme: TwoPages
+) -> None:
     window = await maintenance.create(
-        aconn, s.page_id, window_input((s.api,), rule="FREQ=DAILY;COUNT=2"), created_by_id="u1"
+        aconn,
+        acme.page_id,
+        window_input((acme.api,), rule="FREQ=DAILY;COUNT=2"),
+        created_by_id="u1",
     )
     assert await maintenance.get(aconn, window.id) == window
-    updated = await maintenance.update(aconn, window.id, title="Async", component_ids=[s.web])
-    assert updated.component_ids == (s.web,)
-    upcoming = await maintenance.list_upcoming(aconn, s.page_id, now=T0, horizon=7 * DAY)
+    updated = await maintenance.update(aconn, window.id, title="Async", component_ids=[acme.web])
+    assert updated.component_ids == (acme.web,)
+    upcoming = await maintenance.list_upcoming(aconn, acme.page_id, now=T0, horizon=7 * DAY)
     assert [o.start_time for o in upcoming] == [T0, T0 + DAY]
     assert await maintenance.advance(aconn, T0) == [
         Transition(window.id, "SCHEDULED", "IN_PROGRESS", T0, T0)
     ]
-    assert [w.id for w in await maintenance.list_for_page(aconn, s.page_id)] == [window.id]
+    assert [w.id for w in await maintenance.list_for_page(aconn, acme.page_id)] == [window.id]
     assert (await maintenance.cancel(aconn, window.id)).status == "CANCELLED"
     await aconn.commit()
     assert maintenance.get(conn, window.id).status == "CANCELLED"
@@ -493,29 +471,29 @@ async def test_crud_and_scheduling_from_async_code(aconn: AConn, conn: Conn, s: 
 
 
 @pytest.mark.usefixtures("session_zone")
-def test_list_upcoming_expands_series_within_the_horizon(conn: Conn, s: Setup) -> None:
+def test_list_upcoming_expands_series_within_the_horizon(conn: Conn, acme: TwoPages) -> None:
     daily = maintenance.create(
         conn,
-        s.page_id,
-        window_input((s.api,), title="daily", rule="FREQ=DAILY;COUNT=5"),
+        acme.page_id,
+        window_input((acme.api,), title="daily", rule="FREQ=DAILY;COUNT=5"),
         created_by_id="u1",
     )
     one_off = maintenance.create(
         conn,
-        s.page_id,
-        window_input((s.web,), title="one-off", start=T0 + 30 * HOUR),
+        acme.page_id,
+        window_input((acme.web,), title="one-off", start=T0 + 30 * HOUR),
         created_by_id="u1",
     )
     maintenance.create(  # beyond the horizon
-        conn, s.page_id, window_input(title="far", start=T0 + 30 * DAY), created_by_id="u1"
+        conn, acme.page_id, window_input(title="far", start=T0 + 30 * DAY), created_by_id="u1"
     )
-    cancelled = maintenance.create(conn, s.page_id, window_input(title="x"), created_by_id="u1")
+    cancelled = maintenance.create(conn, acme.page_id, window_input(title="x"), created_by_id="u1")
     maintenance.cancel(conn, cancelled.id)
-    maintenance.create(conn, s.other_page_id, window_input(title="other"), created_by_id="u1")
+    maintenance.create(conn, acme.other_page_id, window_input(title="other"), created_by_id="u1")
     maintenance.advance(conn, T0 + dt.timedelta(minutes=30))
 
     now = T0 + dt.timedelta(minutes=30)
-    upcoming = maintenance.list_upcoming(conn, s.page_id, now=now, horizon=3 * DAY)
+    upcoming = maintenance.list_upcoming(conn, acme.page_id, now=now, horizon=3 * DAY)
     assert all(isinstance(o, MaintenanceOccurrence) for o in upcoming)
     assert [(o.title, o.start_time, o.status) for o in upcoming] == [
         ("daily", T0, "IN_PROGRESS"),
@@ -525,12 +503,12 @@ def test_list_upcoming_expands_series_within_the_horizon(conn: Conn, s: Setup) -
         ("daily", T0 + 3 * DAY, "SCHEDULED"),
     ]
     assert upcoming[0] == MaintenanceOccurrence(
-        daily.id, "daily", T0, T0 + HOUR, (s.api,), "IN_PROGRESS"
+        daily.id, "daily", T0, T0 + HOUR, (acme.api,), "IN_PROGRESS"
     )
     assert upcoming[2].window_id == one_off.id
-    assert upcoming[2].component_ids == (s.web,)
+    assert upcoming[2].component_ids == (acme.web,)
     # Past the window's occurrences, none; COUNT bounds the series.
-    later = maintenance.list_upcoming(conn, s.page_id, now=T0 + 2 * HOUR, horizon=20 * DAY)
+    later = maintenance.list_upcoming(conn, acme.page_id, now=T0 + 2 * HOUR, horizon=20 * DAY)
     assert [o.start_time for o in later if o.window_id == daily.id] == [
         T0 + DAY,
         T0 + 2 * DAY,
@@ -539,19 +517,19 @@ def test_list_upcoming_expands_series_within_the_horizon(conn: Conn, s: Setup) -
     ]
 
 
-def test_list_upcoming_checks_its_arguments(conn: Conn, s: Setup) -> None:
+def test_list_upcoming_checks_its_arguments(conn: Conn, acme: TwoPages) -> None:
     with pytest.raises(InvalidInput, match="now must be timezone-aware"):
-        maintenance.list_upcoming(conn, s.page_id, now=NAIVE, horizon=DAY)
+        maintenance.list_upcoming(conn, acme.page_id, now=NAIVE, horizon=DAY)
     for horizon in (dt.timedelta(0), -DAY, 400 * DAY):
         with pytest.raises(InvalidInput, match="horizon must be"):
-            maintenance.list_upcoming(conn, s.page_id, now=T0, horizon=horizon)
+            maintenance.list_upcoming(conn, acme.page_id, now=T0, horizon=horizon)
 
 
 # --- the scheduler step -------------------------------------------------------------------------
 
 
-def test_advance_moves_a_one_off_window_through_its_life_once(conn: Conn, s: Setup) -> None:
-    window = maintenance.create(conn, s.page_id, window_input((s.api,)), created_by_id="u1")
+def test_advance_moves_a_one_off_window_through_its_life_once(conn: Conn, acme: TwoPages) -> None:
+    window = maintenance.create(conn, acme.page_id, window_input((acme.api,)), created_by_id="u1")
     assert maintenance.advance(conn, T0 - dt.timedelta(seconds=1)) == []
     started = maintenance.advance(conn, T0)
     assert started == [Transition(window.id, "SCHEDULED", "IN_PROGRESS", T0, T0)]
@@ -566,8 +544,8 @@ def test_advance_moves_a_one_off_window_through_its_life_once(conn: Conn, s: Set
         maintenance.advance(conn, NAIVE)
 
 
-def test_a_missed_one_off_window_completes_without_starting(conn: Conn, s: Setup) -> None:
-    window = maintenance.create(conn, s.page_id, window_input(), created_by_id="u1")
+def test_a_missed_one_off_window_completes_without_starting(conn: Conn, acme: TwoPages) -> None:
+    window = maintenance.create(conn, acme.page_id, window_input(), created_by_id="u1")
     now = T0 + DAY
     assert maintenance.advance(conn, now) == [
         Transition(window.id, "SCHEDULED", "COMPLETED", now, T0)
@@ -576,10 +554,10 @@ def test_a_missed_one_off_window_completes_without_starting(conn: Conn, s: Setup
 
 @pytest.mark.usefixtures("session_zone")
 def test_a_series_with_count_moves_on_and_completes_after_its_last_occurrence(
-    conn: Conn, s: Setup
+    conn: Conn, acme: TwoPages
 ) -> None:
     window = maintenance.create(
-        conn, s.page_id, window_input((s.api,), rule="FREQ=DAILY;COUNT=3"), created_by_id="u1"
+        conn, acme.page_id, window_input((acme.api,), rule="FREQ=DAILY;COUNT=3"), created_by_id="u1"
     )
     seen: list[tuple[str, str, dt.datetime]] = []
     for day in range(4):
@@ -609,16 +587,16 @@ def test_a_series_with_count_moves_on_and_completes_after_its_last_occurrence(
 
 @pytest.mark.usefixtures("session_zone")
 def test_a_series_with_until_completes_and_a_wholly_missed_one_completes_at_once(
-    conn: Conn, s: Setup
+    conn: Conn, acme: TwoPages
 ) -> None:
     until = maintenance.create(
         conn,
-        s.page_id,
+        acme.page_id,
         window_input(rule="FREQ=DAILY;UNTIL=20300108T100000Z"),
         created_by_id="u1",
     )
     missed = maintenance.create(
-        conn, s.page_id, window_input(rule="FREQ=HOURLY;INTERVAL=2;COUNT=3"), created_by_id="u1"
+        conn, acme.page_id, window_input(rule="FREQ=HOURLY;INTERVAL=2;COUNT=3"), created_by_id="u1"
     )
     # No scheduler ran for two days: every occurrence of both is past.
     now = T0 + 3 * DAY
@@ -631,9 +609,11 @@ def test_a_series_with_until_completes_and_a_wholly_missed_one_completes_at_once
 
 
 @pytest.mark.usefixtures("session_zone")
-def test_missed_occurrences_are_skipped_and_a_running_one_is_joined(conn: Conn, s: Setup) -> None:
+def test_missed_occurrences_are_skipped_and_a_running_one_is_joined(
+    conn: Conn, acme: TwoPages
+) -> None:
     window = maintenance.create(
-        conn, s.page_id, window_input(rule="FREQ=DAILY", end=T0 + 2 * HOUR), created_by_id="u1"
+        conn, acme.page_id, window_input(rule="FREQ=DAILY", end=T0 + 2 * HOUR), created_by_id="u1"
     )
     maintenance.advance(conn, T0)
     # The scheduler was down from T0 to the middle of the third occurrence.
@@ -656,17 +636,17 @@ def _local(value: dt.datetime) -> tuple[str, str]:
 
 
 @pytest.mark.usefixtures("session_zone")
-def test_a_weekly_series_keeps_its_wall_clock_time_across_dst(conn: Conn, s: Setup) -> None:
+def test_a_weekly_series_keeps_its_wall_clock_time_across_dst(conn: Conn, acme: TwoPages) -> None:
     first = dt.datetime(2030, 3, 19, 2, 0, tzinfo=BERLIN)  # a Tuesday, before the March change
     window = maintenance.create(
         conn,
-        s.page_id,
+        acme.page_id,
         window_input(rule="FREQ=WEEKLY", start=first, end=first + 2 * HOUR),
         created_by_id="u1",
         time_zone="Europe/Berlin",
     )
     upcoming = maintenance.list_upcoming(
-        conn, s.page_id, now=first - DAY, horizon=dt.timedelta(days=250)
+        conn, acme.page_id, now=first - DAY, horizon=dt.timedelta(days=250)
     )
     assert len(upcoming) == 36
     assert {_local(o.start_time)[0][-5:] for o in upcoming} == {"02:00"}
@@ -690,19 +670,19 @@ def test_a_weekly_series_keeps_its_wall_clock_time_across_dst(conn: Conn, s: Set
 
 
 @pytest.mark.usefixtures("session_zone")
-def test_occurrences_on_the_change_nights_follow_rfc_5545(conn: Conn, s: Setup) -> None:
+def test_occurrences_on_the_change_nights_follow_rfc_5545(conn: Conn, acme: TwoPages) -> None:
     """02:00 does not exist on 2030-03-31 in Berlin (it is read as 03:00 CEST) and is ambiguous
     on 2030-10-27 (the first one, CEST); each occurrence lasts exactly two hours."""
     first = dt.datetime(2030, 3, 24, 2, 0, tzinfo=BERLIN)  # a Sunday
     maintenance.create(
         conn,
-        s.page_id,
+        acme.page_id,
         window_input(rule="FREQ=WEEKLY", start=first, end=first + 2 * HOUR),
         created_by_id="u1",
         time_zone="Europe/Berlin",
     )
     upcoming = maintenance.list_upcoming(
-        conn, s.page_id, now=first - DAY, horizon=dt.timedelta(days=230)
+        conn, acme.page_id, now=first - DAY, horizon=dt.timedelta(days=230)
     )
     spans = {_local(o.start_time)[0][:10]: (o.start_time, o.end_time) for o in upcoming}
     assert spans["2030-03-24"] == (utc(2030, 3, 24, 1), utc(2030, 3, 24, 3))
@@ -717,9 +697,9 @@ def utc(year: int, month: int, day: int, hour: int) -> dt.datetime:
 
 
 def test_advance_skips_rows_another_transaction_holds(
-    conn: Conn, s: Setup, connect: Connect
+    conn: Conn, acme: TwoPages, connect: Connect
 ) -> None:
-    window = maintenance.create(conn, s.page_id, window_input((s.api,)), created_by_id="u1")
+    window = maintenance.create(conn, acme.page_id, window_input((acme.api,)), created_by_id="u1")
     conn.commit()
     holder = connect()
     maintenance.update(holder, window.id, title="Being edited")  # holds the row lock
@@ -732,17 +712,17 @@ def test_advance_skips_rows_another_transaction_holds(
 
 
 def test_concurrent_schedulers_make_each_transition_exactly_once(
-    conn: Conn, s: Setup, connect: Connect
+    conn: Conn, acme: TwoPages, connect: Connect
 ) -> None:
     minute = dt.timedelta(minutes=1)
-    comps = [s.api, s.web, s.db]
+    comps = [acme.api, acme.web, acme.db]
     expected: set[Transition] = set()
     steps = [T0 + i * minute for i in range(0, 4 * 60 + 1)]
     for k in range(40):  # one-off windows, overlapping each other and sharing components
         start, length = T0 + (1 + 5 * k) * minute, (5 + 6 * (k % 4)) * minute
         w = maintenance.create(
             conn,
-            s.page_id,
+            acme.page_id,
             window_input((comps[k % 3], comps[(k + 1) % 3]), start=start, end=start + length),
             created_by_id="u1",
         )
@@ -752,7 +732,7 @@ def test_concurrent_schedulers_make_each_transition_exactly_once(
         start = T0 + (5 + 3 * k) * minute
         w = maintenance.create(
             conn,
-            s.page_id,
+            acme.page_id,
             window_input(
                 (comps[k % 3],), start=start, end=start + 20 * minute, rule="FREQ=HOURLY;COUNT=3"
             ),
@@ -792,4 +772,4 @@ def test_concurrent_schedulers_make_each_transition_exactly_once(
     union = made[0] + made[1]
     assert len(union) == len(set(union)), "a transition was made twice"
     assert set(union) == expected
-    assert all(w.status == "COMPLETED" for w in maintenance.list_for_page(conn, s.page_id))
+    assert all(w.status == "COMPLETED" for w in maintenance.list_for_page(conn, acme.page_id))

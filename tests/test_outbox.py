@@ -12,9 +12,10 @@ from typing import Any
 
 import psycopg
 import pytest
+from factories import new_page
 from psycopg.rows import TupleRow
 
-from statusdb import components, incidents, outbox, pages, teams
+from statusdb import components, incidents, outbox, teams
 from statusdb.outbox import ClaimedChange
 
 Conn = psycopg.Connection[TupleRow]
@@ -24,9 +25,7 @@ NOW = dt.timedelta(0)
 
 def setup_page(conn: Conn, n_components: int = 1) -> tuple[str, str, list[str]]:
     team = teams.create(conn, name="SRE")
-    page = pages.create(
-        conn, team_id=team.id, name="P", slug="p", created_by_id="u", is_public=True
-    ).page
+    page = new_page(conn, team.id, slug="p", created_by_id="u")
     ids = [
         components.create(
             conn, page.id, name=f"c{n}", team_id=team.id, service_identifier=f"s{n}"

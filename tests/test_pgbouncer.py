@@ -311,7 +311,7 @@ def test_listen_through_pgbouncer_is_refused_and_a_direct_listener_works(
     with routing.Router(bdsn, prepare=False, direct=dsn, max_lag=1.0) as router:
         team_id, page_id = router.write(_seed).result
         with router.listener() as listener:
-            feed.subscribe(listener)
+            feed.start_listening(listener)
             written = router.write(
                 lambda c: incidents.create(c, team_id, title="x", priority="CRITICAL")
             )

@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 import psycopg
 import pytest
+from factories import new_page
 from psycopg import errors as pg_errors
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
@@ -34,14 +35,12 @@ from statusdb import (
     views,
 )
 from statusdb.errors import InvalidInput, NotFound, StatusdbError, Unauthorized
-from statusdb.localpg import LocalCluster
 from statusdb.pages import NewComponent
 from statusdb.types import CreateMaintenanceWindowInput
 
 Conn = psycopg.Connection[TupleRow]
 AppConnect = Callable[..., Conn]
 
-APP_LOGIN = "statusdb_test_app"
 
 #: Per table, the SQL (superuser) that lists the ids of the rows belonging to team %(team)s.
 TEAM_ROWS: dict[str, str] = {
@@ -97,27 +96,26 @@ def seed(conn: Conn) -> World:
     """Two teams with a bit of everything; written by the superuser."""
     a = teams.create(conn, name="Team A")
     b = teams.create(conn, name="Team B")
-    page_a = pages.create(
+    page_a = new_page(
         conn,
-        team_id=a.id,
-        name="A",
+        a.id,
         slug="page-a",
+        name="A",
         created_by_id="u",
         is_public=False,
         components=[NewComponent(name="API", team_id=a.id), NewComponent(name="Manual")],
-    ).page
-    page_b = pages.create(
+    )
+    page_b = new_page(
         conn,
-        team_id=b.id,
-        name="B",
+        b.id,
         slug="page-b",
+        name="B",
         created_by_id="u",
-        is_public=True,
         components=[
             NewComponent(name="API", team_id=b.id),
             NewComponent(name="Upstream", team_id=a.id),
         ],
-    ).page
+    )
     a_api, a_manual = components.list_for_page(conn, page_a.id)
     b_api, b_follows_a = components.list_for_page(conn, page_b.id)
     incidents.resolve(conn, incidents.create(conn, a.id, title="old", priority="LOW").id)
@@ -158,19 +156,6 @@ def seed(conn: Conn) -> World:
         status_incident_b=status_incident_b.id,
         subscriber_b=subscriber_b.id,
     )
-
-
-@pytest.fixture(scope="session")
-def app_login(cluster: LocalCluster, statusdb_postgresql_proc: object) -> str:
-    """A LOGIN member of statusdb_app (created once; it may exist already)."""
-    with psycopg.connect(cluster.dsn(), autocommit=True) as admin:
-        if not admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (APP_LOGIN,)).fetchone():
-            admin.execute(
-                sql.SQL("CREATE ROLE {} LOGIN IN ROLE statusdb_app").format(
-                    sql.Identifier(APP_LOGIN)
-                )
-            )
-    return APP_LOGIN
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from factories import APP_LOGIN, READER_LOGIN
 from psycopg import errors as pg_errors
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
@@ -40,8 +41,6 @@ from statusdb.types import CreateMaintenanceWindowInput
 Conn = psycopg.Connection[TupleRow]
 
 GROUPS = ("statusdb_owner", "statusdb_app", "statusdb_reader")
-APP_LOGIN = "statusdb_test_app"
-READER_LOGIN = "statusdb_test_reader"
 MIGRATOR_LOGIN = "statusdb_test_migrator"
 YOYO_TABLES = ("_yoyo_log", "_yoyo_migration", "_yoyo_version", "yoyo_lock")
 #: Written by the derivation only; statusdb_app reads it and updates its outbox columns.
@@ -52,27 +51,8 @@ OWNER_MANAGED_TABLES = ("destination_allowlist",)
 OWNER_ONLY_TABLES = ("status_lock", "status_repair")
 
 
-def ensure_login(cluster: LocalCluster, name: str, group: str) -> None:
-    """A LOGIN user that is a member of `group` (created once; it may exist already)."""
-    with psycopg.connect(cluster.dsn(), autocommit=True) as admin:
-        if admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
-            return
-        admin.execute(
-            sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(
-                sql.Identifier(name), sql.Identifier(group)
-            )
-        )
-
-
 def as_user(dsn: str, user: str) -> str:
     return make_conninfo(dsn, user=user)
-
-
-@pytest.fixture(scope="session")
-def logins(cluster: LocalCluster, statusdb_postgresql_proc: object) -> None:
-    """The login users; the group roles exist once the template is migrated."""
-    ensure_login(cluster, APP_LOGIN, "statusdb_app")
-    ensure_login(cluster, READER_LOGIN, "statusdb_reader")
 
 
 @pytest.fixture

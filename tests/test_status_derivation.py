@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from factories import new_page
 from psycopg.rows import TupleRow
 
 from statusdb import components, incidents, pages, status, teams
@@ -28,9 +29,7 @@ def current(conn: Conn, component_id: str) -> str:
 
 
 def make_page(conn: Conn, team_id: str, slug: str = "acme") -> str:
-    return pages.create(
-        conn, team_id=team_id, name="Acme", slug=slug, created_by_id="u1", is_public=True
-    ).page.id
+    return new_page(conn, team_id, slug=slug, name="Acme").id
 
 
 @pytest.mark.parametrize("priority", list(INCIDENT_PRIORITY_TO_STATUS))

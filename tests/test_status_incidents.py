@@ -12,10 +12,11 @@ from typing import Any
 import attrs
 import psycopg
 import pytest
+from factories import TwoPages, anew_page, two_pages
 from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
 
-from statusdb import components, incidents, pages, status_incidents, teams
+from statusdb import components, incidents, status_incidents, teams
 from statusdb.errors import InvalidInput, NotFound, StatusdbError
 from statusdb.status_incidents import HistoryPage, StatusIncident
 from statusdb.types import StatusUpdate
@@ -25,36 +26,16 @@ Conn = psycopg.Connection[TupleRow]
 AConn = psycopg.AsyncConnection[TupleRow]
 
 
-@attrs.frozen
-class Setup:
-    team_id: str
-    page_id: str
-    other_page_id: str
-    api: str
-    web: str
-    other_component: str
-
-
-def _setup(conn: Conn) -> Setup:
-    team = teams.create(conn, name="Payments")
-    page = pages.create(
-        conn, team_id=team.id, name="Acme", slug="acme", created_by_id="u1", is_public=True
-    ).page
-    other = pages.create(
-        conn, team_id=team.id, name="Other", slug="other", created_by_id="u1", is_public=True
-    ).page
-    api = components.create(conn, page.id, name="API")
-    web = components.create(conn, page.id, name="Web")
-    foreign = components.create(conn, other.id, name="API")
-    return Setup(team.id, page.id, other.id, api.id, web.id, foreign.id)
+def _setup(conn: Conn) -> TwoPages:
+    return two_pages(conn, team="Payments")
 
 
 @pytest.fixture
-def s(conn: Conn) -> Setup:
+def acme(conn: Conn) -> TwoPages:
     """A team, a page with two components, another page with one; committed."""
-    setup = _setup(conn)
+    built = _setup(conn)
     conn.commit()
-    return setup
+    return built
 
 
 def _now(conn: Conn) -> dt.datetime:
@@ -68,19 +49,19 @@ def _now(conn: Conn) -> dt.datetime:
 # --- create ---------------------------------------------------------------------------------
 
 
-def test_create_records_the_first_update_in_the_same_insert(conn: Conn, s: Setup) -> None:
-    platform = incidents.create(conn, s.team_id, title="db down", priority="HIGH")
+def test_create_records_the_first_update_in_the_same_insert(conn: Conn, acme: TwoPages) -> None:
+    platform = incidents.create(conn, acme.team_id, title="db down", priority="HIGH")
     created = status_incidents.create(
         conn,
-        s.page_id,
+        acme.page_id,
         title="Elevated errors",
         severity="MAJOR",
         message="We are looking into it.",
-        affected_component_ids=[s.api, s.web, s.api],
+        affected_component_ids=[acme.api, acme.web, acme.api],
         incident_id=platform.id,
     )
     assert isinstance(created, StatusIncident)
-    assert created.status_page_id == s.page_id
+    assert created.status_page_id == acme.page_id
     assert created.incident_id == platform.id
     assert (created.title, created.severity, created.status) == (
         "Elevated errors",
@@ -88,7 +69,7 @@ def test_create_records_the_first_update_in_the_same_insert(conn: Conn, s: Setup
         "INVESTIGATING",
     )
     assert created.message == "We are looking into it."
-    assert created.affected_component_ids == (s.api, s.web)  # de-duplicated, order kept
+    assert created.affected_component_ids == (acme.api, acme.web)  # de-duplicated, order kept
     assert created.resolved_at is None
     assert created.updates == (
         StatusUpdate(created.created_at, "INVESTIGATING", "We are looking into it."),
@@ -99,9 +80,14 @@ def test_create_records_the_first_update_in_the_same_insert(conn: Conn, s: Setup
     assert status_incidents.get(conn, created.id) == created
 
 
-def test_create_with_an_initial_status_and_no_components(conn: Conn, s: Setup) -> None:
+def test_create_with_an_initial_status_and_no_components(conn: Conn, acme: TwoPages) -> None:
     created = status_incidents.create(
-        conn, s.page_id, title="Slow", severity="MINOR", message="Monitoring", status="MONITORING"
+        conn,
+        acme.page_id,
+        title="Slow",
+        severity="MINOR",
+        message="Monitoring",
+        status="MONITORING",
     )
     assert created.status == "MONITORING"
     assert created.affected_component_ids == ()
@@ -109,21 +95,26 @@ def test_create_with_an_initial_status_and_no_components(conn: Conn, s: Setup) -
     assert [u.status for u in created.updates] == ["MONITORING"]
 
 
-def test_create_resolved_is_a_retrospective_notice(conn: Conn, s: Setup) -> None:
+def test_create_resolved_is_a_retrospective_notice(conn: Conn, acme: TwoPages) -> None:
     created = status_incidents.create(
-        conn, s.page_id, title="Blip", severity="MINOR", message="It was brief", status="RESOLVED"
+        conn,
+        acme.page_id,
+        title="Blip",
+        severity="MINOR",
+        message="It was brief",
+        status="RESOLVED",
     )
     assert created.resolved_at == created.created_at
-    assert status_incidents.list_active(conn, s.page_id) == []
-    assert status_incidents.history(conn, s.page_id, days=1).items == (created,)
+    assert status_incidents.list_active(conn, acme.page_id) == []
+    assert status_incidents.history(conn, acme.page_id, days=1).items == (created,)
 
 
 def test_timeline_timestamps_are_stored_in_utc_whatever_the_session_time_zone(
-    conn: Conn, s: Setup
+    conn: Conn, acme: TwoPages
 ) -> None:
     conn.execute("SET TimeZone = 'Asia/Kolkata'")
     created = status_incidents.create(
-        conn, s.page_id, title="Tz", severity="MINOR", message="first"
+        conn, acme.page_id, title="Tz", severity="MINOR", message="first"
     )
     status_incidents.add_update(conn, created.id, status="IDENTIFIED", message="second")
     rows = conn.execute(
@@ -155,37 +146,42 @@ _BAD_CREATE_INPUT: list[tuple[dict[str, Any], str]] = [
 ]
 
 
-def test_create_refuses_bad_input_before_sending_sql(conn: Conn, s: Setup) -> None:
+def test_create_refuses_bad_input_before_sending_sql(conn: Conn, acme: TwoPages) -> None:
     for kwargs, fragment in _BAD_CREATE_INPUT:
         args: dict[str, Any] = {"title": "T", "severity": "MINOR", "message": "m", **kwargs}
         with pytest.raises(InvalidInput, match=fragment):
-            status_incidents.create(conn, s.page_id, **args)
+            status_incidents.create(conn, acme.page_id, **args)
     # Nothing reached the database: the transaction is intact and empty.
     assert conn.execute("SELECT count(*) FROM status_incident").fetchone() == (0,)
 
 
-def test_create_errors_from_the_database(conn: Conn, s: Setup) -> None:
+def test_create_errors_from_the_database(conn: Conn, acme: TwoPages) -> None:
     with pytest.raises(NotFound, match="no status page with id 'nope'"):
         status_incidents.create(conn, "nope", title="T", severity="MINOR", message="m")
     # Unknown page wins over components: the components are not even looked at.
     with pytest.raises(NotFound, match="no status page"):
         status_incidents.create(
-            conn, "nope", title="T", severity="MINOR", message="m", affected_component_ids=[s.api]
+            conn,
+            "nope",
+            title="T",
+            severity="MINOR",
+            message="m",
+            affected_component_ids=[acme.api],
         )
     with pytest.raises(InvalidInput, match="same status page"):
         status_incidents.create(
             conn,
-            s.page_id,
+            acme.page_id,
             title="T",
             severity="MINOR",
             message="m",
-            affected_component_ids=[s.api, s.other_component],
+            affected_component_ids=[acme.api, acme.foreign],
         )
     conn.rollback()
     with pytest.raises(InvalidInput, match="same status page"):
         status_incidents.create(
             conn,
-            s.page_id,
+            acme.page_id,
             title="T",
             severity="MINOR",
             message="m",
@@ -194,7 +190,7 @@ def test_create_errors_from_the_database(conn: Conn, s: Setup) -> None:
     conn.rollback()
     with pytest.raises(NotFound, match="platform incident"):
         status_incidents.create(
-            conn, s.page_id, title="T", severity="MINOR", message="m", incident_id="nope"
+            conn, acme.page_id, title="T", severity="MINOR", message="m", incident_id="nope"
         )
     conn.rollback()
     assert conn.execute("SELECT count(*) FROM status_incident").fetchone() == (0,)
@@ -202,11 +198,7 @@ def test_create_errors_from_the_database(conn: Conn, s: Setup) -> None:
 
 async def test_create_and_get_async(aconn: AConn) -> None:
     team = await teams.create(aconn, name="Async")
-    page = (
-        await pages.create(
-            aconn, team_id=team.id, name="A", slug="async", created_by_id="u", is_public=True
-        )
-    ).page
+    page = await anew_page(aconn, team.id, slug="async", name="A", created_by_id="u")
     api = await components.create(aconn, page.id, name="API")
     created = await status_incidents.create(
         aconn,
@@ -225,9 +217,9 @@ async def test_create_and_get_async(aconn: AConn) -> None:
 # --- add_update -------------------------------------------------------------------------------
 
 
-def test_add_update_appends_and_sets_the_current_state(conn: Conn, s: Setup) -> None:
+def test_add_update_appends_and_sets_the_current_state(conn: Conn, acme: TwoPages) -> None:
     created = status_incidents.create(
-        conn, s.page_id, title="T", severity="MAJOR", message="looking"
+        conn, acme.page_id, title="T", severity="MAJOR", message="looking"
     )
     conn.commit()
     identified = status_incidents.add_update(
@@ -248,8 +240,8 @@ def test_add_update_appends_and_sets_the_current_state(conn: Conn, s: Setup) -> 
     assert (resolved.title, resolved.severity) == ("T", "MAJOR")
 
 
-def test_add_update_errors(conn: Conn, s: Setup) -> None:
-    created = status_incidents.create(conn, s.page_id, title="T", severity="MINOR", message="m")
+def test_add_update_errors(conn: Conn, acme: TwoPages) -> None:
+    created = status_incidents.create(conn, acme.page_id, title="T", severity="MINOR", message="m")
     with pytest.raises(NotFound, match="no status incident with id 'nope'"):
         status_incidents.add_update(conn, "nope", status="IDENTIFIED", message="m")
     with pytest.raises(InvalidInput, match="status must be one of"):
@@ -263,11 +255,7 @@ def test_add_update_errors(conn: Conn, s: Setup) -> None:
 
 async def test_add_update_async(aconn: AConn) -> None:
     team = await teams.create(aconn, name="Async")
-    page = (
-        await pages.create(
-            aconn, team_id=team.id, name="A", slug="async", created_by_id="u", is_public=True
-        )
-    ).page
+    page = await anew_page(aconn, team.id, slug="async", name="A", created_by_id="u")
     created = await status_incidents.create(
         aconn, page.id, title="T", severity="MINOR", message="m"
     )
@@ -280,10 +268,10 @@ async def test_add_update_async(aconn: AConn) -> None:
         await status_incidents.add_update(aconn, "nope", status="MONITORING", message="m")
 
 
-def test_concurrent_appends_are_never_lost(conn: Conn, s: Setup, connect: Connect) -> None:
+def test_concurrent_appends_are_never_lost(conn: Conn, acme: TwoPages, connect: Connect) -> None:
     """4 writers x 25 appends, each in its own transaction, all at once: all 100 are kept,
     each writer's in its own order, and the timeline's timestamps follow its (commit) order."""
-    created = status_incidents.create(conn, s.page_id, title="T", severity="MINOR", message="0")
+    created = status_incidents.create(conn, acme.page_id, title="T", severity="MINOR", message="0")
     conn.commit()
     writers, per_writer = 4, 25
     start = threading.Barrier(writers)
@@ -323,10 +311,10 @@ def test_concurrent_appends_are_never_lost(conn: Conn, s: Setup, connect: Connec
 
 
 def test_an_earlier_transaction_appending_later_gets_a_later_timestamp(
-    conn: Conn, s: Setup, connect: Connect
+    conn: Conn, acme: TwoPages, connect: Connect
 ) -> None:
     """Timestamps are taken once the row is locked, not at transaction start."""
-    created = status_incidents.create(conn, s.page_id, title="T", severity="MINOR", message="0")
+    created = status_incidents.create(conn, acme.page_id, title="T", severity="MINOR", message="0")
     conn.commit()
     early, late = connect(), connect()
     early.execute("SELECT 1")  # its transaction, and so its now(), begins here
@@ -341,9 +329,9 @@ def test_an_earlier_transaction_appending_later_gets_a_later_timestamp(
 
 
 def test_a_writer_waits_for_the_other_and_appends_to_its_version(
-    conn: Conn, s: Setup, connect: Connect
+    conn: Conn, acme: TwoPages, connect: Connect
 ) -> None:
-    created = status_incidents.create(conn, s.page_id, title="T", severity="MINOR", message="0")
+    created = status_incidents.create(conn, acme.page_id, title="T", severity="MINOR", message="0")
     conn.commit()
     first, second = connect(), connect()
     status_incidents.add_update(first, created.id, status="IDENTIFIED", message="first")
@@ -371,9 +359,9 @@ def test_a_writer_waits_for_the_other_and_appends_to_its_version(
 
 
 def test_an_update_after_resolved_reopens_and_a_resolved_note_keeps_it_resolved(
-    conn: Conn, s: Setup
+    conn: Conn, acme: TwoPages
 ) -> None:
-    created = status_incidents.create(conn, s.page_id, title="T", severity="MAJOR", message="m")
+    created = status_incidents.create(conn, acme.page_id, title="T", severity="MAJOR", message="m")
     resolved = status_incidents.add_update(conn, created.id, status="RESOLVED", message="fixed")
     conn.commit()
     assert resolved.resolved_at is not None
@@ -386,7 +374,7 @@ def test_an_update_after_resolved_reopens_and_a_resolved_note_keeps_it_resolved(
     assert noted.status == "RESOLVED"
     assert noted.resolved_at == resolved.resolved_at
     assert noted.updated_at > resolved.updated_at
-    assert status_incidents.history(conn, s.page_id, days=1).items == (noted,)
+    assert status_incidents.history(conn, acme.page_id, days=1).items == (noted,)
 
     # Any other status re-opens it: resolved_at cleared, active again, out of the history.
     reopened = status_incidents.add_update(
@@ -395,8 +383,8 @@ def test_an_update_after_resolved_reopens_and_a_resolved_note_keeps_it_resolved(
     conn.commit()
     assert reopened.status == "INVESTIGATING"
     assert reopened.resolved_at is None
-    assert status_incidents.list_active(conn, s.page_id) == [reopened]
-    assert status_incidents.history(conn, s.page_id, days=1).items == ()
+    assert status_incidents.list_active(conn, acme.page_id) == [reopened]
+    assert status_incidents.history(conn, acme.page_id, days=1).items == ()
     assert [u.status for u in reopened.updates] == [
         "INVESTIGATING",
         "RESOLVED",
@@ -413,14 +401,14 @@ def test_an_update_after_resolved_reopens_and_a_resolved_note_keeps_it_resolved(
 # --- edit ---------------------------------------------------------------------------------------
 
 
-def test_edit_changes_only_the_fields_given(conn: Conn, s: Setup) -> None:
+def test_edit_changes_only_the_fields_given(conn: Conn, acme: TwoPages) -> None:
     created = status_incidents.create(
         conn,
-        s.page_id,
+        acme.page_id,
         title="T",
         severity="MINOR",
         message="m",
-        affected_component_ids=[s.api],
+        affected_component_ids=[acme.api],
     )
     retitled = status_incidents.edit(conn, created.id, title="Better title")
     assert retitled.title == "Better title"
@@ -431,12 +419,12 @@ def test_edit_changes_only_the_fields_given(conn: Conn, s: Setup) -> None:
         created.id,
         message="corrected message",
         severity="CRITICAL",
-        affected_component_ids=[s.web, s.api],
+        affected_component_ids=[acme.web, acme.api],
     )
     assert changed.title == "Better title"
     assert changed.message == "corrected message"
     assert changed.severity == "CRITICAL"
-    assert changed.affected_component_ids == (s.web, s.api)
+    assert changed.affected_component_ids == (acme.web, acme.api)
     assert changed.status == created.status
     assert changed.updates == created.updates  # the timeline is never rewritten
 
@@ -445,8 +433,8 @@ def test_edit_changes_only_the_fields_given(conn: Conn, s: Setup) -> None:
     assert status_incidents.edit(conn, created.id).title == "Better title"  # nothing to change
 
 
-def test_edit_errors(conn: Conn, s: Setup) -> None:
-    created = status_incidents.create(conn, s.page_id, title="T", severity="MINOR", message="m")
+def test_edit_errors(conn: Conn, acme: TwoPages) -> None:
+    created = status_incidents.create(conn, acme.page_id, title="T", severity="MINOR", message="m")
     conn.commit()
     with pytest.raises(NotFound, match="no status incident"):
         status_incidents.edit(conn, "nope", title="x")
@@ -457,18 +445,14 @@ def test_edit_errors(conn: Conn, s: Setup) -> None:
     with pytest.raises(InvalidInput, match="message"):
         status_incidents.edit(conn, created.id, message="\x00")
     with pytest.raises(InvalidInput, match="same status page"):
-        status_incidents.edit(conn, created.id, affected_component_ids=[s.other_component])
+        status_incidents.edit(conn, created.id, affected_component_ids=[acme.foreign])
     conn.rollback()
     assert status_incidents.get(conn, created.id) == created
 
 
 async def test_edit_async(aconn: AConn) -> None:
     team = await teams.create(aconn, name="Async")
-    page = (
-        await pages.create(
-            aconn, team_id=team.id, name="A", slug="async", created_by_id="u", is_public=True
-        )
-    ).page
+    page = await anew_page(aconn, team.id, slug="async", name="A", created_by_id="u")
     created = await status_incidents.create(
         aconn, page.id, title="T", severity="MINOR", message="m"
     )
@@ -477,24 +461,24 @@ async def test_edit_async(aconn: AConn) -> None:
     assert edited.title == "T"
 
 
-def test_deleting_a_component_removes_it_from_affected_ids(conn: Conn, s: Setup) -> None:
+def test_deleting_a_component_removes_it_from_affected_ids(conn: Conn, acme: TwoPages) -> None:
     created = status_incidents.create(
         conn,
-        s.page_id,
+        acme.page_id,
         title="T",
         severity="MINOR",
         message="m",
-        affected_component_ids=[s.api, s.web],
+        affected_component_ids=[acme.api, acme.web],
     )
-    components.delete(conn, s.api)
-    assert status_incidents.get(conn, created.id).affected_component_ids == (s.web,)
+    components.delete(conn, acme.api)
+    assert status_incidents.get(conn, created.id).affected_component_ids == (acme.web,)
 
 
 # --- get, list_active, delete -------------------------------------------------------------------
 
 
-def test_get_and_delete(conn: Conn, s: Setup) -> None:
-    created = status_incidents.create(conn, s.page_id, title="T", severity="MINOR", message="m")
+def test_get_and_delete(conn: Conn, acme: TwoPages) -> None:
+    created = status_incidents.create(conn, acme.page_id, title="T", severity="MINOR", message="m")
     status_incidents.delete(conn, created.id)
     with pytest.raises(NotFound, match="no status incident with id"):
         status_incidents.get(conn, created.id)
@@ -506,11 +490,7 @@ def test_get_and_delete(conn: Conn, s: Setup) -> None:
 
 async def test_delete_async(aconn: AConn) -> None:
     team = await teams.create(aconn, name="Async")
-    page = (
-        await pages.create(
-            aconn, team_id=team.id, name="A", slug="async", created_by_id="u", is_public=True
-        )
-    ).page
+    page = await anew_page(aconn, team.id, slug="async", name="A", created_by_id="u")
     created = await status_incidents.create(
         aconn, page.id, title="T", severity="MINOR", message="m"
     )
@@ -519,16 +499,20 @@ async def test_delete_async(aconn: AConn) -> None:
         await status_incidents.get(aconn, created.id)
 
 
-def test_list_active_is_newest_first_and_only_unresolved_of_the_page(conn: Conn, s: Setup) -> None:
+def test_list_active_is_newest_first_and_only_unresolved_of_the_page(
+    conn: Conn, acme: TwoPages
+) -> None:
     made = []
     for n in range(3):
         made.append(
-            status_incidents.create(conn, s.page_id, title=f"T{n}", severity="MINOR", message="m")
+            status_incidents.create(
+                conn, acme.page_id, title=f"T{n}", severity="MINOR", message="m"
+            )
         )
         conn.commit()  # distinct created_at
     status_incidents.add_update(conn, made[1].id, status="RESOLVED", message="done")
-    status_incidents.create(conn, s.other_page_id, title="Other", severity="MINOR", message="m")
-    active = status_incidents.list_active(conn, s.page_id)
+    status_incidents.create(conn, acme.other_page_id, title="Other", severity="MINOR", message="m")
+    active = status_incidents.list_active(conn, acme.page_id)
     assert [i.id for i in active] == [made[2].id, made[0].id]
     assert status_incidents.list_active(conn, "no-such-page") == []
 
@@ -570,7 +554,7 @@ def _walk(conn: Conn, page_id: str, *, days: int, limit: int) -> list[HistoryPag
     return result
 
 
-def test_history_pages_through_ties_returning_every_row_once(conn: Conn, s: Setup) -> None:
+def test_history_pages_through_ties_returning_every_row_once(conn: Conn, acme: TwoPages) -> None:
     now = _now(conn)
     # Groups of equal resolved_at, with ids in no particular order (the tie-breaker is id DESC).
     stamps = {
@@ -588,15 +572,15 @@ def test_history_pages_through_ties_returning_every_row_once(conn: Conn, s: Setu
         "k00": now - dt.timedelta(days=6, hours=23),
     }
     for incident_id, at in stamps.items():
-        _insert_resolved(conn, s.page_id, at, incident_id, incident_id=incident_id)
+        _insert_resolved(conn, acme.page_id, at, incident_id, incident_id=incident_id)
     # Not in the history: too old, another page, still active.
-    _insert_resolved(conn, s.page_id, now - dt.timedelta(days=7, seconds=1), "too old")
-    _insert_resolved(conn, s.other_page_id, now - dt.timedelta(hours=1), "other page")
-    status_incidents.create(conn, s.page_id, title="active", severity="MINOR", message="m")
+    _insert_resolved(conn, acme.page_id, now - dt.timedelta(days=7, seconds=1), "too old")
+    _insert_resolved(conn, acme.other_page_id, now - dt.timedelta(hours=1), "other page")
+    status_incidents.create(conn, acme.page_id, title="active", severity="MINOR", message="m")
     expected = sorted(stamps, key=lambda i: (stamps[i], i), reverse=True)
 
     for limit in (1, 2, 3, 4, 5, 6, 11, 12, 13, 100):
-        walked = _walk(conn, s.page_id, days=7, limit=limit)
+        walked = _walk(conn, acme.page_id, days=7, limit=limit)
         items = [item for page in walked for item in page.items]
         # Every row exactly once, resolved_at DESC then id DESC.
         assert [i.id for i in items] == expected, limit
@@ -611,40 +595,38 @@ def test_history_pages_through_ties_returning_every_row_once(conn: Conn, s: Setu
             assert page.next_cursor.replace("-", "").replace("_", "").isalnum()  # URL-safe
 
 
-def test_history_window_and_empty_pages(conn: Conn, s: Setup) -> None:
+def test_history_window_and_empty_pages(conn: Conn, acme: TwoPages) -> None:
     now = _now(conn)
-    recent = _insert_resolved(conn, s.page_id, now - dt.timedelta(hours=20), "recent")
-    older = _insert_resolved(conn, s.page_id, now - dt.timedelta(days=3), "older")
-    assert [i.id for i in status_incidents.history(conn, s.page_id, days=1).items] == [recent]
-    assert [i.id for i in status_incidents.history(conn, s.page_id, days=30).items] == [
+    recent = _insert_resolved(conn, acme.page_id, now - dt.timedelta(hours=20), "recent")
+    older = _insert_resolved(conn, acme.page_id, now - dt.timedelta(days=3), "older")
+    assert [i.id for i in status_incidents.history(conn, acme.page_id, days=1).items] == [recent]
+    assert [i.id for i in status_incidents.history(conn, acme.page_id, days=30).items] == [
         recent,
         older,
     ]
     assert status_incidents.history(conn, "no-such-page", days=30) == HistoryPage((), None)
 
 
-def test_history_cursor_is_stable_when_incidents_resolve_in_between(conn: Conn, s: Setup) -> None:
+def test_history_cursor_is_stable_when_incidents_resolve_in_between(
+    conn: Conn, acme: TwoPages
+) -> None:
     now = _now(conn)
     ids = [
-        _insert_resolved(conn, s.page_id, now - dt.timedelta(hours=n + 1), f"r{n}")
+        _insert_resolved(conn, acme.page_id, now - dt.timedelta(hours=n + 1), f"r{n}")
         for n in range(4)
     ]
-    first = status_incidents.history(conn, s.page_id, days=1, limit=2)
+    first = status_incidents.history(conn, acme.page_id, days=1, limit=2)
     assert [i.id for i in first.items] == ids[:2]
     # A newly resolved incident lands on top, not in the middle of the walk.
-    _insert_resolved(conn, s.page_id, now, "new")
-    second = status_incidents.history(conn, s.page_id, days=1, limit=2, after=first.next_cursor)
+    _insert_resolved(conn, acme.page_id, now, "new")
+    second = status_incidents.history(conn, acme.page_id, days=1, limit=2, after=first.next_cursor)
     assert [i.id for i in second.items] == ids[2:]
     assert second.next_cursor is None
 
 
 async def test_history_async(aconn: AConn) -> None:
     team = await teams.create(aconn, name="Async")
-    page = (
-        await pages.create(
-            aconn, team_id=team.id, name="A", slug="async", created_by_id="u", is_public=True
-        )
-    ).page
+    page = await anew_page(aconn, team.id, slug="async", name="A", created_by_id="u")
     made = []
     for n in range(3):
         made.append(
@@ -668,8 +650,8 @@ def _b64(payload: bytes) -> str:
     return base64.urlsafe_b64encode(payload).decode().rstrip("=")
 
 
-def test_history_refuses_bad_cursors_with_invalid_input(conn: Conn, s: Setup) -> None:
-    other = _b64(json.dumps([1, s.other_page_id, 0, "x"]).encode())
+def test_history_refuses_bad_cursors_with_invalid_input(conn: Conn, acme: TwoPages) -> None:
+    other = _b64(json.dumps([1, acme.other_page_id, 0, "x"]).encode())
     bad = [
         "",
         "not a cursor!",
@@ -679,40 +661,40 @@ def test_history_refuses_bad_cursors_with_invalid_input(conn: Conn, s: Setup) ->
         _b64(b"\xff\xfe\x00"),  # not UTF-8
         _b64(b"not json"),
         _b64(b"{}"),
-        _b64(json.dumps([1, s.page_id, 0]).encode()),
-        _b64(json.dumps([2, s.page_id, 0, "x"]).encode()),  # unknown version
-        _b64(json.dumps([True, s.page_id, 0, "x"]).encode()),
-        _b64(json.dumps([1, s.page_id, "0", "x"]).encode()),
-        _b64(json.dumps([1, s.page_id, 1.5, "x"]).encode()),
-        _b64(json.dumps([1, s.page_id, 10**30, "x"]).encode()),  # beyond any timestamp
-        _b64(json.dumps([1, s.page_id, -(10**30), "x"]).encode()),
-        _b64(json.dumps([1, s.page_id, 0, ""]).encode()),
-        _b64(json.dumps([1, s.page_id, 0, "x\x00"]).encode()),
-        _b64(json.dumps([1, s.page_id, 0, None]).encode()),
+        _b64(json.dumps([1, acme.page_id, 0]).encode()),
+        _b64(json.dumps([2, acme.page_id, 0, "x"]).encode()),  # unknown version
+        _b64(json.dumps([True, acme.page_id, 0, "x"]).encode()),
+        _b64(json.dumps([1, acme.page_id, "0", "x"]).encode()),
+        _b64(json.dumps([1, acme.page_id, 1.5, "x"]).encode()),
+        _b64(json.dumps([1, acme.page_id, 10**30, "x"]).encode()),  # beyond any timestamp
+        _b64(json.dumps([1, acme.page_id, -(10**30), "x"]).encode()),
+        _b64(json.dumps([1, acme.page_id, 0, ""]).encode()),
+        _b64(json.dumps([1, acme.page_id, 0, "x\x00"]).encode()),
+        _b64(json.dumps([1, acme.page_id, 0, None]).encode()),
     ]
     for cursor in bad:
         with pytest.raises(InvalidInput, match="cursor"):
-            status_incidents.history(conn, s.page_id, days=1, after=cursor)
+            status_incidents.history(conn, acme.page_id, days=1, after=cursor)
     with pytest.raises(InvalidInput, match="another status page"):
-        status_incidents.history(conn, s.page_id, days=1, after=other)
+        status_incidents.history(conn, acme.page_id, days=1, after=other)
     with pytest.raises(InvalidInput, match="after must be a cursor string"):
-        status_incidents.history(conn, s.page_id, days=1, after=123)  # type: ignore[call-overload]
+        status_incidents.history(conn, acme.page_id, days=1, after=123)  # type: ignore[call-overload]
     # The transaction is still usable: nothing reached the database.
-    assert status_incidents.history(conn, s.page_id, days=1) == HistoryPage((), None)
+    assert status_incidents.history(conn, acme.page_id, days=1) == HistoryPage((), None)
 
 
 def test_history_extreme_but_well_formed_cursor_positions_are_harmless(
-    conn: Conn, s: Setup
+    conn: Conn, acme: TwoPages
 ) -> None:
-    _insert_resolved(conn, s.page_id, _now(conn) - dt.timedelta(hours=1), "r")
+    _insert_resolved(conn, acme.page_id, _now(conn) - dt.timedelta(hours=1), "r")
     for micros in (0, -(10**15), 253_402_300_799_999_999):  # 1970, 1938, 9999-12-31
-        cursor = _b64(json.dumps([1, s.page_id, micros, "zzz"]).encode())
-        page = status_incidents.history(conn, s.page_id, days=1, after=cursor)
+        cursor = _b64(json.dumps([1, acme.page_id, micros, "zzz"]).encode())
+        page = status_incidents.history(conn, acme.page_id, days=1, after=cursor)
         assert page.next_cursor is None
         assert len(page.items) == (1 if micros > 0 else 0)
 
 
-def test_history_refuses_bad_days_and_limits(conn: Conn, s: Setup) -> None:
+def test_history_refuses_bad_days_and_limits(conn: Conn, acme: TwoPages) -> None:
     cases: list[tuple[dict[str, Any], str]] = [
         ({"days": 0}, "days"),
         ({"days": -1}, "days"),
@@ -724,10 +706,10 @@ def test_history_refuses_bad_days_and_limits(conn: Conn, s: Setup) -> None:
     ]
     for kwargs, fragment in cases:
         with pytest.raises(InvalidInput, match=fragment):
-            status_incidents.history(conn, s.page_id, **kwargs)
+            status_incidents.history(conn, acme.page_id, **kwargs)
 
 
-def test_history_query_walks_the_partial_index_without_sorting(conn: Conn, s: Setup) -> None:
+def test_history_query_walks_the_partial_index_without_sorting(conn: Conn, acme: TwoPages) -> None:
     """The DBA's contract: status_incident_resolved_history_idx serves filter, order and cursor."""
     from statusdb import queries
 
@@ -735,7 +717,7 @@ def test_history_query_walks_the_partial_index_without_sorting(conn: Conn, s: Se
     conn.execute("SET enable_sort = off")
     sql = queries.get("status_incident_history").text
     params = {
-        "status_page_id": s.page_id,
+        "status_page_id": acme.page_id,
         "days": 30,
         "after_resolved_at": _now(conn),
         "after_id": "x",
@@ -751,7 +733,7 @@ def test_history_query_walks_the_partial_index_without_sorting(conn: Conn, s: Se
 # --- decoding rows written by other clients -------------------------------------------------
 
 
-def test_timeline_written_by_hand_decodes_to_aware_datetimes(conn: Conn, s: Setup) -> None:
+def test_timeline_written_by_hand_decodes_to_aware_datetimes(conn: Conn, acme: TwoPages) -> None:
     timeline = [
         {"timestamp": "2024-05-01T12:00:00+02:00", "status": "INVESTIGATING", "message": "a"},
         {"timestamp": "2024-05-01T11:00:00.5", "status": "RESOLVED", "message": "b"},
@@ -759,7 +741,7 @@ def test_timeline_written_by_hand_decodes_to_aware_datetimes(conn: Conn, s: Setu
     row = conn.execute(
         "INSERT INTO status_incident (status_page_id, title, severity, status, updates)"
         " VALUES (%s, 'psql', 'MAJOR', 'RESOLVED', %s) RETURNING id",
-        [s.page_id, Jsonb(timeline)],
+        [acme.page_id, Jsonb(timeline)],
     ).fetchone()
     assert row is not None
     got = status_incidents.get(conn, str(row[0]))
@@ -771,12 +753,12 @@ def test_timeline_written_by_hand_decodes_to_aware_datetimes(conn: Conn, s: Setu
     )
 
 
-def test_an_unreadable_timestamp_is_a_statusdb_error(conn: Conn, s: Setup) -> None:
+def test_an_unreadable_timestamp_is_a_statusdb_error(conn: Conn, acme: TwoPages) -> None:
     timeline = [{"timestamp": "yesterday", "status": "INVESTIGATING", "message": "a"}]
     row = conn.execute(
         "INSERT INTO status_incident (status_page_id, title, severity, updates)"
         " VALUES (%s, 'psql', 'MAJOR', %s) RETURNING id",
-        [s.page_id, Jsonb(timeline)],
+        [acme.page_id, Jsonb(timeline)],
     ).fetchone()
     assert row is not None
     with pytest.raises(StatusdbError, match="unreadable timestamp"):

@@ -14,9 +14,10 @@ from typing import Any
 import attrs
 import psycopg
 import pytest
+from factories import TwoPages, two_pages
 from psycopg.rows import TupleRow
 
-from statusdb import components, migrations, pages, subscribers, teams, tokens
+from statusdb import migrations, subscribers, tokens
 from statusdb.errors import CONSTRAINT_MESSAGES, InvalidInput, NotFound, Unauthorized
 from statusdb.executor import Operation
 from statusdb.resources import migrations_dir
@@ -27,30 +28,12 @@ Conn = psycopg.Connection[TupleRow]
 AConn = psycopg.AsyncConnection[TupleRow]
 
 
-@attrs.frozen
-class Setup:
-    page_id: str
-    other_page_id: str
-    api: str
-    web: str
-    foreign: str
-
-
 @pytest.fixture
-def s(conn: Conn) -> Setup:
+def acme(conn: Conn) -> TwoPages:
     """A page with two components and another page with one; committed."""
-    team = teams.create(conn, name="Payments")
-    page = pages.create(
-        conn, team_id=team.id, name="Acme", slug="acme", created_by_id="u1", is_public=True
-    ).page
-    other = pages.create(
-        conn, team_id=team.id, name="Other", slug="other", created_by_id="u1", is_public=True
-    ).page
-    api = components.create(conn, page.id, name="API")
-    web = components.create(conn, page.id, name="Web")
-    foreign = components.create(conn, other.id, name="API")
+    built = two_pages(conn, team="Payments")
     conn.commit()
-    return Setup(page.id, other.id, api.id, web.id, foreign.id)
+    return built
 
 
 def _count(conn: Conn) -> int:
@@ -194,10 +177,10 @@ def test_bad_urls_are_refused(channel: Any, given: str, why: str) -> None:
     assert "s3cret" not in str(info.value)  # webhook URLs are secrets: never echoed
 
 
-def test_subscribe_stores_normalized_destinations(conn: Conn, s: Setup) -> None:
+def test_subscribe_stores_normalized_destinations(conn: Conn, acme: TwoPages) -> None:
     """Everything statusdb accepts also passes the database's own floor, as normalized."""
     for given, stored in GOOD_EMAILS:
-        sub = subscribers.subscribe(conn, s.page_id, channel="EMAIL", destination=given)
+        sub = subscribers.subscribe(conn, acme.page_id, channel="EMAIL", destination=given)
         assert sub.created
         assert subscribers.get(conn, sub.subscriber.id).destination == stored
         # An address must be confirmed by its owner.
@@ -206,7 +189,7 @@ def test_subscribe_stores_normalized_destinations(conn: Conn, s: Setup) -> None:
         assert sub.subscriber.verify_token_expires_at is not None
     for channel in ("SLACK", "WEBHOOK"):
         for given, stored in GOOD_URLS:
-            sub = subscribers.subscribe(conn, s.page_id, channel=channel, destination=given)
+            sub = subscribers.subscribe(conn, acme.page_id, channel=channel, destination=given)
             assert sub.created
             assert subscribers.get(conn, sub.subscriber.id).destination == stored
             # URLs are their owner's secrets already: no verification round.
@@ -215,20 +198,20 @@ def test_subscribe_stores_normalized_destinations(conn: Conn, s: Setup) -> None:
             assert sub.subscriber.verify_token_expires_at is None
 
 
-def test_subscribe_refuses_bad_destinations(conn: Conn, s: Setup) -> None:
+def test_subscribe_refuses_bad_destinations(conn: Conn, acme: TwoPages) -> None:
     for given, why in BAD_EMAILS:
         with pytest.raises(InvalidInput, match=re.escape(why)):
-            subscribers.subscribe(conn, s.page_id, channel="EMAIL", destination=given)
+            subscribers.subscribe(conn, acme.page_id, channel="EMAIL", destination=given)
     for given, why in BAD_URLS:
         with pytest.raises(InvalidInput, match=re.escape(why)):
-            subscribers.subscribe(conn, s.page_id, channel="WEBHOOK", destination=given)
+            subscribers.subscribe(conn, acme.page_id, channel="WEBHOOK", destination=given)
     assert _count(conn) == 0
 
 
-def test_channel_notify_on_component_ids_and_ttl_are_checked(conn: Conn, s: Setup) -> None:
+def test_channel_notify_on_component_ids_and_ttl_are_checked(conn: Conn, acme: TwoPages) -> None:
     def sub(**kwargs: Any) -> subscribers.Subscription:
         args: dict[str, Any] = {"channel": "EMAIL", "destination": "a@example.com", **kwargs}
-        return subscribers.subscribe(conn, s.page_id, **args)
+        return subscribers.subscribe(conn, acme.page_id, **args)
 
     cases: list[tuple[dict[str, Any], str]] = [
         ({"channel": "SMS"}, "channel must be one of"),
@@ -238,7 +221,7 @@ def test_channel_notify_on_component_ids_and_ttl_are_checked(conn: Conn, s: Setu
         ({"notify_on": None}, "notify_on must be a list"),
         ({"component_ids": "abc"}, "component_ids must be a list"),
         ({"component_ids": None}, "component_ids must be a list"),
-        ({"component_ids": [s.foreign]}, "component of the same status page"),
+        ({"component_ids": [acme.foreign]}, "component of the same status page"),
         ({"component_ids": ["no-such-component"]}, "component of the same status page"),
         ({"verify_ttl": dt.timedelta(0)}, "verify_ttl"),
         ({"verify_ttl": dt.timedelta(days=31)}, "verify_ttl"),
@@ -252,8 +235,10 @@ def test_channel_notify_on_component_ids_and_ttl_are_checked(conn: Conn, s: Setu
     conn.rollback()
     assert _count(conn) == 0
 
-    made = sub(component_ids=[s.web, s.api, s.web], notify_on=["resolved", "outage", "outage"])
-    assert made.subscriber.component_ids == (s.web, s.api)
+    made = sub(
+        component_ids=[acme.web, acme.api, acme.web], notify_on=["resolved", "outage", "outage"]
+    )
+    assert made.subscriber.component_ids == (acme.web, acme.api)
     assert made.subscriber.notify_on == ("outage", "resolved")
     assert sub().subscriber.notify_on == ("degraded", "outage", "maintenance", "resolved")
 
@@ -273,18 +258,18 @@ DB_FLOOR = [
 
 @pytest.mark.parametrize(("channel", "destination", "constraint"), DB_FLOOR)
 def test_database_refuses_bad_destinations_from_any_client(
-    conn: Conn, s: Setup, channel: str, destination: str, constraint: str
+    conn: Conn, acme: TwoPages, channel: str, destination: str, constraint: str
 ) -> None:
     with pytest.raises(psycopg.errors.CheckViolation) as info:
         conn.execute(
             "INSERT INTO status_subscriber (status_page_id, channel, destination)"
             " VALUES (%s, %s, %s)",
-            (s.page_id, channel, destination),
+            (acme.page_id, channel, destination),
         )
     assert info.value.diag.constraint_name == constraint
 
 
-def test_database_keeps_token_invariants(conn: Conn, s: Setup) -> None:
+def test_database_keeps_token_invariants(conn: Conn, acme: TwoPages) -> None:
     insert = (
         "INSERT INTO status_subscriber (status_page_id, channel, destination, is_verified,"
         " verify_token_hash, verify_token_expires_at, unsubscribe_token_hash)"
@@ -300,7 +285,7 @@ def test_database_keeps_token_invariants(conn: Conn, s: Setup) -> None:
     ]
     for values, constraint in cases:
         with pytest.raises(psycopg.errors.CheckViolation) as info:
-            conn.execute(insert, (s.page_id, *values))
+            conn.execute(insert, (acme.page_id, *values))
         assert info.value.diag.constraint_name == constraint
         conn.rollback()
 
@@ -336,8 +321,8 @@ def test_subscriber_rows_never_expose_token_digests() -> None:
 # --- verification -----------------------------------------------------------------------------
 
 
-def test_verification_is_single_use_and_clears_the_digest(conn: Conn, s: Setup) -> None:
-    sub = subscribers.subscribe(conn, s.page_id, channel="EMAIL", destination="a@example.com")
+def test_verification_is_single_use_and_clears_the_digest(conn: Conn, acme: TwoPages) -> None:
+    sub = subscribers.subscribe(conn, acme.page_id, channel="EMAIL", destination="a@example.com")
     assert sub.verify_token is not None
     stored = _stored(conn, sub.subscriber.id)
     assert bytes(stored["verify_token_hash"]) == tokens.digest(sub.verify_token)
@@ -355,10 +340,10 @@ def test_verification_is_single_use_and_clears_the_digest(conn: Conn, s: Setup) 
         subscribers.verify(conn, sub.verify_token)
 
 
-def test_verification_expires(conn: Conn, s: Setup) -> None:
+def test_verification_expires(conn: Conn, acme: TwoPages) -> None:
     sub = subscribers.subscribe(
         conn,
-        s.page_id,
+        acme.page_id,
         channel="EMAIL",
         destination="a@example.com",
         verify_ttl=dt.timedelta(minutes=10),
@@ -379,8 +364,8 @@ def test_verification_expires(conn: Conn, s: Setup) -> None:
     assert not subscribers.get(conn, sub.subscriber.id).is_verified
 
 
-def test_wrong_verification_tokens_change_nothing(conn: Conn, s: Setup) -> None:
-    sub = subscribers.subscribe(conn, s.page_id, channel="EMAIL", destination="a@example.com")
+def test_wrong_verification_tokens_change_nothing(conn: Conn, acme: TwoPages) -> None:
+    sub = subscribers.subscribe(conn, acme.page_id, channel="EMAIL", destination="a@example.com")
     for token in ["", "wrong", "x" * 10_000, "a\x00b", None, 42, sub.unsubscribe_token]:
         with pytest.raises(Unauthorized):
             subscribers.verify(conn, token)  # type: ignore[arg-type]
@@ -388,9 +373,9 @@ def test_wrong_verification_tokens_change_nothing(conn: Conn, s: Setup) -> None:
 
 
 def test_concurrent_verifications_with_one_token_succeed_once(
-    conn: Conn, s: Setup, connect: Connect
+    conn: Conn, acme: TwoPages, connect: Connect
 ) -> None:
-    sub = subscribers.subscribe(conn, s.page_id, channel="EMAIL", destination="a@example.com")
+    sub = subscribers.subscribe(conn, acme.page_id, channel="EMAIL", destination="a@example.com")
     conn.commit()
     assert sub.verify_token is not None
     token = sub.verify_token
@@ -418,21 +403,21 @@ def test_concurrent_verifications_with_one_token_succeed_once(
 # --- renewal ----------------------------------------------------------------------------------
 
 
-def test_resubscribing_a_webhook_renews_it(conn: Conn, s: Setup) -> None:
+def test_resubscribing_a_webhook_renews_it(conn: Conn, acme: TwoPages) -> None:
     url = "https://example.com/hook"
-    first = subscribers.subscribe(conn, s.page_id, channel="WEBHOOK", destination=url)
+    first = subscribers.subscribe(conn, acme.page_id, channel="WEBHOOK", destination=url)
     again = subscribers.subscribe(
         conn,
-        s.page_id,
+        acme.page_id,
         channel="WEBHOOK",
         destination="HTTPS://EXAMPLE.COM/hook",
-        component_ids=[s.api],
+        component_ids=[acme.api],
         notify_on=["outage"],
     )
     assert first.created
     assert not again.created
     assert again.subscriber.id == first.subscriber.id
-    assert again.subscriber.component_ids == (s.api,)
+    assert again.subscriber.component_ids == (acme.api,)
     assert again.subscriber.notify_on == ("outage",)
     assert again.subscriber.is_verified
     assert again.subscriber.created_at == first.subscriber.created_at
@@ -444,11 +429,11 @@ def test_resubscribing_a_webhook_renews_it(conn: Conn, s: Setup) -> None:
     assert not subscribers.unsubscribe_by_token(conn, again.unsubscribe_token).is_active
 
 
-def test_resubscribing_an_email_needs_a_new_verification(conn: Conn, s: Setup) -> None:
-    first = subscribers.subscribe(conn, s.page_id, channel="EMAIL", destination="a@Example.com")
+def test_resubscribing_an_email_needs_a_new_verification(conn: Conn, acme: TwoPages) -> None:
+    first = subscribers.subscribe(conn, acme.page_id, channel="EMAIL", destination="a@Example.com")
     assert first.verify_token is not None
     pending = subscribers.subscribe(
-        conn, s.page_id, channel="EMAIL", destination="a@example.COM", notify_on=["resolved"]
+        conn, acme.page_id, channel="EMAIL", destination="a@example.COM", notify_on=["resolved"]
     )
     assert not pending.created
     assert pending.verify_token is not None
@@ -458,46 +443,48 @@ def test_resubscribing_an_email_needs_a_new_verification(conn: Conn, s: Setup) -
     assert subscribers.verify(conn, pending.verify_token).is_verified
 
     # A verified address that subscribes again is unverified until it confirms again.
-    renewed = subscribers.subscribe(conn, s.page_id, channel="EMAIL", destination="a@example.com")
+    renewed = subscribers.subscribe(
+        conn, acme.page_id, channel="EMAIL", destination="a@example.com"
+    )
     assert not renewed.created
     assert not renewed.subscriber.is_verified
     assert renewed.subscriber.notify_on == ("degraded", "outage", "maintenance", "resolved")
     assert renewed.verify_token is not None
     assert subscribers.verify(conn, renewed.verify_token).is_verified
     # The local part keeps its case: another mailbox, another subscriber.
-    other = subscribers.subscribe(conn, s.page_id, channel="EMAIL", destination="A@example.com")
+    other = subscribers.subscribe(conn, acme.page_id, channel="EMAIL", destination="A@example.com")
     assert other.created
     assert _count(conn) == 2
 
 
-def test_resubscribing_reactivates(conn: Conn, s: Setup) -> None:
-    first = subscribers.subscribe(conn, s.page_id, channel="SLACK", destination="https://x.io/h")
+def test_resubscribing_reactivates(conn: Conn, acme: TwoPages) -> None:
+    first = subscribers.subscribe(conn, acme.page_id, channel="SLACK", destination="https://x.io/h")
     assert not subscribers.unsubscribe(conn, first.subscriber.id).is_active
-    again = subscribers.subscribe(conn, s.page_id, channel="SLACK", destination="https://x.io/h")
+    again = subscribers.subscribe(conn, acme.page_id, channel="SLACK", destination="https://x.io/h")
     assert not again.created
     assert again.subscriber.id == first.subscriber.id
     assert again.subscriber.is_active
     # Same destination on another page or channel: separate subscriptions.
     assert subscribers.subscribe(
-        conn, s.other_page_id, channel="SLACK", destination="https://x.io/h"
+        conn, acme.other_page_id, channel="SLACK", destination="https://x.io/h"
     ).created
     assert subscribers.subscribe(
-        conn, s.page_id, channel="WEBHOOK", destination="https://x.io/h"
+        conn, acme.page_id, channel="WEBHOOK", destination="https://x.io/h"
     ).created
 
 
 def test_concurrent_subscribes_of_one_destination_make_one_row(
-    conn: Conn, s: Setup, connect: Connect
+    conn: Conn, acme: TwoPages, connect: Connect
 ) -> None:
     first, second = connect(), connect()
-    made = subscribers.subscribe(first, s.page_id, channel="EMAIL", destination="a@example.com")
+    made = subscribers.subscribe(first, acme.page_id, channel="EMAIL", destination="a@example.com")
     outcome: list[Any] = []
 
     def run() -> None:
         try:
             outcome.append(
                 subscribers.subscribe(
-                    second, s.page_id, channel="EMAIL", destination="A@EXAMPLE.com".lower()
+                    second, acme.page_id, channel="EMAIL", destination="A@EXAMPLE.com".lower()
                 )
             )
             second.commit()
@@ -527,9 +514,9 @@ def test_concurrent_subscribes_of_one_destination_make_one_row(
 # --- unsubscribe ------------------------------------------------------------------------------
 
 
-def test_unsubscribe_by_token(conn: Conn, s: Setup) -> None:
-    sub = subscribers.subscribe(conn, s.page_id, channel="EMAIL", destination="a@example.com")
-    other = subscribers.subscribe(conn, s.page_id, channel="EMAIL", destination="b@example.com")
+def test_unsubscribe_by_token(conn: Conn, acme: TwoPages) -> None:
+    sub = subscribers.subscribe(conn, acme.page_id, channel="EMAIL", destination="a@example.com")
+    other = subscribers.subscribe(conn, acme.page_id, channel="EMAIL", destination="b@example.com")
     conn.commit()
     before = _stored(conn, sub.subscriber.id)
     for wrong in ["", "wrong", other.verify_token, sub.verify_token, None]:
@@ -554,8 +541,8 @@ def test_unsubscribe_by_token(conn: Conn, s: Setup) -> None:
     assert subscribers.get(conn, other.subscriber.id).is_active
 
 
-def test_unsubscribe_by_id_keeps_the_row(conn: Conn, s: Setup) -> None:
-    sub = subscribers.subscribe(conn, s.page_id, channel="WEBHOOK", destination="https://x.io/")
+def test_unsubscribe_by_id_keeps_the_row(conn: Conn, acme: TwoPages) -> None:
+    sub = subscribers.subscribe(conn, acme.page_id, channel="WEBHOOK", destination="https://x.io/")
     gone = subscribers.unsubscribe(conn, sub.subscriber.id)
     assert not gone.is_active
     assert subscribers.unsubscribe(conn, sub.subscriber.id) == gone
@@ -589,8 +576,8 @@ def test_there_is_no_way_to_unsubscribe_by_address() -> None:
             assert "destination" not in inspect.signature(op.body).parameters, name
 
 
-def test_rotate_unsubscribe_token(conn: Conn, s: Setup) -> None:
-    sub = subscribers.subscribe(conn, s.page_id, channel="WEBHOOK", destination="https://x.io/")
+def test_rotate_unsubscribe_token(conn: Conn, acme: TwoPages) -> None:
+    sub = subscribers.subscribe(conn, acme.page_id, channel="WEBHOOK", destination="https://x.io/")
     token = subscribers.rotate_unsubscribe_token(conn, sub.subscriber.id)
     with pytest.raises(Unauthorized):
         subscribers.unsubscribe_by_token(conn, sub.unsubscribe_token)
@@ -602,21 +589,21 @@ def test_rotate_unsubscribe_token(conn: Conn, s: Setup) -> None:
 # --- preferences, listing, counting, deleting -------------------------------------------------
 
 
-def test_update_preferences(conn: Conn, s: Setup) -> None:
-    sub = subscribers.subscribe(conn, s.page_id, channel="WEBHOOK", destination="https://x.io/")
+def test_update_preferences(conn: Conn, acme: TwoPages) -> None:
+    sub = subscribers.subscribe(conn, acme.page_id, channel="WEBHOOK", destination="https://x.io/")
     conn.commit()
-    changed = subscribers.update_preferences(conn, sub.subscriber.id, component_ids=[s.api])
-    assert changed.component_ids == (s.api,)
+    changed = subscribers.update_preferences(conn, sub.subscriber.id, component_ids=[acme.api])
+    assert changed.component_ids == (acme.api,)
     assert changed.notify_on == sub.subscriber.notify_on
     assert changed.updated_at > sub.subscriber.updated_at
     changed = subscribers.update_preferences(conn, sub.subscriber.id, notify_on=["maintenance"])
-    assert changed.component_ids == (s.api,)
+    assert changed.component_ids == (acme.api,)
     assert changed.notify_on == ("maintenance",)
     back_to_all = subscribers.update_preferences(conn, sub.subscriber.id, component_ids=[])
     assert back_to_all.component_ids == ()
     assert subscribers.update_preferences(conn, sub.subscriber.id) == back_to_all
     cases: list[tuple[dict[str, Any], str]] = [
-        ({"component_ids": [s.foreign]}, "component"),
+        ({"component_ids": [acme.foreign]}, "component"),
         ({"notify_on": []}, "notify_on"),
         ({"notify_on": ["sometimes"]}, "notify_on"),
     ]
@@ -629,34 +616,34 @@ def test_update_preferences(conn: Conn, s: Setup) -> None:
         subscribers.update_preferences(conn, "no-such-subscriber", notify_on=["outage"])
 
 
-def test_list_count_and_delete(conn: Conn, s: Setup) -> None:
+def test_list_count_and_delete(conn: Conn, acme: TwoPages) -> None:
     made = [
         subscribers.subscribe(
-            conn, s.page_id, channel="WEBHOOK", destination=f"https://x.io/{i}"
+            conn, acme.page_id, channel="WEBHOOK", destination=f"https://x.io/{i}"
         ).subscriber
         for i in range(5)
     ]
-    email = subscribers.subscribe(conn, s.page_id, channel="EMAIL", destination="a@x.io")
-    subscribers.subscribe(conn, s.other_page_id, channel="EMAIL", destination="a@x.io")
+    email = subscribers.subscribe(conn, acme.page_id, channel="EMAIL", destination="a@x.io")
+    subscribers.subscribe(conn, acme.other_page_id, channel="EMAIL", destination="a@x.io")
     subscribers.unsubscribe(conn, made[1].id)
     ids = [m.id for m in made] + [email.subscriber.id]
 
     seen: list[str] = []
     after: str | None = None
     while True:
-        batch = subscribers.list_for_page(conn, s.page_id, limit=2, after=after)
+        batch = subscribers.list_for_page(conn, acme.page_id, limit=2, after=after)
         if not batch:
             break
         seen += [b.id for b in batch]
         after = batch[-1].id
     assert seen == sorted(ids)  # id order (time-ordered ids), every row once
-    active = subscribers.list_for_page(conn, s.page_id, active_only=True, limit=1000)
+    active = subscribers.list_for_page(conn, acme.page_id, active_only=True, limit=1000)
     assert [a.id for a in active] == sorted(i for i in ids if i != made[1].id)
     assert subscribers.list_for_page(conn, "no-such-page") == []
     with pytest.raises(InvalidInput, match="limit"):
-        subscribers.list_for_page(conn, s.page_id, limit=0)
+        subscribers.list_for_page(conn, acme.page_id, limit=0)
 
-    counts = subscribers.count_for_page(conn, s.page_id)
+    counts = subscribers.count_for_page(conn, acme.page_id)
     assert counts == subscribers.SubscriberCounts(total=6, active=5, verified=4)
     assert subscribers.count_for_page(conn, "no-such-page") == subscribers.SubscriberCounts(0, 0, 0)
 
@@ -665,10 +652,10 @@ def test_list_count_and_delete(conn: Conn, s: Setup) -> None:
         subscribers.get(conn, made[0].id)
     with pytest.raises(NotFound):
         subscribers.delete(conn, made[0].id)
-    assert subscribers.count_for_page(conn, s.page_id).total == 5
+    assert subscribers.count_for_page(conn, acme.page_id).total == 5
 
 
-def test_list_uses_the_page_id_index(conn: Conn, s: Setup) -> None:
+def test_list_uses_the_page_id_index(conn: Conn, acme: TwoPages) -> None:
     conn.execute("SET LOCAL enable_seqscan = off")
     plan = conn.execute(
         "EXPLAIN SELECT id FROM status_subscriber WHERE status_page_id = 'p' AND id > ''"
@@ -679,9 +666,9 @@ def test_list_uses_the_page_id_index(conn: Conn, s: Setup) -> None:
     assert "Sort" not in text
 
 
-async def test_async_subscribe_verify_unsubscribe(aconn: AConn, s: Setup) -> None:
+async def test_async_subscribe_verify_unsubscribe(aconn: AConn, acme: TwoPages) -> None:
     sub = await subscribers.subscribe(
-        aconn, s.page_id, channel="EMAIL", destination="Async@Example.com"
+        aconn, acme.page_id, channel="EMAIL", destination="Async@Example.com"
     )
     assert sub.subscriber.destination == "Async@example.com"
     assert sub.verify_token is not None
@@ -690,26 +677,26 @@ async def test_async_subscribe_verify_unsubscribe(aconn: AConn, s: Setup) -> Non
         await subscribers.verify(aconn, sub.verify_token)
     changed = await subscribers.update_preferences(aconn, sub.subscriber.id, notify_on=["outage"])
     assert changed.notify_on == ("outage",)
-    listed = await subscribers.list_for_page(aconn, s.page_id)
+    listed = await subscribers.list_for_page(aconn, acme.page_id)
     assert [x.id for x in listed] == [sub.subscriber.id]
     gone = await subscribers.unsubscribe_by_token(aconn, sub.unsubscribe_token)
     assert not gone.is_active
-    counts = await subscribers.count_for_page(aconn, s.page_id)
+    counts = await subscribers.count_for_page(aconn, acme.page_id)
     assert counts == subscribers.SubscriberCounts(1, 0, 0)
 
 
 # --- import -----------------------------------------------------------------------------------
 
 
-def _import_rows(s: Setup) -> list[ImportRow]:
+def _import_rows(acme: TwoPages) -> list[ImportRow]:
     return [
         ImportRow("EMAIL", "good@example.com"),  # 1
-        ImportRow("WEBHOOK", "https://hooks.example.com/a", component_ids=[s.api]),  # 2
+        ImportRow("WEBHOOK", "https://hooks.example.com/a", component_ids=[acme.api]),  # 2
         ImportRow("EMAIL", "not-an-address"),  # 3
         ImportRow("EMAIL", "GOOD@EXAMPLE.com"),  # 4: another mailbox (local part differs)
         ImportRow("EMAIL", " good@Example.COM"),  # 5: duplicate of row 1 once normalized
         ImportRow("EMAIL", "ghost@example.com", component_ids=["no-such-component"]),  # 6
-        ImportRow("EMAIL", "foreign@example.com", component_ids=[s.foreign]),  # 7
+        ImportRow("EMAIL", "foreign@example.com", component_ids=[acme.foreign]),  # 7
         ImportRow("EMAIL", "foreign@example.com"),  # 8: first valid row of this address
         ImportRow("EMAIL", "nul\x00@example.com"),  # 9
         ImportRow("EMAIL", "nulcomp@example.com", component_ids=["a\x00b"]),  # 10
@@ -743,18 +730,20 @@ def _check_import_report(report: subscribers.ImportReport) -> None:
     assert by_row[9] == "nul\x00@example.com"  # as given by the Python step
 
 
-def _prepare_existing(conn: Conn, s: Setup) -> None:
-    subscribers.subscribe(conn, s.page_id, channel="EMAIL", destination="active@example.com")
-    gone = subscribers.subscribe(conn, s.page_id, channel="EMAIL", destination="gone@example.com")
+def _prepare_existing(conn: Conn, acme: TwoPages) -> None:
+    subscribers.subscribe(conn, acme.page_id, channel="EMAIL", destination="active@example.com")
+    gone = subscribers.subscribe(
+        conn, acme.page_id, channel="EMAIL", destination="gone@example.com"
+    )
     subscribers.unsubscribe(conn, gone.subscriber.id)
     conn.commit()
 
 
-def test_import_reports_refusals_and_inserts_the_rest(conn: Conn, s: Setup) -> None:
-    _prepare_existing(conn, s)
-    report = subscribers.import_subscribers(conn, s.page_id, _import_rows(s))
+def test_import_reports_refusals_and_inserts_the_rest(conn: Conn, acme: TwoPages) -> None:
+    _prepare_existing(conn, acme)
+    report = subscribers.import_subscribers(conn, acme.page_id, _import_rows(acme))
     _check_import_report(report)
-    rows = {x.destination: x for x in subscribers.list_for_page(conn, s.page_id, limit=1000)}
+    rows = {x.destination: x for x in subscribers.list_for_page(conn, acme.page_id, limit=1000)}
     assert set(rows) == {
         "active@example.com",
         "gone@example.com",
@@ -766,7 +755,7 @@ def test_import_reports_refusals_and_inserts_the_rest(conn: Conn, s: Setup) -> N
         "vip@example.com",
     }
     assert not rows["gone@example.com"].is_active  # never re-subscribed by an import
-    assert rows["https://hooks.example.com/a"].component_ids == (s.api,)
+    assert rows["https://hooks.example.com/a"].component_ids == (acme.api,)
     assert rows["https://hooks.slack.com/services/T/B/C"].notify_on == ("outage",)
     # Without trust_verified, imported addresses are unverified and have no token to verify.
     imported_email = rows["good@example.com"]
@@ -776,43 +765,43 @@ def test_import_reports_refusals_and_inserts_the_rest(conn: Conn, s: Setup) -> N
     assert rows["https://hooks.slack.com/services/T/B/C"].is_verified
     # Subscribing again is how an imported address gets verified.
     renewed = subscribers.subscribe(
-        conn, s.page_id, channel="EMAIL", destination="good@example.com"
+        conn, acme.page_id, channel="EMAIL", destination="good@example.com"
     )
     assert not renewed.created
     assert renewed.verify_token is not None
     assert subscribers.verify(conn, renewed.verify_token).is_verified
 
 
-def test_import_with_trust_verified(conn: Conn, s: Setup) -> None:
+def test_import_with_trust_verified(conn: Conn, acme: TwoPages) -> None:
     report = subscribers.import_subscribers(
         conn,
-        s.page_id,
+        acme.page_id,
         [ImportRow("EMAIL", "a@example.com"), ImportRow("EMAIL", "b@example.com", verified=False)],
         trust_verified=True,
     )
     assert report == subscribers.ImportReport(2, [])
-    rows = {x.destination: x for x in subscribers.list_for_page(conn, s.page_id)}
+    rows = {x.destination: x for x in subscribers.list_for_page(conn, acme.page_id)}
     assert rows["a@example.com"].is_verified
     assert not rows["b@example.com"].is_verified
     # Importing the same list again changes nothing and says why.
     again = subscribers.import_subscribers(
-        conn, s.page_id, [ImportRow("EMAIL", "a@example.com")], trust_verified=True
+        conn, acme.page_id, [ImportRow("EMAIL", "a@example.com")], trust_verified=True
     )
     assert again == subscribers.ImportReport(
         0, [RefusedRow(1, "a@example.com", "already subscribed to this page")]
     )
 
 
-async def test_import_async(aconn: AConn, conn: Conn, s: Setup) -> None:
-    _prepare_existing(conn, s)
-    report = await subscribers.import_subscribers(aconn, s.page_id, _import_rows(s))
+async def test_import_async(aconn: AConn, conn: Conn, acme: TwoPages) -> None:
+    _prepare_existing(conn, acme)
+    report = await subscribers.import_subscribers(aconn, acme.page_id, _import_rows(acme))
     _check_import_report(report)
     await aconn.commit()
-    assert subscribers.count_for_page(conn, s.page_id).total == 8
+    assert subscribers.count_for_page(conn, acme.page_id).total == 8
 
 
-def test_import_that_fails_writes_nothing(conn: Conn, s: Setup) -> None:
-    subscribers.subscribe(conn, s.page_id, channel="EMAIL", destination="mine@example.com")
+def test_import_that_fails_writes_nothing(conn: Conn, acme: TwoPages) -> None:
+    subscribers.subscribe(conn, acme.page_id, channel="EMAIL", destination="mine@example.com")
 
     def broken_source() -> Iterator[ImportRow]:
         for i in range(50):
@@ -820,21 +809,21 @@ def test_import_that_fails_writes_nothing(conn: Conn, s: Setup) -> None:
         raise RuntimeError("the CSV file is truncated")
 
     with pytest.raises(RuntimeError, match="truncated"):
-        subscribers.import_subscribers(conn, s.page_id, broken_source())
+        subscribers.import_subscribers(conn, acme.page_id, broken_source())
     not_rows: list[Any] = [ImportRow("EMAIL", "x@example.com"), {"channel": "EMAIL"}]
     with pytest.raises(InvalidInput, match="row 2 is a dict"):
-        subscribers.import_subscribers(conn, s.page_id, not_rows)
+        subscribers.import_subscribers(conn, acme.page_id, not_rows)
     with pytest.raises(NotFound, match="status page"):
         subscribers.import_subscribers(conn, "no-such-page", [ImportRow("EMAIL", "x@x.io")])
     # Only the caller's own earlier work is there, and the transaction is still usable.
-    assert [x.destination for x in subscribers.list_for_page(conn, s.page_id)] == [
+    assert [x.destination for x in subscribers.list_for_page(conn, acme.page_id)] == [
         "mine@example.com"
     ]
     # The staging table went with the failed attempts; imports still work in this transaction,
     # twice in a row too.
     for _ in range(2):
-        assert subscribers.import_subscribers(conn, s.page_id, []).accepted == 0
-    ok = subscribers.import_subscribers(conn, s.page_id, [ImportRow("EMAIL", "x@example.com")])
+        assert subscribers.import_subscribers(conn, acme.page_id, []).accepted == 0
+    ok = subscribers.import_subscribers(conn, acme.page_id, [ImportRow("EMAIL", "x@example.com")])
     assert ok.accepted == 1
     conn.commit()
     assert conn.execute("SELECT to_regclass('pg_temp.statusdb_subscriber_import')").fetchone() == (
@@ -842,15 +831,15 @@ def test_import_that_fails_writes_nothing(conn: Conn, s: Setup) -> None:
     )
 
 
-def test_import_on_an_autocommit_connection(connect: Connect, s: Setup) -> None:
+def test_import_on_an_autocommit_connection(connect: Connect, acme: TwoPages) -> None:
     auto = connect(autocommit=True)
     rows = [ImportRow("WEBHOOK", f"https://x.io/{i}") for i in range(2000)]
     rows.append(ImportRow("WEBHOOK", "https://x.io/7"))
-    report = subscribers.import_subscribers(auto, s.page_id, iter(rows))
+    report = subscribers.import_subscribers(auto, acme.page_id, iter(rows))
     assert report.accepted == 2000
     assert report.refused == [RefusedRow(2001, "https://x.io/7", "duplicate of row 8")]
     other = connect()
-    assert subscribers.count_for_page(other, s.page_id).total == 2000
+    assert subscribers.count_for_page(other, acme.page_id).total == 2000
 
 
 # --- migration --------------------------------------------------------------------------------

@@ -13,15 +13,15 @@ import datetime as dt
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import attrs
 import psycopg
 import pytest
+from factories import TwoPages, two_pages
 from hypothesis import HealthCheck, example, given, settings
 from psycopg import sql
 from psycopg.rows import TupleRow
 from rfc5545_reference import reference_starts, series_cases
 
-from statusdb import components, maintenance, pages, recurrence, teams, uptime, validate
+from statusdb import components, maintenance, recurrence, uptime, validate
 from statusdb.errors import InvalidInput
 from statusdb.types import CreateMaintenanceWindowInput
 
@@ -34,44 +34,12 @@ HOUR = dt.timedelta(hours=1)
 MINUTE = dt.timedelta(minutes=1)
 DAY = dt.timedelta(days=1)
 
-SESSION_ZONES = ("UTC", "America/New_York", "Australia/Lord_Howe")
-
-
-@pytest.fixture(params=SESSION_ZONES)
-def session_zone(request: pytest.FixtureRequest, conn: Conn) -> str:
-    """This test's database and `conn` use the TimeZone `request.param` (new connections too)."""
-    zone: str = request.param
-    conn.execute(
-        sql.SQL("ALTER DATABASE {} SET TimeZone = {}").format(
-            sql.Identifier(conn.info.dbname), sql.Literal(zone)
-        )
-    )
-    conn.execute("SELECT set_config('TimeZone', %s, false)", (zone,))
-    conn.commit()
-    return zone
-
-
-@attrs.frozen
-class Pages:
-    page: str
-    other: str
-    api: str
-    other_api: str
-
 
 @pytest.fixture
-def p(conn: Conn, session_zone: str) -> Pages:
-    team = teams.create(conn, name="SRE")
-    page = pages.create(
-        conn, team_id=team.id, name="Acme", slug="acme", created_by_id="u1", is_public=True
-    ).page
-    other = pages.create(
-        conn, team_id=team.id, name="Other", slug="other", created_by_id="u1", is_public=True
-    ).page
-    api = components.create(conn, page.id, name="API")
-    other_api = components.create(conn, other.id, name="API")
+def acme(conn: Conn, session_zone: str) -> TwoPages:
+    built = two_pages(conn, team="SRE", names=("API",))
     conn.commit()
-    return Pages(page.id, other.id, api.id, other_api.id)
+    return built
 
 
 def window(
@@ -106,16 +74,16 @@ def spans(occurrences: list[maintenance.MaintenanceOccurrence]) -> list[tuple[st
 # --- 1. fall-back day on a connection in the window's zone ------------------------------------
 
 
-def test_a_series_on_the_fall_back_day_has_exact_occurrences(conn: Conn, p: Pages) -> None:
+def test_a_series_on_the_fall_back_day_has_exact_occurrences(conn: Conn, acme: TwoPages) -> None:
     """DAILY;COUNT=3 from 2025-11-02 05:30Z (01:30 EDT): three one-hour occurrences."""
     first = dt.datetime(2025, 11, 2, 5, 30, tzinfo=UTC)
     created = window(
-        conn, p.page, start=first, end=first + HOUR, rule="FREQ=DAILY;COUNT=3",
+        conn, acme.page_id, start=first, end=first + HOUR, rule="FREQ=DAILY;COUNT=3",
         zone="America/New_York",
     )  # fmt: skip
     assert created.duration == HOUR
     assert maintenance.get(conn, created.id).duration == HOUR
-    found = maintenance.list_upcoming(conn, p.page, now=first - HOUR, horizon=7 * DAY)
+    found = maintenance.list_upcoming(conn, acme.page_id, now=first - HOUR, horizon=7 * DAY)
     assert spans(found) == [
         ("2025-11-02T05:30:00+00:00", "2025-11-02T06:30:00+00:00"),
         ("2025-11-03T06:30:00+00:00", "2025-11-03T07:30:00+00:00"),
@@ -133,7 +101,7 @@ FALL_BACK_EVE = {
 
 
 def test_a_window_saved_through_a_zoned_connection_keeps_its_length(
-    conn: Conn, p: Pages, session_zone: str
+    conn: Conn, acme: TwoPages, session_zone: str
 ) -> None:
     """A daily 90-minute window whose occurrence spans the fall-back hour of the connection's
     zone: that occurrence and every later one last 90 minutes (not the wall-clock 30)."""
@@ -141,7 +109,7 @@ def test_a_window_saved_through_a_zoned_connection_keeps_its_length(
     zone = ZoneInfo(zone_name)
     first = eve.replace(tzinfo=zone)
     created = window(
-        conn, p.page, start=first, end=first.astimezone(UTC) + 90 * MINUTE, rule="FREQ=DAILY",
+        conn, acme.page_id, start=first, end=first.astimezone(UTC) + 90 * MINUTE, rule="FREQ=DAILY",
         zone=zone_name,
     )  # fmt: skip
     fall_back_day = (eve + DAY).replace(tzinfo=zone).astimezone(UTC)
@@ -155,15 +123,15 @@ def test_a_window_saved_through_a_zoned_connection_keeps_its_length(
     moved = maintenance.get(conn, created.id)
     assert moved.start_time == (eve + 2 * DAY).replace(tzinfo=zone)
     assert moved.duration == 90 * MINUTE
-    found = maintenance.list_upcoming(conn, p.page, now=moved.start_time, horizon=3 * DAY)
+    found = maintenance.list_upcoming(conn, acme.page_id, now=moved.start_time, horizon=3 * DAY)
     assert [o.end_time - o.start_time for o in found] == [90 * MINUTE] * 3
 
 
-def test_a_series_crossing_the_fall_back_hour_moves_on_exactly(conn: Conn, p: Pages) -> None:
+def test_a_series_crossing_the_fall_back_hour_moves_on_exactly(conn: Conn, acme: TwoPages) -> None:
     """advance walks a NY series through 2025-11-02 on any connection, occurrence by occurrence."""
     first = dt.datetime(2025, 11, 1, 1, 30, tzinfo=NY)
     created = window(
-        conn, p.page, start=first, end=first + HOUR, rule="FREQ=DAILY;COUNT=3",
+        conn, acme.page_id, start=first, end=first + HOUR, rule="FREQ=DAILY;COUNT=3",
         zone="America/New_York",
     )  # fmt: skip
     seen = []
@@ -202,16 +170,20 @@ def _break_window(conn: Conn, title: str) -> None:
 
 @pytest.mark.parametrize("session_zone", ["Australia/Lord_Howe"], indirect=True)
 def test_a_broken_window_is_skipped_and_reported_and_the_others_advance(
-    conn: Conn, p: Pages
+    conn: Conn, acme: TwoPages
 ) -> None:
     """Windows the database refuses to change (one-off and series) do not stop the others."""
     t0 = dt.datetime(2030, 1, 7, 10, 0, tzinfo=UTC)
-    broken_one_off = window(conn, p.page, start=t0, end=t0 + HOUR, title="broken")
+    broken_one_off = window(conn, acme.page_id, start=t0, end=t0 + HOUR, title="broken")
     broken_series = window(
-        conn, p.page, start=t0 - DAY, end=t0 - DAY + HOUR, rule="FREQ=DAILY", title="broken"
+        conn, acme.page_id, start=t0 - DAY, end=t0 - DAY + HOUR, rule="FREQ=DAILY", title="broken"
     )
-    fine_one_off = window(conn, p.other, start=t0, end=t0 + HOUR, component_ids=(p.other_api,))
-    fine_series = window(conn, p.other, start=t0 - DAY, end=t0 - DAY + HOUR, rule="FREQ=DAILY")
+    fine_one_off = window(
+        conn, acme.other_page_id, start=t0, end=t0 + HOUR, component_ids=(acme.foreign,)
+    )
+    fine_series = window(
+        conn, acme.other_page_id, start=t0 - DAY, end=t0 - DAY + HOUR, rule="FREQ=DAILY"
+    )
     conn.commit()
     _break_window(conn, "broken")
 
@@ -223,7 +195,7 @@ def test_a_broken_window_is_skipped_and_reported_and_the_others_advance(
         (fine_series.id, "IN_PROGRESS"),
     }
     assert maintenance.get(conn, fine_one_off.id).status == "IN_PROGRESS"
-    assert components.get(conn, p.other_api).current_status == "UNDER_MAINTENANCE"
+    assert components.get(conn, acme.foreign).current_status == "UNDER_MAINTENANCE"
     assert maintenance.get(conn, fine_series.id).start_time == t0
     assert maintenance.get(conn, broken_one_off.id).status == "SCHEDULED"
     assert maintenance.get(conn, broken_series.id).start_time == t0 - DAY
@@ -246,7 +218,7 @@ def test_a_broken_window_is_skipped_and_reported_and_the_others_advance(
 
 
 @pytest.mark.parametrize("session_zone", ["Australia/Lord_Howe"], indirect=True)
-def test_a_rule_that_cannot_be_expanded_is_reported_and_skipped(conn: Conn, p: Pages) -> None:
+def test_a_rule_that_cannot_be_expanded_is_reported_and_skipped(conn: Conn, acme: TwoPages) -> None:
     """A series written around statusdb (plain SQL) whose rule never occurs again."""
     t0 = dt.datetime(2030, 1, 7, 10, 0, tzinfo=UTC)
     bad = conn.execute(
@@ -254,28 +226,30 @@ def test_a_rule_that_cannot_be_expanded_is_reported_and_skipped(conn: Conn, p: P
         " created_by_id, recurrence_rule, recurrence_start)"
         " VALUES (%s, 'bad', %s, %s, 'u', 'FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30', %s)"
         " RETURNING id",
-        (p.page, t0 - DAY, t0 - DAY + HOUR, t0 - DAY),
+        (acme.page_id, t0 - DAY, t0 - DAY + HOUR, t0 - DAY),
     ).fetchone()
     assert bad is not None
-    fine = window(conn, p.other, start=t0, end=t0 + HOUR)
+    fine = window(conn, acme.other_page_id, start=t0, end=t0 + HOUR)
     conn.commit()
     transitions = maintenance.advance(conn, t0 + MINUTE)
     assert [t.window_id for t in transitions] == [fine.id]
-    [error] = maintenance.scheduler_errors(conn, p.page)
+    [error] = maintenance.scheduler_errors(conn, acme.page_id)
     assert error.window_id == bad[0]
     assert "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30" in error.error
-    assert maintenance.scheduler_errors(conn, p.other) == []
+    assert maintenance.scheduler_errors(conn, acme.other_page_id) == []
 
 
-def test_advance_on_the_fall_back_day_does_not_stall_other_windows(conn: Conn, p: Pages) -> None:
+def test_advance_on_the_fall_back_day_does_not_stall_other_windows(
+    conn: Conn, acme: TwoPages
+) -> None:
     """The issue's case: a NY series over the fall-back night and a due one-off window elsewhere."""
     first = dt.datetime(2025, 11, 2, 5, 30, tzinfo=UTC)
     window(
-        conn, p.page, start=first, end=first + HOUR, rule="FREQ=DAILY;COUNT=3",
+        conn, acme.page_id, start=first, end=first + HOUR, rule="FREQ=DAILY;COUNT=3",
         zone="America/New_York",
     )  # fmt: skip
     later = dt.datetime(2025, 11, 3, 12, 0, tzinfo=UTC)
-    other = window(conn, p.other, start=later - HOUR, end=later + HOUR)
+    other = window(conn, acme.other_page_id, start=later - HOUR, end=later + HOUR)
     maintenance.advance(conn, first + MINUTE)
     maintenance.advance(conn, later)
     assert maintenance.get(conn, other.id).status == "IN_PROGRESS"
@@ -286,46 +260,48 @@ def test_advance_on_the_fall_back_day_does_not_stall_other_windows(conn: Conn, p
 
 
 def test_a_series_may_start_at_an_ambiguous_local_time_its_first_instance(
-    conn: Conn, p: Pages
+    conn: Conn, acme: TwoPages
 ) -> None:
     """01:30 NY on 2025-11-02 (fold 0) is the first 01:30, 05:30Z: accepted as DTSTART."""
     start = dt.datetime(2025, 11, 2, 1, 30, tzinfo=NY)
     end = start.astimezone(UTC) + HOUR  # start + HOUR would be wall-clock time: 02:30 EST
-    created = window(conn, p.page, start=start, end=end, rule="FREQ=DAILY", zone="America/New_York")
+    created = window(
+        conn, acme.page_id, start=start, end=end, rule="FREQ=DAILY", zone="America/New_York"
+    )
     assert created.recurrence_start == dt.datetime(2025, 11, 2, 5, 30, tzinfo=UTC)
     assert created.duration == HOUR
 
 
 @pytest.mark.parametrize("session_zone", ["Australia/Lord_Howe"], indirect=True)
 def test_a_series_cannot_start_at_the_second_instance_of_an_ambiguous_time(
-    conn: Conn, p: Pages
+    conn: Conn, acme: TwoPages
 ) -> None:
     """RFC 5545: a series' ambiguous local time is its first instance; fold=1 is refused."""
     start = dt.datetime(2025, 11, 2, 1, 30, fold=1, tzinfo=NY)
     with pytest.raises(InvalidInput, match="second 01:30:00"):
         window(
-            conn, p.page, start=start, end=start + HOUR, rule="FREQ=DAILY",
+            conn, acme.page_id, start=start, end=start + HOUR, rule="FREQ=DAILY",
             zone="America/New_York",
         )  # fmt: skip
 
 
 def test_a_one_off_window_across_the_fall_back_hour_is_measured_in_instants(
-    conn: Conn, p: Pages
+    conn: Conn, acme: TwoPages
 ) -> None:
     """01:30 EDT (fold 0) to 01:15 EST (fold 1): 45 minutes, accepted."""
     start = dt.datetime(2025, 11, 2, 1, 30, tzinfo=NY)
     end = dt.datetime(2025, 11, 2, 1, 15, fold=1, tzinfo=NY)
-    created = window(conn, p.page, start=start, end=end, zone="America/New_York")
+    created = window(conn, acme.page_id, start=start, end=end, zone="America/New_York")
     assert created.duration == 45 * MINUTE
     assert created.end_time == dt.datetime(2025, 11, 2, 6, 15, tzinfo=UTC)
 
 
 def test_update_re_sending_a_running_windows_own_start_in_its_zone_is_no_change(
-    conn: Conn, p: Pages
+    conn: Conn, acme: TwoPages
 ) -> None:
     """A running window started at the second 01:30 NY; its own start_time as NY time."""
     start = dt.datetime(2025, 11, 2, 6, 30, tzinfo=UTC)  # 01:30 EST, fold 1
-    created = window(conn, p.page, start=start, end=start + HOUR, zone="America/New_York")
+    created = window(conn, acme.page_id, start=start, end=start + HOUR, zone="America/New_York")
     maintenance.advance(conn, start + MINUTE)
     running = maintenance.get(conn, created.id)
     assert running.status == "IN_PROGRESS"
@@ -340,42 +316,44 @@ def test_update_re_sending_a_running_windows_own_start_in_its_zone_is_no_change(
 # --- 4. uptime ranges in a zone ---------------------------------------------------------------
 
 
-def test_uptime_over_the_fall_back_hour_is_45_minutes(conn: Conn, p: Pages) -> None:
+def test_uptime_over_the_fall_back_hour_is_45_minutes(conn: Conn, acme: TwoPages) -> None:
     start = dt.datetime(2025, 11, 2, 1, 30, tzinfo=NY)
     end = dt.datetime(2025, 11, 2, 1, 15, fold=1, tzinfo=NY)
     conn.execute(
-        "UPDATE status_page_component SET created_at = '2025-01-01Z' WHERE id = %s", (p.api,)
+        "UPDATE status_page_component SET created_at = '2025-01-01Z' WHERE id = %s", (acme.api,)
     )
-    report = uptime.for_page(conn, p.page, start=start, end=end)
-    assert report.component(p.api).durations.observed == 45 * MINUTE
+    report = uptime.for_page(conn, acme.page_id, start=start, end=end)
+    assert report.component(acme.api).durations.observed == 45 * MINUTE
     assert report.end - report.start == 45 * MINUTE
 
 
-def test_uptime_accepts_exactly_400_days_across_a_dst_change(conn: Conn, p: Pages) -> None:
+def test_uptime_accepts_exactly_400_days_across_a_dst_change(conn: Conn, acme: TwoPages) -> None:
     start = dt.datetime(2024, 10, 1, tzinfo=NY)  # EDT
     end = (start.astimezone(UTC) + uptime.MAX_RANGE).astimezone(NY)  # EST, 400 days later
     assert end.replace(tzinfo=None) - start.replace(tzinfo=None) != uptime.MAX_RANGE
-    report = uptime.for_page(conn, p.page, start=start, end=end)
+    report = uptime.for_page(conn, acme.page_id, start=start, end=end)
     assert report.end - report.start == uptime.MAX_RANGE
     with pytest.raises(InvalidInput, match="at most 400 days"):
-        uptime.for_page(conn, p.page, start=start, end=end + dt.timedelta(microseconds=1))
+        uptime.for_page(conn, acme.page_id, start=start, end=end + dt.timedelta(microseconds=1))
 
 
 # --- 5. a first occurrence in a DST gap -------------------------------------------------------
 
 
-def test_a_series_starting_in_the_spring_forward_gap_follows_rfc_5545(conn: Conn, p: Pages) -> None:
+def test_a_series_starting_in_the_spring_forward_gap_follows_rfc_5545(
+    conn: Conn, acme: TwoPages
+) -> None:
     """DTSTART;TZID=Europe/Berlin:20250330T023000: 03:30 CEST that day, 02:30 the days after."""
     start = dt.datetime(2025, 3, 30, 2, 30, tzinfo=BERLIN)  # does not exist
     end = dt.datetime(2025, 3, 30, 4, 30, tzinfo=BERLIN)
     created = window(
-        conn, p.page, start=start, end=end, rule="FREQ=DAILY;COUNT=3", zone="Europe/Berlin"
+        conn, acme.page_id, start=start, end=end, rule="FREQ=DAILY;COUNT=3", zone="Europe/Berlin"
     )
     assert created.start_time == dt.datetime(2025, 3, 30, 1, 30, tzinfo=UTC)  # 03:30 CEST
     assert created.duration == HOUR
     assert created.recurrence_local_start == dt.datetime(2025, 3, 30, 2, 30)
     found = maintenance.list_upcoming(
-        conn, p.page, now=dt.datetime(2025, 3, 29, tzinfo=UTC), horizon=7 * DAY
+        conn, acme.page_id, now=dt.datetime(2025, 3, 29, tzinfo=UTC), horizon=7 * DAY
     )
     assert spans(found) == [
         ("2025-03-30T01:30:00+00:00", "2025-03-30T02:30:00+00:00"),
@@ -393,26 +371,28 @@ def test_a_series_starting_in_the_spring_forward_gap_follows_rfc_5545(conn: Conn
 
 @pytest.mark.parametrize("session_zone", ["Australia/Lord_Howe"], indirect=True)
 def test_updating_a_series_that_starts_in_the_gap_keeps_its_wall_clock_dtstart(
-    conn: Conn, p: Pages
+    conn: Conn, acme: TwoPages
 ) -> None:
     start = dt.datetime(2025, 3, 30, 2, 30, tzinfo=BERLIN)
     end = dt.datetime(2025, 3, 30, 4, 30, tzinfo=BERLIN)
-    created = window(conn, p.page, start=start, end=end, rule="FREQ=DAILY", zone="Europe/Berlin")
+    created = window(
+        conn, acme.page_id, start=start, end=end, rule="FREQ=DAILY", zone="Europe/Berlin"
+    )
     same = maintenance.update(conn, created.id, start_time=start)  # re-sent: no change
     assert same.recurrence_local_start == dt.datetime(2025, 3, 30, 2, 30)
     longer = maintenance.update(conn, created.id, end_time=end.astimezone(UTC) + HOUR)
     assert (longer.start_time, longer.duration) == (created.start_time, 2 * HOUR)
     assert longer.recurrence_local_start == dt.datetime(2025, 3, 30, 2, 30)
-    found = maintenance.list_upcoming(conn, p.page, now=longer.start_time, horizon=2 * DAY)
+    found = maintenance.list_upcoming(conn, acme.page_id, now=longer.start_time, horizon=2 * DAY)
     assert spans(found)[1] == ("2025-03-31T00:30:00+00:00", "2025-03-31T02:30:00+00:00")
 
 
 @pytest.mark.parametrize("session_zone", ["Australia/Lord_Howe"], indirect=True)
-def test_a_one_off_window_in_the_gap_is_still_refused(conn: Conn, p: Pages) -> None:
+def test_a_one_off_window_in_the_gap_is_still_refused(conn: Conn, acme: TwoPages) -> None:
     """A one-off window names instants; a skipped wall-clock time names none."""
     start = dt.datetime(2025, 3, 30, 2, 30, tzinfo=BERLIN)
     with pytest.raises(InvalidInput, match="does not exist"):
-        window(conn, p.page, start=start, end=start + 2 * HOUR, zone="Europe/Berlin")
+        window(conn, acme.page_id, start=start, end=start + 2 * HOUR, zone="Europe/Berlin")
 
 
 # --- 6. uptime after a component moved between pages ------------------------------------------
@@ -420,14 +400,14 @@ def test_a_one_off_window_in_the_gap_is_still_refused(conn: Conn, p: Pages) -> N
 
 @pytest.mark.parametrize("session_zone", ["Australia/Lord_Howe"], indirect=True)
 def test_uptime_reads_only_the_pages_log_for_the_start_and_the_changes(
-    conn: Conn, p: Pages
+    conn: Conn, acme: TwoPages
 ) -> None:
     """A component with a 1-day outage on one page, moved to another: both parts agree."""
 
     def at(month: int, day: int, hour: int = 0) -> dt.datetime:
         return dt.datetime(2024, month, day, hour, tzinfo=UTC)
 
-    moving = components.create(conn, p.other, name="Moving")
+    moving = components.create(conn, acme.other_page_id, name="Moving")
     conn.execute(
         "UPDATE status_page_component SET created_at = %s WHERE id = %s", (at(1, 1), moving.id)
     )
@@ -438,23 +418,24 @@ def test_uptime_reads_only_the_pages_log_for_the_start_and_the_changes(
         conn.execute(
             "INSERT INTO status_change (status_page_id, component_id, previous_status,"
             " new_status, cause, changed_at) VALUES (%s, %s, %s, %s, 'MANUAL', %s)",
-            (p.other, moving.id, previous, new, changed_at),
+            (acme.other_page_id, moving.id, previous, new, changed_at),
         )
     # The move, by plain SQL (triggers off: whatever rule the database keeps for moves).
     conn.execute("SET LOCAL session_replication_role = replica")
     conn.execute(
-        "UPDATE status_page_component SET status_page_id = %s WHERE id = %s", (p.page, moving.id)
+        "UPDATE status_page_component SET status_page_id = %s WHERE id = %s",
+        (acme.page_id, moving.id),
     )
     conn.commit()
 
     spent: dict[str, Any] = {}
-    for page in (p.page, p.other):
+    for page in (acme.page_id, acme.other_page_id):
         report = uptime.for_page(conn, page, start=at(2, 1, 12), end=at(3, 1))
         spent[page] = {c.component_id: c.durations for c in report.components}
-    moved = spent[p.page][moving.id]
+    moved = spent[acme.page_id][moving.id]
     assert moved.major_outage == dt.timedelta(0)
     assert moved.operational == at(3, 1) - at(2, 1, 12)
-    assert moving.id not in spent[p.other]
+    assert moving.id not in spent[acme.other_page_id]
 
 
 # --- list_upcoming against an independent RFC 5545 expansion -----------------------------------
@@ -473,7 +454,7 @@ def test_uptime_reads_only_the_pages_log_for_the_start_and_the_changes(
 @example(case=("FREQ=DAILY;COUNT=3", dt.datetime(2025, 3, 30, 2, 30), BERLIN))
 @example(case=("FREQ=WEEKLY", dt.datetime(2025, 10, 5, 2, 15), ZoneInfo("Australia/Lord_Howe")))
 def test_list_upcoming_agrees_with_recurring_ical_events(
-    conn: Conn, p: Pages, case: tuple[str, dt.datetime, ZoneInfo]
+    conn: Conn, acme: TwoPages, case: tuple[str, dt.datetime, ZoneInfo]
 ) -> None:
     """Random rules in DST zones, DTSTART on change days (folds and gaps), on every connection
     zone: the occurrences listed start where recurring-ical-events says."""
@@ -484,12 +465,12 @@ def test_list_upcoming_agrees_with_recurring_ical_events(
     )
     try:
         created = maintenance.create(
-            conn, p.page, title="Property", start_time=start, end_time=first + MINUTE,
+            conn, acme.page_id, title="Property", start_time=start, end_time=first + MINUTE,
             recurrence_rule=rule, time_zone=zone.key, created_by_id="u1",
         )  # fmt: skip
         assert created.start_time == first
         horizon = 20 * DAY
-        found = maintenance.list_upcoming(conn, p.page, now=first, horizon=horizon)
+        found = maintenance.list_upcoming(conn, acme.page_id, now=first, horizon=horizon)
         expected = reference_starts(rule, local, zone, first, first + horizon)
         # At most MAX_OCCURRENCES_PER_WINDOW per window (hourly rules reach it): the earliest.
         assert [o.start_time for o in found] == expected[: maintenance.MAX_OCCURRENCES_PER_WINDOW]

@@ -10,10 +10,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg import sql
+from factories import new_page
 from psycopg.rows import TupleRow
 
-from statusdb import components, incidents, pages, queries, teams, uptime
+from statusdb import components, incidents, queries, teams, uptime
 from statusdb.errors import InvalidInput, NotFound
 from statusdb.types import STATUS_SEVERITY_ORDER, ComponentStatus
 from statusdb.uptime import StatusDurations
@@ -27,34 +27,13 @@ D = dt.timedelta(days=1)
 ZERO = dt.timedelta(0)
 
 
-#: The recurrence and uptime tests run on connections in these zones (issue 15): psycopg returns
-#: timestamptz in the connection's TimeZone, and statusdb must answer the same on all of them.
-SESSION_ZONES = ("UTC", "America/New_York", "Australia/Lord_Howe")
-
-
-@pytest.fixture(params=SESSION_ZONES)
-def session_zone(request: pytest.FixtureRequest, conn: Conn) -> str:
-    """This test's database and `conn` use the TimeZone `request.param` (new connections too)."""
-    zone: str = request.param
-    conn.execute(
-        sql.SQL("ALTER DATABASE {} SET TimeZone = {}").format(
-            sql.Identifier(conn.info.dbname), sql.Literal(zone)
-        )
-    )
-    conn.execute("SELECT set_config('TimeZone', %s, false)", (zone,))
-    conn.commit()
-    return zone
-
-
 def at(day: int, hour: int = 0, minute: int = 0, month: int = 1) -> dt.datetime:
     return dt.datetime(2024, month, day, hour, minute, tzinfo=UTC)
 
 
 def make_page(conn: Conn, slug: str = "acme") -> str:
     team = teams.create(conn, name=f"team {slug}")
-    return pages.create(
-        conn, team_id=team.id, name="Acme", slug=slug, created_by_id="u1", is_public=True
-    ).page.id
+    return new_page(conn, team.id, slug=slug, name="Acme").id
 
 
 def add_component(
@@ -384,9 +363,7 @@ def changes_of(conn: Conn, component_id: str) -> list[tuple[dt.datetime, Compone
 @pytest.mark.usefixtures("session_zone")
 def test_end_to_end_through_incidents_and_maintenance(conn: Conn) -> None:
     team = teams.create(conn, name="SRE")
-    page = pages.create(
-        conn, team_id=team.id, name="Acme", slug="acme", created_by_id="u1", is_public=True
-    ).page.id
+    page = new_page(conn, team.id, slug="acme").id
     api = components.create(conn, page, name="API", team_id=team.id)
     docs = components.create(conn, page, name="Docs", display_order=1)
 

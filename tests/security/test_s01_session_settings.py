@@ -14,17 +14,15 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from factories import new_page
 from psycopg import errors as pg_errors
-from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 
-from statusdb import components, incidents, pages, status, teams
-from statusdb.localpg import LocalCluster
+from statusdb import components, incidents, status, teams
 
 Conn = psycopg.Connection[TupleRow]
 
-APP_LOGIN = "statusdb_test_app"
 #: Every setting the derivation ever read as internal state (0003, 0009, 0011), and others a
 #: client might try.
 SETTINGS = (
@@ -32,18 +30,6 @@ SETTINGS = (
     "statusdb.all_statuses_locked",
     "statusdb.repairing",
 )
-
-
-@pytest.fixture(scope="session")
-def app_login(cluster: LocalCluster, statusdb_postgresql_proc: object) -> str:
-    with psycopg.connect(cluster.dsn(), autocommit=True) as admin:
-        if not admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (APP_LOGIN,)).fetchone():
-            admin.execute(
-                sql.SQL("CREATE ROLE {} LOGIN IN ROLE statusdb_app").format(
-                    sql.Identifier(APP_LOGIN)
-                )
-            )
-    return APP_LOGIN
 
 
 @pytest.fixture
@@ -68,9 +54,7 @@ def switch_everything_on(conn: Conn) -> None:
 def world(conn: Conn) -> tuple[str, str, str, str]:
     """Teams SRE and DBA, a page with a component driven by SRE; DBA has a CRITICAL incident."""
     sre, dba = teams.create(conn, name="SRE"), teams.create(conn, name="DBA")
-    page = pages.create(
-        conn, team_id=sre.id, name="Acme", slug="acme", created_by_id="u", is_public=True
-    ).page
+    page = new_page(conn, sre.id, slug="acme", created_by_id="u")
     api = components.create(conn, page.id, name="API", team_id=sre.id)
     incidents.create(conn, dba.id, title="db down", priority="CRITICAL")
     conn.commit()

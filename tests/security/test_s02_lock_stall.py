@@ -14,35 +14,14 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from factories import APP_LOGIN, READER_LOGIN
 from psycopg import errors as pg_errors
-from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 
 from statusdb import components, incidents, pages, status, teams, views
-from statusdb.localpg import LocalCluster
 
 Conn = psycopg.Connection[TupleRow]
-
-APP_LOGIN = "statusdb_test_app"
-READER_LOGIN = "statusdb_test_reader"
-
-
-def ensure_login(cluster: LocalCluster, name: str, group: str) -> None:
-    with psycopg.connect(cluster.dsn(), autocommit=True) as admin:
-        if admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
-            return
-        admin.execute(
-            sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(
-                sql.Identifier(name), sql.Identifier(group)
-            )
-        )
-
-
-@pytest.fixture(scope="session")
-def logins(cluster: LocalCluster, statusdb_postgresql_proc: object) -> None:
-    ensure_login(cluster, APP_LOGIN, "statusdb_app")
-    ensure_login(cluster, READER_LOGIN, "statusdb_reader")
 
 
 @pytest.fixture

@@ -13,37 +13,17 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from psycopg import sql
+from factories import APP_LOGIN, READER_LOGIN, new_page
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 
-from statusdb import components, feed, incidents, pages, teams, tenancy
+from statusdb import components, feed, incidents, teams, tenancy
 from statusdb.errors import Unauthorized
-from statusdb.localpg import LocalCluster
 
 Conn = psycopg.Connection[TupleRow]
 
-APP_LOGIN = "statusdb_test_app"
-READER_LOGIN = "statusdb_test_reader"
 ARRIVAL = 10.0
 QUIET = 0.3
-
-
-def ensure_login(cluster: LocalCluster, name: str, group: str) -> None:
-    with psycopg.connect(cluster.dsn(), autocommit=True) as admin:
-        if admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
-            return
-        admin.execute(
-            sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(
-                sql.Identifier(name), sql.Identifier(group)
-            )
-        )
-
-
-@pytest.fixture(scope="session")
-def logins(cluster: LocalCluster, statusdb_postgresql_proc: object) -> None:
-    ensure_login(cluster, APP_LOGIN, "statusdb_app")
-    ensure_login(cluster, READER_LOGIN, "statusdb_reader")
 
 
 @pytest.fixture
@@ -60,9 +40,7 @@ def reader(dsn: str, logins: None) -> Iterator[Conn]:
 def private_world(conn: Conn) -> tuple[str, str, str, str]:
     """A private page of team SRE with one component it drives; returns ids."""
     sre = teams.create(conn, name="SRE")
-    page = pages.create(
-        conn, team_id=sre.id, name="Secret", slug="secret", created_by_id="u", is_public=False
-    ).page
+    page = new_page(conn, sre.id, slug="secret", created_by_id="u", is_public=False)
     api = components.create(conn, page.id, name="API", team_id=sre.id)
     conn.commit()
     return sre.id, page.id, api.id, "MAJOR_OUTAGE"
@@ -98,14 +76,12 @@ def test_a_team_scoped_listener_gets_only_its_teams_changes(conn: Conn, app_dsn:
     status changes on the feed."""
     sre, _page_b, _api_b, _ = private_world(conn)
     team_a = teams.create(conn, name="Team A")
-    page_a = pages.create(
-        conn, team_id=team_a.id, name="A", slug="page-a", created_by_id="u", is_public=True
-    ).page
+    page_a = new_page(conn, team_a.id, slug="page-a", name="A", created_by_id="u")
     api_a = components.create(conn, page_a.id, name="API", team_id=team_a.id)
     conn.commit()
     with psycopg.connect(app_dsn, autocommit=True) as listener:
         tenancy.set_team(listener, team_a.id, local=False)
-        feed.subscribe(listener)
+        feed.start_listening(listener)
         incidents.create(conn, sre, title="b down", priority="CRITICAL")  # team B's page
         conn.commit()
         incidents.create(conn, team_a.id, title="a slow", priority="MEDIUM")

@@ -12,30 +12,15 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from factories import new_page
 from psycopg import errors as pg_errors
-from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 
-from statusdb import components, incidents, pages, status, teams, tenancy
+from statusdb import components, incidents, status, teams, tenancy
 from statusdb.errors import NotFound, Unauthorized
-from statusdb.localpg import LocalCluster
 
 Conn = psycopg.Connection[TupleRow]
-
-APP_LOGIN = "statusdb_test_app"
-
-
-@pytest.fixture(scope="session")
-def app_login(cluster: LocalCluster, statusdb_postgresql_proc: object) -> str:
-    with psycopg.connect(cluster.dsn(), autocommit=True) as admin:
-        if not admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (APP_LOGIN,)).fetchone():
-            admin.execute(
-                sql.SQL("CREATE ROLE {} LOGIN IN ROLE statusdb_app").format(
-                    sql.Identifier(APP_LOGIN)
-                )
-            )
-    return APP_LOGIN
 
 
 @pytest.fixture
@@ -47,9 +32,7 @@ def app(dsn: str, app_login: str) -> Iterator[Conn]:
 def two_teams(conn: Conn) -> tuple[str, str, str, str, str]:
     """Team A with a page and a component it drives; team B with a CRITICAL incident."""
     a, b = teams.create(conn, name="Team A"), teams.create(conn, name="Team B")
-    page_a = pages.create(
-        conn, team_id=a.id, name="A", slug="page-a", created_by_id="u", is_public=False
-    ).page
+    page_a = new_page(conn, a.id, slug="page-a", name="A", created_by_id="u", is_public=False)
     api = components.create(conn, page_a.id, name="API", team_id=a.id)
     incident_b = incidents.create(conn, b.id, title="b down", priority="CRITICAL")
     conn.commit()

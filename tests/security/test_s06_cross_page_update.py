@@ -13,31 +13,16 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from factories import new_page
 from psycopg import errors as pg_errors
-from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 
-from statusdb import components, maintenance, pages, status_incidents, subscribers, teams, views
+from statusdb import components, maintenance, status_incidents, subscribers, teams, views
 from statusdb.errors import CONSTRAINT_MESSAGES, InvalidInput, translate
-from statusdb.localpg import LocalCluster
 from statusdb.types import CreateMaintenanceWindowInput
 
 Conn = psycopg.Connection[TupleRow]
-
-APP_LOGIN = "statusdb_test_app"
-
-
-@pytest.fixture(scope="session")
-def app_login(cluster: LocalCluster, statusdb_postgresql_proc: object) -> str:
-    with psycopg.connect(cluster.dsn(), autocommit=True) as admin:
-        if not admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (APP_LOGIN,)).fetchone():
-            admin.execute(
-                sql.SQL("CREATE ROLE {} LOGIN IN ROLE statusdb_app").format(
-                    sql.Identifier(APP_LOGIN)
-                )
-            )
-    return APP_LOGIN
 
 
 @pytest.fixture
@@ -50,12 +35,8 @@ def world(conn: Conn) -> dict[str, str]:
     """A private page with a component in a window, a subscriber filter and a status incident;
     a public page of another team."""
     a, b = teams.create(conn, name="A"), teams.create(conn, name="B")
-    private = pages.create(
-        conn, team_id=a.id, name="Private", slug="private", created_by_id="u", is_public=False
-    ).page
-    public = pages.create(
-        conn, team_id=b.id, name="Public", slug="public", created_by_id="u", is_public=True
-    ).page
+    private = new_page(conn, a.id, slug="private", created_by_id="u", is_public=False)
+    public = new_page(conn, b.id, slug="public", created_by_id="u")
     secret = components.create(conn, private.id, name="Secret")
     now = dt.datetime.now(dt.UTC)
     window = maintenance.create(

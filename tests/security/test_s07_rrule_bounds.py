@@ -16,9 +16,10 @@ from types import FrameType
 
 import psycopg
 import pytest
+from factories import new_page
 from psycopg.rows import TupleRow
 
-from statusdb import maintenance, pages, teams
+from statusdb import maintenance, teams
 from statusdb.errors import InvalidInput
 from statusdb.types import CreateMaintenanceWindowInput
 
@@ -65,9 +66,7 @@ def deadline(seconds: float = DEADLINE_SECONDS) -> Iterator[None]:
 @pytest.fixture
 def page(conn: Conn) -> str:
     team = teams.create(conn, name="SRE")
-    page_id = pages.create(
-        conn, team_id=team.id, name="Acme", slug="acme", created_by_id="u1", is_public=True
-    ).page.id
+    page_id = new_page(conn, team.id, name="Acme").id
     conn.commit()
     return page_id
 

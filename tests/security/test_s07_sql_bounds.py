@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from factories import ensure_login
 from psycopg import errors as pg_errors
-from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 
@@ -56,19 +56,9 @@ PUBLIC_FUNCTIONS = {
 READER_FUNCTIONS = PUBLIC_FUNCTIONS | {"statusdb_page_view(text,bytea,interval,integer)"}
 
 
-def _login(cluster: LocalCluster, name: str, group: str | None) -> None:
-    with psycopg.connect(cluster.dsn(), autocommit=True) as admin:
-        if admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
-            return
-        statement = sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(name))
-        if group is not None:
-            statement += sql.SQL(" IN ROLE {}").format(sql.Identifier(group))
-        admin.execute(statement)
-
-
 @pytest.fixture
 def reader(dsn: str, cluster: LocalCluster) -> Iterator[Conn]:
-    _login(cluster, READER_LOGIN, "statusdb_reader")
+    ensure_login(cluster, READER_LOGIN, "statusdb_reader")
     with psycopg.connect(make_conninfo(dsn, user=READER_LOGIN), autocommit=True) as connection:
         yield connection
 
@@ -176,7 +166,7 @@ def test_roles_execute_only_audited_functions(conn: Conn, cluster: LocalCluster,
     assert _executable(conn, "statusdb_reader") == READER_FUNCTIONS
     assert _executable(conn, "statusdb_app") == APP_FUNCTIONS
     # A login in no statusdb group cannot take the derivation's locks or write its log.
-    _login(cluster, NOBODY_LOGIN, None)
+    ensure_login(cluster, NOBODY_LOGIN, None)
     with (
         psycopg.connect(make_conninfo(dsn, user=NOBODY_LOGIN)) as nobody,
         pytest.raises(pg_errors.InsufficientPrivilege),

@@ -16,6 +16,7 @@ from typing import Any, Final
 
 import psycopg
 import pytest
+from factories import ensure_login
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
@@ -39,20 +40,10 @@ REFUSALS: Final = (
 )
 
 
-def _ensure_login(cluster: LocalCluster, name: str, group: str) -> None:
-    with psycopg.connect(cluster.dsn(), autocommit=True) as admin:
-        if not admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
-            admin.execute(
-                sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(
-                    sql.Identifier(name), sql.Identifier(group)
-                )
-            )
-
-
 @pytest.fixture
 def app(dsn: str, cluster: LocalCluster) -> Iterator[Conn]:
     """A connection as a member of statusdb_app, the SQL door an attacker would use."""
-    _ensure_login(cluster, APP_LOGIN, "statusdb_app")
+    ensure_login(cluster, APP_LOGIN, "statusdb_app")
     with psycopg.connect(make_conninfo(dsn, user=APP_LOGIN)) as connection:
         yield connection
 
@@ -230,7 +221,7 @@ def test_only_the_owner_manages_the_allow_list(
                 (page_id,),
             )
         app.rollback()
-    _ensure_login(cluster, READER_LOGIN, "statusdb_reader")
+    ensure_login(cluster, READER_LOGIN, "statusdb_reader")
     with (
         psycopg.connect(make_conninfo(dsn, user=READER_LOGIN)) as reader,
         pytest.raises(psycopg.errors.InsufficientPrivilege),

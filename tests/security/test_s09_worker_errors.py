@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from factories import new_page
 from psycopg.rows import TupleRow
 
 from statusdb import components, feed, outbox, pages, teams
@@ -48,7 +49,7 @@ def unraisable() -> Iterator[list[Any]]:
 def _page_with_change(conn: Conn, subscribers: int) -> str:
     """A page whose manual component just changed status, with verified webhook subscribers."""
     team = teams.create(conn, name="SRE")
-    page = pages.create(conn, team_id=team.id, name="P", slug="p", created_by_id="u").page
+    page = new_page(conn, team.id, slug="p", created_by_id="u", is_public=False)
     component = components.create(conn, page.id, name="API")
     with conn.cursor() as cur:
         cur.execute(

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import psycopg
 import pytest
+from factories import new_page
 from psycopg.rows import TupleRow
 
 from statusdb import cli, components, incidents, migrations, pages, subscribers, teams
@@ -37,16 +38,7 @@ def _refuses_at(dsn: str, migration_id: str, *words: str) -> None:
 
 def _page(conn: psycopg.Connection[TupleRow], components: Sequence[NewComponent] = ()) -> str:
     team = teams.create(conn, name="T")
-    created = pages.create(
-        conn,
-        team_id=team.id,
-        name="P",
-        slug="p",
-        created_by_id="u",
-        is_public=True,
-        components=components,
-    )
-    page_id: str = created.page.id
+    page_id: str = new_page(conn, team.id, slug="p", created_by_id="u", components=components).id
     return page_id
 
 

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from factories import ensure_login
 from psycopg import errors as pg_errors
-from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 
@@ -27,15 +27,7 @@ READER_LOGIN = "statusdb_s11_reader"
 
 @pytest.fixture
 def reader(dsn: str, cluster: LocalCluster) -> Iterator[Conn]:
-    with psycopg.connect(cluster.dsn(), autocommit=True) as admin:
-        if not admin.execute(
-            "SELECT 1 FROM pg_roles WHERE rolname = %s", (READER_LOGIN,)
-        ).fetchone():
-            admin.execute(
-                sql.SQL("CREATE ROLE {} LOGIN IN ROLE statusdb_reader").format(
-                    sql.Identifier(READER_LOGIN)
-                )
-            )
+    ensure_login(cluster, READER_LOGIN, "statusdb_reader")
     with psycopg.connect(make_conninfo(dsn, user=READER_LOGIN), autocommit=True) as connection:
         yield connection
 
