@@ -175,9 +175,10 @@ def test_rollback_of_0014_does_not_silently_lock_private_pages(empty_dsn: str) -
     assert rolled == ["0014_page_view_bounds"]
 
 
-def _rollback_down_to(dsn: str, migration_id: str, **kwargs: bool) -> list[str]:
+def _rollback_down_to(dsn: str, migration_id: str, *, allow_data_loss: bool = False) -> list[str]:
     applied = _applied(dsn)
-    return migrations.rollback(dsn, len(applied) - applied.index(migration_id), **kwargs)
+    steps = len(applied) - applied.index(migration_id)
+    return migrations.rollback(dsn, steps, allow_data_loss=allow_data_loss)
 
 
 def test_rollback_of_0013_does_not_silently_drop_the_allow_list(empty_dsn: str) -> None:
