@@ -15,6 +15,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 PYTEST_ARGS ?=
+# pytest-xdist workers for `make test` / `make pytest` (each starts its own cluster); 0 runs the
+# suite in one process.
+PYTEST_WORKERS ?= 2
 
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check
@@ -73,7 +76,7 @@ squawk: $(VENV)/.statusdb-dev-installed
 	fi
 
 pytest: $(VENV)/.statusdb-dev-installed
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # The current schema in one place (tests/test_schema_current.py fails when these are stale):
 # applies the migrations to a throwaway cluster, dumps and documents it.
