@@ -807,7 +807,7 @@ CASES: list[tuple[str, Callable[[Context], list[CaseResult]]]] = [
 
 # -- replicas (statusdb.routing) ----------------------------------------------------------------
 # These cases start streaming replicas of the bench cluster (pg_basebackup -R through
-# statusdb.localpg, on this machine: the bench cluster must be a local one, as `make bench`
+# statusdb.tooling.localpg, on this machine: the bench cluster must be a local one, as `make bench`
 # makes it) and delete them at the end of the case.
 
 
@@ -819,7 +819,7 @@ def _replicas(ctx: Context, count: int) -> Iterator[list[str]]:
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     from bench.cluster import _server_owned_dir
-    from statusdb import localpg
+    from statusdb.tooling import localpg
 
     with psycopg.connect(ctx.admin_dsn) as admin:
         row = admin.execute("SHOW data_directory").fetchone()

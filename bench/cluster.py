@@ -21,7 +21,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from statusdb import localpg, migrations
+from statusdb import migrations
+from statusdb.tooling import localpg
 
 DBNAME = "statusdb_bench"
 _SETTING_NAME = re.compile(r"[a-z_]+(\.[a-z_]+)?")

@@ -31,7 +31,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from statusdb import localpg, migrations, queries
+from statusdb import migrations, queries
+from statusdb.tooling import localpg
 
 REPO = Path(__file__).resolve().parent.parent
 CURRENT_SQL = REPO / "schema" / "current.sql"

@@ -1,6 +1,6 @@
 """statusdb's test harness: one throwaway PostgreSQL cluster per test session.
 
-* `cluster` (session): a `statusdb.localpg.LocalCluster` in a fresh temp folder, fsync off,
+* `cluster` (session): a `statusdb.tooling.localpg.LocalCluster` in a fresh temp folder, fsync off,
   stopped and deleted at the end of the session.
 * The migrations are applied once, into a template database (pytest-postgresql's template
   way); every test that asks for `dsn`, `conn`, `aconn` or `connect` gets its own fresh copy
@@ -34,7 +34,8 @@ from pytest_postgresql.executors import NoopExecutor
 from pytest_postgresql.factories.noprocess import xdistify_dbname
 from pytest_postgresql.janitor import DatabaseJanitor
 
-from statusdb import localpg, migrations
+from statusdb import migrations
+from statusdb.tooling import localpg
 
 TEST_DBNAME = "statusdb_test"
 """Each test's migrated database; its template is `statusdb_test_tmpl`."""

@@ -15,8 +15,8 @@ from psycopg import sql
 from psycopg.rows import TupleRow
 
 from statusdb import components, pages, teams
-from statusdb.localpg import LocalCluster
 from statusdb.pages import NewComponent
+from statusdb.tooling.localpg import LocalCluster
 
 Conn = psycopg.Connection[TupleRow]
 AConn = psycopg.AsyncConnection[TupleRow]

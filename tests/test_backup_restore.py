@@ -33,7 +33,6 @@ from psycopg.rows import TupleRow
 from statusdb import (
     components,
     incidents,
-    localpg,
     maintenance,
     migrations,
     outbox,
@@ -45,8 +44,9 @@ from statusdb import (
     tenancy,
     views,
 )
-from statusdb.localpg import LocalCluster
 from statusdb.pages import NewComponent
+from statusdb.tooling import localpg
+from statusdb.tooling.localpg import LocalCluster
 from statusdb.types import CreateMaintenanceWindowInput
 
 Conn = psycopg.Connection[TupleRow]

@@ -1,4 +1,4 @@
-"""The `statusdb` command line (statusdb.cli) and the migration wrapper under it."""
+"""The `statusdb` command line (statusdb.tooling.cli) and the migration wrapper under it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from statusdb import cli, localpg, migrations, resources
+from statusdb import migrations, resources
+from statusdb.tooling import cli, localpg
 
 
 def _repo_migration_ids() -> list[str]:
@@ -24,7 +25,7 @@ def _repo_migration_ids() -> list[str]:
 
 def _statusdb_command() -> list[str]:
     script = Path(sys.executable).parent / "statusdb"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "statusdb.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "statusdb.tooling.cli"]
 
 
 @pytest.fixture

@@ -16,15 +16,16 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from statusdb import cli, teams, views
+from statusdb import teams, views
 from statusdb.errors import StatusdbError
+from statusdb.tooling import cli
 
 COMMANDS = ["migrate", "rollback", "status", "demo", "start", "stop", "dsn", "psql"]
 
 
 def _statusdb_command() -> list[str]:
     script = Path(sys.executable).parent / "statusdb"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "statusdb.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "statusdb.tooling.cli"]
 
 
 def _public_tables(dsn: str) -> list[str]:

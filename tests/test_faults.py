@@ -31,7 +31,6 @@ from statusdb import (
     components,
     executor,
     incidents,
-    localpg,
     maintenance,
     migrations,
     outbox,
@@ -44,6 +43,7 @@ from statusdb import (
 )
 from statusdb.errors import Retryable
 from statusdb.pages import NewComponent
+from statusdb.tooling import localpg
 from statusdb.types import CreateMaintenanceWindowInput
 
 Conn = psycopg.Connection[TupleRow]

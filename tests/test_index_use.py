@@ -21,7 +21,8 @@ import psycopg
 import pytest
 from psycopg.rows import TupleRow
 
-from statusdb import incidents, localpg, migrations, queries, status
+from statusdb import incidents, migrations, queries, status
+from statusdb.tooling import localpg
 
 Conn = psycopg.Connection[TupleRow]
 

@@ -1,4 +1,4 @@
-"""The local cluster statusdb runs for itself (statusdb.localpg)."""
+"""The local cluster statusdb runs for itself (statusdb.tooling.localpg)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from statusdb import localpg
+from statusdb.tooling import localpg
 
 
 def test_session_cluster_is_a_fast_local_dev_cluster(cluster: localpg.LocalCluster) -> None:

@@ -24,8 +24,9 @@ import psycopg
 import pytest
 from psycopg.rows import TupleRow
 
-from statusdb import localpg, migrations
+from statusdb import migrations
 from statusdb.resources import migrations_dir
+from statusdb.tooling import localpg
 
 Conn = psycopg.Connection[TupleRow]
 

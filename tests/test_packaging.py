@@ -82,7 +82,7 @@ def test_wheel_carries_sql_and_migrations(wheel: Path) -> None:
             n.rsplit("/", 1)[1] for n in names if n.startswith(f"statusdb/_data/{folder}/")
         )
         assert packaged == _repo_files(folder)
-    assert "statusdb/cli.py" in names
+    assert "statusdb/tooling/cli.py" in names
     assert "statusdb/py.typed" in names  # PEP 561: mypy checks callers against our types
 
 

@@ -32,7 +32,6 @@ from psycopg.rows import TupleRow
 from statusdb import (
     feed,
     incidents,
-    localpg,
     pages,
     routing,
     status_incidents,
@@ -44,6 +43,7 @@ from statusdb import (
 from statusdb.errors import InvalidInput, StatusdbError
 from statusdb.pages import NewComponent
 from statusdb.pool import make_pool
+from statusdb.tooling import localpg
 
 Conn = psycopg.Connection[TupleRow]
 

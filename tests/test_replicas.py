@@ -22,9 +22,10 @@ from psycopg import sql
 from psycopg.rows import TupleRow
 from pytest_postgresql.executors import NoopExecutor
 
-from statusdb import incidents, localpg, outbox, pages, routing, teams, views
+from statusdb import incidents, outbox, pages, routing, teams, views
 from statusdb.errors import InvalidInput, StatusdbError
 from statusdb.pages import NewComponent
+from statusdb.tooling import localpg
 
 Conn = psycopg.Connection[TupleRow]
 AConn = psycopg.AsyncConnection[TupleRow]

@@ -34,8 +34,8 @@ from statusdb import (
     views,
 )
 from statusdb.errors import StatusdbError
-from statusdb.localpg import LocalCluster
 from statusdb.pages import NewComponent
+from statusdb.tooling.localpg import LocalCluster
 from statusdb.types import CreateMaintenanceWindowInput
 
 Conn = psycopg.Connection[TupleRow]

@@ -19,8 +19,8 @@ from psycopg.rows import TupleRow
 
 import statusdb
 from statusdb import pages, subscribers, teams, tokens, views
-from statusdb.localpg import LocalCluster
 from statusdb.pages import NewComponent
+from statusdb.tooling.localpg import LocalCluster
 
 Conn = psycopg.Connection[TupleRow]
 

@@ -19,7 +19,7 @@ from psycopg.rows import TupleRow
 
 from statusdb import pages, teams, views
 from statusdb.errors import InvalidInput
-from statusdb.localpg import LocalCluster
+from statusdb.tooling.localpg import LocalCluster
 
 Conn = psycopg.Connection[TupleRow]
 

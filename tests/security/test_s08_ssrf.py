@@ -23,8 +23,8 @@ from psycopg.rows import TupleRow
 
 from statusdb import destinations, pages, subscribers, teams
 from statusdb.errors import InvalidInput
-from statusdb.localpg import LocalCluster
 from statusdb.subscribers import ImportRow
+from statusdb.tooling.localpg import LocalCluster
 
 Conn = psycopg.Connection[TupleRow]
 

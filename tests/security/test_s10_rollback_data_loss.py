@@ -16,8 +16,9 @@ import pytest
 from factories import new_page
 from psycopg.rows import TupleRow
 
-from statusdb import cli, components, incidents, migrations, pages, subscribers, teams
+from statusdb import components, incidents, migrations, pages, subscribers, teams
 from statusdb.pages import NewComponent
+from statusdb.tooling import cli
 
 
 def _applied(dsn: str) -> list[str]:

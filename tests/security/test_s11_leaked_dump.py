@@ -18,7 +18,7 @@ from psycopg.rows import TupleRow
 
 from statusdb import pages, subscribers, teams, tokens, views
 from statusdb.errors import Unauthorized
-from statusdb.localpg import LocalCluster
+from statusdb.tooling.localpg import LocalCluster
 
 Conn = psycopg.Connection[TupleRow]
 

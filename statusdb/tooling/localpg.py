@@ -304,7 +304,9 @@ class LocalCluster:
         self._write_hba()
         postgresql_conf = self.data_dir / "postgresql.conf"
         with postgresql_conf.open("a", encoding="utf-8") as f:
-            f.write(f"\n# Managed by statusdb.localpg\ninclude_if_exists = '{_CONF_NAME}'\n")
+            f.write(
+                f"\n# Managed by statusdb.tooling.localpg\ninclude_if_exists = '{_CONF_NAME}'\n"
+            )
         self._write_conf(_free_port())
 
     def start(self) -> None:
@@ -479,7 +481,7 @@ class LocalCluster:
 
     def _write_conf(self, port: int) -> None:
         settings = [
-            "# Written by statusdb.localpg: a local development/test cluster.",
+            "# Written by statusdb.tooling.localpg: a local development/test cluster.",
             f"port = {port}",
             f"listen_addresses = '{HOST}'",
             f"unix_socket_directories = '{self.socket_dir}'",

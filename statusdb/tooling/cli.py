@@ -2,8 +2,8 @@
 
 Every subcommand works on the database named by `--dsn` or `$STATUSDB_DSN` (a libpq conninfo
 string or a postgres URL). With neither, it uses the local development cluster (see
-`statusdb.localpg`), starting it, and creating it the first time, as needed, and the database
-`statusdb` on it.
+`statusdb.tooling.localpg`), starting it, and creating it the first time, as needed, and the
+database `statusdb` on it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from typing import Any
 import psycopg
 from yoyo import read_migrations
 
-from statusdb import localpg, migrations, queries, resources
+from statusdb import migrations, queries, resources
+from statusdb.tooling import localpg
 
 LOCAL_DBNAME = "statusdb"
 PROG = "statusdb"
@@ -193,7 +194,7 @@ def _where(args: argparse.Namespace, dsn: str) -> list[str]:
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
-    from statusdb import demo
+    from statusdb.tooling import demo
 
     dsn = _resolve_dsn(args)
     print("\n".join(_where(args, dsn)))
