@@ -324,22 +324,8 @@ def translate(exc: psycopg.Error, *, deleting: bool = False) -> StatusdbError:
 
 # -- a database without statusdb's schema ----------------------------------------------------
 
-#: statusdb's tables and views: a query on one of them that finds none means "not migrated".
-_STATUSDB_RELATIONS: Final[frozenset[str]] = frozenset(
-    {
-        "team",
-        "incident",
-        "status_page",
-        "status_page_component",
-        "status_subscriber",
-        "maintenance_window",
-        "maintenance_window_component",
-        "status_incident",
-        "status_change",
-    }
-)
-_MISSING_RELATION: Final = re.compile(r'relation "(?:public\.)?([a-z_]+)" does not exist')
-_MISSING_FUNCTION: Final = re.compile(r"function (?:public\.)?(statusdb_[a-z_]+)\(")
+# Identifiers are never translated, so this holds whatever language the server speaks in.
+_STATUSDB_FUNCTION: Final = re.compile(r"\bstatusdb_[a-z_]+\b")
 
 
 class NotMigrated(StatusdbError):
@@ -349,13 +335,13 @@ class NotMigrated(StatusdbError):
 def _not_migrated(exc: psycopg.Error) -> NotMigrated | None:
     """NotMigrated for a missing statusdb table or function, else None."""
     message = (exc.diag.message_primary or "") if isinstance(exc, psycopg.DatabaseError) else ""
-    if isinstance(exc, pg_errors.UndefinedTable):
-        found = _MISSING_RELATION.search(message)
-        if not found or not (
-            found.group(1) in _STATUSDB_RELATIONS or found.group(1).startswith("statusdb_")
-        ):
-            return None
-    elif not (isinstance(exc, pg_errors.UndefinedFunction) and _MISSING_FUNCTION.search(message)):
+    # Only statusdb's own statements are translated, and they name only statusdb's tables and
+    # functions: a missing one means the schema is not (all) there. Decided by SQLSTATE (and, for
+    # functions, the untranslated identifier), never by the message's wording.
+    missing_function = isinstance(exc, pg_errors.UndefinedFunction) and bool(
+        _STATUSDB_FUNCTION.search(message)
+    )
+    if not (isinstance(exc, pg_errors.UndefinedTable) or missing_function):
         return None
     return NotMigrated(
         f"{message}: this database lacks statusdb's schema (or part of it); "

@@ -15,7 +15,7 @@ import pytest
 from psycopg.rows import TupleRow
 
 from statusdb import incidents, pages, teams
-from statusdb.errors import Conflict, NotFound
+from statusdb.errors import Conflict, NotFound, NotMigrated
 
 Conn = psycopg.Connection[TupleRow]
 
@@ -71,3 +71,14 @@ def test_unknown_team_is_not_found_in_german(german: Conn) -> None:
     with pytest.raises(NotFound, match="no team with that id"):
         incidents.create(german, "no-such-team", title="down", priority="HIGH")
     german.rollback()
+
+
+def test_unmigrated_database_says_run_migrate_in_german(empty_dsn: str) -> None:
+    """An operation on an unmigrated database says "run statusdb migrate" in any language."""
+    if not _has_locale(GERMAN):
+        pytest.skip(f"the OS has no {GERMAN} locale (localedef -i de_DE -f UTF-8 {GERMAN})")
+    with (
+        psycopg.connect(empty_dsn, options=f"-c lc_messages={GERMAN}") as empty,
+        pytest.raises(NotMigrated, match="statusdb migrate"),
+    ):
+        teams.get(empty, "no-such-team")
