@@ -81,7 +81,7 @@ def list_for_team(
     """A team's incidents, newest first."""
     params = {
         "team_id": validate.identifier("team_id", team_id),
-        "active_only": bool(active_only),
+        "active_only": validate.flag("active_only", active_only),
         "limit": validate.limit(limit),
     }
     return (yield from many("incident_list_for_team", params, _row))

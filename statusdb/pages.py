@@ -109,7 +109,7 @@ def create(
         "slug": validate.slug(slug),
         "created_by_id": validate.identifier("created_by_id", created_by_id),
         "description": validate.optional_text("description", description, max_length=10_000),
-        "is_public": bool(is_public),
+        "is_public": validate.flag("is_public", is_public),
         "access_token_hash": None if token is None else tokens.page_digest(token),
         "components": Jsonb(_component_payload(components)),
     }
@@ -174,7 +174,7 @@ def set_visibility(page_id: str, *, is_public: bool) -> Op[tuple[StatusPage, str
     token = None if is_public else tokens.new_token()
     params = {
         "id": validate.identifier("page_id", page_id),
-        "is_public": bool(is_public),
+        "is_public": validate.flag("is_public", is_public),
         "access_token_hash": None if token is None else tokens.page_digest(token),
     }
     page = yield from one(

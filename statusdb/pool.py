@@ -42,7 +42,7 @@ import psycopg
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from statusdb import queries
+from statusdb import queries, validate
 
 __all__ = ["PREPARE_THRESHOLD", "make_async_pool", "make_pool", "prepared_max"]
 
@@ -69,7 +69,7 @@ def _connect_kwargs(kwargs: Mapping[str, Any] | None, autocommit: bool) -> dict[
     merged = dict(kwargs or {})
     if "prepare_threshold" in merged:
         raise TypeError("pass prepare=True/False to make_pool, not kwargs['prepare_threshold']")
-    merged.setdefault("autocommit", bool(autocommit))
+    merged.setdefault("autocommit", validate.flag("autocommit", autocommit))
     return merged
 
 

@@ -68,7 +68,8 @@ def recompute(*, repair: bool = False) -> Op[list[Drift]]:
     transaction ends, so run it at a quiet moment (under a continuous stream of incident changes
     it waits for a gap). REPEATABLE READ is refused.
     """
-    return (yield from many("status_recompute", {"repair": bool(repair)}, class_row(Drift)))
+    params = {"repair": validate.flag("repair", repair)}
+    return (yield from many("status_recompute", params, class_row(Drift)))
 
 
 @operation(retry=True)

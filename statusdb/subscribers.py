@@ -385,7 +385,7 @@ def list_for_page(
     """
     params = {
         "status_page_id": validate.identifier("status_page_id", status_page_id),
-        "active_only": bool(active_only),
+        "active_only": validate.flag("active_only", active_only),
         "limit": validate.limit(limit),
         # Every id sorts after the empty string.
         "after": "" if after is None else validate.identifier("after", after),

@@ -95,7 +95,7 @@ def set_team(
     # its errors (raised now, or when the coroutine is awaited).
     if local and dispatch(conn, _owns_transaction, _owns_transaction, what="set_team"):
         return dispatch(conn, lambda _: _refuse(), lambda _: _refused(), what="set_team")
-    body_args = (validate.identifier("team_id", team_id), bool(local))
+    body_args = (validate.identifier("team_id", team_id), validate.flag("local", local))
     return dispatch(
         conn,
         lambda sync: _set_team(sync, *body_args),

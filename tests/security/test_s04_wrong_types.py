@@ -328,3 +328,14 @@ def test_a_wrong_connection_is_invalid_input() -> None:
     """An operation called with something else than a connection raises a bare TypeError."""
     with pytest.raises(InvalidInput, match="psycopg Connection"):
         teams.get("not a connection", "x")  # type: ignore[call-overload]
+
+
+def test_a_truthy_string_is_no_autocommit_flag_for_a_pool(dsn: str) -> None:
+    """make_pool(autocommit="false") (not an operation) made an autocommit pool."""
+    from statusdb.errors import InvalidInput
+    from statusdb.pool import make_async_pool, make_pool
+
+    with pytest.raises(InvalidInput, match="autocommit"):
+        make_pool(dsn, autocommit="false")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="autocommit"):
+        make_async_pool(dsn, autocommit="false")  # type: ignore[arg-type]
