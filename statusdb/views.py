@@ -118,10 +118,26 @@ class _Columns(Generic[_T]):
             and all(f.validator is None and f.converter is None for f in fields)
             and all(isinstance(d, MemberDescriptorType) for d in descriptors)
         )
+        #: Field names in order: the positions of the values in a row.
+        self.names = tuple(f.name for f in fields)
         #: Each field's slot setter, in field order; None: build through __init__.
         self.setters: tuple[Callable[[Any, Any], None], ...] | None = (
             tuple(d.__set__ for d in descriptors) if direct else None
         )
+
+    def columns(self, rows: Sequence[Sequence[Any]]) -> list[Any]:
+        """`rows` (one value per field, in field order) as one column per field."""
+        width = len(self.names)
+        if not rows:
+            return [()] * width
+        columns = list(zip(*rows, strict=True))
+        if len(columns) != width:
+            raise ValueError(f"{self.cls.__name__} rows have {len(columns)} values, not {width}")
+        return columns
+
+    def at(self, name: str) -> int:
+        """The position of field `name` in a row."""
+        return self.names.index(name)
 
     def build(self, count: int, columns: Sequence[Iterable[Any]]) -> list[_T]:
         """`count` instances; column i holds field i of each, in order.
@@ -137,30 +153,30 @@ class _Columns(Generic[_T]):
         return objects
 
 
-_component_columns = _Columns(ComponentView)
-_incident_columns = _Columns(IncidentView)
-_update_columns = _Columns(StatusUpdate)
-_maintenance_columns = _Columns(MaintenanceView)
-
+_U = _Columns(StatusUpdate)
 _update_timestamp = itemgetter("timestamp")
 _update_status = itemgetter("status")
 _update_message = itemgetter("message")
 
 
-def _columns(items: Sequence[Sequence[Any]], width: int) -> list[Any]:
-    """The rows `items` (each of `width` values) as `width` columns."""
-    if not items:
-        return [()] * width
-    columns = list(zip(*items, strict=True))
-    if len(columns) != width:
-        raise ValueError(f"page view rows have {len(columns)} values, not {width}")
-    return columns
+# The rows of the page view's JSON hold one value per field of the class, in field order; the
+# timestamps arrive as ISO 8601 text and the id lists as lists.
+_C = _Columns(ComponentView)
+_C_CHANGED = _C.at("status_updated_at")
+_I = _Columns(IncidentView)
+_I_AFFECTED, _I_CREATED, _I_UPDATED, _I_UPDATES = (
+    _I.at(name) for name in ("affected_component_ids", "created_at", "updated_at", "updates")
+)
+_M = _Columns(MaintenanceView)
+_M_START, _M_END, _M_COMPONENTS = (
+    _M.at(name) for name in ("start_time", "end_time", "component_ids")
+)
 
 
 def _components(items: Sequence[Sequence[Any]]) -> tuple[ComponentView, ...]:
-    columns = _columns(items, 6)
-    columns[5] = map(_fromisoformat, columns[5])
-    return tuple(_component_columns.build(len(items), columns))
+    columns = _C.columns(items)
+    columns[_C_CHANGED] = map(_fromisoformat, columns[_C_CHANGED])
+    return tuple(_C.build(len(items), columns))
 
 
 def _updates(timelines: Sequence[Sequence[Any]]) -> list[tuple[StatusUpdate, ...]]:
@@ -174,7 +190,7 @@ def _updates(timelines: Sequence[Sequence[Any]]) -> list[tuple[StatusUpdate, ...
         timestamps = []  # an entry written by hand in another form: decode_updates decides
     if len(timestamps) != len(entries) or any(t.tzinfo is None for t in timestamps):
         return [decode_updates(timeline) for timeline in timelines]
-    built = _update_columns.build(len(entries), (timestamps, statuses, messages))
+    built = _U.build(len(entries), (timestamps, statuses, messages))
     decoded = []
     start = 0
     for timeline in timelines:
@@ -185,20 +201,20 @@ def _updates(timelines: Sequence[Sequence[Any]]) -> list[tuple[StatusUpdate, ...
 
 
 def _incidents(items: Sequence[Sequence[Any]]) -> tuple[IncidentView, ...]:
-    columns = _columns(items, 9)
-    columns[5] = map(tuple, columns[5])
-    columns[6] = map(_fromisoformat, columns[6])
-    columns[7] = map(_fromisoformat, columns[7])
-    columns[8] = _updates(columns[8])
-    return tuple(_incident_columns.build(len(items), columns))
+    columns = _I.columns(items)
+    columns[_I_AFFECTED] = map(tuple, columns[_I_AFFECTED])
+    columns[_I_CREATED] = map(_fromisoformat, columns[_I_CREATED])
+    columns[_I_UPDATED] = map(_fromisoformat, columns[_I_UPDATED])
+    columns[_I_UPDATES] = _updates(columns[_I_UPDATES])
+    return tuple(_I.build(len(items), columns))
 
 
 def _maintenance(items: Sequence[Sequence[Any]]) -> tuple[MaintenanceView, ...]:
-    columns = _columns(items, 7)
-    columns[4] = map(_fromisoformat, columns[4])
-    columns[5] = map(_fromisoformat, columns[5])
-    columns[6] = map(tuple, columns[6])
-    return tuple(_maintenance_columns.build(len(items), columns))
+    columns = _M.columns(items)
+    columns[_M_START] = map(_fromisoformat, columns[_M_START])
+    columns[_M_END] = map(_fromisoformat, columns[_M_END])
+    columns[_M_COMPONENTS] = map(tuple, columns[_M_COMPONENTS])
+    return tuple(_M.build(len(items), columns))
 
 
 def _decode(
