@@ -10,6 +10,7 @@ force, no team scope set), on 127.0.0.1 TCP.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import multiprocessing
 import multiprocessing.synchronize
 import os
@@ -20,9 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg.rows import TupleRow
+from psycopg.adapt import Loader
+from psycopg.rows import TupleRow, dict_row
 
-from bench.dataset import BENCH_PAGE_SLUG, COMPONENTS_PER_PAGE, Scale
+from bench import surge
+from bench.dataset import BENCH_PAGE_SLUG, COMPONENTS_PER_PAGE, FIRST_REGULAR_PAGE, Scale
 from bench.peers import sqlalchemy_orm as peer
 from bench.timing import CaseResult, latency_result, paired, percentile, timed
 from statusdb import incidents, maintenance, outbox, pages, queries, subscribers, uptime, views
@@ -106,11 +109,17 @@ def page_view(ctx: Context) -> list[CaseResult]:
                 case,
                 base,
                 baseline=SELECT_1,
-                target="<= 3x",
-                check=lambda r: r <= 3.0,
-                notes={"shape": shape, "connection": "pool, autocommit, prepared"},
+                target="<= 2.5x",
+                check=lambda r: r <= 2.5,
+                notes={
+                    "shape": shape,
+                    "connection": "pool, autocommit, prepared",
+                    "snapshot": surge.snapshot(),
+                },
             )
         )
+        if surge.conditional_reads():
+            results.append(_not_modified(conn, view, n))
         # Floor: only the 50 component rows, as plain tuples (no JSON, no decoding into attrs
         # values, no incidents or maintenance): what reading the page's components alone costs.
         floor_sql = (
@@ -131,7 +140,7 @@ def page_view(ctx: Context) -> list[CaseResult]:
                 case,
                 base,
                 baseline=SELECT_1,
-                target="evidence for the 3x target",
+                target="evidence for the 2.5x target",
                 check=None,
             )
         )
@@ -175,6 +184,94 @@ def page_view(ctx: Context) -> list[CaseResult]:
     return results
 
 
+def _not_modified(conn: Conn, view: views.PageView, n: int) -> CaseResult:
+    """A conditional read of an unchanged page (switched on when views.page_view takes
+    `if_version`): one round trip, nothing rendered or decoded."""
+    version = getattr(view, "version")  # noqa: B009 (absent before the snapshot)
+    call: Callable[..., object] = views.page_view
+
+    def conditional() -> object:
+        return call(conn, BENCH_PAGE_SLUG, if_version=version)
+
+    answer = conditional()
+    assert answer is not None
+    assert not isinstance(answer, views.PageView), answer
+    base, case = paired(_select_1(conn), conditional, n=n, warmup=200)
+    return latency_result(
+        "page view, not modified (if_version of the current version)",
+        case,
+        base,
+        baseline=SELECT_1,
+        target="<= 1.3x",
+        check=lambda r: r <= 1.3,
+        notes={"answer": type(answer).__name__},
+    )
+
+
+def _cpu_us(fn: Callable[[], object], n: int) -> list[float]:
+    """CPU time of this thread per call of `fn`, in microseconds (n calls): client work only,
+    unaffected by time spent waiting for the scheduler on this shared machine."""
+    samples = []
+    for _ in range(n):
+        started = time.thread_time_ns()
+        fn()
+        samples.append((time.thread_time_ns() - started) / 1000)
+    return samples
+
+
+class _TextLoader(Loader):
+    """Leaves a json column as the text the server sent (to time parsing it separately)."""
+
+    def load(self, data: Any) -> str:
+        return bytes(data).decode()
+
+
+def page_view_decode(ctx: Context) -> list[CaseResult]:
+    """Where the client's time goes in a page view: JSON parsing and building the attrs values
+    (views._decode), timed as CPU time on one fetched row, without the database."""
+    n = ctx.scale.iterations * 2
+    with app_connection(ctx) as conn:
+        step = next(views.page_view.body(BENCH_PAGE_SLUG))
+        with conn.cursor(row_factory=dict_row) as cur:
+            row = cur.execute(step.query.sql, step.params).fetchone()
+        with conn.cursor() as cur:
+            for json_type in ("json", "jsonb"):
+                cur.adapters.register_loader(json_type, _TextLoader)
+            raw = cur.execute(step.query.sql, step.params).fetchone()
+        select_1 = _cpu_us(_select_1(conn), n)  # the client's side of a SELECT 1
+    assert row is not None
+    assert raw is not None
+    texts = [v for v in raw if isinstance(v, str) and v[:1] in ("[", "{")]
+    parse = _cpu_us(lambda: [json.loads(t) for t in texts], n)
+    decode = _cpu_us(lambda: views._decode(**row), n)
+    columns_from = views._COLUMNS_FROM
+    views._COLUMNS_FROM = 10**9  # type: ignore[misc]  # the reference: every value's __init__
+    try:
+        through_init = _cpu_us(lambda: views._decode(**row), n)
+    finally:
+        views._COLUMNS_FROM = columns_from  # type: ignore[misc]
+    json_bytes = sum(len(t.encode()) for t in texts)
+    return [
+        latency_result(
+            "page view decode: attrs values from parsed JSON (client CPU)",
+            decode,
+            through_init,
+            baseline="the same through each class's __init__ (ratio = ours / __init__)",
+            target="report",
+            check=None,
+            notes={"select_1_client_cpu_us": round(percentile(select_1, 0.5), 1)},
+        ),
+        latency_result(
+            f"page view decode: JSON parsing ({json_bytes:,} bytes, json.loads, client CPU)",
+            parse,
+            decode,
+            baseline="building the attrs values (ratio = parsing / building)",
+            target="report",
+            check=None,
+        ),
+    ]
+
+
 def page_view_vs_orm(ctx: Context) -> list[CaseResult]:
     n = max(100, ctx.scale.iterations // 5)
     engine = peer.make_engine(ctx.dsn)
@@ -183,7 +280,7 @@ def page_view_vs_orm(ctx: Context) -> list[CaseResult]:
         with app_connection(ctx) as conn:
             ours = views.page_view(conn, BENCH_PAGE_SLUG)
             theirs = peer.page_view(sessions, BENCH_PAGE_SLUG)
-            assert ours == theirs, "the peer must return the same page view"
+            assert peer.same_view(ours, theirs), "the peer must return the same page view"
             peer_times, our_times = paired(
                 lambda: peer.page_view(sessions, BENCH_PAGE_SLUG),
                 lambda: views.page_view(conn, BENCH_PAGE_SLUG),
@@ -293,7 +390,25 @@ def open_incident(ctx: Context) -> list[CaseResult]:
             )
         )
         conn.execute("RESET synchronous_commit")
-    results.append(_write_floor(ctx, n))
+    floor = _write_floor(ctx, n)
+    results.append(floor)
+    # Issue 10: opening the incident (now also refreshing the page snapshots, where the tree
+    # keeps them) within 2x of that floor. Both medians from this run; they were measured
+    # minutes apart, not alternated, so read the ratio with the load averages.
+    results.append(
+        CaseResult(
+            name="open an incident moving 50 components vs the bare write floor",
+            p50_us=p50_50,
+            p99_us=percentile(case50, 0.99),
+            n=len(case50),
+            ratio=p50_50 / floor.p50_us,
+            baseline="floor: bare UPDATE of 50 rows + INSERT of 50 log rows",
+            baseline_p50_us=floor.p50_us,
+            target="<= 2x",
+            met=p50_50 / floor.p50_us <= 2.0,
+            notes={"snapshot": surge.snapshot()},
+        )
+    )
     return results
 
 
@@ -793,8 +908,60 @@ def mixed_load(ctx: Context) -> list[CaseResult]:
     ]
 
 
+def surge_case(ctx: Context) -> list[CaseResult]:
+    """bench/surge.py on ten pages of the dataset, in each mode this tree offers."""
+    slugs = [f"page-{p}" for p in range(FIRST_REGULAR_PAGE, FIRST_REGULAR_PAGE + 10)]
+    targets = surge.bench_targets(ctx.admin_dsn, slugs)
+    results = []
+    rates: dict[str, float] = {}
+    for mode in surge.modes():
+        run = surge.run(ctx.dsn, targets, mode=mode, seconds=ctx.scale.surge_seconds)
+        if run.errors:
+            raise RuntimeError("; ".join(run.errors[:5]))
+        rates[mode] = run.views_per_s
+        label = {
+            "full": "full reads, " + ("snapshot" if run.snapshot else "rendered per read"),
+            "conditional": "90% conditional reads (if_version)",
+        }[mode]
+        conditional = mode == "conditional"
+        results.append(
+            CaseResult(
+                name=f"surge: {run.clients} clients, 10 pages, writer {SURGE_WRITES_PER_S:.0f}/s, "
+                f"{label}",
+                p50_us=run.p50_us,
+                p99_us=run.p99_us,
+                n=run.requests,
+                ratio=rates["conditional"] / rates["full"] if conditional else None,
+                baseline="page views/s of full reads in this run (ratio = this mode / full)"
+                if conditional
+                else "",
+                baseline_p50_us=None,
+                target=">= 5x today's page view (bench/README.md)" if conditional else "report",
+                met=None,
+                notes={
+                    "page_views_per_s": round(run.views_per_s),
+                    "not_modified_share": round(run.not_modified_share, 3),
+                    "writes_per_s": round(run.writes_per_s, 1),
+                    "seconds": run.seconds,
+                    "snapshot": run.snapshot,
+                    "p50_us/p99_us": "per request, pool wait included",
+                },
+            )
+        )
+        ctx.log(
+            f"  {mode}: {run.views_per_s:.0f} page views/s, p50 {run.p50_us / 1000:.1f} ms, "
+            f"p99 {run.p99_us / 1000:.1f} ms, not modified {run.not_modified_share:.0%}, "
+            f"writes {run.writes_per_s:.1f}/s"
+        )
+    return results
+
+
+SURGE_WRITES_PER_S = 20.0
+
+
 CASES: list[tuple[str, Callable[[Context], list[CaseResult]]]] = [
     ("page view", page_view),
+    ("page view decode", page_view_decode),
     ("page view vs ORM peer", page_view_vs_orm),
     ("open incident", open_incident),
     ("fan-out", fan_out),
@@ -802,6 +969,7 @@ CASES: list[tuple[str, Callable[[Context], list[CaseResult]]]] = [
     ("advance", advance),
     ("uptime", uptime_90_days),
     ("mixed load", mixed_load),
+    ("surge", surge_case),
 ]
 
 

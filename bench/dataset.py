@@ -59,6 +59,8 @@ class Scale:
     mixed_seconds: float
     #: Iterations of the latency cases.
     iterations: int
+    #: Seconds of each mode of the surge case (bench/surge.py).
+    surge_seconds: float = 8.0
 
     @property
     def components(self) -> int:
@@ -97,6 +99,7 @@ SCALES = {
         import_rows=100_000,
         mixed_seconds=30.0,
         iterations=2000,
+        surge_seconds=20.0,
     ),
     "small": Scale(
         name="small",

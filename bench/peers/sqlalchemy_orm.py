@@ -15,6 +15,7 @@ import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
+import attrs
 from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy import (
     ForeignKey,
@@ -265,7 +266,23 @@ def _to_view(page: StatusPage, maintenance_limit: int) -> PageView:
         overall_status=worst_status([c.current_status for c in components]),
         updated_at=max(changes),
     )
-    return PageView(view, incidents, maintenance)
+    # Fields a page view may carry beyond the rendering (the snapshot's version and
+    # fresh-until instant, issue 10) are not the peer's to know: left None, and the benchmark
+    # compares the rest (`same_view`).
+    extra: tuple[attrs.Attribute[Any], ...] = attrs.fields(PageView)[3:]
+    unknown = {f.name: None for f in extra if f.default is attrs.NOTHING}
+    return PageView(view, incidents, maintenance, **unknown)
+
+
+def same_view(ours: PageView | None, theirs: PageView | None) -> bool:
+    """Whether the two views show the same page (the fields the peer renders)."""
+    if ours is None or theirs is None:
+        return ours is theirs
+    return (ours.page, ours.active_incidents, ours.upcoming_maintenance) == (
+        theirs.page,
+        theirs.active_incidents,
+        theirs.upcoming_maintenance,
+    )
 
 
 def recipients(
