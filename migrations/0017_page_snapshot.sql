@@ -605,4 +605,8 @@ GRANT EXECUTE ON FUNCTION statusdb_page_snapshot_repair(boolean) TO statusdb_app
 
 -- --------------------------------------------------------------------------------------------
 -- Backfill: every existing page's first snapshot.
-SELECT statusdb_page_snapshot_create(ARRAY(SELECT p.id FROM status_page p ORDER BY p.id));
+DO $$
+BEGIN
+    PERFORM statusdb_page_snapshot_create(ARRAY(SELECT p.id FROM status_page p ORDER BY p.id));
+END;
+$$;
