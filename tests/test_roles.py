@@ -223,7 +223,8 @@ async def test_app_runs_operations_async(dsn: str, logins: None) -> None:
         "DROP TABLE status_change",
         "DROP POLICY status_page_team_isolation ON status_page",
         "TRUNCATE incident",
-        "ALTER FUNCTION statusdb_page_view(text, bytea, interval, integer, bigint) SECURITY INVOKER",
+        "ALTER FUNCTION statusdb_page_view(text, bytea, interval, integer, bigint) "
+        "SECURITY INVOKER",
         "CREATE TRIGGER app_trigger BEFORE INSERT ON team "
         "FOR EACH ROW EXECUTE FUNCTION statusdb_touch_updated_at()",
     ],
