@@ -176,7 +176,9 @@ def test_conditional_read_sends_no_body(dsn: str, conn: Conn) -> None:
         views.page_view(conn, "acme", if_version=2**63)
 
 
-async def test_conditional_read_async(aconn: psycopg.AsyncConnection[TupleRow]) -> None:
+async def test_conditional_read_and_page_feed_async(
+    dsn: str, aconn: psycopg.AsyncConnection[TupleRow]
+) -> None:
     team = await teams.create(aconn, name="SRE")
     await pages.create(
         aconn, team_id=team.id, name="A", slug="async-page", created_by_id="u", is_public=True
@@ -186,6 +188,15 @@ async def test_conditional_read_async(aconn: psycopg.AsyncConnection[TupleRow]) 
     assert view is not None
     answer = await views.page_view(aconn, "async-page", if_version=view.version)
     assert answer == views.NotModified(view.version, None)
+    # The async page feed hears the next version.
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as listener:
+        assert [e async for e in feed.alisten_pages(listener, timeout=0)] == []
+        await aconn.execute("UPDATE status_page SET name = 'B' WHERE slug = 'async-page'")
+        await aconn.commit()
+        heard = [e async for e in feed.alisten_pages(listener, timeout=10, stop_after=1)]
+    later = await views.page_view(aconn, "async-page")
+    assert later is not None
+    assert heard == [feed.PageVersionEvent(later.page.id, later.version)]
 
 
 def test_maintenance_entering_the_horizon_with_a_moving_clock(conn: Conn) -> None:
