@@ -5,3 +5,11 @@ FROM unnest(%(seqs)s::bigint[]) WITH ORDINALITY AS announced (seq, position)
 JOIN status_change sc ON sc.seq = announced.seq
 WHERE %(status_page_id)s::text IS NULL OR sc.status_page_id = %(status_page_id)s::text
 ORDER BY announced.position;
+
+-- name: feed_page_versions
+-- The announced page versions that are still current and that the caller may read, in order.
+SELECT s.page_id AS status_page_id, s.version
+FROM unnest(%(versions)s::bigint[]) WITH ORDINALITY AS announced (version, position)
+JOIN status_page_snapshot s ON s.version = announced.version
+WHERE %(status_page_id)s::text IS NULL OR s.page_id = %(status_page_id)s::text
+ORDER BY announced.position;

@@ -1,10 +1,20 @@
 -- name: page_view_by_slug
 -- A page as its readers see it (components, active incidents, upcoming maintenance) in one trip.
--- The query itself is the function statusdb_page_view (migration 0008), the only thing the
--- statusdb_reader role may run. A private page is returned only with the right token digest,
+-- The query itself is the function statusdb_page_view (migrations 0008, 0014, 0017), the only
+-- thing the statusdb_reader role may run; it reads the page's snapshot, rendered by the writers
+-- (0017), with one index lookup. A private page is returned only with the right token digest,
 -- which the function hashes again and compares with the stored value (0014): a wrong or missing
--- token finds nothing, exactly like an unknown slug, and the stored value opens nothing. Nothing
--- internal (team, service, platform incident, creator, token digest) is selected.
-SELECT id, name, description, slug, is_public, updated_at, components, incidents, maintenance
+-- token finds nothing, exactly like an unknown slug, and the stored value opens nothing. With
+-- if_version equal to the page's current version (and nothing entered the horizon since), the
+-- body columns are null and not_modified is true: the body is not even sent. Nothing internal
+-- (team, service, platform incident, creator, token digest) is selected.
+SELECT id, name, description, slug, is_public, updated_at, components, incidents, maintenance,
+       version, fresh_until, not_modified
 FROM statusdb_page_view(%(slug)s::text, %(token_hash)s::bytea, %(horizon)s::interval,
-                        %(maintenance_limit)s::integer);
+                        %(maintenance_limit)s::integer, %(if_version)s::bigint);
+
+-- name: page_snapshot_repair
+-- Pages whose snapshot is missing (stored_version null) or differs from a rendering from
+-- scratch; re-rendered when repair is true (statusdb_page_snapshot_repair, 0017).
+SELECT page_id, stored_version
+FROM statusdb_page_snapshot_repair(%(repair)s::boolean);

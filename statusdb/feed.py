@@ -61,8 +61,11 @@ from statusdb.types import ComponentStatus
 
 #: The channel migrations 0003 and 0012 notify on.
 CHANNEL: Final = "statusdb_status_change"
+#: The channel migration 0017 announces new page versions on (payload: the version).
+PAGE_CHANNEL: Final = "statusdb_page_version"
 
 _LISTEN: Final = sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL))
+_LISTEN_PAGES: Final = sql.SQL("LISTEN {}").format(sql.Identifier(PAGE_CHANNEL))
 _MAX_LOGGED_PAYLOAD: Final = 200
 #: A seq is a bigint: at most 19 digits.
 _MAX_SEQ_DIGITS: Final = 19
@@ -84,31 +87,41 @@ class StatusChangeEvent:
     change_id: str
 
 
+@attrs.frozen
+class PageVersionEvent:
+    """A page's view moved to `version` (committed): refresh what you cached of it.
+
+    `version` is the page view's `PageView.version` (migration 0017). Versions only increase:
+    a cache holding an equal or newer version of the page has nothing to do.
+    """
+
+    status_page_id: str
+    version: int
+
+
 def _decode(payload: str) -> int:
     """The change seq a notification payload announces; ValueError saying why if malformed."""
     if not (payload.isascii() and payload.isdigit()) or len(payload) > _MAX_SEQ_DIGITS:
-        raise ValueError("not a status_change seq (a decimal number)")
+        raise ValueError("not a sequence number (a decimal number)")
     seq = int(payload)
     if seq >= 2**63:
-        raise ValueError("not a status_change seq (out of range)")
+        raise ValueError("not a sequence number (out of range)")
     return seq
 
 
-def _seqs(batch: list[psycopg.Notify]) -> list[int]:
+def _seqs(batch: list[psycopg.Notify], channel: str = CHANNEL) -> list[int]:
     """The seqs announced by a batch of notifications, in order; other notifications dropped."""
     seqs: list[int] = []
     for notify in batch:
-        if notify.channel != CHANNEL:
-            logger.debug(
-                "dropping a notification on channel %r (not the status feed)", notify.channel
-            )
+        if notify.channel != channel:
+            logger.debug("dropping a notification on channel %r (not %s)", notify.channel, channel)
             continue
         try:
             seqs.append(_decode(notify.payload))
         except ValueError as exc:
             logger.warning(
                 "skipping a malformed %s notification from backend %d: %s; payload %r",
-                CHANNEL,
+                channel,
                 notify.pid,
                 exc,
                 notify.payload[:_MAX_LOGGED_PAYLOAD],
@@ -121,6 +134,13 @@ def _changes(seqs: list[int], status_page_id: str | None) -> Op[list[StatusChang
     """The announced changes the connection's role may read (of one page, when given)."""
     params = {"seqs": seqs, "status_page_id": status_page_id}
     return (yield from many("feed_changes_by_seq", params, class_row(StatusChangeEvent)))
+
+
+@operation(retry=True)
+def _page_versions(versions: list[int], status_page_id: str | None) -> Op[list[PageVersionEvent]]:
+    """The announced page versions the connection's role may read (of one page, when given)."""
+    params = {"versions": versions, "status_page_id": status_page_id}
+    return (yield from many("feed_page_versions", params, class_row(PageVersionEvent)))
 
 
 def _check_listener(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
@@ -281,3 +301,71 @@ def _round_over(
     if stop_after is not None and yielded >= stop_after:
         return True
     return not batch or (deadline is not None and time.monotonic() >= deadline)
+
+
+def listen_pages(
+    conn: psycopg.Connection[Any],
+    *,
+    status_page_id: str | None = None,
+    timeout: float | None = None,
+    stop_after: int | None = None,
+) -> Iterator[PageVersionEvent]:
+    """Page version announcements as they are committed (migration 0017), for cache purgers.
+
+    Every committed change of what a page's view shows moves the page to a new version and
+    notifies `statusdb_page_version` with the version number only. Each announced version is
+    looked up in `status_page_snapshot` with `conn`'s own privileges and row-level security
+    (statusdb_app may; statusdb_reader gets `Unauthorized`), so a listener scoped to a team
+    hears only its team's pages. A version already superseded when it is read is skipped: the
+    newer version's own announcement follows. Same connection rules, options and guarantees as
+    `listen` (a dedicated autocommit connection; not durable: on reconnect, start listening,
+    then re-read the pages you cache).
+    """
+    page = _check_options(status_page_id, timeout, stop_after)
+    _check_listener(conn)
+    try:
+        conn.execute(_LISTEN_PAGES)
+    except psycopg.Error as exc:
+        raise translate(exc) from exc
+    deadline = None if timeout is None else time.monotonic() + timeout
+    yielded = 0
+    while True:
+        try:
+            batch = list(conn.notifies(timeout=_remaining(deadline), stop_after=1))
+        except psycopg.Error as exc:
+            raise translate(exc) from exc
+        versions = _seqs(batch, PAGE_CHANNEL)
+        for event in _page_versions(conn, versions, page) if versions else []:
+            yield event
+            yielded += 1
+        if _round_over(batch, deadline, yielded, stop_after):
+            return
+
+
+async def alisten_pages(
+    aconn: psycopg.AsyncConnection[Any],
+    *,
+    status_page_id: str | None = None,
+    timeout: float | None = None,  # noqa: ASYNC109
+    stop_after: int | None = None,
+) -> AsyncIterator[PageVersionEvent]:
+    """`listen_pages` for an async connection."""
+    page = _check_options(status_page_id, timeout, stop_after)
+    _check_listener(aconn)
+    try:
+        await aconn.execute(_LISTEN_PAGES)
+    except psycopg.Error as exc:
+        raise translate(exc) from exc
+    deadline = None if timeout is None else time.monotonic() + timeout
+    yielded = 0
+    while True:
+        try:
+            batch = [n async for n in aconn.notifies(timeout=_remaining(deadline), stop_after=1)]
+        except psycopg.Error as exc:
+            raise translate(exc) from exc
+        versions = _seqs(batch, PAGE_CHANNEL)
+        for event in await _page_versions(aconn, versions, page) if versions else []:
+            yield event
+            yielded += 1
+        if _round_over(batch, deadline, yielded, stop_after):
+            return

@@ -14,23 +14,31 @@ token (finding a token from a digest prefix is a preimage attack on SHA-256).
 
 The function bounds its own arguments (the database is the boundary for SQL clients); this
 wrapper checks the same maxima first, so that callers get InvalidInput.
+
+The page is rendered by its writers, not its readers (migration 0017): every change of what a
+page shows re-renders its snapshot in the same transaction and gives it a new `version`. A
+`PageView` carries that version and `fresh_until`, the next instant at which the answer changes
+by the clock alone (a scheduled maintenance window entering the horizon), or None. With
+`if_version=` the version a client last saw, an unchanged page answers `NotModified` in the same
+single round trip, without the body ever leaving the server (an HTTP layer's ETag / 304).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from operator import itemgetter
 from types import MemberDescriptorType
-from typing import Any, Final, Generic, TypeVar, cast
+from typing import Any, Final, Generic, TypeVar, cast, overload
 
 import attrs
-from psycopg.rows import kwargs_row
+import psycopg
+from psycopg.rows import class_row, kwargs_row
 
 from statusdb import tokens, validate
 from statusdb.errors import InvalidInput
-from statusdb.executor import Op, operation, optional
+from statusdb.executor import Op, Operation, many, operation, optional
 from statusdb.status_incidents import decode_updates
 from statusdb.types import (
     ComponentView,
@@ -80,11 +88,27 @@ class MaintenanceView:
 
 @attrs.frozen
 class PageView:
-    """Everything a status page shows."""
+    """Everything a status page shows.
+
+    `version` changes (increases) whenever anything shown changes; `fresh_until` is the next
+    instant the view changes by the clock alone for the horizon and limit asked (a scheduled
+    window entering the horizon), None if none: until then, only a write (announced by
+    `statusdb.feed.listen_pages`) changes it.
+    """
 
     page: StatusPageWithComponents
     active_incidents: tuple[IncidentView, ...]
     upcoming_maintenance: tuple[MaintenanceView, ...]
+    version: int
+    fresh_until: dt.datetime | None
+
+
+@attrs.frozen
+class NotModified:
+    """`page_view(..., if_version=v)` when the page still shows what version `v` showed."""
+
+    version: int
+    fresh_until: dt.datetime | None
 
 
 # -- decoding ----------------------------------------------------------------------------------
@@ -228,6 +252,8 @@ def _decode(
     components: Any,
     incidents: Any,
     maintenance: Any,
+    version: int,
+    fresh_until: dt.datetime | None,
 ) -> PageView:
     component_views = _components(components)
     statuses = [c.current_status for c in component_views]
@@ -241,24 +267,32 @@ def _decode(
         overall_status=worst_status(statuses),
         updated_at=updated_at,
     )
-    return PageView(page, _incidents(incidents), _maintenance(maintenance))
+    return PageView(page, _incidents(incidents), _maintenance(maintenance), version, fresh_until)
 
 
-_row = kwargs_row(_decode)
+def _answer(*, not_modified: bool, **row: Any) -> PageView | NotModified:
+    if not_modified:  # the body columns are null: nothing to decode
+        return NotModified(row["version"], row["fresh_until"])
+    return _decode(**row)
 
 
-@operation(retry=True)
-def page_view(
+_row = kwargs_row(_answer)
+
+
+def _page_view(
     slug: str,
     *,
     token: str | None = None,
     maintenance_horizon: dt.timedelta = dt.timedelta(days=7),
     maintenance_limit: int = 20,
-) -> Op[PageView | None]:
+    if_version: int | None = None,
+) -> Op[PageView | NotModified | None]:
     """The page `slug` as its readers see it, or None when there is no such page for them.
 
     `token` opens a private page. Maintenance shown: running windows and those starting within
-    `maintenance_horizon` (recurring windows by their next occurrence).
+    `maintenance_horizon` (recurring windows by their next occurrence). `if_version`: the
+    version the caller already has; `NotModified` if the page still shows exactly that (for
+    this horizon and limit), without sending or decoding the body.
     """
     if (
         not isinstance(maintenance_horizon, dt.timedelta)
@@ -268,6 +302,10 @@ def page_view(
             f"maintenance_horizon must be a timedelta from 0 to {MAX_MAINTENANCE_HORIZON.days} days"
         )
     limit = validate.limit(maintenance_limit, maximum=MAX_MAINTENANCE_LIMIT)
+    if if_version is not None and (
+        isinstance(if_version, bool) or not isinstance(if_version, int) or if_version >= 2**63
+    ):
+        raise InvalidInput("if_version must be a page version (an int) or None")
     if not validate.is_slug(slug):
         return None  # cannot name a page (NUL, surrogates, ...): answer like an unknown slug
     token_hash = tokens.digest(token) if isinstance(token, str) else None
@@ -276,5 +314,91 @@ def page_view(
         "token_hash": token_hash,
         "horizon": maintenance_horizon,
         "maintenance_limit": limit,
+        "if_version": if_version,
     }
     return (yield from optional("page_view_by_slug", params, _row))
+
+
+class _PageViewOperation(Operation[..., "PageView | NotModified | None"]):
+    """`page_view`'s operation, typed so that a call without `if_version` is a PageView or None."""
+
+    @overload
+    def __call__(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        /,
+        slug: str,
+        *,
+        token: str | None = None,
+        maintenance_horizon: dt.timedelta = ...,
+        maintenance_limit: int = 20,
+        if_version: None = None,
+    ) -> Coroutine[Any, Any, PageView | None]: ...
+
+    @overload
+    def __call__(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        /,
+        slug: str,
+        *,
+        token: str | None = None,
+        maintenance_horizon: dt.timedelta = ...,
+        maintenance_limit: int = 20,
+        if_version: int | None,
+    ) -> Coroutine[Any, Any, PageView | NotModified | None]: ...
+
+    @overload
+    def __call__(
+        self,
+        conn: psycopg.Connection[Any],
+        /,
+        slug: str,
+        *,
+        token: str | None = None,
+        maintenance_horizon: dt.timedelta = ...,
+        maintenance_limit: int = 20,
+        if_version: None = None,
+    ) -> PageView | None: ...
+
+    @overload
+    def __call__(
+        self,
+        conn: psycopg.Connection[Any],
+        /,
+        slug: str,
+        *,
+        token: str | None = None,
+        maintenance_horizon: dt.timedelta = ...,
+        maintenance_limit: int = 20,
+        if_version: int | None,
+    ) -> PageView | NotModified | None: ...
+
+    def __call__(self, conn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        return super().__call__(conn, *args, **kwargs)
+
+
+#: The page view operation (see `_page_view`): ``page_view(conn, slug, token=..., if_version=v)``.
+page_view = _PageViewOperation(_page_view, atomic=False, retry=True)
+
+
+@attrs.frozen
+class SnapshotDrift:
+    """A page whose stored snapshot differs from a rendering from scratch (or is missing:
+    `stored_version` None)."""
+
+    page_id: str
+    stored_version: int | None
+
+
+@operation(retry=True)
+def recompute_snapshots(*, repair: bool = False) -> Op[list[SnapshotDrift]]:
+    """Every page whose snapshot has drifted from its rows; re-rendered when `repair`.
+
+    The page snapshots' peer of `status.recompute` (migration 0017): it renders every page once
+    from scratch (statusdb_page_render) and compares. A repaired page gets a new version and is
+    announced like any other change. Drift means something bypassed the triggers (a DBA's
+    `session_replication_role = replica`, disabled triggers, a partial restore).
+    """
+    params = {"repair": validate.flag("repair", repair)}
+    return (yield from many("page_snapshot_repair", params, class_row(SnapshotDrift)))

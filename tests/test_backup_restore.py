@@ -215,6 +215,10 @@ def assert_same_database(source: str, restored: str, facts: dict[str, Any]) -> N
         token = facts["private_token"]
         for slug, kwargs in (("public", {}), ("internal", {"token": token})):
             assert views.page_view(b, slug, **kwargs) == views.page_view(a, slug, **kwargs)
+        # The page snapshots (0017) came back exact, with their versions.
+        assert views.recompute_snapshots(b) == []
+        public_before = views.page_view(b, "public")
+        assert public_before is not None
         # Life goes on: the next change is derived, logged after the restored history.
         last = b.execute("SELECT max(seq) FROM status_change").fetchone()
         incidents.create(
@@ -228,6 +232,11 @@ def assert_same_database(source: str, restored: str, facts: dict[str, Any]) -> N
         assert rows[0] is not None
         b.commit()
         assert status.recompute(b) == []
+        # ... and the page moved on to a newer version than any restored one.
+        assert views.recompute_snapshots(b) == []
+        public_after = views.page_view(b, "public")
+        assert public_after is not None
+        assert public_after.version > public_before.version
         assert status.chain_breaks(b) == []
 
 

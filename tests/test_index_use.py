@@ -21,7 +21,7 @@ import psycopg
 import pytest
 from psycopg.rows import TupleRow
 
-from statusdb import incidents, migrations, queries, status
+from statusdb import incidents, migrations, queries, status, views
 from statusdb.tooling import localpg
 
 Conn = psycopg.Connection[TupleRow]
@@ -130,6 +130,8 @@ def db(cluster: localpg.LocalCluster) -> Iterator[str]:
             conn.commit()
             status.recompute(conn, repair=True)  # active incidents move their components
             conn.commit()
+            views.recompute_snapshots(conn, repair=True)  # the pages' first snapshots (0017)
+            conn.commit()
             # Deliver what the recompute logged, except one component's changes (the outbox
             # has a little pending work, as it normally does).
             conn.execute(
@@ -215,12 +217,23 @@ def seq_scanned(found: list[tuple[str, str, str | None]], *tables: str) -> list[
 
 
 def test_page_view_by_slug(conn: Conn) -> None:
-    plans = nested_plans(
-        conn,
+    """The page view is one index lookup of the page's snapshot (0017), conditional or not."""
+    for statement in (
         b"SELECT * FROM statusdb_page_view('page-7', NULL, interval '7 days', 20)",
-    )
+        b"SELECT * FROM statusdb_page_view('page-7', NULL, interval '7 days', 20, 12345)",
+    ):
+        plans = nested_plans(conn, statement)
+        found = all_scans(plans)
+        assert uses(found, "status_page_snapshot_slug_idx"), found
+        # Nothing else is read: no rendering at read time.
+        assert {rel for _, rel, _ in found} == {"status_page_snapshot"}, found
+
+
+def test_page_render_by_page(conn: Conn) -> None:
+    """The writers' rendering (and the repair's) reaches each table through its page index."""
+    plans = nested_plans(conn, b"SELECT * FROM statusdb_page_render(ARRAY['p7'])")
     found = all_scans(plans)
-    assert uses(found, "status_page_slug_key"), found
+    assert uses(found, "status_page_pkey"), found
     assert uses(found, "status_page_component_status_page_id_display_order_idx"), found
     assert uses(found, "status_incident_status_page_id_status_idx"), found
     assert uses(found, "maintenance_window_status_page_id_start_time_idx"), found

@@ -43,8 +43,9 @@ Conn = psycopg.Connection[TupleRow]
 GROUPS = ("statusdb_owner", "statusdb_app", "statusdb_reader")
 MIGRATOR_LOGIN = "statusdb_test_migrator"
 YOYO_TABLES = ("_yoyo_log", "_yoyo_migration", "_yoyo_version", "yoyo_lock")
-#: Written by the derivation only; statusdb_app reads it and updates its outbox columns.
-LOG_TABLES = ("status_change",)
+#: Written by the derivation (status_change; statusdb_app also updates its outbox columns) or
+#: by the page snapshot triggers (0017) only; statusdb_app reads them.
+LOG_TABLES = ("status_change", "status_page_snapshot")
 #: Managed by the owner (the DBA); statusdb_app only reads them.
 OWNER_MANAGED_TABLES = ("destination_allowlist",)
 #: The derivation's own bookkeeping (0012): no privilege for anyone but the owner.
@@ -222,7 +223,8 @@ async def test_app_runs_operations_async(dsn: str, logins: None) -> None:
         "DROP TABLE status_change",
         "DROP POLICY status_page_team_isolation ON status_page",
         "TRUNCATE incident",
-        "ALTER FUNCTION statusdb_page_view(text, bytea, interval, integer) SECURITY INVOKER",
+        "ALTER FUNCTION statusdb_page_view(text, bytea, interval, integer, bigint) "
+        "SECURITY INVOKER",
         "CREATE TRIGGER app_trigger BEFORE INSERT ON team "
         "FOR EACH ROW EXECUTE FUNCTION statusdb_touch_updated_at()",
     ],
@@ -402,6 +404,13 @@ def test_every_table_is_granted_and_every_definer_function_is_locked_down(conn: 
         "statusdb_recompute_statuses",
         "statusdb_page_view",
         "statusdb_lock_status_keys",  # 0012: locks rows of the owner-only status_lock
+        # 0017: the page snapshot's statement triggers and the repair
+        "statusdb_status_page_snapshot",
+        "statusdb_status_page_component_snapshot",
+        "statusdb_status_incident_snapshot",
+        "statusdb_maintenance_window_snapshot",
+        "statusdb_maintenance_window_component_snapshot",
+        "statusdb_page_snapshot_repair",
     }
     for name, config, public_may_execute in definers:
         assert config == ["search_path=public, pg_temp"], name

@@ -44,8 +44,10 @@ APP_FUNCTIONS = {
     # 0013's SSRF guard runs as the writer of status_subscriber (linear in the URL's length).
     "statusdb_destination_host_problem(text)",
     "statusdb_destination_problem(text,text)",
-    # The page view: clamps its arguments.
-    "statusdb_page_view(text,bytea,interval,integer)",
+    # The page view: clamps its arguments (if_version: one comparison).
+    "statusdb_page_view(text,bytea,interval,integer,bigint)",
+    # views.repair_snapshots (no arguments to bound: it renders every page once, 0017).
+    "statusdb_page_snapshot_repair(boolean)",
 }
 PUBLIC_FUNCTIONS = {
     "statusdb_new_id()",
@@ -53,7 +55,7 @@ PUBLIC_FUNCTIONS = {
     "statusdb_is_status_update_list(jsonb)",
     "statusdb_check_component_ids(text,text[],text)",
 }
-READER_FUNCTIONS = PUBLIC_FUNCTIONS | {"statusdb_page_view(text,bytea,interval,integer)"}
+READER_FUNCTIONS = PUBLIC_FUNCTIONS | {"statusdb_page_view(text,bytea,interval,integer,bigint)"}
 
 
 @pytest.fixture
