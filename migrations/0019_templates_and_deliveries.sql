@@ -397,6 +397,38 @@ COMMENT ON COLUMN delivery_attempt.payload IS
     'The notification as JSON (at most 16 KiB), kept only while a retry is pending.';
 COMMENT ON VIEW delivery_log IS
     'For support staff: every delivery attempt with its subscriber''s page, channel, destination and activity.';
+COMMENT ON COLUMN delivery_log.id IS
+    'The attempt (delivery_attempt.id).';
+COMMENT ON COLUMN delivery_log.notification_key IS
+    'The notification''s idempotency key.';
+COMMENT ON COLUMN delivery_log.subscriber_id IS
+    'The subscriber it was for.';
+COMMENT ON COLUMN delivery_log.status_page_id IS
+    'The subscriber''s page.';
+COMMENT ON COLUMN delivery_log.channel IS
+    'The subscriber''s channel: EMAIL, SLACK or WEBHOOK.';
+COMMENT ON COLUMN delivery_log.destination IS
+    'Where it was sent (address or URL).';
+COMMENT ON COLUMN delivery_log.attempt IS
+    '1, 2, ... for this notification and subscriber.';
+COMMENT ON COLUMN delivery_log.outcome IS
+    'DELIVERED, FAILED_TEMPORARY or FAILED_PERMANENT.';
+COMMENT ON COLUMN delivery_log.error IS
+    'What went wrong (null when delivered).';
+COMMENT ON COLUMN delivery_log.attempted_at IS
+    'When the attempt was made.';
+COMMENT ON COLUMN delivery_log.next_attempt_at IS
+    'When it is retried; null: no retry pending.';
+COMMENT ON COLUMN delivery_log.lease_owner IS
+    'The retry worker holding the retry, if any.';
+COMMENT ON COLUMN delivery_log.subscriber_is_active IS
+    'Whether the subscriber still gets notifications.';
+COMMENT ON COLUMN delivery_log.consecutive_permanent_failures IS
+    'The subscriber''s permanent failures in a row (3 deactivate).';
+COMMENT ON COLUMN delivery_log.deactivated_at IS
+    'When delivery failures switched the subscriber off; null otherwise.';
+COMMENT ON COLUMN delivery_log.deactivation_reason IS
+    'Why they did.';
 COMMENT ON FUNCTION statusdb_status_incident_template_check_component_ids() IS
     'Trigger: a template''s affected components are components of its page.';
 COMMENT ON FUNCTION statusdb_status_page_component_forget_template_ids() IS
