@@ -101,7 +101,8 @@ def test_deactivation_after_consecutive_permanent_failures(conn: Conn) -> None:
     )
     health = deliveries.subscriber_health(conn, sub)
     assert (health.is_active, health.consecutive_permanent_failures) == (False, 3)
-    assert health.deactivation_reason is not None and "HTTP 404" in health.deactivation_reason
+    assert health.deactivation_reason is not None
+    assert "HTTP 404" in health.deactivation_reason
     # The attempt number is the database's, whatever the INSERT said; pending retries dropped.
     assert [a.attempt for a in deliveries.list_for_notification(conn, "g")] == [1]
     assert deliveries.pending_retries(conn) == 0
@@ -113,7 +114,8 @@ def test_deactivation_after_consecutive_permanent_failures(conn: Conn) -> None:
         " FROM delivery_log WHERE subscriber_id = %s AND notification_key = 'g'",
         (sub,),
     ).fetchone()
-    assert row is not None and row[1:4] == ("FAILED_PERMANENT", "HTTP 404", False)
+    assert row is not None
+    assert row[1:4] == ("FAILED_PERMANENT", "HTTP 404", False)
 
     # Re-subscribing (or any UPDATE making it active) starts over.
     conn.execute("UPDATE status_subscriber SET is_active = true WHERE id = %s", (sub,))
@@ -144,7 +146,8 @@ def test_record_many_and_bounds(conn: Conn) -> None:
     assert deliveries.record_many(conn, list(reversed(batch))) == 30
     assert deliveries.record_many(conn, []) == 0
     listed = deliveries.list_for_notification(conn, "fan-1", limit=20)
-    assert len(listed) == 20 and [a.subscriber_id for a in listed] == sorted(subs)[:20]
+    assert len(listed) == 20
+    assert [a.subscriber_id for a in listed] == sorted(subs)[:20]
     rest = deliveries.list_for_notification(
         conn, "fan-1", limit=20, after_subscriber_id=listed[-1].subscriber_id
     )
@@ -184,7 +187,8 @@ def test_two_retry_workers_never_claim_the_same_retry(conn: Conn, connect: objec
     # The first worker's claim holds its rows locked until it commits: the second skips them.
     claimed_a = deliveries.claim_retries(first, worker_id="a", limit=4, now=due)
     claimed_b = deliveries.claim_retries(second, worker_id="b", limit=4, now=due)
-    assert len(claimed_a) == 4 and len(claimed_b) == 2
+    assert len(claimed_a) == 4
+    assert len(claimed_b) == 2
     assert not {r.attempt_id for r in claimed_a} & {r.attempt_id for r in claimed_b}
     first.commit()
     second.commit()
