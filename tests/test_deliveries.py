@@ -229,7 +229,9 @@ def test_outbox_worker_with_bookkeeping_then_retry_round(conn: Conn) -> None:
         conn, deliveries.bookkeeping(conn, deliver), worker_id="w", hold_down=dt.timedelta(0)
     )
     assert (report.claimed, report.deliveries) == (1, 3)
-    outcomes = dict(conn.execute("SELECT subscriber_id, outcome FROM delivery_attempt").fetchall())
+    outcomes: dict[str, str] = dict(
+        conn.execute("SELECT subscriber_id, outcome FROM delivery_attempt").fetchall()
+    )
     assert outcomes == {
         temporary: "FAILED_TEMPORARY",
         permanent: "FAILED_PERMANENT",

@@ -59,13 +59,8 @@ def test_crud_and_create_from_template(conn: Conn) -> None:
             affected_component_ids=[world.foreign],
         )
     with pytest.raises(InvalidInput, match="severity"):
-        incident_templates.create(
-            conn,
-            world.page_id,
-            name="x",
-            title="t",
-            message="m",
-            severity="HUGE",  # type: ignore[arg-type]
+        incident_templates.create(  # type: ignore[call-overload]
+            conn, world.page_id, name="x", title="t", message="m", severity="HUGE"
         )
 
     changed = incident_templates.update(
