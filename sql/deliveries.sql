@@ -37,7 +37,7 @@ SET lease_owner = %(worker)s,
 FROM due, status_subscriber s
 WHERE a.id = due.id AND s.id = a.subscriber_id AND s.is_active
 RETURNING a.id, a.notification_key, a.subscriber_id, s.channel, s.destination, a.attempt,
-          a.next_attempt_at, a.payload;
+          a.next_attempt_at, a.payload::text AS payload_json;
 
 -- name: delivery_release_retry
 -- Give a claimed retry back before its lease expires (this worker's claims only).

@@ -183,7 +183,16 @@ class DueRetry:
     #: The number of the failed attempt; the retry is attempt + 1.
     attempt: int
     next_attempt_at: dt.datetime
-    payload: dict[str, Any] | None
+    #: The stored payload, as JSON text (None: none was stored).
+    payload_json: str | None
+
+    def __attrs_post_init__(self) -> None:
+        validate.fields(self)  # it is passed back to release_retry / give_up_retry
+
+    @property
+    def payload(self) -> Any:
+        """The stored payload, decoded (None: none was stored)."""
+        return None if self.payload_json is None else json.loads(self.payload_json)
 
     @property
     def recipient(self) -> Recipient:
@@ -490,13 +499,14 @@ def retry(
             _commit(conn)
             dropped += 1
             continue
+        payload = due.payload
         outcome = deliver_with_bookkeeping(
             conn,
             deliver,
             notification,
             due.recipient,
             due.notification_key,
-            payload=due.payload,
+            payload=payload if isinstance(payload, dict) else None,
             attempted_at=now,
         )
         _commit(conn)
