@@ -74,7 +74,7 @@ def _severity(value: str) -> StatusIncidentSeverity:
     return validate.one_of("severity", value, STATUS_INCIDENT_SEVERITY)
 
 
-def component_ids(values: Sequence[str]) -> list[str]:
+def _component_ids(values: Sequence[str]) -> list[str]:
     """Affected component ids, validated and bounded (COMPONENTS_MAX)."""
     ids = validate.identifiers("affected_component_ids", values)
     if len(ids) > COMPONENTS_MAX:
@@ -106,7 +106,7 @@ def create(
         "title": _title(title),
         "message": _message(message),
         "severity": _severity(severity),
-        "affected_component_ids": component_ids(affected_component_ids),
+        "affected_component_ids": _component_ids(affected_component_ids),
     }
     return (
         yield from one(
@@ -163,7 +163,7 @@ def update(
             severity=U if severity is U else _severity(severity),
             affected_component_ids=U
             if affected_component_ids is U
-            else component_ids(affected_component_ids),
+            else _component_ids(affected_component_ids),
         ),
     }
     return (
