@@ -130,7 +130,8 @@ def test_the_app_cannot_rewrite_the_delivery_log(app: Conn, conn: Conn) -> None:
     deliveries.record(conn, "k", mine, "FAILED_PERMANENT", error="HTTP 410")
     conn.commit()
     for statement in (
-        "UPDATE delivery_attempt SET outcome = 'DELIVERED', error = NULL",
+        "UPDATE delivery_attempt SET outcome = 'DELIVERED', error = NULL"
+        " WHERE outcome = 'FAILED_PERMANENT'",
         "UPDATE delivery_attempt SET attempt = 1000",
         "UPDATE delivery_attempt SET attempted_at = now() - interval '1 year'",
         "INSERT INTO delivery_attempt (notification_key, subscriber_id, attempt, outcome,"
