@@ -33,7 +33,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, Generic, Literal, TypeVar
 
 import attrs
 import psycopg
@@ -407,6 +407,20 @@ def _default_payload(notification: object) -> dict[str, Any] | None:
     return None
 
 
+def _attempt(
+    deliver: Deliver[N], notification: N, recipient: Recipient, key: str
+) -> tuple[Outcome, str | None]:
+    """Call `deliver`; its outcome and error text (PermanentDeliveryFailure: permanent; any
+    other Exception: temporary; other BaseExceptions propagate)."""
+    try:
+        deliver(notification, recipient, key)
+    except PermanentDeliveryFailure as exc:
+        return "FAILED_PERMANENT", error_text(exc)
+    except Exception as exc:
+        return "FAILED_TEMPORARY", error_text(exc)
+    return "DELIVERED", None
+
+
 def deliver_with_bookkeeping(
     conn: psycopg.Connection[Any],
     deliver: Deliver[N],
@@ -424,16 +438,10 @@ def deliver_with_bookkeeping(
     FAILED_TEMPORARY, recorded with `payload` (default: the notification itself, for a
     StatusChangeNotification) so that `retry` can deliver it again. Neither propagates: the
     worker goes on with the next recipient. BaseExceptions that are not Exceptions
-    (KeyboardInterrupt, ...) propagate unrecorded.
+    (KeyboardInterrupt, ...) propagate unrecorded. One INSERT per delivery: for large fan-outs
+    see `Bookkeeper`.
     """
-    outcome: Outcome = "DELIVERED"
-    error: str | None = None
-    try:
-        deliver(notification, recipient, key)
-    except PermanentDeliveryFailure as exc:
-        outcome, error = "FAILED_PERMANENT", error_text(exc)
-    except Exception as exc:
-        outcome, error = "FAILED_TEMPORARY", error_text(exc)
+    outcome, error = _attempt(deliver, notification, recipient, key)
     keep = None
     if outcome == "FAILED_TEMPORARY":
         keep = payload if payload is not None else _default_payload(notification)
@@ -447,6 +455,59 @@ def deliver_with_bookkeeping(
         payload=keep,
     )
     return outcome
+
+
+class Bookkeeper(Generic[N]):
+    """Buffered bookkeeping for large fan-outs: a deliver callback that records outcomes with
+    `record_many`, `batch_size` at a time, instead of one INSERT per delivery.
+
+    Call `flush()` before completing the notification, in the same transaction (a worker loop
+    that does so: claim, `for r in recipients: bookkeeper(n, r, key)`, `bookkeeper.flush()`,
+    complete, commit), so that the outcomes commit with the completion and a crash loses
+    neither. Today's `outbox.process` completes and commits on its own: use `bookkeeping` with
+    it. `payload(notification)` gives what a retry needs (default: a StatusChangeNotification
+    itself); it is computed only for temporary failures.
+    """
+
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        deliver: Deliver[N],
+        *,
+        batch_size: int = 1_000,
+        payload: Callable[[N], Mapping[str, Any] | None] | None = None,
+    ) -> None:
+        self._conn = conn
+        self._deliver = deliver
+        self._batch_size = validate.limit(batch_size, maximum=BATCH_MAX)
+        self._payload = payload
+        self._pending: list[NewAttempt] = []
+        #: Outcomes so far (recorded or pending).
+        self.counts: dict[Outcome, int] = dict.fromkeys(OUTCOMES, 0)
+
+    def __call__(self, notification: N, recipient: Recipient, key: str) -> None:
+        outcome, error = _attempt(self._deliver, notification, recipient, key)
+        keep = None
+        if outcome == "FAILED_TEMPORARY":
+            keep = (
+                self._payload(notification)
+                if self._payload is not None
+                else _default_payload(notification)
+            )
+        self._pending.append(
+            NewAttempt(key, recipient.subscriber_id, outcome, error=error, payload=keep)
+        )
+        self.counts[outcome] += 1
+        if len(self._pending) >= self._batch_size:
+            self.flush()
+
+    def flush(self) -> int:
+        """Record the buffered outcomes (in the connection's transaction); how many."""
+        if not self._pending:
+            return 0
+        recorded = record_many(self._conn, self._pending)
+        self._pending = []
+        return recorded
 
 
 def bookkeeping(conn: psycopg.Connection[Any], deliver: Deliver[N]) -> Deliver[N]:

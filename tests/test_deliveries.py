@@ -252,3 +252,31 @@ def test_outbox_worker_with_bookkeeping_then_retry_round(conn: Conn) -> None:
         (temporary, 2, "DELIVERED"),
     ]
     assert deliveries.pending_retries(conn) == 0
+
+
+def test_a_worker_loop_with_buffered_bookkeeping(conn: Conn) -> None:
+    team_id, subs = _subscribers(conn, 5)
+    incidents.create(conn, team_id, title="API down", priority="CRITICAL")
+    conn.commit()
+    gone = sorted(subs)[:2]
+
+    def deliver(notification: StatusChangeNotification, recipient: Recipient, key: str) -> None:
+        if recipient.subscriber_id in gone:
+            raise PermanentDeliveryFailure("HTTP 404")
+
+    (change,) = outbox.claim(conn, worker_id="w", hold_down=dt.timedelta(0))
+    conn.commit()
+    bookkeeper = deliveries.Bookkeeper(conn, deliver, batch_size=2)
+    for recipient in outbox.recipients(conn, change):
+        bookkeeper(change.notification, recipient, change.key)
+    assert bookkeeper.flush() == 1  # 5 deliveries: two batches of 2 went already
+    assert outbox.complete(conn, change, worker_id="w")
+    conn.commit()
+    assert bookkeeper.counts == {"DELIVERED": 3, "FAILED_TEMPORARY": 0, "FAILED_PERMANENT": 2}
+    attempts = deliveries.list_for_notification(conn, change.key)
+    assert [(a.subscriber_id, a.outcome) for a in attempts] == [
+        (sub, "FAILED_PERMANENT" if sub in gone else "DELIVERED") for sub in sorted(subs)
+    ]
+    assert [
+        deliveries.subscriber_health(conn, sub).consecutive_permanent_failures for sub in gone
+    ] == [1, 1]
