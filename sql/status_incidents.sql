@@ -72,3 +72,22 @@ LIMIT %(limit)s;
 -- Delete a status incident, timeline included.
 DELETE FROM status_incident
 WHERE id = %(id)s;
+
+-- name: status_incident_create_from_template
+-- Insert a status incident from a template in one statement, each override (non-null) replacing the template's value; no row when the template does not exist (or is not visible).
+INSERT INTO status_incident (status_page_id, incident_id, title, message, severity, status,
+                             affected_component_ids, updates)
+SELECT t.status_page_id, %(incident_id)s,
+       COALESCE(%(title)s::text, t.title),
+       COALESCE(%(message)s::text, t.message),
+       COALESCE(%(severity)s::text, t.severity),
+       %(status)s,
+       COALESCE(%(affected_component_ids)s::text[], t.affected_component_ids),
+       jsonb_build_array(jsonb_build_object(
+           'timestamp', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+           'status', %(status)s::text,
+           'message', COALESCE(%(message)s::text, t.message)))
+FROM status_incident_template t
+WHERE t.id = %(template_id)s
+RETURNING id, status_page_id, incident_id, title, message, severity, status,
+          affected_component_ids, created_at, updated_at, resolved_at, updates;

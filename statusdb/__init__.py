@@ -10,9 +10,11 @@ it.
 
 from statusdb import (
     components,
+    deliveries,
     destinations,
     errors,
     feed,
+    incident_templates,
     incidents,
     maintenance,
     migrations,
@@ -50,9 +52,11 @@ __all__ = [
     "StatusdbError",
     "Unauthorized",
     "components",
+    "deliveries",
     "destinations",
     "errors",
     "feed",
+    "incident_templates",
     "incidents",
     "maintenance",
     "migrations",

@@ -268,6 +268,79 @@ CONSTRAINT_MESSAGES: Final[dict[str, tuple[type[StatusdbError], str]]] = {
         InvalidInput,
         "every affected component id must name a component of the same status page",
     ),
+    # 0019: incident templates
+    "status_incident_template_status_page_id_name_key": (
+        Conflict,
+        "this page already has an incident template with that name",
+    ),
+    "status_incident_template_status_page_id_fkey": (NotFound, "no status page with that id"),
+    "status_incident_template_name_check": (
+        InvalidInput,
+        "a template name must be non-blank and at most 200 characters",
+    ),
+    "status_incident_template_title_check": (
+        InvalidInput,
+        "a status incident title must be non-blank, at most 500 chars",
+    ),
+    "status_incident_template_message_check": (
+        InvalidInput,
+        "a template message must be non-blank and at most 10000 characters",
+    ),
+    "status_incident_template_severity_check": (
+        InvalidInput,
+        "unknown status incident severity",
+    ),
+    "status_incident_template_affected_component_ids_check": (
+        InvalidInput,
+        "affected_component_ids must not contain null and hold at most 1000 ids",
+    ),
+    "status_incident_template_affected_component_ids_fkey": (
+        InvalidInput,
+        "every affected component id must name a component of the same status page",
+    ),
+    # 0019: delivery bookkeeping
+    "status_subscriber_consecutive_permanent_failures_check": (
+        InvalidInput,
+        "consecutive_permanent_failures must not be negative",
+    ),
+    "status_subscriber_deactivated_check": (
+        InvalidInput,
+        "deactivated_at and deactivation_reason (at most 1000 characters) are set together, "
+        "and only on an inactive subscriber",
+    ),
+    "delivery_attempt_notification_key_subscriber_id_attempt_key": (
+        Conflict,
+        "that attempt of this notification to this subscriber is already recorded",
+    ),
+    "delivery_attempt_subscriber_id_fkey": (NotFound, "no subscriber with that id"),
+    "delivery_attempt_notification_key_check": (
+        InvalidInput,
+        "a notification key must be non-blank and at most 200 characters",
+    ),
+    "delivery_attempt_attempt_check": (
+        InvalidInput,
+        "a notification is attempted at most 1000 times per subscriber",
+    ),
+    "delivery_attempt_outcome_check": (
+        InvalidInput,
+        "outcome must be DELIVERED, FAILED_TEMPORARY or FAILED_PERMANENT",
+    ),
+    "delivery_attempt_error_check": (
+        InvalidInput,
+        "an error text is at most 1000 characters, and only on a failed attempt",
+    ),
+    "delivery_attempt_next_attempt_at_check": (
+        InvalidInput,
+        "only a FAILED_TEMPORARY attempt can be retried",
+    ),
+    "delivery_attempt_lease_check": (
+        InvalidInput,
+        "a lease names its worker (at most 200 characters) and its expiry, on a pending retry",
+    ),
+    "delivery_attempt_payload_check": (
+        InvalidInput,
+        "a retry payload is at most 16384 bytes of JSON",
+    ),
 }
 
 _RESTRICT_MESSAGES: Final[dict[str, str]] = {

@@ -190,6 +190,48 @@ def create(
 
 
 @operation(retry=True)
+def create_from_template(
+    template_id: str,
+    *,
+    title: str | None = None,
+    message: str | None = None,
+    severity: StatusIncidentSeverity | None = None,
+    status: StatusIncidentStatus = "INVESTIGATING",
+    affected_component_ids: Sequence[str] | None = None,
+    incident_id: str | None = None,
+) -> Op[StatusIncident]:
+    """Publish a status incident from an incident template (`statusdb.incident_templates`),
+    on the template's page, in one INSERT (atomic: nothing else to undo).
+
+    `title`, `message` (the first update's), `severity` and `affected_component_ids` replace
+    the template's values when given (None: the template's); `status` is the first update's.
+    An unknown template (or one of another team, under a team scope) is NotFound; overriding
+    components must name components of the template's page (InvalidInput otherwise).
+    """
+    params = {
+        "template_id": validate.identifier("template_id", template_id),
+        "title": None if title is None else _title(title),
+        "message": None if message is None else _message(message),
+        "severity": None if severity is None else _severity(severity),
+        "status": _status(status),
+        "affected_component_ids": None
+        if affected_component_ids is None
+        else validate.identifiers("affected_component_ids", affected_component_ids),
+        "incident_id": None
+        if incident_id is None
+        else validate.identifier("incident_id", incident_id),
+    }
+    return (
+        yield from one(
+            "status_incident_create_from_template",
+            params,
+            _row,
+            not_found=f"no incident template with id {template_id!r}",
+        )
+    )
+
+
+@operation(retry=True)
 def get(status_incident_id: str) -> Op[StatusIncident]:
     """One status incident by id."""
     params = {"id": validate.identifier("status_incident_id", status_incident_id)}

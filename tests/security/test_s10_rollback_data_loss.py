@@ -219,3 +219,35 @@ def test_rollback_of_0015_does_not_silently_move_gap_series_or_drop_scheduler_er
     assert _rollback_down_to(empty_dsn, "0015_maintenance_time", allow_data_loss=True)[-1] == (
         "0015_maintenance_time"
     )
+
+
+def test_rollback_of_0019_does_not_silently_drop_templates_or_the_delivery_log(
+    empty_dsn: str,
+) -> None:
+    """Rolling 0019 back drops templates, the delivery log and why subscribers were deactivated."""
+    migrations.apply(empty_dsn)
+    with psycopg.connect(empty_dsn) as c:
+        page_id = _page(c)
+        c.execute(
+            "INSERT INTO status_incident_template (status_page_id, name, title, message, severity)"
+            " VALUES (%s, 'n', 't', 'm', 'MINOR')",
+            (page_id,),
+        )
+        made = subscribers.subscribe(
+            c, page_id, channel="WEBHOOK", destination="https://hooks.example.com/x"
+        )
+        for key in ("a", "b", "c"):
+            c.execute(
+                "INSERT INTO delivery_attempt (notification_key, subscriber_id, attempt, outcome)"
+                " VALUES (%s, %s, 1, 'FAILED_PERMANENT')",
+                (key, made.subscriber.id),
+            )
+    with pytest.raises(migrations.MigrationError, match="has 1 rows") as refused:
+        _rollback_down_to(empty_dsn, "0019_templates_and_deliveries")
+    message = str(refused.value)
+    assert "could not roll back migration 0019_templates_and_deliveries" in message
+    assert "3 rows" in message
+    assert "1 subscribers were deactivated" in message
+    assert _rollback_down_to(empty_dsn, "0019_templates_and_deliveries", allow_data_loss=True)[
+        -1
+    ] == ("0019_templates_and_deliveries")
