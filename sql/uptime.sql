@@ -117,3 +117,247 @@ SELECT b.status_page_id, b.range_start, b.range_end, g.is_page_total, g.componen
 FROM bounds b
 CROSS JOIN grouped g
 ORDER BY g.is_page_total, g.display_order, g.name, g.component_id;
+
+-- name: uptime_daily
+-- Per series (component) and local calendar day of the page's zone: time in each status, and the status incidents of the day.
+--
+-- The days: the `days` calendar days of the page's time_zone ending `until` (null: today in
+-- that zone). Day i runs from the first instant whose local date is first_day + i to the
+-- first instant of the next date: local midnights converted to instants, so a spring-forward
+-- day lasts 23 hours (23.5 on Lord Howe), a fall-back day 25. PostgreSQL reads a repeated
+-- local midnight (zones that fall back from 01:00 to 00:00, America/Havana) as its later
+-- instance; the `boundary` CTE takes the earlier one, where the date begins. Nothing depends
+-- on the session's TimeZone (the zone is the page's own, always named; see 0021 for why names
+-- never resolve through the session's abbreviations).
+--
+-- The series: `series` lists what gets bars, `series_timeline` their status timelines
+-- (kind, id, at, seq, status, observed_until): the status each observed period starts with,
+-- then every change inside it. Components read status_change exactly as uptime_for_page does
+-- (the page's log, the last change at or before the start, OPERATIONAL without one). Another
+-- kind of series (component groups, with a log of their own) is one more UNION ALL branch in
+-- each of the two CTEs (and in `incident_series` for the incidents naming it); everything
+-- after them works per (kind, id).
+--
+-- A series is observed from the later of its created_at and the first day's start until the
+-- earlier of the last day's end and the database's clock: days before it existed, and time not
+-- yet happened, count nothing ("no data", all durations 0), a day it was created on counts from
+-- created_at. Status incidents touch a day when their active time [created_at, resolved_at, or
+-- now while unresolved) meets it (an incident resolved exactly at midnight does not touch the
+-- next day; one resolved the instant it was created touches the day of that instant); they are
+-- listed on the days of each component they name.
+--
+-- Result rows, by kind: 'page' (the zone, first day, range), 'day' (i, date, start, end),
+-- 'cell' (a distinct (day, durations, incident ids) combination, numbered: every series whose
+-- day looks the same shares it, so a 50-component page sends a few hundred cells rather than
+-- 4,500), 'series' (its day cells, in day order), 'incident' (each status incident listed).
+-- Unknown page: no rows.
+--
+-- Indexes: the page by its primary key, components by
+-- status_page_component_status_page_id_display_order_idx, the changes in range by
+-- status_change_status_page_id_changed_at_idx, each component's status at the start by a
+-- backward scan of status_change_component_id_seq_idx, the status incidents by
+-- status_incident_status_page_id_status_idx (active ones) and
+-- status_incident_resolved_history_idx (resolved after the range starts).
+WITH page AS MATERIALIZED (
+    SELECT p.id AS status_page_id, p.time_zone, clock_timestamp() AS now,
+           coalesce(%(until)s::date, (clock_timestamp() AT TIME ZONE p.time_zone)::date)
+               - (%(days)s::integer - 1) AS first_day
+    FROM status_page p
+    WHERE p.id = %(page_id)s
+),
+boundary AS MATERIALIZED (
+    -- The instant day i starts (i = days: the end of the last day). c1 is PostgreSQL's reading
+    -- of local midnight (a skipped midnight: the instant the date begins; a repeated one: its
+    -- later instance); c2 reads it with the offset of the day before, the earlier instance of a
+    -- repeated midnight, taken when it really is midnight of that date.
+    SELECT b.i, b.day,
+           CASE WHEN b.c2 < b.c1 AND (b.c2 AT TIME ZONE b.time_zone) = b.day::timestamp
+                THEN b.c2 ELSE b.c1 END AS at
+    FROM (
+        SELECT m.i, m.day, m.time_zone, m.c1,
+               (m.day::timestamp
+                - ((m.c1 - interval '1 day') AT TIME ZONE m.time_zone
+                   - (m.c1 - interval '1 day') AT TIME ZONE 'UTC')) AT TIME ZONE 'UTC' AS c2
+        FROM (
+            SELECT g.i, pg.first_day + g.i AS day, pg.time_zone,
+                   (pg.first_day + g.i)::timestamp AT TIME ZONE pg.time_zone AS c1
+            FROM page pg
+            CROSS JOIN generate_series(0, %(days)s::integer) AS g (i)
+        ) AS m
+    ) AS b
+),
+day AS MATERIALIZED (
+    SELECT b.i, b.day, b.at AS day_start, e.at AS day_end
+    FROM boundary b
+    JOIN boundary e ON e.i = b.i + 1
+),
+span AS MATERIALIZED (
+    SELECT pg.status_page_id, pg.time_zone, pg.first_day, pg.now, s.at AS range_start,
+           e.at AS range_end, least(e.at, pg.now) AS observed_until
+    FROM page pg
+    JOIN boundary s ON s.i = 0
+    JOIN boundary e ON e.i = %(days)s::integer
+),
+series AS MATERIALIZED (
+    SELECT 'component'::text AS kind, c.id, c.name, c.display_order, c.created_at,
+           greatest(c.created_at, rg.range_start) AS observed_from, rg.observed_until
+    FROM span rg
+    JOIN status_page_component c ON c.status_page_id = rg.status_page_id
+),
+series_timeline AS (
+    SELECT s.kind, s.id, s.observed_from AS at, 0::bigint AS seq,
+           coalesce(prior.new_status, 'OPERATIONAL') AS status, s.observed_until
+    FROM series s
+    LEFT JOIN LATERAL (
+        SELECT sc.new_status
+        FROM status_change sc
+        WHERE sc.component_id = s.id
+          AND sc.status_page_id = %(page_id)s
+          AND sc.changed_at <= s.observed_from
+        ORDER BY sc.seq DESC
+        LIMIT 1
+    ) AS prior ON true
+    WHERE s.kind = 'component' AND s.observed_from < s.observed_until
+    UNION ALL
+    SELECT s.kind, s.id, sc.changed_at, sc.seq, sc.new_status, s.observed_until
+    FROM status_change sc
+    JOIN series s ON s.kind = 'component' AND s.id = sc.component_id
+    WHERE sc.status_page_id = %(page_id)s
+      AND sc.changed_at > (SELECT rg.range_start FROM span rg)
+      AND sc.changed_at < (SELECT rg.observed_until FROM span rg)
+      AND sc.changed_at > s.observed_from
+      AND sc.changed_at < s.observed_until
+),
+status_interval AS (
+    -- Each status lasts until the next change, or the end of the observed period.
+    SELECT t.kind, t.id, t.status, t.at AS from_at,
+           coalesce(lead(t.at) OVER w, t.observed_until) AS until_at
+    FROM series_timeline t
+    WINDOW w AS (PARTITION BY t.kind, t.id ORDER BY t.at, t.seq)
+),
+piece AS (
+    -- Each interval cut at the day boundaries, in whole microseconds. The candidate days come
+    -- from the local dates of its ends (one day of slack each side for repeated midnights).
+    SELECT iv.kind, iv.id, d.i, iv.status,
+           ((extract(epoch FROM least(iv.until_at, d.day_end))
+             - extract(epoch FROM greatest(iv.from_at, d.day_start))) * 1000000)::bigint AS micros
+    FROM status_interval iv
+    CROSS JOIN span rg
+    CROSS JOIN LATERAL generate_series(
+        greatest(((iv.from_at AT TIME ZONE rg.time_zone)::date - rg.first_day) - 1, 0),
+        least(((iv.until_at AT TIME ZONE rg.time_zone)::date - rg.first_day) + 1,
+              %(days)s::integer - 1)) AS g (i)
+    JOIN day d ON d.i = g.i
+    WHERE iv.from_at < iv.until_at
+      AND d.day_start < iv.until_at
+      AND d.day_end > iv.from_at
+),
+spent AS (
+    SELECT p.kind, p.id, p.i,
+           coalesce(sum(p.micros) FILTER (WHERE p.status = 'OPERATIONAL'), 0)::bigint
+               AS operational_us,
+           coalesce(sum(p.micros) FILTER (WHERE p.status = 'DEGRADED_PERFORMANCE'), 0)::bigint
+               AS degraded_performance_us,
+           coalesce(sum(p.micros) FILTER (WHERE p.status = 'PARTIAL_OUTAGE'), 0)::bigint
+               AS partial_outage_us,
+           coalesce(sum(p.micros) FILTER (WHERE p.status = 'MAJOR_OUTAGE'), 0)::bigint
+               AS major_outage_us,
+           coalesce(sum(p.micros) FILTER (WHERE p.status = 'UNDER_MAINTENANCE'), 0)::bigint
+               AS under_maintenance_us
+    FROM piece p
+    GROUP BY p.kind, p.id, p.i
+),
+incident AS MATERIALIZED (
+    -- The page's status incidents active at some time of the range: the unresolved ones, and
+    -- those resolved after it starts.
+    SELECT i.id, i.title, i.severity, i.created_at, i.resolved_at,
+           greatest(coalesce(i.resolved_at, rg.now), i.created_at + interval '1 microsecond')
+               AS until_at,
+           i.affected_component_ids
+    FROM span rg
+    JOIN status_incident i ON i.status_page_id = rg.status_page_id
+    WHERE i.status IN ('INVESTIGATING', 'IDENTIFIED', 'MONITORING')
+      AND i.created_at < rg.range_end
+    UNION ALL
+    SELECT i.id, i.title, i.severity, i.created_at, i.resolved_at,
+           greatest(i.resolved_at, i.created_at + interval '1 microsecond'), i.affected_component_ids
+    FROM span rg
+    JOIN status_incident i ON i.status_page_id = rg.status_page_id
+    WHERE i.status = 'RESOLVED'
+      AND i.resolved_at >= rg.range_start
+      AND i.created_at < rg.range_end
+),
+incident_day AS MATERIALIZED (
+    SELECT inc.id, d.i, inc.created_at
+    FROM incident inc
+    CROSS JOIN span rg
+    CROSS JOIN LATERAL generate_series(
+        greatest(((inc.created_at AT TIME ZONE rg.time_zone)::date - rg.first_day) - 1, 0),
+        least(((inc.until_at AT TIME ZONE rg.time_zone)::date - rg.first_day) + 1,
+              %(days)s::integer - 1)) AS g (i)
+    JOIN day d ON d.i = g.i
+    WHERE d.day_start < inc.until_at
+      AND d.day_end > inc.created_at
+),
+incident_series AS (
+    -- Which series each incident is listed on: the components it names.
+    SELECT 'component'::text AS kind, a.component_id AS id, inc.id AS incident_id
+    FROM incident inc
+    CROSS JOIN unnest(inc.affected_component_ids) AS a (component_id)
+),
+listed AS (
+    SELECT x.kind, x.id, d.i, array_agg(d.id ORDER BY d.created_at, d.id) AS incident_ids
+    FROM incident_series x
+    JOIN series s ON s.kind = x.kind AND s.id = x.id
+    JOIN incident_day d ON d.id = x.incident_id
+    GROUP BY x.kind, x.id, d.i
+),
+grid AS (
+    SELECT s.kind, s.id, d.i,
+           coalesce(sp.operational_us, 0) AS operational_us,
+           coalesce(sp.degraded_performance_us, 0) AS degraded_performance_us,
+           coalesce(sp.partial_outage_us, 0) AS partial_outage_us,
+           coalesce(sp.major_outage_us, 0) AS major_outage_us,
+           coalesce(sp.under_maintenance_us, 0) AS under_maintenance_us,
+           coalesce(l.incident_ids, '{}') AS incident_ids
+    FROM series s
+    CROSS JOIN day d
+    LEFT JOIN spent sp ON sp.kind = s.kind AND sp.id = s.id AND sp.i = d.i
+    LEFT JOIN listed l ON l.kind = s.kind AND l.id = s.id AND l.i = d.i
+),
+numbered AS MATERIALIZED (
+    SELECT g.kind, g.id, g.i, g.operational_us, g.degraded_performance_us, g.partial_outage_us,
+           g.major_outage_us, g.under_maintenance_us, g.incident_ids,
+           dense_rank() OVER (ORDER BY g.i, g.operational_us, g.degraded_performance_us,
+                                       g.partial_outage_us, g.major_outage_us,
+                                       g.under_maintenance_us, g.incident_ids)::integer - 1
+               AS cell
+    FROM grid g
+)
+SELECT 'page' AS kind, rg.status_page_id AS id, rg.time_zone AS name, NULL::integer AS num,
+       rg.first_day AS day, rg.range_start AS start_at, rg.observed_until AS end_at,
+       NULL::integer[] AS cells, NULL::bigint AS operational_us,
+       NULL::bigint AS degraded_performance_us, NULL::bigint AS partial_outage_us,
+       NULL::bigint AS major_outage_us, NULL::bigint AS under_maintenance_us,
+       NULL::text[] AS incident_ids, NULL::text AS severity
+FROM span rg
+UNION ALL
+SELECT 'day', NULL, NULL, d.i, d.day, d.day_start, d.day_end, NULL, NULL, NULL, NULL, NULL,
+       NULL, NULL, NULL
+FROM day d
+UNION ALL
+SELECT DISTINCT ON (n.cell)
+       'cell', NULL, NULL, n.cell, NULL, NULL, NULL, ARRAY[n.i], n.operational_us,
+       n.degraded_performance_us, n.partial_outage_us, n.major_outage_us,
+       n.under_maintenance_us, n.incident_ids, NULL
+FROM numbered n
+UNION ALL
+SELECT s.kind, s.id, s.name, s.display_order, NULL, s.created_at, NULL,
+       array_agg(n.cell ORDER BY n.i), NULL, NULL, NULL, NULL, NULL, NULL, NULL
+FROM series s
+JOIN numbered n ON n.kind = s.kind AND n.id = s.id
+GROUP BY s.kind, s.id, s.name, s.display_order, s.created_at
+UNION ALL
+SELECT 'incident', inc.id, inc.title, NULL, NULL, inc.created_at, inc.resolved_at, NULL, NULL,
+       NULL, NULL, NULL, NULL, NULL, inc.severity
+FROM incident inc;
