@@ -39,7 +39,7 @@ from psycopg.rows import TupleRow, class_row, tuple_row
 from statusdb import validate
 from statusdb.errors import InvalidInput, NotFound
 from statusdb.executor import Op, many, operation
-from statusdb.types import STATUS_SEVERITY_ORDER, ComponentStatus, StatusIncidentSeverity
+from statusdb.types import ComponentStatus, StatusIncidentSeverity
 
 #: The longest range accepted: a bit over a year, enough for "last 365 days" and calendar years.
 MAX_RANGE: dt.timedelta = dt.timedelta(days=400)
@@ -354,14 +354,6 @@ def _ratio(durations: StatusDurations) -> float | None:
     return durations.up / measured
 
 
-def _worst(durations: StatusDurations) -> ComponentStatus | None:
-    spent = durations.by_status
-    for status in STATUS_SEVERITY_ORDER:
-        if spent[status] > _ZERO:
-            return status
-    return None
-
-
 def _days(value: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_DAYS:
         raise InvalidInput(f"days must be an integer from 1 to {MAX_DAYS}")
@@ -378,75 +370,142 @@ def _until(value: dt.date | None) -> dt.date | None:
     return value
 
 
+#: A day spent whole in one status: its uptime (as `_ratio` gives it).
+_WHOLE_DAY_UPTIME: Final[dict[str, float | None]] = {
+    "OPERATIONAL": 1.0,
+    "DEGRADED_PERFORMANCE": 1.0,
+    "PARTIAL_OUTAGE": 0.0,
+    "MAJOR_OUTAGE": 0.0,
+    "UNDER_MAINTENANCE": None,
+}
+
+
+def _full_day(
+    day: dt.date, start: dt.datetime, end: dt.datetime, status: ComponentStatus
+) -> DayBar:
+    """A day spent whole in one status."""
+    length = end - start
+    durations = StatusDurations(
+        operational=length if status == "OPERATIONAL" else _ZERO,
+        degraded_performance=length if status == "DEGRADED_PERFORMANCE" else _ZERO,
+        partial_outage=length if status == "PARTIAL_OUTAGE" else _ZERO,
+        major_outage=length if status == "MAJOR_OUTAGE" else _ZERO,
+        under_maintenance=length if status == "UNDER_MAINTENANCE" else _ZERO,
+    )
+    uptime = _WHOLE_DAY_UPTIME[status] if length > _ZERO else None
+    return DayBar(day, start, end, durations, status if length > _ZERO else None, uptime, ())
+
+
+def _part_day(
+    day: dt.date, start: dt.datetime, end: dt.datetime, us: tuple[int, int, int, int, int]
+) -> DayBar:
+    """A day covered in part (or by several statuses): microseconds per status."""
+    op, deg, part, major, maint = us
+    durations = StatusDurations(
+        operational=dt.timedelta(microseconds=op),
+        degraded_performance=dt.timedelta(microseconds=deg),
+        partial_outage=dt.timedelta(microseconds=part),
+        major_outage=dt.timedelta(microseconds=major),
+        under_maintenance=dt.timedelta(microseconds=maint),
+    )
+    measured = op + deg + part + major
+    uptime = (op + deg) / measured if measured > 0 else None
+    worst: ComponentStatus | None = (
+        "MAJOR_OUTAGE"
+        if major
+        else "PARTIAL_OUTAGE"
+        if part
+        else "DEGRADED_PERFORMANCE"
+        if deg
+        else "UNDER_MAINTENANCE"
+        if maint
+        else "OPERATIONAL"
+        if op
+        else None
+    )
+    return DayBar(day, start, end, durations, worst, uptime, ())
+
+
 def _decode_daily(rows: list[TupleRow]) -> PageDailyUptime:
-    """Build the result from uptime_daily's rows (see sql/uptime.sql for their kinds)."""
+    """Build the result from uptime_daily's rows (see sql/uptime.sql for their kinds).
+
+    Each component row holds runs of whole days in one status and the days covered in part;
+    the rest are days without data. Bars of whole days are built once per (day, status) and
+    shared by every component that spent that day so (a day's bar does not say whose it is).
+    """
     page: TupleRow | None = None
-    day_rows: dict[int, tuple[dt.date, dt.datetime, dt.datetime]] = {}
-    cell_rows: list[TupleRow] = []
+    day_rows: list[tuple[int, dt.date, dt.datetime, dt.datetime]] = []
     series_rows: list[TupleRow] = []
+    listed: dict[str, list[tuple[int, list[str]]]] = {}
     incidents: dict[str, DayIncident] = {}
     for row in rows:
         kind = row[0]
         if kind == "day":
-            day_rows[row[3]] = (row[4], row[5].astimezone(dt.UTC), row[6].astimezone(dt.UTC))
-        elif kind == "cell":
-            cell_rows.append(row)
+            day_rows.append((row[3], row[4], row[5].astimezone(dt.UTC), row[6].astimezone(dt.UTC)))
         elif kind == "component":
             series_rows.append(row)
+        elif kind == "listed":
+            listed.setdefault(row[1], []).append((row[3], row[16]))
         elif kind == "incident":
             incidents[row[1]] = DayIncident(
                 id=row[1],
                 title=row[2],
-                severity=row[14],
+                severity=row[17],
                 started_at=row[5].astimezone(dt.UTC),
                 resolved_at=None if row[6] is None else row[6].astimezone(dt.UTC),
             )
         elif kind == "page":
             page = row
     assert page is not None, "uptime_daily returns a page row for a known page"
-    # Cells are the distinct (day, durations, incidents) combinations: one DayBar each, shared
-    # by every component whose day looks the same (a few hundred for a 50-component page).
-    cells: list[DayBar] = []
-    for row in sorted(cell_rows, key=lambda r: r[3]):  # numbered 0, 1, ... by the query
-        day, start, end = day_rows[row[7][0]]
-        durations = StatusDurations(
-            operational=dt.timedelta(microseconds=row[8]),
-            degraded_performance=dt.timedelta(microseconds=row[9]),
-            partial_outage=dt.timedelta(microseconds=row[10]),
-            major_outage=dt.timedelta(microseconds=row[11]),
-            under_maintenance=dt.timedelta(microseconds=row[12]),
+    day_rows.sort()
+    days = [(day, start, end) for _, day, start, end in day_rows]
+    empty = StatusDurations(_ZERO, _ZERO, _ZERO, _ZERO, _ZERO)
+    no_data = [DayBar(day, start, end, empty, None, None, ()) for day, start, end in days]
+    whole: dict[str, list[DayBar]] = {}
+
+    def whole_days(status: ComponentStatus) -> list[DayBar]:
+        found = whole.get(status)
+        if found is None:
+            found = whole[status] = [_full_day(d, s, e, status) for d, s, e in days]
+        return found
+
+    series_rows.sort(key=lambda r: (r[3], r[2], r[1]))
+    components: list[DailyUptime] = []
+    for row in series_rows:
+        bars = list(no_data)
+        for first, last, status in zip(row[7] or (), row[8] or (), row[9] or (), strict=True):
+            bars[first : last + 1] = whole_days(status)[first : last + 1]
+        details = zip(
+            row[10] or (),
+            row[11] or (),
+            row[12] or (),
+            row[13] or (),
+            row[14] or (),
+            row[15] or (),
+            strict=True,
         )
-        cells.append(
-            DayBar(
-                day=day,
-                start=start,
-                end=end,
-                durations=durations,
-                worst_status=_worst(durations),
-                uptime=_ratio(durations),
-                incidents=tuple(incidents[i] for i in row[13]),
+        for i, op, deg, part, major, maint in details:
+            day, start, end = days[i]
+            bars[i] = _part_day(day, start, end, (op, deg, part, major, maint))
+        for i, ids in listed.get(row[1], ()):
+            bars[i] = attrs.evolve(bars[i], incidents=tuple(incidents[x] for x in ids))
+        components.append(
+            DailyUptime(
+                component_id=row[1],
+                name=row[2],
+                display_order=row[3],
+                created_at=row[5],
+                days=tuple(bars),
             )
         )
-    series_rows.sort(key=lambda r: (r[3], r[2], r[1]))
-    components = tuple(
-        DailyUptime(
-            component_id=row[1],
-            name=row[2],
-            display_order=row[3],
-            created_at=row[5],
-            days=tuple([cells[k] for k in row[7]]),
-        )
-        for row in series_rows
-    )
-    last = day_rows[len(day_rows) - 1][0]
     return PageDailyUptime(
         status_page_id=page[1],
         time_zone=page[2],
         first_day=page[4],
-        last_day=last,
+        last_day=days[-1][0],
         start=page[5],
         observed_until=page[6],
-        components=components,
+        components=tuple(components),
         incidents=tuple(sorted(incidents.values(), key=lambda i: (i.started_at, i.id))),
     )
 
