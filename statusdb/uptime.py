@@ -461,20 +461,25 @@ def _decode_daily(rows: list[TupleRow]) -> PageDailyUptime:
     days = [(day, start, end) for _, day, start, end in day_rows]
     empty = StatusDurations(_ZERO, _ZERO, _ZERO, _ZERO, _ZERO)
     no_data = [DayBar(day, start, end, empty, None, None, ()) for day, start, end in days]
-    whole: dict[str, list[DayBar]] = {}
+    whole: dict[str, list[DayBar | None]] = {}
 
-    def whole_days(status: ComponentStatus) -> list[DayBar]:
+    def whole_days(status: ComponentStatus, first: int, last: int) -> list[DayBar]:
+        """Bars of days first..last spent whole in `status`, each built once."""
         found = whole.get(status)
         if found is None:
-            found = whole[status] = [_full_day(d, s, e, status) for d, s, e in days]
-        return found
+            found = whole[status] = [None] * len(days)
+        if None in found[first : last + 1]:
+            for i in range(first, last + 1):
+                if found[i] is None:
+                    found[i] = _full_day(*days[i], status)
+        return found[first : last + 1]  # type: ignore[return-value]  # all built above
 
     series_rows.sort(key=lambda r: (r[3], r[2], r[1]))
     components: list[DailyUptime] = []
     for row in series_rows:
         bars = list(no_data)
         for first, last, status in zip(row[7] or (), row[8] or (), row[9] or (), strict=True):
-            bars[first : last + 1] = whole_days(status)[first : last + 1]
+            bars[first : last + 1] = whole_days(status, first, last)
         details = zip(
             row[10] or (),
             row[11] or (),
