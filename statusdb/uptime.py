@@ -402,11 +402,11 @@ def _part_day(
     """A day covered in part (or by several statuses): microseconds per status."""
     op, deg, part, major, maint = us
     durations = StatusDurations(
-        operational=dt.timedelta(microseconds=op),
-        degraded_performance=dt.timedelta(microseconds=deg),
-        partial_outage=dt.timedelta(microseconds=part),
-        major_outage=dt.timedelta(microseconds=major),
-        under_maintenance=dt.timedelta(microseconds=maint),
+        operational=dt.timedelta(microseconds=op) if op else _ZERO,
+        degraded_performance=dt.timedelta(microseconds=deg) if deg else _ZERO,
+        partial_outage=dt.timedelta(microseconds=part) if part else _ZERO,
+        major_outage=dt.timedelta(microseconds=major) if major else _ZERO,
+        under_maintenance=dt.timedelta(microseconds=maint) if maint else _ZERO,
     )
     measured = op + deg + part + major
     uptime = (op + deg) / measured if measured > 0 else None
@@ -461,18 +461,20 @@ def _decode_daily(rows: list[TupleRow]) -> PageDailyUptime:
     days = [(day, start, end) for _, day, start, end in day_rows]
     empty = StatusDurations(_ZERO, _ZERO, _ZERO, _ZERO, _ZERO)
     no_data = [DayBar(day, start, end, empty, None, None, ()) for day, start, end in days]
-    whole: dict[str, list[DayBar | None]] = {}
+    whole: dict[str, tuple[list[DayBar | None], bytearray]] = {}
 
     def whole_days(status: ComponentStatus, first: int, last: int) -> list[DayBar]:
         """Bars of days first..last spent whole in `status`, each built once."""
         found = whole.get(status)
         if found is None:
-            found = whole[status] = [None] * len(days)
-        if None in found[first : last + 1]:
+            found = whole[status] = ([None] * len(days), bytearray(len(days)))
+        bars, built = found
+        if 0 in built[first : last + 1]:
             for i in range(first, last + 1):
-                if found[i] is None:
-                    found[i] = _full_day(*days[i], status)
-        return found[first : last + 1]  # type: ignore[return-value]  # all built above
+                if not built[i]:
+                    bars[i] = _full_day(*days[i], status)
+                    built[i] = 1
+        return bars[first : last + 1]  # type: ignore[return-value]  # all built above
 
     series_rows.sort(key=lambda r: (r[3], r[2], r[1]))
     components: list[DailyUptime] = []
