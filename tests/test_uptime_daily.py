@@ -32,8 +32,8 @@ ZERO = dt.timedelta(0)
 LONG_AGO = dt.datetime(2020, 1, 1, tzinfo=UTC)
 
 
-def utc(*args: int) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def zoned_page(conn: Conn, zone: str, slug: str = "acme") -> str:
