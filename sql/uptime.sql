@@ -320,6 +320,7 @@ incident AS MATERIALIZED (
     JOIN status_incident i ON i.status_page_id = sp.status_page_id
     WHERE i.status = 'RESOLVED'
       AND i.resolved_at >= sp.range_start
+      AND greatest(i.resolved_at, i.created_at + interval '1 microsecond') > sp.range_start
       AND i.created_at < sp.range_end
 ),
 incident_series AS (

@@ -188,6 +188,7 @@ def test_changes_at_midnight_creation_mid_range_and_incidents_across_days(conn: 
     still_open = add_incident(conn, page, "Open", [late], local(6, 23), None)
     page_wide = add_incident(conn, page, "Page", [], local(3, 1), local(3, 2))
     before = add_incident(conn, page, "Before", [api], local(1, 1), local(1, 2))
+    edge = add_incident(conn, page, "Edge", [api], local(1, 20), local(2))  # ends at the start
 
     result = uptime.daily(conn, page, 6, until=dt.date(2024, 6, 7))
     assert [c.name for c in result.components] == ["API", "Late"]
@@ -217,6 +218,7 @@ def test_changes_at_midnight_creation_mid_range_and_incidents_across_days(conn: 
         still_open,
     ]
     assert before not in [i.id for i in result.incidents]
+    assert edge not in [i.id for i in result.incidents]
 
     # created at noon on the 5th: no data before (not 100 %), half a day on the 5th
     assert [b.has_data for b in late_days] == [False, False, False, True, True, True]
