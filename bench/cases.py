@@ -792,6 +792,54 @@ def uptime_90_days(ctx: Context) -> list[CaseResult]:
     ]
 
 
+def uptime_daily_90(ctx: Context) -> list[CaseResult]:
+    """uptime.daily: 90 calendar-day bars of the bench page's 50 components (issue 13: <= 40x
+    SELECT 1), then its floor: the same query's rows fetched as plain tuples, no decoding."""
+    n = max(100, ctx.scale.iterations // 5)
+    with app_connection(ctx) as conn:
+        report = uptime.daily(conn, ctx.bench_page_id, 90)
+        cells = len({id(day) for c in report.components for day in c.days})
+        query = queries.get("uptime_daily").sql
+        params = {"page_id": ctx.bench_page_id, "days": 90, "until": None}
+
+        def rows_only() -> list[TupleRow]:
+            return conn.execute(query, params, prepare=True).fetchall()
+
+        rows = rows_only()
+        base, case = paired(
+            _select_1(conn),
+            lambda: uptime.daily(conn, ctx.bench_page_id, 90),
+            n=n,
+            warmup=20,
+        )
+        floor_base, floor = paired(_select_1(conn), rows_only, n=n, warmup=20)
+    log_rows = f"{ctx.scale.status_changes:,}-row log"
+    return [
+        latency_result(
+            f"uptime.daily: 90 daily bars of a 50-component page ({log_rows})",
+            case,
+            base,
+            baseline=SELECT_1,
+            target="<= 40x",
+            check=lambda r: r <= 40.0,
+            notes={
+                "components": len(report.components),
+                "distinct_day_bars": cells,
+                "incidents": len(report.incidents),
+                "rows": len(rows),
+            },
+        ),
+        latency_result(
+            "floor: uptime_daily's rows as tuples (server work + transfer, no decoding)",
+            floor,
+            floor_base,
+            baseline=SELECT_1,
+            target="evidence for the 40x target",
+            check=None,
+        ),
+    ]
+
+
 # -- mixed load --------------------------------------------------------------------------------
 
 
@@ -968,6 +1016,7 @@ CASES: list[tuple[str, Callable[[Context], list[CaseResult]]]] = [
     ("subscriber import", subscriber_import),
     ("advance", advance),
     ("uptime", uptime_90_days),
+    ("uptime daily", uptime_daily_90),
     ("mixed load", mixed_load),
     ("surge", surge_case),
 ]

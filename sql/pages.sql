@@ -2,11 +2,11 @@
 -- Insert a page and its initial components in one statement.
 WITH page AS (
     INSERT INTO status_page (name, description, slug, is_public, access_token_hash, team_id,
-                             created_by_id)
+                             created_by_id, time_zone)
     VALUES (%(name)s, %(description)s, %(slug)s, %(is_public)s, %(access_token_hash)s,
-            %(team_id)s, %(created_by_id)s)
+            %(team_id)s, %(created_by_id)s, %(time_zone)s)
     RETURNING id, name, description, slug, is_public, team_id, created_by_id, created_at,
-              updated_at
+              updated_at, time_zone
 ), components AS (
     INSERT INTO status_page_component (status_page_id, name, description, display_order, team_id,
                                        service_identifier)
@@ -17,36 +17,42 @@ WITH page AS (
               service_identifier text)
     RETURNING id
 )
-SELECT id, name, description, slug, is_public, team_id, created_by_id, created_at, updated_at
+SELECT id, name, description, slug, is_public, team_id, created_by_id, created_at, updated_at,
+       time_zone
 FROM page;
 
 -- name: page_get
 -- Fetch one page by id.
-SELECT id, name, description, slug, is_public, team_id, created_by_id, created_at, updated_at
+SELECT id, name, description, slug, is_public, team_id, created_by_id, created_at, updated_at,
+       time_zone
 FROM status_page
 WHERE id = %(id)s;
 
 -- name: page_get_by_slug
 -- Fetch one page by slug.
-SELECT id, name, description, slug, is_public, team_id, created_by_id, created_at, updated_at
+SELECT id, name, description, slug, is_public, team_id, created_by_id, created_at, updated_at,
+       time_zone
 FROM status_page
 WHERE slug = %(slug)s;
 
 -- name: page_list_for_team
 -- A team's pages, by name.
-SELECT id, name, description, slug, is_public, team_id, created_by_id, created_at, updated_at
+SELECT id, name, description, slug, is_public, team_id, created_by_id, created_at, updated_at,
+       time_zone
 FROM status_page
 WHERE team_id = %(team_id)s
 ORDER BY name, id;
 
 -- name: page_update
--- Change any of name, description, slug (a flag per field says which).
+-- Change any of name, description, slug, time_zone (a flag per field says which).
 UPDATE status_page
 SET name = CASE WHEN %(set_name)s THEN %(name)s ELSE name END,
     description = CASE WHEN %(set_description)s THEN %(description)s ELSE description END,
-    slug = CASE WHEN %(set_slug)s THEN %(slug)s ELSE slug END
+    slug = CASE WHEN %(set_slug)s THEN %(slug)s ELSE slug END,
+    time_zone = CASE WHEN %(set_time_zone)s THEN %(time_zone)s ELSE time_zone END
 WHERE id = %(id)s
-RETURNING id, name, description, slug, is_public, team_id, created_by_id, created_at, updated_at;
+RETURNING id, name, description, slug, is_public, team_id, created_by_id, created_at, updated_at,
+       time_zone;
 
 -- name: page_set_visibility
 -- Make a page public (forgetting its token) or private (with a new token digest).
@@ -54,7 +60,8 @@ UPDATE status_page
 SET is_public = %(is_public)s,
     access_token_hash = %(access_token_hash)s
 WHERE id = %(id)s
-RETURNING id, name, description, slug, is_public, team_id, created_by_id, created_at, updated_at;
+RETURNING id, name, description, slug, is_public, team_id, created_by_id, created_at, updated_at,
+       time_zone;
 
 -- name: page_rotate_access_token
 -- Replace a private page's token digest; the old token stops working at commit.

@@ -64,6 +64,11 @@ CONSTRAINT_MESSAGES: Final[dict[str, tuple[type[StatusdbError], str]]] = {
         InvalidInput,
         "a slug is lower-case letters, digits and single hyphens (at most 100 characters)",
     ),
+    "status_page_time_zone_check": (
+        InvalidInput,
+        "time_zone must be an IANA time zone name this database knows, with a '/' or UTC "
+        "(for example 'Europe/Berlin', 'America/New_York' or 'UTC')",
+    ),
     "status_page_access_token_hash_check": (
         InvalidInput,
         "access_token_hash must be a 32-byte SHA-256 digest",

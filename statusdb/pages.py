@@ -7,7 +7,9 @@ when it is made, and only the digest of its digest is stored (`statusdb.tokens.p
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Sequence
+from typing import Final
 
 import attrs
 from psycopg.rows import class_row, tuple_row
@@ -31,6 +33,8 @@ class StatusPage:
     created_by_id: str
     created_at: dt.datetime
     updated_at: dt.datetime
+    #: The page's IANA time zone: `uptime.daily` counts calendar days from its midnights.
+    time_zone: str = "UTC"
 
 
 @attrs.frozen
@@ -56,6 +60,23 @@ class CreatedPage:
 
 
 _row = class_row(StatusPage)
+
+#: As the table's CHECK (status_page_time_zone_check, migration 0021): an IANA name with a '/'
+#: (Europe/Berlin, America/New_York, Etc/GMT+5) or UTC. The database also checks that it knows
+#: the zone and stores its canonical spelling.
+TIME_ZONE_MAX: Final = 64
+_TIME_ZONE = re.compile(r"UTC|[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)+")
+
+
+def _time_zone(value: str) -> str:
+    """A page time zone, checked for shape (InvalidInput); the database checks the rest."""
+    validate.text("time_zone", value, max_length=TIME_ZONE_MAX)
+    if _TIME_ZONE.fullmatch(value) is None:
+        raise InvalidInput(
+            f"time_zone {value!r} is not an IANA time zone name "
+            "(for example 'Europe/Berlin', 'America/New_York' or 'UTC')"
+        )
+    return value
 
 
 def _component_payload(components: Sequence[NewComponent]) -> list[dict[str, object]]:
@@ -96,11 +117,14 @@ def create(
     description: str | None = None,
     is_public: bool = False,
     components: Sequence[NewComponent] = (),
+    time_zone: str = "UTC",
 ) -> Op[CreatedPage]:
     """Create a page with its components in one statement.
 
     Components without a display_order are placed in the order given. A private page gets an
-    access token, returned here once.
+    access token, returned here once. `time_zone` is the page's IANA zone (a name with a '/',
+    or UTC), the one its daily uptime bars count days in; InvalidInput for one the database
+    does not know.
     """
     token = None if is_public else tokens.new_token()
     params = {
@@ -112,6 +136,7 @@ def create(
         "is_public": validate.flag("is_public", is_public),
         "access_token_hash": None if token is None else tokens.page_digest(token),
         "components": Jsonb(_component_payload(components)),
+        "time_zone": _time_zone(time_zone),
     }
     page = yield from one("page_create", params, _row, not_found="page was not created")
     return CreatedPage(page, token)
@@ -151,8 +176,9 @@ def update(
     name: str | validate.Unset = validate.UNSET,
     description: str | validate.Unset | None = validate.UNSET,
     slug: str | validate.Unset = validate.UNSET,
+    time_zone: str | validate.Unset = validate.UNSET,
 ) -> Op[StatusPage]:
-    """Change a page's name, description or slug; fields left out keep their value."""
+    """Change a page's name, description, slug or time zone; fields left out keep theirs."""
     params = {
         "id": validate.identifier("page_id", page_id),
         **validate.changes(
@@ -161,6 +187,7 @@ def update(
             if description is validate.UNSET
             else validate.optional_text("description", description, max_length=10_000),
             slug=slug if slug is validate.UNSET else validate.slug(slug),
+            time_zone=time_zone if time_zone is validate.UNSET else _time_zone(time_zone),
         ),
     }
     return (

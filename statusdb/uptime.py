@@ -21,6 +21,9 @@ database keeps (migration 0003), so it agrees with what the page showed at every
 * The page total sums component time ("component-time"): a component observed for half the range
   weighs half as much in the page's uptime as one observed for all of it.
 
+`daily` gives the same per calendar day of the page's time zone (the 90-day bars of a status
+page): see its docstring.
+
 The log is ordered per component by its seq, which the status locks keep in step with
 changed_at; rows written by hand (backfills, restores) must keep that order too.
 """
@@ -28,14 +31,15 @@ changed_at; rows written by hand (backfills, restores) must keep that order too.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any, Final
 
 import attrs
-from psycopg.rows import class_row
+from psycopg.rows import TupleRow, class_row, tuple_row
 
 from statusdb import validate
 from statusdb.errors import InvalidInput, NotFound
 from statusdb.executor import Op, many, operation
-from statusdb.types import ComponentStatus
+from statusdb.types import ComponentStatus, StatusIncidentSeverity
 
 #: The longest range accepted: a bit over a year, enough for "last 365 days" and calendar years.
 MAX_RANGE: dt.timedelta = dt.timedelta(days=400)
@@ -228,3 +232,313 @@ def for_page(status_page_id: str, *, start: dt.datetime, end: dt.datetime) -> Op
         durations=total.durations(),
         uptime=total.uptime,
     )
+
+
+# -- daily bars --------------------------------------------------------------------------------
+
+#: The most days `daily` gives: a year, leap day included.
+MAX_DAYS: Final = 366
+#: The last day `daily` may be asked for ends before year 10000 (PostgreSQL's dates go further,
+#: Python's do not); the earliest is arbitrary but far before any status page.
+_UNTIL_MIN: Final = dt.date(1900, 1, 1)
+_UNTIL_MAX: Final = dt.date(9998, 12, 31)
+
+
+@attrs.frozen
+class DayIncident:
+    """A status incident listed on the bars: active at some time of the days it is listed on."""
+
+    id: str
+    title: str
+    severity: StatusIncidentSeverity
+    #: created_at, in UTC.
+    started_at: dt.datetime
+    #: resolved_at, in UTC; None while unresolved (it then lasts until now).
+    resolved_at: dt.datetime | None
+
+
+@attrs.frozen
+class DayBar:
+    """One series (component) on one calendar day of the page's time zone."""
+
+    #: The local date.
+    day: dt.date
+    #: The day's first instant and the next day's, in UTC: local midnights, so a day lasts 23
+    #: or 25 hours (23.5 or 24.5 on Lord Howe) when the clocks change.
+    start: dt.datetime
+    end: dt.datetime
+    #: Time in each status during the day (only the part the series existed and that has
+    #: happened: all zero before it was created or in the future).
+    durations: StatusDurations
+    #: The worst status it was in for some time that day; None without data.
+    worst_status: ComponentStatus | None
+    #: (OPERATIONAL + DEGRADED_PERFORMANCE) / (observed - UNDER_MAINTENANCE), as `for_page`;
+    #: None when nothing was measured (no data, or maintenance all day: see `has_data`).
+    uptime: float | None
+    #: The status incidents naming the series that were active at some time of the day,
+    #: oldest first.
+    incidents: tuple[DayIncident, ...]
+
+    @property
+    def has_data(self) -> bool:
+        """Whether the series was observed at all that day (False: show "no data")."""
+        return self.durations.observed > dt.timedelta(0)
+
+
+@attrs.frozen
+class DailyUptime:
+    """One component's bars, oldest day first."""
+
+    component_id: str
+    name: str
+    display_order: int
+    created_at: dt.datetime = attrs.field(converter=_utc)
+    days: tuple[DayBar, ...]
+
+    @property
+    def durations(self) -> StatusDurations:
+        """The days' durations added up."""
+        return _sum_durations(bar.durations for bar in self.days)
+
+    @property
+    def uptime(self) -> float | None:
+        """Uptime over all the days, by the same formula as a day's; None without data."""
+        return _ratio(self.durations)
+
+
+@attrs.frozen
+class PageDailyUptime:
+    """The bars of every component of a page, in display order."""
+
+    status_page_id: str
+    #: The page's time zone, that the days are calendar days of.
+    time_zone: str
+    #: The first and last local dates shown.
+    first_day: dt.date
+    last_day: dt.date
+    #: The first day's start (UTC) and the end of what was observed: the last day's end, or
+    #: the database's clock when earlier.
+    start: dt.datetime = attrs.field(converter=_utc)
+    observed_until: dt.datetime = attrs.field(converter=_utc)
+    components: tuple[DailyUptime, ...]
+    #: Every status incident active at some time of the range (those naming no component
+    #: too), oldest first.
+    incidents: tuple[DayIncident, ...]
+
+    def component(self, component_id: str) -> DailyUptime:
+        """The bars of one component of the page (KeyError if it is not on the page)."""
+        for item in self.components:
+            if item.component_id == component_id:
+                return item
+        raise KeyError(component_id)
+
+
+_ZERO = dt.timedelta(0)
+
+
+def _sum_durations(items: Any) -> StatusDurations:
+    o = d = p = m = u = _ZERO
+    for x in items:
+        o += x.operational
+        d += x.degraded_performance
+        p += x.partial_outage
+        m += x.major_outage
+        u += x.under_maintenance
+    return StatusDurations(o, d, p, m, u)
+
+
+def _ratio(durations: StatusDurations) -> float | None:
+    measured = durations.measured
+    if measured <= _ZERO:
+        return None
+    return durations.up / measured
+
+
+def _days(value: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_DAYS:
+        raise InvalidInput(f"days must be an integer from 1 to {MAX_DAYS}")
+    return value
+
+
+def _until(value: dt.date | None) -> dt.date | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime) or not isinstance(value, dt.date):
+        raise InvalidInput("until must be a date (datetime.date, not a datetime) or None")
+    if not _UNTIL_MIN <= value <= _UNTIL_MAX:
+        raise InvalidInput(f"until must be from {_UNTIL_MIN} to {_UNTIL_MAX}")
+    return value
+
+
+#: A day spent whole in one status: its uptime (as `_ratio` gives it).
+_WHOLE_DAY_UPTIME: Final[dict[str, float | None]] = {
+    "OPERATIONAL": 1.0,
+    "DEGRADED_PERFORMANCE": 1.0,
+    "PARTIAL_OUTAGE": 0.0,
+    "MAJOR_OUTAGE": 0.0,
+    "UNDER_MAINTENANCE": None,
+}
+
+
+def _full_day(
+    day: dt.date, start: dt.datetime, end: dt.datetime, status: ComponentStatus
+) -> DayBar:
+    """A day spent whole in one status."""
+    length = end - start
+    durations = StatusDurations(
+        operational=length if status == "OPERATIONAL" else _ZERO,
+        degraded_performance=length if status == "DEGRADED_PERFORMANCE" else _ZERO,
+        partial_outage=length if status == "PARTIAL_OUTAGE" else _ZERO,
+        major_outage=length if status == "MAJOR_OUTAGE" else _ZERO,
+        under_maintenance=length if status == "UNDER_MAINTENANCE" else _ZERO,
+    )
+    uptime = _WHOLE_DAY_UPTIME[status] if length > _ZERO else None
+    return DayBar(day, start, end, durations, status if length > _ZERO else None, uptime, ())
+
+
+def _part_day(
+    day: dt.date, start: dt.datetime, end: dt.datetime, us: tuple[int, int, int, int, int]
+) -> DayBar:
+    """A day covered in part (or by several statuses): microseconds per status."""
+    op, deg, part, major, maint = us
+    durations = StatusDurations(
+        operational=dt.timedelta(microseconds=op) if op else _ZERO,
+        degraded_performance=dt.timedelta(microseconds=deg) if deg else _ZERO,
+        partial_outage=dt.timedelta(microseconds=part) if part else _ZERO,
+        major_outage=dt.timedelta(microseconds=major) if major else _ZERO,
+        under_maintenance=dt.timedelta(microseconds=maint) if maint else _ZERO,
+    )
+    measured = op + deg + part + major
+    uptime = (op + deg) / measured if measured > 0 else None
+    worst: ComponentStatus | None = (
+        "MAJOR_OUTAGE"
+        if major
+        else "PARTIAL_OUTAGE"
+        if part
+        else "DEGRADED_PERFORMANCE"
+        if deg
+        else "UNDER_MAINTENANCE"
+        if maint
+        else "OPERATIONAL"
+        if op
+        else None
+    )
+    return DayBar(day, start, end, durations, worst, uptime, ())
+
+
+def _decode_daily(rows: list[TupleRow]) -> PageDailyUptime:
+    """Build the result from uptime_daily's rows (see sql/uptime.sql for their kinds).
+
+    Each component row holds runs of whole days in one status and the days covered in part;
+    the rest are days without data. Bars of whole days are built once per (day, status) and
+    shared by every component that spent that day so (a day's bar does not say whose it is).
+    """
+    page: TupleRow | None = None
+    day_rows: list[tuple[int, dt.date, dt.datetime, dt.datetime]] = []
+    series_rows: list[TupleRow] = []
+    listed: dict[str, list[tuple[int, list[str]]]] = {}
+    incidents: dict[str, DayIncident] = {}
+    for row in rows:
+        kind = row[0]
+        if kind == "day":
+            day_rows.append((row[3], row[4], row[5].astimezone(dt.UTC), row[6].astimezone(dt.UTC)))
+        elif kind == "component":
+            series_rows.append(row)
+        elif kind == "listed":
+            listed.setdefault(row[1], []).append((row[3], row[16]))
+        elif kind == "incident":
+            incidents[row[1]] = DayIncident(
+                id=row[1],
+                title=row[2],
+                severity=row[17],
+                started_at=row[5].astimezone(dt.UTC),
+                resolved_at=None if row[6] is None else row[6].astimezone(dt.UTC),
+            )
+        elif kind == "page":
+            page = row
+    assert page is not None, "uptime_daily returns a page row for a known page"
+    day_rows.sort()
+    days = [(day, start, end) for _, day, start, end in day_rows]
+    empty = StatusDurations(_ZERO, _ZERO, _ZERO, _ZERO, _ZERO)
+    no_data = [DayBar(day, start, end, empty, None, None, ()) for day, start, end in days]
+    whole: dict[str, tuple[list[DayBar | None], bytearray]] = {}
+
+    def whole_days(status: ComponentStatus, first: int, last: int) -> list[DayBar]:
+        """Bars of days first..last spent whole in `status`, each built once."""
+        found = whole.get(status)
+        if found is None:
+            found = whole[status] = ([None] * len(days), bytearray(len(days)))
+        bars, built = found
+        if 0 in built[first : last + 1]:
+            for i in range(first, last + 1):
+                if not built[i]:
+                    bars[i] = _full_day(*days[i], status)
+                    built[i] = 1
+        return bars[first : last + 1]  # type: ignore[return-value]  # all built above
+
+    series_rows.sort(key=lambda r: (r[3], r[2], r[1]))
+    components: list[DailyUptime] = []
+    for row in series_rows:
+        bars = list(no_data)
+        for first, last, status in zip(row[7] or (), row[8] or (), row[9] or (), strict=True):
+            bars[first : last + 1] = whole_days(status, first, last)
+        details = zip(
+            row[10] or (),
+            row[11] or (),
+            row[12] or (),
+            row[13] or (),
+            row[14] or (),
+            row[15] or (),
+            strict=True,
+        )
+        for i, op, deg, part, major, maint in details:
+            day, start, end = days[i]
+            bars[i] = _part_day(day, start, end, (op, deg, part, major, maint))
+        for i, ids in listed.get(row[1], ()):
+            bars[i] = attrs.evolve(bars[i], incidents=tuple(incidents[x] for x in ids))
+        components.append(
+            DailyUptime(
+                component_id=row[1],
+                name=row[2],
+                display_order=row[3],
+                created_at=row[5],
+                days=tuple(bars),
+            )
+        )
+    return PageDailyUptime(
+        status_page_id=page[1],
+        time_zone=page[2],
+        first_day=page[4],
+        last_day=days[-1][0],
+        start=page[5],
+        observed_until=page[6],
+        components=tuple(components),
+        incidents=tuple(sorted(incidents.values(), key=lambda i: (i.started_at, i.id))),
+    )
+
+
+@operation(retry=True)
+def daily(
+    status_page_id: str, days: int = 90, *, until: dt.date | None = None
+) -> Op[PageDailyUptime]:
+    """Uptime bars: each component of a page on each of the last `days` calendar days.
+
+    The days are calendar days of the page's `time_zone` (`pages.create`/`update`; default
+    UTC), the `days` (1 to MAX_DAYS) ending `until` (default: today in that zone), each from
+    its local midnight to the next, so a day lasts 23 or 25 hours when the clocks change.
+    Per component and day: the time in each status, the worst status it was in, the uptime
+    ratio (`DayBar.uptime`: as `for_page`, degraded counts as up, maintenance neither way) and
+    the status incidents naming it that were active that day. Days before a component existed
+    and days (or parts) still to come count nothing: `has_data` is False and `uptime` None,
+    never 100 %; the day it was created counts from its creation. One statement; the same
+    answer whatever the connection's TimeZone. NotFound for an unknown page.
+    """
+    params = {
+        "page_id": validate.identifier("status_page_id", status_page_id),
+        "days": _days(days),
+        "until": _until(until),
+    }
+    rows = yield from many("uptime_daily", params, tuple_row)
+    if not rows:
+        raise NotFound(f"no status page with id {status_page_id!r}")
+    return _decode_daily(rows)

@@ -7,6 +7,7 @@ nothing unless it says so: the caller decides when its setup is committed.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 
 import attrs
@@ -17,6 +18,7 @@ from psycopg.rows import TupleRow
 from statusdb import components, pages, teams
 from statusdb.pages import NewComponent
 from statusdb.tooling.localpg import LocalCluster
+from statusdb.types import ComponentStatus
 
 Conn = psycopg.Connection[TupleRow]
 AConn = psycopg.AsyncConnection[TupleRow]
@@ -130,3 +132,35 @@ def two_pages(
     by_name = {name: components.create(conn, acme.id, name=name).id for name in names}
     foreign = components.create(conn, other.id, name="API")
     return TwoPages(owner.id, acme.id, other.id, by_name, foreign.id)
+
+
+def add_component(
+    conn: Conn, page: str, name: str, created_at: dt.datetime, display_order: int = 0
+) -> str:
+    """A component set by hand, created at a chosen time (plain SQL)."""
+    row = conn.execute(
+        """INSERT INTO status_page_component (status_page_id, name, display_order, created_at)
+           VALUES (%s, %s, %s, %s) RETURNING id""",
+        (page, name, display_order, created_at),
+    ).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def add_changes(
+    conn: Conn, page: str, component: str, changes: Sequence[tuple[dt.datetime, ComponentStatus]]
+) -> None:
+    """Log changes at chosen times (plain SQL, chained, in time order so seq follows time)."""
+    row = conn.execute(
+        "SELECT new_status FROM status_change WHERE component_id = %s ORDER BY seq DESC LIMIT 1",
+        (component,),
+    ).fetchone()
+    previous = "OPERATIONAL" if row is None else row[0]
+    for changed_at, new_status in changes:
+        conn.execute(
+            """INSERT INTO status_change (status_page_id, component_id, previous_status,
+                                          new_status, cause, changed_at)
+               VALUES (%s, %s, %s, %s, 'MANUAL', %s)""",
+            (page, component, previous, new_status, changed_at),
+        )
+        previous = new_status

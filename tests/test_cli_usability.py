@@ -113,11 +113,12 @@ def test_demo_names_each_steps_calls_and_explains_drift(
     out = capsys.readouterr().out
     assert f"Database: {empty_dsn}" in out
     steps = out.split("\n=== ")[1:]
-    assert len(steps) == 5
+    assert len(steps) == 6  # the sixth: the 90-day uptime bars (issue 13)
     for step in steps:
         assert "  >>> " in step  # the repository calls behind the step
     assert ">>> outage = incidents.create(conn, team.id" in out
     assert ">>> maintenance.advance(conn, now)" in out
+    assert ">>> uptime.daily(conn, page.id, days=90)" in out
     assert "Drift: 0." in out
     assert "derives every component's status again from scratch" in out
 

@@ -423,3 +423,14 @@ def test_the_derivation_really_ran(conn: Conn) -> None:
     ).fetchone()
     assert row == (COMPONENTS // 2,)  # the components without a service identifier
     assert opened.status == "OPEN"
+
+
+def test_daily_uptime_of_a_page(conn: Conn) -> None:
+    """uptime.daily (0021): the log through the same two indexes as uptime_for_page, the page's
+    components and status incidents through their page indexes; no table scanned."""
+    found = explain(conn, "uptime_daily", {"page_id": "p42", "days": 90, "until": None})
+    assert uses(found, "status_change_status_page_id_changed_at_idx"), found
+    assert uses(found, "status_change_component_id_seq_idx"), found
+    assert uses(found, "status_incident_status_page_id_status_idx"), found
+    tables = ("status_change", "status_incident", "status_page_component", "status_page")
+    assert seq_scanned(found, *tables) == [], found

@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from factories import new_page
+from factories import add_changes, add_component, new_page
 from psycopg.rows import TupleRow
 
 from statusdb import components, incidents, queries, teams, uptime
@@ -34,38 +34,6 @@ def at(day: int, hour: int = 0, minute: int = 0, month: int = 1) -> dt.datetime:
 def make_page(conn: Conn, slug: str = "acme") -> str:
     team = teams.create(conn, name=f"team {slug}")
     return new_page(conn, team.id, slug=slug, name="Acme").id
-
-
-def add_component(
-    conn: Conn, page: str, name: str, created_at: dt.datetime, display_order: int = 0
-) -> str:
-    """A component set by hand, created at a chosen time (plain SQL)."""
-    row = conn.execute(
-        """INSERT INTO status_page_component (status_page_id, name, display_order, created_at)
-           VALUES (%s, %s, %s, %s) RETURNING id""",
-        (page, name, display_order, created_at),
-    ).fetchone()
-    assert row is not None
-    return str(row[0])
-
-
-def add_changes(
-    conn: Conn, page: str, component: str, changes: Sequence[tuple[dt.datetime, ComponentStatus]]
-) -> None:
-    """Log changes at chosen times (plain SQL, chained, in time order so seq follows time)."""
-    row = conn.execute(
-        "SELECT new_status FROM status_change WHERE component_id = %s ORDER BY seq DESC LIMIT 1",
-        (component,),
-    ).fetchone()
-    previous = "OPERATIONAL" if row is None else row[0]
-    for changed_at, new_status in changes:
-        conn.execute(
-            """INSERT INTO status_change (status_page_id, component_id, previous_status,
-                                          new_status, cause, changed_at)
-               VALUES (%s, %s, %s, %s, 'MANUAL', %s)""",
-            (page, component, previous, new_status, changed_at),
-        )
-        previous = new_status
 
 
 def durations(**spent: dt.timedelta) -> StatusDurations:

@@ -4,7 +4,8 @@ A team's page with four components; an incident opens and the components it maps
 outage by themselves; maintenance starts on another component; the incident resolves; the
 maintenance ends. The page is printed as a reader would see it at each step, under the
 repository calls that made it change. Each step is committed, as a real service would; the demo
-first removes what an earlier run left.
+first removes what an earlier run left. Last, the page's 90-day uptime bars (`uptime.daily`),
+over a few weeks of history loaded at the start as a backfill would load it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,16 @@ from typing import Any
 
 import psycopg
 
-from statusdb import components, incidents, maintenance, pages, status, status_incidents, teams
+from statusdb import (
+    components,
+    incidents,
+    maintenance,
+    pages,
+    status,
+    status_incidents,
+    teams,
+    uptime,
+)
 from statusdb.pages import NewComponent
 from statusdb.types import ComponentStatus, CreateMaintenanceWindowInput
 from statusdb.views import PageView, page_view
@@ -69,6 +79,81 @@ def render(view: PageView) -> str:
     return "\n".join(lines)
 
 
+#: One character per day on the bars.
+_GLYPHS: dict[ComponentStatus, str] = {
+    "MAJOR_OUTAGE": "X",
+    "PARTIAL_OUTAGE": "x",
+    "DEGRADED_PERFORMANCE": "~",
+    "UNDER_MAINTENANCE": "m",
+    "OPERATIONAL": "|",
+}
+NO_DATA = " "
+BAR_LEGEND = (
+    "| operational  ~ degraded  x partial outage  X major outage  m maintenance  (blank) no data"
+)
+
+
+def render_bars(report: uptime.PageDailyUptime) -> str:
+    """Uptime bars in plain text: a character per day (its worst status), oldest first."""
+    width = max((len(c.name) for c in report.components), default=0)
+    lines = [f"{report.first_day} .. {report.last_day} ({report.time_zone} days)"]
+    for component in report.components:
+        bar = "".join(
+            _GLYPHS[day.worst_status] if day.worst_status is not None else NO_DATA
+            for day in component.days
+        )
+        shown = "no data" if component.uptime is None else f"{component.uptime:.3%}"
+        lines.append(f"{component.name:<{width}} {bar} {shown}")
+    lines.append(BAR_LEGEND)
+    return "\n".join(lines)
+
+
+def _backfill(conn: psycopg.Connection[Any], page_id: str, by_name: dict[str, str]) -> None:
+    """A few weeks of history, loaded as a migration from another tool would: plain SQL, in
+    time order, each component's chain ending OPERATIONAL (its status now)."""
+    conn.execute(
+        """UPDATE status_page_component
+           SET created_at = CASE WHEN name = 'Web app' THEN now() - interval '30 days'
+                                 ELSE now() - interval '120 days' END
+           WHERE status_page_id = %s""",
+        (page_id,),
+    )
+    history = [  # (component, days ago, hours lasting, status)
+        ("Documentation", 61, 26.0, "DEGRADED_PERFORMANCE"),
+        ("API", 40, 3.0, "PARTIAL_OUTAGE"),
+        ("Database", 33, 2.0, "UNDER_MAINTENANCE"),
+        ("Database", 12, 0.8, "MAJOR_OUTAGE"),
+        ("Web app", 12, 1.5, "PARTIAL_OUTAGE"),
+    ]
+    for name, days_ago, hours, bad in history:
+        for previous, new, offset in (("OPERATIONAL", bad, 0.0), (bad, "OPERATIONAL", hours)):
+            conn.execute(
+                """INSERT INTO status_change (status_page_id, component_id, previous_status,
+                                              new_status, cause, changed_at, notified_at,
+                                              outcome)
+                   VALUES (%(page)s, %(component)s, %(previous)s, %(new)s, 'MANUAL',
+                           date_trunc('hour', now()) - %(ago)s * interval '1 day'
+                               + %(offset)s * interval '1 hour',
+                           now(), 'NOTIFIED')""",
+                {
+                    "page": page_id,
+                    "component": by_name[name],
+                    "previous": previous,
+                    "new": new,
+                    "ago": days_ago,
+                    "offset": offset,
+                },
+            )
+    conn.execute(
+        """INSERT INTO status_incident (status_page_id, title, severity, status,
+                                        affected_component_ids, created_at, resolved_at)
+           VALUES (%s, 'Checkout errors', 'MAJOR', 'RESOLVED', %s,
+                   date_trunc('hour', now()) - interval '12 days',
+                   date_trunc('hour', now()) - interval '12 days' + interval '90 minutes')""",
+        (page_id, [by_name["Database"], by_name["Web app"]]),
+    )
+
+
 def _say(text: str) -> None:
     print(textwrap.fill(text, width=96))
 
@@ -110,6 +195,7 @@ def run(conn: psycopg.Connection[Any]) -> None:
         created_by_id="demo",
         is_public=True,
         description="Live status of Acme Cloud",
+        time_zone="Europe/Berlin",
         components=[
             NewComponent(name="API", team_id=team.id, service_identifier="api"),
             NewComponent(name="Database", team_id=team.id, service_identifier="postgres"),
@@ -119,6 +205,7 @@ def run(conn: psycopg.Connection[Any]) -> None:
     )
     page = created.page
     by_name = {c.name: c for c in components.list_for_page(conn, page.id)}
+    _backfill(conn, page.id, {name: c.id for name, c in by_name.items()})
     conn.commit()
     _show(
         conn,
@@ -220,6 +307,34 @@ def run(conn: psycopg.Connection[Any]) -> None:
         "5. The maintenance window ends",
         ["maintenance.advance(conn, now + 31min)  # the window is over", "conn.commit()"],
         "The API leaves UNDER_MAINTENANCE by itself, like the others left their outage.",
+    )
+
+    bars = uptime.daily(conn, page.id, days=90)
+    print("\n=== 6. The last 90 days, as uptime bars ===")
+    print("  >>> uptime.daily(conn, page.id, days=90)  # one query; days of the page's zone\n")
+    print("\n".join(f"    {line}" for line in render_bars(bars).splitlines()))
+    worst = sorted(
+        (
+            (component.name, day)
+            for component in bars.components
+            for day in component.days
+            if day.worst_status not in (None, "OPERATIONAL")
+        ),
+        key=lambda item: item[1].day,
+    )
+    for name, day in worst:
+        incidents_shown = ", ".join(f"{i.title} ({i.severity})" for i in day.incidents)
+        print(
+            f"    {day.day} {name}: {day.worst_status}, uptime "
+            f"{'-' if day.uptime is None else f'{day.uptime:.3%}'}"
+            + (f"; incidents: {incidents_shown}" if incidents_shown else "")
+        )
+    print()
+    _say(
+        "The history before today was backfilled at the start (plain SQL, as a migration from "
+        "another tool would load it); Web app was added 30 days ago: no data before, not 100 %. "
+        "Days are calendar days of the page's time zone (Europe/Berlin), local midnight to "
+        "midnight, 23 or 25 hours when the clocks change."
     )
 
     changes = sum(len(status.changes_for_component(conn, c.id)) for c in by_name.values())

@@ -251,3 +251,20 @@ def test_rollback_of_0019_does_not_silently_drop_templates_or_the_delivery_log(
     assert _rollback_down_to(empty_dsn, "0019_templates_and_deliveries", allow_data_loss=True)[
         -1
     ] == ("0019_templates_and_deliveries")
+
+
+def test_rollback_of_0021_does_not_silently_drop_page_time_zones(empty_dsn: str) -> None:
+    """Rolling 0021 back drops the pages' time zones: their daily bars would count UTC days."""
+    migrations.apply(empty_dsn)
+    with psycopg.connect(empty_dsn) as c:
+        team = teams.create(c, name="T")
+        pages.create(
+            c, team_id=team.id, name="P", slug="p", created_by_id="u", time_zone="Europe/Berlin"
+        )
+    with pytest.raises(migrations.MigrationError, match="1 status pages") as refused:
+        _rollback_down_to(empty_dsn, "0021_page_time_zone_daily_uptime")
+    assert "could not roll back migration 0021_page_time_zone_daily_uptime" in str(refused.value)
+    assert "--allow-data-loss" in str(refused.value)
+    assert _rollback_down_to(empty_dsn, "0021_page_time_zone_daily_uptime", allow_data_loss=True)[
+        -1
+    ] == ("0021_page_time_zone_daily_uptime")

@@ -1,0 +1,341 @@
+"""Daily uptime bars (issue 13 item 2): calendar days of the page's zone, exact at midnights.
+
+Days are cut at the page zone's local midnights (23- and 25-hour days, Lord Howe's 30-minute
+shift, Havana's repeated midnight), components created mid-range have "no data" before, status
+incidents are listed on every day they touch, and nothing depends on the session's TimeZone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from zoneinfo import ZoneInfo
+
+import psycopg
+import pytest
+from factories import add_changes, add_component, new_page
+from psycopg.rows import TupleRow
+
+from statusdb import components, pages, teams, uptime
+from statusdb.errors import InvalidInput, NotFound
+from statusdb.types import ComponentStatus
+from statusdb.uptime import StatusDurations
+
+Conn = psycopg.Connection[TupleRow]
+AConn = psycopg.AsyncConnection[TupleRow]
+
+UTC = dt.UTC
+H = dt.timedelta(hours=1)
+M = dt.timedelta(minutes=1)
+D = dt.timedelta(days=1)
+ZERO = dt.timedelta(0)
+LONG_AGO = dt.datetime(2020, 1, 1, tzinfo=UTC)
+
+
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, tzinfo=UTC)
+
+
+def zoned_page(conn: Conn, zone: str, slug: str = "acme") -> str:
+    team = teams.create(conn, name=f"team {slug}")
+    return pages.create(
+        conn, team_id=team.id, name="Acme", slug=slug, created_by_id="u", time_zone=zone
+    ).page.id
+
+
+def only(**spent: dt.timedelta) -> StatusDurations:
+    values = dict.fromkeys(
+        (
+            "operational",
+            "degraded_performance",
+            "partial_outage",
+            "major_outage",
+            "under_maintenance",
+        ),
+        ZERO,
+    )
+    values.update(spent)
+    return StatusDurations(**values)
+
+
+def add_incident(
+    conn: Conn,
+    page: str,
+    title: str,
+    affected: list[str],
+    created_at: dt.datetime,
+    resolved_at: dt.datetime | None,
+    severity: str = "MAJOR",
+) -> str:
+    row = conn.execute(
+        """INSERT INTO status_incident (status_page_id, title, severity, status,
+                                        affected_component_ids, created_at, resolved_at)
+           VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id""",
+        (
+            page,
+            title,
+            severity,
+            "INVESTIGATING" if resolved_at is None else "RESOLVED",
+            affected,
+            created_at,
+            resolved_at,
+        ),
+    ).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+@pytest.mark.usefixtures("session_zone")
+def test_days_are_local_midnight_to_midnight_across_dst(conn: Conn) -> None:
+    """23-, 25-, 23.5- and 24.5-hour days; a repeated midnight; a change in the skipped hour."""
+    # New York, spring forward 2024-03-10 02:00 EST -> 03:00 EDT: an outage from 01:00 EST to
+    # 03:30 EDT lasts 1.5 hours, on a 23-hour day.
+    ny = zoned_page(conn, "America/New_York", "ny")
+    api = add_component(conn, ny, "API", LONG_AGO)
+    add_changes(
+        conn,
+        ny,
+        api,
+        [(utc(2024, 3, 10, 6), "MAJOR_OUTAGE"), (utc(2024, 3, 10, 7, 30), "OPERATIONAL")],
+    )
+    spring = uptime.daily(conn, ny, 3, until=dt.date(2024, 3, 11))
+    assert spring.time_zone == "America/New_York"
+    assert (spring.first_day, spring.last_day) == (dt.date(2024, 3, 9), dt.date(2024, 3, 11))
+    bars = spring.component(api).days
+    assert [b.day for b in bars] == [dt.date(2024, 3, d) for d in (9, 10, 11)]
+    assert [(b.start, b.end) for b in bars] == [
+        (utc(2024, 3, 9, 5), utc(2024, 3, 10, 5)),
+        (utc(2024, 3, 10, 5), utc(2024, 3, 11, 4)),
+        (utc(2024, 3, 11, 4), utc(2024, 3, 12, 4)),
+    ]
+    assert bars[1].durations == only(major_outage=90 * M, operational=23 * H - 90 * M)
+    assert bars[1].worst_status == "MAJOR_OUTAGE"
+    assert bars[1].uptime == pytest.approx((23 * H - 90 * M) / (23 * H))
+    assert bars[0].durations == bars[2].durations == only(operational=24 * H)
+    assert bars[0].uptime == 1.0
+    assert bars[0].worst_status == "OPERATIONAL"
+    assert all(b.start.tzinfo is UTC for b in bars)
+    # fall back 2024-11-03 02:00 EDT -> 01:00 EST: 25 hours
+    fall = uptime.daily(conn, ny, 1, until=dt.date(2024, 11, 3)).component(api).days
+    assert (fall[0].start, fall[0].end) == (utc(2024, 11, 3, 4), utc(2024, 11, 4, 5))
+    assert fall[0].durations == only(operational=25 * H)
+
+    # Lord Howe: 02:00 -> 01:30 on 2024-04-07 (24.5 h), 02:00 -> 02:30 on 2024-10-06 (23.5 h).
+    howe = zoned_page(conn, "Australia/Lord_Howe", "howe")
+    db = add_component(conn, howe, "DB", LONG_AGO)
+    # Degraded from 01:45 LHDT (first pass) to 01:45 LHST (second pass): 30 minutes.
+    add_changes(
+        conn,
+        howe,
+        db,
+        [
+            (utc(2024, 4, 6, 14, 45), "DEGRADED_PERFORMANCE"),
+            (utc(2024, 4, 6, 15, 15), "OPERATIONAL"),
+        ],
+    )
+    april = uptime.daily(conn, howe, 1, until=dt.date(2024, 4, 7)).component(db).days[0]
+    assert (april.start, april.end) == (utc(2024, 4, 6, 13), utc(2024, 4, 7, 13, 30))
+    assert april.durations == only(degraded_performance=30 * M, operational=24 * H)
+    assert april.uptime == 1.0
+    assert april.worst_status == "DEGRADED_PERFORMANCE"
+    october = uptime.daily(conn, howe, 1, until=dt.date(2024, 10, 6)).component(db).days[0]
+    assert (october.start, october.end) == (utc(2024, 10, 5, 13, 30), utc(2024, 10, 6, 13))
+    assert october.durations == only(operational=23 * H + 30 * M)
+
+    # Havana falls back 01:00 CDT -> 00:00 CST on 2024-11-03: midnight happens twice, and the
+    # day begins at the first one (PostgreSQL alone reads it as the second); it skips midnight
+    # on 2024-03-10 (00:00 CST -> 01:00 CDT): that day begins at 01:00.
+    havana = zoned_page(conn, "America/Havana", "havana")
+    web = add_component(conn, havana, "Web", LONG_AGO)
+    nov = uptime.daily(conn, havana, 2, until=dt.date(2024, 11, 3)).component(web).days
+    assert [(b.start, b.end) for b in nov] == [
+        (utc(2024, 11, 2, 4), utc(2024, 11, 3, 4)),
+        (utc(2024, 11, 3, 4), utc(2024, 11, 4, 5)),
+    ]
+    mar = uptime.daily(conn, havana, 2, until=dt.date(2024, 3, 10)).component(web).days
+    assert [(b.start, b.end) for b in mar] == [
+        (utc(2024, 3, 9, 5), utc(2024, 3, 10, 5)),
+        (utc(2024, 3, 10, 5), utc(2024, 3, 11, 4)),
+    ]
+    assert mar[1].durations == only(operational=23 * H)
+
+
+def test_changes_at_midnight_creation_mid_range_and_incidents_across_days(conn: Conn) -> None:
+    page = zoned_page(conn, "Europe/Berlin")
+    berlin = ZoneInfo("Europe/Berlin")
+
+    def local(day: int, hour: int = 0, minute: int = 0) -> dt.datetime:
+        return dt.datetime(2024, 6, day, hour, minute, tzinfo=berlin)
+
+    api = add_component(conn, page, "API", LONG_AGO, display_order=0)
+    late = add_component(conn, page, "Late", local(5, 12), display_order=1)
+    # a change exactly at local midnight starts the next day: the 3rd is all partial outage
+    add_changes(
+        conn,
+        page,
+        api,
+        [
+            (local(3), "PARTIAL_OUTAGE"),
+            (local(4), "UNDER_MAINTENANCE"),
+            (local(4, 6), "OPERATIONAL"),
+        ],
+    )
+    # spanning the 2nd to the 4th; resolved exactly at midnight: not on the 7th; resolved the
+    # instant it opened: on its day; still open: on every day from its start
+    spanning = add_incident(conn, page, "Spans", [api], local(2, 22), local(4, 1), "CRITICAL")
+    at_midnight = add_incident(conn, page, "Midnight", [api, late], local(6, 10), local(7))
+    instant = add_incident(conn, page, "Instant", [late], local(5, 13), local(5, 13), "MINOR")
+    still_open = add_incident(conn, page, "Open", [late], local(6, 23), None)
+    page_wide = add_incident(conn, page, "Page", [], local(3, 1), local(3, 2))
+    before = add_incident(conn, page, "Before", [api], local(1, 1), local(1, 2))
+    edge = add_incident(conn, page, "Edge", [api], local(1, 20), local(2))  # ends at the start
+
+    result = uptime.daily(conn, page, 6, until=dt.date(2024, 6, 7))
+    assert [c.name for c in result.components] == ["API", "Late"]
+    api_days, late_days = result.component(api).days, result.component(late).days
+    assert [b.day.day for b in api_days] == [2, 3, 4, 5, 6, 7]
+    assert api_days[0].durations == only(operational=24 * H)
+    assert api_days[1].durations == only(partial_outage=24 * H)
+    assert api_days[1].uptime == 0.0
+    assert api_days[2].durations == only(under_maintenance=6 * H, operational=18 * H)
+    assert api_days[2].uptime == 1.0  # maintenance counts neither way
+    assert api_days[2].worst_status == "UNDER_MAINTENANCE"
+
+    def ids(bars: tuple[uptime.DayBar, ...]) -> list[list[str]]:
+        return [[i.id for i in b.incidents] for b in bars]
+
+    assert ids(api_days) == [[spanning], [spanning], [spanning], [], [at_midnight], []]
+    assert ids(late_days) == [[], [], [], [instant], [at_midnight, still_open], [still_open]]
+    assert api_days[0].incidents[0].title == "Spans"
+    assert api_days[0].incidents[0].severity == "CRITICAL"
+    assert api_days[0].incidents[0].resolved_at == local(4, 1)
+    # every incident of the range, those naming no component included; not the one before
+    assert [i.id for i in result.incidents] == [
+        spanning,
+        page_wide,
+        instant,
+        at_midnight,
+        still_open,
+    ]
+    assert before not in [i.id for i in result.incidents]
+    assert edge not in [i.id for i in result.incidents]
+
+    # created at noon on the 5th: no data before (not 100 %), half a day on the 5th
+    assert [b.has_data for b in late_days] == [False, False, False, True, True, True]
+    assert [b.uptime for b in late_days[:3]] == [None, None, None]
+    assert [b.worst_status for b in late_days[:3]] == [None, None, None]
+    assert late_days[3].durations == only(operational=12 * H)
+    assert late_days[3].uptime == 1.0
+    # over all the days
+    assert result.component(late).durations == only(operational=60 * H)
+    assert result.component(api).uptime == pytest.approx((6 * D - 30 * H) / (6 * D - 6 * H))
+
+
+def test_today_is_partial_and_the_future_has_no_data(conn: Conn) -> None:
+    page = zoned_page(conn, "Asia/Tokyo")
+    api = components.create(conn, page, name="API").id
+    conn.commit()
+    tokyo = ZoneInfo("Asia/Tokyo")
+    today = dt.datetime.now(tokyo).date()
+    result = uptime.daily(conn, page)  # 90 days ending today in Tokyo
+    assert result.last_day in (today, today + D)  # the clock may pass midnight meanwhile
+    assert result.first_day == result.last_day - 89 * D
+    bars = result.component(api).days
+    assert len(bars) == 90
+    assert [b.has_data for b in bars[:-1]] == [False] * 89
+    assert bars[-1].has_data
+    assert bars[-1].durations.observed < 24 * H
+    assert result.observed_until <= bars[-1].end
+    ahead = uptime.daily(conn, page, 3, until=result.last_day + 2 * D).component(api).days
+    assert [b.has_data for b in ahead] == [True, False, False]
+    assert ahead[1].uptime is None
+
+
+def test_the_days_add_up_to_for_page_over_the_same_range(conn: Conn) -> None:
+    """A random log: each component's days sum to what uptime.for_page gives for the range."""
+    rng = random.Random(13)
+    page = zoned_page(conn, "America/New_York")
+    statuses: list[ComponentStatus] = [
+        "OPERATIONAL",
+        "DEGRADED_PERFORMANCE",
+        "PARTIAL_OUTAGE",
+        "MAJOR_OUTAGE",
+        "UNDER_MAINTENANCE",
+    ]
+    ids = []
+    for n in range(4):
+        created = utc(2024, 10, 1) + dt.timedelta(hours=rng.randrange(0, 24 * 50))
+        component = add_component(conn, page, f"C{n}", created, display_order=n)
+        at, status = created, "OPERATIONAL"
+        changes: list[tuple[dt.datetime, ComponentStatus]] = []
+        for _ in range(40):
+            at += dt.timedelta(minutes=rng.randrange(1, 60 * 40))
+            status = rng.choice([s for s in statuses if s != status])
+            changes.append((at, status))
+        add_changes(conn, page, component, [c for c in changes if c[0] < utc(2025, 1, 1)])
+        ids.append(component)
+    result = uptime.daily(conn, page, 62, until=dt.date(2024, 12, 1))  # across 3 November
+    assert sum((b.end - b.start for b in result.component(ids[0]).days), ZERO) == 62 * D + H
+    ranged = uptime.for_page(conn, page, start=result.start, end=result.observed_until)
+    for component in ids:
+        assert result.component(component).durations == ranged.component(component).durations
+
+
+def test_empty_page_bounds_and_unknown_page(conn: Conn) -> None:
+    team = teams.create(conn, name="T")
+    page = new_page(conn, team.id, slug="empty").id
+    result = uptime.daily(conn, page, 1)
+    assert result.components == ()
+    assert result.incidents == ()
+    assert result.time_zone == "UTC"
+    assert result.first_day == result.last_day
+    assert len(uptime.daily(conn, page, uptime.MAX_DAYS).components) == 0
+    for days in (0, -1, uptime.MAX_DAYS + 1, 10**12):
+        with pytest.raises(InvalidInput, match="days must be an integer from 1 to 366"):
+            uptime.daily(conn, page, days)
+    for wrong in (True, 1.5, "90"):
+        with pytest.raises(InvalidInput, match="days"):
+            uptime.daily(conn, page, wrong)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="until must be a date"):
+        uptime.daily(conn, page, until=dt.datetime(2024, 1, 1, tzinfo=UTC))
+    with pytest.raises(InvalidInput, match="until must be from"):
+        uptime.daily(conn, page, until=dt.date(9999, 12, 31))
+    with pytest.raises(NotFound):
+        uptime.daily(conn, "no-such-page")
+
+
+def test_page_time_zone_is_set_checked_and_canonical(conn: Conn) -> None:
+    team = teams.create(conn, name="T")
+    created = pages.create(
+        conn, team_id=team.id, name="P", slug="p", created_by_id="u", time_zone="europe/paris"
+    ).page
+    assert created.time_zone == "Europe/Paris"  # stored as the zone's own spelling
+    assert pages.get(conn, created.id).time_zone == "Europe/Paris"
+    assert pages.update(conn, created.id, name="Q").time_zone == "Europe/Paris"
+    assert pages.update(conn, created.id, time_zone="Etc/GMT+5").time_zone == "Etc/GMT+5"
+    bad_zones = ("Mars/Olympus", "EST", "CET", "EST5EDT", "<+05>-5", "+05:00", "../x", "", "x" * 65)
+    for bad in bad_zones:
+        with pytest.raises(InvalidInput, match="time_zone"), conn.transaction():
+            pages.update(conn, created.id, time_zone=bad)
+    with pytest.raises(InvalidInput, match="time_zone"), conn.transaction():
+        pages.create(
+            conn, team_id=team.id, name="R", slug="r", created_by_id="u", time_zone="Nowhere/Land"
+        )
+    assert pages.get(conn, created.id).time_zone == "Etc/GMT+5"
+
+
+async def test_daily_on_an_async_connection(aconn: AConn) -> None:
+    team = await teams.create(aconn, name="T")
+    created = await pages.create(
+        aconn,
+        team_id=team.id,
+        name="P",
+        slug="p",
+        created_by_id="u",
+        is_public=True,
+        time_zone="Australia/Lord_Howe",
+    )
+    await components.create(aconn, created.page.id, name="API")
+    result = await uptime.daily(aconn, created.page.id, 7)
+    assert result.time_zone == "Australia/Lord_Howe"
+    assert [len(c.days) for c in result.components] == [7]
