@@ -5,6 +5,7 @@
 -- which the function hashes again and compares with the stored value (0014): a wrong or missing
 -- token finds nothing, exactly like an unknown slug, and the stored value opens nothing. Nothing
 -- internal (team, service, platform incident, creator, token digest) is selected.
-SELECT id, name, description, slug, is_public, updated_at, components, incidents, maintenance
+SELECT id, name, description, slug, is_public, updated_at, components, incidents, maintenance,
+       groups
 FROM statusdb_page_view(%(slug)s::text, %(token_hash)s::bytea, %(horizon)s::interval,
                         %(maintenance_limit)s::integer);

@@ -30,6 +30,7 @@ from statusdb.errors import InvalidInput
 from statusdb.executor import Op, operation, optional
 from statusdb.status_incidents import decode_updates
 from statusdb.types import (
+    ComponentStatus,
     ComponentView,
     MaintenanceStatus,
     StatusIncidentSeverity,
@@ -76,19 +77,73 @@ class MaintenanceView:
 
 
 @attrs.frozen
+class GroupView:
+    """A component group as readers see it: its derived status, its members in display order.
+
+    `components` are the components directly in the group, `groups` its subgroups; each list
+    in display order (a group's own `display_order` orders it among its siblings).
+    """
+
+    id: str
+    name: str
+    description: str | None
+    status: ComponentStatus
+    components: tuple[ComponentView, ...]
+    groups: tuple[GroupView, ...]
+
+
+@attrs.frozen
 class PageView:
-    """Everything a status page shows."""
+    """Everything a status page shows.
+
+    `page.components` lists every component, flat, in display order (grouped or not);
+    `groups` is the tree of the page's top-level groups (migration 0020).
+    """
 
     page: StatusPageWithComponents
     active_incidents: tuple[IncidentView, ...]
     upcoming_maintenance: tuple[MaintenanceView, ...]
+    groups: tuple[GroupView, ...] = ()
 
 
 def _components(items: Sequence[Sequence[Any]]) -> tuple[ComponentView, ...]:
     return tuple(
-        ComponentView(cid, name, description, order, status, _ts(changed))
-        for cid, name, description, order, status, changed in items
+        ComponentView(cid, name, description, order, status, _ts(changed), group_id)
+        for cid, name, description, order, status, changed, group_id in items
     )
+
+
+def _groups(
+    items: Sequence[Sequence[Any]], components: Sequence[ComponentView]
+) -> tuple[GroupView, ...]:
+    """The tree of groups, from the flat list the page view returns (in display order).
+
+    The database bounds the depth (3 levels) and rules out cycles; a group whose parent is
+    not in the list (cannot happen) is shown at the top level.
+    """
+    by_group: dict[str, list[ComponentView]] = {}
+    for component in components:
+        if component.group_id is not None:
+            by_group.setdefault(component.group_id, []).append(component)
+    known = {gid for gid, *_ in items}
+    children: dict[str | None, list[str]] = {}
+    fields: dict[str, tuple[str, str | None, ComponentStatus]] = {}
+    for gid, name, description, parent_id, _order, status in items:
+        fields[gid] = (name, description, status)
+        children.setdefault(parent_id if parent_id in known else None, []).append(gid)
+
+    def build(gid: str) -> GroupView:
+        name, description, status = fields[gid]
+        return GroupView(
+            gid,
+            name,
+            description,
+            status,
+            tuple(by_group.get(gid, ())),
+            tuple(build(sub) for sub in children.get(gid, [])),
+        )
+
+    return tuple(build(gid) for gid in children.get(None, []))
 
 
 def _incidents(items: Sequence[Sequence[Any]]) -> tuple[IncidentView, ...]:
@@ -126,6 +181,7 @@ def _decode(
     components: Any,
     incidents: Any,
     maintenance: Any,
+    groups: Any,
 ) -> PageView:
     component_views = _components(components)
     statuses = [c.current_status for c in component_views]
@@ -139,7 +195,9 @@ def _decode(
         overall_status=worst_status(statuses),
         updated_at=updated_at,
     )
-    return PageView(page, _incidents(incidents), _maintenance(maintenance))
+    return PageView(
+        page, _incidents(incidents), _maintenance(maintenance), _groups(groups, component_views)
+    )
 
 
 _row = kwargs_row(_decode)
