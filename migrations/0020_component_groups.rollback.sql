@@ -1,7 +1,8 @@
 -- Reverts 0020_component_groups: no groups, no group followers; 0014's page view, 0012's repair
 -- and component cleanup, 0010's fan-out index.
 
--- squawk-ignore-file ban-drop-table, ban-drop-column, ban-drop-constraint
+-- squawk-ignore-file ban-drop-table, ban-drop-column, ban-drop-constraint, ban-drop-function
+-- squawk-ignore-file ban-drop-view, require-concurrent-index-deletion
 
 SET LOCAL lock_timeout = '5s';
 SET LOCAL statement_timeout = '5min';
@@ -201,17 +202,14 @@ DROP FUNCTION statusdb_derive_group_statuses(text[]);
 CREATE INDEX IF NOT EXISTS status_subscriber_fan_out_all_idx
     ON status_subscriber (status_page_id, id) INCLUDE (channel, destination, notify_on)
     WHERE component_ids = '{}' AND is_active AND is_verified;
--- squawk-ignore require-concurrent-index-creation
 DROP INDEX status_subscriber_fan_out_everything_idx;
--- squawk-ignore require-concurrent-index-creation
 DROP INDEX status_subscriber_fan_out_group_idx;
 ALTER TABLE status_subscriber
     DROP CONSTRAINT status_subscriber_group_ids_check,
     DROP COLUMN group_ids;
 
 DROP TABLE component_group_status_change;
--- squawk-ignore require-concurrent-index-creation
-DROP INDEX status_page_component_group_id_idx;
+DROP INDEX status_page_component_group_id_status_page_id_idx;
 ALTER TABLE status_page_component
     DROP CONSTRAINT status_page_component_group_id_fkey,
     DROP COLUMN group_id;

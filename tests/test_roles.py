@@ -44,7 +44,7 @@ GROUPS = ("statusdb_owner", "statusdb_app", "statusdb_reader")
 MIGRATOR_LOGIN = "statusdb_test_migrator"
 YOYO_TABLES = ("_yoyo_log", "_yoyo_migration", "_yoyo_version", "yoyo_lock")
 #: Written by the derivation only; statusdb_app reads it and updates its outbox columns.
-LOG_TABLES = ("status_change",)
+LOG_TABLES = ("status_change", "component_group_status_change")
 #: Managed by the owner (the DBA); statusdb_app only reads them.
 OWNER_MANAGED_TABLES = ("destination_allowlist",)
 #: The derivation's own bookkeeping (0012): no privilege for anyone but the owner.
@@ -402,6 +402,12 @@ def test_every_table_is_granted_and_every_definer_function_is_locked_down(conn: 
         "statusdb_recompute_statuses",
         "statusdb_page_view",
         "statusdb_lock_status_keys",  # 0012: locks rows of the owner-only status_lock
+        # 0020: the group tree's walk and guard, the roll-up triggers, the group repair
+        "statusdb_component_group_check_tree",
+        "statusdb_component_group_guard",
+        "statusdb_status_page_component_roll_up",
+        "statusdb_component_group_roll_up",
+        "statusdb_recompute_group_statuses",
     }
     for name, config, public_may_execute in definers:
         assert config == ["search_path=public, pg_temp"], name
