@@ -330,7 +330,7 @@ def test_zero_drift_under_concurrent_writers(conn: Conn, dsn: str) -> None:
     conn.commit()
     errors: list[BaseException] = []
     threads = [
-        threading.Thread(target=_writer, args=(dsn, ids, 40, seed, errors)) for seed in range(4)
+        threading.Thread(target=_writer, args=(dsn, ids, 25, seed, errors)) for seed in range(4)
     ]
     for thread in threads:
         thread.start()
@@ -339,3 +339,37 @@ def test_zero_drift_under_concurrent_writers(conn: Conn, dsn: str) -> None:
     assert errors == []
     assert stored_vs_scratch(conn) == []
     assert groups.recompute(conn) == []
+
+
+def test_interleaved_writers_leave_no_drift(conn: Conn, dsn: str) -> None:
+    """Two members of one group recover in two transactions that overlap: each, alone, sees the
+    other still down; the one that locks the group second must derive from the first's commit."""
+    acme = two_pages(conn, names=("API", "Web"))
+    top = groups.create(conn, acme.page_id, name="Platform")
+    for component_id in (acme.api, acme.web):
+        groups.assign(conn, component_id, top.id)
+        components.set_status(conn, component_id, "DEGRADED_PERFORMANCE")
+    conn.commit()
+    with psycopg.connect(dsn) as first, psycopg.connect(dsn) as second:
+        first.execute(
+            "UPDATE status_page_component SET manual_status = 'OPERATIONAL' WHERE id = %s",
+            (acme.api,),
+        )
+        done: list[BaseException | None] = []
+
+        def recover_web() -> None:
+            try:
+                components.set_status(second, acme.web, "OPERATIONAL")
+                second.commit()
+                done.append(None)
+            except BaseException as exc:
+                done.append(exc)
+
+        thread = threading.Thread(target=recover_web)
+        thread.start()
+        thread.join(timeout=1.0)
+        first.commit()
+        thread.join()
+    assert done == [None]
+    assert group_status(conn, top.id) == "OPERATIONAL"
+    assert stored_vs_scratch(conn) == []
