@@ -4,6 +4,7 @@ followers in the fan-out, and naming groups in maintenance and status incidents.
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import threading
 from collections.abc import Callable
@@ -13,7 +14,18 @@ import pytest
 from factories import two_pages
 from psycopg.rows import TupleRow
 
-from statusdb import components, groups, incidents, queries, status, subscribers, teams, views
+from statusdb import (
+    components,
+    groups,
+    incidents,
+    maintenance,
+    queries,
+    status,
+    status_incidents,
+    subscribers,
+    teams,
+    views,
+)
 from statusdb.errors import Conflict, InvalidInput, NotFound
 
 Conn = psycopg.Connection[TupleRow]
@@ -258,8 +270,40 @@ def test_maintenance_and_incidents_may_name_groups(conn: Conn) -> None:
     groups.assign(conn, acme.db, mid.id)
     assert groups.member_component_ids(conn, acme.page_id, [top.id]) == sorted([acme.api, acme.db])
     assert groups.member_component_ids(conn, acme.page_id, [mid.id]) == [acme.db]
+    now = dt.datetime.now(dt.UTC)
+    window = maintenance.create(
+        conn,
+        acme.page_id,
+        title="Storage upgrade",
+        start_time=now + dt.timedelta(hours=1),
+        end_time=now + dt.timedelta(hours=2),
+        component_ids=[acme.web],
+        group_ids=[mid.id],
+        created_by_id="u1",
+    )
+    assert sorted(window.component_ids) == sorted([acme.web, acme.db])
+    notice = status_incidents.create(
+        conn,
+        acme.page_id,
+        title="Slow",
+        severity="MINOR",
+        message="Looking",
+        affected_group_ids=[top.id],
+    )
+    assert sorted(notice.affected_component_ids) == sorted([acme.api, acme.db])
+    conn.commit()
     with pytest.raises(InvalidInput, match="not a group of status page"):
         groups.member_component_ids(conn, acme.other_page_id, [top.id])
+    conn.rollback()
+    with pytest.raises(InvalidInput, match="not a group of status page"):
+        status_incidents.create(
+            conn,
+            acme.other_page_id,
+            title="x",
+            severity="MINOR",
+            message="x",
+            affected_group_ids=[top.id],
+        )
 
 
 def test_repair_finds_and_fixes_group_drift(conn: Conn) -> None:
