@@ -16,6 +16,7 @@ from psycopg.rows import TupleRow
 
 from statusdb import (
     components,
+    feed,
     groups,
     incidents,
     maintenance,
@@ -417,3 +418,24 @@ def test_interleaved_writers_leave_no_drift(conn: Conn, dsn: str) -> None:
     assert done == [None]
     assert group_status(conn, top.id) == "OPERATIONAL"
     assert stored_vs_scratch(conn) == []
+
+
+def test_feed_announces_group_changes(conn: Conn, dsn: str) -> None:
+    acme = two_pages(conn, names=("API", "Web"))
+    top = groups.create(conn, acme.page_id, name="Platform")
+    groups.assign(conn, acme.api, top.id)
+    conn.commit()
+    with psycopg.connect(dsn, autocommit=True) as listener:
+        feed.start_listening(listener)
+        components.set_status(conn, acme.api, "MAJOR_OUTAGE")
+        conn.commit()
+        events = list(feed.listen(listener, timeout=2.0, stop_after=2, groups=True))
+        components.set_status(conn, acme.api, "OPERATIONAL")
+        conn.commit()
+        plain = list(feed.listen(listener, timeout=2.0, stop_after=1))
+    assert [type(e).__name__ for e in events] == ["StatusChangeEvent", "GroupStatusChangeEvent"]
+    group_event = events[1]
+    assert isinstance(group_event, feed.GroupStatusChangeEvent)
+    assert (group_event.group_id, group_event.new_status) == (top.id, "MAJOR_OUTAGE")
+    # Without groups=True, only component events (the group's seq finds no status_change row).
+    assert [(e.component_id, e.new_status) for e in plain] == [(acme.api, "OPERATIONAL")]
