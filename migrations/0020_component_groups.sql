@@ -306,10 +306,16 @@ AS $$
         JOIN public.component_group g ON g.parent_id = subtree.id
         WHERE subtree.level < 3
     ),
+    -- Per group of the subtree, its components' worst rank: a lookup by group_id each (the
+    -- partial index on group_id), whatever the number of groups the plan expects.
     worst AS (
-        SELECT subtree.root, min(statusdb_status_rank(c.current_status)) AS rank
+        SELECT subtree.root, min(member.rank) AS rank
         FROM subtree
-        JOIN public.status_page_component c ON c.group_id = subtree.id
+        CROSS JOIN LATERAL (
+            SELECT min(statusdb_status_rank(c.current_status)) AS rank
+            FROM public.status_page_component c
+            WHERE c.group_id = subtree.id
+        ) AS member
         GROUP BY subtree.root
     )
     SELECT g.id, g.status_page_id, g.current_status,
