@@ -5,6 +5,7 @@ followers in the fan-out, and naming groups in maintenance and status incidents.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 import threading
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from statusdb import (
     views,
 )
 from statusdb.errors import Conflict, InvalidInput, NotFound
+from statusdb.types import ComponentStatus
 
 Conn = psycopg.Connection[TupleRow]
 Connect = Callable[..., Conn]
@@ -74,7 +76,9 @@ def test_tree_rules_hold_for_the_api_and_plain_sql(conn: Conn) -> None:
     refused(InvalidInput, "3 levels", lambda: groups.move(conn, extra.id, parent_id=mid.id))
     # Cycles: itself, its child, its grandchild.
     for target in (top.id, mid.id, low.id):
-        refused(InvalidInput, "cycle", lambda t=target: groups.move(conn, top.id, parent_id=t))
+        refused(
+            InvalidInput, "cycle", functools.partial(groups.move, conn, top.id, parent_id=target)
+        )
     # Cross-page parent and cross-page component.
     refused(InvalidInput, "same status page", lambda: groups.move(conn, other.id, parent_id=top.id))
     refused(
@@ -328,7 +332,12 @@ def test_repair_finds_and_fixes_group_drift(conn: Conn) -> None:
 def _writer(
     dsn: str, component_ids: list[str], rounds: int, seed: int, errors: list[BaseException]
 ) -> None:
-    statuses = ["OPERATIONAL", "DEGRADED_PERFORMANCE", "MAJOR_OUTAGE", "PARTIAL_OUTAGE"]
+    statuses: list[ComponentStatus] = [
+        "OPERATIONAL",
+        "DEGRADED_PERFORMANCE",
+        "MAJOR_OUTAGE",
+        "PARTIAL_OUTAGE",
+    ]
     try:
         with psycopg.connect(dsn) as conn:
             for n in range(rounds):
@@ -342,7 +351,7 @@ def _writer(
                                 (value, target),
                             )
                         else:
-                            components.set_status(conn, target, value)  # type: ignore[arg-type]
+                            components.set_status(conn, target, value)
                         conn.commit()
                         break
                     except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
