@@ -28,7 +28,19 @@ from bench import surge
 from bench.dataset import BENCH_PAGE_SLUG, COMPONENTS_PER_PAGE, FIRST_REGULAR_PAGE, Scale
 from bench.peers import sqlalchemy_orm as peer
 from bench.timing import CaseResult, latency_result, paired, percentile, timed
-from statusdb import incidents, maintenance, outbox, pages, queries, subscribers, uptime, views
+from statusdb import (
+    components,
+    groups,
+    incidents,
+    maintenance,
+    outbox,
+    pages,
+    queries,
+    subscribers,
+    teams,
+    uptime,
+    views,
+)
 from statusdb.pages import NewComponent
 from statusdb.pool import make_pool
 from statusdb.subscribers import ImportRow
@@ -410,6 +422,85 @@ def open_incident(ctx: Context) -> list[CaseResult]:
         )
     )
     return results
+
+
+# -- group roll-up (migration 0020) -------------------------------------------------------------
+
+
+def _incident_page(conn: Conn, name: str, grouped: bool) -> tuple[str, str, str]:
+    """A team and its page of 50 components following it (in 5 groups of 10 when `grouped`):
+    the team id, the page id and the page's slug."""
+    team = teams.create(conn, name=name)
+    slug = f"bench-{name.lower()}"
+    page = pages.create(
+        conn,
+        team_id=team.id,
+        name=name,
+        slug=slug,
+        created_by_id="bench",
+        components=[NewComponent(name=f"C{k}", team_id=team.id) for k in range(50)],
+    ).page
+    if grouped:
+        ids = sorted(c.id for c in components.list_for_page(conn, page.id))
+        homes = [groups.create(conn, page.id, name=f"G{k}").id for k in range(5)]
+        for k, component_id in enumerate(ids):
+            groups.assign(conn, component_id, homes[k % 5])
+    return team.id, page.id, slug
+
+
+def group_roll_up(ctx: Context) -> list[CaseResult]:
+    """Opening an incident that moves 50 components in 5 groups vs the same without groups."""
+    n = max(50, ctx.scale.iterations // 10)
+    with app_connection(ctx) as conn:  # autocommit: each write commits by itself
+        plain_team, plain_page, _ = _incident_page(conn, "RollupPlain", grouped=False)
+        grouped_team, grouped_page, _ = _incident_page(conn, "RollupGrouped", grouped=True)
+        opened: dict[str, str] = {}
+
+        def open_on(team_id: str) -> Callable[[], object]:
+            def run() -> object:
+                incident = incidents.create(
+                    conn, team_id, title="Elevated errors", priority="CRITICAL"
+                )
+                opened[team_id] = incident.id
+                return incident
+
+            return run
+
+        def resolve(team_id: str) -> None:
+            incidents.resolve(conn, opened.pop(team_id))
+
+        plain, grouped = open_on(plain_team), open_on(grouped_team)
+        base: list[float] = []
+        case: list[float] = []
+        for round_ in range(n + 10):
+            t_plain = timed(plain)
+            resolve(plain_team)
+            t_grouped = timed(grouped)
+            resolve(grouped_team)
+            if round_ >= 10:  # warm-up
+                base.append(t_plain)
+                case.append(t_grouped)
+        changes = conn.execute(
+            "SELECT count(*) FROM component_group_status_change WHERE status_page_id = %s",
+            (grouped_page,),
+        ).fetchone()
+        for page_id in (plain_page, grouped_page):
+            pages.delete(conn, page_id)
+        for team_id in (plain_team, grouped_team):
+            for incident in incidents.list_for_team(conn, team_id, limit=1000):
+                incidents.delete(conn, incident.id)
+            teams.delete(conn, team_id)
+    return [
+        latency_result(
+            "open an incident moving 50 components in 5 groups (committed)",
+            case,
+            base,
+            baseline="the same 50 components without groups",
+            target="<= 1.3x",
+            check=lambda r: r <= 1.3,
+            notes={"group_changes_logged": int(changes[0]) if changes else 0},
+        )
+    ]
 
 
 _FLOOR_SETUP = """
@@ -1012,6 +1103,7 @@ CASES: list[tuple[str, Callable[[Context], list[CaseResult]]]] = [
     ("page view decode", page_view_decode),
     ("page view vs ORM peer", page_view_vs_orm),
     ("open incident", open_incident),
+    ("group roll-up", group_roll_up),
     ("fan-out", fan_out),
     ("subscriber import", subscriber_import),
     ("advance", advance),

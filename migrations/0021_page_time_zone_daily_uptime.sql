@@ -1,7 +1,7 @@
 -- statusdb 0021: a status page's time zone (issue 13 item 2), the zone its calendar days are
 -- counted in: uptime.daily (sql/uptime.sql, uptime_daily) cuts the status-change log at the
 -- page zone's local midnights.
--- depends: 0019_templates_and_deliveries
+-- depends: 0020_component_groups
 
 SET LOCAL lock_timeout = '5s';
 SET LOCAL statement_timeout = '5min';

@@ -89,12 +89,14 @@ WHERE id = ANY (%(change_ids)s::text[])
 
 -- name: outbox_recipients
 -- Subscribers to tell of one change: active, verified, following the component, wanting a type.
--- Those following every component, then those following this one (two disjoint groups, each
--- read through its own partial index, 0010; neither reads the page's other subscribers).
+-- Those following everything, those following this component, and those following a group
+-- that contains it (0020; not already in the second set): three disjoint sets, each read
+-- through its own partial index (0010, 0020); none reads the page's other subscribers.
 SELECT s.id, s.channel, s.destination
 FROM status_subscriber s
 WHERE s.status_page_id = %(status_page_id)s
   AND s.component_ids = '{}'
+  AND s.group_ids = '{}'
   AND s.is_active
   AND s.is_verified
   AND s.notify_on && %(notify_types)s::text[]
@@ -105,6 +107,18 @@ WHERE s.component_ids @> ARRAY[%(component_id)s]::text[]
   AND s.component_ids <> '{}'
   AND s.is_active
   AND s.is_verified
+  AND s.status_page_id = %(status_page_id)s
+  AND s.notify_on && %(notify_types)s::text[]
+UNION ALL
+-- "Follows the component through a group": statusdb_component_group_path (0020) is the one
+-- definition of it, for any fan-out.
+SELECT s.id, s.channel, s.destination
+FROM status_subscriber s
+WHERE s.group_ids && statusdb_component_group_path(%(component_id)s)
+  AND s.group_ids <> '{}'
+  AND s.is_active
+  AND s.is_verified
+  AND NOT s.component_ids @> ARRAY[%(component_id)s]::text[]
   AND s.status_page_id = %(status_page_id)s
   AND s.notify_on && %(notify_types)s::text[];
 

@@ -9,7 +9,7 @@
 -- body columns are null and not_modified is true: the body is not even sent. Nothing internal
 -- (team, service, platform incident, creator, token digest) is selected.
 SELECT id, name, description, slug, is_public, updated_at, components, incidents, maintenance,
-       version, fresh_until, not_modified
+       version, fresh_until, not_modified, groups
 FROM statusdb_page_view(%(slug)s::text, %(token_hash)s::bytea, %(horizon)s::interval,
                         %(maintenance_limit)s::integer, %(if_version)s::bigint);
 

@@ -130,6 +130,67 @@ CONSTRAINT_MESSAGES: Final[dict[str, tuple[type[StatusdbError], str]]] = {
         InvalidInput,
         "notify_on must be a non-empty subset of degraded, outage, maintenance, resolved",
     ),
+    # component groups (0020)
+    "component_group_pkey": (Conflict, "a group with that id already exists"),
+    "component_group_id_status_page_id_key": (Conflict, "a group with that id already exists"),
+    "component_group_status_page_id_name_key": (
+        Conflict,
+        "a group with that name already exists on this page",
+    ),
+    "component_group_status_page_id_fkey": (NotFound, "no status page with that id"),
+    "component_group_parent_id_fkey": (
+        InvalidInput,
+        "the parent must be an existing group of the same status page",
+    ),
+    "component_group_parent_id_check": (
+        InvalidInput,
+        "a group cannot be inside itself (cycle)",
+    ),
+    "component_group_parent_id_cycle": (
+        InvalidInput,
+        "a group cannot be moved inside itself or one of its own subgroups (cycle)",
+    ),
+    "component_group_depth_check": (
+        InvalidInput,
+        "groups nest at most 3 levels deep (counting the moved group's own subgroups)",
+    ),
+    "component_group_name_check": (
+        InvalidInput,
+        "a group name must be non-blank and at most 200 characters",
+    ),
+    "component_group_description_check": (
+        InvalidInput,
+        "a group description must be at most 10000 characters",
+    ),
+    "component_group_current_status_check": (InvalidInput, "unknown group status"),
+    "component_group_current_status_derived": (
+        InvalidInput,
+        "a group's current_status is derived from its members and cannot be set directly",
+    ),
+    "component_group_id_fixed": (InvalidInput, "a group's id cannot change"),
+    "component_group_status_page_id_fixed": (
+        InvalidInput,
+        "a group cannot move to another status page; create it on the other page instead",
+    ),
+    "status_page_component_group_id_fkey": (
+        InvalidInput,
+        "the group must be an existing group of the component's status page",
+    ),
+    "status_subscriber_group_ids_fkey": (
+        InvalidInput,
+        "every group id must name a group of the same status page",
+    ),
+    "status_subscriber_group_ids_check": (InvalidInput, "group ids cannot be null"),
+    "component_group_status_change_pkey": (Conflict, "duplicate group status change"),
+    "component_group_status_change_id_key": (Conflict, "duplicate group status change"),
+    "component_group_status_change_status_page_id_fkey": (NotFound, "no status page with that id"),
+    "component_group_status_change_group_id_fkey": (NotFound, "no group with that id"),
+    "component_group_status_change_is_a_change_check": (
+        InvalidInput,
+        "a logged group change must change the status",
+    ),
+    "component_group_status_change_previous_status_check": (InvalidInput, "unknown status"),
+    "component_group_status_change_new_status_check": (InvalidInput, "unknown status"),
     "status_subscriber_component_ids_fkey": (
         InvalidInput,
         "every component id must name a component of the same status page",

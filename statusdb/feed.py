@@ -47,7 +47,7 @@ import logging
 import time
 import warnings
 from collections.abc import AsyncIterator, Iterator
-from typing import Any, Final
+from typing import Any, Final, Literal, overload
 
 import attrs
 import psycopg
@@ -99,6 +99,41 @@ class PageVersionEvent:
     version: int
 
 
+@attrs.frozen
+class GroupStatusChangeEvent:
+    """One committed change of a component group's derived status (migration 0020).
+
+    Announced on the same channel, with a seq from the same sequence as component changes;
+    `listen(..., groups=True)` yields these too. `change_id` is the id of the
+    `component_group_status_change` row.
+    """
+
+    status_page_id: str
+    group_id: str
+    new_status: ComponentStatus
+    change_id: str
+
+
+@attrs.frozen
+class _AnyChange:
+    position: int
+    status_page_id: str
+    component_id: str | None
+    group_id: str | None
+    new_status: ComponentStatus
+    change_id: str
+
+    def event(self) -> StatusChangeEvent | GroupStatusChangeEvent:
+        if self.group_id is not None:
+            return GroupStatusChangeEvent(
+                self.status_page_id, self.group_id, self.new_status, self.change_id
+            )
+        assert self.component_id is not None
+        return StatusChangeEvent(
+            self.status_page_id, self.component_id, self.new_status, self.change_id
+        )
+
+
 def _decode(payload: str) -> int:
     """The change seq a notification payload announces; ValueError saying why if malformed."""
     if not (payload.isascii() and payload.isdigit()) or len(payload) > _MAX_SEQ_DIGITS:
@@ -141,6 +176,16 @@ def _page_versions(versions: list[int], status_page_id: str | None) -> Op[list[P
     """The announced page versions the connection's role may read (of one page, when given)."""
     params = {"versions": versions, "status_page_id": status_page_id}
     return (yield from many("feed_page_versions", params, class_row(PageVersionEvent)))
+
+
+@operation(retry=True)
+def _changes_with_groups(
+    seqs: list[int], status_page_id: str | None
+) -> Op[list[StatusChangeEvent | GroupStatusChangeEvent]]:
+    """The announced component and group changes the connection's role may read, in order."""
+    params = {"seqs": seqs, "status_page_id": status_page_id}
+    rows = yield from many("feed_changes_with_groups_by_seq", params, class_row(_AnyChange))
+    return [row.event() for row in rows]
 
 
 def _check_listener(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
@@ -219,13 +264,36 @@ async def asubscribe(aconn: psycopg.AsyncConnection[Any]) -> None:
     await astart_listening(aconn)
 
 
+@overload
+def listen(
+    conn: psycopg.Connection[Any],
+    *,
+    status_page_id: str | None = ...,
+    timeout: float | None = ...,
+    stop_after: int | None = ...,
+    groups: Literal[False] = ...,
+) -> Iterator[StatusChangeEvent]: ...
+
+
+@overload
+def listen(
+    conn: psycopg.Connection[Any],
+    *,
+    status_page_id: str | None = ...,
+    timeout: float | None = ...,
+    stop_after: int | None = ...,
+    groups: Literal[True],
+) -> Iterator[StatusChangeEvent | GroupStatusChangeEvent]: ...
+
+
 def listen(
     conn: psycopg.Connection[Any],
     *,
     status_page_id: str | None = None,
     timeout: float | None = None,
     stop_after: int | None = None,
-) -> Iterator[StatusChangeEvent]:
+    groups: bool = False,
+) -> Iterator[StatusChangeEvent | GroupStatusChangeEvent]:
     """Status change events as they are committed, from a dedicated autocommit connection.
 
     Listens (LISTEN) when iteration starts, then yields each event. Each batch of
@@ -238,9 +306,12 @@ def listen(
     it may yield a few more: the changes of a batch are all handed out. For the same reason,
     end a round with `timeout` or `stop_after` rather than by breaking out of the loop (which
     drops the rest of the last event's batch). A lost connection raises `Retryable`: reconnect,
-    catch up from `status_change`, listen again.
+    catch up from `status_change`, listen again. With `groups=True` the changes of component
+    groups' derived statuses (`GroupStatusChangeEvent`, from `component_group_status_change`)
+    come too, in announcement order.
     """
     page = _check_options(status_page_id, timeout, stop_after)
+    with_groups = validate.flag("groups", groups)
     start_listening(conn)
     deadline = None if timeout is None else time.monotonic() + timeout
     yielded = 0
@@ -252,11 +323,38 @@ def listen(
         except psycopg.Error as exc:
             raise translate(exc) from exc
         seqs = _seqs(batch)
-        for event in _changes(conn, seqs, page) if seqs else []:
+        events: list[StatusChangeEvent | GroupStatusChangeEvent] = []
+        if seqs and with_groups:
+            events = _changes_with_groups(conn, seqs, page)
+        elif seqs:
+            events = list(_changes(conn, seqs, page))
+        for event in events:
             yield event
             yielded += 1
         if _round_over(batch, deadline, yielded, stop_after):
             return
+
+
+@overload
+def alisten(
+    aconn: psycopg.AsyncConnection[Any],
+    *,
+    status_page_id: str | None = ...,
+    timeout: float | None = ...,
+    stop_after: int | None = ...,
+    groups: Literal[False] = ...,
+) -> AsyncIterator[StatusChangeEvent]: ...
+
+
+@overload
+def alisten(
+    aconn: psycopg.AsyncConnection[Any],
+    *,
+    status_page_id: str | None = ...,
+    timeout: float | None = ...,
+    stop_after: int | None = ...,
+    groups: Literal[True],
+) -> AsyncIterator[StatusChangeEvent | GroupStatusChangeEvent]: ...
 
 
 async def alisten(
@@ -266,9 +364,11 @@ async def alisten(
     # The same deadline as psycopg's own notifies(timeout=), and the same as `listen`'s.
     timeout: float | None = None,  # noqa: ASYNC109
     stop_after: int | None = None,
-) -> AsyncIterator[StatusChangeEvent]:
+    groups: bool = False,
+) -> AsyncIterator[StatusChangeEvent | GroupStatusChangeEvent]:
     """`listen` for an async connection: ``async for event in alisten(aconn): ...``."""
     page = _check_options(status_page_id, timeout, stop_after)
+    with_groups = validate.flag("groups", groups)
     await astart_listening(aconn)
     deadline = None if timeout is None else time.monotonic() + timeout
     yielded = 0
@@ -278,7 +378,12 @@ async def alisten(
         except psycopg.Error as exc:
             raise translate(exc) from exc
         seqs = _seqs(batch)
-        for event in await _changes(aconn, seqs, page) if seqs else []:
+        events: list[StatusChangeEvent | GroupStatusChangeEvent] = []
+        if seqs and with_groups:
+            events = await _changes_with_groups(aconn, seqs, page)
+        elif seqs:
+            events = list(await _changes(aconn, seqs, page))
+        for event in events:
             yield event
             yielded += 1
         if _round_over(batch, deadline, yielded, stop_after):

@@ -43,7 +43,7 @@ from typing import Any, Final
 import attrs
 from psycopg.rows import class_row, dict_row, tuple_row
 
-from statusdb import recurrence, validate
+from statusdb import groups, recurrence, validate
 from statusdb.errors import Conflict, InvalidInput, NotFound, Retryable, StatusdbError
 from statusdb.executor import Op, execute, many, one, operation, optional
 from statusdb.types import MAINTENANCE_STATUS, CreateMaintenanceWindowInput, MaintenanceStatus
@@ -295,8 +295,13 @@ def create(
     notify_subscribers: bool = True,
     created_by_id: str,
     time_zone: str = "UTC",
+    group_ids: Sequence[str] = (),
 ) -> Op[MaintenanceWindow]:
     """Schedule a window (SCHEDULED) with its components, in one statement.
+
+    `group_ids` (groups of the page, statusdb.groups) stand for their member components at the
+    time of writing, subgroups included: they are added to `component_ids` (a component added
+    to a group later is not covered).
 
     Keywords as every other `create`: ``create(conn, page_id, title=..., start_time=...,
     end_time=..., component_ids=[...], recurrence_rule=..., created_by_id=...,
@@ -344,6 +349,11 @@ def create(
         "created_by_id": validate.identifier("created_by_id", created_by_id),
         "component_ids": validate.identifiers("component_ids", component_ids),
     }
+    if group_ids:
+        # A read before the insert, nothing to undo: the operation need not be atomic.
+        members = yield from groups.member_component_ids.body(page_id, group_ids)
+        named = validate.identifiers("component_ids", component_ids)
+        params["component_ids"] = list(dict.fromkeys([*named, *members]))
     row = yield from optional("maintenance_create", params, dict_row)
     return _written(row, page_id)
 

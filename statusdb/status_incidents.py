@@ -32,7 +32,7 @@ from typing import Any, Final
 import attrs
 from psycopg.rows import class_row
 
-from statusdb import validate
+from statusdb import groups, validate
 from statusdb.errors import InvalidInput, NotFound, StatusdbError
 from statusdb.executor import Op, execute, many, one, operation
 from statusdb.types import (
@@ -158,8 +158,13 @@ def create(
     status: StatusIncidentStatus = "INVESTIGATING",
     affected_component_ids: Sequence[str] = (),
     incident_id: str | None = None,
+    affected_group_ids: Sequence[str] = (),
 ) -> Op[StatusIncident]:
     """Publish a status incident on a page, its first timeline entry included (one INSERT).
+
+    `affected_group_ids` (groups of the page, statusdb.groups) stand for their member
+    components at the time of writing, subgroups included: they are added to
+    `affected_component_ids`.
 
     The entry's timestamp is the transaction's now(), equal to `created_at`. Affected
     components must be components of the same page (InvalidInput otherwise); an unknown page
@@ -179,6 +184,11 @@ def create(
         if incident_id is None
         else validate.identifier("incident_id", incident_id),
     }
+    if affected_group_ids:
+        # A read before the insert, nothing to undo: the operation need not be atomic.
+        members = yield from groups.member_component_ids.body(status_page_id, affected_group_ids)
+        named = validate.identifiers("affected_component_ids", affected_component_ids)
+        params["affected_component_ids"] = list(dict.fromkeys([*named, *members]))
     return (
         yield from one(
             "status_incident_create",

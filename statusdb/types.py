@@ -89,6 +89,8 @@ class ComponentView:
     display_order: int
     current_status: ComponentStatus
     status_updated_at: dt.datetime
+    #: The group it is shown in (migration 0020), None when ungrouped.
+    group_id: str | None = None
 
 
 @attrs.frozen

@@ -41,6 +41,7 @@ from statusdb.errors import InvalidInput
 from statusdb.executor import Op, Operation, many, operation, optional
 from statusdb.status_incidents import decode_updates
 from statusdb.types import (
+    ComponentStatus,
     ComponentView,
     MaintenanceStatus,
     StatusIncidentSeverity,
@@ -87,6 +88,22 @@ class MaintenanceView:
 
 
 @attrs.frozen
+class GroupView:
+    """A component group as readers see it: its derived status, its members in display order.
+
+    `components` are the components directly in the group, `groups` its subgroups; each list
+    in display order (a group's own `display_order` orders it among its siblings).
+    """
+
+    id: str
+    name: str
+    description: str | None
+    status: ComponentStatus
+    components: tuple[ComponentView, ...]
+    groups: tuple[GroupView, ...]
+
+
+@attrs.frozen
 class PageView:
     """Everything a status page shows.
 
@@ -94,6 +111,8 @@ class PageView:
     instant the view changes by the clock alone for the horizon and limit asked (a scheduled
     window entering the horizon), None if none: until then, only a write (announced by
     `statusdb.feed.listen_pages`) changes it.
+    `page.components` lists every component, flat, in display order (grouped or not);
+    `groups` is the tree of the page's top-level groups (migration 0020).
     """
 
     page: StatusPageWithComponents
@@ -101,6 +120,7 @@ class PageView:
     upcoming_maintenance: tuple[MaintenanceView, ...]
     version: int
     fresh_until: dt.datetime | None
+    groups: tuple[GroupView, ...] = ()
 
 
 @attrs.frozen
@@ -224,6 +244,39 @@ def _updates(timelines: Sequence[Sequence[Any]]) -> list[tuple[StatusUpdate, ...
     return decoded
 
 
+def _groups(
+    items: Sequence[Sequence[Any]], components: Sequence[ComponentView]
+) -> tuple[GroupView, ...]:
+    """The tree of groups, from the flat list the page view returns (in display order).
+
+    The database bounds the depth (3 levels) and rules out cycles; a group whose parent is
+    not in the list (cannot happen) is shown at the top level.
+    """
+    by_group: dict[str, list[ComponentView]] = {}
+    for component in components:
+        if component.group_id is not None:
+            by_group.setdefault(component.group_id, []).append(component)
+    known = {gid for gid, *_ in items}
+    children: dict[str | None, list[str]] = {}
+    fields: dict[str, tuple[str, str | None, ComponentStatus]] = {}
+    for gid, name, description, parent_id, _order, status in items:
+        fields[gid] = (name, description, status)
+        children.setdefault(parent_id if parent_id in known else None, []).append(gid)
+
+    def build(gid: str) -> GroupView:
+        name, description, status = fields[gid]
+        return GroupView(
+            gid,
+            name,
+            description,
+            status,
+            tuple(by_group.get(gid, ())),
+            tuple(build(sub) for sub in children.get(gid, [])),
+        )
+
+    return tuple(build(gid) for gid in children.get(None, []))
+
+
 def _incidents(items: Sequence[Sequence[Any]]) -> tuple[IncidentView, ...]:
     columns = _I.columns(items)
     columns[_I_AFFECTED] = map(tuple, columns[_I_AFFECTED])
@@ -254,6 +307,7 @@ def _decode(
     maintenance: Any,
     version: int,
     fresh_until: dt.datetime | None,
+    groups: Any,
 ) -> PageView:
     component_views = _components(components)
     statuses = [c.current_status for c in component_views]
@@ -267,7 +321,14 @@ def _decode(
         overall_status=worst_status(statuses),
         updated_at=updated_at,
     )
-    return PageView(page, _incidents(incidents), _maintenance(maintenance), version, fresh_until)
+    return PageView(
+        page,
+        _incidents(incidents),
+        _maintenance(maintenance),
+        version,
+        fresh_until,
+        _groups(groups, component_views),
+    )
 
 
 def _answer(*, not_modified: bool, **row: Any) -> PageView | NotModified:

@@ -84,13 +84,20 @@ SELECT 's' || n, 'p' || (1 + n %% %(pages)s), 'Status incident ' || n, 'MINOR',
         FROM generate_series(1, 5) AS u)
 FROM generate_series(1, %(pages)s * 10) AS n;
 
+-- One group per page (0020) holding its first five components.
+INSERT INTO component_group (id, status_page_id, name)
+SELECT 'p' || p || 'g1', 'p' || p, 'Group 1' FROM generate_series(1, %(pages)s) AS p;
+UPDATE status_page_component SET group_id = status_page_id || 'g1'
+WHERE split_part(id, 'c', 2)::int < 5;
+
 -- Page p1 has one subscriber in ten (3,000, signed up over time among the others'), every
--- other page about 27; a third follow every component.
+-- other page about 27; a third follow every component, one in 21 follows the page's group.
 INSERT INTO status_subscriber (id, status_page_id, channel, destination, component_ids,
-                               is_verified)
+                               group_ids, is_verified)
 SELECT 'sub' || lpad(n::text, 8, '0'), 'p' || s.page, 'EMAIL', 'user' || n || '@example.com',
-       CASE WHEN n %% 3 = 0 THEN '{}'::text[]
+       CASE WHEN n %% 3 = 0 OR n %% 21 = 1 THEN '{}'::text[]
             ELSE ARRAY['p' || s.page || 'c' || (n %% %(components)s)] END,
+       CASE WHEN n %% 21 = 1 THEN ARRAY['p' || s.page || 'g1'] ELSE '{}'::text[] END,
        true
 FROM generate_series(1, %(subscribers)s) AS n,
      LATERAL (SELECT CASE WHEN n %% 10 = 0 THEN 1
@@ -267,14 +274,16 @@ PAGE_SUBSCRIBER_INDEXES = {
 
 def test_fan_out_recipients(conn: Conn) -> None:
     """Followers of every component through the partial B-tree, followers of the component
-    through the GIN index (0010): the page's other subscribers are never read."""
+    through the GIN index (0010), followers of its groups through theirs (0020): the page's
+    other subscribers are never read."""
     found = explain(
         conn,
         "outbox_recipients",
         {"status_page_id": "p42", "component_id": "p42c2", "notify_types": ["outage"]},
     )
-    assert uses(found, "status_subscriber_fan_out_all_idx"), found
+    assert uses(found, "status_subscriber_fan_out_everything_idx"), found
     assert uses(found, "status_subscriber_fan_out_component_idx"), found
+    assert uses(found, "status_subscriber_fan_out_group_idx"), found
     assert seq_scanned(found, "status_subscriber") == [], found
 
 
@@ -290,7 +299,7 @@ def test_fan_out_recipients_as_the_app_role(conn: Conn) -> None:
         "outbox_recipients",
         {"status_page_id": "p42", "component_id": "p42c2", "notify_types": ["outage"]},
     )
-    assert uses(found, "status_subscriber_fan_out_all_idx"), found
+    assert uses(found, "status_subscriber_fan_out_everything_idx"), found
     assert not uses(found, "status_subscriber_fan_out_component_idx"), found
     assert any(index in PAGE_SUBSCRIBER_INDEXES for _, _, index in found), found
     assert seq_scanned(found, "status_subscriber") == [], found
@@ -305,7 +314,7 @@ def test_fan_out_recipients_of_a_large_page(conn: Conn) -> None:
         {"status_page_id": "p1", "component_id": "p1c2", "notify_types": ["outage"]},
     )
     indexes = {index for _, _, index in found}
-    assert indexes & (PAGE_SUBSCRIBER_INDEXES | {"status_subscriber_fan_out_all_idx"}), found
+    assert indexes & (PAGE_SUBSCRIBER_INDEXES | {"status_subscriber_fan_out_everything_idx"}), found
     assert "status_subscriber_fan_out_component_idx" in indexes, found
     assert seq_scanned(found, "status_subscriber") == [], found
 

@@ -43,9 +43,10 @@ Conn = psycopg.Connection[TupleRow]
 GROUPS = ("statusdb_owner", "statusdb_app", "statusdb_reader")
 MIGRATOR_LOGIN = "statusdb_test_migrator"
 YOYO_TABLES = ("_yoyo_log", "_yoyo_migration", "_yoyo_version", "yoyo_lock")
-#: Written by the derivation (status_change; statusdb_app also updates its outbox columns) or
-#: by the page snapshot triggers (0017) only; statusdb_app reads them.
-LOG_TABLES = ("status_change", "status_page_snapshot")
+#: Written by the derivation (status_change, component_group_status_change; statusdb_app
+#: also updates status_change's outbox columns) or by the page snapshot triggers (0017)
+#: only; statusdb_app reads them.
+LOG_TABLES = ("status_change", "status_page_snapshot", "component_group_status_change")
 #: Managed by the owner (the DBA); statusdb_app only reads them.
 OWNER_MANAGED_TABLES = ("destination_allowlist",)
 #: The derivation's own bookkeeping (0012): no privilege for anyone but the owner.
@@ -411,6 +412,12 @@ def test_every_table_is_granted_and_every_definer_function_is_locked_down(conn: 
         "statusdb_maintenance_window_snapshot",
         "statusdb_maintenance_window_component_snapshot",
         "statusdb_page_snapshot_repair",
+        # 0020: the group tree's walk and guard, the roll-up triggers, the group repair
+        "statusdb_component_group_check_tree",
+        "statusdb_component_group_guard",
+        "statusdb_status_page_component_roll_up",
+        "statusdb_component_group_roll_up",
+        "statusdb_recompute_group_statuses",
     }
     for name, config, public_may_execute in definers:
         assert config == ["search_path=public, pg_temp"], name

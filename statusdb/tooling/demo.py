@@ -18,6 +18,7 @@ import psycopg
 
 from statusdb import (
     components,
+    groups,
     incidents,
     maintenance,
     pages,
@@ -28,7 +29,7 @@ from statusdb import (
 )
 from statusdb.pages import NewComponent
 from statusdb.types import ComponentStatus, CreateMaintenanceWindowInput
-from statusdb.views import PageView, page_view
+from statusdb.views import GroupView, PageView, page_view
 
 SLUG = "acme-cloud"
 TEAM_NAME = "Acme platform team (statusdb demo)"
@@ -57,6 +58,10 @@ def render(view: PageView) -> str:
     names = {c.id: c.name for c in page.components}
     for component in page.components:
         lines.append(f"  {_LABELS[component.current_status]:<28} {component.name}")
+    if view.groups:
+        lines.append("")
+        lines.append("Groups (status derived from their members):")
+        lines.extend(_group_lines(view.groups, depth=1))
     if view.active_incidents:
         lines.append("")
         lines.append("Active incidents:")
@@ -154,6 +159,16 @@ def _backfill(conn: psycopg.Connection[Any], page_id: str, by_name: dict[str, st
     )
 
 
+def _group_lines(tree: tuple[GroupView, ...], depth: int) -> list[str]:
+    lines: list[str] = []
+    for group in tree:
+        members = ", ".join(c.name for c in group.components)
+        indent = "  " * depth
+        lines.append(f"{indent}{_LABELS[group.status]:<28} {group.name}: {members or '-'}")
+        lines.extend(_group_lines(group.groups, depth + 1))
+    return lines
+
+
 def _say(text: str) -> None:
     print(textwrap.fill(text, width=96))
 
@@ -206,6 +221,10 @@ def run(conn: psycopg.Connection[Any]) -> None:
     page = created.page
     by_name = {c.name: c for c in components.list_for_page(conn, page.id)}
     _backfill(conn, page.id, {name: c.id for name, c in by_name.items()})
+    core = groups.create(conn, page.id, name="Core platform", display_order=1)
+    data = groups.create(conn, page.id, name="Data", parent_id=core.id)
+    groups.assign(conn, by_name["API"].id, core.id)
+    groups.assign(conn, by_name["Database"].id, data.id)
     conn.commit()
     _show(
         conn,
@@ -217,9 +236,14 @@ def run(conn: psycopg.Connection[Any]) -> None:
             "    NewComponent(name='Database', team_id=team.id, service_identifier='postgres'),",
             "    NewComponent(name='Web app', team_id=team.id),",
             "    NewComponent(name='Documentation'),",
-            "], ...);  conn.commit()",
+            "], ...)",
+            "core = groups.create(conn, page.id, name='Core platform', display_order=1)",
+            "data = groups.create(conn, page.id, name='Data', parent_id=core.id)",
+            "groups.assign(conn, api.id, core.id); groups.assign(conn, database.id, data.id)",
+            "conn.commit()",
         ],
-        "Components with a team follow that team's incidents; Documentation is set by hand.",
+        "Components with a team follow that team's incidents; Documentation is set by hand. "
+        "Groups show the worst status of their members, nested groups included.",
     )
 
     outage = incidents.create(

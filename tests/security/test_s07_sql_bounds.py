@@ -48,6 +48,11 @@ APP_FUNCTIONS = {
     "statusdb_page_view(text,bytea,interval,integer,bigint)",
     # views.repair_snapshots (no arguments to bound: it renders every page once, 0017).
     "statusdb_page_snapshot_repair(boolean)",
+    # 0020: groups.recompute (reads every group once); the subscriber group check (refuses
+    # more than 1000 ids); the fan-out's group path (at most 3 steps up the tree).
+    "statusdb_recompute_group_statuses(boolean)",
+    "statusdb_check_group_ids(text,text[],text)",
+    "statusdb_component_group_path(text)",
 }
 PUBLIC_FUNCTIONS = {
     "statusdb_new_id()",

@@ -268,3 +268,23 @@ def test_rollback_of_0021_does_not_silently_drop_page_time_zones(empty_dsn: str)
     assert _rollback_down_to(empty_dsn, "0021_page_time_zone_daily_uptime", allow_data_loss=True)[
         -1
     ] == ("0021_page_time_zone_daily_uptime")
+
+
+def test_rollback_of_0020_does_not_silently_drop_groups_or_widen_followers(
+    empty_dsn: str,
+) -> None:
+    """Rolling 0020 back drops the component groups (membership, status log) and makes group
+    followers follow every component of their page, silently."""
+    migrations.apply(empty_dsn)
+    with psycopg.connect(empty_dsn) as c:
+        team = teams.create(c, name="T")
+        page = pages.create(c, team_id=team.id, name="P", slug="p", created_by_id="u")
+        c.execute(
+            "INSERT INTO component_group (status_page_id, name) VALUES (%s, 'G')", (page.page.id,)
+        )
+    with pytest.raises(migrations.MigrationError, match="component_group has 1 rows") as refused:
+        _rollback_down_to(empty_dsn, "0020_component_groups")
+    assert "could not roll back migration 0020_component_groups" in str(refused.value)
+    assert _rollback_down_to(empty_dsn, "0020_component_groups", allow_data_loss=True)[-1] == (
+        "0020_component_groups"
+    )
