@@ -680,8 +680,14 @@ def advance(now: dt.datetime) -> Op[list[Transition]]:
     SKIP LOCKED and re-checked after locking, so each transition is made (and returned) by
     exactly one caller. A Retryable error (say, a deadlock with a concurrent status change)
     means the step made nothing: call again. Statements: one for the transitions that need no
-    rule, one to lock ended series, one (only when there are some) to move them, each in a
-    savepoint; after a failure, the same one window at a time.
+    rule, one to lock ended series, one (only when there are some) to move them, one for the
+    reminders, each in a savepoint; after a failure, the same one window at a time.
+
+    Notifications (migration 0018): the transitions write their maintenance_started and
+    maintenance_completed events through the window's trigger, and the step writes a
+    maintenance_reminder for each SCHEDULED occurrence starting within its window's
+    reminder_lead of `now`: once per occurrence whatever the number of schedulers, never for
+    a cancelled window.
     """
     at = recurrence.utc(validate.aware("now", now))
     failures: dict[str, str] = {}
@@ -742,6 +748,14 @@ def advance(now: dt.datetime) -> Op[list[Transition]]:
                     failures[move.window_id] = f"cannot move to the next occurrence: {exc}"
         transitions.extend(t for m in done for t in m.transitions)
         advanced.extend(m.window_id for m in done)
+    try:
+        # Reminders (migration 0018): once per occurrence, never for a cancelled window; rows
+        # another scheduler or a cancel holds are skipped (statusdb_maintenance_remind).
+        yield from _isolated("event_remind", {"now": at}, tuple_row)
+    except Retryable:
+        raise
+    except StatusdbError as exc:
+        _log.error("maintenance reminders skipped by the scheduler step: %s", exc)
     if advanced:
         yield from execute("maintenance_clear_scheduler_errors", {"ids": advanced})
     if failures:

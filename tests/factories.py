@@ -17,6 +17,7 @@ from psycopg.rows import TupleRow
 from statusdb import components, pages, teams
 from statusdb.pages import NewComponent
 from statusdb.tooling.localpg import LocalCluster
+from statusdb.types import NOTIFY_ON_EVENTS
 
 Conn = psycopg.Connection[TupleRow]
 AConn = psycopg.AsyncConnection[TupleRow]
@@ -130,3 +131,36 @@ def two_pages(
     by_name = {name: components.create(conn, acme.id, name=name).id for name in names}
     foreign = components.create(conn, other.id, name="API")
     return TwoPages(owner.id, acme.id, other.id, by_name, foreign.id)
+
+
+def new_subscriber(
+    conn: Conn,
+    page_id: str,
+    name: str,
+    *,
+    component_ids: Sequence[str] = (),
+    notify_on: Sequence[str] | None = None,
+    verified: bool = True,
+    active: bool = True,
+) -> str:
+    """A WEBHOOK subscriber written by plain SQL (any state, no tokens); its id.
+
+    `name` makes the destination unique (https://hooks.example.com/<name>); notify_on None:
+    every kind.
+    """
+    row = conn.execute(
+        """INSERT INTO status_subscriber (status_page_id, channel, destination, component_ids,
+                                          notify_on, is_verified, is_active)
+           VALUES (%s, 'WEBHOOK', %s, %s, %s, %s, %s)
+           RETURNING id""",
+        (
+            page_id,
+            f"https://hooks.example.com/{name}",
+            list(component_ids),
+            list(NOTIFY_ON_EVENTS if notify_on is None else notify_on),
+            verified,
+            active,
+        ),
+    ).fetchone()
+    assert row is not None
+    return str(row[0])

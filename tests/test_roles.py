@@ -43,8 +43,9 @@ Conn = psycopg.Connection[TupleRow]
 GROUPS = ("statusdb_owner", "statusdb_app", "statusdb_reader")
 MIGRATOR_LOGIN = "statusdb_test_migrator"
 YOYO_TABLES = ("_yoyo_log", "_yoyo_migration", "_yoyo_version", "yoyo_lock")
-#: Written by the derivation only; statusdb_app reads it and updates its outbox columns.
-LOG_TABLES = ("status_change",)
+#: Written by the database only (the derivation, the notification triggers); statusdb_app reads
+#: them and updates their outbox columns.
+LOG_TABLES = ("status_change", "notification_event")
 #: Managed by the owner (the DBA); statusdb_app only reads them.
 OWNER_MANAGED_TABLES = ("destination_allowlist",)
 #: The derivation's own bookkeeping (0012): no privilege for anyone but the owner.
@@ -402,6 +403,11 @@ def test_every_table_is_granted_and_every_definer_function_is_locked_down(conn: 
         "statusdb_recompute_statuses",
         "statusdb_page_view",
         "statusdb_lock_status_keys",  # 0012: locks rows of the owner-only status_lock
+        # 0018: notification events are written as the owner (statusdb_app cannot insert them)
+        "statusdb_status_incident_notify",
+        "statusdb_maintenance_window_notify",
+        "statusdb_maintenance_window_notify_scheduled",
+        "statusdb_maintenance_remind",
     }
     for name, config, public_may_execute in definers:
         assert config == ["search_path=public, pg_temp"], name

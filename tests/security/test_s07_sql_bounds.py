@@ -46,6 +46,10 @@ APP_FUNCTIONS = {
     "statusdb_destination_problem(text,text)",
     # The page view: clamps its arguments.
     "statusdb_page_view(text,bytea,interval,integer)",
+    # 0018: who gets a notification (runs as the caller: one pass over subscribers it may read
+    # anyway) and the scheduler's reminders (at most 1000 windows within 7 days per call).
+    "statusdb_notification_recipients(text,text[],text[],text[])",
+    "statusdb_maintenance_remind(timestamp with time zone)",
 }
 PUBLIC_FUNCTIONS = {
     "statusdb_new_id()",
