@@ -1,7 +1,7 @@
 -- statusdb 0018 rollback: drop the notification events, their triggers and functions, the
 -- reminder lead; notify_on back to the four component kinds.
 
--- squawk-ignore-file ban-drop-table, ban-drop-column, ban-drop-constraint
+-- squawk-ignore-file ban-drop-table, ban-drop-column, ban-drop-constraint, ban-drop-function
 
 SET LOCAL lock_timeout = '5s';
 SET LOCAL statement_timeout = '5min';

@@ -28,9 +28,10 @@ notify_subscribers off. `process` ties it together for a simple worker loop.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import zoneinfo
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping
-from typing import Any, Final, Literal, cast, overload
+from typing import Any, Final, Literal, TypeVar, cast, overload
 
 import attrs
 import psycopg
@@ -45,7 +46,6 @@ from statusdb.types import (
     AffectedComponent,
     ComponentStatus,
     EventKind,
-    IncidentEventKind,
     IncidentNotification,
     MaintenanceEventKind,
     MaintenanceNotification,
@@ -200,7 +200,7 @@ class ClaimedEvent:
         if self.kind in INCIDENT_EVENT_KINDS:
             incident, update = p["incident"], p["update"]
             return IncidentNotification(
-                kind=cast(IncidentEventKind, self.kind),
+                kind=self.kind,
                 event_id=self.id,
                 status_page_id=self.status_page_id,
                 page_name=page["name"],
@@ -232,7 +232,9 @@ class ClaimedEvent:
             previous_start_time=None
             if previous is None
             else _utc_time(previous["start"]).astimezone(zone),
-            previous_end_time=None if previous is None else _utc_time(previous["end"]).astimezone(zone),
+            previous_end_time=None
+            if previous is None
+            else _utc_time(previous["end"]).astimezone(zone),
         )
 
 
@@ -434,12 +436,8 @@ def process(
     notified = deliveries = lost = 0
     for change in claimed:
         # Built once per change, not once per recipient (a change can have a million).
-        notification, key = change.notification, change.key
-
-        def send(recipient: Recipient) -> None:
-            deliver(notification, recipient, key)
-
-        deliveries += _fan_out(conn, change, send, lambda: release(conn, change, worker_id=worker_id))
+        give_back = functools.partial(release, conn, change, worker_id=worker_id)
+        deliveries += _fan_out(conn, change, deliver, change.notification, change.key, give_back)
         if complete(conn, change, worker_id=worker_id):
             notified += change.outcome == "NOTIFIED"
         else:
@@ -495,30 +493,18 @@ def process_all(
     events = claim_events(conn, worker_id=worker_id, limit=limit, lease=lease)
     _commit(conn)
     notified = deliveries = lost = 0
+    send = functools.partial(deliver_one, deliver)
     for change in changes:
-        change_notification, change_key = change.notification, change.key
-
-        def send_change(recipient: Recipient) -> None:
-            deliver_one(deliver, change_notification, recipient, change_key)
-
-        deliveries += _fan_out(
-            conn, change, send_change, lambda: release(conn, change, worker_id=worker_id)
-        )
+        give_back = functools.partial(release, conn, change, worker_id=worker_id)
+        deliveries += _fan_out(conn, change, send, change.notification, change.key, give_back)
         if complete(conn, change, worker_id=worker_id):
             notified += change.outcome == "NOTIFIED"
         else:
             lost += 1
         _commit(conn)
     for event in events:
-        event_notification = event.notification
-        event_key = event.key
-
-        def send_event(recipient: Recipient) -> None:
-            deliver_one(deliver, event_notification, recipient, event_key)
-
-        deliveries += _fan_out(
-            conn, event, send_event, lambda: release_event(conn, event, worker_id=worker_id)
-        )
+        give_back = functools.partial(release_event, conn, event, worker_id=worker_id)
+        deliveries += _fan_out(conn, event, send, event.notification, event.key, give_back)
         if complete_event(conn, event, worker_id=worker_id):
             notified += event.outcome == "NOTIFIED"
         else:
@@ -527,18 +513,24 @@ def process_all(
     return ProcessReport(len(changes) + len(events), notified, deliveries, lost)
 
 
+_N = TypeVar("_N", bound=Notification)
+
+
 def _fan_out(
     conn: psycopg.Connection[Any],
     claimed: ClaimedChange | ClaimedEvent,
-    send: Callable[[Recipient], None],
-    give_back: Callable[[], None],
+    send: Callable[[_N, Recipient, str], None],
+    notification: _N,
+    key: str,
+    give_back: Callable[[], object],
 ) -> int:
-    """Send to every recipient of `claimed` (streamed); on failure give it back and re-raise."""
+    """`send` `notification` to every recipient of `claimed` (streamed); on failure give the
+    claim back and re-raise. `notification` is built once per claim, not once per recipient."""
     count = 0
     stream = recipients(conn, claimed)
     try:
         for recipient in stream:
-            send(recipient)
+            send(notification, recipient, key)
             count += 1
     except BaseException as exc:
         if isinstance(stream, Generator):  # now, not in a finaliser (drops close failures)
@@ -558,7 +550,7 @@ def _commit(conn: psycopg.Connection[Any]) -> None:
 
 
 def _give_back(
-    conn: psycopg.Connection[Any], release_claim: Callable[[], None], failure: BaseException
+    conn: psycopg.Connection[Any], release_claim: Callable[[], object], failure: BaseException
 ) -> None:
     """Release a claim after `failure`; if that fails too (a dead connection), say so on
     `failure`, which stays the error the caller gets: the lease then runs out by itself."""

@@ -153,7 +153,8 @@ def test_incident_events_reach_exactly_their_subscribers_once(conn: Conn) -> Non
     # Nothing internal in what subscribers are told.
     payloads = conn.execute("SELECT payload::text FROM notification_event").fetchall()
     for (payload,) in payloads:
-        assert platform.id not in payload and team not in payload
+        assert platform.id not in payload
+        assert team not in payload
     assert outbox.pending_events(conn) == 0
     assert run(conn, inbox).claimed == 0  # nothing twice
 
@@ -178,9 +179,7 @@ def test_events_from_plain_sql_and_page_wide_notices(conn: Conn) -> None:
     ).fetchone()
     assert window is not None
     # The link comes in a later statement of the same transaction: still in the event.
-    conn.execute(
-        "INSERT INTO maintenance_window_component VALUES (%s, %s)", (window[0], comp["C"])
-    )
+    conn.execute("INSERT INTO maintenance_window_component VALUES (%s, %s)", (window[0], comp["C"]))
     conn.commit()
     inbox = Inbox()
     drain(conn, inbox)
@@ -270,7 +269,7 @@ def test_maintenance_lifecycle_reminders_and_muting(conn: Conn) -> None:
     assert note.start_time == start + dt.timedelta(days=1)
     assert note.recurring
     assert step(start + dt.timedelta(days=2)).kinds() == Counter({"maintenance_completed": 4})
-    outcomes = dict(
+    outcomes: dict[str, int] = dict(
         conn.execute(
             "SELECT outcome, count(*) FROM notification_event"
             " WHERE maintenance_window_id = %s GROUP BY outcome",
@@ -395,7 +394,9 @@ def test_two_workers_and_two_schedulers_at_once(conn: Conn, connect: Connect) ->
         try:
             with connect() as own:
                 barrier.wait()
-                while outbox.process_all(own, inbox, worker_id=worker, hold_down=NOW, limit=3).claimed:
+                while outbox.process_all(
+                    own, inbox, worker_id=worker, hold_down=NOW, limit=3
+                ).claimed:
                     pass
         except BaseException as exc:
             errors.append(exc)
@@ -418,9 +419,7 @@ def test_two_workers_and_two_schedulers_at_once(conn: Conn, connect: Connect) ->
     assert outbox.pending_events(conn) == 0
 
 
-def test_a_killed_workers_lease_expires_and_another_completes(
-    conn: Conn, connect: Connect
-) -> None:
+def test_a_killed_workers_lease_expires_and_another_completes(conn: Conn, connect: Connect) -> None:
     _team, page, _comp, subs = page_with_subscribers(conn)
     status_incidents.create(conn, page, title="t", severity="MINOR", message="m")
     conn.commit()
@@ -475,7 +474,8 @@ def test_every_kind_is_a_notify_on_value_and_new_subscribers_get_all(conn: Conn)
         " VALUES (%s, 'WEBHOOK', 'https://hooks.example.com/d') RETURNING notify_on",
         (page.id,),
     ).fetchone()
-    assert row is not None and set(EVENT_KINDS) <= set(row[0])
+    assert row is not None
+    assert set(EVENT_KINDS) <= set(row[0])
     assert json.dumps(INCIDENT_KINDS)  # the names the README table lists
     with pytest.raises(psycopg.errors.CheckViolation):
         conn.execute(
