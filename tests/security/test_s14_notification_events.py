@@ -74,7 +74,7 @@ def test_the_backend_cannot_rewrite_or_redirect_a_pending_event(conn: Conn, app:
     ):
         with pytest.raises(pg_errors.InsufficientPrivilege), app.transaction():
             app.execute(
-                f"UPDATE notification_event SET {column} = %s",  # noqa: S608 (fixed names)
+                f"UPDATE notification_event SET {column} = %s",
                 (value,),
             )
     # The lease columns stay the worker's to write.
@@ -94,9 +94,7 @@ def test_what_subscribers_receive_carries_no_internal_ids(conn: Conn) -> None:
     assert not hasattr(claimed.notification, "incident_id")
 
 
-def test_a_scoped_session_cannot_read_or_claim_another_teams_events(
-    conn: Conn, app: Conn
-) -> None:
+def test_a_scoped_session_cannot_read_or_claim_another_teams_events(conn: Conn, app: Conn) -> None:
     """Scoped to team A, a worker reads or leases team B's announcements of a private page."""
     team_a, _b, _page_a, _page_b, _platform = two_pages_with_an_event(conn)
     tenancy.set_team(app, team_a)
