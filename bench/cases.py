@@ -954,3 +954,9 @@ CASES += [
     ("routing overhead", routing_overhead),
     ("replica scaling", replica_scaling),
 ]
+
+
+# -- notification events (issue 12): bench/cases_notifications.py --------------------------------
+from bench.cases_notifications import NOTIFICATION_CASES  # noqa: E402
+
+CASES += NOTIFICATION_CASES
