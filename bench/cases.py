@@ -416,6 +416,7 @@ def fan_out(ctx: Context) -> list[CaseResult]:
             "status_page_id": claimed.status_page_id,
             "component_id": claimed.component_id,
             "notify_types": list(claimed.notify_types),
+            "folded_into": list(claimed.folded_into),
         }
 
         def server_only() -> object:

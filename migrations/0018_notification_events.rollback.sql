@@ -1,7 +1,7 @@
 -- statusdb 0018 rollback: drop the notification events, their triggers and functions, the
 -- reminder lead; notify_on back to the four component kinds.
 
--- squawk-ignore-file ban-drop-table, ban-drop-column, ban-drop-constraint, ban-drop-function
+-- squawk-ignore-file ban-drop-table, ban-drop-column, ban-drop-constraint, ban-drop-function, require-concurrent-index-deletion
 
 SET LOCAL lock_timeout = '5s';
 SET LOCAL statement_timeout = '5min';
@@ -54,6 +54,7 @@ DROP FUNCTION statusdb_event_components(text[]);
 DROP FUNCTION statusdb_event_page(text);
 DROP FUNCTION statusdb_event_time(timestamptz);
 DROP FUNCTION statusdb_notification_recipients(text, text[], text[], text[]);
+DROP INDEX status_subscriber_fan_out_page_idx;
 DROP TABLE notification_event;
 
 ALTER TABLE maintenance_window

@@ -63,6 +63,20 @@ _OVERLAP_CHECKED_OCCURRENCES: Final = 1000
 
 _FINAL: Final[tuple[MaintenanceStatus, ...]] = ("COMPLETED", "CANCELLED")
 
+#: Reminder lead time of a window unless given (maintenance_window.reminder_lead, 0018).
+DEFAULT_REMINDER_LEAD: Final = dt.timedelta(hours=1)
+#: The longest reminder lead (the column's CHECK): the scheduler's scan stays bounded.
+MAX_REMINDER_LEAD: Final = dt.timedelta(days=7)
+
+
+def _reminder_lead(value: dt.timedelta) -> dt.timedelta:
+    if not isinstance(value, dt.timedelta) or not dt.timedelta(0) <= value <= MAX_REMINDER_LEAD:
+        raise InvalidInput(
+            "reminder_lead must be a timedelta from 0 (no reminder) to "
+            f"{MAX_REMINDER_LEAD.days} days"
+        )
+    return value
+
 
 def _utc(value: dt.datetime) -> dt.datetime:
     """Row converter: every datetime statusdb returns is in UTC.
@@ -103,6 +117,8 @@ class MaintenanceWindow:
     created_at: dt.datetime = attrs.field(converter=_utc)
     updated_at: dt.datetime = attrs.field(converter=_utc)
     component_ids: tuple[str, ...] = attrs.field(converter=tuple)
+    #: How long before each occurrence subscribers get a reminder (0: none); migration 0018.
+    reminder_lead: dt.timedelta = DEFAULT_REMINDER_LEAD
 
     @property
     def duration(self) -> dt.timedelta:
@@ -295,6 +311,7 @@ def create(
     notify_subscribers: bool = True,
     created_by_id: str,
     time_zone: str = "UTC",
+    reminder_lead: dt.timedelta = DEFAULT_REMINDER_LEAD,
 ) -> Op[MaintenanceWindow]:
     """Schedule a window (SCHEDULED) with its components, in one statement.
 
@@ -341,6 +358,7 @@ def create(
         "time_zone": time_zone,
         "auto_update_status": _flag("auto_update_status", auto_update_status),
         "notify_subscribers": _flag("notify_subscribers", notify_subscribers),
+        "reminder_lead": _reminder_lead(reminder_lead),
         "created_by_id": validate.identifier("created_by_id", created_by_id),
         "component_ids": validate.identifiers("component_ids", component_ids),
     }
@@ -387,6 +405,7 @@ def update(
     auto_update_status: bool | validate.Unset = validate.UNSET,
     notify_subscribers: bool | validate.Unset = validate.UNSET,
     component_ids: Sequence[str] | validate.Unset = validate.UNSET,
+    reminder_lead: dt.timedelta | validate.Unset = validate.UNSET,
 ) -> Op[MaintenanceWindow]:
     """Change a window; fields left out keep their value. `component_ids` replaces the set.
 
@@ -416,6 +435,8 @@ def update(
         _flag("auto_update_status", auto_update_status)
     if not isinstance(notify_subscribers, validate.Unset):
         _flag("notify_subscribers", notify_subscribers)
+    if not isinstance(reminder_lead, validate.Unset):
+        _reminder_lead(reminder_lead)
     new_components = (
         None
         if isinstance(component_ids, validate.Unset)
@@ -499,6 +520,9 @@ def update(
         "notify_subscribers": current.notify_subscribers
         if isinstance(notify_subscribers, validate.Unset)
         else notify_subscribers,
+        "reminder_lead": current.reminder_lead
+        if isinstance(reminder_lead, validate.Unset)
+        else reminder_lead,
         "set_component_ids": new_components is not None,
         "component_ids": new_components or [],
     }

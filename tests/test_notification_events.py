@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -21,6 +23,7 @@ from statusdb import (
     components,
     incidents,
     maintenance,
+    migrations,
     outbox,
     status_incidents,
     subscribers,
@@ -29,6 +32,8 @@ from statusdb import (
 from statusdb.outbox import Recipient
 from statusdb.types import (
     EVENT_KINDS,
+    MAINTENANCE_EVENT_KINDS,
+    NOTIFY_ON_EVENTS,
     IncidentNotification,
     MaintenanceNotification,
     Notification,
@@ -38,6 +43,7 @@ from statusdb.types import (
 Conn = psycopg.Connection[TupleRow]
 Connect = Callable[..., Conn]
 NOW = dt.timedelta(0)
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 INCIDENT_KINDS = ["incident_created", "incident_updated", "incident_resolved", "incident_reopened"]
 
 
@@ -290,9 +296,34 @@ def test_a_reminder_of_a_window_cancelled_before_delivery_is_obsolete(conn: Conn
         end_time=start + dt.timedelta(hours=1),
         created_by_id="u",
     )
+    early = maintenance.create(
+        conn,
+        page,
+        title="Early",
+        start_time=start + dt.timedelta(hours=3),
+        end_time=start + dt.timedelta(hours=4),
+        created_by_id="u",
+        reminder_lead=dt.timedelta(hours=4),
+    )
+    silent = maintenance.create(
+        conn,
+        page,
+        title="Silent",
+        start_time=start + dt.timedelta(minutes=1),
+        end_time=start + dt.timedelta(hours=4),
+        created_by_id="u",
+        reminder_lead=dt.timedelta(0),
+    )
     conn.commit()
+    assert maintenance.get(conn, early.id).reminder_lead == dt.timedelta(hours=4)
     drain(conn, Inbox())
     maintenance.advance(conn, start - dt.timedelta(minutes=5))
+    reminded = conn.execute(
+        "SELECT maintenance_window_id FROM notification_event WHERE kind = 'maintenance_reminder'"
+    ).fetchall()
+    assert sorted(r[0] for r in reminded) == sorted([window.id, early.id])  # not silent
+    assert silent.reminder_lead == dt.timedelta(0)
+    conn.execute("DELETE FROM maintenance_window WHERE id = %s", (early.id,))
     conn.commit()
     maintenance.cancel(conn, window.id)
     conn.commit()
@@ -460,6 +491,34 @@ async def pages_create(aconn: psycopg.AsyncConnection[Any], team_id: str) -> str
 
     page = await anew_page(aconn, team_id, slug="async", created_by_id="u")
     return page.id
+
+
+def test_existing_subscribers_get_the_matching_new_kinds(empty_dsn: str, tmp_path: Path) -> None:
+    """Migration 0018 keeps old choices and adds the kinds that match them."""
+    before = tmp_path / "migrations"
+    before.mkdir()
+    for source in MIGRATIONS.iterdir():
+        if source.suffix == ".sql" and not source.name.startswith("0018_"):
+            shutil.copy(source, before / source.name)
+    migrations.apply(empty_dsn, directory=before)
+    chosen = {
+        "everything": ["degraded", "outage", "maintenance", "resolved"],
+        "outages": ["outage"],
+        "maintenance": ["maintenance"],
+    }
+    with psycopg.connect(empty_dsn) as old:
+        team = teams.create(old, name="T")
+        page = new_page(old, team.id, slug="m", created_by_id="u")
+        ids = {
+            name: new_subscriber(old, page.id, name, notify_on=kinds)
+            for name, kinds in chosen.items()
+        }
+    migrations.apply(empty_dsn)
+    with psycopg.connect(empty_dsn) as new:
+        got = dict(new.execute("SELECT id, notify_on FROM status_subscriber").fetchall())
+    assert got[ids["everything"]] == list(NOTIFY_ON_EVENTS)
+    assert got[ids["outages"]] == ["outage", *INCIDENT_KINDS]
+    assert got[ids["maintenance"]] == ["maintenance", *MAINTENANCE_EVENT_KINDS]
 
 
 def test_every_kind_is_a_notify_on_value_and_new_subscribers_get_all(conn: Conn) -> None:
