@@ -515,7 +515,9 @@ def test_existing_subscribers_get_the_matching_new_kinds(empty_dsn: str, tmp_pat
         }
     migrations.apply(empty_dsn)
     with psycopg.connect(empty_dsn) as new:
-        got = dict(new.execute("SELECT id, notify_on FROM status_subscriber").fetchall())
+        got: dict[str, list[str]] = dict(
+            new.execute("SELECT id, notify_on FROM status_subscriber").fetchall()
+        )
     assert got[ids["everything"]] == list(NOTIFY_ON_EVENTS)
     assert got[ids["outages"]] == ["outage", *INCIDENT_KINDS]
     assert got[ids["maintenance"]] == ["maintenance", *MAINTENANCE_EVENT_KINDS]
