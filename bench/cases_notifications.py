@@ -18,7 +18,7 @@ import psycopg
 
 from bench.cases import Context, _rss_bytes, app_connection
 from bench.timing import CaseResult, percentile, timed
-from statusdb import outbox, status_incidents
+from statusdb import outbox, queries, status_incidents
 from statusdb.outbox import Recipient
 from statusdb.types import Notification
 
@@ -75,6 +75,39 @@ def event_fan_out(ctx: Context) -> list[CaseResult]:
             elif count % 10_000 == 0:
                 peak = max(peak, _rss_bytes())
         conn.commit()
+        # Floors as in the component fan-out case: the server's part alone (count, send none),
+        # and a plain server-side cursor of tuples (no Recipient, no deliver_one); the plan.
+        sql_text = queries.get("event_recipients").sql
+        params = {
+            "status_page_id": claimed.status_page_id,
+            "component_ids": list(claimed.component_ids),
+            "kind": claimed.kind,
+        }
+
+        def server_only() -> object:
+            row = conn.execute(
+                b"SELECT count(*) FROM (" + sql_text.rstrip(b"; \n") + b") AS r", params
+            ).fetchone()
+            conn.commit()
+            return row
+
+        def plain_cursor() -> int:
+            with conn.cursor("bench_plain_event") as cur:
+                cur.itersize = 5000
+                cur.execute(sql_text, params)
+                count = sum(1 for _ in cur)
+            conn.commit()
+            return count
+
+        server_only()
+        server_p50 = percentile([timed(server_only) for _ in range(runs)], 0.5)
+        plain_cursor()
+        plain_p50 = percentile([timed(plain_cursor) for _ in range(runs)], 0.5)
+        plan = [
+            str(row[0]).strip()
+            for row in conn.execute(b"EXPLAIN (COSTS OFF) " + sql_text, params).fetchall()
+        ]
+        conn.commit()
     growth_mb = (peak - at_10k) / 2**20
     p50 = percentile(durations, 0.5)
     rate = matching / (p50 / 1e6)
@@ -98,6 +131,11 @@ def event_fan_out(ctx: Context) -> list[CaseResult]:
                 "recipients_per_s": round(rate),
                 "rss_growth_mb_10k_to_end": round(growth_mb, 2),
                 "deliver_calls": delivered,
+                "floor_server_only_ms": round(server_p50 / 1000, 1),
+                "floor_server_only_rows_per_s": round(matching / (server_p50 / 1e6)),
+                "floor_plain_cursor_ms": round(plain_p50 / 1000, 1),
+                "floor_plain_cursor_rows_per_s": round(matching / (plain_p50 / 1e6)),
+                "plan": [line for line in plan if "Scan" in line],
             },
         )
     ]

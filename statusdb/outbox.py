@@ -23,6 +23,20 @@ Flap damping: a component's changes are due once the first of them is older than
 one notification from the first previous status to the last new status. A component that ended
 where it started (a flap) notifies nobody, nor does a change caused by a maintenance window with
 notify_subscribers off. `process` ties it together for a simple worker loop.
+
+Notification events (migration 0018). Status incidents (created, updated, resolved, re-opened)
+and maintenance windows (scheduled, rescheduled, cancelled, reminder, started, completed) are
+written to `notification_event` by triggers, in the transaction of the change; `claim_events`,
+`recipients`, `complete_event` and `release_event` work on them as on changes, one event per
+subject (status incident or window) at a time so that a subject's events go out in order. Who
+gets what is one SQL function, `statusdb_notification_recipients`, for both kinds: active,
+verified subscribers wanting the kind and following an affected component or every component
+(an event without components: the whole page), one row per subscriber. A component change that
+a published status incident (or a window's started/completed event) already tells of is
+*folded*: `ClaimedChange.folded_into` names those event kinds, and subscribers wanting any of
+them are not told of the change itself. `process_all` is the worker round for everything, with
+one `deliver` callback taking a typed notification (`statusdb.types.Notification`) and a key
+stable per (change or event, subscriber); every delivery goes through `deliver_one`.
 """
 
 from __future__ import annotations
