@@ -88,18 +88,23 @@ def notify_types(previous: ComponentStatus, new: ComponentStatus) -> tuple[Notif
     return ("outage",)  # PARTIAL_OUTAGE, MAJOR_OUTAGE
 
 
-def _list_of(field: str) -> Callable[[Iterable[str]], tuple[str, ...]]:
-    """A converter to a tuple that refuses a string or a non-iterable, naming `field`."""
-
-    def convert(values: Iterable[str]) -> tuple[str, ...]:
-        if isinstance(values, str | bytes) or not isinstance(values, Iterable):
-            raise InvalidInput(f"{field} must be a list, not {type(values).__name__}")
-        return tuple(values)
-
-    return convert
+def _list_of(field: str, values: Iterable[str]) -> tuple[str, ...]:
+    """`values` as a tuple; InvalidInput naming `field` for a string or a non-iterable."""
+    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+        raise InvalidInput(f"{field} must be a list, not {type(values).__name__}")
+    return tuple(values)
 
 
-_change_ids = _list_of("change_ids")
+def _change_ids(values: Iterable[str]) -> tuple[str, ...]:
+    return _list_of("change_ids", values)
+
+
+def _folded_into(values: Iterable[str]) -> tuple[str, ...]:
+    return _list_of("folded_into", values)
+
+
+def _component_ids(values: Iterable[str]) -> tuple[str, ...]:
+    return _list_of("component_ids", values)
 
 
 @attrs.frozen
@@ -120,9 +125,7 @@ class ClaimedChange:
     last_changed_at: dt.datetime
     #: Event kinds that already tell of this change (see `process_all`): subscribers wanting
     #: any of them are not told of the change itself.
-    folded_into: tuple[NotifyOnEvent, ...] = attrs.field(
-        default=(), converter=_list_of("folded_into")
-    )
+    folded_into: tuple[NotifyOnEvent, ...] = attrs.field(default=(), converter=_folded_into)
 
     def __attrs_post_init__(self) -> None:
         validate.fields(self)  # InvalidInput for a wrong-typed field (a str for a bool, ...)
@@ -204,7 +207,7 @@ class ClaimedEvent:
     status_page_id: str
     kind: EventKind
     #: Affected components (ids): their followers are told; empty: the whole page.
-    component_ids: tuple[str, ...] = attrs.field(converter=_list_of("component_ids"))
+    component_ids: tuple[str, ...] = attrs.field(converter=_component_ids)
     created_at: dt.datetime
     #: What completing it records: NOTIFIED, MUTED (window with notify_subscribers off) or
     #: OBSOLETE (a reminder whose occurrence no longer comes). Only NOTIFIED has recipients.
