@@ -258,9 +258,11 @@ AS $$
       AND NOT (s.notify_on && folded_kinds)
     UNION ALL
     SELECT s.id, s.channel, s.destination
-    FROM public.status_subscriber s
-    WHERE cardinality(event_component_ids) = 0
-      AND s.status_page_id = page_id
+    -- The gate as a relation of its own: for an event with components the planner drops the
+    -- branch whole (a constant-false qual beside row-level security's would not be).
+    FROM (SELECT WHERE cardinality(event_component_ids) = 0) AS page_wide
+    CROSS JOIN public.status_subscriber s
+    WHERE s.status_page_id = page_id
       AND s.component_ids <> '{}'
       AND s.is_active
       AND s.is_verified

@@ -249,6 +249,7 @@ PAGE_SUBSCRIBER_INDEXES = {
     "status_subscriber_status_page_id_id_idx",
     "status_subscriber_status_page_id_is_active_idx",
     "status_subscriber_status_page_id_channel_destination_key",
+    "status_subscriber_fan_out_page_idx",  # 0018: a page's followers of some components
 }
 
 
@@ -324,14 +325,18 @@ def test_event_recipients(conn: Conn) -> None:
     assert uses(some, "status_subscriber_fan_out_all_idx"), some
     assert uses(some, "status_subscriber_fan_out_component_idx"), some
     assert seq_scanned(some, "status_subscriber") == [], some
-    for page in ("p42", "p1"):
-        everyone = explain(
-            conn,
-            "event_recipients",
-            {"status_page_id": page, "component_ids": [], "kind": "incident_updated"},
-        )
-        assert uses(everyone, "status_subscriber_fan_out_page_idx"), everyone
-        assert seq_scanned(everyone, "status_subscriber") == [], everyone
+    for role in ("owner", "statusdb_app"):  # the app under row-level security too
+        if role != "owner":
+            conn.execute("SET ROLE statusdb_app")
+        for page in ("p42", "p1"):
+            everyone = explain(
+                conn,
+                "event_recipients",
+                {"status_page_id": page, "component_ids": [], "kind": "incident_updated"},
+            )
+            assert uses(everyone, "status_subscriber_fan_out_all_idx"), everyone
+            assert uses(everyone, "status_subscriber_fan_out_page_idx"), everyone
+            assert seq_scanned(everyone, "status_subscriber") == [], everyone
 
 
 def test_status_derivation_incident_lookup(conn: Conn) -> None:
