@@ -325,7 +325,8 @@ def create(
     given in that zone it is the series' DTSTART as wall-clock time, read as RFC 5545 says (a
     skipped time takes the offset before the gap; an ambiguous one is its first instance, so a
     series cannot start at the second 01:30). The window starts when the scheduler's `advance`
-    reaches start_time, not here.
+    reaches start_time, not here. Subscribers are told it was scheduled (at commit), and
+    reminded `reminder_lead` before each occurrence (0 for no reminder; at most 7 days).
     """
     if data is not None:
         if not isinstance(data, CreateMaintenanceWindowInput):
