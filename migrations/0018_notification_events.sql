@@ -248,7 +248,10 @@ AS $$
       AND NOT (s.notify_on && folded_kinds)
     UNION ALL
     SELECT s.id, s.channel, s.destination
-    FROM public.status_subscriber s
+    -- Gated like the third branch: a page-wide event skips it whole (under row-level security
+    -- the GIN index cannot serve && and the planner would read the page's followers for none).
+    FROM (SELECT WHERE cardinality(event_component_ids) > 0) AS some_components
+    CROSS JOIN public.status_subscriber s
     WHERE s.component_ids && event_component_ids
       AND s.component_ids <> '{}'
       AND s.is_active
