@@ -8,3 +8,9 @@
 SELECT id, name, description, slug, is_public, updated_at, components, incidents, maintenance
 FROM statusdb_page_view(%(slug)s::text, %(token_hash)s::bytea, %(horizon)s::interval,
                         %(maintenance_limit)s::integer);
+
+-- name: page_view_at
+-- A page as page_view_by_slug showed it at an instant, from the row history (function statusdb_page_view_at, migration 0022): same shape, same token rule, access judged on the page as it is now.
+SELECT id, name, description, slug, is_public, updated_at, components, incidents, maintenance
+FROM statusdb_page_view_at(%(slug)s::text, %(token_hash)s::bytea, %(at)s::timestamptz,
+                           %(horizon)s::interval, %(maintenance_limit)s::integer);

@@ -145,6 +145,29 @@ def _decode(
 _row = kwargs_row(_decode)
 
 
+def _view_params(
+    slug: str, token: str | None, maintenance_horizon: dt.timedelta, maintenance_limit: int
+) -> dict[str, Any] | None:
+    """The page view's parameters, checked; None when `slug` cannot name a page."""
+    if (
+        not isinstance(maintenance_horizon, dt.timedelta)
+        or not dt.timedelta(0) <= maintenance_horizon <= MAX_MAINTENANCE_HORIZON
+    ):
+        raise InvalidInput(
+            f"maintenance_horizon must be a timedelta from 0 to {MAX_MAINTENANCE_HORIZON.days} days"
+        )
+    limit = validate.limit(maintenance_limit, maximum=MAX_MAINTENANCE_LIMIT)
+    if not validate.is_slug(slug):
+        return None  # cannot name a page (NUL, surrogates, ...): answer like an unknown slug
+    token_hash = tokens.digest(token) if isinstance(token, str) else None
+    return {
+        "slug": slug,
+        "token_hash": token_hash,
+        "horizon": maintenance_horizon,
+        "maintenance_limit": limit,
+    }
+
+
 @operation(retry=True)
 def page_view(
     slug: str,
@@ -158,21 +181,37 @@ def page_view(
     `token` opens a private page. Maintenance shown: running windows and those starting within
     `maintenance_horizon` (recurring windows by their next occurrence).
     """
-    if (
-        not isinstance(maintenance_horizon, dt.timedelta)
-        or not dt.timedelta(0) <= maintenance_horizon <= MAX_MAINTENANCE_HORIZON
-    ):
-        raise InvalidInput(
-            f"maintenance_horizon must be a timedelta from 0 to {MAX_MAINTENANCE_HORIZON.days} days"
-        )
-    limit = validate.limit(maintenance_limit, maximum=MAX_MAINTENANCE_LIMIT)
-    if not validate.is_slug(slug):
-        return None  # cannot name a page (NUL, surrogates, ...): answer like an unknown slug
-    token_hash = tokens.digest(token) if isinstance(token, str) else None
-    params = {
-        "slug": slug,
-        "token_hash": token_hash,
-        "horizon": maintenance_horizon,
-        "maintenance_limit": limit,
-    }
+    params = _view_params(slug, token, maintenance_horizon, maintenance_limit)
+    if params is None:
+        return None
     return (yield from optional("page_view_by_slug", params, _row))
+
+
+@operation(retry=True)
+def page_view_at(
+    slug: str,
+    *,
+    at: dt.datetime,
+    token: str | None = None,
+    maintenance_horizon: dt.timedelta = dt.timedelta(days=7),
+    maintenance_limit: int = 20,
+) -> Op[PageView | None]:
+    """The page `slug` as `page_view` showed it at the instant `at`, or None (no such page).
+
+    Rebuilt from the row history the database keeps (migration 0022): the page, its components
+    (names, descriptions, order, statuses), the status incidents active at `at` with their
+    timeline as posted by then, and the maintenance then running or starting within
+    `maintenance_horizon` of `at`. A page view made by a transaction that started at `at` (its
+    now()) showed exactly this, for writers whose transactions did not overlap in time.
+
+    `slug` is the slug the page had at `at`. Access is decided on the page as it is *now*: a
+    page public now and at `at` opens without a token; otherwise `token` must be its current
+    access token (a rotated token opens nothing, in the past either). A deleted page is None.
+    `at` must be aware and lie from the start of the kept history (the migration, or the
+    retention horizon) to now: InvalidInput otherwise.
+    """
+    instant = validate.aware("at", at)
+    params = _view_params(slug, token, maintenance_horizon, maintenance_limit)
+    if params is None:
+        return None
+    return (yield from optional("page_view_at", {**params, "at": instant}, _row))
