@@ -7,8 +7,8 @@ SET LOCAL lock_timeout = '5s';
 SET LOCAL statement_timeout = '5min';
 
 -- Refuses while it would lose something (statusdb.allow_data_loss = on, `statusdb rollback
--- --allow-data-loss`): postmortem revisions, and versions recorded since the migration (those
--- it copied from the tables as they were are no loss).
+-- --allow-data-loss`): postmortem revisions, and past row versions (those that ended: the current
+-- versions are copies of the tables' rows, no loss).
 DO $$
 DECLARE
     revisions bigint;
@@ -19,11 +19,11 @@ BEGIN
     END IF;
     SELECT count(*) INTO revisions FROM status_incident_postmortem;
     SELECT count(*) INTO versions FROM row_history h
-    WHERE h.valid_to IS NOT NULL OR h.valid_from > (SELECT kept_from FROM row_history_horizon);
+    WHERE h.valid_to IS NOT NULL;
     IF revisions > 0 OR versions > 0 THEN
         RAISE EXCEPTION 'rolling back 0022_page_history_postmortems would lose data: '
-                        'status_incident_postmortem has % revisions and row_history % versions '
-                        'recorded since the migration (the page as it was, postmortems). %',
+                        'status_incident_postmortem has % revisions and row_history % past '
+                        'versions (the page as it was, postmortems). %',
                         revisions, versions,
             'Pass --allow-data-loss to statusdb rollback (plain yoyo: '
             'PGOPTIONS=''-c statusdb.allow_data_loss=on'') to roll back anyway.'

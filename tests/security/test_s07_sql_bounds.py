@@ -46,6 +46,9 @@ APP_FUNCTIONS = {
     "statusdb_destination_problem(text,text)",
     # The page view: clamps its arguments.
     "statusdb_page_view(text,bytea,interval,integer)",
+    # The page view at an instant (0022): the same bounds, and the instant within the history
+    # kept (horizon to now()).
+    "statusdb_page_view_at(text,bytea,timestamp with time zone,interval,integer)",
 }
 PUBLIC_FUNCTIONS = {
     "statusdb_new_id()",
@@ -53,7 +56,10 @@ PUBLIC_FUNCTIONS = {
     "statusdb_is_status_update_list(jsonb)",
     "statusdb_check_component_ids(text,text[],text)",
 }
-READER_FUNCTIONS = PUBLIC_FUNCTIONS | {"statusdb_page_view(text,bytea,interval,integer)"}
+READER_FUNCTIONS = PUBLIC_FUNCTIONS | {
+    "statusdb_page_view(text,bytea,interval,integer)",
+    "statusdb_page_view_at(text,bytea,timestamp with time zone,interval,integer)",
+}
 
 
 @pytest.fixture
