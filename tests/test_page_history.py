@@ -27,7 +27,7 @@ from statusdb import (
 )
 from statusdb.errors import Conflict, InvalidInput, NotFound
 from statusdb.pages import NewComponent
-from statusdb.types import CreateMaintenanceWindowInput
+from statusdb.types import ComponentStatus, CreateMaintenanceWindowInput, StatusIncidentStatus
 from statusdb.views import PageView
 
 Conn = psycopg.Connection[TupleRow]
@@ -59,7 +59,8 @@ def now(conn: Conn) -> dt.datetime:
     return value
 
 
-SHORT = {"maintenance_horizon": dt.timedelta(days=1), "maintenance_limit": 2}
+SHORT_HORIZON = dt.timedelta(days=1)
+SHORT_LIMIT = 2
 
 
 def test_page_view_at_replays_a_randomized_story(conn: Conn) -> None:
@@ -115,7 +116,8 @@ def test_page_view_at_replays_a_randomized_story(conn: Conn) -> None:
     def set_manual_status() -> None:
         manual = [c.id for c in components.list_for_page(conn, page_id) if c.team_id is None]
         if manual:
-            status = rng.choice(["MAJOR_OUTAGE", "DEGRADED_PERFORMANCE", "OPERATIONAL"])
+            choices: list[ComponentStatus] = ["MAJOR_OUTAGE", "DEGRADED_PERFORMANCE", "OPERATIONAL"]
+            status = rng.choice(choices)
             components.set_status(conn, rng.choice(manual), status)
 
     def open_platform_incident() -> None:
@@ -145,7 +147,8 @@ def test_page_view_at_replays_a_randomized_story(conn: Conn) -> None:
     def update_status_incident() -> None:
         active = status_incidents.list_active(conn, page_id)
         if active:
-            status = rng.choice(["IDENTIFIED", "MONITORING", "RESOLVED"])
+            choices: list[StatusIncidentStatus] = ["IDENTIFIED", "MONITORING", "RESOLVED"]
+            status = rng.choice(choices)
             status_incidents.add_update(
                 conn, rng.choice(active).id, status=status, message=f"m{serial()}"
             )
@@ -267,7 +270,13 @@ def test_page_view_at_replays_a_randomized_story(conn: Conn) -> None:
     def record(step: str) -> None:
         slug = str(state["slug"])
         view = views.page_view(conn, slug, token=token)
-        short = views.page_view(conn, slug, token=token, **SHORT)
+        short = views.page_view(
+            conn,
+            slug,
+            token=token,
+            maintenance_horizon=SHORT_HORIZON,
+            maintenance_limit=SHORT_LIMIT,
+        )
         at = now(conn)
         conn.commit()
         assert view is not None
@@ -285,7 +294,14 @@ def test_page_view_at_replays_a_randomized_story(conn: Conn) -> None:
     for recording in recordings:
         replay = views.page_view_at(conn, recording.slug, at=recording.at, token=token)
         assert content(replay) == recording.view, (SEED, recording.step)
-        short = views.page_view_at(conn, recording.slug, at=recording.at, token=token, **SHORT)
+        short = views.page_view_at(
+            conn,
+            recording.slug,
+            at=recording.at,
+            token=token,
+            maintenance_horizon=SHORT_HORIZON,
+            maintenance_limit=SHORT_LIMIT,
+        )
         assert content(short) == recording.short_view, (SEED, recording.step)
     # Private: no token or a wrong one is like an unknown slug, at every instant.
     first = recordings[0]
@@ -319,7 +335,8 @@ def test_page_view_at_bounds_and_access(conn: Conn) -> None:
     assert views.page_view_at(conn, "pub", at=at) is None
     assert token is not None
     past = views.page_view_at(conn, "pub", at=at, token=token)
-    assert past is not None and past.page.is_public
+    assert past is not None
+    assert past.page.is_public
     # A rotated token opens nothing, in the past either.
     new_token = pages.rotate_access_token(conn, page.id)
     conn.commit()
@@ -354,7 +371,8 @@ def test_retention_moves_the_horizon(conn: Conn) -> None:
         views.page_view_at(conn, "p", at=at)
     conn.rollback()
     view = views.page_view_at(conn, "p", at=cut)
-    assert view is not None and view.page.name == "P4"
+    assert view is not None
+    assert view.page.name == "P4"
 
 
 def test_postmortems(conn: Conn) -> None:
@@ -366,11 +384,8 @@ def test_postmortems(conn: Conn) -> None:
     incident = status_incidents.create(
         conn, page.id, title="Down", severity="MAJOR", message="looking"
     )
-    with pytest.raises(Conflict, match="RESOLVED"):
-        with conn.transaction():
-            status_incidents.publish_postmortem(
-                conn, incident.id, body="too early", written_by_id="u"
-            )
+    with pytest.raises(Conflict, match="RESOLVED"), conn.transaction():
+        status_incidents.publish_postmortem(conn, incident.id, body="too early", written_by_id="u")
     with pytest.raises(NotFound):
         status_incidents.edit_postmortem(conn, incident.id, body="x", written_by_id="u")
     with pytest.raises(NotFound):
@@ -384,19 +399,17 @@ def test_postmortems(conn: Conn) -> None:
     conn.commit()
     published_at = now(conn)
     conn.commit()
-    with pytest.raises(Conflict, match="publish once"):
-        with conn.transaction():
-            status_incidents.publish_postmortem(conn, incident.id, body="again", written_by_id="u")
+    with pytest.raises(Conflict, match="publish once"), conn.transaction():
+        status_incidents.publish_postmortem(conn, incident.id, body="again", written_by_id="u")
     second = status_incidents.edit_postmortem(
         conn, incident.id, body="Root cause: two disks.", written_by_id="bob", expected_revision=1
     )
     assert second.revision == 2
     assert second.written_at > first.written_at
-    with pytest.raises(Conflict):
-        with conn.transaction():
-            status_incidents.edit_postmortem(
-                conn, incident.id, body="stale", written_by_id="u", expected_revision=1
-            )
+    with pytest.raises(Conflict), conn.transaction():
+        status_incidents.edit_postmortem(
+            conn, incident.id, body="stale", written_by_id="u", expected_revision=1
+        )
     conn.commit()
     current = status_incidents.get_postmortem(conn, incident.id)
     assert (current.revision, current.body) == (2, "Root cause: two disks.")
@@ -416,9 +429,8 @@ def test_postmortems(conn: Conn) -> None:
         "UPDATE status_incident_postmortem SET body = 'rewritten' WHERE status_incident_id = %s",
         "DELETE FROM status_incident_postmortem WHERE status_incident_id = %s",
     ):
-        with pytest.raises(psycopg.errors.IntegrityConstraintViolation):
-            with conn.transaction():
-                conn.execute(statement.encode(), (incident.id,))
+        with pytest.raises(psycopg.errors.IntegrityConstraintViolation), conn.transaction():
+            conn.execute(statement.encode(), (incident.id,))
     # A plain-SQL revision is numbered and stamped by the database.
     conn.execute(
         "INSERT INTO status_incident_postmortem (status_incident_id, body, written_by_id,"
@@ -426,7 +438,8 @@ def test_postmortems(conn: Conn) -> None:
         (incident.id,),
     )
     third = status_incidents.get_postmortem(conn, incident.id)
-    assert third.revision == 3 and third.updated_at > second.written_at
+    assert third.revision == 3
+    assert third.updated_at > second.written_at
     # Deleting the incident deletes its postmortem (the cascade passes the guard).
     status_incidents.delete(conn, incident.id)
     assert status_incidents.postmortem_revisions(conn, incident.id) == []
