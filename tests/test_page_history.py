@@ -6,9 +6,11 @@ through plain SQL) and checks that page_view_at gives back each recording at its
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import os
 import random
+import time
 from collections.abc import Callable
 
 import attrs
@@ -444,3 +446,82 @@ def test_postmortems(conn: Conn) -> None:
     status_incidents.delete(conn, incident.id)
     assert status_incidents.postmortem_revisions(conn, incident.id) == []
     conn.commit()
+
+
+def test_overlapping_writers_of_one_row_keep_every_version(
+    conn: Conn, connect: Callable[..., Conn]
+) -> None:
+    """A writer that started first but wrote a row after a later one: both versions are kept,
+    in commit order (the later-started one's lasts 1 us), and nothing overlaps."""
+    team = teams.create(conn, name="SRE")
+    page = pages.create(
+        conn, team_id=team.id, name="Original", slug="p", created_by_id="u", is_public=True
+    ).page
+    conn.commit()
+    first, second = connect(), connect()
+    started_first = now(first)  # first's transaction starts here
+    started_second = now(second)
+    pages.update(second, page.id, name="Second")
+    second.commit()
+    pages.update(first, page.id, name="First")
+    first.commit()
+    seen = now(conn)
+    conn.commit()
+    names = []
+    for at in (started_first, started_second, seen):
+        view = views.page_view_at(conn, "p", at=at)
+        assert view is not None
+        names.append(view.page.name)
+    assert names == ["Original", "Second", "First"]
+    rows = conn.execute(
+        "SELECT row_data ->> 'name', valid_to - valid_from FROM row_history"
+        " WHERE table_name = 'status_page' AND row_id = %s ORDER BY valid_from",
+        (page.id,),
+    ).fetchall()
+    assert [(name, length is None) for name, length in rows] == [
+        ("Original", False),
+        ("Second", False),
+        ("First", True),
+    ]
+    assert rows[1][1] == dt.timedelta(microseconds=1)
+
+
+def test_concurrent_postmortem_edits_take_turns(conn: Conn, connect: Callable[..., Conn]) -> None:
+    """Two editors at once: the second waits for the first and adds the next revision."""
+    team = teams.create(conn, name="SRE")
+    page = pages.create(conn, team_id=team.id, name="P", slug="p", created_by_id="u").page
+    incident = status_incidents.create(conn, page.id, title="Down", severity="MAJOR", message="m")
+    status_incidents.add_update(conn, incident.id, status="RESOLVED", message="ok")
+    status_incidents.publish_postmortem(conn, incident.id, body="v1", written_by_id="u")
+    conn.commit()
+    alice, bob = connect(), connect()
+    status_incidents.edit_postmortem(alice, incident.id, body="alice", written_by_id="alice")
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        waiting = pool.submit(
+            status_incidents.edit_postmortem, bob, incident.id, body="bob", written_by_id="bob"
+        )
+        time.sleep(0.3)
+        assert not waiting.done()  # bob waits for alice's row lock
+        alice.commit()
+        assert waiting.result(timeout=30).revision == 3
+    bob.commit()
+    revisions = status_incidents.postmortem_revisions(conn, incident.id)
+    assert [(r.revision, r.body) for r in revisions] == [(1, "v1"), (2, "alice"), (3, "bob")]
+
+
+async def test_page_view_at_async(aconn: psycopg.AsyncConnection[TupleRow]) -> None:
+    """The same operation on an async connection."""
+    team = await teams.create(aconn, name="SRE")
+    await pages.create(
+        aconn, team_id=team.id, name="Async", slug="async", created_by_id="u", is_public=True
+    )
+    await aconn.commit()
+    cursor = await aconn.execute("SELECT now()")
+    row = await cursor.fetchone()
+    assert row is not None
+    await aconn.commit()
+    await pages.update(aconn, (await pages.get_by_slug(aconn, "async")).id, name="Later")
+    await aconn.commit()
+    view = await views.page_view_at(aconn, "async", at=row[0])
+    assert view is not None
+    assert view.page.name == "Async"
