@@ -11,12 +11,13 @@
 -- row_id) rather than a history table per audited table: one trigger function fills it, one
 -- reader (statusdb_page_view_at) reads it, and auditing another table is one trigger line:
 --
---   CREATE TRIGGER <table>_keep_history AFTER INSERT OR UPDATE OR DELETE ON <table>
---       FOR EACH ROW EXECUTE FUNCTION statusdb_keep_row_history('<key columns>', '<page column>');
+--   PERFORM statusdb_keep_history_of('<table>', '<key columns>', '<page column>', NULL);
+--   (in a DO block, as below; or SELECT it)
 --
--- (key columns comma-separated; the page column names the row's status page id, or, with a third
--- argument naming a parent table, the column holding the id of a parent row whose history gives
--- the page, as maintenance_window_component does below).
+-- (key columns comma-separated; the page column names the row's status page id, or, with a
+-- parent table instead of NULL, the column holding the id of a parent row that gives the page,
+-- as maintenance_window_component does below). It creates the table's three statement triggers
+-- <table>_keep_history_insert/_update/_delete; a rollback drops them (DROP TRIGGER).
 --
 -- Time. A version is valid over [valid_from, valid_to) (valid_to null: still current), where
 -- valid_from is the writing transaction's now(), like every created_at/updated_at of the schema,
@@ -135,124 +136,162 @@ COMMENT ON COLUMN row_history_horizon.id IS 'Always true: the table has one row.
 COMMENT ON COLUMN row_history_horizon.kept_from IS
     'statusdb_page_view_at refuses earlier instants.';
 
--- The trigger function. Arguments (from the trigger definition, set by the owner, never by a
--- client): 0 = key columns (comma-separated), 1 = the column holding the page id, or, with
--- argument 2 (a parent table with columns id and status_page_id), the column holding the parent
--- row's id (the parent row, or its latest version, gives the page); the page column of status_page itself is its id. Work: a few index lookups per
--- written row, in the writer's statement.
+-- The trigger function, statement-level with transition tables (new_rows, old_rows): the
+-- derivation updates many components in one statement, and this records them in three
+-- set-based statements rather than several per row. Arguments (from the trigger definition,
+-- set by the owner, never by a client): 0 = key columns (comma-separated), 1 = the column
+-- holding the page id, or, with argument 2 (a parent table with columns id and status_page_id),
+-- the column holding the parent row's id (the parent row, or, when it is gone, its latest
+-- version, gives the page). Per written row: a few index lookups. For each row written:
+--   * no change a reader could see (an UPDATE leaving the row as it was): nothing;
+--   * its current version was written by this transaction: overwritten (no one else saw it);
+--   * otherwise the current version ends at this transaction's now(), or 1 us after it began
+--     when a transaction that started later wrote it, and the new version begins there;
+--   * deleted: its current version ends likewise (or is removed, if this transaction wrote it).
 CREATE FUNCTION statusdb_keep_row_history() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $$
 DECLARE
-    data jsonb;
-    old_data jsonb;
     key_columns text[] := string_to_array(TG_ARGV[0], ',');
-    key text;
-    page_id text;
     stamp timestamptz := now();
-    me xid8 := pg_current_xact_id();
-    open_from timestamptz;
-    open_by xid8;
+    me xid8;
+    written text;  -- the rows to record, as a query of (d jsonb)
+    gone text;     -- the keys that end, as a query of (key text)
+    page_of text;  -- the page of a written row c
+    -- The key of a row given as jsonb (%1$s), spelled out (no function call per row): its key
+    -- column's value, or a JSON array of the values of a composite key.
+    key_of text := CASE WHEN cardinality(key_columns) = 1
+                        THEN format('(%%1$s ->> %L)', key_columns[1])
+                        ELSE format('jsonb_build_array(%s)::text',
+                                    (SELECT string_agg(format('%%1$s -> %L', k), ', ' ORDER BY o)
+                                     FROM unnest(key_columns) WITH ORDINALITY AS u (k, o)))
+                   END;
+    -- The same from a row of a transition table (%1$s: its alias), reading the key columns.
+    key_of_row text := CASE WHEN cardinality(key_columns) = 1
+                            THEN format('(%%1$s.%I)::text', key_columns[1])
+                            ELSE format('jsonb_build_array(%s)::text',
+                                        (SELECT string_agg(format('%%1$s.%I', k), ', '
+                                                           ORDER BY o)
+                                         FROM unnest(key_columns) WITH ORDINALITY AS u (k, o)))
+                       END;
 BEGIN
     IF TG_OP = 'DELETE' THEN
-        data := to_jsonb(OLD);
+        IF NOT EXISTS (SELECT 1 FROM old_rows) THEN
+            RETURN NULL;
+        END IF;
+        gone := format('SELECT ' || key_of_row || ' AS key FROM old_rows o', 'o');
     ELSE
-        data := to_jsonb(NEW);
-    END IF;
-    data := data - 'access_token_hash';
-    IF cardinality(key_columns) = 1 THEN
-        key := data ->> key_columns[1];
-    ELSE
-        SELECT jsonb_agg(data -> k ORDER BY o)::text INTO key
-        FROM unnest(key_columns) WITH ORDINALITY AS u (k, o);
-    END IF;
-    IF TG_OP = 'UPDATE' THEN
-        old_data := to_jsonb(OLD) - 'access_token_hash';
-        IF old_data = data THEN
-            RETURN NULL;  -- nothing a reader could see changed
+        IF NOT EXISTS (SELECT 1 FROM new_rows) THEN
+            RETURN NULL;
         END IF;
-        IF old_data -> key_columns[1] IS DISTINCT FROM data -> key_columns[1]
-           OR (cardinality(key_columns) > 1
-               AND old_data -> key_columns[2] IS DISTINCT FROM data -> key_columns[2]) THEN
-            -- A changed key: the old row ends, a new one begins.
-            UPDATE public.row_history h
-            SET valid_to = greatest(stamp, h.valid_from + interval '1 microsecond')
-            WHERE h.table_name = TG_TABLE_NAME
-              AND h.row_id = CASE WHEN cardinality(key_columns) = 1
-                                  THEN old_data ->> key_columns[1]
-                                  ELSE (SELECT jsonb_agg(old_data -> k ORDER BY o)::text
-                                        FROM unnest(key_columns) WITH ORDINALITY AS u (k, o))
-                             END
-              AND h.valid_to IS NULL;
+        written := 'SELECT to_jsonb(n) - ''access_token_hash'' AS d FROM new_rows n';
+        IF TG_OP = 'UPDATE' THEN
+            written := written
+                || ' EXCEPT SELECT to_jsonb(o) - ''access_token_hash'' FROM old_rows o';
+        END IF;
+        written := format('SELECT ' || key_of || ' AS key, w.d FROM (%s) AS w', 'w.d', written);
+        IF TG_OP = 'UPDATE' THEN
+            -- A changed key: the old key's row ends (ids never change in statusdb).
+            gone := format('SELECT ' || key_of_row || ' FROM old_rows o', 'o')
+                || format(' EXCEPT SELECT ' || key_of_row || ' FROM new_rows n', 'n');
         END IF;
     END IF;
+    me := pg_current_xact_id();
 
-    SELECT h.valid_from, h.written_by_xact INTO open_from, open_by
-    FROM public.row_history h
-    WHERE h.table_name = TG_TABLE_NAME AND h.row_id = key AND h.valid_to IS NULL
-    FOR UPDATE;
-
-    IF TG_OP = 'DELETE' THEN
-        IF open_by = me THEN
-            -- Written by this very transaction: no other one saw it. The previous version (if
-            -- any) was closed at this transaction's instant.
-            DELETE FROM public.row_history h
-            WHERE h.table_name = TG_TABLE_NAME AND h.row_id = key AND h.valid_to IS NULL;
-        ELSIF open_from IS NOT NULL THEN
-            UPDATE public.row_history h
-            SET valid_to = greatest(stamp, h.valid_from + interval '1 microsecond')
-            WHERE h.table_name = TG_TABLE_NAME AND h.row_id = key AND h.valid_to IS NULL;
-        END IF;
+    IF gone IS NOT NULL THEN
+        EXECUTE format(
+            'DELETE FROM public.row_history h USING (%s) AS g (key)'
+            ' WHERE h.table_name = $1 AND h.row_id = g.key AND h.valid_to IS NULL'
+            '   AND h.written_by_xact = $3', gone)
+            USING TG_TABLE_NAME::text, key_columns, me;
+        EXECUTE format(
+            'UPDATE public.row_history h'
+            ' SET valid_to = greatest($4, h.valid_from + interval ''1 microsecond'')'
+            ' FROM (%s) AS g (key)'
+            ' WHERE h.table_name = $1 AND h.row_id = g.key AND h.valid_to IS NULL', gone)
+            USING TG_TABLE_NAME::text, key_columns, me, stamp;
+    END IF;
+    IF written IS NULL THEN
         RETURN NULL;
     END IF;
 
-    IF open_by = me THEN
-        UPDATE public.row_history h
-        SET row_data = data
-        WHERE h.table_name = TG_TABLE_NAME AND h.row_id = key AND h.valid_to IS NULL;
-        RETURN NULL;
-    END IF;
-
+    -- Versions this transaction wrote: overwritten.
+    EXECUTE format(
+        'UPDATE public.row_history h SET row_data = c.d FROM (%s) AS c'
+        ' WHERE h.table_name = $1 AND h.row_id = c.key'
+        '   AND h.valid_to IS NULL AND h.written_by_xact = $3', written)
+        USING TG_TABLE_NAME::text, key_columns, me;
+    -- Versions other transactions wrote: ended.
+    EXECUTE format(
+        'UPDATE public.row_history h'
+        ' SET valid_to = greatest($4, h.valid_from + interval ''1 microsecond'')'
+        ' FROM (%s) AS c'
+        ' WHERE h.table_name = $1 AND h.row_id = c.key'
+        '   AND h.valid_to IS NULL AND h.written_by_xact <> $3', written)
+        USING TG_TABLE_NAME::text, key_columns, me, stamp;
+    -- New versions, from where the previous one ended (or now()).
     IF TG_NARGS > 2 THEN
-        -- The parent row (id, status_page_id), or, when it is being deleted (a cascade), its
-        -- last version.
-        EXECUTE format('SELECT status_page_id FROM public.%I WHERE id = $1', TG_ARGV[2])
-            INTO page_id USING data ->> TG_ARGV[1];
-        IF page_id IS NULL THEN
-            SELECT h.status_page_id INTO page_id
-            FROM public.row_history h
-            WHERE h.table_name = TG_ARGV[2] AND h.row_id = data ->> TG_ARGV[1]
-            ORDER BY h.valid_from DESC
-            LIMIT 1;
-        END IF;
+        page_of := format(
+            'coalesce((SELECT p.status_page_id FROM public.%I p WHERE p.id = c.d ->> %L),'
+            ' (SELECT v.status_page_id FROM public.row_history v'
+            '  WHERE v.table_name = %L AND v.row_id = c.d ->> %L'
+            '  ORDER BY v.valid_from DESC LIMIT 1))',
+            TG_ARGV[2], TG_ARGV[1], TG_ARGV[2], TG_ARGV[1]);
     ELSE
-        page_id := data ->> TG_ARGV[1];
+        page_of := format('c.d ->> %L', TG_ARGV[1]);
     END IF;
-    IF page_id IS NULL THEN
-        RAISE EXCEPTION 'row history: no status page for % row %', TG_TABLE_NAME, key
-            USING ERRCODE = 'internal_error';
-    END IF;
-
-    IF open_from IS NOT NULL THEN
-        -- A version written by a transaction that started later (this one waited for its row
-        -- lock) ends 1 us after it began; otherwise at this transaction's instant.
-        stamp := greatest(stamp, open_from + interval '1 microsecond');
-        UPDATE public.row_history h
-        SET valid_to = stamp
-        WHERE h.table_name = TG_TABLE_NAME AND h.row_id = key AND h.valid_to IS NULL;
-    END IF;
-    INSERT INTO public.row_history (table_name, row_id, status_page_id, valid_from,
-                                    written_by_xact, row_data)
-    VALUES (TG_TABLE_NAME, key, page_id, stamp, me, data);
+    EXECUTE format(
+        'INSERT INTO public.row_history (table_name, row_id, status_page_id, valid_from,'
+        '                                written_by_xact, row_data)'
+        ' SELECT $1, k.key, %s,'
+        '        greatest($4, (SELECT l.valid_to FROM public.row_history l'
+        '                      WHERE l.table_name = $1 AND l.row_id = k.key'
+        '                      ORDER BY l.valid_from DESC LIMIT 1)),'
+        '        $3, c.d'
+        ' FROM (%s) AS c CROSS JOIN LATERAL (SELECT c.key) AS k (key)'
+        ' WHERE NOT EXISTS (SELECT 1 FROM public.row_history o'
+        '                   WHERE o.table_name = $1 AND o.row_id = k.key AND o.valid_to IS NULL)',
+        page_of, written)
+        USING TG_TABLE_NAME::text, key_columns, me, stamp;
     RETURN NULL;
 END;
 $$;
 
 COMMENT ON FUNCTION statusdb_keep_row_history() IS
-    'Trigger: records the written row''s new version in row_history (arguments: key columns, '
-    'page column, optional parent table).';
+    'Statement trigger: records the written rows'' new versions in row_history (arguments: key '
+    'columns, page column, optional parent table).';
 REVOKE EXECUTE ON FUNCTION statusdb_keep_row_history() FROM PUBLIC;
+
+-- Audits a table: its three statement triggers (PostgreSQL allows transition tables only on
+-- triggers of one event). The owner's, run by migrations: one line per audited table.
+CREATE FUNCTION statusdb_keep_history_of(
+    audited regclass, key_columns text, page_column text, parent_table text
+) RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    table_name text := (SELECT c.relname FROM pg_class c WHERE c.oid = audited);
+    arguments text := concat_ws(', ', quote_literal(key_columns), quote_literal(page_column),
+                                quote_literal(parent_table));
+BEGIN
+    EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s REFERENCING NEW TABLE AS new_rows'
+                   ' FOR EACH STATEMENT EXECUTE FUNCTION statusdb_keep_row_history(%s)',
+                   table_name || '_keep_history_insert', audited, arguments);
+    EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s'
+                   ' REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows'
+                   ' FOR EACH STATEMENT EXECUTE FUNCTION statusdb_keep_row_history(%s)',
+                   table_name || '_keep_history_update', audited, arguments);
+    EXECUTE format('CREATE TRIGGER %I AFTER DELETE ON %s REFERENCING OLD TABLE AS old_rows'
+                   ' FOR EACH STATEMENT EXECUTE FUNCTION statusdb_keep_row_history(%s)',
+                   table_name || '_keep_history_delete', audited, arguments);
+END;
+$$;
+
+COMMENT ON FUNCTION statusdb_keep_history_of(regclass, text, text, text) IS
+    'Creates the three row_history triggers of a table (<table>_keep_history_insert/_update/'
+    '_delete); parent_table null unless the page is found through a parent row.';
+REVOKE EXECUTE ON FUNCTION statusdb_keep_history_of(regclass, text, text, text) FROM PUBLIC;
 
 -- The history starts now, with the rows that exist (see "What cannot be reconstructed").
 -- Parents first: maintenance_window_component finds its page through its window's version.
@@ -278,22 +317,17 @@ JOIN maintenance_window w ON w.id = mc.maintenance_window_id;
 
 -- The audited tables: one line each. AFTER triggers, so the version is the row as stored (the
 -- BEFORE triggers' derived status and timestamps included).
-CREATE TRIGGER status_page_keep_history
-    AFTER INSERT OR UPDATE OR DELETE ON status_page
-    FOR EACH ROW EXECUTE FUNCTION statusdb_keep_row_history('id', 'id');
-CREATE TRIGGER status_page_component_keep_history
-    AFTER INSERT OR UPDATE OR DELETE ON status_page_component
-    FOR EACH ROW EXECUTE FUNCTION statusdb_keep_row_history('id', 'status_page_id');
-CREATE TRIGGER status_incident_keep_history
-    AFTER INSERT OR UPDATE OR DELETE ON status_incident
-    FOR EACH ROW EXECUTE FUNCTION statusdb_keep_row_history('id', 'status_page_id');
-CREATE TRIGGER maintenance_window_keep_history
-    AFTER INSERT OR UPDATE OR DELETE ON maintenance_window
-    FOR EACH ROW EXECUTE FUNCTION statusdb_keep_row_history('id', 'status_page_id');
-CREATE TRIGGER maintenance_window_component_keep_history
-    AFTER INSERT OR UPDATE OR DELETE ON maintenance_window_component
-    FOR EACH ROW EXECUTE FUNCTION statusdb_keep_row_history(
-        'maintenance_window_id,component_id', 'maintenance_window_id', 'maintenance_window');
+DO $$
+BEGIN
+    PERFORM statusdb_keep_history_of('status_page', 'id', 'id', NULL);
+    PERFORM statusdb_keep_history_of('status_page_component', 'id', 'status_page_id', NULL);
+    PERFORM statusdb_keep_history_of('status_incident', 'id', 'status_page_id', NULL);
+    PERFORM statusdb_keep_history_of('maintenance_window', 'id', 'status_page_id', NULL);
+    PERFORM statusdb_keep_history_of('maintenance_window_component',
+                                     'maintenance_window_id,component_id',
+                                     'maintenance_window_id', 'maintenance_window');
+END;
+$$;
 
 -- Retention (the operator's; owner only): deletes up to max_rows (1 to 100000) versions that
 -- ended before `before`, after moving the horizon there, and returns how many it deleted. Only

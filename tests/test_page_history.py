@@ -344,10 +344,17 @@ def test_page_view_at_bounds_and_access(conn: Conn) -> None:
     conn.commit()
     assert views.page_view_at(conn, "pub", at=at, token=token) is None
     assert views.page_view_at(conn, "pub", at=at, token=new_token) is not None
-    # A deleted page shows nothing.
+    # A deleted page shows nothing; every row its delete cascaded to has its last version ended.
+    components.create(conn, page.id, name="API")
+    conn.commit()
     pages.delete(conn, page.id)
     conn.commit()
     assert views.page_view_at(conn, "pub", at=at, token=new_token) is None
+    assert conn.execute(
+        "SELECT DISTINCT table_name, valid_to IS NULL FROM row_history WHERE status_page_id = %s"
+        " ORDER BY 1, 2",
+        (page.id,),
+    ).fetchall() == [("status_page", False), ("status_page_component", False)]
 
 
 def test_retention_moves_the_horizon(conn: Conn) -> None:

@@ -96,7 +96,7 @@ def test_app_cannot_switch_the_recording_off(conn: Conn, app: Conn) -> None:
     page_id, token, _at = _private_page(conn)
     for statement in (
         "SET session_replication_role = replica",
-        "ALTER TABLE status_page DISABLE TRIGGER status_page_keep_history",
+        "ALTER TABLE status_page DISABLE TRIGGER status_page_keep_history_update",
     ):
         with pytest.raises(pg_errors.InsufficientPrivilege):
             app.execute(statement.encode())
