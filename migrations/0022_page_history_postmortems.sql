@@ -26,7 +26,7 @@
 -- the transactions committed before it; in a history of transactions that do not overlap in time,
 -- these are exactly the versions valid at T. What cannot be reconstructed:
 --   * anything before this migration ran: the rows existing then are recorded as valid from the
---     migration's now(), and page_view_at refuses earlier instants (row_history_horizon). The
+--     migration's now(), and page_view_at refuses earlier instants (the earliest version). The
 --     status_change log (0003) keeps component statuses from before, but not names, order,
 --     incidents or maintenance as they were, so no earlier page is made up from it;
 --   * states inside one transaction: a row written several times by one transaction keeps its
@@ -106,15 +106,18 @@ CREATE INDEX row_history_valid_to_idx ON row_history (valid_to) WHERE valid_to I
 
 ALTER TABLE row_history ENABLE ROW LEVEL SECURITY;
 
--- Since when the history is complete: this migration's now(), moved on by retention.
+-- Since when the history is complete: from its earliest version (the backfill below is valid
+-- from this migration's now(); in a database empty then, from the first version written), and
+-- from the latest cut of retention, recorded here (one row per cut, the latest counts). No row
+-- is written by this migration, so that a data-only restore into a freshly migrated database
+-- loads the dumped rows as they are.
 CREATE TABLE row_history_horizon (
-    id boolean NOT NULL DEFAULT true,
     kept_from timestamptz NOT NULL,
-    CONSTRAINT row_history_horizon_pkey PRIMARY KEY (id),
-    CONSTRAINT row_history_horizon_id_check CHECK (id)
+    CONSTRAINT row_history_horizon_pkey PRIMARY KEY (kept_from)
 );
 ALTER TABLE row_history_horizon ENABLE ROW LEVEL SECURITY;
-INSERT INTO row_history_horizon (kept_from) VALUES (now());
+-- The earliest version (the horizon, with the latest cut).
+CREATE INDEX row_history_valid_from_idx ON row_history (valid_from);
 
 COMMENT ON TABLE row_history IS
     'Every version of the rows page views are made of (0022), written by the trigger function '
@@ -131,10 +134,10 @@ COMMENT ON COLUMN row_history.written_by_xact IS 'The transaction that wrote the
 COMMENT ON COLUMN row_history.row_data IS
     'The row as to_jsonb gives it (status_page without access_token_hash).';
 COMMENT ON TABLE row_history_horizon IS
-    'One row: the instant from which row_history is complete (migration 0022, then retention).';
-COMMENT ON COLUMN row_history_horizon.id IS 'Always true: the table has one row.';
+    'Retention cuts of row_history (statusdb_prune_row_history); the history is complete from '
+    'the latest one and from its earliest version.';
 COMMENT ON COLUMN row_history_horizon.kept_from IS
-    'statusdb_page_view_at refuses earlier instants.';
+    'A retention cut: statusdb_page_view_at refuses earlier instants.';
 
 -- The trigger function, statement-level with transition tables (new_rows, old_rows): the
 -- derivation updates many components in one statement, and this records them in three
@@ -348,7 +351,7 @@ BEGIN
         RAISE EXCEPTION 'max_rows must be from 1 to 100000, not %', max_rows
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    UPDATE row_history_horizon SET kept_from = greatest(kept_from, before);
+    INSERT INTO row_history_horizon (kept_from) VALUES (before) ON CONFLICT DO NOTHING;
     DELETE FROM row_history h
     WHERE h.ctid = ANY (ARRAY(SELECT o.ctid FROM row_history o
                               WHERE o.valid_to IS NOT NULL AND o.valid_to <= before
@@ -368,7 +371,8 @@ REVOKE EXECUTE ON FUNCTION statusdb_prune_row_history(timestamptz, integer) FROM
 -- judged on the page as it is now, so that rotating a token or making a page private closes its
 -- past too: a page is shown if it is public now and was public at at_time, or with the digest of
 -- its current access token. A deleted page shows nothing (its history stays in row_history for
--- the owner). at_time must lie from the horizon (row_history_horizon) to now().
+-- the owner). at_time must lie from the horizon (the earliest version kept, and the latest
+-- retention cut in row_history_horizon) to now().
 CREATE FUNCTION statusdb_page_view_at(
     page_slug text, page_token_hash bytea, at_time timestamptz, maintenance_horizon interval,
     maintenance_limit integer
@@ -396,7 +400,8 @@ BEGIN
         RAISE EXCEPTION 'maintenance_limit must be from 0 to 200, not %', window_limit
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    SELECT hz.kept_from INTO kept FROM row_history_horizon hz;
+    kept := greatest((SELECT min(h.valid_from) FROM row_history h),
+                     (SELECT max(hz.kept_from) FROM row_history_horizon hz));
     IF at_time IS NULL OR at_time < kept OR at_time > now() THEN
         RAISE EXCEPTION 'at_time must be from % (the history kept) to now(), not %', kept, at_time
             USING ERRCODE = 'invalid_parameter_value';

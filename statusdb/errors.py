@@ -236,7 +236,6 @@ CONSTRAINT_MESSAGES: Final[dict[str, tuple[type[StatusdbError], str]]] = {
     # row history (0022): written by its trigger only; the owner alone writes it by hand
     "row_history_valid_check": (InvalidInput, "a row version must end after it begins"),
     "row_history_row_data_check": (InvalidInput, "a row version is a JSON object"),
-    "row_history_horizon_id_check": (InvalidInput, "row_history_horizon has a single row"),
     # postmortems (0022)
     "status_incident_postmortem_pkey": (
         Conflict,

@@ -83,7 +83,7 @@ def test_app_cannot_forge_or_erase_history(conn: Conn, app: Conn) -> None:
         " pg_current_xact_id(), '{}')",
         "UPDATE row_history SET row_data = '{}' WHERE status_page_id = %(id)s",
         "DELETE FROM row_history WHERE status_page_id = %(id)s",
-        "UPDATE row_history_horizon SET kept_from = now()",
+        "INSERT INTO row_history_horizon (kept_from) VALUES (now())",
         "SELECT statusdb_prune_row_history(now(), 100000)",
     ):
         with pytest.raises(pg_errors.InsufficientPrivilege):
