@@ -94,10 +94,10 @@ CREATE TABLE row_history (
 -- One current version per row.
 CREATE UNIQUE INDEX row_history_current_key
     ON row_history (table_name, row_id) WHERE valid_to IS NULL;
--- A page's rows of one table at an instant (the page view at T; its cost grows with the page's
--- versions kept before T, which retention bounds).
-CREATE INDEX row_history_table_name_status_page_id_valid_from_idx
-    ON row_history (table_name, status_page_id, valid_from);
+-- A page's rows at an instant T (the page view at T): its current versions (valid_to null) and
+-- those that ended after T, so the cost is the page's rows plus the page's versions that ended
+-- after T (for a recent T, few; for an old one, bounded by what retention keeps).
+CREATE INDEX row_history_status_page_id_valid_to_idx ON row_history (status_page_id, valid_to);
 -- A page by the slug it had (pages are few; the slug is read out of the version).
 CREATE INDEX row_history_page_slug_idx
     ON row_history ((row_data ->> 'slug'), valid_from) WHERE table_name = 'status_page';
@@ -427,9 +427,16 @@ BEGIN
         SELECT h.table_name, h.row_data AS r
         FROM page
         JOIN row_history h ON h.status_page_id = page.id
-        WHERE h.table_name IN ('status_page_component', 'status_incident', 'maintenance_window',
+        WHERE h.valid_to IS NULL AND h.valid_from <= at_time
+          AND h.table_name IN ('status_page_component', 'status_incident', 'maintenance_window',
                                'maintenance_window_component')
-          AND h.valid_from <= at_time AND (h.valid_to IS NULL OR h.valid_to > at_time)
+        UNION ALL
+        SELECT h.table_name, h.row_data AS r
+        FROM page
+        JOIN row_history h ON h.status_page_id = page.id
+        WHERE h.valid_to > at_time AND h.valid_from <= at_time
+          AND h.table_name IN ('status_page_component', 'status_incident', 'maintenance_window',
+                               'maintenance_window_component')
     ),
     page_components AS (
         SELECT coalesce(json_agg(json_build_array(
