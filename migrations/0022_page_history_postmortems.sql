@@ -553,7 +553,8 @@ BEGIN
     WHERE i.id = NEW.status_incident_id
     FOR NO KEY UPDATE;
     IF incident_status IS NULL THEN
-        RETURN NEW;  -- the foreign key refuses it
+        NEW.revision := coalesce(NEW.revision, 1);
+        RETURN NEW;  -- the foreign key (or row-level security) refuses it
     END IF;
     IF incident_status <> 'RESOLVED' THEN
         RAISE EXCEPTION 'status incident % is % , not RESOLVED', NEW.status_incident_id,

@@ -16,7 +16,8 @@ from psycopg import errors as pg_errors
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 
-from statusdb import pages, status_incidents, teams, views
+from statusdb import pages, status_incidents, teams, tenancy, views
+from statusdb.errors import NotFound
 
 Conn = psycopg.Connection[TupleRow]
 
@@ -204,3 +205,28 @@ def test_app_cannot_publish_a_postmortem_of_an_open_incident(conn: Conn, app: Co
             (incident.id,),
         )
     assert refused.value.diag.constraint_name == "status_incident_postmortem_resolved_check"
+
+
+def test_a_team_scoped_session_cannot_touch_another_team_s_postmortems(
+    conn: Conn, app: Conn
+) -> None:
+    """Scoped to team B, a session reads team A's postmortem or publishes one on A's incident."""
+    incident_id = _resolved_with_postmortem(conn)  # team A's
+    other = teams.create(conn, name="B")
+    conn.commit()
+    tenancy.set_team(app, other.id)
+    assert app.execute(
+        "SELECT count(*) FROM status_incident_postmortem WHERE status_incident_id = %s",
+        (incident_id,),
+    ).fetchone() == (0,)
+    assert status_incidents.postmortem_revisions(app, incident_id) == []
+    with pytest.raises(NotFound):
+        status_incidents.edit_postmortem(app, incident_id, body="B's text", written_by_id="b")
+    with pytest.raises(pg_errors.InsufficientPrivilege):  # row-level security
+        app.execute(
+            "INSERT INTO status_incident_postmortem (status_incident_id, body, written_by_id)"
+            " VALUES (%s, 'B''s text', 'b')",
+            (incident_id,),
+        )
+    app.rollback()
+    assert [r.body for r in status_incidents.postmortem_revisions(conn, incident_id)] == ["A disk."]
