@@ -145,10 +145,43 @@ def _decode(
 _row = kwargs_row(_decode)
 
 
+@operation(retry=True)
+def page_view(
+    slug: str,
+    *,
+    token: str | None = None,
+    maintenance_horizon: dt.timedelta = dt.timedelta(days=7),
+    maintenance_limit: int = 20,
+) -> Op[PageView | None]:
+    """The page `slug` as its readers see it, or None when there is no such page for them.
+
+    `token` opens a private page. Maintenance shown: running windows and those starting within
+    `maintenance_horizon` (recurring windows by their next occurrence).
+    """
+    if (
+        not isinstance(maintenance_horizon, dt.timedelta)
+        or not dt.timedelta(0) <= maintenance_horizon <= MAX_MAINTENANCE_HORIZON
+    ):
+        raise InvalidInput(
+            f"maintenance_horizon must be a timedelta from 0 to {MAX_MAINTENANCE_HORIZON.days} days"
+        )
+    limit = validate.limit(maintenance_limit, maximum=MAX_MAINTENANCE_LIMIT)
+    if not validate.is_slug(slug):
+        return None  # cannot name a page (NUL, surrogates, ...): answer like an unknown slug
+    token_hash = tokens.digest(token) if isinstance(token, str) else None
+    params = {
+        "slug": slug,
+        "token_hash": token_hash,
+        "horizon": maintenance_horizon,
+        "maintenance_limit": limit,
+    }
+    return (yield from optional("page_view_by_slug", params, _row))
+
+
 def _view_params(
     slug: str, token: str | None, maintenance_horizon: dt.timedelta, maintenance_limit: int
 ) -> dict[str, Any] | None:
-    """The page view's parameters, checked; None when `slug` cannot name a page."""
+    """page_view's checks and parameters (for page_view_at); None: `slug` names no page."""
     if (
         not isinstance(maintenance_horizon, dt.timedelta)
         or not dt.timedelta(0) <= maintenance_horizon <= MAX_MAINTENANCE_HORIZON
@@ -166,25 +199,6 @@ def _view_params(
         "horizon": maintenance_horizon,
         "maintenance_limit": limit,
     }
-
-
-@operation(retry=True)
-def page_view(
-    slug: str,
-    *,
-    token: str | None = None,
-    maintenance_horizon: dt.timedelta = dt.timedelta(days=7),
-    maintenance_limit: int = 20,
-) -> Op[PageView | None]:
-    """The page `slug` as its readers see it, or None when there is no such page for them.
-
-    `token` opens a private page. Maintenance shown: running windows and those starting within
-    `maintenance_horizon` (recurring windows by their next occurrence).
-    """
-    params = _view_params(slug, token, maintenance_horizon, maintenance_limit)
-    if params is None:
-        return None
-    return (yield from optional("page_view_by_slug", params, _row))
 
 
 @operation(retry=True)
