@@ -20,3 +20,10 @@ FROM statusdb_page_view(%(slug)s::text, %(token_hash)s::bytea, %(horizon)s::inte
 -- scratch; re-rendered when repair is true (statusdb_page_snapshot_repair, 0017).
 SELECT page_id, stored_version
 FROM statusdb_page_snapshot_repair(%(repair)s::boolean);
+
+-- name: page_view_at
+-- A page as page_view_by_slug showed it at an instant, from the row history (function statusdb_page_view_at, migration 0022): same shape, same token rule, access judged on the page as it is now.
+SELECT id, name, description, slug, is_public, updated_at, components, incidents, maintenance,
+       version, fresh_until, groups
+FROM statusdb_page_view_at(%(slug)s::text, %(token_hash)s::bytea, %(at)s::timestamptz,
+                           %(horizon)s::interval, %(maintenance_limit)s::integer);

@@ -327,6 +327,39 @@ CONSTRAINT_MESSAGES: Final[dict[str, tuple[type[StatusdbError], str]]] = {
         InvalidInput,
         "a scheduler error counts at least one failure",
     ),
+    # row history (0022): written by its trigger only; the owner alone writes it by hand
+    "row_history_valid_check": (InvalidInput, "a row version must end after it begins"),
+    "row_history_row_data_check": (InvalidInput, "a row version is a JSON object"),
+    # postmortems (0022)
+    "status_incident_postmortem_pkey": (
+        Conflict,
+        "the postmortem already has that revision: publish once, then edit (and pass the latest "
+        "revision as expected_revision)",
+    ),
+    "status_incident_postmortem_status_incident_id_fkey": (
+        NotFound,
+        "no status incident with that id",
+    ),
+    "status_incident_postmortem_resolved_check": (
+        Conflict,
+        "a postmortem is written for a RESOLVED status incident; resolve it first",
+    ),
+    "status_incident_postmortem_append_only": (
+        Conflict,
+        "postmortem revisions are never rewritten or deleted; edit adds a revision",
+    ),
+    "status_incident_postmortem_revision_check": (
+        InvalidInput,
+        "a postmortem revision is 1 or more",
+    ),
+    "status_incident_postmortem_body_check": (
+        InvalidInput,
+        "a postmortem must be non-blank and at most 100000 characters",
+    ),
+    "status_incident_postmortem_written_by_id_check": (
+        InvalidInput,
+        "written_by_id must be non-blank and at most 200 characters",
+    ),
     "maintenance_window_component_pkey": (Conflict, "that component is already in the window"),
     "maintenance_window_component_maintenance_window_id_fkey": (
         NotFound,

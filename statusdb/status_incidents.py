@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 import attrs
-from psycopg.rows import class_row
+from psycopg.rows import class_row, kwargs_row
 
 from statusdb import groups, validate
 from statusdb.errors import InvalidInput, NotFound, StatusdbError
@@ -119,10 +119,15 @@ class StatusIncident:
 
 @attrs.frozen
 class HistoryPage:
-    """One page of resolved incidents; `next_cursor` fetches the next one (None: that was all)."""
+    """One page of resolved incidents; `next_cursor` fetches the next one (None: that was all).
+
+    `postmortems`: the postmortems (as they read now) of those of `items` that have one, in the
+    order of `items`.
+    """
 
     items: tuple[StatusIncident, ...]
     next_cursor: str | None
+    postmortems: tuple[Postmortem, ...] = ()
 
 
 _row = class_row(StatusIncident)
@@ -410,14 +415,42 @@ def history(
         "after_id": None if position is None else position[1],
         "limit": size + 1,  # one more tells whether there is a next page
     }
-    rows = yield from many("status_incident_history", params, _row)
-    if len(rows) <= size:
-        return HistoryPage(tuple(rows), None)
+    found = yield from many("status_incident_history", params, _history_row)
+    rows = [incident for incident, _ in found[:size]]
+    postmortems = tuple(postmortem for _, postmortem in found[:size] if postmortem is not None)
+    if len(found) <= size:
+        return HistoryPage(tuple(rows), None, postmortems)
     last = rows[size - 1]
     assert (
         last.resolved_at is not None
     )  # RESOLVED rows have one (status_incident_resolved_at_check)
-    return HistoryPage(tuple(rows[:size]), _encode_cursor(page_id, last.resolved_at, last.id))
+    cursor = _encode_cursor(page_id, last.resolved_at, last.id)
+    return HistoryPage(tuple(rows), cursor, postmortems)
+
+
+def _history_item(
+    *,
+    postmortem_revision: int | None,
+    postmortem_body: str | None,
+    postmortem_published_at: dt.datetime | None,
+    postmortem_updated_at: dt.datetime | None,
+    **incident: Any,
+) -> tuple[StatusIncident, Postmortem | None]:
+    row = StatusIncident(**incident)
+    if (
+        postmortem_revision is None
+        or postmortem_body is None
+        or postmortem_published_at is None
+        or postmortem_updated_at is None
+    ):
+        return row, None
+    postmortem = Postmortem(
+        row.id, postmortem_revision, postmortem_body, postmortem_published_at, postmortem_updated_at
+    )
+    return row, postmortem
+
+
+_history_row = kwargs_row(_history_item)
 
 
 @operation(retry=True)
@@ -429,3 +462,132 @@ def delete(status_incident_id: str) -> Op[None]:
     )
     if count == 0:
         raise NotFound(_not_found(status_incident_id))
+
+
+# -- postmortems ------------------------------------------------------------------------------
+
+POSTMORTEM_MAX: Final = 100_000
+"""As the table's CHECK (status_incident_postmortem_body_check)."""
+
+REVISIONS_MAX_LIMIT: Final = 1_000
+
+
+@attrs.frozen
+class Postmortem:
+    """A resolved status incident's postmortem as it reads (at some instant).
+
+    `published_at` is when revision 1 was written; `updated_at` when the revision shown was.
+    """
+
+    status_incident_id: str
+    revision: int
+    body: str
+    published_at: dt.datetime
+    updated_at: dt.datetime
+
+
+@attrs.frozen
+class PostmortemRevision:
+    """One revision of a postmortem; revisions are never rewritten (migration 0022)."""
+
+    status_incident_id: str
+    revision: int
+    body: str
+    written_at: dt.datetime
+    written_by_id: str
+
+
+_postmortem_row = class_row(Postmortem)
+_revision_row = class_row(PostmortemRevision)
+
+
+def _body(value: str) -> str:
+    return validate.text("body", value, max_length=POSTMORTEM_MAX)
+
+
+def _author(value: str) -> str:
+    return validate.text("written_by_id", value, max_length=200)
+
+
+@operation(retry=True)
+def publish_postmortem(
+    status_incident_id: str, *, body: str, written_by_id: str
+) -> Op[PostmortemRevision]:
+    """Publish the postmortem of a RESOLVED status incident (its revision 1).
+
+    Conflict when the incident is not resolved or already has a postmortem (edit it with
+    `edit_postmortem`); NotFound for an unknown incident. The database enforces all of this for
+    every client, and stamps the revision (`written_at`, the publication time).
+    """
+    params = {
+        "status_incident_id": validate.identifier("status_incident_id", status_incident_id),
+        "body": _body(body),
+        "written_by_id": _author(written_by_id),
+    }
+    return (
+        yield from one(
+            "postmortem_publish",
+            params,
+            _revision_row,
+            not_found=_not_found(status_incident_id),
+        )
+    )
+
+
+@operation(retry=True)
+def edit_postmortem(
+    status_incident_id: str,
+    *,
+    body: str,
+    written_by_id: str,
+    expected_revision: int | None = None,
+) -> Op[PostmortemRevision]:
+    """Edit a published postmortem: adds its next revision, the earlier text stays as written.
+
+    `expected_revision`, when given, must be the latest revision (optimistic concurrency: a
+    Conflict says someone edited it meanwhile). Conflict when the incident is no longer
+    resolved; NotFound when no postmortem was published.
+    """
+    params = {
+        "status_incident_id": validate.identifier("status_incident_id", status_incident_id),
+        "body": _body(body),
+        "written_by_id": _author(written_by_id),
+        "expected_revision": validate.optional_int4("expected_revision", expected_revision),
+    }
+    return (
+        yield from one(
+            "postmortem_edit",
+            params,
+            _revision_row,
+            not_found=f"no postmortem published for status incident {status_incident_id!r}",
+        )
+    )
+
+
+@operation(retry=True)
+def get_postmortem(status_incident_id: str, *, at: dt.datetime | None = None) -> Op[Postmortem]:
+    """The postmortem as it reads now, or as it read at the instant `at` (NotFound: none then)."""
+    params = {
+        "status_incident_id": validate.identifier("status_incident_id", status_incident_id),
+        "at": None if at is None else validate.aware("at", at),
+    }
+    return (
+        yield from one(
+            "postmortem_get",
+            params,
+            _postmortem_row,
+            not_found=f"no postmortem published for status incident {status_incident_id!r}",
+        )
+    )
+
+
+@operation(retry=True)
+def postmortem_revisions(
+    status_incident_id: str, *, limit: int = 100
+) -> Op[list[PostmortemRevision]]:
+    """The revisions of a postmortem, oldest (the publication) first, at most `limit`."""
+    params = {
+        "status_incident_id": validate.identifier("status_incident_id", status_incident_id),
+        "limit": validate.limit(limit, maximum=REVISIONS_MAX_LIMIT),
+    }
+    return (yield from many("postmortem_revisions", params, _revision_row))

@@ -343,6 +343,8 @@ def _answer(*, not_modified: bool, **row: Any) -> PageView | NotModified:
 
 
 _row = kwargs_row(_answer)
+#: page_view_at's rows: always a body (a past view has no conditional form).
+_row_at = kwargs_row(_decode)
 
 
 def _page_view(
@@ -360,28 +362,14 @@ def _page_view(
     version the caller already has (a `PageView.version` of the same horizon and limit);
     `NotModified` if it is still the current one, without sending or decoding the body.
     """
-    if (
-        not isinstance(maintenance_horizon, dt.timedelta)
-        or not dt.timedelta(0) <= maintenance_horizon <= MAX_MAINTENANCE_HORIZON
-    ):
-        raise InvalidInput(
-            f"maintenance_horizon must be a timedelta from 0 to {MAX_MAINTENANCE_HORIZON.days} days"
-        )
-    limit = validate.limit(maintenance_limit, maximum=MAX_MAINTENANCE_LIMIT)
     if if_version is not None and (
         isinstance(if_version, bool) or not isinstance(if_version, int) or if_version >= 2**63
     ):
         raise InvalidInput("if_version must be a page version (an int) or None")
-    if not validate.is_slug(slug):
-        return None  # cannot name a page (NUL, surrogates, ...): answer like an unknown slug
-    token_hash = tokens.digest(token) if isinstance(token, str) else None
-    params = {
-        "slug": slug,
-        "token_hash": token_hash,
-        "horizon": maintenance_horizon,
-        "maintenance_limit": limit,
-        "if_version": if_version,
-    }
+    params = _view_params(slug, token, maintenance_horizon, maintenance_limit)
+    if params is None:
+        return None
+    params["if_version"] = if_version
     return (yield from optional("page_view_by_slug", params, _row))
 
 
@@ -469,3 +457,56 @@ def recompute_snapshots(*, repair: bool = False) -> Op[list[SnapshotDrift]]:
     """
     params = {"repair": validate.flag("repair", repair)}
     return (yield from many("page_snapshot_repair", params, class_row(SnapshotDrift)))
+
+
+def _view_params(
+    slug: str, token: str | None, maintenance_horizon: dt.timedelta, maintenance_limit: int
+) -> dict[str, Any] | None:
+    """page_view's checks and parameters (for page_view_at); None: `slug` names no page."""
+    if (
+        not isinstance(maintenance_horizon, dt.timedelta)
+        or not dt.timedelta(0) <= maintenance_horizon <= MAX_MAINTENANCE_HORIZON
+    ):
+        raise InvalidInput(
+            f"maintenance_horizon must be a timedelta from 0 to {MAX_MAINTENANCE_HORIZON.days} days"
+        )
+    limit = validate.limit(maintenance_limit, maximum=MAX_MAINTENANCE_LIMIT)
+    if not validate.is_slug(slug):
+        return None  # cannot name a page (NUL, surrogates, ...): answer like an unknown slug
+    token_hash = tokens.digest(token) if isinstance(token, str) else None
+    return {
+        "slug": slug,
+        "token_hash": token_hash,
+        "horizon": maintenance_horizon,
+        "maintenance_limit": limit,
+    }
+
+
+@operation(retry=True)
+def page_view_at(
+    slug: str,
+    *,
+    at: dt.datetime,
+    token: str | None = None,
+    maintenance_horizon: dt.timedelta = dt.timedelta(days=7),
+    maintenance_limit: int = 20,
+) -> Op[PageView | None]:
+    """The page `slug` as `page_view` showed it at the instant `at`, or None (no such page).
+
+    Rebuilt from the row history the database keeps (migration 0022): the page, its components
+    (names, descriptions, order, statuses), the status incidents active at `at` with their
+    timeline as posted by then, and the maintenance then running or starting within
+    `maintenance_horizon` of `at`. A page view made by a transaction that started at `at` (its
+    now()) showed exactly this, for writers whose transactions did not overlap in time.
+
+    `slug` is the slug the page had at `at`. Access is decided on the page as it is *now*: a
+    page public now and at `at` opens without a token; otherwise `token` must be its current
+    access token (a rotated token opens nothing, in the past either). A deleted page is None.
+    `at` must be aware and lie from the start of the kept history (the migration, or the
+    retention horizon) to now: InvalidInput otherwise.
+    """
+    instant = validate.aware("at", at)
+    params = _view_params(slug, token, maintenance_horizon, maintenance_limit)
+    if params is None:
+        return None
+    return (yield from optional("page_view_at", {**params, "at": instant}, _row_at))

@@ -54,8 +54,11 @@ LOG_TABLES = (
 )
 #: Managed by the owner (the DBA); statusdb_app only reads them.
 OWNER_MANAGED_TABLES = ("destination_allowlist",)
-#: The derivation's own bookkeeping (0012): no privilege for anyone but the owner.
-OWNER_ONLY_TABLES = ("status_lock", "status_repair")
+#: The derivation's own bookkeeping (0012), and the row history (0022, audit data, read through
+#: statusdb_page_view_at): no privilege for anyone but the owner.
+OWNER_ONLY_TABLES = ("status_lock", "status_repair", "row_history", "row_history_horizon")
+#: Append-only (0022): statusdb_app reads and inserts; updates and deletes are refused anyway.
+APPEND_ONLY_TABLES = ("status_incident_postmortem",)
 
 
 def as_user(dsn: str, user: str) -> str:
@@ -381,6 +384,12 @@ def test_every_table_is_granted_and_every_definer_function_is_locked_down(conn: 
             continue
         read_only = table in LOG_TABLES + OWNER_MANAGED_TABLES
         privileges = {"SELECT"} if read_only else {"SELECT", "INSERT", "UPDATE", "DELETE"}
+        if table in APPEND_ONLY_TABLES:
+            privileges = {"SELECT", "INSERT"}
+            row = conn.execute(
+                "SELECT has_table_privilege('statusdb_app', %s, 'UPDATE, DELETE')", (table,)
+            ).fetchone()
+            assert row == (False,), f"{table} is append-only"
         for privilege in privileges:
             row = conn.execute(
                 "SELECT has_table_privilege('statusdb_app', %s, %s)"
@@ -428,6 +437,8 @@ def test_every_table_is_granted_and_every_definer_function_is_locked_down(conn: 
         "statusdb_maintenance_window_notify",
         "statusdb_maintenance_window_notify_scheduled",
         "statusdb_maintenance_remind",
+        "statusdb_keep_row_history",  # 0022: writes the owner-only row_history
+        "statusdb_page_view_at",  # 0022: reads it
     }
     for name, config, public_may_execute in definers:
         assert config == ["search_path=public, pg_temp"], name
@@ -441,7 +452,7 @@ def test_reader_may_call_only_the_page_view(conn: Conn) -> None:
              AND has_function_privilege('statusdb_reader', p.oid, 'EXECUTE')
              AND NOT has_function_privilege('public', p.oid, 'EXECUTE')"""
     ).fetchall()
-    assert rows == [("statusdb_page_view",)]
+    assert sorted(rows) == [("statusdb_page_view",), ("statusdb_page_view_at",)]
 
 
 def test_rollback_revokes_the_grants_and_keeps_the_roles(empty_dsn: str) -> None:

@@ -57,6 +57,9 @@ APP_FUNCTIONS = {
     # anyway) and the scheduler's reminders (at most 1000 windows within 7 days per call).
     "statusdb_notification_recipients(text,text[],text[],text[])",
     "statusdb_maintenance_remind(timestamp with time zone)",
+    # The page view at an instant (0022): the same bounds, and the instant within the history
+    # kept (horizon to now()).
+    "statusdb_page_view_at(text,bytea,timestamp with time zone,interval,integer)",
 }
 PUBLIC_FUNCTIONS = {
     "statusdb_new_id()",
@@ -64,7 +67,10 @@ PUBLIC_FUNCTIONS = {
     "statusdb_is_status_update_list(jsonb)",
     "statusdb_check_component_ids(text,text[],text)",
 }
-READER_FUNCTIONS = PUBLIC_FUNCTIONS | {"statusdb_page_view(text,bytea,interval,integer,bigint)"}
+READER_FUNCTIONS = PUBLIC_FUNCTIONS | {
+    "statusdb_page_view(text,bytea,interval,integer,bigint)",
+    "statusdb_page_view_at(text,bytea,timestamp with time zone,interval,integer)",
+}
 
 
 @pytest.fixture

@@ -328,3 +328,20 @@ def test_rollback_of_0020_does_not_silently_drop_groups_or_widen_followers(
     assert _rollback_down_to(empty_dsn, "0020_component_groups", allow_data_loss=True)[-1] == (
         "0020_component_groups"
     )
+
+
+def test_rollback_of_0022_does_not_silently_drop_page_history_or_postmortems(
+    empty_dsn: str,
+) -> None:
+    """Rolling 0022 back drops the page's past versions and postmortems, silently."""
+    migrations.apply(empty_dsn)
+    with psycopg.connect(empty_dsn) as c:
+        page_id = _page(c)
+        c.commit()
+        pages.update(c, page_id, name="Renamed")  # a past version: the page as it was
+    with pytest.raises(migrations.MigrationError, match="1 past versions") as refused:
+        _rollback_down_to(empty_dsn, "0022_page_history_postmortems")
+    assert "could not roll back migration 0022_page_history_postmortems" in str(refused.value)
+    assert "--allow-data-loss" in str(refused.value)
+    rolled = _rollback_down_to(empty_dsn, "0022_page_history_postmortems", allow_data_loss=True)
+    assert rolled[-1] == "0022_page_history_postmortems"
