@@ -418,6 +418,7 @@ def test_every_table_is_granted_and_every_definer_function_is_locked_down(conn: 
         "statusdb_status_page_component_roll_up",
         "statusdb_component_group_roll_up",
         "statusdb_recompute_group_statuses",
+        "statusdb_component_group_snapshot",  # 0020: groups in the page snapshot
     }
     for name, config, public_may_execute in definers:
         assert config == ["search_path=public, pg_temp"], name
