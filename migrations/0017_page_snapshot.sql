@@ -29,9 +29,8 @@
 -- * Versions come from one sequence (status_page_snapshot_version_seq): strictly increasing per
 --   page (the row lock orders the writers of a page), never reused by a deleted and re-created
 --   page of the same slug (an ETag of the old page cannot match the new one), and the version
---   is also the announcement's number (NOTIFY statusdb_page_version, payload = version only).
---   A rendering identical to the stored one (text comparison) keeps the version and announces
---   nothing.
+--   is the base of the versions readers see (below). A rendering identical to the stored one
+--   (text comparison) keeps the version and announces nothing.
 --
 -- * Time. What the view shows depends on the clock only through the maintenance horizon: a
 --   SCHEDULED window is listed once start_time < now() + horizon (statuses move only through
@@ -42,15 +41,32 @@
 --   the candidate list itself never goes stale with time). The read filters them by
 --   now() + horizon and the limit. fresh_until = the earliest start_time - horizon of a
 --   candidate not shown yet (conservative: that window may still fall beyond the limit).
---   A conditional read answers "not modified" only if, besides the version, no candidate
---   entered the asked horizon between the rendering and now().
+--
+-- * The version readers see is composite, so that it is honest for the time-dependent part
+--   too: version = snapshot version * 256 + k, k = the number of SCHEDULED candidates with
+--   start_time < now() + horizon (0 when the limit is 0: nothing is shown then). For fixed
+--   snapshot contents, horizon and limit, the view is determined by k (the shown list is the
+--   first `limit`, by (start_time, id), of the IN_PROGRESS candidates together with the first
+--   k SCHEDULED ones; IN_PROGRESS ones change only by writes), so equal versions mean equal
+--   bodies and a conditional read compares if_version with it alone. k only grows with the
+--   clock and is at most 200 (the SCHEDULED candidates kept; least(k, 255) and a CHECK make 8
+--   bits enough), so a page's versions only increase: a window entering the horizon moves the
+--   version without any write, and a new rendering starts above every version of the previous
+--   one. The NOTIFY (statusdb_page_version) carries the lowest version of the new rendering,
+--   snapshot version * 256: any version a cache holds below it is stale. Range: the sequence
+--   starts at the clock in microseconds (about 2^50.7 in 2026, see the end) and stops at
+--   2^55 - 1 (year ~3100 even at one version a microsecond), so version * 256 + 255 stays below
+--   2^63. Versions do not fit a JavaScript number exactly (2^53): send them as text (an ETag is
+--   text anyway).
 
 SET LOCAL lock_timeout = '5s';
 SET LOCAL statement_timeout = '5min';
 
-CREATE SEQUENCE status_page_snapshot_version_seq AS bigint;
+-- MAXVALUE 2^55 - 1: readers see version * 256 + k (k <= 255), which must stay a bigint.
+CREATE SEQUENCE status_page_snapshot_version_seq AS bigint MAXVALUE 36028797018963967;
 COMMENT ON SEQUENCE status_page_snapshot_version_seq IS
-    'Versions of page snapshots (0017): one sequence for all pages, so a version is never reused.';
+    'Versions of page snapshots (0017): one sequence for all pages, so a version is never reused; '
+    'at most 2^55 - 1 so that the readers'' versions (version * 256 + k) stay bigints.';
 
 CREATE TABLE status_page_snapshot (
     page_id text NOT NULL,
@@ -66,14 +82,16 @@ CREATE TABLE status_page_snapshot (
     windows json NOT NULL,
     window_starts timestamptz[] NOT NULL,
     window_scheduled boolean[] NOT NULL,
-    rendered_at timestamptz NOT NULL,
     CONSTRAINT status_page_snapshot_pkey PRIMARY KEY (page_id),
     CONSTRAINT status_page_snapshot_page_id_fkey FOREIGN KEY (page_id)
         REFERENCES status_page (id) ON DELETE CASCADE,
     CONSTRAINT status_page_snapshot_version_key UNIQUE (version),
     CONSTRAINT status_page_snapshot_windows_check
         CHECK (cardinality(window_starts) = cardinality(window_scheduled)
-               AND json_array_length(windows) = cardinality(window_starts))
+               AND json_array_length(windows) = cardinality(window_starts)),
+    -- k, the SCHEDULED candidates in the horizon, fits the readers' version's 8 low bits.
+    CONSTRAINT status_page_snapshot_scheduled_check
+        CHECK (cardinality(array_positions(window_scheduled, true)) <= 255)
 );
 -- Not unique: status_page enforces slugs, and a statement that swaps two pages' slugs must not
 -- trip over the snapshot's intermediate states. The page view looks pages up here alone.
@@ -84,7 +102,8 @@ COMMENT ON TABLE status_page_snapshot IS
     'transaction (0017); statusdb_page_render renders from scratch.';
 COMMENT ON COLUMN status_page_snapshot.page_id IS 'The page (status_page.id).';
 COMMENT ON COLUMN status_page_snapshot.version IS
-    'Changes (increases) whenever the rendering changes; also the announcement number.';
+    'Changes (increases) whenever the rendering changes. Readers see version * 256 + the number '
+    'of SCHEDULED candidates in their horizon; version * 256 is announced.';
 COMMENT ON COLUMN status_page_snapshot.slug IS 'status_page.slug, for the page view''s lookup.';
 COMMENT ON COLUMN status_page_snapshot.is_public IS 'status_page.is_public.';
 COMMENT ON COLUMN status_page_snapshot.access_token_hash IS
@@ -105,8 +124,6 @@ COMMENT ON COLUMN status_page_snapshot.windows IS
 COMMENT ON COLUMN status_page_snapshot.window_starts IS 'start_time of each entry of windows.';
 COMMENT ON COLUMN status_page_snapshot.window_scheduled IS
     'Whether each entry of windows is SCHEDULED (shown only within the horizon).';
-COMMENT ON COLUMN status_page_snapshot.rendered_at IS
-    'now() of the transaction that rendered this version.';
 
 -- statusdb_app reads it (the page-version feed, under its team policy); only the owner's
 -- triggers write it. statusdb_reader reads pages through statusdb_page_view only.
@@ -225,8 +242,7 @@ BEGIN
             slug = r.slug, is_public = r.is_public, access_token_hash = r.access_token_hash,
             name = r.name, description = r.description, updated_at = r.updated_at,
             components = r.components, incidents = r.incidents, windows = r.windows,
-            window_starts = r.window_starts, window_scheduled = r.window_scheduled,
-            rendered_at = now()
+            window_starts = r.window_starts, window_scheduled = r.window_scheduled
         FROM rendered r
         WHERE s.page_id = r.page_id
           AND (s.slug, s.is_public, s.access_token_hash, s.name, s.description, s.updated_at,
@@ -236,7 +252,8 @@ BEGIN
                r.components::text, r.incidents::text, r.windows::text)
         RETURNING s.version
     )
-    SELECT count(pg_notify('statusdb_page_version', changed.version::text))
+    -- The lowest version readers of the new rendering see (k = 0).
+    SELECT count(pg_notify('statusdb_page_version', (changed.version * 256)::text))
     INTO STRICT announced
     FROM changed;
 END;
@@ -245,7 +262,8 @@ $$;
 COMMENT ON FUNCTION statusdb_page_snapshot_refresh(text[]) IS
     'Re-renders the snapshots of the given pages (0017): locks their rows, then renders in a '
     'later statement; a changed rendering gets a new version, announced on '
-    'statusdb_page_version (payload: the version). Owner only.';
+    'statusdb_page_version (payload: version * 256, the lowest version its readers see). '
+    'Owner only.';
 
 -- New pages: their first snapshot.
 CREATE FUNCTION statusdb_page_snapshot_create(page_ids text[]) RETURNS void
@@ -257,24 +275,24 @@ BEGIN
     WITH created AS (
         INSERT INTO status_page_snapshot (page_id, version, slug, is_public, access_token_hash,
                                           name, description, updated_at, components,
-                                          incidents, windows, window_starts, window_scheduled,
-                                          rendered_at)
+                                          incidents, windows, window_starts, window_scheduled)
         SELECT r.page_id, nextval('status_page_snapshot_version_seq'), r.slug, r.is_public,
                r.access_token_hash, r.name, r.description, r.updated_at, r.components,
-               r.incidents, r.windows, r.window_starts, r.window_scheduled, now()
+               r.incidents, r.windows, r.window_starts, r.window_scheduled
         FROM statusdb_page_render(page_ids) AS r
         ORDER BY r.page_id
         ON CONFLICT (page_id) DO NOTHING
         RETURNING version
     )
-    SELECT count(pg_notify('statusdb_page_version', created.version::text))
+    SELECT count(pg_notify('statusdb_page_version', (created.version * 256)::text))
     INTO STRICT announced
     FROM created;
 END;
 $$;
 
 COMMENT ON FUNCTION statusdb_page_snapshot_create(text[]) IS
-    'Renders the first snapshot of new pages (0017) and announces it. Owner only.';
+    'Renders the first snapshot of new pages (0017) and announces it (version * 256). Owner '
+    'only.';
 
 -- --------------------------------------------------------------------------------------------
 -- The triggers: one function per table, one statement-level trigger per event (a trigger with
@@ -490,7 +508,8 @@ BEGIN
     RETURN QUERY
     SELECT m, NULL::bigint FROM unnest(missing) AS m
     UNION ALL
-    SELECT s.page_id, s.version FROM status_page_snapshot s WHERE s.page_id = ANY (drifted)
+    SELECT s.page_id, s.version * 256 FROM status_page_snapshot s
+    WHERE s.page_id = ANY (drifted)
     ORDER BY 1;
     IF repair THEN
         PERFORM statusdb_page_snapshot_create(missing);
@@ -501,7 +520,8 @@ $$;
 
 COMMENT ON FUNCTION statusdb_page_snapshot_repair(boolean) IS
     'Pages whose snapshot is missing (null version) or differs from a rendering from scratch '
-    '(0017); re-rendered when repair is true. One pass over every page.';
+    '(0017), with the lowest version its readers were given (snapshot version * 256); '
+    're-rendered when repair is true. One pass over every page.';
 
 -- --------------------------------------------------------------------------------------------
 -- The page view: one index lookup of the snapshot row. A new signature (if_version, and the
@@ -547,15 +567,17 @@ BEGIN
     END IF;
     RETURN QUERY
     SELECT s.page_id, v.name, v.description, s.slug, s.is_public, v.updated_at,
-           v.components, v.incidents, v.maintenance, s.version, t.fresh_until, v.name IS NULL
+           v.components, v.incidents, v.maintenance, t.version, t.fresh_until, v.name IS NULL
     FROM status_page_snapshot s
-    -- Time: the first candidate not shown yet enters the horizon at its start - horizon. The
-    -- answer did not change since the rendering unless a candidate entered in between.
+    -- Time: k = the SCHEDULED candidates already in the horizon, which with the snapshot's
+    -- version names the body (see the top); the first one not in it yet enters at its
+    -- start - horizon. With the limit 0 nothing is shown, whatever the clock: k = 0.
     CROSS JOIN LATERAL (
-        SELECT min(u.start_time) FILTER (WHERE u.start_time >= now() + horizon) - horizon
-                   AS fresh_until,
-               coalesce(bool_or(u.start_time >= s.rendered_at + horizon
-                                AND u.start_time < now() + horizon), false) AS entered
+        SELECT s.version * 256
+                   + least(count(*) FILTER (WHERE u.start_time < now() + horizon), 255)
+                   AS version,
+               min(u.start_time) FILTER (WHERE u.start_time >= now() + horizon) - horizon
+                   AS fresh_until
         FROM unnest(s.window_starts, s.window_scheduled) AS u (start_time, scheduled)
         WHERE u.scheduled AND window_limit > 0
     ) AS t
@@ -572,7 +594,7 @@ BEGIN
                                 ORDER BY w.n
                                 LIMIT window_limit) AS e)
                END AS maintenance
-        WHERE if_version IS DISTINCT FROM s.version OR t.entered
+        WHERE if_version IS DISTINCT FROM t.version
     ) AS v ON true
     WHERE s.slug = page_slug
       AND (s.is_public OR s.access_token_hash = stored_hash);
@@ -582,9 +604,10 @@ $$;
 COMMENT ON FUNCTION statusdb_page_view(text, bytea, interval, integer, bigint) IS
     'A status page as its readers see it, read from its snapshot (0017); private pages only with '
     'the SHA-256 digest of their access token. Horizon 0 to 366 days (null: 7 days), limit 0 to '
-    '200 windows (null: 20). version and fresh_until (next time-driven change, null: none) '
-    'always; with if_version equal to the current version and nothing entered the horizon '
-    'since the rendering, not_modified is true and the body columns are null.';
+    '200 windows (null: 20). version (snapshot version * 256 + the scheduled candidates in the '
+    'horizon: it names the body for this horizon and limit, and only increases) and fresh_until '
+    '(next time-driven change, null: none) always; with if_version equal to version, '
+    'not_modified is true and the body columns are null.';
 
 -- --------------------------------------------------------------------------------------------
 -- Who may execute what (0014's rule): the page view as before; the repair for statusdb_app
@@ -609,8 +632,9 @@ GRANT EXECUTE ON FUNCTION statusdb_page_snapshot_repair(boolean) TO statusdb_app
 -- --------------------------------------------------------------------------------------------
 -- Versions start at the clock (microseconds since 1970): a 0017 rolled back and applied again
 -- never hands out a version that an earlier one did (an HTTP cache keyed on an ETag of the old
--- versions cannot match a different page state). About 2^50 today: far from 2^63, and exact
--- in a JavaScript number. Then every existing page's first snapshot.
+-- versions cannot match a different page state). About 2^50.7 in 2026, below the sequence's
+-- MAXVALUE 2^55 - 1 for about eleven centuries; readers see it times 256 plus at most 255, below
+-- 2^63 (see the top). Then every existing page's first snapshot.
 DO $$
 BEGIN
     PERFORM setval('status_page_snapshot_version_seq',

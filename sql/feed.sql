@@ -8,10 +8,14 @@ ORDER BY announced.position;
 
 -- name: feed_page_versions
 -- The announced page versions that are still current and that the caller may read, in order.
-SELECT s.page_id AS status_page_id, s.version
+-- An announcement is the lowest version readers of a new rendering see (0017): snapshot
+-- version * 256. Looked up by the snapshot's own version (its unique index); a payload that is
+-- no such multiple (a hand-made NOTIFY) names nothing.
+SELECT s.page_id AS status_page_id, s.version * 256 AS version
 FROM unnest(%(versions)s::bigint[]) WITH ORDINALITY AS announced (version, position)
-JOIN status_page_snapshot s ON s.version = announced.version
-WHERE %(status_page_id)s::text IS NULL OR s.page_id = %(status_page_id)s::text
+JOIN status_page_snapshot s ON s.version = announced.version / 256
+WHERE mod(announced.version, 256) = 0
+  AND (%(status_page_id)s::text IS NULL OR s.page_id = %(status_page_id)s::text)
 ORDER BY announced.position;
 
 -- name: feed_changes_with_groups_by_seq

@@ -4,9 +4,11 @@
 -- thing the statusdb_reader role may run; it reads the page's snapshot, rendered by the writers
 -- (0017), with one index lookup. A private page is returned only with the right token digest,
 -- which the function hashes again and compares with the stored value (0014): a wrong or missing
--- token finds nothing, exactly like an unknown slug, and the stored value opens nothing. With
--- if_version equal to the page's current version (and nothing entered the horizon since), the
--- body columns are null and not_modified is true: the body is not even sent. Nothing internal
+-- token finds nothing, exactly like an unknown slug, and the stored value opens nothing. The
+-- version names the body for this horizon and limit (snapshot version * 256 + the scheduled
+-- windows already in the horizon: a window entering it moves the version, without a write).
+-- With if_version equal to it, the body columns are null and not_modified is true: the body is
+-- not even sent. Nothing internal
 -- (team, service, platform incident, creator, token digest) is selected.
 SELECT id, name, description, slug, is_public, updated_at, components, incidents, maintenance,
        version, fresh_until, not_modified, groups

@@ -407,6 +407,17 @@ CONSTRAINT_MESSAGES: Final[dict[str, tuple[type[StatusdbError], str]]] = {
         InvalidInput,
         "a retry payload is at most 16384 bytes of JSON",
     ),
+    # status_page_snapshot (0017): written by the owner's triggers only
+    "status_page_snapshot_page_id_fkey": (NotFound, "no status page with that id"),
+    "status_page_snapshot_version_key": (Conflict, "that page snapshot version is taken"),
+    "status_page_snapshot_windows_check": (
+        InvalidInput,
+        "a page snapshot's window_starts, window_scheduled and windows must be equally long",
+    ),
+    "status_page_snapshot_scheduled_check": (
+        InvalidInput,
+        "a page snapshot keeps at most 255 scheduled maintenance candidates",
+    ),
 }
 
 _RESTRICT_MESSAGES: Final[dict[str, str]] = {

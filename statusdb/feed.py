@@ -89,10 +89,13 @@ class StatusChangeEvent:
 
 @attrs.frozen
 class PageVersionEvent:
-    """A page's view moved to `version` (committed): refresh what you cached of it.
+    """A page was re-rendered (committed): any cached version below `version` is stale.
 
-    `version` is the page view's `PageView.version` (migration 0017). Versions only increase:
-    a cache holding an equal or newer version of the page has nothing to do.
+    `version` is the lowest `PageView.version` readers of the new rendering see (migration
+    0017: the snapshot's version * 256; a reader's version adds the scheduled maintenance
+    windows already in its horizon, so several horizons of one rendering share this floor). A
+    page's versions only increase: a cache holding a version of the page equal to or above
+    `version` has nothing to do; below it, refresh.
     """
 
     status_page_id: str
@@ -417,8 +420,10 @@ def listen_pages(
 ) -> Iterator[PageVersionEvent]:
     """Page version announcements as they are committed (migration 0017), for cache purgers.
 
-    Every committed change of what a page's view shows moves the page to a new version and
-    notifies `statusdb_page_version` with the version number only. Each announced version is
+    Every committed change of what a page's view shows re-renders the page and notifies
+    `statusdb_page_version` with a number only: the lowest version readers of the new rendering
+    see (see `PageVersionEvent`; a window entering a horizon moves that horizon's version by
+    the clock alone, unannounced: `PageView.fresh_until` says when). Each announced version is
     looked up in `status_page_snapshot` with `conn`'s own privileges and row-level security
     (statusdb_app may; statusdb_reader gets `Unauthorized`), so a listener scoped to a team
     hears only its team's pages. A version already superseded when it is read is skipped: the

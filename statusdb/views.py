@@ -16,11 +16,14 @@ The function bounds its own arguments (the database is the boundary for SQL clie
 wrapper checks the same maxima first, so that callers get InvalidInput.
 
 The page is rendered by its writers, not its readers (migration 0017): every change of what a
-page shows re-renders its snapshot in the same transaction and gives it a new `version`. A
-`PageView` carries that version and `fresh_until`, the next instant at which the answer changes
-by the clock alone (a scheduled maintenance window entering the horizon), or None. With
-`if_version=` the version a client last saw, an unchanged page answers `NotModified` in the same
-single round trip, without the body ever leaving the server (an HTTP layer's ETag / 304).
+page shows re-renders its snapshot in the same transaction and gives it a new snapshot version.
+A `PageView` carries the `version` of what it shows, for its horizon and limit: the snapshot's
+version * 256 plus the number of scheduled maintenance windows already in the horizon, so that
+a window entering the horizon moves the version by the clock alone, and a page's versions only
+increase. `fresh_until` is the next instant at which that happens, or None. With `if_version=`
+the version a client last saw, an unchanged page answers `NotModified` in the same single round
+trip, without the body ever leaving the server (an HTTP layer's ETag / 304: the version alone
+is an honest ETag for a URL that fixes the horizon and limit).
 """
 
 from __future__ import annotations
@@ -107,10 +110,11 @@ class GroupView:
 class PageView:
     """Everything a status page shows.
 
-    `version` changes (increases) whenever anything shown changes; `fresh_until` is the next
-    instant the view changes by the clock alone for the horizon and limit asked (a scheduled
-    window entering the horizon), None if none: until then, only a write (announced by
-    `statusdb.feed.listen_pages`) changes it.
+    `version` names what is shown for the horizon and limit asked, and increases whenever that
+    changes: by a write (announced by `statusdb.feed.listen_pages`) or by the clock (a
+    scheduled window entering the horizon). `fresh_until` is the next instant the clock may
+    change it (conservative: the window may fall beyond the limit), None if never: until then,
+    only a write changes it. Versions exceed 2^53: send them as text, not JSON numbers.
     `page.components` lists every component, flat, in display order (grouped or not);
     `groups` is the tree of the page's top-level groups (migration 0020).
     """
@@ -125,7 +129,8 @@ class PageView:
 
 @attrs.frozen
 class NotModified:
-    """`page_view(..., if_version=v)` when the page still shows what version `v` showed."""
+    """`page_view(..., if_version=v)` when the page still shows what version `v` showed (`v`
+    is still the current `version`, for this horizon and limit)."""
 
     version: int
     fresh_until: dt.datetime | None
@@ -352,8 +357,8 @@ def _page_view(
 
     `token` opens a private page. Maintenance shown: running windows and those starting within
     `maintenance_horizon` (recurring windows by their next occurrence). `if_version`: the
-    version the caller already has; `NotModified` if the page still shows exactly that (for
-    this horizon and limit), without sending or decoding the body.
+    version the caller already has (a `PageView.version` of the same horizon and limit);
+    `NotModified` if it is still the current one, without sending or decoding the body.
     """
     if (
         not isinstance(maintenance_horizon, dt.timedelta)
@@ -446,7 +451,8 @@ page_view = _PageViewOperation(_page_view, atomic=False, retry=True)
 @attrs.frozen
 class SnapshotDrift:
     """A page whose stored snapshot differs from a rendering from scratch (or is missing:
-    `stored_version` None)."""
+    `stored_version` None). `stored_version` is the lowest version its readers were given (as
+    `statusdb.feed.PageVersionEvent.version`)."""
 
     page_id: str
     stored_version: int | None

@@ -60,8 +60,9 @@ def component_ids(conn: Conn, page_id: str) -> list[str]:
 
 
 def version(conn: Conn, page_id: str) -> int:
+    """The lowest version readers of the page's current rendering see (and the announced one)."""
     row = conn.execute(
-        "SELECT version FROM status_page_snapshot WHERE page_id = %s", (page_id,)
+        "SELECT version * 256 FROM status_page_snapshot WHERE page_id = %s", (page_id,)
     ).fetchone()
     assert row is not None
     return int(row[0])
@@ -229,6 +230,9 @@ def test_maintenance_entering_the_horizon_with_a_moving_clock(conn: Conn) -> Non
     assert year is not None
     assert [w.id for w in year.upcoming_maintenance] == ["running", "soon", "far"]
     assert year.fresh_until is None
+    # The version counts the scheduled windows in the horizon on top of the rendering's floor.
+    assert view.version == version(conn, page_id)
+    assert year.version == view.version + 2
     # The limit applies after the horizon; limit 0 shows nothing and never changes.
     one = views.page_view(
         conn, "acme", maintenance_horizon=dt.timedelta(days=366), maintenance_limit=1
@@ -236,9 +240,10 @@ def test_maintenance_entering_the_horizon_with_a_moving_clock(conn: Conn) -> Non
     assert one is not None
     assert [w.id for w in one.upcoming_maintenance] == ["running"]
     none = conn.execute(
-        "SELECT maintenance::text, fresh_until FROM statusdb_page_view('acme', NULL, NULL, 0)"
+        """SELECT maintenance::text, fresh_until, version
+           FROM statusdb_page_view('acme', NULL, interval '366 days', 0)"""
     ).fetchone()
-    assert none == ("[]", None)
+    assert none == ("[]", None, view.version)  # nothing shown, nothing counted
     conn.commit()
     # Before the window enters: not modified.
     answer = views.page_view(conn, "acme", maintenance_horizon=hour, if_version=view.version)
@@ -246,16 +251,24 @@ def test_maintenance_entering_the_horizon_with_a_moving_clock(conn: Conn) -> Non
     conn.commit()
     assert view.fresh_until is not None
     time.sleep(max(0.0, (view.fresh_until - dt.datetime.now(dt.UTC)).total_seconds()) + 0.3)
-    # The clock moved it into the horizon: same version, but the body changed, so the
-    # conditional read answers in full (and keeps doing so: it cannot know when the caller
-    # last read), with the next time-driven change.
+    # The clock moved it into the horizon, without any write: the version asked about moved on
+    # (the old one answers in full, again and again), and the new version answers not modified
+    # until the next time-driven change, with no write in between.
+    stored = version(conn, page_id)
     for _ in range(2):
         later = views.page_view(conn, "acme", maintenance_horizon=hour, if_version=view.version)
         conn.commit()
         assert isinstance(later, views.PageView)
-        assert later.version == view.version
+        assert later.version > view.version
         assert [w.id for w in later.upcoming_maintenance] == ["running", "soon"]
         assert later.fresh_until == starts["far"] - hour
+    assert isinstance(later, views.PageView)
+    for _ in range(2):
+        answer = views.page_view(conn, "acme", maintenance_horizon=hour, if_version=later.version)
+        conn.commit()
+        assert answer == views.NotModified(later.version, later.fresh_until)
+    assert version(conn, page_id) == stored  # no write: the snapshot itself did not move
+    assert stored <= view.version < later.version < stored + 256  # both of that rendering
     # Horizons it did not enter yet still answer not modified.
     answer = views.page_view(
         conn, "acme", maintenance_horizon=dt.timedelta(minutes=1), if_version=view.version
