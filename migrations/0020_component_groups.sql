@@ -942,8 +942,7 @@ BEGIN
             slug = r.slug, is_public = r.is_public, access_token_hash = r.access_token_hash,
             name = r.name, description = r.description, updated_at = r.updated_at,
             components = r.components, incidents = r.incidents, windows = r.windows,
-            window_starts = r.window_starts, window_scheduled = r.window_scheduled, groups = r.groups,
-            rendered_at = now()
+            window_starts = r.window_starts, window_scheduled = r.window_scheduled, groups = r.groups
         FROM rendered r
         WHERE s.page_id = r.page_id
           AND (s.slug, s.is_public, s.access_token_hash, s.name, s.description, s.updated_at,
@@ -953,7 +952,8 @@ BEGIN
                r.components::text, r.incidents::text, r.windows::text, r.groups::text)
         RETURNING s.version
     )
-    SELECT count(pg_notify('statusdb_page_version', changed.version::text))
+    -- The lowest version readers of the new rendering see (k = 0).
+    SELECT count(pg_notify('statusdb_page_version', (changed.version * 256)::text))
     INTO STRICT announced
     FROM changed;
 END;
@@ -962,7 +962,8 @@ $$;
 COMMENT ON FUNCTION statusdb_page_snapshot_refresh(text[]) IS
     'Re-renders the snapshots of the given pages (0017; with the groups since 0020): locks their rows, then renders in a '
     'later statement; a changed rendering gets a new version, announced on '
-    'statusdb_page_version (payload: the version). Owner only.';
+    'statusdb_page_version (payload: version * 256, the lowest version its readers see). '
+    'Owner only.';
 
 CREATE OR REPLACE FUNCTION statusdb_page_snapshot_create(page_ids text[]) RETURNS void
 LANGUAGE plpgsql
@@ -973,24 +974,24 @@ BEGIN
     WITH created AS (
         INSERT INTO status_page_snapshot (page_id, version, slug, is_public, access_token_hash,
                                           name, description, updated_at, components,
-                                          incidents, windows, window_starts, window_scheduled, groups,
-                                          rendered_at)
+                                          incidents, windows, window_starts, window_scheduled, groups)
         SELECT r.page_id, nextval('status_page_snapshot_version_seq'), r.slug, r.is_public,
                r.access_token_hash, r.name, r.description, r.updated_at, r.components,
-               r.incidents, r.windows, r.window_starts, r.window_scheduled, r.groups, now()
+               r.incidents, r.windows, r.window_starts, r.window_scheduled, r.groups
         FROM statusdb_page_render(page_ids) AS r
         ORDER BY r.page_id
         ON CONFLICT (page_id) DO NOTHING
         RETURNING version
     )
-    SELECT count(pg_notify('statusdb_page_version', created.version::text))
+    SELECT count(pg_notify('statusdb_page_version', (created.version * 256)::text))
     INTO STRICT announced
     FROM created;
 END;
 $$;
 
 COMMENT ON FUNCTION statusdb_page_snapshot_create(text[]) IS
-    'Renders the first snapshot of new pages (0017; with the groups since 0020) and announces it. Owner only.';
+    'Renders the first snapshot of new pages (0017; with the groups since 0020) and announces it (version * 256). Owner '
+    'only.';
 
 CREATE OR REPLACE FUNCTION statusdb_page_snapshot_repair(repair boolean)
 RETURNS TABLE (page_id text, stored_version bigint)
@@ -1024,7 +1025,8 @@ BEGIN
     RETURN QUERY
     SELECT m, NULL::bigint FROM unnest(missing) AS m
     UNION ALL
-    SELECT s.page_id, s.version FROM status_page_snapshot s WHERE s.page_id = ANY (drifted)
+    SELECT s.page_id, s.version * 256 FROM status_page_snapshot s
+    WHERE s.page_id = ANY (drifted)
     ORDER BY 1;
     IF repair THEN
         PERFORM statusdb_page_snapshot_create(missing);
@@ -1035,7 +1037,8 @@ $$;
 
 COMMENT ON FUNCTION statusdb_page_snapshot_repair(boolean) IS
     'Pages whose snapshot is missing (null version) or differs from a rendering from scratch '
-    '(0017; groups included since 0020); re-rendered when repair is true. One pass over every page.';
+    '(0017; groups included since 0020), with the lowest version its readers were given (snapshot version * 256); '
+    're-rendered when repair is true. One pass over every page.';
 
 CREATE OR REPLACE FUNCTION statusdb_status_page_component_snapshot() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
@@ -1148,16 +1151,18 @@ BEGIN
     END IF;
     RETURN QUERY
     SELECT s.page_id, v.name, v.description, s.slug, s.is_public, v.updated_at,
-           v.components, v.incidents, v.maintenance, s.version, t.fresh_until, v.name IS NULL,
+           v.components, v.incidents, v.maintenance, t.version, t.fresh_until, v.name IS NULL,
            v.groups
     FROM status_page_snapshot s
-    -- Time: the first candidate not shown yet enters the horizon at its start - horizon. The
-    -- answer did not change since the rendering unless a candidate entered in between.
+    -- Time: k = the SCHEDULED candidates already in the horizon, which with the snapshot's
+    -- version names the body (see the top); the first one not in it yet enters at its
+    -- start - horizon. With the limit 0 nothing is shown, whatever the clock: k = 0.
     CROSS JOIN LATERAL (
-        SELECT min(u.start_time) FILTER (WHERE u.start_time >= now() + horizon) - horizon
-                   AS fresh_until,
-               coalesce(bool_or(u.start_time >= s.rendered_at + horizon
-                                AND u.start_time < now() + horizon), false) AS entered
+        SELECT s.version * 256
+                   + least(count(*) FILTER (WHERE u.start_time < now() + horizon), 255)
+                   AS version,
+               min(u.start_time) FILTER (WHERE u.start_time >= now() + horizon) - horizon
+                   AS fresh_until
         FROM unnest(s.window_starts, s.window_scheduled) AS u (start_time, scheduled)
         WHERE u.scheduled AND window_limit > 0
     ) AS t
@@ -1174,7 +1179,7 @@ BEGIN
                                 ORDER BY w.n
                                 LIMIT window_limit) AS e)
                END AS maintenance
-        WHERE if_version IS DISTINCT FROM s.version OR t.entered
+        WHERE if_version IS DISTINCT FROM t.version
     ) AS v ON true
     WHERE s.slug = page_slug
       AND (s.is_public OR s.access_token_hash = stored_hash);
@@ -1185,9 +1190,10 @@ COMMENT ON FUNCTION statusdb_page_view(text, bytea, interval, integer, bigint) I
     'A status page as its readers see it, read from its snapshot (0017), with its groups (0020, last column: [[id, name, '
     'description, parent_id, display_order, current_status], ...] in display order, flat); private pages only with '
     'the SHA-256 digest of their access token. Horizon 0 to 366 days (null: 7 days), limit 0 to '
-    '200 windows (null: 20). version and fresh_until (next time-driven change, null: none) '
-    'always; with if_version equal to the current version and nothing entered the horizon '
-    'since the rendering, not_modified is true and the body columns are null.';
+    '200 windows (null: 20). version (snapshot version * 256 + the scheduled candidates in the '
+    'horizon: it names the body for this horizon and limit, and only increases) and fresh_until '
+    '(next time-driven change, null: none) always; with if_version equal to version, '
+    'not_modified is true and the body columns are null.';
 
 REVOKE EXECUTE ON FUNCTION
     statusdb_page_view(text, bytea, interval, integer, bigint),
