@@ -19,6 +19,8 @@
 --     the subscriber outbox, and a group's change is made of its members' changes, which are
 --     notified already); announced on status_change's channel with a seq from status_change's
 --     own sequence, so one seq names one change of either kind (statusdb.feed reads both).
+--   * the page (0017's snapshot) shows the groups: the last section re-creates 0017's renderer,
+--     refresh/create/repair and page view with them, and re-renders every page.
 --
 -- Depth limit 3 (a group, a subgroup, a sub-subgroup): what status pages show (Statuspage has
 -- one level, larger products two or three); deeper trees are unreadable to a page's readers.
