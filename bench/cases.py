@@ -622,6 +622,7 @@ def fan_out(ctx: Context) -> list[CaseResult]:
             "status_page_id": claimed.status_page_id,
             "component_id": claimed.component_id,
             "notify_types": list(claimed.notify_types),
+            "folded_into": list(claimed.folded_into),
         }
 
         def server_only() -> object:
@@ -1263,3 +1264,9 @@ CASES += [
     ("routing overhead", routing_overhead),
     ("replica scaling", replica_scaling),
 ]
+
+
+# -- notification events (issue 12): bench/cases_notifications.py --------------------------------
+from bench.cases_notifications import NOTIFICATION_CASES  # noqa: E402
+
+CASES += NOTIFICATION_CASES

@@ -1,6 +1,6 @@
 -- statusdb 0019: incident templates per page, and delivery bookkeeping (attempts, retries with
 -- back-off, subscribers deactivated after repeated permanent failures).
--- depends: 0017_page_snapshot
+-- depends: 0018_notification_events
 --
 -- 1. status_incident_template: what a page's staff reuse to open a status incident in one
 --    click (name unique per page, title, first update message, severity, affected components).

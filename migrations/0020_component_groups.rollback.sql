@@ -428,6 +428,53 @@ DROP TRIGGER status_page_component_roll_up_insert ON status_page_component;
 DROP TRIGGER status_page_component_roll_up_update ON status_page_component;
 DROP TRIGGER status_page_component_roll_up_delete ON status_page_component;
 DROP VIEW statusdb_group_derived_status;
+-- 0018's notification predicate (without group followers).
+CREATE OR REPLACE FUNCTION statusdb_notification_recipients(
+    page_id text, event_component_ids text[], kinds text[], folded_kinds text[]
+) RETURNS TABLE (subscriber_id text, channel text, destination text)
+LANGUAGE sql
+STABLE
+AS $$
+    SELECT s.id, s.channel, s.destination
+    FROM public.status_subscriber s
+    WHERE s.status_page_id = page_id
+      AND s.component_ids = '{}'
+      AND s.is_active
+      AND s.is_verified
+      AND s.notify_on && kinds
+      AND NOT (s.notify_on && folded_kinds)
+    UNION ALL
+    SELECT s.id, s.channel, s.destination
+    -- Gated like the third branch: a page-wide event skips it whole (under row-level security
+    -- the GIN index cannot serve && and the planner would read the page's followers for none).
+    FROM (SELECT WHERE cardinality(event_component_ids) > 0) AS some_components
+    CROSS JOIN public.status_subscriber s
+    WHERE s.component_ids && event_component_ids
+      AND s.component_ids <> '{}'
+      AND s.is_active
+      AND s.is_verified
+      AND s.status_page_id = page_id
+      AND s.notify_on && kinds
+      AND NOT (s.notify_on && folded_kinds)
+    UNION ALL
+    SELECT s.id, s.channel, s.destination
+    -- The gate as a relation of its own: for an event with components the planner drops the
+    -- branch whole (a constant-false qual beside row-level security's would not be).
+    FROM (SELECT WHERE cardinality(event_component_ids) = 0) AS page_wide
+    CROSS JOIN public.status_subscriber s
+    WHERE s.status_page_id = page_id
+      AND s.component_ids <> '{}'
+      AND s.is_active
+      AND s.is_verified
+      AND s.notify_on && kinds
+      AND NOT (s.notify_on && folded_kinds)
+$$;
+
+COMMENT ON FUNCTION statusdb_notification_recipients(text, text[], text[], text[]) IS
+    'Who is told: active, verified subscribers of the page wanting one of kinds and none of '
+    'folded_kinds, following one of the components (or all; none given: the whole page). '
+    'One row per subscriber.';
+
 DROP FUNCTION statusdb_component_group_path(text);
 DROP FUNCTION statusdb_component_group_forget_ids();
 DROP FUNCTION statusdb_status_subscriber_check_group_ids();

@@ -744,6 +744,89 @@ GRANT SELECT ON TABLE component_group_status_change TO statusdb_app;
 GRANT INSERT (group_id), UPDATE (group_id) ON TABLE status_page_component TO statusdb_app;
 
 ALTER TABLE component_group ENABLE ROW LEVEL SECURITY;
+-- --------------------------------------------------------------------------------------------
+-- Notification events (0018) reach group followers too: 0018's one predicate, with
+-- "follows everything" now meaning no components and no groups, and a fourth branch for those
+-- following a group that contains an affected component (statusdb_component_group_path, the
+-- one definition of that, as in outbox_recipients). Disjoint branches: one row per subscriber.
+CREATE OR REPLACE FUNCTION statusdb_notification_recipients(
+    page_id text, event_component_ids text[], kinds text[], folded_kinds text[]
+) RETURNS TABLE (subscriber_id text, channel text, destination text)
+LANGUAGE sql
+STABLE
+AS $$
+    SELECT s.id, s.channel, s.destination
+    FROM public.status_subscriber s
+    WHERE s.status_page_id = page_id
+      AND s.component_ids = '{}'
+      AND s.group_ids = '{}'
+      AND s.is_active
+      AND s.is_verified
+      AND s.notify_on && kinds
+      AND NOT (s.notify_on && folded_kinds)
+    UNION ALL
+    SELECT s.id, s.channel, s.destination
+    -- Gated like the third branch: a page-wide event skips it whole (under row-level security
+    -- the GIN index cannot serve && and the planner would read the page's followers for none).
+    FROM (SELECT WHERE cardinality(event_component_ids) > 0) AS some_components
+    CROSS JOIN public.status_subscriber s
+    WHERE s.component_ids && event_component_ids
+      AND s.component_ids <> '{}'
+      AND s.is_active
+      AND s.is_verified
+      AND s.status_page_id = page_id
+      AND s.notify_on && kinds
+      AND NOT (s.notify_on && folded_kinds)
+    UNION ALL
+    SELECT s.id, s.channel, s.destination
+    -- The gate as a relation of its own: for an event with components the planner drops the
+    -- branch whole (a constant-false qual beside row-level security's would not be).
+    FROM (SELECT WHERE cardinality(event_component_ids) = 0) AS page_wide
+    CROSS JOIN public.status_subscriber s
+    WHERE s.status_page_id = page_id
+      AND s.component_ids <> '{}'
+      AND s.is_active
+      AND s.is_verified
+      AND s.notify_on && kinds
+      AND NOT (s.notify_on && folded_kinds)
+    UNION ALL
+    -- A page-wide event also reaches those following groups only (few: no index of their own).
+    SELECT s.id, s.channel, s.destination
+    FROM (SELECT WHERE cardinality(event_component_ids) = 0) AS page_wide
+    CROSS JOIN public.status_subscriber s
+    WHERE s.status_page_id = page_id
+      AND s.component_ids = '{}'
+      AND s.group_ids <> '{}'
+      AND s.is_active
+      AND s.is_verified
+      AND s.notify_on && kinds
+      AND NOT (s.notify_on && folded_kinds)
+    UNION ALL
+    -- Followers of a group containing an affected component, unless they follow one of the
+    -- components directly (the second branch has them). The paths: at most 3 groups per
+    -- component, through the GIN index status_subscriber_fan_out_group_idx.
+    SELECT s.id, s.channel, s.destination
+    FROM (SELECT ARRAY(SELECT DISTINCT g.id
+                       FROM unnest(event_component_ids) AS c (id)
+                       CROSS JOIN LATERAL unnest(statusdb_component_group_path(c.id)) AS g (id))
+                 AS ids
+          WHERE cardinality(event_component_ids) > 0) AS paths
+    CROSS JOIN public.status_subscriber s
+    WHERE s.group_ids && paths.ids
+      AND s.group_ids <> '{}'
+      AND NOT (s.component_ids && event_component_ids)
+      AND s.is_active
+      AND s.is_verified
+      AND s.status_page_id = page_id
+      AND s.notify_on && kinds
+      AND NOT (s.notify_on && folded_kinds)
+$$;
+
+COMMENT ON FUNCTION statusdb_notification_recipients(text, text[], text[], text[]) IS
+    'Who is told: active, verified subscribers of the page wanting one of kinds and none of '
+    'folded_kinds, following one of the components directly or through a group (0020), or all '
+    '(none given: the whole page). One row per subscriber.';
+
 CREATE POLICY component_group_team_isolation ON component_group
     USING ((SELECT statusdb_current_team()) IS NULL
            OR status_page_id IN (SELECT p.id FROM status_page p

@@ -21,15 +21,15 @@ win AS (
     INSERT INTO maintenance_window (status_page_id, title, description, start_time, end_time,
                                     recurrence_rule, recurrence_start, recurrence_local_start,
                                     time_zone, auto_update_status, notify_subscribers,
-                                    created_by_id)
+                                    reminder_lead, created_by_id)
     SELECT page.id, %(title)s, %(description)s, %(start_time)s, %(end_time)s,
            %(recurrence_rule)s, %(recurrence_start)s, %(recurrence_local_start)s, %(time_zone)s,
-           %(auto_update_status)s, %(notify_subscribers)s, %(created_by_id)s
+           %(auto_update_status)s, %(notify_subscribers)s, %(reminder_lead)s, %(created_by_id)s
     FROM page, foreign_components f
     WHERE cardinality(f.ids) = 0
     RETURNING id, status_page_id, title, description, start_time, end_time, recurrence_rule,
               recurrence_start, recurrence_local_start, time_zone, auto_update_status,
-              notify_subscribers, status, created_by_id, created_at, updated_at
+              notify_subscribers, reminder_lead, status, created_by_id, created_at, updated_at
 ),
 links AS (
     INSERT INTO maintenance_window_component (maintenance_window_id, component_id)
@@ -42,7 +42,7 @@ SELECT EXISTS (SELECT 1 FROM page) AS page_found,
        f.ids AS foreign_component_ids,
        win.id, win.status_page_id, win.title, win.description, win.start_time, win.end_time,
        win.recurrence_rule, win.recurrence_start, win.recurrence_local_start, win.time_zone, win.auto_update_status,
-       win.notify_subscribers, win.status, win.created_by_id, win.created_at, win.updated_at,
+       win.notify_subscribers, win.reminder_lead, win.status, win.created_by_id, win.created_at, win.updated_at,
        ARRAY(SELECT l.component_id FROM links l ORDER BY l.component_id) AS component_ids
 FROM foreign_components f
 LEFT JOIN win ON true;
@@ -51,7 +51,7 @@ LEFT JOIN win ON true;
 -- Fetch one window by id, with its components.
 SELECT w.id, w.status_page_id, w.title, w.description, w.start_time, w.end_time,
        w.recurrence_rule, w.recurrence_start, w.recurrence_local_start, w.time_zone, w.auto_update_status,
-       w.notify_subscribers, w.status, w.created_by_id, w.created_at, w.updated_at,
+       w.notify_subscribers, w.reminder_lead, w.status, w.created_by_id, w.created_at, w.updated_at,
        ARRAY(SELECT mc.component_id
              FROM maintenance_window_component mc
              WHERE mc.maintenance_window_id = w.id
@@ -65,7 +65,7 @@ WHERE w.id = %(id)s;
 -- take KEY SHARE), and a scheduler's SKIP LOCKED scan passes over the row.
 SELECT w.id, w.status_page_id, w.title, w.description, w.start_time, w.end_time,
        w.recurrence_rule, w.recurrence_start, w.recurrence_local_start, w.time_zone, w.auto_update_status,
-       w.notify_subscribers, w.status, w.created_by_id, w.created_at, w.updated_at,
+       w.notify_subscribers, w.reminder_lead, w.status, w.created_by_id, w.created_at, w.updated_at,
        ARRAY(SELECT mc.component_id
              FROM maintenance_window_component mc
              WHERE mc.maintenance_window_id = w.id
@@ -78,7 +78,7 @@ FOR NO KEY UPDATE OF w;
 -- A page's windows by start time, optionally only those in the given statuses.
 SELECT w.id, w.status_page_id, w.title, w.description, w.start_time, w.end_time,
        w.recurrence_rule, w.recurrence_start, w.recurrence_local_start, w.time_zone, w.auto_update_status,
-       w.notify_subscribers, w.status, w.created_by_id, w.created_at, w.updated_at,
+       w.notify_subscribers, w.reminder_lead, w.status, w.created_by_id, w.created_at, w.updated_at,
        ARRAY(SELECT mc.component_id
              FROM maintenance_window_component mc
              WHERE mc.maintenance_window_id = w.id
@@ -116,12 +116,13 @@ win AS (
         recurrence_local_start = %(recurrence_local_start)s,
         time_zone = %(time_zone)s,
         auto_update_status = %(auto_update_status)s,
-        notify_subscribers = %(notify_subscribers)s
+        notify_subscribers = %(notify_subscribers)s,
+        reminder_lead = %(reminder_lead)s
     FROM foreign_components f
     WHERE w.id = %(id)s AND cardinality(f.ids) = 0
     RETURNING w.id, w.status_page_id, w.title, w.description, w.start_time, w.end_time,
               w.recurrence_rule, w.recurrence_start, w.recurrence_local_start, w.time_zone, w.auto_update_status,
-              w.notify_subscribers, w.status, w.created_by_id, w.created_at, w.updated_at
+              w.notify_subscribers, w.reminder_lead, w.status, w.created_by_id, w.created_at, w.updated_at
 ),
 cleared AS (
     -- A changed window gets a fresh chance with the scheduler.
@@ -149,7 +150,7 @@ added AS (
 SELECT f.ids AS foreign_component_ids,
        win.id, win.status_page_id, win.title, win.description, win.start_time, win.end_time,
        win.recurrence_rule, win.recurrence_start, win.recurrence_local_start, win.time_zone, win.auto_update_status,
-       win.notify_subscribers, win.status, win.created_by_id, win.created_at, win.updated_at,
+       win.notify_subscribers, win.reminder_lead, win.status, win.created_by_id, win.created_at, win.updated_at,
        CASE WHEN %(set_component_ids)s
             THEN ARRAY(SELECT c.id FROM unnest(%(component_ids)s::text[]) AS c (id) ORDER BY c.id)
             ELSE ARRAY(SELECT mc.component_id
@@ -184,12 +185,12 @@ win AS (
     WHERE w.id = target.id AND target.status IN ('SCHEDULED', 'IN_PROGRESS')
     RETURNING w.id, w.status_page_id, w.title, w.description, w.start_time, w.end_time,
               w.recurrence_rule, w.recurrence_start, w.recurrence_local_start, w.time_zone, w.auto_update_status,
-              w.notify_subscribers, w.status, w.created_by_id, w.created_at, w.updated_at
+              w.notify_subscribers, w.reminder_lead, w.status, w.created_by_id, w.created_at, w.updated_at
 )
 SELECT target.status AS previous_status,
        win.id, win.status_page_id, win.title, win.description, win.start_time, win.end_time,
        win.recurrence_rule, win.recurrence_start, win.recurrence_local_start, win.time_zone, win.auto_update_status,
-       win.notify_subscribers, win.status, win.created_by_id, win.created_at, win.updated_at,
+       win.notify_subscribers, win.reminder_lead, win.status, win.created_by_id, win.created_at, win.updated_at,
        ARRAY(SELECT mc.component_id
              FROM maintenance_window_component mc
              WHERE mc.maintenance_window_id = target.id
@@ -208,7 +209,7 @@ WHERE id = %(id)s;
 -- fall in the horizon). Served by maintenance_window_status_page_id_start_time_idx.
 SELECT w.id, w.status_page_id, w.title, w.description, w.start_time, w.end_time,
        w.recurrence_rule, w.recurrence_start, w.recurrence_local_start, w.time_zone, w.auto_update_status,
-       w.notify_subscribers, w.status, w.created_by_id, w.created_at, w.updated_at,
+       w.notify_subscribers, w.reminder_lead, w.status, w.created_by_id, w.created_at, w.updated_at,
        ARRAY(SELECT mc.component_id
              FROM maintenance_window_component mc
              WHERE mc.maintenance_window_id = w.id

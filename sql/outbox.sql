@@ -47,11 +47,32 @@ grouped AS (
     FROM claimed
     GROUP BY claimed.component_id
 )
+-- folded_into (0018): the event kinds that already tell of this change, so that one incident
+-- update is one message, not one per flipped component as well. A change caused by a platform
+-- incident published as a status incident covering the component (or the whole page) is told
+-- by that status incident's events to those who want incident events; a change caused by a
+-- maintenance window is told by its started/completed events. Subscribers who want any of
+-- these kinds are not told of the change (statusdb_notification_recipients); the others are.
+-- A status incident published after the hold-down window comes too late to fold the change.
 SELECT grouped.status_page_id, grouped.component_id, c.name AS component_name,
        grouped.change_ids, grouped.previous_status, grouped.new_status, grouped.cause,
        grouped.incident_id, grouped.maintenance_window_id,
        coalesce(w.notify_subscribers, true) AS notify_subscribers,
-       grouped.first_changed_at, grouped.last_changed_at
+       grouped.first_changed_at, grouped.last_changed_at,
+       CASE
+           WHEN grouped.cause = 'INCIDENT' AND EXISTS (
+                    SELECT 1
+                    FROM status_incident si
+                    WHERE si.incident_id = grouped.incident_id
+                      AND si.status_page_id = grouped.status_page_id
+                      AND (si.affected_component_ids = '{}'
+                           OR si.affected_component_ids @> ARRAY[grouped.component_id]))
+               THEN ARRAY['incident_created', 'incident_updated', 'incident_resolved',
+                          'incident_reopened']
+           WHEN grouped.cause = 'MAINTENANCE' AND w.id IS NOT NULL
+               THEN ARRAY['maintenance_started', 'maintenance_completed']
+           ELSE '{}'::text[]
+       END AS folded_into
 FROM grouped
 JOIN status_page_component c ON c.id = grouped.component_id
 LEFT JOIN maintenance_window w ON w.id = grouped.maintenance_window_id
@@ -88,42 +109,99 @@ WHERE id = ANY (%(change_ids)s::text[])
   AND notified_at IS NULL;
 
 -- name: outbox_recipients
--- Subscribers to tell of one change: active, verified, following the component, wanting a type.
--- Those following everything, those following this component, and those following a group
--- that contains it (0020; not already in the second set): three disjoint sets, each read
--- through its own partial index (0010, 0020); none reads the page's other subscribers.
-SELECT s.id, s.channel, s.destination
-FROM status_subscriber s
-WHERE s.status_page_id = %(status_page_id)s
-  AND s.component_ids = '{}'
-  AND s.group_ids = '{}'
-  AND s.is_active
-  AND s.is_verified
-  AND s.notify_on && %(notify_types)s::text[]
-UNION ALL
-SELECT s.id, s.channel, s.destination
-FROM status_subscriber s
-WHERE s.component_ids @> ARRAY[%(component_id)s]::text[]
-  AND s.component_ids <> '{}'
-  AND s.is_active
-  AND s.is_verified
-  AND s.status_page_id = %(status_page_id)s
-  AND s.notify_on && %(notify_types)s::text[]
-UNION ALL
--- "Follows the component through a group": statusdb_component_group_path (0020) is the one
--- definition of it, for any fan-out.
-SELECT s.id, s.channel, s.destination
-FROM status_subscriber s
-WHERE s.group_ids && statusdb_component_group_path(%(component_id)s)
-  AND s.group_ids <> '{}'
-  AND s.is_active
-  AND s.is_verified
-  AND NOT s.component_ids @> ARRAY[%(component_id)s]::text[]
-  AND s.status_page_id = %(status_page_id)s
-  AND s.notify_on && %(notify_types)s::text[];
+-- Subscribers to tell of one change: the one predicate (statusdb_notification_recipients, 0018).
+-- Active, verified, following the component or all components, wanting one of the change's
+-- types and none of the event kinds that already tell of it (folded_into, see outbox_claim).
+SELECT r.subscriber_id, r.channel, r.destination
+FROM statusdb_notification_recipients(%(status_page_id)s, ARRAY[%(component_id)s]::text[],
+                                      %(notify_types)s::text[], %(folded_into)s::text[]) AS r;
 
 -- name: outbox_pending_count
 -- How many logged changes still wait to be notified (for monitoring).
 SELECT count(*) AS pending
 FROM status_change
 WHERE notified_at IS NULL;
+
+-- name: event_claim
+-- Lease the oldest pending notification event of up to `limit` subjects to one worker.
+-- One event per subject (status incident, window) at a time, oldest first, so that a subject's
+-- events reach subscribers in order; what another worker holds is skipped (locked now, or
+-- leased and not expired), as in outbox_claim. The outcome a completion records is decided
+-- here: MUTED for a window with notify_subscribers off, OBSOLETE for a reminder whose
+-- occurrence no longer comes (window cancelled, moved or deleted), else NOTIFIED.
+WITH heads AS (
+    SELECT DISTINCT ON (e.subject_id) e.id
+    FROM notification_event e
+    WHERE e.notified_at IS NULL
+    ORDER BY e.subject_id, e.seq
+),
+locked AS (
+    SELECT e.id
+    FROM notification_event e
+    WHERE e.id IN (SELECT h.id FROM heads h)
+      AND e.notified_at IS NULL
+      AND (e.lease_expires_at IS NULL OR e.lease_expires_at < now())
+    ORDER BY e.seq
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+),
+claimed AS (
+    UPDATE notification_event e
+    SET lease_owner = %(worker)s,
+        lease_expires_at = now() + %(lease)s::interval
+    FROM locked
+    WHERE e.id = locked.id
+    RETURNING e.id, e.seq, e.status_page_id, e.kind, e.maintenance_window_id,
+              e.occurrence_start, e.component_ids, e.payload, e.created_at
+)
+SELECT claimed.id, claimed.status_page_id, claimed.kind, claimed.component_ids,
+       claimed.payload, claimed.created_at,
+       CASE
+           WHEN claimed.kind = 'maintenance_reminder'
+                AND (w.id IS NULL OR w.status <> 'SCHEDULED'
+                     OR w.start_time <> claimed.occurrence_start)
+               THEN 'OBSOLETE'
+           WHEN claimed.maintenance_window_id IS NOT NULL
+                AND NOT coalesce(w.notify_subscribers, true)
+               THEN 'MUTED'
+           ELSE 'NOTIFIED'
+       END AS outcome
+FROM claimed
+LEFT JOIN maintenance_window w ON w.id = claimed.maintenance_window_id
+ORDER BY claimed.seq;
+
+-- name: event_complete
+-- Mark a claimed event done, only if this worker still holds it.
+UPDATE notification_event
+SET notified_at = now(),
+    outcome = %(outcome)s,
+    lease_owner = NULL,
+    lease_expires_at = NULL
+WHERE id = %(id)s
+  AND lease_owner = %(worker)s
+  AND notified_at IS NULL;
+
+-- name: event_release
+-- Give a claimed event back before its lease expires (delivery failed; retry later).
+UPDATE notification_event
+SET lease_owner = NULL,
+    lease_expires_at = NULL
+WHERE id = %(id)s
+  AND lease_owner = %(worker)s
+  AND notified_at IS NULL;
+
+-- name: event_recipients
+-- Subscribers to tell of one event: the one predicate (statusdb_notification_recipients).
+SELECT r.subscriber_id, r.channel, r.destination
+FROM statusdb_notification_recipients(%(status_page_id)s, %(component_ids)s::text[],
+                                      ARRAY[%(kind)s]::text[], '{}'::text[]) AS r;
+
+-- name: event_pending_count
+-- How many notification events still wait to be notified (for monitoring).
+SELECT count(*) AS pending
+FROM notification_event
+WHERE notified_at IS NULL;
+
+-- name: event_remind
+-- The scheduler's reminders for its now (statusdb_maintenance_remind, 0018); how many written.
+SELECT statusdb_maintenance_remind(%(now)s) AS written;

@@ -128,7 +128,7 @@ CONSTRAINT_MESSAGES: Final[dict[str, tuple[type[StatusdbError], str]]] = {
     ),
     "status_subscriber_notify_on_check": (
         InvalidInput,
-        "notify_on must be a non-empty subset of degraded, outage, maintenance, resolved",
+        "notify_on must be a non-empty list of known event kinds (statusdb.types.NOTIFY_ON_EVENTS)",
     ),
     # component groups (0020)
     "component_group_pkey": (Conflict, "a group with that id already exists"),
@@ -281,6 +281,34 @@ CONSTRAINT_MESSAGES: Final[dict[str, tuple[type[StatusdbError], str]]] = {
     "maintenance_window_time_zone_check": (
         InvalidInput,
         "time_zone must be an IANA time zone name such as Europe/Berlin",
+    ),
+    # 0018: notification events (written by the database; statusdb_app cannot insert them)
+    "maintenance_window_reminder_lead_check": (
+        InvalidInput,
+        "reminder_lead must be between 0 (no reminder) and 7 days",
+    ),
+    "notification_event_status_page_id_fkey": (NotFound, "no status page with that id"),
+    "notification_event_status_incident_id_fkey": (NotFound, "no status incident with that id"),
+    "notification_event_maintenance_window_id_fkey": (
+        NotFound,
+        "no maintenance window with that id",
+    ),
+    "notification_event_kind_check": (InvalidInput, "unknown notification event kind"),
+    "notification_event_subject_check": (
+        InvalidInput,
+        "an incident event names a status incident, a maintenance event a window and occurrence",
+    ),
+    "notification_event_outcome_check": (
+        InvalidInput,
+        "a notification event's outcome is NOTIFIED, MUTED or OBSOLETE",
+    ),
+    "notification_event_notified_check": (
+        InvalidInput,
+        "a notification event has an outcome exactly when it was notified",
+    ),
+    "notification_event_lease_check": (
+        InvalidInput,
+        "a lease needs both its owner and its expiry",
     ),
     # 0015: a series' wall-clock DTSTART, and the scheduler's per-window errors
     "maintenance_window_recurrence_local_start_check": (

@@ -63,6 +63,20 @@ _OVERLAP_CHECKED_OCCURRENCES: Final = 1000
 
 _FINAL: Final[tuple[MaintenanceStatus, ...]] = ("COMPLETED", "CANCELLED")
 
+#: Reminder lead time of a window unless given (maintenance_window.reminder_lead, 0018).
+DEFAULT_REMINDER_LEAD: Final = dt.timedelta(hours=1)
+#: The longest reminder lead (the column's CHECK): the scheduler's scan stays bounded.
+MAX_REMINDER_LEAD: Final = dt.timedelta(days=7)
+
+
+def _reminder_lead(value: dt.timedelta) -> dt.timedelta:
+    if not isinstance(value, dt.timedelta) or not dt.timedelta(0) <= value <= MAX_REMINDER_LEAD:
+        raise InvalidInput(
+            "reminder_lead must be a timedelta from 0 (no reminder) to "
+            f"{MAX_REMINDER_LEAD.days} days"
+        )
+    return value
+
 
 def _utc(value: dt.datetime) -> dt.datetime:
     """Row converter: every datetime statusdb returns is in UTC.
@@ -103,6 +117,8 @@ class MaintenanceWindow:
     created_at: dt.datetime = attrs.field(converter=_utc)
     updated_at: dt.datetime = attrs.field(converter=_utc)
     component_ids: tuple[str, ...] = attrs.field(converter=tuple)
+    #: How long before each occurrence subscribers get a reminder (0: none); migration 0018.
+    reminder_lead: dt.timedelta = DEFAULT_REMINDER_LEAD
 
     @property
     def duration(self) -> dt.timedelta:
@@ -296,6 +312,7 @@ def create(
     created_by_id: str,
     time_zone: str = "UTC",
     group_ids: Sequence[str] = (),
+    reminder_lead: dt.timedelta = DEFAULT_REMINDER_LEAD,
 ) -> Op[MaintenanceWindow]:
     """Schedule a window (SCHEDULED) with its components, in one statement.
 
@@ -313,7 +330,8 @@ def create(
     given in that zone it is the series' DTSTART as wall-clock time, read as RFC 5545 says (a
     skipped time takes the offset before the gap; an ambiguous one is its first instance, so a
     series cannot start at the second 01:30). The window starts when the scheduler's `advance`
-    reaches start_time, not here.
+    reaches start_time, not here. Subscribers are told it was scheduled (at commit), and
+    reminded `reminder_lead` before each occurrence (0 for no reminder; at most 7 days).
     """
     if data is not None:
         if not isinstance(data, CreateMaintenanceWindowInput):
@@ -346,6 +364,7 @@ def create(
         "time_zone": time_zone,
         "auto_update_status": _flag("auto_update_status", auto_update_status),
         "notify_subscribers": _flag("notify_subscribers", notify_subscribers),
+        "reminder_lead": _reminder_lead(reminder_lead),
         "created_by_id": validate.identifier("created_by_id", created_by_id),
         "component_ids": validate.identifiers("component_ids", component_ids),
     }
@@ -397,6 +416,7 @@ def update(
     auto_update_status: bool | validate.Unset = validate.UNSET,
     notify_subscribers: bool | validate.Unset = validate.UNSET,
     component_ids: Sequence[str] | validate.Unset = validate.UNSET,
+    reminder_lead: dt.timedelta | validate.Unset = validate.UNSET,
 ) -> Op[MaintenanceWindow]:
     """Change a window; fields left out keep their value. `component_ids` replaces the set.
 
@@ -426,6 +446,8 @@ def update(
         _flag("auto_update_status", auto_update_status)
     if not isinstance(notify_subscribers, validate.Unset):
         _flag("notify_subscribers", notify_subscribers)
+    if not isinstance(reminder_lead, validate.Unset):
+        _reminder_lead(reminder_lead)
     new_components = (
         None
         if isinstance(component_ids, validate.Unset)
@@ -509,6 +531,9 @@ def update(
         "notify_subscribers": current.notify_subscribers
         if isinstance(notify_subscribers, validate.Unset)
         else notify_subscribers,
+        "reminder_lead": current.reminder_lead
+        if isinstance(reminder_lead, validate.Unset)
+        else reminder_lead,
         "set_component_ids": new_components is not None,
         "component_ids": new_components or [],
     }
@@ -690,8 +715,14 @@ def advance(now: dt.datetime) -> Op[list[Transition]]:
     SKIP LOCKED and re-checked after locking, so each transition is made (and returned) by
     exactly one caller. A Retryable error (say, a deadlock with a concurrent status change)
     means the step made nothing: call again. Statements: one for the transitions that need no
-    rule, one to lock ended series, one (only when there are some) to move them, each in a
-    savepoint; after a failure, the same one window at a time.
+    rule, one to lock ended series, one (only when there are some) to move them, one for the
+    reminders, each in a savepoint; after a failure, the same one window at a time.
+
+    Notifications (migration 0018): the transitions write their maintenance_started and
+    maintenance_completed events through the window's trigger, and the step writes a
+    maintenance_reminder for each SCHEDULED occurrence starting within its window's
+    reminder_lead of `now`: once per occurrence whatever the number of schedulers, never for
+    a cancelled window.
     """
     at = recurrence.utc(validate.aware("now", now))
     failures: dict[str, str] = {}
@@ -752,6 +783,14 @@ def advance(now: dt.datetime) -> Op[list[Transition]]:
                     failures[move.window_id] = f"cannot move to the next occurrence: {exc}"
         transitions.extend(t for m in done for t in m.transitions)
         advanced.extend(m.window_id for m in done)
+    try:
+        # Reminders (migration 0018): once per occurrence, never for a cancelled window; rows
+        # another scheduler or a cancel holds are skipped (statusdb_maintenance_remind).
+        yield from _isolated("event_remind", {"now": at}, tuple_row)
+    except Retryable:
+        raise
+    except StatusdbError as exc:
+        _log.error("maintenance reminders skipped by the scheduler step: %s", exc)
     if advanced:
         yield from execute("maintenance_clear_scheduler_errors", {"ids": advanced})
     if failures:

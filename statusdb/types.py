@@ -59,8 +59,34 @@ MAINTENANCE_STATUS: Final[tuple[MaintenanceStatus, ...]] = get_args(MaintenanceS
 SubscriberChannel = Literal["EMAIL", "SLACK", "WEBHOOK"]
 SUBSCRIBER_CHANNELS: Final[tuple[SubscriberChannel, ...]] = get_args(SubscriberChannel)
 
-NotifyOnEvent = Literal["degraded", "outage", "maintenance", "resolved"]
-NOTIFY_ON_EVENTS: Final[tuple[NotifyOnEvent, ...]] = get_args(NotifyOnEvent)
+#: Component status changes (the status-change log, migration 0006), by the new status.
+ComponentChangeKind = Literal["degraded", "outage", "maintenance", "resolved"]
+COMPONENT_CHANGE_KINDS: Final[tuple[ComponentChangeKind, ...]] = get_args(ComponentChangeKind)
+
+#: Status incident events (notification_event, migration 0018).
+IncidentEventKind = Literal[
+    "incident_created", "incident_updated", "incident_resolved", "incident_reopened"
+]
+INCIDENT_EVENT_KINDS: Final[tuple[IncidentEventKind, ...]] = get_args(IncidentEventKind)
+
+#: Maintenance window events (notification_event, migration 0018).
+MaintenanceEventKind = Literal[
+    "maintenance_scheduled",
+    "maintenance_rescheduled",
+    "maintenance_cancelled",
+    "maintenance_reminder",
+    "maintenance_started",
+    "maintenance_completed",
+]
+MAINTENANCE_EVENT_KINDS: Final[tuple[MaintenanceEventKind, ...]] = get_args(MaintenanceEventKind)
+
+#: The kinds of notification_event rows (its CHECK notification_event_kind_check).
+EventKind = Literal[IncidentEventKind, MaintenanceEventKind]
+EVENT_KINDS: Final[tuple[EventKind, ...]] = INCIDENT_EVENT_KINDS + MAINTENANCE_EVENT_KINDS
+
+#: What a subscriber may be notified of (status_subscriber.notify_on), in canonical order.
+NotifyOnEvent = Literal[ComponentChangeKind, IncidentEventKind, MaintenanceEventKind]
+NOTIFY_ON_EVENTS: Final[tuple[NotifyOnEvent, ...]] = COMPONENT_CHANGE_KINDS + EVENT_KINDS
 
 
 def worst_status(statuses: list[ComponentStatus] | tuple[ComponentStatus, ...]) -> ComponentStatus:
@@ -119,6 +145,67 @@ class StatusChangeNotification:
     incident_id: str | None = None
     maintenance_id: str | None = None
     message: str | None = None
+
+
+@attrs.frozen
+class AffectedComponent:
+    """A component named in an incident or maintenance notification, with its status then."""
+
+    name: str
+    status: ComponentStatus
+
+
+@attrs.frozen
+class IncidentNotification:
+    """What a subscriber is told about a status incident (one kind of `IncidentEventKind`).
+
+    `status` and `message` are those of the timeline entry the event is about (for
+    incident_created, the first one); `at` is that entry's time. Nothing internal: the status
+    incident's id is the page's own (for links), never a platform incident's.
+    """
+
+    kind: IncidentEventKind
+    event_id: str
+    status_page_id: str
+    page_name: str
+    page_slug: str
+    status_incident_id: str
+    title: str
+    severity: StatusIncidentSeverity
+    status: StatusIncidentStatus
+    message: str | None
+    at: dt.datetime
+    components: tuple[AffectedComponent, ...]
+
+
+@attrs.frozen
+class MaintenanceNotification:
+    """What a subscriber is told about a maintenance window (one `MaintenanceEventKind`).
+
+    `start_time` and `end_time` are the occurrence the event is about (for a reschedule, the new
+    one; `previous_start_time` and `previous_end_time` the old one), as aware datetimes in the
+    window's `time_zone`.
+    """
+
+    kind: MaintenanceEventKind
+    event_id: str
+    status_page_id: str
+    page_name: str
+    page_slug: str
+    maintenance_window_id: str
+    title: str
+    description: str | None
+    time_zone: str
+    recurring: bool
+    start_time: dt.datetime
+    end_time: dt.datetime
+    components: tuple[AffectedComponent, ...]
+    previous_start_time: dt.datetime | None = None
+    previous_end_time: dt.datetime | None = None
+
+
+#: Everything `outbox.process_all` hands to its `deliver` callback.
+Notification = StatusChangeNotification | IncidentNotification | MaintenanceNotification
 
 
 @attrs.frozen

@@ -18,7 +18,7 @@ from psycopg.rows import TupleRow
 from statusdb import components, pages, teams
 from statusdb.pages import NewComponent
 from statusdb.tooling.localpg import LocalCluster
-from statusdb.types import ComponentStatus
+from statusdb.types import NOTIFY_ON_EVENTS, ComponentStatus
 
 Conn = psycopg.Connection[TupleRow]
 AConn = psycopg.AsyncConnection[TupleRow]
@@ -164,3 +164,36 @@ def add_changes(
             (page, component, previous, new_status, changed_at),
         )
         previous = new_status
+
+
+def new_subscriber(
+    conn: Conn,
+    page_id: str,
+    name: str,
+    *,
+    component_ids: Sequence[str] = (),
+    notify_on: Sequence[str] | None = None,
+    verified: bool = True,
+    active: bool = True,
+) -> str:
+    """A WEBHOOK subscriber written by plain SQL (any state, no tokens); its id.
+
+    `name` makes the destination unique (https://hooks.example.com/<name>); notify_on None:
+    every kind.
+    """
+    row = conn.execute(
+        """INSERT INTO status_subscriber (status_page_id, channel, destination, component_ids,
+                                          notify_on, is_verified, is_active)
+           VALUES (%s, 'WEBHOOK', %s, %s, %s, %s, %s)
+           RETURNING id""",
+        (
+            page_id,
+            f"https://hooks.example.com/{name}",
+            list(component_ids),
+            list(NOTIFY_ON_EVENTS if notify_on is None else notify_on),
+            verified,
+            active,
+        ),
+    ).fetchone()
+    assert row is not None
+    return str(row[0])

@@ -21,6 +21,7 @@ from statusdb import (
     groups,
     incidents,
     maintenance,
+    outbox,
     queries,
     status,
     status_incidents,
@@ -29,7 +30,7 @@ from statusdb import (
     views,
 )
 from statusdb.errors import Conflict, InvalidInput, NotFound
-from statusdb.types import ComponentStatus
+from statusdb.types import ComponentStatus, IncidentNotification
 
 Conn = psycopg.Connection[TupleRow]
 Connect = Callable[..., Conn]
@@ -496,3 +497,56 @@ def test_group_changes_re_render_the_page_snapshot(conn: Conn) -> None:
     assert {c.group_id for c in view.page.components} == {None}
     conn.commit()
     assert views.recompute_snapshots(conn) == []
+
+
+def test_group_followers_get_incident_and_maintenance_events_once(conn: Conn) -> None:
+    """Notification events (0018) reach group followers through the one predicate: a follower
+    of a group containing an affected component, once even when it also follows the component;
+    a page-wide event reaches followers of groups only; other groups' followers hear nothing."""
+    acme = two_pages(conn, names=("API", "Web", "DB"))
+    api, web, db = acme.api, acme.web, acme.db
+    top = groups.create(conn, acme.page_id, name="Platform")
+    storage = groups.create(conn, acme.page_id, name="Storage", parent_id=top.id)
+    edge = groups.create(conn, acme.page_id, name="Edge")
+    groups.assign(conn, db, storage.id)
+    groups.assign(conn, web, edge.id)
+
+    def follower(name: str, group_ids: list[str], component_ids: tuple[str, ...] = ()) -> str:
+        made = subscribers.subscribe(
+            conn, acme.page_id, channel="WEBHOOK", destination=f"https://hooks.example.com/{name}"
+        )
+        conn.execute(
+            "UPDATE status_subscriber SET is_verified = true, group_ids = %s, component_ids = %s"
+            " WHERE id = %s",
+            (group_ids, list(component_ids), made.subscriber.id),
+        )
+        return made.subscriber.id
+
+    via_top = follower("top", [top.id])
+    via_both = follower("both", [storage.id], (db,))
+    via_edge = follower("edge", [edge.id])
+    status_incidents.create(
+        conn,
+        acme.page_id,
+        title="DB slow",
+        severity="MINOR",
+        message="Looking.",
+        affected_component_ids=[db, api],
+    )
+    conn.execute(
+        "INSERT INTO status_incident (status_page_id, title, severity) VALUES (%s, 'All', 'MINOR')",
+        (acme.page_id,),
+    )  # plain SQL, no components: the whole page
+    conn.commit()
+    told: dict[str, list[str]] = {}
+    while claimed := outbox.claim_events(conn, worker_id="w"):
+        for event in claimed:
+            notification = event.notification
+            assert isinstance(notification, IncidentNotification)
+            told[notification.title] = sorted(
+                r.subscriber_id for r in outbox.recipients(conn, event)
+            )
+            assert outbox.complete_event(conn, event, worker_id="w")
+        conn.commit()
+    assert told["DB slow"] == sorted([via_top, via_both])  # once each; Edge's follower: no
+    assert told["All"] == sorted([via_top, via_both, via_edge])

@@ -269,6 +269,7 @@ PAGE_SUBSCRIBER_INDEXES = {
     "status_subscriber_status_page_id_id_idx",
     "status_subscriber_status_page_id_is_active_idx",
     "status_subscriber_status_page_id_channel_destination_key",
+    "status_subscriber_fan_out_page_idx",  # 0018: a page's followers of some components
 }
 
 
@@ -279,7 +280,12 @@ def test_fan_out_recipients(conn: Conn) -> None:
     found = explain(
         conn,
         "outbox_recipients",
-        {"status_page_id": "p42", "component_id": "p42c2", "notify_types": ["outage"]},
+        {
+            "status_page_id": "p42",
+            "component_id": "p42c2",
+            "notify_types": ["outage"],
+            "folded_into": [],
+        },
     )
     assert uses(found, "status_subscriber_fan_out_everything_idx"), found
     assert uses(found, "status_subscriber_fan_out_component_idx"), found
@@ -297,7 +303,12 @@ def test_fan_out_recipients_as_the_app_role(conn: Conn) -> None:
     found = explain(
         conn,
         "outbox_recipients",
-        {"status_page_id": "p42", "component_id": "p42c2", "notify_types": ["outage"]},
+        {
+            "status_page_id": "p42",
+            "component_id": "p42c2",
+            "notify_types": ["outage"],
+            "folded_into": [],
+        },
     )
     assert uses(found, "status_subscriber_fan_out_everything_idx"), found
     assert not uses(found, "status_subscriber_fan_out_component_idx"), found
@@ -311,12 +322,43 @@ def test_fan_out_recipients_of_a_large_page(conn: Conn) -> None:
     found = explain(
         conn,
         "outbox_recipients",
-        {"status_page_id": "p1", "component_id": "p1c2", "notify_types": ["outage"]},
+        {
+            "status_page_id": "p1",
+            "component_id": "p1c2",
+            "notify_types": ["outage"],
+            "folded_into": [],
+        },
     )
     indexes = {index for _, _, index in found}
     assert indexes & (PAGE_SUBSCRIBER_INDEXES | {"status_subscriber_fan_out_everything_idx"}), found
     assert "status_subscriber_fan_out_component_idx" in indexes, found
     assert seq_scanned(found, "status_subscriber") == [], found
+
+
+def test_event_recipients(conn: Conn) -> None:
+    """An event (0018) about some components: the same two indexes as a change's fan-out. A
+    page-wide event: the followers of everything and the page's other followers, each through
+    its covering partial index (status_subscriber_fan_out_page_idx), never the table."""
+    some = explain(
+        conn,
+        "event_recipients",
+        {"status_page_id": "p42", "component_ids": ["p42c2", "p42c3"], "kind": "incident_updated"},
+    )
+    assert uses(some, "status_subscriber_fan_out_all_idx"), some
+    assert uses(some, "status_subscriber_fan_out_component_idx"), some
+    assert seq_scanned(some, "status_subscriber") == [], some
+    for role in ("owner", "statusdb_app"):  # the app under row-level security too
+        if role != "owner":
+            conn.execute("SET ROLE statusdb_app")
+        for page in ("p42", "p1"):
+            everyone = explain(
+                conn,
+                "event_recipients",
+                {"status_page_id": page, "component_ids": [], "kind": "incident_updated"},
+            )
+            assert uses(everyone, "status_subscriber_fan_out_all_idx"), everyone
+            assert uses(everyone, "status_subscriber_fan_out_page_idx"), everyone
+            assert seq_scanned(everyone, "status_subscriber") == [], everyone
 
 
 def test_status_derivation_incident_lookup(conn: Conn) -> None:

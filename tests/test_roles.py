@@ -43,10 +43,15 @@ Conn = psycopg.Connection[TupleRow]
 GROUPS = ("statusdb_owner", "statusdb_app", "statusdb_reader")
 MIGRATOR_LOGIN = "statusdb_test_migrator"
 YOYO_TABLES = ("_yoyo_log", "_yoyo_migration", "_yoyo_version", "yoyo_lock")
-#: Written by the derivation (status_change, component_group_status_change; statusdb_app
-#: also updates status_change's outbox columns) or by the page snapshot triggers (0017)
-#: only; statusdb_app reads them.
-LOG_TABLES = ("status_change", "status_page_snapshot", "component_group_status_change")
+#: Written by the database only (the derivation, the notification triggers, the page
+#: snapshot triggers of 0017); statusdb_app reads them and updates the outbox columns of
+#: status_change and notification_event.
+LOG_TABLES = (
+    "status_change",
+    "notification_event",
+    "status_page_snapshot",
+    "component_group_status_change",
+)
 #: Managed by the owner (the DBA); statusdb_app only reads them.
 OWNER_MANAGED_TABLES = ("destination_allowlist",)
 #: The derivation's own bookkeeping (0012): no privilege for anyone but the owner.
@@ -419,6 +424,11 @@ def test_every_table_is_granted_and_every_definer_function_is_locked_down(conn: 
         "statusdb_component_group_roll_up",
         "statusdb_recompute_group_statuses",
         "statusdb_component_group_snapshot",  # 0020: groups in the page snapshot
+        # 0018: notification events are written as the owner (statusdb_app cannot insert them)
+        "statusdb_status_incident_notify",
+        "statusdb_maintenance_window_notify",
+        "statusdb_maintenance_window_notify_scheduled",
+        "statusdb_maintenance_remind",
     }
     for name, config, public_may_execute in definers:
         assert config == ["search_path=public, pg_temp"], name

@@ -17,6 +17,7 @@ from statusdb import migrations
 from statusdb.errors import CONSTRAINT_MESSAGES
 from statusdb.resources import migrations_dir
 from statusdb.types import (
+    EVENT_KINDS,
     INCIDENT_PRIORITIES,
     INCIDENT_PRIORITY_TO_STATUS,
     INCIDENT_STATUSES,
@@ -39,6 +40,7 @@ ENUM_CONSTRAINTS = {
     "status_change_new_status_check": STATUS_SEVERITY_ORDER,
     "status_subscriber_channel_check": SUBSCRIBER_CHANNELS,
     "status_subscriber_notify_on_check": NOTIFY_ON_EVENTS,
+    "notification_event_kind_check": EVENT_KINDS,
     "maintenance_window_status_check": MAINTENANCE_STATUS,
     "status_incident_severity_check": STATUS_INCIDENT_SEVERITY,
     "status_incident_status_check": STATUS_INCIDENT_STATUS,

@@ -22,6 +22,7 @@ from statusdb.errors import CONSTRAINT_MESSAGES, InvalidInput, NotFound, Unautho
 from statusdb.executor import Operation
 from statusdb.resources import migrations_dir
 from statusdb.subscribers import ImportRow, RefusedRow, Subscriber
+from statusdb.types import NOTIFY_ON_EVENTS
 
 Connect = Callable[..., psycopg.Connection[TupleRow]]
 Conn = psycopg.Connection[TupleRow]
@@ -240,7 +241,7 @@ def test_channel_notify_on_component_ids_and_ttl_are_checked(conn: Conn, acme: T
     )
     assert made.subscriber.component_ids == (acme.web, acme.api)
     assert made.subscriber.notify_on == ("outage", "resolved")
-    assert sub().subscriber.notify_on == ("degraded", "outage", "maintenance", "resolved")
+    assert sub().subscriber.notify_on == NOTIFY_ON_EVENTS
 
 
 DB_FLOOR = [
@@ -448,7 +449,7 @@ def test_resubscribing_an_email_needs_a_new_verification(conn: Conn, acme: TwoPa
     )
     assert not renewed.created
     assert not renewed.subscriber.is_verified
-    assert renewed.subscriber.notify_on == ("degraded", "outage", "maintenance", "resolved")
+    assert renewed.subscriber.notify_on == NOTIFY_ON_EVENTS
     assert renewed.verify_token is not None
     assert subscribers.verify(conn, renewed.verify_token).is_verified
     # The local part keeps its case: another mailbox, another subscriber.

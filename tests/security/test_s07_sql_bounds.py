@@ -53,6 +53,10 @@ APP_FUNCTIONS = {
     "statusdb_recompute_group_statuses(boolean)",
     "statusdb_check_group_ids(text,text[],text)",
     "statusdb_component_group_path(text)",
+    # 0018: who gets a notification (runs as the caller: one pass over subscribers it may read
+    # anyway) and the scheduler's reminders (at most 1000 windows within 7 days per call).
+    "statusdb_notification_recipients(text,text[],text[],text[])",
+    "statusdb_maintenance_remind(timestamp with time zone)",
 }
 PUBLIC_FUNCTIONS = {
     "statusdb_new_id()",

@@ -43,6 +43,44 @@ def _page(conn: psycopg.Connection[TupleRow], components: Sequence[NewComponent]
     return page_id
 
 
+def _forget_notifications(conn: psycopg.Connection[TupleRow]) -> None:
+    """Drop the notification events a test's windows wrote (at commit), so that the rollback
+    of 0018 (which refuses while events exist) lets the test reach the migration it is about."""
+    conn.commit()
+    conn.execute("DELETE FROM notification_event")
+
+
+def test_rollback_of_0018_does_not_silently_drop_notifications(empty_dsn: str) -> None:
+    """Rolling 0018 back drops pending notifications (never delivered), reminder lead times and
+    the choice of subscribers who want only incident or maintenance events."""
+    migrations.apply(empty_dsn)
+    with psycopg.connect(empty_dsn) as c:
+        page_id = _page(c)
+        c.execute(
+            "INSERT INTO status_incident (status_page_id, title, severity)"
+            " VALUES (%s, 'x', 'MINOR')",
+            (page_id,),
+        )
+        c.execute(
+            """INSERT INTO status_subscriber (status_page_id, channel, destination, notify_on,
+                                              is_verified)
+               VALUES (%s, 'WEBHOOK', 'https://hooks.example.com/x', '{incident_resolved}',
+                       true)""",
+            (page_id,),
+        )
+    _refuses_at(
+        empty_dsn, "0018_notification_events", "notification_event", "1 pending", "1 subscribers"
+    )
+    assert _rollback_down_to(empty_dsn, "0018_notification_events", allow_data_loss=True)[-1] == (
+        "0018_notification_events"
+    )
+    with psycopg.connect(empty_dsn) as c:
+        # Mapped back to the component kinds its choice stands for, not dropped.
+        assert c.execute("SELECT notify_on FROM status_subscriber").fetchone() == (
+            ["degraded", "outage", "resolved"],
+        )
+
+
 def test_rollback_of_0006_does_not_make_history_pending_again(empty_dsn: str) -> None:
     """Rollback + migrate of 0006 makes notified changes pending: workers re-notify history."""
     migrations.apply(empty_dsn)
@@ -100,6 +138,7 @@ def test_rollback_of_0004_does_not_lose_time_zones(empty_dsn: str) -> None:
                        'FREQ=WEEKLY', now(), 'Europe/Berlin', 'u')""",
             (page_id,),
         )
+        _forget_notifications(c)
     _refuses_at(empty_dsn, "0004_maintenance_schedule", "maintenance_window", "time zone")
 
 
@@ -213,6 +252,7 @@ def test_rollback_of_0015_does_not_silently_move_gap_series_or_drop_scheduler_er
                        '2035-03-25 02:30')""",
             (page.page.id,),
         )
+        _forget_notifications(c)
     with pytest.raises(migrations.MigrationError, match="1 recurring windows") as refused:
         _rollback_down_to(empty_dsn, "0015_maintenance_time")
     assert "could not roll back migration 0015_maintenance_time" in str(refused.value)
