@@ -19,6 +19,8 @@
 --     the subscriber outbox, and a group's change is made of its members' changes, which are
 --     notified already); announced on status_change's channel with a seq from status_change's
 --     own sequence, so one seq names one change of either kind (statusdb.feed reads both).
+--   * the page (0017's snapshot) shows the groups: the last section re-creates 0017's renderer,
+--     refresh/create/repair and page view with them, and re-renders every page.
 --
 -- Depth limit 3 (a group, a subgroup, a sub-subgroup): what status pages show (Statuspage has
 -- one level, larger products two or three); deeper trees are unreadable to a page's readers.
@@ -730,107 +732,6 @@ AS $$
 $$;
 
 -- --------------------------------------------------------------------------------------------
--- The page view: 0014's function plus the groups (one CTE, page_groups) and each component's
--- group id (a 7th element of its array). Everything else is 0014's text. One more output
--- column changes the function's type: dropped and created again, its grants restated below.
--- squawk-ignore ban-drop-function
-DROP FUNCTION statusdb_page_view(text, bytea, interval, integer);
-CREATE FUNCTION statusdb_page_view(page_slug text, page_token_hash bytea,
-                                              maintenance_horizon interval,
-                                              maintenance_limit integer)
-RETURNS TABLE (id text, name text, description text, slug text, is_public boolean,
-               updated_at timestamptz, components json, incidents json, maintenance json,
-               groups json)
-LANGUAGE plpgsql
-STABLE
-SECURITY DEFINER
-SET search_path = public, pg_temp
-ROWS 1
-AS $$
-#variable_conflict use_column
-DECLARE
-    horizon interval := coalesce(maintenance_horizon, interval '7 days');
-    window_limit integer := coalesce(maintenance_limit, 20);
-    stored_hash bytea;
-BEGIN
-    IF horizon < interval '0' OR horizon > interval '366 days' THEN
-        RAISE EXCEPTION 'maintenance_horizon must be from 0 to 366 days, not %', horizon
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF window_limit < 0 OR window_limit > 200 THEN
-        RAISE EXCEPTION 'maintenance_limit must be from 0 to 200, not %', window_limit
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF octet_length(page_slug) > 100 THEN
-        RETURN;  -- no slug is that long: like an unknown slug
-    END IF;
-    IF octet_length(page_token_hash) = 32 THEN
-        stored_hash := sha256(page_token_hash);
-    END IF;
-    RETURN QUERY
-    WITH page AS (
-        SELECT p.id, p.name, p.description, p.slug, p.is_public, p.updated_at
-        FROM status_page p
-        WHERE p.slug = page_slug
-          AND (p.is_public OR p.access_token_hash = stored_hash)
-    ),
-    page_components AS (
-        SELECT coalesce(json_agg(json_build_array(c.id, c.name, c.description, c.display_order,
-                                                  c.current_status, c.status_updated_at,
-                                                  c.group_id)
-                                 ORDER BY c.display_order, c.name, c.id), '[]') AS items,
-               max(c.status_updated_at) AS last_change
-        FROM page
-        JOIN status_page_component c ON c.status_page_id = page.id
-    ),
-    -- 0020: the page's groups, flat, in display order; the client builds the tree from
-    -- parent_id (and places components by their group id).
-    page_groups AS (
-        SELECT coalesce(json_agg(json_build_array(g.id, g.name, g.description, g.parent_id,
-                                                  g.display_order, g.current_status)
-                                 ORDER BY g.display_order, g.name, g.id), '[]') AS items,
-               max(g.updated_at) AS last_change
-        FROM page
-        JOIN component_group g ON g.status_page_id = page.id
-    ),
-    page_incidents AS (
-        SELECT coalesce(json_agg(json_build_array(i.id, i.title, i.message, i.severity, i.status,
-                                                  i.affected_component_ids, i.created_at,
-                                                  i.updated_at, i.updates)
-                                 ORDER BY i.created_at DESC, i.id DESC), '[]') AS items,
-               max(i.updated_at) AS last_change
-        FROM page
-        JOIN status_incident i ON i.status_page_id = page.id
-        WHERE i.status IN ('INVESTIGATING', 'IDENTIFIED', 'MONITORING')
-    ),
-    page_maintenance AS (
-        SELECT coalesce(json_agg(json_build_array(w.id, w.title, w.description, w.status,
-                                                  w.start_time, w.end_time, w.component_ids)
-                                 ORDER BY w.start_time, w.id), '[]') AS items
-        FROM (
-            SELECT w.id, w.title, w.description, w.status, w.start_time, w.end_time,
-                   ARRAY(SELECT mc.component_id
-                         FROM maintenance_window_component mc
-                         WHERE mc.maintenance_window_id = w.id
-                         ORDER BY mc.component_id) AS component_ids
-            FROM page
-            JOIN maintenance_window w ON w.status_page_id = page.id
-            WHERE w.status = 'IN_PROGRESS'
-               OR (w.status = 'SCHEDULED' AND w.start_time < now() + horizon)
-            ORDER BY w.start_time, w.id
-            LIMIT window_limit
-        ) AS w
-    )
-    SELECT page.id, page.name, page.description, page.slug, page.is_public,
-           greatest(page.updated_at, page_components.last_change, page_incidents.last_change,
-                    page_groups.last_change),
-           page_components.items, page_incidents.items, page_maintenance.items,
-           page_groups.items
-    FROM page, page_components, page_incidents, page_maintenance, page_groups;
-END;
-$$;
-
--- --------------------------------------------------------------------------------------------
 -- Privileges, row-level security, comments
 --
 -- Groups: everything but the derived status, like components (0008). The log: read only.
@@ -936,7 +837,6 @@ CREATE POLICY component_group_status_change_team_isolation ON component_group_st
            OR status_page_id IN (SELECT p.id FROM status_page p
                                  WHERE p.team_id = (SELECT statusdb_current_team())));
 
--- A new signature of the page view (one more column): its grants are restated (0014).
 REVOKE EXECUTE ON FUNCTION
     statusdb_component_group_check_tree(),
     statusdb_component_group_guard(),
@@ -981,9 +881,417 @@ COMMENT ON FUNCTION statusdb_component_group_forget_ids() IS
     'Trigger: removes a deleted group''s id from its page''s subscribers (a subscriber left following nothing is deactivated).';
 COMMENT ON FUNCTION statusdb_component_group_path(text) IS
     'The groups containing a component, innermost first (at most 3): the fan-out matches group followers with s.group_ids && this.';
-COMMENT ON FUNCTION statusdb_page_view(text, bytea, interval, integer) IS
-    'A status page as its readers see it; private pages only with the SHA-256 digest of their access token. Horizon 0 to 366 days (null: 7 days), limit 0 to 200 windows (null: 20). Groups flat (parent_id) in display order.';
 
-REVOKE EXECUTE ON FUNCTION statusdb_page_view(text, bytea, interval, integer) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION statusdb_page_view(text, bytea, interval, integer)
+-- --------------------------------------------------------------------------------------------
+-- The page snapshot shows the groups (0017's read model, 0020's tree)
+--
+-- 0017 renders each page into status_page_snapshot when it changes; the groups join that
+-- rendering: a groups column (the flat list, in display order), each component's group id (a
+-- 7th element of its array), and the groups' updated_at in the page's. The renderer, the
+-- refresh/create/repair (which store and compare the rendering) and the page view (one more
+-- output column) are 0017's functions with exactly these additions. Statement triggers on
+-- component_group re-render the page in the writer's transaction when a group is added,
+-- removed, renamed, moved, reordered or its derived status changes (the roll-up's UPDATE fires
+-- them too); a component moving between groups re-renders through 0017's component trigger,
+-- which now also compares group_id.
+
+-- Constant default: no rewrite; every row is rendered again at the end of this migration, and
+-- the default goes (the writers always store a rendering).
+ALTER TABLE status_page_snapshot ADD COLUMN groups json NOT NULL DEFAULT '[]';
+-- No client writes this table (only the owner's renderer does): dropping the default breaks none.
+-- squawk-ignore ban-drop-default
+ALTER TABLE status_page_snapshot ALTER COLUMN groups DROP DEFAULT;
+COMMENT ON COLUMN status_page_snapshot.groups IS
+    'JSON array of the page''s groups [id, name, description, parent_id, display_order, '
+    'current_status] by (display_order, name, id), flat (0020).';
+
+-- One more output column changes the function's type: dropped and created again.
+-- squawk-ignore ban-drop-function
+DROP FUNCTION statusdb_page_render(text[]);
+
+CREATE FUNCTION statusdb_page_render(page_ids text[])
+RETURNS TABLE (
+    page_id text, slug text, is_public boolean, access_token_hash bytea, name text,
+    description text, updated_at timestamptz, components json, incidents json, windows json,
+    window_starts timestamptz[], window_scheduled boolean[], groups json
+)
+LANGUAGE plpgsql STABLE
+-- Timestamps in the JSON are rendered in UTC whoever writes, so that a rendering depends only
+-- on the data (the readers decode them as aware datetimes: the same instants as before).
+SET TimeZone = 'UTC'
+-- plpgsql rather than sql: its one statement's plan is cached per session (a SQL function with
+-- a SET clause is not inlined and would be planned again at every call).
+AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    SELECT p.id, p.slug, p.is_public, p.access_token_hash, p.name, p.description,
+           greatest(p.updated_at, c.last_change, i.last_change, g.last_change),
+           c.items, i.items, w.items, w.starts, w.scheduled, g.items
+    FROM status_page p
+    CROSS JOIN LATERAL (
+        SELECT coalesce(json_agg(json_build_array(c.id, c.name, c.description, c.display_order,
+                                                  c.current_status, c.status_updated_at,
+                                                  c.group_id)
+                                 ORDER BY c.display_order, c.name, c.id), '[]') AS items,
+               max(c.status_updated_at) AS last_change
+        FROM status_page_component c
+        WHERE c.status_page_id = p.id
+    ) AS c
+    CROSS JOIN LATERAL (
+        SELECT coalesce(json_agg(json_build_array(i.id, i.title, i.message, i.severity, i.status,
+                                                  i.affected_component_ids, i.created_at,
+                                                  i.updated_at, i.updates)
+                                 ORDER BY i.created_at DESC, i.id DESC), '[]') AS items,
+               max(i.updated_at) AS last_change
+        FROM status_incident i
+        WHERE i.status_page_id = p.id
+          AND i.status IN ('INVESTIGATING', 'IDENTIFIED', 'MONITORING')
+    ) AS i
+    CROSS JOIN LATERAL (
+        SELECT coalesce(json_agg(json_build_array(w.id, w.title, w.description, w.status,
+                                                  w.start_time, w.end_time,
+                                                  ARRAY(SELECT mc.component_id
+                                                        FROM maintenance_window_component mc
+                                                        WHERE mc.maintenance_window_id = w.id
+                                                        ORDER BY mc.component_id))
+                                 ORDER BY w.start_time, w.id), '[]') AS items,
+               coalesce(array_agg(w.start_time ORDER BY w.start_time, w.id), '{}') AS starts,
+               coalesce(array_agg(w.status = 'SCHEDULED' ORDER BY w.start_time, w.id), '{}')
+                   AS scheduled
+        FROM (
+            (SELECT w.id, w.title, w.description, w.status, w.start_time, w.end_time
+             FROM maintenance_window w
+             WHERE w.status_page_id = p.id AND w.status = 'IN_PROGRESS'
+             ORDER BY w.start_time, w.id
+             LIMIT 200)
+            UNION ALL
+            (SELECT w.id, w.title, w.description, w.status, w.start_time, w.end_time
+             FROM maintenance_window w
+             WHERE w.status_page_id = p.id AND w.status = 'SCHEDULED'
+             ORDER BY w.start_time, w.id
+             LIMIT 200)
+        ) AS w
+    ) AS w
+    -- 0020: the page's groups, flat, in display order; readers build the tree from
+    -- parent_id (and place components by their group id).
+    CROSS JOIN LATERAL (
+        SELECT coalesce(json_agg(json_build_array(g.id, g.name, g.description, g.parent_id,
+                                                  g.display_order, g.current_status)
+                                 ORDER BY g.display_order, g.name, g.id), '[]') AS items,
+               max(g.updated_at) AS last_change
+        FROM component_group g
+        WHERE g.status_page_id = p.id
+    ) AS g
+    WHERE p.id = ANY (page_ids);
+END;
+$$;
+
+COMMENT ON FUNCTION statusdb_page_render(text[]) IS
+    'Renders the given pages from scratch (0017, groups since 0020), one row per existing page, as '
+    'status_page_snapshot stores them. Document shape (JSON arrays, timestamps in UTC): '
+    'components = [[id, name, description, display_order, current_status, status_updated_at, '
+    'group_id], '
+    '...] by (display_order, name, id); incidents = active status incidents [[id, title, '
+    'message, severity, status, affected_component_ids, created_at, updated_at, updates], ...] '
+    'newest first; windows = maintenance candidates [[id, title, description, status, '
+    'start_time, end_time, component_ids], ...] by (start_time, id): the first 200 IN_PROGRESS '
+    'and the first 200 SCHEDULED, with window_starts / window_scheduled alongside for the '
+    'read''s horizon filter. updated_at = latest of the page''s, its components'' status and its '
+    'active incidents'' changes and its groups'' updated_at; groups = [[id, name, '
+    'description, parent_id, display_order, current_status], ...] by (display_order, name, '
+    'id), flat (the tree is built from parent_id). Owner only (called by the triggers and the repair).';
+
+CREATE OR REPLACE FUNCTION statusdb_page_snapshot_refresh(page_ids text[]) RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    announced bigint;
+BEGIN
+    IF coalesce(cardinality(page_ids), 0) = 0 THEN
+        RETURN;
+    END IF;
+    -- 1. The snapshot rows, locked in page order (deleted pages have none).
+    PERFORM 1 FROM status_page_snapshot s
+    WHERE s.page_id = ANY (page_ids)
+    ORDER BY s.page_id
+    FOR UPDATE;
+    -- 2. A new statement, a new snapshot (READ COMMITTED): the rendering includes what another
+    --    writer of these pages committed while we waited for the locks.
+    WITH rendered AS (
+        SELECT r.* FROM statusdb_page_render(page_ids) AS r
+    ),
+    changed AS (
+        UPDATE status_page_snapshot s
+        SET version = nextval('status_page_snapshot_version_seq'),
+            slug = r.slug, is_public = r.is_public, access_token_hash = r.access_token_hash,
+            name = r.name, description = r.description, updated_at = r.updated_at,
+            components = r.components, incidents = r.incidents, windows = r.windows,
+            window_starts = r.window_starts, window_scheduled = r.window_scheduled, groups = r.groups
+        FROM rendered r
+        WHERE s.page_id = r.page_id
+          AND (s.slug, s.is_public, s.access_token_hash, s.name, s.description, s.updated_at,
+               s.components::text, s.incidents::text, s.windows::text, s.groups::text)
+              IS DISTINCT FROM
+              (r.slug, r.is_public, r.access_token_hash, r.name, r.description, r.updated_at,
+               r.components::text, r.incidents::text, r.windows::text, r.groups::text)
+        RETURNING s.version
+    )
+    -- The lowest version readers of the new rendering see (k = 0).
+    SELECT count(pg_notify('statusdb_page_version', (changed.version * 256)::text))
+    INTO STRICT announced
+    FROM changed;
+END;
+$$;
+
+COMMENT ON FUNCTION statusdb_page_snapshot_refresh(text[]) IS
+    'Re-renders the snapshots of the given pages (0017; with the groups since 0020): locks their rows, then renders in a '
+    'later statement; a changed rendering gets a new version, announced on '
+    'statusdb_page_version (payload: version * 256, the lowest version its readers see). '
+    'Owner only.';
+
+CREATE OR REPLACE FUNCTION statusdb_page_snapshot_create(page_ids text[]) RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    announced bigint;
+BEGIN
+    WITH created AS (
+        INSERT INTO status_page_snapshot (page_id, version, slug, is_public, access_token_hash,
+                                          name, description, updated_at, components,
+                                          incidents, windows, window_starts, window_scheduled, groups)
+        SELECT r.page_id, nextval('status_page_snapshot_version_seq'), r.slug, r.is_public,
+               r.access_token_hash, r.name, r.description, r.updated_at, r.components,
+               r.incidents, r.windows, r.window_starts, r.window_scheduled, r.groups
+        FROM statusdb_page_render(page_ids) AS r
+        ORDER BY r.page_id
+        ON CONFLICT (page_id) DO NOTHING
+        RETURNING version
+    )
+    SELECT count(pg_notify('statusdb_page_version', (created.version * 256)::text))
+    INTO STRICT announced
+    FROM created;
+END;
+$$;
+
+COMMENT ON FUNCTION statusdb_page_snapshot_create(text[]) IS
+    'Renders the first snapshot of new pages (0017; with the groups since 0020) and announces it (version * 256). Owner '
+    'only.';
+
+CREATE OR REPLACE FUNCTION statusdb_page_snapshot_repair(repair boolean)
+RETURNS TABLE (page_id text, stored_version bigint)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    missing text[];
+    drifted text[];
+BEGIN
+    -- One pass over the pages (the operator's repair, as statusdb_recompute_statuses: no
+    -- argument to bound). Pages without a snapshot are reported with a null version.
+    missing := ARRAY(SELECT p.id FROM status_page p
+                     WHERE NOT EXISTS (SELECT 1 FROM status_page_snapshot s
+                                       WHERE s.page_id = p.id)
+                     ORDER BY p.id);
+    drifted := ARRAY(
+        SELECT s.page_id
+        FROM status_page_snapshot s
+        JOIN statusdb_page_render(ARRAY(SELECT p.id FROM status_page p)) AS r
+          ON r.page_id = s.page_id
+        WHERE (s.slug, s.is_public, s.access_token_hash, s.name, s.description, s.updated_at,
+               s.components::text, s.incidents::text, s.windows::text,
+               s.window_starts, s.window_scheduled, s.groups::text)
+              IS DISTINCT FROM
+              (r.slug, r.is_public, r.access_token_hash, r.name, r.description, r.updated_at,
+               r.components::text, r.incidents::text, r.windows::text,
+               r.window_starts, r.window_scheduled, r.groups::text)
+        ORDER BY s.page_id);
+    RETURN QUERY
+    SELECT m, NULL::bigint FROM unnest(missing) AS m
+    UNION ALL
+    SELECT s.page_id, s.version * 256 FROM status_page_snapshot s
+    WHERE s.page_id = ANY (drifted)
+    ORDER BY 1;
+    IF repair THEN
+        PERFORM statusdb_page_snapshot_create(missing);
+        PERFORM statusdb_page_snapshot_refresh(drifted);
+    END IF;
+END;
+$$;
+
+COMMENT ON FUNCTION statusdb_page_snapshot_repair(boolean) IS
+    'Pages whose snapshot is missing (null version) or differs from a rendering from scratch '
+    '(0017; groups included since 0020), with the lowest version its readers were given (snapshot version * 256); '
+    're-rendered when repair is true. One pass over every page.';
+
+CREATE OR REPLACE FUNCTION statusdb_status_page_component_snapshot() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        PERFORM statusdb_page_snapshot_refresh(
+            ARRAY(SELECT DISTINCT n.status_page_id FROM new_rows n));
+    ELSIF TG_OP = 'DELETE' THEN
+        PERFORM statusdb_page_snapshot_refresh(
+            ARRAY(SELECT DISTINCT o.status_page_id FROM old_rows o));
+    ELSE
+        -- Only rows whose shown columns changed (manual_status, team_id, ... are not shown;
+        -- a rendering that comes out the same would keep its version anyway).
+        PERFORM statusdb_page_snapshot_refresh(ARRAY(
+            SELECT DISTINCT n.status_page_id
+            FROM new_rows n JOIN old_rows o ON o.id = n.id
+            WHERE (n.name, n.description, n.display_order, n.current_status,
+                   n.status_updated_at, n.group_id)
+                  IS DISTINCT FROM
+                  (o.name, o.description, o.display_order, o.current_status,
+                   o.status_updated_at, o.group_id)));
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+COMMENT ON FUNCTION statusdb_status_page_component_snapshot() IS
+    'Statement trigger of status_page_component (0017): re-renders the pages whose shown '
+    'component columns (since 0020: group_id too) changed.';
+
+CREATE FUNCTION statusdb_component_group_snapshot() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        PERFORM statusdb_page_snapshot_refresh(
+            ARRAY(SELECT DISTINCT n.status_page_id FROM new_rows n));
+    ELSIF TG_OP = 'DELETE' THEN
+        PERFORM statusdb_page_snapshot_refresh(
+            ARRAY(SELECT DISTINCT o.status_page_id FROM old_rows o));
+    ELSE
+        -- Only groups whose shown columns changed (a group cannot change page: its guard).
+        PERFORM statusdb_page_snapshot_refresh(ARRAY(
+            SELECT DISTINCT n.status_page_id
+            FROM new_rows n JOIN old_rows o ON o.id = n.id
+            WHERE (n.name, n.description, n.parent_id, n.display_order, n.current_status,
+                   n.updated_at)
+                  IS DISTINCT FROM
+                  (o.name, o.description, o.parent_id, o.display_order, o.current_status,
+                   o.updated_at)));
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+COMMENT ON FUNCTION statusdb_component_group_snapshot() IS
+    'Statement trigger of component_group (0020): re-renders the pages of added, removed and '
+    'changed groups (derived status changes included).';
+
+CREATE TRIGGER component_group_snapshot_insert AFTER INSERT ON component_group
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION statusdb_component_group_snapshot();
+CREATE TRIGGER component_group_snapshot_update AFTER UPDATE ON component_group
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION statusdb_component_group_snapshot();
+CREATE TRIGGER component_group_snapshot_delete AFTER DELETE ON component_group
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION statusdb_component_group_snapshot();
+
+-- The page view: 0017's function with the groups as a last column (a body column: null when
+-- not modified). A new result type: dropped and created again, its grants restated (0017's).
+-- squawk-ignore ban-drop-function
+DROP FUNCTION statusdb_page_view(text, bytea, interval, integer, bigint);
+
+CREATE FUNCTION statusdb_page_view(
+    page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer,
+    if_version bigint DEFAULT NULL
+)
+RETURNS TABLE (
+    id text, name text, description text, slug text, is_public boolean, updated_at timestamptz,
+    components json, incidents json, maintenance json, version bigint, fresh_until timestamptz,
+    not_modified boolean, groups json
+)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = public, pg_temp
+ROWS 1
+AS $$
+#variable_conflict use_column
+DECLARE
+    horizon interval := coalesce(maintenance_horizon, interval '7 days');
+    window_limit integer := coalesce(maintenance_limit, 20);
+    stored_hash bytea;
+BEGIN
+    IF horizon < interval '0' OR horizon > interval '366 days' THEN
+        RAISE EXCEPTION 'maintenance_horizon must be from 0 to 366 days, not %', horizon
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF window_limit < 0 OR window_limit > 200 THEN
+        RAISE EXCEPTION 'maintenance_limit must be from 0 to 200, not %', window_limit
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF octet_length(page_slug) > 100 THEN
+        RETURN;  -- no slug is that long: like an unknown slug
+    END IF;
+    IF octet_length(page_token_hash) = 32 THEN
+        stored_hash := sha256(page_token_hash);
+    END IF;
+    RETURN QUERY
+    SELECT s.page_id, v.name, v.description, s.slug, s.is_public, v.updated_at,
+           v.components, v.incidents, v.maintenance, t.version, t.fresh_until, v.name IS NULL,
+           v.groups
+    FROM status_page_snapshot s
+    -- Time: k = the SCHEDULED candidates already in the horizon, which with the snapshot's
+    -- version names the body (see the top); the first one not in it yet enters at its
+    -- start - horizon. With the limit 0 nothing is shown, whatever the clock: k = 0.
+    CROSS JOIN LATERAL (
+        SELECT s.version * 256
+                   + least(count(*) FILTER (WHERE u.start_time < now() + horizon), 255)
+                   AS version,
+               min(u.start_time) FILTER (WHERE u.start_time >= now() + horizon) - horizon
+                   AS fresh_until
+        FROM unnest(s.window_starts, s.window_scheduled) AS u (start_time, scheduled)
+        WHERE u.scheduled AND window_limit > 0
+    ) AS t
+    -- The body, unless the caller has this version: then not even sent.
+    LEFT JOIN LATERAL (
+        SELECT s.name, s.description, s.updated_at, s.components, s.incidents, s.groups,
+               CASE WHEN window_limit = 0 OR cardinality(s.window_starts) = 0 THEN '[]'::json
+                    ELSE (SELECT coalesce(json_agg(e.item ORDER BY e.n), '[]')
+                          FROM (SELECT w.item, w.n
+                                FROM json_array_elements(s.windows) WITH ORDINALITY
+                                     AS w (item, n)
+                                WHERE NOT s.window_scheduled[w.n]
+                                   OR s.window_starts[w.n] < now() + horizon
+                                ORDER BY w.n
+                                LIMIT window_limit) AS e)
+               END AS maintenance
+        WHERE if_version IS DISTINCT FROM t.version
+    ) AS v ON true
+    WHERE s.slug = page_slug
+      AND (s.is_public OR s.access_token_hash = stored_hash);
+END;
+$$;
+
+COMMENT ON FUNCTION statusdb_page_view(text, bytea, interval, integer, bigint) IS
+    'A status page as its readers see it, read from its snapshot (0017), with its groups (0020, last column: [[id, name, '
+    'description, parent_id, display_order, current_status], ...] in display order, flat); private pages only with '
+    'the SHA-256 digest of their access token. Horizon 0 to 366 days (null: 7 days), limit 0 to '
+    '200 windows (null: 20). version (snapshot version * 256 + the scheduled candidates in the '
+    'horizon: it names the body for this horizon and limit, and only increases) and fresh_until '
+    '(next time-driven change, null: none) always; with if_version equal to version, '
+    'not_modified is true and the body columns are null.';
+
+REVOKE EXECUTE ON FUNCTION
+    statusdb_page_view(text, bytea, interval, integer, bigint),
+    statusdb_page_render(text[]),
+    statusdb_component_group_snapshot()
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION statusdb_page_view(text, bytea, interval, integer, bigint)
     TO statusdb_app, statusdb_reader;
+
+-- Every existing page rendered again with its groups (components get their group id): new
+-- versions, announced like any change.
+DO $$
+BEGIN
+    PERFORM statusdb_page_snapshot_refresh(ARRAY(SELECT p.id FROM status_page p ORDER BY p.id));
+END;
+$$;

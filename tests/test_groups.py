@@ -451,6 +451,54 @@ def test_feed_announces_group_changes(conn: Conn, dsn: str) -> None:
     assert [(e.component_id, e.new_status) for e in plain] == [(acme.api, "OPERATIONAL")]
 
 
+def test_group_changes_re_render_the_page_snapshot(conn: Conn) -> None:
+    """Groups live in the page snapshot (0017): adding, renaming, a derived status change (via a
+    member), a component moving between groups and deleting a group each give the page a new
+    version in the writer's transaction, and the snapshot stays equal to a from-scratch
+    rendering."""
+    acme = two_pages(conn, names=("API", "Web"))
+    seen: list[int] = []
+
+    def changed(what: str) -> views.PageView:
+        view = views.page_view(conn, "acme")
+        assert view is not None
+        assert not seen or view.version > seen[-1], what
+        seen.append(view.version)
+        assert views.recompute_snapshots(conn) == [], what
+        return view
+
+    changed("start")
+    first = groups.create(conn, acme.page_id, name="First", display_order=1)
+    second = groups.create(conn, acme.page_id, name="Second", display_order=2)
+    assert [g.name for g in changed("groups added").groups] == ["First", "Second"]
+    groups.assign(conn, acme.api, first.id)
+    groups.assign(conn, acme.web, first.id)
+    view = changed("components assigned")
+    assert [c.id for c in view.groups[0].components] == [acme.api, acme.web]
+    groups.update(conn, first.id, name="Renamed")
+    assert [g.name for g in changed("group renamed").groups] == ["Renamed", "Second"]
+    # All operational: only the component's group_id changes (0017's component trigger).
+    groups.assign(conn, acme.web, second.id)
+    view = changed("component moved")
+    assert [[c.id for c in g.components] for g in view.groups] == [[acme.api], [acme.web]]
+    components.set_status(conn, acme.web, "MAJOR_OUTAGE")
+    view = changed("member's status")
+    assert [g.status for g in view.groups] == ["OPERATIONAL", "MAJOR_OUTAGE"]
+    # The outage moves with its component: both groups' derived statuses change.
+    groups.assign(conn, acme.web, first.id)
+    view = changed("outage moved")
+    assert [g.status for g in view.groups] == ["MAJOR_OUTAGE", "OPERATIONAL"]
+    groups.move(conn, second.id, parent_id=first.id)
+    view = changed("group moved")
+    assert [g.name for g in view.groups[0].groups] == ["Second"]
+    groups.delete(conn, first.id)
+    view = changed("group deleted")
+    assert [g.name for g in view.groups] == ["Second"]
+    assert {c.group_id for c in view.page.components} == {None}
+    conn.commit()
+    assert views.recompute_snapshots(conn) == []
+
+
 def test_group_followers_get_incident_and_maintenance_events_once(conn: Conn) -> None:
     """Notification events (0018) reach group followers through the one predicate: a follower
     of a group containing an affected component, once even when it also follows the component;

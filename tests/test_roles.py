@@ -432,6 +432,7 @@ def test_every_table_is_granted_and_every_definer_function_is_locked_down(conn: 
         "statusdb_status_page_component_roll_up",
         "statusdb_component_group_roll_up",
         "statusdb_recompute_group_statuses",
+        "statusdb_component_group_snapshot",  # 0020: groups in the page snapshot
         # 0018: notification events are written as the owner (statusdb_app cannot insert them)
         "statusdb_status_incident_notify",
         "statusdb_maintenance_window_notify",
