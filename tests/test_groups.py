@@ -246,6 +246,7 @@ def test_group_followers_are_told_of_members_added_later(conn: Conn) -> None:
             "status_page_id": acme.page_id,
             "component_id": component_id,
             "notify_types": ["outage"],
+            "folded_into": [],
         }
         rows = conn.execute(queries.get("outbox_recipients").sql, params).fetchall()
         assert len(rows) == len({row[0] for row in rows})  # each subscriber once

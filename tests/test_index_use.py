@@ -344,7 +344,7 @@ def test_event_recipients(conn: Conn) -> None:
         "event_recipients",
         {"status_page_id": "p42", "component_ids": ["p42c2", "p42c3"], "kind": "incident_updated"},
     )
-    assert uses(some, "status_subscriber_fan_out_all_idx"), some
+    assert uses(some, "status_subscriber_fan_out_everything_idx"), some
     assert uses(some, "status_subscriber_fan_out_component_idx"), some
     assert seq_scanned(some, "status_subscriber") == [], some
     for role in ("owner", "statusdb_app"):  # the app under row-level security too
@@ -356,7 +356,7 @@ def test_event_recipients(conn: Conn) -> None:
                 "event_recipients",
                 {"status_page_id": page, "component_ids": [], "kind": "incident_updated"},
             )
-            assert uses(everyone, "status_subscriber_fan_out_all_idx"), everyone
+            assert uses(everyone, "status_subscriber_fan_out_everything_idx"), everyone
             assert uses(everyone, "status_subscriber_fan_out_page_idx"), everyone
             assert seq_scanned(everyone, "status_subscriber") == [], everyone
 

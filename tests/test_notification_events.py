@@ -498,7 +498,7 @@ def test_existing_subscribers_get_the_matching_new_kinds(empty_dsn: str, tmp_pat
     before = tmp_path / "migrations"
     before.mkdir()
     for source in MIGRATIONS.iterdir():
-        if source.suffix == ".sql" and not source.name.startswith("0018_"):
+        if source.suffix == ".sql" and int(source.name[:4]) < 18:  # the schema before 0018
             shutil.copy(source, before / source.name)
     migrations.apply(empty_dsn, directory=before)
     chosen = {
@@ -508,9 +508,14 @@ def test_existing_subscribers_get_the_matching_new_kinds(empty_dsn: str, tmp_pat
     }
     with psycopg.connect(empty_dsn) as old:
         team = teams.create(old, name="T")
-        page = new_page(old, team.id, slug="m", created_by_id="u")
+        page = old.execute(  # plain SQL: pages.create writes columns of later migrations
+            "INSERT INTO status_page (team_id, name, slug, created_by_id, is_public)"
+            " VALUES (%s, 'M', 'm', 'u', true) RETURNING id",
+            (team.id,),
+        ).fetchone()
+        assert page is not None
         ids = {
-            name: new_subscriber(old, page.id, name, notify_on=kinds)
+            name: new_subscriber(old, page[0], name, notify_on=kinds)
             for name, kinds in chosen.items()
         }
     migrations.apply(empty_dsn)
