@@ -42,6 +42,275 @@ $$;
 COMMENT ON FUNCTION public.statusdb_check_component_ids(page_id text, ids text[], constraint_name text) IS 'Raises (as the named constraint) unless every id names a component of the page; locks them FOR KEY SHARE like a foreign key check.';
 
 --
+-- Name: statusdb_check_group_ids(text, text[], text); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_check_group_ids(page_id text, ids text[], constraint_name text) RETURNS void
+    LANGUAGE plpgsql
+    SET plan_cache_mode TO 'force_generic_plan'
+    AS $$
+DECLARE
+    missing text;
+BEGIN
+    IF cardinality(ids) = 0 THEN
+        RETURN;
+    END IF;
+    IF cardinality(ids) > 1000 THEN
+        RAISE EXCEPTION 'at most 1000 group ids, not %', cardinality(ids)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- Like a foreign key check: the groups cannot be deleted until this transaction ends.
+    PERFORM 1
+    FROM public.component_group g
+    WHERE g.id = ANY (ids)
+    ORDER BY g.id
+    FOR KEY SHARE;
+    SELECT i INTO missing
+    FROM unnest(ids) AS i
+    WHERE NOT EXISTS (
+        SELECT 1 FROM public.component_group g
+        WHERE g.id = i AND g.status_page_id = page_id
+    )
+    LIMIT 1;
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'group % is not a group of status page %', missing, page_id
+            USING ERRCODE = 'foreign_key_violation', CONSTRAINT = constraint_name;
+    END IF;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_check_group_ids(page_id text, ids text[], constraint_name text); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_check_group_ids(page_id text, ids text[], constraint_name text) IS 'Raises (as the named constraint) unless every id names a group of the page (at most 1000); locks them FOR KEY SHARE like a foreign key check.';
+
+--
+-- Name: statusdb_component_group_check_tree(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_component_group_check_tree() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+DECLARE
+    max_depth CONSTANT integer := 3;
+    cursor_id text := NEW.parent_id;
+    parent_depth integer := 0;
+    height integer := 1;
+BEGIN
+    WHILE cursor_id IS NOT NULL LOOP
+        IF cursor_id = NEW.id THEN
+            RAISE EXCEPTION 'group % cannot be inside itself (its parent % is one of its subgroups)',
+                    NEW.id, NEW.parent_id
+                USING ERRCODE = 'check_violation',
+                      CONSTRAINT = 'component_group_parent_id_cycle';
+        END IF;
+        parent_depth := parent_depth + 1;
+        IF parent_depth >= max_depth THEN
+            EXIT;  -- too deep whatever comes above (checked below)
+        END IF;
+        SELECT g.parent_id INTO cursor_id
+        FROM component_group g
+        WHERE g.id = cursor_id
+        FOR SHARE;
+    END LOOP;
+    IF TG_OP = 'UPDATE' AND parent_depth > 0 THEN
+        -- The subtree moves with the group: its height counts too (bounded: 3 levels).
+        WITH RECURSIVE below (id, level) AS (
+            SELECT NEW.id, 1
+            UNION ALL
+            SELECT g.id, below.level + 1
+            FROM below
+            JOIN component_group g ON g.parent_id = below.id
+            WHERE below.level <= max_depth
+        )
+        SELECT max(below.level) INTO height FROM below;
+    END IF;
+    IF parent_depth + height > max_depth THEN
+        RAISE EXCEPTION 'groups nest at most % levels deep (group % would be at level %)',
+                max_depth, NEW.id, parent_depth + height
+            USING ERRCODE = 'check_violation',
+                  CONSTRAINT = 'component_group_depth_check';
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_component_group_check_tree(); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_component_group_check_tree() IS 'Trigger: refuses a parent that makes a cycle (component_group_parent_id_cycle) or nests groups more than 3 levels deep (component_group_depth_check).';
+
+--
+-- Name: statusdb_component_group_forget_ids(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_component_group_forget_ids() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    UPDATE public.status_subscriber s
+    SET group_ids = array_remove(s.group_ids, OLD.id),
+        is_active = s.is_active
+                    AND (cardinality(s.component_ids) > 0
+                         OR cardinality(array_remove(s.group_ids, OLD.id)) > 0)
+    WHERE s.status_page_id = OLD.status_page_id AND s.group_ids @> ARRAY[OLD.id];
+    RETURN OLD;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_component_group_forget_ids(); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_component_group_forget_ids() IS 'Trigger: removes a deleted group''s id from its page''s subscribers (a subscriber left following nothing is deactivated).';
+
+--
+-- Name: statusdb_component_group_guard(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_component_group_guard() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        NEW.current_status := 'OPERATIONAL';
+        NEW.status_updated_at := clock_timestamp();
+        RETURN NEW;
+    END IF;
+    IF NEW.id IS DISTINCT FROM OLD.id THEN
+        RAISE EXCEPTION 'the id of group % cannot change', OLD.id
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'component_group_id_fixed';
+    END IF;
+    IF NEW.status_page_id IS DISTINCT FROM OLD.status_page_id THEN
+        RAISE EXCEPTION 'group % cannot move to another status page', OLD.id
+            USING ERRCODE = 'check_violation',
+                  CONSTRAINT = 'component_group_status_page_id_fixed',
+                  HINT = 'Create the group on the other page instead.';
+    END IF;
+    IF (NEW.current_status, NEW.status_updated_at)
+           IS DISTINCT FROM (OLD.current_status, OLD.status_updated_at)
+       AND pg_trigger_depth() <= 1
+       AND NOT EXISTS (SELECT 1 FROM status_repair r WHERE r.xid = pg_current_xact_id()) THEN
+        RAISE EXCEPTION 'current_status of group % is derived and cannot be set directly', OLD.id
+            USING ERRCODE = 'check_violation',
+                  CONSTRAINT = 'component_group_current_status_derived',
+                  HINT = 'A group''s status is the worst of its members''.';
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_component_group_guard(); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_component_group_guard() IS 'Trigger: a group keeps its id and page; its current_status is written only by the derivation (new groups start OPERATIONAL).';
+
+--
+-- Name: statusdb_component_group_path(text); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_component_group_path(component_id text) RETURNS text[]
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$
+    WITH RECURSIVE up (id, parent_id, level) AS (
+        SELECT g.id, g.parent_id, 1
+        FROM public.status_page_component c
+        JOIN public.component_group g ON g.id = c.group_id
+        WHERE c.id = statusdb_component_group_path.component_id
+        UNION ALL
+        SELECT g.id, g.parent_id, up.level + 1
+        FROM up
+        JOIN public.component_group g ON g.id = up.parent_id
+        WHERE up.level < 3
+    )
+    SELECT coalesce(array_agg(up.id ORDER BY up.level), '{}') FROM up
+$$;
+
+--
+-- Name: FUNCTION statusdb_component_group_path(component_id text); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_component_group_path(component_id text) IS 'The groups containing a component, innermost first (at most 3): the fan-out matches group followers with s.group_ids && this.';
+
+--
+-- Name: statusdb_component_group_roll_up(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_component_group_roll_up() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+DECLARE
+    ids text[];
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        SELECT array_agg(DISTINCT o.parent_id) INTO ids
+        FROM old_rows o
+        WHERE o.parent_id IS NOT NULL AND o.current_status <> 'OPERATIONAL';
+    ELSE
+        SELECT array_agg(DISTINCT moved.parent_id) INTO ids
+        FROM old_rows o
+        JOIN new_rows n ON n.id = o.id
+        CROSS JOIN LATERAL (VALUES (o.parent_id), (n.parent_id)) AS moved (parent_id)
+        WHERE moved.parent_id IS NOT NULL
+          AND o.parent_id IS DISTINCT FROM n.parent_id
+          AND n.current_status <> 'OPERATIONAL';
+    END IF;
+    IF ids IS NOT NULL THEN
+        PERFORM statusdb_refresh_groups(ids);
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_component_group_roll_up(); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_component_group_roll_up() IS 'Statement trigger: re-derives the old and new parents of groups that moved or were deleted.';
+
+--
+-- Name: statusdb_component_group_snapshot(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_component_group_snapshot() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        PERFORM statusdb_page_snapshot_refresh(
+            ARRAY(SELECT DISTINCT n.status_page_id FROM new_rows n));
+    ELSIF TG_OP = 'DELETE' THEN
+        PERFORM statusdb_page_snapshot_refresh(
+            ARRAY(SELECT DISTINCT o.status_page_id FROM old_rows o));
+    ELSE
+        -- Only groups whose shown columns changed (a group cannot change page: its guard).
+        PERFORM statusdb_page_snapshot_refresh(ARRAY(
+            SELECT DISTINCT n.status_page_id
+            FROM new_rows n JOIN old_rows o ON o.id = n.id
+            WHERE (n.name, n.description, n.parent_id, n.display_order, n.current_status,
+                   n.updated_at)
+                  IS DISTINCT FROM
+                  (o.name, o.description, o.parent_id, o.display_order, o.current_status,
+                   o.updated_at)));
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_component_group_snapshot(); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_component_group_snapshot() IS 'Statement trigger of component_group (0020): re-renders the pages of added, removed and changed groups (derived status changes included).';
+
+--
 -- Name: statusdb_current_team(); Type: FUNCTION; Schema: public
 --
 
@@ -56,6 +325,130 @@ $$;
 --
 
 COMMENT ON FUNCTION public.statusdb_current_team() IS 'The team this session is scoped to (setting statusdb.team_id), or null: not scoped.';
+
+--
+-- Name: statusdb_delivery_attempt_record(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_delivery_attempt_record() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    was_active boolean;
+    failures integer;
+    previous integer;
+BEGIN
+    SELECT s.is_active, s.consecutive_permanent_failures INTO was_active, failures
+    FROM public.status_subscriber s
+    WHERE s.id = NEW.subscriber_id
+    FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no subscriber with id %', NEW.subscriber_id
+            USING ERRCODE = 'foreign_key_violation',
+                  CONSTRAINT = 'delivery_attempt_subscriber_id_fkey';
+    END IF;
+
+    SELECT max(a.attempt) INTO previous
+    FROM public.delivery_attempt a
+    WHERE a.notification_key = NEW.notification_key AND a.subscriber_id = NEW.subscriber_id;
+    NEW.attempt := coalesce(previous, 0) + 1;
+    IF previous IS NOT NULL THEN
+        -- This attempt is the retry of the earlier ones (or a redelivery): none is due any more.
+        UPDATE public.delivery_attempt a
+        SET next_attempt_at = NULL, lease_owner = NULL, lease_expires_at = NULL
+        WHERE a.notification_key = NEW.notification_key
+          AND a.subscriber_id = NEW.subscriber_id
+          AND a.next_attempt_at IS NOT NULL;
+    END IF;
+
+    NEW.lease_owner := NULL;
+    NEW.lease_expires_at := NULL;
+    IF NEW.outcome = 'FAILED_TEMPORARY' AND NEW.attempt < 8 AND was_active THEN
+        NEW.next_attempt_at := NEW.attempted_at
+            + least(interval '1 minute' * power(2, NEW.attempt - 1), interval '1 hour');
+    ELSE
+        NEW.next_attempt_at := NULL;
+        NEW.payload := NULL;
+    END IF;
+
+    IF NEW.outcome = 'DELIVERED' THEN
+        IF failures > 0 THEN
+            UPDATE public.status_subscriber s
+            SET consecutive_permanent_failures = 0
+            WHERE s.id = NEW.subscriber_id;
+        END IF;
+    ELSIF NEW.outcome = 'FAILED_PERMANENT' OR NEW.attempt >= 8 THEN
+        -- A permanent failure, or a temporary one that exhausted the attempts.
+        UPDATE public.status_subscriber s
+        SET consecutive_permanent_failures = failures + 1,
+            is_active = s.is_active AND failures + 1 < 3,
+            deactivated_at = CASE WHEN s.is_active AND failures + 1 >= 3
+                                  THEN NEW.attempted_at ELSE s.deactivated_at END,
+            deactivation_reason = CASE
+                WHEN s.is_active AND failures + 1 >= 3
+                THEN left(format('%s consecutive permanent delivery failures; last (%s, %s): %s',
+                                 failures + 1, NEW.notification_key, NEW.outcome,
+                                 coalesce(NEW.error, 'no error text')), 1000)
+                ELSE s.deactivation_reason END
+        WHERE s.id = NEW.subscriber_id;
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_delivery_attempt_record(); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_delivery_attempt_record() IS 'Trigger: numbers an attempt, schedules its retry, counts permanent failures on the subscriber (3 in a row deactivate it).';
+
+--
+-- Name: statusdb_derive_group_statuses(text[]); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_derive_group_statuses(group_ids text[]) RETURNS TABLE(group_id text, status_page_id text, current_status text, derived_status text)
+    LANGUAGE sql STABLE
+    AS $$
+    WITH RECURSIVE subtree (root, id, level) AS (
+        SELECT g.id, g.id, 1
+        FROM public.component_group g
+        WHERE g.id = ANY (statusdb_derive_group_statuses.group_ids)
+        UNION ALL
+        SELECT subtree.root, g.id, subtree.level + 1
+        FROM subtree
+        JOIN public.component_group g ON g.parent_id = subtree.id
+        WHERE subtree.level < 3
+    ),
+    -- Per group of the subtree, its components' worst rank: a lookup by group_id each (the
+    -- partial index on group_id), whatever the number of groups the plan expects.
+    worst AS (
+        SELECT subtree.root, min(member.rank) AS rank
+        FROM subtree
+        CROSS JOIN LATERAL (
+            SELECT min(statusdb_status_rank(c.current_status)) AS rank
+            FROM public.status_page_component c
+            WHERE c.group_id = subtree.id
+        ) AS member
+        GROUP BY subtree.root
+    )
+    SELECT g.id, g.status_page_id, g.current_status,
+           CASE coalesce(worst.rank, 4)
+               WHEN 0 THEN 'MAJOR_OUTAGE'
+               WHEN 1 THEN 'PARTIAL_OUTAGE'
+               WHEN 2 THEN 'DEGRADED_PERFORMANCE'
+               WHEN 3 THEN 'UNDER_MAINTENANCE'
+               ELSE 'OPERATIONAL'
+           END
+    FROM public.component_group g
+    LEFT JOIN worst ON worst.root = g.id
+    WHERE g.id = ANY (statusdb_derive_group_statuses.group_ids)
+$$;
+
+--
+-- Name: FUNCTION statusdb_derive_group_statuses(group_ids text[]); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_derive_group_statuses(group_ids text[]) IS 'The status the given groups should have: the worst status of the components in their subtrees (OPERATIONAL if none).';
 
 --
 -- Name: statusdb_derive_status(text, text, text, text); Type: FUNCTION; Schema: public
@@ -267,6 +660,89 @@ $_$;
 COMMENT ON FUNCTION public.statusdb_destination_problem(channel text, destination text) IS 'Why a SLACK/WEBHOOK destination URL is refused (SSRF policy), or NULL.';
 
 --
+-- Name: statusdb_event_components(text[]); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_event_components(ids text[]) RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+    SELECT coalesce(jsonb_agg(jsonb_build_object('name', c.name, 'status', c.current_status)
+                              ORDER BY c.display_order, c.name), '[]')
+    FROM status_page_component c
+    WHERE c.id = ANY (ids)
+$$;
+
+--
+-- Name: FUNCTION statusdb_event_components(ids text[]); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_event_components(ids text[]) IS 'Components of a notification payload: [{name, status}] in display order.';
+
+--
+-- Name: statusdb_event_page(text); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_event_page(page_id text) RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+    SELECT jsonb_build_object('id', p.id, 'name', p.name, 'slug', p.slug)
+    FROM status_page p
+    WHERE p.id = page_id
+$$;
+
+--
+-- Name: FUNCTION statusdb_event_page(page_id text); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_event_page(page_id text) IS 'The page part of a notification payload: id, name, slug.';
+
+--
+-- Name: statusdb_event_time(timestamp with time zone); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_event_time(at timestamp with time zone) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+    SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+$$;
+
+--
+-- Name: FUNCTION statusdb_event_time(at timestamp with time zone); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_event_time(at timestamp with time zone) IS 'A timestamp as UTC ISO 8601 with microseconds and Z (notification payloads).';
+
+--
+-- Name: statusdb_group_closure(text[]); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_group_closure(group_ids text[]) RETURNS text[]
+    LANGUAGE sql STABLE
+    AS $$
+    WITH RECURSIVE up (id, parent_id, level) AS (
+        SELECT g.id, g.parent_id, 1
+        FROM public.component_group g
+        JOIN public.status_page p ON p.id = g.status_page_id
+        WHERE g.id = ANY (statusdb_group_closure.group_ids)
+        UNION ALL
+        SELECT g.id, g.parent_id, up.level + 1
+        FROM up
+        JOIN public.component_group g ON g.id = up.parent_id
+        WHERE up.level < 3
+    )
+    SELECT coalesce(array_agg(DISTINCT up.id), '{}') FROM up
+$$;
+
+--
+-- Name: FUNCTION statusdb_group_closure(group_ids text[]); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_group_closure(group_ids text[]) IS 'The given groups and their ancestors (groups of existing pages only).';
+
+--
 -- Name: statusdb_incident_refresh_status(); Type: FUNCTION; Schema: public
 --
 
@@ -350,6 +826,157 @@ $$;
 COMMENT ON FUNCTION public.statusdb_is_status_update_list(updates jsonb) IS 'True when the value is a JSON array of {timestamp, status, message} objects (status_incident.updates).';
 
 --
+-- Name: statusdb_keep_history_of(regclass, text, text, text); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_keep_history_of(audited regclass, key_columns text, page_column text, parent_table text) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    table_name text := (SELECT c.relname FROM pg_class c WHERE c.oid = audited);
+    arguments text := concat_ws(', ', quote_literal(key_columns), quote_literal(page_column),
+                                quote_literal(parent_table));
+BEGIN
+    EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s REFERENCING NEW TABLE AS new_rows'
+                   ' FOR EACH STATEMENT EXECUTE FUNCTION statusdb_keep_row_history(%s)',
+                   table_name || '_keep_history_insert', audited, arguments);
+    EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s'
+                   ' REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows'
+                   ' FOR EACH STATEMENT EXECUTE FUNCTION statusdb_keep_row_history(%s)',
+                   table_name || '_keep_history_update', audited, arguments);
+    EXECUTE format('CREATE TRIGGER %I AFTER DELETE ON %s REFERENCING OLD TABLE AS old_rows'
+                   ' FOR EACH STATEMENT EXECUTE FUNCTION statusdb_keep_row_history(%s)',
+                   table_name || '_keep_history_delete', audited, arguments);
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_keep_history_of(audited regclass, key_columns text, page_column text, parent_table text); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_keep_history_of(audited regclass, key_columns text, page_column text, parent_table text) IS 'Creates the three row_history triggers of a table (<table>_keep_history_insert/_update/_delete); parent_table null unless the page is found through a parent row.';
+
+--
+-- Name: statusdb_keep_row_history(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_keep_row_history() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $_$
+DECLARE
+    key_columns text[] := string_to_array(TG_ARGV[0], ',');
+    stamp timestamptz := now();
+    me xid8;
+    written text;  -- the rows to record, as a query of (d jsonb)
+    gone text;     -- the keys that end, as a query of (key text)
+    page_of text;  -- the page of a written row c
+    -- The key of a row given as jsonb (%1$s), spelled out (no function call per row): its key
+    -- column's value, or a JSON array of the values of a composite key.
+    key_of text := CASE WHEN cardinality(key_columns) = 1
+                        THEN format('(%%1$s ->> %L)', key_columns[1])
+                        ELSE format('jsonb_build_array(%s)::text',
+                                    (SELECT string_agg(format('%%1$s -> %L', k), ', ' ORDER BY o)
+                                     FROM unnest(key_columns) WITH ORDINALITY AS u (k, o)))
+                   END;
+    -- The same from a row of a transition table (%1$s: its alias), reading the key columns.
+    key_of_row text := CASE WHEN cardinality(key_columns) = 1
+                            THEN format('(%%1$s.%I)::text', key_columns[1])
+                            ELSE format('jsonb_build_array(%s)::text',
+                                        (SELECT string_agg(format('%%1$s.%I', k), ', '
+                                                           ORDER BY o)
+                                         FROM unnest(key_columns) WITH ORDINALITY AS u (k, o)))
+                       END;
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        IF NOT EXISTS (SELECT 1 FROM old_rows) THEN
+            RETURN NULL;
+        END IF;
+        gone := format('SELECT ' || key_of_row || ' AS key FROM old_rows o', 'o');
+    ELSE
+        IF NOT EXISTS (SELECT 1 FROM new_rows) THEN
+            RETURN NULL;
+        END IF;
+        written := 'SELECT to_jsonb(n) - ''access_token_hash'' AS d FROM new_rows n';
+        IF TG_OP = 'UPDATE' THEN
+            written := written
+                || ' EXCEPT SELECT to_jsonb(o) - ''access_token_hash'' FROM old_rows o';
+        END IF;
+        written := format('SELECT ' || key_of || ' AS key, w.d FROM (%s) AS w', 'w.d', written);
+        IF TG_OP = 'UPDATE' THEN
+            -- A changed key: the old key's row ends (ids never change in statusdb).
+            gone := format('SELECT ' || key_of_row || ' FROM old_rows o', 'o')
+                || format(' EXCEPT SELECT ' || key_of_row || ' FROM new_rows n', 'n');
+        END IF;
+    END IF;
+    me := pg_current_xact_id();
+
+    IF gone IS NOT NULL THEN
+        EXECUTE format(
+            'DELETE FROM public.row_history h USING (%s) AS g (key)'
+            ' WHERE h.table_name = $1 AND h.row_id = g.key AND h.valid_to IS NULL'
+            '   AND h.written_by_xact = $3', gone)
+            USING TG_TABLE_NAME::text, key_columns, me;
+        EXECUTE format(
+            'UPDATE public.row_history h'
+            ' SET valid_to = greatest($4, h.valid_from + interval ''1 microsecond'')'
+            ' FROM (%s) AS g (key)'
+            ' WHERE h.table_name = $1 AND h.row_id = g.key AND h.valid_to IS NULL', gone)
+            USING TG_TABLE_NAME::text, key_columns, me, stamp;
+    END IF;
+    IF written IS NULL THEN
+        RETURN NULL;
+    END IF;
+
+    -- Versions this transaction wrote: overwritten.
+    EXECUTE format(
+        'UPDATE public.row_history h SET row_data = c.d FROM (%s) AS c'
+        ' WHERE h.table_name = $1 AND h.row_id = c.key'
+        '   AND h.valid_to IS NULL AND h.written_by_xact = $3', written)
+        USING TG_TABLE_NAME::text, key_columns, me;
+    -- Versions other transactions wrote: ended.
+    EXECUTE format(
+        'UPDATE public.row_history h'
+        ' SET valid_to = greatest($4, h.valid_from + interval ''1 microsecond'')'
+        ' FROM (%s) AS c'
+        ' WHERE h.table_name = $1 AND h.row_id = c.key'
+        '   AND h.valid_to IS NULL AND h.written_by_xact <> $3', written)
+        USING TG_TABLE_NAME::text, key_columns, me, stamp;
+    -- New versions, from where the previous one ended (or now()).
+    IF TG_NARGS > 2 THEN
+        page_of := format(
+            'coalesce((SELECT p.status_page_id FROM public.%I p WHERE p.id = c.d ->> %L),'
+            ' (SELECT v.status_page_id FROM public.row_history v'
+            '  WHERE v.table_name = %L AND v.row_id = c.d ->> %L'
+            '  ORDER BY v.valid_from DESC LIMIT 1))',
+            TG_ARGV[2], TG_ARGV[1], TG_ARGV[2], TG_ARGV[1]);
+    ELSE
+        page_of := format('c.d ->> %L', TG_ARGV[1]);
+    END IF;
+    EXECUTE format(
+        'INSERT INTO public.row_history (table_name, row_id, status_page_id, valid_from,'
+        '                                written_by_xact, row_data)'
+        ' SELECT $1, k.key, %s,'
+        '        greatest($4, (SELECT l.valid_to FROM public.row_history l'
+        '                      WHERE l.table_name = $1 AND l.row_id = k.key'
+        '                      ORDER BY l.valid_from DESC LIMIT 1)),'
+        '        $3, c.d'
+        ' FROM (%s) AS c CROSS JOIN LATERAL (SELECT c.key) AS k (key)'
+        ' WHERE NOT EXISTS (SELECT 1 FROM public.row_history o'
+        '                   WHERE o.table_name = $1 AND o.row_id = k.key AND o.valid_to IS NULL)',
+        page_of, written)
+        USING TG_TABLE_NAME::text, key_columns, me, stamp;
+    RETURN NULL;
+END;
+$_$;
+
+--
+-- Name: FUNCTION statusdb_keep_row_history(); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_keep_row_history() IS 'Statement trigger: records the written rows'' new versions in row_history (arguments: key columns, page column, optional parent table).';
+
+--
 -- Name: statusdb_lock_status_keys(bigint[]); Type: FUNCTION; Schema: public
 --
 
@@ -415,6 +1042,96 @@ $$;
 --
 
 COMMENT ON FUNCTION public.statusdb_log_status_change(status_page_id text, component_id text, previous_status text, new_status text, cause text, incident_id text, maintenance_window_id text, changed_at timestamp with time zone) IS 'Appends one change to status_change and announces it with pg_notify on statusdb_status_change (delivered at commit).';
+
+--
+-- Name: statusdb_maintenance_event(text, text, timestamp with time zone, timestamp with time zone, jsonb); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_maintenance_event(window_id text, event_kind text, start_at timestamp with time zone, end_at timestamp with time zone, previous jsonb) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+BEGIN
+    INSERT INTO notification_event (status_page_id, kind, maintenance_window_id,
+                                    occurrence_start, component_ids, payload)
+    SELECT w.status_page_id, event_kind, w.id, start_at, l.ids,
+           jsonb_build_object(
+               'page', statusdb_event_page(w.status_page_id),
+               'window', jsonb_build_object('id', w.id, 'title', w.title,
+                                            'description', w.description,
+                                            'time_zone', w.time_zone,
+                                            'recurring', w.recurrence_rule IS NOT NULL),
+               'occurrence', jsonb_build_object(
+                   'start', statusdb_event_time(start_at),
+                   'end', statusdb_event_time(end_at),
+                   'start_local', to_char(start_at AT TIME ZONE w.time_zone,
+                                          'YYYY-MM-DD HH24:MI'),
+                   'end_local', to_char(end_at AT TIME ZONE w.time_zone, 'YYYY-MM-DD HH24:MI')),
+               'previous', previous,
+               'components', statusdb_event_components(l.ids))
+    FROM maintenance_window w,
+         LATERAL (SELECT coalesce(array_agg(mc.component_id ORDER BY mc.component_id), '{}')
+                         AS ids
+                  FROM maintenance_window_component mc
+                  WHERE mc.maintenance_window_id = w.id) AS l
+    WHERE w.id = window_id
+    -- A reminder is written once per occurrence (statusdb_maintenance_remind).
+    ON CONFLICT (maintenance_window_id, occurrence_start, kind)
+        WHERE kind = 'maintenance_reminder' DO NOTHING;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_maintenance_event(window_id text, event_kind text, start_at timestamp with time zone, end_at timestamp with time zone, previous jsonb); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_maintenance_event(window_id text, event_kind text, start_at timestamp with time zone, end_at timestamp with time zone, previous jsonb) IS 'Writes one maintenance_* notification event of a window, about one occurrence.';
+
+--
+-- Name: statusdb_maintenance_remind(timestamp with time zone); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_maintenance_remind(at timestamp with time zone) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+DECLARE
+    due record;
+    written integer := 0;
+BEGIN
+    IF at IS NULL THEN
+        RAISE EXCEPTION 'at must not be null'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR due IN
+        SELECT w.id, w.start_time, w.end_time
+        FROM maintenance_window w
+        WHERE w.status = 'SCHEDULED'
+          AND w.start_time > at
+          AND w.start_time <= at + interval '7 days'
+          AND w.start_time - w.reminder_lead <= at
+          AND w.reminder_lead > interval '0'
+          AND NOT EXISTS (SELECT 1 FROM notification_event e
+                          WHERE e.maintenance_window_id = w.id
+                            AND e.occurrence_start = w.start_time
+                            AND e.kind = 'maintenance_reminder')
+        ORDER BY w.start_time, w.id
+        LIMIT 1000
+        FOR NO KEY UPDATE SKIP LOCKED
+    LOOP
+        PERFORM statusdb_maintenance_event(due.id, 'maintenance_reminder', due.start_time,
+                                           due.end_time, NULL);
+        written := written + 1;
+    END LOOP;
+    RETURN written;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_maintenance_remind(at timestamp with time zone); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_maintenance_remind(at timestamp with time zone) IS 'The scheduler''s reminders: a maintenance_reminder event per SCHEDULED occurrence starting within its window''s reminder_lead of at (once per occurrence; at most 1000 per call).';
 
 --
 -- Name: statusdb_maintenance_window_check_page_fixed(); Type: FUNCTION; Schema: public
@@ -529,6 +1246,124 @@ $$;
 COMMENT ON FUNCTION public.statusdb_maintenance_window_component_same_page() IS 'Trigger: refuses to link a maintenance window to a component of another page.';
 
 --
+-- Name: statusdb_maintenance_window_component_snapshot(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_maintenance_window_component_snapshot() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+BEGIN
+    -- The window's page (a window deleted with its components: its own trigger refreshes it).
+    IF TG_OP = 'INSERT' THEN
+        PERFORM statusdb_page_snapshot_refresh(ARRAY(
+            SELECT DISTINCT w.status_page_id
+            FROM maintenance_window w
+            WHERE w.id IN (SELECT n.maintenance_window_id FROM new_rows n)));
+    ELSIF TG_OP = 'DELETE' THEN
+        PERFORM statusdb_page_snapshot_refresh(ARRAY(
+            SELECT DISTINCT w.status_page_id
+            FROM maintenance_window w
+            WHERE w.id IN (SELECT o.maintenance_window_id FROM old_rows o)));
+    ELSE
+        PERFORM statusdb_page_snapshot_refresh(ARRAY(
+            SELECT DISTINCT w.status_page_id
+            FROM maintenance_window w
+            WHERE w.id IN (SELECT n.maintenance_window_id FROM new_rows n
+                           UNION SELECT o.maintenance_window_id FROM old_rows o)));
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_maintenance_window_component_snapshot(); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_maintenance_window_component_snapshot() IS 'Statement trigger of maintenance_window_component (0017): re-renders the windows'' pages.';
+
+--
+-- Name: statusdb_maintenance_window_notify(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_maintenance_window_notify() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+BEGIN
+    IF OLD.created_at = now() THEN
+        RETURN NULL;  -- created in this transaction: announced once, at commit
+    END IF;
+    IF NEW.status = 'CANCELLED' THEN
+        IF OLD.status <> 'CANCELLED' THEN
+            PERFORM statusdb_maintenance_event(NEW.id, 'maintenance_cancelled',
+                                               OLD.start_time, OLD.end_time, NULL);
+        END IF;
+        RETURN NULL;
+    END IF;
+    IF OLD.status = 'IN_PROGRESS'
+       AND (NEW.status <> 'IN_PROGRESS' OR NEW.start_time <> OLD.start_time) THEN
+        PERFORM statusdb_maintenance_event(NEW.id, 'maintenance_completed',
+                                           OLD.start_time, OLD.end_time, NULL);
+    END IF;
+    IF NEW.status = 'IN_PROGRESS'
+       AND (OLD.status <> 'IN_PROGRESS' OR NEW.start_time <> OLD.start_time) THEN
+        PERFORM statusdb_maintenance_event(NEW.id, 'maintenance_started',
+                                           NEW.start_time, NEW.end_time, NULL);
+    END IF;
+    IF NEW.status IN ('SCHEDULED', 'IN_PROGRESS') AND OLD.status = NEW.status
+       AND ((NEW.recurrence_rule, NEW.recurrence_start, NEW.time_zone)
+                IS DISTINCT FROM (OLD.recurrence_rule, OLD.recurrence_start, OLD.time_zone)
+            OR (NEW.recurrence_rule IS NULL
+                AND (NEW.start_time, NEW.end_time) <> (OLD.start_time, OLD.end_time))
+            OR (NEW.recurrence_rule IS NOT NULL AND NEW.start_time = OLD.start_time
+                AND NEW.end_time <> OLD.end_time)) THEN
+        PERFORM statusdb_maintenance_event(
+            NEW.id, 'maintenance_rescheduled', NEW.start_time, NEW.end_time,
+            jsonb_build_object('start', statusdb_event_time(OLD.start_time),
+                               'end', statusdb_event_time(OLD.end_time),
+                               'start_local', to_char(OLD.start_time AT TIME ZONE OLD.time_zone,
+                                                      'YYYY-MM-DD HH24:MI'),
+                               'end_local', to_char(OLD.end_time AT TIME ZONE OLD.time_zone,
+                                                    'YYYY-MM-DD HH24:MI')));
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_maintenance_window_notify(); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_maintenance_window_notify() IS 'Trigger: writes the maintenance_cancelled/started/completed/rescheduled event of a window update.';
+
+--
+-- Name: statusdb_maintenance_window_notify_scheduled(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_maintenance_window_notify_scheduled() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+DECLARE
+    current maintenance_window%ROWTYPE;
+BEGIN
+    SELECT * INTO current FROM maintenance_window w WHERE w.id = NEW.id;
+    IF FOUND AND current.status IN ('SCHEDULED', 'IN_PROGRESS') THEN
+        PERFORM statusdb_maintenance_event(current.id, 'maintenance_scheduled',
+                                           current.start_time, current.end_time, NULL);
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_maintenance_window_notify_scheduled(); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_maintenance_window_notify_scheduled() IS 'Constraint trigger (at commit): writes the maintenance_scheduled event of a new window.';
+
+--
 -- Name: statusdb_maintenance_window_refresh_status(); Type: FUNCTION; Schema: public
 --
 
@@ -556,6 +1391,40 @@ $$;
 --
 
 COMMENT ON FUNCTION public.statusdb_maintenance_window_refresh_status() IS 'Trigger: a window entering or leaving IN_PROGRESS (with auto_update_status) re-derives its components.';
+
+--
+-- Name: statusdb_maintenance_window_snapshot(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_maintenance_window_snapshot() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        PERFORM statusdb_page_snapshot_refresh(
+            ARRAY(SELECT DISTINCT n.status_page_id FROM new_rows n));
+    ELSIF TG_OP = 'DELETE' THEN
+        PERFORM statusdb_page_snapshot_refresh(
+            ARRAY(SELECT DISTINCT o.status_page_id FROM old_rows o));
+    ELSE
+        PERFORM statusdb_page_snapshot_refresh(ARRAY(
+            SELECT DISTINCT n.status_page_id
+            FROM new_rows n JOIN old_rows o ON o.id = n.id
+            WHERE (n.status_page_id, n.title, n.description, n.status, n.start_time, n.end_time)
+                  IS DISTINCT FROM
+                  (o.status_page_id, o.title, o.description, o.status, o.start_time,
+                   o.end_time)));
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_maintenance_window_snapshot(); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_maintenance_window_snapshot() IS 'Statement trigger of maintenance_window (0017): re-renders the pages of changed windows.';
 
 --
 -- Name: statusdb_new_id(); Type: FUNCTION; Schema: public
@@ -587,10 +1456,306 @@ $$;
 COMMENT ON FUNCTION public.statusdb_new_id() IS 'Default for every id column: a time-ordered UUIDv7 as text.';
 
 --
--- Name: statusdb_page_view(text, bytea, interval, integer); Type: FUNCTION; Schema: public
+-- Name: statusdb_notification_recipients(text, text[], text[], text[]); Type: FUNCTION; Schema: public
 --
 
-CREATE FUNCTION public.statusdb_page_view(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer) RETURNS TABLE(id text, name text, description text, slug text, is_public boolean, updated_at timestamp with time zone, components json, incidents json, maintenance json)
+CREATE FUNCTION public.statusdb_notification_recipients(page_id text, event_component_ids text[], kinds text[], folded_kinds text[]) RETURNS TABLE(subscriber_id text, channel text, destination text)
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT s.id, s.channel, s.destination
+    FROM public.status_subscriber s
+    WHERE s.status_page_id = page_id
+      AND s.component_ids = '{}'
+      AND s.group_ids = '{}'
+      AND s.is_active
+      AND s.is_verified
+      AND s.notify_on && kinds
+      AND NOT (s.notify_on && folded_kinds)
+    UNION ALL
+    SELECT s.id, s.channel, s.destination
+    -- Gated like the third branch: a page-wide event skips it whole (under row-level security
+    -- the GIN index cannot serve && and the planner would read the page's followers for none).
+    FROM (SELECT WHERE cardinality(event_component_ids) > 0) AS some_components
+    CROSS JOIN public.status_subscriber s
+    WHERE s.component_ids && event_component_ids
+      AND s.component_ids <> '{}'
+      AND s.is_active
+      AND s.is_verified
+      AND s.status_page_id = page_id
+      AND s.notify_on && kinds
+      AND NOT (s.notify_on && folded_kinds)
+    UNION ALL
+    SELECT s.id, s.channel, s.destination
+    -- The gate as a relation of its own: for an event with components the planner drops the
+    -- branch whole (a constant-false qual beside row-level security's would not be).
+    FROM (SELECT WHERE cardinality(event_component_ids) = 0) AS page_wide
+    CROSS JOIN public.status_subscriber s
+    WHERE s.status_page_id = page_id
+      AND s.component_ids <> '{}'
+      AND s.is_active
+      AND s.is_verified
+      AND s.notify_on && kinds
+      AND NOT (s.notify_on && folded_kinds)
+    UNION ALL
+    -- A page-wide event also reaches those following groups only (few: no index of their own).
+    SELECT s.id, s.channel, s.destination
+    FROM (SELECT WHERE cardinality(event_component_ids) = 0) AS page_wide
+    CROSS JOIN public.status_subscriber s
+    WHERE s.status_page_id = page_id
+      AND s.component_ids = '{}'
+      AND s.group_ids <> '{}'
+      AND s.is_active
+      AND s.is_verified
+      AND s.notify_on && kinds
+      AND NOT (s.notify_on && folded_kinds)
+    UNION ALL
+    -- Followers of a group containing an affected component, unless they follow one of the
+    -- components directly (the second branch has them). The paths: at most 3 groups per
+    -- component, through the GIN index status_subscriber_fan_out_group_idx.
+    SELECT s.id, s.channel, s.destination
+    FROM (SELECT ARRAY(SELECT DISTINCT g.id
+                       FROM unnest(event_component_ids) AS c (id)
+                       CROSS JOIN LATERAL unnest(statusdb_component_group_path(c.id)) AS g (id))
+                 AS ids
+          WHERE cardinality(event_component_ids) > 0) AS paths
+    CROSS JOIN public.status_subscriber s
+    WHERE s.group_ids && paths.ids
+      AND s.group_ids <> '{}'
+      AND NOT (s.component_ids && event_component_ids)
+      AND s.is_active
+      AND s.is_verified
+      AND s.status_page_id = page_id
+      AND s.notify_on && kinds
+      AND NOT (s.notify_on && folded_kinds)
+$$;
+
+--
+-- Name: FUNCTION statusdb_notification_recipients(page_id text, event_component_ids text[], kinds text[], folded_kinds text[]); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_notification_recipients(page_id text, event_component_ids text[], kinds text[], folded_kinds text[]) IS 'Who is told: active, verified subscribers of the page wanting one of kinds and none of folded_kinds, following one of the components directly or through a group (0020), or all (none given: the whole page). One row per subscriber.';
+
+--
+-- Name: statusdb_page_render(text[]); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_page_render(page_ids text[]) RETURNS TABLE(page_id text, slug text, is_public boolean, access_token_hash bytea, name text, description text, updated_at timestamp with time zone, components json, incidents json, windows json, window_starts timestamp with time zone[], window_scheduled boolean[], groups json)
+    LANGUAGE plpgsql STABLE
+    SET "TimeZone" TO 'UTC'
+    AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    SELECT p.id, p.slug, p.is_public, p.access_token_hash, p.name, p.description,
+           greatest(p.updated_at, c.last_change, i.last_change, g.last_change),
+           c.items, i.items, w.items, w.starts, w.scheduled, g.items
+    FROM status_page p
+    CROSS JOIN LATERAL (
+        SELECT coalesce(json_agg(json_build_array(c.id, c.name, c.description, c.display_order,
+                                                  c.current_status, c.status_updated_at,
+                                                  c.group_id)
+                                 ORDER BY c.display_order, c.name, c.id), '[]') AS items,
+               max(c.status_updated_at) AS last_change
+        FROM status_page_component c
+        WHERE c.status_page_id = p.id
+    ) AS c
+    CROSS JOIN LATERAL (
+        SELECT coalesce(json_agg(json_build_array(i.id, i.title, i.message, i.severity, i.status,
+                                                  i.affected_component_ids, i.created_at,
+                                                  i.updated_at, i.updates)
+                                 ORDER BY i.created_at DESC, i.id DESC), '[]') AS items,
+               max(i.updated_at) AS last_change
+        FROM status_incident i
+        WHERE i.status_page_id = p.id
+          AND i.status IN ('INVESTIGATING', 'IDENTIFIED', 'MONITORING')
+    ) AS i
+    CROSS JOIN LATERAL (
+        SELECT coalesce(json_agg(json_build_array(w.id, w.title, w.description, w.status,
+                                                  w.start_time, w.end_time,
+                                                  ARRAY(SELECT mc.component_id
+                                                        FROM maintenance_window_component mc
+                                                        WHERE mc.maintenance_window_id = w.id
+                                                        ORDER BY mc.component_id))
+                                 ORDER BY w.start_time, w.id), '[]') AS items,
+               coalesce(array_agg(w.start_time ORDER BY w.start_time, w.id), '{}') AS starts,
+               coalesce(array_agg(w.status = 'SCHEDULED' ORDER BY w.start_time, w.id), '{}')
+                   AS scheduled
+        FROM (
+            (SELECT w.id, w.title, w.description, w.status, w.start_time, w.end_time
+             FROM maintenance_window w
+             WHERE w.status_page_id = p.id AND w.status = 'IN_PROGRESS'
+             ORDER BY w.start_time, w.id
+             LIMIT 200)
+            UNION ALL
+            (SELECT w.id, w.title, w.description, w.status, w.start_time, w.end_time
+             FROM maintenance_window w
+             WHERE w.status_page_id = p.id AND w.status = 'SCHEDULED'
+             ORDER BY w.start_time, w.id
+             LIMIT 200)
+        ) AS w
+    ) AS w
+    -- 0020: the page's groups, flat, in display order; readers build the tree from
+    -- parent_id (and place components by their group id).
+    CROSS JOIN LATERAL (
+        SELECT coalesce(json_agg(json_build_array(g.id, g.name, g.description, g.parent_id,
+                                                  g.display_order, g.current_status)
+                                 ORDER BY g.display_order, g.name, g.id), '[]') AS items,
+               max(g.updated_at) AS last_change
+        FROM component_group g
+        WHERE g.status_page_id = p.id
+    ) AS g
+    WHERE p.id = ANY (page_ids);
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_page_render(page_ids text[]); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_page_render(page_ids text[]) IS 'Renders the given pages from scratch (0017, groups since 0020), one row per existing page, as status_page_snapshot stores them. Document shape (JSON arrays, timestamps in UTC): components = [[id, name, description, display_order, current_status, status_updated_at, group_id], ...] by (display_order, name, id); incidents = active status incidents [[id, title, message, severity, status, affected_component_ids, created_at, updated_at, updates], ...] newest first; windows = maintenance candidates [[id, title, description, status, start_time, end_time, component_ids], ...] by (start_time, id): the first 200 IN_PROGRESS and the first 200 SCHEDULED, with window_starts / window_scheduled alongside for the read''s horizon filter. updated_at = latest of the page''s, its components'' status and its active incidents'' changes and its groups'' updated_at; groups = [[id, name, description, parent_id, display_order, current_status], ...] by (display_order, name, id), flat (the tree is built from parent_id). Owner only (called by the triggers and the repair).';
+
+--
+-- Name: statusdb_page_snapshot_create(text[]); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_page_snapshot_create(page_ids text[]) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    announced bigint;
+BEGIN
+    WITH created AS (
+        INSERT INTO status_page_snapshot (page_id, version, slug, is_public, access_token_hash,
+                                          name, description, updated_at, components,
+                                          incidents, windows, window_starts, window_scheduled, groups)
+        SELECT r.page_id, nextval('status_page_snapshot_version_seq'), r.slug, r.is_public,
+               r.access_token_hash, r.name, r.description, r.updated_at, r.components,
+               r.incidents, r.windows, r.window_starts, r.window_scheduled, r.groups
+        FROM statusdb_page_render(page_ids) AS r
+        ORDER BY r.page_id
+        ON CONFLICT (page_id) DO NOTHING
+        RETURNING version
+    )
+    SELECT count(pg_notify('statusdb_page_version', (created.version * 256)::text))
+    INTO STRICT announced
+    FROM created;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_page_snapshot_create(page_ids text[]); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_page_snapshot_create(page_ids text[]) IS 'Renders the first snapshot of new pages (0017; with the groups since 0020) and announces it (version * 256). Owner only.';
+
+--
+-- Name: statusdb_page_snapshot_refresh(text[]); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_page_snapshot_refresh(page_ids text[]) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    announced bigint;
+BEGIN
+    IF coalesce(cardinality(page_ids), 0) = 0 THEN
+        RETURN;
+    END IF;
+    -- 1. The snapshot rows, locked in page order (deleted pages have none).
+    PERFORM 1 FROM status_page_snapshot s
+    WHERE s.page_id = ANY (page_ids)
+    ORDER BY s.page_id
+    FOR UPDATE;
+    -- 2. A new statement, a new snapshot (READ COMMITTED): the rendering includes what another
+    --    writer of these pages committed while we waited for the locks.
+    WITH rendered AS (
+        SELECT r.* FROM statusdb_page_render(page_ids) AS r
+    ),
+    changed AS (
+        UPDATE status_page_snapshot s
+        SET version = nextval('status_page_snapshot_version_seq'),
+            slug = r.slug, is_public = r.is_public, access_token_hash = r.access_token_hash,
+            name = r.name, description = r.description, updated_at = r.updated_at,
+            components = r.components, incidents = r.incidents, windows = r.windows,
+            window_starts = r.window_starts, window_scheduled = r.window_scheduled, groups = r.groups
+        FROM rendered r
+        WHERE s.page_id = r.page_id
+          AND (s.slug, s.is_public, s.access_token_hash, s.name, s.description, s.updated_at,
+               s.components::text, s.incidents::text, s.windows::text, s.groups::text)
+              IS DISTINCT FROM
+              (r.slug, r.is_public, r.access_token_hash, r.name, r.description, r.updated_at,
+               r.components::text, r.incidents::text, r.windows::text, r.groups::text)
+        RETURNING s.version
+    )
+    -- The lowest version readers of the new rendering see (k = 0).
+    SELECT count(pg_notify('statusdb_page_version', (changed.version * 256)::text))
+    INTO STRICT announced
+    FROM changed;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_page_snapshot_refresh(page_ids text[]); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_page_snapshot_refresh(page_ids text[]) IS 'Re-renders the snapshots of the given pages (0017; with the groups since 0020): locks their rows, then renders in a later statement; a changed rendering gets a new version, announced on statusdb_page_version (payload: version * 256, the lowest version its readers see). Owner only.';
+
+--
+-- Name: statusdb_page_snapshot_repair(boolean); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_page_snapshot_repair(repair boolean) RETURNS TABLE(page_id text, stored_version bigint)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+DECLARE
+    missing text[];
+    drifted text[];
+BEGIN
+    -- One pass over the pages (the operator's repair, as statusdb_recompute_statuses: no
+    -- argument to bound). Pages without a snapshot are reported with a null version.
+    missing := ARRAY(SELECT p.id FROM status_page p
+                     WHERE NOT EXISTS (SELECT 1 FROM status_page_snapshot s
+                                       WHERE s.page_id = p.id)
+                     ORDER BY p.id);
+    drifted := ARRAY(
+        SELECT s.page_id
+        FROM status_page_snapshot s
+        JOIN statusdb_page_render(ARRAY(SELECT p.id FROM status_page p)) AS r
+          ON r.page_id = s.page_id
+        WHERE (s.slug, s.is_public, s.access_token_hash, s.name, s.description, s.updated_at,
+               s.components::text, s.incidents::text, s.windows::text,
+               s.window_starts, s.window_scheduled, s.groups::text)
+              IS DISTINCT FROM
+              (r.slug, r.is_public, r.access_token_hash, r.name, r.description, r.updated_at,
+               r.components::text, r.incidents::text, r.windows::text,
+               r.window_starts, r.window_scheduled, r.groups::text)
+        ORDER BY s.page_id);
+    RETURN QUERY
+    SELECT m, NULL::bigint FROM unnest(missing) AS m
+    UNION ALL
+    SELECT s.page_id, s.version * 256 FROM status_page_snapshot s
+    WHERE s.page_id = ANY (drifted)
+    ORDER BY 1;
+    IF repair THEN
+        PERFORM statusdb_page_snapshot_create(missing);
+        PERFORM statusdb_page_snapshot_refresh(drifted);
+    END IF;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_page_snapshot_repair(repair boolean); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_page_snapshot_repair(repair boolean) IS 'Pages whose snapshot is missing (null version) or differs from a rendering from scratch (0017; groups included since 0020), with the lowest version its readers were given (snapshot version * 256); re-rendered when repair is true. One pass over every page.';
+
+--
+-- Name: statusdb_page_view(text, bytea, interval, integer, bigint); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_page_view(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint DEFAULT NULL::bigint) RETURNS TABLE(id text, name text, description text, slug text, is_public boolean, updated_at timestamp with time zone, components json, incidents json, maintenance json, version bigint, fresh_until timestamp with time zone, not_modified boolean, groups json)
     LANGUAGE plpgsql STABLE SECURITY DEFINER ROWS 1
     SET search_path TO 'public', 'pg_temp'
     AS $$
@@ -615,60 +1780,170 @@ BEGIN
         stored_hash := sha256(page_token_hash);
     END IF;
     RETURN QUERY
+    SELECT s.page_id, v.name, v.description, s.slug, s.is_public, v.updated_at,
+           v.components, v.incidents, v.maintenance, t.version, t.fresh_until, v.name IS NULL,
+           v.groups
+    FROM status_page_snapshot s
+    -- Time: k = the SCHEDULED candidates already in the horizon, which with the snapshot's
+    -- version names the body (see the top); the first one not in it yet enters at its
+    -- start - horizon. With the limit 0 nothing is shown, whatever the clock: k = 0.
+    CROSS JOIN LATERAL (
+        SELECT s.version * 256
+                   + least(count(*) FILTER (WHERE u.start_time < now() + horizon), 255)
+                   AS version,
+               min(u.start_time) FILTER (WHERE u.start_time >= now() + horizon) - horizon
+                   AS fresh_until
+        FROM unnest(s.window_starts, s.window_scheduled) AS u (start_time, scheduled)
+        WHERE u.scheduled AND window_limit > 0
+    ) AS t
+    -- The body, unless the caller has this version: then not even sent.
+    LEFT JOIN LATERAL (
+        SELECT s.name, s.description, s.updated_at, s.components, s.incidents, s.groups,
+               CASE WHEN window_limit = 0 OR cardinality(s.window_starts) = 0 THEN '[]'::json
+                    ELSE (SELECT coalesce(json_agg(e.item ORDER BY e.n), '[]')
+                          FROM (SELECT w.item, w.n
+                                FROM json_array_elements(s.windows) WITH ORDINALITY
+                                     AS w (item, n)
+                                WHERE NOT s.window_scheduled[w.n]
+                                   OR s.window_starts[w.n] < now() + horizon
+                                ORDER BY w.n
+                                LIMIT window_limit) AS e)
+               END AS maintenance
+        WHERE if_version IS DISTINCT FROM t.version
+    ) AS v ON true
+    WHERE s.slug = page_slug
+      AND (s.is_public OR s.access_token_hash = stored_hash);
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_page_view(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_page_view(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint) IS 'A status page as its readers see it, read from its snapshot (0017), with its groups (0020, last column: [[id, name, description, parent_id, display_order, current_status], ...] in display order, flat); private pages only with the SHA-256 digest of their access token. Horizon 0 to 366 days (null: 7 days), limit 0 to 200 windows (null: 20). version (snapshot version * 256 + the scheduled candidates in the horizon: it names the body for this horizon and limit, and only increases) and fresh_until (next time-driven change, null: none) always; with if_version equal to version, not_modified is true and the body columns are null.';
+
+--
+-- Name: statusdb_page_view_at(text, bytea, timestamp with time zone, interval, integer); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_page_view_at(page_slug text, page_token_hash bytea, at_time timestamp with time zone, maintenance_horizon interval, maintenance_limit integer) RETURNS TABLE(id text, name text, description text, slug text, is_public boolean, updated_at timestamp with time zone, components json, incidents json, maintenance json)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER ROWS 1
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+DECLARE
+    horizon interval := coalesce(maintenance_horizon, interval '7 days');
+    window_limit integer := coalesce(maintenance_limit, 20);
+    stored_hash bytea;
+    kept timestamptz;
+BEGIN
+    IF horizon < interval '0' OR horizon > interval '366 days' THEN
+        RAISE EXCEPTION 'maintenance_horizon must be from 0 to 366 days, not %', horizon
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF window_limit < 0 OR window_limit > 200 THEN
+        RAISE EXCEPTION 'maintenance_limit must be from 0 to 200, not %', window_limit
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    kept := greatest((SELECT min(h.valid_from) FROM row_history h),
+                     (SELECT max(hz.kept_from) FROM row_history_horizon hz));
+    IF at_time IS NULL OR at_time < kept OR at_time > now() THEN
+        RAISE EXCEPTION 'at_time must be from % (the history kept) to now(), not %', kept, at_time
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF octet_length(page_slug) > 100 THEN
+        RETURN;  -- no slug is that long: like an unknown slug
+    END IF;
+    IF octet_length(page_token_hash) = 32 THEN
+        stored_hash := sha256(page_token_hash);
+    END IF;
+    RETURN QUERY
     WITH page AS (
-        SELECT p.id, p.name, p.description, p.slug, p.is_public, p.updated_at
-        FROM status_page p
-        WHERE p.slug = page_slug
-          AND (p.is_public OR p.access_token_hash = stored_hash)
+        SELECT h.row_id AS id, h.row_data AS r
+        FROM row_history h
+        JOIN status_page now_page ON now_page.id = h.row_id
+        WHERE h.table_name = 'status_page'
+          AND h.row_data ->> 'slug' = page_slug
+          AND h.valid_from <= at_time AND (h.valid_to IS NULL OR h.valid_to > at_time)
+          AND ((now_page.is_public AND (h.row_data ->> 'is_public')::boolean)
+               OR now_page.access_token_hash = stored_hash)
+    ),
+    versions AS (
+        SELECT h.table_name, h.row_data AS r
+        FROM page
+        JOIN row_history h ON h.status_page_id = page.id
+        WHERE h.valid_to IS NULL AND h.valid_from <= at_time
+          AND h.table_name IN ('status_page_component', 'status_incident', 'maintenance_window',
+                               'maintenance_window_component')
+        UNION ALL
+        SELECT h.table_name, h.row_data AS r
+        FROM page
+        JOIN row_history h ON h.status_page_id = page.id
+        WHERE h.valid_to > at_time AND h.valid_from <= at_time
+          AND h.table_name IN ('status_page_component', 'status_incident', 'maintenance_window',
+                               'maintenance_window_component')
     ),
     page_components AS (
-        SELECT coalesce(json_agg(json_build_array(c.id, c.name, c.description, c.display_order,
-                                                  c.current_status, c.status_updated_at)
-                                 ORDER BY c.display_order, c.name, c.id), '[]') AS items,
-               max(c.status_updated_at) AS last_change
-        FROM page
-        JOIN status_page_component c ON c.status_page_id = page.id
+        SELECT coalesce(json_agg(json_build_array(
+                   v.r ->> 'id', v.r ->> 'name', v.r ->> 'description',
+                   (v.r ->> 'display_order')::integer, v.r ->> 'current_status',
+                   (v.r ->> 'status_updated_at')::timestamptz)
+                   ORDER BY (v.r ->> 'display_order')::integer, v.r ->> 'name', v.r ->> 'id'),
+                   '[]') AS items,
+               max((v.r ->> 'status_updated_at')::timestamptz) AS last_change
+        FROM versions v
+        WHERE v.table_name = 'status_page_component'
     ),
     page_incidents AS (
-        SELECT coalesce(json_agg(json_build_array(i.id, i.title, i.message, i.severity, i.status,
-                                                  i.affected_component_ids, i.created_at,
-                                                  i.updated_at, i.updates)
-                                 ORDER BY i.created_at DESC, i.id DESC), '[]') AS items,
-               max(i.updated_at) AS last_change
-        FROM page
-        JOIN status_incident i ON i.status_page_id = page.id
-        WHERE i.status IN ('INVESTIGATING', 'IDENTIFIED', 'MONITORING')
+        SELECT coalesce(json_agg(json_build_array(
+                   v.r ->> 'id', v.r ->> 'title', v.r ->> 'message', v.r ->> 'severity',
+                   v.r ->> 'status', v.r -> 'affected_component_ids',
+                   (v.r ->> 'created_at')::timestamptz, (v.r ->> 'updated_at')::timestamptz,
+                   v.r -> 'updates')
+                   ORDER BY (v.r ->> 'created_at')::timestamptz DESC, v.r ->> 'id' DESC),
+                   '[]') AS items,
+               max((v.r ->> 'updated_at')::timestamptz) AS last_change
+        FROM versions v
+        WHERE v.table_name = 'status_incident'
+          AND v.r ->> 'status' IN ('INVESTIGATING', 'IDENTIFIED', 'MONITORING')
     ),
     page_maintenance AS (
         SELECT coalesce(json_agg(json_build_array(w.id, w.title, w.description, w.status,
                                                   w.start_time, w.end_time, w.component_ids)
                                  ORDER BY w.start_time, w.id), '[]') AS items
         FROM (
-            SELECT w.id, w.title, w.description, w.status, w.start_time, w.end_time,
-                   ARRAY(SELECT mc.component_id
-                         FROM maintenance_window_component mc
-                         WHERE mc.maintenance_window_id = w.id
-                         ORDER BY mc.component_id) AS component_ids
-            FROM page
-            JOIN maintenance_window w ON w.status_page_id = page.id
-            WHERE w.status = 'IN_PROGRESS'
-               OR (w.status = 'SCHEDULED' AND w.start_time < now() + horizon)
-            ORDER BY w.start_time, w.id
+            SELECT v.r ->> 'id' AS id, v.r ->> 'title' AS title,
+                   v.r ->> 'description' AS description, v.r ->> 'status' AS status,
+                   (v.r ->> 'start_time')::timestamptz AS start_time,
+                   (v.r ->> 'end_time')::timestamptz AS end_time,
+                   ARRAY(SELECT mc.r ->> 'component_id'
+                         FROM versions mc
+                         WHERE mc.table_name = 'maintenance_window_component'
+                           AND mc.r ->> 'maintenance_window_id' = v.r ->> 'id'
+                         ORDER BY mc.r ->> 'component_id') AS component_ids
+            FROM versions v
+            WHERE v.table_name = 'maintenance_window'
+              AND (v.r ->> 'status' = 'IN_PROGRESS'
+                   OR (v.r ->> 'status' = 'SCHEDULED'
+                       AND (v.r ->> 'start_time')::timestamptz < at_time + horizon))
+            ORDER BY (v.r ->> 'start_time')::timestamptz, v.r ->> 'id'
             LIMIT window_limit
         ) AS w
     )
-    SELECT page.id, page.name, page.description, page.slug, page.is_public,
-           greatest(page.updated_at, page_components.last_change, page_incidents.last_change),
+    SELECT page.id, page.r ->> 'name', page.r ->> 'description', page.r ->> 'slug',
+           (page.r ->> 'is_public')::boolean,
+           greatest((page.r ->> 'updated_at')::timestamptz, page_components.last_change,
+                    page_incidents.last_change),
            page_components.items, page_incidents.items, page_maintenance.items
     FROM page, page_components, page_incidents, page_maintenance;
 END;
 $$;
 
 --
--- Name: FUNCTION statusdb_page_view(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer); Type: COMMENT; Schema: public
+-- Name: FUNCTION statusdb_page_view_at(page_slug text, page_token_hash bytea, at_time timestamp with time zone, maintenance_horizon interval, maintenance_limit integer); Type: COMMENT; Schema: public
 --
 
-COMMENT ON FUNCTION public.statusdb_page_view(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer) IS 'A status page as its readers see it; private pages only with the SHA-256 digest of their access token. Horizon 0 to 366 days (null: 7 days), limit 0 to 200 windows (null: 20).';
+COMMENT ON FUNCTION public.statusdb_page_view_at(page_slug text, page_token_hash bytea, at_time timestamp with time zone, maintenance_horizon interval, maintenance_limit integer) IS 'A status page as statusdb_page_view showed it at at_time (from row_history, horizon to now()); access as the page is now: public then and now, or the digest of its current token.';
 
 --
 -- Name: statusdb_priority_status(text); Type: FUNCTION; Schema: public
@@ -691,6 +1966,88 @@ $$;
 --
 
 COMMENT ON FUNCTION public.statusdb_priority_status(priority text) IS 'The component status an active incident of this priority causes (CRITICAL: MAJOR_OUTAGE ... LOW, INFO: OPERATIONAL).';
+
+--
+-- Name: statusdb_prune_row_history(timestamp with time zone, integer); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_prune_row_history(before timestamp with time zone, max_rows integer) RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+DECLARE
+    deleted bigint;
+BEGIN
+    IF before IS NULL OR before > now() THEN
+        RAISE EXCEPTION 'before must be an instant not after now(), not %', before
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF max_rows IS NULL OR max_rows < 1 OR max_rows > 100000 THEN
+        RAISE EXCEPTION 'max_rows must be from 1 to 100000, not %', max_rows
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO row_history_horizon (kept_from) VALUES (before) ON CONFLICT DO NOTHING;
+    DELETE FROM row_history h
+    WHERE h.ctid = ANY (ARRAY(SELECT o.ctid FROM row_history o
+                              WHERE o.valid_to IS NOT NULL AND o.valid_to <= before
+                              LIMIT max_rows));
+    GET DIAGNOSTICS deleted = ROW_COUNT;
+    RETURN deleted;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_prune_row_history(before timestamp with time zone, max_rows integer); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_prune_row_history(before timestamp with time zone, max_rows integer) IS 'Retention: moves the history horizon to before and deletes up to max_rows versions that ended by then; call until it returns 0. Owner only.';
+
+--
+-- Name: statusdb_recompute_group_statuses(boolean); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_recompute_group_statuses(repair boolean) RETURNS TABLE(group_id text, current_status text, derived_status text)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+DECLARE
+    drifted text[];
+BEGIN
+    IF repair THEN
+        IF current_setting('transaction_isolation') = 'repeatable read' THEN
+            RAISE EXCEPTION 'group statuses cannot be re-derived in a REPEATABLE READ transaction'
+                USING ERRCODE = 'invalid_transaction_state',
+                      HINT = 'Use READ COMMITTED (the default) or SERIALIZABLE.';
+        END IF;
+        PERFORM 1 FROM status_lock l WHERE l.slot = 0 FOR UPDATE;
+        IF NOT FOUND THEN  -- first use
+            INSERT INTO status_lock (slot) VALUES (0) ON CONFLICT DO NOTHING;
+            PERFORM 1 FROM status_lock l WHERE l.slot = 0 FOR UPDATE;
+        END IF;
+    END IF;
+    SELECT coalesce(array_agg(d.group_id ORDER BY d.group_id), '{}')
+    INTO drifted
+    FROM statusdb_group_derived_status d
+    WHERE d.current_status IS DISTINCT FROM d.derived_status;
+
+    RETURN QUERY
+    SELECT d.group_id, d.current_status, d.derived_status
+    FROM statusdb_derive_group_statuses(drifted) AS d
+    ORDER BY d.group_id;
+
+    IF repair AND cardinality(drifted) > 0 THEN
+        INSERT INTO status_repair (xid) VALUES (pg_current_xact_id()) ON CONFLICT DO NOTHING;
+        PERFORM statusdb_refresh_groups(drifted);
+        DELETE FROM status_repair r WHERE r.xid = pg_current_xact_id();
+    END IF;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_recompute_group_statuses(repair boolean); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_recompute_group_statuses(repair boolean) IS 'For operators: compares every group with a from-scratch derivation; with true, repairs the drift. Returns the drifted groups.';
 
 --
 -- Name: statusdb_recompute_statuses(boolean); Type: FUNCTION; Schema: public
@@ -731,6 +2088,9 @@ BEGIN
         INSERT INTO status_repair (xid) VALUES (pg_current_xact_id()) ON CONFLICT DO NOTHING;
         PERFORM statusdb_rederive_components(drifted, 'MANUAL', NULL, NULL);
         DELETE FROM status_repair r WHERE r.xid = pg_current_xact_id();
+    END IF;
+    IF repair THEN
+        PERFORM 1 FROM statusdb_recompute_group_statuses(true);
     END IF;
 END;
 $$;
@@ -830,6 +2190,67 @@ $$;
 COMMENT ON FUNCTION public.statusdb_refresh_components(component_ids text[], cause text, incident_id text, maintenance_window_id text) IS 'Re-derives the given components under their status locks and logs each real change with its cause.';
 
 --
+-- Name: statusdb_refresh_groups(text[]); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_refresh_groups(group_ids text[]) RETURNS void
+    LANGUAGE plpgsql
+    SET plan_cache_mode TO 'force_generic_plan'
+    AS $$
+DECLARE
+    locked text[] := '{}';
+    wanted text[];
+    notified bigint;
+BEGIN
+    IF cardinality(group_ids) = 0 THEN
+        RETURN;
+    END IF;
+    PERFORM statusdb_lock_status_keys('{}');
+    LOOP
+        wanted := statusdb_group_closure(group_ids);
+        EXIT WHEN wanted <@ locked;
+        PERFORM 1 FROM component_group g WHERE g.id = ANY (wanted) ORDER BY g.id
+        FOR NO KEY UPDATE;
+        locked := locked || wanted;
+        group_ids := wanted;
+    END LOOP;
+    WITH derived AS (
+        SELECT d.group_id, d.current_status, d.derived_status
+        FROM statusdb_derive_group_statuses(locked) AS d
+        WHERE d.current_status IS DISTINCT FROM d.derived_status
+    ),
+    changed AS (
+        UPDATE component_group g
+        SET current_status = derived.derived_status,
+            status_updated_at = clock_timestamp()
+        FROM derived
+        WHERE g.id = ANY (locked)
+          AND g.id = derived.group_id
+        RETURNING g.id, g.status_page_id, derived.current_status AS previous_status,
+                  g.current_status AS new_status, g.status_updated_at
+    ),
+    logged AS (
+        INSERT INTO component_group_status_change (status_page_id, group_id, previous_status,
+                                                   new_status, changed_at)
+        SELECT changed.status_page_id, changed.id, changed.previous_status, changed.new_status,
+               changed.status_updated_at
+        FROM changed
+        ORDER BY changed.id
+        RETURNING component_group_status_change.seq
+    )
+    SELECT count(pg_notify('statusdb_status_change', logged.seq::text))
+    INTO STRICT notified
+    FROM logged;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_refresh_groups(group_ids text[]); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_refresh_groups(group_ids text[]) IS 'Locks the given groups and their ancestors (id order), re-derives them, logs and announces each real change. Owner only.';
+
+--
 -- Name: statusdb_refresh_team(text, text, text); Type: FUNCTION; Schema: public
 --
 
@@ -879,6 +2300,133 @@ $$;
 COMMENT ON FUNCTION public.statusdb_status_incident_check_component_ids() IS 'Trigger: status_incident.affected_component_ids must be components of the incident''s page.';
 
 --
+-- Name: statusdb_status_incident_notify(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_status_incident_notify() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+DECLARE
+    event_kind text;
+    latest jsonb;
+    entry jsonb;
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        event_kind := 'incident_created';
+    ELSIF NEW.status = 'RESOLVED' AND OLD.status <> 'RESOLVED' THEN
+        event_kind := 'incident_resolved';
+    ELSIF OLD.status = 'RESOLVED' AND NEW.status <> 'RESOLVED' THEN
+        event_kind := 'incident_reopened';
+    ELSE
+        event_kind := 'incident_updated';
+    END IF;
+    latest := NEW.updates -> -1;
+    IF TG_OP = 'INSERT' AND latest IS NOT NULL
+       OR TG_OP = 'UPDATE'
+          AND jsonb_array_length(NEW.updates) > jsonb_array_length(OLD.updates) THEN
+        entry := jsonb_build_object('status', latest ->> 'status',
+                                    'message', latest ->> 'message',
+                                    'timestamp', latest ->> 'timestamp');
+    ELSE  -- no entry written: the incident's current state, now
+        entry := jsonb_build_object('status', NEW.status, 'message', NEW.message,
+                                    'timestamp', statusdb_event_time(clock_timestamp()));
+    END IF;
+    INSERT INTO notification_event (status_page_id, kind, status_incident_id, component_ids,
+                                    payload)
+    VALUES (NEW.status_page_id, event_kind, NEW.id, NEW.affected_component_ids,
+            jsonb_build_object(
+                'page', statusdb_event_page(NEW.status_page_id),
+                'incident', jsonb_build_object('id', NEW.id, 'title', NEW.title,
+                                               'severity', NEW.severity,
+                                               'status', NEW.status,
+                                               'created_at', statusdb_event_time(NEW.created_at)),
+                'update', entry,
+                'components', statusdb_event_components(NEW.affected_component_ids)));
+    RETURN NULL;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_status_incident_notify(); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_status_incident_notify() IS 'Trigger: writes the incident_* notification event of a new status incident or timeline entry.';
+
+--
+-- Name: statusdb_status_incident_postmortem_keep(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_status_incident_postmortem_keep() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' OR EXISTS (SELECT 1 FROM public.status_incident i
+                                   WHERE i.id = OLD.status_incident_id) THEN
+        RAISE EXCEPTION 'postmortem revisions are never rewritten (status incident %, revision %)',
+                OLD.status_incident_id, OLD.revision
+            USING ERRCODE = 'integrity_constraint_violation',
+                  CONSTRAINT = 'status_incident_postmortem_append_only';
+    END IF;
+    RETURN OLD;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_status_incident_postmortem_keep(); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_status_incident_postmortem_keep() IS 'Trigger: refuses updating postmortem revisions, and deleting them while their incident exists.';
+
+--
+-- Name: statusdb_status_incident_postmortem_number(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_status_incident_postmortem_number() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    incident_status text;
+    next_revision integer;
+BEGIN
+    SELECT i.status INTO incident_status
+    FROM public.status_incident i
+    WHERE i.id = NEW.status_incident_id
+    FOR NO KEY UPDATE;
+    IF incident_status IS NULL THEN
+        NEW.revision := coalesce(NEW.revision, 1);
+        RETURN NEW;  -- the foreign key (or row-level security) refuses it
+    END IF;
+    IF incident_status <> 'RESOLVED' THEN
+        RAISE EXCEPTION 'status incident % is % , not RESOLVED', NEW.status_incident_id,
+                incident_status
+            USING ERRCODE = 'check_violation',
+                  CONSTRAINT = 'status_incident_postmortem_resolved_check';
+    END IF;
+    SELECT coalesce(max(p.revision), 0) + 1 INTO next_revision
+    FROM public.status_incident_postmortem p
+    WHERE p.status_incident_id = NEW.status_incident_id;
+    IF NEW.revision IS NOT NULL AND NEW.revision <> next_revision THEN
+        -- The writer expected another revision (publishing one already published, or an edit
+        -- based on a revision since superseded).
+        RAISE EXCEPTION 'status incident % has postmortem revision % next, not %',
+                NEW.status_incident_id, next_revision, NEW.revision
+            USING ERRCODE = 'unique_violation',
+                  CONSTRAINT = 'status_incident_postmortem_pkey';
+    END IF;
+    NEW.revision := next_revision;
+    NEW.written_at := clock_timestamp();
+    RETURN NEW;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_status_incident_postmortem_number(); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_status_incident_postmortem_number() IS 'Trigger: numbers and stamps a postmortem revision under the incident''s row lock; refuses one for an incident that is not RESOLVED.';
+
+--
 -- Name: statusdb_status_incident_set_resolved_at(); Type: FUNCTION; Schema: public
 --
 
@@ -904,6 +2452,57 @@ $$;
 COMMENT ON FUNCTION public.statusdb_status_incident_set_resolved_at() IS 'Trigger: keeps status_incident.resolved_at set exactly while the status incident is RESOLVED.';
 
 --
+-- Name: statusdb_status_incident_snapshot(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_status_incident_snapshot() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        PERFORM statusdb_page_snapshot_refresh(
+            ARRAY(SELECT DISTINCT n.status_page_id FROM new_rows n));
+    ELSIF TG_OP = 'DELETE' THEN
+        PERFORM statusdb_page_snapshot_refresh(
+            ARRAY(SELECT DISTINCT o.status_page_id FROM old_rows o));
+    ELSE
+        PERFORM statusdb_page_snapshot_refresh(
+            ARRAY(SELECT n.status_page_id FROM new_rows n
+                  UNION SELECT o.status_page_id FROM old_rows o));
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_status_incident_snapshot(); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_status_incident_snapshot() IS 'Statement trigger of status_incident (0017): re-renders the incidents'' pages.';
+
+--
+-- Name: statusdb_status_incident_template_check_component_ids(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_status_incident_template_check_component_ids() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    PERFORM public.statusdb_check_component_ids(
+        NEW.status_page_id, NEW.affected_component_ids,
+        'status_incident_template_affected_component_ids_fkey');
+    RETURN NEW;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_status_incident_template_check_component_ids(); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_status_incident_template_check_component_ids() IS 'Trigger: a template''s affected components are components of its page.';
+
+--
 -- Name: statusdb_status_lock_key(text, text); Type: FUNCTION; Schema: public
 --
 
@@ -920,6 +2519,45 @@ $$;
 --
 
 COMMENT ON FUNCTION public.statusdb_status_lock_key(team_id text, component_id text) IS 'The advisory lock key serialising re-derivation of a component: its team, or the component itself when it has none.';
+
+--
+-- Name: statusdb_status_page_check_time_zone(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_status_page_check_time_zone() RETURNS trigger
+    LANGUAGE plpgsql
+    SET "TimeZone" TO 'UTC'
+    AS $_$
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.time_zone IS NOT DISTINCT FROM OLD.time_zone THEN
+        RETURN NEW;
+    END IF;
+    IF NEW.time_zone IS NULL THEN
+        RETURN NEW;  -- the NOT NULL constraint refuses it
+    END IF;
+    IF length(NEW.time_zone) > 64
+       OR NOT (NEW.time_zone = 'UTC'
+               OR NEW.time_zone ~ '^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)+$') THEN
+        RAISE EXCEPTION 'time zone % is not an IANA zone name such as Europe/Berlin',
+                quote_literal(left(NEW.time_zone, 80))
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'status_page_time_zone_check';
+    END IF;
+    BEGIN
+        PERFORM set_config('TimeZone', NEW.time_zone, true);
+    EXCEPTION WHEN invalid_parameter_value THEN
+        RAISE EXCEPTION 'unknown time zone %', quote_literal(NEW.time_zone)
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'status_page_time_zone_check';
+    END;
+    NEW.time_zone := current_setting('TimeZone');
+    RETURN NEW;
+END;
+$_$;
+
+--
+-- Name: FUNCTION statusdb_status_page_check_time_zone(); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_status_page_check_time_zone() IS 'Trigger: status_page.time_zone must name a zone this server knows; stores its canonical spelling.';
 
 --
 -- Name: statusdb_status_page_component_check_page_fixed(); Type: FUNCTION; Schema: public
@@ -1028,7 +2666,9 @@ CREATE FUNCTION public.statusdb_status_page_component_forget_ids() RETURNS trigg
 BEGIN
     UPDATE public.status_subscriber s
     SET component_ids = array_remove(s.component_ids, OLD.id),
-        is_active = s.is_active AND cardinality(array_remove(s.component_ids, OLD.id)) > 0
+        is_active = s.is_active
+                    AND (cardinality(array_remove(s.component_ids, OLD.id)) > 0
+                         OR cardinality(s.group_ids) > 0)
     WHERE s.status_page_id = OLD.status_page_id AND s.component_ids @> ARRAY[OLD.id];
 
     UPDATE public.status_incident i
@@ -1043,6 +2683,27 @@ $$;
 --
 
 COMMENT ON FUNCTION public.statusdb_status_page_component_forget_ids() IS 'Trigger: removes a deleted component''s id from its page''s subscribers and status incidents (a subscriber left following nothing is deactivated).';
+
+--
+-- Name: statusdb_status_page_component_forget_template_ids(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_status_page_component_forget_template_ids() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    UPDATE public.status_incident_template t
+    SET affected_component_ids = array_remove(t.affected_component_ids, OLD.id)
+    WHERE t.status_page_id = OLD.status_page_id AND t.affected_component_ids @> ARRAY[OLD.id];
+    RETURN OLD;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_status_page_component_forget_template_ids(); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_status_page_component_forget_template_ids() IS 'Trigger: a deleted component leaves the templates of its page.';
 
 --
 -- Name: statusdb_status_page_component_log_initial_status(); Type: FUNCTION; Schema: public
@@ -1067,6 +2728,110 @@ $$;
 COMMENT ON FUNCTION public.statusdb_status_page_component_log_initial_status() IS 'Trigger: logs the first status of a new component that does not start OPERATIONAL (cause MANUAL), so the log chains from OPERATIONAL.';
 
 --
+-- Name: statusdb_status_page_component_roll_up(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_status_page_component_roll_up() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+DECLARE
+    ids text[];
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        SELECT array_agg(DISTINCT n.group_id) INTO ids
+        FROM new_rows n
+        WHERE n.group_id IS NOT NULL AND n.current_status <> 'OPERATIONAL';
+    ELSIF TG_OP = 'DELETE' THEN
+        SELECT array_agg(DISTINCT o.group_id) INTO ids
+        FROM old_rows o
+        WHERE o.group_id IS NOT NULL AND o.current_status <> 'OPERATIONAL';
+    ELSE
+        SELECT array_agg(DISTINCT moved.group_id) INTO ids
+        FROM old_rows o
+        JOIN new_rows n ON n.id = o.id
+        CROSS JOIN LATERAL (VALUES (o.group_id), (n.group_id)) AS moved (group_id)
+        WHERE moved.group_id IS NOT NULL
+          AND (o.current_status <> n.current_status
+               OR (o.group_id IS DISTINCT FROM n.group_id
+                   AND (o.current_status <> 'OPERATIONAL' OR n.current_status <> 'OPERATIONAL')));
+    END IF;
+    IF ids IS NOT NULL THEN
+        PERFORM statusdb_refresh_groups(ids);
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_status_page_component_roll_up(); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_status_page_component_roll_up() IS 'Statement trigger: re-derives the groups whose components changed status, joined, left or were deleted.';
+
+--
+-- Name: statusdb_status_page_component_snapshot(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_status_page_component_snapshot() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        PERFORM statusdb_page_snapshot_refresh(
+            ARRAY(SELECT DISTINCT n.status_page_id FROM new_rows n));
+    ELSIF TG_OP = 'DELETE' THEN
+        PERFORM statusdb_page_snapshot_refresh(
+            ARRAY(SELECT DISTINCT o.status_page_id FROM old_rows o));
+    ELSE
+        -- Only rows whose shown columns changed (manual_status, team_id, ... are not shown;
+        -- a rendering that comes out the same would keep its version anyway).
+        PERFORM statusdb_page_snapshot_refresh(ARRAY(
+            SELECT DISTINCT n.status_page_id
+            FROM new_rows n JOIN old_rows o ON o.id = n.id
+            WHERE (n.name, n.description, n.display_order, n.current_status,
+                   n.status_updated_at, n.group_id)
+                  IS DISTINCT FROM
+                  (o.name, o.description, o.display_order, o.current_status,
+                   o.status_updated_at, o.group_id)));
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_status_page_component_snapshot(); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_status_page_component_snapshot() IS 'Statement trigger of status_page_component (0017): re-renders the pages whose shown component columns (since 0020: group_id too) changed.';
+
+--
+-- Name: statusdb_status_page_snapshot(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_status_page_snapshot() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        PERFORM statusdb_page_snapshot_create(ARRAY(SELECT n.id FROM new_rows n));
+    ELSIF TG_OP = 'UPDATE' THEN
+        PERFORM statusdb_page_snapshot_refresh(ARRAY(SELECT n.id FROM new_rows n));
+    END IF;
+    -- DELETE: the snapshot goes with the page (ON DELETE CASCADE).
+    RETURN NULL;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_status_page_snapshot(); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_status_page_snapshot() IS 'Statement trigger of status_page (0017): first snapshot of new pages, re-render of changed.';
+
+--
 -- Name: statusdb_status_rank(text); Type: FUNCTION; Schema: public
 --
 
@@ -1089,6 +2854,33 @@ $$;
 COMMENT ON FUNCTION public.statusdb_status_rank(status text) IS 'Rank of a component status, lower is worse: MAJOR_OUTAGE, PARTIAL_OUTAGE, DEGRADED_PERFORMANCE, UNDER_MAINTENANCE, OPERATIONAL.';
 
 --
+-- Name: statusdb_status_subscriber_activity_changed(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_status_subscriber_activity_changed() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF NEW.is_active THEN
+        NEW.consecutive_permanent_failures := 0;
+        NEW.deactivated_at := NULL;
+        NEW.deactivation_reason := NULL;
+    ELSE
+        UPDATE public.delivery_attempt a
+        SET next_attempt_at = NULL, lease_owner = NULL, lease_expires_at = NULL
+        WHERE a.subscriber_id = NEW.id AND a.next_attempt_at IS NOT NULL;
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_status_subscriber_activity_changed(); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_status_subscriber_activity_changed() IS 'Trigger: an activated subscriber starts over (count and deactivation cleared); a deactivated one loses its pending retries.';
+
+--
 -- Name: statusdb_status_subscriber_check_component_ids(); Type: FUNCTION; Schema: public
 --
 
@@ -1107,6 +2899,26 @@ $$;
 --
 
 COMMENT ON FUNCTION public.statusdb_status_subscriber_check_component_ids() IS 'Trigger: status_subscriber.component_ids must be components of the subscriber''s page.';
+
+--
+-- Name: statusdb_status_subscriber_check_group_ids(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_status_subscriber_check_group_ids() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    PERFORM statusdb_check_group_ids(NEW.status_page_id, NEW.group_ids,
+                                     'status_subscriber_group_ids_fkey');
+    RETURN NEW;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_status_subscriber_check_group_ids(); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_status_subscriber_check_group_ids() IS 'Trigger: status_subscriber.group_ids must be groups of the subscriber''s page.';
 
 --
 -- Name: statusdb_status_subscriber_destination_guard(); Type: FUNCTION; Schema: public
@@ -1157,6 +2969,660 @@ $$;
 --
 
 COMMENT ON FUNCTION public.statusdb_touch_updated_at() IS 'Trigger: sets updated_at to now() on every UPDATE, whoever issues it.';
+
+--
+-- Name: component_group; Type: TABLE; Schema: public
+--
+
+CREATE TABLE public.component_group (
+    id text DEFAULT public.statusdb_new_id() NOT NULL,
+    status_page_id text NOT NULL,
+    parent_id text,
+    name text NOT NULL,
+    description text,
+    display_order integer DEFAULT 0 NOT NULL,
+    current_status text DEFAULT 'OPERATIONAL'::text NOT NULL,
+    status_updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT component_group_current_status_check CHECK ((current_status = ANY (ARRAY['MAJOR_OUTAGE'::text, 'PARTIAL_OUTAGE'::text, 'DEGRADED_PERFORMANCE'::text, 'UNDER_MAINTENANCE'::text, 'OPERATIONAL'::text]))),
+    CONSTRAINT component_group_description_check CHECK ((length(description) <= 10000)),
+    CONSTRAINT component_group_name_check CHECK (((btrim(name) <> ''::text) AND (length(name) <= 200))),
+    CONSTRAINT component_group_parent_id_check CHECK ((parent_id <> id))
+);
+
+--
+-- Name: TABLE component_group; Type: COMMENT; Schema: public
+--
+
+COMMENT ON TABLE public.component_group IS 'A group of a page''s components (and of other groups, at most 3 levels). Its current_status is derived by the database: the worst of its members.';
+
+--
+-- Name: COLUMN component_group.id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.component_group.id IS 'Primary key: a UUIDv7 as text (statusdb_new_id()).';
+
+--
+-- Name: COLUMN component_group.status_page_id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.component_group.status_page_id IS 'The page it belongs to (deleted with it); cannot change.';
+
+--
+-- Name: COLUMN component_group.parent_id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.component_group.parent_id IS 'The enclosing group, on the same page; null: top level. No cycles, at most 3 levels. Set to null when the parent is deleted.';
+
+--
+-- Name: COLUMN component_group.name; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.component_group.name IS 'Display name, unique on its page, non-blank, at most 200 characters.';
+
+--
+-- Name: COLUMN component_group.description; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.component_group.description IS 'Optional text shown with the group.';
+
+--
+-- Name: COLUMN component_group.display_order; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.component_group.display_order IS 'Position among its siblings (the groups and components with the same parent), ascending.';
+
+--
+-- Name: COLUMN component_group.current_status; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.component_group.current_status IS 'DERIVED: the worst current_status of the components in it and in its subgroups; OPERATIONAL when empty. Written only by the derivation.';
+
+--
+-- Name: COLUMN component_group.status_updated_at; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.component_group.status_updated_at IS 'DERIVED: when current_status last changed.';
+
+--
+-- Name: COLUMN component_group.created_at; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.component_group.created_at IS 'When the row was inserted.';
+
+--
+-- Name: COLUMN component_group.updated_at; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.component_group.updated_at IS 'When the row last changed (kept by a trigger).';
+
+--
+-- Name: status_change; Type: TABLE; Schema: public
+--
+
+CREATE TABLE public.status_change (
+    id text DEFAULT public.statusdb_new_id() NOT NULL,
+    seq bigint NOT NULL,
+    status_page_id text NOT NULL,
+    component_id text NOT NULL,
+    previous_status text NOT NULL,
+    new_status text NOT NULL,
+    cause text NOT NULL,
+    incident_id text,
+    maintenance_window_id text,
+    changed_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    lease_owner text,
+    lease_expires_at timestamp with time zone,
+    notified_at timestamp with time zone,
+    outcome text,
+    CONSTRAINT status_change_cause_check CHECK ((cause = ANY (ARRAY['INCIDENT'::text, 'MAINTENANCE'::text, 'MANUAL'::text]))),
+    CONSTRAINT status_change_is_a_change_check CHECK ((previous_status <> new_status)),
+    CONSTRAINT status_change_lease_check CHECK (((lease_owner IS NULL) = (lease_expires_at IS NULL))),
+    CONSTRAINT status_change_new_status_check CHECK ((new_status = ANY (ARRAY['MAJOR_OUTAGE'::text, 'PARTIAL_OUTAGE'::text, 'DEGRADED_PERFORMANCE'::text, 'UNDER_MAINTENANCE'::text, 'OPERATIONAL'::text]))),
+    CONSTRAINT status_change_notified_check CHECK (((notified_at IS NULL) = (outcome IS NULL))),
+    CONSTRAINT status_change_outcome_check CHECK ((outcome = ANY (ARRAY['NOTIFIED'::text, 'FLAP'::text, 'MUTED'::text]))),
+    CONSTRAINT status_change_previous_status_check CHECK ((previous_status = ANY (ARRAY['MAJOR_OUTAGE'::text, 'PARTIAL_OUTAGE'::text, 'DEGRADED_PERFORMANCE'::text, 'UNDER_MAINTENANCE'::text, 'OPERATIONAL'::text])))
+);
+
+--
+-- Name: TABLE status_change; Type: COMMENT; Schema: public
+--
+
+COMMENT ON TABLE public.status_change IS 'The status-change log: every change of a component''s current_status, in order, written by the derivation; also the notification outbox (lease and delivery columns).';
+
+--
+-- Name: COLUMN status_change.id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_change.id IS 'Primary key: a UUIDv7 as text; the change_id announced on NOTIFY statusdb_status_change.';
+
+--
+-- Name: COLUMN status_change.seq; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_change.seq IS 'Commit-independent insertion order (identity), for ordering and the chain check.';
+
+--
+-- Name: COLUMN status_change.status_page_id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_change.status_page_id IS 'The component''s page (the log is deleted with it).';
+
+--
+-- Name: COLUMN status_change.component_id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_change.component_id IS 'The component whose status changed (the log is deleted with it).';
+
+--
+-- Name: COLUMN status_change.previous_status; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_change.previous_status IS 'The status before; equals the prior change''s new_status (OPERATIONAL for the first).';
+
+--
+-- Name: COLUMN status_change.new_status; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_change.new_status IS 'The status after.';
+
+--
+-- Name: COLUMN status_change.cause; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_change.cause IS 'INCIDENT, MAINTENANCE or MANUAL (set by hand, or a repair by statusdb_recompute_statuses).';
+
+--
+-- Name: COLUMN status_change.incident_id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_change.incident_id IS 'The incident that caused it, as it was (not a foreign key: history outlives the incident).';
+
+--
+-- Name: COLUMN status_change.maintenance_window_id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_change.maintenance_window_id IS 'The maintenance window that caused it, as it was (not a foreign key).';
+
+--
+-- Name: COLUMN status_change.changed_at; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_change.changed_at IS 'When the change was made (clock_timestamp()).';
+
+--
+-- Name: COLUMN status_change.lease_owner; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_change.lease_owner IS 'Outbox: the worker holding the claim (null: not claimed).';
+
+--
+-- Name: COLUMN status_change.lease_expires_at; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_change.lease_expires_at IS 'Outbox: when the claim lapses and another worker may claim the change again.';
+
+--
+-- Name: COLUMN status_change.notified_at; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_change.notified_at IS 'Outbox: when the change was completed (null: still pending).';
+
+--
+-- Name: COLUMN status_change.outcome; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_change.outcome IS 'Outbox: NOTIFIED, FLAP (coalesced changes ended where they began) or MUTED (maintenance without notifications); set with notified_at.';
+
+--
+-- Name: status_change_seq_seq; Type: SEQUENCE; Schema: public
+--
+
+ALTER TABLE public.status_change ALTER COLUMN seq ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.status_change_seq_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+--
+-- Name: component_group_status_change; Type: TABLE; Schema: public
+--
+
+CREATE TABLE public.component_group_status_change (
+    seq bigint DEFAULT nextval('public.status_change_seq_seq'::regclass) NOT NULL,
+    id text DEFAULT public.statusdb_new_id() NOT NULL,
+    status_page_id text NOT NULL,
+    group_id text NOT NULL,
+    previous_status text NOT NULL,
+    new_status text NOT NULL,
+    changed_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    CONSTRAINT component_group_status_change_is_a_change_check CHECK ((previous_status <> new_status)),
+    CONSTRAINT component_group_status_change_new_status_check CHECK ((new_status = ANY (ARRAY['MAJOR_OUTAGE'::text, 'PARTIAL_OUTAGE'::text, 'DEGRADED_PERFORMANCE'::text, 'UNDER_MAINTENANCE'::text, 'OPERATIONAL'::text]))),
+    CONSTRAINT component_group_status_change_previous_status_check CHECK ((previous_status = ANY (ARRAY['MAJOR_OUTAGE'::text, 'PARTIAL_OUTAGE'::text, 'DEGRADED_PERFORMANCE'::text, 'UNDER_MAINTENANCE'::text, 'OPERATIONAL'::text])))
+);
+
+--
+-- Name: TABLE component_group_status_change; Type: COMMENT; Schema: public
+--
+
+COMMENT ON TABLE public.component_group_status_change IS 'The group status log: every change of a group''s current_status, in order, written by the derivation and announced (seq) on statusdb_status_change.';
+
+--
+-- Name: COLUMN component_group_status_change.seq; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.component_group_status_change.seq IS 'Order and feed announcement: drawn from status_change''s sequence, so a seq names one change of either log.';
+
+--
+-- Name: COLUMN component_group_status_change.id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.component_group_status_change.id IS 'A UUIDv7 as text: the change_id of feed events.';
+
+--
+-- Name: COLUMN component_group_status_change.status_page_id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.component_group_status_change.status_page_id IS 'The group''s page (the log is deleted with it).';
+
+--
+-- Name: COLUMN component_group_status_change.group_id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.component_group_status_change.group_id IS 'The group whose status changed (the log is deleted with it).';
+
+--
+-- Name: COLUMN component_group_status_change.previous_status; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.component_group_status_change.previous_status IS 'The status before; equals the prior change''s new_status (OPERATIONAL for the first).';
+
+--
+-- Name: COLUMN component_group_status_change.new_status; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.component_group_status_change.new_status IS 'The status after.';
+
+--
+-- Name: COLUMN component_group_status_change.changed_at; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.component_group_status_change.changed_at IS 'When the change was made (clock_timestamp()).';
+
+--
+-- Name: delivery_attempt; Type: TABLE; Schema: public
+--
+
+CREATE TABLE public.delivery_attempt (
+    id text DEFAULT public.statusdb_new_id() NOT NULL,
+    notification_key text NOT NULL,
+    subscriber_id text NOT NULL,
+    attempt integer NOT NULL,
+    outcome text NOT NULL,
+    error text,
+    attempted_at timestamp with time zone DEFAULT now() NOT NULL,
+    next_attempt_at timestamp with time zone,
+    lease_owner text,
+    lease_expires_at timestamp with time zone,
+    payload jsonb,
+    CONSTRAINT delivery_attempt_attempt_check CHECK (((attempt >= 1) AND (attempt <= 1000))),
+    CONSTRAINT delivery_attempt_error_check CHECK (((error IS NULL) OR ((outcome <> 'DELIVERED'::text) AND (length(error) <= 1000)))),
+    CONSTRAINT delivery_attempt_lease_check CHECK ((((lease_owner IS NULL) = (lease_expires_at IS NULL)) AND ((lease_owner IS NULL) OR ((next_attempt_at IS NOT NULL) AND (length(lease_owner) <= 200))))),
+    CONSTRAINT delivery_attempt_next_attempt_at_check CHECK (((next_attempt_at IS NULL) OR (outcome = 'FAILED_TEMPORARY'::text))),
+    CONSTRAINT delivery_attempt_notification_key_check CHECK (((btrim(notification_key) <> ''::text) AND (length(notification_key) <= 200))),
+    CONSTRAINT delivery_attempt_outcome_check CHECK ((outcome = ANY (ARRAY['DELIVERED'::text, 'FAILED_TEMPORARY'::text, 'FAILED_PERMANENT'::text]))),
+    CONSTRAINT delivery_attempt_payload_check CHECK (((payload IS NULL) OR (octet_length((payload)::text) <= 16384)))
+);
+
+--
+-- Name: TABLE delivery_attempt; Type: COMMENT; Schema: public
+--
+
+COMMENT ON TABLE public.delivery_attempt IS 'One attempt to deliver a notification to a subscriber; temporary failures are retried with back-off (the retry queue is next_attempt_at).';
+
+--
+-- Name: COLUMN delivery_attempt.id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.delivery_attempt.id IS 'Primary key: a UUIDv7 as text (statusdb_new_id()).';
+
+--
+-- Name: COLUMN delivery_attempt.notification_key; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.delivery_attempt.notification_key IS 'The notification''s idempotency key (a status_change id, or an event''s own key), at most 200 characters.';
+
+--
+-- Name: COLUMN delivery_attempt.subscriber_id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.delivery_attempt.subscriber_id IS 'The subscriber it was for (deleted with it).';
+
+--
+-- Name: COLUMN delivery_attempt.attempt; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.delivery_attempt.attempt IS '1, 2, ... per (notification_key, subscriber_id); numbered by the trigger.';
+
+--
+-- Name: COLUMN delivery_attempt.outcome; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.delivery_attempt.outcome IS 'DELIVERED, FAILED_TEMPORARY (retried: timeouts, 5xx, 429) or FAILED_PERMANENT (hard bounce, 404/410, invalid destination).';
+
+--
+-- Name: COLUMN delivery_attempt.error; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.delivery_attempt.error IS 'What went wrong, at most 1,000 characters; null when DELIVERED.';
+
+--
+-- Name: COLUMN delivery_attempt.attempted_at; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.delivery_attempt.attempted_at IS 'When the attempt was made; retries are scheduled from it.';
+
+--
+-- Name: COLUMN delivery_attempt.next_attempt_at; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.delivery_attempt.next_attempt_at IS 'When this temporary failure is due again (1, 2, 4, ... minutes, at most 1 hour; 8 attempts); null: no retry pending.';
+
+--
+-- Name: COLUMN delivery_attempt.lease_owner; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.delivery_attempt.lease_owner IS 'The retry worker that claimed this retry; null: unclaimed.';
+
+--
+-- Name: COLUMN delivery_attempt.lease_expires_at; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.delivery_attempt.lease_expires_at IS 'When the claim lapses and another worker may take the retry; set exactly with lease_owner.';
+
+--
+-- Name: COLUMN delivery_attempt.payload; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.delivery_attempt.payload IS 'The notification as JSON (at most 16 KiB), kept only while a retry is pending.';
+
+--
+-- Name: status_subscriber; Type: TABLE; Schema: public
+--
+
+CREATE TABLE public.status_subscriber (
+    id text DEFAULT public.statusdb_new_id() NOT NULL,
+    status_page_id text NOT NULL,
+    channel text NOT NULL,
+    destination text NOT NULL,
+    component_ids text[] DEFAULT '{}'::text[] NOT NULL,
+    notify_on text[] DEFAULT '{degraded,outage,maintenance,resolved,incident_created,incident_updated,incident_resolved,incident_reopened,maintenance_scheduled,maintenance_rescheduled,maintenance_cancelled,maintenance_reminder,maintenance_started,maintenance_completed}'::text[] NOT NULL,
+    is_verified boolean DEFAULT false NOT NULL,
+    verify_token_hash bytea,
+    is_active boolean DEFAULT true NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    verify_token_expires_at timestamp with time zone,
+    unsubscribe_token_hash bytea,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    consecutive_permanent_failures integer DEFAULT 0 NOT NULL,
+    deactivated_at timestamp with time zone,
+    deactivation_reason text,
+    group_ids text[] DEFAULT '{}'::text[] NOT NULL,
+    CONSTRAINT status_subscriber_channel_check CHECK ((channel = ANY (ARRAY['EMAIL'::text, 'SLACK'::text, 'WEBHOOK'::text]))),
+    CONSTRAINT status_subscriber_component_ids_check CHECK ((array_position(component_ids, NULL::text) IS NULL)),
+    CONSTRAINT status_subscriber_consecutive_permanent_failures_check CHECK ((consecutive_permanent_failures >= 0)),
+    CONSTRAINT status_subscriber_deactivated_check CHECK ((((deactivated_at IS NULL) = (deactivation_reason IS NULL)) AND ((deactivated_at IS NULL) OR (NOT is_active)) AND ((deactivation_reason IS NULL) OR (length(deactivation_reason) <= 1000)))),
+    CONSTRAINT status_subscriber_destination_check CHECK (((btrim(destination) <> ''::text) AND (length(destination) <= 2000))),
+    CONSTRAINT status_subscriber_destination_format_check CHECK (
+CASE channel
+    WHEN 'EMAIL'::text THEN ((octet_length(destination) <= 254) AND (destination ~ '^[^@[:space:][:cntrl:]]+@[^@[:space:][:cntrl:]A-Z]+$'::text))
+    ELSE (destination ~ '^https://[^/?#@[:space:][:cntrl:]]+([/?#][^[:space:][:cntrl:]]*)?$'::text)
+END),
+    CONSTRAINT status_subscriber_group_ids_check CHECK ((array_position(group_ids, NULL::text) IS NULL)),
+    CONSTRAINT status_subscriber_is_verified_check CHECK ((NOT (is_verified AND (verify_token_hash IS NOT NULL)))),
+    CONSTRAINT status_subscriber_notify_on_check CHECK (((cardinality(notify_on) > 0) AND (array_position(notify_on, NULL::text) IS NULL) AND (notify_on <@ ARRAY['degraded'::text, 'outage'::text, 'maintenance'::text, 'resolved'::text, 'incident_created'::text, 'incident_updated'::text, 'incident_resolved'::text, 'incident_reopened'::text, 'maintenance_scheduled'::text, 'maintenance_rescheduled'::text, 'maintenance_cancelled'::text, 'maintenance_reminder'::text, 'maintenance_started'::text, 'maintenance_completed'::text]))),
+    CONSTRAINT status_subscriber_unsubscribe_token_hash_check CHECK (((unsubscribe_token_hash IS NULL) OR (octet_length(unsubscribe_token_hash) = 32))),
+    CONSTRAINT status_subscriber_verify_token_expires_at_check CHECK (((verify_token_hash IS NULL) = (verify_token_expires_at IS NULL))),
+    CONSTRAINT status_subscriber_verify_token_hash_check CHECK (((verify_token_hash IS NULL) OR (octet_length(verify_token_hash) = 32)))
+);
+
+--
+-- Name: TABLE status_subscriber; Type: COMMENT; Schema: public
+--
+
+COMMENT ON TABLE public.status_subscriber IS 'Someone to notify of a page''s status changes: an email address, a Slack or webhook URL.';
+
+--
+-- Name: COLUMN status_subscriber.id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_subscriber.id IS 'Primary key: a UUIDv7 as text (statusdb_new_id()).';
+
+--
+-- Name: COLUMN status_subscriber.status_page_id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_subscriber.status_page_id IS 'The page subscribed to (deleted with it).';
+
+--
+-- Name: COLUMN status_subscriber.channel; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_subscriber.channel IS 'EMAIL, SLACK or WEBHOOK.';
+
+--
+-- Name: COLUMN status_subscriber.destination; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_subscriber.destination IS 'The address (EMAIL) or https:// URL (SLACK, WEBHOOK), normalised; unique per page and channel.';
+
+--
+-- Name: COLUMN status_subscriber.component_ids; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_subscriber.component_ids IS 'Components of the same page followed; empty: all. Checked and kept free of deleted ids by triggers.';
+
+--
+-- Name: COLUMN status_subscriber.notify_on; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_subscriber.notify_on IS 'Events wanted: a non-empty subset of degraded, outage, maintenance, resolved.';
+
+--
+-- Name: COLUMN status_subscriber.is_verified; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_subscriber.is_verified IS 'True once an EMAIL address is confirmed (always true for SLACK and WEBHOOK); only verified subscribers are notified.';
+
+--
+-- Name: COLUMN status_subscriber.verify_token_hash; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_subscriber.verify_token_hash IS 'SHA-256 digest of the pending email verification token (single use); null when none is pending.';
+
+--
+-- Name: COLUMN status_subscriber.is_active; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_subscriber.is_active IS 'False once unsubscribed (the row stays for re-subscribe and audit).';
+
+--
+-- Name: COLUMN status_subscriber.created_at; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_subscriber.created_at IS 'When the row was inserted.';
+
+--
+-- Name: COLUMN status_subscriber.verify_token_expires_at; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_subscriber.verify_token_expires_at IS 'When the pending verification token expires; set exactly when verify_token_hash is.';
+
+--
+-- Name: COLUMN status_subscriber.unsubscribe_token_hash; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_subscriber.unsubscribe_token_hash IS 'SHA-256 digest of the unsubscribe token (kept after unsubscribing, replaced on re-subscribe).';
+
+--
+-- Name: COLUMN status_subscriber.updated_at; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_subscriber.updated_at IS 'When the row last changed (kept by a trigger).';
+
+--
+-- Name: COLUMN status_subscriber.consecutive_permanent_failures; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_subscriber.consecutive_permanent_failures IS 'Permanent delivery failures in a row (an exhausted retry counts; a delivery resets it); 3 deactivate. Kept by delivery_attempt''s trigger.';
+
+--
+-- Name: COLUMN status_subscriber.deactivated_at; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_subscriber.deactivated_at IS 'When repeated permanent delivery failures switched it off; null otherwise. Cleared when it becomes active again.';
+
+--
+-- Name: COLUMN status_subscriber.deactivation_reason; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_subscriber.deactivation_reason IS 'Why it was switched off (the count and the last error), at most 1,000 characters; set exactly with deactivated_at.';
+
+--
+-- Name: COLUMN status_subscriber.group_ids; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_subscriber.group_ids IS 'Groups of the same page followed (with their members, including later ones); component_ids and group_ids both empty: all. Checked and kept free of deleted ids by triggers.';
+
+--
+-- Name: delivery_log; Type: VIEW; Schema: public
+--
+
+CREATE VIEW public.delivery_log WITH (security_invoker='true') AS
+ SELECT a.id,
+    a.notification_key,
+    a.subscriber_id,
+    s.status_page_id,
+    s.channel,
+    s.destination,
+    a.attempt,
+    a.outcome,
+    a.error,
+    a.attempted_at,
+    a.next_attempt_at,
+    a.lease_owner,
+    s.is_active AS subscriber_is_active,
+    s.consecutive_permanent_failures,
+    s.deactivated_at,
+    s.deactivation_reason
+   FROM (public.delivery_attempt a
+     JOIN public.status_subscriber s ON ((s.id = a.subscriber_id)));
+
+--
+-- Name: VIEW delivery_log; Type: COMMENT; Schema: public
+--
+
+COMMENT ON VIEW public.delivery_log IS 'For support staff: every delivery attempt with its subscriber''s page, channel, destination and activity.';
+
+--
+-- Name: COLUMN delivery_log.id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.delivery_log.id IS 'The attempt (delivery_attempt.id).';
+
+--
+-- Name: COLUMN delivery_log.notification_key; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.delivery_log.notification_key IS 'The notification''s idempotency key.';
+
+--
+-- Name: COLUMN delivery_log.subscriber_id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.delivery_log.subscriber_id IS 'The subscriber it was for.';
+
+--
+-- Name: COLUMN delivery_log.status_page_id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.delivery_log.status_page_id IS 'The subscriber''s page.';
+
+--
+-- Name: COLUMN delivery_log.channel; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.delivery_log.channel IS 'The subscriber''s channel: EMAIL, SLACK or WEBHOOK.';
+
+--
+-- Name: COLUMN delivery_log.destination; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.delivery_log.destination IS 'Where it was sent (address or URL).';
+
+--
+-- Name: COLUMN delivery_log.attempt; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.delivery_log.attempt IS '1, 2, ... for this notification and subscriber.';
+
+--
+-- Name: COLUMN delivery_log.outcome; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.delivery_log.outcome IS 'DELIVERED, FAILED_TEMPORARY or FAILED_PERMANENT.';
+
+--
+-- Name: COLUMN delivery_log.error; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.delivery_log.error IS 'What went wrong (null when delivered).';
+
+--
+-- Name: COLUMN delivery_log.attempted_at; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.delivery_log.attempted_at IS 'When the attempt was made.';
+
+--
+-- Name: COLUMN delivery_log.next_attempt_at; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.delivery_log.next_attempt_at IS 'When it is retried; null: no retry pending.';
+
+--
+-- Name: COLUMN delivery_log.lease_owner; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.delivery_log.lease_owner IS 'The retry worker holding the retry, if any.';
+
+--
+-- Name: COLUMN delivery_log.subscriber_is_active; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.delivery_log.subscriber_is_active IS 'Whether the subscriber still gets notifications.';
+
+--
+-- Name: COLUMN delivery_log.consecutive_permanent_failures; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.delivery_log.consecutive_permanent_failures IS 'The subscriber''s permanent failures in a row (3 deactivate).';
+
+--
+-- Name: COLUMN delivery_log.deactivated_at; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.delivery_log.deactivated_at IS 'When delivery failures switched the subscriber off; null otherwise.';
+
+--
+-- Name: COLUMN delivery_log.deactivation_reason; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.delivery_log.deactivation_reason IS 'Why they did.';
 
 --
 -- Name: destination_allowlist; Type: TABLE; Schema: public
@@ -1311,11 +3777,13 @@ CREATE TABLE public.maintenance_window (
     time_zone text DEFAULT 'UTC'::text NOT NULL,
     recurrence_start timestamp with time zone,
     recurrence_local_start timestamp without time zone,
+    reminder_lead interval DEFAULT '01:00:00'::interval NOT NULL,
     CONSTRAINT maintenance_window_created_by_id_check CHECK ((btrim(created_by_id) <> ''::text)),
     CONSTRAINT maintenance_window_recurrence_local_start_check CHECK (((recurrence_local_start IS NULL) OR (recurrence_rule IS NOT NULL))),
     CONSTRAINT maintenance_window_recurrence_rule_check CHECK (((recurrence_rule IS NULL) OR ((recurrence_rule ~ 'FREQ='::text) AND (length(recurrence_rule) <= 1000)))),
     CONSTRAINT maintenance_window_recurrence_rule_syntax_check CHECK (((recurrence_rule IS NULL) OR ((recurrence_rule ~ '^[A-Z]+=[A-Z0-9,+-]+(;[A-Z]+=[A-Z0-9,+-]+)*$'::text) AND (recurrence_rule ~ '(^|;)FREQ=(YEARLY|MONTHLY|WEEKLY|DAILY|HOURLY)(;|$)'::text) AND (recurrence_rule !~ '(^|;)UNTIL=[^;]*[^Z;](;|$)'::text) AND (NOT ((recurrence_rule ~ '(^|;)COUNT='::text) AND (recurrence_rule ~ '(^|;)UNTIL='::text))) AND (recurrence_rule !~ '(^|;)(COUNT|INTERVAL)=0+(;|$)'::text)))),
     CONSTRAINT maintenance_window_recurrence_start_check CHECK ((((recurrence_rule IS NULL) = (recurrence_start IS NULL)) AND ((recurrence_start IS NULL) OR (recurrence_start <= start_time)))),
+    CONSTRAINT maintenance_window_reminder_lead_check CHECK (((reminder_lead >= '00:00:00'::interval) AND (reminder_lead <= '7 days'::interval))),
     CONSTRAINT maintenance_window_status_check CHECK ((status = ANY (ARRAY['SCHEDULED'::text, 'IN_PROGRESS'::text, 'COMPLETED'::text, 'CANCELLED'::text]))),
     CONSTRAINT maintenance_window_time_range_check CHECK ((end_time > start_time)),
     CONSTRAINT maintenance_window_title_check CHECK (((btrim(title) <> ''::text) AND (length(title) <= 500)))
@@ -1424,6 +3892,12 @@ COMMENT ON COLUMN public.maintenance_window.recurrence_start IS 'A series'' firs
 COMMENT ON COLUMN public.maintenance_window.recurrence_local_start IS 'The series'' first occurrence as wall-clock time in time_zone (RFC 5545 DTSTART;TZID); NULL: recurrence_start read in time_zone.';
 
 --
+-- Name: COLUMN maintenance_window.reminder_lead; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.maintenance_window.reminder_lead IS 'How long before each occurrence a reminder goes out (0: none; at most 7 days).';
+
+--
 -- Name: maintenance_window_component; Type: TABLE; Schema: public
 --
 
@@ -1501,135 +3975,228 @@ COMMENT ON COLUMN public.maintenance_window_scheduler_error.last_failed_at IS 'T
 COMMENT ON COLUMN public.maintenance_window_scheduler_error.failures IS 'How many scheduler steps failed on the window since it last advanced.';
 
 --
--- Name: status_change; Type: TABLE; Schema: public
+-- Name: notification_event; Type: TABLE; Schema: public
 --
 
-CREATE TABLE public.status_change (
+CREATE TABLE public.notification_event (
     id text DEFAULT public.statusdb_new_id() NOT NULL,
     seq bigint NOT NULL,
     status_page_id text NOT NULL,
-    component_id text NOT NULL,
-    previous_status text NOT NULL,
-    new_status text NOT NULL,
-    cause text NOT NULL,
-    incident_id text,
+    kind text NOT NULL,
+    status_incident_id text,
     maintenance_window_id text,
-    changed_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    occurrence_start timestamp with time zone,
+    component_ids text[] NOT NULL,
+    payload jsonb NOT NULL,
+    created_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
     lease_owner text,
     lease_expires_at timestamp with time zone,
     notified_at timestamp with time zone,
     outcome text,
-    CONSTRAINT status_change_cause_check CHECK ((cause = ANY (ARRAY['INCIDENT'::text, 'MAINTENANCE'::text, 'MANUAL'::text]))),
-    CONSTRAINT status_change_is_a_change_check CHECK ((previous_status <> new_status)),
-    CONSTRAINT status_change_lease_check CHECK (((lease_owner IS NULL) = (lease_expires_at IS NULL))),
-    CONSTRAINT status_change_new_status_check CHECK ((new_status = ANY (ARRAY['MAJOR_OUTAGE'::text, 'PARTIAL_OUTAGE'::text, 'DEGRADED_PERFORMANCE'::text, 'UNDER_MAINTENANCE'::text, 'OPERATIONAL'::text]))),
-    CONSTRAINT status_change_notified_check CHECK (((notified_at IS NULL) = (outcome IS NULL))),
-    CONSTRAINT status_change_outcome_check CHECK ((outcome = ANY (ARRAY['NOTIFIED'::text, 'FLAP'::text, 'MUTED'::text]))),
-    CONSTRAINT status_change_previous_status_check CHECK ((previous_status = ANY (ARRAY['MAJOR_OUTAGE'::text, 'PARTIAL_OUTAGE'::text, 'DEGRADED_PERFORMANCE'::text, 'UNDER_MAINTENANCE'::text, 'OPERATIONAL'::text])))
+    subject_id text GENERATED ALWAYS AS (COALESCE(status_incident_id, maintenance_window_id)) STORED,
+    CONSTRAINT notification_event_kind_check CHECK ((kind = ANY (ARRAY['incident_created'::text, 'incident_updated'::text, 'incident_resolved'::text, 'incident_reopened'::text, 'maintenance_scheduled'::text, 'maintenance_rescheduled'::text, 'maintenance_cancelled'::text, 'maintenance_reminder'::text, 'maintenance_started'::text, 'maintenance_completed'::text]))),
+    CONSTRAINT notification_event_lease_check CHECK (((lease_owner IS NULL) = (lease_expires_at IS NULL))),
+    CONSTRAINT notification_event_notified_check CHECK (((notified_at IS NULL) = (outcome IS NULL))),
+    CONSTRAINT notification_event_outcome_check CHECK ((outcome = ANY (ARRAY['NOTIFIED'::text, 'MUTED'::text, 'OBSOLETE'::text]))),
+    CONSTRAINT notification_event_subject_check CHECK (
+CASE
+    WHEN (kind ~~ 'incident\_%'::text) THEN ((status_incident_id IS NOT NULL) AND (maintenance_window_id IS NULL))
+    ELSE ((maintenance_window_id IS NOT NULL) AND (status_incident_id IS NULL) AND (occurrence_start IS NOT NULL))
+END)
 );
 
 --
--- Name: TABLE status_change; Type: COMMENT; Schema: public
+-- Name: TABLE notification_event; Type: COMMENT; Schema: public
 --
 
-COMMENT ON TABLE public.status_change IS 'The status-change log: every change of a component''s current_status, in order, written by the derivation; also the notification outbox (lease and delivery columns).';
+COMMENT ON TABLE public.notification_event IS 'Outbox of status-incident and maintenance notifications, written by triggers in the transaction of the change; workers lease, fan out and complete rows (statusdb.outbox).';
 
 --
--- Name: COLUMN status_change.id; Type: COMMENT; Schema: public
+-- Name: COLUMN notification_event.id; Type: COMMENT; Schema: public
 --
 
-COMMENT ON COLUMN public.status_change.id IS 'Primary key: a UUIDv7 as text; the change_id announced on NOTIFY statusdb_status_change.';
+COMMENT ON COLUMN public.notification_event.id IS 'Primary key: a UUIDv7 as text; with a subscriber id, the idempotency key of a delivery.';
 
 --
--- Name: COLUMN status_change.seq; Type: COMMENT; Schema: public
+-- Name: COLUMN notification_event.seq; Type: COMMENT; Schema: public
 --
 
-COMMENT ON COLUMN public.status_change.seq IS 'Commit-independent insertion order (identity), for ordering and the chain check.';
+COMMENT ON COLUMN public.notification_event.seq IS 'Order of writing (identity).';
 
 --
--- Name: COLUMN status_change.status_page_id; Type: COMMENT; Schema: public
+-- Name: COLUMN notification_event.status_page_id; Type: COMMENT; Schema: public
 --
 
-COMMENT ON COLUMN public.status_change.status_page_id IS 'The component''s page (the log is deleted with it).';
+COMMENT ON COLUMN public.notification_event.status_page_id IS 'The page whose subscribers are told.';
 
 --
--- Name: COLUMN status_change.component_id; Type: COMMENT; Schema: public
+-- Name: COLUMN notification_event.kind; Type: COMMENT; Schema: public
 --
 
-COMMENT ON COLUMN public.status_change.component_id IS 'The component whose status changed (the log is deleted with it).';
+COMMENT ON COLUMN public.notification_event.kind IS 'What happened: incident_created/updated/resolved/reopened, maintenance_scheduled/rescheduled/cancelled/reminder/started/completed (also the notify_on values).';
 
 --
--- Name: COLUMN status_change.previous_status; Type: COMMENT; Schema: public
+-- Name: COLUMN notification_event.status_incident_id; Type: COMMENT; Schema: public
 --
 
-COMMENT ON COLUMN public.status_change.previous_status IS 'The status before; equals the prior change''s new_status (OPERATIONAL for the first).';
+COMMENT ON COLUMN public.notification_event.status_incident_id IS 'The status incident an incident_* event is about.';
 
 --
--- Name: COLUMN status_change.new_status; Type: COMMENT; Schema: public
+-- Name: COLUMN notification_event.maintenance_window_id; Type: COMMENT; Schema: public
 --
 
-COMMENT ON COLUMN public.status_change.new_status IS 'The status after.';
+COMMENT ON COLUMN public.notification_event.maintenance_window_id IS 'The window a maintenance_* event is about.';
 
 --
--- Name: COLUMN status_change.cause; Type: COMMENT; Schema: public
+-- Name: COLUMN notification_event.occurrence_start; Type: COMMENT; Schema: public
 --
 
-COMMENT ON COLUMN public.status_change.cause IS 'INCIDENT, MAINTENANCE or MANUAL (set by hand, or a repair by statusdb_recompute_statuses).';
+COMMENT ON COLUMN public.notification_event.occurrence_start IS 'Start of the occurrence a maintenance_* event is about.';
 
 --
--- Name: COLUMN status_change.incident_id; Type: COMMENT; Schema: public
+-- Name: COLUMN notification_event.component_ids; Type: COMMENT; Schema: public
 --
 
-COMMENT ON COLUMN public.status_change.incident_id IS 'The incident that caused it, as it was (not a foreign key: history outlives the incident).';
+COMMENT ON COLUMN public.notification_event.component_ids IS 'Affected components: their followers are told; empty: the whole page.';
 
 --
--- Name: COLUMN status_change.maintenance_window_id; Type: COMMENT; Schema: public
+-- Name: COLUMN notification_event.payload; Type: COMMENT; Schema: public
 --
 
-COMMENT ON COLUMN public.status_change.maintenance_window_id IS 'The maintenance window that caused it, as it was (not a foreign key).';
+COMMENT ON COLUMN public.notification_event.payload IS 'What a message needs, as JSON: page {id,name,slug}, components [{name,status}], and incident {id,title,severity} + update {status,message,timestamp}, or window {id,title,description,time_zone,recurring} + occurrence {start,end,start_local,end_local} + previous (rescheduled only). Times in UTC ISO 8601; *_local in the window''s time zone.';
 
 --
--- Name: COLUMN status_change.changed_at; Type: COMMENT; Schema: public
+-- Name: COLUMN notification_event.created_at; Type: COMMENT; Schema: public
 --
 
-COMMENT ON COLUMN public.status_change.changed_at IS 'When the change was made (clock_timestamp()).';
+COMMENT ON COLUMN public.notification_event.created_at IS 'When the event was written.';
 
 --
--- Name: COLUMN status_change.lease_owner; Type: COMMENT; Schema: public
+-- Name: COLUMN notification_event.lease_owner; Type: COMMENT; Schema: public
 --
 
-COMMENT ON COLUMN public.status_change.lease_owner IS 'Outbox: the worker holding the claim (null: not claimed).';
+COMMENT ON COLUMN public.notification_event.lease_owner IS 'The worker holding the event, if any.';
 
 --
--- Name: COLUMN status_change.lease_expires_at; Type: COMMENT; Schema: public
+-- Name: COLUMN notification_event.lease_expires_at; Type: COMMENT; Schema: public
 --
 
-COMMENT ON COLUMN public.status_change.lease_expires_at IS 'Outbox: when the claim lapses and another worker may claim the change again.';
+COMMENT ON COLUMN public.notification_event.lease_expires_at IS 'When the worker''s lease runs out (then another worker may claim the event).';
 
 --
--- Name: COLUMN status_change.notified_at; Type: COMMENT; Schema: public
+-- Name: COLUMN notification_event.notified_at; Type: COMMENT; Schema: public
 --
 
-COMMENT ON COLUMN public.status_change.notified_at IS 'Outbox: when the change was completed (null: still pending).';
+COMMENT ON COLUMN public.notification_event.notified_at IS 'When fan-out finished; null: still to be notified.';
 
 --
--- Name: COLUMN status_change.outcome; Type: COMMENT; Schema: public
+-- Name: COLUMN notification_event.outcome; Type: COMMENT; Schema: public
 --
 
-COMMENT ON COLUMN public.status_change.outcome IS 'Outbox: NOTIFIED, FLAP (coalesced changes ended where they began) or MUTED (maintenance without notifications); set with notified_at.';
+COMMENT ON COLUMN public.notification_event.outcome IS 'NOTIFIED, MUTED (window with notify_subscribers off) or OBSOLETE (reminder of an occurrence that no longer comes).';
 
 --
--- Name: status_change_seq_seq; Type: SEQUENCE; Schema: public
+-- Name: COLUMN notification_event.subject_id; Type: COMMENT; Schema: public
 --
 
-ALTER TABLE public.status_change ALTER COLUMN seq ADD GENERATED ALWAYS AS IDENTITY (
-    SEQUENCE NAME public.status_change_seq_seq
+COMMENT ON COLUMN public.notification_event.subject_id IS 'The status incident or window (generated): its events are claimed in order.';
+
+--
+-- Name: notification_event_seq_seq; Type: SEQUENCE; Schema: public
+--
+
+ALTER TABLE public.notification_event ALTER COLUMN seq ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.notification_event_seq_seq
     START WITH 1
     INCREMENT BY 1
     NO MINVALUE
     NO MAXVALUE
     CACHE 1
 );
+
+--
+-- Name: row_history; Type: TABLE; Schema: public
+--
+
+CREATE TABLE public.row_history (
+    table_name text NOT NULL,
+    row_id text NOT NULL,
+    status_page_id text NOT NULL,
+    valid_from timestamp with time zone NOT NULL,
+    valid_to timestamp with time zone,
+    written_by_xact xid8 NOT NULL,
+    row_data jsonb NOT NULL,
+    CONSTRAINT row_history_row_data_check CHECK ((jsonb_typeof(row_data) = 'object'::text)),
+    CONSTRAINT row_history_valid_check CHECK (((valid_to IS NULL) OR (valid_to > valid_from)))
+);
+
+--
+-- Name: TABLE row_history; Type: COMMENT; Schema: public
+--
+
+COMMENT ON TABLE public.row_history IS 'Every version of the rows page views are made of (0022), written by the trigger function statusdb_keep_row_history; owner only, read through statusdb_page_view_at.';
+
+--
+-- Name: COLUMN row_history.table_name; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.row_history.table_name IS 'The audited table.';
+
+--
+-- Name: COLUMN row_history.row_id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.row_history.row_id IS 'The row''s primary key value (a JSON array of the values for a composite key).';
+
+--
+-- Name: COLUMN row_history.status_page_id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.row_history.status_page_id IS 'The status page the row belongs to.';
+
+--
+-- Name: COLUMN row_history.valid_from; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.row_history.valid_from IS 'Start of the version: the writing transaction''s now() (1 us after the previous version when that one was written by a transaction that started later).';
+
+--
+-- Name: COLUMN row_history.valid_to; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.row_history.valid_to IS 'End of the version (exclusive); NULL: current.';
+
+--
+-- Name: COLUMN row_history.written_by_xact; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.row_history.written_by_xact IS 'The transaction that wrote the version.';
+
+--
+-- Name: COLUMN row_history.row_data; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.row_history.row_data IS 'The row as to_jsonb gives it (status_page without access_token_hash).';
+
+--
+-- Name: row_history_horizon; Type: TABLE; Schema: public
+--
+
+CREATE TABLE public.row_history_horizon (
+    kept_from timestamp with time zone NOT NULL
+);
+
+--
+-- Name: TABLE row_history_horizon; Type: COMMENT; Schema: public
+--
+
+COMMENT ON TABLE public.row_history_horizon IS 'Retention cuts of row_history (statusdb_prune_row_history); the history is complete from the latest one and from its earliest version.';
+
+--
+-- Name: COLUMN row_history_horizon.kept_from; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.row_history_horizon.kept_from IS 'A retention cut: statusdb_page_view_at refuses earlier instants.';
 
 --
 -- Name: status_incident; Type: TABLE; Schema: public
@@ -1735,6 +4302,138 @@ COMMENT ON COLUMN public.status_incident.resolved_at IS 'Set exactly while the s
 COMMENT ON COLUMN public.status_incident.updates IS 'The timeline: a JSON array of {timestamp, status, message}, oldest first, appended atomically.';
 
 --
+-- Name: status_incident_postmortem; Type: TABLE; Schema: public
+--
+
+CREATE TABLE public.status_incident_postmortem (
+    status_incident_id text NOT NULL,
+    revision integer NOT NULL,
+    body text NOT NULL,
+    written_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    written_by_id text NOT NULL,
+    CONSTRAINT status_incident_postmortem_body_check CHECK (((btrim(body) <> ''::text) AND (length(body) <= 100000))),
+    CONSTRAINT status_incident_postmortem_revision_check CHECK ((revision >= 1)),
+    CONSTRAINT status_incident_postmortem_written_by_id_check CHECK (((btrim(written_by_id) <> ''::text) AND (length(written_by_id) <= 200)))
+);
+
+--
+-- Name: TABLE status_incident_postmortem; Type: COMMENT; Schema: public
+--
+
+COMMENT ON TABLE public.status_incident_postmortem IS 'Revisions of a resolved status incident''s postmortem (append-only; revision 1 is the publication).';
+
+--
+-- Name: COLUMN status_incident_postmortem.status_incident_id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_incident_postmortem.status_incident_id IS 'The resolved status incident.';
+
+--
+-- Name: COLUMN status_incident_postmortem.revision; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_incident_postmortem.revision IS '1: the publication; then one per edit (numbered by the trigger).';
+
+--
+-- Name: COLUMN status_incident_postmortem.body; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_incident_postmortem.body IS 'The postmortem text of this revision.';
+
+--
+-- Name: COLUMN status_incident_postmortem.written_at; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_incident_postmortem.written_at IS 'When this revision was written (revision 1: published_at); set by the trigger.';
+
+--
+-- Name: COLUMN status_incident_postmortem.written_by_id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_incident_postmortem.written_by_id IS 'Who wrote this revision.';
+
+--
+-- Name: status_incident_template; Type: TABLE; Schema: public
+--
+
+CREATE TABLE public.status_incident_template (
+    id text DEFAULT public.statusdb_new_id() NOT NULL,
+    status_page_id text NOT NULL,
+    name text NOT NULL,
+    title text NOT NULL,
+    message text NOT NULL,
+    severity text NOT NULL,
+    affected_component_ids text[] DEFAULT '{}'::text[] NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT status_incident_template_affected_component_ids_check CHECK (((array_position(affected_component_ids, NULL::text) IS NULL) AND (cardinality(affected_component_ids) <= 1000))),
+    CONSTRAINT status_incident_template_message_check CHECK (((btrim(message) <> ''::text) AND (length(message) <= 10000))),
+    CONSTRAINT status_incident_template_name_check CHECK (((btrim(name) <> ''::text) AND (length(name) <= 200))),
+    CONSTRAINT status_incident_template_severity_check CHECK ((severity = ANY (ARRAY['MINOR'::text, 'MAJOR'::text, 'CRITICAL'::text]))),
+    CONSTRAINT status_incident_template_title_check CHECK (((btrim(title) <> ''::text) AND (length(title) <= 500)))
+);
+
+--
+-- Name: TABLE status_incident_template; Type: COMMENT; Schema: public
+--
+
+COMMENT ON TABLE public.status_incident_template IS 'A page''s reusable incident: status_incidents.create_from_template opens a status incident from it.';
+
+--
+-- Name: COLUMN status_incident_template.id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_incident_template.id IS 'Primary key: a UUIDv7 as text (statusdb_new_id()).';
+
+--
+-- Name: COLUMN status_incident_template.status_page_id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_incident_template.status_page_id IS 'The page it belongs to (deleted with it).';
+
+--
+-- Name: COLUMN status_incident_template.name; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_incident_template.name IS 'What staff pick it by, unique on its page, non-blank, at most 200 characters.';
+
+--
+-- Name: COLUMN status_incident_template.title; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_incident_template.title IS 'The incident''s title, non-blank, at most 500 characters.';
+
+--
+-- Name: COLUMN status_incident_template.message; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_incident_template.message IS 'The first update''s message, non-blank, at most 10,000 characters.';
+
+--
+-- Name: COLUMN status_incident_template.severity; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_incident_template.severity IS 'MINOR, MAJOR or CRITICAL.';
+
+--
+-- Name: COLUMN status_incident_template.affected_component_ids; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_incident_template.affected_component_ids IS 'Components of the same page (at most 1,000); checked on write, removed when a component is deleted.';
+
+--
+-- Name: COLUMN status_incident_template.created_at; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_incident_template.created_at IS 'When the row was inserted.';
+
+--
+-- Name: COLUMN status_incident_template.updated_at; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_incident_template.updated_at IS 'When the row last changed (kept by a trigger).';
+
+--
 -- Name: status_lock; Type: TABLE; Schema: public
 --
 
@@ -1769,11 +4468,13 @@ CREATE TABLE public.status_page (
     created_by_id text NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    time_zone text DEFAULT 'UTC'::text NOT NULL,
     CONSTRAINT status_page_access_token_hash_check CHECK (((access_token_hash IS NULL) OR (octet_length(access_token_hash) = 32))),
     CONSTRAINT status_page_created_by_id_check CHECK ((btrim(created_by_id) <> ''::text)),
     CONSTRAINT status_page_name_check CHECK (((btrim(name) <> ''::text) AND (length(name) <= 200))),
     CONSTRAINT status_page_private_needs_token CHECK ((is_public OR (access_token_hash IS NOT NULL))),
-    CONSTRAINT status_page_slug_check CHECK (((slug ~ '^[a-z0-9]+(-[a-z0-9]+)*$'::text) AND (length(slug) <= 100)))
+    CONSTRAINT status_page_slug_check CHECK (((slug ~ '^[a-z0-9]+(-[a-z0-9]+)*$'::text) AND (length(slug) <= 100))),
+    CONSTRAINT status_page_time_zone_check CHECK (((length(time_zone) <= 64) AND ((time_zone = 'UTC'::text) OR (time_zone ~ '^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)+$'::text))))
 );
 
 --
@@ -1843,6 +4544,12 @@ COMMENT ON COLUMN public.status_page.created_at IS 'When the row was inserted.';
 COMMENT ON COLUMN public.status_page.updated_at IS 'When the row last changed (kept by a trigger).';
 
 --
+-- Name: COLUMN status_page.time_zone; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_page.time_zone IS 'IANA time zone of the page (a name with a ''/'', or UTC): uptime.daily counts calendar days from its local midnights.';
+
+--
 -- Name: status_page_component; Type: TABLE; Schema: public
 --
 
@@ -1859,6 +4566,7 @@ CREATE TABLE public.status_page_component (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     manual_status text DEFAULT 'OPERATIONAL'::text NOT NULL,
+    group_id text,
     CONSTRAINT status_page_component_current_status_check CHECK ((current_status = ANY (ARRAY['MAJOR_OUTAGE'::text, 'PARTIAL_OUTAGE'::text, 'DEGRADED_PERFORMANCE'::text, 'UNDER_MAINTENANCE'::text, 'OPERATIONAL'::text]))),
     CONSTRAINT status_page_component_manual_status_check CHECK ((manual_status = ANY (ARRAY['MAJOR_OUTAGE'::text, 'PARTIAL_OUTAGE'::text, 'DEGRADED_PERFORMANCE'::text, 'UNDER_MAINTENANCE'::text, 'OPERATIONAL'::text]))),
     CONSTRAINT status_page_component_name_check CHECK (((btrim(name) <> ''::text) AND (length(name) <= 200))),
@@ -1944,6 +4652,142 @@ COMMENT ON COLUMN public.status_page_component.updated_at IS 'When the row last 
 COMMENT ON COLUMN public.status_page_component.manual_status IS 'The status set by hand (components.set_status) for a component without a team; ignored while it has one.';
 
 --
+-- Name: COLUMN status_page_component.group_id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_page_component.group_id IS 'The group it is shown in, on the same page (null: none); display_order orders it there. Set to null when the group is deleted.';
+
+--
+-- Name: status_page_snapshot; Type: TABLE; Schema: public
+--
+
+CREATE TABLE public.status_page_snapshot (
+    page_id text NOT NULL,
+    version bigint NOT NULL,
+    slug text NOT NULL,
+    is_public boolean NOT NULL,
+    access_token_hash bytea,
+    name text NOT NULL,
+    description text,
+    updated_at timestamp with time zone NOT NULL,
+    components json NOT NULL,
+    incidents json NOT NULL,
+    windows json NOT NULL,
+    window_starts timestamp with time zone[] NOT NULL,
+    window_scheduled boolean[] NOT NULL,
+    groups json NOT NULL,
+    CONSTRAINT status_page_snapshot_scheduled_check CHECK ((cardinality(array_positions(window_scheduled, true)) <= 255)),
+    CONSTRAINT status_page_snapshot_windows_check CHECK (((cardinality(window_starts) = cardinality(window_scheduled)) AND (json_array_length(windows) = cardinality(window_starts))))
+);
+
+--
+-- Name: TABLE status_page_snapshot; Type: COMMENT; Schema: public
+--
+
+COMMENT ON TABLE public.status_page_snapshot IS 'Each page as statusdb_page_view shows it, rendered by the writers'' triggers in the same transaction (0017); statusdb_page_render renders from scratch.';
+
+--
+-- Name: COLUMN status_page_snapshot.page_id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_page_snapshot.page_id IS 'The page (status_page.id).';
+
+--
+-- Name: COLUMN status_page_snapshot.version; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_page_snapshot.version IS 'Changes (increases) whenever the rendering changes. Readers see version * 256 + the number of SCHEDULED candidates in their horizon; version * 256 is announced.';
+
+--
+-- Name: COLUMN status_page_snapshot.slug; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_page_snapshot.slug IS 'status_page.slug, for the page view''s lookup.';
+
+--
+-- Name: COLUMN status_page_snapshot.is_public; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_page_snapshot.is_public IS 'status_page.is_public.';
+
+--
+-- Name: COLUMN status_page_snapshot.access_token_hash; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_page_snapshot.access_token_hash IS 'status_page.access_token_hash (a digest of a digest: opens nothing, see 0014).';
+
+--
+-- Name: COLUMN status_page_snapshot.name; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_page_snapshot.name IS 'status_page.name.';
+
+--
+-- Name: COLUMN status_page_snapshot.description; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_page_snapshot.description IS 'status_page.description.';
+
+--
+-- Name: COLUMN status_page_snapshot.updated_at; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_page_snapshot.updated_at IS 'Latest of the page''s updated_at, its components'' status_updated_at and its active incidents'' updated_at.';
+
+--
+-- Name: COLUMN status_page_snapshot.components; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_page_snapshot.components IS 'JSON array of [id, name, description, display_order, current_status, status_updated_at].';
+
+--
+-- Name: COLUMN status_page_snapshot.incidents; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_page_snapshot.incidents IS 'JSON array of active incidents [id, title, message, severity, status, affected_component_ids, created_at, updated_at, updates], newest first.';
+
+--
+-- Name: COLUMN status_page_snapshot.windows; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_page_snapshot.windows IS 'JSON array of candidate maintenance windows [id, title, description, status, start_time, end_time, component_ids] by (start_time, id): first 200 IN_PROGRESS and first 200 SCHEDULED.';
+
+--
+-- Name: COLUMN status_page_snapshot.window_starts; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_page_snapshot.window_starts IS 'start_time of each entry of windows.';
+
+--
+-- Name: COLUMN status_page_snapshot.window_scheduled; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_page_snapshot.window_scheduled IS 'Whether each entry of windows is SCHEDULED (shown only within the horizon).';
+
+--
+-- Name: COLUMN status_page_snapshot.groups; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_page_snapshot.groups IS 'JSON array of the page''s groups [id, name, description, parent_id, display_order, current_status] by (display_order, name, id), flat (0020).';
+
+--
+-- Name: status_page_snapshot_version_seq; Type: SEQUENCE; Schema: public
+--
+
+CREATE SEQUENCE public.status_page_snapshot_version_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    MAXVALUE 36028797018963967
+    CACHE 1;
+
+--
+-- Name: SEQUENCE status_page_snapshot_version_seq; Type: COMMENT; Schema: public
+--
+
+COMMENT ON SEQUENCE public.status_page_snapshot_version_seq IS 'Versions of page snapshots (0017): one sequence for all pages, so a version is never reused; at most 2^55 - 1 so that the readers'' versions (version * 256 + k) stay bigints.';
+
+--
 -- Name: status_repair; Type: TABLE; Schema: public
 --
 
@@ -1962,123 +4806,6 @@ COMMENT ON TABLE public.status_repair IS 'Owner-only: the transaction repairing 
 --
 
 COMMENT ON COLUMN public.status_repair.xid IS 'The repairing transaction (pg_current_xact_id()); the row lives only while the repair runs.';
-
---
--- Name: status_subscriber; Type: TABLE; Schema: public
---
-
-CREATE TABLE public.status_subscriber (
-    id text DEFAULT public.statusdb_new_id() NOT NULL,
-    status_page_id text NOT NULL,
-    channel text NOT NULL,
-    destination text NOT NULL,
-    component_ids text[] DEFAULT '{}'::text[] NOT NULL,
-    notify_on text[] DEFAULT '{degraded,outage,maintenance,resolved}'::text[] NOT NULL,
-    is_verified boolean DEFAULT false NOT NULL,
-    verify_token_hash bytea,
-    is_active boolean DEFAULT true NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    verify_token_expires_at timestamp with time zone,
-    unsubscribe_token_hash bytea,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT status_subscriber_channel_check CHECK ((channel = ANY (ARRAY['EMAIL'::text, 'SLACK'::text, 'WEBHOOK'::text]))),
-    CONSTRAINT status_subscriber_component_ids_check CHECK ((array_position(component_ids, NULL::text) IS NULL)),
-    CONSTRAINT status_subscriber_destination_check CHECK (((btrim(destination) <> ''::text) AND (length(destination) <= 2000))),
-    CONSTRAINT status_subscriber_destination_format_check CHECK (
-CASE channel
-    WHEN 'EMAIL'::text THEN ((octet_length(destination) <= 254) AND (destination ~ '^[^@[:space:][:cntrl:]]+@[^@[:space:][:cntrl:]A-Z]+$'::text))
-    ELSE (destination ~ '^https://[^/?#@[:space:][:cntrl:]]+([/?#][^[:space:][:cntrl:]]*)?$'::text)
-END),
-    CONSTRAINT status_subscriber_is_verified_check CHECK ((NOT (is_verified AND (verify_token_hash IS NOT NULL)))),
-    CONSTRAINT status_subscriber_notify_on_check CHECK (((cardinality(notify_on) > 0) AND (array_position(notify_on, NULL::text) IS NULL) AND (notify_on <@ ARRAY['degraded'::text, 'outage'::text, 'maintenance'::text, 'resolved'::text]))),
-    CONSTRAINT status_subscriber_unsubscribe_token_hash_check CHECK (((unsubscribe_token_hash IS NULL) OR (octet_length(unsubscribe_token_hash) = 32))),
-    CONSTRAINT status_subscriber_verify_token_expires_at_check CHECK (((verify_token_hash IS NULL) = (verify_token_expires_at IS NULL))),
-    CONSTRAINT status_subscriber_verify_token_hash_check CHECK (((verify_token_hash IS NULL) OR (octet_length(verify_token_hash) = 32)))
-);
-
---
--- Name: TABLE status_subscriber; Type: COMMENT; Schema: public
---
-
-COMMENT ON TABLE public.status_subscriber IS 'Someone to notify of a page''s status changes: an email address, a Slack or webhook URL.';
-
---
--- Name: COLUMN status_subscriber.id; Type: COMMENT; Schema: public
---
-
-COMMENT ON COLUMN public.status_subscriber.id IS 'Primary key: a UUIDv7 as text (statusdb_new_id()).';
-
---
--- Name: COLUMN status_subscriber.status_page_id; Type: COMMENT; Schema: public
---
-
-COMMENT ON COLUMN public.status_subscriber.status_page_id IS 'The page subscribed to (deleted with it).';
-
---
--- Name: COLUMN status_subscriber.channel; Type: COMMENT; Schema: public
---
-
-COMMENT ON COLUMN public.status_subscriber.channel IS 'EMAIL, SLACK or WEBHOOK.';
-
---
--- Name: COLUMN status_subscriber.destination; Type: COMMENT; Schema: public
---
-
-COMMENT ON COLUMN public.status_subscriber.destination IS 'The address (EMAIL) or https:// URL (SLACK, WEBHOOK), normalised; unique per page and channel.';
-
---
--- Name: COLUMN status_subscriber.component_ids; Type: COMMENT; Schema: public
---
-
-COMMENT ON COLUMN public.status_subscriber.component_ids IS 'Components of the same page followed; empty: all. Checked and kept free of deleted ids by triggers.';
-
---
--- Name: COLUMN status_subscriber.notify_on; Type: COMMENT; Schema: public
---
-
-COMMENT ON COLUMN public.status_subscriber.notify_on IS 'Events wanted: a non-empty subset of degraded, outage, maintenance, resolved.';
-
---
--- Name: COLUMN status_subscriber.is_verified; Type: COMMENT; Schema: public
---
-
-COMMENT ON COLUMN public.status_subscriber.is_verified IS 'True once an EMAIL address is confirmed (always true for SLACK and WEBHOOK); only verified subscribers are notified.';
-
---
--- Name: COLUMN status_subscriber.verify_token_hash; Type: COMMENT; Schema: public
---
-
-COMMENT ON COLUMN public.status_subscriber.verify_token_hash IS 'SHA-256 digest of the pending email verification token (single use); null when none is pending.';
-
---
--- Name: COLUMN status_subscriber.is_active; Type: COMMENT; Schema: public
---
-
-COMMENT ON COLUMN public.status_subscriber.is_active IS 'False once unsubscribed (the row stays for re-subscribe and audit).';
-
---
--- Name: COLUMN status_subscriber.created_at; Type: COMMENT; Schema: public
---
-
-COMMENT ON COLUMN public.status_subscriber.created_at IS 'When the row was inserted.';
-
---
--- Name: COLUMN status_subscriber.verify_token_expires_at; Type: COMMENT; Schema: public
---
-
-COMMENT ON COLUMN public.status_subscriber.verify_token_expires_at IS 'When the pending verification token expires; set exactly when verify_token_hash is.';
-
---
--- Name: COLUMN status_subscriber.unsubscribe_token_hash; Type: COMMENT; Schema: public
---
-
-COMMENT ON COLUMN public.status_subscriber.unsubscribe_token_hash IS 'SHA-256 digest of the unsubscribe token (kept after unsubscribing, replaced on re-subscribe).';
-
---
--- Name: COLUMN status_subscriber.updated_at; Type: COMMENT; Schema: public
---
-
-COMMENT ON COLUMN public.status_subscriber.updated_at IS 'When the row last changed (kept by a trigger).';
 
 --
 -- Name: statusdb_component_derived_status; Type: VIEW; Schema: public
@@ -2122,6 +4849,48 @@ COMMENT ON COLUMN public.statusdb_component_derived_status.current_status IS 'Th
 COMMENT ON COLUMN public.statusdb_component_derived_status.derived_status IS 'The status derived from scratch; differs from current_status only after drift (a load with triggers off).';
 
 --
+-- Name: statusdb_group_derived_status; Type: VIEW; Schema: public
+--
+
+CREATE VIEW public.statusdb_group_derived_status AS
+ SELECT d.group_id,
+    d.status_page_id,
+    d.current_status,
+    d.derived_status
+   FROM public.statusdb_derive_group_statuses(ARRAY( SELECT g.id
+           FROM public.component_group g)) d(group_id, status_page_id, current_status, derived_status);
+
+--
+-- Name: VIEW statusdb_group_derived_status; Type: COMMENT; Schema: public
+--
+
+COMMENT ON VIEW public.statusdb_group_derived_status IS 'The status each group should have, computed from scratch from its members.';
+
+--
+-- Name: COLUMN statusdb_group_derived_status.group_id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.statusdb_group_derived_status.group_id IS 'The group.';
+
+--
+-- Name: COLUMN statusdb_group_derived_status.status_page_id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.statusdb_group_derived_status.status_page_id IS 'Its page.';
+
+--
+-- Name: COLUMN statusdb_group_derived_status.current_status; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.statusdb_group_derived_status.current_status IS 'The status stored on the group.';
+
+--
+-- Name: COLUMN statusdb_group_derived_status.derived_status; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.statusdb_group_derived_status.derived_status IS 'The status derived from scratch; differs from current_status only after drift (a load with triggers off).';
+
+--
 -- Name: team; Type: TABLE; Schema: public
 --
 
@@ -2162,6 +4931,55 @@ COMMENT ON COLUMN public.team.created_at IS 'When the row was inserted.';
 --
 
 COMMENT ON COLUMN public.team.updated_at IS 'When the row last changed (kept by the trigger team_touch_updated_at).';
+
+--
+-- Name: component_group component_group_id_status_page_id_key; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.component_group
+    ADD CONSTRAINT component_group_id_status_page_id_key UNIQUE (id, status_page_id);
+
+--
+-- Name: component_group component_group_pkey; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.component_group
+    ADD CONSTRAINT component_group_pkey PRIMARY KEY (id);
+
+--
+-- Name: component_group_status_change component_group_status_change_id_key; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.component_group_status_change
+    ADD CONSTRAINT component_group_status_change_id_key UNIQUE (id);
+
+--
+-- Name: component_group_status_change component_group_status_change_pkey; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.component_group_status_change
+    ADD CONSTRAINT component_group_status_change_pkey PRIMARY KEY (seq);
+
+--
+-- Name: component_group component_group_status_page_id_name_key; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.component_group
+    ADD CONSTRAINT component_group_status_page_id_name_key UNIQUE (status_page_id, name);
+
+--
+-- Name: delivery_attempt delivery_attempt_notification_key_subscriber_id_attempt_key; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.delivery_attempt
+    ADD CONSTRAINT delivery_attempt_notification_key_subscriber_id_attempt_key UNIQUE (notification_key, subscriber_id, attempt);
+
+--
+-- Name: delivery_attempt delivery_attempt_pkey; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.delivery_attempt
+    ADD CONSTRAINT delivery_attempt_pkey PRIMARY KEY (id);
 
 --
 -- Name: destination_allowlist destination_allowlist_host_name_key; Type: CONSTRAINT; Schema: public
@@ -2213,6 +5031,27 @@ ALTER TABLE ONLY public.maintenance_window_scheduler_error
     ADD CONSTRAINT maintenance_window_scheduler_error_pkey PRIMARY KEY (maintenance_window_id);
 
 --
+-- Name: notification_event notification_event_pkey; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.notification_event
+    ADD CONSTRAINT notification_event_pkey PRIMARY KEY (id);
+
+--
+-- Name: row_history_horizon row_history_horizon_pkey; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.row_history_horizon
+    ADD CONSTRAINT row_history_horizon_pkey PRIMARY KEY (kept_from);
+
+--
+-- Name: row_history row_history_pkey; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.row_history
+    ADD CONSTRAINT row_history_pkey PRIMARY KEY (table_name, row_id, valid_from);
+
+--
 -- Name: status_change status_change_pkey; Type: CONSTRAINT; Schema: public
 --
 
@@ -2232,6 +5071,27 @@ ALTER TABLE ONLY public.status_change
 
 ALTER TABLE ONLY public.status_incident
     ADD CONSTRAINT status_incident_pkey PRIMARY KEY (id);
+
+--
+-- Name: status_incident_postmortem status_incident_postmortem_pkey; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.status_incident_postmortem
+    ADD CONSTRAINT status_incident_postmortem_pkey PRIMARY KEY (status_incident_id, revision);
+
+--
+-- Name: status_incident_template status_incident_template_pkey; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.status_incident_template
+    ADD CONSTRAINT status_incident_template_pkey PRIMARY KEY (id);
+
+--
+-- Name: status_incident_template status_incident_template_status_page_id_name_key; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.status_incident_template
+    ADD CONSTRAINT status_incident_template_status_page_id_name_key UNIQUE (status_page_id, name);
 
 --
 -- Name: status_lock status_lock_pkey; Type: CONSTRAINT; Schema: public
@@ -2276,6 +5136,20 @@ ALTER TABLE ONLY public.status_page
     ADD CONSTRAINT status_page_slug_key UNIQUE (slug);
 
 --
+-- Name: status_page_snapshot status_page_snapshot_pkey; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.status_page_snapshot
+    ADD CONSTRAINT status_page_snapshot_pkey PRIMARY KEY (page_id);
+
+--
+-- Name: status_page_snapshot status_page_snapshot_version_key; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.status_page_snapshot
+    ADD CONSTRAINT status_page_snapshot_version_key UNIQUE (version);
+
+--
 -- Name: status_repair status_repair_pkey; Type: CONSTRAINT; Schema: public
 --
 
@@ -2318,6 +5192,36 @@ ALTER TABLE ONLY public.team
     ADD CONSTRAINT team_pkey PRIMARY KEY (id);
 
 --
+-- Name: component_group_parent_id_status_page_id_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX component_group_parent_id_status_page_id_idx ON public.component_group USING btree (parent_id, status_page_id) WHERE (parent_id IS NOT NULL);
+
+--
+-- Name: component_group_status_change_group_id_seq_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX component_group_status_change_group_id_seq_idx ON public.component_group_status_change USING btree (group_id, seq);
+
+--
+-- Name: component_group_status_change_status_page_id_changed_at_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX component_group_status_change_status_page_id_changed_at_idx ON public.component_group_status_change USING btree (status_page_id, changed_at);
+
+--
+-- Name: delivery_attempt_next_attempt_at_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX delivery_attempt_next_attempt_at_idx ON public.delivery_attempt USING btree (next_attempt_at, id) WHERE (next_attempt_at IS NOT NULL);
+
+--
+-- Name: delivery_attempt_subscriber_id_attempted_at_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX delivery_attempt_subscriber_id_attempted_at_idx ON public.delivery_attempt USING btree (subscriber_id, attempted_at DESC);
+
+--
 -- Name: incident_team_id_status_idx; Type: INDEX; Schema: public
 --
 
@@ -2340,6 +5244,66 @@ CREATE INDEX maintenance_window_status_page_id_start_time_idx ON public.maintena
 --
 
 CREATE INDEX maintenance_window_status_start_time_idx ON public.maintenance_window USING btree (status, start_time);
+
+--
+-- Name: notification_event_maintenance_window_id_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX notification_event_maintenance_window_id_idx ON public.notification_event USING btree (maintenance_window_id) WHERE (maintenance_window_id IS NOT NULL);
+
+--
+-- Name: notification_event_pending_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX notification_event_pending_idx ON public.notification_event USING btree (subject_id, seq) WHERE (notified_at IS NULL);
+
+--
+-- Name: notification_event_reminder_key; Type: INDEX; Schema: public
+--
+
+CREATE UNIQUE INDEX notification_event_reminder_key ON public.notification_event USING btree (maintenance_window_id, occurrence_start, kind) WHERE (kind = 'maintenance_reminder'::text);
+
+--
+-- Name: notification_event_status_incident_id_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX notification_event_status_incident_id_idx ON public.notification_event USING btree (status_incident_id) WHERE (status_incident_id IS NOT NULL);
+
+--
+-- Name: notification_event_status_page_id_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX notification_event_status_page_id_idx ON public.notification_event USING btree (status_page_id);
+
+--
+-- Name: row_history_current_key; Type: INDEX; Schema: public
+--
+
+CREATE UNIQUE INDEX row_history_current_key ON public.row_history USING btree (table_name, row_id) WHERE (valid_to IS NULL);
+
+--
+-- Name: row_history_page_slug_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX row_history_page_slug_idx ON public.row_history USING btree (((row_data ->> 'slug'::text)), valid_from) WHERE (table_name = 'status_page'::text);
+
+--
+-- Name: row_history_status_page_id_valid_to_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX row_history_status_page_id_valid_to_idx ON public.row_history USING btree (status_page_id, valid_to);
+
+--
+-- Name: row_history_valid_from_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX row_history_valid_from_idx ON public.row_history USING btree (valid_from);
+
+--
+-- Name: row_history_valid_to_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX row_history_valid_to_idx ON public.row_history USING btree (valid_to) WHERE (valid_to IS NOT NULL);
 
 --
 -- Name: status_change_component_id_seq_idx; Type: INDEX; Schema: public
@@ -2378,6 +5342,12 @@ CREATE INDEX status_incident_resolved_history_idx ON public.status_incident USIN
 CREATE INDEX status_incident_status_page_id_status_idx ON public.status_incident USING btree (status_page_id, status);
 
 --
+-- Name: status_page_component_group_id_status_page_id_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX status_page_component_group_id_status_page_id_idx ON public.status_page_component USING btree (group_id, status_page_id) WHERE (group_id IS NOT NULL);
+
+--
 -- Name: status_page_component_status_page_id_display_order_idx; Type: INDEX; Schema: public
 --
 
@@ -2390,22 +5360,40 @@ CREATE INDEX status_page_component_status_page_id_display_order_idx ON public.st
 CREATE INDEX status_page_component_team_id_idx ON public.status_page_component USING btree (team_id, service_identifier) WHERE (team_id IS NOT NULL);
 
 --
+-- Name: status_page_snapshot_slug_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX status_page_snapshot_slug_idx ON public.status_page_snapshot USING btree (slug);
+
+--
 -- Name: status_page_team_id_idx; Type: INDEX; Schema: public
 --
 
 CREATE INDEX status_page_team_id_idx ON public.status_page USING btree (team_id);
 
 --
--- Name: status_subscriber_fan_out_all_idx; Type: INDEX; Schema: public
---
-
-CREATE INDEX status_subscriber_fan_out_all_idx ON public.status_subscriber USING btree (status_page_id, id) INCLUDE (channel, destination, notify_on) WHERE ((component_ids = '{}'::text[]) AND is_active AND is_verified);
-
---
 -- Name: status_subscriber_fan_out_component_idx; Type: INDEX; Schema: public
 --
 
 CREATE INDEX status_subscriber_fan_out_component_idx ON public.status_subscriber USING gin (component_ids) WHERE ((component_ids <> '{}'::text[]) AND is_active AND is_verified);
+
+--
+-- Name: status_subscriber_fan_out_everything_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX status_subscriber_fan_out_everything_idx ON public.status_subscriber USING btree (status_page_id, id) INCLUDE (channel, destination, notify_on) WHERE ((component_ids = '{}'::text[]) AND (group_ids = '{}'::text[]) AND is_active AND is_verified);
+
+--
+-- Name: status_subscriber_fan_out_group_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX status_subscriber_fan_out_group_idx ON public.status_subscriber USING gin (group_ids) WHERE ((group_ids <> '{}'::text[]) AND is_active AND is_verified);
+
+--
+-- Name: status_subscriber_fan_out_page_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX status_subscriber_fan_out_page_idx ON public.status_subscriber USING btree (status_page_id, id) INCLUDE (channel, destination, notify_on) WHERE ((component_ids <> '{}'::text[]) AND is_active AND is_verified);
 
 --
 -- Name: status_subscriber_status_page_id_id_idx; Type: INDEX; Schema: public
@@ -2418,6 +5406,66 @@ CREATE INDEX status_subscriber_status_page_id_id_idx ON public.status_subscriber
 --
 
 CREATE INDEX status_subscriber_status_page_id_is_active_idx ON public.status_subscriber USING btree (status_page_id, is_active);
+
+--
+-- Name: component_group component_group_forget_ids; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER component_group_forget_ids AFTER DELETE ON public.component_group FOR EACH ROW EXECUTE FUNCTION public.statusdb_component_group_forget_ids();
+
+--
+-- Name: component_group component_group_guard; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER component_group_guard BEFORE INSERT OR UPDATE ON public.component_group FOR EACH ROW EXECUTE FUNCTION public.statusdb_component_group_guard();
+
+--
+-- Name: component_group component_group_roll_up_delete; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER component_group_roll_up_delete AFTER DELETE ON public.component_group REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_component_group_roll_up();
+
+--
+-- Name: component_group component_group_roll_up_update; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER component_group_roll_up_update AFTER UPDATE ON public.component_group REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_component_group_roll_up();
+
+--
+-- Name: component_group component_group_snapshot_delete; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER component_group_snapshot_delete AFTER DELETE ON public.component_group REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_component_group_snapshot();
+
+--
+-- Name: component_group component_group_snapshot_insert; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER component_group_snapshot_insert AFTER INSERT ON public.component_group REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_component_group_snapshot();
+
+--
+-- Name: component_group component_group_snapshot_update; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER component_group_snapshot_update AFTER UPDATE ON public.component_group REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_component_group_snapshot();
+
+--
+-- Name: component_group component_group_touch_updated_at; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER component_group_touch_updated_at BEFORE UPDATE ON public.component_group FOR EACH ROW EXECUTE FUNCTION public.statusdb_touch_updated_at();
+
+--
+-- Name: component_group component_group_tree_check; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER component_group_tree_check BEFORE INSERT OR UPDATE OF parent_id ON public.component_group FOR EACH ROW WHEN ((new.parent_id IS NOT NULL)) EXECUTE FUNCTION public.statusdb_component_group_check_tree();
+
+--
+-- Name: delivery_attempt delivery_attempt_record; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER delivery_attempt_record BEFORE INSERT ON public.delivery_attempt FOR EACH ROW EXECUTE FUNCTION public.statusdb_delivery_attempt_record();
 
 --
 -- Name: incident incident_refresh_status; Type: TRIGGER; Schema: public
@@ -2444,6 +5492,24 @@ CREATE TRIGGER incident_touch_updated_at BEFORE UPDATE ON public.incident FOR EA
 CREATE TRIGGER maintenance_window_check_page_fixed BEFORE UPDATE OF status_page_id ON public.maintenance_window FOR EACH ROW WHEN ((new.status_page_id IS DISTINCT FROM old.status_page_id)) EXECUTE FUNCTION public.statusdb_maintenance_window_check_page_fixed();
 
 --
+-- Name: maintenance_window_component maintenance_window_component_keep_history_delete; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER maintenance_window_component_keep_history_delete AFTER DELETE ON public.maintenance_window_component REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_row_history('maintenance_window_id,component_id', 'maintenance_window_id', 'maintenance_window');
+
+--
+-- Name: maintenance_window_component maintenance_window_component_keep_history_insert; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER maintenance_window_component_keep_history_insert AFTER INSERT ON public.maintenance_window_component REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_row_history('maintenance_window_id,component_id', 'maintenance_window_id', 'maintenance_window');
+
+--
+-- Name: maintenance_window_component maintenance_window_component_keep_history_update; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER maintenance_window_component_keep_history_update AFTER UPDATE ON public.maintenance_window_component REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_row_history('maintenance_window_id,component_id', 'maintenance_window_id', 'maintenance_window');
+
+--
 -- Name: maintenance_window_component maintenance_window_component_refresh_status; Type: TRIGGER; Schema: public
 --
 
@@ -2456,10 +5522,76 @@ CREATE TRIGGER maintenance_window_component_refresh_status AFTER INSERT OR DELET
 CREATE TRIGGER maintenance_window_component_same_page BEFORE INSERT OR UPDATE ON public.maintenance_window_component FOR EACH ROW EXECUTE FUNCTION public.statusdb_maintenance_window_component_same_page();
 
 --
+-- Name: maintenance_window_component maintenance_window_component_snapshot_delete; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER maintenance_window_component_snapshot_delete AFTER DELETE ON public.maintenance_window_component REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_maintenance_window_component_snapshot();
+
+--
+-- Name: maintenance_window_component maintenance_window_component_snapshot_insert; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER maintenance_window_component_snapshot_insert AFTER INSERT ON public.maintenance_window_component REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_maintenance_window_component_snapshot();
+
+--
+-- Name: maintenance_window_component maintenance_window_component_snapshot_update; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER maintenance_window_component_snapshot_update AFTER UPDATE ON public.maintenance_window_component REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_maintenance_window_component_snapshot();
+
+--
+-- Name: maintenance_window maintenance_window_keep_history_delete; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER maintenance_window_keep_history_delete AFTER DELETE ON public.maintenance_window REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_row_history('id', 'status_page_id');
+
+--
+-- Name: maintenance_window maintenance_window_keep_history_insert; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER maintenance_window_keep_history_insert AFTER INSERT ON public.maintenance_window REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_row_history('id', 'status_page_id');
+
+--
+-- Name: maintenance_window maintenance_window_keep_history_update; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER maintenance_window_keep_history_update AFTER UPDATE ON public.maintenance_window REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_row_history('id', 'status_page_id');
+
+--
+-- Name: maintenance_window maintenance_window_notify; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER maintenance_window_notify AFTER UPDATE OF status, start_time, end_time, recurrence_rule, recurrence_start, time_zone ON public.maintenance_window FOR EACH ROW EXECUTE FUNCTION public.statusdb_maintenance_window_notify();
+
+--
+-- Name: maintenance_window maintenance_window_notify_scheduled; Type: TRIGGER; Schema: public
+--
+
+CREATE CONSTRAINT TRIGGER maintenance_window_notify_scheduled AFTER INSERT ON public.maintenance_window DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.statusdb_maintenance_window_notify_scheduled();
+
+--
 -- Name: maintenance_window maintenance_window_refresh_status; Type: TRIGGER; Schema: public
 --
 
 CREATE TRIGGER maintenance_window_refresh_status AFTER UPDATE OF status, auto_update_status ON public.maintenance_window FOR EACH ROW EXECUTE FUNCTION public.statusdb_maintenance_window_refresh_status();
+
+--
+-- Name: maintenance_window maintenance_window_snapshot_delete; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER maintenance_window_snapshot_delete AFTER DELETE ON public.maintenance_window REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_maintenance_window_snapshot();
+
+--
+-- Name: maintenance_window maintenance_window_snapshot_insert; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER maintenance_window_snapshot_insert AFTER INSERT ON public.maintenance_window REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_maintenance_window_snapshot();
+
+--
+-- Name: maintenance_window maintenance_window_snapshot_update; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER maintenance_window_snapshot_update AFTER UPDATE ON public.maintenance_window REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_maintenance_window_snapshot();
 
 --
 -- Name: maintenance_window maintenance_window_time_zone_check; Type: TRIGGER; Schema: public
@@ -2480,10 +5612,82 @@ CREATE TRIGGER maintenance_window_touch_updated_at BEFORE UPDATE ON public.maint
 CREATE TRIGGER status_incident_check_component_ids BEFORE INSERT OR UPDATE OF status_page_id, affected_component_ids ON public.status_incident FOR EACH ROW EXECUTE FUNCTION public.statusdb_status_incident_check_component_ids();
 
 --
+-- Name: status_incident status_incident_keep_history_delete; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_incident_keep_history_delete AFTER DELETE ON public.status_incident REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_row_history('id', 'status_page_id');
+
+--
+-- Name: status_incident status_incident_keep_history_insert; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_incident_keep_history_insert AFTER INSERT ON public.status_incident REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_row_history('id', 'status_page_id');
+
+--
+-- Name: status_incident status_incident_keep_history_update; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_incident_keep_history_update AFTER UPDATE ON public.status_incident REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_row_history('id', 'status_page_id');
+
+--
+-- Name: status_incident status_incident_notify_created; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_incident_notify_created AFTER INSERT ON public.status_incident FOR EACH ROW EXECUTE FUNCTION public.statusdb_status_incident_notify();
+
+--
+-- Name: status_incident status_incident_notify_updated; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_incident_notify_updated AFTER UPDATE OF status, updates ON public.status_incident FOR EACH ROW WHEN (((jsonb_array_length(new.updates) > jsonb_array_length(old.updates)) OR ((new.status = 'RESOLVED'::text) <> (old.status = 'RESOLVED'::text)))) EXECUTE FUNCTION public.statusdb_status_incident_notify();
+
+--
+-- Name: status_incident_postmortem status_incident_postmortem_keep; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_incident_postmortem_keep BEFORE DELETE OR UPDATE ON public.status_incident_postmortem FOR EACH ROW EXECUTE FUNCTION public.statusdb_status_incident_postmortem_keep();
+
+--
+-- Name: status_incident_postmortem status_incident_postmortem_number; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_incident_postmortem_number BEFORE INSERT ON public.status_incident_postmortem FOR EACH ROW EXECUTE FUNCTION public.statusdb_status_incident_postmortem_number();
+
+--
 -- Name: status_incident status_incident_set_resolved_at; Type: TRIGGER; Schema: public
 --
 
 CREATE TRIGGER status_incident_set_resolved_at BEFORE INSERT OR UPDATE OF status, resolved_at ON public.status_incident FOR EACH ROW EXECUTE FUNCTION public.statusdb_status_incident_set_resolved_at();
+
+--
+-- Name: status_incident status_incident_snapshot_delete; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_incident_snapshot_delete AFTER DELETE ON public.status_incident REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_status_incident_snapshot();
+
+--
+-- Name: status_incident status_incident_snapshot_insert; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_incident_snapshot_insert AFTER INSERT ON public.status_incident REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_status_incident_snapshot();
+
+--
+-- Name: status_incident status_incident_snapshot_update; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_incident_snapshot_update AFTER UPDATE ON public.status_incident REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_status_incident_snapshot();
+
+--
+-- Name: status_incident_template status_incident_template_check_component_ids; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_incident_template_check_component_ids BEFORE INSERT OR UPDATE OF status_page_id, affected_component_ids ON public.status_incident_template FOR EACH ROW EXECUTE FUNCTION public.statusdb_status_incident_template_check_component_ids();
+
+--
+-- Name: status_incident_template status_incident_template_touch_updated_at; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_incident_template_touch_updated_at BEFORE UPDATE ON public.status_incident_template FOR EACH ROW EXECUTE FUNCTION public.statusdb_touch_updated_at();
 
 --
 -- Name: status_incident status_incident_touch_updated_at; Type: TRIGGER; Schema: public
@@ -2510,10 +5714,70 @@ CREATE TRIGGER status_page_component_derive BEFORE INSERT OR UPDATE ON public.st
 CREATE TRIGGER status_page_component_forget_ids AFTER DELETE ON public.status_page_component FOR EACH ROW EXECUTE FUNCTION public.statusdb_status_page_component_forget_ids();
 
 --
+-- Name: status_page_component status_page_component_forget_template_ids; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_page_component_forget_template_ids AFTER DELETE ON public.status_page_component FOR EACH ROW EXECUTE FUNCTION public.statusdb_status_page_component_forget_template_ids();
+
+--
+-- Name: status_page_component status_page_component_keep_history_delete; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_page_component_keep_history_delete AFTER DELETE ON public.status_page_component REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_row_history('id', 'status_page_id');
+
+--
+-- Name: status_page_component status_page_component_keep_history_insert; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_page_component_keep_history_insert AFTER INSERT ON public.status_page_component REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_row_history('id', 'status_page_id');
+
+--
+-- Name: status_page_component status_page_component_keep_history_update; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_page_component_keep_history_update AFTER UPDATE ON public.status_page_component REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_row_history('id', 'status_page_id');
+
+--
 -- Name: status_page_component status_page_component_log_initial_status; Type: TRIGGER; Schema: public
 --
 
 CREATE TRIGGER status_page_component_log_initial_status AFTER INSERT ON public.status_page_component FOR EACH ROW WHEN ((new.current_status <> 'OPERATIONAL'::text)) EXECUTE FUNCTION public.statusdb_status_page_component_log_initial_status();
+
+--
+-- Name: status_page_component status_page_component_roll_up_delete; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_page_component_roll_up_delete AFTER DELETE ON public.status_page_component REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_status_page_component_roll_up();
+
+--
+-- Name: status_page_component status_page_component_roll_up_insert; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_page_component_roll_up_insert AFTER INSERT ON public.status_page_component REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_status_page_component_roll_up();
+
+--
+-- Name: status_page_component status_page_component_roll_up_update; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_page_component_roll_up_update AFTER UPDATE ON public.status_page_component REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_status_page_component_roll_up();
+
+--
+-- Name: status_page_component status_page_component_snapshot_delete; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_page_component_snapshot_delete AFTER DELETE ON public.status_page_component REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_status_page_component_snapshot();
+
+--
+-- Name: status_page_component status_page_component_snapshot_insert; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_page_component_snapshot_insert AFTER INSERT ON public.status_page_component REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_status_page_component_snapshot();
+
+--
+-- Name: status_page_component status_page_component_snapshot_update; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_page_component_snapshot_update AFTER UPDATE ON public.status_page_component REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_status_page_component_snapshot();
 
 --
 -- Name: status_page_component status_page_component_touch_updated_at; Type: TRIGGER; Schema: public
@@ -2522,16 +5786,64 @@ CREATE TRIGGER status_page_component_log_initial_status AFTER INSERT ON public.s
 CREATE TRIGGER status_page_component_touch_updated_at BEFORE UPDATE ON public.status_page_component FOR EACH ROW EXECUTE FUNCTION public.statusdb_touch_updated_at();
 
 --
+-- Name: status_page status_page_keep_history_delete; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_page_keep_history_delete AFTER DELETE ON public.status_page REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_row_history('id', 'id');
+
+--
+-- Name: status_page status_page_keep_history_insert; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_page_keep_history_insert AFTER INSERT ON public.status_page REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_row_history('id', 'id');
+
+--
+-- Name: status_page status_page_keep_history_update; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_page_keep_history_update AFTER UPDATE ON public.status_page REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_row_history('id', 'id');
+
+--
+-- Name: status_page status_page_snapshot_insert; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_page_snapshot_insert AFTER INSERT ON public.status_page REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_status_page_snapshot();
+
+--
+-- Name: status_page status_page_snapshot_update; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_page_snapshot_update AFTER UPDATE ON public.status_page REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_status_page_snapshot();
+
+--
+-- Name: status_page status_page_time_zone_check; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_page_time_zone_check BEFORE INSERT OR UPDATE OF time_zone ON public.status_page FOR EACH ROW EXECUTE FUNCTION public.statusdb_status_page_check_time_zone();
+
+--
 -- Name: status_page status_page_touch_updated_at; Type: TRIGGER; Schema: public
 --
 
 CREATE TRIGGER status_page_touch_updated_at BEFORE UPDATE ON public.status_page FOR EACH ROW EXECUTE FUNCTION public.statusdb_touch_updated_at();
 
 --
+-- Name: status_subscriber status_subscriber_activity_changed; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_subscriber_activity_changed BEFORE UPDATE OF is_active ON public.status_subscriber FOR EACH ROW WHEN ((new.is_active IS DISTINCT FROM old.is_active)) EXECUTE FUNCTION public.statusdb_status_subscriber_activity_changed();
+
+--
 -- Name: status_subscriber status_subscriber_check_component_ids; Type: TRIGGER; Schema: public
 --
 
 CREATE TRIGGER status_subscriber_check_component_ids BEFORE INSERT OR UPDATE OF status_page_id, component_ids ON public.status_subscriber FOR EACH ROW EXECUTE FUNCTION public.statusdb_status_subscriber_check_component_ids();
+
+--
+-- Name: status_subscriber status_subscriber_check_group_ids; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_subscriber_check_group_ids BEFORE INSERT OR UPDATE OF status_page_id, group_ids ON public.status_subscriber FOR EACH ROW EXECUTE FUNCTION public.statusdb_status_subscriber_check_group_ids();
 
 --
 -- Name: status_subscriber status_subscriber_destination_guard; Type: TRIGGER; Schema: public
@@ -2550,6 +5862,41 @@ CREATE TRIGGER status_subscriber_touch_updated_at BEFORE UPDATE ON public.status
 --
 
 CREATE TRIGGER team_touch_updated_at BEFORE UPDATE ON public.team FOR EACH ROW EXECUTE FUNCTION public.statusdb_touch_updated_at();
+
+--
+-- Name: component_group component_group_parent_id_fkey; Type: FK CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.component_group
+    ADD CONSTRAINT component_group_parent_id_fkey FOREIGN KEY (parent_id, status_page_id) REFERENCES public.component_group(id, status_page_id) ON DELETE SET NULL (parent_id);
+
+--
+-- Name: component_group_status_change component_group_status_change_group_id_fkey; Type: FK CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.component_group_status_change
+    ADD CONSTRAINT component_group_status_change_group_id_fkey FOREIGN KEY (group_id) REFERENCES public.component_group(id) ON DELETE CASCADE;
+
+--
+-- Name: component_group_status_change component_group_status_change_status_page_id_fkey; Type: FK CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.component_group_status_change
+    ADD CONSTRAINT component_group_status_change_status_page_id_fkey FOREIGN KEY (status_page_id) REFERENCES public.status_page(id) ON DELETE CASCADE;
+
+--
+-- Name: component_group component_group_status_page_id_fkey; Type: FK CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.component_group
+    ADD CONSTRAINT component_group_status_page_id_fkey FOREIGN KEY (status_page_id) REFERENCES public.status_page(id) ON DELETE CASCADE;
+
+--
+-- Name: delivery_attempt delivery_attempt_subscriber_id_fkey; Type: FK CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.delivery_attempt
+    ADD CONSTRAINT delivery_attempt_subscriber_id_fkey FOREIGN KEY (subscriber_id) REFERENCES public.status_subscriber(id) ON DELETE CASCADE;
 
 --
 -- Name: incident incident_team_id_fkey; Type: FK CONSTRAINT; Schema: public
@@ -2587,6 +5934,27 @@ ALTER TABLE ONLY public.maintenance_window
     ADD CONSTRAINT maintenance_window_status_page_id_fkey FOREIGN KEY (status_page_id) REFERENCES public.status_page(id) ON DELETE CASCADE;
 
 --
+-- Name: notification_event notification_event_maintenance_window_id_fkey; Type: FK CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.notification_event
+    ADD CONSTRAINT notification_event_maintenance_window_id_fkey FOREIGN KEY (maintenance_window_id) REFERENCES public.maintenance_window(id) ON DELETE CASCADE;
+
+--
+-- Name: notification_event notification_event_status_incident_id_fkey; Type: FK CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.notification_event
+    ADD CONSTRAINT notification_event_status_incident_id_fkey FOREIGN KEY (status_incident_id) REFERENCES public.status_incident(id) ON DELETE CASCADE;
+
+--
+-- Name: notification_event notification_event_status_page_id_fkey; Type: FK CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.notification_event
+    ADD CONSTRAINT notification_event_status_page_id_fkey FOREIGN KEY (status_page_id) REFERENCES public.status_page(id) ON DELETE CASCADE;
+
+--
 -- Name: status_change status_change_component_id_fkey; Type: FK CONSTRAINT; Schema: public
 --
 
@@ -2608,11 +5976,32 @@ ALTER TABLE ONLY public.status_incident
     ADD CONSTRAINT status_incident_incident_id_fkey FOREIGN KEY (incident_id) REFERENCES public.incident(id) ON DELETE SET NULL;
 
 --
+-- Name: status_incident_postmortem status_incident_postmortem_status_incident_id_fkey; Type: FK CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.status_incident_postmortem
+    ADD CONSTRAINT status_incident_postmortem_status_incident_id_fkey FOREIGN KEY (status_incident_id) REFERENCES public.status_incident(id) ON DELETE CASCADE;
+
+--
 -- Name: status_incident status_incident_status_page_id_fkey; Type: FK CONSTRAINT; Schema: public
 --
 
 ALTER TABLE ONLY public.status_incident
     ADD CONSTRAINT status_incident_status_page_id_fkey FOREIGN KEY (status_page_id) REFERENCES public.status_page(id) ON DELETE CASCADE;
+
+--
+-- Name: status_incident_template status_incident_template_status_page_id_fkey; Type: FK CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.status_incident_template
+    ADD CONSTRAINT status_incident_template_status_page_id_fkey FOREIGN KEY (status_page_id) REFERENCES public.status_page(id) ON DELETE CASCADE;
+
+--
+-- Name: status_page_component status_page_component_group_id_fkey; Type: FK CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.status_page_component
+    ADD CONSTRAINT status_page_component_group_id_fkey FOREIGN KEY (group_id, status_page_id) REFERENCES public.component_group(id, status_page_id) ON DELETE SET NULL (group_id);
 
 --
 -- Name: status_page_component status_page_component_status_page_id_fkey; Type: FK CONSTRAINT; Schema: public
@@ -2629,6 +6018,13 @@ ALTER TABLE ONLY public.status_page_component
     ADD CONSTRAINT status_page_component_team_id_fkey FOREIGN KEY (team_id) REFERENCES public.team(id) ON DELETE SET NULL;
 
 --
+-- Name: status_page_snapshot status_page_snapshot_page_id_fkey; Type: FK CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.status_page_snapshot
+    ADD CONSTRAINT status_page_snapshot_page_id_fkey FOREIGN KEY (page_id) REFERENCES public.status_page(id) ON DELETE CASCADE;
+
+--
 -- Name: status_page status_page_team_id_fkey; Type: FK CONSTRAINT; Schema: public
 --
 
@@ -2641,6 +6037,47 @@ ALTER TABLE ONLY public.status_page
 
 ALTER TABLE ONLY public.status_subscriber
     ADD CONSTRAINT status_subscriber_status_page_id_fkey FOREIGN KEY (status_page_id) REFERENCES public.status_page(id) ON DELETE CASCADE;
+
+--
+-- Name: component_group; Type: ROW SECURITY; Schema: public
+--
+
+ALTER TABLE public.component_group ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: component_group_status_change; Type: ROW SECURITY; Schema: public
+--
+
+ALTER TABLE public.component_group_status_change ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: component_group_status_change component_group_status_change_team_isolation; Type: POLICY; Schema: public
+--
+
+CREATE POLICY component_group_status_change_team_isolation ON public.component_group_status_change USING (((( SELECT public.statusdb_current_team() AS statusdb_current_team) IS NULL) OR (status_page_id IN ( SELECT p.id
+   FROM public.status_page p
+  WHERE (p.team_id = ( SELECT public.statusdb_current_team() AS statusdb_current_team))))));
+
+--
+-- Name: component_group component_group_team_isolation; Type: POLICY; Schema: public
+--
+
+CREATE POLICY component_group_team_isolation ON public.component_group USING (((( SELECT public.statusdb_current_team() AS statusdb_current_team) IS NULL) OR (status_page_id IN ( SELECT p.id
+   FROM public.status_page p
+  WHERE (p.team_id = ( SELECT public.statusdb_current_team() AS statusdb_current_team))))));
+
+--
+-- Name: delivery_attempt; Type: ROW SECURITY; Schema: public
+--
+
+ALTER TABLE public.delivery_attempt ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: delivery_attempt delivery_attempt_team_isolation; Type: POLICY; Schema: public
+--
+
+CREATE POLICY delivery_attempt_team_isolation ON public.delivery_attempt USING (((( SELECT public.statusdb_current_team() AS statusdb_current_team) IS NULL) OR (subscriber_id IN ( SELECT s.id
+   FROM public.status_subscriber s))));
 
 --
 -- Name: destination_allowlist; Type: ROW SECURITY; Schema: public
@@ -2713,6 +6150,32 @@ CREATE POLICY maintenance_window_team_isolation ON public.maintenance_window USI
   WHERE (p.team_id = ( SELECT public.statusdb_current_team() AS statusdb_current_team))))));
 
 --
+-- Name: notification_event; Type: ROW SECURITY; Schema: public
+--
+
+ALTER TABLE public.notification_event ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: notification_event notification_event_team_isolation; Type: POLICY; Schema: public
+--
+
+CREATE POLICY notification_event_team_isolation ON public.notification_event USING (((( SELECT public.statusdb_current_team() AS statusdb_current_team) IS NULL) OR (status_page_id IN ( SELECT p.id
+   FROM public.status_page p
+  WHERE (p.team_id = ( SELECT public.statusdb_current_team() AS statusdb_current_team))))));
+
+--
+-- Name: row_history; Type: ROW SECURITY; Schema: public
+--
+
+ALTER TABLE public.row_history ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: row_history_horizon; Type: ROW SECURITY; Schema: public
+--
+
+ALTER TABLE public.row_history_horizon ENABLE ROW LEVEL SECURITY;
+
+--
 -- Name: status_change; Type: ROW SECURITY; Schema: public
 --
 
@@ -2741,10 +6204,40 @@ CREATE POLICY status_change_team_isolation ON public.status_change USING (((( SE
 ALTER TABLE public.status_incident ENABLE ROW LEVEL SECURITY;
 
 --
+-- Name: status_incident_postmortem; Type: ROW SECURITY; Schema: public
+--
+
+ALTER TABLE public.status_incident_postmortem ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: status_incident_postmortem status_incident_postmortem_team_isolation; Type: POLICY; Schema: public
+--
+
+CREATE POLICY status_incident_postmortem_team_isolation ON public.status_incident_postmortem USING (((( SELECT public.statusdb_current_team() AS statusdb_current_team) IS NULL) OR (status_incident_id IN ( SELECT i.id
+   FROM public.status_incident i
+  WHERE (i.status_page_id IN ( SELECT p.id
+           FROM public.status_page p
+          WHERE (p.team_id = ( SELECT public.statusdb_current_team() AS statusdb_current_team))))))));
+
+--
 -- Name: status_incident status_incident_team_isolation; Type: POLICY; Schema: public
 --
 
 CREATE POLICY status_incident_team_isolation ON public.status_incident USING (((( SELECT public.statusdb_current_team() AS statusdb_current_team) IS NULL) OR (status_page_id IN ( SELECT p.id
+   FROM public.status_page p
+  WHERE (p.team_id = ( SELECT public.statusdb_current_team() AS statusdb_current_team))))));
+
+--
+-- Name: status_incident_template; Type: ROW SECURITY; Schema: public
+--
+
+ALTER TABLE public.status_incident_template ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: status_incident_template status_incident_template_team_isolation; Type: POLICY; Schema: public
+--
+
+CREATE POLICY status_incident_template_team_isolation ON public.status_incident_template USING (((( SELECT public.statusdb_current_team() AS statusdb_current_team) IS NULL) OR (status_page_id IN ( SELECT p.id
    FROM public.status_page p
   WHERE (p.team_id = ( SELECT public.statusdb_current_team() AS statusdb_current_team))))));
 
@@ -2777,6 +6270,20 @@ CREATE POLICY status_page_component_scoped_team ON public.status_page_component 
 --
 
 CREATE POLICY status_page_component_team_isolation ON public.status_page_component USING (((( SELECT public.statusdb_current_team() AS statusdb_current_team) IS NULL) OR (status_page_id IN ( SELECT p.id
+   FROM public.status_page p
+  WHERE (p.team_id = ( SELECT public.statusdb_current_team() AS statusdb_current_team))))));
+
+--
+-- Name: status_page_snapshot; Type: ROW SECURITY; Schema: public
+--
+
+ALTER TABLE public.status_page_snapshot ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: status_page_snapshot status_page_snapshot_team_isolation; Type: POLICY; Schema: public
+--
+
+CREATE POLICY status_page_snapshot_team_isolation ON public.status_page_snapshot USING (((( SELECT public.statusdb_current_team() AS statusdb_current_team) IS NULL) OR (page_id IN ( SELECT p.id
    FROM public.status_page p
   WHERE (p.team_id = ( SELECT public.statusdb_current_team() AS statusdb_current_team))))));
 
@@ -2826,6 +6333,62 @@ GRANT USAGE ON SCHEMA public TO statusdb_app;
 GRANT USAGE ON SCHEMA public TO statusdb_reader;
 
 --
+-- Name: FUNCTION statusdb_check_group_ids(page_id text, ids text[], constraint_name text); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_check_group_ids(page_id text, ids text[], constraint_name text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.statusdb_check_group_ids(page_id text, ids text[], constraint_name text) TO statusdb_app;
+
+--
+-- Name: FUNCTION statusdb_component_group_check_tree(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_component_group_check_tree() FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_component_group_forget_ids(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_component_group_forget_ids() FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_component_group_guard(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_component_group_guard() FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_component_group_path(component_id text); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_component_group_path(component_id text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.statusdb_component_group_path(component_id text) TO statusdb_app;
+
+--
+-- Name: FUNCTION statusdb_component_group_roll_up(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_component_group_roll_up() FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_component_group_snapshot(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_component_group_snapshot() FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_delivery_attempt_record(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_delivery_attempt_record() FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_derive_group_statuses(group_ids text[]); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_derive_group_statuses(group_ids text[]) FROM PUBLIC;
+
+--
 -- Name: FUNCTION statusdb_derive_status(component_id text, team_id text, service_identifier text, manual_status text); Type: ACL; Schema: public
 --
 
@@ -2852,6 +6415,30 @@ REVOKE ALL ON FUNCTION public.statusdb_destination_problem(channel text, destina
 GRANT ALL ON FUNCTION public.statusdb_destination_problem(channel text, destination text) TO statusdb_app;
 
 --
+-- Name: FUNCTION statusdb_event_components(ids text[]); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_event_components(ids text[]) FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_event_page(page_id text); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_event_page(page_id text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_event_time(at timestamp with time zone); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_event_time(at timestamp with time zone) FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_group_closure(group_ids text[]); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_group_closure(group_ids text[]) FROM PUBLIC;
+
+--
 -- Name: FUNCTION statusdb_incident_refresh_status(); Type: ACL; Schema: public
 --
 
@@ -2862,6 +6449,18 @@ REVOKE ALL ON FUNCTION public.statusdb_incident_refresh_status() FROM PUBLIC;
 --
 
 REVOKE ALL ON FUNCTION public.statusdb_incident_set_resolved_at() FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_keep_history_of(audited regclass, key_columns text, page_column text, parent_table text); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_keep_history_of(audited regclass, key_columns text, page_column text, parent_table text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_keep_row_history(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_keep_row_history() FROM PUBLIC;
 
 --
 -- Name: FUNCTION statusdb_lock_status_keys(keys bigint[]); Type: ACL; Schema: public
@@ -2875,6 +6474,19 @@ GRANT ALL ON FUNCTION public.statusdb_lock_status_keys(keys bigint[]) TO statusd
 --
 
 REVOKE ALL ON FUNCTION public.statusdb_log_status_change(status_page_id text, component_id text, previous_status text, new_status text, cause text, incident_id text, maintenance_window_id text, changed_at timestamp with time zone) FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_maintenance_event(window_id text, event_kind text, start_at timestamp with time zone, end_at timestamp with time zone, previous jsonb); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_maintenance_event(window_id text, event_kind text, start_at timestamp with time zone, end_at timestamp with time zone, previous jsonb) FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_maintenance_remind(at timestamp with time zone); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_maintenance_remind(at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.statusdb_maintenance_remind(at timestamp with time zone) TO statusdb_app;
 
 --
 -- Name: FUNCTION statusdb_maintenance_window_check_page_fixed(); Type: ACL; Schema: public
@@ -2901,24 +6513,101 @@ REVOKE ALL ON FUNCTION public.statusdb_maintenance_window_component_refresh_stat
 REVOKE ALL ON FUNCTION public.statusdb_maintenance_window_component_same_page() FROM PUBLIC;
 
 --
+-- Name: FUNCTION statusdb_maintenance_window_component_snapshot(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_maintenance_window_component_snapshot() FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_maintenance_window_notify(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_maintenance_window_notify() FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_maintenance_window_notify_scheduled(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_maintenance_window_notify_scheduled() FROM PUBLIC;
+
+--
 -- Name: FUNCTION statusdb_maintenance_window_refresh_status(); Type: ACL; Schema: public
 --
 
 REVOKE ALL ON FUNCTION public.statusdb_maintenance_window_refresh_status() FROM PUBLIC;
 
 --
--- Name: FUNCTION statusdb_page_view(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer); Type: ACL; Schema: public
+-- Name: FUNCTION statusdb_maintenance_window_snapshot(); Type: ACL; Schema: public
 --
 
-REVOKE ALL ON FUNCTION public.statusdb_page_view(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer) FROM PUBLIC;
-GRANT ALL ON FUNCTION public.statusdb_page_view(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer) TO statusdb_app;
-GRANT ALL ON FUNCTION public.statusdb_page_view(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer) TO statusdb_reader;
+REVOKE ALL ON FUNCTION public.statusdb_maintenance_window_snapshot() FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_notification_recipients(page_id text, event_component_ids text[], kinds text[], folded_kinds text[]); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_notification_recipients(page_id text, event_component_ids text[], kinds text[], folded_kinds text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.statusdb_notification_recipients(page_id text, event_component_ids text[], kinds text[], folded_kinds text[]) TO statusdb_app;
+
+--
+-- Name: FUNCTION statusdb_page_render(page_ids text[]); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_page_render(page_ids text[]) FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_page_snapshot_create(page_ids text[]); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_page_snapshot_create(page_ids text[]) FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_page_snapshot_refresh(page_ids text[]); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_page_snapshot_refresh(page_ids text[]) FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_page_snapshot_repair(repair boolean); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_page_snapshot_repair(repair boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.statusdb_page_snapshot_repair(repair boolean) TO statusdb_app;
+
+--
+-- Name: FUNCTION statusdb_page_view(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_page_view(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.statusdb_page_view(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint) TO statusdb_app;
+GRANT ALL ON FUNCTION public.statusdb_page_view(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint) TO statusdb_reader;
+
+--
+-- Name: FUNCTION statusdb_page_view_at(page_slug text, page_token_hash bytea, at_time timestamp with time zone, maintenance_horizon interval, maintenance_limit integer); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_page_view_at(page_slug text, page_token_hash bytea, at_time timestamp with time zone, maintenance_horizon interval, maintenance_limit integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.statusdb_page_view_at(page_slug text, page_token_hash bytea, at_time timestamp with time zone, maintenance_horizon interval, maintenance_limit integer) TO statusdb_app;
+GRANT ALL ON FUNCTION public.statusdb_page_view_at(page_slug text, page_token_hash bytea, at_time timestamp with time zone, maintenance_horizon interval, maintenance_limit integer) TO statusdb_reader;
 
 --
 -- Name: FUNCTION statusdb_priority_status(priority text); Type: ACL; Schema: public
 --
 
 REVOKE ALL ON FUNCTION public.statusdb_priority_status(priority text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_prune_row_history(before timestamp with time zone, max_rows integer); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_prune_row_history(before timestamp with time zone, max_rows integer) FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_recompute_group_statuses(repair boolean); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_recompute_group_statuses(repair boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.statusdb_recompute_group_statuses(repair boolean) TO statusdb_app;
 
 --
 -- Name: FUNCTION statusdb_recompute_statuses(repair boolean); Type: ACL; Schema: public
@@ -2940,6 +6629,12 @@ REVOKE ALL ON FUNCTION public.statusdb_rederive_components(component_ids text[],
 REVOKE ALL ON FUNCTION public.statusdb_refresh_components(component_ids text[], cause text, incident_id text, maintenance_window_id text) FROM PUBLIC;
 
 --
+-- Name: FUNCTION statusdb_refresh_groups(group_ids text[]); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_refresh_groups(group_ids text[]) FROM PUBLIC;
+
+--
 -- Name: FUNCTION statusdb_refresh_team(team_id text, cause text, incident_id text); Type: ACL; Schema: public
 --
 
@@ -2952,10 +6647,40 @@ REVOKE ALL ON FUNCTION public.statusdb_refresh_team(team_id text, cause text, in
 REVOKE ALL ON FUNCTION public.statusdb_status_incident_check_component_ids() FROM PUBLIC;
 
 --
+-- Name: FUNCTION statusdb_status_incident_notify(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_status_incident_notify() FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_status_incident_postmortem_keep(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_status_incident_postmortem_keep() FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_status_incident_postmortem_number(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_status_incident_postmortem_number() FROM PUBLIC;
+
+--
 -- Name: FUNCTION statusdb_status_incident_set_resolved_at(); Type: ACL; Schema: public
 --
 
 REVOKE ALL ON FUNCTION public.statusdb_status_incident_set_resolved_at() FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_status_incident_snapshot(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_status_incident_snapshot() FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_status_incident_template_check_component_ids(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_status_incident_template_check_component_ids() FROM PUBLIC;
 
 --
 -- Name: FUNCTION statusdb_status_lock_key(team_id text, component_id text); Type: ACL; Schema: public
@@ -2963,6 +6688,12 @@ REVOKE ALL ON FUNCTION public.statusdb_status_incident_set_resolved_at() FROM PU
 
 REVOKE ALL ON FUNCTION public.statusdb_status_lock_key(team_id text, component_id text) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.statusdb_status_lock_key(team_id text, component_id text) TO statusdb_app;
+
+--
+-- Name: FUNCTION statusdb_status_page_check_time_zone(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_status_page_check_time_zone() FROM PUBLIC;
 
 --
 -- Name: FUNCTION statusdb_status_page_component_check_page_fixed(); Type: ACL; Schema: public
@@ -2983,10 +6714,34 @@ REVOKE ALL ON FUNCTION public.statusdb_status_page_component_derive() FROM PUBLI
 REVOKE ALL ON FUNCTION public.statusdb_status_page_component_forget_ids() FROM PUBLIC;
 
 --
+-- Name: FUNCTION statusdb_status_page_component_forget_template_ids(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_status_page_component_forget_template_ids() FROM PUBLIC;
+
+--
 -- Name: FUNCTION statusdb_status_page_component_log_initial_status(); Type: ACL; Schema: public
 --
 
 REVOKE ALL ON FUNCTION public.statusdb_status_page_component_log_initial_status() FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_status_page_component_roll_up(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_status_page_component_roll_up() FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_status_page_component_snapshot(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_status_page_component_snapshot() FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_status_page_snapshot(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_status_page_snapshot() FROM PUBLIC;
 
 --
 -- Name: FUNCTION statusdb_status_rank(status text); Type: ACL; Schema: public
@@ -2995,10 +6750,22 @@ REVOKE ALL ON FUNCTION public.statusdb_status_page_component_log_initial_status(
 REVOKE ALL ON FUNCTION public.statusdb_status_rank(status text) FROM PUBLIC;
 
 --
+-- Name: FUNCTION statusdb_status_subscriber_activity_changed(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_status_subscriber_activity_changed() FROM PUBLIC;
+
+--
 -- Name: FUNCTION statusdb_status_subscriber_check_component_ids(); Type: ACL; Schema: public
 --
 
 REVOKE ALL ON FUNCTION public.statusdb_status_subscriber_check_component_ids() FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_status_subscriber_check_group_ids(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_status_subscriber_check_group_ids() FROM PUBLIC;
 
 --
 -- Name: FUNCTION statusdb_status_subscriber_destination_guard(); Type: ACL; Schema: public
@@ -3013,34 +6780,58 @@ REVOKE ALL ON FUNCTION public.statusdb_status_subscriber_destination_guard() FRO
 REVOKE ALL ON FUNCTION public.statusdb_touch_updated_at() FROM PUBLIC;
 
 --
--- Name: TABLE destination_allowlist; Type: ACL; Schema: public
+-- Name: TABLE component_group; Type: ACL; Schema: public
 --
 
-GRANT SELECT ON TABLE public.destination_allowlist TO statusdb_app;
+GRANT SELECT,DELETE ON TABLE public.component_group TO statusdb_app;
 
 --
--- Name: TABLE incident; Type: ACL; Schema: public
+-- Name: COLUMN component_group.id; Type: ACL; Schema: public
 --
 
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.incident TO statusdb_app;
+GRANT INSERT(id) ON TABLE public.component_group TO statusdb_app;
 
 --
--- Name: TABLE maintenance_window; Type: ACL; Schema: public
+-- Name: COLUMN component_group.status_page_id; Type: ACL; Schema: public
 --
 
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.maintenance_window TO statusdb_app;
+GRANT INSERT(status_page_id),UPDATE(status_page_id) ON TABLE public.component_group TO statusdb_app;
 
 --
--- Name: TABLE maintenance_window_component; Type: ACL; Schema: public
+-- Name: COLUMN component_group.parent_id; Type: ACL; Schema: public
 --
 
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.maintenance_window_component TO statusdb_app;
+GRANT INSERT(parent_id),UPDATE(parent_id) ON TABLE public.component_group TO statusdb_app;
 
 --
--- Name: TABLE maintenance_window_scheduler_error; Type: ACL; Schema: public
+-- Name: COLUMN component_group.name; Type: ACL; Schema: public
 --
 
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.maintenance_window_scheduler_error TO statusdb_app;
+GRANT INSERT(name),UPDATE(name) ON TABLE public.component_group TO statusdb_app;
+
+--
+-- Name: COLUMN component_group.description; Type: ACL; Schema: public
+--
+
+GRANT INSERT(description),UPDATE(description) ON TABLE public.component_group TO statusdb_app;
+
+--
+-- Name: COLUMN component_group.display_order; Type: ACL; Schema: public
+--
+
+GRANT INSERT(display_order),UPDATE(display_order) ON TABLE public.component_group TO statusdb_app;
+
+--
+-- Name: COLUMN component_group.created_at; Type: ACL; Schema: public
+--
+
+GRANT INSERT(created_at) ON TABLE public.component_group TO statusdb_app;
+
+--
+-- Name: COLUMN component_group.updated_at; Type: ACL; Schema: public
+--
+
+GRANT INSERT(updated_at),UPDATE(updated_at) ON TABLE public.component_group TO statusdb_app;
 
 --
 -- Name: TABLE status_change; Type: ACL; Schema: public
@@ -3073,10 +6864,172 @@ GRANT UPDATE(notified_at) ON TABLE public.status_change TO statusdb_app;
 GRANT UPDATE(outcome) ON TABLE public.status_change TO statusdb_app;
 
 --
+-- Name: TABLE component_group_status_change; Type: ACL; Schema: public
+--
+
+GRANT SELECT ON TABLE public.component_group_status_change TO statusdb_app;
+
+--
+-- Name: TABLE delivery_attempt; Type: ACL; Schema: public
+--
+
+GRANT SELECT,DELETE ON TABLE public.delivery_attempt TO statusdb_app;
+
+--
+-- Name: COLUMN delivery_attempt.id; Type: ACL; Schema: public
+--
+
+GRANT INSERT(id) ON TABLE public.delivery_attempt TO statusdb_app;
+
+--
+-- Name: COLUMN delivery_attempt.notification_key; Type: ACL; Schema: public
+--
+
+GRANT INSERT(notification_key) ON TABLE public.delivery_attempt TO statusdb_app;
+
+--
+-- Name: COLUMN delivery_attempt.subscriber_id; Type: ACL; Schema: public
+--
+
+GRANT INSERT(subscriber_id) ON TABLE public.delivery_attempt TO statusdb_app;
+
+--
+-- Name: COLUMN delivery_attempt.attempt; Type: ACL; Schema: public
+--
+
+GRANT INSERT(attempt) ON TABLE public.delivery_attempt TO statusdb_app;
+
+--
+-- Name: COLUMN delivery_attempt.outcome; Type: ACL; Schema: public
+--
+
+GRANT INSERT(outcome) ON TABLE public.delivery_attempt TO statusdb_app;
+
+--
+-- Name: COLUMN delivery_attempt.error; Type: ACL; Schema: public
+--
+
+GRANT INSERT(error) ON TABLE public.delivery_attempt TO statusdb_app;
+
+--
+-- Name: COLUMN delivery_attempt.attempted_at; Type: ACL; Schema: public
+--
+
+GRANT INSERT(attempted_at) ON TABLE public.delivery_attempt TO statusdb_app;
+
+--
+-- Name: COLUMN delivery_attempt.next_attempt_at; Type: ACL; Schema: public
+--
+
+GRANT UPDATE(next_attempt_at) ON TABLE public.delivery_attempt TO statusdb_app;
+
+--
+-- Name: COLUMN delivery_attempt.lease_owner; Type: ACL; Schema: public
+--
+
+GRANT UPDATE(lease_owner) ON TABLE public.delivery_attempt TO statusdb_app;
+
+--
+-- Name: COLUMN delivery_attempt.lease_expires_at; Type: ACL; Schema: public
+--
+
+GRANT UPDATE(lease_expires_at) ON TABLE public.delivery_attempt TO statusdb_app;
+
+--
+-- Name: COLUMN delivery_attempt.payload; Type: ACL; Schema: public
+--
+
+GRANT INSERT(payload) ON TABLE public.delivery_attempt TO statusdb_app;
+
+--
+-- Name: TABLE status_subscriber; Type: ACL; Schema: public
+--
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.status_subscriber TO statusdb_app;
+
+--
+-- Name: TABLE delivery_log; Type: ACL; Schema: public
+--
+
+GRANT SELECT ON TABLE public.delivery_log TO statusdb_app;
+
+--
+-- Name: TABLE destination_allowlist; Type: ACL; Schema: public
+--
+
+GRANT SELECT ON TABLE public.destination_allowlist TO statusdb_app;
+
+--
+-- Name: TABLE incident; Type: ACL; Schema: public
+--
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.incident TO statusdb_app;
+
+--
+-- Name: TABLE maintenance_window; Type: ACL; Schema: public
+--
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.maintenance_window TO statusdb_app;
+
+--
+-- Name: TABLE maintenance_window_component; Type: ACL; Schema: public
+--
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.maintenance_window_component TO statusdb_app;
+
+--
+-- Name: TABLE maintenance_window_scheduler_error; Type: ACL; Schema: public
+--
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.maintenance_window_scheduler_error TO statusdb_app;
+
+--
+-- Name: TABLE notification_event; Type: ACL; Schema: public
+--
+
+GRANT SELECT ON TABLE public.notification_event TO statusdb_app;
+
+--
+-- Name: COLUMN notification_event.lease_owner; Type: ACL; Schema: public
+--
+
+GRANT UPDATE(lease_owner) ON TABLE public.notification_event TO statusdb_app;
+
+--
+-- Name: COLUMN notification_event.lease_expires_at; Type: ACL; Schema: public
+--
+
+GRANT UPDATE(lease_expires_at) ON TABLE public.notification_event TO statusdb_app;
+
+--
+-- Name: COLUMN notification_event.notified_at; Type: ACL; Schema: public
+--
+
+GRANT UPDATE(notified_at) ON TABLE public.notification_event TO statusdb_app;
+
+--
+-- Name: COLUMN notification_event.outcome; Type: ACL; Schema: public
+--
+
+GRANT UPDATE(outcome) ON TABLE public.notification_event TO statusdb_app;
+
+--
 -- Name: TABLE status_incident; Type: ACL; Schema: public
 --
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.status_incident TO statusdb_app;
+
+--
+-- Name: TABLE status_incident_postmortem; Type: ACL; Schema: public
+--
+
+GRANT SELECT,INSERT ON TABLE public.status_incident_postmortem TO statusdb_app;
+
+--
+-- Name: TABLE status_incident_template; Type: ACL; Schema: public
+--
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.status_incident_template TO statusdb_app;
 
 --
 -- Name: TABLE status_page; Type: ACL; Schema: public
@@ -3151,10 +7104,16 @@ GRANT INSERT(updated_at),UPDATE(updated_at) ON TABLE public.status_page_componen
 GRANT INSERT(manual_status),UPDATE(manual_status) ON TABLE public.status_page_component TO statusdb_app;
 
 --
--- Name: TABLE status_subscriber; Type: ACL; Schema: public
+-- Name: COLUMN status_page_component.group_id; Type: ACL; Schema: public
 --
 
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.status_subscriber TO statusdb_app;
+GRANT INSERT(group_id),UPDATE(group_id) ON TABLE public.status_page_component TO statusdb_app;
+
+--
+-- Name: TABLE status_page_snapshot; Type: ACL; Schema: public
+--
+
+GRANT SELECT ON TABLE public.status_page_snapshot TO statusdb_app;
 
 --
 -- Name: TABLE team; Type: ACL; Schema: public
