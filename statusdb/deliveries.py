@@ -418,8 +418,11 @@ def _serialise(_inst: object, _field: object, value: Any) -> Any:
 
 
 def _encoded_size(value: Mapping[str, Any]) -> int:
-    text = json.dumps(value, separators=(",", ":"), allow_nan=False)
-    return len(text.encode("utf-8"))
+    """The larger of the payload's sizes as `record` checks it (compact JSON, non-ASCII
+    escaped) and as the column's CHECK measures it (jsonb's text: UTF-8, ", " and ": ")."""
+    compact = json.dumps(value, separators=(",", ":"), allow_nan=False)
+    spaced = json.dumps(value, ensure_ascii=False, allow_nan=False)
+    return max(len(compact.encode("utf-8")), len(spaced.encode("utf-8")))
 
 
 def notification_payload(notification: Notification) -> dict[str, Any] | None:

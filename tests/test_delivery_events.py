@@ -204,13 +204,35 @@ def test_payload_bounds_and_the_one_way_to_ask_for_bookkeeping(conn: Conn) -> No
 
     recipient = Recipient(sub, "WEBHOOK", "https://hooks.example.com/someone")
     t0 = dt.datetime(2031, 3, 1, 9, tzinfo=dt.UTC)
-    for key, notification in (("long", long), ("huge", _incident("m", components=200))):
+    # ASCII text is measured as the column's CHECK measures jsonb (", " and ": " included).
+    window = MaintenanceNotification(
+        kind="maintenance_scheduled",
+        event_id="00000000-0000-0000-0000-000000000004",
+        status_page_id="00000000-0000-0000-0000-000000000002",
+        page_name="Acme",
+        page_slug="acme",
+        maintenance_window_id="00000000-0000-0000-0000-000000000005",
+        title="Upgrade",
+        description="a\n" * 10_000,
+        time_zone="Europe/Berlin",
+        recurring=False,
+        start_time=dt.datetime(2031, 3, 1, 10, tzinfo=BERLIN),
+        end_time=dt.datetime(2031, 3, 1, 11, tzinfo=BERLIN),
+        components=tuple(
+            AffectedComponent(name=f"c{i}", status="UNDER_MAINTENANCE") for i in range(50)
+        ),
+    )
+    cases = (("long", long), ("ascii", window), ("huge", _incident("m", components=200)))
+    for key, notification in cases:
         outcome = deliveries.deliver_with_bookkeeping(
             conn, fail, notification, recipient, key, attempted_at=t0
         )
         assert outcome == "FAILED_TEMPORARY"
     conn.commit()
     got: list[tuple[Notification, str]] = []
+    assert conn.execute(
+        "SELECT max(octet_length(payload::text)) FROM delivery_attempt"
+    ).fetchone() == (deliveries.PAYLOAD_MAX,)
     report = deliveries.retry(
         conn,
         lambda n, r, k: got.append((n, k)),
@@ -218,9 +240,15 @@ def test_payload_bounds_and_the_one_way_to_ask_for_bookkeeping(conn: Conn) -> No
         now=t0 + dt.timedelta(minutes=1),
     )
     # The cut one is delivered (shortened); the one without payload is dropped, uncounted.
-    assert report == deliveries.RetryReport(claimed=2, delivered=1, failed=0, dropped=1)
-    ((shortened, key),) = got
-    assert key == f"long/{sub}"
+    assert report == deliveries.RetryReport(claimed=3, delivered=2, failed=0, dropped=1)
+    retried = dict((k, n) for n, k in got)
+    assert set(retried) == {f"long/{sub}", f"ascii/{sub}"}
+    shortened = retried[f"long/{sub}"]
+    cut = retried[f"ascii/{sub}"]
+    assert isinstance(cut, MaintenanceNotification)
+    assert cut.description is not None
+    assert cut.description.endswith(deliveries.TRUNCATED)
+    assert cut == attrs.evolve(window, description=cut.description)
     assert isinstance(shortened, IncidentNotification)
     assert shortened == attrs.evolve(long, message=encoded["message"])
     assert deliveries.subscriber_health(conn, sub).consecutive_permanent_failures == 0
