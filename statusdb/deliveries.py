@@ -19,9 +19,16 @@ database's trigger (migration 0019) keeps the rules for every writer, psql inclu
   `deactivated_at` and `deactivation_reason`. Re-activating it (re-subscribing) starts over.
 
 A deliver callback says "permanent" by raising `PermanentDeliveryFailure`; anything else it
-raises is temporary. `deliver_with_bookkeeping` (one delivery) and `bookkeeping` (wraps a
-callback for `outbox.process`) record the outcome in the caller's transaction, so that the
-attempts commit with the outbox's completion. `retry` is a retry worker's round.
+raises is temporary. The one way to run a worker with bookkeeping is
+`outbox.process_all(conn, deliver, worker_id=..., bookkeeping=True)`: outcomes are buffered
+(`Bookkeeper`) and recorded before each claim's completion, in its transaction. Rows are keyed
+by (notification key, subscriber): the change's or event's own key (`ClaimedChange.key`,
+`ClaimedEvent.key`), not the per-subscriber delivery key; `deliver` always gets
+`outbox.delivery_key(key, recipient)`, on the first attempt and on retries. A temporary
+failure keeps `notification_payload(notification)` (any of the three notification types,
+bounded by PAYLOAD_MAX), and `retry`, a retry worker's round, hands `deliver` the equal typed
+notification (`decode_notification`). `deliver_with_bookkeeping` (one delivery) and
+`bookkeeping` (wraps a callback for the older `outbox.process`) are the building blocks.
 
 Support staff read it all in SQL: the view `delivery_log` (attempts with the subscriber's page,
 channel, destination and state), or `list_for_subscriber`, `list_for_notification` and
@@ -33,7 +40,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final, Generic, Literal, TypeVar
+from typing import Any, Final, Generic, Literal, TypeVar, cast
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
 import psycopg
@@ -42,8 +50,15 @@ from psycopg.rows import class_row, tuple_row
 from statusdb import validate
 from statusdb.errors import InvalidInput, StatusdbError, translate
 from statusdb.executor import Op, execute, many, one, operation, optional
-from statusdb.outbox import Recipient
-from statusdb.types import StatusChangeNotification, SubscriberChannel
+from statusdb.outbox import Recipient, deliver_one
+from statusdb.types import (
+    AffectedComponent,
+    IncidentNotification,
+    MaintenanceNotification,
+    Notification,
+    StatusChangeNotification,
+    SubscriberChannel,
+)
 
 Outcome = Literal["DELIVERED", "FAILED_TEMPORARY", "FAILED_PERMANENT"]
 OUTCOMES: Final[tuple[Outcome, ...]] = ("DELIVERED", "FAILED_TEMPORARY", "FAILED_PERMANENT")
@@ -384,36 +399,134 @@ def purge(*, before: dt.datetime, limit: int = 10_000) -> Op[int]:
     return (yield from execute("delivery_purge", params))
 
 
+_PAYLOAD_TYPES: Final[dict[str, type[Any]]] = {
+    "status_change": StatusChangeNotification,
+    "incident": IncidentNotification,
+    "maintenance": MaintenanceNotification,
+}
+_TIMES: Final = ("at", "start_time", "end_time", "previous_start_time", "previous_end_time")
+#: The free text a too-large payload gives up first (see `notification_payload`).
+_LONG_TEXT: Final = {"incident": "message", "maintenance": "description"}
+TRUNCATED: Final = "\u2026"
+"""What ends a message or description `payload` had to shorten."""
+
+
+def _serialise(_inst: object, _field: object, value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()  # with its offset: a window's times keep their zone
+    return value
+
+
+def _encoded_size(value: Mapping[str, Any]) -> int:
+    """The larger of the payload's sizes as `record` checks it (compact JSON, non-ASCII
+    escaped) and as the column's CHECK measures it (jsonb's text: UTF-8, ", " and ": ")."""
+    compact = json.dumps(value, separators=(",", ":"), allow_nan=False)
+    spaced = json.dumps(value, ensure_ascii=False, allow_nan=False)
+    return max(len(compact.encode("utf-8")), len(spaced.encode("utf-8")))
+
+
+def notification_payload(notification: Notification) -> dict[str, Any] | None:
+    """What a retry needs to deliver `notification` again: its fields (datetimes as ISO 8601
+    text with their offsets) and a `type` tag (status_change, incident, maintenance), so that
+    `decode_notification(retry)` gives back an equal typed notification.
+
+    Bounded by PAYLOAD_MAX (16 KiB of JSON, the column's CHECK): an incident update's message
+    or a window's description too long for it is cut to fit and ends with TRUNCATED (the retry
+    then delivers the shortened text: a subscriber gets the news, with a pointer to the page,
+    rather than nothing). Still too large without that text: None (no retry is possible; the
+    attempt is recorded and `retry` drops it when due, counting nothing on the subscriber).
+    """
+    tag = next((t for t, cls in _PAYLOAD_TYPES.items() if isinstance(notification, cls)), None)
+    if tag is None:
+        raise InvalidInput(f"cannot encode a {type(notification).__name__} for a retry")
+    fields = attrs.asdict(notification, value_serializer=_serialise)
+    encoded: dict[str, Any] = {"type": tag, **fields}
+    if tag == "status_change":
+        encoded["kind"] = "status_change"  # as payloads written before the type tag
+    if _encoded_size(encoded) <= PAYLOAD_MAX:
+        return encoded
+    name = _LONG_TEXT.get(tag)
+    text = encoded.get(name) if name is not None else None
+    if not isinstance(text, str) or name is None:
+        return None
+    low, high = 0, len(text) - 1  # the longest prefix that fits (binary search)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if _encoded_size({**encoded, name: text[:middle] + TRUNCATED}) <= PAYLOAD_MAX:
+            low = middle
+        else:
+            high = middle - 1
+    shortened = {**encoded, name: text[:low] + TRUNCATED}
+    return shortened if _encoded_size(shortened) <= PAYLOAD_MAX else None
+
+
+def _decode_time(value: Any, zone: dt.tzinfo | None) -> dt.datetime:
+    if not isinstance(value, str):
+        raise TypeError(f"a time must be ISO 8601 text, not {type(value).__name__}")
+    parsed = dt.datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError(f"a time must carry its offset: {value!r}")
+    return parsed if zone is None else parsed.astimezone(zone)
+
+
+def decode_notification(retry: DueRetry) -> Notification:
+    """The typed notification a retry stands for, from `notification_payload`'s payload (a
+    StatusChangeNotification, an IncidentNotification or a MaintenanceNotification, equal to
+    the one first delivered). `retry`'s default decoder. No or a malformed payload:
+    InvalidInput (`retry` drops such a retry)."""
+    stored = retry.payload
+    if not isinstance(stored, dict):
+        raise InvalidInput(f"retry {retry.attempt_id} has no notification payload")
+    tag = stored.get("type", "status_change" if stored.get("kind") == "status_change" else None)
+    cls = _PAYLOAD_TYPES.get(tag) if isinstance(tag, str) else None
+    if cls is None:
+        raise InvalidInput(f"retry {retry.attempt_id} has no notification payload")
+    fields = {k: v for k, v in stored.items() if k != "type"}
+    if cls is StatusChangeNotification:
+        fields.pop("kind", None)
+    try:
+        if "components" in fields:
+            fields["components"] = tuple(AffectedComponent(**c) for c in fields["components"])
+        zone = ZoneInfo(fields["time_zone"]) if cls is MaintenanceNotification else None
+        for name in _TIMES:
+            if fields.get(name) is not None:
+                fields[name] = _decode_time(fields[name], zone)
+        decoded: Notification = cls(**fields)
+    except (TypeError, ValueError, KeyError, ZoneInfoNotFoundError) as exc:
+        raise InvalidInput(f"retry {retry.attempt_id} has a malformed payload: {exc}") from None
+    return decoded
+
+
 def status_change_payload(notification: StatusChangeNotification) -> dict[str, Any]:
-    """What a retry needs to deliver a component-change notification again."""
-    return {"kind": "status_change", **attrs.asdict(notification)}
+    """What a retry needs to deliver a component-change notification again
+    (`notification_payload`)."""
+    encoded = notification_payload(notification)
+    assert encoded is not None  # a few short fields: always fits
+    return encoded
 
 
 def status_change_notification(retry: DueRetry) -> StatusChangeNotification:
-    """The notification a retry stands for, from `status_change_payload`'s payload."""
-    payload = retry.payload
-    if not isinstance(payload, dict) or payload.get("kind") != "status_change":
+    """The component-change notification a retry stands for (`decode_notification`, narrowed)."""
+    decoded = decode_notification(retry)
+    if not isinstance(decoded, StatusChangeNotification):
         raise InvalidInput(f"retry {retry.attempt_id} has no status change payload")
-    fields = {k: v for k, v in payload.items() if k != "kind"}
-    try:
-        return StatusChangeNotification(**fields)
-    except TypeError as exc:
-        raise InvalidInput(f"retry {retry.attempt_id} has a malformed payload: {exc}") from None
+    return decoded
 
 
 def _default_payload(notification: object) -> dict[str, Any] | None:
-    if isinstance(notification, StatusChangeNotification):
-        return status_change_payload(notification)
+    if isinstance(notification, tuple(_PAYLOAD_TYPES.values())):
+        return notification_payload(cast(Notification, notification))
     return None
 
 
 def _attempt(
     deliver: Deliver[N], notification: N, recipient: Recipient, key: str
 ) -> tuple[Outcome, str | None]:
-    """Call `deliver`; its outcome and error text (PermanentDeliveryFailure: permanent; any
-    other Exception: temporary; other BaseExceptions propagate)."""
+    """Call `deliver` through `outbox.deliver_one` (so it gets the delivery key
+    `outbox.delivery_key(key, recipient)`); its outcome and error text (PermanentDeliveryFailure:
+    permanent; any other Exception: temporary; other BaseExceptions propagate)."""
     try:
-        deliver(notification, recipient, key)
+        deliver_one(deliver, notification, recipient, key)  # type: ignore[arg-type]
     except PermanentDeliveryFailure as exc:
         return "FAILED_PERMANENT", error_text(exc)
     except Exception as exc:
@@ -431,13 +544,18 @@ def deliver_with_bookkeeping(
     payload: Mapping[str, Any] | None = None,
     attempted_at: dt.datetime | None = None,
 ) -> Outcome:
-    """Call `deliver(notification, recipient, key)` and record its outcome on `conn`, in the
+    """Deliver `notification` to `recipient` and record the outcome on `conn`, in the
     caller's transaction (never committed here); returns the outcome.
 
+    `key` is the notification's key (`ClaimedChange.key`, `ClaimedEvent.key`): the attempt is
+    recorded under (key, subscriber), and `deliver` gets the delivery's idempotency key
+    `outbox.delivery_key(key, recipient)` ("<key>/<subscriber id>"), as from
+    `outbox.process_all`, on the first attempt and on every retry.
+
     `PermanentDeliveryFailure` raised by `deliver` is FAILED_PERMANENT; any other Exception is
-    FAILED_TEMPORARY, recorded with `payload` (default: the notification itself, for a
-    StatusChangeNotification) so that `retry` can deliver it again. Neither propagates: the
-    worker goes on with the next recipient. BaseExceptions that are not Exceptions
+    FAILED_TEMPORARY, recorded with `payload` (default: `notification_payload(notification)`
+    for any of the three notification types) so that `retry` can deliver it again. Neither
+    propagates: the worker goes on with the next recipient. BaseExceptions that are not Exceptions
     (KeyboardInterrupt, ...) propagate unrecorded. One INSERT per delivery: for large fan-outs
     see `Bookkeeper`.
     """
@@ -461,12 +579,13 @@ class Bookkeeper(Generic[N]):
     """Buffered bookkeeping for large fan-outs: a deliver callback that records outcomes with
     `record_many`, `batch_size` at a time, instead of one INSERT per delivery.
 
-    Call `flush()` before completing the notification, in the same transaction (a worker loop
-    that does so: claim, `for r in recipients: bookkeeper(n, r, key)`, `bookkeeper.flush()`,
-    complete, commit), so that the outcomes commit with the completion and a crash loses
-    neither. Today's `outbox.process` completes and commits on its own: use `bookkeeping` with
-    it. `payload(notification)` gives what a retry needs (default: a StatusChangeNotification
-    itself); it is computed only for temporary failures.
+    `outbox.process_all(..., bookkeeping=True)` uses one per claimed change or event and
+    flushes it before completing that claim, in the same transaction, so that the outcomes
+    commit with the completion and a crash loses neither; a hand-written loop does the same
+    (claim, `for r in recipients: bookkeeper(n, r, key)`, `bookkeeper.flush()`, complete,
+    commit). Keys as in `deliver_with_bookkeeping`: recorded under the notification's key,
+    `deliver` gets the delivery key. `payload(notification)` gives what a retry needs
+    (default: `notification_payload`); it is computed only for temporary failures.
     """
 
     def __init__(
@@ -511,13 +630,18 @@ class Bookkeeper(Generic[N]):
 
 
 def bookkeeping(conn: psycopg.Connection[Any], deliver: Deliver[N]) -> Deliver[N]:
-    """`deliver` wrapped for `outbox.process`: each delivery's outcome is recorded on `conn`
-    (the connection `process` commits), failures are kept for `retry` instead of failing the
-    round. `outbox.process(conn, deliveries.bookkeeping(conn, send), worker_id=...)`."""
+    """`deliver` wrapped for the component-changes-only `outbox.process`: each delivery's
+    outcome is recorded on `conn` (the connection `process` commits), failures are kept for
+    `retry` instead of failing the round, and `deliver` gets the delivery key
+    `outbox.delivery_key(change.key, recipient)` (as from `process_all`).
+    `outbox.process(conn, deliveries.bookkeeping(conn, send), worker_id=...)`. For
+    `outbox.process_all` pass `bookkeeping=True` instead (it refuses this wrapper, which would
+    record delivery keys as notification keys)."""
 
     def wrapped(notification: N, recipient: Recipient, key: str) -> None:
         deliver_with_bookkeeping(conn, deliver, notification, recipient, key)
 
+    wrapped.statusdb_bookkeeping = True  # type: ignore[attr-defined]
     return wrapped
 
 
@@ -536,7 +660,7 @@ def retry(
     deliver: Deliver[N],
     *,
     worker_id: str,
-    decode: Callable[[DueRetry], N] = status_change_notification,  # type: ignore[assignment]
+    decode: Callable[[DueRetry], N] = decode_notification,  # type: ignore[assignment]
     limit: int = 100,
     lease: dt.timedelta = DEFAULT_LEASE,
     now: dt.datetime | None = None,
@@ -544,10 +668,12 @@ def retry(
     """One retry worker round: claim due retries, deliver each again, record the outcome.
     Commits the claim and each retry (a worker loop, like `outbox.process`, not an operation).
 
-    `decode(retry)` rebuilds the notification (default: a StatusChangeNotification from the
-    payload `deliver_with_bookkeeping` stored); a retry it cannot decode (InvalidInput) is
-    dropped without counting against the subscriber. `now` (default the database's) decides
-    what is due and is recorded as the retry's time.
+    `decode(retry)` rebuilds the notification (default: `decode_notification`, the typed
+    StatusChangeNotification, IncidentNotification or MaintenanceNotification from the payload
+    `deliver_with_bookkeeping` or `Bookkeeper` stored); `deliver` gets it with the delivery key
+    `outbox.delivery_key(retry.notification_key, recipient)`, as on the first attempt. A retry
+    it cannot decode (InvalidInput) is dropped without counting against the subscriber. `now`
+    (default the database's) decides what is due and is recorded as the retry's time.
     """
     claimed = claim_retries(conn, worker_id=worker_id, limit=limit, lease=lease, now=now)
     _commit(conn)

@@ -505,6 +505,7 @@ def process_all(
     limit: int = 100,
     hold_down: dt.timedelta = DEFAULT_HOLD_DOWN,
     lease: dt.timedelta = DEFAULT_LEASE,
+    bookkeeping: bool = False,
 ) -> ProcessReport:
     """One worker round over every kind of notification: component status changes (coalesced
     and damped as `process` does) and status-incident and maintenance events.
@@ -518,16 +519,42 @@ def process_all(
     incident's or a window's event already tells of is not delivered to those who want that
     event (`ClaimedChange.folded_into`). Commits the claims and each completion; errors as
     `process`.
+
+    `bookkeeping=True` records every delivery in `delivery_attempt` (statusdb.deliveries):
+    under (the change's or event's key, subscriber id), DELIVERED, FAILED_PERMANENT
+    (`deliver` raised `deliveries.PermanentDeliveryFailure`) or FAILED_TEMPORARY (any other
+    Exception, kept with the typed notification for `deliveries.retry`). A failing delivery
+    then no longer fails the round: the outcomes are written in batches and flushed before
+    each completion, in its transaction, so they commit together.
     """
+    send: Callable[[Any, Recipient, str], None]
+    new_sender: Callable[[], Any]
+    if validate.flag("bookkeeping", bookkeeping):
+        if getattr(deliver, "statusdb_bookkeeping", False):
+            raise InvalidInput(
+                "deliver is already wrapped by deliveries.bookkeeping: pass the plain callback"
+                " with bookkeeping=True"
+            )
+        from statusdb.deliveries import Bookkeeper  # deliveries imports this module
+
+        def new_sender() -> Any:
+            return Bookkeeper(conn, deliver)
+    else:
+        plain = functools.partial(deliver_one, deliver)
+
+        def new_sender() -> Any:
+            return plain
+
     changes = claim(conn, worker_id=worker_id, limit=limit, hold_down=hold_down, lease=lease)
     _commit(conn)
     events = claim_events(conn, worker_id=worker_id, limit=limit, lease=lease)
     _commit(conn)
     notified = deliveries = lost = 0
-    send = functools.partial(deliver_one, deliver)
     for change in changes:
         give_back = functools.partial(release, conn, change, worker_id=worker_id)
+        send = new_sender()
         deliveries += _fan_out(conn, change, send, change.notification, change.key, give_back)
+        _flush(send)
         if complete(conn, change, worker_id=worker_id):
             notified += change.outcome == "NOTIFIED"
         else:
@@ -535,13 +562,22 @@ def process_all(
         _commit(conn)
     for event in events:
         give_back = functools.partial(release_event, conn, event, worker_id=worker_id)
+        send = new_sender()
         deliveries += _fan_out(conn, event, send, event.notification, event.key, give_back)
+        _flush(send)
         if complete_event(conn, event, worker_id=worker_id):
             notified += event.outcome == "NOTIFIED"
         else:
             lost += 1
         _commit(conn)
     return ProcessReport(len(changes) + len(events), notified, deliveries, lost)
+
+
+def _flush(send: object) -> None:
+    """Record a bookkeeper's buffered outcomes (before the completion, same transaction)."""
+    flush = getattr(send, "flush", None)
+    if flush is not None:
+        flush()
 
 
 _N = TypeVar("_N", bound=Notification)
