@@ -38,6 +38,9 @@ DROP FUNCTION statusdb_status_incident_postmortem_number();
 
 DROP FUNCTION statusdb_page_view_at(text, bytea, timestamptz, interval, integer);
 DROP FUNCTION statusdb_prune_row_history(timestamptz, integer);
+DROP TRIGGER component_group_keep_history_insert ON component_group;
+DROP TRIGGER component_group_keep_history_update ON component_group;
+DROP TRIGGER component_group_keep_history_delete ON component_group;
 DROP TRIGGER maintenance_window_component_keep_history_insert ON maintenance_window_component;
 DROP TRIGGER maintenance_window_component_keep_history_update ON maintenance_window_component;
 DROP TRIGGER maintenance_window_component_keep_history_delete ON maintenance_window_component;

@@ -6,8 +6,9 @@
 --
 -- row_history keeps every version of the rows a page view is made of: status_page,
 -- status_page_component (names, descriptions, order and the derived status, whose every change is
--- an UPDATE of the row), status_incident (title, status, message, the timeline as it was),
--- maintenance_window and maintenance_window_component. One generic table keyed by (table_name,
+-- an UPDATE of the row; its group_id), status_incident (title, status, message, the timeline as
+-- it was), maintenance_window, maintenance_window_component and component_group (0020's tree:
+-- names, parents, order, derived statuses). One generic table keyed by (table_name,
 -- row_id) rather than a history table per audited table: one trigger function fills it, one
 -- reader (statusdb_page_view_at) reads it, and auditing another table is one trigger line:
 --
@@ -316,7 +317,10 @@ SELECT 'maintenance_window_component',
        jsonb_build_array(mc.maintenance_window_id, mc.component_id)::text,
        w.status_page_id, now(), pg_current_xact_id(), to_jsonb(mc)
 FROM maintenance_window_component mc
-JOIN maintenance_window w ON w.id = mc.maintenance_window_id;
+JOIN maintenance_window w ON w.id = mc.maintenance_window_id
+UNION ALL
+SELECT 'component_group', g.id, g.status_page_id, now(), pg_current_xact_id(), to_jsonb(g)
+FROM component_group g;
 
 -- The audited tables: one line each. AFTER triggers, so the version is the row as stored (the
 -- BEFORE triggers' derived status and timestamps included).
@@ -329,6 +333,7 @@ BEGIN
     PERFORM statusdb_keep_history_of('maintenance_window_component',
                                      'maintenance_window_id,component_id',
                                      'maintenance_window_id', 'maintenance_window');
+    PERFORM statusdb_keep_history_of('component_group', 'id', 'status_page_id', NULL);
 END;
 $$;
 
@@ -366,20 +371,29 @@ COMMENT ON FUNCTION statusdb_prune_row_history(timestamptz, integer) IS
     'ended by then; call until it returns 0. Owner only.';
 REVOKE EXECUTE ON FUNCTION statusdb_prune_row_history(timestamptz, integer) FROM PUBLIC;
 
--- The page as it was at at_time: what statusdb_page_view (0014) returned to a transaction that
--- started at at_time, from row_history, with the same arguments, bounds and shape. Access is
--- judged on the page as it is now, so that rotating a token or making a page private closes its
--- past too: a page is shown if it is public now and was public at at_time, or with the digest of
--- its current access token. A deleted page shows nothing (its history stays in row_history for
--- the owner). at_time must lie from the horizon (the earliest version kept, and the latest
--- retention cut in row_history_horizon) to now().
+-- The page as it was at at_time: the body statusdb_page_view (0017's snapshot, with 0020's
+-- groups) returned to a transaction that started at at_time, from row_history, with the same
+-- arguments, bounds and shape, and the same JSON: components [id, name, description,
+-- display_order, current_status, status_updated_at, group_id], groups [id, name, description,
+-- parent_id, display_order, current_status] by (display_order, name, id), updated_at the latest
+-- of the page's, its components' status, its active incidents' and its groups' changes, and
+-- timestamps rendered in UTC (+00:00) as 0017's renderer does (spelled out below: a SECURITY
+-- DEFINER function's only SET is its search_path). A past view has no version: version is 0
+-- (never a version page_view hands out, which start at the clock: no ETag or if_version of a
+-- current view matches it) and fresh_until null; there is no conditional form.
+-- Access is judged on the page as it is now, so that rotating a token or making a page private
+-- closes its past too: a page is shown if it is public now and was public at at_time, or with
+-- the digest of its current access token. A deleted page shows nothing (its history stays in
+-- row_history for the owner). at_time must lie from the horizon (the earliest version kept, and
+-- the latest retention cut in row_history_horizon) to now().
 CREATE FUNCTION statusdb_page_view_at(
     page_slug text, page_token_hash bytea, at_time timestamptz, maintenance_horizon interval,
     maintenance_limit integer
 )
 RETURNS TABLE (
     id text, name text, description text, slug text, is_public boolean, updated_at timestamptz,
-    components json, incidents json, maintenance json
+    components json, incidents json, maintenance json, version bigint, fresh_until timestamptz,
+    groups json
 )
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
@@ -429,43 +443,59 @@ BEGIN
         JOIN row_history h ON h.status_page_id = page.id
         WHERE h.valid_to IS NULL AND h.valid_from <= at_time
           AND h.table_name IN ('status_page_component', 'status_incident', 'maintenance_window',
-                               'maintenance_window_component')
+                               'maintenance_window_component', 'component_group')
         UNION ALL
         SELECT h.table_name, h.row_data AS r
         FROM page
         JOIN row_history h ON h.status_page_id = page.id
         WHERE h.valid_to > at_time AND h.valid_from <= at_time
           AND h.table_name IN ('status_page_component', 'status_incident', 'maintenance_window',
-                               'maintenance_window_component')
+                               'maintenance_window_component', 'component_group')
     ),
+    -- The versions' timestamps (written by to_jsonb in the writer's time zone), as instants and
+    -- as the renderer's JSON text in UTC: the timestamp's JSON text at UTC, plus '+00:00'.
     page_components AS (
         SELECT coalesce(json_agg(json_build_array(
                    v.r ->> 'id', v.r ->> 'name', v.r ->> 'description',
                    (v.r ->> 'display_order')::integer, v.r ->> 'current_status',
-                   (v.r ->> 'status_updated_at')::timestamptz)
+                   to_json((to_json(t.status_updated_at AT TIME ZONE 'UTC') #>> '{}')
+                           || '+00:00'),
+                   v.r ->> 'group_id')
                    ORDER BY (v.r ->> 'display_order')::integer, v.r ->> 'name', v.r ->> 'id'),
                    '[]') AS items,
-               max((v.r ->> 'status_updated_at')::timestamptz) AS last_change
+               max(t.status_updated_at) AS last_change
         FROM versions v
+        CROSS JOIN LATERAL (
+            SELECT (v.r ->> 'status_updated_at')::timestamptz AS status_updated_at
+        ) AS t
         WHERE v.table_name = 'status_page_component'
     ),
     page_incidents AS (
         SELECT coalesce(json_agg(json_build_array(
                    v.r ->> 'id', v.r ->> 'title', v.r ->> 'message', v.r ->> 'severity',
-                   v.r ->> 'status', v.r -> 'affected_component_ids',
-                   (v.r ->> 'created_at')::timestamptz, (v.r ->> 'updated_at')::timestamptz,
+                   v.r ->> 'status',
+                   ARRAY(SELECT jsonb_array_elements_text(v.r -> 'affected_component_ids')),
+                   to_json((to_json(t.created_at AT TIME ZONE 'UTC') #>> '{}') || '+00:00'),
+                   to_json((to_json(t.updated_at AT TIME ZONE 'UTC') #>> '{}') || '+00:00'),
                    v.r -> 'updates')
-                   ORDER BY (v.r ->> 'created_at')::timestamptz DESC, v.r ->> 'id' DESC),
+                   ORDER BY t.created_at DESC, v.r ->> 'id' DESC),
                    '[]') AS items,
-               max((v.r ->> 'updated_at')::timestamptz) AS last_change
+               max(t.updated_at) AS last_change
         FROM versions v
+        CROSS JOIN LATERAL (
+            SELECT (v.r ->> 'created_at')::timestamptz AS created_at,
+                   (v.r ->> 'updated_at')::timestamptz AS updated_at
+        ) AS t
         WHERE v.table_name = 'status_incident'
           AND v.r ->> 'status' IN ('INVESTIGATING', 'IDENTIFIED', 'MONITORING')
     ),
     page_maintenance AS (
-        SELECT coalesce(json_agg(json_build_array(w.id, w.title, w.description, w.status,
-                                                  w.start_time, w.end_time, w.component_ids)
-                                 ORDER BY w.start_time, w.id), '[]') AS items
+        SELECT coalesce(json_agg(json_build_array(
+                   w.id, w.title, w.description, w.status,
+                   to_json((to_json(w.start_time AT TIME ZONE 'UTC') #>> '{}') || '+00:00'),
+                   to_json((to_json(w.end_time AT TIME ZONE 'UTC') #>> '{}') || '+00:00'),
+                   w.component_ids)
+                   ORDER BY w.start_time, w.id), '[]') AS items
         FROM (
             SELECT v.r ->> 'id' AS id, v.r ->> 'title' AS title,
                    v.r ->> 'description' AS description, v.r ->> 'status' AS status,
@@ -484,19 +514,33 @@ BEGIN
             ORDER BY (v.r ->> 'start_time')::timestamptz, v.r ->> 'id'
             LIMIT window_limit
         ) AS w
+    ),
+    -- 0020's groups as they were: flat, in display order (readers build the tree).
+    page_groups AS (
+        SELECT coalesce(json_agg(json_build_array(
+                   v.r ->> 'id', v.r ->> 'name', v.r ->> 'description', v.r ->> 'parent_id',
+                   (v.r ->> 'display_order')::integer, v.r ->> 'current_status')
+                   ORDER BY (v.r ->> 'display_order')::integer, v.r ->> 'name', v.r ->> 'id'),
+                   '[]') AS items,
+               max((v.r ->> 'updated_at')::timestamptz) AS last_change
+        FROM versions v
+        WHERE v.table_name = 'component_group'
     )
     SELECT page.id, page.r ->> 'name', page.r ->> 'description', page.r ->> 'slug',
            (page.r ->> 'is_public')::boolean,
            greatest((page.r ->> 'updated_at')::timestamptz, page_components.last_change,
-                    page_incidents.last_change),
-           page_components.items, page_incidents.items, page_maintenance.items
-    FROM page, page_components, page_incidents, page_maintenance;
+                    page_incidents.last_change, page_groups.last_change),
+           page_components.items, page_incidents.items, page_maintenance.items,
+           0::bigint, NULL::timestamptz, page_groups.items
+    FROM page, page_components, page_incidents, page_maintenance, page_groups;
 END;
 $$;
 
 COMMENT ON FUNCTION statusdb_page_view_at(text, bytea, timestamptz, interval, integer) IS
     'A status page as statusdb_page_view showed it at at_time (from row_history, horizon to '
-    'now()); access as the page is now: public then and now, or the digest of its current token.';
+    'now()), groups included (last column, as 0020''s page view); access as the page is now: '
+    'public then and now, or the digest of its current token. A past view has no version: '
+    'version is 0 and fresh_until null.';
 REVOKE EXECUTE ON FUNCTION statusdb_page_view_at(text, bytea, timestamptz, interval, integer)
     FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION statusdb_page_view_at(text, bytea, timestamptz, interval, integer)

@@ -494,10 +494,12 @@ def page_view_at(
     """The page `slug` as `page_view` showed it at the instant `at`, or None (no such page).
 
     Rebuilt from the row history the database keeps (migration 0022): the page, its components
-    (names, descriptions, order, statuses), the status incidents active at `at` with their
-    timeline as posted by then, and the maintenance then running or starting within
-    `maintenance_horizon` of `at`. A page view made by a transaction that started at `at` (its
-    now()) showed exactly this, for writers whose transactions did not overlap in time.
+    (names, descriptions, order, statuses, groups), the group tree (`groups`, as it was), the
+    status incidents active at `at` with their timeline as posted by then, and the maintenance
+    then running or starting within `maintenance_horizon` of `at`. A page view made by a
+    transaction that started at `at` (its now()) showed exactly this, for writers whose
+    transactions did not overlap in time. A past view has no version: `version` is 0 (never one
+    `page_view` hands out, so it matches no ETag or `if_version`) and `fresh_until` is None.
 
     `slug` is the slug the page had at `at`. Access is decided on the page as it is *now*: a
     page public now and at `at` opens without a token; otherwise `token` must be its current
