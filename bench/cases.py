@@ -253,6 +253,7 @@ def page_view_decode(ctx: Context) -> list[CaseResult]:
         select_1 = _cpu_us(_select_1(conn), n)  # the client's side of a SELECT 1
     assert row is not None
     assert raw is not None
+    del row["not_modified"]  # the full answer's flag (migration 0017): not a field to decode
     texts = [v for v in raw if isinstance(v, str) and v[:1] in ("[", "{")]
     parse = _cpu_us(lambda: [json.loads(t) for t in texts], n)
     decode = _cpu_us(lambda: views._decode(**row), n)
