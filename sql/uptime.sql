@@ -175,8 +175,8 @@ ORDER BY g.is_page_total, g.display_order, g.name, g.component_id;
 -- status_incident_resolved_history_idx (resolved after the range starts); the groups by
 -- component_group_status_page_id_name_key, their changes in range by
 -- component_group_status_change_status_page_id_changed_at_idx, each group's status at the start
--- by a backward scan of component_group_status_change_group_id_seq_idx, the group members of an
--- incident's components by primary key.
+-- by a backward scan of component_group_status_change_group_id_seq_idx, the groups' components
+-- (to list incidents) by status_page_component_group_id_status_page_id_idx or primary key.
 WITH RECURSIVE page AS MATERIALIZED (
     SELECT p.id AS status_page_id, p.time_zone, clock_timestamp() AS now,
            coalesce(%(until)s::date, (clock_timestamp() AT TIME ZONE p.time_zone)::date)
@@ -213,12 +213,13 @@ span AS MATERIALIZED (
 ),
 series AS MATERIALIZED (
     SELECT 'component'::text AS kind, c.id, c.name, c.display_order, c.created_at,
-           greatest(c.created_at, sp.range_start) AS observed_from, sp.observed_until
+           greatest(c.created_at, sp.range_start) AS observed_from, sp.observed_until,
+           NULL::text AS parent_id
     FROM span sp
     JOIN status_page_component c ON c.status_page_id = sp.status_page_id
     UNION ALL
     SELECT 'group'::text, g.id, g.name, g.display_order, g.created_at,
-           greatest(g.created_at, sp.range_start), sp.observed_until
+           greatest(g.created_at, sp.range_start), sp.observed_until, g.parent_id
     FROM span sp
     JOIN component_group g ON g.status_page_id = sp.status_page_id
 ),
@@ -265,9 +266,8 @@ series_timeline AS (
     LEFT JOIN LATERAL (
         SELECT gc.new_status
         FROM component_group_status_change gc
-        WHERE gc.group_id = s.id
-          AND gc.status_page_id = %(page_id)s
-          AND gc.changed_at <= s.observed_from
+        WHERE gc.group_id = s.id  -- a group of the page: no page filter (it would invite the
+          AND gc.changed_at <= s.observed_from  -- page's index, a scan of all its groups' past)
         ORDER BY gc.seq DESC
         LIMIT 1
     ) AS prior ON true
@@ -373,15 +373,13 @@ incident AS MATERIALIZED (
 group_up AS (
     -- Each group of the page and the groups it is in (itself, its parent, ...: 3 levels at
     -- most, 0020).
-    SELECT s.id AS group_id, s.id AS ancestor_id, g.parent_id, 1 AS level
+    SELECT s.id AS group_id, s.id AS ancestor_id, s.parent_id, 1 AS level
     FROM series s
-    JOIN component_group g ON g.id = s.id
     WHERE s.kind = 'group'
     UNION ALL
-    SELECT up.group_id, g.id, g.parent_id, up.level + 1
+    SELECT up.group_id, s.id, s.parent_id, up.level + 1
     FROM group_up up
     JOIN series s ON s.kind = 'group' AND s.id = up.parent_id
-    JOIN component_group g ON g.id = s.id
     WHERE up.level < 3
 ),
 incident_series AS (
@@ -429,9 +427,8 @@ WHERE d.k <= %(days)s::integer
 UNION ALL
 SELECT s.kind, s.id, s.name, s.display_order, NULL, s.created_at, NULL,
        r.run_first, r.run_last, r.run_status, dt.detail_i, dt.detail_op, dt.detail_deg,
-       dt.detail_part, dt.detail_major, dt.detail_maint, NULL, g.parent_id
+       dt.detail_part, dt.detail_major, dt.detail_maint, NULL, s.parent_id
 FROM series s
-LEFT JOIN component_group g ON s.kind = 'group' AND g.id = s.id
 LEFT JOIN runs r ON r.kind = s.kind AND r.id = s.id
 LEFT JOIN details dt ON dt.kind = s.kind AND dt.id = s.id
 UNION ALL
