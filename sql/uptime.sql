@@ -266,8 +266,10 @@ series_timeline AS (
     LEFT JOIN LATERAL (
         SELECT gc.new_status
         FROM component_group_status_change gc
-        WHERE gc.group_id = s.id  -- a group of the page: no page filter (it would invite the
-          AND gc.changed_at <= s.observed_from  -- page's index, a scan of all its groups' past)
+        -- No page filter (the group is the page's): it would invite the page's index, a scan
+        -- of all its groups' past, instead of a backward scan of this group's changes.
+        WHERE gc.group_id = s.id
+          AND gc.changed_at <= s.observed_from
         ORDER BY gc.seq DESC
         LIMIT 1
     ) AS prior ON true
