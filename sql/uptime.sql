@@ -119,7 +119,7 @@ CROSS JOIN grouped g
 ORDER BY g.is_page_total, g.display_order, g.name, g.component_id;
 
 -- name: uptime_daily
--- Per series (component) and local calendar day of the page's zone: time in each status, and the status incidents of the day.
+-- Per series (component or component group) and local calendar day of the page's zone: time in each status, and the status incidents of the day.
 --
 -- The days: the `days` calendar days of the page's time_zone ending `until` (null: today in
 -- that zone). Day i runs from the first instant whose local date is first_day + i to the
@@ -134,10 +134,13 @@ ORDER BY g.is_page_total, g.display_order, g.name, g.component_id;
 -- The series: `series` lists what gets bars, `series_timeline` their status timelines
 -- (kind, id, at, seq, status, observed_until): the status each observed period starts with,
 -- then every change inside it. Components read status_change exactly as uptime_for_page does
--- (the page's log, the last change at or before the start, OPERATIONAL without one). Another
--- kind of series (component groups, with a log of their own) is one more UNION ALL branch in
--- each of the two CTEs (and in `incident_series` for the incidents naming it); everything
--- after them works per (kind, id).
+-- (the page's log, the last change at or before the start, OPERATIONAL without one). Component
+-- groups (0020) read their own log, component_group_status_change, the same way: it holds the
+-- derived status (the worst of the members at each moment, with the membership of that
+-- moment) as the page showed it, so a group's bars are its log's, not a re-derivation from its
+-- members' logs. A group starts OPERATIONAL at creation like a component. Each kind is one
+-- UNION ALL branch in `series`, `series_timeline` and `incident_series`; everything after them
+-- works per (kind, id).
 --
 -- A series is observed from the later of its created_at and the first day's start until the
 -- earlier of the last day's end and the database's clock: days before it existed, and time not
@@ -145,7 +148,12 @@ ORDER BY g.is_page_total, g.display_order, g.name, g.component_id;
 -- Status incidents touch a day when their active time [created_at, resolved_at, or now while
 -- unresolved) meets it (one resolved exactly at midnight does not touch the next day; one
 -- resolved the instant it was created touches the day of that instant); they are listed on the
--- days of each component they name.
+-- days of each component they name, and of each group holding one of those components, in it
+-- or in a subgroup (the membership as it is now: status incidents name components only, a group
+-- named when writing one is expanded to its members then, and the incident keeps no trace of
+-- it; so a group lists the incidents naming its present members, and one that left the group
+-- takes its incidents along). A series lists incidents from the day it was created on (a group
+-- created mid-range shows none on its days without data).
 --
 -- Most days of most series are one status all day long. So the result does not hold a row per
 -- (series, day) but, per series, the runs of whole days each status interval covers
@@ -154,16 +162,22 @@ ORDER BY g.is_page_total, g.display_order, g.name, g.component_id;
 -- series was created, today). A day in neither is "no data". The client lays them out.
 --
 -- Result rows, by kind: 'page' (the zone, first day, range), 'day' (i, date, start, end),
--- 'component' (a series: its runs and part days), 'listed' (a series' status incident ids on
--- day i, oldest first), 'incident' (each status incident of the range). Unknown page: no rows.
+-- 'component' and 'group' (a series: its runs and part days; a group's parent_id in `extra`),
+-- 'listed' (a series' status incident ids on day i, oldest first, its kind in `name`),
+-- 'incident' (each status incident of the range, its severity in `extra`). Unknown page: no
+-- rows.
 --
 -- Indexes: the page by its primary key, components by
 -- status_page_component_status_page_id_display_order_idx, the changes in range by
 -- status_change_status_page_id_changed_at_idx, each component's status at the start by a
 -- backward scan of status_change_component_id_seq_idx, the status incidents by
 -- status_incident_status_page_id_status_idx (active ones) and
--- status_incident_resolved_history_idx (resolved after the range starts).
-WITH page AS MATERIALIZED (
+-- status_incident_resolved_history_idx (resolved after the range starts); the groups by
+-- component_group_status_page_id_name_key, their changes in range by
+-- component_group_status_change_status_page_id_changed_at_idx, each group's status at the start
+-- by a backward scan of component_group_status_change_group_id_seq_idx, the groups' components
+-- (to list incidents) by status_page_component_group_id_status_page_id_idx or primary key.
+WITH RECURSIVE page AS MATERIALIZED (
     SELECT p.id AS status_page_id, p.time_zone, clock_timestamp() AS now,
            coalesce(%(until)s::date, (clock_timestamp() AT TIME ZONE p.time_zone)::date)
                - (%(days)s::integer - 1) AS first_day
@@ -199,9 +213,15 @@ span AS MATERIALIZED (
 ),
 series AS MATERIALIZED (
     SELECT 'component'::text AS kind, c.id, c.name, c.display_order, c.created_at,
-           greatest(c.created_at, sp.range_start) AS observed_from, sp.observed_until
+           greatest(c.created_at, sp.range_start) AS observed_from, sp.observed_until,
+           NULL::text AS parent_id
     FROM span sp
     JOIN status_page_component c ON c.status_page_id = sp.status_page_id
+    UNION ALL
+    SELECT 'group'::text, g.id, g.name, g.display_order, g.created_at,
+           greatest(g.created_at, sp.range_start), sp.observed_until, g.parent_id
+    FROM span sp
+    JOIN component_group g ON g.status_page_id = sp.status_page_id
 ),
 component_change AS MATERIALIZED (
     -- The page's changes in the range: one range scan of the log, then matched to components.
@@ -210,6 +230,14 @@ component_change AS MATERIALIZED (
     WHERE sc.status_page_id = %(page_id)s
       AND sc.changed_at > (SELECT sp.range_start FROM span sp)
       AND sc.changed_at < (SELECT sp.observed_until FROM span sp)
+),
+group_change AS MATERIALIZED (
+    -- The same for the page's groups: one range scan of their log.
+    SELECT gc.group_id, gc.changed_at, gc.seq, gc.new_status
+    FROM component_group_status_change gc
+    WHERE gc.status_page_id = %(page_id)s
+      AND gc.changed_at > (SELECT sp.range_start FROM span sp)
+      AND gc.changed_at < (SELECT sp.observed_until FROM span sp)
 ),
 series_timeline AS (
     SELECT s.kind, s.id, s.observed_from AS at, 0::bigint AS seq,
@@ -231,6 +259,27 @@ series_timeline AS (
     JOIN series s ON s.kind = 'component' AND s.id = sc.component_id
     WHERE sc.changed_at > s.observed_from
       AND sc.changed_at < s.observed_until
+    UNION ALL
+    SELECT s.kind, s.id, s.observed_from, 0::bigint,
+           coalesce(prior.new_status, 'OPERATIONAL'), s.observed_until
+    FROM series s
+    LEFT JOIN LATERAL (
+        SELECT gc.new_status
+        FROM component_group_status_change gc
+        -- No page filter (the group is the page's): it would invite the page's index, a scan
+        -- of all its groups' past, instead of a backward scan of this group's changes.
+        WHERE gc.group_id = s.id
+          AND gc.changed_at <= s.observed_from
+        ORDER BY gc.seq DESC
+        LIMIT 1
+    ) AS prior ON true
+    WHERE s.kind = 'group' AND s.observed_from < s.observed_until
+    UNION ALL
+    SELECT s.kind, s.id, gc.changed_at, gc.seq, gc.new_status, s.observed_until
+    FROM group_change gc
+    JOIN series s ON s.kind = 'group' AND s.id = gc.group_id
+    WHERE gc.changed_at > s.observed_from
+      AND gc.changed_at < s.observed_until
 ),
 located AS MATERIALIZED (
     -- Each status lasts until the next change, or the end of the observed period; it touches
@@ -323,21 +372,42 @@ incident AS MATERIALIZED (
       AND greatest(i.resolved_at, i.created_at + interval '1 microsecond') > sp.range_start
       AND i.created_at < sp.range_end
 ),
+group_up AS (
+    -- Each group of the page and the groups it is in (itself, its parent, ...: 3 levels at
+    -- most, 0020).
+    SELECT s.id AS group_id, s.id AS ancestor_id, s.parent_id, 1 AS level
+    FROM series s
+    WHERE s.kind = 'group'
+    UNION ALL
+    SELECT up.group_id, s.id, s.parent_id, up.level + 1
+    FROM group_up up
+    JOIN series s ON s.kind = 'group' AND s.id = up.parent_id
+    WHERE up.level < 3
+),
 incident_series AS (
-    -- Which series each incident is listed on: the components it names.
+    -- Which series each incident is listed on: the components it names, and the groups that
+    -- hold one of them now (in the group or a subgroup), once per group.
     SELECT 'component'::text AS kind, a.component_id AS id, inc.id AS incident_id
     FROM incident inc
     CROSS JOIN unnest(inc.affected_component_ids) AS a (component_id)
+    UNION ALL
+    SELECT DISTINCT 'group'::text, up.ancestor_id, inc.id
+    FROM incident inc
+    CROSS JOIN unnest(inc.affected_component_ids) AS a (component_id)
+    JOIN status_page_component c ON c.id = a.component_id
+    JOIN group_up up ON up.group_id = c.group_id
+    WHERE c.status_page_id = %(page_id)s
 ),
 listed AS (
-    -- The days each incident touches, per series naming it.
+    -- The days each incident touches, per series naming it, from the series' creation day.
     SELECT x.kind, x.id, g.i, array_agg(inc.id ORDER BY inc.created_at, inc.id) AS incident_ids
     FROM incident_series x
     JOIN series s ON s.kind = x.kind AND s.id = x.id
     JOIN incident inc ON inc.id = x.incident_id
     CROSS JOIN span sp
     CROSS JOIN LATERAL generate_series(
-        greatest((inc.created_at AT TIME ZONE sp.time_zone)::date - sp.first_day, 0),
+        greatest((inc.created_at AT TIME ZONE sp.time_zone)::date - sp.first_day,
+                 (s.created_at AT TIME ZONE sp.time_zone)::date - sp.first_day, 0),
         least(((inc.until_at - interval '1 microsecond') AT TIME ZONE sp.time_zone)::date
               - sp.first_day, %(days)s::integer - 1)) AS g (i)
     WHERE inc.until_at > sp.range_start
@@ -348,7 +418,7 @@ SELECT 'page' AS kind, sp.status_page_id AS id, sp.time_zone AS name, NULL::inte
        NULL::integer[] AS run_first, NULL::integer[] AS run_last, NULL::text[] AS run_status,
        NULL::integer[] AS detail_i, NULL::bigint[] AS detail_op, NULL::bigint[] AS detail_deg,
        NULL::bigint[] AS detail_part, NULL::bigint[] AS detail_major,
-       NULL::bigint[] AS detail_maint, NULL::text[] AS incident_ids, NULL::text AS severity
+       NULL::bigint[] AS detail_maint, NULL::text[] AS incident_ids, NULL::text AS extra
 FROM span sp
 UNION ALL
 SELECT 'day', NULL, NULL, (d.k - 1)::integer, sp.first_day + (d.k - 1)::integer, d.at,
@@ -359,7 +429,7 @@ WHERE d.k <= %(days)s::integer
 UNION ALL
 SELECT s.kind, s.id, s.name, s.display_order, NULL, s.created_at, NULL,
        r.run_first, r.run_last, r.run_status, dt.detail_i, dt.detail_op, dt.detail_deg,
-       dt.detail_part, dt.detail_major, dt.detail_maint, NULL, NULL
+       dt.detail_part, dt.detail_major, dt.detail_maint, NULL, s.parent_id
 FROM series s
 LEFT JOIN runs r ON r.kind = s.kind AND r.id = s.id
 LEFT JOIN details dt ON dt.kind = s.kind AND dt.id = s.id

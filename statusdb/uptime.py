@@ -22,7 +22,7 @@ database keeps (migration 0003), so it agrees with what the page showed at every
   weighs half as much in the page's uptime as one observed for all of it.
 
 `daily` gives the same per calendar day of the page's time zone (the 90-day bars of a status
-page): see its docstring.
+page), for each component and each component group: see its docstring.
 
 The log is ordered per component by its seq, which the status locks keep in step with
 changed_at; rows written by hand (backfills, restores) must keep that order too.
@@ -259,7 +259,7 @@ class DayIncident:
 
 @attrs.frozen
 class DayBar:
-    """One series (component) on one calendar day of the page's time zone."""
+    """One series (component or group) on one calendar day of the page's time zone."""
 
     #: The local date.
     day: dt.date
@@ -276,7 +276,8 @@ class DayBar:
     #: None when nothing was measured (no data, or maintenance all day: see `has_data`).
     uptime: float | None
     #: The status incidents naming the series that were active at some time of the day,
-    #: oldest first.
+    #: oldest first (for a group: those naming one of its components, subgroups' included,
+    #: as the group is now).
     incidents: tuple[DayIncident, ...]
 
     @property
@@ -307,8 +308,32 @@ class DailyUptime:
 
 
 @attrs.frozen
+class GroupDailyUptime:
+    """One component group's bars, oldest day first: its own status log (0020), the worst of
+    its members at each moment, as the page showed it."""
+
+    group_id: str
+    name: str
+    #: The enclosing group (None: top level); display_order orders it among its siblings.
+    parent_id: str | None
+    display_order: int
+    created_at: dt.datetime = attrs.field(converter=_utc)
+    days: tuple[DayBar, ...]
+
+    @property
+    def durations(self) -> StatusDurations:
+        """The days' durations added up."""
+        return _sum_durations(bar.durations for bar in self.days)
+
+    @property
+    def uptime(self) -> float | None:
+        """Uptime over all the days, by the same formula as a day's; None without data."""
+        return _ratio(self.durations)
+
+
+@attrs.frozen
 class PageDailyUptime:
-    """The bars of every component of a page, in display order."""
+    """The bars of every component and every component group of a page, in display order."""
 
     status_page_id: str
     #: The page's time zone, that the days are calendar days of.
@@ -321,6 +346,9 @@ class PageDailyUptime:
     start: dt.datetime = attrs.field(converter=_utc)
     observed_until: dt.datetime = attrs.field(converter=_utc)
     components: tuple[DailyUptime, ...]
+    #: The page's groups, every level, ordered by (display_order, name, id); parent_id gives
+    #: the tree.
+    groups: tuple[GroupDailyUptime, ...]
     #: Every status incident active at some time of the range (those naming no component
     #: too), oldest first.
     incidents: tuple[DayIncident, ...]
@@ -331,6 +359,13 @@ class PageDailyUptime:
             if item.component_id == component_id:
                 return item
         raise KeyError(component_id)
+
+    def group(self, group_id: str) -> GroupDailyUptime:
+        """The bars of one group of the page (KeyError if it is not on the page)."""
+        for item in self.groups:
+            if item.group_id == group_id:
+                return item
+        raise KeyError(group_id)
 
 
 _ZERO = dt.timedelta(0)
@@ -429,23 +464,24 @@ def _part_day(
 def _decode_daily(rows: list[TupleRow]) -> PageDailyUptime:
     """Build the result from uptime_daily's rows (see sql/uptime.sql for their kinds).
 
-    Each component row holds runs of whole days in one status and the days covered in part;
-    the rest are days without data. Bars of whole days are built once per (day, status) and
-    shared by every component that spent that day so (a day's bar does not say whose it is).
+    Each series row (component or group) holds runs of whole days in one status and the days
+    covered in part; the rest are days without data. Bars of whole days are built once per
+    (day, status) and shared by every series that spent that day so (a day's bar does not say
+    whose it is).
     """
     page: TupleRow | None = None
     day_rows: list[tuple[int, dt.date, dt.datetime, dt.datetime]] = []
     series_rows: list[TupleRow] = []
-    listed: dict[str, list[tuple[int, list[str]]]] = {}
+    listed: dict[tuple[str, str], list[tuple[int, list[str]]]] = {}
     incidents: dict[str, DayIncident] = {}
     for row in rows:
         kind = row[0]
         if kind == "day":
             day_rows.append((row[3], row[4], row[5].astimezone(dt.UTC), row[6].astimezone(dt.UTC)))
-        elif kind == "component":
+        elif kind in ("component", "group"):
             series_rows.append(row)
         elif kind == "listed":
-            listed.setdefault(row[1], []).append((row[3], row[16]))
+            listed.setdefault((row[2], row[1]), []).append((row[3], row[16]))
         elif kind == "incident":
             incidents[row[1]] = DayIncident(
                 id=row[1],
@@ -478,6 +514,7 @@ def _decode_daily(rows: list[TupleRow]) -> PageDailyUptime:
 
     series_rows.sort(key=lambda r: (r[3], r[2], r[1]))
     components: list[DailyUptime] = []
+    groups: list[GroupDailyUptime] = []
     for row in series_rows:
         bars = list(no_data)
         for first, last, status in zip(row[7] or (), row[8] or (), row[9] or (), strict=True):
@@ -494,8 +531,20 @@ def _decode_daily(rows: list[TupleRow]) -> PageDailyUptime:
         for i, op, deg, part, major, maint in details:
             day, start, end = days[i]
             bars[i] = _part_day(day, start, end, (op, deg, part, major, maint))
-        for i, ids in listed.get(row[1], ()):
+        for i, ids in listed.get((row[0], row[1]), ()):
             bars[i] = attrs.evolve(bars[i], incidents=tuple(incidents[x] for x in ids))
+        if row[0] == "group":
+            groups.append(
+                GroupDailyUptime(
+                    group_id=row[1],
+                    name=row[2],
+                    parent_id=row[17],
+                    display_order=row[3],
+                    created_at=row[5],
+                    days=tuple(bars),
+                )
+            )
+            continue
         components.append(
             DailyUptime(
                 component_id=row[1],
@@ -513,6 +562,7 @@ def _decode_daily(rows: list[TupleRow]) -> PageDailyUptime:
         start=page[5],
         observed_until=page[6],
         components=tuple(components),
+        groups=tuple(groups),
         incidents=tuple(sorted(incidents.values(), key=lambda i: (i.started_at, i.id))),
     )
 
@@ -521,17 +571,21 @@ def _decode_daily(rows: list[TupleRow]) -> PageDailyUptime:
 def daily(
     status_page_id: str, days: int = 90, *, until: dt.date | None = None
 ) -> Op[PageDailyUptime]:
-    """Uptime bars: each component of a page on each of the last `days` calendar days.
+    """Uptime bars: each component and group of a page on each of the last `days` days.
 
     The days are calendar days of the page's `time_zone` (`pages.create`/`update`; default
     UTC), the `days` (1 to MAX_DAYS) ending `until` (default: today in that zone), each from
     its local midnight to the next, so a day lasts 23 or 25 hours when the clocks change.
     Per component and day: the time in each status, the worst status it was in, the uptime
     ratio (`DayBar.uptime`: as `for_page`, degraded counts as up, maintenance neither way) and
-    the status incidents naming it that were active that day. Days before a component existed
-    and days (or parts) still to come count nothing: `has_data` is False and `uptime` None,
-    never 100 %; the day it was created counts from its creation. One statement; the same
-    answer whatever the connection's TimeZone. NotFound for an unknown page.
+    the status incidents naming it that were active that day. Per group (`groups`), the same
+    from the group's own status log (0020: the worst of its members at each moment, as the page
+    showed it), listing the status incidents naming one of its components (subgroups' included,
+    the membership as it is now: incidents keep no trace of a group named when writing them).
+    Days before a component or group existed and days (or parts) still to come count
+    nothing: `has_data` is False and `uptime` None, never 100 %; the day it was created counts
+    from its creation. One statement; the same answer whatever the connection's TimeZone.
+    NotFound for an unknown page.
     """
     params = {
         "page_id": validate.identifier("status_page_id", status_page_id),

@@ -119,6 +119,9 @@ def test_demo_names_each_steps_calls_and_explains_drift(
     assert ">>> outage = incidents.create(conn, team.id" in out
     assert ">>> maintenance.advance(conn, now)" in out
     assert ">>> uptime.daily(conn, page.id, days=90)" in out
+    bars = steps[5]
+    assert "Core platform (group) " in bars  # the groups' bars too, as a tree
+    assert "  Data (group) " in bars
     assert "Drift: 0." in out
     assert "derives every component's status again from scratch" in out
 

@@ -115,6 +115,16 @@ SELECT 'sc' || p || '-' || k || '-' || j, 'p' || p, 'p' || p || 'c' || k,
 FROM generate_series(1, %(pages)s) AS p, generate_series(0, %(components)s - 1) AS k,
      generate_series(1, 6) AS j
 ORDER BY 9;
+
+-- The groups' log (0020) over the same 200 days: their members' outages, six changes each.
+INSERT INTO component_group_status_change (status_page_id, group_id, previous_status,
+                                           new_status, changed_at)
+SELECT 'p' || p, 'p' || p || 'g1',
+       CASE WHEN j %% 2 = 1 THEN 'OPERATIONAL' ELSE 'MAJOR_OUTAGE' END,
+       CASE WHEN j %% 2 = 1 THEN 'MAJOR_OUTAGE' ELSE 'OPERATIONAL' END,
+       now() - interval '200 days' + j * interval '30 days'
+FROM generate_series(1, %(pages)s) AS p, generate_series(1, 6) AS j
+ORDER BY 5;
 """
 
 
@@ -478,10 +488,20 @@ def test_the_derivation_really_ran(conn: Conn) -> None:
 
 def test_daily_uptime_of_a_page(conn: Conn) -> None:
     """uptime.daily (0021): the log through the same two indexes as uptime_for_page, the page's
-    components and status incidents through their page indexes; no table scanned."""
+    components and status incidents through their page indexes, the groups' log (0020) through
+    its own two; no table scanned."""
     found = explain(conn, "uptime_daily", {"page_id": "p42", "days": 90, "until": None})
     assert uses(found, "status_change_status_page_id_changed_at_idx"), found
     assert uses(found, "status_change_component_id_seq_idx"), found
     assert uses(found, "status_incident_status_page_id_status_idx"), found
-    tables = ("status_change", "status_incident", "status_page_component", "status_page")
+    assert uses(found, "component_group_status_change_status_page_id_changed_at_idx"), found
+    assert uses(found, "component_group_status_change_group_id_seq_idx"), found
+    tables = (
+        "status_change",
+        "status_incident",
+        "status_page_component",
+        "status_page",
+        "component_group",
+        "component_group_status_change",
+    )
     assert seq_scanned(found, *tables) == [], found

@@ -339,3 +339,202 @@ async def test_daily_on_an_async_connection(aconn: AConn) -> None:
     result = await uptime.daily(aconn, created.page.id, 7)
     assert result.time_zone == "Australia/Lord_Howe"
     assert [len(c.days) for c in result.components] == [7]
+
+
+# -- component groups (0020): bars from the group's own log --------------------------------------
+
+_RANK: dict[str, int] = {
+    "MAJOR_OUTAGE": 0,
+    "PARTIAL_OUTAGE": 1,
+    "DEGRADED_PERFORMANCE": 2,
+    "UNDER_MAINTENANCE": 3,
+    "OPERATIONAL": 4,
+}
+
+
+def add_group(
+    conn: Conn, page: str, name: str, created_at: dt.datetime, parent: str | None = None
+) -> str:
+    """A group written by plain SQL with a chosen created_at (a backfill)."""
+    row = conn.execute(
+        """INSERT INTO component_group (status_page_id, name, parent_id, created_at)
+           VALUES (%s, %s, %s, %s) RETURNING id""",
+        (page, name, parent, created_at),
+    ).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def add_group_changes(
+    conn: Conn, page: str, group: str, changes: list[tuple[dt.datetime, str]]
+) -> None:
+    """Log a group's changes at chosen times (plain SQL, chained, in time order)."""
+    previous = "OPERATIONAL"
+    for changed_at, new_status in changes:
+        conn.execute(
+            """INSERT INTO component_group_status_change (status_page_id, group_id,
+                                                          previous_status, new_status, changed_at)
+               VALUES (%s, %s, %s, %s, %s)""",
+            (page, group, previous, new_status, changed_at),
+        )
+        previous = new_status
+
+
+def worst_of(
+    logs: list[list[tuple[dt.datetime, ComponentStatus]]],
+) -> list[tuple[dt.datetime, str]]:
+    """The worst-of-members timeline of members' logs (each starting OPERATIONAL): the roll-up's
+    derivation, as changes (only real ones)."""
+    events = sorted((at, n, status) for n, log in enumerate(logs) for at, status in log)
+    current = ["OPERATIONAL"] * len(logs)
+    shown, changes = "OPERATIONAL", []
+    for at, n, status in events:
+        current[n] = status
+        worst = min(current, key=_RANK.__getitem__)
+        if worst != shown:
+            changes.append((at, worst))
+            shown = worst
+    return changes
+
+
+def spent(
+    changes: list[tuple[dt.datetime, str]], start: dt.datetime, end: dt.datetime
+) -> StatusDurations:
+    """Time in each status during [start, end) of a timeline starting OPERATIONAL."""
+    totals = dict.fromkeys(_RANK, ZERO)
+    status, at = "OPERATIONAL", LONG_AGO
+    for changed_at, new_status in [*changes, (dt.datetime.max.replace(tzinfo=UTC), "")]:
+        lo, hi = max(at, start), min(changed_at, end)
+        if lo < hi:
+            totals[status] += hi - lo
+        status, at = new_status, changed_at
+    return only(**{k.lower(): v for k, v in totals.items()})
+
+
+@pytest.mark.usefixtures("session_zone")
+def test_group_bars_are_the_worst_of_members_from_the_group_log(conn: Conn) -> None:
+    """A random history across New York's fall-back day: each group's bars equal the worst of
+    its members (subgroups' included) at every instant, cut at the same local midnights."""
+    rng = random.Random(20)
+    page = zoned_page(conn, "America/New_York")
+    top = add_group(conn, page, "Top", LONG_AGO)
+    sub = add_group(conn, page, "Sub", LONG_AGO, parent=top)
+    statuses: list[ComponentStatus] = list(_RANK)  # type: ignore[arg-type]
+    midnight = utc(2024, 11, 4, 5)  # 2024-11-04 00:00 EST
+    logs: list[list[tuple[dt.datetime, ComponentStatus]]] = []
+    members = []
+    for n, group in enumerate((top, sub, sub)):
+        component = add_component(conn, page, f"C{n}", LONG_AGO, display_order=n)
+        conn.execute(
+            "UPDATE status_page_component SET group_id = %s WHERE id = %s", (group, component)
+        )
+        # C1 ends in a major outage from New York's midnight (EST) on the 4th; the others
+        # change until the 8th
+        stop = midnight if n == 1 else utc(2024, 11, 8)
+        at, status, log = utc(2024, 10, 30), "OPERATIONAL", []
+        while True:
+            at += dt.timedelta(minutes=3 * rng.randrange(1, 400) + n)
+            if at >= stop:
+                break
+            status = rng.choice([s for s in statuses if s != status])
+            log.append((at, status))
+        if n == 1:
+            if status == "MAJOR_OUTAGE":
+                log.append((midnight - M, "OPERATIONAL"))
+            log.append((midnight, "MAJOR_OUTAGE"))
+        add_changes(conn, page, component, log)
+        logs.append(log)
+        members.append(component)
+    expected = {top: worst_of(logs), sub: worst_of(logs[1:])}
+    for group, changes in expected.items():
+        add_group_changes(conn, page, group, changes)
+
+    result = uptime.daily(conn, page, 7, until=dt.date(2024, 11, 6))  # 3 November: 25 hours
+    assert [g.name for g in result.groups] == ["Sub", "Top"]  # by display_order, then name
+    assert result.group(sub).parent_id == top
+    assert result.group(top).parent_id is None
+    member_days = [result.component(c).days for c in members]
+    for group, changes in expected.items():
+        bars = result.group(group).days
+        assert [(b.start, b.end) for b in bars] == [(b.start, b.end) for b in member_days[0]]
+        assert bars[3].end - bars[3].start == 25 * H
+        for i, bar in enumerate(bars):
+            assert bar.durations == spent(changes, bar.start, bar.end), (group, bar.day)
+            assert bar.durations.observed == bar.end - bar.start
+            # the day's worst is the worst of its members' (of the group and its subgroups)
+            in_it = member_days if group == top else member_days[1:]
+            assert bar.worst_status == min(
+                (days[i].worst_status for days in in_it), key=lambda s: _RANK[str(s)]
+            )
+    assert result.group(sub).days[3].end == midnight
+    assert result.group(sub).days[4].durations == only(major_outage=24 * H)
+
+
+def test_group_created_mid_range_incidents_of_its_members_and_the_live_roll_up(
+    conn: Conn,
+) -> None:
+    """No data before a group existed; the status at the range's start from its log; incidents
+    naming its components (subgroups' included, once each) from its creation day; a status set
+    now reaches the group's bar through the database's own roll-up."""
+    page = zoned_page(conn, "Europe/Berlin")
+    berlin = ZoneInfo("Europe/Berlin")
+
+    def local(day: int, hour: int = 0, minute: int = 0) -> dt.datetime:
+        return dt.datetime(2024, 6, day, hour, minute, tzinfo=berlin)
+
+    api = add_component(conn, page, "API", LONG_AGO, display_order=0)
+    db = add_component(conn, page, "DB", LONG_AGO, display_order=1)
+    web = add_component(conn, page, "Web", LONG_AGO, display_order=2)
+    old = add_group(conn, page, "Old", LONG_AGO)
+    new = add_group(conn, page, "New", local(4, 18))
+    inner = add_group(conn, page, "Inner", local(4, 18), parent=new)
+    conn.execute("UPDATE status_page_component SET group_id = %s WHERE id = %s", (old, api))
+    conn.execute("UPDATE status_page_component SET group_id = %s WHERE id = %s", (inner, db))
+    conn.execute("UPDATE status_page_component SET group_id = %s WHERE id = %s", (new, web))
+    # Old was in partial outage before the range and until 06:00 on the 3rd; New's log starts
+    # at its creation (a change before it would be a writer's error, and is not shown).
+    add_group_changes(
+        conn, page, old, [(local(1, 12), "PARTIAL_OUTAGE"), (local(3, 6), "OPERATIONAL")]
+    )
+    add_group_changes(
+        conn, page, new, [(local(5), "DEGRADED_PERFORMANCE"), (local(5, 1), "OPERATIONAL")]
+    )
+    on_db = add_incident(conn, page, "DB slow", [db], local(2, 10), local(5, 0, 30))
+    on_web = add_incident(conn, page, "Web", [web], local(4, 20), local(4, 21))
+    on_both = add_incident(conn, page, "Both", [api, db], local(5, 3), local(5, 4), "MINOR")
+    on_pair = add_incident(conn, page, "Pair", [web, db], local(6, 9), local(6, 10))
+
+    result = uptime.daily(conn, page, 5, until=dt.date(2024, 6, 6))  # the 2nd to the 6th
+    old_days, new_days = result.group(old).days, result.group(new).days
+    inner_days = result.group(inner).days
+    assert old_days[0].durations == only(partial_outage=24 * H)  # the status at the start
+    assert old_days[1].durations == only(partial_outage=6 * H, operational=18 * H)
+    assert old_days[1].uptime == 0.75
+    # created at 18:00 on the 4th: no data before, 6 hours that day, not 100 % before
+    assert [b.has_data for b in new_days] == [False, False, True, True, True]
+    assert [b.uptime for b in new_days[:2]] == [None, None]
+    assert new_days[2].durations == only(operational=6 * H)
+    assert new_days[3].durations == only(degraded_performance=H, operational=23 * H)
+    assert new_days[3].worst_status == "DEGRADED_PERFORMANCE"
+    assert result.group(new).durations == only(degraded_performance=H, operational=53 * H)
+    assert inner_days[2].durations == only(operational=6 * H)
+
+    def ids(bars: tuple[uptime.DayBar, ...]) -> list[list[str]]:
+        return [[i.id for i in b.incidents] for b in bars]
+
+    # incidents naming a member, of the group or of a subgroup (members as they are now),
+    # listed once per group and day even when they name several members
+    # (none before the group existed: DB was not in it then)
+    assert ids(inner_days) == [[], [], [on_db], [on_db, on_both], [on_pair]]
+    assert ids(new_days) == [[], [], [on_db, on_web], [on_db, on_both], [on_pair]]
+    assert ids(old_days) == [[], [], [], [on_both], []]
+    assert result.incidents[0].id == on_db
+
+    # The live roll-up: the database logs the group's change itself, shown today.
+    components.set_status(conn, api, "MAJOR_OUTAGE")
+    today = uptime.daily(conn, page, 1)
+    assert today.group(old).days[0].worst_status == "MAJOR_OUTAGE"
+    assert today.group(new).days[0].worst_status == "OPERATIONAL"
+    assert today.component(api).days[0].worst_status == "MAJOR_OUTAGE"
+    with pytest.raises(KeyError):
+        today.group(api)

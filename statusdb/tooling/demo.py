@@ -5,7 +5,8 @@ outage by themselves; maintenance starts on another component; the incident reso
 maintenance ends. The page is printed as a reader would see it at each step, under the
 repository calls that made it change. Each step is committed, as a real service would; the demo
 first removes what an earlier run left. Last, the page's 90-day uptime bars (`uptime.daily`),
-over a few weeks of history loaded at the start as a backfill would load it.
+components' and groups', over a few weeks of history loaded at the start as a backfill would
+load it.
 """
 
 from __future__ import annotations
@@ -99,18 +100,40 @@ BAR_LEGEND = (
 
 
 def render_bars(report: uptime.PageDailyUptime) -> str:
-    """Uptime bars in plain text: a character per day (its worst status), oldest first."""
-    width = max((len(c.name) for c in report.components), default=0)
+    """Uptime bars in plain text: a character per day (its worst status), oldest first; the
+    components, then the groups as a tree (a subgroup indented under its parent)."""
+    rows: list[tuple[str, uptime.DailyUptime | uptime.GroupDailyUptime]] = [
+        (c.name, c) for c in report.components
+    ]
+
+    def tree(parent_id: str | None, depth: int) -> None:
+        for group in report.groups:
+            if group.parent_id == parent_id:
+                rows.append((f"{'  ' * depth}{group.name} (group)", group))
+                tree(group.group_id, depth + 1)
+
+    tree(None, 0)
+    width = max((len(label) for label, _ in rows), default=0)
     lines = [f"{report.first_day} .. {report.last_day} ({report.time_zone} days)"]
-    for component in report.components:
+    for label, series in rows:
         bar = "".join(
             _GLYPHS[day.worst_status] if day.worst_status is not None else NO_DATA
-            for day in component.days
+            for day in series.days
         )
-        shown = "no data" if component.uptime is None else f"{component.uptime:.3%}"
-        lines.append(f"{component.name:<{width}} {bar} {shown}")
+        shown = "no data" if series.uptime is None else f"{series.uptime:.3%}"
+        lines.append(f"{label:<{width}} {bar} {shown}")
     lines.append(BAR_LEGEND)
     return "\n".join(lines)
+
+
+#: The backfilled history: (component, days ago, hours lasting, status).
+_HISTORY: list[tuple[str, int, float, ComponentStatus]] = [
+    ("Documentation", 61, 26.0, "DEGRADED_PERFORMANCE"),
+    ("API", 40, 3.0, "PARTIAL_OUTAGE"),
+    ("Database", 33, 2.0, "UNDER_MAINTENANCE"),
+    ("Database", 12, 0.8, "MAJOR_OUTAGE"),
+    ("Web app", 12, 1.5, "PARTIAL_OUTAGE"),
+]
 
 
 def _backfill(conn: psycopg.Connection[Any], page_id: str, by_name: dict[str, str]) -> None:
@@ -123,14 +146,7 @@ def _backfill(conn: psycopg.Connection[Any], page_id: str, by_name: dict[str, st
            WHERE status_page_id = %s""",
         (page_id,),
     )
-    history = [  # (component, days ago, hours lasting, status)
-        ("Documentation", 61, 26.0, "DEGRADED_PERFORMANCE"),
-        ("API", 40, 3.0, "PARTIAL_OUTAGE"),
-        ("Database", 33, 2.0, "UNDER_MAINTENANCE"),
-        ("Database", 12, 0.8, "MAJOR_OUTAGE"),
-        ("Web app", 12, 1.5, "PARTIAL_OUTAGE"),
-    ]
-    for name, days_ago, hours, bad in history:
+    for name, days_ago, hours, bad in _HISTORY:
         for previous, new, offset in (("OPERATIONAL", bad, 0.0), (bad, "OPERATIONAL", hours)):
             conn.execute(
                 """INSERT INTO status_change (status_page_id, component_id, previous_status,
@@ -157,6 +173,38 @@ def _backfill(conn: psycopg.Connection[Any], page_id: str, by_name: dict[str, st
                    date_trunc('hour', now()) - interval '12 days' + interval '90 minutes')""",
         (page_id, [by_name["Database"], by_name["Web app"]]),
     )
+
+
+def _backfill_groups(
+    conn: psycopg.Connection[Any], page_id: str, members: dict[str, list[str]]
+) -> None:
+    """The groups' part of the backfill: created 120 days ago, their status log (0020) the
+    worst of their members over the backfilled history (which never overlaps within a group,
+    so the worst is each member's own outage), as the roll-up would have logged it."""
+    for group_id, names in members.items():
+        conn.execute(
+            "UPDATE component_group SET created_at = now() - interval '120 days' WHERE id = %s",
+            (group_id,),
+        )
+        mine = sorted((h for h in _HISTORY if h[0] in names), key=lambda h: -h[1])
+        for _, days_ago, hours, bad in mine:
+            for previous, new, offset in (("OPERATIONAL", bad, 0.0), (bad, "OPERATIONAL", hours)):
+                conn.execute(
+                    """INSERT INTO component_group_status_change (status_page_id, group_id,
+                                                                  previous_status, new_status,
+                                                                  changed_at)
+                       VALUES (%(page)s, %(group)s, %(previous)s, %(new)s,
+                               date_trunc('hour', now()) - %(ago)s * interval '1 day'
+                                   + %(offset)s * interval '1 hour')""",
+                    {
+                        "page": page_id,
+                        "group": group_id,
+                        "previous": previous,
+                        "new": new,
+                        "ago": days_ago,
+                        "offset": offset,
+                    },
+                )
 
 
 def _group_lines(tree: tuple[GroupView, ...], depth: int) -> list[str]:
@@ -225,6 +273,7 @@ def run(conn: psycopg.Connection[Any]) -> None:
     data = groups.create(conn, page.id, name="Data", parent_id=core.id)
     groups.assign(conn, by_name["API"].id, core.id)
     groups.assign(conn, by_name["Database"].id, data.id)
+    _backfill_groups(conn, page.id, {core.id: ["API", "Database"], data.id: ["Database"]})
     conn.commit()
     _show(
         conn,
@@ -356,8 +405,10 @@ def run(conn: psycopg.Connection[Any]) -> None:
     print()
     _say(
         "The history before today was backfilled at the start (plain SQL, as a migration from "
-        "another tool would load it); Web app was added 30 days ago: no data before, not 100 %. "
-        "Days are calendar days of the page's time zone (Europe/Berlin), local midnight to "
+        "another tool would load it), the groups' log with it; Web app was added 30 days ago: "
+        "no data before, not 100 %. A group's bar is its own status log: the worst of its "
+        "members at each moment (Core platform shows API's and Data's). Days are calendar "
+        "days of the page's time zone (Europe/Berlin), local midnight to "
         "midnight, 23 or 25 hours when the clocks change."
     )
 
