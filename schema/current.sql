@@ -1826,7 +1826,7 @@ COMMENT ON FUNCTION public.statusdb_page_view(page_slug text, page_token_hash by
 -- Name: statusdb_page_view_at(text, bytea, timestamp with time zone, interval, integer); Type: FUNCTION; Schema: public
 --
 
-CREATE FUNCTION public.statusdb_page_view_at(page_slug text, page_token_hash bytea, at_time timestamp with time zone, maintenance_horizon interval, maintenance_limit integer) RETURNS TABLE(id text, name text, description text, slug text, is_public boolean, updated_at timestamp with time zone, components json, incidents json, maintenance json)
+CREATE FUNCTION public.statusdb_page_view_at(page_slug text, page_token_hash bytea, at_time timestamp with time zone, maintenance_horizon interval, maintenance_limit integer) RETURNS TABLE(id text, name text, description text, slug text, is_public boolean, updated_at timestamp with time zone, components json, incidents json, maintenance json, version bigint, fresh_until timestamp with time zone, groups json)
     LANGUAGE plpgsql STABLE SECURITY DEFINER ROWS 1
     SET search_path TO 'public', 'pg_temp'
     AS $$
@@ -1874,43 +1874,59 @@ BEGIN
         JOIN row_history h ON h.status_page_id = page.id
         WHERE h.valid_to IS NULL AND h.valid_from <= at_time
           AND h.table_name IN ('status_page_component', 'status_incident', 'maintenance_window',
-                               'maintenance_window_component')
+                               'maintenance_window_component', 'component_group')
         UNION ALL
         SELECT h.table_name, h.row_data AS r
         FROM page
         JOIN row_history h ON h.status_page_id = page.id
         WHERE h.valid_to > at_time AND h.valid_from <= at_time
           AND h.table_name IN ('status_page_component', 'status_incident', 'maintenance_window',
-                               'maintenance_window_component')
+                               'maintenance_window_component', 'component_group')
     ),
+    -- The versions' timestamps (written by to_jsonb in the writer's time zone), as instants and
+    -- as the renderer's JSON text in UTC: the timestamp's JSON text at UTC, plus '+00:00'.
     page_components AS (
         SELECT coalesce(json_agg(json_build_array(
                    v.r ->> 'id', v.r ->> 'name', v.r ->> 'description',
                    (v.r ->> 'display_order')::integer, v.r ->> 'current_status',
-                   (v.r ->> 'status_updated_at')::timestamptz)
+                   to_json((to_json(t.status_updated_at AT TIME ZONE 'UTC') #>> '{}')
+                           || '+00:00'),
+                   v.r ->> 'group_id')
                    ORDER BY (v.r ->> 'display_order')::integer, v.r ->> 'name', v.r ->> 'id'),
                    '[]') AS items,
-               max((v.r ->> 'status_updated_at')::timestamptz) AS last_change
+               max(t.status_updated_at) AS last_change
         FROM versions v
+        CROSS JOIN LATERAL (
+            SELECT (v.r ->> 'status_updated_at')::timestamptz AS status_updated_at
+        ) AS t
         WHERE v.table_name = 'status_page_component'
     ),
     page_incidents AS (
         SELECT coalesce(json_agg(json_build_array(
                    v.r ->> 'id', v.r ->> 'title', v.r ->> 'message', v.r ->> 'severity',
-                   v.r ->> 'status', v.r -> 'affected_component_ids',
-                   (v.r ->> 'created_at')::timestamptz, (v.r ->> 'updated_at')::timestamptz,
+                   v.r ->> 'status',
+                   ARRAY(SELECT jsonb_array_elements_text(v.r -> 'affected_component_ids')),
+                   to_json((to_json(t.created_at AT TIME ZONE 'UTC') #>> '{}') || '+00:00'),
+                   to_json((to_json(t.updated_at AT TIME ZONE 'UTC') #>> '{}') || '+00:00'),
                    v.r -> 'updates')
-                   ORDER BY (v.r ->> 'created_at')::timestamptz DESC, v.r ->> 'id' DESC),
+                   ORDER BY t.created_at DESC, v.r ->> 'id' DESC),
                    '[]') AS items,
-               max((v.r ->> 'updated_at')::timestamptz) AS last_change
+               max(t.updated_at) AS last_change
         FROM versions v
+        CROSS JOIN LATERAL (
+            SELECT (v.r ->> 'created_at')::timestamptz AS created_at,
+                   (v.r ->> 'updated_at')::timestamptz AS updated_at
+        ) AS t
         WHERE v.table_name = 'status_incident'
           AND v.r ->> 'status' IN ('INVESTIGATING', 'IDENTIFIED', 'MONITORING')
     ),
     page_maintenance AS (
-        SELECT coalesce(json_agg(json_build_array(w.id, w.title, w.description, w.status,
-                                                  w.start_time, w.end_time, w.component_ids)
-                                 ORDER BY w.start_time, w.id), '[]') AS items
+        SELECT coalesce(json_agg(json_build_array(
+                   w.id, w.title, w.description, w.status,
+                   to_json((to_json(w.start_time AT TIME ZONE 'UTC') #>> '{}') || '+00:00'),
+                   to_json((to_json(w.end_time AT TIME ZONE 'UTC') #>> '{}') || '+00:00'),
+                   w.component_ids)
+                   ORDER BY w.start_time, w.id), '[]') AS items
         FROM (
             SELECT v.r ->> 'id' AS id, v.r ->> 'title' AS title,
                    v.r ->> 'description' AS description, v.r ->> 'status' AS status,
@@ -1929,13 +1945,25 @@ BEGIN
             ORDER BY (v.r ->> 'start_time')::timestamptz, v.r ->> 'id'
             LIMIT window_limit
         ) AS w
+    ),
+    -- 0020's groups as they were: flat, in display order (readers build the tree).
+    page_groups AS (
+        SELECT coalesce(json_agg(json_build_array(
+                   v.r ->> 'id', v.r ->> 'name', v.r ->> 'description', v.r ->> 'parent_id',
+                   (v.r ->> 'display_order')::integer, v.r ->> 'current_status')
+                   ORDER BY (v.r ->> 'display_order')::integer, v.r ->> 'name', v.r ->> 'id'),
+                   '[]') AS items,
+               max((v.r ->> 'updated_at')::timestamptz) AS last_change
+        FROM versions v
+        WHERE v.table_name = 'component_group'
     )
     SELECT page.id, page.r ->> 'name', page.r ->> 'description', page.r ->> 'slug',
            (page.r ->> 'is_public')::boolean,
            greatest((page.r ->> 'updated_at')::timestamptz, page_components.last_change,
-                    page_incidents.last_change),
-           page_components.items, page_incidents.items, page_maintenance.items
-    FROM page, page_components, page_incidents, page_maintenance;
+                    page_incidents.last_change, page_groups.last_change),
+           page_components.items, page_incidents.items, page_maintenance.items,
+           0::bigint, NULL::timestamptz, page_groups.items
+    FROM page, page_components, page_incidents, page_maintenance, page_groups;
 END;
 $$;
 
@@ -1943,7 +1971,7 @@ $$;
 -- Name: FUNCTION statusdb_page_view_at(page_slug text, page_token_hash bytea, at_time timestamp with time zone, maintenance_horizon interval, maintenance_limit integer); Type: COMMENT; Schema: public
 --
 
-COMMENT ON FUNCTION public.statusdb_page_view_at(page_slug text, page_token_hash bytea, at_time timestamp with time zone, maintenance_horizon interval, maintenance_limit integer) IS 'A status page as statusdb_page_view showed it at at_time (from row_history, horizon to now()); access as the page is now: public then and now, or the digest of its current token.';
+COMMENT ON FUNCTION public.statusdb_page_view_at(page_slug text, page_token_hash bytea, at_time timestamp with time zone, maintenance_horizon interval, maintenance_limit integer) IS 'A status page as statusdb_page_view showed it at at_time (from row_history, horizon to now()), groups included (last column, as 0020''s page view); access as the page is now: public then and now, or the digest of its current token. A past view has no version: version is 0 and fresh_until null.';
 
 --
 -- Name: statusdb_priority_status(text); Type: FUNCTION; Schema: public
@@ -5418,6 +5446,24 @@ CREATE TRIGGER component_group_forget_ids AFTER DELETE ON public.component_group
 --
 
 CREATE TRIGGER component_group_guard BEFORE INSERT OR UPDATE ON public.component_group FOR EACH ROW EXECUTE FUNCTION public.statusdb_component_group_guard();
+
+--
+-- Name: component_group component_group_keep_history_delete; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER component_group_keep_history_delete AFTER DELETE ON public.component_group REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_row_history('id', 'status_page_id');
+
+--
+-- Name: component_group component_group_keep_history_insert; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER component_group_keep_history_insert AFTER INSERT ON public.component_group REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_row_history('id', 'status_page_id');
+
+--
+-- Name: component_group component_group_keep_history_update; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER component_group_keep_history_update AFTER UPDATE ON public.component_group REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_row_history('id', 'status_page_id');
 
 --
 -- Name: component_group component_group_roll_up_delete; Type: TRIGGER; Schema: public
