@@ -38,6 +38,8 @@ DROP FUNCTION statusdb_status_incident_postmortem_number();
 
 DROP FUNCTION statusdb_page_view_at(text, bytea, timestamptz, interval, integer);
 DROP FUNCTION statusdb_prune_row_history(timestamptz, integer);
+DROP TRIGGER status_change_keep_history_delete ON status_change;
+DROP FUNCTION statusdb_keep_component_statuses();
 DROP TRIGGER component_group_keep_history_insert ON component_group;
 DROP TRIGGER component_group_keep_history_update ON component_group;
 DROP TRIGGER component_group_keep_history_delete ON component_group;

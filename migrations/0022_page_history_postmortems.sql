@@ -5,8 +5,8 @@
 -- ## Row history
 --
 -- row_history keeps every version of the rows a page view is made of: status_page,
--- status_page_component (names, descriptions, order and the derived status, whose every change is
--- an UPDATE of the row; its group_id), status_incident (title, status, message, the timeline as
+-- status_page_component (names, descriptions, order, its group_id; its derived status is read from
+-- status_change instead, see "Component statuses" below), status_incident (title, status, message, the timeline as
 -- it was), maintenance_window, maintenance_window_component and component_group (0020's tree:
 -- names, parents, order, derived statuses). One generic table keyed by (table_name,
 -- row_id) rather than a history table per audited table: one trigger function fills it, one
@@ -48,7 +48,7 @@
 --
 -- Growth. One version per written row, per transaction. status_incident versions copy the
 -- timeline, so an incident with n updates costs O(n^2) bytes over its life (TOAST compresses it);
--- components cost one version per status change (as many as status_change rows). Retention is the
+-- a component's status changes cost no version (status_change keeps them). Retention is the
 -- operator's: statusdb_prune_row_history(before, max_rows) deletes up to max_rows versions that
 -- ended before `before` and moves the horizon there (call it until it returns 0, e.g. daily from
 -- cron with before = now() - interval '400 days').
@@ -163,6 +163,8 @@ DECLARE
     written text;  -- the rows to record, as a query of (d jsonb)
     gone text;     -- the keys that end, as a query of (key text)
     page_of text;  -- the page of a written row c
+    -- status_page_component's columns whose changes alone record no version.
+    status_only text[] := '{current_status,status_updated_at,updated_at,manual_status}';
     -- The key of a row given as jsonb (%1$s), spelled out (no function call per row): its key
     -- column's value, or a JSON array of the values of a composite key.
     key_of text := CASE WHEN cardinality(key_columns) = 1
@@ -190,7 +192,21 @@ BEGIN
             RETURN NULL;
         END IF;
         written := 'SELECT to_jsonb(n) - ''access_token_hash'' AS d FROM new_rows n';
-        IF TG_OP = 'UPDATE' THEN
+        IF TG_OP = 'UPDATE' AND TG_TABLE_NAME = 'status_page_component' THEN
+            -- A component's status is kept by status_change (see "Component statuses"): an
+            -- UPDATE that changes only its status columns (and updated_at, which every UPDATE
+            -- touches) records nothing. Static SQL, planned for this table only.
+            IF NOT EXISTS (SELECT 1 FROM new_rows n LEFT JOIN old_rows o ON o.id = n.id
+                           WHERE o.id IS NULL
+                              OR (to_jsonb(n) - status_only)
+                                 IS DISTINCT FROM (to_jsonb(o) - status_only)) THEN
+                RETURN NULL;
+            END IF;
+            written := 'SELECT to_jsonb(n) AS d FROM new_rows n LEFT JOIN old_rows o ON o.id = n.id'
+                || ' WHERE o.id IS NULL OR (to_jsonb(n) - ' || quote_literal(status_only::text)
+                || '::text[]) IS DISTINCT FROM (to_jsonb(o) - ' || quote_literal(status_only::text)
+                || '::text[])';
+        ELSIF TG_OP = 'UPDATE' THEN
             written := written
                 || ' EXCEPT SELECT to_jsonb(o) - ''access_token_hash'' FROM old_rows o';
         END IF;
@@ -337,6 +353,81 @@ BEGIN
 END;
 $$;
 
+-- Component statuses. A component's status changes are not versions of its row: status_change
+-- (0003) logs each one (changed_at = the status_updated_at written, seq order), from every path
+-- that writes a status (the derivation for incidents and maintenance, manual_status through the
+-- derive trigger, the operator's repair, the initial status of a new component), and the derive
+-- trigger refuses any other write of current_status or status_updated_at. So the history
+-- trigger records no version for an UPDATE that changes only a component's current_status,
+-- status_updated_at, updated_at or manual_status (none of them shown but the first two), which
+-- keeps an incident that moves 50 components from writing 50 versions, and
+-- statusdb_page_view_at takes each component's status at T from the latest status_change with
+-- changed_at <= T (by seq), or, before its first change, from its version at T (its status at
+-- creation). status_change rows go when their component (or page) is deleted: the trigger below
+-- then folds the component's deleted changes into its versions first (one version per change,
+-- as before this optimisation), so a deleted component still shows its past statuses.
+CREATE FUNCTION statusdb_keep_component_statuses() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $$
+DECLARE
+    pieces row_history[];
+BEGIN
+    -- Bounded by the deleted changes and the versions of their components.
+    WITH changes AS (
+        SELECT o.component_id, o.seq, o.new_status, o.changed_at FROM old_rows o
+    ),
+    vers AS (
+        SELECT h.* FROM row_history h
+        WHERE h.table_name = 'status_page_component'
+          AND h.row_id IN (SELECT c.component_id FROM changes c)
+    ),
+    bounds AS (
+        SELECT v.row_id, v.valid_from AS b FROM vers v
+        UNION
+        SELECT c.component_id, c.changed_at
+        FROM changes c
+        JOIN vers v ON v.row_id = c.component_id AND c.changed_at > v.valid_from
+                   AND (v.valid_to IS NULL OR c.changed_at < v.valid_to)
+    )
+    SELECT array_agg(ROW(v.table_name, v.row_id, v.status_page_id, b.b,
+                         CASE WHEN b.next_b IS NULL THEN v.valid_to
+                              ELSE least(b.next_b, coalesce(v.valid_to, b.next_b)) END,
+                         v.written_by_xact,
+                         CASE WHEN s.new_status IS NULL THEN v.row_data
+                              ELSE v.row_data || jsonb_build_object(
+                                  'current_status', s.new_status,
+                                  'status_updated_at', s.changed_at) END)::row_history)
+    INTO pieces
+    FROM (SELECT bb.row_id, bb.b, lead(bb.b) OVER (PARTITION BY bb.row_id ORDER BY bb.b) AS next_b
+          FROM bounds bb) AS b
+    JOIN vers v ON v.row_id = b.row_id AND v.valid_from <= b.b
+               AND (v.valid_to IS NULL OR v.valid_to > b.b)
+    LEFT JOIN LATERAL (
+        SELECT c.new_status, c.changed_at FROM changes c
+        WHERE c.component_id = b.row_id AND c.changed_at <= b.b
+        ORDER BY c.seq DESC LIMIT 1
+    ) AS s ON true;
+    IF pieces IS NULL THEN
+        RETURN NULL;
+    END IF;
+    DELETE FROM row_history h
+    WHERE h.table_name = 'status_page_component'
+      AND h.row_id IN (SELECT DISTINCT p.row_id FROM unnest(pieces) AS p);
+    INSERT INTO row_history SELECT * FROM unnest(pieces);
+    RETURN NULL;
+END;
+$$;
+
+COMMENT ON FUNCTION statusdb_keep_component_statuses() IS
+    'Statement trigger on DELETE of status_change: folds the deleted status changes of a component '
+    'into its row_history versions (one version per change), so page_view_at still shows them.';
+REVOKE EXECUTE ON FUNCTION statusdb_keep_component_statuses() FROM PUBLIC;
+
+CREATE TRIGGER status_change_keep_history_delete AFTER DELETE ON status_change
+REFERENCING OLD TABLE AS old_rows
+FOR EACH STATEMENT EXECUTE FUNCTION statusdb_keep_component_statuses();
+
 -- Retention (the operator's; owner only): deletes up to max_rows (1 to 100000) versions that
 -- ended before `before`, after moving the horizon there, and returns how many it deleted. Only
 -- versions no instant from the horizon on can show are deleted.
@@ -457,7 +548,7 @@ BEGIN
     page_components AS (
         SELECT coalesce(json_agg(json_build_array(
                    v.r ->> 'id', v.r ->> 'name', v.r ->> 'description',
-                   (v.r ->> 'display_order')::integer, v.r ->> 'current_status',
+                   (v.r ->> 'display_order')::integer, t.current_status,
                    to_json((to_json(t.status_updated_at AT TIME ZONE 'UTC') #>> '{}')
                            || '+00:00'),
                    v.r ->> 'group_id')
@@ -465,8 +556,19 @@ BEGIN
                    '[]') AS items,
                max(t.status_updated_at) AS last_change
         FROM versions v
+        -- The status at at_time: its latest logged change by then, or the version's (see
+        -- "Component statuses"). Reads status_change_component_id_seq_idx backwards.
+        LEFT JOIN LATERAL (
+            SELECT sc.new_status, sc.changed_at
+            FROM status_change sc
+            WHERE sc.component_id = v.r ->> 'id' AND sc.changed_at <= at_time
+            ORDER BY sc.seq DESC
+            LIMIT 1
+        ) AS s ON true
         CROSS JOIN LATERAL (
-            SELECT (v.r ->> 'status_updated_at')::timestamptz AS status_updated_at
+            SELECT coalesce(s.new_status, v.r ->> 'current_status') AS current_status,
+                   coalesce(s.changed_at, (v.r ->> 'status_updated_at')::timestamptz)
+                       AS status_updated_at
         ) AS t
         WHERE v.table_name = 'status_page_component'
     ),

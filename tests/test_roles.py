@@ -439,6 +439,7 @@ def test_every_table_is_granted_and_every_definer_function_is_locked_down(conn: 
         "statusdb_maintenance_window_notify_scheduled",
         "statusdb_maintenance_remind",
         "statusdb_keep_row_history",  # 0022: writes the owner-only row_history
+        "statusdb_keep_component_statuses",  # 0022: folds deleted status changes into it
         "statusdb_page_view_at",  # 0022: reads it
     }
     for name, config, public_may_execute in definers:
