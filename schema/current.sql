@@ -826,6 +826,69 @@ $$;
 COMMENT ON FUNCTION public.statusdb_is_status_update_list(updates jsonb) IS 'True when the value is a JSON array of {timestamp, status, message} objects (status_incident.updates).';
 
 --
+-- Name: statusdb_keep_component_statuses(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_keep_component_statuses() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+DECLARE
+    pieces row_history[];
+BEGIN
+    -- Bounded by the deleted changes and the versions of their components.
+    WITH changes AS (
+        SELECT o.component_id, o.seq, o.new_status, o.changed_at FROM old_rows o
+    ),
+    vers AS (
+        SELECT h.* FROM row_history h
+        WHERE h.table_name = 'status_page_component'
+          AND h.row_id IN (SELECT c.component_id FROM changes c)
+    ),
+    bounds AS (
+        SELECT v.row_id, v.valid_from AS b FROM vers v
+        UNION
+        SELECT c.component_id, c.changed_at
+        FROM changes c
+        JOIN vers v ON v.row_id = c.component_id AND c.changed_at > v.valid_from
+                   AND (v.valid_to IS NULL OR c.changed_at < v.valid_to)
+    )
+    SELECT array_agg(ROW(v.table_name, v.row_id, v.status_page_id, b.b,
+                         CASE WHEN b.next_b IS NULL THEN v.valid_to
+                              ELSE least(b.next_b, coalesce(v.valid_to, b.next_b)) END,
+                         v.written_by_xact,
+                         CASE WHEN s.new_status IS NULL THEN v.row_data
+                              ELSE v.row_data || jsonb_build_object(
+                                  'current_status', s.new_status,
+                                  'status_updated_at', s.changed_at) END)::row_history)
+    INTO pieces
+    FROM (SELECT bb.row_id, bb.b, lead(bb.b) OVER (PARTITION BY bb.row_id ORDER BY bb.b) AS next_b
+          FROM bounds bb) AS b
+    JOIN vers v ON v.row_id = b.row_id AND v.valid_from <= b.b
+               AND (v.valid_to IS NULL OR v.valid_to > b.b)
+    LEFT JOIN LATERAL (
+        SELECT c.new_status, c.changed_at FROM changes c
+        WHERE c.component_id = b.row_id AND c.changed_at <= b.b
+        ORDER BY c.seq DESC LIMIT 1
+    ) AS s ON true;
+    IF pieces IS NULL THEN
+        RETURN NULL;
+    END IF;
+    DELETE FROM row_history h
+    WHERE h.table_name = 'status_page_component'
+      AND h.row_id IN (SELECT DISTINCT p.row_id FROM unnest(pieces) AS p);
+    INSERT INTO row_history SELECT * FROM unnest(pieces);
+    RETURN NULL;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_keep_component_statuses(); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_keep_component_statuses() IS 'Statement trigger on DELETE of status_change: folds the deleted status changes of a component into its row_history versions (one version per change), so page_view_at still shows them.';
+
+--
 -- Name: statusdb_keep_history_of(regclass, text, text, text); Type: FUNCTION; Schema: public
 --
 
@@ -871,6 +934,8 @@ DECLARE
     written text;  -- the rows to record, as a query of (d jsonb)
     gone text;     -- the keys that end, as a query of (key text)
     page_of text;  -- the page of a written row c
+    -- status_page_component's columns whose changes alone record no version.
+    status_only text[] := '{current_status,status_updated_at,updated_at,manual_status}';
     -- The key of a row given as jsonb (%1$s), spelled out (no function call per row): its key
     -- column's value, or a JSON array of the values of a composite key.
     key_of text := CASE WHEN cardinality(key_columns) = 1
@@ -898,7 +963,21 @@ BEGIN
             RETURN NULL;
         END IF;
         written := 'SELECT to_jsonb(n) - ''access_token_hash'' AS d FROM new_rows n';
-        IF TG_OP = 'UPDATE' THEN
+        IF TG_OP = 'UPDATE' AND TG_TABLE_NAME = 'status_page_component' THEN
+            -- A component's status is kept by status_change (see "Component statuses"): an
+            -- UPDATE that changes only its status columns (and updated_at, which every UPDATE
+            -- touches) records nothing. Static SQL, planned for this table only.
+            IF NOT EXISTS (SELECT 1 FROM new_rows n LEFT JOIN old_rows o ON o.id = n.id
+                           WHERE o.id IS NULL
+                              OR (to_jsonb(n) - status_only)
+                                 IS DISTINCT FROM (to_jsonb(o) - status_only)) THEN
+                RETURN NULL;
+            END IF;
+            written := 'SELECT to_jsonb(n) AS d FROM new_rows n LEFT JOIN old_rows o ON o.id = n.id'
+                || ' WHERE o.id IS NULL OR (to_jsonb(n) - ' || quote_literal(status_only::text)
+                || '::text[]) IS DISTINCT FROM (to_jsonb(o) - ' || quote_literal(status_only::text)
+                || '::text[])';
+        ELSIF TG_OP = 'UPDATE' THEN
             written := written
                 || ' EXCEPT SELECT to_jsonb(o) - ''access_token_hash'' FROM old_rows o';
         END IF;
@@ -1888,7 +1967,7 @@ BEGIN
     page_components AS (
         SELECT coalesce(json_agg(json_build_array(
                    v.r ->> 'id', v.r ->> 'name', v.r ->> 'description',
-                   (v.r ->> 'display_order')::integer, v.r ->> 'current_status',
+                   (v.r ->> 'display_order')::integer, t.current_status,
                    to_json((to_json(t.status_updated_at AT TIME ZONE 'UTC') #>> '{}')
                            || '+00:00'),
                    v.r ->> 'group_id')
@@ -1896,8 +1975,19 @@ BEGIN
                    '[]') AS items,
                max(t.status_updated_at) AS last_change
         FROM versions v
+        -- The status at at_time: its latest logged change by then, or the version's (see
+        -- "Component statuses"). Reads status_change_component_id_seq_idx backwards.
+        LEFT JOIN LATERAL (
+            SELECT sc.new_status, sc.changed_at
+            FROM status_change sc
+            WHERE sc.component_id = v.r ->> 'id' AND sc.changed_at <= at_time
+            ORDER BY sc.seq DESC
+            LIMIT 1
+        ) AS s ON true
         CROSS JOIN LATERAL (
-            SELECT (v.r ->> 'status_updated_at')::timestamptz AS status_updated_at
+            SELECT coalesce(s.new_status, v.r ->> 'current_status') AS current_status,
+                   coalesce(s.changed_at, (v.r ->> 'status_updated_at')::timestamptz)
+                       AS status_updated_at
         ) AS t
         WHERE v.table_name = 'status_page_component'
     ),
@@ -5652,6 +5742,12 @@ CREATE TRIGGER maintenance_window_time_zone_check BEFORE INSERT OR UPDATE OF tim
 CREATE TRIGGER maintenance_window_touch_updated_at BEFORE UPDATE ON public.maintenance_window FOR EACH ROW EXECUTE FUNCTION public.statusdb_touch_updated_at();
 
 --
+-- Name: status_change status_change_keep_history_delete; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_change_keep_history_delete AFTER DELETE ON public.status_change REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_component_statuses();
+
+--
 -- Name: status_incident status_incident_check_component_ids; Type: TRIGGER; Schema: public
 --
 
@@ -6495,6 +6591,12 @@ REVOKE ALL ON FUNCTION public.statusdb_incident_refresh_status() FROM PUBLIC;
 --
 
 REVOKE ALL ON FUNCTION public.statusdb_incident_set_resolved_at() FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_keep_component_statuses(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_keep_component_statuses() FROM PUBLIC;
 
 --
 -- Name: FUNCTION statusdb_keep_history_of(audited regclass, key_columns text, page_column text, parent_table text); Type: ACL; Schema: public
