@@ -137,7 +137,7 @@ def _payload(value: Mapping[str, Any] | None) -> str | None:
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"payload must be JSON-serialisable: {exc}") from None
     validate.text("payload", encoded, max_length=PAYLOAD_MAX, blank_ok=True)
-    if len(encoded.encode("utf-8")) > PAYLOAD_MAX:
+    if _encoded_size(value, default=_json_default) > PAYLOAD_MAX:  # as the CHECK measures it
         raise InvalidInput(f"payload must be at most {PAYLOAD_MAX} bytes of JSON")
     return encoded
 
@@ -417,11 +417,13 @@ def _serialise(_inst: object, _field: object, value: Any) -> Any:
     return value
 
 
-def _encoded_size(value: Mapping[str, Any]) -> int:
-    """The larger of the payload's sizes as `record` checks it (compact JSON, non-ASCII
-    escaped) and as the column's CHECK measures it (jsonb's text: UTF-8, ", " and ": ")."""
-    compact = json.dumps(value, separators=(",", ":"), allow_nan=False)
-    spaced = json.dumps(value, ensure_ascii=False, allow_nan=False)
+def _encoded_size(
+    value: Mapping[str, Any], default: Callable[[object], object] | None = None
+) -> int:
+    """The larger of the payload's sizes as sent (compact JSON, non-ASCII escaped) and as the
+    column's CHECK measures it (jsonb's text: UTF-8, ", " and ": ")."""
+    compact = json.dumps(value, separators=(",", ":"), allow_nan=False, default=default)
+    spaced = json.dumps(value, ensure_ascii=False, allow_nan=False, default=default)
     return max(len(compact.encode("utf-8")), len(spaced.encode("utf-8")))
 
 

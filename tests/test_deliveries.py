@@ -167,6 +167,11 @@ def test_record_many_and_bounds(conn: Conn) -> None:
         deliveries.record(conn, "k" * 201, subs[0], "DELIVERED")
     with pytest.raises(InvalidInput, match="payload"):
         deliveries.record(conn, "k", subs[0], "FAILED_TEMPORARY", payload={"x": "y" * 20_000})
+    # Fits as compact JSON (14,491 bytes), not as the CHECK measures jsonb's text (18,090):
+    # refused as InvalidInput before the database would refuse it with its own error.
+    spaced = {str(n): [1, 2] for n in range(1200)}
+    with pytest.raises(InvalidInput, match="payload"):
+        deliveries.record(conn, "k", subs[0], "FAILED_TEMPORARY", payload=spaced)
     with pytest.raises(NotFound, match="no subscriber"), conn.transaction():
         deliveries.record(conn, "k", "missing", "DELIVERED")
     assert (
