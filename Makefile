@@ -2,7 +2,8 @@
 #
 #   make demo   create .venv if missing, install statusdb, run `statusdb demo` on a local cluster
 #   make test   create .venv if missing, install statusdb[dev], run ruff, mypy, squawk, pytest
-#   make lint   ruff (check + format --check) + mypy + squawk only
+#   make lint   ruff (check + format --check) + mypy + squawk + the docs build only
+#   make docs   build the documentation site (docs/, mkdocs.yml) into site/
 #   make schema regenerate schema/current.sql and docs/schema.md from the migrations
 #
 # Variables: PYTHON (interpreter that creates the venv, default python3), VENV (default .venv),
@@ -23,13 +24,14 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint ruff format-check mypy squawk pytest schema constraints clean \
-	bench bench-large
+.PHONY: help demo test lint ruff format-check mypy squawk docs-check docs pytest schema \
+	constraints clean bench bench-large
 
 help:
 	@echo "make demo   - install statusdb in $(VENV) and run the demo on a local PostgreSQL"
 	@echo "make test   - install statusdb[dev] in $(VENV); ruff, mypy, squawk, pytest"
-	@echo "make lint   - ruff (check, format --check), mypy and squawk only"
+	@echo "make lint   - ruff (check, format --check), mypy, squawk and the docs build only"
+	@echo "make docs   - build the documentation site into site/ (preview: $(BIN)/mkdocs serve)"
 	@echo "make schema - regenerate schema/current.sql and docs/schema.md (commit them)"
 	@echo "make bench  - benchmarks at the small scale (~3 min; bench/README.md)"
 	@echo "make bench-large - benchmarks at the full scale (under 20 min)"
@@ -53,7 +55,7 @@ demo: $(VENV)/.statusdb-installed
 
 test: lint pytest
 
-lint: ruff format-check mypy squawk
+lint: ruff format-check mypy squawk docs-check
 
 ruff: $(VENV)/.statusdb-dev-installed
 	$(BIN)/ruff check .
@@ -75,6 +77,16 @@ squawk: $(VENV)/.statusdb-dev-installed
 		echo "squawk: no migrations/*.sql yet, nothing to lint"; \
 	fi
 
+# The documentation site must build without a warning (broken links, anchors, docstrings):
+# built into a throwaway folder, never committed.
+docs-check: $(VENV)/.statusdb-dev-installed
+	@site="$$(mktemp -d)"; trap 'rm -rf "$$site"' EXIT; \
+	echo "$(BIN)/mkdocs build --strict --quiet --site-dir $$site"; \
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir "$$site"
+
+docs: $(VENV)/.statusdb-dev-installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 pytest: $(VENV)/.statusdb-dev-installed
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
@@ -94,7 +106,7 @@ constraints: | $(BIN)/python
 	rm -rf .constraints-venv
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache dist build
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache dist build site
 
 # Benchmarks (bench/README.md): each run starts its own throwaway PostgreSQL cluster, loads a
 # deterministic dataset, prints a table and writes bench/results.json. BENCH_ARGS passes extra

@@ -1,6 +1,6 @@
 """Backups: pg_dump of a populated database, restored, is the same database.
 
-The right restore modes (README, "Operating statusdb"):
+The right restore modes (docs/operating.md, "Backups and restores"):
 
 * a whole-database dump restored into an empty database (pg_restore, or psql for a plain dump):
   PostgreSQL creates the tables, loads the rows, and only then creates indexes, foreign keys and
