@@ -2,7 +2,7 @@
 #
 #   make demo   create .venv if missing, install statusdb, run `statusdb demo` on a local cluster
 #   make test   create .venv if missing, install statusdb[dev], run ruff, mypy, squawk, pytest
-#   make lint   ruff (check + format --check) + mypy + squawk + the docs build only
+#   make lint   ruff (check + format --check) + mypy + squawk + plpgsql_check + the docs build
 #   make docs   build the documentation site (docs/, mkdocs.yml) into site/
 #   make schema regenerate schema/current.sql and docs/schema.md from the migrations
 #
@@ -24,13 +24,13 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint ruff format-check mypy squawk docs-check docs pytest schema \
-	constraints clean bench bench-large
+.PHONY: help demo test lint ruff format-check mypy squawk plpgsql-check docs-check docs pytest \
+	schema constraints clean bench bench-large
 
 help:
 	@echo "make demo   - install statusdb in $(VENV) and run the demo on a local PostgreSQL"
 	@echo "make test   - install statusdb[dev] in $(VENV); ruff, mypy, squawk, pytest"
-	@echo "make lint   - ruff (check, format --check), mypy, squawk and the docs build only"
+	@echo "make lint   - ruff (check, format --check), mypy, squawk, plpgsql_check, docs build"
 	@echo "make docs   - build the documentation site into site/ (preview: $(BIN)/mkdocs serve)"
 	@echo "make schema - regenerate schema/current.sql and docs/schema.md (commit them)"
 	@echo "make bench  - benchmarks at the small scale (~3 min; bench/README.md)"
@@ -55,7 +55,7 @@ demo: $(VENV)/.statusdb-installed
 
 test: lint pytest
 
-lint: ruff format-check mypy squawk docs-check
+lint: ruff format-check mypy squawk plpgsql-check docs-check
 
 ruff: $(VENV)/.statusdb-dev-installed
 	$(BIN)/ruff check .
@@ -76,6 +76,11 @@ squawk: $(VENV)/.statusdb-dev-installed
 	else \
 		echo "squawk: no migrations/*.sql yet, nothing to lint"; \
 	fi
+
+# plpgsql_check over every PL/pgSQL function, on a throwaway migrated cluster; findings must be
+# explained in schema/plpgsql_check_allowlist.toml. Skips (with a message) without the extension.
+plpgsql-check: $(VENV)/.statusdb-dev-installed
+	$(BIN)/python -m schema.plpgsql_lint
 
 # The documentation site must build without a warning (broken links, anchors, docstrings):
 # built into a throwaway folder, never committed.
