@@ -574,7 +574,7 @@ def _claimed(ctx: Context, conn: Conn) -> outbox.ClaimedChange:
         status_page_id=ctx.bench_page_id,
         component_id=row[0],
         component_name=row[1],
-        change_ids=("bench-change",),  # type: ignore[arg-type]  # attrs converter=tuple
+        change_ids=("bench-change",),
         previous_status="OPERATIONAL",
         new_status="MAJOR_OUTAGE",
         cause="INCIDENT",

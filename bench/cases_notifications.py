@@ -33,7 +33,7 @@ def _page_wide_update(ctx: Context) -> outbox.ClaimedEvent:
         id="bench-event",
         status_page_id=ctx.bench_page_id,
         kind="incident_updated",
-        component_ids=(),  # type: ignore[arg-type]  # attrs converter=tuple
+        component_ids=(),
         payload={
             "page": {"id": ctx.bench_page_id, "name": "Bench", "slug": "bench"},
             "incident": {"id": "x", "title": "Slow", "severity": "MINOR", "status": "IDENTIFIED"},

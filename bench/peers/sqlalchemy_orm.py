@@ -270,7 +270,7 @@ def _to_view(page: StatusPage, maintenance_limit: int) -> PageView:
     # fresh-until instant, issue 10) are not the peer's to know: left None, and the benchmark
     # compares the rest (`same_view`).
     extra: tuple[attrs.Attribute[Any], ...] = attrs.fields(PageView)[3:]
-    unknown = {f.name: None for f in extra if f.default is attrs.NOTHING}
+    unknown: dict[str, Any] = {f.name: None for f in extra if f.default is attrs.NOTHING}
     return PageView(view, incidents, maintenance, **unknown)
 
 
