@@ -1,10 +1,10 @@
 # statusdb: after cloning, `make demo` and `make test` are all you need (see README.md).
 #
 #   make demo   create .venv if missing, install statusdb, run `statusdb demo` on a local cluster
-#   make test   create .venv if missing, install statusdb[dev], run ruff, mypy, squawk, pytest
+#   make test   create .venv if missing, install statusdb[dev], run make lint, then pytest
 #   make lint   ruff (check + format --check) + mypy + squawk + plpgsql_check + the docs build
 #   make docs   build the documentation site (docs/, mkdocs.yml) into site/
-#   make schema regenerate schema/current.sql and docs/schema.md from the migrations
+#   make schema regenerate schema/current.sql, docs/schema.md and schema/{tables,functions,views}/
 #
 # Variables: PYTHON (interpreter that creates the venv, default python3), VENV (default .venv),
 # PYTEST_ARGS (extra pytest arguments, e.g. PYTEST_ARGS='-k cli -x').
@@ -29,10 +29,10 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check
 
 help:
 	@echo "make demo   - install statusdb in $(VENV) and run the demo on a local PostgreSQL"
-	@echo "make test   - install statusdb[dev] in $(VENV); ruff, mypy, squawk, pytest"
+	@echo "make test   - install statusdb[dev] in $(VENV); make lint, then pytest"
 	@echo "make lint   - ruff (check, format --check), mypy, squawk, plpgsql_check, docs build"
 	@echo "make docs   - build the documentation site into site/ (preview: $(BIN)/mkdocs serve)"
-	@echo "make schema - regenerate schema/current.sql and docs/schema.md (commit them)"
+	@echo "make schema - regenerate schema/current.sql, docs/schema.md, schema/tables/ (commit them)"
 	@echo "make bench  - benchmarks at the small scale (~3 min; bench/README.md)"
 	@echo "make bench-large - benchmarks at the full scale (under 20 min)"
 
@@ -95,8 +95,8 @@ docs: $(VENV)/.statusdb-dev-installed
 pytest: $(VENV)/.statusdb-dev-installed
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
-# The current schema in one place (tests/test_schema_current.py fails when these are stale):
-# applies the migrations to a throwaway cluster, dumps and documents it.
+# The current schema in one place, and per table (tests/test_schema_current.py fails when these
+# are stale): applies the migrations to a throwaway cluster, dumps and documents it.
 schema: $(VENV)/.statusdb-dev-installed
 	$(BIN)/python -m schema.generate
 

@@ -1,6 +1,6 @@
 """statusdb: a PostgreSQL data layer for incident-driven status pages.
 
-The public API in one place: the modules below (each lists its operations and types; see the
+The public API in one place: the modules below (each lists its operations and types; see
 docs/api.md, "API reference") and the error classes every operation raises. Call an operation with
 a psycopg connection first (`pages.get(conn, page_id)`, or `await pages.get(aconn, page_id)`).
 The local-cluster tooling (the package `statusdb.tooling`: `cli`, `demo`, `localpg`) and the
