@@ -86,8 +86,8 @@ plpgsql-check: $(VENV)/.statusdb-dev-installed
 # built into a throwaway folder, never committed.
 docs-check: $(VENV)/.statusdb-dev-installed
 	@site="$$(mktemp -d)"; trap 'rm -rf "$$site"' EXIT; \
-	echo "$(BIN)/mkdocs build --strict --quiet --site-dir $$site"; \
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir "$$site"
+	echo "$(BIN)/mkdocs build --strict --site-dir $$site"; \
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir "$$site"
 
 docs: $(VENV)/.statusdb-dev-installed
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
