@@ -5,6 +5,7 @@
 #   make lint   ruff (check + format --check) + mypy + squawk + plpgsql_check + the docs build
 #   make docs   build the documentation site (docs/, mkdocs.yml) into site/
 #   make schema regenerate schema/current.sql, docs/schema.md and schema/{tables,functions,views}/
+#   make test-newest  the tests once more against the newest runtime dependencies allowed
 #
 # Variables: PYTHON (interpreter that creates the venv, default python3), VENV (default .venv),
 # PYTEST_ARGS (extra pytest arguments, e.g. PYTEST_ARGS='-k cli -x').
@@ -21,10 +22,12 @@ PYTEST_ARGS ?=
 PYTEST_WORKERS ?= 2
 
 BIN := $(VENV)/bin
+empty :=
+space := $(empty) $(empty)
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint ruff format-check mypy squawk plpgsql-check docs-check docs pytest \
+.PHONY: help demo test test-newest lint ruff format-check mypy squawk plpgsql-check docs-check docs pytest \
 	schema constraints clean bench bench-large
 
 help:
@@ -32,6 +35,7 @@ help:
 	@echo "make test   - install statusdb[dev] in $(VENV); make lint, then pytest"
 	@echo "make lint   - ruff (check, format --check), mypy, squawk, plpgsql_check, docs build"
 	@echo "make docs   - build the documentation site into site/ (preview: $(BIN)/mkdocs serve)"
+	@echo "make test-newest - the tests against the newest runtime dependencies allowed"
 	@echo "make schema - regenerate schema/current.sql, docs/schema.md, schema/tables/ (commit them)"
 	@echo "make bench  - benchmarks at the small scale (~3 min; bench/README.md)"
 	@echo "make bench-large - benchmarks at the full scale (under 20 min)"
@@ -110,8 +114,32 @@ constraints: | $(BIN)/python
 	  .constraints-venv/bin/python -m pip freeze --exclude-editable; } > $(CONSTRAINTS)
 	rm -rf .constraints-venv
 
+# The same suite against the newest releases pyproject.toml allows of the runtime dependencies
+# (psycopg, psycopg-pool, yoyo-migrations, attrs, python-dateutil), dev tools still pinned: so a
+# new release that breaks statusdb is found by CI, not by users. .ci/run runs it after `test`.
+# The second install upgrades to statusdb's own ranges even where a test-only tool caps lower
+# (recurring-ical-events pins python-dateutil < 3; pip warns and goes ahead, as users get it).
+NEWEST_VENV ?= .venv-newest
+RUNTIME_DEPS := psycopg psycopg-binary psycopg-pool yoyo-migrations attrs python-dateutil
+
+test-newest:
+	rm -rf $(NEWEST_VENV)
+	$(PYTHON) -m venv $(NEWEST_VENV)
+	grep -viE '^($(subst $(space),|,$(RUNTIME_DEPS)))==' $(CONSTRAINTS) > $(NEWEST_VENV)/constraints.txt
+	$(NEWEST_VENV)/bin/python -m pip --disable-pip-version-check install --quiet \
+		-c $(NEWEST_VENV)/constraints.txt -e '.[dev]'
+	$(NEWEST_VENV)/bin/python -c "import tomllib; \
+		print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" \
+		> $(NEWEST_VENV)/runtime.txt
+	$(NEWEST_VENV)/bin/python -m pip --disable-pip-version-check install --quiet --upgrade \
+		-r $(NEWEST_VENV)/runtime.txt 2>&1 | grep -v '^WARNING: Location' || true
+	@echo "runtime dependencies under test:"
+	@$(NEWEST_VENV)/bin/python -m pip --disable-pip-version-check list 2>/dev/null \
+		| grep -iE '^($(subst $(space),|,$(RUNTIME_DEPS))) '
+	$(NEWEST_VENV)/bin/python -m pytest -n $(PYTEST_WORKERS) -p no:cacheprovider $(PYTEST_ARGS)
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache dist build site
+	rm -rf $(VENV) $(NEWEST_VENV) .mypy_cache .ruff_cache .pytest_cache dist build site
 
 # Benchmarks (bench/README.md): each run starts its own throwaway PostgreSQL cluster, loads a
 # deterministic dataset, prints a table and writes bench/results.json. BENCH_ARGS passes extra

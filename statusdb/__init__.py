@@ -8,6 +8,8 @@ internals (`executor`, `queries`, `resources`, `streams`, `tokens`, `validate`) 
 it.
 """
 
+from importlib import metadata as _metadata
+
 from statusdb import (
     components,
     deliveries,
@@ -43,6 +45,12 @@ from statusdb.errors import (
     Unauthorized,
 )
 
+try:
+    __version__: str = _metadata.version("statusdb")
+    """The installed distribution's version (PEP 440), as `statusdb --version` prints it."""
+except _metadata.PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0.0.0+unknown"
+
 #: The error classes and the public modules.
 __all__ = [
     "Conflict",
@@ -52,6 +60,7 @@ __all__ = [
     "Retryable",
     "StatusdbError",
     "Unauthorized",
+    "__version__",
     "components",
     "deliveries",
     "destinations",

@@ -30,7 +30,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import random
+import re
 import time
 from collections.abc import (
     AsyncIterator,
@@ -397,6 +399,14 @@ class Operation(Generic[P, T]):
         #: Declared safe to run again after a serialization failure or deadlock (see module doc).
         self.retry = retry
         functools.update_wrapper(self, body)
+        #: What `help()`, pydoc and `inspect.signature` show: the call as callers write it.
+        self.__signature__ = public_signature(body)
+
+    def __get__(self, instance: object, owner: type | None = None) -> Operation[P, T]:
+        # A non-data descriptor: pydoc and `inspect.isroutine` then list operations with the
+        # functions of their module (not under DATA). Accessed through a class or an instance
+        # it is the same operation (never bound).
+        return self
 
     @overload
     def __call__(
@@ -500,6 +510,34 @@ class Operation(Generic[P, T]):
 
     def __repr__(self) -> str:
         return f"<statusdb operation {self.body.__module__}.{self.body.__qualname__}>"
+
+
+_CONNECTION_ANNOTATION = "psycopg.Connection | psycopg.AsyncConnection"
+_UNSET_IN_ANNOTATION = re.compile(r"\s*\|\s*(?:validate\.)?Unset\b")
+_OP_RETURN = re.compile(r"^(?:executor\.)?Op\[(?P<inner>.*)\]$")
+
+
+def public_signature(body: Callable[..., Any]) -> inspect.Signature:
+    """The operation's signature as a caller sees it: `conn` first (a sync or async psycopg
+    connection), the body's own parameters, and the result type (`Op[T]` becomes `T`; awaited
+    with an async connection). Partial-update parameters show their type without the internal
+    `validate.Unset` marker (their default reads `unchanged`)."""
+    signature = inspect.signature(body)
+    conn = inspect.Parameter(
+        "conn", inspect.Parameter.POSITIONAL_ONLY, annotation=_CONNECTION_ANNOTATION
+    )
+    parameters = [conn]
+    for parameter in signature.parameters.values():
+        annotation = parameter.annotation
+        if isinstance(annotation, str):
+            annotation = _UNSET_IN_ANNOTATION.sub("", annotation)
+        parameters.append(parameter.replace(annotation=annotation))
+    result = signature.return_annotation
+    if isinstance(result, str):
+        match = _OP_RETURN.match(result.strip())
+        if match:
+            result = match.group("inner")
+    return signature.replace(parameters=parameters, return_annotation=result)
 
 
 @overload

@@ -4,7 +4,20 @@ Migrations are plain SQL files in `statusdb.resources.migrations_dir()`: `NNNN_n
 undo `NNNN_name.rollback.sql`. yoyo runs each migration in one transaction and records applied
 ones in its `_yoyo_migration` table; a lock row keeps two migrators from running at once.
 
-Every function takes a libpq conninfo string (`host=... dbname=...`) or a `postgresql://` URL.
+Every function takes a libpq conninfo string (`host=... dbname=...`), a `postgresql://` URL or
+yoyo's own `postgresql+psycopg://` URL form.
+
+Locks and interruptions. yoyo's lock row (`yoyo_lock`) keeps two migrators apart; a migrator
+killed with SIGKILL leaves it behind, and the next one waits `lock_timeout` seconds, then says
+who holds it and that `break_lock` (`statusdb break-lock`) removes it. statusdb's own migrators
+name their sessions `statusdb-migrate pid=N`, so `break_lock` refuses while such a migrator is
+still connected. Ctrl-C (SIGINT) while a migration runs cancels its statement: the migration's
+transaction rolls back, the lock row is removed, and `MigrationInterrupted` says which
+migration was rolled back and which were applied before it.
+
+Who may migrate. Migrations run as the schema's owner (the role that owns yoyo's
+`_yoyo_migration` table, or on a new database a role that may create tables in `public`); any
+other role is refused before anything is written, with a message naming the role to use.
 
 Rollback safety. A rollback that would lose data, or make the next `apply` re-arm or re-send
 something (0001-0006: dropped tables and columns, verification tokens' expiry, the outbox's
@@ -19,8 +32,12 @@ run a rollback at all.
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -30,20 +47,46 @@ from yoyo import exceptions as yoyo_exceptions
 from yoyo import get_backend, read_migrations
 
 from statusdb import resources
+from statusdb.errors import StatusdbError
 
-__all__ = ["MigrationError", "apply", "rollback", "status", "yoyo_url"]
+__all__ = [
+    "MigrationError",
+    "MigrationInterrupted",
+    "apply",
+    "break_lock",
+    "libpq_dsn",
+    "rollback",
+    "status",
+    "yoyo_url",
+]
 
 YOYO_SCHEME = "postgresql+psycopg"
 """yoyo's backend for psycopg 3 (`postgresql://` would need psycopg2)."""
 
 LOCK_TIMEOUT_S = 60
+"""How long a migrator waits for another one's lock row by default (seconds)."""
+
+APPLICATION_NAME_PREFIX = "statusdb-migrate pid="
+"""The `application_name` of statusdb's migration sessions (`break_lock` looks for them)."""
 
 ALLOW_DATA_LOSS_SETTING = "statusdb.allow_data_loss"
 """The session setting the data-losing rollbacks check (`on`: go ahead)."""
 
 
-class MigrationError(RuntimeError):
+class MigrationError(StatusdbError):
     """A migration could not be read, applied or rolled back."""
+
+
+class MigrationInterrupted(MigrationError):
+    """Ctrl-C (SIGINT) stopped a migration run; the migration under way was rolled back."""
+
+
+def libpq_dsn(dsn: str) -> str:
+    """`dsn` as psycopg/libpq take it: yoyo's `postgresql+psycopg://` form becomes a URL."""
+    for scheme in (YOYO_SCHEME, "postgresql+psycopg2", "postgres+psycopg"):
+        if dsn.startswith(f"{scheme}://"):
+            return "postgresql://" + dsn.removeprefix(f"{scheme}://")
+    return dsn
 
 
 def yoyo_url(dsn: str) -> str:
@@ -55,7 +98,7 @@ def yoyo_url(dsn: str) -> str:
     if dsn.startswith(f"{YOYO_SCHEME}://"):
         return dsn
     try:
-        params = conninfo_to_dict(dsn)
+        params = conninfo_to_dict(libpq_dsn(dsn))
     except psycopg.ProgrammingError as exc:
         raise MigrationError(f"invalid connection string: {exc}") from None
     # yoyo does not unquote the URL's path, so the database name also travels in the query
@@ -74,19 +117,152 @@ def _migrations(directory: Path | None) -> Any:
     return read_migrations(str(source))
 
 
+def _migrator_dsn(dsn: str) -> str:
+    """`dsn` with statusdb's migrator `application_name` (unless the caller set one)."""
+    params = _params(dsn)
+    params.setdefault("application_name", f"{APPLICATION_NAME_PREFIX}{os.getpid()}")
+    return make_conninfo(**{k: str(v) for k, v in params.items() if v is not None})
+
+
+def _params(dsn: str) -> dict[str, Any]:
+    try:
+        return dict(conninfo_to_dict(libpq_dsn(dsn)))
+    except psycopg.ProgrammingError as exc:
+        raise MigrationError(f"invalid connection string: {exc}") from None
+
+
+def _check_may_migrate(dsn: str, *, creating: bool) -> bool:
+    """Refuse a role that is not the schema's owner; return whether yoyo's tables exist.
+
+    Checked before yoyo touches the database: as another role yoyo would fail on its own lock
+    table ("relation yoyo_lock does not exist", "permission denied for table yoyo_lock") or,
+    for a rollback of a database never migrated, create its tables owned by the wrong role.
+    """
+    try:
+        with psycopg.connect(libpq_dsn(dsn), autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT current_user::text, current_database()::text,"
+                " (SELECT pg_get_userbyid(c.relowner)::text FROM pg_class c"
+                "   WHERE c.oid = to_regclass('public._yoyo_migration')),"
+                " pg_get_userbyid((SELECT datdba FROM pg_database"
+                "   WHERE datname = current_database()))::text,"
+                " has_schema_privilege('public', 'CREATE')"
+            ).fetchone()
+            assert row is not None
+            user, database, table_owner, db_owner, may_create = row
+            if table_owner is not None:
+                member = conn.execute(
+                    "SELECT pg_has_role(current_user, %s, 'USAGE')", (table_owner,)
+                ).fetchone()
+                if not (member and member[0]):
+                    raise MigrationError(
+                        f"role {user} may not migrate database {database}: its migrations "
+                        f"belong to role {table_owner} (the schema's owner); connect as "
+                        f"{table_owner}, e.g. --dsn 'user={table_owner} ...'"
+                    )
+                return True
+            if creating and not may_create:
+                raise MigrationError(
+                    f"role {user} may not create tables in schema public of database "
+                    f"{database}, so it cannot migrate it; connect as the database's owner "
+                    f"({db_owner}), or have it run GRANT CREATE ON SCHEMA public TO {user}"
+                )
+            return False
+    except psycopg.Error as exc:
+        raise MigrationError(f"cannot connect to migrate: {_first_line(exc)}") from None
+
+
+class _Interrupts:
+    """Ctrl-C while migrating: cancel the running statement instead of raising mid-protocol.
+
+    A KeyboardInterrupt raised inside psycopg's wait loop can leave the connection busy, and
+    yoyo's clean-up then fails with "another command is already in progress". Instead, SIGINT
+    sets a flag and cancels the statement in the server: the migration's transaction rolls back
+    through yoyo's normal error path, the lock row is deleted, and the run stops before the
+    next migration. Only in the main thread (signal handlers can only be set there).
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.connection: Any = None
+        self._previous: Any = None
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.requested = True
+        connection = self.connection
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.cancel_safe(timeout=5.0)
+
+    def watch(self, backend: Any) -> None:
+        """Cancel on the connection each migration runs on: yoyo runs every migration on a
+        copy of the backend (its own connection), made by `backend.copy()`."""
+        make_copy = backend.copy
+
+        def copy() -> Any:
+            migration_backend = make_copy()
+            self.connection = migration_backend.connection
+            return migration_backend
+
+        backend.copy = copy
+
+    def __enter__(self) -> _Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
 @contextlib.contextmanager
-def _backend(dsn: str, *, lock: bool = True) -> Iterator[Any]:
-    backend = get_backend(yoyo_url(dsn))
+def _backend(dsn: str, *, lock: bool = True, lock_timeout: float = LOCK_TIMEOUT_S) -> Iterator[Any]:
+    backend = get_backend(yoyo_url(_migrator_dsn(dsn)))
     try:
         if lock:
-            with backend.lock(timeout=LOCK_TIMEOUT_S):
+            with backend.lock(timeout=lock_timeout):
                 yield backend
         else:
             yield backend
     except yoyo_exceptions.LockTimeout as exc:
-        raise MigrationError(f"another migration holds the lock: {exc}") from None
+        raise MigrationError(
+            f"another migration holds the lock: {exc}. If no migration is running (one was "
+            "killed), remove the lock with `statusdb break-lock`"
+        ) from None
     finally:
         backend.connection.close()
+
+
+def break_lock(dsn: str, *, force: bool = False) -> bool:
+    """Remove yoyo's lock row left by a killed migrator; return whether there was one.
+
+    Refuses (MigrationError) while a statusdb migrator session is still connected to the
+    database, unless `force`: removing a live migrator's lock would let two run at once.
+    """
+    if not isinstance(force, bool):
+        raise TypeError("force must be a bool")
+    try:
+        with psycopg.connect(libpq_dsn(dsn), autocommit=True) as conn:
+            present = conn.execute("SELECT to_regclass('public.yoyo_lock') IS NOT NULL").fetchone()
+            if not (present and present[0]):
+                return False
+            live = conn.execute(
+                "SELECT application_name FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                " AND application_name LIKE %s",
+                (APPLICATION_NAME_PREFIX + "%",),
+            ).fetchall()
+            if live and not force:
+                names = ", ".join(sorted(str(r[0]) for r in live))
+                raise MigrationError(
+                    f"a migrator is still connected ({names}): wait for it, or stop it, "
+                    "before breaking its lock (--force breaks it anyway)"
+                )
+            cursor = conn.execute("DELETE FROM yoyo_lock")
+            return cursor.rowcount > 0
+    except psycopg.Error as exc:
+        raise MigrationError(f"could not break the lock: {_first_line(exc)}") from None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -96,38 +272,56 @@ def _first_line(exc: BaseException) -> str:
 
 def _with_setting(dsn: str, name: str, value: str) -> str:
     """`dsn` with `-c name=value` added to its `options` (keeping any options it has)."""
-    if dsn.startswith(f"{YOYO_SCHEME}://"):
-        dsn = "postgresql://" + dsn.removeprefix(f"{YOYO_SCHEME}://")
-    try:
-        params = conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError as exc:
-        raise MigrationError(f"invalid connection string: {exc}") from None
+    params = _params(dsn)
     options = str(params.get("options") or "").strip()
     params["options"] = f"{options} -c {name}={value}".strip()
     return make_conninfo(**{k: str(v) for k, v in params.items() if v is not None})
 
 
-def _run_one(backend: Any, migration: Any, direction: str) -> str:
-    migration_id: str = migration.id
-    try:
-        if direction == "apply":
-            backend.apply_one(migration)
-        else:
-            backend.rollback_one(migration)
-    except (psycopg.Error, yoyo_exceptions.BadMigration) as exc:
-        verb = "apply" if direction == "apply" else "roll back"
-        raise MigrationError(
-            f"could not {verb} migration {migration_id}: {_first_line(exc)}"
-        ) from exc
-    return migration_id
+def _run_all(backend: Any, todo: list[Any], direction: str, interrupts: _Interrupts) -> list[str]:
+    """Apply or roll back `todo` in order, one transaction each; stop cleanly on Ctrl-C."""
+    done: list[str] = []
+    verb = "apply" if direction == "apply" else "roll back"
+    interrupts.watch(backend)
+    for migration in todo:
+        migration_id: str = migration.id
+        if interrupts.requested:
+            break
+        try:
+            if direction == "apply":
+                backend.apply_one(migration)
+            else:
+                backend.rollback_one(migration)
+        except (psycopg.Error, yoyo_exceptions.BadMigration) as exc:
+            if interrupts.requested:
+                raise MigrationInterrupted(_interrupted(direction, migration_id, done)) from None
+            raise MigrationError(
+                f"could not {verb} migration {migration_id}: {_first_line(exc)}"
+            ) from exc
+        done.append(migration_id)
+    if interrupts.requested and len(done) < len(todo):
+        raise MigrationInterrupted(_interrupted(direction, None, done))
+    return done
 
 
-def apply(dsn: str, *, directory: Path | None = None) -> list[str]:
+def _interrupted(direction: str, current: str | None, done: list[str]) -> str:
+    past = "applied" if direction == "apply" else "rolled back"
+    before = f"; {past} before it: {', '.join(done)}" if done else f"; nothing was {past}"
+    if current is None:
+        return f"interrupted between migrations{before}"
+    undo = "rolled back" if direction == "apply" else "left applied"
+    return f"interrupted: migration {current} was {undo} (its transaction undone){before}"
+
+
+def apply(
+    dsn: str, *, directory: Path | None = None, lock_timeout: float = LOCK_TIMEOUT_S
+) -> list[str]:
     """Apply every pending migration, in order; return the ids applied."""
     migrations = _migrations(directory)
-    with _backend(dsn) as backend:
-        pending = backend.to_apply(migrations)
-        applied = [_run_one(backend, m, "apply") for m in pending]
+    _check_may_migrate(dsn, creating=True)
+    with _Interrupts() as interrupts, _backend(dsn, lock_timeout=lock_timeout) as backend:
+        pending = list(backend.to_apply(migrations))
+        applied = _run_all(backend, pending, "apply", interrupts)
         if applied:
             backend.run_post_apply(migrations)
     return applied
@@ -139,6 +333,7 @@ def rollback(
     *,
     directory: Path | None = None,
     allow_data_loss: bool = False,
+    lock_timeout: float = LOCK_TIMEOUT_S,
 ) -> list[str]:
     """Roll back the last `steps` applied migrations (all when None); return their ids.
 
@@ -153,11 +348,13 @@ def rollback(
     if allow_data_loss:
         dsn = _with_setting(dsn, ALLOW_DATA_LOSS_SETTING, "on")
     migrations = _migrations(directory)
-    with _backend(dsn) as backend:
+    if not _check_may_migrate(dsn, creating=False):
+        return []  # never migrated: nothing to roll back, and yoyo's tables are not created
+    with _Interrupts() as interrupts, _backend(dsn, lock_timeout=lock_timeout) as backend:
         candidates = list(backend.to_rollback(migrations))
         if steps is not None:
             candidates = candidates[:steps]
-        return [_run_one(backend, m, "rollback") for m in candidates]
+        return _run_all(backend, candidates, "rollback", interrupts)
 
 
 def status(dsn: str, *, directory: Path | None = None) -> list[tuple[str, bool]]:

@@ -140,6 +140,10 @@ class Unset(enum.Enum):
 
     UNSET = enum.auto()
 
+    def __repr__(self) -> str:
+        # Shown as the default of partial-update parameters in help() and signatures.
+        return "unchanged"
+
 
 UNSET: Final = Unset.UNSET
 

@@ -185,7 +185,7 @@ def test_cli_dsn_from_environment(
 
 
 def test_cli_demo_on_a_given_database(empty_dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["demo", "--dsn", empty_dsn]) == 0
+    assert cli.main(["demo", "--yes", "--dsn", empty_dsn]) == 0
     capsys.readouterr()
     assert all(applied for _, applied in migrations.status(empty_dsn))
 
@@ -217,15 +217,15 @@ def test_cli_missing_postgres_is_one_clear_line(
 def test_cli_local_cluster_start_dsn_migrate_stop(
     server_owned_tmp_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Without --dsn the commands use (and create) the local cluster and its statusdb db."""
+    """With --local the commands use (and create) the local cluster and its statusdb db."""
     monkeypatch.delenv("STATUSDB_DSN", raising=False)
     monkeypatch.setenv("STATUSDB_DATA_DIR", str(server_owned_tmp_dir / "pgdata"))
     try:
         assert cli.main(["start"]) == 0
         assert "running on 127.0.0.1" in capsys.readouterr().out
-        assert cli.main(["migrate"]) == 0
+        assert cli.main(["migrate", "--local"]) == 0
         capsys.readouterr()
-        assert cli.main(["dsn"]) == 0
+        assert cli.main(["dsn", "--local"]) == 0
         dsn = capsys.readouterr().out.strip()
         assert psycopg.conninfo.conninfo_to_dict(dsn)["dbname"] == "statusdb"
         assert all(applied for _, applied in migrations.status(dsn))

@@ -20,7 +20,7 @@ from statusdb import teams, views
 from statusdb.errors import StatusdbError
 from statusdb.tooling import cli
 
-COMMANDS = ["migrate", "rollback", "status", "demo", "start", "stop", "dsn", "psql"]
+COMMANDS = ["migrate", "rollback", "status", "break-lock", "demo", "start", "stop", "dsn", "psql"]
 
 
 def _statusdb_command() -> list[str]:
@@ -109,7 +109,7 @@ def test_a_library_call_on_an_unmigrated_database_says_run_migrate(empty_dsn: st
 def test_demo_names_each_steps_calls_and_explains_drift(
     empty_dsn: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert cli.main(["demo", "--dsn", empty_dsn]) == 0
+    assert cli.main(["demo", "--yes", "--dsn", empty_dsn]) == 0
     out = capsys.readouterr().out
     assert f"Database: {empty_dsn}" in out
     steps = out.split("\n=== ")[1:]
