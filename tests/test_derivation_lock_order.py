@@ -215,7 +215,6 @@ def test_older_snapshot_is_refused_not_stale(
         )
         with pytest.raises(pg_errors.SerializationFailure) as refused:
             a.execute(f"UPDATE status_page_component SET {assignment} WHERE id = '{world.x}'")
-            a.commit()
         assert refused.value.sqlstate == "40001"
         assert isinstance(errors.translate(refused.value), errors.Retryable)
         a.rollback()
@@ -236,8 +235,9 @@ def test_older_snapshot_without_concurrent_change_derives(
     world = World(owner)
     with psycopg.connect(app_dsn) as a:
         a.isolation_level = ISOLATION[isolation]
-        a.execute("UPDATE status_page_component SET team_id = %s WHERE id = %s",
-                  (world.team, world.x))
+        a.execute(
+            "UPDATE status_page_component SET team_id = %s WHERE id = %s", (world.team, world.x)
+        )
         incidents.create(a, world.team, title="down", priority="HIGH")
         a.commit()
     assert status_of(owner, world.x) == "PARTIAL_OUTAGE"
@@ -257,7 +257,6 @@ def test_older_snapshot_link_after_window_start_is_refused(
         b.execute(window_sql(world, "status = 'IN_PROGRESS'"))
         with pytest.raises(pg_errors.SerializationFailure):
             a.execute(link_sql(world))
-            a.commit()
         a.rollback()
         a.execute(link_sql(world))
         a.commit()
