@@ -210,6 +210,7 @@ COMMENT ON TABLE status_lock IS 'Owner-only rows the status derivation locks (0 
 COMMENT ON COLUMN status_lock.slot IS '0: every status (shared by derivations, exclusive for the repair); 1..4096: hashed status keys.';
 
 DROP FUNCTION statusdb_lock_maintenance_windows(text[]);
+DROP FUNCTION statusdb_wait_for_components(text[]);
 DROP FUNCTION statusdb_lock_windows(text[]);
 DROP FUNCTION statusdb_lock_components(text[]);
 DROP FUNCTION statusdb_lock_slots(bigint[]);

@@ -204,6 +204,49 @@ COMMENT ON FUNCTION statusdb_lock_components(text[]) IS
     'Locks the status keys of the given components (step 4 of the lock order), re-checked until '
     'no component moved to another key meanwhile (0023). Owner only.';
 
+
+-- Step 5 starts with the component rows the derivation writes. Their writers (a component's
+-- team or service changed by UPDATE) hold the row (step 1, the executor's) before they take its
+-- status key: a derivation holding that key must not wait for the row, or both wait forever.
+-- So the triggers lock the rows NOWAIT inside a subtransaction holding their slots; when a row
+-- is taken, they roll the subtransaction back (releasing the slots: the row's writer gets
+-- them), wait for the row's writer here without keeping anything, and start again.
+CREATE FUNCTION statusdb_wait_for_components(component_ids text[]) RETURNS void
+LANGUAGE plpgsql
+SET search_path = public, pg_temp
+AS $$
+DECLARE
+    taken text[];
+    cid text;
+BEGIN
+    -- The rows another transaction holds now (a look that waits for nothing and keeps nothing).
+    BEGIN
+        taken := ARRAY(
+            SELECT u.id FROM unnest(component_ids) AS u (id)
+            EXCEPT
+            SELECT f.id FROM (SELECT c.id FROM status_page_component c
+                              WHERE c.id = ANY (component_ids)
+                              FOR NO KEY UPDATE SKIP LOCKED) AS f);
+        RAISE EXCEPTION 'released' USING ERRCODE = 'SDB01';
+    EXCEPTION WHEN SQLSTATE 'SDB01' THEN
+        NULL;
+    END;
+    -- Wait for each holder in turn, holding nothing meanwhile (each wait's lock is released).
+    FOREACH cid IN ARRAY coalesce(taken, '{}') LOOP
+        BEGIN
+            PERFORM 1 FROM status_page_component c WHERE c.id = cid FOR SHARE;
+            RAISE EXCEPTION 'released' USING ERRCODE = 'SDB01';
+        EXCEPTION WHEN SQLSTATE 'SDB01' THEN
+            NULL;
+        END;
+    END LOOP;
+END;
+$$;
+REVOKE EXECUTE ON FUNCTION statusdb_wait_for_components(text[]) FROM PUBLIC;
+COMMENT ON FUNCTION statusdb_wait_for_components(text[]) IS
+    'Waits until no other transaction holds the given component rows, keeping no lock: the '
+    'back-off of a derivation that found a row taken (0023). Owner only.';
+
 -- --------------------------------------------------------------------------------------------
 -- 2. Links of windows and components: statement triggers, the windows' slots before judging
 --
@@ -223,6 +266,8 @@ DECLARE
     due_w text[];
     due_c text[];
     win text;
+    stage text;
+    attempts integer := 0;
 BEGIN
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
         SELECT array_agg(o.maintenance_window_id), array_agg(o.component_id)
@@ -237,30 +282,45 @@ BEGIN
     IF old_w IS NULL AND new_w IS NULL THEN
         RETURN NULL;
     END IF;
-    -- 3. The windows' slots, before judging.
-    PERFORM statusdb_lock_windows(coalesce(old_w, '{}') || coalesce(new_w, '{}'));
-    -- Judged now (a fresh snapshot under READ COMMITTED): a removed link uncovers its
-    -- component unless its window is there and not in effect (a window being deleted is gone
-    -- already); an added link covers it if its window is in effect.
-    SELECT array_agg(d.w ORDER BY d.w, d.c), array_agg(d.c ORDER BY d.w, d.c)
-    INTO due_w, due_c
-    FROM (
-        SELECT o.w, o.c
-        FROM unnest(old_w, old_c) AS o (w, c)
-        WHERE NOT EXISTS (
-            SELECT 1 FROM maintenance_window mw
-            WHERE mw.id = o.w AND NOT (mw.status = 'IN_PROGRESS' AND mw.auto_update_status))
-        UNION
-        SELECT n.w, n.c
-        FROM unnest(new_w, new_c) AS n (w, c)
-        JOIN maintenance_window mw ON mw.id = n.w
-        WHERE mw.status = 'IN_PROGRESS' AND mw.auto_update_status
-    ) AS d;
-    IF due_c IS NULL THEN
-        RETURN NULL;
-    END IF;
-    -- 4. Every status key at once, then the re-derivations (logged with their window).
-    PERFORM statusdb_lock_components(due_c);
+    LOOP
+        stage := 'slots';
+        BEGIN
+            -- 3. The windows' slots, before judging.
+            PERFORM statusdb_lock_windows(coalesce(old_w, '{}') || coalesce(new_w, '{}'));
+            -- Judged now (a fresh snapshot under READ COMMITTED): a removed link uncovers its
+            -- component unless its window is there and not in effect (a window being deleted
+            -- is gone already); an added link covers it if its window is in effect.
+            SELECT array_agg(d.w ORDER BY d.w, d.c), array_agg(d.c ORDER BY d.w, d.c)
+            INTO due_w, due_c
+            FROM (
+                SELECT o.w, o.c
+                FROM unnest(old_w, old_c) AS o (w, c)
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM maintenance_window mw
+                    WHERE mw.id = o.w AND NOT (mw.status = 'IN_PROGRESS' AND mw.auto_update_status))
+                UNION
+                SELECT n.w, n.c
+                FROM unnest(new_w, new_c) AS n (w, c)
+                JOIN maintenance_window mw ON mw.id = n.w
+                WHERE mw.status = 'IN_PROGRESS' AND mw.auto_update_status
+            ) AS d;
+            IF due_c IS NULL THEN
+                RETURN NULL;
+            END IF;
+            -- 4. Every status key at once; 5. the rows, or back off.
+            PERFORM statusdb_lock_components(due_c);
+            stage := 'rows';
+            PERFORM 1 FROM status_page_component c
+            WHERE c.id = ANY (due_c) ORDER BY c.id FOR NO KEY UPDATE NOWAIT;
+            EXIT;
+        EXCEPTION WHEN lock_not_available THEN
+            IF stage <> 'rows' OR attempts >= 50 THEN
+                RAISE;
+            END IF;
+            attempts := attempts + 1;
+            PERFORM statusdb_wait_for_components(due_c);
+        END;
+    END LOOP;
     FOR win IN SELECT DISTINCT u.w FROM unnest(due_w) AS u (w) ORDER BY u.w LOOP
         PERFORM statusdb_rederive_components(
             ARRAY(SELECT DISTINCT u.c FROM unnest(due_w, due_c) AS u (w, c) WHERE u.w = win),
@@ -311,6 +371,8 @@ DECLARE
     windows text[];
     ids text[];
     win text;
+    stage text;
+    attempts integer := 0;
 BEGIN
     SELECT array_agg(n.id ORDER BY n.id)
     INTO windows
@@ -321,17 +383,32 @@ BEGIN
     IF windows IS NULL THEN
         RETURN NULL;
     END IF;
-    PERFORM statusdb_lock_windows(windows);
-    -- The links as they are once the windows' slots are held (a link writer in flight has
-    -- committed, or waits for this transaction).
-    SELECT array_agg(DISTINCT mc.component_id)
-    INTO ids
-    FROM maintenance_window_component mc
-    WHERE mc.maintenance_window_id = ANY (windows);
-    IF ids IS NULL THEN
-        RETURN NULL;
-    END IF;
-    PERFORM statusdb_lock_components(ids);
+    LOOP
+        stage := 'slots';
+        BEGIN
+            PERFORM statusdb_lock_windows(windows);
+            -- The links as they are once the windows' slots are held (a link writer in flight
+            -- has committed, or waits for this transaction).
+            SELECT array_agg(DISTINCT mc.component_id)
+            INTO ids
+            FROM maintenance_window_component mc
+            WHERE mc.maintenance_window_id = ANY (windows);
+            IF ids IS NULL THEN
+                RETURN NULL;
+            END IF;
+            PERFORM statusdb_lock_components(ids);
+            stage := 'rows';
+            PERFORM 1 FROM status_page_component c
+            WHERE c.id = ANY (ids) ORDER BY c.id FOR NO KEY UPDATE NOWAIT;
+            EXIT;
+        EXCEPTION WHEN lock_not_available THEN
+            IF stage <> 'rows' OR attempts >= 50 THEN
+                RAISE;
+            END IF;
+            attempts := attempts + 1;
+            PERFORM statusdb_wait_for_components(ids);
+        END;
+    END LOOP;
     FOREACH win IN ARRAY windows LOOP
         PERFORM statusdb_rederive_components(
             ARRAY(SELECT mc.component_id
@@ -368,6 +445,9 @@ DECLARE
     moved_i text[];
     team text;
     first_incident text;
+    ids text[];
+    stage text;
+    attempts integer := 0;
 BEGIN
     -- (team, incident) of each change that can move a status: an active incident changed or
     -- gone (its old team), an incident becoming active or moving to another team (its new one).
@@ -402,11 +482,30 @@ BEGIN
     IF moved_t IS NULL THEN
         RETURN NULL;
     END IF;
-    -- 4. Every team's key, in slot order, before any team is judged.
-    PERFORM statusdb_lock_status_keys(ARRAY(
-        SELECT DISTINCT statusdb_status_lock_key(u.t, NULL) FROM unnest(moved_t) AS u (t)));
-    -- Then each team's components with a fresh snapshot (no component joins or leaves a team
-    -- while its key is held), logged with the team's first incident of the statement.
+    LOOP
+        stage := 'slots';
+        BEGIN
+            -- 4. Every team's key, in slot order, before any team is judged.
+            PERFORM statusdb_lock_status_keys(ARRAY(
+                SELECT DISTINCT statusdb_status_lock_key(u.t, NULL)
+                FROM unnest(moved_t) AS u (t)));
+            -- 5. The teams' components (no component joins or leaves a team while its key is
+            -- held), or back off.
+            ids := ARRAY(SELECT c.id FROM status_page_component c
+                         WHERE c.team_id = ANY (moved_t) ORDER BY c.id);
+            stage := 'rows';
+            PERFORM 1 FROM status_page_component c
+            WHERE c.id = ANY (ids) ORDER BY c.id FOR NO KEY UPDATE NOWAIT;
+            EXIT;
+        EXCEPTION WHEN lock_not_available THEN
+            IF stage <> 'rows' OR attempts >= 50 THEN
+                RAISE;
+            END IF;
+            attempts := attempts + 1;
+            PERFORM statusdb_wait_for_components(ids);
+        END;
+    END LOOP;
+    -- Each team's components, logged with the team's first incident of the statement.
     FOR team, first_incident IN
         SELECT u.t, min(u.i) FROM unnest(moved_t, moved_i) AS u (t, i) GROUP BY u.t ORDER BY u.t
     LOOP

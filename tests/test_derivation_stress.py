@@ -139,18 +139,20 @@ def random_statement(rng: random.Random, cur: psycopg.Cursor[TupleRow], world: W
                 "UPDATE incident SET priority = %s, status = 'ACKNOWLEDGED' WHERE id = %s",
                 (rng.choice(PRIORITIES), incident),
             )
-    elif kind == 10:  # a component deleted, another added
-        if rng.random() < 0.5:
+    elif kind == 10:  # a component deleted, or another added
+        if rng.random() < 0.4:
             cur.execute("DELETE FROM status_page_component WHERE id = %s", (component(),))
+            return
         cur.execute(
             """INSERT INTO status_page_component (status_page_id, name, team_id,
                                                   service_identifier, group_id)
                VALUES (%s, 'c', %s, %s, %s)""",
             (page, rng.choice([*world.teams, None]), rng.choice(SERVICES), group()),
         )
-    elif kind == 11:  # a group deleted, another added
-        if rng.random() < 0.5:
+    elif kind == 11:  # a group deleted, or another added
+        if rng.random() < 0.4:
             cur.execute("DELETE FROM component_group WHERE id = %s", (group(),))
+            return
         cur.execute(
             "INSERT INTO component_group (status_page_id, name, parent_id) VALUES (%s, 'g', %s)",
             (page, group() if rng.random() < 0.5 else None),
