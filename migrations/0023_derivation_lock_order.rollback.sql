@@ -209,6 +209,57 @@ CREATE TRIGGER maintenance_window_component_refresh_status AFTER INSERT OR DELET
 COMMENT ON TABLE status_lock IS 'Owner-only rows the status derivation locks (0 = all statuses, 1..4096 = status keys).';
 COMMENT ON COLUMN status_lock.slot IS '0: every status (shared by derivations, exclusive for the repair); 1..4096: hashed status keys.';
 
+CREATE OR REPLACE FUNCTION statusdb_refresh_groups(group_ids text[]) RETURNS void
+    LANGUAGE plpgsql
+    SET plan_cache_mode TO 'force_generic_plan'
+    AS $$
+DECLARE
+    locked text[] := '{}';
+    wanted text[];
+    notified bigint;
+BEGIN
+    IF cardinality(group_ids) = 0 THEN
+        RETURN;
+    END IF;
+    PERFORM statusdb_lock_status_keys('{}');
+    LOOP
+        wanted := statusdb_group_closure(group_ids);
+        EXIT WHEN wanted <@ locked;
+        PERFORM 1 FROM component_group g WHERE g.id = ANY (wanted) ORDER BY g.id
+        FOR NO KEY UPDATE;
+        locked := locked || wanted;
+        group_ids := wanted;
+    END LOOP;
+    WITH derived AS (
+        SELECT d.group_id, d.current_status, d.derived_status
+        FROM statusdb_derive_group_statuses(locked) AS d
+        WHERE d.current_status IS DISTINCT FROM d.derived_status
+    ),
+    changed AS (
+        UPDATE component_group g
+        SET current_status = derived.derived_status,
+            status_updated_at = clock_timestamp()
+        FROM derived
+        WHERE g.id = ANY (locked)
+          AND g.id = derived.group_id
+        RETURNING g.id, g.status_page_id, derived.current_status AS previous_status,
+                  g.current_status AS new_status, g.status_updated_at
+    ),
+    logged AS (
+        INSERT INTO component_group_status_change (status_page_id, group_id, previous_status,
+                                                   new_status, changed_at)
+        SELECT changed.status_page_id, changed.id, changed.previous_status, changed.new_status,
+               changed.status_updated_at
+        FROM changed
+        ORDER BY changed.id
+        RETURNING component_group_status_change.seq
+    )
+    SELECT count(pg_notify('statusdb_status_change', logged.seq::text))
+    INTO STRICT notified
+    FROM logged;
+END;
+$$;
+
 DROP FUNCTION statusdb_lock_maintenance_windows(text[]);
 DROP FUNCTION statusdb_wait_for_components(text[]);
 DROP FUNCTION statusdb_lock_windows(text[]);

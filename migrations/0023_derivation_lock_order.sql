@@ -629,3 +629,78 @@ BEGIN
     END IF;
 END;
 $$;
+
+-- --------------------------------------------------------------------------------------------
+-- 6. Group roll-ups do not wait for a group's deleter
+--
+-- Deleting a component holds its row, then rolls up (locks) its group; deleting the group holds
+-- the group, then sets its components' group_id to null (waiting for that row): one statement
+-- each, and a deadlock. The roll-up now refuses at once with a serialization failure when a
+-- group it must lock is being deleted (0020's body otherwise).
+
+CREATE OR REPLACE FUNCTION statusdb_refresh_groups(group_ids text[]) RETURNS void
+    LANGUAGE plpgsql
+    SET plan_cache_mode TO 'force_generic_plan'
+    AS $$
+DECLARE
+    locked text[] := '{}';
+    wanted text[];
+    busy text[];
+    notified bigint;
+BEGIN
+    IF cardinality(group_ids) = 0 THEN
+        RETURN;
+    END IF;
+    PERFORM statusdb_lock_status_keys('{}');
+    LOOP
+        wanted := statusdb_group_closure(group_ids);
+        EXIT WHEN wanted <@ locked;
+        -- A group being deleted by another transaction (locked FOR UPDATE, which KEY SHARE
+        -- waits for) will wait for the rows of its components this transaction may hold (ON
+        -- DELETE SET NULL): waiting for it is a deadlock, so refuse at once, retryably.
+        busy := ARRAY(
+            SELECT u.id FROM unnest(wanted) AS u (id)
+            EXCEPT
+            SELECT f.id FROM (SELECT g.id FROM component_group g
+                              WHERE g.id = ANY (wanted)
+                              FOR KEY SHARE SKIP LOCKED) AS f);
+        IF cardinality(busy) > 0 THEN
+            RAISE EXCEPTION 'component group % is being deleted by another transaction', busy[1]
+                USING ERRCODE = 'serialization_failure',
+                      HINT = 'Retry the transaction.';
+        END IF;
+        PERFORM 1 FROM component_group g WHERE g.id = ANY (wanted) ORDER BY g.id
+        FOR NO KEY UPDATE;
+        locked := locked || wanted;
+        group_ids := wanted;
+    END LOOP;
+    WITH derived AS (
+        SELECT d.group_id, d.current_status, d.derived_status
+        FROM statusdb_derive_group_statuses(locked) AS d
+        WHERE d.current_status IS DISTINCT FROM d.derived_status
+    ),
+    changed AS (
+        UPDATE component_group g
+        SET current_status = derived.derived_status,
+            status_updated_at = clock_timestamp()
+        FROM derived
+        WHERE g.id = ANY (locked)
+          AND g.id = derived.group_id
+        RETURNING g.id, g.status_page_id, derived.current_status AS previous_status,
+                  g.current_status AS new_status, g.status_updated_at
+    ),
+    logged AS (
+        INSERT INTO component_group_status_change (status_page_id, group_id, previous_status,
+                                                   new_status, changed_at)
+        SELECT changed.status_page_id, changed.id, changed.previous_status, changed.new_status,
+               changed.status_updated_at
+        FROM changed
+        ORDER BY changed.id
+        RETURNING component_group_status_change.seq
+    )
+    SELECT count(pg_notify('statusdb_status_change', logged.seq::text))
+    INTO STRICT notified
+    FROM logged;
+END;
+$$;
+
