@@ -260,6 +260,33 @@ BEGIN
 END;
 $$;
 
+CREATE OR REPLACE FUNCTION statusdb_maintenance_window_component_snapshot() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+BEGIN
+    -- The window's page (a window deleted with its components: its own trigger refreshes it).
+    IF TG_OP = 'INSERT' THEN
+        PERFORM statusdb_page_snapshot_refresh(ARRAY(
+            SELECT DISTINCT w.status_page_id
+            FROM maintenance_window w
+            WHERE w.id IN (SELECT n.maintenance_window_id FROM new_rows n)));
+    ELSIF TG_OP = 'DELETE' THEN
+        PERFORM statusdb_page_snapshot_refresh(ARRAY(
+            SELECT DISTINCT w.status_page_id
+            FROM maintenance_window w
+            WHERE w.id IN (SELECT o.maintenance_window_id FROM old_rows o)));
+    ELSE
+        PERFORM statusdb_page_snapshot_refresh(ARRAY(
+            SELECT DISTINCT w.status_page_id
+            FROM maintenance_window w
+            WHERE w.id IN (SELECT n.maintenance_window_id FROM new_rows n
+                           UNION SELECT o.maintenance_window_id FROM old_rows o)));
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
 DROP FUNCTION statusdb_lock_maintenance_windows(text[]);
 DROP FUNCTION statusdb_wait_for_components(text[]);
 DROP FUNCTION statusdb_lock_windows(text[]);

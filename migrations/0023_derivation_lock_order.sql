@@ -704,3 +704,43 @@ BEGIN
 END;
 $$;
 
+
+-- --------------------------------------------------------------------------------------------
+-- 7. Snapshot rows stay last when a component is deleted with its links
+--
+-- Deleting a component cascades to its links, whose statement trigger locked the page's
+-- snapshot row before the component's group roll-up locked its groups (groups after snapshot
+-- rows: a deadlock with a derivation rolling the same group up). The links' refresh now leaves
+-- a deleted component's page to the component's own snapshot trigger (0017's body otherwise).
+
+CREATE OR REPLACE FUNCTION statusdb_maintenance_window_component_snapshot() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+BEGIN
+    -- The window's page (a window deleted with its components: its own trigger refreshes it).
+    IF TG_OP = 'INSERT' THEN
+        PERFORM statusdb_page_snapshot_refresh(ARRAY(
+            SELECT DISTINCT w.status_page_id
+            FROM maintenance_window w
+            WHERE w.id IN (SELECT n.maintenance_window_id FROM new_rows n)));
+    ELSIF TG_OP = 'DELETE' THEN
+        -- Nor a component deleted with its links (0023): its own statement trigger refreshes
+        -- the page after its group roll-up, keeping snapshot rows last in the lock order.
+        PERFORM statusdb_page_snapshot_refresh(ARRAY(
+            SELECT DISTINCT w.status_page_id
+            FROM maintenance_window w
+            WHERE w.id IN (SELECT o.maintenance_window_id FROM old_rows o
+                           WHERE EXISTS (SELECT 1 FROM status_page_component c
+                                         WHERE c.id = o.component_id))));
+    ELSE
+        PERFORM statusdb_page_snapshot_refresh(ARRAY(
+            SELECT DISTINCT w.status_page_id
+            FROM maintenance_window w
+            WHERE w.id IN (SELECT n.maintenance_window_id FROM new_rows n
+                           UNION SELECT o.maintenance_window_id FROM old_rows o)));
+    END IF;
+    RETURN NULL;
+END;
+$$;
+

@@ -3,11 +3,14 @@
 Several connections of the app login run random transactions of 1-3 statements (window status
 and auto_update_status, link and unlink, a component's team and service, incident insert,
 update and resolve, component and group deletes, with inserts to keep the world populated),
-each at a random isolation level, for STATUSDB_STRESS_SECONDS (default 12). Afterwards the
-owner's dry-run recomputes must find no drift in components or groups. Deadlocks and
-serialization failures are counted per 1,000 transactions and printed (`pytest -s`); deadlocks
-are bounded by STATUSDB_STRESS_DEADLOCKS_PER_1000 (default 200: issue 28's target of 1 per
-1,000 is not met yet, see CONTRIBUTING.md "Lock order" for the cycles left).
+each at a random isolation level, for STATUSDB_STRESS_SECONDS (default 10) in two halves:
+single-statement transactions, then transactions of 1-3 statements. Afterwards the owner's
+dry-run recomputes must find no drift in components or groups. Deadlocks and serialization
+failures are counted per 1,000 transactions and printed (`pytest -s`). Single statements must
+deadlock in fewer than 1 per 1,000 transactions (issue 28's target; the lock order of
+CONTRIBUTING.md makes them deadlock-free); transactions of several statements take each
+statement's locks in order but not across statements, so they are only bounded loosely
+(STATUSDB_STRESS_MULTI_DEADLOCKS_PER_1000, default 150).
 
     STATUSDB_STRESS_SECONDS=120 .venv/bin/python -m pytest -n 0 -s tests/test_derivation_stress.py
 """
@@ -20,7 +23,6 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable
 
 import psycopg
 import pytest
@@ -31,9 +33,8 @@ from psycopg.rows import TupleRow
 
 Conn = psycopg.Connection[TupleRow]
 
-SECONDS = float(os.environ.get("STATUSDB_STRESS_SECONDS", "12"))
+SECONDS = float(os.environ.get("STATUSDB_STRESS_SECONDS", "10"))
 WORKERS = 5
-MAX_STATEMENTS = int(os.environ.get("STATUSDB_STRESS_STATEMENTS", "3"))
 PRIORITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFO")
 SERVICES = (None, "api", "db")
 LEVELS = (
@@ -163,18 +164,13 @@ def random_statement(rng: random.Random, cur: psycopg.Cursor[TupleRow], world: W
         )
 
 
-@pytest.mark.slow
-def test_random_plain_sql_leaves_zero_drift(dsn: str, logins: None) -> None:
-    with psycopg.connect(dsn, autocommit=True) as owner:
-        world = World(owner)
-        populate = random.Random(7)
-        with owner.cursor() as cur:
-            for _ in range(30):
-                random_statement(populate, cur, world)
-    app_dsn = make_conninfo(dsn, user=APP_LOGIN)
+def run_phase(
+    app_dsn: str, world: World, seconds: float, max_statements: int
+) -> collections.Counter[str]:
+    """WORKERS connections of random transactions for `seconds`; the outcomes counted."""
     counts: collections.Counter[str] = collections.Counter()
     lock = threading.Lock()
-    deadline = time.monotonic() + SECONDS
+    deadline = time.monotonic() + seconds
     unexpected: list[BaseException] = []
 
     def worker(seed: int) -> None:
@@ -188,7 +184,7 @@ def test_random_plain_sql_leaves_zero_drift(dsn: str, logins: None) -> None:
                 outcome = "committed"
                 try:
                     with conn.cursor() as cur:
-                        for _ in range(rng.randint(1, MAX_STATEMENTS)):
+                        for _ in range(rng.randint(1, max_statements)):
                             random_statement(rng, cur, world)
                     conn.commit()
                 except pg_errors.DeadlockDetected as exc:
@@ -207,29 +203,52 @@ def test_random_plain_sql_leaves_zero_drift(dsn: str, logins: None) -> None:
                         conn.rollback()
                 with lock:
                     counts[outcome] += 1
+                    counts["total"] += 1
                     counts[f"total {level.name}"] += 1
                     if outcome in ("deadlock", "serialization"):
                         counts[f"{outcome} {level.name}"] += 1
 
-    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(WORKERS)]
+    threads = [
+        threading.Thread(target=worker, args=(max_statements * 100 + seed,))
+        for seed in range(WORKERS)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(SECONDS + 60)
+        thread.join(seconds + 60)
     assert unexpected == []
-    total = sum(v for k, v in counts.items() if k.startswith("total "))
-    per_1000: Callable[[int], float] = lambda n: round(1000 * n / max(total, 1), 1)  # noqa: E731
+    total = counts["total"]
+
+    def per_1000(n: int) -> float:
+        return round(1000 * n / max(total, 1), 1)
+
     print(
-        f"\nstress {SECONDS:.0f}s, {WORKERS} workers: {total} transactions,"
-        f" {counts['committed']} committed; per 1,000: deadlocks {per_1000(counts['deadlock'])},"
-        f" serialization failures {per_1000(counts['serialization'])};"
-        f" {dict(sorted(counts.items()))}"
+        f"\nstress {seconds:.0f}s, {WORKERS} workers, 1-{max_statements} statements:"
+        f" {total} transactions, {counts['committed']} committed; per 1,000: deadlocks"
+        f" {per_1000(counts['deadlock'])}, serialization failures"
+        f" {per_1000(counts['serialization'])}; {dict(sorted(counts.items()))}"
     )
+    return counts
+
+
+@pytest.mark.slow
+def test_random_plain_sql_leaves_zero_drift(dsn: str, logins: None) -> None:
+    with psycopg.connect(dsn, autocommit=True) as owner:
+        world = World(owner)
+        populate = random.Random(7)
+        with owner.cursor() as cur:
+            for _ in range(30):
+                random_statement(populate, cur, world)
+    app_dsn = make_conninfo(dsn, user=APP_LOGIN)
+    single = run_phase(app_dsn, world, SECONDS / 2, max_statements=1)
+    several = run_phase(app_dsn, world, SECONDS / 2, max_statements=3)
     with psycopg.connect(dsn, autocommit=True) as owner:
         assert owner.execute("SELECT * FROM statusdb_recompute_statuses(false)").fetchall() == []
         assert (
             owner.execute("SELECT * FROM statusdb_recompute_group_statuses(false)").fetchall() == []
         )
-    assert total >= 50
-    limit = float(os.environ.get("STATUSDB_STRESS_DEADLOCKS_PER_1000", "200"))
-    assert per_1000(counts["deadlock"]) <= limit, f"deadlocks: {counts['deadlock']} of {total}"
+    assert single["total"] >= 100
+    # Fewer than 1 per 1,000 (one is tolerated in a short run on a loaded machine).
+    assert single["deadlock"] <= max(1, single["total"] // 1000), f"single statements: {single}"
+    limit = float(os.environ.get("STATUSDB_STRESS_MULTI_DEADLOCKS_PER_1000", "150"))
+    assert several["deadlock"] * 1000 <= limit * several["total"], f"1-3 statements: {several}"
