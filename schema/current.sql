@@ -750,19 +750,80 @@ CREATE FUNCTION public.statusdb_incident_refresh_status() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'public', 'pg_temp'
     AS $$
+DECLARE
+    moved_t text[];
+    moved_i text[];
+    team text;
+    first_incident text;
+    ids text[];
+    stage text;
+    attempts integer := 0;
 BEGIN
-    IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.status IN ('OPEN', 'ACKNOWLEDGED') THEN
-        IF TG_OP = 'UPDATE' AND OLD.team_id IS DISTINCT FROM NEW.team_id THEN
-            PERFORM statusdb_lock_status_keys(ARRAY[statusdb_status_lock_key(OLD.team_id, NULL),
-                                                    statusdb_status_lock_key(NEW.team_id, NULL)]);
-        END IF;
-        PERFORM statusdb_refresh_team(OLD.team_id, 'INCIDENT', OLD.id);
+    -- (team, incident) of each change that can move a status: an active incident changed or
+    -- gone (its old team), an incident becoming active or moving to another team (its new one).
+    IF TG_OP = 'INSERT' THEN
+        SELECT array_agg(n.team_id), array_agg(n.id)
+        INTO moved_t, moved_i
+        FROM new_rows n
+        WHERE n.status IN ('OPEN', 'ACKNOWLEDGED') AND n.team_id IS NOT NULL;
+    ELSIF TG_OP = 'DELETE' THEN
+        SELECT array_agg(o.team_id), array_agg(o.id)
+        INTO moved_t, moved_i
+        FROM old_rows o
+        WHERE o.status IN ('OPEN', 'ACKNOWLEDGED') AND o.team_id IS NOT NULL;
+    ELSE
+        SELECT array_agg(m.team_id), array_agg(m.id)
+        INTO moved_t, moved_i
+        FROM old_rows o
+        JOIN new_rows n ON n.id = o.id
+        CROSS JOIN LATERAL (
+            SELECT o.team_id, o.id
+            WHERE o.status IN ('OPEN', 'ACKNOWLEDGED')
+              AND (o.team_id, o.priority, o.status, o.service_identifier)
+                  IS DISTINCT FROM (n.team_id, n.priority, n.status, n.service_identifier)
+            UNION ALL
+            SELECT n.team_id, n.id
+            WHERE n.status IN ('OPEN', 'ACKNOWLEDGED')
+              AND (o.team_id IS DISTINCT FROM n.team_id
+                   OR o.status NOT IN ('OPEN', 'ACKNOWLEDGED'))
+        ) AS m (team_id, id)
+        WHERE m.team_id IS NOT NULL;
     END IF;
-    IF TG_OP IN ('INSERT', 'UPDATE') AND NEW.status IN ('OPEN', 'ACKNOWLEDGED')
-       AND (TG_OP = 'INSERT' OR OLD.team_id IS DISTINCT FROM NEW.team_id
-            OR OLD.status NOT IN ('OPEN', 'ACKNOWLEDGED')) THEN
-        PERFORM statusdb_refresh_team(NEW.team_id, 'INCIDENT', NEW.id);
+    IF moved_t IS NULL THEN
+        RETURN NULL;
     END IF;
+    LOOP
+        stage := 'slots';
+        BEGIN
+            -- 4. Every team's key, in slot order, before any team is judged.
+            PERFORM statusdb_lock_status_keys(ARRAY(
+                SELECT DISTINCT statusdb_status_lock_key(u.t, NULL)
+                FROM unnest(moved_t) AS u (t)));
+            -- 5. The teams' components (no component joins or leaves a team while its key is
+            -- held), or back off.
+            ids := ARRAY(SELECT c.id FROM status_page_component c
+                         WHERE c.team_id = ANY (moved_t) ORDER BY c.id);
+            stage := 'rows';
+            PERFORM 1 FROM status_page_component c
+            WHERE c.id = ANY (ids) ORDER BY c.id FOR NO KEY UPDATE NOWAIT;
+            EXIT;
+        EXCEPTION WHEN lock_not_available THEN
+            IF stage <> 'rows' OR attempts >= 50 THEN
+                RAISE;
+            END IF;
+            attempts := attempts + 1;
+            PERFORM statusdb_wait_for_components(ids);
+        END;
+    END LOOP;
+    -- Each team's components, logged with the team's first incident of the statement.
+    FOR team, first_incident IN
+        SELECT u.t, min(u.i) FROM unnest(moved_t, moved_i) AS u (t, i) GROUP BY u.t ORDER BY u.t
+    LOOP
+        PERFORM statusdb_rederive_components(
+            ARRAY(SELECT c.id FROM status_page_component c
+                  WHERE c.team_id = team ORDER BY c.id),
+            'INCIDENT', first_incident, NULL);
+    END LOOP;
     RETURN NULL;
 END;
 $$;
@@ -771,7 +832,7 @@ $$;
 -- Name: FUNCTION statusdb_incident_refresh_status(); Type: COMMENT; Schema: public
 --
 
-COMMENT ON FUNCTION public.statusdb_incident_refresh_status() IS 'Trigger: an incident change that can move a status re-derives its team''s components.';
+COMMENT ON FUNCTION public.statusdb_incident_refresh_status() IS 'Statement trigger (0023): incident changes that can move a status lock their teams'' keys at once, then re-derive each team''s components.';
 
 --
 -- Name: statusdb_incident_set_resolved_at(); Type: FUNCTION; Schema: public
@@ -1056,6 +1117,98 @@ $_$;
 COMMENT ON FUNCTION public.statusdb_keep_row_history() IS 'Statement trigger: records the written rows'' new versions in row_history (arguments: key columns, page column, optional parent table).';
 
 --
+-- Name: statusdb_lock_components(text[]); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_lock_components(component_ids text[]) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+DECLARE
+    locked bigint[] := '{}';
+    wanted bigint[];
+BEGIN
+    LOOP
+        SELECT coalesce(array_agg(DISTINCT statusdb_status_lock_key(c.team_id, c.id)), '{}')
+        INTO wanted
+        FROM status_page_component c
+        WHERE c.id = ANY (component_ids);
+        EXIT WHEN wanted <@ locked;
+        PERFORM statusdb_lock_status_keys(wanted);
+        locked := locked || wanted;
+    END LOOP;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_lock_components(component_ids text[]); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_lock_components(component_ids text[]) IS 'Locks the status keys of the given components (step 4 of the lock order), re-checked until no component moved to another key meanwhile (0023). Owner only.';
+
+--
+-- Name: statusdb_lock_maintenance_windows(text[]); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_lock_maintenance_windows(window_ids text[]) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+BEGIN
+    IF cardinality(window_ids) > 10000 THEN
+        RAISE EXCEPTION 'window_ids: at most 10000 windows at once'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM statusdb_lock_windows(window_ids);
+    -- After the windows' slots: their links as they are now (READ COMMITTED).
+    PERFORM statusdb_lock_status_keys(ARRAY(
+        SELECT DISTINCT statusdb_status_lock_key(c.team_id, c.id)
+        FROM maintenance_window_component mc
+        JOIN status_page_component c ON c.id = mc.component_id
+        WHERE mc.maintenance_window_id = ANY (window_ids)));
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_lock_maintenance_windows(window_ids text[]); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_lock_maintenance_windows(window_ids text[]) IS 'For the maintenance scheduler: locks the windows'' status_lock slots, then the status keys of their components, as the windows'' triggers would (at most 10000 windows; 0023).';
+
+--
+-- Name: statusdb_lock_slots(bigint[]); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_lock_slots(slots bigint[]) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+BEGIN
+    IF current_setting('transaction_isolation') = 'read committed' THEN
+        PERFORM statusdb_take_slots(slots);
+        RETURN;
+    END IF;
+    BEGIN
+        PERFORM statusdb_take_slots(slots);
+    EXCEPTION WHEN serialization_failure THEN
+        RAISE EXCEPTION 'component statuses changed after this transaction''s snapshot was taken'
+            USING ERRCODE = 'serialization_failure',
+                  DETAIL = 'A status input (an incident, a component''s team or service, a '
+                           'maintenance window or its components) of the same status key was '
+                           'changed by a transaction that committed after this one started; '
+                           'deriving from this snapshot would store a stale status.',
+                  HINT = 'Retry the transaction, or use READ COMMITTED (the default).';
+    END;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_lock_slots(slots bigint[]); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_lock_slots(slots bigint[]) IS 'statusdb_take_slots, refusing an older snapshot (REPEATABLE READ, SERIALIZABLE) with a serialization failure that says so (0023). Owner only.';
+
+--
 -- Name: statusdb_lock_status_keys(bigint[]); Type: FUNCTION; Schema: public
 --
 
@@ -1063,31 +1216,9 @@ CREATE FUNCTION public.statusdb_lock_status_keys(keys bigint[]) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'public', 'pg_temp'
     AS $$
-DECLARE
-    slots bigint[];
-    locked bigint;
 BEGIN
-    IF current_setting('transaction_isolation') = 'repeatable read' THEN
-        RAISE EXCEPTION 'component statuses cannot be re-derived in a REPEATABLE READ transaction'
-            USING ERRCODE = 'invalid_transaction_state',
-                  HINT = 'Use READ COMMITTED (the default) or SERIALIZABLE.';
-    END IF;
-    -- Shared with every other derivation; the repair takes it FOR UPDATE. (Already holding it,
-    -- in any mode, returns at once: that is the repair's own re-derivation.)
-    PERFORM 1 FROM status_lock l WHERE l.slot = 0 FOR KEY SHARE;
-    IF NOT FOUND THEN  -- first use
-        INSERT INTO status_lock (slot) VALUES (0) ON CONFLICT DO NOTHING;
-        PERFORM 1 FROM status_lock l WHERE l.slot = 0 FOR KEY SHARE;
-    END IF;
-    slots := ARRAY(SELECT DISTINCT 1 + (u.k & 4095) FROM unnest(keys) AS u (k)
-                   WHERE u.k IS NOT NULL);
-    PERFORM 1 FROM status_lock l WHERE l.slot = ANY (slots) ORDER BY l.slot FOR UPDATE;
-    GET DIAGNOSTICS locked = ROW_COUNT;
-    IF locked < cardinality(slots) THEN  -- first use of some slot
-        INSERT INTO status_lock (slot) SELECT s FROM unnest(slots) AS u (s) ORDER BY s
-        ON CONFLICT DO NOTHING;
-        PERFORM 1 FROM status_lock l WHERE l.slot = ANY (slots) ORDER BY l.slot FOR UPDATE;
-    END IF;
+    PERFORM statusdb_lock_slots(ARRAY(SELECT 1 + (u.k & 4095) FROM unnest(keys) AS u (k)
+                                      WHERE u.k IS NOT NULL));
 END;
 $$;
 
@@ -1095,7 +1226,29 @@ $$;
 -- Name: FUNCTION statusdb_lock_status_keys(keys bigint[]); Type: COMMENT; Schema: public
 --
 
-COMMENT ON FUNCTION public.statusdb_lock_status_keys(keys bigint[]) IS 'Takes the status keys'' advisory locks in key order (after the shared cluster-wide key); refuses REPEATABLE READ.';
+COMMENT ON FUNCTION public.statusdb_lock_status_keys(keys bigint[]) IS 'Locks (and writes) the status keys'' rows of status_lock in slot order, after slot 0 shared; an older snapshot whose slot was written since gets a serialization failure (0023).';
+
+--
+-- Name: statusdb_lock_windows(text[]); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_lock_windows(window_ids text[]) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+BEGIN
+    PERFORM statusdb_lock_slots(ARRAY(
+        SELECT 4097 + (hashtextextended('statusdb.window:' || u.id, 0) & 4095)
+        FROM unnest(window_ids) AS u (id)
+        WHERE u.id IS NOT NULL));
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_lock_windows(window_ids text[]); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_lock_windows(window_ids text[]) IS 'Locks (and writes) the status_lock slots of the given maintenance windows (4097..8192), in slot order (0023). Owner only.';
 
 --
 -- Name: statusdb_log_status_change(text, text, text, text, text, text, text, timestamp with time zone); Type: FUNCTION; Schema: public
@@ -1268,23 +1421,74 @@ CREATE FUNCTION public.statusdb_maintenance_window_component_refresh_status() RE
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'public', 'pg_temp'
     AS $$
+DECLARE
+    old_w text[];
+    old_c text[];
+    new_w text[];
+    new_c text[];
+    due_w text[];
+    due_c text[];
+    win text;
+    stage text;
+    attempts integer := 0;
 BEGIN
-    -- Re-derive the uncovered component unless its window is there and not in effect (a
-    -- window being deleted is already gone here).
-    IF TG_OP IN ('UPDATE', 'DELETE') AND NOT EXISTS (
-        SELECT 1 FROM maintenance_window w
-        WHERE w.id = OLD.maintenance_window_id
-          AND NOT (w.status = 'IN_PROGRESS' AND w.auto_update_status)
-    ) THEN
-        PERFORM statusdb_refresh_components(ARRAY[OLD.component_id], 'MAINTENANCE', NULL,
-                                            OLD.maintenance_window_id);
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        SELECT array_agg(o.maintenance_window_id), array_agg(o.component_id)
+        INTO old_w, old_c
+        FROM old_rows o;
     END IF;
     IF TG_OP IN ('INSERT', 'UPDATE') THEN
-        PERFORM statusdb_refresh_components(ARRAY[NEW.component_id], 'MAINTENANCE', NULL,
-                                            NEW.maintenance_window_id)
-        FROM maintenance_window w
-        WHERE w.id = NEW.maintenance_window_id AND w.status = 'IN_PROGRESS' AND w.auto_update_status;
+        SELECT array_agg(n.maintenance_window_id), array_agg(n.component_id)
+        INTO new_w, new_c
+        FROM new_rows n;
     END IF;
+    IF old_w IS NULL AND new_w IS NULL THEN
+        RETURN NULL;
+    END IF;
+    LOOP
+        stage := 'slots';
+        BEGIN
+            -- 3. The windows' slots, before judging.
+            PERFORM statusdb_lock_windows(coalesce(old_w, '{}') || coalesce(new_w, '{}'));
+            -- Judged now (a fresh snapshot under READ COMMITTED): a removed link uncovers its
+            -- component unless its window is there and not in effect (a window being deleted
+            -- is gone already); an added link covers it if its window is in effect.
+            SELECT array_agg(d.w ORDER BY d.w, d.c), array_agg(d.c ORDER BY d.w, d.c)
+            INTO due_w, due_c
+            FROM (
+                SELECT o.w, o.c
+                FROM unnest(old_w, old_c) AS o (w, c)
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM maintenance_window mw
+                    WHERE mw.id = o.w AND NOT (mw.status = 'IN_PROGRESS' AND mw.auto_update_status))
+                UNION
+                SELECT n.w, n.c
+                FROM unnest(new_w, new_c) AS n (w, c)
+                JOIN maintenance_window mw ON mw.id = n.w
+                WHERE mw.status = 'IN_PROGRESS' AND mw.auto_update_status
+            ) AS d;
+            IF due_c IS NULL THEN
+                RETURN NULL;
+            END IF;
+            -- 4. Every status key at once; 5. the rows, or back off.
+            PERFORM statusdb_lock_components(due_c);
+            stage := 'rows';
+            PERFORM 1 FROM status_page_component c
+            WHERE c.id = ANY (due_c) ORDER BY c.id FOR NO KEY UPDATE NOWAIT;
+            EXIT;
+        EXCEPTION WHEN lock_not_available THEN
+            IF stage <> 'rows' OR attempts >= 50 THEN
+                RAISE;
+            END IF;
+            attempts := attempts + 1;
+            PERFORM statusdb_wait_for_components(due_c);
+        END;
+    END LOOP;
+    FOR win IN SELECT DISTINCT u.w FROM unnest(due_w) AS u (w) ORDER BY u.w LOOP
+        PERFORM statusdb_rederive_components(
+            ARRAY(SELECT DISTINCT u.c FROM unnest(due_w, due_c) AS u (w, c) WHERE u.w = win),
+            'MAINTENANCE', NULL, win);
+    END LOOP;
     RETURN NULL;
 END;
 $$;
@@ -1293,7 +1497,7 @@ $$;
 -- Name: FUNCTION statusdb_maintenance_window_component_refresh_status(); Type: COMMENT; Schema: public
 --
 
-COMMENT ON FUNCTION public.statusdb_maintenance_window_component_refresh_status() IS 'Trigger: covering or uncovering a component of a running window re-derives it.';
+COMMENT ON FUNCTION public.statusdb_maintenance_window_component_refresh_status() IS 'Statement trigger (0023): locks the changed links'' windows, then judges and re-derives the components covered or uncovered under their status keys.';
 
 --
 -- Name: statusdb_maintenance_window_component_same_page(); Type: FUNCTION; Schema: public
@@ -1340,10 +1544,14 @@ BEGIN
             FROM maintenance_window w
             WHERE w.id IN (SELECT n.maintenance_window_id FROM new_rows n)));
     ELSIF TG_OP = 'DELETE' THEN
+        -- Nor a component deleted with its links (0023): its own statement trigger refreshes
+        -- the page after its group roll-up, keeping snapshot rows last in the lock order.
         PERFORM statusdb_page_snapshot_refresh(ARRAY(
             SELECT DISTINCT w.status_page_id
             FROM maintenance_window w
-            WHERE w.id IN (SELECT o.maintenance_window_id FROM old_rows o)));
+            WHERE w.id IN (SELECT o.maintenance_window_id FROM old_rows o
+                           WHERE EXISTS (SELECT 1 FROM status_page_component c
+                                         WHERE c.id = o.component_id))));
     ELSE
         PERFORM statusdb_page_snapshot_refresh(ARRAY(
             SELECT DISTINCT w.status_page_id
@@ -1451,16 +1659,55 @@ CREATE FUNCTION public.statusdb_maintenance_window_refresh_status() RETURNS trig
     SET search_path TO 'public', 'pg_temp'
     AS $$
 DECLARE
+    windows text[];
     ids text[];
+    win text;
+    stage text;
+    attempts integer := 0;
 BEGIN
-    IF (OLD.status = 'IN_PROGRESS' AND OLD.auto_update_status)
-       IS DISTINCT FROM (NEW.status = 'IN_PROGRESS' AND NEW.auto_update_status) THEN
-        SELECT coalesce(array_agg(mc.component_id ORDER BY mc.component_id), '{}')
-        INTO ids
-        FROM maintenance_window_component mc
-        WHERE mc.maintenance_window_id = NEW.id;
-        PERFORM statusdb_refresh_components(ids, 'MAINTENANCE', NULL, NEW.id);
+    SELECT array_agg(n.id ORDER BY n.id)
+    INTO windows
+    FROM new_rows n
+    JOIN old_rows o ON o.id = n.id
+    WHERE (o.status = 'IN_PROGRESS' AND o.auto_update_status)
+          IS DISTINCT FROM (n.status = 'IN_PROGRESS' AND n.auto_update_status);
+    IF windows IS NULL THEN
+        RETURN NULL;
     END IF;
+    LOOP
+        stage := 'slots';
+        BEGIN
+            PERFORM statusdb_lock_windows(windows);
+            -- The links as they are once the windows' slots are held (a link writer in flight
+            -- has committed, or waits for this transaction).
+            SELECT array_agg(DISTINCT mc.component_id)
+            INTO ids
+            FROM maintenance_window_component mc
+            WHERE mc.maintenance_window_id = ANY (windows);
+            IF ids IS NULL THEN
+                RETURN NULL;
+            END IF;
+            PERFORM statusdb_lock_components(ids);
+            stage := 'rows';
+            PERFORM 1 FROM status_page_component c
+            WHERE c.id = ANY (ids) ORDER BY c.id FOR NO KEY UPDATE NOWAIT;
+            EXIT;
+        EXCEPTION WHEN lock_not_available THEN
+            IF stage <> 'rows' OR attempts >= 50 THEN
+                RAISE;
+            END IF;
+            attempts := attempts + 1;
+            PERFORM statusdb_wait_for_components(ids);
+        END;
+    END LOOP;
+    FOREACH win IN ARRAY windows LOOP
+        PERFORM statusdb_rederive_components(
+            ARRAY(SELECT mc.component_id
+                  FROM maintenance_window_component mc
+                  WHERE mc.maintenance_window_id = win
+                  ORDER BY mc.component_id),
+            'MAINTENANCE', NULL, win);
+    END LOOP;
     RETURN NULL;
 END;
 $$;
@@ -1469,7 +1716,7 @@ $$;
 -- Name: FUNCTION statusdb_maintenance_window_refresh_status(); Type: COMMENT; Schema: public
 --
 
-COMMENT ON FUNCTION public.statusdb_maintenance_window_refresh_status() IS 'Trigger: a window entering or leaving IN_PROGRESS (with auto_update_status) re-derives its components.';
+COMMENT ON FUNCTION public.statusdb_maintenance_window_refresh_status() IS 'Statement trigger (0023): windows entering or leaving effect (IN_PROGRESS with auto_update_status) lock their slots, then re-derive their components.';
 
 --
 -- Name: statusdb_maintenance_window_snapshot(); Type: FUNCTION; Schema: public
@@ -2132,10 +2379,11 @@ DECLARE
     drifted text[];
 BEGIN
     IF repair THEN
-        IF current_setting('transaction_isolation') = 'repeatable read' THEN
-            RAISE EXCEPTION 'group statuses cannot be re-derived in a REPEATABLE READ transaction'
+        IF current_setting('transaction_isolation') <> 'read committed' THEN
+            RAISE EXCEPTION 'group statuses can be repaired in a READ COMMITTED transaction only'
                 USING ERRCODE = 'invalid_transaction_state',
-                      HINT = 'Use READ COMMITTED (the default) or SERIALIZABLE.';
+                      HINT = 'Run the repair in a READ COMMITTED transaction (the default): it reads '
+                             'every input after taking the lock that keeps derivations out.';
         END IF;
         PERFORM 1 FROM status_lock l WHERE l.slot = 0 FOR UPDATE;
         IF NOT FOUND THEN  -- first use
@@ -2179,11 +2427,11 @@ DECLARE
     drifted text[];
 BEGIN
     IF repair THEN
-        IF current_setting('transaction_isolation') = 'repeatable read' THEN
-            RAISE EXCEPTION 'component statuses cannot be re-derived in a REPEATABLE READ '
-                            'transaction'
+        IF current_setting('transaction_isolation') <> 'read committed' THEN
+            RAISE EXCEPTION 'component statuses can be repaired in a READ COMMITTED transaction only'
                 USING ERRCODE = 'invalid_transaction_state',
-                      HINT = 'Use READ COMMITTED (the default) or SERIALIZABLE.';
+                      HINT = 'Run the repair in a READ COMMITTED transaction (the default): it reads '
+                             'every input after taking the lock that keeps derivations out.';
         END IF;
         PERFORM 1 FROM status_lock l WHERE l.slot = 0 FOR UPDATE;
         IF NOT FOUND THEN  -- first use
@@ -2318,6 +2566,7 @@ CREATE FUNCTION public.statusdb_refresh_groups(group_ids text[]) RETURNS void
 DECLARE
     locked text[] := '{}';
     wanted text[];
+    busy text[];
     notified bigint;
 BEGIN
     IF cardinality(group_ids) = 0 THEN
@@ -2327,6 +2576,20 @@ BEGIN
     LOOP
         wanted := statusdb_group_closure(group_ids);
         EXIT WHEN wanted <@ locked;
+        -- A group being deleted by another transaction (locked FOR UPDATE, which KEY SHARE
+        -- waits for) will wait for the rows of its components this transaction may hold (ON
+        -- DELETE SET NULL): waiting for it is a deadlock, so refuse at once, retryably.
+        busy := ARRAY(
+            SELECT u.id FROM unnest(wanted) AS u (id)
+            EXCEPT
+            SELECT f.id FROM (SELECT g.id FROM component_group g
+                              WHERE g.id = ANY (wanted)
+                              FOR KEY SHARE SKIP LOCKED) AS f);
+        IF cardinality(busy) > 0 THEN
+            RAISE EXCEPTION 'component group % is being deleted by another transaction', busy[1]
+                USING ERRCODE = 'serialization_failure',
+                      HINT = 'Retry the transaction.';
+        END IF;
         PERFORM 1 FROM component_group g WHERE g.id = ANY (wanted) ORDER BY g.id
         FOR NO KEY UPDATE;
         locked := locked || wanted;
@@ -3070,6 +3333,48 @@ $$;
 COMMENT ON FUNCTION public.statusdb_status_subscriber_destination_guard() IS 'Trigger: refuses SLACK/WEBHOOK destinations naming internal hosts (not allow-listed).';
 
 --
+-- Name: statusdb_take_slots(bigint[]); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_take_slots(slots bigint[]) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+DECLARE
+    wanted bigint[] := ARRAY(SELECT DISTINCT u.s FROM unnest(slots) AS u (s)
+                             WHERE u.s IS NOT NULL ORDER BY u.s);
+    locked bigint;
+BEGIN
+    -- Shared with every other derivation; the repair takes it FOR UPDATE.
+    PERFORM 1 FROM status_lock l WHERE l.slot = 0 FOR KEY SHARE;
+    IF NOT FOUND THEN  -- first use
+        INSERT INTO status_lock (slot) VALUES (0) ON CONFLICT DO NOTHING;
+        PERFORM 1 FROM status_lock l WHERE l.slot = 0 FOR KEY SHARE;
+    END IF;
+    IF cardinality(wanted) = 0 THEN
+        RETURN;
+    END IF;
+    PERFORM 1 FROM status_lock l WHERE l.slot = ANY (wanted) ORDER BY l.slot FOR UPDATE;
+    GET DIAGNOSTICS locked = ROW_COUNT;
+    IF locked < cardinality(wanted) THEN  -- first use of some slot
+        INSERT INTO status_lock (slot) SELECT u.s FROM unnest(wanted) AS u (s) ORDER BY u.s
+        ON CONFLICT DO NOTHING;
+        PERFORM 1 FROM status_lock l WHERE l.slot = ANY (wanted) ORDER BY l.slot FOR UPDATE;
+    END IF;
+    -- A new version of each slot, once per transaction (rows this transaction wrote already
+    -- are skipped): what tells an older snapshot that it is behind.
+    UPDATE status_lock l SET slot = l.slot
+    WHERE l.slot = ANY (wanted) AND l.xmin <> pg_current_xact_id()::xid;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_take_slots(slots bigint[]); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_take_slots(slots bigint[]) IS 'Locks slot 0 shared, then the given status_lock slots in ascending order, and writes each (a new row version once per transaction, 0023). Owner only.';
+
+--
 -- Name: statusdb_touch_updated_at(); Type: FUNCTION; Schema: public
 --
 
@@ -3087,6 +3392,48 @@ $$;
 --
 
 COMMENT ON FUNCTION public.statusdb_touch_updated_at() IS 'Trigger: sets updated_at to now() on every UPDATE, whoever issues it.';
+
+--
+-- Name: statusdb_wait_for_components(text[]); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_wait_for_components(component_ids text[]) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+DECLARE
+    taken text[];
+    cid text;
+BEGIN
+    -- The rows another transaction holds now (a look that waits for nothing and keeps nothing).
+    BEGIN
+        taken := ARRAY(
+            SELECT u.id FROM unnest(component_ids) AS u (id)
+            EXCEPT
+            SELECT f.id FROM (SELECT c.id FROM status_page_component c
+                              WHERE c.id = ANY (component_ids)
+                              FOR NO KEY UPDATE SKIP LOCKED) AS f);
+        RAISE EXCEPTION 'released' USING ERRCODE = 'SDB01';
+    EXCEPTION WHEN SQLSTATE 'SDB01' THEN
+        NULL;
+    END;
+    -- Wait for each holder in turn, holding nothing meanwhile (each wait's lock is released).
+    FOREACH cid IN ARRAY coalesce(taken, '{}') LOOP
+        BEGIN
+            PERFORM 1 FROM status_page_component c WHERE c.id = cid FOR SHARE;
+            RAISE EXCEPTION 'released' USING ERRCODE = 'SDB01';
+        EXCEPTION WHEN SQLSTATE 'SDB01' THEN
+            NULL;
+        END;
+    END LOOP;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_wait_for_components(component_ids text[]); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_wait_for_components(component_ids text[]) IS 'Waits until no other transaction holds the given component rows, keeping no lock: the back-off of a derivation that found a row taken (0023). Owner only.';
 
 --
 -- Name: component_group; Type: TABLE; Schema: public
@@ -4563,13 +4910,13 @@ CREATE TABLE public.status_lock (
 -- Name: TABLE status_lock; Type: COMMENT; Schema: public
 --
 
-COMMENT ON TABLE public.status_lock IS 'Owner-only rows the status derivation locks (0 = all statuses, 1..4096 = status keys).';
+COMMENT ON TABLE public.status_lock IS 'Owner-only rows the status derivation locks (0 = all statuses, 1..4096 = status keys, 4097..8192 = maintenance windows); derivations update the rows they lock (0023).';
 
 --
 -- Name: COLUMN status_lock.slot; Type: COMMENT; Schema: public
 --
 
-COMMENT ON COLUMN public.status_lock.slot IS '0: every status (shared by derivations, exclusive for the repair); 1..4096: hashed status keys.';
+COMMENT ON COLUMN public.status_lock.slot IS '0: every status (shared by derivations, exclusive for the repair); 1..4096: hashed status keys; 4097..8192: hashed maintenance window ids (0023).';
 
 --
 -- Name: status_page; Type: TABLE; Schema: public
@@ -5604,10 +5951,40 @@ CREATE TRIGGER component_group_tree_check BEFORE INSERT OR UPDATE OF parent_id O
 CREATE TRIGGER delivery_attempt_record BEFORE INSERT ON public.delivery_attempt FOR EACH ROW EXECUTE FUNCTION public.statusdb_delivery_attempt_record();
 
 --
--- Name: incident incident_refresh_status; Type: TRIGGER; Schema: public
+-- Name: incident incident_refresh_status_delete; Type: TRIGGER; Schema: public
 --
 
-CREATE TRIGGER incident_refresh_status AFTER INSERT OR DELETE OR UPDATE OF team_id, priority, status, service_identifier ON public.incident FOR EACH ROW EXECUTE FUNCTION public.statusdb_incident_refresh_status();
+CREATE TRIGGER incident_refresh_status_delete AFTER DELETE ON public.incident REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_incident_refresh_status();
+
+--
+-- Name: TRIGGER incident_refresh_status_delete ON incident; Type: COMMENT; Schema: public
+--
+
+COMMENT ON TRIGGER incident_refresh_status_delete ON public.incident IS 'Re-derives the components of the teams of deleted active incidents (0023: per statement).';
+
+--
+-- Name: incident incident_refresh_status_insert; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER incident_refresh_status_insert AFTER INSERT ON public.incident REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_incident_refresh_status();
+
+--
+-- Name: TRIGGER incident_refresh_status_insert ON incident; Type: COMMENT; Schema: public
+--
+
+COMMENT ON TRIGGER incident_refresh_status_insert ON public.incident IS 'Re-derives the components of the teams of new active incidents (0023: per statement).';
+
+--
+-- Name: incident incident_refresh_status_update; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER incident_refresh_status_update AFTER UPDATE ON public.incident REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_incident_refresh_status();
+
+--
+-- Name: TRIGGER incident_refresh_status_update ON incident; Type: COMMENT; Schema: public
+--
+
+COMMENT ON TRIGGER incident_refresh_status_update ON public.incident IS 'Re-derives the components of the teams whose incidents changed (0023: per statement).';
 
 --
 -- Name: incident incident_set_resolved_at; Type: TRIGGER; Schema: public
@@ -5646,10 +6023,40 @@ CREATE TRIGGER maintenance_window_component_keep_history_insert AFTER INSERT ON 
 CREATE TRIGGER maintenance_window_component_keep_history_update AFTER UPDATE ON public.maintenance_window_component REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_row_history('maintenance_window_id,component_id', 'maintenance_window_id', 'maintenance_window');
 
 --
--- Name: maintenance_window_component maintenance_window_component_refresh_status; Type: TRIGGER; Schema: public
+-- Name: maintenance_window_component maintenance_window_component_refresh_status_delete; Type: TRIGGER; Schema: public
 --
 
-CREATE TRIGGER maintenance_window_component_refresh_status AFTER INSERT OR DELETE OR UPDATE ON public.maintenance_window_component FOR EACH ROW EXECUTE FUNCTION public.statusdb_maintenance_window_component_refresh_status();
+CREATE TRIGGER maintenance_window_component_refresh_status_delete AFTER DELETE ON public.maintenance_window_component REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_maintenance_window_component_refresh_status();
+
+--
+-- Name: TRIGGER maintenance_window_component_refresh_status_delete ON maintenance_window_component; Type: COMMENT; Schema: public
+--
+
+COMMENT ON TRIGGER maintenance_window_component_refresh_status_delete ON public.maintenance_window_component IS 'Re-derives the components uncovered by removed links (0023: per statement).';
+
+--
+-- Name: maintenance_window_component maintenance_window_component_refresh_status_insert; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER maintenance_window_component_refresh_status_insert AFTER INSERT ON public.maintenance_window_component REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_maintenance_window_component_refresh_status();
+
+--
+-- Name: TRIGGER maintenance_window_component_refresh_status_insert ON maintenance_window_component; Type: COMMENT; Schema: public
+--
+
+COMMENT ON TRIGGER maintenance_window_component_refresh_status_insert ON public.maintenance_window_component IS 'Re-derives the components covered by new links of running windows (0023: per statement).';
+
+--
+-- Name: maintenance_window_component maintenance_window_component_refresh_status_update; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER maintenance_window_component_refresh_status_update AFTER UPDATE ON public.maintenance_window_component REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_maintenance_window_component_refresh_status();
+
+--
+-- Name: TRIGGER maintenance_window_component_refresh_status_update ON maintenance_window_component; Type: COMMENT; Schema: public
+--
+
+COMMENT ON TRIGGER maintenance_window_component_refresh_status_update ON public.maintenance_window_component IS 'Re-derives the components of changed links (0023: per statement).';
 
 --
 -- Name: maintenance_window_component maintenance_window_component_same_page; Type: TRIGGER; Schema: public
@@ -5709,7 +6116,13 @@ CREATE CONSTRAINT TRIGGER maintenance_window_notify_scheduled AFTER INSERT ON pu
 -- Name: maintenance_window maintenance_window_refresh_status; Type: TRIGGER; Schema: public
 --
 
-CREATE TRIGGER maintenance_window_refresh_status AFTER UPDATE OF status, auto_update_status ON public.maintenance_window FOR EACH ROW EXECUTE FUNCTION public.statusdb_maintenance_window_refresh_status();
+CREATE TRIGGER maintenance_window_refresh_status AFTER UPDATE ON public.maintenance_window REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_maintenance_window_refresh_status();
+
+--
+-- Name: TRIGGER maintenance_window_refresh_status ON maintenance_window; Type: COMMENT; Schema: public
+--
+
+COMMENT ON TRIGGER maintenance_window_refresh_status ON public.maintenance_window IS 'Re-derives the components of windows whose effect changed (0023: per statement).';
 
 --
 -- Name: maintenance_window maintenance_window_snapshot_delete; Type: TRIGGER; Schema: public
@@ -6611,11 +7024,36 @@ REVOKE ALL ON FUNCTION public.statusdb_keep_history_of(audited regclass, key_col
 REVOKE ALL ON FUNCTION public.statusdb_keep_row_history() FROM PUBLIC;
 
 --
+-- Name: FUNCTION statusdb_lock_components(component_ids text[]); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_lock_components(component_ids text[]) FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_lock_maintenance_windows(window_ids text[]); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_lock_maintenance_windows(window_ids text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.statusdb_lock_maintenance_windows(window_ids text[]) TO statusdb_app;
+
+--
+-- Name: FUNCTION statusdb_lock_slots(slots bigint[]); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_lock_slots(slots bigint[]) FROM PUBLIC;
+
+--
 -- Name: FUNCTION statusdb_lock_status_keys(keys bigint[]); Type: ACL; Schema: public
 --
 
 REVOKE ALL ON FUNCTION public.statusdb_lock_status_keys(keys bigint[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.statusdb_lock_status_keys(keys bigint[]) TO statusdb_app;
+
+--
+-- Name: FUNCTION statusdb_lock_windows(window_ids text[]); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_lock_windows(window_ids text[]) FROM PUBLIC;
 
 --
 -- Name: FUNCTION statusdb_log_status_change(status_page_id text, component_id text, previous_status text, new_status text, cause text, incident_id text, maintenance_window_id text, changed_at timestamp with time zone); Type: ACL; Schema: public
@@ -6922,10 +7360,22 @@ REVOKE ALL ON FUNCTION public.statusdb_status_subscriber_check_group_ids() FROM 
 REVOKE ALL ON FUNCTION public.statusdb_status_subscriber_destination_guard() FROM PUBLIC;
 
 --
+-- Name: FUNCTION statusdb_take_slots(slots bigint[]); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_take_slots(slots bigint[]) FROM PUBLIC;
+
+--
 -- Name: FUNCTION statusdb_touch_updated_at(); Type: ACL; Schema: public
 --
 
 REVOKE ALL ON FUNCTION public.statusdb_touch_updated_at() FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_wait_for_components(component_ids text[]); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_wait_for_components(component_ids text[]) FROM PUBLIC;
 
 --
 -- Name: TABLE component_group; Type: ACL; Schema: public

@@ -239,13 +239,10 @@ WITH due AS (
     FOR NO KEY UPDATE SKIP LOCKED
 ),
 status_locks AS (
-    -- Take the status locks of every covered component at once, in key order, before any
-    -- row's trigger does: two schedulers whose windows share components cannot then deadlock.
-    SELECT statusdb_lock_status_keys(
-               coalesce(array_agg(statusdb_status_lock_key(c.team_id, c.id)), '{}')) AS done
-    FROM maintenance_window_component mc
-    JOIN status_page_component c ON c.id = mc.component_id
-    WHERE mc.maintenance_window_id IN (SELECT due.id FROM due)
+    -- Take the windows' locks and the status locks of every covered component at once, in
+    -- the lock order (CONTRIBUTING.md), before any row's trigger does: two schedulers whose
+    -- windows share components, or a scheduler and a link writer, cannot then deadlock.
+    SELECT statusdb_lock_maintenance_windows(ARRAY(SELECT due.id FROM due)) AS done
 )
 UPDATE maintenance_window w
 SET status = CASE WHEN w.end_time <= %(now)s THEN 'COMPLETED' ELSE 'IN_PROGRESS' END
@@ -267,13 +264,10 @@ WITH due AS (
     FOR NO KEY UPDATE SKIP LOCKED
 ),
 status_locks AS (
-    -- Take the status locks of every covered component at once, in key order, before any
-    -- row's trigger does: two schedulers whose windows share components cannot then deadlock.
-    SELECT statusdb_lock_status_keys(
-               coalesce(array_agg(statusdb_status_lock_key(c.team_id, c.id)), '{}')) AS done
-    FROM maintenance_window_component mc
-    JOIN status_page_component c ON c.id = mc.component_id
-    WHERE mc.maintenance_window_id IN (SELECT due.id FROM due)
+    -- Take the windows' locks and the status locks of every covered component at once, in
+    -- the lock order (CONTRIBUTING.md), before any row's trigger does: two schedulers whose
+    -- windows share components, or a scheduler and a link writer, cannot then deadlock.
+    SELECT statusdb_lock_maintenance_windows(ARRAY(SELECT due.id FROM due)) AS done
 )
 UPDATE maintenance_window w
 SET status = CASE WHEN w.end_time <= %(now)s THEN 'COMPLETED' ELSE 'IN_PROGRESS' END
@@ -298,12 +292,8 @@ FOR NO KEY UPDATE SKIP LOCKED;
 -- name: maintenance_move_series
 -- Give locked recurring windows the status and occurrence the caller computed.
 WITH status_locks AS (
-    -- As in maintenance_advance_by_time: all status locks first, in key order.
-    SELECT statusdb_lock_status_keys(
-               coalesce(array_agg(statusdb_status_lock_key(c.team_id, c.id)), '{}')) AS done
-    FROM maintenance_window_component mc
-    JOIN status_page_component c ON c.id = mc.component_id
-    WHERE mc.maintenance_window_id = ANY (%(ids)s::text[])
+    -- As in maintenance_advance_by_time: all the windows' locks first, in the lock order.
+    SELECT statusdb_lock_maintenance_windows(%(ids)s::text[]) AS done
 )
 UPDATE maintenance_window w
 SET status = m.status,

@@ -66,7 +66,8 @@ def recompute(*, repair: bool = False) -> Op[list[Drift]]:
     lock that keeps every re-derivation out (row 0 of the owner-only `status_lock`, exclusively,
     migration 0012): it waits for the re-derivations in flight and holds up new ones until the
     transaction ends, so run it at a quiet moment (under a continuous stream of incident changes
-    it waits for a gap). REPEATABLE READ is refused.
+    it waits for a gap). It needs READ COMMITTED (REPEATABLE READ and SERIALIZABLE are refused:
+    it reads every input after taking that lock).
     """
     params = {"repair": validate.flag("repair", repair)}
     return (yield from many("status_recompute", params, class_row(Drift)))

@@ -238,15 +238,23 @@ def test_recompute_reports_and_repairs_drift(conn: Conn) -> None:
     assert status.chain_breaks(conn) == []
 
 
-def test_repeatable_read_writes_are_refused_with_a_clear_error(conn: Conn) -> None:
+def test_repeatable_read_writes_derive_and_repairs_need_read_committed(conn: Conn) -> None:
+    """0023: a REPEATABLE READ write derives (an older snapshot whose status key was written
+    meanwhile is refused with a serialization failure: tests/test_derivation_lock_order.py);
+    the repair, which reads everything after its lock, is refused outside READ COMMITTED."""
     team = teams.create(conn, name="SRE")
     page = make_page(conn, team.id)
-    components.create(conn, page, name="API", team_id=team.id)
+    api = components.create(conn, page, name="API", team_id=team.id)
     conn.commit()
     conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-    with pytest.raises(StatusdbError, match="READ COMMITTED"):
-        incidents.create(conn, team.id, title="x", priority="HIGH")
-    conn.rollback()
+    incidents.create(conn, team.id, title="x", priority="HIGH")
+    assert current(conn, api.id) == "PARTIAL_OUTAGE"
+    conn.commit()
+    for level in (psycopg.IsolationLevel.REPEATABLE_READ, psycopg.IsolationLevel.SERIALIZABLE):
+        conn.isolation_level = level
+        with pytest.raises(StatusdbError, match="READ COMMITTED"):
+            status.recompute(conn, repair=True)
+        conn.rollback()
 
 
 async def test_derivation_from_async_code(aconn: psycopg.AsyncConnection[Any]) -> None:

@@ -4,38 +4,17 @@
 -- full dump: schema/current.sql). tests/test_schema_current.py fails when this is stale.
 
 -- public.statusdb_lock_status_keys(bigint[]) (plpgsql)
--- Takes the status keys' advisory locks in key order (after the shared cluster-wide key);
--- refuses REPEATABLE READ.
+-- Locks (and writes) the status keys' rows of status_lock in slot order, after slot 0 shared;
+-- an older snapshot whose slot was written since gets a serialization failure (0023).
+-- Calls: statusdb_lock_slots (schema/functions/).
 CREATE OR REPLACE FUNCTION public.statusdb_lock_status_keys(keys bigint[])
  RETURNS void
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'public', 'pg_temp'
 AS $function$
-DECLARE
-    slots bigint[];
-    locked bigint;
 BEGIN
-    IF current_setting('transaction_isolation') = 'repeatable read' THEN
-        RAISE EXCEPTION 'component statuses cannot be re-derived in a REPEATABLE READ transaction'
-            USING ERRCODE = 'invalid_transaction_state',
-                  HINT = 'Use READ COMMITTED (the default) or SERIALIZABLE.';
-    END IF;
-    -- Shared with every other derivation; the repair takes it FOR UPDATE. (Already holding it,
-    -- in any mode, returns at once: that is the repair's own re-derivation.)
-    PERFORM 1 FROM status_lock l WHERE l.slot = 0 FOR KEY SHARE;
-    IF NOT FOUND THEN  -- first use
-        INSERT INTO status_lock (slot) VALUES (0) ON CONFLICT DO NOTHING;
-        PERFORM 1 FROM status_lock l WHERE l.slot = 0 FOR KEY SHARE;
-    END IF;
-    slots := ARRAY(SELECT DISTINCT 1 + (u.k & 4095) FROM unnest(keys) AS u (k)
-                   WHERE u.k IS NOT NULL);
-    PERFORM 1 FROM status_lock l WHERE l.slot = ANY (slots) ORDER BY l.slot FOR UPDATE;
-    GET DIAGNOSTICS locked = ROW_COUNT;
-    IF locked < cardinality(slots) THEN  -- first use of some slot
-        INSERT INTO status_lock (slot) SELECT s FROM unnest(slots) AS u (s) ORDER BY s
-        ON CONFLICT DO NOTHING;
-        PERFORM 1 FROM status_lock l WHERE l.slot = ANY (slots) ORDER BY l.slot FOR UPDATE;
-    END IF;
+    PERFORM statusdb_lock_slots(ARRAY(SELECT 1 + (u.k & 4095) FROM unnest(keys) AS u (k)
+                                      WHERE u.k IS NOT NULL));
 END;
 $function$;

@@ -17,10 +17,11 @@ DECLARE
     drifted text[];
 BEGIN
     IF repair THEN
-        IF current_setting('transaction_isolation') = 'repeatable read' THEN
-            RAISE EXCEPTION 'group statuses cannot be re-derived in a REPEATABLE READ transaction'
+        IF current_setting('transaction_isolation') <> 'read committed' THEN
+            RAISE EXCEPTION 'group statuses can be repaired in a READ COMMITTED transaction only'
                 USING ERRCODE = 'invalid_transaction_state',
-                      HINT = 'Use READ COMMITTED (the default) or SERIALIZABLE.';
+                      HINT = 'Run the repair in a READ COMMITTED transaction (the default): it reads '
+                             'every input after taking the lock that keeps derivations out.';
         END IF;
         PERFORM 1 FROM status_lock l WHERE l.slot = 0 FOR UPDATE;
         IF NOT FOUND THEN  -- first use

@@ -16,6 +16,7 @@ AS $function$
 DECLARE
     locked text[] := '{}';
     wanted text[];
+    busy text[];
     notified bigint;
 BEGIN
     IF cardinality(group_ids) = 0 THEN
@@ -25,6 +26,20 @@ BEGIN
     LOOP
         wanted := statusdb_group_closure(group_ids);
         EXIT WHEN wanted <@ locked;
+        -- A group being deleted by another transaction (locked FOR UPDATE, which KEY SHARE
+        -- waits for) will wait for the rows of its components this transaction may hold (ON
+        -- DELETE SET NULL): waiting for it is a deadlock, so refuse at once, retryably.
+        busy := ARRAY(
+            SELECT u.id FROM unnest(wanted) AS u (id)
+            EXCEPT
+            SELECT f.id FROM (SELECT g.id FROM component_group g
+                              WHERE g.id = ANY (wanted)
+                              FOR KEY SHARE SKIP LOCKED) AS f);
+        IF cardinality(busy) > 0 THEN
+            RAISE EXCEPTION 'component group % is being deleted by another transaction', busy[1]
+                USING ERRCODE = 'serialization_failure',
+                      HINT = 'Retry the transaction.';
+        END IF;
         PERFORM 1 FROM component_group g WHERE g.id = ANY (wanted) ORDER BY g.id
         FOR NO KEY UPDATE;
         locked := locked || wanted;

@@ -37,15 +37,18 @@ CREATE POLICY incident_team_isolation ON public.incident FOR ALL TO PUBLIC
 -- each row the BEFORE ROW ones, then (at the end of the statement) the AFTER ROW ones, then the
 -- AFTER STATEMENT ones; deferred constraint triggers at commit. Triggers of the same timing and
 -- level fire in the byte order of their names. Below, per event, in that order:
--- INSERT: incident_set_resolved_at (BEFORE ROW), incident_refresh_status (AFTER ROW).
+-- INSERT: incident_set_resolved_at (BEFORE ROW), incident_refresh_status_insert (AFTER
+-- STATEMENT).
 -- UPDATE: incident_set_resolved_at (BEFORE ROW), incident_touch_updated_at (BEFORE ROW),
--- incident_refresh_status (AFTER ROW).
--- DELETE: incident_refresh_status (AFTER ROW).
+-- incident_refresh_status_update (AFTER STATEMENT).
+-- DELETE: incident_refresh_status_delete (AFTER STATEMENT).
 
 -- Triggers, in firing order.
 CREATE TRIGGER incident_set_resolved_at BEFORE INSERT OR UPDATE OF status, resolved_at ON public.incident FOR EACH ROW EXECUTE FUNCTION public.statusdb_incident_set_resolved_at();
 CREATE TRIGGER incident_touch_updated_at BEFORE UPDATE ON public.incident FOR EACH ROW EXECUTE FUNCTION public.statusdb_touch_updated_at();
-CREATE TRIGGER incident_refresh_status AFTER INSERT OR DELETE OR UPDATE OF team_id, priority, status, service_identifier ON public.incident FOR EACH ROW EXECUTE FUNCTION public.statusdb_incident_refresh_status();
+CREATE TRIGGER incident_refresh_status_delete AFTER DELETE ON public.incident REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_incident_refresh_status();
+CREATE TRIGGER incident_refresh_status_insert AFTER INSERT ON public.incident REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_incident_refresh_status();
+CREATE TRIGGER incident_refresh_status_update AFTER UPDATE ON public.incident REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_incident_refresh_status();
 
 -- Their functions, as they are now (in the order of first firing).
 
@@ -80,28 +83,90 @@ END;
 $function$;
 
 -- public.statusdb_incident_refresh_status() (plpgsql)
--- Trigger: an incident change that can move a status re-derives its team's components.
--- Calls: statusdb_lock_status_keys, statusdb_refresh_team, statusdb_status_lock_key
--- (schema/functions/).
+-- Statement trigger (0023): incident changes that can move a status lock their teams' keys at
+-- once, then re-derive each team's components.
+-- Calls: statusdb_lock_status_keys, statusdb_rederive_components, statusdb_status_lock_key,
+-- statusdb_wait_for_components (schema/functions/).
 CREATE OR REPLACE FUNCTION public.statusdb_incident_refresh_status()
  RETURNS trigger
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'public', 'pg_temp'
 AS $function$
+DECLARE
+    moved_t text[];
+    moved_i text[];
+    team text;
+    first_incident text;
+    ids text[];
+    stage text;
+    attempts integer := 0;
 BEGIN
-    IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.status IN ('OPEN', 'ACKNOWLEDGED') THEN
-        IF TG_OP = 'UPDATE' AND OLD.team_id IS DISTINCT FROM NEW.team_id THEN
-            PERFORM statusdb_lock_status_keys(ARRAY[statusdb_status_lock_key(OLD.team_id, NULL),
-                                                    statusdb_status_lock_key(NEW.team_id, NULL)]);
-        END IF;
-        PERFORM statusdb_refresh_team(OLD.team_id, 'INCIDENT', OLD.id);
+    -- (team, incident) of each change that can move a status: an active incident changed or
+    -- gone (its old team), an incident becoming active or moving to another team (its new one).
+    IF TG_OP = 'INSERT' THEN
+        SELECT array_agg(n.team_id), array_agg(n.id)
+        INTO moved_t, moved_i
+        FROM new_rows n
+        WHERE n.status IN ('OPEN', 'ACKNOWLEDGED') AND n.team_id IS NOT NULL;
+    ELSIF TG_OP = 'DELETE' THEN
+        SELECT array_agg(o.team_id), array_agg(o.id)
+        INTO moved_t, moved_i
+        FROM old_rows o
+        WHERE o.status IN ('OPEN', 'ACKNOWLEDGED') AND o.team_id IS NOT NULL;
+    ELSE
+        SELECT array_agg(m.team_id), array_agg(m.id)
+        INTO moved_t, moved_i
+        FROM old_rows o
+        JOIN new_rows n ON n.id = o.id
+        CROSS JOIN LATERAL (
+            SELECT o.team_id, o.id
+            WHERE o.status IN ('OPEN', 'ACKNOWLEDGED')
+              AND (o.team_id, o.priority, o.status, o.service_identifier)
+                  IS DISTINCT FROM (n.team_id, n.priority, n.status, n.service_identifier)
+            UNION ALL
+            SELECT n.team_id, n.id
+            WHERE n.status IN ('OPEN', 'ACKNOWLEDGED')
+              AND (o.team_id IS DISTINCT FROM n.team_id
+                   OR o.status NOT IN ('OPEN', 'ACKNOWLEDGED'))
+        ) AS m (team_id, id)
+        WHERE m.team_id IS NOT NULL;
     END IF;
-    IF TG_OP IN ('INSERT', 'UPDATE') AND NEW.status IN ('OPEN', 'ACKNOWLEDGED')
-       AND (TG_OP = 'INSERT' OR OLD.team_id IS DISTINCT FROM NEW.team_id
-            OR OLD.status NOT IN ('OPEN', 'ACKNOWLEDGED')) THEN
-        PERFORM statusdb_refresh_team(NEW.team_id, 'INCIDENT', NEW.id);
+    IF moved_t IS NULL THEN
+        RETURN NULL;
     END IF;
+    LOOP
+        stage := 'slots';
+        BEGIN
+            -- 4. Every team's key, in slot order, before any team is judged.
+            PERFORM statusdb_lock_status_keys(ARRAY(
+                SELECT DISTINCT statusdb_status_lock_key(u.t, NULL)
+                FROM unnest(moved_t) AS u (t)));
+            -- 5. The teams' components (no component joins or leaves a team while its key is
+            -- held), or back off.
+            ids := ARRAY(SELECT c.id FROM status_page_component c
+                         WHERE c.team_id = ANY (moved_t) ORDER BY c.id);
+            stage := 'rows';
+            PERFORM 1 FROM status_page_component c
+            WHERE c.id = ANY (ids) ORDER BY c.id FOR NO KEY UPDATE NOWAIT;
+            EXIT;
+        EXCEPTION WHEN lock_not_available THEN
+            IF stage <> 'rows' OR attempts >= 50 THEN
+                RAISE;
+            END IF;
+            attempts := attempts + 1;
+            PERFORM statusdb_wait_for_components(ids);
+        END;
+    END LOOP;
+    -- Each team's components, logged with the team's first incident of the statement.
+    FOR team, first_incident IN
+        SELECT u.t, min(u.i) FROM unnest(moved_t, moved_i) AS u (t, i) GROUP BY u.t ORDER BY u.t
+    LOOP
+        PERFORM statusdb_rederive_components(
+            ARRAY(SELECT c.id FROM status_page_component c
+                  WHERE c.team_id = team ORDER BY c.id),
+            'INCIDENT', first_incident, NULL);
+    END LOOP;
     RETURN NULL;
 END;
 $function$;

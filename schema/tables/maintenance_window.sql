@@ -57,8 +57,8 @@ CREATE POLICY maintenance_window_team_isolation ON public.maintenance_window FOR
 -- (AFTER STATEMENT), maintenance_window_notify_scheduled (DEFERRED ROW).
 -- UPDATE: maintenance_window_check_page_fixed (BEFORE ROW), maintenance_window_time_zone_check
 -- (BEFORE ROW), maintenance_window_touch_updated_at (BEFORE ROW), maintenance_window_notify
--- (AFTER ROW), maintenance_window_refresh_status (AFTER ROW),
--- maintenance_window_keep_history_update (AFTER STATEMENT), maintenance_window_snapshot_update
+-- (AFTER ROW), maintenance_window_keep_history_update (AFTER STATEMENT),
+-- maintenance_window_refresh_status (AFTER STATEMENT), maintenance_window_snapshot_update
 -- (AFTER STATEMENT).
 -- DELETE: maintenance_window_keep_history_delete (AFTER STATEMENT),
 -- maintenance_window_snapshot_delete (AFTER STATEMENT).
@@ -68,10 +68,10 @@ CREATE TRIGGER maintenance_window_check_page_fixed BEFORE UPDATE OF status_page_
 CREATE TRIGGER maintenance_window_time_zone_check BEFORE INSERT OR UPDATE OF time_zone ON public.maintenance_window FOR EACH ROW EXECUTE FUNCTION public.statusdb_maintenance_window_check_time_zone();
 CREATE TRIGGER maintenance_window_touch_updated_at BEFORE UPDATE ON public.maintenance_window FOR EACH ROW EXECUTE FUNCTION public.statusdb_touch_updated_at();
 CREATE TRIGGER maintenance_window_notify AFTER UPDATE OF status, start_time, end_time, recurrence_rule, recurrence_start, time_zone ON public.maintenance_window FOR EACH ROW EXECUTE FUNCTION public.statusdb_maintenance_window_notify();
-CREATE TRIGGER maintenance_window_refresh_status AFTER UPDATE OF status, auto_update_status ON public.maintenance_window FOR EACH ROW EXECUTE FUNCTION public.statusdb_maintenance_window_refresh_status();
 CREATE TRIGGER maintenance_window_keep_history_delete AFTER DELETE ON public.maintenance_window REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_row_history('id', 'status_page_id');
 CREATE TRIGGER maintenance_window_keep_history_insert AFTER INSERT ON public.maintenance_window REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_row_history('id', 'status_page_id');
 CREATE TRIGGER maintenance_window_keep_history_update AFTER UPDATE ON public.maintenance_window REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_row_history('id', 'status_page_id');
+CREATE TRIGGER maintenance_window_refresh_status AFTER UPDATE ON public.maintenance_window REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_maintenance_window_refresh_status();
 CREATE TRIGGER maintenance_window_snapshot_delete AFTER DELETE ON public.maintenance_window REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_maintenance_window_snapshot();
 CREATE TRIGGER maintenance_window_snapshot_insert AFTER INSERT ON public.maintenance_window REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_maintenance_window_snapshot();
 CREATE TRIGGER maintenance_window_snapshot_update AFTER UPDATE ON public.maintenance_window REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_maintenance_window_snapshot();
@@ -171,31 +171,6 @@ BEGIN
                                                       'YYYY-MM-DD HH24:MI'),
                                'end_local', to_char(OLD.end_time AT TIME ZONE OLD.time_zone,
                                                     'YYYY-MM-DD HH24:MI')));
-    END IF;
-    RETURN NULL;
-END;
-$function$;
-
--- public.statusdb_maintenance_window_refresh_status() (plpgsql)
--- Trigger: a window entering or leaving IN_PROGRESS (with auto_update_status) re-derives its
--- components.
--- Calls: statusdb_refresh_components (schema/functions/).
-CREATE OR REPLACE FUNCTION public.statusdb_maintenance_window_refresh_status()
- RETURNS trigger
- LANGUAGE plpgsql
- SECURITY DEFINER
- SET search_path TO 'public', 'pg_temp'
-AS $function$
-DECLARE
-    ids text[];
-BEGIN
-    IF (OLD.status = 'IN_PROGRESS' AND OLD.auto_update_status)
-       IS DISTINCT FROM (NEW.status = 'IN_PROGRESS' AND NEW.auto_update_status) THEN
-        SELECT coalesce(array_agg(mc.component_id ORDER BY mc.component_id), '{}')
-        INTO ids
-        FROM maintenance_window_component mc
-        WHERE mc.maintenance_window_id = NEW.id;
-        PERFORM statusdb_refresh_components(ids, 'MAINTENANCE', NULL, NEW.id);
     END IF;
     RETURN NULL;
 END;
@@ -328,6 +303,71 @@ BEGIN
         '                   WHERE o.table_name = $1 AND o.row_id = k.key AND o.valid_to IS NULL)',
         page_of, written)
         USING TG_TABLE_NAME::text, key_columns, me, stamp;
+    RETURN NULL;
+END;
+$function$;
+
+-- public.statusdb_maintenance_window_refresh_status() (plpgsql)
+-- Statement trigger (0023): windows entering or leaving effect (IN_PROGRESS with
+-- auto_update_status) lock their slots, then re-derive their components.
+-- Calls: statusdb_lock_components, statusdb_lock_windows, statusdb_rederive_components,
+-- statusdb_wait_for_components (schema/functions/).
+CREATE OR REPLACE FUNCTION public.statusdb_maintenance_window_refresh_status()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+DECLARE
+    windows text[];
+    ids text[];
+    win text;
+    stage text;
+    attempts integer := 0;
+BEGIN
+    SELECT array_agg(n.id ORDER BY n.id)
+    INTO windows
+    FROM new_rows n
+    JOIN old_rows o ON o.id = n.id
+    WHERE (o.status = 'IN_PROGRESS' AND o.auto_update_status)
+          IS DISTINCT FROM (n.status = 'IN_PROGRESS' AND n.auto_update_status);
+    IF windows IS NULL THEN
+        RETURN NULL;
+    END IF;
+    LOOP
+        stage := 'slots';
+        BEGIN
+            PERFORM statusdb_lock_windows(windows);
+            -- The links as they are once the windows' slots are held (a link writer in flight
+            -- has committed, or waits for this transaction).
+            SELECT array_agg(DISTINCT mc.component_id)
+            INTO ids
+            FROM maintenance_window_component mc
+            WHERE mc.maintenance_window_id = ANY (windows);
+            IF ids IS NULL THEN
+                RETURN NULL;
+            END IF;
+            PERFORM statusdb_lock_components(ids);
+            stage := 'rows';
+            PERFORM 1 FROM status_page_component c
+            WHERE c.id = ANY (ids) ORDER BY c.id FOR NO KEY UPDATE NOWAIT;
+            EXIT;
+        EXCEPTION WHEN lock_not_available THEN
+            IF stage <> 'rows' OR attempts >= 50 THEN
+                RAISE;
+            END IF;
+            attempts := attempts + 1;
+            PERFORM statusdb_wait_for_components(ids);
+        END;
+    END LOOP;
+    FOREACH win IN ARRAY windows LOOP
+        PERFORM statusdb_rederive_components(
+            ARRAY(SELECT mc.component_id
+                  FROM maintenance_window_component mc
+                  WHERE mc.maintenance_window_id = win
+                  ORDER BY mc.component_id),
+            'MAINTENANCE', NULL, win);
+    END LOOP;
     RETURN NULL;
 END;
 $function$;

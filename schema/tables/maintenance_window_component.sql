@@ -30,23 +30,25 @@ CREATE POLICY maintenance_window_component_team_isolation ON public.maintenance_
 -- AFTER STATEMENT ones; deferred constraint triggers at commit. Triggers of the same timing and
 -- level fire in the byte order of their names. Below, per event, in that order:
 -- INSERT: maintenance_window_component_same_page (BEFORE ROW),
--- maintenance_window_component_refresh_status (AFTER ROW),
 -- maintenance_window_component_keep_history_insert (AFTER STATEMENT),
+-- maintenance_window_component_refresh_status_insert (AFTER STATEMENT),
 -- maintenance_window_component_snapshot_insert (AFTER STATEMENT).
 -- UPDATE: maintenance_window_component_same_page (BEFORE ROW),
--- maintenance_window_component_refresh_status (AFTER ROW),
 -- maintenance_window_component_keep_history_update (AFTER STATEMENT),
+-- maintenance_window_component_refresh_status_update (AFTER STATEMENT),
 -- maintenance_window_component_snapshot_update (AFTER STATEMENT).
--- DELETE: maintenance_window_component_refresh_status (AFTER ROW),
--- maintenance_window_component_keep_history_delete (AFTER STATEMENT),
+-- DELETE: maintenance_window_component_keep_history_delete (AFTER STATEMENT),
+-- maintenance_window_component_refresh_status_delete (AFTER STATEMENT),
 -- maintenance_window_component_snapshot_delete (AFTER STATEMENT).
 
 -- Triggers, in firing order.
 CREATE TRIGGER maintenance_window_component_same_page BEFORE INSERT OR UPDATE ON public.maintenance_window_component FOR EACH ROW EXECUTE FUNCTION public.statusdb_maintenance_window_component_same_page();
-CREATE TRIGGER maintenance_window_component_refresh_status AFTER INSERT OR DELETE OR UPDATE ON public.maintenance_window_component FOR EACH ROW EXECUTE FUNCTION public.statusdb_maintenance_window_component_refresh_status();
 CREATE TRIGGER maintenance_window_component_keep_history_delete AFTER DELETE ON public.maintenance_window_component REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_row_history('maintenance_window_id,component_id', 'maintenance_window_id', 'maintenance_window');
 CREATE TRIGGER maintenance_window_component_keep_history_insert AFTER INSERT ON public.maintenance_window_component REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_row_history('maintenance_window_id,component_id', 'maintenance_window_id', 'maintenance_window');
 CREATE TRIGGER maintenance_window_component_keep_history_update AFTER UPDATE ON public.maintenance_window_component REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_row_history('maintenance_window_id,component_id', 'maintenance_window_id', 'maintenance_window');
+CREATE TRIGGER maintenance_window_component_refresh_status_delete AFTER DELETE ON public.maintenance_window_component REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_maintenance_window_component_refresh_status();
+CREATE TRIGGER maintenance_window_component_refresh_status_insert AFTER INSERT ON public.maintenance_window_component REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_maintenance_window_component_refresh_status();
+CREATE TRIGGER maintenance_window_component_refresh_status_update AFTER UPDATE ON public.maintenance_window_component REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_maintenance_window_component_refresh_status();
 CREATE TRIGGER maintenance_window_component_snapshot_delete AFTER DELETE ON public.maintenance_window_component REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_maintenance_window_component_snapshot();
 CREATE TRIGGER maintenance_window_component_snapshot_insert AFTER INSERT ON public.maintenance_window_component REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_maintenance_window_component_snapshot();
 CREATE TRIGGER maintenance_window_component_snapshot_update AFTER UPDATE ON public.maintenance_window_component REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_maintenance_window_component_snapshot();
@@ -72,36 +74,6 @@ BEGIN
                   CONSTRAINT = 'maintenance_window_component_same_page';
     END IF;
     RETURN NEW;
-END;
-$function$;
-
--- public.statusdb_maintenance_window_component_refresh_status() (plpgsql)
--- Trigger: covering or uncovering a component of a running window re-derives it.
--- Calls: statusdb_refresh_components (schema/functions/).
-CREATE OR REPLACE FUNCTION public.statusdb_maintenance_window_component_refresh_status()
- RETURNS trigger
- LANGUAGE plpgsql
- SECURITY DEFINER
- SET search_path TO 'public', 'pg_temp'
-AS $function$
-BEGIN
-    -- Re-derive the uncovered component unless its window is there and not in effect (a
-    -- window being deleted is already gone here).
-    IF TG_OP IN ('UPDATE', 'DELETE') AND NOT EXISTS (
-        SELECT 1 FROM maintenance_window w
-        WHERE w.id = OLD.maintenance_window_id
-          AND NOT (w.status = 'IN_PROGRESS' AND w.auto_update_status)
-    ) THEN
-        PERFORM statusdb_refresh_components(ARRAY[OLD.component_id], 'MAINTENANCE', NULL,
-                                            OLD.maintenance_window_id);
-    END IF;
-    IF TG_OP IN ('INSERT', 'UPDATE') THEN
-        PERFORM statusdb_refresh_components(ARRAY[NEW.component_id], 'MAINTENANCE', NULL,
-                                            NEW.maintenance_window_id)
-        FROM maintenance_window w
-        WHERE w.id = NEW.maintenance_window_id AND w.status = 'IN_PROGRESS' AND w.auto_update_status;
-    END IF;
-    RETURN NULL;
 END;
 $function$;
 
@@ -236,6 +208,89 @@ BEGIN
 END;
 $function$;
 
+-- public.statusdb_maintenance_window_component_refresh_status() (plpgsql)
+-- Statement trigger (0023): locks the changed links' windows, then judges and re-derives the
+-- components covered or uncovered under their status keys.
+-- Calls: statusdb_lock_components, statusdb_lock_windows, statusdb_rederive_components,
+-- statusdb_wait_for_components (schema/functions/).
+CREATE OR REPLACE FUNCTION public.statusdb_maintenance_window_component_refresh_status()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+DECLARE
+    old_w text[];
+    old_c text[];
+    new_w text[];
+    new_c text[];
+    due_w text[];
+    due_c text[];
+    win text;
+    stage text;
+    attempts integer := 0;
+BEGIN
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        SELECT array_agg(o.maintenance_window_id), array_agg(o.component_id)
+        INTO old_w, old_c
+        FROM old_rows o;
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        SELECT array_agg(n.maintenance_window_id), array_agg(n.component_id)
+        INTO new_w, new_c
+        FROM new_rows n;
+    END IF;
+    IF old_w IS NULL AND new_w IS NULL THEN
+        RETURN NULL;
+    END IF;
+    LOOP
+        stage := 'slots';
+        BEGIN
+            -- 3. The windows' slots, before judging.
+            PERFORM statusdb_lock_windows(coalesce(old_w, '{}') || coalesce(new_w, '{}'));
+            -- Judged now (a fresh snapshot under READ COMMITTED): a removed link uncovers its
+            -- component unless its window is there and not in effect (a window being deleted
+            -- is gone already); an added link covers it if its window is in effect.
+            SELECT array_agg(d.w ORDER BY d.w, d.c), array_agg(d.c ORDER BY d.w, d.c)
+            INTO due_w, due_c
+            FROM (
+                SELECT o.w, o.c
+                FROM unnest(old_w, old_c) AS o (w, c)
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM maintenance_window mw
+                    WHERE mw.id = o.w AND NOT (mw.status = 'IN_PROGRESS' AND mw.auto_update_status))
+                UNION
+                SELECT n.w, n.c
+                FROM unnest(new_w, new_c) AS n (w, c)
+                JOIN maintenance_window mw ON mw.id = n.w
+                WHERE mw.status = 'IN_PROGRESS' AND mw.auto_update_status
+            ) AS d;
+            IF due_c IS NULL THEN
+                RETURN NULL;
+            END IF;
+            -- 4. Every status key at once; 5. the rows, or back off.
+            PERFORM statusdb_lock_components(due_c);
+            stage := 'rows';
+            PERFORM 1 FROM status_page_component c
+            WHERE c.id = ANY (due_c) ORDER BY c.id FOR NO KEY UPDATE NOWAIT;
+            EXIT;
+        EXCEPTION WHEN lock_not_available THEN
+            IF stage <> 'rows' OR attempts >= 50 THEN
+                RAISE;
+            END IF;
+            attempts := attempts + 1;
+            PERFORM statusdb_wait_for_components(due_c);
+        END;
+    END LOOP;
+    FOR win IN SELECT DISTINCT u.w FROM unnest(due_w) AS u (w) ORDER BY u.w LOOP
+        PERFORM statusdb_rederive_components(
+            ARRAY(SELECT DISTINCT u.c FROM unnest(due_w, due_c) AS u (w, c) WHERE u.w = win),
+            'MAINTENANCE', NULL, win);
+    END LOOP;
+    RETURN NULL;
+END;
+$function$;
+
 -- public.statusdb_maintenance_window_component_snapshot() (plpgsql)
 -- Statement trigger of maintenance_window_component (0017): re-renders the windows' pages.
 -- Calls: statusdb_page_snapshot_refresh (schema/functions/).
@@ -253,10 +308,14 @@ BEGIN
             FROM maintenance_window w
             WHERE w.id IN (SELECT n.maintenance_window_id FROM new_rows n)));
     ELSIF TG_OP = 'DELETE' THEN
+        -- Nor a component deleted with its links (0023): its own statement trigger refreshes
+        -- the page after its group roll-up, keeping snapshot rows last in the lock order.
         PERFORM statusdb_page_snapshot_refresh(ARRAY(
             SELECT DISTINCT w.status_page_id
             FROM maintenance_window w
-            WHERE w.id IN (SELECT o.maintenance_window_id FROM old_rows o)));
+            WHERE w.id IN (SELECT o.maintenance_window_id FROM old_rows o
+                           WHERE EXISTS (SELECT 1 FROM status_page_component c
+                                         WHERE c.id = o.component_id))));
     ELSE
         PERFORM statusdb_page_snapshot_refresh(ARRAY(
             SELECT DISTINCT w.status_page_id

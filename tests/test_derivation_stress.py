@@ -1,0 +1,254 @@
+"""Issue 28: a randomized plain-SQL stress of every status input, at all three isolation levels.
+
+Several connections of the app login run random transactions of 1-3 statements (window status
+and auto_update_status, link and unlink, a component's team and service, incident insert,
+update and resolve, component and group deletes, with inserts to keep the world populated),
+each at a random isolation level, for STATUSDB_STRESS_SECONDS (default 10) in two halves:
+single-statement transactions, then transactions of 1-3 statements. Afterwards the owner's
+dry-run recomputes must find no drift in components or groups. Deadlocks and serialization
+failures are counted per 1,000 transactions and printed (`pytest -s`). Single statements must
+deadlock in fewer than 1 per 1,000 transactions (issue 28's target; the lock order of
+CONTRIBUTING.md makes them deadlock-free); transactions of several statements take each
+statement's locks in order but not across statements, so they are only bounded loosely
+(STATUSDB_STRESS_MULTI_DEADLOCKS_PER_1000, default 150).
+
+    STATUSDB_STRESS_SECONDS=120 .venv/bin/python -m pytest -n 0 -s tests/test_derivation_stress.py
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import random
+import threading
+import time
+import uuid
+
+import psycopg
+import pytest
+from factories import APP_LOGIN
+from psycopg import errors as pg_errors
+from psycopg.conninfo import make_conninfo
+from psycopg.rows import TupleRow
+
+Conn = psycopg.Connection[TupleRow]
+
+SECONDS = float(os.environ.get("STATUSDB_STRESS_SECONDS", "10"))
+WORKERS = 5
+PRIORITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFO")
+SERVICES = (None, "api", "db")
+LEVELS = (
+    psycopg.IsolationLevel.READ_COMMITTED,
+    psycopg.IsolationLevel.REPEATABLE_READ,
+    psycopg.IsolationLevel.SERIALIZABLE,
+)
+
+
+class World:
+    """Two pages of two teams' components, groups (two levels), windows and incidents."""
+
+    def __init__(self, owner: Conn) -> None:
+        suffix = uuid.uuid4().hex[:8]
+        self.teams = [f"st{n}-{suffix}" for n in range(3)]
+        self.pages = [f"sp{n}-{suffix}" for n in range(2)]
+        for team in self.teams:
+            owner.execute("INSERT INTO team (id, name) VALUES (%s, %s)", (team, team))
+        for page in self.pages:
+            owner.execute(
+                """INSERT INTO status_page (id, name, slug, is_public, team_id, created_by_id)
+                   VALUES (%s, %s, %s, true, %s, 'u')""",
+                (page, page, page, self.teams[0]),
+            )
+            owner.execute(
+                """INSERT INTO maintenance_window (id, status_page_id, title, start_time,
+                                                   end_time, created_by_id)
+                   SELECT %s || '-w' || n, %s, 'w', now() - interval '1 hour',
+                          now() + interval '1 hour', 'u'
+                   FROM generate_series(1, 3) AS n""",
+                (page, page),
+            )
+        owner.execute(
+            "INSERT INTO status_lock (slot) SELECT generate_series(0, 8192) ON CONFLICT DO NOTHING"
+        )
+
+
+def random_statement(rng: random.Random, cur: psycopg.Cursor[TupleRow], world: World) -> None:
+    """One random write, with ids read just before (rows may vanish meanwhile: errors count)."""
+    page = rng.choice(world.pages)
+
+    def pick(sql: str, *args: object) -> str | None:
+        rows = cur.execute(sql, args).fetchall()
+        return str(rng.choice(rows)[0]) if rows else None
+
+    def component() -> str | None:
+        return pick("SELECT id FROM status_page_component WHERE status_page_id = %s", page)
+
+    def window() -> str | None:
+        return pick("SELECT id FROM maintenance_window WHERE status_page_id = %s", page)
+
+    def group() -> str | None:
+        return pick("SELECT id FROM component_group WHERE status_page_id = %s", page)
+
+    kind = rng.randrange(13)
+    if kind == 0:  # window status
+        cur.execute(
+            "UPDATE maintenance_window SET status = %s WHERE id = %s",
+            (rng.choice(("SCHEDULED", "IN_PROGRESS", "IN_PROGRESS", "COMPLETED")), window()),
+        )
+    elif kind == 1:
+        cur.execute(
+            "UPDATE maintenance_window SET auto_update_status = NOT auto_update_status"
+            " WHERE id = %s",
+            (window(),),
+        )
+    elif kind in (2, 3):  # link
+        cur.execute(
+            """INSERT INTO maintenance_window_component (maintenance_window_id, component_id)
+               SELECT %s, %s WHERE %s::text IS NOT NULL ON CONFLICT DO NOTHING""",
+            (window(), c := component(), c),
+        )
+    elif kind == 4:  # unlink
+        cur.execute(
+            "DELETE FROM maintenance_window_component WHERE component_id = %s", (component(),)
+        )
+    elif kind == 5:  # team
+        cur.execute(
+            "UPDATE status_page_component SET team_id = %s WHERE id = %s",
+            (rng.choice([*world.teams, None]), component()),
+        )
+    elif kind == 6:  # service
+        cur.execute(
+            "UPDATE status_page_component SET service_identifier = %s WHERE id = %s",
+            (rng.choice(SERVICES), component()),
+        )
+    elif kind in (7, 8):  # incident opened
+        cur.execute(
+            """INSERT INTO incident (team_id, title, priority, service_identifier)
+               VALUES (%s, 'stress', %s, %s)""",
+            (rng.choice(world.teams), rng.choice(PRIORITIES), rng.choice(SERVICES)),
+        )
+    elif kind == 9:  # incident changed or resolved
+        incident = pick(
+            "SELECT id FROM incident"
+            " WHERE team_id = ANY (%s) AND status IN ('OPEN', 'ACKNOWLEDGED')",
+            world.teams,
+        )
+        if rng.random() < 0.5:
+            cur.execute("UPDATE incident SET status = 'RESOLVED' WHERE id = %s", (incident,))
+        else:
+            cur.execute(
+                "UPDATE incident SET priority = %s, status = 'ACKNOWLEDGED' WHERE id = %s",
+                (rng.choice(PRIORITIES), incident),
+            )
+    elif kind == 10:  # a component deleted, or another added
+        if rng.random() < 0.4:
+            cur.execute("DELETE FROM status_page_component WHERE id = %s", (component(),))
+            return
+        cur.execute(
+            """INSERT INTO status_page_component (status_page_id, name, team_id,
+                                                  service_identifier, group_id)
+               VALUES (%s, 'c', %s, %s, %s)""",
+            (page, rng.choice([*world.teams, None]), rng.choice(SERVICES), group()),
+        )
+    elif kind == 11:  # a group deleted, or another added
+        if rng.random() < 0.4:
+            cur.execute("DELETE FROM component_group WHERE id = %s", (group(),))
+            return
+        cur.execute(
+            "INSERT INTO component_group (status_page_id, name, parent_id) VALUES (%s, 'g', %s)",
+            (page, group() if rng.random() < 0.5 else None),
+        )
+    else:  # a component moved to a group
+        cur.execute(
+            "UPDATE status_page_component SET group_id = %s WHERE id = %s", (group(), component())
+        )
+
+
+def run_phase(
+    app_dsn: str, world: World, seconds: float, max_statements: int
+) -> collections.Counter[str]:
+    """WORKERS connections of random transactions for `seconds`; the outcomes counted."""
+    counts: collections.Counter[str] = collections.Counter()
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+    unexpected: list[BaseException] = []
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        with psycopg.connect(app_dsn) as conn:
+            conn.execute("SET lock_timeout = '20s'")
+            conn.commit()
+            while time.monotonic() < deadline:
+                level = rng.choice(LEVELS)
+                conn.isolation_level = level
+                outcome = "committed"
+                try:
+                    with conn.cursor() as cur:
+                        for _ in range(rng.randint(1, max_statements)):
+                            random_statement(rng, cur, world)
+                    conn.commit()
+                except pg_errors.DeadlockDetected as exc:
+                    outcome = "deadlock"
+                    if os.environ.get("STATUSDB_STRESS_VERBOSE"):
+                        print("DEADLOCK", exc.diag.message_detail, exc.diag.context)
+                except pg_errors.SerializationFailure:
+                    outcome = "serialization"
+                except (pg_errors.IntegrityError, pg_errors.CheckViolation) as exc:
+                    outcome = f"refused {exc.sqlstate}"  # a row gone meanwhile, a same-page rule
+                except BaseException as exc:
+                    unexpected.append(exc)
+                    return
+                finally:
+                    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                        conn.rollback()
+                with lock:
+                    counts[outcome] += 1
+                    counts["total"] += 1
+                    counts[f"total {level.name}"] += 1
+                    if outcome in ("deadlock", "serialization"):
+                        counts[f"{outcome} {level.name}"] += 1
+
+    threads = [
+        threading.Thread(target=worker, args=(max_statements * 100 + seed,))
+        for seed in range(WORKERS)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(seconds + 60)
+    assert unexpected == []
+    total = counts["total"]
+
+    def per_1000(n: int) -> float:
+        return round(1000 * n / max(total, 1), 1)
+
+    print(
+        f"\nstress {seconds:.0f}s, {WORKERS} workers, 1-{max_statements} statements:"
+        f" {total} transactions, {counts['committed']} committed; per 1,000: deadlocks"
+        f" {per_1000(counts['deadlock'])}, serialization failures"
+        f" {per_1000(counts['serialization'])}; {dict(sorted(counts.items()))}"
+    )
+    return counts
+
+
+@pytest.mark.slow
+def test_random_plain_sql_leaves_zero_drift(dsn: str, logins: None) -> None:
+    with psycopg.connect(dsn, autocommit=True) as owner:
+        world = World(owner)
+        populate = random.Random(7)
+        with owner.cursor() as cur:
+            for _ in range(30):
+                random_statement(populate, cur, world)
+    app_dsn = make_conninfo(dsn, user=APP_LOGIN)
+    single = run_phase(app_dsn, world, SECONDS / 2, max_statements=1)
+    several = run_phase(app_dsn, world, SECONDS / 2, max_statements=3)
+    with psycopg.connect(dsn, autocommit=True) as owner:
+        assert owner.execute("SELECT * FROM statusdb_recompute_statuses(false)").fetchall() == []
+        assert (
+            owner.execute("SELECT * FROM statusdb_recompute_group_statuses(false)").fetchall() == []
+        )
+    assert single["total"] >= 100
+    # Fewer than 1 per 1,000 (one is tolerated in a short run on a loaded machine).
+    assert single["deadlock"] <= max(1, single["total"] // 1000), f"single statements: {single}"
+    limit = float(os.environ.get("STATUSDB_STRESS_MULTI_DEADLOCKS_PER_1000", "150"))
+    assert several["deadlock"] * 1000 <= limit * several["total"], f"1-3 statements: {several}"
