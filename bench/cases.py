@@ -572,6 +572,9 @@ def _claimed(ctx: Context, conn: Conn) -> outbox.ClaimedChange:
     now = dt.datetime.now(dt.UTC)
     return outbox.ClaimedChange(
         status_page_id=ctx.bench_page_id,
+        page_name="Bench",
+        page_slug="bench",
+        page_time_zone="UTC",
         component_id=row[0],
         component_name=row[1],
         change_ids=("bench-change",),

@@ -32,6 +32,7 @@ def _page_wide_update(ctx: Context) -> outbox.ClaimedEvent:
     return outbox.ClaimedEvent(
         id="bench-event",
         status_page_id=ctx.bench_page_id,
+        page_time_zone="UTC",
         kind="incident_updated",
         component_ids=(),
         payload={

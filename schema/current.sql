@@ -1330,6 +1330,7 @@ CREATE FUNCTION public.statusdb_maintenance_remind(at timestamp with time zone) 
 DECLARE
     due record;
     written integer := 0;
+    scope text := statusdb_current_team();
 BEGIN
     IF at IS NULL THEN
         RAISE EXCEPTION 'at must not be null'
@@ -1343,6 +1344,11 @@ BEGIN
           AND w.start_time <= at + interval '7 days'
           AND w.start_time - w.reminder_lead <= at
           AND w.reminder_lead > interval '0'
+          -- A team-scoped session (statusdb.tenancy.set_team) reminds of its own team's
+          -- windows only, and counts nothing of other teams'.
+          AND (scope IS NULL
+               OR EXISTS (SELECT 1 FROM status_page p
+                          WHERE p.id = w.status_page_id AND p.team_id = scope))
           AND NOT EXISTS (SELECT 1 FROM notification_event e
                           WHERE e.maintenance_window_id = w.id
                             AND e.occurrence_start = w.start_time
@@ -1570,6 +1576,28 @@ $$;
 COMMENT ON FUNCTION public.statusdb_maintenance_window_component_snapshot() IS 'Statement trigger of maintenance_window_component (0017): re-renders the windows'' pages.';
 
 --
+-- Name: statusdb_maintenance_window_mark_created(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_maintenance_window_mark_created() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+BEGIN
+    INSERT INTO maintenance_window_created (maintenance_window_id)
+    SELECT n.id FROM new_windows n
+    ON CONFLICT (maintenance_window_id) DO NOTHING;
+    RETURN NULL;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_maintenance_window_mark_created(); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_maintenance_window_mark_created() IS 'Statement trigger: marks the windows this statement inserted as created in this transaction.';
+
+--
 -- Name: statusdb_maintenance_window_notify(); Type: FUNCTION; Schema: public
 --
 
@@ -1578,7 +1606,8 @@ CREATE FUNCTION public.statusdb_maintenance_window_notify() RETURNS trigger
     SET search_path TO 'public', 'pg_temp'
     AS $$
 BEGIN
-    IF OLD.created_at = now() THEN
+    IF EXISTS (SELECT 1 FROM maintenance_window_created m
+               WHERE m.maintenance_window_id = OLD.id) THEN
         RETURN NULL;  -- created in this transaction: announced once, at commit
     END IF;
     IF NEW.status = 'CANCELLED' THEN
@@ -1635,6 +1664,8 @@ CREATE FUNCTION public.statusdb_maintenance_window_notify_scheduled() RETURNS tr
 DECLARE
     current maintenance_window%ROWTYPE;
 BEGIN
+    -- The window is no longer new once this transaction commits (the marker never commits).
+    DELETE FROM maintenance_window_created m WHERE m.maintenance_window_id = NEW.id;
     SELECT * INTO current FROM maintenance_window w WHERE w.id = NEW.id;
     IF FOUND AND current.status IN ('SCHEDULED', 'IN_PROGRESS') THEN
         PERFORM statusdb_maintenance_event(current.id, 'maintenance_scheduled',
@@ -2659,6 +2690,29 @@ $$;
 --
 
 COMMENT ON FUNCTION public.statusdb_refresh_team(team_id text, cause text, incident_id text) IS 'Re-derives every component driven by one team (after a change to its incidents).';
+
+--
+-- Name: statusdb_refuse_id_change(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_refuse_id_change() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+BEGIN
+    RAISE EXCEPTION 'the id of a % row never changes (% -> %)', TG_TABLE_NAME, OLD.id, NEW.id
+        USING ERRCODE = 'check_violation',
+              CONSTRAINT = TG_TABLE_NAME || '_id_immutable',
+              TABLE = TG_TABLE_NAME,
+              COLUMN = 'id';
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_refuse_id_change(); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_refuse_id_change() IS 'Trigger: refuses an UPDATE that changes a row''s id (other rows, the page snapshot, history and events refer to it).';
 
 --
 -- Name: statusdb_status_incident_check_component_ids(); Type: FUNCTION; Schema: public
@@ -4390,6 +4444,26 @@ COMMENT ON COLUMN public.maintenance_window_component.maintenance_window_id IS '
 COMMENT ON COLUMN public.maintenance_window_component.component_id IS 'A component of the window''s page (the link is deleted with it).';
 
 --
+-- Name: maintenance_window_created; Type: TABLE; Schema: public
+--
+
+CREATE TABLE public.maintenance_window_created (
+    maintenance_window_id text NOT NULL
+);
+
+--
+-- Name: TABLE maintenance_window_created; Type: COMMENT; Schema: public
+--
+
+COMMENT ON TABLE public.maintenance_window_created IS 'Owner-only marker: windows inserted by the current transaction (deleted again at commit by the maintenance_window_notify_scheduled trigger, so no row ever commits).';
+
+--
+-- Name: COLUMN maintenance_window_created.maintenance_window_id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.maintenance_window_created.maintenance_window_id IS 'The new window (no foreign key: the row lives only until its transaction commits).';
+
+--
 -- Name: maintenance_window_scheduler_error; Type: TABLE; Schema: public
 --
 
@@ -5482,6 +5556,13 @@ ALTER TABLE ONLY public.maintenance_window_component
     ADD CONSTRAINT maintenance_window_component_pkey PRIMARY KEY (maintenance_window_id, component_id);
 
 --
+-- Name: maintenance_window_created maintenance_window_created_pkey; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.maintenance_window_created
+    ADD CONSTRAINT maintenance_window_created_pkey PRIMARY KEY (maintenance_window_id);
+
+--
 -- Name: maintenance_window maintenance_window_pkey; Type: CONSTRAINT; Schema: public
 --
 
@@ -5885,6 +5966,12 @@ CREATE TRIGGER component_group_forget_ids AFTER DELETE ON public.component_group
 CREATE TRIGGER component_group_guard BEFORE INSERT OR UPDATE ON public.component_group FOR EACH ROW EXECUTE FUNCTION public.statusdb_component_group_guard();
 
 --
+-- Name: component_group component_group_id_immutable; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER component_group_id_immutable BEFORE UPDATE OF id ON public.component_group FOR EACH ROW WHEN ((new.id IS DISTINCT FROM old.id)) EXECUTE FUNCTION public.statusdb_refuse_id_change();
+
+--
 -- Name: component_group component_group_keep_history_delete; Type: TRIGGER; Schema: public
 --
 
@@ -5945,10 +6032,28 @@ CREATE TRIGGER component_group_touch_updated_at BEFORE UPDATE ON public.componen
 CREATE TRIGGER component_group_tree_check BEFORE INSERT OR UPDATE OF parent_id ON public.component_group FOR EACH ROW WHEN ((new.parent_id IS NOT NULL)) EXECUTE FUNCTION public.statusdb_component_group_check_tree();
 
 --
+-- Name: delivery_attempt delivery_attempt_id_immutable; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER delivery_attempt_id_immutable BEFORE UPDATE OF id ON public.delivery_attempt FOR EACH ROW WHEN ((new.id IS DISTINCT FROM old.id)) EXECUTE FUNCTION public.statusdb_refuse_id_change();
+
+--
 -- Name: delivery_attempt delivery_attempt_record; Type: TRIGGER; Schema: public
 --
 
 CREATE TRIGGER delivery_attempt_record BEFORE INSERT ON public.delivery_attempt FOR EACH ROW EXECUTE FUNCTION public.statusdb_delivery_attempt_record();
+
+--
+-- Name: destination_allowlist destination_allowlist_id_immutable; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER destination_allowlist_id_immutable BEFORE UPDATE OF id ON public.destination_allowlist FOR EACH ROW WHEN ((new.id IS DISTINCT FROM old.id)) EXECUTE FUNCTION public.statusdb_refuse_id_change();
+
+--
+-- Name: incident incident_id_immutable; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER incident_id_immutable BEFORE UPDATE OF id ON public.incident FOR EACH ROW WHEN ((new.id IS DISTINCT FROM old.id)) EXECUTE FUNCTION public.statusdb_refuse_id_change();
 
 --
 -- Name: incident incident_refresh_status_delete; Type: TRIGGER; Schema: public
@@ -6083,6 +6188,12 @@ CREATE TRIGGER maintenance_window_component_snapshot_insert AFTER INSERT ON publ
 CREATE TRIGGER maintenance_window_component_snapshot_update AFTER UPDATE ON public.maintenance_window_component REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_maintenance_window_component_snapshot();
 
 --
+-- Name: maintenance_window maintenance_window_id_immutable; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER maintenance_window_id_immutable BEFORE UPDATE OF id ON public.maintenance_window FOR EACH ROW WHEN ((new.id IS DISTINCT FROM old.id)) EXECUTE FUNCTION public.statusdb_refuse_id_change();
+
+--
 -- Name: maintenance_window maintenance_window_keep_history_delete; Type: TRIGGER; Schema: public
 --
 
@@ -6099,6 +6210,12 @@ CREATE TRIGGER maintenance_window_keep_history_insert AFTER INSERT ON public.mai
 --
 
 CREATE TRIGGER maintenance_window_keep_history_update AFTER UPDATE ON public.maintenance_window REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_row_history('id', 'status_page_id');
+
+--
+-- Name: maintenance_window maintenance_window_mark_created; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER maintenance_window_mark_created AFTER INSERT ON public.maintenance_window REFERENCING NEW TABLE AS new_windows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_maintenance_window_mark_created();
 
 --
 -- Name: maintenance_window maintenance_window_notify; Type: TRIGGER; Schema: public
@@ -6155,6 +6272,18 @@ CREATE TRIGGER maintenance_window_time_zone_check BEFORE INSERT OR UPDATE OF tim
 CREATE TRIGGER maintenance_window_touch_updated_at BEFORE UPDATE ON public.maintenance_window FOR EACH ROW EXECUTE FUNCTION public.statusdb_touch_updated_at();
 
 --
+-- Name: notification_event notification_event_id_immutable; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER notification_event_id_immutable BEFORE UPDATE OF id ON public.notification_event FOR EACH ROW WHEN ((new.id IS DISTINCT FROM old.id)) EXECUTE FUNCTION public.statusdb_refuse_id_change();
+
+--
+-- Name: status_change status_change_id_immutable; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_change_id_immutable BEFORE UPDATE OF id ON public.status_change FOR EACH ROW WHEN ((new.id IS DISTINCT FROM old.id)) EXECUTE FUNCTION public.statusdb_refuse_id_change();
+
+--
 -- Name: status_change status_change_keep_history_delete; Type: TRIGGER; Schema: public
 --
 
@@ -6165,6 +6294,12 @@ CREATE TRIGGER status_change_keep_history_delete AFTER DELETE ON public.status_c
 --
 
 CREATE TRIGGER status_incident_check_component_ids BEFORE INSERT OR UPDATE OF status_page_id, affected_component_ids ON public.status_incident FOR EACH ROW EXECUTE FUNCTION public.statusdb_status_incident_check_component_ids();
+
+--
+-- Name: status_incident status_incident_id_immutable; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_incident_id_immutable BEFORE UPDATE OF id ON public.status_incident FOR EACH ROW WHEN ((new.id IS DISTINCT FROM old.id)) EXECUTE FUNCTION public.statusdb_refuse_id_change();
 
 --
 -- Name: status_incident status_incident_keep_history_delete; Type: TRIGGER; Schema: public
@@ -6239,6 +6374,12 @@ CREATE TRIGGER status_incident_snapshot_update AFTER UPDATE ON public.status_inc
 CREATE TRIGGER status_incident_template_check_component_ids BEFORE INSERT OR UPDATE OF status_page_id, affected_component_ids ON public.status_incident_template FOR EACH ROW EXECUTE FUNCTION public.statusdb_status_incident_template_check_component_ids();
 
 --
+-- Name: status_incident_template status_incident_template_id_immutable; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_incident_template_id_immutable BEFORE UPDATE OF id ON public.status_incident_template FOR EACH ROW WHEN ((new.id IS DISTINCT FROM old.id)) EXECUTE FUNCTION public.statusdb_refuse_id_change();
+
+--
 -- Name: status_incident_template status_incident_template_touch_updated_at; Type: TRIGGER; Schema: public
 --
 
@@ -6273,6 +6414,12 @@ CREATE TRIGGER status_page_component_forget_ids AFTER DELETE ON public.status_pa
 --
 
 CREATE TRIGGER status_page_component_forget_template_ids AFTER DELETE ON public.status_page_component FOR EACH ROW EXECUTE FUNCTION public.statusdb_status_page_component_forget_template_ids();
+
+--
+-- Name: status_page_component status_page_component_id_immutable; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_page_component_id_immutable BEFORE UPDATE OF id ON public.status_page_component FOR EACH ROW WHEN ((new.id IS DISTINCT FROM old.id)) EXECUTE FUNCTION public.statusdb_refuse_id_change();
 
 --
 -- Name: status_page_component status_page_component_keep_history_delete; Type: TRIGGER; Schema: public
@@ -6341,6 +6488,12 @@ CREATE TRIGGER status_page_component_snapshot_update AFTER UPDATE ON public.stat
 CREATE TRIGGER status_page_component_touch_updated_at BEFORE UPDATE ON public.status_page_component FOR EACH ROW EXECUTE FUNCTION public.statusdb_touch_updated_at();
 
 --
+-- Name: status_page status_page_id_immutable; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_page_id_immutable BEFORE UPDATE OF id ON public.status_page FOR EACH ROW WHEN ((new.id IS DISTINCT FROM old.id)) EXECUTE FUNCTION public.statusdb_refuse_id_change();
+
+--
 -- Name: status_page status_page_keep_history_delete; Type: TRIGGER; Schema: public
 --
 
@@ -6407,10 +6560,22 @@ CREATE TRIGGER status_subscriber_check_group_ids BEFORE INSERT OR UPDATE OF stat
 CREATE TRIGGER status_subscriber_destination_guard BEFORE INSERT OR UPDATE OF channel, destination ON public.status_subscriber FOR EACH ROW EXECUTE FUNCTION public.statusdb_status_subscriber_destination_guard();
 
 --
+-- Name: status_subscriber status_subscriber_id_immutable; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_subscriber_id_immutable BEFORE UPDATE OF id ON public.status_subscriber FOR EACH ROW WHEN ((new.id IS DISTINCT FROM old.id)) EXECUTE FUNCTION public.statusdb_refuse_id_change();
+
+--
 -- Name: status_subscriber status_subscriber_touch_updated_at; Type: TRIGGER; Schema: public
 --
 
 CREATE TRIGGER status_subscriber_touch_updated_at BEFORE UPDATE ON public.status_subscriber FOR EACH ROW EXECUTE FUNCTION public.statusdb_touch_updated_at();
+
+--
+-- Name: team team_id_immutable; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER team_id_immutable BEFORE UPDATE OF id ON public.team FOR EACH ROW WHEN ((new.id IS DISTINCT FROM old.id)) EXECUTE FUNCTION public.statusdb_refuse_id_change();
 
 --
 -- Name: team team_touch_updated_at; Type: TRIGGER; Schema: public
@@ -6679,6 +6844,12 @@ CREATE POLICY maintenance_window_component_team_isolation ON public.maintenance_
   WHERE (w.status_page_id IN ( SELECT p.id
            FROM public.status_page p
           WHERE (p.team_id = ( SELECT public.statusdb_current_team() AS statusdb_current_team))))))));
+
+--
+-- Name: maintenance_window_created; Type: ROW SECURITY; Schema: public
+--
+
+ALTER TABLE public.maintenance_window_created ENABLE ROW LEVEL SECURITY;
 
 --
 -- Name: maintenance_window_scheduler_error; Type: ROW SECURITY; Schema: public
@@ -7105,6 +7276,12 @@ REVOKE ALL ON FUNCTION public.statusdb_maintenance_window_component_same_page() 
 REVOKE ALL ON FUNCTION public.statusdb_maintenance_window_component_snapshot() FROM PUBLIC;
 
 --
+-- Name: FUNCTION statusdb_maintenance_window_mark_created(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_maintenance_window_mark_created() FROM PUBLIC;
+
+--
 -- Name: FUNCTION statusdb_maintenance_window_notify(); Type: ACL; Schema: public
 --
 
@@ -7225,6 +7402,12 @@ REVOKE ALL ON FUNCTION public.statusdb_refresh_groups(group_ids text[]) FROM PUB
 --
 
 REVOKE ALL ON FUNCTION public.statusdb_refresh_team(team_id text, cause text, incident_id text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_refuse_id_change(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_refuse_id_change() FROM PUBLIC;
 
 --
 -- Name: FUNCTION statusdb_status_incident_check_component_ids(); Type: ACL; Schema: public

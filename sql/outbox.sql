@@ -54,7 +54,8 @@ grouped AS (
 -- maintenance window is told by its started/completed events. Subscribers who want any of
 -- these kinds are not told of the change (statusdb_notification_recipients); the others are.
 -- A status incident published after the hold-down window comes too late to fold the change.
-SELECT grouped.status_page_id, grouped.component_id, c.name AS component_name,
+SELECT grouped.status_page_id, p.name AS page_name, p.slug AS page_slug,
+       p.time_zone AS page_time_zone, grouped.component_id, c.name AS component_name,
        grouped.change_ids, grouped.previous_status, grouped.new_status, grouped.cause,
        grouped.incident_id, grouped.maintenance_window_id,
        coalesce(w.notify_subscribers, true) AS notify_subscribers,
@@ -75,6 +76,7 @@ SELECT grouped.status_page_id, grouped.component_id, c.name AS component_name,
        END AS folded_into
 FROM grouped
 JOIN status_page_component c ON c.id = grouped.component_id
+JOIN status_page p ON p.id = grouped.status_page_id
 LEFT JOIN maintenance_window w ON w.id = grouped.maintenance_window_id
 ORDER BY grouped.first_changed_at, grouped.component_id;
 
@@ -154,8 +156,8 @@ claimed AS (
     RETURNING e.id, e.seq, e.status_page_id, e.kind, e.maintenance_window_id,
               e.occurrence_start, e.component_ids, e.payload, e.created_at
 )
-SELECT claimed.id, claimed.status_page_id, claimed.kind, claimed.component_ids,
-       claimed.payload, claimed.created_at,
+SELECT claimed.id, claimed.status_page_id, p.time_zone AS page_time_zone, claimed.kind,
+       claimed.component_ids, claimed.payload, claimed.created_at,
        CASE
            WHEN claimed.kind = 'maintenance_reminder'
                 AND (w.id IS NULL OR w.status <> 'SCHEDULED'
@@ -167,6 +169,7 @@ SELECT claimed.id, claimed.status_page_id, claimed.kind, claimed.component_ids,
            ELSE 'NOTIFIED'
        END AS outcome
 FROM claimed
+JOIN status_page p ON p.id = claimed.status_page_id
 LEFT JOIN maintenance_window w ON w.id = claimed.maintenance_window_id
 ORDER BY claimed.seq;
 

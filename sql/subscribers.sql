@@ -1,6 +1,7 @@
 -- name: subscriber_subscribe
 -- Subscribe a destination to a page, or renew its existing subscription (created tells which).
--- On renewal the preferences are replaced, the subscription is reactivated, and both tokens are
+-- On renewal the preferences are replaced (the components given, and no groups: "empty: all of
+-- them" means the whole page again), the subscription is reactivated, and both tokens are
 -- replaced (an EMAIL destination is unverified again until the new verification token is used).
 INSERT INTO status_subscriber AS s (status_page_id, channel, destination, component_ids,
                                     notify_on, is_verified, verify_token_hash,
@@ -10,6 +11,7 @@ VALUES (%(status_page_id)s, %(channel)s, %(destination)s, %(component_ids)s, %(n
         %(unsubscribe_token_hash)s)
 ON CONFLICT ON CONSTRAINT status_subscriber_status_page_id_channel_destination_key DO UPDATE
 SET component_ids = excluded.component_ids,
+    group_ids = excluded.group_ids,
     notify_on = excluded.notify_on,
     is_active = true,
     is_verified = excluded.is_verified,

@@ -487,6 +487,9 @@ _RESTRICT_MESSAGES: Final[dict[str, str]] = {
 }
 
 
+_ID_IMMUTABLE: Final = "_id_immutable"
+
+
 def translate(exc: psycopg.Error, *, deleting: bool = False) -> StatusdbError:
     """Turn a psycopg error into the statusdb error a caller can act on.
 
@@ -509,6 +512,11 @@ def translate(exc: psycopg.Error, *, deleting: bool = False) -> StatusdbError:
     if constraint and constraint in CONSTRAINT_MESSAGES:
         kind, message = CONSTRAINT_MESSAGES[constraint]
         return kind(message)
+    if constraint and constraint.endswith(_ID_IMMUTABLE) and exc.diag.table_name:
+        # 0026: every table's `<table>_id_immutable` trigger.
+        return InvalidInput(
+            f"a {exc.diag.table_name} row's id never changes: create a new row instead"
+        )
     if isinstance(exc, pg_errors.InsufficientPrivilege):
         # A role without the privilege, or a row outside the session's team (row-level
         # security): either way the caller may not do this.

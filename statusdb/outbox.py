@@ -112,6 +112,9 @@ class ClaimedChange:
     """The coalesced, leased changes of one component, ready to fan out."""
 
     status_page_id: str
+    page_name: str
+    page_slug: str
+    page_time_zone: str
     component_id: str
     component_name: str
     change_ids: tuple[str, ...] = attrs.field(converter=_change_ids)
@@ -156,11 +159,13 @@ class ClaimedChange:
         """What subscribers are told."""
         return StatusChangeNotification(
             status_page_id=self.status_page_id,
+            page_name=self.page_name,
+            page_slug=self.page_slug,
+            page_time_zone=self.page_time_zone,
             component_id=self.component_id,
             component_name=self.component_name,
             previous_status=self.previous_status,
             new_status=self.new_status,
-            incident_id=self.incident_id,
             maintenance_id=self.maintenance_window_id,
         )
 
@@ -205,6 +210,8 @@ class ClaimedEvent:
 
     id: str
     status_page_id: str
+    #: The page's IANA time zone (`status_page.time_zone`), for the typed notification.
+    page_time_zone: str
     kind: EventKind
     #: Affected components (ids): their followers are told; empty: the whole page.
     component_ids: tuple[str, ...] = attrs.field(converter=_component_ids)
@@ -236,6 +243,7 @@ class ClaimedEvent:
                 status_page_id=self.status_page_id,
                 page_name=page["name"],
                 page_slug=page["slug"],
+                page_time_zone=self.page_time_zone,
                 status_incident_id=incident["id"],
                 title=incident["title"],
                 severity=incident["severity"],
@@ -252,6 +260,7 @@ class ClaimedEvent:
             status_page_id=self.status_page_id,
             page_name=page["name"],
             page_slug=page["slug"],
+            page_time_zone=self.page_time_zone,
             maintenance_window_id=window["id"],
             title=window["title"],
             description=window["description"],

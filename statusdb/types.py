@@ -135,14 +135,22 @@ class StatusPageWithComponents:
 
 @attrs.frozen
 class StatusChangeNotification:
-    """What a subscriber is told when a component's status changes."""
+    """What a subscriber is told when a component's status changes.
+
+    Nothing internal: the page's name, slug and time zone (for the message and its links), the
+    component, and the maintenance window behind a maintenance change (shown on the page); never
+    the platform incident behind an incident-caused change.
+    """
 
     status_page_id: str
+    page_name: str
+    page_slug: str
+    #: The page's IANA time zone, to show times in (`status_page.time_zone`).
+    page_time_zone: str
     component_id: str
     component_name: str
     previous_status: ComponentStatus
     new_status: ComponentStatus
-    incident_id: str | None = None
     maintenance_id: str | None = None
     message: str | None = None
 
@@ -169,6 +177,8 @@ class IncidentNotification:
     status_page_id: str
     page_name: str
     page_slug: str
+    #: The page's IANA time zone, to show times in (`status_page.time_zone`).
+    page_time_zone: str
     status_incident_id: str
     title: str
     severity: StatusIncidentSeverity
@@ -192,6 +202,8 @@ class MaintenanceNotification:
     status_page_id: str
     page_name: str
     page_slug: str
+    #: The page's IANA time zone (`time_zone` below is the window's own, which may differ).
+    page_time_zone: str
     maintenance_window_id: str
     title: str
     description: str | None

@@ -551,3 +551,29 @@ def test_group_followers_get_incident_and_maintenance_events_once(conn: Conn) ->
         conn.commit()
     assert told["DB slow"] == sorted([via_top, via_both])  # once each; Edge's follower: no
     assert told["All"] == sorted([via_top, via_both, via_edge])
+
+
+def test_subscribing_again_follows_the_whole_page_not_old_groups(conn: Conn) -> None:
+    """Follow a group, unsubscribe, subscribe(component_ids=[]): the renewal replaces the
+    preferences, so "empty: all of them" holds and the old groups are gone (issue 27.4)."""
+    acme = two_pages(conn, names=("API", "Web"))
+    platform = groups.create(conn, acme.page_id, name="Platform")
+    groups.assign(conn, acme.api, platform.id)
+    first = subscribers.subscribe(
+        conn, acme.page_id, channel="WEBHOOK", destination="https://again.example.com/h"
+    )
+    groups.follow(conn, first.subscriber.id, [platform.id])
+    subscribers.unsubscribe(conn, first.subscriber.id)
+    again = subscribers.subscribe(
+        conn,
+        acme.page_id,
+        channel="WEBHOOK",
+        destination="https://again.example.com/h",
+        component_ids=[],
+    )
+    assert not again.created
+    row = conn.execute(
+        "SELECT group_ids, component_ids FROM status_subscriber WHERE id = %s",
+        (again.subscriber.id,),
+    ).fetchone()
+    assert row == ([], [])

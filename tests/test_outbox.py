@@ -80,8 +80,16 @@ def test_a_change_is_claimed_fanned_out_and_completed_once(conn: Conn) -> None:
     (claimed,) = claim_all(conn)
     assert (claimed.previous_status, claimed.new_status) == ("OPERATIONAL", "MAJOR_OUTAGE")
     assert claimed.notify_types == ("outage",)
-    assert claimed.notification.incident_id == incident.id
-    assert claimed.notification.component_name == "c0"
+    assert claimed.incident_id == incident.id  # the worker folds by it; subscribers never see it
+    notification = claimed.notification
+    assert notification.component_name == "c0"
+    assert not hasattr(notification, "incident_id")
+    page_row = conn.execute(
+        "SELECT name, slug, time_zone FROM status_page WHERE id = %s", (page,)
+    ).fetchone()
+    assert (notification.page_name, notification.page_slug, notification.page_time_zone) == (
+        page_row
+    )
     assert [r.subscriber_id for r in outbox.recipients(conn, claimed)] == [wanted]
     assert outbox.claim(conn, worker_id="w2", hold_down=NOW) == []  # leased to w1
     assert outbox.complete(conn, claimed, worker_id="w1")

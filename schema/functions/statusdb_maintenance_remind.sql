@@ -6,7 +6,7 @@
 -- public.statusdb_maintenance_remind(timestamp with time zone) (plpgsql)
 -- The scheduler's reminders: a maintenance_reminder event per SCHEDULED occurrence starting
 -- within its window's reminder_lead of at (once per occurrence; at most 1000 per call).
--- Calls: statusdb_maintenance_event (schema/functions/).
+-- Calls: statusdb_current_team, statusdb_maintenance_event (schema/functions/).
 CREATE OR REPLACE FUNCTION public.statusdb_maintenance_remind(at timestamp with time zone)
  RETURNS integer
  LANGUAGE plpgsql
@@ -16,6 +16,7 @@ AS $function$
 DECLARE
     due record;
     written integer := 0;
+    scope text := statusdb_current_team();
 BEGIN
     IF at IS NULL THEN
         RAISE EXCEPTION 'at must not be null'
@@ -29,6 +30,11 @@ BEGIN
           AND w.start_time <= at + interval '7 days'
           AND w.start_time - w.reminder_lead <= at
           AND w.reminder_lead > interval '0'
+          -- A team-scoped session (statusdb.tenancy.set_team) reminds of its own team's
+          -- windows only, and counts nothing of other teams'.
+          AND (scope IS NULL
+               OR EXISTS (SELECT 1 FROM status_page p
+                          WHERE p.id = w.status_page_id AND p.team_id = scope))
           AND NOT EXISTS (SELECT 1 FROM notification_event e
                           WHERE e.maintenance_window_id = w.id
                             AND e.occurrence_start = w.start_time

@@ -45,16 +45,17 @@ CREATE POLICY component_group_team_isolation ON public.component_group FOR ALL T
 -- INSERT: component_group_guard (BEFORE ROW), component_group_tree_check (BEFORE ROW),
 -- component_group_keep_history_insert (AFTER STATEMENT), component_group_snapshot_insert (AFTER
 -- STATEMENT).
--- UPDATE: component_group_guard (BEFORE ROW), component_group_touch_updated_at (BEFORE ROW),
--- component_group_tree_check (BEFORE ROW), component_group_keep_history_update (AFTER
--- STATEMENT), component_group_roll_up_update (AFTER STATEMENT), component_group_snapshot_update
--- (AFTER STATEMENT).
+-- UPDATE: component_group_guard (BEFORE ROW), component_group_id_immutable (BEFORE ROW),
+-- component_group_touch_updated_at (BEFORE ROW), component_group_tree_check (BEFORE ROW),
+-- component_group_keep_history_update (AFTER STATEMENT), component_group_roll_up_update (AFTER
+-- STATEMENT), component_group_snapshot_update (AFTER STATEMENT).
 -- DELETE: component_group_forget_ids (AFTER ROW), component_group_keep_history_delete (AFTER
 -- STATEMENT), component_group_roll_up_delete (AFTER STATEMENT), component_group_snapshot_delete
 -- (AFTER STATEMENT).
 
 -- Triggers, in firing order.
 CREATE TRIGGER component_group_guard BEFORE INSERT OR UPDATE ON public.component_group FOR EACH ROW EXECUTE FUNCTION public.statusdb_component_group_guard();
+CREATE TRIGGER component_group_id_immutable BEFORE UPDATE OF id ON public.component_group FOR EACH ROW WHEN (new.id IS DISTINCT FROM old.id) EXECUTE FUNCTION public.statusdb_refuse_id_change();
 CREATE TRIGGER component_group_touch_updated_at BEFORE UPDATE ON public.component_group FOR EACH ROW EXECUTE FUNCTION public.statusdb_touch_updated_at();
 CREATE TRIGGER component_group_tree_check BEFORE INSERT OR UPDATE OF parent_id ON public.component_group FOR EACH ROW WHEN (new.parent_id IS NOT NULL) EXECUTE FUNCTION public.statusdb_component_group_check_tree();
 CREATE TRIGGER component_group_forget_ids AFTER DELETE ON public.component_group FOR EACH ROW EXECUTE FUNCTION public.statusdb_component_group_forget_ids();
@@ -104,6 +105,23 @@ BEGIN
                   HINT = 'A group''s status is the worst of its members''.';
     END IF;
     RETURN NEW;
+END;
+$function$;
+
+-- public.statusdb_refuse_id_change() (plpgsql)
+-- Trigger: refuses an UPDATE that changes a row's id (other rows, the page snapshot, history
+-- and events refer to it).
+CREATE OR REPLACE FUNCTION public.statusdb_refuse_id_change()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+BEGIN
+    RAISE EXCEPTION 'the id of a % row never changes (% -> %)', TG_TABLE_NAME, OLD.id, NEW.id
+        USING ERRCODE = 'check_violation',
+              CONSTRAINT = TG_TABLE_NAME || '_id_immutable',
+              TABLE = TG_TABLE_NAME,
+              COLUMN = 'id';
 END;
 $function$;
 

@@ -45,11 +45,30 @@ CREATE POLICY delivery_attempt_team_isolation ON public.delivery_attempt FOR ALL
 -- AFTER STATEMENT ones; deferred constraint triggers at commit. Triggers of the same timing and
 -- level fire in the byte order of their names. Below, per event, in that order:
 -- INSERT: delivery_attempt_record (BEFORE ROW).
+-- UPDATE: delivery_attempt_id_immutable (BEFORE ROW).
 
 -- Triggers, in firing order.
+CREATE TRIGGER delivery_attempt_id_immutable BEFORE UPDATE OF id ON public.delivery_attempt FOR EACH ROW WHEN (new.id IS DISTINCT FROM old.id) EXECUTE FUNCTION public.statusdb_refuse_id_change();
 CREATE TRIGGER delivery_attempt_record BEFORE INSERT ON public.delivery_attempt FOR EACH ROW EXECUTE FUNCTION public.statusdb_delivery_attempt_record();
 
 -- Their functions, as they are now (in the order of first firing).
+
+-- public.statusdb_refuse_id_change() (plpgsql)
+-- Trigger: refuses an UPDATE that changes a row's id (other rows, the page snapshot, history
+-- and events refer to it).
+CREATE OR REPLACE FUNCTION public.statusdb_refuse_id_change()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+BEGIN
+    RAISE EXCEPTION 'the id of a % row never changes (% -> %)', TG_TABLE_NAME, OLD.id, NEW.id
+        USING ERRCODE = 'check_violation',
+              CONSTRAINT = TG_TABLE_NAME || '_id_immutable',
+              TABLE = TG_TABLE_NAME,
+              COLUMN = 'id';
+END;
+$function$;
 
 -- public.statusdb_delivery_attempt_record() (plpgsql)
 -- Trigger: numbers an attempt, schedules its retry, counts permanent failures on the subscriber

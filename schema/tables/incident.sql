@@ -39,11 +39,12 @@ CREATE POLICY incident_team_isolation ON public.incident FOR ALL TO PUBLIC
 -- level fire in the byte order of their names. Below, per event, in that order:
 -- INSERT: incident_set_resolved_at (BEFORE ROW), incident_refresh_status_insert (AFTER
 -- STATEMENT).
--- UPDATE: incident_set_resolved_at (BEFORE ROW), incident_touch_updated_at (BEFORE ROW),
--- incident_refresh_status_update (AFTER STATEMENT).
+-- UPDATE: incident_id_immutable (BEFORE ROW), incident_set_resolved_at (BEFORE ROW),
+-- incident_touch_updated_at (BEFORE ROW), incident_refresh_status_update (AFTER STATEMENT).
 -- DELETE: incident_refresh_status_delete (AFTER STATEMENT).
 
 -- Triggers, in firing order.
+CREATE TRIGGER incident_id_immutable BEFORE UPDATE OF id ON public.incident FOR EACH ROW WHEN (new.id IS DISTINCT FROM old.id) EXECUTE FUNCTION public.statusdb_refuse_id_change();
 CREATE TRIGGER incident_set_resolved_at BEFORE INSERT OR UPDATE OF status, resolved_at ON public.incident FOR EACH ROW EXECUTE FUNCTION public.statusdb_incident_set_resolved_at();
 CREATE TRIGGER incident_touch_updated_at BEFORE UPDATE ON public.incident FOR EACH ROW EXECUTE FUNCTION public.statusdb_touch_updated_at();
 CREATE TRIGGER incident_refresh_status_delete AFTER DELETE ON public.incident REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_incident_refresh_status();
@@ -51,6 +52,23 @@ CREATE TRIGGER incident_refresh_status_insert AFTER INSERT ON public.incident RE
 CREATE TRIGGER incident_refresh_status_update AFTER UPDATE ON public.incident REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_incident_refresh_status();
 
 -- Their functions, as they are now (in the order of first firing).
+
+-- public.statusdb_refuse_id_change() (plpgsql)
+-- Trigger: refuses an UPDATE that changes a row's id (other rows, the page snapshot, history
+-- and events refer to it).
+CREATE OR REPLACE FUNCTION public.statusdb_refuse_id_change()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+BEGIN
+    RAISE EXCEPTION 'the id of a % row never changes (% -> %)', TG_TABLE_NAME, OLD.id, NEW.id
+        USING ERRCODE = 'check_violation',
+              CONSTRAINT = TG_TABLE_NAME || '_id_immutable',
+              TABLE = TG_TABLE_NAME,
+              COLUMN = 'id';
+END;
+$function$;
 
 -- public.statusdb_incident_set_resolved_at() (plpgsql)
 -- Trigger: keeps incident.resolved_at set exactly while the incident is RESOLVED or CLOSED.

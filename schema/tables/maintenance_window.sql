@@ -53,24 +53,27 @@ CREATE POLICY maintenance_window_team_isolation ON public.maintenance_window FOR
 -- AFTER STATEMENT ones; deferred constraint triggers at commit. Triggers of the same timing and
 -- level fire in the byte order of their names. Below, per event, in that order:
 -- INSERT: maintenance_window_time_zone_check (BEFORE ROW),
--- maintenance_window_keep_history_insert (AFTER STATEMENT), maintenance_window_snapshot_insert
--- (AFTER STATEMENT), maintenance_window_notify_scheduled (DEFERRED ROW).
--- UPDATE: maintenance_window_check_page_fixed (BEFORE ROW), maintenance_window_time_zone_check
--- (BEFORE ROW), maintenance_window_touch_updated_at (BEFORE ROW), maintenance_window_notify
--- (AFTER ROW), maintenance_window_keep_history_update (AFTER STATEMENT),
--- maintenance_window_refresh_status (AFTER STATEMENT), maintenance_window_snapshot_update
--- (AFTER STATEMENT).
+-- maintenance_window_keep_history_insert (AFTER STATEMENT), maintenance_window_mark_created
+-- (AFTER STATEMENT), maintenance_window_snapshot_insert (AFTER STATEMENT),
+-- maintenance_window_notify_scheduled (DEFERRED ROW).
+-- UPDATE: maintenance_window_check_page_fixed (BEFORE ROW), maintenance_window_id_immutable
+-- (BEFORE ROW), maintenance_window_time_zone_check (BEFORE ROW),
+-- maintenance_window_touch_updated_at (BEFORE ROW), maintenance_window_notify (AFTER ROW),
+-- maintenance_window_keep_history_update (AFTER STATEMENT), maintenance_window_refresh_status
+-- (AFTER STATEMENT), maintenance_window_snapshot_update (AFTER STATEMENT).
 -- DELETE: maintenance_window_keep_history_delete (AFTER STATEMENT),
 -- maintenance_window_snapshot_delete (AFTER STATEMENT).
 
 -- Triggers, in firing order.
 CREATE TRIGGER maintenance_window_check_page_fixed BEFORE UPDATE OF status_page_id ON public.maintenance_window FOR EACH ROW WHEN (new.status_page_id IS DISTINCT FROM old.status_page_id) EXECUTE FUNCTION public.statusdb_maintenance_window_check_page_fixed();
+CREATE TRIGGER maintenance_window_id_immutable BEFORE UPDATE OF id ON public.maintenance_window FOR EACH ROW WHEN (new.id IS DISTINCT FROM old.id) EXECUTE FUNCTION public.statusdb_refuse_id_change();
 CREATE TRIGGER maintenance_window_time_zone_check BEFORE INSERT OR UPDATE OF time_zone ON public.maintenance_window FOR EACH ROW EXECUTE FUNCTION public.statusdb_maintenance_window_check_time_zone();
 CREATE TRIGGER maintenance_window_touch_updated_at BEFORE UPDATE ON public.maintenance_window FOR EACH ROW EXECUTE FUNCTION public.statusdb_touch_updated_at();
 CREATE TRIGGER maintenance_window_notify AFTER UPDATE OF status, start_time, end_time, recurrence_rule, recurrence_start, time_zone ON public.maintenance_window FOR EACH ROW EXECUTE FUNCTION public.statusdb_maintenance_window_notify();
 CREATE TRIGGER maintenance_window_keep_history_delete AFTER DELETE ON public.maintenance_window REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_row_history('id', 'status_page_id');
 CREATE TRIGGER maintenance_window_keep_history_insert AFTER INSERT ON public.maintenance_window REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_row_history('id', 'status_page_id');
 CREATE TRIGGER maintenance_window_keep_history_update AFTER UPDATE ON public.maintenance_window REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_row_history('id', 'status_page_id');
+CREATE TRIGGER maintenance_window_mark_created AFTER INSERT ON public.maintenance_window REFERENCING NEW TABLE AS new_windows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_maintenance_window_mark_created();
 CREATE TRIGGER maintenance_window_refresh_status AFTER UPDATE ON public.maintenance_window REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_maintenance_window_refresh_status();
 CREATE TRIGGER maintenance_window_snapshot_delete AFTER DELETE ON public.maintenance_window REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_maintenance_window_snapshot();
 CREATE TRIGGER maintenance_window_snapshot_insert AFTER INSERT ON public.maintenance_window REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_maintenance_window_snapshot();
@@ -90,6 +93,23 @@ BEGIN
         USING ERRCODE = 'check_violation',
               CONSTRAINT = 'maintenance_window_status_page_id_fixed',
               HINT = 'Create the window on the other page instead.';
+END;
+$function$;
+
+-- public.statusdb_refuse_id_change() (plpgsql)
+-- Trigger: refuses an UPDATE that changes a row's id (other rows, the page snapshot, history
+-- and events refer to it).
+CREATE OR REPLACE FUNCTION public.statusdb_refuse_id_change()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+BEGIN
+    RAISE EXCEPTION 'the id of a % row never changes (% -> %)', TG_TABLE_NAME, OLD.id, NEW.id
+        USING ERRCODE = 'check_violation',
+              CONSTRAINT = TG_TABLE_NAME || '_id_immutable',
+              TABLE = TG_TABLE_NAME,
+              COLUMN = 'id';
 END;
 $function$;
 
@@ -136,7 +156,8 @@ CREATE OR REPLACE FUNCTION public.statusdb_maintenance_window_notify()
  SET search_path TO 'public', 'pg_temp'
 AS $function$
 BEGIN
-    IF OLD.created_at = now() THEN
+    IF EXISTS (SELECT 1 FROM maintenance_window_created m
+               WHERE m.maintenance_window_id = OLD.id) THEN
         RETURN NULL;  -- created in this transaction: announced once, at commit
     END IF;
     IF NEW.status = 'CANCELLED' THEN
@@ -307,6 +328,22 @@ BEGIN
 END;
 $function$;
 
+-- public.statusdb_maintenance_window_mark_created() (plpgsql)
+-- Statement trigger: marks the windows this statement inserted as created in this transaction.
+CREATE OR REPLACE FUNCTION public.statusdb_maintenance_window_mark_created()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+BEGIN
+    INSERT INTO maintenance_window_created (maintenance_window_id)
+    SELECT n.id FROM new_windows n
+    ON CONFLICT (maintenance_window_id) DO NOTHING;
+    RETURN NULL;
+END;
+$function$;
+
 -- public.statusdb_maintenance_window_refresh_status() (plpgsql)
 -- Statement trigger (0023): windows entering or leaving effect (IN_PROGRESS with
 -- auto_update_status) lock their slots, then re-derive their components.
@@ -413,6 +450,8 @@ AS $function$
 DECLARE
     current maintenance_window%ROWTYPE;
 BEGIN
+    -- The window is no longer new once this transaction commits (the marker never commits).
+    DELETE FROM maintenance_window_created m WHERE m.maintenance_window_id = NEW.id;
     SELECT * INTO current FROM maintenance_window w WHERE w.id = NEW.id;
     IF FOUND AND current.status IN ('SCHEDULED', 'IN_PROGRESS') THEN
         PERFORM statusdb_maintenance_event(current.id, 'maintenance_scheduled',

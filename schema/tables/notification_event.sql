@@ -50,3 +50,31 @@ CREATE POLICY notification_event_team_isolation ON public.notification_event FOR
     USING (((( SELECT public.statusdb_current_team() AS statusdb_current_team) IS NULL) OR (status_page_id IN ( SELECT p.id
    FROM public.status_page p
   WHERE (p.team_id = ( SELECT public.statusdb_current_team() AS statusdb_current_team))))));
+
+-- Firing order. For each statement PostgreSQL fires the BEFORE STATEMENT triggers, then for
+-- each row the BEFORE ROW ones, then (at the end of the statement) the AFTER ROW ones, then the
+-- AFTER STATEMENT ones; deferred constraint triggers at commit. Triggers of the same timing and
+-- level fire in the byte order of their names. Below, per event, in that order:
+-- UPDATE: notification_event_id_immutable (BEFORE ROW).
+
+-- Triggers, in firing order.
+CREATE TRIGGER notification_event_id_immutable BEFORE UPDATE OF id ON public.notification_event FOR EACH ROW WHEN (new.id IS DISTINCT FROM old.id) EXECUTE FUNCTION public.statusdb_refuse_id_change();
+
+-- Their functions, as they are now (in the order of first firing).
+
+-- public.statusdb_refuse_id_change() (plpgsql)
+-- Trigger: refuses an UPDATE that changes a row's id (other rows, the page snapshot, history
+-- and events refer to it).
+CREATE OR REPLACE FUNCTION public.statusdb_refuse_id_change()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+BEGIN
+    RAISE EXCEPTION 'the id of a % row never changes (% -> %)', TG_TABLE_NAME, OLD.id, NEW.id
+        USING ERRCODE = 'check_violation',
+              CONSTRAINT = TG_TABLE_NAME || '_id_immutable',
+              TABLE = TG_TABLE_NAME,
+              COLUMN = 'id';
+END;
+$function$;

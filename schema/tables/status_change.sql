@@ -54,12 +54,31 @@ CREATE POLICY status_change_team_isolation ON public.status_change FOR ALL TO PU
 -- each row the BEFORE ROW ones, then (at the end of the statement) the AFTER ROW ones, then the
 -- AFTER STATEMENT ones; deferred constraint triggers at commit. Triggers of the same timing and
 -- level fire in the byte order of their names. Below, per event, in that order:
+-- UPDATE: status_change_id_immutable (BEFORE ROW).
 -- DELETE: status_change_keep_history_delete (AFTER STATEMENT).
 
 -- Triggers, in firing order.
+CREATE TRIGGER status_change_id_immutable BEFORE UPDATE OF id ON public.status_change FOR EACH ROW WHEN (new.id IS DISTINCT FROM old.id) EXECUTE FUNCTION public.statusdb_refuse_id_change();
 CREATE TRIGGER status_change_keep_history_delete AFTER DELETE ON public.status_change REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_component_statuses();
 
 -- Their functions, as they are now (in the order of first firing).
+
+-- public.statusdb_refuse_id_change() (plpgsql)
+-- Trigger: refuses an UPDATE that changes a row's id (other rows, the page snapshot, history
+-- and events refer to it).
+CREATE OR REPLACE FUNCTION public.statusdb_refuse_id_change()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+BEGIN
+    RAISE EXCEPTION 'the id of a % row never changes (% -> %)', TG_TABLE_NAME, OLD.id, NEW.id
+        USING ERRCODE = 'check_violation',
+              CONSTRAINT = TG_TABLE_NAME || '_id_immutable',
+              TABLE = TG_TABLE_NAME,
+              COLUMN = 'id';
+END;
+$function$;
 
 -- public.statusdb_keep_component_statuses() (plpgsql)
 -- Statement trigger on DELETE of status_change: folds the deleted status changes of a component

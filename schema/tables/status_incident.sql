@@ -49,15 +49,16 @@ CREATE POLICY status_incident_team_isolation ON public.status_incident FOR ALL T
 -- INSERT: status_incident_check_component_ids (BEFORE ROW), status_incident_set_resolved_at
 -- (BEFORE ROW), status_incident_notify_created (AFTER ROW), status_incident_keep_history_insert
 -- (AFTER STATEMENT), status_incident_snapshot_insert (AFTER STATEMENT).
--- UPDATE: status_incident_check_component_ids (BEFORE ROW), status_incident_set_resolved_at
--- (BEFORE ROW), status_incident_touch_updated_at (BEFORE ROW), status_incident_notify_updated
--- (AFTER ROW), status_incident_keep_history_update (AFTER STATEMENT),
--- status_incident_snapshot_update (AFTER STATEMENT).
+-- UPDATE: status_incident_check_component_ids (BEFORE ROW), status_incident_id_immutable
+-- (BEFORE ROW), status_incident_set_resolved_at (BEFORE ROW), status_incident_touch_updated_at
+-- (BEFORE ROW), status_incident_notify_updated (AFTER ROW), status_incident_keep_history_update
+-- (AFTER STATEMENT), status_incident_snapshot_update (AFTER STATEMENT).
 -- DELETE: status_incident_keep_history_delete (AFTER STATEMENT),
 -- status_incident_snapshot_delete (AFTER STATEMENT).
 
 -- Triggers, in firing order.
 CREATE TRIGGER status_incident_check_component_ids BEFORE INSERT OR UPDATE OF status_page_id, affected_component_ids ON public.status_incident FOR EACH ROW EXECUTE FUNCTION public.statusdb_status_incident_check_component_ids();
+CREATE TRIGGER status_incident_id_immutable BEFORE UPDATE OF id ON public.status_incident FOR EACH ROW WHEN (new.id IS DISTINCT FROM old.id) EXECUTE FUNCTION public.statusdb_refuse_id_change();
 CREATE TRIGGER status_incident_set_resolved_at BEFORE INSERT OR UPDATE OF status, resolved_at ON public.status_incident FOR EACH ROW EXECUTE FUNCTION public.statusdb_status_incident_set_resolved_at();
 CREATE TRIGGER status_incident_touch_updated_at BEFORE UPDATE ON public.status_incident FOR EACH ROW EXECUTE FUNCTION public.statusdb_touch_updated_at();
 CREATE TRIGGER status_incident_notify_created AFTER INSERT ON public.status_incident FOR EACH ROW EXECUTE FUNCTION public.statusdb_status_incident_notify();
@@ -82,6 +83,23 @@ BEGIN
     PERFORM statusdb_check_component_ids(NEW.status_page_id, NEW.affected_component_ids,
                                          'status_incident_affected_component_ids_fkey');
     RETURN NEW;
+END;
+$function$;
+
+-- public.statusdb_refuse_id_change() (plpgsql)
+-- Trigger: refuses an UPDATE that changes a row's id (other rows, the page snapshot, history
+-- and events refer to it).
+CREATE OR REPLACE FUNCTION public.statusdb_refuse_id_change()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+BEGIN
+    RAISE EXCEPTION 'the id of a % row never changes (% -> %)', TG_TABLE_NAME, OLD.id, NEW.id
+        USING ERRCODE = 'check_violation',
+              CONSTRAINT = TG_TABLE_NAME || '_id_immutable',
+              TABLE = TG_TABLE_NAME,
+              COLUMN = 'id';
 END;
 $function$;
 

@@ -39,10 +39,12 @@ CREATE POLICY status_incident_template_team_isolation ON public.status_incident_
 -- level fire in the byte order of their names. Below, per event, in that order:
 -- INSERT: status_incident_template_check_component_ids (BEFORE ROW).
 -- UPDATE: status_incident_template_check_component_ids (BEFORE ROW),
--- status_incident_template_touch_updated_at (BEFORE ROW).
+-- status_incident_template_id_immutable (BEFORE ROW), status_incident_template_touch_updated_at
+-- (BEFORE ROW).
 
 -- Triggers, in firing order.
 CREATE TRIGGER status_incident_template_check_component_ids BEFORE INSERT OR UPDATE OF status_page_id, affected_component_ids ON public.status_incident_template FOR EACH ROW EXECUTE FUNCTION public.statusdb_status_incident_template_check_component_ids();
+CREATE TRIGGER status_incident_template_id_immutable BEFORE UPDATE OF id ON public.status_incident_template FOR EACH ROW WHEN (new.id IS DISTINCT FROM old.id) EXECUTE FUNCTION public.statusdb_refuse_id_change();
 CREATE TRIGGER status_incident_template_touch_updated_at BEFORE UPDATE ON public.status_incident_template FOR EACH ROW EXECUTE FUNCTION public.statusdb_touch_updated_at();
 
 -- Their functions, as they are now (in the order of first firing).
@@ -59,6 +61,23 @@ BEGIN
         NEW.status_page_id, NEW.affected_component_ids,
         'status_incident_template_affected_component_ids_fkey');
     RETURN NEW;
+END;
+$function$;
+
+-- public.statusdb_refuse_id_change() (plpgsql)
+-- Trigger: refuses an UPDATE that changes a row's id (other rows, the page snapshot, history
+-- and events refer to it).
+CREATE OR REPLACE FUNCTION public.statusdb_refuse_id_change()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+BEGIN
+    RAISE EXCEPTION 'the id of a % row never changes (% -> %)', TG_TABLE_NAME, OLD.id, NEW.id
+        USING ERRCODE = 'check_violation',
+              CONSTRAINT = TG_TABLE_NAME || '_id_immutable',
+              TABLE = TG_TABLE_NAME,
+              COLUMN = 'id';
 END;
 $function$;
 

@@ -44,12 +44,13 @@ CREATE POLICY status_page_team_isolation ON public.status_page FOR ALL TO PUBLIC
 -- level fire in the byte order of their names. Below, per event, in that order:
 -- INSERT: status_page_time_zone_check (BEFORE ROW), status_page_keep_history_insert (AFTER
 -- STATEMENT), status_page_snapshot_insert (AFTER STATEMENT).
--- UPDATE: status_page_time_zone_check (BEFORE ROW), status_page_touch_updated_at (BEFORE ROW),
--- status_page_keep_history_update (AFTER STATEMENT), status_page_snapshot_update (AFTER
--- STATEMENT).
+-- UPDATE: status_page_id_immutable (BEFORE ROW), status_page_time_zone_check (BEFORE ROW),
+-- status_page_touch_updated_at (BEFORE ROW), status_page_keep_history_update (AFTER STATEMENT),
+-- status_page_snapshot_update (AFTER STATEMENT).
 -- DELETE: status_page_keep_history_delete (AFTER STATEMENT).
 
 -- Triggers, in firing order.
+CREATE TRIGGER status_page_id_immutable BEFORE UPDATE OF id ON public.status_page FOR EACH ROW WHEN (new.id IS DISTINCT FROM old.id) EXECUTE FUNCTION public.statusdb_refuse_id_change();
 CREATE TRIGGER status_page_time_zone_check BEFORE INSERT OR UPDATE OF time_zone ON public.status_page FOR EACH ROW EXECUTE FUNCTION public.statusdb_status_page_check_time_zone();
 CREATE TRIGGER status_page_touch_updated_at BEFORE UPDATE ON public.status_page FOR EACH ROW EXECUTE FUNCTION public.statusdb_touch_updated_at();
 CREATE TRIGGER status_page_keep_history_delete AFTER DELETE ON public.status_page REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_row_history('id', 'id');
@@ -59,6 +60,23 @@ CREATE TRIGGER status_page_snapshot_insert AFTER INSERT ON public.status_page RE
 CREATE TRIGGER status_page_snapshot_update AFTER UPDATE ON public.status_page REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_status_page_snapshot();
 
 -- Their functions, as they are now (in the order of first firing).
+
+-- public.statusdb_refuse_id_change() (plpgsql)
+-- Trigger: refuses an UPDATE that changes a row's id (other rows, the page snapshot, history
+-- and events refer to it).
+CREATE OR REPLACE FUNCTION public.statusdb_refuse_id_change()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+BEGIN
+    RAISE EXCEPTION 'the id of a % row never changes (% -> %)', TG_TABLE_NAME, OLD.id, NEW.id
+        USING ERRCODE = 'check_violation',
+              CONSTRAINT = TG_TABLE_NAME || '_id_immutable',
+              TABLE = TG_TABLE_NAME,
+              COLUMN = 'id';
+END;
+$function$;
 
 -- public.statusdb_status_page_check_time_zone() (plpgsql)
 -- Trigger: status_page.time_zone must name a zone this server knows; stores its canonical

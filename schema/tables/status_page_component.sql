@@ -55,7 +55,8 @@ CREATE POLICY status_page_component_team_isolation ON public.status_page_compone
 -- status_page_component_roll_up_insert (AFTER STATEMENT), status_page_component_snapshot_insert
 -- (AFTER STATEMENT).
 -- UPDATE: status_page_component_check_page_fixed (BEFORE ROW), status_page_component_derive
--- (BEFORE ROW), status_page_component_touch_updated_at (BEFORE ROW),
+-- (BEFORE ROW), status_page_component_id_immutable (BEFORE ROW),
+-- status_page_component_touch_updated_at (BEFORE ROW),
 -- status_page_component_keep_history_update (AFTER STATEMENT),
 -- status_page_component_roll_up_update (AFTER STATEMENT), status_page_component_snapshot_update
 -- (AFTER STATEMENT).
@@ -68,6 +69,7 @@ CREATE POLICY status_page_component_team_isolation ON public.status_page_compone
 -- Triggers, in firing order.
 CREATE TRIGGER status_page_component_check_page_fixed BEFORE UPDATE OF id, status_page_id ON public.status_page_component FOR EACH ROW WHEN (new.id IS DISTINCT FROM old.id OR new.status_page_id IS DISTINCT FROM old.status_page_id) EXECUTE FUNCTION public.statusdb_status_page_component_check_page_fixed();
 CREATE TRIGGER status_page_component_derive BEFORE INSERT OR UPDATE ON public.status_page_component FOR EACH ROW EXECUTE FUNCTION public.statusdb_status_page_component_derive();
+CREATE TRIGGER status_page_component_id_immutable BEFORE UPDATE OF id ON public.status_page_component FOR EACH ROW WHEN (new.id IS DISTINCT FROM old.id) EXECUTE FUNCTION public.statusdb_refuse_id_change();
 CREATE TRIGGER status_page_component_touch_updated_at BEFORE UPDATE ON public.status_page_component FOR EACH ROW EXECUTE FUNCTION public.statusdb_touch_updated_at();
 CREATE TRIGGER status_page_component_forget_ids AFTER DELETE ON public.status_page_component FOR EACH ROW EXECUTE FUNCTION public.statusdb_status_page_component_forget_ids();
 CREATE TRIGGER status_page_component_forget_template_ids AFTER DELETE ON public.status_page_component FOR EACH ROW EXECUTE FUNCTION public.statusdb_status_page_component_forget_template_ids();
@@ -168,6 +170,23 @@ BEGIN
         END IF;
     END IF;
     RETURN NEW;
+END;
+$function$;
+
+-- public.statusdb_refuse_id_change() (plpgsql)
+-- Trigger: refuses an UPDATE that changes a row's id (other rows, the page snapshot, history
+-- and events refer to it).
+CREATE OR REPLACE FUNCTION public.statusdb_refuse_id_change()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+BEGIN
+    RAISE EXCEPTION 'the id of a % row never changes (% -> %)', TG_TABLE_NAME, OLD.id, NEW.id
+        USING ERRCODE = 'check_violation',
+              CONSTRAINT = TG_TABLE_NAME || '_id_immutable',
+              TABLE = TG_TABLE_NAME,
+              COLUMN = 'id';
 END;
 $function$;
 

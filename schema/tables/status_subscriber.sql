@@ -69,14 +69,15 @@ CREATE POLICY status_subscriber_team_isolation ON public.status_subscriber FOR A
 -- (BEFORE ROW), status_subscriber_destination_guard (BEFORE ROW).
 -- UPDATE: status_subscriber_activity_changed (BEFORE ROW),
 -- status_subscriber_check_component_ids (BEFORE ROW), status_subscriber_check_group_ids (BEFORE
--- ROW), status_subscriber_destination_guard (BEFORE ROW), status_subscriber_touch_updated_at
--- (BEFORE ROW).
+-- ROW), status_subscriber_destination_guard (BEFORE ROW), status_subscriber_id_immutable
+-- (BEFORE ROW), status_subscriber_touch_updated_at (BEFORE ROW).
 
 -- Triggers, in firing order.
 CREATE TRIGGER status_subscriber_activity_changed BEFORE UPDATE OF is_active ON public.status_subscriber FOR EACH ROW WHEN (new.is_active IS DISTINCT FROM old.is_active) EXECUTE FUNCTION public.statusdb_status_subscriber_activity_changed();
 CREATE TRIGGER status_subscriber_check_component_ids BEFORE INSERT OR UPDATE OF status_page_id, component_ids ON public.status_subscriber FOR EACH ROW EXECUTE FUNCTION public.statusdb_status_subscriber_check_component_ids();
 CREATE TRIGGER status_subscriber_check_group_ids BEFORE INSERT OR UPDATE OF status_page_id, group_ids ON public.status_subscriber FOR EACH ROW EXECUTE FUNCTION public.statusdb_status_subscriber_check_group_ids();
 CREATE TRIGGER status_subscriber_destination_guard BEFORE INSERT OR UPDATE OF channel, destination ON public.status_subscriber FOR EACH ROW EXECUTE FUNCTION public.statusdb_status_subscriber_destination_guard();
+CREATE TRIGGER status_subscriber_id_immutable BEFORE UPDATE OF id ON public.status_subscriber FOR EACH ROW WHEN (new.id IS DISTINCT FROM old.id) EXECUTE FUNCTION public.statusdb_refuse_id_change();
 CREATE TRIGGER status_subscriber_touch_updated_at BEFORE UPDATE ON public.status_subscriber FOR EACH ROW EXECUTE FUNCTION public.statusdb_touch_updated_at();
 
 -- Their functions, as they are now (in the order of first firing).
@@ -152,6 +153,23 @@ BEGIN
                   HINT = 'internal hosts must be listed in destination_allowlist by the owner';
     END IF;
     RETURN NEW;
+END;
+$function$;
+
+-- public.statusdb_refuse_id_change() (plpgsql)
+-- Trigger: refuses an UPDATE that changes a row's id (other rows, the page snapshot, history
+-- and events refer to it).
+CREATE OR REPLACE FUNCTION public.statusdb_refuse_id_change()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+BEGIN
+    RAISE EXCEPTION 'the id of a % row never changes (% -> %)', TG_TABLE_NAME, OLD.id, NEW.id
+        USING ERRCODE = 'check_violation',
+              CONSTRAINT = TG_TABLE_NAME || '_id_immutable',
+              TABLE = TG_TABLE_NAME,
+              COLUMN = 'id';
 END;
 $function$;
 

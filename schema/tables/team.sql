@@ -24,12 +24,30 @@ CREATE POLICY team_team_isolation ON public.team FOR ALL TO PUBLIC
 -- each row the BEFORE ROW ones, then (at the end of the statement) the AFTER ROW ones, then the
 -- AFTER STATEMENT ones; deferred constraint triggers at commit. Triggers of the same timing and
 -- level fire in the byte order of their names. Below, per event, in that order:
--- UPDATE: team_touch_updated_at (BEFORE ROW).
+-- UPDATE: team_id_immutable (BEFORE ROW), team_touch_updated_at (BEFORE ROW).
 
 -- Triggers, in firing order.
+CREATE TRIGGER team_id_immutable BEFORE UPDATE OF id ON public.team FOR EACH ROW WHEN (new.id IS DISTINCT FROM old.id) EXECUTE FUNCTION public.statusdb_refuse_id_change();
 CREATE TRIGGER team_touch_updated_at BEFORE UPDATE ON public.team FOR EACH ROW EXECUTE FUNCTION public.statusdb_touch_updated_at();
 
 -- Their functions, as they are now (in the order of first firing).
+
+-- public.statusdb_refuse_id_change() (plpgsql)
+-- Trigger: refuses an UPDATE that changes a row's id (other rows, the page snapshot, history
+-- and events refer to it).
+CREATE OR REPLACE FUNCTION public.statusdb_refuse_id_change()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+BEGIN
+    RAISE EXCEPTION 'the id of a % row never changes (% -> %)', TG_TABLE_NAME, OLD.id, NEW.id
+        USING ERRCODE = 'check_violation',
+              CONSTRAINT = TG_TABLE_NAME || '_id_immutable',
+              TABLE = TG_TABLE_NAME,
+              COLUMN = 'id';
+END;
+$function$;
 
 -- public.statusdb_touch_updated_at() (plpgsql)
 -- Trigger: sets updated_at to now() on every UPDATE, whoever issues it.
