@@ -54,10 +54,10 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import class_row
 
-from statusdb import validate
+from statusdb.db.executor import Op, _owns_transaction, many, operation
+from statusdb.domain import validate
+from statusdb.domain.types import ComponentStatus
 from statusdb.errors import InvalidInput, translate
-from statusdb.executor import Op, _owns_transaction, many, operation
-from statusdb.types import ComponentStatus
 
 #: The channel migrations 0003 and 0012 notify on.
 CHANNEL: Final = "statusdb_status_change"

@@ -50,7 +50,8 @@ from psycopg import errors as pg_errors
 from psycopg.pq import TransactionStatus
 from psycopg.rows import BaseRowFactory, tuple_row
 
-from statusdb import queries, validate
+from statusdb.db import queries
+from statusdb.domain import validate
 from statusdb.errors import (
     InvalidInput,
     NotFound,

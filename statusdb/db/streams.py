@@ -21,9 +21,9 @@ from typing import Any, overload
 import psycopg
 from psycopg.rows import BaseRowFactory
 
-from statusdb import queries
+from statusdb.db import queries
+from statusdb.db.executor import Params, dispatch
 from statusdb.errors import translate
-from statusdb.executor import Params, dispatch
 
 #: Rows fetched per round trip: large enough that the network is not the bottleneck, small
 #: enough that memory stays flat (a few MB).

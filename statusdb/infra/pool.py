@@ -42,7 +42,8 @@ import psycopg
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from statusdb import queries, validate
+from statusdb.db import queries
+from statusdb.domain import validate
 
 __all__ = ["PREPARE_THRESHOLD", "make_async_pool", "make_pool", "prepared_max"]
 

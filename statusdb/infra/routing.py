@@ -75,9 +75,9 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow, class_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
+from statusdb.db.executor import Op, one, operation
 from statusdb.errors import InvalidInput, StatusdbError, translate
-from statusdb.executor import Op, one, operation
-from statusdb.pool import make_async_pool, make_pool
+from statusdb.infra.pool import make_async_pool, make_pool
 
 __all__ = [
     "AsyncRouter",
@@ -410,7 +410,7 @@ def require_direct(conn: psycopg.Connection[Any]) -> None:
 
 _ROUTER_DOC = """
     `primary` and each of `replicas` are libpq conninfo strings (one pool each, made by
-    `statusdb.pool` with `prepare`). `max_lag` (seconds) bounds the staleness of a read
+    `statusdb.infra.pool` with `prepare`). `max_lag` (seconds) bounds the staleness of a read
     without a token; `check_interval` (default a quarter of it, at most 1 s) is how often the
     positions are checked (by a thread, on connections of its own). `direct` is the conninfo
     `listener()` uses (default: `primary`). `min_size`/`max_size` size each pool;

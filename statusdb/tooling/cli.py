@@ -19,7 +19,8 @@ from typing import Any
 import psycopg
 from yoyo import read_migrations
 
-from statusdb import migrations, queries, resources
+from statusdb.db import queries, resources
+from statusdb.infra import migrations
 from statusdb.tooling import localpg
 
 LOCAL_DBNAME = "statusdb"
