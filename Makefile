@@ -2,7 +2,7 @@
 #
 #   make demo   create .venv if missing, install statusdb, run `statusdb demo` on a local cluster
 #   make test   create .venv if missing, install statusdb[dev], run ruff, mypy, squawk, pytest
-#   make lint   ruff (check + format --check) + mypy + squawk only
+#   make lint   ruff (check + format --check) + mypy + squawk + the sync-twin check only
 #   make schema regenerate schema/current.sql and docs/schema.md from the migrations
 #
 # Variables: PYTHON (interpreter that creates the venv, default python3), VENV (default .venv),
@@ -23,13 +23,15 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint ruff format-check mypy squawk pytest schema constraints clean \
+.PHONY: help demo test lint ruff format-check mypy squawk async-to-sync sync-twins pytest schema \
+	constraints clean \
 	bench bench-large
 
 help:
 	@echo "make demo   - install statusdb in $(VENV) and run the demo on a local PostgreSQL"
 	@echo "make test   - install statusdb[dev] in $(VENV); ruff, mypy, squawk, pytest"
-	@echo "make lint   - ruff (check, format --check), mypy and squawk only"
+	@echo "make lint   - ruff (check, format --check), mypy, squawk, generated sync code check"
+	@echo "make sync-twins - regenerate the sync twins of the async code (tools/async_to_sync.py)"
 	@echo "make schema - regenerate schema/current.sql and docs/schema.md (commit them)"
 	@echo "make bench  - benchmarks at the small scale (~3 min; bench/README.md)"
 	@echo "make bench-large - benchmarks at the full scale (under 20 min)"
@@ -53,7 +55,15 @@ demo: $(VENV)/.statusdb-installed
 
 test: lint pytest
 
-lint: ruff format-check mypy squawk
+lint: ruff format-check mypy squawk async-to-sync
+
+# The sync twins are generated from the async code (tools/async_to_sync.py, CONTRIBUTING.md
+# "Layout"): this fails when one is stale; `make sync-twins` rewrites them.
+async-to-sync: $(VENV)/.statusdb-dev-installed
+	$(BIN)/python tools/async_to_sync.py --check
+
+sync-twins: $(VENV)/.statusdb-dev-installed
+	$(BIN)/python tools/async_to_sync.py
 
 ruff: $(VENV)/.statusdb-dev-installed
 	$(BIN)/ruff check .
