@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Final, Literal, overload
 
@@ -219,30 +218,6 @@ def _check_options(
     ):
         raise InvalidInput("stop_after must be an integer >= 1, or None for no limit")
     return None if status_page_id is None else validate.identifier("status_page_id", status_page_id)
-
-
-_RENAMED: Final = (
-    "statusdb.feed.{old} is deprecated: it was renamed {new} (statusdb.subscribers.subscribe "
-    "is the one that subscribes people)"
-)
-
-
-def subscribe(conn: psycopg.Connection[Any]) -> None:
-    """Deprecated alias of `start_listening` (the name clashed with `subscribers.subscribe`)."""
-    warnings.warn(
-        _RENAMED.format(old="subscribe", new="start_listening"), DeprecationWarning, stacklevel=2
-    )
-    start_listening(conn)
-
-
-async def asubscribe(aconn: psycopg.AsyncConnection[Any]) -> None:
-    """Deprecated alias of `astart_listening`."""
-    warnings.warn(
-        _RENAMED.format(old="asubscribe", new="astart_listening"),
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    await astart_listening(aconn)
 
 
 def _remaining(deadline: float | None) -> float | None:
