@@ -14,9 +14,11 @@ comments; this tool writes its sync twin right below, in the same file:
 
 As psycopg's own tools/async_to_sync.py does for its package, the async code is parsed (ast) and
 transformed: `async def` / `async with` / `async for` lose their `async`, `await x` becomes `x`,
-`asyncio.to_thread(f, *args)` becomes `f(*args)`, `Awaitable[T]` and `Coroutine[Any, Any, T]`
-become `T`, and the names of `RENAMES` are renamed (in code and in docstrings, where `await ` and
-`async ` before `with`/`for`/`def` are dropped too). Where the two must differ, write
+`asyncio.to_thread(f, *args)` becomes `f(*args)`, `asyncio.sleep` becomes `time.sleep`,
+`Awaitable[T]` and `Coroutine[Any, Any, T]` become `T`, and the names of `RENAMES` are renamed
+(in code and in docstrings, where `await ` and `async ` before `with`/`for`/`def` are dropped
+and `DOC_PHRASES` replaced). A region may also be a class's methods. Where the two must differ,
+write
 
     if True:  # ASYNC
         ...  # the async code
@@ -37,6 +39,7 @@ import ast
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from typing import Final, cast
 
@@ -44,6 +47,7 @@ REPO: Final = Path(__file__).resolve().parent.parent
 
 #: The files holding async sources (relative to the repository).
 FILES: Final = (
+    "statusdb/db/executor.py",
     "statusdb/feed.py",
     "statusdb/infra/pool.py",
     "statusdb/infra/routing.py",
@@ -67,7 +71,15 @@ RENAMES: Final = {
     "astart_listening": "start_listening",
     "asynccontextmanager": "contextmanager",
     "make_async_pool": "make_pool",
+    # statusdb.db.executor
+    "_atomic_async": "_atomic_sync",
+    "_call_async": "_call_sync",
+    "_drive_async": "_drive_sync",
+    "_run_step_async": "_run_step_sync",
+    "run_async": "run_sync",
 }
+#: Phrases of docstrings said otherwise in the sync twin.
+DOC_PHRASES: Final = {"an async connection": "a sync connection"}
 
 BEGIN: Final = "# async-to-sync: begin"
 END: Final = "# async-to-sync: end"
@@ -80,6 +92,8 @@ _DOC_WORDS: Final = re.compile(r"\b(" + "|".join(map(re.escape, RENAMES)) + r")\
 
 
 def sync_docstring(text: str) -> str:
+    for phrase, sync in DOC_PHRASES.items():
+        text = text.replace(phrase, sync)
     text = re.sub(r"\bawait ", "", text)
     text = re.sub(r"\basync (with|for|def)\b", r"\1", text)
     return _DOC_WORDS.sub(lambda m: RENAMES[m[1]], text)
@@ -168,6 +182,13 @@ class _ToSync(ast.NodeTransformer):
         ):
             call = ast.Call(func=node.args[0], args=node.args[1:], keywords=node.keywords)
             return cast(ast.AST, self.visit(ast.copy_location(call, node)))
+        if (
+            isinstance(func, ast.Attribute)
+            and func.attr == "sleep"
+            and isinstance(func.value, ast.Name)
+            and func.value.id == "asyncio"
+        ):
+            func.value.id = "time"
         self.generic_visit(node)
         return node
 
@@ -227,7 +248,11 @@ def _ruff_format(text: str, path: Path) -> str:
 
 
 def generate(text: str, path: Path) -> str:
-    """`text` (a file's contents) with each generated part written anew from its source."""
+    """`text` (a file's contents) with each generated part written anew from its source.
+
+    A region may be indented (methods of a class): its code is transformed at the top level and
+    indented back as its begin marker is.
+    """
     lines = text.splitlines(keepends=True)
     out: list[str] = []
     i = 0
@@ -239,12 +264,13 @@ def generate(text: str, path: Path) -> str:
         if line.strip() != BEGIN:
             continue
         found = True
+        indent = line[: len(line) - len(line.lstrip())]
         start = i
         while i < len(lines) and lines[i].strip() != END:
             i += 1
         if i == len(lines):
             raise SystemExit(f"{path}: {BEGIN!r} without {END!r}")
-        source = "".join(lines[start:i])
+        source = textwrap.dedent("".join(lines[start:i]))
         out.extend(lines[start : i + 1])
         i += 1
         # Drop the previous generated part, if any.
@@ -254,9 +280,8 @@ def generate(text: str, path: Path) -> str:
             if i == len(lines):
                 raise SystemExit(f"{path}: {HEADER!r} without {GENERATED_END!r}")
             i += 1
-        out.append(HEADER + "\n\n\n")
-        out.append(to_sync(source) + "\n\n\n")
-        out.append(GENERATED_END + "\n")
+        generated = textwrap.indent(to_sync(source), indent)
+        out.append(f"{indent}{HEADER}\n\n\n{generated}\n\n\n{indent}{GENERATED_END}\n")
     if not found:
         raise SystemExit(f"{path}: no {BEGIN!r} marker")
     return _ruff_format("".join(out), path)
