@@ -48,6 +48,7 @@ REPO: Final = Path(__file__).resolve().parent.parent
 #: The files holding async sources (relative to the repository).
 FILES: Final = (
     "statusdb/db/executor.py",
+    "statusdb/db/streams.py",
     "statusdb/feed.py",
     "statusdb/infra/pool.py",
     "statusdb/infra/routing.py",
@@ -77,9 +78,11 @@ RENAMES: Final = {
     "_drive_async": "_drive_sync",
     "_run_step_async": "_run_step_sync",
     "run_async": "run_sync",
+    # statusdb.db.streams
+    "stream_async": "stream_sync",
 }
 #: Phrases of docstrings said otherwise in the sync twin.
-DOC_PHRASES: Final = {"an async connection": "a sync connection"}
+DOC_PHRASES: Final = {"an async connection": "a sync connection", "`aclose()`": "`close()`"}
 
 BEGIN: Final = "# async-to-sync: begin"
 END: Final = "# async-to-sync: end"
