@@ -2,10 +2,11 @@
 #
 #   make demo   create .venv if missing, install statusdb, run `statusdb demo` on a local cluster
 #   make test   create .venv if missing, install statusdb[dev], run make lint, then pytest
-#   make lint   ruff (check + format --check) + mypy + squawk + plpgsql_check + the docs build
+#   make lint   ruff (check + format --check) + mypy + squawk + plpgsql_check + the docs build + the sync-twin check
 #   make docs   build the documentation site (docs/, mkdocs.yml) into site/
 #   make schema regenerate schema/current.sql, docs/schema.md and schema/{tables,functions,views}/
 #   make test-newest  the tests once more against the newest runtime dependencies allowed
+#   make sync-twins regenerate the sync twins of the async code (tools/async_to_sync.py)
 #
 # Variables: PYTHON (interpreter that creates the venv, default python3), VENV (default .venv),
 # PYTEST_ARGS (extra pytest arguments, e.g. PYTEST_ARGS='-k cli -x').
@@ -27,7 +28,7 @@ space := $(empty) $(empty)
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test test-newest lint ruff format-check mypy squawk plpgsql-check docs-check docs pytest \
+.PHONY: help demo test test-newest lint ruff format-check mypy squawk async-to-sync sync-twins plpgsql-check docs-check docs pytest \
 	schema constraints clean bench bench-large
 
 help:
@@ -36,6 +37,7 @@ help:
 	@echo "make lint   - ruff (check, format --check), mypy, squawk, plpgsql_check, docs build"
 	@echo "make docs   - build the documentation site into site/ (preview: $(BIN)/mkdocs serve)"
 	@echo "make test-newest - the tests against the newest runtime dependencies allowed"
+	@echo "make sync-twins - regenerate the sync twins of the async code (tools/async_to_sync.py)"
 	@echo "make schema - regenerate schema/current.sql, docs/schema.md, schema/tables/ (commit them)"
 	@echo "make bench  - benchmarks at the small scale (~3 min; bench/README.md)"
 	@echo "make bench-large - benchmarks at the full scale (under 20 min)"
@@ -59,7 +61,15 @@ demo: $(VENV)/.statusdb-installed
 
 test: lint pytest
 
-lint: ruff format-check mypy squawk plpgsql-check docs-check
+lint: ruff format-check mypy squawk async-to-sync plpgsql-check docs-check
+
+# The sync twins are generated from the async code (tools/async_to_sync.py, CONTRIBUTING.md
+# "Layout"): this fails when one is stale; `make sync-twins` rewrites them.
+async-to-sync: $(VENV)/.statusdb-dev-installed
+	$(BIN)/python tools/async_to_sync.py --check
+
+sync-twins: $(VENV)/.statusdb-dev-installed
+	$(BIN)/python tools/async_to_sync.py
 
 ruff: $(VENV)/.statusdb-dev-installed
 	$(BIN)/ruff check .

@@ -2,8 +2,8 @@
 
 Latency cases alternate the case with its baseline (a `SELECT 1` round trip on the same
 connection, unless stated otherwise), so that both meet the same machine load. Connections are
-made as an application would: through `statusdb.pool.make_pool` (statements prepared from their
-first use), logged in as a member of the `statusdb_app` role (row-level security policies in
+made as an application would: through `statusdb.infra.pool.make_pool` (statements prepared from
+their first use), logged in as a member of the `statusdb_app` role (row-level security policies in
 force, no team scope set), on 127.0.0.1 TCP.
 """
 
@@ -33,18 +33,18 @@ from statusdb import (
     groups,
     incidents,
     maintenance,
-    outbox,
     pages,
-    queries,
     subscribers,
     teams,
     uptime,
     views,
 )
+from statusdb.db import queries
+from statusdb.domain.types import SubscriberChannel
+from statusdb.infra.pool import make_pool
 from statusdb.pages import NewComponent
-from statusdb.pool import make_pool
 from statusdb.subscribers import ImportRow
-from statusdb.types import SubscriberChannel
+from statusdb.workers import outbox
 
 Conn = psycopg.Connection[TupleRow]
 SELECT_1 = "SELECT 1 round trip, same connection"
@@ -1119,7 +1119,7 @@ CASES: list[tuple[str, Callable[[Context], list[CaseResult]]]] = [
 ]
 
 
-# -- replicas (statusdb.routing) ----------------------------------------------------------------
+# -- replicas (statusdb.infra.routing) -------------------------------------------------------------
 # These cases start streaming replicas of the bench cluster (pg_basebackup -R through
 # statusdb.tooling.localpg, on this machine: the bench cluster must be a local one, as `make bench`
 # makes it) and delete them at the end of the case.
@@ -1171,7 +1171,7 @@ def _page_view_read(conn: Conn) -> object:
 
 
 def routing_overhead(ctx: Context) -> list[CaseResult]:
-    from statusdb.routing import Router
+    from statusdb.infra.routing import Router
 
     n = ctx.scale.iterations
     with (
@@ -1204,7 +1204,7 @@ def routing_overhead(ctx: Context) -> list[CaseResult]:
 def _router_reader(
     primary: str, replicas: list[str], stop: multiprocessing.synchronize.Event, out: Any
 ) -> None:
-    from statusdb.routing import Router
+    from statusdb.infra.routing import Router
 
     count = 0
     with Router(primary, replicas, max_lag=5.0, min_size=1, max_size=1) as router:

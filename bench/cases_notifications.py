@@ -18,9 +18,11 @@ import psycopg
 
 from bench.cases import Context, _rss_bytes, app_connection
 from bench.timing import CaseResult, percentile, timed
-from statusdb import outbox, queries, status_incidents
-from statusdb.outbox import Recipient
-from statusdb.types import Notification
+from statusdb import status_incidents
+from statusdb.db import queries
+from statusdb.domain.types import Notification
+from statusdb.workers import outbox
+from statusdb.workers.outbox import Recipient
 
 _TRIGGER = "status_incident_notify_updated"
 

@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from statusdb import migrations
+from statusdb.infra import migrations
 from statusdb.tooling import localpg
 
 DBNAME = "statusdb_bench"

@@ -39,7 +39,6 @@ from psycopg.rows import TupleRow
 from statusdb import (
     components,
     incidents,
-    outbox,
     pages,
     status,
     status_incidents,
@@ -47,8 +46,9 @@ from statusdb import (
     teams,
     views,
 )
+from statusdb.domain.types import INCIDENT_PRIORITIES, NOTIFY_ON_EVENTS
 from statusdb.pages import NewComponent
-from statusdb.types import INCIDENT_PRIORITIES, NOTIFY_ON_EVENTS
+from statusdb.workers import outbox
 
 Conn = psycopg.Connection[TupleRow]
 

@@ -5,7 +5,7 @@ at once, exactly while incidents are being opened, escalated and resolved on it.
 
 * **Readers**: `clients` threads (split over `processes` processes, so that one interpreter's
   lock does not cap the client side), each refreshing a random page of the set in a loop,
-  through one `statusdb.pool.make_pool` pool per process (autocommit, statements prepared,
+  through one `statusdb.infra.pool.make_pool` pool per process (autocommit, statements prepared,
   `check=None`: no extra round trip per checkout). A request is timed from asking the pool for
   a connection to the decoded answer, pool waits included.
 * **Conditional reads** (mode "conditional", when `views.page_view` takes `if_version`): each
@@ -37,8 +37,8 @@ import psycopg
 
 from bench.timing import percentile
 from statusdb import components, incidents, pages, status_incidents, teams, views
+from statusdb.infra.pool import make_pool
 from statusdb.pages import NewComponent
-from statusdb.pool import make_pool
 
 Mode = Literal["full", "conditional"]
 SERVICES = tuple(f"svc-{k}" for k in range(8))

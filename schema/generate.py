@@ -37,7 +37,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from statusdb import migrations, queries
+from statusdb.db import queries
+from statusdb.infra import migrations
 from statusdb.tooling import localpg
 
 REPO = Path(__file__).resolve().parent.parent

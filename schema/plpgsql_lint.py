@@ -29,7 +29,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from schema import generate
-from statusdb import queries
+from statusdb.db import queries
 
 REPO = Path(__file__).resolve().parent.parent
 ALLOWLIST = REPO / "schema" / "plpgsql_check_allowlist.toml"

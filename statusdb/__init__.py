@@ -3,38 +3,46 @@
 The public API in one place: the modules below (each lists its operations and types; see
 docs/api.md, "API reference") and the error classes every operation raises. Call an operation with
 a psycopg connection first (`pages.get(conn, page_id)`, or `await pages.get(aconn, page_id)`).
-The local-cluster tooling (the package `statusdb.tooling`: `cli`, `demo`, `localpg`) and the
-internals (`executor`, `queries`, `resources`, `streams`, `tokens`, `validate`) are not part of
-it.
+
+The package is laid out in layers (CONTRIBUTING.md, "Layout"; `tests/test_layers.py` keeps a
+lower layer from importing a higher one):
+
+* `statusdb.errors`: the exceptions (and the translation of PostgreSQL's errors into them);
+* `statusdb.domain`: pure logic with no psycopg import (`recurrence`, `destinations`, `types`,
+  and the internals `validate`, `tokens`);
+* `statusdb.db`: the database layer, internal (`executor`, `queries` with the named queries
+  in `statusdb/db/sql/`, `streams`, `resources`);
+* the operations, one module per aggregate, at the top (`statusdb.pages`, ...; they never
+  commit);
+* `statusdb.workers`: the loops that own their transactions (`outbox`, `deliveries`);
+* `statusdb.infra`: connection pools, replica routing and the migration runner;
+* `statusdb.tooling`: the command line, the demo and the local cluster (not part of the API).
+
+The public modules of the sub-packages are re-exported here under their short names, so
+`from statusdb import routing` and `statusdb.types.ComponentStatus` work; importing by path
+names their package (`from statusdb.infra.routing import Router`).
 """
 
 from importlib import metadata as _metadata
 
 from statusdb import (
     components,
-    deliveries,
-    destinations,
     errors,
     feed,
     groups,
     incident_templates,
     incidents,
     maintenance,
-    migrations,
-    outbox,
     pages,
-    pool,
-    recurrence,
-    routing,
     status,
     status_incidents,
     subscribers,
     teams,
     tenancy,
-    types,
     uptime,
     views,
 )
+from statusdb.domain import destinations, recurrence, types
 from statusdb.errors import (
     Conflict,
     InvalidInput,
@@ -44,6 +52,8 @@ from statusdb.errors import (
     StatusdbError,
     Unauthorized,
 )
+from statusdb.infra import migrations, pool, routing
+from statusdb.workers import deliveries, outbox
 
 try:
     __version__: str = _metadata.version("statusdb")

@@ -12,10 +12,10 @@ import datetime as dt
 import attrs
 from psycopg.rows import class_row, dict_row
 
-from statusdb import validate
+from statusdb.db.executor import Op, execute, many, one, operation, optional
+from statusdb.domain import validate
+from statusdb.domain.types import STATUS_SEVERITY_ORDER, ComponentStatus
 from statusdb.errors import InvalidInput, NotFound
-from statusdb.executor import Op, execute, many, one, operation, optional
-from statusdb.types import STATUS_SEVERITY_ORDER, ComponentStatus
 
 
 @attrs.frozen

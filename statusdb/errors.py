@@ -128,7 +128,8 @@ CONSTRAINT_MESSAGES: Final[dict[str, tuple[type[StatusdbError], str]]] = {
     ),
     "status_subscriber_notify_on_check": (
         InvalidInput,
-        "notify_on must be a non-empty list of known event kinds (statusdb.types.NOTIFY_ON_EVENTS)",
+        "notify_on must be a non-empty list of known event kinds "
+        "(statusdb.domain.types.NOTIFY_ON_EVENTS)",
     ),
     # component groups (0020)
     "component_group_pkey": (Conflict, "a group with that id already exists"),

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Final, Literal, overload
 
@@ -54,10 +53,10 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import class_row
 
-from statusdb import validate
+from statusdb.db.executor import Op, _owns_transaction, many, operation
+from statusdb.domain import validate
+from statusdb.domain.types import ComponentStatus
 from statusdb.errors import InvalidInput, translate
-from statusdb.executor import Op, _owns_transaction, many, operation
-from statusdb.types import ComponentStatus
 
 #: The channel migrations 0003 and 0012 notify on.
 CHANNEL: Final = "statusdb_status_change"
@@ -221,6 +220,155 @@ def _check_options(
     return None if status_page_id is None else validate.identifier("status_page_id", status_page_id)
 
 
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def _round_over(
+    batch: list[psycopg.Notify], deadline: float | None, yielded: int, stop_after: int | None
+) -> bool:
+    """Whether iteration ends after a batch: enough events, or the timeout is over.
+
+    An empty batch means psycopg waited until the deadline. A batch whose notifications were
+    skipped, filtered out or not readable counts nothing: the next one is waited for (within
+    what is left of the timeout).
+    """
+    if stop_after is not None and yielded >= stop_after:
+        return True
+    return not batch or (deadline is not None and time.monotonic() >= deadline)
+
+
+# async-to-sync: begin
+async def astart_listening(aconn: psycopg.AsyncConnection[Any]) -> None:
+    """Start listening on `aconn` (idempotent) without waiting for anything.
+
+    `alisten` does this itself; call it first when you must not miss a change made between now
+    and the moment you start iterating (start listening, then read a snapshot, then `alisten`).
+    """
+    _check_listener(aconn)
+    try:
+        await aconn.execute(_LISTEN)
+    except psycopg.Error as exc:
+        raise translate(exc) from exc
+
+
+@overload
+def alisten(
+    aconn: psycopg.AsyncConnection[Any],
+    *,
+    status_page_id: str | None = ...,
+    timeout: float | None = ...,
+    stop_after: int | None = ...,
+    groups: Literal[False] = ...,
+) -> AsyncIterator[StatusChangeEvent]: ...
+
+
+@overload
+def alisten(
+    aconn: psycopg.AsyncConnection[Any],
+    *,
+    status_page_id: str | None = ...,
+    timeout: float | None = ...,
+    stop_after: int | None = ...,
+    groups: Literal[True],
+) -> AsyncIterator[StatusChangeEvent | GroupStatusChangeEvent]: ...
+
+
+async def alisten(
+    aconn: psycopg.AsyncConnection[Any],
+    *,
+    status_page_id: str | None = None,
+    # The same deadline as psycopg's own notifies(timeout=).
+    timeout: float | None = None,  # noqa: ASYNC109
+    stop_after: int | None = None,
+    groups: bool = False,
+) -> AsyncIterator[StatusChangeEvent | GroupStatusChangeEvent]:
+    """Status change events as they are committed, from a dedicated autocommit connection.
+
+    ``async for event in alisten(aconn): ...`` listens (LISTEN) when iteration starts, then
+    yields each event. Each batch of notifications (those that arrived together) is read whole,
+    then its changes are read from `status_change` in one query on `aconn`, as `aconn`'s role may
+    see them (Unauthorized without SELECT on it). `status_page_id` keeps only that page's events
+    (filtered in that query: PostgreSQL has no per-payload filter). Iteration ends after
+    `timeout` seconds in total (None: never), or once at least `stop_after` events have been
+    yielded (skipped, unreadable and filtered-out notifications do not count). Like psycopg's
+    own `notifies(stop_after=)`, it may yield a few more: the changes of a batch are all handed
+    out. For the same reason, end a round with `timeout` or `stop_after` rather than by breaking
+    out of the loop (which drops the rest of the last event's batch). A lost connection raises
+    `Retryable`: reconnect, catch up from `status_change`, listen again. With `groups=True` the
+    changes of component groups' derived statuses (`GroupStatusChangeEvent`, from
+    `component_group_status_change`) come too, in announcement order.
+    """
+    page = _check_options(status_page_id, timeout, stop_after)
+    with_groups = validate.flag("groups", groups)
+    await astart_listening(aconn)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    yielded = 0
+    while True:
+        # One batch: what arrived in one packet (psycopg stops after it), or nothing by the
+        # deadline. It is read whole before its changes are looked up on the same connection.
+        try:
+            batch = [n async for n in aconn.notifies(timeout=_remaining(deadline), stop_after=1)]
+        except psycopg.Error as exc:
+            raise translate(exc) from exc
+        seqs = _seqs(batch)
+        events: list[StatusChangeEvent | GroupStatusChangeEvent] = []
+        if seqs and with_groups:
+            events = await _changes_with_groups(aconn, seqs, page)
+        elif seqs:
+            events = list(await _changes(aconn, seqs, page))
+        for event in events:
+            yield event
+            yielded += 1
+        if _round_over(batch, deadline, yielded, stop_after):
+            return
+
+
+async def alisten_pages(
+    aconn: psycopg.AsyncConnection[Any],
+    *,
+    status_page_id: str | None = None,
+    timeout: float | None = None,  # noqa: ASYNC109
+    stop_after: int | None = None,
+) -> AsyncIterator[PageVersionEvent]:
+    """Page version announcements as they are committed (migration 0017), for cache purgers.
+
+    Every committed change of what a page's view shows re-renders the page and notifies
+    `statusdb_page_version` with a number only: the lowest version readers of the new rendering
+    see (see `PageVersionEvent`; a window entering a horizon moves that horizon's version by
+    the clock alone, unannounced: `PageView.fresh_until` says when). Each announced version is
+    looked up in `status_page_snapshot` with `aconn`'s own privileges and row-level security
+    (statusdb_app may; statusdb_reader gets `Unauthorized`), so a listener scoped to a team
+    hears only its team's pages. A version already superseded when it is read is skipped: the
+    newer version's own announcement follows. Same connection rules, options and guarantees as
+    `alisten` (a dedicated autocommit connection; not durable: on reconnect, start listening,
+    then re-read the pages you cache).
+    """
+    page = _check_options(status_page_id, timeout, stop_after)
+    _check_listener(aconn)
+    try:
+        await aconn.execute(_LISTEN_PAGES)
+    except psycopg.Error as exc:
+        raise translate(exc) from exc
+    deadline = None if timeout is None else time.monotonic() + timeout
+    yielded = 0
+    while True:
+        try:
+            batch = [n async for n in aconn.notifies(timeout=_remaining(deadline), stop_after=1)]
+        except psycopg.Error as exc:
+            raise translate(exc) from exc
+        versions = _seqs(batch, PAGE_CHANNEL)
+        for event in await _page_versions(aconn, versions, page) if versions else []:
+            yield event
+            yielded += 1
+        if _round_over(batch, deadline, yielded, stop_after):
+            return
+
+
+# async-to-sync: end
+# async-to-sync: generated from the async code above by tools/async_to_sync.py, do not edit
+
+
 def start_listening(conn: psycopg.Connection[Any]) -> None:
     """Start listening on `conn` (idempotent) without waiting for anything.
 
@@ -232,39 +380,6 @@ def start_listening(conn: psycopg.Connection[Any]) -> None:
         conn.execute(_LISTEN)
     except psycopg.Error as exc:
         raise translate(exc) from exc
-
-
-async def astart_listening(aconn: psycopg.AsyncConnection[Any]) -> None:
-    """`start_listening` for an async connection."""
-    _check_listener(aconn)
-    try:
-        await aconn.execute(_LISTEN)
-    except psycopg.Error as exc:
-        raise translate(exc) from exc
-
-
-_RENAMED: Final = (
-    "statusdb.feed.{old} is deprecated: it was renamed {new} (statusdb.subscribers.subscribe "
-    "is the one that subscribes people)"
-)
-
-
-def subscribe(conn: psycopg.Connection[Any]) -> None:
-    """Deprecated alias of `start_listening` (the name clashed with `subscribers.subscribe`)."""
-    warnings.warn(
-        _RENAMED.format(old="subscribe", new="start_listening"), DeprecationWarning, stacklevel=2
-    )
-    start_listening(conn)
-
-
-async def asubscribe(aconn: psycopg.AsyncConnection[Any]) -> None:
-    """Deprecated alias of `astart_listening`."""
-    warnings.warn(
-        _RENAMED.format(old="asubscribe", new="astart_listening"),
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    await astart_listening(aconn)
 
 
 @overload
@@ -299,19 +414,19 @@ def listen(
 ) -> Iterator[StatusChangeEvent | GroupStatusChangeEvent]:
     """Status change events as they are committed, from a dedicated autocommit connection.
 
-    Listens (LISTEN) when iteration starts, then yields each event. Each batch of
-    notifications (those that arrived together) is read whole, then its changes are read from
-    `status_change` in one query on `conn`, as `conn`'s role may see them (Unauthorized without
-    SELECT on it). `status_page_id` keeps only that page's events (filtered in that query:
-    PostgreSQL has no per-payload filter). Iteration ends after `timeout` seconds in total
-    (None: never), or once at least `stop_after` events have been yielded (skipped, unreadable
-    and filtered-out notifications do not count). Like psycopg's own `notifies(stop_after=)`,
-    it may yield a few more: the changes of a batch are all handed out. For the same reason,
-    end a round with `timeout` or `stop_after` rather than by breaking out of the loop (which
-    drops the rest of the last event's batch). A lost connection raises `Retryable`: reconnect,
-    catch up from `status_change`, listen again. With `groups=True` the changes of component
-    groups' derived statuses (`GroupStatusChangeEvent`, from `component_group_status_change`)
-    come too, in announcement order.
+    ``for event in listen(conn): ...`` listens (LISTEN) when iteration starts, then
+    yields each event. Each batch of notifications (those that arrived together) is read whole,
+    then its changes are read from `status_change` in one query on `conn`, as `conn`'s role may
+    see them (Unauthorized without SELECT on it). `status_page_id` keeps only that page's events
+    (filtered in that query: PostgreSQL has no per-payload filter). Iteration ends after
+    `timeout` seconds in total (None: never), or once at least `stop_after` events have been
+    yielded (skipped, unreadable and filtered-out notifications do not count). Like psycopg's
+    own `notifies(stop_after=)`, it may yield a few more: the changes of a batch are all handed
+    out. For the same reason, end a round with `timeout` or `stop_after` rather than by breaking
+    out of the loop (which drops the rest of the last event's batch). A lost connection raises
+    `Retryable`: reconnect, catch up from `status_change`, listen again. With `groups=True` the
+    changes of component groups' derived statuses (`GroupStatusChangeEvent`, from
+    `component_group_status_change`) come too, in announcement order.
     """
     page = _check_options(status_page_id, timeout, stop_after)
     with_groups = validate.flag("groups", groups)
@@ -319,10 +434,8 @@ def listen(
     deadline = None if timeout is None else time.monotonic() + timeout
     yielded = 0
     while True:
-        # One batch: what arrived in one packet (psycopg stops after it), or nothing by the
-        # deadline. It is read whole before its changes are looked up on the same connection.
         try:
-            batch = list(conn.notifies(timeout=_remaining(deadline), stop_after=1))
+            batch = [n for n in conn.notifies(timeout=_remaining(deadline), stop_after=1)]
         except psycopg.Error as exc:
             raise translate(exc) from exc
         seqs = _seqs(batch)
@@ -336,79 +449,6 @@ def listen(
             yielded += 1
         if _round_over(batch, deadline, yielded, stop_after):
             return
-
-
-@overload
-def alisten(
-    aconn: psycopg.AsyncConnection[Any],
-    *,
-    status_page_id: str | None = ...,
-    timeout: float | None = ...,
-    stop_after: int | None = ...,
-    groups: Literal[False] = ...,
-) -> AsyncIterator[StatusChangeEvent]: ...
-
-
-@overload
-def alisten(
-    aconn: psycopg.AsyncConnection[Any],
-    *,
-    status_page_id: str | None = ...,
-    timeout: float | None = ...,
-    stop_after: int | None = ...,
-    groups: Literal[True],
-) -> AsyncIterator[StatusChangeEvent | GroupStatusChangeEvent]: ...
-
-
-async def alisten(
-    aconn: psycopg.AsyncConnection[Any],
-    *,
-    status_page_id: str | None = None,
-    # The same deadline as psycopg's own notifies(timeout=), and the same as `listen`'s.
-    timeout: float | None = None,  # noqa: ASYNC109
-    stop_after: int | None = None,
-    groups: bool = False,
-) -> AsyncIterator[StatusChangeEvent | GroupStatusChangeEvent]:
-    """`listen` for an async connection: ``async for event in alisten(aconn): ...``."""
-    page = _check_options(status_page_id, timeout, stop_after)
-    with_groups = validate.flag("groups", groups)
-    await astart_listening(aconn)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    yielded = 0
-    while True:
-        try:
-            batch = [n async for n in aconn.notifies(timeout=_remaining(deadline), stop_after=1)]
-        except psycopg.Error as exc:
-            raise translate(exc) from exc
-        seqs = _seqs(batch)
-        events: list[StatusChangeEvent | GroupStatusChangeEvent] = []
-        if seqs and with_groups:
-            events = await _changes_with_groups(aconn, seqs, page)
-        elif seqs:
-            events = list(await _changes(aconn, seqs, page))
-        for event in events:
-            yield event
-            yielded += 1
-        if _round_over(batch, deadline, yielded, stop_after):
-            return
-
-
-def _remaining(deadline: float | None) -> float | None:
-    return None if deadline is None else max(0.0, deadline - time.monotonic())
-
-
-def _round_over(
-    batch: list[psycopg.Notify], deadline: float | None, yielded: int, stop_after: int | None
-) -> bool:
-    """Whether iteration ends after a batch: enough events, or the timeout is over.
-
-    An empty batch means psycopg waited until the deadline. A batch whose notifications were
-    skipped, filtered out or not readable counts nothing: the next one is waited for (within
-    what is left of the timeout).
-    """
-    if stop_after is not None and yielded >= stop_after:
-        return True
-    return not batch or (deadline is not None and time.monotonic() >= deadline)
 
 
 def listen_pages(
@@ -441,7 +481,7 @@ def listen_pages(
     yielded = 0
     while True:
         try:
-            batch = list(conn.notifies(timeout=_remaining(deadline), stop_after=1))
+            batch = [n for n in conn.notifies(timeout=_remaining(deadline), stop_after=1)]
         except psycopg.Error as exc:
             raise translate(exc) from exc
         versions = _seqs(batch, PAGE_CHANNEL)
@@ -452,30 +492,4 @@ def listen_pages(
             return
 
 
-async def alisten_pages(
-    aconn: psycopg.AsyncConnection[Any],
-    *,
-    status_page_id: str | None = None,
-    timeout: float | None = None,  # noqa: ASYNC109
-    stop_after: int | None = None,
-) -> AsyncIterator[PageVersionEvent]:
-    """`listen_pages` for an async connection."""
-    page = _check_options(status_page_id, timeout, stop_after)
-    _check_listener(aconn)
-    try:
-        await aconn.execute(_LISTEN_PAGES)
-    except psycopg.Error as exc:
-        raise translate(exc) from exc
-    deadline = None if timeout is None else time.monotonic() + timeout
-    yielded = 0
-    while True:
-        try:
-            batch = [n async for n in aconn.notifies(timeout=_remaining(deadline), stop_after=1)]
-        except psycopg.Error as exc:
-            raise translate(exc) from exc
-        versions = _seqs(batch, PAGE_CHANNEL)
-        for event in await _page_versions(aconn, versions, page) if versions else []:
-            yield event
-            yielded += 1
-        if _round_over(batch, deadline, yielded, stop_after):
-            return
+# async-to-sync: end of generated code

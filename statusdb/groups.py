@@ -22,10 +22,10 @@ from typing import Final
 import attrs
 from psycopg.rows import class_row
 
-from statusdb import validate
+from statusdb.db.executor import Op, execute, many, one, operation
+from statusdb.domain import validate
+from statusdb.domain.types import ComponentStatus
 from statusdb.errors import InvalidInput, NotFound
-from statusdb.executor import Op, execute, many, one, operation
-from statusdb.types import ComponentStatus
 
 #: How deep groups nest: a group, a subgroup, a sub-subgroup (migration 0020).
 MAX_DEPTH: Final = 3

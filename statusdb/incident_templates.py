@@ -19,11 +19,11 @@ from typing import Final
 import attrs
 from psycopg.rows import class_row
 
-from statusdb import validate
+from statusdb.db.executor import Op, execute, many, one, operation
+from statusdb.domain import validate
+from statusdb.domain.types import STATUS_INCIDENT_SEVERITY, StatusIncidentSeverity
 from statusdb.errors import InvalidInput, NotFound
-from statusdb.executor import Op, execute, many, one, operation
 from statusdb.status_incidents import MESSAGE_MAX, TITLE_MAX
-from statusdb.types import STATUS_INCIDENT_SEVERITY, StatusIncidentSeverity
 
 NAME_MAX: Final = 200
 """As the table's CHECK (status_incident_template_name_check)."""

@@ -12,15 +12,15 @@ import datetime as dt
 import attrs
 from psycopg.rows import class_row
 
-from statusdb import validate
-from statusdb.errors import NotFound
-from statusdb.executor import Op, execute, many, one, operation
-from statusdb.types import (
+from statusdb.db.executor import Op, execute, many, one, operation
+from statusdb.domain import validate
+from statusdb.domain.types import (
     INCIDENT_PRIORITIES,
     INCIDENT_STATUSES,
     IncidentPriority,
     IncidentStatus,
 )
+from statusdb.errors import NotFound
 
 
 @attrs.frozen

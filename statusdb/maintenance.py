@@ -11,8 +11,8 @@ scheduler calls every minute, does, and it returns every transition it made exac
 when several schedulers run, so that whoever notifies subscribers sees each start and end once.
 
 Recurrence: `recurrence_rule` is one RFC 5545 RRULE value (``FREQ=WEEKLY;BYDAY=SU``), expanded
-by `statusdb.recurrence` from the series' first occurrence (its DTSTART) as wall-clock time in
-the window's `time_zone`, so occurrences keep their wall-clock time across daylight-saving
+by `statusdb.domain.recurrence` from the series' first occurrence (its DTSTART) as wall-clock
+time in the window's `time_zone`, so occurrences keep their wall-clock time across daylight-saving
 changes. As RFC 5545 (3.3.5) says, a local time that does not exist (the spring-forward gap) is
 read with the offset before the gap (DTSTART 02:30 happens at 03:30 that day; the days after
 keep 02:30), and an ambiguous one (fall-back) as its first instance (a series cannot start at
@@ -26,7 +26,7 @@ start and end nothing.
 Time is exact: every datetime returned is in UTC, and every comparison and duration is computed
 on instants, whatever zone the caller gives or the connection's TimeZone makes psycopg return
 (PEP 495 compares and subtracts two datetimes sharing a tzinfo by wall clock, ignoring `fold`).
-Expansion is bounded (see `statusdb.recurrence`): rules are refused when they fire more than
+Expansion is bounded (see `statusdb.domain.recurrence`): rules are refused when they fire more than
 once a minute or never occur, and `list_upcoming` lists at most MAX_OCCURRENCES_PER_WINDOW
 occurrences per window. One bad window never stalls the scheduler: `advance` records it in
 maintenance_window_scheduler_error (`scheduler_errors`) and moves every other window on.
@@ -43,10 +43,15 @@ from typing import Any, Final
 import attrs
 from psycopg.rows import class_row, dict_row, tuple_row
 
-from statusdb import groups, recurrence, validate
+from statusdb import groups
+from statusdb.db.executor import Op, execute, many, one, operation, optional
+from statusdb.domain import recurrence, validate
+from statusdb.domain.types import (
+    MAINTENANCE_STATUS,
+    CreateMaintenanceWindowInput,
+    MaintenanceStatus,
+)
 from statusdb.errors import Conflict, InvalidInput, NotFound, Retryable, StatusdbError
-from statusdb.executor import Op, execute, many, one, operation, optional
-from statusdb.types import MAINTENANCE_STATUS, CreateMaintenanceWindowInput, MaintenanceStatus
 
 _log = logging.getLogger(__name__)
 
@@ -208,7 +213,7 @@ def _series_start(field: str, value: dt.datetime, zone: zoneinfo.ZoneInfo) -> dt
     """A recurring window's start_time: aware; a skipped local time only in the window's zone.
 
     In the window's own zone start_time is the series' DTSTART as wall-clock time, so a time
-    the clocks skip is accepted there and read as RFC 5545 says (see statusdb.recurrence).
+    the clocks skip is accepted there and read as RFC 5545 says (see statusdb.domain.recurrence).
     """
     if (
         isinstance(value, dt.datetime)

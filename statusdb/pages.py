@@ -1,7 +1,7 @@
 """Status pages: create (with components), read, rename, visibility and access tokens.
 
 A private page (is_public false) is opened with an access token. The token is returned once,
-when it is made, and only the digest of its digest is stored (`statusdb.tokens.page_digest`).
+when it is made, and only the digest of its digest is stored (`statusdb.domain.tokens.page_digest`).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import attrs
 from psycopg.rows import class_row, tuple_row
 from psycopg.types.json import Jsonb
 
-from statusdb import tokens, validate
+from statusdb.db.executor import Op, execute, many, one, operation, optional
+from statusdb.domain import tokens, validate
 from statusdb.errors import InvalidInput, NotFound
-from statusdb.executor import Op, execute, many, one, operation, optional
 
 
 @attrs.frozen

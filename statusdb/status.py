@@ -16,9 +16,9 @@ from typing import Literal
 import attrs
 from psycopg.rows import class_row
 
-from statusdb import validate
-from statusdb.executor import Op, many, operation
-from statusdb.types import ComponentStatus
+from statusdb.db.executor import Op, many, operation
+from statusdb.domain import validate
+from statusdb.domain.types import ComponentStatus
 
 Cause = Literal["INCIDENT", "MAINTENANCE", "MANUAL"]
 STATUS_CHANGE_CAUSES: tuple[Cause, ...] = ("INCIDENT", "MAINTENANCE", "MANUAL")

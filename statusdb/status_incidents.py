@@ -32,16 +32,17 @@ from typing import Any, Final
 import attrs
 from psycopg.rows import class_row, kwargs_row
 
-from statusdb import groups, validate
-from statusdb.errors import InvalidInput, NotFound, StatusdbError
-from statusdb.executor import Op, execute, many, one, operation
-from statusdb.types import (
+from statusdb import groups
+from statusdb.db.executor import Op, execute, many, one, operation
+from statusdb.domain import validate
+from statusdb.domain.types import (
     STATUS_INCIDENT_SEVERITY,
     STATUS_INCIDENT_STATUS,
     StatusIncidentSeverity,
     StatusIncidentStatus,
     StatusUpdate,
 )
+from statusdb.errors import InvalidInput, NotFound, StatusdbError
 
 TITLE_MAX: Final = 500
 """As the table's CHECK (status_incident_title_check)."""

@@ -5,8 +5,8 @@ receives a POST (SLACK incoming webhook, WEBHOOK). It follows some components of
 listed: all of them) and some kinds of events (`notify_on`).
 
 Tokens. Each token is returned once, when it is made; the database keeps only its SHA-256 digest
-(`statusdb.tokens`), so a leaked dump verifies or unsubscribes nobody. Tokens are looked up by
-digest through a unique index: the timing of that lookup says nothing useful about a token,
+(`statusdb.domain.tokens`), so a leaked dump verifies or unsubscribes nobody. Tokens are looked
+up by digest through a unique index: the timing of that lookup says nothing useful about a token,
 since the digest of a guess is unrelated to the digest of the real token.
 
 * An EMAIL subscriber starts unverified, with a verification token that works once and expires
@@ -39,15 +39,15 @@ from typing import Any, Final, NamedTuple
 import attrs
 from psycopg.rows import class_row, kwargs_row, tuple_row
 
-from statusdb import destinations, tokens, validate
-from statusdb.errors import InvalidInput, NotFound, Unauthorized
-from statusdb.executor import Op, copy_in, execute, many, one, operation, optional
-from statusdb.types import (
+from statusdb.db.executor import Op, copy_in, execute, many, one, operation, optional
+from statusdb.domain import destinations, tokens, validate
+from statusdb.domain.types import (
     NOTIFY_ON_EVENTS,
     SUBSCRIBER_CHANNELS,
     NotifyOnEvent,
     SubscriberChannel,
 )
+from statusdb.errors import InvalidInput, NotFound, Unauthorized
 
 #: How long a verification token works unless the caller says otherwise.
 DEFAULT_VERIFY_TTL: Final = dt.timedelta(hours=24)
@@ -156,7 +156,7 @@ _verify_row = kwargs_row(_verify_outcome)
 def normalize_destination(channel: SubscriberChannel, destination: str) -> str:
     """Check a destination for its channel and return it as it is stored (no allow-list).
 
-    See `statusdb.destinations.normalize`; kept here for callers of the earlier API.
+    See `statusdb.domain.destinations.normalize`; kept here for callers of the earlier API.
     """
     return destinations.normalize(channel, destination)
 

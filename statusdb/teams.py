@@ -7,9 +7,9 @@ import datetime as dt
 import attrs
 from psycopg.rows import class_row
 
-from statusdb import validate
+from statusdb.db.executor import Op, execute, many, one, operation
+from statusdb.domain import validate
 from statusdb.errors import NotFound
-from statusdb.executor import Op, execute, many, one, operation
 
 
 @attrs.frozen

@@ -38,9 +38,9 @@ from typing import Any, Final, overload
 import psycopg
 from psycopg.rows import tuple_row
 
-from statusdb import validate
+from statusdb.db.executor import Op, _owns_transaction, dispatch, one, operation
+from statusdb.domain import validate
 from statusdb.errors import InvalidInput
-from statusdb.executor import Op, _owns_transaction, dispatch, one, operation
 
 #: The session setting the policies read ('' or unset: not scoped).
 SETTING: Final = "statusdb.team_id"

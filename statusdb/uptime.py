@@ -36,10 +36,10 @@ from typing import Any, Final
 import attrs
 from psycopg.rows import TupleRow, class_row, tuple_row
 
-from statusdb import validate
+from statusdb.db.executor import Op, many, operation
+from statusdb.domain import validate
+from statusdb.domain.types import ComponentStatus, StatusIncidentSeverity
 from statusdb.errors import InvalidInput, NotFound
-from statusdb.executor import Op, many, operation
-from statusdb.types import ComponentStatus, StatusIncidentSeverity
 
 #: The longest range accepted: a bit over a year, enough for "last 365 days" and calendar years.
 MAX_RANGE: dt.timedelta = dt.timedelta(days=400)

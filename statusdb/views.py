@@ -39,11 +39,9 @@ import attrs
 import psycopg
 from psycopg.rows import class_row, kwargs_row
 
-from statusdb import tokens, validate
-from statusdb.errors import InvalidInput
-from statusdb.executor import Op, Operation, many, operation, optional
-from statusdb.status_incidents import decode_updates
-from statusdb.types import (
+from statusdb.db.executor import Op, Operation, many, operation, optional
+from statusdb.domain import tokens, validate
+from statusdb.domain.types import (
     ComponentStatus,
     ComponentView,
     MaintenanceStatus,
@@ -53,6 +51,8 @@ from statusdb.types import (
     StatusUpdate,
     worst_status,
 )
+from statusdb.errors import InvalidInput
+from statusdb.status_incidents import decode_updates
 
 _T = TypeVar("_T")
 

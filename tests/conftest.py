@@ -34,7 +34,7 @@ from pytest_postgresql.executors import NoopExecutor
 from pytest_postgresql.factories.noprocess import xdistify_dbname
 from pytest_postgresql.janitor import DatabaseJanitor
 
-from statusdb import migrations
+from statusdb.infra import migrations
 from statusdb.tooling import localpg
 
 TEST_DBNAME = "statusdb_test"

@@ -16,9 +16,9 @@ from psycopg import sql
 from psycopg.rows import TupleRow
 
 from statusdb import components, pages, teams
+from statusdb.domain.types import NOTIFY_ON_EVENTS, ComponentStatus
 from statusdb.pages import NewComponent
 from statusdb.tooling.localpg import LocalCluster
-from statusdb.types import NOTIFY_ON_EVENTS, ComponentStatus
 
 Conn = psycopg.Connection[TupleRow]
 AConn = psycopg.AsyncConnection[TupleRow]

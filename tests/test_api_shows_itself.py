@@ -14,7 +14,7 @@ import types
 import pytest
 
 import statusdb
-from statusdb.executor import Operation
+from statusdb.db.executor import Operation
 
 
 def _operations() -> list[tuple[types.ModuleType, str, Operation[..., object]]]:

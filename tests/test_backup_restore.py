@@ -34,8 +34,6 @@ from statusdb import (
     components,
     incidents,
     maintenance,
-    migrations,
-    outbox,
     pages,
     status,
     status_incidents,
@@ -44,10 +42,12 @@ from statusdb import (
     tenancy,
     views,
 )
+from statusdb.domain.types import CreateMaintenanceWindowInput
+from statusdb.infra import migrations
 from statusdb.pages import NewComponent
 from statusdb.tooling import localpg
 from statusdb.tooling.localpg import LocalCluster
-from statusdb.types import CreateMaintenanceWindowInput
+from statusdb.workers import outbox
 
 Conn = psycopg.Connection[TupleRow]
 YOYO_TABLES = ("_yoyo_log", "_yoyo_migration", "_yoyo_version", "yoyo_lock")

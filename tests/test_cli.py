@@ -11,7 +11,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from statusdb import migrations, resources
+from statusdb.db import resources
+from statusdb.infra import migrations
 from statusdb.tooling import cli, localpg
 
 
@@ -50,7 +51,7 @@ def _tables(dsn: str) -> set[str]:
     return {row[0] for row in rows}
 
 
-# -- statusdb.migrations ---------------------------------------------------------------------
+# -- statusdb.infra.migrations ---------------------------------------------------------------------
 
 
 def test_yoyo_url_keeps_every_connection_parameter() -> None:

@@ -24,7 +24,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from statusdb import migrations
+from statusdb.infra import migrations
 from statusdb.tooling import cli
 
 
@@ -151,7 +151,7 @@ def _library_run(dsn: str, directory: Path) -> subprocess.Popen[str]:
     code = textwrap.dedent(
         f"""
         import sys
-        from statusdb import migrations
+        from statusdb.infra import migrations
         try:
             migrations.apply({dsn!r}, directory={str(directory)!r}, lock_timeout=1)
         except migrations.MigrationInterrupted as exc:

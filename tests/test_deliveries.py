@@ -1,5 +1,5 @@
-"""Delivery bookkeeping (migration 0019, statusdb.deliveries): attempts, retries with back-off,
-deactivation after repeated permanent failures, the retry queue under concurrency."""
+"""Delivery bookkeeping (migration 0019, statusdb.workers.deliveries): attempts, retries with
+back-off, deactivation after repeated permanent failures, the retry queue under concurrency."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ import pytest
 from factories import new_page
 from psycopg.rows import TupleRow
 
-from statusdb import deliveries, incidents, outbox, subscribers, teams
-from statusdb.deliveries import NewAttempt, PermanentDeliveryFailure
+from statusdb import incidents, subscribers, teams
+from statusdb.domain.types import StatusChangeNotification
 from statusdb.errors import InvalidInput, NotFound
-from statusdb.outbox import Recipient
 from statusdb.pages import NewComponent
-from statusdb.types import StatusChangeNotification
+from statusdb.workers import deliveries, outbox
+from statusdb.workers.deliveries import NewAttempt, PermanentDeliveryFailure
+from statusdb.workers.outbox import Recipient
 
 Conn = psycopg.Connection[TupleRow]
 T0 = dt.datetime(2030, 1, 1, 12, 0, tzinfo=dt.UTC)

@@ -14,16 +14,17 @@ import pytest
 from factories import new_page, new_subscriber
 from psycopg.rows import TupleRow
 
-from statusdb import components, deliveries, maintenance, outbox, status_incidents, teams
-from statusdb.deliveries import PermanentDeliveryFailure
-from statusdb.errors import InvalidInput
-from statusdb.outbox import Recipient
-from statusdb.types import (
+from statusdb import components, maintenance, status_incidents, teams
+from statusdb.domain.types import (
     AffectedComponent,
     IncidentNotification,
     MaintenanceNotification,
     Notification,
 )
+from statusdb.errors import InvalidInput
+from statusdb.workers import deliveries, outbox
+from statusdb.workers.deliveries import PermanentDeliveryFailure
+from statusdb.workers.outbox import Recipient
 
 Conn = psycopg.Connection[TupleRow]
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -1,4 +1,4 @@
-"""statusdb.destinations without a database: address and URL syntax, and the SSRF policy.
+"""statusdb.domain.destinations without a database: address and URL syntax, and the SSRF policy.
 
 The corpus in tests/destination_corpus.json is shared with tests/security/test_s08_ssrf.py,
 which checks that the database (migration 0013) decides every entry the same way.
@@ -13,8 +13,8 @@ from typing import Any, Final
 
 import pytest
 
-from statusdb import destinations
-from statusdb.destinations import AllowList
+from statusdb.domain import destinations
+from statusdb.domain.destinations import AllowList
 from statusdb.errors import InvalidInput
 
 CORPUS: Final[dict[str, Any]] = json.loads(

@@ -29,11 +29,8 @@ from psycopg_pool import ConnectionPool
 
 from statusdb import (
     components,
-    executor,
     incidents,
     maintenance,
-    migrations,
-    outbox,
     pages,
     status,
     status_incidents,
@@ -41,10 +38,13 @@ from statusdb import (
     teams,
     views,
 )
+from statusdb.db import executor
+from statusdb.domain.types import CreateMaintenanceWindowInput
 from statusdb.errors import Retryable
+from statusdb.infra import migrations
 from statusdb.pages import NewComponent
 from statusdb.tooling import localpg
-from statusdb.types import CreateMaintenanceWindowInput
+from statusdb.workers import outbox
 
 Conn = psycopg.Connection[TupleRow]
 AConn = psycopg.AsyncConnection[TupleRow]

@@ -282,23 +282,3 @@ def test_refuses_a_connection_that_cannot_listen(conn: Conn, connect: Connect) -
         next(feed.listen(listener, status_page_id=""))
     # Still usable afterwards; a timeout of 0 only drains what is already there.
     assert list(feed.listen(listener, timeout=0)) == []
-
-
-def test_subscribe_is_a_deprecated_alias_of_start_listening(connect: Connect) -> None:
-    """`feed.subscribe` clashed with `subscribers.subscribe` (issue 14): it still works, warning."""
-    listener = connect(autocommit=True)
-    with pytest.warns(DeprecationWarning, match="start_listening"):
-        feed.subscribe(listener)
-    assert list(feed.listen(listener, timeout=0)) == []
-
-
-async def test_asubscribe_is_a_deprecated_alias_of_astart_listening(dsn: str) -> None:
-    """The async alias warns the same way and still listens."""
-    listener = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
-    try:
-        with pytest.warns(DeprecationWarning, match="astart_listening"):
-            await feed.asubscribe(listener)
-        cur = await listener.execute("SELECT count(*) FROM pg_listening_channels()")
-        assert await cur.fetchone() == (1,)
-    finally:
-        await listener.close()

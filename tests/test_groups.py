@@ -21,16 +21,16 @@ from statusdb import (
     groups,
     incidents,
     maintenance,
-    outbox,
-    queries,
     status,
     status_incidents,
     subscribers,
     teams,
     views,
 )
+from statusdb.db import queries
+from statusdb.domain.types import ComponentStatus, IncidentNotification
 from statusdb.errors import Conflict, InvalidInput, NotFound
-from statusdb.types import ComponentStatus, IncidentNotification
+from statusdb.workers import outbox
 
 Conn = psycopg.Connection[TupleRow]
 Connect = Callable[..., Conn]

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import psycopg
 from psycopg.rows import TupleRow
 
-from statusdb import migrations
+from statusdb.infra import migrations
 
 Connect = Callable[..., psycopg.Connection[TupleRow]]
 

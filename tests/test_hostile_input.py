@@ -39,7 +39,6 @@ from statusdb import (
     components,
     incidents,
     maintenance,
-    outbox,
     pages,
     status,
     status_incidents,
@@ -49,9 +48,7 @@ from statusdb import (
     uptime,
     views,
 )
-from statusdb.errors import Conflict, InvalidInput, NotFound, StatusdbError, Unauthorized
-from statusdb.pages import NewComponent
-from statusdb.types import (
+from statusdb.domain.types import (
     INCIDENT_PRIORITIES,
     INCIDENT_STATUSES,
     MAINTENANCE_STATUS,
@@ -62,6 +59,9 @@ from statusdb.types import (
     SUBSCRIBER_CHANNELS,
     CreateMaintenanceWindowInput,
 )
+from statusdb.errors import Conflict, InvalidInput, NotFound, StatusdbError, Unauthorized
+from statusdb.pages import NewComponent
+from statusdb.workers import outbox
 
 Conn = psycopg.Connection[TupleRow]
 AConn = psycopg.AsyncConnection[TupleRow]

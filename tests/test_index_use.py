@@ -21,7 +21,9 @@ import psycopg
 import pytest
 from psycopg.rows import TupleRow
 
-from statusdb import incidents, migrations, queries, status, views
+from statusdb import incidents, status, views
+from statusdb.db import queries
+from statusdb.infra import migrations
 from statusdb.tooling import localpg
 
 Conn = psycopg.Connection[TupleRow]

@@ -16,9 +16,9 @@ from psycopg import errors as pg_errors
 from psycopg.rows import TupleRow
 
 from statusdb import maintenance
+from statusdb.domain.types import CreateMaintenanceWindowInput
 from statusdb.errors import Conflict, InvalidInput, NotFound
 from statusdb.maintenance import MaintenanceOccurrence, MaintenanceWindow, Transition
-from statusdb.types import CreateMaintenanceWindowInput
 
 Connect = Callable[..., psycopg.Connection[TupleRow]]
 Conn = psycopg.Connection[TupleRow]

@@ -24,8 +24,8 @@ import psycopg
 import pytest
 from psycopg.rows import TupleRow
 
-from statusdb import migrations
-from statusdb.resources import migrations_dir
+from statusdb.db.resources import migrations_dir
+from statusdb.infra import migrations
 from statusdb.tooling import localpg
 
 Conn = psycopg.Connection[TupleRow]

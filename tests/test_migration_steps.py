@@ -20,8 +20,8 @@ from psycopg.conninfo import make_conninfo
 from yoyo import read_migrations
 from yoyo.migrations import topological_sort
 
-from statusdb import migrations
-from statusdb.resources import migrations_dir
+from statusdb.db.resources import migrations_dir
+from statusdb.infra import migrations
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository's schema/
 

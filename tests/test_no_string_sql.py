@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from statusdb import queries
-from statusdb.resources import sql_dir
+from statusdb.db import queries
+from statusdb.db.resources import sql_dir
 
 PACKAGE = Path(__file__).resolve().parent.parent / "statusdb"
 

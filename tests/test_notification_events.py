@@ -19,18 +19,8 @@ import pytest
 from factories import new_page, new_subscriber
 from psycopg.rows import TupleRow
 
-from statusdb import (
-    components,
-    incidents,
-    maintenance,
-    migrations,
-    outbox,
-    status_incidents,
-    subscribers,
-    teams,
-)
-from statusdb.outbox import Recipient
-from statusdb.types import (
+from statusdb import components, incidents, maintenance, status_incidents, subscribers, teams
+from statusdb.domain.types import (
     EVENT_KINDS,
     MAINTENANCE_EVENT_KINDS,
     NOTIFY_ON_EVENTS,
@@ -39,6 +29,9 @@ from statusdb.types import (
     Notification,
     StatusChangeNotification,
 )
+from statusdb.infra import migrations
+from statusdb.workers import outbox
+from statusdb.workers.outbox import Recipient
 
 Conn = psycopg.Connection[TupleRow]
 Connect = Callable[..., Conn]

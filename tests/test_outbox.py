@@ -15,8 +15,9 @@ import pytest
 from factories import new_page
 from psycopg.rows import TupleRow
 
-from statusdb import components, incidents, outbox, teams
-from statusdb.outbox import ClaimedChange
+from statusdb import components, incidents, teams
+from statusdb.workers import outbox
+from statusdb.workers.outbox import ClaimedChange
 
 Conn = psycopg.Connection[TupleRow]
 Connect = Callable[..., Conn]

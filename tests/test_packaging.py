@@ -77,10 +77,11 @@ def _repo_files(folder: str) -> list[str]:
 
 def test_wheel_carries_sql_and_migrations(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
-    for folder in ("sql", "migrations"):
-        packaged = sorted(
-            n.rsplit("/", 1)[1] for n in names if n.startswith(f"statusdb/_data/{folder}/")
-        )
+    for folder, packaged_as in (
+        ("statusdb/db/sql", "statusdb/db/sql"),
+        ("migrations", "statusdb/_data/migrations"),
+    ):
+        packaged = sorted(n.rsplit("/", 1)[1] for n in names if n.startswith(f"{packaged_as}/"))
         assert packaged == _repo_files(folder)
     assert "statusdb/tooling/cli.py" in names
     assert "statusdb/py.typed" in names  # PEP 561: mypy checks callers against our types
@@ -90,7 +91,7 @@ def test_installed_package_finds_its_sql(
     venv_bin: Path, outside: Path, clean_env: dict[str, str]
 ) -> None:
     probe = (
-        "import json, statusdb, statusdb.resources as r; "
+        "import json, statusdb, statusdb.db.resources as r; "
         "print(json.dumps([statusdb.__file__, str(r.sql_dir()), str(r.migrations_dir())]))"
     )
     workdir = outside / "elsewhere"
@@ -100,9 +101,9 @@ def test_installed_package_finds_its_sql(
     package_dir = package_file.parent
     assert package_dir.is_relative_to(venv_bin.parent)
     assert not package_dir.is_relative_to(REPO)
-    assert sql_dir == package_dir / "_data" / "sql"
+    assert sql_dir == package_dir / "db" / "sql"
     assert migrations_dir == package_dir / "_data" / "migrations"
-    assert sorted(p.name for p in sql_dir.iterdir()) == _repo_files("sql")
+    assert sorted(p.name for p in sql_dir.iterdir()) == _repo_files("statusdb/db/sql")
     assert sorted(p.name for p in migrations_dir.iterdir()) == _repo_files("migrations")
 
 

@@ -26,12 +26,16 @@ from statusdb import (
     pages,
     status_incidents,
     teams,
-    tokens,
     views,
+)
+from statusdb.domain import tokens
+from statusdb.domain.types import (
+    ComponentStatus,
+    CreateMaintenanceWindowInput,
+    StatusIncidentStatus,
 )
 from statusdb.errors import Conflict, InvalidInput, NotFound
 from statusdb.pages import NewComponent
-from statusdb.types import ComponentStatus, CreateMaintenanceWindowInput, StatusIncidentStatus
 from statusdb.views import PageView
 
 Conn = psycopg.Connection[TupleRow]

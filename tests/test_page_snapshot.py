@@ -20,7 +20,8 @@ import pytest
 from conftest import Connect
 from psycopg.rows import TupleRow
 
-from statusdb import errors, feed, incidents, pages, teams, tokens, views
+from statusdb import errors, feed, incidents, pages, teams, views
+from statusdb.domain import tokens
 from statusdb.pages import NewComponent
 
 Conn = psycopg.Connection[TupleRow]

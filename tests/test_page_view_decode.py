@@ -10,8 +10,8 @@ import pytest
 from psycopg.rows import TupleRow
 
 from statusdb import components, pages, teams, views
+from statusdb.domain.types import ComponentView, StatusUpdate
 from statusdb.pages import NewComponent
-from statusdb.types import ComponentView, StatusUpdate
 
 Conn = psycopg.Connection[TupleRow]
 

@@ -29,20 +29,11 @@ from conftest import make_server_owned_dir
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 
-from statusdb import (
-    feed,
-    incidents,
-    pages,
-    routing,
-    status_incidents,
-    teams,
-    tenancy,
-    uptime,
-    views,
-)
+from statusdb import feed, incidents, pages, status_incidents, teams, tenancy, uptime, views
 from statusdb.errors import InvalidInput, StatusdbError
+from statusdb.infra import routing
+from statusdb.infra.pool import make_pool
 from statusdb.pages import NewComponent
-from statusdb.pool import make_pool
 from statusdb.tooling import localpg
 
 Conn = psycopg.Connection[TupleRow]

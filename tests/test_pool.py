@@ -1,4 +1,4 @@
-"""statusdb.pool: prepared statements from the first use, kept across pooled requests."""
+"""statusdb.infra.pool: prepared statements from the first use, kept across pooled requests."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import psycopg
 import pytest
 from psycopg.rows import TupleRow
 
-from statusdb import incidents, pages, queries, teams, views
+from statusdb import incidents, pages, teams, views
+from statusdb.db import queries
+from statusdb.infra.pool import PREPARE_THRESHOLD, make_async_pool, make_pool, prepared_max
 from statusdb.pages import NewComponent
-from statusdb.pool import PREPARE_THRESHOLD, make_async_pool, make_pool, prepared_max
 
 Conn = psycopg.Connection[TupleRow]
 AConn = psycopg.AsyncConnection[TupleRow]

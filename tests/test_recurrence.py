@@ -1,4 +1,5 @@
-"""statusdb.recurrence without a database: rule syntax, RFC 5545 local times, bounded expansion.
+"""statusdb.domain.recurrence without a database: rule syntax, RFC 5545 local times, bounded
+expansion.
 
 The expansion is checked against recurring-ical-events (an independent RFC 5545 implementation,
 a test dependency) on random rules in zones with daylight-saving changes.
@@ -16,9 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rfc5545_reference import reference_starts, series_cases
 
-from statusdb import recurrence
+from statusdb.domain import recurrence
+from statusdb.domain.recurrence import Series
 from statusdb.errors import InvalidInput
-from statusdb.recurrence import Series
 
 UTC = dt.UTC
 NY = ZoneInfo("America/New_York")

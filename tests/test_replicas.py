@@ -1,4 +1,5 @@
-"""Reads on real streaming replicas (statusdb.routing): staleness bound, read-your-writes, failover.
+"""Reads on real streaming replicas (statusdb.infra.routing): staleness bound, read-your-writes,
+failover.
 
 The module starts a primary and two streaming replicas of it (`LocalCluster.create_replica`,
 i.e. `pg_basebackup -R`, on 127.0.0.1), once for all its tests. The tests run in file order
@@ -22,10 +23,12 @@ from psycopg import sql
 from psycopg.rows import TupleRow
 from pytest_postgresql.executors import NoopExecutor
 
-from statusdb import incidents, outbox, pages, routing, teams, views
+from statusdb import incidents, pages, teams, views
 from statusdb.errors import InvalidInput, StatusdbError
+from statusdb.infra import routing
 from statusdb.pages import NewComponent
 from statusdb.tooling import localpg
+from statusdb.workers import outbox
 
 Conn = psycopg.Connection[TupleRow]
 AConn = psycopg.AsyncConnection[TupleRow]

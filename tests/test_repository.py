@@ -9,7 +9,9 @@ import psycopg
 import pytest
 from psycopg.rows import TupleRow
 
-from statusdb import components, executor, incidents, pages, teams, tokens
+from statusdb import components, incidents, pages, teams
+from statusdb.db import executor
+from statusdb.domain import tokens
 from statusdb.errors import Conflict, InvalidInput, NotFound, StatusdbError
 from statusdb.pages import NewComponent
 
@@ -135,7 +137,7 @@ def test_team_delete_is_refused_while_it_owns_pages(conn: Conn) -> None:
 
 
 def test_naive_datetimes_and_bad_enums_are_refused() -> None:
-    from statusdb import validate
+    from statusdb.domain import validate
 
     with pytest.raises(InvalidInput, match="timezone-aware"):
         validate.aware("start_time", dt.datetime(2026, 1, 1))

@@ -25,7 +25,6 @@ from statusdb import (
     components,
     incidents,
     maintenance,
-    outbox,
     pages,
     status,
     status_incidents,
@@ -34,9 +33,10 @@ from statusdb import (
     tenancy,
     views,
 )
+from statusdb.domain.types import CreateMaintenanceWindowInput
 from statusdb.errors import InvalidInput, NotFound, StatusdbError, Unauthorized
 from statusdb.pages import NewComponent
-from statusdb.types import CreateMaintenanceWindowInput
+from statusdb.workers import outbox
 
 Conn = psycopg.Connection[TupleRow]
 AppConnect = Callable[..., Conn]

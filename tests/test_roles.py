@@ -23,8 +23,6 @@ from statusdb import (
     components,
     incidents,
     maintenance,
-    migrations,
-    outbox,
     pages,
     status,
     status_incidents,
@@ -33,10 +31,12 @@ from statusdb import (
     uptime,
     views,
 )
+from statusdb.domain.types import CreateMaintenanceWindowInput
 from statusdb.errors import StatusdbError
+from statusdb.infra import migrations
 from statusdb.pages import NewComponent
 from statusdb.tooling.localpg import LocalCluster
-from statusdb.types import CreateMaintenanceWindowInput
+from statusdb.workers import outbox
 
 Conn = psycopg.Connection[TupleRow]
 

@@ -13,10 +13,8 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 
-from statusdb import migrations
-from statusdb.errors import CONSTRAINT_MESSAGES
-from statusdb.resources import migrations_dir
-from statusdb.types import (
+from statusdb.db.resources import migrations_dir
+from statusdb.domain.types import (
     EVENT_KINDS,
     INCIDENT_PRIORITIES,
     INCIDENT_PRIORITY_TO_STATUS,
@@ -28,6 +26,8 @@ from statusdb.types import (
     STATUS_SEVERITY_ORDER,
     SUBSCRIBER_CHANNELS,
 )
+from statusdb.errors import CONSTRAINT_MESSAGES
+from statusdb.infra import migrations
 
 Conn = psycopg.Connection[TupleRow]
 

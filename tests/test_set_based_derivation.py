@@ -16,7 +16,7 @@ import pytest
 from psycopg.rows import TupleRow
 
 from statusdb import incidents, status
-from statusdb.types import ComponentStatus
+from statusdb.domain.types import ComponentStatus
 
 Conn = psycopg.Connection[TupleRow]
 

@@ -13,8 +13,8 @@ from factories import new_page
 from psycopg.rows import TupleRow
 
 from statusdb import components, incidents, pages, status, teams
+from statusdb.domain.types import INCIDENT_PRIORITY_TO_STATUS, IncidentPriority
 from statusdb.errors import InvalidInput, StatusdbError
-from statusdb.types import INCIDENT_PRIORITY_TO_STATUS, IncidentPriority
 
 Conn = psycopg.Connection[TupleRow]
 Connect = Callable[..., Conn]

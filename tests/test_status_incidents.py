@@ -17,9 +17,9 @@ from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
 
 from statusdb import components, incidents, status_incidents, teams
+from statusdb.domain.types import StatusUpdate
 from statusdb.errors import InvalidInput, NotFound, StatusdbError
 from statusdb.status_incidents import HistoryPage, StatusIncident
-from statusdb.types import StatusUpdate
 
 Connect = Callable[..., psycopg.Connection[TupleRow]]
 Conn = psycopg.Connection[TupleRow]
@@ -711,7 +711,7 @@ def test_history_refuses_bad_days_and_limits(conn: Conn, acme: TwoPages) -> None
 
 def test_history_query_walks_the_partial_index_without_sorting(conn: Conn, acme: TwoPages) -> None:
     """The DBA's contract: status_incident_resolved_history_idx serves filter, order and cursor."""
-    from statusdb import queries
+    from statusdb.db import queries
 
     conn.execute("SET enable_seqscan = off")
     conn.execute("SET enable_sort = off")

@@ -17,12 +17,14 @@ import pytest
 from factories import TwoPages, two_pages
 from psycopg.rows import TupleRow
 
-from statusdb import migrations, subscribers, tokens
+from statusdb import subscribers
+from statusdb.db.executor import Operation
+from statusdb.db.resources import migrations_dir
+from statusdb.domain import tokens
+from statusdb.domain.types import NOTIFY_ON_EVENTS
 from statusdb.errors import CONSTRAINT_MESSAGES, InvalidInput, NotFound, Unauthorized
-from statusdb.executor import Operation
-from statusdb.resources import migrations_dir
+from statusdb.infra import migrations
 from statusdb.subscribers import ImportRow, RefusedRow, Subscriber
-from statusdb.types import NOTIFY_ON_EVENTS
 
 Connect = Callable[..., psycopg.Connection[TupleRow]]
 Conn = psycopg.Connection[TupleRow]

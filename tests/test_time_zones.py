@@ -21,9 +21,10 @@ from psycopg import sql
 from psycopg.rows import TupleRow
 from rfc5545_reference import reference_starts, series_cases
 
-from statusdb import components, maintenance, recurrence, uptime, validate
+from statusdb import components, maintenance, uptime
+from statusdb.domain import recurrence, validate
+from statusdb.domain.types import CreateMaintenanceWindowInput
 from statusdb.errors import InvalidInput
-from statusdb.types import CreateMaintenanceWindowInput
 
 Conn = psycopg.Connection[TupleRow]
 

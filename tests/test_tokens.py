@@ -1,7 +1,7 @@
 """Secret tokens (page access, verification, unsubscribe) never reach the database in clear.
 
-They are made and hashed in Python (`statusdb.tokens`), only their SHA-256 digests are sent and
-stored, no row class or view hands a digest back, and the server never sees a token, so it
+They are made and hashed in Python (`statusdb.domain.tokens`), only their SHA-256 digests are
+sent and stored, no row class or view hands a digest back, and the server never sees a token, so it
 cannot log one either.
 """
 
@@ -18,7 +18,8 @@ from psycopg import sql
 from psycopg.rows import TupleRow
 
 import statusdb
-from statusdb import pages, subscribers, teams, tokens, views
+from statusdb import pages, subscribers, teams, views
+from statusdb.domain import tokens
 from statusdb.pages import NewComponent
 from statusdb.tooling.localpg import LocalCluster
 

@@ -13,9 +13,10 @@ import pytest
 from factories import add_changes, add_component, new_page
 from psycopg.rows import TupleRow
 
-from statusdb import components, incidents, queries, teams, uptime
+from statusdb import components, incidents, teams, uptime
+from statusdb.db import queries
+from statusdb.domain.types import STATUS_SEVERITY_ORDER, ComponentStatus
 from statusdb.errors import InvalidInput, NotFound
-from statusdb.types import STATUS_SEVERITY_ORDER, ComponentStatus
 from statusdb.uptime import StatusDurations
 
 Conn = psycopg.Connection[TupleRow]

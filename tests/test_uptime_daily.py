@@ -17,8 +17,8 @@ from factories import add_changes, add_component, new_page
 from psycopg.rows import TupleRow
 
 from statusdb import components, pages, teams, uptime
+from statusdb.domain.types import ComponentStatus
 from statusdb.errors import InvalidInput, NotFound
-from statusdb.types import ComponentStatus
 from statusdb.uptime import StatusDurations
 
 Conn = psycopg.Connection[TupleRow]

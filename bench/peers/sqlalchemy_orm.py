@@ -4,7 +4,7 @@ Declarative models over statusdb's own tables, relationships loaded with `select
 query per relationship, the ORM's recommended eager loading for collections), a Session per
 request from a `sessionmaker`, and the engine's own connection pool. The result is decoded into
 the very same attrs values statusdb returns (`statusdb.views.PageView`,
-`statusdb.outbox.Recipient`), so both sides do the same work for the caller.
+`statusdb.workers.outbox.Recipient`), so both sides do the same work for the caller.
 
 Used only by the benchmark (`pip install -e '.[bench]'`).
 """
@@ -40,11 +40,11 @@ from sqlalchemy.orm import (
     sessionmaker,
 )
 
-from statusdb import tokens
-from statusdb.outbox import ClaimedChange, Recipient
+from statusdb.domain import tokens
+from statusdb.domain.types import ComponentView, StatusPageWithComponents, worst_status
 from statusdb.status_incidents import decode_updates
-from statusdb.types import ComponentView, StatusPageWithComponents, worst_status
 from statusdb.views import IncidentView, MaintenanceView, PageView
+from statusdb.workers.outbox import ClaimedChange, Recipient
 
 ACTIVE_STATUSES = ("INVESTIGATING", "IDENTIFIED", "MONITORING")
 

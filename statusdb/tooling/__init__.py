@@ -2,5 +2,6 @@
 demo story (`demo`) and the local development cluster they start (`localpg`).
 
 Backend services import the repository modules (`statusdb.pages`, `statusdb.incidents`, ...)
-and `statusdb.migrations` (apply the migrations at deploy time); nothing here is needed for that.
+and `statusdb.infra.migrations` (apply the migrations at deploy time); nothing here is needed
+for that.
 """

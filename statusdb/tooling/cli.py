@@ -25,7 +25,8 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from yoyo import read_migrations
 
-from statusdb import migrations, queries, resources
+from statusdb.db import queries, resources
+from statusdb.infra import migrations
 from statusdb.tooling import localpg
 
 LOCAL_DBNAME = "statusdb"

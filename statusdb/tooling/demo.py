@@ -28,8 +28,8 @@ from statusdb import (
     teams,
     uptime,
 )
+from statusdb.domain.types import ComponentStatus, CreateMaintenanceWindowInput
 from statusdb.pages import NewComponent
-from statusdb.types import ComponentStatus, CreateMaintenanceWindowInput
 from statusdb.views import GroupView, PageView, page_view
 
 SLUG = "acme-cloud"
@@ -417,7 +417,8 @@ def run(conn: psycopg.Connection[Any]) -> None:
     print()
     _say(
         f"{changes} status changes were logged (status.changes_for_component), each also "
-        "announced on the live feed (statusdb.feed) and queued for subscribers (statusdb.outbox)."
+        "announced on the live feed (statusdb.feed) and queued for subscribers "
+        "(statusdb.workers.outbox)."
     )
     _say(
         f"Drift: {len(drift)}. status.recompute(conn) derives every component's status again "

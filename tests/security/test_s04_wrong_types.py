@@ -26,10 +26,10 @@ from psycopg.rows import TupleRow
 
 import statusdb
 from statusdb import pages, teams, views
+from statusdb.db.executor import Operation
+from statusdb.domain.validate import UNSET, Unset
 from statusdb.errors import InvalidInput, Unauthorized
-from statusdb.executor import Operation
 from statusdb.pages import NewComponent
-from statusdb.validate import UNSET, Unset
 
 Conn = psycopg.Connection[TupleRow]
 
@@ -333,7 +333,7 @@ def test_a_wrong_connection_is_invalid_input() -> None:
 def test_a_truthy_string_is_no_autocommit_flag_for_a_pool(dsn: str) -> None:
     """make_pool(autocommit="false") (not an operation) made an autocommit pool."""
     from statusdb.errors import InvalidInput
-    from statusdb.pool import make_async_pool, make_pool
+    from statusdb.infra.pool import make_async_pool, make_pool
 
     with pytest.raises(InvalidInput, match="autocommit"):
         make_pool(dsn, autocommit="false")  # type: ignore[arg-type]

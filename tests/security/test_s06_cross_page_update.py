@@ -19,8 +19,8 @@ from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 
 from statusdb import components, maintenance, status_incidents, subscribers, teams, views
+from statusdb.domain.types import CreateMaintenanceWindowInput
 from statusdb.errors import CONSTRAINT_MESSAGES, InvalidInput, translate
-from statusdb.types import CreateMaintenanceWindowInput
 
 Conn = psycopg.Connection[TupleRow]
 

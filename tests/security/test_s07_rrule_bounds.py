@@ -20,8 +20,8 @@ from factories import new_page
 from psycopg.rows import TupleRow
 
 from statusdb import maintenance, teams
+from statusdb.domain.types import CreateMaintenanceWindowInput
 from statusdb.errors import InvalidInput
-from statusdb.types import CreateMaintenanceWindowInput
 
 Conn = psycopg.Connection[TupleRow]
 

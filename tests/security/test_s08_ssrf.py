@@ -21,7 +21,8 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 
-from statusdb import destinations, pages, subscribers, teams
+from statusdb import pages, subscribers, teams
+from statusdb.domain import destinations
 from statusdb.errors import InvalidInput
 from statusdb.subscribers import ImportRow
 from statusdb.tooling.localpg import LocalCluster

@@ -20,10 +20,11 @@ import pytest
 from factories import new_page
 from psycopg.rows import TupleRow
 
-from statusdb import components, feed, outbox, pages, teams
+from statusdb import components, feed, pages, teams
+from statusdb.domain.types import StatusChangeNotification
 from statusdb.errors import Retryable, StatusdbError
-from statusdb.outbox import Recipient
-from statusdb.types import StatusChangeNotification
+from statusdb.workers import outbox
+from statusdb.workers.outbox import Recipient
 
 Conn = psycopg.Connection[TupleRow]
 Connect = Callable[..., Conn]

@@ -16,7 +16,8 @@ import pytest
 from factories import new_page
 from psycopg.rows import TupleRow
 
-from statusdb import components, incidents, migrations, pages, subscribers, teams
+from statusdb import components, incidents, pages, subscribers, teams
+from statusdb.infra import migrations
 from statusdb.pages import NewComponent
 from statusdb.tooling import cli
 

@@ -16,7 +16,8 @@ from psycopg import errors as pg_errors
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 
-from statusdb import pages, subscribers, teams, tokens, views
+from statusdb import pages, subscribers, teams, views
+from statusdb.domain import tokens
 from statusdb.errors import Unauthorized
 from statusdb.tooling.localpg import LocalCluster
 

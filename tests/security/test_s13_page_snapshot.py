@@ -19,7 +19,8 @@ from psycopg import errors as pg_errors
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 
-from statusdb import feed, pages, teams, tenancy, tokens, views
+from statusdb import feed, pages, teams, tenancy, views
+from statusdb.domain import tokens
 from statusdb.pages import NewComponent
 from statusdb.tooling.localpg import LocalCluster
 

@@ -17,7 +17,8 @@ from psycopg import errors as pg_errors
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 
-from statusdb import incidents, outbox, status_incidents, teams, tenancy
+from statusdb import incidents, status_incidents, teams, tenancy
+from statusdb.workers import outbox
 
 Conn = psycopg.Connection[TupleRow]
 

@@ -15,8 +15,9 @@ from psycopg import errors as pg_errors
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 
-from statusdb import components, deliveries, incident_templates, subscribers, teams, tenancy
+from statusdb import components, incident_templates, subscribers, teams, tenancy
 from statusdb.errors import InvalidInput
+from statusdb.workers import deliveries
 
 Conn = psycopg.Connection[TupleRow]
 

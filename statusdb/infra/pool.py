@@ -42,7 +42,8 @@ import psycopg
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from statusdb import queries, validate
+from statusdb.db import queries
+from statusdb.domain import validate
 
 __all__ = ["PREPARE_THRESHOLD", "make_async_pool", "make_pool", "prepared_max"]
 
@@ -73,20 +74,9 @@ def _connect_kwargs(kwargs: Mapping[str, Any] | None, autocommit: bool) -> dict[
     return merged
 
 
-def _check(conn: psycopg.Connection[Any]) -> None:
-    """psycopg_pool's check_connection (an empty query outside any transaction), unprepared."""
-    if conn.autocommit:
-        conn.execute(b"", prepare=False)
-        return
-    conn.autocommit = True
-    try:
-        conn.execute(b"", prepare=False)
-    finally:
-        conn.autocommit = False
-
-
+# async-to-sync: begin
 async def _acheck(conn: psycopg.AsyncConnection[Any]) -> None:
-    """The async twin of `_check`."""
+    """psycopg_pool's check_connection (an empty query outside any transaction), unprepared."""
     if conn.autocommit:
         await conn.execute(b"", prepare=False)
         return
@@ -95,6 +85,64 @@ async def _acheck(conn: psycopg.AsyncConnection[Any]) -> None:
         await conn.execute(b"", prepare=False)
     finally:
         await conn.set_autocommit(False)
+
+
+def make_async_pool(
+    conninfo: str = "",
+    *,
+    prepare: bool = True,
+    autocommit: bool = False,
+    kwargs: Mapping[str, Any] | None = None,
+    configure: Callable[[psycopg.AsyncConnection[TupleRow]], Awaitable[None]] | None = None,
+    **pool_kwargs: Any,
+) -> AsyncConnectionPool[psycopg.AsyncConnection[TupleRow]]:
+    """A psycopg_pool `AsyncConnectionPool` whose connections prepare statusdb's statements.
+
+    `prepare=False` never prepares (PgBouncer in transaction mode without
+    max_prepared_statements). `autocommit=True` makes each operation its own transaction (reads
+    in one round trip). `kwargs` are connection arguments, `configure` runs on each new
+    connection after statusdb's own settings, and the other keyword arguments go to
+    `AsyncConnectionPool` (min_size, max_size, open, name, timeout, ...). Open it with
+    `open=True`, `await pool.open()` or `async with make_async_pool(...) as pool:`.
+
+    Each connection is checked when it is handed out (an empty query, one round trip, as
+    `AsyncConnectionPool.check_connection` does), so that after a PostgreSQL restart or failover
+    stale idle connections are replaced instead of failing the next request each: only
+    operations in flight at the moment see an error (`statusdb.errors.Retryable`). Pass
+    `check=None` to skip the check where that round trip matters more.
+    """
+    threshold, keep = _settings(prepare)
+
+    async def setup(conn: psycopg.AsyncConnection[TupleRow]) -> None:
+        conn.prepare_threshold = threshold
+        conn.prepared_max = keep
+        if configure is not None:
+            await configure(conn)
+
+    pool_kwargs.setdefault("open", False)
+    pool_kwargs.setdefault("check", _acheck)
+    return AsyncConnectionPool(
+        conninfo,
+        kwargs=_connect_kwargs(kwargs, autocommit),
+        configure=setup,
+        **pool_kwargs,
+    )
+
+
+# async-to-sync: end
+# async-to-sync: generated from the async code above by tools/async_to_sync.py, do not edit
+
+
+def _check(conn: psycopg.Connection[Any]) -> None:
+    """psycopg_pool's check_connection (an empty query outside any transaction), unprepared."""
+    if conn.autocommit:
+        conn.execute(b"", prepare=False)
+        return
+    conn.set_autocommit(True)
+    try:
+        conn.execute(b"", prepare=False)
+    finally:
+        conn.set_autocommit(False)
 
 
 def make_pool(
@@ -112,8 +160,8 @@ def make_pool(
     max_prepared_statements). `autocommit=True` makes each operation its own transaction (reads
     in one round trip). `kwargs` are connection arguments, `configure` runs on each new
     connection after statusdb's own settings, and the other keyword arguments go to
-    `ConnectionPool` (min_size, max_size, open, name, timeout, ...). Open it with `open=True`,
-    `pool.open()` or `with make_pool(...) as pool:`.
+    `ConnectionPool` (min_size, max_size, open, name, timeout, ...). Open it with
+    `open=True`, `pool.open()` or `with make_pool(...) as pool:`.
 
     Each connection is checked when it is handed out (an empty query, one round trip, as
     `ConnectionPool.check_connection` does), so that after a PostgreSQL restart or failover
@@ -132,38 +180,8 @@ def make_pool(
     pool_kwargs.setdefault("open", False)
     pool_kwargs.setdefault("check", _check)
     return ConnectionPool(
-        conninfo,
-        kwargs=_connect_kwargs(kwargs, autocommit),
-        configure=setup,
-        **pool_kwargs,
+        conninfo, kwargs=_connect_kwargs(kwargs, autocommit), configure=setup, **pool_kwargs
     )
 
 
-def make_async_pool(
-    conninfo: str = "",
-    *,
-    prepare: bool = True,
-    autocommit: bool = False,
-    kwargs: Mapping[str, Any] | None = None,
-    configure: Callable[[psycopg.AsyncConnection[TupleRow]], Awaitable[None]] | None = None,
-    **pool_kwargs: Any,
-) -> AsyncConnectionPool[psycopg.AsyncConnection[TupleRow]]:
-    """The async twin of `make_pool`: an `AsyncConnectionPool` (open it with
-    `await pool.open()` or `async with make_async_pool(...) as pool:`). Connections are
-    checked when handed out, as in `make_pool`."""
-    threshold, keep = _settings(prepare)
-
-    async def setup(conn: psycopg.AsyncConnection[TupleRow]) -> None:
-        conn.prepare_threshold = threshold
-        conn.prepared_max = keep
-        if configure is not None:
-            await configure(conn)
-
-    pool_kwargs.setdefault("open", False)
-    pool_kwargs.setdefault("check", _acheck)
-    return AsyncConnectionPool(
-        conninfo,
-        kwargs=_connect_kwargs(kwargs, autocommit),
-        configure=setup,
-        **pool_kwargs,
-    )
+# async-to-sync: end of generated code

@@ -75,9 +75,9 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow, class_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
+from statusdb.db.executor import Op, one, operation
 from statusdb.errors import InvalidInput, StatusdbError, translate
-from statusdb.executor import Op, one, operation
-from statusdb.pool import make_async_pool, make_pool
+from statusdb.infra.pool import make_async_pool, make_pool
 
 __all__ = [
     "AsyncRouter",
@@ -136,6 +136,20 @@ def position() -> Op[str]:
     return format_token(row.position)
 
 
+# async-to-sync: begin
+async def acommit(aconn: AConn) -> str:
+    """Commit `aconn`'s transaction (on the primary) and return its position token."""
+    try:
+        await aconn.commit()
+    except psycopg.Error as exc:
+        raise translate(exc) from exc
+    return await position(aconn)
+
+
+# async-to-sync: end
+# async-to-sync: generated from the async code above by tools/async_to_sync.py, do not edit
+
+
 def commit(conn: Conn) -> str:
     """Commit `conn`'s transaction (on the primary) and return its position token."""
     try:
@@ -145,13 +159,7 @@ def commit(conn: Conn) -> str:
     return position(conn)
 
 
-async def acommit(conn: AConn) -> str:
-    """`commit` for an async connection."""
-    try:
-        await conn.commit()
-    except psycopg.Error as exc:
-        raise translate(exc) from exc
-    return await position(conn)
+# async-to-sync: end of generated code
 
 
 # -- replica state ----------------------------------------------------------------------------
@@ -392,6 +400,218 @@ _POOLED: Final = (
 )
 
 
+_ROUTER_DOC = """
+    `primary` and each of `replicas` are libpq conninfo strings (one pool each, made by
+    `statusdb.infra.pool` with `prepare`). `max_lag` (seconds) bounds the staleness of a read
+    without a token; `check_interval` (default a quarter of it, at most 1 s) is how often the
+    positions are checked (by a thread, on connections of its own). `direct` is the conninfo
+    `listener()` uses (default: `primary`). `min_size`/`max_size` size each pool;
+    `connect_timeout` (whole seconds) bounds each connection attempt, and a replica that yields
+    no connection within `replica_timeout` seconds is skipped.
+"""
+
+
+# async-to-sync: begin
+async def arequire_direct(aconn: psycopg.AsyncConnection[Any]) -> None:
+    """Refuse a connection that goes through a pooler such as PgBouncer (InvalidInput).
+
+    PgBouncer hands clients a made-up backend key, so the process id the client was told
+    differs from the server process that runs its statements. LISTEN needs a session of its own
+    on the server: in transaction pooling the server connection goes back to the pool after
+    each transaction and notifications reach whoever gets it next (or nobody).
+    """
+    try:
+        cur = await aconn.execute(b"SELECT pg_backend_pid()", prepare=False)
+        row = await cur.fetchone()
+    except psycopg.Error as exc:
+        raise translate(exc) from exc
+    if row is None or row[0] != aconn.info.backend_pid:
+        raise InvalidInput(_POOLED)
+
+
+class AsyncRouter:
+    """Send reads to fresh streaming replicas, writes to the primary. See the module doc.
+
+    Use it as a context manager (`async with AsyncRouter(...) as router:`), or call
+    `await router.open()` and `await router.close()`. `open()` checks every host once before
+    returning, so that the first reads already go to fresh replicas. `read(fn)` and `write(fn)`
+    take `fn(aconn)`, e.g. a lambda calling a statusdb operation on the connection. The checker
+    is a thread of its own.
+    """
+
+    __doc__ = (__doc__ or "") + _ROUTER_DOC
+
+    def __init__(
+        self,
+        primary: str,
+        replicas: Sequence[str] = (),
+        *,
+        max_lag: float = 2.0,
+        check_interval: float | None = None,
+        prepare: bool = True,
+        direct: str | None = None,
+        min_size: int = 1,
+        max_size: int = 4,
+        connect_timeout: int = 2,
+        replica_timeout: float = 1.0,
+    ) -> None:
+        self._checker = _Checker(
+            primary,
+            replicas,
+            max_lag=max_lag,
+            check_interval=check_interval,
+            connect_timeout=connect_timeout,
+            on_back=self._back,
+        )
+        self.max_lag = self._checker.max_lag
+        self.check_interval = self._checker.interval
+        self._direct = direct if direct is not None else primary
+        self._replica_timeout = replica_timeout
+        self._connect_timeout = connect_timeout
+        self._attempts = max_size + 1
+        common: dict[str, Any] = {
+            "prepare": prepare,
+            "kwargs": {"connect_timeout": connect_timeout},
+            "min_size": min_size,
+            "max_size": max_size,
+        }
+        self._primary = make_async_pool(primary, name="primary", **common)
+        # Reads: autocommit (one round trip each), no check on checkout (a broken connection
+        # fails the read, which then runs elsewhere: the check's round trip is saved).
+        read: dict[str, Any] = {**common, "autocommit": True, "check": None}
+        self._primary_reads = make_async_pool(primary, name="primary-reads", **read)
+        self._replicas = [
+            make_async_pool(conninfo, name=f"replica-{n}", **read)
+            for n, conninfo in enumerate(replicas)
+        ]
+        if True:  # ASYNC
+            self._back_to_check: set[int] = set()
+        self._opened = False
+
+    def _back(self, index: int) -> None:
+        if True:  # ASYNC
+            # Called from the checker thread: the pool is checked on the event loop, at next use.
+            self._back_to_check.add(index)
+        elif self._opened:
+            self._replicas[index].check()
+
+    def _pools(self) -> list[AsyncConnectionPool[AConn]]:
+        return [self._primary, self._primary_reads, *self._replicas]
+
+    async def open(self) -> None:
+        """Open the pools, check every host once, start the checker thread."""
+        if self._opened:
+            return
+        for pool in self._pools():
+            await pool.open(wait=False)
+        self._opened = True
+        await asyncio.to_thread(self._checker.start)
+        if True:  # ASYNC
+            self._back_to_check.clear()
+
+    async def close(self) -> None:
+        """Stop the checker and close every pool and monitor connection."""
+        await asyncio.to_thread(self._checker.stop)
+        for pool in self._pools():
+            await pool.close()
+        self._opened = False
+
+    async def __aenter__(self) -> AsyncRouter:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def check(self) -> list[HostStatus]:
+        """Check every host now (the checker thread does this every `check_interval`)."""
+        return await asyncio.to_thread(self._checker.check)
+
+    def status(self) -> list[HostStatus]:
+        """The last check's findings: the primary first, then each replica."""
+        return self._checker.status()
+
+    def reads_served(self) -> dict[str, int]:
+        """How many reads each host served (by `host:port`)."""
+        return self._checker.reads_served()
+
+    async def read(self, fn: Callable[[AConn], Awaitable[T]], *, token: str | None = None) -> T:
+        """`fn(aconn)` on a fresh replica (one that has replayed `token`, if given), else on
+        the primary. The connection is in autocommit mode: each statement is its own snapshot;
+        wrap several reads in `async with aconn.transaction():` to see one snapshot. `fn` may
+        run more than once (on another host when a replica's connection breaks)."""
+        lsn = None if token is None else parse_token(token)
+        for index in self._checker.candidates(lsn):
+            pool = self._replicas[index]
+            if True:  # ASYNC
+                if index in self._back_to_check:
+                    self._back_to_check.discard(index)
+                    await pool.check()
+            aconn: AConn | None = None
+            try:
+                async with pool.connection(timeout=self._replica_timeout) as aconn:
+                    result = await fn(aconn)
+            except PoolTimeout as exc:
+                self._checker.mark_down(index, exc)
+                continue
+            except Exception as exc:
+                if not _broken(aconn):
+                    raise
+                self._checker.mark_down(index, exc)
+                continue
+            self._checker.count(self._checker.replicas[index].name)
+            return result
+        # The primary: a broken idle connection (after a restart) is dropped and the read runs
+        # on the next one; at most max_size + 1 attempts.
+        for attempt in range(1, self._attempts + 1):
+            aconn = None
+            try:
+                async with self._primary_reads.connection() as aconn:
+                    result = await fn(aconn)
+            except Exception:
+                if attempt == self._attempts or not _broken(aconn):
+                    raise
+                continue
+            self._checker.count(self._checker.primary.name)
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @contextlib.asynccontextmanager
+    async def primary(self) -> AsyncIterator[AConn]:
+        """A connection to the primary (autocommit off; committed when the block succeeds,
+        rolled back when it raises). End with `token = await acommit(aconn)` for a position
+        token."""
+        async with self._primary.connection() as aconn:
+            yield aconn
+
+    async def write(self, fn: Callable[[AConn], Awaitable[T]]) -> Written[T]:
+        """`fn(aconn)` in one transaction on the primary, committed; its result and token."""
+        async with self.primary() as aconn:
+            result = await fn(aconn)
+            token = await acommit(aconn)
+        return Written(result, token)
+
+    async def listener(self) -> AConn:
+        """A new direct autocommit connection to the primary for `statusdb.feed.alisten`
+        (yours to close). Refused (InvalidInput) if `direct` goes through a pooler."""
+        try:
+            aconn = await psycopg.AsyncConnection.connect(
+                self._direct, autocommit=True, connect_timeout=self._connect_timeout
+            )
+        except psycopg.Error as exc:
+            raise translate(exc) from exc
+        try:
+            await arequire_direct(aconn)
+        except BaseException:
+            await aconn.close()
+            raise
+        return aconn
+
+
+# async-to-sync: end
+# async-to-sync: generated from the async code above by tools/async_to_sync.py, do not edit
+
+
 def require_direct(conn: psycopg.Connection[Any]) -> None:
     """Refuse a connection that goes through a pooler such as PgBouncer (InvalidInput).
 
@@ -401,29 +621,8 @@ def require_direct(conn: psycopg.Connection[Any]) -> None:
     each transaction and notifications reach whoever gets it next (or nobody).
     """
     try:
-        row = conn.execute(b"SELECT pg_backend_pid()", prepare=False).fetchone()
-    except psycopg.Error as exc:
-        raise translate(exc) from exc
-    if row is None or row[0] != conn.info.backend_pid:
-        raise InvalidInput(_POOLED)
-
-
-_ROUTER_DOC = """
-    `primary` and each of `replicas` are libpq conninfo strings (one pool each, made by
-    `statusdb.pool` with `prepare`). `max_lag` (seconds) bounds the staleness of a read
-    without a token; `check_interval` (default a quarter of it, at most 1 s) is how often the
-    positions are checked (by a thread, on connections of its own). `direct` is the conninfo
-    `listener()` uses (default: `primary`). `min_size`/`max_size` size each pool;
-    `connect_timeout` (whole seconds) bounds each connection attempt, and a replica that yields
-    no connection within `replica_timeout` seconds is skipped.
-"""
-
-
-async def arequire_direct(conn: psycopg.AsyncConnection[Any]) -> None:
-    """`require_direct` for an async connection."""
-    try:
-        cur = await conn.execute(b"SELECT pg_backend_pid()", prepare=False)
-        row = await cur.fetchone()
+        cur = conn.execute(b"SELECT pg_backend_pid()", prepare=False)
+        row = cur.fetchone()
     except psycopg.Error as exc:
         raise translate(exc) from exc
     if row is None or row[0] != conn.info.backend_pid:
@@ -433,8 +632,11 @@ async def arequire_direct(conn: psycopg.AsyncConnection[Any]) -> None:
 class Router:
     """Send reads to fresh streaming replicas, writes to the primary. See the module doc.
 
-    Use it as a context manager, or `open()` / `close()`. `open()` checks every host once
-    before returning, so that the first reads already go to fresh replicas.
+    Use it as a context manager (`with Router(...) as router:`), or call
+    `router.open()` and `router.close()`. `open()` checks every host once before
+    returning, so that the first reads already go to fresh replicas. `read(fn)` and `write(fn)`
+    take `fn(conn)`, e.g. a lambda calling a statusdb operation on the connection. The checker
+    is a thread of its own.
     """
 
     __doc__ = (__doc__ or "") + _ROUTER_DOC
@@ -474,8 +676,6 @@ class Router:
             "max_size": max_size,
         }
         self._primary = make_pool(primary, name="primary", **common)
-        # Reads: autocommit (one round trip each), no check on checkout (a broken connection
-        # fails the read, which then runs elsewhere: the check's round trip is saved).
         read: dict[str, Any] = {**common, "autocommit": True, "check": None}
         self._primary_reads = make_pool(primary, name="primary-reads", **read)
         self._replicas = [
@@ -528,13 +728,14 @@ class Router:
     def read(self, fn: Callable[[Conn], T], *, token: str | None = None) -> T:
         """`fn(conn)` on a fresh replica (one that has replayed `token`, if given), else on
         the primary. The connection is in autocommit mode: each statement is its own snapshot;
-        wrap several reads in `with conn.transaction():` to see one snapshot. `fn` may run
-        more than once (on another host when a replica's connection breaks)."""
+        wrap several reads in `with conn.transaction():` to see one snapshot. `fn` may
+        run more than once (on another host when a replica's connection breaks)."""
         lsn = None if token is None else parse_token(token)
         for index in self._checker.candidates(lsn):
+            pool = self._replicas[index]
             conn: Conn | None = None
             try:
-                with self._replicas[index].connection(timeout=self._replica_timeout) as conn:
+                with pool.connection(timeout=self._replica_timeout) as conn:
                     result = fn(conn)
             except PoolTimeout as exc:
                 self._checker.mark_down(index, exc)
@@ -546,8 +747,6 @@ class Router:
                 continue
             self._checker.count(self._checker.replicas[index].name)
             return result
-        # The primary: a broken idle connection (after a restart) is dropped and the read runs
-        # on the next one; at most max_size + 1 attempts.
         for attempt in range(1, self._attempts + 1):
             conn = None
             try:
@@ -559,12 +758,13 @@ class Router:
                 continue
             self._checker.count(self._checker.primary.name)
             return result
-        raise AssertionError("unreachable")  # pragma: no cover
+        raise AssertionError("unreachable")
 
     @contextlib.contextmanager
     def primary(self) -> Iterator[Conn]:
         """A connection to the primary (autocommit off; committed when the block succeeds,
-        rolled back when it raises). End with `token = commit(conn)` for a position token."""
+        rolled back when it raises). End with `token = commit(conn)` for a position
+        token."""
         with self._primary.connection() as conn:
             yield conn
 
@@ -579,7 +779,7 @@ class Router:
         """A new direct autocommit connection to the primary for `statusdb.feed.listen`
         (yours to close). Refused (InvalidInput) if `direct` goes through a pooler."""
         try:
-            conn = psycopg.connect(
+            conn = psycopg.Connection.connect(
                 self._direct, autocommit=True, connect_timeout=self._connect_timeout
             )
         except psycopg.Error as exc:
@@ -592,159 +792,4 @@ class Router:
         return conn
 
 
-class AsyncRouter:
-    """`Router` for asyncio: async pools, awaited reads and writes, the same checker thread.
-
-    `read(fn)` and `write(fn)` take `fn(aconn)` returning an awaitable (e.g. a lambda calling
-    a statusdb operation on the async connection). Open it with `await router.open()` or
-    `async with AsyncRouter(...) as router:`.
-    """
-
-    __doc__ = (__doc__ or "") + _ROUTER_DOC
-
-    def __init__(
-        self,
-        primary: str,
-        replicas: Sequence[str] = (),
-        *,
-        max_lag: float = 2.0,
-        check_interval: float | None = None,
-        prepare: bool = True,
-        direct: str | None = None,
-        min_size: int = 1,
-        max_size: int = 4,
-        connect_timeout: int = 2,
-        replica_timeout: float = 1.0,
-    ) -> None:
-        self._checker = _Checker(
-            primary,
-            replicas,
-            max_lag=max_lag,
-            check_interval=check_interval,
-            connect_timeout=connect_timeout,
-            on_back=self._back,
-        )
-        self.max_lag = self._checker.max_lag
-        self.check_interval = self._checker.interval
-        self._direct = direct if direct is not None else primary
-        self._replica_timeout = replica_timeout
-        self._connect_timeout = connect_timeout
-        self._attempts = max_size + 1
-        common: dict[str, Any] = {
-            "prepare": prepare,
-            "kwargs": {"connect_timeout": connect_timeout},
-            "min_size": min_size,
-            "max_size": max_size,
-        }
-        self._primary = make_async_pool(primary, name="primary", **common)
-        read: dict[str, Any] = {**common, "autocommit": True, "check": None}
-        self._primary_reads = make_async_pool(primary, name="primary-reads", **read)
-        self._replicas = [
-            make_async_pool(conninfo, name=f"replica-{n}", **read)
-            for n, conninfo in enumerate(replicas)
-        ]
-        self._back_to_check: set[int] = set()
-        self._opened = False
-
-    def _back(self, index: int) -> None:
-        # Called from the checker thread: the pool is checked on the event loop, at next use.
-        self._back_to_check.add(index)
-
-    def _pools(self) -> list[AsyncConnectionPool[AConn]]:
-        return [self._primary, self._primary_reads, *self._replicas]
-
-    async def open(self) -> None:
-        """Open the pools, check every host once, start the checker thread."""
-        if self._opened:
-            return
-        for pool in self._pools():
-            await pool.open(wait=False)
-        self._opened = True
-        await asyncio.to_thread(self._checker.start)
-        self._back_to_check.clear()
-
-    async def close(self) -> None:
-        await asyncio.to_thread(self._checker.stop)
-        for pool in self._pools():
-            await pool.close()
-        self._opened = False
-
-    async def __aenter__(self) -> AsyncRouter:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def check(self) -> list[HostStatus]:
-        """Check every host now (in a worker thread)."""
-        return await asyncio.to_thread(self._checker.check)
-
-    def status(self) -> list[HostStatus]:
-        return self._checker.status()
-
-    def reads_served(self) -> dict[str, int]:
-        return self._checker.reads_served()
-
-    async def read(self, fn: Callable[[AConn], Awaitable[T]], *, token: str | None = None) -> T:
-        """`Router.read` for async callers."""
-        lsn = None if token is None else parse_token(token)
-        for index in self._checker.candidates(lsn):
-            pool = self._replicas[index]
-            if index in self._back_to_check:
-                self._back_to_check.discard(index)
-                await pool.check()
-            conn: AConn | None = None
-            try:
-                async with pool.connection(timeout=self._replica_timeout) as conn:
-                    result = await fn(conn)
-            except PoolTimeout as exc:
-                self._checker.mark_down(index, exc)
-                continue
-            except Exception as exc:
-                if not _broken(conn):
-                    raise
-                self._checker.mark_down(index, exc)
-                continue
-            self._checker.count(self._checker.replicas[index].name)
-            return result
-        for attempt in range(1, self._attempts + 1):
-            conn = None
-            try:
-                async with self._primary_reads.connection() as conn:
-                    result = await fn(conn)
-            except Exception:
-                if attempt == self._attempts or not _broken(conn):
-                    raise
-                continue
-            self._checker.count(self._checker.primary.name)
-            return result
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    @contextlib.asynccontextmanager
-    async def primary(self) -> AsyncIterator[AConn]:
-        """`Router.primary` for async callers; end with `token = await acommit(conn)`."""
-        async with self._primary.connection() as conn:
-            yield conn
-
-    async def write(self, fn: Callable[[AConn], Awaitable[T]]) -> Written[T]:
-        """`Router.write` for async callers."""
-        async with self.primary() as conn:
-            result = await fn(conn)
-            token = await acommit(conn)
-        return Written(result, token)
-
-    async def listener(self) -> AConn:
-        """`Router.listener` for async callers (`statusdb.feed.alisten`)."""
-        try:
-            conn = await psycopg.AsyncConnection.connect(
-                self._direct, autocommit=True, connect_timeout=self._connect_timeout
-            )
-        except psycopg.Error as exc:
-            raise translate(exc) from exc
-        try:
-            await arequire_direct(conn)
-        except BaseException:
-            await conn.close()
-            raise
-        return conn
+# async-to-sync: end of generated code

@@ -35,7 +35,7 @@ verified subscribers wanting the kind and following an affected component or eve
 a published status incident (or a window's started/completed event) already tells of is
 *folded*: `ClaimedChange.folded_into` names those event kinds, and subscribers wanting any of
 them are not told of the change itself. `process_all` is the worker round for everything, with
-one `deliver` callback taking a typed notification (`statusdb.types.Notification`) and a key
+one `deliver` callback taking a typed notification (`statusdb.domain.types.Notification`) and a key
 stable per (change or event, subscriber); every delivery goes through `deliver_one`.
 """
 
@@ -51,11 +51,10 @@ import attrs
 import psycopg
 from psycopg.rows import class_row, tuple_row
 
-from statusdb import validate
-from statusdb.errors import InvalidInput, StatusdbError, translate
-from statusdb.executor import Op, dispatch, execute, many, one, operation
-from statusdb.streams import DEFAULT_ITERSIZE, stream
-from statusdb.types import (
+from statusdb.db.executor import Op, dispatch, execute, many, one, operation
+from statusdb.db.streams import DEFAULT_ITERSIZE, stream
+from statusdb.domain import validate
+from statusdb.domain.types import (
     INCIDENT_EVENT_KINDS,
     AffectedComponent,
     ComponentStatus,
@@ -68,6 +67,7 @@ from statusdb.types import (
     StatusChangeNotification,
     SubscriberChannel,
 )
+from statusdb.errors import InvalidInput, StatusdbError, translate
 
 DEFAULT_HOLD_DOWN: Final = dt.timedelta(minutes=5)
 DEFAULT_LEASE: Final = dt.timedelta(minutes=2)
@@ -529,7 +529,7 @@ def process_all(
     event (`ClaimedChange.folded_into`). Commits the claims and each completion; errors as
     `process`.
 
-    `bookkeeping=True` records every delivery in `delivery_attempt` (statusdb.deliveries):
+    `bookkeeping=True` records every delivery in `delivery_attempt` (statusdb.workers.deliveries):
     under (the change's or event's key, subscriber id), DELIVERED, FAILED_PERMANENT
     (`deliver` raised `deliveries.PermanentDeliveryFailure`) or FAILED_TEMPORARY (any other
     Exception, kept with the typed notification for `deliveries.retry`). A failing delivery
@@ -544,7 +544,7 @@ def process_all(
                 "deliver is already wrapped by deliveries.bookkeeping: pass the plain callback"
                 " with bookkeeping=True"
             )
-        from statusdb.deliveries import Bookkeeper  # deliveries imports this module
+        from statusdb.workers.deliveries import Bookkeeper  # deliveries imports this module
 
         def new_sender() -> Any:
             return Bookkeeper(conn, deliver)
@@ -636,6 +636,6 @@ def _give_back(
         conn.commit()
     except (psycopg.Error, StatusdbError) as exc:
         failure.add_note(
-            f"statusdb.outbox.process could not release the claim ({exc}); another round "
+            f"statusdb.workers.outbox.process could not release the claim ({exc}); another round "
             "claims the change again once its lease expires"
         )

@@ -19,7 +19,7 @@ from typing import Final
 
 import attrs
 
-from statusdb.resources import sql_dir
+from statusdb.db.resources import sql_dir
 
 _NAME_LINE: Final = re.compile(r"^-- name: ([a-z][a-z0-9_]*)\s*$", re.MULTILINE)
 

@@ -43,7 +43,7 @@ from typing import Final
 import attrs
 from dateutil import rrule as rrules
 
-from statusdb import validate
+from statusdb.domain import validate
 from statusdb.errors import InvalidInput
 
 UTC: Final = dt.UTC

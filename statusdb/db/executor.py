@@ -52,7 +52,8 @@ from psycopg import errors as pg_errors
 from psycopg.pq import TransactionStatus
 from psycopg.rows import BaseRowFactory, tuple_row
 
-from statusdb import queries, validate
+from statusdb.db import queries
+from statusdb.domain import validate
 from statusdb.errors import (
     InvalidInput,
     NotFound,
@@ -125,36 +126,6 @@ def copy_in(name: str, rows: Iterable[Sequence[Any]]) -> Op[int]:
     return cast(int, result)
 
 
-def _run_step_sync(conn: psycopg.Connection[Any], step: Step) -> Any:
-    with conn.cursor(row_factory=step.row_factory) as cur:
-        if step.fetch == "copy":
-            with cur.copy(step.query.sql) as copy:
-                for row in step.copy_rows:
-                    copy.write_row(row)
-            return cur.rowcount
-        cur.execute(step.query.sql, step.params)
-        if step.fetch == "optional":
-            return cur.fetchone()
-        if step.fetch == "all":
-            return cur.fetchall()
-        return cur.rowcount
-
-
-async def _run_step_async(conn: psycopg.AsyncConnection[Any], step: Step) -> Any:
-    async with conn.cursor(row_factory=step.row_factory) as cur:
-        if step.fetch == "copy":
-            async with cur.copy(step.query.sql) as copy:
-                for row in step.copy_rows:
-                    await copy.write_row(row)
-            return cur.rowcount
-        await cur.execute(step.query.sql, step.params)
-        if step.fetch == "optional":
-            return await cur.fetchone()
-        if step.fetch == "all":
-            return await cur.fetchall()
-        return cur.rowcount
-
-
 _SAVEPOINT = b"SAVEPOINT statusdb_atomic"
 _RELEASE = b"RELEASE SAVEPOINT statusdb_atomic"
 _ROLLBACK_TO = b"ROLLBACK TO SAVEPOINT statusdb_atomic; RELEASE SAVEPOINT statusdb_atomic"
@@ -173,46 +144,6 @@ def _owns_transaction(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[An
 
 def _can_roll_back(status: TransactionStatus) -> bool:
     return status in (TransactionStatus.INTRANS, TransactionStatus.INERROR)
-
-
-@contextlib.contextmanager
-def _atomic_sync(conn: psycopg.Connection[Any]) -> Iterator[None]:
-    if _owns_transaction(conn):
-        with conn.transaction():
-            yield
-        return
-    # Inside the caller's transaction (psycopg begins it implicitly if needed): a savepoint,
-    # never a commit.
-    conn.execute(_SAVEPOINT)
-    try:
-        yield
-    except BaseException:
-        # The error on its way out is the one to report: a failure to roll back (the
-        # connection died, say) would only hide it.
-        if not conn.closed and _can_roll_back(conn.info.transaction_status):
-            with contextlib.suppress(psycopg.Error):
-                conn.execute(_ROLLBACK_TO)
-        raise
-    conn.execute(_RELEASE)
-
-
-@contextlib.asynccontextmanager
-async def _atomic_async(conn: psycopg.AsyncConnection[Any]) -> AsyncIterator[None]:
-    if _owns_transaction(conn):
-        async with conn.transaction():
-            yield
-        return
-    await conn.execute(_SAVEPOINT)
-    try:
-        yield
-    except BaseException:
-        # The error on its way out is the one to report: a failure to roll back (the
-        # connection died, say) would only hide it.
-        if not conn.closed and _can_roll_back(conn.info.transaction_status):
-            with contextlib.suppress(psycopg.Error):
-                await conn.execute(_ROLLBACK_TO)
-        raise
-    await conn.execute(_RELEASE)
 
 
 def _deletes(step: Step) -> bool:
@@ -240,12 +171,51 @@ class _Progress:
     steps: int = 0
 
 
-def _drive_sync(conn: psycopg.Connection[Any], body: Op[T], progress: _Progress | None = None) -> T:
+# async-to-sync: begin
+async def _run_step_async(conn: psycopg.AsyncConnection[Any], step: Step) -> Any:
+    async with conn.cursor(row_factory=step.row_factory) as cur:
+        if step.fetch == "copy":
+            async with cur.copy(step.query.sql) as copy:
+                for row in step.copy_rows:
+                    await copy.write_row(row)
+            return cur.rowcount
+        await cur.execute(step.query.sql, step.params)
+        if step.fetch == "optional":
+            return await cur.fetchone()
+        if step.fetch == "all":
+            return await cur.fetchall()
+        return cur.rowcount
+
+
+@contextlib.asynccontextmanager
+async def _atomic_async(conn: psycopg.AsyncConnection[Any]) -> AsyncIterator[None]:
+    if _owns_transaction(conn):
+        async with conn.transaction():
+            yield
+        return
+    # Inside the caller's transaction (psycopg begins it implicitly if needed): a savepoint,
+    # never a commit.
+    await conn.execute(_SAVEPOINT)
+    try:
+        yield
+    except BaseException:
+        # The error on its way out is the one to report: a failure to roll back (the
+        # connection died, say) would only hide it.
+        if not conn.closed and _can_roll_back(conn.info.transaction_status):
+            with contextlib.suppress(psycopg.Error):
+                await conn.execute(_ROLLBACK_TO)
+        raise
+    await conn.execute(_RELEASE)
+
+
+async def _drive_async(
+    conn: psycopg.AsyncConnection[Any], body: Op[T], progress: _Progress | None = None
+) -> T:
     try:
         step = next(body)
         while True:
             try:
-                result = _run_step_sync(conn, step)
+                result = await _run_step_async(conn, step)
             except psycopg.Error as exc:
                 step = body.throw(_translated(exc, step))
             except UnicodeEncodeError as exc:  # raised before anything was sent
@@ -258,14 +228,65 @@ def _drive_sync(conn: psycopg.Connection[Any], body: Op[T], progress: _Progress 
         return cast(T, stop.value)
 
 
-async def _drive_async(
-    conn: psycopg.AsyncConnection[Any], body: Op[T], progress: _Progress | None = None
+async def run_async(
+    conn: psycopg.AsyncConnection[Any],
+    body: Op[T],
+    *,
+    atomic: bool = False,
+    progress: _Progress | None = None,
 ) -> T:
+    """Run an operation body on an async connection."""
+    if not atomic:
+        return await _drive_async(conn, body, progress)
+    try:
+        async with _atomic_async(conn):
+            return await _drive_async(conn, body, progress)
+    except psycopg.Error as exc:  # from SAVEPOINT / RELEASE / COMMIT themselves
+        raise translate(exc) from exc
+
+
+# async-to-sync: end
+# async-to-sync: generated from the async code above by tools/async_to_sync.py, do not edit
+
+
+def _run_step_sync(conn: psycopg.Connection[Any], step: Step) -> Any:
+    with conn.cursor(row_factory=step.row_factory) as cur:
+        if step.fetch == "copy":
+            with cur.copy(step.query.sql) as copy:
+                for row in step.copy_rows:
+                    copy.write_row(row)
+            return cur.rowcount
+        cur.execute(step.query.sql, step.params)
+        if step.fetch == "optional":
+            return cur.fetchone()
+        if step.fetch == "all":
+            return cur.fetchall()
+        return cur.rowcount
+
+
+@contextlib.contextmanager
+def _atomic_sync(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    if _owns_transaction(conn):
+        with conn.transaction():
+            yield
+        return
+    conn.execute(_SAVEPOINT)
+    try:
+        yield
+    except BaseException:
+        if not conn.closed and _can_roll_back(conn.info.transaction_status):
+            with contextlib.suppress(psycopg.Error):
+                conn.execute(_ROLLBACK_TO)
+        raise
+    conn.execute(_RELEASE)
+
+
+def _drive_sync(conn: psycopg.Connection[Any], body: Op[T], progress: _Progress | None = None) -> T:
     try:
         step = next(body)
         while True:
             try:
-                result = await _run_step_async(conn, step)
+                result = _run_step_sync(conn, step)
             except psycopg.Error as exc:
                 step = body.throw(_translated(exc, step))
             except UnicodeEncodeError as exc:
@@ -291,25 +312,11 @@ def run_sync(
     try:
         with _atomic_sync(conn):
             return _drive_sync(conn, body, progress)
-    except psycopg.Error as exc:  # from SAVEPOINT / RELEASE / COMMIT themselves
-        raise translate(exc) from exc
-
-
-async def run_async(
-    conn: psycopg.AsyncConnection[Any],
-    body: Op[T],
-    *,
-    atomic: bool = False,
-    progress: _Progress | None = None,
-) -> T:
-    """Run an operation body on an async connection."""
-    if not atomic:
-        return await _drive_async(conn, body, progress)
-    try:
-        async with _atomic_async(conn):
-            return await _drive_async(conn, body, progress)
     except psycopg.Error as exc:
         raise translate(exc) from exc
+
+
+# async-to-sync: end of generated code
 
 
 #: How many times a retry-safe operation runs at most when it meets serialization failures or
@@ -462,6 +469,33 @@ class Operation(Generic[P, T]):
             body.close()
         return problem
 
+    # async-to-sync: begin
+    async def _call_async(
+        self, conn: psycopg.AsyncConnection[Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> T:
+        owned = _owns_transaction(conn)
+        if owned and self.retry:
+            args, kwargs = _replayable(args, kwargs)
+        attempt = 1
+        while True:
+            progress = _Progress()
+            try:
+                return await run_async(
+                    conn, self.body(*args, **kwargs), atomic=self.atomic, progress=progress
+                )
+            except Retryable as exc:
+                if not _conflict(exc):
+                    raise
+                if not owned:
+                    raise _in_caller_transaction(exc) from exc.__cause__
+                if not _should_retry(self, progress, attempt):
+                    raise
+            await asyncio.sleep(_backoff(attempt))
+            attempt += 1
+
+    # async-to-sync: end
+    # async-to-sync: generated from the async code above by tools/async_to_sync.py, do not edit
+
     def _call_sync(
         self, conn: psycopg.Connection[Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> T:
@@ -485,28 +519,7 @@ class Operation(Generic[P, T]):
             time.sleep(_backoff(attempt))
             attempt += 1
 
-    async def _call_async(
-        self, conn: psycopg.AsyncConnection[Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> T:
-        owned = _owns_transaction(conn)
-        if owned and self.retry:
-            args, kwargs = _replayable(args, kwargs)
-        attempt = 1
-        while True:
-            progress = _Progress()
-            try:
-                return await run_async(
-                    conn, self.body(*args, **kwargs), atomic=self.atomic, progress=progress
-                )
-            except Retryable as exc:
-                if not _conflict(exc):
-                    raise
-                if not owned:
-                    raise _in_caller_transaction(exc) from exc.__cause__
-                if not _should_retry(self, progress, attempt):
-                    raise
-            await asyncio.sleep(_backoff(attempt))
-            attempt += 1
+    # async-to-sync: end of generated code
 
     def __repr__(self) -> str:
         return f"<statusdb operation {self.body.__module__}.{self.body.__qualname__}>"

@@ -14,7 +14,7 @@ from typing import Final, Literal, get_args
 
 import attrs
 
-from statusdb import validate
+from statusdb.domain import validate
 
 ComponentStatus = Literal[
     "MAJOR_OUTAGE",

@@ -204,7 +204,7 @@ int4_field: Final = _int4_attribute
 # Operations declare their parameters' types; mypy checks them for typed callers, but a caller
 # without mypy (or one passing user input through) can pass a str where a bool is expected, and
 # Python's truthiness would then turn "false" into True. `arguments` checks every argument of an
-# operation against its annotation before the operation runs (statusdb.executor calls it), and
+# operation against its annotation before the operation runs (statusdb.db.executor calls it), and
 # `fields` does the same for input rows (attrs classes). Only types are checked here (a Literal
 # must be a str, an int must be an int and not a bool); values are each operation's business.
 

@@ -1,6 +1,6 @@
 """Apply, roll back and list schema migrations (a thin layer over yoyo-migrations).
 
-Migrations are plain SQL files in `statusdb.resources.migrations_dir()`: `NNNN_name.sql` and its
+Migrations are plain SQL files in `statusdb.db.resources.migrations_dir()`: `NNNN_name.sql` and its
 undo `NNNN_name.rollback.sql`. yoyo runs each migration in one transaction and records applied
 ones in its `_yoyo_migration` table; a lock row keeps two migrators from running at once.
 
@@ -46,7 +46,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from yoyo import exceptions as yoyo_exceptions
 from yoyo import get_backend, read_migrations
 
-from statusdb import resources
+from statusdb.db import resources
 from statusdb.errors import StatusdbError
 
 __all__ = [

@@ -21,9 +21,9 @@ from typing import Any, overload
 import psycopg
 from psycopg.rows import BaseRowFactory
 
-from statusdb import queries
+from statusdb.db import queries
+from statusdb.db.executor import Params, dispatch
 from statusdb.errors import translate
-from statusdb.executor import Params, dispatch
 
 #: Rows fetched per round trip: large enough that the network is not the bottleneck, small
 #: enough that memory stays flat (a few MB).
@@ -34,6 +34,49 @@ _names = itertools.count()
 
 def _cursor_name() -> str:
     return f"statusdb_stream_{next(_names)}"
+
+
+# async-to-sync: begin
+async def stream_async(
+    conn: psycopg.AsyncConnection[Any],
+    name: str,
+    params: Params,
+    row: BaseRowFactory[Any],
+    *,
+    itersize: int = DEFAULT_ITERSIZE,
+) -> AsyncIterator[Any]:
+    """Yield the rows of query `name`, `itersize` at a time from a server-side cursor.
+
+    Errors are statusdb's (`Retryable` for a lost connection), chained to psycopg's. A stream
+    the consumer stops early (`aclose()`, `break`, garbage collection) closes its cursor; if
+    that fails (the connection died meanwhile) the failure is dropped: the consumer has
+    stopped listening, a finaliser could only print it as "Exception ignored", and the next
+    use of the connection reports it anyway.
+    """
+    query = queries.get(name)
+    scope = conn.transaction() if conn.autocommit else contextlib.nullcontext()
+    closing = False
+    try:
+        async with scope, conn.cursor(_cursor_name(), row_factory=row) as cur:
+            cur.itersize = itersize
+            await cur.execute(query.sql, params)
+            try:
+                # Not `yield from cur` in the sync twin: that would close psycopg's own iterator
+                # first, and a failure there would replace the GeneratorExit (ruff's UP028 is
+                # off for this file, since generated code carries no noqa comments).
+                async for item in cur:
+                    yield item
+            except GeneratorExit:
+                closing = True
+                raise
+    except psycopg.Error as exc:
+        if closing:
+            return  # the consumer stopped; see the docstring
+        raise translate(exc) from exc
+
+
+# async-to-sync: end
+# async-to-sync: generated from the async code above by tools/async_to_sync.py, do not edit
 
 
 def stream_sync(
@@ -60,45 +103,18 @@ def stream_sync(
             cur.itersize = itersize
             cur.execute(query.sql, params)
             try:
-                # Not `yield from cur`: that would close psycopg's own iterator first, and a
-                # failure there would replace the GeneratorExit.
-                for item in cur:  # noqa: UP028
+                for item in cur:
                     yield item
             except GeneratorExit:
                 closing = True
                 raise
     except psycopg.Error as exc:
         if closing:
-            return  # the consumer stopped; see the docstring
+            return
         raise translate(exc) from exc
 
 
-async def stream_async(
-    conn: psycopg.AsyncConnection[Any],
-    name: str,
-    params: Params,
-    row: BaseRowFactory[Any],
-    *,
-    itersize: int = DEFAULT_ITERSIZE,
-) -> AsyncIterator[Any]:
-    """Async twin of `stream_sync`."""
-    query = queries.get(name)
-    scope = conn.transaction() if conn.autocommit else contextlib.nullcontext()
-    closing = False
-    try:
-        async with scope, conn.cursor(_cursor_name(), row_factory=row) as cur:
-            cur.itersize = itersize
-            await cur.execute(query.sql, params)
-            try:
-                async for item in cur:
-                    yield item
-            except GeneratorExit:
-                closing = True
-                raise
-    except psycopg.Error as exc:
-        if closing:
-            return  # see stream_sync
-        raise translate(exc) from exc
+# async-to-sync: end of generated code
 
 
 @overload

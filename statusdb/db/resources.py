@@ -1,14 +1,16 @@
 """Where statusdb's SQL files live, installed or in a checkout.
 
-A wheel carries `sql/` and `migrations/` inside the package (`statusdb/_data/`); a checkout or an
-editable install keeps them at the repository root. Callers never need to know which.
+The named queries are package data (`statusdb/db/sql/`). The migrations stay at the repository
+root (`migrations/`), and a wheel carries them inside the package (`statusdb/_data/migrations`);
+an editable install or a checkout reads them at the root. Callers never need to know which.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-_PACKAGE_DIR = Path(__file__).resolve().parent
+_DB_DIR = Path(__file__).resolve().parent
+_PACKAGE_DIR = _DB_DIR.parent
 
 
 def _find(name: str) -> Path:
@@ -22,8 +24,8 @@ def _find(name: str) -> Path:
 
 
 def sql_dir() -> Path:
-    """The folder of named query files (`*.sql`)."""
-    return _find("sql")
+    """The folder of named query files (`*.sql`), inside the package."""
+    return _DB_DIR / "sql"
 
 
 def migrations_dir() -> Path:

@@ -47,11 +47,9 @@ import attrs
 import psycopg
 from psycopg.rows import class_row, tuple_row
 
-from statusdb import validate
-from statusdb.errors import InvalidInput, StatusdbError, translate
-from statusdb.executor import Op, execute, many, one, operation, optional
-from statusdb.outbox import Recipient, deliver_one
-from statusdb.types import (
+from statusdb.db.executor import Op, execute, many, one, operation, optional
+from statusdb.domain import validate
+from statusdb.domain.types import (
     AffectedComponent,
     IncidentNotification,
     MaintenanceNotification,
@@ -59,6 +57,8 @@ from statusdb.types import (
     StatusChangeNotification,
     SubscriberChannel,
 )
+from statusdb.errors import InvalidInput, StatusdbError, translate
+from statusdb.workers.outbox import Recipient, deliver_one
 
 Outcome = Literal["DELIVERED", "FAILED_TEMPORARY", "FAILED_PERMANENT"]
 OUTCOMES: Final[tuple[Outcome, ...]] = ("DELIVERED", "FAILED_TEMPORARY", "FAILED_PERMANENT")

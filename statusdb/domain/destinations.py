@@ -48,9 +48,9 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from statusdb import validate
+from statusdb.domain import validate
+from statusdb.domain.types import SUBSCRIBER_CHANNELS, SubscriberChannel
 from statusdb.errors import InvalidInput
-from statusdb.types import SUBSCRIBER_CHANNELS, SubscriberChannel
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
