@@ -200,6 +200,7 @@ async def test_conditional_read_and_page_feed_async(
     assert heard == [feed.PageVersionEvent(later.page.id, later.version)]
 
 
+@pytest.mark.fresh_db
 def test_maintenance_entering_the_horizon_with_a_moving_clock(conn: Conn) -> None:
     created = new_page(conn, slug="acme", components=1)
     page_id = created.page.id

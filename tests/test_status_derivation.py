@@ -238,6 +238,7 @@ def test_recompute_reports_and_repairs_drift(conn: Conn) -> None:
     assert status.chain_breaks(conn) == []
 
 
+@pytest.mark.fresh_db
 def test_repeatable_read_writes_are_refused_with_a_clear_error(conn: Conn) -> None:
     team = teams.create(conn, name="SRE")
     page = make_page(conn, team.id)
