@@ -2,6 +2,9 @@
 #
 #   make demo   create .venv if missing, install statusdb, run `statusdb demo` on a local cluster
 #   make test   create .venv if missing, install statusdb[dev], run ruff, mypy, squawk, pytest
+#               (every test, with statusdb's coverage and its floor)
+#   make test-fast  the quick loop: no lint, only the tests that need no database or only `conn`
+#               on the shared database (no slow ones, no clones); under a minute
 #   make lint   ruff (check + format --check) + mypy + squawk only
 #   make schema regenerate schema/current.sql and docs/schema.md from the migrations
 #
@@ -23,12 +26,13 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint ruff format-check mypy squawk pytest schema constraints clean \
+.PHONY: help demo test test-fast lint ruff format-check mypy squawk pytest schema constraints clean \
 	bench bench-large
 
 help:
 	@echo "make demo   - install statusdb in $(VENV) and run the demo on a local PostgreSQL"
 	@echo "make test   - install statusdb[dev] in $(VENV); ruff, mypy, squawk, pytest"
+	@echo "make test-fast - pytest on the unit and shared-database tests only (< 1 min)"
 	@echo "make lint   - ruff (check, format --check), mypy and squawk only"
 	@echo "make schema - regenerate schema/current.sql and docs/schema.md (commit them)"
 	@echo "make bench  - benchmarks at the small scale (~3 min; bench/README.md)"
@@ -75,8 +79,15 @@ squawk: $(VENV)/.statusdb-dev-installed
 		echo "squawk: no migrations/*.sql yet, nothing to lint"; \
 	fi
 
+# Coverage of statusdb over the whole suite; pyproject.toml's [tool.coverage.report] holds the
+# floor (fail_under) that fails the run.
+PYTEST_COV ?= --cov --cov-report=term
+
 pytest: $(VENV)/.statusdb-dev-installed
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_COV) $(PYTEST_ARGS)
+
+test-fast: $(VENV)/.statusdb-dev-installed
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --fast $(PYTEST_ARGS)
 
 # The current schema in one place (tests/test_schema_current.py fails when these are stale):
 # applies the migrations to a throwaway cluster, dumps and documents it.

@@ -24,6 +24,8 @@ from psycopg.rows import TupleRow
 from statusdb import incidents, migrations, queries, status, views
 from statusdb.tooling import localpg
 
+pytestmark = pytest.mark.slow
+
 Conn = psycopg.Connection[TupleRow]
 
 PAGES = 1000

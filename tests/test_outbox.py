@@ -261,6 +261,7 @@ def test_fan_out_equals_a_brute_force_filter(conn: Conn) -> None:
         assert set(got) == expected
 
 
+@pytest.mark.slow
 @pytest.mark.fresh_db
 def test_streaming_memory_stays_flat(conn: Conn) -> None:
     """Loose check (bench/ measures it at 1M): 10x more subscribers, no more memory."""

@@ -300,6 +300,7 @@ _WRITES = (
 )
 
 
+@pytest.mark.slow
 def test_concurrent_writers_never_leave_a_stale_snapshot(conn: Conn, connect: Connect) -> None:
     """Several connections write the same pages at random (plain SQL, several statements per
     transaction); every snapshot then equals a rendering from scratch."""

@@ -45,6 +45,8 @@ from statusdb.pages import NewComponent
 from statusdb.pool import make_pool
 from statusdb.tooling import localpg
 
+pytestmark = pytest.mark.slow
+
 Conn = psycopg.Connection[TupleRow]
 
 

@@ -27,6 +27,8 @@ from statusdb.errors import InvalidInput, StatusdbError
 from statusdb.pages import NewComponent
 from statusdb.tooling import localpg
 
+pytestmark = pytest.mark.slow
+
 Conn = psycopg.Connection[TupleRow]
 AConn = psycopg.AsyncConnection[TupleRow]
 DBNAME = "statusdb_replicas"

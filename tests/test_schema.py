@@ -316,6 +316,7 @@ def test_cascades_and_nulls(two_pages: Conn) -> None:
         assert count == (0,)
 
 
+@pytest.mark.slow
 def test_migrations_apply_roll_back_completely_and_apply_again(empty_dsn: str) -> None:
     def project_objects() -> list[tuple[str, str]]:
         with psycopg.connect(empty_dsn) as c:

@@ -340,6 +340,7 @@ def test_concurrent_incident_churn_leaves_zero_drift(conn: Conn, connect: Connec
     assert status.chain_breaks(conn) == []
 
 
+@pytest.mark.slow
 def test_repair_takes_one_lock_however_many_components(conn: Conn) -> None:
     """More status keys than the lock table holds (64 x max_connections) repair fine."""
     team = teams.create(conn, name="SRE")

@@ -20,6 +20,8 @@ from statusdb import components, incidents, migrations, pages, subscribers, team
 from statusdb.pages import NewComponent
 from statusdb.tooling import cli
 
+pytestmark = pytest.mark.slow
+
 
 def _applied(dsn: str) -> list[str]:
     return [name for name, done in migrations.status(dsn) if done]
