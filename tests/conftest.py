@@ -1,11 +1,24 @@
-"""statusdb's test harness: one throwaway PostgreSQL cluster per test session.
+"""statusdb's test harness: one throwaway PostgreSQL cluster per test session (xdist worker).
 
-* `cluster` (session): a `statusdb.tooling.localpg.LocalCluster` in a fresh temp folder, fsync off,
-  stopped and deleted at the end of the session.
-* The migrations are applied once, into a template database (pytest-postgresql's template
-  way); every test that asks for `dsn`, `conn`, `aconn` or `connect` gets its own fresh copy
-  of it (`CREATE DATABASE ... TEMPLATE ...`, ~60 ms), dropped after the test.
-* `empty_dsn`: a fresh, empty (unmigrated) database per test, for migration tests.
+The test pyramid (`pytest_collection_modifyitems` marks each test by what it needs):
+
+* `unit`: no database fixture. PostgreSQL is started lazily (the session `cluster` fixture),
+  so a worker that runs only these never starts it.
+* `shared_db`: `conn` only. The migrations are applied once into a template database; `conn`
+  is a `RollbackConnection` to one shared clone of it per session (one per `session_zone`),
+  inside one transaction rolled back at teardown. Its commits are savepoints, autocommit and a
+  commit inside an operation fail the test, and a footprint check after each test fails a test
+  that left anything committed (and clones the shared database again). No clone per test.
+* the rest has a database of its own: `fresh_dsn` (alias `dsn`; `connect`, `aconn`) is a fresh
+  copy of the template (`CREATE DATABASE ... TEMPLATE`), dropped after the test; `conn` in such
+  a test, or in one marked `@pytest.mark.fresh_db`, is a plain connection to it and may commit.
+  `empty_dsn` is a fresh, empty (unmigrated) database, for migration tests.
+* `slow` (marked in the modules): system tests (replicas, PgBouncer, faults, migrations,
+  packaging, stress); collected first so that they do not end last on one worker.
+
+`make test` runs everything (with coverage and its floor); `make test-fast` (`--fast`) runs
+the `unit` and `shared_db` tests that are not `slow`.
+
 * `server_owned_tmp_dir`: a temp folder the PostgreSQL server user can own (for tests that run
   clusters of their own; as root pytest's `tmp_path` is unreachable for the `postgres` user).
 """
