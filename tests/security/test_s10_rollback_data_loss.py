@@ -80,9 +80,9 @@ def test_rollback_of_0018_does_not_silently_drop_notifications(migrated_dsn: str
     _refuses_at(
         migrated_dsn, "0018_notification_events", "notification_event", "1 pending", "1 subscribers"
     )
-    assert _rollback_down_to(migrated_dsn, "0018_notification_events", allow_data_loss=True)[-1] == (
-        "0018_notification_events"
-    )
+    assert _rollback_down_to(migrated_dsn, "0018_notification_events", allow_data_loss=True)[
+        -1
+    ] == ("0018_notification_events")
     with psycopg.connect(migrated_dsn) as c:
         # Mapped back to the component kinds its choice stands for, not dropped.
         assert c.execute("SELECT notify_on FROM status_subscriber").fetchone() == (
@@ -303,9 +303,9 @@ def test_rollback_of_0021_does_not_silently_drop_page_time_zones(migrated_dsn: s
         _rollback_down_to(migrated_dsn, "0021_page_time_zone_daily_uptime")
     assert "could not roll back migration 0021_page_time_zone_daily_uptime" in str(refused.value)
     assert "--allow-data-loss" in str(refused.value)
-    assert _rollback_down_to(migrated_dsn, "0021_page_time_zone_daily_uptime", allow_data_loss=True)[
-        -1
-    ] == ("0021_page_time_zone_daily_uptime")
+    assert _rollback_down_to(
+        migrated_dsn, "0021_page_time_zone_daily_uptime", allow_data_loss=True
+    )[-1] == ("0021_page_time_zone_daily_uptime")
 
 
 def test_rollback_of_0020_does_not_silently_drop_groups_or_widen_followers(
