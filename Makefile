@@ -7,6 +7,8 @@
 #   make schema regenerate schema/current.sql, docs/schema.md and schema/{tables,functions,views}/
 #   make test-newest  the tests once more against the newest runtime dependencies allowed
 #   make sync-twins regenerate the sync twins of the async code (tools/async_to_sync.py)
+#   make test-fast  the quick loop: no lint, only the tests that need no database or only `conn`
+#               on the shared database (no slow ones, no clones)
 #
 # Variables: PYTHON (interpreter that creates the venv, default python3), VENV (default .venv),
 # PYTEST_ARGS (extra pytest arguments, e.g. PYTEST_ARGS='-k cli -x').
@@ -28,12 +30,13 @@ space := $(empty) $(empty)
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test test-newest lint ruff format-check mypy squawk async-to-sync sync-twins plpgsql-check docs-check docs pytest \
+.PHONY: help demo test test-fast test-newest lint ruff format-check mypy squawk async-to-sync sync-twins plpgsql-check docs-check docs pytest \
 	schema constraints clean bench bench-large
 
 help:
 	@echo "make demo   - install statusdb in $(VENV) and run the demo on a local PostgreSQL"
 	@echo "make test   - install statusdb[dev] in $(VENV); make lint, then pytest"
+	@echo "make test-fast - pytest on the unit and shared-database tests only"
 	@echo "make lint   - ruff (check, format --check), mypy, squawk, plpgsql_check, docs build"
 	@echo "make docs   - build the documentation site into site/ (preview: $(BIN)/mkdocs serve)"
 	@echo "make test-newest - the tests against the newest runtime dependencies allowed"
@@ -105,9 +108,15 @@ docs-check: $(VENV)/.statusdb-dev-installed
 
 docs: $(VENV)/.statusdb-dev-installed
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+# Coverage of statusdb over the whole suite; pyproject.toml's [tool.coverage.report] holds the
+# floor (fail_under) that fails the run.
+PYTEST_COV ?= --cov --cov-report=term
 
 pytest: $(VENV)/.statusdb-dev-installed
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_COV) $(PYTEST_ARGS)
+
+test-fast: $(VENV)/.statusdb-dev-installed
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --fast $(PYTEST_ARGS)
 
 # The current schema in one place, and per table (tests/test_schema_current.py fails when these
 # are stale): applies the migrations to a throwaway cluster, dumps and documents it.

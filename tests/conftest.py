@@ -1,11 +1,24 @@
-"""statusdb's test harness: one throwaway PostgreSQL cluster per test session.
+"""statusdb's test harness: one throwaway PostgreSQL cluster per test session (xdist worker).
 
-* `cluster` (session): a `statusdb.tooling.localpg.LocalCluster` in a fresh temp folder, fsync off,
-  stopped and deleted at the end of the session.
-* The migrations are applied once, into a template database (pytest-postgresql's template
-  way); every test that asks for `dsn`, `conn`, `aconn` or `connect` gets its own fresh copy
-  of it (`CREATE DATABASE ... TEMPLATE ...`, ~60 ms), dropped after the test.
-* `empty_dsn`: a fresh, empty (unmigrated) database per test, for migration tests.
+The test pyramid (`pytest_collection_modifyitems` marks each test by what it needs):
+
+* `unit`: no database fixture. PostgreSQL is started lazily (the session `cluster` fixture),
+  so a worker that runs only these never starts it.
+* `shared_db`: `conn` only. The migrations are applied once into a template database; `conn`
+  is a `RollbackConnection` to one shared clone of it per session (one per `session_zone`),
+  inside one transaction rolled back at teardown. Its commits are savepoints, autocommit and a
+  commit inside an operation fail the test, and a footprint check after each test fails a test
+  that left anything committed (and clones the shared database again). No clone per test.
+* the rest has a database of its own: `fresh_dsn` (alias `dsn`; `connect`, `aconn`) is a fresh
+  copy of the template (`CREATE DATABASE ... TEMPLATE`), dropped after the test; `conn` in such
+  a test, or in one marked `@pytest.mark.fresh_db`, is a plain connection to it and may commit.
+  `empty_dsn` is a fresh, empty (unmigrated) database, for migration tests.
+* `slow` (marked in the modules): system tests (replicas, PgBouncer, faults, migrations,
+  packaging, stress); collected first so that they do not end last on one worker.
+
+`make test` runs everything (with coverage and its floor); `make test-fast` (`--fast`) runs
+the `unit` and `shared_db` tests that are not `slow`.
+
 * `server_owned_tmp_dir`: a temp folder the PostgreSQL server user can own (for tests that run
   clusters of their own; as root pytest's `tmp_path` is unreachable for the `postgres` user).
 """
@@ -17,19 +30,21 @@ import os
 import pwd
 import shutil
 import signal
+import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 import psycopg
 import pytest
-from factories import APP_LOGIN, READER_LOGIN, SESSION_ZONES, ensure_login, set_session_zone
+from factories import APP_LOGIN, READER_LOGIN, SESSION_ZONES, ensure_login
+from psycopg import sql
 from psycopg.conninfo import make_conninfo
+from psycopg.pq import TransactionStatus
 from psycopg.rows import TupleRow
-from pytest_postgresql import factories
 from pytest_postgresql.executors import NoopExecutor
 from pytest_postgresql.factories.noprocess import xdistify_dbname
 from pytest_postgresql.janitor import DatabaseJanitor
@@ -100,6 +115,51 @@ def pytest_configure(config: pytest.Config) -> None:
         signal.signal(signal.SIGTERM, _sigterm_as_keyboard_interrupt)
 
 
+#: Fixtures that give a test a database (or clusters) of its own: not in `make test-fast`.
+_OWN_DATABASE_FIXTURES = frozenset(
+    {"fresh_dsn", "empty_dsn", "cluster", "statusdb_postgresql_proc", "server_owned_tmp_dir"}
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fast",
+        action="store_true",
+        help="run only the tests that need no database (unit) or only `conn` on the shared "
+        "database (shared_db), not slow ones: `make test-fast`",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test by what it needs (the test pyramid), run the slow ones first.
+
+    * `unit`: no database fixture at all (PostgreSQL is not even started for it);
+    * `shared_db`: `conn` (and builders on it) only: the shared database, rolled back;
+    * neither: a database or a cluster of its own (`fresh_dsn`/`dsn`/`connect`/`aconn`,
+      `empty_dsn`, `cluster`, or marked `fresh_db`).
+    Slow tests go first so that, spread over the xdist workers, the long ones do not end last.
+    With `--fast`, only `unit` and `shared_db` tests that are not `slow` are kept.
+    """
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        own = bool(names & _OWN_DATABASE_FIXTURES) or item.get_closest_marker("fresh_db")
+        if not own:
+            item.add_marker(pytest.mark.shared_db if "conn" in names else pytest.mark.unit)
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    if config.getoption("--fast"):
+        kept = [
+            item
+            for item in items
+            if (item.get_closest_marker("unit") or item.get_closest_marker("shared_db"))
+            and not item.get_closest_marker("slow")
+        ]
+        keep = set(kept)
+        dropped = [item for item in items if item not in keep]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = kept
+
+
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[localpg.LocalCluster]:
     """The session's PostgreSQL cluster (fresh temp folder, fsync off)."""
@@ -145,14 +205,305 @@ def statusdb_postgresql_proc(cluster: localpg.LocalCluster) -> Iterator[NoopExec
         yield executor
 
 
-# A fresh copy of the template per test (pytest-postgresql's client fixture).
-statusdb_postgresql = factories.postgresql("statusdb_postgresql_proc")
+CLONE_STRATEGY = os.environ.get("STATUSDB_TEST_CLONE_STRATEGY", "WAL_LOG").upper()
+"""How `fresh_dsn` copies the template (CREATE DATABASE ... STRATEGY). Measured in this suite
+(84 `dsn` tests, twice each, alternated): FILE_COPY's setups took 1.5-1.7x WAL_LOG's, its two
+checkpoints costing more than WAL-logging the ~9 MB template; so PG 15's default stays."""
+
+
+class Databases:
+    """The session's databases: fresh clones of the migrated template, and the shared ones.
+
+    A shared database is cloned once per session (one per TimeZone asked for) and used by every
+    `conn`-only test in a transaction that is rolled back at teardown. `footprint` is what a
+    test that committed would change (row counts of every table, the catalog's size, the
+    database's settings): compared after each test, a difference fails the test and the shared
+    database is cloned again, so a committing test cannot leak into the next ones.
+    """
+
+    def __init__(self, cluster: localpg.LocalCluster, template: str, base_name: str) -> None:
+        self.cluster = cluster
+        self.template = template
+        self.base_name = base_name
+        self._admin = psycopg.connect(cluster.dsn(), autocommit=True)
+        self._count = 0
+        self._shared: dict[str | None, str] = {}
+        self._footprints: dict[str, tuple[Any, ...]] = {}
+        self._footprint_sql: dict[str, sql.Composed] = {}
+        #: SET CONSTRAINTS ... DEFERRED for each shared database's INITIALLY DEFERRED ones.
+        self.deferred: dict[str, sql.Composed] = {}
+
+    def close(self) -> None:
+        self._admin.close()
+
+    def clone(self, suffix: str | None = None) -> str:
+        """A new database copied from the migrated template; its name."""
+        self._count += 1
+        dbname = f"{self.base_name}_{suffix or self._count}"
+        self._admin.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY {}").format(
+                sql.Identifier(dbname), sql.Identifier(self.template), sql.SQL(CLONE_STRATEGY)
+            )
+        )
+        return dbname
+
+    def drop(self, dbname: str) -> None:
+        self._admin.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))
+        )
+
+    def shared(self, zone: str | None) -> str:
+        """The shared database for connections in `zone` (None: the server's default)."""
+        dbname = self._shared.get(zone)
+        if dbname is None:
+            dbname = self._make_shared(zone)
+        return dbname
+
+    def _make_shared(self, zone: str | None) -> str:
+        suffix = "shared" if zone is None else f"shared_{len(self._shared)}"
+        dbname = self.clone(suffix)
+        if zone is not None:
+            self._admin.execute(
+                sql.SQL("ALTER DATABASE {} SET TimeZone = {}").format(
+                    sql.Identifier(dbname), sql.Literal(zone)
+                )
+            )
+        with psycopg.connect(self.cluster.dsn(dbname), autocommit=True) as check:
+            tables = check.execute(
+                """SELECT format('%I.%I', schemaname, tablename) FROM pg_tables
+                   WHERE schemaname NOT IN ('pg_catalog', 'information_schema')
+                   ORDER BY 1"""
+            ).fetchall()
+            counts = [
+                sql.SQL("(SELECT count(*) FROM {})").format(sql.SQL(table)) for (table,) in tables
+            ]
+            query = sql.SQL(
+                "SELECT (SELECT count(*) FROM pg_class), (SELECT count(*) FROM pg_proc),"
+                " (SELECT count(*) FROM pg_db_role_setting s JOIN pg_database d"
+                "  ON d.oid = s.setdatabase WHERE d.datname = current_database()), {}"
+            ).format(sql.SQL(", ").join(counts))
+            self._footprint_sql[dbname] = query
+            deferred = check.execute(
+                """SELECT format('%I.%I', n.nspname, c.conname) FROM pg_constraint c
+                   JOIN pg_namespace n ON n.oid = c.connamespace
+                   WHERE c.condeferrable AND c.condeferred ORDER BY 1"""
+            ).fetchall()
+            if deferred:
+                self.deferred[dbname] = sql.SQL("SET CONSTRAINTS {} DEFERRED").format(
+                    sql.SQL(", ").join(sql.SQL(name) for (name,) in deferred)
+                )
+            self._footprints[dbname] = self._footprint(check, dbname)
+        self._shared[zone] = dbname
+        return dbname
+
+    def _footprint(self, connection: psycopg.Connection[TupleRow], dbname: str) -> tuple[Any, ...]:
+        row = connection.execute(self._footprint_sql[dbname]).fetchone()
+        assert row is not None
+        return tuple(row)
+
+    def check_shared(self, zone: str | None, connection: psycopg.Connection[TupleRow]) -> bool:
+        """Whether the shared database is as it was cloned (else: clone it again)."""
+        dbname = self._shared[zone]
+        footprint = self._footprint(connection, dbname)
+        connection.rollback()
+        if footprint == self._footprints[dbname]:
+            return True
+        connection.close()
+        del self._shared[zone]
+        self.drop(dbname)
+        return False
+
+
+@pytest.fixture(scope="session")
+def databases(
+    cluster: localpg.LocalCluster, statusdb_postgresql_proc: NoopExecutor
+) -> Iterator[Databases]:
+    """This session's clones of the migrated template (`fresh_dsn`, `conn`)."""
+    template = statusdb_postgresql_proc.template_dbname
+    assert template is not None
+    dbs = Databases(cluster, template, statusdb_postgresql_proc.dbname)
+    try:
+        yield dbs
+    finally:
+        dbs.close()
+
+
+_COMMIT_POINT = "statusdb_test_commit"
+
+
+def _inside_an_operation() -> bool:
+    """Whether an operation's body is being driven (statusdb's executor is on the stack)."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name in ("_drive_sync", "run_sync") and code.co_filename.endswith("executor.py"):
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
+
+
+class RollbackConnection(psycopg.Connection[TupleRow]):
+    """`conn` on the shared database: whatever the test does is rolled back at teardown.
+
+    The test's first statement opens the one real transaction; what the test calls a commit is a
+    savepoint of it, and a rollback goes back to the last such savepoint. So a test can commit
+    its setup and roll back after an expected error as on a database of its own, with these
+    differences (a test that depends on them asks for `fresh_dsn`, see `conn`): `now()` and
+    `pg_current_xact_id()` stay those of the one transaction (row history and timestamps of
+    "separate transactions" are then one transaction's); a commit checks the deferred
+    constraints (SET CONSTRAINTS ALL IMMEDIATE) and puts them back to deferred; nothing becomes
+    visible to other connections and LISTEN/NOTIFY never deliver.
+
+    Fails the test, because they cannot be emulated or must not happen: autocommit, and a
+    commit while an operation runs (operations never commit).
+    """
+
+    deferred_constraints: sql.Composed | None = None
+    """SET CONSTRAINTS ... DEFERRED for the schema's INITIALLY DEFERRED constraints, if any."""
+
+    _commit_points = 0
+
+    def _refuse(self, what: str) -> NoReturn:
+        pytest.fail(
+            f"{what} on `conn`, a transaction on the shared database rolled back at teardown. "
+            "A test that needs it is marked `@pytest.mark.fresh_db` (a database of its own, "
+            "cloned) or uses `dsn` and its own connections.",
+            pytrace=True,
+        )
+
+    def commit(self) -> None:
+        if _inside_an_operation():
+            self._refuse("an operation called commit()")
+        if self._num_transactions:
+            raise psycopg.ProgrammingError(
+                "Explicit commit() forbidden within a Transaction context."
+            )
+        status = self.info.transaction_status
+        if status == TransactionStatus.IDLE:
+            return
+        if status == TransactionStatus.INERROR:
+            self.rollback()  # COMMIT of a failed transaction rolls it back
+            return
+        try:
+            with self.cursor() as cur:
+                cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
+                if self.deferred_constraints is not None:
+                    cur.execute(self.deferred_constraints)
+        except psycopg.Error:
+            self.rollback()  # a commit that fails leaves nothing of the transaction
+            raise
+        point = sql.Identifier(_COMMIT_POINT)
+        with self.cursor() as cur:
+            if self._commit_points:
+                cur.execute(sql.SQL("RELEASE SAVEPOINT {}").format(point))
+            cur.execute(sql.SQL("SAVEPOINT {}").format(point))
+        self._commit_points = 1
+
+    def rollback(self) -> None:
+        if (
+            self._commit_points
+            and not self._num_transactions
+            and self.info.transaction_status
+            in (TransactionStatus.INTRANS, TransactionStatus.INERROR)
+        ):
+            self.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(sql.Identifier(_COMMIT_POINT)))
+            return
+        super().rollback()
+
+    def rollback_all(self) -> None:
+        """The real rollback (teardown)."""
+        self._commit_points = 0
+        super().rollback()
+
+    def set_autocommit(self, value: bool) -> None:
+        if value:
+            self._refuse("autocommit = True")
+        super().set_autocommit(value)
+
+    def transaction(  # type: ignore[override]
+        self, savepoint_name: str | None = None, force_rollback: bool = False
+    ) -> contextlib.AbstractContextManager[psycopg.Transaction]:
+        if self.info.transaction_status == TransactionStatus.IDLE:
+            # Open the implicit transaction first, so that the block is a savepoint of it
+            # rather than a transaction of its own that would commit.
+            self.execute("SELECT 1")
+        return super().transaction(savepoint_name, force_rollback)
+
+
+def uses_fresh_database(request: pytest.FixtureRequest) -> bool:
+    """Whether this test has its own cloned database: it is marked `fresh_db`, or uses
+    `fresh_dsn` (directly or through `dsn`, `connect` or `aconn`)."""
+    return (
+        "fresh_dsn" in request.fixturenames
+        or request.node.get_closest_marker("fresh_db") is not None
+    )
 
 
 @pytest.fixture
-def conn(statusdb_postgresql: psycopg.Connection[TupleRow]) -> psycopg.Connection[TupleRow]:
-    """A connection to this test's freshly migrated database (autocommit off)."""
-    return statusdb_postgresql
+def fresh_dsn(databases: Databases) -> Iterator[str]:
+    """Conninfo string of this test's own copy of the migrated template, dropped afterwards.
+
+    For tests that commit, open several connections, LISTEN, connect as other roles or alter the
+    database; `conn` in such a test is a connection to this database (autocommit off).
+    """
+    dbname = databases.clone()
+    try:
+        yield databases.cluster.dsn(dbname)
+    finally:
+        databases.drop(dbname)
+
+
+@pytest.fixture
+def dsn(fresh_dsn: str) -> str:
+    """Conninfo string of this test's freshly migrated database (`fresh_dsn`)."""
+    return fresh_dsn
+
+
+@pytest.fixture
+def conn(request: pytest.FixtureRequest) -> Iterator[psycopg.Connection[TupleRow]]:
+    """A connection (autocommit off) to a migrated database.
+
+    * In a test that has its own database (it uses `fresh_dsn`, `dsn`, `connect` or `aconn`):
+      a connection to it, which may commit.
+    * Otherwise: a `RollbackConnection` to the session's shared migrated database (in the
+      `session_zone`'s TimeZone if the test uses it); the test's transaction is rolled back at
+      teardown and must not commit. Most tests need no more: no database is cloned for them.
+    """
+    if uses_fresh_database(request):
+        zone_first = "session_zone" in request.fixturenames
+        if zone_first:
+            request.getfixturevalue("session_zone")  # sets the database's TimeZone first
+        connection = psycopg.connect(request.getfixturevalue("fresh_dsn"))
+        try:
+            yield connection
+        finally:
+            connection.close()
+        return
+    zone: str | None = None
+    if "session_zone" in request.fixturenames:
+        zone = request.getfixturevalue("session_zone")
+    dbs: Databases = request.getfixturevalue("databases")
+    shared_db = dbs.shared(zone)
+    shared = RollbackConnection.connect(dbs.cluster.dsn(shared_db))
+    shared.deferred_constraints = dbs.deferred.get(shared_db)
+    try:
+        yield shared
+    finally:
+        checker: psycopg.Connection[TupleRow] = shared
+        try:
+            shared.rollback_all()
+        except psycopg.Error:  # closed by the test, or the server ended it
+            shared.close()
+            checker = psycopg.connect(dbs.cluster.dsn(dbs.shared(zone)))
+        try:
+            clean = dbs.check_shared(zone, checker)
+        finally:
+            checker.close()
+    if not clean:
+        pytest.fail(
+            "this test committed on `conn`, a transaction on the shared database (rolled back "
+            "at teardown): mark it `@pytest.mark.fresh_db` (a database of its own, cloned)"
+        )
 
 
 @pytest.fixture(scope="session")
@@ -175,21 +526,21 @@ def logins(app_login: str, reader_login: str) -> None:
 
 
 @pytest.fixture(params=SESSION_ZONES)
-def session_zone(request: pytest.FixtureRequest, conn: psycopg.Connection[TupleRow]) -> str:
-    """This test's database and `conn` use the TimeZone `request.param` (new connections too)."""
+def session_zone(request: pytest.FixtureRequest) -> str:
+    """This test's `conn` and database use the TimeZone `request.param` (new connections too).
+
+    On the test's own database (`fresh_dsn`) by ALTER DATABASE; otherwise `conn` is on a shared
+    database made for that zone.
+    """
     zone: str = request.param
-    set_session_zone(conn, zone)
+    if uses_fresh_database(request):
+        with psycopg.connect(request.getfixturevalue("fresh_dsn"), autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("ALTER DATABASE {} SET TimeZone = {}").format(
+                    sql.Identifier(admin.info.dbname), sql.Literal(zone)
+                )
+            )
     return zone
-
-
-@pytest.fixture
-def dsn(
-    statusdb_postgresql: psycopg.Connection[TupleRow],
-    statusdb_postgresql_proc: NoopExecutor,
-) -> str:
-    """Conninfo string of this test's freshly migrated database."""
-    proc = statusdb_postgresql_proc
-    return make_conninfo(host=proc.host, port=proc.port, user=proc.user, dbname=proc.dbname)
 
 
 @pytest.fixture

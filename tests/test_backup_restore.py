@@ -49,6 +49,8 @@ from statusdb.tooling import localpg
 from statusdb.tooling.localpg import LocalCluster
 from statusdb.workers import outbox
 
+pytestmark = pytest.mark.slow
+
 Conn = psycopg.Connection[TupleRow]
 YOYO_TABLES = ("_yoyo_log", "_yoyo_migration", "_yoyo_version", "yoyo_lock")
 

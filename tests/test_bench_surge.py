@@ -11,10 +11,13 @@ import sys
 from pathlib import Path
 
 import psycopg
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository's bench/
 
 from bench import surge
+
+pytestmark = pytest.mark.slow
 
 
 def test_surge_runs_end_to_end(dsn: str) -> None:

@@ -142,6 +142,7 @@ def test_concurrent_migrators_apply_each_migration_once(
     assert sorted(len(r) for r in results) == [0, 3]
 
 
+@pytest.mark.slow
 def test_the_real_migrations_apply_and_roll_back_cleanly(empty_dsn: str) -> None:
     ids = _repo_migration_ids()
     assert migrations.apply(empty_dsn) == ids
@@ -154,6 +155,7 @@ def test_the_real_migrations_apply_and_roll_back_cleanly(empty_dsn: str) -> None
 # -- statusdb CLI --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cli_migrate_status_rollback(empty_dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
     ids = _repo_migration_ids()
     assert cli.main(["status", "--dsn", empty_dsn]) == 0
@@ -215,6 +217,7 @@ def test_cli_missing_postgres_is_one_clear_line(
     assert "apt-get install postgresql" in err
 
 
+@pytest.mark.slow
 def test_cli_local_cluster_start_dsn_migrate_stop(
     server_owned_tmp_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

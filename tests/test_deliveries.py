@@ -216,6 +216,7 @@ def test_two_retry_workers_never_claim_the_same_retry(conn: Conn, connect: objec
     second.commit()
 
 
+@pytest.mark.fresh_db
 def test_outbox_worker_with_bookkeeping_then_retry_round(conn: Conn) -> None:
     team_id, subs = _subscribers(conn, 3)
     incidents.create(conn, team_id, title="API down", priority="CRITICAL")
@@ -260,6 +261,7 @@ def test_outbox_worker_with_bookkeeping_then_retry_round(conn: Conn) -> None:
     assert deliveries.pending_retries(conn) == 0
 
 
+@pytest.mark.fresh_db
 def test_a_worker_loop_with_buffered_bookkeeping(conn: Conn) -> None:
     team_id, subs = _subscribers(conn, 5)
     incidents.create(conn, team_id, title="API down", priority="CRITICAL")

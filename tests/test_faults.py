@@ -618,6 +618,7 @@ def test_retry_gives_up_after_the_last_attempt(
 # --- PostgreSQL restarted under a pool --------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_pool_recovers_from_a_postgres_restart(server_owned_tmp_dir: Path) -> None:
     """Stop and start PostgreSQL while workers use a pool: each operation in flight fails at
     most once, with Retryable; its retry (on a new pooled connection) and everything after

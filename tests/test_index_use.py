@@ -26,6 +26,8 @@ from statusdb.db import queries
 from statusdb.infra import migrations
 from statusdb.tooling import localpg
 
+pytestmark = pytest.mark.slow
+
 Conn = psycopg.Connection[TupleRow]
 
 PAGES = 1000

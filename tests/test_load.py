@@ -12,9 +12,13 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository's bench/
 
 from bench import load
+
+pytestmark = pytest.mark.slow
 
 #: Seconds of load; STATUSDB_LOAD_SECONDS=60 for a longer soak.
 SECONDS = float(os.environ.get("STATUSDB_LOAD_SECONDS", "10"))

@@ -11,6 +11,8 @@ import pytest
 
 from statusdb.tooling import localpg
 
+pytestmark = pytest.mark.slow
+
 
 def test_session_cluster_is_a_fast_local_dev_cluster(cluster: localpg.LocalCluster) -> None:
     assert cluster.is_running()

@@ -711,6 +711,7 @@ def test_advance_skips_rows_another_transaction_holds(
     ]
 
 
+@pytest.mark.slow
 def test_concurrent_schedulers_make_each_transition_exactly_once(
     conn: Conn, acme: TwoPages, connect: Connect
 ) -> None:

@@ -28,6 +28,8 @@ from statusdb.db.resources import migrations_dir
 from statusdb.infra import migrations
 from statusdb.tooling import localpg
 
+pytestmark = pytest.mark.slow
+
 Conn = psycopg.Connection[TupleRow]
 
 #: The longest lock_timeout a migration may set: a reader may wait this long behind it.

@@ -16,6 +16,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import pytest
 from psycopg.conninfo import make_conninfo
 from yoyo import read_migrations
 from yoyo.migrations import topological_sort
@@ -26,6 +27,8 @@ from statusdb.infra import migrations
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository's schema/
 
 from schema import generate
+
+pytestmark = pytest.mark.slow
 
 _DEPENDS = re.compile(r"^-- depends:(.*)$", re.MULTILINE)
 _README_ROW = re.compile(r"^\| (\d{4}_\w+) \| (.*) \|$", re.MULTILINE)

@@ -197,6 +197,7 @@ def test_events_from_plain_sql_and_page_wide_notices(conn: Conn) -> None:
     assert row == ("2031-01-01 11:00",)
 
 
+@pytest.mark.fresh_db
 def test_maintenance_lifecycle_reminders_and_muting(conn: Conn) -> None:
     _team, page, comp, subs = page_with_subscribers(conn)
     start = dt.datetime(2031, 3, 1, 10, tzinfo=dt.UTC)
@@ -278,6 +279,7 @@ def test_maintenance_lifecycle_reminders_and_muting(conn: Conn) -> None:
     assert outcomes == {"MUTED": 4}  # scheduled, reminder, started, completed: not delivered
 
 
+@pytest.mark.fresh_db
 def test_a_reminder_of_a_window_cancelled_before_delivery_is_obsolete(conn: Conn) -> None:
     _team, page, _comp, _subs = page_with_subscribers(conn)
     start = dt.datetime(2031, 3, 1, 10, tzinfo=dt.UTC)
@@ -334,6 +336,7 @@ def test_a_reminder_of_a_window_cancelled_before_delivery_is_obsolete(conn: Conn
     ).fetchone() == (1,)
 
 
+@pytest.mark.fresh_db
 def test_component_flips_are_folded_into_the_incident_event(conn: Conn) -> None:
     """One update, one message: the flip its platform incident caused is not sent again."""
     team = teams.create(conn, name="SRE")

@@ -70,6 +70,7 @@ def claim_all(conn: Conn, worker: str = "w1", **kwargs: Any) -> list[ClaimedChan
     return claimed
 
 
+@pytest.mark.fresh_db
 def test_a_change_is_claimed_fanned_out_and_completed_once(conn: Conn) -> None:
     team, page, (_comp,) = setup_page(conn)
     wanted = add_subscriber(conn, page, 1)
@@ -137,6 +138,7 @@ def test_a_flap_inside_the_window_notifies_nobody(conn: Conn) -> None:
     assert outcomes == [("FLAP",)]
 
 
+@pytest.mark.fresh_db
 def test_maintenance_without_notifications_is_muted(conn: Conn) -> None:
     _team, page, (comp,) = setup_page(conn)
     add_subscriber(conn, page, 1)
@@ -228,6 +230,7 @@ def test_a_worker_killed_mid_fan_out_is_redelivered_after_its_lease(
     assert outbox.pending_count(conn) == 0
 
 
+@pytest.mark.fresh_db
 def test_fan_out_equals_a_brute_force_filter(conn: Conn) -> None:
     rng = random.Random(7)
     team, page, comps = setup_page(conn, n_components=5)
@@ -267,6 +270,8 @@ def test_fan_out_equals_a_brute_force_filter(conn: Conn) -> None:
         assert set(got) == expected
 
 
+@pytest.mark.slow
+@pytest.mark.fresh_db
 def test_streaming_memory_stays_flat(conn: Conn) -> None:
     """Loose check (bench/ measures it at 1M): 10x more subscribers, no more memory."""
     team, page, (_comp,) = setup_page(conn)
@@ -309,6 +314,7 @@ async def test_recipients_stream_from_async_code(
     assert await outbox.complete(aconn, claimed, worker_id="async")
 
 
+@pytest.mark.fresh_db
 def test_process_runs_a_worker_round(conn: Conn) -> None:
     team, page, (_comp,) = setup_page(conn)
     for n in range(3):

@@ -75,6 +75,7 @@ SHORT_HORIZON = dt.timedelta(days=1)
 SHORT_LIMIT = 2
 
 
+@pytest.mark.fresh_db
 def test_page_view_at_replays_a_randomized_story(conn: Conn) -> None:
     """page_view after every step equals page_view_at at that step's instant (seed printed)."""
     print(f"STATUSDB_STORY_SEED={SEED}")
@@ -422,6 +423,7 @@ def test_page_view_at_replays_a_randomized_story(conn: Conn) -> None:
     conn.rollback()
 
 
+@pytest.mark.fresh_db
 def test_page_view_at_bounds_and_access(conn: Conn) -> None:
     """Instants outside the history kept are refused; access is judged on the page as it is now."""
     team = teams.create(conn, name="SRE")
@@ -467,6 +469,7 @@ def test_page_view_at_bounds_and_access(conn: Conn) -> None:
     ).fetchall() == [("status_page", False), ("status_page_component", False)]
 
 
+@pytest.mark.fresh_db
 def test_retention_moves_the_horizon(conn: Conn) -> None:
     """statusdb_prune_row_history deletes ended versions in batches and moves the horizon."""
     team = teams.create(conn, name="SRE")
@@ -494,6 +497,7 @@ def test_retention_moves_the_horizon(conn: Conn) -> None:
     assert view.page.name == "P4"
 
 
+@pytest.mark.fresh_db
 def test_postmortems(conn: Conn) -> None:
     """Published for resolved incidents only; edits add revisions; history lists the current one."""
     team = teams.create(conn, name="SRE")

@@ -201,6 +201,7 @@ async def test_conditional_read_and_page_feed_async(
     assert heard == [feed.PageVersionEvent(later.page.id, later.version)]
 
 
+@pytest.mark.fresh_db
 def test_maintenance_entering_the_horizon_with_a_moving_clock(conn: Conn) -> None:
     created = new_page(conn, slug="acme", components=1)
     page_id = created.page.id
@@ -300,6 +301,7 @@ _WRITES = (
 )
 
 
+@pytest.mark.slow
 def test_concurrent_writers_never_leave_a_stale_snapshot(conn: Conn, connect: Connect) -> None:
     """Several connections write the same pages at random (plain SQL, several statements per
     transaction); every snapshot then equals a rendering from scratch."""

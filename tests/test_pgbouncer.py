@@ -36,6 +36,8 @@ from statusdb.infra.pool import make_pool
 from statusdb.pages import NewComponent
 from statusdb.tooling import localpg
 
+pytestmark = pytest.mark.slow
+
 Conn = psycopg.Connection[TupleRow]
 
 

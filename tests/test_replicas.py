@@ -30,6 +30,8 @@ from statusdb.pages import NewComponent
 from statusdb.tooling import localpg
 from statusdb.workers import outbox
 
+pytestmark = pytest.mark.slow
+
 Conn = psycopg.Connection[TupleRow]
 AConn = psycopg.AsyncConnection[TupleRow]
 DBNAME = "statusdb_replicas"

@@ -465,6 +465,7 @@ def test_reader_may_call_only_the_page_view(conn: Conn) -> None:
     assert sorted(rows) == [("statusdb_page_view",), ("statusdb_page_view_at",)]
 
 
+@pytest.mark.slow
 def test_rollback_revokes_the_grants_and_keeps_the_roles(empty_dsn: str) -> None:
     migrations.apply(empty_dsn)
     # Roll back through 0008 (and whatever later migrations sit on top of it).
@@ -507,6 +508,7 @@ def test_rollback_revokes_the_grants_and_keeps_the_roles(empty_dsn: str) -> None
     assert all(applied for _, applied in migrations.status(empty_dsn))
 
 
+@pytest.mark.slow
 def test_migrations_run_as_statusdb_owner_in_a_database_it_owns(
     cluster: LocalCluster, empty_dsn: str, logins: None
 ) -> None:

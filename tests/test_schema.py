@@ -138,6 +138,7 @@ def test_no_index_duplicates_a_unique_constraint_and_foreign_keys_are_indexed(co
         assert covered, f"foreign key {name} has no index leading with its columns"
 
 
+@pytest.mark.fresh_db
 def test_ids_defaults_and_updated_at_for_plain_sql(conn: Conn) -> None:
     team_id, created, updated = conn.execute(
         "INSERT INTO team (name) VALUES ('SRE') RETURNING id, created_at, updated_at"
@@ -315,6 +316,7 @@ def test_cascades_and_nulls(two_pages: Conn) -> None:
         assert count == (0,)
 
 
+@pytest.mark.slow
 def test_migrations_apply_roll_back_completely_and_apply_again(empty_dsn: str) -> None:
     def project_objects() -> list[tuple[str, str]]:
         with psycopg.connect(empty_dsn) as c:

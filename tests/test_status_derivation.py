@@ -238,6 +238,7 @@ def test_recompute_reports_and_repairs_drift(conn: Conn) -> None:
     assert status.chain_breaks(conn) == []
 
 
+@pytest.mark.fresh_db
 def test_repeatable_read_writes_derive_and_repairs_need_read_committed(conn: Conn) -> None:
     """0023: a REPEATABLE READ write derives (an older snapshot whose status key was written
     meanwhile is refused with a serialization failure: tests/test_derivation_lock_order.py);
@@ -347,6 +348,7 @@ def test_concurrent_incident_churn_leaves_zero_drift(conn: Conn, connect: Connec
     assert status.chain_breaks(conn) == []
 
 
+@pytest.mark.slow
 def test_repair_takes_one_lock_however_many_components(conn: Conn) -> None:
     """More status keys than the lock table holds (64 x max_connections) repair fine."""
     team = teams.create(conn, name="SRE")

@@ -217,6 +217,7 @@ async def test_create_and_get_async(aconn: AConn) -> None:
 # --- add_update -------------------------------------------------------------------------------
 
 
+@pytest.mark.fresh_db
 def test_add_update_appends_and_sets_the_current_state(conn: Conn, acme: TwoPages) -> None:
     created = status_incidents.create(
         conn, acme.page_id, title="T", severity="MAJOR", message="looking"
@@ -358,6 +359,7 @@ def test_a_writer_waits_for_the_other_and_appends_to_its_version(
 # --- after RESOLVED -------------------------------------------------------------------------
 
 
+@pytest.mark.fresh_db
 def test_an_update_after_resolved_reopens_and_a_resolved_note_keeps_it_resolved(
     conn: Conn, acme: TwoPages
 ) -> None:

@@ -592,6 +592,7 @@ def test_rotate_unsubscribe_token(conn: Conn, acme: TwoPages) -> None:
 # --- preferences, listing, counting, deleting -------------------------------------------------
 
 
+@pytest.mark.fresh_db
 def test_update_preferences(conn: Conn, acme: TwoPages) -> None:
     sub = subscribers.subscribe(conn, acme.page_id, channel="WEBHOOK", destination="https://x.io/")
     conn.commit()
