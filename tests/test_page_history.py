@@ -565,7 +565,7 @@ def test_overlapping_writers_of_one_row_keep_every_version(
     conn: Conn, connect: Callable[..., Conn]
 ) -> None:
     """A writer that started first but wrote a row after a later one: both versions are kept,
-    in commit order (the later-started one's lasts 1 us), and nothing overlaps."""
+    in commit order, each from its writer's commit (0025), and nothing overlaps."""
     team = teams.create(conn, name="SRE")
     page = pages.create(
         conn, team_id=team.id, name="Original", slug="p", created_by_id="u", is_public=True
@@ -576,27 +576,28 @@ def test_overlapping_writers_of_one_row_keep_every_version(
     started_second = now(second)
     pages.update(second, page.id, name="Second")
     second.commit()
+    between = now(conn)  # after second's commit, before first's
+    conn.commit()
     pages.update(first, page.id, name="First")
     first.commit()
     seen = now(conn)
     conn.commit()
     names = []
-    for at in (started_first, started_second, seen):
+    for at in (started_first, started_second, between, seen):
         view = views.page_view_at(conn, "p", at=at)
         assert view is not None
         names.append(view.page.name)
-    assert names == ["Original", "Second", "First"]
+    assert names == ["Original", "Original", "Second", "First"]
     rows = conn.execute(
-        "SELECT row_data ->> 'name', valid_to - valid_from FROM row_history"
+        "SELECT row_data ->> 'name', valid_from, valid_to FROM row_history"
         " WHERE table_name = 'status_page' AND row_id = %s ORDER BY valid_from",
         (page.id,),
     ).fetchall()
-    assert [(name, length is None) for name, length in rows] == [
-        ("Original", False),
-        ("Second", False),
-        ("First", True),
-    ]
-    assert rows[1][1] == dt.timedelta(microseconds=1)
+    assert [name for name, _start, _end in rows] == ["Original", "Second", "First"]
+    assert rows[0][2] == rows[1][1]
+    assert rows[1][2] == rows[2][1]
+    assert rows[2][2] is None
+    assert started_second < rows[1][1] < between < rows[2][1] < seen
 
 
 def test_concurrent_postmortem_edits_take_turns(conn: Conn, connect: Callable[..., Conn]) -> None:

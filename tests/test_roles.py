@@ -56,7 +56,14 @@ LOG_TABLES = (
 OWNER_MANAGED_TABLES = ("destination_allowlist",)
 #: The derivation's own bookkeeping (0012), and the row history (0022, audit data, read through
 #: statusdb_page_view_at): no privilege for anyone but the owner.
-OWNER_ONLY_TABLES = ("status_lock", "status_repair", "row_history", "row_history_horizon")
+OWNER_ONLY_TABLES = (
+    "status_lock",
+    "status_repair",
+    "row_history",
+    "row_history_horizon",
+    "row_history_commit",  # 0025
+    "status_incident_postmortem_deletion",  # 0025
+)
 #: Append-only (0022): statusdb_app reads and inserts; updates and deletes are refused anyway.
 APPEND_ONLY_TABLES = ("status_incident_postmortem",)
 
@@ -441,6 +448,8 @@ def test_every_table_is_granted_and_every_definer_function_is_locked_down(conn: 
         "statusdb_keep_row_history",  # 0022: writes the owner-only row_history
         "statusdb_keep_component_statuses",  # 0022: folds deleted status changes into it
         "statusdb_page_view_at",  # 0022: reads it
+        "statusdb_stamp_row_history",  # 0025: stamps the versions at commit
+        "statusdb_status_incident_postmortem_deleted",  # 0025: writes the owner-only audit
     }
     for name, config, public_may_execute in definers:
         assert config == ["search_path=public, pg_temp"], name
