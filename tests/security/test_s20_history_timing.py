@@ -73,3 +73,46 @@ def test_a_long_transaction_cannot_backdate_its_changes(dsn: str, app_login: str
         assert later is not None
         assert [c.name for c in later.page.components] == ["Renamed"]
         assert [i.title for i in later.active_incidents] == ["Backdated"]
+
+
+def test_stamping_immediately_cannot_backdate_either(dsn: str, app_login: str) -> None:
+    """SET CONSTRAINTS ALL IMMEDIATE makes the stamp run at the end of each writing statement:
+    a write after a wait moves the transaction's earlier versions to the later stamp, so
+    page_view_at never shows the first change before the last write."""
+    slug = f"timing-{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(dsn) as owner:
+        team = teams.create(owner, name="T")
+        page = pages.create(
+            owner,
+            team_id=team.id,
+            name="Timing",
+            slug=slug,
+            created_by_id="u",
+            is_public=True,
+            components=[NewComponent(name="API")],
+        ).page
+        owner.commit()
+        (api,) = components.list_for_page(owner, page.id)
+        owner.commit()
+    with (
+        psycopg.connect(make_conninfo(dsn, user=app_login)) as writer,
+        psycopg.connect(dsn, autocommit=True) as observer,
+    ):
+        writer.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        components.update(writer, api.id, name="Renamed")  # stamped here
+        at = _clock(observer)
+        status_incidents.create(writer, page.id, title="Later", severity="MAJOR", message="m")
+        last_write = _clock(observer)
+        writer.commit()
+        past = views.page_view_at(observer, slug, at=at)
+        assert past is not None
+        assert [c.name for c in past.page.components] == ["API"]
+        assert past.active_incidents == ()
+        rows = observer.execute(
+            "SELECT DISTINCT valid_from FROM row_history WHERE status_page_id = %s"
+            " AND table_name IN ('status_page_component', 'status_incident')"
+            " AND valid_to IS NULL",
+            (page.id,),
+        ).fetchall()
+        assert len(rows) == 1  # one stamp for the whole transaction
+        assert at < rows[0][0] < last_write  # at the end of the last writing statement
