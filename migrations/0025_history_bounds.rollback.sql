@@ -31,6 +31,23 @@ DROP TRIGGER status_incident_postmortem_deleted ON status_incident_postmortem;
 DROP FUNCTION statusdb_status_incident_postmortem_deleted();
 DROP TABLE status_incident_postmortem_deletion;
 
+-- Timelines back into every status_incident version (each as its entries were at its start),
+-- then the entry versions go.
+UPDATE row_history v
+SET row_data = (v.row_data - 'updates_length') || jsonb_build_object('updates', (
+        SELECT coalesce(jsonb_agg(e.row_data -> 'entry'
+                                  ORDER BY (e.row_data ->> 'position')::integer), '[]'::jsonb)
+        FROM row_history e
+        WHERE e.table_name = 'status_incident_update'
+          AND e.row_data ->> 'status_incident_id' = v.row_id
+          AND (e.row_data ->> 'position')::integer < (v.row_data ->> 'updates_length')::integer
+          AND e.valid_from <= v.valid_from
+          AND (e.valid_to IS NULL OR e.valid_to > v.valid_from)))
+WHERE v.table_name = 'status_incident' AND v.row_data ? 'updates_length';
+DELETE FROM row_history h WHERE h.table_name = 'status_incident_update';
+-- squawk-ignore require-concurrent-index-deletion
+DROP INDEX row_history_incident_update_idx;
+
 -- Every committed version is stamped (pending_xact is set only inside transactions).
 DROP TRIGGER row_history_commit_stamp ON row_history_commit;
 DROP FUNCTION statusdb_stamp_row_history();

@@ -950,6 +950,15 @@ DECLARE
                                     (SELECT string_agg(format('%%1$s -> %L', k), ', ' ORDER BY o)
                                      FROM unnest(key_columns) WITH ORDINALITY AS u (k, o)))
                    END;
+    -- 0025: the tables written: the audited one, and for status_incident its timeline entries
+    -- (status_incident_update, one version per entry written: see "Timelines" at the top).
+    targets text[] := ARRAY[TG_TABLE_NAME::text];
+    -- A status incident's row without its timeline, with its length (%1$s: the row's alias).
+    timeline_free text := '((to_jsonb(%1$s) - ''updates'')'
+        ' || jsonb_build_object(''updates_length'', jsonb_array_length(%1$s.updates)))';
+    written_entries text;
+    gone_entries text;
+    i integer;
     -- The same from a row of a transition table (%1$s: its alias), reading the key columns.
     key_of_row text := CASE WHEN cardinality(key_columns) = 1
                             THEN format('(%%1$s.%I)::text', key_columns[1])
@@ -969,6 +978,11 @@ BEGIN
             RETURN NULL;
         END IF;
         written := 'SELECT to_jsonb(n) - ''access_token_hash'' AS d FROM new_rows n';
+        IF TG_TABLE_NAME = 'status_incident' THEN
+            -- 0025: the version holds the timeline's length; its entries are versions of
+            -- their own (below), so the timeline is not copied into every version.
+            written := 'SELECT ' || format(timeline_free, 'n') || ' AS d FROM new_rows n';
+        END IF;
         IF TG_OP = 'UPDATE' AND TG_TABLE_NAME = 'status_page_component' THEN
             -- A component's status is kept by status_change (see "Component statuses"): an
             -- UPDATE that changes only its status columns (and updated_at, which every UPDATE
@@ -983,6 +997,8 @@ BEGIN
                 || ' WHERE o.id IS NULL OR (to_jsonb(n) - ' || quote_literal(status_only::text)
                 || '::text[]) IS DISTINCT FROM (to_jsonb(o) - ' || quote_literal(status_only::text)
                 || '::text[])';
+        ELSIF TG_OP = 'UPDATE' AND TG_TABLE_NAME = 'status_incident' THEN
+            written := written || ' EXCEPT SELECT ' || format(timeline_free, 'o') || ' FROM old_rows o';
         ELSIF TG_OP = 'UPDATE' THEN
             written := written
                 || ' EXCEPT SELECT to_jsonb(o) - ''access_token_hash'' FROM old_rows o';
@@ -995,23 +1011,63 @@ BEGIN
         END IF;
     END IF;
     me := pg_current_xact_id();
+    IF TG_TABLE_NAME = 'status_incident' THEN
+        -- Timeline entries, keyed [incident id, position], as (key, page, d): those written
+        -- (new, or changed at their position) and those gone (past the new end, or deleted).
+        targets := targets || 'status_incident_update'::text;
+        IF TG_OP <> 'DELETE' THEN
+            written_entries :=
+                'SELECT jsonb_build_array(n.id, u.p - 1)::text AS key, n.status_page_id AS page,'
+                '       jsonb_build_object(''status_incident_id'', n.id, ''position'', u.p - 1,'
+                '                          ''entry'', u.e) AS d'
+                ' FROM new_rows n'
+                || CASE WHEN TG_OP = 'UPDATE' THEN
+                        ' LEFT JOIN old_rows o ON o.id = n.id'
+                        ' CROSS JOIN LATERAL jsonb_array_elements('
+                        '     CASE WHEN o.updates IS NOT DISTINCT FROM n.updates'
+                        '          THEN ''[]''::jsonb ELSE n.updates END)'
+                        '     WITH ORDINALITY AS u (e, p)'
+                        ' WHERE (o.updates -> (u.p - 1)::integer) IS DISTINCT FROM u.e'
+                   ELSE ' CROSS JOIN LATERAL jsonb_array_elements(n.updates)'
+                        '     WITH ORDINALITY AS u (e, p)' END;
+        END IF;
+        IF TG_OP = 'UPDATE' THEN
+            gone_entries :=
+                'SELECT jsonb_build_array(o.id, g.p)::text FROM old_rows o'
+                ' LEFT JOIN new_rows n ON n.id = o.id'
+                ' CROSS JOIN LATERAL generate_series(coalesce(jsonb_array_length(n.updates), 0),'
+                '                                    jsonb_array_length(o.updates) - 1) AS g (p)'
+                ' WHERE n.updates IS DISTINCT FROM o.updates';
+        ELSIF TG_OP = 'DELETE' THEN
+            gone_entries :=
+                'SELECT jsonb_build_array(o.id, g.p)::text FROM old_rows o'
+                ' CROSS JOIN LATERAL generate_series(0, jsonb_array_length(o.updates) - 1)'
+                '     AS g (p)';
+        END IF;
+    END IF;
+
+    FOR i IN 1 .. cardinality(targets) LOOP
+    IF i = 2 THEN
+        written := written_entries;
+        gone := gone_entries;
+    END IF;
 
     IF gone IS NOT NULL THEN
         EXECUTE format(
             'DELETE FROM public.row_history h USING (%s) AS g (key)'
             ' WHERE h.table_name = $1 AND h.row_id = g.key AND h.valid_to IS NULL'
             '   AND h.written_by_xact = $3', gone)
-            USING TG_TABLE_NAME::text, key_columns, me;
+            USING targets[i], key_columns, me;
         EXECUTE format(
             'UPDATE public.row_history h'
             ' SET valid_to = greatest($4, h.valid_from + interval ''1 microsecond''),'
             '     pending_xact = $3'
             ' FROM (%s) AS g (key)'
             ' WHERE h.table_name = $1 AND h.row_id = g.key AND h.valid_to IS NULL', gone)
-            USING TG_TABLE_NAME::text, key_columns, me, stamp;
+            USING targets[i], key_columns, me, stamp;
     END IF;
     IF written IS NULL THEN
-        RETURN NULL;
+        CONTINUE;  -- (0022 returned here, before 0025's stamp below)
     END IF;
 
     -- Versions this transaction wrote: overwritten.
@@ -1019,7 +1075,7 @@ BEGIN
         'UPDATE public.row_history h SET row_data = c.d FROM (%s) AS c'
         ' WHERE h.table_name = $1 AND h.row_id = c.key'
         '   AND h.valid_to IS NULL AND h.written_by_xact = $3', written)
-        USING TG_TABLE_NAME::text, key_columns, me;
+        USING targets[i], key_columns, me;
     -- Versions other transactions wrote: ended.
     EXECUTE format(
         'UPDATE public.row_history h'
@@ -1028,9 +1084,11 @@ BEGIN
         ' FROM (%s) AS c'
         ' WHERE h.table_name = $1 AND h.row_id = c.key'
         '   AND h.valid_to IS NULL AND h.written_by_xact <> $3', written)
-        USING TG_TABLE_NAME::text, key_columns, me, stamp;
+        USING targets[i], key_columns, me, stamp;
     -- New versions, from where the previous one ended (or now()).
-    IF TG_NARGS > 2 THEN
+    IF i = 2 THEN
+        page_of := 'c.page';
+    ELSIF TG_NARGS > 2 THEN
         page_of := format(
             'coalesce((SELECT p.status_page_id FROM public.%I p WHERE p.id = c.d ->> %L),'
             ' (SELECT v.status_page_id FROM public.row_history v'
@@ -1052,7 +1110,8 @@ BEGIN
         ' WHERE NOT EXISTS (SELECT 1 FROM public.row_history o'
         '                   WHERE o.table_name = $1 AND o.row_id = k.key AND o.valid_to IS NULL)',
         page_of, written)
-        USING TG_TABLE_NAME::text, key_columns, me, stamp;
+        USING targets[i], key_columns, me, stamp;
+    END LOOP;
     -- The stamp at commit (0025): due once per transaction, again after a write that follows
     -- an earlier stamp (see statusdb_stamp_row_history).
     INSERT INTO public.row_history_commit AS c (xact) VALUES (me)
@@ -2032,7 +2091,19 @@ BEGIN
                    ARRAY(SELECT jsonb_array_elements_text(v.r -> 'affected_component_ids')),
                    to_json((to_json(t.created_at AT TIME ZONE 'UTC') #>> '{}') || '+00:00'),
                    to_json((to_json(t.updated_at AT TIME ZONE 'UTC') #>> '{}') || '+00:00'),
-                   v.r -> 'updates')
+                   -- 0025: the timeline at at_time from its entries (row_history_incident_update_idx),
+                   -- or, in a version written before 0025, as it holds it.
+                   CASE WHEN v.r ? 'updates' THEN v.r -> 'updates' ELSE (
+                       SELECT coalesce(jsonb_agg(e.row_data -> 'entry'
+                                                 ORDER BY (e.row_data ->> 'position')::integer),
+                                       '[]'::jsonb)
+                       FROM row_history e
+                       WHERE e.table_name = 'status_incident_update'
+                         AND e.row_data ->> 'status_incident_id' = v.r ->> 'id'
+                         AND (e.row_data ->> 'position')::integer
+                             < (v.r ->> 'updates_length')::integer
+                         AND e.valid_from <= at_time
+                         AND (e.valid_to IS NULL OR e.valid_to > at_time)) END)
                    ORDER BY t.created_at DESC, v.r ->> 'id' DESC),
                    '[]') AS items,
                max(t.updated_at) AS last_change
@@ -5682,6 +5753,18 @@ CREATE INDEX notification_event_status_page_id_idx ON public.notification_event 
 --
 
 CREATE UNIQUE INDEX row_history_current_key ON public.row_history USING btree (table_name, row_id) WHERE (valid_to IS NULL);
+
+--
+-- Name: row_history_incident_update_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX row_history_incident_update_idx ON public.row_history USING btree (((row_data ->> 'status_incident_id'::text)), valid_to) WHERE (table_name = 'status_incident_update'::text);
+
+--
+-- Name: INDEX row_history_incident_update_idx; Type: COMMENT; Schema: public
+--
+
+COMMENT ON INDEX public.row_history_incident_update_idx IS 'statusdb_page_view_at: the timeline entries of one status incident.';
 
 --
 -- Name: row_history_page_slug_idx; Type: INDEX; Schema: public
