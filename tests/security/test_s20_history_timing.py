@@ -116,3 +116,38 @@ def test_stamping_immediately_cannot_backdate_either(dsn: str, app_login: str) -
         ).fetchall()
         assert len(rows) == 1  # one stamp for the whole transaction
         assert at < rows[0][0] < last_write  # at the end of the last writing statement
+
+
+def test_a_long_transaction_cannot_backdate_a_deletion(dsn: str, app_login: str) -> None:
+    """The app begins, waits, deletes a component and commits: page_view_at before the commit
+    still shows it, and no version is left unstamped."""
+    slug = f"timing-{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(dsn) as owner:
+        team = teams.create(owner, name="T")
+        page = pages.create(
+            owner,
+            team_id=team.id,
+            name="Timing",
+            slug=slug,
+            created_by_id="u",
+            is_public=True,
+            components=[NewComponent(name="API"), NewComponent(name="Web")],
+        ).page
+        owner.commit()
+        web = next(c for c in components.list_for_page(owner, page.id) if c.name == "Web")
+        owner.commit()
+    with (
+        psycopg.connect(make_conninfo(dsn, user=app_login)) as writer,
+        psycopg.connect(dsn, autocommit=True) as observer,
+    ):
+        _clock(writer)  # the writer's transaction starts here
+        components.delete(writer, web.id)
+        at = _clock(observer)
+        writer.commit()
+        past = views.page_view_at(observer, slug, at=at)
+        assert past is not None
+        assert sorted(c.name for c in past.page.components) == ["API", "Web"]
+        pending = observer.execute(
+            "SELECT count(*) FROM row_history WHERE pending_xact IS NOT NULL"
+        ).fetchone()
+        assert pending == (0,)
