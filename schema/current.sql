@@ -998,7 +998,8 @@ BEGIN
                 || '::text[]) IS DISTINCT FROM (to_jsonb(o) - ' || quote_literal(status_only::text)
                 || '::text[])';
         ELSIF TG_OP = 'UPDATE' AND TG_TABLE_NAME = 'status_incident' THEN
-            written := written || ' EXCEPT SELECT ' || format(timeline_free, 'o') || ' FROM old_rows o';
+            written := written
+                || ' EXCEPT SELECT ' || format(timeline_free, 'o') || ' FROM old_rows o';
         ELSIF TG_OP = 'UPDATE' THEN
             written := written
                 || ' EXCEPT SELECT to_jsonb(o) - ''access_token_hash'' FROM old_rows o';
@@ -1046,6 +1047,7 @@ BEGIN
         END IF;
     END IF;
 
+    -- Each target table (the loop's body is 0022's, not re-indented, to keep it comparable).
     FOR i IN 1 .. cardinality(targets) LOOP
     IF i = 2 THEN
         written := written_entries;
