@@ -19,6 +19,7 @@ DROP TRIGGER status_page_id_immutable ON status_page;
 DROP TRIGGER status_page_component_id_immutable ON status_page_component;
 DROP TRIGGER status_subscriber_id_immutable ON status_subscriber;
 DROP TRIGGER team_id_immutable ON team;
+DROP TRIGGER status_incident_postmortem_deletion_id_immutable ON status_incident_postmortem_deletion;
 DROP FUNCTION statusdb_refuse_id_change();
 
 CREATE OR REPLACE FUNCTION statusdb_maintenance_remind(at timestamptz) RETURNS integer

@@ -1,6 +1,6 @@
 -- statusdb 0026: no client-writable value decides whether a maintenance event is written; row ids
 -- never change; the reminder step keeps to a team scope.
--- depends: 0023_derivation_lock_order
+-- depends: 0025_history_bounds
 --
 -- ## "Created in this transaction" (issue 26 item 5)
 --
@@ -242,5 +242,9 @@ CREATE TRIGGER status_subscriber_id_immutable
     EXECUTE FUNCTION statusdb_refuse_id_change();
 CREATE TRIGGER team_id_immutable
     BEFORE UPDATE OF id ON team
+    FOR EACH ROW WHEN (NEW.id IS DISTINCT FROM OLD.id)
+    EXECUTE FUNCTION statusdb_refuse_id_change();
+CREATE TRIGGER status_incident_postmortem_deletion_id_immutable
+    BEFORE UPDATE OF id ON status_incident_postmortem_deletion
     FOR EACH ROW WHEN (NEW.id IS DISTINCT FROM OLD.id)
     EXECUTE FUNCTION statusdb_refuse_id_change();

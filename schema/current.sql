@@ -921,7 +921,13 @@ BEGIN
                          CASE WHEN s.new_status IS NULL THEN v.row_data
                               ELSE v.row_data || jsonb_build_object(
                                   'current_status', s.new_status,
-                                  'status_updated_at', s.changed_at) END)::row_history)
+                                  'status_updated_at', s.changed_at) END,
+                         -- 0025: a pending stamp stays on the piece it applies to (the first
+                         -- piece of a version being written, the last of one being ended).
+                         CASE WHEN v.written_by_xact = v.pending_xact
+                              THEN CASE WHEN b.b = v.valid_from THEN v.pending_xact END
+                              WHEN b.next_b IS NULL OR b.next_b >= v.valid_to
+                              THEN v.pending_xact END)::row_history)
     INTO pieces
     FROM (SELECT bb.row_id, bb.b, lead(bb.b) OVER (PARTITION BY bb.row_id ORDER BY bb.b) AS next_b
           FROM bounds bb) AS b
@@ -990,7 +996,7 @@ CREATE FUNCTION public.statusdb_keep_row_history() RETURNS trigger
     AS $_$
 DECLARE
     key_columns text[] := string_to_array(TG_ARGV[0], ',');
-    stamp timestamptz := now();
+    stamp timestamptz := now();  -- provisional: replaced at commit (0025)
     me xid8;
     written text;  -- the rows to record, as a query of (d jsonb)
     gone text;     -- the keys that end, as a query of (key text)
@@ -1005,6 +1011,15 @@ DECLARE
                                     (SELECT string_agg(format('%%1$s -> %L', k), ', ' ORDER BY o)
                                      FROM unnest(key_columns) WITH ORDINALITY AS u (k, o)))
                    END;
+    -- 0025: the tables written: the audited one, and for status_incident its timeline entries
+    -- (status_incident_update, one version per entry written: see "Timelines" at the top).
+    targets text[] := ARRAY[TG_TABLE_NAME::text];
+    -- A status incident's row without its timeline, with its length (%1$s: the row's alias).
+    timeline_free text := '((to_jsonb(%1$s) - ''updates'')'
+        ' || jsonb_build_object(''updates_length'', jsonb_array_length(%1$s.updates)))';
+    written_entries text;
+    gone_entries text;
+    i integer;
     -- The same from a row of a transition table (%1$s: its alias), reading the key columns.
     key_of_row text := CASE WHEN cardinality(key_columns) = 1
                             THEN format('(%%1$s.%I)::text', key_columns[1])
@@ -1024,6 +1039,11 @@ BEGIN
             RETURN NULL;
         END IF;
         written := 'SELECT to_jsonb(n) - ''access_token_hash'' AS d FROM new_rows n';
+        IF TG_TABLE_NAME = 'status_incident' THEN
+            -- 0025: the version holds the timeline's length; its entries are versions of
+            -- their own (below), so the timeline is not copied into every version.
+            written := 'SELECT ' || format(timeline_free, 'n') || ' AS d FROM new_rows n';
+        END IF;
         IF TG_OP = 'UPDATE' AND TG_TABLE_NAME = 'status_page_component' THEN
             -- A component's status is kept by status_change (see "Component statuses"): an
             -- UPDATE that changes only its status columns (and updated_at, which every UPDATE
@@ -1038,6 +1058,9 @@ BEGIN
                 || ' WHERE o.id IS NULL OR (to_jsonb(n) - ' || quote_literal(status_only::text)
                 || '::text[]) IS DISTINCT FROM (to_jsonb(o) - ' || quote_literal(status_only::text)
                 || '::text[])';
+        ELSIF TG_OP = 'UPDATE' AND TG_TABLE_NAME = 'status_incident' THEN
+            written := written
+                || ' EXCEPT SELECT ' || format(timeline_free, 'o') || ' FROM old_rows o';
         ELSIF TG_OP = 'UPDATE' THEN
             written := written
                 || ' EXCEPT SELECT to_jsonb(o) - ''access_token_hash'' FROM old_rows o';
@@ -1050,22 +1073,64 @@ BEGIN
         END IF;
     END IF;
     me := pg_current_xact_id();
+    IF TG_TABLE_NAME = 'status_incident' THEN
+        -- Timeline entries, keyed [incident id, position], as (key, page, d): those written
+        -- (new, or changed at their position) and those gone (past the new end, or deleted).
+        targets := targets || 'status_incident_update'::text;
+        IF TG_OP <> 'DELETE' THEN
+            written_entries :=
+                'SELECT jsonb_build_array(n.id, u.p - 1)::text AS key, n.status_page_id AS page,'
+                '       jsonb_build_object(''status_incident_id'', n.id, ''position'', u.p - 1,'
+                '                          ''entry'', u.e) AS d'
+                ' FROM new_rows n'
+                || CASE WHEN TG_OP = 'UPDATE' THEN
+                        ' LEFT JOIN old_rows o ON o.id = n.id'
+                        ' CROSS JOIN LATERAL jsonb_array_elements('
+                        '     CASE WHEN o.updates IS NOT DISTINCT FROM n.updates'
+                        '          THEN ''[]''::jsonb ELSE n.updates END)'
+                        '     WITH ORDINALITY AS u (e, p)'
+                        ' WHERE (o.updates -> (u.p - 1)::integer) IS DISTINCT FROM u.e'
+                   ELSE ' CROSS JOIN LATERAL jsonb_array_elements(n.updates)'
+                        '     WITH ORDINALITY AS u (e, p)' END;
+        END IF;
+        IF TG_OP = 'UPDATE' THEN
+            gone_entries :=
+                'SELECT jsonb_build_array(o.id, g.p)::text FROM old_rows o'
+                ' LEFT JOIN new_rows n ON n.id = o.id'
+                ' CROSS JOIN LATERAL generate_series(coalesce(jsonb_array_length(n.updates), 0),'
+                '                                    jsonb_array_length(o.updates) - 1) AS g (p)'
+                ' WHERE n.updates IS DISTINCT FROM o.updates';
+        ELSIF TG_OP = 'DELETE' THEN
+            gone_entries :=
+                'SELECT jsonb_build_array(o.id, g.p)::text FROM old_rows o'
+                ' CROSS JOIN LATERAL generate_series(0, jsonb_array_length(o.updates) - 1)'
+                '     AS g (p)';
+        END IF;
+    END IF;
+
+    -- Each target table (the loop's body is 0022's, not re-indented, to keep it comparable).
+    FOR i IN 1 .. cardinality(targets) LOOP
+    IF i = 2 THEN
+        written := written_entries;
+        gone := gone_entries;
+    END IF;
 
     IF gone IS NOT NULL THEN
         EXECUTE format(
             'DELETE FROM public.row_history h USING (%s) AS g (key)'
             ' WHERE h.table_name = $1 AND h.row_id = g.key AND h.valid_to IS NULL'
             '   AND h.written_by_xact = $3', gone)
-            USING TG_TABLE_NAME::text, key_columns, me;
+            USING targets[i], key_columns, me;
         EXECUTE format(
             'UPDATE public.row_history h'
-            ' SET valid_to = greatest($4, h.valid_from + interval ''1 microsecond'')'
+            ' SET valid_to = greatest($4, h.valid_from + interval ''1 microsecond''),'
+            '     pending_xact = $3'
             ' FROM (%s) AS g (key)'
             ' WHERE h.table_name = $1 AND h.row_id = g.key AND h.valid_to IS NULL', gone)
-            USING TG_TABLE_NAME::text, key_columns, me, stamp;
+            USING targets[i], key_columns, me, stamp;
     END IF;
     IF written IS NULL THEN
-        RETURN NULL;
+        CONTINUE;  -- (0022 returned here, before 0025's stamp below)
     END IF;
 
     -- Versions this transaction wrote: overwritten.
@@ -1073,17 +1138,20 @@ BEGIN
         'UPDATE public.row_history h SET row_data = c.d FROM (%s) AS c'
         ' WHERE h.table_name = $1 AND h.row_id = c.key'
         '   AND h.valid_to IS NULL AND h.written_by_xact = $3', written)
-        USING TG_TABLE_NAME::text, key_columns, me;
+        USING targets[i], key_columns, me;
     -- Versions other transactions wrote: ended.
     EXECUTE format(
         'UPDATE public.row_history h'
-        ' SET valid_to = greatest($4, h.valid_from + interval ''1 microsecond'')'
+        ' SET valid_to = greatest($4, h.valid_from + interval ''1 microsecond''),'
+        '     pending_xact = $3'
         ' FROM (%s) AS c'
         ' WHERE h.table_name = $1 AND h.row_id = c.key'
         '   AND h.valid_to IS NULL AND h.written_by_xact <> $3', written)
-        USING TG_TABLE_NAME::text, key_columns, me, stamp;
+        USING targets[i], key_columns, me, stamp;
     -- New versions, from where the previous one ended (or now()).
-    IF TG_NARGS > 2 THEN
+    IF i = 2 THEN
+        page_of := 'c.page';
+    ELSIF TG_NARGS > 2 THEN
         page_of := format(
             'coalesce((SELECT p.status_page_id FROM public.%I p WHERE p.id = c.d ->> %L),'
             ' (SELECT v.status_page_id FROM public.row_history v'
@@ -1095,17 +1163,23 @@ BEGIN
     END IF;
     EXECUTE format(
         'INSERT INTO public.row_history (table_name, row_id, status_page_id, valid_from,'
-        '                                written_by_xact, row_data)'
+        '                                written_by_xact, row_data, pending_xact)'
         ' SELECT $1, k.key, %s,'
         '        greatest($4, (SELECT l.valid_to FROM public.row_history l'
         '                      WHERE l.table_name = $1 AND l.row_id = k.key'
         '                      ORDER BY l.valid_from DESC LIMIT 1)),'
-        '        $3, c.d'
+        '        $3, c.d, $3'
         ' FROM (%s) AS c CROSS JOIN LATERAL (SELECT c.key) AS k (key)'
         ' WHERE NOT EXISTS (SELECT 1 FROM public.row_history o'
         '                   WHERE o.table_name = $1 AND o.row_id = k.key AND o.valid_to IS NULL)',
         page_of, written)
-        USING TG_TABLE_NAME::text, key_columns, me, stamp;
+        USING targets[i], key_columns, me, stamp;
+    END LOOP;
+    -- The stamp at commit (0025): due once per transaction, again after a write that follows
+    -- an earlier stamp (see statusdb_stamp_row_history).
+    INSERT INTO public.row_history_commit AS c (xact) VALUES (me)
+    ON CONFLICT (xact) DO UPDATE SET previous_stamp = c.stamped_at, stamped_at = NULL
+        WHERE c.stamped_at IS NOT NULL;
     RETURN NULL;
 END;
 $_$;
@@ -2225,20 +2299,41 @@ BEGIN
           AND ((now_page.is_public AND (h.row_data ->> 'is_public')::boolean)
                OR now_page.access_token_hash = stored_hash)
     ),
+    -- The page's versions valid at at_time (current, or ended after it) of what the page showed
+    -- then: components and groups, incidents then active, windows then scheduled or running
+    -- (0025: by row_history_page_table_status_idx; resolved incidents and ended windows are not
+    -- read; window links are read per listed window, below).
+    keys (table_name, status) AS (
+        VALUES ('status_incident', 'INVESTIGATING'), ('status_incident', 'IDENTIFIED'),
+               ('status_incident', 'MONITORING'),
+               ('maintenance_window', 'SCHEDULED'), ('maintenance_window', 'IN_PROGRESS')
+    ),
     versions AS (
         SELECT h.table_name, h.row_data AS r
         FROM page
         JOIN row_history h ON h.status_page_id = page.id
-        WHERE h.valid_to IS NULL AND h.valid_from <= at_time
-          AND h.table_name IN ('status_page_component', 'status_incident', 'maintenance_window',
-                               'maintenance_window_component', 'component_group')
+        WHERE h.table_name IN ('status_page_component', 'component_group')
+          AND (h.row_data ->> 'status') IS NULL
+          AND h.valid_to IS NULL AND h.valid_from <= at_time
         UNION ALL
         SELECT h.table_name, h.row_data AS r
         FROM page
         JOIN row_history h ON h.status_page_id = page.id
+        WHERE h.table_name IN ('status_page_component', 'component_group')
+          AND (h.row_data ->> 'status') IS NULL
+          AND h.valid_to > at_time AND h.valid_from <= at_time
+        UNION ALL
+        SELECT h.table_name, h.row_data AS r
+        FROM page CROSS JOIN keys k
+        JOIN row_history h ON h.status_page_id = page.id AND h.table_name = k.table_name
+                          AND (h.row_data ->> 'status') = k.status
+        WHERE h.valid_to IS NULL AND h.valid_from <= at_time
+        UNION ALL
+        SELECT h.table_name, h.row_data AS r
+        FROM page CROSS JOIN keys k
+        JOIN row_history h ON h.status_page_id = page.id AND h.table_name = k.table_name
+                          AND (h.row_data ->> 'status') = k.status
         WHERE h.valid_to > at_time AND h.valid_from <= at_time
-          AND h.table_name IN ('status_page_component', 'status_incident', 'maintenance_window',
-                               'maintenance_window_component', 'component_group')
     ),
     -- The versions' timestamps (written by to_jsonb in the writer's time zone), as instants and
     -- as the renderer's JSON text in UTC: the timestamp's JSON text at UTC, plus '+00:00'.
@@ -2276,7 +2371,19 @@ BEGIN
                    ARRAY(SELECT jsonb_array_elements_text(v.r -> 'affected_component_ids')),
                    to_json((to_json(t.created_at AT TIME ZONE 'UTC') #>> '{}') || '+00:00'),
                    to_json((to_json(t.updated_at AT TIME ZONE 'UTC') #>> '{}') || '+00:00'),
-                   v.r -> 'updates')
+                   -- 0025: the timeline at at_time from its entries (row_history_incident_update_idx),
+                   -- or, in a version written before 0025, as it holds it.
+                   CASE WHEN v.r ? 'updates' THEN v.r -> 'updates' ELSE (
+                       SELECT coalesce(jsonb_agg(e.row_data -> 'entry'
+                                                 ORDER BY (e.row_data ->> 'position')::integer),
+                                       '[]'::jsonb)
+                       FROM row_history e
+                       WHERE e.table_name = 'status_incident_update'
+                         AND e.row_data ->> 'status_incident_id' = v.r ->> 'id'
+                         AND (e.row_data ->> 'position')::integer
+                             < (v.r ->> 'updates_length')::integer
+                         AND e.valid_from <= at_time
+                         AND (e.valid_to IS NULL OR e.valid_to > at_time)) END)
                    ORDER BY t.created_at DESC, v.r ->> 'id' DESC),
                    '[]') AS items,
                max(t.updated_at) AS last_change
@@ -2293,18 +2400,21 @@ BEGIN
                    w.id, w.title, w.description, w.status,
                    to_json((to_json(w.start_time AT TIME ZONE 'UTC') #>> '{}') || '+00:00'),
                    to_json((to_json(w.end_time AT TIME ZONE 'UTC') #>> '{}') || '+00:00'),
-                   w.component_ids)
+                   -- The listed window's links at at_time (row_history_window_component_idx).
+                   ARRAY(SELECT mc.row_data ->> 'component_id'
+                         FROM row_history mc
+                         WHERE mc.table_name = 'maintenance_window_component'
+                           AND mc.row_data ->> 'maintenance_window_id' = w.window_id
+                           AND mc.valid_from <= at_time
+                           AND (mc.valid_to IS NULL OR mc.valid_to > at_time)
+                         ORDER BY mc.row_data ->> 'component_id'))
                    ORDER BY w.start_time, w.id), '[]') AS items
         FROM (
             SELECT v.r ->> 'id' AS id, v.r ->> 'title' AS title,
                    v.r ->> 'description' AS description, v.r ->> 'status' AS status,
                    (v.r ->> 'start_time')::timestamptz AS start_time,
                    (v.r ->> 'end_time')::timestamptz AS end_time,
-                   ARRAY(SELECT mc.r ->> 'component_id'
-                         FROM versions mc
-                         WHERE mc.table_name = 'maintenance_window_component'
-                           AND mc.r ->> 'maintenance_window_id' = v.r ->> 'id'
-                         ORDER BY mc.r ->> 'component_id') AS component_ids
+                   v.r ->> 'id' AS window_id
             FROM versions v
             WHERE v.table_name = 'maintenance_window'
               AND (v.r ->> 'status' = 'IN_PROGRESS'
@@ -2339,7 +2449,7 @@ $$;
 -- Name: FUNCTION statusdb_page_view_at(page_slug text, page_token_hash bytea, at_time timestamp with time zone, maintenance_horizon interval, maintenance_limit integer); Type: COMMENT; Schema: public
 --
 
-COMMENT ON FUNCTION public.statusdb_page_view_at(page_slug text, page_token_hash bytea, at_time timestamp with time zone, maintenance_horizon interval, maintenance_limit integer) IS 'A status page as statusdb_page_view showed it at at_time (from row_history, horizon to now()), groups included (last column, as 0020''s page view); access as the page is now: public then and now, or the digest of its current token. A past view has no version: version is 0 and fresh_until null.';
+COMMENT ON FUNCTION public.statusdb_page_view_at(page_slug text, page_token_hash bytea, at_time timestamp with time zone, maintenance_horizon interval, maintenance_limit integer) IS 'A status page as statusdb_page_view showed it at at_time (from row_history, horizon to now()), groups included (last column, as 0020''s page view); access as the page is now: public then and now, or the digest of its current token. A past view has no version: version is 0 and fresh_until null. Shows exactly the transactions stamped (at their commit, 0025) by at_time. Bounded (0025): reads by index the page''s versions valid at at_time of its components, groups, then active incidents and then scheduled or running windows (current ones and those ended after at_time), and the component links of at most maintenance_limit (<= 200) windows; never resolved incidents or ended windows.';
 
 --
 -- Name: statusdb_priority_status(text); Type: FUNCTION; Schema: public
@@ -2715,6 +2825,62 @@ $$;
 COMMENT ON FUNCTION public.statusdb_refuse_id_change() IS 'Trigger: refuses an UPDATE that changes a row''s id (other rows, the page snapshot, history and events refer to it).';
 
 --
+-- Name: statusdb_stamp_row_history(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_stamp_row_history() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+DECLARE
+    me xid8 := pg_current_xact_id();
+    stamp timestamptz;
+BEGIN
+    SELECT greatest(clock_timestamp(), max(h.valid_from) + interval '1 microsecond')
+    INTO stamp
+    FROM row_history h
+    WHERE h.pending_xact = me AND h.written_by_xact <> me;
+    IF NEW.previous_stamp IS NOT NULL THEN
+        -- Written again after an earlier stamp: that one's versions move to the new stamp.
+        UPDATE row_history h SET valid_from = stamp
+        WHERE h.valid_from = NEW.previous_stamp AND h.written_by_xact = me
+          AND h.valid_to IS NULL;
+        UPDATE row_history h SET valid_to = stamp
+        FROM unnest(NEW.closed_tables, NEW.closed_rows) AS k (table_name, row_id)
+        WHERE h.table_name = k.table_name AND h.row_id = k.row_id
+          AND h.valid_to = NEW.previous_stamp;
+    END IF;
+    WITH stamped AS (
+        UPDATE row_history h
+        SET valid_from = CASE WHEN h.written_by_xact = me THEN stamp ELSE h.valid_from END,
+            valid_to = CASE WHEN h.written_by_xact = me THEN h.valid_to ELSE stamp END,
+            pending_xact = NULL
+        WHERE h.pending_xact = me
+        RETURNING h.table_name, h.row_id, h.written_by_xact = me AS mine
+    )
+    UPDATE row_history_commit c
+    SET stamped_at = stamp, previous_stamp = NULL,
+        closed_tables = c.closed_tables || e.tables, closed_rows = c.closed_rows || e.row_ids
+    FROM (SELECT coalesce(array_agg(s.table_name ORDER BY s.table_name, s.row_id), '{}') AS tables,
+                 coalesce(array_agg(s.row_id ORDER BY s.table_name, s.row_id), '{}') AS row_ids
+          FROM stamped s WHERE NOT s.mine) AS e
+    WHERE c.xact = me;
+    -- Committed transactions' rows (a few per call; rows others are deleting are skipped).
+    DELETE FROM row_history_commit c
+    WHERE c.ctid = ANY (ARRAY(SELECT o.ctid FROM row_history_commit o
+                              WHERE o.xact <> me AND o.stamped_at IS NOT NULL
+                              LIMIT 10 FOR UPDATE SKIP LOCKED));
+    RETURN NULL;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_stamp_row_history(); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_stamp_row_history() IS 'Constraint trigger (deferred to commit): stamps the transaction''s pending row_history versions with clock_timestamp(), again if it wrote after an earlier stamp.';
+
+--
 -- Name: statusdb_status_incident_check_component_ids(); Type: FUNCTION; Schema: public
 --
 
@@ -2787,6 +2953,51 @@ $$;
 --
 
 COMMENT ON FUNCTION public.statusdb_status_incident_notify() IS 'Trigger: writes the incident_* notification event of a new status incident or timeline entry.';
+
+--
+-- Name: statusdb_status_incident_postmortem_deleted(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_status_incident_postmortem_deleted() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM old_rows) THEN
+        RETURN NULL;
+    END IF;
+    IF NOT pg_has_role(session_user,
+                       (SELECT c.relowner FROM pg_class c
+                        WHERE c.oid = 'public.status_incident_postmortem'::regclass),
+                       'MEMBER') THEN
+        RAISE EXCEPTION 'status incident % has a published postmortem: it is kept; only the '
+                        'database owner may delete it',
+                (SELECT min(o.status_incident_id) FROM old_rows o)
+            USING ERRCODE = 'integrity_constraint_violation',
+                  CONSTRAINT = 'status_incident_postmortem_published';
+    END IF;
+    INSERT INTO status_incident_postmortem_deletion (status_incident_id, status_page_id,
+                                                     revisions, deleted_by, deleted_as)
+    SELECT o.status_incident_id,
+           (SELECT h.status_page_id FROM row_history h
+            WHERE h.table_name = 'status_incident' AND h.row_id = o.status_incident_id
+            ORDER BY h.valid_from DESC LIMIT 1),
+           jsonb_agg(jsonb_build_object('revision', o.revision, 'body', o.body,
+                                        'written_at', o.written_at,
+                                        'written_by_id', o.written_by_id)
+                     ORDER BY o.revision),
+           session_user, current_user
+    FROM old_rows o
+    GROUP BY o.status_incident_id;
+    RETURN NULL;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_status_incident_postmortem_deleted(); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_status_incident_postmortem_deleted() IS 'Statement trigger: refuses deleting postmortem revisions (with their incident) unless the login is a member of the owner, and records the owner''s deletions with their text.';
 
 --
 -- Name: statusdb_status_incident_postmortem_keep(); Type: FUNCTION; Schema: public
@@ -4665,6 +4876,7 @@ CREATE TABLE public.row_history (
     valid_to timestamp with time zone,
     written_by_xact xid8 NOT NULL,
     row_data jsonb NOT NULL,
+    pending_xact xid8,
     CONSTRAINT row_history_row_data_check CHECK ((jsonb_typeof(row_data) = 'object'::text)),
     CONSTRAINT row_history_valid_check CHECK (((valid_to IS NULL) OR (valid_to > valid_from)))
 );
@@ -4697,13 +4909,13 @@ COMMENT ON COLUMN public.row_history.status_page_id IS 'The status page the row 
 -- Name: COLUMN row_history.valid_from; Type: COMMENT; Schema: public
 --
 
-COMMENT ON COLUMN public.row_history.valid_from IS 'Start of the version: the writing transaction''s now() (1 us after the previous version when that one was written by a transaction that started later).';
+COMMENT ON COLUMN public.row_history.valid_from IS 'Start of the version: its writing transaction''s stamp at commit (0025; before 0025, the writing transaction''s now()).';
 
 --
 -- Name: COLUMN row_history.valid_to; Type: COMMENT; Schema: public
 --
 
-COMMENT ON COLUMN public.row_history.valid_to IS 'End of the version (exclusive); NULL: current.';
+COMMENT ON COLUMN public.row_history.valid_to IS 'End of the version (exclusive): the ending transaction''s stamp at commit; NULL: current.';
 
 --
 -- Name: COLUMN row_history.written_by_xact; Type: COMMENT; Schema: public
@@ -4716,6 +4928,61 @@ COMMENT ON COLUMN public.row_history.written_by_xact IS 'The transaction that wr
 --
 
 COMMENT ON COLUMN public.row_history.row_data IS 'The row as to_jsonb gives it (status_page without access_token_hash).';
+
+--
+-- Name: COLUMN row_history.pending_xact; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.row_history.pending_xact IS 'The transaction that wrote (valid_from) or ended (valid_to) this version and has not committed yet: its stamp at commit replaces the provisional instant; NULL once stamped.';
+
+--
+-- Name: row_history_commit; Type: TABLE; Schema: public
+--
+
+CREATE TABLE public.row_history_commit (
+    xact xid8 NOT NULL,
+    stamped_at timestamp with time zone,
+    previous_stamp timestamp with time zone,
+    closed_tables text[] DEFAULT '{}'::text[] NOT NULL,
+    closed_rows text[] DEFAULT '{}'::text[] NOT NULL,
+    CONSTRAINT row_history_commit_closed_check CHECK ((cardinality(closed_tables) = cardinality(closed_rows)))
+);
+
+--
+-- Name: TABLE row_history_commit; Type: COMMENT; Schema: public
+--
+
+COMMENT ON TABLE public.row_history_commit IS 'Transactions that wrote row_history versions and their stamp at commit (0025); owner only, written by the history triggers.';
+
+--
+-- Name: COLUMN row_history_commit.xact; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.row_history_commit.xact IS 'The writing transaction.';
+
+--
+-- Name: COLUMN row_history_commit.stamped_at; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.row_history_commit.stamped_at IS 'Its stamp; NULL while one is due.';
+
+--
+-- Name: COLUMN row_history_commit.previous_stamp; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.row_history_commit.previous_stamp IS 'An earlier stamp of the same transaction that the next one replaces.';
+
+--
+-- Name: COLUMN row_history_commit.closed_tables; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.row_history_commit.closed_tables IS 'Tables of the versions the transaction ended (with closed_rows).';
+
+--
+-- Name: COLUMN row_history_commit.closed_rows; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.row_history_commit.closed_rows IS 'Row ids of the versions the transaction ended (with closed_tables).';
 
 --
 -- Name: row_history_horizon; Type: TABLE; Schema: public
@@ -4890,6 +5157,82 @@ COMMENT ON COLUMN public.status_incident_postmortem.written_at IS 'When this rev
 --
 
 COMMENT ON COLUMN public.status_incident_postmortem.written_by_id IS 'Who wrote this revision.';
+
+--
+-- Name: status_incident_postmortem_deletion; Type: TABLE; Schema: public
+--
+
+CREATE TABLE public.status_incident_postmortem_deletion (
+    id bigint NOT NULL,
+    status_incident_id text NOT NULL,
+    status_page_id text,
+    revisions jsonb NOT NULL,
+    deleted_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    deleted_by text NOT NULL,
+    deleted_as text NOT NULL,
+    CONSTRAINT status_incident_postmortem_deletion_revisions_check CHECK ((jsonb_typeof(revisions) = 'array'::text))
+);
+
+--
+-- Name: TABLE status_incident_postmortem_deletion; Type: COMMENT; Schema: public
+--
+
+COMMENT ON TABLE public.status_incident_postmortem_deletion IS 'Audit: published postmortems deleted (by the owner''s members only, 0025), with their text; owner only.';
+
+--
+-- Name: COLUMN status_incident_postmortem_deletion.id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_incident_postmortem_deletion.id IS 'Order of the deletions.';
+
+--
+-- Name: COLUMN status_incident_postmortem_deletion.status_incident_id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_incident_postmortem_deletion.status_incident_id IS 'The deleted status incident.';
+
+--
+-- Name: COLUMN status_incident_postmortem_deletion.status_page_id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_incident_postmortem_deletion.status_page_id IS 'Its page (from row_history), when known.';
+
+--
+-- Name: COLUMN status_incident_postmortem_deletion.revisions; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_incident_postmortem_deletion.revisions IS 'The deleted revisions (revision, body, written_at, written_by_id), oldest first.';
+
+--
+-- Name: COLUMN status_incident_postmortem_deletion.deleted_at; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_incident_postmortem_deletion.deleted_at IS 'When (clock_timestamp()).';
+
+--
+-- Name: COLUMN status_incident_postmortem_deletion.deleted_by; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_incident_postmortem_deletion.deleted_by IS 'The deleting session''s login (session_user).';
+
+--
+-- Name: COLUMN status_incident_postmortem_deletion.deleted_as; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_incident_postmortem_deletion.deleted_as IS 'The role it acted as (current_user).';
+
+--
+-- Name: status_incident_postmortem_deletion_id_seq; Type: SEQUENCE; Schema: public
+--
+
+ALTER TABLE public.status_incident_postmortem_deletion ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (
+    SEQUENCE NAME public.status_incident_postmortem_deletion_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
 
 --
 -- Name: status_incident_template; Type: TABLE; Schema: public
@@ -5584,6 +5927,13 @@ ALTER TABLE ONLY public.notification_event
     ADD CONSTRAINT notification_event_pkey PRIMARY KEY (id);
 
 --
+-- Name: row_history_commit row_history_commit_pkey; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.row_history_commit
+    ADD CONSTRAINT row_history_commit_pkey PRIMARY KEY (xact);
+
+--
 -- Name: row_history_horizon row_history_horizon_pkey; Type: CONSTRAINT; Schema: public
 --
 
@@ -5617,6 +5967,13 @@ ALTER TABLE ONLY public.status_change
 
 ALTER TABLE ONLY public.status_incident
     ADD CONSTRAINT status_incident_pkey PRIMARY KEY (id);
+
+--
+-- Name: status_incident_postmortem_deletion status_incident_postmortem_deletion_pkey; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.status_incident_postmortem_deletion
+    ADD CONSTRAINT status_incident_postmortem_deletion_pkey PRIMARY KEY (id);
 
 --
 -- Name: status_incident_postmortem status_incident_postmortem_pkey; Type: CONSTRAINT; Schema: public
@@ -5828,16 +6185,40 @@ CREATE INDEX notification_event_status_page_id_idx ON public.notification_event 
 CREATE UNIQUE INDEX row_history_current_key ON public.row_history USING btree (table_name, row_id) WHERE (valid_to IS NULL);
 
 --
+-- Name: row_history_incident_update_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX row_history_incident_update_idx ON public.row_history USING btree (((row_data ->> 'status_incident_id'::text)), valid_to) WHERE (table_name = 'status_incident_update'::text);
+
+--
+-- Name: INDEX row_history_incident_update_idx; Type: COMMENT; Schema: public
+--
+
+COMMENT ON INDEX public.row_history_incident_update_idx IS 'statusdb_page_view_at: the timeline entries of one status incident.';
+
+--
 -- Name: row_history_page_slug_idx; Type: INDEX; Schema: public
 --
 
 CREATE INDEX row_history_page_slug_idx ON public.row_history USING btree (((row_data ->> 'slug'::text)), valid_from) WHERE (table_name = 'status_page'::text);
 
 --
--- Name: row_history_status_page_id_valid_to_idx; Type: INDEX; Schema: public
+-- Name: row_history_page_table_status_idx; Type: INDEX; Schema: public
 --
 
-CREATE INDEX row_history_status_page_id_valid_to_idx ON public.row_history USING btree (status_page_id, valid_to);
+CREATE INDEX row_history_page_table_status_idx ON public.row_history USING btree (status_page_id, table_name, ((row_data ->> 'status'::text)), valid_to);
+
+--
+-- Name: INDEX row_history_page_table_status_idx; Type: COMMENT; Schema: public
+--
+
+COMMENT ON INDEX public.row_history_page_table_status_idx IS 'statusdb_page_view_at: a page''s versions of one table (and status) valid at an instant.';
+
+--
+-- Name: row_history_pending_xact_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX row_history_pending_xact_idx ON public.row_history USING btree (pending_xact) WHERE (pending_xact IS NOT NULL);
 
 --
 -- Name: row_history_valid_from_idx; Type: INDEX; Schema: public
@@ -5850,6 +6231,18 @@ CREATE INDEX row_history_valid_from_idx ON public.row_history USING btree (valid
 --
 
 CREATE INDEX row_history_valid_to_idx ON public.row_history USING btree (valid_to) WHERE (valid_to IS NOT NULL);
+
+--
+-- Name: row_history_window_component_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX row_history_window_component_idx ON public.row_history USING btree (((row_data ->> 'maintenance_window_id'::text)), valid_to) WHERE (table_name = 'maintenance_window_component'::text);
+
+--
+-- Name: INDEX row_history_window_component_idx; Type: COMMENT; Schema: public
+--
+
+COMMENT ON INDEX public.row_history_window_component_idx IS 'statusdb_page_view_at: the component links of one maintenance window.';
 
 --
 -- Name: status_change_component_id_seq_idx; Type: INDEX; Schema: public
@@ -6278,6 +6671,12 @@ CREATE TRIGGER maintenance_window_touch_updated_at BEFORE UPDATE ON public.maint
 CREATE TRIGGER notification_event_id_immutable BEFORE UPDATE OF id ON public.notification_event FOR EACH ROW WHEN ((new.id IS DISTINCT FROM old.id)) EXECUTE FUNCTION public.statusdb_refuse_id_change();
 
 --
+-- Name: row_history_commit row_history_commit_stamp; Type: TRIGGER; Schema: public
+--
+
+CREATE CONSTRAINT TRIGGER row_history_commit_stamp AFTER INSERT OR UPDATE ON public.row_history_commit DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN ((new.stamped_at IS NULL)) EXECUTE FUNCTION public.statusdb_stamp_row_history();
+
+--
 -- Name: status_change status_change_id_immutable; Type: TRIGGER; Schema: public
 --
 
@@ -6330,6 +6729,18 @@ CREATE TRIGGER status_incident_notify_created AFTER INSERT ON public.status_inci
 --
 
 CREATE TRIGGER status_incident_notify_updated AFTER UPDATE OF status, updates ON public.status_incident FOR EACH ROW WHEN (((jsonb_array_length(new.updates) > jsonb_array_length(old.updates)) OR ((new.status = 'RESOLVED'::text) <> (old.status = 'RESOLVED'::text)))) EXECUTE FUNCTION public.statusdb_status_incident_notify();
+
+--
+-- Name: status_incident_postmortem status_incident_postmortem_deleted; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_incident_postmortem_deleted AFTER DELETE ON public.status_incident_postmortem REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_status_incident_postmortem_deleted();
+
+--
+-- Name: status_incident_postmortem_deletion status_incident_postmortem_deletion_id_immutable; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_incident_postmortem_deletion_id_immutable BEFORE UPDATE OF id ON public.status_incident_postmortem_deletion FOR EACH ROW WHEN ((new.id IS DISTINCT FROM old.id)) EXECUTE FUNCTION public.statusdb_refuse_id_change();
 
 --
 -- Name: status_incident_postmortem status_incident_postmortem_keep; Type: TRIGGER; Schema: public
@@ -6896,6 +7307,12 @@ CREATE POLICY notification_event_team_isolation ON public.notification_event USI
 ALTER TABLE public.row_history ENABLE ROW LEVEL SECURITY;
 
 --
+-- Name: row_history_commit; Type: ROW SECURITY; Schema: public
+--
+
+ALTER TABLE public.row_history_commit ENABLE ROW LEVEL SECURITY;
+
+--
 -- Name: row_history_horizon; Type: ROW SECURITY; Schema: public
 --
 
@@ -6934,6 +7351,12 @@ ALTER TABLE public.status_incident ENABLE ROW LEVEL SECURITY;
 --
 
 ALTER TABLE public.status_incident_postmortem ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: status_incident_postmortem_deletion; Type: ROW SECURITY; Schema: public
+--
+
+ALTER TABLE public.status_incident_postmortem_deletion ENABLE ROW LEVEL SECURITY;
 
 --
 -- Name: status_incident_postmortem status_incident_postmortem_team_isolation; Type: POLICY; Schema: public
@@ -7410,6 +7833,12 @@ REVOKE ALL ON FUNCTION public.statusdb_refresh_team(team_id text, cause text, in
 REVOKE ALL ON FUNCTION public.statusdb_refuse_id_change() FROM PUBLIC;
 
 --
+-- Name: FUNCTION statusdb_stamp_row_history(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_stamp_row_history() FROM PUBLIC;
+
+--
 -- Name: FUNCTION statusdb_status_incident_check_component_ids(); Type: ACL; Schema: public
 --
 
@@ -7420,6 +7849,12 @@ REVOKE ALL ON FUNCTION public.statusdb_status_incident_check_component_ids() FRO
 --
 
 REVOKE ALL ON FUNCTION public.statusdb_status_incident_notify() FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_status_incident_postmortem_deleted(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_status_incident_postmortem_deleted() FROM PUBLIC;
 
 --
 -- Name: FUNCTION statusdb_status_incident_postmortem_keep(); Type: ACL; Schema: public

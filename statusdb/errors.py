@@ -341,6 +341,21 @@ CONSTRAINT_MESSAGES: Final[dict[str, tuple[type[StatusdbError], str]]] = {
         NotFound,
         "no status incident with that id",
     ),
+    # 0025: stamps at commit, and deleted postmortems' audit (the owner's tables)
+    "row_history_commit_closed_check": (
+        InvalidInput,
+        "a row_history_commit row lists as many tables as rows",
+    ),
+    "status_incident_postmortem_deletion_revisions_check": (
+        InvalidInput,
+        "a postmortem deletion record lists its revisions as a JSON array",
+    ),
+    # 0025: a published postmortem is kept (only the owner deletes it, with an audit record)
+    "status_incident_postmortem_published": (
+        Conflict,
+        "the status incident has a published postmortem, which is kept: it cannot be deleted "
+        "(nor its page or team) by an application login",
+    ),
     "status_incident_postmortem_resolved_check": (
         Conflict,
         "a postmortem is written for a RESOLVED status incident; resolve it first",

@@ -23,6 +23,7 @@ from statusdb import (
     groups,
     incidents,
     maintenance,
+    migrations,
     pages,
     status_incidents,
     teams,
@@ -573,7 +574,7 @@ def test_overlapping_writers_of_one_row_keep_every_version(
     conn: Conn, connect: Callable[..., Conn]
 ) -> None:
     """A writer that started first but wrote a row after a later one: both versions are kept,
-    in commit order (the later-started one's lasts 1 us), and nothing overlaps."""
+    in commit order, each from its writer's commit (0025), and nothing overlaps."""
     team = teams.create(conn, name="SRE")
     page = pages.create(
         conn, team_id=team.id, name="Original", slug="p", created_by_id="u", is_public=True
@@ -584,27 +585,28 @@ def test_overlapping_writers_of_one_row_keep_every_version(
     started_second = now(second)
     pages.update(second, page.id, name="Second")
     second.commit()
+    between = now(conn)  # after second's commit, before first's
+    conn.commit()
     pages.update(first, page.id, name="First")
     first.commit()
     seen = now(conn)
     conn.commit()
     names = []
-    for at in (started_first, started_second, seen):
+    for at in (started_first, started_second, between, seen):
         view = views.page_view_at(conn, "p", at=at)
         assert view is not None
         names.append(view.page.name)
-    assert names == ["Original", "Second", "First"]
+    assert names == ["Original", "Original", "Second", "First"]
     rows = conn.execute(
-        "SELECT row_data ->> 'name', valid_to - valid_from FROM row_history"
+        "SELECT row_data ->> 'name', valid_from, valid_to FROM row_history"
         " WHERE table_name = 'status_page' AND row_id = %s ORDER BY valid_from",
         (page.id,),
     ).fetchall()
-    assert [(name, length is None) for name, length in rows] == [
-        ("Original", False),
-        ("Second", False),
-        ("First", True),
-    ]
-    assert rows[1][1] == dt.timedelta(microseconds=1)
+    assert [name for name, _start, _end in rows] == ["Original", "Second", "First"]
+    assert rows[0][2] == rows[1][1]
+    assert rows[1][2] == rows[2][1]
+    assert rows[2][2] is None
+    assert started_second < rows[1][1] < between < rows[2][1] < seen
 
 
 def test_concurrent_postmortem_edits_take_turns(conn: Conn, connect: Callable[..., Conn]) -> None:
@@ -646,3 +648,98 @@ async def test_page_view_at_async(aconn: psycopg.AsyncConnection[TupleRow]) -> N
     view = await views.page_view_at(aconn, "async", at=row[0])
     assert view is not None
     assert view.page.name == "Async"
+
+
+@pytest.mark.fresh_db
+def test_a_long_timeline_is_kept_once(conn: Conn) -> None:
+    """100 updates of one status incident: 101 incident versions without the timeline and one
+    version per entry (linear, 0025; 0022 held 5,050 entries), and page_view_at gives back the
+    timeline as page_view showed it after each update, also after an entry is rewritten by SQL
+    and the timeline cut short."""
+    team = teams.create(conn, name="SRE")
+    page = pages.create(
+        conn, team_id=team.id, name="Long", slug="long", created_by_id="u", is_public=True
+    ).page
+    incident = status_incidents.create(conn, page.id, title="Slow", severity="MINOR", message="0")
+    conn.commit()
+    seen: list[tuple[dt.datetime, object]] = []
+
+    def record() -> None:
+        view = views.page_view(conn, "long")
+        seen.append((now(conn), content(view)))
+        conn.commit()
+
+    record()
+    for number in range(1, 100):
+        status_incidents.add_update(conn, incident.id, status="IDENTIFIED", message=f"m{number}")
+        conn.commit()
+        if number % 10 == 0:
+            record()
+    versions = conn.execute(
+        "SELECT count(*) FILTER (WHERE table_name = 'status_incident'),"
+        "       count(*) FILTER (WHERE table_name = 'status_incident_update'),"
+        "       count(*) FILTER (WHERE row_data ? 'updates')"
+        " FROM row_history WHERE status_page_id = %s",
+        (page.id,),
+    ).fetchone()
+    assert versions == (100, 100, 0)
+    # By hand: one entry rewritten in place, then the timeline cut to 3 entries.
+    conn.execute(
+        "UPDATE status_incident SET updates = jsonb_set(updates, '{1,message}', '\"edited\"')"
+        " WHERE id = %s",
+        (incident.id,),
+    )
+    conn.commit()
+    record()
+    conn.execute(
+        "UPDATE status_incident SET updates = updates - 5 - 4 - 3 WHERE id = %s", (incident.id,)
+    )
+    conn.commit()
+    record()
+    conn.execute(
+        "UPDATE status_incident SET updates = jsonb_path_query_array(updates, '$[0 to 2]')"
+        " WHERE id = %s",
+        (incident.id,),
+    )
+    conn.commit()
+    record()
+    for at, view in seen:
+        assert content(views.page_view_at(conn, "long", at=at)) == view, at
+    # Deleted: its entries end with it.
+    status_incidents.delete(conn, incident.id)
+    conn.commit()
+    current = conn.execute(
+        "SELECT count(*) FROM row_history WHERE status_page_id = %s AND valid_to IS NULL"
+        " AND table_name IN ('status_incident', 'status_incident_update')",
+        (page.id,),
+    ).fetchone()
+    assert current == (0,)
+    for at, view in seen:
+        assert content(views.page_view_at(conn, "long", at=at)) == view, at
+
+
+def test_rollback_of_0025_puts_the_timelines_back(empty_dsn: str) -> None:
+    """Rolling 0025 back gives every status_incident version its whole timeline again."""
+    migrations.apply(empty_dsn)
+    with psycopg.connect(empty_dsn) as owner:
+        team = teams.create(owner, name="SRE")
+        page = pages.create(owner, team_id=team.id, name="R", slug="r", created_by_id="u").page
+        incident = status_incidents.create(owner, page.id, title="X", severity="MINOR", message="a")
+        owner.commit()
+        for message in ("b", "c"):
+            status_incidents.add_update(owner, incident.id, status="IDENTIFIED", message=message)
+            owner.commit()
+    applied = [name for name, done in migrations.status(empty_dsn) if done]
+    steps = len(applied) - applied.index("0025_history_bounds")
+    migrations.rollback(empty_dsn, steps)
+    with psycopg.connect(empty_dsn) as owner:
+        rows = owner.execute(
+            "SELECT (SELECT array_agg(u ->> 'message') FROM jsonb_array_elements(row_data ->"
+            " 'updates') AS u), row_data ? 'updates_length' FROM row_history"
+            " WHERE table_name = 'status_incident' ORDER BY valid_from"
+        ).fetchall()
+        assert rows == [(["a"], False), (["a", "b"], False), (["a", "b", "c"], False)]
+        left = owner.execute(
+            "SELECT count(*) FROM row_history WHERE table_name = 'status_incident_update'"
+        ).fetchone()
+        assert left == (0,)

@@ -62,6 +62,8 @@ OWNER_ONLY_TABLES = (
     "row_history",
     "row_history_horizon",
     "maintenance_window_created",  # 0026: a marker that never commits
+    "row_history_commit",  # 0025
+    "status_incident_postmortem_deletion",  # 0025
 )
 #: Append-only (0022): statusdb_app reads and inserts; updates and deletes are refused anyway.
 APPEND_ONLY_TABLES = ("status_incident_postmortem",)
@@ -449,6 +451,8 @@ def test_every_table_is_granted_and_every_definer_function_is_locked_down(conn: 
         "statusdb_keep_component_statuses",  # 0022: folds deleted status changes into it
         "statusdb_page_view_at",  # 0022: reads it
         "statusdb_maintenance_window_mark_created",  # 0026: writes the owner-only marker
+        "statusdb_stamp_row_history",  # 0025: stamps the versions at commit
+        "statusdb_status_incident_postmortem_deleted",  # 0025: writes the owner-only audit
     }
     for name, config, public_may_execute in definers:
         assert config == ["search_path=public, pg_temp"], name

@@ -7,7 +7,11 @@
 -- A status page as statusdb_page_view showed it at at_time (from row_history, horizon to
 -- now()), groups included (last column, as 0020's page view); access as the page is now: public
 -- then and now, or the digest of its current token. A past view has no version: version is 0
--- and fresh_until null.
+-- and fresh_until null. Shows exactly the transactions stamped (at their commit, 0025) by
+-- at_time. Bounded (0025): reads by index the page's versions valid at at_time of its
+-- components, groups, then active incidents and then scheduled or running windows (current ones
+-- and those ended after at_time), and the component links of at most maintenance_limit (<= 200)
+-- windows; never resolved incidents or ended windows.
 CREATE OR REPLACE FUNCTION public.statusdb_page_view_at(page_slug text, page_token_hash bytea, at_time timestamp with time zone, maintenance_horizon interval, maintenance_limit integer)
  RETURNS TABLE(id text, name text, description text, slug text, is_public boolean, updated_at timestamp with time zone, components json, incidents json, maintenance json, version bigint, fresh_until timestamp with time zone, groups json)
  LANGUAGE plpgsql
@@ -52,20 +56,41 @@ BEGIN
           AND ((now_page.is_public AND (h.row_data ->> 'is_public')::boolean)
                OR now_page.access_token_hash = stored_hash)
     ),
+    -- The page's versions valid at at_time (current, or ended after it) of what the page showed
+    -- then: components and groups, incidents then active, windows then scheduled or running
+    -- (0025: by row_history_page_table_status_idx; resolved incidents and ended windows are not
+    -- read; window links are read per listed window, below).
+    keys (table_name, status) AS (
+        VALUES ('status_incident', 'INVESTIGATING'), ('status_incident', 'IDENTIFIED'),
+               ('status_incident', 'MONITORING'),
+               ('maintenance_window', 'SCHEDULED'), ('maintenance_window', 'IN_PROGRESS')
+    ),
     versions AS (
         SELECT h.table_name, h.row_data AS r
         FROM page
         JOIN row_history h ON h.status_page_id = page.id
-        WHERE h.valid_to IS NULL AND h.valid_from <= at_time
-          AND h.table_name IN ('status_page_component', 'status_incident', 'maintenance_window',
-                               'maintenance_window_component', 'component_group')
+        WHERE h.table_name IN ('status_page_component', 'component_group')
+          AND (h.row_data ->> 'status') IS NULL
+          AND h.valid_to IS NULL AND h.valid_from <= at_time
         UNION ALL
         SELECT h.table_name, h.row_data AS r
         FROM page
         JOIN row_history h ON h.status_page_id = page.id
+        WHERE h.table_name IN ('status_page_component', 'component_group')
+          AND (h.row_data ->> 'status') IS NULL
+          AND h.valid_to > at_time AND h.valid_from <= at_time
+        UNION ALL
+        SELECT h.table_name, h.row_data AS r
+        FROM page CROSS JOIN keys k
+        JOIN row_history h ON h.status_page_id = page.id AND h.table_name = k.table_name
+                          AND (h.row_data ->> 'status') = k.status
+        WHERE h.valid_to IS NULL AND h.valid_from <= at_time
+        UNION ALL
+        SELECT h.table_name, h.row_data AS r
+        FROM page CROSS JOIN keys k
+        JOIN row_history h ON h.status_page_id = page.id AND h.table_name = k.table_name
+                          AND (h.row_data ->> 'status') = k.status
         WHERE h.valid_to > at_time AND h.valid_from <= at_time
-          AND h.table_name IN ('status_page_component', 'status_incident', 'maintenance_window',
-                               'maintenance_window_component', 'component_group')
     ),
     -- The versions' timestamps (written by to_jsonb in the writer's time zone), as instants and
     -- as the renderer's JSON text in UTC: the timestamp's JSON text at UTC, plus '+00:00'.
@@ -103,7 +128,19 @@ BEGIN
                    ARRAY(SELECT jsonb_array_elements_text(v.r -> 'affected_component_ids')),
                    to_json((to_json(t.created_at AT TIME ZONE 'UTC') #>> '{}') || '+00:00'),
                    to_json((to_json(t.updated_at AT TIME ZONE 'UTC') #>> '{}') || '+00:00'),
-                   v.r -> 'updates')
+                   -- 0025: the timeline at at_time from its entries (row_history_incident_update_idx),
+                   -- or, in a version written before 0025, as it holds it.
+                   CASE WHEN v.r ? 'updates' THEN v.r -> 'updates' ELSE (
+                       SELECT coalesce(jsonb_agg(e.row_data -> 'entry'
+                                                 ORDER BY (e.row_data ->> 'position')::integer),
+                                       '[]'::jsonb)
+                       FROM row_history e
+                       WHERE e.table_name = 'status_incident_update'
+                         AND e.row_data ->> 'status_incident_id' = v.r ->> 'id'
+                         AND (e.row_data ->> 'position')::integer
+                             < (v.r ->> 'updates_length')::integer
+                         AND e.valid_from <= at_time
+                         AND (e.valid_to IS NULL OR e.valid_to > at_time)) END)
                    ORDER BY t.created_at DESC, v.r ->> 'id' DESC),
                    '[]') AS items,
                max(t.updated_at) AS last_change
@@ -120,18 +157,21 @@ BEGIN
                    w.id, w.title, w.description, w.status,
                    to_json((to_json(w.start_time AT TIME ZONE 'UTC') #>> '{}') || '+00:00'),
                    to_json((to_json(w.end_time AT TIME ZONE 'UTC') #>> '{}') || '+00:00'),
-                   w.component_ids)
+                   -- The listed window's links at at_time (row_history_window_component_idx).
+                   ARRAY(SELECT mc.row_data ->> 'component_id'
+                         FROM row_history mc
+                         WHERE mc.table_name = 'maintenance_window_component'
+                           AND mc.row_data ->> 'maintenance_window_id' = w.window_id
+                           AND mc.valid_from <= at_time
+                           AND (mc.valid_to IS NULL OR mc.valid_to > at_time)
+                         ORDER BY mc.row_data ->> 'component_id'))
                    ORDER BY w.start_time, w.id), '[]') AS items
         FROM (
             SELECT v.r ->> 'id' AS id, v.r ->> 'title' AS title,
                    v.r ->> 'description' AS description, v.r ->> 'status' AS status,
                    (v.r ->> 'start_time')::timestamptz AS start_time,
                    (v.r ->> 'end_time')::timestamptz AS end_time,
-                   ARRAY(SELECT mc.r ->> 'component_id'
-                         FROM versions mc
-                         WHERE mc.table_name = 'maintenance_window_component'
-                           AND mc.r ->> 'maintenance_window_id' = v.r ->> 'id'
-                         ORDER BY mc.r ->> 'component_id') AS component_ids
+                   v.r ->> 'id' AS window_id
             FROM versions v
             WHERE v.table_name = 'maintenance_window'
               AND (v.r ->> 'status' = 'IN_PROGRESS'

@@ -14,6 +14,7 @@ CREATE TABLE public.row_history (
     valid_to timestamp with time zone,
     written_by_xact xid8 NOT NULL,
     row_data jsonb NOT NULL,
+    pending_xact xid8,
     CONSTRAINT row_history_pkey PRIMARY KEY (table_name, row_id, valid_from),
     CONSTRAINT row_history_row_data_check CHECK (jsonb_typeof(row_data) = 'object'::text),
     CONSTRAINT row_history_valid_check CHECK (valid_to IS NULL OR valid_to > valid_from)
@@ -21,10 +22,13 @@ CREATE TABLE public.row_history (
 
 -- Indexes (those of the constraints above are theirs).
 CREATE UNIQUE INDEX row_history_current_key ON public.row_history USING btree (table_name, row_id) WHERE (valid_to IS NULL);
+CREATE INDEX row_history_incident_update_idx ON public.row_history USING btree (((row_data ->> 'status_incident_id'::text)), valid_to) WHERE (table_name = 'status_incident_update'::text);
 CREATE INDEX row_history_page_slug_idx ON public.row_history USING btree (((row_data ->> 'slug'::text)), valid_from) WHERE (table_name = 'status_page'::text);
-CREATE INDEX row_history_status_page_id_valid_to_idx ON public.row_history USING btree (status_page_id, valid_to);
+CREATE INDEX row_history_page_table_status_idx ON public.row_history USING btree (status_page_id, table_name, ((row_data ->> 'status'::text)), valid_to);
+CREATE INDEX row_history_pending_xact_idx ON public.row_history USING btree (pending_xact) WHERE (pending_xact IS NOT NULL);
 CREATE INDEX row_history_valid_from_idx ON public.row_history USING btree (valid_from);
 CREATE INDEX row_history_valid_to_idx ON public.row_history USING btree (valid_to) WHERE (valid_to IS NOT NULL);
+CREATE INDEX row_history_window_component_idx ON public.row_history USING btree (((row_data ->> 'maintenance_window_id'::text)), valid_to) WHERE (table_name = 'maintenance_window_component'::text);
 
 -- Row-level security.
 ALTER TABLE public.row_history ENABLE ROW LEVEL SECURITY;

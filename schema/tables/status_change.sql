@@ -116,7 +116,13 @@ BEGIN
                          CASE WHEN s.new_status IS NULL THEN v.row_data
                               ELSE v.row_data || jsonb_build_object(
                                   'current_status', s.new_status,
-                                  'status_updated_at', s.changed_at) END)::row_history)
+                                  'status_updated_at', s.changed_at) END,
+                         -- 0025: a pending stamp stays on the piece it applies to (the first
+                         -- piece of a version being written, the last of one being ended).
+                         CASE WHEN v.written_by_xact = v.pending_xact
+                              THEN CASE WHEN b.b = v.valid_from THEN v.pending_xact END
+                              WHEN b.next_b IS NULL OR b.next_b >= v.valid_to
+                              THEN v.pending_xact END)::row_history)
     INTO pieces
     FROM (SELECT bb.row_id, bb.b, lead(bb.b) OVER (PARTITION BY bb.row_id ORDER BY bb.b) AS next_b
           FROM bounds bb) AS b

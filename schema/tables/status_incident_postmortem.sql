@@ -34,11 +34,13 @@ CREATE POLICY status_incident_postmortem_team_isolation ON public.status_inciden
 -- level fire in the byte order of their names. Below, per event, in that order:
 -- INSERT: status_incident_postmortem_number (BEFORE ROW).
 -- UPDATE: status_incident_postmortem_keep (BEFORE ROW).
--- DELETE: status_incident_postmortem_keep (BEFORE ROW).
+-- DELETE: status_incident_postmortem_keep (BEFORE ROW), status_incident_postmortem_deleted
+-- (AFTER STATEMENT).
 
 -- Triggers, in firing order.
 CREATE TRIGGER status_incident_postmortem_keep BEFORE DELETE OR UPDATE ON public.status_incident_postmortem FOR EACH ROW EXECUTE FUNCTION public.statusdb_status_incident_postmortem_keep();
 CREATE TRIGGER status_incident_postmortem_number BEFORE INSERT ON public.status_incident_postmortem FOR EACH ROW EXECUTE FUNCTION public.statusdb_status_incident_postmortem_number();
+CREATE TRIGGER status_incident_postmortem_deleted AFTER DELETE ON public.status_incident_postmortem REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_status_incident_postmortem_deleted();
 
 -- Their functions, as they are now (in the order of first firing).
 
@@ -100,5 +102,45 @@ BEGIN
     NEW.revision := next_revision;
     NEW.written_at := clock_timestamp();
     RETURN NEW;
+END;
+$function$;
+
+-- public.statusdb_status_incident_postmortem_deleted() (plpgsql)
+-- Statement trigger: refuses deleting postmortem revisions (with their incident) unless the
+-- login is a member of the owner, and records the owner's deletions with their text.
+CREATE OR REPLACE FUNCTION public.statusdb_status_incident_postmortem_deleted()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM old_rows) THEN
+        RETURN NULL;
+    END IF;
+    IF NOT pg_has_role(session_user,
+                       (SELECT c.relowner FROM pg_class c
+                        WHERE c.oid = 'public.status_incident_postmortem'::regclass),
+                       'MEMBER') THEN
+        RAISE EXCEPTION 'status incident % has a published postmortem: it is kept; only the '
+                        'database owner may delete it',
+                (SELECT min(o.status_incident_id) FROM old_rows o)
+            USING ERRCODE = 'integrity_constraint_violation',
+                  CONSTRAINT = 'status_incident_postmortem_published';
+    END IF;
+    INSERT INTO status_incident_postmortem_deletion (status_incident_id, status_page_id,
+                                                     revisions, deleted_by, deleted_as)
+    SELECT o.status_incident_id,
+           (SELECT h.status_page_id FROM row_history h
+            WHERE h.table_name = 'status_incident' AND h.row_id = o.status_incident_id
+            ORDER BY h.valid_from DESC LIMIT 1),
+           jsonb_agg(jsonb_build_object('revision', o.revision, 'body', o.body,
+                                        'written_at', o.written_at,
+                                        'written_by_id', o.written_by_id)
+                     ORDER BY o.revision),
+           session_user, current_user
+    FROM old_rows o
+    GROUP BY o.status_incident_id;
+    RETURN NULL;
 END;
 $function$;

@@ -16,7 +16,7 @@ import pytest
 from factories import new_page
 from psycopg.rows import TupleRow
 
-from statusdb import components, incidents, pages, subscribers, teams
+from statusdb import components, incidents, pages, status_incidents, subscribers, teams
 from statusdb.infra import migrations
 from statusdb.pages import NewComponent
 from statusdb.tooling import cli
@@ -342,3 +342,23 @@ def test_rollback_of_0022_does_not_silently_drop_page_history_or_postmortems(
     assert "--allow-data-loss" in str(refused.value)
     rolled = _rollback_down_to(migrated_dsn, "0022_page_history_postmortems", allow_data_loss=True)
     assert rolled[-1] == "0022_page_history_postmortems"
+
+
+def test_rollback_of_0025_does_not_silently_drop_postmortem_deletion_records(
+    empty_dsn: str,
+) -> None:
+    """Rolling 0025 back drops the audit records (and text) of deleted postmortems, silently."""
+    migrations.apply(empty_dsn)
+    with psycopg.connect(empty_dsn) as c:
+        page_id = _page(c)
+        incident = status_incidents.create(c, page_id, title="Down", severity="MAJOR", message="m")
+        status_incidents.add_update(c, incident.id, status="RESOLVED", message="ok")
+        status_incidents.publish_postmortem(c, incident.id, body="A disk.", written_by_id="u")
+        c.commit()
+        status_incidents.delete(c, incident.id)  # the owner may: an audit record
+    with pytest.raises(migrations.MigrationError, match="1 audit records") as refused:
+        _rollback_down_to(empty_dsn, "0025_history_bounds")
+    assert "could not roll back migration 0025_history_bounds" in str(refused.value)
+    assert "--allow-data-loss" in str(refused.value)
+    rolled = _rollback_down_to(empty_dsn, "0025_history_bounds", allow_data_loss=True)
+    assert rolled == ["0025_history_bounds"]
