@@ -37,6 +37,18 @@ class Retryable(StatusdbError):
     """A transient failure (serialization failure, deadlock, lost connection): retry the call."""
 
 
+class DataCorrupt(StatusdbError):
+    """A stored value statusdb cannot read (written around the database's constraints, or
+    before they existed): not the caller's input; the row needs repair."""
+
+
+#: Constraint name suffixes of migration 0024 (one constraint per column): what they refuse.
+_SUFFIX_MESSAGES: Final[dict[str, str]] = {
+    "_range_check": "a timestamp must be finite and fall within 0001-01-02 and 9999-12-30 (UTC)",
+    "_length_check": "a text value is longer than its column allows",
+}
+
+
 #: Messages for constraint violations, by constraint name.
 CONSTRAINT_MESSAGES: Final[dict[str, tuple[type[StatusdbError], str]]] = {
     # team / incident
@@ -68,6 +80,11 @@ CONSTRAINT_MESSAGES: Final[dict[str, tuple[type[StatusdbError], str]]] = {
         InvalidInput,
         "time_zone must be an IANA time zone name this database knows, with a '/' or UTC "
         "(for example 'Europe/Berlin', 'America/New_York' or 'UTC')",
+    ),
+    "status_page_time_zone_iana_check": (
+        InvalidInput,
+        "time_zone must be a name of the IANA time zone database (for example "
+        "'Europe/Berlin'); POSIX time zone specs such as 'Europe/Berlin+1' are refused",
     ),
     "status_page_access_token_hash_check": (
         InvalidInput,
@@ -383,6 +400,11 @@ CONSTRAINT_MESSAGES: Final[dict[str, tuple[type[StatusdbError], str]]] = {
         InvalidInput,
         "updates must be a JSON array of {timestamp, status, message} objects",
     ),
+    "status_incident_updates_readable_check": (
+        InvalidInput,
+        "every timeline entry needs an ISO 8601 timestamp (2026-01-31T12:00:00Z), a known "
+        "status and a message of at most 10000 characters; a timeline holds at most 500 entries",
+    ),
     "status_incident_affected_component_ids_check": (
         InvalidInput,
         "affected_component_ids must not contain null",
@@ -509,6 +531,10 @@ def translate(exc: psycopg.Error, *, deleting: bool = False) -> StatusdbError:
     if constraint and constraint in CONSTRAINT_MESSAGES:
         kind, message = CONSTRAINT_MESSAGES[constraint]
         return kind(message)
+    if constraint and isinstance(exc, pg_errors.CheckViolation):
+        for suffix, message in _SUFFIX_MESSAGES.items():
+            if constraint.endswith(suffix):
+                return InvalidInput(f"{message} ({constraint})")
     if isinstance(exc, pg_errors.InsufficientPrivilege):
         # A role without the privilege, or a row outside the session's team (row-level
         # security): either way the caller may not do this.
@@ -523,6 +549,10 @@ def translate(exc: psycopg.Error, *, deleting: bool = False) -> StatusdbError:
         return InvalidInput(exc.diag.message_primary or str(exc))
     if isinstance(exc, pg_errors.IntegrityError):
         return Conflict(exc.diag.message_primary or str(exc))
+    if isinstance(exc, psycopg.DataError) and exc.sqlstate is None:
+        # Raised by psycopg itself, loading a value the server sent (a timestamp beyond
+        # Python's years 1-9999, say): the stored data is unreadable, not the caller's input.
+        return DataCorrupt(f"a stored value cannot be read: {exc}")
     if isinstance(exc, pg_errors.DataError | psycopg.DataError):
         return InvalidInput(f"invalid value: {exc.diag.message_primary or exc}")
     if isinstance(

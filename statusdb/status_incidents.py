@@ -33,7 +33,7 @@ import attrs
 from psycopg.rows import class_row, kwargs_row
 
 from statusdb import groups, validate
-from statusdb.errors import InvalidInput, NotFound, StatusdbError
+from statusdb.errors import DataCorrupt, InvalidInput, NotFound
 from statusdb.executor import Op, execute, many, one, operation
 from statusdb.types import (
     STATUS_INCIDENT_SEVERITY,
@@ -72,7 +72,7 @@ def _parse_timestamp(value: object) -> dt.datetime:
             pass
         else:
             return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=_UTC)
-    raise StatusdbError(f"a status incident update has an unreadable timestamp: {value!r}")
+    raise DataCorrupt(f"a status incident update has an unreadable timestamp: {value!r}")
 
 
 def _decode_update(item: StatusUpdate | Mapping[str, Any]) -> StatusUpdate:
