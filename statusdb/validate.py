@@ -112,6 +112,8 @@ def aware(field: str, value: dt.datetime) -> dt.datetime:
             f"{field} must be timezone-aware (for example datetime.now(timezone.utc)); "
             "naive datetimes are refused"
         )
+    instant: dt.datetime | None
+    local: dt.datetime | None
     try:
         # Near datetime.min/max an offset can carry the instant out of Python's years 1-9999:
         # PostgreSQL would store it, and reading it back would then fail.

@@ -94,7 +94,7 @@ def test_view_timestamps_outside_python_are_refused(
 def test_timeline_entries_readers_cannot_read_are_refused(
     conn: Conn, entry: dict[str, str]
 ) -> None:
-    page_id, slug = _page(conn)
+    page_id, _slug = _page(conn)
     with pytest.raises(pg_errors.CheckViolation) as refused:
         conn.execute(
             "INSERT INTO status_incident (status_page_id, title, severity, updates)"

@@ -66,7 +66,7 @@ def test_every_client_writable_text_and_jsonb_column_is_bounded(conn: Conn) -> N
     assert len(rows) > 50  # the query sees the schema
     own = {f"{table}.{column}": _bounded(checks, column) for table, column, _, _, checks, _ in rows}
     unbounded = []
-    for table, column, _, _, checks, references in rows:
+    for table, column, _, _, _checks, references in rows:
         if (table, column) in EXCEPTIONS or own[f"{table}.{column}"]:
             continue
         # An id of another table: as bounded as that id (which must be bounded itself).

@@ -37,9 +37,11 @@ def test_sql_refuses_posix_specs(dsn: str, app_login: str, zone: str) -> None:
     with psycopg.connect(dsn) as owner:
         team = teams.create(owner, name=f"T-{uuid.uuid4().hex[:8]}")
         page = new_page(owner, team.id, slug=f"p-{uuid.uuid4().hex[:8]}")
-    with psycopg.connect(make_conninfo(dsn, user=app_login)) as app:
-        with pytest.raises(pg_errors.CheckViolation):
-            app.execute("UPDATE status_page SET time_zone = %s WHERE id = %s", (zone, page.id))
+    with (
+        psycopg.connect(make_conninfo(dsn, user=app_login)) as app,
+        pytest.raises(pg_errors.CheckViolation),
+    ):
+        app.execute("UPDATE status_page SET time_zone = %s WHERE id = %s", (zone, page.id))
 
 
 @pytest.mark.parametrize("zone", POSIX_SPECS)
@@ -73,5 +75,6 @@ def test_iana_names_are_stored_canonically_and_zoneinfo_opens_them(
     page = new_page(conn, team.id, slug=f"p-{uuid.uuid4().hex[:8]}")
     conn.execute("UPDATE status_page SET time_zone = %s WHERE id = %s", (zone, page.id))
     row = conn.execute("SELECT time_zone FROM status_page WHERE id = %s", (page.id,)).fetchone()
-    assert row is not None and row[0] == stored
+    assert row is not None
+    assert row[0] == stored
     zoneinfo.ZoneInfo(stored)

@@ -13,6 +13,8 @@ from psycopg.conninfo import make_conninfo
 
 
 def test_the_app_cannot_delete_delivery_attempts(dsn: str, app_login: str) -> None:
-    with psycopg.connect(make_conninfo(dsn, user=app_login)) as app:
-        with pytest.raises(pg_errors.InsufficientPrivilege):
-            app.execute("DELETE FROM delivery_attempt")
+    with (
+        psycopg.connect(make_conninfo(dsn, user=app_login)) as app,
+        pytest.raises(pg_errors.InsufficientPrivilege),
+    ):
+        app.execute("DELETE FROM delivery_attempt")
