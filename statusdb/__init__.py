@@ -35,6 +35,7 @@ from statusdb import (
 )
 from statusdb.errors import (
     Conflict,
+    DataCorrupt,
     InvalidInput,
     NotFound,
     NotMigrated,
@@ -46,6 +47,7 @@ from statusdb.errors import (
 #: The error classes and the public modules.
 __all__ = [
     "Conflict",
+    "DataCorrupt",
     "InvalidInput",
     "NotFound",
     "NotMigrated",
