@@ -15,6 +15,7 @@ import psycopg
 import pytest
 from factories import new_page
 from psycopg import errors as pg_errors
+from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 
@@ -119,17 +120,35 @@ def test_timeline_forms_python_reads_are_accepted(conn: Conn) -> None:
     assert [len(i.updates) for i in view.active_incidents] == [3]
 
 
-def test_a_value_that_got_in_anyway_is_data_corrupt_not_a_value_error(conn: Conn) -> None:
-    """Stored before the checks existed (the constraint dropped here to simulate it)."""
+@pytest.mark.parametrize(
+    ("constraint", "column", "value"),
+    [
+        ("status_incident_created_at_range_check", "created_at", "infinity"),
+        ("status_incident_created_at_range_check", "created_at", "20000-01-01 00:00+00"),
+        (
+            "status_incident_updates_readable_check",
+            "updates",
+            '[{"timestamp": "yesterday", "status": "INVESTIGATING", "message": "m"}]',
+        ),
+    ],
+)
+def test_a_value_that_got_in_anyway_is_data_corrupt_not_a_value_error(
+    conn: Conn, constraint: str, column: str, value: str
+) -> None:
+    """Stored before the checks existed (the constraint is dropped here to simulate it): the
+    page view raises DataCorrupt (a StatusdbError), not ValueError or InvalidInput."""
     page_id, slug = _page(conn)
     conn.execute(
-        "ALTER TABLE status_incident DROP CONSTRAINT status_incident_updates_readable_check"
+        sql.SQL("ALTER TABLE status_incident DROP CONSTRAINT IF EXISTS {}").format(
+            sql.Identifier(constraint)
+        )
     )
     conn.execute(
-        "INSERT INTO status_incident (status_page_id, title, severity, updates) VALUES"
-        ' (%s, \'t\', \'MINOR\', \'[{"timestamp": "yesterday", "status": "INVESTIGATING",'
-        ' "message": "m"}]\')',
-        (page_id,),
+        sql.SQL(
+            "INSERT INTO status_incident (status_page_id, title, severity, {})"
+            " VALUES (%s, 't', 'MINOR', %s)"
+        ).format(sql.Identifier(column)),
+        (page_id, value),
     )
     with pytest.raises(errors.DataCorrupt):
         views.page_view(conn, slug)
