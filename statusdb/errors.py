@@ -509,6 +509,16 @@ _RESTRICT_MESSAGES: Final[dict[str, str]] = {
 }
 
 
+#: How psycopg's loaders (client side, always English: not the server's translated text) say
+#: that a value the server sent has no Python form; its dumpers' errors (a NUL in a str) are
+#: the caller's input and stay InvalidInput.
+_UNLOADABLE: Final = re.compile(r"too (large|small) \((after|before) year|can't parse ")
+
+
+def _unloadable(exc: psycopg.Error) -> bool:
+    return _UNLOADABLE.search(str(exc)) is not None
+
+
 def translate(exc: psycopg.Error, *, deleting: bool = False) -> StatusdbError:
     """Turn a psycopg error into the statusdb error a caller can act on.
 
@@ -549,7 +559,7 @@ def translate(exc: psycopg.Error, *, deleting: bool = False) -> StatusdbError:
         return InvalidInput(exc.diag.message_primary or str(exc))
     if isinstance(exc, pg_errors.IntegrityError):
         return Conflict(exc.diag.message_primary or str(exc))
-    if isinstance(exc, psycopg.DataError) and exc.sqlstate is None:
+    if isinstance(exc, psycopg.DataError) and exc.sqlstate is None and _unloadable(exc):
         # Raised by psycopg itself, loading a value the server sent (a timestamp beyond
         # Python's years 1-9999, say): the stored data is unreadable, not the caller's input.
         return DataCorrupt(f"a stored value cannot be read: {exc}")

@@ -152,3 +152,19 @@ def test_a_value_that_got_in_anyway_is_data_corrupt_not_a_value_error(
     )
     with pytest.raises(errors.DataCorrupt):
         views.page_view(conn, slug)
+
+
+def test_a_timestamp_python_cannot_load_is_data_corrupt(conn: Conn) -> None:
+    """psycopg's own loader refuses it: DataCorrupt, not InvalidInput for input never given."""
+    page_id, _slug = _page(conn)
+    conn.execute(
+        "ALTER TABLE status_incident DROP CONSTRAINT status_incident_created_at_range_check"
+    )
+    row = conn.execute(
+        "INSERT INTO status_incident (status_page_id, title, severity, created_at)"
+        " VALUES (%s, 't', 'MINOR', 'infinity') RETURNING id",
+        (page_id,),
+    ).fetchone()
+    assert row is not None
+    with pytest.raises(errors.DataCorrupt):
+        status_incidents.get(conn, str(row[0]))
