@@ -49,6 +49,10 @@ TITLE_MAX: Final = 500
 MESSAGE_MAX: Final = 10_000
 """A status message is prose for readers, not a log dump; bounded so one row stays small."""
 
+UPDATES_MAX: Final = 500
+"""Entries a timeline holds at most (statusdb_is_readable_timeline, migration 0024): the
+database refuses the 501st update as InvalidInput."""
+
 HISTORY_MAX_DAYS: Final = 36_500
 """History reaches back at most a century: keeps `days` a sane integer interval."""
 

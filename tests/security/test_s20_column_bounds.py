@@ -19,8 +19,9 @@ from factories import new_page
 from psycopg import errors as pg_errors
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
+from psycopg.types.json import Jsonb
 
-from statusdb import deliveries, incident_templates, status_incidents, teams, validate
+from statusdb import deliveries, errors, incident_templates, status_incidents, teams, validate
 
 Conn = psycopg.Connection[TupleRow]
 
@@ -128,3 +129,27 @@ def test_a_huge_status_message_is_refused_at_the_sql_door(dsn: str, app_login: s
                 (page.id,),
             )
         assert refused.value.diag.constraint_name == "status_incident_message_length_check"
+
+
+def test_the_timeline_check_uses_the_python_bounds(conn: Conn) -> None:
+    row = conn.execute(
+        "SELECT pg_get_functiondef('statusdb_is_readable_timeline(jsonb)'::regprocedure)"
+    ).fetchone()
+    assert row is not None
+    body = row[0]
+    assert f"jsonb_array_length(updates) <= {status_incidents.UPDATES_MAX}" in body
+    assert f"length(u.item ->> 'message') > {status_incidents.MESSAGE_MAX}" in body
+
+
+def test_the_update_beyond_the_timeline_bound_is_invalid_input(conn: Conn) -> None:
+    team = teams.create(conn, name=f"T-{uuid.uuid4().hex[:8]}")
+    page = new_page(conn, team.id, slug=f"p-{uuid.uuid4().hex[:8]}")
+    incident = status_incidents.create(conn, page.id, title="t", message="m", severity="MINOR")
+    first = incident.updates[0]
+    entry = {"timestamp": first.timestamp.isoformat(), "status": first.status, "message": "m"}
+    entries = [entry] * status_incidents.UPDATES_MAX
+    conn.execute(
+        "UPDATE status_incident SET updates = %s WHERE id = %s", (Jsonb(entries), incident.id)
+    )
+    with pytest.raises(errors.InvalidInput, match="at most 500 entries"):
+        status_incidents.add_update(conn, incident.id, status="MONITORING", message="m")
