@@ -12,7 +12,7 @@
 --   * page time zones are IANA zone names only, never POSIX specs ('Europe/Berlin+1');
 --   * the backend cannot delete delivery attempts (retention is the owner's job).
 -- Constraint names: <table>_<column>_range_check (timestamps), <table>_<column>_length_check
--- (text sizes); statusdb.errors translates both suffixes to InvalidInput.
+-- (text sizes); statusdb.errors has an InvalidInput message for each (CONSTRAINT_MESSAGES).
 -- depends: 0022_page_history_postmortems
 -- squawk-ignore-file constraint-missing-not-valid
 

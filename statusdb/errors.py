@@ -42,13 +42,6 @@ class DataCorrupt(StatusdbError):
     before they existed): not the caller's input; the row needs repair."""
 
 
-#: Constraint name suffixes of migration 0024 (one constraint per column): what they refuse.
-_SUFFIX_MESSAGES: Final[dict[str, str]] = {
-    "_range_check": "a timestamp must be finite and fall within 0001-01-02 and 9999-12-30 (UTC)",
-    "_length_check": "a text value is longer than its column allows",
-}
-
-
 #: Messages for constraint violations, by constraint name.
 CONSTRAINT_MESSAGES: Final[dict[str, tuple[type[StatusdbError], str]]] = {
     # team / incident
@@ -509,6 +502,79 @@ _RESTRICT_MESSAGES: Final[dict[str, str]] = {
 }
 
 
+#: Migration 0024's checks, one per column: timestamps every reader can read
+#: (<table>_<column>_range_check) and text sizes (<table>_<column>_length_check).
+_RANGE_CHECKED: Final[dict[str, tuple[str, ...]]] = {
+    "team": ("created_at", "updated_at"),
+    "incident": ("created_at", "updated_at", "resolved_at"),
+    "status_page": ("created_at", "updated_at"),
+    "status_page_component": ("created_at", "updated_at", "status_updated_at"),
+    "component_group": ("created_at", "updated_at", "status_updated_at"),
+    "status_incident": ("created_at", "updated_at", "resolved_at"),
+    "status_incident_postmortem": ("written_at",),
+    "status_incident_template": ("created_at", "updated_at"),
+    "maintenance_window": (
+        "start_time",
+        "end_time",
+        "recurrence_start",
+        "created_at",
+        "updated_at",
+    ),
+    "maintenance_window_scheduler_error": ("first_failed_at", "last_failed_at"),
+    "status_change": ("changed_at", "notified_at", "lease_expires_at"),
+    "component_group_status_change": ("changed_at",),
+    "notification_event": ("created_at", "occurrence_start", "notified_at", "lease_expires_at"),
+    "status_subscriber": ("created_at", "updated_at", "verify_token_expires_at", "deactivated_at"),
+    "delivery_attempt": ("attempted_at", "next_attempt_at", "lease_expires_at"),
+    "status_page_snapshot": ("updated_at",),
+}
+_LENGTH_CHECKED: Final[dict[tuple[str, str], int]] = {
+    **{
+        (table, "id"): 200
+        for table in (
+            "team",
+            "incident",
+            "status_page",
+            "status_page_component",
+            "component_group",
+            "status_incident",
+            "status_incident_template",
+            "maintenance_window",
+            "status_subscriber",
+            "delivery_attempt",
+        )
+    },
+    ("status_page", "created_by_id"): 200,
+    ("status_page", "description"): 10_000,
+    ("status_page_component", "description"): 10_000,
+    ("status_incident", "message"): 10_000,
+    ("maintenance_window", "created_by_id"): 200,
+    ("maintenance_window", "description"): 10_000,
+    ("maintenance_window", "time_zone"): 100,
+    ("notification_event", "lease_owner"): 200,
+    ("status_change", "lease_owner"): 200,
+}
+CONSTRAINT_MESSAGES.update(
+    {
+        f"{table}_{column}_range_check": (
+            InvalidInput,
+            f"{column} must be a finite time from 0001-01-02 to 9999-12-30 (UTC)",
+        )
+        for table, columns in _RANGE_CHECKED.items()
+        for column in columns
+    }
+)
+CONSTRAINT_MESSAGES.update(
+    {
+        f"{table}_{column}_length_check": (
+            InvalidInput,
+            f"{column} must be at most {bound} characters",
+        )
+        for (table, column), bound in _LENGTH_CHECKED.items()
+    }
+)
+
+
 #: How psycopg's loaders (client side, always English: not the server's translated text) say
 #: that a value the server sent has no Python form; its dumpers' errors (a NUL in a str) are
 #: the caller's input and stay InvalidInput.
@@ -541,10 +607,6 @@ def translate(exc: psycopg.Error, *, deleting: bool = False) -> StatusdbError:
     if constraint and constraint in CONSTRAINT_MESSAGES:
         kind, message = CONSTRAINT_MESSAGES[constraint]
         return kind(message)
-    if constraint and isinstance(exc, pg_errors.CheckViolation):
-        for suffix, message in _SUFFIX_MESSAGES.items():
-            if constraint.endswith(suffix):
-                return InvalidInput(f"{message} ({constraint})")
     if isinstance(exc, pg_errors.InsufficientPrivilege):
         # A role without the privilege, or a row outside the session's team (row-level
         # security): either way the caller may not do this.
