@@ -62,7 +62,10 @@ ALTER TABLE delivery_attempt DROP CONSTRAINT delivery_attempt_id_length_check;
 ALTER TABLE notification_event DROP CONSTRAINT notification_event_lease_owner_length_check;
 ALTER TABLE status_change DROP CONSTRAINT status_change_lease_owner_length_check;
 
-ALTER TABLE status_incident DROP CONSTRAINT status_incident_updates_readable_check;
+ALTER TABLE status_incident
+    DROP CONSTRAINT status_incident_updates_readable_check,
+    -- squawk-ignore constraint-missing-not-valid
+    ADD CONSTRAINT status_incident_updates_check CHECK (statusdb_is_status_update_list(updates));
 DROP FUNCTION statusdb_is_readable_timeline(jsonb);
 DROP FUNCTION statusdb_is_readable_timestamp(text);
 

@@ -14,7 +14,7 @@
 -- Constraint names: <table>_<column>_range_check (timestamps), <table>_<column>_length_check
 -- (text sizes); statusdb.errors has an InvalidInput message for each (CONSTRAINT_MESSAGES).
 -- depends: 0022_page_history_postmortems
--- squawk-ignore-file constraint-missing-not-valid
+-- squawk-ignore-file constraint-missing-not-valid, ban-drop-constraint
 
 SET LOCAL lock_timeout = '5s';
 SET LOCAL statement_timeout = '5min';
@@ -132,7 +132,7 @@ ALTER TABLE status_page_snapshot
 -- fromisoformat reads: ' ' for 'T', 1-6 fraction digits, an offset +HH:MM or none), the day is
 -- checked against the month's length (make_date, immutable), and the year is 0001-9999.
 CREATE FUNCTION statusdb_is_readable_timestamp(value text) RETURNS boolean
-LANGUAGE sql IMMUTABLE PARALLEL SAFE STRICT
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
     SELECT CASE
         WHEN value !~ ('^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[T ]'
@@ -147,8 +147,12 @@ AS $$
 $$;
 
 -- The timeline's bounds: at most 500 entries (a long incident has dozens), each message at most
--- 10,000 characters (statusdb.status_incidents.MESSAGE_MAX), each timestamp readable. The
--- shape (keys, types, statuses) stays statusdb_is_status_update_list's (0002).
+-- 10,000 characters (statusdb.status_incidents.MESSAGE_MAX), each timestamp readable, and the
+-- shape statusdb_is_status_update_list (0002) checked: exactly the keys timestamp, status and
+-- message (here by removing them and finding nothing left, cheaper than listing the keys),
+-- strings, a status of the enum. It replaces status_incident_updates_check, so a write checks
+-- the timeline once: ~1.5x the old check's cost (measured for 25 entries: 0.15-0.2 ms before,
+-- 0.2-0.35 ms now, on a shared 2-core machine), a few percent of an add_update.
 CREATE FUNCTION statusdb_is_readable_timeline(updates jsonb) RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
@@ -158,8 +162,10 @@ AS $$
            SELECT 1
            FROM jsonb_array_elements(updates) AS u (item)
            WHERE jsonb_typeof(u.item) IS DISTINCT FROM 'object'
+              OR (u.item - ARRAY['timestamp', 'status', 'message']) <> '{}'::jsonb
               OR jsonb_typeof(u.item -> 'timestamp') IS DISTINCT FROM 'string'
               OR jsonb_typeof(u.item -> 'message') IS DISTINCT FROM 'string'
+              OR jsonb_typeof(u.item -> 'status') IS DISTINCT FROM 'string'
               OR length(u.item ->> 'message') > 10000
               OR (u.item ->> 'status') IS NULL
               OR (u.item ->> 'status') NOT IN ('INVESTIGATING', 'IDENTIFIED', 'MONITORING',
@@ -169,6 +175,7 @@ AS $$
 $$;
 
 ALTER TABLE status_incident
+    DROP CONSTRAINT status_incident_updates_check,
     ADD CONSTRAINT status_incident_updates_readable_check
         CHECK (statusdb_is_readable_timeline(updates));
 

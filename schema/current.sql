@@ -811,8 +811,10 @@ CREATE FUNCTION public.statusdb_is_readable_timeline(updates jsonb) RETURNS bool
            SELECT 1
            FROM jsonb_array_elements(updates) AS u (item)
            WHERE jsonb_typeof(u.item) IS DISTINCT FROM 'object'
+              OR (u.item - ARRAY['timestamp', 'status', 'message']) <> '{}'::jsonb
               OR jsonb_typeof(u.item -> 'timestamp') IS DISTINCT FROM 'string'
               OR jsonb_typeof(u.item -> 'message') IS DISTINCT FROM 'string'
+              OR jsonb_typeof(u.item -> 'status') IS DISTINCT FROM 'string'
               OR length(u.item ->> 'message') > 10000
               OR (u.item ->> 'status') IS NULL
               OR (u.item ->> 'status') NOT IN ('INVESTIGATING', 'IDENTIFIED', 'MONITORING',
@@ -832,7 +834,7 @@ COMMENT ON FUNCTION public.statusdb_is_readable_timeline(updates jsonb) IS 'True
 --
 
 CREATE FUNCTION public.statusdb_is_readable_timestamp(value text) RETURNS boolean
-    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $_$
     SELECT CASE
         WHEN value !~ ('^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[T ]'
@@ -4447,7 +4449,6 @@ CREATE TABLE public.status_incident (
     CONSTRAINT status_incident_status_check CHECK ((status = ANY (ARRAY['INVESTIGATING'::text, 'IDENTIFIED'::text, 'MONITORING'::text, 'RESOLVED'::text]))),
     CONSTRAINT status_incident_title_check CHECK (((btrim(title) <> ''::text) AND (length(title) <= 500))),
     CONSTRAINT status_incident_updated_at_range_check CHECK (((updated_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (updated_at < '9999-12-31 00:00:00+00'::timestamp with time zone))),
-    CONSTRAINT status_incident_updates_check CHECK (public.statusdb_is_status_update_list(updates)),
     CONSTRAINT status_incident_updates_readable_check CHECK (public.statusdb_is_readable_timeline(updates))
 );
 
