@@ -126,7 +126,8 @@ ALTER TABLE status_page_snapshot
 
 
 -- --------------------------------------------------------------------------------------------
--- Timeline entries. Casting text to timestamptz is not immutable ('now', 'yesterday', the
+-- Timeline entries (the inner call is schema-qualified: pg_restore runs checks with an empty
+-- search_path). Casting text to timestamptz is not immutable ('now', 'yesterday', the
 -- TimeZone setting), so a CHECK cannot use it: the form is matched by a regular expression (the
 -- one statusdb writes, 2026-12-07T11:00:00.123456Z, and the ISO 8601 variants Python's
 -- fromisoformat reads: ' ' for 'T', 1-6 fraction digits, an offset +HH:MM or none), the day is
@@ -170,7 +171,7 @@ AS $$
               OR (u.item ->> 'status') IS NULL
               OR (u.item ->> 'status') NOT IN ('INVESTIGATING', 'IDENTIFIED', 'MONITORING',
                                                'RESOLVED')
-              OR NOT statusdb_is_readable_timestamp(u.item ->> 'timestamp')
+              OR NOT public.statusdb_is_readable_timestamp(u.item ->> 'timestamp')
        )
 $$;
 

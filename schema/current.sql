@@ -819,7 +819,7 @@ CREATE FUNCTION public.statusdb_is_readable_timeline(updates jsonb) RETURNS bool
               OR (u.item ->> 'status') IS NULL
               OR (u.item ->> 'status') NOT IN ('INVESTIGATING', 'IDENTIFIED', 'MONITORING',
                                                'RESOLVED')
-              OR NOT statusdb_is_readable_timestamp(u.item ->> 'timestamp')
+              OR NOT public.statusdb_is_readable_timestamp(u.item ->> 'timestamp')
        )
 $$;
 
