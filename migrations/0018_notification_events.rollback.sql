@@ -9,8 +9,9 @@ SET LOCAL statement_timeout = '5min';
 -- Refuses while it would lose something (statusdb.allow_data_loss = on, `statusdb rollback
 -- --allow-data-loss`, goes ahead): events (pending ones would never be delivered; delivered
 -- ones are the record of what subscribers were told), reminder lead times other than the
--- default, and subscribers who chose only the new kinds (their choice would be lost: they get
--- the component kinds matching what they chose, as the forward migration maps them).
+-- default, and subscribers whose choice of kinds would not survive a rollback and a migrate
+-- again (only the new kinds, or some incident kinds but not all four: the forward migration
+-- would give them all of them). Every value the rollback changes counts, not only rows it drops.
 DO $$
 DECLARE
     events bigint;
@@ -26,13 +27,45 @@ BEGIN
     FROM notification_event e;
     SELECT count(*) INTO leads FROM maintenance_window w
     WHERE w.reminder_lead <> interval '1 hour';
-    SELECT count(*) INTO only_new FROM status_subscriber s
-    WHERE NOT s.notify_on && ARRAY['degraded', 'outage', 'maintenance', 'resolved'];
+    -- Every subscriber whose choice does not survive the round trip: mapped back to the four
+    -- component kinds (as below), then forward again (as 0018 maps them), it must come back
+    -- as it is now. {outage, incident_created} would come back with all four incident kinds.
+    SELECT count(*) INTO only_new
+    FROM status_subscriber s,
+         LATERAL (SELECT ARRAY(
+             SELECT k.kind
+             FROM unnest(ARRAY['degraded', 'outage', 'maintenance', 'resolved']) AS k (kind)
+             WHERE k.kind = ANY (s.notify_on)
+                OR (NOT s.notify_on && ARRAY['degraded', 'outage', 'maintenance', 'resolved']
+                    AND ((k.kind <> 'maintenance'
+                          AND s.notify_on && ARRAY['incident_created', 'incident_updated',
+                                                   'incident_resolved', 'incident_reopened'])
+                         OR (k.kind = 'maintenance'
+                             AND s.notify_on && ARRAY['maintenance_scheduled',
+                                                      'maintenance_rescheduled',
+                                                      'maintenance_cancelled',
+                                                      'maintenance_reminder',
+                                                      'maintenance_started',
+                                                      'maintenance_completed']))))
+         ) AS back (kinds),
+         LATERAL (SELECT ARRAY(
+             SELECT k.kind
+             FROM unnest(ARRAY['degraded', 'outage', 'maintenance', 'resolved',
+                               'incident_created', 'incident_updated', 'incident_resolved',
+                               'incident_reopened', 'maintenance_scheduled',
+                               'maintenance_rescheduled', 'maintenance_cancelled',
+                               'maintenance_reminder', 'maintenance_started',
+                               'maintenance_completed']) AS k (kind)
+             WHERE k.kind = ANY (back.kinds)
+                OR (k.kind LIKE 'incident\_%' AND back.kinds && ARRAY['degraded', 'outage', 'resolved'])
+                OR (k.kind LIKE 'maintenance\_%' AND back.kinds @> ARRAY['maintenance']))
+         ) AS again (kinds)
+    WHERE NOT (again.kinds @> s.notify_on AND s.notify_on @> again.kinds);
     IF events > 0 OR leads > 0 OR only_new > 0 THEN
         RAISE EXCEPTION 'rolling back 0018_notification_events would lose data: '
                         'notification_event has % rows (% pending, never to be delivered), % '
                         'maintenance windows have their own reminder_lead, and % subscribers '
-                        'chose only incident or maintenance event kinds. %',
+                        'chose event kinds that a rollback and migrate again would change. %',
                         events, pending, leads, only_new,
             'Pass --allow-data-loss to statusdb rollback (plain yoyo: '
             'PGOPTIONS=''-c statusdb.allow_data_loss=on'') to roll back anyway.'

@@ -6,13 +6,16 @@ SET LOCAL statement_timeout = '5min';
 
 -- Refuses while it would lose data (the safety catch of 0006/0013/0015: statusdb.allow_data_loss
 -- = on, `statusdb rollback --allow-data-loss`): the templates, the delivery log (with its
--- pending retries), and why subscribers were deactivated (they would stay inactive with no
--- record of why).
+-- pending retries), why subscribers were deactivated (they would stay inactive with no
+-- record of why), and failure counts (migrating again would reset them to 0: a subscriber one
+-- failure from deactivation would get a fresh allowance). The guard counts every value the
+-- rollback drops, not only rows of the dropped tables (issue 26 item 10).
 DO $$
 DECLARE
     templates bigint;
     attempts bigint;
     deactivated bigint;
+    failing bigint;
 BEGIN
     IF current_setting('statusdb.allow_data_loss', true) = 'on' THEN
         RETURN;
@@ -20,12 +23,15 @@ BEGIN
     SELECT count(*) INTO templates FROM status_incident_template;
     SELECT count(*) INTO attempts FROM delivery_attempt;
     SELECT count(*) INTO deactivated FROM status_subscriber s WHERE s.deactivated_at IS NOT NULL;
-    IF templates > 0 OR attempts > 0 OR deactivated > 0 THEN
+    SELECT count(*) INTO failing FROM status_subscriber s
+    WHERE s.consecutive_permanent_failures <> 0;
+    IF templates > 0 OR attempts > 0 OR deactivated > 0 OR failing > 0 THEN
         RAISE EXCEPTION 'rolling back 0019_templates_and_deliveries would lose data: '
                         'status_incident_template has % rows, delivery_attempt has '
                         '% rows (pending retries included), and % subscribers were deactivated '
-                        'by delivery failures (the reason would be lost). %',
-                        templates, attempts, deactivated,
+                        'by delivery failures (the reason would be lost), % subscribers have a '
+                        'count of consecutive failures (it would be reset). %',
+                        templates, attempts, deactivated, failing,
             'Pass --allow-data-loss to statusdb rollback (plain yoyo: '
             'PGOPTIONS=''-c statusdb.allow_data_loss=on'') to roll back anyway.'
             USING ERRCODE = 'object_not_in_prerequisite_state';

@@ -1,6 +1,6 @@
 -- statusdb 0025: the page history bounded for readers, stamped at commit, and published
 -- postmortems kept (issue 26, items 1, 3 and 4).
--- depends: 0023_derivation_lock_order
+-- depends: 0024_readable_bounded_values
 --
 -- ## 1. statusdb_page_view_at's cost is bounded
 --

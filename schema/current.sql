@@ -860,6 +860,62 @@ $$;
 COMMENT ON FUNCTION public.statusdb_incident_set_resolved_at() IS 'Trigger: keeps incident.resolved_at set exactly while the incident is RESOLVED or CLOSED.';
 
 --
+-- Name: statusdb_is_readable_timeline(jsonb); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_is_readable_timeline(updates jsonb) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT jsonb_typeof(updates) = 'array'
+       AND jsonb_array_length(updates) <= 500
+       AND NOT EXISTS (
+           SELECT 1
+           FROM jsonb_array_elements(updates) AS u (item)
+           WHERE jsonb_typeof(u.item) IS DISTINCT FROM 'object'
+              OR (u.item - ARRAY['timestamp', 'status', 'message']) <> '{}'::jsonb
+              OR jsonb_typeof(u.item -> 'timestamp') IS DISTINCT FROM 'string'
+              OR jsonb_typeof(u.item -> 'message') IS DISTINCT FROM 'string'
+              OR jsonb_typeof(u.item -> 'status') IS DISTINCT FROM 'string'
+              OR length(u.item ->> 'message') > 10000
+              OR (u.item ->> 'status') IS NULL
+              OR (u.item ->> 'status') NOT IN ('INVESTIGATING', 'IDENTIFIED', 'MONITORING',
+                                               'RESOLVED')
+              OR NOT public.statusdb_is_readable_timestamp(u.item ->> 'timestamp')
+       )
+$$;
+
+--
+-- Name: FUNCTION statusdb_is_readable_timeline(updates jsonb); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_is_readable_timeline(updates jsonb) IS 'True when a status incident timeline is at most 500 entries, each with a readable timestamp, a status of the enum and a message of at most 10,000 characters.';
+
+--
+-- Name: statusdb_is_readable_timestamp(text); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_is_readable_timestamp(value text) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $_$
+    SELECT CASE
+        WHEN value !~ ('^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[T ]'
+                       '([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?'
+                       '(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?$') THEN false
+        WHEN substr(value, 1, 4) = '0000' THEN false
+        ELSE substr(value, 9, 2)::integer
+             <= extract(day FROM make_date(substr(value, 1, 4)::integer,
+                                           substr(value, 6, 2)::integer, 1)
+                                 + interval '1 month' - interval '1 day')
+    END
+$_$;
+
+--
+-- Name: FUNCTION statusdb_is_readable_timestamp(value text); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_is_readable_timestamp(value text) IS 'True when the text is an ISO 8601 timestamp Python''s datetime.fromisoformat reads (YYYY-MM-DD[T ]HH:MM:SS[.ffffff][Z|+HH:MM], a real date, year 0001-9999): timeline entries.';
+
+--
 -- Name: statusdb_is_status_update_list(jsonb); Type: FUNCTION; Schema: public
 --
 
@@ -3174,6 +3230,8 @@ CREATE FUNCTION public.statusdb_status_page_check_time_zone() RETURNS trigger
     LANGUAGE plpgsql
     SET "TimeZone" TO 'UTC'
     AS $_$
+DECLARE
+    canonical text;
 BEGIN
     IF TG_OP = 'UPDATE' AND NEW.time_zone IS NOT DISTINCT FROM OLD.time_zone THEN
         RETURN NEW;
@@ -3194,7 +3252,17 @@ BEGIN
         RAISE EXCEPTION 'unknown time zone %', quote_literal(NEW.time_zone)
             USING ERRCODE = 'check_violation', CONSTRAINT = 'status_page_time_zone_check';
     END;
-    NEW.time_zone := current_setting('TimeZone');
+    canonical := current_setting('TimeZone');
+    IF NOT (canonical = 'UTC'
+            OR canonical ~ '^Etc/GMT(0|[+-]([0-9]|1[0-2])|-1[34])$'
+            OR (canonical ~ '^[A-Za-z][A-Za-z_-]*(/[A-Za-z][A-Za-z_-]*)+$'
+                AND canonical !~* '^(posix|right)/')) THEN
+        RAISE EXCEPTION 'time zone % is not a name of the IANA time zone database (a POSIX '
+                        'time zone spec, read as a fixed offset, is refused)',
+                quote_literal(NEW.time_zone)
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'status_page_time_zone_iana_check';
+    END IF;
+    NEW.time_zone := canonical;
     RETURN NEW;
 END;
 $_$;
@@ -3715,10 +3783,14 @@ CREATE TABLE public.component_group (
     status_updated_at timestamp with time zone DEFAULT now() NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT component_group_created_at_range_check CHECK (((created_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (created_at < '9999-12-31 00:00:00+00'::timestamp with time zone))),
     CONSTRAINT component_group_current_status_check CHECK ((current_status = ANY (ARRAY['MAJOR_OUTAGE'::text, 'PARTIAL_OUTAGE'::text, 'DEGRADED_PERFORMANCE'::text, 'UNDER_MAINTENANCE'::text, 'OPERATIONAL'::text]))),
     CONSTRAINT component_group_description_check CHECK ((length(description) <= 10000)),
+    CONSTRAINT component_group_id_length_check CHECK ((length(id) <= 200)),
     CONSTRAINT component_group_name_check CHECK (((btrim(name) <> ''::text) AND (length(name) <= 200))),
-    CONSTRAINT component_group_parent_id_check CHECK ((parent_id <> id))
+    CONSTRAINT component_group_parent_id_check CHECK ((parent_id <> id)),
+    CONSTRAINT component_group_status_updated_at_range_check CHECK (((status_updated_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (status_updated_at < '9999-12-31 00:00:00+00'::timestamp with time zone))),
+    CONSTRAINT component_group_updated_at_range_check CHECK (((updated_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (updated_at < '9999-12-31 00:00:00+00'::timestamp with time zone)))
 );
 
 --
@@ -3807,9 +3879,13 @@ CREATE TABLE public.status_change (
     notified_at timestamp with time zone,
     outcome text,
     CONSTRAINT status_change_cause_check CHECK ((cause = ANY (ARRAY['INCIDENT'::text, 'MAINTENANCE'::text, 'MANUAL'::text]))),
+    CONSTRAINT status_change_changed_at_range_check CHECK (((changed_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (changed_at < '9999-12-31 00:00:00+00'::timestamp with time zone))),
     CONSTRAINT status_change_is_a_change_check CHECK ((previous_status <> new_status)),
     CONSTRAINT status_change_lease_check CHECK (((lease_owner IS NULL) = (lease_expires_at IS NULL))),
+    CONSTRAINT status_change_lease_expires_at_range_check CHECK (((lease_expires_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (lease_expires_at < '9999-12-31 00:00:00+00'::timestamp with time zone))),
+    CONSTRAINT status_change_lease_owner_length_check CHECK ((length(lease_owner) <= 200)),
     CONSTRAINT status_change_new_status_check CHECK ((new_status = ANY (ARRAY['MAJOR_OUTAGE'::text, 'PARTIAL_OUTAGE'::text, 'DEGRADED_PERFORMANCE'::text, 'UNDER_MAINTENANCE'::text, 'OPERATIONAL'::text]))),
+    CONSTRAINT status_change_notified_at_range_check CHECK (((notified_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (notified_at < '9999-12-31 00:00:00+00'::timestamp with time zone))),
     CONSTRAINT status_change_notified_check CHECK (((notified_at IS NULL) = (outcome IS NULL))),
     CONSTRAINT status_change_outcome_check CHECK ((outcome = ANY (ARRAY['NOTIFIED'::text, 'FLAP'::text, 'MUTED'::text]))),
     CONSTRAINT status_change_previous_status_check CHECK ((previous_status = ANY (ARRAY['MAJOR_OUTAGE'::text, 'PARTIAL_OUTAGE'::text, 'DEGRADED_PERFORMANCE'::text, 'UNDER_MAINTENANCE'::text, 'OPERATIONAL'::text])))
@@ -3930,6 +4006,7 @@ CREATE TABLE public.component_group_status_change (
     previous_status text NOT NULL,
     new_status text NOT NULL,
     changed_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    CONSTRAINT component_group_status_change_changed_at_range_check CHECK (((changed_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (changed_at < '9999-12-31 00:00:00+00'::timestamp with time zone))),
     CONSTRAINT component_group_status_change_is_a_change_check CHECK ((previous_status <> new_status)),
     CONSTRAINT component_group_status_change_new_status_check CHECK ((new_status = ANY (ARRAY['MAJOR_OUTAGE'::text, 'PARTIAL_OUTAGE'::text, 'DEGRADED_PERFORMANCE'::text, 'UNDER_MAINTENANCE'::text, 'OPERATIONAL'::text]))),
     CONSTRAINT component_group_status_change_previous_status_check CHECK ((previous_status = ANY (ARRAY['MAJOR_OUTAGE'::text, 'PARTIAL_OUTAGE'::text, 'DEGRADED_PERFORMANCE'::text, 'UNDER_MAINTENANCE'::text, 'OPERATIONAL'::text])))
@@ -4000,9 +4077,13 @@ CREATE TABLE public.delivery_attempt (
     lease_expires_at timestamp with time zone,
     payload jsonb,
     CONSTRAINT delivery_attempt_attempt_check CHECK (((attempt >= 1) AND (attempt <= 1000))),
+    CONSTRAINT delivery_attempt_attempted_at_range_check CHECK (((attempted_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (attempted_at < '9999-12-31 00:00:00+00'::timestamp with time zone))),
     CONSTRAINT delivery_attempt_error_check CHECK (((error IS NULL) OR ((outcome <> 'DELIVERED'::text) AND (length(error) <= 1000)))),
+    CONSTRAINT delivery_attempt_id_length_check CHECK ((length(id) <= 200)),
     CONSTRAINT delivery_attempt_lease_check CHECK ((((lease_owner IS NULL) = (lease_expires_at IS NULL)) AND ((lease_owner IS NULL) OR ((next_attempt_at IS NOT NULL) AND (length(lease_owner) <= 200))))),
+    CONSTRAINT delivery_attempt_lease_expires_at_range_check CHECK (((lease_expires_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (lease_expires_at < '9999-12-31 00:00:00+00'::timestamp with time zone))),
     CONSTRAINT delivery_attempt_next_attempt_at_check CHECK (((next_attempt_at IS NULL) OR (outcome = 'FAILED_TEMPORARY'::text))),
+    CONSTRAINT delivery_attempt_next_attempt_at_range_check CHECK (((next_attempt_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (next_attempt_at < '9999-12-31 00:00:00+00'::timestamp with time zone))),
     CONSTRAINT delivery_attempt_notification_key_check CHECK (((btrim(notification_key) <> ''::text) AND (length(notification_key) <= 200))),
     CONSTRAINT delivery_attempt_outcome_check CHECK ((outcome = ANY (ARRAY['DELIVERED'::text, 'FAILED_TEMPORARY'::text, 'FAILED_PERMANENT'::text]))),
     CONSTRAINT delivery_attempt_payload_check CHECK (((payload IS NULL) OR (octet_length((payload)::text) <= 16384)))
@@ -4105,6 +4186,8 @@ CREATE TABLE public.status_subscriber (
     CONSTRAINT status_subscriber_channel_check CHECK ((channel = ANY (ARRAY['EMAIL'::text, 'SLACK'::text, 'WEBHOOK'::text]))),
     CONSTRAINT status_subscriber_component_ids_check CHECK ((array_position(component_ids, NULL::text) IS NULL)),
     CONSTRAINT status_subscriber_consecutive_permanent_failures_check CHECK ((consecutive_permanent_failures >= 0)),
+    CONSTRAINT status_subscriber_created_at_range_check CHECK (((created_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (created_at < '9999-12-31 00:00:00+00'::timestamp with time zone))),
+    CONSTRAINT status_subscriber_deactivated_at_range_check CHECK (((deactivated_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (deactivated_at < '9999-12-31 00:00:00+00'::timestamp with time zone))),
     CONSTRAINT status_subscriber_deactivated_check CHECK ((((deactivated_at IS NULL) = (deactivation_reason IS NULL)) AND ((deactivated_at IS NULL) OR (NOT is_active)) AND ((deactivation_reason IS NULL) OR (length(deactivation_reason) <= 1000)))),
     CONSTRAINT status_subscriber_destination_check CHECK (((btrim(destination) <> ''::text) AND (length(destination) <= 2000))),
     CONSTRAINT status_subscriber_destination_format_check CHECK (
@@ -4113,10 +4196,13 @@ CASE channel
     ELSE (destination ~ '^https://[^/?#@[:space:][:cntrl:]]+([/?#][^[:space:][:cntrl:]]*)?$'::text)
 END),
     CONSTRAINT status_subscriber_group_ids_check CHECK ((array_position(group_ids, NULL::text) IS NULL)),
+    CONSTRAINT status_subscriber_id_length_check CHECK ((length(id) <= 200)),
     CONSTRAINT status_subscriber_is_verified_check CHECK ((NOT (is_verified AND (verify_token_hash IS NOT NULL)))),
     CONSTRAINT status_subscriber_notify_on_check CHECK (((cardinality(notify_on) > 0) AND (array_position(notify_on, NULL::text) IS NULL) AND (notify_on <@ ARRAY['degraded'::text, 'outage'::text, 'maintenance'::text, 'resolved'::text, 'incident_created'::text, 'incident_updated'::text, 'incident_resolved'::text, 'incident_reopened'::text, 'maintenance_scheduled'::text, 'maintenance_rescheduled'::text, 'maintenance_cancelled'::text, 'maintenance_reminder'::text, 'maintenance_started'::text, 'maintenance_completed'::text]))),
     CONSTRAINT status_subscriber_unsubscribe_token_hash_check CHECK (((unsubscribe_token_hash IS NULL) OR (octet_length(unsubscribe_token_hash) = 32))),
+    CONSTRAINT status_subscriber_updated_at_range_check CHECK (((updated_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (updated_at < '9999-12-31 00:00:00+00'::timestamp with time zone))),
     CONSTRAINT status_subscriber_verify_token_expires_at_check CHECK (((verify_token_hash IS NULL) = (verify_token_expires_at IS NULL))),
+    CONSTRAINT status_subscriber_verify_token_expires_at_range_check CHECK (((verify_token_expires_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (verify_token_expires_at < '9999-12-31 00:00:00+00'::timestamp with time zone))),
     CONSTRAINT status_subscriber_verify_token_hash_check CHECK (((verify_token_hash IS NULL) OR (octet_length(verify_token_hash) = 32)))
 );
 
@@ -4419,11 +4505,15 @@ CREATE TABLE public.incident (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     resolved_at timestamp with time zone,
+    CONSTRAINT incident_created_at_range_check CHECK (((created_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (created_at < '9999-12-31 00:00:00+00'::timestamp with time zone))),
+    CONSTRAINT incident_id_length_check CHECK ((length(id) <= 200)),
     CONSTRAINT incident_priority_check CHECK ((priority = ANY (ARRAY['CRITICAL'::text, 'HIGH'::text, 'MEDIUM'::text, 'LOW'::text, 'INFO'::text]))),
     CONSTRAINT incident_resolved_at_check CHECK (((status = ANY (ARRAY['RESOLVED'::text, 'CLOSED'::text])) = (resolved_at IS NOT NULL))),
+    CONSTRAINT incident_resolved_at_range_check CHECK (((resolved_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (resolved_at < '9999-12-31 00:00:00+00'::timestamp with time zone))),
     CONSTRAINT incident_service_identifier_check CHECK (((service_identifier IS NULL) OR ((btrim(service_identifier) <> ''::text) AND (length(service_identifier) <= 200)))),
     CONSTRAINT incident_status_check CHECK ((status = ANY (ARRAY['OPEN'::text, 'ACKNOWLEDGED'::text, 'RESOLVED'::text, 'CLOSED'::text]))),
-    CONSTRAINT incident_title_check CHECK (((btrim(title) <> ''::text) AND (length(title) <= 500)))
+    CONSTRAINT incident_title_check CHECK (((btrim(title) <> ''::text) AND (length(title) <= 500))),
+    CONSTRAINT incident_updated_at_range_check CHECK (((updated_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (updated_at < '9999-12-31 00:00:00+00'::timestamp with time zone)))
 );
 
 --
@@ -4508,15 +4598,24 @@ CREATE TABLE public.maintenance_window (
     recurrence_start timestamp with time zone,
     recurrence_local_start timestamp without time zone,
     reminder_lead interval DEFAULT '01:00:00'::interval NOT NULL,
+    CONSTRAINT maintenance_window_created_at_range_check CHECK (((created_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (created_at < '9999-12-31 00:00:00+00'::timestamp with time zone))),
     CONSTRAINT maintenance_window_created_by_id_check CHECK ((btrim(created_by_id) <> ''::text)),
+    CONSTRAINT maintenance_window_created_by_id_length_check CHECK ((length(created_by_id) <= 200)),
+    CONSTRAINT maintenance_window_description_length_check CHECK ((length(description) <= 10000)),
+    CONSTRAINT maintenance_window_end_time_range_check CHECK (((end_time >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (end_time < '9999-12-31 00:00:00+00'::timestamp with time zone))),
+    CONSTRAINT maintenance_window_id_length_check CHECK ((length(id) <= 200)),
     CONSTRAINT maintenance_window_recurrence_local_start_check CHECK (((recurrence_local_start IS NULL) OR (recurrence_rule IS NOT NULL))),
     CONSTRAINT maintenance_window_recurrence_rule_check CHECK (((recurrence_rule IS NULL) OR ((recurrence_rule ~ 'FREQ='::text) AND (length(recurrence_rule) <= 1000)))),
     CONSTRAINT maintenance_window_recurrence_rule_syntax_check CHECK (((recurrence_rule IS NULL) OR ((recurrence_rule ~ '^[A-Z]+=[A-Z0-9,+-]+(;[A-Z]+=[A-Z0-9,+-]+)*$'::text) AND (recurrence_rule ~ '(^|;)FREQ=(YEARLY|MONTHLY|WEEKLY|DAILY|HOURLY)(;|$)'::text) AND (recurrence_rule !~ '(^|;)UNTIL=[^;]*[^Z;](;|$)'::text) AND (NOT ((recurrence_rule ~ '(^|;)COUNT='::text) AND (recurrence_rule ~ '(^|;)UNTIL='::text))) AND (recurrence_rule !~ '(^|;)(COUNT|INTERVAL)=0+(;|$)'::text)))),
     CONSTRAINT maintenance_window_recurrence_start_check CHECK ((((recurrence_rule IS NULL) = (recurrence_start IS NULL)) AND ((recurrence_start IS NULL) OR (recurrence_start <= start_time)))),
+    CONSTRAINT maintenance_window_recurrence_start_range_check CHECK (((recurrence_start >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (recurrence_start < '9999-12-31 00:00:00+00'::timestamp with time zone))),
     CONSTRAINT maintenance_window_reminder_lead_check CHECK (((reminder_lead >= '00:00:00'::interval) AND (reminder_lead <= '7 days'::interval))),
+    CONSTRAINT maintenance_window_start_time_range_check CHECK (((start_time >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (start_time < '9999-12-31 00:00:00+00'::timestamp with time zone))),
     CONSTRAINT maintenance_window_status_check CHECK ((status = ANY (ARRAY['SCHEDULED'::text, 'IN_PROGRESS'::text, 'COMPLETED'::text, 'CANCELLED'::text]))),
     CONSTRAINT maintenance_window_time_range_check CHECK ((end_time > start_time)),
-    CONSTRAINT maintenance_window_title_check CHECK (((btrim(title) <> ''::text) AND (length(title) <= 500)))
+    CONSTRAINT maintenance_window_time_zone_length_check CHECK ((length(time_zone) <= 100)),
+    CONSTRAINT maintenance_window_title_check CHECK (((btrim(title) <> ''::text) AND (length(title) <= 500))),
+    CONSTRAINT maintenance_window_updated_at_range_check CHECK (((updated_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (updated_at < '9999-12-31 00:00:00+00'::timestamp with time zone)))
 );
 
 --
@@ -4685,7 +4784,9 @@ CREATE TABLE public.maintenance_window_scheduler_error (
     last_failed_at timestamp with time zone NOT NULL,
     failures bigint DEFAULT 1 NOT NULL,
     CONSTRAINT maintenance_window_scheduler_error_error_check CHECK ((length(error) <= 2000)),
-    CONSTRAINT maintenance_window_scheduler_error_failures_check CHECK ((failures >= 1))
+    CONSTRAINT maintenance_window_scheduler_error_failures_check CHECK ((failures >= 1)),
+    CONSTRAINT maintenance_window_scheduler_error_first_failed_at_range_check CHECK (((first_failed_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (first_failed_at < '9999-12-31 00:00:00+00'::timestamp with time zone))),
+    CONSTRAINT maintenance_window_scheduler_error_last_failed_at_range_check CHECK (((last_failed_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (last_failed_at < '9999-12-31 00:00:00+00'::timestamp with time zone)))
 );
 
 --
@@ -4744,9 +4845,14 @@ CREATE TABLE public.notification_event (
     notified_at timestamp with time zone,
     outcome text,
     subject_id text GENERATED ALWAYS AS (COALESCE(status_incident_id, maintenance_window_id)) STORED,
+    CONSTRAINT notification_event_created_at_range_check CHECK (((created_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (created_at < '9999-12-31 00:00:00+00'::timestamp with time zone))),
     CONSTRAINT notification_event_kind_check CHECK ((kind = ANY (ARRAY['incident_created'::text, 'incident_updated'::text, 'incident_resolved'::text, 'incident_reopened'::text, 'maintenance_scheduled'::text, 'maintenance_rescheduled'::text, 'maintenance_cancelled'::text, 'maintenance_reminder'::text, 'maintenance_started'::text, 'maintenance_completed'::text]))),
     CONSTRAINT notification_event_lease_check CHECK (((lease_owner IS NULL) = (lease_expires_at IS NULL))),
+    CONSTRAINT notification_event_lease_expires_at_range_check CHECK (((lease_expires_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (lease_expires_at < '9999-12-31 00:00:00+00'::timestamp with time zone))),
+    CONSTRAINT notification_event_lease_owner_length_check CHECK ((length(lease_owner) <= 200)),
+    CONSTRAINT notification_event_notified_at_range_check CHECK (((notified_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (notified_at < '9999-12-31 00:00:00+00'::timestamp with time zone))),
     CONSTRAINT notification_event_notified_check CHECK (((notified_at IS NULL) = (outcome IS NULL))),
+    CONSTRAINT notification_event_occurrence_start_range_check CHECK (((occurrence_start >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (occurrence_start < '9999-12-31 00:00:00+00'::timestamp with time zone))),
     CONSTRAINT notification_event_outcome_check CHECK ((outcome = ANY (ARRAY['NOTIFIED'::text, 'MUTED'::text, 'OBSOLETE'::text]))),
     CONSTRAINT notification_event_subject_check CHECK (
 CASE
@@ -5022,11 +5128,16 @@ CREATE TABLE public.status_incident (
     resolved_at timestamp with time zone,
     updates jsonb DEFAULT '[]'::jsonb NOT NULL,
     CONSTRAINT status_incident_affected_component_ids_check CHECK ((array_position(affected_component_ids, NULL::text) IS NULL)),
+    CONSTRAINT status_incident_created_at_range_check CHECK (((created_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (created_at < '9999-12-31 00:00:00+00'::timestamp with time zone))),
+    CONSTRAINT status_incident_id_length_check CHECK ((length(id) <= 200)),
+    CONSTRAINT status_incident_message_length_check CHECK ((length(message) <= 10000)),
     CONSTRAINT status_incident_resolved_at_check CHECK (((status = 'RESOLVED'::text) = (resolved_at IS NOT NULL))),
+    CONSTRAINT status_incident_resolved_at_range_check CHECK (((resolved_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (resolved_at < '9999-12-31 00:00:00+00'::timestamp with time zone))),
     CONSTRAINT status_incident_severity_check CHECK ((severity = ANY (ARRAY['MINOR'::text, 'MAJOR'::text, 'CRITICAL'::text]))),
     CONSTRAINT status_incident_status_check CHECK ((status = ANY (ARRAY['INVESTIGATING'::text, 'IDENTIFIED'::text, 'MONITORING'::text, 'RESOLVED'::text]))),
     CONSTRAINT status_incident_title_check CHECK (((btrim(title) <> ''::text) AND (length(title) <= 500))),
-    CONSTRAINT status_incident_updates_check CHECK (public.statusdb_is_status_update_list(updates))
+    CONSTRAINT status_incident_updated_at_range_check CHECK (((updated_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (updated_at < '9999-12-31 00:00:00+00'::timestamp with time zone))),
+    CONSTRAINT status_incident_updates_readable_check CHECK (public.statusdb_is_readable_timeline(updates))
 );
 
 --
@@ -5108,6 +5219,12 @@ COMMENT ON COLUMN public.status_incident.resolved_at IS 'Set exactly while the s
 COMMENT ON COLUMN public.status_incident.updates IS 'The timeline: a JSON array of {timestamp, status, message}, oldest first, appended atomically.';
 
 --
+-- Name: CONSTRAINT status_incident_updates_readable_check ON status_incident; Type: COMMENT; Schema: public
+--
+
+COMMENT ON CONSTRAINT status_incident_updates_readable_check ON public.status_incident IS 'Every timeline entry is readable: ISO timestamp, known status, message <= 10,000 chars; at most 500 entries.';
+
+--
 -- Name: status_incident_postmortem; Type: TABLE; Schema: public
 --
 
@@ -5119,6 +5236,7 @@ CREATE TABLE public.status_incident_postmortem (
     written_by_id text NOT NULL,
     CONSTRAINT status_incident_postmortem_body_check CHECK (((btrim(body) <> ''::text) AND (length(body) <= 100000))),
     CONSTRAINT status_incident_postmortem_revision_check CHECK ((revision >= 1)),
+    CONSTRAINT status_incident_postmortem_written_at_range_check CHECK (((written_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (written_at < '9999-12-31 00:00:00+00'::timestamp with time zone))),
     CONSTRAINT status_incident_postmortem_written_by_id_check CHECK (((btrim(written_by_id) <> ''::text) AND (length(written_by_id) <= 200)))
 );
 
@@ -5249,10 +5367,13 @@ CREATE TABLE public.status_incident_template (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     CONSTRAINT status_incident_template_affected_component_ids_check CHECK (((array_position(affected_component_ids, NULL::text) IS NULL) AND (cardinality(affected_component_ids) <= 1000))),
+    CONSTRAINT status_incident_template_created_at_range_check CHECK (((created_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (created_at < '9999-12-31 00:00:00+00'::timestamp with time zone))),
+    CONSTRAINT status_incident_template_id_length_check CHECK ((length(id) <= 200)),
     CONSTRAINT status_incident_template_message_check CHECK (((btrim(message) <> ''::text) AND (length(message) <= 10000))),
     CONSTRAINT status_incident_template_name_check CHECK (((btrim(name) <> ''::text) AND (length(name) <= 200))),
     CONSTRAINT status_incident_template_severity_check CHECK ((severity = ANY (ARRAY['MINOR'::text, 'MAJOR'::text, 'CRITICAL'::text]))),
-    CONSTRAINT status_incident_template_title_check CHECK (((btrim(title) <> ''::text) AND (length(title) <= 500)))
+    CONSTRAINT status_incident_template_title_check CHECK (((btrim(title) <> ''::text) AND (length(title) <= 500))),
+    CONSTRAINT status_incident_template_updated_at_range_check CHECK (((updated_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (updated_at < '9999-12-31 00:00:00+00'::timestamp with time zone)))
 );
 
 --
@@ -5352,11 +5473,17 @@ CREATE TABLE public.status_page (
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     time_zone text DEFAULT 'UTC'::text NOT NULL,
     CONSTRAINT status_page_access_token_hash_check CHECK (((access_token_hash IS NULL) OR (octet_length(access_token_hash) = 32))),
+    CONSTRAINT status_page_created_at_range_check CHECK (((created_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (created_at < '9999-12-31 00:00:00+00'::timestamp with time zone))),
     CONSTRAINT status_page_created_by_id_check CHECK ((btrim(created_by_id) <> ''::text)),
+    CONSTRAINT status_page_created_by_id_length_check CHECK ((length(created_by_id) <= 200)),
+    CONSTRAINT status_page_description_length_check CHECK ((length(description) <= 10000)),
+    CONSTRAINT status_page_id_length_check CHECK ((length(id) <= 200)),
     CONSTRAINT status_page_name_check CHECK (((btrim(name) <> ''::text) AND (length(name) <= 200))),
     CONSTRAINT status_page_private_needs_token CHECK ((is_public OR (access_token_hash IS NOT NULL))),
     CONSTRAINT status_page_slug_check CHECK (((slug ~ '^[a-z0-9]+(-[a-z0-9]+)*$'::text) AND (length(slug) <= 100))),
-    CONSTRAINT status_page_time_zone_check CHECK (((length(time_zone) <= 64) AND ((time_zone = 'UTC'::text) OR (time_zone ~ '^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)+$'::text))))
+    CONSTRAINT status_page_time_zone_check CHECK (((length(time_zone) <= 64) AND ((time_zone = 'UTC'::text) OR (time_zone ~ '^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)+$'::text)))),
+    CONSTRAINT status_page_time_zone_iana_check CHECK (((time_zone = 'UTC'::text) OR (time_zone ~ '^Etc/GMT(0|[+-]([0-9]|1[0-2])|-1[34])$'::text) OR ((time_zone ~ '^[A-Za-z][A-Za-z_-]*(/[A-Za-z][A-Za-z_-]*)+$'::text) AND (time_zone !~* '^(posix|right)/'::text)))),
+    CONSTRAINT status_page_updated_at_range_check CHECK (((updated_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (updated_at < '9999-12-31 00:00:00+00'::timestamp with time zone)))
 );
 
 --
@@ -5432,6 +5559,12 @@ COMMENT ON COLUMN public.status_page.updated_at IS 'When the row last changed (k
 COMMENT ON COLUMN public.status_page.time_zone IS 'IANA time zone of the page (a name with a ''/'', or UTC): uptime.daily counts calendar days from its local midnights.';
 
 --
+-- Name: CONSTRAINT status_page_time_zone_iana_check ON status_page; Type: COMMENT; Schema: public
+--
+
+COMMENT ON CONSTRAINT status_page_time_zone_iana_check ON public.status_page IS 'The time zone is an IANA name (UTC, Etc/GMT-14..+12, or letter-only parts with a /), never a POSIX spec PostgreSQL would read as a fixed offset.';
+
+--
 -- Name: status_page_component; Type: TABLE; Schema: public
 --
 
@@ -5449,10 +5582,15 @@ CREATE TABLE public.status_page_component (
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     manual_status text DEFAULT 'OPERATIONAL'::text NOT NULL,
     group_id text,
+    CONSTRAINT status_page_component_created_at_range_check CHECK (((created_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (created_at < '9999-12-31 00:00:00+00'::timestamp with time zone))),
     CONSTRAINT status_page_component_current_status_check CHECK ((current_status = ANY (ARRAY['MAJOR_OUTAGE'::text, 'PARTIAL_OUTAGE'::text, 'DEGRADED_PERFORMANCE'::text, 'UNDER_MAINTENANCE'::text, 'OPERATIONAL'::text]))),
+    CONSTRAINT status_page_component_description_length_check CHECK ((length(description) <= 10000)),
+    CONSTRAINT status_page_component_id_length_check CHECK ((length(id) <= 200)),
     CONSTRAINT status_page_component_manual_status_check CHECK ((manual_status = ANY (ARRAY['MAJOR_OUTAGE'::text, 'PARTIAL_OUTAGE'::text, 'DEGRADED_PERFORMANCE'::text, 'UNDER_MAINTENANCE'::text, 'OPERATIONAL'::text]))),
     CONSTRAINT status_page_component_name_check CHECK (((btrim(name) <> ''::text) AND (length(name) <= 200))),
-    CONSTRAINT status_page_component_service_identifier_check CHECK (((service_identifier IS NULL) OR ((btrim(service_identifier) <> ''::text) AND (length(service_identifier) <= 200))))
+    CONSTRAINT status_page_component_service_identifier_check CHECK (((service_identifier IS NULL) OR ((btrim(service_identifier) <> ''::text) AND (length(service_identifier) <= 200)))),
+    CONSTRAINT status_page_component_status_updated_at_range_check CHECK (((status_updated_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (status_updated_at < '9999-12-31 00:00:00+00'::timestamp with time zone))),
+    CONSTRAINT status_page_component_updated_at_range_check CHECK (((updated_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (updated_at < '9999-12-31 00:00:00+00'::timestamp with time zone)))
 );
 
 --
@@ -5559,6 +5697,7 @@ CREATE TABLE public.status_page_snapshot (
     window_scheduled boolean[] NOT NULL,
     groups json NOT NULL,
     CONSTRAINT status_page_snapshot_scheduled_check CHECK ((cardinality(array_positions(window_scheduled, true)) <= 255)),
+    CONSTRAINT status_page_snapshot_updated_at_range_check CHECK (((updated_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (updated_at < '9999-12-31 00:00:00+00'::timestamp with time zone))),
     CONSTRAINT status_page_snapshot_windows_check CHECK (((cardinality(window_starts) = cardinality(window_scheduled)) AND (json_array_length(windows) = cardinality(window_starts))))
 );
 
@@ -5781,7 +5920,10 @@ CREATE TABLE public.team (
     name text NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT team_name_check CHECK (((btrim(name) <> ''::text) AND (length(name) <= 200)))
+    CONSTRAINT team_created_at_range_check CHECK (((created_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (created_at < '9999-12-31 00:00:00+00'::timestamp with time zone))),
+    CONSTRAINT team_id_length_check CHECK ((length(id) <= 200)),
+    CONSTRAINT team_name_check CHECK (((btrim(name) <> ''::text) AND (length(name) <= 200))),
+    CONSTRAINT team_updated_at_range_check CHECK (((updated_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (updated_at < '9999-12-31 00:00:00+00'::timestamp with time zone)))
 );
 
 --
@@ -8089,7 +8231,7 @@ GRANT SELECT ON TABLE public.component_group_status_change TO statusdb_app;
 -- Name: TABLE delivery_attempt; Type: ACL; Schema: public
 --
 
-GRANT SELECT,DELETE ON TABLE public.delivery_attempt TO statusdb_app;
+GRANT SELECT ON TABLE public.delivery_attempt TO statusdb_app;
 
 --
 -- Name: COLUMN delivery_attempt.id; Type: ACL; Schema: public

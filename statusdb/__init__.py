@@ -45,6 +45,7 @@ from statusdb import (
 from statusdb.domain import destinations, recurrence, types
 from statusdb.errors import (
     Conflict,
+    DataCorrupt,
     InvalidInput,
     NotFound,
     NotMigrated,
@@ -64,6 +65,7 @@ except _metadata.PackageNotFoundError:  # run from a source tree that was never 
 #: The error classes and the public modules.
 __all__ = [
     "Conflict",
+    "DataCorrupt",
     "InvalidInput",
     "NotFound",
     "NotMigrated",

@@ -37,6 +37,11 @@ class Retryable(StatusdbError):
     """A transient failure (serialization failure, deadlock, lost connection): retry the call."""
 
 
+class DataCorrupt(StatusdbError):
+    """A stored value statusdb cannot read (written around the database's constraints, or
+    before they existed): not the caller's input; the row needs repair."""
+
+
 #: Messages for constraint violations, by constraint name.
 CONSTRAINT_MESSAGES: Final[dict[str, tuple[type[StatusdbError], str]]] = {
     # team / incident
@@ -68,6 +73,11 @@ CONSTRAINT_MESSAGES: Final[dict[str, tuple[type[StatusdbError], str]]] = {
         InvalidInput,
         "time_zone must be an IANA time zone name this database knows, with a '/' or UTC "
         "(for example 'Europe/Berlin', 'America/New_York' or 'UTC')",
+    ),
+    "status_page_time_zone_iana_check": (
+        InvalidInput,
+        "time_zone must be a name of the IANA time zone database (for example "
+        "'Europe/Berlin'); POSIX time zone specs such as 'Europe/Berlin+1' are refused",
     ),
     "status_page_access_token_hash_check": (
         InvalidInput,
@@ -399,6 +409,11 @@ CONSTRAINT_MESSAGES: Final[dict[str, tuple[type[StatusdbError], str]]] = {
         InvalidInput,
         "updates must be a JSON array of {timestamp, status, message} objects",
     ),
+    "status_incident_updates_readable_check": (
+        InvalidInput,
+        "every timeline entry needs an ISO 8601 timestamp (2026-01-31T12:00:00Z), a known "
+        "status and a message of at most 10000 characters; a timeline holds at most 500 entries",
+    ),
     "status_incident_affected_component_ids_check": (
         InvalidInput,
         "affected_component_ids must not contain null",
@@ -505,6 +520,88 @@ _RESTRICT_MESSAGES: Final[dict[str, str]] = {
 
 _ID_IMMUTABLE: Final = "_id_immutable"
 
+#: Migration 0024's checks, one per column: timestamps every reader can read
+#: (<table>_<column>_range_check) and text sizes (<table>_<column>_length_check).
+_RANGE_CHECKED: Final[dict[str, tuple[str, ...]]] = {
+    "team": ("created_at", "updated_at"),
+    "incident": ("created_at", "updated_at", "resolved_at"),
+    "status_page": ("created_at", "updated_at"),
+    "status_page_component": ("created_at", "updated_at", "status_updated_at"),
+    "component_group": ("created_at", "updated_at", "status_updated_at"),
+    "status_incident": ("created_at", "updated_at", "resolved_at"),
+    "status_incident_postmortem": ("written_at",),
+    "status_incident_template": ("created_at", "updated_at"),
+    "maintenance_window": (
+        "start_time",
+        "end_time",
+        "recurrence_start",
+        "created_at",
+        "updated_at",
+    ),
+    "maintenance_window_scheduler_error": ("first_failed_at", "last_failed_at"),
+    "status_change": ("changed_at", "notified_at", "lease_expires_at"),
+    "component_group_status_change": ("changed_at",),
+    "notification_event": ("created_at", "occurrence_start", "notified_at", "lease_expires_at"),
+    "status_subscriber": ("created_at", "updated_at", "verify_token_expires_at", "deactivated_at"),
+    "delivery_attempt": ("attempted_at", "next_attempt_at", "lease_expires_at"),
+    "status_page_snapshot": ("updated_at",),
+}
+_LENGTH_CHECKED: Final[dict[tuple[str, str], int]] = {
+    **{
+        (table, "id"): 200
+        for table in (
+            "team",
+            "incident",
+            "status_page",
+            "status_page_component",
+            "component_group",
+            "status_incident",
+            "status_incident_template",
+            "maintenance_window",
+            "status_subscriber",
+            "delivery_attempt",
+        )
+    },
+    ("status_page", "created_by_id"): 200,
+    ("status_page", "description"): 10_000,
+    ("status_page_component", "description"): 10_000,
+    ("status_incident", "message"): 10_000,
+    ("maintenance_window", "created_by_id"): 200,
+    ("maintenance_window", "description"): 10_000,
+    ("maintenance_window", "time_zone"): 100,
+    ("notification_event", "lease_owner"): 200,
+    ("status_change", "lease_owner"): 200,
+}
+CONSTRAINT_MESSAGES.update(
+    {
+        f"{table}_{column}_range_check": (
+            InvalidInput,
+            f"{column} must be a finite time from 0001-01-02 to 9999-12-30 (UTC)",
+        )
+        for table, columns in _RANGE_CHECKED.items()
+        for column in columns
+    }
+)
+CONSTRAINT_MESSAGES.update(
+    {
+        f"{table}_{column}_length_check": (
+            InvalidInput,
+            f"{column} must be at most {bound} characters",
+        )
+        for (table, column), bound in _LENGTH_CHECKED.items()
+    }
+)
+
+
+#: How psycopg's loaders (client side, always English: not the server's translated text) say
+#: that a value the server sent has no Python form; its dumpers' errors (a NUL in a str) are
+#: the caller's input and stay InvalidInput.
+_UNLOADABLE: Final = re.compile(r"too (large|small) \((after|before) year|can't parse ")
+
+
+def _unloadable(exc: psycopg.Error) -> bool:
+    return _UNLOADABLE.search(str(exc)) is not None
+
 
 def translate(exc: psycopg.Error, *, deleting: bool = False) -> StatusdbError:
     """Turn a psycopg error into the statusdb error a caller can act on.
@@ -547,6 +644,10 @@ def translate(exc: psycopg.Error, *, deleting: bool = False) -> StatusdbError:
         return InvalidInput(exc.diag.message_primary or str(exc))
     if isinstance(exc, pg_errors.IntegrityError):
         return Conflict(exc.diag.message_primary or str(exc))
+    if isinstance(exc, psycopg.DataError) and exc.sqlstate is None and _unloadable(exc):
+        # Raised by psycopg itself, loading a value the server sent (a timestamp beyond
+        # Python's years 1-9999, say): the stored data is unreadable, not the caller's input.
+        return DataCorrupt(f"a stored value cannot be read: {exc}")
     if isinstance(exc, pg_errors.DataError | psycopg.DataError):
         return InvalidInput(f"invalid value: {exc.diag.message_primary or exc}")
     if isinstance(

@@ -66,12 +66,18 @@ _row = class_row(StatusPage)
 #: the zone and stores its canonical spelling.
 TIME_ZONE_MAX: Final = 64
 _TIME_ZONE = re.compile(r"UTC|[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)+")
+#: As status_page_time_zone_iana_check (migration 0024), case aside (the database stores the
+#: canonical spelling): IANA names only, never a POSIX spec such as 'Europe/Berlin+1'.
+_IANA_ZONE = re.compile(
+    r"UTC|Etc/GMT(0|[+-]([0-9]|1[0-2])|-1[34])|(?!(posix|right)/)[A-Za-z][A-Za-z_-]*(/[A-Za-z][A-Za-z_-]*)+",
+    re.IGNORECASE,
+)
 
 
 def _time_zone(value: str) -> str:
     """A page time zone, checked for shape (InvalidInput); the database checks the rest."""
     validate.text("time_zone", value, max_length=TIME_ZONE_MAX)
-    if _TIME_ZONE.fullmatch(value) is None:
+    if _TIME_ZONE.fullmatch(value) is None or _IANA_ZONE.fullmatch(value) is None:
         raise InvalidInput(
             f"time_zone {value!r} is not an IANA time zone name "
             "(for example 'Europe/Berlin', 'America/New_York' or 'UTC')"

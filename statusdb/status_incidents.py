@@ -42,13 +42,17 @@ from statusdb.domain.types import (
     StatusIncidentStatus,
     StatusUpdate,
 )
-from statusdb.errors import InvalidInput, NotFound, StatusdbError
+from statusdb.errors import DataCorrupt, InvalidInput, NotFound
 
 TITLE_MAX: Final = 500
 """As the table's CHECK (status_incident_title_check)."""
 
 MESSAGE_MAX: Final = 10_000
 """A status message is prose for readers, not a log dump; bounded so one row stays small."""
+
+UPDATES_MAX: Final = 500
+"""Entries a timeline holds at most (statusdb_is_readable_timeline, migration 0024): the
+database refuses the 501st update as InvalidInput."""
 
 HISTORY_MAX_DAYS: Final = 36_500
 """History reaches back at most a century: keeps `days` a sane integer interval."""
@@ -73,7 +77,7 @@ def _parse_timestamp(value: object) -> dt.datetime:
             pass
         else:
             return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=_UTC)
-    raise StatusdbError(f"a status incident update has an unreadable timestamp: {value!r}")
+    raise DataCorrupt(f"a status incident update has an unreadable timestamp: {value!r}")
 
 
 def _decode_update(item: StatusUpdate | Mapping[str, Any]) -> StatusUpdate:

@@ -51,7 +51,7 @@ from statusdb.domain.types import (
     StatusUpdate,
     worst_status,
 )
-from statusdb.errors import InvalidInput
+from statusdb.errors import DataCorrupt, InvalidInput, StatusdbError
 from statusdb.status_incidents import decode_updates
 
 _T = TypeVar("_T")
@@ -336,15 +336,27 @@ def _decode(
     )
 
 
+def _decoded(**row: Any) -> PageView:
+    """`_decode`, with a value Python cannot read (written around the database's checks, or
+    before migration 0024 made them) reported as DataCorrupt, never as a ValueError."""
+    try:
+        return _decode(**row)
+    except DataCorrupt:
+        raise
+    except (ValueError, TypeError, KeyError, OverflowError, StatusdbError) as exc:
+        slug = row.get("slug")
+        raise DataCorrupt(f"page {slug!r} holds a value that cannot be read: {exc}") from exc
+
+
 def _answer(*, not_modified: bool, **row: Any) -> PageView | NotModified:
     if not_modified:  # the body columns are null: nothing to decode
         return NotModified(row["version"], row["fresh_until"])
-    return _decode(**row)
+    return _decoded(**row)
 
 
 _row = kwargs_row(_answer)
 #: page_view_at's rows: always a body (a past view has no conditional form).
-_row_at = kwargs_row(_decode)
+_row_at = kwargs_row(_decoded)
 
 
 def _page_view(

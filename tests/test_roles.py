@@ -67,6 +67,9 @@ OWNER_ONLY_TABLES = (
 )
 #: Append-only (0022): statusdb_app reads and inserts; updates and deletes are refused anyway.
 APPEND_ONLY_TABLES = ("status_incident_postmortem",)
+#: The backend records and updates these, but may not delete them (0024: hiding delivery
+#: failures is refused by privilege; retention runs as the owner).
+NO_DELETE_TABLES = ("delivery_attempt",)
 
 
 def as_user(dsn: str, user: str) -> str:
@@ -398,6 +401,12 @@ def test_every_table_is_granted_and_every_definer_function_is_locked_down(conn: 
                 "SELECT has_table_privilege('statusdb_app', %s, 'UPDATE, DELETE')", (table,)
             ).fetchone()
             assert row == (False,), f"{table} is append-only"
+        if table in NO_DELETE_TABLES:
+            privileges = privileges - {"DELETE"}
+            row = conn.execute(
+                "SELECT has_table_privilege('statusdb_app', %s, 'DELETE')", (table,)
+            ).fetchone()
+            assert row == (False,), f"{table}: the backend may not delete"
         for privilege in privileges:
             row = conn.execute(
                 "SELECT has_table_privilege('statusdb_app', %s, %s)"

@@ -222,7 +222,7 @@ REFUSALS = [
         "VALUES ('p', 'x', 'MINOR', '{c2}')",
     ),
     (
-        "status_incident_updates_check",
+        "status_incident_updates_readable_check",  # 0024 (was status_incident_updates_check)
         "INSERT INTO status_incident (status_page_id, title, severity, updates) "
         "VALUES ('p', 'x', 'MINOR', '{\"not\": \"an array\"}')",
     ),

@@ -22,10 +22,14 @@ CREATE TABLE public.component_group (
     CONSTRAINT component_group_status_page_id_name_key UNIQUE (status_page_id, name),
     CONSTRAINT component_group_parent_id_fkey FOREIGN KEY (parent_id, status_page_id) REFERENCES public.component_group(id, status_page_id) ON DELETE SET NULL (parent_id),
     CONSTRAINT component_group_status_page_id_fkey FOREIGN KEY (status_page_id) REFERENCES public.status_page(id) ON DELETE CASCADE,
+    CONSTRAINT component_group_created_at_range_check CHECK (created_at >= '0001-01-02 00:00:00+00'::timestamp with time zone AND created_at < '9999-12-31 00:00:00+00'::timestamp with time zone),
     CONSTRAINT component_group_current_status_check CHECK (current_status = ANY (ARRAY['MAJOR_OUTAGE'::text, 'PARTIAL_OUTAGE'::text, 'DEGRADED_PERFORMANCE'::text, 'UNDER_MAINTENANCE'::text, 'OPERATIONAL'::text])),
     CONSTRAINT component_group_description_check CHECK (length(description) <= 10000),
+    CONSTRAINT component_group_id_length_check CHECK (length(id) <= 200),
     CONSTRAINT component_group_name_check CHECK (btrim(name) <> ''::text AND length(name) <= 200),
-    CONSTRAINT component_group_parent_id_check CHECK (parent_id <> id)
+    CONSTRAINT component_group_parent_id_check CHECK (parent_id <> id),
+    CONSTRAINT component_group_status_updated_at_range_check CHECK (status_updated_at >= '0001-01-02 00:00:00+00'::timestamp with time zone AND status_updated_at < '9999-12-31 00:00:00+00'::timestamp with time zone),
+    CONSTRAINT component_group_updated_at_range_check CHECK (updated_at >= '0001-01-02 00:00:00+00'::timestamp with time zone AND updated_at < '9999-12-31 00:00:00+00'::timestamp with time zone)
 );
 
 -- Indexes (those of the constraints above are theirs).

@@ -22,9 +22,13 @@ CREATE TABLE public.delivery_attempt (
     CONSTRAINT delivery_attempt_notification_key_subscriber_id_attempt_key UNIQUE (notification_key, subscriber_id, attempt),
     CONSTRAINT delivery_attempt_subscriber_id_fkey FOREIGN KEY (subscriber_id) REFERENCES public.status_subscriber(id) ON DELETE CASCADE,
     CONSTRAINT delivery_attempt_attempt_check CHECK (attempt >= 1 AND attempt <= 1000),
+    CONSTRAINT delivery_attempt_attempted_at_range_check CHECK (attempted_at >= '0001-01-02 00:00:00+00'::timestamp with time zone AND attempted_at < '9999-12-31 00:00:00+00'::timestamp with time zone),
     CONSTRAINT delivery_attempt_error_check CHECK (error IS NULL OR outcome <> 'DELIVERED'::text AND length(error) <= 1000),
+    CONSTRAINT delivery_attempt_id_length_check CHECK (length(id) <= 200),
     CONSTRAINT delivery_attempt_lease_check CHECK ((lease_owner IS NULL) = (lease_expires_at IS NULL) AND (lease_owner IS NULL OR next_attempt_at IS NOT NULL AND length(lease_owner) <= 200)),
+    CONSTRAINT delivery_attempt_lease_expires_at_range_check CHECK (lease_expires_at >= '0001-01-02 00:00:00+00'::timestamp with time zone AND lease_expires_at < '9999-12-31 00:00:00+00'::timestamp with time zone),
     CONSTRAINT delivery_attempt_next_attempt_at_check CHECK (next_attempt_at IS NULL OR outcome = 'FAILED_TEMPORARY'::text),
+    CONSTRAINT delivery_attempt_next_attempt_at_range_check CHECK (next_attempt_at >= '0001-01-02 00:00:00+00'::timestamp with time zone AND next_attempt_at < '9999-12-31 00:00:00+00'::timestamp with time zone),
     CONSTRAINT delivery_attempt_notification_key_check CHECK (btrim(notification_key) <> ''::text AND length(notification_key) <= 200),
     CONSTRAINT delivery_attempt_outcome_check CHECK (outcome = ANY (ARRAY['DELIVERED'::text, 'FAILED_TEMPORARY'::text, 'FAILED_PERMANENT'::text])),
     CONSTRAINT delivery_attempt_payload_check CHECK (payload IS NULL OR octet_length(payload::text) <= 16384)

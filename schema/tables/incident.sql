@@ -18,11 +18,15 @@ CREATE TABLE public.incident (
     resolved_at timestamp with time zone,
     CONSTRAINT incident_pkey PRIMARY KEY (id),
     CONSTRAINT incident_team_id_fkey FOREIGN KEY (team_id) REFERENCES public.team(id) ON DELETE RESTRICT,
+    CONSTRAINT incident_created_at_range_check CHECK (created_at >= '0001-01-02 00:00:00+00'::timestamp with time zone AND created_at < '9999-12-31 00:00:00+00'::timestamp with time zone),
+    CONSTRAINT incident_id_length_check CHECK (length(id) <= 200),
     CONSTRAINT incident_priority_check CHECK (priority = ANY (ARRAY['CRITICAL'::text, 'HIGH'::text, 'MEDIUM'::text, 'LOW'::text, 'INFO'::text])),
     CONSTRAINT incident_resolved_at_check CHECK ((status = ANY (ARRAY['RESOLVED'::text, 'CLOSED'::text])) = (resolved_at IS NOT NULL)),
+    CONSTRAINT incident_resolved_at_range_check CHECK (resolved_at >= '0001-01-02 00:00:00+00'::timestamp with time zone AND resolved_at < '9999-12-31 00:00:00+00'::timestamp with time zone),
     CONSTRAINT incident_service_identifier_check CHECK (service_identifier IS NULL OR btrim(service_identifier) <> ''::text AND length(service_identifier) <= 200),
     CONSTRAINT incident_status_check CHECK (status = ANY (ARRAY['OPEN'::text, 'ACKNOWLEDGED'::text, 'RESOLVED'::text, 'CLOSED'::text])),
-    CONSTRAINT incident_title_check CHECK (btrim(title) <> ''::text AND length(title) <= 500)
+    CONSTRAINT incident_title_check CHECK (btrim(title) <> ''::text AND length(title) <= 500),
+    CONSTRAINT incident_updated_at_range_check CHECK (updated_at >= '0001-01-02 00:00:00+00'::timestamp with time zone AND updated_at < '9999-12-31 00:00:00+00'::timestamp with time zone)
 );
 
 -- Indexes (those of the constraints above are theirs).

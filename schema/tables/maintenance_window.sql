@@ -26,15 +26,24 @@ CREATE TABLE public.maintenance_window (
     reminder_lead interval DEFAULT '01:00:00'::interval NOT NULL,
     CONSTRAINT maintenance_window_pkey PRIMARY KEY (id),
     CONSTRAINT maintenance_window_status_page_id_fkey FOREIGN KEY (status_page_id) REFERENCES public.status_page(id) ON DELETE CASCADE,
+    CONSTRAINT maintenance_window_created_at_range_check CHECK (created_at >= '0001-01-02 00:00:00+00'::timestamp with time zone AND created_at < '9999-12-31 00:00:00+00'::timestamp with time zone),
     CONSTRAINT maintenance_window_created_by_id_check CHECK (btrim(created_by_id) <> ''::text),
+    CONSTRAINT maintenance_window_created_by_id_length_check CHECK (length(created_by_id) <= 200),
+    CONSTRAINT maintenance_window_description_length_check CHECK (length(description) <= 10000),
+    CONSTRAINT maintenance_window_end_time_range_check CHECK (end_time >= '0001-01-02 00:00:00+00'::timestamp with time zone AND end_time < '9999-12-31 00:00:00+00'::timestamp with time zone),
+    CONSTRAINT maintenance_window_id_length_check CHECK (length(id) <= 200),
     CONSTRAINT maintenance_window_recurrence_local_start_check CHECK (recurrence_local_start IS NULL OR recurrence_rule IS NOT NULL),
     CONSTRAINT maintenance_window_recurrence_rule_check CHECK (recurrence_rule IS NULL OR recurrence_rule ~ 'FREQ='::text AND length(recurrence_rule) <= 1000),
     CONSTRAINT maintenance_window_recurrence_rule_syntax_check CHECK (recurrence_rule IS NULL OR recurrence_rule ~ '^[A-Z]+=[A-Z0-9,+-]+(;[A-Z]+=[A-Z0-9,+-]+)*$'::text AND recurrence_rule ~ '(^|;)FREQ=(YEARLY|MONTHLY|WEEKLY|DAILY|HOURLY)(;|$)'::text AND recurrence_rule !~ '(^|;)UNTIL=[^;]*[^Z;](;|$)'::text AND NOT (recurrence_rule ~ '(^|;)COUNT='::text AND recurrence_rule ~ '(^|;)UNTIL='::text) AND recurrence_rule !~ '(^|;)(COUNT|INTERVAL)=0+(;|$)'::text),
     CONSTRAINT maintenance_window_recurrence_start_check CHECK ((recurrence_rule IS NULL) = (recurrence_start IS NULL) AND (recurrence_start IS NULL OR recurrence_start <= start_time)),
+    CONSTRAINT maintenance_window_recurrence_start_range_check CHECK (recurrence_start >= '0001-01-02 00:00:00+00'::timestamp with time zone AND recurrence_start < '9999-12-31 00:00:00+00'::timestamp with time zone),
     CONSTRAINT maintenance_window_reminder_lead_check CHECK (reminder_lead >= '00:00:00'::interval AND reminder_lead <= '7 days'::interval),
+    CONSTRAINT maintenance_window_start_time_range_check CHECK (start_time >= '0001-01-02 00:00:00+00'::timestamp with time zone AND start_time < '9999-12-31 00:00:00+00'::timestamp with time zone),
     CONSTRAINT maintenance_window_status_check CHECK (status = ANY (ARRAY['SCHEDULED'::text, 'IN_PROGRESS'::text, 'COMPLETED'::text, 'CANCELLED'::text])),
     CONSTRAINT maintenance_window_time_range_check CHECK (end_time > start_time),
-    CONSTRAINT maintenance_window_title_check CHECK (btrim(title) <> ''::text AND length(title) <= 500)
+    CONSTRAINT maintenance_window_time_zone_length_check CHECK (length(time_zone) <= 100),
+    CONSTRAINT maintenance_window_title_check CHECK (btrim(title) <> ''::text AND length(title) <= 500),
+    CONSTRAINT maintenance_window_updated_at_range_check CHECK (updated_at >= '0001-01-02 00:00:00+00'::timestamp with time zone AND updated_at < '9999-12-31 00:00:00+00'::timestamp with time zone)
 );
 
 -- Indexes (those of the constraints above are theirs).

@@ -15,7 +15,9 @@ CREATE TABLE public.maintenance_window_scheduler_error (
     CONSTRAINT maintenance_window_scheduler_error_pkey PRIMARY KEY (maintenance_window_id),
     CONSTRAINT maintenance_window_scheduler_error_maintenance_window_id_fkey FOREIGN KEY (maintenance_window_id) REFERENCES public.maintenance_window(id) ON DELETE CASCADE,
     CONSTRAINT maintenance_window_scheduler_error_error_check CHECK (length(error) <= 2000),
-    CONSTRAINT maintenance_window_scheduler_error_failures_check CHECK (failures >= 1)
+    CONSTRAINT maintenance_window_scheduler_error_failures_check CHECK (failures >= 1),
+    CONSTRAINT maintenance_window_scheduler_error_first_failed_at_range_check CHECK (first_failed_at >= '0001-01-02 00:00:00+00'::timestamp with time zone AND first_failed_at < '9999-12-31 00:00:00+00'::timestamp with time zone),
+    CONSTRAINT maintenance_window_scheduler_error_last_failed_at_range_check CHECK (last_failed_at >= '0001-01-02 00:00:00+00'::timestamp with time zone AND last_failed_at < '9999-12-31 00:00:00+00'::timestamp with time zone)
 );
 
 -- Row-level security.

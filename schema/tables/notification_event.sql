@@ -26,9 +26,14 @@ CREATE TABLE public.notification_event (
     CONSTRAINT notification_event_maintenance_window_id_fkey FOREIGN KEY (maintenance_window_id) REFERENCES public.maintenance_window(id) ON DELETE CASCADE,
     CONSTRAINT notification_event_status_incident_id_fkey FOREIGN KEY (status_incident_id) REFERENCES public.status_incident(id) ON DELETE CASCADE,
     CONSTRAINT notification_event_status_page_id_fkey FOREIGN KEY (status_page_id) REFERENCES public.status_page(id) ON DELETE CASCADE,
+    CONSTRAINT notification_event_created_at_range_check CHECK (created_at >= '0001-01-02 00:00:00+00'::timestamp with time zone AND created_at < '9999-12-31 00:00:00+00'::timestamp with time zone),
     CONSTRAINT notification_event_kind_check CHECK (kind = ANY (ARRAY['incident_created'::text, 'incident_updated'::text, 'incident_resolved'::text, 'incident_reopened'::text, 'maintenance_scheduled'::text, 'maintenance_rescheduled'::text, 'maintenance_cancelled'::text, 'maintenance_reminder'::text, 'maintenance_started'::text, 'maintenance_completed'::text])),
     CONSTRAINT notification_event_lease_check CHECK ((lease_owner IS NULL) = (lease_expires_at IS NULL)),
+    CONSTRAINT notification_event_lease_expires_at_range_check CHECK (lease_expires_at >= '0001-01-02 00:00:00+00'::timestamp with time zone AND lease_expires_at < '9999-12-31 00:00:00+00'::timestamp with time zone),
+    CONSTRAINT notification_event_lease_owner_length_check CHECK (length(lease_owner) <= 200),
+    CONSTRAINT notification_event_notified_at_range_check CHECK (notified_at >= '0001-01-02 00:00:00+00'::timestamp with time zone AND notified_at < '9999-12-31 00:00:00+00'::timestamp with time zone),
     CONSTRAINT notification_event_notified_check CHECK ((notified_at IS NULL) = (outcome IS NULL)),
+    CONSTRAINT notification_event_occurrence_start_range_check CHECK (occurrence_start >= '0001-01-02 00:00:00+00'::timestamp with time zone AND occurrence_start < '9999-12-31 00:00:00+00'::timestamp with time zone),
     CONSTRAINT notification_event_outcome_check CHECK (outcome = ANY (ARRAY['NOTIFIED'::text, 'MUTED'::text, 'OBSOLETE'::text])),
     CONSTRAINT notification_event_subject_check CHECK (
 CASE

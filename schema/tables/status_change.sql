@@ -26,9 +26,13 @@ CREATE TABLE public.status_change (
     CONSTRAINT status_change_component_id_fkey FOREIGN KEY (component_id) REFERENCES public.status_page_component(id) ON DELETE CASCADE,
     CONSTRAINT status_change_status_page_id_fkey FOREIGN KEY (status_page_id) REFERENCES public.status_page(id) ON DELETE CASCADE,
     CONSTRAINT status_change_cause_check CHECK (cause = ANY (ARRAY['INCIDENT'::text, 'MAINTENANCE'::text, 'MANUAL'::text])),
+    CONSTRAINT status_change_changed_at_range_check CHECK (changed_at >= '0001-01-02 00:00:00+00'::timestamp with time zone AND changed_at < '9999-12-31 00:00:00+00'::timestamp with time zone),
     CONSTRAINT status_change_is_a_change_check CHECK (previous_status <> new_status),
     CONSTRAINT status_change_lease_check CHECK ((lease_owner IS NULL) = (lease_expires_at IS NULL)),
+    CONSTRAINT status_change_lease_expires_at_range_check CHECK (lease_expires_at >= '0001-01-02 00:00:00+00'::timestamp with time zone AND lease_expires_at < '9999-12-31 00:00:00+00'::timestamp with time zone),
+    CONSTRAINT status_change_lease_owner_length_check CHECK (length(lease_owner) <= 200),
     CONSTRAINT status_change_new_status_check CHECK (new_status = ANY (ARRAY['MAJOR_OUTAGE'::text, 'PARTIAL_OUTAGE'::text, 'DEGRADED_PERFORMANCE'::text, 'UNDER_MAINTENANCE'::text, 'OPERATIONAL'::text])),
+    CONSTRAINT status_change_notified_at_range_check CHECK (notified_at >= '0001-01-02 00:00:00+00'::timestamp with time zone AND notified_at < '9999-12-31 00:00:00+00'::timestamp with time zone),
     CONSTRAINT status_change_notified_check CHECK ((notified_at IS NULL) = (outcome IS NULL)),
     CONSTRAINT status_change_outcome_check CHECK (outcome = ANY (ARRAY['NOTIFIED'::text, 'FLAP'::text, 'MUTED'::text])),
     CONSTRAINT status_change_previous_status_check CHECK (previous_status = ANY (ARRAY['MAJOR_OUTAGE'::text, 'PARTIAL_OUTAGE'::text, 'DEGRADED_PERFORMANCE'::text, 'UNDER_MAINTENANCE'::text, 'OPERATIONAL'::text]))

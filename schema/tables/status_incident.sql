@@ -23,11 +23,16 @@ CREATE TABLE public.status_incident (
     CONSTRAINT status_incident_incident_id_fkey FOREIGN KEY (incident_id) REFERENCES public.incident(id) ON DELETE SET NULL,
     CONSTRAINT status_incident_status_page_id_fkey FOREIGN KEY (status_page_id) REFERENCES public.status_page(id) ON DELETE CASCADE,
     CONSTRAINT status_incident_affected_component_ids_check CHECK (array_position(affected_component_ids, NULL::text) IS NULL),
+    CONSTRAINT status_incident_created_at_range_check CHECK (created_at >= '0001-01-02 00:00:00+00'::timestamp with time zone AND created_at < '9999-12-31 00:00:00+00'::timestamp with time zone),
+    CONSTRAINT status_incident_id_length_check CHECK (length(id) <= 200),
+    CONSTRAINT status_incident_message_length_check CHECK (length(message) <= 10000),
     CONSTRAINT status_incident_resolved_at_check CHECK ((status = 'RESOLVED'::text) = (resolved_at IS NOT NULL)),
+    CONSTRAINT status_incident_resolved_at_range_check CHECK (resolved_at >= '0001-01-02 00:00:00+00'::timestamp with time zone AND resolved_at < '9999-12-31 00:00:00+00'::timestamp with time zone),
     CONSTRAINT status_incident_severity_check CHECK (severity = ANY (ARRAY['MINOR'::text, 'MAJOR'::text, 'CRITICAL'::text])),
     CONSTRAINT status_incident_status_check CHECK (status = ANY (ARRAY['INVESTIGATING'::text, 'IDENTIFIED'::text, 'MONITORING'::text, 'RESOLVED'::text])),
     CONSTRAINT status_incident_title_check CHECK (btrim(title) <> ''::text AND length(title) <= 500),
-    CONSTRAINT status_incident_updates_check CHECK (public.statusdb_is_status_update_list(updates))
+    CONSTRAINT status_incident_updated_at_range_check CHECK (updated_at >= '0001-01-02 00:00:00+00'::timestamp with time zone AND updated_at < '9999-12-31 00:00:00+00'::timestamp with time zone),
+    CONSTRAINT status_incident_updates_readable_check CHECK (public.statusdb_is_readable_timeline(updates))
 );
 
 -- Indexes (those of the constraints above are theirs).

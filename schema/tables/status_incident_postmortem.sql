@@ -16,6 +16,7 @@ CREATE TABLE public.status_incident_postmortem (
     CONSTRAINT status_incident_postmortem_status_incident_id_fkey FOREIGN KEY (status_incident_id) REFERENCES public.status_incident(id) ON DELETE CASCADE,
     CONSTRAINT status_incident_postmortem_body_check CHECK (btrim(body) <> ''::text AND length(body) <= 100000),
     CONSTRAINT status_incident_postmortem_revision_check CHECK (revision >= 1),
+    CONSTRAINT status_incident_postmortem_written_at_range_check CHECK (written_at >= '0001-01-02 00:00:00+00'::timestamp with time zone AND written_at < '9999-12-31 00:00:00+00'::timestamp with time zone),
     CONSTRAINT status_incident_postmortem_written_by_id_check CHECK (btrim(written_by_id) <> ''::text AND length(written_by_id) <= 200)
 );
 

@@ -20,10 +20,13 @@ CREATE TABLE public.status_incident_template (
     CONSTRAINT status_incident_template_status_page_id_name_key UNIQUE (status_page_id, name),
     CONSTRAINT status_incident_template_status_page_id_fkey FOREIGN KEY (status_page_id) REFERENCES public.status_page(id) ON DELETE CASCADE,
     CONSTRAINT status_incident_template_affected_component_ids_check CHECK (array_position(affected_component_ids, NULL::text) IS NULL AND cardinality(affected_component_ids) <= 1000),
+    CONSTRAINT status_incident_template_created_at_range_check CHECK (created_at >= '0001-01-02 00:00:00+00'::timestamp with time zone AND created_at < '9999-12-31 00:00:00+00'::timestamp with time zone),
+    CONSTRAINT status_incident_template_id_length_check CHECK (length(id) <= 200),
     CONSTRAINT status_incident_template_message_check CHECK (btrim(message) <> ''::text AND length(message) <= 10000),
     CONSTRAINT status_incident_template_name_check CHECK (btrim(name) <> ''::text AND length(name) <= 200),
     CONSTRAINT status_incident_template_severity_check CHECK (severity = ANY (ARRAY['MINOR'::text, 'MAJOR'::text, 'CRITICAL'::text])),
-    CONSTRAINT status_incident_template_title_check CHECK (btrim(title) <> ''::text AND length(title) <= 500)
+    CONSTRAINT status_incident_template_title_check CHECK (btrim(title) <> ''::text AND length(title) <= 500),
+    CONSTRAINT status_incident_template_updated_at_range_check CHECK (updated_at >= '0001-01-02 00:00:00+00'::timestamp with time zone AND updated_at < '9999-12-31 00:00:00+00'::timestamp with time zone)
 );
 
 -- Row-level security.

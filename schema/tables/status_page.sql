@@ -23,11 +23,17 @@ CREATE TABLE public.status_page (
     CONSTRAINT status_page_slug_key UNIQUE (slug),
     CONSTRAINT status_page_team_id_fkey FOREIGN KEY (team_id) REFERENCES public.team(id) ON DELETE RESTRICT,
     CONSTRAINT status_page_access_token_hash_check CHECK (access_token_hash IS NULL OR octet_length(access_token_hash) = 32),
+    CONSTRAINT status_page_created_at_range_check CHECK (created_at >= '0001-01-02 00:00:00+00'::timestamp with time zone AND created_at < '9999-12-31 00:00:00+00'::timestamp with time zone),
     CONSTRAINT status_page_created_by_id_check CHECK (btrim(created_by_id) <> ''::text),
+    CONSTRAINT status_page_created_by_id_length_check CHECK (length(created_by_id) <= 200),
+    CONSTRAINT status_page_description_length_check CHECK (length(description) <= 10000),
+    CONSTRAINT status_page_id_length_check CHECK (length(id) <= 200),
     CONSTRAINT status_page_name_check CHECK (btrim(name) <> ''::text AND length(name) <= 200),
     CONSTRAINT status_page_private_needs_token CHECK (is_public OR access_token_hash IS NOT NULL),
     CONSTRAINT status_page_slug_check CHECK (slug ~ '^[a-z0-9]+(-[a-z0-9]+)*$'::text AND length(slug) <= 100),
-    CONSTRAINT status_page_time_zone_check CHECK (length(time_zone) <= 64 AND (time_zone = 'UTC'::text OR time_zone ~ '^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)+$'::text))
+    CONSTRAINT status_page_time_zone_check CHECK (length(time_zone) <= 64 AND (time_zone = 'UTC'::text OR time_zone ~ '^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)+$'::text)),
+    CONSTRAINT status_page_time_zone_iana_check CHECK (time_zone = 'UTC'::text OR time_zone ~ '^Etc/GMT(0|[+-]([0-9]|1[0-2])|-1[34])$'::text OR time_zone ~ '^[A-Za-z][A-Za-z_-]*(/[A-Za-z][A-Za-z_-]*)+$'::text AND time_zone !~* '^(posix|right)/'::text),
+    CONSTRAINT status_page_updated_at_range_check CHECK (updated_at >= '0001-01-02 00:00:00+00'::timestamp with time zone AND updated_at < '9999-12-31 00:00:00+00'::timestamp with time zone)
 );
 
 -- Indexes (those of the constraints above are theirs).
@@ -86,6 +92,8 @@ CREATE OR REPLACE FUNCTION public.statusdb_status_page_check_time_zone()
  LANGUAGE plpgsql
  SET "TimeZone" TO 'UTC'
 AS $function$
+DECLARE
+    canonical text;
 BEGIN
     IF TG_OP = 'UPDATE' AND NEW.time_zone IS NOT DISTINCT FROM OLD.time_zone THEN
         RETURN NEW;
@@ -106,7 +114,17 @@ BEGIN
         RAISE EXCEPTION 'unknown time zone %', quote_literal(NEW.time_zone)
             USING ERRCODE = 'check_violation', CONSTRAINT = 'status_page_time_zone_check';
     END;
-    NEW.time_zone := current_setting('TimeZone');
+    canonical := current_setting('TimeZone');
+    IF NOT (canonical = 'UTC'
+            OR canonical ~ '^Etc/GMT(0|[+-]([0-9]|1[0-2])|-1[34])$'
+            OR (canonical ~ '^[A-Za-z][A-Za-z_-]*(/[A-Za-z][A-Za-z_-]*)+$'
+                AND canonical !~* '^(posix|right)/')) THEN
+        RAISE EXCEPTION 'time zone % is not a name of the IANA time zone database (a POSIX '
+                        'time zone spec, read as a fixed offset, is refused)',
+                quote_literal(NEW.time_zone)
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'status_page_time_zone_iana_check';
+    END IF;
+    NEW.time_zone := canonical;
     RETURN NEW;
 END;
 $function$;

@@ -25,10 +25,15 @@ CREATE TABLE public.status_page_component (
     CONSTRAINT status_page_component_group_id_fkey FOREIGN KEY (group_id, status_page_id) REFERENCES public.component_group(id, status_page_id) ON DELETE SET NULL (group_id),
     CONSTRAINT status_page_component_status_page_id_fkey FOREIGN KEY (status_page_id) REFERENCES public.status_page(id) ON DELETE CASCADE,
     CONSTRAINT status_page_component_team_id_fkey FOREIGN KEY (team_id) REFERENCES public.team(id) ON DELETE SET NULL,
+    CONSTRAINT status_page_component_created_at_range_check CHECK (created_at >= '0001-01-02 00:00:00+00'::timestamp with time zone AND created_at < '9999-12-31 00:00:00+00'::timestamp with time zone),
     CONSTRAINT status_page_component_current_status_check CHECK (current_status = ANY (ARRAY['MAJOR_OUTAGE'::text, 'PARTIAL_OUTAGE'::text, 'DEGRADED_PERFORMANCE'::text, 'UNDER_MAINTENANCE'::text, 'OPERATIONAL'::text])),
+    CONSTRAINT status_page_component_description_length_check CHECK (length(description) <= 10000),
+    CONSTRAINT status_page_component_id_length_check CHECK (length(id) <= 200),
     CONSTRAINT status_page_component_manual_status_check CHECK (manual_status = ANY (ARRAY['MAJOR_OUTAGE'::text, 'PARTIAL_OUTAGE'::text, 'DEGRADED_PERFORMANCE'::text, 'UNDER_MAINTENANCE'::text, 'OPERATIONAL'::text])),
     CONSTRAINT status_page_component_name_check CHECK (btrim(name) <> ''::text AND length(name) <= 200),
-    CONSTRAINT status_page_component_service_identifier_check CHECK (service_identifier IS NULL OR btrim(service_identifier) <> ''::text AND length(service_identifier) <= 200)
+    CONSTRAINT status_page_component_service_identifier_check CHECK (service_identifier IS NULL OR btrim(service_identifier) <> ''::text AND length(service_identifier) <= 200),
+    CONSTRAINT status_page_component_status_updated_at_range_check CHECK (status_updated_at >= '0001-01-02 00:00:00+00'::timestamp with time zone AND status_updated_at < '9999-12-31 00:00:00+00'::timestamp with time zone),
+    CONSTRAINT status_page_component_updated_at_range_check CHECK (updated_at >= '0001-01-02 00:00:00+00'::timestamp with time zone AND updated_at < '9999-12-31 00:00:00+00'::timestamp with time zone)
 );
 
 -- Indexes (those of the constraints above are theirs).

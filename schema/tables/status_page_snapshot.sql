@@ -25,6 +25,7 @@ CREATE TABLE public.status_page_snapshot (
     CONSTRAINT status_page_snapshot_version_key UNIQUE (version),
     CONSTRAINT status_page_snapshot_page_id_fkey FOREIGN KEY (page_id) REFERENCES public.status_page(id) ON DELETE CASCADE,
     CONSTRAINT status_page_snapshot_scheduled_check CHECK (cardinality(array_positions(window_scheduled, true)) <= 255),
+    CONSTRAINT status_page_snapshot_updated_at_range_check CHECK (updated_at >= '0001-01-02 00:00:00+00'::timestamp with time zone AND updated_at < '9999-12-31 00:00:00+00'::timestamp with time zone),
     CONSTRAINT status_page_snapshot_windows_check CHECK (cardinality(window_starts) = cardinality(window_scheduled) AND json_array_length(windows) = cardinality(window_starts))
 );
 

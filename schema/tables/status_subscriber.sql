@@ -31,6 +31,8 @@ CREATE TABLE public.status_subscriber (
     CONSTRAINT status_subscriber_channel_check CHECK (channel = ANY (ARRAY['EMAIL'::text, 'SLACK'::text, 'WEBHOOK'::text])),
     CONSTRAINT status_subscriber_component_ids_check CHECK (array_position(component_ids, NULL::text) IS NULL),
     CONSTRAINT status_subscriber_consecutive_permanent_failures_check CHECK (consecutive_permanent_failures >= 0),
+    CONSTRAINT status_subscriber_created_at_range_check CHECK (created_at >= '0001-01-02 00:00:00+00'::timestamp with time zone AND created_at < '9999-12-31 00:00:00+00'::timestamp with time zone),
+    CONSTRAINT status_subscriber_deactivated_at_range_check CHECK (deactivated_at >= '0001-01-02 00:00:00+00'::timestamp with time zone AND deactivated_at < '9999-12-31 00:00:00+00'::timestamp with time zone),
     CONSTRAINT status_subscriber_deactivated_check CHECK ((deactivated_at IS NULL) = (deactivation_reason IS NULL) AND (deactivated_at IS NULL OR NOT is_active) AND (deactivation_reason IS NULL OR length(deactivation_reason) <= 1000)),
     CONSTRAINT status_subscriber_destination_check CHECK (btrim(destination) <> ''::text AND length(destination) <= 2000),
     CONSTRAINT status_subscriber_destination_format_check CHECK (
@@ -39,10 +41,13 @@ CASE channel
     ELSE destination ~ '^https://[^/?#@[:space:][:cntrl:]]+([/?#][^[:space:][:cntrl:]]*)?$'::text
 END),
     CONSTRAINT status_subscriber_group_ids_check CHECK (array_position(group_ids, NULL::text) IS NULL),
+    CONSTRAINT status_subscriber_id_length_check CHECK (length(id) <= 200),
     CONSTRAINT status_subscriber_is_verified_check CHECK (NOT (is_verified AND verify_token_hash IS NOT NULL)),
     CONSTRAINT status_subscriber_notify_on_check CHECK (cardinality(notify_on) > 0 AND array_position(notify_on, NULL::text) IS NULL AND notify_on <@ ARRAY['degraded'::text, 'outage'::text, 'maintenance'::text, 'resolved'::text, 'incident_created'::text, 'incident_updated'::text, 'incident_resolved'::text, 'incident_reopened'::text, 'maintenance_scheduled'::text, 'maintenance_rescheduled'::text, 'maintenance_cancelled'::text, 'maintenance_reminder'::text, 'maintenance_started'::text, 'maintenance_completed'::text]),
     CONSTRAINT status_subscriber_unsubscribe_token_hash_check CHECK (unsubscribe_token_hash IS NULL OR octet_length(unsubscribe_token_hash) = 32),
+    CONSTRAINT status_subscriber_updated_at_range_check CHECK (updated_at >= '0001-01-02 00:00:00+00'::timestamp with time zone AND updated_at < '9999-12-31 00:00:00+00'::timestamp with time zone),
     CONSTRAINT status_subscriber_verify_token_expires_at_check CHECK ((verify_token_hash IS NULL) = (verify_token_expires_at IS NULL)),
+    CONSTRAINT status_subscriber_verify_token_expires_at_range_check CHECK (verify_token_expires_at >= '0001-01-02 00:00:00+00'::timestamp with time zone AND verify_token_expires_at < '9999-12-31 00:00:00+00'::timestamp with time zone),
     CONSTRAINT status_subscriber_verify_token_hash_check CHECK (verify_token_hash IS NULL OR octet_length(verify_token_hash) = 32)
 );
 

@@ -12,7 +12,10 @@ CREATE TABLE public.team (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     CONSTRAINT team_pkey PRIMARY KEY (id),
-    CONSTRAINT team_name_check CHECK (btrim(name) <> ''::text AND length(name) <= 200)
+    CONSTRAINT team_created_at_range_check CHECK (created_at >= '0001-01-02 00:00:00+00'::timestamp with time zone AND created_at < '9999-12-31 00:00:00+00'::timestamp with time zone),
+    CONSTRAINT team_id_length_check CHECK (length(id) <= 200),
+    CONSTRAINT team_name_check CHECK (btrim(name) <> ''::text AND length(name) <= 200),
+    CONSTRAINT team_updated_at_range_check CHECK (updated_at >= '0001-01-02 00:00:00+00'::timestamp with time zone AND updated_at < '9999-12-31 00:00:00+00'::timestamp with time zone)
 );
 
 -- Row-level security.

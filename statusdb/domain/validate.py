@@ -56,7 +56,7 @@ def optional_text(field: str, value: str | None, *, max_length: int) -> str | No
 
 def identifier(field: str, value: str) -> str:
     """An id passed in by a caller: a non-blank string without NUL bytes."""
-    return text(field, value, max_length=200)
+    return text(field, value, max_length=ID_MAX)
 
 
 def identifiers(field: str, values: Iterable[str]) -> list[str]:
@@ -92,6 +92,17 @@ def one_of(field: str, value: str, allowed: Collection[E]) -> E:
     return value  # type: ignore[return-value]
 
 
+#: The instants a stored timestamp may hold, as the database's range checks (migration 0024):
+#: [0001-01-02, 9999-12-31) UTC, finite, readable as a datetime under any UTC offset.
+TIMESTAMP_MIN: Final = dt.datetime(1, 1, 2, tzinfo=dt.UTC)
+TIMESTAMP_END: Final = dt.datetime(9999, 12, 31, tzinfo=dt.UTC)
+#: Text bounds the database repeats (the <table>_<column>_length_check constraints and older
+#: checks; tests/security/test_s26_column_bounds.py compares them with the catalog).
+ID_MAX: Final = 200
+NAME_MAX: Final = 200
+DESCRIPTION_MAX: Final = 10_000
+
+
 def aware(field: str, value: dt.datetime) -> dt.datetime:
     """An aware datetime: naive ones are refused, since their zone is a guess."""
     if not isinstance(value, dt.datetime):
@@ -101,16 +112,23 @@ def aware(field: str, value: dt.datetime) -> dt.datetime:
             f"{field} must be timezone-aware (for example datetime.now(timezone.utc)); "
             "naive datetimes are refused"
         )
+    instant: dt.datetime | None
+    local: dt.datetime | None
     try:
         # Near datetime.min/max an offset can carry the instant out of Python's years 1-9999:
         # PostgreSQL would store it, and reading it back would then fail.
         instant = value.astimezone(dt.UTC)
         local = instant.astimezone(value.tzinfo)
     except (OverflowError, ValueError):
+        instant = local = None
+    if instant is None or not TIMESTAMP_MIN <= instant < TIMESTAMP_END:
+        # The database's <table>_<column>_range_check (migration 0024) keeps the same range: a
+        # day inside Python's, so that a session in any time zone reads the value back.
         raise InvalidInput(
-            f"{field} ({value.isoformat()}) is out of range: in UTC it must fall within the "
-            "years 1 to 9999"
+            f"{field} ({value.isoformat()}) is out of range: in UTC it must fall within "
+            "0001-01-02 and 9999-12-30"
         ) from None
+    assert local is not None
     if local.replace(tzinfo=None, fold=0) != value.replace(tzinfo=None, fold=0):
         # A wall-clock time skipped by a daylight-saving change (02:30 on a spring-forward
         # night): it names no instant, and the one Python picks depends on `fold`, a guess as

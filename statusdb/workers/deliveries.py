@@ -391,7 +391,9 @@ def pending_retries() -> Op[int]:
 @operation(retry=True)
 def purge(*, before: dt.datetime, limit: int = 10_000) -> Op[int]:
     """Delete up to `limit` attempts recorded before `before` (retention), pending retries
-    excepted; returns how many. Call again until it returns less than `limit`."""
+    excepted; returns how many. Call again until it returns less than `limit`. Run it as the
+    owner (a retention job): the backend login cannot delete attempts (migration 0024), so it
+    cannot hide failures; as statusdb_app it raises Unauthorized."""
     params = {
         "before": validate.aware("before", before),
         "limit": validate.limit(limit, maximum=BATCH_MAX),

@@ -36,6 +36,9 @@ APP_FUNCTIONS = {
     "statusdb_current_team()",
     "statusdb_is_status_update_list(jsonb)",
     "statusdb_check_component_ids(text,text[],text)",
+    # 0024's CHECK of status_incident.updates: linear in the value (500 entries at most pass).
+    "statusdb_is_readable_timestamp(text)",
+    "statusdb_is_readable_timeline(jsonb)",
     # The maintenance scheduler's statements take the status locks themselves.
     "statusdb_status_lock_key(text,text)",
     "statusdb_lock_status_keys(bigint[])",
@@ -67,6 +70,8 @@ PUBLIC_FUNCTIONS = {
     "statusdb_current_team()",
     "statusdb_is_status_update_list(jsonb)",
     "statusdb_check_component_ids(text,text[],text)",
+    "statusdb_is_readable_timestamp(text)",
+    "statusdb_is_readable_timeline(jsonb)",
 }
 READER_FUNCTIONS = PUBLIC_FUNCTIONS | {
     "statusdb_page_view(text,bytea,interval,integer,bigint)",
