@@ -153,6 +153,11 @@ class NotModified:
     version: int
     fresh_until: dt.datetime | None
 
+    @property
+    def version_text(self) -> str:
+        """The version as text (as `PageBytes.version_text`)."""
+        return str(self.version)
+
 
 # -- decoding ----------------------------------------------------------------------------------
 # A page view decodes ~85 frozen attrs values (50 components, 5 incidents with 25 timeline
@@ -560,15 +565,6 @@ class PageBytes:
     def version_text(self) -> str:
         """The version as text (versions exceed 2^53: never a JSON number)."""
         return str(self.version)
-
-
-def _not_modified_text(self: NotModified) -> str:
-    return str(self.version)
-
-
-NotModified.version_text = property(  # type: ignore[attr-defined]
-    _not_modified_text, doc="The version as text (as `PageBytes.version_text`)."
-)
 
 
 class _TextAsBytes(Loader):
