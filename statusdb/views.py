@@ -761,3 +761,149 @@ def decode_page_bytes(answer: PageBytes) -> PageView:
     document = _loads(answer.body)
     document["updated_at"] = _fromisoformat(document["updated_at"])
     return _decode(**document, version=answer.version, fresh_until=answer.fresh_until)
+
+
+# -- a per-process cache of decoded views -------------------------------------------------------
+
+
+@attrs.frozen
+class _Cached:
+    view: PageView
+    size: int
+
+
+class PageViewCache:
+    """Decoded page views, per process, each hit validated by a conditional read.
+
+    `get(conn, slug, token=..., maintenance_horizon=..., maintenance_limit=...)` answers what
+    `page_view` answers: it sends `page_view_bytes` with `if_version` the cached version (one
+    index lookup on the server when unchanged, and the decoded view is reused), else decodes
+    the new body and keeps it. So a cached view is never older than a conditional read would
+    be; a private page still needs its token on every call (a wrong token is None, and the
+    cached view is not even looked at). Keyed by (slug, token digest, horizon, limit); bounded
+    by `max_entries` and `max_bytes` (the bodies' sizes), least recently used out first.
+    Thread-safe (a lock held only around dictionary work, never across I/O), so also usable
+    from asyncio with `aget` on an async connection; works on any connection statusdb reads
+    on (a router's replicas, PgBouncer). `invalidate(event)` with a `feed.PageVersionEvent`
+    (from `feed.listen_pages`) drops a page's older views early, freeing their memory.
+    """
+
+    def __init__(self, *, max_entries: int = 1024, max_bytes: int = 64 * 1024 * 1024) -> None:
+        if type(max_entries) is not int or max_entries < 1:
+            raise InvalidInput("max_entries must be a positive integer")
+        if type(max_bytes) is not int or max_bytes < 1:
+            raise InvalidInput("max_bytes must be a positive integer")
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[Any, ...], _Cached] = {}  # in use order (oldest first)
+        self._bytes = 0
+        #: Validated hits, (re)decoded misses (for the curious; not synchronised exactly).
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def size(self) -> int:
+        """The cached bodies' total size, in bytes."""
+        return self._bytes
+
+    def _lookup(self, params: dict[str, Any]) -> tuple[tuple[Any, ...], _Cached | None]:
+        key = (
+            params["slug"],
+            params["token_hash"],
+            params["horizon"],
+            params["maintenance_limit"],
+        )
+        with self._lock:
+            entry = self._entries.pop(key, None)
+            if entry is not None:
+                self._entries[key] = entry  # most recently used
+        return key, entry
+
+    def _settle(self, key: tuple[Any, ...], entry: _Cached | None, answer: Any) -> PageView | None:
+        if answer is None:
+            with self._lock:
+                self._drop(key)
+            return None
+        if isinstance(answer, NotModified) and entry is not None:
+            self.hits += 1
+            return entry.view
+        view = decode_page_bytes(answer)
+        self.misses += 1
+        size = len(answer.body)
+        with self._lock:
+            self._drop(key)
+            if size <= self.max_bytes:
+                self._entries[key] = _Cached(view, size)
+                self._bytes += size
+                while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
+                    self._drop(next(iter(self._entries)))
+        return view
+
+    def _drop(self, key: tuple[Any, ...]) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._bytes -= entry.size
+
+    def get(
+        self,
+        conn: psycopg.Connection[Any],
+        slug: str,
+        *,
+        token: str | None = None,
+        maintenance_horizon: dt.timedelta = _WEEK,
+        maintenance_limit: int = 20,
+    ) -> PageView | None:
+        """`page_view(conn, slug, ...)`, decoded once per version."""
+        params = _bytes_params(slug, token, None, maintenance_horizon, maintenance_limit)
+        if params is None:
+            return None
+        key, entry = self._lookup(params)
+        if entry is not None:
+            params["if_version"] = entry.view.version
+        return self._settle(key, entry, _read_sync(_connection(conn), params))
+
+    async def aget(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        slug: str,
+        *,
+        token: str | None = None,
+        maintenance_horizon: dt.timedelta = _WEEK,
+        maintenance_limit: int = 20,
+    ) -> PageView | None:
+        """`get` on an async connection."""
+        params = _bytes_params(slug, token, None, maintenance_horizon, maintenance_limit)
+        if params is None:
+            return None
+        if not isinstance(conn, psycopg.AsyncConnection):
+            raise _not_a_connection(conn, "PageViewCache.aget")
+        key, entry = self._lookup(params)
+        if entry is not None:
+            params["if_version"] = entry.view.version
+        return self._settle(key, entry, await _read_async(conn, params))
+
+    def invalidate(self, event: Any = None) -> int:
+        """Drop the views `event` (a `feed.PageVersionEvent`) makes stale, or all: how many."""
+        with self._lock:
+            if event is None:
+                stale = list(self._entries)
+            else:
+                stale = [
+                    key
+                    for key, entry in self._entries.items()
+                    if entry.view.page.id == event.status_page_id
+                    and entry.view.version < event.version
+                ]
+            for key in stale:
+                self._drop(key)
+        return len(stale)
+
+
+def _connection(conn: Any) -> psycopg.Connection[Any]:
+    if not isinstance(conn, psycopg.Connection):
+        raise _not_a_connection(conn, "PageViewCache.get")
+    return conn

@@ -290,3 +290,140 @@ def test_not_modified_is_one_index_lookup_without_subplan(dsn: str) -> None:
         plans = nested_plans(conn, statement, (slug, answer.version - 1))
         found = all_scans(plans)
         assert {rel for _, rel, _ in found} == {"status_page_snapshot"}, found
+
+
+# -- views.PageViewCache -----------------------------------------------------------------------
+
+
+def test_the_cache_answers_what_page_view_answers_across_writes(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        page_id, slug, token = make_page(conn, is_public=False)
+        cache = views.PageViewCache()
+        first = cache.get(conn, slug, token=token)
+        assert first is not None
+        assert first == views.page_view(conn, slug, token=token)
+        assert (cache.hits, cache.misses, len(cache)) == (0, 1, 1)
+        again = cache.get(conn, slug, token=token)
+        assert again is first  # validated, reused
+        assert cache.hits == 1
+        # A wrong token never sees the cached view.
+        assert cache.get(conn, slug, token="wrong") is None
+        assert cache.get(conn, slug) is None
+        # A write: the next get is the new view, never the cached one.
+        conn.execute(
+            "UPDATE status_page_component SET manual_status = 'MAJOR_OUTAGE' "
+            "WHERE status_page_id = %s",
+            (page_id,),
+        )
+        changed = cache.get(conn, slug, token=token)
+        assert changed == views.page_view(conn, slug, token=token)
+        assert changed is not None
+        assert changed.version > first.version
+        assert changed.page.overall_status == "MAJOR_OUTAGE"
+        # Other horizons are other entries, each the page_view of its own arguments.
+        short = cache.get(conn, slug, token=token, maintenance_horizon=HOUR, maintenance_limit=1)
+        assert short == views.page_view(
+            conn, slug, token=token, maintenance_horizon=HOUR, maintenance_limit=1
+        )
+        assert len(cache) == 2
+        # Deleted: None, and forgotten.
+        conn.execute("DELETE FROM status_page WHERE id = %s", (page_id,))
+        assert cache.get(conn, slug, token=token) is None
+        assert len(cache) == 1
+
+
+def test_the_cache_is_bounded_in_entries_and_bytes(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        slugs = [make_page(conn, is_public=True)[1] for _ in range(4)]
+        sizes = {}
+        for slug in slugs:
+            answer = views.page_view_bytes(conn, slug)
+            assert isinstance(answer, views.PageBytes)
+            sizes[slug] = len(answer.body)
+        by_count = views.PageViewCache(max_entries=2)
+        for slug in slugs:
+            assert by_count.get(conn, slug) == views.page_view(conn, slug)
+        assert len(by_count) == 2
+        assert by_count.size == sizes[slugs[2]] + sizes[slugs[3]]
+        by_size = views.PageViewCache(max_bytes=max(sizes.values()) + 1)
+        for slug in slugs:
+            assert by_size.get(conn, slug) == views.page_view(conn, slug)
+            assert len(by_size) == 1
+            assert by_size.size == sizes[slug]
+        tiny = views.PageViewCache(max_bytes=10)
+        assert tiny.get(conn, slugs[0]) == views.page_view(conn, slugs[0])
+        assert (len(tiny), tiny.size) == (0, 0)
+        for bad in ({"max_entries": 0}, {"max_bytes": -1}, {"max_entries": 1.5}):
+            with pytest.raises(errors.InvalidInput):
+                views.PageViewCache(**bad)
+
+
+def test_the_cache_is_invalidated_by_listen_pages(dsn: str) -> None:
+    from statusdb import feed
+
+    with (
+        psycopg.connect(dsn, autocommit=True) as conn,
+        psycopg.connect(dsn, autocommit=True) as listener,
+    ):
+        page_id, slug, _ = make_page(conn, is_public=True)
+        _, other, _ = make_page(conn, is_public=True)
+        cache = views.PageViewCache()
+        cache.get(conn, slug)
+        cache.get(conn, other)
+        assert list(feed.listen_pages(listener, timeout=0)) == []
+        conn.execute("UPDATE status_page SET name = 'Renamed' WHERE id = %s", (page_id,))
+        events = list(feed.listen_pages(listener, timeout=5, stop_after=1))
+        assert [cache.invalidate(e) for e in events] == [1]
+        assert len(cache) == 1  # the other page's view stays
+        assert cache.invalidate(events[0]) == 0
+        assert cache.invalidate() == 1
+
+
+async def test_the_cache_from_asyncio_tasks(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        _, slug, token = make_page(conn, is_public=False)
+        expected = views.page_view(conn, slug, token=token)
+    cache = views.PageViewCache()
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as aconn:
+        views_seen = await asyncio.gather(
+            *(cache.aget(aconn, slug, token=token) for _ in range(8)),
+            cache.aget(aconn, slug, token="wrong"),
+        )
+        assert views_seen == [expected] * 8 + [None]
+        assert await cache.aget(aconn, slug, token=token) == expected
+        assert cache.hits >= 1
+
+
+def test_the_cache_through_the_router_with_a_concurrent_writer(dsn: str) -> None:
+    from statusdb import routing
+
+    with psycopg.connect(dsn, autocommit=True) as setup:
+        page_id, slug, token = make_page(setup, is_public=False)
+    cache = views.PageViewCache()
+    statuses = ["DEGRADED_PERFORMANCE", "PARTIAL_OUTAGE", "MAJOR_OUTAGE", "OPERATIONAL"]
+
+    def write(status: str) -> routing.Written[Any]:
+        def change(c: Conn) -> None:
+            c.execute(
+                "UPDATE status_page_component SET manual_status = %s WHERE status_page_id = %s",
+                (status, page_id),
+            )
+
+        return router.write(change)
+
+    with routing.Router(dsn, [dsn], max_lag=1.0, check_interval=0.05) as router:
+        for n in range(40):
+            if n % 3 == 0:
+                written = write(statuses[n % 4])
+            # Read your writes: the cached view is at least as new as the write.
+            cached, direct = router.read(
+                lambda c: (
+                    cache.get(c, slug, token=token),
+                    views.page_view(c, slug, token=token),
+                ),
+                token=written.token,
+            )
+            assert cached == direct
+            assert cached is not None
+            assert cached.page.components[0].current_status == statuses[(n - n % 3) % 4]
+    assert cache.hits > 0
