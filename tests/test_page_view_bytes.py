@@ -427,3 +427,10 @@ def test_the_cache_through_the_router_with_a_concurrent_writer(dsn: str) -> None
             assert cached is not None
             assert cached.page.components[0].current_status == statuses[(n - n % 3) % 4]
     assert cache.hits > 0
+
+
+def test_the_parser_takes_what_json_loads_takes() -> None:
+    """orjson refuses a lone surrogate escape (PostgreSQL's json type keeps one): json.loads
+    decides then, as it would for page_view."""
+    for text in (b'["\\ud800", 1]', b'{"a": [1, "\\u00e9", null, true]}'):
+        assert views._loads(text) == json.loads(text)
