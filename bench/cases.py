@@ -1103,8 +1103,118 @@ def surge_case(ctx: Context) -> list[CaseResult]:
 SURGE_WRITES_PER_S = 20.0
 
 
+# -- reads at the wire's floor (issue 21) -------------------------------------------------------
+
+
+def _reused(conn: Conn, statement: bytes, params: tuple[Any, ...]) -> Callable[[], object]:
+    """`statement` on one cursor kept across calls (prepared after psycopg's threshold)."""
+    cur = conn.cursor()
+
+    def run() -> object:
+        cur.execute(statement, params, binary=True)
+        return cur.fetchone()
+
+    return run
+
+
+def page_view_bytes(ctx: Context) -> list[CaseResult]:
+    """The page view's read modes side by side with their floors, each paired with SELECT 1
+    on the same connection (floors on the owner's connection: no row-level security)."""
+    n = ctx.scale.iterations
+    results: list[CaseResult] = []
+    slug = BENCH_PAGE_SLUG
+
+    def pair(
+        name: str, fn: Callable[[], object], conn: Conn, target: str, limit: float | None
+    ) -> CaseResult:
+        base, case = paired(_select_1(conn), fn, n=n, warmup=200)
+        return latency_result(
+            name,
+            case,
+            base,
+            baseline=SELECT_1,
+            target=target,
+            check=None if limit is None else (lambda r: r <= limit),
+            notes={"select_1_p50_us": round(percentile(base, 0.5), 1)},
+        )
+
+    with psycopg.connect(ctx.admin_dsn, autocommit=True) as admin:
+        results.append(
+            pair(
+                "floor: SELECT version ... WHERE slug = $1, reused cursor (owner)",
+                _reused(
+                    admin, b"SELECT version FROM status_page_snapshot WHERE slug = %s", (slug,)
+                ),
+                admin,
+                "floor",
+                None,
+            )
+        )
+        plain = _reused(
+            admin,
+            b"SELECT components::text, incidents::text, windows::text, groups::text"
+            b" FROM status_page_snapshot WHERE slug = %s",
+            (slug,),
+        )
+        results.append(
+            pair("floor: plain text read of the snapshot row (owner)", plain, admin, "floor", None)
+        )
+    with app_connection(ctx) as conn:
+        full = views.page_view_bytes(conn, slug)
+        assert isinstance(full, views.PageBytes)
+        version = full.version
+        results.append(
+            pair(
+                "page_view_bytes, not modified",
+                lambda: views.page_view_bytes(conn, slug, if_version=version),
+                conn,
+                "<= 1.3x",
+                1.3,
+            )
+        )
+        results.append(
+            pair(
+                "page_view, not modified (the operation, for comparison)",
+                lambda: views.page_view(conn, slug, if_version=version),
+                conn,
+                "report",
+                None,
+            )
+        )
+        results.append(
+            pair(
+                f"page_view_bytes, full body ({len(full.body):,} bytes)",
+                lambda: views.page_view_bytes(conn, slug),
+                conn,
+                "report (vs plain read: README)",
+                None,
+            )
+        )
+        cache = views.PageViewCache()
+        results.append(
+            pair(
+                "PageViewCache.get (validated by a conditional read)",
+                lambda: cache.get(conn, slug),
+                conn,
+                "<= 2.5x",
+                2.5,
+            )
+        )
+        results.append(
+            pair(
+                "page_view, full, decoded (for comparison)",
+                lambda: views.page_view(conn, slug),
+                conn,
+                "<= 3x",
+                3.0,
+            )
+        )
+    return results
+
+
 CASES: list[tuple[str, Callable[[Context], list[CaseResult]]]] = [
     ("page view", page_view),
+    ("page view bytes", page_view_bytes),
     ("page view decode", page_view_decode),
     ("page view vs ORM peer", page_view_vs_orm),
     ("open incident", open_incident),

@@ -2508,6 +2508,99 @@ $$;
 COMMENT ON FUNCTION public.statusdb_page_view_at(page_slug text, page_token_hash bytea, at_time timestamp with time zone, maintenance_horizon interval, maintenance_limit integer) IS 'A status page as statusdb_page_view showed it at at_time (from row_history, horizon to now()), groups included (last column, as 0020''s page view); access as the page is now: public then and now, or the digest of its current token. A past view has no version: version is 0 and fresh_until null. Shows exactly the transactions stamped (at their commit, 0025) by at_time. Bounded (0025): reads by index the page''s versions valid at at_time of its components, groups, then active incidents and then scheduled or running windows (current ones and those ended after at_time), and the component links of at most maintenance_limit (<= 200) windows; never resolved incidents or ended windows.';
 
 --
+-- Name: statusdb_page_view_bytes(text, bytea, interval, integer, bigint); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_page_view_bytes(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint DEFAULT NULL::bigint) RETURNS TABLE(version bigint, fresh_until timestamp with time zone, body text)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER ROWS 1
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+DECLARE
+    horizon interval := coalesce(maintenance_horizon, interval '7 days');
+    window_limit integer := coalesce(maintenance_limit, 20);
+    stored_hash bytea;
+    found_page text;
+    k integer;
+BEGIN
+    IF horizon < interval '0' OR horizon > interval '366 days' THEN
+        RAISE EXCEPTION 'maintenance_horizon must be from 0 to 366 days, not %', horizon
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF window_limit < 0 OR window_limit > 200 THEN
+        RAISE EXCEPTION 'maintenance_limit must be from 0 to 200, not %', window_limit
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF octet_length(page_slug) > 100 THEN
+        RETURN;  -- no slug is that long: like an unknown slug
+    END IF;
+    IF octet_length(page_token_hash) = 32 THEN
+        stored_hash := sha256(page_token_hash);
+    END IF;
+    -- The lookup: the slug index, the access rule, k from the stored starts (0 with limit 0:
+    -- nothing is shown, whatever the clock). No subplan, nothing detoasted.
+    SELECT s.page_id, w.k, s.version * 256 + least(w.k, 255),
+           CASE WHEN window_limit > 0 THEN s.scheduled_starts[w.k + 1] - horizon END
+    INTO found_page, k, version, fresh_until
+    FROM status_page_snapshot s
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN window_limit > 0
+                    THEN width_bucket(now() + horizon - interval '1 microsecond',
+                                      s.scheduled_starts)
+                    ELSE 0 END AS k
+    ) AS w
+    WHERE s.slug = page_slug
+      AND (s.is_public OR s.access_token_hash = stored_hash)
+    LIMIT 1;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    IF version = if_version THEN
+        RETURN NEXT;  -- not modified: the body is not even composed
+        RETURN;
+    END IF;
+    -- The body: the snapshot's JSON texts in one document (keys as statusdb_page_view's
+    -- columns; updated_at in UTC as the texts inside).
+    SELECT '{"id": ' || to_json(s.page_id)::text
+           || ', "name": ' || to_json(s.name)::text
+           || ', "description": ' || coalesce(to_json(s.description)::text, 'null')
+           || ', "slug": ' || to_json(s.slug)::text
+           || ', "is_public": ' || CASE WHEN s.is_public THEN 'true' ELSE 'false' END
+           || ', "updated_at": "'
+           || replace(to_json(s.updated_at AT TIME ZONE 'UTC')::text, '"', '') || '+00:00"'
+           || ', "components": ' || s.components::text
+           || ', "incidents": ' || s.incidents::text
+           || ', "maintenance": '
+           || CASE WHEN window_limit = 0 OR cardinality(s.window_starts) = 0 THEN '[]'
+                   -- every candidate shown: the stored text as is
+                   WHEN k = cardinality(s.scheduled_starts)
+                        AND cardinality(s.window_starts) <= window_limit
+                   THEN s.windows::text
+                   ELSE (SELECT coalesce(json_agg(e.item ORDER BY e.n), '[]')
+                         FROM (SELECT w.item, w.n
+                               FROM json_array_elements(s.windows) WITH ORDINALITY
+                                    AS w (item, n)
+                               WHERE NOT s.window_scheduled[w.n]
+                                  OR s.window_starts[w.n] < now() + horizon
+                               ORDER BY w.n
+                               LIMIT window_limit) AS e)::text
+              END
+           || ', "groups": ' || s.groups::text
+           || '}'
+    INTO body
+    FROM status_page_snapshot s
+    WHERE s.page_id = found_page;
+    RETURN NEXT;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_page_view_bytes(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_page_view_bytes(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint) IS 'statusdb_page_view as one JSON document (0028): version and fresh_until as statusdb_page_view''s, body = {"id", "name", "description", "slug", "is_public", "updated_at" (UTC), "components", "incidents", "maintenance", "groups"}, the snapshot''s stored JSON texts as they are. Same arguments, bounds and token rule; with if_version equal to version, answered from the index lookup alone, body null.';
+
+--
 -- Name: statusdb_priority_status(text); Type: FUNCTION; Schema: public
 --
 
@@ -2879,6 +2972,21 @@ $$;
 --
 
 COMMENT ON FUNCTION public.statusdb_refuse_id_change() IS 'Trigger: refuses an UPDATE that changes a row''s id (other rows, the page snapshot, history and events refer to it).';
+
+--
+-- Name: statusdb_scheduled_starts(timestamp with time zone[], boolean[]); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_scheduled_starts(starts timestamp with time zone[], scheduled boolean[]) RETURNS timestamp with time zone[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    RETURN ARRAY(SELECT u.start_time FROM UNNEST(statusdb_scheduled_starts.starts, statusdb_scheduled_starts.scheduled) WITH ORDINALITY u(start_time, is_scheduled, n) WHERE u.is_scheduled ORDER BY u.n);
+
+--
+-- Name: FUNCTION statusdb_scheduled_starts(starts timestamp with time zone[], scheduled boolean[]); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_scheduled_starts(starts timestamp with time zone[], scheduled boolean[]) IS 'The elements of starts whose scheduled flag is true, in order (0028: status_page_snapshot.scheduled_starts).';
 
 --
 -- Name: statusdb_stamp_row_history(); Type: FUNCTION; Schema: public
@@ -5696,6 +5804,7 @@ CREATE TABLE public.status_page_snapshot (
     window_starts timestamp with time zone[] NOT NULL,
     window_scheduled boolean[] NOT NULL,
     groups json NOT NULL,
+    scheduled_starts timestamp with time zone[] GENERATED ALWAYS AS (public.statusdb_scheduled_starts(window_starts, window_scheduled)) STORED,
     CONSTRAINT status_page_snapshot_scheduled_check CHECK ((cardinality(array_positions(window_scheduled, true)) <= 255)),
     CONSTRAINT status_page_snapshot_updated_at_range_check CHECK (((updated_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (updated_at < '9999-12-31 00:00:00+00'::timestamp with time zone))),
     CONSTRAINT status_page_snapshot_windows_check CHECK (((cardinality(window_starts) = cardinality(window_scheduled)) AND (json_array_length(windows) = cardinality(window_starts))))
@@ -5790,6 +5899,12 @@ COMMENT ON COLUMN public.status_page_snapshot.window_scheduled IS 'Whether each 
 --
 
 COMMENT ON COLUMN public.status_page_snapshot.groups IS 'JSON array of the page''s groups [id, name, description, parent_id, display_order, current_status] by (display_order, name, id), flat (0020).';
+
+--
+-- Name: COLUMN status_page_snapshot.scheduled_starts; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_page_snapshot.scheduled_starts IS 'start_time of the SCHEDULED entries of windows, in order (generated, 0028): the reader''s k is width_bucket(now() + horizon - 1 microsecond, scheduled_starts).';
 
 --
 -- Name: status_page_snapshot_version_seq; Type: SEQUENCE; Schema: public
@@ -7919,6 +8034,14 @@ GRANT ALL ON FUNCTION public.statusdb_page_view_at(page_slug text, page_token_ha
 GRANT ALL ON FUNCTION public.statusdb_page_view_at(page_slug text, page_token_hash bytea, at_time timestamp with time zone, maintenance_horizon interval, maintenance_limit integer) TO statusdb_reader;
 
 --
+-- Name: FUNCTION statusdb_page_view_bytes(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_page_view_bytes(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.statusdb_page_view_bytes(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint) TO statusdb_app;
+GRANT ALL ON FUNCTION public.statusdb_page_view_bytes(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint) TO statusdb_reader;
+
+--
 -- Name: FUNCTION statusdb_priority_status(priority text); Type: ACL; Schema: public
 --
 
@@ -7973,6 +8096,12 @@ REVOKE ALL ON FUNCTION public.statusdb_refresh_team(team_id text, cause text, in
 --
 
 REVOKE ALL ON FUNCTION public.statusdb_refuse_id_change() FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_scheduled_starts(starts timestamp with time zone[], scheduled boolean[]); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_scheduled_starts(starts timestamp with time zone[], scheduled boolean[]) FROM PUBLIC;
 
 --
 -- Name: FUNCTION statusdb_stamp_row_history(); Type: ACL; Schema: public

@@ -28,7 +28,11 @@ is an honest ETag for a URL that fixes the horizon and limit).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import json
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from operator import itemgetter
@@ -36,10 +40,26 @@ from types import MemberDescriptorType
 from typing import Any, Final, Generic, TypeVar, cast, overload
 
 import attrs
+import orjson
 import psycopg
-from psycopg.rows import class_row, kwargs_row
+from psycopg.abc import Buffer
+from psycopg.adapt import Loader
+from psycopg.pq import Format
+from psycopg.rows import class_row, kwargs_row, tuple_row
 
-from statusdb.db.executor import Op, Operation, many, operation, optional
+from statusdb.db import queries
+from statusdb.db.executor import (
+    RETRY_ATTEMPTS,
+    Op,
+    Operation,
+    _backoff,
+    _conflict,
+    _not_a_connection,
+    _owns_transaction,
+    many,
+    operation,
+    optional,
+)
 from statusdb.domain import tokens, validate
 from statusdb.domain.types import (
     ComponentStatus,
@@ -51,7 +71,7 @@ from statusdb.domain.types import (
     StatusUpdate,
     worst_status,
 )
-from statusdb.errors import DataCorrupt, InvalidInput, StatusdbError
+from statusdb.errors import DataCorrupt, InvalidInput, Retryable, StatusdbError, translate
 from statusdb.status_incidents import decode_updates
 
 _T = TypeVar("_T")
@@ -135,6 +155,11 @@ class NotModified:
     version: int
     fresh_until: dt.datetime | None
 
+    @property
+    def version_text(self) -> str:
+        """The version as text (as `PageBytes.version_text`)."""
+        return str(self.version)
+
 
 # -- decoding ----------------------------------------------------------------------------------
 # A page view decodes ~85 frozen attrs values (50 components, 5 incidents with 25 timeline
@@ -151,6 +176,15 @@ _new = object.__new__
 #: Below this many rows, building row by row through __init__ costs less (measured).
 _COLUMNS_FROM: Final = 8
 _fromisoformat = dt.datetime.fromisoformat
+
+
+def _loads(data: bytes) -> Any:
+    """JSON text parsed by orjson (1.5x json.loads on a page); text orjson refuses (a lone
+    surrogate escape, which PostgreSQL's json type keeps) by json.loads, as page_view would."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
 
 
 class _Columns(Generic[_T]):
@@ -524,3 +558,374 @@ def page_view_at(
     if params is None:
         return None
     return (yield from optional("page_view_at", {**params, "at": instant}, _row_at))
+
+
+# -- bytes straight through (migration 0028) ---------------------------------------------------
+# For HTTP handlers and CDN origins: the page view as one JSON document, the bytes the database
+# holds, with no JSON parse and no decoding on the way. The statement runs on one cursor per
+# connection, kept on the connection and reused call after call (psycopg prepares it on the
+# server after its prepare_threshold uses, or never with prepare_threshold None, as behind
+# PgBouncer), with a tuple row factory and a loader that hands the body's text over as bytes.
+
+
+@attrs.frozen
+class PageBytes:
+    """`page_view_bytes`: the page as one JSON document (UTF-8), as the database holds it.
+
+    `body` is the object ``{"id", "name", "description", "slug", "is_public", "updated_at",
+    "components", "incidents", "maintenance", "groups"}``: the `page_view` columns of the same
+    name (migration 0028), the arrays in the shapes statusdb_page_render documents.
+    `version` and `fresh_until` are `PageView`'s (they are not in the body, so that the body
+    depends on the version alone); `version_text` is the version as an ETag carries it.
+    """
+
+    body: bytes
+    version: int
+    fresh_until: dt.datetime | None
+
+    @property
+    def version_text(self) -> str:
+        """The version as text (versions exceed 2^53: never a JSON number)."""
+        return str(self.version)
+
+
+class _TextAsBytes(Loader):
+    """Loads text as the bytes received (UTF-8: the client encoding statusdb requires)."""
+
+    format = Format.BINARY
+
+    def load(self, data: Buffer) -> bytes:
+        return bytes(data)
+
+
+_BYTES_QUERY: Final = queries.get("page_view_bytes").sql
+_READER_ATTRIBUTE: Final = "_statusdb_page_bytes_reader"
+_WEEK: Final = dt.timedelta(days=7)
+_ZERO: Final = dt.timedelta(0)
+_timedelta = dt.timedelta
+
+
+class _SyncReader:
+    __slots__ = ("cursor", "lock")
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.cursor = conn.cursor(row_factory=tuple_row)
+        self.cursor.adapters.register_loader("text", _TextAsBytes)
+        self.lock = threading.Lock()  # one statement and its fetch at a time on the cursor
+
+
+class _AsyncReader:
+    __slots__ = ("cursor", "lock")
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self.cursor = conn.cursor(row_factory=tuple_row)
+        self.cursor.adapters.register_loader("text", _TextAsBytes)
+        self.lock = asyncio.Lock()
+
+
+_new_reader_lock = threading.Lock()
+
+
+def _reader(conn: Any, kind: type[_R]) -> _R:
+    """`conn`'s reused cursor, made on first use (kept on the connection: it dies with it)."""
+    reader = getattr(conn, _READER_ATTRIBUTE, None)
+    if reader is None or reader.cursor.closed:
+        with _new_reader_lock:
+            reader = getattr(conn, _READER_ATTRIBUTE, None)
+            if reader is None or reader.cursor.closed:
+                reader = kind(conn)
+                setattr(conn, _READER_ATTRIBUTE, reader)
+    return cast("_R", reader)
+
+
+_R = TypeVar("_R", _SyncReader, _AsyncReader)
+
+
+def _bytes_params(
+    slug: object,
+    token: object,
+    if_version: object,
+    maintenance_horizon: object,
+    maintenance_limit: object,
+) -> dict[str, Any] | None:
+    """page_view's checks, each as cheap as it can be; None: `slug` names no page."""
+    if maintenance_horizon is not _WEEK and (
+        type(maintenance_horizon) is not _timedelta
+        or not _ZERO <= maintenance_horizon <= MAX_MAINTENANCE_HORIZON
+    ):
+        raise InvalidInput(
+            f"maintenance_horizon must be a timedelta from 0 to {MAX_MAINTENANCE_HORIZON.days} days"
+        )
+    if type(maintenance_limit) is not int or not 1 <= maintenance_limit <= MAX_MAINTENANCE_LIMIT:
+        raise InvalidInput(f"limit must be an integer from 1 to {MAX_MAINTENANCE_LIMIT}")
+    if if_version is not None and (type(if_version) is not int or if_version >= 2**63):
+        raise InvalidInput("if_version must be a page version (an int) or None")
+    if not validate.is_slug(slug):
+        return None  # cannot name a page (NUL, surrogates, ...): answer like an unknown slug
+    return {
+        "slug": slug,
+        "token_hash": tokens.digest(token) if type(token) is str else None,
+        "horizon": maintenance_horizon,
+        "maintenance_limit": maintenance_limit,
+        "if_version": if_version,
+    }
+
+
+def _bytes_answer(row: tuple[Any, ...] | None) -> PageBytes | NotModified | None:
+    if row is None:
+        return None
+    version, fresh_until, body = row
+    if body is None:
+        return NotModified(version, fresh_until)
+    return PageBytes(body, version, fresh_until)
+
+
+def _read_sync(conn: psycopg.Connection[Any], params: dict[str, Any]) -> Any:
+    for attempt in range(1, RETRY_ATTEMPTS + 1):
+        reader = _reader(conn, _SyncReader)
+        try:
+            with reader.lock:
+                cur = reader.cursor
+                cur.execute(_BYTES_QUERY, params, binary=True)
+                return _bytes_answer(cur.fetchone())
+        except psycopg.Error as exc:
+            error = translate(exc)
+            if not (_retry_read(conn, error, attempt)):
+                raise error from exc
+        time.sleep(_backoff(attempt))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _read_async(conn: psycopg.AsyncConnection[Any], params: dict[str, Any]) -> Any:
+    for attempt in range(1, RETRY_ATTEMPTS + 1):
+        reader = _reader(conn, _AsyncReader)
+        try:
+            async with reader.lock:
+                cur = reader.cursor
+                await cur.execute(_BYTES_QUERY, params, binary=True)
+                return _bytes_answer(await cur.fetchone())
+        except psycopg.Error as exc:
+            error = translate(exc)
+            if not (_retry_read(conn, error, attempt)):
+                raise error from exc
+        await asyncio.sleep(_backoff(attempt))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _retry_read(conn: Any, error: Exception, attempt: int) -> bool:
+    """As `@operation(retry=True)`: a conflict on a transaction of the read's own."""
+    return (
+        isinstance(error, Retryable)
+        and _conflict(error)
+        and attempt < RETRY_ATTEMPTS
+        and _owns_transaction(conn)
+    )
+
+
+@overload
+def page_view_bytes(
+    conn: psycopg.AsyncConnection[Any],
+    /,
+    slug: str,
+    *,
+    token: str | None = None,
+    if_version: int | None = None,
+    maintenance_horizon: dt.timedelta = ...,
+    maintenance_limit: int = 20,
+) -> Coroutine[Any, Any, PageBytes | NotModified | None]: ...
+
+
+@overload
+def page_view_bytes(
+    conn: psycopg.Connection[Any],
+    /,
+    slug: str,
+    *,
+    token: str | None = None,
+    if_version: int | None = None,
+    maintenance_horizon: dt.timedelta = ...,
+    maintenance_limit: int = 20,
+) -> PageBytes | NotModified | None: ...
+
+
+def page_view_bytes(
+    conn: Any,
+    /,
+    slug: str,
+    *,
+    token: str | None = None,
+    if_version: int | None = None,
+    maintenance_horizon: dt.timedelta = _WEEK,
+    maintenance_limit: int = 20,
+) -> Any:
+    """The page `slug` as the bytes of one JSON document (`PageBytes`), or None.
+
+    `page_view`'s arguments, access rule and versions: a wrong or missing token for a private
+    page is None, like an unknown slug; with `if_version` the current version, `NotModified`
+    (answered from the index lookup alone, migration 0028). For a sync connection the answer,
+    for an async one a coroutine. One statement on a cursor reused per connection (safe to
+    share the connection between threads or tasks: calls on one connection take turns).
+    """
+    params = _bytes_params(slug, token, if_version, maintenance_horizon, maintenance_limit)
+    if isinstance(conn, psycopg.Connection):
+        return None if params is None else _read_sync(conn, params)
+    if isinstance(conn, psycopg.AsyncConnection):
+        return _none() if params is None else _read_async(conn, params)
+    raise _not_a_connection(conn, "page_view_bytes")
+
+
+async def _none() -> None:
+    return None
+
+
+def decode_page_bytes(answer: PageBytes) -> PageView:
+    """The `PageView` a `PageBytes` shows (what `page_view` returns for the same read)."""
+    document = _loads(answer.body)
+    document["updated_at"] = _fromisoformat(document["updated_at"])
+    return _decode(**document, version=answer.version, fresh_until=answer.fresh_until)
+
+
+# -- a per-process cache of decoded views -------------------------------------------------------
+
+
+@attrs.frozen
+class _Cached:
+    view: PageView
+    size: int
+
+
+class PageViewCache:
+    """Decoded page views, per process, each hit validated by a conditional read.
+
+    `get(conn, slug, token=..., maintenance_horizon=..., maintenance_limit=...)` answers what
+    `page_view` answers: it sends `page_view_bytes` with `if_version` the cached version (one
+    index lookup on the server when unchanged, and the decoded view is reused), else decodes
+    the new body and keeps it. So a cached view is never older than a conditional read would
+    be; a private page still needs its token on every call (a wrong token is None, and the
+    cached view is not even looked at). Keyed by (slug, token digest, horizon, limit); bounded
+    by `max_entries` and `max_bytes` (the bodies' sizes), least recently used out first.
+    Thread-safe (a lock held only around dictionary work, never across I/O), so also usable
+    from asyncio with `aget` on an async connection; works on any connection statusdb reads
+    on (a router's replicas, PgBouncer). `invalidate(event)` with a `feed.PageVersionEvent`
+    (from `feed.listen_pages`) drops a page's older views early, freeing their memory.
+    """
+
+    def __init__(self, *, max_entries: int = 1024, max_bytes: int = 64 * 1024 * 1024) -> None:
+        if type(max_entries) is not int or max_entries < 1:
+            raise InvalidInput("max_entries must be a positive integer")
+        if type(max_bytes) is not int or max_bytes < 1:
+            raise InvalidInput("max_bytes must be a positive integer")
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[Any, ...], _Cached] = {}  # in use order (oldest first)
+        self._bytes = 0
+        #: Validated hits, (re)decoded misses (for the curious; not synchronised exactly).
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def size(self) -> int:
+        """The cached bodies' total size, in bytes."""
+        return self._bytes
+
+    def _lookup(self, params: dict[str, Any]) -> tuple[tuple[Any, ...], _Cached | None]:
+        key = (
+            params["slug"],
+            params["token_hash"],
+            params["horizon"],
+            params["maintenance_limit"],
+        )
+        with self._lock:
+            entry = self._entries.pop(key, None)
+            if entry is not None:
+                self._entries[key] = entry  # most recently used
+        return key, entry
+
+    def _settle(self, key: tuple[Any, ...], entry: _Cached | None, answer: Any) -> PageView | None:
+        if answer is None:
+            with self._lock:
+                self._drop(key)
+            return None
+        if isinstance(answer, NotModified) and entry is not None:
+            self.hits += 1
+            return entry.view
+        view = decode_page_bytes(answer)
+        self.misses += 1
+        size = len(answer.body)
+        with self._lock:
+            self._drop(key)
+            if size <= self.max_bytes:
+                self._entries[key] = _Cached(view, size)
+                self._bytes += size
+                while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
+                    self._drop(next(iter(self._entries)))
+        return view
+
+    def _drop(self, key: tuple[Any, ...]) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._bytes -= entry.size
+
+    def get(
+        self,
+        conn: psycopg.Connection[Any],
+        slug: str,
+        *,
+        token: str | None = None,
+        maintenance_horizon: dt.timedelta = _WEEK,
+        maintenance_limit: int = 20,
+    ) -> PageView | None:
+        """`page_view(conn, slug, ...)`, decoded once per version."""
+        params = _bytes_params(slug, token, None, maintenance_horizon, maintenance_limit)
+        if params is None:
+            return None
+        key, entry = self._lookup(params)
+        if entry is not None:
+            params["if_version"] = entry.view.version
+        return self._settle(key, entry, _read_sync(_connection(conn), params))
+
+    async def aget(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        slug: str,
+        *,
+        token: str | None = None,
+        maintenance_horizon: dt.timedelta = _WEEK,
+        maintenance_limit: int = 20,
+    ) -> PageView | None:
+        """`get` on an async connection."""
+        params = _bytes_params(slug, token, None, maintenance_horizon, maintenance_limit)
+        if params is None:
+            return None
+        if not isinstance(conn, psycopg.AsyncConnection):
+            raise _not_a_connection(conn, "PageViewCache.aget")
+        key, entry = self._lookup(params)
+        if entry is not None:
+            params["if_version"] = entry.view.version
+        return self._settle(key, entry, await _read_async(conn, params))
+
+    def invalidate(self, event: Any = None) -> int:
+        """Drop the views `event` (a `feed.PageVersionEvent`) makes stale, or all: how many."""
+        with self._lock:
+            if event is None:
+                stale = list(self._entries)
+            else:
+                stale = [
+                    key
+                    for key, entry in self._entries.items()
+                    if entry.view.page.id == event.status_page_id
+                    and entry.view.version < event.version
+                ]
+            for key in stale:
+                self._drop(key)
+        return len(stale)
+
+
+def _connection(conn: Any) -> psycopg.Connection[Any]:
+    if not isinstance(conn, psycopg.Connection):
+        raise _not_a_connection(conn, "PageViewCache.get")
+    return conn

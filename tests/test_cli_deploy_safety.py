@@ -182,7 +182,7 @@ def test_a_killed_migration_is_unlocked_by_break_lock(empty_dsn: str, toy_migrat
     process = _library_run(empty_dsn, toy_migrations)
     _wait_for_sleep(empty_dsn)
     process.kill()  # SIGKILL: no clean-up runs in the migrator
-    process.wait()
+    process.communicate()  # reaps it and closes its pipes
     live = _run("break-lock", "--dsn", empty_dsn)
     # Its server session may still be finishing the statement it was killed in: then
     # break-lock refuses, naming it, because the migration is in fact still running.
@@ -248,7 +248,7 @@ def test_a_role_that_may_not_migrate_is_told_which_to_use(
     owner = conninfo_to_dict(empty_dsn)["user"]
     refused = _run("migrate", "--dsn", outsider_dsn)
     assert refused.returncode == 1
-    assert "may not create tables" in refused.stderr
+    assert "lacks the privilege to make tables" in refused.stderr
     assert f"({owner})" in refused.stderr
     assert "yoyo_lock" not in refused.stderr
     assert _public_tables(empty_dsn) == set()

@@ -326,3 +326,24 @@ def test_router_reads_and_writes_through_pgbouncer(bdsn: str) -> None:
         # PgBouncer's server is the primary: it is never in recovery, so never a replica.
         assert router.status()[1].in_recovery is False
         assert set(router.reads_served()) == {router.status()[0].name}
+
+
+def test_bytes_and_the_page_view_cache_through_pgbouncer(bdsn: str) -> None:
+    """page_view_bytes' reused cursor and PageViewCache's conditional reads through transaction
+    pooling: with prepare_threshold None nothing is prepared, and the answers are page_view's."""
+    with psycopg.connect(bdsn, autocommit=True, prepare_threshold=None) as conn:
+        if views.page_view(conn, "bounced") is None:
+            _seed(conn)
+        cache = views.PageViewCache()
+        for _ in range(8):
+            answer = views.page_view_bytes(conn, "bounced")
+            assert isinstance(answer, views.PageBytes)
+            assert views.decode_page_bytes(answer) == views.page_view(conn, "bounced")
+            again = views.page_view_bytes(conn, "bounced", if_version=answer.version)
+            assert again == views.NotModified(answer.version, answer.fresh_until)
+            assert cache.get(conn, "bounced") == views.page_view(conn, "bounced")
+        assert cache.hits == 7
+    with make_pool(bdsn, prepare=False, min_size=2, max_size=2) as pool:
+        for _ in range(6):
+            with pool.connection() as pooled:
+                assert cache.get(pooled, "bounced") == views.page_view(pooled, "bounced")

@@ -163,9 +163,9 @@ def _check_may_migrate(dsn: str, *, creating: bool) -> bool:
                 return True
             if creating and not may_create:
                 raise MigrationError(
-                    f"role {user} may not create tables in schema public of database "
-                    f"{database}, so it cannot migrate it; connect as the database's owner "
-                    f"({db_owner}), or have it run GRANT CREATE ON SCHEMA public TO {user}"
+                    f"role {user} lacks the privilege to make tables in schema public of "
+                    f"database {database}, so it cannot migrate it; connect as the database's "
+                    f"owner ({db_owner}), or have that role grant {user} that privilege"
                 )
             return False
     except psycopg.Error as exc:

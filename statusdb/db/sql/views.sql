@@ -27,3 +27,9 @@ SELECT id, name, description, slug, is_public, updated_at, components, incidents
        version, fresh_until, groups
 FROM statusdb_page_view_at(%(slug)s::text, %(token_hash)s::bytea, %(at)s::timestamptz,
                            %(horizon)s::interval, %(maintenance_limit)s::integer);
+
+-- name: page_view_bytes
+-- The page view as one JSON document, the snapshot's texts as stored (statusdb_page_view_bytes, 0028): version, fresh_until, body (null when if_version is the version), sent on one reused cursor per connection.
+SELECT version, fresh_until, body
+FROM statusdb_page_view_bytes(%(slug)s::text, %(token_hash)s::bytea, %(horizon)s::interval,
+                              %(maintenance_limit)s::integer, %(if_version)s::bigint);
