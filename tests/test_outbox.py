@@ -307,9 +307,11 @@ def test_process_runs_a_worker_round(conn: Conn) -> None:
     incidents.create(conn, team, title="x", priority="HIGH", service_identifier="s0")
     conn.commit()
     sent: list[tuple[str, str]] = []
-    report = outbox.process(
+    report = outbox.process_all(
         conn,
-        lambda note, recipient, key: sent.append((recipient.destination, note.new_status)),
+        lambda note, recipient, key: sent.append(
+            (recipient.destination, getattr(note, "new_status", ""))
+        ),
         worker_id="w",
         hold_down=NOW,
     )
