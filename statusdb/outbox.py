@@ -612,49 +612,47 @@ def _round(
             resume = yield ("started", claimed.key)
         handle = yield ("open", claimed, resume)
         ok = held = True
-        try:
-            while True:
-                batch: list[Recipient] = yield ("fetch", handle, batch_size)
-                if not batch:
+        while True:
+            batch: list[Recipient] = yield ("fetch", handle, batch_size)
+            if not batch:
+                break
+            pairs = [(r, delivery_key(claimed.key, r)) for r in batch]
+            outcomes = yield ("deliver", notification, pairs, stop_on_failure)
+            if bookkeeping:
+                attempts = [
+                    books.attempt_for(claimed.key, notification, r, outcome)
+                    for (r, _), outcome in zip(pairs, outcomes, strict=False)
+                ]
+                yield ("call", books.record_many, {"attempts": attempts})
+                deliveries += len(attempts)
+            else:
+                errors = [o for o in outcomes if o is not None]
+                deliveries += len(outcomes) - len(errors)
+                if errors or len(outcomes) < len(pairs):
+                    failed += len(errors)
+                    if state.failure is None and errors:
+                        state.failure = errors[0]
+                    ok = False
                     break
-                pairs = [(r, delivery_key(claimed.key, r)) for r in batch]
-                outcomes = yield ("deliver", notification, pairs, stop_on_failure)
-                if bookkeeping:
-                    attempts = [
-                        books.attempt_for(claimed.key, notification, r, outcome)
-                        for (r, _), outcome in zip(pairs, outcomes, strict=False)
-                    ]
-                    yield ("call", books.record_many, {"attempts": attempts})
-                    deliveries += len(attempts)
-                else:
-                    errors = [o for o in outcomes if o is not None]
-                    deliveries += len(outcomes) - len(errors)
-                    if errors or len(outcomes) < len(pairs):
-                        failed += len(errors)
-                        if state.failure is None and errors:
-                            state.failure = errors[0]
-                        ok = False
-                        break
-                if time.monotonic() - last_renewal >= renew_every:
-                    still = yield (
-                        "call",
-                        renew,
-                        {"claimed": list(state.pending), "worker_id": worker_id, "lease": lease},
-                    )
-                    last_renewal = time.monotonic()
-                    for other in list(state.pending):
-                        if other.key not in still:
-                            state.pending.remove(other)
-                            lost += 1
-                    if claimed not in state.pending:
-                        held = False
-                        break
-                    if bookkeeping:  # keep the progress: a re-claim resumes from here
-                        yield ("close", handle)
-                        yield ("commit",)
-                        handle = yield ("open", claimed, True)
-        finally:
-            yield ("close", handle)
+            if time.monotonic() - last_renewal >= renew_every:
+                still = yield (
+                    "call",
+                    renew,
+                    {"claimed": list(state.pending), "worker_id": worker_id, "lease": lease},
+                )
+                last_renewal = time.monotonic()
+                for other in list(state.pending):
+                    if other.key not in still:
+                        state.pending.remove(other)
+                        lost += 1
+                if claimed not in state.pending:
+                    held = False
+                    break
+                if bookkeeping:  # keep the progress: a re-claim resumes from here
+                    yield ("close", handle)
+                    yield ("commit",)
+                    handle = yield ("open", claimed, True)
+        yield ("close", handle)
         if not held:
             yield ("rollback",)
             continue
