@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
+import itertools
 import time
 import zoneinfo
 from collections.abc import (
@@ -792,13 +793,7 @@ def _run_sync(
         it = _resume_stream(conn, claimed) if resume else recipients(conn, claimed)
         return iter(cast(Iterator[Recipient], it))
     if kind == "fetch":
-        handle, size = step[1], step[2]
-        batch = []
-        for recipient in handle:
-            batch.append(recipient)
-            if len(batch) >= size:
-                break
-        return batch
+        return list(itertools.islice(step[1], step[2]))
     if kind == "close":
         if isinstance(step[1], Generator):
             step[1].close()
