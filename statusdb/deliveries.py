@@ -653,7 +653,7 @@ def retry(
     now: dt.datetime | None = None,
 ) -> RetryReport:
     """One retry worker round: claim due retries, deliver each again, record the outcome.
-    Commits the claim and each retry (a worker loop, like `outbox.process`, not an operation).
+    Commits the claim and each retry (a worker loop, like `outbox.process_all`, not an operation).
 
     `decode(retry)` rebuilds the notification (default: `decode_notification`, the typed
     StatusChangeNotification, IncidentNotification or MaintenanceNotification from the payload

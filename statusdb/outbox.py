@@ -22,7 +22,7 @@ Flap damping: a component's changes are due once the first of them is older than
 (default 5 minutes); all its changes inside that window are claimed together and coalesce into
 one notification from the first previous status to the last new status. A component that ended
 where it started (a flap) notifies nobody, nor does a change caused by a maintenance window with
-notify_subscribers off. `process` ties it together for a simple worker loop.
+notify_subscribers off. `process_all` (`aprocess_all`) is the worker round.
 
 Notification events (migration 0018). Status incidents (created, updated, resolved, re-opened)
 and maintenance windows (scheduled, rescheduled, cancelled, reminder, started, completed) are
