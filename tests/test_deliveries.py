@@ -232,8 +232,12 @@ def test_outbox_worker_with_bookkeeping_then_retry_round(conn: Conn) -> None:
             raise PermanentDeliveryFailure("HTTP 410 Gone")
         sent.append((notification.new_status, recipient.subscriber_id))
 
-    report = outbox.process(
-        conn, deliveries.bookkeeping(conn, deliver), worker_id="w", hold_down=dt.timedelta(0)
+    report = outbox.process_all(
+        conn,
+        deliver,  # type: ignore[arg-type]
+        worker_id="w",
+        hold_down=dt.timedelta(0),
+        bookkeeping=True,
     )
     assert (report.claimed, report.deliveries) == (1, 3)
     outcomes: dict[str, str] = dict(

@@ -544,3 +544,19 @@ def test_every_kind_is_a_notify_on_value_and_new_subscribers_get_all(conn: Conn)
             "UPDATE status_subscriber SET notify_on = '{incident_exploded}' WHERE id = %s",
             (made.subscriber.id,),
         )
+
+
+def test_several_events_of_one_incident_go_out_in_one_round_in_order(conn: Conn) -> None:
+    """Issue 27.7: before, N updates of one incident needed N rounds."""
+    _team, page, _comp, _subs = page_with_subscribers(conn)
+    incident = status_incidents.create(conn, page, title="t", severity="MINOR", message="m0")
+    for n in range(1, 5):
+        status_incidents.add_update(conn, incident.id, status="IDENTIFIED", message=f"m{n}")
+    conn.commit()
+    inbox = Inbox()
+    report = run(conn, inbox)
+    assert report.claimed == 5
+    assert outbox.pending_events(conn) == 0
+    messages = [getattr(n, "message", None) for n in inbox.notifications]
+    firsts = list(dict.fromkeys(messages))
+    assert firsts == ["m0", "m1", "m2", "m3", "m4"]

@@ -322,11 +322,96 @@ def test_process_runs_a_worker_round(conn: Conn) -> None:
     incidents.create(conn, team, title="x", priority="HIGH", service_identifier="s0")
     conn.commit()
     sent: list[tuple[str, str]] = []
-    report = outbox.process(
+    report = outbox.process_all(
         conn,
-        lambda note, recipient, key: sent.append((recipient.destination, note.new_status)),
+        lambda note, recipient, key: sent.append(
+            (recipient.destination, getattr(note, "new_status", ""))
+        ),
         worker_id="w",
         hold_down=NOW,
     )
     assert (report.claimed, report.notified, report.deliveries, report.lost) == (1, 1, 3, 0)
     assert {status for _, status in sent} == {"PARTIAL_OUTAGE"}
+
+
+class Flaky(Exception):
+    pass
+
+
+def _four_claims(conn: Conn, subscribers: int) -> None:
+    team, page, _ = setup_page(conn, 4)
+    for n in range(subscribers):
+        add_subscriber(conn, page, n)
+    for n in range(4):
+        incidents.create(conn, team, title=f"x{n}", priority="HIGH", service_identifier=f"s{n}")
+    conn.commit()
+
+
+def _stranded(conn: Conn) -> int:
+    row = conn.execute(
+        "SELECT count(*) FROM status_change WHERE notified_at IS NULL AND lease_owner IS NOT NULL"
+    ).fetchone()
+    conn.commit()
+    assert row is not None
+    return int(row[0])
+
+
+@pytest.mark.fresh_db
+def test_a_deliverer_failing_1_in_100_strands_no_claim(conn: Conn) -> None:
+    """Issue 27.5: before, one raising delivery left the round's other claims leased."""
+    _four_claims(conn, 50)
+    calls = 0
+
+    def deliver(note: Any, recipient: outbox.Recipient, key: str) -> None:
+        nonlocal calls
+        calls += 1
+        if calls % 100 == 30:
+            raise Flaky("1 in 100")
+
+    with pytest.raises(Flaky):
+        outbox.process_all(conn, deliver, worker_id="w", hold_down=NOW)
+    assert _stranded(conn) == 0
+    assert outbox.pending_count(conn) == 2  # the two failed claims, released for the next round
+    conn.commit()
+    report = outbox.process_all(conn, lambda *_: None, worker_id="w", hold_down=NOW)
+    assert (report.claimed, report.notified) == (2, 2)
+
+
+@pytest.mark.fresh_db
+def test_keyboard_interrupt_releases_every_claim(conn: Conn) -> None:
+    _four_claims(conn, 3)
+
+    def deliver(note: Any, recipient: outbox.Recipient, key: str) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        outbox.process_all(conn, deliver, worker_id="w", hold_down=NOW)
+    assert _stranded(conn) == 0
+
+
+@pytest.mark.fresh_db
+def test_batch_deliverer_reports_per_recipient(conn: Conn) -> None:
+    _four_claims(conn, 5)
+    seen: list[int] = []
+
+    def batch(note: Any, pairs: Any) -> list[BaseException | None]:
+        seen.append(len(pairs))
+        return [None] * len(pairs)
+
+    report = outbox.process_all(conn, deliver_batch=batch, worker_id="w", hold_down=NOW)
+    assert (report.claimed, report.notified, report.deliveries) == (4, 4, 20)
+    assert seen == [5, 5, 5, 5]
+
+
+async def test_async_round_with_a_coroutine_deliverer(
+    conn: Conn, aconn: psycopg.AsyncConnection[Any]
+) -> None:
+    _four_claims(conn, 3)
+    got: list[str] = []
+
+    async def deliver(note: Any, recipient: outbox.Recipient, key: str) -> None:
+        got.append(key)
+
+    report = await outbox.aprocess_all(aconn, deliver, worker_id="a", hold_down=NOW)
+    assert (report.claimed, report.notified, report.deliveries) == (4, 4, 12)
+    assert len(set(got)) == 12

@@ -28,7 +28,7 @@ by (notification key, subscriber): the change's or event's own key (`ClaimedChan
 failure keeps `notification_payload(notification)` (any of the three notification types,
 bounded by PAYLOAD_MAX), and `retry`, a retry worker's round, hands `deliver` the equal typed
 notification (`decode_notification`). `deliver_with_bookkeeping` (one delivery) and
-`bookkeeping` (wraps a callback for the older `outbox.process`) are the building blocks.
+`Bookkeeper` (buffered) are the building blocks of hand-written loops.
 
 Support staff read it all in SQL: the view `delivery_log` (attempts with the subscriber's page,
 channel, destination and state), or `list_for_subscriber`, `list_for_notification` and
@@ -445,8 +445,6 @@ def notification_payload(notification: Notification) -> dict[str, Any] | None:
         raise InvalidInput(f"cannot encode a {type(notification).__name__} for a retry")
     fields = attrs.asdict(notification, value_serializer=_serialise)
     encoded: dict[str, Any] = {"type": tag, **fields}
-    if tag == "status_change":
-        encoded["kind"] = "status_change"  # as payloads written before the type tag
     if _encoded_size(encoded) <= PAYLOAD_MAX:
         return encoded
     name = _LONG_TEXT.get(tag)
@@ -481,13 +479,11 @@ def decode_notification(retry: DueRetry) -> Notification:
     stored = retry.payload
     if not isinstance(stored, dict):
         raise InvalidInput(f"retry {retry.attempt_id} has no notification payload")
-    tag = stored.get("type", "status_change" if stored.get("kind") == "status_change" else None)
+    tag = stored.get("type")
     cls = _PAYLOAD_TYPES.get(tag) if isinstance(tag, str) else None
     if cls is None:
         raise InvalidInput(f"retry {retry.attempt_id} has no notification payload")
     fields = {k: v for k, v in stored.items() if k != "type"}
-    if cls is StatusChangeNotification:
-        fields.pop("kind", None)
     try:
         if "components" in fields:
             fields["components"] = tuple(AffectedComponent(**c) for c in fields["components"])
@@ -498,22 +494,6 @@ def decode_notification(retry: DueRetry) -> Notification:
         decoded: Notification = cls(**fields)
     except (TypeError, ValueError, KeyError, ZoneInfoNotFoundError) as exc:
         raise InvalidInput(f"retry {retry.attempt_id} has a malformed payload: {exc}") from None
-    return decoded
-
-
-def status_change_payload(notification: StatusChangeNotification) -> dict[str, Any]:
-    """What a retry needs to deliver a component-change notification again
-    (`notification_payload`)."""
-    encoded = notification_payload(notification)
-    assert encoded is not None  # a few short fields: always fits
-    return encoded
-
-
-def status_change_notification(retry: DueRetry) -> StatusChangeNotification:
-    """The component-change notification a retry stands for (`decode_notification`, narrowed)."""
-    decoded = decode_notification(retry)
-    if not isinstance(decoded, StatusChangeNotification):
-        raise InvalidInput(f"retry {retry.attempt_id} has no status change payload")
     return decoded
 
 
@@ -536,6 +516,27 @@ def _attempt(
     except Exception as exc:
         return "FAILED_TEMPORARY", error_text(exc)
     return "DELIVERED", None
+
+
+def attempt_for(
+    key: str, notification: object, recipient: Recipient, outcome: BaseException | None
+) -> NewAttempt:
+    """The attempt `outbox.process_all` records for one delivery's outcome (None: delivered;
+    PermanentDeliveryFailure: permanent; any other exception: temporary, with the payload a
+    retry needs)."""
+    if outcome is None:
+        return NewAttempt(key, recipient.subscriber_id, "DELIVERED")
+    if isinstance(outcome, PermanentDeliveryFailure):
+        return NewAttempt(
+            key, recipient.subscriber_id, "FAILED_PERMANENT", error=error_text(outcome)
+        )
+    return NewAttempt(
+        key,
+        recipient.subscriber_id,
+        "FAILED_TEMPORARY",
+        error=error_text(outcome),
+        payload=_default_payload(notification),
+    )
 
 
 def deliver_with_bookkeeping(
@@ -633,22 +634,6 @@ class Bookkeeper(Generic[N]):
         return recorded
 
 
-def bookkeeping(conn: psycopg.Connection[Any], deliver: Deliver[N]) -> Deliver[N]:
-    """`deliver` wrapped for the component-changes-only `outbox.process`: each delivery's
-    outcome is recorded on `conn` (the connection `process` commits), failures are kept for
-    `retry` instead of failing the round, and `deliver` gets the delivery key
-    `outbox.delivery_key(change.key, recipient)` (as from `process_all`).
-    `outbox.process(conn, deliveries.bookkeeping(conn, send), worker_id=...)`. For
-    `outbox.process_all` pass `bookkeeping=True` instead (it refuses this wrapper, which would
-    record delivery keys as notification keys)."""
-
-    def wrapped(notification: N, recipient: Recipient, key: str) -> None:
-        deliver_with_bookkeeping(conn, deliver, notification, recipient, key)
-
-    wrapped.statusdb_bookkeeping = True  # type: ignore[attr-defined]
-    return wrapped
-
-
 @attrs.frozen
 class RetryReport:
     """What one `retry` round did."""
@@ -670,7 +655,7 @@ def retry(
     now: dt.datetime | None = None,
 ) -> RetryReport:
     """One retry worker round: claim due retries, deliver each again, record the outcome.
-    Commits the claim and each retry (a worker loop, like `outbox.process`, not an operation).
+    Commits the claim and each retry (a worker loop, like `outbox.process_all`, not an operation).
 
     `decode(retry)` rebuilds the notification (default: `decode_notification`, the typed
     StatusChangeNotification, IncidentNotification or MaintenanceNotification from the payload

@@ -22,7 +22,7 @@ Flap damping: a component's changes are due once the first of them is older than
 (default 5 minutes); all its changes inside that window are claimed together and coalesce into
 one notification from the first previous status to the last new status. A component that ended
 where it started (a flap) notifies nobody, nor does a change caused by a maintenance window with
-notify_subscribers off. `process` ties it together for a simple worker loop.
+notify_subscribers off. `process_all` (`aprocess_all`) is the worker round.
 
 Notification events (migration 0018). Status incidents (created, updated, resolved, re-opened)
 and maintenance windows (scheduled, rescheduled, cancelled, reminder, started, completed) are
@@ -42,10 +42,21 @@ stable per (change or event, subscriber); every delivery goes through `deliver_o
 from __future__ import annotations
 
 import datetime as dt
-import functools
+import inspect
+import itertools
+import time
 import zoneinfo
-from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping
-from typing import Any, Final, Literal, TypeVar, cast, overload
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from typing import Any, Final, Literal, cast, overload
 
 import attrs
 import psycopg
@@ -221,6 +232,8 @@ class ClaimedEvent:
     outcome: EventOutcome
     #: What a message needs (notification_event.payload); decoded by `notification`.
     payload: Mapping[str, Any] = attrs.field(factory=dict)
+    #: The status incident or window the event is about (its events go out in order).
+    subject_id: str = ""
 
     def __attrs_post_init__(self) -> None:
         validate.fields(self)  # InvalidInput for a wrong-typed field (a str for a bool, ...)
@@ -334,14 +347,20 @@ def pending_count() -> Op[int]:
 
 @operation(retry=True)
 def claim_events(
-    *, worker_id: str, limit: int = 100, lease: dt.timedelta = DEFAULT_LEASE
+    *,
+    worker_id: str,
+    limit: int = 100,
+    lease: dt.timedelta = DEFAULT_LEASE,
+    per_subject: int = 100,
 ) -> Op[list[ClaimedEvent]]:
-    """Lease the oldest pending event of up to `limit` subjects (status incidents, windows) to
-    `worker_id`, so that one subject's events go out in order. Commit afterwards."""
+    """Lease the pending events of up to `limit` subjects (status incidents, windows) to
+    `worker_id`: each subject's oldest and up to `per_subject` - 1 after it, in order (seq), so
+    that one subject's events go out in order. Commit afterwards."""
     params = {
         "worker": _worker(worker_id),
         "limit": validate.limit(limit, maximum=10_000),
         "lease": _duration("lease", lease, minimum=dt.timedelta(milliseconds=1)),
+        "per_subject": validate.limit(per_subject, maximum=1_000),
     }
     return (yield from many("event_claim", params, class_row(ClaimedEvent)))
 
@@ -369,6 +388,31 @@ def release_event(claimed: ClaimedEvent, *, worker_id: str) -> Op[None]:
     """Give `claimed` back at once (e.g. delivery failed), instead of waiting for the lease."""
     params = {"worker": _worker(worker_id), "id": _claimed_event(claimed)}
     yield from execute("event_release", params)
+
+
+@operation(retry=True)
+def renew(
+    claimed: Sequence[ClaimedChange | ClaimedEvent], *, worker_id: str, lease: dt.timedelta
+) -> Op[set[str]]:
+    """Extend the leases of `claimed` to now + `lease` (a long fan-out); the keys
+    (`ClaimedChange.key`, `ClaimedEvent.key`) of those this worker still holds. Row locks are
+    taken in the caller's transaction, so another worker skips them until it ends."""
+    worker = _worker(worker_id)
+    interval = _duration("lease", lease, minimum=dt.timedelta(milliseconds=1))
+    changes = [c for c in claimed if isinstance(c, ClaimedChange)]
+    events = [e for e in claimed if isinstance(e, ClaimedEvent)]
+    held: set[str] = set()
+    if changes:
+        ids = [i for c in changes for i in c.change_ids]
+        params = {"worker": worker, "lease": interval, "change_ids": ids}
+        rows = yield from many("outbox_renew", params, tuple_row)
+        still = {row[0] for row in rows}
+        held.update(c.key for c in changes if still.issuperset(c.change_ids))
+    if events:
+        params = {"worker": worker, "lease": interval, "ids": [e.id for e in events]}
+        rows = yield from many("event_renew", params, tuple_row)
+        held.update(row[0] for row in rows)
+    return held
 
 
 @operation(retry=True)
@@ -442,48 +486,44 @@ async def _empty() -> AsyncIterator[Recipient]:
     yield  # makes this an async generator
 
 
+def _resume_stream(
+    conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any],
+    claimed: ClaimedChange | ClaimedEvent,
+) -> Iterator[Recipient] | AsyncIterator[Recipient]:
+    """`recipients` without the subscribers already recorded in delivery_attempt under the
+    claim's key (a re-claimed fan-out with bookkeeping resumes where it stopped)."""
+    if isinstance(claimed, ClaimedEvent):
+        params = {**_event_recipient_params(claimed), "key": claimed.key}
+        return stream(conn, "event_recipients_resume", params, _recipient_row)
+    params = {**_recipient_params(claimed), "key": claimed.key}
+    return stream(conn, "outbox_recipients_resume", params, _recipient_row)
+
+
+@operation(retry=True)
+def started(key: str) -> Op[bool]:
+    """Whether deliveries are recorded under `key` (a fan-out with bookkeeping to resume)."""
+    params = {"key": validate.text("key", key, max_length=200)}
+    row = yield from one("delivery_key_started", params, tuple_row, not_found="no answer")
+    return bool(row[0])
+
+
 @attrs.frozen
 class ProcessReport:
-    """What one `process` round did."""
+    """What one `process_all` round did."""
 
+    #: Changes and events claimed.
     claimed: int
+    #: Claims completed as NOTIFIED.
     notified: int
+    #: Deliveries made (with bookkeeping: attempts recorded, whatever their outcome).
     deliveries: int
+    #: Claims lost to another worker (their lease ran out).
     lost: int
-
-
-def process(
-    conn: psycopg.Connection[Any],
-    deliver: Callable[[StatusChangeNotification, Recipient, str], None],
-    *,
-    worker_id: str,
-    limit: int = 100,
-    hold_down: dt.timedelta = DEFAULT_HOLD_DOWN,
-    lease: dt.timedelta = DEFAULT_LEASE,
-) -> ProcessReport:
-    """One worker round over component status changes only: claim, deliver, complete.
-
-    Kept for workers written before notification events (0018); `process_all` handles every
-    kind of notification. A worker owns `conn` and commits the claim and each completion.
-    `deliver(notification, recipient, key)` should enqueue or send; `key` is the change's
-    (`ClaimedChange.key`). If it raises, the change is released for another round and the error
-    propagates (a psycopg error raised by `deliver` becomes statusdb's, chained). A database
-    failure (a lost connection, say) raises statusdb's `Retryable`, chained to psycopg's error;
-    if the change cannot be released then, its lease expires and another round claims it again.
-    """
-    claimed = claim(conn, worker_id=worker_id, limit=limit, hold_down=hold_down, lease=lease)
-    _commit(conn)
-    notified = deliveries = lost = 0
-    for change in claimed:
-        # Built once per change, not once per recipient (a change can have a million).
-        give_back = functools.partial(release, conn, change, worker_id=worker_id)
-        deliveries += _fan_out(conn, change, deliver, change.notification, change.key, give_back)
-        if complete(conn, change, worker_id=worker_id):
-            notified += change.outcome == "NOTIFIED"
-        else:
-            lost += 1
-        _commit(conn)
-    return ProcessReport(len(claimed), notified, deliveries, lost)
+    #: Claims given back for another round (a delivery failed, or an earlier event of the
+    #: same subject did).
+    released: int = 0
+    #: Deliveries that raised (without bookkeeping).
+    failed: int = 0
 
 
 def delivery_key(key: str, recipient: Recipient) -> str:
@@ -497,145 +537,437 @@ def deliver_one(
     recipient: Recipient,
     key: str,
 ) -> None:
-    """`process_all`'s per-recipient step: one delivery of `notification` to `recipient`.
+    """One delivery of `notification` to `recipient` with its delivery key.
 
-    The one place delivery goes through, so that bookkeeping (attempts, retries) can wrap it.
     `key` is the change's or event's key; the delivery's own key is `delivery_key(key,
     recipient)`, stable per (event, subscriber) across rounds and workers.
     """
     deliver(notification, recipient, delivery_key(key, recipient))
 
 
+#: A per-recipient deliverer: `deliver(notification, recipient, delivery_key)`; sync, or (for
+#: `aprocess_all`) sync or async. It reports failure by raising.
+Deliver = Callable[[Notification, Recipient, str], "Awaitable[None] | None"]
+#: A batch deliverer: `deliver_batch(notification, [(recipient, delivery_key), ...])` returns
+#: one outcome per recipient, in order: None (delivered) or the exception that delivery failed
+#: with. A shorter list means the rest were not attempted. Sync, or for `aprocess_all` async.
+DeliverBatch = Callable[
+    [Notification, Sequence[tuple[Recipient, str]]],
+    "Sequence[BaseException | None] | Awaitable[Sequence[BaseException | None]]",
+]
+
+DEFAULT_BATCH: Final = 1_000
+
+
+# The worker round is written once, as a generator of steps (like operations are): the sync
+# driver `process_all` and the async driver `aprocess_all` run the same steps on their kind of
+# connection. A step is a tuple whose first item names it.
+_Step = tuple[Any, ...]
+
+
+@attrs.define
+class _Round:
+    """What a round holds while it runs: the claims not yet completed or released."""
+
+    pending: list[ClaimedChange | ClaimedEvent] = attrs.field(factory=list)
+    failure: BaseException | None = None
+
+
+def _round(
+    state: _Round,
+    *,
+    worker_id: str,
+    limit: int,
+    hold_down: dt.timedelta,
+    lease: dt.timedelta,
+    bookkeeping: bool,
+    batch_size: int,
+    stop_on_failure: bool,
+) -> Generator[_Step, Any, ProcessReport]:
+    """The one body of a worker round; see `process_all`."""
+    changes = yield (
+        "call",
+        claim,
+        {"worker_id": worker_id, "limit": limit, "hold_down": hold_down, "lease": lease},
+    )
+    yield ("commit",)
+    events = yield ("call", claim_events, {"worker_id": worker_id, "limit": limit, "lease": lease})
+    yield ("commit",)
+    work: list[ClaimedChange | ClaimedEvent] = [*changes, *events]
+    state.pending = list(work)
+    renew_every = lease.total_seconds() / 3
+    last_renewal = time.monotonic()
+    notified = deliveries = lost = released = failed = 0
+    blocked: set[str] = set()  # subjects with a failed event: later ones wait for it
+    if bookkeeping:
+        from statusdb.workers import deliveries as books  # deliveries imports this module
+
+    def give_back(claimed: ClaimedChange | ClaimedEvent) -> _Step:
+        state.pending.remove(claimed)
+        if isinstance(claimed, ClaimedEvent):
+            return ("call", release_event, {"claimed": claimed, "worker_id": worker_id})
+        return ("call", release, {"claimed": claimed, "worker_id": worker_id})
+
+    for claimed in work:
+        if claimed not in state.pending:
+            continue  # lost at a renewal
+        if isinstance(claimed, ClaimedEvent) and claimed.subject_id in blocked:
+            yield give_back(claimed)  # an earlier event of its subject failed: keep the order
+            yield ("commit",)
+            released += 1
+            continue
+        notification = claimed.notification
+        resume = False
+        if bookkeeping:
+            resume = yield ("started", claimed.key)
+        handle = yield ("open", claimed, resume)
+        ok = held = True
+        while True:
+            batch: list[Recipient] = yield ("fetch", handle, batch_size)
+            if not batch:
+                break
+            pairs = [(r, delivery_key(claimed.key, r)) for r in batch]
+            outcomes = yield ("deliver", notification, pairs, stop_on_failure)
+            if bookkeeping:
+                attempts = [
+                    books.attempt_for(claimed.key, notification, r, outcome)
+                    for (r, _), outcome in zip(pairs, outcomes, strict=False)
+                ]
+                yield ("call", books.record_many, {"attempts": attempts})
+                deliveries += len(attempts)
+            else:
+                errors = [o for o in outcomes if o is not None]
+                deliveries += len(outcomes) - len(errors)
+                if errors or len(outcomes) < len(pairs):
+                    failed += len(errors)
+                    if state.failure is None and errors:
+                        state.failure = errors[0]
+                    ok = False
+                    break
+            if time.monotonic() - last_renewal >= renew_every:
+                still = yield (
+                    "call",
+                    renew,
+                    {"claimed": list(state.pending), "worker_id": worker_id, "lease": lease},
+                )
+                last_renewal = time.monotonic()
+                for other in list(state.pending):
+                    if other.key not in still:
+                        state.pending.remove(other)
+                        lost += 1
+                if claimed not in state.pending:
+                    held = False
+                    break
+                if bookkeeping:  # keep the progress: a re-claim resumes from here
+                    yield ("close", handle)
+                    yield ("commit",)
+                    handle = yield ("open", claimed, True)
+        yield ("close", handle)
+        if not held:
+            yield ("rollback",)
+            continue
+        if not ok:
+            yield ("rollback",)
+            yield give_back(claimed)
+            yield ("commit",)
+            released += 1
+            if isinstance(claimed, ClaimedEvent):
+                blocked.add(claimed.subject_id)
+            continue
+        if isinstance(claimed, ClaimedEvent):
+            done = yield ("call", complete_event, {"claimed": claimed, "worker_id": worker_id})
+        else:
+            done = yield ("call", complete, {"claimed": claimed, "worker_id": worker_id})
+        state.pending.remove(claimed)
+        if done:
+            notified += claimed.outcome == "NOTIFIED"
+        else:
+            lost += 1
+        yield ("commit",)
+    return ProcessReport(len(work), notified, deliveries, lost, released, failed)
+
+
+def _check(
+    bookkeeping: bool, batch_size: int, deliver: object, deliver_batch: object
+) -> tuple[bool, int]:
+    if (deliver is None) == (deliver_batch is None):
+        raise InvalidInput("pass one of deliver and deliver_batch")
+    return validate.flag("bookkeeping", bookkeeping), validate.limit(batch_size, maximum=10_000)
+
+
+def _checked_outcomes(outcomes: object, pairs: Sequence[Any]) -> list[BaseException | None]:
+    if isinstance(outcomes, str | bytes) or not isinstance(outcomes, Sequence):
+        raise InvalidInput("deliver_batch must return a list of outcomes (None or an exception)")
+    checked = list(outcomes)[: len(pairs)]
+    for outcome in checked:
+        if outcome is not None and not isinstance(outcome, BaseException):
+            raise InvalidInput("deliver_batch outcomes must be None or an exception")
+    return checked
+
+
 def process_all(
     conn: psycopg.Connection[Any],
-    deliver: Callable[[Notification, Recipient, str], None],
+    deliver: Callable[[Notification, Recipient, str], None] | None = None,
     *,
     worker_id: str,
     limit: int = 100,
     hold_down: dt.timedelta = DEFAULT_HOLD_DOWN,
     lease: dt.timedelta = DEFAULT_LEASE,
     bookkeeping: bool = False,
+    deliver_batch: Callable[
+        [Notification, Sequence[tuple[Recipient, str]]], Sequence[BaseException | None]
+    ]
+    | None = None,
+    batch_size: int = DEFAULT_BATCH,
 ) -> ProcessReport:
     """One worker round over every kind of notification: component status changes (coalesced
-    and damped as `process` does) and status-incident and maintenance events.
+    and damped) and status-incident and maintenance events (several of one subject, in order).
+    The worker owns `conn`: it commits the claims, each completion and each release.
 
-    `deliver(notification, recipient, key)` gets a `StatusChangeNotification`, an
-    `IncidentNotification` or a `MaintenanceNotification` (match on the class, or on `kind`),
-    the recipient, and an idempotency key stable per (change or event, subscriber): delivery
-    is at least once (a worker that stalls past its lease may deliver again what another worker
-    then delivers), so let the receiving end drop a key it has seen. Each subscriber gets one
-    delivery per event, never one per affected component, and a component change that a status
-    incident's or a window's event already tells of is not delivered to those who want that
-    event (`ClaimedChange.folded_into`). Commits the claims and each completion; errors as
-    `process`.
+    Pass `deliver(notification, recipient, key)` (one recipient at a time) or
+    `deliver_batch(notification, [(recipient, key), ...])` (up to `batch_size` at once,
+    returning one outcome per recipient: None or the exception it failed with). The
+    notification is a `StatusChangeNotification`, an `IncidentNotification` or a
+    `MaintenanceNotification`; `key` is stable per (change or event, subscriber): delivery is
+    at least once, so let the receiving end drop a key it has seen. Each subscriber gets one
+    delivery per event, and a component change that an event already tells of is not delivered
+    to those who want that event (`ClaimedChange.folded_into`).
+
+    Whatever a delivery does, the round leaves nothing stranded: a claim is completed, or
+    released for the next round. Without bookkeeping, a failing delivery stops its claim's
+    fan-out, which is released (with the later events of its subject, which wait for it); the
+    other claims of the round go on, and the first failure is raised at the end of the round.
+    A BaseException that is not an Exception (KeyboardInterrupt), or a database failure, stops
+    the round at once: every claim not completed is released (if the connection still works;
+    else the leases run out) and the error propagates (database errors as statusdb's). Leases
+    are renewed every `lease`/3 while the round works.
 
     `bookkeeping=True` records every delivery in `delivery_attempt` (statusdb.workers.deliveries):
-    under (the change's or event's key, subscriber id), DELIVERED, FAILED_PERMANENT
-    (`deliver` raised `deliveries.PermanentDeliveryFailure`) or FAILED_TEMPORARY (any other
-    Exception, kept with the typed notification for `deliveries.retry`). A failing delivery
-    then no longer fails the round: the outcomes are written in batches and flushed before
-    each completion, in its transaction, so they commit together.
+    DELIVERED, FAILED_PERMANENT (`deliveries.PermanentDeliveryFailure`) or FAILED_TEMPORARY
+    (any other Exception, kept with the notification for `deliveries.retry`); failures then do
+    not fail the round. Outcomes are written per batch and committed at each renewal and with
+    the completion, so that a fan-out re-claimed after a crash resumes with the subscribers not
+    yet recorded.
     """
-    send: Callable[[Any, Recipient, str], None]
-    new_sender: Callable[[], Any]
-    if validate.flag("bookkeeping", bookkeeping):
-        if getattr(deliver, "statusdb_bookkeeping", False):
-            raise InvalidInput(
-                "deliver is already wrapped by deliveries.bookkeeping: pass the plain callback"
-                " with bookkeeping=True"
-            )
-        from statusdb.workers.deliveries import Bookkeeper  # deliveries imports this module
-
-        def new_sender() -> Any:
-            return Bookkeeper(conn, deliver)
-    else:
-        plain = functools.partial(deliver_one, deliver)
-
-        def new_sender() -> Any:
-            return plain
-
-    changes = claim(conn, worker_id=worker_id, limit=limit, hold_down=hold_down, lease=lease)
-    _commit(conn)
-    events = claim_events(conn, worker_id=worker_id, limit=limit, lease=lease)
-    _commit(conn)
-    notified = deliveries = lost = 0
-    for change in changes:
-        give_back = functools.partial(release, conn, change, worker_id=worker_id)
-        send = new_sender()
-        deliveries += _fan_out(conn, change, send, change.notification, change.key, give_back)
-        _flush(send)
-        if complete(conn, change, worker_id=worker_id):
-            notified += change.outcome == "NOTIFIED"
-        else:
-            lost += 1
-        _commit(conn)
-    for event in events:
-        give_back = functools.partial(release_event, conn, event, worker_id=worker_id)
-        send = new_sender()
-        deliveries += _fan_out(conn, event, send, event.notification, event.key, give_back)
-        _flush(send)
-        if complete_event(conn, event, worker_id=worker_id):
-            notified += event.outcome == "NOTIFIED"
-        else:
-            lost += 1
-        _commit(conn)
-    return ProcessReport(len(changes) + len(events), notified, deliveries, lost)
-
-
-def _flush(send: object) -> None:
-    """Record a bookkeeper's buffered outcomes (before the completion, same transaction)."""
-    flush = getattr(send, "flush", None)
-    if flush is not None:
-        flush()
-
-
-_N = TypeVar("_N", bound=Notification)
-
-
-def _fan_out(
-    conn: psycopg.Connection[Any],
-    claimed: ClaimedChange | ClaimedEvent,
-    send: Callable[[_N, Recipient, str], None],
-    notification: _N,
-    key: str,
-    give_back: Callable[[], object],
-) -> int:
-    """`send` `notification` to every recipient of `claimed` (streamed); on failure give the
-    claim back and re-raise. `notification` is built once per claim, not once per recipient."""
-    count = 0
-    stream = recipients(conn, claimed)
+    books, size = _check(bookkeeping, batch_size, deliver, deliver_batch)
+    state = _Round()
+    steps = _round(
+        state,
+        worker_id=worker_id,
+        limit=limit,
+        hold_down=hold_down,
+        lease=lease,
+        bookkeeping=books,
+        batch_size=size,
+        stop_on_failure=not books,
+    )
     try:
-        for recipient in stream:
-            send(notification, recipient, key)
-            count += 1
+        step = next(steps)
+        while True:
+            step = steps.send(_run_sync(conn, step, deliver, deliver_batch))
+    except StopIteration as stop:
+        report: ProcessReport = stop.value
     except BaseException as exc:
-        if isinstance(stream, Generator):  # now, not in a finaliser (drops close failures)
-            stream.close()
-        _give_back(conn, give_back, exc)
-        if isinstance(exc, psycopg.Error):  # raised by `deliver` itself
+        steps.close()
+        _give_back_all_sync(conn, state, worker_id, exc)
+        if isinstance(exc, psycopg.Error):
             raise translate(exc) from exc
         raise
-    return count
+    if state.failure is not None:
+        raise _failure(state.failure)
+    return report
 
 
-def _commit(conn: psycopg.Connection[Any]) -> None:
-    try:
-        conn.commit()
-    except psycopg.Error as exc:
-        raise translate(exc) from exc
+def _failure(exc: BaseException) -> BaseException:
+    return translate(exc) if isinstance(exc, psycopg.Error) else exc
 
 
-def _give_back(
-    conn: psycopg.Connection[Any], release_claim: Callable[[], object], failure: BaseException
+def _run_sync(
+    conn: psycopg.Connection[Any],
+    step: _Step,
+    deliver: Callable[..., Any] | None,
+    deliver_batch: Callable[..., Any] | None,
+) -> Any:
+    kind = step[0]
+    if kind == "call":
+        return step[1](conn, **step[2])
+    if kind == "commit":
+        return conn.commit()
+    if kind == "rollback":
+        return conn.rollback()
+    if kind == "started":
+        return started(conn, step[1])
+    if kind == "open":
+        claimed, resume = step[1], step[2]
+        it = _resume_stream(conn, claimed) if resume else recipients(conn, claimed)
+        return iter(cast(Iterator[Recipient], it))
+    if kind == "fetch":
+        return list(itertools.islice(step[1], step[2]))
+    if kind == "close":
+        if isinstance(step[1], Generator):
+            step[1].close()
+        return None
+    if kind == "deliver":
+        notification, pairs, stop = step[1], step[2], step[3]
+        if deliver_batch is not None:
+            return _checked_outcomes(deliver_batch(notification, pairs), pairs)
+        assert deliver is not None
+        outcomes: list[BaseException | None] = []
+        for recipient, key in pairs:
+            try:
+                deliver(notification, recipient, key)
+            except Exception as exc:
+                outcomes.append(exc)
+                if stop:
+                    break
+            else:
+                outcomes.append(None)
+        return outcomes
+    raise AssertionError(kind)  # pragma: no cover
+
+
+def _give_back_all_sync(
+    conn: psycopg.Connection[Any], state: _Round, worker_id: str, failure: BaseException
 ) -> None:
-    """Release a claim after `failure`; if that fails too (a dead connection), say so on
-    `failure`, which stays the error the caller gets: the lease then runs out by itself."""
+    """Release every claim of the round not completed, after `failure`; if that fails too (a
+    dead connection), say so on `failure`: the leases then run out by themselves."""
+    if not state.pending:
+        return
     try:
         conn.rollback()
-        release_claim()
+        for claimed in state.pending:
+            if isinstance(claimed, ClaimedEvent):
+                release_event(conn, claimed, worker_id=worker_id)
+            else:
+                release(conn, claimed, worker_id=worker_id)
         conn.commit()
+        state.pending = []
     except (psycopg.Error, StatusdbError) as exc:
         failure.add_note(
-            f"statusdb.workers.outbox.process could not release the claim ({exc}); another round "
-            "claims the change again once its lease expires"
+            f"statusdb.workers.outbox.process_all could not release its claims ({exc}); "
+            "another round claims them again once their leases expire"
+        )
+
+
+async def aprocess_all(
+    conn: psycopg.AsyncConnection[Any],
+    deliver: Callable[[Notification, Recipient, str], Awaitable[None] | None] | None = None,
+    *,
+    worker_id: str,
+    limit: int = 100,
+    hold_down: dt.timedelta = DEFAULT_HOLD_DOWN,
+    lease: dt.timedelta = DEFAULT_LEASE,
+    bookkeeping: bool = False,
+    deliver_batch: Callable[
+        [Notification, Sequence[tuple[Recipient, str]]],
+        Awaitable[Sequence[BaseException | None]] | Sequence[BaseException | None],
+    ]
+    | None = None,
+    batch_size: int = DEFAULT_BATCH,
+) -> ProcessReport:
+    """`process_all` on an async connection, with the same steps and guarantees; `deliver`
+    and `deliver_batch` may be coroutine functions (or plain ones). A cancelled task releases
+    what the round claimed, as a KeyboardInterrupt does in `process_all`."""
+    books, size = _check(bookkeeping, batch_size, deliver, deliver_batch)
+    state = _Round()
+    steps = _round(
+        state,
+        worker_id=worker_id,
+        limit=limit,
+        hold_down=hold_down,
+        lease=lease,
+        bookkeeping=books,
+        batch_size=size,
+        stop_on_failure=not books,
+    )
+    try:
+        step = next(steps)
+        while True:
+            step = steps.send(await _run_async(conn, step, deliver, deliver_batch))
+    except StopIteration as stop:
+        report: ProcessReport = stop.value
+    except BaseException as exc:
+        steps.close()
+        await _give_back_all_async(conn, state, worker_id, exc)
+        if isinstance(exc, psycopg.Error):
+            raise translate(exc) from exc
+        raise
+    if state.failure is not None:
+        raise _failure(state.failure)
+    return report
+
+
+async def _maybe(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+async def _run_async(
+    conn: psycopg.AsyncConnection[Any],
+    step: _Step,
+    deliver: Callable[..., Any] | None,
+    deliver_batch: Callable[..., Any] | None,
+) -> Any:
+    kind = step[0]
+    if kind == "call":
+        return await step[1](conn, **step[2])
+    if kind == "commit":
+        return await conn.commit()
+    if kind == "rollback":
+        return await conn.rollback()
+    if kind == "started":
+        return await started(conn, step[1])
+    if kind == "open":
+        claimed, resume = step[1], step[2]
+        it = _resume_stream(conn, claimed) if resume else recipients(conn, claimed)
+        return aiter(cast(AsyncIterator[Recipient], it))
+    if kind == "fetch":
+        handle, size = step[1], step[2]
+        batch = []
+        async for recipient in handle:
+            batch.append(recipient)
+            if len(batch) >= size:
+                break
+        return batch
+    if kind == "close":
+        aclose = getattr(step[1], "aclose", None)
+        if aclose is not None:
+            await aclose()
+        return None
+    if kind == "deliver":
+        notification, pairs, stop = step[1], step[2], step[3]
+        if deliver_batch is not None:
+            return _checked_outcomes(await _maybe(deliver_batch(notification, pairs)), pairs)
+        assert deliver is not None
+        outcomes: list[BaseException | None] = []
+        for recipient, key in pairs:
+            try:
+                await _maybe(deliver(notification, recipient, key))
+            except Exception as exc:
+                outcomes.append(exc)
+                if stop:
+                    break
+            else:
+                outcomes.append(None)
+        return outcomes
+    raise AssertionError(kind)  # pragma: no cover
+
+
+async def _give_back_all_async(
+    conn: psycopg.AsyncConnection[Any], state: _Round, worker_id: str, failure: BaseException
+) -> None:
+    if not state.pending:
+        return
+    try:
+        await conn.rollback()
+        for claimed in state.pending:
+            if isinstance(claimed, ClaimedEvent):
+                await release_event(conn, claimed, worker_id=worker_id)
+            else:
+                await release(conn, claimed, worker_id=worker_id)
+        await conn.commit()
+        state.pending = []
+    except (psycopg.Error, StatusdbError) as exc:
+        failure.add_note(
+            f"statusdb.outbox.aprocess_all could not release its claims ({exc}); another "
+            "round claims them again once their leases expire"
         )

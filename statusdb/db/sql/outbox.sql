@@ -125,12 +125,13 @@ FROM status_change
 WHERE notified_at IS NULL;
 
 -- name: event_claim
--- Lease the oldest pending notification event of up to `limit` subjects to one worker.
--- One event per subject (status incident, window) at a time, oldest first, so that a subject's
--- events reach subscribers in order; what another worker holds is skipped (locked now, or
--- leased and not expired), as in outbox_claim. The outcome a completion records is decided
--- here: MUTED for a window with notify_subscribers off, OBSOLETE for a reminder whose
--- occurrence no longer comes (window cancelled, moved or deleted), else NOTIFIED.
+-- Lease the pending notification events of up to `limit` subjects to one worker: each subject's
+-- oldest pending event and up to `per_subject` - 1 of the events after it, in order (issue 27:
+-- N quick updates to one incident go out in one round), so that a subject's events reach
+-- subscribers in order; what another worker holds is skipped (locked now, or leased and not
+-- expired), as in outbox_claim. The outcome a completion records is decided here: MUTED for a
+-- window with notify_subscribers off, OBSOLETE for a reminder whose occurrence no longer comes
+-- (window cancelled, moved or deleted), else NOTIFIED.
 WITH heads AS (
     SELECT DISTINCT ON (e.subject_id) e.id
     FROM notification_event e
@@ -138,7 +139,7 @@ WITH heads AS (
     ORDER BY e.subject_id, e.seq
 ),
 locked AS (
-    SELECT e.id
+    SELECT e.id, e.subject_id, e.seq
     FROM notification_event e
     WHERE e.id IN (SELECT h.id FROM heads h)
       AND e.notified_at IS NULL
@@ -147,14 +148,28 @@ locked AS (
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ),
+batch AS (
+    -- The head and the next pending events of its subject (notification_event_pending_idx).
+    SELECT later.id
+    FROM locked
+    CROSS JOIN LATERAL (
+        SELECT e.id
+        FROM notification_event e
+        WHERE e.subject_id = locked.subject_id
+          AND e.notified_at IS NULL
+          AND e.seq >= locked.seq
+          AND (e.id = locked.id OR e.lease_expires_at IS NULL OR e.lease_expires_at < now())
+        ORDER BY e.seq
+        LIMIT %(per_subject)s
+    ) AS later
+),
 claimed AS (
     UPDATE notification_event e
     SET lease_owner = %(worker)s,
         lease_expires_at = now() + %(lease)s::interval
-    FROM locked
-    WHERE e.id = locked.id
+    WHERE e.id IN (SELECT batch.id FROM batch)
     RETURNING e.id, e.seq, e.status_page_id, e.kind, e.maintenance_window_id,
-              e.occurrence_start, e.component_ids, e.payload, e.created_at
+              e.occurrence_start, e.component_ids, e.payload, e.created_at, e.subject_id
 )
 SELECT claimed.id, claimed.status_page_id, p.time_zone AS page_time_zone, claimed.kind,
        claimed.component_ids, claimed.payload, claimed.created_at,
@@ -167,7 +182,8 @@ SELECT claimed.id, claimed.status_page_id, p.time_zone AS page_time_zone, claime
                 AND NOT coalesce(w.notify_subscribers, true)
                THEN 'MUTED'
            ELSE 'NOTIFIED'
-       END AS outcome
+       END AS outcome,
+       claimed.subject_id
 FROM claimed
 JOIN status_page p ON p.id = claimed.status_page_id
 LEFT JOIN maintenance_window w ON w.id = claimed.maintenance_window_id
@@ -208,3 +224,42 @@ WHERE notified_at IS NULL;
 -- name: event_remind
 -- The scheduler's reminders for its now (statusdb_maintenance_remind, 0018); how many written.
 SELECT statusdb_maintenance_remind(%(now)s) AS written;
+
+-- name: outbox_renew
+-- Extend this worker's leases on claimed changes (a long fan-out, issue 27); the ids still held.
+UPDATE status_change
+SET lease_expires_at = now() + %(lease)s::interval
+WHERE id = ANY (%(change_ids)s::text[])
+  AND lease_owner = %(worker)s
+  AND notified_at IS NULL
+RETURNING id;
+
+-- name: event_renew
+-- Extend this worker's leases on claimed events (a long fan-out, issue 27); the ids still held.
+UPDATE notification_event
+SET lease_expires_at = now() + %(lease)s::interval
+WHERE id = ANY (%(ids)s::text[])
+  AND lease_owner = %(worker)s
+  AND notified_at IS NULL
+RETURNING id;
+
+-- name: outbox_recipients_resume
+-- outbox_recipients without the subscribers already recorded in delivery_attempt under the
+-- change's key (a re-claimed fan-out with bookkeeping resumes instead of starting over).
+SELECT r.subscriber_id, r.channel, r.destination
+FROM statusdb_notification_recipients(%(status_page_id)s, ARRAY[%(component_id)s]::text[],
+                                      %(notify_types)s::text[], %(folded_into)s::text[]) AS r
+WHERE NOT EXISTS (SELECT 1 FROM delivery_attempt a
+                  WHERE a.notification_key = %(key)s AND a.subscriber_id = r.subscriber_id);
+
+-- name: event_recipients_resume
+-- event_recipients without the subscribers already recorded under the event's key.
+SELECT r.subscriber_id, r.channel, r.destination
+FROM statusdb_notification_recipients(%(status_page_id)s, %(component_ids)s::text[],
+                                      ARRAY[%(kind)s]::text[], '{}'::text[]) AS r
+WHERE NOT EXISTS (SELECT 1 FROM delivery_attempt a
+                  WHERE a.notification_key = %(key)s AND a.subscriber_id = r.subscriber_id);
+
+-- name: delivery_key_started
+-- Whether any attempt is recorded under a notification key (a fan-out to resume).
+SELECT EXISTS (SELECT 1 FROM delivery_attempt WHERE notification_key = %(key)s) AS started;
