@@ -1,6 +1,6 @@
 -- statusdb 0028: reads at the wire's floor (issue 21): the page view as the bytes the snapshot
 -- holds, and a conditional read that answers "not modified" from one index lookup.
--- depends: 0026_event_markers_immutable_ids
+-- depends: 0027_maintenance_events_after_derivation
 --
 -- * status_page_snapshot.scheduled_starts: the start instants of the SCHEDULED candidates
 --   (window_starts where window_scheduled), in order, stored (a generated column: whoever

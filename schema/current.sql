@@ -1880,6 +1880,79 @@ $$;
 COMMENT ON FUNCTION public.statusdb_maintenance_window_refresh_status() IS 'Statement trigger (0023): windows entering or leaving effect (IN_PROGRESS with auto_update_status) lock their slots, then re-derive their components.';
 
 --
+-- Name: statusdb_maintenance_window_report_events(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_maintenance_window_report_events() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+DECLARE
+    pair record;
+    was maintenance_window%ROWTYPE;
+    cur maintenance_window%ROWTYPE;
+BEGIN
+    FOR pair IN
+        SELECT o AS was_row, n AS cur_row
+        FROM old_windows o
+        JOIN new_windows n ON n.id = o.id  -- ids never change (0026)
+        WHERE (o.status, o.start_time, o.end_time, o.recurrence_rule, o.recurrence_start,
+               o.time_zone)
+              IS DISTINCT FROM (n.status, n.start_time, n.end_time, n.recurrence_rule,
+                                n.recurrence_start, n.time_zone)
+        ORDER BY n.id
+    LOOP
+        was := pair.was_row;
+        cur := pair.cur_row;
+        IF EXISTS (SELECT 1 FROM maintenance_window_created m
+                   WHERE m.maintenance_window_id = was.id) THEN
+            CONTINUE;  -- created in this transaction: announced once, at commit
+        END IF;
+        IF cur.status = 'CANCELLED' THEN
+            IF was.status <> 'CANCELLED' THEN
+                PERFORM statusdb_maintenance_event(cur.id, 'maintenance_cancelled',
+                                                   was.start_time, was.end_time, NULL);
+            END IF;
+            CONTINUE;
+        END IF;
+        IF was.status = 'IN_PROGRESS'
+           AND (cur.status <> 'IN_PROGRESS' OR cur.start_time <> was.start_time) THEN
+            PERFORM statusdb_maintenance_event(cur.id, 'maintenance_completed',
+                                               was.start_time, was.end_time, NULL);
+        END IF;
+        IF cur.status = 'IN_PROGRESS'
+           AND (was.status <> 'IN_PROGRESS' OR cur.start_time <> was.start_time) THEN
+            PERFORM statusdb_maintenance_event(cur.id, 'maintenance_started',
+                                               cur.start_time, cur.end_time, NULL);
+        END IF;
+        IF cur.status IN ('SCHEDULED', 'IN_PROGRESS') AND was.status = cur.status
+           AND ((cur.recurrence_rule, cur.recurrence_start, cur.time_zone)
+                    IS DISTINCT FROM (was.recurrence_rule, was.recurrence_start, was.time_zone)
+                OR (cur.recurrence_rule IS NULL
+                    AND (cur.start_time, cur.end_time) <> (was.start_time, was.end_time))
+                OR (cur.recurrence_rule IS NOT NULL AND cur.start_time = was.start_time
+                    AND cur.end_time <> was.end_time)) THEN
+            PERFORM statusdb_maintenance_event(
+                cur.id, 'maintenance_rescheduled', cur.start_time, cur.end_time,
+                jsonb_build_object('start', statusdb_event_time(was.start_time),
+                                   'end', statusdb_event_time(was.end_time),
+                                   'start_local', to_char(was.start_time AT TIME ZONE was.time_zone,
+                                                          'YYYY-MM-DD HH24:MI'),
+                                   'end_local', to_char(was.end_time AT TIME ZONE was.time_zone,
+                                                        'YYYY-MM-DD HH24:MI')));
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_maintenance_window_report_events(); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_maintenance_window_report_events() IS 'Statement trigger (after the derivation): writes the maintenance_cancelled/started/completed/rescheduled events of the windows a statement updated.';
+
+--
 -- Name: statusdb_maintenance_window_snapshot(); Type: FUNCTION; Schema: public
 --
 
@@ -6868,12 +6941,6 @@ CREATE TRIGGER maintenance_window_keep_history_update AFTER UPDATE ON public.mai
 CREATE TRIGGER maintenance_window_mark_created AFTER INSERT ON public.maintenance_window REFERENCING NEW TABLE AS new_windows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_maintenance_window_mark_created();
 
 --
--- Name: maintenance_window maintenance_window_notify; Type: TRIGGER; Schema: public
---
-
-CREATE TRIGGER maintenance_window_notify AFTER UPDATE OF status, start_time, end_time, recurrence_rule, recurrence_start, time_zone ON public.maintenance_window FOR EACH ROW EXECUTE FUNCTION public.statusdb_maintenance_window_notify();
-
---
 -- Name: maintenance_window maintenance_window_notify_scheduled; Type: TRIGGER; Schema: public
 --
 
@@ -6890,6 +6957,12 @@ CREATE TRIGGER maintenance_window_refresh_status AFTER UPDATE ON public.maintena
 --
 
 COMMENT ON TRIGGER maintenance_window_refresh_status ON public.maintenance_window IS 'Re-derives the components of windows whose effect changed (0023: per statement).';
+
+--
+-- Name: maintenance_window maintenance_window_report_events; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER maintenance_window_report_events AFTER UPDATE ON public.maintenance_window REFERENCING OLD TABLE AS old_windows NEW TABLE AS new_windows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_maintenance_window_report_events();
 
 --
 -- Name: maintenance_window maintenance_window_snapshot_delete; Type: TRIGGER; Schema: public
@@ -7978,6 +8051,12 @@ REVOKE ALL ON FUNCTION public.statusdb_maintenance_window_notify_scheduled() FRO
 --
 
 REVOKE ALL ON FUNCTION public.statusdb_maintenance_window_refresh_status() FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_maintenance_window_report_events(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_maintenance_window_report_events() FROM PUBLIC;
 
 --
 -- Name: FUNCTION statusdb_maintenance_window_snapshot(); Type: ACL; Schema: public

@@ -560,3 +560,53 @@ def test_several_events_of_one_incident_go_out_in_one_round_in_order(conn: Conn)
     messages = [getattr(n, "message", None) for n in inbox.notifications]
     firsts = list(dict.fromkeys(messages))
     assert firsts == ["m0", "m1", "m2", "m3", "m4"]
+
+
+@pytest.mark.fresh_db
+def test_maintenance_payloads_show_the_statuses_the_change_left(conn: Conn) -> None:
+    """maintenance_started lists the components UNDER_MAINTENANCE, completed and cancelled
+    (of a running window) list them back to OPERATIONAL (issue 27.1: they were one step
+    stale, because the events were written before the derivation of the same statement)."""
+    team = teams.create(conn, name="SRE")
+    page = new_page(conn, team.id, slug="stale-acme", created_by_id="u")
+    api = components.create(conn, page.id, name="API").id
+    web = components.create(conn, page.id, name="Web").id
+    start = dt.datetime(2031, 3, 1, 10, tzinfo=dt.UTC)
+    done = maintenance.create(
+        conn,
+        page.id,
+        title="Upgrade",
+        start_time=start,
+        end_time=start + dt.timedelta(hours=1),
+        component_ids=[api],
+        created_by_id="u",
+    )
+    dropped = maintenance.create(
+        conn,
+        page.id,
+        title="Dropped",
+        start_time=start,
+        end_time=start + dt.timedelta(hours=3),
+        component_ids=[web],
+        created_by_id="u",
+    )
+    conn.commit()
+    maintenance.advance(conn, start + dt.timedelta(minutes=1))
+    conn.commit()
+    maintenance.cancel(conn, dropped.id)
+    conn.commit()
+    maintenance.advance(conn, start + dt.timedelta(hours=2))
+    conn.commit()
+    rows = conn.execute(
+        """SELECT maintenance_window_id, kind, payload->'components' FROM notification_event
+           WHERE kind IN ('maintenance_started', 'maintenance_completed', 'maintenance_cancelled')
+           ORDER BY seq"""
+    ).fetchall()
+    told = {(w, k, tuple(c["status"] for c in cs)) for w, k, cs in rows}
+    assert len(rows) == 4
+    assert told == {
+        (done.id, "maintenance_started", ("UNDER_MAINTENANCE",)),
+        (dropped.id, "maintenance_started", ("UNDER_MAINTENANCE",)),
+        (dropped.id, "maintenance_cancelled", ("OPERATIONAL",)),
+        (done.id, "maintenance_completed", ("OPERATIONAL",)),
+    }

@@ -460,6 +460,7 @@ def test_every_table_is_granted_and_every_definer_function_is_locked_down(conn: 
         "statusdb_keep_component_statuses",  # 0022: folds deleted status changes into it
         "statusdb_page_view_at",  # 0022: reads it
         "statusdb_page_view_bytes",  # 0028: the page view as stored bytes
+        "statusdb_maintenance_window_report_events",  # 0027: writes events after the derivation
         "statusdb_maintenance_window_mark_created",  # 0026: writes the owner-only marker
         "statusdb_stamp_row_history",  # 0025: stamps the versions at commit
         "statusdb_status_incident_postmortem_deleted",  # 0025: writes the owner-only audit

@@ -67,9 +67,10 @@ CREATE POLICY maintenance_window_team_isolation ON public.maintenance_window FOR
 -- maintenance_window_notify_scheduled (DEFERRED ROW).
 -- UPDATE: maintenance_window_check_page_fixed (BEFORE ROW), maintenance_window_id_immutable
 -- (BEFORE ROW), maintenance_window_time_zone_check (BEFORE ROW),
--- maintenance_window_touch_updated_at (BEFORE ROW), maintenance_window_notify (AFTER ROW),
--- maintenance_window_keep_history_update (AFTER STATEMENT), maintenance_window_refresh_status
--- (AFTER STATEMENT), maintenance_window_snapshot_update (AFTER STATEMENT).
+-- maintenance_window_touch_updated_at (BEFORE ROW), maintenance_window_keep_history_update
+-- (AFTER STATEMENT), maintenance_window_refresh_status (AFTER STATEMENT),
+-- maintenance_window_report_events (AFTER STATEMENT), maintenance_window_snapshot_update (AFTER
+-- STATEMENT).
 -- DELETE: maintenance_window_keep_history_delete (AFTER STATEMENT),
 -- maintenance_window_snapshot_delete (AFTER STATEMENT).
 
@@ -78,12 +79,12 @@ CREATE TRIGGER maintenance_window_check_page_fixed BEFORE UPDATE OF status_page_
 CREATE TRIGGER maintenance_window_id_immutable BEFORE UPDATE OF id ON public.maintenance_window FOR EACH ROW WHEN (new.id IS DISTINCT FROM old.id) EXECUTE FUNCTION public.statusdb_refuse_id_change();
 CREATE TRIGGER maintenance_window_time_zone_check BEFORE INSERT OR UPDATE OF time_zone ON public.maintenance_window FOR EACH ROW EXECUTE FUNCTION public.statusdb_maintenance_window_check_time_zone();
 CREATE TRIGGER maintenance_window_touch_updated_at BEFORE UPDATE ON public.maintenance_window FOR EACH ROW EXECUTE FUNCTION public.statusdb_touch_updated_at();
-CREATE TRIGGER maintenance_window_notify AFTER UPDATE OF status, start_time, end_time, recurrence_rule, recurrence_start, time_zone ON public.maintenance_window FOR EACH ROW EXECUTE FUNCTION public.statusdb_maintenance_window_notify();
 CREATE TRIGGER maintenance_window_keep_history_delete AFTER DELETE ON public.maintenance_window REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_row_history('id', 'status_page_id');
 CREATE TRIGGER maintenance_window_keep_history_insert AFTER INSERT ON public.maintenance_window REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_row_history('id', 'status_page_id');
 CREATE TRIGGER maintenance_window_keep_history_update AFTER UPDATE ON public.maintenance_window REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_row_history('id', 'status_page_id');
 CREATE TRIGGER maintenance_window_mark_created AFTER INSERT ON public.maintenance_window REFERENCING NEW TABLE AS new_windows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_maintenance_window_mark_created();
 CREATE TRIGGER maintenance_window_refresh_status AFTER UPDATE ON public.maintenance_window REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_maintenance_window_refresh_status();
+CREATE TRIGGER maintenance_window_report_events AFTER UPDATE ON public.maintenance_window REFERENCING OLD TABLE AS old_windows NEW TABLE AS new_windows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_maintenance_window_report_events();
 CREATE TRIGGER maintenance_window_snapshot_delete AFTER DELETE ON public.maintenance_window REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_maintenance_window_snapshot();
 CREATE TRIGGER maintenance_window_snapshot_insert AFTER INSERT ON public.maintenance_window REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_maintenance_window_snapshot();
 CREATE TRIGGER maintenance_window_snapshot_update AFTER UPDATE ON public.maintenance_window REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_maintenance_window_snapshot();
@@ -151,58 +152,6 @@ AS $function$
 BEGIN
     NEW.updated_at := now();
     RETURN NEW;
-END;
-$function$;
-
--- public.statusdb_maintenance_window_notify() (plpgsql)
--- Trigger: writes the maintenance_cancelled/started/completed/rescheduled event of a window
--- update.
--- Calls: statusdb_event_time, statusdb_maintenance_event (schema/functions/).
-CREATE OR REPLACE FUNCTION public.statusdb_maintenance_window_notify()
- RETURNS trigger
- LANGUAGE plpgsql
- SECURITY DEFINER
- SET search_path TO 'public', 'pg_temp'
-AS $function$
-BEGIN
-    IF EXISTS (SELECT 1 FROM maintenance_window_created m
-               WHERE m.maintenance_window_id = OLD.id) THEN
-        RETURN NULL;  -- created in this transaction: announced once, at commit
-    END IF;
-    IF NEW.status = 'CANCELLED' THEN
-        IF OLD.status <> 'CANCELLED' THEN
-            PERFORM statusdb_maintenance_event(NEW.id, 'maintenance_cancelled',
-                                               OLD.start_time, OLD.end_time, NULL);
-        END IF;
-        RETURN NULL;
-    END IF;
-    IF OLD.status = 'IN_PROGRESS'
-       AND (NEW.status <> 'IN_PROGRESS' OR NEW.start_time <> OLD.start_time) THEN
-        PERFORM statusdb_maintenance_event(NEW.id, 'maintenance_completed',
-                                           OLD.start_time, OLD.end_time, NULL);
-    END IF;
-    IF NEW.status = 'IN_PROGRESS'
-       AND (OLD.status <> 'IN_PROGRESS' OR NEW.start_time <> OLD.start_time) THEN
-        PERFORM statusdb_maintenance_event(NEW.id, 'maintenance_started',
-                                           NEW.start_time, NEW.end_time, NULL);
-    END IF;
-    IF NEW.status IN ('SCHEDULED', 'IN_PROGRESS') AND OLD.status = NEW.status
-       AND ((NEW.recurrence_rule, NEW.recurrence_start, NEW.time_zone)
-                IS DISTINCT FROM (OLD.recurrence_rule, OLD.recurrence_start, OLD.time_zone)
-            OR (NEW.recurrence_rule IS NULL
-                AND (NEW.start_time, NEW.end_time) <> (OLD.start_time, OLD.end_time))
-            OR (NEW.recurrence_rule IS NOT NULL AND NEW.start_time = OLD.start_time
-                AND NEW.end_time <> OLD.end_time)) THEN
-        PERFORM statusdb_maintenance_event(
-            NEW.id, 'maintenance_rescheduled', NEW.start_time, NEW.end_time,
-            jsonb_build_object('start', statusdb_event_time(OLD.start_time),
-                               'end', statusdb_event_time(OLD.end_time),
-                               'start_local', to_char(OLD.start_time AT TIME ZONE OLD.time_zone,
-                                                      'YYYY-MM-DD HH24:MI'),
-                               'end_local', to_char(OLD.end_time AT TIME ZONE OLD.time_zone,
-                                                    'YYYY-MM-DD HH24:MI')));
-    END IF;
-    RETURN NULL;
 END;
 $function$;
 
@@ -481,6 +430,76 @@ BEGIN
                   WHERE mc.maintenance_window_id = win
                   ORDER BY mc.component_id),
             'MAINTENANCE', NULL, win);
+    END LOOP;
+    RETURN NULL;
+END;
+$function$;
+
+-- public.statusdb_maintenance_window_report_events() (plpgsql)
+-- Statement trigger (after the derivation): writes the
+-- maintenance_cancelled/started/completed/rescheduled events of the windows a statement
+-- updated.
+-- Calls: statusdb_event_time, statusdb_maintenance_event (schema/functions/).
+CREATE OR REPLACE FUNCTION public.statusdb_maintenance_window_report_events()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+DECLARE
+    pair record;
+    was maintenance_window%ROWTYPE;
+    cur maintenance_window%ROWTYPE;
+BEGIN
+    FOR pair IN
+        SELECT o AS was_row, n AS cur_row
+        FROM old_windows o
+        JOIN new_windows n ON n.id = o.id  -- ids never change (0026)
+        WHERE (o.status, o.start_time, o.end_time, o.recurrence_rule, o.recurrence_start,
+               o.time_zone)
+              IS DISTINCT FROM (n.status, n.start_time, n.end_time, n.recurrence_rule,
+                                n.recurrence_start, n.time_zone)
+        ORDER BY n.id
+    LOOP
+        was := pair.was_row;
+        cur := pair.cur_row;
+        IF EXISTS (SELECT 1 FROM maintenance_window_created m
+                   WHERE m.maintenance_window_id = was.id) THEN
+            CONTINUE;  -- created in this transaction: announced once, at commit
+        END IF;
+        IF cur.status = 'CANCELLED' THEN
+            IF was.status <> 'CANCELLED' THEN
+                PERFORM statusdb_maintenance_event(cur.id, 'maintenance_cancelled',
+                                                   was.start_time, was.end_time, NULL);
+            END IF;
+            CONTINUE;
+        END IF;
+        IF was.status = 'IN_PROGRESS'
+           AND (cur.status <> 'IN_PROGRESS' OR cur.start_time <> was.start_time) THEN
+            PERFORM statusdb_maintenance_event(cur.id, 'maintenance_completed',
+                                               was.start_time, was.end_time, NULL);
+        END IF;
+        IF cur.status = 'IN_PROGRESS'
+           AND (was.status <> 'IN_PROGRESS' OR cur.start_time <> was.start_time) THEN
+            PERFORM statusdb_maintenance_event(cur.id, 'maintenance_started',
+                                               cur.start_time, cur.end_time, NULL);
+        END IF;
+        IF cur.status IN ('SCHEDULED', 'IN_PROGRESS') AND was.status = cur.status
+           AND ((cur.recurrence_rule, cur.recurrence_start, cur.time_zone)
+                    IS DISTINCT FROM (was.recurrence_rule, was.recurrence_start, was.time_zone)
+                OR (cur.recurrence_rule IS NULL
+                    AND (cur.start_time, cur.end_time) <> (was.start_time, was.end_time))
+                OR (cur.recurrence_rule IS NOT NULL AND cur.start_time = was.start_time
+                    AND cur.end_time <> was.end_time)) THEN
+            PERFORM statusdb_maintenance_event(
+                cur.id, 'maintenance_rescheduled', cur.start_time, cur.end_time,
+                jsonb_build_object('start', statusdb_event_time(was.start_time),
+                                   'end', statusdb_event_time(was.end_time),
+                                   'start_local', to_char(was.start_time AT TIME ZONE was.time_zone,
+                                                          'YYYY-MM-DD HH24:MI'),
+                                   'end_local', to_char(was.end_time AT TIME ZONE was.time_zone,
+                                                        'YYYY-MM-DD HH24:MI')));
+        END IF;
     END LOOP;
     RETURN NULL;
 END;
