@@ -18,6 +18,8 @@ SET LOCAL lock_timeout = '5s';
 SET LOCAL statement_timeout = '5min';
 
 DROP TRIGGER maintenance_window_notify ON maintenance_window;
+-- squawk-ignore ban-drop-function
+DROP FUNCTION statusdb_maintenance_window_notify();  -- replaced by the function below
 
 CREATE FUNCTION statusdb_maintenance_window_report_events() RETURNS trigger
 LANGUAGE plpgsql
@@ -25,57 +27,67 @@ SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $$
 DECLARE
-    pair record;
-    was maintenance_window%ROWTYPE;
-    cur maintenance_window%ROWTYPE;
+    r record;
 BEGIN
-    FOR pair IN
-        SELECT o AS was_row, n AS cur_row
+    -- One hash join of the statement's old and new rows (ids never change, 0026); only rows
+    -- whose status, times, rule or zone changed can mean an event.
+    FOR r IN
+        SELECT o.id AS was_id,
+               o.status AS was_status,
+               o.start_time AS was_start_time,
+               o.end_time AS was_end_time,
+               o.recurrence_rule AS was_recurrence_rule,
+               o.recurrence_start AS was_recurrence_start,
+               o.time_zone AS was_time_zone,
+               n.status AS cur_status,
+               n.start_time AS cur_start_time,
+               n.end_time AS cur_end_time,
+               n.recurrence_rule AS cur_recurrence_rule,
+               n.recurrence_start AS cur_recurrence_start,
+               n.time_zone AS cur_time_zone
         FROM old_windows o
-        JOIN new_windows n ON n.id = o.id  -- ids never change (0026)
+        JOIN new_windows n ON n.id = o.id
         WHERE (o.status, o.start_time, o.end_time, o.recurrence_rule, o.recurrence_start,
                o.time_zone)
               IS DISTINCT FROM (n.status, n.start_time, n.end_time, n.recurrence_rule,
                                 n.recurrence_start, n.time_zone)
-        ORDER BY n.id
+        ORDER BY o.id
     LOOP
-        was := pair.was_row;
-        cur := pair.cur_row;
         IF EXISTS (SELECT 1 FROM maintenance_window_created m
-                   WHERE m.maintenance_window_id = was.id) THEN
+                   WHERE m.maintenance_window_id = r.was_id) THEN
             CONTINUE;  -- created in this transaction: announced once, at commit
         END IF;
-        IF cur.status = 'CANCELLED' THEN
-            IF was.status <> 'CANCELLED' THEN
-                PERFORM statusdb_maintenance_event(cur.id, 'maintenance_cancelled',
-                                                   was.start_time, was.end_time, NULL);
+        IF r.cur_status = 'CANCELLED' THEN
+            IF r.was_status <> 'CANCELLED' THEN
+                PERFORM statusdb_maintenance_event(r.was_id, 'maintenance_cancelled',
+                                                   r.was_start_time, r.was_end_time, NULL);
             END IF;
             CONTINUE;
         END IF;
-        IF was.status = 'IN_PROGRESS'
-           AND (cur.status <> 'IN_PROGRESS' OR cur.start_time <> was.start_time) THEN
-            PERFORM statusdb_maintenance_event(cur.id, 'maintenance_completed',
-                                               was.start_time, was.end_time, NULL);
+        IF r.was_status = 'IN_PROGRESS'
+           AND (r.cur_status <> 'IN_PROGRESS' OR r.cur_start_time <> r.was_start_time) THEN
+            PERFORM statusdb_maintenance_event(r.was_id, 'maintenance_completed',
+                                               r.was_start_time, r.was_end_time, NULL);
         END IF;
-        IF cur.status = 'IN_PROGRESS'
-           AND (was.status <> 'IN_PROGRESS' OR cur.start_time <> was.start_time) THEN
-            PERFORM statusdb_maintenance_event(cur.id, 'maintenance_started',
-                                               cur.start_time, cur.end_time, NULL);
+        IF r.cur_status = 'IN_PROGRESS'
+           AND (r.was_status <> 'IN_PROGRESS' OR r.cur_start_time <> r.was_start_time) THEN
+            PERFORM statusdb_maintenance_event(r.was_id, 'maintenance_started',
+                                               r.cur_start_time, r.cur_end_time, NULL);
         END IF;
-        IF cur.status IN ('SCHEDULED', 'IN_PROGRESS') AND was.status = cur.status
-           AND ((cur.recurrence_rule, cur.recurrence_start, cur.time_zone)
-                    IS DISTINCT FROM (was.recurrence_rule, was.recurrence_start, was.time_zone)
-                OR (cur.recurrence_rule IS NULL
-                    AND (cur.start_time, cur.end_time) <> (was.start_time, was.end_time))
-                OR (cur.recurrence_rule IS NOT NULL AND cur.start_time = was.start_time
-                    AND cur.end_time <> was.end_time)) THEN
+        IF r.cur_status IN ('SCHEDULED', 'IN_PROGRESS') AND r.was_status = r.cur_status
+           AND ((r.cur_recurrence_rule, r.cur_recurrence_start, r.cur_time_zone)
+                    IS DISTINCT FROM (r.was_recurrence_rule, r.was_recurrence_start, r.was_time_zone)
+                OR (r.cur_recurrence_rule IS NULL
+                    AND (r.cur_start_time, r.cur_end_time) <> (r.was_start_time, r.was_end_time))
+                OR (r.cur_recurrence_rule IS NOT NULL AND r.cur_start_time = r.was_start_time
+                    AND r.cur_end_time <> r.was_end_time)) THEN
             PERFORM statusdb_maintenance_event(
-                cur.id, 'maintenance_rescheduled', cur.start_time, cur.end_time,
-                jsonb_build_object('start', statusdb_event_time(was.start_time),
-                                   'end', statusdb_event_time(was.end_time),
-                                   'start_local', to_char(was.start_time AT TIME ZONE was.time_zone,
+                r.was_id, 'maintenance_rescheduled', r.cur_start_time, r.cur_end_time,
+                jsonb_build_object('start', statusdb_event_time(r.was_start_time),
+                                   'end', statusdb_event_time(r.was_end_time),
+                                   'start_local', to_char(r.was_start_time AT TIME ZONE r.was_time_zone,
                                                           'YYYY-MM-DD HH24:MI'),
-                                   'end_local', to_char(was.end_time AT TIME ZONE was.time_zone,
+                                   'end_local', to_char(r.was_end_time AT TIME ZONE r.was_time_zone,
                                                         'YYYY-MM-DD HH24:MI')));
         END IF;
     END LOOP;

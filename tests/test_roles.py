@@ -453,7 +453,6 @@ def test_every_table_is_granted_and_every_definer_function_is_locked_down(conn: 
         "statusdb_component_group_snapshot",  # 0020: groups in the page snapshot
         # 0018: notification events are written as the owner (statusdb_app cannot insert them)
         "statusdb_status_incident_notify",
-        "statusdb_maintenance_window_notify",
         "statusdb_maintenance_window_notify_scheduled",
         "statusdb_maintenance_remind",
         "statusdb_keep_row_history",  # 0022: writes the owner-only row_history
