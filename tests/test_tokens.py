@@ -140,6 +140,8 @@ def test_no_row_class_exposes_a_digest() -> None:
             kind: Any = field.type
             assert "hash" not in field.name, (cls, field.name)
             assert "digest" not in field.name, (cls, field.name)
+            if (cls.__name__, field.name) == ("PageBytes", "body"):
+                continue  # the rendered page document itself (views.page_view_bytes), no digest
             assert "bytes" not in str(kind), (cls, field.name, kind)
 
 

@@ -64,6 +64,8 @@ APP_FUNCTIONS = {
     # The page view at an instant (0022): the same bounds, and the instant within the history
     # kept (horizon to now()).
     "statusdb_page_view_at(text,bytea,timestamp with time zone,interval,integer)",
+    # 0028: the page view as stored bytes (the same bounds as statusdb_page_view).
+    "statusdb_page_view_bytes(text,bytea,interval,integer,bigint)",
 }
 PUBLIC_FUNCTIONS = {
     "statusdb_new_id()",
@@ -76,6 +78,7 @@ PUBLIC_FUNCTIONS = {
 READER_FUNCTIONS = PUBLIC_FUNCTIONS | {
     "statusdb_page_view(text,bytea,interval,integer,bigint)",
     "statusdb_page_view_at(text,bytea,timestamp with time zone,interval,integer)",
+    "statusdb_page_view_bytes(text,bytea,interval,integer,bigint)",
 }
 
 

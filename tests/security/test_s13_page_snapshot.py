@@ -87,8 +87,8 @@ def test_app_cannot_forge_or_rerender_a_page(app: Conn, secret: tuple[str, str, 
     for statement in (
         "UPDATE status_page_snapshot SET name = 'Hacked' WHERE page_id = %s",
         "DELETE FROM status_page_snapshot WHERE page_id = %s",
-        """INSERT INTO status_page_snapshot SELECT * FROM status_page_snapshot
-           WHERE page_id = %s""",
+        """INSERT INTO status_page_snapshot (page_id, slug, name) SELECT page_id, slug, name
+           FROM status_page_snapshot WHERE page_id = %s""",
         "SELECT statusdb_page_snapshot_refresh(ARRAY[%s])",
         "SELECT * FROM statusdb_page_render(ARRAY[%s])",
     ):
