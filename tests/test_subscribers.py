@@ -659,6 +659,7 @@ def test_list_count_and_delete(conn: Conn, acme: TwoPages) -> None:
     assert subscribers.count_for_page(conn, acme.page_id).total == 5
 
 
+@pytest.mark.fresh_db
 def test_list_uses_the_page_id_index(conn: Conn, acme: TwoPages) -> None:
     conn.execute("SET LOCAL enable_seqscan = off")
     plan = conn.execute(
