@@ -22,7 +22,13 @@ destination must verify again. That last rule keeps a stranger who re-subscribes
 address from silently changing what they receive; to change preferences without a new
 verification, use `update_preferences` (behind the caller's own authentication).
 
-Unsubscribing (by id, or by token; never by address, which anyone can type) keeps the row,
+Unsubscribe links (`unsubscribe_by_link`): every message a worker sends carries a link signed
+by the service, per (subscriber, message), with keys the database never sees
+(`statusdb.domain.unsubscribe_links`); it works forever and only for its subscriber. The stored
+unsubscribe token (`unsubscribe_by_token`) is one per subscriber, shown once: for a page's own
+"manage your subscription" flow, not for messages.
+
+Unsubscribing (by id, by link or by token; never by address, which anyone can type) keeps the row,
 inactive, for a later re-subscribe and for audit; `delete` removes it for good.
 
 Errors: invalid input raises InvalidInput naming the field; an unknown page or subscriber
@@ -40,7 +46,7 @@ import attrs
 from psycopg.rows import class_row, kwargs_row, tuple_row
 
 from statusdb.db.executor import Op, copy_in, execute, many, one, operation, optional
-from statusdb.domain import destinations, tokens, validate
+from statusdb.domain import destinations, tokens, unsubscribe_links, validate
 from statusdb.domain.types import (
     NOTIFY_ON_EVENTS,
     SUBSCRIBER_CHANNELS,
@@ -301,6 +307,32 @@ def unsubscribe_by_token(token: str) -> Op[Subscriber]:
     subscriber = yield from optional("subscriber_unsubscribe_by_token", params, _row)
     if subscriber is None:
         raise Unauthorized("unknown unsubscribe token")
+    return subscriber
+
+
+@operation(retry=True)
+def unsubscribe_by_link(
+    token: str, *, keys: Sequence[unsubscribe_links.UnsubscribeKey]
+) -> Op[Subscriber]:
+    """Deactivate the subscriber whose signed unsubscribe link this is (idempotent).
+
+    `token` is what `outbox.Recipient.unsubscribe_token` carried in a message (the last path
+    segment of its link); `keys` are the service's unsubscribe keys, newest first, as given
+    to the worker (`statusdb.domain.unsubscribe_links`). The link is checked in Python before any
+    SQL runs: a malformed, forged or altered token, or one no key in `keys` signed, raises
+    Unauthorized and changes nothing. A genuine link keeps working for good (after later
+    messages, `rotate_unsubscribe_token`, unsubscribing and subscribing again), until its key
+    is dropped from `keys`; NotFound when its subscriber was deleted.
+
+    Unlike `unsubscribe_by_token` (a random token the database stores as a digest: one per
+    subscriber, replaced by a rotation or a re-subscribe, which ends every link made with the
+    old one), nothing of a link is stored: the database cannot make one, and a message's link
+    outlives every rotation.
+    """
+    claims = unsubscribe_links.verify(keys, token)
+    subscriber = yield from optional("subscriber_unsubscribe", {"id": claims.subscriber_id}, _row)
+    if subscriber is None:
+        raise NotFound("the subscriber of this unsubscribe link no longer exists")
     return subscriber
 
 

@@ -64,7 +64,7 @@ from psycopg.rows import class_row, tuple_row
 
 from statusdb.db.executor import Op, dispatch, execute, many, one, operation
 from statusdb.db.streams import DEFAULT_ITERSIZE, stream
-from statusdb.domain import validate
+from statusdb.domain import unsubscribe_links, validate
 from statusdb.domain.types import (
     INCIDENT_EVENT_KINDS,
     AffectedComponent,
@@ -183,11 +183,47 @@ class ClaimedChange:
 
 @attrs.frozen
 class Recipient:
-    """A subscriber to deliver one notification to."""
+    """A subscriber to deliver one notification to.
+
+    With `unsubscribe_keys` given to the worker (`process_all`, `deliveries.retry`),
+    `unsubscribe_token` is this subscriber's unsubscribe link for this message, signed by the
+    service (`statusdb.domain.unsubscribe_links`): put `unsubscribe_url(base_url)` in the message
+    (and, for email, `list_unsubscribe_headers(base_url)` in its headers).
+    """
 
     subscriber_id: str
     channel: SubscriberChannel
     destination: str
+    #: The signed unsubscribe token for this (subscriber, message); None without keys.
+    unsubscribe_token: str | None = None
+
+    def _token(self) -> str:
+        if self.unsubscribe_token is None:
+            raise InvalidInput(
+                "this recipient has no unsubscribe token: give the worker unsubscribe_keys"
+            )
+        return self.unsubscribe_token
+
+    def unsubscribe_url(self, base_url: str) -> str:
+        """The unsubscribe link for this message (`statusdb.domain.unsubscribe_links.url`): the
+        token in place of ``{token}`` in `base_url`, or appended to its path."""
+        return unsubscribe_links.url(base_url, self._token())
+
+    def list_unsubscribe_headers(
+        self, base_url: str, *, mailto: str | None = None
+    ) -> dict[str, str]:
+        """An email's RFC 8058 `List-Unsubscribe` and `List-Unsubscribe-Post` headers."""
+        link = self.unsubscribe_url(base_url)
+        return unsubscribe_links.list_unsubscribe_headers(link, mailto=mailto)
+
+
+def with_unsubscribe_token(
+    recipient: Recipient, key: str, keys: Sequence[unsubscribe_links.UnsubscribeKey]
+) -> Recipient:
+    """`recipient` with its unsubscribe token for the notification `key` (a claim's key, as
+    `deliver` gets it in `delivery_key`), signed with the first of `keys`."""
+    token = unsubscribe_links.sign(keys, subscriber_id=recipient.subscriber_id, message_id=key)
+    return attrs.evolve(recipient, unsubscribe_token=token)
 
 
 EventOutcome = Literal["NOTIFIED", "MUTED", "OBSOLETE"]
@@ -583,6 +619,7 @@ def _round(
     bookkeeping: bool,
     batch_size: int,
     stop_on_failure: bool,
+    unsubscribe_keys: tuple[bytes, ...] = (),
 ) -> Generator[_Step, Any, ProcessReport]:
     """The one body of a worker round; see `process_all`."""
     changes = yield (
@@ -626,6 +663,8 @@ def _round(
             batch: list[Recipient] = yield ("fetch", handle, batch_size)
             if not batch:
                 break
+            if unsubscribe_keys:
+                batch = [with_unsubscribe_token(r, claimed.key, unsubscribe_keys) for r in batch]
             pairs = [(r, delivery_key(claimed.key, r)) for r in batch]
             outcomes = yield ("deliver", notification, pairs, stop_on_failure)
             if bookkeeping:
@@ -688,11 +727,20 @@ def _round(
 
 
 def _check(
-    bookkeeping: bool, batch_size: int, deliver: object, deliver_batch: object
-) -> tuple[bool, int]:
+    bookkeeping: bool,
+    batch_size: int,
+    deliver: object,
+    deliver_batch: object,
+    unsubscribe_keys: Sequence[unsubscribe_links.UnsubscribeKey] | None = None,
+) -> tuple[bool, int, tuple[bytes, ...]]:
     if (deliver is None) == (deliver_batch is None):
         raise InvalidInput("pass one of deliver and deliver_batch")
-    return validate.flag("bookkeeping", bookkeeping), validate.limit(batch_size, maximum=10_000)
+    keys = () if unsubscribe_keys is None else unsubscribe_links.check_keys(unsubscribe_keys)
+    return (
+        validate.flag("bookkeeping", bookkeeping),
+        validate.limit(batch_size, maximum=10_000),
+        keys,
+    )
 
 
 def _checked_outcomes(outcomes: object, pairs: Sequence[Any]) -> list[BaseException | None]:
@@ -719,6 +767,7 @@ def process_all(
     ]
     | None = None,
     batch_size: int = DEFAULT_BATCH,
+    unsubscribe_keys: Sequence[unsubscribe_links.UnsubscribeKey] | None = None,
 ) -> ProcessReport:
     """One worker round over every kind of notification: component status changes (coalesced
     and damped) and status-incident and maintenance events (several of one subject, in order).
@@ -748,8 +797,14 @@ def process_all(
     not fail the round. Outcomes are written per batch and committed at each renewal and with
     the completion, so that a fan-out re-claimed after a crash resumes with the subscribers not
     yet recorded.
+
+    `unsubscribe_keys` (the service's keys, newest first: `statusdb.domain.unsubscribe_links`) gives
+    every recipient its signed `unsubscribe_token` for this notification (see
+    `Recipient.unsubscribe_url`): a link that unsubscribes that subscriber, keeps working after
+    later messages and token rotations, and that the database could not have made (it never
+    sees the keys).
     """
-    books, size = _check(bookkeeping, batch_size, deliver, deliver_batch)
+    books, size, keys = _check(bookkeeping, batch_size, deliver, deliver_batch, unsubscribe_keys)
     state = _Round()
     steps = _round(
         state,
@@ -760,6 +815,7 @@ def process_all(
         bookkeeping=books,
         batch_size=size,
         stop_on_failure=not books,
+        unsubscribe_keys=keys,
     )
     try:
         step = next(steps)
@@ -864,11 +920,12 @@ async def aprocess_all(
     ]
     | None = None,
     batch_size: int = DEFAULT_BATCH,
+    unsubscribe_keys: Sequence[unsubscribe_links.UnsubscribeKey] | None = None,
 ) -> ProcessReport:
     """`process_all` on an async connection, with the same steps and guarantees; `deliver`
     and `deliver_batch` may be coroutine functions (or plain ones). A cancelled task releases
     what the round claimed, as a KeyboardInterrupt does in `process_all`."""
-    books, size = _check(bookkeeping, batch_size, deliver, deliver_batch)
+    books, size, keys = _check(bookkeeping, batch_size, deliver, deliver_batch, unsubscribe_keys)
     state = _Round()
     steps = _round(
         state,
@@ -879,6 +936,7 @@ async def aprocess_all(
         bookkeeping=books,
         batch_size=size,
         stop_on_failure=not books,
+        unsubscribe_keys=keys,
     )
     try:
         step = next(steps)
