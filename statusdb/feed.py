@@ -100,6 +100,11 @@ class PageVersionEvent:
     status_page_id: str
     version: int
 
+    @property
+    def version_text(self) -> str:
+        """The version as text (versions exceed 2^53: never a JSON number)."""
+        return str(self.version)
+
 
 @attrs.frozen
 class GroupStatusChangeEvent:

@@ -250,6 +250,20 @@ def test_page_view_by_slug(conn: Conn) -> None:
         assert {rel for _, rel, _ in found} == {"status_page_snapshot"}, found
 
 
+def test_page_view_v2_by_slug(conn: Conn) -> None:
+    """0029's page views add one primary-key read of status_page (the time zone), no scan."""
+    for statement in (
+        b"SELECT * FROM statusdb_page_view_v2('page-7', NULL, interval '7 days', 20)",
+        b"SELECT * FROM statusdb_page_view_v2('page-7', NULL, interval '7 days', 20, 12345)",
+        b"SELECT * FROM statusdb_page_view_bytes_v2('page-7', NULL, interval '7 days', 20)",
+    ):
+        plans = nested_plans(conn, statement)
+        found = all_scans(plans)
+        assert uses(found, "status_page_snapshot_slug_idx"), found
+        assert {rel for _, rel, _ in found} <= {"status_page_snapshot", "status_page"}, found
+        assert seq_scanned(found, "status_page_snapshot", "status_page") == [], found
+
+
 def test_page_render_by_page(conn: Conn) -> None:
     """The writers' rendering (and the repair's) reaches each table through its page index."""
     plans = nested_plans(conn, b"SELECT * FROM statusdb_page_render(ARRAY['p7'])")

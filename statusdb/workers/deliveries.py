@@ -407,7 +407,14 @@ _PAYLOAD_TYPES: Final[dict[str, type[Any]]] = {
     "incident": IncidentNotification,
     "maintenance": MaintenanceNotification,
 }
-_TIMES: Final = ("at", "start_time", "end_time", "previous_start_time", "previous_end_time")
+_TIMES: Final = (
+    "at",
+    "start_time",
+    "end_time",
+    "previous_start_time",
+    "previous_end_time",
+    "changed_at",
+)
 #: The free text a too-large payload gives up first (see `notification_payload`).
 _LONG_TEXT: Final = {"incident": "message", "maintenance": "description"}
 TRUNCATED: Final = "\u2026"

@@ -178,6 +178,7 @@ class ClaimedChange:
             previous_status=self.previous_status,
             new_status=self.new_status,
             maintenance_id=self.maintenance_window_id,
+            changed_at=self.last_changed_at,
         )
 
 

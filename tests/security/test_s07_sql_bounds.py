@@ -66,6 +66,11 @@ APP_FUNCTIONS = {
     "statusdb_page_view_at(text,bytea,timestamp with time zone,interval,integer)",
     # 0028: the page view as stored bytes (the same bounds as statusdb_page_view).
     "statusdb_page_view_bytes(text,bytea,interval,integer,bigint)",
+    # 0029: the three page views with the page's time zone (their bodies and bounds plus one
+    # primary-key read of status_page).
+    "statusdb_page_view_v2(text,bytea,interval,integer,bigint)",
+    "statusdb_page_view_at_v2(text,bytea,timestamp with time zone,interval,integer)",
+    "statusdb_page_view_bytes_v2(text,bytea,interval,integer,bigint)",
 }
 PUBLIC_FUNCTIONS = {
     "statusdb_new_id()",
@@ -79,6 +84,9 @@ READER_FUNCTIONS = PUBLIC_FUNCTIONS | {
     "statusdb_page_view(text,bytea,interval,integer,bigint)",
     "statusdb_page_view_at(text,bytea,timestamp with time zone,interval,integer)",
     "statusdb_page_view_bytes(text,bytea,interval,integer,bigint)",
+    "statusdb_page_view_v2(text,bytea,interval,integer,bigint)",
+    "statusdb_page_view_at_v2(text,bytea,timestamp with time zone,interval,integer)",
+    "statusdb_page_view_bytes_v2(text,bytea,interval,integer,bigint)",
 }
 
 
