@@ -9,7 +9,7 @@ lower layer from importing a higher one):
 
 * `statusdb.errors`: the exceptions (and the translation of PostgreSQL's errors into them);
 * `statusdb.domain`: pure logic with no psycopg import (`recurrence`, `destinations`, `types`,
-  and the internals `validate`, `tokens`);
+  `unsubscribe_links`, `serialise`, and the internals `validate`, `tokens`);
 * `statusdb.db`: the database layer, internal (`executor`, `queries` with the named queries
   in `statusdb/db/sql/`, `streams`, `resources`);
 * the operations, one module per aggregate, at the top (`statusdb.pages`, ...; they never
@@ -42,7 +42,7 @@ from statusdb import (
     uptime,
     views,
 )
-from statusdb.domain import destinations, recurrence, types
+from statusdb.domain import destinations, recurrence, serialise, types, unsubscribe_links
 from statusdb.errors import (
     Conflict,
     DataCorrupt,
@@ -88,12 +88,14 @@ __all__ = [
     "pool",
     "recurrence",
     "routing",
+    "serialise",
     "status",
     "status_incidents",
     "subscribers",
     "teams",
     "tenancy",
     "types",
+    "unsubscribe_links",
     "uptime",
     "views",
 ]
