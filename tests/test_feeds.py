@@ -459,3 +459,34 @@ async def test_feeds_on_an_async_connection(aconn: AConn) -> None:
     assert feedparser.parse(atom.body).entries[0].title == "Async trouble [Investigating]"
     calendar = await ical.calendar(aconn, created.page.slug)
     assert _ical(calendar.body).walk("VEVENT") == []
+
+
+@pytest.mark.fresh_db
+def test_maintenance_entries_show_the_status_changes_committed(conn: Conn) -> None:
+    created, component_ids = _page(conn)
+    window = maintenance.create(
+        conn,
+        created.page.id,
+        title="Disk swap",
+        start_time=dt.datetime(2030, 2, 1, 8, 0, tzinfo=UTC),
+        end_time=dt.datetime(2030, 2, 1, 9, 0, tzinfo=UTC),
+        component_ids=component_ids,
+        created_by_id="ops",
+    )
+    conn.commit()
+    maintenance.advance(conn, dt.datetime(2030, 2, 1, 8, 1, tzinfo=UTC))
+    conn.commit()
+    maintenance.advance(conn, dt.datetime(2030, 2, 1, 9, 1, tzinfo=UTC))
+    conn.commit()
+    (shown,) = source.read(conn, created.page.slug).maintenance
+    assert shown.id == window.id
+    assert [c.status for c in shown.changes] == ["SCHEDULED", "IN_PROGRESS", "COMPLETED"]
+    times = [c.at for c in shown.changes]
+    assert times == sorted(times)
+    entry = feedparser.parse(feeds.atom(conn, created.page.slug).body).entries[0]
+    assert entry.title == "Maintenance: Disk swap [Completed]"
+    assert dt.datetime.fromisoformat(entry.updated) == max(times[-1], shown.updated_at)
+    html = entry.content[0].value
+    assert html.index("Completed - ") < html.index("In progress - ") < html.index("Scheduled - ")
+    event = _ical(ical.calendar(conn, created.page.slug).body).walk("VEVENT")[0]
+    assert str(event["STATUS"]) == "CONFIRMED"
