@@ -13,9 +13,11 @@ from zoneinfo import ZoneInfo
 import feedparser
 import icalendar
 import psycopg
+import psycopg.sql
 import pytest
 import recurring_ical_events
 from psycopg import errors as pg_errors
+from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 
 from statusdb import components, groups, maintenance, pages, status_incidents, teams
@@ -490,3 +492,32 @@ def test_maintenance_entries_show_the_status_changes_committed(conn: Conn) -> No
     assert html.index("Completed - ") < html.index("In progress - ") < html.index("Scheduled - ")
     event = _ical(ical.calendar(conn, created.page.slug).body).walk("VEVENT")[0]
     assert str(event["STATUS"]) == "CONFIRMED"
+
+
+def test_the_bytes_do_not_depend_on_the_sessions_time_zone(conn: Conn) -> None:
+    created, component_ids = _page(conn)
+    _incidents(conn, created.page.id, component_ids)
+    _calendar_windows(conn, created.page.id, component_ids)
+    slug = created.page.slug
+    rendered = []
+    for zone in ("UTC", "America/New_York", "Pacific/Chatham"):
+        conn.execute(psycopg.sql.SQL("SET LOCAL TimeZone = {}").format(psycopg.sql.Literal(zone)))
+        rendered.append(
+            (feeds.atom(conn, slug).body, ical.calendar(conn, slug).body, source.read(conn, slug))
+        )
+    assert rendered[0] == rendered[1] == rendered[2]
+
+
+def test_the_reader_role_serves_the_feeds(dsn: str, reader_login: str) -> None:
+    with psycopg.connect(dsn) as owner:
+        public, component_ids = _page(owner)
+        _incidents(owner, public.page.id, component_ids)
+        private, _ = _page(owner, is_public=False)
+        _berlin_series(owner, private.page.id, [])
+        owner.commit()
+    with psycopg.connect(make_conninfo(dsn, user=reader_login), autocommit=True) as reader:
+        assert len(feedparser.parse(feeds.atom(reader, public.page.slug).body).entries) == 2
+        calendar = _ical(ical.calendar(reader, private.page.slug, token=private.access_token).body)
+        assert len(calendar.walk("VEVENT")) == 1
+        with pytest.raises(NotFound):
+            ical.calendar(reader, private.page.slug)
