@@ -521,3 +521,106 @@ def test_the_reader_role_serves_the_feeds(dsn: str, reader_login: str) -> None:
         assert len(calendar.walk("VEVENT")) == 1
         with pytest.raises(NotFound):
             ical.calendar(reader, private.page.slug)
+
+
+# -- rendering, without a database ---------------------------------------------------------------
+
+
+def _window(**changes: Any) -> source.FeedWindow:
+    fields: dict[str, Any] = {
+        "id": "w1",
+        "title": "Window",
+        "description": None,
+        "status": "SCHEDULED",
+        "start_time": dt.datetime(2030, 5, 1, 8, 0, tzinfo=UTC),
+        "end_time": dt.datetime(2030, 5, 1, 9, 0, tzinfo=UTC),
+        "recurrence_rule": None,
+        "recurrence_start": None,
+        "recurrence_local_start": None,
+        "time_zone": "UTC",
+        "created_at": dt.datetime(2029, 1, 1, tzinfo=UTC),
+        "updated_at": dt.datetime(2029, 1, 2, tzinfo=UTC),
+        "components": (),
+        "changes": (),
+    }
+    return source.FeedWindow(**(fields | changes))
+
+
+def _source(*windows: source.FeedWindow) -> source.FeedSource:
+    return source.FeedSource(
+        id="p1",
+        name="Page",
+        description=None,
+        slug="page",
+        is_public=True,
+        time_zone="Asia/Tokyo",
+        updated_at=dt.datetime(2029, 1, 1, tzinfo=UTC),
+        incidents=(),
+        maintenance=windows,
+    )
+
+
+def test_long_utf8_text_is_folded_between_characters() -> None:
+    title = "Wartung der Datenbanküberwachung 🛠️ " * 8
+    body = ical.render_calendar(_source(_window(title=title))).body
+    for line in body.split(b"\r\n"):
+        assert len(line) <= 75
+        line.decode("utf-8")  # no line ends inside a UTF-8 sequence
+    (event,) = _ical(body).walk("VEVENT")
+    assert str(event["SUMMARY"]) == title
+
+
+def test_zones_without_dst_unknown_zones_and_far_years_render() -> None:
+    tokyo = _window(
+        id="tokyo",
+        time_zone="Asia/Tokyo",
+        start_time=dt.datetime(2030, 5, 1, 0, 0, tzinfo=UTC),
+        end_time=dt.datetime(2030, 5, 1, 1, 0, tzinfo=UTC),
+    )
+    unknown_series = _window(
+        id="unknown",
+        time_zone="Mars/Olympus_Mons",
+        recurrence_rule="FREQ=DAILY;COUNT=2",
+        recurrence_start=dt.datetime(2030, 5, 1, 8, 0, tzinfo=UTC),
+    )
+    ancient = _window(
+        id="ancient",
+        time_zone="America/New_York",
+        start_time=dt.datetime(1, 1, 2, 12, 0, tzinfo=UTC),
+        end_time=dt.datetime(1, 1, 2, 13, 0, tzinfo=UTC),
+    )
+    utc_series = _window(id="utc", recurrence_rule="FREQ=WEEKLY", recurrence_start=tokyo.start_time)
+    body = ical.render_calendar(_source(tokyo, unknown_series, ancient, utc_series)).body
+    calendar = _ical(body)
+    zones = {str(z["TZID"]): z for z in calendar.walk("VTIMEZONE")}
+    assert set(zones) == {"Asia/Tokyo", "America/New_York"}
+    assert [c.name for c in zones["Asia/Tokyo"].subcomponents] == ["STANDARD"]
+    events = {str(e["UID"]).split("@")[0]: e for e in calendar.walk("VEVENT")}
+    assert events["maintenance-tokyo"]["DTSTART"].params["TZID"] == "Asia/Tokyo"
+    assert events["maintenance-tokyo"]["DTSTART"].dt == tokyo.start_time
+    assert b"DTSTART:20300501T080000Z\r\nDURATION:PT3600S\r\nRRULE:FREQ=DAILY;COUNT=2" in body
+    assert b"DTSTART:20300501T000000Z\r\nDURATION:PT3600S\r\nRRULE:FREQ=WEEKLY" in body
+    assert events["maintenance-ancient"]["DTSTART"].dt == ancient.start_time
+    for bad in ("a b", "", "x;y"):
+        with pytest.raises(InvalidInput, match="uid_domain"):
+            ical.render_calendar(_source(), uid_domain=bad)
+
+
+def test_atom_and_rss_render_any_representable_time() -> None:
+    page = _source(
+        _window(
+            id="ancient",
+            start_time=dt.datetime(1, 1, 2, 12, 0, tzinfo=UTC),
+            end_time=dt.datetime(1, 1, 2, 13, 0, tzinfo=UTC),
+            created_at=dt.datetime(1, 1, 2, tzinfo=UTC),
+            updated_at=dt.datetime(1, 1, 2, 0, 0, 0, 5, tzinfo=UTC),
+        ),
+        _window(id="late", end_time=dt.datetime(9999, 12, 30, tzinfo=UTC)),
+    )
+    atom = feeds.render_atom(page).body
+    assert b"<published>0001-01-02T00:00:00Z</published>" in atom
+    assert b"<updated>0001-01-02T00:00:00.000005Z</updated>" in atom
+    assert not feedparser.parse(atom).bozo
+    rss = feeds.render_rss(page, page_url=PAGE_URL).body
+    assert b"<pubDate>Tue, 02 Jan 0001 00:00:00 GMT</pubDate>" in rss
+    assert not feedparser.parse(rss).bozo

@@ -143,7 +143,7 @@ def _zone(name: str) -> dt.tzinfo:
 def _rfc3339(value: dt.datetime) -> str:
     utc = value.astimezone(dt.UTC)
     fraction = f".{utc.microsecond:06d}" if utc.microsecond else ""
-    return f"{utc:%Y-%m-%dT%H:%M:%S}{fraction}Z"
+    return utc.replace(microsecond=0, tzinfo=None).isoformat() + fraction + "Z"
 
 
 def _rfc822(value: dt.datetime) -> str:
@@ -153,7 +153,8 @@ def _rfc822(value: dt.datetime) -> str:
 def _shown(value: dt.datetime, zone: dt.tzinfo) -> str:
     """A time as readers read it: in the page's zone, with its abbreviation."""
     local = value.astimezone(zone)
-    return f"{local:%Y-%m-%d %H:%M} {local.tzname() or ''}".rstrip()
+    day = local.date().isoformat()
+    return f"{day} {local:%H:%M} {local.tzname() or ''}".rstrip()
 
 
 def _p(*parts: str) -> str:

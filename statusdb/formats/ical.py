@@ -11,7 +11,8 @@ without it, `NotFound`, exactly like an unknown slug.
   keep their local time across daylight-saving changes, RFC 5545 3.3.5; a DTSTART the clocks
   skip is written as stored, 02:30, which RFC 5545 reads as statusdb does), DURATION the exact
   length of each occurrence in seconds (`PT5400S`: exact, not nominal, so an occurrence across a
-  change lasts what statusdb says). A series in UTC is written in UTC (`...Z`, no TZID).
+  change lasts what statusdb says). A series in UTC is written in UTC (`...Z`, no TZID), and
+  so is a window whose zone this machine's zoneinfo does not know (rather than no calendar).
 * A one-off window has DTSTART and DTEND in its zone when both local times name one instant
   each, otherwise (either in a fall-back hour, or the zone is UTC) both in UTC.
 * statusdb cancels whole windows (a series at once): a cancelled window is its VEVENT with
@@ -23,9 +24,10 @@ without it, `NotFound`, exactly like an unknown slug.
   then LAST-MODIFIED, RFC 5545 3.8.7.2). SEQUENCE is left at its default 0: statusdb keeps no
   count of reschedules, and a subscribed calendar re-reads the whole feed anyway.
 * VTIMEZONE: the zone's observances (STANDARD / DAYLIGHT with TZOFFSETFROM, TZOFFSETTO, TZNAME),
-  one per transition of the system's zoneinfo, from the year of the zone's earliest DTSTART to
-  ten years after its latest event (a client that knows the IANA name, as most do, uses its
-  own rules; one that reads VTIMEZONE keeps the last offset after that).
+  one per transition of the system's zoneinfo, from the year before the zone's earliest
+  DTSTART (1900 at the earliest) to ten years after its latest event (a client that knows the
+  IANA name, as most do, uses its own rules; one that reads VTIMEZONE keeps the last offset
+  after that).
 
 Times are whole seconds (iCalendar has no fractions: microseconds are dropped). Text values are
 escaped (backslash, semicolon, comma, newline), characters TEXT cannot hold (controls but tab)
@@ -56,6 +58,10 @@ _DOMAIN: Final = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,200}[A-Za-z0-9])?")
 PRODID: Final = "-//statusdb//maintenance calendar//EN"
 #: Years of VTIMEZONE observances written past a zone's latest event.
 ZONE_YEARS_AHEAD: Final = 10
+#: Observances are written for these years at most (before 1900 zones ran on local mean time;
+#: the end keeps every computed local time representable).
+_FIRST_ZONE_YEAR: Final = 1900
+_LAST_ZONE_YEAR: Final = 9990
 _LINE_OCTETS: Final = 75
 _UTC_NAMES: Final = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/Zulu", "Zulu"})
 
@@ -71,11 +77,13 @@ def _text(value: str) -> str:
 
 
 def _utc(value: dt.datetime) -> str:
-    return f"{value.astimezone(dt.UTC):%Y%m%dT%H%M%S}Z"
+    return _local(value.astimezone(dt.UTC)) + "Z"
 
 
 def _local(value: dt.datetime) -> str:
-    return f"{value:%Y%m%dT%H%M%S}"
+    # Not strftime: its %Y does not pad years before 1000 on every platform.
+    v = value
+    return f"{v.year:04d}{v.month:02d}{v.day:02d}T{v.hour:02d}{v.minute:02d}{v.second:02d}"
 
 
 def _offset(delta: dt.timedelta | None) -> str:
@@ -103,6 +111,18 @@ def _fold(line: str) -> Iterator[str]:
 
 def _is_utc(name: str) -> bool:
     return name in _UTC_NAMES
+
+
+def _zone(name: str) -> zoneinfo.ZoneInfo | None:
+    """The window's zone; None for UTC or for a name this machine's zoneinfo does not know (a
+    row written around statusdb, or older tzdata than the writer's): its event is then
+    written in UTC rather than failing the whole calendar."""
+    if _is_utc(name):
+        return None
+    try:
+        return recurrence.zone(name)
+    except InvalidInput:
+        return None
 
 
 def _unambiguous(value: dt.datetime, zone: zoneinfo.ZoneInfo) -> dt.datetime | None:
@@ -165,8 +185,10 @@ def _observance(
 
 def _vtimezone(name: str, first_year: int, last_year: int) -> list[str]:
     zone = recurrence.zone(name)
-    since = dt.datetime(max(first_year, 1), 1, 1, tzinfo=dt.UTC)
-    until = dt.datetime(min(last_year + 1, 9999), 1, 1, tzinfo=dt.UTC)
+    first = min(max(first_year, _FIRST_ZONE_YEAR), _LAST_ZONE_YEAR)
+    last = min(max(last_year, first), _LAST_ZONE_YEAR)
+    since = dt.datetime(first, 1, 1, tzinfo=dt.UTC)
+    until = dt.datetime(last + 1, 1, 1, tzinfo=dt.UTC)
     lines = ["BEGIN:VTIMEZONE", f"TZID:{name}"]
     offset, dst, abbreviation = _state(zone, since)
     kind = "DAYLIGHT" if dst else "STANDARD"
@@ -191,8 +213,8 @@ def _one_off(window: FeedWindow) -> tuple[list[str], str | None]:
     UTC (clients compute an event's length on the wall clock: a TZID start with a UTC end
     across a fall-back hour would come out an hour long or short).
     """
-    if not _is_utc(window.time_zone):
-        zone = recurrence.zone(window.time_zone)
+    zone = _zone(window.time_zone)
+    if zone is not None:
         start = _unambiguous(window.start_time, zone)
         end = _unambiguous(window.end_time, zone)
         if start is not None and end is not None:
@@ -216,14 +238,14 @@ def _event(window: FeedWindow, page: FeedSource, uid_domain: str) -> tuple[list[
     ]
     tzid: str | None = None
     if window.recurrence_rule is not None and window.recurrence_start is not None:
-        zone = recurrence.zone(window.time_zone)
-        local = window.recurrence_local_start or recurrence.local_start_of(
-            window.recurrence_start, zone
-        )
-        if _is_utc(window.time_zone):
-            lines.append(f"DTSTART:{_local(local)}Z")
+        zone = _zone(window.time_zone)
+        if zone is None:
+            lines.append(f"DTSTART:{_utc(window.recurrence_start)}")
         else:
             tzid = window.time_zone
+            local = window.recurrence_local_start or recurrence.local_start_of(
+                window.recurrence_start, zone
+            )
             lines.append(f"DTSTART;TZID={tzid}:{_local(local)}")
         seconds = max(int(window.duration.total_seconds()), 0)
         lines.append(f"DURATION:PT{seconds}S")
@@ -257,11 +279,11 @@ def render_calendar(page: FeedSource, *, uid_domain: str = UID_DOMAIN) -> FeedDo
         lines, tzid = _event(window, page, uid_domain)
         events.append(lines)
         if tzid is not None:
-            first = window.recurrence_start or window.start_time
-            local_first = first.astimezone(recurrence.zone(tzid)).year - 1
-            span = years.setdefault(tzid, [local_first, local_first])
-            span[0] = min(span[0], local_first)
-            span[1] = max(span[1], window.end_time.year + ZONE_YEARS_AHEAD)
+            first = (window.recurrence_start or window.start_time).year - 1
+            last = window.end_time.year + ZONE_YEARS_AHEAD
+            span = years.setdefault(tzid, [first, last])
+            span[0] = min(span[0], first)
+            span[1] = max(span[1], last)
     name = clean(f"{page.name} maintenance")
     lines = [
         "BEGIN:VCALENDAR",
