@@ -16,11 +16,14 @@ import psycopg
 import psycopg.sql
 import pytest
 import recurring_ical_events
+from hypothesis import HealthCheck, example, given, settings
 from psycopg import errors as pg_errors
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
+from rfc5545_reference import series_cases
 
 from statusdb import components, groups, maintenance, pages, status_incidents, teams
+from statusdb.domain import recurrence
 from statusdb.errors import InvalidInput, NotFound
 from statusdb.formats import feeds, ical, source
 from statusdb.pages import NewComponent
@@ -153,7 +156,10 @@ def _occurrences(
 
     A series' DURATION is exact (RFC 5545 3.3.6: a dur-time is exact); recurring-ical-events
     adds it on the wall clock (an occurrence across a DST change would end an hour off), so
-    the end is the start plus the master event's DURATION, as icalendar parsed it.
+    the end is the start plus the master event's DURATION, as icalendar parsed it. An hourly
+    rule names a skipped local time (02:00 on a spring-forward night) that falls on the next
+    hour's instant; recurring-ical-events lists both, RFC 5545 (3.8.5.3) counts such a
+    duplicate once, as statusdb does: occurrences are a set.
     """
     calendar = _ical(body)
     durations = {
@@ -161,7 +167,7 @@ def _occurrences(
         for event in calendar.walk("VEVENT")
         if "DURATION" in event
     }
-    found = []
+    found = set()
     for event in recurring_ical_events.of(calendar).between(since - DAY, until + DAY):
         if str(event.get("STATUS")) == "CANCELLED":
             continue
@@ -169,7 +175,7 @@ def _occurrences(
         start = event["DTSTART"].dt.astimezone(UTC)
         end = start + durations[uid] if uid in durations else event["DTEND"].dt.astimezone(UTC)
         if end > since and start < until:
-            found.append((uid, start, end))
+            found.add((uid, start, end))
     return sorted(found, key=lambda o: (o[1], o[0]))
 
 
@@ -287,6 +293,57 @@ def test_calendar_dtstart_in_the_gap_is_read_as_statusdb_reads_it(conn: Conn) ->
     assert [s for _, s, _ in _occurrences(body, since, since + 7 * DAY)] == [
         o.start_time for o in upcoming
     ]
+
+
+@pytest.fixture
+def calendar_page(conn: Conn) -> pages.CreatedPage:
+    """A public page, committed (examples of a property test roll back to here)."""
+    created, _ = _page(conn)
+    conn.commit()
+    return created
+
+
+@pytest.mark.slow  # ~25 s: recurring-ical-events expands hourly rules for three weeks
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(case=series_cases())
+@example(case=("FREQ=DAILY;COUNT=5", dt.datetime(2025, 11, 2, 1, 30), NEW_YORK))
+@example(case=("FREQ=HOURLY;BYMINUTE=0,30", dt.datetime(2025, 11, 2, 1, 30), NEW_YORK))
+@example(case=("FREQ=DAILY;COUNT=3", dt.datetime(2025, 3, 30, 2, 30), BERLIN))
+@example(case=("FREQ=WEEKLY", dt.datetime(2025, 10, 5, 2, 15), ZoneInfo("Australia/Lord_Howe")))
+def test_random_series_in_dst_zones_expand_as_list_upcoming(
+    conn: Conn, calendar_page: pages.CreatedPage, case: tuple[str, dt.datetime, ZoneInfo]
+) -> None:
+    """Random rules in DST zones, DTSTART on change days (folds and gaps): the calendar,
+    expanded by recurring-ical-events, has list_upcoming's occurrences."""
+    rule, local, zone = case
+    start = local.replace(tzinfo=zone)
+    first = (
+        start.astimezone(UTC) if recurrence.exists(local, zone) else recurrence.instant(local, zone)
+    )
+    try:
+        maintenance.create(
+            conn,
+            calendar_page.page.id,
+            title="Property",
+            start_time=start,
+            end_time=first + dt.timedelta(minutes=10),  # BYMINUTE values are 15 minutes apart
+            recurrence_rule=rule,
+            time_zone=zone.key,
+            created_by_id="ops",
+        )
+        horizon = 20 * DAY
+        upcoming = maintenance.list_upcoming(
+            conn, calendar_page.page.id, now=first, horizon=horizon
+        )
+        body = ical.calendar(conn, calendar_page.page.slug).body
+        found = [(s, e) for _, s, e in _occurrences(body, first, first + horizon)]
+        assert found == [(o.start_time, o.end_time) for o in upcoming]
+    finally:
+        conn.rollback()
 
 
 # -- Atom and RSS ------------------------------------------------------------------------------
