@@ -38,6 +38,7 @@ The bytes depend only on the page's data: the same page renders the same bytes a
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import zoneinfo
 from collections.abc import Iterator
@@ -183,7 +184,10 @@ def _observance(
     return [*lines, f"END:{kind}"]
 
 
-def _vtimezone(name: str, first_year: int, last_year: int) -> list[str]:
+@functools.lru_cache(maxsize=256)
+def _vtimezone(name: str, first_year: int, last_year: int) -> tuple[str, ...]:
+    """The VTIMEZONE of `name` for those years (cached: the scan for transitions is most of a
+    calendar's rendering time, and the system's zoneinfo does not change under a process)."""
     zone = recurrence.zone(name)
     first = min(max(first_year, _FIRST_ZONE_YEAR), _LAST_ZONE_YEAR)
     last = min(max(last_year, first), _LAST_ZONE_YEAR)
@@ -200,7 +204,7 @@ def _vtimezone(name: str, first_year: int, last_year: int) -> list[str]:
         kind = "DAYLIGHT" if dst else "STANDARD"
         start = (at + before[0]).replace(tzinfo=None)  # type: ignore[operator]
         lines += _observance(kind, start, before[0], offset, abbreviation)
-    return [*lines, "END:VTIMEZONE"]
+    return (*lines, "END:VTIMEZONE")
 
 
 # -- VEVENT ------------------------------------------------------------------------------------
