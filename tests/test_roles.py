@@ -459,7 +459,7 @@ def test_every_table_is_granted_and_every_definer_function_is_locked_down(conn: 
         "statusdb_keep_component_statuses",  # 0022: folds deleted status changes into it
         "statusdb_page_view_at",  # 0022: reads it
         "statusdb_page_view_bytes",  # 0028: the page view as stored bytes
-        "statusdb_page_feed",  # 0036: what the page's feeds show (reads row_history too)
+        "statusdb_page_feed",  # 0030: what the page's feeds show (reads row_history too)
         "statusdb_maintenance_window_report_events",  # 0027: writes events after the derivation
         "statusdb_maintenance_window_mark_created",  # 0026: writes the owner-only marker
         "statusdb_stamp_row_history",  # 0025: stamps the versions at commit
@@ -478,7 +478,7 @@ def test_reader_may_call_only_the_page_view(conn: Conn) -> None:
              AND NOT has_function_privilege('public', p.oid, 'EXECUTE')"""
     ).fetchall()
     assert sorted(rows) == [
-        ("statusdb_page_feed",),  # 0036: what the page's feeds show, same token rule
+        ("statusdb_page_feed",),  # 0030: what the page's feeds show, same token rule
         ("statusdb_page_view",),
         ("statusdb_page_view_at",),
         ("statusdb_page_view_bytes",),  # 0028: the same page, as the stored bytes

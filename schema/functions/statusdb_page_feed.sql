@@ -4,7 +4,7 @@
 -- full dump: schema/current.sql). tests/test_schema_current.py fails when this is stale.
 
 -- public.statusdb_page_feed(text,bytea,integer) (plpgsql)
--- What a status page's feeds show (0036): the page (id, name, description, slug, is_public,
+-- What a status page's feeds show (0030): the page (id, name, description, slug, is_public,
 -- time_zone, updated_at), incidents = its unresolved and latest resolved status incidents,
 -- newest updated first, each {id, title, message, severity, status, created_at, updated_at,
 -- resolved_at, updates (last 50), components (names)}; maintenance = its scheduled and running

@@ -1,4 +1,4 @@
-"""What a page's feeds show, read in one call (`statusdb_page_feed`, migration 0036).
+"""What a page's feeds show, read in one call (`statusdb_page_feed`, migration 0030).
 
 `read(conn, slug, token=..., limit=...)` returns a `FeedSource`: the page, its unresolved and
 most recently resolved status incidents (newest updated first) with their timelines, and its

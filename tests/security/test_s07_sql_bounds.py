@@ -66,7 +66,7 @@ APP_FUNCTIONS = {
     "statusdb_page_view_at(text,bytea,timestamp with time zone,interval,integer)",
     # 0028: the page view as stored bytes (the same bounds as statusdb_page_view).
     "statusdb_page_view_bytes(text,bytea,interval,integer,bigint)",
-    # 0036: the feeds' read: feed_limit 1 to 200, a slug over 100 bytes finds nothing, each
+    # 0030: the feeds' read: feed_limit 1 to 200, a slug over 100 bytes finds nothing, each
     # incident's last 50 updates, each window's last 100 history versions.
     "statusdb_page_feed(text,bytea,integer)",
 }

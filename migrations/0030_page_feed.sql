@@ -1,7 +1,7 @@
--- statusdb 0036: what a page's feeds show (issue 24, item 2): its recent status incidents with
+-- statusdb 0030: what a page's feeds show (issue 24, item 2): its recent status incidents with
 -- their timelines and its maintenance windows with their series and status changes, in one
 -- call, for the Atom / RSS 2.0 and iCalendar renderings of statusdb.formats.
--- depends: 0028_page_view_bytes
+-- depends: 0029_page_view_time_zone
 --
 -- * statusdb_page_feed(slug, token digest, limit): one row, the page (id, name, description,
 --   slug, is_public, time_zone, updated_at) with two JSON arrays:
@@ -150,7 +150,7 @@ END;
 $$;
 
 COMMENT ON FUNCTION statusdb_page_feed(text, bytea, integer) IS
-    'What a status page''s feeds show (0036): the page (id, name, description, slug, '
+    'What a status page''s feeds show (0030): the page (id, name, description, slug, '
     'is_public, time_zone, updated_at), incidents = its unresolved and latest resolved status '
     'incidents, newest updated first, each {id, title, message, severity, status, created_at, '
     'updated_at, resolved_at, updates (last 50), components (names)}; maintenance = its '

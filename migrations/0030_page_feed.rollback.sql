@@ -1,4 +1,4 @@
--- statusdb 0036 rollback: drop the feeds' read function (it holds no data).
+-- statusdb 0030 rollback: drop the feeds' read function (it holds no data).
 
 -- squawk-ignore-file ban-drop-function
 
