@@ -19,15 +19,19 @@ ALLOWED: dict[str, frozenset[str]] = {
     "domain": frozenset({"errors"}),
     "db": frozenset({"errors", "domain"}),
     "ops": frozenset({"errors", "domain", "db"}),
+    # Public renderings of the operations' data (Atom, RSS, iCalendar, ...): issue 24.
+    "formats": frozenset({"errors", "domain", "db", "ops"}),
     "workers": frozenset({"errors", "domain", "db", "ops"}),
     "infra": frozenset({"errors", "domain", "db"}),
-    "tooling": frozenset({"errors", "domain", "db", "ops", "workers", "infra", "facade"}),
+    "tooling": frozenset(
+        {"errors", "domain", "db", "ops", "formats", "workers", "infra", "facade"}
+    ),
 }
 #: Third-party imports refused in a layer: the domain is pure logic.
 FORBIDDEN_DISTRIBUTIONS: dict[str, frozenset[str]] = {
     "domain": frozenset({"psycopg", "psycopg_pool", "yoyo"}),
 }
-_SUBPACKAGES = {"domain", "db", "workers", "infra", "tooling"}
+_SUBPACKAGES = {"domain", "db", "formats", "workers", "infra", "tooling"}
 
 
 def _module_name(path: Path) -> str:

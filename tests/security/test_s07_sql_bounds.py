@@ -71,6 +71,9 @@ APP_FUNCTIONS = {
     "statusdb_page_view_v2(text,bytea,interval,integer,bigint)",
     "statusdb_page_view_at_v2(text,bytea,timestamp with time zone,interval,integer)",
     "statusdb_page_view_bytes_v2(text,bytea,interval,integer,bigint)",
+    # 0030: the feeds' read: feed_limit 1 to 200, a slug over 100 bytes finds nothing, each
+    # incident's last 50 updates, each window's last 100 history versions.
+    "statusdb_page_feed(text,bytea,integer)",
 }
 PUBLIC_FUNCTIONS = {
     "statusdb_new_id()",
@@ -87,6 +90,7 @@ READER_FUNCTIONS = PUBLIC_FUNCTIONS | {
     "statusdb_page_view_v2(text,bytea,interval,integer,bigint)",
     "statusdb_page_view_at_v2(text,bytea,timestamp with time zone,interval,integer)",
     "statusdb_page_view_bytes_v2(text,bytea,interval,integer,bigint)",
+    "statusdb_page_feed(text,bytea,integer)",
 }
 
 
