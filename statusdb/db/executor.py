@@ -22,7 +22,10 @@ up to RETRY_ATTEMPTS times with a short jittered back-off. Inside a caller's tra
 retry is possible (the caller's earlier work is gone with it, or its locks and snapshot make the
 conflict come back), so the caller gets `Retryable` saying to retry the whole transaction. A
 lost connection is never retried here: it needs a new connection (a pool gives one), and a
-COMMIT lost with it may have happened.
+COMMIT lost with it may have happened: when the operation owned its transaction (its COMMIT,
+or its one autocommit statement, was under way) the caller gets `CommitOutcomeUnknown`;
+inside the caller's transaction, `Retryable` (nothing of that transaction was committed). A
+call on a connection already closed sends nothing and raises `Unavailable`.
 """
 
 from __future__ import annotations
@@ -60,7 +63,11 @@ from statusdb.errors import (
     Retryable,
     StatusdbError,
     Unauthorized,
+    Unavailable,
+    commit_outcome_unknown,
+    connection_lost,
     translate,
+    translate_commit,
 )
 
 T = TypeVar("T")
@@ -151,8 +158,13 @@ def _deletes(step: Step) -> bool:
     return step.query.sql.lstrip()[:6].upper() == b"DELETE"
 
 
-def _translated(exc: psycopg.Error, step: Step) -> StatusdbError:
-    """The statusdb error for `exc`, chained to it (for logs, and to tell retryable causes)."""
+def _translated(exc: psycopg.Error, step: Step, *, committing: bool = False) -> StatusdbError:
+    """The statusdb error for `exc`, chained to it (for logs, and to tell retryable causes).
+
+    `committing`: the statement was its own transaction (autocommit, none open), so a
+    connection lost while it ran may have lost it before or after its commit."""
+    if committing and connection_lost(exc):
+        return commit_outcome_unknown(exc)
     error = translate(exc, deleting=_deletes(step))
     error.__cause__ = exc
     return error
@@ -214,10 +226,11 @@ async def _drive_async(
     try:
         step = next(body)
         while True:
+            committing = _owns_transaction(conn)
             try:
                 result = await _run_step_async(conn, step)
             except psycopg.Error as exc:
-                step = body.throw(_translated(exc, step))
+                step = body.throw(_translated(exc, step, committing=committing))
             except UnicodeEncodeError as exc:  # raised before anything was sent
                 step = body.throw(_unsendable(exc))
             else:
@@ -236,13 +249,18 @@ async def run_async(
     progress: _Progress | None = None,
 ) -> T:
     """Run an operation body on an async connection."""
+    if conn.closed:
+        # Nothing is sent: the caller's connection was closed (or broken) before this call.
+        raise Unavailable("the connection is closed: use a new one (a pool gives one)")
     if not atomic:
         return await _drive_async(conn, body, progress)
+    owned = _owns_transaction(conn)
     try:
         async with _atomic_async(conn):
             return await _drive_async(conn, body, progress)
     except psycopg.Error as exc:  # from SAVEPOINT / RELEASE / COMMIT themselves
-        raise translate(exc) from exc
+        # COMMIT is sent only when the operation owns its transaction.
+        raise (translate_commit(exc) if owned else translate(exc)) from exc
 
 
 # async-to-sync: end
@@ -285,10 +303,11 @@ def _drive_sync(conn: psycopg.Connection[Any], body: Op[T], progress: _Progress 
     try:
         step = next(body)
         while True:
+            committing = _owns_transaction(conn)
             try:
                 result = _run_step_sync(conn, step)
             except psycopg.Error as exc:
-                step = body.throw(_translated(exc, step))
+                step = body.throw(_translated(exc, step, committing=committing))
             except UnicodeEncodeError as exc:
                 step = body.throw(_unsendable(exc))
             else:
@@ -307,13 +326,16 @@ def run_sync(
     progress: _Progress | None = None,
 ) -> T:
     """Run an operation body on a sync connection."""
+    if conn.closed:
+        raise Unavailable("the connection is closed: use a new one (a pool gives one)")
     if not atomic:
         return _drive_sync(conn, body, progress)
+    owned = _owns_transaction(conn)
     try:
         with _atomic_sync(conn):
             return _drive_sync(conn, body, progress)
     except psycopg.Error as exc:
-        raise translate(exc) from exc
+        raise translate_commit(exc) if owned else translate(exc) from exc
 
 
 # async-to-sync: end of generated code
