@@ -528,6 +528,14 @@ CONSTRAINT_MESSAGES: Final[dict[str, tuple[type[StatusdbError], str]]] = {
         InvalidInput,
         "a page snapshot's window_starts, window_scheduled and windows must be equally long",
     ),
+    # 0030: idempotency keys
+    "idempotency_key_pkey": (Conflict, "that idempotency key is already taken on this page"),
+    "idempotency_key_status_page_id_fkey": (NotFound, "no status page with that id"),
+    "idempotency_key_scope_check": (InvalidInput, "unknown idempotency key scope"),
+    "idempotency_key_request_digest_check": (
+        InvalidInput,
+        "an idempotency key's request digest must be 32 bytes (SHA-256)",
+    ),
     "status_page_snapshot_scheduled_check": (
         InvalidInput,
         "a page snapshot keeps at most 255 scheduled maintenance candidates",
@@ -567,6 +575,7 @@ _RANGE_CHECKED: Final[dict[str, tuple[str, ...]]] = {
     "status_subscriber": ("created_at", "updated_at", "verify_token_expires_at", "deactivated_at"),
     "delivery_attempt": ("attempted_at", "next_attempt_at", "lease_expires_at"),
     "status_page_snapshot": ("updated_at",),
+    "idempotency_key": ("created_at",),
 }
 _LENGTH_CHECKED: Final[dict[tuple[str, str], int]] = {
     **{
@@ -593,6 +602,8 @@ _LENGTH_CHECKED: Final[dict[tuple[str, str], int]] = {
     ("maintenance_window", "time_zone"): 100,
     ("notification_event", "lease_owner"): 200,
     ("status_change", "lease_owner"): 200,
+    ("idempotency_key", "key"): 200,
+    ("idempotency_key", "result_id"): 200,
 }
 CONSTRAINT_MESSAGES.update(
     {

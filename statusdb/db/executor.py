@@ -363,10 +363,10 @@ def _in_caller_transaction(exc: Retryable) -> Retryable:
     return error
 
 
-def _should_retry(op: Operation[Any, Any], progress: _Progress, attempt: int) -> bool:
+def _should_retry(op: Operation[Any, Any], progress: _Progress, attempt: int, atomic: bool) -> bool:
     # A non-atomic operation on an autocommit connection commits statement by statement: it
     # is rolled back whole only when its first statement failed.
-    return op.retry and attempt < RETRY_ATTEMPTS and (op.atomic or progress.steps == 0)
+    return op.retry and attempt < RETRY_ATTEMPTS and (atomic or progress.steps == 0)
 
 
 def _backoff(attempt: int) -> float:
@@ -421,10 +421,19 @@ class Operation(Generic[P, T]):
     The connection comes first; the remaining arguments are the operation's own.
     """
 
-    def __init__(self, body: Callable[P, Op[T]], *, atomic: bool, retry: bool = False) -> None:
+    def __init__(
+        self,
+        body: Callable[P, Op[T]],
+        *,
+        atomic: bool,
+        retry: bool = False,
+        atomic_when: str | None = None,
+    ) -> None:
         #: The operation's generator, for composing it into another operation (`yield from`).
         self.body = body
         self.atomic = atomic
+        #: A keyword argument that makes a call atomic when it is given (not None).
+        self.atomic_when = atomic_when
         #: Declared safe to run again after a serialization failure or deadlock (see module doc).
         self.retry = retry
         functools.update_wrapper(self, body)
@@ -495,6 +504,7 @@ class Operation(Generic[P, T]):
     async def _call_async(
         self, conn: psycopg.AsyncConnection[Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> T:
+        atomic = self._atomic(kwargs)
         owned = _owns_transaction(conn)
         if owned and self.retry:
             args, kwargs = _replayable(args, kwargs)
@@ -503,14 +513,14 @@ class Operation(Generic[P, T]):
             progress = _Progress()
             try:
                 return await run_async(
-                    conn, self.body(*args, **kwargs), atomic=self.atomic, progress=progress
+                    conn, self.body(*args, **kwargs), atomic=atomic, progress=progress
                 )
             except Retryable as exc:
                 if not _conflict(exc):
                     raise
                 if not owned:
                     raise _in_caller_transaction(exc) from exc.__cause__
-                if not _should_retry(self, progress, attempt):
+                if not _should_retry(self, progress, attempt, atomic):
                     raise
             await asyncio.sleep(_backoff(attempt))
             attempt += 1
@@ -521,6 +531,7 @@ class Operation(Generic[P, T]):
     def _call_sync(
         self, conn: psycopg.Connection[Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> T:
+        atomic = self._atomic(kwargs)
         owned = _owns_transaction(conn)
         if owned and self.retry:
             args, kwargs = _replayable(args, kwargs)
@@ -528,20 +539,24 @@ class Operation(Generic[P, T]):
         while True:
             progress = _Progress()
             try:
-                return run_sync(
-                    conn, self.body(*args, **kwargs), atomic=self.atomic, progress=progress
-                )
+                return run_sync(conn, self.body(*args, **kwargs), atomic=atomic, progress=progress)
             except Retryable as exc:
                 if not _conflict(exc):
                     raise
                 if not owned:
                     raise _in_caller_transaction(exc) from exc.__cause__
-                if not _should_retry(self, progress, attempt):
+                if not _should_retry(self, progress, attempt, atomic):
                     raise
             time.sleep(_backoff(attempt))
             attempt += 1
 
     # async-to-sync: end of generated code
+
+    def _atomic(self, kwargs: dict[str, Any]) -> bool:
+        """Whether this call runs atomically: always, or when `atomic_when` is given."""
+        return self.atomic or (
+            self.atomic_when is not None and kwargs.get(self.atomic_when) is not None
+        )
 
     def __repr__(self) -> str:
         return f"<statusdb operation {self.body.__module__}.{self.body.__qualname__}>"
@@ -581,12 +596,17 @@ def operation(body: Callable[P, Op[T]], /) -> Operation[P, T]: ...
 
 @overload
 def operation(
-    *, atomic: bool = False, retry: bool = False
+    *, atomic: bool = False, retry: bool = False, atomic_when: str | None = None
 ) -> Callable[[Callable[P, Op[T]]], Operation[P, T]]: ...
 
 
 def operation(
-    body: Callable[P, Op[T]] | None = None, /, *, atomic: bool = False, retry: bool = False
+    body: Callable[P, Op[T]] | None = None,
+    /,
+    *,
+    atomic: bool = False,
+    retry: bool = False,
+    atomic_when: str | None = None,
 ) -> Operation[P, T] | Callable[[Callable[P, Op[T]]], Operation[P, T]]:
     """Make a generator of steps into an operation callable from sync and async code.
 
@@ -594,13 +614,14 @@ def operation(
     operation safe to run again after a serialization failure or deadlock on a transaction of
     its own: its body depends only on its arguments and the database (no one-shot stream it
     consumes, no effect outside the database), so a second run after a rolled-back first one
-    applies it exactly once.
+    applies it exactly once. `atomic_when="name"`: atomic only for calls that give keyword
+    argument `name` (not None), e.g. an idempotency key whose claim commits with the write.
     """
     if body is not None:
         return Operation(body, atomic=atomic)
 
     def wrap(fn: Callable[P, Op[T]]) -> Operation[P, T]:
-        return Operation(fn, atomic=atomic, retry=retry)
+        return Operation(fn, atomic=atomic, retry=retry, atomic_when=atomic_when)
 
     return wrap
 
