@@ -69,7 +69,7 @@ def test_a_key_reused_with_other_arguments_is_refused(conn: Conn) -> None:
         conn, page_id, title="Errors", severity="MAJOR", message="Looking", idempotency_key="k"
     )
     conn.commit()
-    with pytest.raises(Conflict, match="different status_incident.create request"):
+    with pytest.raises(Conflict, match=r"different status_incident\.create request"):
         status_incidents.create(
             conn, page_id, title="Other", severity="MAJOR", message="Looking", idempotency_key="k"
         )
@@ -88,16 +88,21 @@ def test_a_key_reused_with_other_arguments_is_refused(conn: Conn) -> None:
 def test_maintenance_and_subscribe_with_a_key_are_applied_once(conn: Conn) -> None:
     page_id = _page(conn)
     start = dt.datetime(2030, 1, 1, 10, tzinfo=dt.UTC)
-    kwargs = {
-        "title": "Upgrade",
-        "start_time": start,
-        "end_time": start + dt.timedelta(hours=1),
-        "created_by_id": "u1",
-        "idempotency_key": "w1",
-    }
-    window = maintenance.create(conn, page_id, **kwargs)  # type: ignore[arg-type]
+
+    def schedule() -> maintenance.MaintenanceWindow:
+        return maintenance.create(
+            conn,
+            page_id,
+            title="Upgrade",
+            start_time=start,
+            end_time=start + dt.timedelta(hours=1),
+            created_by_id="u1",
+            idempotency_key="w1",
+        )
+
+    window = schedule()
     events = _events(conn, page_id)
-    again = maintenance.create(conn, page_id, **kwargs)  # type: ignore[arg-type]
+    again = schedule()
     assert again.id == window.id
     assert (
         _count(conn, "SELECT count(*) FROM maintenance_window WHERE status_page_id = %s", page_id)
@@ -108,12 +113,15 @@ def test_maintenance_and_subscribe_with_a_key_are_applied_once(conn: Conn) -> No
     first = subscribers.subscribe(
         conn, page_id, channel="EMAIL", destination="a@example.com", idempotency_key="s1"
     )
-    assert first.unsubscribe_token and not first.replayed
+    assert first.unsubscribe_token
+    assert not first.replayed
     repeat = subscribers.subscribe(
         conn, page_id, channel="EMAIL", destination="a@example.com", idempotency_key="s1"
     )
-    assert repeat.replayed and repeat.subscriber.id == first.subscriber.id
-    assert repeat.verify_token is None and repeat.unsubscribe_token == ""
+    assert repeat.replayed
+    assert repeat.subscriber.id == first.subscriber.id
+    assert repeat.verify_token is None
+    assert repeat.unsubscribe_token == ""
     # The first call's tokens still work: nothing was renewed.
     assert first.verify_token is not None
     assert subscribers.verify(conn, first.verify_token).is_verified
@@ -138,16 +146,17 @@ def test_two_concurrent_calls_with_one_key_write_once(dsn: str) -> None:
         page_id = _page(setup)
     first = psycopg.connect(dsn)
     second = psycopg.connect(dsn)
-    call = {"title": "Errors", "severity": "MAJOR", "message": "m", "idempotency_key": "race"}
+
+    def call(on: Conn) -> status_incidents.StatusIncident:
+        return status_incidents.create(
+            on, page_id, title="Errors", severity="MAJOR", message="m", idempotency_key="race"
+        )
+
     try:
-        made = status_incidents.create(first, page_id, **call)  # type: ignore[arg-type]
+        made = call(first)
         results: list[str] = []
         # The second call waits on the key's unique index until the first commits.
-        waiter = threading.Thread(
-            target=lambda: results.append(
-                status_incidents.create(second, page_id, **call).id  # type: ignore[arg-type]
-            )
-        )
+        waiter = threading.Thread(target=lambda: results.append(call(second).id))
         waiter.start()
         waiter.join(0.5)
         assert waiter.is_alive()  # blocked behind the first call's claim
