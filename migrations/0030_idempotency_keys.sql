@@ -43,6 +43,8 @@ COMMENT ON TABLE idempotency_key IS
     'Idempotency keys of retried writes (0030): one row per (page, operation scope, key), '
     'claimed in the transaction of the write it guards; kept at least 24 hours '
     '(statusdb.idempotency.purge).';
+COMMENT ON COLUMN idempotency_key.status_page_id IS
+    'The page the key belongs to (a status incident''s page for add_update); deleted with it.';
 COMMENT ON COLUMN idempotency_key.scope IS
     'The operation the key guards: status_incident.create, status_incident.add_update, '
     'maintenance.create or subscriber.subscribe.';

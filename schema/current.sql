@@ -4651,6 +4651,12 @@ CREATE TABLE public.idempotency_key (
 COMMENT ON TABLE public.idempotency_key IS 'Idempotency keys of retried writes (0030): one row per (page, operation scope, key), claimed in the transaction of the write it guards; kept at least 24 hours (statusdb.idempotency.purge).';
 
 --
+-- Name: COLUMN idempotency_key.status_page_id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.idempotency_key.status_page_id IS 'The page the key belongs to (a status incident''s page for add_update); deleted with it.';
+
+--
 -- Name: COLUMN idempotency_key.scope; Type: COMMENT; Schema: public
 --
 

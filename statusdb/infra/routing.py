@@ -71,6 +71,7 @@ from typing import Any, Final, Generic, TypeVar
 
 import attrs
 import psycopg
+from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow, class_row
 
@@ -457,6 +458,14 @@ _ROUTER_DOC = """
 """
 
 
+def _conflict(exc: BaseException) -> bool:
+    """A read cancelled by a serialization failure or deadlock (on a replica: a recovery
+    conflict), which another host can serve."""
+    return isinstance(exc, Retryable) and isinstance(
+        exc.__cause__, pg_errors.SerializationFailure | pg_errors.DeadlockDetected
+    )
+
+
 def _on_primary(error: StatusdbError) -> StatusdbError:
     """A read-only refusal on a connection meant for writes: that server is not the primary
     (any more): `Unavailable`, chained; anything else unchanged."""
@@ -634,6 +643,9 @@ class AsyncRouter:
                 self._checker.mark_down(index, exc)
                 continue
             except Exception as exc:
+                if _conflict(exc) and not _broken(aconn):
+                    # A recovery conflict cancelled the read (40001): run it elsewhere.
+                    continue
                 if not _broken(aconn):
                     raise
                 self._checker.mark_down(index, exc)
@@ -849,6 +861,8 @@ class Router:
                 self._checker.mark_down(index, exc)
                 continue
             except Exception as exc:
+                if _conflict(exc) and (not _broken(conn)):
+                    continue
                 if not _broken(conn):
                     raise
                 self._checker.mark_down(index, exc)
