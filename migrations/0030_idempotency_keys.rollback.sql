@@ -1,4 +1,6 @@
 -- statusdb 0030 rollback: drop the idempotency keys.
+-- Rolling back drops what the forward migration created; that is its purpose.
+-- squawk-ignore-file ban-drop-table
 SET LOCAL lock_timeout = '5s';
 SET LOCAL statement_timeout = '5min';
 
@@ -13,12 +15,12 @@ BEGIN
     END IF;
     SELECT count(*) INTO live FROM idempotency_key WHERE created_at > now() - interval '24 hours';
     IF live > 0 THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'object_not_in_prerequisite_state',
-            MESSAGE = format('rollback of 0030_idempotency_keys would drop %s idempotency '
-                             'key(s) of the last 24 hours in idempotency_key: retried writes '
-                             'with those keys would be applied again; set '
-                             'statusdb.allow_data_loss = on to proceed', live);
+        RAISE EXCEPTION 'rolling back 0030_idempotency_keys would lose data: idempotency_key has '
+                        '% keys of the last 24 hours (writes retried with them would be applied '
+                        'again). %', live,
+            'Pass --allow-data-loss to statusdb rollback (plain yoyo: '
+            'PGOPTIONS=''-c statusdb.allow_data_loss=on'') to roll back anyway.'
+            USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
 END;
 $$;
