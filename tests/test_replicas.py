@@ -24,7 +24,7 @@ from psycopg.rows import TupleRow
 from pytest_postgresql.executors import NoopExecutor
 
 from statusdb import incidents, pages, teams, views
-from statusdb.errors import InvalidInput, StatusdbError
+from statusdb.errors import InvalidInput, ReadOnlyTransaction, StatusdbError, Unavailable
 from statusdb.infra import routing
 from statusdb.pages import NewComponent
 from statusdb.tooling import localpg
@@ -427,3 +427,29 @@ def test_killed_replica_failover_is_invisible(replica_set: ReplicaSet, counter: 
         for _ in range(10):
             assert router.read(_version) >= n
         assert router.reads_served()[states[0].name] == primary_before + 10
+
+
+def test_a_write_through_read_fails_alike_on_a_replica_and_the_primary(
+    replica_set: ReplicaSet,
+) -> None:
+    """Issue 22 item 5: the read path is read-only wherever it runs; a replica's refusal
+    (SQLSTATE 25006) is translated, and a write path that reaches a standby is Unavailable."""
+    refusals: list[ReadOnlyTransaction] = []
+    with routing.Router(
+        replica_set.primary_dsn, replica_set.replica_dsns, max_lag=5.0, check_interval=0.1
+    ) as router:
+        _wait_fresh(router.status, 1, 2)
+        with pytest.raises(ReadOnlyTransaction, match="read path") as on_replica:
+            router.read(lambda c: teams.create(c, name="nope"))
+        refusals.append(on_replica.value)
+    with routing.Router(replica_set.primary_dsn, max_lag=5.0) as single:
+        with pytest.raises(ReadOnlyTransaction, match="read path") as on_primary:
+            single.read(lambda c: teams.create(c, name="nope"))
+        refusals.append(on_primary.value)
+    assert all(isinstance(r.__cause__, psycopg.errors.ReadOnlySqlTransaction) for r in refusals)
+    # A "primary" conninfo that reaches a standby (no target_session_attrs=read-write).
+    with (
+        routing.Router(replica_set.replica_dsns[0], max_lag=5.0) as wrong,
+        pytest.raises(Unavailable, match=r"not \(or no longer\) the primary"),
+    ):
+        wrong.write(lambda c: teams.create(c, name="nope"))
