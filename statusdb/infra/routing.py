@@ -76,6 +76,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow, class_row
 
 from statusdb.db.executor import Op, one, operation
+from statusdb.domain import validate
 from statusdb.errors import (
     InvalidInput,
     ReadOnlyTransaction,
@@ -454,7 +455,11 @@ _ROUTER_DOC = """
     primary) waits for a primary connection before `Unavailable`: during a failover, how long
     a write waits for the new primary. `reconnect_delay` caps the pause between the pools'
     connection attempts (see `statusdb.infra.pool.RECONNECT_DELAY`), so that a new primary is
-    used within that long of accepting connections.
+    used within that long of accepting connections. `read_only` (default True): `read(fn)`
+    runs `fn` in a read-only transaction on every host, the primary included (BEGIN READ
+    ONLY and COMMIT around it: two more round trips per read); False runs reads in autocommit
+    (one round trip each, each statement its own snapshot), where a write sent through
+    `read()` succeeds on the primary and fails only on replicas.
 """
 
 
@@ -537,6 +542,7 @@ class AsyncRouter:
         replica_timeout: float = 1.0,
         primary_timeout: float = CHECKOUT_TIMEOUT,
         reconnect_delay: float = RECONNECT_DELAY,
+        read_only: bool = True,
     ) -> None:
         self._checker = _Checker(
             primary,
@@ -562,9 +568,14 @@ class AsyncRouter:
         }
         self._primary = make_async_pool(primary, name="primary", **common)
         # Reads: read-only transactions (on every host, so that a write sent through read()
-        # fails in development as on a replica), no check on checkout (a broken connection
-        # fails the read, which then runs elsewhere: the check's round trip is saved).
-        read: dict[str, Any] = {**common, "check": None, "configure": _aread_only}
+        # fails in development as on a replica; read_only=False: autocommit, one round trip),
+        # no check on checkout (a broken connection fails the read, which then runs
+        # elsewhere: the check's round trip is saved).
+        read: dict[str, Any] = {**common, "check": None}
+        if validate.flag("read_only", read_only):
+            read["configure"] = _aread_only
+        else:
+            read["autocommit"] = True
         self._primary_reads = make_async_pool(primary, name="primary-reads", **read)
         self._replicas = [
             make_async_pool(conninfo, name=f"replica-{n}", **read)
@@ -770,6 +781,7 @@ class Router:
         replica_timeout: float = 1.0,
         primary_timeout: float = CHECKOUT_TIMEOUT,
         reconnect_delay: float = RECONNECT_DELAY,
+        read_only: bool = True,
     ) -> None:
         self._checker = _Checker(
             primary,
@@ -794,7 +806,11 @@ class Router:
             "reconnect_delay": reconnect_delay,
         }
         self._primary = make_pool(primary, name="primary", **common)
-        read: dict[str, Any] = {**common, "check": None, "configure": _read_only}
+        read: dict[str, Any] = {**common, "check": None}
+        if validate.flag("read_only", read_only):
+            read["configure"] = _read_only
+        else:
+            read["autocommit"] = True
         self._primary_reads = make_pool(primary, name="primary-reads", **read)
         self._replicas = [
             make_pool(conninfo, name=f"replica-{n}", **read) for n, conninfo in enumerate(replicas)

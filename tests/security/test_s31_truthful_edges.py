@@ -161,6 +161,10 @@ def test_a_write_through_the_read_path_is_refused_on_the_primary_too(dsn: str) -
         # Reads and writes through their paths still work.
         team = router.write(lambda c: teams.create(c, name=f"t-{uuid.uuid4().hex}"))
         assert router.read(lambda c: teams.get(c, team.result.id)).id == team.result.id
+    # The documented opt-out: autocommit reads (one round trip), where the primary accepts it.
+    with routing.Router(dsn, max_lag=1.0, read_only=False) as fast:
+        made = fast.read(lambda c: teams.create(c, name=f"t-{uuid.uuid4().hex}"))
+        assert fast.read(lambda c: teams.get(c, made.id)).id == made.id
 
 
 async def test_a_write_through_the_async_read_path_is_refused(dsn: str) -> None:
