@@ -9,6 +9,7 @@ import re
 import socket
 import threading
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -16,8 +17,10 @@ from psycopg.rows import TupleRow
 
 from statusdb import incidents, pages, teams, views
 from statusdb.db import queries
+from statusdb.errors import Unavailable
 from statusdb.infra.pool import PREPARE_THRESHOLD, make_async_pool, make_pool, prepared_max
 from statusdb.pages import NewComponent
+from statusdb.tooling import localpg
 
 Conn = psycopg.Connection[TupleRow]
 AConn = psycopg.AsyncConnection[TupleRow]
@@ -228,3 +231,36 @@ def test_reconnect_attempts_do_not_back_off_for_seconds() -> None:
     assert len(accepted) >= 5, accepted
     gaps = [b - a for a, b in itertools.pairwise(accepted)]
     assert max(gaps) < 1.0, gaps
+
+
+@pytest.mark.slow
+def test_a_restarted_server_is_used_soon_after_it_is_back(server_owned_tmp_dir: Path) -> None:
+    """Requests keep failing (Unavailable) while the server is down, which makes the pool try
+    to reconnect again and again; once the server is back, the next request gets a connection
+    within about `reconnect_delay`, not after psycopg_pool's doubled pause (measured 2-4 s)."""
+    try:
+        server = localpg.ensure_running(server_owned_tmp_dir / "data", fsync=False)
+    except localpg.PostgresNotFoundError as exc:  # pragma: no cover
+        pytest.skip(f"no PostgreSQL server programs here: {exc}")
+    try:
+        with make_pool(server.dsn(), min_size=1, max_size=1, timeout=0.5, open=True) as pool:
+            pool.wait()
+            server.stop()
+            down_until = time.monotonic() + 4.0
+            while time.monotonic() < down_until:
+                with pytest.raises(Unavailable), pool.connection():
+                    pass
+            server.start()
+            back = time.monotonic()
+            while True:
+                try:
+                    with pool.connection() as conn:
+                        conn.execute(b"SELECT 1")
+                    break
+                except Unavailable:
+                    assert time.monotonic() - back < 15
+            waited = time.monotonic() - back
+    finally:
+        server.stop()
+    print(f"\nconnection {waited:.2f} s after the server was back")
+    assert waited < 1.5

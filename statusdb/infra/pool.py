@@ -31,6 +31,14 @@ exist. Either give PgBouncer (1.21 or later) `max_prepared_statements` so that i
 protocol-level prepared statements itself, and keep `prepare=True`; or pass `prepare=False`,
 so that psycopg never prepares (every statement is then planned on every execution). Session
 pooling mode needs nothing.
+
+Errors: the pools made here (`StatusdbPool`, `StatusdbAsyncPool`) raise statusdb's errors, never
+psycopg_pool's: `Unavailable` when no connection comes within `timeout` (default
+`CHECKOUT_TIMEOUT`, 5 s, not psycopg_pool's 30 s; saying whether the pool was full or the server
+unreachable), the pool is closed or too many are waiting; `CommitOutcomeUnknown` when the
+connection is lost while `connection()` commits at the end of its block. A server that
+restarts or fails over is used again within `reconnect_delay` (`RECONNECT_DELAY`, 0.5 s) of
+accepting connections: psycopg_pool's own pause between attempts doubles up to minutes.
 """
 
 from __future__ import annotations
