@@ -83,6 +83,8 @@ from statusdb.errors import (
     Retryable,
     StatusdbError,
     Unavailable,
+    commit_outcome_unknown,
+    connection_lost,
     translate,
     translate_commit,
     translate_connect,
@@ -471,6 +473,13 @@ def _conflict(exc: BaseException) -> bool:
     )
 
 
+def _escaped(exc: psycopg.Error) -> StatusdbError:
+    """A psycopg error raised by the caller's own statements in a `primary()` block."""
+    if connection_lost(exc):
+        return commit_outcome_unknown(exc)
+    return _on_primary(translate(exc))
+
+
 def _on_primary(error: StatusdbError) -> StatusdbError:
     """A read-only refusal on a connection meant for writes: that server is not the primary
     (any more): `Unavailable`, chained; anything else unchanged."""
@@ -684,12 +693,17 @@ class AsyncRouter:
         rolled back when it raises). End with `token = await acommit(aconn)` for a position
         token. No connection within `primary_timeout`: `Unavailable`; the connection lost
         while committing at the end of the block: `CommitOutcomeUnknown`; a write refused as
-        read-only (the server is no longer the primary): `Unavailable`."""
+        read-only (the server is no longer the primary): `Unavailable`. psycopg errors of the
+        block's own statements are translated; a connection lost in the block (your own
+        `aconn.commit()` included) is `CommitOutcomeUnknown`, since it may have been lost
+        while committing."""
         try:
             async with self._primary.connection() as aconn:
                 yield aconn
         except ReadOnlyTransaction as exc:
             raise _on_primary(exc) from exc.__cause__
+        except psycopg.Error as exc:
+            raise _escaped(exc) from exc
 
     async def write(self, fn: Callable[[AConn], Awaitable[T]]) -> Written[T]:
         """`fn(aconn)` in one transaction on the primary, committed; its result and token.
@@ -904,12 +918,17 @@ class Router:
         rolled back when it raises). End with `token = commit(conn)` for a position
         token. No connection within `primary_timeout`: `Unavailable`; the connection lost
         while committing at the end of the block: `CommitOutcomeUnknown`; a write refused as
-        read-only (the server is no longer the primary): `Unavailable`."""
+        read-only (the server is no longer the primary): `Unavailable`. psycopg errors of the
+        block's own statements are translated; a connection lost in the block (your own
+        `conn.commit()` included) is `CommitOutcomeUnknown`, since it may have been lost
+        while committing."""
         try:
             with self._primary.connection() as conn:
                 yield conn
         except ReadOnlyTransaction as exc:
             raise _on_primary(exc) from exc.__cause__
+        except psycopg.Error as exc:
+            raise _escaped(exc) from exc
 
     def write(self, fn: Callable[[Conn], T]) -> Written[T]:
         """`fn(conn)` in one transaction on the primary, committed; its result and token.

@@ -144,6 +144,32 @@ def test_full_pool_and_router_raise_unavailable_naming_the_cause(dsn: str) -> No
         _no_psycopg(caught.value)
 
 
+def test_your_own_commit_in_a_primary_block_is_translated(dsn: str) -> None:
+    """The issue's case: `conn.commit()` on a `router.primary()` connection raised a raw
+    OperationalError when the connection died."""
+    with (
+        psycopg.connect(dsn, autocommit=True) as admin,
+        routing.Router(dsn, max_lag=1.0) as router,
+    ):
+
+        def killed_then_committed() -> None:
+            with router.primary() as conn:
+                teams.create(conn, name=f"t-{uuid.uuid4().hex}")
+                admin.execute(b"SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
+                conn.commit()
+
+        def bad_statement() -> None:
+            with router.primary() as conn:
+                conn.execute(b"SELEC 1")
+
+        with pytest.raises(CommitOutcomeUnknown) as caught:
+            killed_then_committed()
+        _no_psycopg(caught.value)
+        with pytest.raises(StatusdbError) as refused:
+            bad_statement()
+        _no_psycopg(refused.value)
+
+
 def test_a_call_on_a_closed_connection_is_unavailable(dsn: str) -> None:
     conn = psycopg.connect(dsn)
     conn.close()
