@@ -128,6 +128,11 @@ _MAX_SAMPLES: Final = 10_000
 # -- position tokens --------------------------------------------------------------------------
 
 
+_CLOSED_BEFORE_COMMIT: Final = (
+    "the connection was closed before the commit: the transaction was not committed; retry "
+    "it on a new connection"
+)
+
 #: The token `commit` returns when the commit succeeded but the connection was lost before
 #: the position could be read: no replica ever reaches it, so reads given it go to the primary.
 PRIMARY_ONLY_TOKEN: Final = "ffffffffffffffff"  # noqa: S105 - a WAL position, not a secret
@@ -171,6 +176,9 @@ async def acommit(aconn: AConn) -> str:
     succeeded but the position cannot be read, `PRIMARY_ONLY_TOKEN` is returned: the write
     happened, and reads given that token go to the primary.
     """
+    if aconn.closed:
+        # Closed (or found broken) before COMMIT was sent: the transaction is gone, uncommitted.
+        raise Retryable(_CLOSED_BEFORE_COMMIT)
     try:
         await aconn.commit()
     except psycopg.Error as exc:
@@ -194,6 +202,8 @@ def commit(conn: Conn) -> str:
     succeeded but the position cannot be read, `PRIMARY_ONLY_TOKEN` is returned: the write
     happened, and reads given that token go to the primary.
     """
+    if conn.closed:
+        raise Retryable(_CLOSED_BEFORE_COMMIT)
     try:
         conn.commit()
     except psycopg.Error as exc:
