@@ -9,10 +9,11 @@ import uuid
 import psycopg
 import pytest
 from factories import new_page
+from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 
-from statusdb import idempotency, maintenance, status_incidents, subscribers, teams
-from statusdb.errors import Conflict, InvalidInput
+from statusdb import idempotency, maintenance, pages, status_incidents, subscribers, teams, tenancy
+from statusdb.errors import Conflict, InvalidInput, Unauthorized
 
 Conn = psycopg.Connection[TupleRow]
 
@@ -192,3 +193,25 @@ def test_purge_removes_old_keys_in_bounded_batches(conn: Conn) -> None:
         idempotency.purge(conn, limit=0)
     with pytest.raises(InvalidInput, match="limit"):
         idempotency.purge(conn, limit=idempotency.PURGE_LIMIT_MAX + 1)
+
+
+def test_keys_hold_for_the_app_role_within_its_team(dsn: str, app_login: str) -> None:
+    """As statusdb_app under a team scope: a repeat is applied once, and another team's page
+    is refused (the key table's team policy), not answered from its keys."""
+    with psycopg.connect(dsn) as owner:
+        page_id = _page(owner)
+        other_page = _page(owner)
+        team_id = pages.get(owner, page_id).team_id
+    with psycopg.connect(make_conninfo(dsn, user=app_login)) as app:
+        tenancy.set_team(app, team_id)
+
+        def publish(on_page: str) -> status_incidents.StatusIncident:
+            return status_incidents.create(
+                app, on_page, title="E", severity="MINOR", message="m", idempotency_key="app"
+            )
+
+        assert publish(page_id).id == publish(page_id).id
+        app.commit()
+        tenancy.set_team(app, team_id)
+        with pytest.raises(Unauthorized, match="idempotency_key"):
+            publish(other_page)
