@@ -30,6 +30,12 @@ class InvalidInput(StatusdbError):
     """A value is malformed or breaks a rule; nothing was written."""
 
 
+class InvalidArgument(InvalidInput, TypeError):
+    """A wrong argument to a pool, router or other edge that is not an operation (a flag that
+    is not a bool, a conninfo where a list was wanted): an InvalidInput, and a TypeError for
+    code that catches that."""
+
+
 class Unauthorized(StatusdbError):
     """A token or credential was missing or wrong."""
 

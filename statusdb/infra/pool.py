@@ -57,6 +57,7 @@ from psycopg_pool.base import AttemptWithBackoff
 from statusdb.db import queries
 from statusdb.domain import validate
 from statusdb.errors import (
+    InvalidArgument,
     InvalidInput,
     Unavailable,
     translate_commit,
@@ -128,14 +129,16 @@ def prepared_max() -> int:
 
 def _settings(prepare: bool) -> tuple[int | None, int]:
     if not isinstance(prepare, bool):
-        raise TypeError(f"prepare must be True or False, not {prepare!r}")
+        raise InvalidArgument(f"prepare must be True or False, not {prepare!r}")
     return (PREPARE_THRESHOLD if prepare else None), prepared_max()
 
 
 def _connect_kwargs(kwargs: Mapping[str, Any] | None, autocommit: bool) -> dict[str, Any]:
     merged = dict(kwargs or {})
     if "prepare_threshold" in merged:
-        raise TypeError("pass prepare=True/False to make_pool, not kwargs['prepare_threshold']")
+        raise InvalidArgument(
+            "pass prepare=True/False to make_pool, not kwargs['prepare_threshold']"
+        )
     merged.setdefault("autocommit", validate.flag("autocommit", autocommit))
     return merged
 

@@ -78,6 +78,7 @@ from psycopg.rows import TupleRow, class_row
 from statusdb.db.executor import Op, one, operation
 from statusdb.domain import validate
 from statusdb.errors import (
+    InvalidArgument,
     InvalidInput,
     ReadOnlyTransaction,
     Retryable,
@@ -308,7 +309,7 @@ class _Checker:
         on_back: Callable[[int], None],
     ) -> None:
         if isinstance(replicas, str):
-            raise TypeError("replicas is a sequence of conninfo strings, not one string")
+            raise InvalidArgument("replicas is a sequence of conninfo strings, not one string")
         self.max_lag = _seconds("max_lag", max_lag)
         interval = min(1.0, self.max_lag / 4) if check_interval is None else check_interval
         if _seconds("check_interval", interval) >= self.max_lag:
