@@ -236,6 +236,17 @@ class StatusdbAsyncPool(AsyncConnectionPool[psycopg.AsyncConnection[TupleRow]]):
                 continue
             return aconn
 
+    async def wait(
+        self,
+        timeout: float = 30.0,  # noqa: ASYNC109 - psycopg_pool's signature
+    ) -> None:
+        """Wait until the pool holds `min_size` connections (`open(wait=True)` does), or
+        `Unavailable` after `timeout` seconds (psycopg_pool then closes the pool)."""
+        try:
+            await super().wait(timeout)
+        except psycopg.Error as exc:
+            raise self._unavailable(exc, timeout) from exc
+
     def _unavailable(self, exc: BaseException, wait: float) -> Unavailable:
         """Unavailable for `exc`, saying why no connection came when the pool can tell."""
         why = None
@@ -400,6 +411,14 @@ class StatusdbPool(ConnectionPool[psycopg.Connection[TupleRow]]):
                 time.sleep(_CHECK_RETRY_DELAY)
                 continue
             return conn
+
+    def wait(self, timeout: float = 30.0) -> None:
+        """Wait until the pool holds `min_size` connections (`open(wait=True)` does), or
+        `Unavailable` after `timeout` seconds (psycopg_pool then closes the pool)."""
+        try:
+            super().wait(timeout)
+        except psycopg.Error as exc:
+            raise self._unavailable(exc, timeout) from exc
 
     def _unavailable(self, exc: BaseException, wait: float) -> Unavailable:
         """Unavailable for `exc`, saying why no connection came when the pool can tell."""

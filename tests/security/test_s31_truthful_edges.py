@@ -72,6 +72,10 @@ def test_stopped_server_pool_and_router_raise_unavailable(dead_dsn: str) -> None
         with pytest.raises(Unavailable, match="cannot be reached") as caught:
             dead.getconn()
         _no_psycopg(caught.value)
+    never = pool.make_pool(dead_dsn)
+    with pytest.raises(Unavailable, match="cannot be reached") as caught:
+        never.open(wait=True, timeout=0.5)
+    _no_psycopg(caught.value)
     closed = pool.make_pool(dead_dsn, timeout=0.5)
     with pytest.raises(Unavailable, match="pool is closed") as caught, closed.connection():
         pass
