@@ -534,7 +534,7 @@ CONSTRAINT_MESSAGES: Final[dict[str, tuple[type[StatusdbError], str]]] = {
         InvalidInput,
         "a page snapshot's window_starts, window_scheduled and windows must be equally long",
     ),
-    # 0030: idempotency keys
+    # 0031: idempotency keys
     "idempotency_key_pkey": (Conflict, "that idempotency key is already taken on this page"),
     "idempotency_key_status_page_id_fkey": (NotFound, "no status page with that id"),
     "idempotency_key_scope_check": (InvalidInput, "unknown idempotency key scope"),

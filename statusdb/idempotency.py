@@ -3,7 +3,7 @@
 `status_incidents.create`, `status_incidents.add_update`, `maintenance.create` and
 `subscribers.subscribe` take `idempotency_key=`: a string of the caller's choosing (a UUID
 made once per logical request, kept with it across retries). The first call with a key claims
-it in the same transaction as its write (table `idempotency_key`, migration 0030) and records
+it in the same transaction as its write (table `idempotency_key`, migration 0031) and records
 the id of what it wrote. A repeat with the same key, after the first one committed, writes
 nothing (no second row, no second notification event) and returns that row as it is now. A
 repeat while the first is still in flight waits for it on the key's unique index (then

@@ -1,4 +1,4 @@
-"""Idempotency keys (issue 22 item 2, migration 0030): a retried write is applied once."""
+"""Idempotency keys (issue 22 item 2, migration 0031): a retried write is applied once."""
 
 from __future__ import annotations
 

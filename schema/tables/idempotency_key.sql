@@ -1,5 +1,5 @@
 -- Table public.idempotency_key.
--- Idempotency keys of retried writes (0030): one row per (page, operation scope, key), claimed
+-- Idempotency keys of retried writes (0031): one row per (page, operation scope, key), claimed
 -- in the transaction of the write it guards; kept at least 24 hours
 -- (statusdb.idempotency.purge).
 --

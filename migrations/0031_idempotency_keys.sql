@@ -1,6 +1,6 @@
--- statusdb 0030: idempotency keys (issue 22 item 2): a write retried after an outage (a lost
+-- statusdb 0031: idempotency keys (issue 22 item 2): a write retried after an outage (a lost
 -- connection, CommitOutcomeUnknown) is applied once.
--- depends: 0028_page_view_bytes
+-- depends: 0030_page_feed
 --
 -- status_incidents.create / add_update, maintenance.create and subscribers.subscribe take an
 -- optional idempotency_key. The first call claims (status_page_id, scope, key) in this table,
@@ -40,7 +40,7 @@ CREATE TABLE idempotency_key (
 CREATE INDEX idempotency_key_created_at_idx ON idempotency_key (created_at);
 
 COMMENT ON TABLE idempotency_key IS
-    'Idempotency keys of retried writes (0030): one row per (page, operation scope, key), '
+    'Idempotency keys of retried writes (0031): one row per (page, operation scope, key), '
     'claimed in the transaction of the write it guards; kept at least 24 hours '
     '(statusdb.idempotency.purge).';
 COMMENT ON COLUMN idempotency_key.status_page_id IS

@@ -1,4 +1,4 @@
--- statusdb 0030 rollback: drop the idempotency keys.
+-- statusdb 0031 rollback: drop the idempotency keys.
 -- Rolling back drops what the forward migration created; that is its purpose.
 -- squawk-ignore-file ban-drop-table
 SET LOCAL lock_timeout = '5s';
@@ -15,7 +15,7 @@ BEGIN
     END IF;
     SELECT count(*) INTO live FROM idempotency_key WHERE created_at > now() - interval '24 hours';
     IF live > 0 THEN
-        RAISE EXCEPTION 'rolling back 0030_idempotency_keys would lose data: idempotency_key has '
+        RAISE EXCEPTION 'rolling back 0031_idempotency_keys would lose data: idempotency_key has '
                         '% keys of the last 24 hours (writes retried with them would be applied '
                         'again). %', live,
             'Pass --allow-data-loss to statusdb rollback (plain yoyo: '
