@@ -5124,6 +5124,66 @@ COMMENT ON COLUMN public.destination_allowlist.reason IS 'Why the deployment pos
 COMMENT ON COLUMN public.destination_allowlist.created_at IS 'When the entry was added.';
 
 --
+-- Name: idempotency_key; Type: TABLE; Schema: public
+--
+
+CREATE TABLE public.idempotency_key (
+    status_page_id text NOT NULL,
+    scope text NOT NULL,
+    key text NOT NULL,
+    request_digest bytea NOT NULL,
+    result_id text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT idempotency_key_created_at_range_check CHECK (((created_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (created_at <= '9999-12-30 00:00:00+00'::timestamp with time zone))),
+    CONSTRAINT idempotency_key_key_length_check CHECK (((char_length(key) >= 1) AND (char_length(key) <= 200))),
+    CONSTRAINT idempotency_key_request_digest_check CHECK ((octet_length(request_digest) = 32)),
+    CONSTRAINT idempotency_key_result_id_length_check CHECK ((char_length(result_id) <= 200)),
+    CONSTRAINT idempotency_key_scope_check CHECK ((scope = ANY (ARRAY['status_incident.create'::text, 'status_incident.add_update'::text, 'maintenance.create'::text, 'subscriber.subscribe'::text])))
+);
+
+--
+-- Name: TABLE idempotency_key; Type: COMMENT; Schema: public
+--
+
+COMMENT ON TABLE public.idempotency_key IS 'Idempotency keys of retried writes (0031): one row per (page, operation scope, key), claimed in the transaction of the write it guards; kept at least 24 hours (statusdb.idempotency.purge).';
+
+--
+-- Name: COLUMN idempotency_key.status_page_id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.idempotency_key.status_page_id IS 'The page the key belongs to (a status incident''s page for add_update); deleted with it.';
+
+--
+-- Name: COLUMN idempotency_key.scope; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.idempotency_key.scope IS 'The operation the key guards: status_incident.create, status_incident.add_update, maintenance.create or subscriber.subscribe.';
+
+--
+-- Name: COLUMN idempotency_key.key; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.idempotency_key.key IS 'The caller''s key (1 to 200 characters).';
+
+--
+-- Name: COLUMN idempotency_key.request_digest; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.idempotency_key.request_digest IS 'SHA-256 of the first call''s validated arguments: a different request reusing the key is refused.';
+
+--
+-- Name: COLUMN idempotency_key.result_id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.idempotency_key.result_id IS 'The id of the row the first call wrote (a status incident, a maintenance window or a subscriber); NULL only inside the claiming transaction.';
+
+--
+-- Name: COLUMN idempotency_key.created_at; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.idempotency_key.created_at IS 'When the key was claimed (the purge''s clock).';
+
+--
 -- Name: incident; Type: TABLE; Schema: public
 --
 
@@ -6666,6 +6726,13 @@ ALTER TABLE ONLY public.destination_allowlist
     ADD CONSTRAINT destination_allowlist_pkey PRIMARY KEY (id);
 
 --
+-- Name: idempotency_key idempotency_key_pkey; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.idempotency_key
+    ADD CONSTRAINT idempotency_key_pkey PRIMARY KEY (status_page_id, scope, key);
+
+--
 -- Name: incident incident_pkey; Type: CONSTRAINT; Schema: public
 --
 
@@ -6904,6 +6971,12 @@ CREATE INDEX delivery_attempt_next_attempt_at_idx ON public.delivery_attempt USI
 --
 
 CREATE INDEX delivery_attempt_subscriber_id_attempted_at_idx ON public.delivery_attempt USING btree (subscriber_id, attempted_at DESC);
+
+--
+-- Name: idempotency_key_created_at_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX idempotency_key_created_at_idx ON public.idempotency_key USING btree (created_at);
 
 --
 -- Name: incident_team_id_status_idx; Type: INDEX; Schema: public
@@ -7811,6 +7884,13 @@ ALTER TABLE ONLY public.delivery_attempt
     ADD CONSTRAINT delivery_attempt_subscriber_id_fkey FOREIGN KEY (subscriber_id) REFERENCES public.status_subscriber(id) ON DELETE CASCADE;
 
 --
+-- Name: idempotency_key idempotency_key_status_page_id_fkey; Type: FK CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.idempotency_key
+    ADD CONSTRAINT idempotency_key_status_page_id_fkey FOREIGN KEY (status_page_id) REFERENCES public.status_page(id) ON DELETE CASCADE;
+
+--
 -- Name: incident incident_team_id_fkey; Type: FK CONSTRAINT; Schema: public
 --
 
@@ -8002,6 +8082,20 @@ ALTER TABLE public.destination_allowlist ENABLE ROW LEVEL SECURITY;
 --
 
 CREATE POLICY destination_allowlist_read ON public.destination_allowlist FOR SELECT TO statusdb_app USING (true);
+
+--
+-- Name: idempotency_key; Type: ROW SECURITY; Schema: public
+--
+
+ALTER TABLE public.idempotency_key ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: idempotency_key idempotency_key_team_isolation; Type: POLICY; Schema: public
+--
+
+CREATE POLICY idempotency_key_team_isolation ON public.idempotency_key USING (((( SELECT public.statusdb_current_team() AS statusdb_current_team) IS NULL) OR (status_page_id IN ( SELECT p.id
+   FROM public.status_page p
+  WHERE (p.team_id = ( SELECT public.statusdb_current_team() AS statusdb_current_team))))));
 
 --
 -- Name: incident; Type: ROW SECURITY; Schema: public
@@ -9001,6 +9095,12 @@ GRANT SELECT ON TABLE public.delivery_log TO statusdb_app;
 --
 
 GRANT SELECT ON TABLE public.destination_allowlist TO statusdb_app;
+
+--
+-- Name: TABLE idempotency_key; Type: ACL; Schema: public
+--
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.idempotency_key TO statusdb_app;
 
 --
 -- Name: TABLE incident; Type: ACL; Schema: public

@@ -30,6 +30,7 @@ from statusdb import (
     errors,
     feed,
     groups,
+    idempotency,
     incident_templates,
     incidents,
     maintenance,
@@ -44,14 +45,18 @@ from statusdb import (
 )
 from statusdb.domain import destinations, recurrence, serialise, types, unsubscribe_links
 from statusdb.errors import (
+    CommitOutcomeUnknown,
     Conflict,
     DataCorrupt,
+    InvalidArgument,
     InvalidInput,
     NotFound,
     NotMigrated,
+    ReadOnlyTransaction,
     Retryable,
     StatusdbError,
     Unauthorized,
+    Unavailable,
 )
 from statusdb.infra import migrations, pool, routing
 from statusdb.workers import deliveries, outbox
@@ -64,14 +69,18 @@ except _metadata.PackageNotFoundError:  # run from a source tree that was never 
 
 #: The error classes and the public modules.
 __all__ = [
+    "CommitOutcomeUnknown",
     "Conflict",
     "DataCorrupt",
+    "InvalidArgument",
     "InvalidInput",
     "NotFound",
     "NotMigrated",
+    "ReadOnlyTransaction",
     "Retryable",
     "StatusdbError",
     "Unauthorized",
+    "Unavailable",
     "__version__",
     "components",
     "deliveries",
@@ -79,6 +88,7 @@ __all__ = [
     "errors",
     "feed",
     "groups",
+    "idempotency",
     "incident_templates",
     "incidents",
     "maintenance",

@@ -45,6 +45,7 @@ from typing import Any, Final, NamedTuple
 import attrs
 from psycopg.rows import class_row, kwargs_row, tuple_row
 
+from statusdb import idempotency
 from statusdb.db.executor import Op, copy_in, execute, many, one, operation, optional
 from statusdb.domain import destinations, tokens, unsubscribe_links, validate
 from statusdb.domain.types import (
@@ -92,9 +93,13 @@ class Subscription:
     subscriber: Subscriber
     #: For EMAIL: the token that confirms the address (send it to the address). Else None.
     verify_token: str | None
+    #: Empty only when `replayed` (the first call showed it).
     unsubscribe_token: str
     #: True when a new subscription was made; False when an existing one was renewed.
     created: bool
+    #: True when this was a repeat of an earlier call with the same idempotency key: nothing
+    #: was written, and the tokens (shown to the first call only) are None and "".
+    replayed: bool = False
 
 
 @attrs.frozen
@@ -215,7 +220,7 @@ def _token_digest(token: str, *, what: str) -> bytes:
 # --- operations -------------------------------------------------------------------------------
 
 
-@operation(retry=True)
+@operation(retry=True, atomic_when="idempotency_key")
 def subscribe(
     status_page_id: str,
     *,
@@ -224,6 +229,7 @@ def subscribe(
     component_ids: Iterable[str] = (),
     notify_on: Iterable[NotifyOnEvent] = NOTIFY_ON_EVENTS,
     verify_ttl: dt.timedelta = DEFAULT_VERIFY_TTL,
+    idempotency_key: str | None = None,
 ) -> Op[Subscription]:
     """Subscribe a destination to a page, or renew its subscription; one statement.
 
@@ -231,7 +237,13 @@ def subscribe(
     (same page, channel and normalized destination) replaces the preferences, reactivates, and
     replaces both tokens; an EMAIL destination is unverified again until its new verification
     token is used. component_ids must be components of the page (empty: all of them).
+
+    `idempotency_key` (at most 200 characters, per page): a repeat with the same key renews
+    nothing and returns the subscriber the first call made, without tokens (`replayed` is
+    True, `verify_token` None, `unsubscribe_token` empty: only their digests are stored;
+    `statusdb.idempotency`; the same key with other arguments: Conflict).
     """
+    chosen_key = idempotency.key(idempotency_key)
     channel = validate.one_of("channel", channel, SUBSCRIBER_CHANNELS)
     checked = destinations.check(channel, destination)
     is_email = channel == "EMAIL"
@@ -257,10 +269,30 @@ def subscribe(
         "verify_ttl": ttl if is_email else None,
         "unsubscribe_token_hash": tokens.digest(unsubscribe_token),
     }
-    created, subscriber = yield from one(
-        "subscriber_subscribe", params, _subscribed_row, not_found="subscriber was not saved"
+
+    def write() -> Op[Subscription]:
+        created, subscriber = yield from one(
+            "subscriber_subscribe", params, _subscribed_row, not_found="subscriber was not saved"
+        )
+        return Subscription(subscriber, verify_token, unsubscribe_token, created)
+
+    def replay(subscriber_id: str) -> Op[Subscription]:
+        subscriber = yield from get.body(subscriber_id)
+        return Subscription(subscriber, None, "", created=False, replayed=True)
+
+    # The request, without the tokens made for this call.
+    request = {k: v for k, v in params.items() if not k.endswith("_token_hash")}
+    return (
+        yield from idempotency.guarded(
+            "subscriber.subscribe",
+            chosen_key,
+            request,
+            write,
+            replay,
+            lambda subscription: subscription.subscriber.id,
+            status_page_id=page_id,
+        )
     )
-    return Subscription(subscriber, verify_token, unsubscribe_token, created)
 
 
 @operation(retry=True)
