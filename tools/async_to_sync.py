@@ -61,6 +61,7 @@ RENAMES: Final = {
     "AsyncConnectionPool": "ConnectionPool",
     "AsyncIterator": "Iterator",
     "AsyncRouter": "Router",
+    "AsyncFollower": "Follower",
     "__aenter__": "__enter__",
     "__aexit__": "__exit__",
     "_acheck": "_check",
