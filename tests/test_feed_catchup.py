@@ -16,12 +16,18 @@ from factories import new_page
 from psycopg.rows import TupleRow
 
 from statusdb import components, feed, teams
+from statusdb.domain.types import ComponentStatus
 from statusdb.errors import InvalidInput
 
 Conn = psycopg.Connection[TupleRow]
 Connect = Callable[..., Conn]
 
-STATUSES = ("DEGRADED_PERFORMANCE", "PARTIAL_OUTAGE", "MAJOR_OUTAGE", "OPERATIONAL")
+STATUSES: tuple[ComponentStatus, ...] = (
+    "DEGRADED_PERFORMANCE",
+    "PARTIAL_OUTAGE",
+    "MAJOR_OUTAGE",
+    "OPERATIONAL",
+)
 
 
 def logged_seqs(conn: Conn) -> list[int]:
@@ -86,7 +92,7 @@ def test_pages_changed_since_lists_each_page_once_with_its_current_version(conn:
     changed = feed.pages_changed_since(conn, 0)
     mine = [e for e in changed if e.status_page_id in (page, other)]
     assert [e.status_page_id for e in mine] == [other, page]  # oldest rendering first
-    current = dict(
+    current: dict[str, int] = dict(
         conn.execute(
             "SELECT page_id, version * 256 FROM status_page_snapshot WHERE page_id = ANY(%s)",
             ([page, other],),
@@ -161,13 +167,13 @@ def test_follower_catches_a_lower_seq_committed_while_it_was_away(dsn: str) -> N
         components.set_status(fast, b, "MAJOR_OUTAGE")
         fast.commit()
         first = list(follower.changes(timeout=1.0))
-        assert [c.event.component_id for c in first] == [b]
+        assert [getattr(c.event, "component_id", None) for c in first] == [b]
         assert follower._conn is not None
         _terminate(dsn, follower._conn.info.backend_pid)
         time.sleep(0.1)
         slow.commit()  # announced while the follower is away: only the catch-up can find it
         late = list(follower.changes(timeout=1.0))
-        assert [c.event.component_id for c in late] == [a]
+        assert [getattr(c.event, "component_id", None) for c in late] == [a]
         assert late[0].seq < first[0].seq
         assert list(follower.changes(timeout=0.3)) == []  # nothing twice
     finally:
