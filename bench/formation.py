@@ -59,7 +59,8 @@ TUNED_KEEPER_SETTINGS: dict[str, int] = {
 }
 #: PostgreSQL settings of the data nodes: a throwaway formation (the process, not the machine,
 #: is what the tests kill, so fsync off loses nothing; synchronous_commit stays on).
-NODE_SETTINGS: dict[str, str] = {"fsync": "off", "full_page_writes": "off"}
+#: full_page_writes stays on: pg_rewind (an old primary rejoining) needs it.
+NODE_SETTINGS: dict[str, str] = {"fsync": "off"}
 
 
 def find_pg_autoctl() -> tuple[Path, Path] | None:
@@ -212,12 +213,14 @@ class Formation:
             raise FormationError(
                 f"pg_autoctl {' '.join(args)} failed: {(result.stderr or result.stdout)[-2000:]}"
             )
-        return result.stdout
+        return str(result.stdout)
 
     # -- the formation --------------------------------------------------------------------
 
     def monitor_uri(self) -> str:
-        return f"postgres://autoctl_node@{HOST}:{self.monitor.port}/pg_auto_failover?sslmode=disable"
+        return (
+            f"postgres://autoctl_node@{HOST}:{self.monitor.port}/pg_auto_failover?sslmode=disable"
+        )
 
     def conninfo(self, **extra: Any) -> str:
         """The formation's multi-host conninfo: finds the primary (target_session_attrs)."""
@@ -379,8 +382,8 @@ class Formation:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     node.process.wait(timeout=15)
             node.kill()
-        if self._own_base:
-            shutil.rmtree(self.base, ignore_errors=True)
+        if self._own_base and not os.environ.get("STATUSDB_KEEP_FORMATION"):
+            shutil.rmtree(self.base, ignore_errors=True)  # set that variable to keep the logs
 
 
 @contextlib.contextmanager
