@@ -267,9 +267,8 @@ def failover(formation: pgaf.Formation) -> Round:
         router.close()
         for c in worker_conn:
             c.close()
-    print(
-        f"failover: errors {collections.Counter(e[:150] for e in r.raw_psycopg + r.other_errors).most_common(8)}"
-    )  # noqa: E501
+    kinds = collections.Counter(e[:150] for e in r.raw_psycopg + r.other_errors)
+    print(f"failover: errors {kinds.most_common(8)}")
     # Drain: the worker completes what is left (the doomed claim once its lease ran out).
     with psycopg.connect(conninfo) as w:
         deadline = time.monotonic() + LEASE.total_seconds() + 10
