@@ -156,6 +156,9 @@ class Formation:
         self.base = Path(tempfile.mkdtemp(prefix="statusdb-formation-")) if base is None else base
         self.base.mkdir(parents=True, exist_ok=True)
         self._chown(self.base)
+        for sub in ("config", "data", "run"):  # pg_autoctl's (else: /tmp/pg_autoctl, shared)
+            (self.base / sub).mkdir(mode=0o700, exist_ok=True)
+            self._chown(self.base / sub)
         self.monitor = Node(self, "monitor")
         self.nodes = {name: Node(self, name) for name in ("node1", "node2")}
 
@@ -178,6 +181,7 @@ class Formation:
             "XDG_DATA_HOME": f"{home}/data",
             "XDG_RUNTIME_DIR": f"{home}/run",
             "PGHOST": home,  # unix sockets in the formation's folder, reachable by its user
+            "PGUSER": "postgres",  # the superuser's name whatever the OS user (initdb -U)
             "LC_ALL": "C.UTF-8",
         }
 
@@ -319,7 +323,8 @@ class Formation:
         folder (the compiled-in /var/run/postgresql is not writable by a normal user);
         pg_autoctl takes over an initialized folder. A standby's comes from a base backup."""
         result = subprocess.run(  # noqa: S603 -- argv list, no shell
-            [str(self.bindir / "initdb"), "-D", str(node.pgdata), "--auth", "trust", "-E", "UTF8"],
+            [str(self.bindir / "initdb"), "-D", str(node.pgdata), "-U", "postgres"]
+            + ["--auth", "trust", "-E", "UTF8"],
             capture_output=True,
             text=True,
             timeout=120,
