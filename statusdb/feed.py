@@ -19,11 +19,15 @@ What a listener must know:
   are changes whose row is gone by the time it reads (its component or page was deleted).
 * Notifications are delivered when, and only if, the transaction that made the change commits,
   in commit order. A rolled-back change is never announced.
-* They are not durable. A listener that is down, reconnecting or not yet listening misses them.
-  The durable record is the `status_change` table (and the subscriber outbox): on (re)connect,
-  `start_listening` first, then read the current state or the changes since the last `change_id` you
-  handled, then follow the feed; the events carry `change_id` so that duplicates from that
-  overlap can be dropped.
+* They are not durable (nor replicated: after a failover the new primary knows nothing of the
+  old one's listeners). A listener that is down, reconnecting or not yet listening misses them.
+  The durable record is the `status_change` table (and the subscriber outbox). `Follower` /
+  `AsyncFollower` do the catching up: they reconnect by themselves, LISTEN, read what was
+  missed with `changes_since` (bounded pages, in seq order) and then follow the feed, yielding
+  every committed change once (`FeedChange`, with its seq: keep `last_seq` to resume later).
+  `pages_changed_since` is the same for page versions. By hand: on (re)connect,
+  `start_listening` first, then read the changes since the last seq you handled, then follow
+  the feed, dropping seqs already handled.
 * Use a dedicated connection, in autocommit mode, and keep reading from it. Notifications reach
   a session only between transactions, so a connection inside a transaction (or a pooled one
   lent to other work) would hold them back; worse, a listener that stops consuming holds back

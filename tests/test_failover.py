@@ -36,7 +36,8 @@ from statusdb.errors import Retryable
 from statusdb.infra.routing import Router
 from statusdb.workers import outbox
 
-pytestmark = pytest.mark.slow
+# One formation for the module: its tests run on one xdist worker (`--dist loadgroup`).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("failover")]
 
 STATUSES: tuple[ComponentStatus, ...] = (
     "DEGRADED_PERFORMANCE",
