@@ -63,6 +63,9 @@ TUNED_KEEPER_SETTINGS: dict[str, int] = {
 NODE_SETTINGS: dict[str, str] = {"fsync": "off"}
 
 
+_INITDB = ("--auth", "trust", "-E", "UTF8")
+
+
 def find_pg_autoctl() -> tuple[Path, Path] | None:
     """`(pg_autoctl, the PostgreSQL bindir)` if pg_auto_failover is installed, else None."""
     autoctl = shutil.which("pg_autoctl") or (
@@ -323,8 +326,7 @@ class Formation:
         folder (the compiled-in /var/run/postgresql is not writable by a normal user);
         pg_autoctl takes over an initialized folder. A standby's comes from a base backup."""
         result = subprocess.run(  # noqa: S603 -- argv list, no shell
-            [str(self.bindir / "initdb"), "-D", str(node.pgdata), "-U", "postgres"]
-            + ["--auth", "trust", "-E", "UTF8"],
+            [str(self.bindir / "initdb"), "-D", str(node.pgdata), "-U", "postgres", *_INITDB],
             capture_output=True,
             text=True,
             timeout=120,
