@@ -61,7 +61,7 @@ from psycopg.rows import class_row, tuple_row
 from statusdb.db.executor import Op, _owns_transaction, many, one, operation
 from statusdb.domain import validate
 from statusdb.domain.types import ComponentStatus
-from statusdb.errors import InvalidInput, StatusdbError, translate
+from statusdb.errors import InvalidInput, Retryable, StatusdbError, translate
 
 #: The channel migrations 0003 and 0012 notify on.
 CHANNEL: Final = "statusdb_status_change"
@@ -609,6 +609,17 @@ class AsyncFollower:
             return []
         return self._fresh(await _changes_with_seq(conn, seqs, self._page, self._groups))
 
+    async def _pause(
+        self, exc: BaseException, delay: float, deadline: float | None
+    ) -> float | None:
+        """Wait before the next connection attempt; the next delay, or None past the deadline."""
+        logger.info("feed follower: cannot connect yet (%s)", exc)
+        left = _remaining(deadline)
+        if left is not None and left <= 0:
+            return None
+        await asyncio.sleep(delay if left is None else min(delay, left))
+        return min(2 * delay, self._max_delay)
+
     async def changes(
         self,
         *,
@@ -625,13 +636,15 @@ class AsyncFollower:
                 try:
                     await self._connect()
                     delay = self._delay
-                except (psycopg.Error, StatusdbError) as exc:
-                    logger.info("feed follower: cannot connect yet (%s)", exc)
-                    left = _remaining(deadline)
-                    if left is not None and left <= 0:
+                except (psycopg.Error, Retryable) as exc:
+                    if isinstance(exc, psycopg.Error) and not isinstance(
+                        exc, psycopg.OperationalError
+                    ):
+                        raise translate(exc) from exc  # a bad conninfo: not worth retrying
+                    pause = await self._pause(exc, delay, deadline)  # no primary yet, or lost
+                    if pause is None:
                         return
-                    await asyncio.sleep(delay if left is None else min(delay, left))
-                    delay = min(2 * delay, self._max_delay)
+                    delay = pause
                     continue
             conn = self._conn
             assert conn is not None
@@ -907,6 +920,15 @@ class Follower:
             return []
         return self._fresh(_changes_with_seq(conn, seqs, self._page, self._groups))
 
+    def _pause(self, exc: BaseException, delay: float, deadline: float | None) -> float | None:
+        """Wait before the next connection attempt; the next delay, or None past the deadline."""
+        logger.info("feed follower: cannot connect yet (%s)", exc)
+        left = _remaining(deadline)
+        if left is not None and left <= 0:
+            return None
+        time.sleep(delay if left is None else min(delay, left))
+        return min(2 * delay, self._max_delay)
+
     def changes(self, *, timeout: float | None = None) -> Iterator[FeedChange]:
         """Every committed change after `last_seq`, once, reconnecting as needed (see the
         class); ends after `timeout` seconds (None: never)."""
@@ -919,13 +941,15 @@ class Follower:
                 try:
                     self._connect()
                     delay = self._delay
-                except (psycopg.Error, StatusdbError) as exc:
-                    logger.info("feed follower: cannot connect yet (%s)", exc)
-                    left = _remaining(deadline)
-                    if left is not None and left <= 0:
+                except (psycopg.Error, Retryable) as exc:
+                    if isinstance(exc, psycopg.Error) and (
+                        not isinstance(exc, psycopg.OperationalError)
+                    ):
+                        raise translate(exc) from exc
+                    pause = self._pause(exc, delay, deadline)
+                    if pause is None:
                         return
-                    time.sleep(delay if left is None else min(delay, left))
-                    delay = min(2 * delay, self._max_delay)
+                    delay = pause
                     continue
             conn = self._conn
             assert conn is not None

@@ -6,6 +6,7 @@ reconnects by itself and yields every committed change once, in order.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from psycopg.rows import TupleRow
 
 from statusdb import components, feed, teams
 from statusdb.domain.types import ComponentStatus
-from statusdb.errors import InvalidInput
+from statusdb.errors import InvalidInput, StatusdbError
 
 Conn = psycopg.Connection[TupleRow]
 Connect = Callable[..., Conn]
@@ -203,3 +204,18 @@ async def test_async_follower_resumes_after_a_drop(dsn: str) -> None:
         assert follower.reconnects == 1
     finally:
         await follower.close()
+
+
+def test_follower_waits_for_a_server_and_refuses_a_bad_conninfo() -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    waiting = feed.Follower(f"host=127.0.0.1 port={port} connect_timeout=1", since=0)
+    started = time.monotonic()
+    assert list(waiting.changes(timeout=0.5)) == []  # keeps trying until the timeout, quietly
+    assert time.monotonic() - started < 3
+    waiting.close()
+    with pytest.raises(StatusdbError):
+        list(feed.Follower("not a conninfo ===", since=0).changes(timeout=5))
+    with pytest.raises(InvalidInput, match="since"):
+        feed.Follower("", since=-1)
