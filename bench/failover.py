@@ -24,6 +24,7 @@ import argparse
 import datetime as dt
 import itertools
 import json
+import logging
 import statistics
 import sys
 import threading
@@ -191,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--default", type=int, default=1, help="failovers with the defaults")
     parser.add_argument("--json", type=Path, help="write the results there")
     args = parser.parse_args(argv)
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)  # its reconnect warnings: noise
     if pgaf.find_pg_autoctl() is None:
         print("pg_auto_failover is not installed (postgresql-15-auto-failover)", file=sys.stderr)
         return 1
