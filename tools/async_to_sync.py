@@ -62,6 +62,7 @@ RENAMES: Final = {
     "AsyncIterator": "Iterator",
     "AsyncRouter": "Router",
     "StatusdbAsyncPool": "StatusdbPool",
+    "AsyncFollower": "Follower",
     "__aenter__": "__enter__",
     "__aexit__": "__exit__",
     "_acheck": "_check",
