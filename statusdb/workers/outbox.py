@@ -32,11 +32,13 @@ subject (status incident or window) at a time so that a subject's events go out 
 gets what is one SQL function, `statusdb_notification_recipients`, for both kinds: active,
 verified subscribers wanting the kind and following an affected component or every component
 (an event without components: the whole page), one row per subscriber. A component change that
-a published status incident (or a window's started/completed event) already tells of is
-*folded*: `ClaimedChange.folded_into` names those event kinds, and subscribers wanting any of
-them are not told of the change itself. `process_all` is the worker round for everything, with
-one `deliver` callback taking a typed notification (`statusdb.domain.types.Notification`) and a key
-stable per (change or event, subscriber); every delivery goes through `deliver_one`.
+an event already tells of (its status incident's created, re-opened or resolved event, its
+window's started, completed or cancelled one: the folding rule of docs/notifications.md) is
+*folded*: `ClaimedChange.folded_into` names that event's kind, and subscribers wanting it are
+not told of the change itself, so that everyone hears of it exactly once. `process_all` is
+the worker round for everything, with one `deliver` callback taking a typed notification
+(`statusdb.domain.types.Notification`) and a key stable per (change or event, subscriber);
+every delivery goes through `deliver_one`.
 """
 
 from __future__ import annotations
@@ -137,8 +139,8 @@ class ClaimedChange:
     notify_subscribers: bool
     first_changed_at: dt.datetime
     last_changed_at: dt.datetime
-    #: Event kinds that already tell of this change (see `process_all`): subscribers wanting
-    #: any of them are not told of the change itself.
+    #: The event kind that already tells of this change (none, or one: the folding rule of
+    #: docs/notifications.md): subscribers wanting it are not told of the change itself.
     folded_into: tuple[NotifyOnEvent, ...] = attrs.field(default=(), converter=_folded_into)
 
     def __attrs_post_init__(self) -> None:
