@@ -521,10 +521,10 @@ class ProcessReport:
     deliveries: int
     #: Claims lost to another worker (their lease ran out).
     lost: int
-    #: Claims given back for another round (a delivery failed, or an earlier event of the
-    #: same subject did).
+    #: Claims given back for another round: none since failed deliveries are retried alone
+    #: (issue 27); kept for callers that read it.
     released: int = 0
-    #: Deliveries that raised (without bookkeeping).
+    #: Deliveries that failed (without bookkeeping): recorded for `deliveries.retry`.
     failed: int = 0
 
 
@@ -567,6 +567,13 @@ DEFAULT_BATCH: Final = 1_000
 _Step = tuple[Any, ...]
 
 
+class _NotAttempted(Exception):
+    """The outcome of a delivery a batch deliverer returned no outcome for: retried later."""
+
+    def __init__(self) -> None:
+        super().__init__("the batch deliverer returned no outcome for this delivery")
+
+
 @attrs.define
 class _Round:
     """What a round holds while it runs: the claims not yet completed or released."""
@@ -584,7 +591,6 @@ def _round(
     lease: dt.timedelta,
     bookkeeping: bool,
     batch_size: int,
-    stop_on_failure: bool,
 ) -> Generator[_Step, Any, ProcessReport]:
     """The one body of a worker round; see `process_all`."""
     changes = yield (
@@ -599,53 +605,48 @@ def _round(
     state.pending = list(work)
     renew_every = lease.total_seconds() / 3
     last_renewal = time.monotonic()
-    notified = deliveries = lost = released = failed = 0
-    blocked: set[str] = set()  # subjects with a failed event: later ones wait for it
-    if bookkeeping:
-        from statusdb.workers import deliveries as books  # deliveries imports this module
-
-    def give_back(claimed: ClaimedChange | ClaimedEvent) -> _Step:
-        state.pending.remove(claimed)
-        if isinstance(claimed, ClaimedEvent):
-            return ("call", release_event, {"claimed": claimed, "worker_id": worker_id})
-        return ("call", release, {"claimed": claimed, "worker_id": worker_id})
+    notified = deliveries = lost = failed = 0
+    # deliveries imports this module. Without bookkeeping it records the failed deliveries only.
+    from statusdb.workers import deliveries as books
 
     for claimed in work:
         if claimed not in state.pending:
             continue  # lost at a renewal
-        if isinstance(claimed, ClaimedEvent) and claimed.subject_id in blocked:
-            yield give_back(claimed)  # an earlier event of its subject failed: keep the order
-            yield ("commit",)
-            released += 1
-            continue
         notification = claimed.notification
         resume = False
         if bookkeeping:
             resume = yield ("started", claimed.key)
         handle = yield ("open", claimed, resume)
-        ok = held = True
+        held = True
         while True:
             batch: list[Recipient] = yield ("fetch", handle, batch_size)
             if not batch:
                 break
             pairs = [(r, delivery_key(claimed.key, r)) for r in batch]
-            outcomes = yield ("deliver", notification, pairs, stop_on_failure)
+            outcomes = yield ("deliver", notification, pairs)
+            if len(outcomes) < len(pairs):  # a batch deliverer that stopped: retry the rest
+                outcomes = [*outcomes, *[_NotAttempted()] * (len(pairs) - len(outcomes))]
             if bookkeeping:
                 attempts = [
                     books.attempt_for(claimed.key, notification, r, outcome)
-                    for (r, _), outcome in zip(pairs, outcomes, strict=False)
+                    for (r, _), outcome in zip(pairs, outcomes, strict=True)
                 ]
-                yield ("call", books.record_many, {"attempts": attempts})
                 deliveries += len(attempts)
             else:
-                errors = [o for o in outcomes if o is not None]
-                deliveries += len(outcomes) - len(errors)
-                if errors or len(outcomes) < len(pairs):
-                    failed += len(errors)
-                    if state.failure is None and errors:
-                        state.failure = errors[0]
-                    ok = False
-                    break
+                # Issue 27.5: the others of the fan-out go on, and only the failed deliveries
+                # are tried again (deliveries.retry): recorded as bookkeeping would, in the
+                # completion's transaction; successes are not recorded.
+                attempts = [
+                    books.attempt_for(claimed.key, notification, r, outcome)
+                    for (r, _), outcome in zip(pairs, outcomes, strict=True)
+                    if outcome is not None
+                ]
+                deliveries += len(pairs) - len(attempts)
+                failed += len(attempts)
+                if state.failure is None and attempts:
+                    state.failure = next(o for o in outcomes if o is not None)
+            if attempts:
+                yield ("call", books.record_many, {"attempts": attempts})
             if time.monotonic() - last_renewal >= renew_every:
                 still = yield (
                     "call",
@@ -668,14 +669,6 @@ def _round(
         if not held:
             yield ("rollback",)
             continue
-        if not ok:
-            yield ("rollback",)
-            yield give_back(claimed)
-            yield ("commit",)
-            released += 1
-            if isinstance(claimed, ClaimedEvent):
-                blocked.add(claimed.subject_id)
-            continue
         if isinstance(claimed, ClaimedEvent):
             done = yield ("call", complete_event, {"claimed": claimed, "worker_id": worker_id})
         else:
@@ -686,7 +679,7 @@ def _round(
         else:
             lost += 1
         yield ("commit",)
-    return ProcessReport(len(work), notified, deliveries, lost, released, failed)
+    return ProcessReport(len(work), notified, deliveries, lost, 0, failed)
 
 
 def _check(
@@ -736,9 +729,14 @@ def process_all(
     to those who want that event (`ClaimedChange.folded_into`).
 
     Whatever a delivery does, the round leaves nothing stranded: a claim is completed, or
-    released for the next round. Without bookkeeping, a failing delivery stops its claim's
-    fan-out, which is released (with the later events of its subject, which wait for it); the
-    other claims of the round go on, and the first failure is raised at the end of the round.
+    released for the next round. A delivery that raises (or that `deliver_batch` returns no
+    outcome for) does not stop the others: every other delivery of the round completes in it,
+    and the claim is completed. Without bookkeeping the failed deliveries, and only they, are
+    recorded in `delivery_attempt` as bookkeeping would (FAILED_TEMPORARY with the
+    notification, or FAILED_PERMANENT), in the completion's transaction, so that
+    `deliveries.retry` sends them again, with back-off, to their recipients alone (issue 27:
+    before, the whole fan-out was released and sent again to everyone); the successes are not
+    recorded. Run a retry worker beside it. The first failure is raised at the end of the round.
     A BaseException that is not an Exception (KeyboardInterrupt), or a database failure, stops
     the round at once: every claim not completed is released (if the connection still works;
     else the leases run out) and the error propagates (database errors as statusdb's). Leases
@@ -761,7 +759,6 @@ def process_all(
         lease=lease,
         bookkeeping=books,
         batch_size=size,
-        stop_on_failure=not books,
     )
     try:
         step = next(steps)
@@ -810,7 +807,7 @@ def _run_sync(
             step[1].close()
         return None
     if kind == "deliver":
-        notification, pairs, stop = step[1], step[2], step[3]
+        notification, pairs = step[1], step[2]
         if deliver_batch is not None:
             return _checked_outcomes(deliver_batch(notification, pairs), pairs)
         assert deliver is not None
@@ -820,8 +817,6 @@ def _run_sync(
                 deliver(notification, recipient, key)
             except Exception as exc:
                 outcomes.append(exc)
-                if stop:
-                    break
             else:
                 outcomes.append(None)
         return outcomes
@@ -880,7 +875,6 @@ async def aprocess_all(
         lease=lease,
         bookkeeping=books,
         batch_size=size,
-        stop_on_failure=not books,
     )
     try:
         step = next(steps)
@@ -936,7 +930,7 @@ async def _run_async(
             await aclose()
         return None
     if kind == "deliver":
-        notification, pairs, stop = step[1], step[2], step[3]
+        notification, pairs = step[1], step[2]
         if deliver_batch is not None:
             return _checked_outcomes(await _maybe(deliver_batch(notification, pairs)), pairs)
         assert deliver is not None
@@ -946,8 +940,6 @@ async def _run_async(
                 await _maybe(deliver(notification, recipient, key))
             except Exception as exc:
                 outcomes.append(exc)
-                if stop:
-                    break
             else:
                 outcomes.append(None)
         return outcomes
