@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 import psycopg
 import pytest
 from factories import new_page
@@ -69,6 +70,16 @@ def claim_all(conn: Conn, worker: str = "w1", **kwargs: Any) -> list[ClaimedChan
     claimed = outbox.claim(conn, worker_id=worker, hold_down=kwargs.pop("hold_down", NOW), **kwargs)
     conn.commit()
     return claimed
+
+
+def test_recipients_built_fast_equal_the_class() -> None:
+    """The fan-out builds Recipients through the slots (issue 27: speed); they are the same."""
+    fast = outbox._recipient(("s1", "EMAIL", "a@example.com"))
+    built = outbox.Recipient("s1", "EMAIL", "a@example.com")
+    assert type(fast) is outbox.Recipient
+    assert (fast, hash(fast), repr(fast)) == (built, hash(built), repr(built))
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        fast.destination = "b@example.com"  # type: ignore[misc]
 
 
 @pytest.mark.fresh_db

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
-import itertools
 import time
 import zoneinfo
 from collections.abc import (
@@ -65,7 +64,7 @@ import psycopg
 from psycopg.rows import class_row, tuple_row
 
 from statusdb.db.executor import Op, dispatch, execute, many, one, operation
-from statusdb.db.streams import DEFAULT_ITERSIZE, stream
+from statusdb.db.streams import DEFAULT_ITERSIZE, batches_async, batches_sync
 from statusdb.domain import validate
 from statusdb.domain.types import (
     INCIDENT_EVENT_KINDS,
@@ -424,11 +423,40 @@ def pending_events() -> Op[int]:
     return int(row[0])
 
 
-def _recipient_row(cursor: Any) -> Callable[[Any], Recipient]:
-    def make(values: Any) -> Recipient:
-        return Recipient(*values)
+def _fast_recipient() -> Callable[[Sequence[Any]], Recipient] | None:
+    """A Recipient from a row of its fields' values without attrs' __init__ (a frozen class
+    sets each slot through object.__setattr__): the slots' own setters, ~1.3x faster per row
+    of a fan-out. Only while the class has no converters, validators, defaults or post-init
+    hook that __init__ would run (then None: use the class)."""
+    fields = attrs.fields(Recipient)
+    if hasattr(Recipient, "__attrs_post_init__") or any(
+        f.converter is not None or f.validator is not None or f.default is not attrs.NOTHING
+        for f in fields
+    ):
+        return None
+    setters = tuple(getattr(Recipient, f.name).__set__ for f in fields)
+    width = len(setters)
+    new = object.__new__
+    if width != 3:
+        return None
+    first, second, third = setters
+
+    def make(values: Sequence[Any]) -> Recipient:
+        if len(values) != width:
+            return Recipient(*values)
+        recipient = new(Recipient)
+        first(recipient, values[0])
+        second(recipient, values[1])
+        third(recipient, values[2])
+        return recipient
 
     return make
+
+
+#: A Recipient from one row of a recipients query (subscriber_id, channel, destination).
+_recipient: Final[Callable[[Sequence[Any]], Recipient]] = _fast_recipient() or (
+    lambda values: Recipient(*values)
+)
 
 
 def _recipient_params(claimed: ClaimedChange) -> dict[str, object]:
@@ -472,33 +500,106 @@ def recipients(
     """Stream the subscribers to tell of `claimed`, in constant memory (none for a flap, a
     muted change or event, an obsolete reminder). One row per subscriber, whatever the number
     of components it shares with the change or event (statusdb_notification_recipients)."""
+    query = _recipients_query(claimed, resume=False)
+    return dispatch(
+        conn,
+        lambda sync: _each_sync(sync, query, itersize),
+        lambda aconn: _each_async(aconn, query, itersize),
+        what="recipients",
+    )
+
+
+def _recipients_query(
+    claimed: ClaimedChange | ClaimedEvent, *, resume: bool
+) -> tuple[str, dict[str, object]] | None:
+    """The named query and parameters of `claimed`'s recipients; None: nobody to tell.
+    `resume`: without the subscribers already recorded in delivery_attempt under the claim's
+    key (a re-claimed fan-out with bookkeeping resumes where it stopped)."""
     if isinstance(claimed, ClaimedEvent):
         if claimed.outcome != "NOTIFIED":
-            return dispatch(conn, lambda _: iter(()), lambda _: _empty(), what="recipients")
+            return None
         params = _event_recipient_params(claimed)
-        return stream(conn, "event_recipients", params, _recipient_row, itersize=itersize)
-    if not claimed.notify_types:
-        return dispatch(conn, lambda _: iter(()), lambda _: _empty(), what="recipients")
-    params = _recipient_params(claimed)
-    return stream(conn, "outbox_recipients", params, _recipient_row, itersize=itersize)
+        name = "event_recipients"
+    else:
+        if not claimed.notify_types:
+            return None
+        params = _recipient_params(claimed)
+        name = "outbox_recipients"
+    if resume:
+        return name + "_resume", {**params, "key": claimed.key}
+    return name, params
 
 
-async def _empty() -> AsyncIterator[Recipient]:
-    return
-    yield  # makes this an async generator
+def _batches_sync(
+    conn: psycopg.Connection[Any], query: tuple[str, dict[str, object]] | None, size: int
+) -> Generator[list[tuple[Any, ...]], None, None]:
+    """The rows of `query` in lists of up to `size`, fetched DEFAULT_ITERSIZE at a time (or
+    `size`, if larger): fewer round trips than one FETCH per delivery batch."""
+    if query is None:
+        return
+    fetch = max(size, DEFAULT_ITERSIZE)
+    batches = batches_sync(conn, query[0], query[1], tuple_row, size=fetch)
+    try:
+        for rows in batches:
+            if len(rows) <= size:
+                yield rows
+            else:
+                for start in range(0, len(rows), size):
+                    yield rows[start : start + size]
+    finally:
+        cast(Generator[Any, None, None], batches).close()
 
 
-def _resume_stream(
-    conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any],
-    claimed: ClaimedChange | ClaimedEvent,
-) -> Iterator[Recipient] | AsyncIterator[Recipient]:
-    """`recipients` without the subscribers already recorded in delivery_attempt under the
-    claim's key (a re-claimed fan-out with bookkeeping resumes where it stopped)."""
-    if isinstance(claimed, ClaimedEvent):
-        params = {**_event_recipient_params(claimed), "key": claimed.key}
-        return stream(conn, "event_recipients_resume", params, _recipient_row)
-    params = {**_recipient_params(claimed), "key": claimed.key}
-    return stream(conn, "outbox_recipients_resume", params, _recipient_row)
+async def _batches_async(
+    conn: psycopg.AsyncConnection[Any], query: tuple[str, dict[str, object]] | None, size: int
+) -> AsyncIterator[list[tuple[Any, ...]]]:
+    if query is None:
+        return
+    fetch = max(size, DEFAULT_ITERSIZE)
+    batches = batches_async(conn, query[0], query[1], tuple_row, size=fetch)
+    try:
+        async for rows in batches:
+            if len(rows) <= size:
+                yield rows
+            else:
+                for start in range(0, len(rows), size):
+                    yield rows[start : start + size]
+    finally:
+        await _aclose(batches)
+
+
+def _each_sync(
+    conn: psycopg.Connection[Any], query: tuple[str, dict[str, object]] | None, size: int
+) -> Iterator[Recipient]:
+    # Rows come a FETCH at a time as tuples (built in C), and become Recipients here: one
+    # Python step per row, not three (psycopg's cursor iterator, the stream, this).
+    batches = _batches_sync(conn, query, size)
+    make = _recipient
+    try:
+        for rows in batches:
+            for values in rows:
+                yield make(values)
+    finally:
+        batches.close()
+
+
+async def _each_async(
+    conn: psycopg.AsyncConnection[Any], query: tuple[str, dict[str, object]] | None, size: int
+) -> AsyncIterator[Recipient]:
+    batches = _batches_async(conn, query, size)
+    make = _recipient
+    try:
+        async for rows in batches:
+            for values in rows:
+                yield make(values)
+    finally:
+        await _aclose(batches)
+
+
+async def _aclose(iterator: object) -> None:
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 @operation(retry=True)
@@ -609,6 +710,8 @@ def _round(
     # deliveries imports this module. Without bookkeeping it records the failed deliveries only.
     from statusdb.workers import deliveries as books
 
+    make = _recipient
+
     for claimed in work:
         if claimed not in state.pending:
             continue  # lost at a renewal
@@ -616,13 +719,15 @@ def _round(
         resume = False
         if bookkeeping:
             resume = yield ("started", claimed.key)
-        handle = yield ("open", claimed, resume)
+        handle = yield ("open", claimed, resume, batch_size)
         held = True
+        key = claimed.key
         while True:
-            batch: list[Recipient] = yield ("fetch", handle, batch_size)
-            if not batch:
+            rows: list[tuple[Any, ...]] = yield ("fetch", handle)
+            if not rows:
                 break
-            pairs = [(r, delivery_key(claimed.key, r)) for r in batch]
+            # delivery_key(key, recipient), inlined: one Recipient and one key per row.
+            pairs = [(make(values), f"{key}/{values[0]}") for values in rows]
             outcomes = yield ("deliver", notification, pairs)
             if len(outcomes) < len(pairs):  # a batch deliverer that stopped: retry the rest
                 outcomes = [*outcomes, *[_NotAttempted()] * (len(pairs) - len(outcomes))]
@@ -632,6 +737,9 @@ def _round(
                     for (r, _), outcome in zip(pairs, outcomes, strict=True)
                 ]
                 deliveries += len(attempts)
+            elif outcomes.count(None) == len(outcomes):
+                attempts = []
+                deliveries += len(pairs)
             else:
                 # Issue 27.5: the others of the fan-out go on, and only the failed deliveries
                 # are tried again (deliveries.retry): recorded as bookkeeping would, in the
@@ -664,7 +772,7 @@ def _round(
                 if bookkeeping:  # keep the progress: a re-claim resumes from here
                     yield ("close", handle)
                     yield ("commit",)
-                    handle = yield ("open", claimed, True)
+                    handle = yield ("open", claimed, True, batch_size)
         yield ("close", handle)
         if not held:
             yield ("rollback",)
@@ -797,11 +905,10 @@ def _run_sync(
     if kind == "started":
         return started(conn, step[1])
     if kind == "open":
-        claimed, resume = step[1], step[2]
-        it = _resume_stream(conn, claimed) if resume else recipients(conn, claimed)
-        return iter(cast(Iterator[Recipient], it))
+        claimed, resume, size = step[1], step[2], step[3]
+        return _batches_sync(conn, _recipients_query(claimed, resume=resume), size)
     if kind == "fetch":
-        return list(itertools.islice(step[1], step[2]))
+        return next(step[1], [])
     if kind == "close":
         if isinstance(step[1], Generator):
             step[1].close()
@@ -811,14 +918,12 @@ def _run_sync(
         if deliver_batch is not None:
             return _checked_outcomes(deliver_batch(notification, pairs), pairs)
         assert deliver is not None
-        outcomes: list[BaseException | None] = []
-        for recipient, key in pairs:
+        outcomes: list[BaseException | None] = [None] * len(pairs)
+        for n, (recipient, key) in enumerate(pairs):
             try:
                 deliver(notification, recipient, key)
             except Exception as exc:
-                outcomes.append(exc)
-            else:
-                outcomes.append(None)
+                outcomes[n] = exc
         return outcomes
     raise AssertionError(kind)  # pragma: no cover
 
@@ -913,17 +1018,10 @@ async def _run_async(
     if kind == "started":
         return await started(conn, step[1])
     if kind == "open":
-        claimed, resume = step[1], step[2]
-        it = _resume_stream(conn, claimed) if resume else recipients(conn, claimed)
-        return aiter(cast(AsyncIterator[Recipient], it))
+        claimed, resume, size = step[1], step[2], step[3]
+        return _batches_async(conn, _recipients_query(claimed, resume=resume), size)
     if kind == "fetch":
-        handle, size = step[1], step[2]
-        batch = []
-        async for recipient in handle:
-            batch.append(recipient)
-            if len(batch) >= size:
-                break
-        return batch
+        return await anext(step[1], [])
     if kind == "close":
         aclose = getattr(step[1], "aclose", None)
         if aclose is not None:
@@ -934,14 +1032,12 @@ async def _run_async(
         if deliver_batch is not None:
             return _checked_outcomes(await _maybe(deliver_batch(notification, pairs)), pairs)
         assert deliver is not None
-        outcomes: list[BaseException | None] = []
-        for recipient, key in pairs:
+        outcomes: list[BaseException | None] = [None] * len(pairs)
+        for n, (recipient, key) in enumerate(pairs):
             try:
                 await _maybe(deliver(notification, recipient, key))
             except Exception as exc:
-                outcomes.append(exc)
-            else:
-                outcomes.append(None)
+                outcomes[n] = exc
         return outcomes
     raise AssertionError(kind)  # pragma: no cover
 
