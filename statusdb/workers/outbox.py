@@ -531,13 +531,15 @@ def _recipients_query(
 
 
 def _batches_sync(
-    conn: psycopg.Connection[Any], query: tuple[str, dict[str, object]] | None, size: int
+    conn: psycopg.Connection[Any],
+    query: tuple[str, dict[str, object]] | None,
+    size: int,
+    fetch: int,
 ) -> Generator[list[tuple[Any, ...]], None, None]:
-    """The rows of `query` in lists of up to `size`, fetched DEFAULT_ITERSIZE at a time (or
-    `size`, if larger): fewer round trips than one FETCH per delivery batch."""
+    """The rows of `query` in lists of up to `size`, `fetch` rows per FETCH (the worker
+    fetches DEFAULT_ITERSIZE, or its batch if larger: fewer round trips than one per batch)."""
     if query is None:
         return
-    fetch = max(size, DEFAULT_ITERSIZE)
     batches = batches_sync(conn, query[0], query[1], tuple_row, size=fetch)
     try:
         for rows in batches:
@@ -551,11 +553,13 @@ def _batches_sync(
 
 
 async def _batches_async(
-    conn: psycopg.AsyncConnection[Any], query: tuple[str, dict[str, object]] | None, size: int
+    conn: psycopg.AsyncConnection[Any],
+    query: tuple[str, dict[str, object]] | None,
+    size: int,
+    fetch: int,
 ) -> AsyncIterator[list[tuple[Any, ...]]]:
     if query is None:
         return
-    fetch = max(size, DEFAULT_ITERSIZE)
     batches = batches_async(conn, query[0], query[1], tuple_row, size=fetch)
     try:
         async for rows in batches:
@@ -573,7 +577,7 @@ def _each_sync(
 ) -> Iterator[Recipient]:
     # Rows come a FETCH at a time as tuples (built in C), and become Recipients here: one
     # Python step per row, not three (psycopg's cursor iterator, the stream, this).
-    batches = _batches_sync(conn, query, size)
+    batches = _batches_sync(conn, query, size, size)
     make = _recipient
     try:
         for rows in batches:
@@ -586,7 +590,7 @@ def _each_sync(
 async def _each_async(
     conn: psycopg.AsyncConnection[Any], query: tuple[str, dict[str, object]] | None, size: int
 ) -> AsyncIterator[Recipient]:
-    batches = _batches_async(conn, query, size)
+    batches = _batches_async(conn, query, size, size)
     make = _recipient
     try:
         async for rows in batches:
@@ -906,7 +910,8 @@ def _run_sync(
         return started(conn, step[1])
     if kind == "open":
         claimed, resume, size = step[1], step[2], step[3]
-        return _batches_sync(conn, _recipients_query(claimed, resume=resume), size)
+        query = _recipients_query(claimed, resume=resume)
+        return _batches_sync(conn, query, size, max(size, DEFAULT_ITERSIZE))
     if kind == "fetch":
         return next(step[1], [])
     if kind == "close":
@@ -1019,7 +1024,8 @@ async def _run_async(
         return await started(conn, step[1])
     if kind == "open":
         claimed, resume, size = step[1], step[2], step[3]
-        return _batches_async(conn, _recipients_query(claimed, resume=resume), size)
+        query = _recipients_query(claimed, resume=resume)
+        return _batches_async(conn, query, size, max(size, DEFAULT_ITERSIZE))
     if kind == "fetch":
         return await anext(step[1], [])
     if kind == "close":
