@@ -278,8 +278,26 @@ def worker_round(ctx: Context) -> list[CaseResult]:
             conn.commit()
             outbox.process_all(conn, count, worker_id="bench", hold_down=dt.timedelta(0))
             durations: list[float] = []
+            floors: list[float] = []
             delivered: list[int] = []
+            # The floor, alternated run by run with the round: the same recipients through a
+            # plain server-side cursor of tuples (the query alone, no worker, no delivery).
+            params: dict[str, object] = {
+                "status_page_id": ctx.bench_page_id,
+                "component_ids": affected,
+                "kind": "incident_updated",
+            }
+
+            def plain_cursor(params: dict[str, object] = params) -> int:
+                with conn.cursor("bench_plain_round") as cur:
+                    cur.itersize = 5000
+                    cur.execute(queries.get("event_recipients").sql, params)
+                    rows = sum(1 for _ in cur)
+                conn.commit()
+                return rows
+
             for _ in range(runs):
+                floors.append(timed(plain_cursor))
                 status_incidents.add_update(
                     conn, incident.id, status="IDENTIFIED", message="An update for readers."
                 )
@@ -291,10 +309,11 @@ def worker_round(ctx: Context) -> list[CaseResult]:
                 durations.append((time.perf_counter() - started) * 1e6)
                 delivered.append(report.deliveries)
             p50 = percentile(durations, 0.5)
+            floor = percentile(floors, 0.5)
             rate = delivered[0] / (p50 / 1e6)
             results.append(
                 CaseResult(
-                    name=f"worker round, one {label} incident update, deliver counts",
+                    name=f"worker round, one incident update ({label}), deliver counts",
                     p50_us=p50,
                     p99_us=max(durations),
                     n=runs,
@@ -307,6 +326,8 @@ def worker_round(ctx: Context) -> list[CaseResult]:
                         "recipients": delivered[0],
                         "recipients_per_s": round(rate),
                         "runs_ms": [round(d / 1000) for d in durations],
+                        "floor_plain_cursor_ms": [round(d / 1000) for d in floors],
+                        "round_over_floor": round(p50 / floor, 2),
                     },
                 )
             )
