@@ -84,6 +84,7 @@ RENAMES: Final = {
     "run_async": "run_sync",
     # statusdb.db.streams
     "stream_async": "stream_sync",
+    "batches_async": "batches_sync",
 }
 #: Phrases of docstrings said otherwise in the sync twin.
 DOC_PHRASES: Final = {"an async connection": "a sync connection", "`aclose()`": "`close()`"}
