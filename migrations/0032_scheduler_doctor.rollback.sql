@@ -9,6 +9,14 @@
 SET LOCAL lock_timeout = '5s';
 SET LOCAL statement_timeout = '5min';
 
+DO $$
+BEGIN
+    IF to_regclass('public._yoyo_migration') IS NOT NULL
+       AND has_table_privilege('public._yoyo_migration', 'SELECT WITH GRANT OPTION') THEN
+        REVOKE SELECT ON TABLE public._yoyo_migration FROM statusdb_app;
+    END IF;
+END;
+$$;
 DROP INDEX status_subscriber_deactivated_at_idx;
 DROP INDEX delivery_attempt_failed_attempted_at_idx;
 DROP FUNCTION statusdb_doctor_sample_v1(integer);

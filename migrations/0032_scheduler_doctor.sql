@@ -436,3 +436,14 @@ CREATE INDEX delivery_attempt_failed_attempted_at_idx ON delivery_attempt (attem
 -- squawk-ignore require-concurrent-index-creation
 CREATE INDEX status_subscriber_deactivated_at_idx ON status_subscriber (deactivated_at)
     WHERE deactivated_at IS NOT NULL;
+
+-- Doctor's "migrations current" check, run as statusdb_app: the applied migrations' hashes
+-- (yoyo's table, which the migrator created and owns). Only when the migrator may grant it.
+DO $$
+BEGIN
+    IF to_regclass('public._yoyo_migration') IS NOT NULL
+       AND has_table_privilege('public._yoyo_migration', 'SELECT WITH GRANT OPTION') THEN
+        GRANT SELECT ON TABLE public._yoyo_migration TO statusdb_app;
+    END IF;
+END;
+$$;
