@@ -31,6 +31,8 @@
 --   statusdb_recompute_group_statuses and statusdb_page_snapshot_repair.
 -- * Partial indexes for doctor's recent-failure and recent-deactivation counts (small: only
 --   failed attempts, only deactivated subscribers).
+-- * SELECT on yoyo's _yoyo_migration for statusdb_app (when the migrator may grant it): doctor's
+--   "migrations current" check, run as the app, compares the applied hashes with the release's.
 
 SET LOCAL lock_timeout = '5s';
 SET LOCAL statement_timeout = '5min';
