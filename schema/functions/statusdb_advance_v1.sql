@@ -20,9 +20,9 @@ DECLARE
     at timestamptz := clock_timestamp();
     made integer := 0;
     one_made integer;
-    failed text[] := '{}';
-    messages text[] := '{}';
-    advanced text[] := '{}';
+    failed text[] := '{}'::text[];
+    messages text[] := '{}'::text[];
+    advanced text[] := '{}'::text[];
     due_id text;
     message text;
 BEGIN
@@ -31,7 +31,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     BEGIN
-        SELECT count(*)::integer, coalesce(array_agg(t.id), '{}')
+        SELECT count(*)::integer, coalesce(array_agg(t.id), '{}'::text[])
         INTO made, advanced
         FROM statusdb_maintenance_advance_by_time(at) AS t;
     EXCEPTION
@@ -53,15 +53,15 @@ BEGIN
                     FROM statusdb_maintenance_advance_by_time(at, due_id);
                     made := made + one_made;
                     IF one_made > 0 THEN
-                        advanced := advanced || due_id;
+                        advanced := array_append(advanced, due_id);
                     END IF;
                 EXCEPTION
                     WHEN serialization_failure OR deadlock_detected THEN
                         RAISE;
                     WHEN OTHERS THEN
                         GET STACKED DIAGNOSTICS message = MESSAGE_TEXT;
-                        failed := failed || due_id;
-                        messages := messages || ('cannot start or end: ' || message);
+                        failed := array_append(failed, due_id);
+                        messages := array_append(messages, 'cannot start or end: ' || message);
                         RAISE WARNING 'maintenance window % skipped by the scheduler: %',
                             due_id, message;
                 END;
