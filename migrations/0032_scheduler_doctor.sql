@@ -337,17 +337,22 @@ BEGIN
         || ARRAY(SELECT c.id FROM status_page_component c
                  WHERE c.id < start_key ORDER BY c.id
                  LIMIT sample_size - cardinality(component_ids));
-    RETURN QUERY
-    SELECT 'component_statuses', cardinality(component_ids),
+    -- EXECUTE: planned for the sample at hand (an index lookup per id), never as a
+    -- generic plan that cannot tell 100 ids from the whole table.
+    RETURN QUERY EXECUTE $q$
+    SELECT 'component_statuses', cardinality($1),
            ARRAY(SELECT d.component_id || ': ' || d.current_status || ', derived '
                         || d.derived_status
-                 FROM statusdb_derive_statuses(component_ids) AS d
+                 FROM statusdb_derive_statuses($1) AS d
                  WHERE d.current_status IS DISTINCT FROM d.derived_status
-                 ORDER BY d.component_id);
+                 ORDER BY d.component_id)
+    $q$ USING component_ids;
     -- The tail of each sampled component's chain: its last change is its current status, and
     -- that change's previous_status is the change before (OPERATIONAL when none).
-    RETURN QUERY
-    SELECT 'status_chain', cardinality(component_ids),
+    -- EXECUTE: planned for the sample at hand (an index lookup per id), never as a
+    -- generic plan that cannot tell 100 ids from the whole table.
+    RETURN QUERY EXECUTE $q$
+    SELECT 'status_chain', cardinality($1),
            ARRAY(SELECT c.id || ': ' || t.problem
                  FROM status_page_component c
                  CROSS JOIN LATERAL (
@@ -375,8 +380,9 @@ BEGIN
                          WHERE sc.component_id = c.id AND sc.seq < last.seq
                          ORDER BY sc.seq DESC LIMIT 1) AS before ON true
                  ) AS t
-                 WHERE c.id = ANY (component_ids) AND t.problem IS NOT NULL
-                 ORDER BY c.id);
+                 WHERE c.id = ANY ($1) AND t.problem IS NOT NULL
+                 ORDER BY c.id)
+    $q$ USING component_ids;
 
     start_key := statusdb_sample_start((SELECT min(g.id) FROM component_group g),
                                        (SELECT max(g.id) FROM component_group g));
@@ -386,12 +392,15 @@ BEGIN
         || ARRAY(SELECT g.id FROM component_group g
                  WHERE g.id < start_key ORDER BY g.id
                  LIMIT sample_size - cardinality(group_ids));
-    RETURN QUERY
-    SELECT 'group_statuses', cardinality(group_ids),
+    -- EXECUTE: planned for the sample at hand (an index lookup per id), never as a
+    -- generic plan that cannot tell 100 ids from the whole table.
+    RETURN QUERY EXECUTE $q$
+    SELECT 'group_statuses', cardinality($1),
            ARRAY(SELECT d.group_id || ': ' || d.current_status || ', derived ' || d.derived_status
-                 FROM statusdb_derive_group_statuses(group_ids) AS d
+                 FROM statusdb_derive_group_statuses($1) AS d
                  WHERE d.current_status IS DISTINCT FROM d.derived_status
-                 ORDER BY d.group_id);
+                 ORDER BY d.group_id)
+    $q$ USING group_ids;
 
     start_key := statusdb_sample_start((SELECT min(p.id) FROM status_page p),
                                        (SELECT max(p.id) FROM status_page p));
@@ -402,13 +411,18 @@ BEGIN
                  WHERE p.id < start_key ORDER BY p.id
                  LIMIT page_sample - cardinality(page_ids));
     -- The comparison of statusdb_page_snapshot_repair (0017, groups since 0020), for the sample.
-    RETURN QUERY
-    SELECT 'snapshots', cardinality(page_ids),
+    -- EXECUTE: planned for the sample at hand (an index lookup per id), never as a
+    -- generic plan that cannot tell 100 ids from the whole table.
+    RETURN QUERY EXECUTE $q$
+    SELECT 'snapshots', cardinality($1),
            ARRAY(SELECT r.page_id || CASE WHEN s.page_id IS NULL THEN ': no snapshot'
                                           ELSE ': snapshot version ' || s.version
                                                || ' differs from a rendering from scratch' END
-                 FROM statusdb_page_render(page_ids) AS r
-                 LEFT JOIN status_page_snapshot s ON s.page_id = r.page_id
+                 FROM statusdb_page_render($1) AS r
+                 -- LATERAL: one lookup by key per rendered page (the render's row count is
+                 -- unknown to the planner, which would hash the whole snapshot table).
+                 LEFT JOIN LATERAL (SELECT sn.* FROM status_page_snapshot sn
+                                    WHERE sn.page_id = r.page_id LIMIT 1) AS s ON true
                  WHERE s.page_id IS NULL
                     OR (s.slug, s.is_public, s.access_token_hash, s.name, s.description,
                         s.updated_at, s.components::text, s.incidents::text, s.windows::text,
@@ -417,7 +431,8 @@ BEGIN
                        (r.slug, r.is_public, r.access_token_hash, r.name, r.description,
                         r.updated_at, r.components::text, r.incidents::text, r.windows::text,
                         r.window_starts, r.window_scheduled, r.groups::text)
-                 ORDER BY r.page_id);
+                 ORDER BY r.page_id)
+    $q$ USING page_ids;
 END;
 $$;
 
