@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 
 from statusdb import components, doctor, maintenance, teams
+from statusdb.errors import Retryable, StatusdbError
 from statusdb.workers import scheduler
 
 Conn = psycopg.Connection[TupleRow]
@@ -444,3 +446,134 @@ def test_step_report_and_thresholds_are_typed(dsn: str) -> None:
         doctor.Thresholds(sample_size=0)
     with psycopg.connect(dsn) as conn, pytest.raises(ValueError, match="instance"):
         scheduler.step(conn, instance="x" * 201)
+
+
+# --- in process: the same code paths, measured by coverage --------------------------------------
+
+
+def test_run_loop_steps_until_stopped_and_counts_its_metrics(app_dsn: str, dsn: str) -> None:
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry()
+    metrics = scheduler.SchedulerMetrics(registry)
+    _page_with_windows(dsn, starting=1)
+    stop = threading.Event()
+    results: list[scheduler.RunResult] = []
+    worker = threading.Thread(
+        target=lambda: results.append(
+            scheduler.run(
+                app_dsn,
+                interval=dt.timedelta(milliseconds=50),
+                instance="in-process",
+                stop=stop,
+                metrics=metrics,
+            )
+        )
+    )
+    worker.start()
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if (
+                registry.get_sample_value("statusdb_scheduler_steps_total", {"outcome": "ok"}) or 0
+            ) >= 3:
+                break
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        worker.join(timeout=20)
+    assert results[0].steps >= 3
+    assert results[0].failures == 0
+    moved = registry.get_sample_value(
+        "statusdb_scheduler_transitions_total", {"to_status": "IN_PROGRESS"}
+    )
+    assert moved == 1
+    assert registry.get_sample_value("statusdb_scheduler_last_success_timestamp_seconds")
+
+
+def test_run_reconnects_with_back_off(app_dsn: str) -> None:
+    attempts: list[float] = []
+    stop = threading.Event()
+
+    def flaky(conninfo: str) -> psycopg.Connection[Any]:
+        attempts.append(time.monotonic())
+        if len(attempts) == 1:
+            raise Retryable("the database is restarting")
+        connection = psycopg.connect(conninfo)
+        stop.set()  # one step on the new connection, then stop
+        return connection
+
+    result = scheduler.run(
+        app_dsn,
+        interval=dt.timedelta(milliseconds=50),
+        stop=stop,
+        connect=flaky,
+        max_backoff=dt.timedelta(seconds=1),
+    )
+    assert (result.failures, result.steps) == (1, 1)
+    assert attempts[1] - attempts[0] >= 0.4  # the first back-off: 1 s with jitter (0.5-1)
+
+
+def test_run_once_raises_what_failed() -> None:
+    with pytest.raises(StatusdbError):
+        scheduler.run("host=127.0.0.1 port=1 connect_timeout=1", once=True)
+    with pytest.raises(ValueError, match="interval"):
+        scheduler.run("", interval=dt.timedelta(0))
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    import logging
+
+    logger = logging.getLogger("statusdb")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    try:
+        yield
+    finally:
+        logger.handlers[:], logger.level, logger.propagate = saved
+
+
+def test_the_commands_in_process(
+    app_dsn: str, dsn: str, restore_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from statusdb.tooling import cli
+
+    _page_with_windows(dsn, starting=1)
+    assert cli.main(["scheduler", "--dsn", app_dsn, "--once", "--log-format", "json"]) == 0
+    logged = events(capsys.readouterr().err)
+    assert [e["to_status"] for e in logged if e.get("event") == "scheduler.transition"] == [
+        "IN_PROGRESS"
+    ]
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["doctor", "--dsn", app_dsn])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1] == "OK"
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["doctor", "--dsn", app_dsn, "--sample-size", "0"])
+    assert exited.value.code == 2
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["doctor", "--dsn", app_dsn, "--json", "--replica-dsn", app_dsn])
+    report = json.loads(capsys.readouterr().out)
+    assert {c["name"]: c["status"] for c in report["checks"]}["replica_lag"] == "FAIL"
+    assert exited.value.code == 2
+
+
+def test_durations_and_json_log_lines() -> None:
+    import argparse
+    import logging
+
+    from statusdb.tooling import scheduler_cmd
+
+    assert scheduler_cmd.duration("30s") == dt.timedelta(seconds=30)
+    assert scheduler_cmd.duration("500ms") == dt.timedelta(milliseconds=500)
+    assert scheduler_cmd.duration("2m") == dt.timedelta(minutes=2)
+    assert scheduler_cmd.duration("1.5") == dt.timedelta(seconds=1.5)
+    for bad in ("", "0s", "soon", "-1s"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            scheduler_cmd.duration(bad)
+    record = logging.makeLogRecord(
+        {"msg": "scheduler.step: %d", "args": (3,), "levelname": "INFO", "name": "x", "event": "e"}
+    )
+    line = json.loads(scheduler_cmd.JsonFormatter().format(record))
+    assert (line["message"], line["event"], line["level"]) == ("scheduler.step: 3", "e", "info")
