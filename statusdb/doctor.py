@@ -336,6 +336,11 @@ def check(
     run (timed out, refused) is reported as WARN with the reason, and the others still run.
     `replica`: a connection to a replica, to measure its lag there.
     """
+    if not isinstance(conn, psycopg.Connection):
+        raise TypeError(
+            "doctor.check takes a psycopg.Connection (for an AsyncConnection, run it in a "
+            "thread with a connection of its own)"
+        )
     limits = Thresholds() if thresholds is None else thresholds
     wanted = set(CHECKS) if only is None else set(only)
     unknown = wanted - set(CHECKS)

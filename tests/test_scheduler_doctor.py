@@ -444,6 +444,10 @@ def test_step_report_and_thresholds_are_typed(dsn: str) -> None:
     assert report.at.tzinfo is dt.UTC
     with pytest.raises(ValueError, match="sample_size"):
         doctor.Thresholds(sample_size=0)
+    with pytest.raises(TypeError, match=r"psycopg\.Connection"):
+        doctor.check("not a connection")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown checks: nope"), psycopg.connect(dsn) as conn:
+        doctor.check(conn, only=["nope"])
     with psycopg.connect(dsn) as conn, pytest.raises(ValueError, match="instance"):
         scheduler.step(conn, instance="x" * 201)
 
