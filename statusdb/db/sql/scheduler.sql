@@ -15,10 +15,3 @@ FROM maintenance_window_scheduler_error e
 JOIN maintenance_window w ON w.id = e.maintenance_window_id
 WHERE e.last_failed_at = %(now)s
 ORDER BY e.maintenance_window_id;
-
--- name: scheduler_heartbeats
--- Every scheduler instance's last successful step, the most recent first.
-SELECT instance, last_success_at, duration, transitions, errors, runs
-FROM scheduler_heartbeat
-ORDER BY last_success_at DESC, instance
-LIMIT %(limit)s;
