@@ -16,12 +16,16 @@ depends on time in their version (migration 0017) and need no re-rendering on a 
 Logs go through `logging` (logger `statusdb.workers.scheduler`) with an event name in the
 message and as `extra={"event": ...}`, and ids only (window ids, the instance): never a DSN
 (it may hold a password). Metrics are Prometheus' when `prometheus_client` is installed (the
-`metrics` extra) and a registry is given; see `SchedulerMetrics`.
+`metrics` extra) and a registry is given; see `SchedulerMetrics`. With `opentelemetry`
+installed, each step is a span `statusdb.scheduler.step` (instance, transitions,
+window_errors as attributes); nothing is imported without it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import importlib
 import logging
 import os
 import random
@@ -127,6 +131,16 @@ class SchedulerMetrics:
         self.last_success.set(time.time())
 
 
+def _span(name: str) -> Any:
+    """An OpenTelemetry span when `opentelemetry` is installed (no hard dependency), else a
+    context that does nothing."""
+    try:
+        trace = importlib.import_module("opentelemetry.trace")
+    except ImportError:
+        return contextlib.nullcontext(None)
+    return trace.get_tracer("statusdb.workers.scheduler").start_as_current_span(name)
+
+
 def _instance(value: str) -> str:
     if not isinstance(value, str) or not value.strip() or len(value) > MAX_INSTANCE_LENGTH:
         raise ValueError(f"instance must be 1 to {MAX_INSTANCE_LENGTH} characters")
@@ -142,6 +156,16 @@ def step(conn: psycopg.Connection[Any], *, instance: str | None = None) -> StepR
     `maintenance.scheduler_errors`), each logged as `scheduler.window_error`.
     """
     name = _instance(default_instance() if instance is None else instance)
+    with _span("statusdb.scheduler.step") as span:
+        report = _step(conn, name)
+        if span is not None:
+            span.set_attribute("statusdb.scheduler.instance", name)
+            span.set_attribute("statusdb.scheduler.transitions", len(report.transitions))
+            span.set_attribute("statusdb.scheduler.window_errors", len(report.errors))
+    return report
+
+
+def _step(conn: psycopg.Connection[Any], name: str) -> StepReport:
     attempt = 0
     while True:
         attempt += 1
