@@ -581,3 +581,63 @@ def test_durations_and_json_log_lines() -> None:
     )
     line = json.loads(scheduler_cmd.JsonFormatter().format(record))
     assert (line["message"], line["event"], line["level"]) == ("scheduler.step: 3", "e", "info")
+
+
+@pytest.mark.slow
+def test_scheduler_rides_out_a_database_restart(server_owned_tmp_dir: Path) -> None:
+    """A restart of the server mid-run (a cluster of its own): the scheduler logs the failed
+    step, reconnects with back-off once the server is back, and goes on stepping."""
+    from statusdb.infra import migrations
+    from statusdb.tooling import localpg
+
+    cluster = localpg.LocalCluster(server_owned_tmp_dir / "pgdata", fsync=False)
+    cluster.initialize()
+    cluster.start()
+    try:
+        dsn = cluster.ensure_database("statusdb")
+        migrations.apply(dsn)
+        proc = subprocess.Popen(
+            [
+                *_command(),
+                "scheduler",
+                "--dsn",
+                dsn,
+                "--interval",
+                "100ms",
+                "--instance",
+                "restart",
+                "--log-format",
+                "json",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_env(),
+        )
+
+        def runs() -> int:
+            with psycopg.connect(dsn, autocommit=True) as admin:
+                row = admin.execute(
+                    "SELECT runs FROM scheduler_heartbeat WHERE instance = 'restart'"
+                ).fetchone()
+            return 0 if row is None else int(row[0])
+
+        try:
+            deadline = time.monotonic() + 30
+            while runs() == 0 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            cluster.stop(mode="fast")
+            time.sleep(1.5)  # the scheduler's steps fail meanwhile
+            cluster.start()
+            before = runs()
+            deadline = time.monotonic() + 30
+            while runs() <= before + 2 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert runs() > before + 2
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 0, err
+        assert any(e.get("event") == "scheduler.step_failed" for e in events(err)), err
+    finally:
+        cluster.stop(mode="immediate")
