@@ -1,6 +1,6 @@
 -- statusdb 0032: the scheduler's heartbeat, its step as SQL (for pg_cron), and doctor's samples
 -- (issue 23: run it in production).
--- depends: 0028_page_view_bytes
+-- depends: 0031_idempotency_keys
 --
 -- * scheduler_heartbeat: one row per scheduler instance, the last successful step (stamped by
 --   the server's clock when the step records it, in the step's own transaction: a step that
