@@ -3,6 +3,103 @@
 -- migrations/ are the source; tests/test_schema_current.py fails when this file is stale.
 
 --
+-- Name: statusdb_advance_v1(text); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_advance_v1(instance text DEFAULT 'pg_cron'::text) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+DECLARE
+    at timestamptz := clock_timestamp();
+    made integer := 0;
+    one_made integer;
+    failed text[] := '{}'::text[];
+    messages text[] := '{}'::text[];
+    advanced text[] := '{}'::text[];
+    due_id text;
+    message text;
+BEGIN
+    IF instance IS NULL OR btrim(instance) = '' OR length(instance) > 200 THEN
+        RAISE EXCEPTION 'instance must be 1 to 200 characters'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    BEGIN
+        SELECT count(*)::integer, coalesce(array_agg(t.id), '{}'::text[])
+        INTO made, advanced
+        FROM statusdb_maintenance_advance_by_time(at) AS t;
+    EXCEPTION
+        WHEN serialization_failure OR deadlock_detected THEN
+            RAISE;
+        WHEN OTHERS THEN
+            -- One bad window never stalls the others (as maintenance.advance): one at a time.
+            FOR due_id IN
+                SELECT w.id
+                FROM maintenance_window w
+                WHERE (w.status = 'SCHEDULED' AND w.start_time <= at
+                       AND (w.end_time > at OR w.recurrence_rule IS NULL))
+                   OR (w.status = 'IN_PROGRESS' AND w.end_time <= at
+                       AND w.recurrence_rule IS NULL)
+                ORDER BY w.id
+            LOOP
+                BEGIN
+                    SELECT count(*)::integer INTO one_made
+                    FROM statusdb_maintenance_advance_by_time(at, due_id);
+                    made := made + one_made;
+                    IF one_made > 0 THEN
+                        advanced := array_append(advanced, due_id);
+                    END IF;
+                EXCEPTION
+                    WHEN serialization_failure OR deadlock_detected THEN
+                        RAISE;
+                    WHEN OTHERS THEN
+                        GET STACKED DIAGNOSTICS message = MESSAGE_TEXT;
+                        failed := array_append(failed, due_id);
+                        messages := array_append(messages, 'cannot start or end: ' || message);
+                        RAISE WARNING 'maintenance window % skipped by the scheduler: %',
+                            due_id, message;
+                END;
+            END LOOP;
+    END;
+    BEGIN
+        PERFORM statusdb_maintenance_remind(at);
+    EXCEPTION
+        WHEN serialization_failure OR deadlock_detected THEN
+            RAISE;
+        WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS message = MESSAGE_TEXT;
+            RAISE WARNING 'maintenance reminders skipped by the scheduler step: %', message;
+    END;
+    -- The statements of maintenance_clear_scheduler_errors and
+    -- maintenance_record_scheduler_errors (statusdb/db/sql/maintenance.sql).
+    IF cardinality(advanced) > 0 THEN
+        DELETE FROM maintenance_window_scheduler_error e
+        WHERE e.maintenance_window_id = ANY (advanced);
+    END IF;
+    IF cardinality(failed) > 0 THEN
+        INSERT INTO maintenance_window_scheduler_error AS e
+            (maintenance_window_id, error, first_failed_at, last_failed_at)
+        SELECT f.id, left(f.error, 2000), at, at
+        FROM unnest(failed, messages) AS f (id, error)
+        WHERE EXISTS (SELECT 1 FROM maintenance_window w WHERE w.id = f.id)
+        ON CONFLICT (maintenance_window_id) DO UPDATE
+        SET error = excluded.error,
+            last_failed_at = excluded.last_failed_at,
+            failures = e.failures + 1;
+    END IF;
+    PERFORM statusdb_record_scheduler_run(instance, clock_timestamp() - at, made,
+                                          cardinality(failed));
+    RETURN made;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_advance_v1(instance text); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_advance_v1(instance text) IS 'The scheduler''s step inside the database, for pg_cron (0032): the transitions that need no recurrence expansion (statusdb_maintenance_advance_by_time, window by window after a failure, errors in maintenance_window_scheduler_error), the reminders, and a heartbeat for instance (1-200 characters). Recurring windows whose occurrence ended are left to maintenance.advance (statusdb scheduler). Returns the transitions made.';
+
+--
 -- Name: statusdb_check_component_ids(text, text[], text); Type: FUNCTION; Schema: public
 --
 
@@ -658,6 +755,147 @@ $_$;
 --
 
 COMMENT ON FUNCTION public.statusdb_destination_problem(channel text, destination text) IS 'Why a SLACK/WEBHOOK destination URL is refused (SSRF policy), or NULL.';
+
+--
+-- Name: statusdb_doctor_sample_v1(integer); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_doctor_sample_v1(sample_size integer) RETURNS TABLE(check_name text, checked integer, problems text[])
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $_$
+#variable_conflict use_column
+DECLARE
+    start_key text;
+    component_ids text[];
+    group_ids text[];
+    page_ids text[];
+    page_sample integer;
+BEGIN
+    IF sample_size IS NULL OR sample_size < 1 OR sample_size > 10000 THEN
+        RAISE EXCEPTION 'sample_size must be from 1 to 10000'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- An operator's check over every team: a team-scoped session is refused rather than shown
+    -- other teams' ids (row-level security does not apply to the owner).
+    IF statusdb_current_team() IS NOT NULL THEN
+        RAISE EXCEPTION 'doctor''s samples cover every team: run them without a team scope'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    page_sample := greatest(1, sample_size / 10);
+
+    start_key := statusdb_sample_start((SELECT min(c.id) FROM status_page_component c),
+                                       (SELECT max(c.id) FROM status_page_component c));
+    component_ids := ARRAY(SELECT c.id FROM status_page_component c
+                           WHERE c.id >= start_key ORDER BY c.id LIMIT sample_size);
+    component_ids := component_ids
+        || ARRAY(SELECT c.id FROM status_page_component c
+                 WHERE c.id < start_key ORDER BY c.id
+                 LIMIT sample_size - cardinality(component_ids));
+    -- EXECUTE: planned for the sample at hand (an index lookup per id), never as a
+    -- generic plan that cannot tell 100 ids from the whole table.
+    RETURN QUERY EXECUTE $q$
+    SELECT 'component_statuses', cardinality($1),
+           ARRAY(SELECT d.component_id || ': ' || d.current_status || ', derived '
+                        || d.derived_status
+                 FROM statusdb_derive_statuses($1) AS d
+                 WHERE d.current_status IS DISTINCT FROM d.derived_status
+                 ORDER BY d.component_id)
+    $q$ USING component_ids;
+    -- The tail of each sampled component's chain: its last change is its current status, and
+    -- that change's previous_status is the change before (OPERATIONAL when none).
+    -- EXECUTE: planned for the sample at hand (an index lookup per id), never as a
+    -- generic plan that cannot tell 100 ids from the whole table.
+    RETURN QUERY EXECUTE $q$
+    SELECT 'status_chain', cardinality($1),
+           ARRAY(SELECT c.id || ': ' || t.problem
+                 FROM status_page_component c
+                 CROSS JOIN LATERAL (
+                     SELECT CASE
+                         WHEN coalesce(last.new_status, 'OPERATIONAL') <> c.current_status THEN
+                             'last logged status '
+                             || coalesce(last.new_status, 'OPERATIONAL (no change logged)')
+                             || ' is not current_status ' || c.current_status
+                         WHEN last.seq IS NOT NULL
+                              AND last.previous_status
+                                  <> coalesce(before.new_status, 'OPERATIONAL') THEN
+                             'previous_status ' || last.previous_status || ' of seq '
+                             || last.seq || ' does not follow '
+                             || coalesce(before.new_status, 'OPERATIONAL')
+                     END AS problem
+                     FROM (SELECT NULL::integer AS nothing) AS anchor
+                     LEFT JOIN LATERAL (
+                         SELECT sc.seq, sc.previous_status, sc.new_status
+                         FROM status_change sc
+                         WHERE sc.component_id = c.id
+                         ORDER BY sc.seq DESC LIMIT 1) AS last ON true
+                     LEFT JOIN LATERAL (
+                         SELECT sc.new_status
+                         FROM status_change sc
+                         WHERE sc.component_id = c.id AND sc.seq < last.seq
+                         ORDER BY sc.seq DESC LIMIT 1) AS before ON true
+                 ) AS t
+                 WHERE c.id = ANY ($1) AND t.problem IS NOT NULL
+                 ORDER BY c.id)
+    $q$ USING component_ids;
+
+    start_key := statusdb_sample_start((SELECT min(g.id) FROM component_group g),
+                                       (SELECT max(g.id) FROM component_group g));
+    group_ids := ARRAY(SELECT g.id FROM component_group g
+                       WHERE g.id >= start_key ORDER BY g.id LIMIT sample_size);
+    group_ids := group_ids
+        || ARRAY(SELECT g.id FROM component_group g
+                 WHERE g.id < start_key ORDER BY g.id
+                 LIMIT sample_size - cardinality(group_ids));
+    -- EXECUTE: planned for the sample at hand (an index lookup per id), never as a
+    -- generic plan that cannot tell 100 ids from the whole table.
+    RETURN QUERY EXECUTE $q$
+    SELECT 'group_statuses', cardinality($1),
+           ARRAY(SELECT d.group_id || ': ' || d.current_status || ', derived ' || d.derived_status
+                 FROM statusdb_derive_group_statuses($1) AS d
+                 WHERE d.current_status IS DISTINCT FROM d.derived_status
+                 ORDER BY d.group_id)
+    $q$ USING group_ids;
+
+    start_key := statusdb_sample_start((SELECT min(p.id) FROM status_page p),
+                                       (SELECT max(p.id) FROM status_page p));
+    page_ids := ARRAY(SELECT p.id FROM status_page p
+                      WHERE p.id >= start_key ORDER BY p.id LIMIT page_sample);
+    page_ids := page_ids
+        || ARRAY(SELECT p.id FROM status_page p
+                 WHERE p.id < start_key ORDER BY p.id
+                 LIMIT page_sample - cardinality(page_ids));
+    -- The comparison of statusdb_page_snapshot_repair (0017, groups since 0020), for the sample.
+    -- EXECUTE: planned for the sample at hand (an index lookup per id), never as a
+    -- generic plan that cannot tell 100 ids from the whole table.
+    RETURN QUERY EXECUTE $q$
+    SELECT 'snapshots', cardinality($1),
+           ARRAY(SELECT r.page_id || CASE WHEN s.page_id IS NULL THEN ': no snapshot'
+                                          ELSE ': snapshot version ' || s.version
+                                               || ' differs from a rendering from scratch' END
+                 FROM statusdb_page_render($1) AS r
+                 -- LATERAL: one lookup by key per rendered page (the render's row count is
+                 -- unknown to the planner, which would hash the whole snapshot table).
+                 LEFT JOIN LATERAL (SELECT sn.* FROM status_page_snapshot sn
+                                    WHERE sn.page_id = r.page_id LIMIT 1) AS s ON true
+                 WHERE s.page_id IS NULL
+                    OR (s.slug, s.is_public, s.access_token_hash, s.name, s.description,
+                        s.updated_at, s.components::text, s.incidents::text, s.windows::text,
+                        s.window_starts, s.window_scheduled, s.groups::text)
+                       IS DISTINCT FROM
+                       (r.slug, r.is_public, r.access_token_hash, r.name, r.description,
+                        r.updated_at, r.components::text, r.incidents::text, r.windows::text,
+                        r.window_starts, r.window_scheduled, r.groups::text)
+                 ORDER BY r.page_id)
+    $q$ USING page_ids;
+END;
+$_$;
+
+--
+-- Name: FUNCTION statusdb_doctor_sample_v1(sample_size integer); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_doctor_sample_v1(sample_size integer) IS 'statusdb doctor''s sampled checks (0032): up to sample_size (1-10000) components from a random point in primary-key order (component_statuses: derived status; status_chain: the last change is the current status and follows the one before), as many groups (group_statuses), a tenth as many pages (snapshots: rendered from scratch). One row per check: how many were checked, and the problems found. Refused in a team-scoped session.';
 
 --
 -- Name: statusdb_event_components(text[]); Type: FUNCTION; Schema: public
@@ -1404,6 +1642,51 @@ $$;
 --
 
 COMMENT ON FUNCTION public.statusdb_log_status_change(status_page_id text, component_id text, previous_status text, new_status text, cause text, incident_id text, maintenance_window_id text, changed_at timestamp with time zone) IS 'Appends one change to status_change and announces it with pg_notify on statusdb_status_change (delivered at commit).';
+
+--
+-- Name: statusdb_maintenance_advance_by_time(timestamp with time zone, text); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_maintenance_advance_by_time(at timestamp with time zone, window_id text DEFAULT NULL::text) RETURNS TABLE(id text, from_status text, to_status text, start_time timestamp with time zone)
+    LANGUAGE sql
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+    -- SCHEDULED -> IN_PROGRESS when start_time <= at < end_time (one-off or series); a one-off
+    -- window whose end has passed -> COMPLETED (straight from SCHEDULED when its whole
+    -- occurrence was missed). Rows locked by another scheduler (or by an update) are skipped:
+    -- whoever holds them makes their transitions. Under READ COMMITTED a row changed by a
+    -- scheduler that committed after this statement's snapshot is re-checked against the
+    -- conditions on its new version before it is locked, so no transition is made twice.
+    WITH due AS (
+        SELECT w.id, w.status
+        FROM public.maintenance_window w
+        WHERE ((w.status = 'SCHEDULED' AND w.start_time <= at
+                AND (w.end_time > at OR w.recurrence_rule IS NULL))
+               OR (w.status = 'IN_PROGRESS' AND w.end_time <= at
+                   AND w.recurrence_rule IS NULL))
+          AND (statusdb_maintenance_advance_by_time.window_id IS NULL
+               OR w.id = statusdb_maintenance_advance_by_time.window_id)
+        ORDER BY w.id
+        FOR NO KEY UPDATE SKIP LOCKED
+    ),
+    status_locks AS (
+        -- Take the windows' locks and the status locks of every covered component at once, in
+        -- the lock order (CONTRIBUTING.md), before any row's trigger does: two schedulers whose
+        -- windows share components, or a scheduler and a link writer, cannot then deadlock.
+        SELECT public.statusdb_lock_maintenance_windows(ARRAY(SELECT due.id FROM due)) AS done
+    )
+    UPDATE public.maintenance_window w
+    SET status = CASE WHEN w.end_time <= at THEN 'COMPLETED' ELSE 'IN_PROGRESS' END
+    FROM due, status_locks
+    WHERE w.id = due.id
+    RETURNING w.id, due.status, w.status, w.start_time
+$$;
+
+--
+-- Name: FUNCTION statusdb_maintenance_advance_by_time(at timestamp with time zone, window_id text); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_maintenance_advance_by_time(at timestamp with time zone, window_id text) IS 'The scheduler''s transitions that need no recurrence expansion, at the instant at (0032; the statement of maintenance.advance, and of statusdb_advance_v1): SCHEDULED -> IN_PROGRESS, a one-off window''s end -> COMPLETED; only window_id when given. Rows another transaction holds are skipped. SECURITY INVOKER: row-level security applies.';
 
 --
 -- Name: statusdb_maintenance_event(text, text, timestamp with time zone, timestamp with time zone, jsonb); Type: FUNCTION; Schema: public
@@ -3282,6 +3565,57 @@ $$;
 COMMENT ON FUNCTION public.statusdb_recompute_statuses(repair boolean) IS 'For operators: compares every component with a from-scratch derivation; with true, repairs the drift (logged as MANUAL). Returns the drifted components.';
 
 --
+-- Name: statusdb_record_scheduler_run(text, interval, integer, integer); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_record_scheduler_run(instance text, duration interval, transitions integer, errors integer) RETURNS timestamp with time zone
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+DECLARE
+    stamp timestamptz := clock_timestamp();
+BEGIN
+    IF instance IS NULL OR btrim(instance) = '' OR length(instance) > 200 THEN
+        RAISE EXCEPTION 'instance must be 1 to 200 characters'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF duration IS NULL OR duration < interval '0' OR duration >= interval '1 day' THEN
+        RAISE EXCEPTION 'duration must be from 0 to less than 1 day'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF transitions IS NULL OR transitions < 0 OR errors IS NULL OR errors < 0 THEN
+        RAISE EXCEPTION 'transitions and errors must be 0 or more'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO scheduler_heartbeat AS h
+        (instance, last_success_at, duration, transitions, errors)
+    VALUES (statusdb_record_scheduler_run.instance, stamp, statusdb_record_scheduler_run.duration,
+            statusdb_record_scheduler_run.transitions, statusdb_record_scheduler_run.errors)
+    ON CONFLICT (instance) DO UPDATE
+    SET last_success_at = excluded.last_success_at,
+        duration = excluded.duration,
+        transitions = excluded.transitions,
+        errors = excluded.errors,
+        runs = h.runs + 1;
+    -- Bounded whoever calls: 30 days of history, and the 1,000 most recent instances (a
+    -- scheduler that restarts under new names does not grow the table).
+    DELETE FROM scheduler_heartbeat h
+    WHERE h.last_success_at < stamp - interval '30 days'
+       OR h.instance IN (SELECT o.instance FROM scheduler_heartbeat o
+                         ORDER BY o.last_success_at DESC, o.instance
+                         OFFSET 1000);
+    RETURN stamp;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_record_scheduler_run(instance text, duration interval, transitions integer, errors integer); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_record_scheduler_run(instance text, duration interval, transitions integer, errors integer) IS 'Record a successful scheduler step of instance (0032): stamped with clock_timestamp(), in the caller''s transaction. Bounds: instance 1-200 characters, duration under a day, counts >= 0; keeps 30 days and 1,000 instances. Returns the stamp.';
+
+--
 -- Name: statusdb_rederive_components(text[], text, text, text); Type: FUNCTION; Schema: public
 --
 
@@ -3496,6 +3830,21 @@ $$;
 --
 
 COMMENT ON FUNCTION public.statusdb_refuse_id_change() IS 'Trigger: refuses an UPDATE that changes a row''s id (other rows, the page snapshot, history and events refer to it).';
+
+--
+-- Name: statusdb_sample_start(text, text); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_sample_start(lo text, hi text) RETURNS text
+    LANGUAGE sql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    RETURN CASE WHEN ((lo ~ '^[0-9a-f]{8}-[0-9a-f]{4}-'::text) AND (hi ~ '^[0-9a-f]{8}-[0-9a-f]{4}-'::text)) THEN (SELECT ((substr(k.h, 1, 8) || '-'::text) || substr(k.h, 9, 4)) FROM (SELECT lpad(to_hex((b.l + (floor((random() * (((b.u - b.l) + 1))::double precision)))::bigint)), 12, '0'::text) AS h FROM (SELECT ((('x'::text || replace(substr(statusdb_sample_start.lo, 1, 13), '-'::text, ''::text)))::bit(48))::bigint AS l, ((('x'::text || replace(substr(statusdb_sample_start.hi, 1, 13), '-'::text, ''::text)))::bit(48))::bigint AS u) b) k) ELSE lo END;
+
+--
+-- Name: FUNCTION statusdb_sample_start(lo text, hi text); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_sample_start(lo text, hi text) IS 'A random key between two statusdb_new_id() ids (their time prefix), else lo (0032: statusdb_doctor_sample_v1 samples from it in primary-key order).';
 
 --
 -- Name: statusdb_scheduled_starts(timestamp with time zone[], boolean[]); Type: FUNCTION; Schema: public
@@ -5803,6 +6152,67 @@ COMMENT ON TABLE public.row_history_horizon IS 'Retention cuts of row_history (s
 COMMENT ON COLUMN public.row_history_horizon.kept_from IS 'A retention cut: statusdb_page_view_at refuses earlier instants.';
 
 --
+-- Name: scheduler_heartbeat; Type: TABLE; Schema: public
+--
+
+CREATE TABLE public.scheduler_heartbeat (
+    instance text NOT NULL,
+    last_success_at timestamp with time zone NOT NULL,
+    duration interval NOT NULL,
+    transitions integer NOT NULL,
+    errors integer NOT NULL,
+    runs bigint DEFAULT 1 NOT NULL,
+    CONSTRAINT scheduler_heartbeat_duration_check CHECK (((duration >= '00:00:00'::interval) AND (duration < '1 day'::interval))),
+    CONSTRAINT scheduler_heartbeat_errors_check CHECK ((errors >= 0)),
+    CONSTRAINT scheduler_heartbeat_instance_length_check CHECK (((btrim(instance) <> ''::text) AND (length(instance) <= 200))),
+    CONSTRAINT scheduler_heartbeat_last_success_at_range_check CHECK (((last_success_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (last_success_at < '9999-12-31 00:00:00+00'::timestamp with time zone))),
+    CONSTRAINT scheduler_heartbeat_runs_check CHECK ((runs >= 1)),
+    CONSTRAINT scheduler_heartbeat_transitions_check CHECK ((transitions >= 0))
+);
+
+--
+-- Name: TABLE scheduler_heartbeat; Type: COMMENT; Schema: public
+--
+
+COMMENT ON TABLE public.scheduler_heartbeat IS 'The last successful scheduler step of each instance (0032), written by statusdb_record_scheduler_run in the step''s transaction; statusdb doctor reads the lag.';
+
+--
+-- Name: COLUMN scheduler_heartbeat.instance; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.scheduler_heartbeat.instance IS 'The scheduler instance (statusdb scheduler --instance, default host:pid; pg_cron''s job).';
+
+--
+-- Name: COLUMN scheduler_heartbeat.last_success_at; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.scheduler_heartbeat.last_success_at IS 'The server''s clock_timestamp() when the step recorded its success.';
+
+--
+-- Name: COLUMN scheduler_heartbeat.duration; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.scheduler_heartbeat.duration IS 'How long that step took.';
+
+--
+-- Name: COLUMN scheduler_heartbeat.transitions; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.scheduler_heartbeat.transitions IS 'The transitions that step made.';
+
+--
+-- Name: COLUMN scheduler_heartbeat.errors; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.scheduler_heartbeat.errors IS 'The windows that step skipped with an error.';
+
+--
+-- Name: COLUMN scheduler_heartbeat.runs; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.scheduler_heartbeat.runs IS 'Successful steps recorded for the instance.';
+
+--
 -- Name: status_incident; Type: TABLE; Schema: public
 --
 
@@ -6796,6 +7206,13 @@ ALTER TABLE ONLY public.row_history
     ADD CONSTRAINT row_history_pkey PRIMARY KEY (table_name, row_id, valid_from);
 
 --
+-- Name: scheduler_heartbeat scheduler_heartbeat_pkey; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.scheduler_heartbeat
+    ADD CONSTRAINT scheduler_heartbeat_pkey PRIMARY KEY (instance);
+
+--
 -- Name: status_change status_change_pkey; Type: CONSTRAINT; Schema: public
 --
 
@@ -6961,6 +7378,12 @@ CREATE INDEX component_group_status_change_group_id_seq_idx ON public.component_
 CREATE INDEX component_group_status_change_status_page_id_changed_at_idx ON public.component_group_status_change USING btree (status_page_id, changed_at);
 
 --
+-- Name: delivery_attempt_failed_attempted_at_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX delivery_attempt_failed_attempted_at_idx ON public.delivery_attempt USING btree (attempted_at) WHERE (outcome <> 'DELIVERED'::text);
+
+--
 -- Name: delivery_attempt_next_attempt_at_idx; Type: INDEX; Schema: public
 --
 
@@ -7099,6 +7522,12 @@ CREATE INDEX row_history_window_component_idx ON public.row_history USING btree 
 COMMENT ON INDEX public.row_history_window_component_idx IS 'statusdb_page_view_at: the component links of one maintenance window.';
 
 --
+-- Name: scheduler_heartbeat_last_success_at_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX scheduler_heartbeat_last_success_at_idx ON public.scheduler_heartbeat USING btree (last_success_at);
+
+--
 -- Name: status_change_component_id_seq_idx; Type: INDEX; Schema: public
 --
 
@@ -7163,6 +7592,12 @@ CREATE INDEX status_page_snapshot_slug_idx ON public.status_page_snapshot USING 
 --
 
 CREATE INDEX status_page_team_id_idx ON public.status_page USING btree (team_id);
+
+--
+-- Name: status_subscriber_deactivated_at_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX status_subscriber_deactivated_at_idx ON public.status_subscriber USING btree (deactivated_at) WHERE (deactivated_at IS NOT NULL);
 
 --
 -- Name: status_subscriber_fan_out_component_idx; Type: INDEX; Schema: public
@@ -8194,6 +8629,18 @@ ALTER TABLE public.row_history_commit ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.row_history_horizon ENABLE ROW LEVEL SECURITY;
 
 --
+-- Name: scheduler_heartbeat; Type: ROW SECURITY; Schema: public
+--
+
+ALTER TABLE public.scheduler_heartbeat ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: scheduler_heartbeat scheduler_heartbeat_read; Type: POLICY; Schema: public
+--
+
+CREATE POLICY scheduler_heartbeat_read ON public.scheduler_heartbeat FOR SELECT USING (true);
+
+--
 -- Name: status_change; Type: ROW SECURITY; Schema: public
 --
 
@@ -8357,6 +8804,13 @@ GRANT USAGE ON SCHEMA public TO statusdb_app;
 GRANT USAGE ON SCHEMA public TO statusdb_reader;
 
 --
+-- Name: FUNCTION statusdb_advance_v1(instance text); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_advance_v1(instance text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.statusdb_advance_v1(instance text) TO statusdb_app;
+
+--
 -- Name: FUNCTION statusdb_check_group_ids(page_id text, ids text[], constraint_name text); Type: ACL; Schema: public
 --
 
@@ -8437,6 +8891,13 @@ GRANT ALL ON FUNCTION public.statusdb_destination_host_problem(host text) TO sta
 
 REVOKE ALL ON FUNCTION public.statusdb_destination_problem(channel text, destination text) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.statusdb_destination_problem(channel text, destination text) TO statusdb_app;
+
+--
+-- Name: FUNCTION statusdb_doctor_sample_v1(sample_size integer); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_doctor_sample_v1(sample_size integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.statusdb_doctor_sample_v1(sample_size integer) TO statusdb_app;
 
 --
 -- Name: FUNCTION statusdb_event_components(ids text[]); Type: ACL; Schema: public
@@ -8529,6 +8990,13 @@ REVOKE ALL ON FUNCTION public.statusdb_lock_windows(window_ids text[]) FROM PUBL
 --
 
 REVOKE ALL ON FUNCTION public.statusdb_log_status_change(status_page_id text, component_id text, previous_status text, new_status text, cause text, incident_id text, maintenance_window_id text, changed_at timestamp with time zone) FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_maintenance_advance_by_time(at timestamp with time zone, window_id text); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_maintenance_advance_by_time(at timestamp with time zone, window_id text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.statusdb_maintenance_advance_by_time(at timestamp with time zone, window_id text) TO statusdb_app;
 
 --
 -- Name: FUNCTION statusdb_maintenance_event(window_id text, event_kind text, start_at timestamp with time zone, end_at timestamp with time zone, previous jsonb); Type: ACL; Schema: public
@@ -8718,6 +9186,13 @@ REVOKE ALL ON FUNCTION public.statusdb_recompute_statuses(repair boolean) FROM P
 GRANT ALL ON FUNCTION public.statusdb_recompute_statuses(repair boolean) TO statusdb_app;
 
 --
+-- Name: FUNCTION statusdb_record_scheduler_run(instance text, duration interval, transitions integer, errors integer); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_record_scheduler_run(instance text, duration interval, transitions integer, errors integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.statusdb_record_scheduler_run(instance text, duration interval, transitions integer, errors integer) TO statusdb_app;
+
+--
 -- Name: FUNCTION statusdb_rederive_components(component_ids text[], cause text, incident_id text, maintenance_window_id text); Type: ACL; Schema: public
 --
 
@@ -8746,6 +9221,12 @@ REVOKE ALL ON FUNCTION public.statusdb_refresh_team(team_id text, cause text, in
 --
 
 REVOKE ALL ON FUNCTION public.statusdb_refuse_id_change() FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_sample_start(lo text, hi text); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_sample_start(lo text, hi text) FROM PUBLIC;
 
 --
 -- Name: FUNCTION statusdb_scheduled_starts(starts timestamp with time zone[], scheduled boolean[]); Type: ACL; Schema: public
@@ -9155,6 +9636,12 @@ GRANT UPDATE(notified_at) ON TABLE public.notification_event TO statusdb_app;
 --
 
 GRANT UPDATE(outcome) ON TABLE public.notification_event TO statusdb_app;
+
+--
+-- Name: TABLE scheduler_heartbeat; Type: ACL; Schema: public
+--
+
+GRANT SELECT ON TABLE public.scheduler_heartbeat TO statusdb_app;
 
 --
 -- Name: TABLE status_incident; Type: ACL; Schema: public

@@ -14,7 +14,8 @@ lower layer from importing a higher one):
   in `statusdb/db/sql/`, `streams`, `resources`);
 * the operations, one module per aggregate, at the top (`statusdb.pages`, ...; they never
   commit);
-* `statusdb.workers`: the loops that own their transactions (`outbox`, `deliveries`);
+* `statusdb.workers`: the loops that own their transactions (`outbox`, `deliveries`,
+  `scheduler`);
 * `statusdb.infra`: connection pools, replica routing and the migration runner;
 * `statusdb.tooling`: the command line, the demo and the local cluster (not part of the API).
 
@@ -27,6 +28,7 @@ from importlib import metadata as _metadata
 
 from statusdb import (
     components,
+    doctor,
     errors,
     feed,
     groups,
@@ -59,7 +61,7 @@ from statusdb.errors import (
     Unavailable,
 )
 from statusdb.infra import migrations, pool, routing
-from statusdb.workers import deliveries, outbox
+from statusdb.workers import deliveries, outbox, scheduler
 
 try:
     __version__: str = _metadata.version("statusdb")
@@ -85,6 +87,7 @@ __all__ = [
     "components",
     "deliveries",
     "destinations",
+    "doctor",
     "errors",
     "feed",
     "groups",
@@ -98,6 +101,7 @@ __all__ = [
     "pool",
     "recurrence",
     "routing",
+    "scheduler",
     "serialise",
     "status",
     "status_incidents",

@@ -366,6 +366,31 @@ CONSTRAINT_MESSAGES: Final[dict[str, tuple[type[StatusdbError], str]]] = {
         InvalidInput,
         "a scheduler error counts at least one failure",
     ),
+    # scheduler heartbeat (0032): written by statusdb_record_scheduler_run only
+    "scheduler_heartbeat_instance_length_check": (
+        InvalidInput,
+        "a scheduler instance name is 1 to 200 characters",
+    ),
+    "scheduler_heartbeat_last_success_at_range_check": (
+        InvalidInput,
+        "a scheduler heartbeat is stamped between the years 0001 and 9999",
+    ),
+    "scheduler_heartbeat_duration_check": (
+        InvalidInput,
+        "a scheduler step's duration is from 0 to less than a day",
+    ),
+    "scheduler_heartbeat_transitions_check": (
+        InvalidInput,
+        "a scheduler step's transitions count is 0 or more",
+    ),
+    "scheduler_heartbeat_errors_check": (
+        InvalidInput,
+        "a scheduler step's error count is 0 or more",
+    ),
+    "scheduler_heartbeat_runs_check": (
+        InvalidInput,
+        "a scheduler instance has at least one recorded run",
+    ),
     # row history (0022): written by its trigger only; the owner alone writes it by hand
     "row_history_valid_check": (InvalidInput, "a row version must end after it begins"),
     "row_history_row_data_check": (InvalidInput, "a row version is a JSON object"),

@@ -51,6 +51,7 @@ LOG_TABLES = (
     "notification_event",
     "status_page_snapshot",
     "component_group_status_change",
+    "scheduler_heartbeat",  # 0032: written through statusdb_record_scheduler_run
 )
 #: Managed by the owner (the DBA); statusdb_app only reads them.
 OWNER_MANAGED_TABLES = ("destination_allowlist",)
@@ -468,6 +469,8 @@ def test_every_table_is_granted_and_every_definer_function_is_locked_down(conn: 
         "statusdb_maintenance_window_mark_created",  # 0026: writes the owner-only marker
         "statusdb_stamp_row_history",  # 0025: stamps the versions at commit
         "statusdb_status_incident_postmortem_deleted",  # 0025: writes the owner-only audit
+        "statusdb_record_scheduler_run",  # 0032: the heartbeat the app may only read
+        "statusdb_doctor_sample_v1",  # 0032: renders pages, reads the snapshot
     }
     for name, config, public_may_execute in definers:
         assert config == ["search_path=public, pg_temp"], name

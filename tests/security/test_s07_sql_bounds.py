@@ -74,6 +74,14 @@ APP_FUNCTIONS = {
     # 0030: the feeds' read: feed_limit 1 to 200, a slug over 100 bytes finds nothing, each
     # incident's last 50 updates, each window's last 100 history versions.
     "statusdb_page_feed(text,bytea,integer)",
+    # 0032: the scheduler's step. The transitions due at an instant (the statement advance ran
+    # before, the windows' locks at most 10000 windows), the step for pg_cron (those, the
+    # reminders, a heartbeat), the heartbeat (instance 1-200 characters, duration under a
+    # day; the table keeps 1000 instances), and doctor's samples (1-10000 rows each).
+    "statusdb_maintenance_advance_by_time(timestamp with time zone,text)",
+    "statusdb_advance_v1(text)",
+    "statusdb_record_scheduler_run(text,interval,integer,integer)",
+    "statusdb_doctor_sample_v1(integer)",
 }
 PUBLIC_FUNCTIONS = {
     "statusdb_new_id()",
