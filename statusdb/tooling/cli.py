@@ -133,6 +133,9 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="remove it even while a statusdb migrator is still connected",
     )
+    from statusdb.tooling import worker_cmd  # its own module (cli stays the registry)
+
+    worker_cmd.register(sub, common)
     sub.add_parser("start", parents=[common], help="start the local cluster (create it if new)")
     sub.add_parser("stop", parents=[common], help="stop the local cluster")
     sub.add_parser("dsn", parents=[common], help="print the database's connection string")
@@ -420,7 +423,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the `statusdb` command; return its exit status."""
     args = _parser().parse_args(argv)
     try:
-        _COMMANDS[args.command](args)
+        handler = getattr(args, "handler", None) or _COMMANDS[args.command]
+        handler(args)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

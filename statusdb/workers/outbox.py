@@ -550,7 +550,9 @@ def deliver_one(
 Deliver = Callable[[Notification, Recipient, str], "Awaitable[None] | None"]
 #: A batch deliverer: `deliver_batch(notification, [(recipient, delivery_key), ...])` returns
 #: one outcome per recipient, in order: None (delivered) or the exception that delivery failed
-#: with. A shorter list means the rest were not attempted. Sync, or for `aprocess_all` async.
+#: with. A shorter list means the rest were not attempted: the claim is then released (with
+#: bookkeeping, after recording the outcomes given, so that the next claim resumes after them).
+#: Sync, or for `aprocess_all` async.
 DeliverBatch = Callable[
     [Notification, Sequence[tuple[Recipient, str]]],
     "Sequence[BaseException | None] | Awaitable[Sequence[BaseException | None]]",
@@ -622,6 +624,7 @@ def _round(
             resume = yield ("started", claimed.key)
         handle = yield ("open", claimed, resume)
         ok = held = True
+        stopped = False
         while True:
             batch: list[Recipient] = yield ("fetch", handle, batch_size)
             if not batch:
@@ -635,6 +638,9 @@ def _round(
                 ]
                 yield ("call", books.record_many, {"attempts": attempts})
                 deliveries += len(attempts)
+                if len(outcomes) < len(pairs):  # the deliverer stopped (a worker's shutdown)
+                    stopped = True
+                    break
             else:
                 errors = [o for o in outcomes if o is not None]
                 deliveries += len(outcomes) - len(errors)
@@ -665,6 +671,14 @@ def _round(
         yield ("close", handle)
         if not held:
             yield ("rollback",)
+            continue
+        if stopped:  # keep what was delivered; the next claim resumes after it
+            yield ("commit",)
+            yield give_back(claimed)
+            yield ("commit",)
+            released += 1
+            if isinstance(claimed, ClaimedEvent):
+                blocked.add(claimed.subject_id)
             continue
         if not ok:
             yield ("rollback",)
