@@ -200,6 +200,7 @@ def test_batch_form_and_no_bookkeeping(dsn: str, workers: Workers) -> None:
         ("no_such_module_x:deliver", "cannot import"),
         ("worker_deliverers:missing", "has no"),
         ("worker_deliverers:os", "not callable"),
+        ("statusdb.workers.deliverers.webhook:deliver", "STATUSDB_WEBHOOK_KEY"),  # prepare()
     ],
 )
 def test_a_bad_deliverer_is_a_usage_error(

@@ -203,6 +203,12 @@ def load_deliverer(spec: str) -> Any:
             target = getattr(target, part)
         except AttributeError:
             raise cli.UsageError(f"--deliver: {module_name!r} has no {attr!r}") from None
+    prepare = getattr(target, "prepare", None)
+    if callable(prepare):  # the deliverer's own start-up check (its configuration)
+        try:
+            prepare()
+        except (InvalidInput, ImportError, OSError, ValueError) as exc:
+            raise cli.UsageError(f"--deliver {spec}: {exc}") from None
     return target
 
 
