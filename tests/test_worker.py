@@ -314,6 +314,21 @@ def test_sigterm_past_the_shutdown_timeout_releases_the_claims(dsn: str, workers
     assert pending(dsn) == 0
 
 
+def test_a_second_sigterm_stops_at_once(dsn: str, workers: Workers) -> None:
+    seed(dsn, incidents=1, subscribers=5)
+    proc = workers.start("--shutdown-timeout", "60", delay=30, deliver="worker_deliverers:slow")
+    wait_for(lambda: len(workers.lines("start")) >= 5)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    code, _out, err = finish(proc)
+    assert code == 0, err
+    assert time.monotonic() - started < runner.RELEASE_GRACE + 3
+    assert "worker.stopping_now" in err
+    assert pending(dsn) == 1  # released, not completed
+
+
 def test_a_killed_workers_leases_are_completed_by_another(dsn: str, workers: Workers) -> None:
     due = seed(dsn, incidents=4, subscribers=30)
     victim = workers.start(

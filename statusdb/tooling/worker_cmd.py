@@ -96,10 +96,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     add(
         "--batch",
         type=int,
-        default=1000,
+        default=None,
         metavar="N",
-        help="recipients per fan-out batch: delivered concurrently, recorded together "
-        "(default 1000)",
+        help="recipients per fan-out batch: delivered concurrently, recorded together; the "
+        "lease is renewed between batches, so a batch must end well within it (default "
+        "4 x --concurrency, at least 100)",
     )
     add(
         "--poll-interval",
@@ -150,6 +151,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         choices=["text", "json"],
         help="text: 'time level event key=value ...'; json: one object a line",
     )
+
+
+def default_batch(concurrency: int) -> int:
+    """4 waves of `concurrency` deliveries per batch (at least 100, at most 10,000): a batch of
+    slow deliveries still ends well inside a lease, which is renewed between batches."""
+    return min(10_000, max(100, 4 * concurrency))
 
 
 def outbox_seconds(name: str) -> float:
@@ -227,7 +234,7 @@ def _config(args: argparse.Namespace) -> runner.WorkerConfig:
             lease=dt.timedelta(seconds=args.lease),
             hold_down=dt.timedelta(seconds=args.hold_down),
             claim_limit=args.claim_limit,
-            batch=args.batch,
+            batch=default_batch(args.concurrency) if args.batch is None else args.batch,
             poll_interval=args.poll_interval,
             shutdown_timeout=args.shutdown_timeout,
             once=args.once,

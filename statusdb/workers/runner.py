@@ -206,6 +206,7 @@ class Worker:
         self.totals = Totals()
         self._kind, self._is_async = describe_deliverer(config.deliver)
         self._stopping: asyncio.Event | None = None
+        self._force: asyncio.Event | None = None
         self._slots: asyncio.Semaphore | None = None
         self._threads: concurrent.futures.ThreadPoolExecutor | None = None
         self._in_flight = 0
@@ -214,8 +215,19 @@ class Worker:
     # -- control -------------------------------------------------------------------------
 
     def request_stop(self) -> None:
-        """Stop claiming and starting deliveries; in-flight ones finish (see `run`)."""
-        if self._stopping is not None and not self._stopping.is_set():
+        """Stop claiming and starting deliveries; in-flight ones finish (see `run`). Asked a
+        second time (a second SIGTERM or Ctrl-C): stop now, as at the shutdown timeout."""
+        if self._stopping is not None and self._stopping.is_set():
+            if self._force is not None and not self._force.is_set():
+                event(
+                    logging.WARNING,
+                    "worker.stopping_now",
+                    worker=self.config.name,
+                    in_flight=self._in_flight,
+                )
+                self._force.set()
+            return
+        if self._stopping is not None:
             event(
                 logging.INFO,
                 "worker.stopping",
@@ -234,6 +246,7 @@ class Worker:
         1 when `once` ended with deliveries failing without bookkeeping."""
         cfg = self.config
         self._stopping = asyncio.Event()
+        self._force = asyncio.Event()
         self._slots = asyncio.Semaphore(cfg.concurrency)
         self._threads = concurrent.futures.ThreadPoolExecutor(
             max_workers=cfg.concurrency, thread_name_prefix="statusdb-deliver"
@@ -254,7 +267,17 @@ class Worker:
         try:
             await asyncio.wait([*loops, stop_wait], return_when=asyncio.FIRST_COMPLETED)
             if self.stopping:
-                _done, pending = await asyncio.wait(loops, timeout=cfg.shutdown_timeout)
+                all_done = asyncio.ensure_future(asyncio.wait(loops))  # cancelling it leaves them
+                assert self._force is not None
+                forced = asyncio.ensure_future(self._force.wait())
+                await asyncio.wait(
+                    [all_done, forced],
+                    timeout=cfg.shutdown_timeout,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                all_done.cancel()
+                forced.cancel()
+                pending = [task for task in loops if not task.done()]
                 if pending:
                     event(
                         logging.WARNING,
