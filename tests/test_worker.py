@@ -4,7 +4,10 @@ workers at once, SIGTERM mid-batch, a SIGKILLed worker's leases taken over, a da
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import json
+import logging
 import os
 import signal
 import socket
@@ -23,9 +26,11 @@ from factories import new_page
 
 from statusdb import status_incidents, teams
 from statusdb.domain.types import NOTIFY_ON_EVENTS
+from statusdb.errors import InvalidInput
 from statusdb.infra import migrations
-from statusdb.tooling import localpg
+from statusdb.tooling import cli, localpg
 from statusdb.workers import outbox, runner
+from statusdb.workers.deliveries import PermanentDeliveryFailure
 
 TESTS = Path(__file__).parent
 DEADLINE_S = 60.0
@@ -439,3 +444,185 @@ def test_metrics_endpoint(dsn: str, workers: Workers) -> None:
     assert "statusdb_worker_delivery_seconds_bucket" in text
     assert 'statusdb_worker_backlog{queue="events"} 0.0' in text
     assert "statusdb_worker_lease_lost_total 0.0" in text
+
+
+# --- in process: the runner's paths, spans (and statusdb's coverage) --------------------------
+
+
+def _config(dsn: str, deliver: Callable[..., object], **kwargs: object) -> runner.WorkerConfig:
+    kwargs.setdefault("once", True)
+    return runner.WorkerConfig(
+        dsn=dsn,
+        deliver=deliver,
+        hold_down=dt.timedelta(0),
+        poll_interval=0.05,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def test_in_process_once_with_spans_and_retries(dsn: str) -> None:
+    """A sync deliverer failing once per subscriber: the first round records temporary
+    failures; made due, the retry round delivers them. Spans: a round, and one delivery span
+    per attempt, its child, with ids but no destination."""
+    sdk = pytest.importorskip("opentelemetry.sdk.trace")
+    export = pytest.importorskip("opentelemetry.sdk.trace.export")
+    memory = pytest.importorskip("opentelemetry.sdk.trace.export.in_memory_span_exporter")
+    provider = sdk.TracerProvider()
+    spans = memory.InMemorySpanExporter()
+    provider.add_span_processor(export.SimpleSpanProcessor(spans))
+    due = seed(dsn, incidents=2, subscribers=3)
+    seen: Counter[str] = Counter()
+
+    def flaky(notification: object, recipient: outbox.Recipient, key: str) -> None:
+        seen[key] += 1
+        if seen[key] == 1:
+            raise TimeoutError(f"no answer from {recipient.destination}")
+
+    worker = runner.Worker(_config(dsn, flaky), tracer_provider=provider)
+    assert asyncio.run(worker.run()) == 0
+    assert worker.totals.failed == len(due)
+    assert recorded(dsn) == Counter()
+    with psycopg.connect(dsn) as conn:  # the retries' back-off, skipped
+        conn.execute(
+            "UPDATE delivery_attempt SET next_attempt_at = now() WHERE next_attempt_at IS NOT NULL"
+        )
+    worker = runner.Worker(_config(dsn, flaky), tracer_provider=provider)
+    assert asyncio.run(worker.run()) == 0
+    assert worker.totals.retried == len(due)
+    assert set(recorded(dsn)) == due
+    finished = spans.get_finished_spans()
+    deliveries_spans = [s for s in finished if s.name == "statusdb.delivery"]
+    rounds = {s.context.span_id: s for s in finished if s.name == "statusdb.worker.round"}
+    assert len(deliveries_spans) == 2 * len(due)
+    first_round = [
+        s for s in deliveries_spans if s.parent is not None and s.parent.span_id in rounds
+    ]
+    assert len(first_round) == len(due)
+    failed = [s for s in deliveries_spans if s.attributes.get("statusdb.error")]
+    assert {s.attributes["statusdb.error"] for s in failed} == {"TimeoutError"}
+    assert {s.attributes["statusdb.delivery_key"] for s in deliveries_spans} == due
+    text = repr([dict(s.attributes or {}) for s in finished]) + repr(
+        [s.status.description for s in finished]
+    )
+    assert "hooks.example.com" not in text
+
+
+def test_in_process_without_bookkeeping_a_failure_fails_once(
+    dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    due = seed(dsn, incidents=1, subscribers=2)
+
+    async def broken(notification: object, recipient: outbox.Recipient, key: str) -> None:
+        raise ConnectionError(f"refused by {recipient.destination}")
+
+    caplog.set_level(logging.INFO, logger="statusdb.worker")
+    worker = runner.Worker(_config(dsn, broken, bookkeeping=False))
+    assert asyncio.run(worker.run()) == 1
+    assert pending(dsn) == 1  # released for the next run
+    failed = [r for r in caplog.records if getattr(r, "event", None) == "delivery.failed"]
+    assert sorted(r.fields["key"] for r in failed) == sorted(due)  # type: ignore[attr-defined]
+    assert "hooks.example.com" not in caplog.text
+    assert "worker.round_failed" in caplog.text
+
+
+def test_in_process_batch_form_and_stop(dsn: str) -> None:
+    due = seed(dsn, incidents=3, subscribers=4)
+    got: list[str] = []
+
+    async def go() -> int:
+        all_given = asyncio.Event()
+
+        async def batch(
+            notification: object, pairs: list[tuple[outbox.Recipient, str]]
+        ) -> list[None]:
+            got.extend(key for _, key in pairs)
+            if len(got) == len(due):
+                all_given.set()
+            return [None] * len(pairs)
+
+        worker = runner.Worker(_config(dsn, batch, once=False))
+        task = asyncio.create_task(worker.run())
+        await all_given.wait()
+        worker.request_stop()
+        return await task
+
+    assert asyncio.run(go()) == 0
+    assert sorted(got) == sorted(due)
+    assert pending(dsn) == 0  # the round that delivered them completed them before stopping
+
+
+def test_in_process_the_command(dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
+    due = seed(dsn, incidents=1, subscribers=2)
+    code = cli.main(
+        [
+            "worker",
+            "--dsn",
+            dsn,
+            "--once",
+            "--hold-down",
+            "0",
+            "--deliver",
+            "statusdb.workers.deliverers.console:deliver",
+        ]
+    )
+    assert code == 0
+    assert sorted(line.split()[0] for line in capsys.readouterr().out.splitlines()) == sorted(due)
+    assert cli.main(["worker", "--dsn", dsn, "--deliver", "x:y", "--once"]) == 2
+    assert (
+        cli.main(
+            [
+                "worker",
+                "--dsn",
+                dsn,
+                "--concurrency",
+                "0",
+                "--once",
+                "--deliver",
+                "statusdb.workers.deliverers.console:noop",
+            ]
+        )
+        == 2
+    )
+
+
+def test_config_bounds() -> None:
+    from statusdb.workers.deliverers import console
+
+    with pytest.raises(InvalidInput, match="concurrency"):
+        runner.WorkerConfig(dsn="", deliver=console.noop, concurrency=0)
+    with pytest.raises(InvalidInput, match="lease"):
+        runner.WorkerConfig(dsn="", deliver=console.noop, lease=dt.timedelta(0))
+    with pytest.raises(InvalidInput, match="poll_interval"):
+        runner.WorkerConfig(dsn="", deliver=console.noop, poll_interval=-1)
+    assert (
+        runner.redact(
+            "x https://h.example/a y", outbox.Recipient("s", "WEBHOOK", "https://h.example/a")
+        )
+        == "x <destination> y"
+    )
+    assert runner.notification_kind(object()) == "component_status"
+
+
+def test_in_process_metrics(dsn: str) -> None:
+    prometheus = pytest.importorskip("prometheus_client")
+    from statusdb.workers.metrics import Metrics
+
+    due = seed(dsn, incidents=2, subscribers=2)
+    registry = prometheus.CollectorRegistry()
+
+    async def deliver(notification: object, recipient: outbox.Recipient, key: str) -> None:
+        if key.endswith(sorted(due)[0].split("/")[1]):
+            raise PermanentDeliveryFailure("HTTP 410")
+
+    worker = runner.Worker(_config(dsn, deliver), metrics=Metrics(registry))
+    assert asyncio.run(worker.run()) == 0
+    labels = {"kind": "incident_created", "channel": "WEBHOOK"}
+    sample = registry.get_sample_value
+    assert sample("statusdb_worker_deliveries_total", {**labels, "outcome": "delivered"}) == 2
+    assert (
+        sample("statusdb_worker_deliveries_total", {**labels, "outcome": "failed_permanent"}) == 2
+    )
+    assert sample("statusdb_worker_delivery_seconds_count", {"kind": "incident_created"}) == 4
+    assert sample("statusdb_worker_claims_total") == 2
+    assert sample("statusdb_worker_lease_lost_total") == 0
+    Metrics(None).delivery("k", "EMAIL", "delivered", 0.1)  # disabled: no-ops

@@ -43,7 +43,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final, Literal
 
 import attrs
@@ -182,6 +182,53 @@ class WorkerConfig:
 _NOT_ATTEMPTED: Final = object()
 
 
+class _Span:
+    """A span, or nothing (OpenTelemetry not installed)."""
+
+    def __init__(self, span: Any = None) -> None:
+        self._span = span
+
+    def set(self, **attributes: object) -> None:
+        if self._span is not None:
+            for name, value in attributes.items():
+                self._span.set_attribute(f"statusdb.{name}", value)
+
+    def failed(self, exc: BaseException) -> None:
+        if self._span is not None:
+            from opentelemetry.trace import Status, StatusCode
+
+            # The class only: a deliverer's message may hold the destination.
+            self._span.set_attribute("statusdb.error", type(exc).__name__)
+            self._span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+
+
+class Tracing:
+    """OpenTelemetry spans when `opentelemetry` is importable (no hard dependency): one per
+    worker round (`statusdb.worker.round`) and one per delivery (`statusdb.delivery`, a child
+    of its round), with ids and counts as `statusdb.*` attributes, never a destination.
+    `tracer_provider` None: the global one (`opentelemetry.trace.set_tracer_provider`)."""
+
+    def __init__(self, tracer_provider: Any = None) -> None:
+        try:
+            from opentelemetry import trace
+        except ImportError:
+            self._tracer: Any = None
+            return
+        self._tracer = trace.get_tracer("statusdb.worker", tracer_provider=tracer_provider)
+
+    @contextlib.contextmanager
+    def span(self, name: str, **attributes: object) -> Iterator[_Span]:
+        if self._tracer is None:
+            yield _Span()
+            return
+        with self._tracer.start_as_current_span(
+            name, record_exception=False, set_status_on_exception=False
+        ) as span:
+            wrapped = _Span(span)
+            wrapped.set(**attributes)
+            yield wrapped
+
+
 @attrs.define
 class Totals:
     """What a worker did since it started (also returned by `Worker.run`)."""
@@ -200,9 +247,16 @@ class Totals:
 class Worker:
     """One worker process's loops; see the module docstring."""
 
-    def __init__(self, config: WorkerConfig, *, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        config: WorkerConfig,
+        *,
+        metrics: Metrics | None = None,
+        tracer_provider: Any = None,
+    ) -> None:
         self.config = config
         self.metrics = metrics if metrics is not None else Metrics(None)
+        self._tracing = Tracing(tracer_provider)
         self.totals = Totals()
         self._kind, self._is_async = describe_deliverer(config.deliver)
         self._stopping: asyncio.Event | None = None
@@ -338,16 +392,23 @@ class Worker:
                         conn = await self._connect()
                         if failures:
                             event(logging.INFO, "worker.reconnected", worker=worker_id)
-                    report = await outbox.aprocess_all(
-                        conn,
-                        deliver_batch=self._deliver_batch,
-                        worker_id=worker_id,
-                        limit=cfg.claim_limit,
-                        hold_down=cfg.hold_down,
-                        lease=cfg.lease,
-                        bookkeeping=cfg.bookkeeping,
-                        batch_size=cfg.batch,
-                    )
+                    with self._tracing.span("statusdb.worker.round", worker=worker_id) as span:
+                        report = await outbox.aprocess_all(
+                            conn,
+                            deliver_batch=self._deliver_batch,
+                            worker_id=worker_id,
+                            limit=cfg.claim_limit,
+                            hold_down=cfg.hold_down,
+                            lease=cfg.lease,
+                            bookkeeping=cfg.bookkeeping,
+                            batch_size=cfg.batch,
+                        )
+                        span.set(
+                            claimed=report.claimed,
+                            deliveries=report.deliveries,
+                            lost=report.lost,
+                            released=report.released,
+                        )
                     self._account(worker_id, report)
                     retried = 0
                     if cfg.bookkeeping and cfg.retries and not self.stopping:
@@ -423,25 +484,27 @@ class Worker:
         if not self.metrics.enabled:
             return
         conn: psycopg.AsyncConnection[Any] | None = None
-        while True:
-            try:
-                if conn is None or conn.closed or conn.broken:
-                    conn = await psycopg.AsyncConnection.connect(
-                        self.config.dsn, autocommit=True, application_name="statusdb worker"
+        try:
+            while True:
+                try:
+                    if conn is None or conn.closed or conn.broken:
+                        conn = await psycopg.AsyncConnection.connect(
+                            self.config.dsn, autocommit=True, application_name="statusdb worker"
+                        )
+                    self.metrics.backlog(
+                        changes=await outbox.pending_count(conn),
+                        events=await outbox.pending_events(conn),
+                        retries=await deliveries.pending_retries(conn),
                     )
-                self.metrics.backlog(
-                    changes=await outbox.pending_count(conn),
-                    events=await outbox.pending_events(conn),
-                    retries=await deliveries.pending_retries(conn),
-                )
-            except (psycopg.Error, StatusdbError) as exc:
-                event(logging.DEBUG, "worker.backlog_failed", error=type(exc).__name__)
-                conn = None
-            except asyncio.CancelledError:
-                if conn is not None:
-                    await conn.close()
-                raise
-            await asyncio.sleep(self.config.backlog_every)
+                except (psycopg.Error, StatusdbError) as exc:
+                    event(logging.DEBUG, "worker.backlog_failed", error=type(exc).__name__)
+                    if conn is not None:
+                        await conn.close()
+                    conn = None
+                await asyncio.sleep(self.config.backlog_every)
+        finally:
+            if conn is not None:
+                await conn.close()
 
     # -- deliveries ----------------------------------------------------------------------
 
@@ -472,13 +535,21 @@ class Worker:
             self.metrics.in_flight(self._in_flight)
             started = time.perf_counter()
             outcome: BaseException | None = None
-            try:
-                await self._call(notification, recipient, key)
-            except Exception as exc:
-                outcome = exc
-            finally:
-                self._in_flight -= 1
-                self.metrics.in_flight(self._in_flight)
+            with self._tracing.span(
+                "statusdb.delivery",
+                kind=kind,
+                channel=recipient.channel,
+                delivery_key=key,
+                subscriber=recipient.subscriber_id,
+            ) as span:
+                try:
+                    await self._call(notification, recipient, key)
+                except Exception as exc:
+                    outcome = exc
+                    span.failed(exc)
+                finally:
+                    self._in_flight -= 1
+                    self.metrics.in_flight(self._in_flight)
             outcomes[index] = outcome
             self._delivered(kind, recipient, key, outcome, time.perf_counter() - started)
 
