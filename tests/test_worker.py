@@ -23,6 +23,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from factories import new_page
+from psycopg.conninfo import make_conninfo
 
 from statusdb import status_incidents, teams
 from statusdb.domain.types import NOTIFY_ON_EVENTS
@@ -626,3 +627,14 @@ def test_in_process_metrics(dsn: str) -> None:
     assert sample("statusdb_worker_claims_total") == 2
     assert sample("statusdb_worker_lease_lost_total") == 0
     Metrics(None).delivery("k", "EMAIL", "delivered", 0.1)  # disabled: no-ops
+
+
+def test_the_worker_runs_as_the_app_role(dsn: str, app_login: str, workers: Workers) -> None:
+    """docs/worker.md: a worker logs in as a member of statusdb_app (not the owner)."""
+    due = seed(dsn, incidents=2, subscribers=3)
+    workers.dsn = make_conninfo(dsn, user=app_login)
+    code, _out, err = finish(workers.start("--once"))
+    assert code == 0, err
+    assert set(workers.lines("done")) == due
+    assert set(recorded(dsn)) == due
+    assert pending(dsn) == 0

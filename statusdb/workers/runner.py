@@ -206,7 +206,8 @@ class Tracing:
     """OpenTelemetry spans when `opentelemetry` is importable (no hard dependency): one per
     worker round (`statusdb.worker.round`) and one per delivery (`statusdb.delivery`, a child
     of its round), with ids and counts as `statusdb.*` attributes, never a destination.
-    `tracer_provider` None: the global one (`opentelemetry.trace.set_tracer_provider`)."""
+    `tracer_provider` None: the global one (`opentelemetry.trace.set_tracer_provider`, or
+    `opentelemetry-instrument statusdb worker ...`), if one is set when the worker starts."""
 
     def __init__(self, tracer_provider: Any = None) -> None:
         try:
@@ -214,6 +215,12 @@ class Tracing:
         except ImportError:
             self._tracer: Any = None
             return
+        if tracer_provider is None:
+            tracer_provider = trace.get_tracer_provider()
+            if isinstance(tracer_provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+                # Nothing configured (a no-op provider costs ~10 us a delivery for nothing).
+                self._tracer = None
+                return
         self._tracer = trace.get_tracer("statusdb.worker", tracer_provider=tracer_provider)
 
     @contextlib.contextmanager
@@ -242,6 +249,10 @@ class Totals:
     retried: int = 0
     reconnects: int = 0
     round_errors: int = 0
+    #: Unix times of the start of the first round that claimed work and of the end of the
+    #: last one (None: none did): the span a benchmark divides deliveries by.
+    busy_from: float | None = None
+    busy_to: float | None = None
 
 
 class Worker:
@@ -363,6 +374,8 @@ class Worker:
             lost=t.lost,
             released=t.released,
             reconnects=t.reconnects,
+            busy_from=None if t.busy_from is None else round(t.busy_from, 3),
+            busy_to=None if t.busy_to is None else round(t.busy_to, 3),
         )
         return 1 if cfg.once and self._failed_once else 0
 
@@ -392,6 +405,7 @@ class Worker:
                         conn = await self._connect()
                         if failures:
                             event(logging.INFO, "worker.reconnected", worker=worker_id)
+                    round_started = time.time()
                     with self._tracing.span("statusdb.worker.round", worker=worker_id) as span:
                         report = await outbox.aprocess_all(
                             conn,
@@ -409,6 +423,10 @@ class Worker:
                             lost=report.lost,
                             released=report.released,
                         )
+                    if report.claimed:
+                        t = self.totals
+                        t.busy_from = round_started if t.busy_from is None else t.busy_from
+                        t.busy_to = time.time()
                     self._account(worker_id, report)
                     retried = 0
                     if cfg.bookkeeping and cfg.retries and not self.stopping:
