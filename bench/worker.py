@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -133,6 +134,25 @@ def run_workers(dsn: str, processes: int, extra: Sequence[str] = ()) -> tuple[fl
     return elapsed, busy
 
 
+def _server_cpu_s(dsn: str) -> float | None:
+    """CPU seconds of the server's exited children (backends), read from the postmaster's
+    /proc entry (cutime + cstime): None when the server is not a local process we can read."""
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            row = conn.execute("SHOW data_directory").fetchone()
+        assert row is not None
+        pid = int(Path(row[0], "postmaster.pid").read_text().split()[0])
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, psycopg.Error, AssertionError):
+        return None
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def check_exactly_once(dsn: str, event_ids: Sequence[str], subscribers: int) -> None:
     with psycopg.connect(dsn) as conn:
         row = conn.execute(
@@ -157,18 +177,28 @@ def measure(
         "processes": {},
     }
     for n in processes:
-        rates, walls = [], []
+        rates, walls, worker_cpu, server_cpu = [], [], [], []
         for _ in range(repeat):
             ids = publish(dsn, page_id, events)
+            cpu_before, server_before = _children_cpu_s(), _server_cpu_s(dsn)
             elapsed, busy = run_workers(dsn, n)
+            time.sleep(0.5)  # the workers' backends exit and are reaped
+            cpu_after, server_after = _children_cpu_s(), _server_cpu_s(dsn)
             check_exactly_once(dsn, ids, subscribers)
             rates.append(events * subscribers / max(busy, 1e-3))
             walls.append(events * subscribers / elapsed)
+            worker_cpu.append((cpu_after - cpu_before) * 1e6 / (events * subscribers))
+            if server_before is not None and server_after is not None:
+                server_cpu.append((server_after - server_before) * 1e6 / (events * subscribers))
         results["processes"][str(n)] = {
             "median": round(statistics.median(rates)),
             "min": round(min(rates)),
             "max": round(max(rates)),
             "median_with_startup": round(statistics.median(walls)),
+            # CPU microseconds per delivery: the worker processes (start-up included) and the
+            # server's backends serving them.
+            "worker_cpu_us": round(statistics.median(worker_cpu)),
+            "server_cpu_us": round(statistics.median(server_cpu)) if server_cpu else None,
         }
         print(f"{n} process(es): {results['processes'][str(n)]} deliveries/s", flush=True)
     return results
