@@ -1,195 +1,29 @@
 """The reference webhook deliverer (statusdb.workers.deliverers.webhook) against a real local
-HTTPS server (http.server in a thread, a certificate from a throwaway CA made with openssl):
-signatures, outcomes, timeouts, and the SSRF / DNS-rebinding checks of resolved addresses."""
+HTTPS server (tests/webhook_server.py): signatures, outcomes, timeouts, TLS, channels. The SSRF
+and DNS-rebinding attacks are tests/security/test_s33_webhook_delivery.py."""
 
 from __future__ import annotations
 
-import asyncio
-import datetime as dt
-import http.server
 import json
-import shutil
-import ssl
-import subprocess
-import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import attrs
 import pytest
+from webhook_server import HOST, KEY, Server, deliver, deliverer, resolver, serve_https
 
 from statusdb.domain.destinations import AllowList
-from statusdb.domain.types import IncidentNotification
 from statusdb.errors import InvalidInput
 from statusdb.workers.deliveries import PermanentDeliveryFailure
-from statusdb.workers.outbox import Recipient
 
 webhook = pytest.importorskip("statusdb.workers.deliverers.webhook")
 pytest.importorskip("httpx")
 
-HOST = "hooks.example.com"
-KEY = b"k" * 32
-
-
-@attrs.define
-class Received:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-@attrs.define
-class Server:
-    port: int
-    ca: Path
-    received: list[Received]
-    #: path -> (status, delay seconds)
-    answers: dict[str, tuple[int, float]]
-
-    def context(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=str(self.ca))
-
-
-def _certificates(folder: Path) -> tuple[Path, Path, Path]:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    ca_key, ca, key, csr, cert = (
-        folder / n for n in ("ca.key", "ca.pem", "s.key", "s.csr", "s.pem")
-    )
-    ext = folder / "ext.cnf"
-    ext.write_text(f"subjectAltName=DNS:{HOST},IP:127.0.0.1\n")
-
-    def run(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-    run(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        str(ca_key),
-        "-out",
-        str(ca),
-        "-days",
-        "2",
-        "-subj",
-        "/CN=statusdb test CA",
-    )
-    run(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        str(key),
-        "-out",
-        str(csr),
-        "-subj",
-        f"/CN={HOST}",
-    )
-    run(
-        "x509",
-        "-req",
-        "-in",
-        str(csr),
-        "-CA",
-        str(ca),
-        "-CAkey",
-        str(ca_key),
-        "-CAcreateserial",
-        "-out",
-        str(cert),
-        "-days",
-        "2",
-        "-extfile",
-        str(ext),
-    )
-    return ca, cert, key
-
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    ca, cert, key = _certificates(tmp_path_factory.mktemp("tls"))
-    state = Server(0, ca, [], {})
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length", "0"))
-            body = self.rfile.read(length)
-            state.received.append(Received(self.path, dict(self.headers.items()), body))
-            status, delay = state.answers.get(self.path, (200, 0.0))
-            time.sleep(delay)
-            self.send_response(status)
-            if 300 <= status < 400:
-                self.send_header("Location", "https://127.0.0.1/elsewhere")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    tls.load_cert_chain(str(cert), str(key))
-    httpd.socket = tls.wrap_socket(httpd.socket, server_side=True)
-    state.port = httpd.server_address[1]
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-
-
-def notification() -> IncidentNotification:
-    return IncidentNotification(
-        kind="incident_created",
-        event_id="ev1",
-        status_page_id="p1",
-        page_name="Acme",
-        page_slug="acme",
-        page_time_zone="UTC",
-        status_incident_id="si1",
-        title="API down",
-        severity="MAJOR",
-        status="INVESTIGATING",
-        message="We are looking.",
-        at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
-        components=(),
-    )
-
-
-def resolver(table: dict[str, Sequence[str]]) -> Any:
-    """A resolver answering from `table` (a DNS server under the test's control)."""
-
-    async def resolve(host: str, port: int) -> Sequence[str]:
-        if host not in table:
-            raise OSError("no such host")
-        return table[host]
-
-    return resolve
-
-
-def deliverer(server: Server, **kwargs: Any) -> Any:
-    kwargs.setdefault("allow", AllowList.of(["127.0.0.0/8"]))
-    kwargs.setdefault("resolve", resolver({HOST: ["127.0.0.1"]}))
-    return webhook.WebhookDeliverer(KEY, verify=server.context(), **kwargs)
-
-
-def deliver(hook: Any, url: str, subscriber: str = "sub1", channel: str = "WEBHOOK") -> None:
-    async def go() -> None:
-        try:
-            await hook(notification(), Recipient(subscriber, channel, url), f"ev1/{subscriber}")  # type: ignore[arg-type]
-        finally:
-            await hook.aclose()
-
-    asyncio.run(go())
+    with serve_https(tmp_path_factory.mktemp("tls")) as running:
+        yield running
 
 
 def test_a_signed_post_to_the_checked_address(server: Server) -> None:
@@ -236,40 +70,6 @@ def test_an_ip_literal_goes_through_the_system_resolver(server: Server) -> None:
     )
     deliver(hook, f"https://127.0.0.1:{server.port}/literal")
     assert [r.path for r in server.received] == ["/literal"]
-
-
-@pytest.mark.parametrize(
-    "answers",
-    [
-        ["127.0.0.1"],  # a public name resolving to loopback
-        ["93.184.215.14", "127.0.0.1"],  # rebinding: one public, one internal address
-        ["93.184.215.14", "169.254.169.254"],  # the metadata service
-        ["::ffff:127.0.0.1"],  # IPv4-mapped loopback
-        ["10.0.0.7"],
-    ],
-)
-def test_every_resolved_address_is_checked(server: Server, answers: list[str]) -> None:
-    """Without an allow-list, a name resolving to any internal address is refused before any
-    connection (permanent: it counts towards deactivating the subscriber)."""
-    server.received.clear()
-    hook = deliverer(server, allow=AllowList(), resolve=resolver({HOST: answers}))
-    with pytest.raises(PermanentDeliveryFailure, match="internal address") as caught:
-        deliver(hook, f"https://{HOST}:{server.port}/x")
-    assert HOST not in str(caught.value)
-    assert server.received == []
-
-
-def test_internal_names_and_literals_are_refused_before_resolving(server: Server) -> None:
-    hook = deliverer(server, allow=AllowList(), resolve=resolver({}))
-    for url in (
-        f"https://localhost:{server.port}/",
-        f"https://127.0.0.1:{server.port}/",
-        "https://metadata.google.internal/",
-        "http://hooks.example.com/",
-    ):
-        with pytest.raises(PermanentDeliveryFailure):
-            deliver(hook, url)
-    assert server.received == [] or all(r.path != "/" for r in server.received)
 
 
 @pytest.mark.parametrize(
