@@ -638,3 +638,38 @@ def test_the_worker_runs_as_the_app_role(dsn: str, app_login: str, workers: Work
     assert set(workers.lines("done")) == due
     assert set(recorded(dsn)) == due
     assert pending(dsn) == 0
+
+
+def test_a_short_batch_is_recorded_and_its_claim_released(dsn: str) -> None:
+    """outbox.process_all with bookkeeping and a batch deliverer that stops part-way (as the
+    worker does on SIGTERM): what it did is recorded, the claim released (not completed), and
+    the next round delivers exactly the rest. Before: the claim was completed and the rest of
+    the subscribers were never told."""
+    due = seed(dsn, incidents=1, subscribers=10)
+    given: list[str] = []
+
+    def half(
+        notification: object, pairs: list[tuple[outbox.Recipient, str]]
+    ) -> list[BaseException | None]:
+        given.extend(key for _, key in pairs[:4])
+        return [None] * 4
+
+    def full(
+        notification: object, pairs: list[tuple[outbox.Recipient, str]]
+    ) -> list[BaseException | None]:
+        given.extend(key for _, key in pairs)
+        return [None] * len(pairs)
+
+    with psycopg.connect(dsn) as conn:
+        report = outbox.process_all(
+            conn, deliver_batch=half, worker_id="w", hold_down=dt.timedelta(0), bookkeeping=True
+        )
+        assert (report.claimed, report.released, report.deliveries) == (1, 1, 4)
+        assert pending(dsn) == 1
+        assert len(recorded(dsn)) == 4
+        report = outbox.process_all(
+            conn, deliver_batch=full, worker_id="w", hold_down=dt.timedelta(0), bookkeeping=True
+        )
+        assert (report.claimed, report.notified, report.deliveries) == (1, 1, 6)
+    assert sorted(given) == sorted(due)  # each once
+    assert pending(dsn) == 0
