@@ -17,7 +17,7 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import psycopg
@@ -210,11 +210,16 @@ def test_batch_form_and_no_bookkeeping(dsn: str, workers: Workers) -> None:
     ],
 )
 def test_a_bad_deliverer_is_a_usage_error(
-    dsn: str, workers: Workers, deliver: str, message: str
+    deliver: str, message: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    code, _out, err = finish(workers.start("--once", deliver=deliver))
+    """Refused before any connection (the DSN names no server)."""
+    monkeypatch.delenv("STATUSDB_WEBHOOK_KEY", raising=False)
+    monkeypatch.delenv("STATUSDB_WEBHOOK_KEY_FILE", raising=False)
+    code = cli.main(
+        ["worker", "--dsn", "host=/nonexistent dbname=x", "--once", "--deliver", deliver]
+    )
     assert code == 2
-    assert message in err
+    assert message in capsys.readouterr().err
 
 
 def test_deliverer_forms_are_detected() -> None:
@@ -237,6 +242,7 @@ def test_backoff_doubles_to_a_cap() -> None:
 # --- several workers, signals, kills ----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_several_workers_deliver_every_pair_once(dsn: str, workers: Workers) -> None:
     due = seed(dsn, incidents=40, subscribers=25)
     procs = [
@@ -259,6 +265,7 @@ def test_several_workers_deliver_every_pair_once(dsn: str, workers: Workers) -> 
     assert all(n > 0 for n in rounds), rounds
 
 
+@pytest.mark.slow
 def test_sigterm_with_100_in_flight_loses_nothing(dsn: str, workers: Workers) -> None:
     """A slow deliverer, 100 deliveries in flight: SIGTERM lets them finish, records them,
     releases the rest; exit 0 within the deadline; the next worker delivers the rest, and
@@ -293,6 +300,7 @@ def test_sigterm_with_100_in_flight_loses_nothing(dsn: str, workers: Workers) ->
     assert pending(dsn) == 0
 
 
+@pytest.mark.slow
 def test_sigterm_past_the_shutdown_timeout_releases_the_claims(dsn: str, workers: Workers) -> None:
     """Deliveries slower than --shutdown-timeout: the round is cancelled, its claim released
     at once (no lease to wait for); what was in flight is delivered again (at least once)."""
@@ -335,6 +343,7 @@ def test_a_second_sigterm_stops_at_once(dsn: str, workers: Workers) -> None:
     assert pending(dsn) == 1  # released, not completed
 
 
+@pytest.mark.slow
 def test_a_killed_workers_leases_are_completed_by_another(dsn: str, workers: Workers) -> None:
     due = seed(dsn, incidents=4, subscribers=30)
     victim = workers.start(
@@ -649,13 +658,13 @@ def test_a_short_batch_is_recorded_and_its_claim_released(dsn: str) -> None:
     given: list[str] = []
 
     def half(
-        notification: object, pairs: list[tuple[outbox.Recipient, str]]
+        notification: object, pairs: Sequence[tuple[outbox.Recipient, str]]
     ) -> list[BaseException | None]:
         given.extend(key for _, key in pairs[:4])
         return [None] * 4
 
     def full(
-        notification: object, pairs: list[tuple[outbox.Recipient, str]]
+        notification: object, pairs: Sequence[tuple[outbox.Recipient, str]]
     ) -> list[BaseException | None]:
         given.extend(key for _, key in pairs)
         return [None] * len(pairs)
