@@ -682,3 +682,29 @@ def test_a_short_batch_is_recorded_and_its_claim_released(dsn: str) -> None:
         assert (report.claimed, report.notified, report.deliveries) == (1, 1, 6)
     assert sorted(given) == sorted(due)  # each once
     assert pending(dsn) == 0
+
+
+@pytest.mark.slow
+def test_in_process_once_gives_up_on_an_unreachable_database() -> None:
+    """--once against a database that never answers ends (exit 1) after ONCE_GIVE_UP rounds
+    with back-off, instead of retrying forever under cron."""
+    from statusdb.workers.deliverers import console
+
+    config = _config("host=127.0.0.1 port=1 dbname=x connect_timeout=1", console.noop)
+    worker = runner.Worker(config)
+    assert asyncio.run(worker.run()) == 1
+    assert worker.totals.round_errors == runner.ONCE_GIVE_UP
+    assert worker.totals.reconnects == runner.ONCE_GIVE_UP
+
+
+def test_in_process_a_statusdb_error_from_a_deliverer_is_a_delivery_failure(dsn: str) -> None:
+    """Without bookkeeping, a deliverer raising a statusdb error (PermanentDeliveryFailure is
+    one) fails the --once run like any delivery failure, not as a database error retried."""
+    seed(dsn, incidents=1, subscribers=1)
+
+    def gone(notification: object, recipient: outbox.Recipient, key: str) -> None:
+        raise PermanentDeliveryFailure("HTTP 410")
+
+    worker = runner.Worker(_config(dsn, gone, bookkeeping=False))
+    assert asyncio.run(worker.run()) == 1
+    assert (worker.totals.failed, worker.totals.reconnects) == (1, 0)

@@ -276,6 +276,9 @@ def run(args: argparse.Namespace) -> None:
     worker = runner.Worker(config, metrics=_metrics(args))
     status = asyncio.run(_main(worker))
     if status:
+        totals = worker.totals
         raise cli.CliError(
-            f"worker: {worker.totals.failed} deliveries failed (they are released for the next run)"
+            f"worker: --once ended with {totals.failed} failed deliveries and "
+            f"{totals.round_errors} failed rounds (what was claimed is released or its leases "
+            "expire: the next run takes it)"
         )

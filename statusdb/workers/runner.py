@@ -34,6 +34,7 @@ out. Metrics: `statusdb.workers.metrics`.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import datetime as dt
@@ -67,6 +68,9 @@ BACKOFF_CAP: Final = 30.0
 RELEASE_GRACE: Final = 5.0
 #: How often the backlog gauges are read (three indexed counts).
 BACKLOG_EVERY: Final = 15.0
+#: With `once`, the rounds failing in a row (the database unreachable) before the worker gives
+#: up with exit status 1 (a cron job must end).
+ONCE_GIVE_UP: Final = 5
 
 DeliverKind = Literal["one", "batch"]
 
@@ -275,6 +279,8 @@ class Worker:
         self._slots: asyncio.Semaphore | None = None
         self._threads: concurrent.futures.ThreadPoolExecutor | None = None
         self._in_flight = 0
+        #: The latest failed deliveries' exceptions (without bookkeeping, a round raises one).
+        self._failures: collections.deque[BaseException] = collections.deque(maxlen=1_000)
         self._failed_once = False
 
     # -- control -------------------------------------------------------------------------
@@ -308,7 +314,8 @@ class Worker:
 
     async def run(self) -> int:
         """Run until stopped (or, with `once`, until nothing is due); the exit status: 0, or
-        1 when `once` ended with deliveries failing without bookkeeping."""
+        1 when `once` ended with deliveries failing without bookkeeping, or gave up after
+        `ONCE_GIVE_UP` failed rounds in a row (the database unreachable)."""
         cfg = self.config
         self._stopping = asyncio.Event()
         self._force = asyncio.Event()
@@ -436,9 +443,26 @@ class Worker:
                         if cfg.once:
                             return
                         await self._sleep(cfg.poll_interval)
-                except StatusdbError as exc:
+                except Exception as exc:
                     failures += 1
                     self.totals.round_errors += 1
+                    if self._delivery_failure(exc):
+                        # Without bookkeeping the round raises its first failed delivery after
+                        # releasing that claim: the next round (after a back-off) tries again.
+                        self._failed_once = True
+                        event(
+                            logging.WARNING,
+                            "worker.round_failed",
+                            worker=worker_id,
+                            error=type(exc).__name__,
+                            retry_in_s=backoff(failures),
+                        )
+                        if cfg.once:
+                            return
+                        await self._sleep(backoff(failures))
+                        continue
+                    if not isinstance(exc, StatusdbError):
+                        raise  # a bug: not a database's nor a deliverer's failure
                     broken = conn is None or conn.closed or conn.broken
                     self.metrics.round_error(type(exc).__name__)
                     if broken:
@@ -456,26 +480,21 @@ class Worker:
                         message=_first_line(exc),
                         retry_in_s=wait,
                     )
-                    await self._sleep(wait)
-                except Exception as exc:
-                    # Without bookkeeping the round raises the first failed delivery after
-                    # releasing that claim: the next round (after a back-off) tries again.
-                    failures += 1
-                    self.totals.round_errors += 1
-                    self._failed_once = True
-                    event(
-                        logging.WARNING,
-                        "worker.round_failed",
-                        worker=worker_id,
-                        error=type(exc).__name__,
-                        retry_in_s=backoff(failures),
-                    )
-                    if cfg.once:
+                    if cfg.once and failures >= ONCE_GIVE_UP:
+                        self._failed_once = True
+                        event(
+                            logging.ERROR, "worker.giving_up", worker=worker_id, failures=failures
+                        )
                         return
-                    await self._sleep(backoff(failures))
+                    await self._sleep(wait)
         finally:
             if conn is not None:
                 await conn.close()
+
+    def _delivery_failure(self, exc: BaseException) -> bool:
+        """Whether `exc` is one a delivery of this worker failed with (raised by a round
+        without bookkeeping), rather than the database's."""
+        return any(exc is seen for seen in self._failures)
 
     def _account(self, worker_id: str, report: outbox.ProcessReport) -> None:
         t = self.totals
@@ -583,6 +602,8 @@ class Worker:
         label = _outcome_label(outcome)
         if outcome is not None:
             self.totals.failed += 1
+            if not self.config.bookkeeping:
+                self._failures.append(outcome)
             event(
                 logging.WARNING,
                 "delivery.failed",
