@@ -247,7 +247,16 @@ def test_several_workers_deliver_every_pair_once(dsn: str, workers: Workers) -> 
     due = seed(dsn, incidents=40, subscribers=25)
     procs = [
         workers.start(
-            "--concurrency", "8", "--claim-limit", "3", "--batch", "10", "--name", f"w{i}"
+            "--concurrency",
+            "8",
+            "--claim-limit",
+            "3",
+            "--batch",
+            "10",
+            "--name",
+            f"w{i}",
+            "--connections",
+            str(i + 1),  # 1, 2 and 3 round loops side by side
         )
         for i in range(3)
     ]
