@@ -718,3 +718,45 @@ def test_in_process_a_statusdb_error_from_a_deliverer_is_a_delivery_failure(dsn:
     worker = runner.Worker(_config(dsn, gone, bookkeeping=False))
     assert asyncio.run(worker.run()) == 1
     assert (worker.totals.failed, worker.totals.reconnects) == (1, 0)
+
+
+def test_the_webhook_deliverer_end_to_end(
+    dsn: str, workers: Workers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`statusdb worker --deliver statusdb.workers.deliverers.webhook:deliver`, configured by
+    the environment, posts every event to a real local HTTPS receiver (allow-listed in the
+    database and in the worker), signed with each subscriber's derived secret."""
+    pytest.importorskip("httpx")
+    from webhook_server import serve_https
+
+    from statusdb.workers.deliverers import webhook
+
+    key = "s" * 40
+    with serve_https(tmp_path) as server:
+        with psycopg.connect(dsn) as conn:  # the owner: allow posting to this machine
+            conn.execute(
+                "INSERT INTO destination_allowlist (network, reason) VALUES ('127.0.0.0/8', 't')"
+            )
+        due = seed(dsn, incidents=2, subscribers=3)
+        with psycopg.connect(dsn) as conn:
+            conn.execute(
+                "UPDATE status_subscriber SET destination = %s || id",
+                (f"https://127.0.0.1:{server.port}/hook/",),
+            )
+        monkeypatch.setenv("STATUSDB_WEBHOOK_KEY", key)
+        monkeypatch.setenv("STATUSDB_WEBHOOK_ALLOW", "127.0.0.0/8")
+        monkeypatch.setenv("STATUSDB_WEBHOOK_CA_FILE", str(server.ca))
+        proc = workers.start("--once", deliver="statusdb.workers.deliverers.webhook:deliver")
+        code, _out, err = finish(proc)
+        assert code == 0, err
+        assert set(recorded(dsn)) == due
+        assert sorted(r.headers["Idempotency-Key"] for r in server.received) == sorted(due)
+        for got in server.received:
+            subscriber = got.path.rsplit("/", 1)[1]
+            secret = webhook.subscriber_secret(key.encode(), subscriber)
+            assert webhook.verify_signature(
+                secret,
+                got.headers["Statusdb-Timestamp"],
+                got.body,
+                got.headers["Statusdb-Signature"],
+            )

@@ -322,15 +322,22 @@ def service_key_from_env(environ: Mapping[str, str] | None = None) -> bytes:
 def from_env(environ: Mapping[str, str] | None = None) -> WebhookDeliverer:
     """A deliverer configured by the environment: the key (`service_key_from_env`),
     $STATUSDB_WEBHOOK_PREVIOUS_KEY (rotation), $STATUSDB_WEBHOOK_ALLOW (comma-separated hosts
-    and networks, as the destination_allowlist table), $STATUSDB_WEBHOOK_TIMEOUT (seconds)."""
+    and networks, as the destination_allowlist table), $STATUSDB_WEBHOOK_TIMEOUT (seconds),
+    $STATUSDB_WEBHOOK_CA_FILE (certificates to trust instead of the system's: internal CAs)."""
     env = os.environ if environ is None else environ
     allow = [e.strip() for e in env.get("STATUSDB_WEBHOOK_ALLOW", "").split(",") if e.strip()]
     previous = env.get("STATUSDB_WEBHOOK_PREVIOUS_KEY")
+    ca_file = env.get("STATUSDB_WEBHOOK_CA_FILE")
+    try:
+        timeout = float(env.get("STATUSDB_WEBHOOK_TIMEOUT", DEFAULT_TIMEOUT))
+    except ValueError:
+        raise InvalidInput("STATUSDB_WEBHOOK_TIMEOUT must be a number of seconds") from None
     return WebhookDeliverer(
         service_key_from_env(env),
         allow=AllowList.of(allow),
-        timeout=float(env.get("STATUSDB_WEBHOOK_TIMEOUT", DEFAULT_TIMEOUT)),
+        timeout=timeout,
         previous_keys=[previous.encode()] if previous else [],
+        verify=ssl.create_default_context(cafile=ca_file) if ca_file else True,
     )
 
 
