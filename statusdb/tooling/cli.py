@@ -28,7 +28,7 @@ from yoyo import read_migrations
 
 from statusdb.db import queries, resources
 from statusdb.infra import migrations
-from statusdb.tooling import doctor_cmd, localpg, scheduler_cmd
+from statusdb.tooling import doctor_cmd, localpg, scheduler_cmd, worker_cmd
 
 LOCAL_DBNAME = "statusdb"
 PROG = "statusdb"
@@ -136,6 +136,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     scheduler_cmd.add_parser(sub, common)
     doctor_cmd.add_parser(sub, common)
+    worker_cmd.register(sub, common)
     sub.add_parser("start", parents=[common], help="start the local cluster (create it if new)")
     sub.add_parser("stop", parents=[common], help="stop the local cluster")
     sub.add_parser("dsn", parents=[common], help="print the database's connection string")
@@ -433,7 +434,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the `statusdb` command; return its exit status."""
     args = _parser().parse_args(argv)
     try:
-        _COMMANDS[args.command](args)
+        handler = getattr(args, "handler", None) or _COMMANDS[args.command]
+        handler(args)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -700,7 +700,10 @@ def deliver_one(
 Deliver = Callable[[Notification, Recipient, str], "Awaitable[None] | None"]
 #: A batch deliverer: `deliver_batch(notification, [(recipient, delivery_key), ...])` returns
 #: one outcome per recipient, in order: None (delivered) or the exception that delivery failed
-#: with. A shorter list means the rest were not attempted. Sync, or for `aprocess_all` async.
+#: with. A shorter list means the rest were not attempted: with bookkeeping, the outcomes
+#: given are recorded and the claim released, so that the next claim resumes after them;
+#: without, the rest are recorded as failed deliveries for `deliveries.retry`.
+#: Sync, or for `aprocess_all` async.
 DeliverBatch = Callable[
     [Notification, Sequence[tuple[Recipient, str]]],
     "Sequence[BaseException | None] | Awaitable[Sequence[BaseException | None]]",
@@ -754,7 +757,7 @@ def _round(
     state.pending = list(work)
     renew_every = lease.total_seconds() / 3
     last_renewal = time.monotonic()
-    notified = deliveries = lost = failed = 0
+    notified = deliveries = lost = failed = released = 0
     # deliveries imports this module. Without bookkeeping it records the failed deliveries only.
     from statusdb.workers import deliveries as books
 
@@ -769,6 +772,7 @@ def _round(
             resume = yield ("started", claimed.key)
         handle = yield ("open", claimed, resume, batch_size)
         held = True
+        stopped = False
         key = claimed.key
         while True:
             rows: list[tuple[Any, ...]] = yield ("fetch", handle)
@@ -779,30 +783,37 @@ def _round(
             if unsubscribe_keys:
                 pairs = [(with_unsubscribe_token(r, key, unsubscribe_keys), k) for r, k in pairs]
             outcomes = yield ("deliver", notification, pairs)
-            if len(outcomes) < len(pairs):  # a batch deliverer that stopped: retry the rest
-                outcomes = [*outcomes, *[_NotAttempted()] * (len(pairs) - len(outcomes))]
             if bookkeeping:
+                # A shorter list: the deliverer stopped (a worker's shutdown). The outcomes
+                # given are recorded and the claim released: the next claim resumes after them.
+                stopped = len(outcomes) < len(pairs)
                 attempts = [
                     books.attempt_for(claimed.key, notification, r, outcome)
-                    for (r, _), outcome in zip(pairs, outcomes, strict=True)
+                    for (r, _), outcome in zip(pairs, outcomes, strict=False)
                 ]
                 deliveries += len(attempts)
-            elif outcomes.count(None) == len(outcomes):
-                attempts = []
-                deliveries += len(pairs)
+                if stopped:
+                    yield ("call", books.record_many, {"attempts": attempts})
+                    break
             else:
-                # Issue 27.5: the others of the fan-out go on, and only the failed deliveries
-                # are tried again (deliveries.retry): recorded as bookkeeping would, in the
-                # completion's transaction; successes are not recorded.
-                attempts = [
-                    books.attempt_for(claimed.key, notification, r, outcome)
-                    for (r, _), outcome in zip(pairs, outcomes, strict=True)
-                    if outcome is not None
-                ]
-                deliveries += len(pairs) - len(attempts)
-                failed += len(attempts)
-                if state.failure is None and attempts:
-                    state.failure = next(o for o in outcomes if o is not None)
+                if len(outcomes) < len(pairs):  # a batch deliverer that stopped: retry the rest
+                    outcomes = [*outcomes, *[_NotAttempted()] * (len(pairs) - len(outcomes))]
+                if outcomes.count(None) == len(outcomes):
+                    attempts = []
+                    deliveries += len(pairs)
+                else:
+                    # Issue 27.5: the others of the fan-out go on, and only the failed
+                    # deliveries are tried again (deliveries.retry): recorded as bookkeeping
+                    # would, in the completion's transaction; successes are not recorded.
+                    attempts = [
+                        books.attempt_for(claimed.key, notification, r, outcome)
+                        for (r, _), outcome in zip(pairs, outcomes, strict=True)
+                        if outcome is not None
+                    ]
+                    deliveries += len(pairs) - len(attempts)
+                    failed += len(attempts)
+                    if state.failure is None and attempts:
+                        state.failure = next(o for o in outcomes if o is not None)
             if attempts:
                 yield ("call", books.record_many, {"attempts": attempts})
             if time.monotonic() - last_renewal >= renew_every:
@@ -827,6 +838,16 @@ def _round(
         if not held:
             yield ("rollback",)
             continue
+        if stopped:  # keep what was delivered; the next claim resumes after it
+            yield ("commit",)
+            state.pending.remove(claimed)
+            if isinstance(claimed, ClaimedEvent):
+                yield ("call", release_event, {"claimed": claimed, "worker_id": worker_id})
+            else:
+                yield ("call", release, {"claimed": claimed, "worker_id": worker_id})
+            yield ("commit",)
+            released += 1
+            continue
         if isinstance(claimed, ClaimedEvent):
             done = yield ("call", complete_event, {"claimed": claimed, "worker_id": worker_id})
         else:
@@ -837,7 +858,7 @@ def _round(
         else:
             lost += 1
         yield ("commit",)
-    return ProcessReport(len(work), notified, deliveries, lost, 0, failed)
+    return ProcessReport(len(work), notified, deliveries, lost, released, failed)
 
 
 def _check(
