@@ -828,7 +828,7 @@ def translate_connect(exc: psycopg.Error, what: str = "") -> StatusdbError:
 # -- a database without statusdb's schema ----------------------------------------------------
 
 # Identifiers are never translated, so this holds whatever language the server speaks in.
-_STATUSDB_FUNCTION: Final = re.compile(r"\bstatusdb_[a-z_]+\b")
+_STATUSDB_FUNCTION: Final = re.compile(r"\bstatusdb_[a-z0-9_]+\b")  # versioned names: _v2
 
 
 class NotMigrated(StatusdbError):

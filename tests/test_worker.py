@@ -538,7 +538,15 @@ def test_in_process_without_bookkeeping_a_failure_fails_once(
     caplog.set_level(logging.INFO, logger="statusdb.worker")
     worker = runner.Worker(_config(dsn, broken, bookkeeping=False))
     assert asyncio.run(worker.run()) == 1
-    assert pending(dsn) == 1  # released for the next run
+    # Issue 27.5: the claim completes and only the failed deliveries are left, recorded for
+    # deliveries.retry (not the whole event released to be sent to everyone again).
+    assert pending(dsn) == 0
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM delivery_attempt WHERE outcome = 'FAILED_TEMPORARY'"
+        ).fetchone()
+    assert row is not None
+    assert row[0] == len(due)
     failed = [r for r in caplog.records if getattr(r, "event", None) == "delivery.failed"]
     assert sorted(r.fields["key"] for r in failed) == sorted(due)  # type: ignore[attr-defined]
     assert "hooks.example.com" not in caplog.text
