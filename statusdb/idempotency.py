@@ -89,7 +89,9 @@ class _Claimed:
 
 @attrs.frozen
 class _Claim:
-    request_digest: bytes
+    # Whether the key was claimed for the same request (compared in SQL: the request's digest
+    # never comes back to Python, like every stored digest).
+    same_request: bool
     result_id: str | None
 
 
@@ -123,13 +125,15 @@ def guarded(
         "idempotency_claim", {**where, "request_digest": wanted}, class_row(_Claimed)
     )
     if claimed is None:
-        found = yield from optional("idempotency_lookup", where, class_row(_Claim))
+        found = yield from optional(
+            "idempotency_lookup", {**where, "request_digest": wanted}, class_row(_Claim)
+        )
         if found is None:
             if status_page_id is None:
                 # No such status incident: the write says so (NotFound).
                 return (yield from write())
             raise Conflict(f"idempotency key {idempotency_key!r} is taken on this page")
-        if bytes(found.request_digest) != wanted:
+        if not found.same_request:
             raise Conflict(
                 f"idempotency key {idempotency_key!r} was used for a different {scope} request: "
                 "a key names one request; make a new key for a new request"

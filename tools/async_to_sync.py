@@ -83,7 +83,6 @@ RENAMES: Final = {
     "_run_step_async": "_run_step_sync",
     "run_async": "run_sync",
     # statusdb.db.streams
-    "stream_async": "stream_sync",
     "batches_async": "batches_sync",
 }
 #: Phrases of docstrings said otherwise in the sync twin.

@@ -398,7 +398,7 @@ def dispatch(
     """The one sync/async switch: `sync(conn)` for a Connection, `async_(conn)` for an async one.
 
     Operations go through it, and so do the edges that are not operations but take either kind
-    of connection (`streams.stream`, `outbox.recipients`, `tenancy.set_team`): what `async_`
+    of connection (`outbox.recipients`, `tenancy.set_team`): what `async_`
     returns (a coroutine, an async iterator) is what the caller awaits or iterates. Anything
     else than a psycopg connection is refused with `NotAConnection`, naming `what`.
     """

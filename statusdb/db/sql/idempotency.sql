@@ -10,8 +10,8 @@ ON CONFLICT ON CONSTRAINT idempotency_key_pkey DO NOTHING
 RETURNING true AS claimed;
 
 -- name: idempotency_lookup
--- The claim of an idempotency key taken earlier: the digest of its request and the id of the row its write made.
-SELECT k.request_digest, k.result_id
+-- The claim of an idempotency key taken earlier: whether it was for this request (its digest) and the id of the row its write made.
+SELECT k.request_digest = %(request_digest)s AS same_request, k.result_id
 FROM idempotency_key k
 WHERE k.scope = %(scope)s
   AND k.key = %(key)s
