@@ -62,8 +62,9 @@ LEASE = dt.timedelta(seconds=3)
 HOLD_DOWN = dt.timedelta(seconds=1)
 #: Writers must commit again within this many seconds of the promotion (measured: 0.02-0.31 s
 #: through the Router, whose pools try again at most `reconnect_delay`, 0.5 s, apart;
-#: bench/README.md): the bound leaves room for a loaded machine.
-RESUME_BOUND = 3.0
+#: bench/README.md): the bound leaves room for a loaded machine (`make test` runs this module
+#: beside the rest of the suite).
+RESUME_BOUND = 5.0
 #: How long the primary holds its commits before it is killed (the writers' commits in flight).
 HOLD = 0.5
 #: How long the writers keep going after they resumed.
