@@ -60,7 +60,7 @@ RETRY_FOR = 60.0
 LEASE = dt.timedelta(seconds=3)
 #: Changes of one component within this window are claimed (and coalesced) together.
 HOLD_DOWN = dt.timedelta(seconds=1)
-#: Writers must commit again within this many seconds of the promotion (measured: 0.02-0.31 s
+#: Writers must commit again within this many seconds of the promotion (measured: 0.02-0.33 s
 #: through the Router, whose pools try again at most `reconnect_delay`, 0.5 s, apart;
 #: bench/README.md): the bound leaves room for a loaded machine (`make test` runs this module
 #: beside the rest of the suite).
