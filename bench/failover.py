@@ -70,7 +70,7 @@ def _router_writer(router: Router, component_id: str) -> Callable[[], bool]:
         status = next(cycle)
         try:
             router.write(lambda c: components.set_status(c, component_id, status))
-        except Exception:  # Retryable (or, before issue 22 is fixed, raw errors)
+        except Exception:  # Retryable: Unavailable, CommitOutcomeUnknown (the test checks kinds)
             return False
         return True
 
