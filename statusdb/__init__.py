@@ -39,6 +39,7 @@ from statusdb import (
     subscribers,
     teams,
     tenancy,
+    translations,
     uptime,
     views,
 )
@@ -93,6 +94,7 @@ __all__ = [
     "subscribers",
     "teams",
     "tenancy",
+    "translations",
     "types",
     "uptime",
     "views",

@@ -15,6 +15,7 @@ import attrs
 from psycopg.rows import class_row, tuple_row
 from psycopg.types.json import Jsonb
 
+from statusdb import translations
 from statusdb.db.executor import Op, execute, many, one, operation, optional
 from statusdb.domain import tokens, validate
 from statusdb.errors import InvalidInput, NotFound
@@ -254,3 +255,7 @@ def delete(page_id: str) -> Op[None]:
     count = yield from execute("page_delete", {"id": validate.identifier("page_id", page_id)})
     if count == 0:
         raise NotFound(f"no status page with id {page_id!r}")
+
+
+#: Set the locale the page's own texts are written in (migration 0037; see `translations`).
+set_default_locale = translations.set_default_locale

@@ -39,6 +39,7 @@ from typing import Any, Final, NamedTuple
 import attrs
 from psycopg.rows import class_row, kwargs_row, tuple_row
 
+from statusdb import translations
 from statusdb.db.executor import Op, copy_in, execute, many, one, operation, optional
 from statusdb.domain import destinations, tokens, validate
 from statusdb.domain.types import (
@@ -506,3 +507,7 @@ def import_subscribers(
             )
     refused.sort(key=lambda refusal: refusal.row_number)
     return ImportReport(accepted, refused)
+
+
+#: Set the locale a subscriber reads notifications in (migration 0037; None: the page's default).
+set_locale = translations.set_subscriber_locale

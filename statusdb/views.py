@@ -145,6 +145,10 @@ class PageView:
     version: int
     fresh_until: dt.datetime | None
     groups: tuple[GroupView, ...] = ()
+    #: The locale of the texts shown (migration 0037): the one `page_view(..., locale=)`
+    #: matched (the tag or its language), else the page's `default_locale`; None from a read
+    #: that does not negotiate (page_view_at, decode_page_bytes of a PageBytes without one).
+    locale: str | None = None
 
 
 @attrs.frozen
@@ -347,6 +351,7 @@ def _decode(
     version: int,
     fresh_until: dt.datetime | None,
     groups: Any,
+    locale: str | None = None,
 ) -> PageView:
     component_views = _components(components)
     statuses = [c.current_status for c in component_views]
@@ -367,6 +372,7 @@ def _decode(
         version,
         fresh_until,
         _groups(groups, component_views),
+        locale,
     )
 
 
@@ -400,6 +406,7 @@ def _page_view(
     maintenance_horizon: dt.timedelta = dt.timedelta(days=7),
     maintenance_limit: int = 20,
     if_version: int | None = None,
+    locale: str | None = None,
 ) -> Op[PageView | NotModified | None]:
     """The page `slug` as its readers see it, or None when there is no such page for them.
 
@@ -407,6 +414,8 @@ def _page_view(
     `maintenance_horizon` (recurring windows by their next occurrence). `if_version`: the
     version the caller already has (a `PageView.version` of the same horizon and limit);
     `NotModified` if it is still the current one, without sending or decoding the body.
+    `locale` (a BCP 47 tag, migration 0037): the texts in that tag, else its language, else
+    the page's own; `PageView.locale` says which. A translation written moves the version.
     """
     if if_version is not None and (
         isinstance(if_version, bool) or not isinstance(if_version, int) or if_version >= 2**63
@@ -416,7 +425,8 @@ def _page_view(
     if params is None:
         return None
     params["if_version"] = if_version
-    return (yield from optional("page_view_by_slug", params, _row))
+    params["locale"] = None if locale is None else validate.locale("locale", locale)
+    return (yield from optional("page_view_by_slug_v2", params, _row))
 
 
 class _PageViewOperation(Operation[..., "PageView | NotModified | None"]):
@@ -433,6 +443,7 @@ class _PageViewOperation(Operation[..., "PageView | NotModified | None"]):
         maintenance_horizon: dt.timedelta = ...,
         maintenance_limit: int = 20,
         if_version: None = None,
+        locale: str | None = None,
     ) -> Coroutine[Any, Any, PageView | None]: ...
 
     @overload
@@ -446,6 +457,7 @@ class _PageViewOperation(Operation[..., "PageView | NotModified | None"]):
         maintenance_horizon: dt.timedelta = ...,
         maintenance_limit: int = 20,
         if_version: int | None,
+        locale: str | None = None,
     ) -> Coroutine[Any, Any, PageView | NotModified | None]: ...
 
     @overload
@@ -459,6 +471,7 @@ class _PageViewOperation(Operation[..., "PageView | NotModified | None"]):
         maintenance_horizon: dt.timedelta = ...,
         maintenance_limit: int = 20,
         if_version: None = None,
+        locale: str | None = None,
     ) -> PageView | None: ...
 
     @overload
@@ -472,6 +485,7 @@ class _PageViewOperation(Operation[..., "PageView | NotModified | None"]):
         maintenance_horizon: dt.timedelta = ...,
         maintenance_limit: int = 20,
         if_version: int | None,
+        locale: str | None = None,
     ) -> PageView | NotModified | None: ...
 
     def __call__(self, conn: Any, /, *args: Any, **kwargs: Any) -> Any:
@@ -582,6 +596,9 @@ class PageBytes:
     body: bytes
     version: int
     fresh_until: dt.datetime | None
+    #: The locale of the texts (migration 0037) when the read asked for one (`locale=`), as
+    #: `PageView.locale`; None for a read without `locale` (the page's own texts).
+    locale: str | None = None
 
     @property
     def version_text(self) -> str:
@@ -599,6 +616,7 @@ class _TextAsBytes(Loader):
 
 
 _BYTES_QUERY: Final = queries.get("page_view_bytes").sql
+_BYTES_QUERY_V2: Final = queries.get("page_view_bytes_v2").sql
 _READER_ATTRIBUTE: Final = "_statusdb_page_bytes_reader"
 _WEEK: Final = dt.timedelta(days=7)
 _ZERO: Final = dt.timedelta(0)
@@ -674,10 +692,19 @@ def _bytes_params(
 def _bytes_answer(row: tuple[Any, ...] | None) -> PageBytes | NotModified | None:
     if row is None:
         return None
+    if len(row) == 4:  # page_view_bytes_v2: with the locale used
+        version, fresh_until, body, locale = row
+        if body is None:
+            return NotModified(version, fresh_until)
+        return PageBytes(body, version, fresh_until, locale.decode())
     version, fresh_until, body = row
     if body is None:
         return NotModified(version, fresh_until)
     return PageBytes(body, version, fresh_until)
+
+
+def _query(params: dict[str, Any]) -> str:
+    return _BYTES_QUERY if "locale" not in params else _BYTES_QUERY_V2
 
 
 def _read_sync(conn: psycopg.Connection[Any], params: dict[str, Any]) -> Any:
@@ -686,7 +713,7 @@ def _read_sync(conn: psycopg.Connection[Any], params: dict[str, Any]) -> Any:
         try:
             with reader.lock:
                 cur = reader.cursor
-                cur.execute(_BYTES_QUERY, params, binary=True)
+                cur.execute(_query(params), params, binary=True)
                 return _bytes_answer(cur.fetchone())
         except psycopg.Error as exc:
             error = translate(exc)
@@ -702,7 +729,7 @@ async def _read_async(conn: psycopg.AsyncConnection[Any], params: dict[str, Any]
         try:
             async with reader.lock:
                 cur = reader.cursor
-                await cur.execute(_BYTES_QUERY, params, binary=True)
+                await cur.execute(_query(params), params, binary=True)
                 return _bytes_answer(await cur.fetchone())
         except psycopg.Error as exc:
             error = translate(exc)
@@ -732,6 +759,7 @@ def page_view_bytes(
     if_version: int | None = None,
     maintenance_horizon: dt.timedelta = ...,
     maintenance_limit: int = 20,
+    locale: str | None = None,
 ) -> Coroutine[Any, Any, PageBytes | NotModified | None]: ...
 
 
@@ -745,6 +773,7 @@ def page_view_bytes(
     if_version: int | None = None,
     maintenance_horizon: dt.timedelta = ...,
     maintenance_limit: int = 20,
+    locale: str | None = None,
 ) -> PageBytes | NotModified | None: ...
 
 
@@ -757,6 +786,7 @@ def page_view_bytes(
     if_version: int | None = None,
     maintenance_horizon: dt.timedelta = _WEEK,
     maintenance_limit: int = 20,
+    locale: str | None = None,
 ) -> Any:
     """The page `slug` as the bytes of one JSON document (`PageBytes`), or None.
 
@@ -765,8 +795,12 @@ def page_view_bytes(
     (answered from the index lookup alone, migration 0028). For a sync connection the answer,
     for an async one a coroutine. One statement on a cursor reused per connection (safe to
     share the connection between threads or tasks: calls on one connection take turns).
+    `locale` as `page_view`'s (migration 0037): `PageBytes.locale` says which was used; without
+    it, the 0028 read as it was.
     """
     params = _bytes_params(slug, token, if_version, maintenance_horizon, maintenance_limit)
+    if params is not None and locale is not None:
+        params["locale"] = validate.locale("locale", locale)
     if isinstance(conn, psycopg.Connection):
         return None if params is None else _read_sync(conn, params)
     if isinstance(conn, psycopg.AsyncConnection):
@@ -782,7 +816,9 @@ def decode_page_bytes(answer: PageBytes) -> PageView:
     """The `PageView` a `PageBytes` shows (what `page_view` returns for the same read)."""
     document = _loads(answer.body)
     document["updated_at"] = _fromisoformat(document["updated_at"])
-    return _decode(**document, version=answer.version, fresh_until=answer.fresh_until)
+    return _decode(
+        **document, version=answer.version, fresh_until=answer.fresh_until, locale=answer.locale
+    )
 
 
 # -- a per-process cache of decoded views -------------------------------------------------------

@@ -186,6 +186,8 @@ class IncidentNotification:
     message: str | None
     at: dt.datetime
     components: tuple[AffectedComponent, ...]
+    #: The locale of the texts (migration 0037): set by `outbox.localize`; None: as written.
+    locale: str | None = None
 
 
 @attrs.frozen
@@ -214,6 +216,8 @@ class MaintenanceNotification:
     components: tuple[AffectedComponent, ...]
     previous_start_time: dt.datetime | None = None
     previous_end_time: dt.datetime | None = None
+    #: The locale of the texts (migration 0037): set by `outbox.localize`; None: as written.
+    locale: str | None = None
 
 
 #: Everything `outbox.process_all` hands to its `deliver` callback.

@@ -33,3 +33,18 @@ FROM statusdb_page_view_at(%(slug)s::text, %(token_hash)s::bytea, %(at)s::timest
 SELECT version, fresh_until, body
 FROM statusdb_page_view_bytes(%(slug)s::text, %(token_hash)s::bytea, %(horizon)s::interval,
                               %(maintenance_limit)s::integer, %(if_version)s::bigint);
+
+-- name: page_view_by_slug_v2
+-- page_view_by_slug in a locale (statusdb_page_view_v2, 0037): texts translated by the chain tag, language, own text; locale = the locale used.
+SELECT id, name, description, slug, is_public, updated_at, components, incidents, maintenance,
+       version, fresh_until, not_modified, groups, locale
+FROM statusdb_page_view_v2(%(slug)s::text, %(token_hash)s::bytea, %(horizon)s::interval,
+                           %(maintenance_limit)s::integer, %(if_version)s::bigint,
+                           %(locale)s::text);
+
+-- name: page_view_bytes_v2
+-- page_view_bytes in a locale (statusdb_page_view_bytes_v2, 0037): version, fresh_until, body, locale used.
+SELECT version, fresh_until, body, locale
+FROM statusdb_page_view_bytes_v2(%(slug)s::text, %(token_hash)s::bytea, %(horizon)s::interval,
+                                 %(maintenance_limit)s::integer, %(if_version)s::bigint,
+                                 %(locale)s::text);
