@@ -18,6 +18,7 @@ from typing import Final, Literal, get_args
 import attrs
 from psycopg.rows import class_row, tuple_row
 
+from statusdb import status_incidents
 from statusdb.db.executor import Op, many, one, operation, optional
 from statusdb.domain import validate
 from statusdb.errors import InvalidInput, NotFound
@@ -36,10 +37,10 @@ FIELDS: Final[dict[EntityKind, tuple[str, ...]]] = {
 }
 #: Longest text of each field: the source column's bound (translation_text_length_check).
 TEXT_MAX: Final[dict[str, int]] = {
-    "name": 200,
-    "title": 500,
-    "description": 10_000,
-    "message": 10_000,
+    "name": validate.NAME_MAX,
+    "title": status_incidents.TITLE_MAX,
+    "description": validate.DESCRIPTION_MAX,
+    "message": status_incidents.MESSAGE_MAX,
 }
 #: Most locales one page has translations in (translation_locales_per_page_check).
 MAX_LOCALES_PER_PAGE: Final = 20

@@ -703,7 +703,7 @@ def _bytes_answer(row: tuple[Any, ...] | None) -> PageBytes | NotModified | None
     return PageBytes(body, version, fresh_until)
 
 
-def _query(params: dict[str, Any]) -> str:
+def _query(params: dict[str, Any]) -> bytes:
     return _BYTES_QUERY if "locale" not in params else _BYTES_QUERY_V2
 
 

@@ -23,6 +23,7 @@ from statusdb import (
     views,
 )
 from statusdb.domain import validate
+from statusdb.domain.types import IncidentNotification
 from statusdb.errors import InvalidInput, NotFound
 from statusdb.formats import feeds
 from statusdb.pages import NewComponent
@@ -379,14 +380,17 @@ def test_notification_in_the_subscribers_locale(conn: Conn) -> None:
     claimed = [e for e in everything if e.subject_id == ids["incident"]]
     by_kind = {e.kind: e.notification for e in claimed}
     created, updated = by_kind["incident_created"], by_kind["incident_updated"]
-    assert isinstance(updated, outbox.IncidentNotification)
+    assert isinstance(updated, IncidentNotification)
     german = outbox.localize(conn, updated, "de-DE")
+    assert isinstance(german, IncidentNotification)
     assert german.locale == "de"
     assert german.title == "Langsame API"
     assert german.message == "Gefunden"
     assert german.page_name == "Zustand"
     assert [c.name for c in german.components] == ["Schnittstelle"]
-    assert outbox.localize(conn, created, "de").message == "Looking"  # entry 1: not translated
+    first = outbox.localize(conn, created, "de")
+    assert isinstance(first, IncidentNotification)
+    assert first.message == "Looking"  # entry 1: not translated
     assert outbox.localize(conn, updated, None) is updated
     assert outbox.localize(conn, updated, "fr").locale == "en"
     window_event = next(e for e in everything if e.subject_id == ids["window"])

@@ -69,6 +69,13 @@ APP_FUNCTIONS = {
     # 0036: the feeds' read: feed_limit 1 to 200, a slug over 100 bytes finds nothing, each
     # incident's last 50 updates, each window's last 100 history versions.
     "statusdb_page_feed(text,bytea,integer)",
+    # 0037: the reads in a locale: the bounds of the functions they wrap, page_locale a tag of
+    # at most 35 characters; the overlay looks translations up per shown entity
+    # (translation_pkey). A notification event's texts: one event, its timeline (500 entries).
+    "statusdb_page_view_v2(text,bytea,interval,integer,bigint,text)",
+    "statusdb_page_view_bytes_v2(text,bytea,interval,integer,bigint,text)",
+    "statusdb_page_feed_v2(text,bytea,integer,text)",
+    "statusdb_event_texts(text,text)",
 }
 PUBLIC_FUNCTIONS = {
     "statusdb_new_id()",
@@ -83,6 +90,9 @@ READER_FUNCTIONS = PUBLIC_FUNCTIONS | {
     "statusdb_page_view_at(text,bytea,timestamp with time zone,interval,integer)",
     "statusdb_page_view_bytes(text,bytea,interval,integer,bigint)",
     "statusdb_page_feed(text,bytea,integer)",
+    "statusdb_page_view_v2(text,bytea,interval,integer,bigint,text)",
+    "statusdb_page_view_bytes_v2(text,bytea,interval,integer,bigint,text)",
+    "statusdb_page_feed_v2(text,bytea,integer,text)",
 }
 
 

@@ -362,3 +362,20 @@ def test_rollback_of_0025_does_not_silently_drop_postmortem_deletion_records(
     assert "--allow-data-loss" in str(refused.value)
     rolled = _rollback_down_to(empty_dsn, "0025_history_bounds", allow_data_loss=True)
     assert rolled == ["0025_history_bounds"]
+
+
+def test_rollback_of_0037_does_not_silently_drop_translations(migrated_dsn: str) -> None:
+    """Rolling 0037 back drops the translations, the pages' default locales and the
+    subscribers' locales: pages and notifications would fall back to the source texts."""
+    from statusdb import translations
+
+    with psycopg.connect(migrated_dsn) as c:
+        team = teams.create(c, name="T")
+        page = pages.create(c, team_id=team.id, name="P", slug="p", created_by_id="u").page
+        translations.set(c, page.id, "de", entity="page", entity_id=page.id, field="name", text="S")
+    with pytest.raises(migrations.MigrationError, match="1 translations") as refused:
+        _rollback_down_to(migrated_dsn, "0037_translations")
+    assert "could not roll back migration 0037_translations" in str(refused.value)
+    assert _rollback_down_to(migrated_dsn, "0037_translations", allow_data_loss=True)[-1] == (
+        "0037_translations"
+    )
