@@ -136,6 +136,26 @@ COMMENT ON COLUMN translation.status_page_id IS
     'The page of the translated entity; set by translation_set_page from the entity.';
 COMMENT ON COLUMN translation.update_number IS
     'incident_update: the number of the timeline entry (1 = the first); 0 otherwise.';
+COMMENT ON COLUMN translation.locale IS
+    'The BCP 47 tag (canonical case: de, de-CH, zh-Hant-TW, es-419) of the translation.';
+COMMENT ON COLUMN translation.entity_kind IS
+    'What is translated: page, component, group, incident, incident_update or maintenance.';
+COMMENT ON COLUMN translation.entity_id IS
+    'The translated row''s id (the page''s for page; the status incident''s for '
+    'incident_update).';
+COMMENT ON COLUMN translation.field IS
+    'The translated column: name, description (page, component, group), title, message '
+    '(incident), message (incident_update), title, description (maintenance).';
+COMMENT ON COLUMN translation.created_at IS 'When the translation was first written.';
+COMMENT ON COLUMN translation.updated_at IS 'When its text last changed.';
+COMMENT ON COLUMN translation.component_id IS
+    'Generated: entity_id for a component (its FK deletes the translation with it).';
+COMMENT ON COLUMN translation.group_id IS
+    'Generated: entity_id for a group (its FK deletes the translation with it).';
+COMMENT ON COLUMN translation.status_incident_id IS
+    'Generated: entity_id for an incident or incident_update (FK ON DELETE CASCADE).';
+COMMENT ON COLUMN translation.maintenance_window_id IS
+    'Generated: entity_id for a maintenance window (FK ON DELETE CASCADE).';
 COMMENT ON COLUMN translation.text IS
     'The translated text; bounded as the source field (names 200, titles 500, else 10000).';
 

@@ -6885,16 +6885,76 @@ COMMENT ON TABLE public.translation IS 'Translations of the texts a page shows (
 COMMENT ON COLUMN public.translation.status_page_id IS 'The page of the translated entity; set by translation_set_page from the entity.';
 
 --
+-- Name: COLUMN translation.locale; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.translation.locale IS 'The BCP 47 tag (canonical case: de, de-CH, zh-Hant-TW, es-419) of the translation.';
+
+--
+-- Name: COLUMN translation.entity_kind; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.translation.entity_kind IS 'What is translated: page, component, group, incident, incident_update or maintenance.';
+
+--
+-- Name: COLUMN translation.entity_id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.translation.entity_id IS 'The translated row''s id (the page''s for page; the status incident''s for incident_update).';
+
+--
 -- Name: COLUMN translation.update_number; Type: COMMENT; Schema: public
 --
 
 COMMENT ON COLUMN public.translation.update_number IS 'incident_update: the number of the timeline entry (1 = the first); 0 otherwise.';
 
 --
+-- Name: COLUMN translation.field; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.translation.field IS 'The translated column: name, description (page, component, group), title, message (incident), message (incident_update), title, description (maintenance).';
+
+--
 -- Name: COLUMN translation.text; Type: COMMENT; Schema: public
 --
 
 COMMENT ON COLUMN public.translation.text IS 'The translated text; bounded as the source field (names 200, titles 500, else 10000).';
+
+--
+-- Name: COLUMN translation.created_at; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.translation.created_at IS 'When the translation was first written.';
+
+--
+-- Name: COLUMN translation.updated_at; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.translation.updated_at IS 'When its text last changed.';
+
+--
+-- Name: COLUMN translation.component_id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.translation.component_id IS 'Generated: entity_id for a component (its FK deletes the translation with it).';
+
+--
+-- Name: COLUMN translation.group_id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.translation.group_id IS 'Generated: entity_id for a group (its FK deletes the translation with it).';
+
+--
+-- Name: COLUMN translation.status_incident_id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.translation.status_incident_id IS 'Generated: entity_id for an incident or incident_update (FK ON DELETE CASCADE).';
+
+--
+-- Name: COLUMN translation.maintenance_window_id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.translation.maintenance_window_id IS 'Generated: entity_id for a maintenance window (FK ON DELETE CASCADE).';
 
 --
 -- Name: component_group component_group_id_status_page_id_key; Type: CONSTRAINT; Schema: public

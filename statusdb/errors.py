@@ -524,6 +524,7 @@ _ID_IMMUTABLE: Final = "_id_immutable"
 #: (<table>_<column>_range_check) and text sizes (<table>_<column>_length_check).
 _RANGE_CHECKED: Final[dict[str, tuple[str, ...]]] = {
     "team": ("created_at", "updated_at"),
+    "translation": ("created_at", "updated_at"),
     "incident": ("created_at", "updated_at", "resolved_at"),
     "status_page": ("created_at", "updated_at"),
     "status_page_component": ("created_at", "updated_at", "status_updated_at"),

@@ -257,5 +257,8 @@ def delete(page_id: str) -> Op[None]:
         raise NotFound(f"no status page with id {page_id!r}")
 
 
-#: Set the locale the page's own texts are written in (migration 0037; see `translations`).
-set_default_locale = translations.set_default_locale
+@operation(retry=True)
+def set_default_locale(page_id: str, locale: str) -> Op[str]:
+    """Set the locale (a BCP 47 tag) the page's own texts are written in (migration 0037; see
+    `statusdb.translations`); the stored, canonical tag."""
+    return (yield from translations.set_default_locale.body(page_id, locale))

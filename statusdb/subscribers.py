@@ -509,5 +509,8 @@ def import_subscribers(
     return ImportReport(accepted, refused)
 
 
-#: Set the locale a subscriber reads notifications in (migration 0037; None: the page's default).
-set_locale = translations.set_subscriber_locale
+@operation(retry=True)
+def set_locale(subscriber_id: str, locale: str | None) -> Op[str | None]:
+    """Set the locale (a BCP 47 tag) a subscriber reads notifications in (migration 0037;
+    None: the page's default); the stored, canonical tag."""
+    return (yield from translations.set_subscriber_locale.body(subscriber_id, locale))

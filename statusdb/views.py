@@ -145,9 +145,9 @@ class PageView:
     version: int
     fresh_until: dt.datetime | None
     groups: tuple[GroupView, ...] = ()
-    #: The locale of the texts shown (migration 0037): the one `page_view(..., locale=)`
-    #: matched (the tag or its language), else the page's `default_locale`; None from a read
-    #: that does not negotiate (page_view_at, decode_page_bytes of a PageBytes without one).
+    #: The locale of the texts shown (migration 0037) when the read asked for one
+    #: (`page_view(..., locale=)`): the tag or its language that matched, else the page's
+    #: `default_locale`. None for a read without `locale` (the page's own texts, as before).
     locale: str | None = None
 
 
@@ -425,7 +425,9 @@ def _page_view(
     if params is None:
         return None
     params["if_version"] = if_version
-    params["locale"] = None if locale is None else validate.locale("locale", locale)
+    if locale is None:  # the page's own texts: the 0017 read as it was (locale None)
+        return (yield from optional("page_view_by_slug", params, _row))
+    params["locale"] = validate.locale("locale", locale)
     return (yield from optional("page_view_by_slug_v2", params, _row))
 
 
