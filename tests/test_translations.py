@@ -8,6 +8,7 @@ import json
 import uuid
 
 import feedparser
+import icalendar
 import psycopg
 import pytest
 from factories import new_page
@@ -25,7 +26,7 @@ from statusdb import (
 from statusdb.domain import validate
 from statusdb.domain.types import IncidentNotification
 from statusdb.errors import InvalidInput, NotFound
-from statusdb.formats import feeds
+from statusdb.formats import feeds, ical
 from statusdb.pages import NewComponent
 from statusdb.workers import outbox
 
@@ -359,6 +360,9 @@ def test_feeds_in_a_locale_parse_with_the_translated_text(conn: Conn) -> None:
     assert not rss.bozo
     assert rss.feed.title == "Zustand"
     assert rss.feed.language == "de"
+    calendar = icalendar.Calendar.from_ical(ical.calendar(conn, page.slug, locale="de").body)
+    summaries = [str(e["SUMMARY"]) for e in calendar.walk("VEVENT")]
+    assert any("Aktualisierung" in text for text in summaries)
     plain = feedparser.parse(feeds.atom(conn, page.slug).body)
     assert plain.feed.title == "Status"
 
