@@ -184,24 +184,24 @@ GRANT INSERT (locale, entity_kind, entity_id, update_number, field, text, create
     ON TABLE translation TO statusdb_app;
 
 -- The page of the entity, whatever the client wrote (rule 6: on INSERT and on UPDATE of the
--- key). An entity that does not exist is refused like a foreign key.
+-- key). An entity that does not exist is refused like a foreign key. SECURITY INVOKER: the
+-- entity is looked up with the writer's privileges and team scope, so another team's entity
+-- is refused exactly like an id that names nothing (no oracle of other teams' ids).
 CREATE FUNCTION statusdb_translation_set_page() RETURNS trigger
 LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = public, pg_temp
 AS $$
 DECLARE
     page text;
 BEGIN
     page := CASE NEW.entity_kind
-        WHEN 'page' THEN (SELECT p.id FROM status_page p WHERE p.id = NEW.entity_id)
-        WHEN 'component' THEN (SELECT c.status_page_id FROM status_page_component c
+        WHEN 'page' THEN (SELECT p.id FROM public.status_page p WHERE p.id = NEW.entity_id)
+        WHEN 'component' THEN (SELECT c.status_page_id FROM public.status_page_component c
                                WHERE c.id = NEW.entity_id)
-        WHEN 'group' THEN (SELECT g.status_page_id FROM component_group g
+        WHEN 'group' THEN (SELECT g.status_page_id FROM public.component_group g
                            WHERE g.id = NEW.entity_id)
-        WHEN 'maintenance' THEN (SELECT w.status_page_id FROM maintenance_window w
+        WHEN 'maintenance' THEN (SELECT w.status_page_id FROM public.maintenance_window w
                                  WHERE w.id = NEW.entity_id)
-        ELSE (SELECT i.status_page_id FROM status_incident i WHERE i.id = NEW.entity_id)
+        ELSE (SELECT i.status_page_id FROM public.status_incident i WHERE i.id = NEW.entity_id)
     END;
     IF page IS NULL THEN
         RAISE EXCEPTION 'no % with id % to translate', NEW.entity_kind, NEW.entity_id

@@ -462,7 +462,6 @@ def test_every_table_is_granted_and_every_definer_function_is_locked_down(conn: 
         "statusdb_page_feed",  # 0036: what the page's feeds show (reads row_history too)
         # 0037: translations: the page of the entity, the snapshot versions, the reads in a
         # locale and a notification's texts in one
-        "statusdb_translation_set_page",
         "statusdb_translation_snapshot",
         "statusdb_status_page_locale_snapshot",
         "statusdb_page_view_v2",

@@ -54,22 +54,31 @@ def _two_teams(conn: Conn) -> tuple[str, str, str, str, str]:
 
 def test_a_team_session_cannot_translate_another_teams_entity(conn: Conn, app: Conn) -> None:
     """Team A's session writes a translation of team B's component, by its id, straight into
-    the table: the trigger (running as the owner) finds the entity's page, team B's, and the
-    row-level policy refuses the row."""
-    a, _page_a, _page_b, api_b, _incident_b = _two_teams(conn)
-    tenancy.set_team(app, a)
-    with pytest.raises(pg_errors.InsufficientPrivilege):
-        app.execute(
-            "INSERT INTO translation (locale, entity_kind, entity_id, field, text)"
-            " VALUES ('de', 'component', %s, 'name', 'Kaputt')",
-            (api_b,),
-        )
-    app.rollback()
+    the table: the trigger looks the entity up with the session's own scope, so it is refused
+    as an id that names nothing (translation_entity_fkey), the same answer as for a made-up id:
+    neither the write nor the error tells team A that team B's id exists."""
+    a, _page_a, page_b, api_b, _incident_b = _two_teams(conn)
+    answers = []
+    for entity_id in (api_b, "no-such-component"):
+        tenancy.set_team(app, a)
+        with pytest.raises(pg_errors.ForeignKeyViolation) as refused:
+            app.execute(
+                "INSERT INTO translation (locale, entity_kind, entity_id, field, text)"
+                " VALUES ('de', 'component', %s, 'name', 'Kaputt')",
+                (entity_id,),
+            )
+        answers.append((refused.value.sqlstate, refused.value.diag.constraint_name))
+        app.rollback()
+    assert answers == [("23503", "translation_entity_fkey")] * 2
     tenancy.set_team(app, a)
     with pytest.raises(NotFound):  # through the API: not on a page it can see
         translations.set(
-            app, _page_b, "de", entity="component", entity_id=api_b, field="name", text="Kaputt"
+            app, page_b, "de", entity="component", entity_id=api_b, field="name", text="Kaputt"
         )
+    app.rollback()
+    assert conn.execute(
+        "SELECT count(*) FROM translation WHERE entity_id = %s", (api_b,)
+    ).fetchone() == (0,)
 
 
 def test_the_app_cannot_choose_the_page_of_a_translation(conn: Conn, app: Conn) -> None:
