@@ -63,8 +63,8 @@ import attrs
 import psycopg
 from psycopg.rows import class_row, tuple_row
 
-from statusdb.db.executor import Op, dispatch, execute, many, one, operation
-from statusdb.db.streams import DEFAULT_ITERSIZE, batches_async, batches_sync
+from statusdb.db.executor import Op, dispatch, execute, many, one, operation, optional
+from statusdb.db.streams import DEFAULT_ITERSIZE, batches_async, batches_sync, stream
 from statusdb.domain import unsubscribe_links, validate
 from statusdb.domain.types import (
     INCIDENT_EVENT_KINDS,
@@ -327,6 +327,45 @@ class ClaimedEvent:
             if previous is None
             else _utc_time(previous["end"]).astimezone(zone),
         )
+
+
+@operation(retry=True)
+def localize(
+    notification: IncidentNotification | MaintenanceNotification, locale: str | None
+) -> Op[IncidentNotification | MaintenanceNotification]:
+    """`notification` with its texts in `locale` (a subscriber's `locale`, migration 0033; a
+    BCP 47 tag): page name, title, message or description and component names translated as
+    `views.page_view(..., locale=)` translates them (the tag, its language, else the text as
+    written), `locale` set to the locale used. None: as written. One statement
+    (statusdb_event_texts); an event of another team, or gone, is returned as it is."""
+    if locale is None:
+        return notification
+    params = {
+        "event_id": validate.identifier("event_id", notification.event_id),
+        "locale": validate.locale("locale", locale),
+    }
+    row = yield from optional("event_texts", params, tuple_row)
+    if row is None:
+        return notification
+    used, page_name, title, message, description, components = row
+    shown = _components(components)
+    if isinstance(notification, IncidentNotification):
+        return attrs.evolve(
+            notification,
+            page_name=page_name,
+            title=title,
+            message=message,
+            components=shown,
+            locale=used,
+        )
+    return attrs.evolve(
+        notification,
+        page_name=page_name,
+        title=title,
+        description=description,
+        components=shown,
+        locale=used,
+    )
 
 
 def _duration(field: str, value: dt.timedelta, *, minimum: dt.timedelta) -> dt.timedelta:
