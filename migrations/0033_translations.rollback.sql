@@ -26,6 +26,7 @@ BEGIN
 END;
 $$;
 
+DROP FUNCTION statusdb_notification_recipients_v2(text, text[], text[], text[]);
 DROP FUNCTION statusdb_event_texts(text, text);
 DROP FUNCTION statusdb_page_feed_v2(text, bytea, integer, text);
 DROP FUNCTION statusdb_page_view_bytes_v3(text, bytea, interval, integer, bigint, text);

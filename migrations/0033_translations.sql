@@ -796,3 +796,89 @@ COMMENT ON FUNCTION statusdb_event_texts(text, text) IS
     'with names translated). No row for an unknown event or another team''s.';
 REVOKE EXECUTE ON FUNCTION statusdb_event_texts(text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION statusdb_event_texts(text, text) TO statusdb_app;
+
+-- Notifications in the subscriber's locale: statusdb_notification_recipients (0020) with each
+-- subscriber's locale as a fourth column (the worker groups a fan-out's batch by it and
+-- translates the event once per locale). The same body otherwise: one SQL statement the
+-- planner inlines into the recipients queries, one row per subscriber.
+CREATE FUNCTION statusdb_notification_recipients_v2(
+    page_id text, event_component_ids text[], kinds text[], folded_kinds text[]
+) RETURNS TABLE (subscriber_id text, channel text, destination text, locale text)
+LANGUAGE sql
+STABLE
+AS $$
+    SELECT s.id, s.channel, s.destination, s.locale
+    FROM public.status_subscriber s
+    WHERE s.status_page_id = page_id
+      AND s.component_ids = '{}'
+      AND s.group_ids = '{}'
+      AND s.is_active
+      AND s.is_verified
+      AND s.notify_on && kinds
+      AND NOT (s.notify_on && folded_kinds)
+    UNION ALL
+    SELECT s.id, s.channel, s.destination, s.locale
+    -- Gated like the third branch: a page-wide event skips it whole (under row-level security
+    -- the GIN index cannot serve && and the planner would read the page's followers for none).
+    FROM (SELECT WHERE cardinality(event_component_ids) > 0) AS some_components
+    CROSS JOIN public.status_subscriber s
+    WHERE s.component_ids && event_component_ids
+      AND s.component_ids <> '{}'
+      AND s.is_active
+      AND s.is_verified
+      AND s.status_page_id = page_id
+      AND s.notify_on && kinds
+      AND NOT (s.notify_on && folded_kinds)
+    UNION ALL
+    SELECT s.id, s.channel, s.destination, s.locale
+    -- The gate as a relation of its own: for an event with components the planner drops the
+    -- branch whole (a constant-false qual beside row-level security's would not be).
+    FROM (SELECT WHERE cardinality(event_component_ids) = 0) AS page_wide
+    CROSS JOIN public.status_subscriber s
+    WHERE s.status_page_id = page_id
+      AND s.component_ids <> '{}'
+      AND s.is_active
+      AND s.is_verified
+      AND s.notify_on && kinds
+      AND NOT (s.notify_on && folded_kinds)
+    UNION ALL
+    -- A page-wide event also reaches those following groups only (few: no index of their own).
+    SELECT s.id, s.channel, s.destination, s.locale
+    FROM (SELECT WHERE cardinality(event_component_ids) = 0) AS page_wide
+    CROSS JOIN public.status_subscriber s
+    WHERE s.status_page_id = page_id
+      AND s.component_ids = '{}'
+      AND s.group_ids <> '{}'
+      AND s.is_active
+      AND s.is_verified
+      AND s.notify_on && kinds
+      AND NOT (s.notify_on && folded_kinds)
+    UNION ALL
+    -- Followers of a group containing an affected component, unless they follow one of the
+    -- components directly (the second branch has them). The paths: at most 3 groups per
+    -- component, through the GIN index status_subscriber_fan_out_group_idx.
+    SELECT s.id, s.channel, s.destination, s.locale
+    FROM (SELECT ARRAY(SELECT DISTINCT g.id
+                       FROM unnest(event_component_ids) AS c (id)
+                       CROSS JOIN LATERAL unnest(statusdb_component_group_path(c.id)) AS g (id))
+                 AS ids
+          WHERE cardinality(event_component_ids) > 0) AS paths
+    CROSS JOIN public.status_subscriber s
+    WHERE s.group_ids && paths.ids
+      AND s.group_ids <> '{}'
+      AND NOT (s.component_ids && event_component_ids)
+      AND s.is_active
+      AND s.is_verified
+      AND s.status_page_id = page_id
+      AND s.notify_on && kinds
+      AND NOT (s.notify_on && folded_kinds)
+$$;
+COMMENT ON FUNCTION statusdb_notification_recipients_v2(text, text[], text[], text[]) IS
+    'statusdb_notification_recipients (0020) with the subscriber''s locale (0033) as a last '
+    'column: who is told, active and verified, wanting one of kinds and none of folded_kinds, '
+    'following one of the components directly or through a group, or all. One row per '
+    'subscriber.';
+REVOKE EXECUTE ON FUNCTION statusdb_notification_recipients_v2(text, text[], text[], text[])
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION statusdb_notification_recipients_v2(text, text[], text[], text[])
+    TO statusdb_app;

@@ -11,7 +11,7 @@ import feedparser
 import icalendar
 import psycopg
 import pytest
-from factories import new_page
+from factories import new_page, new_subscriber
 
 from statusdb import (
     components,
@@ -19,12 +19,13 @@ from statusdb import (
     maintenance,
     pages,
     status_incidents,
+    subscribers,
     teams,
     translations,
     views,
 )
 from statusdb.domain import validate
-from statusdb.domain.types import IncidentNotification
+from statusdb.domain.types import IncidentNotification, MaintenanceNotification
 from statusdb.errors import InvalidInput, NotFound
 from statusdb.formats import feeds, ical
 from statusdb.pages import NewComponent
@@ -400,3 +401,83 @@ def test_notification_in_the_subscribers_locale(conn: Conn) -> None:
     window_event = next(e for e in everything if e.subject_id == ids["window"])
     localized = outbox.localize(conn, window_event.notification, "de")
     assert localized.title == "Aktualisierung"
+
+
+def test_the_worker_round_tells_each_subscriber_in_its_locale(conn: Conn) -> None:
+    """process_all: a subscriber reading 'de' gets the event translated, one reading the
+    page's default (no locale) the text as written; translated once per (event, locale)."""
+    page, ids = _page(conn)
+    _translate_de(conn, page.id, ids)
+    german = new_subscriber(conn, page.id, f"de-{uuid.uuid4().hex[:8]}")
+    other = new_subscriber(conn, page.id, f"xx-{uuid.uuid4().hex[:8]}")
+    swiss = new_subscriber(conn, page.id, f"ch-{uuid.uuid4().hex[:8]}")
+    assert subscribers.set_locale(conn, german, "de") == "de"
+    assert subscribers.set_locale(conn, swiss, "de-CH") == "de-CH"
+    conn.commit()
+    told: dict[tuple[str, str], tuple[str | None, object]] = {}
+    calls: list[str | None] = []
+    real = outbox.localize
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls.append(str(kwargs.get("locale")))
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    events: set[str] = set()
+
+    def deliver(note: object, recipient: outbox.Recipient, key: str) -> None:
+        if isinstance(note, IncidentNotification | MaintenanceNotification):
+            events.add(note.event_id)
+        if isinstance(note, IncidentNotification):
+            told[(recipient.subscriber_id, note.kind)] = (recipient.locale, note)
+
+    outbox.localize = counting  # type: ignore[assignment]
+    try:
+        for _ in range(5):
+            if not outbox.process_all(
+                conn, deliver, worker_id="w", hold_down=dt.timedelta(0)
+            ).claimed:
+                break
+    finally:
+        outbox.localize = real  # type: ignore[assignment]
+    locale, in_german = told[(german, "incident_updated")]
+    assert locale == "de"
+    assert isinstance(in_german, IncidentNotification)
+    assert (in_german.locale, in_german.title, in_german.message, in_german.page_name) == (
+        "de",
+        "Langsame API",
+        "Gefunden",
+        "Zustand",
+    )
+    assert [c.name for c in in_german.components] == ["Schnittstelle"]
+    _, in_swiss = told[(swiss, "incident_updated")]
+    assert isinstance(in_swiss, IncidentNotification)
+    assert (in_swiss.locale, in_swiss.title) == ("de", "Langsame API")  # de-CH falls back to de
+    locale, as_written = told[(other, "incident_updated")]
+    assert locale is None
+    assert isinstance(as_written, IncidentNotification)
+    assert (as_written.locale, as_written.title, as_written.message) == (
+        None,
+        "Slow API",
+        "Found it",
+    )
+    # Once per (event, locale) of its recipients, not per recipient.
+    assert sorted(calls) == sorted(["de", "de-CH"] * len(events))
+
+
+def test_page_view_cache_keeps_each_locale_apart(conn: Conn) -> None:
+    """One snapshot row per page: a read in 'de' has the version of the page's own texts, so
+    the cache's key holds the locale (else the English view answers the German read)."""
+    page, ids = _page(conn)
+    _translate_de(conn, page.id, ids)
+    cache = views.PageViewCache()
+    own = cache.get(conn, page.slug)
+    german = cache.get(conn, page.slug, locale="de")
+    assert own is not None
+    assert german is not None
+    assert (own.page.name, own.locale) == ("Status", None)
+    assert (german.page.name, german.locale) == ("Zustand", "de")
+    assert german.version == own.version
+    again = cache.get(conn, page.slug, locale="de")
+    assert again is german  # validated by a not-modified read, reused
+    assert cache.get(conn, page.slug) is own
+    assert len(cache) == 2

@@ -89,6 +89,9 @@ APP_FUNCTIONS = {
     "statusdb_page_view_bytes_v3(text,bytea,interval,integer,bigint,text)",
     "statusdb_page_feed_v2(text,bytea,integer,text)",
     "statusdb_event_texts(text,text)",
+    # 0033: who is told, with the subscriber's locale (0020's body: one pass over the page's
+    # matching subscribers, which the caller may read directly).
+    "statusdb_notification_recipients_v2(text,text[],text[],text[])",
 }
 PUBLIC_FUNCTIONS = {
     "statusdb_new_id()",
