@@ -4,7 +4,7 @@
 -- full dump: schema/current.sql). tests/test_schema_current.py fails when this is stale.
 
 -- public.statusdb_event_texts(text,text) (plpgsql)
--- The texts of a notification event (0037) in a locale, by the page view's chain: locale used,
+-- The texts of a notification event (0033) in a locale, by the page view's chain: locale used,
 -- page name, title (incident or window), message (the incident timeline entry the event is
 -- about), description (window), components (the payload's [{name, status}] with names
 -- translated). No row for an unknown event or another team's.

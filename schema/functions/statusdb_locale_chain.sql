@@ -4,7 +4,7 @@
 -- full dump: schema/current.sql). tests/test_schema_current.py fails when this is stale.
 
 -- public.statusdb_locale_chain(text,text) (plpgsql)
--- The locales a read of the page in `requested` tries, in order (0037): the tag, then its
+-- The locales a read of the page in `requested` tries, in order (0033): the tag, then its
 -- language subtag, each if the page has translations in it; empty: its own texts. Owner only
 -- (renderers running as the owner use it).
 CREATE OR REPLACE FUNCTION public.statusdb_locale_chain(page_id text, requested text)

@@ -4,9 +4,9 @@
 -- full dump: schema/current.sql). tests/test_schema_current.py fails when this is stale.
 
 -- public.statusdb_page_feed_v2(text,bytea,integer,text) (plpgsql)
--- statusdb_page_feed (0036) in a locale (0037): page, incident (title, message, timeline
+-- statusdb_page_feed (0030) in a locale (0033): page, incident (title, message, timeline
 -- messages), window (title, description) and component names translated by the chain of
--- statusdb_page_view_v2; result column locale = the locale used. Same bounds and token rule;
+-- statusdb_page_view_v3; result column locale = the locale used. Same bounds and token rule;
 -- page_locale a BCP 47 tag in canonical case or null, else SQLSTATE 22023.
 -- Calls: statusdb_locale_chain, statusdb_page_feed, statusdb_translation_text
 -- (schema/functions/).

@@ -4,7 +4,7 @@
 -- full dump: schema/current.sql). tests/test_schema_current.py fails when this is stale.
 
 -- public.statusdb_page_snapshot_bump(text[]) (plpgsql)
--- Gives the pages' snapshots new versions without re-rendering (0037: their translations or
+-- Gives the pages' snapshots new versions without re-rendering (0033: their translations or
 -- default locale changed) and announces them on statusdb_page_version. Owner only.
 CREATE OR REPLACE FUNCTION public.statusdb_page_snapshot_bump(page_ids text[])
  RETURNS void

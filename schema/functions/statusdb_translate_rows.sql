@@ -4,7 +4,7 @@
 -- full dump: schema/current.sql). tests/test_schema_current.py fails when this is stale.
 
 -- public.statusdb_translate_rows(json,text[],text,text,text) (plpgsql)
--- The snapshot's arrays [[id, text, text, ...], ...] with elements 1 and 2 translated (0037;
+-- The snapshot's arrays [[id, text, text, ...], ...] with elements 1 and 2 translated (0033;
 -- the fields named) in chain; for kind incident also element 8's timeline messages. One
 -- translation_pkey scan for the array's ids. Owner only.
 CREATE OR REPLACE FUNCTION public.statusdb_translate_rows(items json, chain text[], kind text, first_field text, second_field text)

@@ -4,7 +4,7 @@
 -- full dump: schema/current.sql). tests/test_schema_current.py fails when this is stale.
 
 -- public.statusdb_translation_text(text[],text,text,text,integer) (plpgsql)
--- The translation of one field (0037): entity kind, id, field name and for incident_update the
+-- The translation of one field (0033): entity kind, id, field name and for incident_update the
 -- entry number, in the first locale of chain (statusdb_locale_chain) that has it; null: none
 -- (show the source text). One translation_pkey lookup. Owner only.
 CREATE OR REPLACE FUNCTION public.statusdb_translation_text(chain text[], kind text, id text, field_name text, number integer DEFAULT 0)

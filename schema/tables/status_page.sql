@@ -344,7 +344,7 @@ END;
 $function$;
 
 -- public.statusdb_status_page_locale_snapshot() (plpgsql)
--- Trigger (0037): new snapshot versions for the pages whose default_locale changed.
+-- Trigger (0033): new snapshot versions for the pages whose default_locale changed.
 -- Calls: statusdb_page_snapshot_bump (schema/functions/).
 CREATE OR REPLACE FUNCTION public.statusdb_status_page_locale_snapshot()
  RETURNS trigger
