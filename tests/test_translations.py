@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from typing import Any
 
 import feedparser
 import icalendar
@@ -403,7 +404,9 @@ def test_notification_in_the_subscribers_locale(conn: Conn) -> None:
     assert localized.title == "Aktualisierung"
 
 
-def test_the_worker_round_tells_each_subscriber_in_its_locale(conn: Conn) -> None:
+def test_the_worker_round_tells_each_subscriber_in_its_locale(
+    conn: Conn, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """process_all: a subscriber reading 'de' gets the event translated, one reading the
     page's default (no locale) the text as written; translated once per (event, locale)."""
     page, ids = _page(conn)
@@ -415,12 +418,12 @@ def test_the_worker_round_tells_each_subscriber_in_its_locale(conn: Conn) -> Non
     assert subscribers.set_locale(conn, swiss, "de-CH") == "de-CH"
     conn.commit()
     told: dict[tuple[str, str], tuple[str | None, object]] = {}
-    calls: list[str | None] = []
+    calls: list[str] = []
     real = outbox.localize
 
-    def counting(*args: object, **kwargs: object) -> object:
+    def counting(*args: Any, **kwargs: Any) -> Any:
         calls.append(str(kwargs.get("locale")))
-        return real(*args, **kwargs)  # type: ignore[arg-type]
+        return real(*args, **kwargs)
 
     events: set[str] = set()
 
@@ -430,15 +433,11 @@ def test_the_worker_round_tells_each_subscriber_in_its_locale(conn: Conn) -> Non
         if isinstance(note, IncidentNotification):
             told[(recipient.subscriber_id, note.kind)] = (recipient.locale, note)
 
-    outbox.localize = counting  # type: ignore[assignment]
-    try:
-        for _ in range(5):
-            if not outbox.process_all(
-                conn, deliver, worker_id="w", hold_down=dt.timedelta(0)
-            ).claimed:
-                break
-    finally:
-        outbox.localize = real  # type: ignore[assignment]
+    monkeypatch.setattr(outbox, "localize", counting)
+    for _ in range(5):
+        if not outbox.process_all(conn, deliver, worker_id="w", hold_down=dt.timedelta(0)).claimed:
+            break
+    monkeypatch.undo()
     locale, in_german = told[(german, "incident_updated")]
     assert locale == "de"
     assert isinstance(in_german, IncidentNotification)

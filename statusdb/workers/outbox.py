@@ -849,8 +849,11 @@ def _round(
                     by_locale.setdefault(values[3], []).append(values)
                 groups = []
                 for locale, part in by_locale.items():
-                    told = notification if locale is None else localized.get(locale)
-                    if told is None:
+                    if locale is None:
+                        told = notification
+                    elif locale in localized:
+                        told = localized[locale]
+                    else:
                         told = yield (
                             "call",
                             localize,
