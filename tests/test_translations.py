@@ -480,3 +480,24 @@ def test_page_view_cache_keeps_each_locale_apart(conn: Conn) -> None:
     assert again is german  # validated by a not-modified read, reused
     assert cache.get(conn, page.slug) is own
     assert len(cache) == 2
+
+
+def test_reads_in_a_locale_keep_the_pages_time_zone(conn: Conn) -> None:
+    """The v3 reads wrap 0029's v2 functions: a translated page view, its bytes (translated or
+    falling back to the stored ones) carry the page's time zone as the reads without a locale."""
+    page, ids = _page(conn)
+    _translate_de(conn, page.id, ids)
+    pages.update(conn, page.id, time_zone="Europe/Berlin")
+    german = views.page_view(conn, page.slug, locale="de")
+    assert german is not None
+    assert (german.page.name, german.page.time_zone) == ("Zustand", "Europe/Berlin")
+    for locale in ("de", "fr"):
+        answer = views.page_view_bytes(conn, page.slug, locale=locale)
+        assert isinstance(answer, views.PageBytes)
+        document = json.loads(answer.body)
+        assert document["time_zone"] == "Europe/Berlin"
+        assert list(document)[-1] == "time_zone"  # the body's shape, as 0029's
+        assert views.decode_page_bytes(answer).page.time_zone == "Europe/Berlin"
+    cached = views.PageViewCache().get(conn, page.slug, locale="de")
+    assert cached is not None
+    assert cached.page.time_zone == "Europe/Berlin"
