@@ -937,6 +937,93 @@ $$;
 COMMENT ON FUNCTION public.statusdb_event_page(page_id text) IS 'The page part of a notification payload: id, name, slug.';
 
 --
+-- Name: statusdb_event_texts(text, text); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_event_texts(event_id text, event_locale text) RETURNS TABLE(locale text, page_name text, title text, message text, description text, components jsonb)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER ROWS 1
+    SET search_path TO 'public', 'pg_temp'
+    AS $_$
+#variable_conflict use_column
+DECLARE
+    e record;
+    chain text[];
+    entries integer;
+BEGIN
+    IF length(event_locale) > 35
+       OR event_locale !~ '^[a-z]{2,3}(-[A-Z][a-z]{3})?(-([A-Z]{2}|[0-9]{3}))?$' THEN
+        RAISE EXCEPTION 'event_locale must be a BCP 47 tag (language[-Script][-REGION]), not %',
+                        quote_literal(left(event_locale, 40))
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF octet_length(event_id) > 200 THEN
+        RETURN;
+    END IF;
+    -- Row-level security does not apply to the owner: keep to the caller's team (rule 15).
+    SELECT n.status_page_id, n.kind, n.payload, p.default_locale INTO e
+    FROM notification_event n
+    JOIN status_page p ON p.id = n.status_page_id
+    WHERE n.id = event_id
+      AND (statusdb_current_team() IS NULL OR p.team_id = statusdb_current_team());
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    chain := CASE WHEN event_locale IS NULL THEN '{}'::text[]
+                  ELSE statusdb_locale_chain(e.status_page_id, event_locale) END;
+    locale := coalesce(chain[1], e.default_locale);
+    page_name := coalesce(statusdb_translation_text(chain, 'page', e.status_page_id, 'name'),
+                          e.payload #>> '{page,name}');
+    components := (SELECT coalesce(jsonb_agg(
+                       c.item || jsonb_build_object('name', coalesce(
+                           statusdb_translation_text(chain, 'component', pc.id, 'name'),
+                           c.item ->> 'name')) ORDER BY c.k), '[]')
+                   FROM jsonb_array_elements(e.payload -> 'components') WITH ORDINALITY
+                        AS c (item, k)
+                   LEFT JOIN status_page_component pc
+                          ON pc.status_page_id = e.status_page_id
+                         AND pc.name = c.item ->> 'name');
+    IF e.payload ? 'incident' THEN
+        title := coalesce(statusdb_translation_text(chain, 'incident',
+                                                    e.payload #>> '{incident,id}', 'title'),
+                          e.payload #>> '{incident,title}');
+        -- The entry the event is about: the one of its timestamp (the first such, the
+        -- timeline's order).
+        SELECT u.k::integer INTO entries
+        FROM status_incident i
+        CROSS JOIN LATERAL jsonb_array_elements(i.updates) WITH ORDINALITY AS u (entry, k)
+        WHERE i.id = e.payload #>> '{incident,id}'
+          AND u.entry = e.payload -> 'update'
+        ORDER BY u.k
+        LIMIT 1;
+        message := coalesce(CASE WHEN entries IS NOT NULL THEN
+                                statusdb_translation_text(chain, 'incident_update',
+                                                          e.payload #>> '{incident,id}',
+                                                          'message', entries) END,
+                            CASE WHEN entries IS NULL THEN
+                                statusdb_translation_text(chain, 'incident',
+                                                          e.payload #>> '{incident,id}',
+                                                          'message') END,
+                            e.payload #>> '{update,message}');
+    ELSE
+        title := coalesce(statusdb_translation_text(chain, 'maintenance',
+                                                    e.payload #>> '{window,id}', 'title'),
+                          e.payload #>> '{window,title}');
+        description := coalesce(statusdb_translation_text(chain, 'maintenance',
+                                                          e.payload #>> '{window,id}',
+                                                          'description'),
+                                e.payload #>> '{window,description}');
+    END IF;
+    RETURN NEXT;
+END;
+$_$;
+
+--
+-- Name: FUNCTION statusdb_event_texts(event_id text, event_locale text); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_event_texts(event_id text, event_locale text) IS 'The texts of a notification event (0033) in a locale, by the page view''s chain: locale used, page name, title (incident or window), message (the incident timeline entry the event is about), description (window), components (the payload''s [{name, status}] with names translated). No row for an unknown event or another team''s.';
+
+--
 -- Name: statusdb_event_time(timestamp with time zone); Type: FUNCTION; Schema: public
 --
 
@@ -1483,6 +1570,34 @@ $_$;
 --
 
 COMMENT ON FUNCTION public.statusdb_keep_row_history() IS 'Statement trigger: records the written rows'' new versions in row_history (arguments: key columns, page column, optional parent table).';
+
+--
+-- Name: statusdb_locale_chain(text, text); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_locale_chain(page_id text, requested text) RETURNS text[]
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+BEGIN
+    RETURN (
+    SELECT coalesce(array_agg(c.tag ORDER BY c.n), '{}')
+    FROM (SELECT DISTINCT ON (u.tag) u.tag, u.n
+          FROM unnest(ARRAY[requested, split_part(requested, '-', 1)]) WITH ORDINALITY
+               AS u (tag, n)
+          WHERE u.tag IS NOT NULL AND u.tag <> ''
+          ORDER BY u.tag, u.n) AS c
+    WHERE EXISTS (SELECT 1 FROM translation t
+                  WHERE t.status_page_id = page_id AND t.locale = c.tag)
+    );
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_locale_chain(page_id text, requested text); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_locale_chain(page_id text, requested text) IS 'The locales a read of the page in `requested` tries, in order (0033): the tag, then its language subtag, each if the page has translations in it; empty: its own texts. Owner only (renderers running as the owner use it).';
 
 --
 -- Name: statusdb_lock_components(text[]); Type: FUNCTION; Schema: public
@@ -2333,6 +2448,86 @@ $$;
 COMMENT ON FUNCTION public.statusdb_notification_recipients(page_id text, event_component_ids text[], kinds text[], folded_kinds text[]) IS 'Who is told: active, verified subscribers of the page wanting one of kinds and none of folded_kinds, following one of the components directly or through a group (0020), or all (none given: the whole page). One row per subscriber.';
 
 --
+-- Name: statusdb_notification_recipients_v2(text, text[], text[], text[]); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_notification_recipients_v2(page_id text, event_component_ids text[], kinds text[], folded_kinds text[]) RETURNS TABLE(subscriber_id text, channel text, destination text, locale text)
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT s.id, s.channel, s.destination, s.locale
+    FROM public.status_subscriber s
+    WHERE s.status_page_id = page_id
+      AND s.component_ids = '{}'
+      AND s.group_ids = '{}'
+      AND s.is_active
+      AND s.is_verified
+      AND s.notify_on && kinds
+      AND NOT (s.notify_on && folded_kinds)
+    UNION ALL
+    SELECT s.id, s.channel, s.destination, s.locale
+    -- Gated like the third branch: a page-wide event skips it whole (under row-level security
+    -- the GIN index cannot serve && and the planner would read the page's followers for none).
+    FROM (SELECT WHERE cardinality(event_component_ids) > 0) AS some_components
+    CROSS JOIN public.status_subscriber s
+    WHERE s.component_ids && event_component_ids
+      AND s.component_ids <> '{}'
+      AND s.is_active
+      AND s.is_verified
+      AND s.status_page_id = page_id
+      AND s.notify_on && kinds
+      AND NOT (s.notify_on && folded_kinds)
+    UNION ALL
+    SELECT s.id, s.channel, s.destination, s.locale
+    -- The gate as a relation of its own: for an event with components the planner drops the
+    -- branch whole (a constant-false qual beside row-level security's would not be).
+    FROM (SELECT WHERE cardinality(event_component_ids) = 0) AS page_wide
+    CROSS JOIN public.status_subscriber s
+    WHERE s.status_page_id = page_id
+      AND s.component_ids <> '{}'
+      AND s.is_active
+      AND s.is_verified
+      AND s.notify_on && kinds
+      AND NOT (s.notify_on && folded_kinds)
+    UNION ALL
+    -- A page-wide event also reaches those following groups only (few: no index of their own).
+    SELECT s.id, s.channel, s.destination, s.locale
+    FROM (SELECT WHERE cardinality(event_component_ids) = 0) AS page_wide
+    CROSS JOIN public.status_subscriber s
+    WHERE s.status_page_id = page_id
+      AND s.component_ids = '{}'
+      AND s.group_ids <> '{}'
+      AND s.is_active
+      AND s.is_verified
+      AND s.notify_on && kinds
+      AND NOT (s.notify_on && folded_kinds)
+    UNION ALL
+    -- Followers of a group containing an affected component, unless they follow one of the
+    -- components directly (the second branch has them). The paths: at most 3 groups per
+    -- component, through the GIN index status_subscriber_fan_out_group_idx.
+    SELECT s.id, s.channel, s.destination, s.locale
+    FROM (SELECT ARRAY(SELECT DISTINCT g.id
+                       FROM unnest(event_component_ids) AS c (id)
+                       CROSS JOIN LATERAL unnest(statusdb_component_group_path(c.id)) AS g (id))
+                 AS ids
+          WHERE cardinality(event_component_ids) > 0) AS paths
+    CROSS JOIN public.status_subscriber s
+    WHERE s.group_ids && paths.ids
+      AND s.group_ids <> '{}'
+      AND NOT (s.component_ids && event_component_ids)
+      AND s.is_active
+      AND s.is_verified
+      AND s.status_page_id = page_id
+      AND s.notify_on && kinds
+      AND NOT (s.notify_on && folded_kinds)
+$$;
+
+--
+-- Name: FUNCTION statusdb_notification_recipients_v2(page_id text, event_component_ids text[], kinds text[], folded_kinds text[]); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_notification_recipients_v2(page_id text, event_component_ids text[], kinds text[], folded_kinds text[]) IS 'statusdb_notification_recipients (0020) with the subscriber''s locale (0033) as a last column: who is told, active and verified, wanting one of kinds and none of folded_kinds, following one of the components directly or through a group, or all. One row per subscriber.';
+
+--
 -- Name: statusdb_page_feed(text, bytea, integer); Type: FUNCTION; Schema: public
 --
 
@@ -2459,6 +2654,103 @@ $$;
 COMMENT ON FUNCTION public.statusdb_page_feed(page_slug text, page_token_hash bytea, feed_limit integer) IS 'What a status page''s feeds show (0030): the page (id, name, description, slug, is_public, time_zone, updated_at), incidents = its unresolved and latest resolved status incidents, newest updated first, each {id, title, message, severity, status, created_at, updated_at, resolved_at, updates (last 50), components (names)}; maintenance = its scheduled and running windows (earliest first) then its completed and cancelled ones (latest first), each {id, title, description, status, start_time, end_time, recurrence_rule, recurrence_start, recurrence_local_start, time_zone, created_at, updated_at, components (names), changes ([status, at], oldest first, last 20)}. At most feed_limit (1 to 200, null: 50) of each. Same token rule as statusdb_page_view.';
 
 --
+-- Name: statusdb_page_feed_v2(text, bytea, integer, text); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_page_feed_v2(page_slug text, page_token_hash bytea, feed_limit integer, page_locale text) RETURNS TABLE(id text, name text, description text, slug text, is_public boolean, time_zone text, updated_at timestamp with time zone, incidents json, maintenance json, locale text)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER ROWS 1
+    SET search_path TO 'public', 'pg_temp'
+    AS $_$
+#variable_conflict use_column
+DECLARE
+    f record;
+    chain text[];
+BEGIN
+    IF length(page_locale) > 35
+       OR page_locale !~ '^[a-z]{2,3}(-[A-Z][a-z]{3})?(-([A-Z]{2}|[0-9]{3}))?$' THEN
+        RAISE EXCEPTION 'page_locale must be a BCP 47 tag (language[-Script][-REGION]), not %',
+                        quote_literal(left(page_locale, 40))
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT * INTO f FROM statusdb_page_feed(page_slug, page_token_hash, feed_limit) AS r;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    chain := CASE WHEN page_locale IS NULL THEN '{}'::text[]
+                  ELSE statusdb_locale_chain(f.id, page_locale) END;
+    locale := coalesce(chain[1], (SELECT p.default_locale FROM status_page p WHERE p.id = f.id));
+    id := f.id; slug := f.slug; is_public := f.is_public; time_zone := f.time_zone;
+    updated_at := f.updated_at;
+    IF cardinality(chain) = 0 THEN
+        name := f.name; description := f.description; incidents := f.incidents;
+        maintenance := f.maintenance;
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    name := coalesce(statusdb_translation_text(chain, 'page', f.id, 'name'), f.name);
+    description := coalesce(statusdb_translation_text(chain, 'page', f.id, 'description'),
+                            f.description);
+    SELECT coalesce(json_agg((e.item::jsonb || jsonb_build_object(
+               'title', coalesce(statusdb_translation_text(chain, 'incident', e.item ->> 'id',
+                                                           'title'), e.item ->> 'title'),
+               'message', coalesce(to_jsonb(statusdb_translation_text(
+                                       chain, 'incident', e.item ->> 'id', 'message')),
+                                   e.item::jsonb -> 'message'),
+               'updates', (SELECT coalesce(jsonb_agg(
+                                      CASE WHEN m.message IS NULL THEN u.entry
+                                           ELSE jsonb_set(u.entry, '{message}',
+                                                          to_jsonb(m.message)) END
+                                      ORDER BY u.k), '[]')
+                           FROM jsonb_array_elements(e.item::jsonb -> 'updates')
+                                WITH ORDINALITY AS u (entry, k)
+                           CROSS JOIN LATERAL (
+                               SELECT statusdb_translation_text(
+                                   chain, 'incident_update', e.item ->> 'id', 'message',
+                                   (u.k + (SELECT jsonb_array_length(i.updates)
+                                           FROM status_incident i
+                                           WHERE i.id = e.item ->> 'id')
+                                    - jsonb_array_length(e.item::jsonb -> 'updates'))::integer)
+                                   AS message) AS m),
+               'components', (SELECT coalesce(jsonb_agg(
+                                         coalesce(statusdb_translation_text(
+                                                      chain, 'component', c.id, 'name'),
+                                                  n.component_name) ORDER BY n.k), '[]')
+                              FROM jsonb_array_elements_text(e.item::jsonb -> 'components')
+                                   WITH ORDINALITY AS n (component_name, k)
+                              LEFT JOIN status_page_component c
+                                     ON c.status_page_id = f.id AND c.name = n.component_name)
+           ))::json ORDER BY e.n), '[]')
+    INTO incidents
+    FROM json_array_elements(f.incidents) WITH ORDINALITY AS e (item, n);
+    SELECT coalesce(json_agg((e.item::jsonb || jsonb_build_object(
+               'title', coalesce(statusdb_translation_text(chain, 'maintenance', e.item ->> 'id',
+                                                           'title'), e.item ->> 'title'),
+               'description', coalesce(to_jsonb(statusdb_translation_text(
+                                           chain, 'maintenance', e.item ->> 'id',
+                                           'description')),
+                                       e.item::jsonb -> 'description'),
+               'components', (SELECT coalesce(jsonb_agg(
+                                         coalesce(statusdb_translation_text(
+                                                      chain, 'component', c.id, 'name'),
+                                                  n.component_name) ORDER BY n.k), '[]')
+                              FROM jsonb_array_elements_text(e.item::jsonb -> 'components')
+                                   WITH ORDINALITY AS n (component_name, k)
+                              LEFT JOIN status_page_component c
+                                     ON c.status_page_id = f.id AND c.name = n.component_name)
+           ))::json ORDER BY e.n), '[]')
+    INTO maintenance
+    FROM json_array_elements(f.maintenance) WITH ORDINALITY AS e (item, n);
+    RETURN NEXT;
+END;
+$_$;
+
+--
+-- Name: FUNCTION statusdb_page_feed_v2(page_slug text, page_token_hash bytea, feed_limit integer, page_locale text); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_page_feed_v2(page_slug text, page_token_hash bytea, feed_limit integer, page_locale text) IS 'statusdb_page_feed (0030) in a locale (0033): page, incident (title, message, timeline messages), window (title, description) and component names translated by the chain of statusdb_page_view_v3; result column locale = the locale used. Same bounds and token rule; page_locale a BCP 47 tag in canonical case or null, else SQLSTATE 22023.';
+
+--
 -- Name: statusdb_page_render(text[]); Type: FUNCTION; Schema: public
 --
 
@@ -2536,6 +2828,41 @@ $$;
 --
 
 COMMENT ON FUNCTION public.statusdb_page_render(page_ids text[]) IS 'Renders the given pages from scratch (0017, groups since 0020), one row per existing page, as status_page_snapshot stores them. Document shape (JSON arrays, timestamps in UTC): components = [[id, name, description, display_order, current_status, status_updated_at, group_id], ...] by (display_order, name, id); incidents = active status incidents [[id, title, message, severity, status, affected_component_ids, created_at, updated_at, updates], ...] newest first; windows = maintenance candidates [[id, title, description, status, start_time, end_time, component_ids], ...] by (start_time, id): the first 200 IN_PROGRESS and the first 200 SCHEDULED, with window_starts / window_scheduled alongside for the read''s horizon filter. updated_at = latest of the page''s, its components'' status and its active incidents'' changes and its groups'' updated_at; groups = [[id, name, description, parent_id, display_order, current_status], ...] by (display_order, name, id), flat (the tree is built from parent_id). Owner only (called by the triggers and the repair).';
+
+--
+-- Name: statusdb_page_snapshot_bump(text[]); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_page_snapshot_bump(page_ids text[]) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    announced bigint;
+BEGIN
+    IF coalesce(cardinality(page_ids), 0) = 0 THEN
+        RETURN;
+    END IF;
+    PERFORM 1 FROM status_page_snapshot s
+    WHERE s.page_id = ANY (page_ids)
+    ORDER BY s.page_id
+    FOR UPDATE;
+    WITH changed AS (
+        UPDATE status_page_snapshot s
+        SET version = nextval('status_page_snapshot_version_seq')
+        WHERE s.page_id = ANY (page_ids)
+        RETURNING s.version
+    )
+    SELECT count(pg_notify('statusdb_page_version', (changed.version * 256)::text))
+    INTO STRICT announced
+    FROM changed;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_page_snapshot_bump(page_ids text[]); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_page_snapshot_bump(page_ids text[]) IS 'Gives the pages'' snapshots new versions without re-rendering (0033: their translations or default locale changed) and announces them on statusdb_page_version. Owner only.';
 
 --
 -- Name: statusdb_page_snapshot_create(text[]); Type: FUNCTION; Schema: public
@@ -3334,6 +3661,81 @@ $$;
 COMMENT ON FUNCTION public.statusdb_page_view_bytes_v2(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint) IS 'statusdb_page_view_bytes (0028) with "time_zone" (the page''s IANA time zone) as the last key of the body (0029): body = {"id", "name", "description", "slug", "is_public", "updated_at" (UTC), "components", "incidents", "maintenance", "groups", "time_zone"}. Same arguments, bounds, token rule and versions; with if_version equal to version, answered from the index lookup alone, body null.';
 
 --
+-- Name: statusdb_page_view_bytes_v3(text, bytea, interval, integer, bigint, text); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_page_view_bytes_v3(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint DEFAULT NULL::bigint, page_locale text DEFAULT NULL::text) RETURNS TABLE(version bigint, fresh_until timestamp with time zone, body text, locale text)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER ROWS 1
+    SET search_path TO 'public', 'pg_temp'
+    AS $_$
+#variable_conflict use_column
+DECLARE
+    stored_hash bytea;
+    found_page text;
+    page_default text;
+    chain text[];
+BEGIN
+    IF length(page_locale) > 35
+       OR page_locale !~ '^[a-z]{2,3}(-[A-Z][a-z]{3})?(-([A-Z]{2}|[0-9]{3}))?$' THEN
+        RAISE EXCEPTION 'page_locale must be a BCP 47 tag (language[-Script][-REGION]), not %',
+                        quote_literal(left(page_locale, 40))
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF page_locale IS NOT NULL AND octet_length(page_slug) <= 100 THEN
+        IF octet_length(page_token_hash) = 32 THEN
+            stored_hash := sha256(page_token_hash);
+        END IF;
+        SELECT s.page_id, p.default_locale INTO found_page, page_default
+        FROM status_page_snapshot s
+        JOIN status_page p ON p.id = s.page_id
+        WHERE s.slug = page_slug
+          AND (s.is_public OR s.access_token_hash = stored_hash);
+        IF found_page IS NOT NULL THEN
+            chain := statusdb_locale_chain(found_page, page_locale);
+        END IF;
+    END IF;
+    IF coalesce(cardinality(chain), 0) = 0 THEN
+        -- The page's own texts: the 0029 bytes-through read, as it is.
+        RETURN QUERY
+        SELECT b.version, b.fresh_until, b.body,
+               coalesce(page_default,
+                        (SELECT p.default_locale FROM status_page p
+                         JOIN status_page_snapshot s ON s.page_id = p.id
+                         WHERE s.slug = page_slug))
+        FROM statusdb_page_view_bytes_v2(page_slug, page_token_hash, maintenance_horizon,
+                                         maintenance_limit, if_version) AS b;
+        RETURN;
+    END IF;
+    RETURN QUERY
+    SELECT v.version, v.fresh_until,
+           CASE WHEN NOT v.not_modified THEN
+               '{"id": ' || to_json(v.id)::text
+               || ', "name": ' || to_json(v.name)::text
+               || ', "description": ' || coalesce(to_json(v.description)::text, 'null')
+               || ', "slug": ' || to_json(v.slug)::text
+               || ', "is_public": ' || CASE WHEN v.is_public THEN 'true' ELSE 'false' END
+               || ', "updated_at": "'
+               || replace(to_json(v.updated_at AT TIME ZONE 'UTC')::text, '"', '') || '+00:00"'
+               || ', "components": ' || v.components::text
+               || ', "incidents": ' || v.incidents::text
+               || ', "maintenance": ' || v.maintenance::text
+               || ', "groups": ' || v.groups::text
+               || ', "time_zone": ' || to_json(v.time_zone)::text
+               || '}'
+           END,
+           v.locale
+    FROM statusdb_page_view_v3(page_slug, page_token_hash, maintenance_horizon,
+                               maintenance_limit, if_version, page_locale) AS v;
+END;
+$_$;
+
+--
+-- Name: FUNCTION statusdb_page_view_bytes_v3(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint, page_locale text); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_page_view_bytes_v3(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint, page_locale text) IS 'statusdb_page_view_bytes_v2 (0029: "time_zone" the last key) in a locale (0033): same document shape; result column locale = the locale used. The page''s own texts (no page_locale, or no translation in its chain) are the 0029 read as it is; a translated one is composed from statusdb_page_view_v3. Same bounds, token rule and not-modified answer.';
+
+--
 -- Name: statusdb_page_view_v2(text, bytea, interval, integer, bigint); Type: FUNCTION; Schema: public
 --
 
@@ -3406,6 +3808,61 @@ $$;
 --
 
 COMMENT ON FUNCTION public.statusdb_page_view_v2(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint) IS 'statusdb_page_view (0020, 0028) with the page''s IANA time zone as a last column, time_zone (0029, from status_page by primary key). Same arguments, bounds, token rule, version, fresh_until and not_modified: a status page as its readers see it, read from its snapshot; private pages only with the SHA-256 digest of their access token.';
+
+--
+-- Name: statusdb_page_view_v3(text, bytea, interval, integer, bigint, text); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_page_view_v3(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint DEFAULT NULL::bigint, page_locale text DEFAULT NULL::text) RETURNS TABLE(id text, name text, description text, slug text, is_public boolean, updated_at timestamp with time zone, components json, incidents json, maintenance json, version bigint, fresh_until timestamp with time zone, not_modified boolean, groups json, time_zone text, locale text)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER ROWS 1
+    SET search_path TO 'public', 'pg_temp'
+    AS $_$
+#variable_conflict use_column
+DECLARE
+    v record;
+    chain text[];
+BEGIN
+    IF length(page_locale) > 35
+       OR page_locale !~ '^[a-z]{2,3}(-[A-Z][a-z]{3})?(-([A-Z]{2}|[0-9]{3}))?$' THEN
+        RAISE EXCEPTION 'page_locale must be a BCP 47 tag (language[-Script][-REGION]), not %',
+                        quote_literal(left(page_locale, 40))
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT * INTO v
+    FROM statusdb_page_view_v2(page_slug, page_token_hash, maintenance_horizon,
+                               maintenance_limit, if_version) AS r;
+    IF NOT FOUND THEN
+        RETURN;  -- unknown slug or wrong token: nothing, translations included
+    END IF;
+    chain := CASE WHEN page_locale IS NULL THEN '{}'::text[]
+                  ELSE statusdb_locale_chain(v.id, page_locale) END;
+    locale := coalesce(chain[1], (SELECT p.default_locale FROM status_page p WHERE p.id = v.id));
+    id := v.id; slug := v.slug; is_public := v.is_public; updated_at := v.updated_at;
+    version := v.version; fresh_until := v.fresh_until; not_modified := v.not_modified;
+    time_zone := v.time_zone;
+    IF v.not_modified OR cardinality(chain) = 0 THEN
+        name := v.name; description := v.description; components := v.components;
+        incidents := v.incidents; maintenance := v.maintenance; groups := v.groups;
+    ELSE
+        name := coalesce(statusdb_translation_text(chain, 'page', v.id, 'name'), v.name);
+        description := coalesce(statusdb_translation_text(chain, 'page', v.id, 'description'),
+                                v.description);
+        components := statusdb_translate_rows(v.components, chain, 'component', 'name',
+                                              'description');
+        incidents := statusdb_translate_rows(v.incidents, chain, 'incident', 'title', 'message');
+        maintenance := statusdb_translate_rows(v.maintenance, chain, 'maintenance', 'title',
+                                               'description');
+        groups := statusdb_translate_rows(v.groups, chain, 'group', 'name', 'description');
+    END IF;
+    RETURN NEXT;
+END;
+$_$;
+
+--
+-- Name: FUNCTION statusdb_page_view_v3(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint, page_locale text); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_page_view_v3(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint, page_locale text) IS 'statusdb_page_view_v2 (0029: with the page''s time_zone) in a locale (0033): page_locale a BCP 47 tag in canonical case (null: the page''s own texts), else SQLSTATE 22023; texts translated by the chain tag, language, own text (statusdb_locale_chain); result column locale = the locale used (the first of the chain, else the page''s default_locale). Same bounds, token rule, version and not-modified answer (a translation write moves the version).';
 
 --
 -- Name: statusdb_priority_status(text); Type: FUNCTION; Schema: public
@@ -4502,6 +4959,29 @@ $$;
 COMMENT ON FUNCTION public.statusdb_status_page_component_snapshot() IS 'Statement trigger of status_page_component (0017): re-renders the pages whose shown component columns (since 0020: group_id too) changed.';
 
 --
+-- Name: statusdb_status_page_locale_snapshot(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_status_page_locale_snapshot() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+BEGIN
+    PERFORM statusdb_page_snapshot_bump(ARRAY(
+        SELECT n.id FROM new_rows n JOIN old_rows o ON o.id = n.id
+        WHERE n.default_locale IS DISTINCT FROM o.default_locale
+        ORDER BY n.id));
+    RETURN NULL;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_status_page_locale_snapshot(); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_status_page_locale_snapshot() IS 'Trigger (0033): new snapshot versions for the pages whose default_locale changed.';
+
+--
 -- Name: statusdb_status_page_snapshot(); Type: FUNCTION; Schema: public
 --
 
@@ -4706,6 +5186,188 @@ $$;
 --
 
 COMMENT ON FUNCTION public.statusdb_touch_updated_at() IS 'Trigger: sets updated_at to now() on every UPDATE, whoever issues it.';
+
+--
+-- Name: statusdb_translate_rows(json, text[], text, text, text); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_translate_rows(items json, chain text[], kind text, first_field text, second_field text) RETURNS json
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+BEGIN
+    RETURN (
+    WITH e AS (
+        SELECT x.item, x.n, x.item ->> 0 AS id
+        FROM json_array_elements(items) WITH ORDINALITY AS x (item, n)
+    ),
+    found AS (
+        SELECT DISTINCT ON (t.entity_id, t.entity_kind, t.update_number, t.field)
+               t.entity_id, t.entity_kind, t.update_number, t.field, t.text
+        FROM translation t
+        WHERE t.entity_id = ANY (ARRAY(SELECT e.id FROM e))
+          AND (t.entity_kind = kind
+               OR kind = 'incident' AND t.entity_kind = 'incident_update')
+          AND t.locale = ANY (chain)
+        ORDER BY t.entity_id, t.entity_kind, t.update_number, t.field,
+                 array_position(chain, t.locale)
+    ),
+    per_entity AS (
+        SELECT f.entity_id,
+               max(f.text) FILTER (WHERE f.entity_kind = kind AND f.field = first_field)
+                   AS first,
+               max(f.text) FILTER (WHERE f.entity_kind = kind AND f.field = second_field)
+                   AS second,
+               jsonb_object_agg(f.update_number::text, f.text)
+                   FILTER (WHERE f.entity_kind = 'incident_update') AS messages
+        FROM found f
+        GROUP BY f.entity_id
+    )
+    SELECT CASE WHEN coalesce(cardinality(chain), 0) = 0 THEN items ELSE (
+        SELECT coalesce(json_agg(
+                   CASE WHEN p.entity_id IS NULL THEN e.item
+                        ELSE (SELECT CASE WHEN p.messages IS NULL THEN x.texts
+                                          ELSE jsonb_set(x.texts, '{8}', (
+                                              SELECT coalesce(jsonb_agg(
+                                                         CASE WHEN p.messages ? u.k::text
+                                                              THEN jsonb_set(
+                                                                  u.entry, '{message}',
+                                                                  p.messages -> u.k::text)
+                                                              ELSE u.entry END
+                                                         ORDER BY u.k), '[]')
+                                              FROM jsonb_array_elements(x.texts -> 8)
+                                                   WITH ORDINALITY AS u (entry, k)))
+                                     END
+                              FROM (SELECT jsonb_set(jsonb_set(
+                                               e.item::jsonb,
+                                               '{1}', coalesce(to_jsonb(p.first),
+                                                               e.item::jsonb -> 1)),
+                                               '{2}', coalesce(to_jsonb(p.second),
+                                                               e.item::jsonb -> 2)) AS texts)
+                                   AS x)::json
+                   END ORDER BY e.n), '[]')
+        FROM e
+        LEFT JOIN per_entity p ON p.entity_id = e.id)
+    END
+    );
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_translate_rows(items json, chain text[], kind text, first_field text, second_field text); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_translate_rows(items json, chain text[], kind text, first_field text, second_field text) IS 'The snapshot''s arrays [[id, text, text, ...], ...] with elements 1 and 2 translated (0033; the fields named) in chain; for kind incident also element 8''s timeline messages. One translation_pkey scan for the array''s ids. Owner only.';
+
+--
+-- Name: statusdb_translation_set_page(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_translation_set_page() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    page text;
+BEGIN
+    page := CASE NEW.entity_kind
+        WHEN 'page' THEN (SELECT p.id FROM public.status_page p WHERE p.id = NEW.entity_id)
+        WHEN 'component' THEN (SELECT c.status_page_id FROM public.status_page_component c
+                               WHERE c.id = NEW.entity_id)
+        WHEN 'group' THEN (SELECT g.status_page_id FROM public.component_group g
+                           WHERE g.id = NEW.entity_id)
+        WHEN 'maintenance' THEN (SELECT w.status_page_id FROM public.maintenance_window w
+                                 WHERE w.id = NEW.entity_id)
+        ELSE (SELECT i.status_page_id FROM public.status_incident i WHERE i.id = NEW.entity_id)
+    END;
+    IF page IS NULL THEN
+        RAISE EXCEPTION 'no % with id % to translate', NEW.entity_kind, NEW.entity_id
+            USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'translation_entity_fkey',
+                  TABLE = 'translation';
+    END IF;
+    NEW.status_page_id := page;
+    RETURN NEW;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_translation_set_page(); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_translation_set_page() IS 'Trigger (0033): sets translation.status_page_id from the translated entity; refuses an entity that does not exist (translation_entity_fkey).';
+
+--
+-- Name: statusdb_translation_snapshot(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_translation_snapshot() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+DECLARE
+    pages text[];
+    crowded text;
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        pages := ARRAY(SELECT DISTINCT n.status_page_id FROM new_rows n ORDER BY 1);
+    ELSIF TG_OP = 'UPDATE' THEN
+        pages := ARRAY(SELECT n.status_page_id FROM new_rows n
+                       UNION SELECT o.status_page_id FROM old_rows o ORDER BY 1);
+    ELSE
+        pages := ARRAY(SELECT DISTINCT o.status_page_id FROM old_rows o ORDER BY 1);
+    END IF;
+    IF TG_OP <> 'DELETE' THEN
+        PERFORM 1 FROM status_page p WHERE p.id = ANY (pages) ORDER BY p.id FOR NO KEY UPDATE;
+        SELECT t.status_page_id INTO crowded
+        FROM translation t
+        WHERE t.status_page_id = ANY (pages)
+        GROUP BY t.status_page_id
+        HAVING count(DISTINCT t.locale) > 20
+        LIMIT 1;
+        IF crowded IS NOT NULL THEN
+            RAISE EXCEPTION 'status page % would have translations in more than 20 locales',
+                            crowded
+                USING ERRCODE = 'check_violation',
+                      CONSTRAINT = 'translation_locales_per_page_check',
+                      TABLE = 'translation';
+        END IF;
+    END IF;
+    PERFORM statusdb_page_snapshot_bump(pages);
+    RETURN NULL;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_translation_snapshot(); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_translation_snapshot() IS 'Trigger (0033): at most 20 locales per page (translation_locales_per_page_check), then new snapshot versions for the pages whose translations the statement changed.';
+
+--
+-- Name: statusdb_translation_text(text[], text, text, text, integer); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_translation_text(chain text[], kind text, id text, field_name text, number integer DEFAULT 0) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+BEGIN
+    RETURN (
+    SELECT t.text
+    FROM translation t
+    WHERE cardinality(chain) > 0
+      AND t.entity_id = id AND t.entity_kind = kind AND t.update_number = number
+      AND t.field = field_name AND t.locale = ANY (chain)
+    ORDER BY array_position(chain, t.locale)
+    LIMIT 1
+    );
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_translation_text(chain text[], kind text, id text, field_name text, number integer); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_translation_text(chain text[], kind text, id text, field_name text, number integer) IS 'The translation of one field (0033): entity kind, id, field name and for incident_update the entry number, in the first locale of chain (statusdb_locale_chain) that has it; null: none (show the source text). One translation_pkey lookup. Owner only.';
 
 --
 -- Name: statusdb_wait_for_components(text[]); Type: FUNCTION; Schema: public
@@ -5164,6 +5826,7 @@ CREATE TABLE public.status_subscriber (
     deactivated_at timestamp with time zone,
     deactivation_reason text,
     group_ids text[] DEFAULT '{}'::text[] NOT NULL,
+    locale text,
     CONSTRAINT status_subscriber_channel_check CHECK ((channel = ANY (ARRAY['EMAIL'::text, 'SLACK'::text, 'WEBHOOK'::text]))),
     CONSTRAINT status_subscriber_component_ids_check CHECK ((array_position(component_ids, NULL::text) IS NULL)),
     CONSTRAINT status_subscriber_consecutive_permanent_failures_check CHECK ((consecutive_permanent_failures >= 0)),
@@ -5179,6 +5842,7 @@ END),
     CONSTRAINT status_subscriber_group_ids_check CHECK ((array_position(group_ids, NULL::text) IS NULL)),
     CONSTRAINT status_subscriber_id_length_check CHECK ((length(id) <= 200)),
     CONSTRAINT status_subscriber_is_verified_check CHECK ((NOT (is_verified AND (verify_token_hash IS NOT NULL)))),
+    CONSTRAINT status_subscriber_locale_check CHECK (((length(locale) <= 35) AND (locale ~ '^[a-z]{2,3}(-[A-Z][a-z]{3})?(-([A-Z]{2}|[0-9]{3}))?$'::text))),
     CONSTRAINT status_subscriber_notify_on_check CHECK (((cardinality(notify_on) > 0) AND (array_position(notify_on, NULL::text) IS NULL) AND (notify_on <@ ARRAY['degraded'::text, 'outage'::text, 'maintenance'::text, 'resolved'::text, 'incident_created'::text, 'incident_updated'::text, 'incident_resolved'::text, 'incident_reopened'::text, 'maintenance_scheduled'::text, 'maintenance_rescheduled'::text, 'maintenance_cancelled'::text, 'maintenance_reminder'::text, 'maintenance_started'::text, 'maintenance_completed'::text]))),
     CONSTRAINT status_subscriber_unsubscribe_token_hash_check CHECK (((unsubscribe_token_hash IS NULL) OR (octet_length(unsubscribe_token_hash) = 32))),
     CONSTRAINT status_subscriber_updated_at_range_check CHECK (((updated_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (updated_at < '9999-12-31 00:00:00+00'::timestamp with time zone))),
@@ -5294,6 +5958,12 @@ COMMENT ON COLUMN public.status_subscriber.deactivation_reason IS 'Why it was sw
 --
 
 COMMENT ON COLUMN public.status_subscriber.group_ids IS 'Groups of the same page followed (with their members, including later ones); component_ids and group_ids both empty: all. Checked and kept free of deleted ids by triggers.';
+
+--
+-- Name: COLUMN status_subscriber.locale; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_subscriber.locale IS 'The BCP 47 tag of the language the subscriber reads (0033); null: the page''s default_locale. Notifications are translated by the same chain as the page view.';
 
 --
 -- Name: delivery_log; Type: VIEW; Schema: public
@@ -6574,10 +7244,12 @@ CREATE TABLE public.status_page (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     time_zone text DEFAULT 'UTC'::text NOT NULL,
+    default_locale text DEFAULT 'en'::text NOT NULL,
     CONSTRAINT status_page_access_token_hash_check CHECK (((access_token_hash IS NULL) OR (octet_length(access_token_hash) = 32))),
     CONSTRAINT status_page_created_at_range_check CHECK (((created_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (created_at < '9999-12-31 00:00:00+00'::timestamp with time zone))),
     CONSTRAINT status_page_created_by_id_check CHECK ((btrim(created_by_id) <> ''::text)),
     CONSTRAINT status_page_created_by_id_length_check CHECK ((length(created_by_id) <= 200)),
+    CONSTRAINT status_page_default_locale_check CHECK (((length(default_locale) <= 35) AND (default_locale ~ '^[a-z]{2,3}(-[A-Z][a-z]{3})?(-([A-Z]{2}|[0-9]{3}))?$'::text))),
     CONSTRAINT status_page_description_length_check CHECK ((length(description) <= 10000)),
     CONSTRAINT status_page_id_length_check CHECK ((length(id) <= 200)),
     CONSTRAINT status_page_name_check CHECK (((btrim(name) <> ''::text) AND (length(name) <= 200))),
@@ -6659,6 +7331,12 @@ COMMENT ON COLUMN public.status_page.updated_at IS 'When the row last changed (k
 --
 
 COMMENT ON COLUMN public.status_page.time_zone IS 'IANA time zone of the page (a name with a ''/'', or UTC): uptime.daily counts calendar days from its local midnights.';
+
+--
+-- Name: COLUMN status_page.default_locale; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_page.default_locale IS 'The BCP 47 tag (canonical case) of the language the page''s own texts are written in (0033); translations in other locales are in table translation.';
 
 --
 -- Name: CONSTRAINT status_page_time_zone_iana_check ON status_page; Type: COMMENT; Schema: public
@@ -7066,6 +7744,141 @@ COMMENT ON COLUMN public.team.created_at IS 'When the row was inserted.';
 COMMENT ON COLUMN public.team.updated_at IS 'When the row last changed (kept by the trigger team_touch_updated_at).';
 
 --
+-- Name: translation; Type: TABLE; Schema: public
+--
+
+CREATE TABLE public.translation (
+    status_page_id text NOT NULL,
+    locale text NOT NULL,
+    entity_kind text NOT NULL,
+    entity_id text NOT NULL,
+    update_number integer DEFAULT 0 NOT NULL,
+    field text NOT NULL,
+    text text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    component_id text GENERATED ALWAYS AS (
+CASE
+    WHEN (entity_kind = 'component'::text) THEN entity_id
+    ELSE NULL::text
+END) STORED,
+    group_id text GENERATED ALWAYS AS (
+CASE
+    WHEN (entity_kind = 'group'::text) THEN entity_id
+    ELSE NULL::text
+END) STORED,
+    status_incident_id text GENERATED ALWAYS AS (
+CASE
+    WHEN (entity_kind = ANY (ARRAY['incident'::text, 'incident_update'::text])) THEN entity_id
+    ELSE NULL::text
+END) STORED,
+    maintenance_window_id text GENERATED ALWAYS AS (
+CASE
+    WHEN (entity_kind = 'maintenance'::text) THEN entity_id
+    ELSE NULL::text
+END) STORED,
+    CONSTRAINT translation_created_at_range_check CHECK (((created_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (created_at < '9999-12-31 00:00:00+00'::timestamp with time zone))),
+    CONSTRAINT translation_entity_id_length_check CHECK ((length(entity_id) <= 200)),
+    CONSTRAINT translation_entity_kind_check CHECK ((entity_kind = ANY (ARRAY['page'::text, 'component'::text, 'group'::text, 'incident'::text, 'incident_update'::text, 'maintenance'::text]))),
+    CONSTRAINT translation_field_check CHECK (((length(field) <= 20) AND ((((((((((((entity_kind = 'page'::text) AND (field = 'name'::text)) OR ((entity_kind = 'page'::text) AND (field = 'description'::text))) OR ((entity_kind = 'component'::text) AND (field = 'name'::text))) OR ((entity_kind = 'component'::text) AND (field = 'description'::text))) OR ((entity_kind = 'group'::text) AND (field = 'name'::text))) OR ((entity_kind = 'group'::text) AND (field = 'description'::text))) OR ((entity_kind = 'incident'::text) AND (field = 'title'::text))) OR ((entity_kind = 'incident'::text) AND (field = 'message'::text))) OR ((entity_kind = 'incident_update'::text) AND (field = 'message'::text))) OR ((entity_kind = 'maintenance'::text) AND (field = 'title'::text))) OR ((entity_kind = 'maintenance'::text) AND (field = 'description'::text))))),
+    CONSTRAINT translation_locale_check CHECK (((length(locale) <= 35) AND (locale ~ '^[a-z]{2,3}(-[A-Z][a-z]{3})?(-([A-Z]{2}|[0-9]{3}))?$'::text))),
+    CONSTRAINT translation_page_check CHECK (((entity_kind <> 'page'::text) OR (entity_id = status_page_id))),
+    CONSTRAINT translation_text_check CHECK (((field <> ALL (ARRAY['name'::text, 'title'::text])) OR (btrim(text) <> ''::text))),
+    CONSTRAINT translation_text_length_check CHECK (((length(text) <= 10000) AND (length(text) <=
+CASE field
+    WHEN 'name'::text THEN 200
+    WHEN 'title'::text THEN 500
+    ELSE 10000
+END))),
+    CONSTRAINT translation_update_number_check CHECK ((((entity_kind = 'incident_update'::text) = (update_number > 0)) AND ((update_number >= 0) AND (update_number <= 500)))),
+    CONSTRAINT translation_updated_at_range_check CHECK (((updated_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (updated_at < '9999-12-31 00:00:00+00'::timestamp with time zone)))
+);
+
+--
+-- Name: TABLE translation; Type: COMMENT; Schema: public
+--
+
+COMMENT ON TABLE public.translation IS 'Translations of the texts a page shows (0033): one row per (entity, field, locale); entity_kind page/component/group/incident/incident_update/maintenance, entity_id the row''s id (incident_update: the status incident''s, with update_number = the timeline entry, 1 first). Deleting an entity deletes its rows (the generated FK columns). Read by statusdb_page_view_v3 and friends: the tag asked for, then its language, then the page''s own text.';
+
+--
+-- Name: COLUMN translation.status_page_id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.translation.status_page_id IS 'The page of the translated entity; set by translation_set_page from the entity.';
+
+--
+-- Name: COLUMN translation.locale; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.translation.locale IS 'The BCP 47 tag (canonical case: de, de-CH, zh-Hant-TW, es-419) of the translation.';
+
+--
+-- Name: COLUMN translation.entity_kind; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.translation.entity_kind IS 'What is translated: page, component, group, incident, incident_update or maintenance.';
+
+--
+-- Name: COLUMN translation.entity_id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.translation.entity_id IS 'The translated row''s id (the page''s for page; the status incident''s for incident_update).';
+
+--
+-- Name: COLUMN translation.update_number; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.translation.update_number IS 'incident_update: the number of the timeline entry (1 = the first); 0 otherwise.';
+
+--
+-- Name: COLUMN translation.field; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.translation.field IS 'The translated column: name, description (page, component, group), title, message (incident), message (incident_update), title, description (maintenance).';
+
+--
+-- Name: COLUMN translation.text; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.translation.text IS 'The translated text; bounded as the source field (names 200, titles 500, else 10000).';
+
+--
+-- Name: COLUMN translation.created_at; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.translation.created_at IS 'When the translation was first written.';
+
+--
+-- Name: COLUMN translation.updated_at; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.translation.updated_at IS 'When its text last changed.';
+
+--
+-- Name: COLUMN translation.component_id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.translation.component_id IS 'Generated: entity_id for a component (its FK deletes the translation with it).';
+
+--
+-- Name: COLUMN translation.group_id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.translation.group_id IS 'Generated: entity_id for a group (its FK deletes the translation with it).';
+
+--
+-- Name: COLUMN translation.status_incident_id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.translation.status_incident_id IS 'Generated: entity_id for an incident or incident_update (FK ON DELETE CASCADE).';
+
+--
+-- Name: COLUMN translation.maintenance_window_id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.translation.maintenance_window_id IS 'Generated: entity_id for a maintenance window (FK ON DELETE CASCADE).';
+
+--
 -- Name: component_group component_group_id_status_page_id_key; Type: CONSTRAINT; Schema: public
 --
 
@@ -7360,6 +8173,13 @@ ALTER TABLE ONLY public.team
     ADD CONSTRAINT team_pkey PRIMARY KEY (id);
 
 --
+-- Name: translation translation_pkey; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.translation
+    ADD CONSTRAINT translation_pkey PRIMARY KEY (entity_id, entity_kind, update_number, field, locale);
+
+--
 -- Name: component_group_parent_id_status_page_id_idx; Type: INDEX; Schema: public
 --
 
@@ -7634,6 +8454,36 @@ CREATE INDEX status_subscriber_status_page_id_id_idx ON public.status_subscriber
 --
 
 CREATE INDEX status_subscriber_status_page_id_is_active_idx ON public.status_subscriber USING btree (status_page_id, is_active);
+
+--
+-- Name: translation_component_id_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX translation_component_id_idx ON public.translation USING btree (component_id) WHERE (component_id IS NOT NULL);
+
+--
+-- Name: translation_group_id_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX translation_group_id_idx ON public.translation USING btree (group_id) WHERE (group_id IS NOT NULL);
+
+--
+-- Name: translation_maintenance_window_id_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX translation_maintenance_window_id_idx ON public.translation USING btree (maintenance_window_id) WHERE (maintenance_window_id IS NOT NULL);
+
+--
+-- Name: translation_status_incident_id_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX translation_status_incident_id_idx ON public.translation USING btree (status_incident_id) WHERE (status_incident_id IS NOT NULL);
+
+--
+-- Name: translation_status_page_id_locale_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX translation_status_page_id_locale_idx ON public.translation USING btree (status_page_id, locale);
 
 --
 -- Name: component_group component_group_forget_ids; Type: TRIGGER; Schema: public
@@ -8212,6 +9062,12 @@ CREATE TRIGGER status_page_keep_history_insert AFTER INSERT ON public.status_pag
 CREATE TRIGGER status_page_keep_history_update AFTER UPDATE ON public.status_page REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_row_history('id', 'id');
 
 --
+-- Name: status_page status_page_locale_snapshot; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_page_locale_snapshot AFTER UPDATE ON public.status_page REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_status_page_locale_snapshot();
+
+--
 -- Name: status_page status_page_snapshot_insert; Type: TRIGGER; Schema: public
 --
 
@@ -8282,6 +9138,36 @@ CREATE TRIGGER team_id_immutable BEFORE UPDATE OF id ON public.team FOR EACH ROW
 --
 
 CREATE TRIGGER team_touch_updated_at BEFORE UPDATE ON public.team FOR EACH ROW EXECUTE FUNCTION public.statusdb_touch_updated_at();
+
+--
+-- Name: translation translation_set_page; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER translation_set_page BEFORE INSERT OR UPDATE OF status_page_id, entity_kind, entity_id ON public.translation FOR EACH ROW EXECUTE FUNCTION public.statusdb_translation_set_page();
+
+--
+-- Name: translation translation_snapshot_delete; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER translation_snapshot_delete AFTER DELETE ON public.translation REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_translation_snapshot();
+
+--
+-- Name: translation translation_snapshot_insert; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER translation_snapshot_insert AFTER INSERT ON public.translation REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_translation_snapshot();
+
+--
+-- Name: translation translation_snapshot_update; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER translation_snapshot_update AFTER UPDATE ON public.translation REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_translation_snapshot();
+
+--
+-- Name: translation translation_touch_updated_at; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER translation_touch_updated_at BEFORE UPDATE ON public.translation FOR EACH ROW EXECUTE FUNCTION public.statusdb_touch_updated_at();
 
 --
 -- Name: component_group component_group_parent_id_fkey; Type: FK CONSTRAINT; Schema: public
@@ -8464,6 +9350,41 @@ ALTER TABLE ONLY public.status_page
 
 ALTER TABLE ONLY public.status_subscriber
     ADD CONSTRAINT status_subscriber_status_page_id_fkey FOREIGN KEY (status_page_id) REFERENCES public.status_page(id) ON DELETE CASCADE;
+
+--
+-- Name: translation translation_component_id_fkey; Type: FK CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.translation
+    ADD CONSTRAINT translation_component_id_fkey FOREIGN KEY (component_id) REFERENCES public.status_page_component(id) ON DELETE CASCADE;
+
+--
+-- Name: translation translation_group_id_fkey; Type: FK CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.translation
+    ADD CONSTRAINT translation_group_id_fkey FOREIGN KEY (group_id) REFERENCES public.component_group(id) ON DELETE CASCADE;
+
+--
+-- Name: translation translation_maintenance_window_id_fkey; Type: FK CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.translation
+    ADD CONSTRAINT translation_maintenance_window_id_fkey FOREIGN KEY (maintenance_window_id) REFERENCES public.maintenance_window(id) ON DELETE CASCADE;
+
+--
+-- Name: translation translation_status_incident_id_fkey; Type: FK CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.translation
+    ADD CONSTRAINT translation_status_incident_id_fkey FOREIGN KEY (status_incident_id) REFERENCES public.status_incident(id) ON DELETE CASCADE;
+
+--
+-- Name: translation translation_status_page_id_fkey; Type: FK CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.translation
+    ADD CONSTRAINT translation_status_page_id_fkey FOREIGN KEY (status_page_id) REFERENCES public.status_page(id) ON DELETE CASCADE;
 
 --
 -- Name: component_group; Type: ROW SECURITY; Schema: public
@@ -8797,6 +9718,20 @@ ALTER TABLE public.team ENABLE ROW LEVEL SECURITY;
 CREATE POLICY team_team_isolation ON public.team USING (((( SELECT public.statusdb_current_team() AS statusdb_current_team) IS NULL) OR (id = ( SELECT public.statusdb_current_team() AS statusdb_current_team))));
 
 --
+-- Name: translation; Type: ROW SECURITY; Schema: public
+--
+
+ALTER TABLE public.translation ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: translation translation_team_isolation; Type: POLICY; Schema: public
+--
+
+CREATE POLICY translation_team_isolation ON public.translation USING (((( SELECT public.statusdb_current_team() AS statusdb_current_team) IS NULL) OR (status_page_id IN ( SELECT p.id
+   FROM public.status_page p
+  WHERE (p.team_id = ( SELECT public.statusdb_current_team() AS statusdb_current_team))))));
+
+--
 -- Name: SCHEMA public; Type: ACL; Schema: -
 --
 
@@ -8912,6 +9847,13 @@ REVOKE ALL ON FUNCTION public.statusdb_event_components(ids text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION public.statusdb_event_page(page_id text) FROM PUBLIC;
 
 --
+-- Name: FUNCTION statusdb_event_texts(event_id text, event_locale text); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_event_texts(event_id text, event_locale text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.statusdb_event_texts(event_id text, event_locale text) TO statusdb_app;
+
+--
 -- Name: FUNCTION statusdb_event_time(at timestamp with time zone); Type: ACL; Schema: public
 --
 
@@ -8952,6 +9894,12 @@ REVOKE ALL ON FUNCTION public.statusdb_keep_history_of(audited regclass, key_col
 --
 
 REVOKE ALL ON FUNCTION public.statusdb_keep_row_history() FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_locale_chain(page_id text, requested text); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_locale_chain(page_id text, requested text) FROM PUBLIC;
 
 --
 -- Name: FUNCTION statusdb_lock_components(component_ids text[]); Type: ACL; Schema: public
@@ -9079,6 +10027,13 @@ REVOKE ALL ON FUNCTION public.statusdb_notification_recipients(page_id text, eve
 GRANT ALL ON FUNCTION public.statusdb_notification_recipients(page_id text, event_component_ids text[], kinds text[], folded_kinds text[]) TO statusdb_app;
 
 --
+-- Name: FUNCTION statusdb_notification_recipients_v2(page_id text, event_component_ids text[], kinds text[], folded_kinds text[]); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_notification_recipients_v2(page_id text, event_component_ids text[], kinds text[], folded_kinds text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.statusdb_notification_recipients_v2(page_id text, event_component_ids text[], kinds text[], folded_kinds text[]) TO statusdb_app;
+
+--
 -- Name: FUNCTION statusdb_page_feed(page_slug text, page_token_hash bytea, feed_limit integer); Type: ACL; Schema: public
 --
 
@@ -9087,10 +10042,24 @@ GRANT ALL ON FUNCTION public.statusdb_page_feed(page_slug text, page_token_hash 
 GRANT ALL ON FUNCTION public.statusdb_page_feed(page_slug text, page_token_hash bytea, feed_limit integer) TO statusdb_reader;
 
 --
+-- Name: FUNCTION statusdb_page_feed_v2(page_slug text, page_token_hash bytea, feed_limit integer, page_locale text); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_page_feed_v2(page_slug text, page_token_hash bytea, feed_limit integer, page_locale text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.statusdb_page_feed_v2(page_slug text, page_token_hash bytea, feed_limit integer, page_locale text) TO statusdb_app;
+GRANT ALL ON FUNCTION public.statusdb_page_feed_v2(page_slug text, page_token_hash bytea, feed_limit integer, page_locale text) TO statusdb_reader;
+
+--
 -- Name: FUNCTION statusdb_page_render(page_ids text[]); Type: ACL; Schema: public
 --
 
 REVOKE ALL ON FUNCTION public.statusdb_page_render(page_ids text[]) FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_page_snapshot_bump(page_ids text[]); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_page_snapshot_bump(page_ids text[]) FROM PUBLIC;
 
 --
 -- Name: FUNCTION statusdb_page_snapshot_create(page_ids text[]); Type: ACL; Schema: public
@@ -9152,12 +10121,28 @@ GRANT ALL ON FUNCTION public.statusdb_page_view_bytes_v2(page_slug text, page_to
 GRANT ALL ON FUNCTION public.statusdb_page_view_bytes_v2(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint) TO statusdb_reader;
 
 --
+-- Name: FUNCTION statusdb_page_view_bytes_v3(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint, page_locale text); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_page_view_bytes_v3(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint, page_locale text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.statusdb_page_view_bytes_v3(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint, page_locale text) TO statusdb_app;
+GRANT ALL ON FUNCTION public.statusdb_page_view_bytes_v3(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint, page_locale text) TO statusdb_reader;
+
+--
 -- Name: FUNCTION statusdb_page_view_v2(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint); Type: ACL; Schema: public
 --
 
 REVOKE ALL ON FUNCTION public.statusdb_page_view_v2(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.statusdb_page_view_v2(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint) TO statusdb_app;
 GRANT ALL ON FUNCTION public.statusdb_page_view_v2(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint) TO statusdb_reader;
+
+--
+-- Name: FUNCTION statusdb_page_view_v3(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint, page_locale text); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_page_view_v3(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint, page_locale text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.statusdb_page_view_v3(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint, page_locale text) TO statusdb_app;
+GRANT ALL ON FUNCTION public.statusdb_page_view_v3(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint, page_locale text) TO statusdb_reader;
 
 --
 -- Name: FUNCTION statusdb_priority_status(priority text); Type: ACL; Schema: public
@@ -9344,6 +10329,12 @@ REVOKE ALL ON FUNCTION public.statusdb_status_page_component_roll_up() FROM PUBL
 REVOKE ALL ON FUNCTION public.statusdb_status_page_component_snapshot() FROM PUBLIC;
 
 --
+-- Name: FUNCTION statusdb_status_page_locale_snapshot(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_status_page_locale_snapshot() FROM PUBLIC;
+
+--
 -- Name: FUNCTION statusdb_status_page_snapshot(); Type: ACL; Schema: public
 --
 
@@ -9390,6 +10381,30 @@ REVOKE ALL ON FUNCTION public.statusdb_take_slots(slots bigint[]) FROM PUBLIC;
 --
 
 REVOKE ALL ON FUNCTION public.statusdb_touch_updated_at() FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_translate_rows(items json, chain text[], kind text, first_field text, second_field text); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_translate_rows(items json, chain text[], kind text, first_field text, second_field text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_translation_set_page(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_translation_set_page() FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_translation_snapshot(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_translation_snapshot() FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_translation_text(chain text[], kind text, id text, field_name text, number integer); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_translation_text(chain text[], kind text, id text, field_name text, number integer) FROM PUBLIC;
 
 --
 -- Name: FUNCTION statusdb_wait_for_components(component_ids text[]); Type: ACL; Schema: public
@@ -9566,6 +10581,12 @@ GRANT INSERT(payload) ON TABLE public.delivery_attempt TO statusdb_app;
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.status_subscriber TO statusdb_app;
 
 --
+-- Name: COLUMN status_subscriber.locale; Type: ACL; Schema: public
+--
+
+GRANT INSERT(locale),UPDATE(locale) ON TABLE public.status_subscriber TO statusdb_app;
+
+--
 -- Name: TABLE delivery_log; Type: ACL; Schema: public
 --
 
@@ -9668,6 +10689,12 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.status_incident_template TO st
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.status_page TO statusdb_app;
 
 --
+-- Name: COLUMN status_page.default_locale; Type: ACL; Schema: public
+--
+
+GRANT INSERT(default_locale),UPDATE(default_locale) ON TABLE public.status_page TO statusdb_app;
+
+--
 -- Name: TABLE status_page_component; Type: ACL; Schema: public
 --
 
@@ -9750,3 +10777,57 @@ GRANT SELECT ON TABLE public.status_page_snapshot TO statusdb_app;
 --
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.team TO statusdb_app;
+
+--
+-- Name: TABLE translation; Type: ACL; Schema: public
+--
+
+GRANT SELECT,DELETE ON TABLE public.translation TO statusdb_app;
+
+--
+-- Name: COLUMN translation.locale; Type: ACL; Schema: public
+--
+
+GRANT INSERT(locale) ON TABLE public.translation TO statusdb_app;
+
+--
+-- Name: COLUMN translation.entity_kind; Type: ACL; Schema: public
+--
+
+GRANT INSERT(entity_kind) ON TABLE public.translation TO statusdb_app;
+
+--
+-- Name: COLUMN translation.entity_id; Type: ACL; Schema: public
+--
+
+GRANT INSERT(entity_id) ON TABLE public.translation TO statusdb_app;
+
+--
+-- Name: COLUMN translation.update_number; Type: ACL; Schema: public
+--
+
+GRANT INSERT(update_number) ON TABLE public.translation TO statusdb_app;
+
+--
+-- Name: COLUMN translation.field; Type: ACL; Schema: public
+--
+
+GRANT INSERT(field) ON TABLE public.translation TO statusdb_app;
+
+--
+-- Name: COLUMN translation.text; Type: ACL; Schema: public
+--
+
+GRANT INSERT(text),UPDATE(text) ON TABLE public.translation TO statusdb_app;
+
+--
+-- Name: COLUMN translation.created_at; Type: ACL; Schema: public
+--
+
+GRANT INSERT(created_at) ON TABLE public.translation TO statusdb_app;
+
+--
+-- Name: COLUMN translation.updated_at; Type: ACL; Schema: public
+--
+
+GRANT INSERT(updated_at),UPDATE(updated_at) ON TABLE public.translation TO statusdb_app;

@@ -42,6 +42,7 @@ from statusdb import (
     subscribers,
     teams,
     tenancy,
+    translations,
     uptime,
     views,
 )
@@ -108,6 +109,7 @@ __all__ = [
     "subscribers",
     "teams",
     "tenancy",
+    "translations",
     "types",
     "unsubscribe_links",
     "uptime",

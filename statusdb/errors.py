@@ -585,6 +585,7 @@ _ID_IMMUTABLE: Final = "_id_immutable"
 #: (<table>_<column>_range_check) and text sizes (<table>_<column>_length_check).
 _RANGE_CHECKED: Final[dict[str, tuple[str, ...]]] = {
     "team": ("created_at", "updated_at"),
+    "translation": ("created_at", "updated_at"),
     "incident": ("created_at", "updated_at", "resolved_at"),
     "status_page": ("created_at", "updated_at"),
     "status_page_component": ("created_at", "updated_at", "status_updated_at"),
@@ -653,6 +654,60 @@ CONSTRAINT_MESSAGES.update(
             f"{column} must be at most {bound} characters",
         )
         for (table, column), bound in _LENGTH_CHECKED.items()
+    }
+)
+
+
+# 0033: translations.
+CONSTRAINT_MESSAGES.update(
+    {
+        "status_page_default_locale_check": (
+            InvalidInput,
+            "a locale must be a BCP 47 tag in canonical case (de, de-CH, zh-Hant-TW, es-419)",
+        ),
+        "status_subscriber_locale_check": (
+            InvalidInput,
+            "a locale must be a BCP 47 tag in canonical case (de, de-CH, zh-Hant-TW, es-419)",
+        ),
+        "translation_locale_check": (
+            InvalidInput,
+            "a locale must be a BCP 47 tag in canonical case (de, de-CH, zh-Hant-TW, es-419)",
+        ),
+        "translation_entity_kind_check": (
+            InvalidInput,
+            "entity must be page, component, group, incident, incident_update or maintenance",
+        ),
+        "translation_entity_id_length_check": (InvalidInput, "an id is at most 200 characters"),
+        "translation_field_check": (
+            InvalidInput,
+            "no such field to translate: page, component and group have name and description, "
+            "incident title and message, incident_update message, maintenance title and "
+            "description",
+        ),
+        "translation_page_check": (InvalidInput, "a page translation names the page itself"),
+        "translation_update_number_check": (
+            InvalidInput,
+            "update_number is 1 to 500 for an incident_update (the timeline entry), else 0",
+        ),
+        "translation_text_length_check": (
+            InvalidInput,
+            "a translated name is at most 200 characters, a title 500, any other text 10000",
+        ),
+        "translation_text_check": (InvalidInput, "a translated name or title must be non-blank"),
+        "translation_entity_fkey": (NotFound, "no such entity to translate"),
+        "translation_status_page_id_fkey": (NotFound, "no status page with that id"),
+        "translation_component_id_fkey": (NotFound, "no component with that id"),
+        "translation_group_id_fkey": (NotFound, "no component group with that id"),
+        "translation_status_incident_id_fkey": (NotFound, "no status incident with that id"),
+        "translation_maintenance_window_id_fkey": (
+            NotFound,
+            "no maintenance window with that id",
+        ),
+        "translation_pkey": (Conflict, "that field is already translated in that locale"),
+        "translation_locales_per_page_check": (
+            InvalidInput,
+            "a status page has translations in at most 20 locales",
+        ),
     }
 )
 

@@ -15,6 +15,7 @@ import attrs
 from psycopg.rows import class_row, tuple_row
 from psycopg.types.json import Jsonb
 
+from statusdb import translations
 from statusdb.db.executor import Op, execute, many, one, operation, optional
 from statusdb.domain import tokens, validate
 from statusdb.errors import InvalidInput, NotFound
@@ -254,3 +255,10 @@ def delete(page_id: str) -> Op[None]:
     count = yield from execute("page_delete", {"id": validate.identifier("page_id", page_id)})
     if count == 0:
         raise NotFound(f"no status page with id {page_id!r}")
+
+
+@operation(retry=True)
+def set_default_locale(page_id: str, locale: str) -> Op[str]:
+    """Set the locale (a BCP 47 tag) the page's own texts are written in (migration 0033; see
+    `statusdb.translations`); the stored, canonical tag."""
+    return (yield from translations.set_default_locale.body(page_id, locale))

@@ -45,7 +45,7 @@ from typing import Any, Final, NamedTuple
 import attrs
 from psycopg.rows import class_row, kwargs_row, tuple_row
 
-from statusdb import idempotency
+from statusdb import idempotency, translations
 from statusdb.db.executor import Op, copy_in, execute, many, one, operation, optional
 from statusdb.domain import destinations, tokens, unsubscribe_links, validate
 from statusdb.domain.types import (
@@ -570,3 +570,10 @@ def import_subscribers(
             )
     refused.sort(key=lambda refusal: refusal.row_number)
     return ImportReport(accepted, refused)
+
+
+@operation(retry=True)
+def set_locale(subscriber_id: str, locale: str | None) -> Op[str | None]:
+    """Set the locale (a BCP 47 tag) a subscriber reads notifications in (migration 0033;
+    None: the page's default); the stored, canonical tag."""
+    return (yield from translations.set_subscriber_locale.body(subscriber_id, locale))

@@ -147,6 +147,10 @@ class PageView:
     version: int
     fresh_until: dt.datetime | None
     groups: tuple[GroupView, ...] = ()
+    #: The locale of the texts shown (migration 0033) when the read asked for one
+    #: (`page_view(..., locale=)`): the tag or its language that matched, else the page's
+    #: `default_locale`. None for a read without `locale` (the page's own texts, as before).
+    locale: str | None = None
 
     @property
     def version_text(self) -> str:
@@ -355,6 +359,7 @@ def _decode(
     fresh_until: dt.datetime | None,
     groups: Any,
     time_zone: str = "UTC",
+    locale: str | None = None,
 ) -> PageView:
     component_views = _components(components)
     statuses = [c.current_status for c in component_views]
@@ -376,6 +381,7 @@ def _decode(
         version,
         fresh_until,
         _groups(groups, component_views),
+        locale,
     )
 
 
@@ -409,6 +415,7 @@ def _page_view(
     maintenance_horizon: dt.timedelta = dt.timedelta(days=7),
     maintenance_limit: int = 20,
     if_version: int | None = None,
+    locale: str | None = None,
 ) -> Op[PageView | NotModified | None]:
     """The page `slug` as its readers see it, or None when there is no such page for them.
 
@@ -416,6 +423,8 @@ def _page_view(
     `maintenance_horizon` (recurring windows by their next occurrence). `if_version`: the
     version the caller already has (a `PageView.version` of the same horizon and limit);
     `NotModified` if it is still the current one, without sending or decoding the body.
+    `locale` (a BCP 47 tag, migration 0033): the texts in that tag, else its language, else
+    the page's own; `PageView.locale` says which. A translation written moves the version.
     """
     if if_version is not None and (
         isinstance(if_version, bool) or not isinstance(if_version, int) or if_version >= 2**63
@@ -425,7 +434,10 @@ def _page_view(
     if params is None:
         return None
     params["if_version"] = if_version
-    return (yield from optional("page_view_by_slug", params, _row))
+    if locale is None:  # the page's own texts: the 0017 read as it was (locale None)
+        return (yield from optional("page_view_by_slug", params, _row))
+    params["locale"] = validate.locale("locale", locale)
+    return (yield from optional("page_view_by_slug_v3", params, _row))
 
 
 class _PageViewOperation(Operation[..., "PageView | NotModified | None"]):
@@ -442,6 +454,7 @@ class _PageViewOperation(Operation[..., "PageView | NotModified | None"]):
         maintenance_horizon: dt.timedelta = ...,
         maintenance_limit: int = 20,
         if_version: None = None,
+        locale: str | None = None,
     ) -> Coroutine[Any, Any, PageView | None]: ...
 
     @overload
@@ -455,6 +468,7 @@ class _PageViewOperation(Operation[..., "PageView | NotModified | None"]):
         maintenance_horizon: dt.timedelta = ...,
         maintenance_limit: int = 20,
         if_version: int | None,
+        locale: str | None = None,
     ) -> Coroutine[Any, Any, PageView | NotModified | None]: ...
 
     @overload
@@ -468,6 +482,7 @@ class _PageViewOperation(Operation[..., "PageView | NotModified | None"]):
         maintenance_horizon: dt.timedelta = ...,
         maintenance_limit: int = 20,
         if_version: None = None,
+        locale: str | None = None,
     ) -> PageView | None: ...
 
     @overload
@@ -481,6 +496,7 @@ class _PageViewOperation(Operation[..., "PageView | NotModified | None"]):
         maintenance_horizon: dt.timedelta = ...,
         maintenance_limit: int = 20,
         if_version: int | None,
+        locale: str | None = None,
     ) -> PageView | NotModified | None: ...
 
     def __call__(self, conn: Any, /, *args: Any, **kwargs: Any) -> Any:
@@ -592,6 +608,9 @@ class PageBytes:
     body: bytes
     version: int
     fresh_until: dt.datetime | None
+    #: The locale of the texts (migration 0033) when the read asked for one (`locale=`), as
+    #: `PageView.locale`; None for a read without `locale` (the page's own texts).
+    locale: str | None = None
 
     @property
     def version_text(self) -> str:
@@ -609,6 +628,7 @@ class _TextAsBytes(Loader):
 
 
 _BYTES_QUERY: Final = queries.get("page_view_bytes").sql
+_BYTES_QUERY_V3: Final = queries.get("page_view_bytes_v3").sql
 _READER_ATTRIBUTE: Final = "_statusdb_page_bytes_reader"
 _WEEK: Final = dt.timedelta(days=7)
 _ZERO: Final = dt.timedelta(0)
@@ -684,10 +704,19 @@ def _bytes_params(
 def _bytes_answer(row: tuple[Any, ...] | None) -> PageBytes | NotModified | None:
     if row is None:
         return None
+    if len(row) == 4:  # page_view_bytes_v3: with the locale used
+        version, fresh_until, body, locale = row
+        if body is None:
+            return NotModified(version, fresh_until)
+        return PageBytes(body, version, fresh_until, locale.decode())
     version, fresh_until, body = row
     if body is None:
         return NotModified(version, fresh_until)
     return PageBytes(body, version, fresh_until)
+
+
+def _query(params: dict[str, Any]) -> bytes:
+    return _BYTES_QUERY if "locale" not in params else _BYTES_QUERY_V3
 
 
 def _read_sync(conn: psycopg.Connection[Any], params: dict[str, Any]) -> Any:
@@ -696,7 +725,7 @@ def _read_sync(conn: psycopg.Connection[Any], params: dict[str, Any]) -> Any:
         try:
             with reader.lock:
                 cur = reader.cursor
-                cur.execute(_BYTES_QUERY, params, binary=True)
+                cur.execute(_query(params), params, binary=True)
                 return _bytes_answer(cur.fetchone())
         except psycopg.Error as exc:
             error = translate(exc)
@@ -712,7 +741,7 @@ async def _read_async(conn: psycopg.AsyncConnection[Any], params: dict[str, Any]
         try:
             async with reader.lock:
                 cur = reader.cursor
-                await cur.execute(_BYTES_QUERY, params, binary=True)
+                await cur.execute(_query(params), params, binary=True)
                 return _bytes_answer(await cur.fetchone())
         except psycopg.Error as exc:
             error = translate(exc)
@@ -742,6 +771,7 @@ def page_view_bytes(
     if_version: int | None = None,
     maintenance_horizon: dt.timedelta = ...,
     maintenance_limit: int = 20,
+    locale: str | None = None,
 ) -> Coroutine[Any, Any, PageBytes | NotModified | None]: ...
 
 
@@ -755,6 +785,7 @@ def page_view_bytes(
     if_version: int | None = None,
     maintenance_horizon: dt.timedelta = ...,
     maintenance_limit: int = 20,
+    locale: str | None = None,
 ) -> PageBytes | NotModified | None: ...
 
 
@@ -767,6 +798,7 @@ def page_view_bytes(
     if_version: int | None = None,
     maintenance_horizon: dt.timedelta = _WEEK,
     maintenance_limit: int = 20,
+    locale: str | None = None,
 ) -> Any:
     """The page `slug` as the bytes of one JSON document (`PageBytes`), or None.
 
@@ -775,8 +807,12 @@ def page_view_bytes(
     (answered from the index lookup alone, migration 0028). For a sync connection the answer,
     for an async one a coroutine. One statement on a cursor reused per connection (safe to
     share the connection between threads or tasks: calls on one connection take turns).
+    `locale` as `page_view`'s (migration 0033): `PageBytes.locale` says which was used; without
+    it, the 0028 read as it was.
     """
     params = _bytes_params(slug, token, if_version, maintenance_horizon, maintenance_limit)
+    if params is not None and locale is not None:
+        params["locale"] = validate.locale("locale", locale)
     if isinstance(conn, psycopg.Connection):
         return None if params is None else _read_sync(conn, params)
     if isinstance(conn, psycopg.AsyncConnection):
@@ -792,7 +828,9 @@ def decode_page_bytes(answer: PageBytes) -> PageView:
     """The `PageView` a `PageBytes` shows (what `page_view` returns for the same read)."""
     document = _loads(answer.body)
     document["updated_at"] = _fromisoformat(document["updated_at"])
-    return _decode(**document, version=answer.version, fresh_until=answer.fresh_until)
+    return _decode(
+        **document, version=answer.version, fresh_until=answer.fresh_until, locale=answer.locale
+    )
 
 
 # -- a per-process cache of decoded views -------------------------------------------------------
@@ -812,8 +850,9 @@ class PageViewCache:
     index lookup on the server when unchanged, and the decoded view is reused), else decodes
     the new body and keeps it. So a cached view is never older than a conditional read would
     be; a private page still needs its token on every call (a wrong token is None, and the
-    cached view is not even looked at). Keyed by (slug, token digest, horizon, limit); bounded
-    by `max_entries` and `max_bytes` (the bodies' sizes), least recently used out first.
+    cached view is not even looked at). Keyed by (slug, token digest, horizon, limit, locale:
+    `locale=` as `page_view`'s, migration 0033); bounded by `max_entries` and `max_bytes`
+    (the bodies' sizes), least recently used out first.
     Thread-safe (a lock held only around dictionary work, never across I/O), so also usable
     from asyncio with `aget` on an async connection; works on any connection statusdb reads
     on (a router's replicas, PgBouncer). `invalidate(event)` with a `feed.PageVersionEvent`
@@ -848,6 +887,10 @@ class PageViewCache:
             params["token_hash"],
             params["horizon"],
             params["maintenance_limit"],
+            # A translated read has the version of the page's own texts (one snapshot row
+            # per page): without the locale in the key, a cached view in one language would
+            # answer a read in another as "not modified".
+            params.get("locale"),
         )
         with self._lock:
             entry = self._entries.pop(key, None)
@@ -888,11 +931,14 @@ class PageViewCache:
         token: str | None = None,
         maintenance_horizon: dt.timedelta = _WEEK,
         maintenance_limit: int = 20,
+        locale: str | None = None,
     ) -> PageView | None:
-        """`page_view(conn, slug, ...)`, decoded once per version."""
+        """`page_view(conn, slug, ...)`, decoded once per version (and per `locale`)."""
         params = _bytes_params(slug, token, None, maintenance_horizon, maintenance_limit)
         if params is None:
             return None
+        if locale is not None:
+            params["locale"] = validate.locale("locale", locale)
         key, entry = self._lookup(params)
         if entry is not None:
             params["if_version"] = entry.view.version
@@ -906,11 +952,14 @@ class PageViewCache:
         token: str | None = None,
         maintenance_horizon: dt.timedelta = _WEEK,
         maintenance_limit: int = 20,
+        locale: str | None = None,
     ) -> PageView | None:
         """`get` on an async connection."""
         params = _bytes_params(slug, token, None, maintenance_horizon, maintenance_limit)
         if params is None:
             return None
+        if locale is not None:
+            params["locale"] = validate.locale("locale", locale)
         if not isinstance(conn, psycopg.AsyncConnection):
             raise _not_a_connection(conn, "PageViewCache.aget")
         key, entry = self._lookup(params)

@@ -129,6 +129,22 @@ SELECT 'p' || p, 'p' || p || 'g1',
        now() - interval '200 days' + j * interval '30 days'
 FROM generate_series(1, %(pages)s) AS p, generate_series(1, 6) AS j
 ORDER BY 5;
+
+-- Translations (0033): every page's name and components' names in de and fr, its incidents'
+-- titles and second updates in de (triggers are off: status_page_id written here).
+INSERT INTO translation (status_page_id, locale, entity_kind, entity_id, field, text)
+SELECT 'p' || p, l.locale, 'page', 'p' || p, 'name', 'Seite ' || p
+FROM generate_series(1, %(pages)s) AS p, (VALUES ('de'), ('fr')) AS l (locale);
+INSERT INTO translation (status_page_id, locale, entity_kind, entity_id, field, text)
+SELECT 'p' || p, l.locale, 'component', 'p' || p || 'c' || k, 'name', 'Komponente ' || k
+FROM generate_series(1, %(pages)s) AS p, generate_series(0, %(components)s - 1) AS k,
+     (VALUES ('de'), ('fr')) AS l (locale);
+INSERT INTO translation (status_page_id, locale, entity_kind, entity_id, update_number, field,
+                         text)
+SELECT 'p' || (1 + n %% %(pages)s), 'de', e.kind, 's' || n, e.number, e.field, 'Text ' || n
+FROM generate_series(1, %(pages)s * 10) AS n,
+     (VALUES ('incident', 0, 'title'), ('incident_update', 2, 'message')) AS e (kind, number,
+                                                                               field);
 """
 
 
@@ -262,6 +278,38 @@ def test_page_view_v2_by_slug(conn: Conn) -> None:
         assert uses(found, "status_page_snapshot_slug_idx"), found
         assert {rel for _, rel, _ in found} <= {"status_page_snapshot", "status_page"}, found
         assert seq_scanned(found, "status_page_snapshot", "status_page") == [], found
+
+
+def test_page_view_v3_in_a_locale(conn: Conn) -> None:
+    """0033's reads in a locale: 0029's lookups, then the page's locales and each shown
+    entity's translations through translation's indexes (the locale chain's EXISTS on
+    translation_status_page_id_locale_idx, the overlay on translation_pkey): no scan of
+    translation, of the snapshots or of the pages, whatever the locale (a tag with
+    translations, one falling back to its language, none, no locale at all)."""
+    for locale in (b"'de'", b"'de-CH'", b"'it'", b"NULL"):
+        for statement in (
+            b"SELECT * FROM statusdb_page_view_v3('page-7', NULL, interval '7 days', 20, NULL, "
+            + locale
+            + b")",
+            b"SELECT * FROM statusdb_page_view_v3('page-7', NULL, interval '7 days', 20, 1, "
+            + locale
+            + b")",
+            b"SELECT * FROM statusdb_page_view_bytes_v3('page-7', NULL, interval '7 days', 20, "
+            b"NULL, " + locale + b")",
+        ):
+            plans = nested_plans(conn, statement)
+            found = all_scans(plans)
+            assert uses(found, "status_page_snapshot_slug_idx"), (locale, found)
+            if locale in (b"'de'", b"'de-CH'"):
+                assert uses(found, "translation_status_page_id_locale_idx"), (locale, found)
+            tables = {rel for _, rel, _ in found}
+            assert tables <= {"status_page_snapshot", "status_page", "translation"}, found
+            assert seq_scanned(found, "status_page_snapshot", "status_page", "translation") == [], (
+                locale,
+                found,
+            )
+            scanned = {idx for _, rel, idx in found if rel == "translation"}
+            assert scanned <= {"translation_pkey", "translation_status_page_id_locale_idx"}, found
 
 
 def test_page_render_by_page(conn: Conn) -> None:

@@ -74,10 +74,13 @@ def claim_all(conn: Conn, worker: str = "w1", **kwargs: Any) -> list[ClaimedChan
 
 def test_recipients_built_fast_equal_the_class() -> None:
     """The fan-out builds Recipients through the slots (issue 27: speed); they are the same."""
-    fast = outbox._recipient(("s1", "EMAIL", "a@example.com"))
-    built = outbox.Recipient("s1", "EMAIL", "a@example.com")
+    fast = outbox._recipient(("s1", "EMAIL", "a@example.com", "de"))
+    built = outbox.Recipient("s1", "EMAIL", "a@example.com", locale="de")
     assert type(fast) is outbox.Recipient
     assert (fast, hash(fast), repr(fast)) == (built, hash(built), repr(built))
+    assert outbox._recipient(("s1", "EMAIL", "a@example.com", None)) == outbox.Recipient(
+        "s1", "EMAIL", "a@example.com"
+    )
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         fast.destination = "b@example.com"  # type: ignore[misc]
 

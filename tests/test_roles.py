@@ -465,6 +465,14 @@ def test_every_table_is_granted_and_every_definer_function_is_locked_down(conn: 
         "statusdb_page_view_at_v2",
         "statusdb_page_view_bytes_v2",
         "statusdb_page_feed",  # 0030: what the page's feeds show (reads row_history too)
+        # 0033: translations: the page of the entity, the snapshot versions, the reads in a
+        # locale and a notification's texts in one
+        "statusdb_translation_snapshot",
+        "statusdb_status_page_locale_snapshot",
+        "statusdb_page_view_v3",
+        "statusdb_page_view_bytes_v3",
+        "statusdb_page_feed_v2",
+        "statusdb_event_texts",
         "statusdb_maintenance_window_report_events",  # 0027: writes events after the derivation
         "statusdb_maintenance_window_mark_created",  # 0026: writes the owner-only marker
         "statusdb_stamp_row_history",  # 0025: stamps the versions at commit
@@ -486,12 +494,15 @@ def test_reader_may_call_only_the_page_view(conn: Conn) -> None:
     ).fetchall()
     assert sorted(rows) == [
         ("statusdb_page_feed",),  # 0030: what the page's feeds show, same token rule
+        ("statusdb_page_feed_v2",),  # 0033: in a locale
         ("statusdb_page_view",),
         ("statusdb_page_view_at",),
         ("statusdb_page_view_at_v2",),  # 0029: the three with the page's time zone
         ("statusdb_page_view_bytes",),  # 0028: the same page, as the stored bytes
         ("statusdb_page_view_bytes_v2",),
+        ("statusdb_page_view_bytes_v3",),  # 0033: in a locale
         ("statusdb_page_view_v2",),
+        ("statusdb_page_view_v3",),  # 0033: in a locale
     ]
 
 

@@ -575,6 +575,7 @@ def test_there_is_no_way_to_unsubscribe_by_address() -> None:
         "count_for_page",
         "delete",
         "import_subscribers",
+        "set_locale",  # 0033: by id, as update_preferences
     }
     for name, op in ops.items():
         if name != "subscribe":

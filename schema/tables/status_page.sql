@@ -18,6 +18,7 @@ CREATE TABLE public.status_page (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     time_zone text DEFAULT 'UTC'::text NOT NULL,
+    default_locale text DEFAULT 'en'::text NOT NULL,
     CONSTRAINT status_page_pkey PRIMARY KEY (id),
     CONSTRAINT status_page_access_token_hash_key UNIQUE (access_token_hash),
     CONSTRAINT status_page_slug_key UNIQUE (slug),
@@ -26,6 +27,7 @@ CREATE TABLE public.status_page (
     CONSTRAINT status_page_created_at_range_check CHECK (created_at >= '0001-01-02 00:00:00+00'::timestamp with time zone AND created_at < '9999-12-31 00:00:00+00'::timestamp with time zone),
     CONSTRAINT status_page_created_by_id_check CHECK (btrim(created_by_id) <> ''::text),
     CONSTRAINT status_page_created_by_id_length_check CHECK (length(created_by_id) <= 200),
+    CONSTRAINT status_page_default_locale_check CHECK (length(default_locale) <= 35 AND default_locale ~ '^[a-z]{2,3}(-[A-Z][a-z]{3})?(-([A-Z]{2}|[0-9]{3}))?$'::text),
     CONSTRAINT status_page_description_length_check CHECK (length(description) <= 10000),
     CONSTRAINT status_page_id_length_check CHECK (length(id) <= 200),
     CONSTRAINT status_page_name_check CHECK (btrim(name) <> ''::text AND length(name) <= 200),
@@ -52,7 +54,7 @@ CREATE POLICY status_page_team_isolation ON public.status_page FOR ALL TO PUBLIC
 -- STATEMENT), status_page_snapshot_insert (AFTER STATEMENT).
 -- UPDATE: status_page_id_immutable (BEFORE ROW), status_page_time_zone_check (BEFORE ROW),
 -- status_page_touch_updated_at (BEFORE ROW), status_page_keep_history_update (AFTER STATEMENT),
--- status_page_snapshot_update (AFTER STATEMENT).
+-- status_page_locale_snapshot (AFTER STATEMENT), status_page_snapshot_update (AFTER STATEMENT).
 -- DELETE: status_page_keep_history_delete (AFTER STATEMENT).
 
 -- Triggers, in firing order.
@@ -62,6 +64,7 @@ CREATE TRIGGER status_page_touch_updated_at BEFORE UPDATE ON public.status_page 
 CREATE TRIGGER status_page_keep_history_delete AFTER DELETE ON public.status_page REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_row_history('id', 'id');
 CREATE TRIGGER status_page_keep_history_insert AFTER INSERT ON public.status_page REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_row_history('id', 'id');
 CREATE TRIGGER status_page_keep_history_update AFTER UPDATE ON public.status_page REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_row_history('id', 'id');
+CREATE TRIGGER status_page_locale_snapshot AFTER UPDATE ON public.status_page REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_status_page_locale_snapshot();
 CREATE TRIGGER status_page_snapshot_insert AFTER INSERT ON public.status_page REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_status_page_snapshot();
 CREATE TRIGGER status_page_snapshot_update AFTER UPDATE ON public.status_page REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_status_page_snapshot();
 
@@ -336,6 +339,24 @@ BEGIN
     INSERT INTO public.row_history_commit AS c (xact) VALUES (me)
     ON CONFLICT (xact) DO UPDATE SET previous_stamp = c.stamped_at, stamped_at = NULL
         WHERE c.stamped_at IS NOT NULL;
+    RETURN NULL;
+END;
+$function$;
+
+-- public.statusdb_status_page_locale_snapshot() (plpgsql)
+-- Trigger (0033): new snapshot versions for the pages whose default_locale changed.
+-- Calls: statusdb_page_snapshot_bump (schema/functions/).
+CREATE OR REPLACE FUNCTION public.statusdb_status_page_locale_snapshot()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+BEGIN
+    PERFORM statusdb_page_snapshot_bump(ARRAY(
+        SELECT n.id FROM new_rows n JOIN old_rows o ON o.id = n.id
+        WHERE n.default_locale IS DISTINCT FROM o.default_locale
+        ORDER BY n.id));
     RETURN NULL;
 END;
 $function$;

@@ -223,6 +223,8 @@ class IncidentNotification(_PageTimes):
     message: str | None
     at: dt.datetime
     components: tuple[AffectedComponent, ...]
+    #: The locale of the texts (migration 0033): set by `outbox.localize`; None: as written.
+    locale: str | None = None
 
 
 @attrs.frozen
@@ -251,6 +253,8 @@ class MaintenanceNotification(_PageTimes):
     components: tuple[AffectedComponent, ...]
     previous_start_time: dt.datetime | None = None
     previous_end_time: dt.datetime | None = None
+    #: The locale of the texts (migration 0033): set by `outbox.localize`; None: as written.
+    locale: str | None = None
 
 
 #: Everything `outbox.process_all` hands to its `deliver` callback.

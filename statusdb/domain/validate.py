@@ -404,3 +404,33 @@ def fields(instance: attrs.AttrsInstance) -> None:
     for attribute in attrs.fields(cls):
         if attribute.name in hints:
             check(attribute.name, getattr(instance, attribute.name), hints[attribute.name])
+
+
+#: A BCP 47 tag as statusdb stores it (migration 0033): language, optional script, optional
+#: region, in their canonical case ("de", "de-CH", "zh-Hant-TW", "es-419").
+LOCALE_PATTERN: Final = re.compile(r"[a-z]{2,3}(?:-[A-Z][a-z]{3})?(?:-(?:[A-Z]{2}|[0-9]{3}))?")
+_LOCALE_ANY_CASE: Final = re.compile(
+    r"([A-Za-z]{2,3})(?:-([A-Za-z]{4}))?(?:-([A-Za-z]{2}|[0-9]{3}))?", re.ASCII
+)
+#: Longest locale tag accepted (the pattern's longest is 12 characters).
+LOCALE_MAX: Final = 35
+
+
+def locale(field: str, value: str) -> str:
+    """A BCP 47 tag (language[-Script][-REGION]) in canonical case: "de-ch" -> "de-CH",
+    "zh-hant-tw" -> "zh-Hant-TW". Variants, extensions and "_" separators are refused."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"{field} must be a string, not {type(value).__name__}")
+    match = _LOCALE_ANY_CASE.fullmatch(value) if len(value) <= LOCALE_MAX else None
+    if match is None:
+        raise InvalidInput(
+            f"{field} must be a BCP 47 tag: a language, an optional script and an optional "
+            f"region (de, de-CH, zh-Hant-TW, es-419), not {value[:40]!r}"
+        )
+    language, script, region = match.groups()
+    tag = language.lower()
+    if script:
+        tag += "-" + script.title()
+    if region:
+        tag += "-" + region.upper()
+    return tag

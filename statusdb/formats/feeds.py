@@ -247,6 +247,10 @@ def _bytes(root: ET.Element) -> bytes:
 # -- Atom --------------------------------------------------------------------------------------
 
 
+#: The xml:lang attribute (ElementTree writes the XML namespace as the "xml" prefix).
+_XML_LANG: Final = "{http://www.w3.org/XML/1998/namespace}lang"
+
+
 def render_atom(
     page: FeedSource,
     *,
@@ -260,6 +264,8 @@ def render_atom(
     feed_url = _url("feed_url", feed_url)
     entries = _entries(page, limit, tag_authority)
     root = ET.Element("feed", {"xmlns": ATOM_NS})
+    if page.locale is not None:  # the language of the texts (RFC 4287 section 2: xml:lang)
+        root.set(_XML_LANG, page.locale)
     _child(root, "id", f"tag:{tag_authority}:page/{page.id}")
     _child(root, "title", clean(page.name), type="text")
     if page.description:
@@ -296,17 +302,19 @@ def atom(
     page_url: str | None = None,
     feed_url: str | None = None,
     tag_authority: str = TAG_AUTHORITY,
+    locale: str | None = None,
 ) -> Op[FeedDocument]:
     """The Atom 1.0 feed of page `slug`: its latest `limit` (1 to 200) incidents and windows.
 
     `page_url` (the page for people) and `feed_url` (this feed's own URL: RFC 4287 asks for a
     rel="self" link) are absolute http(s) URLs, shown when given. A private page needs `token`;
-    without it, NotFound like an unknown slug.
+    without it, NotFound like an unknown slug. `locale`: the texts in that locale (as
+    `views.page_view`'s, migration 0033), the feed's xml:lang the locale used.
     """
     _url("page_url", page_url)
     _url("feed_url", feed_url)
     _authority(tag_authority)
-    page = yield from source.read.body(slug, token=token, limit=limit)
+    page = yield from source.read.body(slug, token=token, limit=limit, locale=locale)
     return render_atom(
         page, limit=limit, page_url=page_url, feed_url=feed_url, tag_authority=tag_authority
     )
@@ -334,6 +342,8 @@ def render_rss(
     _child(channel, "title", clean(page.name))
     _child(channel, "link", link)
     _child(channel, "description", clean(page.description or f"Status of {page.name}"))
+    if page.locale is not None:
+        _child(channel, "language", page.locale)
     if feed_url is not None:
         _child(channel, "atom:link", rel="self", type="application/rss+xml", href=feed_url)
     _child(channel, "lastBuildDate", _rfc822(_updated(page, entries)))
@@ -360,18 +370,20 @@ def rss(
     limit: int = DEFAULT_LIMIT,
     feed_url: str | None = None,
     tag_authority: str = TAG_AUTHORITY,
+    locale: str | None = None,
 ) -> Op[FeedDocument]:
     """The RSS 2.0 feed of page `slug`, the same entries as `atom`.
 
     `page_url` (required: an RSS channel and its items link to the page) and `feed_url` are
     absolute http(s) URLs. An item's pubDate is its last change (RSS has no "updated"); its
-    guid is the Atom entry's id (not a permalink). A private page needs `token`.
+    guid is the Atom entry's id (not a permalink). A private page needs `token`. `locale`:
+    the texts in that locale, the channel's <language> the locale used.
     """
     if _url("page_url", page_url) is None:
         raise InvalidInput("page_url is required: an RSS channel has a link")
     _url("feed_url", feed_url)
     _authority(tag_authority)
-    page = yield from source.read.body(slug, token=token, limit=limit)
+    page = yield from source.read.body(slug, token=token, limit=limit, locale=locale)
     return render_rss(
         page, page_url=page_url, limit=limit, feed_url=feed_url, tag_authority=tag_authority
     )

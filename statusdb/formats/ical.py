@@ -315,10 +315,11 @@ def calendar(
     token: str | None = None,
     limit: int = DEFAULT_LIMIT,
     uid_domain: str = UID_DOMAIN,
+    locale: str | None = None,
 ) -> Op[FeedDocument]:
     """The iCalendar feed of page `slug`'s maintenance: at most `limit` (1 to 200) windows,
     its scheduled and running ones first. A private page needs `token`; without it, NotFound
-    like an unknown slug."""
+    like an unknown slug. `locale`: the texts in that locale (as `views.page_view`'s)."""
     _uid_domain(uid_domain)
-    page = yield from source.read.body(slug, token=token, limit=limit)
+    page = yield from source.read.body(slug, token=token, limit=limit, locale=locale)
     return render_calendar(page, uid_domain=uid_domain)

@@ -135,6 +135,9 @@ class FeedSource:
     updated_at: dt.datetime
     incidents: tuple[FeedIncident, ...]
     maintenance: tuple[FeedWindow, ...]
+    #: The locale of the texts (migration 0033) when read with `locale=`: the tag asked for,
+    #: its language or the page's default_locale; None for a read without `locale`.
+    locale: str | None = None
 
 
 def _instant(value: object) -> dt.datetime:
@@ -208,10 +211,12 @@ def _not_found(slug: str) -> NotFound:
 
 
 @operation(retry=True)
-def read(slug: str, *, token: str | None = None, limit: int = DEFAULT_LIMIT) -> Op[FeedSource]:
+def read(
+    slug: str, *, token: str | None = None, limit: int = DEFAULT_LIMIT, locale: str | None = None
+) -> Op[FeedSource]:
     """The page `slug` and what its feeds list: at most `limit` (1 to MAX_LIMIT) incidents
     and `limit` windows. A private page needs `token`; without it, NotFound like an unknown
-    slug."""
+    slug. `locale` (a BCP 47 tag, migration 0033): texts translated as `views.page_view`'s."""
     size = validate.limit(limit, maximum=MAX_LIMIT)
     if not validate.is_slug(slug):
         raise _not_found(slug)  # cannot name a page (NUL, surrogates, ...): like an unknown slug
@@ -220,7 +225,10 @@ def read(slug: str, *, token: str | None = None, limit: int = DEFAULT_LIMIT) -> 
         "token_hash": tokens.digest(token) if isinstance(token, str) else None,
         "limit": size,
     }
-    row = yield from optional("page_feed_by_slug", params, dict_row)
+    if locale is not None:
+        params["locale"] = validate.locale("locale", locale)
+    query = "page_feed_by_slug" if locale is None else "page_feed_by_slug_v2"
+    row = yield from optional(query, params, dict_row)
     if row is None:
         raise _not_found(slug)
     return FeedSource(
@@ -233,4 +241,5 @@ def read(slug: str, *, token: str | None = None, limit: int = DEFAULT_LIMIT) -> 
         updated_at=_instant(row["updated_at"]),
         incidents=tuple(_incident(item) for item in row["incidents"]),
         maintenance=tuple(_window(item) for item in row["maintenance"]),
+        locale=row.get("locale"),
     )

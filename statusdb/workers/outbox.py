@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
+import operator
 import time
 import zoneinfo
 from collections.abc import (
@@ -63,7 +64,7 @@ import attrs
 import psycopg
 from psycopg.rows import class_row, tuple_row
 
-from statusdb.db.executor import Op, dispatch, execute, many, one, operation
+from statusdb.db.executor import Op, dispatch, execute, many, one, operation, optional
 from statusdb.db.streams import DEFAULT_ITERSIZE, batches_async, batches_sync
 from statusdb.domain import unsubscribe_links, validate
 from statusdb.domain.types import (
@@ -198,6 +199,9 @@ class Recipient:
     destination: str
     #: The signed unsubscribe token for this (subscriber, message); None without keys.
     unsubscribe_token: str | None = None
+    #: The subscriber's `locale` (migration 0033; None: the page's default): the worker
+    #: hands this recipient the notification `localize`d to it.
+    locale: str | None = None
 
     def _token(self) -> str:
         if self.unsubscribe_token is None:
@@ -327,6 +331,45 @@ class ClaimedEvent:
             if previous is None
             else _utc_time(previous["end"]).astimezone(zone),
         )
+
+
+@operation(retry=True)
+def localize(
+    notification: IncidentNotification | MaintenanceNotification, locale: str | None
+) -> Op[IncidentNotification | MaintenanceNotification]:
+    """`notification` with its texts in `locale` (a subscriber's `locale`, migration 0033; a
+    BCP 47 tag): page name, title, message or description and component names translated as
+    `views.page_view(..., locale=)` translates them (the tag, its language, else the text as
+    written), `locale` set to the locale used. None: as written. One statement
+    (statusdb_event_texts); an event of another team, or gone, is returned as it is."""
+    if locale is None:
+        return notification
+    params = {
+        "event_id": validate.identifier("event_id", notification.event_id),
+        "locale": validate.locale("locale", locale),
+    }
+    row = yield from optional("event_texts", params, tuple_row)
+    if row is None:
+        return notification
+    used, page_name, title, message, description, components = row
+    shown = _components(components)
+    if isinstance(notification, IncidentNotification):
+        return attrs.evolve(
+            notification,
+            page_name=page_name,
+            title=title,
+            message=message,
+            components=shown,
+            locale=used,
+        )
+    return attrs.evolve(
+        notification,
+        page_name=page_name,
+        title=title,
+        description=description,
+        components=shown,
+        locale=used,
+    )
 
 
 def _duration(field: str, value: dt.timedelta, *, minimum: dt.timedelta) -> dt.timedelta:
@@ -460,13 +503,17 @@ def pending_events() -> Op[int]:
     return int(row[0])
 
 
+#: A recipients row's columns, Recipient fields (statusdb_notification_recipients_v2).
+_ROW_FIELDS: Final = ("subscriber_id", "channel", "destination", "locale")
+
+
 def _fast_recipient() -> Callable[[Sequence[Any]], Recipient] | None:
     """A Recipient from a row of its fields' values without attrs' __init__ (a frozen class
     sets each slot through object.__setattr__): the slots' own setters, ~1.3x faster per row
-    of a fan-out. The row gives the three leading fields; fields after them take their plain
-    default (`unsubscribe_token`: None; the worker signs it afterwards). Only while the class
-    has no converters, validators, factories or post-init hook that __init__ would run (then
-    None: use the class)."""
+    of a fan-out. The row gives the fields named in _ROW_FIELDS (the three without a default,
+    then `locale`); the other fields take their plain default (`unsubscribe_token`: None; the
+    worker signs it afterwards). Only while the class has no converters, validators,
+    factories or post-init hook that __init__ would run (then None: use the class)."""
     fields = attrs.fields(Recipient)
     factory: type = attrs.Factory  # type: ignore[assignment]
     if hasattr(Recipient, "__attrs_post_init__") or any(
@@ -474,21 +521,25 @@ def _fast_recipient() -> Callable[[Sequence[Any]], Recipient] | None:
         for f in fields
     ):
         return None
-    given = [f for f in fields if f.default is attrs.NOTHING]
-    if len(given) != 3 or list(fields[:3]) != given:
+    given = [f.name for f in fields if f.default is attrs.NOTHING]
+    names = [f.name for f in fields]
+    if given != names[:3] or list(_ROW_FIELDS[:3]) != given or _ROW_FIELDS[3] not in names:
         return None
-    first, second, third = (getattr(Recipient, f.name).__set__ for f in given)
-    defaults = tuple((getattr(Recipient, f.name).__set__, f.default) for f in fields[3:])
-    width = len(given)
+    first, second, third, fourth = (getattr(Recipient, name).__set__ for name in _ROW_FIELDS)
+    defaults = tuple(
+        (getattr(Recipient, f.name).__set__, f.default) for f in fields if f.name not in _ROW_FIELDS
+    )
+    width = len(_ROW_FIELDS)
     new = object.__new__
 
     def make(values: Sequence[Any]) -> Recipient:
         if len(values) != width:
-            return Recipient(*values)
+            return _slow_recipient(values)
         recipient = new(Recipient)
         first(recipient, values[0])
         second(recipient, values[1])
         third(recipient, values[2])
+        fourth(recipient, values[3])
         for setter, value in defaults:
             setter(recipient, value)
         return recipient
@@ -496,10 +547,17 @@ def _fast_recipient() -> Callable[[Sequence[Any]], Recipient] | None:
     return make
 
 
-#: A Recipient from one row of a recipients query (subscriber_id, channel, destination).
-_recipient: Final[Callable[[Sequence[Any]], Recipient]] = _fast_recipient() or (
-    lambda values: Recipient(*values)
-)
+def _slow_recipient(values: Sequence[Any]) -> Recipient:
+    return Recipient(**dict(zip(_ROW_FIELDS, values, strict=False)))
+
+
+#: A Recipient from one row of a recipients query (subscriber_id, channel, destination,
+#: locale).
+_recipient: Final[Callable[[Sequence[Any]], Recipient]] = _fast_recipient() or _slow_recipient
+
+#: A recipients row's locale; the set of them for a batch nobody reads in another locale.
+_locale_of: Final = operator.itemgetter(3)
+_DEFAULT: Final = frozenset({None})
 
 
 def _recipient_params(claimed: ClaimedChange) -> dict[str, object]:
@@ -774,48 +832,79 @@ def _round(
         held = True
         stopped = False
         key = claimed.key
+        localized: dict[str, Notification] = {}
         while True:
             rows: list[tuple[Any, ...]] = yield ("fetch", handle)
             if not rows:
                 break
-            # delivery_key(key, recipient), inlined: one Recipient and one key per row.
-            pairs = [(make(values), f"{key}/{values[0]}") for values in rows]
-            if unsubscribe_keys:
-                pairs = [(with_unsubscribe_token(r, key, unsubscribe_keys), k) for r, k in pairs]
-            outcomes = yield ("deliver", notification, pairs)
-            if bookkeeping:
-                # A shorter list: the deliverer stopped (a worker's shutdown). The outcomes
-                # given are recorded and the claim released: the next claim resumes after them.
-                stopped = len(outcomes) < len(pairs)
-                attempts = [
-                    books.attempt_for(claimed.key, notification, r, outcome)
-                    for (r, _), outcome in zip(pairs, outcomes, strict=False)
-                ]
-                deliveries += len(attempts)
-                if stopped:
-                    yield ("call", books.record_many, {"attempts": attempts})
-                    break
+            # Each subscriber's locale (the row's fourth column): an event's texts are
+            # translated once per (claim, locale), and each locale's recipients get them in
+            # one deliver step. A page nobody reads in another locale: one group, as before.
+            groups: list[tuple[Notification, list[tuple[Any, ...]]]]
+            if not isinstance(claimed, ClaimedEvent) or set(map(_locale_of, rows)) == _DEFAULT:
+                groups = [(notification, rows)]
             else:
-                if len(outcomes) < len(pairs):  # a batch deliverer that stopped: retry the rest
-                    outcomes = [*outcomes, *[_NotAttempted()] * (len(pairs) - len(outcomes))]
-                if outcomes.count(None) == len(outcomes):
-                    attempts = []
-                    deliveries += len(pairs)
-                else:
-                    # Issue 27.5: the others of the fan-out go on, and only the failed
-                    # deliveries are tried again (deliveries.retry): recorded as bookkeeping
-                    # would, in the completion's transaction; successes are not recorded.
-                    attempts = [
-                        books.attempt_for(claimed.key, notification, r, outcome)
-                        for (r, _), outcome in zip(pairs, outcomes, strict=True)
-                        if outcome is not None
+                by_locale: dict[str | None, list[tuple[Any, ...]]] = {}
+                for values in rows:
+                    by_locale.setdefault(values[3], []).append(values)
+                groups = []
+                for locale, part in by_locale.items():
+                    if locale is None:
+                        told = notification
+                    elif locale in localized:
+                        told = localized[locale]
+                    else:
+                        told = yield (
+                            "call",
+                            localize,
+                            {"notification": notification, "locale": locale},
+                        )
+                        localized[locale] = told
+                    groups.append((told, part))
+            for told, part in groups:
+                # delivery_key(key, recipient), inlined: one Recipient and one key per row.
+                pairs = [(make(values), f"{key}/{values[0]}") for values in part]
+                if unsubscribe_keys:
+                    pairs = [
+                        (with_unsubscribe_token(r, key, unsubscribe_keys), k) for r, k in pairs
                     ]
-                    deliveries += len(pairs) - len(attempts)
-                    failed += len(attempts)
-                    if state.failure is None and attempts:
-                        state.failure = next(o for o in outcomes if o is not None)
-            if attempts:
-                yield ("call", books.record_many, {"attempts": attempts})
+                outcomes = yield ("deliver", told, pairs)
+                if bookkeeping:
+                    # A shorter list: the deliverer stopped (a worker's shutdown). The outcomes
+                    # given are recorded and the claim released: the next claim resumes after
+                    # them.
+                    stopped = len(outcomes) < len(pairs)
+                    attempts = [
+                        books.attempt_for(claimed.key, told, r, outcome)
+                        for (r, _), outcome in zip(pairs, outcomes, strict=False)
+                    ]
+                    deliveries += len(attempts)
+                    if stopped:
+                        yield ("call", books.record_many, {"attempts": attempts})
+                        break
+                else:
+                    if len(outcomes) < len(pairs):  # a batch deliverer that stopped: retry them
+                        outcomes = [*outcomes, *[_NotAttempted()] * (len(pairs) - len(outcomes))]
+                    if outcomes.count(None) == len(outcomes):
+                        attempts = []
+                        deliveries += len(pairs)
+                    else:
+                        # Issue 27.5: the others of the fan-out go on, and only the failed
+                        # deliveries are tried again (deliveries.retry): recorded as bookkeeping
+                        # would, in the completion's transaction; successes are not recorded.
+                        attempts = [
+                            books.attempt_for(claimed.key, told, r, outcome)
+                            for (r, _), outcome in zip(pairs, outcomes, strict=True)
+                            if outcome is not None
+                        ]
+                        deliveries += len(pairs) - len(attempts)
+                        failed += len(attempts)
+                        if state.failure is None and attempts:
+                            state.failure = next(o for o in outcomes if o is not None)
+                if attempts:
+                    yield ("call", books.record_many, {"attempts": attempts})
+            if stopped:
+                break
             if time.monotonic() - last_renewal >= renew_every:
                 still = yield (
                     "call",

@@ -82,6 +82,16 @@ APP_FUNCTIONS = {
     "statusdb_advance_v1(text)",
     "statusdb_record_scheduler_run(text,interval,integer,integer)",
     "statusdb_doctor_sample_v1(integer)",
+    # 0033: the reads in a locale: the bounds of the functions they wrap, page_locale a tag of
+    # at most 35 characters; the overlay looks translations up per shown entity
+    # (translation_pkey). A notification event's texts: one event, its timeline (500 entries).
+    "statusdb_page_view_v3(text,bytea,interval,integer,bigint,text)",
+    "statusdb_page_view_bytes_v3(text,bytea,interval,integer,bigint,text)",
+    "statusdb_page_feed_v2(text,bytea,integer,text)",
+    "statusdb_event_texts(text,text)",
+    # 0033: who is told, with the subscriber's locale (0020's body: one pass over the page's
+    # matching subscribers, which the caller may read directly).
+    "statusdb_notification_recipients_v2(text,text[],text[],text[])",
 }
 PUBLIC_FUNCTIONS = {
     "statusdb_new_id()",
@@ -99,6 +109,9 @@ READER_FUNCTIONS = PUBLIC_FUNCTIONS | {
     "statusdb_page_view_at_v2(text,bytea,timestamp with time zone,interval,integer)",
     "statusdb_page_view_bytes_v2(text,bytea,interval,integer,bigint)",
     "statusdb_page_feed(text,bytea,integer)",
+    "statusdb_page_view_v3(text,bytea,interval,integer,bigint,text)",
+    "statusdb_page_view_bytes_v3(text,bytea,interval,integer,bigint,text)",
+    "statusdb_page_feed_v2(text,bytea,integer,text)",
 }
 
 

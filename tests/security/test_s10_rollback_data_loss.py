@@ -378,3 +378,20 @@ def test_rollback_of_0031_does_not_silently_drop_live_idempotency_keys(migrated_
     assert _rollback_down_to(migrated_dsn, "0031_idempotency_keys", allow_data_loss=True) == [
         "0031_idempotency_keys"
     ]
+
+
+def test_rollback_of_0033_does_not_silently_drop_translations(migrated_dsn: str) -> None:
+    """Rolling 0033 back drops the translations, the pages' default locales and the
+    subscribers' locales: pages and notifications would fall back to the source texts."""
+    from statusdb import translations
+
+    with psycopg.connect(migrated_dsn) as c:
+        team = teams.create(c, name="T")
+        page = pages.create(c, team_id=team.id, name="P", slug="p", created_by_id="u").page
+        translations.set(c, page.id, "de", entity="page", entity_id=page.id, field="name", text="S")
+    with pytest.raises(migrations.MigrationError, match="1 translations") as refused:
+        _rollback_down_to(migrated_dsn, "0033_translations")
+    assert "could not roll back migration 0033_translations" in str(refused.value)
+    assert _rollback_down_to(migrated_dsn, "0033_translations", allow_data_loss=True)[-1] == (
+        "0033_translations"
+    )

@@ -21,7 +21,14 @@ from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
 
-from statusdb import deliveries, errors, incident_templates, status_incidents, teams
+from statusdb import (
+    deliveries,
+    errors,
+    incident_templates,
+    status_incidents,
+    teams,
+    translations,
+)
 from statusdb.domain import validate
 
 Conn = psycopg.Connection[TupleRow]
@@ -107,6 +114,10 @@ def _length_bound(conn: Conn, table: str, column: str) -> int:
         ("status_page_component", "description", validate.DESCRIPTION_MAX),
         ("status_page_component", "name", validate.NAME_MAX),
         ("component_group", "description", validate.DESCRIPTION_MAX),
+        ("translation", "text", translations.TEXT_MAX["description"]),
+        ("translation", "locale", validate.LOCALE_MAX),
+        ("status_page", "default_locale", validate.LOCALE_MAX),
+        ("status_subscriber", "locale", validate.LOCALE_MAX),
         ("maintenance_window", "description", validate.DESCRIPTION_MAX),
         ("maintenance_window", "created_by_id", validate.ID_MAX),
         ("delivery_attempt", "error", deliveries.ERROR_MAX),

@@ -154,12 +154,12 @@ WHERE id = ANY (%(change_ids)s::text[])
   AND notified_at IS NULL;
 
 -- name: outbox_recipients
--- Subscribers to tell of one change: the one predicate (statusdb_notification_recipients, 0018).
+-- Subscribers to tell of one change, with their locale: the one predicate (statusdb_notification_recipients_v2, 0018, 0033).
 -- Active, verified, following the component or all components, wanting one of the change's
 -- types and none of the event kinds that already tell of it (folded_into, see outbox_claim).
-SELECT r.subscriber_id, r.channel, r.destination
-FROM statusdb_notification_recipients(%(status_page_id)s, ARRAY[%(component_id)s]::text[],
-                                      %(notify_types)s::text[], %(folded_into)s::text[]) AS r;
+SELECT r.subscriber_id, r.channel, r.destination, r.locale
+FROM statusdb_notification_recipients_v2(%(status_page_id)s, ARRAY[%(component_id)s]::text[],
+                                         %(notify_types)s::text[], %(folded_into)s::text[]) AS r;
 
 -- name: outbox_pending_count
 -- How many logged changes still wait to be notified (for monitoring).
@@ -253,10 +253,10 @@ WHERE id = %(id)s
   AND notified_at IS NULL;
 
 -- name: event_recipients
--- Subscribers to tell of one event: the one predicate (statusdb_notification_recipients).
-SELECT r.subscriber_id, r.channel, r.destination
-FROM statusdb_notification_recipients(%(status_page_id)s, %(component_ids)s::text[],
-                                      ARRAY[%(kind)s]::text[], '{}'::text[]) AS r;
+-- Subscribers to tell of one event, with their locale: the one predicate (statusdb_notification_recipients_v2, 0033).
+SELECT r.subscriber_id, r.channel, r.destination, r.locale
+FROM statusdb_notification_recipients_v2(%(status_page_id)s, %(component_ids)s::text[],
+                                         ARRAY[%(kind)s]::text[], '{}'::text[]) AS r;
 
 -- name: event_pending_count
 -- How many notification events still wait to be notified (for monitoring).
@@ -289,17 +289,17 @@ RETURNING id;
 -- name: outbox_recipients_resume
 -- outbox_recipients without the subscribers already recorded in delivery_attempt under the
 -- change's key (a re-claimed fan-out with bookkeeping resumes instead of starting over).
-SELECT r.subscriber_id, r.channel, r.destination
-FROM statusdb_notification_recipients(%(status_page_id)s, ARRAY[%(component_id)s]::text[],
-                                      %(notify_types)s::text[], %(folded_into)s::text[]) AS r
+SELECT r.subscriber_id, r.channel, r.destination, r.locale
+FROM statusdb_notification_recipients_v2(%(status_page_id)s, ARRAY[%(component_id)s]::text[],
+                                         %(notify_types)s::text[], %(folded_into)s::text[]) AS r
 WHERE NOT EXISTS (SELECT 1 FROM delivery_attempt a
                   WHERE a.notification_key = %(key)s AND a.subscriber_id = r.subscriber_id);
 
 -- name: event_recipients_resume
 -- event_recipients without the subscribers already recorded under the event's key.
-SELECT r.subscriber_id, r.channel, r.destination
-FROM statusdb_notification_recipients(%(status_page_id)s, %(component_ids)s::text[],
-                                      ARRAY[%(kind)s]::text[], '{}'::text[]) AS r
+SELECT r.subscriber_id, r.channel, r.destination, r.locale
+FROM statusdb_notification_recipients_v2(%(status_page_id)s, %(component_ids)s::text[],
+                                         ARRAY[%(kind)s]::text[], '{}'::text[]) AS r
 WHERE NOT EXISTS (SELECT 1 FROM delivery_attempt a
                   WHERE a.notification_key = %(key)s AND a.subscriber_id = r.subscriber_id);
 

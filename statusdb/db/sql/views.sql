@@ -34,3 +34,18 @@ FROM statusdb_page_view_at_v2(%(slug)s::text, %(token_hash)s::bytea, %(at)s::tim
 SELECT version, fresh_until, body
 FROM statusdb_page_view_bytes_v2(%(slug)s::text, %(token_hash)s::bytea, %(horizon)s::interval,
                               %(maintenance_limit)s::integer, %(if_version)s::bigint);
+
+-- name: page_view_by_slug_v3
+-- page_view_by_slug in a locale (statusdb_page_view_v3, 0033: statusdb_page_view_v2's row with the time zone): texts translated by the chain tag, language, own text; locale = the locale used.
+SELECT id, name, description, slug, is_public, updated_at, components, incidents, maintenance,
+       version, fresh_until, not_modified, groups, time_zone, locale
+FROM statusdb_page_view_v3(%(slug)s::text, %(token_hash)s::bytea, %(horizon)s::interval,
+                           %(maintenance_limit)s::integer, %(if_version)s::bigint,
+                           %(locale)s::text);
+
+-- name: page_view_bytes_v3
+-- page_view_bytes in a locale (statusdb_page_view_bytes_v3, 0033: statusdb_page_view_bytes_v2's body with "time_zone"): version, fresh_until, body, locale used.
+SELECT version, fresh_until, body, locale
+FROM statusdb_page_view_bytes_v3(%(slug)s::text, %(token_hash)s::bytea, %(horizon)s::interval,
+                                 %(maintenance_limit)s::integer, %(if_version)s::bigint,
+                                 %(locale)s::text);
