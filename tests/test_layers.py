@@ -21,13 +21,17 @@ ALLOWED: dict[str, frozenset[str]] = {
     "ops": frozenset({"errors", "domain", "db"}),
     "workers": frozenset({"errors", "domain", "db", "ops"}),
     "infra": frozenset({"errors", "domain", "db"}),
-    "tooling": frozenset({"errors", "domain", "db", "ops", "workers", "infra", "facade"}),
+    "formats": frozenset({"errors", "domain", "db", "ops"}),
+    "http": frozenset({"errors", "domain", "db", "ops", "formats", "workers", "infra", "facade"}),
+    "tooling": frozenset(
+        {"errors", "domain", "db", "ops", "formats", "workers", "infra", "http", "facade"}
+    ),
 }
 #: Third-party imports refused in a layer: the domain is pure logic.
 FORBIDDEN_DISTRIBUTIONS: dict[str, frozenset[str]] = {
     "domain": frozenset({"psycopg", "psycopg_pool", "yoyo"}),
 }
-_SUBPACKAGES = {"domain", "db", "workers", "infra", "tooling"}
+_SUBPACKAGES = {"domain", "db", "workers", "infra", "tooling", "formats", "http"}
 
 
 def _module_name(path: Path) -> str:

@@ -459,6 +459,7 @@ def test_every_table_is_granted_and_every_definer_function_is_locked_down(conn: 
         "statusdb_keep_component_statuses",  # 0022: folds deleted status changes into it
         "statusdb_page_view_at",  # 0022: reads it
         "statusdb_page_view_bytes",  # 0028: the page view as stored bytes
+        "statusdb_page_statuspage",  # 0033: Statuspage v2 documents from the snapshot
         "statusdb_maintenance_window_report_events",  # 0027: writes events after the derivation
         "statusdb_maintenance_window_mark_created",  # 0026: writes the owner-only marker
         "statusdb_stamp_row_history",  # 0025: stamps the versions at commit
@@ -477,6 +478,7 @@ def test_reader_may_call_only_the_page_view(conn: Conn) -> None:
              AND NOT has_function_privilege('public', p.oid, 'EXECUTE')"""
     ).fetchall()
     assert sorted(rows) == [
+        ("statusdb_page_statuspage",),  # 0033: the same page, as Statuspage v2 documents
         ("statusdb_page_view",),
         ("statusdb_page_view_at",),
         ("statusdb_page_view_bytes",),  # 0028: the same page, as the stored bytes

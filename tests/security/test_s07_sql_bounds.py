@@ -66,6 +66,8 @@ APP_FUNCTIONS = {
     "statusdb_page_view_at(text,bytea,timestamp with time zone,interval,integer)",
     # 0028: the page view as stored bytes (the same bounds as statusdb_page_view).
     "statusdb_page_view_bytes(text,bytea,interval,integer,bigint)",
+    # 0033: Statuspage v2 documents (the same bounds, and the document name from a fixed list).
+    "statusdb_page_statuspage(text,bytea,interval,integer,bigint,text)",
 }
 PUBLIC_FUNCTIONS = {
     "statusdb_new_id()",
@@ -79,6 +81,7 @@ READER_FUNCTIONS = PUBLIC_FUNCTIONS | {
     "statusdb_page_view(text,bytea,interval,integer,bigint)",
     "statusdb_page_view_at(text,bytea,timestamp with time zone,interval,integer)",
     "statusdb_page_view_bytes(text,bytea,interval,integer,bigint)",
+    "statusdb_page_statuspage(text,bytea,interval,integer,bigint,text)",
 }
 
 

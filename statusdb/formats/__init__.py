@@ -1,0 +1,1 @@
+"""Public renderings of a page: Statuspage v2 JSON (statuspage), feeds."""
