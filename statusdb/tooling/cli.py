@@ -27,7 +27,7 @@ from yoyo import read_migrations
 
 from statusdb.db import queries, resources
 from statusdb.infra import migrations
-from statusdb.tooling import localpg
+from statusdb.tooling import localpg, serve_cmd
 
 LOCAL_DBNAME = "statusdb"
 PROG = "statusdb"
@@ -143,6 +143,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="-- PSQL_ARGS",
         help="arguments passed on to psql after `--`, e.g. `statusdb psql -- -c 'SELECT 1'`",
     )
+    serve_cmd.add_parser(sub, common)
     _describe(sub)
     return parser
 
@@ -398,6 +399,10 @@ def _cmd_psql(args: argparse.Namespace) -> None:
     os.execv(psql, [psql, f"--dbname={dsn}", *extra])  # noqa: S606
 
 
+def _cmd_serve(args: argparse.Namespace) -> None:
+    serve_cmd.run(args, _resolve_dsn(args))
+
+
 _COMMANDS = {
     "migrate": _cmd_migrate,
     "rollback": _cmd_rollback,
@@ -408,6 +413,7 @@ _COMMANDS = {
     "stop": _cmd_stop,
     "dsn": _cmd_dsn,
     "psql": _cmd_psql,
+    "serve": _cmd_serve,
 }
 
 

@@ -1,0 +1,200 @@
+"""The HTTP app (statusdb.http.app) through a real server: `statusdb serve` (uvicorn) in a
+subprocess on a random port against a fresh database, an httpx client (issue 24)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from statusdb import pages, teams
+from statusdb.pages import NewComponent
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def serving(dsn: str, *extra: str) -> Iterator[httpx.Client]:
+    """`statusdb serve --dsn DSN` on a free port, and a client of it; stopped at the end."""
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "statusdb.tooling.cli",
+            "serve",
+            "--dsn",
+            dsn,
+            "--port",
+            str(port),
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "STATUSDB_DSN": ""},
+    )
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    client.get("/pages/x/page.json")
+                    break
+                except httpx.TransportError:
+                    if server.poll() is not None or time.monotonic() > deadline:
+                        output = server.stdout.read() if server.stdout else b""
+                        pytest.fail(f"the server did not start: {output.decode()}")
+                    time.sleep(0.1)
+            yield client
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            server.kill()
+            server.wait()
+        if server.stdout:
+            server.stdout.close()
+
+
+@pytest.fixture
+def two_pages(dsn: str) -> dict[str, Any]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        team = teams.create(conn, name="HTTP")
+        pages.create(
+            conn,
+            team_id=team.id,
+            name="Open",
+            slug="open",
+            created_by_id="u",
+            is_public=True,
+            components=[NewComponent(name="API")],
+        )
+        hidden = pages.create(
+            conn,
+            team_id=team.id,
+            name="Hidden",
+            slug="hidden",
+            created_by_id="u",
+            is_public=False,
+            components=[NewComponent(name="DB")],
+        )
+    return {"token": hidden.access_token}
+
+
+def test_etags_304_and_private_pages_through_uvicorn(dsn: str, two_pages: dict[str, Any]) -> None:
+    token = two_pages["token"]
+    with serving(dsn) as client:
+        first = client.get("/pages/open/api/v2/summary.json")
+        assert first.status_code == 200
+        assert first.headers["content-type"] == "application/json"
+        etag = first.headers["etag"]
+        assert etag.startswith('"')
+        assert etag.endswith('"')
+        assert etag[1:-1].isdigit()
+        assert first.headers["cache-control"].startswith("public, max-age=")
+        summary = first.json()
+        assert summary["page"]["name"] == "Open"
+        assert summary["status"]["indicator"] == "none"
+        assert [c["name"] for c in summary["components"]] == ["API"]
+
+        again = client.get("/pages/open/api/v2/summary.json", headers={"If-None-Match": etag})
+        assert again.status_code == 304
+        assert again.content == b""
+        assert again.headers["etag"] == etag
+        # Without If-None-Match the app revalidates its cached body: the same bytes.
+        assert client.get("/pages/open/api/v2/summary.json").content == first.content
+
+        own = client.get("/pages/open/page.json")
+        assert own.status_code == 200
+        assert own.headers["etag"] == etag  # one version per page, whatever the format
+        assert own.json()["components"][0][1] == "API"
+
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("UPDATE status_page_component SET manual_status = 'MAJOR_OUTAGE'")
+        changed = client.get("/pages/open/api/v2/summary.json", headers={"If-None-Match": etag})
+        assert changed.status_code == 200
+        assert changed.headers["etag"] != etag
+        assert changed.json()["status"]["indicator"] == "critical"
+        assert client.get("/pages/open/api/v2/summary.json").content == changed.content
+
+        for path in (
+            "status",
+            "components",
+            "incidents",
+            "incidents/unresolved",
+            "scheduled-maintenances",
+            "scheduled-maintenances/upcoming",
+            "scheduled-maintenances/active",
+        ):
+            answer = client.get(f"/pages/open/api/v2/{path}.json")
+            assert answer.status_code == 200, path
+            assert "page" in answer.json()
+
+        unknown = client.get("/pages/no-such-page/api/v2/summary.json")
+        assert unknown.status_code == 404
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"X-Statusdb-Token": "wrong"}):
+            hidden = client.get("/pages/hidden/api/v2/summary.json", headers=headers)
+            assert hidden.status_code == 404
+            assert hidden.content == unknown.content
+            assert _comparable(hidden.headers) == _comparable(unknown.headers)
+        in_query = client.get(f"/pages/hidden/api/v2/summary.json?token={token}")
+        assert in_query.status_code == 404  # never from the query string
+
+        for headers in ({"Authorization": f"Bearer {token}"}, {"X-Statusdb-Token": token}):
+            opened = client.get("/pages/hidden/api/v2/summary.json", headers=headers)
+            assert opened.status_code == 200
+            assert opened.json()["page"]["name"] == "Hidden"
+            assert opened.headers["cache-control"].startswith("private, max-age=")
+            tag = opened.headers["etag"]
+            revalidated = client.get(
+                "/pages/hidden/api/v2/summary.json", headers={**headers, "If-None-Match": tag}
+            )
+            assert revalidated.status_code == 304
+            guessed = client.get(
+                "/pages/hidden/api/v2/summary.json", headers={"If-None-Match": tag}
+            )
+            assert guessed.status_code == 404  # a version is no token
+
+        assert client.get("/pages/open/api/v2/nothing.json").status_code == 404
+        assert client.post("/pages/open/api/v2/summary.json").status_code == 405
+        head = client.head("/pages/open/api/v2/summary.json")
+        assert head.status_code == 200
+        assert head.content == b""
+
+
+def _comparable(headers: httpx.Headers) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if k.lower() not in ("date",)}
+
+
+def test_errors_are_json_without_a_traceback(dsn: str, two_pages: dict[str, Any]) -> None:
+    with serving(dsn) as client:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            # A schema the app does not expect (a function renamed away): a 500, never a
+            # traceback, and the app serves on.
+            conn.execute(
+                "ALTER FUNCTION statusdb_page_statuspage(text, bytea, interval, integer, bigint,"
+                " text) RENAME TO statusdb_page_statuspage_gone"
+            )
+        broken = client.get("/pages/open/api/v2/summary.json")
+        assert broken.status_code == 500
+        assert json.loads(broken.content) == {"error": "internal error"}
+        assert b"Traceback" not in broken.content
+        assert client.get("/pages/open/page.json").status_code == 200
