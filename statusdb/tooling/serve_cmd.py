@@ -15,7 +15,7 @@ DESCRIPTION = (
     "'statusdb[http]'): /pages/<slug>/page.json and the Statuspage v2 documents under "
     "/pages/<slug>/api/v2/ (summary.json, status.json, ...), with ETag, 304 and Cache-Control. "
     "A private page needs its token in `Authorization: Bearer <token>`. Uses the local cluster "
-    "with --local (after `statusdb demo`: /pages/demo/api/v2/summary.json), else --dsn / "
+    "with --local (after `statusdb demo`: /pages/acme-cloud/api/v2/summary.json), else --dsn / "
     "$STATUSDB_DSN. Stops on Ctrl-C."
 )
 
