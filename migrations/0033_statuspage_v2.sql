@@ -141,7 +141,10 @@ BEGIN
             name = r.name, description = r.description, updated_at = r.updated_at,
             components = r.components, incidents = r.incidents, windows = r.windows,
             window_starts = r.window_starts, window_scheduled = r.window_scheduled, groups = r.groups,
-            history = r.history
+            -- An unchanged history keeps its stored value (its TOAST pointer: not written
+            -- again when only the page view changed, the common write during an outage).
+            history = CASE WHEN s.history::text = r.history::text THEN s.history
+                           ELSE r.history END
         FROM rendered r
         WHERE s.page_id = r.page_id
           AND (s.slug, s.is_public, s.access_token_hash, s.name, s.description, s.updated_at,

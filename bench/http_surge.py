@@ -1,0 +1,258 @@
+"""HTTP surge: many clients reload a page's Statuspage summary.json through the HTTP app.
+
+`python -m bench.http_surge` (issue 24; results in bench/README.md, "HTTP surge"):
+
+* starts a cluster of its own (`bench.cluster.bench_cluster`: the benchmark's server settings),
+  builds one busy public page (50 components in 5 groups, 5 open status incidents with 5
+  updates each, 50 resolved ones, 3 upcoming and 50 completed maintenance windows);
+* **write cost** of migration 0033 (the snapshot renders the Statuspage history at write
+  time): a committed write that re-renders the page (a component's manual status, toggled),
+  timed on the migrated schema, then with 0033 rolled back, then applied again (before/after
+  on the same cluster and page, blocks alternating);
+* **surge**: `statusdb serve` (uvicorn, one process, `--pool-size`) in a subprocess, and
+  `clients` concurrent keep-alive clients (asyncio + httpx, in `processes` processes) hitting
+  ``/pages/<slug>/api/v2/summary.json`` for `seconds`, without and with ``If-None-Match``
+  (the ETag of the last answer): requests per second, p50 / p99 latency, status counts. The
+  clients share the machine's cores with the server and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import multiprocessing
+import os
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+import httpx
+import psycopg
+
+from bench.cluster import bench_cluster
+from bench.timing import percentile
+from statusdb import groups, maintenance, pages, status_incidents, teams
+from statusdb.infra import migrations
+from statusdb.pages import NewComponent
+
+SLUG = "surge-http"
+
+
+def build(dsn: str) -> str:
+    """The busy page; returns a component id to toggle."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        team = teams.create(conn, name="HTTP surge")
+        created = pages.create(
+            conn,
+            team_id=team.id,
+            name="Surge",
+            slug=SLUG,
+            created_by_id="bench",
+            is_public=True,
+            components=[NewComponent(name=f"Component {k:02d}") for k in range(50)],
+        )
+        page_id = created.page.id
+        ids = [
+            row[0]
+            for row in conn.execute(
+                "SELECT id FROM status_page_component WHERE status_page_id = %s ORDER BY name",
+                (page_id,),
+            )
+        ]
+        for g in range(5):
+            group = groups.create(conn, page_id, name=f"Group {g}")
+            for cid in ids[g * 10 : g * 10 + 10]:
+                groups.assign(conn, cid, group.id)
+        for k in range(55):
+            incident = status_incidents.create(
+                conn,
+                page_id,
+                title=f"Incident {k}",
+                severity="MAJOR",
+                message="Investigating",
+                affected_component_ids=ids[k % 50 : k % 50 + 3],
+            )
+            for step in ("IDENTIFIED", "MONITORING", "MONITORING", "MONITORING"):
+                status_incidents.add_update(conn, incident.id, status=step, message=step.title())
+            if k >= 5:
+                status_incidents.add_update(conn, incident.id, status="RESOLVED", message="Done")
+        now = dt.datetime.now(dt.UTC)
+        for k in range(53):
+            start = now + dt.timedelta(days=1 + k) if k < 3 else now - dt.timedelta(days=k)
+            window = maintenance.create(
+                conn,
+                page_id,
+                title=f"Window {k}",
+                start_time=start,
+                end_time=start + dt.timedelta(hours=2),
+                component_ids=ids[:5],
+                created_by_id="bench",
+            )
+            if k >= 3:
+                conn.execute(
+                    "UPDATE maintenance_window SET status = 'COMPLETED' WHERE id = %s",
+                    (window.id,),
+                )
+        last: str = ids[-1]
+        return last
+
+
+def _writes(dsn: str, component_id: str, n: int) -> list[float]:
+    samples = []
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        statuses = ("DEGRADED_PERFORMANCE", "OPERATIONAL")
+        for k in range(n):
+            started = time.perf_counter()
+            conn.execute(
+                "UPDATE status_page_component SET manual_status = %s WHERE id = %s",
+                (statuses[k % 2], component_id),
+            )
+            samples.append(time.perf_counter() - started)
+    return samples
+
+
+def write_cost(dsn: str, component_id: str, n: int, rounds: int) -> dict[str, Any]:
+    """p50/p99 of a committed re-rendering write with 0033 applied and rolled back."""
+    after: list[float] = []
+    before: list[float] = []
+    _writes(dsn, component_id, 20)  # warm-up
+    for _ in range(rounds):
+        after += _writes(dsn, component_id, n)
+        migrations.rollback(dsn, 1)
+        before += _writes(dsn, component_id, n)
+        migrations.apply(dsn)
+    return {
+        "write_with_0033_p50_ms": round(percentile(after, 0.5) * 1000, 3),
+        "write_with_0033_p99_ms": round(percentile(after, 0.99) * 1000, 3),
+        "write_before_0033_p50_ms": round(percentile(before, 0.5) * 1000, 3),
+        "write_before_0033_p99_ms": round(percentile(before, 0.99) * 1000, 3),
+        "writes_each": len(after),
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def _client_loop(
+    url: str, deadline: float, conditional: bool, samples: list[float], statuses: dict[int, int]
+) -> None:
+    etag: str | None = None
+    async with httpx.AsyncClient(timeout=30) as client:
+        while time.monotonic() < deadline:
+            headers = {"If-None-Match": etag} if conditional and etag else {}
+            started = time.perf_counter()
+            answer = await client.get(url, headers=headers)
+            samples.append(time.perf_counter() - started)
+            statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
+            etag = answer.headers.get("etag", etag)
+
+
+def _process(url: str, clients: int, seconds: float, conditional: bool, out: Any) -> None:
+    samples: list[float] = []
+    statuses: dict[int, int] = {}
+
+    async def main() -> None:
+        deadline = time.monotonic() + seconds
+        await asyncio.gather(
+            *(_client_loop(url, deadline, conditional, samples, statuses) for _ in range(clients))
+        )
+
+    asyncio.run(main())
+    out.put((samples, statuses))
+
+
+def surge(
+    url: str, clients: int, processes: int, seconds: float, conditional: bool
+) -> dict[str, Any]:
+    queue: Any = multiprocessing.get_context("spawn").Queue()
+    workers = [
+        multiprocessing.get_context("spawn").Process(
+            target=_process, args=(url, clients // processes, seconds, conditional, queue)
+        )
+        for _ in range(processes)
+    ]
+    started = time.monotonic()
+    for worker in workers:
+        worker.start()
+    samples: list[float] = []
+    statuses: dict[int, int] = {}
+    for _ in workers:
+        got, counts = queue.get()
+        samples += got
+        for code, count in counts.items():
+            statuses[code] = statuses.get(code, 0) + count
+    for worker in workers:
+        worker.join()
+    elapsed = time.monotonic() - started
+    return {
+        "conditional": conditional,
+        "clients": clients,
+        "requests": len(samples),
+        "requests_per_s": round(len(samples) / seconds, 1),
+        "p50_ms": round(percentile(samples, 0.5) * 1000, 2),
+        "p99_ms": round(percentile(samples, 0.99) * 1000, 2),
+        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "wall_s": round(elapsed, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.http_surge")
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--pool-size", type=int, default=4)
+    parser.add_argument("--writes", type=int, default=100, help="writes per block")
+    parser.add_argument("--rounds", type=int, default=3, help="before/after blocks")
+    args = parser.parse_args(argv)
+    results: dict[str, Any] = {"load_average_at_start": os.getloadavg()}
+    with bench_cluster() as dsn:
+        component_id = build(dsn)
+        results["write_cost"] = write_cost(dsn, component_id, args.writes, args.rounds)
+        port = _free_port()
+        # The app as `statusdb serve` runs it (our own interpreter and arguments).
+        server = subprocess.Popen(  # noqa: S603
+            [
+                sys.executable,
+                "-m",
+                "statusdb.tooling.cli",
+                "serve",
+                "--dsn",
+                dsn,
+                "--port",
+                str(port),
+                "--pool-size",
+                str(args.pool_size),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}/pages/{SLUG}/api/v2/summary.json"
+            for _ in range(100):
+                try:
+                    body = httpx.get(url).content
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            results["summary_bytes"] = len(body)
+            results["surge"] = [
+                surge(url, args.clients, args.processes, args.seconds, conditional)
+                for conditional in (False, True)
+            ]
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
