@@ -2129,6 +2129,80 @@ $$;
 COMMENT ON FUNCTION public.statusdb_page_render(page_ids text[]) IS 'Renders the given pages from scratch (0017, groups since 0020), one row per existing page, as status_page_snapshot stores them. Document shape (JSON arrays, timestamps in UTC): components = [[id, name, description, display_order, current_status, status_updated_at, group_id], ...] by (display_order, name, id); incidents = active status incidents [[id, title, message, severity, status, affected_component_ids, created_at, updated_at, updates], ...] newest first; windows = maintenance candidates [[id, title, description, status, start_time, end_time, component_ids], ...] by (start_time, id): the first 200 IN_PROGRESS and the first 200 SCHEDULED, with window_starts / window_scheduled alongside for the read''s horizon filter. updated_at = latest of the page''s, its components'' status and its active incidents'' changes and its groups'' updated_at; groups = [[id, name, description, parent_id, display_order, current_status], ...] by (display_order, name, id), flat (the tree is built from parent_id). Owner only (called by the triggers and the repair).';
 
 --
+-- Name: statusdb_page_render_history(text[]); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_page_render_history(page_ids text[]) RETURNS TABLE(page_id text, history json)
+    LANGUAGE plpgsql STABLE
+    SET "TimeZone" TO 'UTC'
+    AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    SELECT p.id,
+           json_build_object(
+               'time_zone', p.time_zone,
+               'stamps', coalesce((SELECT json_object_agg(st.id, json_build_array(st.created_at,
+                                                                                 st.updated_at))
+                                   FROM (SELECT c.id, c.created_at, c.updated_at
+                                         FROM status_page_component c
+                                         WHERE c.status_page_id = p.id
+                                         UNION ALL
+                                         SELECT g.id, g.created_at, g.updated_at
+                                         FROM component_group g
+                                         WHERE g.status_page_id = p.id
+                                         UNION ALL
+                                         (SELECT w.id, w.created_at, w.updated_at
+                                          FROM maintenance_window w
+                                          WHERE w.status_page_id = p.id
+                                            AND w.status = 'IN_PROGRESS'
+                                          ORDER BY w.start_time, w.id
+                                          LIMIT 200)
+                                         UNION ALL
+                                         (SELECT w.id, w.created_at, w.updated_at
+                                          FROM maintenance_window w
+                                          WHERE w.status_page_id = p.id
+                                            AND w.status = 'SCHEDULED'
+                                          ORDER BY w.start_time, w.id
+                                          LIMIT 200)) AS st), '{}'),
+               'resolved', r.items,
+               'completed', d.items)
+    FROM status_page p
+    CROSS JOIN LATERAL (
+        SELECT coalesce(json_agg(json_build_array(i.id, i.title, i.message, i.severity, i.status,
+                                                  i.affected_component_ids, i.created_at,
+                                                  i.updated_at, i.updates, i.resolved_at)
+                                 ORDER BY i.resolved_at DESC, i.id DESC), '[]') AS items
+        FROM (SELECT i.* FROM status_incident i
+              WHERE i.status_page_id = p.id AND i.status = 'RESOLVED'
+              ORDER BY i.resolved_at DESC, i.id DESC
+              LIMIT 50) AS i
+    ) AS r
+    CROSS JOIN LATERAL (
+        SELECT coalesce(json_agg(json_build_array(w.id, w.title, w.description, w.status,
+                                                  w.start_time, w.end_time,
+                                                  ARRAY(SELECT mc.component_id
+                                                        FROM maintenance_window_component mc
+                                                        WHERE mc.maintenance_window_id = w.id
+                                                        ORDER BY mc.component_id),
+                                                  w.created_at, w.updated_at)
+                                 ORDER BY w.start_time DESC, w.id DESC), '[]') AS items
+        FROM (SELECT w.* FROM maintenance_window w
+              WHERE w.status_page_id = p.id AND w.status = 'COMPLETED'
+              ORDER BY w.start_time DESC, w.id DESC
+              LIMIT 50) AS w
+    ) AS d
+    WHERE p.id = ANY (page_ids);
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_page_render_history(page_ids text[]); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_page_render_history(page_ids text[]) IS 'status_page_snapshot.history of the given pages from scratch (0033), one row per existing page: {"time_zone", "stamps": {id: [created_at, updated_at]} of the components, groups and the windows statusdb_page_render shows, "resolved": [[id, title, message, severity, status, affected_component_ids, created_at, updated_at, updates, resolved_at], ...] the 50 latest by resolved_at, "completed": [[id, title, description, status, start_time, end_time, component_ids, created_at, updated_at], ...] the 50 latest by start_time}, timestamps in UTC. Owner only (the refresh, the create and the repair).';
+
+--
 -- Name: statusdb_page_snapshot_create(text[]); Type: FUNCTION; Schema: public
 --
 
@@ -2141,11 +2215,13 @@ BEGIN
     WITH created AS (
         INSERT INTO status_page_snapshot (page_id, version, slug, is_public, access_token_hash,
                                           name, description, updated_at, components,
-                                          incidents, windows, window_starts, window_scheduled, groups)
+                                          incidents, windows, window_starts, window_scheduled, groups,
+                                          history)
         SELECT r.page_id, nextval('status_page_snapshot_version_seq'), r.slug, r.is_public,
                r.access_token_hash, r.name, r.description, r.updated_at, r.components,
-               r.incidents, r.windows, r.window_starts, r.window_scheduled, r.groups
+               r.incidents, r.windows, r.window_starts, r.window_scheduled, r.groups, h.history
         FROM statusdb_page_render(page_ids) AS r
+        JOIN statusdb_page_render_history(page_ids) AS h ON h.page_id = r.page_id
         ORDER BY r.page_id
         ON CONFLICT (page_id) DO NOTHING
         RETURNING version
@@ -2183,7 +2259,8 @@ BEGIN
     -- 2. A new statement, a new snapshot (READ COMMITTED): the rendering includes what another
     --    writer of these pages committed while we waited for the locks.
     WITH rendered AS (
-        SELECT r.* FROM statusdb_page_render(page_ids) AS r
+        SELECT r.*, h.history FROM statusdb_page_render(page_ids) AS r
+        JOIN statusdb_page_render_history(page_ids) AS h ON h.page_id = r.page_id
     ),
     changed AS (
         UPDATE status_page_snapshot s
@@ -2191,14 +2268,20 @@ BEGIN
             slug = r.slug, is_public = r.is_public, access_token_hash = r.access_token_hash,
             name = r.name, description = r.description, updated_at = r.updated_at,
             components = r.components, incidents = r.incidents, windows = r.windows,
-            window_starts = r.window_starts, window_scheduled = r.window_scheduled, groups = r.groups
+            window_starts = r.window_starts, window_scheduled = r.window_scheduled, groups = r.groups,
+            -- An unchanged history keeps its stored value (its TOAST pointer: not written
+            -- again when only the page view changed, the common write during an outage).
+            history = CASE WHEN s.history::text = r.history::text THEN s.history
+                           ELSE r.history END
         FROM rendered r
         WHERE s.page_id = r.page_id
           AND (s.slug, s.is_public, s.access_token_hash, s.name, s.description, s.updated_at,
-               s.components::text, s.incidents::text, s.windows::text, s.groups::text)
+               s.components::text, s.incidents::text, s.windows::text, s.groups::text,
+               s.history::text)
               IS DISTINCT FROM
               (r.slug, r.is_public, r.access_token_hash, r.name, r.description, r.updated_at,
-               r.components::text, r.incidents::text, r.windows::text, r.groups::text)
+               r.components::text, r.incidents::text, r.windows::text, r.groups::text,
+               r.history::text)
         RETURNING s.version
     )
     -- The lowest version readers of the new rendering see (k = 0).
@@ -2226,6 +2309,7 @@ CREATE FUNCTION public.statusdb_page_snapshot_repair(repair boolean) RETURNS TAB
 DECLARE
     missing text[];
     drifted text[];
+    all_pages text[];
 BEGIN
     -- One pass over the pages (the operator's repair, as statusdb_recompute_statuses: no
     -- argument to bound). Pages without a snapshot are reported with a null version.
@@ -2233,18 +2317,21 @@ BEGIN
                      WHERE NOT EXISTS (SELECT 1 FROM status_page_snapshot s
                                        WHERE s.page_id = p.id)
                      ORDER BY p.id);
+    all_pages := ARRAY(SELECT p.id FROM status_page p);
     drifted := ARRAY(
         SELECT s.page_id
         FROM status_page_snapshot s
-        JOIN statusdb_page_render(ARRAY(SELECT p.id FROM status_page p)) AS r
+        JOIN statusdb_page_render(all_pages) AS r
           ON r.page_id = s.page_id
+        JOIN statusdb_page_render_history(all_pages) AS h
+          ON h.page_id = s.page_id
         WHERE (s.slug, s.is_public, s.access_token_hash, s.name, s.description, s.updated_at,
                s.components::text, s.incidents::text, s.windows::text,
-               s.window_starts, s.window_scheduled, s.groups::text)
+               s.window_starts, s.window_scheduled, s.groups::text, s.history::text)
               IS DISTINCT FROM
               (r.slug, r.is_public, r.access_token_hash, r.name, r.description, r.updated_at,
                r.components::text, r.incidents::text, r.windows::text,
-               r.window_starts, r.window_scheduled, r.groups::text)
+               r.window_starts, r.window_scheduled, r.groups::text, h.history::text)
         ORDER BY s.page_id);
     RETURN QUERY
     SELECT m, NULL::bigint FROM unnest(missing) AS m
@@ -2264,6 +2351,277 @@ $$;
 --
 
 COMMENT ON FUNCTION public.statusdb_page_snapshot_repair(repair boolean) IS 'Pages whose snapshot is missing (null version) or differs from a rendering from scratch (0017; groups included since 0020), with the lowest version its readers were given (snapshot version * 256); re-rendered when repair is true. One pass over every page.';
+
+--
+-- Name: statusdb_page_statuspage(text, bytea, interval, integer, bigint, text); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_page_statuspage(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint, document text) RETURNS TABLE(version bigint, fresh_until timestamp with time zone, body text)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER ROWS 1
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+DECLARE
+    horizon interval := coalesce(maintenance_horizon, interval '7 days');
+    window_limit integer := coalesce(maintenance_limit, 20);
+    stored_hash bytea;
+    found_page text;
+    k integer;
+    s status_page_snapshot;
+    zone text;
+    page_json json;
+    components_json json;
+    by_id json;
+    incidents_json json;
+    windows_json json;
+    status_json json;
+    result json;
+BEGIN
+    IF horizon < interval '0' OR horizon > interval '366 days' THEN
+        RAISE EXCEPTION 'maintenance_horizon must be from 0 to 366 days, not %', horizon
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF window_limit < 0 OR window_limit > 200 THEN
+        RAISE EXCEPTION 'maintenance_limit must be from 0 to 200, not %', window_limit
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF document IS NULL OR document NOT IN ('summary', 'status', 'components', 'incidents',
+                                            'incidents/unresolved', 'scheduled-maintenances',
+                                            'scheduled-maintenances/upcoming',
+                                            'scheduled-maintenances/active') THEN
+        RAISE EXCEPTION 'document must be a Statuspage v2 document name, not %', document
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF octet_length(page_slug) > 100 THEN
+        RETURN;  -- no slug is that long: like an unknown slug
+    END IF;
+    IF octet_length(page_token_hash) = 32 THEN
+        stored_hash := sha256(page_token_hash);
+    END IF;
+    -- The lookup of statusdb_page_view_bytes: the slug index, the access rule, k.
+    SELECT s.page_id, w.k, s.version * 256 + least(w.k, 255),
+           CASE WHEN window_limit > 0 THEN s.scheduled_starts[w.k + 1] - horizon END
+    INTO found_page, k, version, fresh_until
+    FROM status_page_snapshot s
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN window_limit > 0
+                    THEN width_bucket(now() + horizon - interval '1 microsecond',
+                                      s.scheduled_starts)
+                    ELSE 0 END AS k
+    ) AS w
+    WHERE s.slug = page_slug
+      AND (s.is_public OR s.access_token_hash = stored_hash)
+    LIMIT 1;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    IF version = if_version THEN
+        RETURN NEXT;  -- not modified: nothing else runs
+        RETURN;
+    END IF;
+    SELECT * INTO STRICT s FROM status_page_snapshot WHERE page_id = found_page;
+    zone := coalesce(s.history ->> 'time_zone', 'UTC');
+    page_json := json_build_object(
+        'id', s.page_id, 'name', s.name, 'url', NULL, 'time_zone', zone,
+        'updated_at', statusdb_statuspage_time(s.updated_at, zone));
+    -- Components, then groups (Statuspage lists groups as components with group = true).
+    WITH c AS (
+        SELECT c.item ->> 0 AS id, c.n,
+               json_build_object(
+                   'id', c.item ->> 0, 'name', c.item ->> 1,
+                   'status', lower(c.item ->> 4),
+                   'created_at', statusdb_statuspage_time(
+                       (s.history -> 'stamps' -> (c.item ->> 0) ->> 0)::timestamptz, zone),
+                   'updated_at', statusdb_statuspage_time(
+                       (s.history -> 'stamps' -> (c.item ->> 0) ->> 1)::timestamptz, zone),
+                   'position', c.n, 'description', c.item -> 2, 'showcase', false,
+                   'start_date', NULL, 'group_id', c.item -> 6, 'page_id', s.page_id,
+                   'group', false, 'only_show_if_degraded', false) AS obj
+        FROM json_array_elements(s.components) WITH ORDINALITY AS c (item, n)
+    ),
+    g AS (
+        SELECT g.item ->> 0 AS id, g.n + (SELECT count(*) FROM c) AS n,
+               json_build_object(
+                   'id', g.item ->> 0, 'name', g.item ->> 1,
+                   'status', lower(g.item ->> 5),
+                   'created_at', statusdb_statuspage_time(
+                       (s.history -> 'stamps' -> (g.item ->> 0) ->> 0)::timestamptz, zone),
+                   'updated_at', statusdb_statuspage_time(
+                       (s.history -> 'stamps' -> (g.item ->> 0) ->> 1)::timestamptz, zone),
+                   'position', g.n + (SELECT count(*) FROM c), 'description', g.item -> 2,
+                   'showcase', false, 'start_date', NULL, 'group_id', g.item -> 3,
+                   'page_id', s.page_id, 'group', true, 'only_show_if_degraded', false,
+                   'components', coalesce(
+                       (SELECT json_agg(m.item ->> 0 ORDER BY m.n)
+                        FROM json_array_elements(s.components) WITH ORDINALITY AS m (item, n)
+                        WHERE m.item ->> 6 = g.item ->> 0), '[]')) AS obj
+        FROM json_array_elements(s.groups) WITH ORDINALITY AS g (item, n)
+    ),
+    a AS (SELECT * FROM c UNION ALL SELECT * FROM g)
+    SELECT coalesce(json_agg(a.obj ORDER BY a.n), '[]'),
+           coalesce(json_object_agg(a.id, a.obj) FILTER (WHERE a.id IS NOT NULL), '{}')
+    INTO components_json, by_id
+    FROM a;
+    -- The overall status: the worst of the components' and the unresolved incidents'.
+    SELECT json_build_object(
+               'indicator', CASE r.rank WHEN 3 THEN 'critical' WHEN 2 THEN 'major'
+                                        WHEN 1 THEN 'minor' ELSE 'none' END,
+               'description', CASE r.rank WHEN 3 THEN 'Major System Outage'
+                                          WHEN 2 THEN 'Partial System Outage'
+                                          WHEN 1 THEN 'Minor Service Outage'
+                                          ELSE CASE WHEN r.maintenance
+                                                    THEN 'Service Under Maintenance'
+                                                    ELSE 'All Systems Operational' END END)
+    INTO status_json
+    FROM (SELECT coalesce(max(x.rank), 0) AS rank, coalesce(bool_or(x.maintenance), false)
+                 AS maintenance
+          FROM (SELECT CASE c.item ->> 4 WHEN 'MAJOR_OUTAGE' THEN 3 WHEN 'PARTIAL_OUTAGE' THEN 2
+                                         WHEN 'DEGRADED_PERFORMANCE' THEN 1 ELSE 0 END AS rank,
+                       c.item ->> 4 = 'UNDER_MAINTENANCE' AS maintenance
+                FROM json_array_elements(s.components) AS c (item)
+                UNION ALL
+                SELECT CASE i.item ->> 3 WHEN 'CRITICAL' THEN 3 WHEN 'MAJOR' THEN 2 ELSE 1 END,
+                       false
+                FROM json_array_elements(s.incidents) AS i (item)) AS x) AS r;
+    IF document IN ('summary', 'incidents', 'incidents/unresolved') THEN
+        WITH i AS (
+            SELECT i.item, NULL::text AS resolved_at FROM json_array_elements(s.incidents) AS i (item)
+            UNION ALL
+            SELECT i.item, i.item ->> 9
+            FROM json_array_elements(s.history -> 'resolved') AS i (item)
+            WHERE document = 'incidents'
+        ),
+        o AS (
+            SELECT (i.item ->> 6)::timestamptz AS created, i.item ->> 0 AS id,
+                   json_build_object(
+                       'id', i.item ->> 0, 'name', i.item ->> 1, 'status', lower(i.item ->> 4),
+                       'created_at', statusdb_statuspage_time((i.item ->> 6)::timestamptz, zone),
+                       'updated_at', statusdb_statuspage_time((i.item ->> 7)::timestamptz, zone),
+                       'monitoring_at', statusdb_statuspage_time(
+                           (SELECT max((u.item ->> 'timestamp')::timestamptz)
+                            FROM json_array_elements(i.item -> 8) AS u (item)
+                            WHERE u.item ->> 'status' = 'MONITORING'), zone),
+                       'resolved_at', statusdb_statuspage_time(i.resolved_at::timestamptz, zone),
+                       'impact', lower(i.item ->> 3), 'shortlink', NULL,
+                       'started_at', statusdb_statuspage_time((i.item ->> 6)::timestamptz, zone),
+                       'page_id', s.page_id,
+                       'incident_updates', coalesce(
+                           (SELECT json_agg(json_build_object(
+                                       'id', (i.item ->> 0) || '-' || u.n,
+                                       'status', lower(u.item ->> 'status'),
+                                       'body', u.item ->> 'message',
+                                       'incident_id', i.item ->> 0,
+                                       'created_at', statusdb_statuspage_time(
+                                           (u.item ->> 'timestamp')::timestamptz, zone),
+                                       'updated_at', statusdb_statuspage_time(
+                                           (u.item ->> 'timestamp')::timestamptz, zone),
+                                       'display_at', statusdb_statuspage_time(
+                                           (u.item ->> 'timestamp')::timestamptz, zone),
+                                       'affected_components', NULL,
+                                       'deliver_notifications', NULL,
+                                       'custom_tweet', NULL, 'tweet_id', NULL)
+                                   ORDER BY u.n DESC)
+                            FROM json_array_elements(i.item -> 8) WITH ORDINALITY AS u (item, n)),
+                           '[]'),
+                       'components', coalesce(
+                           (SELECT json_agg(by_id -> a.id ORDER BY a.n)
+                            FROM json_array_elements_text(i.item -> 5) WITH ORDINALITY
+                                 AS a (id, n)
+                            WHERE by_id -> a.id IS NOT NULL), '[]')) AS obj
+            FROM i
+        )
+        SELECT coalesce(json_agg(t.obj ORDER BY t.created DESC, t.id DESC), '[]')
+        INTO incidents_json
+        FROM (SELECT o.* FROM o ORDER BY o.created DESC, o.id DESC LIMIT 50) AS t;
+    END IF;
+    IF document IN ('summary', 'scheduled-maintenances', 'scheduled-maintenances/upcoming',
+                    'scheduled-maintenances/active') THEN
+        WITH shown AS (
+            -- The windows the page view shows (running, and scheduled ones in the horizon,
+            -- the first window_limit), as statusdb_page_view_bytes filters them.
+            SELECT w.item, w.n
+            FROM json_array_elements(s.windows) WITH ORDINALITY AS w (item, n)
+            WHERE window_limit > 0
+              AND (NOT s.window_scheduled[w.n] OR s.window_starts[w.n] < now() + horizon)
+            ORDER BY w.n
+            LIMIT window_limit
+        ),
+        w AS (
+            SELECT w.item, w.n, (s.history -> 'stamps' -> (w.item ->> 0)) AS stamps
+            FROM shown AS w
+            WHERE document IN ('summary', 'scheduled-maintenances')
+               OR (document = 'scheduled-maintenances/upcoming' AND w.item ->> 3 = 'SCHEDULED')
+               OR (document = 'scheduled-maintenances/active' AND w.item ->> 3 = 'IN_PROGRESS')
+            UNION ALL
+            SELECT w.item, 1000 + w.n, json_build_array(w.item -> 7, w.item -> 8)
+            FROM json_array_elements(s.history -> 'completed') WITH ORDINALITY AS w (item, n)
+            WHERE document = 'scheduled-maintenances'
+        ),
+        o AS (
+            SELECT w.n, (w.item ->> 4)::timestamptz AS starts,
+                   json_build_object(
+                       'id', w.item ->> 0, 'name', w.item ->> 1,
+                       'status', CASE w.item ->> 3 WHEN 'SCHEDULED' THEN 'scheduled'
+                                                   WHEN 'IN_PROGRESS' THEN 'in_progress'
+                                                   ELSE 'completed' END,
+                       'created_at', statusdb_statuspage_time((w.stamps ->> 0)::timestamptz, zone),
+                       'updated_at', statusdb_statuspage_time((w.stamps ->> 1)::timestamptz, zone),
+                       'monitoring_at', NULL, 'resolved_at', NULL, 'impact', 'maintenance',
+                       'shortlink', NULL,
+                       'started_at', statusdb_statuspage_time((w.item ->> 4)::timestamptz, zone),
+                       'page_id', s.page_id,
+                       'incident_updates', json_build_array(json_build_object(
+                           'id', (w.item ->> 0) || '-' || lower(w.item ->> 3),
+                           'status', CASE w.item ->> 3 WHEN 'SCHEDULED' THEN 'scheduled'
+                                                       WHEN 'IN_PROGRESS' THEN 'in_progress'
+                                                       ELSE 'completed' END,
+                           'body', coalesce(w.item ->> 2, w.item ->> 1),
+                           'incident_id', w.item ->> 0,
+                           'created_at', statusdb_statuspage_time((w.stamps ->> 1)::timestamptz,
+                                                                  zone),
+                           'updated_at', statusdb_statuspage_time((w.stamps ->> 1)::timestamptz,
+                                                                  zone),
+                           'display_at', statusdb_statuspage_time((w.stamps ->> 1)::timestamptz,
+                                                                  zone),
+                           'affected_components', NULL, 'deliver_notifications', NULL,
+                           'custom_tweet', NULL, 'tweet_id', NULL)),
+                       'components', coalesce(
+                           (SELECT json_agg(by_id -> a.id ORDER BY a.n)
+                            FROM json_array_elements_text(w.item -> 6) WITH ORDINALITY
+                                 AS a (id, n)
+                            WHERE by_id -> a.id IS NOT NULL), '[]'),
+                       'scheduled_for', statusdb_statuspage_time((w.item ->> 4)::timestamptz, zone),
+                       'scheduled_until', statusdb_statuspage_time((w.item ->> 5)::timestamptz,
+                                                                   zone)) AS obj
+            FROM w
+        )
+        -- Shown windows by start (as the page view), then the completed ones, latest first.
+        SELECT coalesce(json_agg(t.obj ORDER BY t.n), '[]')
+        INTO windows_json
+        FROM (SELECT o.* FROM o ORDER BY o.n LIMIT 50) AS t;
+    END IF;
+    result := CASE document
+        WHEN 'summary' THEN json_build_object(
+            'page', page_json, 'components', components_json, 'incidents', incidents_json,
+            'scheduled_maintenances', windows_json, 'status', status_json)
+        WHEN 'status' THEN json_build_object('page', page_json, 'status', status_json)
+        WHEN 'components' THEN json_build_object('page', page_json,
+                                                 'components', components_json)
+        WHEN 'incidents' THEN json_build_object('page', page_json, 'incidents', incidents_json)
+        WHEN 'incidents/unresolved' THEN json_build_object('page', page_json,
+                                                           'incidents', incidents_json)
+        ELSE json_build_object('page', page_json, 'scheduled_maintenances', windows_json)
+    END;
+    body := result::text;
+    RETURN NEXT;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_page_statuspage(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint, document text); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_page_statuspage(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint, document text) IS 'A Statuspage v2 public document of a page (0033): document = summary, status, components, incidents, incidents/unresolved, scheduled-maintenances, scheduled-maintenances/upcoming or scheduled-maintenances/active. The arguments, bounds, token rule, version and fresh_until of statusdb_page_view_bytes (a wrong token: no row, like an unknown slug; with if_version equal to version, answered from the index lookup alone, body null); body = the document as JSON text, composed from the snapshot row (its history column included), times in the page''s time zone (statusdb_statuspage_time).';
 
 --
 -- Name: statusdb_page_view(text, bytea, interval, integer, bigint); Type: FUNCTION; Schema: public
@@ -3799,6 +4157,25 @@ $$;
 --
 
 COMMENT ON FUNCTION public.statusdb_status_subscriber_destination_guard() IS 'Trigger: refuses SLACK/WEBHOOK destinations naming internal hosts (not allow-listed).';
+
+--
+-- Name: statusdb_statuspage_time(timestamp with time zone, text); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_statuspage_time(instant timestamp with time zone, zone text) RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$
+    SELECT to_char(instant AT TIME ZONE zone, 'YYYY-MM-DD"T"HH24:MI:SS.MS')
+           || CASE WHEN z.o < interval '0' THEN '-' ELSE '+' END
+           || to_char(CASE WHEN z.o < interval '0' THEN -z.o ELSE z.o END, 'HH24:MI')
+    FROM (SELECT (instant AT TIME ZONE zone) - (instant AT TIME ZONE 'UTC') AS o) AS z
+$$;
+
+--
+-- Name: FUNCTION statusdb_statuspage_time(instant timestamp with time zone, zone text); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_statuspage_time(instant timestamp with time zone, zone text) IS 'instant as Statuspage writes times (0033): ISO 8601 local time of zone with milliseconds and the zone''s UTC offset at that instant (so DST moves the offset); null for null.';
 
 --
 -- Name: statusdb_take_slots(bigint[]); Type: FUNCTION; Schema: public
@@ -5832,6 +6209,7 @@ CREATE TABLE public.status_page_snapshot (
     window_scheduled boolean[] NOT NULL,
     groups json NOT NULL,
     scheduled_starts timestamp with time zone[] GENERATED ALWAYS AS (public.statusdb_scheduled_starts(window_starts, window_scheduled)) STORED,
+    history json DEFAULT '{}'::json NOT NULL,
     CONSTRAINT status_page_snapshot_scheduled_check CHECK ((cardinality(array_positions(window_scheduled, true)) <= 255)),
     CONSTRAINT status_page_snapshot_updated_at_range_check CHECK (((updated_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (updated_at < '9999-12-31 00:00:00+00'::timestamp with time zone))),
     CONSTRAINT status_page_snapshot_windows_check CHECK (((cardinality(window_starts) = cardinality(window_scheduled)) AND (json_array_length(windows) = cardinality(window_starts))))
@@ -5932,6 +6310,12 @@ COMMENT ON COLUMN public.status_page_snapshot.groups IS 'JSON array of the page'
 --
 
 COMMENT ON COLUMN public.status_page_snapshot.scheduled_starts IS 'start_time of the SCHEDULED entries of windows, in order (generated, 0028): the reader''s k is width_bucket(now() + horizon - 1 microsecond, scheduled_starts).';
+
+--
+-- Name: COLUMN status_page_snapshot.history; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_page_snapshot.history IS 'What the Statuspage v2 documents show beyond the page view (0033), rendered by statusdb_page_render_history: {"time_zone", "stamps": {id: [created_at, updated_at]} of components, groups and windows, "resolved": the 50 latest resolved status incidents (render''s incident shape + resolved_at), "completed": the 50 latest completed windows (render''s window shape)}.';
 
 --
 -- Name: status_page_snapshot_version_seq; Type: SEQUENCE; Schema: public
@@ -8026,6 +8410,12 @@ GRANT ALL ON FUNCTION public.statusdb_notification_recipients(page_id text, even
 REVOKE ALL ON FUNCTION public.statusdb_page_render(page_ids text[]) FROM PUBLIC;
 
 --
+-- Name: FUNCTION statusdb_page_render_history(page_ids text[]); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_page_render_history(page_ids text[]) FROM PUBLIC;
+
+--
 -- Name: FUNCTION statusdb_page_snapshot_create(page_ids text[]); Type: ACL; Schema: public
 --
 
@@ -8043,6 +8433,14 @@ REVOKE ALL ON FUNCTION public.statusdb_page_snapshot_refresh(page_ids text[]) FR
 
 REVOKE ALL ON FUNCTION public.statusdb_page_snapshot_repair(repair boolean) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.statusdb_page_snapshot_repair(repair boolean) TO statusdb_app;
+
+--
+-- Name: FUNCTION statusdb_page_statuspage(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint, document text); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_page_statuspage(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint, document text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.statusdb_page_statuspage(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint, document text) TO statusdb_app;
+GRANT ALL ON FUNCTION public.statusdb_page_statuspage(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint, document text) TO statusdb_reader;
 
 --
 -- Name: FUNCTION statusdb_page_view(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint); Type: ACL; Schema: public
@@ -8274,6 +8672,12 @@ REVOKE ALL ON FUNCTION public.statusdb_status_subscriber_check_group_ids() FROM 
 --
 
 REVOKE ALL ON FUNCTION public.statusdb_status_subscriber_destination_guard() FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_statuspage_time(instant timestamp with time zone, zone text); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_statuspage_time(instant timestamp with time zone, zone text) FROM PUBLIC;
 
 --
 -- Name: FUNCTION statusdb_take_slots(slots bigint[]); Type: ACL; Schema: public
