@@ -10,17 +10,18 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from statusdb import pages, teams
+from statusdb import pages, teams, views
+from statusdb.errors import InvalidInput, Retryable
+from statusdb.http.app import Route, create_app, default_routes
 from statusdb.pages import NewComponent
-
-pytestmark = pytest.mark.slow
 
 
 def _free_port() -> int:
@@ -99,6 +100,7 @@ def two_pages(dsn: str) -> dict[str, Any]:
     return {"token": hidden.access_token}
 
 
+@pytest.mark.slow
 def test_etags_304_and_private_pages_through_uvicorn(dsn: str, two_pages: dict[str, Any]) -> None:
     token = two_pages["token"]
     with serving(dsn) as client:
@@ -184,6 +186,7 @@ def _comparable(headers: httpx.Headers) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k.lower() not in ("date",)}
 
 
+@pytest.mark.slow
 def test_errors_are_json_without_a_traceback(dsn: str, two_pages: dict[str, Any]) -> None:
     with serving(dsn) as client:
         with psycopg.connect(dsn, autocommit=True) as conn:
@@ -198,3 +201,69 @@ def test_errors_are_json_without_a_traceback(dsn: str, two_pages: dict[str, Any]
         assert json.loads(broken.content) == {"error": "internal error"}
         assert b"Traceback" not in broken.content
         assert client.get("/pages/open/page.json").status_code == 200
+
+
+@contextlib.asynccontextmanager
+async def in_process(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """`app` with its lifespan, and an httpx client calling it in this process."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+            yield client
+
+
+async def test_the_app_in_process(dsn: str, two_pages: dict[str, Any]) -> None:
+    """The same app in this process: conditional forms, the body cache's bounds, extra routes
+    and the error mapping."""
+
+    async def refuse(conn: Any, slug: str, token: str | None, seen: int | None) -> Any:
+        failure = {
+            "bad": InvalidInput("no such thing"),
+            "busy": Retryable("conflict"),
+            "full": PoolTimeout("no connection"),
+            "bug": KeyError("x"),
+        }
+        raise failure[slug]
+
+    async def view(conn: Any, slug: str, token: str | None, seen: int | None) -> Any:
+        return await views.page_view_bytes(conn, slug, token=token, if_version=seen)
+
+    routes = [*default_routes(), Route("/refuse", refuse), Route("/view.txt", view, "text/plain")]
+    with pytest.raises(InvalidInput):
+        create_app(dsn, max_age=-1)
+    async with in_process(create_app(dsn, routes=routes, cache_entries=1, max_age=5)) as client:
+        path = "/pages/open/api/v2/status.json"
+        first = await client.get(path)
+        etag = first.headers["etag"]
+        assert first.headers["cache-control"] == "public, max-age=5"
+        weak = await client.get(path, headers={"If-None-Match": f"W/{etag}"})
+        assert weak.status_code == 304
+        listed = await client.get(path, headers={"If-None-Match": f'"1", {etag}'})
+        assert listed.status_code == 200  # the first of ours is compared: "1" is stale
+        for odd in ('"99999999999999999999"', "garbage", '""'):
+            got = await client.get(path, headers={"If-None-Match": odd})
+            assert got.status_code == 200
+            assert got.content == first.content
+        star = await client.get(path, headers={"If-None-Match": "*"})
+        assert star.status_code == 304
+        await client.get("/pages/open/api/v2/components.json")  # evicts status.json
+        assert (await client.get(path)).content == first.content
+        text = await client.get("/pages/open/view.txt")
+        assert text.headers["content-type"].startswith("text/plain")
+        expected = {"bad": 400, "busy": 503, "full": 503, "bug": 500}
+        for slug, status in expected.items():
+            answer = await client.get(f"/pages/{slug}/refuse")
+            assert answer.status_code == status, slug
+            assert "error" in answer.json()
+            assert answer.headers["cache-control"] == "no-store"
+        assert (await client.get("/pages/busy/refuse")).headers["retry-after"] == "1"
+        assert (await client.get("/pages/NOT A SLUG/page.json")).status_code == 404
+
+
+async def test_a_pool_of_the_callers(dsn: str, two_pages: dict[str, Any]) -> None:
+    async with AsyncConnectionPool(dsn, kwargs={"autocommit": True}, open=False) as pool:
+        app = create_app(pool, cache_entries=0)
+        async with in_process(app) as client:
+            answer = await client.get("/pages/open/api/v2/summary.json")
+            assert answer.status_code == 200
+            assert answer.json()["page"]["name"] == "Open"

@@ -24,7 +24,6 @@ DECLARE
     window_limit integer := coalesce(maintenance_limit, 20);
     stored_hash bytea;
     found_page text;
-    k integer;
     s status_page_snapshot;
     zone text;
     page_json json;
@@ -57,9 +56,9 @@ BEGIN
         stored_hash := sha256(page_token_hash);
     END IF;
     -- The lookup of statusdb_page_view_bytes: the slug index, the access rule, k.
-    SELECT s.page_id, w.k, s.version * 256 + least(w.k, 255),
+    SELECT s.page_id, s.version * 256 + least(w.k, 255),
            CASE WHEN window_limit > 0 THEN s.scheduled_starts[w.k + 1] - horizon END
-    INTO found_page, k, version, fresh_until
+    INTO found_page, version, fresh_until
     FROM status_page_snapshot s
     CROSS JOIN LATERAL (
         SELECT CASE WHEN window_limit > 0
