@@ -31,7 +31,8 @@ COMMENT ON COLUMN status_page_snapshot.history IS
     'What the Statuspage v2 documents show beyond the page view (0033), rendered by '
     'statusdb_page_render_history: {"time_zone", "stamps": {id: [created_at, updated_at]} of '
     'components, groups and windows, "resolved": the 50 latest resolved status incidents '
-    '(render''s incident shape + resolved_at), "completed": the 50 latest completed windows '
+    '(render''s incident shape, the 25 latest updates, + resolved_at and the number of updates '
+    'dropped), "completed": the 50 latest completed windows '
     '(render''s window shape)}.';
 
 CREATE FUNCTION statusdb_page_render_history(page_ids text[])
@@ -72,9 +73,16 @@ BEGIN
                'completed', d.items)
     FROM status_page p
     CROSS JOIN LATERAL (
-        SELECT coalesce(json_agg(json_build_array(i.id, i.title, i.message, i.severity, i.status,
-                                                  i.affected_component_ids, i.created_at,
-                                                  i.updated_at, i.updates, i.resolved_at)
+        -- A resolved incident keeps its 25 latest updates here (a timeline may hold 500), and
+        -- how many earlier ones it dropped (the readers' update ids count from the first).
+        SELECT coalesce(json_agg(json_build_array(
+                   i.id, i.title, i.message, i.severity, i.status, i.affected_component_ids,
+                   i.created_at, i.updated_at,
+                   CASE WHEN jsonb_array_length(i.updates) <= 25 THEN i.updates
+                        ELSE (SELECT jsonb_agg(u.item ORDER BY u.n)
+                              FROM jsonb_array_elements(i.updates) WITH ORDINALITY AS u (item, n)
+                              WHERE u.n > jsonb_array_length(i.updates) - 25) END,
+                   i.resolved_at, greatest(jsonb_array_length(i.updates) - 25, 0))
                                  ORDER BY i.resolved_at DESC, i.id DESC), '[]') AS items
         FROM (SELECT i.* FROM status_incident i
               WHERE i.status_page_id = p.id AND i.status = 'RESOLVED'
@@ -103,8 +111,9 @@ COMMENT ON FUNCTION statusdb_page_render_history(text[]) IS
     'status_page_snapshot.history of the given pages from scratch (0033), one row per existing '
     'page: {"time_zone", "stamps": {id: [created_at, updated_at]} of the components, groups '
     'and the windows statusdb_page_render shows, "resolved": [[id, title, message, severity, '
-    'status, affected_component_ids, created_at, updated_at, updates, resolved_at], ...] the 50 '
-    'latest by resolved_at, "completed": [[id, title, description, status, start_time, '
+    'status, affected_component_ids, created_at, updated_at, updates (the 25 latest), '
+    'resolved_at, updates dropped], ...] the 50 latest by resolved_at, "completed": [[id, '
+    'title, description, status, start_time, '
     'end_time, component_ids, created_at, updated_at], ...] the 50 latest by start_time}, '
     'timestamps in UTC. Owner only (the refresh, the create and the repair).';
 
@@ -405,7 +414,8 @@ BEGIN
                        'page_id', s.page_id,
                        'incident_updates', coalesce(
                            (SELECT json_agg(json_build_object(
-                                       'id', (i.item ->> 0) || '-' || u.n,
+                                       'id', (i.item ->> 0) || '-'
+                                             || (u.n + coalesce((i.item ->> 10)::bigint, 0)),
                                        'status', lower(u.item ->> 'status'),
                                        'body', u.item ->> 'message',
                                        'incident_id', i.item ->> 0,

@@ -295,3 +295,18 @@ async def test_async_connection(aconn: psycopg.AsyncConnection[Any]) -> None:
     answer = await statuspage.adocument(aconn, "sp-async", "status")
     assert isinstance(answer, views.PageBytes)
     assert json.loads(answer.body)["status"]["indicator"] == "none"
+
+
+def test_a_resolved_incident_shows_its_25_latest_updates(conn: Conn) -> None:
+    created, slug, _ = busy_page(conn)
+    long = status_incidents.create(
+        conn, created.page.id, title="Long one", severity="CRITICAL", message="update 1"
+    )
+    for n in range(2, 30):
+        status_incidents.add_update(conn, long.id, status="MONITORING", message=f"update {n}")
+    status_incidents.add_update(conn, long.id, status="RESOLVED", message="update 30")
+    incidents = {i["id"]: i for i in read(conn, slug, "incidents")["incidents"]}
+    updates = incidents[long.id]["incident_updates"]
+    assert [u["body"] for u in updates] == [f"update {n}" for n in range(30, 5, -1)]
+    assert [u["id"] for u in updates] == [f"{long.id}-{n}" for n in range(30, 5, -1)]
+    assert incidents[long.id]["monitoring_at"] == updates[1]["created_at"]

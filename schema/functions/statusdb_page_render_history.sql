@@ -7,10 +7,10 @@
 -- status_page_snapshot.history of the given pages from scratch (0033), one row per existing
 -- page: {"time_zone", "stamps": {id: [created_at, updated_at]} of the components, groups and
 -- the windows statusdb_page_render shows, "resolved": [[id, title, message, severity, status,
--- affected_component_ids, created_at, updated_at, updates, resolved_at], ...] the 50 latest by
--- resolved_at, "completed": [[id, title, description, status, start_time, end_time,
--- component_ids, created_at, updated_at], ...] the 50 latest by start_time}, timestamps in UTC.
--- Owner only (the refresh, the create and the repair).
+-- affected_component_ids, created_at, updated_at, updates (the 25 latest), resolved_at, updates
+-- dropped], ...] the 50 latest by resolved_at, "completed": [[id, title, description, status,
+-- start_time, end_time, component_ids, created_at, updated_at], ...] the 50 latest by
+-- start_time}, timestamps in UTC. Owner only (the refresh, the create and the repair).
 CREATE OR REPLACE FUNCTION public.statusdb_page_render_history(page_ids text[])
  RETURNS TABLE(page_id text, history json)
  LANGUAGE plpgsql
@@ -50,9 +50,16 @@ BEGIN
                'completed', d.items)
     FROM status_page p
     CROSS JOIN LATERAL (
-        SELECT coalesce(json_agg(json_build_array(i.id, i.title, i.message, i.severity, i.status,
-                                                  i.affected_component_ids, i.created_at,
-                                                  i.updated_at, i.updates, i.resolved_at)
+        -- A resolved incident keeps its 25 latest updates here (a timeline may hold 500), and
+        -- how many earlier ones it dropped (the readers' update ids count from the first).
+        SELECT coalesce(json_agg(json_build_array(
+                   i.id, i.title, i.message, i.severity, i.status, i.affected_component_ids,
+                   i.created_at, i.updated_at,
+                   CASE WHEN jsonb_array_length(i.updates) <= 25 THEN i.updates
+                        ELSE (SELECT jsonb_agg(u.item ORDER BY u.n)
+                              FROM jsonb_array_elements(i.updates) WITH ORDINALITY AS u (item, n)
+                              WHERE u.n > jsonb_array_length(i.updates) - 25) END,
+                   i.resolved_at, greatest(jsonb_array_length(i.updates) - 25, 0))
                                  ORDER BY i.resolved_at DESC, i.id DESC), '[]') AS items
         FROM (SELECT i.* FROM status_incident i
               WHERE i.status_page_id = p.id AND i.status = 'RESOLVED'

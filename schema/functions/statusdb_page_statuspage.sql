@@ -164,7 +164,8 @@ BEGIN
                        'page_id', s.page_id,
                        'incident_updates', coalesce(
                            (SELECT json_agg(json_build_object(
-                                       'id', (i.item ->> 0) || '-' || u.n,
+                                       'id', (i.item ->> 0) || '-'
+                                             || (u.n + coalesce((i.item ->> 10)::bigint, 0)),
                                        'status', lower(u.item ->> 'status'),
                                        'body', u.item ->> 'message',
                                        'incident_id', i.item ->> 0,
