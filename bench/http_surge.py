@@ -11,9 +11,12 @@
   on the same cluster and page, blocks alternating);
 * **surge**: `statusdb serve` (uvicorn, one process, `--pool-size`) in a subprocess, and
   `clients` concurrent keep-alive clients (asyncio + httpx, in `processes` processes) hitting
-  ``/pages/<slug>/api/v2/summary.json`` for `seconds`, without and with ``If-None-Match``
-  (the ETag of the last answer): requests per second, p50 / p99 latency, status counts. The
-  clients share the machine's cores with the server and PostgreSQL.
+  ``/pages/<slug>/api/v2/summary.json`` without and with ``If-None-Match`` (the ETag of the
+  last answer), alternating, `seconds` / 2 per run, twice each: requests per second, p50 / p99
+  latency, status counts; once with the app's body cache (a request without If-None-Match is
+  then a conditional read too, answered with the cached body) and once without it
+  (`--cache-entries 0`: the database composes every 200). The clients share the machine's
+  cores with the server and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -204,6 +207,47 @@ def surge(
     }
 
 
+def _serve_and_surge(dsn: str, args: argparse.Namespace, cache_entries: int) -> list[Any]:
+    """`statusdb serve` with `cache_entries`, and the surge without and with If-None-Match,
+    alternating (twice each), so that both see the same machine load."""
+    port = _free_port()
+    # The app as `statusdb serve` runs it (our own interpreter and arguments).
+    server = subprocess.Popen(  # noqa: S603
+        [
+            sys.executable,
+            "-m",
+            "statusdb.tooling.cli",
+            "serve",
+            "--dsn",
+            dsn,
+            "--port",
+            str(port),
+            "--pool-size",
+            str(args.pool_size),
+            "--cache-entries",
+            str(cache_entries),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/pages/{SLUG}/api/v2/summary.json"
+        size = 0
+        for _ in range(100):
+            try:
+                size = len(httpx.get(url).content)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        runs = []
+        for conditional in (False, True, False, True):
+            run = surge(url, args.clients, args.processes, args.seconds / 2, conditional)
+            runs.append({"app_cache_entries": cache_entries, "body_bytes": size, **run})
+        return runs
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.http_surge")
     parser.add_argument("--clients", type=int, default=32)
@@ -217,39 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     with bench_cluster() as dsn:
         component_id = build(dsn)
         results["write_cost"] = write_cost(dsn, component_id, args.writes, args.rounds)
-        port = _free_port()
-        # The app as `statusdb serve` runs it (our own interpreter and arguments).
-        server = subprocess.Popen(  # noqa: S603
-            [
-                sys.executable,
-                "-m",
-                "statusdb.tooling.cli",
-                "serve",
-                "--dsn",
-                dsn,
-                "--port",
-                str(port),
-                "--pool-size",
-                str(args.pool_size),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        try:
-            url = f"http://127.0.0.1:{port}/pages/{SLUG}/api/v2/summary.json"
-            for _ in range(100):
-                try:
-                    body = httpx.get(url).content
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.1)
-            results["summary_bytes"] = len(body)
-            results["surge"] = [
-                surge(url, args.clients, args.processes, args.seconds, conditional)
-                for conditional in (False, True)
-            ]
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
+        results["surge"] = []
+        for cache_entries in (1024, 0):
+            results["surge"] += _serve_and_surge(dsn, args, cache_entries)
     print(json.dumps(results, indent=2))
     return 0
 

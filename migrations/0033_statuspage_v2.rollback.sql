@@ -8,7 +8,6 @@ SET LOCAL lock_timeout = '5s';
 SET LOCAL statement_timeout = '5min';
 
 DROP FUNCTION statusdb_page_statuspage(text, bytea, interval, integer, bigint, text);
-DROP FUNCTION statusdb_statuspage_time(timestamptz, text);
 
 CREATE OR REPLACE FUNCTION statusdb_page_snapshot_refresh(page_ids text[])
  RETURNS void

@@ -2377,7 +2377,14 @@ DECLARE
     zone text;
     page_json json;
     components_json json;
-    by_id json;
+    -- Statuspage's times: ISO 8601 with milliseconds and the offset (of the page's zone, set
+    -- below, at each instant).
+    t_format constant text := 'YYYY-MM-DD"T"HH24:MI:SS.MSTZH:TZM';
+    extra jsonb;  -- the snapshot's history, parsed
+    caller_zone text := current_setting('TimeZone');
+    stamps jsonb;
+    by_id jsonb;
+    component_objects json[];
     incidents_json json;
     windows_json json;
     status_json json;
@@ -2426,48 +2433,57 @@ BEGIN
         RETURN;
     END IF;
     SELECT * INTO STRICT s FROM status_page_snapshot WHERE page_id = found_page;
-    zone := coalesce(s.history ->> 'time_zone', 'UTC');
+    -- The stored json texts are parsed once, as jsonb (a json value is parsed again by each ->).
+    extra := s.history::jsonb;
+    zone := coalesce(extra ->> 'time_zone', 'UTC');
+    -- The page's zone while composing: to_char's TZH:TZM then write each instant's offset in
+    -- it. The caller's setting is put back before returning (an error rolls the change back
+    -- with the statement or savepoint).
+    PERFORM set_config('TimeZone', zone, true);
+    stamps := coalesce(extra -> 'stamps', '{}');
     page_json := json_build_object(
         'id', s.page_id, 'name', s.name, 'url', NULL, 'time_zone', zone,
-        'updated_at', statusdb_statuspage_time(s.updated_at, zone));
+        'updated_at', to_char(s.updated_at, t_format));
     -- Components, then groups (Statuspage lists groups as components with group = true).
+    IF document <> 'status' THEN
     WITH c AS (
-        SELECT c.item ->> 0 AS id, c.n,
+        SELECT c.item ->> 0 AS id, c.n, c.item ->> 6 AS group_id,
                json_build_object(
                    'id', c.item ->> 0, 'name', c.item ->> 1,
                    'status', lower(c.item ->> 4),
-                   'created_at', statusdb_statuspage_time(
-                       (s.history -> 'stamps' -> (c.item ->> 0) ->> 0)::timestamptz, zone),
-                   'updated_at', statusdb_statuspage_time(
-                       (s.history -> 'stamps' -> (c.item ->> 0) ->> 1)::timestamptz, zone),
+                   'created_at', to_char(
+                       (stamps -> (c.item ->> 0) ->> 0)::timestamptz, t_format),
+                   'updated_at', to_char(
+                       (stamps -> (c.item ->> 0) ->> 1)::timestamptz, t_format),
                    'position', c.n, 'description', c.item -> 2, 'showcase', false,
                    'start_date', NULL, 'group_id', c.item -> 6, 'page_id', s.page_id,
                    'group', false, 'only_show_if_degraded', false) AS obj
-        FROM json_array_elements(s.components) WITH ORDINALITY AS c (item, n)
+        FROM jsonb_array_elements(s.components::jsonb) WITH ORDINALITY AS c (item, n)
     ),
     g AS (
         SELECT g.item ->> 0 AS id, g.n + (SELECT count(*) FROM c) AS n,
                json_build_object(
                    'id', g.item ->> 0, 'name', g.item ->> 1,
                    'status', lower(g.item ->> 5),
-                   'created_at', statusdb_statuspage_time(
-                       (s.history -> 'stamps' -> (g.item ->> 0) ->> 0)::timestamptz, zone),
-                   'updated_at', statusdb_statuspage_time(
-                       (s.history -> 'stamps' -> (g.item ->> 0) ->> 1)::timestamptz, zone),
+                   'created_at', to_char(
+                       (stamps -> (g.item ->> 0) ->> 0)::timestamptz, t_format),
+                   'updated_at', to_char(
+                       (stamps -> (g.item ->> 0) ->> 1)::timestamptz, t_format),
                    'position', g.n + (SELECT count(*) FROM c), 'description', g.item -> 2,
                    'showcase', false, 'start_date', NULL, 'group_id', g.item -> 3,
                    'page_id', s.page_id, 'group', true, 'only_show_if_degraded', false,
                    'components', coalesce(
-                       (SELECT json_agg(m.item ->> 0 ORDER BY m.n)
-                        FROM json_array_elements(s.components) WITH ORDINALITY AS m (item, n)
-                        WHERE m.item ->> 6 = g.item ->> 0), '[]')) AS obj
-        FROM json_array_elements(s.groups) WITH ORDINALITY AS g (item, n)
+                       (SELECT json_agg(m.id ORDER BY m.n) FROM c AS m
+                        WHERE m.group_id = g.item ->> 0), '[]')) AS obj
+        FROM jsonb_array_elements(s.groups::jsonb) WITH ORDINALITY AS g (item, n)
     ),
-    a AS (SELECT * FROM c UNION ALL SELECT * FROM g)
+    a AS (SELECT c.id, c.n, c.obj FROM c UNION ALL SELECT g.id, g.n, g.obj FROM g)
     SELECT coalesce(json_agg(a.obj ORDER BY a.n), '[]'),
-           coalesce(json_object_agg(a.id, a.obj) FILTER (WHERE a.id IS NOT NULL), '{}')
-    INTO components_json, by_id
+           coalesce(jsonb_object_agg(a.id, a.n) FILTER (WHERE a.id IS NOT NULL), '{}'),
+           coalesce(array_agg(a.obj ORDER BY a.n), '{}')
+    INTO components_json, by_id, component_objects
     FROM a;
+    END IF;
     -- The overall status: the worst of the components' and the unresolved incidents'.
     SELECT json_build_object(
                'indicator', CASE r.rank WHEN 3 THEN 'critical' WHEN 2 THEN 'major'
@@ -2484,32 +2500,33 @@ BEGIN
           FROM (SELECT CASE c.item ->> 4 WHEN 'MAJOR_OUTAGE' THEN 3 WHEN 'PARTIAL_OUTAGE' THEN 2
                                          WHEN 'DEGRADED_PERFORMANCE' THEN 1 ELSE 0 END AS rank,
                        c.item ->> 4 = 'UNDER_MAINTENANCE' AS maintenance
-                FROM json_array_elements(s.components) AS c (item)
+                FROM jsonb_array_elements(s.components::jsonb) AS c (item)
                 UNION ALL
                 SELECT CASE i.item ->> 3 WHEN 'CRITICAL' THEN 3 WHEN 'MAJOR' THEN 2 ELSE 1 END,
                        false
-                FROM json_array_elements(s.incidents) AS i (item)) AS x) AS r;
+                FROM jsonb_array_elements(s.incidents::jsonb) AS i (item)) AS x) AS r;
     IF document IN ('summary', 'incidents', 'incidents/unresolved') THEN
         WITH i AS (
-            SELECT i.item, NULL::text AS resolved_at FROM json_array_elements(s.incidents) AS i (item)
+            SELECT i.item, NULL::text AS resolved_at
+            FROM jsonb_array_elements(s.incidents::jsonb) AS i (item)
             UNION ALL
             SELECT i.item, i.item ->> 9
-            FROM json_array_elements(s.history -> 'resolved') AS i (item)
+            FROM jsonb_array_elements(extra -> 'resolved') AS i (item)
             WHERE document = 'incidents'
         ),
         o AS (
             SELECT (i.item ->> 6)::timestamptz AS created, i.item ->> 0 AS id,
                    json_build_object(
                        'id', i.item ->> 0, 'name', i.item ->> 1, 'status', lower(i.item ->> 4),
-                       'created_at', statusdb_statuspage_time((i.item ->> 6)::timestamptz, zone),
-                       'updated_at', statusdb_statuspage_time((i.item ->> 7)::timestamptz, zone),
-                       'monitoring_at', statusdb_statuspage_time(
+                       'created_at', to_char((i.item ->> 6)::timestamptz, t_format),
+                       'updated_at', to_char((i.item ->> 7)::timestamptz, t_format),
+                       'monitoring_at', to_char(
                            (SELECT max((u.item ->> 'timestamp')::timestamptz)
-                            FROM json_array_elements(i.item -> 8) AS u (item)
-                            WHERE u.item ->> 'status' = 'MONITORING'), zone),
-                       'resolved_at', statusdb_statuspage_time(i.resolved_at::timestamptz, zone),
+                            FROM jsonb_array_elements(i.item -> 8) AS u (item)
+                            WHERE u.item ->> 'status' = 'MONITORING'), t_format),
+                       'resolved_at', to_char(i.resolved_at::timestamptz, t_format),
                        'impact', lower(i.item ->> 3), 'shortlink', NULL,
-                       'started_at', statusdb_statuspage_time((i.item ->> 6)::timestamptz, zone),
+                       'started_at', to_char((i.item ->> 6)::timestamptz, t_format),
                        'page_id', s.page_id,
                        'incident_updates', coalesce(
                            (SELECT json_agg(json_build_object(
@@ -2518,21 +2535,21 @@ BEGIN
                                        'status', lower(u.item ->> 'status'),
                                        'body', u.item ->> 'message',
                                        'incident_id', i.item ->> 0,
-                                       'created_at', statusdb_statuspage_time(
-                                           (u.item ->> 'timestamp')::timestamptz, zone),
-                                       'updated_at', statusdb_statuspage_time(
-                                           (u.item ->> 'timestamp')::timestamptz, zone),
-                                       'display_at', statusdb_statuspage_time(
-                                           (u.item ->> 'timestamp')::timestamptz, zone),
+                                       'created_at', to_char(
+                                           (u.item ->> 'timestamp')::timestamptz, t_format),
+                                       'updated_at', to_char(
+                                           (u.item ->> 'timestamp')::timestamptz, t_format),
+                                       'display_at', to_char(
+                                           (u.item ->> 'timestamp')::timestamptz, t_format),
                                        'affected_components', NULL,
                                        'deliver_notifications', NULL,
                                        'custom_tweet', NULL, 'tweet_id', NULL)
                                    ORDER BY u.n DESC)
-                            FROM json_array_elements(i.item -> 8) WITH ORDINALITY AS u (item, n)),
+                            FROM jsonb_array_elements(i.item -> 8) WITH ORDINALITY AS u (item, n)),
                            '[]'),
                        'components', coalesce(
-                           (SELECT json_agg(by_id -> a.id ORDER BY a.n)
-                            FROM json_array_elements_text(i.item -> 5) WITH ORDINALITY
+                           (SELECT json_agg(component_objects[(by_id ->> a.id)::bigint] ORDER BY a.n)
+                            FROM jsonb_array_elements_text(i.item -> 5) WITH ORDINALITY
                                  AS a (id, n)
                             WHERE by_id -> a.id IS NOT NULL), '[]')) AS obj
             FROM i
@@ -2547,21 +2564,21 @@ BEGIN
             -- The windows the page view shows (running, and scheduled ones in the horizon,
             -- the first window_limit), as statusdb_page_view_bytes filters them.
             SELECT w.item, w.n
-            FROM json_array_elements(s.windows) WITH ORDINALITY AS w (item, n)
+            FROM jsonb_array_elements(s.windows::jsonb) WITH ORDINALITY AS w (item, n)
             WHERE window_limit > 0
               AND (NOT s.window_scheduled[w.n] OR s.window_starts[w.n] < now() + horizon)
             ORDER BY w.n
             LIMIT window_limit
         ),
         w AS (
-            SELECT w.item, w.n, (s.history -> 'stamps' -> (w.item ->> 0)) AS stamps
+            SELECT w.item, w.n, (stamps -> (w.item ->> 0)) AS stamps
             FROM shown AS w
             WHERE document IN ('summary', 'scheduled-maintenances')
                OR (document = 'scheduled-maintenances/upcoming' AND w.item ->> 3 = 'SCHEDULED')
                OR (document = 'scheduled-maintenances/active' AND w.item ->> 3 = 'IN_PROGRESS')
             UNION ALL
-            SELECT w.item, 1000 + w.n, json_build_array(w.item -> 7, w.item -> 8)
-            FROM json_array_elements(s.history -> 'completed') WITH ORDINALITY AS w (item, n)
+            SELECT w.item, 1000 + w.n, jsonb_build_array(w.item -> 7, w.item -> 8)
+            FROM jsonb_array_elements(extra -> 'completed') WITH ORDINALITY AS w (item, n)
             WHERE document = 'scheduled-maintenances'
         ),
         o AS (
@@ -2571,11 +2588,11 @@ BEGIN
                        'status', CASE w.item ->> 3 WHEN 'SCHEDULED' THEN 'scheduled'
                                                    WHEN 'IN_PROGRESS' THEN 'in_progress'
                                                    ELSE 'completed' END,
-                       'created_at', statusdb_statuspage_time((w.stamps ->> 0)::timestamptz, zone),
-                       'updated_at', statusdb_statuspage_time((w.stamps ->> 1)::timestamptz, zone),
+                       'created_at', to_char((w.stamps ->> 0)::timestamptz, t_format),
+                       'updated_at', to_char((w.stamps ->> 1)::timestamptz, t_format),
                        'monitoring_at', NULL, 'resolved_at', NULL, 'impact', 'maintenance',
                        'shortlink', NULL,
-                       'started_at', statusdb_statuspage_time((w.item ->> 4)::timestamptz, zone),
+                       'started_at', to_char((w.item ->> 4)::timestamptz, t_format),
                        'page_id', s.page_id,
                        'incident_updates', json_build_array(json_build_object(
                            'id', (w.item ->> 0) || '-' || lower(w.item ->> 3),
@@ -2584,22 +2601,18 @@ BEGIN
                                                        ELSE 'completed' END,
                            'body', coalesce(w.item ->> 2, w.item ->> 1),
                            'incident_id', w.item ->> 0,
-                           'created_at', statusdb_statuspage_time((w.stamps ->> 1)::timestamptz,
-                                                                  zone),
-                           'updated_at', statusdb_statuspage_time((w.stamps ->> 1)::timestamptz,
-                                                                  zone),
-                           'display_at', statusdb_statuspage_time((w.stamps ->> 1)::timestamptz,
-                                                                  zone),
+                           'created_at', to_char((w.stamps ->> 1)::timestamptz, t_format),
+                           'updated_at', to_char((w.stamps ->> 1)::timestamptz, t_format),
+                           'display_at', to_char((w.stamps ->> 1)::timestamptz, t_format),
                            'affected_components', NULL, 'deliver_notifications', NULL,
                            'custom_tweet', NULL, 'tweet_id', NULL)),
                        'components', coalesce(
-                           (SELECT json_agg(by_id -> a.id ORDER BY a.n)
-                            FROM json_array_elements_text(w.item -> 6) WITH ORDINALITY
+                           (SELECT json_agg(component_objects[(by_id ->> a.id)::bigint] ORDER BY a.n)
+                            FROM jsonb_array_elements_text(w.item -> 6) WITH ORDINALITY
                                  AS a (id, n)
                             WHERE by_id -> a.id IS NOT NULL), '[]'),
-                       'scheduled_for', statusdb_statuspage_time((w.item ->> 4)::timestamptz, zone),
-                       'scheduled_until', statusdb_statuspage_time((w.item ->> 5)::timestamptz,
-                                                                   zone)) AS obj
+                       'scheduled_for', to_char((w.item ->> 4)::timestamptz, t_format),
+                       'scheduled_until', to_char((w.item ->> 5)::timestamptz, t_format)) AS obj
             FROM w
         )
         -- Shown windows by start (as the page view), then the completed ones, latest first.
@@ -2619,6 +2632,7 @@ BEGIN
                                                            'incidents', incidents_json)
         ELSE json_build_object('page', page_json, 'scheduled_maintenances', windows_json)
     END;
+    PERFORM set_config('TimeZone', caller_zone, true);
     body := result::text;
     RETURN NEXT;
 END;
@@ -2628,7 +2642,7 @@ $$;
 -- Name: FUNCTION statusdb_page_statuspage(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint, document text); Type: COMMENT; Schema: public
 --
 
-COMMENT ON FUNCTION public.statusdb_page_statuspage(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint, document text) IS 'A Statuspage v2 public document of a page (0033): document = summary, status, components, incidents, incidents/unresolved, scheduled-maintenances, scheduled-maintenances/upcoming or scheduled-maintenances/active. The arguments, bounds, token rule, version and fresh_until of statusdb_page_view_bytes (a wrong token: no row, like an unknown slug; with if_version equal to version, answered from the index lookup alone, body null); body = the document as JSON text, composed from the snapshot row (its history column included), times in the page''s time zone (statusdb_statuspage_time).';
+COMMENT ON FUNCTION public.statusdb_page_statuspage(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint, document text) IS 'A Statuspage v2 public document of a page (0033): document = summary, status, components, incidents, incidents/unresolved, scheduled-maintenances, scheduled-maintenances/upcoming or scheduled-maintenances/active. The arguments, bounds, token rule, version and fresh_until of statusdb_page_view_bytes (a wrong token: no row, like an unknown slug; with if_version equal to version, answered from the index lookup alone, body null); body = the document as JSON text, composed from the snapshot row (its history column included), times in the page''s time zone with each instant''s offset.';
 
 --
 -- Name: statusdb_page_view(text, bytea, interval, integer, bigint); Type: FUNCTION; Schema: public
@@ -4164,25 +4178,6 @@ $$;
 --
 
 COMMENT ON FUNCTION public.statusdb_status_subscriber_destination_guard() IS 'Trigger: refuses SLACK/WEBHOOK destinations naming internal hosts (not allow-listed).';
-
---
--- Name: statusdb_statuspage_time(timestamp with time zone, text); Type: FUNCTION; Schema: public
---
-
-CREATE FUNCTION public.statusdb_statuspage_time(instant timestamp with time zone, zone text) RETURNS text
-    LANGUAGE sql STABLE PARALLEL SAFE
-    AS $$
-    SELECT to_char(instant AT TIME ZONE zone, 'YYYY-MM-DD"T"HH24:MI:SS.MS')
-           || CASE WHEN z.o < interval '0' THEN '-' ELSE '+' END
-           || to_char(CASE WHEN z.o < interval '0' THEN -z.o ELSE z.o END, 'HH24:MI')
-    FROM (SELECT (instant AT TIME ZONE zone) - (instant AT TIME ZONE 'UTC') AS o) AS z
-$$;
-
---
--- Name: FUNCTION statusdb_statuspage_time(instant timestamp with time zone, zone text); Type: COMMENT; Schema: public
---
-
-COMMENT ON FUNCTION public.statusdb_statuspage_time(instant timestamp with time zone, zone text) IS 'instant as Statuspage writes times (0033): ISO 8601 local time of zone with milliseconds and the zone''s UTC offset at that instant (so DST moves the offset); null for null.';
 
 --
 -- Name: statusdb_take_slots(bigint[]); Type: FUNCTION; Schema: public
@@ -8679,12 +8674,6 @@ REVOKE ALL ON FUNCTION public.statusdb_status_subscriber_check_group_ids() FROM 
 --
 
 REVOKE ALL ON FUNCTION public.statusdb_status_subscriber_destination_guard() FROM PUBLIC;
-
---
--- Name: FUNCTION statusdb_statuspage_time(instant timestamp with time zone, zone text); Type: ACL; Schema: public
---
-
-REVOKE ALL ON FUNCTION public.statusdb_statuspage_time(instant timestamp with time zone, zone text) FROM PUBLIC;
 
 --
 -- Name: FUNCTION statusdb_take_slots(slots bigint[]); Type: ACL; Schema: public

@@ -40,6 +40,13 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     serve.add_argument(
         "--pool-size", type=int, default=10, help="database connections (default: %(default)s)"
     )
+    serve.add_argument(
+        "--cache-entries",
+        type=int,
+        default=1024,
+        help="bodies kept and revalidated per URL and token; 0 composes every answer "
+        "(default: %(default)s)",
+    )
 
 
 def run(args: argparse.Namespace, dsn: str) -> None:
@@ -55,6 +62,8 @@ def run(args: argparse.Namespace, dsn: str) -> None:
             f"`statusdb serve` needs the http extra ({exc.name} is missing): "
             "pip install 'statusdb[http]'"
         ) from exc
-    app = create_app(dsn, max_age=args.max_age, pool_size=args.pool_size)
+    app = create_app(
+        dsn, max_age=args.max_age, pool_size=args.pool_size, cache_entries=args.cache_entries
+    )
     print(f"serving http://{args.host}:{args.port}/pages/<slug>/api/v2/summary.json", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)

@@ -6,7 +6,8 @@ page's documents only with its token: a wrong or missing token, with or without 
 if_version, answers no row, exactly like an unknown slug (no version, no fresh_until: nothing
 that tells the page exists). And what a document says must not depend on the caller's session
 settings (TimeZone, DateStyle, IntervalStyle, lc_time, search_path): the body is shared by every
-reader of a version (the ETag), so a client that could shape it would poison caches and CDNs.
+reader of a version (the ETag), so a client that could shape it would poison caches and CDNs;
+and the page's zone, set for the call, must not leak into the caller's session.
 """
 
 from __future__ import annotations
@@ -111,5 +112,10 @@ def test_the_caller_s_session_settings_do_not_shape_the_documents(
     )
     for name, expected in plain.items():
         assert login.execute(_CALL, (slug, good, None, name)).fetchone() == expected, name
+        # The page's zone is set for the call only: the caller's own setting is back after it.
+        assert login.execute("SHOW TimeZone").fetchone() == ("Asia/Kathmandu",)
+    with login.transaction():
+        login.execute(_CALL, (slug, good, None, "summary"))
+        assert login.execute("SHOW TimeZone").fetchone() == ("Asia/Kathmandu",)
     assert plain["summary"] is not None
     assert "-04:00" in plain["summary"][2] or "-05:00" in plain["summary"][2]  # New York
