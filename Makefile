@@ -23,6 +23,8 @@ PYTEST_ARGS ?=
 # pytest-xdist workers for `make test` / `make pytest` (each starts its own cluster); 0 runs the
 # suite in one process.
 PYTEST_WORKERS ?= 2
+# --dist loadgroup: tests marked xdist_group("name") share one worker (tests/test_failover.py
+# starts one pg_auto_failover formation for its module); the others are spread as usual.
 
 BIN := $(VENV)/bin
 empty :=
@@ -113,7 +115,7 @@ docs: $(VENV)/.statusdb-dev-installed
 PYTEST_COV ?= --cov --cov-report=term
 
 pytest: $(VENV)/.statusdb-dev-installed
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_COV) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_COV) $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.statusdb-dev-installed
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --fast $(PYTEST_ARGS)
@@ -155,7 +157,7 @@ test-newest:
 	@echo "runtime dependencies under test:"
 	@$(NEWEST_VENV)/bin/python -m pip --disable-pip-version-check list 2>/dev/null \
 		| grep -iE '^($(subst $(space),|,$(RUNTIME_DEPS))) '
-	$(NEWEST_VENV)/bin/python -m pytest -n $(PYTEST_WORKERS) -p no:cacheprovider $(PYTEST_ARGS)
+	$(NEWEST_VENV)/bin/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -p no:cacheprovider $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) $(NEWEST_VENV) .mypy_cache .ruff_cache .pytest_cache dist build site

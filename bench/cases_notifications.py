@@ -7,12 +7,17 @@
   memory flat in subscriber count.
 * appending an update to a status incident with 50 affected components, with the notification
   trigger and without it (the trigger disabled by the owner between phases): target <= 2x.
+* a worker round (issue 27): `outbox.process_all` over one incident update of the benchmark
+  page, page-wide and of one component, target >= 300k recipients/s; and a round with a
+  deliverer failing 1 call in 100: every other delivery completes in it, 0 stranded claims.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable
+from typing import Any
 
 import psycopg
 
@@ -215,7 +220,181 @@ def append_update(ctx: Context) -> list[CaseResult]:
     ]
 
 
+def _settle(ctx: Context) -> None:
+    """Complete what earlier cases left pending (their events and changes are not this case's),
+    so that a round claims only what the case writes."""
+    with psycopg.connect(ctx.admin_dsn, autocommit=True) as admin:
+        admin.execute(
+            "UPDATE notification_event SET notified_at = now(), outcome = 'MUTED',"
+            " lease_owner = NULL, lease_expires_at = NULL WHERE notified_at IS NULL"
+        )
+        admin.execute(
+            "UPDATE status_change SET notified_at = now(), outcome = 'MUTED',"
+            " lease_owner = NULL, lease_expires_at = NULL WHERE notified_at IS NULL"
+        )
+
+
+def _stranded(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute(
+        "SELECT (SELECT count(*) FROM notification_event"
+        "        WHERE notified_at IS NULL AND lease_owner IS NOT NULL)"
+        "     + (SELECT count(*) FROM status_change"
+        "        WHERE notified_at IS NULL AND lease_owner IS NOT NULL)"
+    ).fetchone()
+    conn.commit()
+    return int(row[0]) if row else -1
+
+
+def worker_round(ctx: Context) -> list[CaseResult]:
+    """Issue 27: `outbox.process_all` itself (claim, stream, deliver, complete) over one event
+    of the benchmark page, page-wide and of one component, with a per-recipient deliver that
+    only counts; then with a deliverer failing 1 call in 100."""
+    runs = 3
+    target = 300_000.0
+    results: list[CaseResult] = []
+    _settle(ctx)
+    with app_connection(ctx, autocommit=False) as conn:
+        first = conn.execute(
+            "SELECT id FROM status_page_component WHERE status_page_id = %s"
+            " ORDER BY display_order LIMIT 1",
+            (ctx.bench_page_id,),
+        ).fetchone()
+        assert first is not None
+        calls = 0
+
+        def count(notification: Notification, recipient: Recipient, key: str) -> None:
+            nonlocal calls
+            calls += 1
+
+        for label, affected in (("page-wide", []), ("one component", [first[0]])):
+            incident = status_incidents.create(
+                conn,
+                ctx.bench_page_id,
+                title=f"bench round {label}",
+                severity="MINOR",
+                message="first",
+                affected_component_ids=affected,
+            )
+            conn.commit()
+            outbox.process_all(conn, count, worker_id="bench", hold_down=dt.timedelta(0))
+            durations: list[float] = []
+            floors: list[float] = []
+            delivered: list[int] = []
+            # The floor, alternated run by run with the round: the same recipients through a
+            # plain server-side cursor of tuples (the query alone, no worker, no delivery).
+            params: dict[str, object] = {
+                "status_page_id": ctx.bench_page_id,
+                "component_ids": affected,
+                "kind": "incident_updated",
+            }
+
+            def plain_cursor(params: dict[str, object] = params) -> int:
+                with conn.cursor("bench_plain_round") as cur:
+                    cur.itersize = 5000
+                    cur.execute(queries.get("event_recipients").sql, params)
+                    rows = sum(1 for _ in cur)
+                conn.commit()
+                return rows
+
+            for _ in range(runs):
+                floors.append(timed(plain_cursor))
+                status_incidents.add_update(
+                    conn, incident.id, status="IDENTIFIED", message="An update for readers."
+                )
+                conn.commit()
+                started = time.perf_counter()
+                report = outbox.process_all(
+                    conn, count, worker_id="bench", hold_down=dt.timedelta(0)
+                )
+                durations.append((time.perf_counter() - started) * 1e6)
+                delivered.append(report.deliveries)
+            p50 = percentile(durations, 0.5)
+            floor = percentile(floors, 0.5)
+            rate = delivered[0] / (p50 / 1e6)
+            results.append(
+                CaseResult(
+                    name=f"worker round, one incident update ({label}), deliver counts",
+                    p50_us=p50,
+                    p99_us=max(durations),
+                    n=runs,
+                    ratio=rate / target,
+                    baseline="recipients per second (ratio = recipients/s / 300k)",
+                    baseline_p50_us=None,
+                    target=">= 300k recipients/s",
+                    met=rate >= target,
+                    notes={
+                        "recipients": delivered[0],
+                        "recipients_per_s": round(rate),
+                        "runs_ms": [round(d / 1000) for d in durations],
+                        "floor_plain_cursor_ms": [round(d / 1000) for d in floors],
+                        "round_over_floor": round(p50 / floor, 2),
+                    },
+                )
+            )
+            status_incidents.delete(conn, incident.id)
+            conn.commit()
+
+        # A deliverer failing 1 call in 100: every other delivery completes in the round.
+        calls = 0
+        failed = 0
+
+        def flaky(notification: Notification, recipient: Recipient, key: str) -> None:
+            nonlocal calls, failed
+            calls += 1
+            if calls % 100 == 0:
+                failed += 1
+                raise RuntimeError("1 in 100")
+
+        incident = status_incidents.create(
+            conn, ctx.bench_page_id, title="bench flaky", severity="MINOR", message="first"
+        )
+        conn.commit()
+        raised = False
+        started = time.perf_counter()
+        try:
+            outbox.process_all(conn, flaky, worker_id="bench", hold_down=dt.timedelta(0))
+        except RuntimeError:
+            raised = True
+        elapsed = time.perf_counter() - started
+        stranded = _stranded(conn)
+        pending = outbox.pending_events(conn) + outbox.pending_count(conn)
+        retries_row = conn.execute(
+            "SELECT count(*) FROM delivery_attempt"
+            " WHERE notification_key IN (SELECT id FROM notification_event"
+            "                            WHERE status_incident_id = %s)"
+            "   AND next_attempt_at IS NOT NULL",
+            (incident.id,),
+        ).fetchone()
+        retries = int(retries_row[0]) if retries_row else -1
+        status_incidents.delete(conn, incident.id)
+        conn.commit()
+    results.append(
+        CaseResult(
+            name="worker round, deliverer failing 1 call in 100",
+            p50_us=elapsed * 1e6,
+            p99_us=elapsed * 1e6,
+            n=1,
+            ratio=float(stranded),
+            baseline="stranded claims after the round (ratio = their count)",
+            baseline_p50_us=None,
+            target="every other delivery completes in the round, 0 stranded",
+            met=stranded == 0 and pending == 0 and retries == failed and raised,
+            notes={
+                "calls": calls,
+                "failed": failed,
+                "delivered": calls - failed,
+                "stranded_claims": stranded,
+                "pending_after": pending,
+                "retries_recorded": retries,
+                "first_failure_raised": raised,
+            },
+        )
+    )
+    return results
+
+
 NOTIFICATION_CASES: list[tuple[str, Callable[[Context], list[CaseResult]]]] = [
     ("event fan-out", event_fan_out),
     ("append update", append_update),
+    ("worker round", worker_round),
 ]

@@ -3,6 +3,103 @@
 -- migrations/ are the source; tests/test_schema_current.py fails when this file is stale.
 
 --
+-- Name: statusdb_advance_v1(text); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_advance_v1(instance text DEFAULT 'pg_cron'::text) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+DECLARE
+    at timestamptz := clock_timestamp();
+    made integer := 0;
+    one_made integer;
+    failed text[] := '{}'::text[];
+    messages text[] := '{}'::text[];
+    advanced text[] := '{}'::text[];
+    due_id text;
+    message text;
+BEGIN
+    IF instance IS NULL OR btrim(instance) = '' OR length(instance) > 200 THEN
+        RAISE EXCEPTION 'instance must be 1 to 200 characters'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    BEGIN
+        SELECT count(*)::integer, coalesce(array_agg(t.id), '{}'::text[])
+        INTO made, advanced
+        FROM statusdb_maintenance_advance_by_time(at) AS t;
+    EXCEPTION
+        WHEN serialization_failure OR deadlock_detected THEN
+            RAISE;
+        WHEN OTHERS THEN
+            -- One bad window never stalls the others (as maintenance.advance): one at a time.
+            FOR due_id IN
+                SELECT w.id
+                FROM maintenance_window w
+                WHERE (w.status = 'SCHEDULED' AND w.start_time <= at
+                       AND (w.end_time > at OR w.recurrence_rule IS NULL))
+                   OR (w.status = 'IN_PROGRESS' AND w.end_time <= at
+                       AND w.recurrence_rule IS NULL)
+                ORDER BY w.id
+            LOOP
+                BEGIN
+                    SELECT count(*)::integer INTO one_made
+                    FROM statusdb_maintenance_advance_by_time(at, due_id);
+                    made := made + one_made;
+                    IF one_made > 0 THEN
+                        advanced := array_append(advanced, due_id);
+                    END IF;
+                EXCEPTION
+                    WHEN serialization_failure OR deadlock_detected THEN
+                        RAISE;
+                    WHEN OTHERS THEN
+                        GET STACKED DIAGNOSTICS message = MESSAGE_TEXT;
+                        failed := array_append(failed, due_id);
+                        messages := array_append(messages, 'cannot start or end: ' || message);
+                        RAISE WARNING 'maintenance window % skipped by the scheduler: %',
+                            due_id, message;
+                END;
+            END LOOP;
+    END;
+    BEGIN
+        PERFORM statusdb_maintenance_remind(at);
+    EXCEPTION
+        WHEN serialization_failure OR deadlock_detected THEN
+            RAISE;
+        WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS message = MESSAGE_TEXT;
+            RAISE WARNING 'maintenance reminders skipped by the scheduler step: %', message;
+    END;
+    -- The statements of maintenance_clear_scheduler_errors and
+    -- maintenance_record_scheduler_errors (statusdb/db/sql/maintenance.sql).
+    IF cardinality(advanced) > 0 THEN
+        DELETE FROM maintenance_window_scheduler_error e
+        WHERE e.maintenance_window_id = ANY (advanced);
+    END IF;
+    IF cardinality(failed) > 0 THEN
+        INSERT INTO maintenance_window_scheduler_error AS e
+            (maintenance_window_id, error, first_failed_at, last_failed_at)
+        SELECT f.id, left(f.error, 2000), at, at
+        FROM unnest(failed, messages) AS f (id, error)
+        WHERE EXISTS (SELECT 1 FROM maintenance_window w WHERE w.id = f.id)
+        ON CONFLICT (maintenance_window_id) DO UPDATE
+        SET error = excluded.error,
+            last_failed_at = excluded.last_failed_at,
+            failures = e.failures + 1;
+    END IF;
+    PERFORM statusdb_record_scheduler_run(instance, clock_timestamp() - at, made,
+                                          cardinality(failed));
+    RETURN made;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_advance_v1(instance text); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_advance_v1(instance text) IS 'The scheduler''s step inside the database, for pg_cron (0032): the transitions that need no recurrence expansion (statusdb_maintenance_advance_by_time, window by window after a failure, errors in maintenance_window_scheduler_error), the reminders, and a heartbeat for instance (1-200 characters). Recurring windows whose occurrence ended are left to maintenance.advance (statusdb scheduler). Returns the transitions made.';
+
+--
 -- Name: statusdb_check_component_ids(text, text[], text); Type: FUNCTION; Schema: public
 --
 
@@ -658,6 +755,147 @@ $_$;
 --
 
 COMMENT ON FUNCTION public.statusdb_destination_problem(channel text, destination text) IS 'Why a SLACK/WEBHOOK destination URL is refused (SSRF policy), or NULL.';
+
+--
+-- Name: statusdb_doctor_sample_v1(integer); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_doctor_sample_v1(sample_size integer) RETURNS TABLE(check_name text, checked integer, problems text[])
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $_$
+#variable_conflict use_column
+DECLARE
+    start_key text;
+    component_ids text[];
+    group_ids text[];
+    page_ids text[];
+    page_sample integer;
+BEGIN
+    IF sample_size IS NULL OR sample_size < 1 OR sample_size > 10000 THEN
+        RAISE EXCEPTION 'sample_size must be from 1 to 10000'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- An operator's check over every team: a team-scoped session is refused rather than shown
+    -- other teams' ids (row-level security does not apply to the owner).
+    IF statusdb_current_team() IS NOT NULL THEN
+        RAISE EXCEPTION 'doctor''s samples cover every team: run them without a team scope'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    page_sample := greatest(1, sample_size / 10);
+
+    start_key := statusdb_sample_start((SELECT min(c.id) FROM status_page_component c),
+                                       (SELECT max(c.id) FROM status_page_component c));
+    component_ids := ARRAY(SELECT c.id FROM status_page_component c
+                           WHERE c.id >= start_key ORDER BY c.id LIMIT sample_size);
+    component_ids := component_ids
+        || ARRAY(SELECT c.id FROM status_page_component c
+                 WHERE c.id < start_key ORDER BY c.id
+                 LIMIT sample_size - cardinality(component_ids));
+    -- EXECUTE: planned for the sample at hand (an index lookup per id), never as a
+    -- generic plan that cannot tell 100 ids from the whole table.
+    RETURN QUERY EXECUTE $q$
+    SELECT 'component_statuses', cardinality($1),
+           ARRAY(SELECT d.component_id || ': ' || d.current_status || ', derived '
+                        || d.derived_status
+                 FROM statusdb_derive_statuses($1) AS d
+                 WHERE d.current_status IS DISTINCT FROM d.derived_status
+                 ORDER BY d.component_id)
+    $q$ USING component_ids;
+    -- The tail of each sampled component's chain: its last change is its current status, and
+    -- that change's previous_status is the change before (OPERATIONAL when none).
+    -- EXECUTE: planned for the sample at hand (an index lookup per id), never as a
+    -- generic plan that cannot tell 100 ids from the whole table.
+    RETURN QUERY EXECUTE $q$
+    SELECT 'status_chain', cardinality($1),
+           ARRAY(SELECT c.id || ': ' || t.problem
+                 FROM status_page_component c
+                 CROSS JOIN LATERAL (
+                     SELECT CASE
+                         WHEN coalesce(last.new_status, 'OPERATIONAL') <> c.current_status THEN
+                             'last logged status '
+                             || coalesce(last.new_status, 'OPERATIONAL (no change logged)')
+                             || ' is not current_status ' || c.current_status
+                         WHEN last.seq IS NOT NULL
+                              AND last.previous_status
+                                  <> coalesce(before.new_status, 'OPERATIONAL') THEN
+                             'previous_status ' || last.previous_status || ' of seq '
+                             || last.seq || ' does not follow '
+                             || coalesce(before.new_status, 'OPERATIONAL')
+                     END AS problem
+                     FROM (SELECT NULL::integer AS nothing) AS anchor
+                     LEFT JOIN LATERAL (
+                         SELECT sc.seq, sc.previous_status, sc.new_status
+                         FROM status_change sc
+                         WHERE sc.component_id = c.id
+                         ORDER BY sc.seq DESC LIMIT 1) AS last ON true
+                     LEFT JOIN LATERAL (
+                         SELECT sc.new_status
+                         FROM status_change sc
+                         WHERE sc.component_id = c.id AND sc.seq < last.seq
+                         ORDER BY sc.seq DESC LIMIT 1) AS before ON true
+                 ) AS t
+                 WHERE c.id = ANY ($1) AND t.problem IS NOT NULL
+                 ORDER BY c.id)
+    $q$ USING component_ids;
+
+    start_key := statusdb_sample_start((SELECT min(g.id) FROM component_group g),
+                                       (SELECT max(g.id) FROM component_group g));
+    group_ids := ARRAY(SELECT g.id FROM component_group g
+                       WHERE g.id >= start_key ORDER BY g.id LIMIT sample_size);
+    group_ids := group_ids
+        || ARRAY(SELECT g.id FROM component_group g
+                 WHERE g.id < start_key ORDER BY g.id
+                 LIMIT sample_size - cardinality(group_ids));
+    -- EXECUTE: planned for the sample at hand (an index lookup per id), never as a
+    -- generic plan that cannot tell 100 ids from the whole table.
+    RETURN QUERY EXECUTE $q$
+    SELECT 'group_statuses', cardinality($1),
+           ARRAY(SELECT d.group_id || ': ' || d.current_status || ', derived ' || d.derived_status
+                 FROM statusdb_derive_group_statuses($1) AS d
+                 WHERE d.current_status IS DISTINCT FROM d.derived_status
+                 ORDER BY d.group_id)
+    $q$ USING group_ids;
+
+    start_key := statusdb_sample_start((SELECT min(p.id) FROM status_page p),
+                                       (SELECT max(p.id) FROM status_page p));
+    page_ids := ARRAY(SELECT p.id FROM status_page p
+                      WHERE p.id >= start_key ORDER BY p.id LIMIT page_sample);
+    page_ids := page_ids
+        || ARRAY(SELECT p.id FROM status_page p
+                 WHERE p.id < start_key ORDER BY p.id
+                 LIMIT page_sample - cardinality(page_ids));
+    -- The comparison of statusdb_page_snapshot_repair (0017, groups since 0020), for the sample.
+    -- EXECUTE: planned for the sample at hand (an index lookup per id), never as a
+    -- generic plan that cannot tell 100 ids from the whole table.
+    RETURN QUERY EXECUTE $q$
+    SELECT 'snapshots', cardinality($1),
+           ARRAY(SELECT r.page_id || CASE WHEN s.page_id IS NULL THEN ': no snapshot'
+                                          ELSE ': snapshot version ' || s.version
+                                               || ' differs from a rendering from scratch' END
+                 FROM statusdb_page_render($1) AS r
+                 -- LATERAL: one lookup by key per rendered page (the render's row count is
+                 -- unknown to the planner, which would hash the whole snapshot table).
+                 LEFT JOIN LATERAL (SELECT sn.* FROM status_page_snapshot sn
+                                    WHERE sn.page_id = r.page_id LIMIT 1) AS s ON true
+                 WHERE s.page_id IS NULL
+                    OR (s.slug, s.is_public, s.access_token_hash, s.name, s.description,
+                        s.updated_at, s.components::text, s.incidents::text, s.windows::text,
+                        s.window_starts, s.window_scheduled, s.groups::text)
+                       IS DISTINCT FROM
+                       (r.slug, r.is_public, r.access_token_hash, r.name, r.description,
+                        r.updated_at, r.components::text, r.incidents::text, r.windows::text,
+                        r.window_starts, r.window_scheduled, r.groups::text)
+                 ORDER BY r.page_id)
+    $q$ USING page_ids;
+END;
+$_$;
+
+--
+-- Name: FUNCTION statusdb_doctor_sample_v1(sample_size integer); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_doctor_sample_v1(sample_size integer) IS 'statusdb doctor''s sampled checks (0032): up to sample_size (1-10000) components from a random point in primary-key order (component_statuses: derived status; status_chain: the last change is the current status and follows the one before), as many groups (group_statuses), a tenth as many pages (snapshots: rendered from scratch). One row per check: how many were checked, and the problems found. Refused in a team-scoped session.';
 
 --
 -- Name: statusdb_event_components(text[]); Type: FUNCTION; Schema: public
@@ -1406,6 +1644,51 @@ $$;
 COMMENT ON FUNCTION public.statusdb_log_status_change(status_page_id text, component_id text, previous_status text, new_status text, cause text, incident_id text, maintenance_window_id text, changed_at timestamp with time zone) IS 'Appends one change to status_change and announces it with pg_notify on statusdb_status_change (delivered at commit).';
 
 --
+-- Name: statusdb_maintenance_advance_by_time(timestamp with time zone, text); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_maintenance_advance_by_time(at timestamp with time zone, window_id text DEFAULT NULL::text) RETURNS TABLE(id text, from_status text, to_status text, start_time timestamp with time zone)
+    LANGUAGE sql
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+    -- SCHEDULED -> IN_PROGRESS when start_time <= at < end_time (one-off or series); a one-off
+    -- window whose end has passed -> COMPLETED (straight from SCHEDULED when its whole
+    -- occurrence was missed). Rows locked by another scheduler (or by an update) are skipped:
+    -- whoever holds them makes their transitions. Under READ COMMITTED a row changed by a
+    -- scheduler that committed after this statement's snapshot is re-checked against the
+    -- conditions on its new version before it is locked, so no transition is made twice.
+    WITH due AS (
+        SELECT w.id, w.status
+        FROM public.maintenance_window w
+        WHERE ((w.status = 'SCHEDULED' AND w.start_time <= at
+                AND (w.end_time > at OR w.recurrence_rule IS NULL))
+               OR (w.status = 'IN_PROGRESS' AND w.end_time <= at
+                   AND w.recurrence_rule IS NULL))
+          AND (statusdb_maintenance_advance_by_time.window_id IS NULL
+               OR w.id = statusdb_maintenance_advance_by_time.window_id)
+        ORDER BY w.id
+        FOR NO KEY UPDATE SKIP LOCKED
+    ),
+    status_locks AS (
+        -- Take the windows' locks and the status locks of every covered component at once, in
+        -- the lock order (CONTRIBUTING.md), before any row's trigger does: two schedulers whose
+        -- windows share components, or a scheduler and a link writer, cannot then deadlock.
+        SELECT public.statusdb_lock_maintenance_windows(ARRAY(SELECT due.id FROM due)) AS done
+    )
+    UPDATE public.maintenance_window w
+    SET status = CASE WHEN w.end_time <= at THEN 'COMPLETED' ELSE 'IN_PROGRESS' END
+    FROM due, status_locks
+    WHERE w.id = due.id
+    RETURNING w.id, due.status, w.status, w.start_time
+$$;
+
+--
+-- Name: FUNCTION statusdb_maintenance_advance_by_time(at timestamp with time zone, window_id text); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_maintenance_advance_by_time(at timestamp with time zone, window_id text) IS 'The scheduler''s transitions that need no recurrence expansion, at the instant at (0032; the statement of maintenance.advance, and of statusdb_advance_v1): SCHEDULED -> IN_PROGRESS, a one-off window''s end -> COMPLETED; only window_id when given. Rows another transaction holds are skipped. SECURITY INVOKER: row-level security applies.';
+
+--
 -- Name: statusdb_maintenance_event(text, text, timestamp with time zone, timestamp with time zone, jsonb); Type: FUNCTION; Schema: public
 --
 
@@ -2050,6 +2333,132 @@ $$;
 COMMENT ON FUNCTION public.statusdb_notification_recipients(page_id text, event_component_ids text[], kinds text[], folded_kinds text[]) IS 'Who is told: active, verified subscribers of the page wanting one of kinds and none of folded_kinds, following one of the components directly or through a group (0020), or all (none given: the whole page). One row per subscriber.';
 
 --
+-- Name: statusdb_page_feed(text, bytea, integer); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_page_feed(page_slug text, page_token_hash bytea, feed_limit integer) RETURNS TABLE(id text, name text, description text, slug text, is_public boolean, time_zone text, updated_at timestamp with time zone, incidents json, maintenance json)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER ROWS 1
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+DECLARE
+    entries integer := coalesce(feed_limit, 50);
+    stored_hash bytea;
+BEGIN
+    IF entries < 1 OR entries > 200 THEN
+        RAISE EXCEPTION 'feed_limit must be from 1 to 200, not %', entries
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF octet_length(page_slug) > 100 THEN
+        RETURN;  -- no slug is that long: like an unknown slug
+    END IF;
+    IF octet_length(page_token_hash) = 32 THEN
+        stored_hash := sha256(page_token_hash);
+    END IF;
+    RETURN QUERY
+    SELECT p.id, p.name, p.description, p.slug, p.is_public, p.time_zone, p.updated_at,
+           inc.items, win.items
+    FROM status_page_snapshot s
+    JOIN status_page p ON p.id = s.page_id
+    CROSS JOIN LATERAL (
+        SELECT coalesce(json_agg(json_build_object(
+                   'id', i.id, 'title', i.title, 'message', i.message,
+                   'severity', i.severity, 'status', i.status,
+                   'created_at', i.created_at, 'updated_at', i.updated_at,
+                   'resolved_at', i.resolved_at,
+                   'updates', (SELECT coalesce(jsonb_agg(e.entry ORDER BY e.n), '[]')
+                               FROM jsonb_array_elements(i.updates) WITH ORDINALITY
+                                    AS e (entry, n)
+                               WHERE e.n > jsonb_array_length(i.updates) - 50),
+                   'components', (SELECT coalesce(json_agg(c.name ORDER BY c.display_order, c.id),
+                                                  '[]')
+                                  FROM status_page_component c
+                                  WHERE c.status_page_id = p.id
+                                    AND c.id = ANY (i.affected_component_ids)))
+                   ORDER BY i.updated_at DESC, i.id DESC), '[]') AS items
+        FROM (SELECT picked.*
+              FROM ((SELECT a.id, a.title, a.message, a.severity, a.status, a.created_at,
+                            a.updated_at, a.resolved_at, a.updates, a.affected_component_ids
+                     FROM status_incident a
+                     WHERE a.status_page_id = p.id
+                       AND a.status IN ('INVESTIGATING', 'IDENTIFIED', 'MONITORING')
+                     ORDER BY a.updated_at DESC, a.id DESC
+                     LIMIT entries)
+                    UNION ALL
+                    (SELECT r.id, r.title, r.message, r.severity, r.status, r.created_at,
+                            r.updated_at, r.resolved_at, r.updates, r.affected_component_ids
+                     FROM status_incident r
+                     WHERE r.status_page_id = p.id AND r.status = 'RESOLVED'
+                     ORDER BY r.resolved_at DESC, r.id DESC
+                     LIMIT entries)) AS picked
+              ORDER BY picked.updated_at DESC, picked.id DESC
+              LIMIT entries) AS i
+    ) AS inc
+    CROSS JOIN LATERAL (
+        SELECT coalesce(json_agg(json_build_object(
+                   'id', w.id, 'title', w.title, 'description', w.description,
+                   'status', w.status, 'start_time', w.start_time, 'end_time', w.end_time,
+                   'recurrence_rule', w.recurrence_rule,
+                   'recurrence_start', w.recurrence_start,
+                   'recurrence_local_start', w.recurrence_local_start,
+                   'time_zone', w.time_zone,
+                   'created_at', w.created_at, 'updated_at', w.updated_at,
+                   'components', (SELECT coalesce(json_agg(c.name ORDER BY c.display_order, c.id),
+                                                  '[]')
+                                  FROM maintenance_window_component l
+                                  JOIN status_page_component c ON c.id = l.component_id
+                                  WHERE l.maintenance_window_id = w.id),
+                   'changes', (SELECT coalesce(json_agg(json_build_array(ch.status, ch.at)
+                                                        ORDER BY ch.at), '[]')
+                               FROM (SELECT v.status, v.at
+                                     FROM (SELECT h.row_data ->> 'status' AS status,
+                                                  h.valid_from AS at,
+                                                  lag(h.row_data ->> 'status')
+                                                      OVER (ORDER BY h.valid_from) AS before
+                                           FROM (SELECT hh.row_data, hh.valid_from
+                                                 FROM row_history hh
+                                                 WHERE hh.table_name = 'maintenance_window'
+                                                   AND hh.row_id = w.id
+                                                 ORDER BY hh.valid_from DESC
+                                                 LIMIT 100) AS h) AS v
+                                     WHERE v.before IS DISTINCT FROM v.status
+                                     ORDER BY v.at DESC
+                                     LIMIT 20) AS ch))
+                   ORDER BY w.final, w.upcoming, w.start_time DESC, w.id), '[]') AS items
+        FROM (SELECT picked.*,
+                     picked.status IN ('COMPLETED', 'CANCELLED') AS final,
+                     CASE WHEN picked.status IN ('SCHEDULED', 'IN_PROGRESS')
+                          THEN picked.start_time END AS upcoming
+              FROM ((SELECT a.id, a.title, a.description, a.status, a.start_time, a.end_time,
+                            a.recurrence_rule, a.recurrence_start, a.recurrence_local_start,
+                            a.time_zone, a.created_at, a.updated_at
+                     FROM maintenance_window a
+                     WHERE a.status_page_id = p.id AND a.status IN ('SCHEDULED', 'IN_PROGRESS')
+                     ORDER BY a.start_time, a.id
+                     LIMIT entries)
+                    UNION ALL
+                    (SELECT f.id, f.title, f.description, f.status, f.start_time, f.end_time,
+                            f.recurrence_rule, f.recurrence_start, f.recurrence_local_start,
+                            f.time_zone, f.created_at, f.updated_at
+                     FROM maintenance_window f
+                     WHERE f.status_page_id = p.id AND f.status IN ('COMPLETED', 'CANCELLED')
+                     ORDER BY f.start_time DESC, f.id
+                     LIMIT entries)) AS picked
+              ORDER BY 13, 14, picked.start_time DESC, picked.id
+              LIMIT entries) AS w
+    ) AS win
+    WHERE s.slug = page_slug
+      AND (s.is_public OR s.access_token_hash = stored_hash);
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_page_feed(page_slug text, page_token_hash bytea, feed_limit integer); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_page_feed(page_slug text, page_token_hash bytea, feed_limit integer) IS 'What a status page''s feeds show (0030): the page (id, name, description, slug, is_public, time_zone, updated_at), incidents = its unresolved and latest resolved status incidents, newest updated first, each {id, title, message, severity, status, created_at, updated_at, resolved_at, updates (last 50), components (names)}; maintenance = its scheduled and running windows (earliest first) then its completed and cancelled ones (latest first), each {id, title, description, status, start_time, end_time, recurrence_rule, recurrence_start, recurrence_local_start, time_zone, created_at, updated_at, components (names), changes ([status, at], oldest first, last 20)}. At most feed_limit (1 to 200, null: 50) of each. Same token rule as statusdb_page_view.';
+
+--
 -- Name: statusdb_page_render(text[]); Type: FUNCTION; Schema: public
 --
 
@@ -2129,87 +2538,6 @@ $$;
 COMMENT ON FUNCTION public.statusdb_page_render(page_ids text[]) IS 'Renders the given pages from scratch (0017, groups since 0020), one row per existing page, as status_page_snapshot stores them. Document shape (JSON arrays, timestamps in UTC): components = [[id, name, description, display_order, current_status, status_updated_at, group_id], ...] by (display_order, name, id); incidents = active status incidents [[id, title, message, severity, status, affected_component_ids, created_at, updated_at, updates], ...] newest first; windows = maintenance candidates [[id, title, description, status, start_time, end_time, component_ids], ...] by (start_time, id): the first 200 IN_PROGRESS and the first 200 SCHEDULED, with window_starts / window_scheduled alongside for the read''s horizon filter. updated_at = latest of the page''s, its components'' status and its active incidents'' changes and its groups'' updated_at; groups = [[id, name, description, parent_id, display_order, current_status], ...] by (display_order, name, id), flat (the tree is built from parent_id). Owner only (called by the triggers and the repair).';
 
 --
--- Name: statusdb_page_render_history(text[]); Type: FUNCTION; Schema: public
---
-
-CREATE FUNCTION public.statusdb_page_render_history(page_ids text[]) RETURNS TABLE(page_id text, history json)
-    LANGUAGE plpgsql STABLE
-    SET "TimeZone" TO 'UTC'
-    AS $$
-#variable_conflict use_column
-BEGIN
-    RETURN QUERY
-    SELECT p.id,
-           json_build_object(
-               'time_zone', p.time_zone,
-               'stamps', coalesce((SELECT json_object_agg(st.id, json_build_array(st.created_at,
-                                                                                 st.updated_at))
-                                   FROM (SELECT c.id, c.created_at, c.updated_at
-                                         FROM status_page_component c
-                                         WHERE c.status_page_id = p.id
-                                         UNION ALL
-                                         SELECT g.id, g.created_at, g.updated_at
-                                         FROM component_group g
-                                         WHERE g.status_page_id = p.id
-                                         UNION ALL
-                                         (SELECT w.id, w.created_at, w.updated_at
-                                          FROM maintenance_window w
-                                          WHERE w.status_page_id = p.id
-                                            AND w.status = 'IN_PROGRESS'
-                                          ORDER BY w.start_time, w.id
-                                          LIMIT 200)
-                                         UNION ALL
-                                         (SELECT w.id, w.created_at, w.updated_at
-                                          FROM maintenance_window w
-                                          WHERE w.status_page_id = p.id
-                                            AND w.status = 'SCHEDULED'
-                                          ORDER BY w.start_time, w.id
-                                          LIMIT 200)) AS st), '{}'),
-               'resolved', r.items,
-               'completed', d.items)
-    FROM status_page p
-    CROSS JOIN LATERAL (
-        -- A resolved incident keeps its 25 latest updates here (a timeline may hold 500), and
-        -- how many earlier ones it dropped (the readers' update ids count from the first).
-        SELECT coalesce(json_agg(json_build_array(
-                   i.id, i.title, i.message, i.severity, i.status, i.affected_component_ids,
-                   i.created_at, i.updated_at,
-                   CASE WHEN jsonb_array_length(i.updates) <= 25 THEN i.updates
-                        ELSE (SELECT jsonb_agg(u.item ORDER BY u.n)
-                              FROM jsonb_array_elements(i.updates) WITH ORDINALITY AS u (item, n)
-                              WHERE u.n > jsonb_array_length(i.updates) - 25) END,
-                   i.resolved_at, greatest(jsonb_array_length(i.updates) - 25, 0))
-                                 ORDER BY i.resolved_at DESC, i.id DESC), '[]') AS items
-        FROM (SELECT i.* FROM status_incident i
-              WHERE i.status_page_id = p.id AND i.status = 'RESOLVED'
-              ORDER BY i.resolved_at DESC, i.id DESC
-              LIMIT 50) AS i
-    ) AS r
-    CROSS JOIN LATERAL (
-        SELECT coalesce(json_agg(json_build_array(w.id, w.title, w.description, w.status,
-                                                  w.start_time, w.end_time,
-                                                  ARRAY(SELECT mc.component_id
-                                                        FROM maintenance_window_component mc
-                                                        WHERE mc.maintenance_window_id = w.id
-                                                        ORDER BY mc.component_id),
-                                                  w.created_at, w.updated_at)
-                                 ORDER BY w.start_time DESC, w.id DESC), '[]') AS items
-        FROM (SELECT w.* FROM maintenance_window w
-              WHERE w.status_page_id = p.id AND w.status = 'COMPLETED'
-              ORDER BY w.start_time DESC, w.id DESC
-              LIMIT 50) AS w
-    ) AS d
-    WHERE p.id = ANY (page_ids);
-END;
-$$;
-
---
--- Name: FUNCTION statusdb_page_render_history(page_ids text[]); Type: COMMENT; Schema: public
---
-
-COMMENT ON FUNCTION public.statusdb_page_render_history(page_ids text[]) IS 'status_page_snapshot.history of the given pages from scratch (0033), one row per existing page: {"time_zone", "stamps": {id: [created_at, updated_at]} of the components, groups and the windows statusdb_page_render shows, "resolved": [[id, title, message, severity, status, affected_component_ids, created_at, updated_at, updates (the 25 latest), resolved_at, updates dropped], ...] the 50 latest by resolved_at, "completed": [[id, title, description, status, start_time, end_time, component_ids, created_at, updated_at], ...] the 50 latest by start_time}, timestamps in UTC. Owner only (the refresh, the create and the repair).';
-
---
 -- Name: statusdb_page_snapshot_create(text[]); Type: FUNCTION; Schema: public
 --
 
@@ -2222,13 +2550,11 @@ BEGIN
     WITH created AS (
         INSERT INTO status_page_snapshot (page_id, version, slug, is_public, access_token_hash,
                                           name, description, updated_at, components,
-                                          incidents, windows, window_starts, window_scheduled, groups,
-                                          history)
+                                          incidents, windows, window_starts, window_scheduled, groups)
         SELECT r.page_id, nextval('status_page_snapshot_version_seq'), r.slug, r.is_public,
                r.access_token_hash, r.name, r.description, r.updated_at, r.components,
-               r.incidents, r.windows, r.window_starts, r.window_scheduled, r.groups, h.history
+               r.incidents, r.windows, r.window_starts, r.window_scheduled, r.groups
         FROM statusdb_page_render(page_ids) AS r
-        JOIN statusdb_page_render_history(page_ids) AS h ON h.page_id = r.page_id
         ORDER BY r.page_id
         ON CONFLICT (page_id) DO NOTHING
         RETURNING version
@@ -2266,8 +2592,7 @@ BEGIN
     -- 2. A new statement, a new snapshot (READ COMMITTED): the rendering includes what another
     --    writer of these pages committed while we waited for the locks.
     WITH rendered AS (
-        SELECT r.*, h.history FROM statusdb_page_render(page_ids) AS r
-        JOIN statusdb_page_render_history(page_ids) AS h ON h.page_id = r.page_id
+        SELECT r.* FROM statusdb_page_render(page_ids) AS r
     ),
     changed AS (
         UPDATE status_page_snapshot s
@@ -2275,20 +2600,14 @@ BEGIN
             slug = r.slug, is_public = r.is_public, access_token_hash = r.access_token_hash,
             name = r.name, description = r.description, updated_at = r.updated_at,
             components = r.components, incidents = r.incidents, windows = r.windows,
-            window_starts = r.window_starts, window_scheduled = r.window_scheduled, groups = r.groups,
-            -- An unchanged history keeps its stored value (its TOAST pointer: not written
-            -- again when only the page view changed, the common write during an outage).
-            history = CASE WHEN s.history::text = r.history::text THEN s.history
-                           ELSE r.history END
+            window_starts = r.window_starts, window_scheduled = r.window_scheduled, groups = r.groups
         FROM rendered r
         WHERE s.page_id = r.page_id
           AND (s.slug, s.is_public, s.access_token_hash, s.name, s.description, s.updated_at,
-               s.components::text, s.incidents::text, s.windows::text, s.groups::text,
-               s.history::text)
+               s.components::text, s.incidents::text, s.windows::text, s.groups::text)
               IS DISTINCT FROM
               (r.slug, r.is_public, r.access_token_hash, r.name, r.description, r.updated_at,
-               r.components::text, r.incidents::text, r.windows::text, r.groups::text,
-               r.history::text)
+               r.components::text, r.incidents::text, r.windows::text, r.groups::text)
         RETURNING s.version
     )
     -- The lowest version readers of the new rendering see (k = 0).
@@ -2316,7 +2635,6 @@ CREATE FUNCTION public.statusdb_page_snapshot_repair(repair boolean) RETURNS TAB
 DECLARE
     missing text[];
     drifted text[];
-    all_pages text[];
 BEGIN
     -- One pass over the pages (the operator's repair, as statusdb_recompute_statuses: no
     -- argument to bound). Pages without a snapshot are reported with a null version.
@@ -2324,21 +2642,18 @@ BEGIN
                      WHERE NOT EXISTS (SELECT 1 FROM status_page_snapshot s
                                        WHERE s.page_id = p.id)
                      ORDER BY p.id);
-    all_pages := ARRAY(SELECT p.id FROM status_page p);
     drifted := ARRAY(
         SELECT s.page_id
         FROM status_page_snapshot s
-        JOIN statusdb_page_render(all_pages) AS r
+        JOIN statusdb_page_render(ARRAY(SELECT p.id FROM status_page p)) AS r
           ON r.page_id = s.page_id
-        JOIN statusdb_page_render_history(all_pages) AS h
-          ON h.page_id = s.page_id
         WHERE (s.slug, s.is_public, s.access_token_hash, s.name, s.description, s.updated_at,
                s.components::text, s.incidents::text, s.windows::text,
-               s.window_starts, s.window_scheduled, s.groups::text, s.history::text)
+               s.window_starts, s.window_scheduled, s.groups::text)
               IS DISTINCT FROM
               (r.slug, r.is_public, r.access_token_hash, r.name, r.description, r.updated_at,
                r.components::text, r.incidents::text, r.windows::text,
-               r.window_starts, r.window_scheduled, r.groups::text, h.history::text)
+               r.window_starts, r.window_scheduled, r.groups::text)
         ORDER BY s.page_id);
     RETURN QUERY
     SELECT m, NULL::bigint FROM unnest(missing) AS m
@@ -2360,10 +2675,10 @@ $$;
 COMMENT ON FUNCTION public.statusdb_page_snapshot_repair(repair boolean) IS 'Pages whose snapshot is missing (null version) or differs from a rendering from scratch (0017; groups included since 0020), with the lowest version its readers were given (snapshot version * 256); re-rendered when repair is true. One pass over every page.';
 
 --
--- Name: statusdb_page_statuspage(text, bytea, interval, integer, bigint, text); Type: FUNCTION; Schema: public
+-- Name: statusdb_page_statuspage(text, bytea, interval, integer, text, text); Type: FUNCTION; Schema: public
 --
 
-CREATE FUNCTION public.statusdb_page_statuspage(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint, document text) RETURNS TABLE(version bigint, fresh_until timestamp with time zone, body text)
+CREATE FUNCTION public.statusdb_page_statuspage(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version text, document text) RETURNS TABLE(version bigint, version_text text, fresh_until timestamp with time zone, body text)
     LANGUAGE plpgsql STABLE SECURITY DEFINER ROWS 1
     SET search_path TO 'public', 'pg_temp'
     AS $$
@@ -2380,7 +2695,9 @@ DECLARE
     -- Statuspage's times: ISO 8601 with milliseconds and the offset (of the page's zone, set
     -- below, at each instant).
     t_format constant text := 'YYYY-MM-DD"T"HH24:MI:SS.MSTZH:TZM';
-    extra jsonb;  -- the snapshot's history, parsed
+    stamp text;
+    resolved jsonb := '[]';
+    completed jsonb := '[]';
     caller_zone text := current_setting('TimeZone');
     stamps jsonb;
     by_id jsonb;
@@ -2428,19 +2745,99 @@ BEGIN
     IF NOT FOUND THEN
         RETURN;
     END IF;
-    IF version = if_version THEN
+    -- The stamp of the history the document lists: one bounded index scan.
+    IF document = 'incidents' THEN
+        SELECT left(md5(string_agg(h.id || '/' || h.t, ','
+                                   ORDER BY h.resolved_at DESC, h.id DESC)), 16)
+        INTO stamp
+        FROM (SELECT i.id, i.resolved_at,
+                     (extract(epoch FROM i.updated_at) * 1000000)::bigint::text || '/'
+                     || i.ctid::text AS t
+              FROM status_incident i
+              WHERE i.status_page_id = found_page AND i.status = 'RESOLVED'
+              ORDER BY i.resolved_at DESC, i.id DESC
+              LIMIT 50) AS h;
+    ELSIF document = 'scheduled-maintenances' THEN
+        SELECT left(md5(string_agg(h.id || '/' || h.t || '/' || h.c, ','
+                                   ORDER BY h.start_time DESC, h.id DESC)), 16)
+        INTO stamp
+        FROM (SELECT w.id, w.start_time,
+                     (extract(epoch FROM w.updated_at) * 1000000)::bigint::text || '/'
+                     || w.ctid::text AS t,
+                     array_to_string(ARRAY(SELECT mc.component_id
+                                           FROM maintenance_window_component mc
+                                           WHERE mc.maintenance_window_id = w.id
+                                           ORDER BY mc.component_id), ' ') AS c
+              FROM maintenance_window w
+              WHERE w.status_page_id = found_page AND w.status = 'COMPLETED'
+              ORDER BY w.start_time DESC, w.id DESC
+              LIMIT 50) AS h;
+    END IF;
+    version_text := version::text || coalesce('-' || stamp, '');
+    IF version_text = if_version THEN
         RETURN NEXT;  -- not modified: nothing else runs
         RETURN;
     END IF;
     SELECT * INTO STRICT s FROM status_page_snapshot WHERE page_id = found_page;
-    -- The stored json texts are parsed once, as jsonb (a json value is parsed again by each ->).
-    extra := s.history::jsonb;
-    zone := coalesce(extra ->> 'time_zone', 'UTC');
+    SELECT p.time_zone INTO zone FROM status_page p WHERE p.id = found_page;
+    zone := coalesce(zone, 'UTC');
+    -- Created / updated stamps by id (which ones: the migration's header).
+    SELECT coalesce(jsonb_object_agg(st.id, jsonb_build_array(st.created_at, st.updated_at)),
+                    '{}')
+    INTO stamps
+    FROM (SELECT c.id, c.created_at, c.status_updated_at AS updated_at
+          FROM status_page_component c
+          WHERE c.status_page_id = found_page
+          UNION ALL
+          SELECT g.id, g.created_at, g.updated_at
+          FROM component_group g
+          WHERE g.status_page_id = found_page
+          UNION ALL
+          (SELECT w.id, w.created_at, greatest(w.created_at, w.start_time)
+           FROM maintenance_window w
+           WHERE w.status_page_id = found_page AND w.status = 'IN_PROGRESS'
+           ORDER BY w.start_time, w.id
+           LIMIT 200)
+          UNION ALL
+          (SELECT w.id, w.created_at, w.created_at
+           FROM maintenance_window w
+           WHERE w.status_page_id = found_page AND w.status = 'SCHEDULED'
+           ORDER BY w.start_time, w.id
+           LIMIT 200)) AS st;
+    IF document = 'incidents' THEN
+        -- The 50 latest resolved: each keeps its 25 latest updates (a timeline may hold 500)
+        -- and how many earlier ones it dropped (update ids count from the first).
+        SELECT coalesce(jsonb_agg(jsonb_build_array(
+                   i.id, i.title, i.message, i.severity, i.status, i.affected_component_ids,
+                   i.created_at, i.updated_at,
+                   CASE WHEN jsonb_array_length(i.updates) <= 25 THEN i.updates
+                        ELSE (SELECT jsonb_agg(u.item ORDER BY u.n)
+                              FROM jsonb_array_elements(i.updates) WITH ORDINALITY AS u (item, n)
+                              WHERE u.n > jsonb_array_length(i.updates) - 25) END,
+                   i.resolved_at, greatest(jsonb_array_length(i.updates) - 25, 0))
+                   ORDER BY i.resolved_at DESC, i.id DESC), '[]')
+        INTO resolved
+        FROM (SELECT i.* FROM status_incident i
+              WHERE i.status_page_id = found_page AND i.status = 'RESOLVED'
+              ORDER BY i.resolved_at DESC, i.id DESC
+              LIMIT 50) AS i;
+    ELSIF document = 'scheduled-maintenances' THEN
+        SELECT coalesce(jsonb_agg(jsonb_build_array(
+                   w.id, w.title, w.description, w.status, w.start_time, w.end_time,
+                   ARRAY(SELECT mc.component_id FROM maintenance_window_component mc
+                         WHERE mc.maintenance_window_id = w.id ORDER BY mc.component_id),
+                   w.created_at, w.updated_at)
+                   ORDER BY w.start_time DESC, w.id DESC), '[]')
+        INTO completed
+        FROM (SELECT w.* FROM maintenance_window w
+              WHERE w.status_page_id = found_page AND w.status = 'COMPLETED'
+              ORDER BY w.start_time DESC, w.id DESC
+              LIMIT 50) AS w;
+    END IF;
     -- The page's zone while composing: to_char's TZH:TZM then write each instant's offset in
     -- it. The caller's setting is put back before returning (an error rolls the change back
     -- with the statement or savepoint).
     PERFORM set_config('TimeZone', zone, true);
-    stamps := coalesce(extra -> 'stamps', '{}');
     page_json := json_build_object(
         'id', s.page_id, 'name', s.name, 'url', NULL, 'time_zone', zone,
         'updated_at', to_char(s.updated_at, t_format));
@@ -2454,7 +2851,7 @@ BEGIN
                    'created_at', to_char(
                        (stamps -> (c.item ->> 0) ->> 0)::timestamptz, t_format),
                    'updated_at', to_char(
-                       (stamps -> (c.item ->> 0) ->> 1)::timestamptz, t_format),
+                       (c.item ->> 5)::timestamptz, t_format),
                    'position', c.n, 'description', c.item -> 2, 'showcase', false,
                    'start_date', NULL, 'group_id', c.item -> 6, 'page_id', s.page_id,
                    'group', false, 'only_show_if_degraded', false) AS obj
@@ -2511,7 +2908,7 @@ BEGIN
             FROM jsonb_array_elements(s.incidents::jsonb) AS i (item)
             UNION ALL
             SELECT i.item, i.item ->> 9
-            FROM jsonb_array_elements(extra -> 'resolved') AS i (item)
+            FROM jsonb_array_elements(resolved) AS i (item)
             WHERE document = 'incidents'
         ),
         o AS (
@@ -2578,7 +2975,7 @@ BEGIN
                OR (document = 'scheduled-maintenances/active' AND w.item ->> 3 = 'IN_PROGRESS')
             UNION ALL
             SELECT w.item, 1000 + w.n, jsonb_build_array(w.item -> 7, w.item -> 8)
-            FROM jsonb_array_elements(extra -> 'completed') WITH ORDINALITY AS w (item, n)
+            FROM jsonb_array_elements(completed) WITH ORDINALITY AS w (item, n)
             WHERE document = 'scheduled-maintenances'
         ),
         o AS (
@@ -2639,10 +3036,10 @@ END;
 $$;
 
 --
--- Name: FUNCTION statusdb_page_statuspage(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint, document text); Type: COMMENT; Schema: public
+-- Name: FUNCTION statusdb_page_statuspage(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version text, document text); Type: COMMENT; Schema: public
 --
 
-COMMENT ON FUNCTION public.statusdb_page_statuspage(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint, document text) IS 'A Statuspage v2 public document of a page (0033): document = summary, status, components, incidents, incidents/unresolved, scheduled-maintenances, scheduled-maintenances/upcoming or scheduled-maintenances/active. The arguments, bounds, token rule, version and fresh_until of statusdb_page_view_bytes (a wrong token: no row, like an unknown slug; with if_version equal to version, answered from the index lookup alone, body null); body = the document as JSON text, composed from the snapshot row (its history column included), times in the page''s time zone with each instant''s offset.';
+COMMENT ON FUNCTION public.statusdb_page_statuspage(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version text, document text) IS 'A Statuspage v2 public document of a page (0034): document = summary, status, components, incidents, incidents/unresolved, scheduled-maintenances, scheduled-maintenances/upcoming or scheduled-maintenances/active. The arguments, bounds, token rule, version and fresh_until of statusdb_page_view_bytes (a wrong token: no row, like an unknown slug). version_text (the ETag) = version, or for incidents and scheduled-maintenances version-stamp, stamp = 16 hex digits of md5 over the (id, updated_at, ctid) of the 50 resolved incidents or completed windows listed (one bounded index scan); with if_version equal to version_text, body is null and nothing else runs. body = the document as JSON text, composed at read time from the snapshot row and bounded index reads, times in the page''s time zone with each instant''s offset.';
 
 --
 -- Name: statusdb_page_view(text, bytea, interval, integer, bigint); Type: FUNCTION; Schema: public
@@ -2914,6 +3311,207 @@ $$;
 COMMENT ON FUNCTION public.statusdb_page_view_at(page_slug text, page_token_hash bytea, at_time timestamp with time zone, maintenance_horizon interval, maintenance_limit integer) IS 'A status page as statusdb_page_view showed it at at_time (from row_history, horizon to now()), groups included (last column, as 0020''s page view); access as the page is now: public then and now, or the digest of its current token. A past view has no version: version is 0 and fresh_until null. Shows exactly the transactions stamped (at their commit, 0025) by at_time. Bounded (0025): reads by index the page''s versions valid at at_time of its components, groups, then active incidents and then scheduled or running windows (current ones and those ended after at_time), and the component links of at most maintenance_limit (<= 200) windows; never resolved incidents or ended windows.';
 
 --
+-- Name: statusdb_page_view_at_v2(text, bytea, timestamp with time zone, interval, integer); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_page_view_at_v2(page_slug text, page_token_hash bytea, at_time timestamp with time zone, maintenance_horizon interval, maintenance_limit integer) RETURNS TABLE(id text, name text, description text, slug text, is_public boolean, updated_at timestamp with time zone, components json, incidents json, maintenance json, version bigint, fresh_until timestamp with time zone, groups json, time_zone text)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER ROWS 1
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+DECLARE
+    horizon interval := coalesce(maintenance_horizon, interval '7 days');
+    window_limit integer := coalesce(maintenance_limit, 20);
+    stored_hash bytea;
+    kept timestamptz;
+BEGIN
+    IF horizon < interval '0' OR horizon > interval '366 days' THEN
+        RAISE EXCEPTION 'maintenance_horizon must be from 0 to 366 days, not %', horizon
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF window_limit < 0 OR window_limit > 200 THEN
+        RAISE EXCEPTION 'maintenance_limit must be from 0 to 200, not %', window_limit
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    kept := greatest((SELECT min(h.valid_from) FROM row_history h),
+                     (SELECT max(hz.kept_from) FROM row_history_horizon hz));
+    IF at_time IS NULL OR at_time < kept OR at_time > now() THEN
+        RAISE EXCEPTION 'at_time must be from % (the history kept) to now(), not %', kept, at_time
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF octet_length(page_slug) > 100 THEN
+        RETURN;  -- no slug is that long: like an unknown slug
+    END IF;
+    IF octet_length(page_token_hash) = 32 THEN
+        stored_hash := sha256(page_token_hash);
+    END IF;
+    RETURN QUERY
+    WITH page AS (
+        SELECT h.row_id AS id, h.row_data AS r
+        FROM row_history h
+        JOIN status_page now_page ON now_page.id = h.row_id
+        WHERE h.table_name = 'status_page'
+          AND h.row_data ->> 'slug' = page_slug
+          AND h.valid_from <= at_time AND (h.valid_to IS NULL OR h.valid_to > at_time)
+          AND ((now_page.is_public AND (h.row_data ->> 'is_public')::boolean)
+               OR now_page.access_token_hash = stored_hash)
+    ),
+    -- The page's versions valid at at_time (current, or ended after it) of what the page showed
+    -- then: components and groups, incidents then active, windows then scheduled or running
+    -- (0025: by row_history_page_table_status_idx; resolved incidents and ended windows are not
+    -- read; window links are read per listed window, below).
+    keys (table_name, status) AS (
+        VALUES ('status_incident', 'INVESTIGATING'), ('status_incident', 'IDENTIFIED'),
+               ('status_incident', 'MONITORING'),
+               ('maintenance_window', 'SCHEDULED'), ('maintenance_window', 'IN_PROGRESS')
+    ),
+    versions AS (
+        SELECT h.table_name, h.row_data AS r
+        FROM page
+        JOIN row_history h ON h.status_page_id = page.id
+        WHERE h.table_name IN ('status_page_component', 'component_group')
+          AND (h.row_data ->> 'status') IS NULL
+          AND h.valid_to IS NULL AND h.valid_from <= at_time
+        UNION ALL
+        SELECT h.table_name, h.row_data AS r
+        FROM page
+        JOIN row_history h ON h.status_page_id = page.id
+        WHERE h.table_name IN ('status_page_component', 'component_group')
+          AND (h.row_data ->> 'status') IS NULL
+          AND h.valid_to > at_time AND h.valid_from <= at_time
+        UNION ALL
+        SELECT h.table_name, h.row_data AS r
+        FROM page CROSS JOIN keys k
+        JOIN row_history h ON h.status_page_id = page.id AND h.table_name = k.table_name
+                          AND (h.row_data ->> 'status') = k.status
+        WHERE h.valid_to IS NULL AND h.valid_from <= at_time
+        UNION ALL
+        SELECT h.table_name, h.row_data AS r
+        FROM page CROSS JOIN keys k
+        JOIN row_history h ON h.status_page_id = page.id AND h.table_name = k.table_name
+                          AND (h.row_data ->> 'status') = k.status
+        WHERE h.valid_to > at_time AND h.valid_from <= at_time
+    ),
+    -- The versions' timestamps (written by to_jsonb in the writer's time zone), as instants and
+    -- as the renderer's JSON text in UTC: the timestamp's JSON text at UTC, plus '+00:00'.
+    page_components AS (
+        SELECT coalesce(json_agg(json_build_array(
+                   v.r ->> 'id', v.r ->> 'name', v.r ->> 'description',
+                   (v.r ->> 'display_order')::integer, t.current_status,
+                   to_json((to_json(t.status_updated_at AT TIME ZONE 'UTC') #>> '{}')
+                           || '+00:00'),
+                   v.r ->> 'group_id')
+                   ORDER BY (v.r ->> 'display_order')::integer, v.r ->> 'name', v.r ->> 'id'),
+                   '[]') AS items,
+               max(t.status_updated_at) AS last_change
+        FROM versions v
+        -- The status at at_time: its latest logged change by then, or the version's (see
+        -- "Component statuses"). Reads status_change_component_id_seq_idx backwards.
+        LEFT JOIN LATERAL (
+            SELECT sc.new_status, sc.changed_at
+            FROM status_change sc
+            WHERE sc.component_id = v.r ->> 'id' AND sc.changed_at <= at_time
+            ORDER BY sc.seq DESC
+            LIMIT 1
+        ) AS s ON true
+        CROSS JOIN LATERAL (
+            SELECT coalesce(s.new_status, v.r ->> 'current_status') AS current_status,
+                   coalesce(s.changed_at, (v.r ->> 'status_updated_at')::timestamptz)
+                       AS status_updated_at
+        ) AS t
+        WHERE v.table_name = 'status_page_component'
+    ),
+    page_incidents AS (
+        SELECT coalesce(json_agg(json_build_array(
+                   v.r ->> 'id', v.r ->> 'title', v.r ->> 'message', v.r ->> 'severity',
+                   v.r ->> 'status',
+                   ARRAY(SELECT jsonb_array_elements_text(v.r -> 'affected_component_ids')),
+                   to_json((to_json(t.created_at AT TIME ZONE 'UTC') #>> '{}') || '+00:00'),
+                   to_json((to_json(t.updated_at AT TIME ZONE 'UTC') #>> '{}') || '+00:00'),
+                   -- 0025: the timeline at at_time from its entries (row_history_incident_update_idx),
+                   -- or, in a version written before 0025, as it holds it.
+                   CASE WHEN v.r ? 'updates' THEN v.r -> 'updates' ELSE (
+                       SELECT coalesce(jsonb_agg(e.row_data -> 'entry'
+                                                 ORDER BY (e.row_data ->> 'position')::integer),
+                                       '[]'::jsonb)
+                       FROM row_history e
+                       WHERE e.table_name = 'status_incident_update'
+                         AND e.row_data ->> 'status_incident_id' = v.r ->> 'id'
+                         AND (e.row_data ->> 'position')::integer
+                             < (v.r ->> 'updates_length')::integer
+                         AND e.valid_from <= at_time
+                         AND (e.valid_to IS NULL OR e.valid_to > at_time)) END)
+                   ORDER BY t.created_at DESC, v.r ->> 'id' DESC),
+                   '[]') AS items,
+               max(t.updated_at) AS last_change
+        FROM versions v
+        CROSS JOIN LATERAL (
+            SELECT (v.r ->> 'created_at')::timestamptz AS created_at,
+                   (v.r ->> 'updated_at')::timestamptz AS updated_at
+        ) AS t
+        WHERE v.table_name = 'status_incident'
+          AND v.r ->> 'status' IN ('INVESTIGATING', 'IDENTIFIED', 'MONITORING')
+    ),
+    page_maintenance AS (
+        SELECT coalesce(json_agg(json_build_array(
+                   w.id, w.title, w.description, w.status,
+                   to_json((to_json(w.start_time AT TIME ZONE 'UTC') #>> '{}') || '+00:00'),
+                   to_json((to_json(w.end_time AT TIME ZONE 'UTC') #>> '{}') || '+00:00'),
+                   -- The listed window's links at at_time (row_history_window_component_idx).
+                   ARRAY(SELECT mc.row_data ->> 'component_id'
+                         FROM row_history mc
+                         WHERE mc.table_name = 'maintenance_window_component'
+                           AND mc.row_data ->> 'maintenance_window_id' = w.window_id
+                           AND mc.valid_from <= at_time
+                           AND (mc.valid_to IS NULL OR mc.valid_to > at_time)
+                         ORDER BY mc.row_data ->> 'component_id'))
+                   ORDER BY w.start_time, w.id), '[]') AS items
+        FROM (
+            SELECT v.r ->> 'id' AS id, v.r ->> 'title' AS title,
+                   v.r ->> 'description' AS description, v.r ->> 'status' AS status,
+                   (v.r ->> 'start_time')::timestamptz AS start_time,
+                   (v.r ->> 'end_time')::timestamptz AS end_time,
+                   v.r ->> 'id' AS window_id
+            FROM versions v
+            WHERE v.table_name = 'maintenance_window'
+              AND (v.r ->> 'status' = 'IN_PROGRESS'
+                   OR (v.r ->> 'status' = 'SCHEDULED'
+                       AND (v.r ->> 'start_time')::timestamptz < at_time + horizon))
+            ORDER BY (v.r ->> 'start_time')::timestamptz, v.r ->> 'id'
+            LIMIT window_limit
+        ) AS w
+    ),
+    -- 0020's groups as they were: flat, in display order (readers build the tree).
+    page_groups AS (
+        SELECT coalesce(json_agg(json_build_array(
+                   v.r ->> 'id', v.r ->> 'name', v.r ->> 'description', v.r ->> 'parent_id',
+                   (v.r ->> 'display_order')::integer, v.r ->> 'current_status')
+                   ORDER BY (v.r ->> 'display_order')::integer, v.r ->> 'name', v.r ->> 'id'),
+                   '[]') AS items,
+               max((v.r ->> 'updated_at')::timestamptz) AS last_change
+        FROM versions v
+        WHERE v.table_name = 'component_group'
+    )
+    SELECT page.id, page.r ->> 'name', page.r ->> 'description', page.r ->> 'slug',
+           (page.r ->> 'is_public')::boolean,
+           greatest((page.r ->> 'updated_at')::timestamptz, page_components.last_change,
+                    page_incidents.last_change, page_groups.last_change),
+           page_components.items, page_incidents.items, page_maintenance.items,
+           0::bigint, NULL::timestamptz, page_groups.items,
+           -- 0029: the page's time zone as it was (versions kept before the column existed
+           -- had none: the default, UTC).
+           coalesce(page.r ->> 'time_zone', 'UTC')
+    FROM page, page_components, page_incidents, page_maintenance, page_groups;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_page_view_at_v2(page_slug text, page_token_hash bytea, at_time timestamp with time zone, maintenance_horizon interval, maintenance_limit integer); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_page_view_at_v2(page_slug text, page_token_hash bytea, at_time timestamp with time zone, maintenance_horizon interval, maintenance_limit integer) IS 'statusdb_page_view_at (0022, 0025) with the page''s IANA time zone as it was at at_time as a last column, time_zone (0029; UTC for versions kept without one). Same arguments, bounds, access rule and history: version 0, fresh_until null.';
+
+--
 -- Name: statusdb_page_view_bytes(text, bytea, interval, integer, bigint); Type: FUNCTION; Schema: public
 --
 
@@ -3005,6 +3603,176 @@ $$;
 --
 
 COMMENT ON FUNCTION public.statusdb_page_view_bytes(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint) IS 'statusdb_page_view as one JSON document (0028): version and fresh_until as statusdb_page_view''s, body = {"id", "name", "description", "slug", "is_public", "updated_at" (UTC), "components", "incidents", "maintenance", "groups"}, the snapshot''s stored JSON texts as they are. Same arguments, bounds and token rule; with if_version equal to version, answered from the index lookup alone, body null.';
+
+--
+-- Name: statusdb_page_view_bytes_v2(text, bytea, interval, integer, bigint); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_page_view_bytes_v2(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint DEFAULT NULL::bigint) RETURNS TABLE(version bigint, fresh_until timestamp with time zone, body text)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER ROWS 1
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+DECLARE
+    horizon interval := coalesce(maintenance_horizon, interval '7 days');
+    window_limit integer := coalesce(maintenance_limit, 20);
+    stored_hash bytea;
+    found_page text;
+    k integer;
+BEGIN
+    IF horizon < interval '0' OR horizon > interval '366 days' THEN
+        RAISE EXCEPTION 'maintenance_horizon must be from 0 to 366 days, not %', horizon
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF window_limit < 0 OR window_limit > 200 THEN
+        RAISE EXCEPTION 'maintenance_limit must be from 0 to 200, not %', window_limit
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF octet_length(page_slug) > 100 THEN
+        RETURN;  -- no slug is that long: like an unknown slug
+    END IF;
+    IF octet_length(page_token_hash) = 32 THEN
+        stored_hash := sha256(page_token_hash);
+    END IF;
+    -- The lookup: the slug index, the access rule, k from the stored starts (0 with limit 0:
+    -- nothing is shown, whatever the clock). No subplan, nothing detoasted.
+    SELECT s.page_id, w.k, s.version * 256 + least(w.k, 255),
+           CASE WHEN window_limit > 0 THEN s.scheduled_starts[w.k + 1] - horizon END
+    INTO found_page, k, version, fresh_until
+    FROM status_page_snapshot s
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN window_limit > 0
+                    THEN width_bucket(now() + horizon - interval '1 microsecond',
+                                      s.scheduled_starts)
+                    ELSE 0 END AS k
+    ) AS w
+    WHERE s.slug = page_slug
+      AND (s.is_public OR s.access_token_hash = stored_hash)
+    LIMIT 1;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    IF version = if_version THEN
+        RETURN NEXT;  -- not modified: the body is not even composed
+        RETURN;
+    END IF;
+    -- The body: the snapshot's JSON texts in one document (keys as statusdb_page_view's
+    -- columns; updated_at in UTC as the texts inside).
+    SELECT '{"id": ' || to_json(s.page_id)::text
+           || ', "name": ' || to_json(s.name)::text
+           || ', "description": ' || coalesce(to_json(s.description)::text, 'null')
+           || ', "slug": ' || to_json(s.slug)::text
+           || ', "is_public": ' || CASE WHEN s.is_public THEN 'true' ELSE 'false' END
+           || ', "updated_at": "'
+           || replace(to_json(s.updated_at AT TIME ZONE 'UTC')::text, '"', '') || '+00:00"'
+           || ', "components": ' || s.components::text
+           || ', "incidents": ' || s.incidents::text
+           || ', "maintenance": '
+           || CASE WHEN window_limit = 0 OR cardinality(s.window_starts) = 0 THEN '[]'
+                   -- every candidate shown: the stored text as is
+                   WHEN k = cardinality(s.scheduled_starts)
+                        AND cardinality(s.window_starts) <= window_limit
+                   THEN s.windows::text
+                   ELSE (SELECT coalesce(json_agg(e.item ORDER BY e.n), '[]')
+                         FROM (SELECT w.item, w.n
+                               FROM json_array_elements(s.windows) WITH ORDINALITY
+                                    AS w (item, n)
+                               WHERE NOT s.window_scheduled[w.n]
+                                  OR s.window_starts[w.n] < now() + horizon
+                               ORDER BY w.n
+                               LIMIT window_limit) AS e)::text
+              END
+           || ', "groups": ' || s.groups::text
+           || ', "time_zone": ' || to_json(p.time_zone)::text
+           || '}'
+    INTO body
+    FROM status_page_snapshot s
+    -- 0029: the page's time zone, from its row (primary key), only when a body is composed.
+    JOIN status_page p ON p.id = s.page_id
+    WHERE s.page_id = found_page;
+    RETURN NEXT;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_page_view_bytes_v2(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_page_view_bytes_v2(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint) IS 'statusdb_page_view_bytes (0028) with "time_zone" (the page''s IANA time zone) as the last key of the body (0029): body = {"id", "name", "description", "slug", "is_public", "updated_at" (UTC), "components", "incidents", "maintenance", "groups", "time_zone"}. Same arguments, bounds, token rule and versions; with if_version equal to version, answered from the index lookup alone, body null.';
+
+--
+-- Name: statusdb_page_view_v2(text, bytea, interval, integer, bigint); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_page_view_v2(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint DEFAULT NULL::bigint) RETURNS TABLE(id text, name text, description text, slug text, is_public boolean, updated_at timestamp with time zone, components json, incidents json, maintenance json, version bigint, fresh_until timestamp with time zone, not_modified boolean, groups json, time_zone text)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER ROWS 1
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+DECLARE
+    horizon interval := coalesce(maintenance_horizon, interval '7 days');
+    window_limit integer := coalesce(maintenance_limit, 20);
+    stored_hash bytea;
+BEGIN
+    IF horizon < interval '0' OR horizon > interval '366 days' THEN
+        RAISE EXCEPTION 'maintenance_horizon must be from 0 to 366 days, not %', horizon
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF window_limit < 0 OR window_limit > 200 THEN
+        RAISE EXCEPTION 'maintenance_limit must be from 0 to 200, not %', window_limit
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF octet_length(page_slug) > 100 THEN
+        RETURN;  -- no slug is that long: like an unknown slug
+    END IF;
+    IF octet_length(page_token_hash) = 32 THEN
+        stored_hash := sha256(page_token_hash);
+    END IF;
+    RETURN QUERY
+    SELECT s.page_id, v.name, v.description, s.slug, s.is_public, v.updated_at,
+           v.components, v.incidents, v.maintenance, t.version, t.fresh_until, v.name IS NULL,
+           v.groups, p.time_zone
+    FROM status_page_snapshot s
+    -- 0029: the page's time zone, from its row (primary key); a change of it touches the
+    -- page's updated_at, which re-renders the snapshot: the version moves with it.
+    JOIN status_page p ON p.id = s.page_id
+    -- Time: k = the SCHEDULED candidates already in the horizon, which with the snapshot's
+    -- version names the body (see the top); the first one not in it yet enters at its
+    -- start - horizon. With the limit 0 nothing is shown, whatever the clock: k = 0.
+    CROSS JOIN LATERAL (
+        SELECT s.version * 256
+                   + least(count(*) FILTER (WHERE u.start_time < now() + horizon), 255)
+                   AS version,
+               min(u.start_time) FILTER (WHERE u.start_time >= now() + horizon) - horizon
+                   AS fresh_until
+        FROM unnest(s.window_starts, s.window_scheduled) AS u (start_time, scheduled)
+        WHERE u.scheduled AND window_limit > 0
+    ) AS t
+    -- The body, unless the caller has this version: then not even sent.
+    LEFT JOIN LATERAL (
+        SELECT s.name, s.description, s.updated_at, s.components, s.incidents, s.groups,
+               CASE WHEN window_limit = 0 OR cardinality(s.window_starts) = 0 THEN '[]'::json
+                    ELSE (SELECT coalesce(json_agg(e.item ORDER BY e.n), '[]')
+                          FROM (SELECT w.item, w.n
+                                FROM json_array_elements(s.windows) WITH ORDINALITY
+                                     AS w (item, n)
+                                WHERE NOT s.window_scheduled[w.n]
+                                   OR s.window_starts[w.n] < now() + horizon
+                                ORDER BY w.n
+                                LIMIT window_limit) AS e)
+               END AS maintenance
+        WHERE if_version IS DISTINCT FROM t.version
+    ) AS v ON true
+    WHERE s.slug = page_slug
+      AND (s.is_public OR s.access_token_hash = stored_hash);
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_page_view_v2(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_page_view_v2(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint) IS 'statusdb_page_view (0020, 0028) with the page''s IANA time zone as a last column, time_zone (0029, from status_page by primary key). Same arguments, bounds, token rule, version, fresh_until and not_modified: a status page as its readers see it, read from its snapshot; private pages only with the SHA-256 digest of their access token.';
 
 --
 -- Name: statusdb_priority_status(text); Type: FUNCTION; Schema: public
@@ -3162,6 +3930,57 @@ $$;
 --
 
 COMMENT ON FUNCTION public.statusdb_recompute_statuses(repair boolean) IS 'For operators: compares every component with a from-scratch derivation; with true, repairs the drift (logged as MANUAL). Returns the drifted components.';
+
+--
+-- Name: statusdb_record_scheduler_run(text, interval, integer, integer); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_record_scheduler_run(instance text, duration interval, transitions integer, errors integer) RETURNS timestamp with time zone
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+DECLARE
+    stamp timestamptz := clock_timestamp();
+BEGIN
+    IF instance IS NULL OR btrim(instance) = '' OR length(instance) > 200 THEN
+        RAISE EXCEPTION 'instance must be 1 to 200 characters'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF duration IS NULL OR duration < interval '0' OR duration >= interval '1 day' THEN
+        RAISE EXCEPTION 'duration must be from 0 to less than 1 day'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF transitions IS NULL OR transitions < 0 OR errors IS NULL OR errors < 0 THEN
+        RAISE EXCEPTION 'transitions and errors must be 0 or more'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO scheduler_heartbeat AS h
+        (instance, last_success_at, duration, transitions, errors)
+    VALUES (statusdb_record_scheduler_run.instance, stamp, statusdb_record_scheduler_run.duration,
+            statusdb_record_scheduler_run.transitions, statusdb_record_scheduler_run.errors)
+    ON CONFLICT (instance) DO UPDATE
+    SET last_success_at = excluded.last_success_at,
+        duration = excluded.duration,
+        transitions = excluded.transitions,
+        errors = excluded.errors,
+        runs = h.runs + 1;
+    -- Bounded whoever calls: 30 days of history, and the 1,000 most recent instances (a
+    -- scheduler that restarts under new names does not grow the table).
+    DELETE FROM scheduler_heartbeat h
+    WHERE h.last_success_at < stamp - interval '30 days'
+       OR h.instance IN (SELECT o.instance FROM scheduler_heartbeat o
+                         ORDER BY o.last_success_at DESC, o.instance
+                         OFFSET 1000);
+    RETURN stamp;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_record_scheduler_run(instance text, duration interval, transitions integer, errors integer); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_record_scheduler_run(instance text, duration interval, transitions integer, errors integer) IS 'Record a successful scheduler step of instance (0032): stamped with clock_timestamp(), in the caller''s transaction. Bounds: instance 1-200 characters, duration under a day, counts >= 0; keeps 30 days and 1,000 instances. Returns the stamp.';
 
 --
 -- Name: statusdb_rederive_components(text[], text, text, text); Type: FUNCTION; Schema: public
@@ -3378,6 +4197,21 @@ $$;
 --
 
 COMMENT ON FUNCTION public.statusdb_refuse_id_change() IS 'Trigger: refuses an UPDATE that changes a row''s id (other rows, the page snapshot, history and events refer to it).';
+
+--
+-- Name: statusdb_sample_start(text, text); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_sample_start(lo text, hi text) RETURNS text
+    LANGUAGE sql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    RETURN CASE WHEN ((lo ~ '^[0-9a-f]{8}-[0-9a-f]{4}-'::text) AND (hi ~ '^[0-9a-f]{8}-[0-9a-f]{4}-'::text)) THEN (SELECT ((substr(k.h, 1, 8) || '-'::text) || substr(k.h, 9, 4)) FROM (SELECT lpad(to_hex((b.l + (floor((random() * (((b.u - b.l) + 1))::double precision)))::bigint)), 12, '0'::text) AS h FROM (SELECT ((('x'::text || replace(substr(statusdb_sample_start.lo, 1, 13), '-'::text, ''::text)))::bit(48))::bigint AS l, ((('x'::text || replace(substr(statusdb_sample_start.hi, 1, 13), '-'::text, ''::text)))::bit(48))::bigint AS u) b) k) ELSE lo END;
+
+--
+-- Name: FUNCTION statusdb_sample_start(lo text, hi text); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_sample_start(lo text, hi text) IS 'A random key between two statusdb_new_id() ids (their time prefix), else lo (0032: statusdb_doctor_sample_v1 samples from it in primary-key order).';
 
 --
 -- Name: statusdb_scheduled_starts(timestamp with time zone[], boolean[]); Type: FUNCTION; Schema: public
@@ -5006,6 +5840,66 @@ COMMENT ON COLUMN public.destination_allowlist.reason IS 'Why the deployment pos
 COMMENT ON COLUMN public.destination_allowlist.created_at IS 'When the entry was added.';
 
 --
+-- Name: idempotency_key; Type: TABLE; Schema: public
+--
+
+CREATE TABLE public.idempotency_key (
+    status_page_id text NOT NULL,
+    scope text NOT NULL,
+    key text NOT NULL,
+    request_digest bytea NOT NULL,
+    result_id text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT idempotency_key_created_at_range_check CHECK (((created_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (created_at <= '9999-12-30 00:00:00+00'::timestamp with time zone))),
+    CONSTRAINT idempotency_key_key_length_check CHECK (((char_length(key) >= 1) AND (char_length(key) <= 200))),
+    CONSTRAINT idempotency_key_request_digest_check CHECK ((octet_length(request_digest) = 32)),
+    CONSTRAINT idempotency_key_result_id_length_check CHECK ((char_length(result_id) <= 200)),
+    CONSTRAINT idempotency_key_scope_check CHECK ((scope = ANY (ARRAY['status_incident.create'::text, 'status_incident.add_update'::text, 'maintenance.create'::text, 'subscriber.subscribe'::text])))
+);
+
+--
+-- Name: TABLE idempotency_key; Type: COMMENT; Schema: public
+--
+
+COMMENT ON TABLE public.idempotency_key IS 'Idempotency keys of retried writes (0031): one row per (page, operation scope, key), claimed in the transaction of the write it guards; kept at least 24 hours (statusdb.idempotency.purge).';
+
+--
+-- Name: COLUMN idempotency_key.status_page_id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.idempotency_key.status_page_id IS 'The page the key belongs to (a status incident''s page for add_update); deleted with it.';
+
+--
+-- Name: COLUMN idempotency_key.scope; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.idempotency_key.scope IS 'The operation the key guards: status_incident.create, status_incident.add_update, maintenance.create or subscriber.subscribe.';
+
+--
+-- Name: COLUMN idempotency_key.key; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.idempotency_key.key IS 'The caller''s key (1 to 200 characters).';
+
+--
+-- Name: COLUMN idempotency_key.request_digest; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.idempotency_key.request_digest IS 'SHA-256 of the first call''s validated arguments: a different request reusing the key is refused.';
+
+--
+-- Name: COLUMN idempotency_key.result_id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.idempotency_key.result_id IS 'The id of the row the first call wrote (a status incident, a maintenance window or a subscriber); NULL only inside the claiming transaction.';
+
+--
+-- Name: COLUMN idempotency_key.created_at; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.idempotency_key.created_at IS 'When the key was claimed (the purge''s clock).';
+
+--
 -- Name: incident; Type: TABLE; Schema: public
 --
 
@@ -5625,6 +6519,67 @@ COMMENT ON TABLE public.row_history_horizon IS 'Retention cuts of row_history (s
 COMMENT ON COLUMN public.row_history_horizon.kept_from IS 'A retention cut: statusdb_page_view_at refuses earlier instants.';
 
 --
+-- Name: scheduler_heartbeat; Type: TABLE; Schema: public
+--
+
+CREATE TABLE public.scheduler_heartbeat (
+    instance text NOT NULL,
+    last_success_at timestamp with time zone NOT NULL,
+    duration interval NOT NULL,
+    transitions integer NOT NULL,
+    errors integer NOT NULL,
+    runs bigint DEFAULT 1 NOT NULL,
+    CONSTRAINT scheduler_heartbeat_duration_check CHECK (((duration >= '00:00:00'::interval) AND (duration < '1 day'::interval))),
+    CONSTRAINT scheduler_heartbeat_errors_check CHECK ((errors >= 0)),
+    CONSTRAINT scheduler_heartbeat_instance_length_check CHECK (((btrim(instance) <> ''::text) AND (length(instance) <= 200))),
+    CONSTRAINT scheduler_heartbeat_last_success_at_range_check CHECK (((last_success_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (last_success_at < '9999-12-31 00:00:00+00'::timestamp with time zone))),
+    CONSTRAINT scheduler_heartbeat_runs_check CHECK ((runs >= 1)),
+    CONSTRAINT scheduler_heartbeat_transitions_check CHECK ((transitions >= 0))
+);
+
+--
+-- Name: TABLE scheduler_heartbeat; Type: COMMENT; Schema: public
+--
+
+COMMENT ON TABLE public.scheduler_heartbeat IS 'The last successful scheduler step of each instance (0032), written by statusdb_record_scheduler_run in the step''s transaction; statusdb doctor reads the lag.';
+
+--
+-- Name: COLUMN scheduler_heartbeat.instance; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.scheduler_heartbeat.instance IS 'The scheduler instance (statusdb scheduler --instance, default host:pid; pg_cron''s job).';
+
+--
+-- Name: COLUMN scheduler_heartbeat.last_success_at; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.scheduler_heartbeat.last_success_at IS 'The server''s clock_timestamp() when the step recorded its success.';
+
+--
+-- Name: COLUMN scheduler_heartbeat.duration; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.scheduler_heartbeat.duration IS 'How long that step took.';
+
+--
+-- Name: COLUMN scheduler_heartbeat.transitions; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.scheduler_heartbeat.transitions IS 'The transitions that step made.';
+
+--
+-- Name: COLUMN scheduler_heartbeat.errors; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.scheduler_heartbeat.errors IS 'The windows that step skipped with an error.';
+
+--
+-- Name: COLUMN scheduler_heartbeat.runs; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.scheduler_heartbeat.runs IS 'Successful steps recorded for the instance.';
+
+--
 -- Name: status_incident; Type: TABLE; Schema: public
 --
 
@@ -6211,7 +7166,6 @@ CREATE TABLE public.status_page_snapshot (
     window_scheduled boolean[] NOT NULL,
     groups json NOT NULL,
     scheduled_starts timestamp with time zone[] GENERATED ALWAYS AS (public.statusdb_scheduled_starts(window_starts, window_scheduled)) STORED,
-    history json DEFAULT '{}'::json NOT NULL,
     CONSTRAINT status_page_snapshot_scheduled_check CHECK ((cardinality(array_positions(window_scheduled, true)) <= 255)),
     CONSTRAINT status_page_snapshot_updated_at_range_check CHECK (((updated_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (updated_at < '9999-12-31 00:00:00+00'::timestamp with time zone))),
     CONSTRAINT status_page_snapshot_windows_check CHECK (((cardinality(window_starts) = cardinality(window_scheduled)) AND (json_array_length(windows) = cardinality(window_starts))))
@@ -6312,12 +7266,6 @@ COMMENT ON COLUMN public.status_page_snapshot.groups IS 'JSON array of the page'
 --
 
 COMMENT ON COLUMN public.status_page_snapshot.scheduled_starts IS 'start_time of the SCHEDULED entries of windows, in order (generated, 0028): the reader''s k is width_bucket(now() + horizon - 1 microsecond, scheduled_starts).';
-
---
--- Name: COLUMN status_page_snapshot.history; Type: COMMENT; Schema: public
---
-
-COMMENT ON COLUMN public.status_page_snapshot.history IS 'What the Statuspage v2 documents show beyond the page view (0033), rendered by statusdb_page_render_history: {"time_zone", "stamps": {id: [created_at, updated_at]} of components, groups and windows, "resolved": the 50 latest resolved status incidents (render''s incident shape, the 25 latest updates, + resolved_at and the number of updates dropped), "completed": the 50 latest completed windows (render''s window shape)}.';
 
 --
 -- Name: status_page_snapshot_version_seq; Type: SEQUENCE; Schema: public
@@ -6555,6 +7503,13 @@ ALTER TABLE ONLY public.destination_allowlist
     ADD CONSTRAINT destination_allowlist_pkey PRIMARY KEY (id);
 
 --
+-- Name: idempotency_key idempotency_key_pkey; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.idempotency_key
+    ADD CONSTRAINT idempotency_key_pkey PRIMARY KEY (status_page_id, scope, key);
+
+--
 -- Name: incident incident_pkey; Type: CONSTRAINT; Schema: public
 --
 
@@ -6616,6 +7571,13 @@ ALTER TABLE ONLY public.row_history_horizon
 
 ALTER TABLE ONLY public.row_history
     ADD CONSTRAINT row_history_pkey PRIMARY KEY (table_name, row_id, valid_from);
+
+--
+-- Name: scheduler_heartbeat scheduler_heartbeat_pkey; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.scheduler_heartbeat
+    ADD CONSTRAINT scheduler_heartbeat_pkey PRIMARY KEY (instance);
 
 --
 -- Name: status_change status_change_pkey; Type: CONSTRAINT; Schema: public
@@ -6783,6 +7745,12 @@ CREATE INDEX component_group_status_change_group_id_seq_idx ON public.component_
 CREATE INDEX component_group_status_change_status_page_id_changed_at_idx ON public.component_group_status_change USING btree (status_page_id, changed_at);
 
 --
+-- Name: delivery_attempt_failed_attempted_at_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX delivery_attempt_failed_attempted_at_idx ON public.delivery_attempt USING btree (attempted_at) WHERE (outcome <> 'DELIVERED'::text);
+
+--
 -- Name: delivery_attempt_next_attempt_at_idx; Type: INDEX; Schema: public
 --
 
@@ -6795,10 +7763,28 @@ CREATE INDEX delivery_attempt_next_attempt_at_idx ON public.delivery_attempt USI
 CREATE INDEX delivery_attempt_subscriber_id_attempted_at_idx ON public.delivery_attempt USING btree (subscriber_id, attempted_at DESC);
 
 --
+-- Name: idempotency_key_created_at_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX idempotency_key_created_at_idx ON public.idempotency_key USING btree (created_at);
+
+--
 -- Name: incident_team_id_status_idx; Type: INDEX; Schema: public
 --
 
 CREATE INDEX incident_team_id_status_idx ON public.incident USING btree (team_id, status);
+
+--
+-- Name: maintenance_window_completed_history_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX maintenance_window_completed_history_idx ON public.maintenance_window USING btree (status_page_id, start_time DESC, id DESC) WHERE (status = 'COMPLETED'::text);
+
+--
+-- Name: INDEX maintenance_window_completed_history_idx; Type: COMMENT; Schema: public
+--
+
+COMMENT ON INDEX public.maintenance_window_completed_history_idx IS 'The latest completed windows of a page (0034): the Statuspage scheduled-maintenances document and its version stamp.';
 
 --
 -- Name: maintenance_window_component_component_id_idx; Type: INDEX; Schema: public
@@ -6915,6 +7901,12 @@ CREATE INDEX row_history_window_component_idx ON public.row_history USING btree 
 COMMENT ON INDEX public.row_history_window_component_idx IS 'statusdb_page_view_at: the component links of one maintenance window.';
 
 --
+-- Name: scheduler_heartbeat_last_success_at_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX scheduler_heartbeat_last_success_at_idx ON public.scheduler_heartbeat USING btree (last_success_at);
+
+--
 -- Name: status_change_component_id_seq_idx; Type: INDEX; Schema: public
 --
 
@@ -6979,6 +7971,12 @@ CREATE INDEX status_page_snapshot_slug_idx ON public.status_page_snapshot USING 
 --
 
 CREATE INDEX status_page_team_id_idx ON public.status_page USING btree (team_id);
+
+--
+-- Name: status_subscriber_deactivated_at_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX status_subscriber_deactivated_at_idx ON public.status_subscriber USING btree (deactivated_at) WHERE (deactivated_at IS NOT NULL);
 
 --
 -- Name: status_subscriber_fan_out_component_idx; Type: INDEX; Schema: public
@@ -7700,6 +8698,13 @@ ALTER TABLE ONLY public.delivery_attempt
     ADD CONSTRAINT delivery_attempt_subscriber_id_fkey FOREIGN KEY (subscriber_id) REFERENCES public.status_subscriber(id) ON DELETE CASCADE;
 
 --
+-- Name: idempotency_key idempotency_key_status_page_id_fkey; Type: FK CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.idempotency_key
+    ADD CONSTRAINT idempotency_key_status_page_id_fkey FOREIGN KEY (status_page_id) REFERENCES public.status_page(id) ON DELETE CASCADE;
+
+--
 -- Name: incident incident_team_id_fkey; Type: FK CONSTRAINT; Schema: public
 --
 
@@ -7893,6 +8898,20 @@ ALTER TABLE public.destination_allowlist ENABLE ROW LEVEL SECURITY;
 CREATE POLICY destination_allowlist_read ON public.destination_allowlist FOR SELECT TO statusdb_app USING (true);
 
 --
+-- Name: idempotency_key; Type: ROW SECURITY; Schema: public
+--
+
+ALTER TABLE public.idempotency_key ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: idempotency_key idempotency_key_team_isolation; Type: POLICY; Schema: public
+--
+
+CREATE POLICY idempotency_key_team_isolation ON public.idempotency_key USING (((( SELECT public.statusdb_current_team() AS statusdb_current_team) IS NULL) OR (status_page_id IN ( SELECT p.id
+   FROM public.status_page p
+  WHERE (p.team_id = ( SELECT public.statusdb_current_team() AS statusdb_current_team))))));
+
+--
 -- Name: incident; Type: ROW SECURITY; Schema: public
 --
 
@@ -7987,6 +9006,18 @@ ALTER TABLE public.row_history_commit ENABLE ROW LEVEL SECURITY;
 --
 
 ALTER TABLE public.row_history_horizon ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: scheduler_heartbeat; Type: ROW SECURITY; Schema: public
+--
+
+ALTER TABLE public.scheduler_heartbeat ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: scheduler_heartbeat scheduler_heartbeat_read; Type: POLICY; Schema: public
+--
+
+CREATE POLICY scheduler_heartbeat_read ON public.scheduler_heartbeat FOR SELECT USING (true);
 
 --
 -- Name: status_change; Type: ROW SECURITY; Schema: public
@@ -8152,6 +9183,13 @@ GRANT USAGE ON SCHEMA public TO statusdb_app;
 GRANT USAGE ON SCHEMA public TO statusdb_reader;
 
 --
+-- Name: FUNCTION statusdb_advance_v1(instance text); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_advance_v1(instance text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.statusdb_advance_v1(instance text) TO statusdb_app;
+
+--
 -- Name: FUNCTION statusdb_check_group_ids(page_id text, ids text[], constraint_name text); Type: ACL; Schema: public
 --
 
@@ -8232,6 +9270,13 @@ GRANT ALL ON FUNCTION public.statusdb_destination_host_problem(host text) TO sta
 
 REVOKE ALL ON FUNCTION public.statusdb_destination_problem(channel text, destination text) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.statusdb_destination_problem(channel text, destination text) TO statusdb_app;
+
+--
+-- Name: FUNCTION statusdb_doctor_sample_v1(sample_size integer); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_doctor_sample_v1(sample_size integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.statusdb_doctor_sample_v1(sample_size integer) TO statusdb_app;
 
 --
 -- Name: FUNCTION statusdb_event_components(ids text[]); Type: ACL; Schema: public
@@ -8326,6 +9371,13 @@ REVOKE ALL ON FUNCTION public.statusdb_lock_windows(window_ids text[]) FROM PUBL
 REVOKE ALL ON FUNCTION public.statusdb_log_status_change(status_page_id text, component_id text, previous_status text, new_status text, cause text, incident_id text, maintenance_window_id text, changed_at timestamp with time zone) FROM PUBLIC;
 
 --
+-- Name: FUNCTION statusdb_maintenance_advance_by_time(at timestamp with time zone, window_id text); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_maintenance_advance_by_time(at timestamp with time zone, window_id text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.statusdb_maintenance_advance_by_time(at timestamp with time zone, window_id text) TO statusdb_app;
+
+--
 -- Name: FUNCTION statusdb_maintenance_event(window_id text, event_kind text, start_at timestamp with time zone, end_at timestamp with time zone, previous jsonb); Type: ACL; Schema: public
 --
 
@@ -8406,16 +9458,18 @@ REVOKE ALL ON FUNCTION public.statusdb_notification_recipients(page_id text, eve
 GRANT ALL ON FUNCTION public.statusdb_notification_recipients(page_id text, event_component_ids text[], kinds text[], folded_kinds text[]) TO statusdb_app;
 
 --
+-- Name: FUNCTION statusdb_page_feed(page_slug text, page_token_hash bytea, feed_limit integer); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_page_feed(page_slug text, page_token_hash bytea, feed_limit integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.statusdb_page_feed(page_slug text, page_token_hash bytea, feed_limit integer) TO statusdb_app;
+GRANT ALL ON FUNCTION public.statusdb_page_feed(page_slug text, page_token_hash bytea, feed_limit integer) TO statusdb_reader;
+
+--
 -- Name: FUNCTION statusdb_page_render(page_ids text[]); Type: ACL; Schema: public
 --
 
 REVOKE ALL ON FUNCTION public.statusdb_page_render(page_ids text[]) FROM PUBLIC;
-
---
--- Name: FUNCTION statusdb_page_render_history(page_ids text[]); Type: ACL; Schema: public
---
-
-REVOKE ALL ON FUNCTION public.statusdb_page_render_history(page_ids text[]) FROM PUBLIC;
 
 --
 -- Name: FUNCTION statusdb_page_snapshot_create(page_ids text[]); Type: ACL; Schema: public
@@ -8437,12 +9491,12 @@ REVOKE ALL ON FUNCTION public.statusdb_page_snapshot_repair(repair boolean) FROM
 GRANT ALL ON FUNCTION public.statusdb_page_snapshot_repair(repair boolean) TO statusdb_app;
 
 --
--- Name: FUNCTION statusdb_page_statuspage(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint, document text); Type: ACL; Schema: public
+-- Name: FUNCTION statusdb_page_statuspage(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version text, document text); Type: ACL; Schema: public
 --
 
-REVOKE ALL ON FUNCTION public.statusdb_page_statuspage(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint, document text) FROM PUBLIC;
-GRANT ALL ON FUNCTION public.statusdb_page_statuspage(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint, document text) TO statusdb_app;
-GRANT ALL ON FUNCTION public.statusdb_page_statuspage(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint, document text) TO statusdb_reader;
+REVOKE ALL ON FUNCTION public.statusdb_page_statuspage(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version text, document text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.statusdb_page_statuspage(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version text, document text) TO statusdb_app;
+GRANT ALL ON FUNCTION public.statusdb_page_statuspage(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version text, document text) TO statusdb_reader;
 
 --
 -- Name: FUNCTION statusdb_page_view(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint); Type: ACL; Schema: public
@@ -8461,12 +9515,36 @@ GRANT ALL ON FUNCTION public.statusdb_page_view_at(page_slug text, page_token_ha
 GRANT ALL ON FUNCTION public.statusdb_page_view_at(page_slug text, page_token_hash bytea, at_time timestamp with time zone, maintenance_horizon interval, maintenance_limit integer) TO statusdb_reader;
 
 --
+-- Name: FUNCTION statusdb_page_view_at_v2(page_slug text, page_token_hash bytea, at_time timestamp with time zone, maintenance_horizon interval, maintenance_limit integer); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_page_view_at_v2(page_slug text, page_token_hash bytea, at_time timestamp with time zone, maintenance_horizon interval, maintenance_limit integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.statusdb_page_view_at_v2(page_slug text, page_token_hash bytea, at_time timestamp with time zone, maintenance_horizon interval, maintenance_limit integer) TO statusdb_app;
+GRANT ALL ON FUNCTION public.statusdb_page_view_at_v2(page_slug text, page_token_hash bytea, at_time timestamp with time zone, maintenance_horizon interval, maintenance_limit integer) TO statusdb_reader;
+
+--
 -- Name: FUNCTION statusdb_page_view_bytes(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint); Type: ACL; Schema: public
 --
 
 REVOKE ALL ON FUNCTION public.statusdb_page_view_bytes(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.statusdb_page_view_bytes(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint) TO statusdb_app;
 GRANT ALL ON FUNCTION public.statusdb_page_view_bytes(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint) TO statusdb_reader;
+
+--
+-- Name: FUNCTION statusdb_page_view_bytes_v2(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_page_view_bytes_v2(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.statusdb_page_view_bytes_v2(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint) TO statusdb_app;
+GRANT ALL ON FUNCTION public.statusdb_page_view_bytes_v2(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint) TO statusdb_reader;
+
+--
+-- Name: FUNCTION statusdb_page_view_v2(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_page_view_v2(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.statusdb_page_view_v2(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint) TO statusdb_app;
+GRANT ALL ON FUNCTION public.statusdb_page_view_v2(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint) TO statusdb_reader;
 
 --
 -- Name: FUNCTION statusdb_priority_status(priority text); Type: ACL; Schema: public
@@ -8493,6 +9571,13 @@ GRANT ALL ON FUNCTION public.statusdb_recompute_group_statuses(repair boolean) T
 
 REVOKE ALL ON FUNCTION public.statusdb_recompute_statuses(repair boolean) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.statusdb_recompute_statuses(repair boolean) TO statusdb_app;
+
+--
+-- Name: FUNCTION statusdb_record_scheduler_run(instance text, duration interval, transitions integer, errors integer); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_record_scheduler_run(instance text, duration interval, transitions integer, errors integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.statusdb_record_scheduler_run(instance text, duration interval, transitions integer, errors integer) TO statusdb_app;
 
 --
 -- Name: FUNCTION statusdb_rederive_components(component_ids text[], cause text, incident_id text, maintenance_window_id text); Type: ACL; Schema: public
@@ -8523,6 +9608,12 @@ REVOKE ALL ON FUNCTION public.statusdb_refresh_team(team_id text, cause text, in
 --
 
 REVOKE ALL ON FUNCTION public.statusdb_refuse_id_change() FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_sample_start(lo text, hi text); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_sample_start(lo text, hi text) FROM PUBLIC;
 
 --
 -- Name: FUNCTION statusdb_scheduled_starts(starts timestamp with time zone[], scheduled boolean[]); Type: ACL; Schema: public
@@ -8874,6 +9965,12 @@ GRANT SELECT ON TABLE public.delivery_log TO statusdb_app;
 GRANT SELECT ON TABLE public.destination_allowlist TO statusdb_app;
 
 --
+-- Name: TABLE idempotency_key; Type: ACL; Schema: public
+--
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.idempotency_key TO statusdb_app;
+
+--
 -- Name: TABLE incident; Type: ACL; Schema: public
 --
 
@@ -8926,6 +10023,12 @@ GRANT UPDATE(notified_at) ON TABLE public.notification_event TO statusdb_app;
 --
 
 GRANT UPDATE(outcome) ON TABLE public.notification_event TO statusdb_app;
+
+--
+-- Name: TABLE scheduler_heartbeat; Type: ACL; Schema: public
+--
+
+GRANT SELECT ON TABLE public.scheduler_heartbeat TO statusdb_app;
 
 --
 -- Name: TABLE status_incident; Type: ACL; Schema: public

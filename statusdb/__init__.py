@@ -9,12 +9,13 @@ lower layer from importing a higher one):
 
 * `statusdb.errors`: the exceptions (and the translation of PostgreSQL's errors into them);
 * `statusdb.domain`: pure logic with no psycopg import (`recurrence`, `destinations`, `types`,
-  and the internals `validate`, `tokens`);
+  `unsubscribe_links`, `serialise`, and the internals `validate`, `tokens`);
 * `statusdb.db`: the database layer, internal (`executor`, `queries` with the named queries
   in `statusdb/db/sql/`, `streams`, `resources`);
 * the operations, one module per aggregate, at the top (`statusdb.pages`, ...; they never
   commit);
-* `statusdb.workers`: the loops that own their transactions (`outbox`, `deliveries`);
+* `statusdb.workers`: the loops that own their transactions (`outbox`, `deliveries`,
+  `scheduler`);
 * `statusdb.infra`: connection pools, replica routing and the migration runner;
 * `statusdb.tooling`: the command line, the demo and the local cluster (not part of the API).
 
@@ -27,9 +28,11 @@ from importlib import metadata as _metadata
 
 from statusdb import (
     components,
+    doctor,
     errors,
     feed,
     groups,
+    idempotency,
     incident_templates,
     incidents,
     maintenance,
@@ -42,19 +45,23 @@ from statusdb import (
     uptime,
     views,
 )
-from statusdb.domain import destinations, recurrence, types
+from statusdb.domain import destinations, recurrence, serialise, types, unsubscribe_links
 from statusdb.errors import (
+    CommitOutcomeUnknown,
     Conflict,
     DataCorrupt,
+    InvalidArgument,
     InvalidInput,
     NotFound,
     NotMigrated,
+    ReadOnlyTransaction,
     Retryable,
     StatusdbError,
     Unauthorized,
+    Unavailable,
 )
 from statusdb.infra import migrations, pool, routing
-from statusdb.workers import deliveries, outbox
+from statusdb.workers import deliveries, outbox, scheduler
 
 try:
     __version__: str = _metadata.version("statusdb")
@@ -64,21 +71,27 @@ except _metadata.PackageNotFoundError:  # run from a source tree that was never 
 
 #: The error classes and the public modules.
 __all__ = [
+    "CommitOutcomeUnknown",
     "Conflict",
     "DataCorrupt",
+    "InvalidArgument",
     "InvalidInput",
     "NotFound",
     "NotMigrated",
+    "ReadOnlyTransaction",
     "Retryable",
     "StatusdbError",
     "Unauthorized",
+    "Unavailable",
     "__version__",
     "components",
     "deliveries",
     "destinations",
+    "doctor",
     "errors",
     "feed",
     "groups",
+    "idempotency",
     "incident_templates",
     "incidents",
     "maintenance",
@@ -88,12 +101,15 @@ __all__ = [
     "pool",
     "recurrence",
     "routing",
+    "scheduler",
+    "serialise",
     "status",
     "status_incidents",
     "subscribers",
     "teams",
     "tenancy",
     "types",
+    "unsubscribe_links",
     "uptime",
     "views",
 ]

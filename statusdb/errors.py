@@ -10,6 +10,7 @@ import re
 from typing import Final
 
 import psycopg
+import psycopg_pool
 from psycopg import errors as pg_errors
 
 
@@ -29,12 +30,39 @@ class InvalidInput(StatusdbError):
     """A value is malformed or breaks a rule; nothing was written."""
 
 
+class InvalidArgument(InvalidInput, TypeError):
+    """A wrong argument to a pool, router or other edge that is not an operation (a flag that
+    is not a bool, a conninfo where a list was wanted): an InvalidInput, and a TypeError for
+    code that catches that."""
+
+
 class Unauthorized(StatusdbError):
     """A token or credential was missing or wrong."""
 
 
 class Retryable(StatusdbError):
     """A transient failure (serialization failure, deadlock, lost connection): retry the call."""
+
+
+class Unavailable(Retryable):
+    """No usable connection to the database now: the pool gave none within its timeout (all in
+    use, or the server is down, restarting or failing over), the pool is closed or has too many
+    waiting, or the server is not the primary. Nothing of the call ran (or what ran was rolled
+    back with its connection); retry after a pause. A `Retryable`, so one `except Retryable`
+    covers it; a class of its own because a caller may answer it differently (an HTTP 503 with
+    Retry-After rather than an immediate retry)."""
+
+
+class CommitOutcomeUnknown(Retryable):
+    """The connection died while the transaction committed (during COMMIT, or during the one
+    statement of an autocommit call): the write may have landed or not, and nobody can tell
+    from here. Retry only what is safe to apply twice: a write given an `idempotency_key`
+    (`docs/retries.md`), or after reading back whether it happened."""
+
+
+class ReadOnlyTransaction(InvalidInput):
+    """A write ran in a read-only transaction: through `router.read()` (whose transactions are
+    read-only on every host, the primary included), or on a server in recovery."""
 
 
 class DataCorrupt(StatusdbError):
@@ -338,6 +366,31 @@ CONSTRAINT_MESSAGES: Final[dict[str, tuple[type[StatusdbError], str]]] = {
         InvalidInput,
         "a scheduler error counts at least one failure",
     ),
+    # scheduler heartbeat (0032): written by statusdb_record_scheduler_run only
+    "scheduler_heartbeat_instance_length_check": (
+        InvalidInput,
+        "a scheduler instance name is 1 to 200 characters",
+    ),
+    "scheduler_heartbeat_last_success_at_range_check": (
+        InvalidInput,
+        "a scheduler heartbeat is stamped between the years 0001 and 9999",
+    ),
+    "scheduler_heartbeat_duration_check": (
+        InvalidInput,
+        "a scheduler step's duration is from 0 to less than a day",
+    ),
+    "scheduler_heartbeat_transitions_check": (
+        InvalidInput,
+        "a scheduler step's transitions count is 0 or more",
+    ),
+    "scheduler_heartbeat_errors_check": (
+        InvalidInput,
+        "a scheduler step's error count is 0 or more",
+    ),
+    "scheduler_heartbeat_runs_check": (
+        InvalidInput,
+        "a scheduler instance has at least one recorded run",
+    ),
     # row history (0022): written by its trigger only; the owner alone writes it by hand
     "row_history_valid_check": (InvalidInput, "a row version must end after it begins"),
     "row_history_row_data_check": (InvalidInput, "a row version is a JSON object"),
@@ -506,6 +559,14 @@ CONSTRAINT_MESSAGES: Final[dict[str, tuple[type[StatusdbError], str]]] = {
         InvalidInput,
         "a page snapshot's window_starts, window_scheduled and windows must be equally long",
     ),
+    # 0031: idempotency keys
+    "idempotency_key_pkey": (Conflict, "that idempotency key is already taken on this page"),
+    "idempotency_key_status_page_id_fkey": (NotFound, "no status page with that id"),
+    "idempotency_key_scope_check": (InvalidInput, "unknown idempotency key scope"),
+    "idempotency_key_request_digest_check": (
+        InvalidInput,
+        "an idempotency key's request digest must be 32 bytes (SHA-256)",
+    ),
     "status_page_snapshot_scheduled_check": (
         InvalidInput,
         "a page snapshot keeps at most 255 scheduled maintenance candidates",
@@ -545,6 +606,7 @@ _RANGE_CHECKED: Final[dict[str, tuple[str, ...]]] = {
     "status_subscriber": ("created_at", "updated_at", "verify_token_expires_at", "deactivated_at"),
     "delivery_attempt": ("attempted_at", "next_attempt_at", "lease_expires_at"),
     "status_page_snapshot": ("updated_at",),
+    "idempotency_key": ("created_at",),
 }
 _LENGTH_CHECKED: Final[dict[tuple[str, str], int]] = {
     **{
@@ -571,6 +633,8 @@ _LENGTH_CHECKED: Final[dict[tuple[str, str], int]] = {
     ("maintenance_window", "time_zone"): 100,
     ("notification_event", "lease_owner"): 200,
     ("status_change", "lease_owner"): 200,
+    ("idempotency_key", "key"): 200,
+    ("idempotency_key", "result_id"): 200,
 }
 CONSTRAINT_MESSAGES.update(
     {
@@ -612,6 +676,10 @@ def translate(exc: psycopg.Error, *, deleting: bool = False) -> StatusdbError:
     rows still reference a deleted one (PostgreSQL gives both sides of a foreign key the same
     SQLSTATE and the same diagnostic fields, so only the statement tells them apart).
     """
+    if isinstance(
+        exc, psycopg_pool.PoolTimeout | psycopg_pool.PoolClosed | psycopg_pool.TooManyRequests
+    ):
+        return unavailable(exc)
     constraint = exc.diag.constraint_name if isinstance(exc, psycopg.DatabaseError) else None
     if (unmigrated := _not_migrated(exc)) is not None:
         return unmigrated
@@ -637,6 +705,8 @@ def translate(exc: psycopg.Error, *, deleting: bool = False) -> StatusdbError:
             f"not allowed: {exc.diag.message_primary or exc} (check the database role, and the "
             "team set with statusdb.tenancy.set_team)"
         )
+    if isinstance(exc, pg_errors.ReadOnlySqlTransaction):
+        return ReadOnlyTransaction(READ_PATH_WRITE)
     if isinstance(exc, pg_errors.InvalidTransactionState):
         hint = exc.diag.message_hint
         return StatusdbError(f"{exc.diag.message_primary}{'. ' + hint if hint else ''}")
@@ -650,6 +720,11 @@ def translate(exc: psycopg.Error, *, deleting: bool = False) -> StatusdbError:
         return DataCorrupt(f"a stored value cannot be read: {exc}")
     if isinstance(exc, pg_errors.DataError | psycopg.DataError):
         return InvalidInput(f"invalid value: {exc.diag.message_primary or exc}")
+    if connection_lost(exc):
+        return Retryable(
+            f"the connection to the database was lost ({_reason(exc)}): nothing of the "
+            "unfinished transaction was kept; retry on a new connection"
+        )
     if isinstance(
         exc,
         pg_errors.SerializationFailure | pg_errors.DeadlockDetected | psycopg.OperationalError,
@@ -658,10 +733,102 @@ def translate(exc: psycopg.Error, *, deleting: bool = False) -> StatusdbError:
     return StatusdbError(f"database error: {exc}")
 
 
+# -- connections: pools, lost connections, commits --------------------------------------------
+
+#: What a write through the read path is told (SQLSTATE 25006, read_only_sql_transaction).
+READ_PATH_WRITE: Final = (
+    "a write was sent through the read path (a read-only transaction: router.read(), or a "
+    "replica); use router.write() or router.primary() for writes"
+)
+
+#: Server-side SQLSTATEs that end the session: admin_shutdown (pg_terminate_backend, a fast
+#: shutdown), crash_shutdown (another backend crashed), cannot_connect_now (starting up or
+#: shutting down); class 08 is connection_exception.
+_SESSION_ENDING: Final = frozenset({"57P01", "57P02", "57P03"})
+
+_POOL_ERRORS: Final = (
+    psycopg_pool.PoolTimeout,
+    psycopg_pool.PoolClosed,
+    psycopg_pool.TooManyRequests,
+)
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether `exc` means the session is gone (the server closed it, or the socket broke).
+
+    By SQLSTATE: class 08 and 57P01-57P03; psycopg's own OperationalError without one (a
+    broken socket, "server closed the connection unexpectedly"). The pool's errors are not
+    lost connections (nothing was sent)."""
+    if not isinstance(exc, psycopg.Error) or isinstance(exc, _POOL_ERRORS):
+        return False
+    state = exc.sqlstate
+    if state is None:
+        return isinstance(exc, psycopg.OperationalError)
+    return state.startswith("08") or state in _SESSION_ENDING
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def unavailable(exc: BaseException, what: str = "", why: str | None = None) -> Unavailable:
+    """The `Unavailable` for a pool's refusal or a failed connection attempt, chained to it
+    (`why`: what the caller knows better than the exception's class)."""
+    if why is not None:
+        pass
+    elif isinstance(exc, psycopg_pool.PoolTimeout):
+        why = "no connection could be had in time (all in use, or the server is unreachable)"
+    elif isinstance(exc, psycopg_pool.PoolClosed):
+        why = "the connection pool is closed"
+    elif isinstance(exc, psycopg_pool.TooManyRequests):
+        why = "too many requests are waiting for a connection (the pool's max_waiting)"
+    else:
+        why = "the database server cannot be reached"
+    error = Unavailable(
+        f"database unavailable{' (' + what + ')' if what else ''}: {why}; "
+        f"retry later ({_reason(exc)})"
+    )
+    error.__cause__ = exc
+    return error
+
+
+def commit_outcome_unknown(exc: BaseException) -> CommitOutcomeUnknown:
+    """The error for a connection lost while a transaction committed, chained to `exc`."""
+    error = CommitOutcomeUnknown(
+        f"the connection was lost while the transaction committed ({_reason(exc)}): the "
+        "write may or may not have been applied; retry only with an idempotency key, or "
+        "after checking whether it happened"
+    )
+    error.__cause__ = exc
+    return error
+
+
+def translate_commit(exc: psycopg.Error) -> StatusdbError:
+    """Translate an error raised by COMMIT: a lost connection is `CommitOutcomeUnknown`."""
+    if connection_lost(exc):
+        return commit_outcome_unknown(exc)
+    return translate(exc)
+
+
+def translate_connect(exc: psycopg.Error, what: str = "") -> StatusdbError:
+    """Translate an error of a connection attempt: refused credentials are `Unauthorized`, a
+    missing database a `StatusdbError`, anything else (down, unreachable, no primary among
+    the hosts, starting up) `Unavailable`."""
+    if isinstance(exc, pg_errors.InvalidAuthorizationSpecification | pg_errors.InvalidPassword):
+        error: StatusdbError = Unauthorized(f"the database refused the login: {_reason(exc)}")
+    elif isinstance(exc, pg_errors.InvalidCatalogName):
+        error = StatusdbError(f"no such database: {_reason(exc)}")
+    else:
+        return unavailable(exc, what)
+    error.__cause__ = exc
+    return error
+
+
 # -- a database without statusdb's schema ----------------------------------------------------
 
 # Identifiers are never translated, so this holds whatever language the server speaks in.
-_STATUSDB_FUNCTION: Final = re.compile(r"\bstatusdb_[a-z_]+\b")
+_STATUSDB_FUNCTION: Final = re.compile(r"\bstatusdb_[a-z0-9_]+\b")  # versioned names: _v2
 
 
 class NotMigrated(StatusdbError):

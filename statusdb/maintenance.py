@@ -43,7 +43,7 @@ from typing import Any, Final
 import attrs
 from psycopg.rows import class_row, dict_row, tuple_row
 
-from statusdb import groups
+from statusdb import groups, idempotency
 from statusdb.db.executor import Op, execute, many, one, operation, optional
 from statusdb.domain import recurrence, validate
 from statusdb.domain.types import (
@@ -301,7 +301,7 @@ def _written(row: dict[str, Any] | None, status_page_id: str) -> MaintenanceWind
 # --- operations -------------------------------------------------------------------------------
 
 
-@operation(retry=True)
+@operation(retry=True, atomic_when="idempotency_key")
 def create(
     status_page_id: str,
     data: CreateMaintenanceWindowInput | None = None,
@@ -318,6 +318,7 @@ def create(
     time_zone: str = "UTC",
     group_ids: Sequence[str] = (),
     reminder_lead: dt.timedelta = DEFAULT_REMINDER_LEAD,
+    idempotency_key: str | None = None,
 ) -> Op[MaintenanceWindow]:
     """Schedule a window (SCHEDULED) with its components, in one statement.
 
@@ -337,7 +338,12 @@ def create(
     series cannot start at the second 01:30). The window starts when the scheduler's `advance`
     reaches start_time, not here. Subscribers are told it was scheduled (at commit), and
     reminded `reminder_lead` before each occurrence (0 for no reminder; at most 7 days).
+
+    `idempotency_key` (at most 200 characters, per page): a repeat with the same key schedules
+    nothing (and announces nothing) and returns the window the first call made, as it is now
+    (`statusdb.idempotency`; the same key with other arguments: Conflict).
     """
+    chosen_key = idempotency.key(idempotency_key)
     if data is not None:
         if not isinstance(data, CreateMaintenanceWindowInput):
             raise InvalidInput("data must be a CreateMaintenanceWindowInput")
@@ -378,8 +384,22 @@ def create(
         members = yield from groups.member_component_ids.body(page_id, group_ids)
         named = validate.identifiers("component_ids", component_ids)
         params["component_ids"] = list(dict.fromkeys([*named, *members]))
-    row = yield from optional("maintenance_create", params, dict_row)
-    return _written(row, page_id)
+
+    def write() -> Op[MaintenanceWindow]:
+        row = yield from optional("maintenance_create", params, dict_row)
+        return _written(row, page_id)
+
+    return (
+        yield from idempotency.guarded(
+            "maintenance.create",
+            chosen_key,
+            params,
+            write,
+            get.body,
+            lambda window: window.id,
+            status_page_id=page_id,
+        )
+    )
 
 
 @operation(retry=True)

@@ -32,7 +32,7 @@ from typing import Any, Final
 import attrs
 from psycopg.rows import class_row, kwargs_row
 
-from statusdb import groups
+from statusdb import groups, idempotency
 from statusdb.db.executor import Op, execute, many, one, operation
 from statusdb.domain import validate
 from statusdb.domain.types import (
@@ -158,7 +158,7 @@ def _not_found(status_incident_id: str) -> str:
     return f"no status incident with id {status_incident_id!r}"
 
 
-@operation(retry=True)
+@operation(retry=True, atomic_when="idempotency_key")
 def create(
     status_page_id: str,
     *,
@@ -169,6 +169,7 @@ def create(
     affected_component_ids: Sequence[str] = (),
     incident_id: str | None = None,
     affected_group_ids: Sequence[str] = (),
+    idempotency_key: str | None = None,
 ) -> Op[StatusIncident]:
     """Publish a status incident on a page, its first timeline entry included (one INSERT).
 
@@ -180,7 +181,12 @@ def create(
     components must be components of the same page (InvalidInput otherwise); an unknown page
     or platform incident is NotFound. Creating it directly as RESOLVED (a retrospective
     notice) is allowed.
+
+    `idempotency_key` (at most 200 characters, per page): a repeat with the same key writes
+    nothing and returns the incident the first call made, as it is now (`statusdb.idempotency`;
+    the same key with other arguments: Conflict).
     """
+    chosen_key = idempotency.key(idempotency_key)
     params = {
         "status_page_id": validate.identifier("status_page_id", status_page_id),
         "title": _title(title),
@@ -200,11 +206,19 @@ def create(
         named = validate.identifiers("affected_component_ids", affected_component_ids)
         params["affected_component_ids"] = list(dict.fromkeys([*named, *members]))
     return (
-        yield from one(
-            "status_incident_create",
+        yield from idempotency.guarded(
+            "status_incident.create",
+            chosen_key,
             params,
-            _row,
-            not_found=f"no status page with id {status_page_id!r}",
+            lambda: one(
+                "status_incident_create",
+                params,
+                _row,
+                not_found=f"no status page with id {status_page_id!r}",
+            ),
+            get.body,
+            lambda incident: incident.id,
+            status_page_id=validate.identifier("status_page_id", status_page_id),
         )
     )
 
@@ -262,9 +276,13 @@ def get(status_incident_id: str) -> Op[StatusIncident]:
     )
 
 
-@operation(retry=True)
+@operation(retry=True, atomic_when="idempotency_key")
 def add_update(
-    status_incident_id: str, *, status: StatusIncidentStatus, message: str
+    status_incident_id: str,
+    *,
+    status: StatusIncidentStatus,
+    message: str,
+    idempotency_key: str | None = None,
 ) -> Op[StatusIncident]:
     """Post a timeline entry; its status and message become the incident's current ones.
 
@@ -285,15 +303,31 @@ def add_update(
 
     Refusing them instead would make callers open a duplicate incident for a relapse and lose
     the context readers need.
+
+    `idempotency_key` (at most 200 characters, per page): a repeat with the same key appends
+    nothing (and announces nothing) and returns the incident as it is now
+    (`statusdb.idempotency`; the same key with other arguments: Conflict).
     """
+    chosen_key = idempotency.key(idempotency_key)
     params = {
         "id": validate.identifier("status_incident_id", status_incident_id),
         "status": _status(status),
         "message": _message(message),
     }
     return (
-        yield from one(
-            "status_incident_add_update", params, _row, not_found=_not_found(status_incident_id)
+        yield from idempotency.guarded(
+            "status_incident.add_update",
+            chosen_key,
+            params,
+            lambda: one(
+                "status_incident_add_update",
+                params,
+                _row,
+                not_found=_not_found(status_incident_id),
+            ),
+            get.body,
+            lambda incident: incident.id,
+            status_incident_id=params["id"],
         )
     )
 

@@ -22,7 +22,13 @@ destination must verify again. That last rule keeps a stranger who re-subscribes
 address from silently changing what they receive; to change preferences without a new
 verification, use `update_preferences` (behind the caller's own authentication).
 
-Unsubscribing (by id, or by token; never by address, which anyone can type) keeps the row,
+Unsubscribe links (`unsubscribe_by_link`): every message a worker sends carries a link signed
+by the service, per (subscriber, message), with keys the database never sees
+(`statusdb.domain.unsubscribe_links`); it works forever and only for its subscriber. The stored
+unsubscribe token (`unsubscribe_by_token`) is one per subscriber, shown once: for a page's own
+"manage your subscription" flow, not for messages.
+
+Unsubscribing (by id, by link or by token; never by address, which anyone can type) keeps the row,
 inactive, for a later re-subscribe and for audit; `delete` removes it for good.
 
 Errors: invalid input raises InvalidInput naming the field; an unknown page or subscriber
@@ -39,8 +45,9 @@ from typing import Any, Final, NamedTuple
 import attrs
 from psycopg.rows import class_row, kwargs_row, tuple_row
 
+from statusdb import idempotency
 from statusdb.db.executor import Op, copy_in, execute, many, one, operation, optional
-from statusdb.domain import destinations, tokens, validate
+from statusdb.domain import destinations, tokens, unsubscribe_links, validate
 from statusdb.domain.types import (
     NOTIFY_ON_EVENTS,
     SUBSCRIBER_CHANNELS,
@@ -86,9 +93,13 @@ class Subscription:
     subscriber: Subscriber
     #: For EMAIL: the token that confirms the address (send it to the address). Else None.
     verify_token: str | None
+    #: Empty only when `replayed` (the first call showed it).
     unsubscribe_token: str
     #: True when a new subscription was made; False when an existing one was renewed.
     created: bool
+    #: True when this was a repeat of an earlier call with the same idempotency key: nothing
+    #: was written, and the tokens (shown to the first call only) are None and "".
+    replayed: bool = False
 
 
 @attrs.frozen
@@ -209,7 +220,7 @@ def _token_digest(token: str, *, what: str) -> bytes:
 # --- operations -------------------------------------------------------------------------------
 
 
-@operation(retry=True)
+@operation(retry=True, atomic_when="idempotency_key")
 def subscribe(
     status_page_id: str,
     *,
@@ -218,6 +229,7 @@ def subscribe(
     component_ids: Iterable[str] = (),
     notify_on: Iterable[NotifyOnEvent] = NOTIFY_ON_EVENTS,
     verify_ttl: dt.timedelta = DEFAULT_VERIFY_TTL,
+    idempotency_key: str | None = None,
 ) -> Op[Subscription]:
     """Subscribe a destination to a page, or renew its subscription; one statement.
 
@@ -225,7 +237,13 @@ def subscribe(
     (same page, channel and normalized destination) replaces the preferences, reactivates, and
     replaces both tokens; an EMAIL destination is unverified again until its new verification
     token is used. component_ids must be components of the page (empty: all of them).
+
+    `idempotency_key` (at most 200 characters, per page): a repeat with the same key renews
+    nothing and returns the subscriber the first call made, without tokens (`replayed` is
+    True, `verify_token` None, `unsubscribe_token` empty: only their digests are stored;
+    `statusdb.idempotency`; the same key with other arguments: Conflict).
     """
+    chosen_key = idempotency.key(idempotency_key)
     channel = validate.one_of("channel", channel, SUBSCRIBER_CHANNELS)
     checked = destinations.check(channel, destination)
     is_email = channel == "EMAIL"
@@ -251,10 +269,30 @@ def subscribe(
         "verify_ttl": ttl if is_email else None,
         "unsubscribe_token_hash": tokens.digest(unsubscribe_token),
     }
-    created, subscriber = yield from one(
-        "subscriber_subscribe", params, _subscribed_row, not_found="subscriber was not saved"
+
+    def write() -> Op[Subscription]:
+        created, subscriber = yield from one(
+            "subscriber_subscribe", params, _subscribed_row, not_found="subscriber was not saved"
+        )
+        return Subscription(subscriber, verify_token, unsubscribe_token, created)
+
+    def replay(subscriber_id: str) -> Op[Subscription]:
+        subscriber = yield from get.body(subscriber_id)
+        return Subscription(subscriber, None, "", created=False, replayed=True)
+
+    # The request, without the tokens made for this call.
+    request = {k: v for k, v in params.items() if not k.endswith("_token_hash")}
+    return (
+        yield from idempotency.guarded(
+            "subscriber.subscribe",
+            chosen_key,
+            request,
+            write,
+            replay,
+            lambda subscription: subscription.subscriber.id,
+            status_page_id=page_id,
+        )
     )
-    return Subscription(subscriber, verify_token, unsubscribe_token, created)
 
 
 @operation(retry=True)
@@ -301,6 +339,32 @@ def unsubscribe_by_token(token: str) -> Op[Subscriber]:
     subscriber = yield from optional("subscriber_unsubscribe_by_token", params, _row)
     if subscriber is None:
         raise Unauthorized("unknown unsubscribe token")
+    return subscriber
+
+
+@operation(retry=True)
+def unsubscribe_by_link(
+    token: str, *, keys: Sequence[unsubscribe_links.UnsubscribeKey]
+) -> Op[Subscriber]:
+    """Deactivate the subscriber whose signed unsubscribe link this is (idempotent).
+
+    `token` is what `outbox.Recipient.unsubscribe_token` carried in a message (the last path
+    segment of its link); `keys` are the service's unsubscribe keys, newest first, as given
+    to the worker (`statusdb.domain.unsubscribe_links`). The link is checked in Python before any
+    SQL runs: a malformed, forged or altered token, or one no key in `keys` signed, raises
+    Unauthorized and changes nothing. A genuine link keeps working for good (after later
+    messages, `rotate_unsubscribe_token`, unsubscribing and subscribing again), until its key
+    is dropped from `keys`; NotFound when its subscriber was deleted.
+
+    Unlike `unsubscribe_by_token` (a random token the database stores as a digest: one per
+    subscriber, replaced by a rotation or a re-subscribe, which ends every link made with the
+    old one), nothing of a link is stored: the database cannot make one, and a message's link
+    outlives every rotation.
+    """
+    claims = unsubscribe_links.verify(keys, token)
+    subscriber = yield from optional("subscriber_unsubscribe", {"id": claims.subscriber_id}, _row)
+    if subscriber is None:
+        raise NotFound("the subscriber of this unsubscribe link no longer exists")
     return subscriber
 
 

@@ -134,9 +134,11 @@ class PageView:
     changes: by a write (announced by `statusdb.feed.listen_pages`) or by the clock (a
     scheduled window entering the horizon). `fresh_until` is the next instant the clock may
     change it (conservative: the window may fall beyond the limit), None if never: until then,
-    only a write changes it. Versions exceed 2^53: send them as text, not JSON numbers.
-    `page.components` lists every component, flat, in display order (grouped or not);
-    `groups` is the tree of the page's top-level groups (migration 0020).
+    only a write changes it. Versions exceed 2^53: send them as text (`version_text`,
+    `statusdb.domain.serialise.asdict`), not JSON numbers. `page.time_zone` is the page's
+    IANA time zone, to show its times in. `page.components` lists every component, flat, in
+    display order (grouped or not); `groups` is the tree of the page's top-level groups
+    (migration 0020).
     """
 
     page: StatusPageWithComponents
@@ -145,6 +147,11 @@ class PageView:
     version: int
     fresh_until: dt.datetime | None
     groups: tuple[GroupView, ...] = ()
+
+    @property
+    def version_text(self) -> str:
+        """The version as text (as `PageBytes.version_text`): never a JSON number."""
+        return str(self.version)
 
 
 @attrs.frozen
@@ -347,6 +354,7 @@ def _decode(
     version: int,
     fresh_until: dt.datetime | None,
     groups: Any,
+    time_zone: str = "UTC",
 ) -> PageView:
     component_views = _components(components)
     statuses = [c.current_status for c in component_views]
@@ -359,6 +367,7 @@ def _decode(
         components=component_views,
         overall_status=worst_status(statuses),
         updated_at=updated_at,
+        time_zone=time_zone,
     )
     return PageView(
         page,
@@ -573,8 +582,9 @@ class PageBytes:
     """`page_view_bytes`: the page as one JSON document (UTF-8), as the database holds it.
 
     `body` is the object ``{"id", "name", "description", "slug", "is_public", "updated_at",
-    "components", "incidents", "maintenance", "groups"}``: the `page_view` columns of the same
-    name (migration 0028), the arrays in the shapes statusdb_page_render documents.
+    "components", "incidents", "maintenance", "groups", "time_zone"}``: the `page_view`
+    columns of the same name (migrations 0028, 0029), the arrays in the shapes
+    statusdb_page_render documents.
     `version` and `fresh_until` are `PageView`'s (they are not in the body, so that the body
     depends on the version alone); `version_text` is the version as an ETag carries it.
     """

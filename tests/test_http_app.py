@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+import datetime as dt
 from typing import Any
 
 import httpx
@@ -18,7 +19,7 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from statusdb import pages, teams, views
+from statusdb import maintenance, pages, status_incidents, teams, views
 from statusdb.errors import InvalidInput, Retryable
 from statusdb.http.app import Route, create_app, default_routes
 from statusdb.pages import NewComponent
@@ -182,6 +183,85 @@ def test_etags_304_and_private_pages_through_uvicorn(dsn: str, two_pages: dict[s
         assert head.content == b""
 
 
+@pytest.mark.slow
+def test_feeds_and_history_etags_through_uvicorn(dsn: str, two_pages: dict[str, Any]) -> None:
+    """The Atom, RSS and iCalendar feeds are default routes with the same ETag, 304 and token
+    rules; the incidents document's ETag covers its resolved history."""
+    import feedparser
+    import icalendar
+
+    token = two_pages["token"]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        page_id = conn.execute("SELECT id FROM status_page WHERE slug = 'open'").fetchone()
+        assert page_id is not None
+        done = status_incidents.create(
+            conn, page_id[0], title="Old one", severity="MINOR", message="Oops"
+        )
+        status_incidents.add_update(conn, done.id, status="RESOLVED", message="Gone")
+        start = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+        maintenance.create(
+            conn,
+            page_id[0],
+            title="Upgrade",
+            start_time=start,
+            end_time=start + dt.timedelta(hours=1),
+            created_by_id="u",
+        )
+    kinds = {
+        "feed.atom": "application/atom+xml",
+        "feed.rss": "application/rss+xml",
+        "maintenance.ics": "text/calendar",
+    }
+    with serving(dsn) as client:
+        tags = {}
+        for path, kind in kinds.items():
+            first = client.get(f"/pages/open/{path}")
+            assert first.status_code == 200, path
+            assert first.headers["content-type"].startswith(kind), path
+            assert first.headers["cache-control"].startswith("public, max-age=")
+            tags[path] = first.headers["etag"]
+            again = client.get(f"/pages/open/{path}", headers={"If-None-Match": tags[path]})
+            assert (again.status_code, again.content) == (304, b""), path
+            assert again.headers["etag"] == tags[path]
+            if path == "maintenance.ics":
+                calendar = icalendar.Calendar.from_ical(first.content)
+                assert [str(e["SUMMARY"]) for e in calendar.walk("VEVENT")] == ["Upgrade"]
+            else:
+                parsed = feedparser.parse(first.content)
+                assert not parsed.bozo, (path, parsed.bozo_exception)
+                titles = " | ".join(e.title for e in parsed.entries)
+                assert "Old one" in titles, titles
+                assert "Upgrade" in titles, titles
+                links = [link.href for link in parsed.feed.links if link.rel == "self"]
+                assert links == [f"{client.base_url}/pages/open/{path}"]
+            unknown = client.get(f"/pages/no-such-page/{path}")
+            assert unknown.status_code == 404
+            for headers in ({}, {"Authorization": "Bearer wrong"}):
+                hidden = client.get(f"/pages/hidden/{path}", headers=headers)
+                assert (hidden.status_code, hidden.content) == (404, unknown.content), path
+                assert _comparable(hidden.headers) == _comparable(unknown.headers)
+            opened = client.get(f"/pages/hidden/{path}", headers={"X-Statusdb-Token": token})
+            assert opened.status_code == 200, path
+            assert opened.headers["cache-control"].startswith("private, max-age=")
+
+        incidents = client.get("/pages/open/api/v2/incidents.json")
+        summary_tag = client.get("/pages/open/api/v2/summary.json").headers["etag"]
+        assert incidents.headers["etag"].startswith(summary_tag[:-1] + "-")
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            status_incidents.edit(conn, done.id, title="Old one, renamed")
+        assert client.get("/pages/open/api/v2/summary.json").headers["etag"] == summary_tag
+        edited = client.get(
+            "/pages/open/api/v2/incidents.json",
+            headers={"If-None-Match": incidents.headers["etag"]},
+        )
+        assert edited.status_code == 200
+        assert edited.headers["etag"] != incidents.headers["etag"]
+        assert "Old one, renamed" in [i["name"] for i in edited.json()["incidents"]]
+        atom = client.get("/pages/open/feed.atom", headers={"If-None-Match": tags["feed.atom"]})
+        assert atom.status_code == 200
+        assert atom.headers["etag"] != tags["feed.atom"]
+
+
 def _comparable(headers: httpx.Headers) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k.lower() not in ("date",)}
 
@@ -193,7 +273,7 @@ def test_errors_are_json_without_a_traceback(dsn: str, two_pages: dict[str, Any]
             # A schema the app does not expect (a function renamed away): a 500, never a
             # traceback, and the app serves on.
             conn.execute(
-                "ALTER FUNCTION statusdb_page_statuspage(text, bytea, interval, integer, bigint,"
+                "ALTER FUNCTION statusdb_page_statuspage(text, bytea, interval, integer, text,"
                 " text) RENAME TO statusdb_page_statuspage_gone"
             )
         broken = client.get("/pages/open/api/v2/summary.json")
@@ -216,7 +296,7 @@ async def test_the_app_in_process(dsn: str, two_pages: dict[str, Any]) -> None:
     """The same app in this process: conditional forms, the body cache's bounds, extra routes
     and the error mapping."""
 
-    async def refuse(conn: Any, slug: str, token: str | None, seen: int | None) -> Any:
+    async def refuse(conn: Any, slug: str, token: str | None, seen: str | None) -> Any:
         failure = {
             "bad": InvalidInput("no such thing"),
             "busy": Retryable("conflict"),
@@ -225,8 +305,9 @@ async def test_the_app_in_process(dsn: str, two_pages: dict[str, Any]) -> None:
         }
         raise failure[slug]
 
-    async def view(conn: Any, slug: str, token: str | None, seen: int | None) -> Any:
-        return await views.page_view_bytes(conn, slug, token=token, if_version=seen)
+    async def view(conn: Any, slug: str, token: str | None, seen: str | None) -> Any:
+        version = int(seen) if seen is not None and seen.isdigit() else None
+        return await views.page_view_bytes(conn, slug, token=token, if_version=version)
 
     routes = [*default_routes(), Route("/refuse", refuse), Route("/view.txt", view, "text/plain")]
     with pytest.raises(InvalidInput):
@@ -239,7 +320,7 @@ async def test_the_app_in_process(dsn: str, two_pages: dict[str, Any]) -> None:
         weak = await client.get(path, headers={"If-None-Match": f"W/{etag}"})
         assert weak.status_code == 304
         listed = await client.get(path, headers={"If-None-Match": f'"1", {etag}'})
-        assert listed.status_code == 200  # the first of ours is compared: "1" is stale
+        assert listed.status_code == 304  # any of the tags listed matches
         for odd in ('"99999999999999999999"', "garbage", '""'):
             got = await client.get(path, headers={"If-None-Match": odd})
             assert got.status_code == 200

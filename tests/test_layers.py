@@ -19,9 +19,10 @@ ALLOWED: dict[str, frozenset[str]] = {
     "domain": frozenset({"errors"}),
     "db": frozenset({"errors", "domain"}),
     "ops": frozenset({"errors", "domain", "db"}),
+    # Public renderings of the operations' data (Atom, RSS, iCalendar, ...): issue 24.
+    "formats": frozenset({"errors", "domain", "db", "ops"}),
     "workers": frozenset({"errors", "domain", "db", "ops"}),
     "infra": frozenset({"errors", "domain", "db"}),
-    "formats": frozenset({"errors", "domain", "db", "ops"}),
     "http": frozenset({"errors", "domain", "db", "ops", "formats", "workers", "infra", "facade"}),
     "tooling": frozenset(
         {"errors", "domain", "db", "ops", "formats", "workers", "infra", "http", "facade"}
@@ -31,7 +32,7 @@ ALLOWED: dict[str, frozenset[str]] = {
 FORBIDDEN_DISTRIBUTIONS: dict[str, frozenset[str]] = {
     "domain": frozenset({"psycopg", "psycopg_pool", "yoyo"}),
 }
-_SUBPACKAGES = {"domain", "db", "workers", "infra", "tooling", "formats", "http"}
+_SUBPACKAGES = {"domain", "db", "formats", "workers", "infra", "tooling", "http"}
 
 
 def _module_name(path: Path) -> str:

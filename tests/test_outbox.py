@@ -7,16 +7,18 @@ import random
 import threading
 import time
 import tracemalloc
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 import psycopg
 import pytest
 from factories import new_page
 from psycopg.rows import TupleRow
 
 from statusdb import components, incidents, teams
-from statusdb.workers import outbox
+from statusdb.workers import deliveries, outbox
 from statusdb.workers.outbox import ClaimedChange
 
 Conn = psycopg.Connection[TupleRow]
@@ -68,6 +70,16 @@ def claim_all(conn: Conn, worker: str = "w1", **kwargs: Any) -> list[ClaimedChan
     claimed = outbox.claim(conn, worker_id=worker, hold_down=kwargs.pop("hold_down", NOW), **kwargs)
     conn.commit()
     return claimed
+
+
+def test_recipients_built_fast_equal_the_class() -> None:
+    """The fan-out builds Recipients through the slots (issue 27: speed); they are the same."""
+    fast = outbox._recipient(("s1", "EMAIL", "a@example.com"))
+    built = outbox.Recipient("s1", "EMAIL", "a@example.com")
+    assert type(fast) is outbox.Recipient
+    assert (fast, hash(fast), repr(fast)) == (built, hash(built), repr(built))
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        fast.destination = "b@example.com"  # type: ignore[misc]
 
 
 @pytest.mark.fresh_db
@@ -358,23 +370,57 @@ def _stranded(conn: Conn) -> int:
 
 @pytest.mark.fresh_db
 def test_a_deliverer_failing_1_in_100_strands_no_claim(conn: Conn) -> None:
-    """Issue 27.5: before, one raising delivery left the round's other claims leased."""
+    """Issue 27.5: before, one raising delivery left the round's other claims leased; then
+    it stopped its claim's fan-out. Now every other delivery completes in the same round."""
     _four_claims(conn, 50)
     calls = 0
+    delivered: list[str] = []
 
     def deliver(note: Any, recipient: outbox.Recipient, key: str) -> None:
         nonlocal calls
         calls += 1
         if calls % 100 == 30:
             raise Flaky("1 in 100")
+        delivered.append(key)
 
     with pytest.raises(Flaky):
         outbox.process_all(conn, deliver, worker_id="w", hold_down=NOW)
     assert _stranded(conn) == 0
-    assert outbox.pending_count(conn) == 2  # the two failed claims, released for the next round
+    assert (calls, len(delivered)) == (200, 198)
+    assert outbox.pending_count(conn) == 0  # the two failures wait as retries
+    retries = conn.execute(
+        "SELECT count(*) FROM delivery_attempt WHERE next_attempt_at IS NOT NULL"
+    ).fetchone()
+    assert retries == (2,)
+
+
+@pytest.mark.fresh_db
+def test_a_plain_worker_retries_only_the_failed_recipients(conn: Conn) -> None:
+    """Issue 27.5: before, a failed delivery without bookkeeping stopped its claim's fan-out
+    and released it, and the next round sent it again to every recipient."""
+    _four_claims(conn, 50)
+    sent: Counter[str] = Counter()
+    broken = {"https://hooks.example.com/7"}
+
+    def deliver(note: Any, recipient: outbox.Recipient, key: str) -> None:
+        if recipient.destination in broken:
+            raise Flaky("down")
+        sent[key] += 1
+
+    with pytest.raises(Flaky):
+        outbox.process_all(conn, deliver, worker_id="w", hold_down=NOW)
+    # Every other delivery of the round completed in it; nothing is left for another round.
+    assert (len(sent), max(sent.values())) == (4 * 49, 1)
+    assert _stranded(conn) == 0
+    assert outbox.pending_count(conn) == 0
     conn.commit()
-    report = outbox.process_all(conn, lambda *_: None, worker_id="w", hold_down=NOW)
-    assert (report.claimed, report.notified) == (2, 2)
+    assert outbox.process_all(conn, deliver, worker_id="w", hold_down=NOW).claimed == 0
+    # The failed deliveries wait as retries (delivery_attempt), and only they are sent again.
+    broken.clear()
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+    report = deliveries.retry(conn, deliver, worker_id="r", now=later)
+    assert report.delivered == 4
+    assert (len(sent), max(sent.values())) == (4 * 50, 1)
 
 
 @pytest.mark.fresh_db

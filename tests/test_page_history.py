@@ -384,8 +384,9 @@ def test_page_view_at_replays_a_randomized_story(conn: Conn) -> None:
                       IS NOT DISTINCT FROM
                       (a.updated_at, a.components::text, a.incidents::text, a.maintenance::text,
                        a.groups::text, a.version, a.fresh_until)
-               FROM statusdb_page_view(%(s)s, %(t)s, NULL, NULL) AS v,
-                    statusdb_page_view_at(%(s)s, %(t)s, now(), NULL, NULL) AS a""",
+                      AND v.time_zone IS NOT DISTINCT FROM a.time_zone
+               FROM statusdb_page_view_v2(%(s)s, %(t)s, NULL, NULL) AS v,
+                    statusdb_page_view_at_v2(%(s)s, %(t)s, now(), NULL, NULL) AS a""",
             {"s": slug, "t": tokens.digest(token)},
         ).fetchone()
         assert same == (True,), (SEED, step)

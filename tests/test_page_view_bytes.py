@@ -70,23 +70,25 @@ def make_page(conn: Conn, *, is_public: bool) -> tuple[str, str, str | None]:
 
 
 def source(conn: Conn, slug: str, token: str | None, horizon: dt.timedelta, limit: int) -> Any:
-    """statusdb_page_view's row, its JSON columns as the text it sends."""
+    """statusdb_page_view_v2's row, its JSON columns as the text it sends."""
     return conn.execute(
         """SELECT v.version, v.fresh_until, to_json(v.id)::text, to_json(v.name)::text,
                   coalesce(to_json(v.description)::text, 'null'), to_json(v.slug)::text,
                   to_json(v.is_public)::text, v.updated_at, v.components::text,
-                  v.incidents::text, v.maintenance::text, v.groups::text
-           FROM statusdb_page_view(%s, %s, %s, %s) AS v""",
+                  v.incidents::text, v.maintenance::text, v.groups::text,
+                  to_json(v.time_zone)::text
+           FROM statusdb_page_view_v2(%s, %s, %s, %s) AS v""",
         (slug, tokens.digest(token) if token else None, horizon, limit),
     ).fetchone()
 
 
 def expected_body(row: Any, updated_at: str) -> bytes:
-    _, _, id_, name, description, slug, public, _, comps, incs, maint, groups = row
+    _, _, id_, name, description, slug, public, _, comps, incs, maint, groups, zone = row
     return (
         f'{{"id": {id_}, "name": {name}, "description": {description}, "slug": {slug}, '
         f'"is_public": {public}, "updated_at": {updated_at}, "components": {comps}, '
-        f'"incidents": {incs}, "maintenance": {maint}, "groups": {groups}}}'
+        f'"incidents": {incs}, "maintenance": {maint}, "groups": {groups}, '
+        f'"time_zone": {zone}}}'
     ).encode()
 
 

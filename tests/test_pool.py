@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
+import itertools
 import re
+import socket
+import threading
+import time
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -11,8 +17,10 @@ from psycopg.rows import TupleRow
 
 from statusdb import incidents, pages, teams, views
 from statusdb.db import queries
+from statusdb.errors import Unavailable
 from statusdb.infra.pool import PREPARE_THRESHOLD, make_async_pool, make_pool, prepared_max
 from statusdb.pages import NewComponent
+from statusdb.tooling import localpg
 
 Conn = psycopg.Connection[TupleRow]
 AConn = psycopg.AsyncConnection[TupleRow]
@@ -168,3 +176,91 @@ def test_pool_replaces_a_connection_killed_while_idle(dsn: str, conn: Conn) -> N
         with pool.connection() as pooled:
             assert pooled.info.backend_pid != pid
             assert views.page_view(pooled, "acme") is not None
+
+
+def test_psycopg_pool_hooks_statusdb_relies_on_are_there() -> None:
+    """statusdb.infra.pool overrides two private methods of psycopg_pool's pools and
+    subclasses its back-off (pyproject.toml bounds psycopg-pool below its next minor): a
+    release that renames them fails here, in `make test-newest`, not in production."""
+    from psycopg_pool import AsyncConnectionPool, ConnectionPool
+    from psycopg_pool.base import AttemptWithBackoff
+
+    for cls in (ConnectionPool, AsyncConnectionPool):
+        assert list(inspect.signature(cls._add_connection).parameters) == [
+            "self",
+            "attempt",
+            "growing",
+        ]
+        assert list(inspect.signature(cls._connect).parameters) == ["self", "timeout"]
+    attempt = AttemptWithBackoff(timeout=10.0)
+    attempt.update_delay(0.0)
+    assert attempt.delay > 0
+
+
+def test_reconnect_attempts_do_not_back_off_for_seconds() -> None:
+    """psycopg_pool doubles its pause after each failed connection attempt (1, 2, 4 s ...), so
+    a new primary was found seconds after it was up; statusdb's pools try at most
+    `reconnect_delay` apart. Counted on a port that accepts and hangs up at once."""
+    accepted: list[float] = []
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        server.settimeout(0.1)
+        port = server.getsockname()[1]
+        stop = threading.Event()
+
+        def serve() -> None:
+            while not stop.is_set():
+                try:
+                    client, _ = server.accept()
+                except TimeoutError:
+                    continue
+                accepted.append(time.monotonic())
+                client.close()
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        conninfo = f"host=127.0.0.1 port={port} sslmode=disable gssencmode=disable"
+        try:
+            with make_pool(conninfo, min_size=1, max_size=1, open=True):
+                time.sleep(3.0)
+        finally:
+            stop.set()
+            thread.join()
+    # Capped at 0.5 s: about 8 attempts in 3 s; psycopg_pool's own doubling makes 3.
+    assert len(accepted) >= 5, accepted
+    gaps = [b - a for a, b in itertools.pairwise(accepted)]
+    assert max(gaps) < 1.0, gaps
+
+
+@pytest.mark.slow
+def test_a_restarted_server_is_used_soon_after_it_is_back(server_owned_tmp_dir: Path) -> None:
+    """Requests keep failing (Unavailable) while the server is down, which makes the pool try
+    to reconnect again and again; once the server is back, the next request gets a connection
+    within about `reconnect_delay`, not after psycopg_pool's doubled pause (measured 2-4 s)."""
+    try:
+        server = localpg.ensure_running(server_owned_tmp_dir / "data", fsync=False)
+    except localpg.PostgresNotFoundError as exc:  # pragma: no cover
+        pytest.skip(f"no PostgreSQL server programs here: {exc}")
+    try:
+        with make_pool(server.dsn(), min_size=1, max_size=1, timeout=0.5, open=True) as pool:
+            pool.wait()
+            server.stop()
+            down_until = time.monotonic() + 4.0
+            while time.monotonic() < down_until:
+                with pytest.raises(Unavailable), pool.connection():
+                    pass
+            server.start()
+            back = time.monotonic()
+            while True:
+                try:
+                    with pool.connection() as conn:
+                        conn.execute(b"SELECT 1")
+                    break
+                except Unavailable:
+                    assert time.monotonic() - back < 15
+            waited = time.monotonic() - back
+    finally:
+        server.stop()
+    print(f"\nconnection {waited:.2f} s after the server was back")
+    assert waited < 1.5

@@ -24,7 +24,7 @@ from psycopg.rows import TupleRow
 from pytest_postgresql.executors import NoopExecutor
 
 from statusdb import incidents, pages, teams, views
-from statusdb.errors import InvalidInput, StatusdbError
+from statusdb.errors import InvalidInput, ReadOnlyTransaction, StatusdbError, Unavailable
 from statusdb.infra import routing
 from statusdb.pages import NewComponent
 from statusdb.tooling import localpg
@@ -427,3 +427,41 @@ def test_killed_replica_failover_is_invisible(replica_set: ReplicaSet, counter: 
         for _ in range(10):
             assert router.read(_version) >= n
         assert router.reads_served()[states[0].name] == primary_before + 10
+
+
+def _running_replica(replica_set: ReplicaSet) -> str:
+    """The conninfo of a replica that accepts connections (other tests pause or stop some)."""
+    for conninfo in replica_set.replica_dsns:
+        try:
+            with psycopg.connect(conninfo, connect_timeout=2):
+                return conninfo
+        except psycopg.OperationalError:
+            continue
+    pytest.skip("no replica is running")
+
+
+def test_a_write_through_read_fails_alike_on_a_replica_and_the_primary(
+    replica_set: ReplicaSet,
+) -> None:
+    """Issue 22 item 5: the read path is read-only wherever it runs, and a replica's refusal
+    (SQLSTATE 25006) is the same translated error; a write path that reaches a standby is
+    Unavailable (not the primary)."""
+    replica = _running_replica(replica_set)
+    with (
+        psycopg.connect(replica) as on_replica,
+        pytest.raises(ReadOnlyTransaction, match="read path") as refused_there,
+    ):
+        teams.create(on_replica, name="nope")
+    with (
+        routing.Router(replica_set.primary_dsn, max_lag=5.0) as single,
+        pytest.raises(ReadOnlyTransaction, match="read path") as refused_here,
+    ):
+        single.read(lambda c: teams.create(c, name="nope"))
+    for refused in (refused_there, refused_here):
+        assert isinstance(refused.value.__cause__, psycopg.errors.ReadOnlySqlTransaction)
+    # A "primary" conninfo that reaches a standby (no target_session_attrs=read-write).
+    with (
+        routing.Router(replica, max_lag=5.0) as wrong,
+        pytest.raises(Unavailable, match=r"not \(or no longer\) the primary"),
+    ):
+        wrong.write(lambda c: teams.create(c, name="nope"))

@@ -51,6 +51,7 @@ LOG_TABLES = (
     "notification_event",
     "status_page_snapshot",
     "component_group_status_change",
+    "scheduler_heartbeat",  # 0032: written through statusdb_record_scheduler_run
 )
 #: Managed by the owner (the DBA); statusdb_app only reads them.
 OWNER_MANAGED_TABLES = ("destination_allowlist",)
@@ -459,11 +460,18 @@ def test_every_table_is_granted_and_every_definer_function_is_locked_down(conn: 
         "statusdb_keep_component_statuses",  # 0022: folds deleted status changes into it
         "statusdb_page_view_at",  # 0022: reads it
         "statusdb_page_view_bytes",  # 0028: the page view as stored bytes
-        "statusdb_page_statuspage",  # 0033: Statuspage v2 documents from the snapshot
+        # 0029: the page views with the page's time zone
+        "statusdb_page_view_v2",
+        "statusdb_page_view_at_v2",
+        "statusdb_page_view_bytes_v2",
+        "statusdb_page_feed",  # 0030: what the page's feeds show (reads row_history too)
+        "statusdb_page_statuspage",  # 0034: Statuspage v2 documents from the snapshot
         "statusdb_maintenance_window_report_events",  # 0027: writes events after the derivation
         "statusdb_maintenance_window_mark_created",  # 0026: writes the owner-only marker
         "statusdb_stamp_row_history",  # 0025: stamps the versions at commit
         "statusdb_status_incident_postmortem_deleted",  # 0025: writes the owner-only audit
+        "statusdb_record_scheduler_run",  # 0032: the heartbeat the app may only read
+        "statusdb_doctor_sample_v1",  # 0032: renders pages, reads the snapshot
     }
     for name, config, public_may_execute in definers:
         assert config == ["search_path=public, pg_temp"], name
@@ -478,10 +486,14 @@ def test_reader_may_call_only_the_page_view(conn: Conn) -> None:
              AND NOT has_function_privilege('public', p.oid, 'EXECUTE')"""
     ).fetchall()
     assert sorted(rows) == [
-        ("statusdb_page_statuspage",),  # 0033: the same page, as Statuspage v2 documents
+        ("statusdb_page_feed",),  # 0030: what the page's feeds show, same token rule
+        ("statusdb_page_statuspage",),  # 0034: the same page, as Statuspage v2 documents
         ("statusdb_page_view",),
         ("statusdb_page_view_at",),
+        ("statusdb_page_view_at_v2",),  # 0029: the three with the page's time zone
         ("statusdb_page_view_bytes",),  # 0028: the same page, as the stored bytes
+        ("statusdb_page_view_bytes_v2",),
+        ("statusdb_page_view_v2",),
     ]
 
 

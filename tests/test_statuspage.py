@@ -1,4 +1,4 @@
-"""Statuspage v2 documents (statusdb.formats.statuspage, migration 0033) against the published
+"""Statuspage v2 documents (statusdb.formats.statuspage, migration 0034) against the published
 field list (tests/statuspage_v2_fields.py), for public and private pages, groups, DST zones and
 conditional reads."""
 
@@ -61,7 +61,7 @@ def check_component(component: dict[str, Any]) -> None:
 
 def read(conn: Conn, slug: str, name: str, **kwargs: Any) -> dict[str, Any]:
     answer = statuspage.document(conn, slug, name, **kwargs)
-    assert isinstance(answer, views.PageBytes), answer
+    assert isinstance(answer, statuspage.Document), answer
     document: dict[str, Any] = json.loads(answer.body)
     assert set(document) == set(spec.DOCUMENTS[name]), name
     check(document["page"], spec.PAGE, "page")
@@ -183,15 +183,41 @@ def test_every_document_has_the_published_fields_and_types(conn: Conn) -> None:
                 assert summary["page"][field] is None
 
 
-def test_completed_windows_and_resolved_edits_move_the_version(conn: Conn) -> None:
-    _, slug, ids = busy_page(conn)
-    before = statuspage.document(conn, slug, "incidents")
-    assert isinstance(before, views.PageBytes)
+def _document(conn: Conn, slug: str, name: str, **kwargs: Any) -> statuspage.Document:
+    answer = statuspage.document(conn, slug, name, **kwargs)
+    assert isinstance(answer, statuspage.Document), answer
+    return answer
+
+
+def test_resolved_and_completed_edits_change_the_etag(conn: Conn) -> None:
+    """History is read when a document is composed: an edit of a resolved incident or of a
+    completed window does not move the page's version, but the ETag of the document listing it
+    (version_text) changes, and if_version with the old one is answered in full."""
+    created, slug, ids = busy_page(conn)
+    before = _document(conn, slug, "incidents")
+    assert before.version_text.startswith(f"{before.version}-")
+    unchanged = statuspage.document(conn, slug, "incidents", if_version=before.version_text)
+    assert unchanged == statuspage.NotModified(
+        before.version, before.version_text, before.fresh_until
+    )
+    # The plain version is not the ETag of a document with a stamp: never not-modified.
+    assert isinstance(
+        statuspage.document(conn, slug, "incidents", if_version=before.version),
+        statuspage.Document,
+    )
     status_incidents.edit(conn, ids["done"], title="Old, renamed")
-    after = statuspage.document(conn, slug, "incidents", if_version=before.version)
-    assert isinstance(after, views.PageBytes)
-    assert after.version > before.version
+    after = _document(conn, slug, "incidents", if_version=before.version_text)
+    assert after.version == before.version  # nothing the page view shows changed
+    assert after.version_text != before.version_text
     assert b"Old, renamed" in after.body
+    assert statuspage.document(conn, slug, "incidents", if_version=after.version_text) == (
+        statuspage.NotModified(after.version, after.version_text, after.fresh_until)
+    )
+    # A deleted resolved incident changes it too (count and max alone could miss this).
+    conn.execute("DELETE FROM status_incident WHERE id = %s", (ids["done"],))
+    gone = _document(conn, slug, "incidents", if_version=after.version_text)
+    assert gone.version_text not in (before.version_text, after.version_text)
+    assert ids["done"].encode() not in gone.body
     conn.execute(  # as the scheduler moves it: started, then completed
         "UPDATE maintenance_window SET status = 'IN_PROGRESS' WHERE id = %s", (ids["soon"],)
     )
@@ -201,20 +227,38 @@ def test_completed_windows_and_resolved_edits_move_the_version(conn: Conn) -> No
     windows = read(conn, slug, "scheduled-maintenances")["scheduled_maintenances"]
     assert [(w["id"], w["status"]) for w in windows] == [(ids["soon"], "completed")]
     assert read(conn, slug, "summary")["scheduled_maintenances"] == []
+    done = _document(conn, slug, "scheduled-maintenances")
+    conn.execute(
+        "UPDATE maintenance_window SET title = 'Upgrade, done' WHERE id = %s", (ids["soon"],)
+    )
+    edited = _document(conn, slug, "scheduled-maintenances", if_version=done.version_text)
+    assert (edited.version, b"Upgrade, done" in edited.body) == (done.version, True)
+    assert edited.version_text != done.version_text
+    # Its components are part of the stamp (they do not touch the window's updated_at).
+    conn.execute(
+        "DELETE FROM maintenance_window_component WHERE maintenance_window_id = %s",
+        (ids["soon"],),
+    )
+    fewer = _document(conn, slug, "scheduled-maintenances", if_version=edited.version_text)
+    assert fewer.version_text != edited.version_text
+    # The documents that list no history keep the page view's ETag.
+    assert _document(conn, slug, "summary").version_text == str(fewer.version)
 
 
 def test_not_modified_and_the_page_views_version(conn: Conn) -> None:
     _, slug, _ = busy_page(conn)
-    first = statuspage.document(conn, slug, "summary")
-    assert isinstance(first, views.PageBytes)
+    first = _document(conn, slug, "summary")
     view = views.page_view_bytes(conn, slug)
     assert isinstance(view, views.PageBytes)
     assert (first.version, first.fresh_until) == (view.version, view.fresh_until)
-    again = statuspage.document(conn, slug, "summary", if_version=first.version)
-    assert again == views.NotModified(first.version, first.fresh_until)
-    stale = statuspage.document(conn, slug, "summary", if_version=first.version - 1)
-    assert isinstance(stale, views.PageBytes)
+    assert first.version_text == view.version_text
+    again = statuspage.document(conn, slug, "summary", if_version=first.version_text)
+    assert again == statuspage.NotModified(first.version, first.version_text, first.fresh_until)
+    assert statuspage.document(conn, slug, "summary", if_version=first.version) == again
+    stale = _document(conn, slug, "summary", if_version=first.version - 1)
     assert stale.body == first.body
+    with pytest.raises(InvalidInput):
+        statuspage.document(conn, slug, "summary", if_version=1.5)  # type: ignore[arg-type]
 
 
 def test_private_pages_need_their_token(conn: Conn) -> None:
@@ -297,7 +341,7 @@ async def test_async_connection(aconn: psycopg.AsyncConnection[Any]) -> None:
     )
     await aconn.commit()
     answer = await statuspage.adocument(aconn, "sp-async", "status")
-    assert isinstance(answer, views.PageBytes)
+    assert isinstance(answer, statuspage.Document)
     assert json.loads(answer.body)["status"]["indicator"] == "none"
 
 

@@ -555,7 +555,8 @@ def test_unsubscribe_by_id_keeps_the_row(conn: Conn, acme: TwoPages) -> None:
 
 
 def test_there_is_no_way_to_unsubscribe_by_address() -> None:
-    """Anyone can type an address; only an id (caller-authenticated) or a token unsubscribes."""
+    """Anyone can type an address; only an id (caller-authenticated), a token or a signed link
+    unsubscribes."""
     ops = {
         name: value
         for name, value in vars(subscribers).items()
@@ -566,6 +567,7 @@ def test_there_is_no_way_to_unsubscribe_by_address() -> None:
         "verify",
         "unsubscribe",
         "unsubscribe_by_token",
+        "unsubscribe_by_link",
         "rotate_unsubscribe_token",
         "update_preferences",
         "get",

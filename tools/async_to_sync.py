@@ -61,9 +61,13 @@ RENAMES: Final = {
     "AsyncConnectionPool": "ConnectionPool",
     "AsyncIterator": "Iterator",
     "AsyncRouter": "Router",
+    "StatusdbAsyncPool": "StatusdbPool",
+    "AsyncFollower": "Follower",
     "__aenter__": "__enter__",
     "__aexit__": "__exit__",
     "_acheck": "_check",
+    "_aread_only": "_read_only",
+    "_arun": "_run",
     "acommit": "commit",
     "aconn": "conn",
     "alisten": "listen",
@@ -80,6 +84,7 @@ RENAMES: Final = {
     "run_async": "run_sync",
     # statusdb.db.streams
     "stream_async": "stream_sync",
+    "batches_async": "batches_sync",
 }
 #: Phrases of docstrings said otherwise in the sync twin.
 DOC_PHRASES: Final = {"an async connection": "a sync connection", "`aclose()`": "`close()`"}

@@ -6,7 +6,7 @@
 -- public.statusdb_page_snapshot_create(text[]) (plpgsql)
 -- Renders the first snapshot of new pages (0017; with the groups since 0020) and announces it
 -- (version * 256). Owner only.
--- Calls: statusdb_page_render, statusdb_page_render_history (schema/functions/).
+-- Calls: statusdb_page_render (schema/functions/).
 CREATE OR REPLACE FUNCTION public.statusdb_page_snapshot_create(page_ids text[])
  RETURNS void
  LANGUAGE plpgsql
@@ -17,13 +17,11 @@ BEGIN
     WITH created AS (
         INSERT INTO status_page_snapshot (page_id, version, slug, is_public, access_token_hash,
                                           name, description, updated_at, components,
-                                          incidents, windows, window_starts, window_scheduled, groups,
-                                          history)
+                                          incidents, windows, window_starts, window_scheduled, groups)
         SELECT r.page_id, nextval('status_page_snapshot_version_seq'), r.slug, r.is_public,
                r.access_token_hash, r.name, r.description, r.updated_at, r.components,
-               r.incidents, r.windows, r.window_starts, r.window_scheduled, r.groups, h.history
+               r.incidents, r.windows, r.window_starts, r.window_scheduled, r.groups
         FROM statusdb_page_render(page_ids) AS r
-        JOIN statusdb_page_render_history(page_ids) AS h ON h.page_id = r.page_id
         ORDER BY r.page_id
         ON CONFLICT (page_id) DO NOTHING
         RETURNING version

@@ -8,7 +8,7 @@
 -- rows, then renders in a later statement; a changed rendering gets a new version, announced on
 -- statusdb_page_version (payload: version * 256, the lowest version its readers see). Owner
 -- only.
--- Calls: statusdb_page_render, statusdb_page_render_history (schema/functions/).
+-- Calls: statusdb_page_render (schema/functions/).
 CREATE OR REPLACE FUNCTION public.statusdb_page_snapshot_refresh(page_ids text[])
  RETURNS void
  LANGUAGE plpgsql
@@ -27,8 +27,7 @@ BEGIN
     -- 2. A new statement, a new snapshot (READ COMMITTED): the rendering includes what another
     --    writer of these pages committed while we waited for the locks.
     WITH rendered AS (
-        SELECT r.*, h.history FROM statusdb_page_render(page_ids) AS r
-        JOIN statusdb_page_render_history(page_ids) AS h ON h.page_id = r.page_id
+        SELECT r.* FROM statusdb_page_render(page_ids) AS r
     ),
     changed AS (
         UPDATE status_page_snapshot s
@@ -36,20 +35,14 @@ BEGIN
             slug = r.slug, is_public = r.is_public, access_token_hash = r.access_token_hash,
             name = r.name, description = r.description, updated_at = r.updated_at,
             components = r.components, incidents = r.incidents, windows = r.windows,
-            window_starts = r.window_starts, window_scheduled = r.window_scheduled, groups = r.groups,
-            -- An unchanged history keeps its stored value (its TOAST pointer: not written
-            -- again when only the page view changed, the common write during an outage).
-            history = CASE WHEN s.history::text = r.history::text THEN s.history
-                           ELSE r.history END
+            window_starts = r.window_starts, window_scheduled = r.window_scheduled, groups = r.groups
         FROM rendered r
         WHERE s.page_id = r.page_id
           AND (s.slug, s.is_public, s.access_token_hash, s.name, s.description, s.updated_at,
-               s.components::text, s.incidents::text, s.windows::text, s.groups::text,
-               s.history::text)
+               s.components::text, s.incidents::text, s.windows::text, s.groups::text)
               IS DISTINCT FROM
               (r.slug, r.is_public, r.access_token_hash, r.name, r.description, r.updated_at,
-               r.components::text, r.incidents::text, r.windows::text, r.groups::text,
-               r.history::text)
+               r.components::text, r.incidents::text, r.windows::text, r.groups::text)
         RETURNING s.version
     )
     -- The lowest version readers of the new rendering see (k = 0).

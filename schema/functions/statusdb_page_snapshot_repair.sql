@@ -7,8 +7,8 @@
 -- Pages whose snapshot is missing (null version) or differs from a rendering from scratch
 -- (0017; groups included since 0020), with the lowest version its readers were given (snapshot
 -- version * 256); re-rendered when repair is true. One pass over every page.
--- Calls: statusdb_page_render, statusdb_page_render_history, statusdb_page_snapshot_create,
--- statusdb_page_snapshot_refresh (schema/functions/).
+-- Calls: statusdb_page_render, statusdb_page_snapshot_create, statusdb_page_snapshot_refresh
+-- (schema/functions/).
 CREATE OR REPLACE FUNCTION public.statusdb_page_snapshot_repair(repair boolean)
  RETURNS TABLE(page_id text, stored_version bigint)
  LANGUAGE plpgsql
@@ -19,7 +19,6 @@ AS $function$
 DECLARE
     missing text[];
     drifted text[];
-    all_pages text[];
 BEGIN
     -- One pass over the pages (the operator's repair, as statusdb_recompute_statuses: no
     -- argument to bound). Pages without a snapshot are reported with a null version.
@@ -27,21 +26,18 @@ BEGIN
                      WHERE NOT EXISTS (SELECT 1 FROM status_page_snapshot s
                                        WHERE s.page_id = p.id)
                      ORDER BY p.id);
-    all_pages := ARRAY(SELECT p.id FROM status_page p);
     drifted := ARRAY(
         SELECT s.page_id
         FROM status_page_snapshot s
-        JOIN statusdb_page_render(all_pages) AS r
+        JOIN statusdb_page_render(ARRAY(SELECT p.id FROM status_page p)) AS r
           ON r.page_id = s.page_id
-        JOIN statusdb_page_render_history(all_pages) AS h
-          ON h.page_id = s.page_id
         WHERE (s.slug, s.is_public, s.access_token_hash, s.name, s.description, s.updated_at,
                s.components::text, s.incidents::text, s.windows::text,
-               s.window_starts, s.window_scheduled, s.groups::text, s.history::text)
+               s.window_starts, s.window_scheduled, s.groups::text)
               IS DISTINCT FROM
               (r.slug, r.is_public, r.access_token_hash, r.name, r.description, r.updated_at,
                r.components::text, r.incidents::text, r.windows::text,
-               r.window_starts, r.window_scheduled, r.groups::text, h.history::text)
+               r.window_starts, r.window_scheduled, r.groups::text)
         ORDER BY s.page_id);
     RETURN QUERY
     SELECT m, NULL::bigint FROM unnest(missing) AS m

@@ -3,16 +3,19 @@
 -- database; do not edit: the migrations in migrations/ are the source (grants and the
 -- full dump: schema/current.sql). tests/test_schema_current.py fails when this is stale.
 
--- public.statusdb_page_statuspage(text,bytea,interval,integer,bigint,text) (plpgsql)
--- A Statuspage v2 public document of a page (0033): document = summary, status, components,
+-- public.statusdb_page_statuspage(text,bytea,interval,integer,text,text) (plpgsql)
+-- A Statuspage v2 public document of a page (0034): document = summary, status, components,
 -- incidents, incidents/unresolved, scheduled-maintenances, scheduled-maintenances/upcoming or
 -- scheduled-maintenances/active. The arguments, bounds, token rule, version and fresh_until of
--- statusdb_page_view_bytes (a wrong token: no row, like an unknown slug; with if_version equal
--- to version, answered from the index lookup alone, body null); body = the document as JSON
--- text, composed from the snapshot row (its history column included), times in the page's time
--- zone with each instant's offset.
-CREATE OR REPLACE FUNCTION public.statusdb_page_statuspage(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint, document text)
- RETURNS TABLE(version bigint, fresh_until timestamp with time zone, body text)
+-- statusdb_page_view_bytes (a wrong token: no row, like an unknown slug). version_text (the
+-- ETag) = version, or for incidents and scheduled-maintenances version-stamp, stamp = 16 hex
+-- digits of md5 over the (id, updated_at, ctid) of the 50 resolved incidents or completed
+-- windows listed (one bounded index scan); with if_version equal to version_text, body is null
+-- and nothing else runs. body = the document as JSON text, composed at read time from the
+-- snapshot row and bounded index reads, times in the page's time zone with each instant's
+-- offset.
+CREATE OR REPLACE FUNCTION public.statusdb_page_statuspage(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version text, document text)
+ RETURNS TABLE(version bigint, version_text text, fresh_until timestamp with time zone, body text)
  LANGUAGE plpgsql
  STABLE SECURITY DEFINER ROWS 1
  SET search_path TO 'public', 'pg_temp'
@@ -30,7 +33,9 @@ DECLARE
     -- Statuspage's times: ISO 8601 with milliseconds and the offset (of the page's zone, set
     -- below, at each instant).
     t_format constant text := 'YYYY-MM-DD"T"HH24:MI:SS.MSTZH:TZM';
-    extra jsonb;  -- the snapshot's history, parsed
+    stamp text;
+    resolved jsonb := '[]';
+    completed jsonb := '[]';
     caller_zone text := current_setting('TimeZone');
     stamps jsonb;
     by_id jsonb;
@@ -78,19 +83,99 @@ BEGIN
     IF NOT FOUND THEN
         RETURN;
     END IF;
-    IF version = if_version THEN
+    -- The stamp of the history the document lists: one bounded index scan.
+    IF document = 'incidents' THEN
+        SELECT left(md5(string_agg(h.id || '/' || h.t, ','
+                                   ORDER BY h.resolved_at DESC, h.id DESC)), 16)
+        INTO stamp
+        FROM (SELECT i.id, i.resolved_at,
+                     (extract(epoch FROM i.updated_at) * 1000000)::bigint::text || '/'
+                     || i.ctid::text AS t
+              FROM status_incident i
+              WHERE i.status_page_id = found_page AND i.status = 'RESOLVED'
+              ORDER BY i.resolved_at DESC, i.id DESC
+              LIMIT 50) AS h;
+    ELSIF document = 'scheduled-maintenances' THEN
+        SELECT left(md5(string_agg(h.id || '/' || h.t || '/' || h.c, ','
+                                   ORDER BY h.start_time DESC, h.id DESC)), 16)
+        INTO stamp
+        FROM (SELECT w.id, w.start_time,
+                     (extract(epoch FROM w.updated_at) * 1000000)::bigint::text || '/'
+                     || w.ctid::text AS t,
+                     array_to_string(ARRAY(SELECT mc.component_id
+                                           FROM maintenance_window_component mc
+                                           WHERE mc.maintenance_window_id = w.id
+                                           ORDER BY mc.component_id), ' ') AS c
+              FROM maintenance_window w
+              WHERE w.status_page_id = found_page AND w.status = 'COMPLETED'
+              ORDER BY w.start_time DESC, w.id DESC
+              LIMIT 50) AS h;
+    END IF;
+    version_text := version::text || coalesce('-' || stamp, '');
+    IF version_text = if_version THEN
         RETURN NEXT;  -- not modified: nothing else runs
         RETURN;
     END IF;
     SELECT * INTO STRICT s FROM status_page_snapshot WHERE page_id = found_page;
-    -- The stored json texts are parsed once, as jsonb (a json value is parsed again by each ->).
-    extra := s.history::jsonb;
-    zone := coalesce(extra ->> 'time_zone', 'UTC');
+    SELECT p.time_zone INTO zone FROM status_page p WHERE p.id = found_page;
+    zone := coalesce(zone, 'UTC');
+    -- Created / updated stamps by id (which ones: the migration's header).
+    SELECT coalesce(jsonb_object_agg(st.id, jsonb_build_array(st.created_at, st.updated_at)),
+                    '{}')
+    INTO stamps
+    FROM (SELECT c.id, c.created_at, c.status_updated_at AS updated_at
+          FROM status_page_component c
+          WHERE c.status_page_id = found_page
+          UNION ALL
+          SELECT g.id, g.created_at, g.updated_at
+          FROM component_group g
+          WHERE g.status_page_id = found_page
+          UNION ALL
+          (SELECT w.id, w.created_at, greatest(w.created_at, w.start_time)
+           FROM maintenance_window w
+           WHERE w.status_page_id = found_page AND w.status = 'IN_PROGRESS'
+           ORDER BY w.start_time, w.id
+           LIMIT 200)
+          UNION ALL
+          (SELECT w.id, w.created_at, w.created_at
+           FROM maintenance_window w
+           WHERE w.status_page_id = found_page AND w.status = 'SCHEDULED'
+           ORDER BY w.start_time, w.id
+           LIMIT 200)) AS st;
+    IF document = 'incidents' THEN
+        -- The 50 latest resolved: each keeps its 25 latest updates (a timeline may hold 500)
+        -- and how many earlier ones it dropped (update ids count from the first).
+        SELECT coalesce(jsonb_agg(jsonb_build_array(
+                   i.id, i.title, i.message, i.severity, i.status, i.affected_component_ids,
+                   i.created_at, i.updated_at,
+                   CASE WHEN jsonb_array_length(i.updates) <= 25 THEN i.updates
+                        ELSE (SELECT jsonb_agg(u.item ORDER BY u.n)
+                              FROM jsonb_array_elements(i.updates) WITH ORDINALITY AS u (item, n)
+                              WHERE u.n > jsonb_array_length(i.updates) - 25) END,
+                   i.resolved_at, greatest(jsonb_array_length(i.updates) - 25, 0))
+                   ORDER BY i.resolved_at DESC, i.id DESC), '[]')
+        INTO resolved
+        FROM (SELECT i.* FROM status_incident i
+              WHERE i.status_page_id = found_page AND i.status = 'RESOLVED'
+              ORDER BY i.resolved_at DESC, i.id DESC
+              LIMIT 50) AS i;
+    ELSIF document = 'scheduled-maintenances' THEN
+        SELECT coalesce(jsonb_agg(jsonb_build_array(
+                   w.id, w.title, w.description, w.status, w.start_time, w.end_time,
+                   ARRAY(SELECT mc.component_id FROM maintenance_window_component mc
+                         WHERE mc.maintenance_window_id = w.id ORDER BY mc.component_id),
+                   w.created_at, w.updated_at)
+                   ORDER BY w.start_time DESC, w.id DESC), '[]')
+        INTO completed
+        FROM (SELECT w.* FROM maintenance_window w
+              WHERE w.status_page_id = found_page AND w.status = 'COMPLETED'
+              ORDER BY w.start_time DESC, w.id DESC
+              LIMIT 50) AS w;
+    END IF;
     -- The page's zone while composing: to_char's TZH:TZM then write each instant's offset in
     -- it. The caller's setting is put back before returning (an error rolls the change back
     -- with the statement or savepoint).
     PERFORM set_config('TimeZone', zone, true);
-    stamps := coalesce(extra -> 'stamps', '{}');
     page_json := json_build_object(
         'id', s.page_id, 'name', s.name, 'url', NULL, 'time_zone', zone,
         'updated_at', to_char(s.updated_at, t_format));
@@ -104,7 +189,7 @@ BEGIN
                    'created_at', to_char(
                        (stamps -> (c.item ->> 0) ->> 0)::timestamptz, t_format),
                    'updated_at', to_char(
-                       (stamps -> (c.item ->> 0) ->> 1)::timestamptz, t_format),
+                       (c.item ->> 5)::timestamptz, t_format),
                    'position', c.n, 'description', c.item -> 2, 'showcase', false,
                    'start_date', NULL, 'group_id', c.item -> 6, 'page_id', s.page_id,
                    'group', false, 'only_show_if_degraded', false) AS obj
@@ -161,7 +246,7 @@ BEGIN
             FROM jsonb_array_elements(s.incidents::jsonb) AS i (item)
             UNION ALL
             SELECT i.item, i.item ->> 9
-            FROM jsonb_array_elements(extra -> 'resolved') AS i (item)
+            FROM jsonb_array_elements(resolved) AS i (item)
             WHERE document = 'incidents'
         ),
         o AS (
@@ -228,7 +313,7 @@ BEGIN
                OR (document = 'scheduled-maintenances/active' AND w.item ->> 3 = 'IN_PROGRESS')
             UNION ALL
             SELECT w.item, 1000 + w.n, jsonb_build_array(w.item -> 7, w.item -> 8)
-            FROM jsonb_array_elements(extra -> 'completed') WITH ORDINALITY AS w (item, n)
+            FROM jsonb_array_elements(completed) WITH ORDINALITY AS w (item, n)
             WHERE document = 'scheduled-maintenances'
         ),
         o AS (

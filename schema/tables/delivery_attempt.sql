@@ -35,6 +35,7 @@ CREATE TABLE public.delivery_attempt (
 );
 
 -- Indexes (those of the constraints above are theirs).
+CREATE INDEX delivery_attempt_failed_attempted_at_idx ON public.delivery_attempt USING btree (attempted_at) WHERE (outcome <> 'DELIVERED'::text);
 CREATE INDEX delivery_attempt_next_attempt_at_idx ON public.delivery_attempt USING btree (next_attempt_at, id) WHERE (next_attempt_at IS NOT NULL);
 CREATE INDEX delivery_attempt_subscriber_id_attempted_at_idx ON public.delivery_attempt USING btree (subscriber_id, attempted_at DESC);
 

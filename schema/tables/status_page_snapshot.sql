@@ -22,7 +22,6 @@ CREATE TABLE public.status_page_snapshot (
     window_scheduled boolean[] NOT NULL,
     groups json NOT NULL,
     scheduled_starts timestamp with time zone[] GENERATED ALWAYS AS (public.statusdb_scheduled_starts(window_starts, window_scheduled)) STORED,
-    history json DEFAULT '{}'::json NOT NULL,
     CONSTRAINT status_page_snapshot_pkey PRIMARY KEY (page_id),
     CONSTRAINT status_page_snapshot_version_key UNIQUE (version),
     CONSTRAINT status_page_snapshot_page_id_fkey FOREIGN KEY (page_id) REFERENCES public.status_page(id) ON DELETE CASCADE,

@@ -22,7 +22,10 @@ up to RETRY_ATTEMPTS times with a short jittered back-off. Inside a caller's tra
 retry is possible (the caller's earlier work is gone with it, or its locks and snapshot make the
 conflict come back), so the caller gets `Retryable` saying to retry the whole transaction. A
 lost connection is never retried here: it needs a new connection (a pool gives one), and a
-COMMIT lost with it may have happened.
+COMMIT lost with it may have happened: when the operation owned its transaction (its COMMIT,
+or its one autocommit statement, was under way) the caller gets `CommitOutcomeUnknown`;
+inside the caller's transaction, `Retryable` (nothing of that transaction was committed). A
+call on a connection already closed sends nothing and raises `Unavailable`.
 """
 
 from __future__ import annotations
@@ -60,7 +63,11 @@ from statusdb.errors import (
     Retryable,
     StatusdbError,
     Unauthorized,
+    Unavailable,
+    commit_outcome_unknown,
+    connection_lost,
     translate,
+    translate_commit,
 )
 
 T = TypeVar("T")
@@ -151,8 +158,13 @@ def _deletes(step: Step) -> bool:
     return step.query.sql.lstrip()[:6].upper() == b"DELETE"
 
 
-def _translated(exc: psycopg.Error, step: Step) -> StatusdbError:
-    """The statusdb error for `exc`, chained to it (for logs, and to tell retryable causes)."""
+def _translated(exc: psycopg.Error, step: Step, *, committing: bool = False) -> StatusdbError:
+    """The statusdb error for `exc`, chained to it (for logs, and to tell retryable causes).
+
+    `committing`: the statement was its own transaction (autocommit, none open), so a
+    connection lost while it ran may have lost it before or after its commit."""
+    if committing and connection_lost(exc):
+        return commit_outcome_unknown(exc)
     error = translate(exc, deleting=_deletes(step))
     error.__cause__ = exc
     return error
@@ -214,10 +226,11 @@ async def _drive_async(
     try:
         step = next(body)
         while True:
+            committing = _owns_transaction(conn)
             try:
                 result = await _run_step_async(conn, step)
             except psycopg.Error as exc:
-                step = body.throw(_translated(exc, step))
+                step = body.throw(_translated(exc, step, committing=committing))
             except UnicodeEncodeError as exc:  # raised before anything was sent
                 step = body.throw(_unsendable(exc))
             else:
@@ -236,13 +249,18 @@ async def run_async(
     progress: _Progress | None = None,
 ) -> T:
     """Run an operation body on an async connection."""
+    if conn.closed:
+        # Nothing is sent: the caller's connection was closed (or broken) before this call.
+        raise Unavailable("the connection is closed: use a new one (a pool gives one)")
     if not atomic:
         return await _drive_async(conn, body, progress)
+    owned = _owns_transaction(conn)
     try:
         async with _atomic_async(conn):
             return await _drive_async(conn, body, progress)
     except psycopg.Error as exc:  # from SAVEPOINT / RELEASE / COMMIT themselves
-        raise translate(exc) from exc
+        # COMMIT is sent only when the operation owns its transaction.
+        raise (translate_commit(exc) if owned else translate(exc)) from exc
 
 
 # async-to-sync: end
@@ -285,10 +303,11 @@ def _drive_sync(conn: psycopg.Connection[Any], body: Op[T], progress: _Progress 
     try:
         step = next(body)
         while True:
+            committing = _owns_transaction(conn)
             try:
                 result = _run_step_sync(conn, step)
             except psycopg.Error as exc:
-                step = body.throw(_translated(exc, step))
+                step = body.throw(_translated(exc, step, committing=committing))
             except UnicodeEncodeError as exc:
                 step = body.throw(_unsendable(exc))
             else:
@@ -307,13 +326,16 @@ def run_sync(
     progress: _Progress | None = None,
 ) -> T:
     """Run an operation body on a sync connection."""
+    if conn.closed:
+        raise Unavailable("the connection is closed: use a new one (a pool gives one)")
     if not atomic:
         return _drive_sync(conn, body, progress)
+    owned = _owns_transaction(conn)
     try:
         with _atomic_sync(conn):
             return _drive_sync(conn, body, progress)
     except psycopg.Error as exc:
-        raise translate(exc) from exc
+        raise translate_commit(exc) if owned else translate(exc) from exc
 
 
 # async-to-sync: end of generated code
@@ -341,10 +363,10 @@ def _in_caller_transaction(exc: Retryable) -> Retryable:
     return error
 
 
-def _should_retry(op: Operation[Any, Any], progress: _Progress, attempt: int) -> bool:
+def _should_retry(op: Operation[Any, Any], progress: _Progress, attempt: int, atomic: bool) -> bool:
     # A non-atomic operation on an autocommit connection commits statement by statement: it
     # is rolled back whole only when its first statement failed.
-    return op.retry and attempt < RETRY_ATTEMPTS and (op.atomic or progress.steps == 0)
+    return op.retry and attempt < RETRY_ATTEMPTS and (atomic or progress.steps == 0)
 
 
 def _backoff(attempt: int) -> float:
@@ -399,10 +421,19 @@ class Operation(Generic[P, T]):
     The connection comes first; the remaining arguments are the operation's own.
     """
 
-    def __init__(self, body: Callable[P, Op[T]], *, atomic: bool, retry: bool = False) -> None:
+    def __init__(
+        self,
+        body: Callable[P, Op[T]],
+        *,
+        atomic: bool,
+        retry: bool = False,
+        atomic_when: str | None = None,
+    ) -> None:
         #: The operation's generator, for composing it into another operation (`yield from`).
         self.body = body
         self.atomic = atomic
+        #: A keyword argument that makes a call atomic when it is given (not None).
+        self.atomic_when = atomic_when
         #: Declared safe to run again after a serialization failure or deadlock (see module doc).
         self.retry = retry
         functools.update_wrapper(self, body)
@@ -473,6 +504,7 @@ class Operation(Generic[P, T]):
     async def _call_async(
         self, conn: psycopg.AsyncConnection[Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> T:
+        atomic = self._atomic(kwargs)
         owned = _owns_transaction(conn)
         if owned and self.retry:
             args, kwargs = _replayable(args, kwargs)
@@ -481,14 +513,14 @@ class Operation(Generic[P, T]):
             progress = _Progress()
             try:
                 return await run_async(
-                    conn, self.body(*args, **kwargs), atomic=self.atomic, progress=progress
+                    conn, self.body(*args, **kwargs), atomic=atomic, progress=progress
                 )
             except Retryable as exc:
                 if not _conflict(exc):
                     raise
                 if not owned:
                     raise _in_caller_transaction(exc) from exc.__cause__
-                if not _should_retry(self, progress, attempt):
+                if not _should_retry(self, progress, attempt, atomic):
                     raise
             await asyncio.sleep(_backoff(attempt))
             attempt += 1
@@ -499,6 +531,7 @@ class Operation(Generic[P, T]):
     def _call_sync(
         self, conn: psycopg.Connection[Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> T:
+        atomic = self._atomic(kwargs)
         owned = _owns_transaction(conn)
         if owned and self.retry:
             args, kwargs = _replayable(args, kwargs)
@@ -506,20 +539,24 @@ class Operation(Generic[P, T]):
         while True:
             progress = _Progress()
             try:
-                return run_sync(
-                    conn, self.body(*args, **kwargs), atomic=self.atomic, progress=progress
-                )
+                return run_sync(conn, self.body(*args, **kwargs), atomic=atomic, progress=progress)
             except Retryable as exc:
                 if not _conflict(exc):
                     raise
                 if not owned:
                     raise _in_caller_transaction(exc) from exc.__cause__
-                if not _should_retry(self, progress, attempt):
+                if not _should_retry(self, progress, attempt, atomic):
                     raise
             time.sleep(_backoff(attempt))
             attempt += 1
 
     # async-to-sync: end of generated code
+
+    def _atomic(self, kwargs: dict[str, Any]) -> bool:
+        """Whether this call runs atomically: always, or when `atomic_when` is given."""
+        return self.atomic or (
+            self.atomic_when is not None and kwargs.get(self.atomic_when) is not None
+        )
 
     def __repr__(self) -> str:
         return f"<statusdb operation {self.body.__module__}.{self.body.__qualname__}>"
@@ -559,12 +596,17 @@ def operation(body: Callable[P, Op[T]], /) -> Operation[P, T]: ...
 
 @overload
 def operation(
-    *, atomic: bool = False, retry: bool = False
+    *, atomic: bool = False, retry: bool = False, atomic_when: str | None = None
 ) -> Callable[[Callable[P, Op[T]]], Operation[P, T]]: ...
 
 
 def operation(
-    body: Callable[P, Op[T]] | None = None, /, *, atomic: bool = False, retry: bool = False
+    body: Callable[P, Op[T]] | None = None,
+    /,
+    *,
+    atomic: bool = False,
+    retry: bool = False,
+    atomic_when: str | None = None,
 ) -> Operation[P, T] | Callable[[Callable[P, Op[T]]], Operation[P, T]]:
     """Make a generator of steps into an operation callable from sync and async code.
 
@@ -572,13 +614,14 @@ def operation(
     operation safe to run again after a serialization failure or deadlock on a transaction of
     its own: its body depends only on its arguments and the database (no one-shot stream it
     consumes, no effect outside the database), so a second run after a rolled-back first one
-    applies it exactly once.
+    applies it exactly once. `atomic_when="name"`: atomic only for calls that give keyword
+    argument `name` (not None), e.g. an idempotency key whose claim commits with the write.
     """
     if body is not None:
         return Operation(body, atomic=atomic)
 
     def wrap(fn: Callable[P, Op[T]]) -> Operation[P, T]:
-        return Operation(fn, atomic=atomic, retry=retry)
+        return Operation(fn, atomic=atomic, retry=retry, atomic_when=atomic_when)
 
     return wrap
 

@@ -8,6 +8,7 @@ built from the same names, so that mypy checks callers and code can iterate the 
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final, Literal, get_args
@@ -131,10 +132,43 @@ class StatusPageWithComponents:
     components: tuple[ComponentView, ...]
     overall_status: ComponentStatus
     updated_at: dt.datetime
+    #: The page's IANA time zone (`status_page.time_zone`, migration 0029), to show its times in.
+    time_zone: str = "UTC"
+
+
+def page_zone(name: str) -> dt.tzinfo:
+    """The tzinfo of a page's IANA time zone; UTC for a name this Python does not know (a zone
+    newer than its tzdata: the instant stays right, only the wall clock shown is UTC)."""
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+        return dt.UTC
+
+
+class _PageTimes:
+    """Times as a message shows them: in the page's time zone (`page_time_zone`)."""
+
+    __slots__ = ()
+    page_time_zone: str
+
+    def local_time(self, when: dt.datetime) -> dt.datetime:
+        """The instant `when` (aware) in the page's time zone."""
+        validate.aware("when", when)
+        return when.astimezone(page_zone(self.page_time_zone))
+
+    def time_text(self, when: dt.datetime) -> str:
+        """The instant `when` as a message shows it, in the page's time zone:
+        ``2026-03-29 14:30 CEST (UTC+02:00)``, or ``2026-03-29 12:30 UTC``."""
+        local = self.local_time(when)
+        offset = local.strftime("%z")  # +0200
+        name = local.tzname() or "UTC"
+        if name == "UTC" and offset in ("", "+0000"):
+            return f"{local:%Y-%m-%d %H:%M} UTC"
+        return f"{local:%Y-%m-%d %H:%M} {name} (UTC{offset[:3]}:{offset[3:]})"
 
 
 @attrs.frozen
-class StatusChangeNotification:
+class StatusChangeNotification(_PageTimes):
     """What a subscriber is told when a component's status changes.
 
     Nothing internal: the page's name, slug and time zone (for the message and its links), the
@@ -153,6 +187,9 @@ class StatusChangeNotification:
     new_status: ComponentStatus
     maintenance_id: str | None = None
     message: str | None = None
+    #: When the (last coalesced) change was logged, in UTC; `local_time(changed_at)` or
+    #: `time_text(changed_at)` in the page's zone. None in payloads stored before it existed.
+    changed_at: dt.datetime | None = None
 
 
 @attrs.frozen
@@ -164,7 +201,7 @@ class AffectedComponent:
 
 
 @attrs.frozen
-class IncidentNotification:
+class IncidentNotification(_PageTimes):
     """What a subscriber is told about a status incident (one kind of `IncidentEventKind`).
 
     `status` and `message` are those of the timeline entry the event is about (for
@@ -189,7 +226,7 @@ class IncidentNotification:
 
 
 @attrs.frozen
-class MaintenanceNotification:
+class MaintenanceNotification(_PageTimes):
     """What a subscriber is told about a maintenance window (one `MaintenanceEventKind`).
 
     `start_time` and `end_time` are the occurrence the event is about (for a reschedule, the new

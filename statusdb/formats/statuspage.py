@@ -1,18 +1,22 @@
-"""Atlassian Statuspage public API v2 documents of a page (issue 24, migration 0033).
+"""Atlassian Statuspage public API v2 documents of a page (issue 24, migration 0034).
 
 `document(conn, slug, name, token=..., if_version=...)` answers the JSON document `name` of
 the page (one of `DOCUMENTS`, the paths of ``/api/v2/<name>.json``) as the bytes the database
-composes from the page's snapshot (`statusdb_page_statuspage`): a `views.PageBytes` with the
-page's version and fresh_until, `views.NotModified` when `if_version` is still the version
-(answered from the snapshot's index lookup alone, nothing composed), or None when there is no
-such page for the caller (a private page without its token, exactly as an unknown slug).
+composes at read time from the page's snapshot (`statusdb_page_statuspage`): a `Document` with
+the page's version, its `version_text` (the ETag) and fresh_until, `NotModified` when
+`if_version` is still the `version_text` (answered from the snapshot's index lookup, plus one
+bounded index scan for the two documents listing history, nothing composed), or None when there
+is no such page for the caller (a private page without its token, exactly as an unknown slug).
 
 What it shows is what `views.page_view` shows (same horizon and limit arguments, same windows,
-same version), plus the page's time zone, the created/updated stamps of its components, groups
-and windows, its 50 latest resolved incidents and 50 latest completed windows, which the
-snapshot renders beside the view (so that their changes move the version too). Times are ISO
-8601 in the page's time zone with its offset at each instant (DST included). Fields statusdb has
-no value for are null (`NULL_FIELDS`); see docs/public-formats.md for the mapping.
+same version), plus the page's time zone and created/updated stamps, and in "incidents" the 50
+latest resolved incidents, in "scheduled-maintenances" the 50 latest completed windows, read
+from their tables by index when the document is composed (nothing is rendered when a page is
+written). Editing those does not move the page's version, so these two documents' version_text
+is ``"<version>-<stamp>"``, the stamp a digest of the listed rows' ids and updated_at; the
+other documents' is the version, as the page view's. Times are ISO 8601 in the page's time zone
+with its offset at each instant (DST included). Fields statusdb has no value for are null
+(`NULL_FIELDS`); see docs/public-formats.md for the mapping.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any, Final, overload
 
+import attrs
 import psycopg
 
 from statusdb import views
@@ -30,7 +35,7 @@ from statusdb.db import queries
 from statusdb.db.executor import RETRY_ATTEMPTS, _backoff, _not_a_connection
 from statusdb.errors import InvalidInput, translate
 
-__all__ = ["DOCUMENTS", "NULL_FIELDS", "adocument", "document"]
+__all__ = ["DOCUMENTS", "NULL_FIELDS", "Document", "NotModified", "adocument", "document"]
 
 #: The documents, by their path under /api/v2/ (without ".json").
 DOCUMENTS: Final = (
@@ -53,6 +58,29 @@ NULL_FIELDS: Final = {
     "scheduled_maintenance": ("shortlink", "monitoring_at", "resolved_at"),
 }
 
+
+
+@attrs.frozen
+class Document:
+    """A Statuspage v2 document: `body` (UTF-8 JSON), the page's `version` and `fresh_until`
+    (`views.page_view`'s), and `version_text`, the document's ETag (the version, or
+    ``"<version>-<stamp>"`` for "incidents" and "scheduled-maintenances")."""
+
+    body: bytes
+    version: int
+    version_text: str
+    fresh_until: dt.datetime | None
+
+
+@attrs.frozen
+class NotModified:
+    """`document(..., if_version=v)` when `v` is still the document's `version_text`."""
+
+    version: int
+    version_text: str
+    fresh_until: dt.datetime | None
+
+
 _QUERY: Final = queries.get("statuspage_document").sql
 _WEEK: Final = dt.timedelta(days=7)
 
@@ -67,10 +95,25 @@ def _params(
 ) -> dict[str, Any] | None:
     if type(name) is not str or name not in DOCUMENTS:
         raise InvalidInput(f"document must be one of {', '.join(DOCUMENTS)}")
-    params = views._bytes_params(slug, token, if_version, maintenance_horizon, maintenance_limit)
+    if if_version is not None:
+        if type(if_version) is int and 0 <= if_version < 2**63:
+            if_version = str(if_version)
+        elif type(if_version) is not str or len(if_version) > 60:
+            raise InvalidInput("if_version must be a document's version_text (a str) or None")
+    params = views._bytes_params(slug, token, None, maintenance_horizon, maintenance_limit)
     if params is not None:
         params["document"] = name
+        params["if_version"] = if_version
     return params
+
+
+def _answer(row: tuple[Any, ...] | None) -> Document | NotModified | None:
+    if row is None:
+        return None
+    version, version_text, fresh_until, body = row
+    if body is None:
+        return NotModified(version, version_text.decode(), fresh_until)
+    return Document(body, version, version_text.decode(), fresh_until)
 
 
 def _read_sync(conn: psycopg.Connection[Any], params: dict[str, Any]) -> Any:
@@ -80,7 +123,7 @@ def _read_sync(conn: psycopg.Connection[Any], params: dict[str, Any]) -> Any:
             with reader.lock:
                 cur = reader.cursor
                 cur.execute(_QUERY, params, binary=True)
-                return views._bytes_answer(cur.fetchone())
+                return _answer(cur.fetchone())
         except psycopg.Error as exc:
             error = translate(exc)
             if not views._retry_read(conn, error, attempt):
@@ -96,7 +139,7 @@ async def _read_async(conn: psycopg.AsyncConnection[Any], params: dict[str, Any]
             async with reader.lock:
                 cur = reader.cursor
                 await cur.execute(_QUERY, params, binary=True)
-                return views._bytes_answer(await cur.fetchone())
+                return _answer(await cur.fetchone())
         except psycopg.Error as exc:
             error = translate(exc)
             if not views._retry_read(conn, error, attempt):
@@ -113,10 +156,10 @@ def document(
     name: str,
     *,
     token: str | None = None,
-    if_version: int | None = None,
+    if_version: str | int | None = None,
     maintenance_horizon: dt.timedelta = ...,
     maintenance_limit: int = 20,
-) -> Coroutine[Any, Any, views.PageBytes | views.NotModified | None]: ...
+) -> Coroutine[Any, Any, Document | NotModified | None]: ...
 
 
 @overload
@@ -127,10 +170,10 @@ def document(
     name: str,
     *,
     token: str | None = None,
-    if_version: int | None = None,
+    if_version: str | int | None = None,
     maintenance_horizon: dt.timedelta = ...,
     maintenance_limit: int = 20,
-) -> views.PageBytes | views.NotModified | None: ...
+) -> Document | NotModified | None: ...
 
 
 def document(
@@ -140,14 +183,15 @@ def document(
     name: str,
     *,
     token: str | None = None,
-    if_version: int | None = None,
+    if_version: str | int | None = None,
     maintenance_horizon: dt.timedelta = _WEEK,
     maintenance_limit: int = 20,
 ) -> Any:
-    """The Statuspage v2 document `name` of page `slug` as JSON bytes (`views.PageBytes`).
+    """The Statuspage v2 document `name` of page `slug` as JSON bytes (`Document`).
 
-    `views.page_view_bytes`'s arguments, access rule and versions: None for an unknown slug or
-    a private page without its token; `views.NotModified` when `if_version` is the version.
+    `views.page_view_bytes`'s arguments and access rule: None for an unknown slug or a private
+    page without its token; `NotModified` when `if_version` is the document's `version_text`
+    (an int is taken as its text: the version of the documents without a stamp).
     For a sync connection the answer, for an async one a coroutine.
     """
     params = _params(slug, name, token, if_version, maintenance_horizon, maintenance_limit)
@@ -165,10 +209,10 @@ async def adocument(
     name: str,
     *,
     token: str | None = None,
-    if_version: int | None = None,
+    if_version: str | int | None = None,
     maintenance_horizon: dt.timedelta = _WEEK,
     maintenance_limit: int = 20,
-) -> views.PageBytes | views.NotModified | None:
+) -> Document | NotModified | None:
     """`document` on an async connection, as a coroutine function (for route tables)."""
     return await document(
         conn,

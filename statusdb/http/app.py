@@ -11,18 +11,24 @@ URLs (`{slug}` is the page's slug):
 - ``/pages/{slug}/api/v2/summary.json``, ``status.json``, ``components.json``,
   ``incidents.json``, ``incidents/unresolved.json``, ``scheduled-maintenances.json``,
   ``scheduled-maintenances/upcoming.json``, ``scheduled-maintenances/active.json``: the
-  Statuspage v2 documents (`statusdb.formats.statuspage`).
+  Statuspage v2 documents (`statusdb.formats.statuspage`);
+- ``/pages/{slug}/feed.atom``, ``feed.rss`` and ``maintenance.ics``: the Atom 1.0 and RSS 2.0
+  feeds (`statusdb.formats.feeds`) and the iCalendar feed of its maintenance
+  (`statusdb.formats.ical`).
 
-Every answer carries ``ETag: "<version>"`` (strong: the version names the body) and
+Every answer carries ``ETag: "<version_text>"`` (strong: it names the body) and
 ``Cache-Control: max-age`` bounded by `max_age` and by the page's fresh_until (the next instant
-the clock changes what it shows); ``If-None-Match`` with the current ETag answers 304 from the
-snapshot's index lookup alone. A private page's token comes in ``Authorization: Bearer <token>``
+the clock changes what it shows); ``If-None-Match`` with the current ETag answers 304: from the
+snapshot's index lookup alone for page.json and the Statuspage documents (plus one bounded
+index scan for the two listing history), after composing the document for the feeds (their
+ETag is a digest of their bytes). A private page's token comes in ``Authorization: Bearer <token>``
 or ``X-Statusdb-Token`` (never the query string); without it the page answers exactly as an
 unknown one (404, same body and headers). Errors are JSON with a status code, never a
 traceback: InvalidInput 400, NotFound 404, Retryable 503 (Retry-After), others 500.
 
 The routes are a table (`Route`): `create_app(..., routes=default_routes() + [Route(...)])`
-adds a format, e.g. a feed whose reader answers `views.PageBytes` / `views.NotModified` / None.
+adds a format: its reader answers a body (`Answer`: `body` and `version_text`, optionally
+`fresh_until`), a not-modified answer (no `body`, as `views.NotModified`) or None.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import attrs
 import psycopg
@@ -47,18 +53,38 @@ from starlette.routing import Route as StarletteRoute
 from statusdb import views
 from statusdb.domain import tokens
 from statusdb.errors import InvalidInput, NotFound, Retryable, StatusdbError
-from statusdb.formats import statuspage
+from statusdb.formats import feeds, ical, statuspage
 from statusdb.infra.pool import make_async_pool
 
-__all__ = ["Reader", "Route", "create_app", "default_routes", "page_routes", "statuspage_routes"]
+__all__ = [
+    "Answer",
+    "Reader",
+    "Route",
+    "create_app",
+    "default_routes",
+    "feed_routes",
+    "page_routes",
+    "statuspage_routes",
+]
 
 log = logging.getLogger(__name__)
 
-#: A route's read: (connection, slug, token, if_version) -> the page's bytes, NotModified or
-#: None (no such page for this caller). Called on an autocommit connection of the app's pool.
+
+
+class Answer(Protocol):
+    """What a route's reader answers: `version_text` (the ETag) and, unless it is a
+    not-modified answer, `body`; `fresh_until` where the clock may change it."""
+
+    @property
+    def version_text(self) -> str: ...
+
+
+#: A route's read: (connection, slug, token, if_version: an ETag's text or None) -> an
+#: `Answer` or None (no such page for this caller). Called on an autocommit connection of the
+#: app's pool.
 Reader = Callable[
-    [psycopg.AsyncConnection[Any], str, str | None, int | None],
-    Awaitable["views.PageBytes | views.NotModified | None"],
+    [psycopg.AsyncConnection[Any], str, str | None, str | None],
+    Awaitable[Any],
 ]
 
 JSON: Final = "application/json"
@@ -81,13 +107,14 @@ def page_routes(
     """statusdb's own page JSON, ``/page.json`` (`views.page_view_bytes`)."""
 
     async def read(
-        conn: psycopg.AsyncConnection[Any], slug: str, token: str | None, if_version: int | None
+        conn: psycopg.AsyncConnection[Any], slug: str, token: str | None, if_version: str | None
     ) -> views.PageBytes | views.NotModified | None:
+        version = int(if_version) if if_version is not None and if_version.isdigit() else None
         return await views.page_view_bytes(
             conn,
             slug,
             token=token,
-            if_version=if_version,
+            if_version=version if version is not None and version < 2**63 else None,
             maintenance_horizon=maintenance_horizon,
             maintenance_limit=maintenance_limit,
         )
@@ -105,8 +132,8 @@ def statuspage_routes(
             conn: psycopg.AsyncConnection[Any],
             slug: str,
             token: str | None,
-            if_version: int | None,
-        ) -> views.PageBytes | views.NotModified | None:
+            if_version: str | None,
+        ) -> statuspage.Document | statuspage.NotModified | None:
             return await statuspage.adocument(
                 conn,
                 slug,
@@ -122,14 +149,61 @@ def statuspage_routes(
     return [Route(f"/api/v2/{name}.json", reader(name)) for name in statuspage.DOCUMENTS]
 
 
-def default_routes(
-    *, maintenance_horizon: dt.timedelta = dt.timedelta(days=7), maintenance_limit: int = 20
+def feed_routes(
+    *,
+    base_url: str = "http://localhost:8000",
+    page_url: str = "{base_url}/pages/{slug}/page.json",
+    limit: int = feeds.DEFAULT_LIMIT,
 ) -> list[Route]:
-    """`page_routes` and `statuspage_routes` with the same horizon and limit."""
-    return page_routes(
-        maintenance_horizon=maintenance_horizon, maintenance_limit=maintenance_limit
-    ) + statuspage_routes(
-        maintenance_horizon=maintenance_horizon, maintenance_limit=maintenance_limit
+    """The feeds, ``/feed.atom``, ``/feed.rss`` (`statusdb.formats.feeds`) and
+    ``/maintenance.ics`` (`statusdb.formats.ical`), at most `limit` entries each.
+
+    `base_url` is where the app is served (the feeds' rel="self" links); `page_url` the page
+    for people that the feeds link to, a template of `base_url` and `slug` (RSS requires one).
+    The feeds are composed on every request; their ETag is a digest of their bytes.
+    """
+    base = base_url.rstrip("/")
+
+    def urls(slug: str, path: str) -> tuple[str, str]:
+        return page_url.format(base_url=base, slug=slug), f"{base}/pages/{slug}/{path}"
+
+    async def atom(
+        conn: psycopg.AsyncConnection[Any], slug: str, token: str | None, if_version: str | None
+    ) -> Any:
+        page, own = urls(slug, "feed.atom")
+        return await feeds.atom(conn, slug, token=token, limit=limit, page_url=page, feed_url=own)
+
+    async def rss(
+        conn: psycopg.AsyncConnection[Any], slug: str, token: str | None, if_version: str | None
+    ) -> Any:
+        page, own = urls(slug, "feed.rss")
+        return await feeds.rss(conn, slug, token=token, limit=limit, page_url=page, feed_url=own)
+
+    async def calendar(
+        conn: psycopg.AsyncConnection[Any], slug: str, token: str | None, if_version: str | None
+    ) -> Any:
+        return await ical.calendar(conn, slug, token=token, limit=limit)
+
+    return [
+        Route("/feed.atom", atom, feeds.ATOM_CONTENT_TYPE),
+        Route("/feed.rss", rss, feeds.RSS_CONTENT_TYPE),
+        Route("/maintenance.ics", calendar, ical.CONTENT_TYPE),
+    ]
+
+
+def default_routes(
+    *,
+    maintenance_horizon: dt.timedelta = dt.timedelta(days=7),
+    maintenance_limit: int = 20,
+    base_url: str = "http://localhost:8000",
+) -> list[Route]:
+    """`page_routes`, `statuspage_routes` (the same horizon and limit) and `feed_routes`."""
+    return (
+        page_routes(maintenance_horizon=maintenance_horizon, maintenance_limit=maintenance_limit)
+        + statuspage_routes(
+            maintenance_horizon=maintenance_horizon, maintenance_limit=maintenance_limit
+        )
+        + feed_routes(base_url=base_url)
     )
 
 
@@ -139,22 +213,20 @@ class _Bodies:
     unchanged page costs one index lookup and no body from the server."""
 
     def __init__(self, max_entries: int, max_bytes: int) -> None:
-        self._entries: collections.OrderedDict[tuple[Any, ...], views.PageBytes] = (
-            collections.OrderedDict()
-        )
+        self._entries: collections.OrderedDict[tuple[Any, ...], Any] = collections.OrderedDict()
         self._max_entries = max_entries
         self._max_bytes = max_bytes
         self._size = 0
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[Any, ...]) -> views.PageBytes | None:
+    def get(self, key: tuple[Any, ...]) -> Any:
         with self._lock:
             found = self._entries.get(key)
             if found is not None:
                 self._entries.move_to_end(key)
             return found
 
-    def put(self, key: tuple[Any, ...], body: views.PageBytes | None) -> None:
+    def put(self, key: tuple[Any, ...], body: Any) -> None:
         with self._lock:
             old = self._entries.pop(key, None)
             if old is not None:
@@ -178,27 +250,33 @@ def _token(request: Request) -> str | None:
     return token if token else None
 
 
-def _if_none_match(request: Request) -> int | bool | None:
-    """The version an If-None-Match names (the first of ours), True for ``*``, else None."""
+_TAG_CHARACTERS: Final = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-")
+
+
+def _if_none_match(request: Request) -> list[str] | bool | None:
+    """The entity tags an If-None-Match names (of our form: up to 8, at most 80 characters of
+    letters, digits and "-"), True for ``*``, else None."""
     header = request.headers.get("if-none-match")
     if not header:
         return None
-    for tag in header.split(","):
+    found: list[str] = []
+    for tag in header.split(",")[:8]:
         tag = tag.strip()
         if tag == "*":
             return True
         tag = tag.removeprefix("W/")
-        if len(tag) >= 3 and tag[0] == tag[-1] == '"' and tag[1:-1].isdigit():
-            value = int(tag[1:-1])
-            if value < 2**63:
-                return value
-    return None
+        text = tag[1:-1]
+        if len(tag) >= 3 and tag[0] == tag[-1] == '"' and len(text) <= 80:
+            if _TAG_CHARACTERS.issuperset(text):
+                found.append(text)
+    return found or None
 
 
-def _max_age(answer: views.PageBytes | views.NotModified, limit: int) -> int:
-    if answer.fresh_until is None:
+def _max_age(answer: Any, limit: int) -> int:
+    fresh_until = getattr(answer, "fresh_until", None)
+    if fresh_until is None:
         return limit
-    until = (answer.fresh_until - dt.datetime.now(dt.UTC)).total_seconds()
+    until = (fresh_until - dt.datetime.now(dt.UTC)).total_seconds()
     return max(0, min(limit, int(until)))
 
 
@@ -256,12 +334,13 @@ def create_app(
             seen = _if_none_match(request)
             key = (index, slug, tokens.digest(token) if token is not None else None)
             cached = bodies.get(key)
-            ask = seen if type(seen) is int else (cached.version if cached else None)
+            ask = seen[0] if isinstance(seen, list) else (cached.version_text if cached else None)
             async with pool.connection() as conn:
                 answer = await route.read(conn, slug, token, ask)
             if answer is None:
                 bodies.put(key, None)
                 return _not_found()
+            matched = seen is True or (isinstance(seen, list) and answer.version_text in seen)
             headers = {
                 "ETag": f'"{answer.version_text}"',
                 "Cache-Control": (
@@ -270,15 +349,15 @@ def create_app(
                 ),
                 "Vary": _VARY,
             }
-            if isinstance(answer, views.NotModified):
-                if seen is not None and (seen is True or seen == answer.version):
+            if not hasattr(answer, "body"):  # not modified since `ask`
+                if matched:
                     return Response(status_code=304, headers=headers)
                 assert cached is not None
-                assert cached.version == answer.version
+                assert cached.version_text == answer.version_text
                 answer = cached
             else:
                 bodies.put(key, answer)
-                if seen is True:
+                if matched:
                     return Response(status_code=304, headers=headers)
             return Response(answer.body, media_type=route.media_type, headers=headers)
 

@@ -71,15 +71,36 @@ from typing import Any, Final, Generic, TypeVar
 
 import attrs
 import psycopg
+from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow, class_row
-from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from statusdb.db.executor import Op, one, operation
-from statusdb.errors import InvalidInput, StatusdbError, translate
-from statusdb.infra.pool import make_async_pool, make_pool
+from statusdb.domain import validate
+from statusdb.errors import (
+    InvalidArgument,
+    InvalidInput,
+    ReadOnlyTransaction,
+    Retryable,
+    StatusdbError,
+    Unavailable,
+    commit_outcome_unknown,
+    connection_lost,
+    translate,
+    translate_commit,
+    translate_connect,
+)
+from statusdb.infra.pool import (
+    CHECKOUT_TIMEOUT,
+    RECONNECT_DELAY,
+    StatusdbAsyncPool,
+    StatusdbPool,
+    make_async_pool,
+    make_pool,
+)
 
 __all__ = [
+    "PRIMARY_ONLY_TOKEN",
     "AsyncRouter",
     "HostStatus",
     "Router",
@@ -106,6 +127,16 @@ _MAX_SAMPLES: Final = 10_000
 
 
 # -- position tokens --------------------------------------------------------------------------
+
+
+_CLOSED_BEFORE_COMMIT: Final = (
+    "the connection was closed before the commit: the transaction was not committed; retry "
+    "it on a new connection"
+)
+
+#: The token `commit` returns when the commit succeeded but the connection was lost before
+#: the position could be read: no replica ever reaches it, so reads given it go to the primary.
+PRIMARY_ONLY_TOKEN: Final = "ffffffffffffffff"  # noqa: S105 - a WAL position, not a secret
 
 
 def format_token(lsn: int) -> str:
@@ -138,12 +169,25 @@ def position() -> Op[str]:
 
 # async-to-sync: begin
 async def acommit(aconn: AConn) -> str:
-    """Commit `aconn`'s transaction (on the primary) and return its position token."""
+    """Commit `aconn`'s transaction (on the primary) and return its position token.
+
+    A connection lost during the COMMIT raises `CommitOutcomeUnknown` (the transaction may
+    have committed); other failures of the COMMIT are translated as statements' are (a
+    serialization failure `Retryable`, a deferred constraint its message). When the commit
+    succeeded but the position cannot be read, `PRIMARY_ONLY_TOKEN` is returned: the write
+    happened, and reads given that token go to the primary.
+    """
+    if aconn.closed:
+        # Closed (or found broken) before COMMIT was sent: the transaction is gone, uncommitted.
+        raise Retryable(_CLOSED_BEFORE_COMMIT)
     try:
         await aconn.commit()
     except psycopg.Error as exc:
-        raise translate(exc) from exc
-    return await position(aconn)
+        raise _on_primary(translate_commit(exc)) from exc
+    try:
+        return await position(aconn)
+    except Retryable:
+        return PRIMARY_ONLY_TOKEN
 
 
 # async-to-sync: end
@@ -151,12 +195,24 @@ async def acommit(aconn: AConn) -> str:
 
 
 def commit(conn: Conn) -> str:
-    """Commit `conn`'s transaction (on the primary) and return its position token."""
+    """Commit `conn`'s transaction (on the primary) and return its position token.
+
+    A connection lost during the COMMIT raises `CommitOutcomeUnknown` (the transaction may
+    have committed); other failures of the COMMIT are translated as statements' are (a
+    serialization failure `Retryable`, a deferred constraint its message). When the commit
+    succeeded but the position cannot be read, `PRIMARY_ONLY_TOKEN` is returned: the write
+    happened, and reads given that token go to the primary.
+    """
+    if conn.closed:
+        raise Retryable(_CLOSED_BEFORE_COMMIT)
     try:
         conn.commit()
     except psycopg.Error as exc:
-        raise translate(exc) from exc
-    return position(conn)
+        raise _on_primary(translate_commit(exc)) from exc
+    try:
+        return position(conn)
+    except Retryable:
+        return PRIMARY_ONLY_TOKEN
 
 
 # async-to-sync: end of generated code
@@ -253,7 +309,7 @@ class _Checker:
         on_back: Callable[[int], None],
     ) -> None:
         if isinstance(replicas, str):
-            raise TypeError("replicas is a sequence of conninfo strings, not one string")
+            raise InvalidArgument("replicas is a sequence of conninfo strings, not one string")
         self.max_lag = _seconds("max_lag", max_lag)
         interval = min(1.0, self.max_lag / 4) if check_interval is None else check_interval
         if _seconds("check_interval", interval) >= self.max_lag:
@@ -407,11 +463,61 @@ _ROUTER_DOC = """
     positions are checked (by a thread, on connections of its own). `direct` is the conninfo
     `listener()` uses (default: `primary`). `min_size`/`max_size` size each pool;
     `connect_timeout` (whole seconds) bounds each connection attempt, and a replica that yields
-    no connection within `replica_timeout` seconds is skipped.
+    no connection within `replica_timeout` seconds is skipped. `primary_timeout` (seconds,
+    default `statusdb.infra.pool.CHECKOUT_TIMEOUT`) is how long a write (and a read on the
+    primary) waits for a primary connection before `Unavailable`: during a failover, how long
+    a write waits for the new primary. `reconnect_delay` caps the pause between the pools'
+    connection attempts (see `statusdb.infra.pool.RECONNECT_DELAY`), so that a new primary is
+    used within that long of accepting connections. `read_only` (default True): `read(fn)`
+    runs `fn` in a read-only transaction on every host, the primary included (BEGIN READ
+    ONLY and COMMIT around it: two more round trips per read); False runs reads in autocommit
+    (one round trip each, each statement its own snapshot), where a write sent through
+    `read()` succeeds on the primary and fails only on replicas.
 """
 
 
+def _conflict(exc: BaseException) -> bool:
+    """A read cancelled by a serialization failure or deadlock (on a replica: a recovery
+    conflict), which another host can serve."""
+    return isinstance(exc, Retryable) and isinstance(
+        exc.__cause__, pg_errors.SerializationFailure | pg_errors.DeadlockDetected
+    )
+
+
+def _escaped(exc: psycopg.Error) -> StatusdbError:
+    """A psycopg error raised by the caller's own statements in a `primary()` block."""
+    if connection_lost(exc):
+        return commit_outcome_unknown(exc)
+    return _on_primary(translate(exc))
+
+
+def _on_primary(error: StatusdbError) -> StatusdbError:
+    """A read-only refusal on a connection meant for writes: that server is not the primary
+    (any more): `Unavailable`, chained; anything else unchanged."""
+    if not isinstance(error, ReadOnlyTransaction):
+        return error
+    moved = Unavailable(
+        "the server refused a write as read-only: it is not (or no longer) the primary "
+        "(a failover?); retry, and give the primary conninfo target_session_attrs=read-write"
+    )
+    moved.__cause__ = error.__cause__
+    return moved
+
+
 # async-to-sync: begin
+async def _aread_only(aconn: AConn) -> None:
+    """The read pools' connections: every transaction read-only (psycopg's BEGIN READ ONLY)."""
+    await aconn.set_read_only(True)
+
+
+async def _arun(fn: Callable[[AConn], Awaitable[T]], aconn: AConn) -> T:
+    """`fn(aconn)`, its psycopg errors (the caller's own statements) translated."""
+    try:
+        return await fn(aconn)
+    except psycopg.Error as exc:
+        raise translate(exc) from exc
+
+
 async def arequire_direct(aconn: psycopg.AsyncConnection[Any]) -> None:
     """Refuse a connection that goes through a pooler such as PgBouncer (InvalidInput).
 
@@ -454,6 +560,9 @@ class AsyncRouter:
         max_size: int = 4,
         connect_timeout: int = 2,
         replica_timeout: float = 1.0,
+        primary_timeout: float = CHECKOUT_TIMEOUT,
+        reconnect_delay: float = RECONNECT_DELAY,
+        read_only: bool = True,
     ) -> None:
         self._checker = _Checker(
             primary,
@@ -474,11 +583,19 @@ class AsyncRouter:
             "kwargs": {"connect_timeout": connect_timeout},
             "min_size": min_size,
             "max_size": max_size,
+            "timeout": primary_timeout,
+            "reconnect_delay": reconnect_delay,
         }
         self._primary = make_async_pool(primary, name="primary", **common)
-        # Reads: autocommit (one round trip each), no check on checkout (a broken connection
-        # fails the read, which then runs elsewhere: the check's round trip is saved).
-        read: dict[str, Any] = {**common, "autocommit": True, "check": None}
+        # Reads: read-only transactions (on every host, so that a write sent through read()
+        # fails in development as on a replica; read_only=False: autocommit, one round trip),
+        # no check on checkout (a broken connection fails the read, which then runs
+        # elsewhere: the check's round trip is saved).
+        read: dict[str, Any] = {**common, "check": None}
+        if validate.flag("read_only", read_only):
+            read["configure"] = _aread_only
+        else:
+            read["autocommit"] = True
         self._primary_reads = make_async_pool(primary, name="primary-reads", **read)
         self._replicas = [
             make_async_pool(conninfo, name=f"replica-{n}", **read)
@@ -495,7 +612,7 @@ class AsyncRouter:
         elif self._opened:
             self._replicas[index].check()
 
-    def _pools(self) -> list[AsyncConnectionPool[AConn]]:
+    def _pools(self) -> list[StatusdbAsyncPool]:
         return [self._primary, self._primary_reads, *self._replicas]
 
     async def open(self) -> None:
@@ -537,9 +654,11 @@ class AsyncRouter:
 
     async def read(self, fn: Callable[[AConn], Awaitable[T]], *, token: str | None = None) -> T:
         """`fn(aconn)` on a fresh replica (one that has replayed `token`, if given), else on
-        the primary. The connection is in autocommit mode: each statement is its own snapshot;
-        wrap several reads in `async with aconn.transaction():` to see one snapshot. `fn` may
-        run more than once (on another host when a replica's connection breaks)."""
+        the primary. `fn` runs in one read-only transaction (one snapshot), committed after it,
+        wherever it runs, the primary included: a write sent through here fails everywhere
+        with `ReadOnlyTransaction`. `fn` may run more than once (on another host when a
+        replica's connection breaks). psycopg errors of `fn`'s own statements are translated;
+        no connection within `primary_timeout`: `Unavailable`."""
         lsn = None if token is None else parse_token(token)
         for index in self._checker.candidates(lsn):
             pool = self._replicas[index]
@@ -550,11 +669,14 @@ class AsyncRouter:
             aconn: AConn | None = None
             try:
                 async with pool.connection(timeout=self._replica_timeout) as aconn:
-                    result = await fn(aconn)
-            except PoolTimeout as exc:
+                    result = await _arun(fn, aconn)
+            except Unavailable as exc:
                 self._checker.mark_down(index, exc)
                 continue
             except Exception as exc:
+                if _conflict(exc) and not _broken(aconn):
+                    # A recovery conflict cancelled the read (40001): run it elsewhere.
+                    continue
                 if not _broken(aconn):
                     raise
                 self._checker.mark_down(index, exc)
@@ -567,7 +689,7 @@ class AsyncRouter:
             aconn = None
             try:
                 async with self._primary_reads.connection() as aconn:
-                    result = await fn(aconn)
+                    result = await _arun(fn, aconn)
             except Exception:
                 if attempt == self._attempts or not _broken(aconn):
                     raise
@@ -580,14 +702,29 @@ class AsyncRouter:
     async def primary(self) -> AsyncIterator[AConn]:
         """A connection to the primary (autocommit off; committed when the block succeeds,
         rolled back when it raises). End with `token = await acommit(aconn)` for a position
-        token."""
-        async with self._primary.connection() as aconn:
-            yield aconn
+        token. No connection within `primary_timeout`: `Unavailable`; the connection lost
+        while committing at the end of the block: `CommitOutcomeUnknown`; a write refused as
+        read-only (the server is no longer the primary): `Unavailable`. psycopg errors of the
+        block's own statements are translated; a connection lost in the block (your own
+        `aconn.commit()` included) is `CommitOutcomeUnknown`, since it may have been lost
+        while committing."""
+        try:
+            async with self._primary.connection() as aconn:
+                yield aconn
+        except ReadOnlyTransaction as exc:
+            raise _on_primary(exc) from exc.__cause__
+        except psycopg.Error as exc:
+            raise _escaped(exc) from exc
 
     async def write(self, fn: Callable[[AConn], Awaitable[T]]) -> Written[T]:
-        """`fn(aconn)` in one transaction on the primary, committed; its result and token."""
+        """`fn(aconn)` in one transaction on the primary, committed; its result and token.
+
+        Errors are statusdb's: `Unavailable` when no primary connection comes within
+        `primary_timeout` (nothing ran), `Retryable` when the connection is lost before the
+        commit (nothing was kept), `CommitOutcomeUnknown` when it is lost during the commit
+        (the write may have landed: retry with an idempotency key, `docs/retries.md`)."""
         async with self.primary() as aconn:
-            result = await fn(aconn)
+            result = await _arun(fn, aconn)
             token = await acommit(aconn)
         return Written(result, token)
 
@@ -599,7 +736,7 @@ class AsyncRouter:
                 self._direct, autocommit=True, connect_timeout=self._connect_timeout
             )
         except psycopg.Error as exc:
-            raise translate(exc) from exc
+            raise translate_connect(exc, "the listener's direct connection") from exc
         try:
             await arequire_direct(aconn)
         except BaseException:
@@ -610,6 +747,19 @@ class AsyncRouter:
 
 # async-to-sync: end
 # async-to-sync: generated from the async code above by tools/async_to_sync.py, do not edit
+
+
+def _read_only(conn: Conn) -> None:
+    """The read pools' connections: every transaction read-only (psycopg's BEGIN READ ONLY)."""
+    conn.set_read_only(True)
+
+
+def _run(fn: Callable[[Conn], T], conn: Conn) -> T:
+    """`fn(conn)`, its psycopg errors (the caller's own statements) translated."""
+    try:
+        return fn(conn)
+    except psycopg.Error as exc:
+        raise translate(exc) from exc
 
 
 def require_direct(conn: psycopg.Connection[Any]) -> None:
@@ -654,6 +804,9 @@ class Router:
         max_size: int = 4,
         connect_timeout: int = 2,
         replica_timeout: float = 1.0,
+        primary_timeout: float = CHECKOUT_TIMEOUT,
+        reconnect_delay: float = RECONNECT_DELAY,
+        read_only: bool = True,
     ) -> None:
         self._checker = _Checker(
             primary,
@@ -674,9 +827,15 @@ class Router:
             "kwargs": {"connect_timeout": connect_timeout},
             "min_size": min_size,
             "max_size": max_size,
+            "timeout": primary_timeout,
+            "reconnect_delay": reconnect_delay,
         }
         self._primary = make_pool(primary, name="primary", **common)
-        read: dict[str, Any] = {**common, "autocommit": True, "check": None}
+        read: dict[str, Any] = {**common, "check": None}
+        if validate.flag("read_only", read_only):
+            read["configure"] = _read_only
+        else:
+            read["autocommit"] = True
         self._primary_reads = make_pool(primary, name="primary-reads", **read)
         self._replicas = [
             make_pool(conninfo, name=f"replica-{n}", **read) for n, conninfo in enumerate(replicas)
@@ -687,7 +846,7 @@ class Router:
         if self._opened:
             self._replicas[index].check()
 
-    def _pools(self) -> list[ConnectionPool[Conn]]:
+    def _pools(self) -> list[StatusdbPool]:
         return [self._primary, self._primary_reads, *self._replicas]
 
     def open(self) -> None:
@@ -727,20 +886,24 @@ class Router:
 
     def read(self, fn: Callable[[Conn], T], *, token: str | None = None) -> T:
         """`fn(conn)` on a fresh replica (one that has replayed `token`, if given), else on
-        the primary. The connection is in autocommit mode: each statement is its own snapshot;
-        wrap several reads in `with conn.transaction():` to see one snapshot. `fn` may
-        run more than once (on another host when a replica's connection breaks)."""
+        the primary. `fn` runs in one read-only transaction (one snapshot), committed after it,
+        wherever it runs, the primary included: a write sent through here fails everywhere
+        with `ReadOnlyTransaction`. `fn` may run more than once (on another host when a
+        replica's connection breaks). psycopg errors of `fn`'s own statements are translated;
+        no connection within `primary_timeout`: `Unavailable`."""
         lsn = None if token is None else parse_token(token)
         for index in self._checker.candidates(lsn):
             pool = self._replicas[index]
             conn: Conn | None = None
             try:
                 with pool.connection(timeout=self._replica_timeout) as conn:
-                    result = fn(conn)
-            except PoolTimeout as exc:
+                    result = _run(fn, conn)
+            except Unavailable as exc:
                 self._checker.mark_down(index, exc)
                 continue
             except Exception as exc:
+                if _conflict(exc) and (not _broken(conn)):
+                    continue
                 if not _broken(conn):
                     raise
                 self._checker.mark_down(index, exc)
@@ -751,7 +914,7 @@ class Router:
             conn = None
             try:
                 with self._primary_reads.connection() as conn:
-                    result = fn(conn)
+                    result = _run(fn, conn)
             except Exception:
                 if attempt == self._attempts or not _broken(conn):
                     raise
@@ -764,14 +927,29 @@ class Router:
     def primary(self) -> Iterator[Conn]:
         """A connection to the primary (autocommit off; committed when the block succeeds,
         rolled back when it raises). End with `token = commit(conn)` for a position
-        token."""
-        with self._primary.connection() as conn:
-            yield conn
+        token. No connection within `primary_timeout`: `Unavailable`; the connection lost
+        while committing at the end of the block: `CommitOutcomeUnknown`; a write refused as
+        read-only (the server is no longer the primary): `Unavailable`. psycopg errors of the
+        block's own statements are translated; a connection lost in the block (your own
+        `conn.commit()` included) is `CommitOutcomeUnknown`, since it may have been lost
+        while committing."""
+        try:
+            with self._primary.connection() as conn:
+                yield conn
+        except ReadOnlyTransaction as exc:
+            raise _on_primary(exc) from exc.__cause__
+        except psycopg.Error as exc:
+            raise _escaped(exc) from exc
 
     def write(self, fn: Callable[[Conn], T]) -> Written[T]:
-        """`fn(conn)` in one transaction on the primary, committed; its result and token."""
+        """`fn(conn)` in one transaction on the primary, committed; its result and token.
+
+        Errors are statusdb's: `Unavailable` when no primary connection comes within
+        `primary_timeout` (nothing ran), `Retryable` when the connection is lost before the
+        commit (nothing was kept), `CommitOutcomeUnknown` when it is lost during the commit
+        (the write may have landed: retry with an idempotency key, `docs/retries.md`)."""
         with self.primary() as conn:
-            result = fn(conn)
+            result = _run(fn, conn)
             token = commit(conn)
         return Written(result, token)
 
@@ -783,7 +961,7 @@ class Router:
                 self._direct, autocommit=True, connect_timeout=self._connect_timeout
             )
         except psycopg.Error as exc:
-            raise translate(exc) from exc
+            raise translate_connect(exc, "the listener's direct connection") from exc
         try:
             require_direct(conn)
         except BaseException:

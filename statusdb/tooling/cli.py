@@ -8,7 +8,8 @@ when asked for: by `--local`, and by the commands that exist for it (`demo`, `st
 `demo` writes demo data, so on a database given by DSN it asks for `--yes` first.
 
 Exit status: 0 done; 1 failed (one line on stderr); 2 usage (no DSN, bad arguments);
-3 `status --check` found pending migrations; 130 interrupted.
+3 `status --check` found pending migrations; 130 interrupted. `scheduler` and `doctor` say
+their own (statusdb.tooling.scheduler_cmd, statusdb.tooling.doctor_cmd).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from yoyo import read_migrations
 
 from statusdb.db import queries, resources
 from statusdb.infra import migrations
-from statusdb.tooling import localpg, serve_cmd
+from statusdb.tooling import doctor_cmd, localpg, scheduler_cmd, serve_cmd, worker_cmd
 
 LOCAL_DBNAME = "statusdb"
 PROG = "statusdb"
@@ -133,6 +134,9 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="remove it even while a statusdb migrator is still connected",
     )
+    scheduler_cmd.add_parser(sub, common)
+    doctor_cmd.add_parser(sub, common)
+    worker_cmd.register(sub, common)
     sub.add_parser("start", parents=[common], help="start the local cluster (create it if new)")
     sub.add_parser("stop", parents=[common], help="stop the local cluster")
     sub.add_parser("dsn", parents=[common], help="print the database's connection string")
@@ -399,6 +403,14 @@ def _cmd_psql(args: argparse.Namespace) -> None:
     os.execv(psql, [psql, f"--dbname={dsn}", *extra])  # noqa: S606
 
 
+def _cmd_scheduler(args: argparse.Namespace) -> None:
+    scheduler_cmd.main(args, _resolve_dsn(args))
+
+
+def _cmd_doctor(args: argparse.Namespace) -> None:
+    doctor_cmd.main(args, _resolve_dsn(args))
+
+
 def _cmd_serve(args: argparse.Namespace) -> None:
     serve_cmd.run(args, _resolve_dsn(args))
 
@@ -413,6 +425,8 @@ _COMMANDS = {
     "stop": _cmd_stop,
     "dsn": _cmd_dsn,
     "psql": _cmd_psql,
+    "scheduler": _cmd_scheduler,
+    "doctor": _cmd_doctor,
     "serve": _cmd_serve,
 }
 
@@ -426,7 +440,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the `statusdb` command; return its exit status."""
     args = _parser().parse_args(argv)
     try:
-        _COMMANDS[args.command](args)
+        handler = getattr(args, "handler", None) or _COMMANDS[args.command]
+        handler(args)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

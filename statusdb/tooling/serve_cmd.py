@@ -56,14 +56,18 @@ def run(args: argparse.Namespace, dsn: str) -> None:
     try:
         import uvicorn
 
-        from statusdb.http.app import create_app
+        from statusdb.http.app import create_app, default_routes
     except ImportError as exc:
         raise CliError(
             f"`statusdb serve` needs the http extra ({exc.name} is missing): "
             "pip install 'statusdb[http]'"
         ) from exc
     app = create_app(
-        dsn, max_age=args.max_age, pool_size=args.pool_size, cache_entries=args.cache_entries
+        dsn,
+        routes=default_routes(base_url=f"http://{args.host}:{args.port}"),
+        max_age=args.max_age,
+        pool_size=args.pool_size,
+        cache_entries=args.cache_entries,
     )
     print(f"serving http://{args.host}:{args.port}/pages/<slug>/api/v2/summary.json", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)

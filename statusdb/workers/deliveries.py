@@ -57,8 +57,9 @@ from statusdb.domain.types import (
     StatusChangeNotification,
     SubscriberChannel,
 )
+from statusdb.domain.unsubscribe_links import UnsubscribeKey, check_keys
 from statusdb.errors import InvalidInput, StatusdbError, translate
-from statusdb.workers.outbox import Recipient, deliver_one
+from statusdb.workers.outbox import Recipient, deliver_one, with_unsubscribe_token
 
 Outcome = Literal["DELIVERED", "FAILED_TEMPORARY", "FAILED_PERMANENT"]
 OUTCOMES: Final[tuple[Outcome, ...]] = ("DELIVERED", "FAILED_TEMPORARY", "FAILED_PERMANENT")
@@ -406,7 +407,14 @@ _PAYLOAD_TYPES: Final[dict[str, type[Any]]] = {
     "incident": IncidentNotification,
     "maintenance": MaintenanceNotification,
 }
-_TIMES: Final = ("at", "start_time", "end_time", "previous_start_time", "previous_end_time")
+_TIMES: Final = (
+    "at",
+    "start_time",
+    "end_time",
+    "previous_start_time",
+    "previous_end_time",
+    "changed_at",
+)
 #: The free text a too-large payload gives up first (see `notification_payload`).
 _LONG_TEXT: Final = {"incident": "message", "maintenance": "description"}
 TRUNCATED: Final = "\u2026"
@@ -653,6 +661,7 @@ def retry(
     limit: int = 100,
     lease: dt.timedelta = DEFAULT_LEASE,
     now: dt.datetime | None = None,
+    unsubscribe_keys: Sequence[UnsubscribeKey] | None = None,
 ) -> RetryReport:
     """One retry worker round: claim due retries, deliver each again, record the outcome.
     Commits the claim and each retry (a worker loop, like `outbox.process_all`, not an operation).
@@ -663,7 +672,11 @@ def retry(
     `outbox.delivery_key(retry.notification_key, recipient)`, as on the first attempt. A retry
     it cannot decode (InvalidInput) is dropped without counting against the subscriber. `now`
     (default the database's) decides what is due and is recorded as the retry's time.
+    `unsubscribe_keys`: as `outbox.process_all`'s, the recipient's `unsubscribe_token` signed
+    again for the same (subscriber, notification), so the retried message carries the link
+    the first attempt did (the payload never holds it).
     """
+    keys = () if unsubscribe_keys is None else check_keys(unsubscribe_keys)
     claimed = claim_retries(conn, worker_id=worker_id, limit=limit, lease=lease, now=now)
     _commit(conn)
     delivered = failed = dropped = 0
@@ -676,11 +689,14 @@ def retry(
             dropped += 1
             continue
         payload = due.payload
+        recipient = due.recipient
+        if keys:
+            recipient = with_unsubscribe_token(recipient, due.notification_key, keys)
         outcome = deliver_with_bookkeeping(
             conn,
             deliver,
             notification,
-            due.recipient,
+            recipient,
             due.notification_key,
             payload=payload if isinstance(payload, dict) else None,
             attempted_at=now,

@@ -32,18 +32,19 @@ subject (status incident or window) at a time so that a subject's events go out 
 gets what is one SQL function, `statusdb_notification_recipients`, for both kinds: active,
 verified subscribers wanting the kind and following an affected component or every component
 (an event without components: the whole page), one row per subscriber. A component change that
-a published status incident (or a window's started/completed event) already tells of is
-*folded*: `ClaimedChange.folded_into` names those event kinds, and subscribers wanting any of
-them are not told of the change itself. `process_all` is the worker round for everything, with
-one `deliver` callback taking a typed notification (`statusdb.domain.types.Notification`) and a key
-stable per (change or event, subscriber); every delivery goes through `deliver_one`.
+an event already tells of (its status incident's created, re-opened or resolved event, its
+window's started, completed or cancelled one: the folding rule of docs/notifications.md) is
+*folded*: `ClaimedChange.folded_into` names that event's kind, and subscribers wanting it are
+not told of the change itself, so that everyone hears of it exactly once. `process_all` is
+the worker round for everything, with one `deliver` callback taking a typed notification
+(`statusdb.domain.types.Notification`) and a key stable per (change or event, subscriber);
+every delivery goes through `deliver_one`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import inspect
-import itertools
 import time
 import zoneinfo
 from collections.abc import (
@@ -63,8 +64,8 @@ import psycopg
 from psycopg.rows import class_row, tuple_row
 
 from statusdb.db.executor import Op, dispatch, execute, many, one, operation
-from statusdb.db.streams import DEFAULT_ITERSIZE, stream
-from statusdb.domain import validate
+from statusdb.db.streams import DEFAULT_ITERSIZE, batches_async, batches_sync
+from statusdb.domain import unsubscribe_links, validate
 from statusdb.domain.types import (
     INCIDENT_EVENT_KINDS,
     AffectedComponent,
@@ -137,8 +138,8 @@ class ClaimedChange:
     notify_subscribers: bool
     first_changed_at: dt.datetime
     last_changed_at: dt.datetime
-    #: Event kinds that already tell of this change (see `process_all`): subscribers wanting
-    #: any of them are not told of the change itself.
+    #: The event kind that already tells of this change (none, or one: the folding rule of
+    #: docs/notifications.md): subscribers wanting it are not told of the change itself.
     folded_into: tuple[NotifyOnEvent, ...] = attrs.field(default=(), converter=_folded_into)
 
     def __attrs_post_init__(self) -> None:
@@ -178,16 +179,53 @@ class ClaimedChange:
             previous_status=self.previous_status,
             new_status=self.new_status,
             maintenance_id=self.maintenance_window_id,
+            changed_at=self.last_changed_at,
         )
 
 
 @attrs.frozen
 class Recipient:
-    """A subscriber to deliver one notification to."""
+    """A subscriber to deliver one notification to.
+
+    With `unsubscribe_keys` given to the worker (`process_all`, `deliveries.retry`),
+    `unsubscribe_token` is this subscriber's unsubscribe link for this message, signed by the
+    service (`statusdb.domain.unsubscribe_links`): put `unsubscribe_url(base_url)` in the message
+    (and, for email, `list_unsubscribe_headers(base_url)` in its headers).
+    """
 
     subscriber_id: str
     channel: SubscriberChannel
     destination: str
+    #: The signed unsubscribe token for this (subscriber, message); None without keys.
+    unsubscribe_token: str | None = None
+
+    def _token(self) -> str:
+        if self.unsubscribe_token is None:
+            raise InvalidInput(
+                "this recipient has no unsubscribe token: give the worker unsubscribe_keys"
+            )
+        return self.unsubscribe_token
+
+    def unsubscribe_url(self, base_url: str) -> str:
+        """The unsubscribe link for this message (`statusdb.domain.unsubscribe_links.url`): the
+        token in place of ``{token}`` in `base_url`, or appended to its path."""
+        return unsubscribe_links.url(base_url, self._token())
+
+    def list_unsubscribe_headers(
+        self, base_url: str, *, mailto: str | None = None
+    ) -> dict[str, str]:
+        """An email's RFC 8058 `List-Unsubscribe` and `List-Unsubscribe-Post` headers."""
+        link = self.unsubscribe_url(base_url)
+        return unsubscribe_links.list_unsubscribe_headers(link, mailto=mailto)
+
+
+def with_unsubscribe_token(
+    recipient: Recipient, key: str, keys: Sequence[unsubscribe_links.UnsubscribeKey]
+) -> Recipient:
+    """`recipient` with its unsubscribe token for the notification `key` (a claim's key, as
+    `deliver` gets it in `delivery_key`), signed with the first of `keys`."""
+    token = unsubscribe_links.sign(keys, subscriber_id=recipient.subscriber_id, message_id=key)
+    return attrs.evolve(recipient, unsubscribe_token=token)
 
 
 EventOutcome = Literal["NOTIFIED", "MUTED", "OBSOLETE"]
@@ -422,11 +460,46 @@ def pending_events() -> Op[int]:
     return int(row[0])
 
 
-def _recipient_row(cursor: Any) -> Callable[[Any], Recipient]:
-    def make(values: Any) -> Recipient:
-        return Recipient(*values)
+def _fast_recipient() -> Callable[[Sequence[Any]], Recipient] | None:
+    """A Recipient from a row of its fields' values without attrs' __init__ (a frozen class
+    sets each slot through object.__setattr__): the slots' own setters, ~1.3x faster per row
+    of a fan-out. The row gives the three leading fields; fields after them take their plain
+    default (`unsubscribe_token`: None; the worker signs it afterwards). Only while the class
+    has no converters, validators, factories or post-init hook that __init__ would run (then
+    None: use the class)."""
+    fields = attrs.fields(Recipient)
+    factory: type = attrs.Factory  # type: ignore[assignment]
+    if hasattr(Recipient, "__attrs_post_init__") or any(
+        f.converter is not None or f.validator is not None or isinstance(f.default, factory)
+        for f in fields
+    ):
+        return None
+    given = [f for f in fields if f.default is attrs.NOTHING]
+    if len(given) != 3 or list(fields[:3]) != given:
+        return None
+    first, second, third = (getattr(Recipient, f.name).__set__ for f in given)
+    defaults = tuple((getattr(Recipient, f.name).__set__, f.default) for f in fields[3:])
+    width = len(given)
+    new = object.__new__
+
+    def make(values: Sequence[Any]) -> Recipient:
+        if len(values) != width:
+            return Recipient(*values)
+        recipient = new(Recipient)
+        first(recipient, values[0])
+        second(recipient, values[1])
+        third(recipient, values[2])
+        for setter, value in defaults:
+            setter(recipient, value)
+        return recipient
 
     return make
+
+
+#: A Recipient from one row of a recipients query (subscriber_id, channel, destination).
+_recipient: Final[Callable[[Sequence[Any]], Recipient]] = _fast_recipient() or (
+    lambda values: Recipient(*values)
+)
 
 
 def _recipient_params(claimed: ClaimedChange) -> dict[str, object]:
@@ -470,33 +543,110 @@ def recipients(
     """Stream the subscribers to tell of `claimed`, in constant memory (none for a flap, a
     muted change or event, an obsolete reminder). One row per subscriber, whatever the number
     of components it shares with the change or event (statusdb_notification_recipients)."""
+    query = _recipients_query(claimed, resume=False)
+    return dispatch(
+        conn,
+        lambda sync: _each_sync(sync, query, itersize),
+        lambda aconn: _each_async(aconn, query, itersize),
+        what="recipients",
+    )
+
+
+def _recipients_query(
+    claimed: ClaimedChange | ClaimedEvent, *, resume: bool
+) -> tuple[str, dict[str, object]] | None:
+    """The named query and parameters of `claimed`'s recipients; None: nobody to tell.
+    `resume`: without the subscribers already recorded in delivery_attempt under the claim's
+    key (a re-claimed fan-out with bookkeeping resumes where it stopped)."""
     if isinstance(claimed, ClaimedEvent):
         if claimed.outcome != "NOTIFIED":
-            return dispatch(conn, lambda _: iter(()), lambda _: _empty(), what="recipients")
+            return None
         params = _event_recipient_params(claimed)
-        return stream(conn, "event_recipients", params, _recipient_row, itersize=itersize)
-    if not claimed.notify_types:
-        return dispatch(conn, lambda _: iter(()), lambda _: _empty(), what="recipients")
-    params = _recipient_params(claimed)
-    return stream(conn, "outbox_recipients", params, _recipient_row, itersize=itersize)
+        name = "event_recipients"
+    else:
+        if not claimed.notify_types:
+            return None
+        params = _recipient_params(claimed)
+        name = "outbox_recipients"
+    if resume:
+        return name + "_resume", {**params, "key": claimed.key}
+    return name, params
 
 
-async def _empty() -> AsyncIterator[Recipient]:
-    return
-    yield  # makes this an async generator
+def _batches_sync(
+    conn: psycopg.Connection[Any],
+    query: tuple[str, dict[str, object]] | None,
+    size: int,
+    fetch: int,
+) -> Generator[list[tuple[Any, ...]], None, None]:
+    """The rows of `query` in lists of up to `size`, `fetch` rows per FETCH (the worker
+    fetches DEFAULT_ITERSIZE, or its batch if larger: fewer round trips than one per batch)."""
+    if query is None:
+        return
+    batches = batches_sync(conn, query[0], query[1], tuple_row, size=fetch)
+    try:
+        for rows in batches:
+            if len(rows) <= size:
+                yield rows
+            else:
+                for start in range(0, len(rows), size):
+                    yield rows[start : start + size]
+    finally:
+        cast(Generator[Any, None, None], batches).close()
 
 
-def _resume_stream(
-    conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any],
-    claimed: ClaimedChange | ClaimedEvent,
-) -> Iterator[Recipient] | AsyncIterator[Recipient]:
-    """`recipients` without the subscribers already recorded in delivery_attempt under the
-    claim's key (a re-claimed fan-out with bookkeeping resumes where it stopped)."""
-    if isinstance(claimed, ClaimedEvent):
-        params = {**_event_recipient_params(claimed), "key": claimed.key}
-        return stream(conn, "event_recipients_resume", params, _recipient_row)
-    params = {**_recipient_params(claimed), "key": claimed.key}
-    return stream(conn, "outbox_recipients_resume", params, _recipient_row)
+async def _batches_async(
+    conn: psycopg.AsyncConnection[Any],
+    query: tuple[str, dict[str, object]] | None,
+    size: int,
+    fetch: int,
+) -> AsyncIterator[list[tuple[Any, ...]]]:
+    if query is None:
+        return
+    batches = batches_async(conn, query[0], query[1], tuple_row, size=fetch)
+    try:
+        async for rows in batches:
+            if len(rows) <= size:
+                yield rows
+            else:
+                for start in range(0, len(rows), size):
+                    yield rows[start : start + size]
+    finally:
+        await _aclose(batches)
+
+
+def _each_sync(
+    conn: psycopg.Connection[Any], query: tuple[str, dict[str, object]] | None, size: int
+) -> Iterator[Recipient]:
+    # Rows come a FETCH at a time as tuples (built in C), and become Recipients here: one
+    # Python step per row, not three (psycopg's cursor iterator, the stream, this).
+    batches = _batches_sync(conn, query, size, size)
+    make = _recipient
+    try:
+        for rows in batches:
+            for values in rows:
+                yield make(values)
+    finally:
+        batches.close()
+
+
+async def _each_async(
+    conn: psycopg.AsyncConnection[Any], query: tuple[str, dict[str, object]] | None, size: int
+) -> AsyncIterator[Recipient]:
+    batches = _batches_async(conn, query, size, size)
+    make = _recipient
+    try:
+        async for rows in batches:
+            for values in rows:
+                yield make(values)
+    finally:
+        await _aclose(batches)
+
+
+async def _aclose(iterator: object) -> None:
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 @operation(retry=True)
@@ -519,10 +669,10 @@ class ProcessReport:
     deliveries: int
     #: Claims lost to another worker (their lease ran out).
     lost: int
-    #: Claims given back for another round (a delivery failed, or an earlier event of the
-    #: same subject did).
+    #: Claims given back for another round: none since failed deliveries are retried alone
+    #: (issue 27); kept for callers that read it.
     released: int = 0
-    #: Deliveries that raised (without bookkeeping).
+    #: Deliveries that failed (without bookkeeping): recorded for `deliveries.retry`.
     failed: int = 0
 
 
@@ -550,7 +700,10 @@ def deliver_one(
 Deliver = Callable[[Notification, Recipient, str], "Awaitable[None] | None"]
 #: A batch deliverer: `deliver_batch(notification, [(recipient, delivery_key), ...])` returns
 #: one outcome per recipient, in order: None (delivered) or the exception that delivery failed
-#: with. A shorter list means the rest were not attempted. Sync, or for `aprocess_all` async.
+#: with. A shorter list means the rest were not attempted: with bookkeeping, the outcomes
+#: given are recorded and the claim released, so that the next claim resumes after them;
+#: without, the rest are recorded as failed deliveries for `deliveries.retry`.
+#: Sync, or for `aprocess_all` async.
 DeliverBatch = Callable[
     [Notification, Sequence[tuple[Recipient, str]]],
     "Sequence[BaseException | None] | Awaitable[Sequence[BaseException | None]]",
@@ -563,6 +716,13 @@ DEFAULT_BATCH: Final = 1_000
 # driver `process_all` and the async driver `aprocess_all` run the same steps on their kind of
 # connection. A step is a tuple whose first item names it.
 _Step = tuple[Any, ...]
+
+
+class _NotAttempted(Exception):
+    """The outcome of a delivery a batch deliverer returned no outcome for: retried later."""
+
+    def __init__(self) -> None:
+        super().__init__("the batch deliverer returned no outcome for this delivery")
 
 
 @attrs.define
@@ -582,7 +742,7 @@ def _round(
     lease: dt.timedelta,
     bookkeeping: bool,
     batch_size: int,
-    stop_on_failure: bool,
+    unsubscribe_keys: tuple[bytes, ...] = (),
 ) -> Generator[_Step, Any, ProcessReport]:
     """The one body of a worker round; see `process_all`."""
     changes = yield (
@@ -597,53 +757,65 @@ def _round(
     state.pending = list(work)
     renew_every = lease.total_seconds() / 3
     last_renewal = time.monotonic()
-    notified = deliveries = lost = released = failed = 0
-    blocked: set[str] = set()  # subjects with a failed event: later ones wait for it
-    if bookkeeping:
-        from statusdb.workers import deliveries as books  # deliveries imports this module
+    notified = deliveries = lost = failed = released = 0
+    # deliveries imports this module. Without bookkeeping it records the failed deliveries only.
+    from statusdb.workers import deliveries as books
 
-    def give_back(claimed: ClaimedChange | ClaimedEvent) -> _Step:
-        state.pending.remove(claimed)
-        if isinstance(claimed, ClaimedEvent):
-            return ("call", release_event, {"claimed": claimed, "worker_id": worker_id})
-        return ("call", release, {"claimed": claimed, "worker_id": worker_id})
+    make = _recipient
 
     for claimed in work:
         if claimed not in state.pending:
             continue  # lost at a renewal
-        if isinstance(claimed, ClaimedEvent) and claimed.subject_id in blocked:
-            yield give_back(claimed)  # an earlier event of its subject failed: keep the order
-            yield ("commit",)
-            released += 1
-            continue
         notification = claimed.notification
         resume = False
         if bookkeeping:
             resume = yield ("started", claimed.key)
-        handle = yield ("open", claimed, resume)
-        ok = held = True
+        handle = yield ("open", claimed, resume, batch_size)
+        held = True
+        stopped = False
+        key = claimed.key
         while True:
-            batch: list[Recipient] = yield ("fetch", handle, batch_size)
-            if not batch:
+            rows: list[tuple[Any, ...]] = yield ("fetch", handle)
+            if not rows:
                 break
-            pairs = [(r, delivery_key(claimed.key, r)) for r in batch]
-            outcomes = yield ("deliver", notification, pairs, stop_on_failure)
+            # delivery_key(key, recipient), inlined: one Recipient and one key per row.
+            pairs = [(make(values), f"{key}/{values[0]}") for values in rows]
+            if unsubscribe_keys:
+                pairs = [(with_unsubscribe_token(r, key, unsubscribe_keys), k) for r, k in pairs]
+            outcomes = yield ("deliver", notification, pairs)
             if bookkeeping:
+                # A shorter list: the deliverer stopped (a worker's shutdown). The outcomes
+                # given are recorded and the claim released: the next claim resumes after them.
+                stopped = len(outcomes) < len(pairs)
                 attempts = [
                     books.attempt_for(claimed.key, notification, r, outcome)
                     for (r, _), outcome in zip(pairs, outcomes, strict=False)
                 ]
-                yield ("call", books.record_many, {"attempts": attempts})
                 deliveries += len(attempts)
-            else:
-                errors = [o for o in outcomes if o is not None]
-                deliveries += len(outcomes) - len(errors)
-                if errors or len(outcomes) < len(pairs):
-                    failed += len(errors)
-                    if state.failure is None and errors:
-                        state.failure = errors[0]
-                    ok = False
+                if stopped:
+                    yield ("call", books.record_many, {"attempts": attempts})
                     break
+            else:
+                if len(outcomes) < len(pairs):  # a batch deliverer that stopped: retry the rest
+                    outcomes = [*outcomes, *[_NotAttempted()] * (len(pairs) - len(outcomes))]
+                if outcomes.count(None) == len(outcomes):
+                    attempts = []
+                    deliveries += len(pairs)
+                else:
+                    # Issue 27.5: the others of the fan-out go on, and only the failed
+                    # deliveries are tried again (deliveries.retry): recorded as bookkeeping
+                    # would, in the completion's transaction; successes are not recorded.
+                    attempts = [
+                        books.attempt_for(claimed.key, notification, r, outcome)
+                        for (r, _), outcome in zip(pairs, outcomes, strict=True)
+                        if outcome is not None
+                    ]
+                    deliveries += len(pairs) - len(attempts)
+                    failed += len(attempts)
+                    if state.failure is None and attempts:
+                        state.failure = next(o for o in outcomes if o is not None)
+            if attempts:
+                yield ("call", books.record_many, {"attempts": attempts})
             if time.monotonic() - last_renewal >= renew_every:
                 still = yield (
                     "call",
@@ -661,18 +833,20 @@ def _round(
                 if bookkeeping:  # keep the progress: a re-claim resumes from here
                     yield ("close", handle)
                     yield ("commit",)
-                    handle = yield ("open", claimed, True)
+                    handle = yield ("open", claimed, True, batch_size)
         yield ("close", handle)
         if not held:
             yield ("rollback",)
             continue
-        if not ok:
-            yield ("rollback",)
-            yield give_back(claimed)
+        if stopped:  # keep what was delivered; the next claim resumes after it
+            yield ("commit",)
+            state.pending.remove(claimed)
+            if isinstance(claimed, ClaimedEvent):
+                yield ("call", release_event, {"claimed": claimed, "worker_id": worker_id})
+            else:
+                yield ("call", release, {"claimed": claimed, "worker_id": worker_id})
             yield ("commit",)
             released += 1
-            if isinstance(claimed, ClaimedEvent):
-                blocked.add(claimed.subject_id)
             continue
         if isinstance(claimed, ClaimedEvent):
             done = yield ("call", complete_event, {"claimed": claimed, "worker_id": worker_id})
@@ -688,11 +862,20 @@ def _round(
 
 
 def _check(
-    bookkeeping: bool, batch_size: int, deliver: object, deliver_batch: object
-) -> tuple[bool, int]:
+    bookkeeping: bool,
+    batch_size: int,
+    deliver: object,
+    deliver_batch: object,
+    unsubscribe_keys: Sequence[unsubscribe_links.UnsubscribeKey] | None = None,
+) -> tuple[bool, int, tuple[bytes, ...]]:
     if (deliver is None) == (deliver_batch is None):
         raise InvalidInput("pass one of deliver and deliver_batch")
-    return validate.flag("bookkeeping", bookkeeping), validate.limit(batch_size, maximum=10_000)
+    keys = () if unsubscribe_keys is None else unsubscribe_links.check_keys(unsubscribe_keys)
+    return (
+        validate.flag("bookkeeping", bookkeeping),
+        validate.limit(batch_size, maximum=10_000),
+        keys,
+    )
 
 
 def _checked_outcomes(outcomes: object, pairs: Sequence[Any]) -> list[BaseException | None]:
@@ -719,6 +902,7 @@ def process_all(
     ]
     | None = None,
     batch_size: int = DEFAULT_BATCH,
+    unsubscribe_keys: Sequence[unsubscribe_links.UnsubscribeKey] | None = None,
 ) -> ProcessReport:
     """One worker round over every kind of notification: component status changes (coalesced
     and damped) and status-incident and maintenance events (several of one subject, in order).
@@ -734,9 +918,14 @@ def process_all(
     to those who want that event (`ClaimedChange.folded_into`).
 
     Whatever a delivery does, the round leaves nothing stranded: a claim is completed, or
-    released for the next round. Without bookkeeping, a failing delivery stops its claim's
-    fan-out, which is released (with the later events of its subject, which wait for it); the
-    other claims of the round go on, and the first failure is raised at the end of the round.
+    released for the next round. A delivery that raises (or that `deliver_batch` returns no
+    outcome for) does not stop the others: every other delivery of the round completes in it,
+    and the claim is completed. Without bookkeeping the failed deliveries, and only they, are
+    recorded in `delivery_attempt` as bookkeeping would (FAILED_TEMPORARY with the
+    notification, or FAILED_PERMANENT), in the completion's transaction, so that
+    `deliveries.retry` sends them again, with back-off, to their recipients alone (issue 27:
+    before, the whole fan-out was released and sent again to everyone); the successes are not
+    recorded. Run a retry worker beside it. The first failure is raised at the end of the round.
     A BaseException that is not an Exception (KeyboardInterrupt), or a database failure, stops
     the round at once: every claim not completed is released (if the connection still works;
     else the leases run out) and the error propagates (database errors as statusdb's). Leases
@@ -748,8 +937,14 @@ def process_all(
     not fail the round. Outcomes are written per batch and committed at each renewal and with
     the completion, so that a fan-out re-claimed after a crash resumes with the subscribers not
     yet recorded.
+
+    `unsubscribe_keys` (the service's keys, newest first: `statusdb.domain.unsubscribe_links`) gives
+    every recipient its signed `unsubscribe_token` for this notification (see
+    `Recipient.unsubscribe_url`): a link that unsubscribes that subscriber, keeps working after
+    later messages and token rotations, and that the database could not have made (it never
+    sees the keys).
     """
-    books, size = _check(bookkeeping, batch_size, deliver, deliver_batch)
+    books, size, keys = _check(bookkeeping, batch_size, deliver, deliver_batch, unsubscribe_keys)
     state = _Round()
     steps = _round(
         state,
@@ -759,7 +954,7 @@ def process_all(
         lease=lease,
         bookkeeping=books,
         batch_size=size,
-        stop_on_failure=not books,
+        unsubscribe_keys=keys,
     )
     try:
         step = next(steps)
@@ -798,30 +993,26 @@ def _run_sync(
     if kind == "started":
         return started(conn, step[1])
     if kind == "open":
-        claimed, resume = step[1], step[2]
-        it = _resume_stream(conn, claimed) if resume else recipients(conn, claimed)
-        return iter(cast(Iterator[Recipient], it))
+        claimed, resume, size = step[1], step[2], step[3]
+        query = _recipients_query(claimed, resume=resume)
+        return _batches_sync(conn, query, size, max(size, DEFAULT_ITERSIZE))
     if kind == "fetch":
-        return list(itertools.islice(step[1], step[2]))
+        return next(step[1], [])
     if kind == "close":
         if isinstance(step[1], Generator):
             step[1].close()
         return None
     if kind == "deliver":
-        notification, pairs, stop = step[1], step[2], step[3]
+        notification, pairs = step[1], step[2]
         if deliver_batch is not None:
             return _checked_outcomes(deliver_batch(notification, pairs), pairs)
         assert deliver is not None
-        outcomes: list[BaseException | None] = []
-        for recipient, key in pairs:
+        outcomes: list[BaseException | None] = [None] * len(pairs)
+        for n, (recipient, key) in enumerate(pairs):
             try:
                 deliver(notification, recipient, key)
             except Exception as exc:
-                outcomes.append(exc)
-                if stop:
-                    break
-            else:
-                outcomes.append(None)
+                outcomes[n] = exc
         return outcomes
     raise AssertionError(kind)  # pragma: no cover
 
@@ -864,11 +1055,12 @@ async def aprocess_all(
     ]
     | None = None,
     batch_size: int = DEFAULT_BATCH,
+    unsubscribe_keys: Sequence[unsubscribe_links.UnsubscribeKey] | None = None,
 ) -> ProcessReport:
     """`process_all` on an async connection, with the same steps and guarantees; `deliver`
     and `deliver_batch` may be coroutine functions (or plain ones). A cancelled task releases
     what the round claimed, as a KeyboardInterrupt does in `process_all`."""
-    books, size = _check(bookkeeping, batch_size, deliver, deliver_batch)
+    books, size, keys = _check(bookkeeping, batch_size, deliver, deliver_batch, unsubscribe_keys)
     state = _Round()
     steps = _round(
         state,
@@ -878,7 +1070,7 @@ async def aprocess_all(
         lease=lease,
         bookkeeping=books,
         batch_size=size,
-        stop_on_failure=not books,
+        unsubscribe_keys=keys,
     )
     try:
         step = next(steps)
@@ -917,37 +1109,27 @@ async def _run_async(
     if kind == "started":
         return await started(conn, step[1])
     if kind == "open":
-        claimed, resume = step[1], step[2]
-        it = _resume_stream(conn, claimed) if resume else recipients(conn, claimed)
-        return aiter(cast(AsyncIterator[Recipient], it))
+        claimed, resume, size = step[1], step[2], step[3]
+        query = _recipients_query(claimed, resume=resume)
+        return _batches_async(conn, query, size, max(size, DEFAULT_ITERSIZE))
     if kind == "fetch":
-        handle, size = step[1], step[2]
-        batch = []
-        async for recipient in handle:
-            batch.append(recipient)
-            if len(batch) >= size:
-                break
-        return batch
+        return await anext(step[1], [])
     if kind == "close":
         aclose = getattr(step[1], "aclose", None)
         if aclose is not None:
             await aclose()
         return None
     if kind == "deliver":
-        notification, pairs, stop = step[1], step[2], step[3]
+        notification, pairs = step[1], step[2]
         if deliver_batch is not None:
             return _checked_outcomes(await _maybe(deliver_batch(notification, pairs)), pairs)
         assert deliver is not None
-        outcomes: list[BaseException | None] = []
-        for recipient, key in pairs:
+        outcomes: list[BaseException | None] = [None] * len(pairs)
+        for n, (recipient, key) in enumerate(pairs):
             try:
                 await _maybe(deliver(notification, recipient, key))
             except Exception as exc:
-                outcomes.append(exc)
-                if stop:
-                    break
-            else:
-                outcomes.append(None)
+                outcomes[n] = exc
         return outcomes
     raise AssertionError(kind)  # pragma: no cover
 

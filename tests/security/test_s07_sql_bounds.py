@@ -66,8 +66,24 @@ APP_FUNCTIONS = {
     "statusdb_page_view_at(text,bytea,timestamp with time zone,interval,integer)",
     # 0028: the page view as stored bytes (the same bounds as statusdb_page_view).
     "statusdb_page_view_bytes(text,bytea,interval,integer,bigint)",
-    # 0033: Statuspage v2 documents (the same bounds, and the document name from a fixed list).
-    "statusdb_page_statuspage(text,bytea,interval,integer,bigint,text)",
+    # 0029: the three page views with the page's time zone (their bodies and bounds plus one
+    # primary-key read of status_page).
+    "statusdb_page_view_v2(text,bytea,interval,integer,bigint)",
+    "statusdb_page_view_at_v2(text,bytea,timestamp with time zone,interval,integer)",
+    "statusdb_page_view_bytes_v2(text,bytea,interval,integer,bigint)",
+    # 0030: the feeds' read: feed_limit 1 to 200, a slug over 100 bytes finds nothing, each
+    # incident's last 50 updates, each window's last 100 history versions.
+    "statusdb_page_feed(text,bytea,integer)",
+    # 0032: the scheduler's step. The transitions due at an instant (the statement advance ran
+    # before, the windows' locks at most 10000 windows), the step for pg_cron (those, the
+    # reminders, a heartbeat), the heartbeat (instance 1-200 characters, duration under a
+    # day; the table keeps 1000 instances), and doctor's samples (1-10000 rows each).
+    "statusdb_maintenance_advance_by_time(timestamp with time zone,text)",
+    "statusdb_advance_v1(text)",
+    "statusdb_record_scheduler_run(text,interval,integer,integer)",
+    "statusdb_doctor_sample_v1(integer)",
+    # 0034: Statuspage v2 documents (the same bounds, and the document name from a fixed list).
+    "statusdb_page_statuspage(text,bytea,interval,integer,text,text)",
 }
 PUBLIC_FUNCTIONS = {
     "statusdb_new_id()",
@@ -81,7 +97,11 @@ READER_FUNCTIONS = PUBLIC_FUNCTIONS | {
     "statusdb_page_view(text,bytea,interval,integer,bigint)",
     "statusdb_page_view_at(text,bytea,timestamp with time zone,interval,integer)",
     "statusdb_page_view_bytes(text,bytea,interval,integer,bigint)",
-    "statusdb_page_statuspage(text,bytea,interval,integer,bigint,text)",
+    "statusdb_page_view_v2(text,bytea,interval,integer,bigint)",
+    "statusdb_page_view_at_v2(text,bytea,timestamp with time zone,interval,integer)",
+    "statusdb_page_view_bytes_v2(text,bytea,interval,integer,bigint)",
+    "statusdb_page_feed(text,bytea,integer)",
+    "statusdb_page_statuspage(text,bytea,interval,integer,text,text)",
 }
 
 

@@ -362,3 +362,19 @@ def test_rollback_of_0025_does_not_silently_drop_postmortem_deletion_records(
     assert "--allow-data-loss" in str(refused.value)
     rolled = _rollback_down_to(empty_dsn, "0025_history_bounds", allow_data_loss=True)
     assert rolled == ["0025_history_bounds"]
+
+
+def test_rollback_of_0031_does_not_silently_drop_live_idempotency_keys(migrated_dsn: str) -> None:
+    """Rolling 0031 back drops the idempotency keys: a write retried with one of the last 24
+    hours would be applied twice."""
+    with psycopg.connect(migrated_dsn) as c:
+        page_id = _page(c)
+        status_incidents.create(
+            c, page_id, title="x", severity="MINOR", message="m", idempotency_key="k"
+        )
+    with pytest.raises(migrations.MigrationError, match="1 keys") as refused:
+        _rollback_down_to(migrated_dsn, "0031_idempotency_keys")
+    assert "--allow-data-loss" in str(refused.value)
+    assert _rollback_down_to(migrated_dsn, "0031_idempotency_keys", allow_data_loss=True) == [
+        "0031_idempotency_keys"
+    ]

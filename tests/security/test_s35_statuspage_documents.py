@@ -1,4 +1,4 @@
-"""Attack class: the Statuspage v2 documents (migration 0033) as a way around the page's door.
+"""Attack class: the Statuspage v2 documents (migration 0034) as a way around the page's door.
 
 statusdb_page_statuspage runs as the owner over every page's snapshot, private ones and their
 resolved history included. Whoever can connect (the reader and app logins) must get a private
@@ -29,7 +29,8 @@ from statusdb.pages import NewComponent
 Conn = psycopg.Connection[TupleRow]
 
 _CALL = (
-    "SELECT version, fresh_until, body FROM statusdb_page_statuspage(%s, %s, NULL, NULL, %s, %s)"
+    "SELECT version, version_text, fresh_until, body"
+    " FROM statusdb_page_statuspage(%s, %s, NULL, NULL, %s, %s)"
 )
 
 
@@ -82,10 +83,10 @@ def test_a_private_page_without_its_token_is_an_unknown_page(
     for name in statuspage.DOCUMENTS:
         opened = login.execute(_CALL, (slug, good, None, name)).fetchone()
         assert opened is not None
-        assert opened[2] is not None
-        version = opened[0]
+        assert opened[3] is not None
+        version, version_text = opened[0], opened[1]
         for digest in (None, tokens.digest("wrong"), b"", b"\x00" * 32, good[:31]):
-            for guess in (None, version, version - 1):
+            for guess in (None, version_text, str(version), str(version - 1)):
                 assert login.execute(_CALL, (slug, digest, guess, name)).fetchall() == [], name
                 assert login.execute(_CALL, ("no-such", digest, guess, name)).fetchall() == []
         # The digest of the digest (what the table stores) is no token either.
@@ -118,4 +119,4 @@ def test_the_caller_s_session_settings_do_not_shape_the_documents(
         login.execute(_CALL, (slug, good, None, "summary"))
         assert login.execute("SHOW TimeZone").fetchone() == ("Asia/Kathmandu",)
     assert plain["summary"] is not None
-    assert "-04:00" in plain["summary"][2] or "-05:00" in plain["summary"][2]  # New York
+    assert "-04:00" in plain["summary"][3] or "-05:00" in plain["summary"][3]  # New York

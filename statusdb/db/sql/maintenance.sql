@@ -222,58 +222,17 @@ WHERE w.status_page_id = %(status_page_id)s
 ORDER BY w.start_time, w.id;
 
 -- name: maintenance_advance_by_time
--- The scheduler's transitions that need no rule expansion, in one statement.
+-- The scheduler's transitions that need no rule expansion, in one statement (statusdb_maintenance_advance_by_time, 0032: also pg_cron's step).
 -- SCHEDULED -> IN_PROGRESS when start_time <= now < end_time (one-off or series); a one-off
--- window whose end has passed -> COMPLETED (straight from SCHEDULED when its whole occurrence
--- was missed). Rows locked by another scheduler (or by an update) are skipped: whoever holds
--- them makes their transitions. Under READ COMMITTED a row changed by a scheduler that
--- committed after this statement's snapshot is re-checked against the conditions on its new
--- version before it is locked, so no transition is made twice.
-WITH due AS (
-    SELECT w.id, w.status
-    FROM maintenance_window w
-    WHERE ((w.status = 'SCHEDULED' AND w.start_time <= %(now)s
-            AND (w.end_time > %(now)s OR w.recurrence_rule IS NULL))
-           OR (w.status = 'IN_PROGRESS' AND w.end_time <= %(now)s AND w.recurrence_rule IS NULL))
-    ORDER BY w.id
-    FOR NO KEY UPDATE SKIP LOCKED
-),
-status_locks AS (
-    -- Take the windows' locks and the status locks of every covered component at once, in
-    -- the lock order (CONTRIBUTING.md), before any row's trigger does: two schedulers whose
-    -- windows share components, or a scheduler and a link writer, cannot then deadlock.
-    SELECT statusdb_lock_maintenance_windows(ARRAY(SELECT due.id FROM due)) AS done
-)
-UPDATE maintenance_window w
-SET status = CASE WHEN w.end_time <= %(now)s THEN 'COMPLETED' ELSE 'IN_PROGRESS' END
-FROM due, status_locks
-WHERE w.id = due.id
-RETURNING w.id, due.status AS from_status, w.status AS to_status, w.start_time;
+-- window whose end has passed -> COMPLETED. Rows another scheduler (or an update) holds are
+-- skipped and re-checked after locking, so no transition is made twice.
+SELECT t.id, t.from_status, t.to_status, t.start_time
+FROM statusdb_maintenance_advance_by_time(%(now)s::timestamptz) AS t;
 
 -- name: maintenance_advance_one_by_time
 -- maintenance_advance_by_time for one window: advance's retry, window by window, after a failure.
--- The same conditions, locks and re-checks as maintenance_advance_by_time, for w.id = window_id.
-WITH due AS (
-    SELECT w.id, w.status
-    FROM maintenance_window w
-    WHERE w.id = %(window_id)s
-      AND ((w.status = 'SCHEDULED' AND w.start_time <= %(now)s
-            AND (w.end_time > %(now)s OR w.recurrence_rule IS NULL))
-           OR (w.status = 'IN_PROGRESS' AND w.end_time <= %(now)s AND w.recurrence_rule IS NULL))
-    ORDER BY w.id
-    FOR NO KEY UPDATE SKIP LOCKED
-),
-status_locks AS (
-    -- Take the windows' locks and the status locks of every covered component at once, in
-    -- the lock order (CONTRIBUTING.md), before any row's trigger does: two schedulers whose
-    -- windows share components, or a scheduler and a link writer, cannot then deadlock.
-    SELECT statusdb_lock_maintenance_windows(ARRAY(SELECT due.id FROM due)) AS done
-)
-UPDATE maintenance_window w
-SET status = CASE WHEN w.end_time <= %(now)s THEN 'COMPLETED' ELSE 'IN_PROGRESS' END
-FROM due, status_locks
-WHERE w.id = due.id
-RETURNING w.id, due.status AS from_status, w.status AS to_status, w.start_time;
+SELECT t.id, t.from_status, t.to_status, t.start_time
+FROM statusdb_maintenance_advance_by_time(%(now)s::timestamptz, %(window_id)s::text) AS t;
 
 -- name: maintenance_lock_ended_series
 -- Recurring windows whose current occurrence has ended, locked for the caller to move on.

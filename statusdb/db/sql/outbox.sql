@@ -36,6 +36,7 @@ grouped AS (
     SELECT claimed.component_id,
            min(claimed.status_page_id) AS status_page_id,
            array_agg(claimed.id ORDER BY claimed.seq) AS change_ids,
+           min(claimed.seq) AS first_seq,
            (array_agg(claimed.previous_status ORDER BY claimed.seq))[1] AS previous_status,
            (array_agg(claimed.new_status ORDER BY claimed.seq DESC))[1] AS new_status,
            (array_agg(claimed.cause ORDER BY claimed.seq DESC))[1] AS cause,
@@ -47,13 +48,22 @@ grouped AS (
     FROM claimed
     GROUP BY claimed.component_id
 )
--- folded_into (0018): the event kinds that already tell of this change, so that one incident
--- update is one message, not one per flipped component as well. A change caused by a platform
--- incident published as a status incident covering the component (or the whole page) is told
--- by that status incident's events to those who want incident events; a change caused by a
--- maintenance window is told by its started/completed events. Subscribers who want any of
--- these kinds are not told of the change (statusdb_notification_recipients); the others are.
--- A status incident published after the hold-down window comes too late to fold the change.
+-- folded_into (issue 27, the folding rule of docs/notifications.md): the one event kind that
+-- already tells of this change, so that a subscriber hears of it exactly once. The change's
+-- telling event is the latest lifecycle event of what caused it (a status incident publishing
+-- its platform incident on this page: created, re-opened, resolved; its maintenance window:
+-- started, completed, cancelled), when that event
+--   * says what the change did: resolved for a change to OPERATIONAL, created or re-opened for
+--     one from OPERATIONAL or UNDER_MAINTENANCE to degraded or an outage (the component went
+--     down; a change of how far down, a priority change, is news of its own); started for a
+--     change to UNDER_MAINTENANCE, completed or cancelled for one out of it;
+--   * covers the component (its component_ids contain it, or are empty: the whole page), so
+--     that it reaches every follower of the component;
+--   * was written after the component's previous change, so that one event tells one change
+--     (a change the event came too early for is news of its own).
+-- Subscribers wanting that kind get the event and not the change; the others, the change
+-- (statusdb_notification_recipients). No telling event: nothing folded. A status incident
+-- published after the hold-down window comes too late to fold the change.
 SELECT grouped.status_page_id, p.name AS page_name, p.slug AS page_slug,
        p.time_zone AS page_time_zone, grouped.component_id, c.name AS component_name,
        grouped.change_ids, grouped.previous_status, grouped.new_status, grouped.cause,
@@ -61,23 +71,56 @@ SELECT grouped.status_page_id, p.name AS page_name, p.slug AS page_slug,
        coalesce(w.notify_subscribers, true) AS notify_subscribers,
        grouped.first_changed_at, grouped.last_changed_at,
        CASE
-           WHEN grouped.cause = 'INCIDENT' AND EXISTS (
-                    SELECT 1
-                    FROM status_incident si
-                    WHERE si.incident_id = grouped.incident_id
-                      AND si.status_page_id = grouped.status_page_id
-                      AND (si.affected_component_ids = '{}'
-                           OR si.affected_component_ids @> ARRAY[grouped.component_id]))
-               THEN ARRAY['incident_created', 'incident_updated', 'incident_resolved',
-                          'incident_reopened']
-           WHEN grouped.cause = 'MAINTENANCE' AND w.id IS NOT NULL
-               THEN ARRAY['maintenance_started', 'maintenance_completed']
+           WHEN told.kind IS NOT NULL
+                AND CASE told.kind
+                        WHEN 'incident_resolved' THEN grouped.new_status = 'OPERATIONAL'
+                        WHEN 'maintenance_started' THEN grouped.new_status = 'UNDER_MAINTENANCE'
+                        WHEN 'maintenance_completed'
+                            THEN grouped.previous_status = 'UNDER_MAINTENANCE'
+                        WHEN 'maintenance_cancelled'
+                            THEN grouped.previous_status = 'UNDER_MAINTENANCE'
+                        ELSE grouped.previous_status IN ('OPERATIONAL', 'UNDER_MAINTENANCE')
+                             AND grouped.new_status NOT IN ('OPERATIONAL', 'UNDER_MAINTENANCE')
+                    END
+                AND (told.component_ids = '{}'
+                     OR told.component_ids @> ARRAY[grouped.component_id])
+                AND (previous.changed_at IS NULL OR told.created_at > previous.changed_at)
+               THEN ARRAY[told.kind]
            ELSE '{}'::text[]
        END AS folded_into
 FROM grouped
 JOIN status_page_component c ON c.id = grouped.component_id
 JOIN status_page p ON p.id = grouped.status_page_id
 LEFT JOIN maintenance_window w ON w.id = grouped.maintenance_window_id
+LEFT JOIN LATERAL (
+    -- The component's change before this group (status_change_component_id_seq_idx).
+    SELECT sc.changed_at
+    FROM status_change sc
+    WHERE sc.component_id = grouped.component_id
+      AND sc.seq < grouped.first_seq
+    ORDER BY sc.seq DESC
+    LIMIT 1
+) AS previous ON true
+LEFT JOIN LATERAL (
+    -- The latest lifecycle event of the cause (notification_event_*_id_idx).
+    SELECT lifecycle.kind, lifecycle.component_ids, lifecycle.created_at
+    FROM (SELECT e.seq, e.kind, e.component_ids, e.created_at
+          FROM status_incident si
+          JOIN notification_event e ON e.status_incident_id = si.id
+          WHERE grouped.cause = 'INCIDENT'
+            AND si.incident_id = grouped.incident_id
+            AND si.status_page_id = grouped.status_page_id
+            AND e.kind IN ('incident_created', 'incident_reopened', 'incident_resolved')
+          UNION ALL
+          SELECT e.seq, e.kind, e.component_ids, e.created_at
+          FROM notification_event e
+          WHERE grouped.cause = 'MAINTENANCE'
+            AND e.maintenance_window_id = grouped.maintenance_window_id
+            AND e.kind IN ('maintenance_started', 'maintenance_completed',
+                           'maintenance_cancelled')) AS lifecycle
+    ORDER BY lifecycle.seq DESC
+    LIMIT 1
+) AS told ON true
 ORDER BY grouped.first_changed_at, grouped.component_id;
 
 -- name: outbox_complete

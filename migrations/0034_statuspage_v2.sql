@@ -1,254 +1,58 @@
--- statusdb 0033: the Statuspage v2 public format (issue 24, item 1), rendered from the page's
--- snapshot so that private pages stay private and versions / not-modified reads keep working.
--- depends: 0028_page_view_bytes
+-- statusdb 0034: the Statuspage v2 public format (issue 24, item 1), composed at read time
+-- from the page's snapshot, so that private pages stay private and versions / not-modified
+-- reads keep working, at no cost to the writers.
+-- depends: 0032_scheduler_doctor
 --
--- * status_page_snapshot.history: what the Statuspage documents show beyond the page view,
---   rendered with the snapshot by the writers' triggers (statusdb_page_render_history): the
---   page's time zone, created_at/updated_at of its components, groups and shown maintenance
---   windows ("stamps", by id), its 50 most recently resolved status incidents ("resolved") and
---   50 most recently completed maintenance windows ("completed"). The refresh compares it with
---   the rest, so an edit of a resolved incident moves the page's version like any other change
---   of what a reader sees: the version stays the ETag of every document of the page.
---   statusdb_page_render is left as it is (its callers add the history beside it).
 -- * statusdb_page_statuspage(slug, token digest, horizon, limit, if_version, document): the
---   lookup of statusdb_page_view_bytes (same access rule, bounds, version and fresh_until;
---   with if_version the version, nothing else runs and body is null), then one Statuspage v2
---   document as text, composed from the snapshot row: summary, status, components, incidents,
---   incidents/unresolved, scheduled-maintenances(/upcoming, /active).
---   Times are ISO 8601 with milliseconds in the page's zone with its offset at each instant
+--   lookup of statusdb_page_view_bytes (same access rule, bounds, version and fresh_until),
+--   then one Statuspage v2 document as text: summary, status, components, incidents,
+--   incidents/unresolved, scheduled-maintenances(/upcoming, /active). What the page view
+--   shows comes from the snapshot; the rest is read here, by index, bounded:
+--   - the page's time zone (status_page by primary key, as statusdb_page_view_v2);
+--   - created_at of its components, groups and shown windows (written once), the groups'
+--     updated_at (a group update moves the snapshot's updated_at, so the version covers it);
+--     a component's updated_at is its status_updated_at (in the snapshot), a shown window's
+--     its created_at, or its start once running (the rows' own updated_at also moves on
+--     edits of fields no document shows, which do not move the version);
+--   - "incidents" also lists the 50 latest resolved status incidents (index
+--     status_incident_resolved_history_idx) with their 25 latest updates, and
+--     "scheduled-maintenances" the 50 latest completed windows (the new index
+--     maintenance_window_completed_history_idx).
+--   Nothing is rendered on the write path: the snapshot and its writers are untouched.
+-- * Versions. An edit of a resolved incident or a completed window does not move the page's
+--   snapshot version, so the two documents that list them carry version_text =
+--   "<version>-<stamp>", stamp = 16 hex digits of md5 over the (id, updated_at, ctid) of
+--   exactly the rows they list (plus each completed window's component ids): an edit (a
+--   trigger sets updated_at to the transaction's start on every UPDATE, and every UPDATE
+--   writes a new row version elsewhere: a new ctid, even within one transaction), a deletion or
+--   another set gives another stamp (a VACUUM FULL moving rows gives a new one too: harmless,
+--   one full answer). Not monotonic, change-detecting. It costs
+--   one bounded index scan (at most 50 entries) beside the snapshot lookup; the other six
+--   documents' version_text is the version itself (the page view's ETag). if_version is a
+--   version_text; when it is the current one, body is null and nothing else runs.
+-- * Times are ISO 8601 with milliseconds in the page's zone with its offset at each instant
 --   (Statuspage writes local times: DST moves the offset), whatever the caller's settings.
-
--- history has a constant default: PostgreSQL adds it without a rewrite, and the refresh at
--- the end fills it before any reader can see the column.
 
 SET LOCAL lock_timeout = '5s';
 SET LOCAL statement_timeout = '5min';
 
-ALTER TABLE status_page_snapshot
-    ADD COLUMN history json NOT NULL DEFAULT '{}';
+-- The latest completed windows of a page in one bounded scan. Only COMPLETED row versions are
+-- in it; its columns are indexed already (status_page_id, start_time, status), so it makes no
+-- update less HOT than it was.
+-- squawk-ignore require-concurrent-index-creation
+CREATE INDEX maintenance_window_completed_history_idx
+    ON maintenance_window (status_page_id, start_time DESC, id DESC)
+    WHERE status = 'COMPLETED';
 
-COMMENT ON COLUMN status_page_snapshot.history IS
-    'What the Statuspage v2 documents show beyond the page view (0033), rendered by '
-    'statusdb_page_render_history: {"time_zone", "stamps": {id: [created_at, updated_at]} of '
-    'components, groups and windows, "resolved": the 50 latest resolved status incidents '
-    '(render''s incident shape, the 25 latest updates, + resolved_at and the number of updates '
-    'dropped), "completed": the 50 latest completed windows '
-    '(render''s window shape)}.';
-
-CREATE FUNCTION statusdb_page_render_history(page_ids text[])
-RETURNS TABLE (page_id text, history json)
-LANGUAGE plpgsql STABLE
-SET "TimeZone" = 'UTC'
-AS $$
-#variable_conflict use_column
-BEGIN
-    RETURN QUERY
-    SELECT p.id,
-           json_build_object(
-               'time_zone', p.time_zone,
-               'stamps', coalesce((SELECT json_object_agg(st.id, json_build_array(st.created_at,
-                                                                                 st.updated_at))
-                                   FROM (SELECT c.id, c.created_at, c.updated_at
-                                         FROM status_page_component c
-                                         WHERE c.status_page_id = p.id
-                                         UNION ALL
-                                         SELECT g.id, g.created_at, g.updated_at
-                                         FROM component_group g
-                                         WHERE g.status_page_id = p.id
-                                         UNION ALL
-                                         (SELECT w.id, w.created_at, w.updated_at
-                                          FROM maintenance_window w
-                                          WHERE w.status_page_id = p.id
-                                            AND w.status = 'IN_PROGRESS'
-                                          ORDER BY w.start_time, w.id
-                                          LIMIT 200)
-                                         UNION ALL
-                                         (SELECT w.id, w.created_at, w.updated_at
-                                          FROM maintenance_window w
-                                          WHERE w.status_page_id = p.id
-                                            AND w.status = 'SCHEDULED'
-                                          ORDER BY w.start_time, w.id
-                                          LIMIT 200)) AS st), '{}'),
-               'resolved', r.items,
-               'completed', d.items)
-    FROM status_page p
-    CROSS JOIN LATERAL (
-        -- A resolved incident keeps its 25 latest updates here (a timeline may hold 500), and
-        -- how many earlier ones it dropped (the readers' update ids count from the first).
-        SELECT coalesce(json_agg(json_build_array(
-                   i.id, i.title, i.message, i.severity, i.status, i.affected_component_ids,
-                   i.created_at, i.updated_at,
-                   CASE WHEN jsonb_array_length(i.updates) <= 25 THEN i.updates
-                        ELSE (SELECT jsonb_agg(u.item ORDER BY u.n)
-                              FROM jsonb_array_elements(i.updates) WITH ORDINALITY AS u (item, n)
-                              WHERE u.n > jsonb_array_length(i.updates) - 25) END,
-                   i.resolved_at, greatest(jsonb_array_length(i.updates) - 25, 0))
-                                 ORDER BY i.resolved_at DESC, i.id DESC), '[]') AS items
-        FROM (SELECT i.* FROM status_incident i
-              WHERE i.status_page_id = p.id AND i.status = 'RESOLVED'
-              ORDER BY i.resolved_at DESC, i.id DESC
-              LIMIT 50) AS i
-    ) AS r
-    CROSS JOIN LATERAL (
-        SELECT coalesce(json_agg(json_build_array(w.id, w.title, w.description, w.status,
-                                                  w.start_time, w.end_time,
-                                                  ARRAY(SELECT mc.component_id
-                                                        FROM maintenance_window_component mc
-                                                        WHERE mc.maintenance_window_id = w.id
-                                                        ORDER BY mc.component_id),
-                                                  w.created_at, w.updated_at)
-                                 ORDER BY w.start_time DESC, w.id DESC), '[]') AS items
-        FROM (SELECT w.* FROM maintenance_window w
-              WHERE w.status_page_id = p.id AND w.status = 'COMPLETED'
-              ORDER BY w.start_time DESC, w.id DESC
-              LIMIT 50) AS w
-    ) AS d
-    WHERE p.id = ANY (page_ids);
-END;
-$$;
-
-COMMENT ON FUNCTION statusdb_page_render_history(text[]) IS
-    'status_page_snapshot.history of the given pages from scratch (0033), one row per existing '
-    'page: {"time_zone", "stamps": {id: [created_at, updated_at]} of the components, groups '
-    'and the windows statusdb_page_render shows, "resolved": [[id, title, message, severity, '
-    'status, affected_component_ids, created_at, updated_at, updates (the 25 latest), '
-    'resolved_at, updates dropped], ...] the 50 latest by resolved_at, "completed": [[id, '
-    'title, description, status, start_time, '
-    'end_time, component_ids, created_at, updated_at], ...] the 50 latest by start_time}, '
-    'timestamps in UTC. Owner only (the refresh, the create and the repair).';
-
-REVOKE EXECUTE ON FUNCTION statusdb_page_render_history(text[]) FROM PUBLIC;
-
--- The snapshot's writers render the history beside the page view, and a changed history is a
--- changed rendering (a new version). Bodies as 0020/0028 left them, plus history.
-CREATE OR REPLACE FUNCTION statusdb_page_snapshot_refresh(page_ids text[])
-RETURNS void
-LANGUAGE plpgsql
-AS $$
-DECLARE
-    announced bigint;
-BEGIN
-    IF coalesce(cardinality(page_ids), 0) = 0 THEN
-        RETURN;
-    END IF;
-    -- 1. The snapshot rows, locked in page order (deleted pages have none).
-    PERFORM 1 FROM status_page_snapshot s
-    WHERE s.page_id = ANY (page_ids)
-    ORDER BY s.page_id
-    FOR UPDATE;
-    -- 2. A new statement, a new snapshot (READ COMMITTED): the rendering includes what another
-    --    writer of these pages committed while we waited for the locks.
-    WITH rendered AS (
-        SELECT r.*, h.history FROM statusdb_page_render(page_ids) AS r
-        JOIN statusdb_page_render_history(page_ids) AS h ON h.page_id = r.page_id
-    ),
-    changed AS (
-        UPDATE status_page_snapshot s
-        SET version = nextval('status_page_snapshot_version_seq'),
-            slug = r.slug, is_public = r.is_public, access_token_hash = r.access_token_hash,
-            name = r.name, description = r.description, updated_at = r.updated_at,
-            components = r.components, incidents = r.incidents, windows = r.windows,
-            window_starts = r.window_starts, window_scheduled = r.window_scheduled, groups = r.groups,
-            -- An unchanged history keeps its stored value (its TOAST pointer: not written
-            -- again when only the page view changed, the common write during an outage).
-            history = CASE WHEN s.history::text = r.history::text THEN s.history
-                           ELSE r.history END
-        FROM rendered r
-        WHERE s.page_id = r.page_id
-          AND (s.slug, s.is_public, s.access_token_hash, s.name, s.description, s.updated_at,
-               s.components::text, s.incidents::text, s.windows::text, s.groups::text,
-               s.history::text)
-              IS DISTINCT FROM
-              (r.slug, r.is_public, r.access_token_hash, r.name, r.description, r.updated_at,
-               r.components::text, r.incidents::text, r.windows::text, r.groups::text,
-               r.history::text)
-        RETURNING s.version
-    )
-    -- The lowest version readers of the new rendering see (k = 0).
-    SELECT count(pg_notify('statusdb_page_version', (changed.version * 256)::text))
-    INTO STRICT announced
-    FROM changed;
-END;
-$$;
-
-CREATE OR REPLACE FUNCTION statusdb_page_snapshot_create(page_ids text[])
-RETURNS void
-LANGUAGE plpgsql
-AS $$
-DECLARE
-    announced bigint;
-BEGIN
-    WITH created AS (
-        INSERT INTO status_page_snapshot (page_id, version, slug, is_public, access_token_hash,
-                                          name, description, updated_at, components,
-                                          incidents, windows, window_starts, window_scheduled, groups,
-                                          history)
-        SELECT r.page_id, nextval('status_page_snapshot_version_seq'), r.slug, r.is_public,
-               r.access_token_hash, r.name, r.description, r.updated_at, r.components,
-               r.incidents, r.windows, r.window_starts, r.window_scheduled, r.groups, h.history
-        FROM statusdb_page_render(page_ids) AS r
-        JOIN statusdb_page_render_history(page_ids) AS h ON h.page_id = r.page_id
-        ORDER BY r.page_id
-        ON CONFLICT (page_id) DO NOTHING
-        RETURNING version
-    )
-    SELECT count(pg_notify('statusdb_page_version', (created.version * 256)::text))
-    INTO STRICT announced
-    FROM created;
-END;
-$$;
-
-CREATE OR REPLACE FUNCTION statusdb_page_snapshot_repair(repair boolean)
-RETURNS TABLE (page_id text, stored_version bigint)
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = public, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    missing text[];
-    drifted text[];
-    all_pages text[];
-BEGIN
-    -- One pass over the pages (the operator's repair, as statusdb_recompute_statuses: no
-    -- argument to bound). Pages without a snapshot are reported with a null version.
-    missing := ARRAY(SELECT p.id FROM status_page p
-                     WHERE NOT EXISTS (SELECT 1 FROM status_page_snapshot s
-                                       WHERE s.page_id = p.id)
-                     ORDER BY p.id);
-    all_pages := ARRAY(SELECT p.id FROM status_page p);
-    drifted := ARRAY(
-        SELECT s.page_id
-        FROM status_page_snapshot s
-        JOIN statusdb_page_render(all_pages) AS r
-          ON r.page_id = s.page_id
-        JOIN statusdb_page_render_history(all_pages) AS h
-          ON h.page_id = s.page_id
-        WHERE (s.slug, s.is_public, s.access_token_hash, s.name, s.description, s.updated_at,
-               s.components::text, s.incidents::text, s.windows::text,
-               s.window_starts, s.window_scheduled, s.groups::text, s.history::text)
-              IS DISTINCT FROM
-              (r.slug, r.is_public, r.access_token_hash, r.name, r.description, r.updated_at,
-               r.components::text, r.incidents::text, r.windows::text,
-               r.window_starts, r.window_scheduled, r.groups::text, h.history::text)
-        ORDER BY s.page_id);
-    RETURN QUERY
-    SELECT m, NULL::bigint FROM unnest(missing) AS m
-    UNION ALL
-    SELECT s.page_id, s.version * 256 FROM status_page_snapshot s
-    WHERE s.page_id = ANY (drifted)
-    ORDER BY 1;
-    IF repair THEN
-        PERFORM statusdb_page_snapshot_create(missing);
-        PERFORM statusdb_page_snapshot_refresh(drifted);
-    END IF;
-END;
-$$;
+COMMENT ON INDEX maintenance_window_completed_history_idx IS
+    'The latest completed windows of a page (0034): the Statuspage scheduled-maintenances '
+    'document and its version stamp.';
 
 CREATE FUNCTION statusdb_page_statuspage(page_slug text, page_token_hash bytea,
                                          maintenance_horizon interval, maintenance_limit integer,
-                                         if_version bigint, document text)
-RETURNS TABLE (version bigint, fresh_until timestamptz, body text)
+                                         if_version text, document text)
+RETURNS TABLE (version bigint, version_text text, fresh_until timestamptz,
+               body text)
 LANGUAGE plpgsql STABLE SECURITY DEFINER ROWS 1
 SET search_path = public, pg_temp
 AS $$
@@ -265,7 +69,9 @@ DECLARE
     -- Statuspage's times: ISO 8601 with milliseconds and the offset (of the page's zone, set
     -- below, at each instant).
     t_format constant text := 'YYYY-MM-DD"T"HH24:MI:SS.MSTZH:TZM';
-    extra jsonb;  -- the snapshot's history, parsed
+    stamp text;
+    resolved jsonb := '[]';
+    completed jsonb := '[]';
     caller_zone text := current_setting('TimeZone');
     stamps jsonb;
     by_id jsonb;
@@ -313,19 +119,99 @@ BEGIN
     IF NOT FOUND THEN
         RETURN;
     END IF;
-    IF version = if_version THEN
+    -- The stamp of the history the document lists: one bounded index scan.
+    IF document = 'incidents' THEN
+        SELECT left(md5(string_agg(h.id || '/' || h.t, ','
+                                   ORDER BY h.resolved_at DESC, h.id DESC)), 16)
+        INTO stamp
+        FROM (SELECT i.id, i.resolved_at,
+                     (extract(epoch FROM i.updated_at) * 1000000)::bigint::text || '/'
+                     || i.ctid::text AS t
+              FROM status_incident i
+              WHERE i.status_page_id = found_page AND i.status = 'RESOLVED'
+              ORDER BY i.resolved_at DESC, i.id DESC
+              LIMIT 50) AS h;
+    ELSIF document = 'scheduled-maintenances' THEN
+        SELECT left(md5(string_agg(h.id || '/' || h.t || '/' || h.c, ','
+                                   ORDER BY h.start_time DESC, h.id DESC)), 16)
+        INTO stamp
+        FROM (SELECT w.id, w.start_time,
+                     (extract(epoch FROM w.updated_at) * 1000000)::bigint::text || '/'
+                     || w.ctid::text AS t,
+                     array_to_string(ARRAY(SELECT mc.component_id
+                                           FROM maintenance_window_component mc
+                                           WHERE mc.maintenance_window_id = w.id
+                                           ORDER BY mc.component_id), ' ') AS c
+              FROM maintenance_window w
+              WHERE w.status_page_id = found_page AND w.status = 'COMPLETED'
+              ORDER BY w.start_time DESC, w.id DESC
+              LIMIT 50) AS h;
+    END IF;
+    version_text := version::text || coalesce('-' || stamp, '');
+    IF version_text = if_version THEN
         RETURN NEXT;  -- not modified: nothing else runs
         RETURN;
     END IF;
     SELECT * INTO STRICT s FROM status_page_snapshot WHERE page_id = found_page;
-    -- The stored json texts are parsed once, as jsonb (a json value is parsed again by each ->).
-    extra := s.history::jsonb;
-    zone := coalesce(extra ->> 'time_zone', 'UTC');
+    SELECT p.time_zone INTO zone FROM status_page p WHERE p.id = found_page;
+    zone := coalesce(zone, 'UTC');
+    -- Created / updated stamps by id (which ones: the migration's header).
+    SELECT coalesce(jsonb_object_agg(st.id, jsonb_build_array(st.created_at, st.updated_at)),
+                    '{}')
+    INTO stamps
+    FROM (SELECT c.id, c.created_at, c.status_updated_at AS updated_at
+          FROM status_page_component c
+          WHERE c.status_page_id = found_page
+          UNION ALL
+          SELECT g.id, g.created_at, g.updated_at
+          FROM component_group g
+          WHERE g.status_page_id = found_page
+          UNION ALL
+          (SELECT w.id, w.created_at, greatest(w.created_at, w.start_time)
+           FROM maintenance_window w
+           WHERE w.status_page_id = found_page AND w.status = 'IN_PROGRESS'
+           ORDER BY w.start_time, w.id
+           LIMIT 200)
+          UNION ALL
+          (SELECT w.id, w.created_at, w.created_at
+           FROM maintenance_window w
+           WHERE w.status_page_id = found_page AND w.status = 'SCHEDULED'
+           ORDER BY w.start_time, w.id
+           LIMIT 200)) AS st;
+    IF document = 'incidents' THEN
+        -- The 50 latest resolved: each keeps its 25 latest updates (a timeline may hold 500)
+        -- and how many earlier ones it dropped (update ids count from the first).
+        SELECT coalesce(jsonb_agg(jsonb_build_array(
+                   i.id, i.title, i.message, i.severity, i.status, i.affected_component_ids,
+                   i.created_at, i.updated_at,
+                   CASE WHEN jsonb_array_length(i.updates) <= 25 THEN i.updates
+                        ELSE (SELECT jsonb_agg(u.item ORDER BY u.n)
+                              FROM jsonb_array_elements(i.updates) WITH ORDINALITY AS u (item, n)
+                              WHERE u.n > jsonb_array_length(i.updates) - 25) END,
+                   i.resolved_at, greatest(jsonb_array_length(i.updates) - 25, 0))
+                   ORDER BY i.resolved_at DESC, i.id DESC), '[]')
+        INTO resolved
+        FROM (SELECT i.* FROM status_incident i
+              WHERE i.status_page_id = found_page AND i.status = 'RESOLVED'
+              ORDER BY i.resolved_at DESC, i.id DESC
+              LIMIT 50) AS i;
+    ELSIF document = 'scheduled-maintenances' THEN
+        SELECT coalesce(jsonb_agg(jsonb_build_array(
+                   w.id, w.title, w.description, w.status, w.start_time, w.end_time,
+                   ARRAY(SELECT mc.component_id FROM maintenance_window_component mc
+                         WHERE mc.maintenance_window_id = w.id ORDER BY mc.component_id),
+                   w.created_at, w.updated_at)
+                   ORDER BY w.start_time DESC, w.id DESC), '[]')
+        INTO completed
+        FROM (SELECT w.* FROM maintenance_window w
+              WHERE w.status_page_id = found_page AND w.status = 'COMPLETED'
+              ORDER BY w.start_time DESC, w.id DESC
+              LIMIT 50) AS w;
+    END IF;
     -- The page's zone while composing: to_char's TZH:TZM then write each instant's offset in
     -- it. The caller's setting is put back before returning (an error rolls the change back
     -- with the statement or savepoint).
     PERFORM set_config('TimeZone', zone, true);
-    stamps := coalesce(extra -> 'stamps', '{}');
     page_json := json_build_object(
         'id', s.page_id, 'name', s.name, 'url', NULL, 'time_zone', zone,
         'updated_at', to_char(s.updated_at, t_format));
@@ -339,7 +225,7 @@ BEGIN
                    'created_at', to_char(
                        (stamps -> (c.item ->> 0) ->> 0)::timestamptz, t_format),
                    'updated_at', to_char(
-                       (stamps -> (c.item ->> 0) ->> 1)::timestamptz, t_format),
+                       (c.item ->> 5)::timestamptz, t_format),
                    'position', c.n, 'description', c.item -> 2, 'showcase', false,
                    'start_date', NULL, 'group_id', c.item -> 6, 'page_id', s.page_id,
                    'group', false, 'only_show_if_degraded', false) AS obj
@@ -396,7 +282,7 @@ BEGIN
             FROM jsonb_array_elements(s.incidents::jsonb) AS i (item)
             UNION ALL
             SELECT i.item, i.item ->> 9
-            FROM jsonb_array_elements(extra -> 'resolved') AS i (item)
+            FROM jsonb_array_elements(resolved) AS i (item)
             WHERE document = 'incidents'
         ),
         o AS (
@@ -463,7 +349,7 @@ BEGIN
                OR (document = 'scheduled-maintenances/active' AND w.item ->> 3 = 'IN_PROGRESS')
             UNION ALL
             SELECT w.item, 1000 + w.n, jsonb_build_array(w.item -> 7, w.item -> 8)
-            FROM jsonb_array_elements(extra -> 'completed') WITH ORDINALITY AS w (item, n)
+            FROM jsonb_array_elements(completed) WITH ORDINALITY AS w (item, n)
             WHERE document = 'scheduled-maintenances'
         ),
         o AS (
@@ -523,24 +409,21 @@ BEGIN
 END;
 $$;
 
-COMMENT ON FUNCTION statusdb_page_statuspage(text, bytea, interval, integer, bigint, text) IS
-    'A Statuspage v2 public document of a page (0033): document = summary, status, components, '
+COMMENT ON FUNCTION statusdb_page_statuspage(text, bytea, interval, integer, text, text) IS
+    'A Statuspage v2 public document of a page (0034): document = summary, status, components, '
     'incidents, incidents/unresolved, scheduled-maintenances, scheduled-maintenances/upcoming '
     'or scheduled-maintenances/active. The arguments, bounds, token rule, version and '
-    'fresh_until of statusdb_page_view_bytes (a wrong token: no row, like an unknown slug; with '
-    'if_version equal to version, answered from the index lookup alone, body null); body = the '
-    'document as JSON text, composed from the snapshot row (its history column included), times '
-    'in the page''s time zone with each instant''s offset.';
+    'fresh_until of statusdb_page_view_bytes (a wrong token: no row, like an unknown slug). '
+    'version_text (the ETag) = version, or for incidents and scheduled-maintenances '
+    'version-stamp, stamp = 16 hex digits of md5 over the (id, updated_at, ctid) of the 50 resolved '
+    'incidents or completed windows listed (one bounded index scan); with if_version equal to '
+    'version_text, body is null and nothing else runs. body = the document as JSON text, '
+    'composed at read time from the snapshot row and bounded index reads, times in the page''s '
+    'time zone with each instant''s offset.';
 
 REVOKE EXECUTE ON FUNCTION
-    statusdb_page_statuspage(text, bytea, interval, integer, bigint, text) FROM PUBLIC;
+    statusdb_page_statuspage(text, bytea, interval, integer, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
-    statusdb_page_statuspage(text, bytea, interval, integer, bigint, text)
+    statusdb_page_statuspage(text, bytea, interval, integer, text, text)
     TO statusdb_app, statusdb_reader;
 
--- Every snapshot gets its history now (a new version each: what the documents show changed).
-DO $$
-BEGIN
-    PERFORM statusdb_page_snapshot_refresh(ARRAY(SELECT p.id FROM status_page p ORDER BY p.id));
-END;
-$$;
