@@ -5,10 +5,14 @@
 * starts a cluster of its own (`bench.cluster.bench_cluster`: the benchmark's server settings),
   builds one busy public page (50 components in 5 groups, 5 open status incidents with 5
   updates each, 50 resolved ones, 3 upcoming and 50 completed maintenance windows);
-* **write cost** of migration 0033 (the snapshot renders the Statuspage history at write
-  time): a committed write that re-renders the page (a component's manual status, toggled),
-  timed on the migrated schema, then with 0033 rolled back, then applied again (before/after
-  on the same cluster and page, blocks alternating);
+* **write cost** of migration 0034 (it must be none: the Statuspage history is read when a
+  document is composed, never rendered by writers): committed writes that re-render the page
+  (a component's manual status, toggled; an open incident's message, toggled), timed on the
+  migrated schema, then with 0034 rolled back (main's schema), then applied again (blocks
+  alternating on the same cluster and page; the ratio of each pair of blocks is reported);
+* **not-modified reads** of summary.json (no stamp) and of incidents.json and
+  scheduled-maintenances.json (one bounded index scan for their history stamp), in the
+  database, `--reads` calls each;
 * **surge**: `statusdb serve` (uvicorn, one process, `--pool-size`) in a subprocess, and
   `clients` concurrent keep-alive clients (asyncio + httpx, in `processes` processes) hitting
   ``/pages/<slug>/api/v2/summary.json`` without and with ``If-None-Match`` (the ETag of the
@@ -45,8 +49,8 @@ from statusdb.pages import NewComponent
 SLUG = "surge-http"
 
 
-def build(dsn: str) -> str:
-    """The busy page; returns a component id to toggle."""
+def build(dsn: str) -> dict[str, str]:
+    """The busy page; returns a component's and an open incident's id to toggle."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         team = teams.create(conn, name="HTTP surge")
         created = pages.create(
@@ -100,40 +104,94 @@ def build(dsn: str) -> str:
                     "UPDATE maintenance_window SET status = 'COMPLETED' WHERE id = %s",
                     (window.id,),
                 )
-        last: str = ids[-1]
-        return last
+        open_incident = conn.execute(
+            "SELECT id FROM status_incident WHERE status_page_id = %s AND status <> 'RESOLVED'"
+            " ORDER BY id LIMIT 1",
+            (page_id,),
+        ).fetchone()
+        assert open_incident is not None
+        return {"component": ids[-1], "incident": open_incident[0]}
 
 
-def _writes(dsn: str, component_id: str, n: int) -> list[float]:
+_WRITES = {
+    "component": (
+        "UPDATE status_page_component SET manual_status = %s WHERE id = %s",
+        ("DEGRADED_PERFORMANCE", "OPERATIONAL"),
+    ),
+    "incident": ("UPDATE status_incident SET message = %s WHERE id = %s", ("Looking", "Still")),
+}
+
+
+def _writes(dsn: str, kind: str, row_id: str, n: int) -> list[float]:
     samples = []
+    sql, values = _WRITES[kind]
     with psycopg.connect(dsn, autocommit=True) as conn:
-        statuses = ("DEGRADED_PERFORMANCE", "OPERATIONAL")
         for k in range(n):
             started = time.perf_counter()
-            conn.execute(
-                "UPDATE status_page_component SET manual_status = %s WHERE id = %s",
-                (statuses[k % 2], component_id),
-            )
+            conn.execute(sql, (values[k % 2], row_id))
             samples.append(time.perf_counter() - started)
     return samples
 
 
-def write_cost(dsn: str, component_id: str, n: int, rounds: int) -> dict[str, Any]:
-    """p50/p99 of a committed re-rendering write with 0033 applied and rolled back."""
-    after: list[float] = []
-    before: list[float] = []
-    _writes(dsn, component_id, 20)  # warm-up
-    for _ in range(rounds):
-        after += _writes(dsn, component_id, n)
-        migrations.rollback(dsn, 1)
-        before += _writes(dsn, component_id, n)
-        migrations.apply(dsn)
+def write_cost(dsn: str, ids: dict[str, str], n: int, rounds: int) -> dict[str, Any]:
+    """p50/p99 of committed re-rendering writes with 0034 applied and rolled back (main)."""
+    result: dict[str, Any] = {}
+    after: dict[str, list[float]] = {kind: [] for kind in ids}
+    before: dict[str, list[float]] = {kind: [] for kind in ids}
+    ratios: dict[str, list[float]] = {kind: [] for kind in ids}
+    for kind, row_id in ids.items():
+        _writes(dsn, kind, row_id, 20)  # warm-up
+    for k in range(rounds):
+        # Alternate which schema goes first, so that a drift of the machine's load shows.
+        order = ("after", "before") if k % 2 == 0 else ("before", "after")
+        for schema in order:
+            if schema == "before":
+                migrations.rollback(dsn, 1)
+            for kind, row_id in ids.items():
+                block = _writes(dsn, kind, row_id, n)
+                (after if schema == "after" else before)[kind] += block
+                result.setdefault(f"{kind}_{schema}_p50_blocks_ms", []).append(
+                    round(percentile(block, 0.5) * 1000, 3)
+                )
+            if schema == "before":
+                migrations.apply(dsn)
+    for kind in ids:
+        for a, b in zip(
+            result[f"{kind}_after_p50_blocks_ms"],
+            result[f"{kind}_before_p50_blocks_ms"],
+            strict=True,
+        ):
+            ratios[kind].append(round(a / b, 3))
+        result[f"{kind}_with_0034_p50_ms"] = round(percentile(after[kind], 0.5) * 1000, 3)
+        result[f"{kind}_with_0034_p99_ms"] = round(percentile(after[kind], 0.99) * 1000, 3)
+        result[f"{kind}_main_p50_ms"] = round(percentile(before[kind], 0.5) * 1000, 3)
+        result[f"{kind}_main_p99_ms"] = round(percentile(before[kind], 0.99) * 1000, 3)
+        result[f"{kind}_p50_ratio_per_round"] = ratios[kind]
+    result["writes_each"] = n * rounds
+    return result
+
+
+def not_modified_reads(dsn: str, n: int) -> dict[str, Any]:
+    """In-database time of a not-modified read of three documents, rounds interleaved."""
+    from statusdb.formats import statuspage
+
+    names = ("summary", "incidents", "scheduled-maintenances")
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        tags = {}
+        for name in names:
+            answer = statuspage.document(conn, SLUG, name)
+            assert isinstance(answer, statuspage.Document)
+            tags[name] = answer.version_text
+        for _ in range(n):
+            for name in names:
+                started = time.perf_counter()
+                got = statuspage.document(conn, SLUG, name, if_version=tags[name])
+                samples[name].append(time.perf_counter() - started)
+                assert isinstance(got, statuspage.NotModified)
     return {
-        "write_with_0033_p50_ms": round(percentile(after, 0.5) * 1000, 3),
-        "write_with_0033_p99_ms": round(percentile(after, 0.99) * 1000, 3),
-        "write_before_0033_p50_ms": round(percentile(before, 0.5) * 1000, 3),
-        "write_before_0033_p99_ms": round(percentile(before, 0.99) * 1000, 3),
-        "writes_each": len(after),
+        f"{name}_not_modified_p50_us": round(percentile(samples[name], 0.5) * 1e6, 1)
+        for name in names
     }
 
 
@@ -255,15 +313,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--pool-size", type=int, default=4)
     parser.add_argument("--writes", type=int, default=100, help="writes per block")
-    parser.add_argument("--rounds", type=int, default=3, help="before/after blocks")
+    parser.add_argument("--rounds", type=int, default=4, help="before/after block pairs")
+    parser.add_argument("--reads", type=int, default=300, help="not-modified reads each")
+    parser.add_argument("--no-surge", action="store_true", help="the database parts only")
     args = parser.parse_args(argv)
     results: dict[str, Any] = {"load_average_at_start": os.getloadavg()}
     with bench_cluster() as dsn:
-        component_id = build(dsn)
-        results["write_cost"] = write_cost(dsn, component_id, args.writes, args.rounds)
+        ids = build(dsn)
+        results["write_cost"] = write_cost(dsn, ids, args.writes, args.rounds)
+        results["not_modified"] = not_modified_reads(dsn, args.reads)
         results["surge"] = []
-        for cache_entries in (1024, 0):
-            results["surge"] += _serve_and_surge(dsn, args, cache_entries)
+        if not args.no_surge:
+            for cache_entries in (1024, 0):
+                results["surge"] += _serve_and_surge(dsn, args, cache_entries)
     print(json.dumps(results, indent=2))
     return 0
 

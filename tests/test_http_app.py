@@ -4,6 +4,7 @@ subprocess on a random port against a fresh database, an httpx client (issue 24)
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import socket
@@ -11,7 +12,6 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-import datetime as dt
 from typing import Any
 
 import httpx

@@ -193,7 +193,7 @@ def test_resolved_and_completed_edits_change_the_etag(conn: Conn) -> None:
     """History is read when a document is composed: an edit of a resolved incident or of a
     completed window does not move the page's version, but the ETag of the document listing it
     (version_text) changes, and if_version with the old one is answered in full."""
-    created, slug, ids = busy_page(conn)
+    _, slug, ids = busy_page(conn)
     before = _document(conn, slug, "incidents")
     assert before.version_text.startswith(f"{before.version}-")
     unchanged = statuspage.document(conn, slug, "incidents", if_version=before.version_text)
@@ -258,7 +258,7 @@ def test_not_modified_and_the_page_views_version(conn: Conn) -> None:
     stale = _document(conn, slug, "summary", if_version=first.version - 1)
     assert stale.body == first.body
     with pytest.raises(InvalidInput):
-        statuspage.document(conn, slug, "summary", if_version=1.5)  # type: ignore[arg-type]
+        statuspage.document(conn, slug, "summary", if_version=1.5)  # type: ignore[call-overload]
 
 
 def test_private_pages_need_their_token(conn: Conn) -> None:

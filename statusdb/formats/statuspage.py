@@ -59,7 +59,6 @@ NULL_FIELDS: Final = {
 }
 
 
-
 @attrs.frozen
 class Document:
     """A Statuspage v2 document: `body` (UTF-8 JSON), the page's `version` and `fresh_until`

@@ -37,6 +37,7 @@ import collections
 import datetime as dt
 import json
 import logging
+import string
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -53,7 +54,7 @@ from starlette.routing import Route as StarletteRoute
 from statusdb import views
 from statusdb.domain import tokens
 from statusdb.errors import InvalidInput, NotFound, Retryable, StatusdbError
-from statusdb.formats import feeds, ical, statuspage
+from statusdb.formats import feeds, ical, source, statuspage
 from statusdb.infra.pool import make_async_pool
 
 __all__ = [
@@ -68,7 +69,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
 
 
 class Answer(Protocol):
@@ -153,7 +153,7 @@ def feed_routes(
     *,
     base_url: str = "http://localhost:8000",
     page_url: str = "{base_url}/pages/{slug}/page.json",
-    limit: int = feeds.DEFAULT_LIMIT,
+    limit: int = source.DEFAULT_LIMIT,
 ) -> list[Route]:
     """The feeds, ``/feed.atom``, ``/feed.rss`` (`statusdb.formats.feeds`) and
     ``/maintenance.ics`` (`statusdb.formats.ical`), at most `limit` entries each.
@@ -250,7 +250,7 @@ def _token(request: Request) -> str | None:
     return token if token else None
 
 
-_TAG_CHARACTERS: Final = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-")
+_TAG_CHARACTERS: Final = frozenset(string.ascii_letters + string.digits + "-")
 
 
 def _if_none_match(request: Request) -> list[str] | bool | None:
@@ -266,9 +266,13 @@ def _if_none_match(request: Request) -> list[str] | bool | None:
             return True
         tag = tag.removeprefix("W/")
         text = tag[1:-1]
-        if len(tag) >= 3 and tag[0] == tag[-1] == '"' and len(text) <= 80:
-            if _TAG_CHARACTERS.issuperset(text):
-                found.append(text)
+        if (
+            len(tag) >= 3
+            and tag[0] == tag[-1] == '"'
+            and len(text) <= 80
+            and _TAG_CHARACTERS.issuperset(text)
+        ):
+            found.append(text)
     return found or None
 
 
