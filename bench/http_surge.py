@@ -7,12 +7,12 @@
   updates each, 50 resolved ones, 3 upcoming and 50 completed maintenance windows);
 * **write cost** of migration 0034 (it must be none: the Statuspage history is read when a
   document is composed, never rendered by writers): committed writes that re-render the page
-  (a component's manual status, toggled; an open incident's message, toggled), timed on the
-  migrated schema, then with 0034 rolled back (main's schema), then applied again (blocks
-  alternating on the same cluster and page; the ratio of each pair of blocks is reported);
+  (a component's manual status, toggled; an open incident's message, toggled) on two copies
+  of the page in one cluster: this branch's schema and main's (the database cloned, 0034 rolled
+  back), alternating write by write; p50 / p99 and the p50 ratio of each block;
 * **not-modified reads** of summary.json (no stamp) and of incidents.json and
-  scheduled-maintenances.json (one bounded index scan for their history stamp), in the
-  database, `--reads` calls each;
+  scheduled-maintenances.json (one bounded index scan for their history stamp), `--reads`
+  calls each, and a tenth as many full compositions of each;
 * **surge**: `statusdb serve` (uvicorn, one process, `--pool-size`) in a subprocess, and
   `clients` concurrent keep-alive clients (asyncio + httpx, in `processes` processes) hitting
   ``/pages/<slug>/api/v2/summary.json`` without and with ``If-None-Match`` (the ETag of the
@@ -39,6 +39,7 @@ from typing import Any
 
 import httpx
 import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from bench.cluster import bench_cluster
 from bench.timing import percentile
@@ -134,39 +135,45 @@ def _writes(dsn: str, kind: str, row_id: str, n: int) -> list[float]:
 
 
 def write_cost(dsn: str, ids: dict[str, str], n: int, rounds: int) -> dict[str, Any]:
-    """p50/p99 of committed re-rendering writes with 0034 applied and rolled back (main)."""
+    """p50/p99 of committed re-rendering writes on two copies of the page: this branch's schema
+    and main's (the same database cloned, 0034 rolled back), alternating write by write (ABBA
+    order), so that the machine's load moves both alike; `rounds` blocks of `n` pairs."""
+    main_dsn = make_conninfo(dsn, dbname="bench_main")
+    source = conninfo_to_dict(dsn)["dbname"]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE bench_main TEMPLATE "{source}"')
+    migrations.rollback(main_dsn, 1)
     result: dict[str, Any] = {}
-    after: dict[str, list[float]] = {kind: [] for kind in ids}
-    before: dict[str, list[float]] = {kind: [] for kind in ids}
-    ratios: dict[str, list[float]] = {kind: [] for kind in ids}
-    for kind, row_id in ids.items():
-        _writes(dsn, kind, row_id, 20)  # warm-up
-    for k in range(rounds):
-        # Alternate which schema goes first, so that a drift of the machine's load shows.
-        order = ("after", "before") if k % 2 == 0 else ("before", "after")
-        for schema in order:
-            if schema == "before":
-                migrations.rollback(dsn, 1)
-            for kind, row_id in ids.items():
-                block = _writes(dsn, kind, row_id, n)
-                (after if schema == "after" else before)[kind] += block
-                result.setdefault(f"{kind}_{schema}_p50_blocks_ms", []).append(
-                    round(percentile(block, 0.5) * 1000, 3)
-                )
-            if schema == "before":
-                migrations.apply(dsn)
-    for kind in ids:
-        for a, b in zip(
-            result[f"{kind}_after_p50_blocks_ms"],
-            result[f"{kind}_before_p50_blocks_ms"],
-            strict=True,
-        ):
-            ratios[kind].append(round(a / b, 3))
-        result[f"{kind}_with_0034_p50_ms"] = round(percentile(after[kind], 0.5) * 1000, 3)
-        result[f"{kind}_with_0034_p99_ms"] = round(percentile(after[kind], 0.99) * 1000, 3)
-        result[f"{kind}_main_p50_ms"] = round(percentile(before[kind], 0.5) * 1000, 3)
-        result[f"{kind}_main_p99_ms"] = round(percentile(before[kind], 0.99) * 1000, 3)
-        result[f"{kind}_p50_ratio_per_round"] = ratios[kind]
+    with (
+        psycopg.connect(dsn, autocommit=True) as branch,
+        psycopg.connect(main_dsn, autocommit=True) as main,
+    ):
+        for kind, row_id in ids.items():
+            sql, values = _WRITES[kind]
+            samples: dict[str, list[float]] = {"branch": [], "main": []}
+            for k in range(20):  # warm-up
+                for conn in (branch, main):
+                    conn.execute(sql, (values[k % 2], row_id))
+            for _ in range(rounds):
+                block: dict[str, list[float]] = {"branch": [], "main": []}
+                for k in range(n):
+                    order = (("branch", branch), ("main", main))
+                    for name, conn in order if k % 2 == 0 else order[::-1]:
+                        started = time.perf_counter()
+                        conn.execute(sql, (values[k % 2], row_id))
+                        block[name].append(time.perf_counter() - started)
+                ratio = percentile(block["branch"], 0.5) / percentile(block["main"], 0.5)
+                result.setdefault(f"{kind}_p50_ratio_per_block", []).append(round(ratio, 3))
+                for name in block:
+                    samples[name] += block[name]
+            for name in samples:
+                for q in (0.5, 0.99):
+                    result[f"{kind}_{name}_p{int(q * 100)}_ms"] = round(
+                        percentile(samples[name], q) * 1000, 3
+                    )
+            result[f"{kind}_p50_ratio"] = round(
+                result[f"{kind}_branch_p50_ms"] / result[f"{kind}_main_p50_ms"], 3
+            )
     result["writes_each"] = n * rounds
     return result
 
@@ -189,10 +196,19 @@ def not_modified_reads(dsn: str, n: int) -> dict[str, Any]:
                 got = statuspage.document(conn, SLUG, name, if_version=tags[name])
                 samples[name].append(time.perf_counter() - started)
                 assert isinstance(got, statuspage.NotModified)
-    return {
+        composed: dict[str, list[float]] = {name: [] for name in names}
+        for _ in range(max(1, n // 10)):
+            for name in names:
+                started = time.perf_counter()
+                statuspage.document(conn, SLUG, name)
+                composed[name].append(time.perf_counter() - started)
+    result = {
         f"{name}_not_modified_p50_us": round(percentile(samples[name], 0.5) * 1e6, 1)
         for name in names
     }
+    for name in names:
+        result[f"{name}_composed_p50_ms"] = round(percentile(composed[name], 0.5) * 1000, 2)
+    return result
 
 
 def _free_port() -> int:
@@ -312,8 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--pool-size", type=int, default=4)
-    parser.add_argument("--writes", type=int, default=100, help="writes per block")
-    parser.add_argument("--rounds", type=int, default=4, help="before/after block pairs")
+    parser.add_argument("--writes", type=int, default=200, help="write pairs per block")
+    parser.add_argument("--rounds", type=int, default=5, help="blocks of alternated writes")
     parser.add_argument("--reads", type=int, default=300, help="not-modified reads each")
     parser.add_argument("--no-surge", action="store_true", help="the database parts only")
     args = parser.parse_args(argv)

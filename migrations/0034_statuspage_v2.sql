@@ -70,8 +70,9 @@ DECLARE
     -- below, at each instant).
     t_format constant text := 'YYYY-MM-DD"T"HH24:MI:SS.MSTZH:TZM';
     stamp text;
-    resolved jsonb := '[]';
-    completed jsonb := '[]';
+    listed text[];
+    resolved jsonb := '[]'::jsonb;
+    completed jsonb := '[]'::jsonb;
     caller_zone text := current_setting('TimeZone');
     stamps jsonb;
     by_id jsonb;
@@ -132,20 +133,25 @@ BEGIN
               ORDER BY i.resolved_at DESC, i.id DESC
               LIMIT 50) AS h;
     ELSIF document = 'scheduled-maintenances' THEN
-        SELECT left(md5(string_agg(h.id || '/' || h.t || '/' || h.c, ','
-                                   ORDER BY h.start_time DESC, h.id DESC)), 16)
-        INTO stamp
+        SELECT string_agg(h.id || '/' || h.t, ',' ORDER BY h.start_time DESC, h.id DESC),
+               array_agg(h.id)
+        INTO stamp, listed
         FROM (SELECT w.id, w.start_time,
                      (extract(epoch FROM w.updated_at) * 1000000)::bigint::text || '/'
-                     || w.ctid::text AS t,
-                     array_to_string(ARRAY(SELECT mc.component_id
-                                           FROM maintenance_window_component mc
-                                           WHERE mc.maintenance_window_id = w.id
-                                           ORDER BY mc.component_id), ' ') AS c
+                     || w.ctid::text AS t
               FROM maintenance_window w
               WHERE w.status_page_id = found_page AND w.status = 'COMPLETED'
               ORDER BY w.start_time DESC, w.id DESC
               LIMIT 50) AS h;
+        -- Their components (an edit of those does not touch the window's row): one scan of
+        -- the primary key for the listed ids.
+        SELECT left(md5(stamp || '|' || coalesce(string_agg(mc.maintenance_window_id || ' '
+                                                            || mc.component_id, ','
+                                                            ORDER BY mc.maintenance_window_id,
+                                                                     mc.component_id), '')), 16)
+        INTO stamp
+        FROM maintenance_window_component mc
+        WHERE mc.maintenance_window_id = ANY (listed);
     END IF;
     version_text := version::text || coalesce('-' || stamp, '');
     IF version_text = if_version THEN
