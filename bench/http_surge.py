@@ -7,7 +7,8 @@
   updates each, 50 resolved ones, 3 upcoming and 50 completed maintenance windows);
 * **write cost** of migration 0034 (it must be none: the Statuspage history is read when a
   document is composed, never rendered by writers): committed writes that re-render the page
-  (a component's manual status, toggled; an open incident's message, toggled) on two copies
+  (a component's manual status, an open incident's message, a completed window's status back
+  to IN_PROGRESS and again COMPLETED, each toggled) on two copies
   of the page in one cluster: this branch's schema and main's (the database cloned, 0034 rolled
   back), alternating write by write; p50 / p99 and the p50 ratio of each block;
 * **not-modified reads** of summary.json (no stamp) and of incidents.json and
@@ -51,7 +52,7 @@ SLUG = "surge-http"
 
 
 def build(dsn: str) -> dict[str, str]:
-    """The busy page; returns a component's and an open incident's id to toggle."""
+    """The busy page; returns a component's, an open incident's and a window's id to toggle."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         team = teams.create(conn, name="HTTP surge")
         created = pages.create(
@@ -111,7 +112,13 @@ def build(dsn: str) -> dict[str, str]:
             (page_id,),
         ).fetchone()
         assert open_incident is not None
-        return {"component": ids[-1], "incident": open_incident[0]}
+        completed = conn.execute(
+            "SELECT id FROM maintenance_window WHERE status_page_id = %s AND status = 'COMPLETED'"
+            " ORDER BY start_time DESC LIMIT 1",
+            (page_id,),
+        ).fetchone()
+        assert completed is not None
+        return {"component": ids[-1], "incident": open_incident[0], "window": completed[0]}
 
 
 _WRITES = {
@@ -120,6 +127,11 @@ _WRITES = {
         ("DEGRADED_PERFORMANCE", "OPERATIONAL"),
     ),
     "incident": ("UPDATE status_incident SET message = %s WHERE id = %s", ("Looking", "Still")),
+    # A window completed and running again: in and out of 0034's partial index.
+    "window": (
+        "UPDATE maintenance_window SET status = %s WHERE id = %s",
+        ("IN_PROGRESS", "COMPLETED"),
+    ),
 }
 
 
