@@ -1,7 +1,7 @@
 -- statusdb 0034: the Statuspage v2 public format (issue 24, item 1), composed at read time
 -- from the page's snapshot, so that private pages stay private and versions / not-modified
 -- reads keep working, at no cost to the writers.
--- depends: 0032_scheduler_doctor
+-- depends: 0033_translations
 --
 -- * statusdb_page_statuspage(slug, token digest, horizon, limit, if_version, document): the
 --   lookup of statusdb_page_view_bytes (same access rule, bounds, version and fresh_until),
