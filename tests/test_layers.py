@@ -23,15 +23,16 @@ ALLOWED: dict[str, frozenset[str]] = {
     "formats": frozenset({"errors", "domain", "db", "ops"}),
     "workers": frozenset({"errors", "domain", "db", "ops"}),
     "infra": frozenset({"errors", "domain", "db"}),
+    "http": frozenset({"errors", "domain", "db", "ops", "formats", "workers", "infra", "facade"}),
     "tooling": frozenset(
-        {"errors", "domain", "db", "ops", "formats", "workers", "infra", "facade"}
+        {"errors", "domain", "db", "ops", "formats", "workers", "infra", "http", "facade"}
     ),
 }
 #: Third-party imports refused in a layer: the domain is pure logic.
 FORBIDDEN_DISTRIBUTIONS: dict[str, frozenset[str]] = {
     "domain": frozenset({"psycopg", "psycopg_pool", "yoyo"}),
 }
-_SUBPACKAGES = {"domain", "db", "formats", "workers", "infra", "tooling"}
+_SUBPACKAGES = {"domain", "db", "formats", "workers", "infra", "tooling", "http"}
 
 
 def _module_name(path: Path) -> str:

@@ -47,6 +47,7 @@ CREATE TABLE public.maintenance_window (
 );
 
 -- Indexes (those of the constraints above are theirs).
+CREATE INDEX maintenance_window_completed_history_idx ON public.maintenance_window USING btree (status_page_id, start_time DESC, id DESC) WHERE (status = 'COMPLETED'::text);
 CREATE INDEX maintenance_window_status_page_id_start_time_idx ON public.maintenance_window USING btree (status_page_id, start_time);
 CREATE INDEX maintenance_window_status_start_time_idx ON public.maintenance_window USING btree (status, start_time);
 

@@ -1,5 +1,7 @@
 """Public renderings of a status page for the clients that already speak a standard format.
 
+* `statusdb.formats.statuspage`: Statuspage public API v2 JSON documents (summary, status,
+  components, incidents, scheduled maintenances), composed in the database;
 * `statusdb.formats.feeds`: Atom 1.0 (RFC 4287) and RSS 2.0 feeds of a page's status incidents
   and maintenance windows, with their updates;
 * `statusdb.formats.ical`: an iCalendar (RFC 5545) feed of a page's maintenance, recurring

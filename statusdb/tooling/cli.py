@@ -28,7 +28,7 @@ from yoyo import read_migrations
 
 from statusdb.db import queries, resources
 from statusdb.infra import migrations
-from statusdb.tooling import doctor_cmd, localpg, scheduler_cmd, worker_cmd
+from statusdb.tooling import doctor_cmd, localpg, scheduler_cmd, serve_cmd, worker_cmd
 
 LOCAL_DBNAME = "statusdb"
 PROG = "statusdb"
@@ -147,6 +147,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="-- PSQL_ARGS",
         help="arguments passed on to psql after `--`, e.g. `statusdb psql -- -c 'SELECT 1'`",
     )
+    serve_cmd.add_parser(sub, common)
     _describe(sub)
     return parser
 
@@ -410,6 +411,10 @@ def _cmd_doctor(args: argparse.Namespace) -> None:
     doctor_cmd.main(args, _resolve_dsn(args))
 
 
+def _cmd_serve(args: argparse.Namespace) -> None:
+    serve_cmd.run(args, _resolve_dsn(args))
+
+
 _COMMANDS = {
     "migrate": _cmd_migrate,
     "rollback": _cmd_rollback,
@@ -422,6 +427,7 @@ _COMMANDS = {
     "psql": _cmd_psql,
     "scheduler": _cmd_scheduler,
     "doctor": _cmd_doctor,
+    "serve": _cmd_serve,
 }
 
 

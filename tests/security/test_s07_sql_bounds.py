@@ -92,6 +92,8 @@ APP_FUNCTIONS = {
     # 0033: who is told, with the subscriber's locale (0020's body: one pass over the page's
     # matching subscribers, which the caller may read directly).
     "statusdb_notification_recipients_v2(text,text[],text[],text[])",
+    # 0034: Statuspage v2 documents (the same bounds, and the document name from a fixed list).
+    "statusdb_page_statuspage(text,bytea,interval,integer,text,text)",
 }
 PUBLIC_FUNCTIONS = {
     "statusdb_new_id()",
@@ -112,6 +114,7 @@ READER_FUNCTIONS = PUBLIC_FUNCTIONS | {
     "statusdb_page_view_v3(text,bytea,interval,integer,bigint,text)",
     "statusdb_page_view_bytes_v3(text,bytea,interval,integer,bigint,text)",
     "statusdb_page_feed_v2(text,bytea,integer,text)",
+    "statusdb_page_statuspage(text,bytea,interval,integer,text,text)",
 }
 
 

@@ -1,0 +1,1 @@
+"""The optional HTTP app (the `http` extra): `statusdb.http.app.create_app`."""
