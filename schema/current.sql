@@ -381,14 +381,14 @@ CREATE FUNCTION public.statusdb_component_group_snapshot() RETURNS trigger
     AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        PERFORM statusdb_page_snapshot_refresh(
+        PERFORM statusdb_page_snapshot_mark(
             ARRAY(SELECT DISTINCT n.status_page_id FROM new_rows n));
     ELSIF TG_OP = 'DELETE' THEN
-        PERFORM statusdb_page_snapshot_refresh(
+        PERFORM statusdb_page_snapshot_mark(
             ARRAY(SELECT DISTINCT o.status_page_id FROM old_rows o));
     ELSE
         -- Only groups whose shown columns changed (a group cannot change page: its guard).
-        PERFORM statusdb_page_snapshot_refresh(ARRAY(
+        PERFORM statusdb_page_snapshot_mark(ARRAY(
             SELECT DISTINCT n.status_page_id
             FROM new_rows n JOIN old_rows o ON o.id = n.id
             WHERE (n.name, n.description, n.parent_id, n.display_order, n.current_status,
@@ -2073,21 +2073,21 @@ CREATE FUNCTION public.statusdb_maintenance_window_component_snapshot() RETURNS 
 BEGIN
     -- The window's page (a window deleted with its components: its own trigger refreshes it).
     IF TG_OP = 'INSERT' THEN
-        PERFORM statusdb_page_snapshot_refresh(ARRAY(
+        PERFORM statusdb_page_snapshot_mark(ARRAY(
             SELECT DISTINCT w.status_page_id
             FROM maintenance_window w
             WHERE w.id IN (SELECT n.maintenance_window_id FROM new_rows n)));
     ELSIF TG_OP = 'DELETE' THEN
         -- Nor a component deleted with its links (0023): its own statement trigger refreshes
         -- the page after its group roll-up, keeping snapshot rows last in the lock order.
-        PERFORM statusdb_page_snapshot_refresh(ARRAY(
+        PERFORM statusdb_page_snapshot_mark(ARRAY(
             SELECT DISTINCT w.status_page_id
             FROM maintenance_window w
             WHERE w.id IN (SELECT o.maintenance_window_id FROM old_rows o
                            WHERE EXISTS (SELECT 1 FROM status_page_component c
                                          WHERE c.id = o.component_id))));
     ELSE
-        PERFORM statusdb_page_snapshot_refresh(ARRAY(
+        PERFORM statusdb_page_snapshot_mark(ARRAY(
             SELECT DISTINCT w.status_page_id
             FROM maintenance_window w
             WHERE w.id IN (SELECT n.maintenance_window_id FROM new_rows n
@@ -2314,13 +2314,13 @@ CREATE FUNCTION public.statusdb_maintenance_window_snapshot() RETURNS trigger
     AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        PERFORM statusdb_page_snapshot_refresh(
+        PERFORM statusdb_page_snapshot_mark(
             ARRAY(SELECT DISTINCT n.status_page_id FROM new_rows n));
     ELSIF TG_OP = 'DELETE' THEN
-        PERFORM statusdb_page_snapshot_refresh(
+        PERFORM statusdb_page_snapshot_mark(
             ARRAY(SELECT DISTINCT o.status_page_id FROM old_rows o));
     ELSE
-        PERFORM statusdb_page_snapshot_refresh(ARRAY(
+        PERFORM statusdb_page_snapshot_mark(ARRAY(
             SELECT DISTINCT n.status_page_id
             FROM new_rows n JOIN old_rows o ON o.id = n.id
             WHERE (n.status_page_id, n.title, n.description, n.status, n.start_time, n.end_time)
@@ -2532,7 +2532,7 @@ COMMENT ON FUNCTION public.statusdb_notification_recipients_v2(page_id text, eve
 --
 
 CREATE FUNCTION public.statusdb_page_feed(page_slug text, page_token_hash bytea, feed_limit integer) RETURNS TABLE(id text, name text, description text, slug text, is_public boolean, time_zone text, updated_at timestamp with time zone, incidents json, maintenance json)
-    LANGUAGE plpgsql STABLE SECURITY DEFINER ROWS 1
+    LANGUAGE plpgsql SECURITY DEFINER ROWS 1
     SET search_path TO 'public', 'pg_temp'
     AS $$
 #variable_conflict use_column
@@ -2550,6 +2550,9 @@ BEGIN
     IF octet_length(page_token_hash) = 32 THEN
         stored_hash := sha256(page_token_hash);
     END IF;
+    -- 0038: a page pending in the reader's own transaction (it wrote the page and has not
+    -- committed) is rendered now, so that it reads its own writes with a real, new version.
+    PERFORM statusdb_page_snapshot_flush_slug(page_slug);
     RETURN QUERY
     SELECT p.id, p.name, p.description, p.slug, p.is_public, p.time_zone, p.updated_at,
            inc.items, win.items
@@ -2899,6 +2902,106 @@ $$;
 COMMENT ON FUNCTION public.statusdb_page_snapshot_create(page_ids text[]) IS 'Renders the first snapshot of new pages (0017; with the groups since 0020) and announces it (version * 256). Owner only.';
 
 --
+-- Name: statusdb_page_snapshot_flush(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_page_snapshot_flush() RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    page_ids text[];
+BEGIN
+    WITH flushed AS (
+        DELETE FROM status_page_snapshot_pending p
+        WHERE p.xact_id = pg_current_xact_id_if_assigned()
+        RETURNING p.page_id
+    )
+    SELECT array_agg(f.page_id ORDER BY f.page_id) INTO page_ids FROM flushed f;
+    PERFORM statusdb_page_snapshot_refresh(page_ids);
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_page_snapshot_flush(); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_page_snapshot_flush() IS 'Renders the pages the current transaction marked (0038) with statusdb_page_snapshot_refresh and forgets them. Owner only (the deferred trigger and the repair).';
+
+--
+-- Name: statusdb_page_snapshot_flush_slug(text); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_page_snapshot_flush_slug(page_slug text) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    page_ids text[];
+BEGIN
+    IF pg_current_xact_id_if_assigned() IS NULL THEN
+        RETURN;  -- a transaction that wrote nothing has nothing pending
+    END IF;
+    -- The page by its slug now (renamed in this transaction) or by its stored one.
+    WITH flushed AS (
+        DELETE FROM status_page_snapshot_pending p
+        WHERE p.xact_id = pg_current_xact_id_if_assigned()
+          AND p.page_id IN (SELECT sp.id FROM status_page sp WHERE sp.slug = page_slug
+                            UNION ALL
+                            SELECT s.page_id FROM status_page_snapshot s WHERE s.slug = page_slug)
+        RETURNING p.page_id
+    )
+    SELECT array_agg(f.page_id ORDER BY f.page_id) INTO page_ids FROM flushed f;
+    PERFORM statusdb_page_snapshot_refresh(page_ids);
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_page_snapshot_flush_slug(page_slug text); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_page_snapshot_flush_slug(page_slug text) IS 'Renders now the pages with this slug (current or stored) that the current transaction marked (0038), so that its own page reads see its writes; nothing for a transaction without a transaction id. Owner only (the page reads).';
+
+--
+-- Name: statusdb_page_snapshot_mark(text[]); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_page_snapshot_mark(page_ids text[]) RETURNS void
+    LANGUAGE sql
+    AS $$
+    INSERT INTO status_page_snapshot_pending (xact_id, page_id)
+    SELECT pg_current_xact_id(), p.page_id
+    FROM unnest(page_ids) AS p (page_id)
+    WHERE p.page_id IS NOT NULL
+    ORDER BY p.page_id
+    ON CONFLICT ON CONSTRAINT status_page_snapshot_pending_pkey DO NOTHING;
+$$;
+
+--
+-- Name: FUNCTION statusdb_page_snapshot_mark(page_ids text[]); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_page_snapshot_mark(page_ids text[]) IS 'Marks pages for rendering at the commit of the current transaction (0038), once per page and transaction. Owner only (called by the snapshot triggers).';
+
+--
+-- Name: statusdb_page_snapshot_pending_flush(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_page_snapshot_pending_flush() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+BEGIN
+    PERFORM statusdb_page_snapshot_flush();
+    RETURN NULL;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_page_snapshot_pending_flush(); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_page_snapshot_pending_flush() IS 'The deferred trigger of status_page_snapshot_pending (0038): at commit, the first event renders every page the transaction marked; the others find none left.';
+
+--
 -- Name: statusdb_page_snapshot_refresh(text[]); Type: FUNCTION; Schema: public
 --
 
@@ -2963,6 +3066,9 @@ DECLARE
     missing text[];
     drifted text[];
 BEGIN
+    -- 0038: this transaction's pending pages are rendered first (their snapshots would
+    -- otherwise look drifted until commit).
+    PERFORM statusdb_page_snapshot_flush();
     -- One pass over the pages (the operator's repair, as statusdb_recompute_statuses: no
     -- argument to bound). Pages without a snapshot are reported with a null version.
     missing := ARRAY(SELECT p.id FROM status_page p
@@ -3380,7 +3486,7 @@ COMMENT ON FUNCTION public.statusdb_page_statuspage(page_slug text, page_token_h
 --
 
 CREATE FUNCTION public.statusdb_page_view(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint DEFAULT NULL::bigint) RETURNS TABLE(id text, name text, description text, slug text, is_public boolean, updated_at timestamp with time zone, components json, incidents json, maintenance json, version bigint, fresh_until timestamp with time zone, not_modified boolean, groups json)
-    LANGUAGE plpgsql STABLE SECURITY DEFINER ROWS 1
+    LANGUAGE plpgsql SECURITY DEFINER ROWS 1
     SET search_path TO 'public', 'pg_temp'
     AS $$
 #variable_conflict use_column
@@ -3403,6 +3509,9 @@ BEGIN
     IF octet_length(page_token_hash) = 32 THEN
         stored_hash := sha256(page_token_hash);
     END IF;
+    -- 0038: a page pending in the reader's own transaction (it wrote the page and has not
+    -- committed) is rendered now, so that it reads its own writes with a real, new version.
+    PERFORM statusdb_page_snapshot_flush_slug(page_slug);
     RETURN QUERY
     SELECT s.page_id, v.name, v.description, s.slug, s.is_public, v.updated_at,
            v.components, v.incidents, v.maintenance, t.version, t.fresh_until, v.name IS NULL,
@@ -3850,7 +3959,7 @@ COMMENT ON FUNCTION public.statusdb_page_view_at_v2(page_slug text, page_token_h
 --
 
 CREATE FUNCTION public.statusdb_page_view_bytes(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint DEFAULT NULL::bigint) RETURNS TABLE(version bigint, fresh_until timestamp with time zone, body text)
-    LANGUAGE plpgsql STABLE SECURITY DEFINER ROWS 1
+    LANGUAGE plpgsql SECURITY DEFINER ROWS 1
     SET search_path TO 'public', 'pg_temp'
     AS $$
 #variable_conflict use_column
@@ -3875,6 +3984,9 @@ BEGIN
     IF octet_length(page_token_hash) = 32 THEN
         stored_hash := sha256(page_token_hash);
     END IF;
+    -- 0038: a page pending in the reader's own transaction (it wrote the page and has not
+    -- committed) is rendered now, so that it reads its own writes with a real, new version.
+    PERFORM statusdb_page_snapshot_flush_slug(page_slug);
     -- The lookup: the slug index, the access rule, k from the stored starts (0 with limit 0:
     -- nothing is shown, whatever the clock). No subplan, nothing detoasted.
     SELECT s.page_id, w.k, s.version * 256 + least(w.k, 255),
@@ -3943,7 +4055,7 @@ COMMENT ON FUNCTION public.statusdb_page_view_bytes(page_slug text, page_token_h
 --
 
 CREATE FUNCTION public.statusdb_page_view_bytes_v2(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint DEFAULT NULL::bigint) RETURNS TABLE(version bigint, fresh_until timestamp with time zone, body text)
-    LANGUAGE plpgsql STABLE SECURITY DEFINER ROWS 1
+    LANGUAGE plpgsql SECURITY DEFINER ROWS 1
     SET search_path TO 'public', 'pg_temp'
     AS $$
 #variable_conflict use_column
@@ -3968,6 +4080,9 @@ BEGIN
     IF octet_length(page_token_hash) = 32 THEN
         stored_hash := sha256(page_token_hash);
     END IF;
+    -- 0038: a page pending in the reader's own transaction (it wrote the page and has not
+    -- committed) is rendered now, so that it reads its own writes with a real, new version.
+    PERFORM statusdb_page_snapshot_flush_slug(page_slug);
     -- The lookup: the slug index, the access rule, k from the stored starts (0 with limit 0:
     -- nothing is shown, whatever the clock). No subplan, nothing detoasted.
     SELECT s.page_id, w.k, s.version * 256 + least(w.k, 255),
@@ -4114,7 +4229,7 @@ COMMENT ON FUNCTION public.statusdb_page_view_bytes_v3(page_slug text, page_toke
 --
 
 CREATE FUNCTION public.statusdb_page_view_v2(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint DEFAULT NULL::bigint) RETURNS TABLE(id text, name text, description text, slug text, is_public boolean, updated_at timestamp with time zone, components json, incidents json, maintenance json, version bigint, fresh_until timestamp with time zone, not_modified boolean, groups json, time_zone text)
-    LANGUAGE plpgsql STABLE SECURITY DEFINER ROWS 1
+    LANGUAGE plpgsql SECURITY DEFINER ROWS 1
     SET search_path TO 'public', 'pg_temp'
     AS $$
 #variable_conflict use_column
@@ -4137,6 +4252,9 @@ BEGIN
     IF octet_length(page_token_hash) = 32 THEN
         stored_hash := sha256(page_token_hash);
     END IF;
+    -- 0038: a page pending in the reader's own transaction (it wrote the page and has not
+    -- committed) is rendered now, so that it reads its own writes with a real, new version.
+    PERFORM statusdb_page_snapshot_flush_slug(page_slug);
     RETURN QUERY
     SELECT s.page_id, v.name, v.description, s.slug, s.is_public, v.updated_at,
            v.components, v.incidents, v.maintenance, t.version, t.fresh_until, v.name IS NULL,
@@ -4975,13 +5093,13 @@ CREATE FUNCTION public.statusdb_status_incident_snapshot() RETURNS trigger
     AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        PERFORM statusdb_page_snapshot_refresh(
+        PERFORM statusdb_page_snapshot_mark(
             ARRAY(SELECT DISTINCT n.status_page_id FROM new_rows n));
     ELSIF TG_OP = 'DELETE' THEN
-        PERFORM statusdb_page_snapshot_refresh(
+        PERFORM statusdb_page_snapshot_mark(
             ARRAY(SELECT DISTINCT o.status_page_id FROM old_rows o));
     ELSE
-        PERFORM statusdb_page_snapshot_refresh(
+        PERFORM statusdb_page_snapshot_mark(
             ARRAY(SELECT n.status_page_id FROM new_rows n
                   UNION SELECT o.status_page_id FROM old_rows o));
     END IF;
@@ -5305,15 +5423,15 @@ CREATE FUNCTION public.statusdb_status_page_component_snapshot() RETURNS trigger
     AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        PERFORM statusdb_page_snapshot_refresh(
+        PERFORM statusdb_page_snapshot_mark(
             ARRAY(SELECT DISTINCT n.status_page_id FROM new_rows n));
     ELSIF TG_OP = 'DELETE' THEN
-        PERFORM statusdb_page_snapshot_refresh(
+        PERFORM statusdb_page_snapshot_mark(
             ARRAY(SELECT DISTINCT o.status_page_id FROM old_rows o));
     ELSE
         -- Only rows whose shown columns changed (manual_status, team_id, ... are not shown;
         -- a rendering that comes out the same would keep its version anyway).
-        PERFORM statusdb_page_snapshot_refresh(ARRAY(
+        PERFORM statusdb_page_snapshot_mark(ARRAY(
             SELECT DISTINCT n.status_page_id
             FROM new_rows n JOIN old_rows o ON o.id = n.id
             WHERE (n.name, n.description, n.display_order, n.current_status,
@@ -5367,7 +5485,7 @@ BEGIN
     IF TG_OP = 'INSERT' THEN
         PERFORM statusdb_page_snapshot_create(ARRAY(SELECT n.id FROM new_rows n));
     ELSIF TG_OP = 'UPDATE' THEN
-        PERFORM statusdb_page_snapshot_refresh(ARRAY(SELECT n.id FROM new_rows n));
+        PERFORM statusdb_page_snapshot_mark(ARRAY(SELECT n.id FROM new_rows n));
     END IF;
     -- DELETE: the snapshot goes with the page (ON DELETE CASCADE).
     RETURN NULL;
@@ -7953,6 +8071,33 @@ COMMENT ON COLUMN public.status_page_snapshot.groups IS 'JSON array of the page'
 COMMENT ON COLUMN public.status_page_snapshot.scheduled_starts IS 'start_time of the SCHEDULED entries of windows, in order (generated, 0028): the reader''s k is width_bucket(now() + horizon - 1 microsecond, scheduled_starts).';
 
 --
+-- Name: status_page_snapshot_pending; Type: TABLE; Schema: public
+--
+
+CREATE TABLE public.status_page_snapshot_pending (
+    xact_id xid8 NOT NULL,
+    page_id text NOT NULL
+);
+
+--
+-- Name: TABLE status_page_snapshot_pending; Type: COMMENT; Schema: public
+--
+
+COMMENT ON TABLE public.status_page_snapshot_pending IS 'Pages whose snapshot a transaction must render at its commit (0038): one row per (top-level transaction id, page), inserted by the snapshot triggers and deleted by the deferred flush; empty outside open transactions. Owner only.';
+
+--
+-- Name: COLUMN status_page_snapshot_pending.xact_id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_page_snapshot_pending.xact_id IS 'The marking transaction (pg_current_xact_id()): concurrent markers never conflict.';
+
+--
+-- Name: COLUMN status_page_snapshot_pending.page_id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_page_snapshot_pending.page_id IS 'The page to render (no foreign key: a page deleted meanwhile has no snapshot to render).';
+
+--
 -- Name: status_page_snapshot_version_seq; Type: SEQUENCE; Schema: public
 --
 
@@ -8489,6 +8634,13 @@ ALTER TABLE ONLY public.status_page
 
 ALTER TABLE ONLY public.status_page
     ADD CONSTRAINT status_page_slug_key UNIQUE (slug);
+
+--
+-- Name: status_page_snapshot_pending status_page_snapshot_pending_pkey; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.status_page_snapshot_pending
+    ADD CONSTRAINT status_page_snapshot_pending_pkey PRIMARY KEY (xact_id, page_id);
 
 --
 -- Name: status_page_snapshot status_page_snapshot_pkey; Type: CONSTRAINT; Schema: public
@@ -9460,6 +9612,12 @@ CREATE TRIGGER status_page_locale_snapshot AFTER UPDATE ON public.status_page RE
 CREATE TRIGGER status_page_snapshot_insert AFTER INSERT ON public.status_page REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_status_page_snapshot();
 
 --
+-- Name: status_page_snapshot_pending status_page_snapshot_pending_flush; Type: TRIGGER; Schema: public
+--
+
+CREATE CONSTRAINT TRIGGER status_page_snapshot_pending_flush AFTER INSERT ON public.status_page_snapshot_pending DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.statusdb_page_snapshot_pending_flush();
+
+--
 -- Name: status_page status_page_snapshot_update; Type: TRIGGER; Schema: public
 --
 
@@ -10058,6 +10216,12 @@ CREATE POLICY status_page_component_team_isolation ON public.status_page_compone
 ALTER TABLE public.status_page_snapshot ENABLE ROW LEVEL SECURITY;
 
 --
+-- Name: status_page_snapshot_pending; Type: ROW SECURITY; Schema: public
+--
+
+ALTER TABLE public.status_page_snapshot_pending ENABLE ROW LEVEL SECURITY;
+
+--
 -- Name: status_page_snapshot status_page_snapshot_team_isolation; Type: POLICY; Schema: public
 --
 
@@ -10452,6 +10616,30 @@ REVOKE ALL ON FUNCTION public.statusdb_page_snapshot_bump(page_ids text[]) FROM 
 --
 
 REVOKE ALL ON FUNCTION public.statusdb_page_snapshot_create(page_ids text[]) FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_page_snapshot_flush(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_page_snapshot_flush() FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_page_snapshot_flush_slug(page_slug text); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_page_snapshot_flush_slug(page_slug text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_page_snapshot_mark(page_ids text[]); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_page_snapshot_mark(page_ids text[]) FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_page_snapshot_pending_flush(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_page_snapshot_pending_flush() FROM PUBLIC;
 
 --
 -- Name: FUNCTION statusdb_page_snapshot_refresh(page_ids text[]); Type: ACL; Schema: public

@@ -13,10 +13,11 @@
 -- recurrence_local_start, time_zone, created_at, updated_at, components (names), changes
 -- ([status, at], oldest first, last 20)}. At most feed_limit (1 to 200, null: 50) of each. Same
 -- token rule as statusdb_page_view.
+-- Calls: statusdb_page_snapshot_flush_slug (schema/functions/).
 CREATE OR REPLACE FUNCTION public.statusdb_page_feed(page_slug text, page_token_hash bytea, feed_limit integer)
  RETURNS TABLE(id text, name text, description text, slug text, is_public boolean, time_zone text, updated_at timestamp with time zone, incidents json, maintenance json)
  LANGUAGE plpgsql
- STABLE SECURITY DEFINER ROWS 1
+ SECURITY DEFINER ROWS 1
  SET search_path TO 'public', 'pg_temp'
 AS $function$
 #variable_conflict use_column
@@ -34,6 +35,9 @@ BEGIN
     IF octet_length(page_token_hash) = 32 THEN
         stored_hash := sha256(page_token_hash);
     END IF;
+    -- 0038: a page pending in the reader's own transaction (it wrote the page and has not
+    -- committed) is rendered now, so that it reads its own writes with a real, new version.
+    PERFORM statusdb_page_snapshot_flush_slug(page_slug);
     RETURN QUERY
     SELECT p.id, p.name, p.description, p.slug, p.is_public, p.time_zone, p.updated_at,
            inc.items, win.items

@@ -7,8 +7,8 @@
 -- Pages whose snapshot is missing (null version) or differs from a rendering from scratch
 -- (0017; groups included since 0020), with the lowest version its readers were given (snapshot
 -- version * 256); re-rendered when repair is true. One pass over every page.
--- Calls: statusdb_page_render, statusdb_page_snapshot_create, statusdb_page_snapshot_refresh
--- (schema/functions/).
+-- Calls: statusdb_page_render, statusdb_page_snapshot_create, statusdb_page_snapshot_flush,
+-- statusdb_page_snapshot_refresh (schema/functions/).
 CREATE OR REPLACE FUNCTION public.statusdb_page_snapshot_repair(repair boolean)
  RETURNS TABLE(page_id text, stored_version bigint)
  LANGUAGE plpgsql
@@ -20,6 +20,9 @@ DECLARE
     missing text[];
     drifted text[];
 BEGIN
+    -- 0038: this transaction's pending pages are rendered first (their snapshots would
+    -- otherwise look drifted until commit).
+    PERFORM statusdb_page_snapshot_flush();
     -- One pass over the pages (the operator's repair, as statusdb_recompute_statuses: no
     -- argument to bound). Pages without a snapshot are reported with a null version.
     missing := ARRAY(SELECT p.id FROM status_page p

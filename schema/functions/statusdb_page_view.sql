@@ -11,10 +11,11 @@
 -- version * 256 + the scheduled candidates in the horizon: it names the body for this horizon
 -- and limit, and only increases) and fresh_until (next time-driven change, null: none) always;
 -- with if_version equal to version, not_modified is true and the body columns are null.
+-- Calls: statusdb_page_snapshot_flush_slug (schema/functions/).
 CREATE OR REPLACE FUNCTION public.statusdb_page_view(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint DEFAULT NULL::bigint)
  RETURNS TABLE(id text, name text, description text, slug text, is_public boolean, updated_at timestamp with time zone, components json, incidents json, maintenance json, version bigint, fresh_until timestamp with time zone, not_modified boolean, groups json)
  LANGUAGE plpgsql
- STABLE SECURITY DEFINER ROWS 1
+ SECURITY DEFINER ROWS 1
  SET search_path TO 'public', 'pg_temp'
 AS $function$
 #variable_conflict use_column
@@ -37,6 +38,9 @@ BEGIN
     IF octet_length(page_token_hash) = 32 THEN
         stored_hash := sha256(page_token_hash);
     END IF;
+    -- 0038: a page pending in the reader's own transaction (it wrote the page and has not
+    -- committed) is rendered now, so that it reads its own writes with a real, new version.
+    PERFORM statusdb_page_snapshot_flush_slug(page_slug);
     RETURN QUERY
     SELECT s.page_id, v.name, v.description, s.slug, s.is_public, v.updated_at,
            v.components, v.incidents, v.maintenance, t.version, t.fresh_until, v.name IS NULL,

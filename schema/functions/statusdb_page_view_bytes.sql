@@ -9,10 +9,11 @@
 -- (UTC), "components", "incidents", "maintenance", "groups"}, the snapshot's stored JSON texts
 -- as they are. Same arguments, bounds and token rule; with if_version equal to version,
 -- answered from the index lookup alone, body null.
+-- Calls: statusdb_page_snapshot_flush_slug (schema/functions/).
 CREATE OR REPLACE FUNCTION public.statusdb_page_view_bytes(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint DEFAULT NULL::bigint)
  RETURNS TABLE(version bigint, fresh_until timestamp with time zone, body text)
  LANGUAGE plpgsql
- STABLE SECURITY DEFINER ROWS 1
+ SECURITY DEFINER ROWS 1
  SET search_path TO 'public', 'pg_temp'
 AS $function$
 #variable_conflict use_column
@@ -37,6 +38,9 @@ BEGIN
     IF octet_length(page_token_hash) = 32 THEN
         stored_hash := sha256(page_token_hash);
     END IF;
+    -- 0038: a page pending in the reader's own transaction (it wrote the page and has not
+    -- committed) is rendered now, so that it reads its own writes with a real, new version.
+    PERFORM statusdb_page_snapshot_flush_slug(page_slug);
     -- The lookup: the slug index, the access rule, k from the stored starts (0 with limit 0:
     -- nothing is shown, whatever the clock). No subplan, nothing detoasted.
     SELECT s.page_id, w.k, s.version * 256 + least(w.k, 255),

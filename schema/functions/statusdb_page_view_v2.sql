@@ -8,10 +8,11 @@
 -- (0029, from status_page by primary key). Same arguments, bounds, token rule, version,
 -- fresh_until and not_modified: a status page as its readers see it, read from its snapshot;
 -- private pages only with the SHA-256 digest of their access token.
+-- Calls: statusdb_page_snapshot_flush_slug (schema/functions/).
 CREATE OR REPLACE FUNCTION public.statusdb_page_view_v2(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint DEFAULT NULL::bigint)
  RETURNS TABLE(id text, name text, description text, slug text, is_public boolean, updated_at timestamp with time zone, components json, incidents json, maintenance json, version bigint, fresh_until timestamp with time zone, not_modified boolean, groups json, time_zone text)
  LANGUAGE plpgsql
- STABLE SECURITY DEFINER ROWS 1
+ SECURITY DEFINER ROWS 1
  SET search_path TO 'public', 'pg_temp'
 AS $function$
 #variable_conflict use_column
@@ -34,6 +35,9 @@ BEGIN
     IF octet_length(page_token_hash) = 32 THEN
         stored_hash := sha256(page_token_hash);
     END IF;
+    -- 0038: a page pending in the reader's own transaction (it wrote the page and has not
+    -- committed) is rendered now, so that it reads its own writes with a real, new version.
+    PERFORM statusdb_page_snapshot_flush_slug(page_slug);
     RETURN QUERY
     SELECT s.page_id, v.name, v.description, s.slug, s.is_public, v.updated_at,
            v.components, v.incidents, v.maintenance, t.version, t.fresh_until, v.name IS NULL,

@@ -446,7 +446,7 @@ $function$;
 -- public.statusdb_component_group_snapshot() (plpgsql)
 -- Statement trigger of component_group (0020): re-renders the pages of added, removed and
 -- changed groups (derived status changes included).
--- Calls: statusdb_page_snapshot_refresh (schema/functions/).
+-- Calls: statusdb_page_snapshot_mark (schema/functions/).
 CREATE OR REPLACE FUNCTION public.statusdb_component_group_snapshot()
  RETURNS trigger
  LANGUAGE plpgsql
@@ -455,14 +455,14 @@ CREATE OR REPLACE FUNCTION public.statusdb_component_group_snapshot()
 AS $function$
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        PERFORM statusdb_page_snapshot_refresh(
+        PERFORM statusdb_page_snapshot_mark(
             ARRAY(SELECT DISTINCT n.status_page_id FROM new_rows n));
     ELSIF TG_OP = 'DELETE' THEN
-        PERFORM statusdb_page_snapshot_refresh(
+        PERFORM statusdb_page_snapshot_mark(
             ARRAY(SELECT DISTINCT o.status_page_id FROM old_rows o));
     ELSE
         -- Only groups whose shown columns changed (a group cannot change page: its guard).
-        PERFORM statusdb_page_snapshot_refresh(ARRAY(
+        PERFORM statusdb_page_snapshot_mark(ARRAY(
             SELECT DISTINCT n.status_page_id
             FROM new_rows n JOIN old_rows o ON o.id = n.id
             WHERE (n.name, n.description, n.parent_id, n.display_order, n.current_status,

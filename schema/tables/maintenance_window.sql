@@ -518,7 +518,7 @@ $function$;
 
 -- public.statusdb_maintenance_window_snapshot() (plpgsql)
 -- Statement trigger of maintenance_window (0017): re-renders the pages of changed windows.
--- Calls: statusdb_page_snapshot_refresh (schema/functions/).
+-- Calls: statusdb_page_snapshot_mark (schema/functions/).
 CREATE OR REPLACE FUNCTION public.statusdb_maintenance_window_snapshot()
  RETURNS trigger
  LANGUAGE plpgsql
@@ -527,13 +527,13 @@ CREATE OR REPLACE FUNCTION public.statusdb_maintenance_window_snapshot()
 AS $function$
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        PERFORM statusdb_page_snapshot_refresh(
+        PERFORM statusdb_page_snapshot_mark(
             ARRAY(SELECT DISTINCT n.status_page_id FROM new_rows n));
     ELSIF TG_OP = 'DELETE' THEN
-        PERFORM statusdb_page_snapshot_refresh(
+        PERFORM statusdb_page_snapshot_mark(
             ARRAY(SELECT DISTINCT o.status_page_id FROM old_rows o));
     ELSE
-        PERFORM statusdb_page_snapshot_refresh(ARRAY(
+        PERFORM statusdb_page_snapshot_mark(ARRAY(
             SELECT DISTINCT n.status_page_id
             FROM new_rows n JOIN old_rows o ON o.id = n.id
             WHERE (n.status_page_id, n.title, n.description, n.status, n.start_time, n.end_time)

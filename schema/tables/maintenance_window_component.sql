@@ -361,7 +361,7 @@ $function$;
 
 -- public.statusdb_maintenance_window_component_snapshot() (plpgsql)
 -- Statement trigger of maintenance_window_component (0017): re-renders the windows' pages.
--- Calls: statusdb_page_snapshot_refresh (schema/functions/).
+-- Calls: statusdb_page_snapshot_mark (schema/functions/).
 CREATE OR REPLACE FUNCTION public.statusdb_maintenance_window_component_snapshot()
  RETURNS trigger
  LANGUAGE plpgsql
@@ -371,21 +371,21 @@ AS $function$
 BEGIN
     -- The window's page (a window deleted with its components: its own trigger refreshes it).
     IF TG_OP = 'INSERT' THEN
-        PERFORM statusdb_page_snapshot_refresh(ARRAY(
+        PERFORM statusdb_page_snapshot_mark(ARRAY(
             SELECT DISTINCT w.status_page_id
             FROM maintenance_window w
             WHERE w.id IN (SELECT n.maintenance_window_id FROM new_rows n)));
     ELSIF TG_OP = 'DELETE' THEN
         -- Nor a component deleted with its links (0023): its own statement trigger refreshes
         -- the page after its group roll-up, keeping snapshot rows last in the lock order.
-        PERFORM statusdb_page_snapshot_refresh(ARRAY(
+        PERFORM statusdb_page_snapshot_mark(ARRAY(
             SELECT DISTINCT w.status_page_id
             FROM maintenance_window w
             WHERE w.id IN (SELECT o.maintenance_window_id FROM old_rows o
                            WHERE EXISTS (SELECT 1 FROM status_page_component c
                                          WHERE c.id = o.component_id))));
     ELSE
-        PERFORM statusdb_page_snapshot_refresh(ARRAY(
+        PERFORM statusdb_page_snapshot_mark(ARRAY(
             SELECT DISTINCT w.status_page_id
             FROM maintenance_window w
             WHERE w.id IN (SELECT n.maintenance_window_id FROM new_rows n

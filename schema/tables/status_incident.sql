@@ -389,7 +389,7 @@ $function$;
 
 -- public.statusdb_status_incident_snapshot() (plpgsql)
 -- Statement trigger of status_incident (0017): re-renders the incidents' pages.
--- Calls: statusdb_page_snapshot_refresh (schema/functions/).
+-- Calls: statusdb_page_snapshot_mark (schema/functions/).
 CREATE OR REPLACE FUNCTION public.statusdb_status_incident_snapshot()
  RETURNS trigger
  LANGUAGE plpgsql
@@ -398,13 +398,13 @@ CREATE OR REPLACE FUNCTION public.statusdb_status_incident_snapshot()
 AS $function$
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        PERFORM statusdb_page_snapshot_refresh(
+        PERFORM statusdb_page_snapshot_mark(
             ARRAY(SELECT DISTINCT n.status_page_id FROM new_rows n));
     ELSIF TG_OP = 'DELETE' THEN
-        PERFORM statusdb_page_snapshot_refresh(
+        PERFORM statusdb_page_snapshot_mark(
             ARRAY(SELECT DISTINCT o.status_page_id FROM old_rows o));
     ELSE
-        PERFORM statusdb_page_snapshot_refresh(
+        PERFORM statusdb_page_snapshot_mark(
             ARRAY(SELECT n.status_page_id FROM new_rows n
                   UNION SELECT o.status_page_id FROM old_rows o));
     END IF;

@@ -363,7 +363,7 @@ $function$;
 
 -- public.statusdb_status_page_snapshot() (plpgsql)
 -- Statement trigger of status_page (0017): first snapshot of new pages, re-render of changed.
--- Calls: statusdb_page_snapshot_create, statusdb_page_snapshot_refresh (schema/functions/).
+-- Calls: statusdb_page_snapshot_create, statusdb_page_snapshot_mark (schema/functions/).
 CREATE OR REPLACE FUNCTION public.statusdb_status_page_snapshot()
  RETURNS trigger
  LANGUAGE plpgsql
@@ -374,7 +374,7 @@ BEGIN
     IF TG_OP = 'INSERT' THEN
         PERFORM statusdb_page_snapshot_create(ARRAY(SELECT n.id FROM new_rows n));
     ELSIF TG_OP = 'UPDATE' THEN
-        PERFORM statusdb_page_snapshot_refresh(ARRAY(SELECT n.id FROM new_rows n));
+        PERFORM statusdb_page_snapshot_mark(ARRAY(SELECT n.id FROM new_rows n));
     END IF;
     -- DELETE: the snapshot goes with the page (ON DELETE CASCADE).
     RETURN NULL;

@@ -501,7 +501,7 @@ $function$;
 -- public.statusdb_status_page_component_snapshot() (plpgsql)
 -- Statement trigger of status_page_component (0017): re-renders the pages whose shown component
 -- columns (since 0020: group_id too) changed.
--- Calls: statusdb_page_snapshot_refresh (schema/functions/).
+-- Calls: statusdb_page_snapshot_mark (schema/functions/).
 CREATE OR REPLACE FUNCTION public.statusdb_status_page_component_snapshot()
  RETURNS trigger
  LANGUAGE plpgsql
@@ -510,15 +510,15 @@ CREATE OR REPLACE FUNCTION public.statusdb_status_page_component_snapshot()
 AS $function$
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        PERFORM statusdb_page_snapshot_refresh(
+        PERFORM statusdb_page_snapshot_mark(
             ARRAY(SELECT DISTINCT n.status_page_id FROM new_rows n));
     ELSIF TG_OP = 'DELETE' THEN
-        PERFORM statusdb_page_snapshot_refresh(
+        PERFORM statusdb_page_snapshot_mark(
             ARRAY(SELECT DISTINCT o.status_page_id FROM old_rows o));
     ELSE
         -- Only rows whose shown columns changed (manual_status, team_id, ... are not shown;
         -- a rendering that comes out the same would keep its version anyway).
-        PERFORM statusdb_page_snapshot_refresh(ARRAY(
+        PERFORM statusdb_page_snapshot_mark(ARRAY(
             SELECT DISTINCT n.status_page_id
             FROM new_rows n JOIN old_rows o ON o.id = n.id
             WHERE (n.name, n.description, n.display_order, n.current_status,
