@@ -247,7 +247,7 @@ def test_random_plain_sql_leaves_zero_drift(dsn: str, logins: None) -> None:
         assert (
             owner.execute("SELECT * FROM statusdb_recompute_group_statuses(false)").fetchall() == []
         )
-        # 0038: the snapshots rendered at the commits are exact too.
+        # 0035: the snapshots rendered at the commits are exact too.
         assert owner.execute("SELECT * FROM statusdb_page_snapshot_repair(false)").fetchall() == []
     assert single["total"] >= 100
     # About 1 per 1,000 (0-1.5 measured; issue 28 asks for fewer): a short run of ~1,500

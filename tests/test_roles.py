@@ -65,7 +65,7 @@ OWNER_ONLY_TABLES = (
     "maintenance_window_created",  # 0026: a marker that never commits
     "row_history_commit",  # 0025
     "status_incident_postmortem_deletion",  # 0025
-    "status_page_snapshot_pending",  # 0038: pages to render at commit
+    "status_page_snapshot_pending",  # 0035: pages to render at commit
 )
 #: Append-only (0022): statusdb_app reads and inserts; updates and deletes are refused anyway.
 APPEND_ONLY_TABLES = ("status_incident_postmortem",)
@@ -481,7 +481,7 @@ def test_every_table_is_granted_and_every_definer_function_is_locked_down(conn: 
         "statusdb_status_incident_postmortem_deleted",  # 0025: writes the owner-only audit
         "statusdb_record_scheduler_run",  # 0032: the heartbeat the app may only read
         "statusdb_doctor_sample_v1",  # 0032: renders pages, reads the snapshot
-        "statusdb_page_snapshot_pending_flush",  # 0038: renders the marked pages at commit
+        "statusdb_page_snapshot_pending_flush",  # 0035: renders the marked pages at commit
     }
     for name, config, public_may_execute in definers:
         assert config == ["search_path=public, pg_temp"], name

@@ -1,4 +1,4 @@
-"""Snapshots render once per transaction (migration 0038, issue 20 item 1).
+"""Snapshots render once per transaction (migration 0035, issue 20 item 1).
 
 The snapshot triggers mark the pages a transaction touches; a deferred constraint trigger
 renders each of them once at commit. Every page read in the writing transaction first renders

@@ -1,5 +1,5 @@
--- statusdb 0038: pages touched in a transaction are rendered once, at its commit (issue 20 item 1).
--- depends: 0032_scheduler_doctor
+-- statusdb 0035: pages touched in a transaction are rendered once, at its commit (issue 20 item 1).
+-- depends: 0034_statuspage_v2
 --
 -- Until now every statement that touched a page re-rendered its snapshot (0017's statement
 -- triggers calling statusdb_page_snapshot_refresh): maintenance.advance, one statement per
@@ -63,7 +63,7 @@ CREATE TABLE status_page_snapshot_pending (
 );
 
 COMMENT ON TABLE status_page_snapshot_pending IS
-    'Pages whose snapshot a transaction must render at its commit (0038): one row per '
+    'Pages whose snapshot a transaction must render at its commit (0035): one row per '
     '(top-level transaction id, page), inserted by the snapshot triggers and deleted by the '
     'deferred flush; empty outside open transactions. Owner only.';
 COMMENT ON COLUMN status_page_snapshot_pending.xact_id IS
@@ -86,7 +86,7 @@ AS $$
 $$;
 
 COMMENT ON FUNCTION statusdb_page_snapshot_mark(text[]) IS
-    'Marks pages for rendering at the commit of the current transaction (0038), once per '
+    'Marks pages for rendering at the commit of the current transaction (0035), once per '
     'page and transaction. Owner only (called by the snapshot triggers).';
 
 CREATE FUNCTION statusdb_page_snapshot_flush() RETURNS void
@@ -106,7 +106,7 @@ END;
 $$;
 
 COMMENT ON FUNCTION statusdb_page_snapshot_flush() IS
-    'Renders the pages the current transaction marked (0038) with statusdb_page_snapshot_refresh '
+    'Renders the pages the current transaction marked (0035) with statusdb_page_snapshot_refresh '
     'and forgets them. Owner only (the deferred trigger and the repair).';
 
 CREATE FUNCTION statusdb_page_snapshot_pending_flush() RETURNS trigger
@@ -120,7 +120,7 @@ END;
 $$;
 
 COMMENT ON FUNCTION statusdb_page_snapshot_pending_flush() IS
-    'The deferred trigger of status_page_snapshot_pending (0038): at commit, the first event '
+    'The deferred trigger of status_page_snapshot_pending (0035): at commit, the first event '
     'renders every page the transaction marked; the others find none left.';
 
 CREATE CONSTRAINT TRIGGER status_page_snapshot_pending_flush
@@ -288,7 +288,7 @@ DECLARE
     missing text[];
     drifted text[];
 BEGIN
-    -- 0038: this transaction's pending pages are rendered first (their snapshots would
+    -- 0035: this transaction's pending pages are rendered first (their snapshots would
     -- otherwise look drifted until commit).
     PERFORM statusdb_page_snapshot_flush();
     -- One pass over the pages (the operator's repair, as statusdb_recompute_statuses: no
@@ -348,7 +348,7 @@ $$;
 
 COMMENT ON FUNCTION statusdb_page_snapshot_flush_slug(text) IS
     'Renders now the pages with this slug (current or stored) that the current transaction '
-    'marked (0038), so that its own page reads see its writes; nothing for a transaction '
+    'marked (0035), so that its own page reads see its writes; nothing for a transaction '
     'without a transaction id. Owner only (the page reads).';
 
 REVOKE EXECUTE ON FUNCTION statusdb_page_snapshot_flush_slug(text) FROM PUBLIC;
@@ -382,7 +382,7 @@ BEGIN
     IF octet_length(page_token_hash) = 32 THEN
         stored_hash := sha256(page_token_hash);
     END IF;
-    -- 0038: a page pending in the reader's own transaction (it wrote the page and has not
+    -- 0035: a page pending in the reader's own transaction (it wrote the page and has not
     -- committed) is rendered now, so that it reads its own writes with a real, new version.
     PERFORM statusdb_page_snapshot_flush_slug(page_slug);
     RETURN QUERY
@@ -448,7 +448,7 @@ BEGIN
     IF octet_length(page_token_hash) = 32 THEN
         stored_hash := sha256(page_token_hash);
     END IF;
-    -- 0038: a page pending in the reader's own transaction (it wrote the page and has not
+    -- 0035: a page pending in the reader's own transaction (it wrote the page and has not
     -- committed) is rendered now, so that it reads its own writes with a real, new version.
     PERFORM statusdb_page_snapshot_flush_slug(page_slug);
     RETURN QUERY
@@ -519,7 +519,7 @@ BEGIN
     IF octet_length(page_token_hash) = 32 THEN
         stored_hash := sha256(page_token_hash);
     END IF;
-    -- 0038: a page pending in the reader's own transaction (it wrote the page and has not
+    -- 0035: a page pending in the reader's own transaction (it wrote the page and has not
     -- committed) is rendered now, so that it reads its own writes with a real, new version.
     PERFORM statusdb_page_snapshot_flush_slug(page_slug);
     -- The lookup: the slug index, the access rule, k from the stored starts (0 with limit 0:
@@ -607,7 +607,7 @@ BEGIN
     IF octet_length(page_token_hash) = 32 THEN
         stored_hash := sha256(page_token_hash);
     END IF;
-    -- 0038: a page pending in the reader's own transaction (it wrote the page and has not
+    -- 0035: a page pending in the reader's own transaction (it wrote the page and has not
     -- committed) is rendered now, so that it reads its own writes with a real, new version.
     PERFORM statusdb_page_snapshot_flush_slug(page_slug);
     -- The lookup: the slug index, the access rule, k from the stored starts (0 with limit 0:
@@ -691,7 +691,7 @@ BEGIN
     IF octet_length(page_token_hash) = 32 THEN
         stored_hash := sha256(page_token_hash);
     END IF;
-    -- 0038: a page pending in the reader's own transaction (it wrote the page and has not
+    -- 0035: a page pending in the reader's own transaction (it wrote the page and has not
     -- committed) is rendered now, so that it reads its own writes with a real, new version.
     PERFORM statusdb_page_snapshot_flush_slug(page_slug);
     RETURN QUERY

@@ -1,5 +1,5 @@
--- statusdb 0038 rollback: the snapshot triggers render per statement again, the page reads are
--- STABLE and read the stored snapshot only (bodies as before 0038). Drops exactly what 0038
+-- statusdb 0035 rollback: the snapshot triggers render per statement again, the page reads are
+-- STABLE and read the stored snapshot only (bodies as before 0035). Drops exactly what 0035
 -- created (nothing else uses it; the pending table is empty outside open transactions).
 
 -- squawk-ignore-file ban-drop-function, ban-drop-table
