@@ -2550,7 +2550,7 @@ BEGIN
     IF octet_length(page_token_hash) = 32 THEN
         stored_hash := sha256(page_token_hash);
     END IF;
-    -- 0038: a page pending in the reader's own transaction (it wrote the page and has not
+    -- 0035: a page pending in the reader's own transaction (it wrote the page and has not
     -- committed) is rendered now, so that it reads its own writes with a real, new version.
     PERFORM statusdb_page_snapshot_flush_slug(page_slug);
     RETURN QUERY
@@ -2925,7 +2925,7 @@ $$;
 -- Name: FUNCTION statusdb_page_snapshot_flush(); Type: COMMENT; Schema: public
 --
 
-COMMENT ON FUNCTION public.statusdb_page_snapshot_flush() IS 'Renders the pages the current transaction marked (0038) with statusdb_page_snapshot_refresh and forgets them. Owner only (the deferred trigger and the repair).';
+COMMENT ON FUNCTION public.statusdb_page_snapshot_flush() IS 'Renders the pages the current transaction marked (0035) with statusdb_page_snapshot_refresh and forgets them. Owner only (the deferred trigger and the repair).';
 
 --
 -- Name: statusdb_page_snapshot_flush_slug(text); Type: FUNCTION; Schema: public
@@ -2958,7 +2958,7 @@ $$;
 -- Name: FUNCTION statusdb_page_snapshot_flush_slug(page_slug text); Type: COMMENT; Schema: public
 --
 
-COMMENT ON FUNCTION public.statusdb_page_snapshot_flush_slug(page_slug text) IS 'Renders now the pages with this slug (current or stored) that the current transaction marked (0038), so that its own page reads see its writes; nothing for a transaction without a transaction id. Owner only (the page reads).';
+COMMENT ON FUNCTION public.statusdb_page_snapshot_flush_slug(page_slug text) IS 'Renders now the pages with this slug (current or stored) that the current transaction marked (0035), so that its own page reads see its writes; nothing for a transaction without a transaction id. Owner only (the page reads).';
 
 --
 -- Name: statusdb_page_snapshot_mark(text[]); Type: FUNCTION; Schema: public
@@ -2979,7 +2979,7 @@ $$;
 -- Name: FUNCTION statusdb_page_snapshot_mark(page_ids text[]); Type: COMMENT; Schema: public
 --
 
-COMMENT ON FUNCTION public.statusdb_page_snapshot_mark(page_ids text[]) IS 'Marks pages for rendering at the commit of the current transaction (0038), once per page and transaction. Owner only (called by the snapshot triggers).';
+COMMENT ON FUNCTION public.statusdb_page_snapshot_mark(page_ids text[]) IS 'Marks pages for rendering at the commit of the current transaction (0035), once per page and transaction. Owner only (called by the snapshot triggers).';
 
 --
 -- Name: statusdb_page_snapshot_pending_flush(); Type: FUNCTION; Schema: public
@@ -2999,7 +2999,7 @@ $$;
 -- Name: FUNCTION statusdb_page_snapshot_pending_flush(); Type: COMMENT; Schema: public
 --
 
-COMMENT ON FUNCTION public.statusdb_page_snapshot_pending_flush() IS 'The deferred trigger of status_page_snapshot_pending (0038): at commit, the first event renders every page the transaction marked; the others find none left.';
+COMMENT ON FUNCTION public.statusdb_page_snapshot_pending_flush() IS 'The deferred trigger of status_page_snapshot_pending (0035): at commit, the first event renders every page the transaction marked; the others find none left.';
 
 --
 -- Name: statusdb_page_snapshot_refresh(text[]); Type: FUNCTION; Schema: public
@@ -3066,7 +3066,7 @@ DECLARE
     missing text[];
     drifted text[];
 BEGIN
-    -- 0038: this transaction's pending pages are rendered first (their snapshots would
+    -- 0035: this transaction's pending pages are rendered first (their snapshots would
     -- otherwise look drifted until commit).
     PERFORM statusdb_page_snapshot_flush();
     -- One pass over the pages (the operator's repair, as statusdb_recompute_statuses: no
@@ -3112,7 +3112,7 @@ COMMENT ON FUNCTION public.statusdb_page_snapshot_repair(repair boolean) IS 'Pag
 --
 
 CREATE FUNCTION public.statusdb_page_statuspage(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version text, document text) RETURNS TABLE(version bigint, version_text text, fresh_until timestamp with time zone, body text)
-    LANGUAGE plpgsql STABLE SECURITY DEFINER ROWS 1
+    LANGUAGE plpgsql SECURITY DEFINER ROWS 1
     SET search_path TO 'public', 'pg_temp'
     AS $$
 #variable_conflict use_column
@@ -3162,6 +3162,8 @@ BEGIN
     IF octet_length(page_token_hash) = 32 THEN
         stored_hash := sha256(page_token_hash);
     END IF;
+    -- 0035: this transaction's own pending pages of the slug first (read your writes).
+    PERFORM statusdb_page_snapshot_flush_slug(page_slug);
     -- The lookup of statusdb_page_view_bytes: the slug index, the access rule, k.
     SELECT s.page_id, s.version * 256 + least(w.k, 255),
            CASE WHEN window_limit > 0 THEN s.scheduled_starts[w.k + 1] - horizon END
@@ -3509,7 +3511,7 @@ BEGIN
     IF octet_length(page_token_hash) = 32 THEN
         stored_hash := sha256(page_token_hash);
     END IF;
-    -- 0038: a page pending in the reader's own transaction (it wrote the page and has not
+    -- 0035: a page pending in the reader's own transaction (it wrote the page and has not
     -- committed) is rendered now, so that it reads its own writes with a real, new version.
     PERFORM statusdb_page_snapshot_flush_slug(page_slug);
     RETURN QUERY
@@ -3984,7 +3986,7 @@ BEGIN
     IF octet_length(page_token_hash) = 32 THEN
         stored_hash := sha256(page_token_hash);
     END IF;
-    -- 0038: a page pending in the reader's own transaction (it wrote the page and has not
+    -- 0035: a page pending in the reader's own transaction (it wrote the page and has not
     -- committed) is rendered now, so that it reads its own writes with a real, new version.
     PERFORM statusdb_page_snapshot_flush_slug(page_slug);
     -- The lookup: the slug index, the access rule, k from the stored starts (0 with limit 0:
@@ -4080,7 +4082,7 @@ BEGIN
     IF octet_length(page_token_hash) = 32 THEN
         stored_hash := sha256(page_token_hash);
     END IF;
-    -- 0038: a page pending in the reader's own transaction (it wrote the page and has not
+    -- 0035: a page pending in the reader's own transaction (it wrote the page and has not
     -- committed) is rendered now, so that it reads its own writes with a real, new version.
     PERFORM statusdb_page_snapshot_flush_slug(page_slug);
     -- The lookup: the slug index, the access rule, k from the stored starts (0 with limit 0:
@@ -4252,7 +4254,7 @@ BEGIN
     IF octet_length(page_token_hash) = 32 THEN
         stored_hash := sha256(page_token_hash);
     END IF;
-    -- 0038: a page pending in the reader's own transaction (it wrote the page and has not
+    -- 0035: a page pending in the reader's own transaction (it wrote the page and has not
     -- committed) is rendered now, so that it reads its own writes with a real, new version.
     PERFORM statusdb_page_snapshot_flush_slug(page_slug);
     RETURN QUERY
@@ -8083,7 +8085,7 @@ CREATE TABLE public.status_page_snapshot_pending (
 -- Name: TABLE status_page_snapshot_pending; Type: COMMENT; Schema: public
 --
 
-COMMENT ON TABLE public.status_page_snapshot_pending IS 'Pages whose snapshot a transaction must render at its commit (0038): one row per (top-level transaction id, page), inserted by the snapshot triggers and deleted by the deferred flush; empty outside open transactions. Owner only.';
+COMMENT ON TABLE public.status_page_snapshot_pending IS 'Pages whose snapshot a transaction must render at its commit (0035): one row per (top-level transaction id, page), inserted by the snapshot triggers and deleted by the deferred flush; empty outside open transactions. Owner only.';
 
 --
 -- Name: COLUMN status_page_snapshot_pending.xact_id; Type: COMMENT; Schema: public

@@ -131,6 +131,19 @@ _READS = {
         "SELECT name, version FROM statusdb_page_view_at(%s, NULL, now(), NULL, NULL)"
     ),
     "statusdb_page_feed": "SELECT name, 0 FROM statusdb_page_feed(%s, NULL, NULL)",
+    # 0033's reads in a locale and 0034's Statuspage documents (flushed since 0035).
+    "statusdb_page_view_v3": (
+        "SELECT name, version FROM statusdb_page_view_v3(%s, NULL, NULL, NULL, NULL, 'de')"
+    ),
+    "statusdb_page_view_bytes_v3": (
+        "SELECT body::json ->> 'name', version"
+        " FROM statusdb_page_view_bytes_v3(%s, NULL, NULL, NULL, NULL, 'de')"
+    ),
+    "statusdb_page_feed_v2": "SELECT name, 0 FROM statusdb_page_feed_v2(%s, NULL, NULL, 'de')",
+    "statusdb_page_statuspage": (
+        "SELECT body::json -> 'page' ->> 'name', version"
+        " FROM statusdb_page_statuspage(%s, NULL, NULL, NULL, NULL, 'summary')"
+    ),
 }
 
 

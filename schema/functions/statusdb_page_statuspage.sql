@@ -14,10 +14,11 @@
 -- and nothing else runs. body = the document as JSON text, composed at read time from the
 -- snapshot row and bounded index reads, times in the page's time zone with each instant's
 -- offset.
+-- Calls: statusdb_page_snapshot_flush_slug (schema/functions/).
 CREATE OR REPLACE FUNCTION public.statusdb_page_statuspage(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version text, document text)
  RETURNS TABLE(version bigint, version_text text, fresh_until timestamp with time zone, body text)
  LANGUAGE plpgsql
- STABLE SECURITY DEFINER ROWS 1
+ SECURITY DEFINER ROWS 1
  SET search_path TO 'public', 'pg_temp'
 AS $function$
 #variable_conflict use_column
@@ -67,6 +68,8 @@ BEGIN
     IF octet_length(page_token_hash) = 32 THEN
         stored_hash := sha256(page_token_hash);
     END IF;
+    -- 0035: this transaction's own pending pages of the slug first (read your writes).
+    PERFORM statusdb_page_snapshot_flush_slug(page_slug);
     -- The lookup of statusdb_page_view_bytes: the slug index, the access rule, k.
     SELECT s.page_id, s.version * 256 + least(w.k, 255),
            CASE WHEN window_limit > 0 THEN s.scheduled_starts[w.k + 1] - horizon END
