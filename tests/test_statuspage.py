@@ -517,3 +517,29 @@ def test_the_etag_differs_per_locale_and_moves_with_a_translation(conn: Conn) ->
     after = _document(conn, slug, "incidents", locale="de", if_version=before.version_text)
     assert after.version_text != before.version_text
     assert b"Uralt" in after.body
+
+
+def test_a_long_resolved_timeline_is_translated_by_entry_number(conn: Conn) -> None:
+    """The resolved incident's entries are translated by their number in the whole timeline,
+    before the 25 latest are kept (entry 6 is the 25th latest of 30)."""
+    created, slug, _ = busy_page(conn)
+    long = status_incidents.create(
+        conn, created.page.id, title="Long one", severity="CRITICAL", message="update 1"
+    )
+    for n in range(2, 30):
+        status_incidents.add_update(conn, long.id, status="MONITORING", message=f"update {n}")
+    status_incidents.add_update(conn, long.id, status="RESOLVED", message="update 30")
+    for n in (1, 6, 30):
+        translations.set(
+            conn,
+            created.page.id,
+            "de",
+            entity="incident_update",
+            entity_id=long.id,
+            field="message",
+            text=f"Eintrag {n}",
+            update_number=n,
+        )
+    incidents = {i["id"]: i for i in read(conn, slug, "incidents", locale="de")["incidents"]}
+    bodies = [u["body"] for u in incidents[long.id]["incident_updates"]]
+    assert bodies == ["Eintrag 30", *(f"update {n}" for n in range(29, 6, -1)), "Eintrag 6"]
