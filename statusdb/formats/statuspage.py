@@ -16,7 +16,9 @@ written). Editing those does not move the page's version, so these two documents
 is ``"<version>-<stamp>"``, the stamp a digest of the listed rows' ids and updated_at; the
 other documents' is the version, as the page view's. Times are ISO 8601 in the page's time zone
 with its offset at each instant (DST included). Fields statusdb has no value for are null
-(`NULL_FIELDS`); see docs/public-formats.md for the mapping.
+(`NULL_FIELDS`); see docs/public-formats.md for the mapping. `locale=` (migration 0035,
+`statusdb_page_statuspage_v2`) translates every text shown by the page view's chain;
+`version_text` then ends in ``".<locale used>"``.
 """
 
 from __future__ import annotations

@@ -26,6 +26,11 @@ or ``X-Statusdb-Token`` (never the query string); without it the page answers ex
 unknown one (404, same body and headers). Errors are JSON with a status code, never a
 traceback: InvalidInput 400, NotFound 404, Retryable 503 (Retry-After), others 500.
 
+The Statuspage documents are served in a locale (migration 0035) when the request names one:
+``?locale=<tag>`` (a 400 if it is not a BCP 47 tag), else the first acceptable tag of
+``Accept-Language`` by weight; they answer ``Content-Language`` (the locale used) and
+``Vary: ..., Accept-Language``, and their ETag names the locale.
+
 The routes are a table (`Route`): `create_app(..., routes=default_routes() + [Route(...)])`
 adds a format: its reader answers a body (`Answer`: `body` and `version_text`, optionally
 `fresh_until`), a not-modified answer (no `body`, as `views.NotModified`) or None.
