@@ -52,7 +52,7 @@ DECLARE
     windows_json json;
     status_json json;
     result json;
-    chain text[] := '{}';
+    chain text[] := '{}'::text[];
     locale_used text;
     page_name text;
 BEGIN
