@@ -18,9 +18,11 @@ import httpx
 import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from starlette.requests import Request
 
-from statusdb import maintenance, pages, status_incidents, teams, views
+from statusdb import maintenance, pages, status_incidents, teams, translations, views
 from statusdb.errors import InvalidInput, Retryable
+from statusdb.http import app as app_module
 from statusdb.http.app import Route, create_app, default_routes
 from statusdb.pages import NewComponent
 
@@ -348,3 +350,135 @@ async def test_a_pool_of_the_callers(dsn: str, two_pages: dict[str, Any]) -> Non
             answer = await client.get("/pages/open/api/v2/summary.json")
             assert answer.status_code == 200
             assert answer.json()["page"]["name"] == "Open"
+
+
+@pytest.fixture
+def translated_pages(dsn: str, two_pages: dict[str, Any]) -> dict[str, Any]:
+    """German (and Swiss German) texts on both pages of `two_pages`."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for slug, name in (("open", "Offen"), ("hidden", "Versteckt")):
+            page_id, component_id = conn.execute(
+                "SELECT p.id, c.id FROM status_page p JOIN status_page_component c"
+                " ON c.status_page_id = p.id WHERE p.slug = %s",
+                (slug,),
+            ).fetchone() or ("", "")
+            translations.set(
+                conn, page_id, "de", entity="page", entity_id=page_id, field="name", text=name
+            )
+            translations.set(
+                conn,
+                page_id,
+                "de",
+                entity="component",
+                entity_id=component_id,
+                field="name",
+                text="Schnittstelle",
+            )
+        translations.set(
+            conn,
+            page_id,
+            "de-CH",
+            entity="component",
+            entity_id=component_id,
+            field="name",
+            text="Schnittstell",
+        )
+    return two_pages
+
+
+@pytest.mark.slow
+def test_translated_documents_through_uvicorn(dsn: str, translated_pages: dict[str, Any]) -> None:
+    token = translated_pages["token"]
+    path = "/pages/open/api/v2/summary.json"
+    with serving(dsn) as client:
+        own = client.get(path)
+        assert own.json()["page"]["name"] == "Open"
+        assert "content-language" not in own.headers
+        assert "Accept-Language" in own.headers["vary"]
+        german = client.get(path, headers={"Accept-Language": "fr;q=0.2, de-AT, en;q=0.5"})
+        assert german.status_code == 200
+        assert german.headers["content-language"] == "de"  # de-AT: its language
+        assert "Accept-Language" in german.headers["vary"]
+        assert german.json()["page"]["name"] == "Offen"
+        assert german.json()["components"][0]["name"] == "Schnittstelle"
+        assert german.headers["etag"] == own.headers["etag"][:-1] + '.de"'
+        # The first acceptable tag by weight; q-values optional; what cannot be stored is
+        # skipped; ?locale= wins over the header.
+        for header, language in (
+            ("en;q=0.1, de;q=0.9", "de"),
+            ("de_DE, *, x-klingon, ja", "en"),
+            ("*;q=1, de;q=0", None),
+        ):
+            answer = client.get(path, headers={"Accept-Language": header})
+            assert answer.headers.get("content-language") == language, header
+        by_query = client.get(f"{path}?locale=de", headers={"Accept-Language": "ja"})
+        assert by_query.headers["content-language"] == "de"
+        assert client.get(f"{path}?locale=de_DE").status_code == 400
+        # 304 with the locale's ETag; another locale's ETag is answered in full.
+        same = client.get(
+            path, headers={"Accept-Language": "de", "If-None-Match": german.headers["etag"]}
+        )
+        assert same.status_code == 304
+        assert same.headers["content-language"] == "de"
+        other = client.get(
+            path, headers={"Accept-Language": "ja", "If-None-Match": german.headers["etag"]}
+        )
+        assert other.status_code == 200
+        assert other.headers["etag"] != german.headers["etag"]
+        # The app's body cache is per locale.
+        assert client.get(path, headers={"Accept-Language": "de"}).content == german.content
+        assert client.get(path, headers={"Accept-Language": "en"}).json()["page"]["name"] == (
+            "Open"
+        )
+        # A private page in a locale needs its token; the Swiss text where there is one.
+        hidden = "/pages/hidden/api/v2/components.json"
+        assert client.get(hidden, headers={"Accept-Language": "de"}).status_code == 404
+        swiss = client.get(
+            hidden, headers={"Accept-Language": "de-CH", "Authorization": f"Bearer {token}"}
+        )
+        assert swiss.status_code == 200
+        assert swiss.headers["content-language"] == "de-CH"
+        assert swiss.json()["components"][0]["name"] == "Schnittstell"
+        assert swiss.json()["page"]["name"] == "Versteckt"
+        # A translation written moves the ETag.
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            page_id = conn.execute("SELECT id FROM status_page WHERE slug = 'open'").fetchone()
+            assert page_id is not None
+            translations.set(
+                conn,
+                page_id[0],
+                "de",
+                entity="page",
+                entity_id=page_id[0],
+                field="name",
+                text="Offen!",
+            )
+        moved = client.get(
+            path, headers={"Accept-Language": "de", "If-None-Match": german.headers["etag"]}
+        )
+        assert moved.status_code == 200
+        assert moved.headers["etag"] != german.headers["etag"]
+        assert moved.json()["page"]["name"] == "Offen!"
+
+
+def test_accept_language_parsing_is_bounded() -> None:
+    def asked(header: str, query: bytes = b"") -> str | None:
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": "/",
+            "query_string": query,
+            "headers": [(b"accept-language", header.encode())],
+        }
+        return app_module._locale(Request(scope))
+
+    assert asked("") is None
+    assert asked("de-ch") == "de-CH"
+    assert asked("en;q=0.5, zh-hant-tw;q=0.8") == "zh-Hant-TW"
+    assert asked("en;q=oops, de") == "de"  # an unreadable weight: that entry skipped
+    assert asked("en;q=2, de") == "de"
+    assert asked(", ".join(["x-private"] * 16 + ["de"])) is None  # 16 entries at most
+    assert asked("a" * 2000 + ", de") is None  # the first 1,000 characters only
+    assert asked("ja", b"locale=de-at") == "de-AT"
+    with pytest.raises(InvalidInput):
+        asked("de", b"locale=not+a+tag")

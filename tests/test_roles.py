@@ -475,6 +475,7 @@ def test_every_table_is_granted_and_every_definer_function_is_locked_down(conn: 
         "statusdb_page_feed_v2",
         "statusdb_event_texts",
         "statusdb_page_statuspage",  # 0034: Statuspage v2 documents from the snapshot
+        "statusdb_page_statuspage_v2",  # 0035: the same in a locale
         "statusdb_maintenance_window_report_events",  # 0027: writes events after the derivation
         "statusdb_maintenance_window_mark_created",  # 0026: writes the owner-only marker
         "statusdb_stamp_row_history",  # 0025: stamps the versions at commit
@@ -499,6 +500,7 @@ def test_reader_may_call_only_the_page_view(conn: Conn) -> None:
         ("statusdb_page_feed",),  # 0030: what the page's feeds show, same token rule
         ("statusdb_page_feed_v2",),  # 0033: in a locale
         ("statusdb_page_statuspage",),  # 0034: the same page, as Statuspage v2 documents
+        ("statusdb_page_statuspage_v2",),  # 0035: in a locale
         ("statusdb_page_view",),
         ("statusdb_page_view_at",),
         ("statusdb_page_view_at_v2",),  # 0029: the three with the page's time zone

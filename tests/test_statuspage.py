@@ -15,7 +15,7 @@ import pytest
 import statuspage_v2_fields as spec
 from factories import new_page
 
-from statusdb import groups, maintenance, pages, status_incidents, teams, views
+from statusdb import groups, maintenance, pages, status_incidents, teams, translations, views
 from statusdb.errors import InvalidInput
 from statusdb.formats import statuspage
 from statusdb.pages import NewComponent
@@ -358,3 +358,188 @@ def test_a_resolved_incident_shows_its_25_latest_updates(conn: Conn) -> None:
     assert [u["body"] for u in updates] == [f"update {n}" for n in range(30, 5, -1)]
     assert [u["id"] for u in updates] == [f"{long.id}-{n}" for n in range(30, 5, -1)]
     assert incidents[long.id]["monitoring_at"] == updates[1]["created_at"]
+
+
+def translated_page(conn: Conn, *, is_public: bool = True) -> Any:
+    """busy_page with German translations of every text kind, a Swiss name of one component,
+    a second window completed (with a translation) and the resolved incident translated."""
+    created, slug, ids = busy_page(conn, is_public=is_public)
+    page_id = created.page.id
+    now = dt.datetime.now(dt.UTC)
+    old = maintenance.create(
+        conn,
+        page_id,
+        title="Old window",
+        description="Was done",
+        start_time=now + dt.timedelta(days=2),
+        end_time=now + dt.timedelta(days=2, hours=1),
+        created_by_id="ops",
+    )
+    conn.execute("UPDATE maintenance_window SET status = 'IN_PROGRESS' WHERE id = %s", (old.id,))
+    conn.execute("UPDATE maintenance_window SET status = 'COMPLETED' WHERE id = %s", (old.id,))
+    ids["old_window"] = old.id
+    de: list[tuple[Any, str, str, str, int]] = [
+        ("page", page_id, "name", "Statusseite", 0),
+        ("component", ids["api"], "name", "Schnittstelle", 0),
+        ("component", ids["web"], "description", "Webseite", 0),
+        ("group", ids["group"], "name", "Kern", 0),
+        ("incident", ids["open"], "title", "Langsame API", 0),
+        ("incident_update", ids["open"], "message", "Wir schauen", 1),
+        ("incident_update", ids["open"], "message", "Behoben, wir beobachten", 2),
+        ("incident", ids["done"], "title", "Alt", 0),
+        ("incident_update", ids["done"], "message", "Weg", 2),
+        ("maintenance", ids["soon"], "title", "Aktualisierung", 0),
+        ("maintenance", old.id, "title", "Altes Fenster", 0),
+        ("maintenance", old.id, "description", "Erledigt", 0),
+    ]
+    for kind, entity_id, field, text, number in de:
+        translations.set(
+            conn,
+            page_id,
+            "de",
+            entity=kind,
+            entity_id=entity_id,
+            field=field,
+            text=text,
+            update_number=number,
+        )
+    translations.set(
+        conn,
+        page_id,
+        "de-CH",
+        entity="component",
+        entity_id=ids["api"],
+        field="name",
+        text="Schnittstell",
+    )
+    return created, slug, ids
+
+
+def test_translated_documents_carry_the_translated_texts(conn: Conn) -> None:
+    _, slug, ids = translated_page(conn)
+    for name in statuspage.DOCUMENTS:
+        read(conn, slug, name, locale="de")  # the published field list, in a locale
+    summary = read(conn, slug, "summary", locale="de")
+    assert summary["page"]["name"] == "Statusseite"
+    by_id = {c["id"]: c for c in summary["components"]}
+    assert by_id[ids["api"]]["name"] == "Schnittstelle"
+    assert by_id[ids["web"]]["name"] == "Web"  # no translation: the page's own text
+    assert by_id[ids["web"]]["description"] == "Webseite"
+    assert by_id[ids["group"]]["name"] == "Kern"
+    incident = summary["incidents"][0]
+    assert incident["name"] == "Langsame API"
+    assert [u["body"] for u in incident["incident_updates"]] == [
+        "Behoben, wir beobachten",
+        "Wir schauen",
+    ]
+    assert incident["components"][0]["name"] == "Schnittstelle"
+    assert summary["scheduled_maintenances"][0]["name"] == "Aktualisierung"
+    components = read(conn, slug, "components", locale="de")["components"]
+    assert {c["name"] for c in components} == {"Schnittstelle", "Web", "Kern"}
+    incidents = {i["id"]: i for i in read(conn, slug, "incidents", locale="de")["incidents"]}
+    assert incidents[ids["done"]]["name"] == "Alt"  # resolved ones too
+    assert [u["body"] for u in incidents[ids["done"]]["incident_updates"]] == ["Weg", "Oops"]
+    windows = {
+        w["id"]: w
+        for w in read(conn, slug, "scheduled-maintenances", locale="de")["scheduled_maintenances"]
+    }
+    assert windows[ids["soon"]]["name"] == "Aktualisierung"
+    assert windows[ids["old_window"]]["name"] == "Altes Fenster"  # completed ones too
+    assert windows[ids["old_window"]]["incident_updates"][0]["body"] == "Erledigt"
+    upcoming = read(conn, slug, "scheduled-maintenances/upcoming", locale="de")
+    assert upcoming["scheduled_maintenances"][0]["name"] == "Aktualisierung"
+    # Without a locale, or in one the page has nothing in: the page's own texts.
+    own = read(conn, slug, "summary")
+    assert own["page"]["name"] == "Statuspage demo"
+    assert read(conn, slug, "summary", locale="ja") == own
+    assert _document(conn, slug, "summary", locale="ja").locale == "en"
+
+
+def test_translated_documents_fall_back_tag_language_default(conn: Conn) -> None:
+    _, slug, ids = translated_page(conn)
+    swiss = _document(conn, slug, "components", locale="de-ch")
+    assert swiss.locale == "de-CH"
+    names = {c["id"]: c["name"] for c in json.loads(swiss.body)["components"]}
+    assert names[ids["api"]] == "Schnittstell"  # the tag's
+    assert names[ids["group"]] == "Kern"  # its language's
+    assert names[ids["web"]] == "Web"  # the page's own
+    austrian = _document(conn, slug, "components", locale="de-AT")
+    assert austrian.locale == "de"
+    assert {c["name"] for c in json.loads(austrian.body)["components"]} >= {"Schnittstelle"}
+    with pytest.raises(InvalidInput):
+        statuspage.document(conn, slug, "summary", locale="de_DE")
+    with pytest.raises(psycopg.errors.InvalidParameterValue), conn.transaction():
+        conn.execute(
+            "SELECT * FROM statusdb_page_statuspage_v2(%s, NULL, NULL, NULL, NULL,"
+            " 'summary', 'not a tag')",
+            (slug,),
+        )
+
+
+def test_translated_private_page_needs_its_token(conn: Conn) -> None:
+    created, slug, _ = translated_page(conn, is_public=False)
+    token = created.access_token
+    assert token is not None
+    for name in statuspage.DOCUMENTS:
+        assert statuspage.document(conn, slug, name, locale="de") is None
+        assert statuspage.document(conn, slug, name, locale="de", token="wrong") is None
+        assert statuspage.document(conn, "no-such-page", name, locale="de") is None
+        read(conn, slug, name, token=token, locale="de")
+    assert b"Statusseite" in _document(conn, slug, "summary", token=token, locale="de").body
+
+
+def test_the_etag_differs_per_locale_and_moves_with_a_translation(conn: Conn) -> None:
+    created, slug, ids = translated_page(conn)
+    for name in ("summary", "incidents", "scheduled-maintenances"):
+        german = _document(conn, slug, name, locale="de")
+        swiss = _document(conn, slug, name, locale="de-CH")
+        own = _document(conn, slug, name)
+        assert german.version_text.endswith(".de")
+        assert swiss.version_text.endswith(".de-CH")
+        assert german.version_text == own.version_text + ".de"
+        assert len({german.version_text, swiss.version_text, own.version_text}) == 3
+        # Another locale's ETag is not this one's: answered in full.
+        again = statuspage.document(conn, slug, name, locale="de", if_version=swiss.version_text)
+        assert isinstance(again, statuspage.Document)
+        assert statuspage.document(
+            conn, slug, name, locale="de", if_version=german.version_text
+        ) == statuspage.NotModified(german.version, german.version_text, german.fresh_until, "de")
+    before = _document(conn, slug, "incidents", locale="de")
+    translations.set(  # a resolved incident's translation: the ETag moves too
+        conn,
+        created.page.id,
+        "de",
+        entity="incident",
+        entity_id=ids["done"],
+        field="title",
+        text="Uralt",
+    )
+    after = _document(conn, slug, "incidents", locale="de", if_version=before.version_text)
+    assert after.version_text != before.version_text
+    assert b"Uralt" in after.body
+
+
+def test_a_long_resolved_timeline_is_translated_by_entry_number(conn: Conn) -> None:
+    """The resolved incident's entries are translated by their number in the whole timeline,
+    before the 25 latest are kept (entry 6 is the 25th latest of 30)."""
+    created, slug, _ = busy_page(conn)
+    long = status_incidents.create(
+        conn, created.page.id, title="Long one", severity="CRITICAL", message="update 1"
+    )
+    for n in range(2, 30):
+        status_incidents.add_update(conn, long.id, status="MONITORING", message=f"update {n}")
+    status_incidents.add_update(conn, long.id, status="RESOLVED", message="update 30")
+    for n in (1, 6, 30):
+        translations.set(
+            conn,
+            created.page.id,
+            "de",
+            entity="incident_update",
+            entity_id=long.id,
+            field="message",
+            text=f"Eintrag {n}",
+            update_number=n,
+        )
+    incidents = {i["id"]: i for i in read(conn, slug, "incidents", locale="de")["incidents"]}
+    bodies = [u["body"] for u in incidents[long.id]["incident_updates"]]
+    assert bodies == ["Eintrag 30", *(f"update {n}" for n in range(29, 6, -1)), "Eintrag 6"]

@@ -16,7 +16,9 @@ written). Editing those does not move the page's version, so these two documents
 is ``"<version>-<stamp>"``, the stamp a digest of the listed rows' ids and updated_at; the
 other documents' is the version, as the page view's. Times are ISO 8601 in the page's time zone
 with its offset at each instant (DST included). Fields statusdb has no value for are null
-(`NULL_FIELDS`); see docs/public-formats.md for the mapping.
+(`NULL_FIELDS`); see docs/public-formats.md for the mapping. `locale=` (migration 0035,
+`statusdb_page_statuspage_v2`) translates every text shown by the page view's chain;
+`version_text` then ends in ``".<locale used>"``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import asyncio
 import datetime as dt
 import time
 from collections.abc import Coroutine
-from typing import Any, Final, overload
+from typing import Any, Final, cast, overload
 
 import attrs
 import psycopg
@@ -33,6 +35,7 @@ import psycopg
 from statusdb import views
 from statusdb.db import queries
 from statusdb.db.executor import RETRY_ATTEMPTS, _backoff, _not_a_connection
+from statusdb.domain import validate
 from statusdb.errors import InvalidInput, translate
 
 __all__ = ["DOCUMENTS", "NULL_FIELDS", "Document", "NotModified", "adocument", "document"]
@@ -69,6 +72,9 @@ class Document:
     version: int
     version_text: str
     fresh_until: dt.datetime | None
+    #: The locale of the texts (migration 0035) when the read asked for one (`locale=`): the
+    #: tag or its language that matched, else the page's `default_locale`; None without.
+    locale: str | None = None
 
 
 @attrs.frozen
@@ -78,9 +84,11 @@ class NotModified:
     version: int
     version_text: str
     fresh_until: dt.datetime | None
+    locale: str | None = None
 
 
 _QUERY: Final = queries.get("statuspage_document").sql
+_LOCALE_QUERY: Final = queries.get("statuspage_document_locale").sql
 _WEEK: Final = dt.timedelta(days=7)
 
 
@@ -91,28 +99,36 @@ def _params(
     if_version: object,
     maintenance_horizon: object,
     maintenance_limit: object,
+    locale: object = None,
 ) -> dict[str, Any] | None:
     if type(name) is not str or name not in DOCUMENTS:
         raise InvalidInput(f"document must be one of {', '.join(DOCUMENTS)}")
     if if_version is not None:
         if type(if_version) is int and 0 <= if_version < 2**63:
             if_version = str(if_version)
-        elif type(if_version) is not str or len(if_version) > 60:
+        elif type(if_version) is not str or len(if_version) > 100:
             raise InvalidInput("if_version must be a document's version_text (a str) or None")
     params = views._bytes_params(slug, token, None, maintenance_horizon, maintenance_limit)
     if params is not None:
         params["document"] = name
         params["if_version"] = if_version
+        if locale is not None:
+            params["locale"] = validate.locale("locale", cast(str, locale))
     return params
+
+
+def _query(params: dict[str, Any]) -> bytes:
+    return _LOCALE_QUERY if "locale" in params else _QUERY
 
 
 def _answer(row: tuple[Any, ...] | None) -> Document | NotModified | None:
     if row is None:
         return None
-    version, version_text, fresh_until, body = row
+    version, version_text, fresh_until, body, *rest = row
+    locale = rest[0].decode() if rest else None
     if body is None:
-        return NotModified(version, version_text.decode(), fresh_until)
-    return Document(body, version, version_text.decode(), fresh_until)
+        return NotModified(version, version_text.decode(), fresh_until, locale)
+    return Document(body, version, version_text.decode(), fresh_until, locale)
 
 
 def _read_sync(conn: psycopg.Connection[Any], params: dict[str, Any]) -> Any:
@@ -121,7 +137,7 @@ def _read_sync(conn: psycopg.Connection[Any], params: dict[str, Any]) -> Any:
         try:
             with reader.lock:
                 cur = reader.cursor
-                cur.execute(_QUERY, params, binary=True)
+                cur.execute(_query(params), params, binary=True)
                 return _answer(cur.fetchone())
         except psycopg.Error as exc:
             error = translate(exc)
@@ -137,7 +153,7 @@ async def _read_async(conn: psycopg.AsyncConnection[Any], params: dict[str, Any]
         try:
             async with reader.lock:
                 cur = reader.cursor
-                await cur.execute(_QUERY, params, binary=True)
+                await cur.execute(_query(params), params, binary=True)
                 return _answer(await cur.fetchone())
         except psycopg.Error as exc:
             error = translate(exc)
@@ -158,6 +174,7 @@ def document(
     if_version: str | int | None = None,
     maintenance_horizon: dt.timedelta = ...,
     maintenance_limit: int = 20,
+    locale: str | None = None,
 ) -> Coroutine[Any, Any, Document | NotModified | None]: ...
 
 
@@ -172,6 +189,7 @@ def document(
     if_version: str | int | None = None,
     maintenance_horizon: dt.timedelta = ...,
     maintenance_limit: int = 20,
+    locale: str | None = None,
 ) -> Document | NotModified | None: ...
 
 
@@ -185,15 +203,19 @@ def document(
     if_version: str | int | None = None,
     maintenance_horizon: dt.timedelta = _WEEK,
     maintenance_limit: int = 20,
+    locale: str | None = None,
 ) -> Any:
     """The Statuspage v2 document `name` of page `slug` as JSON bytes (`Document`).
 
     `views.page_view_bytes`'s arguments and access rule: None for an unknown slug or a private
     page without its token; `NotModified` when `if_version` is the document's `version_text`
     (an int is taken as its text: the version of the documents without a stamp).
+    `locale` (a BCP 47 tag, migration 0035): every text in that tag, else its language, else
+    the page's own, as `views.page_view`'s; `Document.locale` says which, and `version_text`
+    is then ``"<version_text>.<locale>"`` (one ETag per locale used).
     For a sync connection the answer, for an async one a coroutine.
     """
-    params = _params(slug, name, token, if_version, maintenance_horizon, maintenance_limit)
+    params = _params(slug, name, token, if_version, maintenance_horizon, maintenance_limit, locale)
     if isinstance(conn, psycopg.Connection):
         return None if params is None else _read_sync(conn, params)
     if isinstance(conn, psycopg.AsyncConnection):
@@ -211,6 +233,7 @@ async def adocument(
     if_version: str | int | None = None,
     maintenance_horizon: dt.timedelta = _WEEK,
     maintenance_limit: int = 20,
+    locale: str | None = None,
 ) -> Document | NotModified | None:
     """`document` on an async connection, as a coroutine function (for route tables)."""
     return await document(
@@ -221,4 +244,5 @@ async def adocument(
         if_version=if_version,
         maintenance_horizon=maintenance_horizon,
         maintenance_limit=maintenance_limit,
+        locale=locale,
     )

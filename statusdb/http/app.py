@@ -26,6 +26,11 @@ or ``X-Statusdb-Token`` (never the query string); without it the page answers ex
 unknown one (404, same body and headers). Errors are JSON with a status code, never a
 traceback: InvalidInput 400, NotFound 404, Retryable 503 (Retry-After), others 500.
 
+The Statuspage documents are served in a locale (migration 0035) when the request names one:
+``?locale=<tag>`` (a 400 if it is not a BCP 47 tag), else the first acceptable tag of
+``Accept-Language`` by weight; they answer ``Content-Language`` (the locale used) and
+``Vary: ..., Accept-Language``, and their ETag names the locale.
+
 The routes are a table (`Route`): `create_app(..., routes=default_routes() + [Route(...)])`
 adds a format: its reader answers a body (`Answer`: `body` and `version_text`, optionally
 `fresh_until`), a not-modified answer (no `body`, as `views.NotModified`) or None.
@@ -52,7 +57,7 @@ from starlette.responses import Response
 from starlette.routing import Route as StarletteRoute
 
 from statusdb import views
-from statusdb.domain import tokens
+from statusdb.domain import tokens, validate
 from statusdb.errors import InvalidInput, NotFound, Retryable, StatusdbError
 from statusdb.formats import feeds, ical, source, statuspage
 from statusdb.infra.pool import make_async_pool
@@ -87,6 +92,12 @@ Reader = Callable[
     Awaitable[Any],
 ]
 
+#: A localized read (migration 0035): a `Reader` with the locale asked for last.
+LocaleReader = Callable[
+    [psycopg.AsyncConnection[Any], str, str | None, str | None, str],
+    Awaitable[Any],
+]
+
 JSON: Final = "application/json"
 _NOT_FOUND_BODY: Final = b'{"error": "not found"}'
 _VARY: Final = "Authorization, X-Statusdb-Token"
@@ -99,6 +110,10 @@ class Route:
     path: str
     read: Reader
     media_type: str = JSON
+    #: The read in a locale (the Statuspage documents'): used when the request names one
+    #: (``?locale=`` or ``Accept-Language``); the answer's `locale` is sent as
+    #: Content-Language, with ``Vary: Accept-Language``.
+    read_in: LocaleReader | None = None
 
 
 def page_routes(
@@ -127,12 +142,13 @@ def statuspage_routes(
 ) -> list[Route]:
     """The Statuspage v2 documents, ``/api/v2/<document>.json``."""
 
-    def reader(name: str) -> Reader:
+    def reader(name: str) -> Callable[..., Awaitable[Any]]:
         async def read(
             conn: psycopg.AsyncConnection[Any],
             slug: str,
             token: str | None,
             if_version: str | None,
+            locale: str | None = None,
         ) -> statuspage.Document | statuspage.NotModified | None:
             return await statuspage.adocument(
                 conn,
@@ -142,11 +158,15 @@ def statuspage_routes(
                 if_version=if_version,
                 maintenance_horizon=maintenance_horizon,
                 maintenance_limit=maintenance_limit,
+                locale=locale,
             )
 
         return read
 
-    return [Route(f"/api/v2/{name}.json", reader(name)) for name in statuspage.DOCUMENTS]
+    return [
+        Route(f"/api/v2/{name}.json", reader(name), read_in=reader(name))
+        for name in statuspage.DOCUMENTS
+    ]
 
 
 def feed_routes(
@@ -250,7 +270,36 @@ def _token(request: Request) -> str | None:
     return token if token else None
 
 
-_TAG_CHARACTERS: Final = frozenset(string.ascii_letters + string.digits + "-")
+_TAG_CHARACTERS: Final = frozenset(string.ascii_letters + string.digits + "-.")
+
+
+def _locale(request: Request) -> str | None:
+    """The locale a request asks for: ``?locale=`` (a BCP 47 tag; an invalid one is a 400),
+    else the first acceptable tag of ``Accept-Language`` by weight (the header's first 1,000
+    characters, 16 entries; ``*``, q=0 and tags statusdb cannot store are skipped), else None."""
+    asked = request.query_params.get("locale")
+    if asked is not None:
+        return validate.locale("locale", asked)
+    header = request.headers.get("accept-language", "")[:1000]
+    weighted: list[tuple[float, int, str]] = []
+    for n, entry in enumerate(header.split(",")[:16]):
+        tag, _, params = entry.strip().partition(";")
+        weight = 1.0
+        name, _, value = params.strip().partition("=")
+        if name.strip().lower() == "q":
+            try:
+                weight = float(value.strip()[:5])
+            except ValueError:
+                continue
+        if not 0 < weight <= 1 or tag.strip() in ("", "*"):
+            continue
+        weighted.append((-weight, n, tag.strip()))
+    for _, _, tag in sorted(weighted):
+        try:
+            return validate.locale("Accept-Language", tag)
+        except InvalidInput:
+            continue
+    return None
 
 
 def _if_none_match(request: Request) -> list[str] | bool | None:
@@ -336,11 +385,15 @@ def create_app(
             slug = request.path_params["slug"]
             token = _token(request)
             seen = _if_none_match(request)
-            key = (index, slug, tokens.digest(token) if token is not None else None)
+            locale = _locale(request) if route.read_in is not None else None
+            key = (index, slug, tokens.digest(token) if token is not None else None, locale)
             cached = bodies.get(key)
             ask = seen[0] if isinstance(seen, list) else (cached.version_text if cached else None)
             async with pool.connection() as conn:
-                answer = await route.read(conn, slug, token, ask)
+                if route.read_in is not None and locale is not None:
+                    answer = await route.read_in(conn, slug, token, ask, locale)
+                else:
+                    answer = await route.read(conn, slug, token, ask)
             if answer is None:
                 bodies.put(key, None)
                 return _not_found()
@@ -351,8 +404,10 @@ def create_app(
                     f"{'private' if token is not None else 'public'}, "
                     f"max-age={_max_age(answer, max_age)}"
                 ),
-                "Vary": _VARY,
+                "Vary": _VARY if route.read_in is None else _VARY + ", Accept-Language",
             }
+            if getattr(answer, "locale", None) is not None:
+                headers["Content-Language"] = answer.locale
             if not hasattr(answer, "body"):  # not modified since `ask`
                 if matched:
                     return Response(status_code=304, headers=headers)

@@ -94,6 +94,8 @@ APP_FUNCTIONS = {
     "statusdb_notification_recipients_v2(text,text[],text[],text[])",
     # 0034: Statuspage v2 documents (the same bounds, and the document name from a fixed list).
     "statusdb_page_statuspage(text,bytea,interval,integer,text,text)",
+    # 0035: the same in a locale (the locale bounded as statusdb_page_view_bytes_v3's).
+    "statusdb_page_statuspage_v2(text,bytea,interval,integer,text,text,text)",
 }
 PUBLIC_FUNCTIONS = {
     "statusdb_new_id()",
@@ -115,6 +117,7 @@ READER_FUNCTIONS = PUBLIC_FUNCTIONS | {
     "statusdb_page_view_bytes_v3(text,bytea,interval,integer,bigint,text)",
     "statusdb_page_feed_v2(text,bytea,integer,text)",
     "statusdb_page_statuspage(text,bytea,interval,integer,text,text)",
+    "statusdb_page_statuspage_v2(text,bytea,interval,integer,text,text,text)",
 }
 
 
