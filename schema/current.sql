@@ -2550,7 +2550,7 @@ BEGIN
     IF octet_length(page_token_hash) = 32 THEN
         stored_hash := sha256(page_token_hash);
     END IF;
-    -- 0035: a page pending in the reader's own transaction (it wrote the page and has not
+    -- 0036: a page pending in the reader's own transaction (it wrote the page and has not
     -- committed) is rendered now, so that it reads its own writes with a real, new version.
     PERFORM statusdb_page_snapshot_flush_slug(page_slug);
     RETURN QUERY
@@ -2925,7 +2925,7 @@ $$;
 -- Name: FUNCTION statusdb_page_snapshot_flush(); Type: COMMENT; Schema: public
 --
 
-COMMENT ON FUNCTION public.statusdb_page_snapshot_flush() IS 'Renders the pages the current transaction marked (0035) with statusdb_page_snapshot_refresh and forgets them. Owner only (the deferred trigger and the repair).';
+COMMENT ON FUNCTION public.statusdb_page_snapshot_flush() IS 'Renders the pages the current transaction marked (0036) with statusdb_page_snapshot_refresh and forgets them. Owner only (the deferred trigger and the repair).';
 
 --
 -- Name: statusdb_page_snapshot_flush_slug(text); Type: FUNCTION; Schema: public
@@ -2958,7 +2958,7 @@ $$;
 -- Name: FUNCTION statusdb_page_snapshot_flush_slug(page_slug text); Type: COMMENT; Schema: public
 --
 
-COMMENT ON FUNCTION public.statusdb_page_snapshot_flush_slug(page_slug text) IS 'Renders now the pages with this slug (current or stored) that the current transaction marked (0035), so that its own page reads see its writes; nothing for a transaction without a transaction id. Owner only (the page reads).';
+COMMENT ON FUNCTION public.statusdb_page_snapshot_flush_slug(page_slug text) IS 'Renders now the pages with this slug (current or stored) that the current transaction marked (0036), so that its own page reads see its writes; nothing for a transaction without a transaction id. Owner only (the page reads).';
 
 --
 -- Name: statusdb_page_snapshot_mark(text[]); Type: FUNCTION; Schema: public
@@ -2979,7 +2979,7 @@ $$;
 -- Name: FUNCTION statusdb_page_snapshot_mark(page_ids text[]); Type: COMMENT; Schema: public
 --
 
-COMMENT ON FUNCTION public.statusdb_page_snapshot_mark(page_ids text[]) IS 'Marks pages for rendering at the commit of the current transaction (0035), once per page and transaction. Owner only (called by the snapshot triggers).';
+COMMENT ON FUNCTION public.statusdb_page_snapshot_mark(page_ids text[]) IS 'Marks pages for rendering at the commit of the current transaction (0036), once per page and transaction. Owner only (called by the snapshot triggers).';
 
 --
 -- Name: statusdb_page_snapshot_pending_flush(); Type: FUNCTION; Schema: public
@@ -2999,7 +2999,7 @@ $$;
 -- Name: FUNCTION statusdb_page_snapshot_pending_flush(); Type: COMMENT; Schema: public
 --
 
-COMMENT ON FUNCTION public.statusdb_page_snapshot_pending_flush() IS 'The deferred trigger of status_page_snapshot_pending (0035): at commit, the first event renders every page the transaction marked; the others find none left.';
+COMMENT ON FUNCTION public.statusdb_page_snapshot_pending_flush() IS 'The deferred trigger of status_page_snapshot_pending (0036): at commit, the first event renders every page the transaction marked; the others find none left.';
 
 --
 -- Name: statusdb_page_snapshot_refresh(text[]); Type: FUNCTION; Schema: public
@@ -3066,7 +3066,7 @@ DECLARE
     missing text[];
     drifted text[];
 BEGIN
-    -- 0035: this transaction's pending pages are rendered first (their snapshots would
+    -- 0036: this transaction's pending pages are rendered first (their snapshots would
     -- otherwise look drifted until commit).
     PERFORM statusdb_page_snapshot_flush();
     -- One pass over the pages (the operator's repair, as statusdb_recompute_statuses: no
@@ -3162,7 +3162,7 @@ BEGIN
     IF octet_length(page_token_hash) = 32 THEN
         stored_hash := sha256(page_token_hash);
     END IF;
-    -- 0035: this transaction's own pending pages of the slug first (read your writes).
+    -- 0036: this transaction's own pending pages of the slug first (read your writes).
     PERFORM statusdb_page_snapshot_flush_slug(page_slug);
     -- The lookup of statusdb_page_view_bytes: the slug index, the access rule, k.
     SELECT s.page_id, s.version * 256 + least(w.k, 255),
@@ -3488,7 +3488,7 @@ COMMENT ON FUNCTION public.statusdb_page_statuspage(page_slug text, page_token_h
 --
 
 CREATE FUNCTION public.statusdb_page_statuspage_v2(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version text, document text, page_locale text) RETURNS TABLE(version bigint, version_text text, fresh_until timestamp with time zone, body text, locale text)
-    LANGUAGE plpgsql STABLE SECURITY DEFINER ROWS 1
+    LANGUAGE plpgsql SECURITY DEFINER ROWS 1
     SET search_path TO 'public', 'pg_temp'
     AS $_$
 #variable_conflict use_column
@@ -3547,6 +3547,8 @@ BEGIN
     IF octet_length(page_token_hash) = 32 THEN
         stored_hash := sha256(page_token_hash);
     END IF;
+    -- 0036: this transaction's own pending pages of the slug first (read your writes).
+    PERFORM statusdb_page_snapshot_flush_slug(page_slug);
     -- The lookup of statusdb_page_view_bytes: the slug index, the access rule, k.
     SELECT s.page_id, s.version * 256 + least(w.k, 255),
            CASE WHEN window_limit > 0 THEN s.scheduled_starts[w.k + 1] - horizon END
@@ -3931,7 +3933,7 @@ BEGIN
     IF octet_length(page_token_hash) = 32 THEN
         stored_hash := sha256(page_token_hash);
     END IF;
-    -- 0035: a page pending in the reader's own transaction (it wrote the page and has not
+    -- 0036: a page pending in the reader's own transaction (it wrote the page and has not
     -- committed) is rendered now, so that it reads its own writes with a real, new version.
     PERFORM statusdb_page_snapshot_flush_slug(page_slug);
     RETURN QUERY
@@ -4406,7 +4408,7 @@ BEGIN
     IF octet_length(page_token_hash) = 32 THEN
         stored_hash := sha256(page_token_hash);
     END IF;
-    -- 0035: a page pending in the reader's own transaction (it wrote the page and has not
+    -- 0036: a page pending in the reader's own transaction (it wrote the page and has not
     -- committed) is rendered now, so that it reads its own writes with a real, new version.
     PERFORM statusdb_page_snapshot_flush_slug(page_slug);
     -- The lookup: the slug index, the access rule, k from the stored starts (0 with limit 0:
@@ -4502,7 +4504,7 @@ BEGIN
     IF octet_length(page_token_hash) = 32 THEN
         stored_hash := sha256(page_token_hash);
     END IF;
-    -- 0035: a page pending in the reader's own transaction (it wrote the page and has not
+    -- 0036: a page pending in the reader's own transaction (it wrote the page and has not
     -- committed) is rendered now, so that it reads its own writes with a real, new version.
     PERFORM statusdb_page_snapshot_flush_slug(page_slug);
     -- The lookup: the slug index, the access rule, k from the stored starts (0 with limit 0:
@@ -4674,7 +4676,7 @@ BEGIN
     IF octet_length(page_token_hash) = 32 THEN
         stored_hash := sha256(page_token_hash);
     END IF;
-    -- 0035: a page pending in the reader's own transaction (it wrote the page and has not
+    -- 0036: a page pending in the reader's own transaction (it wrote the page and has not
     -- committed) is rendered now, so that it reads its own writes with a real, new version.
     PERFORM statusdb_page_snapshot_flush_slug(page_slug);
     RETURN QUERY
@@ -8505,7 +8507,7 @@ CREATE TABLE public.status_page_snapshot_pending (
 -- Name: TABLE status_page_snapshot_pending; Type: COMMENT; Schema: public
 --
 
-COMMENT ON TABLE public.status_page_snapshot_pending IS 'Pages whose snapshot a transaction must render at its commit (0035): one row per (top-level transaction id, page), inserted by the snapshot triggers and deleted by the deferred flush; empty outside open transactions. Owner only.';
+COMMENT ON TABLE public.status_page_snapshot_pending IS 'Pages whose snapshot a transaction must render at its commit (0036): one row per (top-level transaction id, page), inserted by the snapshot triggers and deleted by the deferred flush; empty outside open transactions. Owner only.';
 
 --
 -- Name: COLUMN status_page_snapshot_pending.xact_id; Type: COMMENT; Schema: public

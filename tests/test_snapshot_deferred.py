@@ -1,4 +1,4 @@
-"""Snapshots render once per transaction (migration 0035, issue 20 item 1).
+"""Snapshots render once per transaction (migration 0036, issue 20 item 1).
 
 The snapshot triggers mark the pages a transaction touches; a deferred constraint trigger
 renders each of them once at commit. Every page read in the writing transaction first renders
@@ -131,7 +131,7 @@ _READS = {
         "SELECT name, version FROM statusdb_page_view_at(%s, NULL, now(), NULL, NULL)"
     ),
     "statusdb_page_feed": "SELECT name, 0 FROM statusdb_page_feed(%s, NULL, NULL)",
-    # 0033's reads in a locale and 0034's Statuspage documents (flushed since 0035).
+    # 0033's reads in a locale and 0034's Statuspage documents (flushed since 0036).
     "statusdb_page_view_v3": (
         "SELECT name, version FROM statusdb_page_view_v3(%s, NULL, NULL, NULL, NULL, 'de')"
     ),
@@ -140,6 +140,10 @@ _READS = {
         " FROM statusdb_page_view_bytes_v3(%s, NULL, NULL, NULL, NULL, 'de')"
     ),
     "statusdb_page_feed_v2": "SELECT name, 0 FROM statusdb_page_feed_v2(%s, NULL, NULL, 'de')",
+    "statusdb_page_statuspage_v2": (
+        "SELECT body::json -> 'page' ->> 'name', version"
+        " FROM statusdb_page_statuspage_v2(%s, NULL, NULL, NULL, NULL, 'summary', 'de')"
+    ),
     "statusdb_page_statuspage": (
         "SELECT body::json -> 'page' ->> 'name', version"
         " FROM statusdb_page_statuspage(%s, NULL, NULL, NULL, NULL, 'summary')"

@@ -4,7 +4,7 @@
 -- full dump: schema/current.sql). tests/test_schema_current.py fails when this is stale.
 
 -- public.statusdb_page_snapshot_flush() (plpgsql)
--- Renders the pages the current transaction marked (0035) with statusdb_page_snapshot_refresh
+-- Renders the pages the current transaction marked (0036) with statusdb_page_snapshot_refresh
 -- and forgets them. Owner only (the deferred trigger and the repair).
 -- Calls: statusdb_page_snapshot_refresh (schema/functions/).
 CREATE OR REPLACE FUNCTION public.statusdb_page_snapshot_flush()

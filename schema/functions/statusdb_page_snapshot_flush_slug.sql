@@ -5,7 +5,7 @@
 
 -- public.statusdb_page_snapshot_flush_slug(text) (plpgsql)
 -- Renders now the pages with this slug (current or stored) that the current transaction marked
--- (0035), so that its own page reads see its writes; nothing for a transaction without a
+-- (0036), so that its own page reads see its writes; nothing for a transaction without a
 -- transaction id. Owner only (the page reads).
 -- Calls: statusdb_page_snapshot_refresh (schema/functions/).
 CREATE OR REPLACE FUNCTION public.statusdb_page_snapshot_flush_slug(page_slug text)

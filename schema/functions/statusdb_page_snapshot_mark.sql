@@ -4,7 +4,7 @@
 -- full dump: schema/current.sql). tests/test_schema_current.py fails when this is stale.
 
 -- public.statusdb_page_snapshot_mark(text[]) (sql)
--- Marks pages for rendering at the commit of the current transaction (0035), once per page and
+-- Marks pages for rendering at the commit of the current transaction (0036), once per page and
 -- transaction. Owner only (called by the snapshot triggers).
 CREATE OR REPLACE FUNCTION public.statusdb_page_snapshot_mark(page_ids text[])
  RETURNS void

@@ -20,7 +20,7 @@ DECLARE
     missing text[];
     drifted text[];
 BEGIN
-    -- 0035: this transaction's pending pages are rendered first (their snapshots would
+    -- 0036: this transaction's pending pages are rendered first (their snapshots would
     -- otherwise look drifted until commit).
     PERFORM statusdb_page_snapshot_flush();
     -- One pass over the pages (the operator's repair, as statusdb_recompute_statuses: no

@@ -68,7 +68,7 @@ BEGIN
     IF octet_length(page_token_hash) = 32 THEN
         stored_hash := sha256(page_token_hash);
     END IF;
-    -- 0035: this transaction's own pending pages of the slug first (read your writes).
+    -- 0036: this transaction's own pending pages of the slug first (read your writes).
     PERFORM statusdb_page_snapshot_flush_slug(page_slug);
     -- The lookup of statusdb_page_view_bytes: the slug index, the access rule, k.
     SELECT s.page_id, s.version * 256 + least(w.k, 255),

@@ -10,12 +10,12 @@
 -- statusdb_locale_chain (tag, language, the page's own text). Result column locale = the locale
 -- used (first of the chain, else the page's default_locale). version_text = the 0034
 -- version_text, "." and the locale used. Same bounds, token rule and not-modified answer.
--- Calls: statusdb_locale_chain, statusdb_translate_rows, statusdb_translation_text
--- (schema/functions/).
+-- Calls: statusdb_locale_chain, statusdb_page_snapshot_flush_slug, statusdb_translate_rows,
+-- statusdb_translation_text (schema/functions/).
 CREATE OR REPLACE FUNCTION public.statusdb_page_statuspage_v2(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version text, document text, page_locale text)
  RETURNS TABLE(version bigint, version_text text, fresh_until timestamp with time zone, body text, locale text)
  LANGUAGE plpgsql
- STABLE SECURITY DEFINER ROWS 1
+ SECURITY DEFINER ROWS 1
  SET search_path TO 'public', 'pg_temp'
 AS $function$
 #variable_conflict use_column
@@ -74,6 +74,8 @@ BEGIN
     IF octet_length(page_token_hash) = 32 THEN
         stored_hash := sha256(page_token_hash);
     END IF;
+    -- 0036: this transaction's own pending pages of the slug first (read your writes).
+    PERFORM statusdb_page_snapshot_flush_slug(page_slug);
     -- The lookup of statusdb_page_view_bytes: the slug index, the access rule, k.
     SELECT s.page_id, s.version * 256 + least(w.k, 255),
            CASE WHEN window_limit > 0 THEN s.scheduled_starts[w.k + 1] - horizon END

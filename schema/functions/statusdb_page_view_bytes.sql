@@ -38,7 +38,7 @@ BEGIN
     IF octet_length(page_token_hash) = 32 THEN
         stored_hash := sha256(page_token_hash);
     END IF;
-    -- 0035: a page pending in the reader's own transaction (it wrote the page and has not
+    -- 0036: a page pending in the reader's own transaction (it wrote the page and has not
     -- committed) is rendered now, so that it reads its own writes with a real, new version.
     PERFORM statusdb_page_snapshot_flush_slug(page_slug);
     -- The lookup: the slug index, the access rule, k from the stored starts (0 with limit 0:

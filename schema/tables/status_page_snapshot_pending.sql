@@ -1,5 +1,5 @@
 -- Table public.status_page_snapshot_pending.
--- Pages whose snapshot a transaction must render at its commit (0035): one row per (top-level
+-- Pages whose snapshot a transaction must render at its commit (0036): one row per (top-level
 -- transaction id, page), inserted by the snapshot triggers and deleted by the deferred flush;
 -- empty outside open transactions. Owner only.
 --
@@ -28,7 +28,7 @@ CREATE CONSTRAINT TRIGGER status_page_snapshot_pending_flush AFTER INSERT ON pub
 -- Their functions, as they are now (in the order of first firing).
 
 -- public.statusdb_page_snapshot_pending_flush() (plpgsql)
--- The deferred trigger of status_page_snapshot_pending (0035): at commit, the first event
+-- The deferred trigger of status_page_snapshot_pending (0036): at commit, the first event
 -- renders every page the transaction marked; the others find none left.
 -- Calls: statusdb_page_snapshot_flush (schema/functions/).
 CREATE OR REPLACE FUNCTION public.statusdb_page_snapshot_pending_flush()
