@@ -2,6 +2,9 @@
 -- STABLE and read the stored snapshot only (bodies as before 0036). Drops exactly what 0036
 -- created (nothing else uses it; the pending table is empty outside open transactions).
 
+SET LOCAL lock_timeout = '5s';
+SET LOCAL statement_timeout = '5min';
+
 -- The Statuspage v2 documents in a locale as 0035 made them (no flush, STABLE).
 CREATE OR REPLACE FUNCTION public.statusdb_page_statuspage_v2(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version text, document text, page_locale text)
  RETURNS TABLE(version bigint, version_text text, fresh_until timestamp with time zone, body text, locale text)
@@ -784,8 +787,6 @@ $function$;
 
 -- squawk-ignore-file ban-drop-function, ban-drop-table
 
-SET LOCAL lock_timeout = '5s';
-SET LOCAL statement_timeout = '5min';
 
 CREATE OR REPLACE FUNCTION statusdb_status_page_snapshot() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
