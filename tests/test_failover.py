@@ -339,10 +339,16 @@ def failover(formation: pgaf.Formation) -> Round:
         for _ in range(5):
             router.read(lambda c: c.execute("SELECT 1").fetchone())
         r.reads_before = _diff(router.reads_served(), r.reads_before)
-        # A claim the dying primary holds: taken (and replicated) just before the kill.
+        # A claim the dying primary holds: taken (and replicated) just before the kill. The
+        # worker and the scheduler pause meanwhile, so that the change is still due when the
+        # hold-down has passed (else the worker's next round, every 0.2 s, could take it first
+        # and the doomed worker would claim nothing).
+        quiet.set()
+        time.sleep(0.3)
         with psycopg.connect(conninfo) as doomed:
             components.set_status(doomed, maint_comp, "DEGRADED_PERFORMANCE")
             doomed.commit()
+            time.sleep(HOLD_DOWN.total_seconds() + 0.2)
             claims = outbox.claim(doomed, worker_id="doomed", hold_down=HOLD_DOWN, lease=LEASE)
             doomed.commit()
             r.doomed_ids = tuple(i for c in claims for i in c.change_ids)
@@ -350,6 +356,7 @@ def failover(formation: pgaf.Formation) -> Round:
                 "SELECT max(lease_expires_at) FROM status_change WHERE id = ANY(%s)",
                 (list(r.doomed_ids),),
             ).fetchone() or (None,)
+        quiet.clear()
         r.old_primary = formation.primary_name() or ""
         # Commits in flight when the primary dies, which have in fact landed: the primary
         # waits for a synchronous standby that does not exist, while its standby still
