@@ -615,6 +615,24 @@ def test_daily_uptime_joins_no_cte_to_another_by_nested_loop(conn: Conn) -> None
     assert set(rescans) <= {"span", "group_up"}, rescans
 
 
+def test_daily_uptime_generic_plan_reads_each_component_alone(conn: Conn) -> None:
+    """Issue 20: the statement is prepared and its plan cached generic (the page unknown). As
+    one, the status at the start of each component's period ANDed a bitmap of the page's
+    whole past (the page index) into the component's scan, once per component: the page
+    index is for the one range scan only, each component's lookup a backward scan of its own
+    changes."""
+    conn.execute("SET plan_cache_mode = force_generic_plan")
+    query = queries.get("uptime_daily").sql
+    params = {"page_id": "p42", "days": 90, "until": None}
+    row = conn.execute(b"EXPLAIN (FORMAT JSON) " + query, params).fetchone()
+    assert row is not None
+    found = scans(row[0][0]["Plan"])
+    page_index = [s for s in found if s[2] == "status_change_status_page_id_changed_at_idx"]
+    assert len(page_index) == 1, found
+    assert uses(found, "status_change_component_id_seq_idx"), found
+    assert seq_scanned(found, "status_change") == [], found
+
+
 def test_doctor_reads_by_index_only(conn: Conn) -> None:
     """statusdb doctor is bounded on a large database (issue 23): its samples walk the
     primary keys from a point and look their rows up by key, and its counts read partial

@@ -262,8 +262,11 @@ series_timeline AS (
     LEFT JOIN LATERAL (
         SELECT sc.new_status
         FROM status_change sc
+        -- The page filter as `IS TRUE`: not an index condition. The plan is cached generic
+        -- (the page unknown), and as one it ANDed a bitmap of the page's whole past (the
+        -- page index) into each component's scan: 2.4 of 5 ms on the bench page (issue 20).
         WHERE sc.component_id = s.id
-          AND sc.status_page_id = %(page_id)s
+          AND (sc.status_page_id = %(page_id)s) IS TRUE
           AND sc.changed_at <= s.observed_from
         ORDER BY sc.seq DESC
         LIMIT 1
