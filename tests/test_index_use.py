@@ -615,16 +615,19 @@ def test_daily_uptime_joins_no_cte_to_another_by_nested_loop(conn: Conn) -> None
     assert set(rescans) <= {"span", "group_up"}, rescans
 
 
-def test_daily_uptime_generic_plan_reads_each_component_alone(conn: Conn) -> None:
-    """Issue 20: the statement is prepared and its plan cached generic (the page unknown). As
-    one, the status at the start of each component's period ANDed a bitmap of the page's
-    whole past (the page index) into the component's scan, once per component: the page
+@pytest.mark.parametrize("name", ["uptime_daily", "uptime_for_page"])
+def test_uptime_generic_plan_reads_each_component_alone(conn: Conn, name: str) -> None:
+    """Issue 20: the statements are prepared and their plans cached generic (the page
+    unknown). As one, the status at the start of each component's period ANDed a bitmap of the
+    page's whole past (the page index) into the component's scan, once per component: the page
     index is for the one range scan only, each component's lookup a backward scan of its own
     changes."""
     conn.execute("SET plan_cache_mode = force_generic_plan")
-    query = queries.get("uptime_daily").sql
-    params = {"page_id": "p42", "days": 90, "until": None}
-    row = conn.execute(b"EXPLAIN (FORMAT JSON) " + query, params).fetchone()
+    end = dt.datetime.now(dt.UTC)
+    params: dict[str, Any] = {"page_id": "p42", "days": 90, "until": None}
+    if name == "uptime_for_page":
+        params = {"page_id": "p42", "start": end - dt.timedelta(days=90), "end": end}
+    row = conn.execute(b"EXPLAIN (FORMAT JSON) " + queries.get(name).sql, params).fetchone()
     assert row is not None
     found = scans(row[0][0]["Plan"])
     page_index = [s for s in found if s[2] == "status_change_status_page_id_changed_at_idx"]

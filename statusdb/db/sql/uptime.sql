@@ -46,8 +46,9 @@ timeline AS (
     LEFT JOIN LATERAL (
         SELECT sc.new_status
         FROM status_change sc
+        -- The page filter as `IS TRUE`, not an index condition: as uptime_daily (issue 20).
         WHERE sc.component_id = o.id
-          AND sc.status_page_id = %(page_id)s
+          AND (sc.status_page_id = %(page_id)s) IS TRUE
           AND sc.changed_at <= o.observed_from
         ORDER BY sc.seq DESC
         LIMIT 1
