@@ -617,7 +617,8 @@ def test_the_rewritten_query_equals_the_previous_one(conn: Conn, seed: int) -> N
         (page, foreign, instant()),
     )
     for group in groups:
-        changes, status = [], "OPERATIONAL"
+        changes: list[tuple[dt.datetime, str]] = []
+        status = "OPERATIONAL"
         for at in sorted(instant() for _ in range(rng.randrange(0, 6))):
             status = rng.choice([s for s in statuses if s != status])
             changes.append((at, status))
