@@ -31,6 +31,7 @@ changed_at; rows written by hand (backfills, restores) must keep that order too.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Any, Final
 
 import attrs
@@ -415,6 +416,12 @@ _WHOLE_DAY_UPTIME: Final[dict[str, float | None]] = {
 }
 
 
+#: Bars are frozen values of their arguments: the whole-day and part-day bars of past days are
+#: the same on every call, so they are built once per process (bounded: about 4 MB when full).
+_BAR_CACHE_SIZE: Final = 8192
+
+
+@functools.lru_cache(maxsize=_BAR_CACHE_SIZE)
 def _full_day(
     day: dt.date, start: dt.datetime, end: dt.datetime, status: ComponentStatus
 ) -> DayBar:
@@ -431,6 +438,7 @@ def _full_day(
     return DayBar(day, start, end, durations, status if length > _ZERO else None, uptime, ())
 
 
+@functools.lru_cache(maxsize=_BAR_CACHE_SIZE)
 def _part_day(
     day: dt.date, start: dt.datetime, end: dt.datetime, us: tuple[int, int, int, int, int]
 ) -> DayBar:
@@ -532,7 +540,16 @@ def _decode_daily(rows: list[TupleRow]) -> PageDailyUptime:
             day, start, end = days[i]
             bars[i] = _part_day(day, start, end, (op, deg, part, major, maint))
         for i, ids in listed.get((row[0], row[1]), ()):
-            bars[i] = attrs.evolve(bars[i], incidents=tuple(incidents[x] for x in ids))
+            bar = bars[i]  # attrs.evolve, without its per-call introspection
+            bars[i] = DayBar(
+                bar.day,
+                bar.start,
+                bar.end,
+                bar.durations,
+                bar.worst_status,
+                bar.uptime,
+                tuple(incidents[x] for x in ids),
+            )
         if row[0] == "group":
             groups.append(
                 GroupDailyUptime(

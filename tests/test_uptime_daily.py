@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -17,6 +18,7 @@ from factories import add_changes, add_component, new_page
 from psycopg.rows import TupleRow
 
 from statusdb import components, pages, teams, uptime
+from statusdb.db import queries
 from statusdb.domain.types import ComponentStatus
 from statusdb.errors import InvalidInput, NotFound
 from statusdb.uptime import StatusDurations
@@ -538,3 +540,97 @@ def test_group_created_mid_range_incidents_of_its_members_and_the_live_roll_up(
     assert today.component(api).days[0].worst_status == "MAJOR_OUTAGE"
     with pytest.raises(KeyError):
         today.group(api)
+
+
+# -- issue 20: the rewritten plan answers exactly as the previous query ---------------------------
+
+_BEFORE = (Path(__file__).parent / "uptime_daily_before_issue20.sql").read_text()
+_ZONES = ("UTC", "America/New_York", "Australia/Lord_Howe", "America/Havana", "Europe/Berlin")
+
+
+def _normalized(rows: list[TupleRow]) -> list[tuple[object, ...]]:
+    """The rows with each series' runs and part days as sorted lists (their order within the
+    arrays is not part of the result: the client places each by its own day index)."""
+    out = []
+    for row in rows:
+        row = tuple(row)
+        if row[0] in ("component", "group"):
+            runs = sorted(zip(row[7] or (), row[8] or (), row[9] or (), strict=True))
+            parts = sorted(zip(*(row[k] or () for k in range(10, 16)), strict=True))
+            row = (*row[:7], runs, parts, *row[16:])
+        out.append(row)
+    return sorted(out, key=repr)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_rewritten_query_equals_the_previous_one(conn: Conn, seed: int) -> None:
+    """A random page (zone, components and groups created before and inside the range, logs
+    with changes at midnights, ties at one instant, changes before a creation, a change logged
+    on the page for a component of another page, incidents resolved and not, naming several
+    components): uptime_daily's rows equal those of the query it replaced (tests/
+    uptime_daily_before_issue20.sql), and so do the decoded bars."""
+    rng = random.Random(seed)
+    zone = _ZONES[seed % len(_ZONES)]
+    page = zoned_page(conn, zone, slug=f"eq-{seed}")
+    other = zoned_page(conn, "UTC", slug=f"eq-other-{seed}")
+    until = dt.date(2024, 11, 10) - dt.timedelta(days=rng.randrange(0, 5))
+    days = rng.randrange(1, 30)
+    first = dt.datetime.combine(until - dt.timedelta(days=days - 1), dt.time(), ZoneInfo(zone))
+    span = (first - 3 * D, first + (days + 3) * D)
+
+    def instant() -> dt.datetime:
+        at = span[0] + (span[1] - span[0]) * rng.random()
+        if rng.random() < 0.2:  # a local midnight exactly
+            at = dt.datetime.combine(
+                at.astimezone(ZoneInfo(zone)).date(), dt.time(), ZoneInfo(zone)
+            )
+        return at.astimezone(UTC).replace(microsecond=rng.choice((0, rng.randrange(10**6))))
+
+    statuses: list[ComponentStatus] = list(_RANK)  # type: ignore[arg-type]
+    groups = [add_group(conn, page, "G0", LONG_AGO)]
+    groups.append(add_group(conn, page, "G1", rng.choice((LONG_AGO, instant())), groups[0]))
+    groups.append(add_group(conn, page, "G2", rng.choice((LONG_AGO, instant()))))
+    members = []
+    for n in range(5):
+        created = rng.choice((LONG_AGO, instant(), span[1] + D))
+        component = add_component(conn, page, f"C{n}", created, display_order=rng.randrange(3))
+        if rng.random() < 0.8:
+            conn.execute(
+                "UPDATE status_page_component SET group_id = %s WHERE id = %s",
+                (rng.choice(groups), component),
+            )
+        times = sorted(instant() for _ in range(rng.randrange(0, 12)))
+        if times and rng.random() < 0.5:
+            times.append(times[-1])  # two changes in one instant: the later seq lasts
+        log, status = [], "OPERATIONAL"
+        for at in times:
+            status = rng.choice([s for s in statuses if s != status])
+            log.append((at, status))
+        add_changes(conn, page, component, log)
+        members.append(component)
+    foreign = add_component(conn, other, "Elsewhere", LONG_AGO)
+    add_changes(conn, other, foreign, [(instant(), "MAJOR_OUTAGE")])
+    conn.execute(  # logged on this page, the component is another page's: shown nowhere
+        """INSERT INTO status_change (status_page_id, component_id, previous_status,
+                                      new_status, cause, changed_at)
+           VALUES (%s, %s, 'MAJOR_OUTAGE', 'PARTIAL_OUTAGE', 'MANUAL', %s)""",
+        (page, foreign, instant()),
+    )
+    for group in groups:
+        changes: list[tuple[dt.datetime, str]] = []
+        status = "OPERATIONAL"
+        for at in sorted(instant() for _ in range(rng.randrange(0, 6))):
+            status = rng.choice([s for s in statuses if s != status])
+            changes.append((at, status))
+        add_group_changes(conn, page, group, changes)
+    for n in range(rng.randrange(0, 8)):
+        start = instant()
+        resolved = rng.choice((None, start, start + rng.randrange(1, 3000) * M))
+        named = rng.sample(members, rng.randrange(0, 4))
+        add_incident(conn, page, f"I{n}", named, start, resolved)
+
+    params = {"page_id": page, "days": days, "until": until}
+    before = conn.execute(_BEFORE.encode(), params).fetchall()
+    after = conn.execute(queries.get("uptime_daily").sql, params).fetchall()
+    assert _normalized(after) == _normalized(before)
+    assert uptime._decode_daily(after) == uptime._decode_daily(before)

@@ -46,8 +46,9 @@ timeline AS (
     LEFT JOIN LATERAL (
         SELECT sc.new_status
         FROM status_change sc
+        -- The page filter as `IS TRUE`, not an index condition: as uptime_daily (issue 20).
         WHERE sc.component_id = o.id
-          AND sc.status_page_id = %(page_id)s
+          AND (sc.status_page_id = %(page_id)s) IS TRUE
           AND sc.changed_at <= o.observed_from
         ORDER BY sc.seq DESC
         LIMIT 1
@@ -177,6 +178,16 @@ ORDER BY g.is_page_total, g.display_order, g.name, g.component_id;
 -- component_group_status_change_status_page_id_changed_at_idx, each group's status at the start
 -- by a backward scan of component_group_status_change_group_id_seq_idx, the groups' components
 -- (to list incidents) by status_page_component_group_id_status_page_id_idx or primary key.
+--
+-- Plan (issue 20, measured on the bench's 1M-row log): the CTEs are estimated at one row, so
+-- every join between two of them became a nested loop (255 changes x 50 series, 98 incident
+-- listings x 50 series). The in-range changes are therefore matched to their component (or
+-- group) in their own CTE, against the table (created_at bounds them), and incident_series
+-- carries the series' creation and the incident's active time, so that no CTE joins another
+-- by id. `located` carries the four day boundaries each interval needs, not the whole array.
+-- The runs' and part days' arrays are aggregated without ORDER BY: the aggregates of one
+-- group see the same rows in the same order, so the arrays stay aligned, and the client
+-- places each run and part day by its own index (their order does not matter).
 WITH RECURSIVE page AS MATERIALIZED (
     SELECT p.id AS status_page_id, p.time_zone, clock_timestamp() AS now,
            coalesce(%(until)s::date, (clock_timestamp() AT TIME ZONE p.time_zone)::date)
@@ -227,17 +238,23 @@ component_change AS MATERIALIZED (
     -- The page's changes in the range: one range scan of the log, then matched to components.
     SELECT sc.component_id, sc.changed_at, sc.seq, sc.new_status
     FROM status_change sc
+    JOIN status_page_component c ON c.id = sc.component_id
     WHERE sc.status_page_id = %(page_id)s
+      AND c.status_page_id = %(page_id)s
       AND sc.changed_at > (SELECT sp.range_start FROM span sp)
       AND sc.changed_at < (SELECT sp.observed_until FROM span sp)
+      AND sc.changed_at > c.created_at
 ),
 group_change AS MATERIALIZED (
     -- The same for the page's groups: one range scan of their log.
     SELECT gc.group_id, gc.changed_at, gc.seq, gc.new_status
     FROM component_group_status_change gc
+    JOIN component_group g ON g.id = gc.group_id
     WHERE gc.status_page_id = %(page_id)s
+      AND g.status_page_id = %(page_id)s
       AND gc.changed_at > (SELECT sp.range_start FROM span sp)
       AND gc.changed_at < (SELECT sp.observed_until FROM span sp)
+      AND gc.changed_at > g.created_at
 ),
 series_timeline AS (
     SELECT s.kind, s.id, s.observed_from AS at, 0::bigint AS seq,
@@ -246,19 +263,20 @@ series_timeline AS (
     LEFT JOIN LATERAL (
         SELECT sc.new_status
         FROM status_change sc
+        -- The page filter as `IS TRUE`: not an index condition. The plan is cached generic
+        -- (the page unknown), and as one it ANDed a bitmap of the page's whole past (the
+        -- page index) into each component's scan: 2.4 of 5 ms on the bench page (issue 20).
         WHERE sc.component_id = s.id
-          AND sc.status_page_id = %(page_id)s
+          AND (sc.status_page_id = %(page_id)s) IS TRUE
           AND sc.changed_at <= s.observed_from
         ORDER BY sc.seq DESC
         LIMIT 1
     ) AS prior ON true
     WHERE s.kind = 'component' AND s.observed_from < s.observed_until
     UNION ALL
-    SELECT s.kind, s.id, sc.changed_at, sc.seq, sc.new_status, s.observed_until
+    SELECT 'component'::text, sc.component_id, sc.changed_at, sc.seq, sc.new_status,
+           (SELECT sp.observed_until FROM span sp)
     FROM component_change sc
-    JOIN series s ON s.kind = 'component' AND s.id = sc.component_id
-    WHERE sc.changed_at > s.observed_from
-      AND sc.changed_at < s.observed_until
     UNION ALL
     SELECT s.kind, s.id, s.observed_from, 0::bigint,
            coalesce(prior.new_status, 'OPERATIONAL'), s.observed_until
@@ -275,49 +293,56 @@ series_timeline AS (
     ) AS prior ON true
     WHERE s.kind = 'group' AND s.observed_from < s.observed_until
     UNION ALL
-    SELECT s.kind, s.id, gc.changed_at, gc.seq, gc.new_status, s.observed_until
+    SELECT 'group'::text, gc.group_id, gc.changed_at, gc.seq, gc.new_status,
+           (SELECT sp.observed_until FROM span sp)
     FROM group_change gc
-    JOIN series s ON s.kind = 'group' AND s.id = gc.group_id
-    WHERE gc.changed_at > s.observed_from
-      AND gc.changed_at < s.observed_until
 ),
 located AS MATERIALIZED (
     -- Each status lasts until the next change, or the end of the observed period; it touches
-    -- the days first_i .. last_i (0-based).
-    SELECT iv.kind, iv.id, iv.status, iv.from_at, iv.until_at,
-           (iv.from_at AT TIME ZONE sp.time_zone)::date - sp.first_day AS first_i,
-           ((iv.until_at - interval '1 microsecond') AT TIME ZONE sp.time_zone)::date
-               - sp.first_day AS last_i,
-           sp.starts
+    -- the days first_i .. last_i (0-based), the first from first_start to first_end, the last
+    -- from last_start to last_end.
+    SELECT d.kind, d.id, d.status, d.from_at, d.until_at, d.first_i, d.last_i,
+           sp.starts[d.first_i + 1] AS first_start, sp.starts[d.first_i + 2] AS first_end,
+           sp.starts[d.last_i + 1] AS last_start, sp.starts[d.last_i + 2] AS last_end
     FROM (
-        SELECT t.kind, t.id, t.status, t.at AS from_at,
-               coalesce(lead(t.at) OVER w, t.observed_until) AS until_at
-        FROM series_timeline t
-        WINDOW w AS (PARTITION BY t.kind, t.id ORDER BY t.at, t.seq)
-    ) AS iv
+        SELECT iv.kind, iv.id, iv.status, iv.from_at, iv.until_at,
+               (iv.from_at AT TIME ZONE sp.time_zone)::date - sp.first_day AS first_i,
+               ((iv.until_at - interval '1 microsecond') AT TIME ZONE sp.time_zone)::date
+                   - sp.first_day AS last_i
+        FROM (
+            SELECT t.kind, t.id, t.status, t.at AS from_at,
+                   coalesce(lead(t.at) OVER w, t.observed_until) AS until_at
+            FROM series_timeline t
+            WINDOW w AS (PARTITION BY t.kind, t.id ORDER BY t.at, t.seq)
+        ) AS iv
+        CROSS JOIN span sp
+        WHERE iv.from_at < iv.until_at
+    ) AS d
     CROSS JOIN span sp
-    WHERE iv.from_at < iv.until_at
 ),
 run AS (
     -- The days an interval covers whole: from first_i (the next day when it starts after that
     -- day's midnight) to last_i (the day before when it ends before the next midnight).
     SELECT l.kind, l.id, l.status,
-           l.first_i + (l.from_at > l.starts[l.first_i + 1])::integer AS run_first,
-           l.last_i - (l.until_at < l.starts[l.last_i + 2])::integer AS run_last
+           l.first_i + (l.from_at > l.first_start)::integer AS run_first,
+           l.last_i - (l.until_at < l.last_end)::integer AS run_last
     FROM located l
 ),
 piece AS (
     -- The days an interval covers in part (at most its first and its last), and for how long.
-    SELECT l.kind, l.id, p.i, l.status,
-           ((extract(epoch FROM least(l.until_at, l.starts[p.i + 2]))
-             - extract(epoch FROM greatest(l.from_at, l.starts[p.i + 1]))) * 1000000)::bigint
+    SELECT l.kind, l.id, l.first_i AS i, l.status,
+           ((extract(epoch FROM least(l.until_at, l.first_end))
+             - extract(epoch FROM greatest(l.from_at, l.first_start))) * 1000000)::bigint
                AS micros
     FROM located l
-    CROSS JOIN LATERAL (VALUES (l.first_i, true), (l.last_i, false)) AS p (i, is_first)
-    WHERE CASE WHEN p.is_first
-               THEN l.from_at > l.starts[l.first_i + 1]
-                    OR (l.first_i = l.last_i AND l.until_at < l.starts[l.last_i + 2])
-               ELSE l.last_i > l.first_i AND l.until_at < l.starts[l.last_i + 2] END
+    WHERE l.from_at > l.first_start
+       OR (l.first_i = l.last_i AND l.until_at < l.last_end)
+    UNION ALL
+    SELECT l.kind, l.id, l.last_i, l.status,
+           ((extract(epoch FROM least(l.until_at, l.last_end))
+             - extract(epoch FROM greatest(l.from_at, l.last_start))) * 1000000)::bigint
+    FROM located l
+    WHERE l.last_i > l.first_i AND l.until_at < l.last_end
 ),
 detail AS (
     SELECT p.kind, p.id, p.i,
@@ -334,20 +359,20 @@ detail AS (
 ),
 runs AS (
     SELECT r.kind, r.id,
-           array_agg(r.run_first ORDER BY r.run_first) AS run_first,
-           array_agg(r.run_last ORDER BY r.run_first) AS run_last,
-           array_agg(r.status ORDER BY r.run_first) AS run_status
+           array_agg(r.run_first) AS run_first,
+           array_agg(r.run_last) AS run_last,
+           array_agg(r.status) AS run_status
     FROM run r
     WHERE r.run_first <= r.run_last
     GROUP BY r.kind, r.id
 ),
 details AS (
     SELECT d.kind, d.id,
-           array_agg(d.i ORDER BY d.i) AS detail_i, array_agg(d.op ORDER BY d.i) AS detail_op,
-           array_agg(d.deg ORDER BY d.i) AS detail_deg,
-           array_agg(d.part ORDER BY d.i) AS detail_part,
-           array_agg(d.major ORDER BY d.i) AS detail_major,
-           array_agg(d.maint ORDER BY d.i) AS detail_maint
+           array_agg(d.i) AS detail_i, array_agg(d.op) AS detail_op,
+           array_agg(d.deg) AS detail_deg,
+           array_agg(d.part) AS detail_part,
+           array_agg(d.major) AS detail_major,
+           array_agg(d.maint) AS detail_maint
     FROM detail d
     GROUP BY d.kind, d.id
 ),
@@ -375,23 +400,29 @@ incident AS MATERIALIZED (
 group_up AS (
     -- Each group of the page and the groups it is in (itself, its parent, ...: 3 levels at
     -- most, 0020).
-    SELECT s.id AS group_id, s.id AS ancestor_id, s.parent_id, 1 AS level
+    SELECT s.id AS group_id, s.id AS ancestor_id, s.created_at AS ancestor_created_at,
+           s.parent_id, 1 AS level
     FROM series s
     WHERE s.kind = 'group'
     UNION ALL
-    SELECT up.group_id, s.id, s.parent_id, up.level + 1
+    SELECT up.group_id, s.id, s.created_at, s.parent_id, up.level + 1
     FROM group_up up
     JOIN series s ON s.kind = 'group' AND s.id = up.parent_id
     WHERE up.level < 3
 ),
 incident_series AS (
-    -- Which series each incident is listed on: the components it names, and the groups that
-    -- hold one of them now (in the group or a subgroup), once per group.
-    SELECT 'component'::text AS kind, a.component_id AS id, inc.id AS incident_id
+    -- Which series each incident is listed on: the components of the page it names, and the
+    -- groups that hold one of them now (in the group or a subgroup), once per group; with the
+    -- series' creation and the incident's active time (no join back to series or incident).
+    SELECT 'component'::text AS kind, c.id, c.created_at AS series_created_at,
+           inc.id AS incident_id, inc.created_at, inc.until_at
     FROM incident inc
     CROSS JOIN unnest(inc.affected_component_ids) AS a (component_id)
+    JOIN status_page_component c ON c.id = a.component_id
+    WHERE c.status_page_id = %(page_id)s
     UNION ALL
-    SELECT DISTINCT 'group'::text, up.ancestor_id, inc.id
+    SELECT DISTINCT 'group'::text, up.ancestor_id, up.ancestor_created_at, inc.id,
+           inc.created_at, inc.until_at
     FROM incident inc
     CROSS JOIN unnest(inc.affected_component_ids) AS a (component_id)
     JOIN status_page_component c ON c.id = a.component_id
@@ -400,17 +431,16 @@ incident_series AS (
 ),
 listed AS (
     -- The days each incident touches, per series naming it, from the series' creation day.
-    SELECT x.kind, x.id, g.i, array_agg(inc.id ORDER BY inc.created_at, inc.id) AS incident_ids
+    SELECT x.kind, x.id, g.i,
+           array_agg(x.incident_id ORDER BY x.created_at, x.incident_id) AS incident_ids
     FROM incident_series x
-    JOIN series s ON s.kind = x.kind AND s.id = x.id
-    JOIN incident inc ON inc.id = x.incident_id
     CROSS JOIN span sp
     CROSS JOIN LATERAL generate_series(
-        greatest((inc.created_at AT TIME ZONE sp.time_zone)::date - sp.first_day,
-                 (s.created_at AT TIME ZONE sp.time_zone)::date - sp.first_day, 0),
-        least(((inc.until_at - interval '1 microsecond') AT TIME ZONE sp.time_zone)::date
+        greatest((x.created_at AT TIME ZONE sp.time_zone)::date - sp.first_day,
+                 (x.series_created_at AT TIME ZONE sp.time_zone)::date - sp.first_day, 0),
+        least(((x.until_at - interval '1 microsecond') AT TIME ZONE sp.time_zone)::date
               - sp.first_day, %(days)s::integer - 1)) AS g (i)
-    WHERE inc.until_at > sp.range_start
+    WHERE x.until_at > sp.range_start
     GROUP BY x.kind, x.id, g.i
 )
 SELECT 'page' AS kind, sp.status_page_id AS id, sp.time_zone AS name, NULL::integer AS num,
