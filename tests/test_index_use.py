@@ -26,7 +26,8 @@ from statusdb.db import queries
 from statusdb.infra import migrations
 from statusdb.tooling import localpg
 
-pytestmark = pytest.mark.slow
+# One xdist worker builds this module's module-scoped fixtures once (not once per worker).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("index_use")]
 
 Conn = psycopg.Connection[TupleRow]
 

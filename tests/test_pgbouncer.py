@@ -36,7 +36,8 @@ from statusdb.infra.pool import make_pool
 from statusdb.pages import NewComponent
 from statusdb.tooling import localpg
 
-pytestmark = pytest.mark.slow
+# One xdist worker builds this module's module-scoped fixtures once (not once per worker).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pgbouncer")]
 
 Conn = psycopg.Connection[TupleRow]
 

@@ -30,7 +30,8 @@ from statusdb.pages import NewComponent
 from statusdb.tooling import localpg
 from statusdb.workers import outbox
 
-pytestmark = pytest.mark.slow
+# One xdist worker builds this module's module-scoped fixtures once (not once per worker).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("replicas")]
 
 Conn = psycopg.Connection[TupleRow]
 AConn = psycopg.AsyncConnection[TupleRow]
