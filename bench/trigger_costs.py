@@ -59,8 +59,8 @@ class Switch:
 
     label: str
     kind: str
-    off: sql.Composable
-    on: sql.Composable
+    off: sql.Composed
+    on: sql.Composed
 
 
 def _dsn_for(dsn: str, dbname: str) -> str:
@@ -142,7 +142,7 @@ def _switches(admin_dsn: str, team_id: str) -> tuple[list[Switch], list[str]]:
             {"tables": tables, "events": [e for _, e in written], "functions": functions},
         ).fetchall()
         keys = conn.execute(_FOREIGN_KEYS, {"tables": tables}).fetchall()
-        strict = dict(
+        strict: dict[str, bool] = dict(
             conn.execute(
                 "SELECT p.oid::regprocedure::text, p.proisstrict FROM pg_proc p"
                 " WHERE p.oid::regprocedure::text = ANY(%s)",
