@@ -28,16 +28,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from bench import cases
 from bench.timing import CaseResult, percentile, timed
 from statusdb import incidents
 from statusdb.errors import StatusdbError
+
+if TYPE_CHECKING:  # bench.cases imports this module at its end: import it lazily at run time
+    from bench import cases
 
 #: Hot functions whose definition matters to the planner, as (label, function, the ALTER that
 #: gives the other definition, the ALTER that restores it). STRICT keeps PostgreSQL from inlining
@@ -247,6 +249,8 @@ def trigger_costs(ctx: cases.Context) -> list[CaseResult]:
     blocks = max(5, ctx.scale.iterations // 100)  # small: 10 blocks, large: 20
     with _scratch(ctx) as (admin_dsn, app_dsn):
         switches, tables = _switches(admin_dsn, ctx.team_50)
+        from bench import cases
+
         scratch_ctx = cases.Context(**{**ctx.__dict__, "dsn": app_dsn, "admin_dsn": admin_dsn})
         rows: list[dict[str, Any]] = []
         with (
@@ -377,6 +381,8 @@ def open_vs_floor(ctx: cases.Context) -> list[CaseResult]:
     with psycopg.connect(ctx.admin_dsn, autocommit=True) as admin:
         admin.execute(_FLOOR_SETUP)
     try:
+        from bench import cases
+
         with cases.app_connection(ctx) as conn:
             open_one, reset, _ = _opener(conn, ctx.team_50)
 

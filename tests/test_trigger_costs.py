@@ -174,3 +174,36 @@ def test_deleting_a_page_still_deletes_its_status_log(conn: Conn) -> None:
         (page_id, ids),
     ).fetchone()
     assert row == (0,)
+
+
+def test_the_cost_table_lists_every_switch() -> None:
+    """bench's trigger-cost table: one line per switch, those the open needs without a cost."""
+    from bench.trigger_costs import cost_table
+
+    result = {
+        "notes": {
+            "costs": [
+                {
+                    "switched_off": "t.a",
+                    "kind": "trigger",
+                    "p50_on_us": 4000,
+                    "p50_off_us": 3000,
+                    "cost_us": 1000,
+                    "share": 0.25,
+                },
+                {
+                    "switched_off": "t.b",
+                    "kind": "trigger",
+                    "p50_on_us": 4000,
+                    "p50_off_us": None,
+                    "cost_us": None,
+                    "share": None,
+                    "note": "the open or its resolve fails without it",
+                },
+            ]
+        }
+    }
+    lines = cost_table(result).splitlines()
+    assert lines[2] == "| t.a | trigger | 4000 | 3000 | 1000 | 25% |"
+    assert lines[3].startswith("| t.b | trigger | 4000 |")
+    assert "fails without it" in lines[3]
