@@ -1,4 +1,4 @@
-"""Migration 0039: an incident open pays less above its write floor, with the same results.
+"""Migration 0037: an incident open pays less above its write floor, with the same results.
 
 The derivation's own component writes skip the derive trigger (WHEN clause); the status rank
 functions inline; row history compares a component's columns (the list must follow the
@@ -41,7 +41,7 @@ def _calls(conn: Conn, function: str) -> int:
 
 def test_the_derivations_writes_skip_the_derive_trigger(conn: Conn) -> None:
     """Opening an incident that moves 10 components calls the row trigger's function for none
-    of them (before 0039: once per component, only to return at its first test)."""
+    of them (before 0037: once per component, only to return at its first test)."""
     team_id, _, ids = _page_of(conn, "derive-skips", 10)
     conn.execute("SET LOCAL track_functions = 'all'")
     before = _calls(conn, "statusdb_status_page_component_derive")

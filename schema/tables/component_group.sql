@@ -275,7 +275,7 @@ BEGIN
             -- A component's status is kept by status_change (see "Component statuses"): an
             -- UPDATE that changes only its status columns (and updated_at, which every UPDATE
             -- touches) records nothing. Static SQL, planned for this table only.
-            -- 0039: compared column by column (every column but status_only), not as
+            -- 0037: compared column by column (every column but status_only), not as
             -- to_jsonb of whole rows: no jsonb built per row on the hot path.
             -- tests/test_trigger_costs.py keeps this list equal to the table's columns.
             IF NOT EXISTS (SELECT 1 FROM new_rows n LEFT JOIN old_rows o ON o.id = n.id

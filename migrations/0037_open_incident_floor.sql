@@ -1,26 +1,79 @@
--- statusdb 0039 rollback: the functions STRICT again, the single derive trigger, the to_jsonb
--- comparison of 0025 and the page foreign key of the status change log, as before 0039.
+-- statusdb 0037: opening an incident pays less above its write floor (issue 20 items 3 and 6).
+-- depends: 0036_snapshot_once_per_transaction
+--
+-- Measured with `python -m bench --case "trigger costs"` (bench/trigger_costs.py: each trigger,
+-- foreign key and hot function variant switched off in turn in a scratch copy of the bench
+-- database, alternated with everything on; numbers in bench/README.md, "Opening an incident:
+-- what each trigger costs"). Four changes, each keeping every result the same:
+--
+-- * statusdb_status_rank and statusdb_priority_status become CALLED ON NULL INPUT (they were
+--   STRICT). Their bodies are a single SELECT of a CASE, IMMUTABLE, not SECURITY DEFINER, no
+--   SET: PostgreSQL inlines such a SQL function into the calling query, but not a STRICT one
+--   whose body is not itself strict (a CASE may turn NULL into a value), so every call was a
+--   function call. The results are unchanged: a NULL input matches no WHEN and the CASE gives
+--   NULL, as STRICT did. (Only callers that may EXECUTE them inline them: the derivation's
+--   SECURITY DEFINER functions, owned by the owner, do.)
+--
+-- * The derive trigger skips the derivation's own writes with a WHEN clause. The set-based
+--   derivation (statement triggers of incident, maintenance_window_component, ...) UPDATEs
+--   component statuses; the BEFORE ROW trigger status_page_component_derive then ran its
+--   PL/pgSQL function for each of those rows only to return NEW at its first test (no status
+--   input changed and pg_trigger_depth() > 1). The same test now sits in the trigger's WHEN
+--   clause, evaluated before the function is called: the clause sees the depth of the UPDATE
+--   itself (the function saw it plus one), so "> 1" in the function is "> 0" in the clause.
+--   A WHEN clause cannot name OLD on INSERT, so the trigger is split: status_page_component_derive
+--   (BEFORE UPDATE, WHEN ...) and status_page_component_derive_insert (BEFORE INSERT), both on
+--   the unchanged function; they are the only BEFORE INSERT / the same place among the BEFORE
+--   UPDATE triggers by name, so the firing order is unchanged. The function's own test stays
+--   (it also lets status.recompute(repair=True) through, a test the clause cannot make: it
+--   reads status_repair). The lock statements of the function are not touched (issue 28).
+--
+-- * statusdb_keep_row_history compares a component's columns one by one instead of to_jsonb
+--   of both whole rows when it checks whether an UPDATE changed more than the status columns
+--   (the hot check: every derivation UPDATE runs it). The rest of the function is 0025's.
+--
+-- * The foreign key status_change_status_page_id_fkey is dropped. Why it is redundant: the
+--   log is append-only and written only by statusdb's SECURITY DEFINER functions (the
+--   application roles may INSERT nothing into it: grants of 0008), which copy status_page_id
+--   from the component row they log; status_change_component_id_fkey already makes the
+--   component exist, a component never moves to another page (status_page_component_*_fixed,
+--   0012) and its own foreign key makes its page exist; deleting a page deletes its components
+--   (ON DELETE CASCADE), which deletes their log rows (status_change_component_id_fkey is ON
+--   DELETE CASCADE too), so the page key's cascade never had a row left to delete. The index
+--   status_change_status_page_id_changed_at_idx stays (uptime reads by page).
+--   (component_group_status_change_status_page_id_fkey is the same shape; group roll-up is
+--   another helper's area in this wave and it stays.)
 
 SET LOCAL lock_timeout = '5s';
 SET LOCAL statement_timeout = '5min';
 
-ALTER FUNCTION statusdb_status_rank(text) STRICT;
-ALTER FUNCTION statusdb_priority_status(text) STRICT;
+ALTER FUNCTION statusdb_status_rank(text) CALLED ON NULL INPUT;
+ALTER FUNCTION statusdb_priority_status(text) CALLED ON NULL INPUT;
 
-DROP TRIGGER status_page_component_derive_insert ON status_page_component;
 DROP TRIGGER status_page_component_derive ON status_page_component;
 CREATE TRIGGER status_page_component_derive
-    BEFORE INSERT OR UPDATE ON status_page_component
+    BEFORE UPDATE ON status_page_component
+    FOR EACH ROW
+    WHEN ((NEW.team_id, NEW.service_identifier, NEW.manual_status)
+              IS DISTINCT FROM (OLD.team_id, OLD.service_identifier, OLD.manual_status)
+          OR ((NEW.current_status, NEW.status_updated_at)
+                  IS DISTINCT FROM (OLD.current_status, OLD.status_updated_at)
+              AND pg_trigger_depth() = 0))
+    EXECUTE FUNCTION statusdb_status_page_component_derive();
+CREATE TRIGGER status_page_component_derive_insert
+    BEFORE INSERT ON status_page_component
     FOR EACH ROW EXECUTE FUNCTION statusdb_status_page_component_derive();
+COMMENT ON TRIGGER status_page_component_derive ON status_page_component IS
+    'Derives current_status of a changed component; skips (WHEN) the derivation''s own writes (0037).';
+COMMENT ON TRIGGER status_page_component_derive_insert ON status_page_component IS
+    'Derives current_status of an inserted component (0037: split from the UPDATE trigger).';
 
--- The page key of the log again: NOT VALID first (no scan under the lock of the ADD), then
--- validated in this transaction, as the rollback restores the schema exactly in one step.
-ALTER TABLE status_change ADD CONSTRAINT status_change_status_page_id_fkey
-    FOREIGN KEY (status_page_id) REFERENCES status_page (id) ON DELETE CASCADE NOT VALID;
--- squawk-ignore constraint-missing-not-valid
-ALTER TABLE status_change VALIDATE CONSTRAINT status_change_status_page_id_fkey;
+-- Redundant: see the top of this file.
+-- squawk-ignore ban-drop-constraint
+ALTER TABLE status_change DROP CONSTRAINT status_change_status_page_id_fkey;
 
--- statusdb_keep_row_history as 0025 made it.
+-- statusdb_keep_row_history: 0025's body; changed only in the status_page_component check
+-- (marked 0037).
 CREATE OR REPLACE FUNCTION statusdb_keep_row_history() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = public, pg_temp
@@ -79,10 +132,17 @@ BEGIN
             -- A component's status is kept by status_change (see "Component statuses"): an
             -- UPDATE that changes only its status columns (and updated_at, which every UPDATE
             -- touches) records nothing. Static SQL, planned for this table only.
+            -- 0037: compared column by column (every column but status_only), not as
+            -- to_jsonb of whole rows: no jsonb built per row on the hot path.
+            -- tests/test_trigger_costs.py keeps this list equal to the table's columns.
             IF NOT EXISTS (SELECT 1 FROM new_rows n LEFT JOIN old_rows o ON o.id = n.id
                            WHERE o.id IS NULL
-                              OR (to_jsonb(n) - status_only)
-                                 IS DISTINCT FROM (to_jsonb(o) - status_only)) THEN
+                              OR (n.status_page_id, n.name, n.description, n.display_order,
+                                  n.team_id, n.service_identifier, n.created_at, n.group_id)
+                                 IS DISTINCT FROM
+                                 (o.status_page_id, o.name, o.description, o.display_order,
+                                  o.team_id, o.service_identifier, o.created_at, o.group_id))
+            THEN
                 RETURN NULL;
             END IF;
             written := 'SELECT to_jsonb(n) AS d FROM new_rows n LEFT JOIN old_rows o ON o.id = n.id'
