@@ -18,7 +18,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from bench import cases, cluster, dataset
+from bench import cases, cluster, dataset, trigger_costs
 from bench.timing import CaseResult
 
 APP_LOGIN = "statusdb_bench_app"
@@ -109,6 +109,9 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {case['name']} | {case['p50_us']:.0f} | {case['p99_us']:.0f} | {case['n']} "
             f"| {ratio} | {base} | {case['target']} | {met} |"
         )
+    for case in report["cases"]:
+        if "costs" in case["notes"]:  # the trigger-costs case: its table below the results
+            lines += ["", f"{case['name']}:", "", trigger_costs.cost_table(case)]
     return "\n".join(lines)
 
 

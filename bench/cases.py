@@ -1384,3 +1384,8 @@ CASES += [
 from bench.cases_notifications import NOTIFICATION_CASES  # noqa: E402
 
 CASES += NOTIFICATION_CASES
+
+# -- issue 20: the open vs its floor alternated, and what each trigger costs: bench/trigger_costs.py
+from bench.trigger_costs import TRIGGER_COST_CASES  # noqa: E402
+
+CASES += TRIGGER_COST_CASES

@@ -1429,10 +1429,17 @@ BEGIN
             -- A component's status is kept by status_change (see "Component statuses"): an
             -- UPDATE that changes only its status columns (and updated_at, which every UPDATE
             -- touches) records nothing. Static SQL, planned for this table only.
+            -- 0039: compared column by column (every column but status_only), not as
+            -- to_jsonb of whole rows: no jsonb built per row on the hot path.
+            -- tests/test_trigger_costs.py keeps this list equal to the table's columns.
             IF NOT EXISTS (SELECT 1 FROM new_rows n LEFT JOIN old_rows o ON o.id = n.id
                            WHERE o.id IS NULL
-                              OR (to_jsonb(n) - status_only)
-                                 IS DISTINCT FROM (to_jsonb(o) - status_only)) THEN
+                              OR (n.status_page_id, n.name, n.description, n.display_order,
+                                  n.team_id, n.service_identifier, n.created_at, n.group_id)
+                                 IS DISTINCT FROM
+                                 (o.status_page_id, o.name, o.description, o.display_order,
+                                  o.team_id, o.service_identifier, o.created_at, o.group_id))
+            THEN
                 RETURN NULL;
             END IF;
             written := 'SELECT to_jsonb(n) AS d FROM new_rows n LEFT JOIN old_rows o ON o.id = n.id'
@@ -4785,7 +4792,7 @@ COMMENT ON FUNCTION public.statusdb_page_view_v3(page_slug text, page_token_hash
 --
 
 CREATE FUNCTION public.statusdb_priority_status(priority text) RETURNS text
-    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
     SELECT CASE priority
         WHEN 'CRITICAL' THEN 'MAJOR_OUTAGE'
@@ -5927,7 +5934,7 @@ COMMENT ON FUNCTION public.statusdb_status_page_snapshot() IS 'Statement trigger
 --
 
 CREATE FUNCTION public.statusdb_status_rank(status text) RETURNS integer
-    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
     SELECT CASE status
         WHEN 'MAJOR_OUTAGE' THEN 0
@@ -9913,7 +9920,25 @@ CREATE TRIGGER status_page_component_check_page_fixed BEFORE UPDATE OF id, statu
 -- Name: status_page_component status_page_component_derive; Type: TRIGGER; Schema: public
 --
 
-CREATE TRIGGER status_page_component_derive BEFORE INSERT OR UPDATE ON public.status_page_component FOR EACH ROW EXECUTE FUNCTION public.statusdb_status_page_component_derive();
+CREATE TRIGGER status_page_component_derive BEFORE UPDATE ON public.status_page_component FOR EACH ROW WHEN (((((new.team_id IS DISTINCT FROM old.team_id) OR (new.service_identifier IS DISTINCT FROM old.service_identifier)) OR (new.manual_status IS DISTINCT FROM old.manual_status)) OR (((new.current_status IS DISTINCT FROM old.current_status) OR (new.status_updated_at IS DISTINCT FROM old.status_updated_at)) AND (pg_trigger_depth() = 0)))) EXECUTE FUNCTION public.statusdb_status_page_component_derive();
+
+--
+-- Name: TRIGGER status_page_component_derive ON status_page_component; Type: COMMENT; Schema: public
+--
+
+COMMENT ON TRIGGER status_page_component_derive ON public.status_page_component IS 'Derives current_status of a changed component; skips (WHEN) the derivation''s own writes (0039).';
+
+--
+-- Name: status_page_component status_page_component_derive_insert; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_page_component_derive_insert BEFORE INSERT ON public.status_page_component FOR EACH ROW EXECUTE FUNCTION public.statusdb_status_page_component_derive();
+
+--
+-- Name: TRIGGER status_page_component_derive_insert ON status_page_component; Type: COMMENT; Schema: public
+--
+
+COMMENT ON TRIGGER status_page_component_derive_insert ON public.status_page_component IS 'Derives current_status of an inserted component (0039: split from the UPDATE trigger).';
 
 --
 -- Name: status_page_component status_page_component_forget_ids; Type: TRIGGER; Schema: public
@@ -10241,13 +10266,6 @@ ALTER TABLE ONLY public.notification_event
 
 ALTER TABLE ONLY public.status_change
     ADD CONSTRAINT status_change_component_id_fkey FOREIGN KEY (component_id) REFERENCES public.status_page_component(id) ON DELETE CASCADE;
-
---
--- Name: status_change status_change_status_page_id_fkey; Type: FK CONSTRAINT; Schema: public
---
-
-ALTER TABLE ONLY public.status_change
-    ADD CONSTRAINT status_change_status_page_id_fkey FOREIGN KEY (status_page_id) REFERENCES public.status_page(id) ON DELETE CASCADE;
 
 --
 -- Name: status_incident status_incident_incident_id_fkey; Type: FK CONSTRAINT; Schema: public

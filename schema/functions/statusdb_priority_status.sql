@@ -9,7 +9,7 @@
 CREATE OR REPLACE FUNCTION public.statusdb_priority_status(priority text)
  RETURNS text
  LANGUAGE sql
- IMMUTABLE PARALLEL SAFE STRICT
+ IMMUTABLE PARALLEL SAFE
 AS $function$
     SELECT CASE priority
         WHEN 'CRITICAL' THEN 'MAJOR_OUTAGE'

@@ -9,7 +9,7 @@
 CREATE OR REPLACE FUNCTION public.statusdb_status_rank(status text)
  RETURNS integer
  LANGUAGE sql
- IMMUTABLE PARALLEL SAFE STRICT
+ IMMUTABLE PARALLEL SAFE
 AS $function$
     SELECT CASE status
         WHEN 'MAJOR_OUTAGE' THEN 0

@@ -24,7 +24,6 @@ CREATE TABLE public.status_change (
     CONSTRAINT status_change_pkey PRIMARY KEY (id),
     CONSTRAINT status_change_seq_key UNIQUE (seq),
     CONSTRAINT status_change_component_id_fkey FOREIGN KEY (component_id) REFERENCES public.status_page_component(id) ON DELETE CASCADE,
-    CONSTRAINT status_change_status_page_id_fkey FOREIGN KEY (status_page_id) REFERENCES public.status_page(id) ON DELETE CASCADE,
     CONSTRAINT status_change_cause_check CHECK (cause = ANY (ARRAY['INCIDENT'::text, 'MAINTENANCE'::text, 'MANUAL'::text])),
     CONSTRAINT status_change_changed_at_range_check CHECK (changed_at >= '0001-01-02 00:00:00+00'::timestamp with time zone AND changed_at < '9999-12-31 00:00:00+00'::timestamp with time zone),
     CONSTRAINT status_change_is_a_change_check CHECK (previous_status <> new_status),
