@@ -3,16 +3,20 @@
 Several connections of the app login run random transactions of 1-3 statements (window status
 and auto_update_status, link and unlink, a component's team and service, incident insert,
 update and resolve, component and group deletes, with inserts to keep the world populated),
-each at a random isolation level, for STATUSDB_STRESS_SECONDS (default 10) in two halves:
-single-statement transactions, then transactions of 1-3 statements. Afterwards the owner's
-dry-run recomputes must find no drift in components or groups. Deadlocks and serialization
-failures are counted per 1,000 transactions and printed (`pytest -s`). Single statements must
-deadlock in fewer than 1 per 1,000 transactions (issue 28's target; the lock order of
-CONTRIBUTING.md makes them deadlock-free); transactions of several statements take each
-statement's locks in order but not across statements, so they are only bounded loosely
-(STATUSDB_STRESS_MULTI_DEADLOCKS_PER_1000, default 150).
+each at a random isolation level, for STATUSDB_STRESS_SECONDS (default 10) in three thirds:
+single-statement transactions; transactions of 1-3 statements in the random mix; and the same
+mix written the careful way (the reads first, then `statusdb_lock_status_inputs` with every
+window, team and component the writes touch, then the writes; 0041). Afterwards the owner's
+dry-run recomputes must find no drift in components, groups or snapshots. Deadlocks and
+serialization failures are counted per 1,000 transactions and printed (`pytest -s`).
 
-    STATUSDB_STRESS_SECONDS=120 .venv/bin/python -m pytest -n 0 -s tests/test_derivation_stress.py
+Issue 28's target, fewer than 1 deadlock per 1,000 transactions, holds for single statements
+and for the careful mix (CONTRIBUTING.md, "Lock order"). The random mix without the lock-ahead
+deadlocks on the slots and derived rows a first statement's triggers hold while a later one
+takes earlier slots (no trigger can take a later statement's locks ahead): it is reported and
+only bounded loosely (STATUSDB_STRESS_MULTI_DEADLOCKS_PER_1000, default 150).
+
+    STATUSDB_STRESS_SECONDS=60 .venv/bin/python -m pytest -n 0 -s tests/test_derivation_stress.py
 """
 
 from __future__ import annotations
