@@ -4,6 +4,7 @@
 SET LOCAL lock_timeout = '5s';
 SET LOCAL statement_timeout = '5min';
 
+-- squawk-ignore ban-drop-function
 DROP FUNCTION statusdb_lock_status_inputs(text[], text[], text[]);
 
 CREATE OR REPLACE FUNCTION statusdb_maintenance_window_component_refresh_status() RETURNS trigger
