@@ -37,7 +37,10 @@
 -- after the executor had locked the component's row: out of the order, and pointless (the
 -- component is gone: nothing to re-derive). statusdb_maintenance_window_component_refresh_status
 -- now skips the removed links of components that no longer exist (as 0023 made its snapshot
--- twin do): a component's delete takes no window slot.
+-- twin do): a component's delete takes no window slot. And an unlink whose component is being
+-- deleted (the delete holds the component's row and cascades to the links the unlink holds)
+-- refuses at once with 40001 instead of waiting for the row in the back-off (a single-statement
+-- deadlock of the stress), as 0023's group roll-up refuses for a group being deleted.
 
 SET LOCAL lock_timeout = '5s';
 SET LOCAL statement_timeout = '5min';
@@ -114,6 +117,7 @@ DECLARE
     win text;
     stage text;
     attempts integer := 0;
+    busy text[];
 BEGIN
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
         -- 0041: not the links of a component deleted by this statement (ON DELETE CASCADE):
@@ -175,6 +179,24 @@ BEGIN
                           HINT = 'Retry the transaction.';
             END IF;
             attempts := attempts + 1;
+            -- 0041: a component being deleted (locked FOR UPDATE, which KEY SHARE waits for)
+            -- will delete the links this statement holds (ON DELETE CASCADE): waiting for it
+            -- is a deadlock, so refuse at once, retryably (a look that keeps no lock).
+            BEGIN
+                busy := ARRAY(SELECT u.id FROM unnest(due_c) AS u (id)
+                              EXCEPT
+                              SELECT f.id FROM (SELECT c.id FROM status_page_component c
+                                                WHERE c.id = ANY (due_c)
+                                                FOR KEY SHARE SKIP LOCKED) AS f);
+                RAISE EXCEPTION 'released' USING ERRCODE = 'SDB01';
+            EXCEPTION WHEN SQLSTATE 'SDB01' THEN
+                NULL;
+            END;
+            IF cardinality(busy) > 0 THEN
+                RAISE EXCEPTION 'component % is being deleted by another transaction', busy[1]
+                    USING ERRCODE = 'serialization_failure',
+                          HINT = 'Retry the transaction.';
+            END IF;
             PERFORM statusdb_wait_for_components(due_c);
         END;
     END LOOP;

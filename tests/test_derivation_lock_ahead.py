@@ -97,3 +97,49 @@ def test_component_delete_takes_no_window_slot(owner: Conn, app_dsn: str) -> Non
         deleter.commit()
         holder.commit()
     assert drift(owner) == []
+
+
+def test_unlink_against_component_delete_is_refused_not_deadlocked(
+    owner: Conn, app_dsn: str
+) -> None:
+    world = World(owner)
+    owner.execute(
+        "UPDATE maintenance_window SET status = 'IN_PROGRESS', auto_update_status = true"
+        " WHERE id = %s",
+        (world.window,),
+    )
+    owner.execute(
+        "INSERT INTO maintenance_window_component (maintenance_window_id, component_id)"
+        " VALUES (%s, %s)",
+        (world.window, world.x),
+    )
+    with psycopg.connect(app_dsn) as deleter, psycopg.connect(app_dsn) as unlinker:
+        # The deleter holds the component's row, as DELETE does before its cascade.
+        deleter.execute("SELECT id FROM status_page_component WHERE id = %s FOR UPDATE", (world.x,))
+        failures: list[BaseException] = []
+
+        def unlink() -> None:
+            try:
+                unlinker.execute(
+                    "DELETE FROM maintenance_window_component WHERE component_id = %s",
+                    (world.x,),
+                )
+                unlinker.commit()
+            except BaseException as exc:  # reported below
+                failures.append(exc)
+                unlinker.rollback()
+
+        thread = threading.Thread(target=unlink)
+        thread.start()
+        blocked_or_done(owner, unlinker.info.backend_pid, thread)
+        try:
+            deleter.execute("DELETE FROM status_page_component WHERE id = %s", (world.x,))
+            deleter.commit()
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+            deleter.rollback()
+        thread.join(30)
+        assert not thread.is_alive()
+    # Before 0041: the unlinker waited for the row holding the links, a deadlock (40P01).
+    assert [type(f) for f in failures] == [pg_errors.SerializationFailure], failures
+    assert drift(owner) == []

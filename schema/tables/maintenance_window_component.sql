@@ -297,6 +297,7 @@ DECLARE
     win text;
     stage text;
     attempts integer := 0;
+    busy text[];
 BEGIN
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
         -- 0041: not the links of a component deleted by this statement (ON DELETE CASCADE):
@@ -358,6 +359,24 @@ BEGIN
                           HINT = 'Retry the transaction.';
             END IF;
             attempts := attempts + 1;
+            -- 0041: a component being deleted (locked FOR UPDATE, which KEY SHARE waits for)
+            -- will delete the links this statement holds (ON DELETE CASCADE): waiting for it
+            -- is a deadlock, so refuse at once, retryably (a look that keeps no lock).
+            BEGIN
+                busy := ARRAY(SELECT u.id FROM unnest(due_c) AS u (id)
+                              EXCEPT
+                              SELECT f.id FROM (SELECT c.id FROM status_page_component c
+                                                WHERE c.id = ANY (due_c)
+                                                FOR KEY SHARE SKIP LOCKED) AS f);
+                RAISE EXCEPTION 'released' USING ERRCODE = 'SDB01';
+            EXCEPTION WHEN SQLSTATE 'SDB01' THEN
+                NULL;
+            END;
+            IF cardinality(busy) > 0 THEN
+                RAISE EXCEPTION 'component % is being deleted by another transaction', busy[1]
+                    USING ERRCODE = 'serialization_failure',
+                          HINT = 'Retry the transaction.';
+            END IF;
             PERFORM statusdb_wait_for_components(due_c);
         END;
     END LOOP;
