@@ -1,11 +1,11 @@
-"""Migration 0041 (issue 28): the deadlocks of several status-input statements, step by step.
+"""Migration 0038 (issue 28): the deadlocks of several status-input statements, step by step.
 
 1. Two transactions opening incidents of two teams in opposite orders: without a lock-ahead
    they deadlock on the teams' slots (each statement's trigger holds its team's slot to commit);
    with `statusdb_lock_status_inputs` first, the second waits at its first statement and both
    commit.
 2. Deleting a component takes no slot of its links' windows (the cascade's status trigger
-   skips a component that is gone): before 0041 it waited for a window's slot after locking the
+   skips a component that is gone): before 0038 it waited for a window's slot after locking the
    component's row, out of the lock order.
 """
 
@@ -91,7 +91,7 @@ def test_component_delete_takes_no_window_slot(owner: Conn, app_dsn: str) -> Non
         # The window's slot (and its components' keys), held as the scheduler holds them.
         holder.execute("SELECT statusdb_lock_maintenance_windows(%s)", ([world.window],))
         deleter.execute("SET lock_timeout = '2s'")
-        # Before 0041: LockNotAvailable after 2 s (the links' trigger waits for the slot
+        # Before 0038: LockNotAvailable after 2 s (the links' trigger waits for the slot
         # while holding the component's row: a deadlock as soon as the holder writes it).
         deleter.execute("DELETE FROM status_page_component WHERE id = %s", (world.x,))
         deleter.commit()
@@ -140,6 +140,6 @@ def test_unlink_against_component_delete_is_refused_not_deadlocked(
             deleter.rollback()
         thread.join(30)
         assert not thread.is_alive()
-    # Before 0041: the unlinker waited for the row holding the links, a deadlock (40P01).
+    # Before 0038: the unlinker waited for the row holding the links, a deadlock (40P01).
     assert [type(f) for f in failures] == [pg_errors.SerializationFailure], failures
     assert drift(owner) == []

@@ -6,7 +6,7 @@ update and resolve, component and group deletes, with inserts to keep the world 
 each at a random isolation level, for STATUSDB_STRESS_SECONDS (default 10) in three thirds:
 single-statement transactions; transactions of 1-3 statements in the random mix; and the same
 mix written the careful way (the reads first, then `statusdb_lock_status_inputs` with every
-window, team and component the writes touch, then the writes; 0041). Afterwards the owner's
+window, team and component the writes touch, then the writes; 0038). Afterwards the owner's
 dry-run recomputes must find no drift in components, groups or snapshots. Deadlocks and
 serialization failures are counted per 1,000 transactions and printed (`pytest -s`).
 
@@ -86,7 +86,7 @@ class Plan:
         self.components: set[str] = set()
 
     def lock_ahead(self, cur: psycopg.Cursor[TupleRow]) -> None:
-        """Every slot the writes' triggers will take, first, in the global order (0041)."""
+        """Every slot the writes' triggers will take, first, in the global order (0038)."""
         cur.execute(
             "SELECT statusdb_lock_status_inputs(%s, %s, %s)",
             (sorted(self.windows), sorted(self.teams), sorted(self.components)),

@@ -6,7 +6,7 @@
 -- public.statusdb_lock_status_inputs(text[],text[],text[]) (plpgsql)
 -- Lock-ahead for a transaction of several status-input statements: the status_lock slots of the
 -- windows, then the status keys of the teams and components, in the global lock order (at most
--- 10000 ids each; 0041).
+-- 10000 ids each; 0038).
 -- Calls: statusdb_lock_components, statusdb_lock_status_keys, statusdb_lock_windows,
 -- statusdb_status_lock_key (schema/functions/).
 CREATE OR REPLACE FUNCTION public.statusdb_lock_status_inputs(window_ids text[], team_ids text[], component_ids text[])

@@ -420,7 +420,7 @@ BEGIN
             IF stage <> 'rows' THEN
                 RAISE;
             END IF;
-            IF attempts >= 50 THEN  -- 0041: retryable, no longer 55P03 from the NOWAIT
+            IF attempts >= 50 THEN  -- 0038: retryable, no longer 55P03 from the NOWAIT
                 RAISE EXCEPTION 'the components to re-derive stayed locked by other transactions'
                     USING ERRCODE = 'serialization_failure',
                           DETAIL = 'Their rows were taken again each time this derivation '

@@ -300,7 +300,7 @@ DECLARE
     busy text[];
 BEGIN
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
-        -- 0041: not the links of a component deleted by this statement (ON DELETE CASCADE):
+        -- 0038: not the links of a component deleted by this statement (ON DELETE CASCADE):
         -- there is nothing left to judge, and its windows' slots would be taken after the
         -- component's row, out of order (deadlocks with the windows' writers).
         SELECT array_agg(o.maintenance_window_id), array_agg(o.component_id)
@@ -351,7 +351,7 @@ BEGIN
             IF stage <> 'rows' THEN
                 RAISE;
             END IF;
-            IF attempts >= 50 THEN  -- 0041: retryable, no longer 55P03 from the NOWAIT
+            IF attempts >= 50 THEN  -- 0038: retryable, no longer 55P03 from the NOWAIT
                 RAISE EXCEPTION 'the components to re-derive stayed locked by other transactions'
                     USING ERRCODE = 'serialization_failure',
                           DETAIL = 'Their rows were taken again each time this derivation '
@@ -359,7 +359,7 @@ BEGIN
                           HINT = 'Retry the transaction.';
             END IF;
             attempts := attempts + 1;
-            -- 0041: a component being deleted (locked FOR UPDATE, which KEY SHARE waits for)
+            -- 0038: a component being deleted (locked FOR UPDATE, which KEY SHARE waits for)
             -- will delete the links this statement holds (ON DELETE CASCADE): waiting for it
             -- is a deadlock, so refuse at once, retryably (a look that keeps no lock).
             BEGIN

@@ -1,6 +1,6 @@
--- statusdb 0041: a lock-ahead for transactions of several status-input statements, and the
+-- statusdb 0038: a lock-ahead for transactions of several status-input statements, and the
 -- derivation triggers' NOWAIT back-off ends in a retryable error (issue 28).
--- depends: 0036_snapshot_once_per_transaction
+-- depends: 0037_open_incident_floor
 --
 -- Deadlocks of the randomized plain-SQL stress (tests/test_derivation_stress.py), classified
 -- from the server log (bench/README.md, "Issue 28: deadlocks of the plain-SQL stress"):
@@ -100,7 +100,7 @@ GRANT EXECUTE ON FUNCTION statusdb_lock_status_inputs(text[], text[], text[]) TO
 COMMENT ON FUNCTION statusdb_lock_status_inputs(text[], text[], text[]) IS
     'Lock-ahead for a transaction of several status-input statements: the status_lock slots '
     'of the windows, then the status keys of the teams and components, in the global lock '
-    'order (at most 10000 ids each; 0041).';
+    'order (at most 10000 ids each; 0038).';
 
 CREATE OR REPLACE FUNCTION statusdb_maintenance_window_component_refresh_status() RETURNS trigger
 LANGUAGE plpgsql
@@ -120,7 +120,7 @@ DECLARE
     busy text[];
 BEGIN
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
-        -- 0041: not the links of a component deleted by this statement (ON DELETE CASCADE):
+        -- 0038: not the links of a component deleted by this statement (ON DELETE CASCADE):
         -- there is nothing left to judge, and its windows' slots would be taken after the
         -- component's row, out of order (deadlocks with the windows' writers).
         SELECT array_agg(o.maintenance_window_id), array_agg(o.component_id)
@@ -171,7 +171,7 @@ BEGIN
             IF stage <> 'rows' THEN
                 RAISE;
             END IF;
-            IF attempts >= 50 THEN  -- 0041: retryable, no longer 55P03 from the NOWAIT
+            IF attempts >= 50 THEN  -- 0038: retryable, no longer 55P03 from the NOWAIT
                 RAISE EXCEPTION 'the components to re-derive stayed locked by other transactions'
                     USING ERRCODE = 'serialization_failure',
                           DETAIL = 'Their rows were taken again each time this derivation '
@@ -179,7 +179,7 @@ BEGIN
                           HINT = 'Retry the transaction.';
             END IF;
             attempts := attempts + 1;
-            -- 0041: a component being deleted (locked FOR UPDATE, which KEY SHARE waits for)
+            -- 0038: a component being deleted (locked FOR UPDATE, which KEY SHARE waits for)
             -- will delete the links this statement holds (ON DELETE CASCADE): waiting for it
             -- is a deadlock, so refuse at once, retryably (a look that keeps no lock).
             BEGIN
@@ -252,7 +252,7 @@ BEGIN
             IF stage <> 'rows' THEN
                 RAISE;
             END IF;
-            IF attempts >= 50 THEN  -- 0041: retryable, no longer 55P03 from the NOWAIT
+            IF attempts >= 50 THEN  -- 0038: retryable, no longer 55P03 from the NOWAIT
                 RAISE EXCEPTION 'the components to re-derive stayed locked by other transactions'
                     USING ERRCODE = 'serialization_failure',
                           DETAIL = 'Their rows were taken again each time this derivation '
@@ -341,7 +341,7 @@ BEGIN
             IF stage <> 'rows' THEN
                 RAISE;
             END IF;
-            IF attempts >= 50 THEN  -- 0041: retryable, no longer 55P03 from the NOWAIT
+            IF attempts >= 50 THEN  -- 0038: retryable, no longer 55P03 from the NOWAIT
                 RAISE EXCEPTION 'the components to re-derive stayed locked by other transactions'
                     USING ERRCODE = 'serialization_failure',
                           DETAIL = 'Their rows were taken again each time this derivation '

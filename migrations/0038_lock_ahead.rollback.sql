@@ -1,4 +1,4 @@
--- statusdb 0041 rollback: no lock-ahead; the derivation triggers' back-off raises the NOWAIT's
+-- statusdb 0038 rollback: no lock-ahead; the derivation triggers' back-off raises the NOWAIT's
 -- lock_not_available after 50 rounds again (0023's bodies).
 
 SET LOCAL lock_timeout = '5s';
