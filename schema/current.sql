@@ -1133,8 +1133,15 @@ BEGIN
             WHERE c.id = ANY (ids) ORDER BY c.id FOR NO KEY UPDATE NOWAIT;
             EXIT;
         EXCEPTION WHEN lock_not_available THEN
-            IF stage <> 'rows' OR attempts >= 50 THEN
+            IF stage <> 'rows' THEN
                 RAISE;
+            END IF;
+            IF attempts >= 50 THEN  -- 0041: retryable, no longer 55P03 from the NOWAIT
+                RAISE EXCEPTION 'the components to re-derive stayed locked by other transactions'
+                    USING ERRCODE = 'serialization_failure',
+                          DETAIL = 'Their rows were taken again each time this derivation '
+                                   'waited for them (50 times).',
+                          HINT = 'Retry the transaction.';
             END IF;
             attempts := attempts + 1;
             PERFORM statusdb_wait_for_components(ids);
@@ -1699,6 +1706,65 @@ $$;
 COMMENT ON FUNCTION public.statusdb_lock_slots(slots bigint[]) IS 'statusdb_take_slots, refusing an older snapshot (REPEATABLE READ, SERIALIZABLE) with a serialization failure that says so (0023). Owner only.';
 
 --
+-- Name: statusdb_lock_status_inputs(text[], text[], text[]); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_lock_status_inputs(window_ids text[], team_ids text[], component_ids text[]) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+DECLARE
+    linked text[];
+    wanted bigint[];
+    attempts integer := 0;
+BEGIN
+    IF cardinality(window_ids) > 10000 OR cardinality(team_ids) > 10000
+       OR cardinality(component_ids) > 10000 THEN
+        RAISE EXCEPTION 'at most 10000 windows, teams and components at once'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    LOOP
+        BEGIN
+            -- 2-3. Slot 0, then the windows' slots.
+            PERFORM statusdb_lock_windows(coalesce(window_ids, '{}'));
+            -- 4. In one ascending pass, the keys of the teams, of the components (their
+            -- team's, or their own) and of the components linked to the windows (as they are
+            -- once the windows' slots are held: a window's trigger re-derives those).
+            linked := ARRAY(SELECT u.id FROM unnest(component_ids) AS u (id)
+                            WHERE u.id IS NOT NULL
+                            UNION
+                            SELECT mc.component_id FROM maintenance_window_component mc
+                            WHERE mc.maintenance_window_id = ANY (window_ids));
+            wanted := ARRAY(
+                SELECT statusdb_status_lock_key(u.t, NULL) FROM unnest(team_ids) AS u (t)
+                WHERE u.t IS NOT NULL
+                UNION
+                SELECT statusdb_status_lock_key(c.team_id, c.id) FROM status_page_component c
+                WHERE c.id = ANY (linked));
+            PERFORM statusdb_lock_status_keys(wanted);
+            -- A component that moved to another key while this waited (a fresh snapshot):
+            -- taking that key now would break the order, so give every slot back (the
+            -- subtransaction) and start again; after 10 rounds take it out of order.
+            EXIT WHEN attempts >= 10 OR NOT EXISTS (
+                SELECT 1 FROM status_page_component c
+                WHERE c.id = ANY (linked)
+                  AND statusdb_status_lock_key(c.team_id, c.id) <> ALL (wanted));
+            RAISE EXCEPTION 'moved' USING ERRCODE = 'SDB02';
+        EXCEPTION WHEN SQLSTATE 'SDB02' THEN
+            attempts := attempts + 1;
+        END;
+    END LOOP;
+    PERFORM statusdb_lock_components(linked);
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_lock_status_inputs(window_ids text[], team_ids text[], component_ids text[]); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_lock_status_inputs(window_ids text[], team_ids text[], component_ids text[]) IS 'Lock-ahead for a transaction of several status-input statements: the status_lock slots of the windows, then the status keys of the teams and components, in the global lock order (at most 10000 ids each; 0041).';
+
+--
 -- Name: statusdb_lock_status_keys(bigint[]); Type: FUNCTION; Schema: public
 --
 
@@ -1972,11 +2038,16 @@ DECLARE
     win text;
     stage text;
     attempts integer := 0;
+    busy text[];
 BEGIN
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        -- 0041: not the links of a component deleted by this statement (ON DELETE CASCADE):
+        -- there is nothing left to judge, and its windows' slots would be taken after the
+        -- component's row, out of order (deadlocks with the windows' writers).
         SELECT array_agg(o.maintenance_window_id), array_agg(o.component_id)
         INTO old_w, old_c
-        FROM old_rows o;
+        FROM old_rows o
+        WHERE EXISTS (SELECT 1 FROM status_page_component c WHERE c.id = o.component_id);
     END IF;
     IF TG_OP IN ('INSERT', 'UPDATE') THEN
         SELECT array_agg(n.maintenance_window_id), array_agg(n.component_id)
@@ -2018,10 +2089,35 @@ BEGIN
             WHERE c.id = ANY (due_c) ORDER BY c.id FOR NO KEY UPDATE NOWAIT;
             EXIT;
         EXCEPTION WHEN lock_not_available THEN
-            IF stage <> 'rows' OR attempts >= 50 THEN
+            IF stage <> 'rows' THEN
                 RAISE;
             END IF;
+            IF attempts >= 50 THEN  -- 0041: retryable, no longer 55P03 from the NOWAIT
+                RAISE EXCEPTION 'the components to re-derive stayed locked by other transactions'
+                    USING ERRCODE = 'serialization_failure',
+                          DETAIL = 'Their rows were taken again each time this derivation '
+                                   'waited for them (50 times).',
+                          HINT = 'Retry the transaction.';
+            END IF;
             attempts := attempts + 1;
+            -- 0041: a component being deleted (locked FOR UPDATE, which KEY SHARE waits for)
+            -- will delete the links this statement holds (ON DELETE CASCADE): waiting for it
+            -- is a deadlock, so refuse at once, retryably (a look that keeps no lock).
+            BEGIN
+                busy := ARRAY(SELECT u.id FROM unnest(due_c) AS u (id)
+                              EXCEPT
+                              SELECT f.id FROM (SELECT c.id FROM status_page_component c
+                                                WHERE c.id = ANY (due_c)
+                                                FOR KEY SHARE SKIP LOCKED) AS f);
+                RAISE EXCEPTION 'released' USING ERRCODE = 'SDB01';
+            EXCEPTION WHEN SQLSTATE 'SDB01' THEN
+                NULL;
+            END;
+            IF cardinality(busy) > 0 THEN
+                RAISE EXCEPTION 'component % is being deleted by another transaction', busy[1]
+                    USING ERRCODE = 'serialization_failure',
+                          HINT = 'Retry the transaction.';
+            END IF;
             PERFORM statusdb_wait_for_components(due_c);
         END;
     END LOOP;
@@ -2203,8 +2299,15 @@ BEGIN
             WHERE c.id = ANY (ids) ORDER BY c.id FOR NO KEY UPDATE NOWAIT;
             EXIT;
         EXCEPTION WHEN lock_not_available THEN
-            IF stage <> 'rows' OR attempts >= 50 THEN
+            IF stage <> 'rows' THEN
                 RAISE;
+            END IF;
+            IF attempts >= 50 THEN  -- 0041: retryable, no longer 55P03 from the NOWAIT
+                RAISE EXCEPTION 'the components to re-derive stayed locked by other transactions'
+                    USING ERRCODE = 'serialization_failure',
+                          DETAIL = 'Their rows were taken again each time this derivation '
+                                   'waited for them (50 times).',
+                          HINT = 'Retry the transaction.';
             END IF;
             attempts := attempts + 1;
             PERFORM statusdb_wait_for_components(ids);
@@ -10911,6 +11014,13 @@ GRANT ALL ON FUNCTION public.statusdb_lock_maintenance_windows(window_ids text[]
 --
 
 REVOKE ALL ON FUNCTION public.statusdb_lock_slots(slots bigint[]) FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_lock_status_inputs(window_ids text[], team_ids text[], component_ids text[]); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_lock_status_inputs(window_ids text[], team_ids text[], component_ids text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.statusdb_lock_status_inputs(window_ids text[], team_ids text[], component_ids text[]) TO statusdb_app;
 
 --
 -- Name: FUNCTION statusdb_lock_status_keys(keys bigint[]); Type: ACL; Schema: public

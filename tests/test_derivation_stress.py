@@ -3,16 +3,20 @@
 Several connections of the app login run random transactions of 1-3 statements (window status
 and auto_update_status, link and unlink, a component's team and service, incident insert,
 update and resolve, component and group deletes, with inserts to keep the world populated),
-each at a random isolation level, for STATUSDB_STRESS_SECONDS (default 10) in two halves:
-single-statement transactions, then transactions of 1-3 statements. Afterwards the owner's
-dry-run recomputes must find no drift in components or groups. Deadlocks and serialization
-failures are counted per 1,000 transactions and printed (`pytest -s`). Single statements must
-deadlock in fewer than 1 per 1,000 transactions (issue 28's target; the lock order of
-CONTRIBUTING.md makes them deadlock-free); transactions of several statements take each
-statement's locks in order but not across statements, so they are only bounded loosely
-(STATUSDB_STRESS_MULTI_DEADLOCKS_PER_1000, default 150).
+each at a random isolation level, for STATUSDB_STRESS_SECONDS (default 10) in three thirds:
+single-statement transactions; transactions of 1-3 statements in the random mix; and the same
+mix written the careful way (the reads first, then `statusdb_lock_status_inputs` with every
+window, team and component the writes touch, then the writes; 0038). Afterwards the owner's
+dry-run recomputes must find no drift in components, groups or snapshots. Deadlocks and
+serialization failures are counted per 1,000 transactions and printed (`pytest -s`).
 
-    STATUSDB_STRESS_SECONDS=120 .venv/bin/python -m pytest -n 0 -s tests/test_derivation_stress.py
+Issue 28's target, fewer than 1 deadlock per 1,000 transactions, holds for single statements
+and for the careful mix (CONTRIBUTING.md, "Lock order"). The random mix without the lock-ahead
+deadlocks on the slots and derived rows a first statement's triggers hold while a later one
+takes earlier slots (no trigger can take a later statement's locks ahead): it is reported and
+only bounded loosely (STATUSDB_STRESS_MULTI_DEADLOCKS_PER_1000, default 150).
+
+    STATUSDB_STRESS_SECONDS=60 .venv/bin/python -m pytest -n 0 -s tests/test_derivation_stress.py
 """
 
 from __future__ import annotations
@@ -72,8 +76,30 @@ class World:
         )
 
 
-def random_statement(rng: random.Random, cur: psycopg.Cursor[TupleRow], world: World) -> None:
-    """One random write, with ids read just before (rows may vanish meanwhile: errors count)."""
+class Plan:
+    """A transaction's writes planned ahead, with every input they touch (the careful mix)."""
+
+    def __init__(self) -> None:
+        self.writes: list[tuple[str, tuple[object, ...]]] = []
+        self.windows: set[str] = set()
+        self.teams: set[str] = set()
+        self.components: set[str] = set()
+
+    def lock_ahead(self, cur: psycopg.Cursor[TupleRow]) -> None:
+        """Every slot the writes' triggers will take, first, in the global order (0038)."""
+        cur.execute(
+            "SELECT statusdb_lock_status_inputs(%s, %s, %s)",
+            (sorted(self.windows), sorted(self.teams), sorted(self.components)),
+        )
+
+
+def random_statement(
+    rng: random.Random, cur: psycopg.Cursor[TupleRow], world: World, plan: Plan | None = None
+) -> None:
+    """One random write, with ids read just before (rows may vanish meanwhile: errors count).
+
+    With a plan, the write is only planned (its reads run now), with the inputs it touches.
+    """
     page = rng.choice(world.pages)
 
     def pick(sql: str, *args: object) -> str | None:
@@ -81,51 +107,88 @@ def random_statement(rng: random.Random, cur: psycopg.Cursor[TupleRow], world: W
         return str(rng.choice(rows)[0]) if rows else None
 
     def component() -> str | None:
-        return pick("SELECT id FROM status_page_component WHERE status_page_id = %s", page)
+        found = pick("SELECT id FROM status_page_component WHERE status_page_id = %s", page)
+        if plan is not None and found is not None:
+            plan.components.add(found)
+        return found
 
     def window() -> str | None:
-        return pick("SELECT id FROM maintenance_window WHERE status_page_id = %s", page)
+        found = pick("SELECT id FROM maintenance_window WHERE status_page_id = %s", page)
+        if plan is not None and found is not None:
+            plan.windows.add(found)
+        return found
 
     def group() -> str | None:
         return pick("SELECT id FROM component_group WHERE status_page_id = %s", page)
 
+    def team(chosen: str | None) -> str | None:
+        if plan is not None and chosen is not None:
+            plan.teams.add(chosen)
+        return chosen
+
+    def linked(component_id: str | None, column: str, value: str | None) -> None:
+        """The plan also touches the windows (or components) linked to a deleted row."""
+        if plan is None or value is None:
+            return
+        rows = cur.execute(
+            "SELECT maintenance_window_id, c.id FROM status_page_component c"
+            " LEFT JOIN maintenance_window_component mc ON mc.component_id = c.id"
+            f" WHERE c.{column} = %s",
+            (value,),
+        ).fetchall()
+        plan.windows.update(str(w) for w, _ in rows if w is not None)
+        plan.components.update(str(c) for _, c in rows)
+
+    def write(sql: str, args: tuple[object, ...]) -> None:
+        if plan is None:
+            cur.execute(sql, args)
+        else:
+            plan.writes.append((sql, args))
+
     kind = rng.randrange(13)
     if kind == 0:  # window status
-        cur.execute(
+        write(
             "UPDATE maintenance_window SET status = %s WHERE id = %s",
             (rng.choice(("SCHEDULED", "IN_PROGRESS", "IN_PROGRESS", "COMPLETED")), window()),
         )
     elif kind == 1:
-        cur.execute(
+        write(
             "UPDATE maintenance_window SET auto_update_status = NOT auto_update_status"
             " WHERE id = %s",
             (window(),),
         )
     elif kind in (2, 3):  # link
-        cur.execute(
+        write(
             """INSERT INTO maintenance_window_component (maintenance_window_id, component_id)
                SELECT %s, %s WHERE %s::text IS NOT NULL ON CONFLICT DO NOTHING""",
             (window(), c := component(), c),
         )
     elif kind == 4:  # unlink
-        cur.execute(
-            "DELETE FROM maintenance_window_component WHERE component_id = %s", (component(),)
-        )
+        c = component()
+        if plan is None:
+            write("DELETE FROM maintenance_window_component WHERE component_id = %s", (c,))
+        else:  # the links it read (and locked the windows of), not one linked meanwhile
+            linked(c, "id", c)
+            write(
+                "DELETE FROM maintenance_window_component"
+                " WHERE component_id = %s AND maintenance_window_id = ANY (%s)",
+                (c, sorted(plan.windows)),
+            )
     elif kind == 5:  # team
-        cur.execute(
+        write(
             "UPDATE status_page_component SET team_id = %s WHERE id = %s",
-            (rng.choice([*world.teams, None]), component()),
+            (team(rng.choice([*world.teams, None])), component()),
         )
     elif kind == 6:  # service
-        cur.execute(
+        write(
             "UPDATE status_page_component SET service_identifier = %s WHERE id = %s",
             (rng.choice(SERVICES), component()),
         )
     elif kind in (7, 8):  # incident opened
-        cur.execute(
+        write(
             """INSERT INTO incident (team_id, title, priority, service_identifier)
                VALUES (%s, 'stress', %s, %s)""",
-            (rng.choice(world.teams), rng.choice(PRIORITIES), rng.choice(SERVICES)),
+            (team(rng.choice(world.teams)), rng.choice(PRIORITIES), rng.choice(SERVICES)),
         )
     elif kind == 9:  # incident changed or resolved
         incident = pick(
@@ -133,41 +196,52 @@ def random_statement(rng: random.Random, cur: psycopg.Cursor[TupleRow], world: W
             " WHERE team_id = ANY (%s) AND status IN ('OPEN', 'ACKNOWLEDGED')",
             world.teams,
         )
+        if plan is not None and incident is not None:
+            row = cur.execute("SELECT team_id FROM incident WHERE id = %s", (incident,)).fetchone()
+            team(str(row[0]) if row and row[0] else None)
         if rng.random() < 0.5:
-            cur.execute("UPDATE incident SET status = 'RESOLVED' WHERE id = %s", (incident,))
+            write("UPDATE incident SET status = 'RESOLVED' WHERE id = %s", (incident,))
         else:
-            cur.execute(
+            write(
                 "UPDATE incident SET priority = %s, status = 'ACKNOWLEDGED' WHERE id = %s",
                 (rng.choice(PRIORITIES), incident),
             )
     elif kind == 10:  # a component deleted, or another added
         if rng.random() < 0.4:
-            cur.execute("DELETE FROM status_page_component WHERE id = %s", (component(),))
+            c = component()
+            linked(c, "id", c)
+            write("DELETE FROM status_page_component WHERE id = %s", (c,))
             return
-        cur.execute(
+        write(
             """INSERT INTO status_page_component (status_page_id, name, team_id,
                                                   service_identifier, group_id)
                VALUES (%s, 'c', %s, %s, %s)""",
-            (page, rng.choice([*world.teams, None]), rng.choice(SERVICES), group()),
+            (page, team(rng.choice([*world.teams, None])), rng.choice(SERVICES), group()),
         )
     elif kind == 11:  # a group deleted, or another added
         if rng.random() < 0.4:
-            cur.execute("DELETE FROM component_group WHERE id = %s", (group(),))
+            g = group()
+            linked(None, "group_id", g)
+            write("DELETE FROM component_group WHERE id = %s", (g,))
             return
-        cur.execute(
+        write(
             "INSERT INTO component_group (status_page_id, name, parent_id) VALUES (%s, 'g', %s)",
             (page, group() if rng.random() < 0.5 else None),
         )
     else:  # a component moved to a group
-        cur.execute(
+        write(
             "UPDATE status_page_component SET group_id = %s WHERE id = %s", (group(), component())
         )
 
 
 def run_phase(
-    app_dsn: str, world: World, seconds: float, max_statements: int
+    app_dsn: str, world: World, seconds: float, max_statements: int, careful: bool = False
 ) -> collections.Counter[str]:
-    """WORKERS connections of random transactions for `seconds`; the outcomes counted."""
+    """WORKERS connections of random transactions for `seconds`; the outcomes counted.
+
+    Careful: each transaction plans its writes, takes their slots ahead
+    (`statusdb_lock_status_inputs`), then writes.
+    """
     counts: collections.Counter[str] = collections.Counter()
     lock = threading.Lock()
     deadline = time.monotonic() + seconds
@@ -184,8 +258,13 @@ def run_phase(
                 outcome = "committed"
                 try:
                     with conn.cursor() as cur:
+                        plan = Plan() if careful else None
                         for _ in range(rng.randint(1, max_statements)):
-                            random_statement(rng, cur, world)
+                            random_statement(rng, cur, world, plan)
+                        if plan is not None:
+                            plan.lock_ahead(cur)
+                            for sql, args in plan.writes:
+                                cur.execute(sql, args)
                     conn.commit()
                 except pg_errors.DeadlockDetected as exc:
                     outcome = "deadlock"
@@ -209,7 +288,7 @@ def run_phase(
                         counts[f"{outcome} {level.name}"] += 1
 
     threads = [
-        threading.Thread(target=worker, args=(max_statements * 100 + seed,))
+        threading.Thread(target=worker, args=(max_statements * 100 + careful * 1000 + seed,))
         for seed in range(WORKERS)
     ]
     for thread in threads:
@@ -223,7 +302,8 @@ def run_phase(
         return round(1000 * n / max(total, 1), 1)
 
     print(
-        f"\nstress {seconds:.0f}s, {WORKERS} workers, 1-{max_statements} statements:"
+        f"\nstress {seconds:.0f}s, {WORKERS} workers, 1-{max_statements} statements"
+        f"{', careful (slots locked ahead)' if careful else ''}:"
         f" {total} transactions, {counts['committed']} committed; per 1,000: deadlocks"
         f" {per_1000(counts['deadlock'])}, serialization failures"
         f" {per_1000(counts['serialization'])}; {dict(sorted(counts.items()))}"
@@ -240,8 +320,9 @@ def test_random_plain_sql_leaves_zero_drift(dsn: str, logins: None) -> None:
             for _ in range(30):
                 random_statement(populate, cur, world)
     app_dsn = make_conninfo(dsn, user=APP_LOGIN)
-    single = run_phase(app_dsn, world, SECONDS / 2, max_statements=1)
-    several = run_phase(app_dsn, world, SECONDS / 2, max_statements=3)
+    single = run_phase(app_dsn, world, SECONDS / 3, max_statements=1)
+    several = run_phase(app_dsn, world, SECONDS / 3, max_statements=3)
+    careful = run_phase(app_dsn, world, SECONDS / 3, max_statements=3, careful=True)
     with psycopg.connect(dsn, autocommit=True) as owner:
         assert owner.execute("SELECT * FROM statusdb_recompute_statuses(false)").fetchall() == []
         assert (
@@ -250,12 +331,17 @@ def test_random_plain_sql_leaves_zero_drift(dsn: str, logins: None) -> None:
         # 0035: the snapshots rendered at the commits are exact too.
         assert owner.execute("SELECT * FROM statusdb_page_snapshot_repair(false)").fetchall() == []
     assert single["total"] >= 100
-    # About 1 per 1,000 (0-1.5 measured; issue 28 asks for fewer): a short run of ~1,500
-    # transactions on a loaded machine may see two or three, which is sampling noise.
-    assert single["deadlock"] <= max(3, 2 * single["total"] // 1000), f"single statements: {single}"
+    assert careful["total"] >= 50  # a few seconds on a loaded machine
+    # Issue 28's target, < 1 per 1,000 transactions, for what statusdb controls: single
+    # statements, and transactions of several statements that take their slots ahead. A
+    # short run of ~1,000 transactions on a loaded machine may see two or three: sampling
+    # noise, hence the floor of 3.
+    for name, counts in (("single statements", single), ("1-3 statements, careful", careful)):
+        assert counts["deadlock"] <= max(3, counts["total"] // 1000), f"{name}: {counts}"
+    # The random mix of 1-3 statements without the lock-ahead is reported, bounded loosely:
+    # its deadlocks are the slots and derived rows a first statement's triggers hold while a
+    # later statement takes earlier ones (CONTRIBUTING.md, "Lock order").
     limit = float(os.environ.get("STATUSDB_STRESS_MULTI_DEADLOCKS_PER_1000", "150"))
-    # A short run on a loaded machine may commit only a few dozen multi-statement transactions:
-    # a handful of deadlocks more than the rate allows is sampling noise, not a regression.
     slack = 5
     assert several["deadlock"] * 1000 <= limit * several["total"] + slack * 1000, (
         f"1-3 statements: {several}"

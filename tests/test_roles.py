@@ -439,6 +439,7 @@ def test_every_table_is_granted_and_every_definer_function_is_locked_down(conn: 
         "statusdb_page_view",
         "statusdb_lock_status_keys",  # 0012: locks rows of the owner-only status_lock
         "statusdb_lock_maintenance_windows",  # 0023: the scheduler takes the windows' slots
+        "statusdb_lock_status_inputs",  # 0038: a transaction's slots taken ahead
         # 0017: the page snapshot's statement triggers and the repair
         "statusdb_status_page_snapshot",
         "statusdb_status_page_component_snapshot",

@@ -304,11 +304,16 @@ DECLARE
     win text;
     stage text;
     attempts integer := 0;
+    busy text[];
 BEGIN
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        -- 0038: not the links of a component deleted by this statement (ON DELETE CASCADE):
+        -- there is nothing left to judge, and its windows' slots would be taken after the
+        -- component's row, out of order (deadlocks with the windows' writers).
         SELECT array_agg(o.maintenance_window_id), array_agg(o.component_id)
         INTO old_w, old_c
-        FROM old_rows o;
+        FROM old_rows o
+        WHERE EXISTS (SELECT 1 FROM status_page_component c WHERE c.id = o.component_id);
     END IF;
     IF TG_OP IN ('INSERT', 'UPDATE') THEN
         SELECT array_agg(n.maintenance_window_id), array_agg(n.component_id)
@@ -350,10 +355,35 @@ BEGIN
             WHERE c.id = ANY (due_c) ORDER BY c.id FOR NO KEY UPDATE NOWAIT;
             EXIT;
         EXCEPTION WHEN lock_not_available THEN
-            IF stage <> 'rows' OR attempts >= 50 THEN
+            IF stage <> 'rows' THEN
                 RAISE;
             END IF;
+            IF attempts >= 50 THEN  -- 0038: retryable, no longer 55P03 from the NOWAIT
+                RAISE EXCEPTION 'the components to re-derive stayed locked by other transactions'
+                    USING ERRCODE = 'serialization_failure',
+                          DETAIL = 'Their rows were taken again each time this derivation '
+                                   'waited for them (50 times).',
+                          HINT = 'Retry the transaction.';
+            END IF;
             attempts := attempts + 1;
+            -- 0038: a component being deleted (locked FOR UPDATE, which KEY SHARE waits for)
+            -- will delete the links this statement holds (ON DELETE CASCADE): waiting for it
+            -- is a deadlock, so refuse at once, retryably (a look that keeps no lock).
+            BEGIN
+                busy := ARRAY(SELECT u.id FROM unnest(due_c) AS u (id)
+                              EXCEPT
+                              SELECT f.id FROM (SELECT c.id FROM status_page_component c
+                                                WHERE c.id = ANY (due_c)
+                                                FOR KEY SHARE SKIP LOCKED) AS f);
+                RAISE EXCEPTION 'released' USING ERRCODE = 'SDB01';
+            EXCEPTION WHEN SQLSTATE 'SDB01' THEN
+                NULL;
+            END;
+            IF cardinality(busy) > 0 THEN
+                RAISE EXCEPTION 'component % is being deleted by another transaction', busy[1]
+                    USING ERRCODE = 'serialization_failure',
+                          HINT = 'Retry the transaction.';
+            END IF;
             PERFORM statusdb_wait_for_components(due_c);
         END;
     END LOOP;

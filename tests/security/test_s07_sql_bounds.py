@@ -43,6 +43,7 @@ APP_FUNCTIONS = {
     "statusdb_status_lock_key(text,text)",
     "statusdb_lock_status_keys(bigint[])",
     "statusdb_lock_maintenance_windows(text[])",  # 0023: at most 10000 windows
+    "statusdb_lock_status_inputs(text[],text[],text[])",  # 0038: at most 10000 ids each
     # status.recompute (no arguments to bound: it reads every component once).
     "statusdb_recompute_statuses(boolean)",
     # 0013's SSRF guard runs as the writer of status_subscriber (linear in the URL's length).
