@@ -1136,7 +1136,7 @@ BEGIN
             IF stage <> 'rows' THEN
                 RAISE;
             END IF;
-            IF attempts >= 50 THEN  -- 0041: retryable, no longer 55P03 from the NOWAIT
+            IF attempts >= 50 THEN  -- 0038: retryable, no longer 55P03 from the NOWAIT
                 RAISE EXCEPTION 'the components to re-derive stayed locked by other transactions'
                     USING ERRCODE = 'serialization_failure',
                           DETAIL = 'Their rows were taken again each time this derivation '
@@ -1436,7 +1436,7 @@ BEGIN
             -- A component's status is kept by status_change (see "Component statuses"): an
             -- UPDATE that changes only its status columns (and updated_at, which every UPDATE
             -- touches) records nothing. Static SQL, planned for this table only.
-            -- 0039: compared column by column (every column but status_only), not as
+            -- 0037: compared column by column (every column but status_only), not as
             -- to_jsonb of whole rows: no jsonb built per row on the hot path.
             -- tests/test_trigger_costs.py keeps this list equal to the table's columns.
             IF NOT EXISTS (SELECT 1 FROM new_rows n LEFT JOIN old_rows o ON o.id = n.id
@@ -1762,7 +1762,7 @@ $$;
 -- Name: FUNCTION statusdb_lock_status_inputs(window_ids text[], team_ids text[], component_ids text[]); Type: COMMENT; Schema: public
 --
 
-COMMENT ON FUNCTION public.statusdb_lock_status_inputs(window_ids text[], team_ids text[], component_ids text[]) IS 'Lock-ahead for a transaction of several status-input statements: the status_lock slots of the windows, then the status keys of the teams and components, in the global lock order (at most 10000 ids each; 0041).';
+COMMENT ON FUNCTION public.statusdb_lock_status_inputs(window_ids text[], team_ids text[], component_ids text[]) IS 'Lock-ahead for a transaction of several status-input statements: the status_lock slots of the windows, then the status keys of the teams and components, in the global lock order (at most 10000 ids each; 0038).';
 
 --
 -- Name: statusdb_lock_status_keys(bigint[]); Type: FUNCTION; Schema: public
@@ -2041,7 +2041,7 @@ DECLARE
     busy text[];
 BEGIN
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
-        -- 0041: not the links of a component deleted by this statement (ON DELETE CASCADE):
+        -- 0038: not the links of a component deleted by this statement (ON DELETE CASCADE):
         -- there is nothing left to judge, and its windows' slots would be taken after the
         -- component's row, out of order (deadlocks with the windows' writers).
         SELECT array_agg(o.maintenance_window_id), array_agg(o.component_id)
@@ -2092,7 +2092,7 @@ BEGIN
             IF stage <> 'rows' THEN
                 RAISE;
             END IF;
-            IF attempts >= 50 THEN  -- 0041: retryable, no longer 55P03 from the NOWAIT
+            IF attempts >= 50 THEN  -- 0038: retryable, no longer 55P03 from the NOWAIT
                 RAISE EXCEPTION 'the components to re-derive stayed locked by other transactions'
                     USING ERRCODE = 'serialization_failure',
                           DETAIL = 'Their rows were taken again each time this derivation '
@@ -2100,7 +2100,7 @@ BEGIN
                           HINT = 'Retry the transaction.';
             END IF;
             attempts := attempts + 1;
-            -- 0041: a component being deleted (locked FOR UPDATE, which KEY SHARE waits for)
+            -- 0038: a component being deleted (locked FOR UPDATE, which KEY SHARE waits for)
             -- will delete the links this statement holds (ON DELETE CASCADE): waiting for it
             -- is a deadlock, so refuse at once, retryably (a look that keeps no lock).
             BEGIN
@@ -2302,7 +2302,7 @@ BEGIN
             IF stage <> 'rows' THEN
                 RAISE;
             END IF;
-            IF attempts >= 50 THEN  -- 0041: retryable, no longer 55P03 from the NOWAIT
+            IF attempts >= 50 THEN  -- 0038: retryable, no longer 55P03 from the NOWAIT
                 RAISE EXCEPTION 'the components to re-derive stayed locked by other transactions'
                     USING ERRCODE = 'serialization_failure',
                           DETAIL = 'Their rows were taken again each time this derivation '
@@ -10029,7 +10029,7 @@ CREATE TRIGGER status_page_component_derive BEFORE UPDATE ON public.status_page_
 -- Name: TRIGGER status_page_component_derive ON status_page_component; Type: COMMENT; Schema: public
 --
 
-COMMENT ON TRIGGER status_page_component_derive ON public.status_page_component IS 'Derives current_status of a changed component; skips (WHEN) the derivation''s own writes (0039).';
+COMMENT ON TRIGGER status_page_component_derive ON public.status_page_component IS 'Derives current_status of a changed component; skips (WHEN) the derivation''s own writes (0037).';
 
 --
 -- Name: status_page_component status_page_component_derive_insert; Type: TRIGGER; Schema: public
@@ -10041,7 +10041,7 @@ CREATE TRIGGER status_page_component_derive_insert BEFORE INSERT ON public.statu
 -- Name: TRIGGER status_page_component_derive_insert ON status_page_component; Type: COMMENT; Schema: public
 --
 
-COMMENT ON TRIGGER status_page_component_derive_insert ON public.status_page_component IS 'Derives current_status of an inserted component (0039: split from the UPDATE trigger).';
+COMMENT ON TRIGGER status_page_component_derive_insert ON public.status_page_component IS 'Derives current_status of an inserted component (0037: split from the UPDATE trigger).';
 
 --
 -- Name: status_page_component status_page_component_forget_ids; Type: TRIGGER; Schema: public
