@@ -35,6 +35,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Sequence
+from hashlib import sha256 as _sha256
 from operator import itemgetter
 from types import MemberDescriptorType
 from typing import Any, Final, Generic, TypeVar, cast, overload
@@ -629,6 +630,8 @@ class _TextAsBytes(Loader):
 
 _BYTES_QUERY: Final = queries.get("page_view_bytes").sql
 _BYTES_QUERY_V3: Final = queries.get("page_view_bytes_v3").sql
+_LOOKUP_QUERY: Final = queries.get("page_version_public").sql
+_IDLE: Final = psycopg.pq.TransactionStatus.IDLE
 _READER_ATTRIBUTE: Final = "_statusdb_page_bytes_reader"
 _WEEK: Final = dt.timedelta(days=7)
 _ZERO: Final = dt.timedelta(0)
@@ -719,12 +722,42 @@ def _query(params: dict[str, Any]) -> bytes:
     return _BYTES_QUERY if "locale" not in params else _BYTES_QUERY_V3
 
 
+def _lookup_params(conn: Any, params: dict[str, Any]) -> dict[str, Any] | None:
+    """The parameters of the plain version lookup (migration 0042), or None: the function.
+
+    Only for a conditional read without a token (exactly a read of public pages: the
+    function's rule with a null digest) and without a locale, on a connection outside a
+    transaction: the statement is then its own transaction (or the first of one), which has
+    nothing pending (0036), so the committed snapshot is what the function would read.
+    """
+    if (
+        params["if_version"] is None
+        or params["token_hash"] is not None
+        or "locale" in params
+        or conn.info.transaction_status is not _IDLE
+    ):
+        return None
+    return {
+        "slug_key": _sha256(params["slug"].encode()).digest(),
+        "horizon": params["horizon"],
+        "maintenance_limit": params["maintenance_limit"],
+    }
+
+
 def _read_sync(conn: psycopg.Connection[Any], params: dict[str, Any]) -> Any:
     for attempt in range(1, RETRY_ATTEMPTS + 1):
         reader = _reader(conn, _SyncReader)
         try:
             with reader.lock:
                 cur = reader.cursor
+                lookup = _lookup_params(conn, params)
+                if lookup is not None:
+                    cur.execute(_LOOKUP_QUERY, lookup, binary=True)
+                    row = cur.fetchone()
+                    if row is None:
+                        return None  # no public page has this slug
+                    if row[0] == params["if_version"]:
+                        return NotModified(*row)
                 cur.execute(_query(params), params, binary=True)
                 return _bytes_answer(cur.fetchone())
         except psycopg.Error as exc:
@@ -741,6 +774,14 @@ async def _read_async(conn: psycopg.AsyncConnection[Any], params: dict[str, Any]
         try:
             async with reader.lock:
                 cur = reader.cursor
+                lookup = _lookup_params(conn, params)
+                if lookup is not None:
+                    await cur.execute(_LOOKUP_QUERY, lookup, binary=True)
+                    row = await cur.fetchone()
+                    if row is None:
+                        return None  # no public page has this slug
+                    if row[0] == params["if_version"]:
+                        return NotModified(*row)
                 await cur.execute(_query(params), params, binary=True)
                 return _bytes_answer(await cur.fetchone())
         except psycopg.Error as exc:
