@@ -1,6 +1,6 @@
 -- statusdb 0042 rollback: drop the public page version view, its index and key function.
 
--- squawk-ignore-file ban-drop-function
+-- squawk-ignore-file ban-drop-function, ban-drop-view
 
 SET LOCAL lock_timeout = '5s';
 SET LOCAL statement_timeout = '5min';

@@ -68,5 +68,13 @@ COMMENT ON VIEW statusdb_page_public_version IS
     'pending pages are not flushed: read it outside a writing transaction). No private page, '
     'no slug. The not-modified read of statusdb.views.page_view_bytes without a token.';
 
+COMMENT ON COLUMN statusdb_page_public_version.slug_key IS
+    'statusdb_slug_key(slug): sha256 of the public page''s slug (UTF-8), not the slug.';
+COMMENT ON COLUMN statusdb_page_public_version.version IS
+    'The snapshot''s version (status_page_snapshot.version; a read''s is version * 256 + k).';
+COMMENT ON COLUMN statusdb_page_public_version.scheduled_starts IS
+    'The scheduled candidates'' starts (status_page_snapshot.scheduled_starts): k and '
+    'fresh_until for a horizon.';
+
 REVOKE ALL ON TABLE statusdb_page_public_version FROM PUBLIC;
 GRANT SELECT ON TABLE statusdb_page_public_version TO statusdb_app, statusdb_reader;

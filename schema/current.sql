@@ -8675,6 +8675,24 @@ CREATE VIEW public.statusdb_page_public_version WITH (security_barrier='true') A
 COMMENT ON VIEW public.statusdb_page_public_version IS 'The public pages'' snapshot versions by slug key (0042): slug_key = statusdb_slug_key(slug), version and scheduled_starts as status_page_snapshot''s, as committed (a transaction''s pending pages are not flushed: read it outside a writing transaction). No private page, no slug. The not-modified read of statusdb.views.page_view_bytes without a token.';
 
 --
+-- Name: COLUMN statusdb_page_public_version.slug_key; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.statusdb_page_public_version.slug_key IS 'statusdb_slug_key(slug): sha256 of the public page''s slug (UTF-8), not the slug.';
+
+--
+-- Name: COLUMN statusdb_page_public_version.version; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.statusdb_page_public_version.version IS 'The snapshot''s version (status_page_snapshot.version; a read''s is version * 256 + k).';
+
+--
+-- Name: COLUMN statusdb_page_public_version.scheduled_starts; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.statusdb_page_public_version.scheduled_starts IS 'The scheduled candidates'' starts (status_page_snapshot.scheduled_starts): k and fresh_until for a horizon.';
+
+--
 -- Name: team; Type: TABLE; Schema: public
 --
 
