@@ -792,7 +792,7 @@ def _query(params: dict[str, Any]) -> bytes:
 
 
 def _lookup_params(conn: Any, params: dict[str, Any]) -> dict[str, Any] | None:
-    """The parameters of the plain version lookup (migration 0042), or None: the function.
+    """The parameters of the plain version lookup (migration 0039), or None: the function.
 
     Only for a conditional read without a token (exactly a read of public pages: the
     function's rule with a null digest) and without a locale, on a connection outside a

@@ -1,4 +1,4 @@
-"""The not-modified read of a public page as a plain SELECT (migration 0042).
+"""The not-modified read of a public page as a plain SELECT (migration 0039).
 
 `views.page_view_bytes(conn, slug, if_version=v)` without a token, on a connection outside a
 transaction, sends a plain SELECT of statusdb_page_public_version instead of calling

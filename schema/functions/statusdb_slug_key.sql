@@ -4,7 +4,7 @@
 -- full dump: schema/current.sql). tests/test_schema_current.py fails when this is stale.
 
 -- public.statusdb_slug_key(text) (sql)
--- sha256 of a slug's UTF-8 (0042): the key of statusdb_page_public_version. IMMUTABLE: the
+-- sha256 of a slug's UTF-8 (0039): the key of statusdb_page_public_version. IMMUTABLE: the
 -- database encoding is UTF-8 (statusdb requires it), so the conversion never changes.
 CREATE OR REPLACE FUNCTION public.statusdb_slug_key(page_slug text)
  RETURNS bytea

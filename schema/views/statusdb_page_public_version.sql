@@ -1,5 +1,5 @@
 -- View public.statusdb_page_public_version.
--- The public pages' snapshot versions by slug key (0042): slug_key = statusdb_slug_key(slug),
+-- The public pages' snapshot versions by slug key (0039): slug_key = statusdb_slug_key(slug),
 -- version and scheduled_starts as status_page_snapshot's, as committed (a transaction's pending
 -- pages are not flushed: read it outside a writing transaction). No private page, no slug. The
 -- not-modified read of statusdb.views.page_view_bytes without a token.

@@ -96,7 +96,7 @@ APP_FUNCTIONS = {
     "statusdb_page_statuspage(text,bytea,interval,integer,text,text)",
     # 0035: the same in a locale (the locale bounded as statusdb_page_view_bytes_v3's).
     "statusdb_page_statuspage_v2(text,bytea,interval,integer,text,text,text)",
-    # 0042: sha256 of a slug's UTF-8 (a slug of any length: the hash's own cost), the key of
+    # 0039: sha256 of a slug's UTF-8 (a slug of any length: the hash's own cost), the key of
     # statusdb_page_public_version, whose users call it through the view.
     "statusdb_slug_key(text)",
 }
@@ -121,7 +121,7 @@ READER_FUNCTIONS = PUBLIC_FUNCTIONS | {
     "statusdb_page_feed_v2(text,bytea,integer,text)",
     "statusdb_page_statuspage(text,bytea,interval,integer,text,text)",
     "statusdb_page_statuspage_v2(text,bytea,interval,integer,text,text,text)",
-    "statusdb_slug_key(text)",  # 0042: through statusdb_page_public_version
+    "statusdb_slug_key(text)",  # 0039: through statusdb_page_public_version
 }
 
 

@@ -1,4 +1,4 @@
-"""Attack class: the reader's plain SELECT of page versions (0042) as a way to list private
+"""Attack class: the reader's plain SELECT of page versions (0039) as a way to list private
 pages, probe their slugs, or watch when they change.
 
 statusdb_page_public_version is the only relation the reader role may select. It must show

@@ -1,5 +1,5 @@
--- statusdb 0042: the not-modified read of a public page as a plain SELECT (issue 21 item 2).
--- depends: 0036_snapshot_once_per_transaction
+-- statusdb 0039: the not-modified read of a public page as a plain SELECT (issue 21 item 2).
+-- depends: 0038_lock_ahead
 --
 -- statusdb_page_view_bytes_v2 answers "not modified" from one index lookup, but the call of a
 -- PL/pgSQL function itself (function manager, SPI, result tuplestore) costs ~12 us, as much
@@ -41,7 +41,7 @@ AS $$
 $$;
 
 COMMENT ON FUNCTION statusdb_slug_key(text) IS
-    'sha256 of a slug''s UTF-8 (0042): the key of statusdb_page_public_version. IMMUTABLE: '
+    'sha256 of a slug''s UTF-8 (0039): the key of statusdb_page_public_version. IMMUTABLE: '
     'the database encoding is UTF-8 (statusdb requires it), so the conversion never changes.';
 
 REVOKE EXECUTE ON FUNCTION statusdb_slug_key(text) FROM PUBLIC;
@@ -54,7 +54,7 @@ CREATE INDEX status_page_snapshot_public_slug_key_idx
     ON status_page_snapshot (statusdb_slug_key(slug)) WHERE is_public;
 
 COMMENT ON INDEX status_page_snapshot_public_slug_key_idx IS
-    'Public snapshot rows by statusdb_slug_key(slug) (0042): statusdb_page_public_version''s '
+    'Public snapshot rows by statusdb_slug_key(slug) (0039): statusdb_page_public_version''s '
     'one index lookup; private pages are not in it.';
 
 CREATE VIEW statusdb_page_public_version WITH (security_barrier) AS
@@ -63,7 +63,7 @@ FROM status_page_snapshot s
 WHERE s.is_public;
 
 COMMENT ON VIEW statusdb_page_public_version IS
-    'The public pages'' snapshot versions by slug key (0042): slug_key = statusdb_slug_key(slug), '
+    'The public pages'' snapshot versions by slug key (0039): slug_key = statusdb_slug_key(slug), '
     'version and scheduled_starts as status_page_snapshot''s, as committed (a transaction''s '
     'pending pages are not flushed: read it outside a writing transaction). No private page, '
     'no slug. The not-modified read of statusdb.views.page_view_bytes without a token.';

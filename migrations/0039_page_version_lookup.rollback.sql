@@ -1,4 +1,4 @@
--- statusdb 0042 rollback: drop the public page version view, its index and key function.
+-- statusdb 0039 rollback: drop the public page version view, its index and key function.
 
 -- squawk-ignore-file ban-drop-function, ban-drop-view
 
