@@ -5345,6 +5345,22 @@ CREATE FUNCTION public.statusdb_scheduled_starts(starts timestamp with time zone
 COMMENT ON FUNCTION public.statusdb_scheduled_starts(starts timestamp with time zone[], scheduled boolean[]) IS 'The elements of starts whose scheduled flag is true, in order (0028: status_page_snapshot.scheduled_starts).';
 
 --
+-- Name: statusdb_slug_key(text); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_slug_key(page_slug text) RETURNS bytea
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$
+    SELECT sha256(convert_to(page_slug, 'UTF8'))
+$$;
+
+--
+-- Name: FUNCTION statusdb_slug_key(page_slug text); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_slug_key(page_slug text) IS 'sha256 of a slug''s UTF-8 (0042): the key of statusdb_page_public_version. IMMUTABLE: the database encoding is UTF-8 (statusdb requires it), so the conversion never changes.';
+
+--
 -- Name: statusdb_stamp_row_history(); Type: FUNCTION; Schema: public
 --
 
@@ -8752,6 +8768,41 @@ COMMENT ON COLUMN public.statusdb_group_derived_status.current_status IS 'The st
 COMMENT ON COLUMN public.statusdb_group_derived_status.derived_status IS 'The status derived from scratch; differs from current_status only after drift (a load with triggers off).';
 
 --
+-- Name: statusdb_page_public_version; Type: VIEW; Schema: public
+--
+
+CREATE VIEW public.statusdb_page_public_version WITH (security_barrier='true') AS
+ SELECT public.statusdb_slug_key(s.slug) AS slug_key,
+    s.version,
+    s.scheduled_starts
+   FROM public.status_page_snapshot s
+  WHERE s.is_public;
+
+--
+-- Name: VIEW statusdb_page_public_version; Type: COMMENT; Schema: public
+--
+
+COMMENT ON VIEW public.statusdb_page_public_version IS 'The public pages'' snapshot versions by slug key (0042): slug_key = statusdb_slug_key(slug), version and scheduled_starts as status_page_snapshot''s, as committed (a transaction''s pending pages are not flushed: read it outside a writing transaction). No private page, no slug. The not-modified read of statusdb.views.page_view_bytes without a token.';
+
+--
+-- Name: COLUMN statusdb_page_public_version.slug_key; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.statusdb_page_public_version.slug_key IS 'statusdb_slug_key(slug): sha256 of the public page''s slug (UTF-8), not the slug.';
+
+--
+-- Name: COLUMN statusdb_page_public_version.version; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.statusdb_page_public_version.version IS 'The snapshot''s version (status_page_snapshot.version; a read''s is version * 256 + k).';
+
+--
+-- Name: COLUMN statusdb_page_public_version.scheduled_starts; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.statusdb_page_public_version.scheduled_starts IS 'The scheduled candidates'' starts (status_page_snapshot.scheduled_starts): k and fresh_until for a horizon.';
+
+--
 -- Name: team; Type: TABLE; Schema: public
 --
 
@@ -9472,6 +9523,18 @@ CREATE INDEX status_page_component_status_page_id_display_order_idx ON public.st
 --
 
 CREATE INDEX status_page_component_team_id_idx ON public.status_page_component USING btree (team_id, service_identifier) WHERE (team_id IS NOT NULL);
+
+--
+-- Name: status_page_snapshot_public_slug_key_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX status_page_snapshot_public_slug_key_idx ON public.status_page_snapshot USING btree (public.statusdb_slug_key(slug)) WHERE is_public;
+
+--
+-- Name: INDEX status_page_snapshot_public_slug_key_idx; Type: COMMENT; Schema: public
+--
+
+COMMENT ON INDEX public.status_page_snapshot_public_slug_key_idx IS 'Public snapshot rows by statusdb_slug_key(slug) (0042): statusdb_page_public_version''s one index lookup; private pages are not in it.';
 
 --
 -- Name: status_page_snapshot_slug_idx; Type: INDEX; Schema: public
@@ -11362,6 +11425,14 @@ REVOKE ALL ON FUNCTION public.statusdb_sample_start(lo text, hi text) FROM PUBLI
 REVOKE ALL ON FUNCTION public.statusdb_scheduled_starts(starts timestamp with time zone[], scheduled boolean[]) FROM PUBLIC;
 
 --
+-- Name: FUNCTION statusdb_slug_key(page_slug text); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_slug_key(page_slug text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.statusdb_slug_key(page_slug text) TO statusdb_app;
+GRANT ALL ON FUNCTION public.statusdb_slug_key(page_slug text) TO statusdb_reader;
+
+--
 -- Name: FUNCTION statusdb_stamp_row_history(); Type: ACL; Schema: public
 --
 
@@ -11913,6 +11984,13 @@ GRANT INSERT(group_id),UPDATE(group_id) ON TABLE public.status_page_component TO
 --
 
 GRANT SELECT ON TABLE public.status_page_snapshot TO statusdb_app;
+
+--
+-- Name: TABLE statusdb_page_public_version; Type: ACL; Schema: public
+--
+
+GRANT SELECT ON TABLE public.statusdb_page_public_version TO statusdb_app;
+GRANT SELECT ON TABLE public.statusdb_page_public_version TO statusdb_reader;
 
 --
 -- Name: TABLE team; Type: ACL; Schema: public

@@ -35,6 +35,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Sequence
+from hashlib import sha256 as _sha256
 from operator import itemgetter
 from types import MemberDescriptorType
 from typing import Any, Final, Generic, TypeVar, cast, overload
@@ -54,6 +55,7 @@ from statusdb.db.executor import (
     Operation,
     _backoff,
     _conflict,
+    _in_caller_transaction,
     _not_a_connection,
     _owns_transaction,
     many,
@@ -500,7 +502,75 @@ class _PageViewOperation(Operation[..., "PageView | NotModified | None"]):
     ) -> PageView | NotModified | None: ...
 
     def __call__(self, conn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        # The common call (a slug, keyword arguments of the exact types, no locale) on a
+        # connection: page_view_bytes' statement on its reused cursor, the body parsed by
+        # orjson and decoded (issue 21 item 3): no json.loads by psycopg, no row factory, no
+        # generator step. Anything else (and any argument refused) takes the operation's way,
+        # so its checks and messages are page_view's own.
+        if (
+            len(args) == 1
+            and type(args[0]) is str
+            and kwargs.keys() <= _FAST_ARGUMENTS
+            and type(kwargs.get("token")) in _TOKEN_TYPES
+            and isinstance(conn, psycopg.Connection | psycopg.AsyncConnection)
+        ):
+            try:
+                params = _bytes_params(
+                    args[0],
+                    kwargs.get("token"),
+                    kwargs.get("if_version"),
+                    kwargs.get("maintenance_horizon", _WEEK),
+                    kwargs.get("maintenance_limit", 20),
+                )
+            except InvalidInput:
+                params = None
+            else:
+                if params is None:  # cannot name a page
+                    return None if isinstance(conn, psycopg.Connection) else _none()
+                if isinstance(conn, psycopg.Connection):
+                    return _view_sync(conn, params)
+                return _view_async(conn, params)
         return super().__call__(conn, *args, **kwargs)
+
+
+_FAST_ARGUMENTS: Final = frozenset(
+    ("token", "if_version", "maintenance_horizon", "maintenance_limit")
+)
+_TOKEN_TYPES: Final = (str, type(None))
+
+
+def _view_answer(conn: Any, answer: Any) -> PageView | NotModified | None:
+    if answer is None or type(answer) is NotModified:
+        return answer
+    try:
+        # psycopg gives the page's updated_at in the session's TimeZone: so does page_view.
+        return decode_page_bytes(answer, conn.info.timezone)
+    except (ValueError, TypeError, KeyError, OverflowError, StatusdbError) as exc:
+        if isinstance(exc, DataCorrupt):
+            raise
+        raise DataCorrupt(f"page holds a value that cannot be read: {exc}") from exc
+
+
+def _view_sync(conn: psycopg.Connection[Any], params: dict[str, Any]) -> Any:
+    owned = _owns_transaction(conn)
+    try:
+        answer = _read_sync(conn, params)
+    except Retryable as exc:
+        if _conflict(exc) and not owned:
+            raise _in_caller_transaction(exc) from exc.__cause__
+        raise
+    return _view_answer(conn, answer)
+
+
+async def _view_async(conn: psycopg.AsyncConnection[Any], params: dict[str, Any]) -> Any:
+    owned = _owns_transaction(conn)
+    try:
+        answer = await _read_async(conn, params)
+    except Retryable as exc:
+        if _conflict(exc) and not owned:
+            raise _in_caller_transaction(exc) from exc.__cause__
+        raise
+    return _view_answer(conn, answer)
 
 
 #: The page view operation (see `_page_view`): ``page_view(conn, slug, token=..., if_version=v)``.
@@ -629,6 +699,8 @@ class _TextAsBytes(Loader):
 
 _BYTES_QUERY: Final = queries.get("page_view_bytes").sql
 _BYTES_QUERY_V3: Final = queries.get("page_view_bytes_v3").sql
+_LOOKUP_QUERY: Final = queries.get("page_version_public").sql
+_IDLE: Final = psycopg.pq.TransactionStatus.IDLE
 _READER_ATTRIBUTE: Final = "_statusdb_page_bytes_reader"
 _WEEK: Final = dt.timedelta(days=7)
 _ZERO: Final = dt.timedelta(0)
@@ -719,12 +791,42 @@ def _query(params: dict[str, Any]) -> bytes:
     return _BYTES_QUERY if "locale" not in params else _BYTES_QUERY_V3
 
 
+def _lookup_params(conn: Any, params: dict[str, Any]) -> dict[str, Any] | None:
+    """The parameters of the plain version lookup (migration 0039), or None: the function.
+
+    Only for a conditional read without a token (exactly a read of public pages: the
+    function's rule with a null digest) and without a locale, on a connection outside a
+    transaction: the statement is then its own transaction (or the first of one), which has
+    nothing pending (0036), so the committed snapshot is what the function would read.
+    """
+    if (
+        params["if_version"] is None
+        or params["token_hash"] is not None
+        or "locale" in params
+        or conn.info.transaction_status is not _IDLE
+    ):
+        return None
+    return {
+        "slug_key": _sha256(params["slug"].encode()).digest(),
+        "horizon": params["horizon"],
+        "maintenance_limit": params["maintenance_limit"],
+    }
+
+
 def _read_sync(conn: psycopg.Connection[Any], params: dict[str, Any]) -> Any:
     for attempt in range(1, RETRY_ATTEMPTS + 1):
         reader = _reader(conn, _SyncReader)
         try:
             with reader.lock:
                 cur = reader.cursor
+                lookup = _lookup_params(conn, params)
+                if lookup is not None:
+                    cur.execute(_LOOKUP_QUERY, lookup, binary=True)
+                    row = cur.fetchone()
+                    if row is None:
+                        return None  # no public page has this slug
+                    if row[0] == params["if_version"]:
+                        return NotModified(*row)
                 cur.execute(_query(params), params, binary=True)
                 return _bytes_answer(cur.fetchone())
         except psycopg.Error as exc:
@@ -741,6 +843,14 @@ async def _read_async(conn: psycopg.AsyncConnection[Any], params: dict[str, Any]
         try:
             async with reader.lock:
                 cur = reader.cursor
+                lookup = _lookup_params(conn, params)
+                if lookup is not None:
+                    await cur.execute(_LOOKUP_QUERY, lookup, binary=True)
+                    row = await cur.fetchone()
+                    if row is None:
+                        return None  # no public page has this slug
+                    if row[0] == params["if_version"]:
+                        return NotModified(*row)
                 await cur.execute(_query(params), params, binary=True)
                 return _bytes_answer(await cur.fetchone())
         except psycopg.Error as exc:
@@ -824,10 +934,12 @@ async def _none() -> None:
     return None
 
 
-def decode_page_bytes(answer: PageBytes) -> PageView:
-    """The `PageView` a `PageBytes` shows (what `page_view` returns for the same read)."""
+def decode_page_bytes(answer: PageBytes, zone: dt.tzinfo | None = None) -> PageView:
+    """The `PageView` a `PageBytes` shows (what `page_view` returns for the same read; the
+    page's `updated_at` in UTC, or in `zone`)."""
     document = _loads(answer.body)
-    document["updated_at"] = _fromisoformat(document["updated_at"])
+    updated_at = _fromisoformat(document["updated_at"])
+    document["updated_at"] = updated_at if zone is None else updated_at.astimezone(zone)
     return _decode(
         **document, version=answer.version, fresh_until=answer.fresh_until, locale=answer.locale
     )

@@ -37,7 +37,8 @@ def server_text(name: str) -> str:
     return re.sub(r"%\((\w+)\)s", number, queries.get(name).sql.decode())
 
 
-PAGE_VIEW_SQL = server_text("page_view_by_slug")
+#: page_view's common call sends page_view_bytes' statement (issue 21: orjson, reused cursor).
+PAGE_VIEW_SQL = server_text("page_view_bytes")
 
 
 def seed(conn: Conn) -> None:

@@ -357,7 +357,12 @@ def test_reader_sees_pages_only_through_the_page_view(app: Conn, reader: Conn, c
              AND has_column_privilege('statusdb_reader',
                                       quote_ident(table_name), column_name, 'SELECT')"""
     ).fetchall()
-    assert readable == []
+    # 0039: the public pages' versions by slug key (tests/security/test_s40*), nothing else.
+    assert sorted(readable) == [
+        ("statusdb_page_public_version", "scheduled_starts"),
+        ("statusdb_page_public_version", "slug_key"),
+        ("statusdb_page_public_version", "version"),
+    ]
     # Operator functions and the derivation's internals are not the reader's either.
     for query in (
         "SELECT * FROM statusdb_recompute_statuses(true)",
@@ -510,6 +515,7 @@ def test_reader_may_call_only_the_page_view(conn: Conn) -> None:
         ("statusdb_page_view_bytes_v3",),  # 0033: in a locale
         ("statusdb_page_view_v2",),
         ("statusdb_page_view_v3",),  # 0033: in a locale
+        ("statusdb_slug_key",),  # 0039: the key of statusdb_page_public_version
     ]
 
 

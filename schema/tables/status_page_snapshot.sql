@@ -31,6 +31,7 @@ CREATE TABLE public.status_page_snapshot (
 );
 
 -- Indexes (those of the constraints above are theirs).
+CREATE INDEX status_page_snapshot_public_slug_key_idx ON public.status_page_snapshot USING btree (public.statusdb_slug_key(slug)) WHERE is_public;
 CREATE INDEX status_page_snapshot_slug_idx ON public.status_page_snapshot USING btree (slug);
 
 -- Row-level security.

@@ -97,6 +97,9 @@ APP_FUNCTIONS = {
     "statusdb_page_statuspage(text,bytea,interval,integer,text,text)",
     # 0035: the same in a locale (the locale bounded as statusdb_page_view_bytes_v3's).
     "statusdb_page_statuspage_v2(text,bytea,interval,integer,text,text,text)",
+    # 0039: sha256 of a slug's UTF-8 (a slug of any length: the hash's own cost), the key of
+    # statusdb_page_public_version, whose users call it through the view.
+    "statusdb_slug_key(text)",
 }
 PUBLIC_FUNCTIONS = {
     "statusdb_new_id()",
@@ -119,6 +122,7 @@ READER_FUNCTIONS = PUBLIC_FUNCTIONS | {
     "statusdb_page_feed_v2(text,bytea,integer,text)",
     "statusdb_page_statuspage(text,bytea,interval,integer,text,text)",
     "statusdb_page_statuspage_v2(text,bytea,interval,integer,text,text,text)",
+    "statusdb_slug_key(text)",  # 0039: through statusdb_page_public_version
 }
 
 

@@ -49,3 +49,18 @@ SELECT version, fresh_until, body, locale
 FROM statusdb_page_view_bytes_v3(%(slug)s::text, %(token_hash)s::bytea, %(horizon)s::interval,
                                  %(maintenance_limit)s::integer, %(if_version)s::bigint,
                                  %(locale)s::text);
+
+-- name: page_version_public
+-- The version and fresh_until of a public page for a horizon and limit, as statusdb_page_view_bytes_v2 computes them, by a plain SELECT of the view statusdb_page_public_version (0039: one index lookup, no function call); no row: no public page has that slug.
+SELECT v.version * 256 + least(w.k, 255),
+       CASE WHEN %(maintenance_limit)s::integer > 0
+            THEN v.scheduled_starts[w.k + 1] - %(horizon)s::interval END
+FROM statusdb_page_public_version v
+CROSS JOIN LATERAL (
+    SELECT CASE WHEN %(maintenance_limit)s::integer > 0
+                THEN width_bucket(now() + %(horizon)s::interval - interval '1 microsecond',
+                                  v.scheduled_starts)
+                ELSE 0 END AS k
+) AS w
+WHERE v.slug_key = %(slug_key)s::bytea
+LIMIT 1;
