@@ -239,3 +239,37 @@ def test_a_step_with_one_failing_window_still_advances_the_others(
     assert [(t.window_id, t.to_status) for t in again] == [(broken, "IN_PROGRESS")]
     assert maintenance.scheduler_errors(conn) == []
     assert components.get(conn, acme.by_name["DB"]).current_status == "UNDER_MAINTENANCE"
+
+
+def test_a_step_rederives_and_announces_its_windows_once_per_statement(
+    conn: Conn, acme: TwoPages
+) -> None:
+    """Ten windows starting together: one UPDATE of their components and one INSERT of their
+    events (before 0040: one of each per window)."""
+    start = T0 + 5 * DAY
+    ids = [
+        _window(conn, acme.page_id, f"Window {n}", start, start + HOUR, (acme.by_name[name],))
+        for n, name in enumerate(("API", "Web", "DB", "CDN"))
+    ] + [_window(conn, acme.other_page_id, f"Other {n}", start, start + HOUR, ()) for n in range(6)]
+    conn.commit()
+    conn.execute("CREATE TEMP TABLE test_statements (tbl text NOT NULL, n integer NOT NULL)")
+    conn.execute(
+        """CREATE FUNCTION pg_temp.test_count_statement() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN
+               INSERT INTO pg_temp.test_statements
+               SELECT TG_TABLE_NAME, count(*) FROM new_rows;
+               RETURN NULL;
+           END $$"""
+    )
+    for table, op in (("status_page_component", "UPDATE"), ("notification_event", "INSERT")):
+        conn.execute(
+            f"""CREATE TRIGGER test_count_statement AFTER {op} ON {table}
+                REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT
+                EXECUTE FUNCTION pg_temp.test_count_statement()"""
+        )
+    transitions = maintenance.advance(conn, start + MINUTE)
+    assert sorted(t.window_id for t in transitions) == sorted(ids)
+    counted = conn.execute(
+        "SELECT tbl, n FROM pg_temp.test_statements WHERE n > 0 ORDER BY tbl, n"
+    ).fetchall()
+    assert counted == [("notification_event", 10), ("status_page_component", 4)]
