@@ -44,8 +44,15 @@ BEGIN
             WHERE c.id = ANY (ids) ORDER BY c.id FOR NO KEY UPDATE NOWAIT;
             EXIT;
         EXCEPTION WHEN lock_not_available THEN
-            IF stage <> 'rows' OR attempts >= 50 THEN
+            IF stage <> 'rows' THEN
                 RAISE;
+            END IF;
+            IF attempts >= 50 THEN  -- 0038: retryable, no longer 55P03 from the NOWAIT
+                RAISE EXCEPTION 'the components to re-derive stayed locked by other transactions'
+                    USING ERRCODE = 'serialization_failure',
+                          DETAIL = 'Their rows were taken again each time this derivation '
+                                   'waited for them (50 times).',
+                          HINT = 'Retry the transaction.';
             END IF;
             attempts := attempts + 1;
             PERFORM statusdb_wait_for_components(ids);

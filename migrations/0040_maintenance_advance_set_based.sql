@@ -1,6 +1,6 @@
 -- statusdb 0040: a scheduler step re-derives and announces its windows once per statement
 -- (issue 20 item 2, `maintenance.advance`).
--- depends: 0036_snapshot_once_per_transaction
+-- depends: 0039_page_version_lookup
 --
 -- maintenance.advance already moves every due window in one UPDATE (0032's
 -- statusdb_maintenance_advance_by_time, then maintenance_move_series), but the two statement
@@ -13,7 +13,7 @@
 -- * statusdb_maintenance_window_report_events looped over the changed windows and wrote each
 --   event with its own INSERT (statusdb_maintenance_event), 1-2 per window.
 --
--- Redefined (each from its current body, 0023 and 0027; nothing else in them changed):
+-- Redefined (each from its current body, 0038 and 0027; nothing else in them changed):
 --
 -- * statusdb_maintenance_window_refresh_status: the lock phase is unchanged (the windows'
 --   slots, then their components' status keys and rows, in the lock order); the FOREACH over
@@ -139,8 +139,15 @@ BEGIN
             WHERE c.id = ANY (ids) ORDER BY c.id FOR NO KEY UPDATE NOWAIT;
             EXIT;
         EXCEPTION WHEN lock_not_available THEN
-            IF stage <> 'rows' OR attempts >= 50 THEN
+            IF stage <> 'rows' THEN
                 RAISE;
+            END IF;
+            IF attempts >= 50 THEN  -- 0038: retryable, no longer 55P03 from the NOWAIT
+                RAISE EXCEPTION 'the components to re-derive stayed locked by other transactions'
+                    USING ERRCODE = 'serialization_failure',
+                          DETAIL = 'Their rows were taken again each time this derivation '
+                                   'waited for them (50 times).',
+                          HINT = 'Retry the transaction.';
             END IF;
             attempts := attempts + 1;
             PERFORM statusdb_wait_for_components(ids);
