@@ -2267,7 +2267,6 @@ CREATE FUNCTION public.statusdb_maintenance_window_refresh_status() RETURNS trig
 DECLARE
     windows text[];
     ids text[];
-    win text;
     stage text;
     attempts integer := 0;
 BEGIN
@@ -2313,14 +2312,8 @@ BEGIN
             PERFORM statusdb_wait_for_components(ids);
         END;
     END LOOP;
-    FOREACH win IN ARRAY windows LOOP
-        PERFORM statusdb_rederive_components(
-            ARRAY(SELECT mc.component_id
-                  FROM maintenance_window_component mc
-                  WHERE mc.maintenance_window_id = win
-                  ORDER BY mc.component_id),
-            'MAINTENANCE', NULL, win);
-    END LOOP;
+    -- All the windows' components in one statement (0040; was one call per window).
+    PERFORM statusdb_rederive_maintenance_components(windows);
     RETURN NULL;
 END;
 $$;
@@ -2339,13 +2332,12 @@ CREATE FUNCTION public.statusdb_maintenance_window_report_events() RETURNS trigg
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'public', 'pg_temp'
     AS $$
-DECLARE
-    r record;
 BEGIN
-    -- One hash join of the statement's old and new rows (ids never change, 0026); only rows
-    -- whose status, times, rule or zone changed can mean an event.
-    FOR r IN
-        SELECT o.id AS was_id,
+    WITH changes AS (
+        -- One hash join of the statement's old and new rows (ids never change, 0026); only
+        -- rows whose status, times, rule or zone changed can mean an event. A window created
+        -- in this transaction is announced once, at commit.
+        SELECT o.id,
                o.status AS was_status,
                o.start_time AS was_start_time,
                o.end_time AS was_end_time,
@@ -2364,46 +2356,72 @@ BEGIN
                o.time_zone)
               IS DISTINCT FROM (n.status, n.start_time, n.end_time, n.recurrence_rule,
                                 n.recurrence_start, n.time_zone)
-        ORDER BY o.id
-    LOOP
-        IF EXISTS (SELECT 1 FROM maintenance_window_created m
-                   WHERE m.maintenance_window_id = r.was_id) THEN
-            CONTINUE;  -- created in this transaction: announced once, at commit
-        END IF;
-        IF r.cur_status = 'CANCELLED' THEN
-            IF r.was_status <> 'CANCELLED' THEN
-                PERFORM statusdb_maintenance_event(r.was_id, 'maintenance_cancelled',
-                                                   r.was_start_time, r.was_end_time, NULL);
-            END IF;
-            CONTINUE;
-        END IF;
-        IF r.was_status = 'IN_PROGRESS'
-           AND (r.cur_status <> 'IN_PROGRESS' OR r.cur_start_time <> r.was_start_time) THEN
-            PERFORM statusdb_maintenance_event(r.was_id, 'maintenance_completed',
-                                               r.was_start_time, r.was_end_time, NULL);
-        END IF;
-        IF r.cur_status = 'IN_PROGRESS'
-           AND (r.was_status <> 'IN_PROGRESS' OR r.cur_start_time <> r.was_start_time) THEN
-            PERFORM statusdb_maintenance_event(r.was_id, 'maintenance_started',
-                                               r.cur_start_time, r.cur_end_time, NULL);
-        END IF;
-        IF r.cur_status IN ('SCHEDULED', 'IN_PROGRESS') AND r.was_status = r.cur_status
-           AND ((r.cur_recurrence_rule, r.cur_recurrence_start, r.cur_time_zone)
-                    IS DISTINCT FROM (r.was_recurrence_rule, r.was_recurrence_start, r.was_time_zone)
-                OR (r.cur_recurrence_rule IS NULL
-                    AND (r.cur_start_time, r.cur_end_time) <> (r.was_start_time, r.was_end_time))
-                OR (r.cur_recurrence_rule IS NOT NULL AND r.cur_start_time = r.was_start_time
-                    AND r.cur_end_time <> r.was_end_time)) THEN
-            PERFORM statusdb_maintenance_event(
-                r.was_id, 'maintenance_rescheduled', r.cur_start_time, r.cur_end_time,
-                jsonb_build_object('start', statusdb_event_time(r.was_start_time),
-                                   'end', statusdb_event_time(r.was_end_time),
-                                   'start_local', to_char(r.was_start_time AT TIME ZONE r.was_time_zone,
-                                                          'YYYY-MM-DD HH24:MI'),
-                                   'end_local', to_char(r.was_end_time AT TIME ZONE r.was_time_zone,
-                                                        'YYYY-MM-DD HH24:MI')));
-        END IF;
-    END LOOP;
+          AND NOT EXISTS (SELECT 1 FROM maintenance_window_created m
+                          WHERE m.maintenance_window_id = o.id)
+    ),
+    events AS (
+        SELECT r.id, e.ord, e.kind, e.start_at, e.end_at, e.previous
+        FROM changes r
+        CROSS JOIN LATERAL (
+            SELECT 1, 'maintenance_cancelled', r.was_start_time, r.was_end_time, NULL::jsonb
+            WHERE r.cur_status = 'CANCELLED' AND r.was_status <> 'CANCELLED'
+            UNION ALL
+            SELECT 2, 'maintenance_completed', r.was_start_time, r.was_end_time, NULL
+            WHERE r.cur_status <> 'CANCELLED'
+              AND r.was_status = 'IN_PROGRESS'
+              AND (r.cur_status <> 'IN_PROGRESS' OR r.cur_start_time <> r.was_start_time)
+            UNION ALL
+            SELECT 3, 'maintenance_started', r.cur_start_time, r.cur_end_time, NULL
+            WHERE r.cur_status = 'IN_PROGRESS'
+              AND (r.was_status <> 'IN_PROGRESS' OR r.cur_start_time <> r.was_start_time)
+            UNION ALL
+            SELECT 4, 'maintenance_rescheduled', r.cur_start_time, r.cur_end_time,
+                   jsonb_build_object(
+                       'start', statusdb_event_time(r.was_start_time),
+                       'end', statusdb_event_time(r.was_end_time),
+                       'start_local', to_char(r.was_start_time AT TIME ZONE r.was_time_zone,
+                                              'YYYY-MM-DD HH24:MI'),
+                       'end_local', to_char(r.was_end_time AT TIME ZONE r.was_time_zone,
+                                            'YYYY-MM-DD HH24:MI'))
+            WHERE r.cur_status IN ('SCHEDULED', 'IN_PROGRESS') AND r.was_status = r.cur_status
+              AND ((r.cur_recurrence_rule, r.cur_recurrence_start, r.cur_time_zone)
+                       IS DISTINCT FROM (r.was_recurrence_rule, r.was_recurrence_start,
+                                         r.was_time_zone)
+                   OR (r.cur_recurrence_rule IS NULL
+                       AND (r.cur_start_time, r.cur_end_time)
+                           <> (r.was_start_time, r.was_end_time))
+                   OR (r.cur_recurrence_rule IS NOT NULL
+                       AND r.cur_start_time = r.was_start_time
+                       AND r.cur_end_time <> r.was_end_time))
+        ) AS e (ord, kind, start_at, end_at, previous)
+    )
+    -- statusdb_maintenance_event's row, for every event at once.
+    INSERT INTO notification_event (status_page_id, kind, maintenance_window_id,
+                                    occurrence_start, component_ids, payload)
+    SELECT w.status_page_id, e.kind, w.id, e.start_at, l.ids,
+           jsonb_build_object(
+               'page', statusdb_event_page(w.status_page_id),
+               'window', jsonb_build_object('id', w.id, 'title', w.title,
+                                            'description', w.description,
+                                            'time_zone', w.time_zone,
+                                            'recurring', w.recurrence_rule IS NOT NULL),
+               'occurrence', jsonb_build_object(
+                   'start', statusdb_event_time(e.start_at),
+                   'end', statusdb_event_time(e.end_at),
+                   'start_local', to_char(e.start_at AT TIME ZONE w.time_zone,
+                                          'YYYY-MM-DD HH24:MI'),
+                   'end_local', to_char(e.end_at AT TIME ZONE w.time_zone,
+                                        'YYYY-MM-DD HH24:MI')),
+               'previous', e.previous,
+               'components', statusdb_event_components(l.ids))
+    FROM events e
+    JOIN maintenance_window w ON w.id = e.id
+    CROSS JOIN LATERAL (
+        SELECT coalesce(array_agg(mc.component_id ORDER BY mc.component_id), '{}') AS ids
+        FROM maintenance_window_component mc
+        WHERE mc.maintenance_window_id = w.id
+    ) AS l
+    ORDER BY e.id, e.ord;
     RETURN NULL;
 END;
 $$;
@@ -5147,6 +5165,73 @@ $$;
 --
 
 COMMENT ON FUNCTION public.statusdb_rederive_components(component_ids text[], cause text, incident_id text, maintenance_window_id text) IS 'Re-derives, logs and announces the given components in one statement; the caller holds their status locks. Owner only.';
+
+--
+-- Name: statusdb_rederive_maintenance_components(text[]); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_rederive_maintenance_components(window_ids text[]) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'public', 'pg_temp'
+    SET plan_cache_mode TO 'force_generic_plan'
+    AS $$
+DECLARE
+    component_ids text[];
+    notified bigint;
+BEGIN
+    SELECT array_agg(DISTINCT mc.component_id)
+    INTO component_ids
+    FROM maintenance_window_component mc
+    WHERE mc.maintenance_window_id = ANY (window_ids);
+    IF component_ids IS NULL THEN
+        RETURN;
+    END IF;
+    WITH cover AS (
+        -- The window a change is logged under: the least id covering the component (the one
+        -- statusdb_rederive_components, called window after window in id order, logged).
+        SELECT mc.component_id, min(mc.maintenance_window_id) AS window_id
+        FROM maintenance_window_component mc
+        WHERE mc.maintenance_window_id = ANY (window_ids)
+        GROUP BY mc.component_id
+    ),
+    derived AS (
+        SELECT d.component_id, d.current_status, d.derived_status, cover.window_id
+        FROM statusdb_derive_statuses(component_ids) AS d
+        JOIN cover ON cover.component_id = d.component_id
+        WHERE d.current_status IS DISTINCT FROM d.derived_status
+    ),
+    changed AS (
+        UPDATE status_page_component c
+        SET current_status = derived.derived_status,
+            status_updated_at = clock_timestamp()
+        FROM derived
+        -- Said twice so that the planner reaches the rows through the primary key.
+        WHERE c.id = ANY (component_ids)
+          AND c.id = derived.component_id
+        RETURNING c.id, c.status_page_id, derived.current_status AS previous_status,
+                  c.current_status AS new_status, c.status_updated_at, derived.window_id
+    ),
+    logged AS (
+        INSERT INTO status_change (status_page_id, component_id, previous_status, new_status,
+                                   cause, incident_id, maintenance_window_id, changed_at)
+        SELECT changed.status_page_id, changed.id, changed.previous_status, changed.new_status,
+               'MAINTENANCE', NULL, changed.window_id, changed.status_updated_at
+        FROM changed
+        ORDER BY changed.window_id, changed.id
+        RETURNING status_change.seq
+    )
+    -- The same announcement statusdb_log_status_change makes, one per logged change.
+    SELECT count(pg_notify('statusdb_status_change', logged.seq::text))
+    INTO STRICT notified
+    FROM logged;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_rederive_maintenance_components(window_ids text[]); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_rederive_maintenance_components(window_ids text[]) IS 'Re-derives, logs and announces the components of the given maintenance windows in one statement, each change under the least window id covering it (0040); the caller holds their status locks. Owner only.';
 
 --
 -- Name: statusdb_refresh_components(text[], text, text, text); Type: FUNCTION; Schema: public
@@ -11387,6 +11472,12 @@ GRANT ALL ON FUNCTION public.statusdb_record_scheduler_run(instance text, durati
 --
 
 REVOKE ALL ON FUNCTION public.statusdb_rederive_components(component_ids text[], cause text, incident_id text, maintenance_window_id text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_rederive_maintenance_components(window_ids text[]); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_rederive_maintenance_components(window_ids text[]) FROM PUBLIC;
 
 --
 -- Name: FUNCTION statusdb_refresh_components(component_ids text[], cause text, incident_id text, maintenance_window_id text); Type: ACL; Schema: public

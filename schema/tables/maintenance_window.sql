@@ -381,8 +381,8 @@ $function$;
 -- public.statusdb_maintenance_window_refresh_status() (plpgsql)
 -- Statement trigger (0023): windows entering or leaving effect (IN_PROGRESS with
 -- auto_update_status) lock their slots, then re-derive their components.
--- Calls: statusdb_lock_components, statusdb_lock_windows, statusdb_rederive_components,
--- statusdb_wait_for_components (schema/functions/).
+-- Calls: statusdb_lock_components, statusdb_lock_windows,
+-- statusdb_rederive_maintenance_components, statusdb_wait_for_components (schema/functions/).
 CREATE OR REPLACE FUNCTION public.statusdb_maintenance_window_refresh_status()
  RETURNS trigger
  LANGUAGE plpgsql
@@ -392,7 +392,6 @@ AS $function$
 DECLARE
     windows text[];
     ids text[];
-    win text;
     stage text;
     attempts integer := 0;
 BEGIN
@@ -438,14 +437,8 @@ BEGIN
             PERFORM statusdb_wait_for_components(ids);
         END;
     END LOOP;
-    FOREACH win IN ARRAY windows LOOP
-        PERFORM statusdb_rederive_components(
-            ARRAY(SELECT mc.component_id
-                  FROM maintenance_window_component mc
-                  WHERE mc.maintenance_window_id = win
-                  ORDER BY mc.component_id),
-            'MAINTENANCE', NULL, win);
-    END LOOP;
+    -- All the windows' components in one statement (0040; was one call per window).
+    PERFORM statusdb_rederive_maintenance_components(windows);
     RETURN NULL;
 END;
 $function$;
@@ -454,20 +447,20 @@ $function$;
 -- Statement trigger (after the derivation): writes the
 -- maintenance_cancelled/started/completed/rescheduled events of the windows a statement
 -- updated.
--- Calls: statusdb_event_time, statusdb_maintenance_event (schema/functions/).
+-- Calls: statusdb_event_components, statusdb_event_page, statusdb_event_time
+-- (schema/functions/).
 CREATE OR REPLACE FUNCTION public.statusdb_maintenance_window_report_events()
  RETURNS trigger
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'public', 'pg_temp'
 AS $function$
-DECLARE
-    r record;
 BEGIN
-    -- One hash join of the statement's old and new rows (ids never change, 0026); only rows
-    -- whose status, times, rule or zone changed can mean an event.
-    FOR r IN
-        SELECT o.id AS was_id,
+    WITH changes AS (
+        -- One hash join of the statement's old and new rows (ids never change, 0026); only
+        -- rows whose status, times, rule or zone changed can mean an event. A window created
+        -- in this transaction is announced once, at commit.
+        SELECT o.id,
                o.status AS was_status,
                o.start_time AS was_start_time,
                o.end_time AS was_end_time,
@@ -486,46 +479,72 @@ BEGIN
                o.time_zone)
               IS DISTINCT FROM (n.status, n.start_time, n.end_time, n.recurrence_rule,
                                 n.recurrence_start, n.time_zone)
-        ORDER BY o.id
-    LOOP
-        IF EXISTS (SELECT 1 FROM maintenance_window_created m
-                   WHERE m.maintenance_window_id = r.was_id) THEN
-            CONTINUE;  -- created in this transaction: announced once, at commit
-        END IF;
-        IF r.cur_status = 'CANCELLED' THEN
-            IF r.was_status <> 'CANCELLED' THEN
-                PERFORM statusdb_maintenance_event(r.was_id, 'maintenance_cancelled',
-                                                   r.was_start_time, r.was_end_time, NULL);
-            END IF;
-            CONTINUE;
-        END IF;
-        IF r.was_status = 'IN_PROGRESS'
-           AND (r.cur_status <> 'IN_PROGRESS' OR r.cur_start_time <> r.was_start_time) THEN
-            PERFORM statusdb_maintenance_event(r.was_id, 'maintenance_completed',
-                                               r.was_start_time, r.was_end_time, NULL);
-        END IF;
-        IF r.cur_status = 'IN_PROGRESS'
-           AND (r.was_status <> 'IN_PROGRESS' OR r.cur_start_time <> r.was_start_time) THEN
-            PERFORM statusdb_maintenance_event(r.was_id, 'maintenance_started',
-                                               r.cur_start_time, r.cur_end_time, NULL);
-        END IF;
-        IF r.cur_status IN ('SCHEDULED', 'IN_PROGRESS') AND r.was_status = r.cur_status
-           AND ((r.cur_recurrence_rule, r.cur_recurrence_start, r.cur_time_zone)
-                    IS DISTINCT FROM (r.was_recurrence_rule, r.was_recurrence_start, r.was_time_zone)
-                OR (r.cur_recurrence_rule IS NULL
-                    AND (r.cur_start_time, r.cur_end_time) <> (r.was_start_time, r.was_end_time))
-                OR (r.cur_recurrence_rule IS NOT NULL AND r.cur_start_time = r.was_start_time
-                    AND r.cur_end_time <> r.was_end_time)) THEN
-            PERFORM statusdb_maintenance_event(
-                r.was_id, 'maintenance_rescheduled', r.cur_start_time, r.cur_end_time,
-                jsonb_build_object('start', statusdb_event_time(r.was_start_time),
-                                   'end', statusdb_event_time(r.was_end_time),
-                                   'start_local', to_char(r.was_start_time AT TIME ZONE r.was_time_zone,
-                                                          'YYYY-MM-DD HH24:MI'),
-                                   'end_local', to_char(r.was_end_time AT TIME ZONE r.was_time_zone,
-                                                        'YYYY-MM-DD HH24:MI')));
-        END IF;
-    END LOOP;
+          AND NOT EXISTS (SELECT 1 FROM maintenance_window_created m
+                          WHERE m.maintenance_window_id = o.id)
+    ),
+    events AS (
+        SELECT r.id, e.ord, e.kind, e.start_at, e.end_at, e.previous
+        FROM changes r
+        CROSS JOIN LATERAL (
+            SELECT 1, 'maintenance_cancelled', r.was_start_time, r.was_end_time, NULL::jsonb
+            WHERE r.cur_status = 'CANCELLED' AND r.was_status <> 'CANCELLED'
+            UNION ALL
+            SELECT 2, 'maintenance_completed', r.was_start_time, r.was_end_time, NULL
+            WHERE r.cur_status <> 'CANCELLED'
+              AND r.was_status = 'IN_PROGRESS'
+              AND (r.cur_status <> 'IN_PROGRESS' OR r.cur_start_time <> r.was_start_time)
+            UNION ALL
+            SELECT 3, 'maintenance_started', r.cur_start_time, r.cur_end_time, NULL
+            WHERE r.cur_status = 'IN_PROGRESS'
+              AND (r.was_status <> 'IN_PROGRESS' OR r.cur_start_time <> r.was_start_time)
+            UNION ALL
+            SELECT 4, 'maintenance_rescheduled', r.cur_start_time, r.cur_end_time,
+                   jsonb_build_object(
+                       'start', statusdb_event_time(r.was_start_time),
+                       'end', statusdb_event_time(r.was_end_time),
+                       'start_local', to_char(r.was_start_time AT TIME ZONE r.was_time_zone,
+                                              'YYYY-MM-DD HH24:MI'),
+                       'end_local', to_char(r.was_end_time AT TIME ZONE r.was_time_zone,
+                                            'YYYY-MM-DD HH24:MI'))
+            WHERE r.cur_status IN ('SCHEDULED', 'IN_PROGRESS') AND r.was_status = r.cur_status
+              AND ((r.cur_recurrence_rule, r.cur_recurrence_start, r.cur_time_zone)
+                       IS DISTINCT FROM (r.was_recurrence_rule, r.was_recurrence_start,
+                                         r.was_time_zone)
+                   OR (r.cur_recurrence_rule IS NULL
+                       AND (r.cur_start_time, r.cur_end_time)
+                           <> (r.was_start_time, r.was_end_time))
+                   OR (r.cur_recurrence_rule IS NOT NULL
+                       AND r.cur_start_time = r.was_start_time
+                       AND r.cur_end_time <> r.was_end_time))
+        ) AS e (ord, kind, start_at, end_at, previous)
+    )
+    -- statusdb_maintenance_event's row, for every event at once.
+    INSERT INTO notification_event (status_page_id, kind, maintenance_window_id,
+                                    occurrence_start, component_ids, payload)
+    SELECT w.status_page_id, e.kind, w.id, e.start_at, l.ids,
+           jsonb_build_object(
+               'page', statusdb_event_page(w.status_page_id),
+               'window', jsonb_build_object('id', w.id, 'title', w.title,
+                                            'description', w.description,
+                                            'time_zone', w.time_zone,
+                                            'recurring', w.recurrence_rule IS NOT NULL),
+               'occurrence', jsonb_build_object(
+                   'start', statusdb_event_time(e.start_at),
+                   'end', statusdb_event_time(e.end_at),
+                   'start_local', to_char(e.start_at AT TIME ZONE w.time_zone,
+                                          'YYYY-MM-DD HH24:MI'),
+                   'end_local', to_char(e.end_at AT TIME ZONE w.time_zone,
+                                        'YYYY-MM-DD HH24:MI')),
+               'previous', e.previous,
+               'components', statusdb_event_components(l.ids))
+    FROM events e
+    JOIN maintenance_window w ON w.id = e.id
+    CROSS JOIN LATERAL (
+        SELECT coalesce(array_agg(mc.component_id ORDER BY mc.component_id), '{}') AS ids
+        FROM maintenance_window_component mc
+        WHERE mc.maintenance_window_id = w.id
+    ) AS l
+    ORDER BY e.id, e.ord;
     RETURN NULL;
 END;
 $function$;
