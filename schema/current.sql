@@ -5443,7 +5443,7 @@ $$;
 -- Name: FUNCTION statusdb_slug_key(page_slug text); Type: COMMENT; Schema: public
 --
 
-COMMENT ON FUNCTION public.statusdb_slug_key(page_slug text) IS 'sha256 of a slug''s UTF-8 (0042): the key of statusdb_page_public_version. IMMUTABLE: the database encoding is UTF-8 (statusdb requires it), so the conversion never changes.';
+COMMENT ON FUNCTION public.statusdb_slug_key(page_slug text) IS 'sha256 of a slug''s UTF-8 (0039): the key of statusdb_page_public_version. IMMUTABLE: the database encoding is UTF-8 (statusdb requires it), so the conversion never changes.';
 
 --
 -- Name: statusdb_stamp_row_history(); Type: FUNCTION; Schema: public
@@ -8867,7 +8867,7 @@ CREATE VIEW public.statusdb_page_public_version WITH (security_barrier='true') A
 -- Name: VIEW statusdb_page_public_version; Type: COMMENT; Schema: public
 --
 
-COMMENT ON VIEW public.statusdb_page_public_version IS 'The public pages'' snapshot versions by slug key (0042): slug_key = statusdb_slug_key(slug), version and scheduled_starts as status_page_snapshot''s, as committed (a transaction''s pending pages are not flushed: read it outside a writing transaction). No private page, no slug. The not-modified read of statusdb.views.page_view_bytes without a token.';
+COMMENT ON VIEW public.statusdb_page_public_version IS 'The public pages'' snapshot versions by slug key (0039): slug_key = statusdb_slug_key(slug), version and scheduled_starts as status_page_snapshot''s, as committed (a transaction''s pending pages are not flushed: read it outside a writing transaction). No private page, no slug. The not-modified read of statusdb.views.page_view_bytes without a token.';
 
 --
 -- Name: COLUMN statusdb_page_public_version.slug_key; Type: COMMENT; Schema: public
@@ -9619,7 +9619,7 @@ CREATE INDEX status_page_snapshot_public_slug_key_idx ON public.status_page_snap
 -- Name: INDEX status_page_snapshot_public_slug_key_idx; Type: COMMENT; Schema: public
 --
 
-COMMENT ON INDEX public.status_page_snapshot_public_slug_key_idx IS 'Public snapshot rows by statusdb_slug_key(slug) (0042): statusdb_page_public_version''s one index lookup; private pages are not in it.';
+COMMENT ON INDEX public.status_page_snapshot_public_slug_key_idx IS 'Public snapshot rows by statusdb_slug_key(slug) (0039): statusdb_page_public_version''s one index lookup; private pages are not in it.';
 
 --
 -- Name: status_page_snapshot_slug_idx; Type: INDEX; Schema: public
