@@ -85,6 +85,24 @@ def test_recipients_built_fast_equal_the_class() -> None:
         fast.destination = "b@example.com"  # type: ignore[misc]
 
 
+def test_recipients_built_by_columns_equal_the_class() -> None:
+    """A batch is built column by column (issue 20: fan-out speed): the same Recipients, in
+    order, as the class builds them; rows of another width go through the class."""
+    rows = [(f"s{n}", "EMAIL", f"a{n}@example.com", None if n % 2 else "de") for n in range(50)]
+    built = outbox._recipients_of(rows)
+    expected = [outbox.Recipient(s, "EMAIL", d, locale=loc) for s, _, d, loc in rows]
+    assert built == expected
+    assert [(type(r), hash(r), repr(r)) for r in built] == [
+        (type(r), hash(r), repr(r)) for r in expected
+    ]
+    assert all(r.unsubscribe_token is None for r in built)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        built[0].destination = "b@example.com"  # type: ignore[misc]
+    assert outbox._recipients_of([]) == []
+    short = [("s1", "EMAIL", "a@example.com")]
+    assert outbox._recipients_of(short) == [outbox.Recipient("s1", "EMAIL", "a@example.com")]
+
+
 @pytest.mark.fresh_db
 def test_a_change_is_claimed_fanned_out_and_completed_once(conn: Conn) -> None:
     team, page, (_comp,) = setup_page(conn)
