@@ -572,6 +572,10 @@ def _column_setters() -> tuple[tuple[Callable[[Any, Any], None], ...], tuple[Any
 
 
 _COLUMN_SETTERS: Final = _column_setters()
+#: Recipients built at once for a per-recipient consumer: fewer than the collector's first
+#: threshold (700 allocations), so that a consumer dropping each one before the next keeps
+#: the garbage collector from running over a batch of live objects.
+_CHUNK: Final = 256
 _new = object.__new__
 
 
@@ -726,7 +730,8 @@ def _each_sync(
     batches = _batches_sync(conn, query, size, size)
     try:
         for rows in batches:
-            yield from _recipients_of(rows)
+            for start in range(0, len(rows), _CHUNK):
+                yield from _recipients_of(rows[start : start + _CHUNK])
     finally:
         batches.close()
 
