@@ -742,8 +742,9 @@ async def _each_async(
     batches = _batches_async(conn, query, size, size)
     try:
         async for rows in batches:
-            for recipient in _recipients_of(rows):
-                yield recipient
+            for start in range(0, len(rows), _CHUNK):
+                for recipient in _recipients_of(rows[start : start + _CHUNK]):
+                    yield recipient
     finally:
         await _aclose(batches)
 
