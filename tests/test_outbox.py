@@ -9,7 +9,7 @@ import time
 import tracemalloc
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import psycopg
@@ -101,6 +101,15 @@ def test_recipients_built_by_columns_equal_the_class() -> None:
     assert outbox._recipients_of([]) == []
     short = [("s1", "EMAIL", "a@example.com")]
     assert outbox._recipients_of(short) == [outbox.Recipient("s1", "EMAIL", "a@example.com")]
+
+
+def test_deliver_one_passes_the_delivery_key() -> None:
+    """deliver_one inlines delivery_key (issue 20): the same key."""
+    recipient = outbox.Recipient("s1", "EMAIL", "a@example.com")
+    seen: list[tuple[object, outbox.Recipient, str]] = []
+    outbox.deliver_one(lambda n, r, k: seen.append((n, r, k)), cast(Any, "n"), recipient, "e1")
+    assert seen == [("n", recipient, outbox.delivery_key("e1", recipient))]
+    assert seen[0][2] == "e1/s1"
 
 
 @pytest.mark.fresh_db

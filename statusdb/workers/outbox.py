@@ -798,7 +798,8 @@ def deliver_one(
     `key` is the change's or event's key; the delivery's own key is `delivery_key(key,
     recipient)`, stable per (event, subscriber) across rounds and workers.
     """
-    deliver(notification, recipient, delivery_key(key, recipient))
+    # delivery_key(key, recipient), inlined: one Python call less per recipient (issue 20).
+    deliver(notification, recipient, f"{key}/{recipient.subscriber_id}")
 
 
 #: A per-recipient deliverer: `deliver(notification, recipient, delivery_key)`; sync, or (for
