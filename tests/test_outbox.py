@@ -9,7 +9,7 @@ import time
 import tracemalloc
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import psycopg
@@ -83,6 +83,33 @@ def test_recipients_built_fast_equal_the_class() -> None:
     )
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         fast.destination = "b@example.com"  # type: ignore[misc]
+
+
+def test_recipients_built_by_columns_equal_the_class() -> None:
+    """A batch is built column by column (issue 20: fan-out speed): the same Recipients, in
+    order, as the class builds them; rows of another width go through the class."""
+    rows = [(f"s{n}", "EMAIL", f"a{n}@example.com", None if n % 2 else "de") for n in range(50)]
+    built = outbox._recipients_of(rows)
+    expected = [outbox.Recipient(s, "EMAIL", d, locale=loc) for s, _, d, loc in rows]
+    assert built == expected
+    assert [(type(r), hash(r), repr(r)) for r in built] == [
+        (type(r), hash(r), repr(r)) for r in expected
+    ]
+    assert all(r.unsubscribe_token is None for r in built)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        built[0].destination = "b@example.com"  # type: ignore[misc]
+    assert outbox._recipients_of([]) == []
+    short = [("s1", "EMAIL", "a@example.com")]
+    assert outbox._recipients_of(short) == [outbox.Recipient("s1", "EMAIL", "a@example.com")]
+
+
+def test_deliver_one_passes_the_delivery_key() -> None:
+    """deliver_one inlines delivery_key (issue 20): the same key."""
+    recipient = outbox.Recipient("s1", "EMAIL", "a@example.com")
+    seen: list[tuple[object, outbox.Recipient, str]] = []
+    outbox.deliver_one(lambda n, r, k: seen.append((n, r, k)), cast(Any, "n"), recipient, "e1")
+    assert seen == [("n", recipient, outbox.delivery_key("e1", recipient))]
+    assert seen[0][2] == "e1/s1"
 
 
 @pytest.mark.fresh_db
@@ -309,7 +336,17 @@ def test_streaming_memory_stays_flat(conn: Conn) -> None:
         tracemalloc.stop()
         conn.commit()
         assert count == total
-        return peak
+        # The worker round's path (issue 20): batches of 1,000 built column by column.
+        tracemalloc.start()
+        query = outbox._recipients_query(claimed, resume=False)
+        built = 0
+        for rows in outbox._batches_sync(conn, query, 1_000, 5_000):
+            built += len(outbox._recipients_of(rows))
+        _, worker_peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        conn.commit()
+        assert built == total
+        return max(peak, worker_peak)
 
     small, large = peak_for(5_000), peak_for(50_000)
     assert large < small + 2_000_000, (small, large)

@@ -48,6 +48,7 @@ import inspect
 import operator
 import time
 import zoneinfo
+from collections import deque
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -58,6 +59,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
+from itertools import repeat
 from typing import Any, Final, Literal, cast, overload
 
 import attrs
@@ -555,8 +557,55 @@ def _slow_recipient(values: Sequence[Any]) -> Recipient:
 #: locale).
 _recipient: Final[Callable[[Sequence[Any]], Recipient]] = _fast_recipient() or _slow_recipient
 
+
+def _column_setters() -> tuple[tuple[Callable[[Any, Any], None], ...], tuple[Any, ...]] | None:
+    """The slot setters of _ROW_FIELDS' fields, then of the other fields, and the defaults of
+    the others: for building a batch column by column. None when a Recipient must be built
+    by its __init__ (the conditions of _fast_recipient)."""
+    if _fast_recipient() is None:
+        return None
+    others = [f for f in attrs.fields(Recipient) if f.name not in _ROW_FIELDS]
+    names = (*_ROW_FIELDS, *(f.name for f in others))
+    return tuple(getattr(Recipient, name).__set__ for name in names), tuple(
+        f.default for f in others
+    )
+
+
+_COLUMN_SETTERS: Final = _column_setters()
+#: Recipients built at once for a per-recipient consumer: fewer than the collector's first
+#: threshold (700 allocations), so that a consumer dropping each one before the next keeps
+#: the garbage collector from running over a batch of live objects.
+_CHUNK: Final = 256
+_new = object.__new__
+
+
+def _recipients_of(rows: Sequence[Sequence[Any]]) -> list[Recipient]:
+    """The Recipients of a batch of recipients rows, equal to `[_recipient(r) for r in rows]`.
+
+    Issue 20 (fan-out speed): built column by column as the page view's decoder does
+    (`views._Columns`): one object.__new__ per row, then each field's slot setter mapped over
+    its whole column (a loop in C, no Python frame per value): ~1.3x cheaper per recipient
+    than a call of `_recipient` per row. Rows of another width, or a Recipient that its
+    __init__ must build, go row by row."""
+    count = len(rows)
+    if _COLUMN_SETTERS is None or count == 0:
+        return [_recipient(values) for values in rows]
+    columns = list(zip(*rows, strict=False))
+    setters, defaults = _COLUMN_SETTERS
+    width = len(_ROW_FIELDS)
+    if len(columns) != width or any(len(values) != width for values in rows):
+        return [_recipient(values) for values in rows]
+    built = list(map(_new, repeat(Recipient, count)))
+    for setter, column in zip(setters, columns, strict=False):
+        deque(map(setter, built, column), maxlen=0)
+    for setter, default in zip(setters[width:], defaults, strict=True):
+        deque(map(setter, built, repeat(default, count)), maxlen=0)
+    return built
+
+
 #: A recipients row's locale; the set of them for a batch nobody reads in another locale.
 _locale_of: Final = operator.itemgetter(3)
+_id_of: Final = operator.attrgetter("subscriber_id")
 _DEFAULT: Final = frozenset({None})
 
 
@@ -679,11 +728,10 @@ def _each_sync(
     # Rows come a FETCH at a time as tuples (built in C), and become Recipients here: one
     # Python step per row, not three (psycopg's cursor iterator, the stream, this).
     batches = _batches_sync(conn, query, size, size)
-    make = _recipient
     try:
         for rows in batches:
-            for values in rows:
-                yield make(values)
+            for start in range(0, len(rows), _CHUNK):
+                yield from _recipients_of(rows[start : start + _CHUNK])
     finally:
         batches.close()
 
@@ -692,11 +740,11 @@ async def _each_async(
     conn: psycopg.AsyncConnection[Any], query: tuple[str, dict[str, object]] | None, size: int
 ) -> AsyncIterator[Recipient]:
     batches = _batches_async(conn, query, size, size)
-    make = _recipient
     try:
         async for rows in batches:
-            for values in rows:
-                yield make(values)
+            for start in range(0, len(rows), _CHUNK):
+                for recipient in _recipients_of(rows[start : start + _CHUNK]):
+                    yield recipient
     finally:
         await _aclose(batches)
 
@@ -750,7 +798,8 @@ def deliver_one(
     `key` is the change's or event's key; the delivery's own key is `delivery_key(key,
     recipient)`, stable per (event, subscriber) across rounds and workers.
     """
-    deliver(notification, recipient, delivery_key(key, recipient))
+    # delivery_key(key, recipient), inlined: one Python call less per recipient (issue 20).
+    deliver(notification, recipient, f"{key}/{recipient.subscriber_id}")
 
 
 #: A per-recipient deliverer: `deliver(notification, recipient, delivery_key)`; sync, or (for
@@ -819,8 +868,6 @@ def _round(
     # deliveries imports this module. Without bookkeeping it records the failed deliveries only.
     from statusdb.workers import deliveries as books
 
-    make = _recipient
-
     for claimed in work:
         if claimed not in state.pending:
             continue  # lost at a renewal
@@ -862,8 +909,10 @@ def _round(
                         localized[locale] = told
                     groups.append((told, part))
             for told, part in groups:
-                # delivery_key(key, recipient), inlined: one Recipient and one key per row.
-                pairs = [(make(values), f"{key}/{values[0]}") for values in part]
+                # delivery_key(key, recipient), inlined: the Recipients built column by
+                # column, the keys mapped over the subscriber ids (loops in C).
+                built = _recipients_of(part)
+                pairs = list(zip(built, map(f"{key}/".__add__, map(_id_of, built)), strict=True))
                 if unsubscribe_keys:
                     pairs = [
                         (with_unsubscribe_token(r, key, unsubscribe_keys), k) for r, k in pairs
