@@ -12,10 +12,10 @@ import re
 
 import psycopg
 import pytest
+from factories import new_page
 from psycopg.rows import TupleRow
 
 from statusdb import components, incidents, pages, teams
-from tests.factories import new_page
 
 Conn = psycopg.Connection[TupleRow]
 
