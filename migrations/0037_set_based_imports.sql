@@ -47,18 +47,21 @@ BEGIN
     -- transaction ends. Once per statement, in id order.
     PERFORM 1
     FROM public.status_page_component c
-    WHERE c.id IN (SELECT u.id
+    WHERE c.id IN (SELECT DISTINCT u.id
                    FROM new_rows n CROSS JOIN LATERAL unnest(n.component_ids) AS u (id)
                    WHERE cardinality(n.component_ids) > 0)
     ORDER BY c.id
     FOR KEY SHARE;
-    SELECT n.status_page_id, u.id INTO bad
-    FROM new_rows n CROSS JOIN LATERAL unnest(n.component_ids) AS u (id)
-    WHERE cardinality(n.component_ids) > 0
-      AND NOT EXISTS (
+    -- Each distinct (page, id) pair once: an import names the same few components many times.
+    SELECT named.status_page_id, named.id INTO bad
+    FROM (SELECT DISTINCT n.status_page_id, u.id
+          FROM new_rows n CROSS JOIN LATERAL unnest(n.component_ids) AS u (id)
+          WHERE cardinality(n.component_ids) > 0) AS named
+    WHERE NOT EXISTS (
         SELECT 1 FROM public.status_page_component c
-        WHERE c.id = u.id AND c.status_page_id = n.status_page_id
+        WHERE c.id = named.id AND c.status_page_id = named.status_page_id
     )
+    ORDER BY named.status_page_id, named.id
     LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'component % is not a component of status page %', bad.id,
@@ -68,18 +71,20 @@ BEGIN
     END IF;
     PERFORM 1
     FROM public.component_group g
-    WHERE g.id IN (SELECT u.id
+    WHERE g.id IN (SELECT DISTINCT u.id
                    FROM new_rows n CROSS JOIN LATERAL unnest(n.group_ids) AS u (id)
                    WHERE cardinality(n.group_ids) > 0)
     ORDER BY g.id
     FOR KEY SHARE;
-    SELECT n.status_page_id, u.id INTO bad
-    FROM new_rows n CROSS JOIN LATERAL unnest(n.group_ids) AS u (id)
-    WHERE cardinality(n.group_ids) > 0
-      AND NOT EXISTS (
+    SELECT named.status_page_id, named.id INTO bad
+    FROM (SELECT DISTINCT n.status_page_id, u.id
+          FROM new_rows n CROSS JOIN LATERAL unnest(n.group_ids) AS u (id)
+          WHERE cardinality(n.group_ids) > 0) AS named
+    WHERE NOT EXISTS (
         SELECT 1 FROM public.component_group g
-        WHERE g.id = u.id AND g.status_page_id = n.status_page_id
+        WHERE g.id = named.id AND g.status_page_id = named.status_page_id
     )
+    ORDER BY named.status_page_id, named.id
     LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'group % is not a group of status page %', bad.id, bad.status_page_id
