@@ -85,15 +85,22 @@ def test_too_many_group_ids_are_refused(conn: Conn, acme: TwoPages) -> None:
 
 
 def test_copy_with_one_bad_row_is_refused_as_a_whole(conn: Conn, acme: TwoPages) -> None:
-    conn.commit()
-    with pytest.raises(psycopg.errors.ForeignKeyViolation) as info:
+    rows = [
+        (acme.page_id, "EMAIL", f"copy{n}@example.org", [acme.foreign] if n == 77 else [acme.api])
+        for n in range(100)
+    ]
+
+    def copy_all() -> None:
         with conn.cursor().copy(
             "COPY status_subscriber (status_page_id, channel, destination, component_ids)"
             " FROM STDIN"
         ) as copy:
-            for n in range(100):
-                follows = [acme.foreign] if n == 77 else [acme.api, acme.web]
-                copy.write_row((acme.page_id, "EMAIL", f"copy{n}@example.org", follows))
+            for row in rows:
+                copy.write_row(row)
+
+    conn.commit()
+    with pytest.raises(psycopg.errors.ForeignKeyViolation) as info:
+        copy_all()
     conn.rollback()
     assert info.value.diag.constraint_name == "status_subscriber_component_ids_fkey"
     assert _count(conn, acme.page_id) == 0
