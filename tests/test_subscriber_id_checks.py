@@ -1,4 +1,4 @@
-"""The subscriber id checks of 0037: once per INSERT statement, for every client.
+"""The subscriber id checks of 0041: once per INSERT statement, for every client.
 
 An INSERT's component_ids and group_ids are checked by one statement trigger over the
 transition table (issue 20: the per-row trigger was a quarter of an import). These tests pin
@@ -120,7 +120,7 @@ def test_good_rows_of_several_pages_pass(conn: Conn, acme: TwoPages) -> None:
 
 
 def test_the_ids_are_checked_once_per_statement(conn: Conn, acme: TwoPages) -> None:
-    """A 200-row INSERT calls the statement check once and no per-row check (before 0037: 200
+    """A 200-row INSERT calls the statement check once and no per-row check (before 0041: 200
     calls of each row trigger function)."""
     conn.execute("SET LOCAL track_functions = 'pl'")
     conn.execute(

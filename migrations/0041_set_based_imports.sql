@@ -1,6 +1,6 @@
--- statusdb 0037: a subscriber INSERT checks its component and group ids once per statement
+-- statusdb 0041: a subscriber INSERT checks its component and group ids once per statement
 -- (issue 20 item 2: the per-row check_component_ids trigger was 613 ms of 2.58 s for 20k rows).
--- depends: 0036_snapshot_once_per_transaction
+-- depends: 0040_maintenance_advance_set_based
 --
 -- Design decisions:
 --
@@ -117,7 +117,7 @@ CREATE TRIGGER status_subscriber_check_ids_insert
     FOR EACH STATEMENT EXECUTE FUNCTION statusdb_status_subscriber_check_ids_insert();
 
 COMMENT ON TRIGGER status_subscriber_check_ids_insert ON status_subscriber IS
-    'Once per INSERT statement: component_ids and group_ids name the page''s own (0037).';
+    'Once per INSERT statement: component_ids and group_ids name the page''s own (0041).';
 
 DROP TRIGGER status_subscriber_destination_guard ON status_subscriber;
 CREATE TRIGGER status_subscriber_destination_guard

@@ -1,6 +1,6 @@
--- statusdb 0037 rollback: the subscriber id checks run per row on INSERT again and the
+-- statusdb 0041 rollback: the subscriber id checks run per row on INSERT again and the
 -- destination guard fires for every channel (triggers as 0002, 0013 and 0020 made them).
--- Drops exactly what 0037 created (the trigger function nothing but its trigger calls).
+-- Drops exactly what 0041 created (the trigger function nothing but its trigger calls).
 -- squawk-ignore-file ban-drop-function
 
 SET LOCAL lock_timeout = '5s';
