@@ -6223,6 +6223,83 @@ $$;
 COMMENT ON FUNCTION public.statusdb_status_subscriber_check_group_ids() IS 'Trigger: status_subscriber.group_ids must be groups of the subscriber''s page.';
 
 --
+-- Name: statusdb_status_subscriber_check_ids_insert(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_status_subscriber_check_ids_insert() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+DECLARE
+    bad record;
+BEGIN
+    SELECT n.group_ids INTO bad
+    FROM new_rows n
+    WHERE cardinality(n.group_ids) > 1000
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'at most 1000 group ids, not %', cardinality(bad.group_ids)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- Like a foreign key check: the components and groups cannot be deleted until this
+    -- transaction ends. Once per statement, in id order.
+    PERFORM 1
+    FROM public.status_page_component c
+    WHERE c.id IN (SELECT DISTINCT u.id
+                   FROM new_rows n CROSS JOIN LATERAL unnest(n.component_ids) AS u (id)
+                   WHERE cardinality(n.component_ids) > 0)
+    ORDER BY c.id
+    FOR KEY SHARE;
+    -- Each distinct (page, id) pair once: an import names the same few components many times.
+    SELECT named.status_page_id, named.id INTO bad
+    FROM (SELECT DISTINCT n.status_page_id, u.id
+          FROM new_rows n CROSS JOIN LATERAL unnest(n.component_ids) AS u (id)
+          WHERE cardinality(n.component_ids) > 0) AS named
+    WHERE NOT EXISTS (
+        SELECT 1 FROM public.status_page_component c
+        WHERE c.id = named.id AND c.status_page_id = named.status_page_id
+    )
+    ORDER BY named.status_page_id, named.id
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'component % is not a component of status page %', bad.id,
+                        bad.status_page_id
+            USING ERRCODE = 'foreign_key_violation',
+                  CONSTRAINT = 'status_subscriber_component_ids_fkey';
+    END IF;
+    PERFORM 1
+    FROM public.component_group g
+    WHERE g.id IN (SELECT DISTINCT u.id
+                   FROM new_rows n CROSS JOIN LATERAL unnest(n.group_ids) AS u (id)
+                   WHERE cardinality(n.group_ids) > 0)
+    ORDER BY g.id
+    FOR KEY SHARE;
+    SELECT named.status_page_id, named.id INTO bad
+    FROM (SELECT DISTINCT n.status_page_id, u.id
+          FROM new_rows n CROSS JOIN LATERAL unnest(n.group_ids) AS u (id)
+          WHERE cardinality(n.group_ids) > 0) AS named
+    WHERE NOT EXISTS (
+        SELECT 1 FROM public.component_group g
+        WHERE g.id = named.id AND g.status_page_id = named.status_page_id
+    )
+    ORDER BY named.status_page_id, named.id
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'group % is not a group of status page %', bad.id, bad.status_page_id
+            USING ERRCODE = 'foreign_key_violation',
+                  CONSTRAINT = 'status_subscriber_group_ids_fkey';
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_status_subscriber_check_ids_insert(); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_status_subscriber_check_ids_insert() IS 'Statement trigger: the inserted subscribers'' component_ids and group_ids must be components and groups of their pages (at most 1000 group ids); locks them FOR KEY SHARE.';
+
+--
 -- Name: statusdb_status_subscriber_destination_guard(); Type: FUNCTION; Schema: public
 --
 
@@ -10345,19 +10422,31 @@ CREATE TRIGGER status_subscriber_activity_changed BEFORE UPDATE OF is_active ON 
 -- Name: status_subscriber status_subscriber_check_component_ids; Type: TRIGGER; Schema: public
 --
 
-CREATE TRIGGER status_subscriber_check_component_ids BEFORE INSERT OR UPDATE OF status_page_id, component_ids ON public.status_subscriber FOR EACH ROW EXECUTE FUNCTION public.statusdb_status_subscriber_check_component_ids();
+CREATE TRIGGER status_subscriber_check_component_ids BEFORE UPDATE OF status_page_id, component_ids ON public.status_subscriber FOR EACH ROW EXECUTE FUNCTION public.statusdb_status_subscriber_check_component_ids();
 
 --
 -- Name: status_subscriber status_subscriber_check_group_ids; Type: TRIGGER; Schema: public
 --
 
-CREATE TRIGGER status_subscriber_check_group_ids BEFORE INSERT OR UPDATE OF status_page_id, group_ids ON public.status_subscriber FOR EACH ROW EXECUTE FUNCTION public.statusdb_status_subscriber_check_group_ids();
+CREATE TRIGGER status_subscriber_check_group_ids BEFORE UPDATE OF status_page_id, group_ids ON public.status_subscriber FOR EACH ROW EXECUTE FUNCTION public.statusdb_status_subscriber_check_group_ids();
+
+--
+-- Name: status_subscriber status_subscriber_check_ids_insert; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_subscriber_check_ids_insert AFTER INSERT ON public.status_subscriber REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_status_subscriber_check_ids_insert();
+
+--
+-- Name: TRIGGER status_subscriber_check_ids_insert ON status_subscriber; Type: COMMENT; Schema: public
+--
+
+COMMENT ON TRIGGER status_subscriber_check_ids_insert ON public.status_subscriber IS 'Once per INSERT statement: component_ids and group_ids name the page''s own (0037).';
 
 --
 -- Name: status_subscriber status_subscriber_destination_guard; Type: TRIGGER; Schema: public
 --
 
-CREATE TRIGGER status_subscriber_destination_guard BEFORE INSERT OR UPDATE OF channel, destination ON public.status_subscriber FOR EACH ROW EXECUTE FUNCTION public.statusdb_status_subscriber_destination_guard();
+CREATE TRIGGER status_subscriber_destination_guard BEFORE INSERT OR UPDATE OF channel, destination ON public.status_subscriber FOR EACH ROW WHEN ((new.channel = ANY (ARRAY['SLACK'::text, 'WEBHOOK'::text]))) EXECUTE FUNCTION public.statusdb_status_subscriber_destination_guard();
 
 --
 -- Name: status_subscriber status_subscriber_id_immutable; Type: TRIGGER; Schema: public
@@ -11667,6 +11756,12 @@ REVOKE ALL ON FUNCTION public.statusdb_status_subscriber_check_component_ids() F
 --
 
 REVOKE ALL ON FUNCTION public.statusdb_status_subscriber_check_group_ids() FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_status_subscriber_check_ids_insert(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_status_subscriber_check_ids_insert() FROM PUBLIC;
 
 --
 -- Name: FUNCTION statusdb_status_subscriber_destination_guard(); Type: ACL; Schema: public

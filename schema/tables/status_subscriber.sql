@@ -73,8 +73,8 @@ CREATE POLICY status_subscriber_team_isolation ON public.status_subscriber FOR A
 -- each row the BEFORE ROW ones, then (at the end of the statement) the AFTER ROW ones, then the
 -- AFTER STATEMENT ones; deferred constraint triggers at commit. Triggers of the same timing and
 -- level fire in the byte order of their names. Below, per event, in that order:
--- INSERT: status_subscriber_check_component_ids (BEFORE ROW), status_subscriber_check_group_ids
--- (BEFORE ROW), status_subscriber_destination_guard (BEFORE ROW).
+-- INSERT: status_subscriber_destination_guard (BEFORE ROW), status_subscriber_check_ids_insert
+-- (AFTER STATEMENT).
 -- UPDATE: status_subscriber_activity_changed (BEFORE ROW),
 -- status_subscriber_check_component_ids (BEFORE ROW), status_subscriber_check_group_ids (BEFORE
 -- ROW), status_subscriber_destination_guard (BEFORE ROW), status_subscriber_id_immutable
@@ -82,11 +82,12 @@ CREATE POLICY status_subscriber_team_isolation ON public.status_subscriber FOR A
 
 -- Triggers, in firing order.
 CREATE TRIGGER status_subscriber_activity_changed BEFORE UPDATE OF is_active ON public.status_subscriber FOR EACH ROW WHEN (new.is_active IS DISTINCT FROM old.is_active) EXECUTE FUNCTION public.statusdb_status_subscriber_activity_changed();
-CREATE TRIGGER status_subscriber_check_component_ids BEFORE INSERT OR UPDATE OF status_page_id, component_ids ON public.status_subscriber FOR EACH ROW EXECUTE FUNCTION public.statusdb_status_subscriber_check_component_ids();
-CREATE TRIGGER status_subscriber_check_group_ids BEFORE INSERT OR UPDATE OF status_page_id, group_ids ON public.status_subscriber FOR EACH ROW EXECUTE FUNCTION public.statusdb_status_subscriber_check_group_ids();
-CREATE TRIGGER status_subscriber_destination_guard BEFORE INSERT OR UPDATE OF channel, destination ON public.status_subscriber FOR EACH ROW EXECUTE FUNCTION public.statusdb_status_subscriber_destination_guard();
+CREATE TRIGGER status_subscriber_check_component_ids BEFORE UPDATE OF status_page_id, component_ids ON public.status_subscriber FOR EACH ROW EXECUTE FUNCTION public.statusdb_status_subscriber_check_component_ids();
+CREATE TRIGGER status_subscriber_check_group_ids BEFORE UPDATE OF status_page_id, group_ids ON public.status_subscriber FOR EACH ROW EXECUTE FUNCTION public.statusdb_status_subscriber_check_group_ids();
+CREATE TRIGGER status_subscriber_destination_guard BEFORE INSERT OR UPDATE OF channel, destination ON public.status_subscriber FOR EACH ROW WHEN (new.channel = ANY (ARRAY['SLACK'::text, 'WEBHOOK'::text])) EXECUTE FUNCTION public.statusdb_status_subscriber_destination_guard();
 CREATE TRIGGER status_subscriber_id_immutable BEFORE UPDATE OF id ON public.status_subscriber FOR EACH ROW WHEN (new.id IS DISTINCT FROM old.id) EXECUTE FUNCTION public.statusdb_refuse_id_change();
 CREATE TRIGGER status_subscriber_touch_updated_at BEFORE UPDATE ON public.status_subscriber FOR EACH ROW EXECUTE FUNCTION public.statusdb_touch_updated_at();
+CREATE TRIGGER status_subscriber_check_ids_insert AFTER INSERT ON public.status_subscriber REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_status_subscriber_check_ids_insert();
 
 -- Their functions, as they are now (in the order of first firing).
 
@@ -190,5 +191,76 @@ AS $function$
 BEGIN
     NEW.updated_at := now();
     RETURN NEW;
+END;
+$function$;
+
+-- public.statusdb_status_subscriber_check_ids_insert() (plpgsql)
+-- Statement trigger: the inserted subscribers' component_ids and group_ids must be components
+-- and groups of their pages (at most 1000 group ids); locks them FOR KEY SHARE.
+CREATE OR REPLACE FUNCTION public.statusdb_status_subscriber_check_ids_insert()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+DECLARE
+    bad record;
+BEGIN
+    SELECT n.group_ids INTO bad
+    FROM new_rows n
+    WHERE cardinality(n.group_ids) > 1000
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'at most 1000 group ids, not %', cardinality(bad.group_ids)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- Like a foreign key check: the components and groups cannot be deleted until this
+    -- transaction ends. Once per statement, in id order.
+    PERFORM 1
+    FROM public.status_page_component c
+    WHERE c.id IN (SELECT DISTINCT u.id
+                   FROM new_rows n CROSS JOIN LATERAL unnest(n.component_ids) AS u (id)
+                   WHERE cardinality(n.component_ids) > 0)
+    ORDER BY c.id
+    FOR KEY SHARE;
+    -- Each distinct (page, id) pair once: an import names the same few components many times.
+    SELECT named.status_page_id, named.id INTO bad
+    FROM (SELECT DISTINCT n.status_page_id, u.id
+          FROM new_rows n CROSS JOIN LATERAL unnest(n.component_ids) AS u (id)
+          WHERE cardinality(n.component_ids) > 0) AS named
+    WHERE NOT EXISTS (
+        SELECT 1 FROM public.status_page_component c
+        WHERE c.id = named.id AND c.status_page_id = named.status_page_id
+    )
+    ORDER BY named.status_page_id, named.id
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'component % is not a component of status page %', bad.id,
+                        bad.status_page_id
+            USING ERRCODE = 'foreign_key_violation',
+                  CONSTRAINT = 'status_subscriber_component_ids_fkey';
+    END IF;
+    PERFORM 1
+    FROM public.component_group g
+    WHERE g.id IN (SELECT DISTINCT u.id
+                   FROM new_rows n CROSS JOIN LATERAL unnest(n.group_ids) AS u (id)
+                   WHERE cardinality(n.group_ids) > 0)
+    ORDER BY g.id
+    FOR KEY SHARE;
+    SELECT named.status_page_id, named.id INTO bad
+    FROM (SELECT DISTINCT n.status_page_id, u.id
+          FROM new_rows n CROSS JOIN LATERAL unnest(n.group_ids) AS u (id)
+          WHERE cardinality(n.group_ids) > 0) AS named
+    WHERE NOT EXISTS (
+        SELECT 1 FROM public.component_group g
+        WHERE g.id = named.id AND g.status_page_id = named.status_page_id
+    )
+    ORDER BY named.status_page_id, named.id
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'group % is not a group of status page %', bad.id, bad.status_page_id
+            USING ERRCODE = 'foreign_key_violation',
+                  CONSTRAINT = 'status_subscriber_group_ids_fkey';
+    END IF;
+    RETURN NULL;
 END;
 $function$;

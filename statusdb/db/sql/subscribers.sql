@@ -170,17 +170,23 @@ FROM STDIN;
 -- the page (active: nothing to do; inactive: the subscriber unsubscribed, and only they may
 -- subscribe again, never an import). The first result row carries the count of inserted rows;
 -- its refusal columns are null when nothing was refused.
-WITH staged AS (
+WITH page_components AS (
+    SELECT coalesce(array_agg(c.id), '{}') AS ids
+    FROM status_page_component c
+    WHERE c.status_page_id = %(status_page_id)s
+), staged AS (
+    -- The page's component ids are read once; only a row naming another one is searched for
+    -- the first unknown id (the reported reason).
     SELECT i.row_number, i.channel, i.destination, i.component_ids, i.notify_on, i.is_verified,
-           (SELECT c_id
-            FROM unnest(i.component_ids) AS u (c_id)
-            WHERE NOT EXISTS (
-                SELECT 1
-                FROM status_page_component c
-                WHERE c.id = u.c_id AND c.status_page_id = %(status_page_id)s
-            )
-            LIMIT 1) AS unknown_component
+           CASE WHEN i.component_ids <@ p.ids THEN NULL
+                ELSE (SELECT u.c_id
+                      FROM unnest(i.component_ids) WITH ORDINALITY AS u (c_id, position)
+                      WHERE u.c_id <> ALL (p.ids)
+                      ORDER BY u.position
+                      LIMIT 1)
+           END AS unknown_component
     FROM pg_temp.statusdb_subscriber_import i
+    CROSS JOIN page_components p
 ), first_valid AS (
     SELECT row_number,
            min(row_number) OVER (PARTITION BY channel, destination) AS first_row
