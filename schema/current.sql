@@ -10440,7 +10440,7 @@ CREATE TRIGGER status_subscriber_check_ids_insert AFTER INSERT ON public.status_
 -- Name: TRIGGER status_subscriber_check_ids_insert ON status_subscriber; Type: COMMENT; Schema: public
 --
 
-COMMENT ON TRIGGER status_subscriber_check_ids_insert ON public.status_subscriber IS 'Once per INSERT statement: component_ids and group_ids name the page''s own (0037).';
+COMMENT ON TRIGGER status_subscriber_check_ids_insert ON public.status_subscriber IS 'Once per INSERT statement: component_ids and group_ids name the page''s own (0041).';
 
 --
 -- Name: status_subscriber status_subscriber_destination_guard; Type: TRIGGER; Schema: public
