@@ -551,17 +551,7 @@ def _view_answer(conn: Any, answer: Any) -> PageView | NotModified | None:
         raise DataCorrupt(f"page holds a value that cannot be read: {exc}") from exc
 
 
-def _view_sync(conn: psycopg.Connection[Any], params: dict[str, Any]) -> Any:
-    owned = _owns_transaction(conn)
-    try:
-        answer = _read_sync(conn, params)
-    except Retryable as exc:
-        if _conflict(exc) and not owned:
-            raise _in_caller_transaction(exc) from exc.__cause__
-        raise
-    return _view_answer(conn, answer)
-
-
+# async-to-sync: begin
 async def _view_async(conn: psycopg.AsyncConnection[Any], params: dict[str, Any]) -> Any:
     owned = _owns_transaction(conn)
     try:
@@ -571,6 +561,24 @@ async def _view_async(conn: psycopg.AsyncConnection[Any], params: dict[str, Any]
             raise _in_caller_transaction(exc) from exc.__cause__
         raise
     return _view_answer(conn, answer)
+
+
+# async-to-sync: end
+# async-to-sync: generated from the async code above by tools/async_to_sync.py, do not edit
+
+
+def _view_sync(conn: psycopg.Connection[Any], params: dict[str, Any]) -> Any:
+    owned = _owns_transaction(conn)
+    try:
+        answer = _read_sync(conn, params)
+    except Retryable as exc:
+        if _conflict(exc) and (not owned):
+            raise _in_caller_transaction(exc) from exc.__cause__
+        raise
+    return _view_answer(conn, answer)
+
+
+# async-to-sync: end of generated code
 
 
 #: The page view operation (see `_page_view`): ``page_view(conn, slug, token=..., if_version=v)``.
@@ -813,30 +821,7 @@ def _lookup_params(conn: Any, params: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
-def _read_sync(conn: psycopg.Connection[Any], params: dict[str, Any]) -> Any:
-    for attempt in range(1, RETRY_ATTEMPTS + 1):
-        reader = _reader(conn, _SyncReader)
-        try:
-            with reader.lock:
-                cur = reader.cursor
-                lookup = _lookup_params(conn, params)
-                if lookup is not None:
-                    cur.execute(_LOOKUP_QUERY, lookup, binary=True)
-                    row = cur.fetchone()
-                    if row is None:
-                        return None  # no public page has this slug
-                    if row[0] == params["if_version"]:
-                        return NotModified(*row)
-                cur.execute(_query(params), params, binary=True)
-                return _bytes_answer(cur.fetchone())
-        except psycopg.Error as exc:
-            error = translate(exc)
-            if not (_retry_read(conn, error, attempt)):
-                raise error from exc
-        time.sleep(_backoff(attempt))
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
+# async-to-sync: begin
 async def _read_async(conn: psycopg.AsyncConnection[Any], params: dict[str, Any]) -> Any:
     for attempt in range(1, RETRY_ATTEMPTS + 1):
         reader = _reader(conn, _AsyncReader)
@@ -859,6 +844,37 @@ async def _read_async(conn: psycopg.AsyncConnection[Any], params: dict[str, Any]
                 raise error from exc
         await asyncio.sleep(_backoff(attempt))
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+# async-to-sync: end
+# async-to-sync: generated from the async code above by tools/async_to_sync.py, do not edit
+
+
+def _read_sync(conn: psycopg.Connection[Any], params: dict[str, Any]) -> Any:
+    for attempt in range(1, RETRY_ATTEMPTS + 1):
+        reader = _reader(conn, _SyncReader)
+        try:
+            with reader.lock:
+                cur = reader.cursor
+                lookup = _lookup_params(conn, params)
+                if lookup is not None:
+                    cur.execute(_LOOKUP_QUERY, lookup, binary=True)
+                    row = cur.fetchone()
+                    if row is None:
+                        return None
+                    if row[0] == params["if_version"]:
+                        return NotModified(*row)
+                cur.execute(_query(params), params, binary=True)
+                return _bytes_answer(cur.fetchone())
+        except psycopg.Error as exc:
+            error = translate(exc)
+            if not _retry_read(conn, error, attempt):
+                raise error from exc
+        time.sleep(_backoff(attempt))
+    raise AssertionError("unreachable")
+
+
+# async-to-sync: end of generated code
 
 
 def _retry_read(conn: Any, error: Exception, attempt: int) -> bool:

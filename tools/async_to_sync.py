@@ -52,6 +52,7 @@ FILES: Final = (
     "statusdb/feed.py",
     "statusdb/infra/pool.py",
     "statusdb/infra/routing.py",
+    "statusdb/views.py",
 )
 
 #: Async name -> sync name, for names, attributes, arguments, definitions and docstrings.
@@ -84,6 +85,10 @@ RENAMES: Final = {
     "run_async": "run_sync",
     # statusdb.db.streams
     "batches_async": "batches_sync",
+    # statusdb.views
+    "_AsyncReader": "_SyncReader",
+    "_read_async": "_read_sync",
+    "_view_async": "_view_sync",
 }
 #: Phrases of docstrings said otherwise in the sync twin.
 DOC_PHRASES: Final = {"an async connection": "a sync connection", "`aclose()`": "`close()`"}
