@@ -447,7 +447,7 @@ def test_event_recipients(conn: Conn) -> None:
 
 def test_page_wide_fan_out_is_index_only(conn: Conn) -> None:
     """A page-wide event's followers of everything come by an index-only scan of their
-    covering index, as the app under row-level security too (issue 20, 0046: 0033 added the
+    covering index, as the app under row-level security too (issue 20, 0042: 0033 added the
     locale to the fan-out's output and the index no longer covered it: an Index Scan visiting
     the heap row of every recipient)."""
     for role in ("owner", "statusdb_app"):

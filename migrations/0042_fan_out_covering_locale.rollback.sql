@@ -1,4 +1,4 @@
--- statusdb 0046 rollback: the fan-out's covering indexes without the locale (as 0020 and 0018
+-- statusdb 0042 rollback: the fan-out's covering indexes without the locale (as 0020 and 0018
 -- built them, without comments).
 
 SET LOCAL lock_timeout = '5s';

@@ -1,4 +1,4 @@
--- statusdb 0046: the fan-out's covering indexes cover the locale again (issue 20, fan-out).
+-- statusdb 0042: the fan-out's covering indexes cover the locale again (issue 20, fan-out).
 -- depends: 0041_set_based_imports
 --
 -- 0010 and 0018 built status_subscriber_fan_out_everything_idx and
@@ -32,7 +32,7 @@ CREATE INDEX status_subscriber_fan_out_everything_idx
     WHERE component_ids = '{}' AND group_ids = '{}' AND is_active AND is_verified;
 COMMENT ON INDEX status_subscriber_fan_out_everything_idx IS
     'A page''s active, verified followers of everything, covering what a fan-out reads '
-    '(statusdb_notification_recipients_v2, locale since 0046): an index-only scan.';
+    '(statusdb_notification_recipients_v2, locale since 0042): an index-only scan.';
 
 -- squawk-ignore require-concurrent-index-deletion
 DROP INDEX status_subscriber_fan_out_page_idx;
@@ -42,4 +42,4 @@ CREATE INDEX status_subscriber_fan_out_page_idx
     WHERE component_ids <> '{}' AND is_active AND is_verified;
 COMMENT ON INDEX status_subscriber_fan_out_page_idx IS
     'A page''s active, verified followers of some components, covering what a page-wide '
-    'fan-out reads (statusdb_notification_recipients_v2, locale since 0046).';
+    'fan-out reads (statusdb_notification_recipients_v2, locale since 0042).';
