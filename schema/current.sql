@@ -9726,7 +9726,13 @@ CREATE INDEX status_subscriber_fan_out_component_idx ON public.status_subscriber
 -- Name: status_subscriber_fan_out_everything_idx; Type: INDEX; Schema: public
 --
 
-CREATE INDEX status_subscriber_fan_out_everything_idx ON public.status_subscriber USING btree (status_page_id, id) INCLUDE (channel, destination, notify_on) WHERE ((component_ids = '{}'::text[]) AND (group_ids = '{}'::text[]) AND is_active AND is_verified);
+CREATE INDEX status_subscriber_fan_out_everything_idx ON public.status_subscriber USING btree (status_page_id, id) INCLUDE (channel, destination, notify_on, locale) WHERE ((component_ids = '{}'::text[]) AND (group_ids = '{}'::text[]) AND is_active AND is_verified);
+
+--
+-- Name: INDEX status_subscriber_fan_out_everything_idx; Type: COMMENT; Schema: public
+--
+
+COMMENT ON INDEX public.status_subscriber_fan_out_everything_idx IS 'A page''s active, verified followers of everything, covering what a fan-out reads (statusdb_notification_recipients_v2, locale since 0046): an index-only scan.';
 
 --
 -- Name: status_subscriber_fan_out_group_idx; Type: INDEX; Schema: public
@@ -9738,7 +9744,13 @@ CREATE INDEX status_subscriber_fan_out_group_idx ON public.status_subscriber USI
 -- Name: status_subscriber_fan_out_page_idx; Type: INDEX; Schema: public
 --
 
-CREATE INDEX status_subscriber_fan_out_page_idx ON public.status_subscriber USING btree (status_page_id, id) INCLUDE (channel, destination, notify_on) WHERE ((component_ids <> '{}'::text[]) AND is_active AND is_verified);
+CREATE INDEX status_subscriber_fan_out_page_idx ON public.status_subscriber USING btree (status_page_id, id) INCLUDE (channel, destination, notify_on, locale) WHERE ((component_ids <> '{}'::text[]) AND is_active AND is_verified);
+
+--
+-- Name: INDEX status_subscriber_fan_out_page_idx; Type: COMMENT; Schema: public
+--
+
+COMMENT ON INDEX public.status_subscriber_fan_out_page_idx IS 'A page''s active, verified followers of some components, covering what a page-wide fan-out reads (statusdb_notification_recipients_v2, locale since 0046).';
 
 --
 -- Name: status_subscriber_status_page_id_id_idx; Type: INDEX; Schema: public

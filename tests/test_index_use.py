@@ -445,6 +445,26 @@ def test_event_recipients(conn: Conn) -> None:
             assert seq_scanned(everyone, "status_subscriber") == [], everyone
 
 
+def test_page_wide_fan_out_is_index_only(conn: Conn) -> None:
+    """A page-wide event's followers of everything come by an index-only scan of their
+    covering index, as the app under row-level security too (issue 20, 0042: 0033 added the
+    locale to the fan-out's output and the index no longer covered it: an Index Scan visiting
+    the heap row of every recipient)."""
+    for role in ("owner", "statusdb_app"):
+        if role != "owner":
+            conn.execute("SET ROLE statusdb_app")
+        everyone = explain(
+            conn,
+            "event_recipients",
+            {"status_page_id": "p1", "component_ids": [], "kind": "incident_updated"},
+        )
+        assert (
+            "Index Only Scan",
+            "status_subscriber",
+            "status_subscriber_fan_out_everything_idx",
+        ) in everyone, (role, everyone)
+
+
 def test_status_derivation_incident_lookup(conn: Conn) -> None:
     """Opening an incident: every statement of the derivation (triggers, functions) reads
     incidents, components, windows and the log through their indexes."""

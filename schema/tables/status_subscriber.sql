@@ -56,9 +56,9 @@ END),
 -- Indexes (those of the constraints above are theirs).
 CREATE INDEX status_subscriber_deactivated_at_idx ON public.status_subscriber USING btree (deactivated_at) WHERE (deactivated_at IS NOT NULL);
 CREATE INDEX status_subscriber_fan_out_component_idx ON public.status_subscriber USING gin (component_ids) WHERE ((component_ids <> '{}'::text[]) AND is_active AND is_verified);
-CREATE INDEX status_subscriber_fan_out_everything_idx ON public.status_subscriber USING btree (status_page_id, id) INCLUDE (channel, destination, notify_on) WHERE ((component_ids = '{}'::text[]) AND (group_ids = '{}'::text[]) AND is_active AND is_verified);
+CREATE INDEX status_subscriber_fan_out_everything_idx ON public.status_subscriber USING btree (status_page_id, id) INCLUDE (channel, destination, notify_on, locale) WHERE ((component_ids = '{}'::text[]) AND (group_ids = '{}'::text[]) AND is_active AND is_verified);
 CREATE INDEX status_subscriber_fan_out_group_idx ON public.status_subscriber USING gin (group_ids) WHERE ((group_ids <> '{}'::text[]) AND is_active AND is_verified);
-CREATE INDEX status_subscriber_fan_out_page_idx ON public.status_subscriber USING btree (status_page_id, id) INCLUDE (channel, destination, notify_on) WHERE ((component_ids <> '{}'::text[]) AND is_active AND is_verified);
+CREATE INDEX status_subscriber_fan_out_page_idx ON public.status_subscriber USING btree (status_page_id, id) INCLUDE (channel, destination, notify_on, locale) WHERE ((component_ids <> '{}'::text[]) AND is_active AND is_verified);
 CREATE INDEX status_subscriber_status_page_id_id_idx ON public.status_subscriber USING btree (status_page_id, id);
 CREATE INDEX status_subscriber_status_page_id_is_active_idx ON public.status_subscriber USING btree (status_page_id, is_active);
 
