@@ -46,9 +46,10 @@ timeline AS (
     LEFT JOIN LATERAL (
         SELECT sc.new_status
         FROM status_change sc
-        -- The page filter as `IS TRUE`, not an index condition: as uptime_daily (issue 20).
+        -- The page filter as `coalesce(..., false)`, not an index condition: as uptime_daily
+        -- (issue 20).
         WHERE sc.component_id = o.id
-          AND (sc.status_page_id = %(page_id)s) IS TRUE
+          AND coalesce(sc.status_page_id = %(page_id)s, false)
           AND sc.changed_at <= o.observed_from
         ORDER BY sc.seq DESC
         LIMIT 1
@@ -263,11 +264,18 @@ series_timeline AS (
     LEFT JOIN LATERAL (
         SELECT sc.new_status
         FROM status_change sc
-        -- The page filter as `IS TRUE`: not an index condition. The plan is cached generic
-        -- (the page unknown), and as one it ANDed a bitmap of the page's whole past (the
-        -- page index) into each component's scan: 2.4 of 5 ms on the bench page (issue 20).
+        -- The page filter as `coalesce(..., false)`: not an index condition. The plan is
+        -- cached generic (the page unknown), and as one it ANDed a bitmap of the page's whole
+        -- past (the page index) into each component's scan: 2.4 of 5 ms on the bench page
+        -- (issue 20). Not `IS TRUE` either (the same rows: the column is NOT NULL): the
+        -- planner estimates `IS TRUE` of an equality as selective as the equality, expects
+        -- the LIMIT 1 to walk all the component's changes, and takes a bitmap of all of them
+        -- and a sort (20 changes per component on the bench's 1M-row log: 1,155 buffers for
+        -- the page's 50 components); coalesce is a plain filter, so the backward scan of
+        -- status_change_component_id_seq_idx stops at the first change before the period
+        -- (455 buffers).
         WHERE sc.component_id = s.id
-          AND (sc.status_page_id = %(page_id)s) IS TRUE
+          AND coalesce(sc.status_page_id = %(page_id)s, false)
           AND sc.changed_at <= s.observed_from
         ORDER BY sc.seq DESC
         LIMIT 1
