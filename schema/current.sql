@@ -9732,7 +9732,7 @@ CREATE INDEX status_subscriber_fan_out_everything_idx ON public.status_subscribe
 -- Name: INDEX status_subscriber_fan_out_everything_idx; Type: COMMENT; Schema: public
 --
 
-COMMENT ON INDEX public.status_subscriber_fan_out_everything_idx IS 'A page''s active, verified followers of everything, covering what a fan-out reads (statusdb_notification_recipients_v2, locale since 0046): an index-only scan.';
+COMMENT ON INDEX public.status_subscriber_fan_out_everything_idx IS 'A page''s active, verified followers of everything, covering what a fan-out reads (statusdb_notification_recipients_v2, locale since 0042): an index-only scan.';
 
 --
 -- Name: status_subscriber_fan_out_group_idx; Type: INDEX; Schema: public
@@ -9750,7 +9750,7 @@ CREATE INDEX status_subscriber_fan_out_page_idx ON public.status_subscriber USIN
 -- Name: INDEX status_subscriber_fan_out_page_idx; Type: COMMENT; Schema: public
 --
 
-COMMENT ON INDEX public.status_subscriber_fan_out_page_idx IS 'A page''s active, verified followers of some components, covering what a page-wide fan-out reads (statusdb_notification_recipients_v2, locale since 0046).';
+COMMENT ON INDEX public.status_subscriber_fan_out_page_idx IS 'A page''s active, verified followers of some components, covering what a page-wide fan-out reads (statusdb_notification_recipients_v2, locale since 0042).';
 
 --
 -- Name: status_subscriber_status_page_id_id_idx; Type: INDEX; Schema: public
