@@ -1209,6 +1209,43 @@ def page_view_bytes(ctx: Context) -> list[CaseResult]:
                 3.0,
             )
         )
+        # A private page (its token's digest checked by the page view function on every read):
+        # 50 components, made for this run.
+        team = teams.create(conn, name=f"Bench private {os.getpid()} {time.time_ns()}")
+        created = pages.create(
+            conn,
+            team_id=team.id,
+            name="Bench private",
+            slug=f"bench-private-{os.getpid()}-{time.time_ns()}",
+            created_by_id="bench",
+            is_public=False,
+            components=[NewComponent(name=f"C{k}", team_id=team.id) for k in range(50)],
+        )
+        private, token = created.page.slug, created.access_token
+        assert token is not None
+        body = views.page_view_bytes(conn, private, token=token)
+        assert isinstance(body, views.PageBytes)
+        private_version = body.version
+        results.append(
+            pair(
+                "private page: page_view_bytes, not modified (token)",
+                lambda: views.page_view_bytes(
+                    conn, private, token=token, if_version=private_version
+                ),
+                conn,
+                "report",
+                None,
+            )
+        )
+        results.append(
+            pair(
+                f"private page: page_view_bytes, full body ({len(body.body):,} bytes, token)",
+                lambda: views.page_view_bytes(conn, private, token=token),
+                conn,
+                "report",
+                None,
+            )
+        )
     return results
 
 
