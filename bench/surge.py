@@ -406,7 +406,8 @@ def run(
             if ready != "ready":
                 raise RuntimeError(f"a reader process failed to start: {ready!r}")
         if reader_nice > 0:
-            _renice(dsn, [r.pid for r in readers if isinstance(r, mp.Process)], reader_nice)
+            processes_ = [r for r in readers if isinstance(r, multiprocessing.process.BaseProcess)]
+            _renice(dsn, [r.pid for r in processes_ if r.pid is not None], reader_nice)
         go.set()
         time.sleep(seconds)
     finally:
