@@ -36,7 +36,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from hashlib import sha256 as _sha256
-from operator import itemgetter
+from itertools import repeat
+from operator import attrgetter, itemgetter
 from types import MemberDescriptorType
 from typing import Any, Final, Generic, TypeVar, cast, overload
 
@@ -243,7 +244,7 @@ class _Columns(Generic[_T]):
         """
         if self.setters is None or count < _COLUMNS_FROM:
             return [self.cls(*values) for values in zip(*columns, strict=True)]
-        objects = [_new(self.cls) for _ in range(count)]
+        objects = list(map(_new, repeat(self.cls, count)))
         for setter, column in zip(self.setters, columns, strict=True):
             deque(map(setter, objects, column), maxlen=0)
         return objects
@@ -253,12 +254,14 @@ _U = _Columns(StatusUpdate)
 _update_timestamp = itemgetter("timestamp")
 _update_status = itemgetter("status")
 _update_message = itemgetter("message")
+_tzinfo = attrgetter("tzinfo")
 
 
 # The rows of the page view's JSON hold one value per field of the class, in field order; the
 # timestamps arrive as ISO 8601 text and the id lists as lists.
 _C = _Columns(ComponentView)
 _C_CHANGED = _C.at("status_updated_at")
+_C_STATUS = _C.at("current_status")
 _I = _Columns(IncidentView)
 _I_AFFECTED, _I_CREATED, _I_UPDATED, _I_UPDATES = (
     _I.at(name) for name in ("affected_component_ids", "created_at", "updated_at", "updates")
@@ -270,9 +273,18 @@ _M_START, _M_END, _M_COMPONENTS = (
 
 
 def _components(items: Sequence[Sequence[Any]]) -> tuple[ComponentView, ...]:
+    return _components_and_statuses(items)[0]
+
+
+def _components_and_statuses(
+    items: Sequence[Sequence[Any]],
+) -> tuple[tuple[ComponentView, ...], Sequence[Any]]:
+    """The components, and their statuses' column (for the overall status: no attribute
+    read per component)."""
     columns = _C.columns(items)
+    statuses = columns[_C_STATUS]
     columns[_C_CHANGED] = map(_fromisoformat, columns[_C_CHANGED])
-    return tuple(_C.build(len(items), columns))
+    return tuple(_C.build(len(items), columns)), statuses
 
 
 def _updates(timelines: Sequence[Sequence[Any]]) -> list[tuple[StatusUpdate, ...]]:
@@ -284,7 +296,7 @@ def _updates(timelines: Sequence[Sequence[Any]]) -> list[tuple[StatusUpdate, ...
         messages = list(map(_update_message, entries))
     except (TypeError, ValueError, KeyError):
         timestamps = []  # an entry written by hand in another form: decode_updates decides
-    if len(timestamps) != len(entries) or any(t.tzinfo is None for t in timestamps):
+    if len(timestamps) != len(entries) or None in map(_tzinfo, timestamps):
         return [decode_updates(timeline) for timeline in timelines]
     built = _U.build(len(entries), (timestamps, statuses, messages))
     decoded = []
@@ -363,18 +375,18 @@ def _decode(
     time_zone: str = "UTC",
     locale: str | None = None,
 ) -> PageView:
-    component_views = _components(components)
-    statuses = [c.current_status for c in component_views]
+    component_views, statuses = _components_and_statuses(components)
+    # The worst of the distinct statuses (at most five): the same status as over all of them.
     page = StatusPageWithComponents(
-        id=id,
-        name=name,
-        description=description,
-        slug=slug,
-        is_public=is_public,
-        components=component_views,
-        overall_status=worst_status(statuses),
-        updated_at=updated_at,
-        time_zone=time_zone,
+        id,
+        name,
+        description,
+        slug,
+        is_public,
+        component_views,
+        worst_status(tuple(set(statuses))),
+        updated_at,
+        time_zone,
     )
     return PageView(
         page,

@@ -11,6 +11,7 @@ from psycopg.rows import TupleRow
 
 from statusdb import components, pages, teams, views
 from statusdb.domain.types import ComponentView, StatusUpdate
+from statusdb.errors import DataCorrupt
 from statusdb.pages import NewComponent
 
 Conn = psycopg.Connection[TupleRow]
@@ -103,3 +104,51 @@ def test_column_builder_keeps_validators_and_refuses_ragged_rows() -> None:
         views._components([row[:5]] * 10)  # a row one value short
     with pytest.raises(ValueError):
         views._components([row] * 9 + [row[:5]])  # one ragged row among full ones
+
+
+def test_overall_status_from_the_status_column_is_the_worst_of_all() -> None:
+    """_decode takes the overall status over the distinct statuses of the components' column
+    (h21d): the same as worst_status over every component, in any order and with repeats."""
+    from statusdb.domain.types import STATUS_SEVERITY_ORDER, worst_status
+
+    stamp = "2026-12-07T20:00:00+00:00"
+    for rotation in range(len(STATUS_SEVERITY_ORDER)):
+        statuses = list(STATUS_SEVERITY_ORDER[rotation:]) * 3 + ["OPERATIONAL"] * 9
+        rows = [
+            [f"c{k}", f"C{k}", None, k, status, stamp, None] for k, status in enumerate(statuses)
+        ]
+        view = views._decode(
+            id="p",
+            name="P",
+            description=None,
+            slug="p",
+            is_public=True,
+            updated_at=dt.datetime.fromisoformat(stamp),
+            components=rows,
+            incidents=[],
+            maintenance=[],
+            version=256,
+            fresh_until=None,
+            groups=[],
+        )
+        assert view.page.overall_status == worst_status(
+            [c.current_status for c in view.page.components]
+        )
+        assert view.page.overall_status == worst_status(statuses)
+    # A status Python does not know is still refused (DataCorrupt), as before.
+    bad = [["c0", "C0", None, 0, "ON_FIRE", stamp, None]]
+    with pytest.raises(DataCorrupt):
+        views._decoded(
+            id="p",
+            name="P",
+            description=None,
+            slug="p",
+            is_public=True,
+            updated_at=dt.datetime.fromisoformat(stamp),
+            components=bad,
+            incidents=[],
+            maintenance=[],
+            version=256,
+            fresh_until=None,
+            groups=[],
+        )
