@@ -1,0 +1,119 @@
+-- statusdb 0042: the lock-ahead keeps to the session's team scope (issue 28).
+-- depends: 0041_set_based_imports
+--
+-- statusdb_lock_status_inputs (0038) is SECURITY DEFINER and statusdb_app may call it, but it
+-- ignored statusdb.team_id: a session scoped to team A could lock team B's status key, B's
+-- windows' slots and B's components' keys and hold them to commit, stalling every writer of B
+-- (their triggers queue on those slots). CONTRIBUTING rule 15: owner functions the app may call
+-- filter by statusdb_current_team() when it is set, or refuse.
+--
+-- Refused, not filtered: a caller that names another team's id has a bug (its writes to those
+-- rows would not reach them either: the policies hide them), and silently locking less than
+-- asked would let its later statements take those slots out of order, the deadlocks the
+-- lock-ahead exists to prevent. So under a scope every id must be the scoped team (team_ids),
+-- a window of one of its pages (window_ids), or a component of one of its pages that follows
+-- it or no team (component_ids, as the policies let it write); otherwise insufficient_privilege
+-- (42501, statusdb's Unauthorized), before any lock is taken. An id that does not exist is
+-- refused the same way (a slot is a hash of the id: an unknown id could still pick another
+-- team's slot). Unscoped sessions: unchanged.
+--
+-- Redefined (from 0038's body, only the scope check added before the loop):
+-- statusdb_lock_status_inputs(text[], text[], text[]).
+
+SET LOCAL lock_timeout = '5s';
+SET LOCAL statement_timeout = '5min';
+
+CREATE OR REPLACE FUNCTION statusdb_lock_status_inputs(window_ids text[], team_ids text[],
+                                            component_ids text[]) RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $$
+DECLARE
+    linked text[];
+    wanted bigint[];
+    attempts integer := 0;
+    scope text := statusdb_current_team();
+    outside text;
+BEGIN
+    IF cardinality(window_ids) > 10000 OR cardinality(team_ids) > 10000
+       OR cardinality(component_ids) > 10000 THEN
+        RAISE EXCEPTION 'at most 10000 windows, teams and components at once'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- 0042: a session scoped to a team (CONTRIBUTING rule 15) locks only what it could write:
+    -- its own team's key, its pages' windows, its pages' components that follow it or no team.
+    -- Anything else is refused before any lock is taken (an id of another team, or none).
+    IF scope IS NOT NULL THEN
+        SELECT u.t INTO outside FROM unnest(team_ids) AS u (t)
+        WHERE u.t IS NOT NULL AND u.t <> scope
+        LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'team_ids: % is not the team this session is scoped to', outside
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = 'A scoped session locks only its own team''s status inputs.';
+        END IF;
+        SELECT u.w INTO outside FROM unnest(window_ids) AS u (w)
+        WHERE u.w IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM maintenance_window mw
+                          JOIN status_page p ON p.id = mw.status_page_id
+                          WHERE mw.id = u.w AND p.team_id = scope)
+        LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'window_ids: % is not a maintenance window of this session''s team',
+                            outside
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = 'A scoped session locks only its own team''s status inputs.';
+        END IF;
+        SELECT u.c INTO outside FROM unnest(component_ids) AS u (c)
+        WHERE u.c IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM status_page_component c
+                          JOIN status_page p ON p.id = c.status_page_id
+                          WHERE c.id = u.c AND p.team_id = scope
+                            AND (c.team_id IS NULL OR c.team_id = scope))
+        LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'component_ids: % is not a component of this session''s team', outside
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = 'A scoped session locks only its own team''s status inputs.';
+        END IF;
+    END IF;
+    LOOP
+        BEGIN
+            -- 2-3. Slot 0, then the windows' slots.
+            PERFORM statusdb_lock_windows(coalesce(window_ids, '{}'));
+            -- 4. In one ascending pass, the keys of the teams, of the components (their
+            -- team's, or their own) and of the components linked to the windows (as they are
+            -- once the windows' slots are held: a window's trigger re-derives those).
+            linked := ARRAY(SELECT u.id FROM unnest(component_ids) AS u (id)
+                            WHERE u.id IS NOT NULL
+                            UNION
+                            SELECT mc.component_id FROM maintenance_window_component mc
+                            WHERE mc.maintenance_window_id = ANY (window_ids));
+            wanted := ARRAY(
+                SELECT statusdb_status_lock_key(u.t, NULL) FROM unnest(team_ids) AS u (t)
+                WHERE u.t IS NOT NULL
+                UNION
+                SELECT statusdb_status_lock_key(c.team_id, c.id) FROM status_page_component c
+                WHERE c.id = ANY (linked));
+            PERFORM statusdb_lock_status_keys(wanted);
+            -- A component that moved to another key while this waited (a fresh snapshot):
+            -- taking that key now would break the order, so give every slot back (the
+            -- subtransaction) and start again; after 10 rounds take it out of order.
+            EXIT WHEN attempts >= 10 OR NOT EXISTS (
+                SELECT 1 FROM status_page_component c
+                WHERE c.id = ANY (linked)
+                  AND statusdb_status_lock_key(c.team_id, c.id) <> ALL (wanted));
+            RAISE EXCEPTION 'moved' USING ERRCODE = 'SDB02';
+        EXCEPTION WHEN SQLSTATE 'SDB02' THEN
+            attempts := attempts + 1;
+        END;
+    END LOOP;
+    PERFORM statusdb_lock_components(linked);
+END;
+$$;
+COMMENT ON FUNCTION statusdb_lock_status_inputs(text[], text[], text[]) IS
+    'Lock-ahead for a transaction of several status-input statements: the status_lock slots '
+    'of the windows, then the status keys of the teams and components, in the global lock '
+    'order (at most 10000 ids each; 0038). A session scoped to a team may name only its team, '
+    'its pages'' windows and its components (else 42501; 0042).';
