@@ -16,7 +16,17 @@ import threading
 import psycopg
 import pytest
 from psycopg import errors as pg_errors
-from test_derivation_lock_order import Conn, World, app_dsn, blocked_or_done, drift, owner
+from test_derivation_lock_order import (
+    Conn,
+    World,
+    app_dsn,
+    blocked_or_done,
+    drift,
+    owner,
+    status_of,
+)
+
+from statusdb import components, maintenance
 
 __all__ = ["app_dsn", "owner"]  # fixtures
 
@@ -143,3 +153,24 @@ def test_unlink_against_component_delete_is_refused_not_deadlocked(
     # Before 0038: the unlinker waited for the row holding the links, a deadlock (40P01).
     assert [type(f) for f in failures] == [pg_errors.SerializationFailure], failures
     assert drift(owner) == []
+
+
+def test_running_window_switched_off_and_relinked_in_one_call_leaves_no_drift(
+    owner: Conn,
+) -> None:
+    """0042: `maintenance.update(auto_update_status=False, component_ids=[y])` on a running
+    window (one statement: the window and its links) left the unlinked x UNDER_MAINTENANCE:
+    the links' trigger skipped x (its window no longer in effect) and the window's trigger
+    re-derived only the links left. Failed before 0042 with x in the drift."""
+    world = World(owner)
+    y = components.create(owner, world.page, name="y").id
+    owner.execute(
+        "INSERT INTO maintenance_window_component VALUES (%s, %s)", (world.window, world.x)
+    )
+    owner.execute(
+        "UPDATE maintenance_window SET status = 'IN_PROGRESS' WHERE id = %s", (world.window,)
+    )
+    assert status_of(owner, world.x) == "UNDER_MAINTENANCE"
+    maintenance.update(owner, world.window, auto_update_status=False, component_ids=[y])
+    assert drift(owner) == []
+    assert status_of(owner, world.x) == "OPERATIONAL"
