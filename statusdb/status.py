@@ -4,8 +4,9 @@ The statuses themselves are kept by the database (migration 0003): every change 
 a maintenance window, its components, or a component's team, service or manual status
 re-derives the affected components in the same transaction and logs each real change. This
 module offers what operators need around that: a from-scratch recompute that reports (and
-repairs) drift, e.g. after a restore or a bulk load with triggers disabled, and a check of the
-status-change log's chain.
+repairs) drift, e.g. after a restore or a bulk load with triggers disabled, a check of the
+status-change log's chain, and `lock_status_inputs`, the lock-ahead for a transaction that
+writes several status inputs (CONTRIBUTING.md, "Lock order").
 """
 
 from __future__ import annotations
