@@ -16,6 +16,7 @@ import threading
 import psycopg
 import pytest
 from psycopg import errors as pg_errors
+from psycopg.rows import TupleRow
 from test_derivation_lock_order import (
     Conn,
     World,
@@ -26,7 +27,7 @@ from test_derivation_lock_order import (
     status_of,
 )
 
-from statusdb import components, maintenance
+from statusdb import components, errors, maintenance, status
 
 __all__ = ["app_dsn", "owner"]  # fixtures
 
@@ -174,3 +175,21 @@ def test_running_window_switched_off_and_relinked_in_one_call_leaves_no_drift(
     maintenance.update(owner, world.window, auto_update_status=False, component_ids=[y])
     assert drift(owner) == []
     assert status_of(owner, world.x) == "OPERATIONAL"
+
+
+def test_the_operation_refuses_an_autocommit_connection(owner: Conn) -> None:
+    """Locks taken in autocommit would end with the call: refused, not silently useless."""
+    world = World(owner)
+    with pytest.raises(errors.InvalidInput, match="autocommit"):
+        status.lock_status_inputs(owner, teams=[world.team])
+    with owner.transaction():
+        status.lock_status_inputs(owner, windows=[world.window], components=[world.x])
+
+
+async def test_the_operation_runs_async(aconn: psycopg.AsyncConnection[TupleRow]) -> None:
+    row = await (
+        await aconn.execute("INSERT INTO team (name) VALUES ('async') RETURNING id")
+    ).fetchone()
+    assert row is not None
+    await status.lock_status_inputs(aconn, teams=[str(row[0])])
+    await aconn.rollback()
