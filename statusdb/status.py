@@ -165,7 +165,7 @@ def lock_status_inputs(
     On an autocommit connection outside `conn.transaction()` the locks would end with the call:
     refused (InvalidInput). A connection scoped to a team (`tenancy.set_team`) may name only
     that team, its pages' windows and its components: any other id, or an unknown one, is
-    refused with `Unauthorized` before anything is locked (0042). At most 10,000 ids per
+    refused with `Unauthorized` before anything is locked (0043). At most 10,000 ids per
     argument (`InvalidInput`). Under REPEATABLE READ or SERIALIZABLE a lock written since the
     transaction's snapshot raises `Retryable`: call it first in the transaction.
     """

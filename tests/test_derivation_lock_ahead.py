@@ -159,10 +159,10 @@ def test_unlink_against_component_delete_is_refused_not_deadlocked(
 def test_running_window_switched_off_and_relinked_in_one_call_leaves_no_drift(
     owner: Conn,
 ) -> None:
-    """0042: `maintenance.update(auto_update_status=False, component_ids=[y])` on a running
+    """0043: `maintenance.update(auto_update_status=False, component_ids=[y])` on a running
     window (one statement: the window and its links) left the unlinked x UNDER_MAINTENANCE:
     the links' trigger skipped x (its window no longer in effect) and the window's trigger
-    re-derived only the links left. Failed before 0042 with x in the drift."""
+    re-derived only the links left. Failed before 0043 with x in the drift."""
     world = World(owner)
     y = components.create(owner, world.page, name="y").id
     owner.execute(

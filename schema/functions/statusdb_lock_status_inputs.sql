@@ -7,7 +7,7 @@
 -- Lock-ahead for a transaction of several status-input statements: the status_lock slots of the
 -- windows, then the status keys of the teams and components, in the global lock order (at most
 -- 10000 ids each; 0038). A session scoped to a team may name only its team, its pages' windows
--- and its components (else 42501; 0042).
+-- and its components (else 42501; 0043).
 -- Calls: statusdb_current_team, statusdb_lock_components, statusdb_lock_status_keys,
 -- statusdb_lock_windows, statusdb_status_lock_key (schema/functions/).
 CREATE OR REPLACE FUNCTION public.statusdb_lock_status_inputs(window_ids text[], team_ids text[], component_ids text[])
@@ -28,7 +28,7 @@ BEGIN
         RAISE EXCEPTION 'at most 10000 windows, teams and components at once'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    -- 0042: a session scoped to a team (CONTRIBUTING rule 15) locks only what it could write:
+    -- 0043: a session scoped to a team (CONTRIBUTING rule 15) locks only what it could write:
     -- its own team's key, its pages' windows, its pages' components that follow it or no team.
     -- Anything else is refused before any lock is taken (an id of another team, or none).
     IF scope IS NOT NULL THEN

@@ -2,14 +2,14 @@
 
 `statusdb_lock_status_inputs` is SECURITY DEFINER and statusdb_app may call it: it takes the
 status_lock slots of the windows, teams and components it is given and holds them to commit.
-Before 0042 it ignored the session's team scope, so a session scoped to team A could name team
+Before 0043 it ignored the session's team scope, so a session scoped to team A could name team
 B's team, windows and components and hold their slots for as long as it kept its transaction
 open: every writer of B (an incident opened, a window started, a link added) queues on them.
-CONTRIBUTING rule 15: under a scope such a function keeps to the team, or refuses. 0042 refuses
+CONTRIBUTING rule 15: under a scope such a function keeps to the team, or refuses. 0043 refuses
 (insufficient_privilege, 42501: statusdb's Unauthorized) any id outside the scope, or unknown,
 before it takes any lock.
 
-Seen failing before the fix: with migration 0042 removed (its rollback applied, i.e. main's
+Seen failing before the fix: with migration 0043 removed (its rollback applied, i.e. main's
 0038 body), the refusal tests fail with "DID NOT RAISE".
 """
 

@@ -1,4 +1,4 @@
--- statusdb 0042 rollback: statusdb_lock_status_inputs as 0038 made it (no team scope check),
+-- statusdb 0043 rollback: statusdb_lock_status_inputs as 0038 made it (no team scope check),
 -- statusdb_maintenance_window_component_refresh_status as 0038 made it.
 
 SET LOCAL lock_timeout = '5s';
