@@ -562,6 +562,18 @@ def update(
         "set_component_ids": new_components is not None,
         "component_ids": new_components or [],
     }
+    if (
+        new_components is not None
+        and current.status == "IN_PROGRESS"
+        and params["auto_update_status"] != current.auto_update_status
+    ):
+        # Its effect and its links change in one statement: the window's trigger and the
+        # links' trigger each take status keys, the second after the first's (issue 28). Take
+        # them all ahead, in the global lock order, after the window's row (held already).
+        yield from execute(
+            "maintenance_lock_ahead",
+            {"id": wid, "component_ids": new_components, "status_page_id": current.status_page_id},
+        )
     row = yield from optional("maintenance_update", params, dict_row)
     return _written(row, current.status_page_id)
 

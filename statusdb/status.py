@@ -4,21 +4,25 @@ The statuses themselves are kept by the database (migration 0003): every change 
 a maintenance window, its components, or a component's team, service or manual status
 re-derives the affected components in the same transaction and logs each real change. This
 module offers what operators need around that: a from-scratch recompute that reports (and
-repairs) drift, e.g. after a restore or a bulk load with triggers disabled, and a check of the
-status-change log's chain.
+repairs) drift, e.g. after a restore or a bulk load with triggers disabled, a check of the
+status-change log's chain, and `lock_status_inputs`, the lock-ahead for a transaction that
+writes several status inputs (CONTRIBUTING.md, "Lock order").
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from collections.abc import Coroutine, Iterable
+from typing import Any, Literal, overload
 
 import attrs
+import psycopg
 from psycopg.rows import class_row
 
-from statusdb.db.executor import Op, many, operation
+from statusdb.db.executor import Op, _owns_transaction, dispatch, execute, many, operation
 from statusdb.domain import validate
 from statusdb.domain.types import ComponentStatus
+from statusdb.errors import InvalidInput
 
 Cause = Literal["INCIDENT", "MAINTENANCE", "MANUAL"]
 STATUS_CHANGE_CAUSES: tuple[Cause, ...] = ("INCIDENT", "MAINTENANCE", "MANUAL")
@@ -87,3 +91,89 @@ def changes_for_component(component_id: str, *, limit: int = 1000) -> Op[list[St
         "limit": validate.limit(limit, maximum=100_000),
     }
     return (yield from many("status_changes_for_component", params, class_row(StatusChange)))
+
+
+#: The most ids `lock_status_inputs` takes per argument (the SQL function's bound, 0038).
+LOCK_AHEAD_MAX_IDS = 10_000
+
+_NO_TRANSACTION = (
+    "lock_status_inputs takes locks held until the transaction ends, and this autocommit "
+    "connection has none: call it inside `conn.transaction()`, before the writes"
+)
+
+
+@operation(retry=True)
+def _lock_status_inputs(
+    windows: Iterable[str], teams: Iterable[str], components: Iterable[str]
+) -> Op[None]:
+    params: dict[str, object] = {}
+    given = (("windows", windows), ("teams", teams), ("components", components))
+    for name, values in given:
+        ids = validate.identifiers(name, values)
+        if len(ids) > LOCK_AHEAD_MAX_IDS:
+            raise InvalidInput(f"{name}: at most {LOCK_AHEAD_MAX_IDS} ids at once")
+        params[name] = ids
+    yield from execute("status_lock_status_inputs", params)
+
+
+def _refuse() -> None:
+    raise InvalidInput(_NO_TRANSACTION)
+
+
+async def _refused() -> None:
+    _refuse()
+
+
+@overload
+def lock_status_inputs(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    windows: Iterable[str] = (),
+    teams: Iterable[str] = (),
+    components: Iterable[str] = (),
+) -> Coroutine[Any, Any, None]: ...
+
+
+@overload
+def lock_status_inputs(
+    conn: psycopg.Connection[Any],
+    *,
+    windows: Iterable[str] = (),
+    teams: Iterable[str] = (),
+    components: Iterable[str] = (),
+) -> None: ...
+
+
+def lock_status_inputs(
+    conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any],
+    *,
+    windows: Iterable[str] = (),
+    teams: Iterable[str] = (),
+    components: Iterable[str] = (),
+) -> Coroutine[Any, Any, None] | None:
+    """Take the locks of a transaction's status-input writes ahead, in the global lock order.
+
+    A transaction that writes several derivation inputs in several statements (incidents of
+    several teams, windows and their links, components' teams or services) calls this first,
+    inside its transaction, with every window whose status, `auto_update_status` or links it
+    changes, every team of an incident it opens or changes (or that a component joins or
+    leaves), and every component it moves or whose manual status it sets. The locks are held
+    until the transaction ends; two such transactions then queue on their first common lock
+    instead of deadlocking on a later one (CONTRIBUTING.md, "Lock order"; migration 0038). It
+    never commits.
+
+    On an autocommit connection outside `conn.transaction()` the locks would end with the call:
+    refused (InvalidInput). A connection scoped to a team (`tenancy.set_team`) may name only
+    that team, its pages' windows and its components: any other id, or an unknown one, is
+    refused with `Unauthorized` before anything is locked (0043). At most 10,000 ids per
+    argument (`InvalidInput`). Under REPEATABLE READ or SERIALIZABLE a lock written since the
+    transaction's snapshot raises `Retryable`: call it first in the transaction.
+    """
+    if dispatch(conn, _owns_transaction, _owns_transaction, what="lock_status_inputs"):
+        return dispatch(conn, lambda _: _refuse(), lambda _: _refused(), what="lock_status_inputs")
+    return dispatch(
+        conn,
+        lambda sync: _lock_status_inputs(sync, windows, teams, components),
+        lambda aconn: _lock_status_inputs(aconn, windows, teams, components),
+        what="lock_status_inputs",
+    )

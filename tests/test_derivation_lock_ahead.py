@@ -16,7 +16,18 @@ import threading
 import psycopg
 import pytest
 from psycopg import errors as pg_errors
-from test_derivation_lock_order import Conn, World, app_dsn, blocked_or_done, drift, owner
+from psycopg.rows import TupleRow
+from test_derivation_lock_order import (
+    Conn,
+    World,
+    app_dsn,
+    blocked_or_done,
+    drift,
+    owner,
+    status_of,
+)
+
+from statusdb import components, errors, maintenance, status
 
 __all__ = ["app_dsn", "owner"]  # fixtures
 
@@ -143,3 +154,42 @@ def test_unlink_against_component_delete_is_refused_not_deadlocked(
     # Before 0038: the unlinker waited for the row holding the links, a deadlock (40P01).
     assert [type(f) for f in failures] == [pg_errors.SerializationFailure], failures
     assert drift(owner) == []
+
+
+def test_running_window_switched_off_and_relinked_in_one_call_leaves_no_drift(
+    owner: Conn,
+) -> None:
+    """0043: `maintenance.update(auto_update_status=False, component_ids=[y])` on a running
+    window (one statement: the window and its links) left the unlinked x UNDER_MAINTENANCE:
+    the links' trigger skipped x (its window no longer in effect) and the window's trigger
+    re-derived only the links left. Failed before 0043 with x in the drift."""
+    world = World(owner)
+    y = components.create(owner, world.page, name="y").id
+    owner.execute(
+        "INSERT INTO maintenance_window_component VALUES (%s, %s)", (world.window, world.x)
+    )
+    owner.execute(
+        "UPDATE maintenance_window SET status = 'IN_PROGRESS' WHERE id = %s", (world.window,)
+    )
+    assert status_of(owner, world.x) == "UNDER_MAINTENANCE"
+    maintenance.update(owner, world.window, auto_update_status=False, component_ids=[y])
+    assert drift(owner) == []
+    assert status_of(owner, world.x) == "OPERATIONAL"
+
+
+def test_the_operation_refuses_an_autocommit_connection(owner: Conn) -> None:
+    """Locks taken in autocommit would end with the call: refused, not silently useless."""
+    world = World(owner)
+    with pytest.raises(errors.InvalidInput, match="autocommit"):
+        status.lock_status_inputs(owner, teams=[world.team])
+    with owner.transaction():
+        status.lock_status_inputs(owner, windows=[world.window], components=[world.x])
+
+
+async def test_the_operation_runs_async(aconn: psycopg.AsyncConnection[TupleRow]) -> None:
+    row = await (
+        await aconn.execute("INSERT INTO team (name) VALUES ('async') RETURNING id")
+    ).fetchone()
+    assert row is not None
+    await status.lock_status_inputs(aconn, teams=[str(row[0])])
+    await aconn.rollback()

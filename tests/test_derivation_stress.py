@@ -3,18 +3,22 @@
 Several connections of the app login run random transactions of 1-3 statements (window status
 and auto_update_status, link and unlink, a component's team and service, incident insert,
 update and resolve, component and group deletes, with inserts to keep the world populated),
-each at a random isolation level, for STATUSDB_STRESS_SECONDS (default 10) in three thirds:
-single-statement transactions; transactions of 1-3 statements in the random mix; and the same
-mix written the careful way (the reads first, then `statusdb_lock_status_inputs` with every
-window, team and component the writes touch, then the writes; 0038). Afterwards the owner's
-dry-run recomputes must find no drift in components, groups or snapshots. Deadlocks and
-serialization failures are counted per 1,000 transactions and printed (`pytest -s`).
+each at a random isolation level, in three mixes: single-statement transactions; transactions
+of 1-3 statements in the random mix; and the same mix written the careful way (the reads first,
+then `statusdb_lock_status_inputs` with every window, team and component the writes touch, then
+the writes; 0038). In `make test` the single statements and the careful mix run until 1,500
+transactions each (the floor that makes the target's assertion mean something), the random mix
+for 2 s; with STATUSDB_STRESS_SECONDS set, each mix runs for a third of it. Afterwards the
+owner's dry-run recomputes must find no drift in components, groups or snapshots. Deadlocks and
+serialization failures are counted per 1,000 transactions, per mix and per isolation level, and
+printed (`pytest -s`).
 
-Issue 28's target, fewer than 1 deadlock per 1,000 transactions, holds for single statements
-and for the careful mix (CONTRIBUTING.md, "Lock order"). The random mix without the lock-ahead
-deadlocks on the slots and derived rows a first statement's triggers hold while a later one
-takes earlier slots (no trigger can take a later statement's locks ahead): it is reported and
-only bounded loosely (STATUSDB_STRESS_MULTI_DEADLOCKS_PER_1000, default 150).
+Issue 28's target, fewer than 1 deadlock per 1,000 transactions, is asserted for what statusdb
+controls: the single statements and the careful mix together (CONTRIBUTING.md, "Lock order").
+The random mix without the lock-ahead deadlocks on the slots and derived rows a first
+statement's triggers hold while a later one takes earlier slots (no trigger can take a later
+statement's locks ahead): it is reported and only bounded loosely
+(STATUSDB_STRESS_MULTI_DEADLOCKS_PER_1000, default 150).
 
     STATUSDB_STRESS_SECONDS=60 .venv/bin/python -m pytest -n 0 -s tests/test_derivation_stress.py
 """
@@ -37,7 +41,14 @@ from psycopg.rows import TupleRow
 
 Conn = psycopg.Connection[TupleRow]
 
+#: Set: each of the three mixes runs for a third of it (a bench run). Unset (`make test`):
+#: single statements and the careful mix run until ENOUGH transactions each (at most
+#: CAP_SECONDS), the random mix for RANDOM_SECONDS.
+TIMED = "STATUSDB_STRESS_SECONDS" in os.environ
 SECONDS = float(os.environ.get("STATUSDB_STRESS_SECONDS", "10"))
+ENOUGH = 1500
+CAP_SECONDS = 30.0
+RANDOM_SECONDS = 2.0
 WORKERS = 5
 PRIORITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFO")
 SERVICES = (None, "api", "db")
@@ -235,16 +246,23 @@ def random_statement(
 
 
 def run_phase(
-    app_dsn: str, world: World, seconds: float, max_statements: int, careful: bool = False
+    app_dsn: str,
+    world: World,
+    seconds: float,
+    max_statements: int,
+    careful: bool = False,
+    enough: int | None = None,
 ) -> collections.Counter[str]:
     """WORKERS connections of random transactions for `seconds`; the outcomes counted.
 
     Careful: each transaction plans its writes, takes their slots ahead
-    (`statusdb_lock_status_inputs`), then writes.
+    (`statusdb_lock_status_inputs`), then writes. `enough`: stop as soon as that many
+    transactions ended (`seconds` is then the cap).
     """
     counts: collections.Counter[str] = collections.Counter()
     lock = threading.Lock()
     deadline = time.monotonic() + seconds
+    done = threading.Event()
     unexpected: list[BaseException] = []
 
     def worker(seed: int) -> None:
@@ -252,7 +270,7 @@ def run_phase(
         with psycopg.connect(app_dsn) as conn:
             conn.execute("SET lock_timeout = '20s'")
             conn.commit()
-            while time.monotonic() < deadline:
+            while time.monotonic() < deadline and not done.is_set():
                 level = rng.choice(LEVELS)
                 conn.isolation_level = level
                 outcome = "committed"
@@ -286,6 +304,8 @@ def run_phase(
                     counts[f"total {level.name}"] += 1
                     if outcome in ("deadlock", "serialization"):
                         counts[f"{outcome} {level.name}"] += 1
+                    if enough is not None and counts["total"] >= enough:
+                        done.set()
 
     threads = [
         threading.Thread(target=worker, args=(max_statements * 100 + careful * 1000 + seed,))
@@ -298,15 +318,21 @@ def run_phase(
     assert unexpected == []
     total = counts["total"]
 
-    def per_1000(n: int) -> float:
-        return round(1000 * n / max(total, 1), 1)
+    def per_1000(n: int, of: int = total) -> float:
+        return round(1000 * n / max(of, 1), 1)
 
+    levels = ", ".join(
+        f"{level.name} {per_1000(counts[f'deadlock {level.name}'], counts[f'total {level.name}'])}"
+        f"/{per_1000(counts[f'serialization {level.name}'], counts[f'total {level.name}'])}"
+        for level in LEVELS
+    )
     print(
-        f"\nstress {seconds:.0f}s, {WORKERS} workers, 1-{max_statements} statements"
-        f"{', careful (slots locked ahead)' if careful else ''}:"
+        f"\nstress {time.monotonic() - deadline + seconds:.1f}s, {WORKERS} workers,"
+        f" 1-{max_statements} statements{', careful (slots locked ahead)' if careful else ''}:"
         f" {total} transactions, {counts['committed']} committed; per 1,000: deadlocks"
         f" {per_1000(counts['deadlock'])}, serialization failures"
-        f" {per_1000(counts['serialization'])}; {dict(sorted(counts.items()))}"
+        f" {per_1000(counts['serialization'])} (deadlocks/serialization failures per level:"
+        f" {levels}); {dict(sorted(counts.items()))}"
     )
     return counts
 
@@ -320,9 +346,16 @@ def test_random_plain_sql_leaves_zero_drift(dsn: str, logins: None) -> None:
             for _ in range(30):
                 random_statement(populate, cur, world)
     app_dsn = make_conninfo(dsn, user=APP_LOGIN)
-    single = run_phase(app_dsn, world, SECONDS / 3, max_statements=1)
-    several = run_phase(app_dsn, world, SECONDS / 3, max_statements=3)
-    careful = run_phase(app_dsn, world, SECONDS / 3, max_statements=3, careful=True)
+    if TIMED:  # a longer run (bench/README.md): each mix for a third of the time
+        single = run_phase(app_dsn, world, SECONDS / 3, max_statements=1)
+        several = run_phase(app_dsn, world, SECONDS / 3, max_statements=3)
+        careful = run_phase(app_dsn, world, SECONDS / 3, max_statements=3, careful=True)
+    else:  # `make test`: the targeted mixes until enough transactions, the random one briefly
+        single = run_phase(app_dsn, world, CAP_SECONDS, max_statements=1, enough=ENOUGH)
+        several = run_phase(app_dsn, world, RANDOM_SECONDS, max_statements=3)
+        careful = run_phase(
+            app_dsn, world, CAP_SECONDS, max_statements=3, careful=True, enough=ENOUGH
+        )
     with psycopg.connect(dsn, autocommit=True) as owner:
         assert owner.execute("SELECT * FROM statusdb_recompute_statuses(false)").fetchall() == []
         assert (
@@ -330,14 +363,21 @@ def test_random_plain_sql_leaves_zero_drift(dsn: str, logins: None) -> None:
         )
         # 0035: the snapshots rendered at the commits are exact too.
         assert owner.execute("SELECT * FROM statusdb_page_snapshot_repair(false)").fetchall() == []
-    assert single["total"] >= 100
-    assert careful["total"] >= 50  # a few seconds on a loaded machine
-    # Issue 28's target, < 1 per 1,000 transactions, for what statusdb controls: single
-    # statements, and transactions of several statements that take their slots ahead. A
-    # short run of ~1,000 transactions on a loaded machine may see two or three: sampling
-    # noise, hence the floor of 3.
-    for name, counts in (("single statements", single), ("1-3 statements, careful", careful)):
-        assert counts["deadlock"] <= max(3, counts["total"] // 1000), f"{name}: {counts}"
+    # Issue 28's target, < 1 deadlock per 1,000 transactions, for what statusdb controls:
+    # single statements, and transactions of several statements that take their slots ahead
+    # (0038), together. The floor makes it mean something: at least 2 * ENOUGH transactions
+    # (at 3,000, two deadlocks are allowed; bench/README.md has the figures).
+    controlled = single + careful
+    print(
+        f"\nstress, single statements and careful transactions: {controlled['deadlock']}"
+        f" deadlocks in {controlled['total']} transactions"
+        f" ({1000 * controlled['deadlock'] / max(controlled['total'], 1):.2f} per 1,000)"
+    )
+    assert single["total"] >= ENOUGH, single
+    assert careful["total"] >= ENOUGH, careful
+    assert controlled["deadlock"] * 1000 < controlled["total"], (
+        f"single: {dict(single)}; careful: {dict(careful)}"
+    )
     # The random mix of 1-3 statements without the lock-ahead is reported, bounded loosely:
     # its deadlocks are the slots and derived rows a first statement's triggers hold while a
     # later statement takes earlier ones (CONTRIBUTING.md, "Lock order").

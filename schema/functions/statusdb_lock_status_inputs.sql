@@ -6,9 +6,10 @@
 -- public.statusdb_lock_status_inputs(text[],text[],text[]) (plpgsql)
 -- Lock-ahead for a transaction of several status-input statements: the status_lock slots of the
 -- windows, then the status keys of the teams and components, in the global lock order (at most
--- 10000 ids each; 0038).
--- Calls: statusdb_lock_components, statusdb_lock_status_keys, statusdb_lock_windows,
--- statusdb_status_lock_key (schema/functions/).
+-- 10000 ids each; 0038). A session scoped to a team may name only its team, its pages' windows
+-- and its components (else 42501; 0043).
+-- Calls: statusdb_current_team, statusdb_lock_components, statusdb_lock_status_keys,
+-- statusdb_lock_windows, statusdb_status_lock_key (schema/functions/).
 CREATE OR REPLACE FUNCTION public.statusdb_lock_status_inputs(window_ids text[], team_ids text[], component_ids text[])
  RETURNS void
  LANGUAGE plpgsql
@@ -19,11 +20,50 @@ DECLARE
     linked text[];
     wanted bigint[];
     attempts integer := 0;
+    scope text := statusdb_current_team();
+    outside text;
 BEGIN
     IF cardinality(window_ids) > 10000 OR cardinality(team_ids) > 10000
        OR cardinality(component_ids) > 10000 THEN
         RAISE EXCEPTION 'at most 10000 windows, teams and components at once'
             USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- 0043: a session scoped to a team (CONTRIBUTING rule 15) locks only what it could write:
+    -- its own team's key, its pages' windows, its pages' components that follow it or no team.
+    -- Anything else is refused before any lock is taken (an id of another team, or none).
+    IF scope IS NOT NULL THEN
+        SELECT u.t INTO outside FROM unnest(team_ids) AS u (t)
+        WHERE u.t IS NOT NULL AND u.t <> scope
+        LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'team_ids: % is not the team this session is scoped to', outside
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = 'A scoped session locks only its own team''s status inputs.';
+        END IF;
+        SELECT u.w INTO outside FROM unnest(window_ids) AS u (w)
+        WHERE u.w IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM maintenance_window mw
+                          JOIN status_page p ON p.id = mw.status_page_id
+                          WHERE mw.id = u.w AND p.team_id = scope)
+        LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'window_ids: % is not a maintenance window of this session''s team',
+                            outside
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = 'A scoped session locks only its own team''s status inputs.';
+        END IF;
+        SELECT u.c INTO outside FROM unnest(component_ids) AS u (c)
+        WHERE u.c IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM status_page_component c
+                          JOIN status_page p ON p.id = c.status_page_id
+                          WHERE c.id = u.c AND p.team_id = scope
+                            AND (c.team_id IS NULL OR c.team_id = scope))
+        LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'component_ids: % is not a component of this session''s team', outside
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = 'A scoped session locks only its own team''s status inputs.';
+        END IF;
     END IF;
     LOOP
         BEGIN

@@ -285,7 +285,8 @@ $function$;
 
 -- public.statusdb_maintenance_window_component_refresh_status() (plpgsql)
 -- Statement trigger (0023): locks the changed links' windows, then judges and re-derives the
--- components covered or uncovered under their status keys.
+-- components covered or uncovered under their status keys (0043: a removed link of a window
+-- this transaction changed is always judged).
 -- Calls: statusdb_lock_components, statusdb_lock_windows, statusdb_rederive_components,
 -- statusdb_wait_for_components (schema/functions/).
 CREATE OR REPLACE FUNCTION public.statusdb_maintenance_window_component_refresh_status()
@@ -338,7 +339,11 @@ BEGIN
                 FROM unnest(old_w, old_c) AS o (w, c)
                 WHERE NOT EXISTS (
                     SELECT 1 FROM maintenance_window mw
-                    WHERE mw.id = o.w AND NOT (mw.status = 'IN_PROGRESS' AND mw.auto_update_status))
+                    WHERE mw.id = o.w AND NOT (mw.status = 'IN_PROGRESS' AND mw.auto_update_status)
+                      -- 0043: unless this transaction changed the window (touch_updated_at
+                      -- stamps now()): it may have left its effect in this very statement, whose
+                      -- window trigger re-derives only the links that are left.
+                      AND mw.updated_at <> now())
                 UNION
                 SELECT n.w, n.c
                 FROM unnest(new_w, new_c) AS n (w, c)

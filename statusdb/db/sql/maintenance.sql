@@ -88,6 +88,14 @@ WHERE w.status_page_id = %(status_page_id)s
   AND (%(statuses)s::text[] IS NULL OR w.status = ANY (%(statuses)s::text[]))
 ORDER BY w.start_time, w.id;
 
+-- name: maintenance_lock_ahead
+-- Take the slots of a window update that changes both its effect and its links, in lock order.
+SELECT statusdb_lock_status_inputs(
+    ARRAY[%(id)s::text], '{}',
+    ARRAY(SELECT c.id FROM status_page_component c
+          WHERE c.id = ANY (%(component_ids)s::text[])
+            AND c.status_page_id = %(status_page_id)s));
+
 -- name: maintenance_update
 -- Write a locked window's new values and maybe replace its component set, in one statement.
 -- The component set is replaced when set_component_ids; nothing is written when a component is

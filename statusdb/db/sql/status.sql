@@ -34,3 +34,8 @@ FROM status_change
 WHERE component_id = %(component_id)s
 ORDER BY seq
 LIMIT %(limit)s;
+
+-- name: status_lock_status_inputs
+-- Take ahead, in the global lock order, every slot the transaction's status-input writes will take.
+SELECT statusdb_lock_status_inputs(%(windows)s::text[], %(teams)s::text[],
+                                   %(components)s::text[]);
