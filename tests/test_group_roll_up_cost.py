@@ -1,4 +1,4 @@
-"""Migration 0047: the group roll-up pays less, with the same results.
+"""Migration 0044: the group roll-up pays less, with the same results.
 
 The group status log has no page key of its own (its group key already cascades from the page,
 as 0037 argued for the component log): a group's status changes are still logged for each

@@ -1,8 +1,8 @@
--- statusdb 0047: the group roll-up and the incident open pay less (issue 20 items 3 and 6).
--- depends: 0041_set_based_imports
+-- statusdb 0044: the group roll-up and the incident open pay less (issue 20 items 3 and 6).
+-- depends: 0043_lock_ahead_scope
 --
 -- Measured with `python -m bench --case "group roll-up" --case "trigger costs"` (numbers in
--- bench/README.md, "Issue 20: the group roll-up and the open against its floor (0047)").
+-- bench/README.md, "Issue 20: the group roll-up and the open against its floor (0044)").
 --
 -- * The foreign key component_group_status_change_status_page_id_fkey is dropped, as 0037
 --   dropped status_change_status_page_id_fkey, for the same reasons. The group status log is

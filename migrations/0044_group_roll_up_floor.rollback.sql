@@ -1,4 +1,4 @@
--- statusdb 0047 rollback: the schema as 0041 left it.
+-- statusdb 0044 rollback: the schema as 0041 left it.
 
 SET LOCAL lock_timeout = '5s';
 SET LOCAL statement_timeout = '5min';
