@@ -10572,13 +10572,6 @@ ALTER TABLE ONLY public.component_group_status_change
     ADD CONSTRAINT component_group_status_change_group_id_fkey FOREIGN KEY (group_id) REFERENCES public.component_group(id) ON DELETE CASCADE;
 
 --
--- Name: component_group_status_change component_group_status_change_status_page_id_fkey; Type: FK CONSTRAINT; Schema: public
---
-
-ALTER TABLE ONLY public.component_group_status_change
-    ADD CONSTRAINT component_group_status_change_status_page_id_fkey FOREIGN KEY (status_page_id) REFERENCES public.status_page(id) ON DELETE CASCADE;
-
---
 -- Name: component_group component_group_status_page_id_fkey; Type: FK CONSTRAINT; Schema: public
 --
 

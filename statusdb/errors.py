@@ -222,7 +222,6 @@ CONSTRAINT_MESSAGES: Final[dict[str, tuple[type[StatusdbError], str]]] = {
     "status_subscriber_group_ids_check": (InvalidInput, "group ids cannot be null"),
     "component_group_status_change_pkey": (Conflict, "duplicate group status change"),
     "component_group_status_change_id_key": (Conflict, "duplicate group status change"),
-    "component_group_status_change_status_page_id_fkey": (NotFound, "no status page with that id"),
     "component_group_status_change_group_id_fkey": (NotFound, "no group with that id"),
     "component_group_status_change_is_a_change_check": (
         InvalidInput,

@@ -17,7 +17,6 @@ CREATE TABLE public.component_group_status_change (
     CONSTRAINT component_group_status_change_pkey PRIMARY KEY (seq),
     CONSTRAINT component_group_status_change_id_key UNIQUE (id),
     CONSTRAINT component_group_status_change_group_id_fkey FOREIGN KEY (group_id) REFERENCES public.component_group(id) ON DELETE CASCADE,
-    CONSTRAINT component_group_status_change_status_page_id_fkey FOREIGN KEY (status_page_id) REFERENCES public.status_page(id) ON DELETE CASCADE,
     CONSTRAINT component_group_status_change_changed_at_range_check CHECK (changed_at >= '0001-01-02 00:00:00+00'::timestamp with time zone AND changed_at < '9999-12-31 00:00:00+00'::timestamp with time zone),
     CONSTRAINT component_group_status_change_is_a_change_check CHECK (previous_status <> new_status),
     CONSTRAINT component_group_status_change_new_status_check CHECK (new_status = ANY (ARRAY['MAJOR_OUTAGE'::text, 'PARTIAL_OUTAGE'::text, 'DEGRADED_PERFORMANCE'::text, 'UNDER_MAINTENANCE'::text, 'OPERATIONAL'::text])),
