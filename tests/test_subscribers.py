@@ -904,23 +904,3 @@ def test_migration_0005_backfills_and_rolls_back(empty_dsn: str, tmp_path: Path)
         ).fetchone()
     assert columns == (0,)
     assert migrations.apply(empty_dsn, directory=only) == ["0005_subscriber_tokens"]
-
-
-@pytest.mark.parametrize(
-    "values",
-    [
-        [],
-        ["a"],
-        ["id-1", "id-2"],
-        ['quo"te', "back\\slash", "\\", '"', "com,ma", "{brace}", " spaced ", "NULL", ""],
-        ["tab\there", "new\nline", "cr\rreturn", "uni\u00e9\u2603"],
-    ],
-)
-def test_import_array_literal_reads_back_as_the_list(conn: Conn, values: list[str]) -> None:
-    # The import sends its arrays to COPY as literals it formats itself (issue 20).
-    literal = subscribers._array_literal(values)
-    assert conn.execute("SELECT %s::text::text[]", (literal,)).fetchone() == (values,)
-    conn.execute("CREATE TEMP TABLE array_literal_copy (a text[] NOT NULL)")
-    with conn.cursor().copy("COPY array_literal_copy (a) FROM STDIN") as copy:
-        copy.write_row((literal,))
-    assert conn.execute("SELECT a FROM array_literal_copy").fetchone() == (values,)
