@@ -481,38 +481,15 @@ def delete(subscriber_id: str) -> Op[None]:
         raise NotFound(f"no subscriber with id {subscriber_id!r}")
 
 
-def _array_literal(values: Sequence[str]) -> str:
-    """`values` as a PostgreSQL array literal, every element quoted (any text is safe in it).
-
-    COPY then parses it server-side: psycopg's own array dumper, called per row and column,
-    was the import's top Python cost (issue 20)."""
-    if not values:
-        return "{}"
-    quoted = (
-        value.replace("\\", "\\\\").replace('"', '\\"') if '"' in value or "\\" in value else value
-        for value in values
-    )
-    return '{"' + '","'.join(quoted) + '"}'
-
-
 def _staged_rows(
     rows: Iterable[ImportRow],
     *,
     trust_verified: bool,
     refused: list[RefusedRow],
     allow: destinations.AllowList,
-    page_components: frozenset[str],
-) -> Iterator[tuple[int, str, str, str, str, bool]]:
-    """The rows to stage, numbered from 1, their arrays as literals; the others go to `refused`.
-
-    Lazy: rows are read while the COPY runs, never all held in memory (only the channel and
-    destination of each staged row, for the duplicate check). Refused here: a row `subscribe`
-    would refuse, a row naming a component that is not one of `page_components` (its first
-    such id is the reason), and a repeat of an earlier staged row's channel and destination.
-    The database checks the component ids again when the rows are inserted (a component
-    deleted meanwhile fails the import)."""
-    first_rows: dict[tuple[str, str], int] = {}
-    notify_literals: dict[tuple[str, ...], str] = {}
+) -> Iterator[tuple[int, str, str, list[str], list[NotifyOnEvent], bool]]:
+    """The rows that pass the checks made in Python, numbered from 1; the others go to
+    `refused`. Lazy: rows are read while the COPY runs, never all held in memory."""
     for number, row in enumerate(rows, start=1):
         if not isinstance(row, ImportRow):
             raise InvalidInput(
@@ -527,28 +504,8 @@ def _staged_rows(
             shown = row.destination if isinstance(row.destination, str) else repr(row.destination)
             refused.append(RefusedRow(number, shown, str(exc)))
             continue
-        unknown = next((c for c in component_ids if c not in page_components), None)
-        if unknown is not None:
-            reason = f"component_ids: {unknown} is not a component of this status page"
-            refused.append(RefusedRow(number, destination, reason))
-            continue
-        first = first_rows.setdefault((channel, destination), number)
-        if first != number:
-            refused.append(RefusedRow(number, destination, f"duplicate of row {first}"))
-            continue
-        key = tuple(notify_on)
-        notify_literal = notify_literals.get(key)
-        if notify_literal is None:
-            notify_literal = notify_literals[key] = _array_literal(notify_on)
         is_verified = channel != "EMAIL" or (trust_verified and bool(row.verified))
-        yield (
-            number,
-            channel,
-            destination,
-            _array_literal(component_ids),
-            notify_literal,
-            is_verified,
-        )
+        yield number, channel, destination, component_ids, notify_on, is_verified
 
 
 class _ApplyResult(NamedTuple):
@@ -596,29 +553,13 @@ def import_subscribers(
         not_found=f"no status page with id {page_id!r}",
     )
     allow = yield from _allow_list()
-    page_components = frozenset(
-        component_id
-        for (component_id,) in (
-            yield from many(
-                "subscriber_import_page_components", {"status_page_id": page_id}, tuple_row
-            )
-        )
-    )
     yield from execute("subscriber_import_create", {})
-    staged = yield from copy_in(
+    yield from copy_in(
         "subscriber_import_copy",
-        _staged_rows(
-            rows,
-            trust_verified=trust_verified,
-            refused=refused,
-            allow=allow,
-            page_components=page_components,
-        ),
+        _staged_rows(rows, trust_verified=trust_verified, refused=refused, allow=allow),
     )
     results = yield from many(
-        "subscriber_import_apply",
-        {"status_page_id": page_id, "staged": staged},
-        class_row(_ApplyResult),
+        "subscriber_import_apply", {"status_page_id": page_id}, class_row(_ApplyResult)
     )
     yield from execute("subscriber_import_drop", {})
     accepted = results[0].accepted if results else 0

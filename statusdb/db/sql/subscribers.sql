@@ -146,12 +146,6 @@ FROM status_page
 WHERE id = %(status_page_id)s
 FOR KEY SHARE;
 
--- name: subscriber_import_page_components
--- The ids of the components of the page an import writes to (rows naming others are refused).
-SELECT id
-FROM status_page_component
-WHERE status_page_id = %(status_page_id)s;
-
 -- name: subscriber_import_create
 -- Staging table for one import; dropped by the import itself, and at commit at the latest.
 CREATE TABLE pg_temp.statusdb_subscriber_import (
@@ -170,57 +164,74 @@ COPY pg_temp.statusdb_subscriber_import (row_number, channel, destination, compo
 FROM STDIN;
 
 -- name: subscriber_import_apply
--- Insert the staged rows (how many: the staged parameter) whose destination has no subscription
--- to the page yet; one row per refusal. The staged rows passed every check made in Python (valid, components of the page,
--- no repeats). A row is refused when its destination already has a subscription to the page
--- (active: nothing to do; inactive: the subscriber unsubscribed, and only they may subscribe
--- again, never an import). The first result row carries the count of inserted rows; its refusal
--- columns are null when nothing was refused.
-WITH existing AS (
-    SELECT i.row_number, i.destination, e.is_active
+-- Insert the staged rows that pass the checks needing the database; one row per refusal.
+-- A row is refused when it names a component that is not on the page, when an earlier valid row
+-- has the same channel and destination, or when the destination already has a subscription to
+-- the page (active: nothing to do; inactive: the subscriber unsubscribed, and only they may
+-- subscribe again, never an import). The first result row carries the count of inserted rows;
+-- its refusal columns are null when nothing was refused.
+WITH page_components AS (
+    SELECT coalesce(array_agg(c.id), '{}') AS ids
+    FROM status_page_component c
+    WHERE c.status_page_id = %(status_page_id)s
+), staged AS (
+    -- The page's component ids are read once; only a row naming another one is searched for
+    -- the first unknown id (the reported reason).
+    SELECT i.row_number, i.channel, i.destination, i.component_ids, i.notify_on, i.is_verified,
+           CASE WHEN i.component_ids <@ p.ids THEN NULL
+                ELSE (SELECT u.c_id
+                      FROM unnest(i.component_ids) WITH ORDINALITY AS u (c_id, position)
+                      WHERE u.c_id <> ALL (p.ids)
+                      ORDER BY u.position
+                      LIMIT 1)
+           END AS unknown_component
     FROM pg_temp.statusdb_subscriber_import i
-    JOIN status_subscriber e
+    CROSS JOIN page_components p
+), first_valid AS (
+    SELECT row_number,
+           min(row_number) OVER (PARTITION BY channel, destination) AS first_row
+    FROM staged
+    WHERE unknown_component IS NULL
+), checked AS (
+    SELECT s.row_number, s.channel, s.destination, s.component_ids, s.notify_on, s.is_verified,
+           CASE
+               WHEN s.unknown_component IS NOT NULL
+                   THEN 'component_ids: ' || s.unknown_component
+                        || ' is not a component of this status page'
+               WHEN f.first_row <> s.row_number
+                   THEN 'duplicate of row ' || f.first_row
+               WHEN e.is_active
+                   THEN 'already subscribed to this page'
+               WHEN NOT e.is_active
+                   THEN 'unsubscribed from this page earlier; only the subscriber can subscribe '
+                        || 'again, an import does not'
+           END AS reason
+    FROM staged s
+    LEFT JOIN first_valid f ON f.row_number = s.row_number
+    LEFT JOIN status_subscriber e
         ON e.status_page_id = %(status_page_id)s
-       AND e.channel = i.channel
-       AND e.destination = i.destination
+       AND e.channel = s.channel
+       AND e.destination = s.destination
 ), inserted AS (
     INSERT INTO status_subscriber (status_page_id, channel, destination, component_ids,
                                    notify_on, is_verified)
-    SELECT %(status_page_id)s, i.channel, i.destination, i.component_ids, i.notify_on,
-           i.is_verified
-    FROM pg_temp.statusdb_subscriber_import i
-    WHERE NOT EXISTS (
-        SELECT 1 FROM status_subscriber e
-        WHERE e.status_page_id = %(status_page_id)s
-          AND e.channel = i.channel
-          AND e.destination = i.destination
-    )
-    ORDER BY i.row_number
+    SELECT %(status_page_id)s, channel, destination, component_ids, notify_on, is_verified
+    FROM checked
+    WHERE reason IS NULL
+    ORDER BY row_number
     -- A concurrent subscribe of the same destination, committed after this statement's snapshot.
     ON CONFLICT ON CONSTRAINT status_subscriber_status_page_id_channel_destination_key DO NOTHING
     RETURNING channel, destination
-), counts AS (
-    SELECT (SELECT count(*) FROM inserted) AS accepted, (SELECT count(*) FROM existing) AS known
 ), refused AS (
-    SELECT x.row_number, x.destination,
-           CASE WHEN x.is_active THEN 'already subscribed to this page'
-                ELSE 'unsubscribed from this page earlier; only the subscriber can subscribe '
-                     || 'again, an import does not'
-           END AS reason
-    FROM existing x
-    UNION ALL
-    -- Rows lost to a concurrent subscribe (ON CONFLICT); searched for only when some are.
-    SELECT i.row_number, i.destination, 'already subscribed to this page'
-    FROM pg_temp.statusdb_subscriber_import i
-    CROSS JOIN counts c
-    WHERE c.accepted + c.known < %(staged)s
-      AND NOT EXISTS (SELECT 1 FROM inserted n
-                      WHERE n.channel = i.channel AND n.destination = i.destination)
-      AND NOT EXISTS (SELECT 1 FROM existing x WHERE x.row_number = i.row_number)
+    SELECT c.row_number, c.destination,
+           coalesce(c.reason, 'already subscribed to this page') AS reason
+    FROM checked c
+    LEFT JOIN inserted i ON i.channel = c.channel AND i.destination = c.destination
+    WHERE c.reason IS NOT NULL OR i.destination IS NULL
 )
-SELECT c.accepted, r.row_number, r.destination, r.reason
-FROM counts c
-LEFT JOIN refused r ON true
+SELECT a.accepted, r.row_number, r.destination, r.reason
+FROM (SELECT count(*) AS accepted FROM inserted) AS a
+LEFT JOIN refused AS r ON true
 ORDER BY r.row_number;
 
 -- name: subscriber_import_drop
