@@ -1725,7 +1725,7 @@ BEGIN
         RAISE EXCEPTION 'at most 10000 windows, teams and components at once'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    -- 0042: a session scoped to a team (CONTRIBUTING rule 15) locks only what it could write:
+    -- 0043: a session scoped to a team (CONTRIBUTING rule 15) locks only what it could write:
     -- its own team's key, its pages' windows, its pages' components that follow it or no team.
     -- Anything else is refused before any lock is taken (an id of another team, or none).
     IF scope IS NOT NULL THEN
@@ -1801,7 +1801,7 @@ $$;
 -- Name: FUNCTION statusdb_lock_status_inputs(window_ids text[], team_ids text[], component_ids text[]); Type: COMMENT; Schema: public
 --
 
-COMMENT ON FUNCTION public.statusdb_lock_status_inputs(window_ids text[], team_ids text[], component_ids text[]) IS 'Lock-ahead for a transaction of several status-input statements: the status_lock slots of the windows, then the status keys of the teams and components, in the global lock order (at most 10000 ids each; 0038). A session scoped to a team may name only its team, its pages'' windows and its components (else 42501; 0042).';
+COMMENT ON FUNCTION public.statusdb_lock_status_inputs(window_ids text[], team_ids text[], component_ids text[]) IS 'Lock-ahead for a transaction of several status-input statements: the status_lock slots of the windows, then the status keys of the teams and components, in the global lock order (at most 10000 ids each; 0038). A session scoped to a team may name only its team, its pages'' windows and its components (else 42501; 0043).';
 
 --
 -- Name: statusdb_lock_status_keys(bigint[]); Type: FUNCTION; Schema: public
@@ -2112,7 +2112,7 @@ BEGIN
                 WHERE NOT EXISTS (
                     SELECT 1 FROM maintenance_window mw
                     WHERE mw.id = o.w AND NOT (mw.status = 'IN_PROGRESS' AND mw.auto_update_status)
-                      -- 0042: unless this transaction changed the window (touch_updated_at
+                      -- 0043: unless this transaction changed the window (touch_updated_at
                       -- stamps now()): it may have left its effect in this very statement, whose
                       -- window trigger re-derives only the links that are left.
                       AND mw.updated_at <> now())
@@ -2177,7 +2177,7 @@ $$;
 -- Name: FUNCTION statusdb_maintenance_window_component_refresh_status(); Type: COMMENT; Schema: public
 --
 
-COMMENT ON FUNCTION public.statusdb_maintenance_window_component_refresh_status() IS 'Statement trigger (0023): locks the changed links'' windows, then judges and re-derives the components covered or uncovered under their status keys (0042: a removed link of a window this transaction changed is always judged).';
+COMMENT ON FUNCTION public.statusdb_maintenance_window_component_refresh_status() IS 'Statement trigger (0023): locks the changed links'' windows, then judges and re-derives the components covered or uncovered under their status keys (0043: a removed link of a window this transaction changed is always judged).';
 
 --
 -- Name: statusdb_maintenance_window_component_same_page(); Type: FUNCTION; Schema: public
