@@ -130,6 +130,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark each test by what it needs (the test pyramid), run the slow ones first.
 
@@ -146,6 +147,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if not own:
             item.add_marker(pytest.mark.shared_db if "conn" in names else pytest.mark.unit)
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    if getattr(config.option, "loadgroup", False):  # set on the xdist workers
+        _suffix_xdist_groups(items)
     if config.getoption("--fast"):
         kept = [
             item
@@ -158,6 +161,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if dropped:
             config.hook.pytest_deselected(items=dropped)
             items[:] = kept
+
+
+def _suffix_xdist_groups(items: list[pytest.Item]) -> None:
+    """`--dist loadgroup` for pytest >= 9.2: end each grouped test's node id with `@group`.
+
+    pytest-xdist (3.8) sends the tests marked `xdist_group("name")` to one worker by reading
+    that suffix from the node ids its workers report; it appends it by assigning
+    `item._nodeid`, which pytest 9.2 no longer reads (a node id is `item._id` now). Without the
+    suffix every grouped test was scheduled on its own: tests/test_failover.py's formation
+    (~25 s) and tests/test_replicas.py's replicas (~10 s) were each built on both workers.
+    """
+    for item in items:
+        names = sorted(
+            {
+                str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+                for mark in item.iter_markers("xdist_group")
+            }
+        )
+        if not names or "@" in item.nodeid.rpartition("]")[2]:
+            continue  # not grouped, or xdist's own suffix is already there
+        item._id = type(item._id).parse(f"{item.nodeid}@{'_'.join(names)}")
 
 
 @pytest.fixture(scope="session")

@@ -703,10 +703,16 @@ def test_a_short_batch_is_recorded_and_its_claim_released(dsn: str) -> None:
 
 
 @pytest.mark.slow
-def test_in_process_once_gives_up_on_an_unreachable_database() -> None:
+def test_in_process_once_gives_up_on_an_unreachable_database(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """--once against a database that never answers ends (exit 1) after ONCE_GIVE_UP rounds
     with back-off, instead of retrying forever under cron."""
     from statusdb.workers.deliverers import console
+
+    # The same rounds and back-off doubling, a tenth of the waits (0.5+1+2+4 s was 7.5 s of
+    # sleep); `backoff` itself is checked by its unit tests.
+    monkeypatch.setattr(runner, "BACKOFF_BASE", runner.BACKOFF_BASE / 10)
 
     config = _config("host=127.0.0.1 port=1 dbname=x connect_timeout=1", console.noop)
     worker = runner.Worker(config)
