@@ -472,37 +472,43 @@ def _part_day(
 def _decode_daily(rows: list[TupleRow]) -> PageDailyUptime:
     """Build the result from uptime_daily's rows (see sql/uptime.sql for their kinds).
 
-    Each series row (component or group) holds runs of whole days in one status and the days
-    covered in part; the rest are days without data. Bars of whole days are built once per
-    (day, status) and shared by every series that spent that day so (a day's bar does not say
-    whose it is).
+    The page row holds the days' boundaries and the status incidents of the range; each series
+    row (component or group) holds runs of whole days in one status, the days covered in part
+    and the (day, incident) pairs it lists; the rest are days without data. Bars of whole days
+    are built once per (day, status) and shared by every series that spent that day so (a
+    day's bar does not say whose it is).
     """
     page: TupleRow | None = None
-    day_rows: list[tuple[int, dt.date, dt.datetime, dt.datetime]] = []
     series_rows: list[TupleRow] = []
-    listed: dict[tuple[str, str], list[tuple[int, list[str]]]] = {}
-    incidents: dict[str, DayIncident] = {}
     for row in rows:
-        kind = row[0]
-        if kind == "day":
-            day_rows.append((row[3], row[4], row[5].astimezone(dt.UTC), row[6].astimezone(dt.UTC)))
-        elif kind in ("component", "group"):
-            series_rows.append(row)
-        elif kind == "listed":
-            listed.setdefault((row[2], row[1]), []).append((row[3], row[16]))
-        elif kind == "incident":
-            incidents[row[1]] = DayIncident(
-                id=row[1],
-                title=row[2],
-                severity=row[17],
-                started_at=row[5].astimezone(dt.UTC),
-                resolved_at=None if row[6] is None else row[6].astimezone(dt.UTC),
-            )
-        elif kind == "page":
+        if row[0] == "page":
             page = row
+        else:
+            series_rows.append(row)
     assert page is not None, "uptime_daily returns a page row for a known page"
-    day_rows.sort()
-    days = [(day, start, end) for _, day, start, end in day_rows]
+    utc = dt.UTC
+    starts = [at.astimezone(utc) for at in page[19]]
+    first_day: dt.date = page[4]
+    count = len(starts) - 1
+    one_day = dt.timedelta(days=1)
+    days = [(first_day + i * one_day, starts[i], starts[i + 1]) for i in range(count)]
+    incidents = {
+        id_: DayIncident(
+            id=id_,
+            title=title,
+            severity=severity,
+            started_at=started.astimezone(utc),
+            resolved_at=None if resolved is None else resolved.astimezone(utc),
+        )
+        for id_, title, severity, started, resolved in zip(
+            page[20] or (),
+            page[21] or (),
+            page[22] or (),
+            page[23] or (),
+            page[24] or (),
+            strict=True,
+        )
+    }
     empty = StatusDurations(_ZERO, _ZERO, _ZERO, _ZERO, _ZERO)
     no_data = [DayBar(day, start, end, empty, None, None, ()) for day, start, end in days]
     whole: dict[str, tuple[list[DayBar | None], bytearray]] = {}
@@ -511,7 +517,7 @@ def _decode_daily(rows: list[TupleRow]) -> PageDailyUptime:
         """Bars of days first..last spent whole in `status`, each built once."""
         found = whole.get(status)
         if found is None:
-            found = whole[status] = ([None] * len(days), bytearray(len(days)))
+            found = whole[status] = ([None] * count, bytearray(count))
         bars, built = found
         if 0 in built[first : last + 1]:
             for i in range(first, last + 1):
@@ -539,23 +545,32 @@ def _decode_daily(rows: list[TupleRow]) -> PageDailyUptime:
         for i, op, deg, part, major, maint in details:
             day, start, end = days[i]
             bars[i] = _part_day(day, start, end, (op, deg, part, major, maint))
-        for i, ids in listed.get((row[0], row[1]), ()):
-            bar = bars[i]  # attrs.evolve, without its per-call introspection
-            bars[i] = DayBar(
-                bar.day,
-                bar.start,
-                bar.end,
-                bar.durations,
-                bar.worst_status,
-                bar.uptime,
-                tuple(incidents[x] for x in ids),
-            )
+        listed_i = row[16]
+        if listed_i:
+            listed_ids = row[17]
+            n, total = 0, len(listed_i)
+            while n < total:  # pairs ordered by day: one run of incidents per day
+                i = listed_i[n]
+                m = n + 1
+                while m < total and listed_i[m] == i:
+                    m += 1
+                bar = bars[i]  # attrs.evolve, without its per-call introspection
+                bars[i] = DayBar(
+                    bar.day,
+                    bar.start,
+                    bar.end,
+                    bar.durations,
+                    bar.worst_status,
+                    bar.uptime,
+                    tuple(incidents[x] for x in listed_ids[n:m]),
+                )
+                n = m
         if row[0] == "group":
             groups.append(
                 GroupDailyUptime(
                     group_id=row[1],
                     name=row[2],
-                    parent_id=row[17],
+                    parent_id=row[18],
                     display_order=row[3],
                     created_at=row[5],
                     days=tuple(bars),
@@ -574,7 +589,7 @@ def _decode_daily(rows: list[TupleRow]) -> PageDailyUptime:
     return PageDailyUptime(
         status_page_id=page[1],
         time_zone=page[2],
-        first_day=page[4],
+        first_day=first_day,
         last_day=days[-1][0],
         start=page[5],
         observed_until=page[6],

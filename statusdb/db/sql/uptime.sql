@@ -163,11 +163,13 @@ ORDER BY g.is_page_total, g.display_order, g.name, g.component_id;
 -- their time per status in whole microseconds (detail_*: the day a status changed, the day the
 -- series was created, today). A day in neither is "no data". The client lays them out.
 --
--- Result rows, by kind: 'page' (the zone, first day, range), 'day' (i, date, start, end),
--- 'component' and 'group' (a series: its runs and part days; a group's parent_id in `extra`),
--- 'listed' (a series' status incident ids on day i, oldest first, its kind in `name`),
--- 'incident' (each status incident of the range, its severity in `extra`). Unknown page: no
--- rows.
+-- Result rows, by kind: one 'page' row (the zone, first day, range; `starts`, the days'
+-- boundaries: day i from starts[i + 1] to starts[i + 2]; and the status incidents of the range
+-- as aligned arrays, incident_*), then one 'component' or 'group' row per series (its runs and
+-- part days; the status incidents it lists as (listed_i, listed_ids) pairs, by day and oldest
+-- first; a group's parent_id in `extra`). Unknown page: no rows. (Issue 20 item 5, third
+-- pass: the days, listings and incidents were rows of their own, 317 rows on the bench page
+-- for 51 now; the client's fetch and parse is per row.)
 --
 -- Indexes: the page by its primary key, components by
 -- status_page_component_status_page_id_display_order_idx, the changes in range by
@@ -438,9 +440,11 @@ incident_series AS (
     WHERE c.status_page_id = %(page_id)s
 ),
 listed AS (
-    -- The days each incident touches, per series naming it, from the series' creation day.
-    SELECT x.kind, x.id, g.i,
-           array_agg(x.incident_id ORDER BY x.created_at, x.incident_id) AS incident_ids
+    -- The days each incident touches, per series naming it, from the series' creation day:
+    -- one row per series, (day, incident) pairs ordered by day, then oldest incident first.
+    SELECT x.kind, x.id,
+           array_agg(g.i ORDER BY g.i, x.created_at, x.incident_id) AS listed_i,
+           array_agg(x.incident_id ORDER BY g.i, x.created_at, x.incident_id) AS listed_ids
     FROM incident_series x
     CROSS JOIN span sp
     CROSS JOIN LATERAL generate_series(
@@ -449,33 +453,32 @@ listed AS (
         least(((x.until_at - interval '1 microsecond') AT TIME ZONE sp.time_zone)::date
               - sp.first_day, %(days)s::integer - 1)) AS g (i)
     WHERE x.until_at > sp.range_start
-    GROUP BY x.kind, x.id, g.i
+    GROUP BY x.kind, x.id
 )
 SELECT 'page' AS kind, sp.status_page_id AS id, sp.time_zone AS name, NULL::integer AS num,
        sp.first_day AS day, sp.range_start AS start_at, sp.observed_until AS end_at,
        NULL::integer[] AS run_first, NULL::integer[] AS run_last, NULL::text[] AS run_status,
        NULL::integer[] AS detail_i, NULL::bigint[] AS detail_op, NULL::bigint[] AS detail_deg,
        NULL::bigint[] AS detail_part, NULL::bigint[] AS detail_major,
-       NULL::bigint[] AS detail_maint, NULL::text[] AS incident_ids, NULL::text AS extra
+       NULL::bigint[] AS detail_maint, NULL::integer[] AS listed_i, NULL::text[] AS listed_ids,
+       NULL::text AS extra, sp.starts, inc.ids AS incident_ids, inc.titles AS incident_titles,
+       inc.severities AS incident_severities, inc.started AS incident_started,
+       inc.resolved AS incident_resolved
 FROM span sp
-UNION ALL
-SELECT 'day', NULL, NULL, (d.k - 1)::integer, sp.first_day + (d.k - 1)::integer, d.at,
-       sp.starts[d.k + 1], NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
-FROM span sp
-CROSS JOIN LATERAL unnest(sp.starts) WITH ORDINALITY AS d (at, k)
-WHERE d.k <= %(days)s::integer
+CROSS JOIN (
+    SELECT array_agg(i.id ORDER BY i.created_at, i.id) AS ids,
+           array_agg(i.title ORDER BY i.created_at, i.id) AS titles,
+           array_agg(i.severity ORDER BY i.created_at, i.id) AS severities,
+           array_agg(i.created_at ORDER BY i.created_at, i.id) AS started,
+           array_agg(i.resolved_at ORDER BY i.created_at, i.id) AS resolved
+    FROM incident i
+) AS inc
 UNION ALL
 SELECT s.kind, s.id, s.name, s.display_order, NULL, s.created_at, NULL,
        r.run_first, r.run_last, r.run_status, dt.detail_i, dt.detail_op, dt.detail_deg,
-       dt.detail_part, dt.detail_major, dt.detail_maint, NULL, s.parent_id
+       dt.detail_part, dt.detail_major, dt.detail_maint, l.listed_i, l.listed_ids, s.parent_id,
+       NULL, NULL, NULL, NULL, NULL, NULL
 FROM series s
 LEFT JOIN runs r ON r.kind = s.kind AND r.id = s.id
 LEFT JOIN details dt ON dt.kind = s.kind AND dt.id = s.id
-UNION ALL
-SELECT 'listed', l.id, l.kind, l.i, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-       NULL, NULL, l.incident_ids, NULL
-FROM listed l
-UNION ALL
-SELECT 'incident', inc.id, inc.title, NULL, NULL, inc.created_at, inc.resolved_at, NULL, NULL,
-       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, inc.severity
-FROM incident inc;
+LEFT JOIN listed l ON l.kind = s.kind AND l.id = s.id;
