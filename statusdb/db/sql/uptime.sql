@@ -466,11 +466,11 @@ SELECT 'page' AS kind, sp.status_page_id AS id, sp.time_zone AS name, NULL::inte
        inc.resolved AS incident_resolved
 FROM span sp
 CROSS JOIN (
-    SELECT array_agg(i.id ORDER BY i.created_at, i.id) AS ids,
-           array_agg(i.title ORDER BY i.created_at, i.id) AS titles,
-           array_agg(i.severity ORDER BY i.created_at, i.id) AS severities,
-           array_agg(i.created_at ORDER BY i.created_at, i.id) AS started,
-           array_agg(i.resolved_at ORDER BY i.created_at, i.id) AS resolved
+    -- No ORDER BY: the aggregates of one group see the same rows in the same order, so the
+    -- arrays stay aligned, and the client orders the incidents itself.
+    SELECT array_agg(i.id) AS ids, array_agg(i.title) AS titles,
+           array_agg(i.severity) AS severities, array_agg(i.created_at) AS started,
+           array_agg(i.resolved_at) AS resolved
     FROM incident i
 ) AS inc
 UNION ALL
