@@ -469,6 +469,38 @@ def _part_day(
     return DayBar(day, start, end, durations, worst, uptime, ())
 
 
+@attrs.define
+class _SharedDays:
+    """The bars one list of days shares between calls: "no data" on each day, and each day
+    spent whole in one status (per status, built when first needed)."""
+
+    no_data: list[DayBar]
+    whole: dict[str, list[DayBar]]
+
+
+#: _SharedDays by (first day, the days' boundaries): the boundaries are the whole key (a bar
+#: is a value of its day, start, end and status), so a zone's rules changing is a new key.
+#: Bounded: cleared when full (a page's 90 days are one key per day and zone).
+_SHARED_DAYS: dict[tuple[dt.date, tuple[dt.datetime, ...]], _SharedDays] = {}
+_SHARED_DAYS_SIZE: Final = 64
+
+
+def _shared_days(first_day: dt.date, starts: list[dt.datetime]) -> _SharedDays:
+    key = (first_day, tuple(starts))
+    found = _SHARED_DAYS.get(key)
+    if found is None:
+        if len(_SHARED_DAYS) >= _SHARED_DAYS_SIZE:
+            _SHARED_DAYS.clear()
+        empty = StatusDurations(_ZERO, _ZERO, _ZERO, _ZERO, _ZERO)
+        one_day = dt.timedelta(days=1)
+        no_data = [
+            DayBar(first_day + i * one_day, starts[i], starts[i + 1], empty, None, None, ())
+            for i in range(len(starts) - 1)
+        ]
+        found = _SHARED_DAYS[key] = _SharedDays(no_data, {})
+    return found
+
+
 def _decode_daily(rows: list[TupleRow]) -> PageDailyUptime:
     """Build the result from uptime_daily's rows (see sql/uptime.sql for their kinds).
 
@@ -509,22 +541,16 @@ def _decode_daily(rows: list[TupleRow]) -> PageDailyUptime:
             strict=True,
         )
     }
-    empty = StatusDurations(_ZERO, _ZERO, _ZERO, _ZERO, _ZERO)
-    no_data = [DayBar(day, start, end, empty, None, None, ()) for day, start, end in days]
-    whole: dict[str, tuple[list[DayBar | None], bytearray]] = {}
+    shared = _shared_days(first_day, starts)
+    no_data = shared.no_data
+    whole = shared.whole
 
-    def whole_days(status: ComponentStatus, first: int, last: int) -> list[DayBar]:
-        """Bars of days first..last spent whole in `status`, each built once."""
+    def whole_days(status: ComponentStatus) -> list[DayBar]:
+        """The bars of every day spent whole in `status` (a run is a slice of them)."""
         found = whole.get(status)
         if found is None:
-            found = whole[status] = ([None] * count, bytearray(count))
-        bars, built = found
-        if 0 in built[first : last + 1]:
-            for i in range(first, last + 1):
-                if not built[i]:
-                    bars[i] = _full_day(*days[i], status)
-                    built[i] = 1
-        return bars[first : last + 1]  # type: ignore[return-value]  # all built above
+            found = whole[status] = [_full_day(*day, status) for day in days]
+        return found
 
     series_rows.sort(key=lambda r: (r[3], r[2], r[1]))
     components: list[DailyUptime] = []
@@ -532,7 +558,7 @@ def _decode_daily(rows: list[TupleRow]) -> PageDailyUptime:
     for row in series_rows:
         bars = list(no_data)
         for first, last, status in zip(row[7] or (), row[8] or (), row[9] or (), strict=True):
-            bars[first : last + 1] = whole_days(status, first, last)
+            bars[first : last + 1] = whole_days(status)[first : last + 1]
         details = zip(
             row[10] or (),
             row[11] or (),
