@@ -650,7 +650,9 @@ def daily(
         "days": _days(days),
         "until": _until(until),
     }
-    rows = yield from many("uptime_daily", params, tuple_row)
+    # Binary: the rows are long arrays (91 boundaries, runs, part days, listings), which parse
+    # ~30 % cheaper than in text (issue 20 item 5, third pass); the same values.
+    rows = yield from many("uptime_daily", params, tuple_row, binary=True)
     if not rows:
         raise NotFound(f"no status page with id {status_page_id!r}")
     return _decode_daily(rows)

@@ -635,7 +635,7 @@ def test_the_rewritten_query_equals_the_previous_one(conn: Conn, seed: int) -> N
     params = {"page_id": page, "days": days, "until": until}
     before = conn.execute(_BEFORE.encode(), params).fetchall()
     previous = conn.execute(_BEFORE_ONE_ROW_PER_SERIES.encode(), params).fetchall()
-    after = conn.execute(queries.get("uptime_daily").sql, params).fetchall()
+    after = conn.execute(queries.get("uptime_daily").sql, params, binary=True).fetchall()
     assert _normalized(previous) == _normalized(before)
     expected = decode_before_h20u3(before)
     assert decode_before_h20u3(previous) == expected
@@ -643,3 +643,6 @@ def test_the_rewritten_query_equals_the_previous_one(conn: Conn, seed: int) -> N
     # on the page row, the listed days on the series rows) decodes to the same bars.
     assert len(after) == 1 + len(expected.components) + len(expected.groups)
     assert uptime._decode_daily(after) == expected
+    # Fetched in binary (as `daily` does) or in text: the same values.
+    text = conn.execute(queries.get("uptime_daily").sql, params).fetchall()
+    assert uptime._decode_daily(text) == expected
