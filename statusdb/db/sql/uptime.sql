@@ -315,10 +315,13 @@ located AS MATERIALIZED (
            sp.starts[d.first_i + 1] AS first_start, sp.starts[d.first_i + 2] AS first_end,
            sp.starts[d.last_i + 1] AS last_start, sp.starts[d.last_i + 2] AS last_end
     FROM (
+        -- An instant's day by a binary search of the boundaries (width_bucket: how many are
+        -- at or before it), the same index as its local date minus first_day inside the
+        -- range (the boundaries are where the local dates begin), without a time zone
+        -- conversion per instant (0.3-0.8 us each; issue 20 item 5, third pass).
         SELECT iv.kind, iv.id, iv.status, iv.from_at, iv.until_at,
-               (iv.from_at AT TIME ZONE sp.time_zone)::date - sp.first_day AS first_i,
-               ((iv.until_at - interval '1 microsecond') AT TIME ZONE sp.time_zone)::date
-                   - sp.first_day AS last_i
+               width_bucket(iv.from_at, sp.starts) - 1 AS first_i,
+               width_bucket(iv.until_at - interval '1 microsecond', sp.starts) - 1 AS last_i
         FROM (
             SELECT t.kind, t.id, t.status, t.at AS from_at,
                    coalesce(lead(t.at) OVER w, t.observed_until) AS until_at
@@ -447,11 +450,14 @@ listed AS (
            array_agg(x.incident_id ORDER BY g.i, x.created_at, x.incident_id) AS listed_ids
     FROM incident_series x
     CROSS JOIN span sp
+    -- Days by width_bucket as in `located`: outside the range it gives -1 (before) or `days`
+    -- (after) where the local date would give any earlier or later day, the same once
+    -- clamped to 0 .. days - 1.
     CROSS JOIN LATERAL generate_series(
-        greatest((x.created_at AT TIME ZONE sp.time_zone)::date - sp.first_day,
-                 (x.series_created_at AT TIME ZONE sp.time_zone)::date - sp.first_day, 0),
-        least(((x.until_at - interval '1 microsecond') AT TIME ZONE sp.time_zone)::date
-              - sp.first_day, %(days)s::integer - 1)) AS g (i)
+        greatest(width_bucket(x.created_at, sp.starts) - 1,
+                 width_bucket(x.series_created_at, sp.starts) - 1, 0),
+        least(width_bucket(x.until_at - interval '1 microsecond', sp.starts) - 1,
+              %(days)s::integer - 1)) AS g (i)
     WHERE x.until_at > sp.range_start
     GROUP BY x.kind, x.id
 )
