@@ -343,21 +343,22 @@ run AS (
 ),
 piece AS (
     -- The days an interval covers in part (at most its first and its last), and for how long.
-    -- Microseconds as date_part of the difference, a float8: exact here (a piece lasts at
-    -- most a day, ~9e10 us, far inside float8's exact integers; the rounding error of the
-    -- division by 1e6 is ~1e-5 us) and ~1 us per row cheaper than `extract`'s numeric
+    -- Microseconds as date_part of the difference, a float8, rounded to a whole number: exact
+    -- here (a piece lasts at most a day, ~9e10 us, far inside float8's exact integers; the
+    -- rounding error of the division by 1e6 is ~1e-5 us), and so are `detail`'s float8 sums
+    -- of a day's pieces; ~1 us per row cheaper than `extract`'s numeric and numeric sums
     -- (issue 20 item 5, third pass).
     SELECT l.kind, l.id, l.first_i AS i, l.status,
-           (date_part('epoch', least(l.until_at, l.first_end)
-                               - greatest(l.from_at, l.first_start)) * 1000000)::bigint
+           round(date_part('epoch', least(l.until_at, l.first_end)
+                                    - greatest(l.from_at, l.first_start)) * 1000000)
                AS micros
     FROM located l
     WHERE l.from_at > l.first_start
        OR (l.first_i = l.last_i AND l.until_at < l.last_end)
     UNION ALL
     SELECT l.kind, l.id, l.last_i, l.status,
-           (date_part('epoch', least(l.until_at, l.last_end)
-                               - greatest(l.from_at, l.last_start)) * 1000000)::bigint
+           round(date_part('epoch', least(l.until_at, l.last_end)
+                                    - greatest(l.from_at, l.last_start)) * 1000000)
     FROM located l
     WHERE l.last_i > l.first_i AND l.until_at < l.last_end
 ),
