@@ -926,7 +926,7 @@ def uptime_daily_90(ctx: Context) -> list[CaseResult]:
         params = {"page_id": ctx.bench_page_id, "days": 90, "until": None}
 
         def rows_only() -> list[TupleRow]:
-            return conn.execute(query, params, prepare=True).fetchall()
+            return conn.execute(query, params, prepare=True, binary=True).fetchall()
 
         rows = rows_only()
         base, case = paired(

@@ -90,6 +90,8 @@ class Step:
     fetch: Fetch
     #: For fetch="copy": the rows sent to a `COPY ... FROM STDIN` statement (consumed once).
     copy_rows: Iterable[Sequence[Any]] = ()
+    #: Results in binary format (see `many`).
+    binary: bool = False
 
 
 #: An operation body: yields steps, receives their results, returns the operation's result.
@@ -110,9 +112,10 @@ def one(name: str, params: Params, row: BaseRowFactory[R], *, not_found: str) ->
     return result
 
 
-def many(name: str, params: Params, row: BaseRowFactory[R]) -> Op[list[R]]:
-    """Run query `name`; all its rows."""
-    result = yield Step(queries.get(name), params, row, "all")
+def many(name: str, params: Params, row: BaseRowFactory[R], *, binary: bool = False) -> Op[list[R]]:
+    """Run query `name`; all its rows. `binary`: fetch them in binary format (cheaper to parse
+    for rows of long arrays: uptime_daily's; the same Python values)."""
+    result = yield Step(queries.get(name), params, row, "all", binary=binary)
     return cast("list[R]", result)
 
 
@@ -191,7 +194,7 @@ async def _run_step_async(conn: psycopg.AsyncConnection[Any], step: Step) -> Any
                 for row in step.copy_rows:
                     await copy.write_row(row)
             return cur.rowcount
-        await cur.execute(step.query.sql, step.params)
+        await cur.execute(step.query.sql, step.params, binary=step.binary)
         if step.fetch == "optional":
             return await cur.fetchone()
         if step.fetch == "all":
@@ -274,7 +277,7 @@ def _run_step_sync(conn: psycopg.Connection[Any], step: Step) -> Any:
                 for row in step.copy_rows:
                     copy.write_row(row)
             return cur.rowcount
-        cur.execute(step.query.sql, step.params)
+        cur.execute(step.query.sql, step.params, binary=step.binary)
         if step.fetch == "optional":
             return cur.fetchone()
         if step.fetch == "all":

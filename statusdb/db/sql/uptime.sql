@@ -163,11 +163,13 @@ ORDER BY g.is_page_total, g.display_order, g.name, g.component_id;
 -- their time per status in whole microseconds (detail_*: the day a status changed, the day the
 -- series was created, today). A day in neither is "no data". The client lays them out.
 --
--- Result rows, by kind: 'page' (the zone, first day, range), 'day' (i, date, start, end),
--- 'component' and 'group' (a series: its runs and part days; a group's parent_id in `extra`),
--- 'listed' (a series' status incident ids on day i, oldest first, its kind in `name`),
--- 'incident' (each status incident of the range, its severity in `extra`). Unknown page: no
--- rows.
+-- Result rows, by kind: one 'page' row (the zone, first day, range; `starts`, the days'
+-- boundaries: day i from starts[i + 1] to starts[i + 2]; and the status incidents of the range
+-- as aligned arrays, incident_*), then one 'component' or 'group' row per series (its runs and
+-- part days; the status incidents it lists as (listed_i, listed_ids) pairs, by day and oldest
+-- first; a group's parent_id in `extra`). Unknown page: no rows. (Issue 20 item 5, third
+-- pass: the days, listings and incidents were rows of their own, 317 rows on the bench page
+-- for 51 now; the client's fetch and parse is per row.)
 --
 -- Indexes: the page by its primary key, components by
 -- status_page_component_status_page_id_display_order_idx, the changes in range by
@@ -313,10 +315,13 @@ located AS MATERIALIZED (
            sp.starts[d.first_i + 1] AS first_start, sp.starts[d.first_i + 2] AS first_end,
            sp.starts[d.last_i + 1] AS last_start, sp.starts[d.last_i + 2] AS last_end
     FROM (
+        -- An instant's day by a binary search of the boundaries (width_bucket: how many are
+        -- at or before it), the same index as its local date minus first_day inside the
+        -- range (the boundaries are where the local dates begin), without a time zone
+        -- conversion per instant (0.3-0.8 us each; issue 20 item 5, third pass).
         SELECT iv.kind, iv.id, iv.status, iv.from_at, iv.until_at,
-               (iv.from_at AT TIME ZONE sp.time_zone)::date - sp.first_day AS first_i,
-               ((iv.until_at - interval '1 microsecond') AT TIME ZONE sp.time_zone)::date
-                   - sp.first_day AS last_i
+               width_bucket(iv.from_at, sp.starts) - 1 AS first_i,
+               width_bucket(iv.until_at - interval '1 microsecond', sp.starts) - 1 AS last_i
         FROM (
             SELECT t.kind, t.id, t.status, t.at AS from_at,
                    coalesce(lead(t.at) OVER w, t.observed_until) AS until_at
@@ -338,17 +343,22 @@ run AS (
 ),
 piece AS (
     -- The days an interval covers in part (at most its first and its last), and for how long.
+    -- Microseconds as date_part of the difference, a float8, rounded to a whole number: exact
+    -- here (a piece lasts at most a day, ~9e10 us, far inside float8's exact integers; the
+    -- rounding error of the division by 1e6 is ~1e-5 us), and so are `detail`'s float8 sums
+    -- of a day's pieces; ~1 us per row cheaper than `extract`'s numeric and numeric sums
+    -- (issue 20 item 5, third pass).
     SELECT l.kind, l.id, l.first_i AS i, l.status,
-           ((extract(epoch FROM least(l.until_at, l.first_end))
-             - extract(epoch FROM greatest(l.from_at, l.first_start))) * 1000000)::bigint
+           round(date_part('epoch', least(l.until_at, l.first_end)
+                                    - greatest(l.from_at, l.first_start)) * 1000000)
                AS micros
     FROM located l
     WHERE l.from_at > l.first_start
        OR (l.first_i = l.last_i AND l.until_at < l.last_end)
     UNION ALL
     SELECT l.kind, l.id, l.last_i, l.status,
-           ((extract(epoch FROM least(l.until_at, l.last_end))
-             - extract(epoch FROM greatest(l.from_at, l.last_start))) * 1000000)::bigint
+           round(date_part('epoch', least(l.until_at, l.last_end)
+                                    - greatest(l.from_at, l.last_start)) * 1000000)
     FROM located l
     WHERE l.last_i > l.first_i AND l.until_at < l.last_end
 ),
@@ -438,44 +448,48 @@ incident_series AS (
     WHERE c.status_page_id = %(page_id)s
 ),
 listed AS (
-    -- The days each incident touches, per series naming it, from the series' creation day.
-    SELECT x.kind, x.id, g.i,
-           array_agg(x.incident_id ORDER BY x.created_at, x.incident_id) AS incident_ids
+    -- The days each incident touches, per series naming it, from the series' creation day:
+    -- one row per series, (day, incident) pairs ordered by day, then oldest incident first.
+    SELECT x.kind, x.id,
+           array_agg(g.i ORDER BY g.i, x.created_at, x.incident_id) AS listed_i,
+           array_agg(x.incident_id ORDER BY g.i, x.created_at, x.incident_id) AS listed_ids
     FROM incident_series x
     CROSS JOIN span sp
+    -- Days by width_bucket as in `located`: outside the range it gives -1 (before) or `days`
+    -- (after) where the local date would give any earlier or later day, the same once
+    -- clamped to 0 .. days - 1.
     CROSS JOIN LATERAL generate_series(
-        greatest((x.created_at AT TIME ZONE sp.time_zone)::date - sp.first_day,
-                 (x.series_created_at AT TIME ZONE sp.time_zone)::date - sp.first_day, 0),
-        least(((x.until_at - interval '1 microsecond') AT TIME ZONE sp.time_zone)::date
-              - sp.first_day, %(days)s::integer - 1)) AS g (i)
+        greatest(width_bucket(x.created_at, sp.starts) - 1,
+                 width_bucket(x.series_created_at, sp.starts) - 1, 0),
+        least(width_bucket(x.until_at - interval '1 microsecond', sp.starts) - 1,
+              %(days)s::integer - 1)) AS g (i)
     WHERE x.until_at > sp.range_start
-    GROUP BY x.kind, x.id, g.i
+    GROUP BY x.kind, x.id
 )
 SELECT 'page' AS kind, sp.status_page_id AS id, sp.time_zone AS name, NULL::integer AS num,
        sp.first_day AS day, sp.range_start AS start_at, sp.observed_until AS end_at,
        NULL::integer[] AS run_first, NULL::integer[] AS run_last, NULL::text[] AS run_status,
        NULL::integer[] AS detail_i, NULL::bigint[] AS detail_op, NULL::bigint[] AS detail_deg,
        NULL::bigint[] AS detail_part, NULL::bigint[] AS detail_major,
-       NULL::bigint[] AS detail_maint, NULL::text[] AS incident_ids, NULL::text AS extra
+       NULL::bigint[] AS detail_maint, NULL::integer[] AS listed_i, NULL::text[] AS listed_ids,
+       NULL::text AS extra, sp.starts, inc.ids AS incident_ids, inc.titles AS incident_titles,
+       inc.severities AS incident_severities, inc.started AS incident_started,
+       inc.resolved AS incident_resolved
 FROM span sp
-UNION ALL
-SELECT 'day', NULL, NULL, (d.k - 1)::integer, sp.first_day + (d.k - 1)::integer, d.at,
-       sp.starts[d.k + 1], NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
-FROM span sp
-CROSS JOIN LATERAL unnest(sp.starts) WITH ORDINALITY AS d (at, k)
-WHERE d.k <= %(days)s::integer
+CROSS JOIN (
+    -- No ORDER BY: the aggregates of one group see the same rows in the same order, so the
+    -- arrays stay aligned, and the client orders the incidents itself.
+    SELECT array_agg(i.id) AS ids, array_agg(i.title) AS titles,
+           array_agg(i.severity) AS severities, array_agg(i.created_at) AS started,
+           array_agg(i.resolved_at) AS resolved
+    FROM incident i
+) AS inc
 UNION ALL
 SELECT s.kind, s.id, s.name, s.display_order, NULL, s.created_at, NULL,
        r.run_first, r.run_last, r.run_status, dt.detail_i, dt.detail_op, dt.detail_deg,
-       dt.detail_part, dt.detail_major, dt.detail_maint, NULL, s.parent_id
+       dt.detail_part, dt.detail_major, dt.detail_maint, l.listed_i, l.listed_ids, s.parent_id,
+       NULL, NULL, NULL, NULL, NULL, NULL
 FROM series s
 LEFT JOIN runs r ON r.kind = s.kind AND r.id = s.id
 LEFT JOIN details dt ON dt.kind = s.kind AND dt.id = s.id
-UNION ALL
-SELECT 'listed', l.id, l.kind, l.i, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-       NULL, NULL, l.incident_ids, NULL
-FROM listed l
-UNION ALL
-SELECT 'incident', inc.id, inc.title, NULL, NULL, inc.created_at, inc.resolved_at, NULL, NULL,
-       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, inc.severity
-FROM incident inc;
+LEFT JOIN listed l ON l.kind = s.kind AND l.id = s.id;
