@@ -190,6 +190,8 @@ def _component_ids(values: Iterable[str]) -> list[str]:
 
 def _notify_on(values: Iterable[NotifyOnEvent]) -> list[NotifyOnEvent]:
     """A non-empty subset of the events, de-duplicated, in the canonical order."""
+    if values is NOTIFY_ON_EVENTS:  # the default (an import's rows, mostly): already so
+        return list(NOTIFY_ON_EVENTS)
     events = ", ".join(NOTIFY_ON_EVENTS)
     if isinstance(values, str):
         raise InvalidInput(f"notify_on must be a list of events ({events}), not a string")
