@@ -5,7 +5,7 @@
 
 -- public.statusdb_destination_is_plain(text) (sql)
 -- Whether a destination is plainly a public https URL (a plain DNS name, not internal), which
--- the SSRF guard never refuses: its trigger's WHEN skips it (0047). Inlinable.
+-- the SSRF guard never refuses: its trigger's WHEN skips it (0045). Inlinable.
 CREATE OR REPLACE FUNCTION public.statusdb_destination_is_plain(destination text)
  RETURNS boolean
  LANGUAGE sql

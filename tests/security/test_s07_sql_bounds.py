@@ -49,7 +49,7 @@ APP_FUNCTIONS = {
     # 0013's SSRF guard runs as the writer of status_subscriber (linear in the URL's length).
     "statusdb_destination_host_problem(text)",
     "statusdb_destination_problem(text,text)",
-    # 0047: the guard trigger's WHEN shortcut (two regular expressions over the URL).
+    # 0045: the guard trigger's WHEN shortcut (two regular expressions over the URL).
     "statusdb_destination_is_plain(text)",
     # The page view: clamps its arguments (if_version: one comparison).
     "statusdb_page_view(text,bytea,interval,integer,bigint)",

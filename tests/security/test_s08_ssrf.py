@@ -249,7 +249,7 @@ def _sendable(value: str) -> bool:
 
 
 def test_the_guards_shortcut_skips_only_what_it_would_accept(conn: Conn) -> None:
-    """0047: the trigger's WHEN skips the guard for `statusdb_destination_is_plain` URLs; a URL
+    """0045: the trigger's WHEN skips the guard for `statusdb_destination_is_plain` URLs; a URL
     the guard refuses (or one of the corpus's bad ones) is never taken for plain."""
     rows = conn.execute(
         "SELECT u, statusdb_destination_is_plain(u),"
@@ -270,7 +270,7 @@ def test_the_guards_shortcut_skips_only_what_it_would_accept(conn: Conn) -> None
 
 
 def test_plain_public_urls_do_not_call_the_guard(conn: Conn) -> None:
-    """0047 (issue 20): an import's plainly public webhook URLs skip the plpgsql guard (before
+    """0045 (issue 20): an import's plainly public webhook URLs skip the plpgsql guard (before
     it, every SLACK/WEBHOOK row called it); the others still call it, and it still refuses."""
     team = teams.create(conn, name="S08 shortcut")
     page = pages.create(

@@ -1,4 +1,4 @@
--- statusdb 0047: the SSRF guard of status_subscriber skips destinations that are plainly
+-- statusdb 0045: the SSRF guard of status_subscriber skips destinations that are plainly
 -- public https URLs (issue 20: the subscriber import, >= 20k rows/s).
 -- depends: 0044_group_roll_up_floor
 --
@@ -55,7 +55,7 @@ $$;
 
 COMMENT ON FUNCTION statusdb_destination_is_plain(text) IS
     'Whether a destination is plainly a public https URL (a plain DNS name, not internal), '
-    'which the SSRF guard never refuses: its trigger''s WHEN skips it (0047). Inlinable.';
+    'which the SSRF guard never refuses: its trigger''s WHEN skips it (0045). Inlinable.';
 
 REVOKE EXECUTE ON FUNCTION statusdb_destination_is_plain(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION statusdb_destination_is_plain(text) TO statusdb_app;

@@ -1,4 +1,4 @@
--- statusdb 0047 rollback: the SSRF guard's trigger as 0041 left it (every SLACK/WEBHOOK row
+-- statusdb 0045 rollback: the SSRF guard's trigger as 0041 left it (every SLACK/WEBHOOK row
 -- calls the guard).
 
 SET LOCAL lock_timeout = '5s';
