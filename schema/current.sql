@@ -711,6 +711,25 @@ $_$;
 COMMENT ON FUNCTION public.statusdb_destination_host_problem(host text) IS 'Why a URL host may not be posted to (SSRF policy), or NULL; mirrors statusdb.destinations.';
 
 --
+-- Name: statusdb_destination_is_plain(text); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_destination_is_plain(destination text) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $_$
+    SELECT destination OPERATOR(pg_catalog.~)
+               '^https://([a-z0-9-]+\.)+[a-z][a-z0-9-]*(:[0-9]*)?([/?#][^\\[:space:][:cntrl:]]*)?$'
+       AND destination OPERATOR(pg_catalog.!~)
+               '[.](local|internal|intranet|lan|home|corp|arpa|svc|goog|tencentyun)'
+$_$;
+
+--
+-- Name: FUNCTION statusdb_destination_is_plain(destination text); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_destination_is_plain(destination text) IS 'Whether a destination is plainly a public https URL (a plain DNS name, not internal), which the SSRF guard never refuses: its trigger''s WHEN skips it (0047). Inlinable.';
+
+--
 -- Name: statusdb_destination_problem(text, text); Type: FUNCTION; Schema: public
 --
 
@@ -10501,7 +10520,7 @@ COMMENT ON TRIGGER status_subscriber_check_ids_insert ON public.status_subscribe
 -- Name: status_subscriber status_subscriber_destination_guard; Type: TRIGGER; Schema: public
 --
 
-CREATE TRIGGER status_subscriber_destination_guard BEFORE INSERT OR UPDATE OF channel, destination ON public.status_subscriber FOR EACH ROW WHEN ((new.channel = ANY (ARRAY['SLACK'::text, 'WEBHOOK'::text]))) EXECUTE FUNCTION public.statusdb_status_subscriber_destination_guard();
+CREATE TRIGGER status_subscriber_destination_guard BEFORE INSERT OR UPDATE OF channel, destination ON public.status_subscriber FOR EACH ROW WHEN (((new.channel = ANY (ARRAY['SLACK'::text, 'WEBHOOK'::text])) AND (NOT public.statusdb_destination_is_plain(new.destination)))) EXECUTE FUNCTION public.statusdb_status_subscriber_destination_guard();
 
 --
 -- Name: status_subscriber status_subscriber_id_immutable; Type: TRIGGER; Schema: public
@@ -11199,6 +11218,13 @@ REVOKE ALL ON FUNCTION public.statusdb_derive_statuses(component_ids text[]) FRO
 
 REVOKE ALL ON FUNCTION public.statusdb_destination_host_problem(host text) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.statusdb_destination_host_problem(host text) TO statusdb_app;
+
+--
+-- Name: FUNCTION statusdb_destination_is_plain(destination text); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_destination_is_plain(destination text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.statusdb_destination_is_plain(destination text) TO statusdb_app;
 
 --
 -- Name: FUNCTION statusdb_destination_problem(channel text, destination text); Type: ACL; Schema: public

@@ -190,6 +190,8 @@ def _component_ids(values: Iterable[str]) -> list[str]:
 
 def _notify_on(values: Iterable[NotifyOnEvent]) -> list[NotifyOnEvent]:
     """A non-empty subset of the events, de-duplicated, in the canonical order."""
+    if values is NOTIFY_ON_EVENTS:  # the default (an import's rows, mostly): already so
+        return list(NOTIFY_ON_EVENTS)
     events = ", ".join(NOTIFY_ON_EVENTS)
     if isinstance(values, str):
         raise InvalidInput(f"notify_on must be a list of events ({events}), not a string")
@@ -481,15 +483,30 @@ def delete(subscriber_id: str) -> Op[None]:
         raise NotFound(f"no subscriber with id {subscriber_id!r}")
 
 
+_ARRAY_ELEMENT: Final = str.maketrans({"\\": "\\\\", '"': '\\"'})
+
+
+def _array_literal(values: Sequence[str]) -> str:
+    """A text[] literal of `values`, every element quoted (none reads as NULL).
+
+    The import sends its arrays as literals: psycopg dumps a str in C, whereas a list goes
+    through its Python array dumper, which was most of the COPY's client CPU (issue 20:
+    0.23 s against 0.04 s per 20,000 rows)."""
+    return "{" + ",".join(f'"{value.translate(_ARRAY_ELEMENT)}"' for value in values) + "}"
+
+
 def _staged_rows(
     rows: Iterable[ImportRow],
     *,
     trust_verified: bool,
     refused: list[RefusedRow],
     allow: destinations.AllowList,
-) -> Iterator[tuple[int, str, str, list[str], list[NotifyOnEvent], bool]]:
-    """The rows that pass the checks made in Python, numbered from 1; the others go to
-    `refused`. Lazy: rows are read while the COPY runs, never all held in memory."""
+) -> Iterator[tuple[int, str, str, str, str, bool]]:
+    """The rows that pass the checks made in Python, numbered from 1, their arrays as text[]
+    literals; the others go to `refused`. Lazy: rows are read while the COPY runs, never all
+    held in memory."""
+    # An import's rows mostly share a few notify_on lists (the default, mostly).
+    events_literals: dict[tuple[NotifyOnEvent, ...], str] = {}
     for number, row in enumerate(rows, start=1):
         if not isinstance(row, ImportRow):
             raise InvalidInput(
@@ -505,7 +522,18 @@ def _staged_rows(
             refused.append(RefusedRow(number, shown, str(exc)))
             continue
         is_verified = channel != "EMAIL" or (trust_verified and bool(row.verified))
-        yield number, channel, destination, component_ids, notify_on, is_verified
+        events = tuple(notify_on)
+        events_literal = events_literals.get(events)
+        if events_literal is None:
+            events_literal = events_literals[events] = _array_literal(events)
+        yield (
+            number,
+            channel,
+            destination,
+            _array_literal(component_ids),
+            events_literal,
+            is_verified,
+        )
 
 
 class _ApplyResult(NamedTuple):

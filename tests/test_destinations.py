@@ -135,3 +135,90 @@ def test_wrong_types_are_invalid_input(value: Any) -> None:
         destinations.normalize("WEBHOOK", value)
     with pytest.raises(InvalidInput):
         destinations.normalize(value, "https://example.com/")
+
+
+def _full_path(channel: Any, value: str) -> str | None:
+    """What the full checks store for `value`, or None when they refuse it."""
+    try:
+        return destinations.check(channel, value).require_allowed()
+    except InvalidInput:
+        return None
+
+
+def _destination_samples() -> list[str]:
+    """The corpus, address variants, and random strings over the characters that matter."""
+    import random
+
+    samples = [*CORPUS["good"], *CORPUS["bad"]]
+    samples += [case["url"] for case in (*CORPUS["allowed_with"], *CORPUS["never"])]
+    samples += [
+        "Import1.User2@Example.org",
+        "a..b@example.org",
+        ".a@example.org",
+        "a.@example.org",
+        '"q"@example.org',
+        "a@b@example.org",
+        "a@example.123",
+        "a@-x.example.org",
+        "a@x-.example.org",
+        "a@example.org.",
+        " a@example.org",
+        "a@example.org ",
+        "x" * 64 + "@example.org",
+        "x" * 65 + "@example.org",
+        "a@" + "b" * 63 + ".org",
+        "a@" + "b" * 64 + ".org",
+        "a@" + ".".join(["b" * 60] * 4) + ".org",
+        "a@" + ".".join(["b" * 61] * 4) + ".org",
+        "https://" + ".".join(["b" * 61] * 4) + ".org/",
+        "https://" + ".".join(["b" * 62] * 4) + ".org/",
+        "https://example.com:65535/",
+        "https://example.com:65536/",
+        "https://example.com:0/",
+        "https://example.com:00080/",
+        "https://example.com:/x",
+        "HTTPS://Example.COM/Path",
+        "https://Example.COM/Path?Q=1",
+        "https://example.com/a\\b",
+        "https://example.com/a b",
+        "https://example.com/a\u00a0b",
+        "https://example.com/\u200b",
+        "https://example.com/\ud800",
+        "https://example.com/" + "p" * 1990,
+        "https://metadata.goog/",
+        "https://x.home.arpa/",
+        "https://home.arpa.example/",
+        "https://x.svc/",
+        "https://1.2.3.a/",
+        "https://a.0x1f/",
+        "https://a.1e/",
+        "https://ex\uff0eample.com/",
+    ]
+    rng = random.Random(20)
+    alphabet = "aZ09-.:@/?#%\\ _'\"[]\u00e9\uff0e"
+    for _ in range(3000):
+        body = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 14)))
+        samples += [f"https://{body}", f"{body}@example.org", f"user@{body}"]
+        # Near the plain form: labels, a port, a path, with an odd character now and then.
+        labels = ".".join(
+            "".join(rng.choice("abcxyzABZ0189--\u00e9") for _ in range(rng.randint(0, 5)))
+            for _ in range(rng.randint(1, 4))
+        )
+        port = rng.choice(["", ":", ":443", ":0", ":65536", ":08"])
+        path = rng.choice(["", "/", "/h", "/x?y#z", "/a b", "?q", "#f", "/\\"])
+        samples += [f"https://{labels}{port}{path}", f"u.{labels}@{labels}.org"]
+    return samples
+
+
+@pytest.mark.parametrize("channel", ["EMAIL", "SLACK", "WEBHOOK"])
+def test_the_plain_form_shortcut_stores_what_the_full_checks_store(channel: Any) -> None:
+    """`normalize`'s fast path (issue 20) only ever takes inputs the full checks accept, and
+    stores them exactly as they do; everything else goes through the full checks."""
+    taken = 0
+    for value in _destination_samples():
+        plain = destinations._plain(channel, value)
+        if plain is not None:
+            taken += 1
+            assert plain == _full_path(channel, value), value
+            assert destinations.normalize(channel, value) == plain
+    assert taken > 50  # the shortcut is exercised

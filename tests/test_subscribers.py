@@ -800,6 +800,29 @@ def test_import_with_trust_verified(conn: Conn, acme: TwoPages) -> None:
     )
 
 
+def test_import_sends_component_ids_of_any_spelling_intact(conn: Conn, acme: TwoPages) -> None:
+    """The import sends its arrays as text[] literals (issue 20): ids with quotes, backslashes,
+    commas, braces, tabs or spelled NULL reach the database as they are (each is refused as
+    not a component, naming the id), and real ids and empty lists still land."""
+    odd = ['x"y', "a\\b", "NULL", "c,d", "{e}", "tab\there", "new\nline", "\\N", "é"]
+    rows = [
+        ImportRow("EMAIL", f"odd{n}@example.com", component_ids=[acme.api, value])
+        for n, value in enumerate(odd)
+    ]
+    rows.append(ImportRow("EMAIL", "fine@example.com", component_ids=[acme.api, acme.web]))
+    rows.append(ImportRow("EMAIL", "all@example.com", notify_on=["outage", "degraded"]))
+    report = subscribers.import_subscribers(conn, acme.page_id, rows)
+    assert report.accepted == 2
+    assert [(r.row_number, r.reason) for r in report.refused] == [
+        (n + 1, f"component_ids: {value} is not a component of this status page")
+        for n, value in enumerate(odd)
+    ]
+    stored = {x.destination: x for x in subscribers.list_for_page(conn, acme.page_id)}
+    assert stored["fine@example.com"].component_ids == (acme.api, acme.web)
+    assert stored["all@example.com"].component_ids == ()
+    assert stored["all@example.com"].notify_on == ("degraded", "outage")
+
+
 async def test_import_async(aconn: AConn, conn: Conn, acme: TwoPages) -> None:
     _prepare_existing(conn, acme)
     report = await subscribers.import_subscribers(aconn, acme.page_id, _import_rows(acme))

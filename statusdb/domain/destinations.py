@@ -350,6 +350,51 @@ def check(channel: SubscriberChannel, destination: str) -> Destination:
     return attrs.evolve(https_url(destination), channel=channel)
 
 
+# Fast paths for `normalize` (issue 20: an import checks every row, 20,000 at a time). Most
+# destinations come in a plain form: an ASCII address, or an https URL with a plain DNS host.
+# One regular expression recognises each; what it matches, the full checks above would accept
+# unchanged but for lower-casing, and `normalize` returns the same string either way
+# (tests/test_destinations.py compares the two paths over the shared corpus and more). Anything
+# else, and any plain host that `name_problem` questions, takes the full checks.
+_PLAIN_LABEL: Final = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+# The last label starts with a letter: never all digits, never a number to URL parsers.
+_PLAIN_HOST: Final = rf"(?:{_PLAIN_LABEL}\.)+[A-Za-z](?:[A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?"
+_PLAIN_ATOM: Final = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_EMAIL: Final = re.compile(rf"({_PLAIN_ATOM}(?:\.{_PLAIN_ATOM})*)@({_PLAIN_HOST})")
+# Scheme in lower case; port without a leading zero; the rest without spaces or backslashes
+# (and printable: checked apart).
+_PLAIN_URL: Final = re.compile(rf"https://(({_PLAIN_HOST})(?::[1-9][0-9]{{0,4}})?)([/?#][^\s\\]*)?")
+
+
+def _plain(channel: str, destination: str) -> str | None:
+    """The stored form of a destination in the plain form, when it is in it and not internal;
+    None: take the full checks."""
+    if type(destination) is not str:
+        return None
+    if channel == "EMAIL":
+        found = _PLAIN_EMAIL.fullmatch(destination)
+        if (
+            found is None
+            or len(destination) > _MAX_EMAIL
+            or len(found[1]) > _MAX_LOCAL_PART
+            or len(found[2]) > _MAX_DOMAIN
+        ):
+            return None
+        return f"{found[1]}@{found[2].lower()}"
+    if channel != "SLACK" and channel != "WEBHOOK":
+        return None
+    found = _PLAIN_URL.fullmatch(destination)
+    if found is None or len(destination) > MAX_URL or not destination.isprintable():
+        return None
+    netloc = found[1].lower()
+    host = found[2].lower()
+    if len(host) > _MAX_DOMAIN or (len(netloc) - len(host) == 6 and int(netloc[-5:]) > 65535):
+        return None
+    if name_problem(host) is not None:
+        return None
+    return f"https://{netloc}{destination[8 + len(netloc) :]}"
+
+
 def normalize(
     channel: SubscriberChannel, destination: str, *, allow: AllowList = NOTHING_ALLOWED
 ) -> str:
@@ -359,6 +404,9 @@ def normalize(
     case-sensitive). SLACK, WEBHOOK: an absolute https URL with a host and without credentials,
     scheme and host lower-cased, not internal unless `allow` lists it. Raises InvalidInput.
     """
+    plain = _plain(channel, destination)
+    if plain is not None:
+        return plain
     return check(channel, destination).require_allowed(allow)
 
 

@@ -49,6 +49,8 @@ APP_FUNCTIONS = {
     # 0013's SSRF guard runs as the writer of status_subscriber (linear in the URL's length).
     "statusdb_destination_host_problem(text)",
     "statusdb_destination_problem(text,text)",
+    # 0045: the guard trigger's WHEN shortcut (two regular expressions over the URL).
+    "statusdb_destination_is_plain(text)",
     # The page view: clamps its arguments (if_version: one comparison).
     "statusdb_page_view(text,bytea,interval,integer,bigint)",
     # views.repair_snapshots (no arguments to bound: it renders every page once, 0017).

@@ -228,3 +228,70 @@ def test_only_the_owner_manages_the_allow_list(
         pytest.raises(psycopg.errors.InsufficientPrivilege),
     ):
         reader.execute("SELECT * FROM destination_allowlist")
+
+
+def _sql_samples() -> list[str]:
+    """test_destinations' samples (the corpus, edge cases, generated near-plain URLs), with
+    their lower-case forms, as far as they can be sent at all."""
+    from test_destinations import _destination_samples
+
+    samples = _destination_samples()
+    samples += [value.lower() for value in samples]
+    return [value for value in dict.fromkeys(samples) if _sendable(value)]
+
+
+def _sendable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in value
+
+
+def test_the_guards_shortcut_skips_only_what_it_would_accept(conn: Conn) -> None:
+    """0045: the trigger's WHEN skips the guard for `statusdb_destination_is_plain` URLs; a URL
+    the guard refuses (or one of the corpus's bad ones) is never taken for plain."""
+    rows = conn.execute(
+        "SELECT u, statusdb_destination_is_plain(u),"
+        "       statusdb_destination_problem('WEBHOOK', u) IS NULL"
+        " FROM unnest(%s::text[]) AS u",
+        (_sql_samples(),),
+    ).fetchall()
+    wrongly_plain = [url for url, plain, passes in rows if plain and not passes]
+    assert wrongly_plain == []
+    plain = {url for url, is_plain, _ in rows if is_plain}
+    assert len(plain) > 100  # the shortcut is exercised
+    assert plain.isdisjoint(CORPUS["bad"])
+    assert plain.isdisjoint(case["url"] for case in CORPUS["allowed_with"] + CORPUS["never"])
+    for spelled in ("https://x.HOME.arpa/", "https://a.b/\\x", "https://a.b/\tx", "https://a.b:x/"):
+        assert conn.execute("SELECT statusdb_destination_is_plain(%s)", (spelled,)).fetchone() == (
+            False,
+        ), spelled
+
+
+def test_plain_public_urls_do_not_call_the_guard(conn: Conn) -> None:
+    """0045 (issue 20): an import's plainly public webhook URLs skip the plpgsql guard (before
+    it, every SLACK/WEBHOOK row called it); the others still call it, and it still refuses."""
+    team = teams.create(conn, name="S08 shortcut")
+    page = pages.create(
+        conn, team_id=team.id, name="P", slug=f"s08-shortcut-{team.id.lower()}", created_by_id="u"
+    ).page
+    conn.execute("SET LOCAL track_functions = 'pl'")
+    conn.execute(
+        "INSERT INTO status_subscriber (status_page_id, channel, destination)"
+        " SELECT %s, 'WEBHOOK', 'https://hooks.example.org/' || n FROM generate_series(1, 20) n"
+        " UNION ALL SELECT %s, 'SLACK', 'https://8.8.8.8/x'",
+        (page.id, page.id),
+    )
+    (calls,) = conn.execute(
+        "SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions"
+        " WHERE funcname = 'statusdb_status_subscriber_destination_guard'"
+    ).fetchone() or (None,)
+    assert calls == 1
+    with pytest.raises(psycopg.errors.CheckViolation) as info:
+        conn.execute(
+            "INSERT INTO status_subscriber (status_page_id, channel, destination)"
+            " VALUES (%s, 'WEBHOOK', 'https://metadata.google.internal/x')",
+            (page.id,),
+        )
+    assert info.value.diag.constraint_name == "status_subscriber_destination_ssrf_check"
