@@ -727,7 +727,7 @@ $_$;
 -- Name: FUNCTION statusdb_destination_is_plain(destination text); Type: COMMENT; Schema: public
 --
 
-COMMENT ON FUNCTION public.statusdb_destination_is_plain(destination text) IS 'Whether a destination is plainly a public https URL (a plain DNS name, not internal), which the SSRF guard never refuses: its trigger''s WHEN skips it (0047). Inlinable.';
+COMMENT ON FUNCTION public.statusdb_destination_is_plain(destination text) IS 'Whether a destination is plainly a public https URL (a plain DNS name, not internal), which the SSRF guard never refuses: its trigger''s WHEN skips it (0045). Inlinable.';
 
 --
 -- Name: statusdb_destination_problem(text, text); Type: FUNCTION; Schema: public
