@@ -9,8 +9,8 @@
 --
 -- Redefined (from its body in 0036, the current one), what changed:
 -- * statusdb_page_view_bytes_v2: with if_version null, RETURN QUERY of one statement (the
---   lookup's FROM, WHERE and LIMIT, the body's expression unchanged, the time zone by primary
---   key in a scalar subquery): the same row, the same rule (a wrong token finds nothing, like an
+--   lookup's FROM, WHERE and LIMIT, the body's expression unchanged, the time zone by the join
+--   on the primary key): the same row, the same rule (a wrong token finds nothing, like an
 --   unknown slug). With if_version given, the two statements as before (the not-modified read
 --   stays one index lookup with no subplan). statusdb_page_snapshot_flush_slug is called only
 --   when the transaction has an id (its own first test, which returned at once otherwise).
@@ -85,10 +85,7 @@ BEGIN
                                    LIMIT window_limit) AS e)::text
                   END
                || ', "groups": ' || s.groups::text
-               -- the time zone by primary key, once for the one row (a join was planned as
-               -- a hash join over a scan of status_page: measured slower)
-               || ', "time_zone": '
-               || (SELECT to_json(p.time_zone)::text FROM status_page p WHERE p.id = s.page_id)
+               || ', "time_zone": ' || to_json(p.time_zone)::text
                || '}'
         FROM status_page_snapshot s
         CROSS JOIN LATERAL (
@@ -97,6 +94,7 @@ BEGIN
                                           s.scheduled_starts)
                         ELSE 0 END AS k
         ) AS w
+        JOIN status_page p ON p.id = s.page_id
         WHERE s.slug = page_slug
           AND (s.is_public OR s.access_token_hash = stored_hash)
         LIMIT 1;

@@ -4713,10 +4713,7 @@ BEGIN
                                    LIMIT window_limit) AS e)::text
                   END
                || ', "groups": ' || s.groups::text
-               -- the time zone by primary key, once for the one row (a join was planned as
-               -- a hash join over a scan of status_page: measured slower)
-               || ', "time_zone": '
-               || (SELECT to_json(p.time_zone)::text FROM status_page p WHERE p.id = s.page_id)
+               || ', "time_zone": ' || to_json(p.time_zone)::text
                || '}'
         FROM status_page_snapshot s
         CROSS JOIN LATERAL (
@@ -4725,6 +4722,7 @@ BEGIN
                                           s.scheduled_starts)
                         ELSE 0 END AS k
         ) AS w
+        JOIN status_page p ON p.id = s.page_id
         WHERE s.slug = page_slug
           AND (s.is_public OR s.access_token_hash = stored_hash)
         LIMIT 1;
