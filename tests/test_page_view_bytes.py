@@ -295,30 +295,6 @@ def test_not_modified_is_one_index_lookup_without_subplan(dsn: str) -> None:
         assert {rel for _, rel, _ in found} == {"status_page_snapshot"}, found
 
 
-@pytest.mark.parametrize("is_public", [True, False])
-def test_the_unconditional_read_is_one_statement(dsn: str, is_public: bool) -> None:
-    """0049: without if_version, statusdb_page_view_bytes_v2 (page_view's and page_view_bytes'
-    full read) runs one statement inside: the slug lookup and the body, no second lookup and
-    no nested flush call outside a writing transaction; a wrong token still finds nothing."""
-    with psycopg.connect(dsn) as conn:
-        _, slug, token = make_page(conn, is_public=is_public)
-        digest = tokens.digest(token) if token else None
-        conn.execute("SET enable_seqscan = off")  # a few rows: the indexes must be usable
-        statement = (
-            b"SELECT * FROM statusdb_page_view_bytes_v2(%s, %s, interval '7 days', 20, NULL)"
-        )
-        plans = nested_plans(conn, statement, (slug, digest))
-        inner = [p for p in plans if "status_page_snapshot" in p["Query Text"]]
-        assert len(inner) == 1, plans
-        assert len(plans) == 2, plans  # the call itself and that one statement
-        assert sorted(all_scans(inner)) == [
-            ("Index Scan", "status_page", "status_page_pkey"),
-            ("Index Scan", "status_page_snapshot", "status_page_snapshot_slug_idx"),
-        ], inner
-        wrong = conn.execute(statement, (slug, tokens.digest("wrong"))).fetchall()
-        assert wrong == ([] if not is_public else conn.execute(statement, (slug, None)).fetchall())
-
-
 # -- views.PageViewCache -----------------------------------------------------------------------
 
 

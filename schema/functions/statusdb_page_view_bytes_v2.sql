@@ -8,7 +8,7 @@
 -- of the body (0029): body = {"id", "name", "description", "slug", "is_public", "updated_at"
 -- (UTC), "components", "incidents", "maintenance", "groups", "time_zone"}. Same arguments,
 -- bounds, token rule and versions; with if_version equal to version, answered from the index
--- lookup alone, body null. Without if_version, the lookup and the body in one statement (0049).
+-- lookup alone, body null.
 -- Calls: statusdb_page_snapshot_flush_slug (schema/functions/).
 CREATE OR REPLACE FUNCTION public.statusdb_page_view_bytes_v2(page_slug text, page_token_hash bytea, maintenance_horizon interval, maintenance_limit integer, if_version bigint DEFAULT NULL::bigint)
  RETURNS TABLE(version bigint, fresh_until timestamp with time zone, body text)
@@ -40,57 +40,7 @@ BEGIN
     END IF;
     -- 0036: a page pending in the reader's own transaction (it wrote the page and has not
     -- committed) is rendered now, so that it reads its own writes with a real, new version.
-    -- 0049: only in a transaction that wrote (the flush's own first test, without its call).
-    IF pg_current_xact_id_if_assigned() IS NOT NULL THEN
-        PERFORM statusdb_page_snapshot_flush_slug(page_slug);
-    END IF;
-    -- 0049: a read without if_version (nothing to compare: the body is always composed) in
-    -- one statement, the lookup, the access rule and the body together; the conditional read
-    -- below keeps its lookup alone (not modified: no body, no subplan) and the body after it.
-    IF if_version IS NULL THEN
-        RETURN QUERY
-        SELECT s.version * 256 + least(w.k, 255),
-               CASE WHEN window_limit > 0 THEN s.scheduled_starts[w.k + 1] - horizon END,
-               '{"id": ' || to_json(s.page_id)::text
-               || ', "name": ' || to_json(s.name)::text
-               || ', "description": ' || coalesce(to_json(s.description)::text, 'null')
-               || ', "slug": ' || to_json(s.slug)::text
-               || ', "is_public": ' || CASE WHEN s.is_public THEN 'true' ELSE 'false' END
-               || ', "updated_at": "'
-               || replace(to_json(s.updated_at AT TIME ZONE 'UTC')::text, '"', '') || '+00:00"'
-               || ', "components": ' || s.components::text
-               || ', "incidents": ' || s.incidents::text
-               || ', "maintenance": '
-               || CASE WHEN window_limit = 0 OR cardinality(s.window_starts) = 0 THEN '[]'
-                       -- every candidate shown: the stored text as is
-                       WHEN w.k = cardinality(s.scheduled_starts)
-                            AND cardinality(s.window_starts) <= window_limit
-                       THEN s.windows::text
-                       ELSE (SELECT coalesce(json_agg(e.item ORDER BY e.n), '[]')
-                             FROM (SELECT wi.item, wi.n
-                                   FROM json_array_elements(s.windows) WITH ORDINALITY
-                                        AS wi (item, n)
-                                   WHERE NOT s.window_scheduled[wi.n]
-                                      OR s.window_starts[wi.n] < now() + horizon
-                                   ORDER BY wi.n
-                                   LIMIT window_limit) AS e)::text
-                  END
-               || ', "groups": ' || s.groups::text
-               || ', "time_zone": ' || to_json(p.time_zone)::text
-               || '}'
-        FROM status_page_snapshot s
-        CROSS JOIN LATERAL (
-            SELECT CASE WHEN window_limit > 0
-                        THEN width_bucket(now() + horizon - interval '1 microsecond',
-                                          s.scheduled_starts)
-                        ELSE 0 END AS k
-        ) AS w
-        JOIN status_page p ON p.id = s.page_id
-        WHERE s.slug = page_slug
-          AND (s.is_public OR s.access_token_hash = stored_hash)
-        LIMIT 1;
-        RETURN;
-    END IF;
+    PERFORM statusdb_page_snapshot_flush_slug(page_slug);
     -- The lookup: the slug index, the access rule, k from the stored starts (0 with limit 0:
     -- nothing is shown, whatever the clock). No subplan, nothing detoasted.
     SELECT s.page_id, w.k, s.version * 256 + least(w.k, 255),
