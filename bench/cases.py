@@ -25,7 +25,7 @@ import psycopg
 from psycopg.adapt import Loader
 from psycopg.rows import TupleRow, dict_row
 
-from bench import surge
+from bench import pinning, surge
 from bench.dataset import BENCH_PAGE_SLUG, COMPONENTS_PER_PAGE, FIRST_REGULAR_PAGE, Scale
 from bench.peers import sqlalchemy_orm as peer
 from bench.timing import CaseResult, latency_result, paired, percentile, timed
@@ -1169,20 +1169,31 @@ def page_view_bytes(ctx: Context) -> list[CaseResult]:
 
     def pair(
         name: str, fn: Callable[[], object], conn: Conn, target: str, limit: float | None
-    ) -> CaseResult:
-        base, case = paired(_select_1(conn), fn, n=n, warmup=200)
-        return latency_result(
-            name,
-            case,
-            base,
-            baseline=SELECT_1,
-            target=target,
-            check=None if limit is None else (lambda r: r <= limit),
-            notes={"select_1_p50_us": round(percentile(base, 0.5), 1)},
-        )
+    ) -> list[CaseResult]:
+        # Once per CPU state (bench/pinning.py): the client thread and the connection's
+        # backend on one CPU (fast), then on two (slow); SELECT 1's p50 says which it was.
+        measured = []
+        for wanted in pinning.states():
+            with pinning.pinned(wanted, [conn]) as state:
+                base, case = paired(_select_1(conn), fn, n=n, warmup=200)
+            measured.append(
+                latency_result(
+                    f"[{state.name}] {name}",
+                    case,
+                    base,
+                    baseline=SELECT_1,
+                    target=target,
+                    check=None if limit is None else (lambda r: r <= limit),
+                    notes={
+                        "select_1_p50_us": round(percentile(base, 0.5), 1),
+                        "cpu_state": state.label,
+                    },
+                )
+            )
+        return measured
 
     with psycopg.connect(ctx.admin_dsn, autocommit=True) as admin:
-        results.append(
+        results.extend(
             pair(
                 "floor: SELECT version ... WHERE slug = $1, reused cursor (owner)",
                 _reused(
@@ -1199,14 +1210,14 @@ def page_view_bytes(ctx: Context) -> list[CaseResult]:
             b" FROM status_page_snapshot WHERE slug = %s",
             (slug,),
         )
-        results.append(
+        results.extend(
             pair("floor: plain text read of the snapshot row (owner)", plain, admin, "floor", None)
         )
     with app_connection(ctx) as conn:
         full = views.page_view_bytes(conn, slug)
         assert isinstance(full, views.PageBytes)
         version = full.version
-        results.append(
+        results.extend(
             pair(
                 "page_view_bytes, not modified",
                 lambda: views.page_view_bytes(conn, slug, if_version=version),
@@ -1215,7 +1226,7 @@ def page_view_bytes(ctx: Context) -> list[CaseResult]:
                 1.3,
             )
         )
-        results.append(
+        results.extend(
             pair(
                 "page_view, not modified (the operation, for comparison)",
                 lambda: views.page_view(conn, slug, if_version=version),
@@ -1224,7 +1235,7 @@ def page_view_bytes(ctx: Context) -> list[CaseResult]:
                 None,
             )
         )
-        results.append(
+        results.extend(
             pair(
                 f"page_view_bytes, full body ({len(full.body):,} bytes)",
                 lambda: views.page_view_bytes(conn, slug),
@@ -1234,7 +1245,7 @@ def page_view_bytes(ctx: Context) -> list[CaseResult]:
             )
         )
         cache = views.PageViewCache()
-        results.append(
+        results.extend(
             pair(
                 "PageViewCache.get (validated by a conditional read)",
                 lambda: cache.get(conn, slug),
@@ -1243,7 +1254,7 @@ def page_view_bytes(ctx: Context) -> list[CaseResult]:
                 2.5,
             )
         )
-        results.append(
+        results.extend(
             pair(
                 "page_view, full, decoded (for comparison)",
                 lambda: views.page_view(conn, slug),
@@ -1269,7 +1280,7 @@ def page_view_bytes(ctx: Context) -> list[CaseResult]:
         body = views.page_view_bytes(conn, private, token=token)
         assert isinstance(body, views.PageBytes)
         private_version = body.version
-        results.append(
+        results.extend(
             pair(
                 "private page: page_view_bytes, not modified (token)",
                 lambda: views.page_view_bytes(
@@ -1280,7 +1291,7 @@ def page_view_bytes(ctx: Context) -> list[CaseResult]:
                 None,
             )
         )
-        results.append(
+        results.extend(
             pair(
                 f"private page: page_view_bytes, full body ({len(body.body):,} bytes, token)",
                 lambda: views.page_view_bytes(conn, private, token=token),
