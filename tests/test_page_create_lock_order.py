@@ -53,7 +53,7 @@ def _teams(owner: Conn, count: int) -> list[str]:
     return [made[slot] for slot in sorted(made)]
 
 
-def _create(connection: Conn, team_id: str, slug: str, component_teams: list[str]) -> None:
+def _create(connection: Conn, team_id: str, slug: str, component_teams: list[str | None]) -> None:
     pages.create(
         connection,
         team_id=team_id,
@@ -82,7 +82,7 @@ def test_two_creates_with_teams_in_opposite_orders_do_not_deadlock(dsn: str, own
     ):
         holder.execute("SELECT statusdb_lock_status_inputs('{}', %s, '{}')", ([team_x],))
 
-        def run(connection: Conn, slug: str, component_teams: list[str]) -> None:
+        def run(connection: Conn, slug: str, component_teams: list[str | None]) -> None:
             try:
                 _create(connection, team_a, slug, component_teams)
                 connection.commit()
@@ -117,15 +117,7 @@ def test_components_keep_their_given_display_order(conn: Conn) -> None:
     member_teams = [teams.create(conn, name=f"t{i} {uuid.uuid4().hex[:8]}").id for i in range(6)]
     slug = f"order-{uuid.uuid4().hex[:8]}"
     component_teams: list[str | None] = [*member_teams, None, None]
-    pages.create(
-        conn,
-        team_id=owner_team,
-        name=slug,
-        slug=slug,
-        created_by_id="u",
-        is_public=True,
-        components=[NewComponent(name=f"c{i}", team_id=t) for i, t in enumerate(component_teams)],
-    )
+    _create(conn, owner_team, slug, component_teams)
     page = pages.get_by_slug(conn, slug)
     rows = conn.execute(
         "SELECT name, team_id FROM status_page_component WHERE status_page_id = %s"
