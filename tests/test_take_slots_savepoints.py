@@ -1,13 +1,13 @@
-"""statusdb_take_slots writes each slot once per transaction, savepoints included (0049).
+"""statusdb_take_slots writes each slot once per transaction, savepoints included (0046).
 
 A slot's no-op write tells a REPEATABLE READ or SERIALIZABLE transaction with an older snapshot
-that it is behind (0023). It is made once per transaction: before 0049 "already written by
+that it is behind (0023). It is made once per transaction: before 0046 "already written by
 this transaction" was `xmin = pg_current_xact_id()`, the top-level xid, while a write made in
 a savepoint (psycopg's nested `transaction()`, an atomic operation inside the caller's
 transaction, the derivation's own subtransactions) has its subtransaction's xid as xmin. So
 every later statement of the transaction wrote the slot again: a new row version of the hot
 `status_lock` rows per statement, never a wrong judgement (a version written by another
-transaction is never taken for its own). Since 0049 the write stamps `written_by` with the
+transaction is never taken for its own). Since 0046 the write stamps `written_by` with the
 top-level xid, which a released savepoint keeps and a rolled-back one takes back.
 """
 

@@ -5,7 +5,7 @@
 
 -- public.statusdb_take_slots(bigint[]) (plpgsql)
 -- Locks slot 0 shared, then the given status_lock slots in ascending order, and writes each (a
--- new row version once per transaction, savepoints included: written_by, 0023, 0049). Owner
+-- new row version once per transaction, savepoints included: written_by, 0023, 0046). Owner
 -- only.
 CREATE OR REPLACE FUNCTION public.statusdb_take_slots(slots bigint[])
  RETURNS void

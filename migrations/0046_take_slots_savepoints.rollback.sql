@@ -1,4 +1,4 @@
--- statusdb 0049 rollback: the schema as 0044 left it (0023's statusdb_take_slots).
+-- statusdb 0046 rollback: the schema as 0044 left it (0023's statusdb_take_slots).
 -- squawk-ignore-file ban-drop-column
 
 SET LOCAL lock_timeout = '5s';

@@ -1,5 +1,5 @@
--- statusdb 0049: a status_lock slot is written once per transaction, savepoints included.
--- depends: 0044_group_roll_up_floor
+-- statusdb 0046: a status_lock slot is written once per transaction, savepoints included.
+-- depends: 0045_destination_guard_shortcut
 --
 -- statusdb_take_slots (0023) writes each slot it takes (a no-op update) so that a REPEATABLE
 -- READ or SERIALIZABLE transaction whose snapshot predates the write is refused when it locks
@@ -25,9 +25,9 @@ SET LOCAL statement_timeout = '5min';
 
 ALTER TABLE status_lock ADD COLUMN written_by xid8;
 COMMENT ON COLUMN status_lock.written_by IS
-    'The top-level transaction that last wrote the slot (statusdb_take_slots, 0049): a transaction '
+    'The top-level transaction that last wrote the slot (statusdb_take_slots, 0046): a transaction '
     'writes each slot it takes once, whatever its savepoints. Only compared with the current '
-    'transaction''s own id; NULL for a slot never written since 0049.';
+    'transaction''s own id; NULL for a slot never written since 0046.';
 
 CREATE OR REPLACE FUNCTION statusdb_take_slots(slots bigint[]) RETURNS void
 LANGUAGE plpgsql
@@ -64,5 +64,5 @@ END;
 $$;
 COMMENT ON FUNCTION statusdb_take_slots(bigint[]) IS
     'Locks slot 0 shared, then the given status_lock slots in ascending order, and writes each '
-    '(a new row version once per transaction, savepoints included: written_by, 0023, 0049). '
+    '(a new row version once per transaction, savepoints included: written_by, 0023, 0046). '
     'Owner only.';
