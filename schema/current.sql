@@ -6417,14 +6417,16 @@ BEGIN
     PERFORM 1 FROM status_lock l WHERE l.slot = ANY (wanted) ORDER BY l.slot FOR UPDATE;
     GET DIAGNOSTICS locked = ROW_COUNT;
     IF locked < cardinality(wanted) THEN  -- first use of some slot
-        INSERT INTO status_lock (slot) SELECT u.s FROM unnest(wanted) AS u (s) ORDER BY u.s
+        INSERT INTO status_lock (slot, written_by)
+        SELECT u.s, pg_current_xact_id() FROM unnest(wanted) AS u (s) ORDER BY u.s
         ON CONFLICT DO NOTHING;
         PERFORM 1 FROM status_lock l WHERE l.slot = ANY (wanted) ORDER BY l.slot FOR UPDATE;
     END IF;
-    -- A new version of each slot, once per transaction (rows this transaction wrote already
-    -- are skipped): what tells an older snapshot that it is behind.
-    UPDATE status_lock l SET slot = l.slot
-    WHERE l.slot = ANY (wanted) AND l.xmin <> pg_current_xact_id()::xid;
+    -- A new version of each slot, once per transaction (rows this transaction wrote already,
+    -- in any of its savepoints still standing, are skipped): what tells an older snapshot that
+    -- it is behind.
+    UPDATE status_lock l SET written_by = pg_current_xact_id()
+    WHERE l.slot = ANY (wanted) AND l.written_by IS DISTINCT FROM pg_current_xact_id();
 END;
 $$;
 
@@ -6432,7 +6434,7 @@ $$;
 -- Name: FUNCTION statusdb_take_slots(slots bigint[]); Type: COMMENT; Schema: public
 --
 
-COMMENT ON FUNCTION public.statusdb_take_slots(slots bigint[]) IS 'Locks slot 0 shared, then the given status_lock slots in ascending order, and writes each (a new row version once per transaction, 0023). Owner only.';
+COMMENT ON FUNCTION public.statusdb_take_slots(slots bigint[]) IS 'Locks slot 0 shared, then the given status_lock slots in ascending order, and writes each (a new row version once per transaction, savepoints included: written_by, 0023, 0049). Owner only.';
 
 --
 -- Name: statusdb_touch_updated_at(); Type: FUNCTION; Schema: public
@@ -8479,7 +8481,8 @@ COMMENT ON COLUMN public.status_incident_template.updated_at IS 'When the row la
 --
 
 CREATE TABLE public.status_lock (
-    slot bigint NOT NULL
+    slot bigint NOT NULL,
+    written_by xid8
 );
 
 --
@@ -8493,6 +8496,12 @@ COMMENT ON TABLE public.status_lock IS 'Owner-only rows the status derivation lo
 --
 
 COMMENT ON COLUMN public.status_lock.slot IS '0: every status (shared by derivations, exclusive for the repair); 1..4096: hashed status keys; 4097..8192: hashed maintenance window ids (0023).';
+
+--
+-- Name: COLUMN status_lock.written_by; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.status_lock.written_by IS 'The top-level transaction that last wrote the slot (statusdb_take_slots, 0049): a transaction writes each slot it takes once, whatever its savepoints. Only compared with the current transaction''s own id; NULL for a slot never written since 0049.';
 
 --
 -- Name: status_page; Type: TABLE; Schema: public

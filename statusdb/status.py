@@ -12,14 +12,13 @@ writes several status inputs (CONTRIBUTING.md, "Lock order").
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Coroutine, Iterable
-from typing import Any, Literal, overload
+from collections.abc import Iterable
+from typing import Literal
 
 import attrs
-import psycopg
 from psycopg.rows import class_row
 
-from statusdb.db.executor import Op, _owns_transaction, dispatch, execute, many, operation
+from statusdb.db.executor import Op, execute, many, operation
 from statusdb.domain import validate
 from statusdb.domain.types import ComponentStatus
 from statusdb.errors import InvalidInput
@@ -96,61 +95,14 @@ def changes_for_component(component_id: str, *, limit: int = 1000) -> Op[list[St
 #: The most ids `lock_status_inputs` takes per argument (the SQL function's bound, 0038).
 LOCK_AHEAD_MAX_IDS = 10_000
 
-_NO_TRANSACTION = (
-    "lock_status_inputs takes locks held until the transaction ends, and this autocommit "
-    "connection has none: call it inside `conn.transaction()`, before the writes"
-)
 
-
-@operation(retry=True)
-def _lock_status_inputs(
-    windows: Iterable[str], teams: Iterable[str], components: Iterable[str]
+@operation(requires_transaction=True)
+def lock_status_inputs(
+    *,
+    windows: Iterable[str] = (),
+    teams: Iterable[str] = (),
+    components: Iterable[str] = (),
 ) -> Op[None]:
-    params: dict[str, object] = {}
-    given = (("windows", windows), ("teams", teams), ("components", components))
-    for name, values in given:
-        ids = validate.identifiers(name, values)
-        if len(ids) > LOCK_AHEAD_MAX_IDS:
-            raise InvalidInput(f"{name}: at most {LOCK_AHEAD_MAX_IDS} ids at once")
-        params[name] = ids
-    yield from execute("status_lock_status_inputs", params)
-
-
-def _refuse() -> None:
-    raise InvalidInput(_NO_TRANSACTION)
-
-
-async def _refused() -> None:
-    _refuse()
-
-
-@overload
-def lock_status_inputs(
-    conn: psycopg.AsyncConnection[Any],
-    *,
-    windows: Iterable[str] = (),
-    teams: Iterable[str] = (),
-    components: Iterable[str] = (),
-) -> Coroutine[Any, Any, None]: ...
-
-
-@overload
-def lock_status_inputs(
-    conn: psycopg.Connection[Any],
-    *,
-    windows: Iterable[str] = (),
-    teams: Iterable[str] = (),
-    components: Iterable[str] = (),
-) -> None: ...
-
-
-def lock_status_inputs(
-    conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any],
-    *,
-    windows: Iterable[str] = (),
-    teams: Iterable[str] = (),
-    components: Iterable[str] = (),
-) -> Coroutine[Any, Any, None] | None:
     """Take the locks of a transaction's status-input writes ahead, in the global lock order.
 
     A transaction that writes several derivation inputs in several statements (incidents of
@@ -163,17 +115,18 @@ def lock_status_inputs(
     never commits.
 
     On an autocommit connection outside `conn.transaction()` the locks would end with the call:
-    refused (InvalidInput). A connection scoped to a team (`tenancy.set_team`) may name only
-    that team, its pages' windows and its components: any other id, or an unknown one, is
-    refused with `Unauthorized` before anything is locked (0043). At most 10,000 ids per
-    argument (`InvalidInput`). Under REPEATABLE READ or SERIALIZABLE a lock written since the
-    transaction's snapshot raises `Retryable`: call it first in the transaction.
+    refused (InvalidInput, `requires_transaction`). A connection scoped to a team
+    (`tenancy.set_team`) may name only that team, its pages' windows and its components: any
+    other id, or an unknown one, is refused with `Unauthorized` before anything is locked
+    (0043). At most 10,000 ids per argument (`InvalidInput`). Under REPEATABLE READ or
+    SERIALIZABLE a lock written since the transaction's snapshot raises `Retryable`: call it
+    first in the transaction.
     """
-    if dispatch(conn, _owns_transaction, _owns_transaction, what="lock_status_inputs"):
-        return dispatch(conn, lambda _: _refuse(), lambda _: _refused(), what="lock_status_inputs")
-    return dispatch(
-        conn,
-        lambda sync: _lock_status_inputs(sync, windows, teams, components),
-        lambda aconn: _lock_status_inputs(aconn, windows, teams, components),
-        what="lock_status_inputs",
-    )
+    params: dict[str, object] = {}
+    given = (("windows", windows), ("teams", teams), ("components", components))
+    for name, values in given:
+        ids = validate.identifiers(name, values)
+        if len(ids) > LOCK_AHEAD_MAX_IDS:
+            raise InvalidInput(f"{name}: at most {LOCK_AHEAD_MAX_IDS} ids at once")
+        params[name] = ids
+    yield from execute("status_lock_status_inputs", params)

@@ -38,9 +38,8 @@ from typing import Any, Final, overload
 import psycopg
 from psycopg.rows import tuple_row
 
-from statusdb.db.executor import Op, _owns_transaction, dispatch, one, operation
+from statusdb.db.executor import Op, Operation, one, operation
 from statusdb.domain import validate
-from statusdb.errors import InvalidInput
 
 #: The session setting the policies read ('' or unset: not scoped).
 SETTING: Final = "statusdb.team_id"
@@ -48,24 +47,18 @@ SETTING: Final = "statusdb.team_id"
 __all__ = ["SETTING", "clear_team", "current_team", "set_team"]
 
 
-@operation(retry=True)
-def _set_team(team_id: str, is_local: bool) -> Op[None]:
-    params = {"team_id": team_id, "is_local": is_local}
+@operation(requires_transaction=True)
+def _set_team(team_id: str) -> Op[None]:
+    """Scope the current transaction (the setting ends with it)."""
+    params = {"team_id": team_id, "is_local": True}
     yield from one("tenancy_set_team", params, tuple_row, not_found="setting was not changed")
 
 
-_NO_TRANSACTION = (
-    "set_team(local=True) scopes the current transaction, and this autocommit connection has "
-    "none: open one (`with conn.transaction():`) or scope the session with local=False"
-)
-
-
-def _refuse() -> None:
-    raise InvalidInput(_NO_TRANSACTION)
-
-
-async def _refused() -> None:
-    _refuse()
+@operation(retry=True)
+def _set_session_team(team_id: str) -> Op[None]:
+    """Scope the session (part of the current transaction, like any SET)."""
+    params = {"team_id": team_id, "is_local": False}
+    yield from one("tenancy_set_team", params, tuple_row, not_found="setting was not changed")
 
 
 @overload
@@ -87,21 +80,18 @@ def set_team(
     """Scope `conn` to team `team_id`: until the transaction ends (`local`), or for the session.
 
     On an autocommit connection outside `conn.transaction()` a transaction-scoped setting would
-    end with its own statement, leaving the connection unscoped; that is refused (InvalidInput)
-    rather than silently ignored. The team need not exist: a scope to an unknown team sees
-    nothing.
+    end with its own statement, leaving the connection unscoped; that is refused (InvalidInput,
+    the operation's `requires_transaction`) rather than silently ignored: open a transaction,
+    or scope the session with local=False. The team need not exist: a scope to an unknown team
+    sees nothing.
     """
-    # A call that owns its transaction has none to scope: refused the way the caller expects
-    # its errors (raised now, or when the coroutine is awaited).
-    if local and dispatch(conn, _owns_transaction, _owns_transaction, what="set_team"):
-        return dispatch(conn, lambda _: _refuse(), lambda _: _refused(), what="set_team")
-    body_args = (validate.identifier("team_id", team_id), validate.flag("local", local))
-    return dispatch(
-        conn,
-        lambda sync: _set_team(sync, *body_args),
-        lambda aconn: _set_team(aconn, *body_args),
-        what="set_team",
+    scope: Operation[[str], None] = (
+        _set_team if validate.flag("local", local) else _set_session_team
     )
+    team = validate.identifier("team_id", team_id)
+    if isinstance(conn, psycopg.AsyncConnection):
+        return scope(conn, team)
+    return scope(conn, team)  # or NotAConnection, for anything else
 
 
 @operation(retry=True)
@@ -111,7 +101,7 @@ def clear_team() -> Op[None]:
     A setting made with `local=True` ends with its transaction anyway; this also clears one
     made for the session.
     """
-    yield from _set_team.body("", False)
+    yield from _set_session_team.body("")
 
 
 @operation(retry=True)

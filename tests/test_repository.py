@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib
+import pkgutil
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg.rows import TupleRow
 
-from statusdb import components, incidents, pages, teams
+import statusdb
+from statusdb import components, incidents, pages, status, teams, tenancy
 from statusdb.db import executor
 from statusdb.domain import tokens
 from statusdb.errors import Conflict, InvalidInput, NotFound, StatusdbError
@@ -191,6 +194,77 @@ def test_atomic_operation_on_autocommit_connection_is_all_or_nothing(dsn: str) -
         with pytest.raises(Conflict):
             team_then_bad_page(auto, "gone")
         assert auto.execute("SELECT count(*) FROM team").fetchone() == (0,)
+
+
+def _operations() -> dict[str, executor.Operation[Any, Any]]:
+    """Every operation object of the package, by module.name."""
+    found: dict[str, executor.Operation[Any, Any]] = {}
+    for info in pkgutil.walk_packages(statusdb.__path__, "statusdb."):
+        module = importlib.import_module(info.name)
+        for name, value in vars(module).items():
+            if isinstance(value, executor.Operation) and value.body.__module__ == info.name:
+                found[f"{info.name}.{name}"] = value
+    return found
+
+
+def test_requires_transaction_is_declared_where_state_outlasts_the_call() -> None:
+    """The operations whose effect is meant to last until the caller's transaction ends.
+
+    `status.lock_status_inputs` takes row locks for the transaction's later statements, and
+    `tenancy.set_team(local=True)` (`_set_team`) a transaction-scoped setting: in a call that
+    owns its transaction both would end with the call. Locks that an atomic operation takes
+    and uses within its own statements (maintenance.update, subscribers.import_subscribers)
+    need no transaction of the caller's. A new such operation joins this list."""
+    operations = _operations()
+    assert len(operations) > 100
+    required = {name for name, op in operations.items() if op.requires_transaction}
+    assert required == {"statusdb.status.lock_status_inputs", "statusdb.tenancy._set_team"}
+
+    @executor.operation
+    def plain() -> executor.Op[None]:
+        yield from ()
+
+    assert plain.requires_transaction is False
+
+
+def test_requires_transaction_refuses_autocommit_before_any_statement(dsn: str) -> None:
+    started: list[str] = []
+
+    @executor.operation(requires_transaction=True, retry=True)
+    def hold_a_team(name: str) -> executor.Op[int]:
+        started.append(name)
+        return (
+            yield from executor.execute("tenancy_set_team", {"team_id": name, "is_local": True})
+        )
+
+    with psycopg.connect(dsn, autocommit=True) as auto:
+        with pytest.raises(InvalidInput, match=r"hold_a_team .*autocommit connection has none"):
+            hold_a_team(auto, "refused")
+        assert started == []  # refused before the body ran: nothing was sent
+        with pytest.raises(InvalidInput, match="autocommit"):
+            status.lock_status_inputs(auto, teams=["t"])
+        with auto.transaction():
+            hold_a_team(auto, "kept")
+            assert auto.execute("SELECT current_setting('statusdb.team_id')").fetchone() == (
+                "kept",
+            )
+        assert started == ["kept"]
+    with psycopg.connect(dsn) as in_transaction:  # psycopg opens one: allowed
+        hold_a_team(in_transaction, "implicit")
+        assert started == ["kept", "implicit"]
+
+
+async def test_requires_transaction_refuses_async_autocommit_when_awaited(dsn: str) -> None:
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as auto:
+        pending = tenancy.set_team(auto, "t")  # refused when awaited, as its other errors
+        with pytest.raises(InvalidInput, match=r"set_team .*autocommit"):
+            await pending
+        with pytest.raises(InvalidInput, match=r"lock_status_inputs .*autocommit"):
+            await status.lock_status_inputs(auto, teams=["t"])
+        async with auto.transaction():
+            await tenancy.set_team(auto, "t")
+            assert await tenancy.current_team(auto) == "t"
+        assert await tenancy.current_team(auto) is None
 
 
 def test_wrong_connection_type_is_a_clear_error() -> None:

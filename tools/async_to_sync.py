@@ -53,6 +53,7 @@ FILES: Final = (
     "statusdb/infra/pool.py",
     "statusdb/infra/routing.py",
     "statusdb/views.py",
+    "statusdb/workers/outbox.py",
 )
 
 #: Async name -> sync name, for names, attributes, arguments, definitions and docstrings.
@@ -85,6 +86,10 @@ RENAMES: Final = {
     "run_async": "run_sync",
     # statusdb.db.streams
     "batches_async": "batches_sync",
+    # statusdb.workers.outbox
+    "_batches_async": "_batches_sync",
+    "_give_back_all_async": "_give_back_all_sync",
+    "_run_async": "_run_sync",
     # statusdb.views
     "_AsyncReader": "_SyncReader",
     "_read_async": "_read_sync",

@@ -5,7 +5,8 @@
 
 -- public.statusdb_take_slots(bigint[]) (plpgsql)
 -- Locks slot 0 shared, then the given status_lock slots in ascending order, and writes each (a
--- new row version once per transaction, 0023). Owner only.
+-- new row version once per transaction, savepoints included: written_by, 0023, 0046). Owner
+-- only.
 CREATE OR REPLACE FUNCTION public.statusdb_take_slots(slots bigint[])
  RETURNS void
  LANGUAGE plpgsql
@@ -28,13 +29,15 @@ BEGIN
     PERFORM 1 FROM status_lock l WHERE l.slot = ANY (wanted) ORDER BY l.slot FOR UPDATE;
     GET DIAGNOSTICS locked = ROW_COUNT;
     IF locked < cardinality(wanted) THEN  -- first use of some slot
-        INSERT INTO status_lock (slot) SELECT u.s FROM unnest(wanted) AS u (s) ORDER BY u.s
+        INSERT INTO status_lock (slot, written_by)
+        SELECT u.s, pg_current_xact_id() FROM unnest(wanted) AS u (s) ORDER BY u.s
         ON CONFLICT DO NOTHING;
         PERFORM 1 FROM status_lock l WHERE l.slot = ANY (wanted) ORDER BY l.slot FOR UPDATE;
     END IF;
-    -- A new version of each slot, once per transaction (rows this transaction wrote already
-    -- are skipped): what tells an older snapshot that it is behind.
-    UPDATE status_lock l SET slot = l.slot
-    WHERE l.slot = ANY (wanted) AND l.xmin <> pg_current_xact_id()::xid;
+    -- A new version of each slot, once per transaction (rows this transaction wrote already,
+    -- in any of its savepoints still standing, are skipped): what tells an older snapshot that
+    -- it is behind.
+    UPDATE status_lock l SET written_by = pg_current_xact_id()
+    WHERE l.slot = ANY (wanted) AND l.written_by IS DISTINCT FROM pg_current_xact_id();
 END;
 $function$;

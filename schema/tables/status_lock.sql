@@ -8,6 +8,7 @@
 
 CREATE TABLE public.status_lock (
     slot bigint NOT NULL,
+    written_by xid8,
     CONSTRAINT status_lock_pkey PRIMARY KEY (slot)
 );
 

@@ -145,9 +145,9 @@ def _owns_transaction(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[An
     """Whether a call made now on `conn` owns its transaction (autocommit, none open).
 
     The single answer to that question in statusdb: atomic operations (their own transaction
-    or a savepoint), retries (only a call that owns its transaction can run again),
-    `tenancy.set_team(local=True)` (refused when there is no transaction to scope) and the feed's
-    listeners (which need exactly such a connection) all ask it here.
+    or a savepoint), retries (only a call that owns its transaction can run again), operations
+    declared `requires_transaction` (refused when there is no transaction to hold what they
+    take) and the feed's listeners (which need exactly such a connection) all ask it here.
     """
     return conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE
 
@@ -431,10 +431,14 @@ class Operation(Generic[P, T]):
         atomic: bool,
         retry: bool = False,
         atomic_when: str | None = None,
+        requires_transaction: bool = False,
     ) -> None:
         #: The operation's generator, for composing it into another operation (`yield from`).
         self.body = body
         self.atomic = atomic
+        #: What it takes (locks, a transaction-scoped setting) lasts until the caller's
+        #: transaction ends: a call that would own its transaction is refused (see `operation`).
+        self.requires_transaction = requires_transaction
         #: A keyword argument that makes a call atomic when it is given (not None).
         self.atomic_when = atomic_when
         #: Declared safe to run again after a serialization failure or deadlock (see module doc).
@@ -509,6 +513,8 @@ class Operation(Generic[P, T]):
     ) -> T:
         atomic = self._atomic(kwargs)
         owned = _owns_transaction(conn)
+        if owned and self.requires_transaction:
+            raise self._no_transaction()
         if owned and self.retry:
             args, kwargs = _replayable(args, kwargs)
         attempt = 1
@@ -536,6 +542,8 @@ class Operation(Generic[P, T]):
     ) -> T:
         atomic = self._atomic(kwargs)
         owned = _owns_transaction(conn)
+        if owned and self.requires_transaction:
+            raise self._no_transaction()
         if owned and self.retry:
             args, kwargs = _replayable(args, kwargs)
         attempt = 1
@@ -554,6 +562,14 @@ class Operation(Generic[P, T]):
             attempt += 1
 
     # async-to-sync: end of generated code
+
+    def _no_transaction(self) -> InvalidInput:
+        name = self.body.__name__.lstrip("_")
+        return InvalidInput(
+            f"{name} takes what lasts until the transaction ends (locks, a transaction-scoped "
+            "setting), and this autocommit connection has none: call it inside "
+            "`conn.transaction()`"
+        )
 
     def _atomic(self, kwargs: dict[str, Any]) -> bool:
         """Whether this call runs atomically: always, or when `atomic_when` is given."""
@@ -599,7 +615,11 @@ def operation(body: Callable[P, Op[T]], /) -> Operation[P, T]: ...
 
 @overload
 def operation(
-    *, atomic: bool = False, retry: bool = False, atomic_when: str | None = None
+    *,
+    atomic: bool = False,
+    retry: bool = False,
+    atomic_when: str | None = None,
+    requires_transaction: bool = False,
 ) -> Callable[[Callable[P, Op[T]]], Operation[P, T]]: ...
 
 
@@ -610,6 +630,7 @@ def operation(
     atomic: bool = False,
     retry: bool = False,
     atomic_when: str | None = None,
+    requires_transaction: bool = False,
 ) -> Operation[P, T] | Callable[[Callable[P, Op[T]]], Operation[P, T]]:
     """Make a generator of steps into an operation callable from sync and async code.
 
@@ -619,12 +640,23 @@ def operation(
     consumes, no effect outside the database), so a second run after a rolled-back first one
     applies it exactly once. `atomic_when="name"`: atomic only for calls that give keyword
     argument `name` (not None), e.g. an idempotency key whose claim commits with the write.
+    `requires_transaction=True`: what the operation takes is meant to last until the caller's
+    transaction ends (row locks for later statements, a `set_config(..., true)`), so a call
+    that would own its transaction (an autocommit connection outside `conn.transaction()`,
+    where it would end with the call) is refused with `InvalidInput` before any statement is
+    sent; sync callers get it from the call, async ones when they await it.
     """
     if body is not None:
         return Operation(body, atomic=atomic)
 
     def wrap(fn: Callable[P, Op[T]]) -> Operation[P, T]:
-        return Operation(fn, atomic=atomic, retry=retry, atomic_when=atomic_when)
+        return Operation(
+            fn,
+            atomic=atomic,
+            retry=retry,
+            atomic_when=atomic_when,
+            requires_transaction=requires_transaction,
+        )
 
     return wrap
 

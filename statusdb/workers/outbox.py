@@ -1094,88 +1094,11 @@ def process_all(
         batch_size=size,
         unsubscribe_keys=keys,
     )
-    try:
-        step = next(steps)
-        while True:
-            step = steps.send(_run_sync(conn, step, deliver, deliver_batch))
-    except StopIteration as stop:
-        report: ProcessReport = stop.value
-    except BaseException as exc:
-        steps.close()
-        _give_back_all_sync(conn, state, worker_id, exc)
-        if isinstance(exc, psycopg.Error):
-            raise translate(exc) from exc
-        raise
-    if state.failure is not None:
-        raise _failure(state.failure)
-    return report
+    return _drive_sync(conn, state, steps, worker_id, deliver, deliver_batch, "process_all")
 
 
 def _failure(exc: BaseException) -> BaseException:
     return translate(exc) if isinstance(exc, psycopg.Error) else exc
-
-
-def _run_sync(
-    conn: psycopg.Connection[Any],
-    step: _Step,
-    deliver: Callable[..., Any] | None,
-    deliver_batch: Callable[..., Any] | None,
-) -> Any:
-    kind = step[0]
-    if kind == "call":
-        return step[1](conn, **step[2])
-    if kind == "commit":
-        return conn.commit()
-    if kind == "rollback":
-        return conn.rollback()
-    if kind == "started":
-        return started(conn, step[1])
-    if kind == "open":
-        claimed, resume, size = step[1], step[2], step[3]
-        query = _recipients_query(claimed, resume=resume)
-        return _batches_sync(conn, query, size, max(size, DEFAULT_ITERSIZE))
-    if kind == "fetch":
-        return next(step[1], [])
-    if kind == "close":
-        if isinstance(step[1], Generator):
-            step[1].close()
-        return None
-    if kind == "deliver":
-        notification, pairs = step[1], step[2]
-        if deliver_batch is not None:
-            return _checked_outcomes(deliver_batch(notification, pairs), pairs)
-        assert deliver is not None
-        outcomes: list[BaseException | None] = [None] * len(pairs)
-        for n, (recipient, key) in enumerate(pairs):
-            try:
-                deliver(notification, recipient, key)
-            except Exception as exc:
-                outcomes[n] = exc
-        return outcomes
-    raise AssertionError(kind)  # pragma: no cover
-
-
-def _give_back_all_sync(
-    conn: psycopg.Connection[Any], state: _Round, worker_id: str, failure: BaseException
-) -> None:
-    """Release every claim of the round not completed, after `failure`; if that fails too (a
-    dead connection), say so on `failure`: the leases then run out by themselves."""
-    if not state.pending:
-        return
-    try:
-        conn.rollback()
-        for claimed in state.pending:
-            if isinstance(claimed, ClaimedEvent):
-                release_event(conn, claimed, worker_id=worker_id)
-            else:
-                release(conn, claimed, worker_id=worker_id)
-        conn.commit()
-        state.pending = []
-    except (psycopg.Error, StatusdbError) as exc:
-        failure.add_note(
-            f"statusdb.workers.outbox.process_all could not release its claims ({exc}); "
-            "another round claims them again once their leases expire"
-        )
 
 
 async def aprocess_all(
@@ -1210,6 +1133,31 @@ async def aprocess_all(
         batch_size=size,
         unsubscribe_keys=keys,
     )
+    return await _drive_async(conn, state, steps, worker_id, deliver, deliver_batch, "aprocess_all")
+
+
+#: What a note on a failure to release a round's claims ends with.
+_LEASES: Final = "another round claims them again once their leases expire"
+
+
+async def _maybe(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+# The round's driver: the async code is the source, the sync twin is generated
+# (tools/async_to_sync.py).
+# async-to-sync: begin
+async def _drive_async(
+    conn: psycopg.AsyncConnection[Any],
+    state: _Round,
+    steps: Generator[_Step, Any, ProcessReport],
+    worker_id: str,
+    deliver: Callable[..., Any] | None,
+    deliver_batch: Callable[..., Any] | None,
+    what: str,
+) -> ProcessReport:
+    """Run the round's steps on `conn` for `what` (the worker function); on any failure, give
+    back what it claimed."""
     try:
         step = next(steps)
         while True:
@@ -1218,17 +1166,13 @@ async def aprocess_all(
         report: ProcessReport = stop.value
     except BaseException as exc:
         steps.close()
-        await _give_back_all_async(conn, state, worker_id, exc)
+        await _give_back_all_async(conn, state, worker_id, exc, what)
         if isinstance(exc, psycopg.Error):
             raise translate(exc) from exc
         raise
     if state.failure is not None:
         raise _failure(state.failure)
     return report
-
-
-async def _maybe(value: Any) -> Any:
-    return await value if inspect.isawaitable(value) else value
 
 
 async def _run_async(
@@ -1251,21 +1195,32 @@ async def _run_async(
         query = _recipients_query(claimed, resume=resume)
         return _batches_async(conn, query, size, max(size, DEFAULT_ITERSIZE))
     if kind == "fetch":
-        return await anext(step[1], [])
+        if True:  # ASYNC
+            return await anext(step[1], [])
+        else:
+            return next(step[1], [])
     if kind == "close":
-        aclose = getattr(step[1], "aclose", None)
-        if aclose is not None:
-            await aclose()
+        if True:  # ASYNC
+            await _aclose(step[1])
+        elif isinstance(step[1], Generator):
+            step[1].close()
         return None
     if kind == "deliver":
         notification, pairs = step[1], step[2]
         if deliver_batch is not None:
-            return _checked_outcomes(await _maybe(deliver_batch(notification, pairs)), pairs)
+            if True:  # ASYNC
+                outcome = await _maybe(deliver_batch(notification, pairs))
+            else:
+                outcome = deliver_batch(notification, pairs)
+            return _checked_outcomes(outcome, pairs)
         assert deliver is not None
         outcomes: list[BaseException | None] = [None] * len(pairs)
         for n, (recipient, key) in enumerate(pairs):
             try:
-                await _maybe(deliver(notification, recipient, key))
+                if True:  # ASYNC
+                    await _maybe(deliver(notification, recipient, key))
+                else:
+                    deliver(notification, recipient, key)
             except Exception as exc:
                 outcomes[n] = exc
         return outcomes
@@ -1273,8 +1228,14 @@ async def _run_async(
 
 
 async def _give_back_all_async(
-    conn: psycopg.AsyncConnection[Any], state: _Round, worker_id: str, failure: BaseException
+    conn: psycopg.AsyncConnection[Any],
+    state: _Round,
+    worker_id: str,
+    failure: BaseException,
+    what: str,
 ) -> None:
+    """Release every claim of the round not completed, after `failure`; if that fails too (a
+    dead connection), say so on `failure`: the leases then run out by themselves."""
     if not state.pending:
         return
     try:
@@ -1288,6 +1249,103 @@ async def _give_back_all_async(
         state.pending = []
     except (psycopg.Error, StatusdbError) as exc:
         failure.add_note(
-            f"statusdb.outbox.aprocess_all could not release its claims ({exc}); another "
-            "round claims them again once their leases expire"
+            f"statusdb.workers.outbox.{what} could not release its claims ({exc}); {_LEASES}"
         )
+
+
+# async-to-sync: end
+# async-to-sync: generated from the async code above by tools/async_to_sync.py, do not edit
+
+
+def _drive_sync(
+    conn: psycopg.Connection[Any],
+    state: _Round,
+    steps: Generator[_Step, Any, ProcessReport],
+    worker_id: str,
+    deliver: Callable[..., Any] | None,
+    deliver_batch: Callable[..., Any] | None,
+    what: str,
+) -> ProcessReport:
+    """Run the round's steps on `conn` for `what` (the worker function); on any failure, give
+    back what it claimed."""
+    try:
+        step = next(steps)
+        while True:
+            step = steps.send(_run_sync(conn, step, deliver, deliver_batch))
+    except StopIteration as stop:
+        report: ProcessReport = stop.value
+    except BaseException as exc:
+        steps.close()
+        _give_back_all_sync(conn, state, worker_id, exc, what)
+        if isinstance(exc, psycopg.Error):
+            raise translate(exc) from exc
+        raise
+    if state.failure is not None:
+        raise _failure(state.failure)
+    return report
+
+
+def _run_sync(
+    conn: psycopg.Connection[Any],
+    step: _Step,
+    deliver: Callable[..., Any] | None,
+    deliver_batch: Callable[..., Any] | None,
+) -> Any:
+    kind = step[0]
+    if kind == "call":
+        return step[1](conn, **step[2])
+    if kind == "commit":
+        return conn.commit()
+    if kind == "rollback":
+        return conn.rollback()
+    if kind == "started":
+        return started(conn, step[1])
+    if kind == "open":
+        claimed, resume, size = (step[1], step[2], step[3])
+        query = _recipients_query(claimed, resume=resume)
+        return _batches_sync(conn, query, size, max(size, DEFAULT_ITERSIZE))
+    if kind == "fetch":
+        return next(step[1], [])
+    if kind == "close":
+        if isinstance(step[1], Generator):
+            step[1].close()
+        return None
+    if kind == "deliver":
+        notification, pairs = (step[1], step[2])
+        if deliver_batch is not None:
+            outcome = deliver_batch(notification, pairs)
+            return _checked_outcomes(outcome, pairs)
+        assert deliver is not None
+        outcomes: list[BaseException | None] = [None] * len(pairs)
+        for n, (recipient, key) in enumerate(pairs):
+            try:
+                deliver(notification, recipient, key)
+            except Exception as exc:
+                outcomes[n] = exc
+        return outcomes
+    raise AssertionError(kind)
+
+
+def _give_back_all_sync(
+    conn: psycopg.Connection[Any], state: _Round, worker_id: str, failure: BaseException, what: str
+) -> None:
+    """Release every claim of the round not completed, after `failure`; if that fails too (a
+    dead connection), say so on `failure`: the leases then run out by themselves."""
+    if not state.pending:
+        return
+    try:
+        conn.rollback()
+        for claimed in state.pending:
+            if isinstance(claimed, ClaimedEvent):
+                release_event(conn, claimed, worker_id=worker_id)
+            else:
+                release(conn, claimed, worker_id=worker_id)
+        conn.commit()
+        state.pending = []
+    except (psycopg.Error, StatusdbError) as exc:
+        failure.add_note(
+            f"statusdb.workers.outbox.{what} could not release its claims ({exc}); {_LEASES}"
+        )
+
+
+# async-to-sync: end of generated code

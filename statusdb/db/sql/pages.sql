@@ -1,5 +1,9 @@
 -- name: page_create
--- Insert a page and its initial components in one statement.
+-- Insert a page and its initial components in one statement, components in status-key slot order.
+-- Each component row's derivation trigger takes its status key as it is inserted: the rows go
+-- in ascending slot order (as statusdb_take_slots takes slots), ids made first (MATERIALIZED:
+-- one id per row) so that a component without a team, keyed by its own id, sorts too. Two
+-- creates with teams in opposite orders then cannot deadlock (CONTRIBUTING.md, "Lock order").
 WITH page AS (
     INSERT INTO status_page (name, description, slug, is_public, access_token_hash, team_id,
                              created_by_id, time_zone)
@@ -7,14 +11,19 @@ WITH page AS (
             %(team_id)s, %(created_by_id)s, %(time_zone)s)
     RETURNING id, name, description, slug, is_public, team_id, created_by_id, created_at,
               updated_at, time_zone
-), components AS (
-    INSERT INTO status_page_component (status_page_id, name, description, display_order, team_id,
-                                       service_identifier)
-    SELECT page.id, c.name, c.description, c.display_order, c.team_id, c.service_identifier
-    FROM page
-    CROSS JOIN jsonb_to_recordset(%(components)s::jsonb)
+), given AS MATERIALIZED (
+    SELECT statusdb_new_id() AS id, c.name, c.description, c.display_order, c.team_id,
+           c.service_identifier
+    FROM jsonb_to_recordset(%(components)s::jsonb)
         AS c (name text, description text, display_order integer, team_id text,
               service_identifier text)
+), components AS (
+    INSERT INTO status_page_component (id, status_page_id, name, description, display_order,
+                                       team_id, service_identifier)
+    SELECT g.id, page.id, g.name, g.description, g.display_order, g.team_id, g.service_identifier
+    FROM page
+    CROSS JOIN given AS g
+    ORDER BY 1 + (statusdb_status_lock_key(g.team_id, g.id) & 4095), g.id
     RETURNING id
 )
 SELECT id, name, description, slug, is_public, team_id, created_by_id, created_at, updated_at,
