@@ -6434,7 +6434,7 @@ $$;
 -- Name: FUNCTION statusdb_take_slots(slots bigint[]); Type: COMMENT; Schema: public
 --
 
-COMMENT ON FUNCTION public.statusdb_take_slots(slots bigint[]) IS 'Locks slot 0 shared, then the given status_lock slots in ascending order, and writes each (a new row version once per transaction, savepoints included: written_by, 0023, 0049). Owner only.';
+COMMENT ON FUNCTION public.statusdb_take_slots(slots bigint[]) IS 'Locks slot 0 shared, then the given status_lock slots in ascending order, and writes each (a new row version once per transaction, savepoints included: written_by, 0023, 0046). Owner only.';
 
 --
 -- Name: statusdb_touch_updated_at(); Type: FUNCTION; Schema: public
@@ -8501,7 +8501,7 @@ COMMENT ON COLUMN public.status_lock.slot IS '0: every status (shared by derivat
 -- Name: COLUMN status_lock.written_by; Type: COMMENT; Schema: public
 --
 
-COMMENT ON COLUMN public.status_lock.written_by IS 'The top-level transaction that last wrote the slot (statusdb_take_slots, 0049): a transaction writes each slot it takes once, whatever its savepoints. Only compared with the current transaction''s own id; NULL for a slot never written since 0049.';
+COMMENT ON COLUMN public.status_lock.written_by IS 'The top-level transaction that last wrote the slot (statusdb_take_slots, 0046): a transaction writes each slot it takes once, whatever its savepoints. Only compared with the current transaction''s own id; NULL for a slot never written since 0046.';
 
 --
 -- Name: status_page; Type: TABLE; Schema: public
