@@ -44,15 +44,21 @@ SET LOCAL statement_timeout = '5min';
 -- A new nullable column without default: no rewrite. Filled below, in this transaction; the
 -- range check's scan follows the fill (a NOT VALID check would not check these rows).
 ALTER TABLE component_group_status_change ADD COLUMN updated_at timestamptz;
+-- One pass over each (a join, not a lookup per log row): the first version of each group and
+-- status_updated_at.
+WITH firsts AS (
+    SELECT DISTINCT ON (h.row_id, (h.row_data ->> 'status_updated_at')::timestamptz)
+           h.row_id, (h.row_data ->> 'status_updated_at')::timestamptz AS changed_at,
+           (h.row_data ->> 'updated_at')::timestamptz AS updated_at
+    FROM row_history h
+    WHERE h.table_name = 'component_group'
+    ORDER BY h.row_id, (h.row_data ->> 'status_updated_at')::timestamptz, h.valid_from
+)
 UPDATE component_group_status_change gc
-SET updated_at = coalesce(
-    (SELECT (h.row_data ->> 'updated_at')::timestamptz
-     FROM row_history h
-     WHERE h.table_name = 'component_group' AND h.row_id = gc.group_id
-       AND (h.row_data ->> 'status_updated_at')::timestamptz = gc.changed_at
-     ORDER BY h.valid_from
-     LIMIT 1),
-    gc.changed_at);
+SET updated_at = coalesce(f.updated_at, l.changed_at)
+FROM component_group_status_change l
+LEFT JOIN firsts f ON f.row_id = l.group_id AND f.changed_at = l.changed_at
+WHERE gc.seq = l.seq;
 ALTER TABLE component_group_status_change
     -- squawk-ignore constraint-missing-not-valid
     ADD CONSTRAINT component_group_status_change_updated_at_range_check
