@@ -1,4 +1,4 @@
-"""Migration 0045: a group's status-only write records no row_history version.
+"""Migration 0047: a group's status-only write records no row_history version.
 
 A group's status is kept by its log (component_group_status_change, with the group's
 updated_at), as a component's is by status_change (0022): the derived UPDATE of a group
@@ -214,7 +214,7 @@ def test_a_group_created_changed_and_deleted_in_one_transaction_commits(conn: Co
 
 
 @pytest.mark.slow
-def test_rolling_0045_back_and_forth_keeps_the_page_as_it_was(fresh_dsn: str) -> None:
+def test_rolling_0047_back_and_forth_keeps_the_page_as_it_was(fresh_dsn: str) -> None:
     """The rollback folds the group log into versions (the restored page_view_at reads
     versions): the page as it was is the same before the rollback, after it, and after
     migrating again (the forward migration fills the log's updated_at from the versions)."""
@@ -235,7 +235,7 @@ def test_rolling_0045_back_and_forth_keeps_the_page_as_it_was(fresh_dsn: str) ->
         ).fetchall()
         assert logged
     applied = [name for name, done in migrations.status(fresh_dsn) if done]
-    steps = len(applied) - applied.index("0045_group_status_log")
+    steps = len(applied) - applied.index("0047_group_status_log")
     migrations.rollback(fresh_dsn, steps)
     with psycopg.connect(fresh_dsn) as conn:
         story.replay(conn)

@@ -190,7 +190,7 @@ BEGIN
                    '[]') AS items,
                max(t.updated_at) AS last_change
         FROM versions v
-        -- 0045: the status and updated_at at at_time: the group's latest logged change by then
+        -- 0047: the status and updated_at at at_time: the group's latest logged change by then
         -- when it is later than the version (a status-only write records no version), else the
         -- version's. Reads component_group_status_change_group_id_seq_idx backwards.
         LEFT JOIN LATERAL (

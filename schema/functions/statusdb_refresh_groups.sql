@@ -63,7 +63,7 @@ BEGIN
     logged AS (
         INSERT INTO component_group_status_change (status_page_id, group_id, previous_status,
                                                    new_status, changed_at, updated_at)
-        -- 0045: with the group's updated_at as this write left it (page_view_at reads it).
+        -- 0047: with the group's updated_at as this write left it (page_view_at reads it).
         SELECT changed.status_page_id, changed.id, changed.previous_status, changed.new_status,
                changed.status_updated_at, changed.updated_at
         FROM changed

@@ -48,7 +48,7 @@ CREATE TRIGGER component_group_status_change_keep_history_delete AFTER DELETE ON
 -- Their functions, as they are now (in the order of first firing).
 
 -- public.statusdb_keep_group_statuses() (plpgsql)
--- Statement trigger on DELETE of component_group_status_change (0045): folds the deleted status
+-- Statement trigger on DELETE of component_group_status_change (0047): folds the deleted status
 -- changes of a group into its row_history versions, so page_view_at still shows them.
 CREATE OR REPLACE FUNCTION public.statusdb_keep_group_statuses()
  RETURNS trigger

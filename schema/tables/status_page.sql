@@ -225,7 +225,7 @@ BEGIN
                 || '::text[]) IS DISTINCT FROM (to_jsonb(o) - ' || quote_literal(status_only::text)
                 || '::text[])';
         ELSIF TG_OP = 'UPDATE' AND TG_TABLE_NAME = 'component_group' THEN
-            -- 0045: a group's status is kept by component_group_status_change, as a
+            -- 0047: a group's status is kept by component_group_status_change, as a
             -- component's is by status_change: an UPDATE whose every row changes its
             -- current_status (logged by statusdb_refresh_groups with the new updated_at) and no
             -- column but the status ones (current_status, status_updated_at, updated_at)

@@ -1,8 +1,8 @@
--- statusdb 0045: a group's status-only write records no row_history version (issue 20, the
+-- statusdb 0047: a group's status-only write records no row_history version (issue 20, the
 -- group roll-up <= 1.3x).
--- depends: 0044_group_roll_up_floor
+-- depends: 0046_take_slots_savepoints
 --
--- Measured (bench/README.md, "Issue 20: the group roll-up without group versions (0045)"): an
+-- Measured (bench/README.md, "Issue 20: the group roll-up without group versions (0047)"): an
 -- open moving 50 components in 5 groups cost 1.43-1.51x the same open without groups after
 -- 0044, and with component_group_keep_history_update switched off 1.18-1.30x: every derived
 -- group status change was an UPDATE of component_group that statusdb_keep_row_history recorded
@@ -64,7 +64,7 @@ ALTER TABLE component_group_status_change
     ADD CONSTRAINT component_group_status_change_updated_at_range_check
     CHECK (updated_at >= '0001-01-02 00:00:00+00' AND updated_at < '9999-12-31 00:00:00+00');
 COMMENT ON COLUMN component_group_status_change.updated_at IS
-    'The group''s updated_at as this change left it (0045; filled for older rows from the '
+    'The group''s updated_at as this change left it (0047; filled for older rows from the '
     'version that recorded the change, else changed_at): page_view_at shows it.';
 
 -- statusdb_refresh_groups: as 0038 left it (schema/functions/), its log INSERT writing
@@ -124,7 +124,7 @@ BEGIN
     logged AS (
         INSERT INTO component_group_status_change (status_page_id, group_id, previous_status,
                                                    new_status, changed_at, updated_at)
-        -- 0045: with the group's updated_at as this write left it (page_view_at reads it).
+        -- 0047: with the group's updated_at as this write left it (page_view_at reads it).
         SELECT changed.status_page_id, changed.id, changed.previous_status, changed.new_status,
                changed.status_updated_at, changed.updated_at
         FROM changed
@@ -217,7 +217,7 @@ BEGIN
                 || '::text[]) IS DISTINCT FROM (to_jsonb(o) - ' || quote_literal(status_only::text)
                 || '::text[])';
         ELSIF TG_OP = 'UPDATE' AND TG_TABLE_NAME = 'component_group' THEN
-            -- 0045: a group's status is kept by component_group_status_change, as a
+            -- 0047: a group's status is kept by component_group_status_change, as a
             -- component's is by status_change: an UPDATE whose every row changes its
             -- current_status (logged by statusdb_refresh_groups with the new updated_at) and no
             -- column but the status ones (current_status, status_updated_at, updated_at)
@@ -436,7 +436,7 @@ END;
 $$;
 
 COMMENT ON FUNCTION statusdb_keep_group_statuses() IS
-    'Statement trigger on DELETE of component_group_status_change (0045): folds the deleted '
+    'Statement trigger on DELETE of component_group_status_change (0047): folds the deleted '
     'status changes of a group into its row_history versions, so page_view_at still shows them.';
 REVOKE EXECUTE ON FUNCTION statusdb_keep_group_statuses() FROM PUBLIC;
 
@@ -624,7 +624,7 @@ BEGIN
                    '[]') AS items,
                max(t.updated_at) AS last_change
         FROM versions v
-        -- 0045: the status and updated_at at at_time: the group's latest logged change by then
+        -- 0047: the status and updated_at at at_time: the group's latest logged change by then
         -- when it is later than the version (a status-only write records no version), else the
         -- version's. Reads component_group_status_change_group_id_seq_idx backwards.
         LEFT JOIN LATERAL (
@@ -830,7 +830,7 @@ BEGIN
                    '[]') AS items,
                max(t.updated_at) AS last_change
         FROM versions v
-        -- 0045: the status and updated_at at at_time: the group's latest logged change by then
+        -- 0047: the status and updated_at at at_time: the group's latest logged change by then
         -- when it is later than the version (a status-only write records no version), else the
         -- version's. Reads component_group_status_change_group_id_seq_idx backwards.
         LEFT JOIN LATERAL (

@@ -1,9 +1,9 @@
--- statusdb 0045 rollback: the schema as 0044 left it.
+-- statusdb 0047 rollback: the schema as 0044 left it.
 --
--- Faithful: since 0045 a group's status changes are in its log only; before the column and the
+-- Faithful: since 0047 a group's status changes are in its log only; before the column and the
 -- readers go, every logged change is folded into the group's versions (as the DELETE trigger
 -- does, all rows), so the restored page_view_at, which reads group statuses from versions,
--- shows what 0045's showed (one version piece per logged change, older ones included).
+-- shows what 0047's showed (one version piece per logged change, older ones included).
 
 SET LOCAL lock_timeout = '5s';
 SET LOCAL statement_timeout = '5min';
