@@ -1363,6 +1363,76 @@ $$;
 COMMENT ON FUNCTION public.statusdb_keep_component_statuses() IS 'Statement trigger on DELETE of status_change: folds the deleted status changes of a component into its row_history versions (one version per change), so page_view_at still shows them.';
 
 --
+-- Name: statusdb_keep_group_statuses(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_keep_group_statuses() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+DECLARE
+    me xid8 := pg_current_xact_id();
+    pieces row_history[];
+BEGIN
+    -- Bounded by the deleted changes and the versions of their groups.
+    WITH changes AS (
+        SELECT o.group_id, o.seq, o.new_status, o.changed_at, o.updated_at FROM old_rows o
+    ),
+    vers AS (
+        SELECT h.* FROM row_history h
+        WHERE h.table_name = 'component_group'
+          AND h.row_id IN (SELECT c.group_id FROM changes c)
+          AND h.written_by_xact <> me
+    ),
+    bounds AS (
+        SELECT v.row_id, v.valid_from AS b FROM vers v
+        UNION
+        SELECT c.group_id, c.changed_at
+        FROM changes c
+        JOIN vers v ON v.row_id = c.group_id AND c.changed_at > v.valid_from
+                   AND (v.valid_to IS NULL OR c.changed_at < v.valid_to)
+    )
+    SELECT array_agg(ROW(v.table_name, v.row_id, v.status_page_id, b.b,
+                         CASE WHEN b.next_b IS NULL THEN v.valid_to
+                              ELSE least(b.next_b, coalesce(v.valid_to, b.next_b)) END,
+                         v.written_by_xact,
+                         CASE WHEN s.new_status IS NULL THEN v.row_data
+                              ELSE v.row_data || jsonb_build_object(
+                                  'current_status', s.new_status,
+                                  'status_updated_at', s.changed_at,
+                                  'updated_at', coalesce(s.updated_at, s.changed_at)) END,
+                         -- A pending end (this transaction ends the version) stays on the
+                         -- last piece.
+                         CASE WHEN b.next_b IS NULL OR b.next_b >= v.valid_to
+                              THEN v.pending_xact END)::row_history)
+    INTO pieces
+    FROM (SELECT bb.row_id, bb.b, lead(bb.b) OVER (PARTITION BY bb.row_id ORDER BY bb.b) AS next_b
+          FROM bounds bb) AS b
+    JOIN vers v ON v.row_id = b.row_id AND v.valid_from <= b.b
+               AND (v.valid_to IS NULL OR v.valid_to > b.b)
+    LEFT JOIN LATERAL (
+        SELECT c.new_status, c.changed_at, c.updated_at FROM changes c
+        WHERE c.group_id = b.row_id AND c.changed_at <= b.b AND c.changed_at > v.valid_from
+        ORDER BY c.seq DESC LIMIT 1
+    ) AS s ON true;
+    IF pieces IS NULL THEN
+        RETURN NULL;
+    END IF;
+    DELETE FROM row_history h
+    WHERE h.table_name = 'component_group' AND h.written_by_xact <> me
+      AND h.row_id IN (SELECT DISTINCT p.row_id FROM unnest(pieces) AS p);
+    INSERT INTO row_history SELECT * FROM unnest(pieces);
+    RETURN NULL;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_keep_group_statuses(); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_keep_group_statuses() IS 'Statement trigger on DELETE of component_group_status_change (0045): folds the deleted status changes of a group into its row_history versions, so page_view_at still shows them.';
+
+--
 -- Name: statusdb_keep_history_of(regclass, text, text, text); Type: FUNCTION; Schema: public
 --
 
@@ -1472,6 +1542,33 @@ BEGIN
                 || ' WHERE o.id IS NULL OR (to_jsonb(n) - ' || quote_literal(status_only::text)
                 || '::text[]) IS DISTINCT FROM (to_jsonb(o) - ' || quote_literal(status_only::text)
                 || '::text[])';
+        ELSIF TG_OP = 'UPDATE' AND TG_TABLE_NAME = 'component_group' THEN
+            -- 0045: a group's status is kept by component_group_status_change, as a
+            -- component's is by status_change: an UPDATE whose every row changes its
+            -- current_status (logged by statusdb_refresh_groups with the new updated_at) and no
+            -- column but the status ones (current_status, status_updated_at, updated_at)
+            -- records nothing, unless this transaction already wrote a version of one of its
+            -- groups (that version, stamped at commit after the log row, is then rewritten
+            -- below, as every write of this transaction's rows is). Columns compared one by
+            -- one (tests/test_group_history.py keeps the list equal to the table's columns).
+            IF NOT EXISTS (SELECT 1 FROM new_rows n LEFT JOIN old_rows o ON o.id = n.id
+                           WHERE o.id IS NULL
+                              OR n.current_status IS NOT DISTINCT FROM o.current_status
+                              OR (n.status_page_id, n.parent_id, n.name, n.description,
+                                  n.display_order, n.created_at)
+                                 IS DISTINCT FROM
+                                 (o.status_page_id, o.parent_id, o.name, o.description,
+                                  o.display_order, o.created_at))
+               AND NOT EXISTS (SELECT 1 FROM new_rows n
+                               JOIN public.row_history h
+                                 ON h.table_name = 'component_group' AND h.row_id = n.id
+                                AND h.valid_to IS NULL
+                               WHERE h.written_by_xact = pg_current_xact_id())
+            THEN
+                RETURN NULL;
+            END IF;
+            written := written
+                || ' EXCEPT SELECT to_jsonb(o) - ''access_token_hash'' FROM old_rows o';
         ELSIF TG_OP = 'UPDATE' AND TG_TABLE_NAME = 'status_incident' THEN
             written := written
                 || ' EXCEPT SELECT ' || format(timeline_free, 'o') || ' FROM old_rows o';
@@ -4225,27 +4322,27 @@ BEGIN
                ('maintenance_window', 'SCHEDULED'), ('maintenance_window', 'IN_PROGRESS')
     ),
     versions AS (
-        SELECT h.table_name, h.row_data AS r
+        SELECT h.table_name, h.row_data AS r, h.valid_from
         FROM page
         JOIN row_history h ON h.status_page_id = page.id
         WHERE h.table_name IN ('status_page_component', 'component_group')
           AND (h.row_data ->> 'status') IS NULL
           AND h.valid_to IS NULL AND h.valid_from <= at_time
         UNION ALL
-        SELECT h.table_name, h.row_data AS r
+        SELECT h.table_name, h.row_data AS r, h.valid_from
         FROM page
         JOIN row_history h ON h.status_page_id = page.id
         WHERE h.table_name IN ('status_page_component', 'component_group')
           AND (h.row_data ->> 'status') IS NULL
           AND h.valid_to > at_time AND h.valid_from <= at_time
         UNION ALL
-        SELECT h.table_name, h.row_data AS r
+        SELECT h.table_name, h.row_data AS r, h.valid_from
         FROM page CROSS JOIN keys k
         JOIN row_history h ON h.status_page_id = page.id AND h.table_name = k.table_name
                           AND (h.row_data ->> 'status') = k.status
         WHERE h.valid_to IS NULL AND h.valid_from <= at_time
         UNION ALL
-        SELECT h.table_name, h.row_data AS r
+        SELECT h.table_name, h.row_data AS r, h.valid_from
         FROM page CROSS JOIN keys k
         JOIN row_history h ON h.status_page_id = page.id AND h.table_name = k.table_name
                           AND (h.row_data ->> 'status') = k.status
@@ -4344,11 +4441,26 @@ BEGIN
     page_groups AS (
         SELECT coalesce(json_agg(json_build_array(
                    v.r ->> 'id', v.r ->> 'name', v.r ->> 'description', v.r ->> 'parent_id',
-                   (v.r ->> 'display_order')::integer, v.r ->> 'current_status')
+                   (v.r ->> 'display_order')::integer, t.current_status)
                    ORDER BY (v.r ->> 'display_order')::integer, v.r ->> 'name', v.r ->> 'id'),
                    '[]') AS items,
-               max((v.r ->> 'updated_at')::timestamptz) AS last_change
+               max(t.updated_at) AS last_change
         FROM versions v
+        -- 0045: the status and updated_at at at_time: the group's latest logged change by then
+        -- when it is later than the version (a status-only write records no version), else the
+        -- version's. Reads component_group_status_change_group_id_seq_idx backwards.
+        LEFT JOIN LATERAL (
+            SELECT gc.new_status, gc.changed_at, gc.updated_at
+            FROM component_group_status_change gc
+            WHERE gc.group_id = v.r ->> 'id' AND gc.changed_at <= at_time
+            ORDER BY gc.seq DESC
+            LIMIT 1
+        ) AS s ON s.changed_at > v.valid_from
+        CROSS JOIN LATERAL (
+            SELECT coalesce(s.new_status, v.r ->> 'current_status') AS current_status,
+                   CASE WHEN s.new_status IS NULL THEN (v.r ->> 'updated_at')::timestamptz
+                        ELSE coalesce(s.updated_at, s.changed_at) END AS updated_at
+        ) AS t
         WHERE v.table_name = 'component_group'
     )
     SELECT page.id, page.r ->> 'name', page.r ->> 'description', page.r ->> 'slug',
@@ -4423,27 +4535,27 @@ BEGIN
                ('maintenance_window', 'SCHEDULED'), ('maintenance_window', 'IN_PROGRESS')
     ),
     versions AS (
-        SELECT h.table_name, h.row_data AS r
+        SELECT h.table_name, h.row_data AS r, h.valid_from
         FROM page
         JOIN row_history h ON h.status_page_id = page.id
         WHERE h.table_name IN ('status_page_component', 'component_group')
           AND (h.row_data ->> 'status') IS NULL
           AND h.valid_to IS NULL AND h.valid_from <= at_time
         UNION ALL
-        SELECT h.table_name, h.row_data AS r
+        SELECT h.table_name, h.row_data AS r, h.valid_from
         FROM page
         JOIN row_history h ON h.status_page_id = page.id
         WHERE h.table_name IN ('status_page_component', 'component_group')
           AND (h.row_data ->> 'status') IS NULL
           AND h.valid_to > at_time AND h.valid_from <= at_time
         UNION ALL
-        SELECT h.table_name, h.row_data AS r
+        SELECT h.table_name, h.row_data AS r, h.valid_from
         FROM page CROSS JOIN keys k
         JOIN row_history h ON h.status_page_id = page.id AND h.table_name = k.table_name
                           AND (h.row_data ->> 'status') = k.status
         WHERE h.valid_to IS NULL AND h.valid_from <= at_time
         UNION ALL
-        SELECT h.table_name, h.row_data AS r
+        SELECT h.table_name, h.row_data AS r, h.valid_from
         FROM page CROSS JOIN keys k
         JOIN row_history h ON h.status_page_id = page.id AND h.table_name = k.table_name
                           AND (h.row_data ->> 'status') = k.status
@@ -4542,11 +4654,26 @@ BEGIN
     page_groups AS (
         SELECT coalesce(json_agg(json_build_array(
                    v.r ->> 'id', v.r ->> 'name', v.r ->> 'description', v.r ->> 'parent_id',
-                   (v.r ->> 'display_order')::integer, v.r ->> 'current_status')
+                   (v.r ->> 'display_order')::integer, t.current_status)
                    ORDER BY (v.r ->> 'display_order')::integer, v.r ->> 'name', v.r ->> 'id'),
                    '[]') AS items,
-               max((v.r ->> 'updated_at')::timestamptz) AS last_change
+               max(t.updated_at) AS last_change
         FROM versions v
+        -- 0045: the status and updated_at at at_time: the group's latest logged change by then
+        -- when it is later than the version (a status-only write records no version), else the
+        -- version's. Reads component_group_status_change_group_id_seq_idx backwards.
+        LEFT JOIN LATERAL (
+            SELECT gc.new_status, gc.changed_at, gc.updated_at
+            FROM component_group_status_change gc
+            WHERE gc.group_id = v.r ->> 'id' AND gc.changed_at <= at_time
+            ORDER BY gc.seq DESC
+            LIMIT 1
+        ) AS s ON s.changed_at > v.valid_from
+        CROSS JOIN LATERAL (
+            SELECT coalesce(s.new_status, v.r ->> 'current_status') AS current_status,
+                   CASE WHEN s.new_status IS NULL THEN (v.r ->> 'updated_at')::timestamptz
+                        ELSE coalesce(s.updated_at, s.changed_at) END AS updated_at
+        ) AS t
         WHERE v.table_name = 'component_group'
     )
     SELECT page.id, page.r ->> 'name', page.r ->> 'description', page.r ->> 'slug',
@@ -5386,13 +5513,14 @@ BEGIN
         WHERE g.id = ANY (locked)
           AND g.id = derived.group_id
         RETURNING g.id, g.status_page_id, derived.current_status AS previous_status,
-                  g.current_status AS new_status, g.status_updated_at
+                  g.current_status AS new_status, g.status_updated_at, g.updated_at
     ),
     logged AS (
         INSERT INTO component_group_status_change (status_page_id, group_id, previous_status,
-                                                   new_status, changed_at)
+                                                   new_status, changed_at, updated_at)
+        -- 0045: with the group's updated_at as this write left it (page_view_at reads it).
         SELECT changed.status_page_id, changed.id, changed.previous_status, changed.new_status,
-               changed.status_updated_at
+               changed.status_updated_at, changed.updated_at
         FROM changed
         ORDER BY changed.id
         RETURNING component_group_status_change.seq
@@ -6917,10 +7045,12 @@ CREATE TABLE public.component_group_status_change (
     previous_status text NOT NULL,
     new_status text NOT NULL,
     changed_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    updated_at timestamp with time zone,
     CONSTRAINT component_group_status_change_changed_at_range_check CHECK (((changed_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (changed_at < '9999-12-31 00:00:00+00'::timestamp with time zone))),
     CONSTRAINT component_group_status_change_is_a_change_check CHECK ((previous_status <> new_status)),
     CONSTRAINT component_group_status_change_new_status_check CHECK ((new_status = ANY (ARRAY['MAJOR_OUTAGE'::text, 'PARTIAL_OUTAGE'::text, 'DEGRADED_PERFORMANCE'::text, 'UNDER_MAINTENANCE'::text, 'OPERATIONAL'::text]))),
-    CONSTRAINT component_group_status_change_previous_status_check CHECK ((previous_status = ANY (ARRAY['MAJOR_OUTAGE'::text, 'PARTIAL_OUTAGE'::text, 'DEGRADED_PERFORMANCE'::text, 'UNDER_MAINTENANCE'::text, 'OPERATIONAL'::text])))
+    CONSTRAINT component_group_status_change_previous_status_check CHECK ((previous_status = ANY (ARRAY['MAJOR_OUTAGE'::text, 'PARTIAL_OUTAGE'::text, 'DEGRADED_PERFORMANCE'::text, 'UNDER_MAINTENANCE'::text, 'OPERATIONAL'::text]))),
+    CONSTRAINT component_group_status_change_updated_at_range_check CHECK (((updated_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (updated_at < '9999-12-31 00:00:00+00'::timestamp with time zone)))
 );
 
 --
@@ -6970,6 +7100,12 @@ COMMENT ON COLUMN public.component_group_status_change.new_status IS 'The status
 --
 
 COMMENT ON COLUMN public.component_group_status_change.changed_at IS 'When the change was made (clock_timestamp()).';
+
+--
+-- Name: COLUMN component_group_status_change.updated_at; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.component_group_status_change.updated_at IS 'The group''s updated_at as this change left it (0045; filled for older rows from the version that recorded the change, else changed_at): page_view_at shows it.';
 
 --
 -- Name: delivery_attempt; Type: TABLE; Schema: public
@@ -9932,6 +10068,12 @@ CREATE TRIGGER component_group_snapshot_insert AFTER INSERT ON public.component_
 CREATE TRIGGER component_group_snapshot_update AFTER UPDATE ON public.component_group REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_component_group_snapshot();
 
 --
+-- Name: component_group_status_change component_group_status_change_keep_history_delete; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER component_group_status_change_keep_history_delete AFTER DELETE ON public.component_group_status_change REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_group_statuses();
+
+--
 -- Name: component_group component_group_touch_updated_at; Type: TRIGGER; Schema: public
 --
 
@@ -11297,6 +11439,12 @@ REVOKE ALL ON FUNCTION public.statusdb_incident_set_resolved_at() FROM PUBLIC;
 --
 
 REVOKE ALL ON FUNCTION public.statusdb_keep_component_statuses() FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_keep_group_statuses(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_keep_group_statuses() FROM PUBLIC;
 
 --
 -- Name: FUNCTION statusdb_keep_history_of(audited regclass, key_columns text, page_column text, parent_table text); Type: ACL; Schema: public

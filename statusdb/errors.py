@@ -601,7 +601,7 @@ _RANGE_CHECKED: Final[dict[str, tuple[str, ...]]] = {
     ),
     "maintenance_window_scheduler_error": ("first_failed_at", "last_failed_at"),
     "status_change": ("changed_at", "notified_at", "lease_expires_at"),
-    "component_group_status_change": ("changed_at",),
+    "component_group_status_change": ("changed_at", "updated_at"),
     "notification_event": ("created_at", "occurrence_start", "notified_at", "lease_expires_at"),
     "status_subscriber": ("created_at", "updated_at", "verify_token_expires_at", "deactivated_at"),
     "delivery_attempt": ("attempted_at", "next_attempt_at", "lease_expires_at"),

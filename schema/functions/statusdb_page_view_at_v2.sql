@@ -61,27 +61,27 @@ BEGIN
                ('maintenance_window', 'SCHEDULED'), ('maintenance_window', 'IN_PROGRESS')
     ),
     versions AS (
-        SELECT h.table_name, h.row_data AS r
+        SELECT h.table_name, h.row_data AS r, h.valid_from
         FROM page
         JOIN row_history h ON h.status_page_id = page.id
         WHERE h.table_name IN ('status_page_component', 'component_group')
           AND (h.row_data ->> 'status') IS NULL
           AND h.valid_to IS NULL AND h.valid_from <= at_time
         UNION ALL
-        SELECT h.table_name, h.row_data AS r
+        SELECT h.table_name, h.row_data AS r, h.valid_from
         FROM page
         JOIN row_history h ON h.status_page_id = page.id
         WHERE h.table_name IN ('status_page_component', 'component_group')
           AND (h.row_data ->> 'status') IS NULL
           AND h.valid_to > at_time AND h.valid_from <= at_time
         UNION ALL
-        SELECT h.table_name, h.row_data AS r
+        SELECT h.table_name, h.row_data AS r, h.valid_from
         FROM page CROSS JOIN keys k
         JOIN row_history h ON h.status_page_id = page.id AND h.table_name = k.table_name
                           AND (h.row_data ->> 'status') = k.status
         WHERE h.valid_to IS NULL AND h.valid_from <= at_time
         UNION ALL
-        SELECT h.table_name, h.row_data AS r
+        SELECT h.table_name, h.row_data AS r, h.valid_from
         FROM page CROSS JOIN keys k
         JOIN row_history h ON h.status_page_id = page.id AND h.table_name = k.table_name
                           AND (h.row_data ->> 'status') = k.status
@@ -180,11 +180,26 @@ BEGIN
     page_groups AS (
         SELECT coalesce(json_agg(json_build_array(
                    v.r ->> 'id', v.r ->> 'name', v.r ->> 'description', v.r ->> 'parent_id',
-                   (v.r ->> 'display_order')::integer, v.r ->> 'current_status')
+                   (v.r ->> 'display_order')::integer, t.current_status)
                    ORDER BY (v.r ->> 'display_order')::integer, v.r ->> 'name', v.r ->> 'id'),
                    '[]') AS items,
-               max((v.r ->> 'updated_at')::timestamptz) AS last_change
+               max(t.updated_at) AS last_change
         FROM versions v
+        -- 0047: the status and updated_at at at_time: the group's latest logged change by then
+        -- when it is later than the version (a status-only write records no version), else the
+        -- version's. Reads component_group_status_change_group_id_seq_idx backwards.
+        LEFT JOIN LATERAL (
+            SELECT gc.new_status, gc.changed_at, gc.updated_at
+            FROM component_group_status_change gc
+            WHERE gc.group_id = v.r ->> 'id' AND gc.changed_at <= at_time
+            ORDER BY gc.seq DESC
+            LIMIT 1
+        ) AS s ON s.changed_at > v.valid_from
+        CROSS JOIN LATERAL (
+            SELECT coalesce(s.new_status, v.r ->> 'current_status') AS current_status,
+                   CASE WHEN s.new_status IS NULL THEN (v.r ->> 'updated_at')::timestamptz
+                        ELSE coalesce(s.updated_at, s.changed_at) END AS updated_at
+        ) AS t
         WHERE v.table_name = 'component_group'
     )
     SELECT page.id, page.r ->> 'name', page.r ->> 'description', page.r ->> 'slug',

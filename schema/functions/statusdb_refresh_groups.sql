@@ -58,13 +58,14 @@ BEGIN
         WHERE g.id = ANY (locked)
           AND g.id = derived.group_id
         RETURNING g.id, g.status_page_id, derived.current_status AS previous_status,
-                  g.current_status AS new_status, g.status_updated_at
+                  g.current_status AS new_status, g.status_updated_at, g.updated_at
     ),
     logged AS (
         INSERT INTO component_group_status_change (status_page_id, group_id, previous_status,
-                                                   new_status, changed_at)
+                                                   new_status, changed_at, updated_at)
+        -- 0047: with the group's updated_at as this write left it (page_view_at reads it).
         SELECT changed.status_page_id, changed.id, changed.previous_status, changed.new_status,
-               changed.status_updated_at
+               changed.status_updated_at, changed.updated_at
         FROM changed
         ORDER BY changed.id
         RETURNING component_group_status_change.seq

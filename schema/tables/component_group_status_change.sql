@@ -14,13 +14,15 @@ CREATE TABLE public.component_group_status_change (
     previous_status text NOT NULL,
     new_status text NOT NULL,
     changed_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    updated_at timestamp with time zone,
     CONSTRAINT component_group_status_change_pkey PRIMARY KEY (seq),
     CONSTRAINT component_group_status_change_id_key UNIQUE (id),
     CONSTRAINT component_group_status_change_group_id_fkey FOREIGN KEY (group_id) REFERENCES public.component_group(id) ON DELETE CASCADE,
     CONSTRAINT component_group_status_change_changed_at_range_check CHECK (changed_at >= '0001-01-02 00:00:00+00'::timestamp with time zone AND changed_at < '9999-12-31 00:00:00+00'::timestamp with time zone),
     CONSTRAINT component_group_status_change_is_a_change_check CHECK (previous_status <> new_status),
     CONSTRAINT component_group_status_change_new_status_check CHECK (new_status = ANY (ARRAY['MAJOR_OUTAGE'::text, 'PARTIAL_OUTAGE'::text, 'DEGRADED_PERFORMANCE'::text, 'UNDER_MAINTENANCE'::text, 'OPERATIONAL'::text])),
-    CONSTRAINT component_group_status_change_previous_status_check CHECK (previous_status = ANY (ARRAY['MAJOR_OUTAGE'::text, 'PARTIAL_OUTAGE'::text, 'DEGRADED_PERFORMANCE'::text, 'UNDER_MAINTENANCE'::text, 'OPERATIONAL'::text]))
+    CONSTRAINT component_group_status_change_previous_status_check CHECK (previous_status = ANY (ARRAY['MAJOR_OUTAGE'::text, 'PARTIAL_OUTAGE'::text, 'DEGRADED_PERFORMANCE'::text, 'UNDER_MAINTENANCE'::text, 'OPERATIONAL'::text])),
+    CONSTRAINT component_group_status_change_updated_at_range_check CHECK (updated_at >= '0001-01-02 00:00:00+00'::timestamp with time zone AND updated_at < '9999-12-31 00:00:00+00'::timestamp with time zone)
 );
 
 -- Indexes (those of the constraints above are theirs).
@@ -33,3 +35,79 @@ CREATE POLICY component_group_status_change_team_isolation ON public.component_g
     USING (((( SELECT public.statusdb_current_team() AS statusdb_current_team) IS NULL) OR (status_page_id IN ( SELECT p.id
    FROM public.status_page p
   WHERE (p.team_id = ( SELECT public.statusdb_current_team() AS statusdb_current_team))))));
+
+-- Firing order. For each statement PostgreSQL fires the BEFORE STATEMENT triggers, then for
+-- each row the BEFORE ROW ones, then (at the end of the statement) the AFTER ROW ones, then the
+-- AFTER STATEMENT ones; deferred constraint triggers at commit. Triggers of the same timing and
+-- level fire in the byte order of their names. Below, per event, in that order:
+-- DELETE: component_group_status_change_keep_history_delete (AFTER STATEMENT).
+
+-- Triggers, in firing order.
+CREATE TRIGGER component_group_status_change_keep_history_delete AFTER DELETE ON public.component_group_status_change REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_group_statuses();
+
+-- Their functions, as they are now (in the order of first firing).
+
+-- public.statusdb_keep_group_statuses() (plpgsql)
+-- Statement trigger on DELETE of component_group_status_change (0047): folds the deleted status
+-- changes of a group into its row_history versions, so page_view_at still shows them.
+CREATE OR REPLACE FUNCTION public.statusdb_keep_group_statuses()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+DECLARE
+    me xid8 := pg_current_xact_id();
+    pieces row_history[];
+BEGIN
+    -- Bounded by the deleted changes and the versions of their groups.
+    WITH changes AS (
+        SELECT o.group_id, o.seq, o.new_status, o.changed_at, o.updated_at FROM old_rows o
+    ),
+    vers AS (
+        SELECT h.* FROM row_history h
+        WHERE h.table_name = 'component_group'
+          AND h.row_id IN (SELECT c.group_id FROM changes c)
+          AND h.written_by_xact <> me
+    ),
+    bounds AS (
+        SELECT v.row_id, v.valid_from AS b FROM vers v
+        UNION
+        SELECT c.group_id, c.changed_at
+        FROM changes c
+        JOIN vers v ON v.row_id = c.group_id AND c.changed_at > v.valid_from
+                   AND (v.valid_to IS NULL OR c.changed_at < v.valid_to)
+    )
+    SELECT array_agg(ROW(v.table_name, v.row_id, v.status_page_id, b.b,
+                         CASE WHEN b.next_b IS NULL THEN v.valid_to
+                              ELSE least(b.next_b, coalesce(v.valid_to, b.next_b)) END,
+                         v.written_by_xact,
+                         CASE WHEN s.new_status IS NULL THEN v.row_data
+                              ELSE v.row_data || jsonb_build_object(
+                                  'current_status', s.new_status,
+                                  'status_updated_at', s.changed_at,
+                                  'updated_at', coalesce(s.updated_at, s.changed_at)) END,
+                         -- A pending end (this transaction ends the version) stays on the
+                         -- last piece.
+                         CASE WHEN b.next_b IS NULL OR b.next_b >= v.valid_to
+                              THEN v.pending_xact END)::row_history)
+    INTO pieces
+    FROM (SELECT bb.row_id, bb.b, lead(bb.b) OVER (PARTITION BY bb.row_id ORDER BY bb.b) AS next_b
+          FROM bounds bb) AS b
+    JOIN vers v ON v.row_id = b.row_id AND v.valid_from <= b.b
+               AND (v.valid_to IS NULL OR v.valid_to > b.b)
+    LEFT JOIN LATERAL (
+        SELECT c.new_status, c.changed_at, c.updated_at FROM changes c
+        WHERE c.group_id = b.row_id AND c.changed_at <= b.b AND c.changed_at > v.valid_from
+        ORDER BY c.seq DESC LIMIT 1
+    ) AS s ON true;
+    IF pieces IS NULL THEN
+        RETURN NULL;
+    END IF;
+    DELETE FROM row_history h
+    WHERE h.table_name = 'component_group' AND h.written_by_xact <> me
+      AND h.row_id IN (SELECT DISTINCT p.row_id FROM unnest(pieces) AS p);
+    INSERT INTO row_history SELECT * FROM unnest(pieces);
+    RETURN NULL;
+END;
+$function$;

@@ -224,6 +224,33 @@ BEGIN
                 || ' WHERE o.id IS NULL OR (to_jsonb(n) - ' || quote_literal(status_only::text)
                 || '::text[]) IS DISTINCT FROM (to_jsonb(o) - ' || quote_literal(status_only::text)
                 || '::text[])';
+        ELSIF TG_OP = 'UPDATE' AND TG_TABLE_NAME = 'component_group' THEN
+            -- 0047: a group's status is kept by component_group_status_change, as a
+            -- component's is by status_change: an UPDATE whose every row changes its
+            -- current_status (logged by statusdb_refresh_groups with the new updated_at) and no
+            -- column but the status ones (current_status, status_updated_at, updated_at)
+            -- records nothing, unless this transaction already wrote a version of one of its
+            -- groups (that version, stamped at commit after the log row, is then rewritten
+            -- below, as every write of this transaction's rows is). Columns compared one by
+            -- one (tests/test_group_history.py keeps the list equal to the table's columns).
+            IF NOT EXISTS (SELECT 1 FROM new_rows n LEFT JOIN old_rows o ON o.id = n.id
+                           WHERE o.id IS NULL
+                              OR n.current_status IS NOT DISTINCT FROM o.current_status
+                              OR (n.status_page_id, n.parent_id, n.name, n.description,
+                                  n.display_order, n.created_at)
+                                 IS DISTINCT FROM
+                                 (o.status_page_id, o.parent_id, o.name, o.description,
+                                  o.display_order, o.created_at))
+               AND NOT EXISTS (SELECT 1 FROM new_rows n
+                               JOIN public.row_history h
+                                 ON h.table_name = 'component_group' AND h.row_id = n.id
+                                AND h.valid_to IS NULL
+                               WHERE h.written_by_xact = pg_current_xact_id())
+            THEN
+                RETURN NULL;
+            END IF;
+            written := written
+                || ' EXCEPT SELECT to_jsonb(o) - ''access_token_hash'' FROM old_rows o';
         ELSIF TG_OP = 'UPDATE' AND TG_TABLE_NAME = 'status_incident' THEN
             written := written
                 || ' EXCEPT SELECT ' || format(timeline_free, 'o') || ' FROM old_rows o';
