@@ -1430,7 +1430,7 @@ $$;
 -- Name: FUNCTION statusdb_keep_group_statuses(); Type: COMMENT; Schema: public
 --
 
-COMMENT ON FUNCTION public.statusdb_keep_group_statuses() IS 'Statement trigger on DELETE of component_group_status_change (0045): folds the deleted status changes of a group into its row_history versions, so page_view_at still shows them.';
+COMMENT ON FUNCTION public.statusdb_keep_group_statuses() IS 'Statement trigger on DELETE of component_group_status_change (0047): folds the deleted status changes of a group into its row_history versions, so page_view_at still shows them.';
 
 --
 -- Name: statusdb_keep_history_of(regclass, text, text, text); Type: FUNCTION; Schema: public
@@ -1543,7 +1543,7 @@ BEGIN
                 || '::text[]) IS DISTINCT FROM (to_jsonb(o) - ' || quote_literal(status_only::text)
                 || '::text[])';
         ELSIF TG_OP = 'UPDATE' AND TG_TABLE_NAME = 'component_group' THEN
-            -- 0045: a group's status is kept by component_group_status_change, as a
+            -- 0047: a group's status is kept by component_group_status_change, as a
             -- component's is by status_change: an UPDATE whose every row changes its
             -- current_status (logged by statusdb_refresh_groups with the new updated_at) and no
             -- column but the status ones (current_status, status_updated_at, updated_at)
@@ -4446,7 +4446,7 @@ BEGIN
                    '[]') AS items,
                max(t.updated_at) AS last_change
         FROM versions v
-        -- 0045: the status and updated_at at at_time: the group's latest logged change by then
+        -- 0047: the status and updated_at at at_time: the group's latest logged change by then
         -- when it is later than the version (a status-only write records no version), else the
         -- version's. Reads component_group_status_change_group_id_seq_idx backwards.
         LEFT JOIN LATERAL (
@@ -4659,7 +4659,7 @@ BEGIN
                    '[]') AS items,
                max(t.updated_at) AS last_change
         FROM versions v
-        -- 0045: the status and updated_at at at_time: the group's latest logged change by then
+        -- 0047: the status and updated_at at at_time: the group's latest logged change by then
         -- when it is later than the version (a status-only write records no version), else the
         -- version's. Reads component_group_status_change_group_id_seq_idx backwards.
         LEFT JOIN LATERAL (
@@ -5518,7 +5518,7 @@ BEGIN
     logged AS (
         INSERT INTO component_group_status_change (status_page_id, group_id, previous_status,
                                                    new_status, changed_at, updated_at)
-        -- 0045: with the group's updated_at as this write left it (page_view_at reads it).
+        -- 0047: with the group's updated_at as this write left it (page_view_at reads it).
         SELECT changed.status_page_id, changed.id, changed.previous_status, changed.new_status,
                changed.status_updated_at, changed.updated_at
         FROM changed
@@ -7105,7 +7105,7 @@ COMMENT ON COLUMN public.component_group_status_change.changed_at IS 'When the c
 -- Name: COLUMN component_group_status_change.updated_at; Type: COMMENT; Schema: public
 --
 
-COMMENT ON COLUMN public.component_group_status_change.updated_at IS 'The group''s updated_at as this change left it (0045; filled for older rows from the version that recorded the change, else changed_at): page_view_at shows it.';
+COMMENT ON COLUMN public.component_group_status_change.updated_at IS 'The group''s updated_at as this change left it (0047; filled for older rows from the version that recorded the change, else changed_at): page_view_at shows it.';
 
 --
 -- Name: delivery_attempt; Type: TABLE; Schema: public
