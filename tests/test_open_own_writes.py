@@ -179,7 +179,7 @@ def test_hot_functions_keep_their_plans(conn: Conn) -> None:
     """What the open calls on every write is planned once per session: the renderer with a
     generic plan, the helpers in PL/pgSQL (a SQL function that cannot be inlined plans its body
     on every call)."""
-    rows = dict(
+    rows: dict[str, str] = dict(
         conn.execute(
             "SELECT p.proname,"
             "       l.lanname || ' ' || coalesce(p.proconfig::text, '')"
