@@ -8,8 +8,10 @@
 -- * statusdb_page_render: its RETURN QUERY was planned again on every call (PL/pgSQL's plan
 --   cache kept choosing custom plans for `p.id = ANY (page_ids)`): ~8 % of an open's CPU at
 --   commit. It now runs with plan_cache_mode = force_generic_plan, like the other derivation
---   functions (statusdb_rederive_components, statusdb_refresh_groups). The generic plan is the
---   custom one: the page by its primary key, each part by its page index. Body unchanged.
+--   functions (statusdb_rederive_components, statusdb_refresh_groups). Only the pages' own scan
+--   differs from a custom plan (estimated at 10 ids: the primary key, or a sequential scan while
+--   status_page holds a few hundred rows); each part is reached by its page index from the page
+--   row in both. Body unchanged.
 -- * statusdb_page_snapshot_mark, statusdb_scheduled_starts (the snapshot's generated column) and
 --   statusdb_slug_key (the snapshot's index expression) were SQL functions PostgreSQL cannot
 --   inline (an INSERT; an ARRAY subquery under SET search_path; an IMMUTABLE body calling the
