@@ -1,4 +1,4 @@
-"""Migration 0046: an incident open pays less for its own writes, with the same results.
+"""Migration 0048: an incident open pays less for its own writes, with the same results.
 
 The derivation's component and group writes skip `statusdb_touch_updated_at` and
 `statusdb_component_group_guard` (WHEN clauses) and still get `updated_at = now()`; a client's
@@ -58,7 +58,7 @@ def _backdate(conn: Conn, ids: list[str], group_id: str) -> None:
 
 def test_the_derivations_writes_skip_touch_and_guard(conn: Conn) -> None:
     """Opening an incident that moves 10 grouped components calls the touch function for none
-    of them and the group guard for no group (before 0046: once per component and once per
+    of them and the group guard for no group (before 0048: once per component and once per
     group), and the moved rows still hold updated_at = now(). (The group's own touch still
     runs once: statusdb_refresh_groups leaves updated_at to the trigger.)"""
     team_id, _, ids, group_id = _grouped_page(conn, 10)

@@ -1,4 +1,4 @@
--- statusdb 0046 rollback: the schema as 0044 left it.
+-- statusdb 0048 rollback: the schema as 0044 left it.
 
 SET LOCAL lock_timeout = '5s';
 SET LOCAL statement_timeout = '5min';

@@ -1,9 +1,9 @@
--- statusdb 0046: opening an incident pays less for its own writes (issue 20 items 3 and 6).
--- depends: 0044_group_roll_up_floor
+-- statusdb 0048: opening an incident pays less for its own writes (issue 20 items 3 and 6).
+-- depends: 0047_group_status_log
 --
 -- Measured with `python -m bench --case "open incident" --case "trigger costs"` and by perf on
 -- the backend of an open loop (bench/README.md, "Issue 20: the open against its floor, the
--- derivation's own writes (0046)"). What an open (and a resolve) paid for beyond its row work:
+-- derivation's own writes (0048)"). What an open (and a resolve) paid for beyond its row work:
 --
 -- * statusdb_page_render: its RETURN QUERY was planned again on every call (PL/pgSQL's plan
 --   cache kept choosing custom plans for `p.id = ANY (page_ids)`): ~8 % of an open's CPU at
@@ -100,7 +100,7 @@ BEGIN
         UPDATE status_page_component c
         SET current_status = derived.derived_status,
             status_updated_at = clock_timestamp(),
-            -- What status_page_component_touch_updated_at would set: it is skipped (0046).
+            -- What status_page_component_touch_updated_at would set: it is skipped (0048).
             updated_at = now()
         FROM derived
         -- Said twice so that the planner reaches the rows through the primary key.
@@ -133,7 +133,7 @@ CREATE TRIGGER status_page_component_touch_updated_at
     WHEN (NEW.updated_at IS DISTINCT FROM now())
     EXECUTE FUNCTION statusdb_touch_updated_at();
 COMMENT ON TRIGGER status_page_component_touch_updated_at ON status_page_component IS
-    'Sets updated_at to now() on every UPDATE; skipped (WHEN) when the row holds now() already (0046).';
+    'Sets updated_at to now() on every UPDATE; skipped (WHEN) when the row holds now() already (0048).';
 
 DROP TRIGGER component_group_touch_updated_at ON component_group;
 CREATE TRIGGER component_group_touch_updated_at
@@ -142,7 +142,7 @@ CREATE TRIGGER component_group_touch_updated_at
     WHEN (NEW.updated_at IS DISTINCT FROM now())
     EXECUTE FUNCTION statusdb_touch_updated_at();
 COMMENT ON TRIGGER component_group_touch_updated_at ON component_group IS
-    'Sets updated_at to now() on every UPDATE; skipped (WHEN) when the row holds now() already (0046).';
+    'Sets updated_at to now() on every UPDATE; skipped (WHEN) when the row holds now() already (0048).';
 
 DROP TRIGGER component_group_guard ON component_group;
 CREATE TRIGGER component_group_guard
@@ -158,6 +158,6 @@ CREATE TRIGGER component_group_guard_insert
     BEFORE INSERT ON component_group
     FOR EACH ROW EXECUTE FUNCTION statusdb_component_group_guard();
 COMMENT ON TRIGGER component_group_guard ON component_group IS
-    'Keeps a group''s id, page and derived status; skips (WHEN) the derivation''s own writes (0046).';
+    'Keeps a group''s id, page and derived status; skips (WHEN) the derivation''s own writes (0048).';
 COMMENT ON TRIGGER component_group_guard_insert ON component_group IS
-    'A new group starts OPERATIONAL (0046: split from the UPDATE trigger).';
+    'A new group starts OPERATIONAL (0048: split from the UPDATE trigger).';
