@@ -429,7 +429,7 @@ def open_incident(ctx: Context) -> list[CaseResult]:
 # -- group roll-up (migration 0020) -------------------------------------------------------------
 
 
-def _incident_page(conn: Conn, name: str, grouped: bool) -> tuple[str, str, str]:
+def incident_page(conn: Conn, name: str, grouped: bool) -> tuple[str, str, str]:
     """A team and its page of 50 components following it (in 5 groups of 10 when `grouped`):
     the team id, the page id and the page's slug."""
     team = teams.create(conn, name=name)
@@ -454,8 +454,8 @@ def group_roll_up(ctx: Context) -> list[CaseResult]:
     """Opening an incident that moves 50 components in 5 groups vs the same without groups."""
     n = max(50, ctx.scale.iterations // 10)
     with app_connection(ctx) as conn:  # autocommit: each write commits by itself
-        plain_team, plain_page, _ = _incident_page(conn, "RollupPlain", grouped=False)
-        grouped_team, grouped_page, _ = _incident_page(conn, "RollupGrouped", grouped=True)
+        plain_team, plain_page, _ = incident_page(conn, "RollupPlain", grouped=False)
+        grouped_team, grouped_page, _ = incident_page(conn, "RollupGrouped", grouped=True)
         opened: dict[str, str] = {}
 
         def open_on(team_id: str) -> Callable[[], object]:

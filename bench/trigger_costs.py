@@ -16,7 +16,9 @@ Two cases:
   hot function (`FUNCTIONS` below: what the open would cost with the function's other
   definition) is switched off, and the open is timed in alternating blocks with everything on
   and with that one thing off. The cost of a thing is p50(all on) - p50(it off), both from its
-  own alternation; the table lists them largest first, with the share of the open.
+  own alternation; the table lists them largest first, with the share of the open. Two tables:
+  the bench's 50-component team without groups, and a team whose 50 components are in 5 groups
+  (made in the scratch database: the group roll-up's triggers, functions and keys show up).
 
 Switching a trigger off is `ALTER TABLE ... DISABLE TRIGGER` (a foreign key's internal triggers
 need a superuser: the case runs its switches as the bench's superuser, the opens as the
@@ -245,73 +247,100 @@ def _alternate(
     return on, off
 
 
-def trigger_costs(ctx: cases.Context) -> list[CaseResult]:
-    blocks = max(5, ctx.scale.iterations // 100)  # small: 10 blocks, large: 20
-    with _scratch(ctx) as (admin_dsn, app_dsn):
-        switches, tables = _switches(admin_dsn, ctx.team_50)
-        from bench import cases
+def _profile(
+    ctx: cases.Context, admin_dsn: str, app_dsn: str, team_id: str, blocks: int
+) -> tuple[list[dict[str, Any]], list[float], list[str]]:
+    """The cost table of one team's open in the scratch database: (rows, every time with
+    everything on, the tables written)."""
+    from bench import cases
 
-        scratch_ctx = cases.Context(**{**ctx.__dict__, "dsn": app_dsn, "admin_dsn": admin_dsn})
-        rows: list[dict[str, Any]] = []
-        with (
-            psycopg.connect(admin_dsn, autocommit=True) as admin,
-            cases.app_connection(scratch_ctx) as conn,
-        ):
-            open_one, reset, opened = _opener(conn, ctx.team_50)
-            for _ in range(10):  # warm-up
-                open_one()
-                reset()
-            everything: list[float] = []
-            for switch in switches:
-                ctx.log(f"  off: {switch.label}")
-                on, off = _alternate(admin, switch, open_one, reset, opened, blocks)
-                everything.extend(on)
-                p50_on = percentile(on, 0.5)
-                if off is None:
-                    rows.append(
-                        {
-                            "switched_off": switch.label,
-                            "kind": switch.kind,
-                            "p50_on_us": round(p50_on),
-                            "p50_off_us": None,
-                            "cost_us": None,
-                            "share": None,
-                            "note": "the open or its resolve fails without it",
-                        }
-                    )
-                    continue
-                p50_off = percentile(off, 0.5)
+    switches, tables = _switches(admin_dsn, team_id)
+    scratch_ctx = cases.Context(**{**ctx.__dict__, "dsn": app_dsn, "admin_dsn": admin_dsn})
+    rows: list[dict[str, Any]] = []
+    everything: list[float] = []
+    with (
+        psycopg.connect(admin_dsn, autocommit=True) as admin,
+        cases.app_connection(scratch_ctx) as conn,
+    ):
+        open_one, reset, opened = _opener(conn, team_id)
+        for _ in range(10):  # warm-up
+            open_one()
+            reset()
+        for switch in switches:
+            ctx.log(f"  off: {switch.label}")
+            on, off = _alternate(admin, switch, open_one, reset, opened, blocks)
+            everything.extend(on)
+            p50_on = percentile(on, 0.5)
+            if off is None:
                 rows.append(
                     {
                         "switched_off": switch.label,
                         "kind": switch.kind,
                         "p50_on_us": round(p50_on),
-                        "p50_off_us": round(p50_off),
-                        "cost_us": round(p50_on - p50_off),
-                        "share": round((p50_on - p50_off) / p50_on, 3),
+                        "p50_off_us": None,
+                        "cost_us": None,
+                        "share": None,
+                        "note": "the open or its resolve fails without it",
                     }
                 )
+                continue
+            p50_off = percentile(off, 0.5)
+            rows.append(
+                {
+                    "switched_off": switch.label,
+                    "kind": switch.kind,
+                    "p50_on_us": round(p50_on),
+                    "p50_off_us": round(p50_off),
+                    "cost_us": round(p50_on - p50_off),
+                    "share": round((p50_on - p50_off) / p50_on, 3),
+                }
+            )
     rows.sort(key=lambda r: -1e9 if r["cost_us"] is None else -int(r["cost_us"]))
-    p50 = percentile(everything, 0.5) if everything else 0.0
-    return [
-        CaseResult(
-            name="trigger costs: open an incident moving 50 components, each thing off in turn",
-            p50_us=p50,
-            p99_us=percentile(everything, 0.99) if everything else 0.0,
-            n=len(everything),
-            ratio=None,
-            baseline="the same open with that one trigger, foreign key or function variant off",
-            baseline_p50_us=None,
-            target="report (notes.costs, bench/README.md)",
-            met=None,
-            notes={
-                "blocks": blocks,
-                "opens_per_block": BLOCK,
-                "tables_written": tables,
-                "costs": rows,
-            },
-        )
-    ]
+    return rows, everything, tables
+
+
+def trigger_costs(ctx: cases.Context) -> list[CaseResult]:
+    """The cost table of the open for the bench's 50-component team (no groups) and for a
+    team whose 50 components are in 5 groups (the group roll-up's triggers and functions)."""
+    from bench import cases
+
+    blocks = max(5, ctx.scale.iterations // 100)  # small: 10 blocks, large: 20
+    results: list[CaseResult] = []
+    with _scratch(ctx) as (admin_dsn, app_dsn):
+        scratch_ctx = cases.Context(**{**ctx.__dict__, "dsn": app_dsn, "admin_dsn": admin_dsn})
+        with cases.app_connection(scratch_ctx) as conn:
+            grouped_team, _, _ = cases.incident_page(conn, "TriggerCostsGrouped", grouped=True)
+        for label, team_id in (
+            ("", ctx.team_50),
+            (" in 5 groups", grouped_team),
+        ):
+            ctx.log(f"  team: 50 components{label or ' without groups'}")
+            rows, everything, tables = _profile(ctx, admin_dsn, app_dsn, team_id, blocks)
+            p50 = percentile(everything, 0.5) if everything else 0.0
+            results.append(
+                CaseResult(
+                    name=(
+                        f"trigger costs: open an incident moving 50 components{label},"
+                        " each thing off in turn"
+                    ),
+                    p50_us=p50,
+                    p99_us=percentile(everything, 0.99) if everything else 0.0,
+                    n=len(everything),
+                    ratio=None,
+                    baseline="the same open with that one trigger, foreign key or function"
+                    " variant off",
+                    baseline_p50_us=None,
+                    target="report (notes.costs, bench/README.md)",
+                    met=None,
+                    notes={
+                        "blocks": blocks,
+                        "opens_per_block": BLOCK,
+                        "tables_written": tables,
+                        "costs": rows,
+                    },
+                )
+            )
+    return results
 
 
 def cost_table(result: dict[str, Any]) -> str:

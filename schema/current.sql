@@ -3047,6 +3047,7 @@ COMMENT ON FUNCTION public.statusdb_page_feed_v2(page_slug text, page_token_hash
 CREATE FUNCTION public.statusdb_page_render(page_ids text[]) RETURNS TABLE(page_id text, slug text, is_public boolean, access_token_hash bytea, name text, description text, updated_at timestamp with time zone, components json, incidents json, windows json, window_starts timestamp with time zone[], window_scheduled boolean[], groups json)
     LANGUAGE plpgsql STABLE
     SET "TimeZone" TO 'UTC'
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 #variable_conflict use_column
 BEGIN
@@ -3252,14 +3253,16 @@ COMMENT ON FUNCTION public.statusdb_page_snapshot_flush_slug(page_slug text) IS 
 --
 
 CREATE FUNCTION public.statusdb_page_snapshot_mark(page_ids text[]) RETURNS void
-    LANGUAGE sql
+    LANGUAGE plpgsql
     AS $$
+BEGIN
     INSERT INTO status_page_snapshot_pending (xact_id, page_id)
     SELECT pg_current_xact_id(), p.page_id
     FROM unnest(page_ids) AS p (page_id)
     WHERE p.page_id IS NOT NULL
     ORDER BY p.page_id
     ON CONFLICT ON CONSTRAINT status_page_snapshot_pending_pkey DO NOTHING;
+END;
 $$;
 
 --
@@ -5324,7 +5327,9 @@ BEGIN
     changed AS (
         UPDATE status_page_component c
         SET current_status = derived.derived_status,
-            status_updated_at = clock_timestamp()
+            status_updated_at = clock_timestamp(),
+            -- What status_page_component_touch_updated_at would set: it is skipped (0046).
+            updated_at = now()
         FROM derived
         -- Said twice so that the planner reaches the rows through the primary key.
         WHERE c.id = ANY (component_ids)
@@ -5609,9 +5614,16 @@ COMMENT ON FUNCTION public.statusdb_sample_start(lo text, hi text) IS 'A random 
 --
 
 CREATE FUNCTION public.statusdb_scheduled_starts(starts timestamp with time zone[], scheduled boolean[]) RETURNS timestamp with time zone[]
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
     SET search_path TO 'pg_catalog', 'pg_temp'
-    RETURN ARRAY(SELECT u.start_time FROM UNNEST(statusdb_scheduled_starts.starts, statusdb_scheduled_starts.scheduled) WITH ORDINALITY u(start_time, is_scheduled, n) WHERE u.is_scheduled ORDER BY u.n);
+    AS $$
+BEGIN
+    RETURN ARRAY(SELECT u.start_time
+                 FROM unnest(starts, scheduled) WITH ORDINALITY AS u (start_time, is_scheduled, n)
+                 WHERE u.is_scheduled
+                 ORDER BY u.n);
+END;
+$$;
 
 --
 -- Name: FUNCTION statusdb_scheduled_starts(starts timestamp with time zone[], scheduled boolean[]); Type: COMMENT; Schema: public
@@ -5624,9 +5636,11 @@ COMMENT ON FUNCTION public.statusdb_scheduled_starts(starts timestamp with time 
 --
 
 CREATE FUNCTION public.statusdb_slug_key(page_slug text) RETURNS bytea
-    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
     AS $$
-    SELECT sha256(convert_to(page_slug, 'UTF8'))
+BEGIN
+    RETURN sha256(convert_to(page_slug, 'UTF8'));
+END;
 $$;
 
 --
@@ -10011,7 +10025,25 @@ CREATE TRIGGER component_group_forget_ids AFTER DELETE ON public.component_group
 -- Name: component_group component_group_guard; Type: TRIGGER; Schema: public
 --
 
-CREATE TRIGGER component_group_guard BEFORE INSERT OR UPDATE ON public.component_group FOR EACH ROW EXECUTE FUNCTION public.statusdb_component_group_guard();
+CREATE TRIGGER component_group_guard BEFORE UPDATE ON public.component_group FOR EACH ROW WHEN (((new.id IS DISTINCT FROM old.id) OR (new.status_page_id IS DISTINCT FROM old.status_page_id) OR (((new.current_status IS DISTINCT FROM old.current_status) OR (new.status_updated_at IS DISTINCT FROM old.status_updated_at)) AND (pg_trigger_depth() = 0)))) EXECUTE FUNCTION public.statusdb_component_group_guard();
+
+--
+-- Name: TRIGGER component_group_guard ON component_group; Type: COMMENT; Schema: public
+--
+
+COMMENT ON TRIGGER component_group_guard ON public.component_group IS 'Keeps a group''s id, page and derived status; skips (WHEN) the derivation''s own writes (0046).';
+
+--
+-- Name: component_group component_group_guard_insert; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER component_group_guard_insert BEFORE INSERT ON public.component_group FOR EACH ROW EXECUTE FUNCTION public.statusdb_component_group_guard();
+
+--
+-- Name: TRIGGER component_group_guard_insert ON component_group; Type: COMMENT; Schema: public
+--
+
+COMMENT ON TRIGGER component_group_guard_insert ON public.component_group IS 'A new group starts OPERATIONAL (0046: split from the UPDATE trigger).';
 
 --
 -- Name: component_group component_group_id_immutable; Type: TRIGGER; Schema: public
@@ -10077,7 +10109,13 @@ CREATE TRIGGER component_group_status_change_keep_history_delete AFTER DELETE ON
 -- Name: component_group component_group_touch_updated_at; Type: TRIGGER; Schema: public
 --
 
-CREATE TRIGGER component_group_touch_updated_at BEFORE UPDATE ON public.component_group FOR EACH ROW EXECUTE FUNCTION public.statusdb_touch_updated_at();
+CREATE TRIGGER component_group_touch_updated_at BEFORE UPDATE ON public.component_group FOR EACH ROW WHEN ((new.updated_at IS DISTINCT FROM now())) EXECUTE FUNCTION public.statusdb_touch_updated_at();
+
+--
+-- Name: TRIGGER component_group_touch_updated_at ON component_group; Type: COMMENT; Schema: public
+--
+
+COMMENT ON TRIGGER component_group_touch_updated_at ON public.component_group IS 'Sets updated_at to now() on every UPDATE; skipped (WHEN) when the row holds now() already (0046).';
 
 --
 -- Name: component_group component_group_tree_check; Type: TRIGGER; Schema: public
@@ -10575,7 +10613,13 @@ CREATE TRIGGER status_page_component_snapshot_update AFTER UPDATE ON public.stat
 -- Name: status_page_component status_page_component_touch_updated_at; Type: TRIGGER; Schema: public
 --
 
-CREATE TRIGGER status_page_component_touch_updated_at BEFORE UPDATE ON public.status_page_component FOR EACH ROW EXECUTE FUNCTION public.statusdb_touch_updated_at();
+CREATE TRIGGER status_page_component_touch_updated_at BEFORE UPDATE ON public.status_page_component FOR EACH ROW WHEN ((new.updated_at IS DISTINCT FROM now())) EXECUTE FUNCTION public.statusdb_touch_updated_at();
+
+--
+-- Name: TRIGGER status_page_component_touch_updated_at ON status_page_component; Type: COMMENT; Schema: public
+--
+
+COMMENT ON TRIGGER status_page_component_touch_updated_at ON public.status_page_component IS 'Sets updated_at to now() on every UPDATE; skipped (WHEN) when the row holds now() already (0046).';
 
 --
 -- Name: status_page status_page_id_immutable; Type: TRIGGER; Schema: public

@@ -3,17 +3,19 @@
 -- database; do not edit: the migrations in migrations/ are the source (grants and the
 -- full dump: schema/current.sql). tests/test_schema_current.py fails when this is stale.
 
--- public.statusdb_page_snapshot_mark(text[]) (sql)
+-- public.statusdb_page_snapshot_mark(text[]) (plpgsql)
 -- Marks pages for rendering at the commit of the current transaction (0036), once per page and
 -- transaction. Owner only (called by the snapshot triggers).
 CREATE OR REPLACE FUNCTION public.statusdb_page_snapshot_mark(page_ids text[])
  RETURNS void
- LANGUAGE sql
+ LANGUAGE plpgsql
 AS $function$
+BEGIN
     INSERT INTO status_page_snapshot_pending (xact_id, page_id)
     SELECT pg_current_xact_id(), p.page_id
     FROM unnest(page_ids) AS p (page_id)
     WHERE p.page_id IS NOT NULL
     ORDER BY p.page_id
     ON CONFLICT ON CONSTRAINT status_page_snapshot_pending_pkey DO NOTHING;
+END;
 $function$;

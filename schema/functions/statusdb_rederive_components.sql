@@ -23,7 +23,9 @@ BEGIN
     changed AS (
         UPDATE status_page_component c
         SET current_status = derived.derived_status,
-            status_updated_at = clock_timestamp()
+            status_updated_at = clock_timestamp(),
+            -- What status_page_component_touch_updated_at would set: it is skipped (0048).
+            updated_at = now()
         FROM derived
         -- Said twice so that the planner reaches the rows through the primary key.
         WHERE c.id = ANY (component_ids)

@@ -3,12 +3,19 @@
 -- database; do not edit: the migrations in migrations/ are the source (grants and the
 -- full dump: schema/current.sql). tests/test_schema_current.py fails when this is stale.
 
--- public.statusdb_scheduled_starts(timestamp with time zone[],boolean[]) (sql)
+-- public.statusdb_scheduled_starts(timestamp with time zone[],boolean[]) (plpgsql)
 -- The elements of starts whose scheduled flag is true, in order (0028:
 -- status_page_snapshot.scheduled_starts).
 CREATE OR REPLACE FUNCTION public.statusdb_scheduled_starts(starts timestamp with time zone[], scheduled boolean[])
  RETURNS timestamp with time zone[]
- LANGUAGE sql
+ LANGUAGE plpgsql
  IMMUTABLE PARALLEL SAFE
  SET search_path TO 'pg_catalog', 'pg_temp'
-RETURN ARRAY(SELECT u.start_time FROM UNNEST(statusdb_scheduled_starts.starts, statusdb_scheduled_starts.scheduled) WITH ORDINALITY u(start_time, is_scheduled, n) WHERE u.is_scheduled ORDER BY u.n);
+AS $function$
+BEGIN
+    RETURN ARRAY(SELECT u.start_time
+                 FROM unnest(starts, scheduled) WITH ORDINALITY AS u (start_time, is_scheduled, n)
+                 WHERE u.is_scheduled
+                 ORDER BY u.n);
+END;
+$function$;

@@ -3,13 +3,15 @@
 -- database; do not edit: the migrations in migrations/ are the source (grants and the
 -- full dump: schema/current.sql). tests/test_schema_current.py fails when this is stale.
 
--- public.statusdb_slug_key(text) (sql)
+-- public.statusdb_slug_key(text) (plpgsql)
 -- sha256 of a slug's UTF-8 (0039): the key of statusdb_page_public_version. IMMUTABLE: the
 -- database encoding is UTF-8 (statusdb requires it), so the conversion never changes.
 CREATE OR REPLACE FUNCTION public.statusdb_slug_key(page_slug text)
  RETURNS bytea
- LANGUAGE sql
+ LANGUAGE plpgsql
  IMMUTABLE PARALLEL SAFE STRICT
 AS $function$
-    SELECT sha256(convert_to(page_slug, 'UTF8'))
+BEGIN
+    RETURN sha256(convert_to(page_slug, 'UTF8'));
+END;
 $function$;

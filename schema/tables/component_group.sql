@@ -46,7 +46,7 @@ CREATE POLICY component_group_team_isolation ON public.component_group FOR ALL T
 -- each row the BEFORE ROW ones, then (at the end of the statement) the AFTER ROW ones, then the
 -- AFTER STATEMENT ones; deferred constraint triggers at commit. Triggers of the same timing and
 -- level fire in the byte order of their names. Below, per event, in that order:
--- INSERT: component_group_guard (BEFORE ROW), component_group_tree_check (BEFORE ROW),
+-- INSERT: component_group_guard_insert (BEFORE ROW), component_group_tree_check (BEFORE ROW),
 -- component_group_keep_history_insert (AFTER STATEMENT), component_group_snapshot_insert (AFTER
 -- STATEMENT).
 -- UPDATE: component_group_guard (BEFORE ROW), component_group_id_immutable (BEFORE ROW),
@@ -58,9 +58,10 @@ CREATE POLICY component_group_team_isolation ON public.component_group FOR ALL T
 -- (AFTER STATEMENT).
 
 -- Triggers, in firing order.
-CREATE TRIGGER component_group_guard BEFORE INSERT OR UPDATE ON public.component_group FOR EACH ROW EXECUTE FUNCTION public.statusdb_component_group_guard();
+CREATE TRIGGER component_group_guard BEFORE UPDATE ON public.component_group FOR EACH ROW WHEN (new.id IS DISTINCT FROM old.id OR new.status_page_id IS DISTINCT FROM old.status_page_id OR (new.current_status IS DISTINCT FROM old.current_status OR new.status_updated_at IS DISTINCT FROM old.status_updated_at) AND pg_trigger_depth() = 0) EXECUTE FUNCTION public.statusdb_component_group_guard();
+CREATE TRIGGER component_group_guard_insert BEFORE INSERT ON public.component_group FOR EACH ROW EXECUTE FUNCTION public.statusdb_component_group_guard();
 CREATE TRIGGER component_group_id_immutable BEFORE UPDATE OF id ON public.component_group FOR EACH ROW WHEN (new.id IS DISTINCT FROM old.id) EXECUTE FUNCTION public.statusdb_refuse_id_change();
-CREATE TRIGGER component_group_touch_updated_at BEFORE UPDATE ON public.component_group FOR EACH ROW EXECUTE FUNCTION public.statusdb_touch_updated_at();
+CREATE TRIGGER component_group_touch_updated_at BEFORE UPDATE ON public.component_group FOR EACH ROW WHEN (new.updated_at IS DISTINCT FROM now()) EXECUTE FUNCTION public.statusdb_touch_updated_at();
 CREATE TRIGGER component_group_tree_check BEFORE INSERT OR UPDATE OF parent_id ON public.component_group FOR EACH ROW WHEN (new.parent_id IS NOT NULL) EXECUTE FUNCTION public.statusdb_component_group_check_tree();
 CREATE TRIGGER component_group_forget_ids AFTER DELETE ON public.component_group FOR EACH ROW EXECUTE FUNCTION public.statusdb_component_group_forget_ids();
 CREATE TRIGGER component_group_keep_history_delete AFTER DELETE ON public.component_group REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_row_history('id', 'status_page_id');

@@ -1,0 +1,163 @@
+-- statusdb 0048: opening an incident pays less for its own writes (issue 20 items 3 and 6).
+-- depends: 0047_group_status_log
+--
+-- Measured with `python -m bench --case "open incident" --case "trigger costs"` and by perf on
+-- the backend of an open loop (bench/README.md, "Issue 20: the open against its floor, the
+-- derivation's own writes (0048)"). What an open (and a resolve) paid for beyond its row work:
+--
+-- * statusdb_page_render: its RETURN QUERY was planned again on every call (PL/pgSQL's plan
+--   cache kept choosing custom plans for `p.id = ANY (page_ids)`): ~8 % of an open's CPU at
+--   commit. It now runs with plan_cache_mode = force_generic_plan, like the other derivation
+--   functions (statusdb_rederive_components, statusdb_refresh_groups). Only the pages' own scan
+--   differs from a custom plan (estimated at 10 ids: the primary key, or a sequential scan while
+--   status_page holds a few hundred rows); each part is reached by its page index from the page
+--   row in both. Body unchanged.
+-- * statusdb_page_snapshot_mark, statusdb_scheduled_starts (the snapshot's generated column) and
+--   statusdb_slug_key (the snapshot's index expression) were SQL functions PostgreSQL cannot
+--   inline (an INSERT; an ARRAY subquery under SET search_path; an IMMUTABLE body calling the
+--   STABLE convert_to), so every call parsed (mark) and planned its body again: ~5 % of the
+--   CPU. They are PL/pgSQL now, same statements, same signatures, results and attributes (the
+--   plans are kept for the session). A plpgsql function is never inlined either, so the index
+--   on statusdb_slug_key(slug) still matches the readers' calls as before; its values are the
+--   same, so the index needs no rebuild.
+-- * statusdb_touch_updated_at on the derivation's own writes: one PL/pgSQL call per moved
+--   component. status_page_component_touch_updated_at and component_group_touch_updated_at
+--   fire only WHEN (NEW.updated_at IS DISTINCT FROM now()): the function sets exactly now(), so
+--   skipping it when the row already holds now() changes no result, for every writer (a client
+--   that writes any other value, or none, still gets now()). statusdb_rederive_components sets
+--   updated_at = now() itself (its body is 0012's with that one assignment added), so its
+--   writes skip the trigger.
+-- * component_group_guard on the derivation's own writes: one call per derived group. It is
+--   split like 0037's status_page_component_derive: component_group_guard_insert (BEFORE
+--   INSERT, as before: a new group starts OPERATIONAL) and component_group_guard (BEFORE UPDATE)
+--   WHEN what the function refuses may happen: the id or the page changes, or current_status /
+--   status_updated_at change outside a trigger (pg_trigger_depth() = 0 in WHEN is the
+--   function's pg_trigger_depth() <= 1; a repair is still told by the function from
+--   status_repair). Every rule of the UPDATE still holds: the WHEN only leaves out rows whose
+--   update the function let through unchanged. The INSERT rule is unchanged. Firing order is
+--   unchanged (component_group_guard* sort before component_group_id_immutable and
+--   component_group_tree_check).
+
+SET LOCAL lock_timeout = '5s';
+SET LOCAL statement_timeout = '5min';
+
+ALTER FUNCTION statusdb_page_render(text[]) SET plan_cache_mode = 'force_generic_plan';
+
+-- 0036's statement, unchanged, in PL/pgSQL (its plan kept for the session).
+CREATE OR REPLACE FUNCTION statusdb_page_snapshot_mark(page_ids text[]) RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    INSERT INTO status_page_snapshot_pending (xact_id, page_id)
+    SELECT pg_current_xact_id(), p.page_id
+    FROM unnest(page_ids) AS p (page_id)
+    WHERE p.page_id IS NOT NULL
+    ORDER BY p.page_id
+    ON CONFLICT ON CONSTRAINT status_page_snapshot_pending_pkey DO NOTHING;
+END;
+$$;
+
+-- 0028's expression, unchanged, in PL/pgSQL (its plan kept for the session).
+CREATE OR REPLACE FUNCTION statusdb_scheduled_starts(starts timestamptz[], scheduled boolean[])
+RETURNS timestamptz[]
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN ARRAY(SELECT u.start_time
+                 FROM unnest(starts, scheduled) WITH ORDINALITY AS u (start_time, is_scheduled, n)
+                 WHERE u.is_scheduled
+                 ORDER BY u.n);
+END;
+$$;
+
+-- 0039's expression, unchanged, in PL/pgSQL (a simple expression, evaluated without SPI).
+CREATE OR REPLACE FUNCTION statusdb_slug_key(page_slug text) RETURNS bytea
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+BEGIN
+    RETURN sha256(convert_to(page_slug, 'UTF8'));
+END;
+$$;
+
+-- 0012's body; changed only in `updated_at = now()` (see the top).
+CREATE OR REPLACE FUNCTION statusdb_rederive_components(component_ids text[], cause text,
+                                                        incident_id text,
+                                                        maintenance_window_id text)
+RETURNS void
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    notified bigint;
+BEGIN
+    WITH derived AS (
+        SELECT d.component_id, d.current_status, d.derived_status
+        FROM statusdb_derive_statuses(component_ids) AS d
+        WHERE d.current_status IS DISTINCT FROM d.derived_status
+    ),
+    changed AS (
+        UPDATE status_page_component c
+        SET current_status = derived.derived_status,
+            status_updated_at = clock_timestamp(),
+            -- What status_page_component_touch_updated_at would set: it is skipped (0048).
+            updated_at = now()
+        FROM derived
+        -- Said twice so that the planner reaches the rows through the primary key.
+        WHERE c.id = ANY (component_ids)
+          AND c.id = derived.component_id
+        RETURNING c.id, c.status_page_id, derived.current_status AS previous_status,
+                  c.current_status AS new_status, c.status_updated_at
+    ),
+    logged AS (
+        INSERT INTO status_change (status_page_id, component_id, previous_status, new_status,
+                                   cause, incident_id, maintenance_window_id, changed_at)
+        SELECT changed.status_page_id, changed.id, changed.previous_status, changed.new_status,
+               statusdb_rederive_components.cause, statusdb_rederive_components.incident_id,
+               statusdb_rederive_components.maintenance_window_id, changed.status_updated_at
+        FROM changed
+        ORDER BY changed.id
+        RETURNING status_change.seq
+    )
+    -- The same announcement statusdb_log_status_change makes, one per logged change.
+    SELECT count(pg_notify('statusdb_status_change', logged.seq::text))
+    INTO STRICT notified
+    FROM logged;
+END;
+$$;
+
+DROP TRIGGER status_page_component_touch_updated_at ON status_page_component;
+CREATE TRIGGER status_page_component_touch_updated_at
+    BEFORE UPDATE ON status_page_component
+    FOR EACH ROW
+    WHEN (NEW.updated_at IS DISTINCT FROM now())
+    EXECUTE FUNCTION statusdb_touch_updated_at();
+COMMENT ON TRIGGER status_page_component_touch_updated_at ON status_page_component IS
+    'Sets updated_at to now() on every UPDATE; skipped (WHEN) when the row holds now() already (0048).';
+
+DROP TRIGGER component_group_touch_updated_at ON component_group;
+CREATE TRIGGER component_group_touch_updated_at
+    BEFORE UPDATE ON component_group
+    FOR EACH ROW
+    WHEN (NEW.updated_at IS DISTINCT FROM now())
+    EXECUTE FUNCTION statusdb_touch_updated_at();
+COMMENT ON TRIGGER component_group_touch_updated_at ON component_group IS
+    'Sets updated_at to now() on every UPDATE; skipped (WHEN) when the row holds now() already (0048).';
+
+DROP TRIGGER component_group_guard ON component_group;
+CREATE TRIGGER component_group_guard
+    BEFORE UPDATE ON component_group
+    FOR EACH ROW
+    WHEN (NEW.id IS DISTINCT FROM OLD.id
+          OR NEW.status_page_id IS DISTINCT FROM OLD.status_page_id
+          OR ((NEW.current_status, NEW.status_updated_at)
+                  IS DISTINCT FROM (OLD.current_status, OLD.status_updated_at)
+              AND pg_trigger_depth() = 0))
+    EXECUTE FUNCTION statusdb_component_group_guard();
+CREATE TRIGGER component_group_guard_insert
+    BEFORE INSERT ON component_group
+    FOR EACH ROW EXECUTE FUNCTION statusdb_component_group_guard();
+COMMENT ON TRIGGER component_group_guard ON component_group IS
+    'Keeps a group''s id, page and derived status; skips (WHEN) the derivation''s own writes (0048).';
+COMMENT ON TRIGGER component_group_guard_insert ON component_group IS
+    'A new group starts OPERATIONAL (0048: split from the UPDATE trigger).';
