@@ -5328,7 +5328,7 @@ BEGIN
         UPDATE status_page_component c
         SET current_status = derived.derived_status,
             status_updated_at = clock_timestamp(),
-            -- What status_page_component_touch_updated_at would set: it is skipped (0046).
+            -- What status_page_component_touch_updated_at would set: it is skipped (0048).
             updated_at = now()
         FROM derived
         -- Said twice so that the planner reaches the rows through the primary key.
@@ -10031,7 +10031,7 @@ CREATE TRIGGER component_group_guard BEFORE UPDATE ON public.component_group FOR
 -- Name: TRIGGER component_group_guard ON component_group; Type: COMMENT; Schema: public
 --
 
-COMMENT ON TRIGGER component_group_guard ON public.component_group IS 'Keeps a group''s id, page and derived status; skips (WHEN) the derivation''s own writes (0046).';
+COMMENT ON TRIGGER component_group_guard ON public.component_group IS 'Keeps a group''s id, page and derived status; skips (WHEN) the derivation''s own writes (0048).';
 
 --
 -- Name: component_group component_group_guard_insert; Type: TRIGGER; Schema: public
@@ -10043,7 +10043,7 @@ CREATE TRIGGER component_group_guard_insert BEFORE INSERT ON public.component_gr
 -- Name: TRIGGER component_group_guard_insert ON component_group; Type: COMMENT; Schema: public
 --
 
-COMMENT ON TRIGGER component_group_guard_insert ON public.component_group IS 'A new group starts OPERATIONAL (0046: split from the UPDATE trigger).';
+COMMENT ON TRIGGER component_group_guard_insert ON public.component_group IS 'A new group starts OPERATIONAL (0048: split from the UPDATE trigger).';
 
 --
 -- Name: component_group component_group_id_immutable; Type: TRIGGER; Schema: public
@@ -10115,7 +10115,7 @@ CREATE TRIGGER component_group_touch_updated_at BEFORE UPDATE ON public.componen
 -- Name: TRIGGER component_group_touch_updated_at ON component_group; Type: COMMENT; Schema: public
 --
 
-COMMENT ON TRIGGER component_group_touch_updated_at ON public.component_group IS 'Sets updated_at to now() on every UPDATE; skipped (WHEN) when the row holds now() already (0046).';
+COMMENT ON TRIGGER component_group_touch_updated_at ON public.component_group IS 'Sets updated_at to now() on every UPDATE; skipped (WHEN) when the row holds now() already (0048).';
 
 --
 -- Name: component_group component_group_tree_check; Type: TRIGGER; Schema: public
@@ -10619,7 +10619,7 @@ CREATE TRIGGER status_page_component_touch_updated_at BEFORE UPDATE ON public.st
 -- Name: TRIGGER status_page_component_touch_updated_at ON status_page_component; Type: COMMENT; Schema: public
 --
 
-COMMENT ON TRIGGER status_page_component_touch_updated_at ON public.status_page_component IS 'Sets updated_at to now() on every UPDATE; skipped (WHEN) when the row holds now() already (0046).';
+COMMENT ON TRIGGER status_page_component_touch_updated_at ON public.status_page_component IS 'Sets updated_at to now() on every UPDATE; skipped (WHEN) when the row holds now() already (0048).';
 
 --
 -- Name: status_page status_page_id_immutable; Type: TRIGGER; Schema: public
