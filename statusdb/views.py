@@ -726,7 +726,6 @@ class _TextAsBytes(Loader):
 _BYTES_QUERY: Final = queries.get("page_view_bytes").sql
 _BYTES_QUERY_V3: Final = queries.get("page_view_bytes_v3").sql
 _LOOKUP_QUERY: Final = queries.get("page_version_public").sql
-_LOOKUP_WEEK_QUERY: Final = queries.get("page_version_public_week").sql
 _IDLE: Final = psycopg.pq.TransactionStatus.IDLE
 #: `conn.pgconn.transaction_status` (an int) for IDLE: `conn.info` makes an object per access.
 _IDLE_STATUS: Final = int(_IDLE)
@@ -830,7 +829,6 @@ def _week_params(slug: object, if_version: object) -> dict[str, Any] | None:
         "horizon": _WEEK,
         "maintenance_limit": 20,
         "if_version": if_version,
-        "week": True,
     }
 
 
@@ -873,7 +871,6 @@ def _query(params: dict[str, Any]) -> bytes:
 
 def _lookup_params(conn: Any, params: dict[str, Any]) -> tuple[bytes, dict[str, Any]] | None:
     """The plain version lookup (migration 0039) and its parameters, or None: the function.
-    For the default horizon and limit `page_version_public_week` (the slug key alone).
 
     Only for a conditional read without a token (exactly a read of public pages: the
     function's rule with a null digest) and without a locale, on a connection outside a
@@ -887,8 +884,6 @@ def _lookup_params(conn: Any, params: dict[str, Any]) -> tuple[bytes, dict[str, 
         or conn.pgconn.transaction_status != _IDLE_STATUS
     ):
         return None
-    if "week" in params:
-        return _LOOKUP_WEEK_QUERY, {"slug_key": _slug_key(params["slug"])}
     return _LOOKUP_QUERY, {
         "slug_key": _slug_key(params["slug"]),
         "horizon": params["horizon"],

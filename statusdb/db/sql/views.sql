@@ -64,14 +64,3 @@ CROSS JOIN LATERAL (
 ) AS w
 WHERE v.slug_key = %(slug_key)s::bytea
 LIMIT 1;
-
--- name: page_version_public_week
--- page_version_public for page_view_bytes' default horizon (7 days) and limit (20), the only parameter the slug key (the common not-modified read: nothing else to send or bind).
-SELECT v.version * 256 + least(w.k, 255), v.scheduled_starts[w.k + 1] - interval '7 days'
-FROM statusdb_page_public_version v
-CROSS JOIN LATERAL (
-    SELECT width_bucket(now() + interval '7 days' - interval '1 microsecond', v.scheduled_starts)
-           AS k
-) AS w
-WHERE v.slug_key = %(slug_key)s::bytea
-LIMIT 1;
