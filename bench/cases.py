@@ -1092,7 +1092,7 @@ def surge_case(ctx: Context) -> list[CaseResult]:
             mode=mode,
             seconds=ctx.scale.surge_seconds,
             writes_per_s=SURGE_WRITES_PER_S,
-            reader_nice=SURGE_READER_NICE,
+            writer_realtime=True,
         )
         if run.errors:
             raise RuntimeError("; ".join(run.errors[:5]))
@@ -1125,6 +1125,10 @@ def surge_case(ctx: Context) -> list[CaseResult]:
                     # Modes compare at the same achieved write rate only: each write
                     # re-renders a page, a starved writer makes the readers' work lighter.
                     "writer_kept_pace": run.writes_per_s >= 0.9 * SURGE_WRITES_PER_S,
+                    "writer_realtime": run.writer_realtime,
+                    "writer_run_queue_s": None
+                    if run.writer_run_queue_s is None
+                    else round(run.writer_run_queue_s, 3),
                     "seconds": run.seconds,
                     "snapshot": run.snapshot,
                     "p50_us/p99_us": "per request, pool wait included",
@@ -1139,11 +1143,11 @@ def surge_case(ctx: Context) -> list[CaseResult]:
     return results
 
 
+#: The writer runs (its thread and its server process) under real-time priority, so that it
+#: keeps SURGE_WRITES_PER_S in every mode: at the default priority its server process waited
+#: in the run queue behind the readers' for most of each step and reached 0.5-5/s, a different
+#: rate per mode (bench/README.md, issue 21, fourth pass); niced readers did not help.
 SURGE_WRITES_PER_S = 5.0
-#: The readers (and their server processes) run at this nice level, so that the writer keeps
-#: SURGE_WRITES_PER_S in every mode (at 20/s unprioritised it reached 1-10/s, a different rate
-#: per mode: bench/README.md, issue 21).
-SURGE_READER_NICE = 10
 
 
 # -- reads at the wire's floor (issue 21) -------------------------------------------------------

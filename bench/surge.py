@@ -38,7 +38,7 @@ import random
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import attrs
 import psycopg
@@ -148,6 +148,10 @@ class SurgeResult:
     errors: tuple[str, ...]
     #: The writer's pace (statements per second asked); `writes_per_s` is what it achieved.
     writes_target_per_s: float = 0.0
+    #: Whether the writer ran under real-time priority (`run(writer_realtime=True)`).
+    writer_realtime: bool = False
+    #: Seconds the writer's thread and server process waited for a CPU during the run.
+    writer_run_queue_s: float | None = None
 
     @property
     def views_per_s(self) -> float:
@@ -305,19 +309,59 @@ def _cycle(conn: psycopg.Connection[Any], target: Target, n: int) -> list[Any]:
     ]
 
 
+def _run_queue_s(pid: int) -> float | None:
+    """Seconds `pid` (a process, or a thread by its native id) has waited for a CPU while
+    runnable since it started (Linux schedstat), or None where that cannot be read."""
+    try:
+        with open(f"/proc/{pid}/schedstat", encoding="ascii") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _realtime(pids: Sequence[int]) -> bool:
+    """Put `pids` (threads or processes) under SCHED_RR at the lowest real-time priority;
+    False when that is not allowed (not root, no CAP_SYS_NICE, a remote server)."""
+    try:
+        for pid in pids:
+            os.sched_setscheduler(pid, os.SCHED_RR, os.sched_param(1))
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
+@attrs.define
+class _WriterReport:
+    writes: int = 0
+    realtime: bool = False
+    #: Seconds the writer's thread and its server process waited for a CPU while runnable,
+    #: from `go` to the end (None: not readable, e.g. a remote server).
+    run_queue_s: float | None = None
+
+
 def _writer(
     dsn: str,
     targets: Sequence[Target],
     go: Any,
     stop: Any,
     per_s: float,
-    out: list[int],
+    report: _WriterReport,
     errors: list[str],
+    realtime: bool,
 ) -> None:
     writes = 0
     try:
         with psycopg.connect(dsn, autocommit=True, prepare_threshold=0) as conn:
+            # The writer is one thread and one server process among ~50 busy readers and
+            # their servers on few cores: at the default priority its backend waited in the
+            # run queue for 40-680 ms per statement (bench/README.md, issue 21, fourth pass),
+            # the more so the faster the readers, so that each mode ran at its own write rate.
+            # Real-time priority lets it keep its pace (it needs ~3 % of a core) in every mode.
+            ids = [threading.get_native_id(), conn.info.backend_pid]
+            if realtime:
+                report.realtime = _realtime(ids)
             go.wait()
+            waited = [_run_queue_s(pid) for pid in ids]
             started = time.monotonic()
             n = 0
             while not stop.is_set():
@@ -327,9 +371,14 @@ def _writer(
                         writes += 1
                         stop.wait(max(0.0, started + writes / per_s - time.monotonic()))
                 n += 1
+            after = [_run_queue_s(pid) for pid in ids]
+            if None not in waited and None not in after:
+                report.run_queue_s = sum(
+                    cast(float, a) - cast(float, b) for a, b in zip(after, waited, strict=True)
+                )
     except Exception as exc:
         errors.append(f"writer: {type(exc).__name__}: {exc}")
-    out.append(writes)
+    report.writes = writes
 
 
 def _renice(dsn: str, pids: list[int], nice: int) -> None:
@@ -360,12 +409,16 @@ def run(
     conditional_share: float = 0.9,
     seed: int = 0,
     reader_nice: int = 0,
+    writer_realtime: bool = True,
 ) -> SurgeResult:
     """One surge run (see the module's doc). `processes=1` keeps the readers in this process;
     more spawn processes (each `clients // processes` threads, `pool_size // processes`
     connections). `reader_nice` > 0 lowers the CPU priority of the reader processes and of
-    their server processes (a server on this machine, run by this user or as root), so that
-    the writer keeps its pace however fast the readers are: modes compare at one write rate."""
+    their server processes (a server on this machine, run by this user or as root).
+    `writer_realtime` puts the writer's thread and its server process under SCHED_RR (root
+    or CAP_SYS_NICE, a server on this machine; best effort, `SurgeResult.writer_realtime` says
+    whether it applied), so that the writer keeps its pace however busy the readers keep the
+    cores: modes compare at one write rate."""
     if mode != "full" and not conditional_reads():
         raise ValueError("this tree's views.page_view has no conditional reads (if_version)")
     if processes < 1 or clients < processes or pool_size < processes:
@@ -386,10 +439,11 @@ def run(
         )
         for k in range(processes)
     ]
-    written: list[int] = []
+    written = _WriterReport()
     errors: list[str] = []
     writer = threading.Thread(
-        target=_writer, args=(dsn, targets, go, stop, writes_per_s, written, errors)
+        target=_writer,
+        args=(dsn, targets, go, stop, writes_per_s, written, errors, writer_realtime),
     )
     readers: list[Any]
     if processes == 1:
@@ -428,7 +482,9 @@ def run(
         not_modified=sum(r.not_modified for r in reports),
         p50_us=percentile(latencies, 0.5) if latencies else 0.0,
         p99_us=percentile(latencies, 0.99) if latencies else 0.0,
-        writes=written[0] if written else 0,
+        writes=written.writes,
         errors=tuple(errors),
         writes_target_per_s=writes_per_s,
+        writer_realtime=written.realtime,
+        writer_run_queue_s=written.run_queue_s,
     )

@@ -7,6 +7,7 @@ with conditional reads where this tree has them.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -38,6 +39,11 @@ def test_surge_runs_end_to_end(dsn: str) -> None:
         assert result.requests > 0
         assert result.writes > 0
         assert 0 < result.p50_us <= result.p99_us
+        # The writer under real-time priority where it may be (root, a local server), and
+        # its wait for a CPU measured (schedstat), so a run shows whether it kept its pace.
+        assert result.writer_realtime == (os.geteuid() == 0)
+        assert result.writer_run_queue_s is not None
+        assert result.writer_run_queue_s >= 0
         if mode == "full":
             assert result.not_modified == 0
         else:

@@ -23,6 +23,7 @@ from test_index_use import all_scans
 from test_page_view_bytes import CASES, make_page
 
 from statusdb import views
+from statusdb.errors import InvalidInput
 
 Conn = psycopg.Connection[TupleRow]
 
@@ -243,3 +244,38 @@ def test_the_cache_validates_hits_with_the_lookup(
         assert read(conn, slug, moved.version) == views.NotModified(
             moved.version, moved.fresh_until
         )
+
+
+def test_the_default_conditional_read_is_the_lookup(dsn: str) -> None:
+    """The common conditional read (default horizon and limit, no token, no locale) takes a
+    short way on the client (views._week_params, remembered slug keys): its answers are the
+    function's, one lookup each, its arguments checked as page_view_bytes checks them, and the
+    slugs it remembers are bounded (views._SLUG_KEYS)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        _, slug, _ = make_page(conn, is_public=True)
+        _, private, token = make_page(conn, is_public=False)
+        full = function_answer(conn, slug, None)
+        assert isinstance(full, views.PageBytes)
+        with statements(conn) as plans:
+            same = views.page_view_bytes(conn, slug, if_version=full.version)
+            again = views.page_view_bytes(conn, slug, if_version=full.version)  # remembered
+            older = views.page_view_bytes(conn, slug, if_version=full.version - 1)
+            closed = views.page_view_bytes(conn, private, if_version=1)
+            unknown = views.page_view_bytes(conn, "no-such-page-x", if_version=1)
+            invalid = views.page_view_bytes(conn, "Not A Slug", if_version=1)
+        assert same == again == views.NotModified(full.version, full.fresh_until)
+        assert same == function_answer(conn, slug, None, if_version=full.version)
+        assert full.fresh_until is not None  # the page's windows: a horizon case, not null
+        assert older == full
+        assert (closed, unknown, invalid) == (None, None, None)
+        ran = texts(plans)
+        assert sum("statusdb_page_public_version" in t for t in ran) == 5, ran
+        assert sum("statusdb_page_view_bytes_v2" in t for t in ran) == 1, ran  # older's body
+        for bad in ("1", 2**63, True, 1.0):
+            with pytest.raises(InvalidInput):
+                views.page_view_bytes(conn, slug, if_version=bad)  # type: ignore[arg-type]
+        assert views.page_view_bytes(conn, private, token=token, if_version=1) is not None
+        for n in range(views._SLUG_KEYS_MAX + 10):  # as many slugs' lookups
+            views._slug_key(f"x-{n}")
+        assert 0 < len(views._SLUG_KEYS) <= views._SLUG_KEYS_MAX
+        assert views.page_view_bytes(conn, slug, if_version=full.version) == same
