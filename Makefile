@@ -11,7 +11,8 @@
 #               on the shared database (no slow ones, no clones)
 #
 # Variables: PYTHON (interpreter that creates the venv, default python3), VENV (default .venv),
-# PYTEST_ARGS (extra pytest arguments, e.g. PYTEST_ARGS='-k cli -x').
+# PYTEST_ARGS (extra pytest arguments, e.g. PYTEST_ARGS='-k cli -x'), PYTEST_WORKERS (default 4),
+# PYTEST_FAST_WORKERS (test-fast's, default 2).
 #
 # Installs are pinned by constraints-dev.txt (every dev tool and dependency, exact versions), so
 # that a new release of ruff, mypy or a library cannot turn CI red by itself; `make constraints`
@@ -21,8 +22,11 @@ PYTHON ?= python3
 VENV ?= .venv
 PYTEST_ARGS ?=
 # pytest-xdist workers for `make test` / `make pytest` (each starts its own cluster); 0 runs the
-# suite in one process.
-PYTEST_WORKERS ?= 2
+# suite in one process. 4 on 2 cores: the suite waits (subprocesses, restarts, failover, event
+# waits) for part of its time, and two more workers fill those waits for ~6 s of CPU each
+# (collection, initdb, the template's migrations). `make test-fast` is CPU-bound: 2 there.
+PYTEST_WORKERS ?= 4
+PYTEST_FAST_WORKERS ?= 2
 # --dist loadgroup: tests marked xdist_group("name") share one worker (tests/test_failover.py
 # starts one pg_auto_failover formation for its module); the others are spread as usual.
 
@@ -118,7 +122,7 @@ pytest: $(VENV)/.statusdb-dev-installed
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_COV) $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.statusdb-dev-installed
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --fast $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_FAST_WORKERS) --fast $(PYTEST_ARGS)
 
 # The current schema in one place, and per table (tests/test_schema_current.py fails when these
 # are stale): applies the migrations to a throwaway cluster, dumps and documents it.

@@ -25,6 +25,7 @@ the `unit` and `shared_db` tests that are not `slow`.
 
 from __future__ import annotations
 
+import compileall
 import contextlib
 import os
 import pwd
@@ -48,9 +49,66 @@ from psycopg.rows import TupleRow
 from pytest_postgresql.executors import NoopExecutor
 from pytest_postgresql.factories.noprocess import xdistify_dbname
 from pytest_postgresql.janitor import DatabaseJanitor
+from yoyo import migrations as yoyo_migrations
 
 from statusdb.infra import migrations
 from statusdb.tooling import localpg
+
+
+def _memory_backed_temp_root() -> str | None:
+    """Where the test clusters (and every temp folder of the test process) go.
+
+    `STATUSDB_TEST_TMPDIR` when set; else /dev/shm when it is a tmpfs with room (>= 4 GiB
+    free); else None (the system's temp folder). Measured on the 2-core development machine
+    (ext4 mounted with `discard`): `CREATE DATABASE ... TEMPLATE` of the migrated template took
+    ~0.3 s of CPU, almost all of it system time creating and writing the ~1,000 files of a
+    database, against ~0.015 s on tmpfs; `fresh_dsn` does it for each of ~650 tests, migrations
+    and initdb write files too. The clusters have fsync off: nothing in them outlives the run.
+    """
+    chosen = os.environ.get("STATUSDB_TEST_TMPDIR")
+    if chosen:
+        return chosen
+    shm = Path("/dev/shm")
+    try:
+        mounts = Path("/proc/mounts").read_text(encoding="utf-8").splitlines()
+        tmpfs = any(line.split()[1:3] == [str(shm), "tmpfs"] for line in mounts)
+        if tmpfs and os.access(shm, os.W_OK) and shutil.disk_usage(shm).free >= 4 << 30:
+            return str(shm)
+    except (OSError, IndexError):
+        pass
+    return None
+
+
+TEMP_ROOT = _memory_backed_temp_root()
+if TEMP_ROOT is not None:
+    tempfile.tempdir = TEMP_ROOT  # mkdtemp, pytest's tmp_path, bench's clusters: all there
+
+
+_read_sql_migration = yoyo_migrations.read_sql_migration
+_PARSED_SQL: dict[tuple[str, str], tuple[dict[str, str], str, list[str]]] = {}
+
+
+def _read_sql_migration_once(path: str) -> tuple[dict[str, str], str, list[str]]:
+    """yoyo's parse of a migration file, done once per file content in this test process.
+
+    yoyo splits every file into statements with sqlparse (pure Python) each time migrations are
+    read: every `migrations.apply`/`rollback`/`status` call re-parses all of them (~1 MB of SQL).
+    tests/test_migration_steps.py reads the directory three times per migration, which made it
+    the suite's longest test. The result depends only on the text, so it is kept by content
+    (a changed file is parsed again); callers get copies (yoyo reverses the rollback list).
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError:
+        return _read_sql_migration(path)  # type: ignore[no-any-return]
+    parsed = _PARSED_SQL.get((path, text))
+    if parsed is None:
+        parsed = _PARSED_SQL[(path, text)] = _read_sql_migration(path)
+    directives, comment, statements = parsed
+    return dict(directives), comment, list(statements)
+
+
+yoyo_migrations.read_sql_migration = _read_sql_migration_once
 
 TEST_DBNAME = "statusdb_test"
 """Each test's migrated database; its template is `statusdb_test_tmpl`."""
@@ -113,6 +171,52 @@ def pytest_configure(config: pytest.Config) -> None:
     # would leave the session's PostgreSQL running; as an interrupt, pytest still tears down.
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _sigterm_as_keyboard_interrupt)
+    if not hasattr(config, "workerinput"):  # once, in the main process (before any worker)
+        _compile_statusdb()
+        if getattr(config.option, "numprocesses", None):
+            _rewrite_test_modules(config)
+
+
+def _compile_statusdb() -> None:
+    """Byte-compile statusdb (and tests/) before the run, for the ~100 Python subprocesses.
+
+    The suite runs `statusdb` commands, documentation blocks and workers as subprocesses; each
+    imports statusdb. Its editable install has no .pyc until Python writes one, and with
+    PYTHONDONTWRITEBYTECODE set (as on CI's machine) none is ever written, so every subprocess
+    compiled the package again (~0.15-0.3 s of CPU each). compileall writes them regardless (a
+    build artefact, git-ignored) and skips files whose .pyc is current.
+    """
+    root = Path(__file__).resolve().parent.parent
+    for directory in (root / "statusdb", root / "tests"):
+        compileall.compile_dir(directory, quiet=2, workers=1)
+
+
+def _rewrite_test_modules(config: pytest.Config) -> None:
+    """Write pytest's assertion-rewritten .pyc of the test modules once, before the workers.
+
+    Each xdist worker collects the whole suite, and rewriting the asserts of ~120 modules was
+    ~3 of its ~4 s of CPU at collection; with PYTHONDONTWRITEBYTECODE set it never caches them,
+    and N workers started together would all rewrite anyway. Written here (content-hashed,
+    as pytest itself writes them), each worker reads them. pytest internals: if they change,
+    this does nothing and the workers rewrite as before.
+    """
+    try:
+        from _pytest.assertion import rewrite
+
+        state = config.stash[rewrite.assertstate_key]
+        for path in sorted(Path(__file__).resolve().parent.rglob("*.py")):
+            if not (path.name.startswith("test_") or path.name == "conftest.py"):
+                continue
+            cache_dir = rewrite.get_cache_dir(path)
+            pyc = cache_dir / (path.name[:-3] + rewrite.PYC_TAIL)
+            if rewrite._read_pyc(path, pyc) is not None:
+                continue
+            if not rewrite.try_makedirs(cache_dir):
+                return
+            source_hash, code = rewrite._rewrite_test(path, config)
+            rewrite._write_pyc(state, code, source_hash, pyc)
+    except (ImportError, AttributeError, KeyError, TypeError, OSError, SyntaxError):
+        return
 
 
 #: Fixtures that give a test a database (or clusters) of its own: not in `make test-fast`.
@@ -193,6 +297,10 @@ def cluster() -> Iterator[localpg.LocalCluster]:
     pg = localpg.LocalCluster(base / "pgdata", fsync=False)
     try:
         pg.initialize()
+        with (pg.data_dir / "postgresql.conf").open("a", encoding="utf-8") as conf:
+            # Bounds the WAL kept between checkpoints (1 GB by default): on tmpfs
+            # (`TEMP_ROOT`) it is memory. Clones write ~10 MB of WAL each.
+            conf.write("max_wal_size = '256MB'\n")
         pg.start()
         yield pg
     finally:

@@ -82,18 +82,40 @@ def test_from_0006_on_each_migration_depends_on_the_one_before() -> None:
         assert graph[name] == [previous], f"{name} must depend on {previous} (the latest)"
 
 
-def test_each_migration_rolls_back_to_the_schema_before_it(empty_dsn: str, tmp_path: Path) -> None:
+STEP_PARTS = 4
+"""The migrations are checked in this many consecutive parts, each a test of its own on a
+database of its own, so that xdist runs them side by side (one test of all of them was the
+suite's longest, ~30 s on one worker). A part starts from the schema of the migrations before
+it, applied at once."""
+
+
+@pytest.mark.parametrize("part", range(STEP_PARTS), ids=lambda p: f"part{p + 1}of{STEP_PARTS}")
+def test_each_migration_rolls_back_to_the_schema_before_it(
+    part: int, empty_dsn: str, tmp_path: Path
+) -> None:
     # Future-proof: rollbacks that drop tables holding data may ask for this setting; these
     # databases are empty, so it changes nothing today.
     dsn = make_conninfo(empty_dsn, options="-c statusdb.allow_data_loss=on")
     steps = tmp_path / "migrations"
     steps.mkdir()
+    files = _forward_files()
+    first, end = part * len(files) // STEP_PARTS, (part + 1) * len(files) // STEP_PARTS
+
+    def copy(path: Path) -> None:
+        shutil.copy(path, steps / path.name)
+        shutil.copy(
+            path.with_name(f"{path.stem}.rollback.sql"), steps / f"{path.stem}.rollback.sql"
+        )
+
+    if first:  # the schema the part starts from
+        for path in files[:first]:
+            copy(path)
+        assert migrations.apply(dsn, directory=steps) == [p.stem for p in files[:first]]
     before = generate.dump_schema(dsn)
     problems: list[str] = []
-    for path in _forward_files():
+    for path in files[first:end]:
         name = path.stem
-        shutil.copy(path, steps / path.name)
-        shutil.copy(path.with_name(f"{name}.rollback.sql"), steps / f"{name}.rollback.sql")
+        copy(path)
         assert migrations.apply(dsn, directory=steps) == [name]
         applied = generate.dump_schema(dsn)
         assert migrations.rollback(dsn, 1, directory=steps) == [name]
@@ -106,6 +128,16 @@ def test_each_migration_rolls_back_to_the_schema_before_it(empty_dsn: str, tmp_p
         assert migrations.apply(dsn, directory=steps) == [name]  # on to the next one
         before = applied
     assert problems == [], "\n\n".join(problems)
+
+
+def test_the_parts_cover_every_migration_once() -> None:
+    files = _forward_files()
+    covered = [
+        path
+        for part in range(STEP_PARTS)
+        for path in files[part * len(files) // STEP_PARTS : (part + 1) * len(files) // STEP_PARTS]
+    ]
+    assert covered == files
 
 
 def test_every_migration_has_a_changelog_line() -> None:
