@@ -88,4 +88,3 @@ AS $$
     ON CONFLICT ON CONSTRAINT status_page_snapshot_pending_pkey DO NOTHING;
 $$;
 
-ALTER FUNCTION statusdb_page_render(text[]) RESET plan_cache_mode;

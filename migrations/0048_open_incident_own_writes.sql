@@ -5,13 +5,11 @@
 -- the backend of an open loop (bench/README.md, "Issue 20: the open against its floor, the
 -- derivation's own writes (0048)"). What an open (and a resolve) paid for beyond its row work:
 --
--- * statusdb_page_render: its RETURN QUERY was planned again on every call (PL/pgSQL's plan
---   cache kept choosing custom plans for `p.id = ANY (page_ids)`): ~8 % of an open's CPU at
---   commit. It now runs with plan_cache_mode = force_generic_plan, like the other derivation
---   functions (statusdb_rederive_components, statusdb_refresh_groups). Only the pages' own scan
---   differs from a custom plan (estimated at 10 ids: the primary key, or a sequential scan while
---   status_page holds a few hundred rows); each part is reached by its page index from the page
---   row in both. Body unchanged.
+-- * statusdb_page_render is left as it was: its RETURN QUERY is planned again on every call
+--   (~8 % of an open's CPU at commit), but a generic plan (plan_cache_mode =
+--   force_generic_plan, tried) reads status_page by a sequential scan for `p.id = ANY
+--   (page_ids)` on a database of many pages (tests/test_index_use.py's dataset), which the
+--   doctor's sample and the render at commit must not do.
 -- * statusdb_page_snapshot_mark, statusdb_scheduled_starts (the snapshot's generated column) and
 --   statusdb_slug_key (the snapshot's index expression) were SQL functions PostgreSQL cannot
 --   inline (an INSERT; an ARRAY subquery under SET search_path; an IMMUTABLE body calling the
@@ -40,8 +38,6 @@
 
 SET LOCAL lock_timeout = '5s';
 SET LOCAL statement_timeout = '5min';
-
-ALTER FUNCTION statusdb_page_render(text[]) SET plan_cache_mode = 'force_generic_plan';
 
 -- 0036's statement, unchanged, in PL/pgSQL (its plan kept for the session).
 CREATE OR REPLACE FUNCTION statusdb_page_snapshot_mark(page_ids text[]) RETURNS void

@@ -3047,7 +3047,6 @@ COMMENT ON FUNCTION public.statusdb_page_feed_v2(page_slug text, page_token_hash
 CREATE FUNCTION public.statusdb_page_render(page_ids text[]) RETURNS TABLE(page_id text, slug text, is_public boolean, access_token_hash bytea, name text, description text, updated_at timestamp with time zone, components json, incidents json, windows json, window_starts timestamp with time zone[], window_scheduled boolean[], groups json)
     LANGUAGE plpgsql STABLE
     SET "TimeZone" TO 'UTC'
-    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 #variable_conflict use_column
 BEGIN

@@ -21,7 +21,6 @@ CREATE OR REPLACE FUNCTION public.statusdb_page_render(page_ids text[])
  LANGUAGE plpgsql
  STABLE
  SET "TimeZone" TO 'UTC'
- SET plan_cache_mode TO 'force_generic_plan'
 AS $function$
 #variable_conflict use_column
 BEGIN
