@@ -88,3 +88,74 @@ AS $$
     ON CONFLICT ON CONSTRAINT status_page_snapshot_pending_pkey DO NOTHING;
 $$;
 
+-- statusdb_page_render as before 0048 (custom plans, `p.id = ANY (page_ids)`).
+CREATE OR REPLACE FUNCTION public.statusdb_page_render(page_ids text[])
+ RETURNS TABLE(page_id text, slug text, is_public boolean, access_token_hash bytea, name text, description text, updated_at timestamp with time zone, components json, incidents json, windows json, window_starts timestamp with time zone[], window_scheduled boolean[], groups json)
+ LANGUAGE plpgsql
+ STABLE
+ SET "TimeZone" TO 'UTC'
+AS $function$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    SELECT p.id, p.slug, p.is_public, p.access_token_hash, p.name, p.description,
+           greatest(p.updated_at, c.last_change, i.last_change, g.last_change),
+           c.items, i.items, w.items, w.starts, w.scheduled, g.items
+    FROM status_page p
+    CROSS JOIN LATERAL (
+        SELECT coalesce(json_agg(json_build_array(c.id, c.name, c.description, c.display_order,
+                                                  c.current_status, c.status_updated_at,
+                                                  c.group_id)
+                                 ORDER BY c.display_order, c.name, c.id), '[]') AS items,
+               max(c.status_updated_at) AS last_change
+        FROM status_page_component c
+        WHERE c.status_page_id = p.id
+    ) AS c
+    CROSS JOIN LATERAL (
+        SELECT coalesce(json_agg(json_build_array(i.id, i.title, i.message, i.severity, i.status,
+                                                  i.affected_component_ids, i.created_at,
+                                                  i.updated_at, i.updates)
+                                 ORDER BY i.created_at DESC, i.id DESC), '[]') AS items,
+               max(i.updated_at) AS last_change
+        FROM status_incident i
+        WHERE i.status_page_id = p.id
+          AND i.status IN ('INVESTIGATING', 'IDENTIFIED', 'MONITORING')
+    ) AS i
+    CROSS JOIN LATERAL (
+        SELECT coalesce(json_agg(json_build_array(w.id, w.title, w.description, w.status,
+                                                  w.start_time, w.end_time,
+                                                  ARRAY(SELECT mc.component_id
+                                                        FROM maintenance_window_component mc
+                                                        WHERE mc.maintenance_window_id = w.id
+                                                        ORDER BY mc.component_id))
+                                 ORDER BY w.start_time, w.id), '[]') AS items,
+               coalesce(array_agg(w.start_time ORDER BY w.start_time, w.id), '{}') AS starts,
+               coalesce(array_agg(w.status = 'SCHEDULED' ORDER BY w.start_time, w.id), '{}')
+                   AS scheduled
+        FROM (
+            (SELECT w.id, w.title, w.description, w.status, w.start_time, w.end_time
+             FROM maintenance_window w
+             WHERE w.status_page_id = p.id AND w.status = 'IN_PROGRESS'
+             ORDER BY w.start_time, w.id
+             LIMIT 200)
+            UNION ALL
+            (SELECT w.id, w.title, w.description, w.status, w.start_time, w.end_time
+             FROM maintenance_window w
+             WHERE w.status_page_id = p.id AND w.status = 'SCHEDULED'
+             ORDER BY w.start_time, w.id
+             LIMIT 200)
+        ) AS w
+    ) AS w
+    -- 0020: the page's groups, flat, in display order; readers build the tree from
+    -- parent_id (and place components by their group id).
+    CROSS JOIN LATERAL (
+        SELECT coalesce(json_agg(json_build_array(g.id, g.name, g.description, g.parent_id,
+                                                  g.display_order, g.current_status)
+                                 ORDER BY g.display_order, g.name, g.id), '[]') AS items,
+               max(g.updated_at) AS last_change
+        FROM component_group g
+        WHERE g.status_page_id = p.id
+    ) AS g
+    WHERE p.id = ANY (page_ids);
+END;
+$function$;

@@ -5,11 +5,13 @@
 -- the backend of an open loop (bench/README.md, "Issue 20: the open against its floor, the
 -- derivation's own writes (0048)"). What an open (and a resolve) paid for beyond its row work:
 --
--- * statusdb_page_render is left as it was: its RETURN QUERY is planned again on every call
---   (~8 % of an open's CPU at commit), but a generic plan (plan_cache_mode =
---   force_generic_plan, tried) reads status_page by a sequential scan for `p.id = ANY
---   (page_ids)` on a database of many pages (tests/test_index_use.py's dataset), which the
---   doctor's sample and the render at commit must not do.
+-- * statusdb_page_render: its RETURN QUERY was planned again on every call (PL/pgSQL's plan
+--   cache kept choosing custom plans for `p.id = ANY (page_ids)`): ~8 % of an open's CPU at
+--   commit. It now runs with plan_cache_mode = force_generic_plan, like the other derivation
+--   functions (statusdb_rederive_components, statusdb_refresh_groups), and reaches the pages
+--   by key from the distinct ids (a lateral lookup per id): with `= ANY` a generic
+--   plan scans status_page on a database of many pages (tests/test_index_use.py). Otherwise
+--   the body is 0020's, unchanged.
 -- * statusdb_page_snapshot_mark, statusdb_scheduled_starts (the snapshot's generated column) and
 --   statusdb_slug_key (the snapshot's index expression) were SQL functions PostgreSQL cannot
 --   inline (an INSERT; an ARRAY subquery under SET search_path; an IMMUTABLE body calling the
@@ -38,6 +40,83 @@
 
 SET LOCAL lock_timeout = '5s';
 SET LOCAL statement_timeout = '5min';
+
+CREATE OR REPLACE FUNCTION public.statusdb_page_render(page_ids text[])
+ RETURNS TABLE(page_id text, slug text, is_public boolean, access_token_hash bytea, name text, description text, updated_at timestamp with time zone, components json, incidents json, windows json, window_starts timestamp with time zone[], window_scheduled boolean[], groups json)
+ LANGUAGE plpgsql
+ STABLE
+ SET "TimeZone" TO 'UTC'
+ SET plan_cache_mode TO 'force_generic_plan'
+AS $function$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    SELECT p.id, p.slug, p.is_public, p.access_token_hash, p.name, p.description,
+           greatest(p.updated_at, c.last_change, i.last_change, g.last_change),
+           c.items, i.items, w.items, w.starts, w.scheduled, g.items
+    -- 0048: the pages by key, one lookup each: with the ids as an = ANY filter, or joined,
+    -- a generic plan may scan status_page (OFFSET 0 keeps the lateral lookup a lookup);
+    -- DISTINCT keeps a repeated id to one row, as ANY did.
+    FROM (SELECT DISTINCT u.id FROM unnest(page_ids) AS u (id)) AS q
+    CROSS JOIN LATERAL (SELECT sp.id, sp.slug, sp.is_public, sp.access_token_hash, sp.name,
+                               sp.description, sp.updated_at
+                        FROM status_page sp WHERE sp.id = q.id OFFSET 0) AS p
+    CROSS JOIN LATERAL (
+        SELECT coalesce(json_agg(json_build_array(c.id, c.name, c.description, c.display_order,
+                                                  c.current_status, c.status_updated_at,
+                                                  c.group_id)
+                                 ORDER BY c.display_order, c.name, c.id), '[]') AS items,
+               max(c.status_updated_at) AS last_change
+        FROM status_page_component c
+        WHERE c.status_page_id = p.id
+    ) AS c
+    CROSS JOIN LATERAL (
+        SELECT coalesce(json_agg(json_build_array(i.id, i.title, i.message, i.severity, i.status,
+                                                  i.affected_component_ids, i.created_at,
+                                                  i.updated_at, i.updates)
+                                 ORDER BY i.created_at DESC, i.id DESC), '[]') AS items,
+               max(i.updated_at) AS last_change
+        FROM status_incident i
+        WHERE i.status_page_id = p.id
+          AND i.status IN ('INVESTIGATING', 'IDENTIFIED', 'MONITORING')
+    ) AS i
+    CROSS JOIN LATERAL (
+        SELECT coalesce(json_agg(json_build_array(w.id, w.title, w.description, w.status,
+                                                  w.start_time, w.end_time,
+                                                  ARRAY(SELECT mc.component_id
+                                                        FROM maintenance_window_component mc
+                                                        WHERE mc.maintenance_window_id = w.id
+                                                        ORDER BY mc.component_id))
+                                 ORDER BY w.start_time, w.id), '[]') AS items,
+               coalesce(array_agg(w.start_time ORDER BY w.start_time, w.id), '{}') AS starts,
+               coalesce(array_agg(w.status = 'SCHEDULED' ORDER BY w.start_time, w.id), '{}')
+                   AS scheduled
+        FROM (
+            (SELECT w.id, w.title, w.description, w.status, w.start_time, w.end_time
+             FROM maintenance_window w
+             WHERE w.status_page_id = p.id AND w.status = 'IN_PROGRESS'
+             ORDER BY w.start_time, w.id
+             LIMIT 200)
+            UNION ALL
+            (SELECT w.id, w.title, w.description, w.status, w.start_time, w.end_time
+             FROM maintenance_window w
+             WHERE w.status_page_id = p.id AND w.status = 'SCHEDULED'
+             ORDER BY w.start_time, w.id
+             LIMIT 200)
+        ) AS w
+    ) AS w
+    -- 0020: the page's groups, flat, in display order; readers build the tree from
+    -- parent_id (and place components by their group id).
+    CROSS JOIN LATERAL (
+        SELECT coalesce(json_agg(json_build_array(g.id, g.name, g.description, g.parent_id,
+                                                  g.display_order, g.current_status)
+                                 ORDER BY g.display_order, g.name, g.id), '[]') AS items,
+               max(g.updated_at) AS last_change
+        FROM component_group g
+        WHERE g.status_page_id = p.id
+    ) AS g;
+END;
+$function$;
 
 -- 0036's statement, unchanged, in PL/pgSQL (its plan kept for the session).
 CREATE OR REPLACE FUNCTION statusdb_page_snapshot_mark(page_ids text[]) RETURNS void

@@ -3047,6 +3047,7 @@ COMMENT ON FUNCTION public.statusdb_page_feed_v2(page_slug text, page_token_hash
 CREATE FUNCTION public.statusdb_page_render(page_ids text[]) RETURNS TABLE(page_id text, slug text, is_public boolean, access_token_hash bytea, name text, description text, updated_at timestamp with time zone, components json, incidents json, windows json, window_starts timestamp with time zone[], window_scheduled boolean[], groups json)
     LANGUAGE plpgsql STABLE
     SET "TimeZone" TO 'UTC'
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 #variable_conflict use_column
 BEGIN
@@ -3054,7 +3055,13 @@ BEGIN
     SELECT p.id, p.slug, p.is_public, p.access_token_hash, p.name, p.description,
            greatest(p.updated_at, c.last_change, i.last_change, g.last_change),
            c.items, i.items, w.items, w.starts, w.scheduled, g.items
-    FROM status_page p
+    -- 0048: the pages by key, one lookup each: with the ids as an = ANY filter, or joined,
+    -- a generic plan may scan status_page (OFFSET 0 keeps the lateral lookup a lookup);
+    -- DISTINCT keeps a repeated id to one row, as ANY did.
+    FROM (SELECT DISTINCT u.id FROM unnest(page_ids) AS u (id)) AS q
+    CROSS JOIN LATERAL (SELECT sp.id, sp.slug, sp.is_public, sp.access_token_hash, sp.name,
+                               sp.description, sp.updated_at
+                        FROM status_page sp WHERE sp.id = q.id OFFSET 0) AS p
     CROSS JOIN LATERAL (
         SELECT coalesce(json_agg(json_build_array(c.id, c.name, c.description, c.display_order,
                                                   c.current_status, c.status_updated_at,
@@ -3108,8 +3115,7 @@ BEGIN
                max(g.updated_at) AS last_change
         FROM component_group g
         WHERE g.status_page_id = p.id
-    ) AS g
-    WHERE p.id = ANY (page_ids);
+    ) AS g;
 END;
 $$;
 
