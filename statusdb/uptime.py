@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from itertools import groupby
+from operator import itemgetter
 from typing import Any, Final
 
 import attrs
@@ -501,6 +503,9 @@ def _shared_days(first_day: dt.date, starts: list[dt.datetime]) -> _SharedDays:
     return found
 
 
+_first: Final = itemgetter(0)
+
+
 def _decode_daily(rows: list[TupleRow]) -> PageDailyUptime:
     """Build the result from uptime_daily's rows (see sql/uptime.sql for their kinds).
 
@@ -571,26 +576,18 @@ def _decode_daily(rows: list[TupleRow]) -> PageDailyUptime:
         for i, op, deg, part, major, maint in details:
             day, start, end = days[i]
             bars[i] = _part_day(day, start, end, (op, deg, part, major, maint))
-        listed_i = row[16]
-        if listed_i:
-            listed_ids = row[17]
-            n, total = 0, len(listed_i)
-            while n < total:  # pairs ordered by day: one run of incidents per day
-                i = listed_i[n]
-                m = n + 1
-                while m < total and listed_i[m] == i:
-                    m += 1
-                bar = bars[i]  # attrs.evolve, without its per-call introspection
-                bars[i] = DayBar(
-                    bar.day,
-                    bar.start,
-                    bar.end,
-                    bar.durations,
-                    bar.worst_status,
-                    bar.uptime,
-                    tuple(incidents[x] for x in listed_ids[n:m]),
-                )
-                n = m
+        # (day, incident) pairs ordered by day: one run of incidents per day.
+        for i, pairs in groupby(zip(row[16] or (), row[17] or (), strict=True), key=_first):
+            bar = bars[i]  # attrs.evolve, without its per-call introspection
+            bars[i] = DayBar(
+                bar.day,
+                bar.start,
+                bar.end,
+                bar.durations,
+                bar.worst_status,
+                bar.uptime,
+                tuple(incidents[x] for _, x in pairs),
+            )
         if row[0] == "group":
             groups.append(
                 GroupDailyUptime(
