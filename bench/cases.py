@@ -923,7 +923,13 @@ def uptime_daily_90(ctx: Context) -> list[CaseResult]:
         report = uptime.daily(conn, ctx.bench_page_id, 90)
         cells = len({id(day) for c in report.components for day in c.days})
         query = queries.get("uptime_daily").sql
-        params = {"page_id": ctx.bench_page_id, "days": 90, "until": None}
+        params = {
+            "page_id": ctx.bench_page_id,
+            "days": 90,
+            "until": None,
+            "fp": False,
+            "fp_from": None,
+        }
 
         def rows_only() -> list[TupleRow]:
             return conn.execute(query, params, prepare=True, binary=True).fetchall()
