@@ -507,8 +507,13 @@ def _shared_days(first_day: dt.date, starts: list[dt.datetime]) -> _SharedDays:
 _first: Final = itemgetter(0)
 
 
-def _decode_daily(rows: list[TupleRow]) -> PageDailyUptime:
+def _decode_daily(
+    rows: list[TupleRow], before: dict[tuple[str, str], tuple[DayBar, ...]] | None = None
+) -> PageDailyUptime:
     """Build the result from uptime_daily's rows (see sql/uptime.sql for their kinds).
+
+    `before`: bars of earlier days to put before each series' own, by (kind, id) (the
+    cache's past days; KeyError for a series without them).
 
     The page row holds the days' boundaries and the status incidents of the range; each series
     row (component or group) holds runs of whole days in one status, the days covered in part
@@ -597,7 +602,7 @@ def _decode_daily(rows: list[TupleRow]) -> PageDailyUptime:
                     parent_id=row[18],
                     display_order=row[3],
                     created_at=row[5],
-                    days=tuple(bars),
+                    days=tuple(bars) if before is None else before["group", row[1]] + tuple(bars),
                 )
             )
             continue
@@ -607,7 +612,7 @@ def _decode_daily(rows: list[TupleRow]) -> PageDailyUptime:
                 name=row[2],
                 display_order=row[3],
                 created_at=row[5],
-                days=tuple(bars),
+                days=tuple(bars) if before is None else before["component", row[1]] + tuple(bars),
             )
         )
     return PageDailyUptime(
@@ -711,26 +716,11 @@ def _splice(past: _Past, rows: list[TupleRow]) -> PageDailyUptime | None:
     page = _page_row(rows)
     if page[4] != past.split_day or page[25] != past.split_day or page[26] != past.fingerprint:
         return None
-    fresh = _decode_daily(rows)
-    components: list[DailyUptime] = []
-    for c in fresh.components:
-        before = past.bars.get(("component", c.component_id))
-        if before is None:
-            return None
-        components.append(
-            DailyUptime(c.component_id, c.name, c.display_order, c.created_at, before + c.days)
-        )
-    groups: list[GroupDailyUptime] = []
-    for g in fresh.groups:
-        before = past.bars.get(("group", g.group_id))
-        if before is None:
-            return None
-        groups.append(
-            GroupDailyUptime(
-                g.group_id, g.name, g.parent_id, g.display_order, g.created_at, before + g.days
-            )
-        )
-    if len(components) + len(groups) != len(past.bars):
+    try:
+        fresh = _decode_daily(rows, past.bars)
+    except KeyError:  # a series the past does not have (the fingerprint covers them all)
+        return None
+    if len(fresh.components) + len(fresh.groups) != len(past.bars):
         return None
     incidents = {i.id: i for i in past.incidents}
     for i in fresh.incidents:
@@ -742,8 +732,8 @@ def _splice(past: _Past, rows: list[TupleRow]) -> PageDailyUptime | None:
         last_day=fresh.last_day,
         start=past.start,
         observed_until=fresh.observed_until,
-        components=tuple(components),
-        groups=tuple(groups),
+        components=fresh.components,
+        groups=fresh.groups,
         incidents=tuple(sorted(incidents.values(), key=lambda i: (i.started_at, i.id))),
     )
 

@@ -520,13 +520,15 @@ fingerprint AS (
              LIMIT 1
          ) AS pr ON true
          WHERE g.status_page_id = %(page_id)s),
-        (SELECT array_agg(ROW(sc.seq, sc.component_id, sc.changed_at,
-                                     sc.new_status) ORDER BY sc.seq)::text
+        (SELECT ROW(count(*), sum(sc.seq),
+                    bit_xor(hashtextextended(sc.component_id || sc.new_status, sc.seq)
+                            # hashfloat8extended(date_part('epoch', sc.changed_at), sc.seq)))
          FROM status_change sc
          WHERE sc.status_page_id = %(page_id)s
            AND sc.changed_at > ps.from_at AND sc.changed_at < ps.until_at),
-        (SELECT array_agg(ROW(gc.seq, gc.group_id, gc.changed_at,
-                                     gc.new_status) ORDER BY gc.seq)::text
+        (SELECT ROW(count(*), sum(gc.seq),
+                    bit_xor(hashtextextended(gc.group_id || gc.new_status, gc.seq)
+                            # hashfloat8extended(date_part('epoch', gc.changed_at), gc.seq)))
          FROM component_group_status_change gc
          WHERE gc.status_page_id = %(page_id)s
            AND gc.changed_at > ps.from_at AND gc.changed_at < ps.until_at),
