@@ -54,11 +54,14 @@ def today_of(conn: Conn, page: str) -> dt.date:
 
 def settled(result: PageDailyUptime) -> PageDailyUptime:
     """The answer without what moves with the clock: the end of what was observed, and the
-    durations of today's bars (their incidents and everything before them stay)."""
+    durations and uptime of today's bars (their worst status, their incidents and every
+    earlier bar stay)."""
 
     def bars(days: tuple[uptime.DayBar, ...]) -> tuple[Any, ...]:
         return tuple(
-            (b.day, b.start, b.end, b.incidents) if b.start <= result.observed_until < b.end else b
+            (b.day, b.start, b.end, b.worst_status, b.incidents)
+            if b.start <= result.observed_until < b.end
+            else b
             for b in days
         )
 
