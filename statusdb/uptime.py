@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import threading
 from itertools import groupby
 from operator import itemgetter
 from typing import Any, Final
@@ -39,7 +40,7 @@ from typing import Any, Final
 import attrs
 from psycopg.rows import TupleRow, class_row, tuple_row
 
-from statusdb.db.executor import Op, many, operation
+from statusdb.db.executor import Op, Operation, many, operation
 from statusdb.domain import validate
 from statusdb.domain.types import ComponentStatus, StatusIncidentSeverity
 from statusdb.errors import InvalidInput, NotFound
@@ -506,8 +507,13 @@ def _shared_days(first_day: dt.date, starts: list[dt.datetime]) -> _SharedDays:
 _first: Final = itemgetter(0)
 
 
-def _decode_daily(rows: list[TupleRow]) -> PageDailyUptime:
+def _decode_daily(
+    rows: list[TupleRow], before: dict[tuple[str, str], tuple[DayBar, ...]] | None = None
+) -> PageDailyUptime:
     """Build the result from uptime_daily's rows (see sql/uptime.sql for their kinds).
+
+    `before`: bars of earlier days to put before each series' own, by (kind, id) (the
+    cache's past days; KeyError for a series without them).
 
     The page row holds the days' boundaries and the status incidents of the range; each series
     row (component or group) holds runs of whole days in one status, the days covered in part
@@ -596,7 +602,7 @@ def _decode_daily(rows: list[TupleRow]) -> PageDailyUptime:
                     parent_id=row[18],
                     display_order=row[3],
                     created_at=row[5],
-                    days=tuple(bars),
+                    days=tuple(bars) if before is None else before["group", row[1]] + tuple(bars),
                 )
             )
             continue
@@ -606,7 +612,7 @@ def _decode_daily(rows: list[TupleRow]) -> PageDailyUptime:
                 name=row[2],
                 display_order=row[3],
                 created_at=row[5],
-                days=tuple(bars),
+                days=tuple(bars) if before is None else before["component", row[1]] + tuple(bars),
             )
         )
     return PageDailyUptime(
@@ -646,6 +652,8 @@ def daily(
         "page_id": validate.identifier("status_page_id", status_page_id),
         "days": _days(days),
         "until": _until(until),
+        "fp": False,
+        "fp_from": None,
     }
     # Binary: the rows are long arrays (91 boundaries, runs, part days, listings), which parse
     # ~30 % cheaper than in text (issue 20 item 5, third pass); the same values.
@@ -653,3 +661,198 @@ def daily(
     if not rows:
         raise NotFound(f"no status page with id {status_page_id!r}")
     return _decode_daily(rows)
+
+
+# -- a cache of the past days' bars ------------------------------------------------------------
+
+
+@attrs.frozen
+class _Past:
+    """The bars of the days before the split day of one (page, days, until), as decoded."""
+
+    first_day: dt.date
+    #: The first day not over when they were read (today, or the last day); not cached.
+    split_day: dt.date
+    #: What the server hashed of everything these bars depend on (sql/uptime.sql, `fingerprint`).
+    fingerprint: str
+    start: dt.datetime
+    #: The past bars per series, by (kind, id).
+    bars: dict[tuple[str, str], tuple[DayBar, ...]]
+    #: The page's status incidents active on some past day.
+    incidents: tuple[DayIncident, ...]
+    #: An estimate of the memory it holds (bytes).
+    size: int
+
+
+def _page_row(rows: list[TupleRow]) -> TupleRow:
+    for row in rows:
+        if row[0] == "page":
+            return row
+    raise AssertionError("uptime_daily returns a page row for a known page")
+
+
+def _past_of(rows: list[TupleRow], result: PageDailyUptime) -> _Past | None:
+    """The past part of a full answer (None when every day is still to come or today)."""
+    page = _page_row(rows)
+    split_day: dt.date = page[25]
+    fingerprint: str = page[26]
+    count = (split_day - result.first_day).days
+    if count <= 0:
+        return None
+    split_start: dt.datetime = page[19][count]
+    bars: dict[tuple[str, str], tuple[DayBar, ...]] = {}
+    for component in result.components:
+        bars["component", component.component_id] = component.days[:count]
+    for group in result.groups:
+        bars["group", group.group_id] = group.days[:count]
+    incidents = tuple(i for i in result.incidents if i.started_at < split_start)
+    size = 512 + len(bars) * (160 + 8 * count) + 400 * len(result.incidents)
+    return _Past(result.first_day, split_day, fingerprint, result.start, bars, incidents, size)
+
+
+def _splice(past: _Past, rows: list[TupleRow]) -> PageDailyUptime | None:
+    """The cached past days and the fresh rows' days (the split day on), or None when the rows
+    do not continue the cached past (another split day, another fingerprint, series missing)."""
+    page = _page_row(rows)
+    if page[4] != past.split_day or page[25] != past.split_day or page[26] != past.fingerprint:
+        return None
+    try:
+        fresh = _decode_daily(rows, past.bars)
+    except KeyError:  # a series the past does not have (the fingerprint covers them all)
+        return None
+    if len(fresh.components) + len(fresh.groups) != len(past.bars):
+        return None
+    incidents = {i.id: i for i in past.incidents}
+    for i in fresh.incidents:
+        incidents.setdefault(i.id, i)
+    return PageDailyUptime(
+        status_page_id=fresh.status_page_id,
+        time_zone=fresh.time_zone,
+        first_day=past.first_day,
+        last_day=fresh.last_day,
+        start=past.start,
+        observed_until=fresh.observed_until,
+        components=fresh.components,
+        groups=fresh.groups,
+        incidents=tuple(sorted(incidents.values(), key=lambda i: (i.started_at, i.id))),
+    )
+
+
+def _cached_daily(
+    cache: DailyUptimeCache, status_page_id: str, days: int, until: dt.date | None
+) -> Op[PageDailyUptime]:
+    params: dict[str, Any] = {
+        "page_id": validate.identifier("status_page_id", status_page_id),
+        "days": _days(days),
+        "until": _until(until),
+    }
+    key = (params["page_id"], params["days"], params["until"])
+    past = cache._get(key)
+    if past is not None:
+        last_day = past.first_day + dt.timedelta(days=params["days"] - 1)
+        fresh = {
+            **params,
+            "days": (last_day - past.split_day).days + 1,
+            "fp": True,
+            "fp_from": past.first_day,
+        }
+        rows = yield from many("uptime_daily", fresh, tuple_row, binary=True)
+        if not rows:
+            cache._put(key, None)
+            raise NotFound(f"no status page with id {status_page_id!r}")
+        spliced = _splice(past, rows)
+        if spliced is not None:
+            cache.hits += 1
+            return spliced
+    rows = yield from many(
+        "uptime_daily", {**params, "fp": True, "fp_from": None}, tuple_row, binary=True
+    )
+    if not rows:
+        cache._put(key, None)
+        raise NotFound(f"no status page with id {status_page_id!r}")
+    result = _decode_daily(rows)
+    cache.misses += 1
+    cache._put(key, _past_of(rows, result))
+    return result
+
+
+class DailyUptimeCache:
+    """`daily`'s answers, the bars of the days that are over kept per process and validated
+    by the server on every call.
+
+    `cache.daily(conn, status_page_id, days, until=...)` answers what `uptime.daily` answers.
+    A first call reads every day and keeps the bars of the days before today (the "split day":
+    today in the page's zone, or the last day when the range ends before it), with a
+    fingerprint the server hashes of everything those bars depend on (sql/uptime.sql,
+    `fingerprint`: the zone, the components and groups, the status each starts the range
+    with, every change stamped in the past days, the status incidents active then). The next
+    calls send one statement that reads only the split day on (today's bars) and the
+    fingerprint of the same past; when it matches, the cached past bars are joined to the
+    fresh ones, else (a write into the past, a rename, a new day) the whole range is read and
+    kept again. So an answer is never older than `uptime.daily`'s at the same moment; the
+    fingerprint is read as the caller (same grants, RLS and NotFound as `uptime.daily`).
+
+    Keyed by (page, days, until); bounded by `max_entries` and `max_bytes` (an estimate of the
+    bars' memory; bars are shared between series and calls), least recently used out first.
+    Thread-safe (a lock held only around dictionary work, never across I/O); `daily` takes a
+    sync or an async connection (awaited then), as every operation.
+    """
+
+    #: The cache's operation: a class attribute, not a module-level operation (the operation
+    #: tests call every one of those with wrong types); called through `daily`.
+    _operation: Final[Operation[Any, PageDailyUptime]] = operation(retry=True)(_cached_daily)
+
+    def __init__(self, *, max_entries: int = 1024, max_bytes: int = 64 * 1024 * 1024) -> None:
+        if type(max_entries) is not int or max_entries < 1:
+            raise InvalidInput("max_entries must be a positive integer")
+        if type(max_bytes) is not int or max_bytes < 1:
+            raise InvalidInput("max_bytes must be a positive integer")
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[Any, ...], _Past] = {}  # in use order (oldest first)
+        self._bytes = 0
+        #: Validated hits and full reads (for the curious; not synchronised exactly).
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def size(self) -> int:
+        """The estimated memory of the cached bars, in bytes."""
+        return self._bytes
+
+    def daily(
+        self, conn: Any, status_page_id: str, days: int = 90, *, until: dt.date | None = None
+    ) -> Any:
+        """`uptime.daily(conn, status_page_id, days, until=until)`, the past days cached."""
+        return DailyUptimeCache._operation(conn, self, status_page_id, days, until)
+
+    def invalidate(self) -> int:
+        """Drop every entry: how many."""
+        with self._lock:
+            count = len(self._entries)
+            self._entries.clear()
+            self._bytes = 0
+        return count
+
+    def _get(self, key: tuple[Any, ...]) -> _Past | None:
+        with self._lock:
+            entry = self._entries.pop(key, None)
+            if entry is not None:
+                self._entries[key] = entry  # most recently used
+        return entry
+
+    def _put(self, key: tuple[Any, ...], entry: _Past | None) -> None:
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._bytes -= old.size
+            if entry is None or entry.size > self.max_bytes:
+                return
+            self._entries[key] = entry
+            self._bytes += entry.size
+            while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
+                self._bytes -= self._entries.pop(next(iter(self._entries))).size

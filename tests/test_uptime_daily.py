@@ -644,7 +644,7 @@ def test_the_rewritten_query_equals_the_previous_one(conn: Conn, seed: int) -> N
         named = rng.sample(members, rng.randrange(0, 4))
         add_incident(conn, page, f"I{n}", named, start, resolved)
 
-    params = {"page_id": page, "days": days, "until": until}
+    params = {"page_id": page, "days": days, "until": until, "fp": False, "fp_from": None}
     before = conn.execute(_BEFORE.encode(), params).fetchall()
     previous = conn.execute(_BEFORE_ONE_ROW_PER_SERIES.encode(), params).fetchall()
     after = conn.execute(queries.get("uptime_daily").sql, params, binary=True).fetchall()

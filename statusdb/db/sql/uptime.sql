@@ -192,10 +192,12 @@ ORDER BY g.is_page_total, g.display_order, g.name, g.component_id;
 -- group see the same rows in the same order, so the arrays stay aligned, and the client
 -- places each run and part day by its own index (their order does not matter).
 WITH RECURSIVE page AS MATERIALIZED (
-    SELECT p.id AS status_page_id, p.time_zone, clock_timestamp() AS now,
-           coalesce(%(until)s::date, (clock_timestamp() AT TIME ZONE p.time_zone)::date)
-               - (%(days)s::integer - 1) AS first_day
+    SELECT p.id AS status_page_id, p.time_zone, t.now, t.today,
+           coalesce(%(until)s::date, t.today) - (%(days)s::integer - 1) AS first_day
     FROM status_page p
+    CROSS JOIN LATERAL (
+        SELECT clock_timestamp() AS now, (clock_timestamp() AT TIME ZONE p.time_zone)::date
+    ) AS t (now, today)
     WHERE p.id = %(page_id)s
 ),
 span AS MATERIALIZED (
@@ -465,6 +467,80 @@ listed AS (
               %(days)s::integer - 1)) AS g (i)
     WHERE x.until_at > sp.range_start
     GROUP BY x.kind, x.id
+),
+past AS MATERIALIZED (
+    -- For `uptime.DailyUptimeCache` (fp true): the split day, the first day not yet over
+    -- (today, or the last day when the range ends before today: the cache keeps the bars of the
+    -- days before it), and the bounds of the past its fingerprint covers: from the day before
+    -- fp_from (default: the first day) to the split day's local midnight (PostgreSQL's reading
+    -- of it: at or after where the date begins, so the past is covered whole; a day more
+    -- before fp_from for the same reason). Computed the same way by every call with the same
+    -- zone and days, so two fingerprints of the same inputs are equal.
+    SELECT least(pg.today, pg.first_day + (%(days)s::integer - 1)) AS split_day,
+           (coalesce(%(fp_from)s::date, pg.first_day)::timestamp AT TIME ZONE pg.time_zone)
+               - interval '1 day' AS from_at,
+           (least(pg.today, pg.first_day + (%(days)s::integer - 1))::timestamp
+               AT TIME ZONE pg.time_zone) AS until_at
+    FROM page pg
+    WHERE %(fp)s::boolean
+),
+fingerprint AS (
+    -- Everything the bars of the past days [from_at, until_at) depend on, hashed (md5): the
+    -- page's zone; its components (name, order, creation, group: incident listings follow the
+    -- groups as they are now) each with its last change at or before the later of its creation
+    -- and from_at (the status a day starts with); the groups the same way (parent, order); the
+    -- page's changes and group changes stamped inside the past, whole (rows written late with
+    -- an old stamp, a transaction open across midnight or a backfill, change it); and the
+    -- status incidents active in the past, every column the bars show or select them by. Read
+    -- as the caller (RLS, grants): it says only whether what uptime.daily would read changed.
+    SELECT md5(ROW(
+        (SELECT pg.time_zone FROM page pg), ps.from_at, ps.until_at,
+        (SELECT array_agg(ROW(c.id, c.name, c.display_order, c.created_at,
+                                     c.group_id, pr.seq, pr.new_status, pr.changed_at) ORDER BY c.id)::text
+         FROM status_page_component c
+         LEFT JOIN LATERAL (
+             SELECT sc.seq, sc.new_status, sc.changed_at
+             FROM status_change sc
+             WHERE sc.component_id = c.id
+               AND coalesce(sc.status_page_id = %(page_id)s, false)
+               AND sc.changed_at <= greatest(c.created_at, ps.from_at)
+             ORDER BY sc.seq DESC
+             LIMIT 1
+         ) AS pr ON true
+         WHERE c.status_page_id = %(page_id)s),
+        (SELECT array_agg(ROW(g.id, g.name, g.display_order, g.created_at,
+                                     g.parent_id, pr.seq, pr.new_status, pr.changed_at) ORDER BY g.id)::text
+         FROM component_group g
+         LEFT JOIN LATERAL (
+             SELECT gc.seq, gc.new_status, gc.changed_at
+             FROM component_group_status_change gc
+             WHERE gc.group_id = g.id
+               AND gc.changed_at <= greatest(g.created_at, ps.from_at)
+             ORDER BY gc.seq DESC
+             LIMIT 1
+         ) AS pr ON true
+         WHERE g.status_page_id = %(page_id)s),
+        (SELECT ROW(count(*), sum(sc.seq),
+                    bit_xor(hashtextextended(sc.component_id || sc.new_status, sc.seq)
+                            # hashfloat8extended(date_part('epoch', sc.changed_at), sc.seq)))
+         FROM status_change sc
+         WHERE sc.status_page_id = %(page_id)s
+           AND sc.changed_at > ps.from_at AND sc.changed_at < ps.until_at),
+        (SELECT ROW(count(*), sum(gc.seq),
+                    bit_xor(hashtextextended(gc.group_id || gc.new_status, gc.seq)
+                            # hashfloat8extended(date_part('epoch', gc.changed_at), gc.seq)))
+         FROM component_group_status_change gc
+         WHERE gc.status_page_id = %(page_id)s
+           AND gc.changed_at > ps.from_at AND gc.changed_at < ps.until_at),
+        (SELECT array_agg(ROW(i.id, i.title, i.severity, i.status, i.created_at,
+                                     i.resolved_at, i.affected_component_ids::text) ORDER BY i.id)::text
+         FROM status_incident i
+         WHERE i.status_page_id = %(page_id)s
+           AND i.created_at < ps.until_at
+           AND (i.status IN ('INVESTIGATING', 'IDENTIFIED', 'MONITORING')
+                OR (i.status = 'RESOLVED' AND i.resolved_at >= ps.from_at)))
+    )::text) AS fingerprint, ps.split_day
+    FROM past ps
 )
 SELECT 'page' AS kind, sp.status_page_id AS id, sp.time_zone AS name, NULL::integer AS num,
        sp.first_day AS day, sp.range_start AS start_at, sp.observed_until AS end_at,
@@ -474,8 +550,9 @@ SELECT 'page' AS kind, sp.status_page_id AS id, sp.time_zone AS name, NULL::inte
        NULL::bigint[] AS detail_maint, NULL::integer[] AS listed_i, NULL::text[] AS listed_ids,
        NULL::text AS extra, sp.starts, inc.ids AS incident_ids, inc.titles AS incident_titles,
        inc.severities AS incident_severities, inc.started AS incident_started,
-       inc.resolved AS incident_resolved
+       inc.resolved AS incident_resolved, fp.split_day, fp.fingerprint
 FROM span sp
+LEFT JOIN fingerprint fp ON true
 CROSS JOIN (
     -- No ORDER BY: the aggregates of one group see the same rows in the same order, so the
     -- arrays stay aligned, and the client orders the incidents itself.
@@ -488,7 +565,7 @@ UNION ALL
 SELECT s.kind, s.id, s.name, s.display_order, NULL, s.created_at, NULL,
        r.run_first, r.run_last, r.run_status, dt.detail_i, dt.detail_op, dt.detail_deg,
        dt.detail_part, dt.detail_major, dt.detail_maint, l.listed_i, l.listed_ids, s.parent_id,
-       NULL, NULL, NULL, NULL, NULL, NULL
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
 FROM series s
 LEFT JOIN runs r ON r.kind = s.kind AND r.id = s.id
 LEFT JOIN details dt ON dt.kind = s.kind AND dt.id = s.id
