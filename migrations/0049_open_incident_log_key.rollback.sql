@@ -151,7 +151,9 @@ ALTER TABLE status_change ADD CONSTRAINT status_change_component_id_fkey
 ALTER TABLE status_change VALIDATE CONSTRAINT status_change_component_id_fkey;
 
 DROP TRIGGER status_page_component_delete_changes ON status_page_component;
+-- squawk-ignore ban-drop-function
 DROP FUNCTION statusdb_status_page_component_delete_changes();
 DROP TRIGGER status_change_check_component_update ON status_change;
 DROP TRIGGER status_change_check_component_insert ON status_change;
+-- squawk-ignore ban-drop-function
 DROP FUNCTION statusdb_status_change_check_component();

@@ -125,6 +125,7 @@ AFTER DELETE ON status_page_component
 REFERENCING OLD TABLE AS old_rows
 FOR EACH STATEMENT EXECUTE FUNCTION statusdb_status_page_component_delete_changes();
 
+-- squawk-ignore ban-drop-constraint
 ALTER TABLE status_change DROP CONSTRAINT status_change_component_id_fkey;
 
 -- The snapshot's json columns: lz4 for new values.
