@@ -1093,6 +1093,7 @@ COMMENT ON FUNCTION public.statusdb_group_closure(group_ids text[]) IS 'The give
 CREATE FUNCTION public.statusdb_incident_refresh_status() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'public', 'pg_temp'
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 DECLARE
     moved_t text[];
@@ -1171,8 +1172,11 @@ BEGIN
         SELECT u.t, min(u.i) FROM unnest(moved_t, moved_i) AS u (t, i) GROUP BY u.t ORDER BY u.t
     LOOP
         PERFORM statusdb_rederive_components(
-            ARRAY(SELECT c.id FROM status_page_component c
-                  WHERE c.team_id = team ORDER BY c.id),
+            -- 0049: one team moved (an open, a resolve): its components are `ids`, looked up
+            -- above under its held key (no component joins or leaves the team meanwhile).
+            CASE WHEN moved_t <@ ARRAY[team] THEN ids
+                 ELSE ARRAY(SELECT c.id FROM status_page_component c
+                            WHERE c.team_id = team ORDER BY c.id) END,
             'INCIDENT', first_incident, NULL);
     END LOOP;
     RETURN NULL;
@@ -3302,6 +3306,7 @@ COMMENT ON FUNCTION public.statusdb_page_snapshot_pending_flush() IS 'The deferr
 
 CREATE FUNCTION public.statusdb_page_snapshot_refresh(page_ids text[]) RETURNS void
     LANGUAGE plpgsql
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 DECLARE
     announced bigint;
@@ -3327,7 +3332,10 @@ BEGIN
             components = r.components, incidents = r.incidents, windows = r.windows,
             window_starts = r.window_starts, window_scheduled = r.window_scheduled, groups = r.groups
         FROM rendered r
-        WHERE s.page_id = r.page_id
+        -- 0049: the snapshot rows by key (said twice: joined alone, a generic plan hashed
+        -- every snapshot row of the table).
+        WHERE s.page_id = ANY (page_ids)
+          AND s.page_id = r.page_id
           AND (s.slug, s.is_public, s.access_token_hash, s.name, s.description, s.updated_at,
                s.components::text, s.incidents::text, s.windows::text, s.groups::text)
               IS DISTINCT FROM
@@ -5711,6 +5719,43 @@ $$;
 COMMENT ON FUNCTION public.statusdb_stamp_row_history() IS 'Constraint trigger (deferred to commit): stamps the transaction''s pending row_history versions with clock_timestamp(), again if it wrote after an earlier stamp.';
 
 --
+-- Name: statusdb_status_change_check_component(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_status_change_check_component() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+DECLARE
+    missing text;
+BEGIN
+    IF TG_LEVEL = 'ROW' THEN  -- an UPDATE that changes component_id (the WHEN clause)
+        missing := NEW.component_id;
+        PERFORM 1 FROM status_page_component c WHERE c.id = NEW.component_id;
+    ELSE
+        SELECT n.component_id INTO missing
+        FROM new_rows n
+        WHERE NOT EXISTS (SELECT 1 FROM status_page_component c WHERE c.id = n.component_id)
+        LIMIT 1;
+    END IF;
+    IF FOUND = (TG_LEVEL = 'STATEMENT') THEN
+        RAISE EXCEPTION 'status change names component %, which does not exist', missing
+            USING ERRCODE = 'foreign_key_violation',
+                  CONSTRAINT = 'status_change_check_component',
+                  TABLE = 'status_change',
+                  COLUMN = 'component_id';
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_status_change_check_component(); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_status_change_check_component() IS 'Trigger on INSERT (per statement) and on UPDATE OF component_id (per changed row) of status_change (0049): refuses log rows naming a component that does not exist (23503); replaces status_change_component_id_fkey''s per-row check.';
+
+--
 -- Name: statusdb_status_incident_check_component_ids(); Type: FUNCTION; Schema: public
 --
 
@@ -6072,6 +6117,27 @@ $$;
 --
 
 COMMENT ON FUNCTION public.statusdb_status_page_component_check_page_fixed() IS 'Trigger: a component keeps its id and its page (status_page_component_*_fixed).';
+
+--
+-- Name: statusdb_status_page_component_delete_changes(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.statusdb_status_page_component_delete_changes() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+BEGIN
+    DELETE FROM status_change s
+    WHERE s.component_id IN (SELECT o.id FROM old_rows o);
+    RETURN NULL;
+END;
+$$;
+
+--
+-- Name: FUNCTION statusdb_status_page_component_delete_changes(); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.statusdb_status_page_component_delete_changes() IS 'Statement trigger on DELETE of status_page_component (0049): deletes the deleted components'' status changes, as status_change_component_id_fkey''s ON DELETE CASCADE did.';
 
 --
 -- Name: statusdb_status_page_component_derive(); Type: FUNCTION; Schema: public
@@ -8911,6 +8977,10 @@ CREATE TABLE public.status_page_snapshot (
     CONSTRAINT status_page_snapshot_updated_at_range_check CHECK (((updated_at >= '0001-01-02 00:00:00+00'::timestamp with time zone) AND (updated_at < '9999-12-31 00:00:00+00'::timestamp with time zone))),
     CONSTRAINT status_page_snapshot_windows_check CHECK (((cardinality(window_starts) = cardinality(window_scheduled)) AND (json_array_length(windows) = cardinality(window_starts))))
 );
+ALTER TABLE ONLY public.status_page_snapshot ALTER COLUMN components SET COMPRESSION lz4;
+ALTER TABLE ONLY public.status_page_snapshot ALTER COLUMN incidents SET COMPRESSION lz4;
+ALTER TABLE ONLY public.status_page_snapshot ALTER COLUMN windows SET COMPRESSION lz4;
+ALTER TABLE ONLY public.status_page_snapshot ALTER COLUMN groups SET COMPRESSION lz4;
 
 --
 -- Name: TABLE status_page_snapshot; Type: COMMENT; Schema: public
@@ -10381,6 +10451,18 @@ CREATE TRIGGER notification_event_id_immutable BEFORE UPDATE OF id ON public.not
 CREATE CONSTRAINT TRIGGER row_history_commit_stamp AFTER INSERT OR UPDATE ON public.row_history_commit DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN ((new.stamped_at IS NULL)) EXECUTE FUNCTION public.statusdb_stamp_row_history();
 
 --
+-- Name: status_change status_change_check_component_insert; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_change_check_component_insert AFTER INSERT ON public.status_change REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_status_change_check_component();
+
+--
+-- Name: status_change status_change_check_component_update; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_change_check_component_update AFTER UPDATE OF component_id ON public.status_change FOR EACH ROW WHEN ((new.component_id IS DISTINCT FROM old.component_id)) EXECUTE FUNCTION public.statusdb_status_change_check_component();
+
+--
 -- Name: status_change status_change_id_immutable; Type: TRIGGER; Schema: public
 --
 
@@ -10511,6 +10593,12 @@ CREATE TRIGGER status_incident_touch_updated_at BEFORE UPDATE ON public.status_i
 --
 
 CREATE TRIGGER status_page_component_check_page_fixed BEFORE UPDATE OF id, status_page_id ON public.status_page_component FOR EACH ROW WHEN (((new.id IS DISTINCT FROM old.id) OR (new.status_page_id IS DISTINCT FROM old.status_page_id))) EXECUTE FUNCTION public.statusdb_status_page_component_check_page_fixed();
+
+--
+-- Name: status_page_component status_page_component_delete_changes; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER status_page_component_delete_changes AFTER DELETE ON public.status_page_component REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_status_page_component_delete_changes();
 
 --
 -- Name: status_page_component status_page_component_derive; Type: TRIGGER; Schema: public
@@ -10866,13 +10954,6 @@ ALTER TABLE ONLY public.notification_event
 
 ALTER TABLE ONLY public.notification_event
     ADD CONSTRAINT notification_event_status_page_id_fkey FOREIGN KEY (status_page_id) REFERENCES public.status_page(id) ON DELETE CASCADE;
-
---
--- Name: status_change status_change_component_id_fkey; Type: FK CONSTRAINT; Schema: public
---
-
-ALTER TABLE ONLY public.status_change
-    ADD CONSTRAINT status_change_component_id_fkey FOREIGN KEY (component_id) REFERENCES public.status_page_component(id) ON DELETE CASCADE;
 
 --
 -- Name: status_incident status_incident_incident_id_fkey; Type: FK CONSTRAINT; Schema: public
@@ -11899,6 +11980,12 @@ GRANT ALL ON FUNCTION public.statusdb_slug_key(page_slug text) TO statusdb_reade
 REVOKE ALL ON FUNCTION public.statusdb_stamp_row_history() FROM PUBLIC;
 
 --
+-- Name: FUNCTION statusdb_status_change_check_component(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_status_change_check_component() FROM PUBLIC;
+
+--
 -- Name: FUNCTION statusdb_status_incident_check_component_ids(); Type: ACL; Schema: public
 --
 
@@ -11964,6 +12051,12 @@ REVOKE ALL ON FUNCTION public.statusdb_status_page_check_time_zone() FROM PUBLIC
 --
 
 REVOKE ALL ON FUNCTION public.statusdb_status_page_component_check_page_fixed() FROM PUBLIC;
+
+--
+-- Name: FUNCTION statusdb_status_page_component_delete_changes(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.statusdb_status_page_component_delete_changes() FROM PUBLIC;
 
 --
 -- Name: FUNCTION statusdb_status_page_component_derive(); Type: ACL; Schema: public

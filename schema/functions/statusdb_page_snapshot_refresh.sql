@@ -12,6 +12,7 @@
 CREATE OR REPLACE FUNCTION public.statusdb_page_snapshot_refresh(page_ids text[])
  RETURNS void
  LANGUAGE plpgsql
+ SET plan_cache_mode TO 'force_generic_plan'
 AS $function$
 DECLARE
     announced bigint;
@@ -37,7 +38,10 @@ BEGIN
             components = r.components, incidents = r.incidents, windows = r.windows,
             window_starts = r.window_starts, window_scheduled = r.window_scheduled, groups = r.groups
         FROM rendered r
-        WHERE s.page_id = r.page_id
+        -- 0049: the snapshot rows by key (said twice: joined alone, a generic plan hashed
+        -- every snapshot row of the table).
+        WHERE s.page_id = ANY (page_ids)
+          AND s.page_id = r.page_id
           AND (s.slug, s.is_public, s.access_token_hash, s.name, s.description, s.updated_at,
                s.components::text, s.incidents::text, s.windows::text, s.groups::text)
               IS DISTINCT FROM

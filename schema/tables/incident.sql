@@ -114,6 +114,7 @@ CREATE OR REPLACE FUNCTION public.statusdb_incident_refresh_status()
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'public', 'pg_temp'
+ SET plan_cache_mode TO 'force_generic_plan'
 AS $function$
 DECLARE
     moved_t text[];
@@ -192,8 +193,11 @@ BEGIN
         SELECT u.t, min(u.i) FROM unnest(moved_t, moved_i) AS u (t, i) GROUP BY u.t ORDER BY u.t
     LOOP
         PERFORM statusdb_rederive_components(
-            ARRAY(SELECT c.id FROM status_page_component c
-                  WHERE c.team_id = team ORDER BY c.id),
+            -- 0049: one team moved (an open, a resolve): its components are `ids`, looked up
+            -- above under its held key (no component joins or leaves the team meanwhile).
+            CASE WHEN moved_t <@ ARRAY[team] THEN ids
+                 ELSE ARRAY(SELECT c.id FROM status_page_component c
+                            WHERE c.team_id = team ORDER BY c.id) END,
             'INCIDENT', first_incident, NULL);
     END LOOP;
     RETURN NULL;

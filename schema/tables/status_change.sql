@@ -23,7 +23,6 @@ CREATE TABLE public.status_change (
     outcome text,
     CONSTRAINT status_change_pkey PRIMARY KEY (id),
     CONSTRAINT status_change_seq_key UNIQUE (seq),
-    CONSTRAINT status_change_component_id_fkey FOREIGN KEY (component_id) REFERENCES public.status_page_component(id) ON DELETE CASCADE,
     CONSTRAINT status_change_cause_check CHECK (cause = ANY (ARRAY['INCIDENT'::text, 'MAINTENANCE'::text, 'MANUAL'::text])),
     CONSTRAINT status_change_changed_at_range_check CHECK (changed_at >= '0001-01-02 00:00:00+00'::timestamp with time zone AND changed_at < '9999-12-31 00:00:00+00'::timestamp with time zone),
     CONSTRAINT status_change_is_a_change_check CHECK (previous_status <> new_status),
@@ -57,11 +56,15 @@ CREATE POLICY status_change_team_isolation ON public.status_change FOR ALL TO PU
 -- each row the BEFORE ROW ones, then (at the end of the statement) the AFTER ROW ones, then the
 -- AFTER STATEMENT ones; deferred constraint triggers at commit. Triggers of the same timing and
 -- level fire in the byte order of their names. Below, per event, in that order:
--- UPDATE: status_change_id_immutable (BEFORE ROW).
+-- INSERT: status_change_check_component_insert (AFTER STATEMENT).
+-- UPDATE: status_change_id_immutable (BEFORE ROW), status_change_check_component_update (AFTER
+-- ROW).
 -- DELETE: status_change_keep_history_delete (AFTER STATEMENT).
 
 -- Triggers, in firing order.
 CREATE TRIGGER status_change_id_immutable BEFORE UPDATE OF id ON public.status_change FOR EACH ROW WHEN (new.id IS DISTINCT FROM old.id) EXECUTE FUNCTION public.statusdb_refuse_id_change();
+CREATE TRIGGER status_change_check_component_update AFTER UPDATE OF component_id ON public.status_change FOR EACH ROW WHEN (new.component_id IS DISTINCT FROM old.component_id) EXECUTE FUNCTION public.statusdb_status_change_check_component();
+CREATE TRIGGER status_change_check_component_insert AFTER INSERT ON public.status_change REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_status_change_check_component();
 CREATE TRIGGER status_change_keep_history_delete AFTER DELETE ON public.status_change REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_component_statuses();
 
 -- Their functions, as they are now (in the order of first firing).
@@ -80,6 +83,39 @@ BEGIN
               CONSTRAINT = TG_TABLE_NAME || '_id_immutable',
               TABLE = TG_TABLE_NAME,
               COLUMN = 'id';
+END;
+$function$;
+
+-- public.statusdb_status_change_check_component() (plpgsql)
+-- Trigger on INSERT (per statement) and on UPDATE OF component_id (per changed row) of
+-- status_change (0049): refuses log rows naming a component that does not exist (23503);
+-- replaces status_change_component_id_fkey's per-row check.
+CREATE OR REPLACE FUNCTION public.statusdb_status_change_check_component()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+DECLARE
+    missing text;
+BEGIN
+    IF TG_LEVEL = 'ROW' THEN  -- an UPDATE that changes component_id (the WHEN clause)
+        missing := NEW.component_id;
+        PERFORM 1 FROM status_page_component c WHERE c.id = NEW.component_id;
+    ELSE
+        SELECT n.component_id INTO missing
+        FROM new_rows n
+        WHERE NOT EXISTS (SELECT 1 FROM status_page_component c WHERE c.id = n.component_id)
+        LIMIT 1;
+    END IF;
+    IF FOUND = (TG_LEVEL = 'STATEMENT') THEN
+        RAISE EXCEPTION 'status change names component %, which does not exist', missing
+            USING ERRCODE = 'foreign_key_violation',
+                  CONSTRAINT = 'status_change_check_component',
+                  TABLE = 'status_change',
+                  COLUMN = 'component_id';
+    END IF;
+    RETURN NULL;
 END;
 $function$;
 

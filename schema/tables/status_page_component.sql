@@ -67,8 +67,8 @@ CREATE POLICY status_page_component_team_isolation ON public.status_page_compone
 -- status_page_component_roll_up_update (AFTER STATEMENT), status_page_component_snapshot_update
 -- (AFTER STATEMENT).
 -- DELETE: status_page_component_forget_ids (AFTER ROW),
--- status_page_component_forget_template_ids (AFTER ROW),
--- status_page_component_keep_history_delete (AFTER STATEMENT),
+-- status_page_component_forget_template_ids (AFTER ROW), status_page_component_delete_changes
+-- (AFTER STATEMENT), status_page_component_keep_history_delete (AFTER STATEMENT),
 -- status_page_component_roll_up_delete (AFTER STATEMENT), status_page_component_snapshot_delete
 -- (AFTER STATEMENT).
 
@@ -81,6 +81,7 @@ CREATE TRIGGER status_page_component_touch_updated_at BEFORE UPDATE ON public.st
 CREATE TRIGGER status_page_component_forget_ids AFTER DELETE ON public.status_page_component FOR EACH ROW EXECUTE FUNCTION public.statusdb_status_page_component_forget_ids();
 CREATE TRIGGER status_page_component_forget_template_ids AFTER DELETE ON public.status_page_component FOR EACH ROW EXECUTE FUNCTION public.statusdb_status_page_component_forget_template_ids();
 CREATE TRIGGER status_page_component_log_initial_status AFTER INSERT ON public.status_page_component FOR EACH ROW WHEN (new.current_status <> 'OPERATIONAL'::text) EXECUTE FUNCTION public.statusdb_status_page_component_log_initial_status();
+CREATE TRIGGER status_page_component_delete_changes AFTER DELETE ON public.status_page_component REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_status_page_component_delete_changes();
 CREATE TRIGGER status_page_component_keep_history_delete AFTER DELETE ON public.status_page_component REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_row_history('id', 'status_page_id');
 CREATE TRIGGER status_page_component_keep_history_insert AFTER INSERT ON public.status_page_component REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_row_history('id', 'status_page_id');
 CREATE TRIGGER status_page_component_keep_history_update AFTER UPDATE ON public.status_page_component REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.statusdb_keep_row_history('id', 'status_page_id');
@@ -259,6 +260,22 @@ BEGIN
     PERFORM statusdb_log_status_change(NEW.status_page_id, NEW.id, 'OPERATIONAL',
                                        NEW.current_status, 'MANUAL', NULL, NULL,
                                        NEW.status_updated_at);
+    RETURN NULL;
+END;
+$function$;
+
+-- public.statusdb_status_page_component_delete_changes() (plpgsql)
+-- Statement trigger on DELETE of status_page_component (0049): deletes the deleted components'
+-- status changes, as status_change_component_id_fkey's ON DELETE CASCADE did.
+CREATE OR REPLACE FUNCTION public.statusdb_status_page_component_delete_changes()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+BEGIN
+    DELETE FROM status_change s
+    WHERE s.component_id IN (SELECT o.id FROM old_rows o);
     RETURN NULL;
 END;
 $function$;
