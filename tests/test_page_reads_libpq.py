@@ -205,7 +205,6 @@ def test_a_broken_connection_is_refused_as_the_cursor_refuses_it(dsn: str) -> No
     assert libpq.usable(conn) is libpq.FALLBACK
 
 
-@pytest.mark.xfail(strict=True, reason="0051: version and body read by two statements")
 def test_concurrent_writers_autocommit_reads_stay_exact(dsn: str) -> None:
     """Each read is its own statement: its body is the body of its version, versions rise."""
     with psycopg.connect(dsn, autocommit=True) as setup:
