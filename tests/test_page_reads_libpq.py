@@ -146,7 +146,7 @@ def test_a_result_type_changed_by_a_migration_is_prepared_again(dsn: str) -> Non
 
 
 def test_a_callers_transaction_is_never_put_at_risk(dsn: str) -> None:
-    """In a transaction the statement goes unnamed: a statement gone from the server (DISCARD
+    """In a transaction the read takes the cursor: a statement gone from the server (DISCARD
     ALL before it) cannot abort the caller's transaction; the read sees the caller's writes."""
     with psycopg.connect(dsn, autocommit=True) as setup:
         page_id, slug, _ = make_page(setup, is_public=True)
@@ -168,8 +168,7 @@ def test_a_callers_transaction_is_never_put_at_risk(dsn: str) -> None:
             assert mine == _by_cursor(conn, slug)
             conn.execute("SELECT 1")  # the transaction is still usable
         assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-    # A connection that is not autocommit: psycopg opens the transaction (the cursor's way),
-    # then the reads of that transaction go by libpq.
+    # A connection that is not autocommit: psycopg opens the transaction (the cursor's way).
     with psycopg.connect(dsn, prepare_threshold=0) as tx:
         assert views.page_view_bytes(tx, slug) == views.page_view_bytes(tx, slug)
         assert tx.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS

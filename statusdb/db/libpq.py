@@ -19,20 +19,20 @@ the full read) send their statements here instead, through psycopg's documented 
 - an error result raised as the psycopg exception a cursor would raise
   (`psycopg.errors.error_from_result`): the callers translate it as they translate a cursor's.
 
-Where the cursor's bookkeeping is needed, `usable` says no and the caller takes its cursor:
-pipeline mode, a connection not OK, a transaction psycopg would open (not autocommit, idle),
-a failed or active transaction.
+Only where the statement is its own transaction (an autocommit connection, idle); `usable`
+says no and the caller takes its cursor in pipeline mode, on a connection not OK, where psycopg
+would open a transaction (not autocommit) and inside a transaction: there a named statement
+might be gone (psycopg sends DEALLOCATE ALL after a ROLLBACK, a pool DISCARD ALL) and its
+failure would abort the caller's transaction, and an unnamed one, planned on every call,
+measured slower than the cursor's prepared statement (bench/README.md, issue 21's fifth pass).
 
-What may be prepared: a named statement per connection, prepared on its first use, only when
-the statement is its own transaction (autocommit, idle) and the connection prepares
-(`prepare_threshold` not None; None is statusdb's setting behind PgBouncer's transaction
-pooling and the router's). It is prepared again once when the server no longer has it
-(26000: a pool's `DISCARD ALL`, a `DEALLOCATE`, another server behind a bouncer) or when its
-result type changed (0A000, "cached plan must not change result type": a migration between two
-calls). A statement of its name already on the server (42P05) is taken for it: the name
-holds a digest of the text. Inside a caller's transaction the statement goes unnamed (parsed
-and planned per call, never missing): a failed statement there would abort the caller's
-transaction, so nothing is retried in it.
+A named statement per connection is prepared on its first use when the connection prepares
+(`prepare_threshold` not None); with None (statusdb's setting behind PgBouncer's transaction
+pooling, and the router's) the statement goes unnamed. It is prepared again once when the
+server no longer has it (26000: a pool's `DISCARD ALL`, a `DEALLOCATE`, another server behind
+a bouncer) or when its result type changed (0A000, "cached plan must not change result type":
+a migration between two calls). A statement of its name already on the server (42P05) is taken
+for it: the name holds a digest of the text.
 """
 
 from __future__ import annotations
@@ -53,7 +53,6 @@ __all__ = ["FALLBACK", "Statement", "binary_interval", "row_async", "row_sync", 
 
 _OK: Final = pq.ConnStatus.OK
 _IDLE: Final = int(pq.TransactionStatus.IDLE)
-_INTRANS: Final = int(pq.TransactionStatus.INTRANS)
 _PIPELINE_OFF: Final = pq.PipelineStatus.OFF
 _TUPLES_OK: Final = pq.ExecStatus.TUPLES_OK
 _COMMAND_OK: Final = pq.ExecStatus.COMMAND_OK
@@ -65,9 +64,8 @@ _PARAMETER: Final = re.compile(rb"%\((\w+)\)s")
 
 #: `usable`'s answer when the cursor must run the statement.
 FALLBACK: Final = None
-#: `usable`'s answers: the statement is its own transaction / runs in the caller's.
+#: `usable`'s answer: the statement is its own transaction (autocommit, idle).
 OWN: Final = 1
-CALLERS: Final = 2
 
 
 class Statement:
@@ -112,14 +110,18 @@ def binary_interval(value: dt.timedelta) -> bytes:
 
 
 def usable(conn: Any) -> int | None:
-    """OWN, CALLERS, or FALLBACK: whether `conn` (its lock held) can take a libpq statement."""
+    """OWN or FALLBACK: whether `conn` (its lock held) can take a libpq statement, which is
+    then its own transaction."""
     pgconn = conn.pgconn
     if pgconn.status != _OK or pgconn.pipeline_status != _PIPELINE_OFF:
         return FALLBACK
-    status = pgconn.transaction_status
-    if status == _IDLE:
-        return OWN if conn.autocommit else FALLBACK  # else psycopg would send BEGIN first
-    return CALLERS if status == _INTRANS else FALLBACK
+    if pgconn.transaction_status != _IDLE or not conn.autocommit:
+        # Idle and not autocommit: psycopg would send BEGIN first. In a transaction: a named
+        # statement might be gone (psycopg sends DEALLOCATE ALL after a ROLLBACK, a pool
+        # DISCARD ALL) and its error would abort the caller's transaction, and an unnamed one
+        # measured slower than the cursor's prepared statement (planned on every call).
+        return FALLBACK
+    return OWN
 
 
 def _state(conn: Any) -> _State:
@@ -166,10 +168,10 @@ async def row_async(
     formats: Sequence[int],
 ) -> tuple[Any, ...] | None:
     """The first row of `statement` (None: no row), `conn.lock` held by the caller and `how`
-    what `usable` answered; `context` a cursor of `conn` whose adapters load the row."""
+    what `usable` answered (OWN); `context` a cursor of `conn` whose adapters load the row."""
     pgconn = conn.pgconn
     state = _state(conn)
-    if how != OWN or conn.prepare_threshold is None:
+    if conn.prepare_threshold is None:
         pgconn.send_query_params(
             statement.sql, values, param_formats=formats, result_format=_BINARY
         )
@@ -212,10 +214,10 @@ def row_sync(
     formats: Sequence[int],
 ) -> tuple[Any, ...] | None:
     """The first row of `statement` (None: no row), `conn.lock` held by the caller and `how`
-    what `usable` answered; `context` a cursor of `conn` whose adapters load the row."""
+    what `usable` answered (OWN); `context` a cursor of `conn` whose adapters load the row."""
     pgconn = conn.pgconn
     state = _state(conn)
-    if how != OWN or conn.prepare_threshold is None:
+    if conn.prepare_threshold is None:
         pgconn.send_query_params(
             statement.sql, values, param_formats=formats, result_format=_BINARY
         )
