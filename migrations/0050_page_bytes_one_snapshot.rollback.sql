@@ -1,4 +1,4 @@
--- statusdb 0051 rollback: statusdb_page_view_bytes_v2 as 0036 left it (version and body read
+-- statusdb 0050 rollback: statusdb_page_view_bytes_v2 as 0036 left it (version and body read
 -- by two statements). No data is touched.
 
 SET LOCAL lock_timeout = '5s';

@@ -1,5 +1,5 @@
--- statusdb 0051: the bytes-through read's version and body from one snapshot (issue 21).
--- depends: 0048_open_incident_own_writes
+-- statusdb 0050: the bytes-through read's version and body from one snapshot (issue 21).
+-- depends: 0049_open_incident_log_key
 --
 -- statusdb_page_view_bytes_v2 (0028, 0029, 0036) looks the page up (its version, fresh_until
 -- and access) in one statement and composes the body in a second. The function is VOLATILE:
@@ -98,7 +98,7 @@ BEGIN
            || ', "groups": ' || s.groups::text
            || ', "time_zone": ' || to_json(p.time_zone)::text
            || '}'
-           -- 0051: the version and fresh_until of the snapshot this statement reads (it may
+           -- 0050: the version and fresh_until of the snapshot this statement reads (it may
            -- be newer than the lookup's under READ COMMITTED), so body and version agree.
            , s.version * 256 + least(b.k, 255),
            CASE WHEN window_limit > 0 THEN s.scheduled_starts[b.k + 1] - horizon END
@@ -113,7 +113,7 @@ BEGIN
     -- 0029: the page's time zone, from its row (primary key), only when a body is composed.
     JOIN status_page p ON p.id = s.page_id
     WHERE s.page_id = found_page
-      -- 0051: the access rule again, on the row this statement reads.
+      -- 0050: the access rule again, on the row this statement reads.
       AND (s.is_public OR s.access_token_hash = stored_hash);
     IF NOT FOUND THEN
         RETURN;  -- made private (or deleted) since the lookup: as an unknown slug
