@@ -4876,7 +4876,7 @@ BEGIN
            || ', "maintenance": '
            || CASE WHEN window_limit = 0 OR cardinality(s.window_starts) = 0 THEN '[]'
                    -- every candidate shown: the stored text as is
-                   WHEN k = cardinality(s.scheduled_starts)
+                   WHEN b.k = cardinality(s.scheduled_starts)
                         AND cardinality(s.window_starts) <= window_limit
                    THEN s.windows::text
                    ELSE (SELECT coalesce(json_agg(e.item ORDER BY e.n), '[]')
@@ -4891,11 +4891,26 @@ BEGIN
            || ', "groups": ' || s.groups::text
            || ', "time_zone": ' || to_json(p.time_zone)::text
            || '}'
-    INTO body
+           -- 0051: the version and fresh_until of the snapshot this statement reads (it may
+           -- be newer than the lookup's under READ COMMITTED), so body and version agree.
+           , s.version * 256 + least(b.k, 255),
+           CASE WHEN window_limit > 0 THEN s.scheduled_starts[b.k + 1] - horizon END
+    INTO body, version, fresh_until
     FROM status_page_snapshot s
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN window_limit > 0
+                    THEN width_bucket(now() + horizon - interval '1 microsecond',
+                                      s.scheduled_starts)
+                    ELSE 0 END AS k
+    ) AS b
     -- 0029: the page's time zone, from its row (primary key), only when a body is composed.
     JOIN status_page p ON p.id = s.page_id
-    WHERE s.page_id = found_page;
+    WHERE s.page_id = found_page
+      -- 0051: the access rule again, on the row this statement reads.
+      AND (s.is_public OR s.access_token_hash = stored_hash);
+    IF NOT FOUND THEN
+        RETURN;  -- made private (or deleted) since the lookup: as an unknown slug
+    END IF;
     RETURN NEXT;
 END;
 $$;

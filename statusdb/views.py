@@ -49,7 +49,7 @@ from psycopg.adapt import Loader
 from psycopg.pq import Format
 from psycopg.rows import class_row, kwargs_row, tuple_row
 
-from statusdb.db import queries
+from statusdb.db import libpq, queries
 from statusdb.db.executor import (
     RETRY_ATTEMPTS,
     Op,
@@ -720,6 +720,9 @@ class _TextAsBytes(Loader):
 _BYTES_QUERY: Final = queries.get("page_view_bytes").sql
 _BYTES_QUERY_V3: Final = queries.get("page_view_bytes_v3").sql
 _LOOKUP_QUERY: Final = queries.get("page_version_public").sql
+_BYTES: Final = libpq.Statement("page_view_bytes", _BYTES_QUERY)
+_BYTES_V3: Final = libpq.Statement("page_view_bytes_v3", _BYTES_QUERY_V3)
+_LOOKUP: Final = libpq.Statement("page_version_public", _LOOKUP_QUERY)
 _IDLE: Final = psycopg.pq.TransactionStatus.IDLE
 #: `conn.pgconn.transaction_status` (an int) for IDLE: `conn.info` makes an object per access.
 _IDLE_STATUS: Final = int(_IDLE)
@@ -729,6 +732,7 @@ _READER_ATTRIBUTE: Final = "_statusdb_page_bytes_reader"
 _WEEK: Final = dt.timedelta(days=7)
 _ZERO: Final = dt.timedelta(0)
 _timedelta = dt.timedelta
+_WEEK_BINARY: Final = libpq.binary_interval(_WEEK)
 
 
 class _SyncReader:
@@ -885,11 +889,79 @@ def _lookup_params(conn: Any, params: dict[str, Any]) -> tuple[bytes, dict[str, 
     }
 
 
+def _encoded(statement: libpq.Statement, params: dict[str, Any]) -> tuple[list[Any], list[int]]:
+    """`params` as libpq takes them, in `statement`'s order: text as UTF-8 and integers as
+    text, digests and intervals binary (the statements cast every parameter)."""
+    values: list[Any] = []
+    formats: list[int] = []
+    for name in statement.names:
+        value = params[name]
+        kind = type(value)
+        if kind is str:
+            values.append(value.encode())
+            formats.append(0)
+        elif kind is int:
+            values.append(b"%d" % value)
+            formats.append(0)
+        elif kind is bytes:
+            values.append(value)
+            formats.append(1)
+        elif value is _WEEK:
+            values.append(_WEEK_BINARY)
+            formats.append(1)
+        elif kind is _timedelta:
+            values.append(libpq.binary_interval(value))
+            formats.append(1)
+        elif value is None:
+            values.append(None)
+            formats.append(0)
+        else:  # pragma: no cover - _read_params lets nothing else through
+            raise TypeError(f"cannot send {kind.__name__} by libpq")
+    return values, formats
+
+
+def _lookup_by_key(params: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "slug_key": _slug_key(params["slug"]),
+        "horizon": params["horizon"],
+        "maintenance_limit": params["maintenance_limit"],
+    }
+
+
 # async-to-sync: begin
+async def _lean_async(
+    conn: psycopg.AsyncConnection[Any], context: Any, how: int, params: dict[str, Any]
+) -> Any:
+    """The read by libpq (`statusdb.db.libpq`), `conn.lock` held: the plain version lookup
+    first where it answers for the function (`_lookup_params`' rule), then the function."""
+    if (
+        how == libpq.OWN
+        and params["if_version"] is not None
+        and params["token_hash"] is None
+        and "locale" not in params
+    ):
+        row = await libpq.row_async(
+            conn, context, how, _LOOKUP, *_encoded(_LOOKUP, _lookup_by_key(params))
+        )
+        if row is None:
+            return None  # no public page has this slug
+        if row[0] == params["if_version"]:
+            return NotModified(*row)
+    statement = _BYTES if "locale" not in params else _BYTES_V3
+    return _bytes_answer(
+        await libpq.row_async(conn, context, how, statement, *_encoded(statement, params))
+    )
+
+
 async def _read_async(conn: psycopg.AsyncConnection[Any], params: dict[str, Any]) -> Any:
     for attempt in range(1, RETRY_ATTEMPTS + 1):
         reader = _reader(conn, _AsyncReader)
         try:
+            async with conn.lock:
+                how = libpq.usable(conn)
+                if how is not libpq.FALLBACK:
+                    return await _lean_async(conn, reader.cursor, how, params)
+            # Pipeline mode, a transaction psycopg opens, a broken connection: the cursor.
             async with reader.lock:
                 cur = reader.cursor
                 lookup = _lookup_params(conn, params)
@@ -914,10 +986,38 @@ async def _read_async(conn: psycopg.AsyncConnection[Any], params: dict[str, Any]
 # async-to-sync: generated from the async code above by tools/async_to_sync.py, do not edit
 
 
+def _lean_sync(
+    conn: psycopg.Connection[Any], context: Any, how: int, params: dict[str, Any]
+) -> Any:
+    """The read by libpq (`statusdb.db.libpq`), `conn.lock` held: the plain version lookup
+    first where it answers for the function (`_lookup_params`' rule), then the function."""
+    if (
+        how == libpq.OWN
+        and params["if_version"] is not None
+        and (params["token_hash"] is None)
+        and ("locale" not in params)
+    ):
+        row = libpq.row_sync(
+            conn, context, how, _LOOKUP, *_encoded(_LOOKUP, _lookup_by_key(params))
+        )
+        if row is None:
+            return None
+        if row[0] == params["if_version"]:
+            return NotModified(*row)
+    statement = _BYTES if "locale" not in params else _BYTES_V3
+    return _bytes_answer(
+        libpq.row_sync(conn, context, how, statement, *_encoded(statement, params))
+    )
+
+
 def _read_sync(conn: psycopg.Connection[Any], params: dict[str, Any]) -> Any:
     for attempt in range(1, RETRY_ATTEMPTS + 1):
         reader = _reader(conn, _SyncReader)
         try:
+            with conn.lock:
+                how = libpq.usable(conn)
+                if how is not libpq.FALLBACK:
+                    return _lean_sync(conn, reader.cursor, how, params)
             with reader.lock:
                 cur = reader.cursor
                 lookup = _lookup_params(conn, params)

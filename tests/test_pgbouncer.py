@@ -242,9 +242,11 @@ def test_prepared_statements_break_without_protocol_support(bouncer: Bouncer, bd
         pool.connection() as first,
         pool.connection() as second,
     ):
-        assert views.page_view(first, "bounced") is not None
+        # In a locale page_view is an operation on psycopg's cursor (its common call goes by
+        # libpq, which survives this: test_page_reads_by_libpq_share_a_server_connection).
+        assert views.page_view(first, "bounced", locale="en") is not None
         with pytest.raises(StatusdbError) as raised:
-            views.page_view(second, "bounced")
+            views.page_view(second, "bounced", locale="en")
     assert isinstance(
         raised.value.__cause__,
         psycopg.errors.DuplicatePreparedStatement | psycopg.errors.InvalidSqlStatementName,
@@ -348,3 +350,28 @@ def test_bytes_and_the_page_view_cache_through_pgbouncer(bdsn: str) -> None:
         for _ in range(6):
             with pool.connection() as pooled:
                 assert cache.get(pooled, "bounced") == views.page_view(pooled, "bounced")
+
+
+def test_page_reads_by_libpq_share_a_server_connection(bdsn: str) -> None:
+    """The page reads' libpq path (statusdb.db.libpq) with prepared statements on, behind
+    transaction pooling without protocol support: two clients on one server connection. The
+    statement's name holds a digest of its text, so one found already prepared (42P05) is the
+    same statement and is used; one gone (26000, another server) is prepared again."""
+    with psycopg.connect(bdsn) as setup:
+        if views.page_view(setup, "bounced") is None:
+            _seed(setup)
+            setup.commit()
+    with (
+        psycopg.connect(bdsn, autocommit=True, prepare_threshold=0) as first,
+        psycopg.connect(bdsn, autocommit=True, prepare_threshold=0) as second,
+        psycopg.connect(bdsn, autocommit=True, prepare_threshold=None) as plain,
+    ):
+        want = views.page_view_bytes(plain, "bounced")
+        assert isinstance(want, views.PageBytes)
+        for _ in range(4):
+            for conn in (first, second):
+                assert views.page_view_bytes(conn, "bounced") == want
+                assert views.page_view_bytes(
+                    conn, "bounced", if_version=want.version
+                ) == views.NotModified(want.version, want.fresh_until)
+                assert views.page_view(conn, "bounced") == views.decode_page_bytes(want)

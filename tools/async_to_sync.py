@@ -48,6 +48,7 @@ REPO: Final = Path(__file__).resolve().parent.parent
 #: The files holding async sources (relative to the repository).
 FILES: Final = (
     "statusdb/db/executor.py",
+    "statusdb/db/libpq.py",
     "statusdb/db/streams.py",
     "statusdb/feed.py",
     "statusdb/infra/pool.py",
@@ -84,6 +85,8 @@ RENAMES: Final = {
     "_drive_async": "_drive_sync",
     "_run_step_async": "_run_step_sync",
     "run_async": "run_sync",
+    # statusdb.db.libpq
+    "row_async": "row_sync",
     # statusdb.db.streams
     "batches_async": "batches_sync",
     # statusdb.workers.outbox
@@ -94,6 +97,7 @@ RENAMES: Final = {
     "_AsyncReader": "_SyncReader",
     "_read_async": "_read_sync",
     "_view_async": "_view_sync",
+    "_lean_async": "_lean_sync",
 }
 #: Phrases of docstrings said otherwise in the sync twin.
 DOC_PHRASES: Final = {"an async connection": "a sync connection", "`aclose()`": "`close()`"}
