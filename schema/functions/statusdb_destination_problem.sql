@@ -41,7 +41,7 @@ BEGIN
             RETURN 'the port is not a number';
         END IF;
     END IF;
-    -- 0052: the port, when there is one, is 1 to 65535 (an empty one is the default port).
+    -- 0051: the port, when there is one, is 1 to 65535 (an empty one is the default port).
     port := ltrim(substr(authority, length(host) + 2), '0');
     IF length(authority) > length(host) + 1
        AND (port = '' OR length(port) > 5 OR port::integer > 65535) THEN

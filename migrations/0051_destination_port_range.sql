@@ -1,5 +1,5 @@
--- statusdb 0052: the SSRF guard refuses ports outside 1-65535, as the repository does.
--- depends: 0048_open_incident_own_writes
+-- statusdb 0051: the SSRF guard refuses ports outside 1-65535, as the repository does.
+-- depends: 0050_page_bytes_one_snapshot
 --
 -- Found in the review of 0045: statusdb.domain.destinations refuses port 0 and any port above
 -- 65535 ("the port is not a number from 1 to 65535"), but the guard in the database only
@@ -59,7 +59,7 @@ BEGIN
             RETURN 'the port is not a number';
         END IF;
     END IF;
-    -- 0052: the port, when there is one, is 1 to 65535 (an empty one is the default port).
+    -- 0051: the port, when there is one, is 1 to 65535 (an empty one is the default port).
     port := ltrim(substr(authority, length(host) + 2), '0');
     IF length(authority) > length(host) + 1
        AND (port = '' OR length(port) > 5 OR port::integer > 65535) THEN

@@ -1,4 +1,4 @@
--- statusdb 0052 rollback: the guard and its shortcut as 0045 left them (any digits as a port).
+-- statusdb 0051 rollback: the guard and its shortcut as 0045 left them (any digits as a port).
 
 SET LOCAL lock_timeout = '5s';
 SET LOCAL statement_timeout = '5min';
