@@ -718,7 +718,7 @@ CREATE FUNCTION public.statusdb_destination_is_plain(destination text) RETURNS b
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $_$
     SELECT destination OPERATOR(pg_catalog.~)
-               '^https://([a-z0-9-]+\.)+[a-z][a-z0-9-]*(:[0-9]*)?([/?#][^\\[:space:][:cntrl:]]*)?$'
+               '^https://([a-z0-9-]+\.)+[a-z][a-z0-9-]*(:([1-9][0-9]{0,3})?)?([/?#][^\\[:space:][:cntrl:]]*)?$'
        AND destination OPERATOR(pg_catalog.!~)
                '[.](local|internal|intranet|lan|home|corp|arpa|svc|goog|tencentyun)'
 $_$;
@@ -740,6 +740,7 @@ CREATE FUNCTION public.statusdb_destination_problem(channel text, destination te
 DECLARE
     authority text;
     host text;
+    port text;
 BEGIN
     IF channel NOT IN ('SLACK', 'WEBHOOK')
        OR destination !~ '^https://[^/?#@[:space:][:cntrl:]]+([/?#][^[:space:][:cntrl:]]*)?$' THEN
@@ -764,6 +765,12 @@ BEGIN
         IF strpos(host, ':') > 0 THEN
             RETURN 'the port is not a number';
         END IF;
+    END IF;
+    -- 0052: the port, when there is one, is 1 to 65535 (an empty one is the default port).
+    port := ltrim(substr(authority, length(host) + 2), '0');
+    IF length(authority) > length(host) + 1
+       AND (port = '' OR length(port) > 5 OR port::integer > 65535) THEN
+        RETURN 'the port is not a number from 1 to 65535';
     END IF;
     RETURN statusdb_destination_host_problem(host);
 END;

@@ -472,6 +472,35 @@ def test_page_view_at_bounds_and_access(conn: Conn) -> None:
 
 
 @pytest.mark.fresh_db
+def test_a_component_changed_and_deleted_in_one_transaction_keeps_what_was_committed(
+    conn: Conn,
+) -> None:
+    """The component fold (0022) with a transaction's own writes, as 0047 checks for groups:
+    a component created, changed and deleted in one transaction leaves no version and commits;
+    one changed and deleted in one transaction keeps its committed status up to the delete
+    (no reader ever saw the change)."""
+    team = teams.create(conn, name="SRE")
+    page = pages.create(
+        conn, team_id=team.id, name="Fold", slug="fold-one-txn", created_by_id="u"
+    ).page
+    kept = components.create(conn, page.id, name="Kept").id
+    conn.commit()
+    brief = components.create(conn, page.id, name="Brief").id
+    components.set_status(conn, brief, "MAJOR_OUTAGE")
+    components.set_status(conn, brief, "PARTIAL_OUTAGE")
+    components.delete(conn, brief)
+    conn.commit()
+    versions = "SELECT row_data ->> 'current_status', valid_to IS NULL FROM row_history" + (
+        " WHERE table_name = 'status_page_component' AND row_id = %s ORDER BY valid_from"
+    )
+    assert conn.execute(versions, (brief,)).fetchall() == []
+    components.set_status(conn, kept, "MAJOR_OUTAGE")
+    components.delete(conn, kept)
+    conn.commit()
+    assert conn.execute(versions, (kept,)).fetchall() == [("OPERATIONAL", False)]
+
+
+@pytest.mark.fresh_db
 def test_retention_moves_the_horizon(conn: Conn) -> None:
     """statusdb_prune_row_history deletes ended versions in batches and moves the horizon."""
     team = teams.create(conn, name="SRE")

@@ -375,3 +375,38 @@ def test_page_reads_by_libpq_share_a_server_connection(bdsn: str) -> None:
                     conn, "bounced", if_version=want.version
                 ) == views.NotModified(want.version, want.fresh_until)
                 assert views.page_view(conn, "bounced") == views.decode_page_bytes(want)
+
+
+def test_a_private_page_through_pgbouncer_needs_its_token(bdsn: str) -> None:
+    """The same reads of a private page through transaction pooling: with its token each answers
+    what page_view answers (bytes, not modified, the cache's validated hit); without it, or with
+    a wrong one, None, as an unknown slug."""
+    with psycopg.connect(bdsn, autocommit=True, prepare_threshold=None) as conn:
+        team = teams.create(conn, name="Bounced privately")
+        created = pages.create(
+            conn,
+            team_id=team.id,
+            name="Bounced privately",
+            slug="bounced-private",
+            created_by_id="user-1",
+            is_public=False,
+            components=[NewComponent(name="C", team_id=team.id)],
+        )
+        token = created.access_token
+        assert token is not None
+        cache = views.PageViewCache()
+        for _ in range(4):
+            view = views.page_view(conn, "bounced-private", token=token)
+            assert view is not None
+            answer = views.page_view_bytes(conn, "bounced-private", token=token)
+            assert isinstance(answer, views.PageBytes)
+            assert views.decode_page_bytes(answer) == view
+            again = views.page_view_bytes(
+                conn, "bounced-private", token=token, if_version=answer.version
+            )
+            assert again == views.NotModified(answer.version, answer.fresh_until)
+            assert cache.get(conn, "bounced-private", token=token) == view
+            for wrong in (None, "wrong"):
+                assert views.page_view_bytes(conn, "bounced-private", token=wrong) is None
+                assert cache.get(conn, "bounced-private", token=wrong) is None
+        assert cache.hits == 3

@@ -12,7 +12,7 @@ CREATE OR REPLACE FUNCTION public.statusdb_destination_is_plain(destination text
  IMMUTABLE PARALLEL SAFE
 AS $function$
     SELECT destination OPERATOR(pg_catalog.~)
-               '^https://([a-z0-9-]+\.)+[a-z][a-z0-9-]*(:[0-9]*)?([/?#][^\\[:space:][:cntrl:]]*)?$'
+               '^https://([a-z0-9-]+\.)+[a-z][a-z0-9-]*(:([1-9][0-9]{0,3})?)?([/?#][^\\[:space:][:cntrl:]]*)?$'
        AND destination OPERATOR(pg_catalog.!~)
                '[.](local|internal|intranet|lan|home|corp|arpa|svc|goog|tencentyun)'
 $function$;

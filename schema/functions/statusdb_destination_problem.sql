@@ -15,6 +15,7 @@ AS $function$
 DECLARE
     authority text;
     host text;
+    port text;
 BEGIN
     IF channel NOT IN ('SLACK', 'WEBHOOK')
        OR destination !~ '^https://[^/?#@[:space:][:cntrl:]]+([/?#][^[:space:][:cntrl:]]*)?$' THEN
@@ -39,6 +40,12 @@ BEGIN
         IF strpos(host, ':') > 0 THEN
             RETURN 'the port is not a number';
         END IF;
+    END IF;
+    -- 0051: the port, when there is one, is 1 to 65535 (an empty one is the default port).
+    port := ltrim(substr(authority, length(host) + 2), '0');
+    IF length(authority) > length(host) + 1
+       AND (port = '' OR length(port) > 5 OR port::integer > 65535) THEN
+        RETURN 'the port is not a number from 1 to 65535';
     END IF;
     RETURN statusdb_destination_host_problem(host);
 END;

@@ -263,7 +263,10 @@ def test_the_guards_shortcut_skips_only_what_it_would_accept(conn: Conn) -> None
     assert len(plain) > 100  # the shortcut is exercised
     assert plain.isdisjoint(CORPUS["bad"])
     assert plain.isdisjoint(case["url"] for case in CORPUS["allowed_with"] + CORPUS["never"])
-    for spelled in ("https://x.HOME.arpa/", "https://a.b/\\x", "https://a.b/\tx", "https://a.b:x/"):
+    spellings = ("https://x.HOME.arpa/", "https://a.b/\\x", "https://a.b/\tx", "https://a.b:x/")
+    # 0051: a port the guard would refuse (0, above 65535) is never plain.
+    ports = ("https://a.bc:0/", "https://a.bc:99999/", "https://a.bc:010/", "https://a.bc:12345/")
+    for spelled in spellings + ports:
         assert conn.execute("SELECT statusdb_destination_is_plain(%s)", (spelled,)).fetchone() == (
             False,
         ), spelled
