@@ -766,7 +766,7 @@ BEGIN
             RETURN 'the port is not a number';
         END IF;
     END IF;
-    -- 0052: the port, when there is one, is 1 to 65535 (an empty one is the default port).
+    -- 0051: the port, when there is one, is 1 to 65535 (an empty one is the default port).
     port := ltrim(substr(authority, length(host) + 2), '0');
     IF length(authority) > length(host) + 1
        AND (port = '' OR length(port) > 5 OR port::integer > 65535) THEN
@@ -4898,7 +4898,7 @@ BEGIN
            || ', "groups": ' || s.groups::text
            || ', "time_zone": ' || to_json(p.time_zone)::text
            || '}'
-           -- 0051: the version and fresh_until of the snapshot this statement reads (it may
+           -- 0050: the version and fresh_until of the snapshot this statement reads (it may
            -- be newer than the lookup's under READ COMMITTED), so body and version agree.
            , s.version * 256 + least(b.k, 255),
            CASE WHEN window_limit > 0 THEN s.scheduled_starts[b.k + 1] - horizon END
@@ -4913,7 +4913,7 @@ BEGIN
     -- 0029: the page's time zone, from its row (primary key), only when a body is composed.
     JOIN status_page p ON p.id = s.page_id
     WHERE s.page_id = found_page
-      -- 0051: the access rule again, on the row this statement reads.
+      -- 0050: the access rule again, on the row this statement reads.
       AND (s.is_public OR s.access_token_hash = stored_hash);
     IF NOT FOUND THEN
         RETURN;  -- made private (or deleted) since the lookup: as an unknown slug
