@@ -22,7 +22,6 @@ DECLARE
     window_limit integer := coalesce(maintenance_limit, 20);
     stored_hash bytea;
     found_page text;
-    k integer;
 BEGIN
     IF horizon < interval '0' OR horizon > interval '366 days' THEN
         RAISE EXCEPTION 'maintenance_horizon must be from 0 to 366 days, not %', horizon
@@ -43,9 +42,9 @@ BEGIN
     PERFORM statusdb_page_snapshot_flush_slug(page_slug);
     -- The lookup: the slug index, the access rule, k from the stored starts (0 with limit 0:
     -- nothing is shown, whatever the clock). No subplan, nothing detoasted.
-    SELECT s.page_id, w.k, s.version * 256 + least(w.k, 255),
+    SELECT s.page_id, s.version * 256 + least(w.k, 255),
            CASE WHEN window_limit > 0 THEN s.scheduled_starts[w.k + 1] - horizon END
-    INTO found_page, k, version, fresh_until
+    INTO found_page, version, fresh_until
     FROM status_page_snapshot s
     CROSS JOIN LATERAL (
         SELECT CASE WHEN window_limit > 0
