@@ -149,7 +149,9 @@ def _row(state: _State, context: Any, result: Any) -> tuple[Any, ...] | None:
 
 
 def _error(conn: Any, result: Any) -> psycopg.Error:
-    return error_from_result(result, encoding=conn.pgconn._encoding)
+    # The connection's client encoding by its public name (ConnectionInfo.encoding), as a
+    # cursor decodes an error's message and diagnostics.
+    return error_from_result(result, encoding=conn.info.encoding)
 
 
 def _last(results: Sequence[Any]) -> Any:
