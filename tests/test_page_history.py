@@ -472,13 +472,14 @@ def test_page_view_at_bounds_and_access(conn: Conn) -> None:
 
 
 @pytest.mark.fresh_db
-def test_a_component_changed_and_deleted_in_one_transaction_keeps_what_was_committed(
+def test_a_component_changed_and_deleted_in_one_transaction_commits_its_history(
     conn: Conn,
 ) -> None:
     """The component fold (0022) with a transaction's own writes, as 0047 checks for groups:
-    a component created, changed and deleted in one transaction leaves no version and commits;
-    one changed and deleted in one transaction keeps its committed status up to the delete
-    (no reader ever saw the change)."""
+    a component created, changed and deleted in one transaction leaves no version and commits
+    (it failed at COMMIT with row_history_valid_check until 0052); one changed and deleted in
+    one transaction keeps the change from its instant to the delete, both versions ended, as
+    page_view_at reads a live component's log (a change counts from its changed_at)."""
     team = teams.create(conn, name="SRE")
     page = pages.create(
         conn, team_id=team.id, name="Fold", slug="fold-one-txn", created_by_id="u"
@@ -497,7 +498,10 @@ def test_a_component_changed_and_deleted_in_one_transaction_keeps_what_was_commi
     components.set_status(conn, kept, "MAJOR_OUTAGE")
     components.delete(conn, kept)
     conn.commit()
-    assert conn.execute(versions, (kept,)).fetchall() == [("OPERATIONAL", False)]
+    assert conn.execute(versions, (kept,)).fetchall() == [
+        ("OPERATIONAL", False),
+        ("MAJOR_OUTAGE", False),
+    ]
 
 
 @pytest.mark.fresh_db

@@ -129,6 +129,7 @@ CREATE OR REPLACE FUNCTION public.statusdb_keep_component_statuses()
  SET search_path TO 'public', 'pg_temp'
 AS $function$
 DECLARE
+    me xid8 := pg_current_xact_id();
     pieces row_history[];
 BEGIN
     -- Bounded by the deleted changes and the versions of their components.
@@ -139,6 +140,9 @@ BEGIN
         SELECT h.* FROM row_history h
         WHERE h.table_name = 'status_page_component'
           AND h.row_id IN (SELECT c.component_id FROM changes c)
+          -- 0052: this transaction's own versions are stamped at its commit, after every
+          -- change it logged and every change committed before it: none lies inside them.
+          AND h.written_by_xact <> me
     ),
     bounds AS (
         SELECT v.row_id, v.valid_from AS b FROM vers v
@@ -177,6 +181,7 @@ BEGIN
     END IF;
     DELETE FROM row_history h
     WHERE h.table_name = 'status_page_component'
+      AND h.written_by_xact <> me
       AND h.row_id IN (SELECT DISTINCT p.row_id FROM unnest(pieces) AS p);
     INSERT INTO row_history SELECT * FROM unnest(pieces);
     RETURN NULL;
