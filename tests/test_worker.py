@@ -78,6 +78,10 @@ def seed(dsn: str, *, incidents: int, subscribers: int) -> set[str]:
     return {f"{e}/{s}" for e in events for s in subs}
 
 
+#: Where each `Workers.start` process writes its stderr (by pid).
+_STDERR_FILES: dict[int, Path] = {}
+
+
 class Workers:
     """Worker subprocesses sharing one delivery log file."""
 
@@ -96,27 +100,36 @@ class Workers:
             "WORKER_TEST_DELAY": str(delay),
         }
         env.pop("STATUSDB_DSN", None)
-        proc = subprocess.Popen(
-            [
-                *_command(),
-                "worker",
-                "--dsn",
-                self.dsn,
-                "--deliver",
-                deliver,
-                "--hold-down",
-                "0",
-                "--poll-interval",
-                "0.2",
-                *options,
-            ],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        # stderr to a file, not a pipe: a test can see `worker.started` (the signal handlers
+        # are in place from then on) while the worker runs; `finish` reads it back.
+        err_path = self.log.with_name(f"worker-{len(self.procs)}.stderr")
+        with err_path.open("w", encoding="utf-8") as err_file:
+            proc = subprocess.Popen(
+                [
+                    *_command(),
+                    "worker",
+                    "--dsn",
+                    self.dsn,
+                    "--deliver",
+                    deliver,
+                    "--hold-down",
+                    "0",
+                    "--poll-interval",
+                    "0.2",
+                    *options,
+                ],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=err_file,
+                text=True,
+            )
+        _STDERR_FILES[proc.pid] = err_path
         self.procs.append(proc)
         return proc
+
+    def started(self, proc: subprocess.Popen[str]) -> bool:
+        """Whether the worker logged `worker.started` (its SIGTERM handler is installed)."""
+        return "worker.started" in _STDERR_FILES[proc.pid].read_text(encoding="utf-8")
 
     def lines(self, what: str) -> list[str]:
         if not self.log.exists():
@@ -168,6 +181,8 @@ def recorded(dsn: str) -> Counter[str]:
 
 def finish(proc: subprocess.Popen[str], timeout: float = DEADLINE_S) -> tuple[int, str, str]:
     out, err = proc.communicate(timeout=timeout)
+    if err is None and proc.pid in _STDERR_FILES:  # a `Workers` process: stderr in a file
+        err = _STDERR_FILES.pop(proc.pid).read_text(encoding="utf-8")
     return proc.returncode, out, err
 
 
@@ -261,6 +276,9 @@ def test_several_workers_deliver_every_pair_once(dsn: str, workers: Workers) -> 
         for i in range(3)
     ]
     wait_for(lambda: pending(dsn) == 0 and len(recorded(dsn)) == len(due))
+    # A worker still starting up when the others have done everything has no SIGTERM handler
+    # yet (it would die of the signal, -15): stop each once it has started.
+    wait_for(lambda: all(workers.started(proc) for proc in procs))
     for proc in procs:
         proc.send_signal(signal.SIGTERM)
     results = [finish(proc) for proc in procs]
