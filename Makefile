@@ -69,7 +69,7 @@ $(VENV)/.statusdb-installed: pyproject.toml $(CONSTRAINTS) | $(BIN)/python
 # afterwards by compileall -j 0.
 $(VENV)/.statusdb-dev-installed: pyproject.toml $(CONSTRAINTS) | $(BIN)/python
 	( $(PIP) install --quiet --no-compile -c $(CONSTRAINTS) uv \
-	  && $(BIN)/uv pip install --python $(BIN)/python --compile-bytecode -c $(CONSTRAINTS) -e '.[dev]' ) \
+	  && $(BIN)/uv pip install --system-certs --python $(BIN)/python --compile-bytecode -c $(CONSTRAINTS) -e '.[dev]' ) \
 	|| { echo "uv could not install: installing with pip"; \
 	     $(PIP) install --no-compile -c $(CONSTRAINTS) -e '.[dev]' \
 	     && { $(BIN)/python -m compileall -q -j 0 "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" \
