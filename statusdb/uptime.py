@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import threading
 from itertools import groupby
 from operator import itemgetter
 from typing import Any, Final
@@ -42,6 +41,7 @@ from psycopg.rows import TupleRow, class_row, tuple_row
 
 from statusdb.db.executor import Op, Operation, many, operation
 from statusdb.domain import validate
+from statusdb.domain.bounded_cache import BoundedCache
 from statusdb.domain.types import ComponentStatus, StatusIncidentSeverity
 from statusdb.errors import InvalidInput, NotFound
 
@@ -776,7 +776,7 @@ def _cached_daily(
     return result
 
 
-class DailyUptimeCache:
+class DailyUptimeCache(BoundedCache[_Past]):
     """`daily`'s answers, the bars of the days that are over kept per process and validated
     by the server on every call.
 
@@ -802,28 +802,6 @@ class DailyUptimeCache:
     #: tests call every one of those with wrong types); called through `daily`.
     _operation: Final[Operation[Any, PageDailyUptime]] = operation(retry=True)(_cached_daily)
 
-    def __init__(self, *, max_entries: int = 1024, max_bytes: int = 64 * 1024 * 1024) -> None:
-        if type(max_entries) is not int or max_entries < 1:
-            raise InvalidInput("max_entries must be a positive integer")
-        if type(max_bytes) is not int or max_bytes < 1:
-            raise InvalidInput("max_bytes must be a positive integer")
-        self.max_entries = max_entries
-        self.max_bytes = max_bytes
-        self._lock = threading.Lock()
-        self._entries: dict[tuple[Any, ...], _Past] = {}  # in use order (oldest first)
-        self._bytes = 0
-        #: Validated hits and full reads (for the curious; not synchronised exactly).
-        self.hits = 0
-        self.misses = 0
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    @property
-    def size(self) -> int:
-        """The estimated memory of the cached bars, in bytes."""
-        return self._bytes
-
     def daily(
         self, conn: Any, status_page_id: str, days: int = 90, *, until: dt.date | None = None
     ) -> Any:
@@ -832,27 +810,4 @@ class DailyUptimeCache:
 
     def invalidate(self) -> int:
         """Drop every entry: how many."""
-        with self._lock:
-            count = len(self._entries)
-            self._entries.clear()
-            self._bytes = 0
-        return count
-
-    def _get(self, key: tuple[Any, ...]) -> _Past | None:
-        with self._lock:
-            entry = self._entries.pop(key, None)
-            if entry is not None:
-                self._entries[key] = entry  # most recently used
-        return entry
-
-    def _put(self, key: tuple[Any, ...], entry: _Past | None) -> None:
-        with self._lock:
-            old = self._entries.pop(key, None)
-            if old is not None:
-                self._bytes -= old.size
-            if entry is None or entry.size > self.max_bytes:
-                return
-            self._entries[key] = entry
-            self._bytes += entry.size
-            while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
-                self._bytes -= self._entries.pop(next(iter(self._entries))).size
+        return self._drop_where(lambda entry: True)

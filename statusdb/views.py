@@ -64,6 +64,7 @@ from statusdb.db.executor import (
     optional,
 )
 from statusdb.domain import tokens, validate
+from statusdb.domain.bounded_cache import BoundedCache
 from statusdb.domain.types import (
     ComponentStatus,
     ComponentView,
@@ -1134,7 +1135,7 @@ class _Cached:
     size: int
 
 
-class PageViewCache:
+class PageViewCache(BoundedCache[_Cached]):
     """Decoded page views, per process, each hit validated by a conditional read.
 
     `get(conn, slug, token=..., maintenance_horizon=..., maintenance_limit=...)` answers what
@@ -1151,28 +1152,6 @@ class PageViewCache:
     (from `feed.listen_pages`) drops a page's older views early, freeing their memory.
     """
 
-    def __init__(self, *, max_entries: int = 1024, max_bytes: int = 64 * 1024 * 1024) -> None:
-        if type(max_entries) is not int or max_entries < 1:
-            raise InvalidInput("max_entries must be a positive integer")
-        if type(max_bytes) is not int or max_bytes < 1:
-            raise InvalidInput("max_bytes must be a positive integer")
-        self.max_entries = max_entries
-        self.max_bytes = max_bytes
-        self._lock = threading.Lock()
-        self._entries: dict[tuple[Any, ...], _Cached] = {}  # in use order (oldest first)
-        self._bytes = 0
-        #: Validated hits, (re)decoded misses (for the curious; not synchronised exactly).
-        self.hits = 0
-        self.misses = 0
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    @property
-    def size(self) -> int:
-        """The cached bodies' total size, in bytes."""
-        return self._bytes
-
     def _lookup(self, params: dict[str, Any]) -> tuple[tuple[Any, ...], _Cached | None]:
         key = (
             params["slug"],
@@ -1184,36 +1163,19 @@ class PageViewCache:
             # answer a read in another as "not modified".
             params.get("locale"),
         )
-        with self._lock:
-            entry = self._entries.pop(key, None)
-            if entry is not None:
-                self._entries[key] = entry  # most recently used
-        return key, entry
+        return key, self._get(key)
 
     def _settle(self, key: tuple[Any, ...], entry: _Cached | None, answer: Any) -> PageView | None:
         if answer is None:
-            with self._lock:
-                self._drop(key)
+            self._put(key, None)
             return None
         if isinstance(answer, NotModified) and entry is not None:
             self.hits += 1
             return entry.view
         view = decode_page_bytes(answer)
         self.misses += 1
-        size = len(answer.body)
-        with self._lock:
-            self._drop(key)
-            if size <= self.max_bytes:
-                self._entries[key] = _Cached(view, size)
-                self._bytes += size
-                while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
-                    self._drop(next(iter(self._entries)))
+        self._put(key, _Cached(view, len(answer.body)))
         return view
-
-    def _drop(self, key: tuple[Any, ...]) -> None:
-        entry = self._entries.pop(key, None)
-        if entry is not None:
-            self._bytes -= entry.size
 
     def get(
         self,
@@ -1261,19 +1223,13 @@ class PageViewCache:
 
     def invalidate(self, event: Any = None) -> int:
         """Drop the views `event` (a `feed.PageVersionEvent`) makes stale, or all: how many."""
-        with self._lock:
-            if event is None:
-                stale = list(self._entries)
-            else:
-                stale = [
-                    key
-                    for key, entry in self._entries.items()
-                    if entry.view.page.id == event.status_page_id
-                    and entry.view.version < event.version
-                ]
-            for key in stale:
-                self._drop(key)
-        return len(stale)
+        if event is None:
+            return self._drop_where(lambda entry: True)
+        return self._drop_where(
+            lambda entry: (
+                entry.view.page.id == event.status_page_id and entry.view.version < event.version
+            )
+        )
 
 
 def _connection(conn: Any) -> psycopg.Connection[Any]:
