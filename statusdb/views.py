@@ -931,18 +931,13 @@ def _lookup_by_key(params: dict[str, Any]) -> dict[str, Any]:
 
 # async-to-sync: begin
 async def _lean_async(
-    conn: psycopg.AsyncConnection[Any], context: Any, how: int, params: dict[str, Any]
+    conn: psycopg.AsyncConnection[Any], context: Any, params: dict[str, Any]
 ) -> Any:
     """The read by libpq (`statusdb.db.libpq`), `conn.lock` held: the plain version lookup
     first where it answers for the function (`_lookup_params`' rule), then the function."""
-    if (
-        how == libpq.OWN
-        and params["if_version"] is not None
-        and params["token_hash"] is None
-        and "locale" not in params
-    ):
+    if params["if_version"] is not None and params["token_hash"] is None and "locale" not in params:
         row = await libpq.row_async(
-            conn, context, how, _LOOKUP, *_encoded(_LOOKUP, _lookup_by_key(params))
+            conn, context, _LOOKUP, *_encoded(_LOOKUP, _lookup_by_key(params))
         )
         if row is None:
             return None  # no public page has this slug
@@ -950,7 +945,7 @@ async def _lean_async(
             return NotModified(*row)
     statement = _BYTES if "locale" not in params else _BYTES_V3
     return _bytes_answer(
-        await libpq.row_async(conn, context, how, statement, *_encoded(statement, params))
+        await libpq.row_async(conn, context, statement, *_encoded(statement, params))
     )
 
 
@@ -959,9 +954,8 @@ async def _read_async(conn: psycopg.AsyncConnection[Any], params: dict[str, Any]
         reader = _reader(conn, _AsyncReader)
         try:
             async with conn.lock:
-                how = libpq.usable(conn)
-                if how is not libpq.FALLBACK:
-                    return await _lean_async(conn, reader.cursor, how, params)
+                if libpq.usable(conn):
+                    return await _lean_async(conn, reader.cursor, params)
             # Pipeline mode, a transaction psycopg opens, a broken connection: the cursor.
             async with reader.lock:
                 cur = reader.cursor
@@ -987,28 +981,21 @@ async def _read_async(conn: psycopg.AsyncConnection[Any], params: dict[str, Any]
 # async-to-sync: generated from the async code above by tools/async_to_sync.py, do not edit
 
 
-def _lean_sync(
-    conn: psycopg.Connection[Any], context: Any, how: int, params: dict[str, Any]
-) -> Any:
+def _lean_sync(conn: psycopg.Connection[Any], context: Any, params: dict[str, Any]) -> Any:
     """The read by libpq (`statusdb.db.libpq`), `conn.lock` held: the plain version lookup
     first where it answers for the function (`_lookup_params`' rule), then the function."""
     if (
-        how == libpq.OWN
-        and params["if_version"] is not None
-        and (params["token_hash"] is None)
+        params["if_version"] is not None
+        and params["token_hash"] is None
         and ("locale" not in params)
     ):
-        row = libpq.row_sync(
-            conn, context, how, _LOOKUP, *_encoded(_LOOKUP, _lookup_by_key(params))
-        )
+        row = libpq.row_sync(conn, context, _LOOKUP, *_encoded(_LOOKUP, _lookup_by_key(params)))
         if row is None:
             return None
         if row[0] == params["if_version"]:
             return NotModified(*row)
     statement = _BYTES if "locale" not in params else _BYTES_V3
-    return _bytes_answer(
-        libpq.row_sync(conn, context, how, statement, *_encoded(statement, params))
-    )
+    return _bytes_answer(libpq.row_sync(conn, context, statement, *_encoded(statement, params)))
 
 
 def _read_sync(conn: psycopg.Connection[Any], params: dict[str, Any]) -> Any:
@@ -1016,9 +1003,8 @@ def _read_sync(conn: psycopg.Connection[Any], params: dict[str, Any]) -> Any:
         reader = _reader(conn, _SyncReader)
         try:
             with conn.lock:
-                how = libpq.usable(conn)
-                if how is not libpq.FALLBACK:
-                    return _lean_sync(conn, reader.cursor, how, params)
+                if libpq.usable(conn):
+                    return _lean_sync(conn, reader.cursor, params)
             with reader.lock:
                 cur = reader.cursor
                 lookup = _lookup_params(conn, params)

@@ -49,7 +49,7 @@ from psycopg.errors import error_from_result
 from psycopg.generators import execute
 from psycopg.rows import tuple_row
 
-__all__ = ["FALLBACK", "Statement", "binary_interval", "row_async", "row_sync", "usable"]
+__all__ = ["Statement", "binary_interval", "row_async", "row_sync", "usable"]
 
 _OK: Final = pq.ConnStatus.OK
 _IDLE: Final = int(pq.TransactionStatus.IDLE)
@@ -61,11 +61,6 @@ _DUPLICATE: Final = b"42P05"
 _RETRY_STATES: Final = (b"26000", b"0A000")
 _STATE_ATTRIBUTE: Final = "_statusdb_libpq_state"
 _PARAMETER: Final = re.compile(rb"%\((\w+)\)s")
-
-#: `usable`'s answer when the cursor must run the statement.
-FALLBACK: Final = None
-#: `usable`'s answer: the statement is its own transaction (autocommit, idle).
-OWN: Final = 1
 
 
 class Statement:
@@ -109,19 +104,17 @@ def binary_interval(value: dt.timedelta) -> bytes:
     return micros + value.days.to_bytes(4, "big", signed=True) + b"\0\0\0\0"
 
 
-def usable(conn: Any) -> int | None:
-    """OWN or FALLBACK: whether `conn` (its lock held) can take a libpq statement, which is
-    then its own transaction."""
+def usable(conn: Any) -> bool:
+    """Whether `conn` (its lock held) can take a libpq statement, which is then its own
+    transaction; False: the caller's cursor runs it."""
     pgconn = conn.pgconn
     if pgconn.status != _OK or pgconn.pipeline_status != _PIPELINE_OFF:
-        return FALLBACK
-    if pgconn.transaction_status != _IDLE or not conn.autocommit:
-        # Idle and not autocommit: psycopg would send BEGIN first. In a transaction: a named
-        # statement might be gone (psycopg sends DEALLOCATE ALL after a ROLLBACK, a pool
-        # DISCARD ALL) and its error would abort the caller's transaction, and an unnamed one
-        # measured slower than the cursor's prepared statement (planned on every call).
-        return FALLBACK
-    return OWN
+        return False
+    # Idle and not autocommit: psycopg would send BEGIN first. In a transaction: a named
+    # statement might be gone (psycopg sends DEALLOCATE ALL after a ROLLBACK, a pool
+    # DISCARD ALL) and its error would abort the caller's transaction, and an unnamed one
+    # measured slower than the cursor's prepared statement (planned on every call).
+    return bool(pgconn.transaction_status == _IDLE and conn.autocommit)
 
 
 def _state(conn: Any) -> _State:
@@ -164,13 +157,12 @@ def _last(results: Sequence[Any]) -> Any:
 async def row_async(
     conn: psycopg.AsyncConnection[Any],
     context: Any,
-    how: int,
     statement: Statement,
     values: Sequence[bytes | None],
     formats: Sequence[int],
 ) -> tuple[Any, ...] | None:
-    """The first row of `statement` (None: no row), `conn.lock` held by the caller and `how`
-    what `usable` answered (OWN); `context` a cursor of `conn` whose adapters load the row."""
+    """The first row of `statement` (None: no row), `conn.lock` held by the caller and `usable`
+    true of `conn`; `context` a cursor of `conn` whose adapters load the row."""
     pgconn = conn.pgconn
     state = _state(conn)
     if conn.prepare_threshold is None:
@@ -210,13 +202,12 @@ async def row_async(
 def row_sync(
     conn: psycopg.Connection[Any],
     context: Any,
-    how: int,
     statement: Statement,
     values: Sequence[bytes | None],
     formats: Sequence[int],
 ) -> tuple[Any, ...] | None:
-    """The first row of `statement` (None: no row), `conn.lock` held by the caller and `how`
-    what `usable` answered (OWN); `context` a cursor of `conn` whose adapters load the row."""
+    """The first row of `statement` (None: no row), `conn.lock` held by the caller and `usable`
+    true of `conn`; `context` a cursor of `conn` whose adapters load the row."""
     pgconn = conn.pgconn
     state = _state(conn)
     if conn.prepare_threshold is None:
