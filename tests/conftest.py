@@ -50,7 +50,6 @@ from psycopg.rows import TupleRow
 from pytest_postgresql.executors import NoopExecutor
 from pytest_postgresql.factories.noprocess import xdistify_dbname
 from pytest_postgresql.janitor import DatabaseJanitor
-from yoyo import migrations as yoyo_migrations
 
 from statusdb.infra import migrations
 from statusdb.tooling import localpg
@@ -84,32 +83,6 @@ TEMP_ROOT = _memory_backed_temp_root()
 if TEMP_ROOT is not None:
     tempfile.tempdir = TEMP_ROOT  # mkdtemp, pytest's tmp_path, bench's clusters: all there
 
-
-_read_sql_migration = yoyo_migrations.read_sql_migration
-_PARSED_SQL: dict[tuple[str, str], tuple[dict[str, str], str, list[str]]] = {}
-
-
-def _read_sql_migration_once(path: str) -> tuple[dict[str, str], str, list[str]]:
-    """yoyo's parse of a migration file, done once per file content in this test process.
-
-    yoyo splits every file into statements with sqlparse (pure Python) each time migrations are
-    read: every `migrations.apply`/`rollback`/`status` call re-parses all of them (~1 MB of SQL).
-    tests/test_migration_steps.py reads the directory three times per migration, which made it
-    the suite's longest test. The result depends only on the text, so it is kept by content
-    (a changed file is parsed again); callers get copies (yoyo reverses the rollback list).
-    """
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError:
-        return _read_sql_migration(path)  # type: ignore[no-any-return]
-    parsed = _PARSED_SQL.get((path, text))
-    if parsed is None:
-        parsed = _PARSED_SQL[(path, text)] = _read_sql_migration(path)
-    directives, comment, statements = parsed
-    return dict(directives), comment, list(statements)
-
-
-yoyo_migrations.read_sql_migration = _read_sql_migration_once
 
 TEST_DBNAME = "statusdb_test"
 """Each test's migrated database; its template is `statusdb_test_tmpl`."""

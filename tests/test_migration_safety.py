@@ -240,3 +240,79 @@ def _wait_until_waiting_for(admin: Conn, query_start: str) -> None:
             return
         time.sleep(0.01)
     pytest.fail(f"no session started waiting on a lock for {query_start!r}")
+
+
+_LEAVES_SESSION_STATE = """
+SET statusdb_probe.leftover = 'yes';
+SET search_path = pg_catalog;
+SET ROLE NONE;
+CREATE TEMP TABLE leftover (x int);
+SELECT pg_advisory_lock(4242);
+PREPARE leftover_statement AS SELECT 1;
+LISTEN leftover_channel;
+CREATE TABLE public.session_probe (migration text, pid int);
+INSERT INTO public.session_probe VALUES ('first', pg_backend_pid());
+"""
+
+_FINDS_NO_SESSION_STATE = """
+DO $$
+BEGIN
+    IF coalesce(current_setting('statusdb_probe.leftover', true), '') <> '' THEN
+        RAISE EXCEPTION 'a setting reached the next migration';
+    END IF;
+    IF current_setting('search_path') <> '"$user", public' THEN
+        RAISE EXCEPTION 'search_path reached the next migration: %', current_setting('search_path');
+    END IF;
+    IF to_regclass('pg_temp.leftover') IS NOT NULL THEN
+        RAISE EXCEPTION 'a temp table reached the next migration';
+    END IF;
+    IF EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()) THEN
+        RAISE EXCEPTION 'a session advisory lock reached the next migration';
+    END IF;
+    IF EXISTS (SELECT FROM pg_prepared_statements) THEN
+        RAISE EXCEPTION 'a prepared statement reached the next migration';
+    END IF;
+    IF EXISTS (SELECT FROM pg_listening_channels()) THEN
+        RAISE EXCEPTION 'a LISTEN reached the next migration';
+    END IF;
+END
+$$;
+INSERT INTO public.session_probe VALUES ('second', pg_backend_pid());
+"""
+
+
+def test_a_migrations_session_state_does_not_reach_the_next_one(
+    migrations_copy: Path, dsn: str
+) -> None:
+    """One connection runs all the migrations of a run (`_OneSession`), reset between them:
+    what a migration leaves in its session (settings, temp tables, session locks, prepared
+    statements, LISTEN) is gone when the next one starts, as on a connection of its own."""
+    first = _add_migration(migrations_copy, "9001_leaves_session_state", _LEAVES_SESSION_STATE)
+    (migrations_copy / "9002_finds_no_session_state.sql").write_text(
+        f"-- depends: {first}\n"
+        "SET LOCAL lock_timeout = '5s';\n"
+        "SET LOCAL statement_timeout = '5min';\n" + _FINDS_NO_SESSION_STATE,
+        encoding="utf-8",
+    )
+    (migrations_copy / "9002_finds_no_session_state.rollback.sql").write_text(
+        "SET LOCAL lock_timeout = '5s';\nSET LOCAL statement_timeout = '5min';\n"
+        "DELETE FROM public.session_probe WHERE migration = 'second';\n",
+        encoding="utf-8",
+    )
+    (migrations_copy / f"{first}.rollback.sql").write_text(
+        "SET LOCAL lock_timeout = '5s';\nSET LOCAL statement_timeout = '5min';\n"
+        "DROP TABLE public.session_probe;\n",
+        encoding="utf-8",
+    )
+    assert migrations.apply(dsn, directory=migrations_copy) == [
+        first,
+        "9002_finds_no_session_state",
+    ]
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute("SELECT migration, pid FROM public.session_probe").fetchall()
+    pids: dict[str, int] = dict(rows)
+    assert pids["first"] == pids["second"]  # one connection, not one per migration
+    assert migrations.rollback(dsn, 2, directory=migrations_copy) == [
+        "9002_finds_no_session_state",
+        first,
+    ]
