@@ -24,51 +24,114 @@ The public modules of the sub-packages are re-exported here under their short na
 names their package (`from statusdb.infra.routing import Router`).
 """
 
-from importlib import metadata as _metadata
+from __future__ import annotations
 
-from statusdb import (
-    components,
-    doctor,
-    errors,
-    feed,
-    groups,
-    idempotency,
-    incident_templates,
-    incidents,
-    maintenance,
-    pages,
-    status,
-    status_incidents,
-    subscribers,
-    teams,
-    tenancy,
-    translations,
-    uptime,
-    views,
-)
-from statusdb.domain import destinations, recurrence, serialise, types, unsubscribe_links
-from statusdb.errors import (
-    CommitOutcomeUnknown,
-    Conflict,
-    DataCorrupt,
-    InvalidArgument,
-    InvalidInput,
-    NotFound,
-    NotMigrated,
-    ReadOnlyTransaction,
-    Retryable,
-    StatusdbError,
-    Unauthorized,
-    Unavailable,
-)
-from statusdb.infra import migrations, pool, routing
-from statusdb.workers import deliveries, outbox, scheduler
+import importlib as _importlib
+from typing import TYPE_CHECKING, Any
 
-try:
-    __version__: str = _metadata.version("statusdb")
+if TYPE_CHECKING:  # the names as type checkers see them; at run time they load on first use
+    from statusdb import (
+        components,
+        doctor,
+        errors,
+        feed,
+        groups,
+        idempotency,
+        incident_templates,
+        incidents,
+        maintenance,
+        pages,
+        status,
+        status_incidents,
+        subscribers,
+        teams,
+        tenancy,
+        translations,
+        uptime,
+        views,
+    )
+    from statusdb.domain import destinations, recurrence, serialise, types, unsubscribe_links
+    from statusdb.errors import (
+        CommitOutcomeUnknown,
+        Conflict,
+        DataCorrupt,
+        InvalidArgument,
+        InvalidInput,
+        NotFound,
+        NotMigrated,
+        ReadOnlyTransaction,
+        Retryable,
+        StatusdbError,
+        Unauthorized,
+        Unavailable,
+    )
+    from statusdb.infra import migrations, pool, routing
+    from statusdb.workers import deliveries, outbox, scheduler
+
+    __version__: str
+
+_PACKAGE_OF: dict[str, str] = {
+    **dict.fromkeys(
+        (
+            "components", "doctor", "errors", "feed", "groups", "idempotency",
+            "incident_templates", "incidents", "maintenance", "pages", "status",
+            "status_incidents", "subscribers", "teams", "tenancy", "translations", "uptime",
+            "views",
+        ),
+        "statusdb",
+    ),
+    **dict.fromkeys(
+        ("destinations", "recurrence", "serialise", "types", "unsubscribe_links"),
+        "statusdb.domain",
+    ),
+    **dict.fromkeys(("migrations", "pool", "routing"), "statusdb.infra"),
+    **dict.fromkeys(("deliveries", "outbox", "scheduler"), "statusdb.workers"),
+}  # fmt: skip
+"""Each public module's package: `statusdb.<name>` loads `<package>.<name>` on first use."""
+
+_ERRORS = frozenset(
+    (
+        "CommitOutcomeUnknown", "Conflict", "DataCorrupt", "InvalidArgument", "InvalidInput",
+        "NotFound", "NotMigrated", "ReadOnlyTransaction", "Retryable", "StatusdbError",
+        "Unauthorized", "Unavailable",
+    )
+)  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    """Load a public module (or an error class, or `__version__`) when it is first asked for.
+
+    Importing statusdb used to import every module (psycopg, yoyo, importlib.metadata and all
+    the operations): ~0.18 s of CPU for each process, also for one that runs a single command
+    (`statusdb worker`, a script using two modules). Loaded on first use, a name is then an
+    ordinary attribute of the package (`from statusdb import pages` works as before).
+    """
+    package = _PACKAGE_OF.get(name)
+    if package is not None:
+        value: Any = _importlib.import_module(f"{package}.{name}")
+    elif name in _ERRORS:
+        value = getattr(_importlib.import_module("statusdb.errors"), name)
+    elif name == "__version__":
+        value = _installed_version()
+    else:
+        raise AttributeError(f"module 'statusdb' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+def _installed_version() -> str:
     """The installed distribution's version (PEP 440), as `statusdb --version` prints it."""
-except _metadata.PackageNotFoundError:  # run from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
+    from importlib import metadata
+
+    try:
+        return metadata.version("statusdb")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "0.0.0+unknown"
+
 
 #: The error classes and the public modules.
 __all__ = [

@@ -7,9 +7,13 @@ inside a function, is resolved to the layer of the module it names. Needs no dat
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+
+import statusdb
 
 PACKAGE = Path(__file__).resolve().parent.parent / "statusdb"
 
@@ -139,3 +143,28 @@ def test_the_layer_test_sees_an_upward_import(tmp_path: Path) -> None:
         "line 6: statusdb.workers.outbox is in the workers layer",
     ]
     assert _violations(probe, "statusdb.tooling.probe") == []
+
+
+def test_importing_the_package_loads_no_module_until_one_is_used() -> None:
+    """`import statusdb` is cheap (each `statusdb` command and script pays it): the public
+    modules, psycopg and yoyo load when first used, then stay ordinary attributes."""
+    probe = (
+        "import sys, statusdb\n"
+        "print(sorted(m for m in ('psycopg', 'yoyo', 'statusdb.pages', 'statusdb.errors')"
+        " if m in sys.modules))\n"
+        "from statusdb import pages, types, InvalidInput\n"
+        "import statusdb.domain.types, statusdb.errors\n"
+        "assert pages is sys.modules['statusdb.pages'] and types is statusdb.domain.types\n"
+        "assert InvalidInput is statusdb.errors.InvalidInput and 'pages' in vars(statusdb)\n"
+        "assert set(statusdb.__all__) <= set(dir(statusdb))\n"
+        "print(type(statusdb.__version__).__name__)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.split("\n")[:2] == ["[]", "str"]
+
+
+def test_an_unknown_name_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
+        statusdb.nonexistent  # noqa: B018
