@@ -62,34 +62,40 @@ def split(text: str) -> list[str] | None:
             break
         mark = found.group()
         at = found.start()
-        if mark == "$" and at > 0 and text[at - 1] == "#":
-            return None  # `x#$$`: one word for sqlparse, `#` then a body for PostgreSQL
-        if mark in ("(", ")", ";", "#", "$", "["):
-            after = _code_token(text, at, mark)
-            if after is not None:  # part of the run of code
-                if mark == "(":
-                    depth += 1
-                elif mark == ")":
-                    depth -= 1
-                elif mark == ";":
-                    if depth > 0:
-                        return None
-                    after = _after_trailing_comments(text, at + 1)
-                    if after is None:
-                        return None
-                    statements.append(text[start:after].strip())
-                    start = after
-                    depth = 0
-                elif mark == "#" and text.startswith("# ", at):
+        opener = None
+        if mark in ("$", "["):
+            if mark == "$" and at > 0 and text[at - 1] == "#":
+                return None  # `x#$$`: one word for sqlparse, `#` then a body for PostgreSQL
+            opener = _opener(text, at, mark)
+            if opener is None:  # `$1`, a `$` inside a word, a subscript: plain code
+                pos = at + 1
+                continue
+        elif mark in ("(", ")", ";", "#"):
+            if mark == "(":
+                depth += 1
+            elif mark == ")":
+                depth -= 1
+            elif mark == "#":
+                if text.startswith("# ", at):
                     return None  # a comment for sqlparse, an operator for PostgreSQL
+            else:
+                if depth > 0:
+                    return None
+                after = _after_trailing_comments(text, at + 1)
+                if after is None:
+                    return None
+                statements.append(text[start:after].strip())
+                start, depth = after, 0
                 pos = after
                 continue
+            pos = at + 1
+            continue
         # A comment, a quoted string or identifier, a dollar-quoted body or a bracketed name:
         # the run of code before it ends here.
         code = text[code_from:at]
         if _UNMODELLED_WORDS.search(code):
             return None
-        skipped = _skip(text, at, mark, code)
+        skipped = _skip(text, at, mark, code, opener)
         if skipped is None:
             return None
         pos = code_from = skipped
@@ -101,31 +107,24 @@ def split(text: str) -> list[str] | None:
     return statements
 
 
-def _code_token(text: str, at: int, mark: str) -> int | None:
-    """Past `mark` if it is plain code for sqlparse (a parenthesis, `;`, `#`, a `$` that opens
-    no body, a `[` of a subscript); None if it opens something `_skip` must pass over."""
+def _opener(text: str, at: int, mark: str) -> re.Match[str] | None:
+    """The `$tag$` that opens a dollar-quoted body, or the `[...]` name token, at `at` (a `$`
+    or `[`); None where sqlparse reads the character as plain code."""
     if mark == "$":
-        tag = _DOLLAR_TAG.match(text, at)
-        if tag is None or (at > 0 and _NO_DOLLAR_OPENER_AFTER.match(text[at - 1])):
-            return at + 1  # `$1`, or a `$` inside a word
+        found, not_after = _DOLLAR_TAG.match(text, at), _NO_DOLLAR_OPENER_AFTER
+    else:
+        found, not_after = _BRACKET_NAME.match(text, at), _NO_BRACKET_NAME_AFTER
+    if found is None or (at > 0 and not_after.match(text[at - 1])):
         return None
-    if mark == "[":
-        bracket = _BRACKET_NAME.match(text, at)
-        if bracket is None or (at > 0 and _NO_BRACKET_NAME_AFTER.match(text[at - 1])):
-            return at + 1  # a subscript or an array constructor
-        return None
-    return at + 1
+    return found
 
 
-def _skip(text: str, at: int, mark: str, code: str) -> int | None:
+def _skip(text: str, at: int, mark: str, code: str, opener: re.Match[str] | None) -> int | None:
     """Past the comment, quoted text, body or bracketed name at `at`; None where unsure."""
     if mark in ("--", "/*") and at > 0 and text[at - 1] in _OPERATOR_CHARS:
         return None  # sqlparse would lex `+--`, `|/*` as an operator and miss the comment
     if mark == "--":
-        if text.startswith("--+", at):
-            return None
-        newline = text.find("\n", at)
-        return len(text) if newline < 0 else newline + 1
+        return _past_line_comment(text, at)
     if mark == "/*":
         close = text.find("*/", at + 2)
         if close < 0 or text.startswith("/*+", at) or "/*" in text[at + 2 : close]:
@@ -133,19 +132,24 @@ def _skip(text: str, at: int, mark: str, code: str) -> int | None:
         return close + 2
     if mark in ("'", '"'):
         if mark == "'" and _ENDS_WITH_WITH.search(code):
-            return None  # sqlparse's `WITH'...` time-zone cast mark
+            return None  # sqlparse's `WITH'...` time-zone cast token
         quote_end = _closing_quote(text, at, mark)
         return None if quote_end is None else quote_end + 1
-    if mark == "$":
-        tag = _DOLLAR_TAG.match(text, at)
-        if tag is None:
-            return None
-        close = text.find(tag.group(), tag.end())
-        return None if close < 0 else close + len(tag.group())
-    if mark == "[":
-        bracket = _BRACKET_NAME.match(text, at)
-        return None if bracket is None else bracket.end()  # one name token, whatever it holds
+    if opener is not None and mark == "$":
+        close = text.find(opener.group(), opener.end())
+        return None if close < 0 else close + len(opener.group())
+    if opener is not None:
+        return opener.end()  # `[...]`: one name token for sqlparse, whatever it holds
     return None  # a backslash, backtick or acute accent outside quotes: sqlparse lexes these
+
+
+def _past_line_comment(text: str, at: int) -> int | None:
+    """Past the `--` comment at `at` and its newline; None for a hint comment (`--+`), which
+    sqlparse does not count as a comment after a `;`."""
+    if text.startswith("--+", at):
+        return None
+    newline = text.find("\n", at)
+    return len(text) if newline < 0 else newline + 1
 
 
 def _closing_quote(text: str, at: int, quote: str) -> int | None:
@@ -174,10 +178,10 @@ def _after_trailing_comments(text: str, pos: int) -> int | None:
         if char.isspace():
             pos += 1
         elif text.startswith("--", pos):
-            if text.startswith("--+", pos):
+            after = _past_line_comment(text, pos)
+            if after is None:
                 return None
-            newline = text.find("\n", pos)
-            pos = length if newline < 0 else newline + 1
+            pos = after
         elif text.startswith("# ", pos):
             return None
         else:
